@@ -1,0 +1,131 @@
+// TimeUpdate, Reset, Copy and ElementwiseInc: element-wise gathers and scatters.
+//
+// Every operand is an array of addresses (see program.h), so slices, fancy
+// indices, broadcasting and merged operators all reduce to the same loops.
+#include <algorithm>
+
+#include "parallel.h"
+#include "program.h"
+
+namespace nc {
+namespace {
+
+// step += 1; time = step * dt
+template <typename T>
+struct TimeUpdate : Instr<T> {
+    int64_t step_addr, time_addr;
+    void run(const Buffers<T>& buf, const StepInfo& info) override {
+        for (int t = 0; t < buf.n_trials; ++t) {
+            int64_t* step = buf.i.at(step_addr, t);
+            *step += 1;
+            *buf.f.at(time_addr, t) = static_cast<T>(static_cast<double>(*step) * info.dt);
+        }
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_time_update(const InstrSpec& spec, const Buffers<T>& buf) {
+    auto op = std::make_unique<TimeUpdate<T>>();
+    op->step_addr = static_cast<int64_t>(spec.scalar("step"));
+    op->time_addr = static_cast<int64_t>(spec.scalar("time"));
+    check_addresses(std::vector<int64_t>{op->step_addr}, buf.i, spec.kind);
+    check_addresses(std::vector<int64_t>{op->time_addr}, buf.f, spec.kind);
+    return op;
+}
+
+// dst[k] = value[k]
+template <typename T>
+struct Reset : Instr<T> {
+    std::vector<int64_t> dst;
+    std::vector<T> value;
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        const int64_t n = static_cast<int64_t>(dst.size());
+        for (int t = 0; t < buf.n_trials; ++t)
+            for (int64_t k = 0; k < n; ++k) *buf.f.at(dst[k], t) = value[k];
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_reset(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"dst", "value"});
+    auto op = std::make_unique<Reset<T>>();
+    op->dst = spec.int_array("dst");
+    op->value = to_scalar_vector<T>(spec.float_array("value"));
+    check_addresses(op->dst, buf.f, spec.kind);
+    return op;
+}
+
+// dst[k] (+)= src[k], in order, so repeated dst addresses accumulate (np.add.at).
+// When src and dst overlap, sources are gathered first, as NumPy does.
+template <typename T>
+struct Copy : Instr<T> {
+    std::vector<int64_t> src, dst;
+    bool inc = false, overlap = false;
+    std::vector<std::vector<T>> scratch;  // per trial, only when overlap
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        const int64_t n = static_cast<int64_t>(dst.size());
+        NC_PARALLEL_FOR(n * buf.n_trials)
+        for (int t = 0; t < buf.n_trials; ++t) {
+            if (overlap) {
+                T* tmp = scratch[t].data();
+                for (int64_t k = 0; k < n; ++k) tmp[k] = *buf.f.at(src[k], t);
+                for (int64_t k = 0; k < n; ++k) {
+                    T* d = buf.f.at(dst[k], t);
+                    *d = inc ? *d + tmp[k] : tmp[k];
+                }
+            } else if (inc) {
+                for (int64_t k = 0; k < n; ++k) *buf.f.at(dst[k], t) += *buf.f.at(src[k], t);
+            } else {
+                for (int64_t k = 0; k < n; ++k) *buf.f.at(dst[k], t) = *buf.f.at(src[k], t);
+            }
+        }
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_copy(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"src", "dst"});
+    auto op = std::make_unique<Copy<T>>();
+    op->src = spec.int_array("src");
+    op->dst = spec.int_array("dst");
+    op->inc = spec.scalar("inc") != 0;
+    op->overlap = spec.scalar("overlap", 0) != 0;
+    check_addresses(op->src, buf.f, spec.kind);
+    check_addresses(op->dst, buf.f, spec.kind);
+    if (op->overlap) op->scratch.assign(buf.n_trials, std::vector<T>(op->dst.size()));
+    return op;
+}
+
+// Y[k] += A[k] * X[k]
+template <typename T>
+struct ElementwiseInc : Instr<T> {
+    std::vector<int64_t> y, a, x;
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        const int64_t n = static_cast<int64_t>(y.size());
+        NC_PARALLEL_FOR(n * buf.n_trials)
+        for (int t = 0; t < buf.n_trials; ++t)
+            for (int64_t k = 0; k < n; ++k)
+                *buf.f.at(y[k], t) += *buf.f.at(a[k], t) * *buf.f.at(x[k], t);
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_elementwise_inc(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"Y", "A", "X"});
+    auto op = std::make_unique<ElementwiseInc<T>>();
+    op->y = spec.int_array("Y");
+    op->a = spec.int_array("A");
+    op->x = spec.int_array("X");
+    check_addresses(op->y, buf.f, spec.kind);
+    check_addresses(op->a, buf.f, spec.kind);
+    check_addresses(op->x, buf.f, spec.kind);
+    return op;
+}
+
+NC_REGISTER_INSTR("time_update", make_time_update);
+NC_REGISTER_INSTR("reset", make_reset);
+NC_REGISTER_INSTR("copy", make_copy);
+NC_REGISTER_INSTR("elementwise_inc", make_elementwise_inc);
+
+}  // namespace
+}  // namespace nc

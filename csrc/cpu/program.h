@@ -1,0 +1,95 @@
+// The native step loop: an ordered list of instructions over flat signal buffers.
+//
+// Memory layout (one float pool of type T, one int64 pool), for n_trials trials:
+//   [ shared (read-only signals, one copy) | trial 0 state | trial 1 state | ... ]
+// An address a < n_shared names a shared element; a >= n_shared names element
+// a - n_shared of each trial's state block.  resolve(a, t) maps it to memory.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace nc {
+
+template <typename E>
+struct Pool {
+    E* data = nullptr;
+    int64_t n_shared = 0;
+    int64_t n_state = 0;
+    int64_t size() const { return n_shared + n_state; }
+    E* at(int64_t a, int trial) const {
+        return data + (a < n_shared ? a : a + trial * n_state);
+    }
+};
+
+template <typename T>
+struct Buffers {
+    Pool<T> f;
+    Pool<int64_t> i;
+    int n_trials = 1;
+};
+
+struct StepInfo {
+    double dt = 0.001;
+    int64_t run_step = 0;  // index of this step within the current run_steps call
+};
+
+// Plain-data description of one instruction, as emitted by the Python planner.
+struct InstrSpec {
+    std::string kind;
+    std::map<std::string, std::vector<int64_t>> ints;
+    std::map<std::string, std::vector<double>> floats;
+    std::map<std::string, double> scalars;
+
+    const std::vector<int64_t>& int_array(const std::string& name) const;
+    const std::vector<double>& float_array(const std::string& name) const;
+    double scalar(const std::string& name) const;
+    double scalar(const std::string& name, double fallback) const;
+};
+
+template <typename T>
+struct Instr {
+    virtual ~Instr() = default;
+    virtual void run(const Buffers<T>& buf, const StepInfo& info) = 0;
+};
+
+template <typename T>
+using InstrFactory = std::unique_ptr<Instr<T>> (*)(const InstrSpec&, const Buffers<T>&);
+
+// Registry of instruction kinds; each kernel family registers its kinds.
+template <typename T>
+std::map<std::string, InstrFactory<T>>& instr_registry();
+
+template <typename T>
+struct RegisterInstr {
+    RegisterInstr(const char* kind, InstrFactory<T> f) { instr_registry<T>()[kind] = f; }
+};
+
+// Registers KIND for float and double with one factory template FACTORY<T>.
+#define NC_REGISTER_INSTR(KIND, FACTORY)                                        \
+    static ::nc::RegisterInstr<float> nc_reg_f_##FACTORY(KIND, &FACTORY<float>); \
+    static ::nc::RegisterInstr<double> nc_reg_d_##FACTORY(KIND, &FACTORY<double>)
+
+// Checks that every address in `addrs` lies inside `pool`; throws otherwise.
+template <typename E>
+void check_addresses(const std::vector<int64_t>& addrs, const Pool<E>& pool,
+                     const std::string& what) {
+    for (int64_t a : addrs) {
+        if (a < 0 || a >= pool.size())
+            throw std::out_of_range(what + ": address " + std::to_string(a) +
+                                    " outside buffer of size " +
+                                    std::to_string(pool.size()));
+    }
+}
+
+template <typename T>
+std::vector<T> to_scalar_vector(const std::vector<double>& v) {
+    return std::vector<T>(v.begin(), v.end());
+}
+
+void check_same_length(const InstrSpec& spec, const std::vector<std::string>& names);
+
+}  // namespace nc

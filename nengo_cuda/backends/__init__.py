@@ -1,0 +1,3 @@
+"""Backends execute a planned program: ``cpu`` (C++ step loop) and ``cuda``."""
+
+from .select import select_backend  # noqa: F401

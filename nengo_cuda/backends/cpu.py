@@ -1,0 +1,55 @@
+"""The CPU backend: the program runs inside the C++ step loop of `_native`."""
+
+import numpy as np
+
+from .. import _native
+
+_PROGRAM_CLASSES = {
+    np.dtype(np.float32): _native.ProgramFloat32,
+    np.dtype(np.float64): _native.ProgramFloat64,
+}
+
+
+class CpuBackend:
+    """Loads a `Program` into a native program over a layout's buffers."""
+
+    name = "cpu"
+
+    def __init__(self, program, layout, dt):
+        self.layout = layout
+        cls = _PROGRAM_CLASSES[layout.dtype]
+        self.native = cls(
+            layout.fbuf,
+            layout.f_shared,
+            layout.f_state,
+            layout.ibuf,
+            layout.i_shared,
+            layout.i_state,
+            layout.n_trials,
+            dt,
+        )
+        for instr in program:
+            if instr.is_callback:
+                self.native.add_callback(instr.callback)
+            else:
+                self.native.add(instr.kind, instr.ints, instr.floats, instr.scalars)
+
+    def set_enabled(self, index, enabled):
+        self.native.set_enabled(index, enabled)
+
+    def run(self, n_steps, feeds, probes):
+        """Runs ``n_steps``; returns the number of steps completed.
+
+        feeds: list of (after_instruction, addresses, data (trials, n_steps, n))
+        probes: list of (addresses, mask (n_steps,) uint8, out (trials, samples, n))
+        On an exception, the steps completed before it are kept in ``steps_done``.
+        """
+        self.native.run(n_steps, feeds, probes)
+        return self.native.steps_done
+
+    @property
+    def steps_done(self):
+        return self.native.steps_done
+
+    def close(self):
+        self.native = None

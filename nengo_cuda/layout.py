@@ -1,0 +1,198 @@
+"""Signal layout: every Nengo signal gets an address in a few flat buffers.
+
+Two pools hold the signals' values:
+
+- the *float pool*, in the simulator's dtype (float32 or float64);
+- the *int pool* (int64), for integer signals such as the step counter.
+
+Each pool is laid out as ``[shared | trial 0 state | trial 1 state | ...]``.
+A base signal that no operator writes (encoders, decoders, constants) is
+*shared*: one copy serves every trial of a minibatch.  Every other base signal
+is *state* and gets one copy per trial.  An address ``a`` names element ``a``
+of the shared block when ``a < n_shared``, else element ``a - n_shared`` of
+each trial's state block (see ``csrc/cpu/program.h``).
+
+Views (sliced signals) get no memory of their own: their addresses are computed
+from their base's address, offset and strides, exactly as Nengo's
+``SignalDict`` builds NumPy views.  Signals that fit neither pool (sparse
+matrices, other dtypes) stay Python objects, reachable only by callbacks.
+"""
+
+import numpy as np
+from nengo.builder.signal import Signal, SignalDict
+from nengo.exceptions import SignalError
+
+FLOAT, INT, OTHER = "float", "int", "other"
+
+
+def _pool_kind(base):
+    if base.sparse:
+        return OTHER
+    kind = np.dtype(base.dtype).kind
+    if kind == "f":
+        return FLOAT
+    if kind in "iub":
+        return INT
+    return OTHER
+
+
+class SignalLayout:
+    """Assigns each base signal to a pool, a region (shared/state) and an offset.
+
+    Parameters
+    ----------
+    signals : iterable of Signal
+        All signals used by the model's operators and probes.
+    written : set of Signal
+        Base signals that some operator (or run-time input) writes.
+    dtype : np.dtype
+        The float pool's dtype.
+    n_trials : int
+        Number of independent trials (the minibatch size).
+    """
+
+    def __init__(self, signals, written, dtype, n_trials):
+        self.dtype = np.dtype(dtype)
+        self.n_trials = n_trials
+        bases = {}
+        for sig in signals:
+            bases.setdefault(sig.base, None)
+        self.bases = list(bases)
+
+        # base -> (pool kind, is_shared, offset within its region)
+        self.placement = {}
+        sizes = {(FLOAT, True): 0, (FLOAT, False): 0, (INT, True): 0, (INT, False): 0}
+        for base in self.bases:
+            pool = _pool_kind(base)
+            if pool == OTHER:
+                self.placement[base] = (OTHER, True, None)
+                continue
+            shared = base not in written
+            self.placement[base] = (pool, shared, sizes[pool, shared])
+            sizes[pool, shared] += base.size
+        self.f_shared = sizes[FLOAT, True]
+        self.f_state = sizes[FLOAT, False]
+        self.i_shared = sizes[INT, True]
+        self.i_state = sizes[INT, False]
+
+        self.fbuf = np.zeros(self.f_shared + n_trials * self.f_state, dtype=self.dtype)
+        self.ibuf = np.zeros(self.i_shared + n_trials * self.i_state, dtype=np.int64)
+        self._other = {}  # base -> per-trial objects for OTHER signals
+        self.signal_dicts = [self._make_signal_dict(t) for t in range(n_trials)]
+        self.reset()
+
+    # -- addresses ---------------------------------------------------------
+    def pool_of(self, sig):
+        return self.placement[sig.base][0]
+
+    def is_shared(self, sig):
+        return self.placement[sig.base][1]
+
+    def base_address(self, base):
+        """Address of the first element of a base signal in its pool."""
+        pool, shared, offset = self.placement[base]
+        if pool == OTHER:
+            raise SignalError(f"{base} has no address (sparse or non-numeric signal)")
+        n_shared = self.f_shared if pool == FLOAT else self.i_shared
+        return offset if shared else n_shared + offset
+
+    def address(self, sig):
+        """Address of a signal's first element (its element at index 0...0)."""
+        return self.base_address(sig.base) + (sig.elemoffset if sig.is_view else 0)
+
+    def strides(self, sig):
+        """A signal's strides in elements."""
+        if sig.is_view:
+            return tuple(sig.elemstrides)
+        return tuple(s // sig.itemsize for s in sig.initial_value.strides)
+
+    def addresses(self, sig):
+        """Addresses of every element of ``sig``, as an int64 array of ``sig.shape``."""
+        addr = np.asarray(self.address(sig), dtype=np.int64)
+        for n, s in zip(sig.shape, self.strides(sig)):
+            addr = addr[..., None] + np.arange(n, dtype=np.int64) * s
+        return addr
+
+    # -- memory ------------------------------------------------------------
+    def _region(self, pool, shared, trial):
+        if pool == FLOAT:
+            buf, n_shared, n_state = self.fbuf, self.f_shared, self.f_state
+        else:
+            buf, n_shared, n_state = self.ibuf, self.i_shared, self.i_state
+        if shared:
+            return buf[:n_shared]
+        start = n_shared + trial * n_state
+        return buf[start : start + n_state]
+
+    def base_array(self, base, trial):
+        """The NumPy array holding ``base`` for ``trial`` (a view into a pool)."""
+        pool, shared, offset = self.placement[base]
+        if pool == OTHER:
+            return self._other[base][0 if shared else trial]
+        region = self._region(pool, shared, trial)
+        return region[offset : offset + base.size].reshape(base.shape)
+
+    def _make_signal_dict(self, trial):
+        signals = LayoutSignalDict(self, trial)
+        for base in self.bases:
+            if self.placement[base][0] == OTHER:
+                self._other.setdefault(base, [_copy_initial(base)])
+            dict.__setitem__(signals, base, self.base_array(base, trial))
+        return signals
+
+    def reset(self):
+        """Writes every signal's initial value into the buffers."""
+        for base in self.bases:
+            pool, shared, _ = self.placement[base]
+            if pool == OTHER:
+                self._other[base] = [_copy_initial(base)]
+                for signals in self.signal_dicts:
+                    dict.__setitem__(signals, base, self._other[base][0])
+                continue
+            for trial in range(1 if shared else self.n_trials):
+                self.base_array(base, trial)[...] = base.initial_value
+
+
+def _copy_initial(base):
+    value = base.initial_value
+    if hasattr(value, "allocate"):  # nengo.transforms.SparseMatrix
+        return value.allocate()
+    return value.copy()
+
+
+class LayoutSignalDict(SignalDict):
+    """A `nengo.builder.signal.SignalDict` whose arrays live in a layout's pools.
+
+    Nengo's operators' ``make_step`` functions run unchanged on it, reading and
+    writing our buffers in place; views are built in the pool's dtype.
+    """
+
+    def __init__(self, layout, trial):
+        super().__init__()
+        self.layout = layout
+        self.trial = trial
+
+    def __getitem__(self, key):
+        try:
+            return dict.__getitem__(self, key)
+        except KeyError:
+            if not (isinstance(key, Signal) and key.is_view):
+                raise
+        base = dict.__getitem__(self, key.base)
+        itemsize = base.itemsize
+        view = np.ndarray(
+            buffer=base,
+            dtype=base.dtype,
+            shape=key.shape,
+            offset=key.elemoffset * itemsize,
+            strides=tuple(s * itemsize for s in key.elemstrides),
+        )
+        dict.__setitem__(self, key, view)
+        return view
+
+    def init(self, signal):
+        raise SignalError("signals are laid out by nengo_cuda; they cannot be added")
+
+    def reset(self, signal):
+        if not signal.readonly:
+            self[signal] = signal.initial_value

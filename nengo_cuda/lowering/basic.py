@@ -1,0 +1,140 @@
+"""TimeUpdate, Reset, Copy and ElementwiseInc lower to element-wise kernels.
+
+Each operand becomes an array of addresses computed with NumPy indexing on
+address arrays, so slices, fancy indices, negative indices, boolean masks and
+broadcasting behave exactly as Nengo's ``make_step`` would apply them.
+"""
+
+import numpy as np
+from nengo.builder.operator import Copy, ElementwiseInc, Reset, TimeUpdate
+
+from ..layout import FLOAT, INT
+from ..program import Instruction
+from .common import all_float
+from .registry import register
+
+
+@register(TimeUpdate)
+class TimeUpdateLowering:
+    @staticmethod
+    def key(op, layout):
+        ok = layout.pool_of(op.step) == INT and layout.pool_of(op.time) == FLOAT
+        return ("time_update",) if ok and op.step.size == 1 and op.time.size == 1 else None
+
+    @staticmethod
+    def lower(ops, layout):
+        return [
+            Instruction(
+                "time_update",
+                [op],
+                scalars={"step": layout.address(op.step), "time": layout.address(op.time)},
+            )
+            for op in ops
+        ]
+
+
+@register(Reset)
+class ResetLowering:
+    @staticmethod
+    def key(op, layout):
+        if not all_float(layout, [op.dst]):
+            return None
+        try:
+            np.broadcast_to(np.asarray(op.value, dtype=np.float64), op.dst.shape)
+        except (ValueError, TypeError):
+            return None
+        return ("reset",)
+
+    @staticmethod
+    def lower(ops, layout):
+        dst = [layout.addresses(op.dst).ravel() for op in ops]
+        value = [
+            np.broadcast_to(np.asarray(op.value, dtype=np.float64), op.dst.shape).ravel()
+            for op in ops
+        ]
+        return [
+            Instruction(
+                "reset", ops, ints={"dst": np.concatenate(dst)}, floats={"value": np.concatenate(value)}
+            )
+        ]
+
+
+def _copy_addresses(op, layout):
+    """(src, dst) address arrays for a Copy, or None when Nengo would refuse it."""
+    src = layout.addresses(op.src)
+    dst = layout.addresses(op.dst)
+    try:
+        if op.src_slice is not None:
+            src = src[op.src_slice]
+        if op.dst_slice is not None:
+            dst = dst[op.dst_slice]
+        src = np.broadcast_to(src, dst.shape)
+    except (IndexError, ValueError, TypeError):
+        return None
+    dst = dst.ravel()
+    if not op.inc and len(np.unique(dst)) < len(dst):
+        return None  # Nengo raises a BuildError for this; let its make_step say so
+    return src.ravel(), dst
+
+
+@register(Copy)
+class CopyLowering:
+    @staticmethod
+    def key(op, layout):
+        if not all_float(layout, [op.src, op.dst]) or _copy_addresses(op, layout) is None:
+            return None
+        return ("copy", bool(op.inc))
+
+    @staticmethod
+    def lower(ops, layout):
+        pairs = [_copy_addresses(op, layout) for op in ops]
+        src = np.concatenate([p[0] for p in pairs])
+        dst = np.concatenate([p[1] for p in pairs])
+        overlap = bool(np.intersect1d(src, dst).size)
+        return [
+            Instruction(
+                "copy",
+                ops,
+                ints={"src": src, "dst": dst},
+                scalars={"inc": ops[0].inc, "overlap": overlap},
+            )
+        ]
+
+
+def _elementwise_addresses(op, layout):
+    """(Y, A, X) address arrays broadcast to Y's shape, or None."""
+    try:
+        shape = np.broadcast_shapes(op.A.shape, op.X.shape)
+        np.broadcast_shapes(shape, op.Y.shape)
+        y = layout.addresses(op.Y)
+        a = np.broadcast_to(layout.addresses(op.A), op.Y.shape)
+        x = np.broadcast_to(layout.addresses(op.X), op.Y.shape)
+    except ValueError:
+        return None
+    if np.broadcast_shapes(shape, op.Y.shape) != op.Y.shape:
+        return None
+    return y.ravel(), a.ravel(), x.ravel()
+
+
+@register(ElementwiseInc)
+class ElementwiseIncLowering:
+    @staticmethod
+    def key(op, layout):
+        if not all_float(layout, [op.A, op.X, op.Y]):
+            return None
+        return ("elementwise_inc",) if _elementwise_addresses(op, layout) else None
+
+    @staticmethod
+    def lower(ops, layout):
+        parts = [_elementwise_addresses(op, layout) for op in ops]
+        return [
+            Instruction(
+                "elementwise_inc",
+                ops,
+                ints={
+                    "Y": np.concatenate([p[0] for p in parts]),
+                    "A": np.concatenate([p[1] for p in parts]),
+                    "X": np.concatenate([p[2] for p in parts]),
+                },
+            )
+        ]

@@ -1,0 +1,123 @@
+"""DotInc, BsrDotInc and SparseDotInc lower to batched ragged mat-vec kernels.
+
+All dense products of one stage become the blocks of one ``dot_inc``
+instruction (split only where two blocks increment the same output, so that
+blocks can run in parallel).  A block is a strided view
+``Y[r] += sum_c A[r, c] X[c]``.
+"""
+
+import numpy as np
+import scipy.sparse
+from nengo.builder.operator import BsrDotInc, DotInc, SparseDotInc
+
+from ..program import Instruction
+from .common import all_float, color_disjoint
+from .registry import register
+
+_FIELDS = ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s")
+
+
+def _vec(layout, sig, start=0, n=None):
+    """(address, stride) of a 1-D signal, from element ``start``."""
+    (stride,) = layout.strides(sig)
+    return layout.address(sig) + start * stride, stride
+
+
+def _dense_blocks(op, layout):
+    """Blocks (dicts of _FIELDS) for a DotInc, or None when not a mat-vec."""
+    A, X, Y = op.A, op.X, op.Y
+    if X.ndim != 1 or Y.ndim != 1:
+        return None
+    if A.ndim == 2 and A.shape == (Y.shape[0], X.shape[0]):
+        a_rs, a_cs = layout.strides(A)
+    elif A.ndim == 1 and A.shape == X.shape and Y.shape == (1,):
+        a_rs, a_cs = 0, layout.strides(A)[0]
+    else:
+        return None
+    x, x_s = _vec(layout, X)
+    y, y_s = _vec(layout, Y)
+    rows = Y.shape[0]
+    return [dict(rows=rows, cols=X.shape[0], A=layout.address(A), A_rs=a_rs, A_cs=a_cs,
+                 X=x, X_s=x_s, Y=y, Y_s=y_s)]
+
+
+def _bsr_blocks(op, layout):
+    """Blocks for a BsrDotInc: A is (k, r, c); block j of block-row i is A[j]."""
+    A, X, Y = op.A, op.X, op.Y
+    if A.ndim != 3 or X.ndim != 1 or Y.ndim != 1:
+        return None
+    _, r, c = A.shape
+    s0, a_rs, a_cs = layout.strides(A)
+    blocks = []
+    for i in range(len(op.indptr) - 1):
+        for j in range(op.indptr[i], op.indptr[i + 1]):
+            x, x_s = _vec(layout, X, op.indices[j] * c)
+            y, y_s = _vec(layout, Y, i * r)
+            blocks.append(dict(rows=r, cols=c, A=layout.address(A) + j * s0, A_rs=a_rs,
+                               A_cs=a_cs, X=x, X_s=x_s, Y=y, Y_s=y_s))
+    return blocks
+
+
+def _blocks(op, layout):
+    if isinstance(op, BsrDotInc):
+        return _bsr_blocks(op, layout)
+    return _dense_blocks(op, layout)
+
+
+def _block_outputs(block):
+    return block["Y"] + np.arange(block["rows"]) * block["Y_s"]
+
+
+@register(DotInc, BsrDotInc)
+class DotIncLowering:
+    @staticmethod
+    def key(op, layout):
+        if not all_float(layout, [op.A, op.X, op.Y]) or not _blocks(op, layout):
+            return None
+        return ("dot_inc",)
+
+    @staticmethod
+    def lower(ops, layout):
+        tagged = [(op, b) for op in ops for b in _blocks(op, layout)]
+        instrs = []
+        for group in color_disjoint(tagged, lambda ob: _block_outputs(ob[1])):
+            ints = {f: [b[f] for _, b in group] for f in _FIELDS}
+            group_ops = list({id(op): op for op, _ in group}.values())
+            instrs.append(Instruction("dot_inc", group_ops, ints=ints))
+        return instrs
+
+
+def _csr(sig):
+    value = sig.initial_value
+    if hasattr(value, "allocate"):  # nengo.transforms.SparseMatrix
+        value = value.allocate()
+    return scipy.sparse.csr_matrix(value)
+
+
+@register(SparseDotInc)
+class SparseDotIncLowering:
+    @staticmethod
+    def key(op, layout):
+        if not (op.A.readonly and op.X.ndim == 1 and op.Y.ndim == 1):
+            return None
+        if not all_float(layout, [op.X, op.Y]) or op.A.shape != (op.Y.size, op.X.size):
+            return None
+        return ("sparse_dot_inc",)
+
+    @staticmethod
+    def lower(ops, layout):
+        instrs = []
+        for op in ops:
+            A = _csr(op.A)
+            x, x_s = _vec(layout, op.X)
+            y, y_s = _vec(layout, op.Y)
+            instrs.append(
+                Instruction(
+                    "sparse_dot_inc",
+                    [op],
+                    ints={"indptr": A.indptr, "indices": A.indices},
+                    floats={"data": A.data},
+                    scalars={"X": x, "X_s": x_s, "Y": y, "Y_s": y_s, "cols": A.shape[1]},
+                )
+            )
+        return instrs

@@ -1,0 +1,63 @@
+"""SimNeurons lower to one kernel per neuron type over all merged populations.
+
+Parameters are expanded to one value per neuron, so populations with different
+parameters share one instruction.  Only exact neuron types with a kernel are
+lowered; subclasses (which may override ``step``) run through callbacks.
+"""
+
+import numpy as np
+import nengo
+from nengo.builder.neurons import SimNeurons
+
+from ..program import Instruction
+from .common import all_float, per_element
+from .registry import register
+
+# neuron type -> (kernel kind, state variable names, parameter names)
+NEURON_KERNELS = {
+    nengo.LIFRate: ("neurons_lif_rate", (), ("tau_rc", "tau_ref", "amplitude")),
+    nengo.LIF: (
+        "neurons_lif",
+        ("voltage", "refractory_time"),
+        ("tau_rc", "tau_ref", "min_voltage", "amplitude"),
+    ),
+}
+
+
+@register(SimNeurons)
+class SimNeuronsLowering:
+    @staticmethod
+    def key(op, layout):
+        spec = NEURON_KERNELS.get(type(op.neurons))
+        if spec is None or op.state_extra:
+            return None
+        _, state_names, _ = spec
+        if set(op.state) != set(state_names):
+            return None
+        sigs = [op.J, op.output] + [op.state[name] for name in state_names]
+        if not all_float(layout, sigs) or any(s.size != op.J.size for s in sigs):
+            return None
+        return ("neurons", type(op.neurons))
+
+    @staticmethod
+    def lower(ops, layout):
+        kind, state_names, param_names = NEURON_KERNELS[type(ops[0].neurons)]
+        ints = {"J": [], "out": []}
+        ints.update({name: [] for name in state_names})
+        floats = {name: [] for name in param_names}
+        for op in ops:
+            n = op.J.size
+            ints["J"].append(layout.addresses(op.J).ravel())
+            ints["out"].append(layout.addresses(op.output).ravel())
+            for name in state_names:
+                ints[name].append(layout.addresses(op.state[name]).ravel())
+            for name in param_names:
+                floats[name].append(per_element(getattr(op.neurons, name), n))
+        return [
+            Instruction(
+                kind,
+                ops,
+                ints={k: np.concatenate(v) for k, v in ints.items()},
+                floats={k: np.concatenate(v) for k, v in floats.items()},
+            )
+        ]

@@ -1,0 +1,69 @@
+"""Probe recordings and the ``sim.data`` mapping.
+
+The native loop writes probed values into preallocated arrays, one chunk per
+``run_steps`` chunk; `SimulationData` joins the chunks on access.
+"""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+class ProbeRecording:
+    """Chunks of one probe's samples, each of shape ``(trials, samples, size)``."""
+
+    def __init__(self, shape, n_trials):
+        self.shape = tuple(shape)
+        self.n_trials = n_trials
+        self.chunks = []
+        self.n_samples = 0
+
+    def append(self, chunk):
+        self.chunks.append(chunk)
+        self.n_samples += chunk.shape[1]
+
+    def array(self, minibatched):
+        """All samples: ``(trials, n, *shape)`` if minibatched else ``(n, *shape)``."""
+        if self.chunks:
+            data = np.concatenate(self.chunks, axis=1) if len(self.chunks) > 1 else self.chunks[0]
+            self.chunks = [data]  # join once
+        else:
+            data = np.zeros((self.n_trials, 0, int(np.prod(self.shape))))
+        data = data.reshape((self.n_trials, data.shape[1]) + self.shape)
+        return data if minibatched else data[0]
+
+
+class SimulationData(Mapping):
+    """``sim.data``: probe data, and build artefacts (``sim.data[ens].encoders``)."""
+
+    def __init__(self, raw, recordings, minibatched):
+        self.raw = raw
+        self.recordings = recordings
+        self.minibatched = minibatched
+        self._cache = {}
+
+    def __getitem__(self, key):
+        rec = self.recordings.get(key)
+        if rec is None:
+            return self.raw[key]
+        cached = self._cache.get(key)
+        if cached is None or cached[0] != rec.n_samples:
+            value = rec.array(self.minibatched)
+            value.setflags(write=False)
+            cached = self._cache[key] = (rec.n_samples, value)
+        return cached[1]
+
+    def __contains__(self, key):
+        return key in self.recordings or key in self.raw
+
+    def __iter__(self):
+        return iter(self.raw)
+
+    def __len__(self):
+        return len(self.raw)
+
+    def __repr__(self):
+        return f"SimulationData({list(self.raw)!r})"
+
+    def reset(self):
+        self._cache.clear()

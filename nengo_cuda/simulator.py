@@ -1,0 +1,414 @@
+"""`nengo_cuda.Simulator`: a drop-in replacement for `nengo.Simulator`.
+
+Data flow: Nengo's builder builds the model -> `nengo_cuda.planner` orders and
+merges its operators -> `nengo_cuda.layout` places signals in flat buffers ->
+a backend (`nengo_cuda.backends`) runs the program n steps at a time.
+
+Beyond `nengo.Simulator`, it offers NengoDL's ``minibatch_size`` (independent
+trials run together) and ``data=`` (run-time values for input Nodes).
+"""
+
+import logging
+import warnings
+
+import numpy as np
+import nengo
+import nengo.utils.numpy as npext
+from nengo.builder import Model
+from nengo.builder.processes import SimProcess
+from nengo.cache import get_default_decoder_cache
+from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
+from nengo.utils.progress import Progress, ProgressTracker
+
+from .backends import select_backend
+from .layout import SignalLayout
+from .planner import order_operators, plan, written_bases
+from .probes import ProbeRecording, SimulationData
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+# Probe samples kept in one native run (bounds memory in long runs).
+_CHUNK_ELEMENTS = 8 * 1024 * 1024
+
+
+def _check_dtype(dtype):
+    if dtype is None:
+        return np.dtype(np.float32)
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in DTYPES:
+        raise ValidationError(
+            f"Unsupported dtype {dtype!r}; expected 'float32' or 'float64'", attr="dtype"
+        )
+    return np.dtype(DTYPES[name])
+
+
+def _check_minibatch_size(minibatch_size):
+    if minibatch_size is None:
+        return None
+    if isinstance(minibatch_size, bool) or not isinstance(minibatch_size, (int, np.integer)):
+        raise ValidationError(
+            f"minibatch_size must be a positive integer or None (got {minibatch_size!r})",
+            attr="minibatch_size",
+        )
+    if minibatch_size < 1:
+        raise ValidationError(
+            f"minibatch_size must be >= 1 (got {minibatch_size})", attr="minibatch_size"
+        )
+    return int(minibatch_size)
+
+
+def trial_rng(seed, trial):
+    """The random generator of one trial: trial 0 uses ``seed`` itself, like Nengo."""
+    if trial == 0:
+        return np.random.RandomState(seed)
+    state = np.random.SeedSequence([seed, trial]).generate_state(1)[0]
+    return np.random.RandomState(state)
+
+
+class Simulator:
+    """Simulates a Nengo network with native kernels.
+
+    Parameters
+    ----------
+    network : Network or None
+        The network to build and simulate (None: ``model`` must be given).
+    dt : float
+        Time step, in seconds.
+    seed : int, optional
+        Seed for stochastic operators (default: ``network.seed + 1``, as Nengo).
+    model : Model, optional
+        A pre-built `nengo.builder.Model`.
+    progress_bar : bool or ProgressBar
+        As in `nengo.Simulator`.
+    optimize : bool
+        Run Nengo's operator optimizer (as `nengo.Simulator`), and merge
+        operators into groups.  ``False`` runs every operator on its own.
+    minibatch_size : int, optional
+        Number of independent trials simulated together.  When given, probe data
+        has shape ``(minibatch_size, n_steps, size)``.
+    device : {None, "cpu", "cuda"}
+        Where to run.  None picks the CPU.
+    dtype : {"float32", "float64"}, optional
+        Precision of the signals (default float32, as NengoDL).  ``float64``
+        reproduces `nengo.Simulator` to rounding.
+    """
+
+    def __init__(
+        self,
+        network,
+        dt=0.001,
+        seed=None,
+        model=None,
+        progress_bar=True,
+        optimize=True,
+        minibatch_size=None,
+        device=None,
+        dtype=None,
+    ):
+        self.closed = True  # until construction succeeds
+        self.progress_bar = progress_bar
+        self.optimize = optimize
+        self.dtype = _check_dtype(dtype)
+        self.minibatch_size = _check_minibatch_size(minibatch_size)
+        self.n_trials = self.minibatch_size or 1
+        backend_cls = select_backend(device)
+        if model is None:
+            if not (np.isscalar(dt) and dt > 0):
+                raise ValidationError(f"dt must be a positive number (got {dt!r})", attr="dt")
+            model = Model(
+                dt=float(dt),
+                label=f"{network}, dt={dt:f}",
+                decoder_cache=get_default_decoder_cache(),
+            )
+        self.model = model
+
+        with ProgressTracker(progress_bar, Progress("Building", "Build")) as pt:
+            if network is not None:
+                self.model.build(network, progress=pt.next_stage("Building", "Build"))
+            with pt.next_stage("Building (running optimizer)", "Optimization"):
+                self.dg, self._step_order = order_operators(self.model, optimize)
+
+        self._input_nodes = self._find_input_nodes()
+        ops = self._step_order
+        written = written_bases(ops) | {sig.base for sig in self._input_nodes.values()}
+        signals = [s for op in ops for s in op.all_signals]
+        signals += [self.model.sig[p]["in"] for p in self.model.probes]
+        signals += list(self._input_nodes.values())
+        self.layout = SignalLayout(signals, written, self.dtype, self.n_trials)
+        producers = self._input_producers()
+        self._plan = plan(
+            ops, self.dg, self.layout, merge=optimize, isolate=set(producers.values())
+        )
+        self._feed_positions = {
+            node: (self._plan.program.index_of(op) if op is not None else -1)
+            for node, op in producers.items()
+        }
+        self.backend = backend_cls(self._plan.program, self.layout, self.dt)
+
+        self._recordings = {
+            p: ProbeRecording(self.model.sig[p]["in"].shape, self.n_trials)
+            for p in self.model.probes
+        }
+        self.data = SimulationData(self.model.params, self._recordings, self.minibatch_size)
+
+        if seed is None:
+            if network is not None and network.seed is not None:
+                seed = network.seed + 1
+            else:
+                seed = np.random.randint(npext.maxint)
+        self.closed = False
+        self.reset(seed=seed)
+
+    # -- construction helpers ---------------------------------------------------
+    def _find_input_nodes(self):
+        """Input Nodes (size_in == 0) -> their output signal; `data` can replace them."""
+        return {
+            obj: self.model.sig[obj]["out"]
+            for obj in self.model.sig
+            if isinstance(obj, nengo.Node)
+            and obj.size_in == 0
+            and self.model.sig[obj].get("out") is not None
+        }
+
+    def _input_producers(self):
+        """Input Node -> the operator that writes its output (None for constants)."""
+        producers = {}
+        for node, sig in self._input_nodes.items():
+            producers[node] = next(
+                (
+                    op
+                    for op in self._step_order
+                    if any(s.base is sig.base and s.may_share_memory(sig) for s in op.sets + op.incs + op.updates)
+                ),
+                None,
+            )
+        return producers
+
+    # -- Nengo's read-only properties ---------------------------------------------
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            warnings.warn(
+                f"Simulator with model={self.model} was deallocated while open. Please "
+                "close simulators manually to ensure resources are properly freed.",
+                ResourceWarning,
+            )
+
+    def __enter__(self):
+        if self.closed:
+            raise SimulatorClosed("Cannot re-open after simulator is closed")
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+
+    @property
+    def dt(self):
+        """(float) The time step of the simulator."""
+        return self.model.dt
+
+    @dt.setter
+    def dt(self, dummy):
+        raise ReadonlyError(attr="dt", obj=self)
+
+    @property
+    def n_steps(self):
+        """(int) The current time step of the simulator."""
+        return self._n_steps
+
+    @property
+    def time(self):
+        """(float) The current time of the simulator."""
+        return self._time
+
+    @property
+    def step_order(self):
+        """(list) The operators, in the order Nengo would run them."""
+        return self._step_order
+
+    @property
+    def program(self):
+        """The planned `nengo_cuda.program.Program`."""
+        return self._plan.program
+
+    @property
+    def signals(self):
+        """Signal -> array (trial 0's values; live views into the native buffers)."""
+        return None if self.closed else self.layout.signal_dicts[0]
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self):
+        """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
+        if not self.closed:
+            self.backend.close()
+        self.closed = True
+
+    def clear_probes(self):
+        """Clears all probe histories."""
+        for rec in self._recordings.values():
+            rec.chunks, rec.n_samples = [], 0
+        self.data.reset()
+
+    def reset(self, seed=None):
+        """Resets signals, step functions and probes; ``seed`` reseeds the processes."""
+        if self.closed:
+            raise SimulatorClosed("Cannot reset closed Simulator.")
+        if seed is not None:
+            self.seed = seed
+        self.layout.reset()
+        self._make_steps()
+        self.clear_probes()
+        self._n_steps = 0
+        self._time = 0.0
+
+    def _make_steps(self):
+        """Makes the callbacks' step functions, drawing seeds in Nengo's order."""
+        owner = {id(op): group for group in self._plan.fallbacks for op in group.ops}
+        native_processes = {id(op) for op in self._plan.native_processes}
+        steps = {}
+        self.process_rngs = {}
+        for trial in range(self.n_trials):
+            rng = trial_rng(self.seed, trial)
+            signals = self.layout.signal_dicts[trial]
+            for op in self._step_order:
+                if id(op) in owner:
+                    steps[id(op), trial] = op.make_step(signals, self.dt, rng)
+                elif id(op) in native_processes:
+                    # Keep the seed sequence identical to Nengo's.
+                    self.process_rngs[op, trial] = op.process.get_rng(rng)
+        for group in self._plan.fallbacks:
+            group.steps = [
+                [steps[id(op), t] for op in group.ops] for t in range(self.n_trials)
+            ]
+
+    # -- running -----------------------------------------------------------------
+    def run(self, time_in_seconds, progress_bar=None, data=None):
+        """Simulates for ``time_in_seconds`` (rounded to whole steps).
+
+        ``data`` maps input Nodes to arrays of shape ``(trials, n_steps, size_out)``
+        that replace the Nodes' output.
+        """
+        if time_in_seconds < 0:
+            raise ValidationError(
+                f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
+            )
+        steps = int(np.round(float(time_in_seconds) / self.dt))
+        if steps == 0:
+            warnings.warn(
+                f"{time_in_seconds} results in running for 0 timesteps. Simulator "
+                f"still at time {self.time}."
+            )
+        else:
+            self.run_steps(steps, progress_bar=progress_bar, data=data)
+
+    def run_steps(self, steps, progress_bar=None, data=None):
+        """Simulates for ``steps`` time steps (see `run` for ``data``)."""
+        if self.closed:
+            raise SimulatorClosed("Simulator cannot run because it is closed.")
+        steps = int(steps)
+        if steps < 0:
+            raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
+        feeds = self._check_data(data, steps)
+        if progress_bar is None:
+            progress_bar = self.progress_bar
+        chunk = self._chunk_steps()
+        with ProgressTracker(progress_bar, Progress("Simulating", "Simulation", steps)) as pt:
+            done = 0
+            while done < steps:
+                n = min(chunk, steps - done)
+                self._run_chunk(n, {node: d[:, done : done + n] for node, d in feeds.items()})
+                done += n
+                pt.total_progress.step(n)
+
+    def step(self):
+        """Advances the simulator by one step."""
+        self.run_steps(1, progress_bar=False)
+
+    def _chunk_steps(self):
+        per_step = sum(
+            self.n_trials * max(1, int(np.prod(rec.shape))) for rec in self._recordings.values()
+        )
+        return max(1, _CHUNK_ELEMENTS // max(1, per_step))
+
+    def _check_data(self, data, steps):
+        """Validates ``data`` and returns node -> array in the simulator's dtype."""
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValidationError("data must be a dict mapping input Nodes to arrays", attr="data")
+        feeds = {}
+        for node, values in data.items():
+            if node not in self._input_nodes:
+                what = (
+                    "is not an input Node (size_in must be 0)"
+                    if isinstance(node, nengo.Node)
+                    else "is not a Node of this network"
+                )
+                raise ValidationError(f"data key {node!r} {what}", attr="data")
+            expected = (self.n_trials, steps, node.size_out)
+            values = np.asarray(values)
+            if values.shape != expected:
+                raise ValidationError(
+                    f"data for {node!r} has shape {values.shape}; expected {expected} "
+                    "(minibatch_size, n_steps, node.size_out)",
+                    attr="data",
+                )
+            if not np.issubdtype(values.dtype, np.number):
+                raise ValidationError(
+                    f"data for {node!r} must be numeric (got dtype {values.dtype})",
+                    attr="data",
+                )
+            feeds[node] = values
+        return feeds
+
+    def _run_chunk(self, n, feeds):
+        start = self._n_steps
+        steps = np.arange(start + 1, start + n + 1)
+        probes = []
+        for probe, rec in self._recordings.items():
+            period = 1 if probe.sample_every is None else probe.sample_every / self.dt
+            mask = np.ascontiguousarray(steps % period < 1, dtype=np.uint8)
+            out = np.empty((self.n_trials, int(mask.sum()), int(np.prod(rec.shape))), self.dtype)
+            addrs = self.layout.addresses(self.model.sig[probe]["in"]).ravel()
+            probes.append((addrs, mask, out, rec))
+
+        native_feeds, disabled = [], []
+        for node, values in feeds.items():
+            sig = self._input_nodes[node]
+            after = self._feed_positions[node]
+            if after >= 0 and len(self.program.instructions[after].ops) == 1:
+                disabled.append(after)
+                after -= 1  # the producer is switched off; feed in its place
+            native_feeds.append(
+                (after, self.layout.addresses(sig).ravel(), np.ascontiguousarray(values, self.dtype))
+            )
+        for index in disabled:
+            self.backend.set_enabled(index, False)
+        try:
+            with np.errstate(invalid="raise", divide="ignore"):
+                self.backend.run(n, native_feeds, [p[:3] for p in probes])
+        finally:
+            for index in disabled:
+                self.backend.set_enabled(index, True)
+            done = self.backend.steps_done
+            for addrs, mask, out, rec in probes:
+                rec.append(out[:, : int(mask[:done].sum())])
+            self._n_steps = start + done
+            self._time = self._n_steps * self.dt
+            self.data.reset()
+
+    def trange(self, dt=None, sample_every=None):
+        """Times of probed samples (every step, or every ``sample_every``)."""
+        if dt is not None:
+            if sample_every is not None:
+                raise ValidationError(
+                    "Cannot specify both `dt` and `sample_every`. Use `sample_every` only.",
+                    attr="dt",
+                    obj=self,
+                )
+            warnings.warn("`dt` is deprecated. Use `sample_every` instead.", DeprecationWarning)
+            sample_every = dt
+        period = 1 if sample_every is None else sample_every / self.dt
+        steps = np.arange(1, self.n_steps + 1)
+        return self.dt * steps[steps % period < 1]

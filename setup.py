@@ -1,0 +1,71 @@
+"""Build nengo_cuda: the native module is compiled from csrc/ by CMake."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = pathlib.Path(__file__).parent.resolve()
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name):
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    """Configure and build CMakeLists.txt, placing _native next to the package."""
+
+    def build_extension(self, ext):
+        out_dir = pathlib.Path(self.get_ext_fullpath(ext.name)).parent.resolve()
+        build_dir = pathlib.Path(self.build_temp).resolve() / ext.name
+        build_dir.mkdir(parents=True, exist_ok=True)
+        cfg = os.environ.get("NC_BUILD_TYPE", "Release")
+        args = [
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-DCMAKE_BUILD_TYPE={cfg}",
+            f"-DNC_SANITIZE={'ON' if os.environ.get('NC_SANITIZE') else 'OFF'}",
+            f"-DNC_ENABLE_CUDA={'OFF' if os.environ.get('NC_NO_CUDA') else 'ON'}",
+        ]
+        try:
+            import ninja  # noqa: F401
+
+            args.append("-GNinja")
+        except ImportError:
+            pass
+        subprocess.run(["cmake", str(ROOT), *args], cwd=build_dir, check=True)
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        subprocess.run(
+            ["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True
+        )
+
+
+setup(
+    name="nengo_cuda",
+    version="0.1.0.dev0",
+    description="Fast simulator for Nengo models: native CPU and fused CUDA kernels",
+    long_description=(ROOT / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["nengo_cuda", "nengo_cuda.*"]),
+    ext_modules=[CMakeExtension("nengo_cuda._native")],
+    cmdclass={"build_ext": CMakeBuild},
+    install_requires=["nengo==4.1.0", "numpy>=1.23,<2.4", "scipy"],
+    extras_require={
+        "test": [
+            "pytest>=7,<9",
+            "pytest-allclose",
+            "pytest-plt",
+            "pytest-rng",
+            "hypothesis",
+            "matplotlib",
+        ],
+        "cuda": ["cupy-cuda13x"],
+    },
+    entry_points={"nengo.backends": ["nengo_cuda = nengo_cuda:Simulator"]},
+    zip_safe=False,
+)

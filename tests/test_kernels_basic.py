@@ -1,0 +1,90 @@
+"""Basic kernels (copy, elementwise_inc, reset, dot_inc) against NumPy."""
+
+import numpy as np
+import pytest
+
+from kernel_harness import RawProgram
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_copy_inc_with_repeats(dtype, n_trials, rng):
+    n = 37
+    p = RawProgram(dtype, 0, 2 * n, n_trials)
+    src, dst = p.alloc(n), p.alloc(n)
+    idx = rng.randint(0, n, size=51)  # repeated destinations accumulate
+    for t in range(n_trials):
+        p.write(src, rng.randn(n), t)
+        p.write(dst, rng.randn(n), t)
+    expected = [p.view(dst, t).astype(np.float64) for t in range(n_trials)]
+    for t in range(n_trials):
+        np.add.at(expected[t], idx, p.view(src, t)[idx % n])
+    p.add("copy", ints={"src": src[idx % n], "dst": dst[idx]}, scalars={"inc": 1})
+    p.run()
+    for t in range(n_trials):
+        np.testing.assert_allclose(p.view(dst, t), expected[t], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_overlapping_shift(dtype):
+    # dst[1:] = src[:-1] within one signal: NumPy semantics read before writing.
+    n = 9
+    p = RawProgram(dtype, 0, n)
+    x = p.alloc(n)
+    p.write(x, np.arange(n))
+    p.add("copy", ints={"src": x[:-1], "dst": x[1:]}, scalars={"inc": 0, "overlap": 1})
+    p.run()
+    np.testing.assert_array_equal(p.view(x), [0] + list(range(n - 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_inc_broadcast(dtype, rng):
+    n = 13
+    p = RawProgram(dtype, 1, 2 * n, 2)
+    a = p.alloc(1, shared=True)
+    x, y = p.alloc(n), p.alloc(n)
+    p.write(a, 0.5)
+    for t in range(2):
+        p.write(x, rng.randn(n), t)
+        p.write(y, 0.0, t)
+    p.add("elementwise_inc", ints={"Y": y, "A": np.repeat(a, n), "X": x})
+    p.run()
+    for t in range(2):
+        np.testing.assert_allclose(p.view(y, t), 0.5 * p.view(x, t), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (33, 65), (5, 0)])
+def test_dot_inc_blocks(dtype, shape, rng):
+    m, k = shape
+    p = RawProgram(dtype, 2 * m * k, 2 * (k + m), n_trials=2)
+    A1, A2 = p.alloc(m * k, shared=True), p.alloc(m * k, shared=True)
+    x1, x2, y = p.alloc(k), p.alloc(k), p.alloc(m)
+    a1, a2 = rng.randn(m, k), rng.randn(k, m)  # A2 stored transposed (column strides)
+    p.write(A1, a1.ravel())
+    p.write(A2, a2.ravel())
+    for t in range(2):
+        p.write(x1, rng.randn(k), t)
+        p.write(x2, rng.randn(k), t)
+        p.write(y, rng.randn(m), t)
+    expected = [
+        p.view(y, t) + a1 @ p.view(x1, t) + a2.T @ p.view(x2, t) for t in range(2)
+    ]
+    for A, x, rs, cs in [(A1, x1, k, 1), (A2, x2, 1, m)]:
+        p.add("dot_inc", ints=dict(rows=[m], cols=[k], A=[A[0] if A.size else 0],
+                                   A_rs=[rs], A_cs=[cs], X=[x[0] if k else 0], X_s=[1],
+                                   Y=[y[0] if m else 0], Y_s=[1]))
+    p.run()
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(2):
+        np.testing.assert_allclose(p.view(y, t), expected[t], rtol=tol, atol=tol)
+
+
+def test_bad_addresses_raise():
+    p = RawProgram(np.float64, 0, 4)
+    with pytest.raises(IndexError, match="outside buffer"):
+        p.add("copy", ints={"src": [0], "dst": [99]}, scalars={"inc": 0})
+    with pytest.raises(ValueError, match="length"):
+        p.add("copy", ints={"src": [0, 1], "dst": [2]}, scalars={"inc": 0})
+    with pytest.raises(ValueError, match="unknown instruction"):
+        p.add("no_such_kernel")
