@@ -66,6 +66,13 @@ setup(
         ],
         "cuda": ["cupy-cuda13x"],
     },
-    entry_points={"nengo.backends": ["nengo_cuda = nengo_cuda:Simulator"]},
+    entry_points={
+        "nengo.backends": [
+            "nengo_cuda = nengo_cuda:Simulator",
+            # fixed-precision variants (used by the conformance suite)
+            "nengo_cuda_float64 = nengo_cuda.testing:Float64Simulator",
+            "nengo_cuda_float32 = nengo_cuda.testing:Float32Simulator",
+        ]
+    },
     zip_safe=False,
 )

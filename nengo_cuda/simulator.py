@@ -108,6 +108,7 @@ class Simulator:
         dtype=None,
     ):
         self.closed = True  # until construction succeeds
+        self.device = device
         self.progress_bar = progress_bar
         self.optimize = optimize
         self.dtype = _check_dtype(dtype)
@@ -138,9 +139,7 @@ class Simulator:
         signals += list(self._input_nodes.values())
         self.layout = SignalLayout(signals, written, self.dtype, self.n_trials)
         producers = self._input_producers()
-        self._plan = plan(
-            ops, self.dg, self.layout, merge=optimize, isolate=set(producers.values())
-        )
+        self._plan = plan(ops, self.dg, self.layout, isolate=set(producers.values()))
         self._feed_positions = {
             node: (self._plan.program.index_of(op) if op is not None else -1)
             for node, op in producers.items()
@@ -185,6 +184,55 @@ class Simulator:
                 None,
             )
         return producers
+
+    # -- pickling (as nengo.Simulator: the model, non-constant signals, probe data) --
+    def __getstate__(self):
+        signals = [
+            {
+                base: self.layout.base_array(base, t).copy()
+                for base in self.layout.bases
+                if not base.readonly and not base.sparse
+            }
+            for t in range(self.n_trials)
+        ]
+        probe_data = {p: rec.array(minibatched=True) for p, rec in self._recordings.items()}
+        return {
+            "model": self.model,
+            "signals": signals,
+            "probe_data": probe_data,
+            "dt": self.dt,
+            "seed": self.seed,
+            "progress_bar": self.progress_bar,
+            "optimize": self.optimize,
+            "closed": self.closed,
+            "minibatch_size": self.minibatch_size,
+            "device": self.device,
+            "dtype": self.dtype.name,
+        }
+
+    def __setstate__(self, state):
+        self.__init__(
+            network=None,
+            model=state["model"],
+            dt=state["dt"],
+            seed=state["seed"],
+            progress_bar=state["progress_bar"],
+            optimize=False,  # the pickled model is already optimized
+            minibatch_size=state["minibatch_size"],
+            device=state["device"],
+            dtype=state["dtype"],
+        )
+        for trial, values in enumerate(state["signals"]):
+            for base, value in values.items():
+                self.layout.base_array(base, trial)[...] = value
+        for probe, data in state["probe_data"].items():
+            rec = self._recordings[probe]
+            rec.append(data.reshape(data.shape[:2] + (-1,)).astype(self.dtype))
+        self._n_steps = int(self.layout.signal_dicts[0][self.model.step])
+        self._time = self._n_steps * self.dt
+        self.optimize = state["optimize"]
+        if state["closed"]:
+            self.close()
 
     # -- Nengo's read-only properties ---------------------------------------------
     def __del__(self):

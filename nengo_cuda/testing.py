@@ -7,7 +7,7 @@ Nengo's pytest plugin: ``pytest -c tests/conformance/float64.ini --pyargs nengo`
 from .simulator import Simulator
 
 
-def _with_dtype(dtype):
+def _with_dtype(dtype, name):
     class DtypeSimulator(Simulator):
         __doc__ = f"`nengo_cuda.Simulator` with ``dtype={dtype!r}``."
 
@@ -15,12 +15,12 @@ def _with_dtype(dtype):
             kwargs.setdefault("dtype", dtype)
             super().__init__(*args, **kwargs)
 
-    DtypeSimulator.__name__ = DtypeSimulator.__qualname__ = f"Simulator_{dtype}"
+    DtypeSimulator.__name__ = DtypeSimulator.__qualname__ = name  # picklable by name
     return DtypeSimulator
 
 
-Float64Simulator = _with_dtype("float64")
-Float32Simulator = _with_dtype("float32")
+Float64Simulator = _with_dtype("float64", "Float64Simulator")
+Float32Simulator = _with_dtype("float32", "Float32Simulator")
 
 
 def float64_simloader(request):
