@@ -439,12 +439,21 @@ class Simulator:
         finally:
             for index in disabled:
                 self.backend.set_enabled(index, True)
+            for node in feeds:
+                if self._feed_positions[node] < 0:
+                    self._restore_constant(node)
             done = self.backend.steps_done
             for addrs, mask, out, rec in probes:
                 rec.append(out[:, : int(mask[:done].sum())])
             self._n_steps = start + done
             self._time = self._n_steps * self.dt
             self.data.reset()
+
+    def _restore_constant(self, node):
+        """A constant Node fed by `data` outputs its own value again afterwards."""
+        sig = self._input_nodes[node]
+        for signals in self.layout.signal_dicts:
+            signals[sig][...] = sig.initial_value
 
     def trange(self, dt=None, sample_every=None):
         """Times of probed samples (every step, or every ``sample_every``)."""

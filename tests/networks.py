@@ -1,0 +1,74 @@
+"""Small reference networks used by the tests (each returns (network, probes))."""
+
+import nengo
+import numpy as np
+
+
+def tutorial(seed=0):
+    """The NengoDL tutorial network: x -> x^2 -> sin(x^2)."""
+    with nengo.Network(seed=seed) as net:
+        inpt = nengo.Node(nengo.processes.WhiteSignal(1, 5, rms=0.3))
+        square = nengo.Ensemble(20, 1)
+        sin = nengo.Ensemble(20, 1)
+        outpt = nengo.Node(size_in=1)
+        nengo.Connection(inpt, square)
+        nengo.Connection(square, sin, function=np.square)
+        nengo.Connection(sin, outpt, function=np.sin)
+        probes = [nengo.Probe(inpt), nengo.Probe(outpt, synapse=0.01)]
+    net.inpt = inpt
+    return net, probes
+
+
+def integrator(seed=1, dims=2, n_neurons=100):
+    """An EnsembleArray integrating a step input through a recurrent connection."""
+    tau = 0.1
+    with nengo.Network(seed=seed) as net:
+        stim = nengo.Node(lambda t: [0.8 if t < 0.3 else 0.0] * dims)
+        ea = nengo.networks.EnsembleArray(n_neurons, dims)
+        nengo.Connection(stim, ea.input, transform=tau, synapse=tau)
+        nengo.Connection(ea.output, ea.input, synapse=tau)
+        probes = [nengo.Probe(ea.output, synapse=0.01)]
+    return net, probes
+
+
+def oscillator(seed=2):
+    """A 2-D oscillator kicked by a brief input."""
+    tau, freq = 0.1, 5.0
+    with nengo.Network(seed=seed) as net:
+        kick = nengo.Node(lambda t: [1, 0] if t < 0.05 else [0, 0])
+        osc = nengo.Ensemble(200, 2)
+        nengo.Connection(kick, osc)
+        w = 2 * np.pi * freq
+        nengo.Connection(osc, osc, transform=[[1, -w * tau], [w * tau, 1]], synapse=tau)
+        probes = [nengo.Probe(osc, synapse=0.02), nengo.Probe(osc.neurons)]
+    return net, probes
+
+
+def slices(seed=3):
+    """Slices, fancy and repeated indices, neuron-to-neuron and sparse transforms."""
+    with nengo.Network(seed=seed) as net:
+        u = nengo.Node([0.3, -0.5, 0.7])
+        a = nengo.Ensemble(60, 3, neuron_type=nengo.LIFRate())
+        b = nengo.Ensemble(50, 2)
+        c = nengo.Node(size_in=4)
+        nengo.Connection(u[[0, 2]], a[[1, 0]])
+        nengo.Connection(u[1], a[2], transform=-1.0)
+        nengo.Connection(a[:2], b, function=lambda x: x**2)
+        nengo.Connection(b[[0, 0, 1]], c[[3, 1, 3]])  # repeated indices accumulate
+        nengo.Connection(
+            a.neurons,
+            b.neurons,
+            transform=nengo.transforms.Sparse(
+                (50, 60), indices=[[0, 1], [3, 7], [49, 59]], init=[0.1, -0.2, 0.05]
+            ),
+        )
+        probes = [nengo.Probe(c, synapse=0.01), nengo.Probe(b.neurons, "voltage")]
+    return net, probes
+
+
+NETWORKS = {
+    "tutorial": tutorial,
+    "integrator": integrator,
+    "oscillator": oscillator,
+    "slices": slices,
+}

@@ -1,0 +1,86 @@
+"""Planner and layout: stages, merging, shared/state placement, addresses."""
+
+import nengo
+import numpy as np
+import pytest
+from nengo.builder.neurons import SimNeurons
+from nengo.builder.signal import Signal
+
+import nengo_cuda
+from nengo_cuda.layout import SignalLayout
+from nengo_cuda.lowering.common import color_disjoint
+from nengo_cuda.planner import stages
+
+
+def chain(n_ens=5, n_neurons=30, dims=2):
+    with nengo.Network(seed=0) as net:
+        u = nengo.Node(np.ones(dims) * 0.3)
+        ens = [nengo.Ensemble(n_neurons, dims) for _ in range(n_ens)]
+        nengo.Connection(u, ens[0])
+        for a, b in zip(ens, ens[1:]):
+            nengo.Connection(a, b)
+        nengo.Probe(ens[-1], synapse=0.01)
+    return net
+
+
+def test_stages_respect_dependencies():
+    with nengo_cuda.Simulator(chain(), progress_bar=False) as sim:
+        stage = stages(sim.dg, sim.step_order)
+        for op, succs in sim.dg.items():
+            for succ in succs:
+                assert stage[succ] > stage[op]
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_populations_merge_into_one_group(optimize):
+    """All LIF populations of a synapse-separated chain run as one instruction.
+
+    With ``optimize`` Nengo's optimizer already merges them into one operator;
+    without it our planner merges the six operators itself.
+    """
+    with nengo_cuda.Simulator(chain(n_ens=6), optimize=optimize, progress_bar=False) as sim:
+        summary = sim.program.summary()
+        assert summary["neurons_lif"][0] == 1
+        if not optimize:
+            assert summary["neurons_lif"][1] == 6
+        if not optimize:
+            n_instr, n_ops = summary["dot_inc"]
+            assert n_instr < n_ops  # encoder/decoder products merged
+        neuron_instrs = [i for i in sim.program if any(isinstance(o, SimNeurons) for o in i.ops)]
+        assert len(neuron_instrs) == 1 and neuron_instrs[0].ints["J"].size == 6 * 30
+
+
+def test_layout_shared_and_state():
+    with nengo_cuda.Simulator(chain(), minibatch_size=3, progress_bar=False) as sim:
+        layout = sim.layout
+        ens = sim.model.toplevel.ensembles[0]
+        enc = sim.model.sig[ens]["encoders"]
+        voltage = sim.model.sig[ens.neurons]["voltage"]
+        assert layout.is_shared(enc)  # weights: one copy for all trials
+        assert not layout.is_shared(voltage)  # state: one copy per trial
+        assert layout.fbuf.size == layout.f_shared + 3 * layout.f_state
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_view_addresses_match_numpy_views(dtype, rng):
+    base = Signal(rng.randn(6, 5), name="base")
+    indices = [(slice(1, 4), slice(None, None, 2)), (slice(None), 3), (slice(4, 5),), (slice(2, 5),)]
+    views = [base[index] for index in indices]
+    layout = SignalLayout([base] + views, written={base}, dtype=dtype, n_trials=2)
+    for trial in range(2):
+        layout.base_array(base, trial)[...] = rng.randn(6, 5)
+        signals = layout.signal_dicts[trial]
+        for view, index in zip(views, indices):
+            expected = np.asarray(signals[base])[index]
+            np.testing.assert_array_equal(signals[view], expected)
+            mem = layout.addresses(view) + trial * layout.f_state  # this trial's state
+            np.testing.assert_array_equal(layout.fbuf[mem], expected)
+
+
+def test_color_disjoint_separates_conflicts():
+    items = [np.array([0, 1]), np.array([2, 3]), np.array([1, 5]), np.array([5])]
+    groups = color_disjoint(items, lambda a: a)
+    assert len(groups) == 2
+    for g in groups:
+        flat = np.concatenate(g)
+        assert len(np.unique(flat)) == len(flat)

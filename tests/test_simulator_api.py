@@ -1,0 +1,175 @@
+"""The Simulator contract: Nengo's API, lifecycle, probes and clear errors."""
+
+import pickle
+
+import nengo
+import numpy as np
+import pytest
+from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
+
+import nengo_cuda
+from networks import tutorial
+
+
+@pytest.fixture
+def net():
+    return tutorial()
+
+
+def make(net, **kwargs):
+    kwargs.setdefault("progress_bar", False)
+    return nengo_cuda.Simulator(net[0], **kwargs)
+
+
+def test_properties_and_trange(net):
+    with make(net, dt=0.002) as sim:
+        assert sim.dt == 0.002
+        with pytest.raises(ReadonlyError):
+            sim.dt = 0.1
+        sim.run(0.01)
+        assert sim.n_steps == 5 and sim.time == pytest.approx(0.01)
+        np.testing.assert_allclose(sim.trange(), 0.002 * np.arange(1, 6))
+        sim.step()
+        assert sim.n_steps == 6
+        assert sim.data[net[1][0]].shape == (6, 1)
+
+
+def test_build_artefacts_in_data(net):
+    network, _ = net
+    ens = network.ensembles[0]
+    with make(net, dtype="float64") as sim, nengo.Simulator(network, progress_bar=False) as ref:
+        np.testing.assert_array_equal(sim.data[ens].encoders, ref.data[ens].encoders)
+        assert ens in sim.data
+
+
+def test_runs_concatenate_and_reset_restores(net):
+    p = net[1][1]
+    with make(net, dtype="float64") as sim:
+        sim.run(0.2)
+        sim.run(0.1)
+        first = sim.data[p].copy()
+        assert first.shape == (300, 1)
+        sim.reset()
+        assert sim.n_steps == 0 and sim.data[p].shape[0] == 0
+        sim.run(0.3)
+        np.testing.assert_array_equal(sim.data[p], first)
+        sim.reset(seed=sim.seed + 1)  # a new seed changes the WhiteSignal input
+        sim.run(0.3)
+        assert not np.allclose(sim.data[p], first)
+
+
+def test_sample_every_and_clear_probes():
+    with nengo.Network(seed=1) as network:
+        u = nengo.Node(lambda t: t)
+        p1 = nengo.Probe(u, sample_every=0.005)
+        p2 = nengo.Probe(u)
+    with nengo_cuda.Simulator(network, dtype="float64", progress_bar=False) as sim:
+        sim.run(0.02)
+        np.testing.assert_allclose(sim.data[p1][:, 0], sim.trange(sample_every=0.005))
+        assert sim.data[p2].shape == (20, 1)
+        sim.clear_probes()
+        assert sim.data[p2].shape[0] == 0
+        sim.run(0.01)
+        np.testing.assert_allclose(sim.data[p2][:, 0], sim.trange()[-10:])
+
+
+def test_probe_data_survives_chunking(net, monkeypatch):
+    import nengo_cuda.simulator as simulator
+
+    monkeypatch.setattr(simulator, "_CHUNK_ELEMENTS", 7)  # many tiny chunks
+    p = net[1][1]
+    with make(net, dtype="float64") as sim:
+        sim.run(0.1)
+        chunked = sim.data[p].copy()
+    monkeypatch.undo()
+    with make(net, dtype="float64") as sim:
+        sim.run(0.1)
+        np.testing.assert_array_equal(sim.data[p], chunked)
+
+
+def test_closed_simulator_raises(net):
+    sim = make(net)
+    sim.run(0.01)
+    sim.close()
+    for call in (lambda: sim.run(0.01), sim.step, sim.reset, lambda: sim.run_steps(2)):
+        with pytest.raises(SimulatorClosed):
+            call()
+    assert sim.data[net[1][0]].shape == (10, 1)  # data still readable
+    with pytest.raises(SimulatorClosed):
+        with sim:
+            pass
+
+
+def test_pickle_roundtrip(net):
+    p = net[1][1]
+    with make(net, dtype="float64", minibatch_size=2) as sim:
+        sim.run(0.1)
+        loaded = pickle.loads(pickle.dumps({"sim": sim, "p": p}))
+        sim.run(0.1)
+        sim2, p2 = loaded["sim"], loaded["p"]
+        with sim2:
+            assert sim2.minibatch_size == 2 and sim2.n_steps == 100
+            sim2.run(0.1)
+            np.testing.assert_allclose(sim2.data[p2], sim.data[p], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"minibatch_size": 0}, "minibatch_size"),
+        ({"minibatch_size": 2.5}, "minibatch_size"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"dtype": "int32"}, "dtype"),
+        ({"device": "tpu"}, "device"),
+        ({"dt": -0.001}, "dt"),
+    ],
+)
+def test_invalid_arguments(net, kwargs, match):
+    with pytest.raises(ValidationError, match=match):
+        make(net, **kwargs)
+
+
+def test_cuda_device_error_names_cause(net):
+    with pytest.raises(ValidationError, match="device='cuda' is unavailable: .+"):
+        make(net, device="cuda")
+
+
+def test_bad_data(net):
+    network, (inpt_p, outpt_p) = net
+    inpt = network.inpt
+    passthrough = network.nodes[1]
+    with make(net, minibatch_size=2) as sim:
+        with pytest.raises(ValidationError, match=r"expected \(2, 10, 1\)"):
+            sim.run_steps(10, data={inpt: np.zeros((1, 10, 1))})
+        with pytest.raises(ValidationError, match="not an input Node"):
+            sim.run_steps(10, data={passthrough: np.zeros((2, 10, 1))})
+        with pytest.raises(ValidationError, match="not a Node"):
+            sim.run_steps(10, data={outpt_p: np.zeros((2, 10, 1))})
+        with pytest.raises(ValidationError, match="numeric"):
+            sim.run_steps(10, data={inpt: np.full((2, 10, 1), "a")})
+        with pytest.raises(ValidationError, match="Must be positive"):
+            sim.run(-1)
+        assert sim.n_steps == 0  # nothing ran
+
+
+def test_python_errors_propagate_and_keep_data():
+    def fail_at_5(t):
+        if t > 0.0045:
+            raise RuntimeError("boom")
+        return t
+
+    with nengo.Network() as network:
+        u = nengo.Node(fail_at_5)
+        p = nengo.Probe(u)
+    with nengo_cuda.Simulator(network, progress_bar=False) as sim:
+        with pytest.raises(RuntimeError, match="boom"):
+            sim.run(0.01)
+        assert sim.n_steps == 4
+        assert sim.data[p].shape == (4, 1)
+
+
+def test_entry_point_and_backend_name():
+    from importlib.metadata import entry_points
+
+    loaded = [ep.load() for ep in entry_points(group="nengo.backends")]
+    assert nengo_cuda.Simulator in loaded
