@@ -4,5 +4,12 @@
 Simulation never imports TensorFlow.
 """
 
-from .simulator import Simulator  # noqa: F401
+import os
+
+# OpenMP threads that spin-wait between parallel regions steal the core that the
+# Python callbacks of the step loop need; sleeping threads cost only a wake-up.
+# Must be set before the native module (and so libgomp) is loaded.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .simulator import Simulator  # noqa: E402,F401
 from .version import version as __version__  # noqa: F401
