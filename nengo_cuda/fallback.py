@@ -12,12 +12,9 @@ class FallbackGroup:
 
     def __init__(self, ops):
         self.ops = list(ops)
-        self.steps = []  # per trial: list of step functions, filled by `make_steps`
-
-    def make_steps(self, make_step_for):
-        """``make_step_for(op, trial)`` returns that op's step function for a trial."""
-        n_trials = len(self.steps)
-        self.steps = [[make_step_for(op, t) for op in self.ops] for t in range(n_trials)]
+        # per trial: the ops' step functions; made at every reset by the simulator,
+        # which draws their random seeds in Nengo's step order
+        self.steps = []
 
     def __call__(self):
         for steps in self.steps:

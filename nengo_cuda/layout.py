@@ -65,7 +65,7 @@ class SignalLayout:
         for base in self.bases:
             pool = _pool_kind(base)
             if pool == OTHER:
-                self.placement[base] = (OTHER, True, None)
+                self.placement[base] = (OTHER, base not in written, None)
                 continue
             shared = base not in written
             self.placement[base] = (pool, shared, sizes[pool, shared])
@@ -77,7 +77,7 @@ class SignalLayout:
 
         self.fbuf = np.zeros(self.f_shared + n_trials * self.f_state, dtype=self.dtype)
         self.ibuf = np.zeros(self.i_shared + n_trials * self.i_state, dtype=np.int64)
-        self._other = {}  # base -> per-trial objects for OTHER signals
+        self._other = {}  # base -> objects for OTHER signals (one, or one per trial)
         self.signal_dicts = [self._make_signal_dict(t) for t in range(n_trials)]
         self.reset()
 
@@ -135,9 +135,8 @@ class SignalLayout:
     def _make_signal_dict(self, trial):
         signals = LayoutSignalDict(self, trial)
         for base in self.bases:
-            if self.placement[base][0] == OTHER:
-                self._other.setdefault(base, [_copy_initial(base)])
-            dict.__setitem__(signals, base, self.base_array(base, trial))
+            if self.placement[base][0] != OTHER:
+                dict.__setitem__(signals, base, self.base_array(base, trial))
         return signals
 
     def reset(self):
@@ -145,9 +144,13 @@ class SignalLayout:
         for base in self.bases:
             pool, shared, _ = self.placement[base]
             if pool == OTHER:
-                self._other[base] = [_copy_initial(base)]
-                for signals in self.signal_dicts:
-                    dict.__setitem__(signals, base, self._other[base][0])
+                # fresh objects (one per trial when written), re-entered in the dicts
+                n_copies = 1 if shared else self.n_trials
+                self._other[base] = [_copy_initial(base) for _ in range(n_copies)]
+                for trial, signals in enumerate(self.signal_dicts):
+                    dict.__setitem__(signals, base, self.base_array(base, trial))
+                    for key in [k for k in dict.keys(signals) if k.base is base and k is not base]:
+                        dict.__delitem__(signals, key)  # stale views of the old object
                 continue
             for trial in range(1 if shared else self.n_trials):
                 self.base_array(base, trial)[...] = base.initial_value

@@ -17,11 +17,11 @@ import nengo.utils.numpy as npext
 from nengo.builder import Model
 from nengo.builder.processes import SimProcess
 from nengo.cache import get_default_decoder_cache
-from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
+from nengo.exceptions import BuildError, ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
 from .backends import select_backend
-from .layout import SignalLayout
+from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
 from .probes import ProbeRecording, SimulationData
 
@@ -83,8 +83,8 @@ class Simulator:
     progress_bar : bool or ProgressBar
         As in `nengo.Simulator`.
     optimize : bool
-        Run Nengo's operator optimizer (as `nengo.Simulator`), and merge
-        operators into groups.  ``False`` runs every operator on its own.
+        Run Nengo's operator optimizer, as `nengo.Simulator` does.  Our own
+        merging of operators into groups happens either way.
     minibatch_size : int, optional
         Number of independent trials simulated together.  When given, probe data
         has shape ``(minibatch_size, n_steps, size)``.
@@ -146,6 +146,12 @@ class Simulator:
         }
         self.backend = backend_cls(self._plan.program, self.layout, self.dt)
 
+        for probe in self.model.probes:
+            if self.layout.pool_of(self.model.sig[probe]["in"]) != FLOAT:
+                raise BuildError(
+                    f"{probe}: nengo_cuda can only probe float signals "
+                    f"(got {self.model.sig[probe]['in']})"
+                )
         self._recordings = {
             p: ProbeRecording(self.model.sig[p]["in"].shape, self.n_trials)
             for p in self.model.probes

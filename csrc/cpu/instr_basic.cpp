@@ -64,7 +64,7 @@ struct Copy : Instr<T> {
     std::vector<std::vector<T>> scratch;  // per trial, only when overlap
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(dst.size());
-        NC_PARALLEL_FOR(n * buf.n_trials)
+        NC_PARALLEL_FOR(buf.n_trials > 1 ? n * buf.n_trials : 0)
         for (int t = 0; t < buf.n_trials; ++t) {
             if (overlap) {
                 T* tmp = scratch[t].data();
@@ -102,7 +102,7 @@ struct ElementwiseInc : Instr<T> {
     std::vector<int64_t> y, a, x;
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(y.size());
-        NC_PARALLEL_FOR(n * buf.n_trials)
+        NC_PARALLEL_FOR(buf.n_trials > 1 ? n * buf.n_trials : 0)
         for (int t = 0; t < buf.n_trials; ++t)
             for (int64_t k = 0; k < n; ++k)
                 *buf.f.at(y[k], t) += *buf.f.at(a[k], t) * *buf.f.at(x[k], t);

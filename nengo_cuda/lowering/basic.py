@@ -7,6 +7,7 @@ broadcasting behave exactly as Nengo's ``make_step`` would apply them.
 
 import numpy as np
 from nengo.builder.operator import Copy, ElementwiseInc, Reset, TimeUpdate
+from nengo.builder.probe import SimProbe
 
 from ..layout import FLOAT, INT
 from ..program import Instruction
@@ -31,6 +32,19 @@ class TimeUpdateLowering:
             )
             for op in ops
         ]
+
+
+@register(SimProbe)
+class SimProbeLowering:
+    """SimProbe only marks a signal as read (for the dependency graph): no work."""
+
+    @staticmethod
+    def key(op, layout):
+        return ("no_op",)
+
+    @staticmethod
+    def lower(ops, layout):
+        return []
 
 
 @register(Reset)
