@@ -32,5 +32,24 @@ __global__ void lif_step_kernel(const float* J, float* out, float* v, float* ref
                                                      min_v, amp);
 }
 
+// Likewise every other neuron function, in both precisions (instantiated below).
+template <typename T>
+__global__ void neuron_math_kernel(const T* J, T* out, T* a, T* b, T* c, int n, T dt) {
+    const int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= n) return;
+    const T j = J[k], p = T(0.02), q = T(0.002);
+    out[k] = neurons::rectified_linear(j, p) + neurons::sigmoid(j, q) +
+             neurons::tanh_rate(j, q) + neurons::lif_rate(j, p, q, T(1)) +
+             neurons::spiking_rectified_linear(j, a[k], dt, T(1)) +
+             neurons::regular_spikes(j, b[k], dt, T(1)) +
+             neurons::adaptive_lif_rate(j, c[k], dt, T(1), p, p, q, T(1)) +
+             neurons::adaptive_lif(j, a[k], b[k], c[k], dt, T(1), p, p, q, T(0), T(1)) +
+             neurons::izhikevich(j, a[k], b[k], dt, p, T(0.2), T(-65), T(8));
+}
+template __global__ void neuron_math_kernel<float>(const float*, float*, float*, float*,
+                                                   float*, int, float);
+template __global__ void neuron_math_kernel<double>(const double*, double*, double*, double*,
+                                                    double*, int, double);
+
 }  // namespace cuda
 }  // namespace nc

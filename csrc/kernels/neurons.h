@@ -3,6 +3,8 @@
 // Each function updates ONE neuron for one time step, exactly as the matching
 // `step` in nengo/neurons.py (same operation order, so float64 matches Nengo to
 // rounding).  State is passed by reference; the return value is the output.
+// Functions take `dt` in the neuron's precision T (Nengo in float32 divides by a
+// float64 dt; outputs like amplitude / dt can then differ by one float32 ulp).
 #pragma once
 #include <cmath>
 
@@ -11,11 +13,60 @@
 namespace nc {
 namespace neurons {
 
+// The std overloads, so that T = float computes in float (as NumPy's float32
+// ufuncs do) instead of promoting to the double C functions on the host.
+using std::exp;
+using std::expm1;
+using std::floor;
+using std::log1p;
+using std::tanh;
+
+// max(x, 0) as np.maximum: a NaN input stays NaN.
+template <typename T>
+NC_HD T rectify(T x) {
+    return x < T(0) ? T(0) : x;
+}
+
+// RectifiedLinear: out = amplitude * max(0, J).
+template <typename T>
+NC_HD T rectified_linear(T J, T amplitude) {
+    return amplitude * rectify(J);
+}
+
+// Sigmoid: out = (1 / tau_ref) / (1 + exp(-J)).
+template <typename T>
+NC_HD T sigmoid(T J, T tau_ref) {
+    return (T(1) / tau_ref) / (T(1) + exp(-J));
+}
+
+// Tanh: out = (1 / tau_ref) * tanh(J).
+template <typename T>
+NC_HD T tanh_rate(T J, T tau_ref) {
+    return (T(1) / tau_ref) * tanh(J);
+}
+
 // LIFRate: rate = amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1))) for J > 1.
 template <typename T>
 NC_HD T lif_rate(T J, T tau_rc, T tau_ref, T amplitude) {
     const T j = J - T(1);
     return j > T(0) ? amplitude / (tau_ref + tau_rc * log1p(T(1) / j)) : T(0);
+}
+
+// Regular spiking from a rate (RegularSpiking; SpikingRectifiedLinear with
+// rate = max(J, 0)): integrate v += dt * rate, emit floor(v) spikes of height
+// amplitude / dt, keep the fractional part: v -= floor(v).
+template <typename T>
+NC_HD T regular_spikes(T rate, T& voltage, T dt, T amplitude) {
+    voltage += dt * rate;
+    const T n_spikes = floor(voltage);
+    voltage -= n_spikes;
+    return (amplitude / dt) * n_spikes;
+}
+
+// SpikingRectifiedLinear: v += max(J, 0) * dt; spikes as `regular_spikes`.
+template <typename T>
+NC_HD T spiking_rectified_linear(T J, T& voltage, T dt, T amplitude) {
+    return regular_spikes(rectify(J), voltage, dt, amplitude);
 }
 
 // LIF: leaky integration over the non-refractory part of the step, spike when
@@ -43,6 +94,47 @@ NC_HD T lif_spiking(T J, T& voltage, T& refractory_time, T dt, T tau_rc, T tau_r
 template <typename T>
 NC_HD void adapt(T& n, T output, T dt, T tau_n, T inc_n) {
     n += (dt / tau_n) * (inc_n * output - n);
+}
+
+// AdaptiveLIFRate: out = lif_rate(J - n); then n adapts towards inc_n * out.
+template <typename T>
+NC_HD T adaptive_lif_rate(T J, T& adaptation, T dt, T tau_n, T inc_n, T tau_rc, T tau_ref,
+                          T amplitude) {
+    const T out = lif_rate(J - adaptation, tau_rc, tau_ref, amplitude);
+    adapt(adaptation, out, dt, tau_n, inc_n);
+    return out;
+}
+
+// AdaptiveLIF: out = lif_spiking(J - n); then n adapts towards inc_n * out.
+template <typename T>
+NC_HD T adaptive_lif(T J, T& voltage, T& refractory_time, T& adaptation, T dt, T tau_n,
+                     T inc_n, T tau_rc, T tau_ref, T min_voltage, T amplitude) {
+    const T out = lif_spiking(J - adaptation, voltage, refractory_time, dt, tau_rc, tau_ref,
+                              min_voltage, amplitude);
+    adapt(adaptation, out, dt, tau_n, inc_n);
+    return out;
+}
+
+// Izhikevich (Nengo's order: spike check and voltage reset come BEFORE the
+// recovery update, which then sees the reset voltage):
+//   J = max(-30, J)
+//   v += dt * 1000 * (0.04 v^2 + 5 v + 140 - u + J)
+//   spiked = v >= 30;  out = spiked / dt;  if spiked: v = reset_voltage
+//   u += dt * 1000 * (tau_recovery * (coupling * v - u))
+//   if spiked: u += reset_recovery
+template <typename T>
+NC_HD T izhikevich(T J, T& voltage, T& recovery, T dt, T tau_recovery, T coupling,
+                   T reset_voltage, T reset_recovery) {
+    J = J < T(-30) ? T(-30) : J;
+    const T dV = (T(0.04) * (voltage * voltage) + T(5) * voltage + T(140) - recovery + J) *
+                 T(1000);
+    voltage += dV * dt;
+    const bool spiked = voltage >= T(30);
+    if (spiked) voltage = reset_voltage;
+    const T dU = (tau_recovery * (coupling * voltage - recovery)) * T(1000);
+    recovery += dU * dt;
+    if (spiked) recovery = recovery + reset_recovery;
+    return spiked ? T(1) / dt : T(0);
 }
 
 }  // namespace neurons

@@ -13,14 +13,45 @@ from ..program import Instruction
 from .common import all_float, per_element
 from .registry import register
 
-# neuron type -> (kernel kind, state variable names, parameter names)
+# neuron type -> (kernel kind, state variable names, parameter names).  The
+# kernels (csrc/cpu/instr_neurons.cpp) look operands up by these names.
+LIF_PARAMS = ("tau_rc", "tau_ref", "amplitude")
+ADAPT_PARAMS = ("tau_n", "inc_n")
 NEURON_KERNELS = {
-    nengo.LIFRate: ("neurons_lif_rate", (), ("tau_rc", "tau_ref", "amplitude")),
+    nengo.RectifiedLinear: ("neurons_rectified_linear", (), ("amplitude",)),
+    nengo.SpikingRectifiedLinear: (
+        "neurons_spiking_rectified_linear",
+        ("voltage",),
+        ("amplitude",),
+    ),
+    nengo.Sigmoid: ("neurons_sigmoid", (), ("tau_ref",)),
+    nengo.Tanh: ("neurons_tanh", (), ("tau_ref",)),
+    nengo.LIFRate: ("neurons_lif_rate", (), LIF_PARAMS),
     nengo.LIF: (
         "neurons_lif",
         ("voltage", "refractory_time"),
-        ("tau_rc", "tau_ref", "min_voltage", "amplitude"),
+        LIF_PARAMS + ("min_voltage",),
     ),
+    nengo.AdaptiveLIFRate: (
+        "neurons_adaptive_lif_rate",
+        ("adaptation",),
+        ADAPT_PARAMS + LIF_PARAMS,
+    ),
+    nengo.AdaptiveLIF: (
+        "neurons_adaptive_lif",
+        ("voltage", "refractory_time", "adaptation"),
+        ADAPT_PARAMS + LIF_PARAMS + ("min_voltage",),
+    ),
+    nengo.Izhikevich: (
+        "neurons_izhikevich",
+        ("voltage", "recovery"),
+        ("tau_recovery", "coupling", "reset_voltage", "reset_recovery"),
+    ),
+    # Nengo builds RegularSpiking as two SimNeurons ops: the base type (rates into
+    # ``rate_out``, lowered on its own, natively or by callback) and this one,
+    # whose step turns those rates into spikes using only ``amplitude``.  So it
+    # needs no knowledge of the base type and is native for every base type.
+    nengo.RegularSpiking: ("neurons_regular_spiking", ("voltage",), ("amplitude",)),
 }
 
 

@@ -1,0 +1,252 @@
+"""Neuron kernels against the Nengo neuron types' own ``step``.
+
+Kernel tests run one native neuron instruction on a `RawProgram` (outputs
+poisoned with NaN before every step) and compare, step by step, with
+``neuron_type.step(dt, J, output, **state)`` on NumPy copies of the same data.
+Neurons are split between two instances of the type with different parameters,
+so the per-neuron parameter arrays are exercised as in merged groups.
+
+Network tests run a small network with `nengo.Simulator` and
+`nengo_cuda.Simulator(dtype="float64")` and check that the native kernel ran.
+"""
+
+import nengo
+import numpy as np
+import pytest
+from nengo.builder.neurons import SimNeurons
+
+import nengo_cuda
+from kernel_harness import RawProgram
+from nengo_cuda.lowering.neurons import NEURON_KERNELS
+
+DT = 0.001
+
+# Two parameter sets per neuron type: the first half of the neurons uses the
+# first, the second half the second.
+PARAMS = {
+    nengo.RectifiedLinear: [dict(amplitude=1.0), dict(amplitude=0.3)],
+    nengo.SpikingRectifiedLinear: [dict(amplitude=1.0), dict(amplitude=0.3)],
+    nengo.Sigmoid: [dict(tau_ref=0.0025), dict(tau_ref=0.004)],
+    nengo.Tanh: [dict(tau_ref=0.0025), dict(tau_ref=0.004)],
+    nengo.LIFRate: [dict(), dict(tau_rc=0.05, tau_ref=0.001, amplitude=0.5)],
+    nengo.LIF: [dict(), dict(tau_rc=0.05, tau_ref=0.0015, min_voltage=-1, amplitude=0.5)],
+    nengo.AdaptiveLIFRate: [dict(), dict(tau_n=0.1, inc_n=0.5, tau_rc=0.05, amplitude=0.5)],
+    nengo.AdaptiveLIF: [
+        dict(),
+        dict(tau_n=0.1, inc_n=0.5, tau_rc=0.05, tau_ref=0.0015, min_voltage=-1),
+    ],
+    nengo.Izhikevich: [
+        dict(),
+        dict(tau_recovery=0.1, coupling=0.25, reset_voltage=-55, reset_recovery=4),
+    ],
+    nengo.RegularSpiking: [
+        dict(base_type=nengo.LIFRate()),
+        dict(base_type=nengo.Tanh(), amplitude=0.5),
+    ],
+}
+TYPES = list(PARAMS)
+assert set(TYPES) == set(NEURON_KERNELS), "every kernel has a test"
+
+
+def random_currents(rng, n, neuron_type):
+    """Currents with negative, near-threshold and large values, in random order."""
+    if neuron_type is nengo.RegularSpiking:  # J is the base type's rate (>= 0 mostly)
+        pool = [rng.uniform(0, 400, n), rng.uniform(-10, 0, n), np.full(n, 1e3)]
+    elif neuron_type is nengo.Izhikevich:  # clipped at -30; spikes need J >~ 4
+        pool = [rng.uniform(-50, 30, n), rng.uniform(3, 6, n), np.full(n, 1e3)]
+    else:
+        near = 1 + rng.choice([-1, 1], n) * 10.0 ** rng.uniform(-9, -2, n)
+        pool = [rng.uniform(-5, 5, n), near, rng.uniform(-1e-3, 1e-3, n), rng.uniform(10, 1e3, n)]
+    pool = np.concatenate(pool)
+    return pool[rng.randint(len(pool), size=n)]
+
+
+def random_state(rng, n, name, neuron_type):
+    if neuron_type is nengo.Izhikevich:
+        if name == "voltage":
+            return rng.uniform(-80, 29, n)
+        return rng.uniform(-20, 20, n)  # recovery
+    if name == "voltage":
+        return rng.uniform(-0.5 if neuron_type is nengo.LIF else 0, 1, n)
+    if name == "refractory_time":  # in refractory period, ending mid-step, or done
+        return rng.choice([0, 0.0005, 0.0015, 0.002, -0.001], n)
+    if name == "adaptation":
+        return rng.uniform(0, 2, n)
+    raise AssertionError(name)
+
+
+def reference_step(types, split, J, output, state):
+    """Nengo's step, each half of the neurons with its own parameter set."""
+    for neuron_type, sl in zip(types, (slice(None, split), slice(split, None))):
+        neuron_type.step(DT, J[sl], output[sl], **{k: v[sl] for k, v in state.items()})
+
+
+def tolerances(dtype):
+    if dtype == np.float64:
+        # Same operations in the same order: equal to rounding (the math library's
+        # exp/tanh/log1p may differ from NumPy's by an ulp).
+        return 1e-12, 1e-12
+    # float32: both sides run float32 operations, but NumPy's SIMD float32
+    # exp/tanh may differ from libm by an ulp or so, and Nengo computes constants
+    # such as amplitude / dt, 1 / tau_ref, dt / tau_n in float64 before rounding
+    # them to float32 (the kernel divides in float32: one ulp, 6e-8 relative).
+    # Measured differences are 1 ulp (<1e-7 relative); 1e-5 leaves room for
+    # growth through the state over the steps, and 1e-5 absolute covers state
+    # that cancels to near zero (v - floor(v)).
+    return 1e-5, 1e-5
+
+
+@pytest.mark.parametrize("neuron_type", TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 33])
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_kernel_matches_nengo_step(neuron_type, dtype, n, n_trials, rng):
+    kind, state_names, param_names = NEURON_KERNELS[neuron_type]
+    types = [neuron_type(**params) for params in PARAMS[neuron_type]]
+    split = n // 2
+    spiking = types[0].spiking
+    # float32 state differs from NumPy's by an ulp at most here (measured), which
+    # could in principle push v across a spike threshold on one side only; with
+    # these seeded inputs no spike diverges over 12 steps (states are not near
+    # ties), so float32 spiking types compare all steps too (outputs to the
+    # tolerance below: amplitude / dt itself differs by an ulp).
+    n_steps = 12
+
+    p = RawProgram(dtype, 0, (2 + len(state_names)) * n, n_trials, dt=DT)
+    # scattered, interleaved addresses: the kernel must follow the address arrays
+    addrs = rng.permutation(p.alloc((2 + len(state_names)) * n)).reshape(-1, n)
+    J_addr, out_addr, state_addrs = addrs[0], addrs[1], dict(zip(state_names, addrs[2:]))
+    ref_state = []
+    for t in range(n_trials):
+        st = {k: random_state(rng, n, k, neuron_type).astype(dtype) for k in state_names}
+        for k, a in state_addrs.items():
+            p.write(a, st[k], t)
+        ref_state.append(st)
+    floats = {
+        name: np.concatenate([np.full(split, getattr(types[0], name)),
+                              np.full(n - split, getattr(types[1], name))])
+        for name in param_names
+    }
+    p.add(kind, ints=dict(J=J_addr, out=out_addr, **state_addrs), floats=floats)
+
+    rtol, atol = tolerances(dtype)
+    ref_out = [None] * n_trials
+    with np.errstate(over="ignore"):  # exp(-J) overflows for very negative J
+        for step in range(n_steps):
+            for t in range(n_trials):
+                J = random_currents(rng, n, neuron_type).astype(dtype)
+                p.write(J_addr, J, t)
+                p.write(out_addr, np.nan, t)
+                ref_out[t] = np.full(n, np.nan, dtype=dtype)
+                reference_step(types, split, J.copy(), ref_out[t], ref_state[t])
+            p.run(1)
+            for t in range(n_trials):
+                got_out = p.view(out_addr, t)
+                assert not np.any(np.isnan(got_out)), "kernel left outputs unwritten"
+                msg = f"step {step}, trial {t}"
+                if spiking and dtype == np.float64:
+                    np.testing.assert_array_equal(got_out, ref_out[t], err_msg=msg)
+                else:
+                    np.testing.assert_allclose(got_out, ref_out[t], rtol=rtol,
+                                               atol=atol, err_msg=msg)
+                for k, a in state_addrs.items():
+                    np.testing.assert_allclose(p.view(a, t), ref_state[t][k], rtol=rtol,
+                                               atol=atol, err_msg=f"{msg}, {k}")
+
+
+def test_kernel_rejects_missing_and_short_operands():
+    p = RawProgram(np.float64, 0, 8)
+    a = p.alloc(8)
+    with pytest.raises(ValueError, match="wrong length"):
+        p.add("neurons_izhikevich", ints=dict(J=a[:2], out=a[2:4], voltage=a[4:6], recovery=a[6:7]),
+              floats={k: [0.0, 0.0] for k in NEURON_KERNELS[nengo.Izhikevich][2]})
+    with pytest.raises(ValueError, match="wrong length"):
+        p.add("neurons_sigmoid", ints=dict(J=a[:2], out=a[2:4]), floats=dict(tau_ref=[1.0]))
+    with pytest.raises(Exception, match="voltage"):
+        p.add("neurons_spiking_rectified_linear", ints=dict(J=a[:2], out=a[2:4]),
+              floats=dict(amplitude=[1.0, 1.0]))
+
+
+# -- whole networks ---------------------------------------------------------------
+
+class MyLIFRate(nengo.LIFRate):
+    """A subclass: no kernel (it could override step), so it runs as a callback."""
+
+
+NETWORK_TYPES = [
+    nengo.RectifiedLinear(),
+    nengo.SpikingRectifiedLinear(),
+    nengo.Sigmoid(),
+    nengo.Tanh(),
+    nengo.LIFRate(),
+    nengo.LIF(),
+    nengo.AdaptiveLIFRate(),
+    nengo.AdaptiveLIF(),
+    nengo.Izhikevich(),
+    nengo.RegularSpiking(nengo.LIFRate()),
+    nengo.RegularSpiking(nengo.RectifiedLinear(amplitude=0.5), amplitude=2),
+    nengo.RegularSpiking(nengo.Sigmoid()),
+    nengo.RegularSpiking(nengo.Tanh()),
+    # base type without kernel: the base op is a callback, RegularSpiking native
+    nengo.RegularSpiking(MyLIFRate()),
+    # initial_state overrides
+    nengo.LIF(initial_state={"voltage": nengo.dists.Uniform(-0.2, 0.9),
+                             "refractory_time": nengo.dists.Uniform(0, 0.002)}),
+    nengo.Izhikevich(reset_voltage=-55, initial_state={"voltage": nengo.dists.Uniform(-70, 0)}),
+]
+
+
+def network_id(neuron_type):
+    name = type(neuron_type).__name__
+    if isinstance(neuron_type, nengo.RegularSpiking):
+        name += f"({type(neuron_type.base_type).__name__})"
+    return name + ("-initial_state" if neuron_type.initial_state else "")
+
+
+def make_network(neuron_type):
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(lambda t: np.sin(8 * t) + 0.3)
+        # Sigmoid needs 0.5 / tau_ref < max_rate < 1 / tau_ref, for both of its tau_ref
+        max_rates = nengo.dists.Uniform(210, 240)
+        # a second population of the same type with other parameters
+        other = type(neuron_type)(**PARAMS[type(neuron_type)][1])
+        a = nengo.Ensemble(17, 1, neuron_type=neuron_type, max_rates=max_rates)
+        b = nengo.Ensemble(9, 1, neuron_type=other, max_rates=max_rates)
+        nengo.Connection(stim, a)
+        nengo.Connection(a, b)
+        probes = [
+            nengo.Probe(a.neurons),
+            nengo.Probe(b.neurons),
+            nengo.Probe(a, synapse=0.01),
+            nengo.Probe(b, synapse=0.01),
+        ]
+        probes += [nengo.Probe(a.neurons, name) for name in neuron_type.state]
+    return net, probes
+
+
+@pytest.mark.parametrize("neuron_type", NETWORK_TYPES, ids=network_id)
+def test_network_matches_nengo(neuron_type):
+    kind = NEURON_KERNELS[type(neuron_type)][0]
+    net, probes = make_network(neuron_type)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run(0.15)
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        sim.run(0.15)
+
+    summary = sim.program.summary()
+    assert kind in summary, summary
+    sim_neurons = [op for op in sim._step_order if isinstance(op, SimNeurons)]
+    own = [op for op in sim_neurons if op.neurons is neuron_type]
+    assert own
+    for op in own:
+        assert sim.program.instructions[sim.program.index_of(op)].kind == kind
+    if isinstance(neuron_type, nengo.RegularSpiking):
+        base_kind = NEURON_KERNELS.get(type(neuron_type.base_type), ("callback",))[0]
+        for op in sim_neurons:
+            if op.neurons is neuron_type.base_type:
+                assert sim.program.instructions[sim.program.index_of(op)].kind == base_kind
+
+    for probe in probes:
+        assert np.any(ref.data[probe] != 0), "network should be active"
+        np.testing.assert_allclose(sim.data[probe], ref.data[probe], rtol=1e-10, atol=1e-10,
+                                   err_msg=str(probe))
