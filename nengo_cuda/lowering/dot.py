@@ -12,15 +12,10 @@ from nengo.builder.operator import BsrDotInc, DotInc, SparseDotInc
 
 from ..program import Instruction
 from .common import all_float, color_disjoint
+from .common import vector_view as _vec
 from .registry import register
 
 _FIELDS = ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s")
-
-
-def _vec(layout, sig, start=0, n=None):
-    """(address, stride) of a 1-D signal, from element ``start``."""
-    (stride,) = layout.strides(sig)
-    return layout.address(sig) + start * stride, stride
 
 
 def _dense_blocks(op, layout):
