@@ -88,3 +88,45 @@ def test_bad_addresses_raise():
         p.add("copy", ints={"src": [0, 1], "dst": [2]}, scalars={"inc": 0})
     with pytest.raises(ValueError, match="unknown instruction"):
         p.add("no_such_kernel")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("inc", [0, 1])
+def test_copy_runs_match_element_copy(dtype, inc, rng):
+    from nengo_cuda.lowering.basic import contiguous_runs
+
+    n_shared, n = 10, 40
+    p = RawProgram(dtype, n_shared, n, n_trials=2)
+    shared = p.alloc(n_shared, shared=True)
+    state = p.alloc(n)
+    p.write(shared, rng.randn(n_shared))
+    # runs from shared and state sources into state destinations, odd lengths
+    src = np.concatenate([shared[2:9], state[0:5], state[20:33]])
+    dst = np.concatenate([state[5:12], state[12:17], state[33:40] if False else state[27:40]])
+    runs = contiguous_runs(src, dst, n_shared)
+    assert runs is not None and len(runs[0]) <= 4
+    expected = []
+    for t in range(2):
+        p.write(state, rng.randn(n), t)
+        mem = {a: v for a, v in zip(state, p.view(state, t))}
+        mem.update(zip(shared, p.view(shared)))
+        for s_, d_ in zip(src, dst):
+            mem[d_] = mem[d_] + mem[s_] if inc else mem[s_]
+        expected.append(np.array([mem[a] for a in state]))
+    p.add("copy_runs", ints={"src": runs[0], "dst": runs[1], "length": runs[2]},
+          scalars={"inc": inc})
+    p.run()
+    for t in range(2):
+        np.testing.assert_allclose(p.view(state, t), expected[t], rtol=1e-6)
+
+
+def test_copy_runs_never_cross_shared_boundary():
+    from nengo_cuda.lowering.basic import contiguous_runs
+
+    src = np.arange(8, 16)  # crosses address 10 = n_shared
+    dst = np.arange(100, 108)
+    starts, _, lengths = contiguous_runs(src, dst, 10)
+    assert list(starts) == [8, 10] and list(lengths) == [2, 6]
+    p = RawProgram(np.float64, 10, 10)
+    with pytest.raises(ValueError, match="crosses"):
+        p.add("copy_runs", ints={"src": [8], "dst": [12], "length": [4]}, scalars={"inc": 0})

@@ -96,6 +96,52 @@ std::unique_ptr<Instr<T>> make_copy(const InstrSpec& spec, const Buffers<T>& buf
     return op;
 }
 
+// For each run r: dst[r] .. dst[r]+length[r] (+)= src[r] .. ; runs in order, so
+// repeated destinations accumulate as in Copy.  A run lies inside one region.
+template <typename T>
+struct CopyRuns : Instr<T> {
+    std::vector<int64_t> src, dst, length;
+    bool inc = false;
+    int64_t total = 0;
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        const int64_t n_runs = static_cast<int64_t>(length.size());
+        NC_PARALLEL_FOR(buf.n_trials > 1 ? total * buf.n_trials : 0)
+        for (int t = 0; t < buf.n_trials; ++t) {
+            for (int64_t r = 0; r < n_runs; ++r) {
+                const T* s = buf.f.at(src[r], t);
+                T* d = buf.f.at(dst[r], t);
+                const int64_t n = length[r];
+                if (inc) {
+                    for (int64_t k = 0; k < n; ++k) d[k] += s[k];
+                } else {
+                    for (int64_t k = 0; k < n; ++k) d[k] = s[k];
+                }
+            }
+        }
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_copy_runs(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"src", "dst", "length"});
+    auto op = std::make_unique<CopyRuns<T>>();
+    op->src = spec.int_array("src");
+    op->dst = spec.int_array("dst");
+    op->length = spec.int_array("length");
+    op->inc = spec.scalar("inc") != 0;
+    for (size_t r = 0; r < op->length.size(); ++r) {
+        const int64_t n = op->length[r];
+        if (n < 1) throw std::invalid_argument("copy_runs: run length must be >= 1");
+        for (int64_t start : {op->src[r], op->dst[r]}) {
+            check_addresses({start, start + n - 1}, buf.f, spec.kind);
+            if (start < buf.f.n_shared && start + n > buf.f.n_shared)
+                throw std::invalid_argument("copy_runs: run crosses the shared/state boundary");
+        }
+        op->total += n;
+    }
+    return op;
+}
+
 // Y[k] += A[k] * X[k]
 template <typename T>
 struct ElementwiseInc : Instr<T> {
@@ -125,6 +171,7 @@ std::unique_ptr<Instr<T>> make_elementwise_inc(const InstrSpec& spec, const Buff
 NC_REGISTER_INSTR("time_update", make_time_update);
 NC_REGISTER_INSTR("reset", make_reset);
 NC_REGISTER_INSTR("copy", make_copy);
+NC_REGISTER_INSTR("copy_runs", make_copy_runs);
 NC_REGISTER_INSTR("elementwise_inc", make_elementwise_inc);
 
 }  // namespace

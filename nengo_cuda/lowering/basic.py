@@ -91,8 +91,29 @@ def _copy_addresses(op, layout):
     return src.ravel(), dst
 
 
+def contiguous_runs(src, dst, n_shared):
+    """Splits parallel address arrays into runs where both advance by one.
+
+    Returns (src_start, dst_start, length) arrays, or None when runs would not
+    be shorter than the element lists.  A run never crosses the shared/state
+    boundary (``n_shared``), where consecutive addresses stop being adjacent
+    in memory.
+    """
+    if src.size == 0:
+        return None
+    breaks = (np.diff(src) != 1) | (np.diff(dst) != 1)
+    breaks |= (src[1:] == n_shared) | (dst[1:] == n_shared)
+    starts = np.concatenate([[0], np.flatnonzero(breaks) + 1])
+    if len(starts) * 4 > src.size:  # mostly scattered: element lists are as cheap
+        return None
+    lengths = np.diff(np.concatenate([starts, [src.size]]))
+    return src[starts], dst[starts], lengths
+
+
 @register(Copy)
 class CopyLowering:
+    """``dst[dst_slice] (+)= src[src_slice]``: as contiguous runs where possible."""
+
     @staticmethod
     def key(op, layout):
         if not all_float(layout, [op.src, op.dst]) or _copy_addresses(op, layout) is None:
@@ -105,12 +126,23 @@ class CopyLowering:
         src = np.concatenate([p[0] for p in pairs])
         dst = np.concatenate([p[1] for p in pairs])
         overlap = bool(np.intersect1d(src, dst).size)
+        inc = ops[0].inc
+        runs = None if overlap else contiguous_runs(src, dst, layout.f_shared)
+        if runs is not None:
+            return [
+                Instruction(
+                    "copy_runs",
+                    ops,
+                    ints={"src": runs[0], "dst": runs[1], "length": runs[2]},
+                    scalars={"inc": inc},
+                )
+            ]
         return [
             Instruction(
                 "copy",
                 ops,
                 ints={"src": src, "dst": dst},
-                scalars={"inc": ops[0].inc, "overlap": overlap},
+                scalars={"inc": inc, "overlap": overlap},
             )
         ]
 
