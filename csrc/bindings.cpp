@@ -75,6 +75,12 @@ class NativeProgram {
     }
 
     void set_enabled(int64_t i, bool on) { runner_.set_enabled(i, on); }
+
+    void set_table(int64_t i, const std::string& name,
+                   py::array_t<double, py::array::c_style | py::array::forcecast> data) {
+        std::vector<double> values(data.data(), data.data() + data.size());
+        runner_.instr(i).set_table(name, std::move(values));
+    }
     int64_t size() const { return runner_.size(); }
     int64_t steps_done() const { return runner_.steps_done; }
 
@@ -140,6 +146,8 @@ void bind_program(py::module_& m, const char* name) {
              py::arg("floats"), py::arg("scalars"))
         .def("add_callback", &NativeProgram<T>::add_callback)
         .def("set_enabled", &NativeProgram<T>::set_enabled)
+        .def("set_table", &NativeProgram<T>::set_table, py::arg("index"), py::arg("name"),
+             py::arg("data"))
         .def("run", &NativeProgram<T>::run, py::arg("n_steps"), py::arg("feeds"),
              py::arg("probes"))
         .def_property_readonly("steps_done", &NativeProgram<T>::steps_done)

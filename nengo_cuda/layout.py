@@ -49,11 +49,15 @@ class SignalLayout:
         The float pool's dtype.
     n_trials : int
         Number of independent trials (the minibatch size).
+    dt : float, optional
+        The simulator's time step (lowerings whose parameters depend on it,
+        such as discretised filters, need it; None: they fall back).
     """
 
-    def __init__(self, signals, written, dtype, n_trials):
+    def __init__(self, signals, written, dtype, n_trials, dt=None):
         self.dtype = np.dtype(dtype)
         self.n_trials = n_trials
+        self.dt = dt
         bases = {}
         for sig in signals:
             bases.setdefault(sig.base, None)

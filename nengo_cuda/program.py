@@ -27,6 +27,8 @@ class Instruction:
         Scalar parameters.
     callback : callable, optional
         For ``kind == "callback"``: what to call once per step.
+    tables : TableSource, optional
+        Fills the instruction's data tables at reset and around runs.
     """
 
     kind: str
@@ -35,6 +37,7 @@ class Instruction:
     floats: dict = field(default_factory=dict)
     scalars: dict = field(default_factory=dict)
     callback: object = None
+    tables: object = None
 
     def __post_init__(self):
         self.ints = {
@@ -84,3 +87,24 @@ class Program:
             n_instr, n_ops = counts.get(instr.kind, (0, 0))
             counts[instr.kind] = (n_instr + 1, n_ops + len(instr.ops))
         return counts
+
+
+class TableSource:
+    """Computes the data tables of one native instruction (``Instruction.tables``).
+
+    Tables hold values that Python computes with Nengo's own code and the kernel
+    only reads, such as precomputed random signals.  Each method returns a dict
+    ``name -> float64 array`` whose first axis is the trial; the simulator hands
+    it to the backend's ``set_table``.  The methods below load nothing.
+    """
+
+    def reset(self, rngs):
+        """At reset; ``rngs[trial][j]`` is the process rng of ``instruction.ops[j]``."""
+        return {}
+
+    def before_run(self, n_steps):
+        """Before the backend runs ``n_steps`` steps."""
+        return {}
+
+    def after_run(self, steps_done):
+        """After that run, which completed ``steps_done`` steps."""

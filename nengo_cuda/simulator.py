@@ -24,6 +24,7 @@ from .backends import select_backend
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
 from .probes import ProbeRecording, SimulationData
+from .tables import TableLoader
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class Simulator:
         signals = [s for op in ops for s in op.all_signals]
         signals += [self.model.sig[p]["in"] for p in self.model.probes]
         signals += list(self._input_nodes.values())
-        self.layout = SignalLayout(signals, written, self.dtype, self.n_trials)
+        self.layout = SignalLayout(signals, written, self.dtype, self.n_trials, dt=self.dt)
         producers = self._input_producers()
         self._plan = plan(ops, self.dg, self.layout, isolate=set(producers.values()))
         self._feed_positions = {
@@ -145,6 +146,7 @@ class Simulator:
             for node, op in producers.items()
         }
         self.backend = backend_cls(self._plan.program, self.layout, self.dt)
+        self._tables = TableLoader(self._plan.program, self.backend)
 
         for probe in self.model.probes:
             if self.layout.pool_of(self.model.sig[probe]["in"]) != FLOAT:
@@ -335,6 +337,7 @@ class Simulator:
             group.steps = [
                 [steps[id(op), t] for op in group.ops] for t in range(self.n_trials)
             ]
+        self._tables.reset(self.process_rngs, self.n_trials)
 
     # -- running -----------------------------------------------------------------
     def run(self, time_in_seconds, progress_bar=None, data=None):
@@ -439,6 +442,7 @@ class Simulator:
             )
         for index in disabled:
             self.backend.set_enabled(index, False)
+        self._tables.before_run(n)
         try:
             with np.errstate(invalid="raise", divide="ignore"):
                 self.backend.run(n, native_feeds, [p[:3] for p in probes])
@@ -449,6 +453,7 @@ class Simulator:
                 if self._feed_positions[node] < 0:
                     self._restore_constant(node)
             done = self.backend.steps_done
+            self._tables.after_run(done)
             for addrs, mask, out, rec in probes:
                 rec.append(out[:, : int(mask[:done].sum())])
             self._n_steps = start + done

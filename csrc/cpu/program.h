@@ -54,6 +54,11 @@ template <typename T>
 struct Instr {
     virtual ~Instr() = default;
     virtual void run(const Buffers<T>& buf, const StepInfo& info) = 0;
+    // Replaces the data table `name` (values that Python computes between runs,
+    // e.g. precomputed random signals; layout is the instruction's own).
+    virtual void set_table(const std::string& name, std::vector<double> data) {
+        throw std::invalid_argument("this instruction has no table '" + name + "'");
+    }
 };
 
 template <typename T>

@@ -38,6 +38,10 @@ class Runner {
         return static_cast<int64_t>(instrs_.size()) - 1;
     }
     int64_t size() const { return static_cast<int64_t>(instrs_.size()); }
+    Instr<T>& instr(int64_t i) {
+        if (i < 0 || i >= size()) throw std::out_of_range("no instruction " + std::to_string(i));
+        return *instrs_[i];
+    }
     void set_enabled(int64_t i, bool on) {
         if (i < 0 || i >= size()) throw std::out_of_range("no instruction " + std::to_string(i));
         enabled_[i] = on;

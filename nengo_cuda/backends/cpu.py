@@ -37,6 +37,10 @@ class CpuBackend:
     def set_enabled(self, index, enabled):
         self.native.set_enabled(index, enabled)
 
+    def set_table(self, index, name, data):
+        """Replaces data table ``name`` of instruction ``index`` (float64 values)."""
+        self.native.set_table(index, name, np.ascontiguousarray(data, dtype=np.float64))
+
     def run(self, n_steps, feeds, probes):
         """Runs ``n_steps``; returns the number of steps completed.
 

@@ -1,0 +1,240 @@
+// SimProcess kernels: linear filters (nengo.LinearFilter and its subclasses
+// Lowpass and Alpha) and table-driven random processes (WhiteSignal, WhiteNoise).
+//
+// - lti_elementwise: every stateless (NoX) and one-state (OneX, OneXScalar)
+//   filtered element of a stage, with per-element coefficients.
+// - lti_state_space: blocks of elements sharing one (A, B, C, D) system with
+//   n >= 1 states (NoD, General); the block's state X is n x m, row-major.
+// - process_table: outputs read from a per-trial table that Python fills
+//   (set_table): periodic rows indexed by time (WhiteSignal), or one row per
+//   step of the current run (WhiteNoise).
+//
+// Trials run in parallel; within a trial elements run in order, so merged
+// operators may increment the same output.
+#include <algorithm>
+
+#include "../kernels/linear_filter.h"
+#include "../kernels/process_table.h"
+#include "parallel.h"
+#include "program.h"
+
+namespace nc {
+namespace {
+
+using filters::write_output;
+
+template <typename T>
+struct LtiElementwise : Instr<T> {
+    std::vector<int64_t> u, y, x, form, inc;  // x: state address (-1 for NoX)
+    std::vector<T> a, b;                      // OneX (b is d for NoX)
+    std::vector<double> a_wide, b_wide;       // OneXScalar
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        const int64_t n = static_cast<int64_t>(u.size());
+        NC_PARALLEL_FOR(n * buf.n_trials)
+        for (int t = 0; t < buf.n_trials; ++t) {
+            for (int64_t k = 0; k < n; ++k) {
+                const T uk = *buf.f.at(u[k], t);
+                T yk;
+                if (form[k] == filters::kNoX)
+                    yk = filters::no_state(b[k], uk);
+                else if (form[k] == filters::kOneX)
+                    yk = filters::one_state(*buf.f.at(x[k], t), a[k], b[k], uk);
+                else
+                    yk = filters::one_state_scalar(*buf.f.at(x[k], t), a_wide[k], b_wide[k], uk);
+                write_output(*buf.f.at(y[k], t), yk, inc[k] != 0);
+            }
+        }
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_lti_elementwise(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"U", "Y", "X", "form", "inc", "a", "b"});
+    auto op = std::make_unique<LtiElementwise<T>>();
+    op->u = spec.int_array("U");
+    op->y = spec.int_array("Y");
+    op->x = spec.int_array("X");
+    op->form = spec.int_array("form");
+    op->inc = spec.int_array("inc");
+    op->a_wide = spec.float_array("a");
+    op->b_wide = spec.float_array("b");
+    op->a = to_scalar_vector<T>(op->a_wide);
+    op->b = to_scalar_vector<T>(op->b_wide);
+    check_addresses(op->u, buf.f, spec.kind);
+    check_addresses(op->y, buf.f, spec.kind);
+    std::vector<int64_t> states;
+    for (size_t k = 0; k < op->form.size(); ++k) {
+        const int64_t f = op->form[k];
+        if (f != filters::kNoX && f != filters::kOneX && f != filters::kOneXScalar)
+            throw std::invalid_argument(spec.kind + ": bad form " + std::to_string(f));
+        if (f != filters::kNoX) states.push_back(op->x[k]);
+    }
+    check_addresses(states, buf.f, spec.kind);
+    return op;
+}
+
+template <typename T>
+struct LtiStateSpace : Instr<T> {
+    // per block: states, elements, state address, General (else NoD), inc mode,
+    // first element, first entry of A, first entry of B and C
+    std::vector<int64_t> n, m, x, general, inc, elem0, a0, bc0;
+    std::vector<int64_t> u, y;      // per element
+    std::vector<double> A, B, C, D;  // A: n*n per block, B and C: n per block, D: 1
+    std::vector<std::vector<double>> scratch;  // per trial, max n doubles
+    int64_t work = 0;
+
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        const int64_t nb = static_cast<int64_t>(n.size());
+        NC_PARALLEL_FOR(work * buf.n_trials)
+        for (int t = 0; t < buf.n_trials; ++t) {
+            double* tmp = scratch[t].data();
+            for (int64_t j = 0; j < nb; ++j) {
+                T* xj = buf.f.at(x[j], t);
+                for (int64_t k = 0; k < m[j]; ++k) {
+                    const int64_t e = elem0[j] + k;
+                    const double yk = filters::state_space(
+                        n[j], &A[a0[j]], &B[bc0[j]], &C[bc0[j]], D[j], general[j] != 0, xj + k,
+                        m[j], *buf.f.at(u[e], t), tmp);
+                    write_output(*buf.f.at(y[e], t), yk, inc[j] != 0);
+                }
+            }
+        }
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_lti_state_space(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"n", "m", "X", "general", "inc", "D"});
+    check_same_length(spec, {"U", "Y"});
+    auto op = std::make_unique<LtiStateSpace<T>>();
+    op->n = spec.int_array("n");
+    op->m = spec.int_array("m");
+    op->x = spec.int_array("X");
+    op->general = spec.int_array("general");
+    op->inc = spec.int_array("inc");
+    op->u = spec.int_array("U");
+    op->y = spec.int_array("Y");
+    op->A = spec.float_array("A");
+    op->B = spec.float_array("B");
+    op->C = spec.float_array("C");
+    op->D = spec.float_array("D");
+    int64_t elems = 0, a_size = 0, bc_size = 0, max_n = 1;
+    for (size_t j = 0; j < op->n.size(); ++j) {
+        const int64_t nj = op->n[j], mj = op->m[j];
+        if (nj < 1 || mj < 0) throw std::invalid_argument(spec.kind + ": bad block shape");
+        op->elem0.push_back(elems);
+        op->a0.push_back(a_size);
+        op->bc0.push_back(bc_size);
+        elems += mj;
+        a_size += nj * nj;
+        bc_size += nj;
+        max_n = std::max(max_n, nj);
+        op->work += mj * nj * (nj + 1);
+        // The block's state is one contiguous n x m array of per-trial memory.
+        if (mj > 0) {
+            check_addresses({op->x[j], op->x[j] + nj * mj - 1}, buf.f, spec.kind);
+            if (op->x[j] < buf.f.n_shared)
+                throw std::invalid_argument(spec.kind + ": state X must not be shared");
+        }
+    }
+    if (elems != static_cast<int64_t>(op->u.size()) ||
+        a_size != static_cast<int64_t>(op->A.size()) ||
+        bc_size != static_cast<int64_t>(op->B.size()) ||
+        bc_size != static_cast<int64_t>(op->C.size()))
+        throw std::invalid_argument(spec.kind + ": arrays do not match the block shapes");
+    check_addresses(op->u, buf.f, spec.kind);
+    check_addresses(op->y, buf.f, spec.kind);
+    op->scratch.assign(buf.n_trials, std::vector<double>(max_n));
+    return op;
+}
+
+template <typename T>
+struct ProcessTable : Instr<T> {
+    // per operator: elements, table period in rows (0: one row per run step), inc mode
+    std::vector<int64_t> m, period, inc;
+    std::vector<int64_t> y;  // per element
+    int64_t time = 0;        // address of the time signal
+    int n_trials = 1;
+    // table: per trial, each operator's (rows, m) block in turn
+    std::vector<double> table;
+    std::vector<int64_t> offset, rows;
+    int64_t per_trial = 0, step_rows = 0;
+    bool loaded = false;
+
+    void set_table(const std::string& name, std::vector<double> data) override {
+        if (name != "table") return Instr<T>::set_table(name, std::move(data));
+        const int64_t size = static_cast<int64_t>(data.size());
+        int64_t fixed = 0, stepped = 0;
+        for (size_t j = 0; j < m.size(); ++j) {
+            if (period[j] > 0) fixed += period[j] * m[j];
+            else stepped += m[j];
+        }
+        if (size % n_trials != 0 || size / n_trials < fixed ||
+            (stepped == 0 ? size / n_trials != fixed : (size / n_trials - fixed) % stepped != 0))
+            throw std::invalid_argument("process_table: table of " + std::to_string(size) +
+                                        " values does not fit the operators");
+        per_trial = size / n_trials;
+        step_rows = stepped == 0 ? 0 : (per_trial - fixed) / stepped;
+        offset.clear();
+        rows.clear();
+        int64_t off = 0;
+        for (size_t j = 0; j < m.size(); ++j) {
+            offset.push_back(off);
+            rows.push_back(period[j] > 0 ? period[j] : step_rows);
+            off += rows.back() * m[j];
+        }
+        table = std::move(data);
+        loaded = true;
+    }
+
+    void run(const Buffers<T>& buf, const StepInfo& info) override {
+        if (!loaded) throw std::logic_error("process_table: table not loaded");
+        const bool stepped = std::find(period.begin(), period.end(), 0) != period.end();
+        if (stepped && info.run_step >= step_rows)
+            throw std::logic_error("process_table: no table row for step " +
+                                   std::to_string(info.run_step) + " of this run");
+        const int64_t nops = static_cast<int64_t>(m.size());
+        for (int t = 0; t < buf.n_trials; ++t) {
+            const double now = static_cast<double>(*buf.f.at(time, t));
+            const double* tab = table.data() + t * per_trial;
+            for (int64_t j = 0, e = 0; j < nops; e += m[j], ++j) {
+                const int64_t row = period[j] > 0
+                                        ? processes::periodic_row(now, info.dt, period[j])
+                                        : info.run_step;
+                const double* src = tab + offset[j] + row * m[j];
+                for (int64_t k = 0; k < m[j]; ++k)
+                    write_output(*buf.f.at(y[e + k], t), src[k], inc[j] != 0);
+            }
+        }
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_process_table(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"m", "period", "inc"});
+    auto op = std::make_unique<ProcessTable<T>>();
+    op->m = spec.int_array("m");
+    op->period = spec.int_array("period");
+    op->inc = spec.int_array("inc");
+    op->y = spec.int_array("Y");
+    op->time = static_cast<int64_t>(spec.scalar("time"));
+    op->n_trials = buf.n_trials;
+    int64_t elems = 0;
+    for (size_t j = 0; j < op->m.size(); ++j) {
+        if (op->m[j] < 0 || op->period[j] < 0)
+            throw std::invalid_argument(spec.kind + ": bad operator shape");
+        elems += op->m[j];
+    }
+    if (elems != static_cast<int64_t>(op->y.size()))
+        throw std::invalid_argument(spec.kind + ": 'Y' does not match 'm'");
+    check_addresses(op->y, buf.f, spec.kind);
+    check_addresses(std::vector<int64_t>{op->time}, buf.f, spec.kind);
+    return op;
+}
+
+NC_REGISTER_INSTR("lti_elementwise", make_lti_elementwise);
+NC_REGISTER_INSTR("lti_state_space", make_lti_state_space);
+NC_REGISTER_INSTR("process_table", make_process_table);
+
+}  // namespace
+}  // namespace nc

@@ -1,0 +1,31 @@
+"""Loads the data tables of native instructions (see `nengo_cuda.program.TableSource`).
+
+The simulator calls `TableLoader.reset` after drawing the processes' random
+generators, and `before_run` / `after_run` around each native run.
+"""
+
+
+class TableLoader:
+    """Hands every instruction's `TableSource` output to the backend."""
+
+    def __init__(self, program, backend):
+        self.backend = backend
+        self.items = [(i, instr) for i, instr in enumerate(program) if instr.tables is not None]
+
+    def _load(self, index, tables):
+        for name, data in tables.items():
+            self.backend.set_table(index, name, data)
+
+    def reset(self, process_rngs, n_trials):
+        """``process_rngs[op, trial]``: the rng Nengo's ``make_step`` would use."""
+        for index, instr in self.items:
+            rngs = [[process_rngs[op, t] for op in instr.ops] for t in range(n_trials)]
+            self._load(index, instr.tables.reset(rngs))
+
+    def before_run(self, n_steps):
+        for index, instr in self.items:
+            self._load(index, instr.tables.before_run(n_steps))
+
+    def after_run(self, steps_done):
+        for _, instr in self.items:
+            instr.tables.after_run(steps_done)

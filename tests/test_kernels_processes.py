@@ -1,0 +1,351 @@
+"""SimProcess kernels (linear filters, WhiteSignal, WhiteNoise) against Nengo.
+
+Kernel tests lower a hand-made SimProcess with our lowering and compare, step
+by step, with Nengo's own ``SimProcess.make_step`` on plain NumPy signals of the
+same dtype.  Network tests compare whole simulations with `nengo.Simulator`.
+"""
+
+import numpy as np
+import pytest
+import nengo
+from nengo.builder.processes import SimProcess
+from nengo.builder.signal import Signal, SignalDict
+from nengo.dists import Choice, Exponential, Gaussian, Uniform
+from nengo.processes import WhiteNoise, WhiteSignal
+from nengo.synapses import LinearFilter
+
+import nengo_cuda
+from nengo_cuda.backends.cpu import CpuBackend
+from nengo_cuda.layout import SignalLayout
+from nengo_cuda.lowering.processes import (
+    FILTER_FORMS,
+    SimProcessLowering,
+    WhiteNoiseTable,
+    white_noise_samples,
+    white_signal_period,
+)
+from nengo_cuda.program import Program
+from nengo_cuda.tables import TableLoader
+
+from kernel_harness import RawProgram
+
+DT = 0.001
+
+# (synapse, Nengo step class it must use for a signal of size > 1)
+FILTERS = {
+    "lowpass": (nengo.Lowpass(0.005), LinearFilter.OneX),
+    "lowpass0": (nengo.Lowpass(0), LinearFilter.NoX),
+    "gain": (LinearFilter([2.5], [1], analog=False), LinearFilter.NoX),
+    "discrete1": (LinearFilter([0.1], [1, -0.9], analog=False), LinearFilter.OneX),
+    "alpha": (nengo.Alpha(0.003), LinearFilter.NoD),
+    "general_nod": (LinearFilter([1], [0.001, 0.05, 1]), LinearFilter.NoD),
+    "passthrough1": (LinearFilter([0.5, 1], [0.01, 1]), LinearFilter.General),
+    "passthrough2": (LinearFilter([1, 2, 3], [0.001, 0.05, 1]), LinearFilter.General),
+}
+
+
+class ProcessBench:
+    """One SimProcess lowered onto a native program, next to Nengo's own step.
+
+    ``shape`` is the filtered signal's shape; input and output are strided
+    views into larger signals, so that view addressing is exercised too.
+    """
+
+    def __init__(self, process, shape, mode, dtype, n_trials, with_input=True, seed=0):
+        rng = np.random.RandomState(seed)
+        m = int(np.prod(shape))
+        self.dtype, self.n_trials, self.shape = np.dtype(dtype), n_trials, shape
+        self.t = Signal(np.zeros(1, dtype=dtype), name="t")
+        base_in = Signal(np.zeros(2 * m + 1, dtype=dtype), name="in")
+        self.input = base_in[1::2].reshape(shape) if with_input else None
+        base_out = Signal(rng.randn(m + 3).astype(dtype), name="out")
+        self.output = base_out[3:].reshape(shape)
+        state = process.make_state(
+            shape if with_input else (0,), shape, DT, dtype=dtype
+        )
+        state = {k: Signal(v.astype(dtype), name=k) for k, v in state.items()}
+        self.op = SimProcess(process, self.input, self.output, self.t, mode=mode, state=state)
+        written = {base_out, self.t.base} | {s.base for s in state.values()}
+        if with_input:
+            written.add(base_in)  # another op writes it: one copy per trial
+        self.layout = SignalLayout(self.op.all_signals, written, dtype, n_trials, dt=DT)
+        key = SimProcessLowering.key(self.op, self.layout)
+        assert key is not None, "not lowered natively"
+        self.program = Program(SimProcessLowering.lower([self.op], self.layout))
+        self.backend = CpuBackend(self.program, self.layout, DT)
+        self.tables = TableLoader(self.program, self.backend)
+
+        # Nengo's reference: the same op on plain NumPy signals, one set per trial
+        self.ref = [SignalDict() for _ in range(n_trials)]
+        for sigs in self.ref:
+            for sig in self.op.all_signals:
+                if sig.base not in sigs:
+                    sigs.init(sig.base)
+        seeds = rng.randint(2**31, size=n_trials)
+        self.steps = [
+            self.op.make_step(sigs, DT, np.random.RandomState(s))
+            for sigs, s in zip(self.ref, seeds)
+        ]
+        self.tables.reset({(self.op, t): self.op.process.get_rng(np.random.RandomState(s))
+                           for t, s in enumerate(seeds)}, n_trials)
+
+    def ours(self, sig, trial):
+        return self.layout.signal_dicts[trial][sig]
+
+    def step(self, n_step, u=None):
+        """Runs step ``n_step`` (1-based) in both; ``u``: per-trial input."""
+        for trial in range(self.n_trials):
+            for sigs in (self.ref[trial], self.layout.signal_dicts[trial]):
+                sigs[self.t][...] = n_step * DT
+                if u is not None:
+                    sigs[self.input][...] = u[trial]
+        self.tables.before_run(1)
+        self.backend.run(1, [], [])
+        self.tables.after_run(1)
+        for step in self.steps:
+            step()
+
+    def check(self, exact, rtol=0.0):
+        for trial in range(self.n_trials):
+            sigs = [self.output] + list(self.op.state.values())
+            for sig in sigs:
+                ours, ref = self.ours(sig, trial), self.ref[trial][sig]
+                assert ours.dtype == ref.dtype
+                if exact:
+                    np.testing.assert_array_equal(ours, ref)
+                else:
+                    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+@pytest.mark.parametrize("mode", ["set", "inc", "update"])
+@pytest.mark.parametrize("shape", [(1,), (7,), (2, 3)])
+def test_linear_filter_steps(name, dtype, n_trials, mode, shape, rng):
+    synapse, step_cls = FILTERS[name]
+    if step_cls is LinearFilter.General and mode == "inc":
+        # Nengo itself cannot increment with General's (1,) + shape output
+        X = Signal(synapse.make_state(shape, shape, DT)["X"])
+        op = SimProcess(synapse, Signal(np.zeros(shape)), Signal(np.zeros(shape)),
+                        Signal(np.zeros(1)), mode=mode, state={"X": X})
+        layout = SignalLayout(op.all_signals, {op.output.base}, dtype, n_trials, dt=DT)
+        assert SimProcessLowering.key(op, layout) is None
+        return
+    bench = ProcessBench(synapse, shape, mode, dtype, n_trials, seed=rng.randint(1000))
+    # the form Nengo picks (size-1 one-state filters use OneXScalar)
+    x = np.zeros(bench.op.state["X"].shape)
+    form = type(synapse.make_step(shape, shape, DT, None, {"X": x}))
+    assert form is (LinearFilter.OneXScalar if step_cls is LinearFilter.OneX and
+                    np.prod(shape) == 1 else step_cls)
+    # one-state forms repeat NumPy's arithmetic exactly; state space sums in another order
+    exact = FILTER_FORMS[form][0] == "lti_elementwise"
+    rtol = 1e-13 if dtype == np.float64 else 2e-6
+    for n in range(1, 40):
+        bench.step(n, rng.randn(n_trials, *shape) * 2)
+        bench.check(exact, rtol)
+
+
+def test_linear_filter_nonzero_initial_state(rng):
+    # y0 != 0 gives X a non-zero initial value that must be used
+    for synapse in (nengo.Lowpass(0.01), nengo.Alpha(0.005)):
+        bench = ProcessBench(synapse, (5,), "update", np.float64, 2)
+        for trial in range(2):
+            for sigs in (bench.ref[trial], bench.layout.signal_dicts[trial]):
+                sigs[bench.op.state["X"]][...] = 0.3 + trial
+        for n in range(1, 10):
+            bench.step(n, rng.randn(2, 5))
+            bench.check(exact=False, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+@pytest.mark.parametrize("mode", ["set", "inc"])
+@pytest.mark.parametrize("shape", [(1,), (5,), (2, 3)])
+def test_white_signal_steps(dtype, n_trials, mode, shape, rng):
+    # period 0.0305 s -> 32 rows; run past one period to test the wrap-around
+    process = WhiteSignal(period=0.0305, high=100, rms=0.3)
+    bench = ProcessBench(process, shape, mode, dtype, n_trials, with_input=False,
+                         seed=rng.randint(1000))
+    for n in range(1, 80):
+        bench.step(n)
+        bench.check(exact=True)
+    first = [bench.ours(bench.output, t).copy() for t in range(n_trials)]
+    if n_trials > 1 and mode == "set":
+        assert not np.allclose(first[0], first[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+@pytest.mark.parametrize("mode", ["set", "inc"])
+@pytest.mark.parametrize(
+    "dist", [Gaussian(0.5, 2), Uniform(-1, 1), Exponential(0.3), Uniform(-3, 3, integer=True)]
+)
+def test_white_noise_steps(dtype, n_trials, mode, dist, rng):
+    process = WhiteNoise(dist=dist, scale=mode == "inc")
+    bench = ProcessBench(process, (7,), mode, dtype, n_trials, with_input=False,
+                         seed=rng.randint(1000))
+    for n in range(1, 30):
+        bench.step(n)
+        bench.check(exact=True)
+
+
+@pytest.mark.parametrize(
+    "dist", [Gaussian(0, 1), Gaussian(1, 0.5), Uniform(-2, 3), Uniform(0, 9, integer=True),
+             Choice([[1, 2.5, -1], [0, 3, 4]]), Exponential(2.0)]
+)
+@pytest.mark.parametrize("scale", [True, False])
+def test_white_noise_chunks_equal_nengo_stream(dist, scale):
+    # Drawing a run's samples at once must give Nengo's step-by-step stream.
+    process = WhiteNoise(dist=dist, scale=scale)
+    step = process.make_step((0,), (3,), DT, np.random.RandomState(5), {})
+    expected = np.array([step(0.0) for _ in range(20)])
+    rng = np.random.RandomState(5)
+    ours = np.concatenate(
+        [white_noise_samples(process, rng, n, 3, DT) for n in (1, 7, 0, 12)]
+    )
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_white_noise_table_keeps_unused_samples():
+    # After an interrupted run, samples not yet used serve the next run.
+    process = WhiteNoise()
+    op = SimProcess(process, None, Signal(np.zeros(2)), Signal(np.zeros(1)), mode="set")
+    source = WhiteNoiseTable([op], DT)
+    source.reset([[np.random.RandomState(3)]])
+    first = source.before_run(10)["table"].reshape(10, 2)
+    source.after_run(4)
+    second = source.before_run(10)["table"].reshape(10, 2)
+    source.after_run(10)
+    expected = white_noise_samples(process, np.random.RandomState(3), 14, 2, DT)
+    np.testing.assert_array_equal(first, expected[:10])
+    np.testing.assert_array_equal(second, expected[4:])
+
+
+def test_white_signal_period_fallback_matches_closure():
+    # Without the closure lookup, evaluating the step function gives the same rows.
+    process = WhiteSignal(period=0.1, high=20)
+    op = SimProcess(process, None, Signal(np.zeros(3)), Signal(np.zeros(1)), mode="set")
+    fast = white_signal_period(op, np.random.RandomState(1), DT)
+    step = process.make_step((0,), (3,), DT, np.random.RandomState(1), {})
+    slow = np.array([step(i * DT) for i in range(fast.shape[0])])
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_process_table_errors():
+    p = RawProgram(np.float64, 0, 4)
+    index = p.add("process_table", ints={"Y": [1, 2], "m": [2], "period": [3], "inc": [0]},
+                  scalars={"time": 0})
+    with pytest.raises(RuntimeError, match="not loaded"):
+        p.run()
+    with pytest.raises(ValueError, match="does not fit"):
+        p.native.set_table(index, "table", np.zeros(5))
+    with pytest.raises(ValueError, match="no table 'other'"):
+        p.native.set_table(index, "other", np.zeros(6))
+    p.write([0], [2 * 0.001])
+    p.native.set_table(index, "table", np.arange(6.0))
+    p.run()
+    np.testing.assert_array_equal(p.view([1, 2]), [4, 5])  # row 2 of 3
+
+
+# -- whole networks ------------------------------------------------------------
+
+
+def _assert_native_processes(sim):
+    summary = sim.program.summary()
+    for instr in sim.program:
+        if instr.is_callback:
+            assert not any(isinstance(op, SimProcess) for op in instr.ops), instr.callback
+    return summary
+
+
+def _run_both(net, steps, chunks=None, **kwargs):
+    """(nengo.Simulator, our Simulator, our summary) after ``steps`` steps each;
+    ours runs them in ``chunks`` (separate run_steps calls)."""
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(steps)
+    with nengo_cuda.Simulator(net, progress_bar=False, **kwargs) as sim:
+        for n in chunks or [steps]:
+            sim.run_steps(n)
+        summary = _assert_native_processes(sim)
+    assert sim.n_steps == steps
+    return ref, sim, summary
+
+
+def _network(seed=3):
+    with nengo.Network(seed=seed) as net:
+        sig = nengo.Node(WhiteSignal(period=0.5, high=8, rms=0.4), size_out=2)
+        noise = nengo.Node(WhiteNoise(dist=Gaussian(0, 0.3)), size_out=3)
+        ens = nengo.Ensemble(40, 2, noise=WhiteNoise(dist=Uniform(-0.1, 0.1)))
+        nengo.Connection(sig, ens, synapse=nengo.Alpha(0.004))
+        out = nengo.Node(size_in=3)
+        nengo.Connection(noise, out, synapse=LinearFilter([1], [0.001, 0.05, 1]))
+        nengo.Connection(sig[0], out[1], synapse=LinearFilter([0.5, 1], [0.01, 1]))
+        nengo.Connection(ens, out[1:], synapse=nengo.Lowpass(0.01))
+        filt = nengo.Node(nengo.Lowpass(0.02), size_in=2, size_out=2)  # set mode, with input
+        nengo.Connection(sig, filt, synapse=None)
+        probes = [nengo.Probe(obj) for obj in (sig, noise, out, filt)]
+        probes += [nengo.Probe(ens, synapse=0.01), nengo.Probe(out, synapse=nengo.Alpha(0.01))]
+        probes += [nengo.Probe(ens.neurons, "voltage")]
+    return net, probes
+
+
+def test_network_matches_nengo():
+    net, probes = _network()
+    ref, sim, summary = _run_both(net, 600, chunks=[1, 149, 450], dtype="float64")
+    for kind in ("lti_elementwise", "lti_state_space", "process_table"):
+        assert kind in summary, summary
+    assert summary["lti_elementwise"][1] == 3  # Lowpass: connection, Node, probe
+    assert summary["lti_state_space"][1] == 4  # Alpha x2, NoD, General
+    assert summary["process_table"] == (2, 3)  # WhiteSignal + 2 WhiteNoise
+    for p in probes:
+        np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-10, atol=1e-10)
+
+
+def test_network_reset_reproduces():
+    net, probes = _network()
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        sim.run(0.2)
+        first = [sim.data[p].copy() for p in probes]
+        sim.reset()
+        sim.run(0.2)
+        for p, data in zip(probes, first):
+            np.testing.assert_array_equal(sim.data[p], data)
+        sim.reset(seed=sim.seed + 1)
+        sim.run(0.2)
+        assert not np.allclose(sim.data[probes[0]], first[0])
+
+
+def test_minibatch_white_signal():
+    net, probes = _network()
+    sig_probe, filt_probe = probes[0], probes[3]
+    ref, sim, _ = _run_both(net, 300, dtype="float64", minibatch_size=3)
+    data = sim.data[sig_probe]
+    assert data.shape == (3, 300, 2)
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert not np.allclose(data[a], data[b])
+    np.testing.assert_array_equal(data[0], ref.data[sig_probe])
+    np.testing.assert_allclose(sim.data[filt_probe][0], ref.data[filt_probe], rtol=1e-12)
+    for p in probes:
+        np.testing.assert_allclose(sim.data[p][0], ref.data[p], rtol=1e-10, atol=1e-10)
+
+
+def test_data_replaces_white_signal_node():
+    with nengo.Network(seed=1) as net:
+        sig = nengo.Node(WhiteSignal(period=1, high=5), size_out=1)
+        out = nengo.Node(size_in=1)
+        nengo.Connection(sig, out, synapse=nengo.Lowpass(0.01))
+        p = nengo.Probe(out)
+    values = np.linspace(-1, 1, 50).reshape(1, 50, 1)
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        sim.run_steps(50, data={sig: values})
+    filtered = nengo.Lowpass(0.01).filt(values[0], dt=DT, y0=0)
+    expected = np.concatenate([[[0.0]], filtered[:-1]])  # the synapse updates one step late
+    np.testing.assert_allclose(sim.data[p], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_network_close_to_nengo():
+    net, probes = _network()
+    ref, sim, _ = _run_both(net, 200, dtype="float32")
+    for p in probes[:4]:
+        np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-4, atol=1e-4)
