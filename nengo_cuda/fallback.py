@@ -10,13 +10,16 @@ the native buffers in place.  This is what lets any Nengo model run.
 class FallbackGroup:
     """Runs a list of operators' step functions for every trial."""
 
-    def __init__(self, ops):
+    def __init__(self, ops, before=None):
         self.ops = list(ops)
+        self.before = before  # called first each step (e.g. SignalLayout.sync_time)
         # per trial: the ops' step functions; made at every reset by the simulator,
         # which draws their random seeds in Nengo's step order
         self.steps = []
 
     def __call__(self):
+        if self.before is not None:
+            self.before()
         for steps in self.steps:
             for step in steps:
                 step()

@@ -143,6 +143,35 @@ class SignalLayout:
                 dict.__setitem__(signals, base, self.base_array(base, trial))
         return signals
 
+    def use_exact_time(self, time, step, dt):
+        """Gives Python callbacks ``time`` as float64 ``step * dt``, as Nengo computes it.
+
+        In float32 simulations the time signal in the float pool is rounded
+        (0.501 becomes 0.50099998); Node functions and processes that compute
+        indices from ``t`` would then be off by a step.  Callbacks instead see a
+        float64 copy, refreshed by `sync_time` before they run.  Native kernels
+        keep reading the pool's time.
+        """
+        if self.dtype == np.float64 or time.is_view or self.pool_of(step) != INT:
+            return
+        self._time = time
+        self._time_dt = dt
+        addr = self.address(step)
+        self._step_mem = [
+            addr if addr < self.i_shared else addr + t * self.i_state
+            for t in range(self.n_trials)
+        ]
+        self._time64 = [np.zeros((), dtype=np.float64) for _ in range(self.n_trials)]
+        for signals, value in zip(self.signal_dicts, self._time64):
+            dict.__setitem__(signals, time, value)
+        self.sync_time = self._sync_time
+
+    sync_time = None  # set by use_exact_time
+
+    def _sync_time(self):
+        for mem, value in zip(self._step_mem, self._time64):
+            value[...] = self.ibuf[mem] * self._time_dt
+
     def reset(self):
         """Writes every signal's initial value into the buffers."""
         for base in self.bases:
@@ -158,6 +187,8 @@ class SignalLayout:
                 continue
             for trial in range(1 if shared else self.n_trials):
                 self.base_array(base, trial)[...] = base.initial_value
+        if self.sync_time is not None:
+            self.sync_time()
 
 
 def _copy_initial(base):

@@ -85,7 +85,7 @@ def plan(step_order, dg, layout, merge=True, isolate=()):
     for s in sorted(by_stage):
         for key, (lowering, ops) in by_stage[s].items():
             if key[0] == "callback":
-                group = FallbackGroup(ops)
+                group = FallbackGroup(ops, before=layout.sync_time)
                 fallbacks.append(group)
                 program.append(Instruction("callback", ops, callback=group))
             else:

@@ -139,6 +139,7 @@ class Simulator:
         signals += [self.model.sig[p]["in"] for p in self.model.probes]
         signals += list(self._input_nodes.values())
         self.layout = SignalLayout(signals, written, self.dtype, self.n_trials, dt=self.dt)
+        self.layout.use_exact_time(self.model.time, self.model.step, self.dt)
         producers = self._input_producers()
         self._plan = plan(ops, self.dg, self.layout, isolate=set(producers.values()))
         self._feed_positions = {

@@ -173,3 +173,18 @@ def test_entry_point_and_backend_name():
 
     loaded = [ep.load() for ep in entry_points(group="nengo.backends")]
     assert nengo_cuda.Simulator in loaded
+
+
+def test_callbacks_see_exact_time_in_float32():
+    """Node functions get t = step * dt in float64, as from nengo.Simulator."""
+    seen = []
+    with nengo.Network() as network:
+        nengo.Node(lambda t: seen.append(t) or 0)
+    with nengo_cuda.Simulator(network, dtype="float32", progress_bar=False) as sim:
+        seen.clear()  # Nengo calls the function once while building, at t=0
+        sim.run_steps(600)
+        assert seen == [(i + 1) * 0.001 for i in range(600)]
+        sim.reset()
+        seen.clear()
+        sim.run_steps(2)
+        assert seen == [0.001, 0.002]

@@ -8,6 +8,8 @@
 // and `step`, which calls the shared math in kernels/neurons.h for one neuron.
 // `NeuronGroup<T, Model>` does the loading, checking and looping for all types.
 #include <array>
+#include <cmath>
+#include <type_traits>
 
 #include "../kernels/neurons.h"
 #include "parallel.h"
@@ -15,6 +17,13 @@
 
 namespace nc {
 namespace {
+
+// Models may define `aux(params, dt)`: a per-neuron constant derived from the
+// parameters and dt (e.g. LIF's full-step decay), computed once, not every step.
+template <typename M, typename = void>
+struct has_aux : std::false_type {};
+template <typename M>
+struct has_aux<M, std::void_t<decltype(&M::template aux<float>)>> : std::true_type {};
 
 template <typename T, typename Model>
 struct NeuronGroup : Instr<T> {
@@ -52,19 +61,45 @@ struct NeuronGroup : Instr<T> {
                                         "' has wrong length");
     }
 
+    std::vector<T> aux;  // Model::aux per neuron, for aux_dt
+    T aux_dt = T(-1);
+
+    void update_aux(T dt) {
+        if constexpr (has_aux<Model>::value) {
+            if (aux_dt == dt) return;
+            aux.resize(n());
+            for (int64_t k = 0; k < n(); ++k) aux[k] = Model::template aux<T>(params_of(k), dt);
+            aux_dt = dt;
+        }
+    }
+
+    std::array<T, kParams> params_of(int64_t k) const {
+        std::array<T, kParams> p;
+        for (size_t j = 0; j < kParams; ++j) p[j] = param[j][k];
+        return p;
+    }
+
     void run(const Buffers<T>& buf, const StepInfo& info) override {
         const int64_t n = this->n();
         const T dt = static_cast<T>(info.dt);
-        // One flat loop over (trial, neuron), so one trial still runs in parallel.
-        NC_PARALLEL_FOR(n * buf.n_trials)
-        for (int64_t i = 0; i < n * buf.n_trials; ++i) {
-            const int t = static_cast<int>(i / n);
-            const int64_t k = i - t * n;
-            std::array<T*, kStates> s;
-            for (size_t j = 0; j < kStates; ++j) s[j] = buf.f.at(state[j][k], t);
-            std::array<T, kParams> p;
-            for (size_t j = 0; j < kParams; ++j) p[j] = param[j][k];
-            *buf.f.at(out[k], t) = Model::step(*buf.f.at(J[k], t), s, p, dt);
+        update_aux(dt);
+        const int n_trials = buf.n_trials;
+#ifdef _OPENMP
+        // a neuron update costs about ten element copies (transcendentals, branches)
+#pragma omp parallel for collapse(2) schedule(static) if (8 * n * n_trials >= kParallelMinWork)
+#endif
+        for (int t = 0; t < n_trials; ++t) {
+            for (int64_t k = 0; k < n; ++k) {
+                std::array<T*, kStates> s;
+                for (size_t j = 0; j < kStates; ++j) s[j] = buf.f.at(state[j][k], t);
+                const auto p = params_of(k);
+                T* y = buf.f.at(out[k], t);
+                const T J_k = *buf.f.at(J[k], t);
+                if constexpr (has_aux<Model>::value)
+                    *y = Model::step(J_k, s, p, dt, aux[k]);
+                else
+                    *y = Model::step(J_k, s, p, dt);
+            }
         }
     }
 };
@@ -150,8 +185,12 @@ struct LIF {
     static constexpr Names<2> states{"voltage", "refractory_time"};
     static constexpr Names<4> params{"tau_rc", "tau_ref", "min_voltage", "amplitude"};
     template <typename T>
-    static T step(T J, const std::array<T*, 2>& s, const std::array<T, 4>& p, T dt) {
-        return neurons::lif_spiking(J, *s[0], *s[1], dt, p[0], p[1], p[2], p[3]);
+    static T aux(const std::array<T, 4>& p, T dt) {
+        return neurons::lif_full_step_decay(dt, p[0]);
+    }
+    template <typename T>
+    static T step(T J, const std::array<T*, 2>& s, const std::array<T, 4>& p, T dt, T decay) {
+        return neurons::lif_spiking(J, *s[0], *s[1], dt, p[0], p[1], p[2], p[3], decay);
     }
 };
 
@@ -173,9 +212,13 @@ struct AdaptiveLIF {
     static constexpr Names<6> params{"tau_n",   "inc_n",       "tau_rc",
                                      "tau_ref", "min_voltage", "amplitude"};
     template <typename T>
-    static T step(T J, const std::array<T*, 3>& s, const std::array<T, 6>& p, T dt) {
+    static T aux(const std::array<T, 6>& p, T dt) {
+        return neurons::lif_full_step_decay(dt, p[2]);
+    }
+    template <typename T>
+    static T step(T J, const std::array<T*, 3>& s, const std::array<T, 6>& p, T dt, T decay) {
         return neurons::adaptive_lif(J, *s[0], *s[1], *s[2], dt, p[0], p[1], p[2], p[3], p[4],
-                                     p[5]);
+                                     p[5], decay);
     }
 };
 

@@ -28,8 +28,9 @@ __global__ void lif_step_kernel(const float* J, float* out, float* v, float* ref
                                 float dt, float tau_rc, float tau_ref, float min_v,
                                 float amp) {
     const int k = blockIdx.x * blockDim.x + threadIdx.x;
-    if (k < n) out[k] = neurons::lif_spiking<float>(J[k], v[k], ref[k], dt, tau_rc, tau_ref,
-                                                     min_v, amp);
+    if (k < n)
+        out[k] = neurons::lif_spiking<float>(J[k], v[k], ref[k], dt, tau_rc, tau_ref, min_v, amp,
+                                             neurons::lif_full_step_decay(dt, tau_rc));
 }
 
 // Likewise every other neuron function, in both precisions (instantiated below).
@@ -43,7 +44,7 @@ __global__ void neuron_math_kernel(const T* J, T* out, T* a, T* b, T* c, int n, 
              neurons::spiking_rectified_linear(j, a[k], dt, T(1)) +
              neurons::regular_spikes(j, b[k], dt, T(1)) +
              neurons::adaptive_lif_rate(j, c[k], dt, T(1), p, p, q, T(1)) +
-             neurons::adaptive_lif(j, a[k], b[k], c[k], dt, T(1), p, p, q, T(0), T(1)) +
+             neurons::adaptive_lif(j, a[k], b[k], c[k], dt, T(1), p, p, q, T(0), T(1), T(-0.05)) +
              neurons::izhikevich(j, a[k], b[k], dt, p, T(0.2), T(-65), T(8));
 }
 template __global__ void neuron_math_kernel<float>(const float*, float*, float*, float*,

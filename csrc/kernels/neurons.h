@@ -69,15 +69,26 @@ NC_HD T spiking_rectified_linear(T J, T& voltage, T dt, T amplitude) {
     return regular_spikes(rectify(J), voltage, dt, amplitude);
 }
 
+// The LIF voltage decay factor over a whole step, expm1(-dt / tau_rc).  It is
+// the same for every step a neuron is not refractory, so kernels compute it once
+// per neuron and pass it to lif_spiking (an exact shortcut, not an approximation).
+template <typename T>
+NC_HD T lif_full_step_decay(T dt, T tau_rc) {
+    return expm1(-dt / tau_rc);
+}
+
 // LIF: leaky integration over the non-refractory part of the step, spike when
 // v > 1, with the refractory period starting at the interpolated spike time.
+// `full_decay` must be lif_full_step_decay(dt, tau_rc).
 template <typename T>
 NC_HD T lif_spiking(T J, T& voltage, T& refractory_time, T dt, T tau_rc, T tau_ref,
-                    T min_voltage, T amplitude) {
+                    T min_voltage, T amplitude, T full_decay) {
     refractory_time -= dt;
     T delta_t = dt - refractory_time;
     delta_t = delta_t < T(0) ? T(0) : (delta_t > dt ? dt : delta_t);
-    voltage -= (J - voltage) * expm1(-delta_t / tau_rc);
+    // delta_t == dt gives the very expression lif_full_step_decay evaluated
+    const T decay = delta_t == dt ? full_decay : expm1(-delta_t / tau_rc);
+    voltage -= (J - voltage) * decay;
     const bool spiked = voltage > T(1);
     T out = spiked ? amplitude / dt : T(0);
     if (spiked) {
@@ -108,9 +119,10 @@ NC_HD T adaptive_lif_rate(T J, T& adaptation, T dt, T tau_n, T inc_n, T tau_rc, 
 // AdaptiveLIF: out = lif_spiking(J - n); then n adapts towards inc_n * out.
 template <typename T>
 NC_HD T adaptive_lif(T J, T& voltage, T& refractory_time, T& adaptation, T dt, T tau_n,
-                     T inc_n, T tau_rc, T tau_ref, T min_voltage, T amplitude) {
+                     T inc_n, T tau_rc, T tau_ref, T min_voltage, T amplitude,
+                     T full_decay) {
     const T out = lif_spiking(J - adaptation, voltage, refractory_time, dt, tau_rc, tau_ref,
-                              min_voltage, amplitude);
+                              min_voltage, amplitude, full_decay);
     adapt(adaptation, out, dt, tau_n, inc_n);
     return out;
 }
