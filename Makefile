@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) benchmarks/demo.py
 
-test: test-ours test-nengo
+test: test-ours test-nengo test-nengo-float32
 
 test-ours: install
 	$(PYTEST) tests -q
