@@ -12,4 +12,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .simulator import Simulator  # noqa: E402,F401
+
+# NengoDL 3's training API; none of these modules imports TensorFlow on import.
+from .training import objectives as obj  # noqa: E402,F401
+from .training.config import configure_settings  # noqa: E402,F401
+from .training.tensor_node import Layer, TensorNode  # noqa: E402,F401
 from .version import version as __version__  # noqa: F401

@@ -1,0 +1,113 @@
+"""`configure_settings`: NengoDL 3's settings, stored in a Network's config.
+
+As in NengoDL, ``configure_settings(trainable=False)`` adds a ``trainable``
+parameter to Ensemble, Connection and Neurons in the network's config, with
+that default; ``net.config[nengo.Ensemble].trainable = True`` then re-enables
+one class, and ``net.config[obj].trainable`` one object.  The other settings
+are stored as parameters of ``config[nengo.Network]``.
+"""
+
+import nengo
+from nengo.ensemble import Neurons
+from nengo.exceptions import NetworkContextError, ValidationError
+from nengo.params import BoolParam, Parameter
+
+SETTINGS = {
+    "trainable": None,
+    "lif_smoothing": None,
+    "dtype": None,
+    "inference_only": False,
+    "keep_history": True,
+    "stateful": True,
+    "planner": None,
+    "sorter": None,
+    "simplifications": None,
+    "use_loop": True,
+}
+
+TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons)
+
+
+def configure_settings(**kwargs):
+    """Sets NengoDL-style settings on the Network in context (see module doc)."""
+    if len(nengo.Network.context) == 0:
+        raise NetworkContextError(
+            "configure_settings must be called within a Network context "
+            "(`with nengo.Network(): ...`)"
+        )
+    config = nengo.Network.context[-1].config
+    for name, value in kwargs.items():
+        if name not in SETTINGS:
+            raise ValidationError(
+                f"{name!r} is not a valid setting (valid: {sorted(SETTINGS)})", attr=name
+            )
+        if name == "dtype" and value is not None:
+            value = str(getattr(value, "name", value))
+            if value not in ("float32", "float64"):
+                raise ValidationError(f"dtype must be float32 or float64 (got {value!r})", attr=name)
+        if name == "trainable":
+            for cls in TRAINABLE_CLASSES:
+                if cls not in config.params:
+                    config.configures(cls)
+                _replace_param(config.params[cls], BoolParam("trainable", value, optional=True))
+        else:
+            if nengo.Network not in config.params:
+                config.configures(nengo.Network)
+            _replace_param(config.params[nengo.Network], Parameter(name, value, optional=True))
+
+
+def _replace_param(clsparams, param):
+    clsparams._extra_params.pop(param.name, None)
+    clsparams.set_param(param.name, param)
+
+
+def get_setting(network, name, default=None):
+    """The value of setting ``name`` on ``network`` (or ``default`` if unset)."""
+    if network is None or nengo.Network not in network.config.params:
+        return default
+    params = network.config.params[nengo.Network]
+    if name in params._extra_params:
+        return getattr(params, name)
+    return default
+
+
+_UNSET = object()
+
+
+def _lookup(configs, obj):
+    """NengoDL's rule: configs top-down, the last non-None ``trainable`` wins
+    (instance value, else the class default); `_UNSET` when none is set."""
+    trainable = _UNSET
+    for config in configs:
+        try:
+            value = getattr(config[obj], "trainable", None)
+        except Exception:  # noqa: BLE001 - not configured in this network
+            value = None
+        if value is not None:
+            trainable = value
+    return trainable
+
+
+def trainable_objects(network):
+    """{obj: bool} for every Ensemble, Neurons and Connection under ``network``.
+
+    As NengoDL 3: an inner network's config beats an outer one's, an object's
+    setting beats its class default there; unconfigured objects are trainable,
+    and Neurons without any setting follow their Ensemble.
+    """
+    result = {}
+
+    def walk(net, configs):
+        configs = configs + [net.config]
+        for sub in net.networks:
+            walk(sub, configs)
+        for ens in net.ensembles:
+            result[ens] = _lookup(configs, ens) in (True, _UNSET)
+            value = _lookup(configs, ens.neurons)
+            # unset on the Neurons: they follow their Ensemble
+            result[ens.neurons] = result[ens] if value is _UNSET else bool(value)
+        for conn in net.connections:
+            result[conn] = _lookup(configs, conn) in (True, _UNSET)
+
+    walk(network, [])
+    return result
