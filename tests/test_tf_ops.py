@@ -1,0 +1,108 @@
+"""The TensorFlow custom ops (csrc/tf/): forward against Nengo's neuron math,
+gradients against finite differences (tf.test.compute_gradient)."""
+
+import numpy as np
+import pytest
+import nengo
+
+tf = pytest.importorskip("tensorflow")
+
+from nengo_cuda.training import ops  # noqa: E402
+
+NEURONS = [
+    nengo.LIFRate(tau_rc=0.03, tau_ref=0.002, amplitude=0.5),
+    nengo.LIF(),
+    nengo.RectifiedLinear(amplitude=2.0),
+    nengo.SpikingRectifiedLinear(),
+    nengo.Sigmoid(tau_ref=0.01),
+    nengo.Tanh(tau_ref=0.05),
+]
+
+
+def _rate_neuron(neuron_type):
+    """The Nengo rate neuron whose step the op's forward must equal."""
+    rate = {nengo.LIF: nengo.LIFRate, nengo.SpikingRectifiedLinear: nengo.RectifiedLinear}
+    cls = rate.get(type(neuron_type), type(neuron_type))
+    kw = {k: getattr(neuron_type, k) for k in ("tau_rc", "tau_ref", "amplitude")
+          if hasattr(neuron_type, k) and k in cls.__init__.__code__.co_varnames}
+    return cls(**kw)
+
+
+def _inputs(n=9, batch=3):
+    rng = np.random.RandomState(0)
+    J = rng.uniform(-3, 6, size=(batch, n))
+    J[0, :4] = [0.5, 1.0, 1.5, 2.0]
+    return J
+
+
+@pytest.mark.parametrize("neuron_type", NEURONS, ids=lambda n: type(n).__name__)
+def test_rate_forward_matches_nengo(neuron_type):
+    J = _inputs()
+    kind, names = ops.rate_spec(neuron_type)
+    params = ops.rate_params(neuron_type, names, J.shape[1], np.float64)
+    out = ops.neuron_rate(tf.constant(J), kind, tf.constant(params)).numpy()
+    rate = _rate_neuron(neuron_type)
+    expected = np.zeros_like(J)
+    for j, row in zip(J, expected):
+        rate.step(0.001, j, row)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("smoothing", [None, 0.05])
+@pytest.mark.parametrize("neuron_type", NEURONS, ids=lambda n: type(n).__name__)
+def test_rate_gradient_finite_differences(neuron_type, smoothing):
+    J = _inputs()
+    # keep away from the kinks (J = 1 for LIF, J = 0 for ReLU) for finite differences
+    J = np.where(np.abs(J - 1) < 0.05, J + 0.2, J)
+    J = np.where(np.abs(J) < 0.05, J + 0.2, J)
+    kind, names = ops.rate_spec(neuron_type, lif_smoothing=smoothing)
+    params = tf.constant(ops.rate_params(neuron_type, names, J.shape[1], np.float64))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda j: ops.neuron_rate(j, kind, params), [tf.constant(J)], delta=1e-6
+    )
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-4, atol=1e-4)
+
+
+def test_soft_lif_approaches_lif():
+    J = _inputs()
+    lif = nengo.LIFRate()
+    p = tf.constant(ops.rate_params(lif, ("tau_rc", "tau_ref", "amplitude", 1e-6), 9, np.float64))
+    soft = ops.neuron_rate(tf.constant(J), "soft_lif_rate", p).numpy()
+    hard = ops.neuron_rate(tf.constant(J), "lif_rate", p).numpy()
+    away = np.abs(J - 1) > 0.1  # at threshold the smoothed rate is not yet 0
+    np.testing.assert_allclose(soft[away], hard[away], atol=1e-3)
+    # smooth: positive below threshold
+    p = tf.constant(ops.rate_params(lif, ("tau_rc", "tau_ref", "amplitude", 0.1), 9, np.float64))
+    assert (ops.neuron_rate(tf.constant(J), "soft_lif_rate", p).numpy() > 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lowpass_scan_matches_nengo(dtype):
+    rng = np.random.RandomState(1)
+    u = rng.randn(2, 50, 3).astype(dtype)
+    synapse = nengo.Lowpass(0.01)
+    step = synapse.make_step((3,), (3,), 0.001, None, state=synapse.make_state((3,), (3,), 0.001, dtype=dtype))
+    a, b = step.a, step.b
+    expected = np.zeros_like(u)
+    for i in range(2):
+        x = np.zeros(3, dtype)
+        for t in range(50):
+            x = (x * dtype(a)) + dtype(b) * u[i, t]
+            expected[i, t] = x
+    y = ops.lowpass_scan(u, np.zeros((2, 3), dtype), np.full(3, a, dtype), np.full(3, b, dtype))
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y.numpy(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lowpass_scan_gradient(reverse):
+    rng = np.random.RandomState(2)
+    u = tf.constant(rng.randn(2, 7, 3))
+    x0 = tf.constant(rng.randn(2, 3))
+    a = tf.constant([0.9, 0.5, 0.1], tf.float64)
+    b = tf.constant([0.1, 0.5, 0.9], tf.float64)
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda u, x0: ops.lowpass_scan(u, x0, a, b, reverse=reverse), [u, x0]
+    )
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6)
