@@ -481,3 +481,29 @@ class Simulator:
         period = 1 if sample_every is None else sample_every / self.dt
         steps = np.arange(1, self.n_steps + 1)
         return self.dt * steps[steps % period < 1]
+
+    # -- training (NengoDL 3's API; nengo_cuda.training.trainer, imports TensorFlow) --
+    def _trainer(self):
+        if self.closed:
+            raise SimulatorClosed("Simulator cannot train because it is closed.")
+        if getattr(self, "_training", None) is None:
+            from .training.trainer import Trainer  # noqa: PLC0415 - optional TensorFlow
+
+            self._training = Trainer(self)
+        return self._training
+
+
+def _delegate(name):
+    def method(self, *args, **kwargs):
+        return getattr(self._trainer(), name)(*args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"NengoDL's ``sim.{name}`` (see `nengo_cuda.training.trainer`)."
+    return method
+
+
+for _name in ("compile", "fit", "evaluate", "predict", "predict_on_batch", "train", "loss",
+              "save_params", "load_params", "freeze_params", "get_nengo_params",
+              "check_gradients"):
+    setattr(Simulator, _name, _delegate(_name))
+del _name

@@ -1,0 +1,400 @@
+"""The model's step loop as TensorFlow operations, for training.
+
+`TrainingGraph` walks the simulator's step order (the order the planner and
+the native loop use) once per time step and applies each Nengo operator to
+tensors: signals are tensors per base signal (shared bases: ``(size,)``,
+constant or trainable; state bases: ``(minibatch, size)``), views are index
+gathers/scatters into their base.  Spiking neurons run as their rate
+equivalents through our custom ops (`nengo_cuda.training.ops`), synapses as
+their state-space recurrences, TensorNodes call their ``tensor_func``.
+
+Trainable parameters are `tf.Variable` per base signal, initialised from the
+simulator's buffers; `TrainingGraph.write_back` copies them into the buffers,
+so ``sim.run`` afterwards simulates the trained network.
+"""
+
+import numpy as np
+import nengo
+import tensorflow as tf
+from nengo.builder.neurons import SimNeurons
+from nengo.exceptions import BuildError, SimulationError
+
+from ..layout import FLOAT
+from . import ops as nc_ops
+from .tensor_node import is_tensor_node_func
+
+
+class _Index:
+    """Where a signal's elements lie in its base: full, a slice, or gathered."""
+
+    def __init__(self, idx, base_size):
+        self.idx = np.asarray(idx, dtype=np.int64).ravel()
+        n = self.idx.size
+        if n == base_size and np.array_equal(self.idx, np.arange(n)):
+            self.kind = "full"
+        elif n > 0 and np.array_equal(self.idx, np.arange(self.idx[0], self.idx[0] + n)):
+            self.kind, self.start, self.stop = "slice", int(self.idx[0]), int(self.idx[0]) + n
+        else:
+            self.kind = "gather"
+
+
+class TrainingGraph:
+    """Differentiable forward pass of a `nengo_cuda.Simulator`'s model.
+
+    Parameters
+    ----------
+    sim : nengo_cuda.Simulator
+    trainable : iterable of Signal
+        Signals whose elements are trained (views of shared bases).
+    lif_smoothing : float or None
+        Use NengoDL's SoftLIFRate (this sigma) instead of LIFRate for LIF neurons.
+    """
+
+    def __init__(self, sim, trainable, lif_smoothing=None):
+        self.sim = sim
+        self.model = sim.model
+        self.layout = sim.layout
+        self.dt = sim.dt
+        self.dtype = tf.as_dtype(sim.dtype)
+        self.np_dtype = np.dtype(sim.dtype)
+        self.lif_smoothing = lif_smoothing
+        self.ops = [op for op in sim.step_order]
+        producers = sim._input_producers()
+        self.fed_ops = {id(op): node for node, op in producers.items() if op is not None}
+        self.constant_inputs = [n for n, op in producers.items() if op is None]
+        self.input_nodes = dict(sim._input_nodes)
+        self._index = {}
+        self._neuron_params = {}
+        self._filters = {}
+
+        # trainable bases -> (variable, mask or None, constant part or None)
+        masks = {}
+        for sig in trainable:
+            base = sig.base
+            if self.layout.pool_of(sig) != FLOAT or not self.layout.is_shared(sig):
+                continue  # written by an operator (e.g. a learning rule): not trained
+            mask = masks.setdefault(base, np.zeros(base.size, dtype=bool))
+            mask[self._idx(sig).idx] = True
+        self.variables = {}
+        for base, mask in masks.items():
+            value = self.layout.base_array(base, 0).reshape(-1)
+            var = tf.Variable(value.astype(self.np_dtype), name=_var_name(base))
+            if mask.all():
+                self.variables[base] = (var, None, None)
+            else:
+                m = mask.astype(self.np_dtype)
+                self.variables[base] = (var, tf.constant(m), tf.constant(value * (1 - m)))
+
+    @property
+    def trainable_variables(self):
+        return [v for v, _, _ in self.variables.values()]
+
+    def write_back(self):
+        """Copies the trained values into the simulator's (shared) buffers."""
+        for base, (var, mask, _) in self.variables.items():
+            dst = self.layout.base_array(base, 0).reshape(-1)
+            value = var.numpy()
+            if mask is None:
+                dst[...] = value
+            else:
+                m = mask.numpy().astype(bool)
+                dst[m] = value[m]
+
+    def reload(self):
+        """Re-reads the trainable values from the simulator's buffers."""
+        for base, (var, _, _) in self.variables.items():
+            var.assign(self.layout.base_array(base, 0).reshape(-1).astype(self.np_dtype))
+
+    # -- signal access ------------------------------------------------------
+    def _idx(self, sig):
+        key = id(sig)
+        if key not in self._index:
+            addr = self.layout.addresses(sig) - self.layout.base_address(sig.base)
+            self._index[key] = (sig, _Index(addr, sig.base.size))
+        return self._index[key][1]
+
+    def _batched(self, sig):
+        return not self.layout.is_shared(sig)
+
+    def _base(self, vals, base):
+        if base in vals:
+            return vals[base]
+        if self.layout.pool_of(base) != FLOAT:
+            raise BuildError(f"training cannot use the non-float signal {base}")
+        if base in self.variables:
+            var, mask, const = self.variables[base]
+            value = var if mask is None else var * mask + const
+        elif self.layout.is_shared(base):
+            value = tf.constant(self.layout.base_array(base, 0).reshape(-1))
+        else:
+            init = np.asarray(base.initial_value, dtype=self.np_dtype).reshape(1, -1)
+            value = tf.tile(tf.constant(init), [self.batch, 1])
+        vals[base] = value
+        return value
+
+    def read(self, vals, sig):
+        """The signal's value: ``(batch,) + shape`` (state) or ``shape`` (shared)."""
+        T = self._base(vals, sig.base)
+        ix = self._idx(sig)
+        if ix.kind == "slice":
+            T = T[..., ix.start : ix.stop]
+        elif ix.kind == "gather":
+            T = tf.gather(T, ix.idx, axis=-1)
+        shape = list(sig.shape)
+        return tf.reshape(T, ([self.batch] if self._batched(sig) else []) + shape)
+
+    def write(self, vals, sig, value, inc=False, sub=None):
+        """Sets (or increments) the elements of ``sig`` (or ``sig[sub]``)."""
+        if not self._batched(sig):
+            raise BuildError(f"training cannot write the shared signal {sig}")
+        base = sig.base
+        T = self._base(vals, base)
+        ix = self._idx(sig)
+        idx = ix.idx if sub is None else ix.idx.reshape(sig.shape)[sub].ravel()
+        if sub is not None:
+            ix = _Index(idx, base.size)
+        n = idx.size
+        value = tf.cast(value, self.dtype)
+        count = value.shape.num_elements()
+        if count == self.batch * n and value.shape.rank >= 1 and value.shape[0] == self.batch:
+            v = tf.reshape(value, [self.batch, n])
+        elif count == n:
+            v = tf.broadcast_to(tf.reshape(value, [1, n]), [self.batch, n])
+        else:
+            shape = list(np.empty(sig.shape)[sub].shape) if sub is not None else list(sig.shape)
+            v = tf.reshape(tf.broadcast_to(value, [self.batch] + shape), [self.batch, n])
+        if ix.kind == "full":
+            new = T + v if inc else v
+        elif ix.kind == "slice":
+            mid = T[:, ix.start : ix.stop] + v if inc else v
+            new = tf.concat([T[:, : ix.start], mid, T[:, ix.stop :]], axis=1)
+        else:
+            Tt, vt = tf.transpose(T), tf.transpose(v)
+            fn = tf.tensor_scatter_nd_add if inc else tf.tensor_scatter_nd_update
+            new = tf.transpose(fn(Tt, idx[:, None], vt))
+        vals[base] = new
+
+    # -- the forward pass ----------------------------------------------------
+    def __call__(self, inputs, n_steps, probes, training=True):
+        """Runs ``n_steps`` steps from the initial state.
+
+        inputs : {Node: tensor (batch, n_steps, size_out)} for input Nodes.
+        probes : list of Probe; returns {probe: tensor (batch, n_steps, size)}.
+        """
+        self.batch = int(next(iter(inputs.values())).shape[0]) if inputs else self.sim.n_trials
+        feeds = {node: tf.cast(x, self.dtype) for node, x in inputs.items()}
+        vals = {}
+        outputs = {p: [] for p in probes}
+        for k in range(n_steps):
+            t = tf.constant((k + 1) * self.dt, dtype=self.dtype)
+            for node in self.constant_inputs:
+                if node in feeds:
+                    self.write(vals, self.input_nodes[node], feeds[node][:, k])
+            for op in self.ops:
+                self._step(op, vals, k, t, feeds)
+            for p in probes:
+                outputs[p].append(tf.reshape(self.read(vals, self.model.sig[p]["in"]), [self.batch, -1]))
+        return {p: tf.stack(v, axis=1) for p, v in outputs.items()}
+
+    def _step(self, op, vals, k, t, feeds):
+        node = self.fed_ops.get(id(op))
+        if node is not None and node in feeds:
+            self.write(vals, self.input_nodes[node], feeds[node][:, k])
+            return
+        name = type(op).__name__
+        handler = getattr(self, "_op_" + name, None)
+        if handler is None:
+            raise BuildError(f"training does not support the operator {name} ({op})")
+        handler(op, vals, t)
+
+    def _op_TimeUpdate(self, op, vals, t):
+        if op.time is not None:
+            self.write(vals, op.time, t)
+
+    def _op_Reset(self, op, vals, t):
+        value = np.asarray(op.value, dtype=self.np_dtype)
+        self.write(vals, op.dst, tf.constant(np.broadcast_to(value, op.dst.shape)))
+
+    def _op_SimProbe(self, op, vals, t):
+        pass
+
+    def _op_Copy(self, op, vals, t):
+        src = self.read(vals, op.src)
+        if op.src_slice is not None:
+            sel = np.arange(op.src.size).reshape(op.src.shape)[op.src_slice].ravel()
+            flat = tf.reshape(src, ([self.batch] if self._batched(op.src) else []) + [-1])
+            src = tf.gather(flat, sel, axis=-1)
+        if not self._batched(op.src):
+            src = tf.broadcast_to(tf.reshape(src, [1, -1]), [self.batch, int(np.prod(src.shape))])
+        self.write(vals, op.dst, src, inc=op.inc, sub=op.dst_slice)
+
+    def _op_ElementwiseInc(self, op, vals, t):
+        A, X = self.read(vals, op.A), self.read(vals, op.X)
+        a_b, x_b = self._batched(op.A), self._batched(op.X)
+        if a_b != x_b:
+            # align the shared operand's axes with the signal axes (not the batch axis)
+            if a_b:
+                X = tf.reshape(X, [1] + list(X.shape)) if X.shape.rank else X
+            else:
+                A = tf.reshape(A, [1] + list(A.shape)) if A.shape.rank else A
+        self.write(vals, op.Y, A * X, inc=True)
+
+    def _op_DotInc(self, op, vals, t):
+        A, X = self.read(vals, op.A), self.read(vals, op.X)
+        a_b, x_b = self._batched(op.A), self._batched(op.X)
+        if op.A.ndim == 2 and op.X.ndim == 1:
+            if a_b:
+                Xb = X if x_b else tf.broadcast_to(X, [self.batch, op.X.size])
+                Y = tf.einsum("bmn,bn->bm", A, Xb)
+            elif x_b:
+                Y = tf.matmul(X, A, transpose_b=True)
+            else:
+                Y = tf.linalg.matvec(A, X)
+        elif op.A.ndim == 1 and op.X.ndim == 1:
+            Y = tf.reduce_sum(A * X, axis=-1, keepdims=True)
+        else:
+            raise BuildError(f"training does not support DotInc with shapes {op.A.shape}, {op.X.shape}")
+        self.write(vals, op.Y, Y, inc=True)
+
+    def _op_BsrDotInc(self, op, vals, t):
+        A, X = self.read(vals, op.A), self.read(vals, op.X)  # A: (k, r, c)
+        if self._batched(op.A):
+            raise BuildError("training does not support minibatched block-sparse weights")
+        k, r, c = op.A.shape
+        Xb = X if self._batched(op.X) else tf.broadcast_to(X, [self.batch, op.X.size])
+        Xb = tf.reshape(Xb, [self.batch, -1, c])
+        cols = tf.gather(Xb, np.asarray(op.indices), axis=1)  # (batch, k, c)
+        blocks = tf.einsum("krc,bkc->kbr", A, cols)
+        rows = np.repeat(np.arange(len(op.indptr) - 1), np.diff(op.indptr))
+        Y = tf.math.unsorted_segment_sum(blocks, rows, len(op.indptr) - 1)  # (rows, batch, r)
+        self.write(vals, op.Y, tf.reshape(tf.transpose(Y, [1, 0, 2]), [self.batch, -1]), inc=True)
+
+    def _op_SimNeurons(self, op, vals, t):
+        neurons = op.neurons
+        J = tf.reshape(self.read(vals, op.J), [self.batch, -1])
+        n = op.J.size
+        key = id(op)
+        if key not in self._neuron_params:
+            self._neuron_params[key] = self._rate_params(neurons, n)
+        kind, params = self._neuron_params[key]
+        if isinstance(neurons, (nengo.AdaptiveLIF, nengo.AdaptiveLIFRate)):
+            adapt = self.read(vals, op.state["adaptation"])
+            out = nc_ops.neuron_rate(J - adapt, kind, params)
+            tau_n = nc_ops.per_element(neurons.tau_n, n).astype(self.np_dtype)
+            inc_n = nc_ops.per_element(neurons.inc_n, n).astype(self.np_dtype)
+            self.write(vals, op.state["adaptation"], adapt + (self.dt / tau_n) * (inc_n * out - adapt))
+        elif isinstance(neurons, nengo.RegularSpiking):
+            out = J * nc_ops.per_element(neurons.amplitude, n).astype(self.np_dtype)
+        else:
+            out = nc_ops.neuron_rate(J, kind, params)
+        self.write(vals, op.output, out)
+
+    def _rate_params(self, neurons, n):
+        base = neurons
+        if isinstance(neurons, (nengo.AdaptiveLIF, nengo.AdaptiveLIFRate)):
+            base = nengo.LIFRate(tau_rc=neurons.tau_rc, tau_ref=neurons.tau_ref,
+                                 amplitude=neurons.amplitude)
+        if isinstance(neurons, nengo.RegularSpiking):
+            return None, None
+        spec = nc_ops.rate_spec(base, self.lif_smoothing)
+        if spec is None:
+            raise BuildError(
+                f"training needs a rate equivalent of {type(neurons).__name__}; "
+                "supported: LIF, LIFRate, AdaptiveLIF(Rate), (Spiking)RectifiedLinear, "
+                "Sigmoid, Tanh, RegularSpiking"
+            )
+        kind, names = spec
+        # numpy, not tf.constant: a constant would belong to the graph traced first
+        return kind, nc_ops.rate_params(base, names, n, self.np_dtype)
+
+    def _op_SimProcess(self, op, vals, t):
+        process = op.process
+        if not isinstance(process, nengo.LinearFilter):
+            raise BuildError(
+                f"training does not support the process {process} (give its Node's "
+                "values as data instead)"
+            )
+        if id(op) not in self._filters:
+            A, B, C, D = (np.asarray(m, dtype=np.float64) for m in process._get_ss(self.dt))
+            self._filters[id(op)] = (
+                A.astype(self.np_dtype),
+                B.ravel().astype(self.np_dtype),
+                C.ravel().astype(self.np_dtype),
+                float(D.item()),
+                A.size,
+            )
+        A, B, C, D, nx = self._filters[id(op)]
+        A, B, C = tf.constant(A), tf.constant(B), tf.constant(C)
+        u = tf.reshape(self.read(vals, op.input), [self.batch, -1])
+        if nx == 0:
+            y = D * u
+        else:
+            X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, A.shape[0], -1])
+            if D != 0:
+                y = tf.einsum("i,bim->bm", C, X) + D * u
+            X = tf.einsum("ij,bjm->bim", A, X) + B[None, :, None] * u[:, None, :]
+            if D == 0:
+                y = tf.einsum("i,bim->bm", C, X)
+            self.write(vals, op.state["X"], X)
+        self.write(vals, op.output, y, inc=op.mode == "inc")
+
+    def _op_SimPyFunc(self, op, vals, t):
+        if op.output is None:
+            return  # a sink Node: no effect on the model's values
+        x = self.read(vals, op.x) if op.x is not None else None
+        if x is not None and not self._batched(op.x):
+            x = tf.broadcast_to(x, [self.batch] + list(op.x.shape))
+        if is_tensor_node_func(op.fn):
+            out = op.fn.call_tensors(t, None if x is None else tf.reshape(x, [self.batch] + list(op.fn.shape_in)))
+        else:
+            out = self._numpy_func(op, t, x)
+        self.write(vals, op.output, tf.reshape(out, [self.batch, -1]))
+
+    def _numpy_func(self, op, t, x):
+        fn, size = op.fn, op.output.size
+
+        def call(t_value, *xs):
+            rows = []
+            for i in range(self.batch):
+                args = (xs[0][i].copy(),) if xs else ()
+                y = fn(float(t_value), *args) if op.t is not None else fn(*args)
+                y = np.asarray(y, dtype=self.np_dtype).reshape(-1)
+                if y.size != size or not np.all(np.isfinite(y)):
+                    raise SimulationError(f"Node function of {op} returned {y!r}")
+                rows.append(y)
+            return np.stack(rows)
+
+        args = [t] + ([x] if x is not None else [])
+        out = tf.numpy_function(call, args, self.dtype, stateful=True)
+        return tf.reshape(out, [self.batch, size])
+
+
+def _var_name(base):
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(base.name))
+    return name[:60] or "param"
+
+
+def trainable_signals(sim, trainable):
+    """The Signals trained for ``trainable`` ({obj: bool}, see config.trainable_objects):
+    encoders (Ensembles), biases (Neurons), weights (Connections)."""
+    sig = sim.model.sig
+    out = []
+    for obj, on in trainable.items():
+        if not on:
+            continue
+        if isinstance(obj, nengo.Ensemble):
+            if isinstance(obj.neuron_type, nengo.Direct):
+                continue
+            s = sig[obj].get("encoders")
+        elif isinstance(obj, nengo.ensemble.Neurons):
+            if isinstance(obj.ensemble.neuron_type, nengo.Direct):
+                continue
+            s = sig[obj].get("bias")
+        else:
+            s = sig[obj].get("weights")
+        if s is not None and not s.sparse:
+            out.append(s)
+    return out
+
+
+__all__ = ["TrainingGraph", "trainable_signals", "SimNeurons"]

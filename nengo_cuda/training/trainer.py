@@ -1,0 +1,417 @@
+"""Training, evaluation and parameters of a `nengo_cuda.Simulator` (NengoDL 3's API).
+
+`Trainer` backs ``sim.compile/fit/evaluate/predict/predict_on_batch/train/loss``
+and ``save_params/load_params/freeze_params/get_nengo_params/check_gradients``.
+
+- ``fit`` trains through `nengo_cuda.training.graph.TrainingGraph` (rate
+  neurons, our TensorFlow ops), then writes the trained values into the
+  simulator's buffers, so ``sim.run`` simulates the trained network.
+- ``evaluate``/``loss``/``predict`` simulate the network as defined (spiking),
+  with the native kernels, one minibatch at a time from the initial state.
+"""
+
+import numpy as np
+import nengo
+import tensorflow as tf
+from nengo.exceptions import SimulationError, ValidationError
+
+from .config import get_setting, trainable_objects
+from .graph import TrainingGraph, trainable_signals
+
+
+class Trainer:
+    def __init__(self, sim):
+        self.sim = sim
+        self.network = getattr(sim.model, "toplevel", None)
+        self.optimizer = None
+        self.losses = None
+        self._graph = None
+        self._train_fns = {}
+
+    # -- settings and graph ---------------------------------------------------
+    def setting(self, name, default=None):
+        return get_setting(self.network, name, default)
+
+    @property
+    def graph(self):
+        if self._graph is None:
+            trainable = trainable_objects(self.network) if self.network is not None else {}
+            self._graph = TrainingGraph(
+                self.sim,
+                trainable_signals(self.sim, trainable),
+                lif_smoothing=self.setting("lif_smoothing"),
+            )
+        return self._graph
+
+    # -- data --------------------------------------------------------------------
+    def _lookup(self, key, kinds, what):
+        if isinstance(key, str):
+            for obj in list(self.sim._input_nodes) + list(self.sim.model.probes):
+                if obj.label == key:
+                    key = obj
+                    break
+        if what == "input" and key not in self.sim._input_nodes:
+            raise ValidationError(
+                f"{key!r} is not an input Node of this network (inputs must be Nodes "
+                "with size_in=0)", attr="x")
+        if what == "target" and key not in self.sim.model.probes:
+            raise ValidationError(f"{key!r} is not a Probe of this network; targets must be "
+                                  "keyed by its Probes", attr="y")
+        return key
+
+    def _as_dict(self, data, what):
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            keys = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
+            if len(keys) != 1:
+                raise ValidationError(
+                    f"{what} data must be a dict when the network has {len(keys)} "
+                    f"{'input Nodes' if what == 'input' else 'Probes'}", attr=what)
+            data = {keys[0]: data}
+        return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
+
+    def _check(self, x, y, n_steps=None):
+        arrays = list(x.values()) + list(y.values())
+        if not arrays:
+            raise ValidationError("no data given", attr="x")
+        batch = arrays[0].shape[0]
+        for obj, value in list(x.items()) + list(y.items()):
+            if value.ndim != 3:
+                raise ValidationError(
+                    f"data for {obj} must have shape (batch, n_steps, size) "
+                    f"(got {value.shape})", attr="x")
+            if value.shape[0] != batch:
+                raise ValidationError("all data must have the same batch size", attr="x")
+            size = obj.size_out if isinstance(obj, nengo.Node) else self._probe_size(obj)
+            if value.shape[2] != size:
+                raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
+                                      f"{size}", attr="x")
+        steps = n_steps if n_steps is not None else arrays[0].shape[1]
+        for obj, value in x.items():
+            if value.shape[1] != steps:
+                raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
+                                      f"expected {steps}", attr="x")
+        mb = self.sim.n_trials
+        if batch % mb != 0:
+            raise ValidationError(
+                f"the batch size ({batch}) must be a multiple of the simulator's "
+                f"minibatch_size ({mb})", attr="x")
+        return batch, steps
+
+    def _probe_size(self, probe):
+        return int(np.prod(self.sim.model.sig[probe]["in"].shape))
+
+    # -- compile / fit --------------------------------------------------------------
+    def compile(self, optimizer=None, loss=None, metrics=None, loss_weights=None):
+        if isinstance(optimizer, str):
+            optimizer = tf.keras.optimizers.get(optimizer)
+        self.optimizer = optimizer
+        self.losses = self._losses(loss)
+        self.loss_weights = loss_weights or {}
+        self.metrics = metrics
+        self._train_fns = {}
+
+    def _losses(self, loss):
+        if loss is None:
+            return None
+        if isinstance(loss, dict):
+            return {self._lookup(p, None, "target"): _loss_fn(f) for p, f in loss.items()}
+        return _loss_fn(loss)  # one loss for every probe with targets
+
+    def _loss_for(self, probe):
+        if isinstance(self.losses, dict):
+            if probe not in self.losses:
+                raise ValidationError(f"no loss given for the targets of {probe}", attr="loss")
+            return self.losses[probe]
+        return self.losses
+
+    def _reduce(self, value, probe):
+        value = tf.convert_to_tensor(value)
+        mb = self.sim.n_trials
+        if value.shape.rank != 0 and (value.shape.rank is None or value.shape[0] != mb):
+            raise ValidationError(
+                f"the loss for {probe} returned shape {value.shape}; it must return a "
+                f"scalar or one value per minibatch item (leading axis {mb})", attr="loss")
+        return tf.reduce_mean(value)
+
+    def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose=0,
+            stateful=False, **kwargs):
+        if self.setting("inference_only", False):
+            raise SimulationError(
+                "this network was configured with inference_only=True; it cannot be trained")
+        if self.optimizer is None:
+            raise SimulationError("call sim.compile(optimizer, loss) before sim.fit")
+        if self.losses is None:
+            raise SimulationError("call sim.compile with a loss before sim.fit")
+        x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
+        if not y:
+            raise ValidationError("fit needs targets (y)", attr="y")
+        batch, steps = self._check(x, y, n_steps)
+        for probe in y:
+            self._loss_for(probe)
+        graph = self.graph
+        if not graph.trainable_variables:
+            raise SimulationError("no parameters are trainable (see configure_settings)")
+        probes = list(y)
+        key = (tuple(x), tuple(probes), steps)
+        if key not in self._train_fns:
+            self._train_fns[key] = self._make_train_step(list(x), probes, steps)
+        train_step = self._train_fns[key]
+        dtype = self.sim.dtype
+        xs = {k: v.astype(dtype) for k, v in x.items()}
+        ys = {k: v.astype(dtype) for k, v in y.items()}
+        mb = self.sim.n_trials
+        rng = np.random.RandomState(self.sim.seed)
+        history = {"loss": []}
+        for _ in range(int(epochs)):
+            order = rng.permutation(batch) if shuffle else np.arange(batch)
+            total = 0.0
+            for i in range(batch // mb):
+                sel = order[i * mb : (i + 1) * mb]
+                total += float(train_step(
+                    tuple(tf.constant(xs[k][sel]) for k in x),
+                    tuple(tf.constant(ys[p][sel]) for p in probes)))
+            history["loss"].append(total / (batch // mb))
+            if verbose:
+                print(f"epoch loss: {history['loss'][-1]:.6g}")
+        graph.write_back()
+        return _History(history)
+
+    def _make_train_step(self, nodes, probes, steps):
+        graph, opt = self.graph, self.optimizer
+        variables = graph.trainable_variables
+        weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
+        loss_fns = [self._loss_for(p) for p in probes]
+
+        @tf.function(autograph=False)
+        def train_step(xs, ys):
+            with tf.GradientTape() as tape:
+                outs = graph(dict(zip(nodes, xs)), steps, probes)
+                loss = tf.add_n([
+                    w * self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p)
+                    for w, f, p, t in zip(weights, loss_fns, probes, ys)])
+            grads = tape.gradient(loss, variables)
+            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+            opt.apply_gradients(zip(grads, variables))
+            return loss
+
+        return train_step
+
+    # -- native runs (evaluate / predict) --------------------------------------------
+    def _run_native(self, x, steps):
+        """Runs one minibatch from the initial state (trained parameters kept)."""
+        sim = self.sim
+        layout = sim.layout
+        shared = layout.fbuf[: layout.f_shared].copy()
+        sim.reset()
+        layout.fbuf[: layout.f_shared] = shared
+        sim.run_steps(steps, data=x, progress_bar=False)
+        out = {p: np.asarray(sim.data[p]).reshape(sim.n_trials, -1, self._probe_size(p))
+               for p in sim.model.probes}
+        sim.reset()
+        layout.fbuf[: layout.f_shared] = shared
+        return out
+
+    def predict(self, x=None, n_steps=None, **kwargs):
+        x = self._as_dict(x, "input")
+        if not x:
+            if n_steps is None:
+                raise ValidationError("predict needs input data or n_steps", attr="n_steps")
+            batch, steps = self.sim.n_trials, int(n_steps)
+        else:
+            batch, steps = self._check(x, {}, n_steps)
+        mb = self.sim.n_trials
+        results = {p: [] for p in self.sim.model.probes}
+        for i in range(batch // mb):
+            out = self._run_native({k: v[i * mb : (i + 1) * mb] for k, v in x.items()}, steps)
+            for p in results:
+                results[p].append(out[p])
+        return {p: np.concatenate(v, axis=0) for p, v in results.items()}
+
+    def predict_on_batch(self, x=None, n_steps=None, **kwargs):
+        x = self._as_dict(x, "input")
+        if x and next(iter(x.values())).shape[0] != self.sim.n_trials:
+            raise ValidationError(
+                f"predict_on_batch takes exactly one minibatch ({self.sim.n_trials} items)",
+                attr="x")
+        return self.predict(x, n_steps=n_steps)
+
+    def evaluate(self, x=None, y=None, n_steps=None, **kwargs):
+        if self.losses is None:
+            raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
+        x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
+        batch, steps = self._check(x, y, n_steps)
+        mb = self.sim.n_trials
+        per_probe = {p: [] for p in y}
+        for i in range(batch // mb):
+            sl = slice(i * mb, (i + 1) * mb)
+            out = self._run_native({k: v[sl] for k, v in x.items()}, steps)
+            for p, target in y.items():
+                o = tf.constant(out[p])
+                value = self._loss_for(p)(o, tf.constant(target[sl].astype(o.dtype.as_numpy_dtype)))
+                per_probe[p].append(float(self._reduce(value, p)))
+        result = {}
+        total = 0.0
+        for p, values in per_probe.items():
+            mean = float(np.mean(values))
+            result[f"{_name(p)}_loss"] = mean
+            total += float(self.loss_weights.get(p, 1.0)) * mean
+        result["loss"] = total
+        return result
+
+    # -- NengoDL 2 style -----------------------------------------------------------------
+    def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, **kwargs):
+        if optimizer is None:
+            raise ValidationError("train needs an optimizer", attr="optimizer")
+        inputs, targets = self._split(data)
+        objective = objective if objective is not None else {p: _mse for p in targets}
+        self.compile(optimizer, loss=objective)
+        return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle)
+
+    def loss(self, data, objective=None, **kwargs):
+        inputs, targets = self._split(data)
+        saved = (self.losses, getattr(self, "loss_weights", {}))
+        self.losses = self._losses(objective if objective is not None else {p: _mse for p in targets})
+        self.loss_weights = {}
+        try:
+            return self.evaluate(inputs, targets)["loss"]
+        finally:
+            self.losses, self.loss_weights = saved
+
+    def _split(self, data):
+        if not isinstance(data, dict):
+            raise ValidationError("data must be a dict {Node or Probe: array}", attr="data")
+        inputs, targets = {}, {}
+        for k, v in data.items():
+            if isinstance(k, nengo.Probe):
+                targets[k] = v
+            elif isinstance(k, nengo.Node):
+                inputs[k] = v
+            else:
+                raise ValidationError(f"data key {k!r} is neither a Node nor a Probe", attr="data")
+        return inputs, targets
+
+    # -- parameters --------------------------------------------------------------------
+    def save_params(self, path):
+        layout = self.sim.layout
+        np.savez_compressed(str(path) + ".npz", shared=layout.fbuf[: layout.f_shared])
+
+    def load_params(self, path):
+        layout = self.sim.layout
+        with np.load(str(path) + ".npz") as f:
+            shared = f["shared"]
+        if shared.shape != (layout.f_shared,):
+            raise SimulationError(
+                f"{path}.npz holds {shared.size} values; this model has {layout.f_shared}")
+        layout.fbuf[: layout.f_shared] = shared
+        if self._graph is not None:
+            self._graph.reload()
+
+    def get_nengo_params(self, objs, as_dict=False):
+        single = not isinstance(objs, (list, tuple))
+        objs = [objs] if single else list(objs)
+        sig, signals = self.sim.model.sig, self.sim.signals
+        params = []
+        for obj in objs:
+            if isinstance(obj, nengo.Ensemble):
+                enc = np.array(signals[sig[obj]["encoders"]]) * obj.radius
+                params.append({
+                    "encoders": enc, "normalize_encoders": False,
+                    "gain": np.ones(obj.n_neurons), "bias": np.array(signals[sig[obj.neurons]["bias"]]),
+                    "max_rates": nengo.Ensemble.max_rates.default,
+                    "intercepts": nengo.Ensemble.intercepts.default,
+                })
+            elif isinstance(obj, nengo.Connection):
+                w = np.array(signals[sig[obj]["weights"]])
+                if isinstance(obj.pre_obj, nengo.Ensemble) and not isinstance(
+                        obj.pre_obj.neuron_type, nengo.Direct):
+                    size_mid = w.shape[0]
+                    params.append({
+                        "solver": nengo.solvers.NoSolver(w.T, weights=False),
+                        "function": lambda x, n=size_mid: np.zeros(n),
+                        "transform": nengo.Connection.transform.default,
+                    })
+                else:
+                    params.append({"transform": w})
+            else:
+                raise ValidationError(f"get_nengo_params: unsupported object {obj}", attr="objs")
+        if as_dict:
+            return {_name(o): p for o, p in zip(objs, params)}
+        return params[0] if single else params
+
+    def freeze_params(self, objs):
+        objs = objs if isinstance(objs, (list, tuple)) else [objs]
+        todo = []
+        for obj in objs:
+            if isinstance(obj, nengo.Network):
+                todo += obj.all_ensembles + obj.all_connections
+            else:
+                todo.append(obj)
+        for obj, p in zip(todo, self.get_nengo_params(todo)):
+            for k, v in p.items():
+                if k in ("max_rates", "intercepts"):
+                    continue
+                setattr(obj, k, v)
+
+    def check_gradients(self, inputs=None, outputs=None, atol=1e-4, rtol=1e-3, n_steps=1):
+        """Analytic gradients of the training graph against central differences."""
+        graph = self.graph
+        sim = self.sim
+        probes = outputs or list(sim.model.probes)
+        if inputs is None:
+            rng = np.random.RandomState(0)
+            inputs = {n: rng.uniform(-1, 1, (sim.n_trials, n_steps, n.size_out))
+                      for n in sim._input_nodes}
+        inputs = {k: tf.constant(np.asarray(v, dtype=sim.dtype)) for k, v in inputs.items()}
+        steps = next(iter(inputs.values())).shape[1] if inputs else n_steps
+
+        def f():
+            outs = graph(inputs, steps, probes)
+            return tf.add_n([tf.reduce_sum(o) for o in outs.values()])
+
+        for var in graph.trainable_variables:
+            with tf.GradientTape() as tape:
+                value = f()
+            grad = tape.gradient(value, var)
+            grad = np.zeros(var.shape) if grad is None else grad.numpy()
+            orig = var.numpy()
+            eps = 1e-3 if sim.dtype == np.float32 else 1e-6
+            for i in np.random.RandomState(1).choice(orig.size, min(8, orig.size), replace=False):
+                d = np.zeros_like(orig)
+                d.flat[i] = eps
+                var.assign(orig + d)
+                hi = float(f())
+                var.assign(orig - d)
+                lo = float(f())
+                var.assign(orig)
+                num = (hi - lo) / (2 * eps)
+                if not np.isclose(grad.flat[i], num, atol=atol * max(1, abs(num)) * 100, rtol=rtol * 100):
+                    raise SimulationError(
+                        f"gradient mismatch for {var.name}[{i}]: analytic {grad.flat[i]:g}, "
+                        f"numeric {num:g}")
+
+
+def _mse(outputs, targets):
+    from .objectives import mse
+
+    return mse(outputs, targets)
+
+
+def _loss_fn(loss):
+    if isinstance(loss, str):
+        if loss == "mse":
+            return _mse
+        return tf.keras.losses.get(loss)
+    if not callable(loss):
+        raise ValidationError(f"loss must be callable (got {loss!r})", attr="loss")
+    return loss
+
+
+def _name(obj):
+    return obj.label or f"{type(obj).__name__.lower()}_{id(obj):x}"
+
+
+class _History:
+    def __init__(self, history):
+        self.history = history
