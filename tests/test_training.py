@@ -1,0 +1,189 @@
+"""Training API (NengoDL 3's): optional TensorFlow, TensorNode, configure_settings,
+the "from Nengo" tutorial end to end, and clear errors on bad input."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import nengo
+
+import nengo_cuda
+from tutorial_net import training_version, tutorial_net
+
+
+def test_no_tensorflow_import():
+    code = textwrap.dedent("""
+        import sys, nengo, nengo_cuda
+        with nengo.Network(seed=0) as net:
+            a = nengo.Ensemble(10, 1)
+            nengo.Connection(nengo.Node(0.5), a)
+            p = nengo.Probe(a, synapse=0.01)
+            nengo_cuda.configure_settings(trainable=False)
+        with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+            sim.run(0.01)
+        assert "tensorflow" not in sys.modules, "tensorflow was imported"
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "ok" in out.stdout
+
+
+def test_configure_settings_trainable():
+    from nengo_cuda.training.config import get_setting, trainable_objects
+
+    with nengo.Network() as net:
+        a, b = nengo.Ensemble(5, 1), nengo.Ensemble(5, 1)
+        conn = nengo.Connection(a, b)
+        nengo_cuda.configure_settings(trainable=False, lif_smoothing=0.1)
+        net.config[nengo.Ensemble].trainable = True
+        net.config[b].trainable = False
+        with nengo.Network() as sub:
+            c = nengo.Ensemble(5, 1)
+    t = trainable_objects(net)
+    assert t[a] and not t[b] and t[c] and not t[conn]
+    assert not t[a.neurons]  # Neurons class default False, as NengoDL
+    assert get_setting(net, "lif_smoothing") == 0.1
+    with pytest.raises(nengo.exceptions.ValidationError):
+        with net:
+            nengo_cuda.configure_settings(not_a_setting=1)
+    assert sub is not None
+
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _filtered(x):
+    return x
+
+
+@pytest.mark.parametrize("size_kw", [{"size_in": 1}, {"shape_in": (1,)}])
+def test_tensor_node_equals_node(size_kw):
+    net, inpt, sin, outpt, inpt_p, outpt_p = tutorial_net(0)
+    with net:
+        exp_np = nengo.Node(lambda t, x: np.exp(x), size_in=1)
+        nengo.Connection(sin, exp_np)
+        np_probe = nengo.Probe(exp_np, synapse=0.01)
+        exp_tf = nengo_cuda.TensorNode(lambda t, x: tf.exp(x), **size_kw)
+        nengo.Connection(sin, exp_tf)
+        tf_probe = nengo.Probe(exp_tf, synapse=0.01)
+    with nengo_cuda.Simulator(net, seed=0, progress_bar=False) as sim:
+        sim.run(0.3)
+    np.testing.assert_allclose(sim.data[tf_probe], sim.data[np_probe], rtol=1e-6, atol=1e-6)
+
+
+def test_layer():
+    with nengo.Network(seed=1) as net:
+        inp = nengo.Node([0.5, -0.25])
+        out = nengo_cuda.Layer(lambda x: 2 * x)(inp)
+        p = nengo.Probe(out)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+    np.testing.assert_allclose(sim.data[p][-1], [1.0, -0.5], rtol=1e-6)
+
+
+def test_tutorial_outputs_and_ramps():
+    net, inpt, sin, outpt, inpt_p, outpt_p = tutorial_net(0)
+    with nengo.Simulator(net, seed=0, progress_bar=False) as ref:
+        ref.run(1.0)
+    with nengo_cuda.Simulator(net, seed=0, dtype="float64", progress_bar=False) as sim:
+        sim.run(1.0)
+    np.testing.assert_allclose(sim.data[outpt_p], ref.data[outpt_p], atol=1e-9)
+
+    reps = 3
+    ramps = np.linspace(0.5, 1, reps)[:, None, None] * np.linspace(-1, 1, 1000)[None, :, None]
+    with nengo_cuda.Simulator(net, minibatch_size=reps, dtype="float64",
+                              progress_bar=False) as sim:
+        sim.run(1.0, data={inpt: ramps})
+    for i in range(reps):
+        inpt.output = nengo.processes.PresentInput(ramps[i], presentation_time=0.001)
+        with nengo.Simulator(net, seed=sim.seed if i == 0 else None, progress_bar=False) as ref:
+            ref.run(1.0)
+        # LIF spikes differ with other seeds' trials only through the seeds of
+        # stochastic ops; there are none here (inputs fed), so every trial matches
+        np.testing.assert_allclose(sim.data[outpt_p][i], ref.data[outpt_p], atol=1e-9)
+
+
+def _tutorial_training(opt):
+    seed = 0
+    np.random.seed(seed)
+    net, inpt, sin, outpt, inpt_p, outpt_p = tutorial_net(seed)
+    outpt_p_nofilt = training_version(net, outpt)
+    outpt_p.synapse = 0.04
+    with net:
+        nengo_cuda.configure_settings(trainable=False)
+        net.config[nengo.Ensemble].trainable = True
+    vals = np.random.uniform(-1, 1, size=(4096, 1, 1))
+    data = {inpt: vals, outpt_p_nofilt: np.sin(vals ** 2)}
+    test_vals = np.tile(np.random.uniform(-1, 1, size=(1024, 1, 1)), (1, 100, 1))
+    test_data = {inpt: test_vals, outpt_p: np.sin(test_vals ** 2)}
+
+    def test_mse(outputs, targets):
+        return tf.reduce_mean(tf.square(outputs[:, -10:] - targets[:, -10:]))
+
+    with nengo_cuda.Simulator(net, minibatch_size=32, seed=seed, progress_bar=False) as sim:
+        enc0 = np.array(sim.signals[sim.model.sig[sin]["encoders"]])
+        before = sim.loss(test_data, objective={outpt_p: test_mse})
+        sim.train(data, opt, objective={outpt_p_nofilt: nengo_cuda.obj.mse}, n_epochs=25)
+        after = sim.loss(test_data, objective={outpt_p: test_mse})
+        enc1 = np.array(sim.signals[sim.model.sig[sin]["encoders"]])
+    return before, after, enc0, enc1
+
+
+def test_tutorial_training_rmsprop():
+    before, after, enc0, enc1 = _tutorial_training(tf.keras.optimizers.RMSprop(0.01))
+    print(f"tutorial RMSprop: {before:.5f} -> {after:.5f}")
+    assert not np.allclose(enc0, enc1)  # trained values written into the simulator
+    assert after < before
+    assert after <= 0.00414  # NengoDL 3.6 on TF 2.12: 0.00454 -> 0.00414
+
+
+def _small_sim(**kwargs):
+    with nengo.Network(seed=3) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(10, 1)
+        nengo.Connection(inp, ens)
+        p = nengo.Probe(ens)
+        nengo_cuda.configure_settings(**kwargs)
+    return net, inp, p
+
+
+def test_bad_input_errors(tmp_path):
+    net, inp, p = _small_sim(trainable=True)
+    x = np.zeros((6, 1, 1))
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.SimulationError, match="compile"):
+            sim.fit({inp: np.zeros((8, 1, 1))}, {p: np.zeros((8, 1, 1))})
+        sim.compile(tf.keras.optimizers.SGD(0.1), loss=nengo_cuda.obj.mse)
+        with pytest.raises(nengo.exceptions.ValidationError, match="multiple"):
+            sim.fit({inp: x}, {p: x})
+        other = nengo.Probe(nengo.Ensemble(3, 1, add_to_container=False), add_to_container=False)
+        with pytest.raises(nengo.exceptions.ValidationError, match="not a Probe"):
+            sim.fit({inp: np.zeros((8, 1, 1))}, {other: np.zeros((8, 1, 1))})
+        sim.compile(tf.keras.optimizers.SGD(0.1), loss=lambda o, t: tf.zeros((3, 2)))
+        with pytest.raises(nengo.exceptions.ValidationError, match="shape"):
+            sim.fit({inp: np.zeros((8, 1, 1))}, {p: np.zeros((8, 1, 1))})
+        with pytest.raises(nengo.exceptions.ValidationError, match="optimizer"):
+            sim.train({inp: np.zeros((8, 1, 1)), p: np.zeros((8, 1, 1))}, None)
+        # save / load round trip
+        sim.compile(tf.keras.optimizers.SGD(0.5), loss=nengo_cuda.obj.mse)
+        sim.save_params(tmp_path / "params")
+        before = sim.predict({inp: np.ones((4, 50, 1))})[p]
+        bias = sim.model.sig[p.target.neurons]["bias"]
+        bias0 = np.array(sim.signals[bias])
+        sim.fit({inp: np.ones((8, 1, 1))}, {p: np.full((8, 1, 1), 0.9)}, epochs=5)
+        assert not np.allclose(sim.signals[bias], bias0)
+        trained = sim.predict({inp: np.ones((4, 50, 1))})[p]
+        assert not np.allclose(before, trained)
+        sim.load_params(tmp_path / "params")
+        np.testing.assert_allclose(sim.signals[bias], bias0)
+        np.testing.assert_allclose(sim.predict({inp: np.ones((4, 50, 1))})[p], before)
+        sim.check_gradients()
+
+    net, inp, p = _small_sim(inference_only=True)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(tf.keras.optimizers.SGD(0.1), loss=nengo_cuda.obj.mse)
+        with pytest.raises(nengo.exceptions.SimulationError, match="inference_only"):
+            sim.fit({inp: np.zeros((2, 1, 1))}, {p: np.zeros((2, 1, 1))})
