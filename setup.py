@@ -42,6 +42,24 @@ class CMakeBuild(build_ext):
         subprocess.run(
             ["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True
         )
+        self.build_tf_ops(out_dir / "training")
+
+    def build_tf_ops(self, out_dir):
+        """The TensorFlow custom ops, when TensorFlow is importable here (else they
+        are built on first use, see nengo_cuda/training/ops.py)."""
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return
+        sys.path.insert(0, str(ROOT))
+        try:
+            from nengo_cuda.training.ops import build
+        except Exception:  # noqa: BLE001 - optional; ops.py builds on first use
+            return
+        finally:
+            sys.path.pop(0)
+        build(out_dir / "_nc_tf_ops.so", tf)
+        (out_dir / "_nc_tf_ops.version").write_text(tf.__version__)
 
 
 setup(
@@ -65,6 +83,8 @@ setup(
             "matplotlib",
         ],
         "cuda": ["cupy-cuda13x"],
+        # training and TensorNodes (nengo_cuda.training); tested on Linux CPU
+        "tf": ["tensorflow-cpu==2.21.0"],
     },
     entry_points={
         "nengo.backends": [
