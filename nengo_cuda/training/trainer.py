@@ -164,15 +164,12 @@ class Trainer:
         mb = self.sim.n_trials
         rng = np.random.RandomState(self.sim.seed)
         history = {"loss": []}
+        x_full = tuple(tf.constant(xs[k]) for k in x)
+        y_full = tuple(tf.constant(ys[p]) for p in probes)
         for _ in range(int(epochs)):
             order = rng.permutation(batch) if shuffle else np.arange(batch)
-            total = 0.0
-            for i in range(batch // mb):
-                sel = order[i * mb : (i + 1) * mb]
-                total += float(train_step(
-                    tuple(tf.constant(xs[k][sel]) for k in x),
-                    tuple(tf.constant(ys[p][sel]) for p in probes)))
-            history["loss"].append(total / (batch // mb))
+            order = tf.constant(order.reshape(batch // mb, mb).astype(np.int32))
+            history["loss"].append(float(train_step(x_full, y_full, order)))
             if verbose:
                 print(f"epoch loss: {history['loss'][-1]:.6g}")
         graph.write_back()
@@ -184,8 +181,7 @@ class Trainer:
         weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
         loss_fns = [self._loss_for(p) for p in probes]
 
-        @tf.function(autograph=False)
-        def train_step(xs, ys):
+        def step(xs, ys):
             with tf.GradientTape() as tape:
                 outs = graph(dict(zip(nodes, xs)), steps, probes)
                 loss = tf.add_n([
@@ -196,7 +192,25 @@ class Trainer:
             opt.apply_gradients(zip(grads, variables))
             return loss
 
-        return train_step
+        if hasattr(opt, "build"):
+            opt.build(variables)  # slot variables now, not inside the traced loop
+
+        @tf.function(autograph=False)
+        def train_epoch(x_full, y_full, order):
+            """One epoch: every minibatch (rows ``order[i]``) in one graph call."""
+            n = tf.shape(order)[0]
+
+            def body(i, total):
+                sel = order[i]
+                loss = step(tuple(tf.gather(v, sel) for v in x_full),
+                            tuple(tf.gather(v, sel) for v in y_full))
+                return i + 1, total + tf.cast(loss, tf.float64)
+
+            _, total = tf.while_loop(lambda i, _: i < n, body,
+                                     (tf.constant(0), tf.constant(0.0, tf.float64)))
+            return total / tf.cast(n, tf.float64)
+
+        return train_epoch
 
     # -- native runs (evaluate / predict) --------------------------------------------
     def _run_native(self, x, steps):
