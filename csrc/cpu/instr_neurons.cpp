@@ -14,6 +14,8 @@
 #include "../kernels/neurons.h"
 #include "parallel.h"
 #include "program.h"
+#include "segments.h"
+#include "simd.h"
 
 namespace nc {
 namespace {
@@ -25,6 +27,19 @@ struct has_aux : std::false_type {};
 template <typename M>
 struct has_aux<M, std::void_t<decltype(&M::template aux<float>)>> : std::true_type {};
 
+// Models may define `run_contiguous`: the update of a run of neurons whose
+// operands are consecutive in memory (see LIF), bit-identical to `step`.
+template <typename M, typename = void>
+struct has_contiguous : std::false_type {};
+template <typename M>
+struct has_contiguous<M, std::void_t<decltype(&M::template run_contiguous<float>)>>
+    : std::true_type {};
+
+// Neurons per segment: parallel jobs are (trial, segment) pairs.
+constexpr int64_t kNeuronSegment = 2048;
+// Neuron updates below which one thread does the whole group.
+constexpr int64_t kNeuronParallelMin = 16384;
+
 template <typename T, typename Model>
 struct NeuronGroup : Instr<T> {
     static constexpr size_t kStates = Model::states.size();
@@ -33,6 +48,7 @@ struct NeuronGroup : Instr<T> {
     std::vector<int64_t> J, out;
     std::array<std::vector<int64_t>, kStates> state;  // state[i][k]: neuron k's address
     std::array<std::vector<T>, kParams> param;        // param[i][k]: neuron k's value
+    std::vector<Segment> segments;  // empty: gather every operand by address
 
     int64_t n() const { return static_cast<int64_t>(J.size()); }
 
@@ -52,6 +68,9 @@ struct NeuronGroup : Instr<T> {
             check_length(spec, p.size(), "parameter", Model::params[i]);
             param[i] = to_scalar_vector<T>(p);
         }
+        std::vector<const std::vector<int64_t>*> operands{&J, &out};
+        for (auto& s : state) operands.push_back(&s);
+        segments = contiguous_segments(operands, buf.f.n_shared, kNeuronSegment);
     }
 
     void check_length(const InstrSpec& spec, size_t size, const char* what,
@@ -79,26 +98,57 @@ struct NeuronGroup : Instr<T> {
         return p;
     }
 
+    T step_one(int64_t k, T J_k, const std::array<T*, kStates>& s, T dt) const {
+        if constexpr (has_aux<Model>::value)
+            return Model::step(J_k, s, params_of(k), dt, aux[k]);
+        else
+            return Model::step(J_k, s, params_of(k), dt);
+    }
+
+    // Neurons [seg.k0, seg.k0 + seg.len) of trial t, through plain pointers.
+    void run_segment(const Buffers<T>& buf, const Segment& seg, int t, T dt) const {
+        const int64_t k0 = seg.k0;
+        const T* Jp = buf.f.at(J[k0], t);
+        T* y = buf.f.at(out[k0], t);
+        std::array<T*, kStates> s0;
+        for (size_t j = 0; j < kStates; ++j) s0[j] = buf.f.at(state[j][k0], t);
+        if constexpr (has_contiguous<Model>::value) {
+            std::array<const T*, kParams> p;
+            for (size_t j = 0; j < kParams; ++j) p[j] = param[j].data() + k0;
+            Model::run_contiguous(seg.len, Jp, y, s0, p, aux.data() + k0, dt);
+        } else {
+            for (int64_t i = 0; i < seg.len; ++i) {
+                std::array<T*, kStates> s;
+                for (size_t j = 0; j < kStates; ++j) s[j] = s0[j] + i;
+                y[i] = step_one(k0 + i, Jp[i], s, dt);
+            }
+        }
+    }
+
     void run(const Buffers<T>& buf, const StepInfo& info) override {
         const int64_t n = this->n();
         const T dt = static_cast<T>(info.dt);
         update_aux(dt);
         const int n_trials = buf.n_trials;
+        const bool parallel = n * n_trials >= kNeuronParallelMin;
+        if (!segments.empty()) {
+            const int64_t ns = static_cast<int64_t>(segments.size());
+            const int64_t jobs = ns * n_trials;
 #ifdef _OPENMP
-        // a neuron update costs about ten element copies (transcendentals, branches)
-#pragma omp parallel for collapse(2) schedule(static) if (8 * n * n_trials >= kParallelMinWork)
+#pragma omp parallel for schedule(static) if (parallel)
+#endif
+            for (int64_t j = 0; j < jobs; ++j)
+                run_segment(buf, segments[j % ns], static_cast<int>(j / ns), dt);
+            return;
+        }
+#ifdef _OPENMP
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
 #endif
         for (int t = 0; t < n_trials; ++t) {
             for (int64_t k = 0; k < n; ++k) {
                 std::array<T*, kStates> s;
                 for (size_t j = 0; j < kStates; ++j) s[j] = buf.f.at(state[j][k], t);
-                const auto p = params_of(k);
-                T* y = buf.f.at(out[k], t);
-                const T J_k = *buf.f.at(J[k], t);
-                if constexpr (has_aux<Model>::value)
-                    *y = Model::step(J_k, s, p, dt, aux[k]);
-                else
-                    *y = Model::step(J_k, s, p, dt);
+                *buf.f.at(out[k], t) = step_one(k, *buf.f.at(J[k], t), s, dt);
             }
         }
     }
@@ -179,6 +229,85 @@ struct LIFRate {
     }
 };
 
+// LIF over consecutive neurons, vectorised: a vector of neurons at a time,
+// with the very operations of neurons::lif_spiking as branch-free selects.
+//
+// float64: lanes that need expm1 (leaving the refractory period mid-step) or
+// log1p (spiking) are left untouched by the vector pass and then run
+// lif_spiking one by one, so every result is bit-identical to the scalar
+// kernel's (and to Nengo's).  float32: those lanes too are vectorised, with
+// expm1 and log1p computed in double-precision lanes (SimdF32Math, within an
+// ulp of libm's float32 functions); the rare lanes outside their domain run
+// lif_spiking.
+template <typename T, int B>
+NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
+                              const std::array<const T*, 4>& p, const T* full_decay, T dt) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    using M = typename S::M;
+    constexpr bool vector_math = std::is_same_v<T, float>;
+    const T *tau_rc = p[0], *tau_ref = p[1], *min_v = p[2], *amp = p[3];
+    auto one_neuron = [&](int64_t k) {
+        out[k] = neurons::lif_spiking(J[k], v[k], ref[k], dt, tau_rc[k], tau_ref[k], min_v[k],
+                                      amp[k], full_decay[k]);
+    };
+    const V vdt = S::splat(dt), zero = S::splat(T(0)), one = S::splat(T(1));
+    const V minus_zero = S::splat(T(-0.0));  // expm1(-0.0): see neurons::lif_decay
+    int64_t k = 0;
+    for (; k + S::W <= n; k += S::W) {
+        const V vk = S::load(v + k), rk = S::load(ref + k), Jk = S::load(J + k);
+        const V r = rk - vdt;
+        const V d = vdt - r;  // neurons::lif_delta_t
+        V delta_t = d > vdt ? vdt : d;
+        delta_t = d < zero ? zero : delta_t;
+        const M whole = delta_t == vdt;
+        const M partial = ~(whole | (delta_t == zero));
+        V decay = whole ? S::load(full_decay + k) : minus_zero;
+        M slow{};  // lanes lif_spiking computes afterwards
+        if constexpr (vector_math) {
+            if (S::any(partial)) {
+                const V e = SimdF32Math<B>::expm1(-delta_t / S::load(tau_rc + k), slow);
+                decay = partial ? e : decay;
+                slow &= partial;
+            }
+        } else {
+            slow = partial;
+        }
+        V vn = vk - (Jk - vk) * decay;
+        const M spiked = vn > one;
+        V r_new = r;
+        if constexpr (vector_math) {
+            if (S::any(spiked)) {
+                M bad{};
+                const V tau = S::load(tau_rc + k);
+                const V l = SimdF32Math<B>::log1p(-(vn - one) / (Jk - one), bad);
+                const V t_spike = vdt + tau * l;
+                r_new = spiked ? S::load(tau_ref + k) + t_spike : r;
+                slow |= bad & spiked;
+            }
+        } else {
+            slow |= spiked;
+        }
+        const V mv = S::load(min_v + k);
+        vn = spiked ? zero : (vn < mv ? mv : vn);
+        const V y = spiked ? S::load(amp + k) / vdt : zero;
+        S::store(v + k, slow ? vk : vn);
+        S::store(ref + k, slow ? rk : r_new);
+        S::store(out + k, slow ? S::load(out + k) : y);
+        if (S::any(slow))
+            for (int i = 0; i < S::W; ++i)
+                if (slow[i]) one_neuron(k + i);
+    }
+    for (; k < n; ++k) one_neuron(k);
+}
+
+template <typename T>
+NC_TARGET_AVX2 void lif_contiguous_avx2(int64_t n, const T* J, T* out, T* v, T* ref,
+                                        const std::array<const T*, 4>& p, const T* full_decay,
+                                        T dt) {
+    lif_contiguous<T, 32>(n, J, out, v, ref, p, full_decay, dt);
+}
+
 // LIF: see neurons::lif_spiking.
 struct LIF {
     static constexpr const char* kind = "neurons_lif";
@@ -191,6 +320,14 @@ struct LIF {
     template <typename T>
     static T step(T J, const std::array<T*, 2>& s, const std::array<T, 4>& p, T dt, T decay) {
         return neurons::lif_spiking(J, *s[0], *s[1], dt, p[0], p[1], p[2], p[3], decay);
+    }
+    template <typename T>
+    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 2>& s,
+                               const std::array<const T*, 4>& p, const T* full_decay, T dt) {
+        if (cpu_has_avx2())
+            lif_contiguous_avx2(n, J, out, s[0], s[1], p, full_decay, dt);
+        else
+            lif_contiguous<T, 16>(n, J, out, s[0], s[1], p, full_decay, dt);
     }
 };
 
