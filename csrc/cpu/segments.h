@@ -11,6 +11,7 @@ namespace nc {
 // consecutive and stays on one side of the shared/state boundary.
 struct Segment {
     int64_t k0 = 0, len = 0;
+    bool uniform = false;  // the instruction's per-element parameters are equal here
 };
 
 // Splits the elements of parallel address arrays into `Segment`s of at most
@@ -30,12 +31,23 @@ inline std::vector<Segment> contiguous_segments(
             cut = a != prev + 1 || a == n_shared;
         }
         if (cut) {
-            out.push_back({start, k - start});
+            out.push_back({start, k - start, false});
             start = k;
         }
     }
     if (out.empty() || n < min_mean * static_cast<int64_t>(out.size())) out.clear();
     return out;
+}
+
+// Marks the segments over which every array in `params` holds one value.
+template <typename P>
+void mark_uniform(std::vector<Segment>& segments, const std::vector<const std::vector<P>*>& params) {
+    for (auto& seg : segments) {
+        seg.uniform = true;
+        for (const auto* p : params)
+            for (int64_t k = seg.k0 + 1; seg.uniform && k < seg.k0 + seg.len; ++k)
+                seg.uniform = (*p)[k] == (*p)[seg.k0];
+    }
 }
 
 }  // namespace nc
