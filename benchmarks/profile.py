@@ -39,9 +39,10 @@ def profile(sim, steps):
     native = sim.backend.native
     sim.run_steps(steps)  # warm up
     native.set_profiling(True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     sim.run_steps(steps)
     total = time.perf_counter() - start
+    profile.cpu_share = (time.process_time() - cpu) / total
     seconds = np.array(native.instruction_seconds())
     native.set_profiling(False)
     return total, seconds
@@ -58,7 +59,8 @@ def report(sim, total, seconds, steps, top=10):
         k[2] += elements(instr)
         k[3] += s
     print(f"run {total * per_k:.4f} s/1000 steps; in instructions {seconds.sum() * per_k:.4f}; "
-          f"outside (loop, probes, feeds) {(total - seconds.sum()) * per_k:.4f}")
+          f"outside (loop, probes, feeds) {(total - seconds.sum()) * per_k:.4f}; "
+          f"process CPU time / wall time {profile.cpu_share:.2f} (all threads; < 1 under load)")
     print(f"{'kind':28s} {'instrs':>6s} {'ops':>6s} {'elements':>9s} {'s/1000':>8s} {'share':>6s}")
     for kind, (n, ops, el, s) in sorted(kinds.items(), key=lambda kv: -kv[1][3]):
         print(f"{kind:28s} {n:6d} {ops:6d} {el:9d} {s * per_k:8.4f} {s / total:6.1%}")

@@ -4,13 +4,14 @@
 // strided view: A[r, c] = A0[r*A_rs + c*A_cs], X[c] = X0[c*X_s], Y[r] = Y0[r*Y_s].
 //
 // Three kernels, chosen per block when the instruction is built:
-// - columns: A shared by all trials (never written, e.g. encoders, transforms)
-//   with few columns.  The instruction keeps a packed copy of A^T, and a tile
-//   of rows accumulates column by column, vectorised across rows (no
-//   horizontal sums); the tile stays in L1 while every trial reuses it.
-// - rows: A rows contiguous (decoders, learned weights), X contiguous: dot
-//   products vectorised along the row, four rows at a time sharing X loads;
-//   the four rows stay in L1 while every trial reuses them.
+// - columns: A shared by all trials (never written: encoders, transforms) with
+//   at least 8 rows and few columns.  The instruction keeps a packed copy of
+//   A^T, and a tile of rows accumulates column by column, vectorised across
+//   rows (no horizontal sums).
+// - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
+//   A shared (then packed row-major): dot products vectorised along the row,
+//   four rows at a time sharing X loads, or, for blocks of fewer rows, four
+//   trials at a time sharing A loads.
 // - strided: anything else, element by element.
 // Every row's sum starts from zero and is added to Y once, as np.dot would.
 // This file is compiled with FMA contraction on (CMakeLists.txt): summation
@@ -24,19 +25,22 @@
 namespace nc {
 namespace {
 
-// Columns up to which a shared A is packed transposed for the columns kernel.
-constexpr int64_t kPackMaxCols = 64;
+// Shapes of shared A packed transposed for the columns kernel.
+constexpr int64_t kPackMaxCols = 64, kPackMinRows = 8;
 // Rows per parallel job (and per columns-kernel pass over the trials).
 constexpr int64_t kJobRows = 256;
-// Multiply-adds per step below which one thread does the whole instruction.
-constexpr int64_t kDotParallelMin = 1 << 18;
+// Multiply-adds per step below which one thread does the whole instruction
+// (vectorised: several per cycle; see parallel.h).
+constexpr int64_t kDotParallelMin = kParallelMinWork * 4;
 
 enum Kind { kColumns, kRows, kStrided };
 
 struct Block {
     int64_t rows, cols, a, a_rs, a_cs, x, x_s, y, y_s;
     Kind kind;
-    int64_t packed;  // columns kernel: offset of A^T (cols x rows) in `packed`
+    int64_t packed;  // offset of A's packed copy in `packed` (columns: A^T,
+                     // cols x rows; rows: A, rows x cols), or -1: A in the pool
+    bool shared;     // A is the same for every trial
 };
 
 struct Job {
@@ -89,11 +93,18 @@ NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* 
     }
 }
 
+// Sum of the lanes, by halving (no per-lane extraction).
 template <typename T, int B>
 NC_INLINE T hsum(typename Simd<T, B>::V v) {
-    T s = 0;
-    for (int i = 0; i < Simd<T, B>::W; ++i) s += v[i];
-    return s;
+    if constexpr (Simd<T, B>::W == 1) {
+        return v[0];
+    } else {
+        using H = typename Simd<T, B / 2>::V;
+        H lo, hi;
+        std::memcpy(&lo, &v, sizeof lo);
+        std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+        return hsum<T, B / 2>(lo + hi);
+    }
 }
 
 // Rows [r0, r1) of a rows-kernel block (A rows and X contiguous) for one trial.
@@ -138,6 +149,34 @@ NC_INLINE void rows_kernel(const T* A, int64_t rs, int64_t cols, const T* X, T* 
     }
 }
 
+// All rows of a rows-kernel block for trials t0 .. t0 + 3: each A row is
+// loaded once for four dot products (blocks of few rows, e.g. decoders of
+// low-dimensional ensembles, and minibatches).
+template <typename T, int B>
+NC_INLINE void rows_kernel_4_trials(const T* A, int64_t rows, int64_t rs, int64_t cols,
+                                    const T* const* X, T* const* Y, int64_t ys) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    const int64_t cv = cols - cols % W;
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* a = A + r * rs;
+        V s0{}, s1{}, s2{}, s3{};
+        for (int64_t c = 0; c < cv; c += W) {
+            const V av = S::load(a + c);
+            s0 += av * S::load(X[0] + c);
+            s1 += av * S::load(X[1] + c);
+            s2 += av * S::load(X[2] + c);
+            s3 += av * S::load(X[3] + c);
+        }
+        T t[4] = {hsum<T, B>(s0), hsum<T, B>(s1), hsum<T, B>(s2), hsum<T, B>(s3)};
+        for (int j = 0; j < 4; ++j) {
+            for (int64_t c = cv; c < cols; ++c) t[j] += a[c] * X[j][c];
+            Y[j][r * ys] += t[j];
+        }
+    }
+}
+
 template <typename T>
 struct DotInc : Instr<T> {
     std::vector<Block> blocks;
@@ -148,14 +187,30 @@ struct DotInc : Instr<T> {
     template <int B>
     NC_INLINE void job(const Buffers<T>& buf, const Job& j) const {
         const Block& b = blocks[j.block];
-        for (int t = 0; t < buf.n_trials; ++t) {
+        const int n_trials = buf.n_trials;
+        int t = 0;
+        if (b.kind == kRows && b.shared && b.rows < 4 && j.r0 == 0 && j.r1 == b.rows) {
+            // few rows: four trials at a time share the loads of A
+            const bool own = b.packed >= 0;
+            const T* A = own ? packed.data() + b.packed : buf.f.at(b.a, 0);
+            const int64_t rs = own ? b.cols : b.a_rs;
+            for (; t + 4 <= n_trials; t += 4) {
+                const T* X[4];
+                T* Y[4];
+                for (int i = 0; i < 4; ++i) X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
+                rows_kernel_4_trials<T, B>(A, b.rows, rs, b.cols, X, Y, b.y_s);
+            }
+        }
+        for (; t < n_trials; ++t) {
             const T* X = buf.f.at(b.x, t);
             T* Y = buf.f.at(b.y, t);
             if (b.kind == kColumns) {
                 columns_kernel<T, B>(packed.data() + b.packed, b.rows, b.cols, X, b.x_s, Y, b.y_s,
                                      j.r0, j.r1);
             } else if (b.kind == kRows) {
-                rows_kernel<T, B>(buf.f.at(b.a, t), b.a_rs, b.cols, X, Y, b.y_s, j.r0, j.r1);
+                const bool own = b.packed >= 0;
+                rows_kernel<T, B>(own ? packed.data() + b.packed : buf.f.at(b.a, t),
+                                  own ? b.cols : b.a_rs, b.cols, X, Y, b.y_s, j.r0, j.r1);
             } else {
                 const T* A = buf.f.at(b.a, t);
                 for (int64_t r = j.r0; r < j.r1; ++r) {
@@ -209,16 +264,25 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         check_addresses({x[i], last(x[i], nc, x_s[i]), y[i], last(y[i], nr, y_s[i])}, buf.f,
                         spec.kind);
         const bool shared = *std::max_element(corners.begin(), corners.end()) < buf.f.n_shared;
-        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, 0};
-        if (shared && nc <= kPackMaxCols) {
-            b.kind = kColumns;
+        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, -1, false};
+        // A shared by every trial never changes: keep a copy in the layout the
+        // kernel wants (A^T for columns, contiguous rows for rows)
+        const T* A = buf.f.at(a[i], 0);
+        auto pack = [&](bool transposed) {
             b.packed = static_cast<int64_t>(op->packed.size());
-            const T* A = buf.f.at(a[i], 0);
-            for (int64_t c = 0; c < nc; ++c)
-                for (int64_t r = 0; r < nr; ++r) op->packed.push_back(A[r * a_rs[i] + c * a_cs[i]]);
-        } else if (a_cs[i] == 1 && x_s[i] == 1) {
+            for (int64_t u = 0; u < (transposed ? nc : nr); ++u)
+                for (int64_t w = 0; w < (transposed ? nr : nc); ++w)
+                    op->packed.push_back(transposed ? A[w * a_rs[i] + u * a_cs[i]]
+                                                    : A[u * a_rs[i] + w * a_cs[i]]);
+        };
+        if (shared && nc <= kPackMaxCols && nr >= kPackMinRows) {
+            b.kind = kColumns;
+            pack(true);
+        } else if (x_s[i] == 1 && (shared || a_cs[i] == 1)) {
             b.kind = kRows;
+            if (a_cs[i] != 1) pack(false);
         }
+        b.shared = shared;
         const int64_t id = static_cast<int64_t>(op->blocks.size());
         op->blocks.push_back(b);
         // jobs of about kJobRows rows (at least 4 K multiply-adds)

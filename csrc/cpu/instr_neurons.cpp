@@ -38,8 +38,9 @@ struct has_contiguous<M, std::void_t<decltype(&M::template run_contiguous<float>
 
 // Neurons per segment: parallel jobs are (trial, segment) pairs.
 constexpr int64_t kNeuronSegment = 2048;
-// Neuron updates below which one thread does the whole group.
-constexpr int64_t kNeuronParallelMin = 16384;
+// Neuron updates below which one thread does the whole group (an update costs
+// about as much as ten element copies: see parallel.h).
+constexpr int64_t kNeuronParallelMin = kParallelMinWork / 8;
 
 template <typename T, typename Model>
 struct NeuronGroup : Instr<T> {

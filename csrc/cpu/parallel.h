@@ -6,8 +6,12 @@
 #endif
 
 namespace nc {
-// Work (in element updates) below which a parallel region costs more than it saves.
-constexpr int64_t kParallelMinWork = 1 << 15;
+// Work (in simple element updates per step) below which one thread does it all.
+// A parallel region costs microseconds even on an idle machine (threads wait
+// passively, see nengo_cuda/__init__.py), and on a loaded one the region ends
+// only when every thread has been scheduled; so only instructions worth well
+// over 100 us of one core's time are split.
+constexpr int64_t kParallelMinWork = 1 << 18;
 }  // namespace nc
 
 // NC_PARALLEL_FOR(work): put before a `for` loop over independent iterations.
