@@ -228,17 +228,16 @@ struct DotInc : Instr<T> {
     NC_TARGET_AVX2 void job_avx2(const Buffers<T>& buf, const Job& j) const { job<32>(buf, j); }
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
-        const int64_t nj = static_cast<int64_t>(jobs.size());
         const bool avx2 = cpu_has_avx2();
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if (work * buf.n_trials >= kDotParallelMin)
-#endif
-        for (int64_t j = 0; j < nj; ++j) {
-            if (avx2)
-                job_avx2(buf, jobs[j]);
-            else
-                job<16>(buf, jobs[j]);
-        }
+        parallel_for(
+            static_cast<int64_t>(jobs.size()), work * buf.n_trials >= kDotParallelMin,
+            [&](int64_t j) {
+                if (avx2)
+                    job_avx2(buf, jobs[j]);
+                else
+                    job<16>(buf, jobs[j]);
+            },
+            true);
     }
 };
 

@@ -138,24 +138,18 @@ struct NeuronGroup : Instr<T> {
         const bool parallel = n * n_trials >= kNeuronParallelMin;
         if (!segments.empty()) {
             const int64_t ns = static_cast<int64_t>(segments.size());
-            const int64_t jobs = ns * n_trials;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel)
-#endif
-            for (int64_t j = 0; j < jobs; ++j)
+            parallel_for(ns * n_trials, parallel, [&](int64_t j) {
                 run_segment(buf, segments[j % ns], static_cast<int>(j / ns), dt);
+            });
             return;
         }
-#ifdef _OPENMP
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
-#endif
-        for (int t = 0; t < n_trials; ++t) {
-            for (int64_t k = 0; k < n; ++k) {
-                std::array<T*, kStates> s;
-                for (size_t j = 0; j < kStates; ++j) s[j] = buf.f.at(state[j][k], t);
-                *buf.f.at(out[k], t) = step_one(k, *buf.f.at(J[k], t), s, dt);
-            }
-        }
+        parallel_for(n * n_trials, parallel, [&](int64_t j) {
+            const int t = static_cast<int>(j / n);
+            const int64_t k = j % n;
+            std::array<T*, kStates> s;
+            for (size_t i = 0; i < kStates; ++i) s[i] = buf.f.at(state[i][k], t);
+            *buf.f.at(out[k], t) = step_one(k, *buf.f.at(J[k], t), s, dt);
+        });
     }
 };
 
