@@ -62,7 +62,7 @@ def warm_decoder_cache(net):
 
 
 class PeakMemory:
-    """Peak resident memory gained by this process inside a ``with`` block (bytes).
+    """Peak resident memory gained by this process inside ``with`` blocks (bytes).
 
     Linux only: resets the kernel's high-water mark (``/proc/self/clear_refs``)
     on entry and reads ``VmHWM`` on exit.  ``gained`` is None elsewhere.  Memory
@@ -71,6 +71,7 @@ class PeakMemory:
     """
 
     gained = None
+    _start = None
 
     @staticmethod
     def _status(key):
@@ -81,6 +82,8 @@ class PeakMemory:
         raise OSError(key)
 
     def __enter__(self):
+        if self._start is not None:  # entered again: keep counting from the first entry
+            return self
         gc.collect()
         try:
             with open("/proc/self/clear_refs", "w") as f:
@@ -118,15 +121,25 @@ class Measurement:
         return min(self.run_s)
 
 
-def measure(variant, net, probe, steps, repeats=1):
+def measure(variant, net, probe, steps, repeats=1, build_budget_s=0.0):
     """Builds ``variant`` on ``net``, then runs ``steps`` steps ``repeats`` times.
 
-    Runs continue one after the other on the same simulator (no reset).
+    The build is repeated (at most 3 times, the fastest counts) while all builds
+    so far took less than ``build_budget_s``: small builds are noisy.  Runs
+    continue one after the other on the last simulator built (no reset).
     """
-    with PeakMemory() as mem:
-        start = time.perf_counter()
-        sim = variant.make(net)
-        result = Measurement(variant, time.perf_counter() - start)
+    builds, sim = [], None
+    while sim is None or (sum(builds) < build_budget_s and len(builds) < 3):
+        if sim is not None:
+            sim.close()
+        sim = None
+        mem = PeakMemory()
+        with mem:
+            start = time.perf_counter()
+            sim = variant.make(net)
+            builds.append(time.perf_counter() - start)
+    with mem:  # peak memory of the last build and its runs
+        result = Measurement(variant, min(builds))
         with sim:
             for i in range(repeats):
                 start = time.perf_counter()
@@ -143,17 +156,22 @@ def measure(variant, net, probe, steps, repeats=1):
     return result
 
 
-def measure_all(bench, steps, repeats=1, report=None, variant_list=None):
+def measure_all(bench, steps, repeats=1, report=None, variant_list=None, build_budget_s=0.0):
     """`measure` of every variant on a `networks.BenchNetwork`, Nengo first.
 
-    Fills the decoder cache first; ``report(variant)`` is called before each.
+    Fills the decoder cache first; ``report(variant)`` is called before each
+    variant and ``report(None)`` after each.
     """
     warm_decoder_cache(bench.net)
     results = []
     for variant in variant_list or variants():
         if report is not None:
             report(variant)
-        results.append(measure(variant, bench.net, bench.probe, steps, repeats))
+        results.append(
+            measure(variant, bench.net, bench.probe, steps, repeats, build_budget_s)
+        )
+        if report is not None:
+            report(None)
     return results
 
 
