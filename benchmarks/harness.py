@@ -1,9 +1,12 @@
-"""Timing helpers shared by `demo.py` and `run.py`.
+"""Timing helpers shared by `demo.py`, `run.py` and `profile.py`.
 
-A *simulator variant* is a label and a factory ``make(net) -> simulator``;
-`measure` builds it, runs it and times both phases, in this process.
+A *simulator variant* (`Variant`) is nengo.Simulator or nengo_cuda at one dtype
+and minibatch size; `measure` builds it, runs it and times both phases, in this
+process, and records the peak memory the process gained meanwhile.
 """
 
+import gc
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -17,22 +20,37 @@ import nengo_cuda
 REFERENCE = "nengo"
 
 
-def variants(dtypes=("float32", "float64")):
-    """(label, factory) for nengo.Simulator and nengo_cuda.Simulator per dtype.
+@dataclass(frozen=True)
+class Variant:
+    """A simulator to measure: Nengo's reference, or nengo_cuda at a dtype and minibatch."""
 
-    nengo_cuda runs one trial (no ``minibatch_size``); progress bars are off.
-    """
-    out = [(REFERENCE, lambda net: nengo.Simulator(net, progress_bar=False))]
-    for dtype in dtypes:
-        out.append(
-            (
-                f"nengo_cuda {dtype}",
-                lambda net, dtype=dtype: nengo_cuda.Simulator(
-                    net, progress_bar=False, dtype=dtype
-                ),
-            )
+    simulator: str  # REFERENCE or "nengo_cuda"
+    dtype: str = "float64"
+    minibatch: int = 1
+
+    @property
+    def label(self):
+        if self.simulator == REFERENCE:
+            return REFERENCE
+        mb = f" x{self.minibatch}" if self.minibatch > 1 else ""
+        return f"{self.simulator} {self.dtype}{mb}"
+
+    def make(self, net):
+        if self.simulator == REFERENCE:
+            return nengo.Simulator(net, progress_bar=False)
+        return nengo_cuda.Simulator(
+            net,
+            progress_bar=False,
+            dtype=self.dtype,
+            minibatch_size=self.minibatch if self.minibatch > 1 else None,
         )
-    return out
+
+
+def variants(dtypes=("float32", "float64"), minibatches=(1,)):
+    """nengo.Simulator, then nengo_cuda for every minibatch size and dtype."""
+    return [Variant(REFERENCE)] + [
+        Variant("nengo_cuda", dtype, mb) for mb in minibatches for dtype in dtypes
+    ]
 
 
 def warm_decoder_cache(net):
@@ -43,74 +61,146 @@ def warm_decoder_cache(net):
     Model(decoder_cache=get_default_decoder_cache()).build(net)
 
 
+class PeakMemory:
+    """Peak resident memory gained by this process inside ``with`` blocks (bytes).
+
+    Linux only: resets the kernel's high-water mark (``/proc/self/clear_refs``)
+    on entry and reads ``VmHWM`` on exit.  ``gained`` is None elsewhere.  Memory
+    freed earlier and reused by the allocator is not counted, so this is a
+    lower bound on what the block allocated.
+    """
+
+    gained = None
+    _start = None
+
+    @staticmethod
+    def _status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+        raise OSError(key)
+
+    def __enter__(self):
+        if self._start is not None:  # entered again: keep counting from the first entry
+            return self
+        gc.collect()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._start = self._status("VmRSS")
+        except OSError:
+            self._start = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._start is not None:
+            try:
+                self.gained = max(0, self._status("VmHWM") - self._start)
+            except OSError:
+                pass
+
+
 @dataclass
 class Measurement:
-    """Build time, run times (one per repeat) and the probe's data after the first run."""
+    """Build time, run times (one per repeat), probe data of trial 0, peak memory."""
 
-    label: str
+    variant: Variant
     build_s: float
     run_s: list = field(default_factory=list)
     output: np.ndarray = None
     summary: dict = None  # nengo_cuda: program summary (kind -> (instructions, ops))
+    peak_bytes: int = None
+
+    @property
+    def label(self):
+        return self.variant.label
 
     @property
     def best_run_s(self):
         return min(self.run_s)
 
 
-def measure(label, make, net, probe, steps, repeats=1):
-    """Builds with ``make(net)``, then runs ``steps`` steps ``repeats`` times.
+def measure(variant, net, probe, steps, repeats=1, build_budget_s=0.0):
+    """Builds ``variant`` on ``net``, then runs ``steps`` steps ``repeats`` times.
 
-    Runs continue one after the other on the same simulator (no reset).
+    The build is repeated (at most 3 times, the fastest counts) while all builds
+    so far took less than ``build_budget_s``: small builds are noisy.  Runs
+    continue one after the other on the last simulator built (no reset).
     """
-    start = time.perf_counter()
-    sim = make(net)
-    result = Measurement(label, time.perf_counter() - start)
-    with sim:
-        for i in range(repeats):
+    builds, sim = [], None
+    while sim is None or (sum(builds) < build_budget_s and len(builds) < 3):
+        if sim is not None:
+            sim.close()
+        sim = None
+        mem = PeakMemory()
+        with mem:
             start = time.perf_counter()
-            sim.run_steps(steps)
-            result.run_s.append(time.perf_counter() - start)
-            if i == 0:
-                result.output = np.array(sim.data[probe][:steps], dtype=np.float64)
-        if hasattr(sim, "program"):
-            result.summary = sim.program.summary()
+            sim = variant.make(net)
+            builds.append(time.perf_counter() - start)
+    with mem:  # peak memory of the last build and its runs
+        result = Measurement(variant, min(builds))
+        with sim:
+            for i in range(repeats):
+                start = time.perf_counter()
+                sim.run_steps(steps)
+                result.run_s.append(time.perf_counter() - start)
+                if i == 0:
+                    data = sim.data[probe][:steps] if variant.minibatch == 1 else \
+                        sim.data[probe][0, :steps]
+                    result.output = np.array(data, dtype=np.float64)
+            if hasattr(sim, "program"):
+                result.summary = sim.program.summary()
+        del sim
+    result.peak_bytes = mem.gained
     return result
 
 
-def measure_all(bench, steps, repeats=1, report=None):
+def measure_all(bench, steps, repeats=1, report=None, variant_list=None, build_budget_s=0.0):
     """`measure` of every variant on a `networks.BenchNetwork`, Nengo first.
 
-    Fills the decoder cache first; ``report(label)`` is called before each variant.
+    Fills the decoder cache first; ``report(variant)`` is called before each
+    variant and ``report(None)`` after each.
     """
     warm_decoder_cache(bench.net)
     results = []
-    for label, make in variants():
+    for variant in variant_list or variants():
         if report is not None:
-            report(label)
-        results.append(measure(label, make, bench.net, bench.probe, steps, repeats))
+            report(variant)
+        results.append(
+            measure(variant, bench.net, bench.probe, steps, repeats, build_budget_s)
+        )
+        if report is not None:
+            report(None)
     return results
 
 
 def compare(results):
-    """One dict per measurement: times, and speed-ups and output difference vs Nengo.
+    """One dict per measurement: times, and ratios and output difference vs Nengo.
 
-    ``results[0]`` must be Nengo's; its own speed-ups and difference are None.
-    The difference is nan or inf when an output is nan or has the wrong shape.
+    ``results[0]`` must be Nengo's; its own ratios and difference are None.  A
+    minibatch of k trials is compared with k sequential Nengo runs (Nengo's
+    time for one run times k).  The difference (trial 0 against Nengo's run, which
+    uses the same seed) is nan or inf when an output is nan or has the wrong shape.
     """
     ref = results[0]
     assert ref.label == REFERENCE, ref.label
     rows = []
     for r in results:
         is_ref = r is ref
+        k = r.variant.minibatch
         rows.append({
             "simulator": r.label,
+            "dtype": None if is_ref else r.variant.dtype,
+            "minibatch": k,
             "build_s": r.build_s,
             "run_s": r.run_s,
             "best_run_s": r.best_run_s,
+            "build_ratio": None if is_ref else r.build_s / ref.build_s,
             "build_speedup": None if is_ref else ratio(ref.build_s, r.build_s),
-            "run_speedup": None if is_ref else ratio(ref.best_run_s, r.best_run_s),
+            "run_speedup": None if is_ref else ratio(k * ref.best_run_s, r.best_run_s),
             "max_abs_diff": None if is_ref else max_abs_diff(r.output, ref.output),
+            "peak_bytes": r.peak_bytes,
             "program_summary": r.summary,
         })
     return rows
@@ -126,6 +216,11 @@ def max_abs_diff(a, b):
 def ratio(reference, value):
     """How many times faster ``value`` is than ``reference`` (both in seconds)."""
     return reference / value if value > 0 else float("inf")
+
+
+def geomean(values):
+    values = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else None
 
 
 def format_table(headers, rows, left=1):

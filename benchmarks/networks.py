@@ -2,14 +2,18 @@
 
 Each builder returns a `BenchNetwork`: the `nengo.Network` and the probe whose
 data is compared between simulators.  Builders register themselves in
-`NETWORKS` with `register`, so adding a network (integrator, circular
-convolution, basal ganglia, random network, PES ...) is adding one function::
+`NETWORKS` with `register`, so adding a network is adding one function::
 
     @register("integrator")
     def integrator(n_neurons=100, dimensions=1, seed=0):
         with nengo.Network(seed=seed) as net:
             ...
         return BenchNetwork("integrator", net, probe, dict(n_neurons=..., ...))
+
+The standard networks: the NengoDL tutorial network, an integrator
+(EnsembleArray with a recurrent connection), circular convolution, basal
+ganglia, a random network, PES learning and a chain of ensembles.  `SIZES`
+gives each a small and a large size.
 
 `build(name, **params)` builds one by name; `BenchNetwork.label` names it in tables.
 """
@@ -59,19 +63,111 @@ def build(name, **params):
 
 
 @register("tutorial")
-def tutorial(seed=0):
+def tutorial(n_neurons=20, seed=0):
     """The NengoDL tutorial network: white noise -> square -> sin -> output Node."""
     with nengo.Network(seed=seed) as net:
         inpt = nengo.Node(nengo.processes.WhiteSignal(1, 5, rms=0.3))
-        square = nengo.Ensemble(20, 1)
-        sin = nengo.Ensemble(20, 1)
+        square = nengo.Ensemble(n_neurons, 1)
+        sin = nengo.Ensemble(n_neurons, 1)
         outpt = nengo.Node(size_in=1)
         nengo.Connection(inpt, square)
         nengo.Connection(square, sin, function=np.square)
         nengo.Connection(sin, outpt, function=np.sin)
         nengo.Probe(inpt)
         outpt_p = nengo.Probe(outpt, synapse=0.01)
-    return BenchNetwork("tutorial", net, outpt_p)
+    params = {} if n_neurons == 20 else dict(n_neurons=n_neurons)
+    return BenchNetwork("tutorial", net, outpt_p, params)
+
+
+def _white_input(dimensions):
+    return nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, rms=0.3), size_out=dimensions)
+
+
+@register("integrator")
+def integrator(n_neurons=50, dimensions=8, seed=0):
+    """An EnsembleArray of ``dimensions`` 1-D ensembles integrating its input.
+
+    The recurrent connection (transform 1, synapse tau) and the input
+    connection (transform tau) make each ensemble a leaky-free integrator.
+    """
+    tau = 0.1
+    with nengo.Network(seed=seed) as net:
+        inpt = _white_input(dimensions)
+        ea = nengo.networks.EnsembleArray(n_neurons, n_ensembles=dimensions)
+        nengo.Connection(inpt, ea.input, transform=tau, synapse=tau)
+        nengo.Connection(ea.output, ea.input, synapse=tau)
+        probe = nengo.Probe(ea.output, synapse=0.01)
+    return BenchNetwork("integrator", net, probe, dict(n_neurons=n_neurons, dimensions=dimensions))
+
+
+@register("circconv")
+def circconv(n_neurons=100, dimensions=8, seed=0):
+    """nengo.networks.CircularConvolution of two white-noise vectors."""
+    with nengo.Network(seed=seed) as net:
+        a = _white_input(dimensions)
+        b = _white_input(dimensions)
+        cconv = nengo.networks.CircularConvolution(n_neurons, dimensions)
+        nengo.Connection(a, cconv.input_a)
+        nengo.Connection(b, cconv.input_b)
+        probe = nengo.Probe(cconv.output, synapse=0.01)
+    return BenchNetwork("circconv", net, probe, dict(n_neurons=n_neurons, dimensions=dimensions))
+
+
+@register("basal_ganglia")
+def basal_ganglia(n_neurons=100, dimensions=4, seed=0):
+    """nengo.networks.BasalGanglia choosing among ``dimensions`` utilities."""
+    with nengo.Network(seed=seed) as net:
+        inpt = nengo.Node(
+            nengo.processes.WhiteSignal(1.0, high=5, rms=0.3, y0=0.5), size_out=dimensions
+        )
+        bg = nengo.networks.BasalGanglia(dimensions, n_neurons_per_ensemble=n_neurons)
+        nengo.Connection(inpt, bg.input)
+        probe = nengo.Probe(bg.output, synapse=0.01)
+    params = dict(n_neurons=n_neurons, dimensions=dimensions)
+    return BenchNetwork("basal_ganglia", net, probe, params)
+
+
+@register("random")
+def random_network(n_ensembles=20, connections=3, n_neurons=50, dimensions=2, seed=0):
+    """``n_ensembles`` ensembles, each sending ``connections`` decoded connections
+    with random transforms to randomly chosen other ensembles.
+
+    An input Node drives the first ensemble; the last ensemble is probed.
+    """
+    rng = np.random.RandomState(seed)
+    with nengo.Network(seed=seed) as net:
+        inpt = _white_input(dimensions)
+        ens = [nengo.Ensemble(n_neurons, dimensions) for _ in range(n_ensembles)]
+        nengo.Connection(inpt, ens[0])
+        for i, pre in enumerate(ens):
+            others = [j for j in range(n_ensembles) if j != i]
+            for j in rng.choice(others, size=min(connections, len(others)), replace=False):
+                transform = rng.uniform(-1, 1, size=(dimensions, dimensions)) / connections
+                nengo.Connection(pre, ens[j], transform=transform)
+        probe = nengo.Probe(ens[-1], synapse=0.01)
+    params = dict(n_ensembles=n_ensembles, connections=connections, n_neurons=n_neurons,
+                  dimensions=dimensions)
+    return BenchNetwork("random", net, probe, params)
+
+
+@register("pes")
+def pes(n_neurons=100, dimensions=1, seed=0):
+    """PES learning of a communication channel: pre -> post, error = post - input."""
+    with nengo.Network(seed=seed) as net:
+        inpt = _white_input(dimensions)
+        pre = nengo.Ensemble(n_neurons, dimensions)
+        post = nengo.Ensemble(n_neurons, dimensions)
+        error = nengo.Ensemble(n_neurons, dimensions)
+        nengo.Connection(inpt, pre)
+        conn = nengo.Connection(
+            pre, post, function=lambda x: np.zeros(dimensions),
+            learning_rule_type=nengo.PES(learning_rate=1e-4),
+        )
+        nengo.Connection(post, error)
+        nengo.Connection(inpt, error, transform=-1)
+        nengo.Connection(error, conn.learning_rule)
+        probe = nengo.Probe(post, synapse=0.01)
+    return BenchNetwork("pes", net, probe, dict(n_neurons=n_neurons, dimensions=dimensions))
 
 
 @register("chain")
@@ -83,9 +179,7 @@ def chain(n_ensembles=50, n_neurons=500, dimensions=16, seed=0):
     Nengo's default synapse.  The last ensemble is probed.
     """
     with nengo.Network(seed=seed) as net:
-        inpt = nengo.Node(
-            nengo.processes.WhiteSignal(1.0, high=5, rms=0.3), size_out=dimensions
-        )
+        inpt = _white_input(dimensions)
         ensembles = [
             nengo.Ensemble(n_neurons, dimensions, neuron_type=nengo.LIF())
             for _ in range(n_ensembles)
@@ -96,3 +190,26 @@ def chain(n_ensembles=50, n_neurons=500, dimensions=16, seed=0):
         probe = nengo.Probe(ensembles[-1], synapse=0.01)
     params = dict(n_ensembles=n_ensembles, n_neurons=n_neurons, dimensions=dimensions)
     return BenchNetwork("chain", net, probe, params)
+
+
+# Each standard network at a small and a large size: name -> {size: params}.
+SIZES = {
+    "tutorial": {"small": {}, "large": dict(n_neurons=1000)},
+    "integrator": {"small": dict(n_neurons=50, dimensions=8),
+                   "large": dict(n_neurons=100, dimensions=64)},
+    "circconv": {"small": dict(n_neurons=100, dimensions=8),
+                 "large": dict(n_neurons=100, dimensions=32)},
+    "basal_ganglia": {"small": dict(n_neurons=100, dimensions=4),
+                      "large": dict(n_neurons=100, dimensions=32)},
+    "random": {"small": dict(n_ensembles=20, connections=3),
+               "large": dict(n_ensembles=50, connections=5)},
+    "pes": {"small": dict(n_neurons=100, dimensions=1),
+            "large": dict(n_neurons=1000, dimensions=16)},
+    "chain": {"small": dict(n_ensembles=10, n_neurons=100, dimensions=8),
+              "large": dict(n_ensembles=50, n_neurons=500, dimensions=16)},
+}
+
+
+def n_neurons(net):
+    """Number of neurons in ``net`` (all ensembles, nested networks included)."""
+    return sum(ens.n_neurons for ens in net.all_ensembles)

@@ -2,6 +2,8 @@
 //
 // Python owns the signal buffers (NumPy arrays); this module keeps references
 // to them and runs the planned program in place.
+#include <algorithm>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -83,6 +85,12 @@ class NativeProgram {
     }
     int64_t size() const { return runner_.size(); }
     int64_t steps_done() const { return runner_.steps_done; }
+    // Per-instruction timing (benchmarks/profile.py): on/off resets the counters.
+    void set_profiling(bool on) {
+        runner_.profiling = on;
+        std::fill(runner_.seconds.begin(), runner_.seconds.end(), 0.0);
+    }
+    std::vector<double> instruction_seconds() const { return runner_.seconds; }
 
     // feeds: [(after, addrs, data(n_trials, n_steps, len(addrs)))]
     // probes: [(addrs, mask(n_steps,), out(n_trials, n_samples, len(addrs)))]
@@ -151,6 +159,8 @@ void bind_program(py::module_& m, const char* name) {
         .def("run", &NativeProgram<T>::run, py::arg("n_steps"), py::arg("feeds"),
              py::arg("probes"))
         .def_property_readonly("steps_done", &NativeProgram<T>::steps_done)
+        .def("set_profiling", &NativeProgram<T>::set_profiling)
+        .def("instruction_seconds", &NativeProgram<T>::instruction_seconds)
         .def("__len__", &NativeProgram<T>::size);
 }
 

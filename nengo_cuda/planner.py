@@ -92,4 +92,5 @@ def plan(step_order, dg, layout, merge=True, isolate=()):
                 for instr in lowering.lower(ops, layout):
                     program.append(instr)
                 native_processes.extend(op for op in ops if isinstance(op, SimProcess))
+    layout.__dict__.pop("_lowering_memo", None)  # see lowering.common.memoised
     return Plan(program, step_order, fallbacks, native_processes)

@@ -64,8 +64,7 @@ struct Copy : Instr<T> {
     std::vector<std::vector<T>> scratch;  // per trial, only when overlap
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(dst.size());
-        NC_PARALLEL_FOR(buf.n_trials > 1 ? n * buf.n_trials : 0)
-        for (int t = 0; t < buf.n_trials; ++t) {
+        parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
             if (overlap) {
                 T* tmp = scratch[t].data();
                 for (int64_t k = 0; k < n; ++k) tmp[k] = *buf.f.at(src[k], t);
@@ -78,7 +77,7 @@ struct Copy : Instr<T> {
             } else {
                 for (int64_t k = 0; k < n; ++k) *buf.f.at(dst[k], t) = *buf.f.at(src[k], t);
             }
-        }
+        });
     }
 };
 
@@ -105,8 +104,7 @@ struct CopyRuns : Instr<T> {
     int64_t total = 0;
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n_runs = static_cast<int64_t>(length.size());
-        NC_PARALLEL_FOR(buf.n_trials > 1 ? total * buf.n_trials : 0)
-        for (int t = 0; t < buf.n_trials; ++t) {
+        parallel_for(buf.n_trials, worth_parallel(total * buf.n_trials), [&](int64_t t) {
             for (int64_t r = 0; r < n_runs; ++r) {
                 const T* s = buf.f.at(src[r], t);
                 T* d = buf.f.at(dst[r], t);
@@ -117,7 +115,7 @@ struct CopyRuns : Instr<T> {
                     for (int64_t k = 0; k < n; ++k) d[k] = s[k];
                 }
             }
-        }
+        });
     }
 };
 
@@ -148,10 +146,10 @@ struct ElementwiseInc : Instr<T> {
     std::vector<int64_t> y, a, x;
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(y.size());
-        NC_PARALLEL_FOR(buf.n_trials > 1 ? n * buf.n_trials : 0)
-        for (int t = 0; t < buf.n_trials; ++t)
+        parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
             for (int64_t k = 0; k < n; ++k)
                 *buf.f.at(y[k], t) += *buf.f.at(a[k], t) * *buf.f.at(x[k], t);
+        });
     }
 };
 

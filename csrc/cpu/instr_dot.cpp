@@ -2,51 +2,242 @@
 //
 // Y += A @ X for every block of a merged group, every trial.  Each block is a
 // strided view: A[r, c] = A0[r*A_rs + c*A_cs], X[c] = X0[c*X_s], Y[r] = Y0[r*Y_s].
+//
+// Three kernels, chosen per block when the instruction is built:
+// - columns: A shared by all trials (never written: encoders, transforms) with
+//   at least 8 rows and few columns.  The instruction keeps a packed copy of
+//   A^T, and a tile of rows accumulates column by column, vectorised across
+//   rows (no horizontal sums).
+// - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
+//   A shared (then packed row-major): dot products vectorised along the row,
+//   four rows at a time sharing X loads, or, for blocks of fewer rows, four
+//   trials at a time sharing A loads.
+// - strided: anything else, element by element.
+// Every row's sum starts from zero and is added to Y once, as np.dot would.
+// This file is compiled with FMA contraction on (CMakeLists.txt): summation
+// order in products is BLAS's business in Nengo too.
+#include <algorithm>
+
 #include "parallel.h"
 #include "program.h"
+#include "simd.h"
 
 namespace nc {
 namespace {
 
-template <typename T>
-inline T dot_contiguous(const T* a, const T* x, int64_t n) {
-    T acc = 0;
-#ifdef _OPENMP
-#pragma omp simd reduction(+ : acc)
-#endif
-    for (int64_t c = 0; c < n; ++c) acc += a[c] * x[c];
-    return acc;
+// Shapes of shared A packed transposed for the columns kernel.
+constexpr int64_t kPackMaxCols = 64, kPackMinRows = 8;
+// Rows per parallel job (and per columns-kernel pass over the trials).
+constexpr int64_t kJobRows = 256;
+// Multiply-adds per step below which one thread does the whole instruction
+// (vectorised: several per cycle; see parallel.h).
+constexpr int64_t kDotParallelMin = kParallelMinWork * 4;
+
+enum Kind { kColumns, kRows, kStrided };
+
+struct Block {
+    int64_t rows, cols, a, a_rs, a_cs, x, x_s, y, y_s;
+    Kind kind;
+    int64_t packed;  // offset of A's packed copy in `packed` (columns: A^T,
+                     // cols x rows; rows: A, rows x cols), or -1: A in the pool
+    bool shared;     // A is the same for every trial
+};
+
+struct Job {
+    int64_t block, r0, r1;
+};
+
+// Y[r] += acc for a tile of rows starting at r (vector of W sums).
+template <typename T, int B>
+NC_INLINE void add_to_y(T* Y, int64_t ys, int64_t r, typename Simd<T, B>::V acc) {
+    using S = Simd<T, B>;
+    if (ys == 1) {
+        S::store(Y + r, S::load(Y + r) + acc);
+    } else {
+        for (int i = 0; i < S::W; ++i) Y[(r + i) * ys] += acc[i];
+    }
+}
+
+// Rows [r0, r1) of a columns-kernel block for one trial.  AT is A^T, cols x rows.
+template <typename T, int B>
+NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* X, int64_t xs,
+                              T* Y, int64_t ys, int64_t r0, int64_t r1) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    int64_t r = r0;
+    for (; r + 4 * W <= r1; r += 4 * W) {
+        V acc0{}, acc1{}, acc2{}, acc3{};
+        for (int64_t c = 0; c < cols; ++c) {
+            const V xc = S::splat(X[c * xs]);
+            const T* a = AT + c * rows + r;
+            acc0 += S::load(a) * xc;
+            acc1 += S::load(a + W) * xc;
+            acc2 += S::load(a + 2 * W) * xc;
+            acc3 += S::load(a + 3 * W) * xc;
+        }
+        add_to_y<T, B>(Y, ys, r, acc0);
+        add_to_y<T, B>(Y, ys, r + W, acc1);
+        add_to_y<T, B>(Y, ys, r + 2 * W, acc2);
+        add_to_y<T, B>(Y, ys, r + 3 * W, acc3);
+    }
+    for (; r + W <= r1; r += W) {
+        V acc{};
+        for (int64_t c = 0; c < cols; ++c) acc += S::load(AT + c * rows + r) * S::splat(X[c * xs]);
+        add_to_y<T, B>(Y, ys, r, acc);
+    }
+    for (; r < r1; ++r) {
+        T acc = 0;
+        for (int64_t c = 0; c < cols; ++c) acc += AT[c * rows + r] * X[c * xs];
+        Y[r * ys] += acc;
+    }
+}
+
+// Sum of the lanes, by halving (no per-lane extraction).
+template <typename T, int B>
+NC_INLINE T hsum(typename Simd<T, B>::V v) {
+    if constexpr (Simd<T, B>::W == 1) {
+        return v[0];
+    } else {
+        using H = typename Simd<T, B / 2>::V;
+        H lo, hi;
+        std::memcpy(&lo, &v, sizeof lo);
+        std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+        return hsum<T, B / 2>(lo + hi);
+    }
+}
+
+// Rows [r0, r1) of a rows-kernel block (A rows and X contiguous) for one trial.
+template <typename T, int B>
+NC_INLINE void rows_kernel(const T* A, int64_t rs, int64_t cols, const T* X, T* Y, int64_t ys,
+                           int64_t r0, int64_t r1) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    const int64_t cv = cols - cols % W;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const T* a0 = A + r * rs;
+        const T *a1 = a0 + rs, *a2 = a1 + rs, *a3 = a2 + rs;
+        V s0{}, s1{}, s2{}, s3{};
+        for (int64_t c = 0; c < cv; c += W) {
+            const V x = S::load(X + c);
+            s0 += S::load(a0 + c) * x;
+            s1 += S::load(a1 + c) * x;
+            s2 += S::load(a2 + c) * x;
+            s3 += S::load(a3 + c) * x;
+        }
+        T t0 = hsum<T, B>(s0), t1 = hsum<T, B>(s1), t2 = hsum<T, B>(s2), t3 = hsum<T, B>(s3);
+        for (int64_t c = cv; c < cols; ++c) {
+            t0 += a0[c] * X[c];
+            t1 += a1[c] * X[c];
+            t2 += a2[c] * X[c];
+            t3 += a3[c] * X[c];
+        }
+        Y[r * ys] += t0;
+        Y[(r + 1) * ys] += t1;
+        Y[(r + 2) * ys] += t2;
+        Y[(r + 3) * ys] += t3;
+    }
+    for (; r < r1; ++r) {
+        const T* a = A + r * rs;
+        V s{};
+        for (int64_t c = 0; c < cv; c += W) s += S::load(a + c) * S::load(X + c);
+        T t = hsum<T, B>(s);
+        for (int64_t c = cv; c < cols; ++c) t += a[c] * X[c];
+        Y[r * ys] += t;
+    }
+}
+
+// All rows of a rows-kernel block for trials t0 .. t0 + 3: each A row is
+// loaded once for four dot products (blocks of few rows, e.g. decoders of
+// low-dimensional ensembles, and minibatches).
+template <typename T, int B>
+NC_INLINE void rows_kernel_4_trials(const T* A, int64_t rows, int64_t rs, int64_t cols,
+                                    const T* const* X, T* const* Y, int64_t ys) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    const int64_t cv = cols - cols % W;
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* a = A + r * rs;
+        V s0{}, s1{}, s2{}, s3{};
+        for (int64_t c = 0; c < cv; c += W) {
+            const V av = S::load(a + c);
+            s0 += av * S::load(X[0] + c);
+            s1 += av * S::load(X[1] + c);
+            s2 += av * S::load(X[2] + c);
+            s3 += av * S::load(X[3] + c);
+        }
+        T t[4] = {hsum<T, B>(s0), hsum<T, B>(s1), hsum<T, B>(s2), hsum<T, B>(s3)};
+        for (int j = 0; j < 4; ++j) {
+            for (int64_t c = cv; c < cols; ++c) t[j] += a[c] * X[j][c];
+            Y[j][r * ys] += t[j];
+        }
+    }
 }
 
 template <typename T>
 struct DotInc : Instr<T> {
-    std::vector<int64_t> rows, cols, a, a_rs, a_cs, x, x_s, y, y_s;
+    std::vector<Block> blocks;
+    std::vector<Job> jobs;
+    std::vector<T> packed;  // A^T of every columns-kernel block
     int64_t work = 0;
 
-    void block(const Buffers<T>& buf, int64_t b, int t) const {
-        const T* A = buf.f.at(a[b], t);
-        const T* X = buf.f.at(x[b], t);
-        T* Y = buf.f.at(y[b], t);
-        const int64_t nr = rows[b], nc = cols[b], rs = a_rs[b], cs = a_cs[b], xs = x_s[b],
-                      ys = y_s[b];
-        if (cs == 1 && xs == 1) {
-            for (int64_t r = 0; r < nr; ++r) Y[r * ys] += dot_contiguous(A + r * rs, X, nc);
-        } else {
-            for (int64_t r = 0; r < nr; ++r) {
-                T acc = 0;
-                for (int64_t c = 0; c < nc; ++c) acc += A[r * rs + c * cs] * X[c * xs];
-                Y[r * ys] += acc;
+    template <int B>
+    NC_INLINE void job(const Buffers<T>& buf, const Job& j) const {
+        const Block& b = blocks[j.block];
+        const int n_trials = buf.n_trials;
+        int t = 0;
+        if (b.kind == kRows && b.shared && b.rows < 4 && j.r0 == 0 && j.r1 == b.rows) {
+            // few rows: four trials at a time share the loads of A
+            const bool own = b.packed >= 0;
+            const T* A = own ? packed.data() + b.packed : buf.f.at(b.a, 0);
+            const int64_t rs = own ? b.cols : b.a_rs;
+            for (; t + 4 <= n_trials; t += 4) {
+                const T* X[4];
+                T* Y[4];
+                for (int i = 0; i < 4; ++i) X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
+                rows_kernel_4_trials<T, B>(A, b.rows, rs, b.cols, X, Y, b.y_s);
+            }
+        }
+        for (; t < n_trials; ++t) {
+            const T* X = buf.f.at(b.x, t);
+            T* Y = buf.f.at(b.y, t);
+            if (b.kind == kColumns) {
+                columns_kernel<T, B>(packed.data() + b.packed, b.rows, b.cols, X, b.x_s, Y, b.y_s,
+                                     j.r0, j.r1);
+            } else if (b.kind == kRows) {
+                const bool own = b.packed >= 0;
+                rows_kernel<T, B>(own ? packed.data() + b.packed : buf.f.at(b.a, t),
+                                  own ? b.cols : b.a_rs, b.cols, X, Y, b.y_s, j.r0, j.r1);
+            } else {
+                const T* A = buf.f.at(b.a, t);
+                for (int64_t r = j.r0; r < j.r1; ++r) {
+                    T acc = 0;
+                    for (int64_t c = 0; c < b.cols; ++c)
+                        acc += A[r * b.a_rs + c * b.a_cs] * X[c * b.x_s];
+                    Y[r * b.y_s] += acc;
+                }
             }
         }
     }
 
+    // The OpenMP region stays outside the AVX2 function (outlined loop bodies
+    // would not inherit its target).
+    NC_TARGET_AVX2 void job_avx2(const Buffers<T>& buf, const Job& j) const { job<32>(buf, j); }
+
     void run(const Buffers<T>& buf, const StepInfo&) override {
-        const int64_t nb = static_cast<int64_t>(rows.size());
-        const int64_t jobs = nb * buf.n_trials;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if (work * buf.n_trials >= kParallelMinWork)
-#endif
-        for (int64_t j = 0; j < jobs; ++j) block(buf, j % nb, static_cast<int>(j / nb));
+        const bool avx2 = cpu_has_avx2();
+        parallel_for(
+            static_cast<int64_t>(jobs.size()), work * buf.n_trials >= kDotParallelMin,
+            [&](int64_t j) {
+                if (avx2)
+                    job_avx2(buf, jobs[j]);
+                else
+                    job<16>(buf, jobs[j]);
+            },
+            true);
     }
 };
 
@@ -54,26 +245,48 @@ template <typename T>
 std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& buf) {
     check_same_length(spec, {"rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s"});
     auto op = std::make_unique<DotInc<T>>();
-    op->rows = spec.int_array("rows");
-    op->cols = spec.int_array("cols");
-    op->a = spec.int_array("A");
-    op->a_rs = spec.int_array("A_rs");
-    op->a_cs = spec.int_array("A_cs");
-    op->x = spec.int_array("X");
-    op->x_s = spec.int_array("X_s");
-    op->y = spec.int_array("Y");
-    op->y_s = spec.int_array("Y_s");
-    for (size_t b = 0; b < op->rows.size(); ++b) {
-        const int64_t nr = op->rows[b], nc = op->cols[b];
+    const auto &rows = spec.int_array("rows"), &cols = spec.int_array("cols");
+    const auto &a = spec.int_array("A"), &a_rs = spec.int_array("A_rs"),
+               &a_cs = spec.int_array("A_cs");
+    const auto &x = spec.int_array("X"), &x_s = spec.int_array("X_s");
+    const auto &y = spec.int_array("Y"), &y_s = spec.int_array("Y_s");
+    for (size_t i = 0; i < rows.size(); ++i) {
+        const int64_t nr = rows[i], nc = cols[i];
         if (nr < 0 || nc < 0) throw std::invalid_argument("dot_inc: negative block shape");
         op->work += nr * nc;
         if (nr == 0 || nc == 0) continue;
-        // The extreme corners of each strided view must lie inside the buffer.
+        // The corners of each strided view must lie inside the buffer.
         auto last = [](int64_t base, int64_t n, int64_t s) { return base + (n - 1) * s; };
-        check_addresses({op->a[b], last(op->a[b], nr, op->a_rs[b]) + (nc - 1) * op->a_cs[b],
-                         op->x[b], last(op->x[b], nc, op->x_s[b]), op->y[b],
-                         last(op->y[b], nr, op->y_s[b])},
-                        buf.f, spec.kind);
+        const int64_t a_r = last(a[i], nr, a_rs[i]) - a[i], a_c = last(a[i], nc, a_cs[i]) - a[i];
+        const std::vector<int64_t> corners{a[i], a[i] + a_r, a[i] + a_c, a[i] + a_r + a_c};
+        check_addresses(corners, buf.f, spec.kind);
+        check_addresses({x[i], last(x[i], nc, x_s[i]), y[i], last(y[i], nr, y_s[i])}, buf.f,
+                        spec.kind);
+        const bool shared = *std::max_element(corners.begin(), corners.end()) < buf.f.n_shared;
+        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, -1, false};
+        // A shared by every trial never changes: keep a copy in the layout the
+        // kernel wants (A^T for columns, contiguous rows for rows)
+        const T* A = buf.f.at(a[i], 0);
+        auto pack = [&](bool transposed) {
+            b.packed = static_cast<int64_t>(op->packed.size());
+            for (int64_t u = 0; u < (transposed ? nc : nr); ++u)
+                for (int64_t w = 0; w < (transposed ? nr : nc); ++w)
+                    op->packed.push_back(transposed ? A[w * a_rs[i] + u * a_cs[i]]
+                                                    : A[u * a_rs[i] + w * a_cs[i]]);
+        };
+        if (shared && nc <= kPackMaxCols && nr >= kPackMinRows) {
+            b.kind = kColumns;
+            pack(true);
+        } else if (x_s[i] == 1 && (shared || a_cs[i] == 1)) {
+            b.kind = kRows;
+            if (a_cs[i] != 1) pack(false);
+        }
+        b.shared = shared;
+        const int64_t id = static_cast<int64_t>(op->blocks.size());
+        op->blocks.push_back(b);
+        // jobs of about kJobRows rows (at least 4 K multiply-adds)
+        const int64_t step = std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
+        for (int64_t r0 = 0; r0 < nr; r0 += step) op->jobs.push_back({id, r0, std::min(nr, r0 + step)});
     }
     return op;
 }

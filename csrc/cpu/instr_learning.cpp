@@ -227,12 +227,11 @@ struct LearningInstr : Instr<T> {
     void run(const Buffers<T>& buf, const StepInfo& info) override {
         const int64_t n_rows = blocks.total_rows;
         const int64_t jobs = n_rows * buf.n_trials;
-        NC_PARALLEL_FOR(blocks.work * buf.n_trials)
-        for (int64_t j = 0; j < jobs; ++j) {
+        parallel_for(jobs, worth_parallel(blocks.work * buf.n_trials), [&](int64_t j) {
             const int t = static_cast<int>(j / n_rows);
             const int64_t g = j % n_rows, b = blocks.block_of(g);
             rule.row(blocks, buf, info.dt, b, g - blocks.row_start[b], t);
-        }
+        });
     }
 };
 

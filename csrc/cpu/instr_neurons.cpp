@@ -7,6 +7,7 @@
 // InstrSpec, so their order here only fixes the order `step` receives them in),
 // and `step`, which calls the shared math in kernels/neurons.h for one neuron.
 // `NeuronGroup<T, Model>` does the loading, checking and looping for all types.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <type_traits>
@@ -14,6 +15,8 @@
 #include "../kernels/neurons.h"
 #include "parallel.h"
 #include "program.h"
+#include "segments.h"
+#include "simd.h"
 
 namespace nc {
 namespace {
@@ -25,6 +28,20 @@ struct has_aux : std::false_type {};
 template <typename M>
 struct has_aux<M, std::void_t<decltype(&M::template aux<float>)>> : std::true_type {};
 
+// Models may define `run_contiguous`: the update of a run of neurons whose
+// operands are consecutive in memory (see LIF), bit-identical to `step`.
+template <typename M, typename = void>
+struct has_contiguous : std::false_type {};
+template <typename M>
+struct has_contiguous<M, std::void_t<decltype(&M::template run_contiguous<float>)>>
+    : std::true_type {};
+
+// Neurons per segment: parallel jobs are (trial, segment) pairs.
+constexpr int64_t kNeuronSegment = 2048;
+// Neuron updates below which one thread does the whole group (an update costs
+// about as much as ten element copies: see parallel.h).
+constexpr int64_t kNeuronParallelMin = kParallelMinWork / 8;
+
 template <typename T, typename Model>
 struct NeuronGroup : Instr<T> {
     static constexpr size_t kStates = Model::states.size();
@@ -33,6 +50,7 @@ struct NeuronGroup : Instr<T> {
     std::vector<int64_t> J, out;
     std::array<std::vector<int64_t>, kStates> state;  // state[i][k]: neuron k's address
     std::array<std::vector<T>, kParams> param;        // param[i][k]: neuron k's value
+    std::vector<Segment> segments;  // empty: gather every operand by address
 
     int64_t n() const { return static_cast<int64_t>(J.size()); }
 
@@ -52,6 +70,12 @@ struct NeuronGroup : Instr<T> {
             check_length(spec, p.size(), "parameter", Model::params[i]);
             param[i] = to_scalar_vector<T>(p);
         }
+        std::vector<const std::vector<int64_t>*> operands{&J, &out};
+        for (auto& s : state) operands.push_back(&s);
+        segments = contiguous_segments(operands, buf.f.n_shared, kNeuronSegment);
+        std::vector<const std::vector<T>*> params;
+        for (auto& p : param) params.push_back(&p);
+        mark_uniform(segments, params);
     }
 
     void check_length(const InstrSpec& spec, size_t size, const char* what,
@@ -79,28 +103,53 @@ struct NeuronGroup : Instr<T> {
         return p;
     }
 
+    T step_one(int64_t k, T J_k, const std::array<T*, kStates>& s, T dt) const {
+        if constexpr (has_aux<Model>::value)
+            return Model::step(J_k, s, params_of(k), dt, aux[k]);
+        else
+            return Model::step(J_k, s, params_of(k), dt);
+    }
+
+    // Neurons [seg.k0, seg.k0 + seg.len) of trial t, through plain pointers.
+    void run_segment(const Buffers<T>& buf, const Segment& seg, int t, T dt) const {
+        const int64_t k0 = seg.k0;
+        const T* Jp = buf.f.at(J[k0], t);
+        T* y = buf.f.at(out[k0], t);
+        std::array<T*, kStates> s0;
+        for (size_t j = 0; j < kStates; ++j) s0[j] = buf.f.at(state[j][k0], t);
+        if constexpr (has_contiguous<Model>::value) {
+            std::array<const T*, kParams> p;
+            for (size_t j = 0; j < kParams; ++j) p[j] = param[j].data() + k0;
+            Model::run_contiguous(seg.len, Jp, y, s0, p, aux.data() + k0, dt, seg.uniform);
+        } else {
+            for (int64_t i = 0; i < seg.len; ++i) {
+                std::array<T*, kStates> s;
+                for (size_t j = 0; j < kStates; ++j) s[j] = s0[j] + i;
+                y[i] = step_one(k0 + i, Jp[i], s, dt);
+            }
+        }
+    }
+
     void run(const Buffers<T>& buf, const StepInfo& info) override {
         const int64_t n = this->n();
         const T dt = static_cast<T>(info.dt);
         update_aux(dt);
         const int n_trials = buf.n_trials;
-#ifdef _OPENMP
-        // a neuron update costs about ten element copies (transcendentals, branches)
-#pragma omp parallel for collapse(2) schedule(static) if (8 * n * n_trials >= kParallelMinWork)
-#endif
-        for (int t = 0; t < n_trials; ++t) {
-            for (int64_t k = 0; k < n; ++k) {
-                std::array<T*, kStates> s;
-                for (size_t j = 0; j < kStates; ++j) s[j] = buf.f.at(state[j][k], t);
-                const auto p = params_of(k);
-                T* y = buf.f.at(out[k], t);
-                const T J_k = *buf.f.at(J[k], t);
-                if constexpr (has_aux<Model>::value)
-                    *y = Model::step(J_k, s, p, dt, aux[k]);
-                else
-                    *y = Model::step(J_k, s, p, dt);
-            }
+        const bool parallel = n * n_trials >= kNeuronParallelMin;
+        if (!segments.empty()) {
+            const int64_t ns = static_cast<int64_t>(segments.size());
+            parallel_for(ns * n_trials, parallel, [&](int64_t j) {
+                run_segment(buf, segments[j % ns], static_cast<int>(j / ns), dt);
+            });
+            return;
         }
+        parallel_for(n * n_trials, parallel, [&](int64_t j) {
+            const int t = static_cast<int>(j / n);
+            const int64_t k = j % n;
+            std::array<T*, kStates> s;
+            for (size_t i = 0; i < kStates; ++i) s[i] = buf.f.at(state[i][k], t);
+            *buf.f.at(out[k], t) = step_one(k, *buf.f.at(J[k], t), s, dt);
+        });
     }
 };
 
@@ -179,6 +228,132 @@ struct LIFRate {
     }
 };
 
+// One LIF step of a vector of float32 neurons, every case of
+// neurons::lif_spiking as branch-free selects, with expm1 and log1p from
+// SimdF32Math (only when some lane needs them).  Lanes outside their domain are
+// marked in `bad` and must be recomputed by lif_spiking.
+template <int B>
+NC_INLINE typename Simd<float, B>::V lif_vector_step(
+    typename Simd<float, B>::V J, typename Simd<float, B>::V& v, typename Simd<float, B>::V& ref,
+    typename Simd<float, B>::V tau_rc, typename Simd<float, B>::V tau_ref,
+    typename Simd<float, B>::V min_v, typename Simd<float, B>::V amp,
+    typename Simd<float, B>::V full_decay, float dt_, typename Simd<float, B>::M& bad) {
+    using S = Simd<float, B>;
+    using V = typename S::V;
+    using M = typename S::M;
+    const V dt = S::splat(dt_), zero = S::splat(0.0f), one = S::splat(1.0f);
+    const V r = ref - dt;
+    const V d = dt - r;  // neurons::lif_delta_t
+    V delta_t = d > dt ? dt : d;
+    delta_t = d < zero ? zero : delta_t;
+    const M whole = delta_t == dt;
+    const M partial = ~(whole | (delta_t == zero));
+    V decay = whole ? full_decay : S::splat(-0.0f);  // see neurons::lif_decay
+    if (S::any(partial)) {
+        M b{};
+        const V e = SimdF32Math<B>::expm1(-delta_t / tau_rc, b);
+        decay = partial ? e : decay;
+        bad |= b & partial;
+    }
+    V vn = v - (J - v) * decay;
+    const M spiked = vn > one;
+    V r_new = r;
+    if (S::any(spiked)) {
+        M b{};
+        const V l = SimdF32Math<B>::log1p(-(vn - one) / (J - one), b);
+        r_new = spiked ? tau_ref + (dt + tau_rc * l) : r;
+        bad |= b & spiked;
+    }
+    v = spiked ? zero : (vn < min_v ? min_v : vn);
+    ref = r_new;
+    return spiked ? amp / dt : zero;
+}
+
+// LIF over consecutive neurons, vectorised.  A first pass, a vector of neurons
+// at a time, completes every neuron that integrates the whole step (or none of
+// it: refractory) without spiking, with the very operations of
+// neurons::lif_spiking as branch-free selects, and lists the others (spiking,
+// or leaving the refractory period mid-step: they need log1p or expm1).
+//
+// float64: listed neurons run lif_spiking, so every result is bit-identical to
+// the scalar kernel's (and to Nengo's).  float32: listed neurons are gathered
+// into full vectors and run lif_vector_step (expm1 and log1p within an ulp of
+// libm's float32 functions); the rare lanes outside their domain run
+// lif_spiking.
+template <typename T, int B>
+NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
+                              const std::array<const T*, 4>& p, const T* full_decay, T dt,
+                              bool uniform) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    using M = typename S::M;
+    constexpr int W = S::W;
+    const T *tau_rc = p[0], *tau_ref = p[1], *min_v = p[2], *amp = p[3];
+    auto one_neuron = [&](int64_t k) {
+        out[k] = neurons::lif_spiking(J[k], v[k], ref[k], dt, tau_rc[k], tau_ref[k], min_v[k],
+                                      amp[k], full_decay[k]);
+    };
+    int32_t listed[kNeuronSegment + W];
+    int64_t n_listed = 0;
+    const V vdt = S::splat(dt), zero = S::splat(T(0)), one = S::splat(T(1));
+    int64_t k = 0;
+    for (; k + W <= n; k += W) {
+        const V vk = S::load(v + k), rk = S::load(ref + k), Jk = S::load(J + k);
+        const V r = rk - vdt;
+        const V d = vdt - r;  // neurons::lif_delta_t
+        V delta_t = d > vdt ? vdt : d;
+        delta_t = d < zero ? zero : delta_t;
+        const M whole = delta_t == vdt;
+        const V decay = whole ? S::load(full_decay + k) : S::splat(T(-0.0));
+        V vn = vk - (Jk - vk) * decay;
+        const M slow = ~(whole | (delta_t == zero)) | (vn > one);
+        const V mv = S::load(min_v + k);
+        vn = vn < mv ? mv : vn;
+        S::store(v + k, slow ? vk : vn);
+        S::store(ref + k, slow ? rk : r);
+        S::store(out + k, slow ? S::load(out + k) : zero);
+        if (S::any(slow))
+            for (int i = 0; i < W; ++i) {
+                listed[n_listed] = static_cast<int32_t>(k + i);
+                n_listed += slow[i] != 0;
+            }
+    }
+    for (; k < n; ++k) listed[n_listed++] = static_cast<int32_t>(k);
+    if constexpr (std::is_same_v<T, float>) {
+        // gather W listed neurons at a time (the last group padded with copies of
+        // its first neuron, which compute the same values); parameters uniform
+        // over the segment need no gathering
+        for (int64_t j = 0; j < n_listed; j += W) {
+            const int m = static_cast<int>(std::min<int64_t>(W, n_listed - j));
+            int32_t idx[W];
+            for (int i = 0; i < W; ++i) idx[i] = listed[j + (i < m ? i : 0)];
+            V vv = gather<T, B>(v, idx), rr = gather<T, B>(ref, idx);
+            M bad{};
+            const V y = lif_vector_step<B>(
+                gather<T, B>(J, idx), vv, rr, gather_or_splat<T, B>(uniform, tau_rc, idx),
+                gather_or_splat<T, B>(uniform, tau_ref, idx),
+                gather_or_splat<T, B>(uniform, min_v, idx), gather_or_splat<T, B>(uniform, amp, idx),
+                gather_or_splat<T, B>(uniform, full_decay, idx), dt, bad);
+            for (int i = 0; i < m; ++i) {
+                if (bad[i]) {
+                    one_neuron(idx[i]);
+                } else {
+                    v[idx[i]] = vv[i], ref[idx[i]] = rr[i], out[idx[i]] = y[i];
+                }
+            }
+        }
+    } else {
+        for (int64_t j = 0; j < n_listed; ++j) one_neuron(listed[j]);
+    }
+}
+
+template <typename T>
+NC_TARGET_AVX2 void lif_contiguous_avx2(int64_t n, const T* J, T* out, T* v, T* ref,
+                                        const std::array<const T*, 4>& p, const T* full_decay,
+                                        T dt, bool uniform) {
+    lif_contiguous<T, 32>(n, J, out, v, ref, p, full_decay, dt, uniform);
+}
+
 // LIF: see neurons::lif_spiking.
 struct LIF {
     static constexpr const char* kind = "neurons_lif";
@@ -191,6 +366,15 @@ struct LIF {
     template <typename T>
     static T step(T J, const std::array<T*, 2>& s, const std::array<T, 4>& p, T dt, T decay) {
         return neurons::lif_spiking(J, *s[0], *s[1], dt, p[0], p[1], p[2], p[3], decay);
+    }
+    template <typename T>
+    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 2>& s,
+                               const std::array<const T*, 4>& p, const T* full_decay, T dt,
+                               bool uniform) {
+        if (cpu_has_avx2())
+            lif_contiguous_avx2(n, J, out, s[0], s[1], p, full_decay, dt, uniform);
+        else
+            lif_contiguous<T, 16>(n, J, out, s[0], s[1], p, full_decay, dt, uniform);
     }
 };
 

@@ -30,8 +30,7 @@ struct LtiElementwise : Instr<T> {
     std::vector<double> a_wide, b_wide;       // OneXScalar
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(u.size());
-        NC_PARALLEL_FOR(n * buf.n_trials)
-        for (int t = 0; t < buf.n_trials; ++t) {
+        parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
             for (int64_t k = 0; k < n; ++k) {
                 const T uk = *buf.f.at(u[k], t);
                 T yk;
@@ -43,7 +42,7 @@ struct LtiElementwise : Instr<T> {
                     yk = filters::one_state_scalar(*buf.f.at(x[k], t), a_wide[k], b_wide[k], uk);
                 write_output(*buf.f.at(y[k], t), yk, inc[k] != 0);
             }
-        }
+        });
     }
 };
 
@@ -85,8 +84,7 @@ struct LtiStateSpace : Instr<T> {
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t nb = static_cast<int64_t>(n.size());
-        NC_PARALLEL_FOR(work * buf.n_trials)
-        for (int t = 0; t < buf.n_trials; ++t) {
+        parallel_for(buf.n_trials, worth_parallel(work * buf.n_trials), [&](int64_t t) {
             double* tmp = scratch[t].data();
             for (int64_t j = 0; j < nb; ++j) {
                 T* xj = buf.f.at(x[j], t);
@@ -98,7 +96,7 @@ struct LtiStateSpace : Instr<T> {
                     write_output(*buf.f.at(y[e], t), yk, inc[j] != 0);
                 }
             }
-        }
+        });
     }
 };
 

@@ -1,6 +1,7 @@
 // Runs a program of instructions for n steps, with run-time inputs (feeds)
 // and probes, without returning to Python except for callback instructions.
 #pragma once
+#include <chrono>
 #include <functional>
 
 #include "program.h"
@@ -35,6 +36,7 @@ class Runner {
     int64_t add(std::unique_ptr<Instr<T>> instr) {
         instrs_.push_back(std::move(instr));
         enabled_.push_back(true);
+        seconds.push_back(0.0);
         return static_cast<int64_t>(instrs_.size()) - 1;
     }
     int64_t size() const { return static_cast<int64_t>(instrs_.size()); }
@@ -57,7 +59,17 @@ class Runner {
             info.run_step = s;
             apply_feeds(feeds, -1, n_steps, s);
             for (int64_t i = 0; i < size(); ++i) {
-                if (enabled_[i]) instrs_[i]->run(buf, info);
+                if (enabled_[i]) {
+                    if (profiling) {
+                        const auto start = std::chrono::steady_clock::now();
+                        instrs_[i]->run(buf, info);
+                        seconds[i] += std::chrono::duration<double>(
+                                          std::chrono::steady_clock::now() - start)
+                                          .count();
+                    } else {
+                        instrs_[i]->run(buf, info);
+                    }
+                }
                 apply_feeds(feeds, i, n_steps, s);
             }
             for (size_t p = 0; p < probes.size(); ++p) {
@@ -76,6 +88,9 @@ class Runner {
     }
 
     int64_t steps_done = 0;
+    // When profiling, seconds[i] accumulates the time spent in instruction i.
+    bool profiling = false;
+    std::vector<double> seconds;
 
   private:
     void apply_feeds(std::vector<Feed<T>>& feeds, int64_t after, int64_t n_steps, int64_t s) {

@@ -77,6 +77,24 @@ NC_HD T lif_full_step_decay(T dt, T tau_rc) {
     return expm1(-dt / tau_rc);
 }
 
+// The part of the step a neuron integrates (Nengo: (dt - refractory_time).clip(0, dt)),
+// given its already decremented refractory time.
+template <typename T>
+NC_HD T lif_delta_t(T refractory_time, T dt) {
+    const T delta_t = dt - refractory_time;
+    return delta_t < T(0) ? T(0) : (delta_t > dt ? dt : delta_t);
+}
+
+// expm1(-delta_t / tau_rc), with two exact shortcuts: delta_t == dt gives the very
+// expression lif_full_step_decay evaluated, and delta_t == +0 (refractory all
+// step) gives expm1(-0.0) == -0.0.
+template <typename T>
+NC_HD T lif_decay(T delta_t, T dt, T tau_rc, T full_decay) {
+    if (delta_t == dt) return full_decay;
+    if (delta_t == T(0)) return T(-0.0);
+    return expm1(-delta_t / tau_rc);
+}
+
 // LIF: leaky integration over the non-refractory part of the step, spike when
 // v > 1, with the refractory period starting at the interpolated spike time.
 // `full_decay` must be lif_full_step_decay(dt, tau_rc).
@@ -84,10 +102,8 @@ template <typename T>
 NC_HD T lif_spiking(T J, T& voltage, T& refractory_time, T dt, T tau_rc, T tau_ref,
                     T min_voltage, T amplitude, T full_decay) {
     refractory_time -= dt;
-    T delta_t = dt - refractory_time;
-    delta_t = delta_t < T(0) ? T(0) : (delta_t > dt ? dt : delta_t);
-    // delta_t == dt gives the very expression lif_full_step_decay evaluated
-    const T decay = delta_t == dt ? full_decay : expm1(-delta_t / tau_rc);
+    const T delta_t = lif_delta_t(refractory_time, dt);
+    const T decay = lif_decay(delta_t, dt, tau_rc, full_decay);
     voltage -= (J - voltage) * decay;
     const bool spiked = voltage > T(1);
     T out = spiked ? amplitude / dt : T(0);

@@ -5,6 +5,15 @@ import numpy as np
 from ..layout import FLOAT
 
 
+def memoised(layout, name, op, compute):
+    """``compute(op, layout)``, computed once per layout, operator and ``name``."""
+    cache = layout.__dict__.setdefault("_lowering_memo", {})
+    key = (name, op)
+    if key not in cache:
+        cache[key] = compute(op, layout)
+    return cache[key]
+
+
 def all_float(layout, signals):
     """True when every signal lives in the float pool (so kernels can address it)."""
     return all(s is not None and layout.pool_of(s) == FLOAT for s in signals)

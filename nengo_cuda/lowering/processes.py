@@ -22,7 +22,7 @@ from nengo.dists import Gaussian, Uniform
 from nengo.synapses import LinearFilter
 
 from ..program import Instruction, TableSource
-from .common import all_float
+from .common import all_float, memoised
 from .registry import register
 
 # Exact process types whose step is LinearFilter's (subclasses may override it).
@@ -49,7 +49,15 @@ def _disjoint(layout, signals):
 
 
 def _filter_step(op, layout):
-    """Nengo's Step object for a linear-filter SimProcess, or None if not lowerable."""
+    """Nengo's Step object for a linear-filter SimProcess, or None if not lowerable.
+
+    Memoised per layout: ``key`` and ``lower`` both ask, and Nengo's make_step
+    (a matrix exponential) dominates the planning time of filter-heavy models.
+    """
+    return memoised(layout, "filter_step", op, _make_filter_step)
+
+
+def _make_filter_step(op, layout):
     if type(op.process) not in FILTER_TYPES or layout.dt is None or op.input is None:
         return None
     if set(op.state) != {"X"} or op.input.shape != op.output.shape:

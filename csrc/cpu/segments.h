@@ -1,0 +1,53 @@
+// Contiguous segments: where a merged instruction's per-element address arrays
+// all advance by one, the kernel can use plain pointers (and the compiler can
+// vectorise) instead of gathering every operand through its address.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace nc {
+
+// A run of elements [k0, k0 + len) over which every operand's address is
+// consecutive and stays on one side of the shared/state boundary.
+struct Segment {
+    int64_t k0 = 0, len = 0;
+    bool uniform = false;  // the instruction's per-element parameters are equal here
+};
+
+// Splits the elements of parallel address arrays into `Segment`s of at most
+// `max_len` elements.  Returns an empty vector when the segments would be too
+// short on average (fewer than `min_mean` elements) to beat per-element gathers.
+inline std::vector<Segment> contiguous_segments(
+    const std::vector<const std::vector<int64_t>*>& operands, int64_t n_shared,
+    int64_t max_len, int64_t min_mean = 8) {
+    std::vector<Segment> out;
+    if (operands.empty()) return out;
+    const int64_t n = static_cast<int64_t>(operands.front()->size());
+    int64_t start = 0;
+    for (int64_t k = 1; k <= n; ++k) {
+        bool cut = k == n || k - start >= max_len;
+        for (size_t i = 0; !cut && i < operands.size(); ++i) {
+            const int64_t a = (*operands[i])[k], prev = (*operands[i])[k - 1];
+            cut = a != prev + 1 || a == n_shared;
+        }
+        if (cut) {
+            out.push_back({start, k - start, false});
+            start = k;
+        }
+    }
+    if (out.empty() || n < min_mean * static_cast<int64_t>(out.size())) out.clear();
+    return out;
+}
+
+// Marks the segments over which every array in `params` holds one value.
+template <typename P>
+void mark_uniform(std::vector<Segment>& segments, const std::vector<const std::vector<P>*>& params) {
+    for (auto& seg : segments) {
+        seg.uniform = true;
+        for (const auto* p : params)
+            for (int64_t k = seg.k0 + 1; seg.uniform && k < seg.k0 + seg.len; ++k)
+                seg.uniform = (*p)[k] == (*p)[seg.k0];
+    }
+}
+
+}  // namespace nc

@@ -1,0 +1,147 @@
+"""The vectorised fast paths of the CPU kernels against the reference results.
+
+Kernels switch to faster code when operands are laid out favourably:
+neuron groups whose operands are consecutive in memory run vectorised
+(`csrc/cpu/instr_neurons.cpp`, `segments.h`), and dot products pick a columns,
+rows or strided kernel per block (`csrc/cpu/instr_dot.cpp`).  The other kernel
+tests use scattered addresses or small shapes; these use consecutive
+addresses, lengths around the vector widths and minibatches, and compare with
+NumPy (dot products) and the neuron types' own ``step`` (float64: bit for bit
+for spiking types, as the scattered path).
+"""
+
+import nengo
+import numpy as np
+import pytest
+
+from kernel_harness import RawProgram
+from nengo_cuda.lowering.neurons import NEURON_KERNELS
+from test_kernels_neurons import (
+    DT,
+    PARAMS,
+    TYPES,
+    random_currents,
+    random_state,
+    reference_step,
+    tolerances,
+)
+
+
+@pytest.mark.parametrize("neuron_type", TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, n_trials", [(8, 1), (67, 3), (2500, 2)])
+def test_contiguous_neurons_match_nengo_step(neuron_type, dtype, n, n_trials, rng):
+    kind, state_names, param_names = NEURON_KERNELS[neuron_type]
+    types = [neuron_type(**params) for params in PARAMS[neuron_type]]
+    split = n // 3
+    p = RawProgram(dtype, 0, (2 + len(state_names)) * n, n_trials, dt=DT)
+    # every operand a block of consecutive addresses: one contiguous segment
+    J_addr, out_addr = p.alloc(n), p.alloc(n)
+    state_addrs = {name: p.alloc(n) for name in state_names}
+    ref_state = []
+    for t in range(n_trials):
+        st = {k: random_state(rng, n, k, neuron_type).astype(dtype) for k in state_names}
+        for k, a in state_addrs.items():
+            p.write(a, st[k], t)
+        ref_state.append(st)
+    floats = {
+        name: np.concatenate([np.full(split, getattr(types[0], name)),
+                              np.full(n - split, getattr(types[1], name))])
+        for name in param_names
+    }
+    p.add(kind, ints=dict(J=J_addr, out=out_addr, **state_addrs), floats=floats)
+
+    rtol, atol = tolerances(dtype)
+    exact = types[0].spiking and dtype == np.float64
+    with np.errstate(over="ignore"):
+        for step in range(12):
+            ref_out = []
+            for t in range(n_trials):
+                J = random_currents(rng, n, neuron_type).astype(dtype)
+                p.write(J_addr, J, t)
+                p.write(out_addr, np.nan, t)
+                ref_out.append(np.full(n, np.nan, dtype=dtype))
+                reference_step(types, split, J.copy(), ref_out[t], ref_state[t])
+            p.run(1)
+            for t in range(n_trials):
+                msg = f"step {step}, trial {t}"
+                got = p.view(out_addr, t)
+                assert not np.any(np.isnan(got)), "kernel left outputs unwritten"
+                if exact:
+                    np.testing.assert_array_equal(got, ref_out[t], err_msg=msg)
+                else:
+                    np.testing.assert_allclose(got, ref_out[t], rtol=rtol, atol=atol, err_msg=msg)
+                for k, a in state_addrs.items():
+                    if exact:
+                        np.testing.assert_array_equal(p.view(a, t), ref_state[t][k],
+                                                      err_msg=f"{msg}, {k}")
+                    else:
+                        np.testing.assert_allclose(p.view(a, t), ref_state[t][k], rtol=rtol,
+                                                   atol=atol, err_msg=f"{msg}, {k}")
+
+
+def test_lif_float32_spike_times_within_an_ulp(rng):
+    """float32 LIF computes expm1/log1p in vector lanes: state stays within ~1 ulp."""
+    n = 4096
+    lif = nengo.LIF()
+    p = RawProgram(np.float32, 0, 4 * n, dt=DT)
+    J, out, v, ref = (p.alloc(n) for _ in range(4))
+    volts = rng.uniform(0, 1, n).astype(np.float32)
+    refs = rng.choice([0, 0.0003, 0.0007, 0.0012, 0.002], n).astype(np.float32)
+    p.write(v, volts)
+    p.write(ref, refs)
+    currents = rng.uniform(1.5, 30, n).astype(np.float32)  # many spikes
+    p.write(J, currents)
+    p.add("neurons_lif", ints=dict(J=J, out=out, voltage=v, refractory_time=ref),
+          floats={k: np.full(n, getattr(lif, k)) for k in ("tau_rc", "tau_ref", "min_voltage",
+                                                           "amplitude")})
+    p.run(1)
+    ref_out = np.zeros(n, np.float32)
+    lif.step(DT, currents.copy(), ref_out, volts, refs)
+    # same spikes; amplitude / dt is computed in float32 here, in float64 by Nengo
+    np.testing.assert_array_equal(p.view(out) > 0, ref_out > 0)
+    np.testing.assert_allclose(p.view(out), ref_out, rtol=1e-7)
+    np.testing.assert_allclose(p.view(v), volts, rtol=3e-7, atol=1e-7)
+    np.testing.assert_allclose(p.view(ref), refs, rtol=3e-7, atol=1e-9)
+
+
+def _add_block(p, A_addr, rs, cs, x_addr, y_addr, m, k, x_s=1, y_s=1):
+    return dict(rows=m, cols=k, A=A_addr, A_rs=rs, A_cs=cs, X=x_addr, X_s=x_s, Y=y_addr, Y_s=y_s)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 5])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (37, 16), (300, 5), (16, 300), (9, 70)])
+def test_dot_inc_kernels(dtype, n_trials, shape, rng):
+    """Shared row-major A (columns or rows kernel), shared transposed A, per-trial A
+    (rows kernel), and strided X and Y (strided kernel), all in one instruction."""
+    m, k = shape
+    p = RawProgram(dtype, 2 * m * k, m * k + 4 * k + 4 * m, n_trials)
+    A_row, A_col = p.alloc(m * k, shared=True), p.alloc(m * k, shared=True)
+    A_state = p.alloc(m * k)
+    x, xs = p.alloc(k), p.alloc(2 * k)
+    ys = p.alloc(4 * m)  # four outputs interleaved: y_j[r] at ys[4 r + j]
+    a_row, a_col = rng.randn(m, k), rng.randn(k, m)
+    p.write(A_row, a_row.ravel())
+    p.write(A_col, a_col.ravel())
+    a_state = [rng.randn(m, k) for _ in range(n_trials)]
+    for t in range(n_trials):
+        p.write(A_state, a_state[t].ravel(), t)
+        p.write(x, rng.randn(k), t)
+        p.write(xs, rng.randn(2 * k), t)
+        p.write(ys, rng.randn(4 * m), t)
+    before = [p.view(ys, t).reshape(m, 4) for t in range(n_trials)]
+    blocks = [
+        _add_block(p, A_row[0], k, 1, x[0], ys[0], m, k, y_s=4),
+        _add_block(p, A_col[0], 1, m, x[0], ys[1], m, k, y_s=4),
+        _add_block(p, A_state[0], k, 1, x[0], ys[2], m, k, y_s=4),
+        _add_block(p, A_row[0], k, 1, xs[0], ys[3], m, k, x_s=2, y_s=4),
+    ]
+    p.add("dot_inc", ints={f: [b[f] for b in blocks] for f in blocks[0]})
+    p.run()
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(n_trials):
+        xv, xsv = p.view(x, t), p.view(xs, t)[::2]
+        expected = before[t] + np.stack(
+            [a_row @ xv, a_col.T @ xv, a_state[t] @ xv, a_row @ xsv], axis=1)
+        np.testing.assert_allclose(p.view(ys, t).reshape(m, 4), expected, rtol=tol, atol=tol)
