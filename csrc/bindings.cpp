@@ -19,6 +19,9 @@ namespace py = pybind11;
 using nc::Buffers;
 using nc::InstrSpec;
 
+// csrc/cuda/bindings_device.cpp: the CUDA backend's programs (and their host emulator).
+void bind_device_programs(py::module_& m);
+
 namespace {
 
 // A Python callable run as one instruction (fallback for operators without a kernel).
@@ -167,6 +170,7 @@ PYBIND11_MODULE(_native, m) {
     bind_program<float>(m, "ProgramFloat32");
     bind_program<double>(m, "ProgramFloat64");
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");
+    bind_device_programs(m);
     m.attr("built_with_cuda") = py::bool_(NC_WITH_CUDA);
     // (device count, reason when zero); never raises, so callers can report the cause.
     m.def("cuda_device_count", []() {

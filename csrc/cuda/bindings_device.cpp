@@ -1,0 +1,194 @@
+// pybind11 classes for the device programs (see device_api.h):
+//   EmulatedProgramFloat32/64  always (host emulator of the CUDA backend)
+//   CudaProgramFloat32/64      when built with nvcc (NC_WITH_CUDA)
+// Same methods as the CPU ProgramFloat32/64, plus device buffers given as
+// integer addresses, allocation hooks, and the caller's stream in `run`.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "device_api.h"
+
+#ifndef NC_WITH_CUDA
+#define NC_WITH_CUDA 0
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename E>
+E* host_buffer(py::array& arr, int64_t need, const char* what) {
+    if (!py::isinstance<py::array_t<E>>(arr))
+        throw py::type_error(std::string(what) + ": wrong dtype");
+    if (!(arr.flags() & py::array::c_style) || !arr.writeable())
+        throw py::value_error(std::string(what) + ": must be a writeable C-contiguous array");
+    if (arr.size() < need)
+        throw py::value_error(std::string(what) + ": has " + std::to_string(arr.size()) +
+                              " elements, needs " + std::to_string(need));
+    return static_cast<E*>(arr.mutable_data());
+}
+
+template <typename T>
+using Factory = std::unique_ptr<nc::DeviceProgram<T>> (*)(const nc::DeviceLayout<T>&,
+                                                          nc::DeviceHooks);
+
+template <typename T>
+class PyDeviceProgram {
+  public:
+    PyDeviceProgram(Factory<T> factory, py::array fbuf, int64_t f_shared, int64_t f_state,
+                    py::array ibuf, int64_t i_shared, int64_t i_state, int n_trials, double dt,
+                    uint64_t dev_f, uint64_t dev_i, py::function alloc, py::function free,
+                    int device)
+        : fbuf_(fbuf), ibuf_(ibuf), n_trials_(n_trials) {
+        if (n_trials < 1) throw py::value_error("n_trials must be >= 1");
+        if (f_shared < 0 || f_state < 0 || i_shared < 0 || i_state < 0)
+            throw py::value_error("buffer sizes must be non-negative");
+        if (dev_f == 0 || dev_i == 0) throw py::value_error("device buffers must not be null");
+        nc::DeviceLayout<T> lay;
+        lay.host_f = host_buffer<T>(fbuf_, f_shared + n_trials * f_state, "float buffer");
+        lay.host_i = host_buffer<int64_t>(ibuf_, i_shared + n_trials * i_state, "int buffer");
+        lay.dev_f = dev_f;
+        lay.dev_i = dev_i;
+        lay.f_shared = f_shared;
+        lay.f_state = f_state;
+        lay.i_shared = i_shared;
+        lay.i_state = i_state;
+        lay.n_trials = n_trials;
+        lay.dt = dt;
+        lay.device = device;
+        host_f_ = {lay.host_f, f_shared, f_state};
+        nc::DeviceHooks hooks;
+        hooks.alloc = [alloc](size_t bytes) { return alloc(bytes).template cast<uint64_t>(); };
+        hooks.free = [free](uint64_t ptr) { free(ptr); };
+        prog_ = factory(lay, std::move(hooks));
+    }
+
+    nc::DeviceProgram<T>& prog() {
+        if (!prog_) throw std::runtime_error("the device program is closed");
+        return *prog_;
+    }
+
+    int64_t add(const std::string& kind, std::map<std::string, std::vector<int64_t>> ints,
+                std::map<std::string, std::vector<double>> floats,
+                std::map<std::string, double> scalars) {
+        nc::InstrSpec spec{kind, std::move(ints), std::move(floats), std::move(scalars)};
+        return prog().add(spec);
+    }
+
+    int64_t add_callback(py::function fn, std::vector<int64_t> f_ranges,
+                         std::vector<int64_t> i_ranges) {
+        return prog().add_callback([fn]() { fn(); }, std::move(f_ranges), std::move(i_ranges));
+    }
+
+    void set_table(int64_t i, const std::string& name,
+                   py::array_t<double, py::array::c_style | py::array::forcecast> data) {
+        std::vector<double> values(data.data(), data.data() + data.size());
+        prog().set_table(i, name, std::move(values));
+    }
+
+    // feeds: [(after, addrs, data(n_trials, n_steps, len(addrs)))]
+    // probes: [(addrs, mask(n_steps,), out(n_trials, n_samples, len(addrs)))]
+    void run(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
+        if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
+        const int64_t nt = n_trials_;
+        std::vector<nc::Feed<T>> fv;
+        std::vector<py::array> keep;
+        for (auto item : feeds) {
+            auto tup = item.cast<py::tuple>();
+            nc::Feed<T> f;
+            f.after = tup[0].cast<int64_t>();
+            f.addrs = tup[1].cast<std::vector<int64_t>>();
+            nc::check_addresses(f.addrs, host_f_, "feed");
+            if (f.after < -1 || f.after >= prog().size())
+                throw py::value_error("feed position outside the program");
+            py::array data = tup[2].cast<py::array>();
+            if (data.ndim() != 3 || data.shape(0) != nt || data.shape(1) != n_steps ||
+                data.shape(2) != static_cast<py::ssize_t>(f.addrs.size()))
+                throw py::value_error("feed data has the wrong shape");
+            if (!(data.flags() & py::array::c_style) || !py::isinstance<py::array_t<T>>(data))
+                throw py::value_error("feed data must be C-contiguous with the program dtype");
+            f.data = static_cast<const T*>(data.data());
+            keep.push_back(data);
+            fv.push_back(std::move(f));
+        }
+        std::vector<nc::ProbeRecord<T>> pv;
+        for (auto item : probes) {
+            auto tup = item.cast<py::tuple>();
+            nc::ProbeRecord<T> p;
+            p.addrs = tup[0].cast<std::vector<int64_t>>();
+            nc::check_addresses(p.addrs, host_f_, "probe");
+            py::array mask = tup[1].cast<py::array>();
+            py::array out = tup[2].cast<py::array>();
+            if (!py::isinstance<py::array_t<uint8_t>>(mask) || mask.ndim() != 1 ||
+                mask.shape(0) != n_steps || !(mask.flags() & py::array::c_style))
+                throw py::value_error("probe mask must be uint8 of shape (n_steps,)");
+            if (out.ndim() != 3 || out.shape(0) != nt ||
+                out.shape(2) != static_cast<py::ssize_t>(p.addrs.size()))
+                throw py::value_error("probe output has the wrong shape");
+            p.out = host_buffer<T>(out, out.size(), "probe output");
+            p.mask = static_cast<const uint8_t*>(mask.data());
+            p.n_samples = out.shape(1);
+            keep.push_back(mask);
+            keep.push_back(out);
+            pv.push_back(std::move(p));
+        }
+        prog().run(n_steps, fv, pv, stream);
+    }
+
+    void close() {
+        if (prog_) prog_->close();
+        prog_.reset();
+    }
+
+    std::unique_ptr<nc::DeviceProgram<T>> prog_;
+
+  private:
+    py::array fbuf_, ibuf_;
+    int n_trials_;
+    nc::Pool<T> host_f_;
+};
+
+template <typename T>
+void bind_device(py::module_& m, const char* name, Factory<T> factory) {
+    using P = PyDeviceProgram<T>;
+    py::class_<P>(m, name)
+        .def(py::init([factory](py::array fbuf, int64_t f_shared, int64_t f_state, py::array ibuf,
+                                int64_t i_shared, int64_t i_state, int n_trials, double dt,
+                                uint64_t dev_f, uint64_t dev_i, py::function alloc,
+                                py::function free, int device) {
+                 return std::make_unique<P>(factory, fbuf, f_shared, f_state, ibuf, i_shared,
+                                            i_state, n_trials, dt, dev_f, dev_i, alloc, free,
+                                            device);
+             }),
+             py::arg("fbuf"), py::arg("f_shared"), py::arg("f_state"), py::arg("ibuf"),
+             py::arg("i_shared"), py::arg("i_state"), py::arg("n_trials"), py::arg("dt"),
+             py::arg("dev_f"), py::arg("dev_i"), py::arg("alloc"), py::arg("free"),
+             py::arg("device") = 0)
+        .def("add", &P::add, py::arg("kind"), py::arg("ints"), py::arg("floats"),
+             py::arg("scalars"))
+        .def("add_callback", &P::add_callback, py::arg("fn"), py::arg("f_ranges"),
+             py::arg("i_ranges"))
+        .def("set_enabled", [](P& p, int64_t i, bool on) { p.prog().set_enabled(i, on); })
+        .def("set_table", &P::set_table, py::arg("index"), py::arg("name"), py::arg("data"))
+        .def("set_stream", [](P& p, uint64_t s) { p.prog().set_stream(s); })
+        .def("set_poison", [](P& p, bool on) { p.prog().set_poison(on); })
+        .def("run", &P::run, py::arg("n_steps"), py::arg("feeds"), py::arg("probes"),
+             py::arg("stream") = 0)
+        .def_property_readonly("steps_done", [](P& p) { return p.prog().steps_done(); })
+        .def("stats", [](P& p) { return p.prog().stats(); })
+        .def("close", &P::close)
+        .def("__len__", [](P& p) { return p.prog().size(); });
+}
+
+}  // namespace
+
+void bind_device_programs(py::module_& m) {
+    bind_device<float>(m, "EmulatedProgramFloat32", &nc::make_emulated_program_f32);
+    bind_device<double>(m, "EmulatedProgramFloat64", &nc::make_emulated_program_f64);
+#if NC_WITH_CUDA
+    bind_device<float>(m, "CudaProgramFloat32", &nc::make_gpu_program_f32);
+    bind_device<double>(m, "CudaProgramFloat64", &nc::make_gpu_program_f64);
+#endif
+}
