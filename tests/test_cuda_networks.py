@@ -5,7 +5,8 @@ neuron-to-neuron transforms, all linear-filter forms, WhiteSignal, WhiteNoise,
 constant and Python-function inputs (callbacks) and all four learning rules.
 `compare(net, probes, device)` runs it on the CPU backend and on ``device`` and
 returns the largest differences.  benchmarks/gpu_check.py uses both on the GPU;
-the tests here run them on the host emulator of the CUDA backend.
+the tests here run them on the host emulator of the CUDA backend, and on the
+GPU where there is one.
 """
 
 import numpy as np
@@ -13,6 +14,15 @@ import nengo
 import pytest
 
 import nengo_cuda
+from nengo_cuda.backends.select import cuda_status
+
+DEVICES = [
+    "cuda-emulator",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not cuda_status()[0], reason=f"no CUDA: {cuda_status()[1]}"),
+    ),
+]
 
 NEURON_TYPES = [
     nengo.LIF,
@@ -179,10 +189,15 @@ def _relative(a, ref):
     return float(np.max(np.where(both, 0.0, np.abs(a - ref) / (1.0 + np.abs(np.where(both, 0, ref))))))
 
 
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_random_networks_emulated_float64(seed):
+def test_random_networks_float64(device, seed):
     net, probes = random_network(seed)
-    diff, sdiff, nan = compare(net, probes, "cuda-emulator", dtype="float64")
+    diff, sdiff, nan = compare(net, probes, device, dtype="float64")
     assert not nan, "a probe sample was never written"
     # Only the order of additions in dot products differs from the CPU backend
     # (1e-16); Izhikevich neurons amplify that to ~1e-7 in 150 steps.
@@ -190,18 +205,16 @@ def test_random_networks_emulated_float64(seed):
 
 
 @pytest.mark.parametrize("seed", range(2))
-def test_random_networks_emulated_minibatch(seed):
+def test_random_networks_minibatch(device, seed):
     net, probes = random_network(100 + seed, learning=seed == 0)
-    diff, sdiff, nan = compare(net, probes, "cuda-emulator", dtype="float64", minibatch_size=3)
+    diff, sdiff, nan = compare(net, probes, device, dtype="float64", minibatch_size=3)
     assert not nan
     assert diff < 1e-6 and sdiff < 1e-6, (diff, sdiff)
 
 
-def test_random_network_emulated_float32():
+def test_random_network_float32(device):
     net, probes = random_network(7, learning=False)
-    diff, sdiff, nan = compare(
-        net, probes, "cuda-emulator", dtype="float32", minibatch_size=2, n_decoded=4
-    )
+    diff, sdiff, nan = compare(net, probes, device, dtype="float32", minibatch_size=2, n_decoded=4)
     assert not nan
     # float32 rounding of a different summation order may move a spike by a
     # step: compare the filtered decoded outputs (the first four probes)

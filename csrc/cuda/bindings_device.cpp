@@ -34,7 +34,9 @@ template <typename T>
 using Factory = std::unique_ptr<nc::DeviceProgram<T>> (*)(const nc::DeviceLayout<T>&,
                                                           nc::DeviceHooks);
 
-template <typename T>
+// Kind (0: emulator, 1: GPU) makes each bound class a distinct C++ type, as
+// pybind11 registers a C++ type once.
+template <typename T, int Kind>
 class PyDeviceProgram {
   public:
     PyDeviceProgram(Factory<T> factory, py::array fbuf, int64_t f_shared, int64_t f_state,
@@ -150,9 +152,9 @@ class PyDeviceProgram {
     nc::Pool<T> host_f_;
 };
 
-template <typename T>
+template <typename T, int Kind>
 void bind_device(py::module_& m, const char* name, Factory<T> factory) {
-    using P = PyDeviceProgram<T>;
+    using P = PyDeviceProgram<T, Kind>;
     py::class_<P>(m, name)
         .def(py::init([factory](py::array fbuf, int64_t f_shared, int64_t f_state, py::array ibuf,
                                 int64_t i_shared, int64_t i_state, int n_trials, double dt,
@@ -185,10 +187,10 @@ void bind_device(py::module_& m, const char* name, Factory<T> factory) {
 }  // namespace
 
 void bind_device_programs(py::module_& m) {
-    bind_device<float>(m, "EmulatedProgramFloat32", &nc::make_emulated_program_f32);
-    bind_device<double>(m, "EmulatedProgramFloat64", &nc::make_emulated_program_f64);
+    bind_device<float, 0>(m, "EmulatedProgramFloat32", &nc::make_emulated_program_f32);
+    bind_device<double, 0>(m, "EmulatedProgramFloat64", &nc::make_emulated_program_f64);
 #if NC_WITH_CUDA
-    bind_device<float>(m, "CudaProgramFloat32", &nc::make_gpu_program_f32);
-    bind_device<double>(m, "CudaProgramFloat64", &nc::make_gpu_program_f64);
+    bind_device<float, 1>(m, "CudaProgramFloat32", &nc::make_gpu_program_f32);
+    bind_device<double, 1>(m, "CudaProgramFloat64", &nc::make_gpu_program_f64);
 #endif
 }

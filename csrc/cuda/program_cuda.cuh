@@ -1,11 +1,14 @@
 // The device program on a CUDA GPU: kernels (device_kernels.h) launched on a
-// stream of our own, steps captured into CUDA graphs and replayed.
+// stream of our own, steps captured into CUDA graphs and replayed.  Included by
+// program_cuda_f32.cu and program_cuda_f64.cu (one dtype each, so that nvcc
+// compiles them in parallel).
 //
 // Ordering with the caller: every call that touches the device first makes our
 // stream wait for the caller's stream (CuPy's current stream, passed as an
 // integer) and finally makes the caller's stream wait for ours, so memory that
 // CuPy hands out or takes back is never used by both at once.  Graph capture
 // needs a stream other than the legacy default one, hence our own stream.
+#pragma once
 #define NC_DEV_NS gpu
 
 #include <cuda_runtime.h>
@@ -156,17 +159,3 @@ class Exec {
 }  // namespace nc
 
 #include "device_program.h"
-
-namespace nc {
-
-std::unique_ptr<DeviceProgram<float>> make_gpu_program_f32(const DeviceLayout<float>& lay,
-                                                           DeviceHooks hooks) {
-    return std::make_unique<gpu::Program<float>>(lay, std::move(hooks));
-}
-
-std::unique_ptr<DeviceProgram<double>> make_gpu_program_f64(const DeviceLayout<double>& lay,
-                                                            DeviceHooks hooks) {
-    return std::make_unique<gpu::Program<double>>(lay, std::move(hooks));
-}
-
-}  // namespace nc
