@@ -194,7 +194,7 @@ def device(request):
     return request.param
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_random_networks_float64(device, seed):
     net, probes = random_network(seed)
     diff, sdiff, nan = compare(net, probes, device, dtype="float64")

@@ -166,3 +166,62 @@ def test_cuda_status_names_a_cause():
     assert isinstance(ok, bool) and why
     if not nengo_cuda._native.built_with_cuda:
         assert "without nvcc" in why
+
+
+# -- GPU only ------------------------------------------------------------------------
+gpu = pytest.mark.skipif(not select.cuda_status()[0], reason=f"no CUDA: {select.cuda_status()[1]}")
+
+
+@gpu
+def test_gpu_runs_on_a_user_stream():
+    """Work is ordered on CuPy's current stream, whichever it is."""
+    import cupy  # noqa: PLC0415
+
+    net, probes = NETWORKS["slices"]()
+    ref, _ = _data(net, probes, "cpu", dtype="float64")
+    with cupy.cuda.Stream(non_blocking=True):
+        out, _ = _data(net, probes, "cuda", dtype="float64")
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
+
+
+@gpu
+def test_gpu_close_returns_memory():
+    import cupy  # noqa: PLC0415
+
+    pool = cupy.get_default_memory_pool()
+    before = pool.used_bytes()
+    net, _ = NETWORKS["oscillator"]()
+    sim = _sim(net, "cuda", minibatch_size=4)
+    sim.run_steps(50)
+    assert pool.used_bytes() > before
+    sim.close()
+    assert pool.used_bytes() == before
+
+
+@gpu
+def test_gpu_long_run_is_one_call_per_chunk():
+    """Without callbacks, steps run as graphs of many steps (O(1) Python calls)."""
+    net, probes = NETWORKS["tutorial"]()
+    ref, _ = _data(net, probes, "cpu", run=lambda sim: sim.run_steps(1000))
+    with _sim(net, "cuda") as sim:
+        calls = []
+        sim.backend.native = _CountingProxy(sim.backend.native, calls)
+        sim.run_steps(1000)
+        stats = sim.backend.stats()
+        out = [np.array(sim.data[p]) for p in probes]
+    assert len(calls) == 1 and stats["steps_per_graph"] > 1 and stats["segments"] == 1
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-5)
+
+
+class _CountingProxy:
+    def __init__(self, native, calls):
+        self._native, self._calls = native, calls
+
+    def run(self, *args):
+        self._calls.append(args[0])
+        return self._native.run(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._native, name)

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "../run_args.h"
 #include "device_api.h"
 
 #ifndef NC_WITH_CUDA
@@ -18,17 +19,7 @@ namespace py = pybind11;
 
 namespace {
 
-template <typename E>
-E* host_buffer(py::array& arr, int64_t need, const char* what) {
-    if (!py::isinstance<py::array_t<E>>(arr))
-        throw py::type_error(std::string(what) + ": wrong dtype");
-    if (!(arr.flags() & py::array::c_style) || !arr.writeable())
-        throw py::value_error(std::string(what) + ": must be a writeable C-contiguous array");
-    if (arr.size() < need)
-        throw py::value_error(std::string(what) + ": has " + std::to_string(arr.size()) +
-                              " elements, needs " + std::to_string(need));
-    return static_cast<E*>(arr.mutable_data());
-}
+using nc::checked_buffer;
 
 template <typename T>
 using Factory = std::unique_ptr<nc::DeviceProgram<T>> (*)(const nc::DeviceLayout<T>&,
@@ -49,8 +40,8 @@ class PyDeviceProgram {
             throw py::value_error("buffer sizes must be non-negative");
         if (dev_f == 0 || dev_i == 0) throw py::value_error("device buffers must not be null");
         nc::DeviceLayout<T> lay;
-        lay.host_f = host_buffer<T>(fbuf_, f_shared + n_trials * f_state, "float buffer");
-        lay.host_i = host_buffer<int64_t>(ibuf_, i_shared + n_trials * i_state, "int buffer");
+        lay.host_f = checked_buffer<T>(fbuf_, f_shared + n_trials * f_state, "float buffer");
+        lay.host_i = checked_buffer<int64_t>(ibuf_, i_shared + n_trials * i_state, "int buffer");
         lay.dev_f = dev_f;
         lay.dev_i = dev_i;
         lay.f_shared = f_shared;
@@ -95,48 +86,11 @@ class PyDeviceProgram {
     void run(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = n_trials_;
-        std::vector<nc::Feed<T>> fv;
-        std::vector<py::array> keep;
-        for (auto item : feeds) {
-            auto tup = item.cast<py::tuple>();
-            nc::Feed<T> f;
-            f.after = tup[0].cast<int64_t>();
-            f.addrs = tup[1].cast<std::vector<int64_t>>();
-            nc::check_addresses(f.addrs, host_f_, "feed");
+        auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, host_f_);
+        for (const auto& f : args.feeds)
             if (f.after < -1 || f.after >= prog().size())
                 throw py::value_error("feed position outside the program");
-            py::array data = tup[2].cast<py::array>();
-            if (data.ndim() != 3 || data.shape(0) != nt || data.shape(1) != n_steps ||
-                data.shape(2) != static_cast<py::ssize_t>(f.addrs.size()))
-                throw py::value_error("feed data has the wrong shape");
-            if (!(data.flags() & py::array::c_style) || !py::isinstance<py::array_t<T>>(data))
-                throw py::value_error("feed data must be C-contiguous with the program dtype");
-            f.data = static_cast<const T*>(data.data());
-            keep.push_back(data);
-            fv.push_back(std::move(f));
-        }
-        std::vector<nc::ProbeRecord<T>> pv;
-        for (auto item : probes) {
-            auto tup = item.cast<py::tuple>();
-            nc::ProbeRecord<T> p;
-            p.addrs = tup[0].cast<std::vector<int64_t>>();
-            nc::check_addresses(p.addrs, host_f_, "probe");
-            py::array mask = tup[1].cast<py::array>();
-            py::array out = tup[2].cast<py::array>();
-            if (!py::isinstance<py::array_t<uint8_t>>(mask) || mask.ndim() != 1 ||
-                mask.shape(0) != n_steps || !(mask.flags() & py::array::c_style))
-                throw py::value_error("probe mask must be uint8 of shape (n_steps,)");
-            if (out.ndim() != 3 || out.shape(0) != nt ||
-                out.shape(2) != static_cast<py::ssize_t>(p.addrs.size()))
-                throw py::value_error("probe output has the wrong shape");
-            p.out = host_buffer<T>(out, out.size(), "probe output");
-            p.mask = static_cast<const uint8_t*>(mask.data());
-            p.n_samples = out.shape(1);
-            keep.push_back(mask);
-            keep.push_back(out);
-            pv.push_back(std::move(p));
-        }
-        prog().run(n_steps, fv, pv, stream);
+        prog().run(n_steps, args.feeds, args.probes, stream);
     }
 
     void close() {

@@ -586,56 +586,74 @@ class Program final : public DeviceProgram<T> {
         cfg.batches += 1;
     }
 
-    void add_feed(Config& cfg, const std::vector<Feed<T>>& feeds, const std::vector<size_t>& which) {
-        std::vector<int64_t> addrs, fid, k, sizes;
-        for (const auto& f : feeds) sizes.push_back(static_cast<int64_t>(f.addrs.size()));
-        for (size_t f : which) {
-            for (size_t e = 0; e < feeds[f].addrs.size(); ++e) {
-                addrs.push_back(feeds[f].addrs[e]);
-                fid.push_back(static_cast<int64_t>(f));
+    // Elements of several feeds or probes ("owners") flattened for one launch.
+    struct Elements {
+        std::vector<int64_t> addrs, owner, k, sizes;  // sizes: per owner, all owners
+        void add(int64_t who, const std::vector<int64_t>& a) {
+            for (size_t e = 0; e < a.size(); ++e) {
+                addrs.push_back(a[e]);
+                owner.push_back(who);
                 k.push_back(static_cast<int64_t>(e));
             }
         }
+    };
+    struct ElementTables {
+        int64_t n = 0;
+        Addr addr;
+        const int64_t *owner = nullptr, *k = nullptr, *size = nullptr;
+    };
+    ElementTables upload_elements(Config& cfg, const Elements& el) {
+        ElementTables t;
+        t.n = static_cast<int64_t>(el.addrs.size());
+        t.addr = cfg_addr(cfg, el.addrs);
+        t.owner = cfg_upload(cfg, el.owner);
+        t.k = cfg_upload(cfg, el.k);
+        t.size = cfg_upload(cfg, el.sizes);
+        return t;
+    }
+
+    void add_feed(Config& cfg, const std::vector<Feed<T>>& feeds, const std::vector<size_t>& which) {
+        Elements el;
+        for (const auto& f : feeds) el.sizes.push_back(static_cast<int64_t>(f.addrs.size()));
+        for (size_t f : which) el.add(static_cast<int64_t>(f), feeds[f].addrs);
+        const ElementTables t = upload_elements(cfg, el);
         FeedApply<T> fa;
         fa.p = pools_;
-        fa.n = static_cast<int64_t>(addrs.size());
-        fa.addr = cfg_addr(cfg, addrs);
-        fa.fid = cfg_upload(cfg, fid);
-        fa.k = cfg_upload(cfg, k);
-        fa.size = cfg_upload(cfg, sizes);
-        const RunCtrl<T>* c = ctrl();
-        const int64_t nt = n_trials();
-        cfg.segments.back().launches.push_back([this, fa, c, nt](int64_t j) mutable {
-            fa.step = StepRef<T>{c, j};
-            exec_.for_each(fa.n * nt, fa);
-        });
-        cfg.launches_per_step += 1;
+        fa.n = t.n;
+        fa.addr = t.addr;
+        fa.fid = t.owner;
+        fa.k = t.k;
+        fa.size = t.size;
+        push_stepped(cfg, fa);
     }
 
     void add_probes(Config& cfg, const std::vector<ProbeRecord<T>>& probes) {
-        std::vector<int64_t> addrs, pid, k, sizes;
+        Elements el;
         for (size_t q = 0; q < probes.size(); ++q) {
-            sizes.push_back(static_cast<int64_t>(probes[q].addrs.size()));
-            for (size_t e = 0; e < probes[q].addrs.size(); ++e) {
-                addrs.push_back(probes[q].addrs[e]);
-                pid.push_back(static_cast<int64_t>(q));
-                k.push_back(static_cast<int64_t>(e));
-            }
+            el.sizes.push_back(static_cast<int64_t>(probes[q].addrs.size()));
+            el.add(static_cast<int64_t>(q), probes[q].addrs);
         }
-        if (addrs.empty()) return;
+        if (el.addrs.empty()) return;
+        const ElementTables t = upload_elements(cfg, el);
         ProbeGather<T> pg;
         pg.p = pools_;
-        pg.n = static_cast<int64_t>(addrs.size());
+        pg.n = t.n;
         pg.n_probes = static_cast<int64_t>(probes.size());
-        pg.addr = cfg_addr(cfg, addrs);
-        pg.pid = cfg_upload(cfg, pid);
-        pg.k = cfg_upload(cfg, k);
-        pg.size = cfg_upload(cfg, sizes);
+        pg.addr = t.addr;
+        pg.pid = t.owner;
+        pg.k = t.k;
+        pg.size = t.size;
+        push_stepped(cfg, pg);
+    }
+
+    // A launch over (element, trial) that reads the run step (field `step`).
+    template <typename K>
+    void push_stepped(Config& cfg, K kernel) {
         const RunCtrl<T>* c = ctrl();
         const int64_t nt = n_trials();
-        cfg.segments.back().launches.push_back([this, pg, c, nt](int64_t j) mutable {
-            pg.step = StepRef<T>{c, j};
-            exec_.for_each(pg.n * nt, pg);
+        cfg.segments.back().launches.push_back([this, kernel, c, nt](int64_t j) mutable {
+            kernel.step = StepRef<T>{c, j};
+            exec_.for_each(kernel.n * nt, kernel);
         });
         cfg.launches_per_step += 1;
     }
