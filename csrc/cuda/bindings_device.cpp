@@ -98,12 +98,14 @@ class PyDeviceProgram {
         prog_.reset();
     }
 
-    std::unique_ptr<nc::DeviceProgram<T>> prog_;
-
   private:
     py::array fbuf_, ibuf_;
     int n_trials_;
     nc::Pool<T> host_f_;
+
+  public:
+    // declared last, so destroyed first: the program points into fbuf_ and ibuf_
+    std::unique_ptr<nc::DeviceProgram<T>> prog_;
 };
 
 template <typename T, int Kind>

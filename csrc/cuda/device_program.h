@@ -14,6 +14,8 @@
 //     void d2h(void* dst, uint64_t src, size_t bytes);
 //     void fill(uint64_t dst, int byte, size_t bytes);
 //     void sync();                                    // waits for our stream
+//     bool pin(void* host, size_t bytes);             // page-lock host memory (or false)
+//     void unpin(void* host);
 //     std::shared_ptr<Graph> capture(const std::function<void()>& body);
 //     void launch(Graph&);
 //     void close();
@@ -212,12 +214,20 @@ class Program final : public DeviceProgram<T> {
         host_.i = {lay.host_i, lay.i_shared, lay.i_state};
         host_.n_trials = lay.n_trials;
         ctrl_ = mem_.alloc(sizeof(RunCtrl<T>));
+        // Host pools page-locked: every run copies them both ways.  Copies from
+        // and to them are then asynchronous; run() synchronizes before Python
+        // sees them again.
+        const int64_t nf = lay.f_shared + lay.n_trials * lay.f_state;
+        const int64_t ni = lay.i_shared + lay.n_trials * lay.i_state;
+        if (exec_.pin(lay.host_f, nf * sizeof(T))) pinned_.push_back(lay.host_f);
+        if (exec_.pin(lay.host_i, ni * sizeof(int64_t))) pinned_.push_back(lay.host_i);
     }
 
     ~Program() override {
         try {
             configs_.clear();  // graphs first
-            exec_.close();
+            exec_.close();     // waits for the stream
+            unpin();
         } catch (...) {
         }
     }
@@ -280,6 +290,7 @@ class Program final : public DeviceProgram<T> {
                 {"segments", last_segments_},
                 {"batches", last_batches_},
                 {"instructions", size()},
+                {"pinned_pools", static_cast<int64_t>(pinned_.size())},
                 {"device_buffers", static_cast<int64_t>(mem_.live())}};
     }
 
@@ -293,6 +304,7 @@ class Program final : public DeviceProgram<T> {
         configs_.clear();
         instrs_.clear();
         exec_.close();
+        unpin();
         mem_.free_all();
     }
 
@@ -339,7 +351,11 @@ class Program final : public DeviceProgram<T> {
     const DPools<T>& pools() const { return pools_; }
     int n_trials() const { return lay_.n_trials; }
     double dt() const { return lay_.dt; }
-    void invalidate() { configs_.clear(); }
+    // Drops every configuration (graphs and tables): the program changed.
+    void invalidate() {
+        for (auto& c : configs_) release(*c);
+        configs_.clear();
+    }
 
     template <typename X>
     const X* upload(const std::vector<X>& v) {
@@ -395,7 +411,13 @@ class Program final : public DeviceProgram<T> {
     Growable sample_buf_, probe_ptrs_, probe_counts_, feed_ptrs_;
     std::vector<Growable> probe_bufs_, feed_bufs_;
     int64_t steps_done_ = 0;
-    bool closed_ = false, poison_ = false, shared_uploaded_ = false;
+    bool closed_ = false, poison_ = false;
+    std::vector<void*> pinned_;  // page-locked host pools
+
+    void unpin() {
+        for (void* p : pinned_) exec_.unpin(p);
+        pinned_.clear();
+    }
     uint64_t user_stream_ = 0;
 
     // Orders the uploads of a loading call after, and before, the user's stream.
@@ -678,7 +700,6 @@ class Program final : public DeviceProgram<T> {
         const int64_t ni = lay_.i_shared + lay_.n_trials * lay_.i_state;
         if (nf) exec_.h2d(lay_.dev_f, lay_.host_f, nf * fs);
         if (ni) exec_.h2d(lay_.dev_i, lay_.host_i, ni * is);
-        shared_uploaded_ = true;
     }
 
     void download_state() {

@@ -116,6 +116,18 @@ class Exec {
     }
     void sync() { NC_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
+    // Page-locks host memory (faster, asynchronous copies); false if refused
+    // (e.g. a locked-memory limit), in which case copies stay pageable.
+    bool pin(void* p, size_t bytes) {
+        if (!p || bytes == 0) return false;
+        if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        return true;
+    }
+    void unpin(void* p) { NC_CUDA_IGNORE(cudaHostUnregister(p)); }
+
     std::shared_ptr<Graph> capture(const std::function<void()>& body) {
         NC_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
         try {

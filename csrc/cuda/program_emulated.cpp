@@ -73,6 +73,8 @@ class Exec {
         std::memset(reinterpret_cast<void*>(dst), byte, bytes);
     }
     void sync() {}
+    bool pin(void*, size_t) { return false; }
+    void unpin(void*) {}
 
     std::shared_ptr<Graph> capture(const std::function<void()>& body) {
         auto g = std::make_shared<Graph>();
