@@ -92,6 +92,11 @@ setup(
             # fixed-precision variants (used by the conformance suite)
             "nengo_cuda_float64 = nengo_cuda.testing:Float64Simulator",
             "nengo_cuda_float32 = nengo_cuda.testing:Float32Simulator",
+            # the CUDA backend (a GPU), and its host emulator
+            "nengo_cuda_cuda_float32 = nengo_cuda.backends.cuda_testing:CudaFloat32Simulator",
+            "nengo_cuda_cuda_float64 = nengo_cuda.backends.cuda_testing:CudaFloat64Simulator",
+            "nengo_cuda_cuda_emulator = "
+            "nengo_cuda.backends.cuda_testing:EmulatedCudaFloat32Simulator",
         ]
     },
     zip_safe=False,

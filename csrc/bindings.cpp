@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include "cpu/runner.h"
+#include "run_args.h"
 
 #ifndef NC_WITH_CUDA
 #define NC_WITH_CUDA 0
@@ -21,6 +22,9 @@ namespace py = pybind11;
 using nc::Buffers;
 using nc::InstrSpec;
 
+// csrc/cuda/bindings_device.cpp: the CUDA backend's programs (and their host emulator).
+void bind_device_programs(py::module_& m);
+
 namespace {
 
 // A Python callable run as one instruction (fallback for operators without a kernel).
@@ -30,17 +34,7 @@ struct Callback : nc::Instr<T> {
     void run(const Buffers<T>&, const nc::StepInfo&) override { fn(); }
 };
 
-template <typename E>
-E* checked_buffer(py::array& arr, int64_t need, const char* what) {
-    if (!py::isinstance<py::array_t<E>>(arr))
-        throw py::type_error(std::string(what) + ": wrong dtype");
-    if (!(arr.flags() & py::array::c_style) || !arr.writeable())
-        throw py::value_error(std::string(what) + ": must be a writeable C-contiguous array");
-    if (arr.size() < need)
-        throw py::value_error(std::string(what) + ": has " + std::to_string(arr.size()) +
-                              " elements, needs " + std::to_string(need));
-    return static_cast<E*>(arr.mutable_data());
-}
+using nc::checked_buffer;
 
 template <typename T>
 class NativeProgram {
@@ -97,46 +91,8 @@ class NativeProgram {
     void run(int64_t n_steps, py::list feeds, py::list probes) {
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = runner_.buf.n_trials;
-        std::vector<nc::Feed<T>> fv;
-        std::vector<py::array> keep;  // keep arrays alive during the run
-        for (auto item : feeds) {
-            auto tup = item.cast<py::tuple>();
-            nc::Feed<T> f;
-            f.after = tup[0].cast<int64_t>();
-            f.addrs = tup[1].cast<std::vector<int64_t>>();
-            nc::check_addresses(f.addrs, runner_.buf.f, "feed");
-            py::array data = tup[2].cast<py::array>();
-            if (data.ndim() != 3 || data.shape(0) != nt || data.shape(1) != n_steps ||
-                data.shape(2) != static_cast<py::ssize_t>(f.addrs.size()))
-                throw py::value_error("feed data has the wrong shape");
-            if (!(data.flags() & py::array::c_style) || !py::isinstance<py::array_t<T>>(data))
-                throw py::value_error("feed data must be C-contiguous with the program dtype");
-            f.data = static_cast<const T*>(data.data());
-            keep.push_back(data);
-            fv.push_back(std::move(f));
-        }
-        std::vector<nc::ProbeRecord<T>> pv;
-        for (auto item : probes) {
-            auto tup = item.cast<py::tuple>();
-            nc::ProbeRecord<T> p;
-            p.addrs = tup[0].cast<std::vector<int64_t>>();
-            nc::check_addresses(p.addrs, runner_.buf.f, "probe");
-            py::array mask = tup[1].cast<py::array>();
-            py::array out = tup[2].cast<py::array>();
-            if (!py::isinstance<py::array_t<uint8_t>>(mask) || mask.ndim() != 1 ||
-                mask.shape(0) != n_steps || !(mask.flags() & py::array::c_style))
-                throw py::value_error("probe mask must be uint8 of shape (n_steps,)");
-            if (out.ndim() != 3 || out.shape(0) != nt ||
-                out.shape(2) != static_cast<py::ssize_t>(p.addrs.size()))
-                throw py::value_error("probe output has the wrong shape");
-            p.out = checked_buffer<T>(out, out.size(), "probe output");
-            p.mask = static_cast<const uint8_t*>(mask.data());
-            p.n_samples = out.shape(1);
-            keep.push_back(mask);
-            keep.push_back(out);
-            pv.push_back(std::move(p));
-        }
-        runner_.run(n_steps, fv, pv);
+        auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, runner_.buf.f);
+        runner_.run(n_steps, args.feeds, args.probes);
     }
 
   private:
@@ -177,6 +133,7 @@ PYBIND11_MODULE(_native, m) {
     bind_program<float>(m, "ProgramFloat32");
     bind_program<double>(m, "ProgramFloat64");
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");
+    bind_device_programs(m);
     m.attr("built_with_cuda") = py::bool_(NC_WITH_CUDA);
     // (device count, reason when zero); never raises, so callers can report the cause.
     m.def("cuda_device_count", []() {

@@ -1,0 +1,423 @@
+"""The CUDA backend's device check: one script, under 5 minutes on an H200.
+
+    python3 benchmarks/gpu_check.py [--out DIR] [--skip-nengo-suite] [--quick]
+
+docs/cuda.md gives the exact command for the lent GPU machine (wheels, build).
+Steps, each timed and each reported even when an earlier one failed:
+
+1. build   CMake + nvcc (sm_90 only, all cores) unless a CUDA build is importable
+2. status  nengo_cuda.backends.select.cuda_status(), the GPU, versions
+3. pytest  tests/test_cuda_{kernels,simulator,networks}.py, GPU parameters only
+4. compare CUDA against the CPU backend: benchmark networks and random
+           networks, float64 and float32 (float32 tolerances), probes poisoned
+           with NaN first so that an unwritten sample shows
+5. nengo   Nengo's own test suite with device="cuda" (tests/conformance/cuda.ini)
+6. time    tutorial, integrator, circular convolution, chain 50x500x16 at
+           minibatch 1 and 64: CUDA, the CPU backend and nengo.Simulator
+
+Prints one table at the end and writes it, with all numbers, to
+``$OUT/gpu_check.txt`` and ``$OUT/gpu_check.json`` (``--out`` or $OUT, else results/).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))  # networks, harness: the benchmarks' ones
+sys.path.append(str(ROOT / "tests"))  # test_cuda_networks (tests/networks.py stays hidden)
+
+# child processes (pytest, Nengo's suite) import this checkout's nengo_cuda
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+)
+
+REPORT = {"steps": {}, "compare": [], "timing": [], "notes": []}
+T_START = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T_START:6.1f}s] {msg}", flush=True)
+
+
+def step(name):
+    """Decorator: runs a step, records ok/error and its duration; never raises."""
+
+    def wrap(fn):
+        def run(*args, **kwargs):
+            log(f"== {name}")
+            start = time.time()
+            try:
+                result = fn(*args, **kwargs)
+                REPORT["steps"][name] = {"ok": True, "s": time.time() - start, "result": result}
+                log(f"   {name}: ok ({time.time() - start:.1f}s) {result if result else ''}")
+                return result
+            except Exception as e:  # noqa: BLE001 - report and go on
+                REPORT["steps"][name] = {
+                    "ok": False, "s": time.time() - start, "error": f"{type(e).__name__}: {e}",
+                }
+                log(f"   {name}: FAILED {type(e).__name__}: {e}")
+                traceback.print_exc()
+                return None
+
+        return run
+
+    return wrap
+
+
+# -- 1. build -------------------------------------------------------------------
+@step("build")
+def build():
+    # decide in a child process: importing _native here would keep the old module
+    probe = subprocess.run(
+        [sys.executable, "-c", "from nengo_cuda import _native; print(_native.built_with_cuda)"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if probe.returncode == 0 and probe.stdout.strip() == "True":
+        return "existing CUDA build"
+    build_dir = ROOT / "build" / "gpu"
+    cmd = [
+        "cmake", "-S", str(ROOT), "-B", str(build_dir), "-G", "Ninja",
+        f"-DPython_EXECUTABLE={sys.executable}",
+        f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={ROOT / 'nengo_cuda'}",
+        "-DCMAKE_CUDA_ARCHITECTURES=90-real", "-DNC_ENABLE_CUDA=ON", "-DCMAKE_BUILD_TYPE=Release",
+    ]
+    for c in (cmd, ["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 8)]):
+        out = subprocess.run(c, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stdout[-6000:], out.stderr[-6000:])
+            raise RuntimeError(f"{' '.join(c[:3])} failed (exit {out.returncode})")
+    return "built (sm_90)"
+
+
+# -- 2. status ------------------------------------------------------------------
+@step("status")
+def status(device):
+    import numpy as np  # noqa: PLC0415
+
+    import nengo  # noqa: PLC0415
+    import nengo_cuda  # noqa: PLC0415, F401
+    from nengo_cuda import _native  # noqa: PLC0415
+    from nengo_cuda.backends.select import cuda_status  # noqa: PLC0415
+
+    ok, why = cuda_status()
+    info = {
+        "cuda_ok": ok, "why": why, "built_with_cuda": bool(_native.built_with_cuda),
+        "python": platform.python_version(), "numpy": np.__version__, "nengo": nengo.__version__,
+    }
+    try:
+        import cupy  # noqa: PLC0415
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        info.update(
+            cupy=cupy.__version__, gpu=props["name"].decode(),
+            driver=cupy.cuda.runtime.driverGetVersion(),
+            runtime=cupy.cuda.runtime.runtimeGetVersion(),
+        )
+    except Exception as e:  # noqa: BLE001
+        info["cupy_error"] = str(e)
+    REPORT["status"] = info
+    if not ok and device == "cuda":
+        raise RuntimeError(f"CUDA backend unusable: {why}")
+    return f"{info.get('gpu')} ({why}); checking device={device!r}"
+
+
+# -- 3. our tests on the GPU ----------------------------------------------------------
+@step("pytest")
+def run_pytest(timeout):
+    # (test_cuda_networks.py's comparisons are step 4's, with more networks)
+    files = ["tests/test_cuda_kernels.py", "tests/test_cuda_simulator.py"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:nengo",
+           "-k", "not emulator", *files]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    tail = (out.stdout + out.stderr).strip().splitlines()
+    print("\n".join(tail[-40:]))
+    summary = tail[-1] if tail else "no output"
+    REPORT["pytest"] = summary
+    if out.returncode != 0:
+        raise RuntimeError(summary)
+    return summary
+
+
+# -- 4. CUDA against the CPU backend ----------------------------------------------------
+def bench_networks(quick):
+    import nengo  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from networks import build as build_bench  # noqa: PLC0415
+
+    nets = {}
+    b = build_bench("tutorial")
+    nets["tutorial"] = (b.net, [b.probe])
+    d = 32 if not quick else 8
+    nets[f"integrator {d}-D"] = integrator(d)
+    nets[f"circconv {d}-D"] = circconv(d)
+    c = build_bench("chain", **(dict(n_ensembles=50, n_neurons=500, dimensions=16) if not quick
+                              else dict(n_ensembles=5, n_neurons=100, dimensions=4)))
+    nets["chain " + ("50x500x16" if not quick else "5x100x4")] = (c.net, [c.probe])
+    del nengo, np
+    return nets
+
+
+def integrator(dims, n_neurons=50):
+    import nengo  # noqa: PLC0415
+
+    tau = 0.1
+    with nengo.Network(seed=1) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, rms=0.3), size_out=dims)
+        ea = nengo.networks.EnsembleArray(n_neurons, dims)
+        nengo.Connection(stim, ea.input, transform=tau, synapse=tau)
+        nengo.Connection(ea.output, ea.input, synapse=tau)
+        p = nengo.Probe(ea.output, synapse=0.01)
+    return net, [p]
+
+
+def circconv(dims, n_neurons=200):
+    import nengo  # noqa: PLC0415
+
+    with nengo.Network(seed=2) as net:
+        a = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, rms=0.3), size_out=dims)
+        b = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, rms=0.3), size_out=dims)
+        cc = nengo.networks.CircularConvolution(n_neurons, dims)
+        nengo.Connection(a, cc.input_a)
+        nengo.Connection(b, cc.input_b)
+        p = nengo.Probe(cc.output, synapse=0.01)
+    return net, [p]
+
+
+@step("compare")
+def compare_all(quick, device):
+    from test_cuda_networks import compare, random_network  # noqa: PLC0415
+
+    cases = []
+    small = bench_networks(quick=True)
+    for name, (net, probes) in small.items():
+        cases.append((name, net, probes, len(probes)))
+    for seed in range(4 if quick else 10):
+        net, probes = random_network(seed)
+        cases.append((f"random {seed}", net, probes, 4))
+    failures = []
+    for name, net, probes, n_decoded in cases:
+        for dtype, mb, tol in (("float64", None, 1e-6), ("float32", 5, 0.05)):
+            row = {"case": name, "dtype": dtype, "minibatch": mb or 1}
+            try:
+                n_dec = None if dtype == "float64" else n_decoded
+                diff, sdiff, nan = compare(
+                    net, probes, device, dtype=dtype, minibatch_size=mb, steps=200,
+                    n_decoded=n_dec,
+                )
+                ok = (not nan) and diff < tol and (dtype == "float32" or sdiff < tol)
+                row.update(probe_diff=diff, state_diff=sdiff, unwritten=nan, ok=ok)
+            except Exception as e:  # noqa: BLE001
+                row.update(ok=False, error=f"{type(e).__name__}: {e}")
+            REPORT["compare"].append(row)
+            if not row["ok"]:
+                failures.append(f"{name}/{dtype}")
+            log(f"   compare {name:18s} {dtype} B={row['minibatch']}: "
+                f"{'ok' if row['ok'] else 'FAIL'} {row.get('probe_diff', row.get('error'))}")
+    if failures:
+        raise RuntimeError("mismatches: " + ", ".join(failures))
+    return f"{len(REPORT['compare'])} comparisons ok"
+
+
+# -- 5. Nengo's suite ------------------------------------------------------------------
+@step("nengo-suite")
+def nengo_suite(timeout, device):
+    ini = "cuda.ini" if device == "cuda" else "cuda_emulator.ini"
+    cmd = [sys.executable, "-m", "pytest", "-c", ini, "--pyargs", "nengo", "-q",
+           "-p", "no:cacheprovider"]
+    try:
+        import xdist  # noqa: PLC0415, F401
+
+        cmd += ["-n", str(min(8, os.cpu_count() or 1))]
+    except ImportError:
+        pass
+    try:
+        out = subprocess.run(cmd, cwd=ROOT / "tests" / "conformance", capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        text = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        print(text[-3000:])
+        raise RuntimeError(f"timed out after {timeout}s") from None
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    fails = [l for l in lines if l.startswith(("FAILED", "ERROR"))]
+    print("\n".join(fails[:60] + lines[-5:]))
+    summary = lines[-1] if lines else "no output"
+    REPORT["nengo_suite"] = {"summary": summary, "failed": fails}
+    if out.returncode != 0:
+        raise RuntimeError(summary)
+    return summary
+
+
+# -- 6. timing -------------------------------------------------------------------------
+def timed_run(make, steps, repeats):
+    """(build s, best run s, simulator stats or None, probe data of the first run)."""
+    start = time.perf_counter()
+    sim = make()
+    build_s = time.perf_counter() - start
+    with sim:
+        sim.run_steps(20)  # warm-up: graph capture, first uploads
+        best, first = float("inf"), None
+        for _ in range(repeats):
+            start = time.perf_counter()
+            sim.run_steps(steps)
+            best = min(best, time.perf_counter() - start)
+            if first is None:  # the warm-up and first timed run, the same in every variant
+                first = {p: sim.data[p] for p in sim.model.probes}
+        backend = getattr(sim, "backend", None)
+        stats = backend.stats() if hasattr(backend, "stats") else None
+    return build_s, best, stats, first
+
+
+@step("timing")
+def timing(quick, budget_s, device):
+    import nengo  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    import nengo_cuda  # noqa: PLC0415
+    from harness import warm_decoder_cache  # noqa: PLC0415
+
+    steps = 200 if quick else 1000
+    deadline = time.time() + budget_s
+    for name, (net, probes) in bench_networks(quick).items():
+        warm_decoder_cache(net)
+        for mb in (1, 64):
+            if time.time() > deadline:
+                REPORT["notes"].append(f"timing budget spent before {name} B={mb}")
+                break
+            row = {"network": name, "minibatch": mb, "steps": steps}
+            variants = [
+                ("cpu", lambda: nengo_cuda.Simulator(
+                    net, device="cpu", progress_bar=False, minibatch_size=mb)),
+                ("cuda", lambda: nengo_cuda.Simulator(
+                    net, device=device, progress_bar=False, minibatch_size=mb)),
+            ]
+            if mb == 1:
+                variants.insert(0, ("nengo", lambda: nengo.Simulator(net, progress_bar=False)))
+            outs = {}
+            for label, make in variants:
+                try:
+                    b, r, stats, data = timed_run(make, steps, 1 if label != "cuda" else 3)
+                    row[f"{label}_build_s"] = b
+                    row[f"{label}_run_s"] = r
+                    if stats:
+                        row["launches_per_step"] = stats.get("launches_per_step")
+                        row["steps_per_graph"] = stats.get("steps_per_graph")
+                    outs[label] = np.asarray(data[probes[0]], dtype=np.float64)
+                except Exception as e:  # noqa: BLE001
+                    row[f"{label}_error"] = f"{type(e).__name__}: {e}"
+            if "cpu" in outs and "cuda" in outs and outs["cpu"].shape == outs["cuda"].shape:
+                row["cuda_vs_cpu_maxdiff"] = float(np.max(np.abs(outs["cpu"] - outs["cuda"])))
+            REPORT["timing"].append(row)
+            log(f"   timing {name} B={mb}: " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in row.items() if k.endswith(("run_s", "maxdiff", "error"))))
+    return f"{len(REPORT['timing'])} rows"
+
+
+# -- the table ---------------------------------------------------------------------------
+def fmt(v, spec=".3g"):
+    return "-" if v is None else format(v, spec)
+
+
+def table():
+    lines = ["nengo_cuda gpu_check", ""]
+    st = REPORT.get("status", {})
+    lines.append(f"GPU: {st.get('gpu', '?')}  cupy {st.get('cupy', '?')}  "
+                 f"nengo {st.get('nengo', '?')}  numpy {st.get('numpy', '?')}  "
+                 f"python {st.get('python', '?')}")
+    lines.append("")
+    lines.append(f"{'step':12s} {'ok':4s} {'s':>6s}  result")
+    for name, s in REPORT["steps"].items():
+        res = s.get("result") if s["ok"] else s.get("error")
+        lines.append(f"{name:12s} {'yes' if s['ok'] else 'NO':4s} {s['s']:6.1f}  {str(res)[:100]}")
+    bad = [r for r in REPORT["compare"] if not r.get("ok")]
+    if REPORT["compare"]:
+        worst64 = max((r.get("probe_diff", 0) for r in REPORT["compare"]
+                       if r["dtype"] == "float64" and "probe_diff" in r), default=None)
+        worst32 = max((r.get("probe_diff", 0) for r in REPORT["compare"]
+                       if r["dtype"] == "float32" and "probe_diff" in r), default=None)
+        lines.append("")
+        lines.append(f"compare: {len(REPORT['compare'])} runs, {len(bad)} failed; worst "
+                     f"relative probe difference float64 {fmt(worst64)}, float32 {fmt(worst32)}")
+        for r in bad[:10]:
+            lines.append(f"  FAIL {r['case']} {r['dtype']}: {r.get('error') or r}")
+    if REPORT["timing"]:
+        lines.append("")
+        lines.append("seconds per run of N steps (float32; best of 3 for cuda), speed-ups of cuda")
+        hdr = (f"{'network':18s} {'B':>3s} {'N':>5s} {'nengo':>8s} {'cpu':>8s} {'cuda':>8s} "
+               f"{'x cpu':>7s} {'x nengo':>8s} {'us/step':>8s} {'launch':>6s} {'|cuda-cpu|':>10s}")
+        lines.append(hdr)
+        lines.append("-" * len(hdr))
+        for r in REPORT["timing"]:
+            n, c, g = r.get("nengo_run_s"), r.get("cpu_run_s"), r.get("cuda_run_s")
+            if n is None and r["minibatch"] > 1:
+                base = next((x.get("nengo_run_s") for x in REPORT["timing"]
+                             if x["network"] == r["network"] and x["minibatch"] == 1), None)
+                n = base * r["minibatch"] if base else None  # trials run one after another
+            lines.append(
+                f"{r['network']:18s} {r['minibatch']:3d} {r['steps']:5d} {fmt(n, '8.3f')} "
+                f"{fmt(c, '8.3f')} {fmt(g, '8.4f')} "
+                f"{fmt(c / g if c and g else None, '7.1f')} {fmt(n / g if n and g else None, '8.1f')} "
+                f"{fmt(g / r['steps'] * 1e6 if g else None, '8.1f')} "
+                f"{fmt(r.get('launches_per_step'), '6d')} {fmt(r.get('cuda_vs_cpu_maxdiff'), '10.2g')}"
+            )
+            for k, v in r.items():
+                if k.endswith("error"):
+                    lines.append(f"    {k}: {v}")
+        lines.append("(nengo at B=64: 64 x its B=1 time, the trials run one after another)")
+    for note in REPORT["notes"]:
+        lines.append(f"note: {note}")
+    lines.append(f"total {time.time() - T_START:.0f}s")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "results"))
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--skip-nengo-suite", action="store_true")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cuda-emulator"],
+                        help="cuda-emulator: try this script's steps without a GPU (slow)")
+    parser.add_argument("--no-build", action="store_true", help="use the importable build")
+    parser.add_argument("--suite-timeout", type=float, default=90)
+    parser.add_argument("--pytest-timeout", type=float, default=45)
+    parser.add_argument("--timing-budget", type=float, default=75)
+    parser.add_argument("--deadline", type=float, default=285,
+                        help="seconds after which no further step starts")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def left():
+        return args.deadline - (time.time() - T_START)
+
+    if not args.no_build:
+        build()
+    if status(args.device) is not None:
+        if args.device == "cuda":
+            run_pytest(max(10, min(args.pytest_timeout, left() - 150)))
+        compare_all(args.quick, args.device)
+        if not args.skip_nengo_suite and left() > 100:
+            nengo_suite(max(10, min(args.suite_timeout, left() - 70)), args.device)
+        if left() > 20:
+            timing(args.quick, max(10, min(args.timing_budget, left())), args.device)
+        for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False)):
+            if name not in REPORT["steps"] and not ok:
+                REPORT["notes"].append(f"{name} skipped: past the {args.deadline:.0f}s deadline")
+    text = table()
+    print("\n" + text)
+    (out / "gpu_check.txt").write_text(text + "\n")
+    (out / "gpu_check.json").write_text(json.dumps(REPORT, indent=1, default=str))
+    return 0 if all(s["ok"] for s in REPORT["steps"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

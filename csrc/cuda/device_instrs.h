@@ -1,0 +1,468 @@
+// Loading each instruction kind of the CPU registry into device tables
+// (included at the end of device_program.h).  The spec was already validated
+// by the CPU factory of the same kind; here it only changes form.
+#pragma once
+#include <climits>
+
+namespace nc {
+namespace NC_DEV_NS {
+
+template <typename T>
+using InstrPtr = std::unique_ptr<DInstr<T>>;
+
+inline bool has_duplicates(std::vector<int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return std::adjacent_find(v.begin(), v.end()) != v.end();
+}
+
+inline int64_t int_scalar(const InstrSpec& spec, const std::string& name) {
+    return static_cast<int64_t>(spec.scalar(name));
+}
+
+// --- element-wise kinds: batch items ---------------------------------------
+template <typename T>
+InstrPtr<T> make_simple(const InstrSpec& spec) {
+    auto in = std::make_unique<DInstr<T>>();
+    in->simple = true;
+    std::vector<int64_t> w;
+    std::vector<Term> terms;
+    int32_t mode = kSet;
+    const std::string& kind = spec.kind;
+    if (kind == "time_update") {
+        w.push_back(int_scalar(spec, "time"));
+        terms.push_back({kStep, int_scalar(spec, "step"), 0, 0.0});
+        mode = kTime;
+    } else if (kind == "reset") {
+        w = spec.int_array("dst");
+        const auto& value = spec.float_array("value");
+        for (double v : value) terms.push_back({kConst, 0, 0, v});
+    } else if (kind == "copy" || kind == "copy_runs") {
+        mode = spec.scalar("inc") != 0 ? kInc : kSet;
+        const auto& src = spec.int_array("src");
+        const auto& dst = spec.int_array("dst");
+        if (kind == "copy") {
+            w = dst;
+            for (int64_t s : src) terms.push_back({kValue, s, 0, 0.0});
+        } else {
+            const auto& len = spec.int_array("length");
+            for (size_t r = 0; r < len.size(); ++r)
+                for (int64_t k = 0; k < len[r]; ++k) {
+                    w.push_back(dst[r] + k);
+                    terms.push_back({kValue, src[r] + k, 0, 0.0});
+                }
+        }
+    } else {  // elementwise_inc
+        mode = kInc;
+        w = spec.int_array("Y");
+        const auto& a = spec.int_array("A");
+        const auto& x = spec.int_array("X");
+        for (size_t k = 0; k < w.size(); ++k) terms.push_back({kProduct, a[k], x[k], 0.0});
+    }
+    auto grouped = group_terms<T>(w, terms, mode);
+    in->batch = std::move(grouped.first);
+    if (mode == kTime) in->batch.i_writes.push_back(int_scalar(spec, "step"));
+    in->two_phase = grouped.second || spec.scalar("overlap", 0) != 0;
+    return in;
+}
+
+// --- dot_inc -------------------------------------------------------------------
+template <typename T>
+struct DotInstr : DInstr<T> {
+    DotParams<T> q;
+    int64_t n_tiles = 0;
+    int tt = 1;
+    void launch(Exec& ex, const StepRef<T>&) override {
+        if (n_tiles == 0) return;
+        switch (tt) {
+            case 1: ex.template dot<T, 1>(q, n_tiles); break;
+            case 2: ex.template dot<T, 2>(q, n_tiles); break;
+            case 4: ex.template dot<T, 4>(q, n_tiles); break;
+            default: ex.template dot<T, 8>(q, n_tiles); break;
+        }
+    }
+};
+
+template <typename T>
+InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
+    auto in = std::make_unique<DotInstr<T>>();
+    const int nt = prog.n_trials();
+    in->tt = nt == 1 ? 1 : nt == 2 ? 2 : nt <= 4 ? 4 : 8;
+    const auto& rows = spec.int_array("rows");
+    const auto& cols = spec.int_array("cols");
+    int64_t max_cols = 1;
+    std::vector<int64_t> tb, tr;
+    std::vector<int32_t> tt0, tg;
+    for (size_t b = 0; b < rows.size(); ++b) {
+        if (rows[b] == 0 || cols[b] == 0) continue;
+        max_cols = std::max(max_cols, cols[b]);
+        int g = 1;
+        while (g < 32 && g * 16 < cols[b]) g *= 2;
+        const int64_t per_tile = kDotThreads / g;
+        for (int64_t r0 = 0; r0 < rows[b]; r0 += per_tile)
+            for (int t0 = 0; t0 < nt; t0 += in->tt) {
+                tb.push_back(static_cast<int64_t>(b));
+                tr.push_back(r0);
+                tt0.push_back(t0);
+                tg.push_back(g);
+            }
+    }
+    if (tb.size() > static_cast<size_t>(INT_MAX))
+        throw std::invalid_argument("dot_inc: too many tiles for one launch");
+    in->n_tiles = static_cast<int64_t>(tb.size());
+    auto& q = in->q;
+    q.p = prog.pools();
+    q.chunk = std::max<int64_t>(
+        1, std::min<int64_t>(max_cols, kDotSmemBytes / (in->tt * static_cast<int64_t>(sizeof(T)))));
+    q.rows = prog.upload(rows);
+    q.cols = prog.upload(cols);
+    q.a = prog.upload(spec.int_array("A"));
+    q.a_rs = prog.upload(spec.int_array("A_rs"));
+    q.a_cs = prog.upload(spec.int_array("A_cs"));
+    q.x = prog.upload(spec.int_array("X"));
+    q.x_s = prog.upload(spec.int_array("X_s"));
+    q.y = prog.upload(spec.int_array("Y"));
+    q.y_s = prog.upload(spec.int_array("Y_s"));
+    q.tile_block = prog.upload(tb);
+    q.tile_row0 = prog.upload(tr);
+    q.tile_t0 = prog.upload(tt0);
+    q.tile_g = prog.upload(tg);
+    return in;
+}
+
+// --- sparse_dot_inc -----------------------------------------------------------
+template <typename T>
+struct ForEachInstr : DInstr<T> {
+    std::function<void(Exec&, const StepRef<T>&)> body;
+    void launch(Exec& ex, const StepRef<T>& s) override { body(ex, s); }
+};
+
+template <typename T, typename F>
+InstrPtr<T> for_each_instr(int64_t n, F f) {
+    auto in = std::make_unique<ForEachInstr<T>>();
+    in->body = [n, f](Exec& ex, const StepRef<T>&) { ex.for_each(n, f); };
+    return in;
+}
+
+template <typename T>
+InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
+    SparseDot<T> k;
+    k.p = prog.pools();
+    const auto& indptr = spec.int_array("indptr");
+    k.rows = static_cast<int64_t>(indptr.size()) - 1;
+    k.indptr = prog.upload(indptr);
+    k.indices = prog.upload(spec.int_array("indices"));
+    k.data = prog.upload(to_scalar_vector<T>(spec.float_array("data")));
+    k.x = int_scalar(spec, "X");
+    k.x_s = int_scalar(spec, "X_s");
+    k.y = int_scalar(spec, "Y");
+    k.y_s = int_scalar(spec, "Y_s");
+    return for_each_instr<T>(k.rows * prog.n_trials(), k);
+}
+
+// --- neurons ------------------------------------------------------------------
+template <typename T, typename M>
+InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
+                         std::vector<std::string> states, std::vector<std::string> params) {
+    static_assert(M::NS <= kMaxNeuronStates && M::NP <= kMaxNeuronParams, "model too large");
+    if (static_cast<int>(states.size()) != M::NS || static_cast<int>(params.size()) != M::NP)
+        throw std::logic_error(spec.kind + ": operand names do not match the device model");
+    NeuronStep<T, M> k;
+    k.p = prog.pools();
+    const auto& J = spec.int_array("J");
+    k.n = static_cast<int64_t>(J.size());
+    k.J = prog.addr(J);
+    k.out = prog.addr(spec.int_array("out"));
+    for (int j = 0; j < M::NS; ++j) k.state[j] = prog.addr(spec.int_array(states[j]));
+    std::vector<std::vector<T>> q(M::NP);
+    for (int j = 0; j < M::NP; ++j) {
+        q[j] = to_scalar_vector<T>(spec.float_array(params[j]));
+        k.param[j] = prog.upload(q[j]);
+    }
+    k.dt = static_cast<T>(prog.dt());
+    if constexpr (M::has_aux) {
+        // the per-neuron constant, computed on the host exactly as the CPU kernel does
+        std::vector<T> aux(k.n);
+        T p[M::NP > 0 ? M::NP : 1];
+        for (int64_t i = 0; i < k.n; ++i) {
+            for (int j = 0; j < M::NP; ++j) p[j] = q[j][i];
+            aux[i] = M::template aux<T>(p, k.dt);
+        }
+        k.aux = prog.upload(aux);
+    }
+    return for_each_instr<T>(k.n * prog.n_trials(), k);
+}
+
+// --- linear filters -------------------------------------------------------------
+template <typename T>
+InstrPtr<T> make_lti_elementwise(const InstrSpec& spec, Program<T>& prog) {
+    LtiElementwise<T> k;
+    k.p = prog.pools();
+    const auto& y = spec.int_array("Y");
+    k.n = static_cast<int64_t>(y.size());
+    k.serial = has_duplicates(y);
+    k.u = prog.addr(spec.int_array("U"));
+    k.y = prog.addr(y);
+    k.x = prog.upload(spec.int_array("X"));
+    k.form = prog.upload(spec.int_array("form"));
+    k.inc = prog.upload(spec.int_array("inc"));
+    const auto& a = spec.float_array("a");
+    const auto& b = spec.float_array("b");
+    k.a = prog.upload(to_scalar_vector<T>(a));
+    k.b = prog.upload(to_scalar_vector<T>(b));
+    k.a_wide = prog.upload(a);
+    k.b_wide = prog.upload(b);
+    const int64_t n = k.serial ? prog.n_trials() : k.n * prog.n_trials();
+    return for_each_instr<T>(k.n ? n : 0, k);
+}
+
+template <typename T>
+InstrPtr<T> make_lti_state_space(const InstrSpec& spec, Program<T>& prog) {
+    LtiStateSpace<T> k;
+    k.p = prog.pools();
+    const auto& n = spec.int_array("n");
+    const auto& m = spec.int_array("m");
+    std::vector<int64_t> elem0, a0, bc0, block;
+    int64_t elems = 0, a_size = 0, bc_size = 0, max_n = 1;
+    for (size_t j = 0; j < n.size(); ++j) {
+        elem0.push_back(elems);
+        a0.push_back(a_size);
+        bc0.push_back(bc_size);
+        for (int64_t e = 0; e < m[j]; ++e) block.push_back(static_cast<int64_t>(j));
+        elems += m[j];
+        a_size += n[j] * n[j];
+        bc_size += n[j];
+        max_n = std::max(max_n, n[j]);
+    }
+    const auto& y = spec.int_array("Y");
+    k.n_elem = elems;
+    k.max_n = max_n;
+    k.serial = has_duplicates(y);
+    k.n = prog.upload(n);
+    k.m = prog.upload(m);
+    k.x = prog.upload(spec.int_array("X"));
+    k.general = prog.upload(spec.int_array("general"));
+    k.inc = prog.upload(spec.int_array("inc"));
+    k.elem0 = prog.upload(elem0);
+    k.a0 = prog.upload(a0);
+    k.bc0 = prog.upload(bc0);
+    k.A = prog.upload(spec.float_array("A"));
+    k.B = prog.upload(spec.float_array("B"));
+    k.C = prog.upload(spec.float_array("C"));
+    k.D = prog.upload(spec.float_array("D"));
+    k.block = prog.upload(block);
+    k.u = prog.addr(spec.int_array("U"));
+    k.y = prog.addr(y);
+    const int64_t threads = k.serial ? prog.n_trials() : elems * prog.n_trials();
+    k.scratch = prog.template scratch<double>(static_cast<size_t>(std::max<int64_t>(threads, 1)) * max_n);
+    return for_each_instr<T>(elems ? threads : 0, k);
+}
+
+// --- process_table ------------------------------------------------------------------
+template <typename T>
+struct TableInstr : DInstr<T> {
+    ProcessTable<T> k;
+    std::vector<int64_t> m, period;
+    int n_trials = 1;
+    bool loaded = false, stepped = false;
+    int64_t step_rows = 0;
+    Growable table;
+    TableState* state = nullptr;  // device
+    int64_t* offset = nullptr;    // device, per op
+    std::vector<double> host_table;
+
+    void launch(Exec& ex, const StepRef<T>& s) override {
+        ProcessTable<T> kk = k;
+        kk.step = s;
+        const int64_t n = kk.serial ? n_trials : kk.n_elem * n_trials;
+        if (kk.n_elem) ex.for_each(n, kk);
+    }
+
+    void check_run(int64_t n_steps) const override {
+        if (k.n_elem == 0) return;
+        if (!loaded) throw std::logic_error("process_table: table not loaded");
+        if (stepped && n_steps > step_rows)
+            throw std::logic_error("process_table: no table row for step " +
+                                   std::to_string(step_rows) + " of this run");
+    }
+
+    void set_table(Program<T>& prog, const std::string& name, std::vector<double> data) override {
+        if (name != "table") return DInstr<T>::set_table(prog, name, std::move(data));
+        // the same checks and layout as the CPU ProcessTable::set_table
+        const int64_t size = static_cast<int64_t>(data.size());
+        int64_t fixed = 0, stepped_m = 0;
+        for (size_t j = 0; j < m.size(); ++j) {
+            if (period[j] > 0) fixed += period[j] * m[j];
+            else stepped_m += m[j];
+        }
+        if (size % n_trials != 0 || size / n_trials < fixed ||
+            (stepped_m == 0 ? size / n_trials != fixed
+                            : (size / n_trials - fixed) % stepped_m != 0))
+            throw std::invalid_argument("process_table: table of " + std::to_string(size) +
+                                        " values does not fit the operators");
+        TableState st;
+        st.per_trial = size / n_trials;
+        step_rows = stepped_m == 0 ? 0 : (st.per_trial - fixed) / stepped_m;
+        st.step_rows = step_rows;
+        std::vector<int64_t> off;
+        int64_t o = 0;
+        for (size_t j = 0; j < m.size(); ++j) {
+            off.push_back(o);
+            o += (period[j] > 0 ? period[j] : step_rows) * m[j];
+        }
+        host_table = std::move(data);
+        table.ensure(prog.mem(), host_table.size() * sizeof(double));
+        if (!host_table.empty())
+            prog.exec().h2d(table.ptr, host_table.data(), host_table.size() * sizeof(double));
+        st.table = reinterpret_cast<const double*>(table.ptr);
+        if (!off.empty())
+            prog.exec().h2d(reinterpret_cast<uint64_t>(offset), off.data(), off.size() * sizeof(int64_t));
+        prog.exec().h2d(reinterpret_cast<uint64_t>(state), &st, sizeof(st));
+        prog.exec().sync();  // the host copies above may go out of scope
+        loaded = true;
+    }
+};
+
+template <typename T>
+InstrPtr<T> make_process_table(const InstrSpec& spec, Program<T>& prog) {
+    auto in = std::make_unique<TableInstr<T>>();
+    in->m = spec.int_array("m");
+    in->period = spec.int_array("period");
+    in->n_trials = prog.n_trials();
+    in->stepped = std::find(in->period.begin(), in->period.end(), 0) != in->period.end();
+    std::vector<int64_t> elem0, op;
+    int64_t e = 0;
+    for (size_t j = 0; j < in->m.size(); ++j) {
+        elem0.push_back(e);
+        for (int64_t k = 0; k < in->m[j]; ++k) op.push_back(static_cast<int64_t>(j));
+        e += in->m[j];
+    }
+    auto& k = in->k;
+    const auto& y = spec.int_array("Y");
+    k.p = prog.pools();
+    k.n_elem = e;
+    k.serial = has_duplicates(y);
+    k.dt = prog.dt();
+    k.time = int_scalar(spec, "time");
+    k.m = prog.upload(in->m);
+    k.period = prog.upload(in->period);
+    k.inc = prog.upload(spec.int_array("inc"));
+    k.elem0 = prog.upload(elem0);
+    k.op = prog.upload(op);
+    k.y = prog.addr(y);
+    in->state = prog.template scratch<TableState>(1);
+    in->offset = prog.template scratch<int64_t>(std::max<size_t>(in->m.size(), 1));
+    k.state = in->state;
+    k.offset = in->offset;
+    return in;
+}
+
+// --- learning rules ------------------------------------------------------------------
+template <typename T, int R>
+InstrPtr<T> make_learning(const InstrSpec& spec, Program<T>& prog) {
+    Learning<T, R> k;
+    k.p = prog.pools();
+    const auto& rows = spec.int_array("rows");
+    const auto& cols = spec.int_array("cols");
+    const auto& lr = spec.float_array("learning_rate");
+    const size_t nb = rows.size();
+    std::vector<int64_t> work0{0}, row0;
+    int64_t total_rows = 0;
+    for (size_t b = 0; b < nb; ++b) {
+        work0.push_back(work0.back() + rows[b] * cols[b]);
+        row0.push_back(total_rows);
+        total_rows += rows[b];
+    }
+    k.work = work0.back();
+    k.nb = static_cast<int64_t>(nb);
+    k.rows = prog.upload(rows);
+    k.cols = prog.upload(cols);
+    k.work0 = prog.upload(work0);
+    k.row0 = prog.upload(row0);
+    k.delta = prog.upload(spec.int_array("delta"));
+    k.delta_rs = prog.upload(spec.int_array("delta_rs"));
+    k.delta_cs = prog.upload(spec.int_array("delta_cs"));
+    k.pre = prog.upload(spec.int_array("pre"));
+    k.pre_s = prog.upload(spec.int_array("pre_s"));
+    const char* v1 = R == kPES ? "error" : "post";
+    k.v1 = prog.upload(spec.int_array(v1));
+    k.v1_s = prog.upload(spec.int_array(std::string(v1) + "_s"));
+    std::vector<T> alpha(nb), coef(nb, T(0));
+    const double dt = prog.dt();
+    for (size_t b = 0; b < nb; ++b)
+        alpha[b] = R == kPES ? static_cast<T>(learning::pes_alpha(lr[b], dt, cols[b]))
+                             : static_cast<T>(lr[b] * dt);
+    if (R == kBCM) {
+        k.v2 = prog.upload(spec.int_array("theta"));
+        k.v2_s = prog.upload(spec.int_array("theta_s"));
+    }
+    if (R == kOja || R == kVoja) {
+        const char* mat = R == kOja ? "weights" : "encoders";
+        k.mat = prog.upload(spec.int_array(mat));
+        k.mat_rs = prog.upload(spec.int_array(std::string(mat) + "_rs"));
+        k.mat_cs = prog.upload(spec.int_array(std::string(mat) + "_cs"));
+    }
+    if (R == kOja) {
+        const auto& beta = spec.float_array("beta");
+        for (size_t b = 0; b < nb; ++b) coef[b] = static_cast<T>(-beta[b]);
+    }
+    if (R == kVoja) {
+        k.signal = prog.upload(spec.int_array("signal"));
+        k.scale = prog.upload(to_scalar_vector<T>(spec.float_array("scale")));
+    }
+    k.alpha = prog.upload(alpha);
+    k.coef = prog.upload(coef);
+    return for_each_instr<T>(k.work * prog.n_trials(), k);
+}
+
+// --- the registry ------------------------------------------------------------------
+template <typename T>
+std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
+    const std::string& kind = spec.kind;
+    using S = std::vector<std::string>;
+    namespace md = models;
+    if (kind == "time_update" || kind == "reset" || kind == "copy" || kind == "copy_runs" ||
+        kind == "elementwise_inc")
+        return make_simple<T>(spec);
+    if (kind == "dot_inc") return make_dot<T>(spec, *this);
+    if (kind == "sparse_dot_inc") return make_sparse_dot<T>(spec, *this);
+    if (kind == "lti_elementwise") return make_lti_elementwise<T>(spec, *this);
+    if (kind == "lti_state_space") return make_lti_state_space<T>(spec, *this);
+    if (kind == "process_table") return make_process_table<T>(spec, *this);
+    if (kind == "learning_pes") return make_learning<T, kPES>(spec, *this);
+    if (kind == "learning_bcm") return make_learning<T, kBCM>(spec, *this);
+    if (kind == "learning_oja") return make_learning<T, kOja>(spec, *this);
+    if (kind == "learning_voja") return make_learning<T, kVoja>(spec, *this);
+    // neuron types: operand names as in lowering/neurons.py and instr_neurons.cpp
+    if (kind == "neurons_rectified_linear")
+        return make_neurons<T, md::RectifiedLinear>(spec, *this, S{}, S{"amplitude"});
+    if (kind == "neurons_spiking_rectified_linear")
+        return make_neurons<T, md::SpikingRectifiedLinear>(spec, *this, S{"voltage"},
+                                                           S{"amplitude"});
+    if (kind == "neurons_sigmoid")
+        return make_neurons<T, md::Sigmoid>(spec, *this, S{}, S{"tau_ref"});
+    if (kind == "neurons_tanh") return make_neurons<T, md::Tanh>(spec, *this, S{}, S{"tau_ref"});
+    if (kind == "neurons_lif_rate")
+        return make_neurons<T, md::LIFRate>(spec, *this, S{},
+                                            S{"tau_rc", "tau_ref", "amplitude"});
+    if (kind == "neurons_lif")
+        return make_neurons<T, md::LIF>(spec, *this, S{"voltage", "refractory_time"},
+                                        S{"tau_rc", "tau_ref", "min_voltage", "amplitude"});
+    if (kind == "neurons_adaptive_lif_rate")
+        return make_neurons<T, md::AdaptiveLIFRate>(
+            spec, *this, S{"adaptation"}, S{"tau_n", "inc_n", "tau_rc", "tau_ref", "amplitude"});
+    if (kind == "neurons_adaptive_lif")
+        return make_neurons<T, md::AdaptiveLIF>(
+            spec, *this, S{"voltage", "refractory_time", "adaptation"},
+            S{"tau_n", "inc_n", "tau_rc", "tau_ref", "min_voltage", "amplitude"});
+    if (kind == "neurons_izhikevich")
+        return make_neurons<T, md::Izhikevich>(
+            spec, *this, S{"voltage", "recovery"},
+            S{"tau_recovery", "coupling", "reset_voltage", "reset_recovery"});
+    if (kind == "neurons_regular_spiking")
+        return make_neurons<T, md::RegularSpiking>(spec, *this, S{"voltage"}, S{"amplitude"});
+    throw std::invalid_argument("the CUDA backend has no kernel for instruction kind '" + kind +
+                                "'");
+}
+
+}  // namespace NC_DEV_NS
+}  // namespace nc

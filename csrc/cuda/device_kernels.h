@@ -1,0 +1,622 @@
+// Kernel bodies of the device program, written once for the GPU and for the
+// host emulator (see device_program.h).
+//
+// Every kernel is a functor with `NC_HD void operator()(int64_t i) const`: the
+// work of logical thread i.  The CUDA executor runs it in a grid-stride loop;
+// the emulator calls it for every i on the host (in reverse order, so that a
+// dependency between threads shows up as a wrong result).  The tiled mat-vec
+// is written as phases separated by block barriers (dot_* below), which both
+// executors run in the same order.
+//
+// Before including this header a translation unit defines NC_DEV_NS (the
+// namespace of its executor, so the GPU and emulator builds never share a
+// symbol) and may set NC_DEV_CHECKED to 1 to bounds-check every pool access
+// (host emulator only).
+#pragma once
+#include <cstdint>
+
+#include "../common/host_device.h"
+#include "../kernels/learning.h"
+#include "../kernels/linear_filter.h"
+#include "../kernels/neurons.h"
+#include "../kernels/process_table.h"
+
+#ifndef NC_DEV_NS
+#error "define NC_DEV_NS before including device_kernels.h"
+#endif
+#ifndef NC_DEV_CHECKED
+#define NC_DEV_CHECKED 0
+#endif
+#if NC_DEV_CHECKED
+#include <stdexcept>
+#include <string>
+#endif
+
+namespace nc {
+namespace NC_DEV_NS {
+
+// The device copies of the float and int pools: [shared | trial 0 | trial 1 ...].
+template <typename T>
+struct DPools {
+    T* f = nullptr;
+    int64_t f_shared = 0, f_state = 0;
+    int64_t* i = nullptr;
+    int64_t i_shared = 0, i_state = 0;
+    int n_trials = 1;
+
+    NC_HD T* fat(int64_t a, int t) const {
+#if NC_DEV_CHECKED
+        if (a < 0 || a >= f_shared + f_state || t < 0 || t >= n_trials)
+            throw std::out_of_range("emulated device: float address " + std::to_string(a) +
+                                    " trial " + std::to_string(t) + " out of range");
+#endif
+        return f + (a < f_shared ? a : a + static_cast<int64_t>(t) * f_state);
+    }
+    NC_HD int64_t* iat(int64_t a, int t) const {
+#if NC_DEV_CHECKED
+        if (a < 0 || a >= i_shared + i_state || t < 0 || t >= n_trials)
+            throw std::out_of_range("emulated device: int address " + std::to_string(a) +
+                                    " out of range");
+#endif
+        return i + (a < i_shared ? a : a + static_cast<int64_t>(t) * i_state);
+    }
+};
+
+// An address array: p[k], or base + k when the addresses are consecutive
+// (p == nullptr), which saves reading them every step.
+struct Addr {
+    const int64_t* p = nullptr;
+    int64_t base = 0;
+    NC_HD int64_t operator[](int64_t k) const { return p ? p[k] : base + k; }
+};
+
+// Per-run values the captured graphs read from device memory, so that a graph
+// stays valid from one run to the next (only this block is rewritten).
+template <typename T>
+struct RunCtrl {
+    int64_t step_base = 0;                  // run step of the graph's first step
+    int64_t n_steps = 0;                    // steps of this run
+    const int32_t* probe_sample = nullptr;  // (n_steps, n_probes): sample index, or -1
+    T* const* probe_out = nullptr;          // per probe: (trials, n_samples, size)
+    const int64_t* probe_samples = nullptr; // per probe: n_samples
+    const T* const* feed_data = nullptr;    // per feed: (trials, n_steps, size)
+};
+
+// The run step of step j of a graph: ctrl->step_base + j.
+template <typename T>
+struct StepRef {
+    const RunCtrl<T>* ctrl = nullptr;
+    int64_t j = 0;
+    NC_HD int64_t get() const { return ctrl->step_base + j; }
+};
+
+// --- element-wise batches: time_update, reset, copy, copy_runs, elementwise_inc ---
+//
+// A batch is a list of items, one per written address w[u] (unique within the
+// batch), each with a list of terms (CSR: terms term0[u] .. term0[u+1]):
+//   SET:  *w = last term          INC:  *w = *w + term + term ...  (in order)
+//   TIME: step = ++*i_pool[ta];  *w = step * dt
+// A term is a constant, a value *ta, or a product *ta * *tb.  No item reads an
+// address another item of the batch writes, so items run in parallel.  When an
+// instruction alone breaks that (a copy whose sources overlap its
+// destinations), it runs as a gather of all terms into scratch, then a scatter.
+enum BatchMode : int32_t { kSet = 0, kInc = 1, kTime = 2 };
+enum TermKind : int32_t { kConst = 0, kValue = 1, kProduct = 2, kStep = 3 };
+
+template <typename T>
+struct BatchArrays {
+    int64_t n = 0;        // items
+    int64_t n_terms = 0;  // terms
+    const int64_t* w = nullptr;
+    const int32_t* mode = nullptr;
+    const int64_t* term0 = nullptr;  // n + 1
+    const int32_t* kind = nullptr;
+    const int64_t* ta = nullptr;
+    const int64_t* tb = nullptr;
+    const T* value = nullptr;
+};
+
+template <typename T>
+NC_HD T batch_term(const DPools<T>& p, const BatchArrays<T>& b, int64_t j, int t) {
+    switch (b.kind[j]) {
+        case kConst: return b.value[j];
+        case kValue: return *p.fat(b.ta[j], t);
+        case kProduct: return *p.fat(b.ta[j], t) * *p.fat(b.tb[j], t);
+        default: return T(0);
+    }
+}
+
+// One launch over (item, trial); scratch == nullptr: terms are evaluated here,
+// else read from scratch[t * n_terms + j] (filled by BatchGather).
+template <typename T>
+struct BatchApply {
+    DPools<T> p;
+    BatchArrays<T> b;
+    const T* scratch = nullptr;
+    double dt = 0.001;
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t u = idx % b.n;
+        const int t = static_cast<int>(idx / b.n);
+        const int64_t j0 = b.term0[u], j1 = b.term0[u + 1];
+        T* d = p.fat(b.w[u], t);
+        auto term = [&](int64_t j) {
+            return scratch ? scratch[static_cast<int64_t>(t) * b.n_terms + j]
+                           : batch_term(p, b, j, t);
+        };
+        if (b.mode[u] == kTime) {
+            int64_t* step = p.iat(b.ta[j0], t);
+            *step += 1;
+            *d = static_cast<T>(static_cast<double>(*step) * dt);
+        } else if (b.mode[u] == kSet) {
+            if (j1 > j0) *d = term(j1 - 1);
+        } else {
+            T acc = *d;
+            for (int64_t j = j0; j < j1; ++j) acc = acc + term(j);
+            *d = acc;
+        }
+    }
+};
+
+template <typename T>
+struct BatchGather {
+    DPools<T> p;
+    BatchArrays<T> b;
+    T* scratch = nullptr;
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t j = idx % b.n_terms;
+        const int t = static_cast<int>(idx / b.n_terms);
+        scratch[idx] = b.kind[j] == kStep ? T(0) : batch_term(p, b, j, t);
+    }
+};
+
+// --- feeds and probes -------------------------------------------------------
+
+// Writes run-time data: element e (of feed fid[e], its element k[e]) at addr[e].
+template <typename T>
+struct FeedApply {
+    DPools<T> p;
+    StepRef<T> step;
+    int64_t n = 0;
+    Addr addr;
+    const int64_t* fid = nullptr;
+    const int64_t* k = nullptr;
+    const int64_t* size = nullptr;  // per feed
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t e = idx % n;
+        const int t = static_cast<int>(idx / n);
+        const int64_t f = fid[e], s = step.get();
+        const T* data = step.ctrl->feed_data[f];
+        *p.fat(addr[e], t) = data[(static_cast<int64_t>(t) * step.ctrl->n_steps + s) * size[f] + k[e]];
+    }
+};
+
+// Copies probed elements into the probe buffers on steps whose sample index >= 0.
+template <typename T>
+struct ProbeGather {
+    DPools<T> p;
+    StepRef<T> step;
+    int64_t n = 0, n_probes = 0;
+    Addr addr;
+    const int64_t* pid = nullptr;
+    const int64_t* k = nullptr;
+    const int64_t* size = nullptr;  // per probe
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t e = idx % n;
+        const int t = static_cast<int>(idx / n);
+        const int64_t q = pid[e];
+        const int32_t sample = step.ctrl->probe_sample[step.get() * n_probes + q];
+        if (sample < 0) return;
+        T* out = step.ctrl->probe_out[q];
+        const int64_t n_samples = step.ctrl->probe_samples[q];
+        out[(static_cast<int64_t>(t) * n_samples + sample) * size[q] + k[e]] = *p.fat(addr[e], t);
+    }
+};
+
+// ctrl->step_base += steps (one thread, at the end of every graph).
+template <typename T>
+struct Advance {
+    RunCtrl<T>* ctrl = nullptr;
+    int64_t steps = 1;
+    NC_HD void operator()(int64_t) const { ctrl->step_base += steps; }
+};
+
+// --- neurons ----------------------------------------------------------------
+//
+// Device models mirror csrc/cpu/instr_neurons.cpp: the same operand names, the
+// same shared math.  `s` holds the neuron's state values (written back after
+// the step), `q` its parameters; `aux` is the per-neuron constant the host
+// computed with the same function the CPU kernels use.
+namespace models {
+
+struct RectifiedLinear {
+    static constexpr int NS = 0, NP = 1;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T*, const T* q, T, T) {
+        return neurons::rectified_linear(J, q[0]);
+    }
+};
+struct SpikingRectifiedLinear {
+    static constexpr int NS = 1, NP = 1;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T) {
+        return neurons::spiking_rectified_linear(J, s[0], dt, q[0]);
+    }
+};
+struct Sigmoid {
+    static constexpr int NS = 0, NP = 1;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T*, const T* q, T, T) {
+        return neurons::sigmoid(J, q[0]);
+    }
+};
+struct Tanh {
+    static constexpr int NS = 0, NP = 1;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T*, const T* q, T, T) {
+        return neurons::tanh_rate(J, q[0]);
+    }
+};
+struct LIFRate {
+    static constexpr int NS = 0, NP = 3;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T*, const T* q, T, T) {
+        return neurons::lif_rate(J, q[0], q[1], q[2]);
+    }
+};
+struct LIF {
+    static constexpr int NS = 2, NP = 4;
+    static constexpr bool has_aux = true;
+    template <typename T>
+    NC_HD static T aux(const T* q, T dt) {
+        return neurons::lif_full_step_decay(dt, q[0]);
+    }
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T decay) {
+        return neurons::lif_spiking(J, s[0], s[1], dt, q[0], q[1], q[2], q[3], decay);
+    }
+};
+struct AdaptiveLIFRate {
+    static constexpr int NS = 1, NP = 5;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T) {
+        return neurons::adaptive_lif_rate(J, s[0], dt, q[0], q[1], q[2], q[3], q[4]);
+    }
+};
+struct AdaptiveLIF {
+    static constexpr int NS = 3, NP = 6;
+    static constexpr bool has_aux = true;
+    template <typename T>
+    NC_HD static T aux(const T* q, T dt) {
+        return neurons::lif_full_step_decay(dt, q[2]);
+    }
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T decay) {
+        return neurons::adaptive_lif(J, s[0], s[1], s[2], dt, q[0], q[1], q[2], q[3], q[4], q[5],
+                                     decay);
+    }
+};
+struct Izhikevich {
+    static constexpr int NS = 2, NP = 4;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T) {
+        return neurons::izhikevich(J, s[0], s[1], dt, q[0], q[1], q[2], q[3]);
+    }
+};
+struct RegularSpiking {
+    static constexpr int NS = 1, NP = 1;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T) {
+        return neurons::regular_spikes(J, s[0], dt, q[0]);
+    }
+};
+
+}  // namespace models
+
+constexpr int kMaxNeuronStates = 3;
+constexpr int kMaxNeuronParams = 6;
+
+// One thread per (neuron, trial): all merged populations of one type.
+template <typename T, typename M>
+struct NeuronStep {
+    DPools<T> p;
+    int64_t n = 0;
+    Addr J, out;
+    Addr state[kMaxNeuronStates];
+    const T* param[kMaxNeuronParams] = {};
+    const T* aux = nullptr;
+    T dt = T(0.001);
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t k = idx % n;
+        const int t = static_cast<int>(idx / n);
+        T s[M::NS > 0 ? M::NS : 1];
+        T q[M::NP > 0 ? M::NP : 1];
+        T* sp[M::NS > 0 ? M::NS : 1];
+        for (int j = 0; j < M::NS; ++j) {
+            sp[j] = p.fat(state[j][k], t);
+            s[j] = *sp[j];
+        }
+        for (int j = 0; j < M::NP; ++j) q[j] = param[j][k];
+        const T a = aux ? aux[k] : T(0);
+        const T y = M::template step<T>(*p.fat(J[k], t), s, q, dt, a);
+        for (int j = 0; j < M::NS; ++j) *sp[j] = s[j];
+        *p.fat(out[k], t) = y;
+    }
+};
+
+// --- SparseDotInc (CSR, constant data) ---------------------------------------
+template <typename T>
+struct SparseDot {
+    DPools<T> p;
+    int64_t rows = 0;
+    const int64_t* indptr = nullptr;
+    const int64_t* indices = nullptr;
+    const T* data = nullptr;
+    int64_t x = 0, x_s = 1, y = 0, y_s = 1;
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t r = idx % rows;
+        const int t = static_cast<int>(idx / rows);
+        const T* X = p.fat(x, t);
+        T acc = 0;
+        for (int64_t k = indptr[r]; k < indptr[r + 1]; ++k) acc += data[k] * X[indices[k] * x_s];
+        T* Y = p.fat(y, t) + r * y_s;
+        *Y += acc;
+    }
+};
+
+// --- linear filters ------------------------------------------------------------
+// `serial`: one thread per trial walks every element in order (used when two
+// elements write the same output, which must then accumulate in order).
+template <typename T>
+struct LtiElementwise {
+    DPools<T> p;
+    int64_t n = 0;
+    bool serial = false;
+    Addr u, y;
+    const int64_t* x = nullptr;
+    const int64_t* form = nullptr;
+    const int64_t* inc = nullptr;
+    const T* a = nullptr;
+    const T* b = nullptr;
+    const double* a_wide = nullptr;
+    const double* b_wide = nullptr;
+    NC_HD void element(int64_t k, int t) const {
+        const T uk = *p.fat(u[k], t);
+        T yk;
+        if (form[k] == filters::kNoX)
+            yk = filters::no_state(b[k], uk);
+        else if (form[k] == filters::kOneX)
+            yk = filters::one_state(*p.fat(x[k], t), a[k], b[k], uk);
+        else
+            yk = filters::one_state_scalar(*p.fat(x[k], t), a_wide[k], b_wide[k], uk);
+        filters::write_output(*p.fat(y[k], t), yk, inc[k] != 0);
+    }
+    NC_HD void operator()(int64_t idx) const {
+        if (serial) {
+            for (int64_t k = 0; k < n; ++k) element(k, static_cast<int>(idx));
+        } else {
+            element(idx % n, static_cast<int>(idx / n));
+        }
+    }
+};
+
+template <typename T>
+struct LtiStateSpace {
+    DPools<T> p;
+    int64_t n_elem = 0, max_n = 1;
+    bool serial = false;
+    // per block
+    const int64_t *n = nullptr, *m = nullptr, *x = nullptr, *general = nullptr,
+                  *inc = nullptr, *elem0 = nullptr, *a0 = nullptr, *bc0 = nullptr;
+    const double *A = nullptr, *B = nullptr, *C = nullptr, *D = nullptr;
+    // per element
+    const int64_t* block = nullptr;
+    Addr u, y;
+    double* scratch = nullptr;  // (n_trials * n_elem, max_n), or (n_trials, max_n) when serial
+    NC_HD void element(int64_t e, int t, double* tmp) const {
+        const int64_t j = block[e], k = e - elem0[j];
+        T* xj = p.fat(x[j], t);
+        const double yk = filters::state_space(n[j], A + a0[j], B + bc0[j], C + bc0[j], D[j],
+                                               general[j] != 0, xj + k, m[j], *p.fat(u[e], t),
+                                               tmp);
+        filters::write_output(*p.fat(y[e], t), yk, inc[j] != 0);
+    }
+    NC_HD void operator()(int64_t idx) const {
+        if (serial) {
+            double* tmp = scratch + idx * max_n;
+            for (int64_t e = 0; e < n_elem; ++e) element(e, static_cast<int>(idx), tmp);
+        } else {
+            element(idx % n_elem, static_cast<int>(idx / n_elem), scratch + idx * max_n);
+        }
+    }
+};
+
+// --- WhiteSignal / WhiteNoise tables -------------------------------------------
+// The table's layout changes between runs; it is read through this block.
+struct TableState {
+    const double* table = nullptr;  // per trial: every op's (rows, m) block in turn
+    int64_t per_trial = 0;
+    int64_t step_rows = 0;
+};
+
+template <typename T>
+struct ProcessTable {
+    DPools<T> p;
+    StepRef<T> step;
+    int64_t n_elem = 0;
+    bool serial = false;
+    double dt = 0.001;
+    int64_t time = 0;
+    const TableState* state = nullptr;
+    const int64_t* offset = nullptr;  // per op (in the per-trial table)
+    const int64_t *m = nullptr, *period = nullptr, *inc = nullptr, *elem0 = nullptr;
+    const int64_t* op = nullptr;  // per element
+    Addr y;
+    NC_HD void element(int64_t e, int t) const {
+        const int64_t j = op[e], k = e - elem0[j];
+        const double now = static_cast<double>(*p.fat(time, t));
+        const int64_t row =
+            period[j] > 0 ? processes::periodic_row(now, dt, period[j]) : step.get();
+        const double* src = state->table + t * state->per_trial + offset[j] + row * m[j];
+        filters::write_output(*p.fat(y[e], t), src[k], inc[j] != 0);
+    }
+    NC_HD void operator()(int64_t idx) const {
+        if (serial) {
+            for (int64_t e = 0; e < n_elem; ++e) element(e, static_cast<int>(idx));
+        } else {
+            element(idx % n_elem, static_cast<int>(idx / n_elem));
+        }
+    }
+};
+
+// --- learning rules ----------------------------------------------------------
+enum Rule : int { kPES = 0, kBCM = 1, kOja = 2, kVoja = 3 };
+
+// One thread per (delta element, trial).  Blocks are found by binary search in
+// the prefix sums of their sizes (work0, nb + 1 entries).
+template <typename T, int R>
+struct Learning {
+    DPools<T> p;
+    int64_t work = 0, nb = 0;
+    const int64_t *rows = nullptr, *cols = nullptr, *work0 = nullptr, *row0 = nullptr;
+    const int64_t *delta = nullptr, *delta_rs = nullptr, *delta_cs = nullptr;
+    const int64_t *pre = nullptr, *pre_s = nullptr;
+    const int64_t *v1 = nullptr, *v1_s = nullptr;  // error (PES), post (others)
+    const int64_t *v2 = nullptr, *v2_s = nullptr;  // theta (BCM)
+    const int64_t *mat = nullptr, *mat_rs = nullptr, *mat_cs = nullptr;  // weights / encoders
+    const int64_t* signal = nullptr;  // Voja learning signal, per block
+    const T* alpha = nullptr;         // per block, as the CPU kernel rounds it
+    const T* coef = nullptr;          // per block: -beta (Oja)
+    const T* scale = nullptr;         // per row of all blocks (Voja)
+
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t e = idx % work;
+        const int t = static_cast<int>(idx / work);
+        int64_t lo = 0, hi = nb;  // largest b with work0[b] <= e
+        while (hi - lo > 1) {
+            const int64_t mid = (lo + hi) / 2;
+            if (work0[mid] <= e) lo = mid; else hi = mid;
+        }
+        const int64_t b = lo, rem = e - work0[b], r = rem / cols[b], c = rem % cols[b];
+        const T pre_c = p.fat(pre[b], t)[c * pre_s[b]];
+        const T v1_r = p.fat(v1[b], t)[r * v1_s[b]];
+        T d;
+        if (R == kPES) {
+            d = learning::outer_delta<T>(learning::pes_row<T>(alpha[b], v1_r), pre_c);
+        } else if (R == kBCM) {
+            const T theta = p.fat(v2[b], t)[r * v2_s[b]];
+            d = learning::outer_delta<T>(learning::bcm_row<T>(alpha[b], v1_r, theta), pre_c);
+        } else if (R == kOja) {
+            const T w = p.fat(mat[b], t)[r * mat_rs[b] + c * mat_cs[b]];
+            d = learning::oja_delta<T>(coef[b], w, learning::oja_row<T>(alpha[b], v1_r), pre_c);
+        } else {
+            const T enc = p.fat(mat[b], t)[r * mat_rs[b] + c * mat_cs[b]];
+            const T gain = learning::voja_gain<T>(alpha[b], *p.fat(signal[b], t));
+            d = learning::voja_delta<T>(gain, scale[row0[b] + r], v1_r, pre_c, enc);
+        }
+        p.fat(delta[b], t)[r * delta_rs[b] + c * delta_cs[b]] = d;
+    }
+};
+
+// --- DotInc: batched ragged mat-vec, tiled, with the minibatch as a dimension ---
+//
+// Y[r] += sum_c A[r, c] X[c] for every block of the instruction and every trial.
+// A tile is (block, rows row0 .. row0 + threads/g, trials t0 .. t0 + TT) and
+// runs as one thread block of kDotThreads threads: g threads per row (lane =
+// tid % g) each sum the columns lane, lane + g, ... for TT trials at once, so
+// a shared A element is read once for TT trials.  X is staged in shared memory
+// in chunks of `chunk` columns, laid out [TT][chunk].  Partial sums are
+// reduced in shared memory by lane 0 of each row, in lane order.
+constexpr int kDotThreads = 128;
+
+template <typename T>
+struct DotParams {
+    DPools<T> p;
+    const int64_t *rows = nullptr, *cols = nullptr, *a = nullptr, *a_rs = nullptr,
+                  *a_cs = nullptr, *x = nullptr, *x_s = nullptr, *y = nullptr, *y_s = nullptr;
+    const int64_t* tile_block = nullptr;
+    const int64_t* tile_row0 = nullptr;
+    const int32_t* tile_t0 = nullptr;
+    const int32_t* tile_g = nullptr;
+    int64_t chunk = 1;
+};
+
+// Shared memory: xs [TT][chunk], then red [kDotThreads][TT].
+template <typename T, int TT>
+NC_HD constexpr int64_t dot_smem_elems(int64_t chunk) {
+    return TT * chunk + kDotThreads * TT;
+}
+
+template <typename T, int TT>
+NC_HD void dot_load(const DotParams<T>& q, int64_t tile, int64_t c0, int tid, T* xs) {
+    const int64_t b = q.tile_block[tile];
+    const int t0 = q.tile_t0[tile];
+    int64_t nc = q.cols[b] - c0;
+    if (nc > q.chunk) nc = q.chunk;
+    for (int64_t i = tid; i < TT * nc; i += kDotThreads) {
+        const int tt = static_cast<int>(i / nc);
+        const int64_t c = i - tt * nc;
+        const int t = t0 + tt;
+        xs[tt * q.chunk + c] = t < q.p.n_trials ? q.p.fat(q.x[b], t)[(c0 + c) * q.x_s[b]] : T(0);
+    }
+}
+
+template <typename T, int TT>
+NC_HD void dot_accumulate(const DotParams<T>& q, int64_t tile, int64_t c0, int tid,
+                          const T* xs, T* acc) {
+    const int64_t b = q.tile_block[tile];
+    const int g = q.tile_g[tile];
+    const int lane = tid % g;
+    const int64_t row = q.tile_row0[tile] + tid / g;
+    if (row >= q.rows[b]) return;
+    int64_t nc = q.cols[b] - c0;
+    if (nc > q.chunk) nc = q.chunk;
+    const int64_t rs = q.a_rs[b], cs = q.a_cs[b];
+    const int t0 = q.tile_t0[tile];
+    if (q.a[b] < q.p.f_shared) {  // one matrix for every trial: read each element once
+        const T* A = q.p.fat(q.a[b], 0) + row * rs + c0 * cs;
+        for (int64_t c = lane; c < nc; c += g) {
+            const T av = A[c * cs];
+            for (int tt = 0; tt < TT; ++tt) acc[tt] += av * xs[tt * q.chunk + c];
+        }
+    } else {  // per-trial matrices (e.g. learned weights)
+        for (int tt = 0; tt < TT; ++tt) {
+            const int t = t0 + tt;
+            if (t >= q.p.n_trials) break;
+            const T* A = q.p.fat(q.a[b], t) + row * rs + c0 * cs;
+            for (int64_t c = lane; c < nc; c += g) acc[tt] += A[c * cs] * xs[tt * q.chunk + c];
+        }
+    }
+}
+
+template <typename T, int TT>
+NC_HD void dot_stash(int tid, const T* acc, T* red) {
+    for (int tt = 0; tt < TT; ++tt) red[tid * TT + tt] = acc[tt];
+}
+
+template <typename T, int TT>
+NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* red) {
+    const int64_t b = q.tile_block[tile];
+    const int g = q.tile_g[tile];
+    const int64_t row = q.tile_row0[tile] + tid / g;
+    if (tid % g != 0 || row >= q.rows[b]) return;
+    const int t0 = q.tile_t0[tile];
+    for (int tt = 0; tt < TT; ++tt) {
+        const int t = t0 + tt;
+        if (t >= q.p.n_trials) break;
+        T sum = 0;
+        for (int l = 0; l < g; ++l) sum += red[(tid + l) * TT + tt];
+        T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
+        *Y += sum;
+    }
+}
+
+}  // namespace NC_DEV_NS
+}  // namespace nc

@@ -1,0 +1,853 @@
+// The device program: loads the planner's instructions into device tables and
+// runs steps as captured graphs.  Shared by the GPU build (program_cuda.cu)
+// and the host emulator (program_emulated.cpp); each defines, before including
+// this header, NC_DEV_NS and a class Exec in nc::NC_DEV_NS:
+//
+//   class Exec {
+//     struct Graph;                                   // a captured sequence
+//     explicit Exec(int device);
+//     void enter(uint64_t user_stream);               // our stream waits for the user's
+//     void leave(uint64_t user_stream);               // the user's stream waits for ours
+//     template <class F> void for_each(int64_t n, const F& f);   // f(i), 0 <= i < n
+//     template <class T, int TT> void dot(const DotParams<T>&, int64_t n_tiles);
+//     void h2d(uint64_t dst, const void* src, size_t bytes);
+//     void d2h(void* dst, uint64_t src, size_t bytes);
+//     void fill(uint64_t dst, int byte, size_t bytes);
+//     void sync();                                    // waits for our stream
+//     bool pin(void* host, size_t bytes);             // page-lock host memory (or false)
+//     void unpin(void* host);
+//     std::shared_ptr<Graph> capture(const std::function<void()>& body);
+//     void launch(Graph&);
+//     void close();
+//   };
+//
+// Per run: the host pools are uploaded, the step graphs replayed n times (a
+// graph holds several steps when the program has no callbacks), the state is
+// downloaded and the probe buffers are copied into the host arrays.  Callback
+// instructions split a step into segments; around each callback the pool
+// ranges it uses are copied to the host and back.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "device_api.h"
+#include "device_kernels.h"
+
+namespace nc {
+namespace NC_DEV_NS {
+
+// Graphs hold at most this many launches (so a step graph holds
+// kGraphLaunches / launches-per-step steps, between 1 and kMaxStepsPerGraph).
+constexpr int64_t kGraphLaunches = 1024;
+constexpr int64_t kMaxStepsPerGraph = 64;
+// Configurations (enabled instructions, feeds, probes) whose graphs are kept.
+constexpr size_t kMaxConfigs = 4;
+// Shared memory for the staged X of a dot tile.
+constexpr int64_t kDotSmemBytes = 32 * 1024;
+
+// Device memory, all of it from hooks.alloc, released through hooks.free.
+class Memory {
+  public:
+    explicit Memory(DeviceHooks hooks) : hooks_(std::move(hooks)) {}
+    uint64_t alloc(size_t bytes) {
+        const uint64_t ptr = hooks_.alloc(bytes == 0 ? 8 : bytes);
+        if (ptr == 0) throw std::runtime_error("device allocation of " + std::to_string(bytes) +
+                                               " bytes returned a null pointer");
+        live_.insert(ptr);
+        return ptr;
+    }
+    void free(uint64_t ptr) {
+        if (ptr == 0 || !live_.erase(ptr)) return;
+        hooks_.free(ptr);
+    }
+    void free_all() {
+        auto live = std::move(live_);
+        live_.clear();
+        for (uint64_t p : live) hooks_.free(p);
+    }
+    size_t live() const { return live_.size(); }
+
+  private:
+    DeviceHooks hooks_;
+    std::unordered_set<uint64_t> live_;
+};
+
+// A reusable device buffer that grows when asked for more.
+struct Growable {
+    uint64_t ptr = 0;
+    size_t bytes = 0;
+    void ensure(Memory& mem, size_t need) {
+        if (need <= bytes && ptr) return;
+        mem.free(ptr);
+        ptr = 0;
+        bytes = std::max(need, bytes + bytes / 2);
+        ptr = mem.alloc(bytes);
+    }
+};
+
+// Element-wise work in host form, before upload (see BatchApply).
+template <typename T>
+struct HostBatch {
+    std::vector<int64_t> w;
+    std::vector<int32_t> mode;
+    std::vector<int64_t> term0{0};
+    std::vector<int32_t> kind;
+    std::vector<int64_t> ta, tb;
+    std::vector<T> value;
+    std::vector<int64_t> f_reads;   // float addresses read (for conflict checks)
+    std::vector<int64_t> i_writes;  // int addresses written (time_update's step)
+
+    int64_t size() const { return static_cast<int64_t>(w.size()); }
+    bool empty() const { return w.empty(); }
+    void append(const HostBatch& o) {
+        const int64_t shift = static_cast<int64_t>(kind.size());
+        w.insert(w.end(), o.w.begin(), o.w.end());
+        mode.insert(mode.end(), o.mode.begin(), o.mode.end());
+        for (size_t u = 1; u < o.term0.size(); ++u) term0.push_back(o.term0[u] + shift);
+        kind.insert(kind.end(), o.kind.begin(), o.kind.end());
+        ta.insert(ta.end(), o.ta.begin(), o.ta.end());
+        tb.insert(tb.end(), o.tb.begin(), o.tb.end());
+        value.insert(value.end(), o.value.begin(), o.value.end());
+        f_reads.insert(f_reads.end(), o.f_reads.begin(), o.f_reads.end());
+        i_writes.insert(i_writes.end(), o.i_writes.begin(), o.i_writes.end());
+    }
+};
+
+struct Term {
+    int32_t kind;
+    int64_t a, b;
+    double v;
+};
+
+// Groups (written address, term) pairs by address, in order of first write.
+// Returns the batch and whether one item reads another's address (then the
+// batch must run as gather + scatter).
+template <typename T>
+std::pair<HostBatch<T>, bool> group_terms(const std::vector<int64_t>& w,
+                                          const std::vector<Term>& terms, int32_t mode) {
+    HostBatch<T> hb;
+    std::unordered_map<int64_t, size_t> slot;
+    std::vector<std::vector<size_t>> members;
+    for (size_t k = 0; k < w.size(); ++k) {
+        auto it = slot.find(w[k]);
+        if (it == slot.end()) {
+            it = slot.emplace(w[k], hb.w.size()).first;
+            hb.w.push_back(w[k]);
+            hb.mode.push_back(mode);
+            members.emplace_back();
+        }
+        members[it->second].push_back(k);
+    }
+    bool overlap = false;
+    for (size_t u = 0; u < hb.w.size(); ++u) {
+        for (size_t k : members[u]) {
+            const Term& t = terms[k];
+            hb.kind.push_back(t.kind);
+            hb.ta.push_back(t.a);
+            hb.tb.push_back(t.b);
+            hb.value.push_back(static_cast<T>(t.v));
+            const int n_reads = t.kind == kValue ? 1 : t.kind == kProduct ? 2 : 0;
+            for (int r = 0; r < n_reads; ++r) {
+                const int64_t a = r == 0 ? t.a : t.b;
+                hb.f_reads.push_back(a);
+                auto hit = slot.find(a);
+                if (hit != slot.end() && hit->second != u) overlap = true;
+            }
+        }
+        hb.term0.push_back(static_cast<int64_t>(hb.kind.size()));
+    }
+    return {std::move(hb), overlap};
+}
+
+template <typename T>
+class Program;
+
+// One loaded instruction.
+template <typename T>
+struct DInstr {
+    virtual ~DInstr() = default;
+    std::string kind;
+    // element-wise instructions join batches instead of launching themselves
+    bool simple = false;
+    bool two_phase = false;  // simple, but must run alone as gather + scatter
+    HostBatch<T> batch;
+    // callbacks
+    bool is_callback = false;
+    std::function<void()> fn;
+    std::vector<int64_t> f_ranges, i_ranges;
+
+    virtual void launch(Exec&, const StepRef<T>&) {}
+    virtual int64_t launches() const { return 1; }
+    virtual void set_table(Program<T>&, const std::string& name, std::vector<double>) {
+        throw std::invalid_argument(kind + ": this instruction has no table '" + name + "'");
+    }
+    virtual void check_run(int64_t n_steps) const {}
+};
+
+template <typename T>
+class Program final : public DeviceProgram<T> {
+  public:
+    Program(const DeviceLayout<T>& lay, DeviceHooks hooks)
+        : lay_(lay), exec_(lay.device), mem_(std::move(hooks)) {
+        if (lay.n_trials < 1) throw std::invalid_argument("n_trials must be >= 1");
+        if (lay.f_shared < 0 || lay.f_state < 0 || lay.i_shared < 0 || lay.i_state < 0)
+            throw std::invalid_argument("buffer sizes must be non-negative");
+        if (!lay.host_f || !lay.host_i || !lay.dev_f || !lay.dev_i)
+            throw std::invalid_argument("device program: null buffer");
+        pools_.f = reinterpret_cast<T*>(lay.dev_f);
+        pools_.f_shared = lay.f_shared;
+        pools_.f_state = lay.f_state;
+        pools_.i = reinterpret_cast<int64_t*>(lay.dev_i);
+        pools_.i_shared = lay.i_shared;
+        pools_.i_state = lay.i_state;
+        pools_.n_trials = lay.n_trials;
+        host_.f = {lay.host_f, lay.f_shared, lay.f_state};
+        host_.i = {lay.host_i, lay.i_shared, lay.i_state};
+        host_.n_trials = lay.n_trials;
+        ctrl_ = mem_.alloc(sizeof(RunCtrl<T>));
+        // Host pools page-locked: every run copies them both ways.  Copies from
+        // and to them are then asynchronous; run() synchronizes before Python
+        // sees them again.
+        const int64_t nf = lay.f_shared + lay.n_trials * lay.f_state;
+        const int64_t ni = lay.i_shared + lay.n_trials * lay.i_state;
+        if (exec_.pin(lay.host_f, nf * sizeof(T))) pinned_.push_back(lay.host_f);
+        if (exec_.pin(lay.host_i, ni * sizeof(int64_t))) pinned_.push_back(lay.host_i);
+    }
+
+    ~Program() override {
+        try {
+            configs_.clear();  // graphs first
+            exec_.close();     // waits for the stream
+            unpin();
+        } catch (...) {
+        }
+    }
+
+    // -- loading -------------------------------------------------------------
+    int64_t add(const InstrSpec& spec) override {
+        check_open();
+        Ordered order(*this);
+        // The CPU factory validates the spec (shapes, addresses) with the very
+        // checks the CPU backend applies; its instruction is then dropped.
+        auto& reg = instr_registry<T>();
+        auto it = reg.find(spec.kind);
+        if (it == reg.end())
+            throw std::invalid_argument("unknown instruction kind '" + spec.kind + "'");
+        it->second(spec, host_);
+        auto instr = make(spec);
+        instr->kind = spec.kind;
+        instrs_.push_back(std::move(instr));
+        enabled_.push_back(true);
+        invalidate();
+        return size() - 1;
+    }
+
+    int64_t add_callback(std::function<void()> fn, std::vector<int64_t> f_ranges,
+                         std::vector<int64_t> i_ranges) override {
+        check_open();
+        check_ranges(f_ranges, lay_.f_shared + lay_.n_trials * lay_.f_state, "float");
+        check_ranges(i_ranges, lay_.i_shared + lay_.n_trials * lay_.i_state, "int");
+        auto instr = std::make_unique<DInstr<T>>();
+        instr->kind = "callback";
+        instr->is_callback = true;
+        instr->fn = std::move(fn);
+        instr->f_ranges = std::move(f_ranges);
+        instr->i_ranges = std::move(i_ranges);
+        instrs_.push_back(std::move(instr));
+        enabled_.push_back(true);
+        invalidate();
+        return size() - 1;
+    }
+
+    void set_enabled(int64_t i, bool on) override {
+        instr_at(i);
+        enabled_[i] = on;  // the configuration key includes it
+    }
+
+    void set_table(int64_t i, const std::string& name, std::vector<double> data) override {
+        check_open();
+        Ordered order(*this);
+        instr_at(i).set_table(*this, name, std::move(data));
+    }
+
+    int64_t size() const override { return static_cast<int64_t>(instrs_.size()); }
+    int64_t steps_done() const override { return steps_done_; }
+    void set_poison(bool on) override { poison_ = on; }
+    void set_stream(uint64_t user_stream) override { user_stream_ = user_stream; }
+
+    std::map<std::string, int64_t> stats() const override {
+        return {{"launches_per_step", last_launches_},
+                {"steps_per_graph", last_steps_per_graph_},
+                {"segments", last_segments_},
+                {"batches", last_batches_},
+                {"instructions", size()},
+                {"pinned_pools", static_cast<int64_t>(pinned_.size())},
+                {"device_buffers", static_cast<int64_t>(mem_.live())}};
+    }
+
+    void close() override {
+        if (closed_) return;
+        closed_ = true;
+        try {
+            exec_.sync();
+        } catch (...) {
+        }
+        configs_.clear();
+        instrs_.clear();
+        exec_.close();
+        unpin();
+        mem_.free_all();
+    }
+
+    // -- running ---------------------------------------------------------------
+    void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes,
+             uint64_t user_stream) override {
+        check_open();
+        steps_done_ = 0;
+        if (n_steps < 0) throw std::invalid_argument("n_steps must be non-negative");
+        if (n_steps == 0) return;
+        for (size_t i = 0; i < instrs_.size(); ++i)
+            if (enabled_[i]) instrs_[i]->check_run(n_steps);
+        std::vector<int64_t> samples = check_probes(n_steps, probes);
+
+        exec_.enter(user_stream);
+        bool ok = false;
+        try {
+            upload_pools();
+            Config& cfg = config_for(feeds, probes);
+            prepare_run(n_steps, feeds, probes, samples);
+            if (cfg.has_callbacks)
+                run_segments(cfg, n_steps);
+            else
+                run_graphs(cfg, n_steps);
+            ok = true;
+        } catch (...) {
+            try {
+                finish(probes, samples);
+                exec_.leave(user_stream);
+            } catch (...) {
+            }
+            throw;
+        }
+        if (ok) {
+            finish(probes, samples);
+            steps_done_ = n_steps;
+            exec_.leave(user_stream);
+        }
+    }
+
+    // for instructions
+    Exec& exec() { return exec_; }
+    Memory& mem() { return mem_; }
+    const DPools<T>& pools() const { return pools_; }
+    int n_trials() const { return lay_.n_trials; }
+    double dt() const { return lay_.dt; }
+    // Drops every configuration (graphs and tables): the program changed.
+    void invalidate() {
+        for (auto& c : configs_) release(*c);
+        configs_.clear();
+    }
+
+    template <typename X>
+    const X* upload(const std::vector<X>& v) {
+        const size_t bytes = v.size() * sizeof(X);
+        const uint64_t ptr = mem_.alloc(bytes);
+        if (bytes) exec_.h2d(ptr, v.data(), bytes);
+        return reinterpret_cast<const X*>(ptr);
+    }
+    template <typename X>
+    X* scratch(size_t n) {
+        return reinterpret_cast<X*>(mem_.alloc(n * sizeof(X)));
+    }
+    // Consecutive addresses need no table.
+    Addr addr(const std::vector<int64_t>& v) {
+        Addr a;
+        bool consecutive = true;
+        for (size_t k = 1; k < v.size() && consecutive; ++k) consecutive = v[k] == v[0] + int64_t(k);
+        if (consecutive && !v.empty()) {
+            a.base = v[0];
+        } else {
+            a.p = upload(v);
+        }
+        return a;
+    }
+    const RunCtrl<T>* ctrl() const { return reinterpret_cast<const RunCtrl<T>*>(ctrl_); }
+    RunCtrl<T>* ctrl_mut() const { return reinterpret_cast<RunCtrl<T>*>(ctrl_); }
+
+  private:
+    struct Segment {
+        std::vector<std::function<void(int64_t)>> launches;  // argument: step j in the graph
+        int64_t callback = -1;                               // instruction after the segment
+        std::shared_ptr<typename Exec::Graph> graph;         // one step
+    };
+    struct Config {
+        std::vector<int64_t> key;
+        std::vector<Segment> segments;
+        bool has_callbacks = false;
+        int64_t launches_per_step = 0, batches = 0, steps_per_graph = 1;
+        std::shared_ptr<typename Exec::Graph> graph_many;  // steps_per_graph steps
+        std::vector<uint64_t> buffers;                     // device tables of this config
+    };
+
+    DeviceLayout<T> lay_;
+    Exec exec_;
+    Memory mem_;
+    DPools<T> pools_;
+    Buffers<T> host_;  // host pools, for the CPU factories' checks
+    uint64_t ctrl_ = 0;
+    std::vector<std::unique_ptr<DInstr<T>>> instrs_;
+    std::vector<bool> enabled_;
+    std::vector<std::unique_ptr<Config>> configs_;  // most recently used last
+    // per-run buffers
+    Growable sample_buf_, probe_ptrs_, probe_counts_, feed_ptrs_;
+    std::vector<Growable> probe_bufs_, feed_bufs_;
+    int64_t steps_done_ = 0;
+    bool closed_ = false, poison_ = false;
+    std::vector<void*> pinned_;  // page-locked host pools
+
+    void unpin() {
+        for (void* p : pinned_) exec_.unpin(p);
+        pinned_.clear();
+    }
+    uint64_t user_stream_ = 0;
+
+    // Orders the uploads of a loading call after, and before, the user's stream.
+    struct Ordered {
+        Program& p;
+        explicit Ordered(Program& prog) : p(prog) { p.exec_.enter(p.user_stream_); }
+        ~Ordered() {
+            try {
+                p.exec_.leave(p.user_stream_);
+            } catch (...) {
+            }
+        }
+    };
+    int64_t last_launches_ = 0, last_steps_per_graph_ = 0, last_segments_ = 0, last_batches_ = 0;
+
+    void check_open() const {
+        if (closed_) throw std::runtime_error("the device program is closed");
+    }
+    DInstr<T>& instr_at(int64_t i) {
+        if (i < 0 || i >= size()) throw std::out_of_range("no instruction " + std::to_string(i));
+        return *instrs_[i];
+    }
+    static void check_ranges(const std::vector<int64_t>& r, int64_t n, const char* what) {
+        if (r.size() % 2) throw std::invalid_argument(std::string(what) + " ranges: odd length");
+        for (size_t k = 0; k < r.size(); k += 2)
+            if (r[k] < 0 || r[k + 1] < 0 || r[k] + r[k + 1] > n)
+                throw std::out_of_range(std::string(what) + " range outside the pool");
+    }
+
+    std::unique_ptr<DInstr<T>> make(const InstrSpec& spec);
+
+    // -- configurations: which launches make a step --------------------------
+    Config& config_for(const std::vector<Feed<T>>& feeds, const std::vector<ProbeRecord<T>>& probes) {
+        std::vector<int64_t> key;
+        for (bool e : enabled_) key.push_back(e);
+        key.push_back(-7);
+        for (const auto& f : feeds) {
+            key.push_back(f.after);
+            key.push_back(static_cast<int64_t>(f.addrs.size()));
+            key.insert(key.end(), f.addrs.begin(), f.addrs.end());
+        }
+        key.push_back(-8);
+        for (const auto& p : probes) {
+            key.push_back(static_cast<int64_t>(p.addrs.size()));
+            key.insert(key.end(), p.addrs.begin(), p.addrs.end());
+        }
+        for (size_t c = 0; c < configs_.size(); ++c) {
+            if (configs_[c]->key == key) {
+                std::rotate(configs_.begin() + c, configs_.begin() + c + 1, configs_.end());
+                return *configs_.back();
+            }
+        }
+        if (configs_.size() >= kMaxConfigs) {
+            release(*configs_.front());
+            configs_.erase(configs_.begin());
+        }
+        auto cfg = std::make_unique<Config>();
+        cfg->key = std::move(key);
+        build(*cfg, feeds, probes);
+        configs_.push_back(std::move(cfg));
+        return *configs_.back();
+    }
+
+    void release(Config& cfg) {
+        cfg.graph_many.reset();
+        for (auto& s : cfg.segments) s.graph.reset();
+        for (uint64_t b : cfg.buffers) mem_.free(b);
+        cfg.buffers.clear();
+    }
+
+    template <typename X>
+    const X* cfg_upload(Config& cfg, const std::vector<X>& v) {
+        const X* p = upload(v);
+        cfg.buffers.push_back(reinterpret_cast<uint64_t>(p));
+        return p;
+    }
+    Addr cfg_addr(Config& cfg, const std::vector<int64_t>& v) {
+        Addr a = addr(v);
+        if (a.p) cfg.buffers.push_back(reinterpret_cast<uint64_t>(a.p));
+        return a;
+    }
+
+    void build(Config& cfg, const std::vector<Feed<T>>& feeds,
+               const std::vector<ProbeRecord<T>>& probes) {
+        cfg.segments.emplace_back();
+        HostBatch<T> pending;
+        std::unordered_set<int64_t> w_set, r_set, iw_set;
+
+        auto flush = [&]() {
+            if (pending.empty()) return;
+            add_batch(cfg, pending, false);
+            pending = HostBatch<T>();
+            w_set.clear();
+            r_set.clear();
+            iw_set.clear();
+        };
+        auto push = [&](std::function<void(int64_t)> f) {
+            cfg.segments.back().launches.push_back(std::move(f));
+        };
+        auto feeds_after = [&](int64_t after) {
+            std::vector<size_t> which;
+            for (size_t f = 0; f < feeds.size(); ++f)
+                if (feeds[f].after == after && !feeds[f].addrs.empty()) which.push_back(f);
+            if (which.empty()) return;
+            flush();
+            add_feed(cfg, feeds, which);
+        };
+
+        feeds_after(-1);
+        for (int64_t i = 0; i < size(); ++i) {
+            DInstr<T>& in = *instrs_[i];
+            if (enabled_[i]) {
+                if (in.is_callback) {
+                    flush();
+                    cfg.segments.back().callback = i;
+                    cfg.segments.emplace_back();
+                    cfg.has_callbacks = true;
+                } else if (in.simple && in.two_phase) {
+                    flush();
+                    add_batch(cfg, in.batch, true);
+                } else if (in.simple) {
+                    if (in.batch.empty()) {
+                        // nothing to do
+                    } else if (conflicts(in.batch, w_set, r_set, iw_set)) {
+                        flush();
+                    }
+                    if (!in.batch.empty()) {
+                        pending.append(in.batch);
+                        w_set.insert(in.batch.w.begin(), in.batch.w.end());
+                        r_set.insert(in.batch.f_reads.begin(), in.batch.f_reads.end());
+                        iw_set.insert(in.batch.i_writes.begin(), in.batch.i_writes.end());
+                    }
+                } else {
+                    flush();
+                    DInstr<T>* ip = &in;
+                    const RunCtrl<T>* c = ctrl();
+                    push([this, ip, c](int64_t j) { ip->launch(exec_, StepRef<T>{c, j}); });
+                    cfg.launches_per_step += ip->launches();
+                }
+            }
+            feeds_after(i);
+        }
+        flush();
+        add_probes(cfg, probes);
+        cfg.launches_per_step += 1;  // Advance (once per graph; counted per step)
+        int64_t spg = kGraphLaunches / std::max<int64_t>(1, cfg.launches_per_step);
+        cfg.steps_per_graph = std::max<int64_t>(1, std::min(spg, kMaxStepsPerGraph));
+        if (cfg.has_callbacks) cfg.steps_per_graph = 1;
+    }
+
+    // True when `b` writes what the pending batch reads or writes, or reads what it writes.
+    static bool conflicts(const HostBatch<T>& b, const std::unordered_set<int64_t>& w,
+                          const std::unordered_set<int64_t>& r,
+                          const std::unordered_set<int64_t>& iw) {
+        for (int64_t a : b.w)
+            if (w.count(a) || r.count(a)) return true;
+        for (int64_t a : b.f_reads)
+            if (w.count(a)) return true;
+        for (int64_t a : b.i_writes)
+            if (iw.count(a)) return true;
+        return false;
+    }
+
+    void add_batch(Config& cfg, const HostBatch<T>& hb, bool two_phase) {
+        BatchArrays<T> b;
+        b.n = hb.size();
+        b.n_terms = static_cast<int64_t>(hb.kind.size());
+        b.w = cfg_upload(cfg, hb.w);
+        b.mode = cfg_upload(cfg, hb.mode);
+        b.term0 = cfg_upload(cfg, hb.term0);
+        b.kind = cfg_upload(cfg, hb.kind);
+        b.ta = cfg_upload(cfg, hb.ta);
+        b.tb = cfg_upload(cfg, hb.tb);
+        b.value = cfg_upload(cfg, hb.value);
+        T* scratch = nullptr;
+        if (two_phase) {
+            scratch = this->template scratch<T>(static_cast<size_t>(b.n_terms) * n_trials());
+            cfg.buffers.push_back(reinterpret_cast<uint64_t>(scratch));
+        }
+        const DPools<T> p = pools_;
+        const int64_t nt = n_trials();
+        const double dt = lay_.dt;
+        cfg.segments.back().launches.push_back([this, b, p, nt, dt, scratch](int64_t) {
+            if (scratch) exec_.for_each(b.n_terms * nt, BatchGather<T>{p, b, scratch});
+            exec_.for_each(b.n * nt, BatchApply<T>{p, b, scratch, dt});
+        });
+        cfg.launches_per_step += two_phase ? 2 : 1;
+        cfg.batches += 1;
+    }
+
+    // Elements of several feeds or probes ("owners") flattened for one launch.
+    struct Elements {
+        std::vector<int64_t> addrs, owner, k, sizes;  // sizes: per owner, all owners
+        void add(int64_t who, const std::vector<int64_t>& a) {
+            for (size_t e = 0; e < a.size(); ++e) {
+                addrs.push_back(a[e]);
+                owner.push_back(who);
+                k.push_back(static_cast<int64_t>(e));
+            }
+        }
+    };
+    struct ElementTables {
+        int64_t n = 0;
+        Addr addr;
+        const int64_t *owner = nullptr, *k = nullptr, *size = nullptr;
+    };
+    ElementTables upload_elements(Config& cfg, const Elements& el) {
+        ElementTables t;
+        t.n = static_cast<int64_t>(el.addrs.size());
+        t.addr = cfg_addr(cfg, el.addrs);
+        t.owner = cfg_upload(cfg, el.owner);
+        t.k = cfg_upload(cfg, el.k);
+        t.size = cfg_upload(cfg, el.sizes);
+        return t;
+    }
+
+    void add_feed(Config& cfg, const std::vector<Feed<T>>& feeds, const std::vector<size_t>& which) {
+        Elements el;
+        for (const auto& f : feeds) el.sizes.push_back(static_cast<int64_t>(f.addrs.size()));
+        for (size_t f : which) el.add(static_cast<int64_t>(f), feeds[f].addrs);
+        const ElementTables t = upload_elements(cfg, el);
+        FeedApply<T> fa;
+        fa.p = pools_;
+        fa.n = t.n;
+        fa.addr = t.addr;
+        fa.fid = t.owner;
+        fa.k = t.k;
+        fa.size = t.size;
+        push_stepped(cfg, fa);
+    }
+
+    void add_probes(Config& cfg, const std::vector<ProbeRecord<T>>& probes) {
+        Elements el;
+        for (size_t q = 0; q < probes.size(); ++q) {
+            el.sizes.push_back(static_cast<int64_t>(probes[q].addrs.size()));
+            el.add(static_cast<int64_t>(q), probes[q].addrs);
+        }
+        if (el.addrs.empty()) return;
+        const ElementTables t = upload_elements(cfg, el);
+        ProbeGather<T> pg;
+        pg.p = pools_;
+        pg.n = t.n;
+        pg.n_probes = static_cast<int64_t>(probes.size());
+        pg.addr = t.addr;
+        pg.pid = t.owner;
+        pg.k = t.k;
+        pg.size = t.size;
+        push_stepped(cfg, pg);
+    }
+
+    // A launch over (element, trial) that reads the run step (field `step`).
+    template <typename K>
+    void push_stepped(Config& cfg, K kernel) {
+        const RunCtrl<T>* c = ctrl();
+        const int64_t nt = n_trials();
+        cfg.segments.back().launches.push_back([this, kernel, c, nt](int64_t j) mutable {
+            kernel.step = StepRef<T>{c, j};
+            exec_.for_each(kernel.n * nt, kernel);
+        });
+        cfg.launches_per_step += 1;
+    }
+
+    // -- per run -------------------------------------------------------------
+    std::vector<int64_t> check_probes(int64_t n_steps, const std::vector<ProbeRecord<T>>& probes) {
+        std::vector<int64_t> samples;
+        for (const auto& p : probes) {
+            int64_t count = 0;
+            for (int64_t s = 0; s < n_steps; ++s) count += p.mask[s] != 0;
+            if (count > p.n_samples) throw std::logic_error("probe buffer overflow");
+            samples.push_back(count);
+        }
+        return samples;
+    }
+
+    void upload_pools() {
+        const size_t fs = sizeof(T), is = sizeof(int64_t);
+        // The host pools are the truth between runs (reset, pickling and user
+        // writes go there): upload all of them, the shared block included.
+        const int64_t nf = lay_.f_shared + lay_.n_trials * lay_.f_state;
+        const int64_t ni = lay_.i_shared + lay_.n_trials * lay_.i_state;
+        if (nf) exec_.h2d(lay_.dev_f, lay_.host_f, nf * fs);
+        if (ni) exec_.h2d(lay_.dev_i, lay_.host_i, ni * is);
+    }
+
+    void download_state() {
+        // Only state is written on the device; shared signals never change there.
+        const int64_t nf = lay_.n_trials * lay_.f_state, ni = lay_.n_trials * lay_.i_state;
+        if (nf)
+            exec_.d2h(lay_.host_f + lay_.f_shared, lay_.dev_f + lay_.f_shared * sizeof(T),
+                      nf * sizeof(T));
+        if (ni)
+            exec_.d2h(lay_.host_i + lay_.i_shared,
+                      lay_.dev_i + lay_.i_shared * sizeof(int64_t), ni * sizeof(int64_t));
+    }
+
+    void prepare_run(int64_t n_steps, const std::vector<Feed<T>>& feeds,
+                     const std::vector<ProbeRecord<T>>& probes, const std::vector<int64_t>& samples) {
+        const int64_t nt = n_trials();
+        RunCtrl<T> c;
+        c.step_base = 0;
+        c.n_steps = n_steps;
+        // probes: a buffer each, their pointers, sample counts and the sample table
+        const size_t np = probes.size();
+        if (probe_bufs_.size() < np) probe_bufs_.resize(np);
+        std::vector<T*> outs(np);
+        std::vector<int64_t> counts(np);
+        for (size_t q = 0; q < np; ++q) {
+            const size_t bytes = static_cast<size_t>(nt) * probes[q].n_samples *
+                                 probes[q].addrs.size() * sizeof(T);
+            probe_bufs_[q].ensure(mem_, bytes);
+            if (poison_ && bytes) exec_.fill(probe_bufs_[q].ptr, 0xFF, bytes);
+            outs[q] = reinterpret_cast<T*>(probe_bufs_[q].ptr);
+            counts[q] = probes[q].n_samples;
+        }
+        if (np) {
+            std::vector<int32_t> table(static_cast<size_t>(n_steps) * np, -1);
+            std::vector<int64_t> next(np, 0);
+            for (int64_t s = 0; s < n_steps; ++s)
+                for (size_t q = 0; q < np; ++q)
+                    if (probes[q].mask[s]) table[s * np + q] = static_cast<int32_t>(next[q]++);
+            sample_buf_.ensure(mem_, table.size() * sizeof(int32_t));
+            exec_.h2d(sample_buf_.ptr, table.data(), table.size() * sizeof(int32_t));
+            probe_ptrs_.ensure(mem_, np * sizeof(T*));
+            exec_.h2d(probe_ptrs_.ptr, outs.data(), np * sizeof(T*));
+            probe_counts_.ensure(mem_, np * sizeof(int64_t));
+            exec_.h2d(probe_counts_.ptr, counts.data(), np * sizeof(int64_t));
+            c.probe_sample = reinterpret_cast<const int32_t*>(sample_buf_.ptr);
+            c.probe_out = reinterpret_cast<T* const*>(probe_ptrs_.ptr);
+            c.probe_samples = reinterpret_cast<const int64_t*>(probe_counts_.ptr);
+        }
+        // feeds: the whole run's data, uploaded once
+        const size_t nfd = feeds.size();
+        if (feed_bufs_.size() < nfd) feed_bufs_.resize(nfd);
+        std::vector<const T*> data(nfd);
+        for (size_t f = 0; f < nfd; ++f) {
+            const size_t bytes = static_cast<size_t>(nt) * n_steps * feeds[f].addrs.size() * sizeof(T);
+            feed_bufs_[f].ensure(mem_, bytes);
+            if (bytes) exec_.h2d(feed_bufs_[f].ptr, feeds[f].data, bytes);
+            data[f] = reinterpret_cast<const T*>(feed_bufs_[f].ptr);
+        }
+        if (nfd) {
+            feed_ptrs_.ensure(mem_, nfd * sizeof(T*));
+            exec_.h2d(feed_ptrs_.ptr, data.data(), nfd * sizeof(T*));
+            c.feed_data = reinterpret_cast<const T* const*>(feed_ptrs_.ptr);
+        }
+        exec_.h2d(ctrl_, &c, sizeof(c));
+    }
+
+    void finish(std::vector<ProbeRecord<T>>& probes, const std::vector<int64_t>& samples) {
+        download_state();
+        for (size_t q = 0; q < probes.size() && q < probe_bufs_.size(); ++q) {
+            const size_t bytes = static_cast<size_t>(n_trials()) * probes[q].n_samples *
+                                 probes[q].addrs.size() * sizeof(T);
+            if (bytes && probe_bufs_[q].ptr) exec_.d2h(probes[q].out, probe_bufs_[q].ptr, bytes);
+        }
+        exec_.sync();
+    }
+
+    void record_stats(const Config& cfg) {
+        last_launches_ = cfg.launches_per_step;
+        last_steps_per_graph_ = cfg.steps_per_graph;
+        last_segments_ = static_cast<int64_t>(cfg.segments.size());
+        last_batches_ = cfg.batches;
+    }
+
+    void run_graphs(Config& cfg, int64_t n_steps) {
+        record_stats(cfg);
+        const int64_t spg = cfg.steps_per_graph;
+        Segment& seg = cfg.segments.front();
+        const RunCtrl<T>* c = ctrl();
+        auto body = [this, &seg, c](int64_t steps) {
+            return [this, &seg, c, steps]() {
+                for (int64_t j = 0; j < steps; ++j)
+                    for (auto& l : seg.launches) l(j);
+                exec_.for_each(1, Advance<T>{ctrl_mut(), steps});
+            };
+        };
+        const int64_t full = n_steps / spg, rem = n_steps % spg;
+        if (full > 0) {
+            if (!cfg.graph_many) cfg.graph_many = exec_.capture(body(spg));
+            for (int64_t g = 0; g < full; ++g) exec_.launch(*cfg.graph_many);
+        }
+        if (rem > 0) {
+            if (!seg.graph) seg.graph = exec_.capture(body(1));
+            for (int64_t g = 0; g < rem; ++g) exec_.launch(*seg.graph);
+        }
+    }
+
+    void run_segments(Config& cfg, int64_t n_steps) {
+        record_stats(cfg);
+        const RunCtrl<T>* c = ctrl();
+        for (size_t k = 0; k < cfg.segments.size(); ++k) {
+            Segment& seg = cfg.segments[k];
+            const bool last = k + 1 == cfg.segments.size();
+            if (seg.graph || (seg.launches.empty() && !last)) continue;
+            seg.graph = exec_.capture([this, &seg, c, last]() {
+                for (auto& l : seg.launches) l(0);
+                if (last) exec_.for_each(1, Advance<T>{ctrl_mut(), 1});
+            });
+        }
+        for (int64_t s = 0; s < n_steps; ++s) {
+            for (auto& seg : cfg.segments) {
+                if (seg.graph) exec_.launch(*seg.graph);
+                if (seg.callback >= 0) call(*instrs_[seg.callback]);
+            }
+            steps_done_ = s + 1;
+        }
+    }
+
+    // A callback sees its signals on the host: copy them there and back.
+    void call(DInstr<T>& in) {
+        const size_t fs = sizeof(T), is = sizeof(int64_t);
+        for (size_t k = 0; k < in.f_ranges.size(); k += 2)
+            exec_.d2h(lay_.host_f + in.f_ranges[k], lay_.dev_f + in.f_ranges[k] * fs,
+                      in.f_ranges[k + 1] * fs);
+        for (size_t k = 0; k < in.i_ranges.size(); k += 2)
+            exec_.d2h(lay_.host_i + in.i_ranges[k], lay_.dev_i + in.i_ranges[k] * is,
+                      in.i_ranges[k + 1] * is);
+        exec_.sync();
+        in.fn();
+        for (size_t k = 0; k < in.f_ranges.size(); k += 2)
+            exec_.h2d(lay_.dev_f + in.f_ranges[k] * fs, lay_.host_f + in.f_ranges[k],
+                      in.f_ranges[k + 1] * fs);
+        for (size_t k = 0; k < in.i_ranges.size(); k += 2)
+            exec_.h2d(lay_.dev_i + in.i_ranges[k] * is, lay_.host_i + in.i_ranges[k],
+                      in.i_ranges[k + 1] * is);
+    }
+};
+
+}  // namespace NC_DEV_NS
+}  // namespace nc
+
+#include "device_instrs.h"

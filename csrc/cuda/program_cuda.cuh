@@ -1,0 +1,173 @@
+// The device program on a CUDA GPU: kernels (device_kernels.h) launched on a
+// stream of our own, steps captured into CUDA graphs and replayed.  Included by
+// program_cuda_f32.cu and program_cuda_f64.cu (one dtype each, so that nvcc
+// compiles them in parallel).
+//
+// Ordering with the caller: every call that touches the device first makes our
+// stream wait for the caller's stream (CuPy's current stream, passed as an
+// integer) and finally makes the caller's stream wait for ours, so memory that
+// CuPy hands out or takes back is never used by both at once.  Graph capture
+// needs a stream other than the legacy default one, hence our own stream.
+#pragma once
+#define NC_DEV_NS gpu
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <functional>
+#include <memory>
+
+#include "cuda_check.h"
+#include "device_kernels.h"
+
+namespace nc {
+namespace gpu {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 1 << 16;
+
+template <class F>
+__global__ void for_each_kernel(F f, int64_t n) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride)
+        f(i);
+}
+
+// One thread block per tile; see dot_* in device_kernels.h.
+template <class T, int TT>
+__global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q) {
+    extern __shared__ __align__(16) unsigned char nc_dot_smem[];
+    T* xs = reinterpret_cast<T*>(nc_dot_smem);
+    T* red = xs + TT * q.chunk;
+    const int64_t tile = blockIdx.x;
+    const int tid = threadIdx.x;
+    T acc[TT];
+#pragma unroll
+    for (int tt = 0; tt < TT; ++tt) acc[tt] = T(0);
+    const int64_t cols = q.cols[q.tile_block[tile]];
+    for (int64_t c0 = 0; c0 < cols; c0 += q.chunk) {
+        dot_load<T, TT>(q, tile, c0, tid, xs);
+        __syncthreads();
+        dot_accumulate<T, TT>(q, tile, c0, tid, xs, acc);
+        __syncthreads();
+    }
+    dot_stash<T, TT>(tid, acc, red);
+    __syncthreads();
+    dot_write<T, TT>(q, tile, tid, red);
+}
+
+class Exec {
+  public:
+    struct Graph {
+        cudaGraphExec_t exec = nullptr;
+        ~Graph() {
+            if (exec) NC_CUDA_IGNORE(cudaGraphExecDestroy(exec));
+        }
+    };
+
+    explicit Exec(int device) : device_(device) {
+        NC_CUDA_CHECK(cudaSetDevice(device_));
+        NC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_in_, cudaEventDisableTiming));
+        NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_out_, cudaEventDisableTiming));
+    }
+    ~Exec() { close(); }
+    Exec(const Exec&) = delete;
+    Exec& operator=(const Exec&) = delete;
+
+    void enter(uint64_t user_stream) {
+        NC_CUDA_CHECK(cudaSetDevice(device_));
+        NC_CUDA_CHECK(cudaEventRecord(ev_in_, to_stream(user_stream)));
+        NC_CUDA_CHECK(cudaStreamWaitEvent(stream_, ev_in_, 0));
+    }
+    void leave(uint64_t user_stream) {
+        NC_CUDA_CHECK(cudaEventRecord(ev_out_, stream_));
+        NC_CUDA_CHECK(cudaStreamWaitEvent(to_stream(user_stream), ev_out_, 0));
+    }
+
+    template <class F>
+    void for_each(int64_t n, const F& f) {
+        if (n <= 0) return;
+        const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
+        for_each_kernel<F><<<static_cast<unsigned>(blocks), kThreads, 0, stream_>>>(f, n);
+        NC_CUDA_CHECK(cudaGetLastError());
+    }
+
+    template <class T, int TT>
+    void dot(const DotParams<T>& q, int64_t n_tiles) {
+        if (n_tiles <= 0) return;
+        if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
+        const size_t smem = static_cast<size_t>(dot_smem_elems<T, TT>(q.chunk)) * sizeof(T);
+        dot_kernel<T, TT><<<static_cast<unsigned>(n_tiles), kDotThreads, smem, stream_>>>(q);
+        NC_CUDA_CHECK(cudaGetLastError());
+    }
+
+    void h2d(uint64_t dst, const void* src, size_t bytes) {
+        NC_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<void*>(dst), src, bytes,
+                                      cudaMemcpyHostToDevice, stream_));
+    }
+    void d2h(void* dst, uint64_t src, size_t bytes) {
+        NC_CUDA_CHECK(cudaMemcpyAsync(dst, reinterpret_cast<const void*>(src), bytes,
+                                      cudaMemcpyDeviceToHost, stream_));
+    }
+    void fill(uint64_t dst, int byte, size_t bytes) {
+        NC_CUDA_CHECK(cudaMemsetAsync(reinterpret_cast<void*>(dst), byte, bytes, stream_));
+    }
+    void sync() { NC_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+    // Page-locks host memory (faster, asynchronous copies); false if refused
+    // (e.g. a locked-memory limit), in which case copies stay pageable.
+    bool pin(void* p, size_t bytes) {
+        if (!p || bytes == 0) return false;
+        if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        return true;
+    }
+    void unpin(void* p) { NC_CUDA_IGNORE(cudaHostUnregister(p)); }
+
+    std::shared_ptr<Graph> capture(const std::function<void()>& body) {
+        NC_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        try {
+            body();
+        } catch (...) {
+            cudaGraph_t broken = nullptr;
+            NC_CUDA_IGNORE(cudaStreamEndCapture(stream_, &broken));
+            if (broken) NC_CUDA_IGNORE(cudaGraphDestroy(broken));
+            throw;
+        }
+        cudaGraph_t graph = nullptr;
+        NC_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+        auto out = std::make_shared<Graph>();
+        const cudaError_t err = cudaGraphInstantiate(&out->exec, graph, 0);
+        NC_CUDA_IGNORE(cudaGraphDestroy(graph));
+        NC_CUDA_CHECK(err);
+        return out;
+    }
+    void launch(Graph& g) { NC_CUDA_CHECK(cudaGraphLaunch(g.exec, stream_)); }
+
+    void close() {
+        if (stream_) {
+            NC_CUDA_IGNORE(cudaStreamSynchronize(stream_));
+            NC_CUDA_IGNORE(cudaStreamDestroy(stream_));
+            stream_ = nullptr;
+        }
+        if (ev_in_) NC_CUDA_IGNORE(cudaEventDestroy(ev_in_));
+        if (ev_out_) NC_CUDA_IGNORE(cudaEventDestroy(ev_out_));
+        ev_in_ = ev_out_ = nullptr;
+    }
+
+  private:
+    int device_ = 0;
+    cudaStream_t stream_ = nullptr;
+    cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
+
+    static cudaStream_t to_stream(uint64_t s) { return reinterpret_cast<cudaStream_t>(s); }
+};
+
+}  // namespace gpu
+}  // namespace nc
+
+#include "device_program.h"

@@ -1,0 +1,124 @@
+// The device program run on the host: the same kernel bodies (device_kernels.h)
+// and host logic (device_program.h) as the GPU build, with host memory standing
+// in for device memory and a list of closures standing in for a CUDA graph.
+//
+// Logical threads run in reverse order and every pool access is bounds-checked,
+// so a kernel that depends on its threads' order, or reads outside the pools,
+// fails the comparison with the CPU backend (tests/test_cuda_emulator.py)
+// instead of passing by luck.  Built always, with or without nvcc.
+#define NC_DEV_NS emu
+#define NC_DEV_CHECKED 1
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "device_kernels.h"
+
+namespace nc {
+namespace emu {
+
+class Exec {
+  public:
+    struct Graph {
+        std::vector<std::function<void()>> ops;
+    };
+
+    explicit Exec(int) {}
+    void enter(uint64_t) {}
+    void leave(uint64_t) {}
+
+    template <class F>
+    void for_each(int64_t n, const F& f) {
+        if (n <= 0) return;
+        submit([n, f]() {
+            for (int64_t i = n - 1; i >= 0; --i) f(i);
+        });
+    }
+
+    // The tiled mat-vec, phase by phase as the CUDA kernel runs it between barriers.
+    template <class T, int TT>
+    void dot(const DotParams<T>& q, int64_t n_tiles) {
+        if (n_tiles <= 0) return;
+        submit([q, n_tiles]() {
+            std::vector<T> smem(static_cast<size_t>(dot_smem_elems<T, TT>(q.chunk)));
+            T* xs = smem.data();
+            T* red = xs + TT * q.chunk;
+            std::vector<T> acc(static_cast<size_t>(kDotThreads) * TT);
+            for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
+                std::fill(acc.begin(), acc.end(), T(0));
+                std::fill(smem.begin(), smem.end(), T(-12345));  // stale values show
+                const int64_t cols = q.cols[q.tile_block[tile]];
+                for (int64_t c0 = 0; c0 < cols; c0 += q.chunk) {
+                    for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                        dot_load<T, TT>(q, tile, c0, tid, xs);
+                    for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                        dot_accumulate<T, TT>(q, tile, c0, tid, xs, &acc[tid * TT]);
+                }
+                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                    dot_stash<T, TT>(tid, &acc[tid * TT], red);
+                for (int tid = kDotThreads - 1; tid >= 0; --tid) dot_write<T, TT>(q, tile, tid, red);
+            }
+        });
+    }
+
+    void h2d(uint64_t dst, const void* src, size_t bytes) {
+        std::memcpy(reinterpret_cast<void*>(dst), src, bytes);
+    }
+    void d2h(void* dst, uint64_t src, size_t bytes) {
+        std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
+    }
+    void fill(uint64_t dst, int byte, size_t bytes) {
+        std::memset(reinterpret_cast<void*>(dst), byte, bytes);
+    }
+    void sync() {}
+    bool pin(void*, size_t) { return false; }
+    void unpin(void*) {}
+
+    std::shared_ptr<Graph> capture(const std::function<void()>& body) {
+        auto g = std::make_shared<Graph>();
+        recording_ = &g->ops;
+        try {
+            body();
+        } catch (...) {
+            recording_ = nullptr;
+            throw;
+        }
+        recording_ = nullptr;
+        return g;
+    }
+    void launch(Graph& g) {
+        for (auto& op : g.ops) op();
+    }
+    void close() {}
+
+  private:
+    std::vector<std::function<void()>>* recording_ = nullptr;
+
+    void submit(std::function<void()> op) {
+        if (recording_)
+            recording_->push_back(std::move(op));
+        else
+            op();
+    }
+};
+
+}  // namespace emu
+}  // namespace nc
+
+#include "device_program.h"
+
+namespace nc {
+
+std::unique_ptr<DeviceProgram<float>> make_emulated_program_f32(const DeviceLayout<float>& lay,
+                                                                DeviceHooks hooks) {
+    return std::make_unique<emu::Program<float>>(lay, std::move(hooks));
+}
+
+std::unique_ptr<DeviceProgram<double>> make_emulated_program_f64(const DeviceLayout<double>& lay,
+                                                                 DeviceHooks hooks) {
+    return std::make_unique<emu::Program<double>>(lay, std::move(hooks));
+}
+
+}  // namespace nc

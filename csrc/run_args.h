@@ -1,0 +1,82 @@
+// Python-side arguments of a run (feeds, probes) and buffers, checked and
+// turned into the plain structs of cpu/runner.h.  Shared by the CPU bindings
+// (bindings.cpp) and the CUDA backend's (cuda/bindings_device.cpp).
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "cpu/runner.h"
+
+namespace nc {
+
+// A writeable C-contiguous array of E with at least `need` elements.
+template <typename E>
+E* checked_buffer(pybind11::array& arr, int64_t need, const char* what) {
+    namespace py = pybind11;
+    if (!py::isinstance<py::array_t<E>>(arr))
+        throw py::type_error(std::string(what) + ": wrong dtype");
+    if (!(arr.flags() & py::array::c_style) || !arr.writeable())
+        throw py::value_error(std::string(what) + ": must be a writeable C-contiguous array");
+    if (arr.size() < need)
+        throw py::value_error(std::string(what) + ": has " + std::to_string(arr.size()) +
+                              " elements, needs " + std::to_string(need));
+    return static_cast<E*>(arr.mutable_data());
+}
+
+template <typename T>
+struct RunArgs {
+    std::vector<Feed<T>> feeds;
+    std::vector<ProbeRecord<T>> probes;
+    std::vector<pybind11::array> keep;  // keeps the arrays alive during the run
+};
+
+// feeds: [(after, addrs, data(n_trials, n_steps, len(addrs)))]
+// probes: [(addrs, mask(n_steps,), out(n_trials, n_samples, len(addrs)))]
+template <typename T>
+RunArgs<T> parse_run_args(int64_t n_steps, int64_t n_trials, pybind11::list feeds,
+                          pybind11::list probes, const Pool<T>& pool) {
+    namespace py = pybind11;
+    RunArgs<T> args;
+    for (auto item : feeds) {
+        auto tup = item.cast<py::tuple>();
+        Feed<T> f;
+        f.after = tup[0].cast<int64_t>();
+        f.addrs = tup[1].cast<std::vector<int64_t>>();
+        check_addresses(f.addrs, pool, "feed");
+        py::array data = tup[2].cast<py::array>();
+        if (data.ndim() != 3 || data.shape(0) != n_trials || data.shape(1) != n_steps ||
+            data.shape(2) != static_cast<py::ssize_t>(f.addrs.size()))
+            throw py::value_error("feed data has the wrong shape");
+        if (!(data.flags() & py::array::c_style) || !py::isinstance<py::array_t<T>>(data))
+            throw py::value_error("feed data must be C-contiguous with the program dtype");
+        f.data = static_cast<const T*>(data.data());
+        args.keep.push_back(data);
+        args.feeds.push_back(std::move(f));
+    }
+    for (auto item : probes) {
+        auto tup = item.cast<py::tuple>();
+        ProbeRecord<T> p;
+        p.addrs = tup[0].cast<std::vector<int64_t>>();
+        check_addresses(p.addrs, pool, "probe");
+        py::array mask = tup[1].cast<py::array>();
+        py::array out = tup[2].cast<py::array>();
+        if (!py::isinstance<py::array_t<uint8_t>>(mask) || mask.ndim() != 1 ||
+            mask.shape(0) != n_steps || !(mask.flags() & py::array::c_style))
+            throw py::value_error("probe mask must be uint8 of shape (n_steps,)");
+        if (out.ndim() != 3 || out.shape(0) != n_trials ||
+            out.shape(2) != static_cast<py::ssize_t>(p.addrs.size()))
+            throw py::value_error("probe output has the wrong shape");
+        p.out = checked_buffer<T>(out, out.size(), "probe output");
+        p.mask = static_cast<const uint8_t*>(mask.data());
+        p.n_samples = out.shape(1);
+        args.keep.push_back(mask);
+        args.keep.push_back(out);
+        args.probes.push_back(std::move(p));
+    }
+    return args;
+}
+
+}  // namespace nc

@@ -1,0 +1,194 @@
+"""The CUDA backend: the program runs as CUDA kernels, a step as a CUDA graph.
+
+`CudaBackend` loads the same `Program` as the CPU backend into a native device
+program (``csrc/cuda/``).  Device memory comes from CuPy (``pip install
+nengo_cuda[cuda]``): the signal pools and every table the native side asks for
+through the ``alloc``/``free`` hooks, so ``close()`` returns all of it to CuPy's
+pool.  Work is ordered on CuPy's current stream.
+
+The host pools (``layout.fbuf``/``ibuf``) stay the truth between runs, as with
+the CPU backend: a run uploads them, runs its steps on the device and downloads
+the state and the probe data.  Callback instructions (operators without a
+kernel) get the signals they touch copied to the host and back around them.
+
+`EmulatedCudaBackend` runs the very same native program logic and kernel bodies
+on the host, with NumPy memory in place of device memory (``device=
+"cuda-emulator"``): it tests everything but the CUDA calls on machines without
+a GPU, and is slow.
+"""
+
+import numpy as np
+
+from .. import _native
+from ..layout import FLOAT
+
+# A callback's float ranges are copied whole when they cover at least this
+# fraction of the state, and ranges closer than _GAP elements are merged.
+_WHOLE_STATE = 0.5
+_GAP = 256
+
+
+def import_cupy():
+    """CuPy, or an ImportError that says how to install it."""
+    try:
+        import cupy  # noqa: PLC0415
+    except ImportError as e:
+        raise ImportError(
+            "The CUDA backend needs CuPy: pip install 'nengo_cuda[cuda]' "
+            f"(cupy-cuda13x) ({e})"
+        ) from e
+    return cupy
+
+
+def callback_ranges(instr, layout):
+    """Pool ranges (start, length, ...) a callback instruction may read or write.
+
+    Float pool: the state copies (every trial) of the bases its operators use;
+    shared signals are never written, so the host copy is current.  Int pool:
+    all state (tiny: the step counter, which callbacks read for the time).
+    """
+    bases = {s.base for op in instr.ops for s in op.all_signals}
+    spans = []
+    for base in bases:
+        pool, shared, offset = layout.placement.get(base, (None, True, None))
+        if pool != FLOAT or shared:
+            continue
+        for t in range(layout.n_trials):
+            start = layout.f_shared + t * layout.f_state + offset
+            spans.append((start, start + base.size))
+    total_state = layout.n_trials * layout.f_state
+    f_ranges = []
+    if spans:
+        spans.sort()
+        merged = [list(spans[0])]
+        for lo, hi in spans[1:]:
+            if lo <= merged[-1][1] + _GAP:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        if sum(hi - lo for lo, hi in merged) >= _WHOLE_STATE * total_state:
+            merged = [[layout.f_shared, layout.f_shared + total_state]]
+        f_ranges = [v for lo, hi in merged for v in (lo, hi - lo)]
+    n_int = layout.n_trials * layout.i_state
+    i_ranges = [layout.i_shared, n_int] if n_int else []
+    return f_ranges, i_ranges
+
+
+class CudaBackend:
+    """Loads a `Program` into a native CUDA program over device copies of the pools."""
+
+    name = "cuda"
+
+    def __init__(self, program, layout, dt):
+        self.layout = layout
+        self._buffers = {}  # device address -> the array that owns the memory
+        self._init_device()
+        f_pool = self._device_array(layout.fbuf.size, layout.dtype)
+        i_pool = self._device_array(layout.ibuf.size, np.int64)
+        classes = self._program_classes()
+        self.native = classes[np.dtype(layout.dtype)](
+            layout.fbuf,
+            layout.f_shared,
+            layout.f_state,
+            layout.ibuf,
+            layout.i_shared,
+            layout.i_state,
+            layout.n_trials,
+            dt,
+            f_pool,
+            i_pool,
+            self._alloc,
+            self._free,
+            self._device_id,
+        )
+        self.native.set_stream(self._stream())
+        for instr in program:
+            if instr.is_callback:
+                self.native.add_callback(instr.callback, *callback_ranges(instr, layout))
+            else:
+                self.native.add(instr.kind, instr.ints, instr.floats, instr.scalars)
+
+    # -- device specifics (overridden by the emulator) ----------------------------
+    def _init_device(self):
+        self._cp = import_cupy()
+        self._device_id = int(self._cp.cuda.Device().id)
+
+    @staticmethod
+    def _program_classes():
+        return {
+            np.dtype(np.float32): _native.CudaProgramFloat32,
+            np.dtype(np.float64): _native.CudaProgramFloat64,
+        }
+
+    def _alloc(self, nbytes):
+        arr = self._cp.empty(max(int(nbytes), 1), dtype=self._cp.uint8)
+        ptr = int(arr.data.ptr)
+        self._buffers[ptr] = arr
+        return ptr
+
+    def _stream(self):
+        return int(self._cp.cuda.get_current_stream().ptr)
+
+    # -- shared ----------------------------------------------------------------------
+    def _device_array(self, n, dtype):
+        return self._alloc(max(int(n), 1) * np.dtype(dtype).itemsize)
+
+    def _free(self, ptr):
+        self._buffers.pop(int(ptr), None)
+
+    def set_enabled(self, index, enabled):
+        self.native.set_enabled(index, enabled)
+
+    def set_table(self, index, name, data):
+        """Replaces data table ``name`` of instruction ``index`` (float64 values)."""
+        self.native.set_stream(self._stream())
+        self.native.set_table(index, name, np.ascontiguousarray(data, dtype=np.float64))
+
+    def set_poison(self, on=True):
+        """Fill probe buffers with NaN before each run (unwritten samples show)."""
+        self.native.set_poison(on)
+
+    def run(self, n_steps, feeds, probes):
+        """Runs ``n_steps``; same arguments and result as `CpuBackend.run`."""
+        self.native.run(n_steps, feeds, probes, self._stream())
+        return self.native.steps_done
+
+    @property
+    def steps_done(self):
+        return self.native.steps_done
+
+    def stats(self):
+        """Launches per step, steps per graph, ... of the last run (a dict)."""
+        return dict(self.native.stats())
+
+    def close(self):
+        if self.native is not None:
+            self.native.close()
+        self.native = None
+        self._buffers.clear()
+
+
+class EmulatedCudaBackend(CudaBackend):
+    """`CudaBackend`'s native logic and kernels run on the host (for tests)."""
+
+    name = "cuda-emulator"
+
+    def _init_device(self):
+        self._device_id = 0
+
+    @staticmethod
+    def _program_classes():
+        return {
+            np.dtype(np.float32): _native.EmulatedProgramFloat32,
+            np.dtype(np.float64): _native.EmulatedProgramFloat64,
+        }
+
+    def _alloc(self, nbytes):
+        # poisoned, so reads of memory nothing wrote show up as NaN
+        arr = np.full(max(int(nbytes), 1), 0xFF, dtype=np.uint8)
+        ptr = int(arr.ctypes.data)
+        self._buffers[ptr] = arr
+        return ptr
+
+    def _stream(self):
+        return 0

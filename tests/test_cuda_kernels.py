@@ -1,0 +1,222 @@
+"""Device instructions against the CPU instructions, on identical buffers.
+
+Each test loads the same instructions into a CPU program and a device program
+whose pools start equal (random values), runs both and compares the pools.
+``device`` is the host emulator of the CUDA backend (always) and the GPU
+(skipped without one: it needs a CUDA build, a device and CuPy).
+"""
+
+import numpy as np
+import pytest
+
+from nengo_cuda import _native
+from nengo_cuda.backends.select import cuda_status
+
+DEVICES = [
+    "cuda-emulator",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not cuda_status()[0], reason=f"no CUDA: {cuda_status()[1]}"),
+    ),
+]
+CPU = {np.float32: _native.ProgramFloat32, np.float64: _native.ProgramFloat64}
+
+
+class Twin:
+    """A CPU program and a device program over equal pools."""
+
+    def __init__(self, device, dtype, n_shared, n_state, n_trials=1, n_int_state=1, seed=0):
+        rng = np.random.RandomState(seed)
+        self.dtype = np.dtype(dtype)
+        self.n_shared, self.n_state, self.n_trials = n_shared, n_state, n_trials
+        size = n_shared + n_trials * n_state
+        self.f_cpu = rng.uniform(-1, 1, size).astype(self.dtype)
+        self.i_cpu = np.arange(n_trials * n_int_state, dtype=np.int64)
+        self.f_dev, self.i_dev = self.f_cpu.copy(), self.i_cpu.copy()
+        self.cpu = CPU[self.dtype.type](
+            self.f_cpu, n_shared, n_state, self.i_cpu, 0, n_int_state, n_trials, 0.001
+        )
+        self.device = device
+        self._mem = {}
+        if device == "cuda":
+            import cupy  # noqa: PLC0415
+
+            self._cp = cupy
+            cls = {np.float32: _native.CudaProgramFloat32, np.float64: _native.CudaProgramFloat64}
+        else:
+            cls = {
+                np.float32: _native.EmulatedProgramFloat32,
+                np.float64: _native.EmulatedProgramFloat64,
+            }
+        pools = [self._alloc(self.f_dev.nbytes), self._alloc(self.i_dev.nbytes)]
+        self._pools = {p: self._mem.pop(p) for p in pools}  # ours, not the program's
+        self.dev = cls[self.dtype.type](
+            self.f_dev, n_shared, n_state, self.i_dev, 0, n_int_state, n_trials, 0.001,
+            pools[0], pools[1], self._alloc, self._free, 0,
+        )
+
+    def _alloc(self, nbytes):
+        if self.device == "cuda":
+            arr = self._cp.empty(max(int(nbytes), 1), dtype=self._cp.uint8)
+            ptr = int(arr.data.ptr)
+        else:
+            arr = np.full(max(int(nbytes), 1), 0xFF, dtype=np.uint8)
+            ptr = int(arr.ctypes.data)
+        self._mem[ptr] = arr
+        return ptr
+
+    def _free(self, ptr):
+        self._mem.pop(ptr, None)
+
+    def add(self, kind, ints=None, floats=None, scalars=None):
+        ints = {k: np.asarray(v, dtype=np.int64).ravel().tolist() for k, v in (ints or {}).items()}
+        floats = {
+            k: np.asarray(v, dtype=np.float64).ravel().tolist() for k, v in (floats or {}).items()
+        }
+        scalars = {k: float(v) for k, v in (scalars or {}).items()}
+        a = self.cpu.add(kind, ints, floats, scalars)
+        b = self.dev.add(kind, ints, floats, scalars)
+        assert a == b
+        return a
+
+    def set_table(self, index, name, data):
+        self.cpu.set_table(index, name, data)
+        self.dev.set_table(index, name, data)
+
+    def run(self, n_steps=1):
+        self.cpu.run(n_steps, [], [])
+        self.dev.run(n_steps, [], [], 0)
+
+    def assert_equal(self, rtol=0.0, atol=0.0):
+        np.testing.assert_allclose(self.f_dev, self.f_cpu, rtol=rtol, atol=atol)
+        np.testing.assert_array_equal(self.i_dev, self.i_cpu)
+
+    def close(self):
+        self.dev.close()
+        assert not self._mem, "device buffers left after close"
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.mark.parametrize("inc", [False, True])
+def test_copy_overlapping_shift(device, inc):
+    t = Twin(device, np.float64, 0, 20, n_trials=2)
+    t.add("copy", ints={"src": np.arange(10), "dst": np.arange(1, 11)},
+          scalars={"inc": inc, "overlap": 1})
+    t.run(3)
+    t.assert_equal()
+    t.close()
+
+
+def test_copy_inc_repeats_and_batches(device):
+    """Repeated destinations accumulate in order; dependent copies stay ordered."""
+    t = Twin(device, np.float32, 10, 30, n_trials=3)
+    t.add("reset", ints={"dst": [10, 11, 12]}, floats={"value": [0.5, -1, 2]})
+    t.add("copy", ints={"src": [10, 11, 0, 12], "dst": [13, 13, 14, 13]}, scalars={"inc": 1})
+    t.add("elementwise_inc", ints={"Y": [15, 15, 16], "A": [1, 2, 13], "X": [13, 14, 3]})
+    t.add("copy", ints={"src": [15, 16], "dst": [17, 18]}, scalars={"inc": 0})
+    t.add("copy_runs", ints={"src": [20, 5], "dst": [30, 33], "length": [3, 2]},
+          scalars={"inc": 1})
+    t.add("time_update", scalars={"step": 0, "time": 19})
+    t.run(4)
+    t.assert_equal()
+    t.close()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3, 9])
+def test_dot_inc_ragged_blocks(device, dtype, n_trials):
+    # (rows, cols): encoder-like, decoder-like, scalar, empty, wide (several X chunks)
+    shapes = [(40, 3), (3, 70), (1, 1), (0, 5), (4, 0), (5, 1100), (130, 17)]
+    n_shared = sum(r * c for r, c in shapes) + 10
+    n_state = sum(r + c for r, c in shapes) * 2 + sum(r * c for r, c in shapes) + 10
+    t = Twin(device, dtype, n_shared, n_state, n_trials=n_trials, seed=n_trials)
+    fields = {k: [] for k in ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s")}
+    sh, st = 0, n_shared
+    for b, (r, c) in enumerate(shapes):
+        if b % 2 == 0:  # shared matrix, row-major
+            a, a_rs, a_cs = sh, c, 1
+            sh += r * c
+        else:  # per-trial matrix (learned weights), column-major
+            a, a_rs, a_cs = st, 1, max(r, 1)
+            st += r * c
+        x_s = 1 + b % 2
+        fields["rows"].append(r)
+        fields["cols"].append(c)
+        fields["A"].append(a)
+        fields["A_rs"].append(a_rs)
+        fields["A_cs"].append(a_cs)
+        fields["X"].append(st)
+        fields["X_s"].append(x_s)
+        st += max(c * x_s, 1)
+        fields["Y"].append(st + max(r, 1) - 1)  # a reversed view: negative stride
+        fields["Y_s"].append(-1)
+        st += max(r, 1)
+    assert sh <= n_shared and st <= n_shared + n_state
+    t.add("dot_inc", ints=fields)
+    t.run(2)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    t.assert_equal(rtol=tol, atol=tol)
+    t.close()
+
+
+def test_sparse_dot_inc(device):
+    t = Twin(device, np.float64, 0, 40, n_trials=2)
+    t.add("sparse_dot_inc", ints={"indptr": [0, 2, 2, 5], "indices": [0, 3, 1, 2, 3]},
+          floats={"data": [0.5, -1, 2, 0.25, 1]},
+          scalars={"X": 10, "X_s": 2, "Y": 30, "Y_s": 1, "cols": 4})
+    t.run(3)
+    t.assert_equal(rtol=1e-12, atol=1e-12)
+    t.close()
+
+
+def test_neurons_lif(device):
+    n = 50
+    t = Twin(device, np.float32, 0, 4 * n, n_trials=2)
+    rng = np.random.RandomState(1)
+    for trial in range(2):  # refractory times >= 0, currents around threshold
+        base = trial * 4 * n
+        t.f_cpu[base + 3 * n: base + 4 * n] = rng.uniform(0, 0.002, n)
+        t.f_cpu[base: base + n] = rng.uniform(0, 5, n)
+    t.f_dev[:] = t.f_cpu
+    t.add("neurons_lif",
+          ints={"J": np.arange(n), "out": np.arange(n, 2 * n),
+                "voltage": np.arange(2 * n, 3 * n), "refractory_time": np.arange(3 * n, 4 * n)},
+          floats={"tau_rc": np.full(n, 0.02), "tau_ref": np.full(n, 0.002),
+                  "min_voltage": np.zeros(n), "amplitude": np.ones(n)})
+    t.run(20)
+    t.assert_equal(rtol=1e-5, atol=1e-5)
+    t.close()
+
+
+def test_process_table(device):
+    """Periodic (WhiteSignal) and per-step (WhiteNoise) rows, re-set between runs."""
+    t = Twin(device, np.float64, 0, 12, n_trials=2, n_int_state=1)
+    t.f_cpu[0::12] = 0.0
+    t.f_dev[:] = t.f_cpu
+    t.add("time_update", scalars={"step": 0, "time": 0})
+    i = t.add("process_table", ints={"Y": [1, 2, 3, 4, 5], "m": [2, 3], "period": [4, 0],
+                                    "inc": [0, 1]}, scalars={"time": 0})
+    rng = np.random.RandomState(3)
+    for steps in (3, 5):
+        per_trial = 4 * 2 + steps * 3
+        t.set_table(i, "table", rng.uniform(-1, 1, (2, per_trial)))
+        t.run(steps)
+        t.assert_equal()
+    t.close()
+
+
+def test_bad_input_raises(device):
+    t = Twin(device, np.float64, 0, 4)
+    with pytest.raises((IndexError, ValueError)):
+        t.dev.add("copy", {"src": [0], "dst": [99]}, {}, {"inc": 0.0})
+    with pytest.raises(ValueError, match="unknown instruction kind"):
+        t.dev.add("no_such_kind", {}, {}, {})
+    with pytest.raises(ValueError, match="missing"):
+        t.dev.add("dot_inc", {"rows": [1]}, {}, {})
+    t.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        t.dev.run(1, [], [], 0)

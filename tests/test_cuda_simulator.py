@@ -1,0 +1,227 @@
+"""The CUDA backend through `nengo_cuda.Simulator`, against the CPU backend.
+
+``device`` is the host emulator of the CUDA backend (always) and the GPU
+(skipped without one, with the reason).
+"""
+
+import nengo
+import numpy as np
+import pytest
+from nengo.exceptions import ValidationError
+
+import nengo_cuda
+import nengo_cuda.simulator
+from nengo_cuda.backends import select
+from nengo_cuda.backends.cpu import CpuBackend
+from nengo_cuda.backends.cuda import EmulatedCudaBackend, callback_ranges
+from networks import NETWORKS
+
+DEVICES = [
+    "cuda-emulator",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not select.cuda_status()[0], reason=f"no CUDA: {select.cuda_status()[1]}"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def _sim(net, device, **kwargs):
+    kwargs.setdefault("progress_bar", False)
+    return nengo_cuda.Simulator(net, device=device, **kwargs)
+
+
+def _data(net, probes, device, run=lambda sim: sim.run(0.3), **kwargs):
+    with _sim(net, device, **kwargs) as sim:
+        run(sim)
+        return [np.array(sim.data[p]) for p in probes], sim.n_steps
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("dtype, minibatch", [("float64", None), ("float32", 3)])
+def test_networks_match_cpu(device, name, dtype, minibatch):
+    net, probes = NETWORKS[name]()
+    ref, _ = _data(net, probes, "cpu", dtype=dtype, minibatch_size=minibatch)
+    out, _ = _data(net, probes, device, dtype=dtype, minibatch_size=minibatch)
+    tol = 1e-9 if dtype == "float64" else 1e-5
+    for r, o in zip(ref, out):
+        assert r.shape == o.shape
+        np.testing.assert_allclose(o, r, rtol=tol, atol=tol)
+
+
+def test_data_feeds(device):
+    net, probes = NETWORKS["tutorial"]()
+    feed = np.linspace(-1, 1, 2 * 200).reshape(2, 200, 1)
+
+    def run(sim):
+        sim.run_steps(200, data={net.inpt: feed})
+        sim.run_steps(50)  # back to the node's own output
+
+    ref, _ = _data(net, probes, "cpu", run=run, minibatch_size=2, dtype="float64")
+    out, _ = _data(net, probes, device, run=run, minibatch_size=2, dtype="float64")
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
+
+
+def test_chunks_steps_and_reset(device, monkeypatch):
+    """Runs split into chunks, single steps, and reset give what one run gives."""
+    net, probes = NETWORKS["slices"]()
+    ref, _ = _data(net, probes, "cpu", run=lambda sim: sim.run_steps(120), dtype="float64")
+    monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_ELEMENTS", 500)
+
+    def run(sim):
+        sim.run_steps(37)
+        sim.reset()
+        sim.run_steps(100)
+        for _ in range(20):
+            sim.step()
+
+    out, n = _data(net, probes, device, run=run, dtype="float64")
+    assert n == 120
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
+
+
+def test_callback_error_keeps_completed_steps(device):
+    """A Node raising mid-run: the steps before it and their probe data are kept."""
+
+    def build():
+        with nengo.Network(seed=4) as net:
+            def f(t):
+                if t > 0.0205:
+                    raise RuntimeError("node failed")
+                return [np.sin(50 * t)]
+
+            u = nengo.Node(f)
+            e = nengo.Ensemble(30, 1)
+            nengo.Connection(u, e)
+            p = nengo.Probe(e, synapse=0.01)
+        return net, p
+
+    results = []
+    for dev in ("cpu", device):
+        net, p = build()
+        with _sim(net, dev, dtype="float64") as sim:
+            with pytest.raises(RuntimeError, match="node failed"):
+                sim.run(0.1)
+            results.append((sim.n_steps, np.array(sim.data[p])))
+    (n_ref, d_ref), (n_dev, d_dev) = results
+    assert n_dev == n_ref == 20
+    np.testing.assert_allclose(d_dev, d_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_emulator_stats_and_close():
+    net, probes = NETWORKS["tutorial"]()
+    sim = _sim(net, "cuda-emulator")
+    assert isinstance(sim.backend, EmulatedCudaBackend)
+    sim.run_steps(130)
+    stats = sim.backend.stats()
+    assert stats["segments"] == 1  # no callbacks: one graph per steps_per_graph steps
+    assert stats["steps_per_graph"] > 1
+    simple = {"time_update", "reset", "copy", "copy_runs", "elementwise_inc"}
+    n_simple = sum(instr.kind in simple for instr in sim.program)
+    assert 0 < stats["batches"] < n_simple  # independent element-wise work merged
+    sim.close()
+    assert not sim.backend._buffers
+
+
+def test_callback_ranges_cover_callback_signals():
+    net, _ = NETWORKS["integrator"]()
+    with _sim(net, "cpu") as sim:
+        layout = sim.layout
+        for instr in sim.program:
+            if not instr.is_callback:
+                continue
+            f_ranges, i_ranges = callback_ranges(instr, layout)
+            covered = set()
+            for start, length in zip(f_ranges[::2], f_ranges[1::2]):
+                covered.update(range(start, start + length))
+            for op in instr.ops:
+                for sig in op.all_signals:
+                    if layout.pool_of(sig) == "float" and not layout.is_shared(sig):
+                        addrs = layout.addresses(sig).ravel()
+                        assert set((addrs - layout.f_shared).tolist()) <= {
+                            a - layout.f_shared for a in covered
+                        }
+            assert i_ranges == [layout.i_shared, layout.n_trials * layout.i_state]
+
+
+def test_device_selection_without_gpu(monkeypatch):
+    monkeypatch.setattr(select, "cuda_status", lambda: (False, "no driver (test)"))
+    assert select.select_backend(None) is CpuBackend
+    assert select.select_backend("cpu") is CpuBackend
+    assert select.select_backend("cuda-emulator") is EmulatedCudaBackend
+    with pytest.raises(ValidationError, match=r"device='cuda' is unavailable: no driver \(test\)"):
+        select.select_backend("cuda")
+
+
+def test_cuda_status_names_a_cause():
+    ok, why = select.cuda_status()
+    assert isinstance(ok, bool) and why
+    if not nengo_cuda._native.built_with_cuda:
+        assert "without nvcc" in why
+
+
+# -- GPU only ------------------------------------------------------------------------
+gpu = pytest.mark.skipif(not select.cuda_status()[0], reason=f"no CUDA: {select.cuda_status()[1]}")
+
+
+@gpu
+def test_gpu_runs_on_a_user_stream():
+    """Work is ordered on CuPy's current stream, whichever it is."""
+    import cupy  # noqa: PLC0415
+
+    net, probes = NETWORKS["slices"]()
+    ref, _ = _data(net, probes, "cpu", dtype="float64")
+    with cupy.cuda.Stream(non_blocking=True):
+        out, _ = _data(net, probes, "cuda", dtype="float64")
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
+
+
+@gpu
+def test_gpu_close_returns_memory():
+    import cupy  # noqa: PLC0415
+
+    pool = cupy.get_default_memory_pool()
+    before = pool.used_bytes()
+    net, _ = NETWORKS["oscillator"]()
+    sim = _sim(net, "cuda", minibatch_size=4)
+    sim.run_steps(50)
+    assert pool.used_bytes() > before
+    sim.close()
+    assert pool.used_bytes() == before
+
+
+@gpu
+def test_gpu_long_run_is_one_call_per_chunk():
+    """Without callbacks, steps run as graphs of many steps (O(1) Python calls)."""
+    net, probes = NETWORKS["tutorial"]()
+    ref, _ = _data(net, probes, "cpu", run=lambda sim: sim.run_steps(1000))
+    with _sim(net, "cuda") as sim:
+        calls = []
+        sim.backend.native = _CountingProxy(sim.backend.native, calls)
+        sim.run_steps(1000)
+        stats = sim.backend.stats()
+        out = [np.array(sim.data[p]) for p in probes]
+    assert len(calls) == 1 and stats["steps_per_graph"] > 1 and stats["segments"] == 1
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-5)
+
+
+class _CountingProxy:
+    def __init__(self, native, calls):
+        self._native, self._calls = native, calls
+
+    def run(self, *args):
+        self._calls.append(args[0])
+        return self._native.run(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._native, name)
