@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -89,12 +90,24 @@ def build():
         f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={ROOT / 'nengo_cuda'}",
         "-DCMAKE_CUDA_ARCHITECTURES=90-real", "-DNC_ENABLE_CUDA=ON", "-DCMAKE_BUILD_TYPE=Release",
     ]
+    nvcc = shutil.which("nvcc") or next(
+        (p for p in ("/usr/local/cuda/bin/nvcc",) if Path(p).exists()), None
+    )
+    if nvcc is None:
+        raise RuntimeError("nvcc not found (neither on PATH nor in /usr/local/cuda/bin)")
+    cmd.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
     for c in (cmd, ["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 8)]):
         out = subprocess.run(c, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stdout[-6000:], out.stderr[-6000:])
             raise RuntimeError(f"{' '.join(c[:3])} failed (exit {out.returncode})")
-    return "built (sm_90)"
+    probe = subprocess.run(
+        [sys.executable, "-c", "from nengo_cuda import _native; print(_native.built_with_cuda)"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if probe.stdout.strip() != "True":
+        raise RuntimeError(f"the new build is not a CUDA build: {probe.stdout}{probe.stderr}")
+    return f"built (sm_90, {nvcc})"
 
 
 # -- 2. status ------------------------------------------------------------------
