@@ -130,3 +130,24 @@ def test_copy_runs_never_cross_shared_boundary():
     p = RawProgram(np.float64, 10, 10)
     with pytest.raises(ValueError, match="crosses"):
         p.add("copy_runs", ints={"src": [8], "dst": [12], "length": [4]}, scalars={"inc": 0})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(16, 3), (5, 70)])  # packed A^T, and strided rows
+def test_dot_inc_sees_changed_shared_weights(dtype, shape, rng):
+    """Kernels that keep packed copies of shared weights re-read them every run
+    (training, load_params and sim.signals write the shared buffer in place)."""
+    m, k = shape
+    p = RawProgram(dtype, m * k, k + m)
+    A, x, y = p.alloc(m * k, shared=True), p.alloc(k), p.alloc(m)
+    p.write(x, rng.randn(k))
+    # column-major A (A_cs = m) so the rows kernel packs it too
+    p.add("dot_inc", ints=dict(rows=[m], cols=[k], A=[A[0]], A_rs=[1], A_cs=[m], X=[x[0]],
+                               X_s=[1], Y=[y[0]], Y_s=[1]))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for _ in range(2):
+        a = rng.randn(k, m)  # stored column-major: element (r, c) at c * m + r
+        p.write(A, a.ravel())
+        p.write(y, 0.0)
+        p.run()
+        np.testing.assert_allclose(p.view(y), a.T @ p.view(x), rtol=tol, atol=tol)

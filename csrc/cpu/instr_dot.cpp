@@ -40,6 +40,7 @@ struct Block {
     Kind kind;
     int64_t packed;  // offset of A's packed copy in `packed` (columns: A^T,
                      // cols x rows; rows: A, rows x cols), or -1: A in the pool
+    bool transposed; // the packed copy is A^T
     bool shared;     // A is the same for every trial
 };
 
@@ -184,6 +185,23 @@ struct DotInc : Instr<T> {
     std::vector<T> packed;  // A^T of every columns-kernel block
     int64_t work = 0;
 
+    // Copies A of block b into its packed slot (A^T when transposed).
+    void pack(const Buffers<T>& buf, const Block& b) {
+        const T* A = buf.f.at(b.a, 0);
+        T* dst = packed.data() + b.packed;
+        const int64_t n_outer = b.transposed ? b.cols : b.rows;
+        const int64_t n_inner = b.transposed ? b.rows : b.cols;
+        for (int64_t u = 0; u < n_outer; ++u)
+            for (int64_t w = 0; w < n_inner; ++w)
+                *dst++ = b.transposed ? A[w * b.a_rs + u * b.a_cs] : A[u * b.a_rs + w * b.a_cs];
+    }
+
+    // Shared weights may have changed between runs (training, load_params).
+    void refresh(const Buffers<T>& buf) override {
+        for (const Block& b : blocks)
+            if (b.packed >= 0) pack(buf, b);
+    }
+
     template <int B>
     NC_INLINE void job(const Buffers<T>& buf, const Job& j) const {
         const Block& b = blocks[j.block];
@@ -263,23 +281,20 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         check_addresses({x[i], last(x[i], nc, x_s[i]), y[i], last(y[i], nr, y_s[i])}, buf.f,
                         spec.kind);
         const bool shared = *std::max_element(corners.begin(), corners.end()) < buf.f.n_shared;
-        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, -1, false};
-        // A shared by every trial never changes: keep a copy in the layout the
-        // kernel wants (A^T for columns, contiguous rows for rows)
-        const T* A = buf.f.at(a[i], 0);
-        auto pack = [&](bool transposed) {
+        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, -1, false, false};
+        // Keep a copy of shared A in the layout the kernel wants (A^T for
+        // columns, contiguous rows for rows); `refresh` re-packs it every run.
+        auto reserve_pack = [&](bool transposed) {
             b.packed = static_cast<int64_t>(op->packed.size());
-            for (int64_t u = 0; u < (transposed ? nc : nr); ++u)
-                for (int64_t w = 0; w < (transposed ? nr : nc); ++w)
-                    op->packed.push_back(transposed ? A[w * a_rs[i] + u * a_cs[i]]
-                                                    : A[u * a_rs[i] + w * a_cs[i]]);
+            b.transposed = transposed;
+            op->packed.resize(op->packed.size() + nr * nc);
         };
         if (shared && nc <= kPackMaxCols && nr >= kPackMinRows) {
             b.kind = kColumns;
-            pack(true);
+            reserve_pack(true);
         } else if (x_s[i] == 1 && (shared || a_cs[i] == 1)) {
             b.kind = kRows;
-            if (a_cs[i] != 1) pack(false);
+            if (a_cs[i] != 1) reserve_pack(false);
         }
         b.shared = shared;
         const int64_t id = static_cast<int64_t>(op->blocks.size());
@@ -288,6 +303,7 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         const int64_t step = std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
         for (int64_t r0 = 0; r0 < nr; r0 += step) op->jobs.push_back({id, r0, std::min(nr, r0 + step)});
     }
+    op->refresh(buf);
     return op;
 }
 

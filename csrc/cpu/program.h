@@ -59,6 +59,10 @@ struct Instr {
     virtual void set_table(const std::string& name, std::vector<double> data) {
         throw std::invalid_argument("this instruction has no table '" + name + "'");
     }
+    // Called at the start of every run: an instruction that keeps its own copy of
+    // shared buffer contents (e.g. weights packed for a kernel) re-reads it here,
+    // since Python may have changed them (training, load_params, sim.signals).
+    virtual void refresh(const Buffers<T>& buf) {}
 };
 
 template <typename T>
