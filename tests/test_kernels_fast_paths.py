@@ -145,3 +145,45 @@ def test_dot_inc_kernels(dtype, n_trials, shape, rng):
         expected = before[t] + np.stack(
             [a_row @ xv, a_col.T @ xv, a_state[t] @ xv, a_row @ xsv], axis=1)
         np.testing.assert_allclose(p.view(ys, t).reshape(m, 4), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_lti_elementwise_segments(dtype, n_trials, rng):
+    """Runs of consecutive elements with one form and mode take the pointer path;
+    incremented outputs shared by two runs accumulate in order, as element by element."""
+    n = 40
+    p = RawProgram(dtype, 0, 6 * n, n_trials)
+    U, Y, X = p.alloc(2 * n), p.alloc(2 * n), p.alloc(2 * n)
+    # runs: OneX set (0..n), NoX inc into Y[0..n) again, OneX inc into Y[n..2n)
+    u = np.concatenate([U[:n], U[n:], U[n:]])
+    y = np.concatenate([Y[:n], Y[:n], Y[n:]])
+    x = np.concatenate([X[:n], np.full(n, -1), X[n:]])
+    form = np.repeat([1, 0, 1], n)
+    inc = np.repeat([0, 1, 1], n)
+    a = np.concatenate([np.full(n, 0.9), np.zeros(n), rng.uniform(0.5, 1, n)])
+    b = np.concatenate([np.full(n, 0.1), rng.randn(n), rng.uniform(0, 0.5, n)])
+    p.add("lti_elementwise", ints=dict(U=u, Y=y, X=x, form=form, inc=inc),
+          floats=dict(a=a, b=b))
+    state = [rng.randn(2 * n).astype(dtype) for _ in range(n_trials)]
+    out = [rng.randn(2 * n).astype(dtype) for _ in range(n_trials)]
+    for t in range(n_trials):
+        p.write(X, state[t], t)
+        p.write(Y, out[t], t)
+    av, bv = a.astype(dtype), b.astype(dtype)
+    for step in range(5):
+        for t in range(n_trials):
+            uv = rng.randn(2 * n).astype(dtype)
+            p.write(U, uv, t)
+            xs, ys = state[t], out[t]
+            xs[:n] *= av[:n]
+            xs[:n] += bv[:n] * uv[:n]
+            ys[:n] = xs[:n]
+            ys[:n] += bv[n:2 * n] * uv[n:]
+            xs[n:] *= av[2 * n:]
+            xs[n:] += bv[2 * n:] * uv[n:]
+            ys[n:] += xs[n:]
+        p.run()
+        for t in range(n_trials):
+            np.testing.assert_array_equal(p.view(X, t), state[t])
+            np.testing.assert_array_equal(p.view(Y, t), out[t])

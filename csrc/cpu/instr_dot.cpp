@@ -31,7 +31,7 @@ constexpr int64_t kPackMaxCols = 64, kPackMinRows = 8;
 constexpr int64_t kJobRows = 256;
 // Multiply-adds per step below which one thread does the whole instruction
 // (vectorised: several per cycle; see parallel.h).
-constexpr int64_t kDotParallelMin = kParallelMinWork * 4;
+constexpr int64_t kDotParallelMin = kParallelMinWork * 2;
 
 enum Kind { kColumns, kRows, kStrided };
 

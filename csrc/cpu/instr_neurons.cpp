@@ -313,7 +313,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         S::store(ref + k, slow ? rk : r);
         S::store(out + k, slow ? S::load(out + k) : zero);
         if (S::any(slow))
-            for (int i = 0; i < W; ++i) {
+            for (int i = 0; i < W; ++i) {  // branch-free: spikes are unpredictable
                 listed[n_listed] = static_cast<int32_t>(k + i);
                 n_listed += slow[i] != 0;
             }

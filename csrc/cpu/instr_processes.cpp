@@ -12,11 +12,13 @@
 // Trials run in parallel; within a trial elements run in order, so merged
 // operators may increment the same output.
 #include <algorithm>
+#include <limits>
 
 #include "../kernels/linear_filter.h"
 #include "../kernels/process_table.h"
 #include "parallel.h"
 #include "program.h"
+#include "segments.h"
 
 namespace nc {
 namespace {
@@ -28,19 +30,53 @@ struct LtiElementwise : Instr<T> {
     std::vector<int64_t> u, y, x, form, inc;  // x: state address (-1 for NoX)
     std::vector<T> a, b;                      // OneX (b is d for NoX)
     std::vector<double> a_wide, b_wide;       // OneXScalar
+    // runs of elements with one form and mode and consecutive U, Y (and X)
+    // addresses; empty: element by element
+    std::vector<Segment> segments;
+
+    void element(const Buffers<T>& buf, int64_t k, int t) const {
+        const T uk = *buf.f.at(u[k], t);
+        T yk;
+        if (form[k] == filters::kNoX)
+            yk = filters::no_state(b[k], uk);
+        else if (form[k] == filters::kOneX)
+            yk = filters::one_state(*buf.f.at(x[k], t), a[k], b[k], uk);
+        else
+            yk = filters::one_state_scalar(*buf.f.at(x[k], t), a_wide[k], b_wide[k], uk);
+        write_output(*buf.f.at(y[k], t), yk, inc[k] != 0);
+    }
+
+    // The segment's elements of trial t, through plain pointers (vectorisable).
+    void segment(const Buffers<T>& buf, const Segment& seg, int t) const {
+        const int64_t k0 = seg.k0, n = seg.len;
+        const T* __restrict U = buf.f.at(u[k0], t);
+        T* __restrict Y = buf.f.at(y[k0], t);
+        const T *A = a.data() + k0, *Bc = b.data() + k0;
+        const bool add = inc[k0] != 0;
+        if (form[k0] == filters::kNoX) {
+            if (add)
+                for (int64_t i = 0; i < n; ++i) Y[i] += filters::no_state(Bc[i], U[i]);
+            else
+                for (int64_t i = 0; i < n; ++i) Y[i] = filters::no_state(Bc[i], U[i]);
+        } else if (form[k0] == filters::kOneX) {
+            T* __restrict X = buf.f.at(x[k0], t);
+            if (add)
+                for (int64_t i = 0; i < n; ++i) Y[i] += filters::one_state(X[i], A[i], Bc[i], U[i]);
+            else
+                for (int64_t i = 0; i < n; ++i) Y[i] = filters::one_state(X[i], A[i], Bc[i], U[i]);
+        } else {
+            for (int64_t i = 0; i < n; ++i) element(buf, k0 + i, t);
+        }
+    }
+
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(u.size());
         parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
-            for (int64_t k = 0; k < n; ++k) {
-                const T uk = *buf.f.at(u[k], t);
-                T yk;
-                if (form[k] == filters::kNoX)
-                    yk = filters::no_state(b[k], uk);
-                else if (form[k] == filters::kOneX)
-                    yk = filters::one_state(*buf.f.at(x[k], t), a[k], b[k], uk);
-                else
-                    yk = filters::one_state_scalar(*buf.f.at(x[k], t), a_wide[k], b_wide[k], uk);
-                write_output(*buf.f.at(y[k], t), yk, inc[k] != 0);
+            // segments and elements in order: merged operators may increment one output
+            if (!segments.empty()) {
+                for (const auto& seg : segments) segment(buf, seg, static_cast<int>(t));
+            } else {
+                for (int64_t k = 0; k < n; ++k) element(buf, k, static_cast<int>(t));
             }
         });
     }
@@ -69,6 +105,16 @@ std::unique_ptr<Instr<T>> make_lti_elementwise(const InstrSpec& spec, const Buff
         if (f != filters::kNoX) states.push_back(op->x[k]);
     }
     check_addresses(states, buf.f, spec.kind);
+    // a segment has one form and mode, and its states are consecutive too
+    const auto& f = op->form;
+    const auto& m = op->inc;
+    const auto& x = op->x;
+    const int64_t n_shared = buf.f.n_shared;
+    op->segments = contiguous_segments(
+        {&op->u, &op->y}, n_shared, std::numeric_limits<int64_t>::max(), 8, [&](int64_t k) {
+            return f[k] != f[k - 1] || m[k] != m[k - 1] ||
+                   (f[k] != filters::kNoX && !continues(x[k - 1], x[k], n_shared));
+        });
     return op;
 }
 

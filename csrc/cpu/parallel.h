@@ -11,8 +11,8 @@ namespace nc {
 // A parallel region costs microseconds even on an idle machine (threads wait
 // passively, see nengo_cuda/__init__.py), and on a loaded one the region ends
 // only when every thread has been scheduled; so only instructions worth well
-// over 100 us of one core's time are split.
-constexpr int64_t kParallelMinWork = 1 << 18;
+// a millisecond of one core's time are split.
+constexpr int64_t kParallelMinWork = 1 << 20;
 
 inline bool worth_parallel(int64_t work) { return work >= kParallelMinWork; }
 

@@ -14,21 +14,27 @@ struct Segment {
     bool uniform = false;  // the instruction's per-element parameters are equal here
 };
 
+// True when address a continues a run ending at prev (not across the boundary).
+inline bool continues(int64_t prev, int64_t a, int64_t n_shared) {
+    return a == prev + 1 && a != n_shared;
+}
+
 // Splits the elements of parallel address arrays into `Segment`s of at most
-// `max_len` elements.  Returns an empty vector when the segments would be too
-// short on average (fewer than `min_mean` elements) to beat per-element gathers.
-inline std::vector<Segment> contiguous_segments(
+// `max_len` elements; `cut(k)` may force a segment to start at element k.
+// Returns an empty vector when the segments would be too short on average
+// (fewer than `min_mean` elements) to beat per-element gathers.
+template <typename Cut>
+std::vector<Segment> contiguous_segments(
     const std::vector<const std::vector<int64_t>*>& operands, int64_t n_shared,
-    int64_t max_len, int64_t min_mean = 8) {
+    int64_t max_len, int64_t min_mean, Cut cut_at) {
     std::vector<Segment> out;
     if (operands.empty()) return out;
     const int64_t n = static_cast<int64_t>(operands.front()->size());
     int64_t start = 0;
     for (int64_t k = 1; k <= n; ++k) {
-        bool cut = k == n || k - start >= max_len;
+        bool cut = k == n || k - start >= max_len || cut_at(k);
         for (size_t i = 0; !cut && i < operands.size(); ++i) {
-            const int64_t a = (*operands[i])[k], prev = (*operands[i])[k - 1];
-            cut = a != prev + 1 || a == n_shared;
+            cut = !continues((*operands[i])[k - 1], (*operands[i])[k], n_shared);
         }
         if (cut) {
             out.push_back({start, k - start, false});
@@ -37,6 +43,13 @@ inline std::vector<Segment> contiguous_segments(
     }
     if (out.empty() || n < min_mean * static_cast<int64_t>(out.size())) out.clear();
     return out;
+}
+
+inline std::vector<Segment> contiguous_segments(
+    const std::vector<const std::vector<int64_t>*>& operands, int64_t n_shared,
+    int64_t max_len, int64_t min_mean = 8) {
+    return contiguous_segments(operands, n_shared, max_len, min_mean,
+                               [](int64_t) { return false; });
 }
 
 // Marks the segments over which every array in `params` holds one value.
