@@ -95,6 +95,9 @@ class NativeProgram {
             auto tup = item.cast<py::tuple>();
             nc::Feed<T> f;
             f.after = tup[0].cast<int64_t>();
+            if (f.after < -1 || f.after >= runner_.size())
+                throw py::index_error("feed position " + std::to_string(f.after) +
+                                      " is not an instruction index (or -1)");
             f.addrs = tup[1].cast<std::vector<int64_t>>();
             nc::check_addresses(f.addrs, runner_.buf.f, "feed");
             py::array data = tup[2].cast<py::array>();
@@ -124,6 +127,11 @@ class NativeProgram {
             p.out = checked_buffer<T>(out, out.size(), "probe output");
             p.mask = static_cast<const uint8_t*>(mask.data());
             p.n_samples = out.shape(1);
+            int64_t masked = 0;
+            for (int64_t s = 0; s < n_steps; ++s) masked += p.mask[s] != 0;
+            if (masked > p.n_samples)
+                throw py::value_error("probe output has " + std::to_string(p.n_samples) +
+                                      " samples; the mask selects " + std::to_string(masked));
             keep.push_back(mask);
             keep.push_back(out);
             pv.push_back(std::move(p));
