@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - create .venv, build, run the tutorial network on nengo_cuda and nengo
 #   make test   - create .venv, build, run our tests and Nengo's own test suite
+#   make sanitize - our tests again, against an ASan/UBSan build of the native module
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -37,6 +38,33 @@ test-nengo-float32: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# Our tests once more against a native module built with AddressSanitizer and
+# UBSan (NC_SANITIZE), in its own build dir: build/sanitize/pkg holds a copy of
+# the package with that module, put first on PYTHONPATH (run from tests/, so
+# that the source tree's package is not found first).  Python itself is not
+# instrumented, so libasan is preloaded (with libstdc++, whose __cxa_throw ASan
+# must find at start-up); its leak check is off (Python keeps memory until exit
+# by design); any ASan or UBSan report stops the run.
+SAN_DIR := build/sanitize
+SAN_PKG := $(abspath $(SAN_DIR))/pkg
+SAN_ENV := LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
+	NC_SANITIZED=1 PYTHONPATH=$(SAN_PKG)
+
+sanitize: install
+	$(PY) -m pip install -q cmake ninja pybind11
+	$(VENV)/bin/cmake -S . -B $(SAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+		-DNC_SANITIZE=ON -DNC_ENABLE_CUDA=OFF -DPython_EXECUTABLE=$(abspath $(PY)) \
+		-DCMAKE_CXX_COMPILER=$$(command -v $(CXX)) \
+		-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$(SAN_PKG)/nengo_cuda
+	$(VENV)/bin/cmake --build $(SAN_DIR)
+	$(PY) -c "import shutil; shutil.copytree('nengo_cuda', '$(SAN_PKG)/nengo_cuda', \
+		ignore=shutil.ignore_patterns('*.so', '__pycache__'), dirs_exist_ok=True)"
+	cd tests && $(SAN_ENV) $(abspath $(PY)) -c \
+		"import nengo_cuda._native as m; assert m.__file__.startswith('$(SAN_PKG)'), m.__file__"
+	cd tests && $(SAN_ENV) $(abspath $(PY)) -m pytest -q -p no:cacheprovider .
 
 clean:
 	rm -rf $(VENV) build *.egg-info nengo_cuda/*.so

@@ -18,9 +18,11 @@ from their base's address, offset and strides, exactly as Nengo's
 matrices, other dtypes) stay Python objects, reachable only by callbacks.
 """
 
+import os
+
 import numpy as np
 from nengo.builder.signal import Signal, SignalDict
-from nengo.exceptions import SignalError
+from nengo.exceptions import BuildError, SignalError
 
 FLOAT, INT, OTHER = "float", "int", "other"
 
@@ -79,11 +81,32 @@ class SignalLayout:
         self.i_shared = sizes[INT, True]
         self.i_state = sizes[INT, False]
 
-        self.fbuf = np.zeros(self.f_shared + n_trials * self.f_state, dtype=self.dtype)
-        self.ibuf = np.zeros(self.i_shared + n_trials * self.i_state, dtype=np.int64)
+        n_float = self.f_shared + n_trials * self.f_state
+        n_int = self.i_shared + n_trials * self.i_state
+        check_memory(n_float * self.dtype.itemsize + n_int * 8, self)
+        try:
+            self.fbuf = np.zeros(n_float, dtype=self.dtype)
+            self.ibuf = np.zeros(n_int, dtype=np.int64)
+        except MemoryError:
+            raise BuildError(f"nengo_cuda could not allocate {self._describe()}") from None
         self._other = {}  # base -> objects for OTHER signals (one, or one per trial)
         self.signal_dicts = [self._make_signal_dict(t) for t in range(n_trials)]
         self.reset()
+
+    def _describe(self):
+        return (
+            f"the signal buffers: {self.f_shared} shared + {self.n_trials} trial(s) x "
+            f"{self.f_state} state {self.dtype.name} values, {self.i_shared} + "
+            f"{self.n_trials} x {self.i_state} int64 values"
+        )
+
+    def release(self):
+        """Drops the pools (after `Simulator.close`); the layout is unusable afterwards."""
+        self.fbuf = self.ibuf = None
+        self._other = {}
+        for signals in self.signal_dicts:
+            dict.clear(signals)
+        self.signal_dicts = []
 
     # -- addresses ---------------------------------------------------------
     def pool_of(self, sig):
@@ -189,6 +212,42 @@ class SignalLayout:
                 self.base_array(base, trial)[...] = base.initial_value
         if self.sync_time is not None:
             self.sync_time()
+
+
+def available_memory():
+    """Bytes of memory available to new allocations (None when unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def format_bytes(n):
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024
+        if n < 1024:
+            break
+    return f"{n:.4g} {unit}"
+
+
+def check_memory(n_bytes, layout):
+    """Raises a BuildError before allocating more than the available memory."""
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise BuildError(
+            f"nengo_cuda needs {format_bytes(n_bytes)} for {layout._describe()}; only "
+            f"{format_bytes(available)} of memory is available (reduce minibatch_size "
+            "or the model's size)"
+        )
 
 
 def _copy_initial(base):

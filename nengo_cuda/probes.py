@@ -29,6 +29,8 @@ class ProbeRecording:
             self.chunks = [data]  # join once
         else:
             data = np.zeros((self.n_trials, 0, int(np.prod(self.shape))))
+        if not minibatched and data.shape[1] == 0:
+            return np.zeros(0, data.dtype)  # as nengo.Simulator's np.asarray([])
         data = data.reshape((self.n_trials, data.shape[1]) + self.shape)
         return data if minibatched else data[0]
 

@@ -8,7 +8,10 @@ Beyond `nengo.Simulator`, it offers NengoDL's ``minibatch_size`` (independent
 trials run together) and ``data=`` (run-time values for input Nodes).
 """
 
+import copy
 import logging
+import numbers
+import operator
 import warnings
 
 import numpy as np
@@ -32,12 +35,18 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 # Probe samples kept in one native run (bounds memory in long runs).
 _CHUNK_ELEMENTS = 8 * 1024 * 1024
+# Steps in one native run: bounds the per-step probe masks (about 20 bytes per
+# step and probe while they are made) in long runs of small networks.
+_CHUNK_STEPS = 1 << 16
 
 
 def _check_dtype(dtype):
     if dtype is None:
         return np.dtype(np.float32)
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    try:
+        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    except TypeError:
+        name = None
     if name not in DTYPES:
         raise ValidationError(
             f"Unsupported dtype {dtype!r}; expected 'float32' or 'float64'", attr="dtype"
@@ -58,6 +67,27 @@ def _check_minibatch_size(minibatch_size):
             f"minibatch_size must be >= 1 (got {minibatch_size})", attr="minibatch_size"
         )
     return int(minibatch_size)
+
+
+def _is_real(x):
+    """A real number (Python, NumPy, or a 0-d array), not a bool."""
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        return x.dtype.kind in "iuf"
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_dt(dt):
+    if not (_is_real(dt) and np.isfinite(dt) and dt > 0):
+        raise ValidationError(f"dt must be a positive number (got {dt!r})", attr="dt")
+    return float(dt)
+
+
+def _check_seed(seed):
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise ValidationError(f"seed must be an integer (got {seed!r})", attr="seed")
+    if not 0 <= seed < 2**32:
+        raise ValidationError(f"seed must be in [0, 2**32) (got {seed})", attr="seed")
+    return int(seed)
 
 
 def trial_rng(seed, trial):
@@ -117,8 +147,7 @@ class Simulator:
         self.n_trials = self.minibatch_size or 1
         backend_cls = select_backend(device)
         if model is None:
-            if not (np.isscalar(dt) and dt > 0):
-                raise ValidationError(f"dt must be a positive number (got {dt!r})", attr="dt")
+            dt = _check_dt(dt)
             model = Model(
                 dt=float(dt),
                 label=f"{network}, dt={dt:f}",
@@ -166,6 +195,7 @@ class Simulator:
                 seed = network.seed + 1
             else:
                 seed = np.random.randint(npext.maxint)
+        self._trial_ops = {}  # see _op_for_trial
         self.closed = False
         self.reset(seed=seed)
 
@@ -202,6 +232,8 @@ class Simulator:
                 for base in self.layout.bases
                 if not base.readonly and not base.sparse
             }
+            if not self.closed
+            else {}  # closed: the buffers are gone, as nengo.Simulator's signals
             for t in range(self.n_trials)
         ]
         probe_data = {p: rec.array(minibatched=True) for p, rec in self._recordings.items()}
@@ -217,6 +249,7 @@ class Simulator:
             "minibatch_size": self.minibatch_size,
             "device": self.device,
             "dtype": self.dtype.name,
+            "n_steps": self._n_steps,
         }
 
     def __setstate__(self, state):
@@ -237,7 +270,7 @@ class Simulator:
         for probe, data in state["probe_data"].items():
             rec = self._recordings[probe]
             rec.append(data.reshape(data.shape[:2] + (-1,)).astype(self.dtype))
-        self._n_steps = int(self.layout.signal_dicts[0][self.model.step])
+        self._n_steps = state["n_steps"]
         self._time = self._n_steps * self.dt
         self.optimize = state["optimize"]
         if state["closed"]:
@@ -299,6 +332,11 @@ class Simulator:
         """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
         if not self.closed:
             self.backend.close()
+            # free the signal buffers: drop every view into them
+            for group in self._plan.fallbacks:
+                group.steps = []
+            self.process_rngs = {}
+            self.layout.release()
         self.closed = True
 
     def clear_probes(self):
@@ -312,7 +350,7 @@ class Simulator:
         if self.closed:
             raise SimulatorClosed("Cannot reset closed Simulator.")
         if seed is not None:
-            self.seed = seed
+            self.seed = _check_seed(seed)
         self.layout.reset()
         self._make_steps()
         self.clear_probes()
@@ -330,7 +368,8 @@ class Simulator:
             signals = self.layout.signal_dicts[trial]
             for op in self._step_order:
                 if id(op) in owner:
-                    steps[id(op), trial] = op.make_step(signals, self.dt, rng)
+                    op_t = self._op_for_trial(op, trial)
+                    steps[id(op), trial] = op_t.make_step(signals, self.dt, rng)
                 elif id(op) in native_processes:
                     # Keep the seed sequence identical to Nengo's.
                     self.process_rngs[op, trial] = op.process.get_rng(rng)
@@ -340,6 +379,33 @@ class Simulator:
             ]
         self._tables.reset(self.process_rngs, self.n_trials)
 
+    def _op_for_trial(self, op, trial):
+        """``op`` for trial 0; for later trials, a copy with its own runtime random state.
+
+        Stochastic neuron types (PoissonSpiking, StochasticSpiking) draw at every
+        step from a RandomState that Nengo's builder keeps in ``op.state_extra``;
+        trials must not share it.  Made once, so that, like trial 0's (and as in
+        `nengo.Simulator`), it is not rewound by `reset`.
+        """
+        extra = getattr(op, "state_extra", None)
+        if trial == 0 or not extra:
+            return op
+        if not any(isinstance(v, np.random.RandomState) for v in extra.values()):
+            return op
+        key = (id(op), trial)
+        if key not in self._trial_ops:
+            op_t = copy.copy(op)
+            op_t.state_extra = {
+                name: (
+                    trial_rng(copy.deepcopy(v).randint(npext.maxint), trial)
+                    if isinstance(v, np.random.RandomState)
+                    else v
+                )
+                for name, v in extra.items()
+            }
+            self._trial_ops[key] = (op, op_t)  # op kept alive: its id stays unique
+        return self._trial_ops[key][1]
+
     # -- running -----------------------------------------------------------------
     def run(self, time_in_seconds, progress_bar=None, data=None):
         """Simulates for ``time_in_seconds`` (rounded to whole steps).
@@ -347,9 +413,17 @@ class Simulator:
         ``data`` maps input Nodes to arrays of shape ``(trials, n_steps, size_out)``
         that replace the Nodes' output.
         """
+        if not _is_real(time_in_seconds):
+            raise ValidationError(
+                f"Must be a number of seconds (got {time_in_seconds!r})", attr="time_in_seconds"
+            )
         if time_in_seconds < 0:
             raise ValidationError(
                 f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
+            )
+        if not np.isfinite(time_in_seconds):
+            raise ValidationError(
+                f"Must be finite (got {time_in_seconds})", attr="time_in_seconds"
             )
         steps = int(np.round(float(time_in_seconds) / self.dt))
         if steps == 0:
@@ -364,10 +438,17 @@ class Simulator:
         """Simulates for ``steps`` time steps (see `run` for ``data``)."""
         if self.closed:
             raise SimulatorClosed("Simulator cannot run because it is closed.")
-        steps = int(steps)
+        try:
+            steps = operator.index(steps)
+        except TypeError:
+            raise ValidationError(
+                f"steps must be an integer (got {steps!r})", attr="steps"
+            ) from None
         if steps < 0:
             raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
         feeds = self._check_data(data, steps)
+        if steps == 0:
+            return  # (nengo.Simulator's progress tracker raises a ValidationError)
         if progress_bar is None:
             progress_bar = self.progress_bar
         chunk = self._chunk_steps()
@@ -387,7 +468,7 @@ class Simulator:
         per_step = sum(
             self.n_trials * max(1, int(np.prod(rec.shape))) for rec in self._recordings.values()
         )
-        return max(1, _CHUNK_ELEMENTS // max(1, per_step))
+        return max(1, min(_CHUNK_STEPS, _CHUNK_ELEMENTS // max(1, per_step)))
 
     def _check_data(self, data, steps):
         """Validates ``data`` and returns node -> array in the simulator's dtype."""
@@ -400,7 +481,7 @@ class Simulator:
             if node not in self._input_nodes:
                 what = (
                     "is not an input Node (size_in must be 0)"
-                    if isinstance(node, nengo.Node)
+                    if isinstance(node, nengo.Node) and node in self.model.sig
                     else "is not a Node of this network"
                 )
                 raise ValidationError(f"data key {node!r} {what}", attr="data")
@@ -412,9 +493,18 @@ class Simulator:
                     "(minibatch_size, n_steps, node.size_out)",
                     attr="data",
                 )
-            if not np.issubdtype(values.dtype, np.number):
+            if values.dtype.kind not in "biuf":
                 raise ValidationError(
-                    f"data for {node!r} must be numeric (got dtype {values.dtype})",
+                    f"data for {node!r} must be real numbers (got dtype {values.dtype})",
+                    attr="data",
+                )
+            with np.errstate(over="ignore"):
+                values = np.ascontiguousarray(values, dtype=self.dtype)
+            if not np.all(np.isfinite(values)):
+                bad = np.argwhere(~np.isfinite(values))[0]
+                raise ValidationError(
+                    f"data for {node!r} has a non-finite value (NaN or inf in "
+                    f"{self.dtype.name}) at [trial, step, dim] = {bad.tolist()}",
                     attr="data",
                 )
             feeds[node] = values

@@ -1,0 +1,250 @@
+"""Bad input, as a table: each case gets a clear Nengo exception, none ends the process.
+
+Each row is ``(id, action, exception type, message pattern)``; ``action``
+receives a `Ctx` holding a tiny network and makes simulators through it (closed
+after the case).  After every case the process can still build and run.
+"""
+
+import nengo
+import numpy as np
+import pytest
+from nengo.exceptions import BuildError, SimulationError, SimulatorClosed, ValidationError
+
+import nengo_cuda
+
+
+class Ctx:
+    """A tiny network: constant, function and passthrough Nodes, an Ensemble, probes."""
+
+    def __init__(self):
+        with nengo.Network(seed=0) as self.net:
+            self.const = nengo.Node([0.5])
+            self.func = nengo.Node(lambda t: np.sin(t))
+            self.passthrough = nengo.Node(size_in=1)
+            self.ens = nengo.Ensemble(10, 1)
+            nengo.Connection(self.const, self.passthrough)
+            nengo.Connection(self.func, self.ens)
+            self.probe = nengo.Probe(self.ens, synapse=0.01)
+        with nengo.Network() as self.other_net:
+            self.other_node = nengo.Node([1.0])
+        self.sims = []
+
+    def sim(self, net=None, **kwargs):
+        kwargs.setdefault("progress_bar", False)
+        sim = nengo_cuda.Simulator(self.net if net is None else net, **kwargs)
+        self.sims.append(sim)
+        return sim
+
+    def closed_sim(self):
+        sim = self.sim()
+        sim.run_steps(3)
+        sim.close()
+        return sim
+
+    def close(self):
+        for sim in self.sims:
+            sim.close()
+
+
+def _sparse_weights_probe(ctx):
+    with nengo.Network() as net:
+        a, b = nengo.Node([1.0]), nengo.Node(size_in=2)
+        conn = nengo.Connection(
+            a, b, transform=nengo.transforms.Sparse((2, 1), indices=[[1, 0]], init=[2.0])
+        )
+        nengo.Probe(conn, "weights")
+    ctx.sim(net)
+
+
+def _bad_function_output(ctx):
+    with nengo.Network() as net:
+        nengo.Node(lambda t: [0.0] if t < 0.0025 else [0.0, 1.0])
+    sim = ctx.sim(net)
+    sim.run_steps(5)
+
+
+def _data(**kwargs):
+    """Runs 10 steps of a 2-trial simulator with ``data={ctx.<name>: array}``."""
+
+    def action(ctx):
+        ((name, values),) = kwargs.items()
+        ctx.sim(minibatch_size=2).run_steps(10, data={getattr(ctx, name): values})
+
+    return action
+
+
+GOOD = np.zeros((2, 10, 1))
+
+CASES = [
+    # -- Simulator arguments
+    ("minibatch_size=0", lambda c: c.sim(minibatch_size=0), ValidationError, "minibatch_size"),
+    ("minibatch_size=-1", lambda c: c.sim(minibatch_size=-1), ValidationError, "minibatch_size"),
+    ("minibatch_size=2.5", lambda c: c.sim(minibatch_size=2.5), ValidationError, "minibatch_size"),
+    ("minibatch_size='2'", lambda c: c.sim(minibatch_size="2"), ValidationError, "minibatch_size"),
+    ("minibatch_size=True", lambda c: c.sim(minibatch_size=True), ValidationError, "minibatch_size"),
+    ("dtype=float16", lambda c: c.sim(dtype="float16"), ValidationError, "dtype"),
+    ("dtype=int32", lambda c: c.sim(dtype="int32"), ValidationError, "dtype"),
+    ("dtype=complex64", lambda c: c.sim(dtype=np.complex64), ValidationError, "dtype"),
+    ("dtype=object()", lambda c: c.sim(dtype=object()), ValidationError, "dtype"),
+    ("device=tpu", lambda c: c.sim(device="tpu"), ValidationError, "device"),
+    ("device=3", lambda c: c.sim(device=3), ValidationError, "device"),
+    ("dt<0", lambda c: c.sim(dt=-0.001), ValidationError, "dt"),
+    ("dt=0", lambda c: c.sim(dt=0), ValidationError, "dt"),
+    ("dt=nan", lambda c: c.sim(dt=float("nan")), ValidationError, "dt"),
+    ("dt=inf", lambda c: c.sim(dt=float("inf")), ValidationError, "dt"),
+    ("dt=str", lambda c: c.sim(dt="0.001"), ValidationError, "dt"),
+    ("seed<0", lambda c: c.sim(seed=-1), ValidationError, "seed"),
+    ("seed>=2**32", lambda c: c.sim(seed=2**32), ValidationError, "seed"),
+    ("seed=str", lambda c: c.sim(seed="1"), ValidationError, "seed"),
+    ("reset(seed=1.5)", lambda c: c.sim().reset(seed=1.5), ValidationError, "seed"),
+    # -- what nengo_cuda cannot build
+    ("network=str", lambda c: c.sim("not a network"), BuildError, "Cannot build object"),
+    ("probe sparse weights", _sparse_weights_probe, BuildError, "can only probe float"),
+    (
+        "too large for memory",  # checked before allocating the buffers
+        lambda c: c.sim(minibatch_size=10**12),
+        BuildError,
+        r"needs .* for the signal buffers.*only .* of memory is available",
+    ),
+    # -- run time and steps
+    ("run(-1)", lambda c: c.sim().run(-1), ValidationError, "Must be positive"),
+    ("run(nan)", lambda c: c.sim().run(float("nan")), ValidationError, "finite"),
+    ("run(inf)", lambda c: c.sim().run(float("inf")), ValidationError, "finite"),
+    ("run(str)", lambda c: c.sim().run("1"), ValidationError, "number of seconds"),
+    ("run_steps(-1)", lambda c: c.sim().run_steps(-1), ValidationError, "non-negative"),
+    ("run_steps(2.5)", lambda c: c.sim().run_steps(2.5), ValidationError, "integer"),
+    # -- data=
+    ("data=list", lambda c: c.sim().run_steps(10, data=[GOOD]), ValidationError, "dict"),
+    ("data shape", _data(const=np.zeros((2, 9, 1))), ValidationError, r"expected \(2, 10, 1\)"),
+    ("data trials", _data(const=np.zeros((1, 10, 1))), ValidationError, r"expected \(2, 10, 1\)"),
+    ("data 2-D", _data(const=np.zeros((10, 1))), ValidationError, r"expected \(2, 10, 1\)"),
+    ("data str", _data(const=np.full((2, 10, 1), "a")), ValidationError, "real numbers"),
+    ("data complex", _data(const=GOOD + 1j), ValidationError, "real numbers"),
+    ("data object", _data(const=np.full((2, 10, 1), None)), ValidationError, "real numbers"),
+    ("data NaN", _data(func=np.where(np.arange(20).reshape(2, 10, 1) == 13, np.nan, 0)),
+     ValidationError, r"data for <Node .*non-finite.*\[1, 3, 0\]"),
+    ("data inf", _data(const=np.full((2, 10, 1), -np.inf)), ValidationError, "non-finite"),
+    ("data > float32 max", _data(const=np.full((2, 10, 1), 1e39)), ValidationError, "float32"),
+    ("data passthrough", _data(passthrough=GOOD), ValidationError, "not an input Node"),
+    ("data ensemble", _data(ens=GOOD), ValidationError, "not a Node of this network"),
+    ("data other network", _data(other_node=GOOD), ValidationError, "not a Node of this network"),
+    # -- Nengo's run-time errors pass through
+    ("function output", _bad_function_output, SimulationError, "returned a value"),
+    # -- use after close()
+    ("closed run", lambda c: c.closed_sim().run(0.01), SimulatorClosed, "closed"),
+    ("closed run_steps", lambda c: c.closed_sim().run_steps(2), SimulatorClosed, "closed"),
+    ("closed step", lambda c: c.closed_sim().step(), SimulatorClosed, "closed"),
+    ("closed reset", lambda c: c.closed_sim().reset(), SimulatorClosed, "closed"),
+    ("closed with", lambda c: c.closed_sim().__enter__(), SimulatorClosed, "closed"),
+]
+
+
+@pytest.mark.parametrize("action, exc, match", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input(action, exc, match):
+    ctx = Ctx()
+    try:
+        with pytest.raises(exc, match=match):
+            action(ctx)
+        # nothing ran, or what ran is kept, and a fresh simulator still works
+        with ctx.sim() as sim:
+            sim.run_steps(5)
+            assert sim.data[ctx.probe].shape == (5, 1)
+    finally:
+        ctx.close()
+
+
+def test_failed_run_keeps_the_simulator_usable():
+    """A rejected `data` runs nothing; the simulator then runs as usual."""
+    ctx = Ctx()
+    with ctx.sim(minibatch_size=2) as sim:
+        sim.run_steps(4)
+        with pytest.raises(ValidationError):
+            sim.run_steps(10, data={ctx.const: np.full((2, 10, 1), np.nan)})
+        assert sim.n_steps == 4 and sim.data[ctx.probe].shape == (2, 4, 1)
+        sim.run_steps(6, data={ctx.const: np.ones((2, 6, 1))})
+        assert sim.n_steps == 10 and sim.data[ctx.probe].shape == (2, 10, 1)
+
+
+def test_closed_simulator_keeps_data():
+    ctx = Ctx()
+    sim = ctx.closed_sim()
+    assert sim.data[ctx.probe].shape == (3, 1)
+    np.testing.assert_allclose(sim.trange(), [0.001, 0.002, 0.003])
+    assert sim.signals is None
+
+
+# -- the native module's boundary: malformed calls raise, never crash --------------
+
+F64 = np.float64
+
+
+def _program(n=8, trials=1):
+    from nengo_cuda import _native
+
+    fbuf = np.zeros(n * trials, dtype=F64)
+    ibuf = np.zeros(trials, dtype=np.int64)
+    program = _native.ProgramFloat64(fbuf, 0, n, ibuf, 0, 1, trials, 0.001)
+    program.add("copy", {"src": [0], "dst": [1]}, {}, {"inc": 0})
+    return program, (fbuf, ibuf)
+
+
+def _new_program(fbuf, ibuf=None, f_state=8, trials=1):
+    from nengo_cuda import _native
+
+    ibuf = np.zeros(1, dtype=np.int64) if ibuf is None else ibuf
+    return _native.ProgramFloat64(fbuf, 0, f_state, ibuf, 0, 1, trials, 0.001)
+
+
+def _readonly(a):
+    a.setflags(write=False)
+    return a
+
+
+def _run(feeds=(), probes=(), n_steps=4):
+    program, keep = _program()
+    program.run(n_steps, list(feeds), list(probes))
+
+
+MASK = np.ones(4, dtype=np.uint8)
+OUT = np.zeros((1, 4, 1))
+ADDR = np.array([0])
+
+NATIVE_CASES = [
+    ("fbuf dtype", lambda: _new_program(np.zeros(8, np.float32)), TypeError, "dtype"),
+    ("fbuf small", lambda: _new_program(np.zeros(4)), ValueError, "needs 8"),
+    ("fbuf strided", lambda: _new_program(np.zeros(16)[::2]), ValueError, "contiguous"),
+    ("fbuf readonly", lambda: _new_program(_readonly(np.zeros(8))), ValueError, "writeable"),
+    ("n_trials 0", lambda: _new_program(np.zeros(8), trials=0), ValueError, "n_trials"),
+    ("sizes < 0", lambda: _new_program(np.zeros(8), f_state=-1), ValueError, "non-negative"),
+    ("unknown kind", lambda: _program()[0].add("nope", {}, {}, {}), ValueError, "unknown"),
+    ("address", lambda: _program()[0].add("copy", {"src": [9], "dst": [0]}, {}, {"inc": 0}),
+     IndexError, "outside buffer"),
+    ("n_steps < 0", lambda: _run(n_steps=-1), ValueError, "non-negative"),
+    ("feed position", lambda: _run(feeds=[(5, ADDR, np.zeros((1, 4, 1)))]), IndexError,
+     "instruction index"),
+    ("feed address", lambda: _run(feeds=[(-1, np.array([8]), np.zeros((1, 4, 1)))]),
+     IndexError, "outside buffer"),
+    ("feed shape", lambda: _run(feeds=[(-1, ADDR, np.zeros((1, 3, 1)))]), ValueError, "shape"),
+    ("feed dtype", lambda: _run(feeds=[(-1, ADDR, np.zeros((1, 4, 1), np.float32))]),
+     ValueError, "dtype"),
+    ("probe address", lambda: _run(probes=[(np.array([-1]), MASK, OUT)]), IndexError,
+     "outside buffer"),
+    ("probe mask", lambda: _run(probes=[(ADDR, MASK[:3], OUT)]), ValueError, "mask"),
+    ("probe out small", lambda: _run(probes=[(ADDR, MASK, OUT[:, :3])]), ValueError,
+     "mask selects 4"),
+    ("probe out dtype", lambda: _run(probes=[(ADDR, MASK, OUT.astype(np.float32))]),
+     TypeError, "dtype"),
+    ("set_enabled", lambda: _program()[0].set_enabled(3, False), IndexError, "instruction"),
+    ("set_table index", lambda: _program()[0].set_table(3, "t", np.zeros(2)), IndexError,
+     "instruction"),
+    ("set_table name", lambda: _program()[0].set_table(0, "t", np.zeros(2)), ValueError,
+     "no table"),
+]
+
+
+@pytest.mark.parametrize(
+    "action, exc, match", [c[1:] for c in NATIVE_CASES], ids=[c[0] for c in NATIVE_CASES]
+)
+def test_native_boundary(action, exc, match):
+    with pytest.raises(exc, match=match):
+        action()
