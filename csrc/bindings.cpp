@@ -92,6 +92,17 @@ class NativeProgram {
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = runner_.buf.n_trials;
         auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, runner_.buf.f);
+        for (const auto& f : args.feeds)
+            if (f.after < -1 || f.after >= runner_.size())
+                throw py::index_error("feed position " + std::to_string(f.after) +
+                                      " is not an instruction index (or -1)");
+        for (const auto& p : args.probes) {
+            int64_t masked = 0;
+            for (int64_t s = 0; s < n_steps; ++s) masked += p.mask[s] != 0;
+            if (masked > p.n_samples)
+                throw py::value_error("probe output has " + std::to_string(p.n_samples) +
+                                      " samples; the mask selects " + std::to_string(masked));
+        }
         runner_.run(n_steps, args.feeds, args.probes);
     }
 
