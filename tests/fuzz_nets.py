@@ -446,6 +446,9 @@ def probes(draw, objects, conns):
             targets.append(("obj", i, "output"))
     for j, conn in enumerate(conns):
         targets += [("conn", j, "output"), ("conn", j, "input")]
+        if conn["learning"] is not None:
+            rule = getattr(nengo, conn["learning"])()
+            targets += [("rule", j, attr) for attr in rule.probeable]
         decoded = objects[conn["pre"]]["kind"] == "ens" and not conn["pre_neurons"]
         if conn["transform"] is None and not decoded:
             continue  # no weights signal to probe
@@ -455,8 +458,8 @@ def probes(draw, objects, conns):
             targets.append(("conn", j, "weights"))
     target = draw(st.sampled_from(targets))
     synapse = draw(st.sampled_from([None, ("Lowpass", 0.01)]))
-    if target[2] in ("scaled_encoders", "weights"):
-        synapse = None
+    if target[2] in ("scaled_encoders", "weights", "delta", "inv_gamma"):
+        synapse = None  # (matrices)
     every = draw(st.sampled_from([None, 2, 3, 1.5]))
     return {"target": target, "synapse": synapse, "sample_every": every}
 
@@ -474,7 +477,11 @@ def network_specs(draw):
         "objects": objects,
         "connections": conns,
         "probes": draw(st.lists(probes(objects, conns), min_size=1, max_size=4)),
-        "steps": (draw(st.integers(1, 60)), draw(st.integers(0, 30))),
+        # now and then a longer run (past WhiteSignal's period of 0.1 s)
+        "steps": (
+            250 if draw(st.integers(0, 9)) == 9 else draw(st.integers(1, 60)),
+            draw(st.integers(0, 30)),
+        ),
         "dt": draw(st.sampled_from([0.001, 0.0005, 0.002])),
     }
 
@@ -515,8 +522,10 @@ def build(spec):
             kind = obj["kind"]
             if kind == "ens":
                 kwargs = {}
-                if obj["neuron"] == "Izhikevich":  # skip its slow numerical gain/bias fit
-                    kwargs = dict(gain=nengo.dists.Uniform(5, 15), bias=nengo.dists.Uniform(0, 5))
+                if obj["neuron"] == "Izhikevich":
+                    # its rates are simulated: skip the gain/bias fit, few eval points
+                    kwargs = dict(gain=nengo.dists.Uniform(5, 15), bias=nengo.dists.Uniform(0, 5),
+                                  n_eval_points=50)
                 if obj["noise"] == "present":
                     kwargs["noise"] = nengo.processes.PresentInput(
                         np.random.RandomState(i).uniform(-0.3, 0.3, (3, obj["n"])), 0.003
@@ -584,7 +593,9 @@ def build(spec):
         probes = []
         for p in spec["probes"]:
             where, index, attr = p["target"]
-            target = conns[index] if where == "conn" else nengo_objs[index]
+            target = conns[index] if where in ("conn", "rule") else nengo_objs[index]
+            if where == "rule":
+                target = target.learning_rule
             if where == "neurons":
                 target = target.neurons
             every = None if p["sample_every"] is None else p["sample_every"] * spec["dt"]

@@ -2,6 +2,7 @@
 
 import gc
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -92,6 +93,17 @@ def test_close_frees_the_buffers(minibatch_size):
     assert sim.signals is None
     assert sim.data[probes[0]].shape[-2] == 20  # probe data stays readable
     sim.close()  # closing twice is fine
+
+
+def test_pickle_closed_simulator():
+    """As nengo.Simulator: a closed simulator pickles (without signals) and stays closed."""
+    net, probes = stateful_network()
+    sim = nengo_cuda.Simulator(net, progress_bar=False)
+    sim.run_steps(10)
+    sim.close()
+    loaded, probe = pickle.loads(pickle.dumps((sim, probes[0])))
+    assert loaded.closed and loaded.n_steps == 10
+    np.testing.assert_array_equal(loaded.data[probe], sim.data[probes[0]])
 
 
 @pytest.mark.parametrize("minibatch_size", [None, 2])
