@@ -187,3 +187,32 @@ def test_lti_elementwise_segments(dtype, n_trials, rng):
         for t in range(n_trials):
             np.testing.assert_array_equal(p.view(X, t), state[t])
             np.testing.assert_array_equal(p.view(Y, t), out[t])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(16, 500), (33, 40), (64, 3000), (300, 200)])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5])
+def test_dot_inc_sparse_inputs(dtype, shape, density, rng):
+    """Mostly-zero inputs (spikes) into a shared A of many rows add only the
+    nonzero columns; denser inputs take the dense kernel; both match NumPy."""
+    m, k = shape
+    n_trials = 3
+    p = RawProgram(dtype, m * k, k + m, n_trials)
+    A, x, y = p.alloc(m * k, shared=True), p.alloc(k), p.alloc(m)
+    a = rng.randn(m, k)
+    p.write(A, a.ravel())
+    xs = []
+    for t in range(n_trials):
+        xv = np.where(rng.rand(k) < density, rng.randn(k) * 100, 0.0)
+        if t == 1 and k > 3:
+            xv[3] = np.nan  # nonzero: must reach the output
+        xs.append(xv.astype(dtype))
+        p.write(x, xs[t], t)
+        p.write(y, np.zeros(m), t)
+    p.add("dot_inc", ints=dict(rows=[m], cols=[k], A=[A[0]], A_rs=[k], A_cs=[1], X=[x[0]],
+                               X_s=[1], Y=[y[0]], Y_s=[1]))
+    p.run()
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(n_trials):
+        expected = a.astype(dtype) @ xs[t]
+        np.testing.assert_allclose(p.view(y, t), expected, rtol=tol, atol=tol * 100)
