@@ -39,7 +39,7 @@ constexpr int64_t kSparseMinRows = 32, kSparseMinCols = 32;
 constexpr int64_t kJobRows = 256;
 // Multiply-adds per step below which one thread does the whole instruction
 // (vectorised: several per cycle; see parallel.h).
-constexpr int64_t kDotParallelMin = kParallelMinWork * 2;
+constexpr int64_t kDotParallelMin = kParallelMinWork * 4;
 
 enum Kind { kColumns, kRows, kStrided };
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 
+#include "parallel.h"
 #include "program.h"
 
 namespace nc {
@@ -52,6 +53,7 @@ class Runner {
     // Returns the number of steps completed; on an exception `steps_done` holds it.
     void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes) {
         steps_done = 0;
+        refresh_parallel_policy();
         std::vector<int64_t> sample(probes.size(), 0);
         StepInfo info;
         info.dt = dt;
