@@ -161,21 +161,19 @@ def measure_all(bench, steps, repeats=1, report=None, variant_list=None, build_b
     """`measure` of every variant on a `networks.BenchNetwork`, Nengo first.
 
     Builds are noisy on a shared machine, so before the measured round, Nengo
-    and the minibatch-1 variants are built in interleaved rounds (at most 2 more
-    builds each) while a round takes less than ``build_budget_s``; the fastest
+    and the minibatch-1 variants are built in interleaved rounds (at most 4 more
+    builds each) until these rounds have taken ``build_budget_s``; the fastest
     build of each counts.  Fills the decoder cache first; ``report(variant)`` is
     called before each measured variant and ``report(None)`` after each.
     """
     warm_decoder_cache(bench.net)
     variant_list = variant_list or variants()
     builds = {v: [] for v in variant_list}
-    for _ in range(2):
-        start = time.perf_counter()
+    start = time.perf_counter()
+    while time.perf_counter() - start < build_budget_s and len(builds[variant_list[0]]) < 4:
         for v in variant_list:
             if v.minibatch == 1:
                 builds[v].append(time_build(v, bench.net))
-        if time.perf_counter() - start > build_budget_s:
-            break
     results = []
     for variant in variant_list:
         if report is not None:

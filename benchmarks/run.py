@@ -112,7 +112,7 @@ def header(env):
         + "".join(f", {k}={v}" for k, v in env["thread_env"].items()),
         f"python {env['python']}, numpy {env['numpy']}, nengo {env['nengo']}; "
         f"{env['steps']} steps, run time best of {env['repeats']}, build time (minibatch 1) "
-        f"best of up to 3 interleaved builds (rounds under {env['build_budget_s']:g} s), "
+        f"best of up to 5 interleaved builds ({env['build_budget_s']:g} s of extra rounds), "
         "decoder cache warm",
     ])
 
@@ -324,10 +324,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed runs per simulator, the best counts (default 3; --quick 2)")
     parser.add_argument("--build-budget", type=float, default=None,
-                        help="build Nengo and the minibatch-1 variants up to twice more, "
-                             "interleaved, while a round of their builds takes less than "
-                             "this many seconds; the fastest build counts (default 20; "
-                             "--quick 1)")
+                        help="build Nengo and the minibatch-1 variants up to 4 times more, "
+                             "interleaved, until these rounds have taken this many seconds; "
+                             "the fastest build counts (default 20; --quick 1)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: results/ in the repository)")
     args = parser.parse_args(argv)
