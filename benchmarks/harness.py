@@ -161,19 +161,22 @@ def measure_all(bench, steps, repeats=1, report=None, variant_list=None, build_b
     """`measure` of every variant on a `networks.BenchNetwork`, Nengo first.
 
     Builds are noisy on a shared machine, so before the measured round, Nengo
-    and the minibatch-1 variants are built in interleaved rounds (at most 4 more
-    builds each) until these rounds have taken ``build_budget_s``; the fastest
-    build of each counts.  Fills the decoder cache first; ``report(variant)`` is
+    and the minibatch-1 variants are built in interleaved rounds, each starting
+    with another variant (at most 4 more builds each), until these rounds have
+    taken ``build_budget_s``; the fastest build of each counts.  Fills the decoder cache first; ``report(variant)`` is
     called before each measured variant and ``report(None)`` after each.
     """
     warm_decoder_cache(bench.net)
     variant_list = variant_list or variants()
     builds = {v: [] for v in variant_list}
-    start = time.perf_counter()
-    while time.perf_counter() - start < build_budget_s and len(builds[variant_list[0]]) < 4:
-        for v in variant_list:
-            if v.minibatch == 1:
-                builds[v].append(time_build(v, bench.net))
+    single = [v for v in variant_list if v.minibatch == 1]
+    start, rounds = time.perf_counter(), 0
+    while time.perf_counter() - start < build_budget_s and rounds < 4:
+        # each round starts with the next variant: the first build after the
+        # untimed one is the fastest (warm allocator and caches)
+        for v in single[rounds % len(single):] + single[: rounds % len(single)]:
+            builds[v].append(time_build(v, bench.net))
+        rounds += 1
     results = []
     for variant in variant_list:
         if report is not None:
