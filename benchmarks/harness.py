@@ -121,25 +121,26 @@ class Measurement:
         return min(self.run_s)
 
 
-def measure(variant, net, probe, steps, repeats=1, build_budget_s=0.0):
+def time_build(variant, net):
+    """Seconds to build ``variant`` on ``net`` (the simulator is closed again)."""
+    gc.collect()
+    start = time.perf_counter()
+    sim = variant.make(net)
+    elapsed = time.perf_counter() - start
+    sim.close()
+    return elapsed
+
+
+def measure(variant, net, probe, steps, repeats=1, earlier_builds=()):
     """Builds ``variant`` on ``net``, then runs ``steps`` steps ``repeats`` times.
 
-    The build is repeated (at most 3 times, the fastest counts) while all builds
-    so far took less than ``build_budget_s``: small builds are noisy.  Runs
-    continue one after the other on the last simulator built (no reset).
+    Runs continue one after the other on the same simulator (no reset).  The
+    build time is the fastest of this build and ``earlier_builds``.
     """
-    builds, sim = [], None
-    while sim is None or (sum(builds) < build_budget_s and len(builds) < 3):
-        if sim is not None:
-            sim.close()
-        sim = None
-        mem = PeakMemory()
-        with mem:
-            start = time.perf_counter()
-            sim = variant.make(net)
-            builds.append(time.perf_counter() - start)
-    with mem:  # peak memory of the last build and its runs
-        result = Measurement(variant, min(builds))
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        sim = variant.make(net)
+        result = Measurement(variant, min([time.perf_counter() - start, *earlier_builds]))
         with sim:
             for i in range(repeats):
                 start = time.perf_counter()
@@ -159,16 +160,29 @@ def measure(variant, net, probe, steps, repeats=1, build_budget_s=0.0):
 def measure_all(bench, steps, repeats=1, report=None, variant_list=None, build_budget_s=0.0):
     """`measure` of every variant on a `networks.BenchNetwork`, Nengo first.
 
-    Fills the decoder cache first; ``report(variant)`` is called before each
-    variant and ``report(None)`` after each.
+    Builds are noisy on a shared machine, so before the measured round, Nengo
+    and the minibatch-1 variants are built in interleaved rounds, each starting
+    with another variant (at most 4 more builds each), until these rounds have
+    taken ``build_budget_s``; the fastest build of each counts.  Fills the decoder cache first; ``report(variant)`` is
+    called before each measured variant and ``report(None)`` after each.
     """
     warm_decoder_cache(bench.net)
+    variant_list = variant_list or variants()
+    builds = {v: [] for v in variant_list}
+    single = [v for v in variant_list if v.minibatch == 1]
+    start, rounds = time.perf_counter(), 0
+    while time.perf_counter() - start < build_budget_s and rounds < 4:
+        # each round starts with the next variant: the first build after the
+        # untimed one is the fastest (warm allocator and caches)
+        for v in single[rounds % len(single):] + single[: rounds % len(single)]:
+            builds[v].append(time_build(v, bench.net))
+        rounds += 1
     results = []
-    for variant in variant_list or variants():
+    for variant in variant_list:
         if report is not None:
             report(variant)
         results.append(
-            measure(variant, bench.net, bench.probe, steps, repeats, build_budget_s)
+            measure(variant, bench.net, bench.probe, steps, repeats, builds[variant])
         )
         if report is not None:
             report(None)

@@ -15,69 +15,14 @@ import numpy as np
 import pytest
 
 from kernel_harness import RawProgram
-from nengo_cuda.lowering.neurons import NEURON_KERNELS
-from test_kernels_neurons import (
-    DT,
-    PARAMS,
-    TYPES,
-    random_currents,
-    random_state,
-    reference_step,
-    tolerances,
-)
+from test_kernels_neurons import DT, TYPES, check_kernel_against_step
 
 
 @pytest.mark.parametrize("neuron_type", TYPES, ids=lambda t: t.__name__)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, n_trials", [(8, 1), (67, 3), (2500, 2)])
 def test_contiguous_neurons_match_nengo_step(neuron_type, dtype, n, n_trials, rng):
-    kind, state_names, param_names = NEURON_KERNELS[neuron_type]
-    types = [neuron_type(**params) for params in PARAMS[neuron_type]]
-    split = n // 3
-    p = RawProgram(dtype, 0, (2 + len(state_names)) * n, n_trials, dt=DT)
-    # every operand a block of consecutive addresses: one contiguous segment
-    J_addr, out_addr = p.alloc(n), p.alloc(n)
-    state_addrs = {name: p.alloc(n) for name in state_names}
-    ref_state = []
-    for t in range(n_trials):
-        st = {k: random_state(rng, n, k, neuron_type).astype(dtype) for k in state_names}
-        for k, a in state_addrs.items():
-            p.write(a, st[k], t)
-        ref_state.append(st)
-    floats = {
-        name: np.concatenate([np.full(split, getattr(types[0], name)),
-                              np.full(n - split, getattr(types[1], name))])
-        for name in param_names
-    }
-    p.add(kind, ints=dict(J=J_addr, out=out_addr, **state_addrs), floats=floats)
-
-    rtol, atol = tolerances(dtype)
-    exact = types[0].spiking and dtype == np.float64
-    with np.errstate(over="ignore"):
-        for step in range(12):
-            ref_out = []
-            for t in range(n_trials):
-                J = random_currents(rng, n, neuron_type).astype(dtype)
-                p.write(J_addr, J, t)
-                p.write(out_addr, np.nan, t)
-                ref_out.append(np.full(n, np.nan, dtype=dtype))
-                reference_step(types, split, J.copy(), ref_out[t], ref_state[t])
-            p.run(1)
-            for t in range(n_trials):
-                msg = f"step {step}, trial {t}"
-                got = p.view(out_addr, t)
-                assert not np.any(np.isnan(got)), "kernel left outputs unwritten"
-                if exact:
-                    np.testing.assert_array_equal(got, ref_out[t], err_msg=msg)
-                else:
-                    np.testing.assert_allclose(got, ref_out[t], rtol=rtol, atol=atol, err_msg=msg)
-                for k, a in state_addrs.items():
-                    if exact:
-                        np.testing.assert_array_equal(p.view(a, t), ref_state[t][k],
-                                                      err_msg=f"{msg}, {k}")
-                    else:
-                        np.testing.assert_allclose(p.view(a, t), ref_state[t][k], rtol=rtol,
-                                                   atol=atol, err_msg=f"{msg}, {k}")
+    check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=True)
 
 
 def test_lif_float32_spike_times_within_an_ulp(rng):
@@ -187,3 +132,32 @@ def test_lti_elementwise_segments(dtype, n_trials, rng):
         for t in range(n_trials):
             np.testing.assert_array_equal(p.view(X, t), state[t])
             np.testing.assert_array_equal(p.view(Y, t), out[t])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(16, 500), (33, 40), (64, 3000), (300, 200)])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5])
+def test_dot_inc_sparse_inputs(dtype, shape, density, rng):
+    """Mostly-zero inputs (spikes) into a shared A of many rows add only the
+    nonzero columns; denser inputs take the dense kernel; both match NumPy."""
+    m, k = shape
+    n_trials = 3
+    p = RawProgram(dtype, m * k, k + m, n_trials)
+    A, x, y = p.alloc(m * k, shared=True), p.alloc(k), p.alloc(m)
+    a = rng.randn(m, k)
+    p.write(A, a.ravel())
+    xs = []
+    for t in range(n_trials):
+        xv = np.where(rng.rand(k) < density, rng.randn(k) * 100, 0.0)
+        if t == 1 and k > 3:
+            xv[3] = np.nan  # nonzero: must reach the output
+        xs.append(xv.astype(dtype))
+        p.write(x, xs[t], t)
+        p.write(y, np.zeros(m), t)
+    p.add("dot_inc", ints=dict(rows=[m], cols=[k], A=[A[0]], A_rs=[k], A_cs=[1], X=[x[0]],
+                               X_s=[1], Y=[y[0]], Y_s=[1]))
+    p.run()
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(n_trials):
+        expected = a.astype(dtype) @ xs[t]
+        np.testing.assert_allclose(p.view(y, t), expected, rtol=tol, atol=tol * 100)

@@ -101,6 +101,15 @@ def tolerances(dtype):
 @pytest.mark.parametrize("n", [1, 7, 33])
 @pytest.mark.parametrize("n_trials", [1, 3])
 def test_kernel_matches_nengo_step(neuron_type, dtype, n, n_trials, rng):
+    check_kernel_against_step(neuron_type, dtype, n, n_trials, rng)
+
+
+def check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=False):
+    """Runs the kernel for 12 steps of random currents next to Nengo's ``step``.
+
+    ``contiguous``: each operand a block of consecutive addresses (the kernels'
+    vectorised path) instead of scattered, interleaved addresses.
+    """
     kind, state_names, param_names = NEURON_KERNELS[neuron_type]
     types = [neuron_type(**params) for params in PARAMS[neuron_type]]
     split = n // 2
@@ -113,8 +122,11 @@ def test_kernel_matches_nengo_step(neuron_type, dtype, n, n_trials, rng):
     n_steps = 12
 
     p = RawProgram(dtype, 0, (2 + len(state_names)) * n, n_trials, dt=DT)
-    # scattered, interleaved addresses: the kernel must follow the address arrays
-    addrs = rng.permutation(p.alloc((2 + len(state_names)) * n)).reshape(-1, n)
+    addrs = p.alloc((2 + len(state_names)) * n)
+    if not contiguous:
+        # scattered, interleaved addresses: the kernel must follow the address arrays
+        addrs = rng.permutation(addrs)
+    addrs = addrs.reshape(-1, n)
     J_addr, out_addr, state_addrs = addrs[0], addrs[1], dict(zip(state_names, addrs[2:]))
     ref_state = []
     for t in range(n_trials):

@@ -13,10 +13,16 @@
 //   four rows at a time sharing X loads, or, for blocks of fewer rows, four
 //   trials at a time sharing A loads.
 // - strided: anything else, element by element.
+// Rows blocks with a shared A of many rows and columns (weights out of
+// neurons) also keep A^T: when at most a quarter of a trial's X is nonzero
+// (spikes), only the columns of the nonzero entries are added
+// (sparse_x_kernel), in column order.  (With few rows the dense kernel is as
+// fast as listing the nonzeros.)
 // Every row's sum starts from zero and is added to Y once, as np.dot would.
 // This file is compiled with FMA contraction on (CMakeLists.txt): summation
 // order in products is BLAS's business in Nengo too.
 #include <algorithm>
+#include <cmath>
 
 #include "parallel.h"
 #include "program.h"
@@ -27,11 +33,13 @@ namespace {
 
 // Shapes of shared A packed transposed for the columns kernel.
 constexpr int64_t kPackMaxCols = 64, kPackMinRows = 8;
+// Shapes of shared A that also get A^T for inputs that are mostly zeros.
+constexpr int64_t kSparseMinRows = 32, kSparseMinCols = 32;
 // Rows per parallel job (and per columns-kernel pass over the trials).
 constexpr int64_t kJobRows = 256;
 // Multiply-adds per step below which one thread does the whole instruction
 // (vectorised: several per cycle; see parallel.h).
-constexpr int64_t kDotParallelMin = kParallelMinWork * 2;
+constexpr int64_t kDotParallelMin = kParallelMinWork * 4;
 
 enum Kind { kColumns, kRows, kStrided };
 
@@ -42,6 +50,8 @@ struct Block {
                      // cols x rows; rows: A, rows x cols), or -1: A in the pool
     bool transposed; // the packed copy is A^T
     bool shared;     // A is the same for every trial
+    int64_t sparse;  // offset of A^T (cols x round_up(rows, 16)) in `packed`, or -1
+    bool finite;     // every element of A is finite (refresh); else no sparse skipping
 };
 
 struct Job {
@@ -59,38 +69,47 @@ NC_INLINE void add_to_y(T* Y, int64_t ys, int64_t r, typename Simd<T, B>::V acc)
     }
 }
 
-// Rows [r0, r1) of a columns-kernel block for one trial.  AT is A^T, cols x rows.
-template <typename T, int B>
-NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* X, int64_t xs,
-                              T* Y, int64_t ys, int64_t r0, int64_t r1) {
+// Rows [r0, r1) of a columns-kernel block for NT (1 or 2) trials.  AT is A^T,
+// cols x rows.  Tiles of 4 vectors of rows; with two trials each A^T load
+// feeds two multiply-adds, and eight independent sums keep the FMA units busy.
+template <typename T, int B, int NT>
+NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* const* X,
+                              int64_t xs, T* const* Y, int64_t ys, int64_t r0, int64_t r1) {
     using S = Simd<T, B>;
     using V = typename S::V;
     constexpr int W = S::W;
     int64_t r = r0;
     for (; r + 4 * W <= r1; r += 4 * W) {
-        V acc0{}, acc1{}, acc2{}, acc3{};
+        V acc[NT][4] = {};
         for (int64_t c = 0; c < cols; ++c) {
-            const V xc = S::splat(X[c * xs]);
             const T* a = AT + c * rows + r;
-            acc0 += S::load(a) * xc;
-            acc1 += S::load(a + W) * xc;
-            acc2 += S::load(a + 2 * W) * xc;
-            acc3 += S::load(a + 3 * W) * xc;
+            const V a0 = S::load(a), a1 = S::load(a + W), a2 = S::load(a + 2 * W),
+                    a3 = S::load(a + 3 * W);
+            for (int t = 0; t < NT; ++t) {
+                const V xc = S::splat(X[t][c * xs]);
+                acc[t][0] += a0 * xc;
+                acc[t][1] += a1 * xc;
+                acc[t][2] += a2 * xc;
+                acc[t][3] += a3 * xc;
+            }
         }
-        add_to_y<T, B>(Y, ys, r, acc0);
-        add_to_y<T, B>(Y, ys, r + W, acc1);
-        add_to_y<T, B>(Y, ys, r + 2 * W, acc2);
-        add_to_y<T, B>(Y, ys, r + 3 * W, acc3);
+        for (int t = 0; t < NT; ++t)
+            for (int i = 0; i < 4; ++i) add_to_y<T, B>(Y[t], ys, r + i * W, acc[t][i]);
     }
     for (; r + W <= r1; r += W) {
-        V acc{};
-        for (int64_t c = 0; c < cols; ++c) acc += S::load(AT + c * rows + r) * S::splat(X[c * xs]);
-        add_to_y<T, B>(Y, ys, r, acc);
+        V acc[NT] = {};
+        for (int64_t c = 0; c < cols; ++c) {
+            const V a = S::load(AT + c * rows + r);
+            for (int t = 0; t < NT; ++t) acc[t] += a * S::splat(X[t][c * xs]);
+        }
+        for (int t = 0; t < NT; ++t) add_to_y<T, B>(Y[t], ys, r, acc[t]);
     }
     for (; r < r1; ++r) {
-        T acc = 0;
-        for (int64_t c = 0; c < cols; ++c) acc += AT[c * rows + r] * X[c * xs];
-        Y[r * ys] += acc;
+        for (int t = 0; t < NT; ++t) {
+            T acc = 0;
+            for (int64_t c = 0; c < cols; ++c) acc += AT[c * rows + r] * X[t][c * xs];
+            Y[t][r * ys] += acc;
+        }
     }
 }
 
@@ -108,46 +127,35 @@ NC_INLINE T hsum(typename Simd<T, B>::V v) {
     }
 }
 
-// Rows [r0, r1) of a rows-kernel block (A rows and X contiguous) for one trial.
-template <typename T, int B>
-NC_INLINE void rows_kernel(const T* A, int64_t rs, int64_t cols, const T* X, T* Y, int64_t ys,
-                           int64_t r0, int64_t r1) {
+// R rows from row r of a rows-kernel block: R dot products sharing the X loads.
+template <typename T, int B, int R>
+NC_INLINE void rows_tile(const T* A, int64_t rs, int64_t cols, const T* X, T* Y, int64_t ys,
+                         int64_t r) {
     using S = Simd<T, B>;
     using V = typename S::V;
     constexpr int W = S::W;
     const int64_t cv = cols - cols % W;
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        const T* a0 = A + r * rs;
-        const T *a1 = a0 + rs, *a2 = a1 + rs, *a3 = a2 + rs;
-        V s0{}, s1{}, s2{}, s3{};
-        for (int64_t c = 0; c < cv; c += W) {
-            const V x = S::load(X + c);
-            s0 += S::load(a0 + c) * x;
-            s1 += S::load(a1 + c) * x;
-            s2 += S::load(a2 + c) * x;
-            s3 += S::load(a3 + c) * x;
-        }
-        T t0 = hsum<T, B>(s0), t1 = hsum<T, B>(s1), t2 = hsum<T, B>(s2), t3 = hsum<T, B>(s3);
-        for (int64_t c = cv; c < cols; ++c) {
-            t0 += a0[c] * X[c];
-            t1 += a1[c] * X[c];
-            t2 += a2[c] * X[c];
-            t3 += a3[c] * X[c];
-        }
-        Y[r * ys] += t0;
-        Y[(r + 1) * ys] += t1;
-        Y[(r + 2) * ys] += t2;
-        Y[(r + 3) * ys] += t3;
+    V s[R] = {};
+    for (int64_t c = 0; c < cv; c += W) {
+        const V x = S::load(X + c);
+        for (int i = 0; i < R; ++i) s[i] += S::load(A + (r + i) * rs + c) * x;
     }
-    for (; r < r1; ++r) {
-        const T* a = A + r * rs;
-        V s{};
-        for (int64_t c = 0; c < cv; c += W) s += S::load(a + c) * S::load(X + c);
-        T t = hsum<T, B>(s);
+    for (int i = 0; i < R; ++i) {
+        const T* a = A + (r + i) * rs;
+        T t = hsum<T, B>(s[i]);
         for (int64_t c = cv; c < cols; ++c) t += a[c] * X[c];
-        Y[r * ys] += t;
+        Y[(r + i) * ys] += t;
     }
+}
+
+// Rows [r0, r1) of a rows-kernel block (A rows and X contiguous) for one trial.
+template <typename T, int B>
+NC_INLINE void rows_kernel(const T* A, int64_t rs, int64_t cols, const T* X, T* Y, int64_t ys,
+                           int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8) rows_tile<T, B, 8>(A, rs, cols, X, Y, ys, r);
+    for (; r + 4 <= r1; r += 4) rows_tile<T, B, 4>(A, rs, cols, X, Y, ys, r);
+    for (; r < r1; ++r) rows_tile<T, B, 1>(A, rs, cols, X, Y, ys, r);
 }
 
 // All rows of a rows-kernel block for trials t0 .. t0 + 3: each A row is
@@ -178,6 +186,55 @@ NC_INLINE void rows_kernel_4_trials(const T* A, int64_t rows, int64_t rs, int64_
     }
 }
 
+// Rows of A^T as stored for sparse_x_kernel: padded to whole vectors.
+inline int64_t sparse_rows(int64_t rows) { return (rows + 15) / 16 * 16; }
+
+// Y[r0 + i * W ...] += sum over the listed columns c of AT[c, ...] X[c], for NV vectors.
+template <typename T, int B, int NV>
+NC_INLINE void sparse_tile(const T* AT, int64_t pad, const int32_t* listed, int64_t n,
+                           const T* X, T* sums) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    V acc[NV] = {};
+    for (int64_t k = 0; k < n; ++k) {
+        const T* a = AT + listed[k] * pad;
+        const V x = S::splat(X[listed[k]]);
+        for (int i = 0; i < NV; ++i) acc[i] += S::load(a + i * S::W) * x;
+    }
+    for (int i = 0; i < NV; ++i) S::store(sums + i * S::W, acc[i]);
+}
+
+// Y += A X for one trial using only the nonzero entries of X, when there are
+// at most cols / 4 of them (returns false, doing nothing, otherwise).  AT is
+// A^T with rows padded (sparse_rows); X contiguous; `listed` has room for cols.
+template <typename T, int B>
+NC_INLINE bool sparse_x_kernel(const T* AT, int64_t rows, int64_t cols, const T* X, T* Y,
+                               int64_t ys, int32_t* listed) {
+    using S = Simd<T, B>;
+    constexpr int W = S::W;
+    int64_t n = 0;
+    for (int64_t c = 0; c < cols; ++c) {  // branch-free listing: spikes are unpredictable
+        listed[n] = static_cast<int32_t>(c);
+        n += X[c] != T(0);
+    }
+    if (n * 4 > cols) return false;
+    const int64_t pad = sparse_rows(rows);
+    alignas(64) T sums[4 * W];
+    for (int64_t r0 = 0; r0 < rows; r0 += 4 * W) {
+        const int64_t nv = std::min<int64_t>(4, (pad - r0) / W);
+        const T* at = AT + r0;
+        switch (nv) {
+            case 4: sparse_tile<T, B, 4>(at, pad, listed, n, X, sums); break;
+            case 3: sparse_tile<T, B, 3>(at, pad, listed, n, X, sums); break;
+            case 2: sparse_tile<T, B, 2>(at, pad, listed, n, X, sums); break;
+            default: sparse_tile<T, B, 1>(at, pad, listed, n, X, sums); break;
+        }
+        const int64_t r1 = std::min(rows, r0 + 4 * W);
+        for (int64_t r = r0; r < r1; ++r) Y[r * ys] += sums[r - r0];
+    }
+    return true;
+}
+
 template <typename T>
 struct DotInc : Instr<T> {
     std::vector<Block> blocks;
@@ -196,10 +253,27 @@ struct DotInc : Instr<T> {
                 *dst++ = b.transposed ? A[w * b.a_rs + u * b.a_cs] : A[u * b.a_rs + w * b.a_cs];
     }
 
+    // A^T of block b with rows padded (sparse_rows), for sparse_x_kernel;
+    // records whether A is finite (0 * inf would be nan: skipping it would hide that).
+    void pack_sparse(const Buffers<T>& buf, Block& b) {
+        const T* A = buf.f.at(b.a, 0);
+        const int64_t pad = sparse_rows(b.rows);
+        T* dst = packed.data() + b.sparse;
+        b.finite = true;
+        for (int64_t c = 0; c < b.cols; ++c)
+            for (int64_t r = 0; r < b.rows; ++r) {
+                const T v = A[r * b.a_rs + c * b.a_cs];
+                b.finite = b.finite && std::isfinite(v);
+                dst[c * pad + r] = v;
+            }
+    }
+
     // Shared weights may have changed between runs (training, load_params).
     void refresh(const Buffers<T>& buf) override {
-        for (const Block& b : blocks)
+        for (Block& b : blocks) {
             if (b.packed >= 0) pack(buf, b);
+            if (b.sparse >= 0) pack_sparse(buf, b);
+        }
     }
 
     template <int B>
@@ -207,6 +281,21 @@ struct DotInc : Instr<T> {
         const Block& b = blocks[j.block];
         const int n_trials = buf.n_trials;
         int t = 0;
+        if (b.sparse >= 0 && b.finite) {  // a job per trial, all rows
+            const T* AT = packed.data() + b.sparse;
+            const bool own = b.packed >= 0;
+            const T* A = own ? packed.data() + b.packed : buf.f.at(b.a, 0);
+            const int64_t rs = own ? b.cols : b.a_rs;
+            thread_local std::vector<int32_t> listed;
+            if (static_cast<int64_t>(listed.size()) < b.cols) listed.resize(b.cols);  // once
+            for (; t < n_trials; ++t) {
+                const T* X = buf.f.at(b.x, t);
+                T* Y = buf.f.at(b.y, t);
+                if (!sparse_x_kernel<T, B>(AT, b.rows, b.cols, X, Y, b.y_s, listed.data()))
+                    rows_kernel<T, B>(A, rs, b.cols, X, Y, b.y_s, 0, b.rows);
+            }
+            return;
+        }
         if (b.kind == kRows && b.shared && b.rows < 4 && j.r0 == 0 && j.r1 == b.rows) {
             // few rows: four trials at a time share the loads of A
             const bool own = b.packed >= 0;
@@ -219,12 +308,21 @@ struct DotInc : Instr<T> {
                 rows_kernel_4_trials<T, B>(A, b.rows, rs, b.cols, X, Y, b.y_s);
             }
         }
+        if (b.kind == kColumns) {
+            // two trials at a time share the loads of A^T
+            const T* AT = packed.data() + b.packed;
+            for (; t + 2 <= n_trials; t += 2) {
+                const T* X[2] = {buf.f.at(b.x, t), buf.f.at(b.x, t + 1)};
+                T* Y[2] = {buf.f.at(b.y, t), buf.f.at(b.y, t + 1)};
+                columns_kernel<T, B, 2>(AT, b.rows, b.cols, X, b.x_s, Y, b.y_s, j.r0, j.r1);
+            }
+        }
         for (; t < n_trials; ++t) {
             const T* X = buf.f.at(b.x, t);
             T* Y = buf.f.at(b.y, t);
             if (b.kind == kColumns) {
-                columns_kernel<T, B>(packed.data() + b.packed, b.rows, b.cols, X, b.x_s, Y, b.y_s,
-                                     j.r0, j.r1);
+                columns_kernel<T, B, 1>(packed.data() + b.packed, b.rows, b.cols, &X, b.x_s, &Y,
+                                        b.y_s, j.r0, j.r1);
             } else if (b.kind == kRows) {
                 const bool own = b.packed >= 0;
                 rows_kernel<T, B>(own ? packed.data() + b.packed : buf.f.at(b.a, t),
@@ -281,7 +379,7 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         check_addresses({x[i], last(x[i], nc, x_s[i]), y[i], last(y[i], nr, y_s[i])}, buf.f,
                         spec.kind);
         const bool shared = *std::max_element(corners.begin(), corners.end()) < buf.f.n_shared;
-        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, -1, false, false};
+        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, -1, false, false, -1, false};
         // Keep a copy of shared A in the layout the kernel wants (A^T for
         // columns, contiguous rows for rows); `refresh` re-packs it every run.
         auto reserve_pack = [&](bool transposed) {
@@ -295,12 +393,18 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         } else if (x_s[i] == 1 && (shared || a_cs[i] == 1)) {
             b.kind = kRows;
             if (a_cs[i] != 1) reserve_pack(false);
+            if (shared && nr >= kSparseMinRows && nc >= kSparseMinCols) {
+                b.sparse = static_cast<int64_t>(op->packed.size());
+                op->packed.resize(op->packed.size() + nc * sparse_rows(nr), T(0));
+            }
         }
         b.shared = shared;
         const int64_t id = static_cast<int64_t>(op->blocks.size());
         op->blocks.push_back(b);
-        // jobs of about kJobRows rows (at least 4 K multiply-adds)
-        const int64_t step = std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
+        // jobs of about kJobRows rows (at least 4 K multiply-adds); sparse-input
+        // blocks are one job (the nonzeros are listed once for all rows)
+        const int64_t step =
+            b.sparse >= 0 ? nr : std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
         for (int64_t r0 = 0; r0 < nr; r0 += step) op->jobs.push_back({id, r0, std::min(nr, r0 + step)});
     }
     op->refresh(buf);

@@ -1,18 +1,38 @@
 // OpenMP helpers: parallelise only when there is enough work to pay for a fork.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 namespace nc {
 
-// Work (in simple element updates per step) below which one thread does it all.
-// A parallel region costs microseconds even on an idle machine (threads wait
-// passively, see nengo_cuda/__init__.py), and on a loaded one the region ends
-// only when every thread has been scheduled; so only instructions worth well
-// a millisecond of one core's time are split.
-constexpr int64_t kParallelMinWork = 1 << 20;
+// Whether parallel regions are used at all (see refresh_parallel_policy).
+inline bool& parallel_enabled() {
+    static bool enabled = true;
+    return enabled;
+}
+
+// Called at the start of every run: parallel regions only pay when another
+// core is idle.  On a machine whose other processes keep every core busy (1-min
+// load average above cores - 1/2, counting this process's own running thread),
+// a region waits for each of its threads to be scheduled, which costs more than
+// the split saves, so every instruction then runs on one thread.
+// OMP_NUM_THREADS=1 turns parallel regions off for good.
+inline void refresh_parallel_policy() {
+#ifdef _OPENMP
+    double load[1];
+    const int cores = omp_get_num_procs();
+    parallel_enabled() =
+        omp_get_max_threads() > 1 && (getloadavg(load, 1) != 1 || load[0] < cores - 0.5);
+#endif
+}
+
+// Work (in simple element updates per step) below which one thread does it all:
+// waking the other threads costs microseconds (they wait passively, see
+// nengo_cuda/__init__.py), so only instructions worth over 100 us are split.
+constexpr int64_t kParallelMinWork = 1 << 18;
 
 inline bool worth_parallel(int64_t work) { return work >= kParallelMinWork; }
 
@@ -22,7 +42,7 @@ inline bool worth_parallel(int64_t work) { return work >= kParallelMinWork; }
 template <typename F>
 inline void parallel_for(int64_t n, bool parallel, F&& f, bool dynamic = false) {
 #ifdef _OPENMP
-    if (parallel && n > 1) {
+    if (parallel && n > 1 && parallel_enabled()) {
         if (dynamic) {
 #pragma omp parallel for schedule(dynamic, 1)
             for (int64_t i = 0; i < n; ++i) f(i);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 
+#include "parallel.h"
 #include "program.h"
 
 namespace nc {
@@ -53,6 +54,7 @@ class Runner {
     void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes) {
         steps_done = 0;
         for (auto& instr : instrs_) instr->refresh(buf);
+        refresh_parallel_policy();
         std::vector<int64_t> sample(probes.size(), 0);
         StepInfo info;
         info.dt = dt;
