@@ -45,7 +45,8 @@ bench: install
 # that the source tree's package is not found first).  Python itself is not
 # instrumented, so libasan is preloaded (with libstdc++, whose __cxa_throw ASan
 # must find at start-up); its leak check is off (Python keeps memory until exit
-# by design); any ASan or UBSan report stops the run.
+# by design); any ASan or UBSan report stops the run.  csrc/ is copied into
+# pkg/ so that the TensorFlow ops (not sanitized) find their sources.
 SAN_DIR := build/sanitize
 SAN_PKG := $(abspath $(SAN_DIR))/pkg
 SAN_ENV := LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
@@ -61,7 +62,8 @@ sanitize: install
 		-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$(SAN_PKG)/nengo_cuda
 	$(VENV)/bin/cmake --build $(SAN_DIR)
 	$(PY) -c "import shutil; shutil.copytree('nengo_cuda', '$(SAN_PKG)/nengo_cuda', \
-		ignore=shutil.ignore_patterns('*.so', '__pycache__'), dirs_exist_ok=True)"
+		ignore=shutil.ignore_patterns('*.so', '__pycache__'), dirs_exist_ok=True); \
+		shutil.copytree('csrc', '$(SAN_PKG)/csrc', dirs_exist_ok=True)"
 	cd tests && $(SAN_ENV) $(abspath $(PY)) -c \
 		"import nengo_cuda._native as m; assert m.__file__.startswith('$(SAN_PKG)'), m.__file__"
 	cd tests && $(SAN_ENV) $(abspath $(PY)) -m pytest -q -p no:cacheprovider .
