@@ -187,3 +187,106 @@ def test_bad_input_errors(tmp_path):
         sim.compile(tf.keras.optimizers.SGD(0.1), loss=nengo_cuda.obj.mse)
         with pytest.raises(nengo.exceptions.SimulationError, match="inference_only"):
             sim.fit({inp: np.zeros((2, 1, 1))}, {p: np.zeros((2, 1, 1))})
+
+
+# -- the training graph's forward pass against Nengo ------------------------------
+_SPIKE_WRAPPERS = (nengo.RegularSpiking, nengo.PoissonSpiking, nengo.StochasticSpiking)
+
+
+def _rate_equivalent(n):
+    """The Nengo rate type whose output the training graph computes for ``n``."""
+    if isinstance(n, _SPIKE_WRAPPERS):
+        assert n.amplitude == 1  # else no Nengo rate type has the same decoders
+        return n.base_type
+    if type(n) is nengo.LIF:
+        return nengo.LIFRate(tau_rc=n.tau_rc, tau_ref=n.tau_ref, amplitude=n.amplitude)
+    if type(n) is nengo.SpikingRectifiedLinear:
+        return nengo.RectifiedLinear(amplitude=n.amplitude)
+    if type(n) is nengo.AdaptiveLIF:
+        return nengo.AdaptiveLIFRate(tau_n=n.tau_n, inc_n=n.inc_n, tau_rc=n.tau_rc,
+                                     tau_ref=n.tau_ref, amplitude=n.amplitude)
+    return n
+
+
+def _forward_net(rate, feed=None):
+    """Every rate-capable neuron type, Lowpass/Alpha/highpass synapses, a recurrent
+    connection, neuron->neuron weights, a sparse transform, Nodes with functions,
+    and three equal-shaped ensembles (Nengo's optimizer merges their DotIncs into
+    BsrDotIncs)."""
+    def nt(n):
+        return _rate_equivalent(n) if rate else n
+
+    types = [nengo.LIF(), nengo.SpikingRectifiedLinear(amplitude=0.02), nengo.Sigmoid(),
+             nengo.Tanh(), nengo.LIFRate(tau_rc=0.03), nengo.RectifiedLinear(),
+             nengo.AdaptiveLIF(tau_n=0.05, inc_n=0.1), nengo.RegularSpiking(nengo.LIFRate()),
+             nengo.PoissonSpiking(nengo.Sigmoid()),
+             nengo.StochasticSpiking(nengo.RectifiedLinear(amplitude=0.01)), nengo.Direct()]
+    with nengo.Network(seed=1) as net:
+        fed = nengo.Node(np.zeros(2) if feed is None else
+                         nengo.processes.PresentInput(feed, presentation_time=0.001))
+        fn = nengo.Node(lambda t: [np.sin(20 * t), np.cos(15 * t)])
+        ens = [nengo.Ensemble(12, 2, neuron_type=nt(t)) for t in types]
+        for i, e in enumerate(ens):
+            nengo.Connection(fed, e, synapse=None if i % 3 == 0 else nengo.Lowpass(0.005))
+            nengo.Connection(fn, e, synapse=nengo.Alpha(0.004), transform=0.5)
+        nengo.Connection(ens[0], ens[0], synapse=0.01, transform=0.9)
+        nengo.Connection(ens[1].neurons, ens[2].neurons, synapse=0.003,
+                         transform=np.random.RandomState(0).randn(12, 12) * 0.01)
+        nengo.Connection(ens[3], ens[4], function=np.square, synapse=nengo.Alpha(0.005))
+        nengo.Connection(ens[8].neurons, ens[9].neurons, synapse=0.002, transform=nengo.Sparse(
+            (12, 12), indices=[[0, 1], [3, 3], [11, 5]], init=[0.02, -0.01, 0.03]))
+        sq = nengo.Node(lambda t, x: x ** 2, size_in=2)
+        nengo.Connection(ens[5], sq)
+        nengo.Connection(sq, ens[6], synapse=nengo.LinearFilter([1, 0], [0.01, 1]))  # D != 0
+        same = [nengo.Ensemble(8, 1, neuron_type=nt(nengo.LIF())) for _ in range(3)]
+        out = nengo.Node(size_in=1)
+        for i, e in enumerate(same):
+            nengo.Connection(ens[i], e, transform=[[1, -1]], synapse=0.002)
+            nengo.Connection(e, out, synapse=nengo.Alpha(0.003))
+        probes = [nengo.Probe(e, synapse=0.01) for e in ens]
+        probes += [nengo.Probe(e.neurons) for e in ens[:-1]]
+        probes += [nengo.Probe(sq), nengo.Probe(out), nengo.Probe(out, synapse=nengo.Alpha(0.01))]
+    return net, fed, probes
+
+
+def test_forward_equals_nengo_rate_network():
+    steps, mb = 50, 2
+    feed = np.random.RandomState(2).uniform(-1, 1, (mb, steps, 2))
+    net, fed, probes = _forward_net(rate=False)
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=mb, progress_bar=False) as sim:
+        ops = {type(op).__name__ for op in sim.step_order}
+        assert {"BsrDotInc", "SparseDotInc", "SimPyFunc", "SimProcess"} <= ops
+        outs = sim._trainer().forward({fed: feed}, steps, probes)  # tf.while_loop
+        graph = sim._trainer().graph
+        graph.use_loop = False  # unrolled, eagerly: the first few steps
+        unrolled = graph({fed: tf.constant(feed[:, :4])}, 4, probes)
+    for i in range(mb):
+        ref_net, _, ref_probes = _forward_net(rate=True, feed=feed[i])
+        with nengo.Simulator(ref_net, progress_bar=False) as ref:
+            ref.run_steps(steps)
+        for p, rp in zip(probes, ref_probes):
+            expected = ref.data[rp].reshape(steps, -1)
+            scale = max(1.0, np.abs(expected).max())
+            np.testing.assert_allclose(outs[p][i], expected, rtol=0, atol=1e-12 * scale,
+                                       err_msg=str(p))
+            np.testing.assert_allclose(unrolled[p].numpy()[i], expected[:4], rtol=0,
+                                       atol=1e-12 * scale, err_msg=str(p))
+
+
+def test_forward_spike_wrapper_amplitude():
+    """RegularSpiking(amplitude=a) trains as ``a`` times its base type's rates."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node([0.3])
+        ens = nengo.Ensemble(6, 1, neuron_type=nengo.RegularSpiking(nengo.Tanh(), amplitude=0.25))
+        nengo.Connection(inp, ens)
+        p = nengo.Probe(ens.neurons)
+    with nengo.Network(seed=0) as ref_net:
+        ref_inp = nengo.Node([0.3])
+        ref_ens = nengo.Ensemble(6, 1, neuron_type=nengo.Tanh())
+        nengo.Connection(ref_inp, ref_ens)
+        ref_p = nengo.Probe(ref_ens.neurons)
+    with nengo.Simulator(ref_net, progress_bar=False) as ref:
+        ref.run_steps(3)
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        out = sim._trainer().forward(n_steps=3, probes=[p])[p][0]
+    np.testing.assert_allclose(out, 0.25 * ref.data[ref_p], rtol=1e-12)

@@ -40,6 +40,7 @@ class Trainer:
                 self.sim,
                 trainable_signals(self.sim, trainable),
                 lif_smoothing=self.setting("lif_smoothing"),
+                use_loop=bool(self.setting("use_loop", True)),
             )
         return self._graph
 
@@ -211,6 +212,36 @@ class Trainer:
             return total / tf.cast(n, tf.float64)
 
         return train_epoch
+
+    # -- the training graph's forward pass --------------------------------------------
+    def forward(self, x=None, n_steps=None, probes=None):
+        """The training graph's outputs (rate neurons) for inputs ``x``.
+
+        Like ``predict``, but through `TrainingGraph` (in one `tf.function`) instead
+        of the native simulator: ``{probe: array (batch, n_steps, size)}`` for
+        ``probes`` (default: all), every item from the initial state.
+        """
+        x = self._as_dict(x, "input")
+        if x:
+            batch, steps = self._check(x, {}, n_steps)
+        elif n_steps is None:
+            raise ValidationError("forward needs input data or n_steps", attr="n_steps")
+        else:
+            steps = int(n_steps)
+        probes = list(self.sim.model.probes) if probes is None else list(probes)
+        nodes = list(x)
+        key = ("forward", tuple(nodes), tuple(probes), steps)
+        if key not in self._train_fns:
+            graph = self.graph
+
+            @tf.function(autograph=False)
+            def run(xs):
+                outs = graph(dict(zip(nodes, xs)), steps, probes)
+                return [outs[p] for p in probes]
+
+            self._train_fns[key] = run
+        xs = tuple(tf.constant(np.asarray(x[n], dtype=self.sim.dtype)) for n in nodes)
+        return {p: v.numpy() for p, v in zip(probes, self._train_fns[key](xs))}
 
     # -- native runs (evaluate / predict) --------------------------------------------
     def _run_native(self, x, steps):
