@@ -140,6 +140,76 @@ def test_tutorial_training_rmsprop():
     assert after <= 0.00414  # NengoDL 3.6 on TF 2.12: 0.00454 -> 0.00414
 
 
+def _keras_net():
+    """Input -> TensorNode(Dense(1)) -> Layer(Dense(3)): the only parameters are
+    the Keras layers' (configure_settings(trainable=False) does not freeze them)."""
+    tf.keras.utils.set_random_seed(0)
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(2))
+        dense1 = tf.keras.layers.Dense(1)
+        node = nengo_cuda.TensorNode(dense1, shape_in=(2,), pass_time=False)
+        nengo.Connection(inp, node, synapse=None)
+        dense3 = tf.keras.layers.Dense(3)
+        out = nengo_cuda.Layer(dense3)(node)
+        p = nengo.Probe(out)
+        nengo_cuda.configure_settings(trainable=False)
+    return net, inp, p, dense1, dense3
+
+
+def _keras_target(x):
+    """A rank-1 affine map, which Dense(1) then Dense(3) can represent exactly."""
+    return (x @ [[0.5], [-1.0]]) @ [[1.0, -2.0, 0.5]] + [0.1, 0.2, -0.3]
+
+
+def test_keras_layer_weights_train(tmp_path):
+    net, inp, p, dense1, dense3 = _keras_net()
+    rng = np.random.RandomState(0)
+    steps = 3
+    x = np.tile(rng.uniform(-1, 1, (64, 1, 2)), (1, steps, 1))
+    y = _keras_target(x)
+    with nengo_cuda.Simulator(net, minibatch_size=16, progress_bar=False) as sim:
+        assert not sim._trainer().graph.trainable_variables  # no Nengo parameters
+        w0 = [v.numpy().copy() for v in dense1.weights + dense3.weights]
+        sim.save_params(tmp_path / "before")
+        sim.compile(tf.keras.optimizers.Adam(0.05), loss=nengo_cuda.obj.mse)
+        before = sim.evaluate({inp: x}, {p: y})["loss"]
+        history = sim.fit({inp: x}, {p: y}, epochs=60)
+        after = sim.evaluate({inp: x}, {p: y})["loss"]
+        print(f"Keras layers: evaluate loss {before:.4g} -> {after:.4g}")
+        assert history.history["loss"][-1] < 1e-3 * history.history["loss"][0]
+        assert after < 1e-3 * before, (before, after)
+        assert all(not np.allclose(a, v.numpy()) for a, v in zip(w0, dense1.weights + dense3.weights))
+
+        # sim.run after fit: the trained layers, as Keras computes them
+        x_run = rng.uniform(-1, 1, (16, 2, 2))
+        sim.reset()
+        sim.run_steps(2, data={inp: x_run})
+        expected = dense3(dense1(x_run.reshape(-1, 2).astype(np.float32))).numpy()
+        np.testing.assert_allclose(sim.data[p].reshape(-1, 3), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sim.data[p], _keras_target(x_run), atol=0.05)
+
+        # save/load_params carry the Keras weights
+        sim.load_params(tmp_path / "before")
+        for a, v in zip(w0, dense1.weights + dense3.weights):
+            np.testing.assert_array_equal(a, v.numpy())
+
+
+def test_keras_layer_frozen():
+    net, inp, p, dense1, dense3 = _keras_net()
+    dense1.trainable = False
+    x = np.ones((4, 1, 2))
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        w1 = dense1.kernel.numpy().copy()
+        w3 = dense3.kernel.numpy().copy()
+        sim.compile(tf.keras.optimizers.SGD(0.1), loss="mse")
+        sim.fit({inp: x}, {p: _keras_target(x)}, epochs=2)
+        np.testing.assert_array_equal(dense1.kernel.numpy(), w1)
+        assert not np.allclose(dense3.kernel.numpy(), w3)
+        dense3.trainable = False
+        with pytest.raises(nengo.exceptions.SimulationError, match="no parameters"):
+            sim.fit({inp: x}, {p: _keras_target(x)})
+
+
 def _small_sim(**kwargs):
     with nengo.Network(seed=3) as net:
         inp = nengo.Node(np.zeros(1))

@@ -17,6 +17,7 @@ from nengo.exceptions import SimulationError, ValidationError
 
 from .config import get_setting, trainable_objects
 from .graph import TrainingGraph, trainable_signals
+from .tensor_node import is_tensor_node_func
 
 
 class Trainer:
@@ -43,6 +44,29 @@ class Trainer:
                 use_loop=bool(self.setting("use_loop", True)),
             )
         return self._graph
+
+    def _tensor_funcs(self):
+        """The TensorNodes' functions, in step order, each once."""
+        funcs = {}
+        for op in self.sim.step_order:
+            fn = getattr(op, "fn", None)
+            if is_tensor_node_func(fn):
+                funcs.setdefault(id(fn), fn)
+        return list(funcs.values())
+
+    def _keras_variables(self, trainable=True):
+        """Variables of the TensorNodes' Keras layers (each once)."""
+        found = {}
+        for fn in self._tensor_funcs():
+            for var in (fn.trainable_variables() if trainable else fn.variables()):
+                found.setdefault(id(var), var)
+        return list(found.values())
+
+    @property
+    def trainable_variables(self):
+        """What ``fit`` optimises: the Nengo parameters (see
+        `nengo_cuda.training.config`) and the TensorNodes' Keras layer weights."""
+        return self.graph.trainable_variables + self._keras_variables()
 
     # -- data --------------------------------------------------------------------
     def _lookup(self, key, kinds, what):
@@ -152,8 +176,10 @@ class Trainer:
         for probe in y:
             self._loss_for(probe)
         graph = self.graph
-        if not graph.trainable_variables:
-            raise SimulationError("no parameters are trainable (see configure_settings)")
+        if not self.trainable_variables:
+            raise SimulationError(
+                "no parameters are trainable (see configure_settings; TensorNodes' Keras "
+                "layers with trainable=True train too)")
         probes = list(y)
         key = (tuple(x), tuple(probes), steps)
         if key not in self._train_fns:
@@ -178,7 +204,7 @@ class Trainer:
 
     def _make_train_step(self, nodes, probes, steps):
         graph, opt = self.graph, self.optimizer
-        variables = graph.trainable_variables
+        variables = self.trainable_variables
         weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
         loss_fns = [self._loss_for(p) for p in probes]
 
@@ -339,17 +365,33 @@ class Trainer:
 
     # -- parameters --------------------------------------------------------------------
     def save_params(self, path):
+        """Saves the shared (parameter) buffer and the TensorNodes' Keras weights
+        to ``path + ".npz"``."""
         layout = self.sim.layout
-        np.savez_compressed(str(path) + ".npz", shared=layout.fbuf[: layout.f_shared])
+        weights = {f"keras_{i}": np.asarray(v.numpy())
+                   for i, v in enumerate(self._keras_variables(trainable=False))}
+        np.savez_compressed(str(path) + ".npz", shared=layout.fbuf[: layout.f_shared], **weights)
 
     def load_params(self, path):
+        """Loads what `save_params` saved (the same network's)."""
         layout = self.sim.layout
+        keras_vars = self._keras_variables(trainable=False)
         with np.load(str(path) + ".npz") as f:
             shared = f["shared"]
+            weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
+            n_saved = sum(1 for k in f.files if k.startswith("keras_"))
         if shared.shape != (layout.f_shared,):
             raise SimulationError(
                 f"{path}.npz holds {shared.size} values; this model has {layout.f_shared}")
+        if n_saved != len(keras_vars) or any(
+                tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, keras_vars)):
+            raise SimulationError(
+                f"{path}.npz holds {n_saved} TensorNode weights of shapes "
+                f"{[w.shape for w in weights]}; this model's TensorNodes have "
+                f"{[tuple(v.shape) for v in keras_vars]}")
         layout.fbuf[: layout.f_shared] = shared
+        for var, value in zip(keras_vars, weights):
+            var.assign(value)
         if self._graph is not None:
             self._graph.reload()
 
