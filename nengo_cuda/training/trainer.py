@@ -129,8 +129,18 @@ class Trainer:
 
     # -- compile / fit --------------------------------------------------------------
     def compile(self, optimizer=None, loss=None, metrics=None, loss_weights=None):
+        """Sets the optimizer, losses and metrics for `fit` and `evaluate`.
+
+        ``optimizer``: a Keras optimizer (or its name), or a TF1 optimizer
+        (``tf.compat.v1.train.RMSPropOptimizer(0.01)`` etc., as NengoDL 2's
+        ``sim.train`` took), which is used as is, with its own update rule.
+        """
         if isinstance(optimizer, str):
             optimizer = tf.keras.optimizers.get(optimizer)
+        if optimizer is not None and not hasattr(optimizer, "apply_gradients"):
+            raise ValidationError(
+                f"optimizer must be a Keras optimizer, its name, or a tf.compat.v1.train "
+                f"optimizer (got {optimizer!r})", attr="optimizer")
         self.optimizer = optimizer
         self.losses = self._losses(loss)
         self.loss_weights = loss_weights or {}
@@ -216,11 +226,20 @@ class Trainer:
                     for w, f, p, t in zip(weights, loss_fns, probes, ys)])
             grads = tape.gradient(loss, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-            opt.apply_gradients(zip(grads, variables))
-            return loss
+            update = opt.apply_gradients(zip(grads, targets))
+            if update is None:
+                return loss
+            with tf.control_dependencies([update]):
+                return tf.identity(loss)
 
-        if hasattr(opt, "build"):
-            opt.build(variables)  # slot variables now, not inside the traced loop
+        if _is_v1_optimizer(opt):
+            # TF1 optimizers update tf.Variables (a Keras variable's is its .value) and
+            # make their slots in init_scope, so they work inside the traced loop
+            targets = [_tf_variable(v) for v in variables]
+        else:
+            targets = variables
+            if hasattr(opt, "build"):
+                opt.build(variables)  # slot variables now, not inside the traced loop
 
         @tf.function(autograph=False)
         def train_epoch(x_full, y_full, order):
@@ -333,6 +352,9 @@ class Trainer:
 
     # -- NengoDL 2 style -----------------------------------------------------------------
     def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, **kwargs):
+        """NengoDL 2's ``sim.train``: ``data`` maps input Nodes and target Probes to
+        arrays; ``objective`` {probe: loss} (default: MSE); ``optimizer`` a Keras or
+        ``tf.compat.v1.train`` optimizer (see `compile`)."""
         if optimizer is None:
             raise ValidationError("train needs an optimizer", attr="optimizer")
         inputs, targets = self._split(data)
@@ -477,6 +499,21 @@ class Trainer:
                     raise SimulationError(
                         f"gradient mismatch for {var.name}[{i}]: analytic {grad.flat[i]:g}, "
                         f"numeric {num:g}")
+
+
+def _is_v1_optimizer(opt):
+    return isinstance(opt, tf.compat.v1.train.Optimizer)
+
+
+def _tf_variable(var):
+    """The tf.Variable behind ``var`` (itself, or a Keras 3 variable's value)."""
+    if isinstance(var, tf.Variable):
+        return var
+    value = getattr(var, "value", None)
+    if isinstance(value, tf.Variable):
+        return value
+    raise SimulationError(f"a tf.compat.v1.train optimizer cannot update {var!r}; use a "
+                          "Keras optimizer")
 
 
 def _mse(outputs, targets):
