@@ -271,6 +271,68 @@ def test_keras_layer_frozen():
             sim.fit({inp: x}, {p: _keras_target(x)})
 
 
+def _two_probe_net():
+    with nengo.Network(seed=2) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(8, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, ens, synapse=None)
+        p_a = nengo.Probe(ens, label="out a")
+        p_b = nengo.Probe(ens.neurons[:2])
+        p_c = nengo.Probe(inp)
+    return net, inp, p_a, p_b, p_c
+
+
+def test_compile_metrics_evaluate():
+    net, inp, p_a, p_b, p_c = _two_probe_net()
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 1, (4, 3, 1))
+    y = {p_a: rng.uniform(-1, 1, (4, 3, 1)), p_b: rng.uniform(0, 50, (4, 3, 2))}
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        out = sim.predict({inp: x})
+        err = {p: out[p] - y[p] for p in y}
+        mse = {p: np.mean(e ** 2) for p, e in err.items()}
+        mae = {p: np.mean(np.abs(e)) for p, e in err.items()}
+
+        def max_err(y_true, y_pred):
+            return tf.reduce_max(tf.abs(y_true - y_pred), axis=(1, 2))
+
+        sim.compile(loss={p_a: "mse", "probe": tf.keras.losses.MeanAbsoluteError()},
+                    loss_weights={p_b: 0.5},
+                    metrics={"out a": ["mse", tf.keras.metrics.MeanAbsoluteError(name="mae")],
+                             p_b: max_err})
+        result = sim.evaluate({inp: x}, y)
+        assert set(result) == {"loss", "out_a_loss", "out_a_mse", "out_a_mae", "probe_loss",
+                               "probe_max_err"}
+        np.testing.assert_allclose(result["out_a_loss"], mse[p_a], rtol=1e-5)
+        np.testing.assert_allclose(result["out_a_mse"], mse[p_a], rtol=1e-5)
+        np.testing.assert_allclose(result["out_a_mae"], mae[p_a], rtol=1e-5)
+        np.testing.assert_allclose(result["probe_loss"], mae[p_b], rtol=1e-5)
+        np.testing.assert_allclose(result["loss"], mse[p_a] + 0.5 * mae[p_b], rtol=1e-5)
+        # a function metric: its per-item values averaged per minibatch, then over minibatches
+        per_item = np.abs(err[p_b]).max(axis=(1, 2))
+        np.testing.assert_allclose(result["probe_max_err"], per_item.mean(), rtol=1e-5)
+
+        # one metric (or a list) for every probe with targets; unlabeled names count up
+        sim.compile(loss="mse", metrics="mae")
+        result = sim.evaluate({inp: x}, {p_b: y[p_b], p_c: x})
+        assert set(result) == {"loss", "probe_loss", "probe_mae", "probe_1_loss", "probe_1_mae"}
+        np.testing.assert_allclose(result["probe_1_mae"], 0, atol=1e-7)
+
+        # Keras convention in compile: f(y_true, y_pred)
+        calls = []
+        sim.compile(loss=lambda y_true, y_pred: calls.append((y_true, y_pred)) or tf.zeros(()))
+        sim.evaluate({inp: x}, {p_a: y[p_a]})
+        np.testing.assert_allclose(calls[0][0], y[p_a][:2])
+
+        with pytest.raises(nengo.exceptions.ValidationError, match="metric"):
+            sim.compile(loss="mse", metrics=[3])
+        with pytest.raises(nengo.exceptions.ValidationError, match="not a Probe"):
+            sim.compile(loss="mse", metrics={inp: "mse"})
+        sim.compile(loss="mse", metrics={p_c: "mse"})
+        with pytest.raises(nengo.exceptions.ValidationError, match="no targets"):
+            sim.evaluate({inp: x}, {p_a: y[p_a]})
+
+
 def _small_sim(**kwargs):
     with nengo.Network(seed=3) as net:
         inp = nengo.Node(np.zeros(1))

@@ -17,6 +17,8 @@ from nengo.exceptions import SimulationError, ValidationError
 
 from .config import get_setting, trainable_objects
 from .graph import TrainingGraph, trainable_signals
+from .losses import keras_loss, io_names, metrics_by_probe, objective as nengo2_objective
+from .objectives import mse
 from .tensor_node import is_tensor_node_func
 
 
@@ -26,6 +28,8 @@ class Trainer:
         self.network = getattr(sim.model, "toplevel", None)
         self.optimizer = None
         self.losses = None
+        self.loss_weights = {}
+        self.metrics = None
         self._graph = None
         self._train_fns = {}
 
@@ -70,11 +74,11 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------
     def _lookup(self, key, kinds, what):
-        if isinstance(key, str):
-            for obj in list(self.sim._input_nodes) + list(self.sim.model.probes):
-                if obj.label == key:
-                    key = obj
-                    break
+        if isinstance(key, str):  # a name (see losses.io_names) or a label
+            objs = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
+            names = io_names(objs, "node" if what == "input" else "probe")
+            key = next((o for o in objs if names[o] == key),
+                       next((o for o in objs if o.label == key), key))
         if what == "input" and key not in self.sim._input_nodes:
             raise ValidationError(
                 f"{key!r} is not an input Node of this network (inputs must be Nodes "
@@ -142,17 +146,23 @@ class Trainer:
                 f"optimizer must be a Keras optimizer, its name, or a tf.compat.v1.train "
                 f"optimizer (got {optimizer!r})", attr="optimizer")
         self.optimizer = optimizer
-        self.losses = self._losses(loss)
-        self.loss_weights = loss_weights or {}
+        self.losses = self._losses(loss, keras_loss)
+        self.loss_weights = {self._lookup(p, None, "target"): w
+                             for p, w in (loss_weights or {}).items()}
         self.metrics = metrics
+        self._metrics_for(list(self.sim.model.probes))  # validates the metrics
         self._train_fns = {}
 
-    def _losses(self, loss):
+    def _metrics_for(self, probes):
+        """{probe: [ProbeMetric]} for target ``probes`` (fresh metric states)."""
+        return metrics_by_probe(self.metrics, probes, lambda k: self._lookup(k, None, "target"))
+
+    def _losses(self, loss, convert):
         if loss is None:
             return None
         if isinstance(loss, dict):
-            return {self._lookup(p, None, "target"): _loss_fn(f) for p, f in loss.items()}
-        return _loss_fn(loss)  # one loss for every probe with targets
+            return {self._lookup(p, None, "target"): convert(f) for p, f in loss.items()}
+        return convert(loss)  # one loss for every probe with targets
 
     def _loss_for(self, probe):
         if isinstance(self.losses, dict):
@@ -162,12 +172,14 @@ class Trainer:
         return self.losses
 
     def _reduce(self, value, probe):
+        """The mean of a loss's values (a scalar, or values with a leading
+        minibatch axis, e.g. per item or per item and step)."""
         value = tf.convert_to_tensor(value)
         mb = self.sim.n_trials
         if value.shape.rank != 0 and (value.shape.rank is None or value.shape[0] != mb):
             raise ValidationError(
                 f"the loss for {probe} returned shape {value.shape}; it must return a "
-                f"scalar or one value per minibatch item (leading axis {mb})", attr="loss")
+                f"scalar or values with a leading minibatch axis ({mb})", attr="loss")
         return tf.reduce_mean(value)
 
     def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose=0,
@@ -328,10 +340,21 @@ class Trainer:
         return self.predict(x, n_steps=n_steps)
 
     def evaluate(self, x=None, y=None, n_steps=None, **kwargs):
+        """Losses and metrics of the network as defined (spiking, native kernels).
+
+        Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
+        "<probe>_<metric>": ...}`` (names: `losses.io_names`); each value is the
+        mean over the minibatches of ``x``/``y``, each run from the initial state.
+        """
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
         batch, steps = self._check(x, y, n_steps)
+        metrics = self._metrics_for(list(y))
+        for p in metrics:
+            if p not in y:
+                raise ValidationError(f"metrics are compiled for {p}, but no targets were "
+                                      "given for it", attr="y")
         mb = self.sim.n_trials
         per_probe = {p: [] for p in y}
         for i in range(batch // mb):
@@ -339,14 +362,19 @@ class Trainer:
             out = self._run_native({k: v[sl] for k, v in x.items()}, steps)
             for p, target in y.items():
                 o = tf.constant(out[p])
-                value = self._loss_for(p)(o, tf.constant(target[sl].astype(o.dtype.as_numpy_dtype)))
-                per_probe[p].append(float(self._reduce(value, p)))
+                t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
+                per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p)))
+                for metric in metrics.get(p, ()):
+                    metric.update(t, o)
+        names = io_names(self.sim.model.probes, "probe")
         result = {}
         total = 0.0
         for p, values in per_probe.items():
             mean = float(np.mean(values))
-            result[f"{_name(p)}_loss"] = mean
+            result[f"{names[p]}_loss"] = mean
             total += float(self.loss_weights.get(p, 1.0)) * mean
+            for metric in metrics.get(p, ()):
+                result[f"{names[p]}_{metric.name}"] = metric.result()
         result["loss"] = total
         return result
 
@@ -358,19 +386,21 @@ class Trainer:
         if optimizer is None:
             raise ValidationError("train needs an optimizer", attr="optimizer")
         inputs, targets = self._split(data)
-        objective = objective if objective is not None else {p: _mse for p in targets}
-        self.compile(optimizer, loss=objective)
+        objective = objective if objective is not None else {p: mse for p in targets}
+        self.compile(optimizer)
+        self.losses = self._losses(objective, nengo2_objective)
         return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle)
 
     def loss(self, data, objective=None, **kwargs):
         inputs, targets = self._split(data)
-        saved = (self.losses, getattr(self, "loss_weights", {}))
-        self.losses = self._losses(objective if objective is not None else {p: _mse for p in targets})
-        self.loss_weights = {}
+        saved = (self.losses, self.loss_weights, self.metrics)
+        objective = objective if objective is not None else {p: mse for p in targets}
+        self.losses = self._losses(objective, nengo2_objective)
+        self.loss_weights, self.metrics = {}, None
         try:
             return self.evaluate(inputs, targets)["loss"]
         finally:
-            self.losses, self.loss_weights = saved
+            self.losses, self.loss_weights, self.metrics = saved
 
     def _split(self, data):
         if not isinstance(data, dict):
@@ -514,22 +544,6 @@ def _tf_variable(var):
         return value
     raise SimulationError(f"a tf.compat.v1.train optimizer cannot update {var!r}; use a "
                           "Keras optimizer")
-
-
-def _mse(outputs, targets):
-    from .objectives import mse
-
-    return mse(outputs, targets)
-
-
-def _loss_fn(loss):
-    if isinstance(loss, str):
-        if loss == "mse":
-            return _mse
-        return tf.keras.losses.get(loss)
-    if not callable(loss):
-        raise ValidationError(f"loss must be callable (got {loss!r})", attr="loss")
-    return loss
 
 
 def _name(obj):
