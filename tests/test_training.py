@@ -333,6 +333,59 @@ def test_compile_metrics_evaluate():
             sim.evaluate({inp: x}, {p_a: y[p_a]})
 
 
+def test_keep_history_false():
+    """keep_history=False probes give (and take targets for) the last step only."""
+    net, inp, p_a, p_b, p_c = _two_probe_net()
+    with net:
+        nengo_cuda.configure_settings(keep_history=False)
+        net.config[p_c].keep_history = True
+    x = np.random.RandomState(1).uniform(-1, 1, (2, 5, 1))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        t = sim._trainer()
+        assert not t.keep_history(p_a) and not t.keep_history(p_b) and t.keep_history(p_c)
+        out = sim.predict({inp: x})
+        assert out[p_a].shape == (2, 1, 1) and out[p_b].shape == (2, 1, 2)
+        np.testing.assert_allclose(out[p_c], x, rtol=1e-6)  # float32
+        sim.run_steps(5, data={inp: x})  # sim.data keeps every step (Nengo's behaviour)
+        np.testing.assert_allclose(out[p_a], sim.data[p_a][:, -1:], rtol=1e-6)
+        assert sim.data[p_a].shape == (2, 5, 1)
+        assert t.forward({inp: x})[p_b].shape == (2, 1, 2)
+
+        sim.compile(tf.keras.optimizers.SGD(0.01), loss="mse")
+        target = np.full((2, 1, 1), 0.25)
+        before = sim.evaluate({inp: x}, {p_a: target})["loss"]
+        np.testing.assert_allclose(before, np.mean((out[p_a] - 0.25) ** 2), rtol=1e-5)
+        history = sim.fit({inp: x}, {p_a: target}, epochs=3).history["loss"]
+        assert history[-1] < history[0]
+        with pytest.raises(nengo.exceptions.ValidationError, match="last step"):
+            sim.evaluate({inp: x}, {p_a: np.zeros((2, 5, 1))})
+        with pytest.raises(nengo.exceptions.ValidationError, match="n_steps"):
+            sim.evaluate(y={p_a: target})
+
+
+@pytest.mark.parametrize("stateful", [True, False])
+def test_stateful_setting(stateful):
+    """stateful=False: every run starts from the initial conditions (the first run
+    equals Nengo's); stateful=True: runs continue (two runs equal one long run)."""
+    with nengo.Network(seed=4) as net:
+        inp = nengo.Node(nengo.processes.WhiteSignal(1.0, high=10, seed=1))
+        ens = nengo.Ensemble(10, 1)
+        nengo.Connection(inp, ens, synapse=0.01)
+        p = nengo.Probe(ens, synapse=0.02)
+        nengo_cuda.configure_settings(stateful=stateful)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(40)
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        sim.run_steps(20)
+        sim.run_steps(20)
+        assert sim.n_steps == 40 and sim.data[p].shape == (40, 1)
+        if stateful:
+            np.testing.assert_allclose(sim.data[p], ref.data[p], atol=1e-9)
+        else:
+            np.testing.assert_allclose(sim.data[p][:20], ref.data[p][:20], atol=1e-9)
+            np.testing.assert_allclose(sim.data[p][20:], ref.data[p][:20], atol=1e-9)
+
+
 def _small_sim(**kwargs):
     with nengo.Network(seed=3) as net:
         inp = nengo.Node(np.zeros(1))

@@ -15,7 +15,7 @@ import nengo
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
-from .config import get_setting, trainable_objects
+from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
 from .losses import keras_loss, io_names, metrics_by_probe, objective as nengo2_objective
 from .objectives import mse
@@ -30,6 +30,7 @@ class Trainer:
         self.losses = None
         self.loss_weights = {}
         self.metrics = None
+        self._keep_history = {}
         self._graph = None
         self._train_fns = {}
 
@@ -116,17 +117,43 @@ class Trainer:
             if value.shape[2] != size:
                 raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
                                       f"{size}", attr="x")
-        steps = n_steps if n_steps is not None else arrays[0].shape[1]
+        if n_steps is not None:
+            steps = int(n_steps)
+        elif x:
+            steps = next(iter(x.values())).shape[1]
+        else:
+            full = [v for p, v in y.items() if self.keep_history(p)]
+            if not full:
+                raise ValidationError("give n_steps (the targets hold only the last step)",
+                                      attr="n_steps")
+            steps = full[0].shape[1]
         for obj, value in x.items():
             if value.shape[1] != steps:
                 raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
                                       f"expected {steps}", attr="x")
+        for obj, value in y.items():
+            expected = steps if self.keep_history(obj) else 1
+            if value.shape[1] != expected:
+                why = "" if self.keep_history(obj) else " (keep_history=False: the last step)"
+                raise ValidationError(f"target data for {obj} has {value.shape[1]} steps; "
+                                      f"expected {expected}{why}", attr="y")
         mb = self.sim.n_trials
         if batch % mb != 0:
             raise ValidationError(
                 f"the batch size ({batch}) must be a multiple of the simulator's "
                 f"minibatch_size ({mb})", attr="x")
         return batch, steps
+
+    def keep_history(self, probe):
+        """False when ``probe`` is configured ``keep_history=False`` (its outputs
+        in predict/evaluate/fit are the last step only)."""
+        if probe not in self._keep_history:
+            self._keep_history[probe] = keep_history(self.network, probe)
+        return self._keep_history[probe]
+
+    def _history(self, probe, value):
+        """``value`` (batch, n_steps, size), or its last step if not kept."""
+        return value if self.keep_history(probe) else value[:, -1:]
 
     def _probe_size(self, probe):
         return int(np.prod(self.sim.model.sig[probe]["in"].shape))
@@ -233,6 +260,7 @@ class Trainer:
         def step(xs, ys):
             with tf.GradientTape() as tape:
                 outs = graph(dict(zip(nodes, xs)), steps, probes)
+                outs = {p: self._history(p, o) for p, o in outs.items()}
                 loss = tf.add_n([
                     w * self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p)
                     for w, f, p, t in zip(weights, loss_fns, probes, ys)])
@@ -298,7 +326,7 @@ class Trainer:
 
             self._train_fns[key] = run
         xs = tuple(tf.constant(np.asarray(x[n], dtype=self.sim.dtype)) for n in nodes)
-        return {p: v.numpy() for p, v in zip(probes, self._train_fns[key](xs))}
+        return {p: self._history(p, v.numpy()) for p, v in zip(probes, self._train_fns[key](xs))}
 
     # -- native runs (evaluate / predict) --------------------------------------------
     def _run_native(self, x, steps):
@@ -316,6 +344,10 @@ class Trainer:
         return out
 
     def predict(self, x=None, n_steps=None, **kwargs):
+        """Probe outputs ``{probe: (batch, n_steps, size)}`` (``(batch, 1, size)``
+        for keep_history=False probes) of the network as defined (spiking, native
+        kernels), each minibatch from the initial state; the simulator is left
+        reset (trained parameters kept)."""
         x = self._as_dict(x, "input")
         if not x:
             if n_steps is None:
@@ -328,7 +360,7 @@ class Trainer:
         for i in range(batch // mb):
             out = self._run_native({k: v[i * mb : (i + 1) * mb] for k, v in x.items()}, steps)
             for p in results:
-                results[p].append(out[p])
+                results[p].append(self._history(p, out[p]))
         return {p: np.concatenate(v, axis=0) for p, v in results.items()}
 
     def predict_on_batch(self, x=None, n_steps=None, **kwargs):
@@ -361,7 +393,7 @@ class Trainer:
             sl = slice(i * mb, (i + 1) * mb)
             out = self._run_native({k: v[sl] for k, v in x.items()}, steps)
             for p, target in y.items():
-                o = tf.constant(out[p])
+                o = tf.constant(self._history(p, out[p]))
                 t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
                 per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p)))
                 for metric in metrics.get(p, ()):
