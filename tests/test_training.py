@@ -519,6 +519,56 @@ def test_forward_equals_nengo_rate_network():
                                        atol=1e-12 * scale, err_msg=str(p))
 
 
+def test_loop_gradients_equal_unrolled():
+    """Gradients through the tf.while_loop (in a tf.function, as fit runs it)
+    equal the unrolled graph's and central differences."""
+    with nengo.Network(seed=5) as net:
+        inp = nengo.Node(np.zeros(1))
+        a = nengo.Ensemble(6, 1, neuron_type=nengo.LIFRate())
+        b = nengo.Ensemble(5, 1, neuron_type=nengo.Tanh())
+        nengo.Connection(inp, a, synapse=nengo.Alpha(0.003))
+        nengo.Connection(a, b, synapse=0.004)
+        nengo.Connection(b, b, synapse=0.005, transform=0.5)
+        p = nengo.Probe(b, synapse=0.01)
+    x = tf.constant(np.random.RandomState(0).uniform(-1, 1, (2, 6, 1)))
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2, progress_bar=False) as sim:
+        graph = sim._trainer().graph
+        variables = graph.trainable_variables
+        assert len(variables) >= 3  # encoders, biases, weights
+
+        def loss():
+            return tf.reduce_sum(graph({inp: x}, 6, [p])[p] ** 2)
+
+        @tf.function(autograph=False)
+        def loop_grads():
+            with tf.GradientTape() as tape:
+                value = loss()
+            return tape.gradient(value, variables)
+
+        looped = loop_grads()
+        graph.use_loop = False
+        with tf.GradientTape() as tape:
+            value = loss()
+        unrolled = tape.gradient(value, variables)
+        for g1, g2 in zip(looped, unrolled):
+            assert np.any(g2.numpy() != 0)
+            np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-10, atol=1e-14)
+        graph.use_loop = True
+        f = tf.function(loss, autograph=False)
+        eps = 1e-6
+        for var, grad in zip(variables, looped):
+            v0 = var.numpy().copy()
+            i = int(np.argmax(np.abs(grad.numpy())))
+            d = np.zeros_like(v0)
+            d.flat[i] = eps
+            var.assign(v0 + d)
+            hi = float(f())
+            var.assign(v0 - d)
+            lo = float(f())
+            var.assign(v0)
+            np.testing.assert_allclose(grad.numpy().flat[i], (hi - lo) / (2 * eps), rtol=1e-5)
+
+
 def test_forward_spike_wrapper_amplitude():
     """RegularSpiking(amplitude=a) trains as ``a`` times its base type's rates."""
     with nengo.Network(seed=0) as net:

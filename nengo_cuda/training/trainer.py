@@ -211,6 +211,16 @@ class Trainer:
 
     def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose=0,
             stateful=False, **kwargs):
+        """Trains on ``x`` (input Nodes) and ``y`` (targets by Probe) with rate neurons.
+
+        Each epoch visits the minibatches of a permutation of the items (seeded
+        by the simulator's seed; ``shuffle=False``: in order) and, per
+        minibatch, applies the optimizer to the gradient of
+        ``sum_p loss_weight_p * mean(loss_p(y_p, output_p))`` with respect to
+        `trainable_variables`; every minibatch runs from the initial state.
+        ``history["loss"]`` holds each epoch's mean of that objective.  The
+        trained Nengo parameters are then written into the simulator.
+        """
         if self.setting("inference_only", False):
             raise SimulationError(
                 "this network was configured with inference_only=True; it cannot be trained")
