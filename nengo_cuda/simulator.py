@@ -28,6 +28,7 @@ from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
+from .training.config import get_setting
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ class Simulator:
             else:
                 seed = np.random.randint(npext.maxint)
         self._trial_ops = {}  # see _op_for_trial
+        # configure_settings(stateful=False): every run starts from the initial state
+        self._stateful = get_setting(getattr(self.model, "toplevel", None), "stateful", True)
         self.closed = False
         self.reset(seed=seed)
 
@@ -357,6 +360,16 @@ class Simulator:
         self._n_steps = 0
         self._time = 0.0
 
+    def _restart(self):
+        """The initial state (signals, step functions, processes: as after `reset`)
+        with the parameters (shared signals, possibly trained) kept, and time,
+        step count and probe data unchanged (configure_settings(stateful=False))."""
+        layout = self.layout
+        shared = layout.fbuf[: layout.f_shared].copy()
+        layout.reset()
+        layout.fbuf[: layout.f_shared] = shared
+        self._make_steps()
+
     def _make_steps(self):
         """Makes the callbacks' step functions, drawing seeds in Nengo's order."""
         owner = {id(op): group for group in self._plan.fallbacks for op in group.ops}
@@ -449,6 +462,8 @@ class Simulator:
         feeds = self._check_data(data, steps)
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
+        if not self._stateful and self._n_steps > 0:
+            self._restart()
         if progress_bar is None:
             progress_bar = self.progress_bar
         chunk = self._chunk_steps()

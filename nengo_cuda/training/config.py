@@ -3,8 +3,32 @@
 As in NengoDL, ``configure_settings(trainable=False)`` adds a ``trainable``
 parameter to Ensemble, Connection and Neurons in the network's config, with
 that default; ``net.config[nengo.Ensemble].trainable = True`` then re-enables
-one class, and ``net.config[obj].trainable`` one object.  The other settings
-are stored as parameters of ``config[nengo.Network]``.
+one class, and ``net.config[obj].trainable`` one object.
+``configure_settings(keep_history=...)`` likewise adds ``keep_history`` to
+Probes (``net.config[probe].keep_history`` sets one probe).  The other
+settings are stored as parameters of ``config[nengo.Network]``.
+
+What the settings do here:
+
+- ``trainable``: which Nengo parameters ``fit``/``train`` optimise (see
+  `trainable_objects`).  TensorNodes' Keras layers train regardless (their own
+  ``trainable`` attribute freezes them), as in NengoDL.
+- ``lif_smoothing``: training uses SoftLIFRate(sigma) for LIF neurons.
+- ``inference_only``: ``fit``/``train`` refuse to run.
+- ``use_loop``: the training graph runs its steps in a ``tf.while_loop``
+  (True, default) or unrolled.
+- ``keep_history=False`` (per probe): ``predict``, ``predict_on_batch``,
+  ``evaluate`` and ``fit`` give (and take targets for) only the probe's last
+  step, shape ``(batch, 1, size)``.  ``sim.run`` keeps every step in
+  ``sim.data`` (Nengo's behaviour).
+- ``stateful=False``: every ``sim.run``/``run_steps`` call starts from the
+  initial conditions (signals and process states as after ``reset``; trained
+  parameters are kept), so no state carries between calls; ``sim.time``,
+  ``sim.n_steps`` and ``sim.data`` still count and keep every call's steps.
+  ``predict``/``evaluate``/``fit`` always start from the initial conditions
+  and do not continue the simulator's state, whatever this setting.
+- ``dtype``, ``planner``, ``sorter``, ``simplifications``: accepted for
+  compatibility; the Simulator's own ``dtype`` argument sets the precision.
 """
 
 import nengo
@@ -50,6 +74,11 @@ def configure_settings(**kwargs):
                 if cls not in config.params:
                     config.configures(cls)
                 _replace_param(config.params[cls], BoolParam("trainable", value, optional=True))
+        elif name == "keep_history":
+            if nengo.Probe not in config.params:
+                config.configures(nengo.Probe)
+            _replace_param(config.params[nengo.Probe],
+                           BoolParam("keep_history", bool(value), optional=True))
         else:
             if nengo.Network not in config.params:
                 config.configures(nengo.Network)
@@ -72,6 +101,31 @@ def get_setting(network, name, default=None):
 
 
 _UNSET = object()
+
+
+def keep_history(network, probe):
+    """Whether ``probe`` keeps every step (True unless configured otherwise)."""
+    if network is None:
+        return True
+    configs = []
+
+    def walk(net, chain):
+        chain = chain + [net.config]
+        if probe in net.probes:
+            configs.extend(chain)
+            return True
+        return any(walk(sub, chain) for sub in net.networks)
+
+    walk(network, [])
+    value = True
+    for config in configs:
+        try:
+            v = getattr(config[probe], "keep_history", None)
+        except Exception:  # noqa: BLE001 - not configured in this network
+            v = None
+        if v is not None:
+            value = bool(v)
+    return value
 
 
 def _lookup(configs, obj):

@@ -20,8 +20,12 @@ from nengo.builder.neurons import SimNeurons
 from nengo.exceptions import BuildError, SimulationError
 
 from ..layout import FLOAT
+from ..lowering.dot import _csr
 from . import ops as nc_ops
 from .tensor_node import is_tensor_node_func
+
+
+_SPIKE_WRAPPERS = (nengo.RegularSpiking, nengo.PoissonSpiking, nengo.StochasticSpiking)
 
 
 class _Index:
@@ -48,10 +52,14 @@ class TrainingGraph:
         Signals whose elements are trained (views of shared bases).
     lif_smoothing : float or None
         Use NengoDL's SoftLIFRate (this sigma) instead of LIFRate for LIF neurons.
+    use_loop : bool
+        Run the steps in a `tf.while_loop` (True) or unrolled (see `__call__`).
     """
 
-    def __init__(self, sim, trainable, lif_smoothing=None):
+    def __init__(self, sim, trainable, lif_smoothing=None, use_loop=True):
         self.sim = sim
+        self.use_loop = use_loop
+        self._state = None
         self.model = sim.model
         self.layout = sim.layout
         self.dt = sim.dt
@@ -137,11 +145,12 @@ class TrainingGraph:
         T = self._base(vals, sig.base)
         ix = self._idx(sig)
         if ix.kind == "slice":
-            T = T[..., ix.start : ix.stop]
+            n = ix.stop - ix.start
+            T = tf.slice(T, [0, ix.start], [-1, n]) if T.shape.rank == 2 else tf.slice(T, [ix.start], [n])
         elif ix.kind == "gather":
             T = tf.gather(T, ix.idx, axis=-1)
-        shape = list(sig.shape)
-        return tf.reshape(T, ([self.batch] if self._batched(sig) else []) + shape)
+        shape = ([self.batch] if self._batched(sig) else []) + list(sig.shape)
+        return T if T.shape.as_list() == shape else tf.reshape(T, shape)
 
     def write(self, vals, sig, value, inc=False, sub=None):
         """Sets (or increments) the elements of ``sig`` (or ``sig[sub]``)."""
@@ -154,10 +163,11 @@ class TrainingGraph:
         if sub is not None:
             ix = _Index(idx, base.size)
         n = idx.size
-        value = tf.cast(value, self.dtype)
+        if not isinstance(value, (tf.Tensor, tf.Variable)) or value.dtype != self.dtype:
+            value = tf.cast(value, self.dtype)
         count = value.shape.num_elements()
         if count == self.batch * n and value.shape.rank >= 1 and value.shape[0] == self.batch:
-            v = tf.reshape(value, [self.batch, n])
+            v = value if value.shape.as_list() == [self.batch, n] else tf.reshape(value, [self.batch, n])
         elif count == n:
             v = tf.broadcast_to(tf.reshape(value, [1, n]), [self.batch, n])
         else:
@@ -166,8 +176,12 @@ class TrainingGraph:
         if ix.kind == "full":
             new = T + v if inc else v
         elif ix.kind == "slice":
-            mid = T[:, ix.start : ix.stop] + v if inc else v
-            new = tf.concat([T[:, : ix.start], mid, T[:, ix.stop :]], axis=1)
+            size = T.shape[1]
+            mid = tf.slice(T, [0, ix.start], [-1, n]) + v if inc else v
+            parts = ([tf.slice(T, [0, 0], [-1, ix.start])] if ix.start > 0 else []) + [mid]
+            if ix.stop < size:
+                parts.append(tf.slice(T, [0, ix.stop], [-1, size - ix.stop]))
+            new = tf.concat(parts, axis=1) if len(parts) > 1 else mid
         else:
             Tt, vt = tf.transpose(T), tf.transpose(v)
             fn = tf.tensor_scatter_nd_add if inc else tf.tensor_scatter_nd_update
@@ -180,32 +194,74 @@ class TrainingGraph:
 
         inputs : {Node: tensor (batch, n_steps, size_out)} for input Nodes.
         probes : list of Probe; returns {probe: tensor (batch, n_steps, size)}.
+
+        With ``use_loop`` (the default) the steps run in a `tf.while_loop` whose
+        loop variables are the model's state (every non-shared base signal), so
+        the graph holds one step whatever ``n_steps`` is; otherwise the steps are
+        unrolled (a graph ``n_steps`` times larger, sometimes faster to run).
         """
         self.batch = int(next(iter(inputs.values())).shape[0]) if inputs else self.sim.n_trials
         feeds = {node: tf.cast(x, self.dtype) for node, x in inputs.items()}
-        vals = {}
-        outputs = {p: [] for p in probes}
-        for k in range(n_steps):
-            t = tf.constant((k + 1) * self.dt, dtype=self.dtype)
-            for node in self.constant_inputs:
-                if node in feeds:
-                    self.write(vals, self.input_nodes[node], feeds[node][:, k])
-            for op in self.ops:
-                self._step(op, vals, k, t, feeds)
-            for p in probes:
-                outputs[p].append(tf.reshape(self.read(vals, self.model.sig[p]["in"]), [self.batch, -1]))
-        return {p: tf.stack(v, axis=1) for p, v in outputs.items()}
+        n_steps = int(n_steps)
+        if not self.use_loop or n_steps == 1:
+            vals = {}
+            outputs = {p: [] for p in probes}
+            for k in range(n_steps):
+                t = tf.constant((k + 1) * self.dt, dtype=self.dtype)
+                self._one_step(vals, t, {node: x[:, k] for node, x in feeds.items()})
+                for p in probes:
+                    outputs[p].append(self._probe_value(vals, p))
+            return {p: tf.stack(v, axis=1) for p, v in outputs.items()}
 
-    def _step(self, op, vals, k, t, feeds):
-        node = self.fed_ops.get(id(op))
-        if node is not None and node in feeds:
-            self.write(vals, self.input_nodes[node], feeds[node][:, k])
-            return
-        name = type(op).__name__
-        handler = getattr(self, "_op_" + name, None)
-        if handler is None:
-            raise BuildError(f"training does not support the operator {name} ({op})")
-        handler(op, vals, t)
+        state = self._state_bases()
+        init = {}
+        init_values = [self._base(init, base) for base in state]
+        arrays = [tf.TensorArray(self.dtype, size=n_steps, element_shape=[self.batch, _probe_size(self.model, p)])
+                  for p in probes]
+
+        def body(k, values, arrays):
+            vals = dict(zip(state, values))
+            t = tf.cast(k + 1, self.dtype) * tf.constant(self.dt, self.dtype)
+            self._one_step(vals, t, {node: tf.gather(x, k, axis=1) for node, x in feeds.items()})
+            arrays = [a.write(k, self._probe_value(vals, p)) for a, p in zip(arrays, probes)]
+            return k + 1, [vals[base] for base in state], arrays
+
+        _, _, arrays = tf.while_loop(
+            lambda k, *_: k < n_steps, body, (tf.constant(0), init_values, arrays),
+            maximum_iterations=n_steps)
+        return {p: tf.transpose(a.stack(), [1, 0, 2]) for p, a in zip(probes, arrays)}
+
+    def _state_bases(self):
+        """The non-shared float bases the step reads or writes (the loop state)."""
+        if self._state is None:
+            sigs = [s for op in self.ops for s in op.all_signals]
+            sigs += [self.model.sig[p]["in"] for p in self.model.probes]
+            sigs += list(self.input_nodes.values())
+            bases = {}
+            for sig in sigs:
+                if self.layout.pool_of(sig) == FLOAT and not self.layout.is_shared(sig):
+                    bases.setdefault(sig.base, None)
+            self._state = list(bases)
+        return self._state
+
+    def _probe_value(self, vals, probe):
+        return tf.reshape(self.read(vals, self.model.sig[probe]["in"]), [self.batch, -1])
+
+    def _one_step(self, vals, t, x_k):
+        """One simulator step on ``vals``; ``x_k``: {input Node: (batch, size) values}."""
+        for node in self.constant_inputs:
+            if node in x_k:
+                self.write(vals, self.input_nodes[node], x_k[node])
+        for op in self.ops:
+            node = self.fed_ops.get(id(op))
+            if node is not None and node in x_k:
+                self.write(vals, self.input_nodes[node], x_k[node])
+                continue
+            name = type(op).__name__
+            handler = getattr(self, "_op_" + name, None)
+            if handler is None:
+                raise BuildError(f"training does not support the operator {name} ({op})")
+            handler(op, vals, t)
 
     def _op_TimeUpdate(self, op, vals, t):
         if op.time is not None:
@@ -269,39 +325,67 @@ class TrainingGraph:
         Y = tf.math.unsorted_segment_sum(blocks, rows, len(op.indptr) - 1)  # (rows, batch, r)
         self.write(vals, op.Y, tf.reshape(tf.transpose(Y, [1, 0, 2]), [self.batch, -1]), inc=True)
 
+    def _op_SparseDotInc(self, op, vals, t):
+        """``Y += A X`` for a constant sparse ``A`` (a `nengo.Sparse` transform;
+        not trained, as the native kernels keep it constant)."""
+        if not op.A.readonly:
+            raise BuildError(f"training does not support a non-constant sparse matrix ({op})")
+        key = ("sparse", id(op))
+        if key not in self._filters:
+            A = _csr(op.A).tocoo()
+            self._filters[key] = (np.stack([A.row, A.col], axis=1).astype(np.int64),
+                                  A.data.astype(self.np_dtype), A.shape)
+        indices, data, shape = self._filters[key]
+        A = tf.sparse.reorder(tf.SparseTensor(indices, data, shape))
+        X = self.read(vals, op.X)
+        Xb = X if self._batched(op.X) else tf.broadcast_to(X, [self.batch, op.X.size])
+        Y = tf.transpose(tf.sparse.sparse_dense_matmul(A, tf.reshape(Xb, [self.batch, -1]),
+                                                       adjoint_b=True))
+        self.write(vals, op.Y, Y, inc=True)
+
     def _op_SimNeurons(self, op, vals, t):
-        neurons = op.neurons
+        """The rate equivalent's step.
+
+        Rate types and spiking types with a rate equivalent: ``out = rate(J)``;
+        adaptive LIFs: ``out = rate(J - a)``, ``a += dt / tau_n * (inc_n * out - a)``
+        (Nengo's AdaptiveLIFRate).  RegularSpiking, PoissonSpiking and
+        StochasticSpiking: Nengo builds their base type as a separate SimNeurons
+        op whose rates are this op's ``J``; their rate equivalent is
+        ``out = amplitude * J`` (the expected value of their output).
+        """
         J = tf.reshape(self.read(vals, op.J), [self.batch, -1])
         n = op.J.size
         key = id(op)
         if key not in self._neuron_params:
-            self._neuron_params[key] = self._rate_params(neurons, n)
+            self._neuron_params[key] = self._rate_params(op.neurons, n)
         kind, params = self._neuron_params[key]
-        if isinstance(neurons, (nengo.AdaptiveLIF, nengo.AdaptiveLIFRate)):
+        neurons = op.neurons
+        if isinstance(neurons, _SPIKE_WRAPPERS):
+            out = J * params
+        elif isinstance(neurons, (nengo.AdaptiveLIF, nengo.AdaptiveLIFRate)):
             adapt = self.read(vals, op.state["adaptation"])
             out = nc_ops.neuron_rate(J - adapt, kind, params)
             tau_n = nc_ops.per_element(neurons.tau_n, n).astype(self.np_dtype)
             inc_n = nc_ops.per_element(neurons.inc_n, n).astype(self.np_dtype)
             self.write(vals, op.state["adaptation"], adapt + (self.dt / tau_n) * (inc_n * out - adapt))
-        elif isinstance(neurons, nengo.RegularSpiking):
-            out = J * nc_ops.per_element(neurons.amplitude, n).astype(self.np_dtype)
         else:
             out = nc_ops.neuron_rate(J, kind, params)
         self.write(vals, op.output, out)
 
     def _rate_params(self, neurons, n):
+        """(kind, parameter rows) of the rate op; spike wrappers: (None, amplitude)."""
+        if isinstance(neurons, _SPIKE_WRAPPERS):
+            return None, nc_ops.per_element(neurons.amplitude, n).astype(self.np_dtype)
         base = neurons
         if isinstance(neurons, (nengo.AdaptiveLIF, nengo.AdaptiveLIFRate)):
             base = nengo.LIFRate(tau_rc=neurons.tau_rc, tau_ref=neurons.tau_ref,
                                  amplitude=neurons.amplitude)
-        if isinstance(neurons, nengo.RegularSpiking):
-            return None, None
         spec = nc_ops.rate_spec(base, self.lif_smoothing)
         if spec is None:
             raise BuildError(
-                f"training needs a rate equivalent of {type(neurons).__name__}; "
-                "supported: LIF, LIFRate, AdaptiveLIF(Rate), (Spiking)RectifiedLinear, "
-                "Sigmoid, Tanh, RegularSpiking"
+                f"training needs a rate equivalent of {neurons}; supported: LIF, LIFRate, "
+                "AdaptiveLIF(Rate), (Spiking)RectifiedLinear, Sigmoid, Tanh, and "
+                "RegularSpiking/PoissonSpiking/StochasticSpiking around one of these"
             )
         kind, names = spec
         # numpy, not tf.constant: a constant would belong to the graph traced first
@@ -316,25 +400,32 @@ class TrainingGraph:
             )
         if id(op) not in self._filters:
             A, B, C, D = (np.asarray(m, dtype=np.float64) for m in process._get_ss(self.dt))
+            nx = A.shape[0]
             self._filters[id(op)] = (
-                A.astype(self.np_dtype),
-                B.ravel().astype(self.np_dtype),
-                C.ravel().astype(self.np_dtype),
+                A.reshape(1, nx, nx).astype(self.np_dtype),
+                B.reshape(1, nx, 1).astype(self.np_dtype),
+                C.reshape(1, 1, nx).astype(self.np_dtype),
                 float(D.item()),
-                A.size,
+                nx,
             )
         A, B, C, D, nx = self._filters[id(op)]
-        A, B, C = tf.constant(A), tf.constant(B), tf.constant(C)
         u = tf.reshape(self.read(vals, op.input), [self.batch, -1])
         if nx == 0:
             y = D * u
+        elif nx == 1:  # Lowpass and other first-order filters: elementwise
+            a, b, c = float(A.item()), float(B.item()), float(C.item())
+            X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, -1])
+            y_old = c * X + D * u if D != 0 else None
+            X = a * X + b * u
+            y = y_old if D != 0 else c * X
+            self.write(vals, op.state["X"], X)
         else:
-            X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, A.shape[0], -1])
+            X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, nx, -1])
             if D != 0:
-                y = tf.einsum("i,bim->bm", C, X) + D * u
-            X = tf.einsum("ij,bjm->bim", A, X) + B[None, :, None] * u[:, None, :]
+                y = tf.reshape(tf.matmul(C, X), [self.batch, -1]) + D * u
+            X = tf.matmul(A, X) + B * tf.reshape(u, [self.batch, 1, -1])
             if D == 0:
-                y = tf.einsum("i,bim->bm", C, X)
+                y = tf.reshape(tf.matmul(C, X), [self.batch, -1])
             self.write(vals, op.state["X"], X)
         self.write(vals, op.output, y, inc=op.mode == "inc")
 
@@ -367,6 +458,10 @@ class TrainingGraph:
         args = [t] + ([x] if x is not None else [])
         out = tf.numpy_function(call, args, self.dtype, stateful=True)
         return tf.reshape(out, [self.batch, size])
+
+
+def _probe_size(model, probe):
+    return int(np.prod(model.sig[probe]["in"].shape))
 
 
 def _var_name(base):

@@ -28,6 +28,30 @@ class _TensorFunc:
         self.shape_out = shape_out
         self.pass_time = pass_time
 
+    def _weights_owner(self):
+        """``tensor_func`` (or a `Layer`'s layer) when it owns variables (a Keras
+        layer or any ``tf.Module``), built first if needed; None otherwise."""
+        obj = getattr(self.tensor_func, "layer_func", self.tensor_func)
+        if not hasattr(obj, "trainable_variables"):
+            return None
+        if getattr(obj, "built", True) is False:
+            tf = _tf()
+            x = None if self.shape_in is None else tf.zeros((1,) + self.shape_in, tf.float32)
+            self.call_tensors(tf.constant(0.0), x)
+        return obj
+
+    def trainable_variables(self):
+        """The variables training optimises (the layer's ``trainable_variables``)."""
+        obj = self._weights_owner()
+        return [] if obj is None else list(obj.trainable_variables)
+
+    def variables(self):
+        """Every variable of the layer (trainable or not), for save/load_params."""
+        obj = self._weights_owner()
+        if obj is None:
+            return []
+        return list(obj.weights if hasattr(obj, "weights") else obj.variables)
+
     def call_tensors(self, t, x):
         """tensor_func on tensors (x batched, or None without input)."""
         if self.shape_in is None:
@@ -67,6 +91,17 @@ class TensorNode(nengo.Node):
         calling ``tensor_func`` once).
     pass_time : bool
         Pass the simulation time ``t`` as the first argument.
+
+    Notes
+    -----
+    When ``tensor_func`` is a Keras layer (or a ``tf.Module``), ``sim.fit`` and
+    ``sim.train`` optimise its ``trainable_variables`` together with the Nengo
+    parameters, as NengoDL does: ``configure_settings(trainable=...)`` and the
+    ``trainable`` config apply to Ensembles, Neurons and Connections only; set
+    the layer's own ``trainable = False`` to freeze it.  The weights live in the
+    layer, so ``sim.run`` (and any Simulator built later from the same network)
+    uses the trained values.  Variables that a plain function creates are not
+    tracked.
     """
 
     def __init__(self, tensor_func, shape_in=None, shape_out=None, pass_time=True,
@@ -115,12 +150,24 @@ def is_tensor_node_func(fn):
     return isinstance(fn, _TensorFunc)
 
 
+class _LayerCall:
+    """A `Layer`'s tensor_func: ``layer_func(x, **layer_args)``."""
+
+    def __init__(self, layer_func, layer_args):
+        self.layer_func = layer_func
+        self.layer_args = layer_args
+
+    def __call__(self, x):
+        return self.layer_func(x, **self.layer_args)
+
+
 class Layer:
     """NengoDL's ``Layer``: ``Layer(func)(input, transform=1, shape_in=None)``.
 
     Wraps a TensorFlow function (or Keras layer called on ``x``) in a
     `TensorNode` fed by ``input`` and returns the node (``return_conn=True``:
-    also the Connection).
+    also the Connection).  A Keras layer's weights are trained by ``sim.fit``
+    (see `TensorNode`).
     """
 
     def __init__(self, layer_func):
@@ -132,7 +179,7 @@ class Layer:
                  return_conn=False, **layer_args):
         size_in = input.size_out if hasattr(input, "size_out") else input.size_in
         node = TensorNode(
-            lambda x: self.layer_func(x, **layer_args),
+            _LayerCall(self.layer_func, layer_args),
             shape_in=shape_in if shape_in is not None else (size_in,),
             pass_time=False,
             label=getattr(self.layer_func, "name", None) or "Layer",

@@ -15,8 +15,11 @@ import nengo
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
-from .config import get_setting, trainable_objects
+from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
+from .losses import keras_loss, io_names, metrics_by_probe, objective as nengo2_objective
+from .objectives import mse
+from .tensor_node import is_tensor_node_func
 
 
 class Trainer:
@@ -25,6 +28,9 @@ class Trainer:
         self.network = getattr(sim.model, "toplevel", None)
         self.optimizer = None
         self.losses = None
+        self.loss_weights = {}
+        self.metrics = None
+        self._keep_history = {}
         self._graph = None
         self._train_fns = {}
 
@@ -40,16 +46,40 @@ class Trainer:
                 self.sim,
                 trainable_signals(self.sim, trainable),
                 lif_smoothing=self.setting("lif_smoothing"),
+                use_loop=bool(self.setting("use_loop", True)),
             )
         return self._graph
 
+    def _tensor_funcs(self):
+        """The TensorNodes' functions, in step order, each once."""
+        funcs = {}
+        for op in self.sim.step_order:
+            fn = getattr(op, "fn", None)
+            if is_tensor_node_func(fn):
+                funcs.setdefault(id(fn), fn)
+        return list(funcs.values())
+
+    def _keras_variables(self, trainable=True):
+        """Variables of the TensorNodes' Keras layers (each once)."""
+        found = {}
+        for fn in self._tensor_funcs():
+            for var in (fn.trainable_variables() if trainable else fn.variables()):
+                found.setdefault(id(var), var)
+        return list(found.values())
+
+    @property
+    def trainable_variables(self):
+        """What ``fit`` optimises: the Nengo parameters (see
+        `nengo_cuda.training.config`) and the TensorNodes' Keras layer weights."""
+        return self.graph.trainable_variables + self._keras_variables()
+
     # -- data --------------------------------------------------------------------
     def _lookup(self, key, kinds, what):
-        if isinstance(key, str):
-            for obj in list(self.sim._input_nodes) + list(self.sim.model.probes):
-                if obj.label == key:
-                    key = obj
-                    break
+        if isinstance(key, str):  # a name (see losses.io_names) or a label
+            objs = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
+            names = io_names(objs, "node" if what == "input" else "probe")
+            key = next((o for o in objs if names[o] == key),
+                       next((o for o in objs if o.label == key), key))
         if what == "input" and key not in self.sim._input_nodes:
             raise ValidationError(
                 f"{key!r} is not an input Node of this network (inputs must be Nodes "
@@ -87,11 +117,26 @@ class Trainer:
             if value.shape[2] != size:
                 raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
                                       f"{size}", attr="x")
-        steps = n_steps if n_steps is not None else arrays[0].shape[1]
+        if n_steps is not None:
+            steps = int(n_steps)
+        elif x:
+            steps = next(iter(x.values())).shape[1]
+        else:
+            full = [v for p, v in y.items() if self.keep_history(p)]
+            if not full:
+                raise ValidationError("give n_steps (the targets hold only the last step)",
+                                      attr="n_steps")
+            steps = full[0].shape[1]
         for obj, value in x.items():
             if value.shape[1] != steps:
                 raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
                                       f"expected {steps}", attr="x")
+        for obj, value in y.items():
+            expected = steps if self.keep_history(obj) else 1
+            if value.shape[1] != expected:
+                why = "" if self.keep_history(obj) else " (keep_history=False: the last step)"
+                raise ValidationError(f"target data for {obj} has {value.shape[1]} steps; "
+                                      f"expected {expected}{why}", attr="y")
         mb = self.sim.n_trials
         if batch % mb != 0:
             raise ValidationError(
@@ -99,25 +144,52 @@ class Trainer:
                 f"minibatch_size ({mb})", attr="x")
         return batch, steps
 
+    def keep_history(self, probe):
+        """False when ``probe`` is configured ``keep_history=False`` (its outputs
+        in predict/evaluate/fit are the last step only)."""
+        if probe not in self._keep_history:
+            self._keep_history[probe] = keep_history(self.network, probe)
+        return self._keep_history[probe]
+
+    def _history(self, probe, value):
+        """``value`` (batch, n_steps, size), or its last step if not kept."""
+        return value if self.keep_history(probe) else value[:, -1:]
+
     def _probe_size(self, probe):
         return int(np.prod(self.sim.model.sig[probe]["in"].shape))
 
     # -- compile / fit --------------------------------------------------------------
     def compile(self, optimizer=None, loss=None, metrics=None, loss_weights=None):
+        """Sets the optimizer, losses and metrics for `fit` and `evaluate`.
+
+        ``optimizer``: a Keras optimizer (or its name), or a TF1 optimizer
+        (``tf.compat.v1.train.RMSPropOptimizer(0.01)`` etc., as NengoDL 2's
+        ``sim.train`` took), which is used as is, with its own update rule.
+        """
         if isinstance(optimizer, str):
             optimizer = tf.keras.optimizers.get(optimizer)
+        if optimizer is not None and not hasattr(optimizer, "apply_gradients"):
+            raise ValidationError(
+                f"optimizer must be a Keras optimizer, its name, or a tf.compat.v1.train "
+                f"optimizer (got {optimizer!r})", attr="optimizer")
         self.optimizer = optimizer
-        self.losses = self._losses(loss)
-        self.loss_weights = loss_weights or {}
+        self.losses = self._losses(loss, keras_loss)
+        self.loss_weights = {self._lookup(p, None, "target"): w
+                             for p, w in (loss_weights or {}).items()}
         self.metrics = metrics
+        self._metrics_for(list(self.sim.model.probes))  # validates the metrics
         self._train_fns = {}
 
-    def _losses(self, loss):
+    def _metrics_for(self, probes):
+        """{probe: [ProbeMetric]} for target ``probes`` (fresh metric states)."""
+        return metrics_by_probe(self.metrics, probes, lambda k: self._lookup(k, None, "target"))
+
+    def _losses(self, loss, convert):
         if loss is None:
             return None
         if isinstance(loss, dict):
-            return {self._lookup(p, None, "target"): _loss_fn(f) for p, f in loss.items()}
-        return _loss_fn(loss)  # one loss for every probe with targets
+            return {self._lookup(p, None, "target"): convert(f) for p, f in loss.items()}
+        return convert(loss)  # one loss for every probe with targets
 
     def _loss_for(self, probe):
         if isinstance(self.losses, dict):
@@ -127,16 +199,28 @@ class Trainer:
         return self.losses
 
     def _reduce(self, value, probe):
+        """The mean of a loss's values (a scalar, or values with a leading
+        minibatch axis, e.g. per item or per item and step)."""
         value = tf.convert_to_tensor(value)
         mb = self.sim.n_trials
         if value.shape.rank != 0 and (value.shape.rank is None or value.shape[0] != mb):
             raise ValidationError(
                 f"the loss for {probe} returned shape {value.shape}; it must return a "
-                f"scalar or one value per minibatch item (leading axis {mb})", attr="loss")
+                f"scalar or values with a leading minibatch axis ({mb})", attr="loss")
         return tf.reduce_mean(value)
 
     def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose=0,
             stateful=False, **kwargs):
+        """Trains on ``x`` (input Nodes) and ``y`` (targets by Probe) with rate neurons.
+
+        Each epoch visits the minibatches of a permutation of the items (seeded
+        by the simulator's seed; ``shuffle=False``: in order) and, per
+        minibatch, applies the optimizer to the gradient of
+        ``sum_p loss_weight_p * mean(loss_p(y_p, output_p))`` with respect to
+        `trainable_variables`; every minibatch runs from the initial state.
+        ``history["loss"]`` holds each epoch's mean of that objective.  The
+        trained Nengo parameters are then written into the simulator.
+        """
         if self.setting("inference_only", False):
             raise SimulationError(
                 "this network was configured with inference_only=True; it cannot be trained")
@@ -151,8 +235,10 @@ class Trainer:
         for probe in y:
             self._loss_for(probe)
         graph = self.graph
-        if not graph.trainable_variables:
-            raise SimulationError("no parameters are trainable (see configure_settings)")
+        if not self.trainable_variables:
+            raise SimulationError(
+                "no parameters are trainable (see configure_settings; TensorNodes' Keras "
+                "layers with trainable=True train too)")
         probes = list(y)
         key = (tuple(x), tuple(probes), steps)
         if key not in self._train_fns:
@@ -177,23 +263,33 @@ class Trainer:
 
     def _make_train_step(self, nodes, probes, steps):
         graph, opt = self.graph, self.optimizer
-        variables = graph.trainable_variables
+        variables = self.trainable_variables
         weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
         loss_fns = [self._loss_for(p) for p in probes]
 
         def step(xs, ys):
             with tf.GradientTape() as tape:
                 outs = graph(dict(zip(nodes, xs)), steps, probes)
+                outs = {p: self._history(p, o) for p, o in outs.items()}
                 loss = tf.add_n([
                     w * self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p)
                     for w, f, p, t in zip(weights, loss_fns, probes, ys)])
             grads = tape.gradient(loss, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-            opt.apply_gradients(zip(grads, variables))
-            return loss
+            update = opt.apply_gradients(zip(grads, targets))
+            if update is None:
+                return loss
+            with tf.control_dependencies([update]):
+                return tf.identity(loss)
 
-        if hasattr(opt, "build"):
-            opt.build(variables)  # slot variables now, not inside the traced loop
+        if _is_v1_optimizer(opt):
+            # TF1 optimizers update tf.Variables (a Keras variable's is its .value) and
+            # make their slots in init_scope, so they work inside the traced loop
+            targets = [_tf_variable(v) for v in variables]
+        else:
+            targets = variables
+            if hasattr(opt, "build"):
+                opt.build(variables)  # slot variables now, not inside the traced loop
 
         @tf.function(autograph=False)
         def train_epoch(x_full, y_full, order):
@@ -212,6 +308,36 @@ class Trainer:
 
         return train_epoch
 
+    # -- the training graph's forward pass --------------------------------------------
+    def forward(self, x=None, n_steps=None, probes=None):
+        """The training graph's outputs (rate neurons) for inputs ``x``.
+
+        Like ``predict``, but through `TrainingGraph` (in one `tf.function`) instead
+        of the native simulator: ``{probe: array (batch, n_steps, size)}`` for
+        ``probes`` (default: all), every item from the initial state.
+        """
+        x = self._as_dict(x, "input")
+        if x:
+            batch, steps = self._check(x, {}, n_steps)
+        elif n_steps is None:
+            raise ValidationError("forward needs input data or n_steps", attr="n_steps")
+        else:
+            steps = int(n_steps)
+        probes = list(self.sim.model.probes) if probes is None else list(probes)
+        nodes = list(x)
+        key = ("forward", tuple(nodes), tuple(probes), steps)
+        if key not in self._train_fns:
+            graph = self.graph
+
+            @tf.function(autograph=False)
+            def run(xs):
+                outs = graph(dict(zip(nodes, xs)), steps, probes)
+                return [outs[p] for p in probes]
+
+            self._train_fns[key] = run
+        xs = tuple(tf.constant(np.asarray(x[n], dtype=self.sim.dtype)) for n in nodes)
+        return {p: self._history(p, v.numpy()) for p, v in zip(probes, self._train_fns[key](xs))}
+
     # -- native runs (evaluate / predict) --------------------------------------------
     def _run_native(self, x, steps):
         """Runs one minibatch from the initial state (trained parameters kept)."""
@@ -228,6 +354,10 @@ class Trainer:
         return out
 
     def predict(self, x=None, n_steps=None, **kwargs):
+        """Probe outputs ``{probe: (batch, n_steps, size)}`` (``(batch, 1, size)``
+        for keep_history=False probes) of the network as defined (spiking, native
+        kernels), each minibatch from the initial state; the simulator is left
+        reset (trained parameters kept)."""
         x = self._as_dict(x, "input")
         if not x:
             if n_steps is None:
@@ -240,7 +370,7 @@ class Trainer:
         for i in range(batch // mb):
             out = self._run_native({k: v[i * mb : (i + 1) * mb] for k, v in x.items()}, steps)
             for p in results:
-                results[p].append(out[p])
+                results[p].append(self._history(p, out[p]))
         return {p: np.concatenate(v, axis=0) for p, v in results.items()}
 
     def predict_on_batch(self, x=None, n_steps=None, **kwargs):
@@ -252,46 +382,67 @@ class Trainer:
         return self.predict(x, n_steps=n_steps)
 
     def evaluate(self, x=None, y=None, n_steps=None, **kwargs):
+        """Losses and metrics of the network as defined (spiking, native kernels).
+
+        Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
+        "<probe>_<metric>": ...}`` (names: `losses.io_names`); each value is the
+        mean over the minibatches of ``x``/``y``, each run from the initial state.
+        """
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
         batch, steps = self._check(x, y, n_steps)
+        metrics = self._metrics_for(list(y))
+        for p in metrics:
+            if p not in y:
+                raise ValidationError(f"metrics are compiled for {p}, but no targets were "
+                                      "given for it", attr="y")
         mb = self.sim.n_trials
         per_probe = {p: [] for p in y}
         for i in range(batch // mb):
             sl = slice(i * mb, (i + 1) * mb)
             out = self._run_native({k: v[sl] for k, v in x.items()}, steps)
             for p, target in y.items():
-                o = tf.constant(out[p])
-                value = self._loss_for(p)(o, tf.constant(target[sl].astype(o.dtype.as_numpy_dtype)))
-                per_probe[p].append(float(self._reduce(value, p)))
+                o = tf.constant(self._history(p, out[p]))
+                t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
+                per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p)))
+                for metric in metrics.get(p, ()):
+                    metric.update(t, o)
+        names = io_names(self.sim.model.probes, "probe")
         result = {}
         total = 0.0
         for p, values in per_probe.items():
             mean = float(np.mean(values))
-            result[f"{_name(p)}_loss"] = mean
+            result[f"{names[p]}_loss"] = mean
             total += float(self.loss_weights.get(p, 1.0)) * mean
+            for metric in metrics.get(p, ()):
+                result[f"{names[p]}_{metric.name}"] = metric.result()
         result["loss"] = total
         return result
 
     # -- NengoDL 2 style -----------------------------------------------------------------
     def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, **kwargs):
+        """NengoDL 2's ``sim.train``: ``data`` maps input Nodes and target Probes to
+        arrays; ``objective`` {probe: loss} (default: MSE); ``optimizer`` a Keras or
+        ``tf.compat.v1.train`` optimizer (see `compile`)."""
         if optimizer is None:
             raise ValidationError("train needs an optimizer", attr="optimizer")
         inputs, targets = self._split(data)
-        objective = objective if objective is not None else {p: _mse for p in targets}
-        self.compile(optimizer, loss=objective)
+        objective = objective if objective is not None else {p: mse for p in targets}
+        self.compile(optimizer)
+        self.losses = self._losses(objective, nengo2_objective)
         return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle)
 
     def loss(self, data, objective=None, **kwargs):
         inputs, targets = self._split(data)
-        saved = (self.losses, getattr(self, "loss_weights", {}))
-        self.losses = self._losses(objective if objective is not None else {p: _mse for p in targets})
-        self.loss_weights = {}
+        saved = (self.losses, self.loss_weights, self.metrics)
+        objective = objective if objective is not None else {p: mse for p in targets}
+        self.losses = self._losses(objective, nengo2_objective)
+        self.loss_weights, self.metrics = {}, None
         try:
             return self.evaluate(inputs, targets)["loss"]
         finally:
-            self.losses, self.loss_weights = saved
+            self.losses, self.loss_weights, self.metrics = saved
 
     def _split(self, data):
         if not isinstance(data, dict):
@@ -308,17 +459,33 @@ class Trainer:
 
     # -- parameters --------------------------------------------------------------------
     def save_params(self, path):
+        """Saves the shared (parameter) buffer and the TensorNodes' Keras weights
+        to ``path + ".npz"``."""
         layout = self.sim.layout
-        np.savez_compressed(str(path) + ".npz", shared=layout.fbuf[: layout.f_shared])
+        weights = {f"keras_{i}": np.asarray(v.numpy())
+                   for i, v in enumerate(self._keras_variables(trainable=False))}
+        np.savez_compressed(str(path) + ".npz", shared=layout.fbuf[: layout.f_shared], **weights)
 
     def load_params(self, path):
+        """Loads what `save_params` saved (the same network's)."""
         layout = self.sim.layout
+        keras_vars = self._keras_variables(trainable=False)
         with np.load(str(path) + ".npz") as f:
             shared = f["shared"]
+            weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
+            n_saved = sum(1 for k in f.files if k.startswith("keras_"))
         if shared.shape != (layout.f_shared,):
             raise SimulationError(
                 f"{path}.npz holds {shared.size} values; this model has {layout.f_shared}")
+        if n_saved != len(keras_vars) or any(
+                tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, keras_vars)):
+            raise SimulationError(
+                f"{path}.npz holds {n_saved} TensorNode weights of shapes "
+                f"{[w.shape for w in weights]}; this model's TensorNodes have "
+                f"{[tuple(v.shape) for v in keras_vars]}")
         layout.fbuf[: layout.f_shared] = shared
+        for var, value in zip(keras_vars, weights):
+            var.assign(value)
         if self._graph is not None:
             self._graph.reload()
 
@@ -406,20 +573,19 @@ class Trainer:
                         f"numeric {num:g}")
 
 
-def _mse(outputs, targets):
-    from .objectives import mse
-
-    return mse(outputs, targets)
+def _is_v1_optimizer(opt):
+    return isinstance(opt, tf.compat.v1.train.Optimizer)
 
 
-def _loss_fn(loss):
-    if isinstance(loss, str):
-        if loss == "mse":
-            return _mse
-        return tf.keras.losses.get(loss)
-    if not callable(loss):
-        raise ValidationError(f"loss must be callable (got {loss!r})", attr="loss")
-    return loss
+def _tf_variable(var):
+    """The tf.Variable behind ``var`` (itself, or a Keras 3 variable's value)."""
+    if isinstance(var, tf.Variable):
+        return var
+    value = getattr(var, "value", None)
+    if isinstance(value, tf.Variable):
+        return value
+    raise SimulationError(f"a tf.compat.v1.train optimizer cannot update {var!r}; use a "
+                          "Keras optimizer")
 
 
 def _name(obj):

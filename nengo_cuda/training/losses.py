@@ -1,0 +1,137 @@
+"""Losses, metrics and output names for ``compile/fit/evaluate`` and ``train/loss``.
+
+Two conventions, as in NengoDL:
+
+- ``compile(loss=..., metrics=...)`` (NengoDL 3, Keras): functions are called as
+  ``f(y_true, y_pred)``; strings name Keras losses/metrics (``"mse"`` is
+  `nengo_cuda.obj.mse`).
+- ``train(objective=...)`` and ``loss(objective=...)`` (NengoDL 2): functions
+  are called as ``f(outputs, targets)``.
+
+Internally every loss is a function ``(outputs, targets)`` returning a scalar
+or values with a leading minibatch axis, which are averaged.
+
+Metrics (``compile(metrics=...)``) are reported by ``evaluate`` as
+``"<probe name>_<metric name>"``: the mean over all evaluated items of
+``metric(y_true, y_pred)`` (a Keras ``Metric`` accumulates it with
+``update_state``; a function's values are averaged over each minibatch, then
+over minibatches).  Probe names: the label (characters other than letters,
+digits, ``_`` and ``.`` replaced by ``_``), else ``"probe"``; repeats get
+``_1``, ``_2``, ... in the model's probe order.  Data and losses may be keyed
+by these names (or labels) instead of the objects; input Nodes likewise
+(default name ``"node"``).
+"""
+
+import numpy as np
+import tensorflow as tf
+from nengo.exceptions import ValidationError
+
+from .objectives import mse
+
+
+def io_names(objs, default):
+    """{obj: unique name} for Probes (``default="probe"``) or input Nodes
+    (``"node"``); see the module docstring."""
+    names, used = {}, {}
+    for obj in objs:
+        label = obj.label or ""
+        base = "".join(c if c.isalnum() or c in "_." else "_" for c in label) or default
+        n = used.get(base, 0)
+        names[obj] = base if n == 0 else f"{base}_{n}"
+        used[base] = n + 1
+    return names
+
+
+def keras_loss(loss):
+    """A ``compile`` loss as a function ``(outputs, targets)``."""
+    if isinstance(loss, str):
+        if loss in ("mse", "mean_squared_error"):
+            return mse
+        try:
+            fn = tf.keras.losses.get(loss)
+        except (ValueError, TypeError) as e:
+            raise ValidationError(f"unknown loss {loss!r} ({e})", attr="loss") from None
+    elif callable(loss):
+        fn = loss
+    else:
+        raise ValidationError(f"loss must be callable or a Keras loss name (got {loss!r})",
+                              attr="loss")
+    return lambda outputs, targets: fn(targets, outputs)
+
+
+def objective(fn):
+    """A NengoDL 2 ``objective`` as a function ``(outputs, targets)``."""
+    if isinstance(fn, str):
+        if fn == "mse":
+            return mse
+        raise ValidationError(f"unknown objective {fn!r} (use a function or 'mse')",
+                              attr="objective")
+    if not callable(fn):
+        raise ValidationError(f"objective must be callable (got {fn!r})", attr="objective")
+    return fn
+
+
+class ProbeMetric:
+    """One metric for one probe: ``reset``, ``update(y_true, y_pred)``, ``result``."""
+
+    def __init__(self, spec):
+        if isinstance(spec, str):
+            self.name = spec
+            if spec in ("mse", "mean_squared_error"):
+                self._fn, self._keras = mse, None
+            else:
+                try:
+                    self._keras = tf.keras.metrics.get(spec)
+                except (ValueError, TypeError) as e:
+                    raise ValidationError(f"unknown metric {spec!r} ({e})", attr="metrics") from None
+                self._fn = None
+        elif isinstance(spec, tf.keras.metrics.Metric):
+            self.name = spec.name
+            self._keras, self._fn = type(spec).from_config(spec.get_config()), None  # own state
+        elif callable(spec):
+            self.name = getattr(spec, "__name__", None) or type(spec).__name__.lower()
+            self._keras, self._fn = None, spec
+        else:
+            raise ValidationError(
+                f"a metric must be a name, a Keras Metric or a function (got {spec!r})",
+                attr="metrics")
+        if callable(self._keras) and not isinstance(self._keras, tf.keras.metrics.Metric):
+            self._keras, self._fn = None, self._keras  # a metric function
+        self.reset()
+
+    def reset(self):
+        self._values = []
+        if self._keras is not None:
+            self._keras.reset_state()
+
+    def update(self, y_true, y_pred):
+        if self._keras is not None:
+            self._keras.update_state(y_true, y_pred)
+        else:
+            value = self._fn(y_true, y_pred)
+            self._values.append(float(tf.reduce_mean(value)))
+
+    def result(self):
+        if self._keras is not None:
+            return float(self._keras.result())
+        return float(np.mean(self._values))
+
+
+def metrics_by_probe(spec, probes, lookup):
+    """``compile(metrics=spec)`` as {probe: [ProbeMetric]} for the given target probes.
+
+    ``spec``: None; a metric or a list of metrics (for every probe); or a dict
+    {probe (or its label): metric or list of metrics}.  ``lookup`` resolves a
+    key to a Probe (raising ValidationError for anything else).
+    """
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        per = {lookup(k): v for k, v in spec.items()}
+    else:
+        per = {p: spec for p in probes}
+    out = {}
+    for p, specs in per.items():
+        specs = specs if isinstance(specs, (list, tuple)) else [specs]
+        out[p] = [ProbeMetric(s) for s in specs]
+    return out
