@@ -93,6 +93,51 @@ def test_dot_inc_kernels(dtype, n_trials, shape, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 2, 3, 32])
+@pytest.mark.parametrize("shape", [(8, 1), (9, 1), (31, 2), (33, 3), (67, 1), (129, 5),
+                                   (257, 64), (4100, 1)])
+def test_dot_inc_columns_kernel(dtype, n_trials, shape, rng):
+    """Shared A with few columns (encoders): the columns kernel, tiles of rows for all
+    trials two at a time, then single vectors and single rows (odd row counts), jobs
+    of several thousand rows.  Contiguous Y; strided Y and X; an X shared by all
+    trials.  Elements between strided outputs stay poisoned (NaN)."""
+    m, k = shape
+    p = RawProgram(dtype, m * k + k, 4 * m + 4 * k, n_trials)
+    A, x_shared = p.alloc(m * k, shared=True), p.alloc(k, shared=True)
+    y, y2 = p.alloc(m), p.alloc(2 * m)  # y2: output at every other element
+    x, x3 = p.alloc(k), p.alloc(3 * k)  # x3: input at every third element
+    y3 = p.alloc(m)
+    a = rng.randn(m, k)
+    p.write(A, a.ravel())
+    p.write(x_shared, rng.randn(k))
+    for t in range(n_trials):
+        p.write(x, rng.randn(k), t)
+        p.write(x3[::3], rng.randn(k), t)
+        p.write(y, rng.randn(m), t)
+        p.write(y2[::2], rng.randn(m), t)
+        p.write(y3, rng.randn(m), t)
+    before = [(p.view(y, t), p.view(y2[::2], t), p.view(y3, t)) for t in range(n_trials)]
+    blocks = [
+        _add_block(p, A[0], k, 1, x[0], y[0], m, k),
+        _add_block(p, A[0], k, 1, x3[0], y2[0], m, k, x_s=3, y_s=2),
+        _add_block(p, A[0], k, 1, x_shared[0], y3[0], m, k),
+    ]
+    p.add("dot_inc", ints={f: [b[f] for b in blocks] for f in blocks[0]})
+    p.run()
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    a_t = a.astype(dtype)
+    for t in range(n_trials):
+        y0, y20, y30 = before[t]
+        np.testing.assert_allclose(p.view(y, t), y0 + a_t @ p.view(x, t), rtol=tol, atol=tol)
+        np.testing.assert_allclose(p.view(y2[::2], t), y20 + a_t @ p.view(x3[::3], t),
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(p.view(y3, t), y30 + a_t @ p.view(x_shared), rtol=tol,
+                                   atol=tol)
+        assert np.isnan(p.view(y2[1::2], t)).all()
+        assert np.isnan(p.view(x3[1::3], t)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3])
 def test_lti_elementwise_segments(dtype, n_trials, rng):
     """Runs of consecutive elements with one form and mode take the pointer path;

@@ -7,7 +7,8 @@
 // - columns: A shared by all trials (never written: encoders, transforms) with
 //   at least 8 rows and few columns.  The instruction keeps a packed copy of
 //   A^T, and a tile of rows accumulates column by column, vectorised across
-//   rows (no horizontal sums).
+//   rows (no horizontal sums), for every trial (two at a time) before the
+//   next tile.
 // - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
 //   A shared (then packed row-major): dot products vectorised along the row,
 //   four rows at a time sharing X loads, or, for blocks of fewer rows, four
@@ -35,8 +36,10 @@ namespace {
 constexpr int64_t kPackMaxCols = 64, kPackMinRows = 8;
 // Shapes of shared A that also get A^T for inputs that are mostly zeros.
 constexpr int64_t kSparseMinRows = 32, kSparseMinCols = 32;
-// Rows per parallel job (and per columns-kernel pass over the trials).
+// Rows per parallel job.
 constexpr int64_t kJobRows = 256;
+// Trials of a columns-kernel job whose X and Y pointers are listed at a time.
+constexpr int kColumnsTrials = 64;
 // Multiply-adds per step below which one thread does the whole instruction
 // (vectorised: several per cycle; see parallel.h).
 constexpr int64_t kDotParallelMin = kParallelMinWork * 4;
@@ -58,54 +61,92 @@ struct Job {
     int64_t block, r0, r1;
 };
 
-// Y[r] += acc for a tile of rows starting at r (vector of W sums).
-template <typename T, int B>
-NC_INLINE void add_to_y(T* Y, int64_t ys, int64_t r, typename Simd<T, B>::V acc) {
+// Y[r .. r + W) += acc, Y contiguous (YC) or strided by ys.
+template <typename T, int B, bool YC>
+NC_INLINE void add_to_y(T* Y, int64_t ys, typename Simd<T, B>::V acc) {
     using S = Simd<T, B>;
-    if (ys == 1) {
-        S::store(Y + r, S::load(Y + r) + acc);
+    if constexpr (YC) {
+        S::store(Y, S::load(Y) + acc);
     } else {
-        for (int i = 0; i < S::W; ++i) Y[(r + i) * ys] += acc[i];
+        for (int i = 0; i < S::W; ++i) Y[i * ys] += acc[i];
     }
 }
 
-// Rows [r0, r1) of a columns-kernel block for NT (1 or 2) trials.  AT is A^T,
-// cols x rows.  Tiles of 4 vectors of rows; with two trials each A^T load
-// feeds two multiply-adds, and eight independent sums keep the FMA units busy.
-template <typename T, int B, int NT>
+// Rows [r, r + 4W) of a columns-kernel block for one or two trials (NT): AT
+// points at A^T[0, r] (row stride `rows`).  Each A^T load feeds NT
+// multiply-adds.  The sums are named variables, not arrays: GCC kept arrays of
+// vectors on the stack (zeroed with rep stos, spilled and reloaded), which
+// made this kernel several times slower than its loads and stores of Y.
+template <typename T, int B, int NT, bool YC>
+NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X0, const T* X1,
+                             int64_t xs, T* Y0, T* Y1, int64_t ys) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    V s00{}, s01{}, s02{}, s03{}, s10{}, s11{}, s12{}, s13{};
+    for (int64_t c = 0; c < cols; ++c) {
+        const T* a = AT + c * rows;
+        const V a0 = S::load(a), a1 = S::load(a + W), a2 = S::load(a + 2 * W),
+                a3 = S::load(a + 3 * W);
+        const V x0 = S::splat(X0[c * xs]);
+        s00 += a0 * x0;
+        s01 += a1 * x0;
+        s02 += a2 * x0;
+        s03 += a3 * x0;
+        if constexpr (NT == 2) {
+            const V x1 = S::splat(X1[c * xs]);
+            s10 += a0 * x1;
+            s11 += a1 * x1;
+            s12 += a2 * x1;
+            s13 += a3 * x1;
+        }
+    }
+    const int64_t step = YC ? W : W * ys;
+    add_to_y<T, B, YC>(Y0, ys, s00);
+    add_to_y<T, B, YC>(Y0 + step, ys, s01);
+    add_to_y<T, B, YC>(Y0 + 2 * step, ys, s02);
+    add_to_y<T, B, YC>(Y0 + 3 * step, ys, s03);
+    if constexpr (NT == 2) {
+        add_to_y<T, B, YC>(Y1, ys, s10);
+        add_to_y<T, B, YC>(Y1 + step, ys, s11);
+        add_to_y<T, B, YC>(Y1 + 2 * step, ys, s12);
+        add_to_y<T, B, YC>(Y1 + 3 * step, ys, s13);
+    }
+}
+
+// Rows [r0, r1) of a columns-kernel block (AT is A^T, cols x rows) for every
+// trial.  Tiles of 4 vectors of rows, each tile for all trials (two at a time)
+// before the next, so the tile's slice of A^T stays in L1; eight independent
+// sums keep the FMA units busy.  Then single vectors, then single rows.
+template <typename T, int B, bool YC>
 NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* const* X,
-                              int64_t xs, T* const* Y, int64_t ys, int64_t r0, int64_t r1) {
+                              int64_t xs, T* const* Y, int64_t ys, int n_trials, int64_t r0,
+                              int64_t r1) {
     using S = Simd<T, B>;
     using V = typename S::V;
     constexpr int W = S::W;
     int64_t r = r0;
     for (; r + 4 * W <= r1; r += 4 * W) {
-        V acc[NT][4] = {};
-        for (int64_t c = 0; c < cols; ++c) {
-            const T* a = AT + c * rows + r;
-            const V a0 = S::load(a), a1 = S::load(a + W), a2 = S::load(a + 2 * W),
-                    a3 = S::load(a + 3 * W);
-            for (int t = 0; t < NT; ++t) {
-                const V xc = S::splat(X[t][c * xs]);
-                acc[t][0] += a0 * xc;
-                acc[t][1] += a1 * xc;
-                acc[t][2] += a2 * xc;
-                acc[t][3] += a3 * xc;
-            }
-        }
-        for (int t = 0; t < NT; ++t)
-            for (int i = 0; i < 4; ++i) add_to_y<T, B>(Y[t], ys, r + i * W, acc[t][i]);
+        const T* at = AT + r;
+        const int64_t yo = r * ys;
+        int t = 0;
+        for (; t + 2 <= n_trials; t += 2)
+            columns_tile4<T, B, 2, YC>(at, rows, cols, X[t], X[t + 1], xs, Y[t] + yo,
+                                       Y[t + 1] + yo, ys);
+        if (t < n_trials)
+            columns_tile4<T, B, 1, YC>(at, rows, cols, X[t], X[t], xs, Y[t] + yo, Y[t] + yo,
+                                       ys);
     }
     for (; r + W <= r1; r += W) {
-        V acc[NT] = {};
-        for (int64_t c = 0; c < cols; ++c) {
-            const V a = S::load(AT + c * rows + r);
-            for (int t = 0; t < NT; ++t) acc[t] += a * S::splat(X[t][c * xs]);
+        for (int t = 0; t < n_trials; ++t) {
+            V acc{};
+            for (int64_t c = 0; c < cols; ++c)
+                acc += S::load(AT + c * rows + r) * S::splat(X[t][c * xs]);
+            add_to_y<T, B, YC>(Y[t] + r * ys, ys, acc);
         }
-        for (int t = 0; t < NT; ++t) add_to_y<T, B>(Y[t], ys, r, acc[t]);
     }
     for (; r < r1; ++r) {
-        for (int t = 0; t < NT; ++t) {
+        for (int t = 0; t < n_trials; ++t) {
             T acc = 0;
             for (int64_t c = 0; c < cols; ++c) acc += AT[c * rows + r] * X[t][c * xs];
             Y[t][r * ys] += acc;
@@ -135,11 +176,13 @@ NC_INLINE void rows_tile(const T* A, int64_t rs, int64_t cols, const T* X, T* Y,
     using V = typename S::V;
     constexpr int W = S::W;
     const int64_t cv = cols - cols % W;
-    V s[R] = {};
+    V s[R] = {};  // in registers: every loop over it is unrolled
     for (int64_t c = 0; c < cv; c += W) {
         const V x = S::load(X + c);
+#pragma GCC unroll 8
         for (int i = 0; i < R; ++i) s[i] += S::load(A + (r + i) * rs + c) * x;
     }
+#pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
         const T* a = A + (r + i) * rs;
         T t = hsum<T, B>(s[i]);
@@ -195,12 +238,14 @@ NC_INLINE void sparse_tile(const T* AT, int64_t pad, const int32_t* listed, int6
                            const T* X, T* sums) {
     using S = Simd<T, B>;
     using V = typename S::V;
-    V acc[NV] = {};
+    V acc[NV] = {};  // in registers: every loop over it is unrolled
     for (int64_t k = 0; k < n; ++k) {
         const T* a = AT + listed[k] * pad;
         const V x = S::splat(X[listed[k]]);
+#pragma GCC unroll 4
         for (int i = 0; i < NV; ++i) acc[i] += S::load(a + i * S::W) * x;
     }
+#pragma GCC unroll 4
     for (int i = 0; i < NV; ++i) S::store(sums + i * S::W, acc[i]);
 }
 
@@ -309,21 +354,26 @@ struct DotInc : Instr<T> {
             }
         }
         if (b.kind == kColumns) {
-            // two trials at a time share the loads of A^T
+            // all trials: pointers to their X and Y (at most kColumnsTrials at a time)
             const T* AT = packed.data() + b.packed;
-            for (; t + 2 <= n_trials; t += 2) {
-                const T* X[2] = {buf.f.at(b.x, t), buf.f.at(b.x, t + 1)};
-                T* Y[2] = {buf.f.at(b.y, t), buf.f.at(b.y, t + 1)};
-                columns_kernel<T, B, 2>(AT, b.rows, b.cols, X, b.x_s, Y, b.y_s, j.r0, j.r1);
+            const T* X[kColumnsTrials];
+            T* Y[kColumnsTrials];
+            for (int t0 = 0; t0 < n_trials; t0 += kColumnsTrials) {
+                const int nt = std::min(kColumnsTrials, n_trials - t0);
+                for (int i = 0; i < nt; ++i)
+                    X[i] = buf.f.at(b.x, t0 + i), Y[i] = buf.f.at(b.y, t0 + i);
+                if (b.y_s == 1)
+                    columns_kernel<T, B, true>(AT, b.rows, b.cols, X, b.x_s, Y, 1, nt, j.r0, j.r1);
+                else
+                    columns_kernel<T, B, false>(AT, b.rows, b.cols, X, b.x_s, Y, b.y_s, nt, j.r0,
+                                                j.r1);
             }
+            return;
         }
         for (; t < n_trials; ++t) {
             const T* X = buf.f.at(b.x, t);
             T* Y = buf.f.at(b.y, t);
-            if (b.kind == kColumns) {
-                columns_kernel<T, B, 1>(packed.data() + b.packed, b.rows, b.cols, &X, b.x_s, &Y,
-                                        b.y_s, j.r0, j.r1);
-            } else if (b.kind == kRows) {
+            if (b.kind == kRows) {
                 const bool own = b.packed >= 0;
                 rows_kernel<T, B>(own ? packed.data() + b.packed : buf.f.at(b.a, t),
                                   own ? b.cols : b.a_rs, b.cols, X, Y, b.y_s, j.r0, j.r1);
