@@ -7,8 +7,7 @@
 // - columns: A shared by all trials (never written: encoders, transforms) with
 //   at least 8 rows and few columns.  The instruction keeps a packed copy of
 //   A^T, and a tile of rows accumulates column by column, vectorised across
-//   rows (no horizontal sums), for every trial (two at a time) before the
-//   next tile.
+//   rows (no horizontal sums), two trials at a time.
 // - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
 //   A shared (then packed row-major): dot products vectorised along the row,
 //   four rows at a time sharing X loads, or, for blocks of fewer rows, four
@@ -34,6 +33,8 @@ namespace {
 
 // Shapes of shared A packed transposed for the columns kernel.
 constexpr int64_t kPackMaxCols = 64, kPackMinRows = 8;
+// Elements of padding after the packed copies (more than a vector).
+constexpr int64_t kPackPad = 64;
 // Shapes of shared A that also get A^T for inputs that are mostly zeros.
 constexpr int64_t kSparseMinRows = 32, kSparseMinCols = 32;
 // Rows per parallel job.
@@ -115,9 +116,11 @@ NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X
 }
 
 // Rows [r0, r1) of a columns-kernel block (AT is A^T, cols x rows) for every
-// trial.  Tiles of 4 vectors of rows, each tile for all trials (two at a time)
-// before the next, so the tile's slice of A^T stays in L1; eight independent
-// sums keep the FMA units busy.  Then single vectors, then single rows.
+// trial.  Two trials at a time, tiles of 4 vectors of rows (eight independent
+// sums keep the FMA units busy), in row order: each trial's Y is one
+// sequential stream.  (Tile by tile for all trials was slower: Y of 32 trials,
+// far apart, is 32 streams and pages at once.)  Then single vectors, the last
+// one partly used.
 template <typename T, int B, bool YC>
 NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* const* X,
                               int64_t xs, T* const* Y, int64_t ys, int n_trials, int64_t r0,
@@ -125,31 +128,29 @@ NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* 
     using S = Simd<T, B>;
     using V = typename S::V;
     constexpr int W = S::W;
-    int64_t r = r0;
-    for (; r + 4 * W <= r1; r += 4 * W) {
-        const T* at = AT + r;
-        const int64_t yo = r * ys;
-        int t = 0;
-        for (; t + 2 <= n_trials; t += 2)
-            columns_tile4<T, B, 2, YC>(at, rows, cols, X[t], X[t + 1], xs, Y[t] + yo,
-                                       Y[t + 1] + yo, ys);
-        if (t < n_trials)
-            columns_tile4<T, B, 1, YC>(at, rows, cols, X[t], X[t], xs, Y[t] + yo, Y[t] + yo,
-                                       ys);
-    }
-    for (; r + W <= r1; r += W) {
-        for (int t = 0; t < n_trials; ++t) {
+    const int64_t r4 = r0 + (r1 - r0) / (4 * W) * (4 * W);
+    int t = 0;
+    for (; t + 2 <= n_trials; t += 2)
+        for (int64_t r = r0; r < r4; r += 4 * W)
+            columns_tile4<T, B, 2, YC>(AT + r, rows, cols, X[t], X[t + 1], xs, Y[t] + r * ys,
+                                       Y[t + 1] + r * ys, ys);
+    if (t < n_trials)
+        for (int64_t r = r0; r < r4; r += 4 * W)
+            columns_tile4<T, B, 1, YC>(AT + r, rows, cols, X[t], X[t], xs, Y[t] + r * ys,
+                                       Y[t] + r * ys, ys);
+    // the last rows, a vector at a time (the packed A^T has a vector of padding
+    // after it, so the lanes past r1 read memory of the instruction; discarded)
+    for (int64_t r = r4; r < r1; r += W) {
+        const int64_t n = std::min<int64_t>(W, r1 - r);
+        for (int u = 0; u < n_trials; ++u) {
             V acc{};
             for (int64_t c = 0; c < cols; ++c)
-                acc += S::load(AT + c * rows + r) * S::splat(X[t][c * xs]);
-            add_to_y<T, B, YC>(Y[t] + r * ys, ys, acc);
-        }
-    }
-    for (; r < r1; ++r) {
-        for (int t = 0; t < n_trials; ++t) {
-            T acc = 0;
-            for (int64_t c = 0; c < cols; ++c) acc += AT[c * rows + r] * X[t][c * xs];
-            Y[t][r * ys] += acc;
+                acc += S::load(AT + c * rows + r) * S::splat(X[u][c * xs]);
+            if (n == W) {
+                add_to_y<T, B, YC>(Y[u] + r * ys, ys, acc);
+            } else {
+                for (int64_t i = 0; i < n; ++i) Y[u][(r + i) * ys] += acc[i];
+            }
         }
     }
 }
@@ -457,6 +458,8 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
             b.sparse >= 0 ? nr : std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
         for (int64_t r0 = 0; r0 < nr; r0 += step) op->jobs.push_back({id, r0, std::min(nr, r0 + step)});
     }
+    // a vector of padding: the columns kernel's last vector of rows may read past A^T
+    op->packed.resize(op->packed.size() + kPackPad, T(0));
     op->refresh(buf);
     return op;
 }
