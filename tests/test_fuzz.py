@@ -149,27 +149,59 @@ def _sample_steps(probe, n_steps, dt):
     return steps[steps % period < 1]
 
 
-def check_float32(spec, probes, ours32, ours64, spike_probes):
+def nengo_float32_run(spec, n_probes):
+    """Nengo's own float32 run (``precision.bits = 32``) of the spec's network:
+    its first ``n_probes`` probes' data, or None if it fails."""
+    old = nengo.rc.get("precision", "bits")
+    nengo.rc.set("precision", "bits", "32")
+    try:
+        net, probes, _ = build(spec)
+        out = _run(nengo.Simulator, net, probes[:n_probes], [sum(spec["steps"])],
+                   dt=spec["dt"], optimize=spec["optimize"], seed=net.seed + 1)
+    finally:
+        nengo.rc.set("precision", "bits", old)
+    return None if isinstance(out, Exception) else out
+
+
+def check_float32(spec, probes, ours32, ours64, spike_probes, nengo32=None):
     """float32 against our float64 run (which equals Nengo's).
 
     ``spike_probes`` (extra probes, every spiking ensemble's spikes) say until
     when the two runs have the same spikes: where a membrane voltage lands
-    within float32 rounding of the threshold, a spike moves by a step.
+    within float32 rounding of the threshold, a spike moves by a step.  After
+    that, filtered decoded outputs are compared with a looser tolerance, unless
+    Nengo's own float32 run (``nengo32()``, see `nengo_float32_run`) leaves the
+    float64 trajectory by as much: the network is then chaotic at float32
+    resolution (e.g. RLS rules in a loop), and only the same-spike prefix counts.
     """
     n_steps = sum(spec["steps"])
     moved = n_steps + 1  # first step whose spikes differ
+    reference32 = None  # Nengo's float32 data, run when needed
     for p in spike_probes:
         i = probes.index(p)
         differ = np.flatnonzero(np.any(ours32[i] != ours64[i], axis=-1))
         if differ.size:
             moved = min(moved, differ[0] + 1)
-    for p, a, b in zip(probes, ours32, ours64):
+    for i, (p, a, b) in enumerate(zip(probes, ours32, ours64)):
         assert a.dtype == np.float32 and a.shape == b.shape, p
         same = _sample_steps(p, n_steps, spec["dt"]) < moved
         assert_close(a[same], b[same], FLOAT32_RTOL, f"float32 {p}, same spikes")
         decoded = p.attr in ("decoded_output", "output") and not isinstance(p.target, nengo.Connection)
         if not np.all(same) and p.synapse is not None and decoded:
-            assert_close(a, b, FLOAT32_ATOL_SPIKES_MOVED, f"float32 {p}, spikes moved")
+            try:
+                assert_close(a, b, FLOAT32_ATOL_SPIKES_MOVED, f"float32 {p}, spikes moved")
+            except AssertionError:
+                if nengo32 is None:
+                    raise
+                if reference32 is None:
+                    reference32 = nengo32() or []
+                if i >= len(reference32):
+                    raise
+                try:  # Nengo's float32 must miss the same tolerance
+                    assert_close(reference32[i], b, FLOAT32_ATOL_SPIKES_MOVED, "nengo float32")
+                except AssertionError:
+                    continue
+                raise
 
 
 def _unfed_random(spec, feed):
@@ -253,7 +285,8 @@ def check_spec(spec):
         ours32 = shared.run(nengo_cuda.Simulator, probes, [n1, n2], dtype="float32",
                             chunk=spec["chunk"])
         _raise_if_error(ours32, "nengo_cuda float32")
-        check_float32(spec, probes, ours32, ours64, spike_probes)
+        check_float32(spec, probes, ours32, ours64, spike_probes,
+                      nengo32=lambda: nengo_float32_run(spec, len(probes) - len(spike_probes)))
 
     # minibatch: trials with per-trial data for some input nodes
     batch = spec["batch"]
@@ -325,6 +358,53 @@ REGRESSIONS = {
         steps=(20, 5),
         batch_size=3,
     ),
+    # Three RLS rules and Voja on one recurrent ensemble: chaotic at float32
+    # resolution.  float64 equals Nengo; the float32 run left the float64
+    # trajectory by up to 1.6 after its spikes moved, and so does Nengo's float32
+    # run (max 1.604); ours in float32 equals Nengo's float32 run to 3.6e-7.
+    "chaotic_float32": {
+        "seed": 2986,
+        "objects": [{"kind": "ens", "n": 18, "d": 2, "neuron": "LIF", "noise": None},
+                    {"kind": "func", "size": 2, "func": "mix"},
+                    {"kind": "const", "value": [0.5, 0.9]}],
+        "connections": [
+            {"pre": 0, "pre_neurons": True, "pre_slice": None, "post": 0,
+             "post_neurons": False, "post_slice": None, "function": None,
+             "transform": ("dense", 2, 18, 814, 0.002), "synapse": ("Lowpass", 0.005),
+             "learning": "Voja"},
+            {"pre": 2, "pre_neurons": False, "pre_slice": None, "post": 0,
+             "post_neurons": True, "post_slice": ("idx", [11, -3]), "function": "pair",
+             "transform": None, "synapse": ("Alpha", 0.005), "learning": None},
+            {"pre": 0, "pre_neurons": False, "pre_slice": None, "post": 1,
+             "post_neurons": False, "post_slice": None, "function": None, "transform": None,
+             "synapse": None, "learning": "RLS", "error": (0, False, 572, ("Lowpass", 0.005), 2, 2)},
+            {"pre": 0, "pre_neurons": True, "pre_slice": None, "post": 0,
+             "post_neurons": True, "post_slice": ("slice", 2, 16, 1), "function": None,
+             "transform": ("dense", 14, 18, 471, -0.0016), "synapse": ("Lowpass", 0.005),
+             "learning": None},
+            {"pre": 0, "pre_neurons": False, "pre_slice": ("slice", 0, 1, 1), "post": 0,
+             "post_neurons": False, "post_slice": None, "function": None,
+             "transform": ("dense", 2, 1, 451, -0.8), "synapse": ("LinearFilter2", 0.003, 0.01),
+             "learning": "Voja"},
+            {"pre": 0, "pre_neurons": False, "pre_slice": None, "post": 0,
+             "post_neurons": False, "post_slice": None, "function": "sin", "transform": None,
+             "synapse": ("Lowpass", 0.0), "learning": "RLS",
+             "error": (0, False, 550, ("Lowpass", 0.02), 2, 2)},
+            {"pre": 0, "pre_neurons": False, "pre_slice": None, "post": 0,
+             "post_neurons": False, "post_slice": None, "function": "square", "transform": None,
+             "synapse": ("Lowpass", 0.005), "learning": "RLS",
+             "error": (0, False, 997, ("Lowpass", 0.005), 2, 2)},
+        ],
+        "probes": [{"target": ("obj", 0, "decoded_output"), "synapse": ("Lowpass", 0.01),
+                    "sample_every": None},
+                   {"target": ("obj", 0, "decoded_output"), "synapse": None,
+                    "sample_every": None}],
+        "steps": (250, 0),
+        "dt": 0.001,
+        "optimize": False,
+        "chunk": None,
+        "batch": {"size": 2, "dtype": "float64", "feed": [False, False, False]},
+    },
 }
 
 
