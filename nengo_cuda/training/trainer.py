@@ -559,18 +559,25 @@ class Trainer:
             orig = var.numpy()
             eps = 1e-3 if sim.dtype == np.float32 else 1e-6
             for i in np.random.RandomState(1).choice(orig.size, min(8, orig.size), replace=False):
-                d = np.zeros_like(orig)
-                d.flat[i] = eps
-                var.assign(orig + d)
-                hi = float(f())
-                var.assign(orig - d)
-                lo = float(f())
-                var.assign(orig)
-                num = (hi - lo) / (2 * eps)
+                num = central_difference(f, var, i, eps)
                 if not np.isclose(grad.flat[i], num, atol=atol * max(1, abs(num)) * 100, rtol=rtol * 100):
                     raise SimulationError(
                         f"gradient mismatch for {var.name}[{i}]: analytic {grad.flat[i]:g}, "
                         f"numeric {num:g}")
+
+
+def central_difference(f, var, index, eps):
+    """(f(var + eps e_i) - f(var - eps e_i)) / (2 eps) for element ``index`` of the
+    tf.Variable ``var``; restores ``var``."""
+    orig = var.numpy().copy()
+    d = np.zeros_like(orig)
+    d.flat[index] = eps
+    var.assign(orig + d)
+    hi = float(f())
+    var.assign(orig - d)
+    lo = float(f())
+    var.assign(orig)
+    return (hi - lo) / (2 * eps)
 
 
 def _is_v1_optimizer(opt):
