@@ -3,20 +3,14 @@
 import nengo
 import numpy as np
 
+from tutorial_net import tutorial_net
+
 
 def tutorial(seed=0):
     """The NengoDL tutorial network: x -> x^2 -> sin(x^2)."""
-    with nengo.Network(seed=seed) as net:
-        inpt = nengo.Node(nengo.processes.WhiteSignal(1, 5, rms=0.3))
-        square = nengo.Ensemble(20, 1)
-        sin = nengo.Ensemble(20, 1)
-        outpt = nengo.Node(size_in=1)
-        nengo.Connection(inpt, square)
-        nengo.Connection(square, sin, function=np.square)
-        nengo.Connection(sin, outpt, function=np.sin)
-        probes = [nengo.Probe(inpt), nengo.Probe(outpt, synapse=0.01)]
+    net, inpt, _, _, inpt_p, outpt_p = tutorial_net(seed)
     net.inpt = inpt
-    return net, probes
+    return net, [inpt_p, outpt_p]
 
 
 def integrator(seed=1, dims=2, n_neurons=100):
