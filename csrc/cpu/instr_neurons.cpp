@@ -230,9 +230,11 @@ struct LIFRate {
 
 // One LIF step of a vector of float32 neurons, every case of
 // neurons::lif_spiking as branch-free selects, with expm1 and log1p from
-// SimdF32Math (only when some lane needs them).  Lanes outside their domain are
-// marked in `bad` and must be recomputed by lif_spiking.
-template <int B>
+// `Math`: SimdF32Series (float lanes, small arguments) on whole vectors of
+// neurons, with no branches (spikes are unpredictable); SimdF32Math (double
+// lanes, any argument) only when some lane needs it.  Lanes outside Math's
+// domain are marked in `bad` and must be recomputed.
+template <int B, typename Math>
 NC_INLINE typename Simd<float, B>::V lif_vector_step(
     typename Simd<float, B>::V J, typename Simd<float, B>::V& v, typename Simd<float, B>::V& ref,
     typename Simd<float, B>::V tau_rc, typename Simd<float, B>::V tau_ref,
@@ -241,6 +243,7 @@ NC_INLINE typename Simd<float, B>::V lif_vector_step(
     using S = Simd<float, B>;
     using V = typename S::V;
     using M = typename S::M;
+    constexpr bool branch_free = std::is_same_v<Math, SimdF32Series<B>>;
     const V dt = S::splat(dt_), zero = S::splat(0.0f), one = S::splat(1.0f);
     const V r = ref - dt;
     const V d = dt - r;  // neurons::lif_delta_t
@@ -249,18 +252,18 @@ NC_INLINE typename Simd<float, B>::V lif_vector_step(
     const M whole = delta_t == dt;
     const M partial = ~(whole | (delta_t == zero));
     V decay = whole ? full_decay : S::splat(-0.0f);  // see neurons::lif_decay
-    if (S::any(partial)) {
+    if (branch_free || S::any(partial)) {
         M b{};
-        const V e = SimdF32Math<B>::expm1(-delta_t / tau_rc, b);
+        const V e = Math::expm1(-delta_t / tau_rc, b);
         decay = partial ? e : decay;
         bad |= b & partial;
     }
     V vn = v - (J - v) * decay;
     const M spiked = vn > one;
     V r_new = r;
-    if (S::any(spiked)) {
+    if (branch_free || S::any(spiked)) {
         M b{};
-        const V l = SimdF32Math<B>::log1p(-(vn - one) / (J - one), b);
+        const V l = Math::log1p(-(vn - one) / (J - one), b);
         r_new = spiked ? tau_ref + (dt + tau_rc * l) : r;
         bad |= b & spiked;
     }
@@ -269,17 +272,20 @@ NC_INLINE typename Simd<float, B>::V lif_vector_step(
     return spiked ? amp / dt : zero;
 }
 
-// LIF over consecutive neurons, vectorised.  A first pass, a vector of neurons
-// at a time, completes every neuron that integrates the whole step (or none of
-// it: refractory) without spiking, with the very operations of
-// neurons::lif_spiking as branch-free selects, and lists the others (spiking,
-// or leaving the refractory period mid-step: they need log1p or expm1).
+// LIF over consecutive neurons, vectorised.  A vector of neurons at a time:
+// when every neuron integrates the whole step (or none of it: refractory)
+// without spiking, the very operations of neurons::lif_spiking as branch-free
+// selects complete them.  The others (spiking, or leaving the refractory
+// period mid-step) need log1p or expm1:
 //
-// float64: listed neurons run lif_spiking, so every result is bit-identical to
-// the scalar kernel's (and to Nengo's).  float32: listed neurons are gathered
-// into full vectors and run lif_vector_step (expm1 and log1p within an ulp of
-// libm's float32 functions); the rare lanes outside their domain run
-// lif_spiking.
+// float32: the whole vector runs lif_vector_step with SimdF32Series (float
+// lanes: within an ulp of libm's float32 functions); lanes outside the
+// series' range (|argument| > 1/8: dt / tau_rc > 1/8, or a spike overshooting
+// by more than 1/8 of J - 1) are listed and, after the pass, gathered into
+// full vectors for lif_vector_step with SimdF32Math (double lanes); the rare
+// lanes outside even that domain run lif_spiking.
+// float64: the other neurons are listed and run lif_spiking after the pass, so
+// every result is bit-identical to the scalar kernel's (and to Nengo's).
 template <typename T, int B>
 NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                               const std::array<const T*, 4>& p, const T* full_decay, T dt,
@@ -288,6 +294,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
     using V = typename S::V;
     using M = typename S::M;
     constexpr int W = S::W;
+    constexpr bool f32 = std::is_same_v<T, float>;
     const T *tau_rc = p[0], *tau_ref = p[1], *min_v = p[2], *amp = p[3];
     auto one_neuron = [&](int64_t k) {
         out[k] = neurons::lif_spiking(J[k], v[k], ref[k], dt, tau_rc[k], tau_ref[k], min_v[k],
@@ -295,6 +302,12 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
     };
     int32_t listed[kNeuronSegment + W];
     int64_t n_listed = 0;
+    auto list = [&](int64_t k, M m) {  // branch-free: spikes are unpredictable
+        for (int i = 0; i < W; ++i) {
+            listed[n_listed] = static_cast<int32_t>(k + i);
+            n_listed += m[i] != 0;
+        }
+    };
     const V vdt = S::splat(dt), zero = S::splat(T(0)), one = S::splat(T(1));
     int64_t k = 0;
     for (; k + W <= n; k += W) {
@@ -309,17 +322,31 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         const M slow = ~(whole | (delta_t == zero)) | (vn > one);
         const V mv = S::load(min_v + k);
         vn = vn < mv ? mv : vn;
-        S::store(v + k, slow ? vk : vn);
-        S::store(ref + k, slow ? rk : r);
-        S::store(out + k, slow ? S::load(out + k) : zero);
-        if (S::any(slow))
-            for (int i = 0; i < W; ++i) {  // branch-free: spikes are unpredictable
-                listed[n_listed] = static_cast<int32_t>(k + i);
-                n_listed += slow[i] != 0;
-            }
+        if (!S::any(slow)) {
+            S::store(v + k, vn);
+            S::store(ref + k, r);
+            S::store(out + k, zero);
+            continue;
+        }
+        if constexpr (f32) {
+            V vv = vk, rr = rk;
+            M bad{};
+            const V y = lif_vector_step<B, SimdF32Series<B>>(
+                Jk, vv, rr, S::load(tau_rc + k), S::load(tau_ref + k), mv, S::load(amp + k),
+                S::load(full_decay + k), dt, bad);
+            S::store(v + k, bad ? vk : vv);  // bad lanes keep their state for the list
+            S::store(ref + k, bad ? rk : rr);
+            S::store(out + k, y);
+            if (S::any(bad)) list(k, bad);
+        } else {
+            S::store(v + k, slow ? vk : vn);
+            S::store(ref + k, slow ? rk : r);
+            S::store(out + k, slow ? S::load(out + k) : zero);
+            list(k, slow);
+        }
     }
     for (; k < n; ++k) listed[n_listed++] = static_cast<int32_t>(k);
-    if constexpr (std::is_same_v<T, float>) {
+    if constexpr (f32) {
         // gather W listed neurons at a time (the last group padded with copies of
         // its first neuron, which compute the same values); parameters uniform
         // over the segment need no gathering
@@ -329,7 +356,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
             for (int i = 0; i < W; ++i) idx[i] = listed[j + (i < m ? i : 0)];
             V vv = gather<T, B>(v, idx), rr = gather<T, B>(ref, idx);
             M bad{};
-            const V y = lif_vector_step<B>(
+            const V y = lif_vector_step<B, SimdF32Math<B>>(
                 gather<T, B>(J, idx), vv, rr, gather_or_splat<T, B>(uniform, tau_rc, idx),
                 gather_or_splat<T, B>(uniform, tau_ref, idx),
                 gather_or_splat<T, B>(uniform, min_v, idx), gather_or_splat<T, B>(uniform, amp, idx),
