@@ -448,9 +448,14 @@ class TrainingGraph:
         elif nx == 1:  # Lowpass and other first-order filters: elementwise
             a, b, c = float(A.item()), float(B.item()), float(C.item())
             X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, -1])
-            y_old = c * X + D * u if D != 0 else None
-            X = a * X + b * u
-            y = y_old if D != 0 else c * X
+            if D != 0:
+                y = c * X + D * u
+                X = a * X + b * u
+            else:
+                # as Nengo's OneX step (and the native kernel): the state holds the
+                # output (C X), so a simulator's state can be continued here
+                X = a * X + (c * b) * u
+                y = X
             self.write(vals, op.state["X"], X)
         else:
             X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, nx, -1])
