@@ -7,7 +7,12 @@ and ``save_params/load_params/freeze_params/get_nengo_params/check_gradients``.
   neurons, our TensorFlow ops), then writes the trained values into the
   simulator's buffers, so ``sim.run`` simulates the trained network.
 - ``evaluate``/``loss``/``predict`` simulate the network as defined (spiking),
-  with the native kernels, one minibatch at a time from the initial state.
+  with the native kernels, one minibatch at a time.
+- ``stateful`` (NengoDL 3; default False in predict, predict_on_batch,
+  evaluate and fit): False starts every minibatch from the simulator's current
+  state and leaves that state as it was; True runs the minibatches one after
+  another from the current state and keeps the final state (``n_steps`` and
+  ``time`` advance).  ``sim.data`` is never changed.  See docs/training-state.md.
 """
 
 import warnings
