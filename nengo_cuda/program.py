@@ -108,3 +108,11 @@ class TableSource:
 
     def after_run(self, steps_done):
         """After that run, which completed ``steps_done`` steps."""
+
+    def get_state(self):
+        """What `set_state` needs to rewind the source's random streams to now
+        (None: the source keeps no state between runs)."""
+        return None
+
+    def set_state(self, state):
+        """Rewinds to a `get_state` result."""

@@ -200,6 +200,8 @@ class Simulator:
         # configure_settings(stateful=False): every run starts from the initial state
         self._stateful = get_setting(getattr(self.model, "toplevel", None), "stateful", True)
         self.closed = False
+        self._keras_init = None
+        self._keras_initial()  # the TensorNodes' Keras weights now, for reset()
         self.reset(seed=seed)
 
     # -- construction helpers ---------------------------------------------------
@@ -348,17 +350,102 @@ class Simulator:
             rec.chunks, rec.n_samples = [], 0
         self.data.reset()
 
-    def reset(self, seed=None):
-        """Resets signals, step functions and probes; ``seed`` reseeds the processes."""
+    def reset(self, seed=None, include_trainable=True, include_probes=True,
+              include_processes=True):
+        """Resets the simulator to its initial conditions (NengoDL 3's ``reset``).
+
+        The simulation state (signals, ``n_steps``, ``time``) always returns to
+        the initial conditions.  ``seed`` (if given) becomes the simulator's seed.
+
+        include_trainable : bool
+            Also undo training: the parameters (encoders, biases, weights) return
+            to their built values and the TensorNodes' Keras layer weights to
+            their values when this Simulator was made.  False keeps both.
+        include_probes : bool
+            Also clear the probe data.
+        include_processes : bool
+            Also restart the processes and Node callbacks (their step functions
+            and random streams, drawn from the seed as Nengo does).
+        """
         if self.closed:
             raise SimulatorClosed("Cannot reset closed Simulator.")
         if seed is not None:
             self.seed = _check_seed(seed)
-        self.layout.reset()
-        self._make_steps()
-        self.clear_probes()
+        layout = self.layout
+        shared = None if include_trainable else layout.fbuf[: layout.f_shared].copy()
+        layout.reset()
+        if shared is not None:
+            layout.fbuf[: layout.f_shared] = shared
+        if include_processes or not hasattr(self, "process_rngs"):
+            self._make_steps()
+        if include_probes:
+            self.clear_probes()
         self._n_steps = 0
         self._time = 0.0
+        if include_trainable:
+            for var, value in self._keras_initial():
+                var.assign(value)
+            training = getattr(self, "_training", None)
+            if training is not None and training._graph is not None:
+                training._graph.reload()
+
+    def _keras_initial(self):
+        """[(variable, value when this Simulator was made)] of the TensorNodes'
+        Keras layers (empty without TensorNodes; see `reset`)."""
+        if getattr(self, "_keras_init", None) is None:
+            from .training.tensor_node import is_tensor_node_func  # noqa: PLC0415
+
+            found = {}
+            for op in self._step_order:
+                fn = getattr(op, "fn", None)
+                if is_tensor_node_func(fn):
+                    for var in fn.variables():
+                        found.setdefault(id(var), (var, np.array(var.numpy())))
+            self._keras_init = list(found.values())
+        return self._keras_init
+
+    # -- the simulation state (NengoDL's ``stateful``) ------------------------
+    def _save_state(self):
+        """The simulation state: state signals, step count, time, and the native
+        processes' random streams (not the parameters, not probe data)."""
+        layout = self.layout
+        return {
+            "f": layout.fbuf[layout.f_shared :].copy(),
+            "i": layout.ibuf[layout.i_shared :].copy(),
+            "tables": self._tables.get_state(),
+            "n_steps": self._n_steps,
+            "time": self._time,
+        }
+
+    def _restore_state(self, state):
+        layout = self.layout
+        layout.fbuf[layout.f_shared :] = state["f"]
+        layout.ibuf[layout.i_shared :] = state["i"]
+        if layout.sync_time is not None:
+            layout.sync_time()
+        self._tables.set_state(state["tables"])
+        self._n_steps = state["n_steps"]
+        self._time = state["time"]
+
+    def _save_recordings(self):
+        return {p: (list(rec.chunks), rec.n_samples) for p, rec in self._recordings.items()}
+
+    def _restore_recordings(self, saved):
+        for p, (chunks, n) in saved.items():
+            self._recordings[p].chunks, self._recordings[p].n_samples = list(chunks), n
+        self.data.reset()
+
+    def _set_step_count(self, n_steps):
+        """Sets ``n_steps``/``time`` and the model's step and time signals."""
+        layout = self.layout
+        for sig, value in ((self.model.step, n_steps), (self.model.time, n_steps * self.dt)):
+            if sig is not None and sig.base in layout.placement:
+                for trial in range(self.n_trials):
+                    layout.base_array(sig.base, trial)[...] = value
+        if self.layout.sync_time is not None:
+            self.layout.sync_time()
+        self._n_steps = int(n_steps)
+        self._time = self._n_steps * self.dt
 
     def _restart(self):
         """The initial state (signals, step functions, processes: as after `reset`)
@@ -420,11 +507,11 @@ class Simulator:
         return self._trial_ops[key][1]
 
     # -- running -----------------------------------------------------------------
-    def run(self, time_in_seconds, progress_bar=None, data=None):
+    def run(self, time_in_seconds, progress_bar=None, data=None, stateful=True):
         """Simulates for ``time_in_seconds`` (rounded to whole steps).
 
         ``data`` maps input Nodes to arrays of shape ``(trials, n_steps, size_out)``
-        that replace the Nodes' output.
+        that replace the Nodes' output; see `run_steps` for ``stateful``.
         """
         if not _is_real(time_in_seconds):
             raise ValidationError(
@@ -445,10 +532,15 @@ class Simulator:
                 f"still at time {self.time}."
             )
         else:
-            self.run_steps(steps, progress_bar=progress_bar, data=data)
+            self.run_steps(steps, progress_bar=progress_bar, data=data, stateful=stateful)
 
-    def run_steps(self, steps, progress_bar=None, data=None):
-        """Simulates for ``steps`` time steps (see `run` for ``data``)."""
+    def run_steps(self, steps, progress_bar=None, data=None, stateful=True):
+        """Simulates for ``steps`` time steps (see `run` for ``data``).
+
+        ``stateful=False`` (NengoDL's argument): the probe data of the run is
+        kept, but the simulation state (signals, ``n_steps``, ``time``) returns
+        to where it was before the run, so the next run starts from there too.
+        """
         if self.closed:
             raise SimulatorClosed("Simulator cannot run because it is closed.")
         try:
@@ -462,18 +554,23 @@ class Simulator:
         feeds = self._check_data(data, steps)
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
+        saved = None if stateful else self._save_state()
         if not self._stateful and self._n_steps > 0:
             self._restart()
         if progress_bar is None:
             progress_bar = self.progress_bar
         chunk = self._chunk_steps()
-        with ProgressTracker(progress_bar, Progress("Simulating", "Simulation", steps)) as pt:
-            done = 0
-            while done < steps:
-                n = min(chunk, steps - done)
-                self._run_chunk(n, {node: d[:, done : done + n] for node, d in feeds.items()})
-                done += n
-                pt.total_progress.step(n)
+        try:
+            with ProgressTracker(progress_bar, Progress("Simulating", "Simulation", steps)) as pt:
+                done = 0
+                while done < steps:
+                    n = min(chunk, steps - done)
+                    self._run_chunk(n, {node: d[:, done : done + n] for node, d in feeds.items()})
+                    done += n
+                    pt.total_progress.step(n)
+        finally:
+            if saved is not None:
+                self._restore_state(saved)
 
     def step(self):
         """Advances the simulator by one step."""

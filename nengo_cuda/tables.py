@@ -29,3 +29,12 @@ class TableLoader:
     def after_run(self, steps_done):
         for _, instr in self.items:
             instr.tables.after_run(steps_done)
+
+    def get_state(self):
+        """The tables' random streams now (see `TableSource.get_state`)."""
+        return [instr.tables.get_state() for _, instr in self.items]
+
+    def set_state(self, state):
+        for (_, instr), st in zip(self.items, state):
+            if st is not None:
+                instr.tables.set_state(st)

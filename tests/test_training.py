@@ -239,7 +239,7 @@ def test_keras_layer_weights_train(tmp_path):
 
         # sim.run after fit: the trained layers, as Keras computes them
         x_run = rng.uniform(-1, 1, (16, 2, 2))
-        sim.reset()
+        sim.reset(include_trainable=False)  # keeps the trained weights
         sim.run_steps(2, data={inp: x_run})
         expected = dense3(dense1(x_run.reshape(-1, 2).astype(np.float32))).numpy()
         np.testing.assert_allclose(sim.data[p].reshape(-1, 3), expected, rtol=1e-5, atol=1e-6)

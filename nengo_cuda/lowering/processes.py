@@ -218,6 +218,17 @@ class WhiteNoiseTable(TableSource):
     def after_run(self, steps_done):
         self.pending = [p[:, steps_done:] for p in self.pending]
 
+    def get_state(self):
+        rngs = [[r.get_state() for r in trial] for trial in self.rngs]
+        return rngs, list(self.pending)
+
+    def set_state(self, state):
+        rngs, pending = state
+        for trial, states in zip(self.rngs, rngs):
+            for r, st in zip(trial, states):
+                r.set_state(st)
+        self.pending = list(pending)
+
 
 TABLE_PROCESSES = {
     nengo.processes.WhiteSignal: WhiteSignalTable,

@@ -25,8 +25,10 @@ What the settings do here:
   initial conditions (signals and process states as after ``reset``; trained
   parameters are kept), so no state carries between calls; ``sim.time``,
   ``sim.n_steps`` and ``sim.data`` still count and keep every call's steps.
-  ``predict``/``evaluate``/``fit`` always start from the initial conditions
-  and do not continue the simulator's state, whatever this setting.
+  ``predict``/``evaluate``/``fit`` then start every minibatch from the initial
+  conditions and ignore (with a warning) ``stateful=True``.  With the default
+  (True) their ``stateful`` argument decides, as in NengoDL 3 (see
+  docs/training-state.md).
 - ``dtype``, ``planner``, ``sorter``, ``simplifications``: accepted for
   compatibility; the Simulator's own ``dtype`` argument sets the precision.
 """

@@ -189,11 +189,19 @@ class TrainingGraph:
         vals[base] = new
 
     # -- the forward pass ----------------------------------------------------
-    def __call__(self, inputs, n_steps, probes, training=True):
-        """Runs ``n_steps`` steps from the initial state.
+    def __call__(self, inputs, n_steps, probes, training=True, init=None, t0=None,
+                 return_state=False):
+        """Runs ``n_steps`` steps from the initial state (or from ``init``).
 
         inputs : {Node: tensor (batch, n_steps, size_out)} for input Nodes.
         probes : list of Probe; returns {probe: tensor (batch, n_steps, size)}.
+        init : list of tensors, optional
+            The state to start from: one ``(batch, base.size)`` tensor per base of
+            `state_bases` (default: every signal's initial value).
+        t0 : int or scalar tensor, optional
+            Steps already simulated (the time of step ``k`` is ``(t0 + k + 1) dt``).
+        return_state : bool
+            Also return the final state (a list like ``init``).
 
         With ``use_loop`` (the default) the steps run in a `tf.while_loop` whose
         loop variables are the model's state (every non-shared base signal), so
@@ -203,33 +211,58 @@ class TrainingGraph:
         self.batch = int(next(iter(inputs.values())).shape[0]) if inputs else self.sim.n_trials
         feeds = {node: tf.cast(x, self.dtype) for node, x in inputs.items()}
         n_steps = int(n_steps)
+        t0 = None if t0 is None else tf.cast(t0, self.dtype)
+        state = self.state_bases()
+        init_vals = {} if init is None else {b: tf.cast(v, self.dtype) for b, v in zip(state, init)}
         if not self.use_loop or n_steps == 1:
-            vals = {}
+            vals = dict(init_vals)
             outputs = {p: [] for p in probes}
             for k in range(n_steps):
                 t = tf.constant((k + 1) * self.dt, dtype=self.dtype)
+                if t0 is not None:
+                    t = (t0 + (k + 1)) * tf.constant(self.dt, dtype=self.dtype)
                 self._one_step(vals, t, {node: x[:, k] for node, x in feeds.items()})
                 for p in probes:
                     outputs[p].append(self._probe_value(vals, p))
-            return {p: tf.stack(v, axis=1) for p, v in outputs.items()}
+            outs = {p: tf.stack(v, axis=1) for p, v in outputs.items()}
+            if not return_state:
+                return outs
+            return outs, [self._base(vals, base) for base in state]
 
-        state = self._state_bases()
-        init = {}
-        init_values = [self._base(init, base) for base in state]
+        init_values = [self._base(dict(init_vals), base) for base in state]
         arrays = [tf.TensorArray(self.dtype, size=n_steps, element_shape=[self.batch, _probe_size(self.model, p)])
                   for p in probes]
 
         def body(k, values, arrays):
             vals = dict(zip(state, values))
-            t = tf.cast(k + 1, self.dtype) * tf.constant(self.dt, self.dtype)
+            steps_done = tf.cast(k + 1, self.dtype) if t0 is None else t0 + tf.cast(k + 1, self.dtype)
+            t = steps_done * tf.constant(self.dt, self.dtype)
             self._one_step(vals, t, {node: tf.gather(x, k, axis=1) for node, x in feeds.items()})
             arrays = [a.write(k, self._probe_value(vals, p)) for a, p in zip(arrays, probes)]
             return k + 1, [vals[base] for base in state], arrays
 
-        _, _, arrays = tf.while_loop(
+        _, final, arrays = tf.while_loop(
             lambda k, *_: k < n_steps, body, (tf.constant(0), init_values, arrays),
             maximum_iterations=n_steps)
-        return {p: tf.transpose(a.stack(), [1, 0, 2]) for p, a in zip(probes, arrays)}
+        outs = {p: tf.transpose(a.stack(), [1, 0, 2]) for p, a in zip(probes, arrays)}
+        return (outs, list(final)) if return_state else outs
+
+    def state_bases(self):
+        """The bases of the simulation state, in the order of ``init`` (see `__call__`)."""
+        return self._state_bases()
+
+    def read_state(self):
+        """The simulator's current state as ``init`` values ``(n_trials, size)``."""
+        n = self.sim.n_trials
+        return [np.stack([self.layout.base_array(b, t).reshape(-1) for t in range(n)])
+                .astype(self.np_dtype) for b in self.state_bases()]
+
+    def write_state(self, values):
+        """Writes a final state (see `__call__`) into the simulator's buffers."""
+        for base, value in zip(self.state_bases(), values):
+            value = np.asarray(value)
+            for t in range(self.sim.n_trials):
+                self.layout.base_array(base, t)[...] = value[t].reshape(base.shape)
 
     def _state_bases(self):
         """The non-shared float bases the step reads or writes (the loop state)."""
@@ -415,9 +448,14 @@ class TrainingGraph:
         elif nx == 1:  # Lowpass and other first-order filters: elementwise
             a, b, c = float(A.item()), float(B.item()), float(C.item())
             X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, -1])
-            y_old = c * X + D * u if D != 0 else None
-            X = a * X + b * u
-            y = y_old if D != 0 else c * X
+            if D != 0:
+                y = c * X + D * u
+                X = a * X + b * u
+            else:
+                # as Nengo's OneX step (and the native kernel): the state holds the
+                # output (C X), so a simulator's state can be continued here
+                X = a * X + (c * b) * u
+                y = X
             self.write(vals, op.state["X"], X)
         else:
             X = tf.reshape(self.read(vals, op.state["X"]), [self.batch, nx, -1])

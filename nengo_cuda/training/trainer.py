@@ -7,8 +7,15 @@ and ``save_params/load_params/freeze_params/get_nengo_params/check_gradients``.
   neurons, our TensorFlow ops), then writes the trained values into the
   simulator's buffers, so ``sim.run`` simulates the trained network.
 - ``evaluate``/``loss``/``predict`` simulate the network as defined (spiking),
-  with the native kernels, one minibatch at a time from the initial state.
+  with the native kernels, one minibatch at a time.
+- ``stateful`` (NengoDL 3; default False in predict, predict_on_batch,
+  evaluate and fit): False starts every minibatch from the simulator's current
+  state and leaves that state as it was; True runs the minibatches one after
+  another from the current state and keeps the final state (``n_steps`` and
+  ``time`` advance).  ``sim.data`` is never changed.  See docs/training-state.md.
 """
+
+import warnings
 
 import numpy as np
 import nengo
@@ -217,9 +224,20 @@ class Trainer:
         by the simulator's seed; ``shuffle=False``: in order) and, per
         minibatch, applies the optimizer to the gradient of
         ``sum_p loss_weight_p * mean(loss_p(y_p, output_p))`` with respect to
-        `trainable_variables`; every minibatch runs from the initial state.
-        ``history["loss"]`` holds each epoch's mean of that objective.  The
-        trained Nengo parameters are then written into the simulator.
+        `trainable_variables`.  The trained Nengo parameters are then written
+        into the simulator.
+
+        ``stateful`` (NengoDL 3; default False): every minibatch starts from the
+        simulator's current state, which is left unchanged; True: the
+        minibatches (of every epoch) continue one from the other, starting from
+        the current state, and the final state is kept (``n_steps``/``time``
+        advance by every minibatch's steps).
+
+        Returns a ``tf.keras.callbacks.History``: ``history.history`` holds each
+        epoch's ``"loss"`` (the mean over its minibatches of the objective),
+        ``"<probe>_loss"`` (each probe's unweighted loss) and
+        ``"<probe>_<metric>"`` (compiled metrics, on the training outputs), the
+        names `evaluate` reports.
         """
         if self.setting("inference_only", False):
             raise SimulationError(
@@ -228,6 +246,7 @@ class Trainer:
             raise SimulationError("call sim.compile(optimizer, loss) before sim.fit")
         if self.losses is None:
             raise SimulationError("call sim.compile with a loss before sim.fit")
+        stateful = self._stateful(stateful, "fit")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
         if not y:
             raise ValidationError("fit needs targets (y)", attr="y")
@@ -240,47 +259,79 @@ class Trainer:
                 "no parameters are trainable (see configure_settings; TensorNodes' Keras "
                 "layers with trainable=True train too)")
         probes = list(y)
-        key = (tuple(x), tuple(probes), steps)
+        metrics = self._metrics_for(probes)
+        with_outputs = tuple(p for p in probes if metrics.get(p))
+        key = (tuple(x), tuple(probes), steps, stateful, with_outputs)
         if key not in self._train_fns:
-            self._train_fns[key] = self._make_train_step(list(x), probes, steps)
-        train_step = self._train_fns[key]
+            self._train_fns[key] = self._make_train_step(list(x), probes, steps, stateful,
+                                                         with_outputs)
+        train_epoch = self._train_fns[key]
         dtype = self.sim.dtype
         xs = {k: v.astype(dtype) for k, v in x.items()}
         ys = {k: v.astype(dtype) for k, v in y.items()}
         mb = self.sim.n_trials
+        n_batches = batch // mb
         rng = np.random.RandomState(self.sim.seed)
-        history = {"loss": []}
         x_full = tuple(tf.constant(xs[k]) for k in x)
         y_full = tuple(tf.constant(ys[p]) for p in probes)
-        for _ in range(int(epochs)):
+        # the simulator's state: where every minibatch (or, stateful, the first) starts
+        state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
+        t0 = self.sim.n_steps if self.sim._stateful else 0
+        history = tf.keras.callbacks.History()
+        history.history, history.epoch = {}, []
+        history.params = {"epochs": int(epochs), "steps": n_batches, "verbose": verbose}
+        for epoch in range(int(epochs)):
             order = rng.permutation(batch) if shuffle else np.arange(batch)
-            order = tf.constant(order.reshape(batch // mb, mb).astype(np.int32))
-            history["loss"].append(float(train_step(x_full, y_full, order)))
+            order = order.reshape(n_batches, mb)
+            loss, probe_losses, final, outs = train_epoch(
+                x_full, y_full, tf.constant(order.astype(np.int32)),
+                tuple(state) if state is not None else (),
+                tf.constant(float(t0), tf.float64))
+            for metric in (m for ms in metrics.values() for m in ms):
+                metric.reset()
+            for j, p in enumerate(with_outputs):
+                out = outs[j].numpy()
+                for i in range(n_batches):
+                    target = tf.constant(ys[p][order[i]])
+                    for metric in metrics[p]:
+                        metric.update(target, tf.constant(out[i]))
+            logs = self._results({p: float(v) for p, v in zip(probes, probe_losses)}, metrics)
+            logs["loss"] = float(loss)
+            for name, value in logs.items():
+                history.history.setdefault(name, []).append(value)
+            history.epoch.append(epoch)
+            if stateful:
+                state, t0 = list(final), t0 + n_batches * steps
             if verbose:
-                print(f"epoch loss: {history['loss'][-1]:.6g}")
+                print(f"epoch {epoch + 1}/{epochs}: " +
+                      ", ".join(f"{k}: {v:.6g}" for k, v in logs.items()))
         graph.write_back()
-        return _History(history)
+        if stateful:
+            graph.write_state([v.numpy() for v in state])
+            self.sim._set_step_count(t0)
+        return history
 
-    def _make_train_step(self, nodes, probes, steps):
+    def _make_train_step(self, nodes, probes, steps, stateful, with_outputs):
         graph, opt = self.graph, self.optimizer
         variables = self.trainable_variables
         weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
         loss_fns = [self._loss_for(p) for p in probes]
 
-        def step(xs, ys):
+        def step(xs, ys, init, t0):
             with tf.GradientTape() as tape:
-                outs = graph(dict(zip(nodes, xs)), steps, probes)
+                outs, final = graph(dict(zip(nodes, xs)), steps, probes,
+                                    init=init, t0=t0, return_state=True)
                 outs = {p: self._history(p, o) for p, o in outs.items()}
-                loss = tf.add_n([
-                    w * self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p)
-                    for w, f, p, t in zip(weights, loss_fns, probes, ys)])
+                losses = [self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p)
+                          for f, p, t in zip(loss_fns, probes, ys)]
+                loss = tf.add_n([w * v for w, v in zip(weights, losses)])
             grads = tape.gradient(loss, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
             update = opt.apply_gradients(zip(grads, targets))
-            if update is None:
-                return loss
-            with tf.control_dependencies([update]):
-                return tf.identity(loss)
+            deps = [] if update is None else [update]
+            with tf.control_dependencies(deps):
+                return (tf.identity(loss), [tf.identity(v) for v in losses],
+                        [tf.stop_gradient(v) for v in final], [outs[p] for p in with_outputs])
 
         if _is_v1_optimizer(opt):
             # TF1 optimizers update tf.Variables (a Keras variable's is its .value) and
@@ -291,20 +342,37 @@ class Trainer:
             if hasattr(opt, "build"):
                 opt.build(variables)  # slot variables now, not inside the traced loop
 
+        f64 = tf.float64
+
         @tf.function(autograph=False)
-        def train_epoch(x_full, y_full, order):
-            """One epoch: every minibatch (rows ``order[i]``) in one graph call."""
+        def train_epoch(x_full, y_full, order, state0, t0):
+            """One epoch: every minibatch (rows ``order[i]``) in one graph call.
+            ``state0``: the state to start from (``()``: the initial state);
+            ``stateful``: minibatch ``i`` starts where ``i - 1`` ended."""
             n = tf.shape(order)[0]
+            init0 = list(state0) if state0 else None
+            out_arrays = [tf.TensorArray(graph.dtype, size=n) for _ in with_outputs]
 
-            def body(i, total):
+            def body(i, total, per_probe, state, arrays):
                 sel = order[i]
-                loss = step(tuple(tf.gather(v, sel) for v in x_full),
-                            tuple(tf.gather(v, sel) for v in y_full))
-                return i + 1, total + tf.cast(loss, tf.float64)
+                init = (list(state) if stateful else init0) if init0 is not None else None
+                steps_before = t0 + tf.cast(i * steps, f64) if stateful else t0
+                loss, losses, final, outs = step(
+                    tuple(tf.gather(v, sel) for v in x_full),
+                    tuple(tf.gather(v, sel) for v in y_full), init, steps_before)
+                per_probe = [a + tf.cast(v, f64) for a, v in zip(per_probe, losses)]
+                state = final if (stateful and init0 is not None) else state
+                arrays = [a.write(i, o) for a, o in zip(arrays, outs)]
+                return i + 1, total + tf.cast(loss, f64), per_probe, state, arrays
 
-            _, total = tf.while_loop(lambda i, _: i < n, body,
-                                     (tf.constant(0), tf.constant(0.0, tf.float64)))
-            return total / tf.cast(n, tf.float64)
+            state = list(init0) if init0 is not None else []
+            _, total, per_probe, state, arrays = tf.while_loop(
+                lambda i, *_: i < n, body,
+                (tf.constant(0), tf.constant(0.0, f64), [tf.constant(0.0, f64) for _ in probes],
+                 state, out_arrays))
+            count = tf.cast(n, f64)
+            return (total / count, [v / count for v in per_probe], state,
+                    [a.stack() for a in arrays])
 
         return train_epoch
 
@@ -339,25 +407,59 @@ class Trainer:
         return {p: self._history(p, v.numpy()) for p, v in zip(probes, self._train_fns[key](xs))}
 
     # -- native runs (evaluate / predict) --------------------------------------------
-    def _run_native(self, x, steps):
-        """Runs one minibatch from the initial state (trained parameters kept)."""
-        sim = self.sim
-        layout = sim.layout
-        shared = layout.fbuf[: layout.f_shared].copy()
-        sim.reset()
-        layout.fbuf[: layout.f_shared] = shared
-        sim.run_steps(steps, data=x, progress_bar=False)
-        out = {p: np.asarray(sim.data[p]).reshape(sim.n_trials, -1, self._probe_size(p))
-               for p in sim.model.probes}
-        sim.reset()
-        layout.fbuf[: layout.f_shared] = shared
-        return out
+    def _stateful(self, stateful, what):
+        """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
+        the network is configured ``stateful=False``."""
+        if stateful and not self.sim._stateful:
+            warnings.warn(f"{what}: ignoring stateful=True, since the network was "
+                          "configured with configure_settings(stateful=False)")
+            return False
+        return bool(stateful)
 
-    def predict(self, x=None, n_steps=None, **kwargs):
+    def _native_runs(self, x, batch, steps, stateful):
+        """Runs the minibatches of ``x`` with the native kernels; yields each one's
+        ``{probe: (minibatch, n_samples, size)}``.
+
+        Each minibatch starts from the simulator's state at the call
+        (``stateful=False``; the state is restored afterwards) or from the previous
+        minibatch's final state (``stateful=True``; the state, ``n_steps`` and
+        ``time`` are kept).  ``sim.data`` is left as it was either way.
+        """
+        sim = self.sim
+        mb = sim.n_trials
+        start = sim._save_state()
+        recordings = sim._save_recordings()
+        try:
+            for i in range(batch // mb):
+                if not stateful and i > 0:
+                    sim._restore_state(start)
+                before = {p: len(rec.chunks) for p, rec in sim._recordings.items()}
+                sim.run_steps(steps, data={k: v[i * mb : (i + 1) * mb] for k, v in x.items()},
+                              progress_bar=False)
+                out = {}
+                for p, rec in sim._recordings.items():
+                    new = rec.chunks[before[p]:]
+                    value = np.concatenate(new, axis=1) if len(new) != 1 else new[0]
+                    out[p] = value.reshape(mb, -1, self._probe_size(p))
+                sim._restore_recordings(recordings)
+                yield out
+        finally:
+            sim._restore_recordings(recordings)
+            if not stateful:
+                sim._restore_state(start)
+
+    def predict(self, x=None, n_steps=None, stateful=False, **kwargs):
         """Probe outputs ``{probe: (batch, n_steps, size)}`` (``(batch, 1, size)``
         for keep_history=False probes) of the network as defined (spiking, native
-        kernels), each minibatch from the initial state; the simulator is left
-        reset (trained parameters kept)."""
+        kernels).
+
+        As NengoDL 3: ``stateful=False`` (default): every minibatch starts from the
+        simulator's current state, which is left unchanged; ``stateful=True``: the
+        minibatches run one after another from the current state and the final
+        state is kept (``n_steps``/``time`` advance by every minibatch's steps).
+        ``sim.data`` is not changed.
+        """
+        stateful = self._stateful(stateful, "predict")
         x = self._as_dict(x, "input")
         if not x:
             if n_steps is None:
@@ -365,29 +467,29 @@ class Trainer:
             batch, steps = self.sim.n_trials, int(n_steps)
         else:
             batch, steps = self._check(x, {}, n_steps)
-        mb = self.sim.n_trials
         results = {p: [] for p in self.sim.model.probes}
-        for i in range(batch // mb):
-            out = self._run_native({k: v[i * mb : (i + 1) * mb] for k, v in x.items()}, steps)
+        for out in self._native_runs(x, batch, steps, stateful):
             for p in results:
                 results[p].append(self._history(p, out[p]))
         return {p: np.concatenate(v, axis=0) for p, v in results.items()}
 
-    def predict_on_batch(self, x=None, n_steps=None, **kwargs):
+    def predict_on_batch(self, x=None, n_steps=None, stateful=False, **kwargs):
+        """`predict` for exactly one minibatch (``sim.minibatch_size`` items)."""
         x = self._as_dict(x, "input")
         if x and next(iter(x.values())).shape[0] != self.sim.n_trials:
             raise ValidationError(
                 f"predict_on_batch takes exactly one minibatch ({self.sim.n_trials} items)",
                 attr="x")
-        return self.predict(x, n_steps=n_steps)
+        return self.predict(x, n_steps=n_steps, stateful=stateful)
 
-    def evaluate(self, x=None, y=None, n_steps=None, **kwargs):
+    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, **kwargs):
         """Losses and metrics of the network as defined (spiking, native kernels).
 
         Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
         "<probe>_<metric>": ...}`` (names: `losses.io_names`); each value is the
-        mean over the minibatches of ``x``/``y``, each run from the initial state.
+        mean over the minibatches of ``x``/``y``.  ``stateful``: as in `predict`.
         """
+        stateful = self._stateful(stateful, "evaluate")
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
@@ -399,20 +501,22 @@ class Trainer:
                                       "given for it", attr="y")
         mb = self.sim.n_trials
         per_probe = {p: [] for p in y}
-        for i in range(batch // mb):
+        for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
             sl = slice(i * mb, (i + 1) * mb)
-            out = self._run_native({k: v[sl] for k, v in x.items()}, steps)
             for p, target in y.items():
                 o = tf.constant(self._history(p, out[p]))
                 t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
                 per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p)))
                 for metric in metrics.get(p, ()):
                     metric.update(t, o)
+        return self._results({p: float(np.mean(v)) for p, v in per_probe.items()}, metrics)
+
+    def _results(self, probe_losses, metrics):
+        """``{"loss", "<probe>_loss", "<probe>_<metric>"}`` (evaluate's and fit's names)."""
         names = io_names(self.sim.model.probes, "probe")
         result = {}
         total = 0.0
-        for p, values in per_probe.items():
-            mean = float(np.mean(values))
+        for p, mean in probe_losses.items():
             result[f"{names[p]}_loss"] = mean
             total += float(self.loss_weights.get(p, 1.0)) * mean
             for metric in metrics.get(p, ()):
@@ -599,6 +703,3 @@ def _name(obj):
     return obj.label or f"{type(obj).__name__.lower()}_{id(obj):x}"
 
 
-class _History:
-    def __init__(self, history):
-        self.history = history

@@ -1,0 +1,280 @@
+"""NengoDL 3's simulation-state semantics: ``stateful`` in predict, predict_on_batch,
+evaluate, fit and run_steps; ``reset(include_trainable, include_probes,
+include_processes)``; and fit's Keras-like History (see docs/training-state.md)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import nengo
+
+import nengo_cuda
+
+tf = pytest.importorskip("tensorflow")
+
+DT = 0.001
+
+
+def _net(output, neuron_type=None, seed=7):
+    """input Node -> Ensemble -> decoded Connection -> Ensemble, probed with synapses."""
+    with nengo.Network(seed=seed) as net:
+        inp = nengo.Node(output, size_out=1)
+        a = nengo.Ensemble(12, 1, neuron_type=neuron_type or nengo.LIF())
+        b = nengo.Ensemble(10, 1, neuron_type=neuron_type or nengo.LIF())
+        nengo.Connection(inp, a, synapse=0.005)
+        conn = nengo.Connection(a, b, synapse=0.01, function=lambda x: x ** 2)
+        p = nengo.Probe(b, synapse=0.02)
+    return net, inp, a, conn, p
+
+
+def _signal(n_steps, seed=0):
+    t = np.arange(1, n_steps + 1) * DT
+    phase = np.random.RandomState(seed).uniform(0, 2 * np.pi)
+    return np.sin(2 * np.pi * 7 * t + phase)[:, None]
+
+
+def _from_array(values):
+    """A Node output giving ``values[step - 1]`` at time ``step * dt`` (Nengo's)."""
+    return lambda t: values[int(round(t / DT)) - 1]
+
+
+def _nengo_ref(values, neuron_type=None):
+    net, _, _, _, p = _net(_from_array(values), neuron_type)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(len(values))
+    return ref.data[p]
+
+
+def test_predict_stateful_continues_like_nengo():
+    """predict(stateful=True) twice = one 100-step Nengo run; stateful=False leaves
+    the state (n_steps, time, signals) as it was, and sim.data is never touched."""
+    values = _signal(150)
+    ref = _nengo_ref(values)
+    net, inp, _, _, p = _net(_from_array(values))
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        first = sim.predict(n_steps=50, stateful=True)[p]
+        assert sim.n_steps == 50 and sim.time == pytest.approx(0.05)
+        second = sim.predict(n_steps=50, stateful=True)[p]
+        assert sim.n_steps == 100 and sim.time == pytest.approx(0.1)
+        np.testing.assert_allclose(np.concatenate([first, second], axis=1)[0], ref[:100],
+                                   atol=1e-9)
+        assert len(sim.data[p]) == 0  # predict does not record probe data
+
+        # stateful=False (the default): starts from the current state, keeps it
+        state = sim._save_state()
+        third = sim.predict(n_steps=50)[p]
+        again = sim.predict_on_batch(n_steps=50, stateful=False)[p]
+        np.testing.assert_allclose(third[0], ref[100:150], atol=1e-9)
+        np.testing.assert_array_equal(again, third)
+        assert sim.n_steps == 100 and sim.time == pytest.approx(0.1)
+        np.testing.assert_array_equal(sim._save_state()["f"], state["f"])
+
+        # run_steps continues from the same state, and records
+        sim.run_steps(50)
+        np.testing.assert_allclose(sim.data[p], ref[100:150], atol=1e-9)
+        assert sim.n_steps == 150
+
+
+def test_predict_data_stateful_equals_run_steps():
+    """With input data and minibatches: stateful=True runs the minibatches one after
+    another (each continuing the last); stateful=False starts each from the state
+    at the call."""
+    net, inp, _, _, p = _net(np.zeros(1))
+    rng = np.random.RandomState(1)
+    x = rng.uniform(-1, 1, (2, 30, 1))
+    x4 = np.concatenate([x, x])  # two minibatches of the same two items
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as ref:
+        ref.run_steps(30, data={inp: x})
+        ref.run_steps(30, data={inp: x})
+        expected = ref.data[p]
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        out = sim.predict({inp: x4}, stateful=True)[p]
+        np.testing.assert_allclose(out[:2], expected[:, :30], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[2:], expected[:, 30:], rtol=1e-5, atol=1e-6)
+        assert sim.n_steps == 60
+
+        out = sim.predict({inp: x4})[p]  # both minibatches from the state at step 60
+        np.testing.assert_array_equal(out[:2], out[2:])
+        assert not np.allclose(out[:2], expected[:, :30], atol=1e-3)
+        assert sim.n_steps == 60
+
+
+def test_evaluate_stateful():
+    net, inp, _, _, p = _net(np.zeros(1))
+    rng = np.random.RandomState(2)
+    x = rng.uniform(-1, 1, (4, 20, 1))
+    y = rng.uniform(-1, 1, (4, 20, 1))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as ref:
+        out = ref.predict({inp: x}, stateful=True)[p]
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(loss="mse")
+        loss = sim.evaluate({inp: x}, {p: y}, stateful=True)["loss"]
+        np.testing.assert_allclose(loss, np.mean((out - y) ** 2), rtol=1e-5)
+        assert sim.n_steps == 40  # two minibatches of 20 steps
+        a = sim.evaluate({inp: x}, {p: y})["loss"]
+        b = sim.evaluate({inp: x}, {p: y}, stateful=False)["loss"]
+        assert a == b and sim.n_steps == 40
+        assert not np.isclose(a, loss, rtol=1e-3)  # from step 40, not from the start
+
+
+def test_run_steps_stateful_false():
+    net, _, _, _, p = _net(_from_array(_signal(100)))
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(20)
+        sim.run_steps(30, stateful=False)
+        assert sim.n_steps == 20 and sim.data[p].shape == (50, 1)
+        sim.run_steps(30)
+        assert sim.n_steps == 50 and sim.data[p].shape == (80, 1)
+        np.testing.assert_array_equal(sim.data[p][50:], sim.data[p][20:50])
+
+
+def test_configured_stateless_ignores_stateful_true():
+    net, inp, _, _, p = _net(np.zeros(1))
+    with net:
+        nengo_cuda.configure_settings(stateful=False)
+    x = np.random.RandomState(3).uniform(-1, 1, (1, 20, 1))
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        first = sim.predict({inp: x})[p]
+        with pytest.warns(UserWarning, match="ignoring stateful=True"):
+            second = sim.predict({inp: x}, stateful=True)[p]
+        np.testing.assert_array_equal(first, second)
+        assert sim.n_steps == 0
+
+
+def test_fit_stateful():
+    """fit continues (stateful=True) or starts from (False) the simulator's state,
+    here checked with a learning rate of 0 on a rate network, where training's
+    forward pass equals the simulation."""
+    neuron = nengo.LIFRate()
+    values = _signal(120, seed=4)
+    ref = _nengo_ref(values, neuron)
+    net, inp, _, _, p = _net(np.zeros(1), neuron)
+    x = values[None]
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        sim.compile(tf.keras.optimizers.SGD(0.0), loss="mse")
+        target = np.zeros((1, 40, 1))
+        sim.run_steps(40, data={inp: x[:, :40]})
+        state = sim._save_state()["f"]
+        history = sim.fit({inp: x[:, 40:80]}, {p: target}, epochs=2)  # stateful=False
+        np.testing.assert_allclose(history.history["loss"],
+                                   [np.mean(ref[40:80] ** 2)] * 2, rtol=1e-6)
+        assert sim.n_steps == 40
+        np.testing.assert_array_equal(sim._save_state()["f"], state)
+
+        sim.fit({inp: x[:, 40:80]}, {p: target}, stateful=True)
+        assert sim.n_steps == 80 and sim.time == pytest.approx(0.08)
+        out = sim.predict({inp: x[:, 80:]})[p]
+        np.testing.assert_allclose(out[0], ref[80:], atol=1e-8)
+        sim.run_steps(40, data={inp: x[:, 80:]})
+        np.testing.assert_allclose(sim.data[p][40:], ref[80:], atol=1e-8)
+
+
+def _trained_net():
+    with nengo.Network(seed=5) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(10, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, ens, synapse=None)
+        dense = tf.keras.layers.Dense(1, kernel_initializer="ones")
+        out = nengo_cuda.Layer(dense)(ens)
+        p = nengo.Probe(out)
+    return net, inp, ens, dense, p
+
+
+def test_reset_include_trainable():
+    """reset() undoes fit (Nengo parameters and Keras layer weights);
+    reset(include_trainable=False) keeps it; both return to step 0."""
+    net, inp, ens, dense, p = _trained_net()
+    x = np.linspace(-1, 1, 8).reshape(8, 1, 1)
+    y = 0.5 * x
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        enc0 = np.array(sim.signals[sim.model.sig[ens]["encoders"]])
+        w0 = dense.kernel.numpy().copy()
+        before = sim.predict({inp: x})[p]
+        sim.compile(tf.keras.optimizers.Adam(0.01), loss="mse")
+        first = sim.fit({inp: x}, {p: y}, epochs=3, shuffle=False).history["loss"]
+        trained = sim.predict({inp: x})[p]
+        assert not np.allclose(trained, before)
+        assert not np.allclose(dense.kernel.numpy(), w0)
+        assert not np.allclose(sim.signals[sim.model.sig[ens]["encoders"]], enc0)
+
+        sim.run_steps(1, data={inp: x[:4]})
+        sim.reset(include_trainable=False, include_probes=False)
+        assert sim.n_steps == 0 and sim.data[p].shape == (4, 1, 1)
+        np.testing.assert_array_equal(sim.predict({inp: x})[p], trained)
+
+        sim.reset()
+        assert len(sim.data[p][0]) == 0
+        np.testing.assert_array_equal(np.array(sim.signals[sim.model.sig[ens]["encoders"]]), enc0)
+        np.testing.assert_array_equal(dense.kernel.numpy(), w0)
+        np.testing.assert_array_equal(sim.predict({inp: x})[p], before)
+        # training restarts from the initial parameters too (a fresh optimizer:
+        # reset does not reset the optimizer's own state, as in NengoDL)
+        sim.compile(tf.keras.optimizers.Adam(0.01), loss="mse")
+        again = sim.fit({inp: x}, {p: y}, epochs=3, shuffle=False).history["loss"]
+        np.testing.assert_allclose(again, first, rtol=1e-6)
+
+
+def test_reset_include_processes():
+    with nengo.Network(seed=6) as net:
+        noise = nengo.Node(nengo.processes.WhiteNoise(seed=1), size_out=1)
+        p = nengo.Probe(noise)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(10)
+        first = sim.data[p].copy()
+        sim.reset(include_processes=False)
+        sim.run_steps(10)
+        assert not np.allclose(sim.data[p], first)  # the noise stream continued
+        sim.reset()
+        sim.run_steps(10)
+        np.testing.assert_array_equal(sim.data[p], first)
+
+        # stateful=False rewinds the native noise streams with the state
+        sim.predict(n_steps=10)
+        sim.run_steps(10)
+        with nengo.Simulator(net, progress_bar=False) as ref:
+            ref.run_steps(20)
+        np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-6)
+
+
+def test_fit_history_names_and_values():
+    """History holds, per epoch, evaluate's names: "loss", "<probe>_loss",
+    "<probe>_<metric>", with the values of the training forward pass."""
+    with nengo.Network(seed=8) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(8, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, ens, synapse=None)
+        p_a = nengo.Probe(ens, label="out")
+        p_b = nengo.Probe(ens.neurons[:2])
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 1, (4, 3, 1))
+    y = {p_a: rng.uniform(-1, 1, (4, 3, 1)), p_b: rng.uniform(0, 20, (4, 3, 2))}
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        out = sim._trainer().forward({inp: x})
+        sim.compile(tf.keras.optimizers.SGD(0.0), loss="mse", loss_weights={p_b: 0.5},
+                    metrics={"out": ["mae", tf.keras.metrics.MeanSquaredError(name="mse")]})
+        history = sim.fit({inp: x}, y, epochs=2)
+        evaluated = sim.evaluate({inp: x}, y)
+    assert isinstance(history, tf.keras.callbacks.History)
+    assert history.epoch == [0, 1]
+    assert set(history.history) == set(evaluated) == {
+        "loss", "out_loss", "out_mae", "out_mse", "probe_loss"}
+    mse = {p: np.mean((out[p] - y[p]) ** 2) for p in y}
+    for name, value in [("out_loss", mse[p_a]), ("probe_loss", mse[p_b]),
+                        ("loss", mse[p_a] + 0.5 * mse[p_b]), ("out_mse", mse[p_a]),
+                        ("out_mae", np.mean(np.abs(out[p_a] - y[p_a])))]:
+        np.testing.assert_allclose(history.history[name], [value] * 2, rtol=1e-5, err_msg=name)
+
+
+def test_stateful_rejects_bad_calls():
+    """Bad input still gets clear errors naming the object, whatever ``stateful``."""
+    net, inp, _, _, p = _net(np.zeros(1))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="exactly one minibatch"):
+            sim.predict_on_batch({inp: np.zeros((4, 5, 1))}, stateful=True)
+        with pytest.raises(nengo.exceptions.ValidationError, match="steps"):
+            sim.run_steps(2.5, stateful=False)
+        assert sim.n_steps == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sim.predict({inp: np.zeros((2, 5, 1))}, stateful=True)
+        assert sim.n_steps == 5
