@@ -228,43 +228,63 @@ struct LIFRate {
     }
 };
 
-// One LIF step of a vector of float32 neurons, every case of
+// The start of a LIF step for a vector of neurons, shared by every path: the
+// decremented refractory time r, the part of the step integrated (delta_t),
+// and the lanes that integrate all of it (`whole`) or part of it (`partial`).
+template <typename T, int B>
+struct LifHead {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    using M = typename S::M;
+    V r, delta_t;
+    M whole, partial;
+
+    NC_INLINE LifHead(V ref, V dt) {
+        const V zero = S::splat(T(0));
+        r = ref - dt;
+        const V d = dt - r;  // neurons::lif_delta_t
+        delta_t = d > dt ? dt : d;
+        delta_t = d < zero ? zero : delta_t;
+        whole = delta_t == dt;
+        partial = ~(whole | (delta_t == zero));
+    }
+    // expm1(-delta_t / tau_rc) where no lane is partial (neurons::lif_decay)
+    NC_INLINE V decay(V full_decay) const { return whole ? full_decay : S::splat(T(-0.0)); }
+};
+
+// The rest of a LIF step of a vector of float32 neurons, every case of
 // neurons::lif_spiking as branch-free selects, with expm1 and log1p from
 // `Math`: SimdF32Series (float lanes, small arguments) on whole vectors of
 // neurons, with no branches (spikes are unpredictable); SimdF32Math (double
-// lanes, any argument) only when some lane needs it.  Lanes outside Math's
-// domain are marked in `bad` and must be recomputed.
+// lanes, any argument) only when some lane needs it.  Updates v and ref,
+// returns the output; lanes outside Math's domain are marked in `bad` and
+// must be recomputed.
 template <int B, typename Math>
-NC_INLINE typename Simd<float, B>::V lif_vector_step(
-    typename Simd<float, B>::V J, typename Simd<float, B>::V& v, typename Simd<float, B>::V& ref,
-    typename Simd<float, B>::V tau_rc, typename Simd<float, B>::V tau_ref,
-    typename Simd<float, B>::V min_v, typename Simd<float, B>::V amp,
-    typename Simd<float, B>::V full_decay, float dt_, typename Simd<float, B>::M& bad) {
+NC_INLINE typename Simd<float, B>::V lif_vector_tail(
+    const LifHead<float, B>& h, typename Simd<float, B>::V J, typename Simd<float, B>::V& v,
+    typename Simd<float, B>::V& ref, typename Simd<float, B>::V tau_rc,
+    typename Simd<float, B>::V tau_ref, typename Simd<float, B>::V min_v,
+    typename Simd<float, B>::V amp, typename Simd<float, B>::V full_decay, float dt_,
+    typename Simd<float, B>::M& bad) {
     using S = Simd<float, B>;
     using V = typename S::V;
     using M = typename S::M;
     constexpr bool branch_free = std::is_same_v<Math, SimdF32Series<B>>;
     const V dt = S::splat(dt_), zero = S::splat(0.0f), one = S::splat(1.0f);
-    const V r = ref - dt;
-    const V d = dt - r;  // neurons::lif_delta_t
-    V delta_t = d > dt ? dt : d;
-    delta_t = d < zero ? zero : delta_t;
-    const M whole = delta_t == dt;
-    const M partial = ~(whole | (delta_t == zero));
-    V decay = whole ? full_decay : S::splat(-0.0f);  // see neurons::lif_decay
-    if (branch_free || S::any(partial)) {
+    V decay = h.decay(full_decay);
+    if (branch_free || S::any(h.partial)) {
         M b{};
-        const V e = Math::expm1(-delta_t / tau_rc, b);
-        decay = partial ? e : decay;
-        bad |= b & partial;
+        const V e = Math::expm1(-h.delta_t / tau_rc, b);
+        decay = h.partial ? e : decay;
+        bad |= b & h.partial;
     }
     V vn = v - (J - v) * decay;
     const M spiked = vn > one;
-    V r_new = r;
+    V r_new = h.r;
     if (branch_free || S::any(spiked)) {
         M b{};
         const V l = Math::log1p(-(vn - one) / (J - one), b);
-        r_new = spiked ? tau_ref + (dt + tau_rc * l) : r;
+        r_new = spiked ? tau_ref + (dt + tau_rc * l) : h.r;
         bad |= b & spiked;
     }
     v = spiked ? zero : (vn < min_v ? min_v : vn);
@@ -278,11 +298,11 @@ NC_INLINE typename Simd<float, B>::V lif_vector_step(
 // selects complete them.  The others (spiking, or leaving the refractory
 // period mid-step) need log1p or expm1:
 //
-// float32: the whole vector runs lif_vector_step with SimdF32Series (float
+// float32: the whole vector runs lif_vector_tail with SimdF32Series (float
 // lanes: within an ulp of libm's float32 functions); lanes outside the
 // series' range (|argument| > 1/8: dt / tau_rc > 1/8, or a spike overshooting
 // by more than 1/8 of J - 1) are listed and, after the pass, gathered into
-// full vectors for lif_vector_step with SimdF32Math (double lanes); the rare
+// full vectors for lif_vector_tail with SimdF32Math (double lanes); the rare
 // lanes outside even that domain run lif_spiking.
 // float64: the other neurons are listed and run lif_spiking after the pass, so
 // every result is bit-identical to the scalar kernel's (and to Nengo's).
@@ -312,35 +332,31 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
     int64_t k = 0;
     for (; k + W <= n; k += W) {
         const V vk = S::load(v + k), rk = S::load(ref + k), Jk = S::load(J + k);
-        const V r = rk - vdt;
-        const V d = vdt - r;  // neurons::lif_delta_t
-        V delta_t = d > vdt ? vdt : d;
-        delta_t = d < zero ? zero : delta_t;
-        const M whole = delta_t == vdt;
-        const V decay = whole ? S::load(full_decay + k) : S::splat(T(-0.0));
-        V vn = vk - (Jk - vk) * decay;
-        const M slow = ~(whole | (delta_t == zero)) | (vn > one);
+        const LifHead<T, B> h(rk, vdt);
+        const V fd = S::load(full_decay + k);
+        V vn = vk - (Jk - vk) * h.decay(fd);
+        const M slow = h.partial | (vn > one);
         const V mv = S::load(min_v + k);
-        vn = vn < mv ? mv : vn;
         if (!S::any(slow)) {
-            S::store(v + k, vn);
-            S::store(ref + k, r);
+            S::store(v + k, vn < mv ? mv : vn);
+            S::store(ref + k, h.r);
             S::store(out + k, zero);
             continue;
         }
         if constexpr (f32) {
             V vv = vk, rr = rk;
             M bad{};
-            const V y = lif_vector_step<B, SimdF32Series<B>>(
-                Jk, vv, rr, S::load(tau_rc + k), S::load(tau_ref + k), mv, S::load(amp + k),
-                S::load(full_decay + k), dt, bad);
+            const V y = lif_vector_tail<B, SimdF32Series<B>>(
+                h, Jk, vv, rr, S::load(tau_rc + k), S::load(tau_ref + k), mv, S::load(amp + k),
+                fd, dt, bad);
             S::store(v + k, bad ? vk : vv);  // bad lanes keep their state for the list
             S::store(ref + k, bad ? rk : rr);
             S::store(out + k, y);
             if (S::any(bad)) list(k, bad);
         } else {
+            vn = vn < mv ? mv : vn;
             S::store(v + k, slow ? vk : vn);
-            S::store(ref + k, slow ? rk : r);
+            S::store(ref + k, slow ? rk : h.r);
             S::store(out + k, slow ? S::load(out + k) : zero);
             list(k, slow);
         }
@@ -356,8 +372,9 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
             for (int i = 0; i < W; ++i) idx[i] = listed[j + (i < m ? i : 0)];
             V vv = gather<T, B>(v, idx), rr = gather<T, B>(ref, idx);
             M bad{};
-            const V y = lif_vector_step<B, SimdF32Math<B>>(
-                gather<T, B>(J, idx), vv, rr, gather_or_splat<T, B>(uniform, tau_rc, idx),
+            const V y = lif_vector_tail<B, SimdF32Math<B>>(
+                LifHead<T, B>(rr, vdt), gather<T, B>(J, idx), vv, rr,
+                gather_or_splat<T, B>(uniform, tau_rc, idx),
                 gather_or_splat<T, B>(uniform, tau_ref, idx),
                 gather_or_splat<T, B>(uniform, min_v, idx), gather_or_splat<T, B>(uniform, amp, idx),
                 gather_or_splat<T, B>(uniform, full_decay, idx), dt, bad);

@@ -64,6 +64,21 @@ NC_INLINE uint64_t or_lanes(const void* v) {
 
 template <typename T, int B>
 NC_INLINE bool Simd<T, B>::any(M m) {
+#if defined(__SSE2__)
+    if constexpr (B == 16 || B == 32) {
+        // OR the 16-byte halves, then SSE2's byte sign-bit mask (baseline
+        // x86-64, so no target attribute needed): 3 instructions for 8 lanes
+        typedef char C __attribute__((vector_size(16)));
+        C lo;
+        std::memcpy(&lo, &m, 16);
+        if constexpr (B == 32) {
+            C hi;
+            std::memcpy(&hi, reinterpret_cast<const char*>(&m) + 16, 16);
+            lo |= hi;
+        }
+        return __builtin_ia32_pmovmskb128(lo) != 0;
+    }
+#endif
     return or_lanes<I, B>(&m) != 0;
 }
 
