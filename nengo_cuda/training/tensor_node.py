@@ -18,12 +18,18 @@ is valid only during the call: keep ``tf.identity(x)``, not ``x``, to hold on
 to it.
 """
 
+import os
+
 import numpy as np
 import nengo
 from nengo.exceptions import SimulationError, ValidationError
 
 
 def _tf():
+    # TensorFlow would take nearly all GPU memory when it first uses the GPU,
+    # leaving none to the CUDA backend (CuPy): grow as needed unless the user
+    # chose otherwise (read at TensorFlow's GPU initialisation)
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     import tensorflow as tf  # noqa: PLC0415 - only TensorNode users need TensorFlow
 
     return tf
