@@ -53,13 +53,14 @@ class CMakeBuild(build_ext):
             return
         sys.path.insert(0, str(ROOT))
         try:
-            from nengo_cuda.training.ops import build
+            from nengo_cuda.training.ops import build, wants_gpu
         except Exception:  # noqa: BLE001 - optional; ops.py builds on first use
             return
         finally:
             sys.path.pop(0)
-        build(out_dir / "_nc_tf_ops.so", tf)
-        (out_dir / "_nc_tf_ops.version").write_text(tf.__version__)
+        gpu = wants_gpu(tf)  # GPU kernels too: a CUDA build of TensorFlow and nvcc
+        build(out_dir / "_nc_tf_ops.so", tf, gpu)
+        (out_dir / "_nc_tf_ops.version").write_text(f"{tf.__version__}\ngpu={int(gpu)}\n")
 
 
 setup(

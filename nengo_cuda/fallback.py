@@ -16,6 +16,9 @@ class FallbackGroup:
         # per trial: the ops' step functions; made at every reset by the simulator,
         # which draws their random seeds in Nengo's step order
         self.steps = []
+        # signals the CUDA backend copies to the host around the callback (None:
+        # every signal of the ops; see backends.cuda.callback_ranges)
+        self.host_signals = None
 
     def __call__(self):
         if self.before is not None:

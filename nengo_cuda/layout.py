@@ -38,6 +38,17 @@ def _pool_kind(base):
     return OTHER
 
 
+ALIGN_BYTES = 64  # TensorFlow's EIGEN_MAX_ALIGN_BYTES
+
+
+def aligned_zeros(n, dtype, align=ALIGN_BYTES):
+    """np.zeros(n, dtype) whose data starts at an ``align``-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n * dtype.itemsize + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + n * dtype.itemsize].view(dtype)
+
+
 class SignalLayout:
     """Assigns each base signal to a pool, a region (shared/state) and an offset.
 
@@ -56,7 +67,10 @@ class SignalLayout:
         such as discretised filters, need it; None: they fall back).
     """
 
-    def __init__(self, signals, written, dtype, n_trials, dt=None):
+    def __init__(self, signals, written, dtype, n_trials, dt=None, align=()):
+        """``align``: bases placed at ALIGN_BYTES boundaries (in every trial; the
+        pools start at one), e.g. TensorNode inputs that TensorFlow reads in
+        place (its kernels require that alignment)."""
         self.dtype = np.dtype(dtype)
         self.n_trials = n_trials
         self.dt = dt
@@ -74,8 +88,13 @@ class SignalLayout:
                 self.placement[base] = (OTHER, base not in written, None)
                 continue
             shared = base not in written
+            if base in align and pool == FLOAT:
+                sizes[pool, shared] = self._round_up(sizes[pool, shared])
             self.placement[base] = (pool, shared, sizes[pool, shared])
             sizes[pool, shared] += base.size
+        if any(b in align for b in self.bases):  # region starts aligned too
+            sizes[FLOAT, True] = self._round_up(sizes[FLOAT, True])
+            sizes[FLOAT, False] = self._round_up(sizes[FLOAT, False])
         self.f_shared = sizes[FLOAT, True]
         self.f_state = sizes[FLOAT, False]
         self.i_shared = sizes[INT, True]
@@ -85,13 +104,17 @@ class SignalLayout:
         n_int = self.i_shared + n_trials * self.i_state
         check_memory(n_float * self.dtype.itemsize + n_int * 8, self)
         try:
-            self.fbuf = np.zeros(n_float, dtype=self.dtype)
+            self.fbuf = aligned_zeros(n_float, self.dtype)
             self.ibuf = np.zeros(n_int, dtype=np.int64)
         except MemoryError:
             raise BuildError(f"nengo_cuda could not allocate {self._describe()}") from None
         self._other = {}  # base -> objects for OTHER signals (one, or one per trial)
         self.signal_dicts = [self._make_signal_dict(t) for t in range(n_trials)]
         self.reset()
+
+    def _round_up(self, n):
+        step = ALIGN_BYTES // self.dtype.itemsize
+        return -(-n // step) * step
 
     def _describe(self):
         return (

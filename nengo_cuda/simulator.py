@@ -29,6 +29,7 @@ from .planner import order_operators, plan, written_bases
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
 from .training.config import get_setting
+from .training.tensor_node import host_signals, is_tensor_node_op, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -168,10 +169,22 @@ class Simulator:
         signals = [s for op in ops for s in op.all_signals]
         signals += [self.model.sig[p]["in"] for p in self.model.probes]
         signals += list(self._input_nodes.values())
-        self.layout = SignalLayout(signals, written, self.dtype, self.n_trials, dt=self.dt)
+        # TensorNodes get a callback of their own, run for all trials at once
+        # (run_step), which on the CUDA backend works on device memory; TensorFlow
+        # reads their inputs in place, at its alignment
+        tensor_nodes = {op for op in ops if is_tensor_node_op(op)}
+        self.layout = SignalLayout(
+            signals, written, self.dtype, self.n_trials, dt=self.dt,
+            align={op.x.base for op in tensor_nodes if op.x is not None},
+        )
         self.layout.use_exact_time(self.model.time, self.model.step, self.dt)
         producers = self._input_producers()
-        self._plan = plan(ops, self.dg, self.layout, isolate=set(producers.values()))
+        self._plan = plan(
+            ops, self.dg, self.layout, isolate=set(producers.values()) | tensor_nodes
+        )
+        for group in self._plan.fallbacks:
+            if len(group.ops) == 1 and group.ops[0] in tensor_nodes:
+                group.host_signals = host_signals(group.ops[0], self.layout)
         self._feed_positions = {
             node: (self._plan.program.index_of(op) if op is not None else -1)
             for node, op in producers.items()
@@ -467,6 +480,8 @@ class Simulator:
             rng = trial_rng(self.seed, trial)
             signals = self.layout.signal_dicts[trial]
             for op in self._step_order:
+                if is_tensor_node_op(op):
+                    continue  # one step for all trials, below (draws no seeds)
                 if id(op) in owner:
                     op_t = self._op_for_trial(op, trial)
                     steps[id(op), trial] = op_t.make_step(signals, self.dt, rng)
@@ -474,6 +489,12 @@ class Simulator:
                     # Keep the seed sequence identical to Nengo's.
                     self.process_rngs[op, trial] = op.process.get_rng(rng)
         for group in self._plan.fallbacks:
+            if len(group.ops) == 1 and is_tensor_node_op(group.ops[0]):
+                on_device = (
+                    group.host_signals is not None and hasattr(self.backend, "device_arrays")
+                )
+                group.steps = [[run_step(group.ops[0], self.layout, self.backend, on_device)]]
+                continue
             group.steps = [
                 [steps[id(op), t] for op in group.ops] for t in range(self.n_trials)
             ]

@@ -1,8 +1,9 @@
-// TensorFlow custom ops for training nengo_cuda models (CPU kernels).
+// TensorFlow custom ops for training nengo_cuda models (CPU kernels, and GPU
+// kernels when built with NC_TF_GPU=1).
 //
-// Built against the installed TensorFlow by nengo_cuda/tf/ops.py (on first use,
-// into a cache directory), NOT by the main CMake build.  The math is the shared
-// kernel math of csrc/kernels/:
+// Built against the installed TensorFlow by nengo_cuda/training/ops.py (at
+// install time or on first use, into a cache directory), NOT by the main CMake
+// build.  The math is the shared kernel math of csrc/kernels/:
 //
 //   NcNeuronRate(J, params; kind)          rates = rate(J) per neuron
 //   NcNeuronRateGrad(dy, J, params; kind)  dJ = dy * rate'(J)
@@ -11,15 +12,43 @@
 //
 // J has any shape whose last dimension is the neuron count n; params is [4, n]
 // (unused rows ignored).  u is [batch, steps, n], x0 [batch, n], a and b [n].
+//
+// GPU: with NC_TF_GPU=1 (ops.py defines it when TensorFlow is a CUDA build and
+// nvcc is found) the same ops get DEVICE_GPU kernels for float and double.  Their
+// CUDA code is nc_tf_ops_gpu.cu.cc (compiled by nvcc, without TensorFlow's
+// headers); here they validate like the CPU kernels, then launch on
+// TensorFlow's compute stream and report any CUDA error through OP_REQUIRES.
+#include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "kernels/linear_filter.h"
 #include "kernels/neuron_rates.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#if NC_TF_GPU
+#include "xla/stream_executor/stream.h"
+#endif
 
 using namespace tensorflow;  // NOLINT
+
+#if NC_TF_GPU
+// The launchers of nc_tf_ops_gpu.cu.cc: `stream` is a cudaStream_t, the result a
+// cudaError_t (0: launched).
+namespace nc_tf_gpu {
+int neuron_rate(void* stream, int kind, int64_t total, int64_t n, const float* j,
+                const float* p, const float* dy, float* out);
+int neuron_rate(void* stream, int kind, int64_t total, int64_t n, const double* j,
+                const double* p, const double* dy, double* out);
+int lowpass_scan(void* stream, int64_t batch, int64_t steps, int64_t n, bool reverse,
+                 const float* u, const float* x0, const float* a, const float* b, float* y);
+int lowpass_scan(void* stream, int64_t batch, int64_t steps, int64_t n, bool reverse,
+                 const double* u, const double* x0, const double* a, const double* b,
+                 double* y);
+const char* error_string(int code);
+}  // namespace nc_tf_gpu
+#endif
 
 namespace {
 
@@ -36,6 +65,33 @@ Status same_shape_as_input(shape_inference::InferenceContext* c, int input) {
     c->set_output(0, c->input(input));
     return OkStatus();
 }
+
+struct CpuTag {};
+struct GpuTag {};
+
+#if NC_TF_GPU
+// TensorFlow's compute stream for this op (a cudaStream_t), or an error.
+bool gpu_stream(OpKernelContext* ctx, void** stream) {
+    auto* dc = ctx->op_device_context();
+    auto* s = dc ? dc->stream() : nullptr;
+    *stream = s ? s->platform_specific_handle().stream : nullptr;
+    if (*stream == nullptr) {
+        ctx->CtxFailure(__FILE__, __LINE__,
+                        errors::Internal("nengo_cuda op: no CUDA stream for the GPU kernel"));
+        return false;
+    }
+    return true;
+}
+
+// OP_REQUIRES for a launcher's cudaError_t.
+#define NC_GPU_CHECK(ctx, call, what)                                                   \
+    do {                                                                                 \
+        const int nc_err_ = (call);                                                      \
+        OP_REQUIRES(ctx, nc_err_ == 0,                                                   \
+                    errors::Internal("nengo_cuda op ", what, ": CUDA error ", nc_err_, \
+                                     " (", nc_tf_gpu::error_string(nc_err_), ")"));     \
+    } while (0)
+#endif
 
 }  // namespace
 
@@ -66,7 +122,7 @@ REGISTER_OP("NcLowpassScan")
     .Attr("T: {float, double}")
     .SetShapeFn([](shape_inference::InferenceContext* c) { return same_shape_as_input(c, 0); });
 
-template <typename T, bool kGrad>
+template <typename Device, typename T, bool kGrad>
 class NeuronRateOp : public OpKernel {
    public:
     explicit NeuronRateOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -95,6 +151,15 @@ class NeuronRateOp : public OpKernel {
         T* o = out->flat<T>().data();
         const int64_t total = J.NumElements();
         const int kind = kind_;
+#if NC_TF_GPU
+        if (std::is_same<Device, GpuTag>::value) {
+            void* stream = nullptr;
+            if (!gpu_stream(ctx, &stream)) return;
+            NC_GPU_CHECK(ctx, nc_tf_gpu::neuron_rate(stream, kind, total, n, j, p, dy, o),
+                         kGrad ? "NcNeuronRateGrad" : "NcNeuronRate");
+            return;
+        }
+#endif
         auto work = [=](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const int64_t k = n ? i % n : 0;
@@ -111,7 +176,7 @@ class NeuronRateOp : public OpKernel {
     int kind_;
 };
 
-template <typename T>
+template <typename Device, typename T>
 class LowpassScanOp : public OpKernel {
    public:
     explicit LowpassScanOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -137,6 +202,15 @@ class LowpassScanOp : public OpKernel {
         const T* bp = b.flat<T>().data();
         T* y = out->flat<T>().data();
         const bool rev = reverse_;
+#if NC_TF_GPU
+        if (std::is_same<Device, GpuTag>::value) {
+            void* stream = nullptr;
+            if (!gpu_stream(ctx, &stream)) return;
+            NC_GPU_CHECK(ctx, nc_tf_gpu::lowpass_scan(stream, B, S, n, rev, up, xp, ap, bp, y),
+                         "NcLowpassScan");
+            return;
+        }
+#endif
         auto work = [=](int64_t begin, int64_t end) {
             for (int64_t col = begin; col < end; ++col) {
                 const int64_t bi = col / n, k = col % n;
@@ -156,14 +230,17 @@ class LowpassScanOp : public OpKernel {
     bool reverse_;
 };
 
-#define NC_REGISTER(T)                                                                    \
-    REGISTER_KERNEL_BUILDER(Name("NcNeuronRate").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
-                            NeuronRateOp<T, false>);                                      \
-    REGISTER_KERNEL_BUILDER(                                                              \
-        Name("NcNeuronRateGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),               \
-        NeuronRateOp<T, true>);                                                           \
-    REGISTER_KERNEL_BUILDER(Name("NcLowpassScan").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
-                            LowpassScanOp<T>);
+#define NC_REGISTER(DEV, TAG, T)                                                         \
+    REGISTER_KERNEL_BUILDER(Name("NcNeuronRate").Device(DEV).TypeConstraint<T>("T"),       \
+                            NeuronRateOp<TAG, T, false>);                                  \
+    REGISTER_KERNEL_BUILDER(Name("NcNeuronRateGrad").Device(DEV).TypeConstraint<T>("T"),   \
+                            NeuronRateOp<TAG, T, true>);                                   \
+    REGISTER_KERNEL_BUILDER(Name("NcLowpassScan").Device(DEV).TypeConstraint<T>("T"),      \
+                            LowpassScanOp<TAG, T>);
 
-NC_REGISTER(float)
-NC_REGISTER(double)
+NC_REGISTER(DEVICE_CPU, CpuTag, float)
+NC_REGISTER(DEVICE_CPU, CpuTag, double)
+#if NC_TF_GPU
+NC_REGISTER(DEVICE_GPU, GpuTag, float)
+NC_REGISTER(DEVICE_GPU, GpuTag, double)
+#endif

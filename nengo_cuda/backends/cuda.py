@@ -46,8 +46,18 @@ def callback_ranges(instr, layout):
     Float pool: the state copies (every trial) of the bases its operators use;
     shared signals are never written, so the host copy is current.  Int pool:
     all state (tiny: the step counter, which callbacks read for the time).
+    A callback that works on device memory itself (a TensorNode, see
+    `nengo_cuda.training.tensor_node.run_step`) names the few signals it needs on
+    the host in ``callback.host_signals``.
     """
-    bases = {s.base for op in instr.ops for s in op.all_signals}
+    needed = getattr(instr.callback, "host_signals", None)
+    # such a callback writes device memory: copy exactly its host signals back
+    # (merged ranges would overwrite what it wrote with stale host values)
+    exact = needed is not None
+    if exact:
+        bases = {s.base for s in needed}
+    else:
+        bases = {s.base for op in instr.ops for s in op.all_signals}
     spans = []
     for base in bases:
         pool, shared, offset = layout.placement.get(base, (None, True, None))
@@ -62,11 +72,11 @@ def callback_ranges(instr, layout):
         spans.sort()
         merged = [list(spans[0])]
         for lo, hi in spans[1:]:
-            if lo <= merged[-1][1] + _GAP:
+            if lo <= merged[-1][1] + (0 if exact else _GAP):
                 merged[-1][1] = max(merged[-1][1], hi)
             else:
                 merged.append([lo, hi])
-        if sum(hi - lo for lo, hi in merged) >= _WHOLE_STATE * total_state:
+        if not exact and sum(hi - lo for lo, hi in merged) >= _WHOLE_STATE * total_state:
             merged = [[layout.f_shared, layout.f_shared + total_state]]
         f_ranges = [v for lo, hi in merged for v in (lo, hi - lo)]
     n_int = layout.n_trials * layout.i_state
@@ -84,6 +94,7 @@ class CudaBackend:
         self._buffers = {}  # device address -> the array that owns the memory
         self._init_device()
         f_pool = self._device_array(layout.fbuf.size, layout.dtype)
+        self._f_pool = f_pool
         i_pool = self._device_array(layout.ibuf.size, np.int64)
         classes = self._program_classes()
         self.native = classes[np.dtype(layout.dtype)](
@@ -129,9 +140,33 @@ class CudaBackend:
     def _stream(self):
         return int(self._cp.cuda.get_current_stream().ptr)
 
+    @property
+    def array_module(self):
+        """The array module of `device_arrays` (CuPy; NumPy in the emulator)."""
+        return self._cp
+
+    def device_sync(self):
+        """Waits for all work on the device (every stream: TensorFlow's too)."""
+        self._cp.cuda.runtime.deviceSynchronize()
+
     # -- shared ----------------------------------------------------------------------
     def _device_array(self, n, dtype):
         return self._alloc(max(int(n), 1) * np.dtype(dtype).itemsize)
+
+    def device_arrays(self, sig):
+        """Per trial, ``sig`` (a contiguous float-pool signal) as an array of its
+        shape over the device pool's memory: no copy.  Valid while a callback
+        runs (the native program syncs before it and the callback syncs after)."""
+        layout = self.layout
+        dtype = np.dtype(layout.dtype)
+        pool = self._buffers[self._f_pool]
+        shared = layout.placement[sig.base][1]
+        arrays = []
+        for trial in range(1 if shared else layout.n_trials):
+            start = layout.address(sig) + (0 if shared else trial * layout.f_state)
+            raw = pool[start * dtype.itemsize : (start + sig.size) * dtype.itemsize]
+            arrays.append(raw.view(dtype).reshape(sig.shape))
+        return arrays * (layout.n_trials if shared else 1)
 
     def _free(self, ptr):
         self._buffers.pop(int(ptr), None)
@@ -185,10 +220,21 @@ class EmulatedCudaBackend(CudaBackend):
 
     def _alloc(self, nbytes):
         # poisoned, so reads of memory nothing wrote show up as NaN
-        arr = np.full(max(int(nbytes), 1), 0xFF, dtype=np.uint8)
+        # at a 512-byte boundary, as CuPy's pool allocates
+        n = max(int(nbytes), 1)
+        raw = np.full(n + 512, 0xFF, dtype=np.uint8)
+        start = -raw.ctypes.data % 512
+        arr = raw[start : start + n]
         ptr = int(arr.ctypes.data)
         self._buffers[ptr] = arr
         return ptr
 
     def _stream(self):
         return 0
+
+    @property
+    def array_module(self):
+        return np
+
+    def device_sync(self):
+        pass

@@ -8,6 +8,16 @@ TensorFlow version and the compiler (``$NENGO_CUDA_TF_OPS_CACHE``, default
 ``~/.cache/nengo_cuda/tf_ops``).  The kernels include csrc/kernels/ (the math
 the native simulator uses).
 
+GPU kernels (csrc/tf/nc_tf_ops_gpu.cu.cc, compiled by nvcc, registered for
+DEVICE_GPU) are added when TensorFlow is a CUDA build
+(``tf.test.is_built_with_cuda()``) and nvcc is found (``$NVCC``, else ``nvcc``
+on the PATH); otherwise the library has CPU kernels only.
+``$NENGO_CUDA_TF_OPS_GPU`` = ``0`` never builds them, ``1`` builds them even for
+a CPU-only TensorFlow (they then load but never run: a compile check).  The
+architectures are ``$NENGO_CUDA_TF_OPS_ARCHS`` (CMake's syntax, default
+``80-real;90-real;90-virtual`` as the main build).  The cache key includes
+whether the GPU part was built, the nvcc version and the architectures.
+
 Ops (see the C++ file): ``NcNeuronRate`` and its gradient ``NcNeuronRateGrad``,
 ``NcLowpassScan`` (a OneX linear filter over time; its gradient is the same
 scan run backwards).
@@ -28,8 +38,10 @@ from ..lowering.common import per_element
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 SOURCE_ROOT = PACKAGE_DIR.parent.parent / "csrc"
-SOURCES = ("tf/nc_tf_ops.cc", "kernels/neuron_rates.h", "kernels/neurons.h",
-           "kernels/linear_filter.h", "common/host_device.h")
+SOURCES = ("tf/nc_tf_ops.cc", "tf/nc_tf_ops_gpu.cu.cc", "kernels/neuron_rates.h",
+           "kernels/neurons.h", "kernels/linear_filter.h", "common/host_device.h")
+GPU_SOURCE = "tf/nc_tf_ops_gpu.cu.cc"
+DEFAULT_ARCHS = "80-real;90-real;90-virtual"
 
 _lock = threading.Lock()
 _module = None
@@ -41,39 +53,135 @@ def _tf():
     return tf
 
 
-def _build_key(tf):
+def find_nvcc():
+    """nvcc's path ($NVCC, else on the PATH), or None."""
+    nvcc = os.environ.get("NVCC") or shutil.which("nvcc")
+    return nvcc if nvcc and os.path.exists(nvcc) else None
+
+
+def wants_gpu(tf):
+    """Whether the library gets GPU kernels: a CUDA build of TensorFlow and nvcc
+    (``$NENGO_CUDA_TF_OPS_GPU`` = 0 / 1 overrides the TensorFlow check)."""
+    env = os.environ.get("NENGO_CUDA_TF_OPS_GPU", "")
+    if env == "0":
+        return False
+    if env != "1" and not tf.test.is_built_with_cuda():
+        return False
+    return find_nvcc() is not None
+
+
+def _nvcc_output(nvcc, *args):
+    proc = subprocess.run([nvcc, *args], capture_output=True, text=True)
+    return proc.stdout + proc.stderr
+
+
+def cuda_lib_dir(nvcc):
+    """The directory of nvcc's libcudart_static.a (None when not found)."""
+    candidates = [os.path.join(os.environ[v], d) for v in ("CUDA_HOME", "CUDA_PATH")
+                  if os.environ.get(v) for d in ("lib64", "lib")]
+    # nvcc --dryrun lists its own library directories (also through wrapper scripts)
+    for line in _nvcc_output(nvcc, "--dryrun", "-x", "cu", "-c", os.devnull).splitlines():
+        if "LIBRARIES=" in line:
+            candidates += [tok.strip('"')[2:] for tok in line.split("=", 1)[1].split()
+                           if tok.strip('"').startswith("-L")]
+    real = pathlib.Path(nvcc).resolve().parent.parent
+    candidates += [str(real / "lib64"), "/usr/local/cuda/lib64"]
+    for d in candidates:
+        if os.path.exists(os.path.join(d, "libcudart_static.a")):
+            return os.path.normpath(d)
+    return None
+
+
+def arch_flags(archs=None):
+    """nvcc -gencode flags for CMake-style architectures ("80-real;90-virtual")."""
+    archs = archs or os.environ.get("NENGO_CUDA_TF_OPS_ARCHS") or DEFAULT_ARCHS
+    if archs in ("native", "all", "all-major"):
+        return [f"-arch={archs}"]
+    flags = []
+    for a in archs.replace(",", ";").split(";"):
+        a = a.strip()
+        if not a:
+            continue
+        num, _, kind = a.partition("-")
+        codes = {"real": [f"sm_{num}"], "virtual": [f"compute_{num}"]}.get(
+            kind, [f"sm_{num}", f"compute_{num}"])
+        flags += [f"-gencode=arch=compute_{num},code=[{','.join(codes)}]"]
+    return flags
+
+
+def _build_key(tf, gpu=None):
+    gpu = wants_gpu(tf) if gpu is None else gpu
     h = hashlib.sha256()
     for rel in SOURCES:
         h.update((SOURCE_ROOT / rel).read_bytes())
     h.update(tf.__version__.encode())
     h.update(" ".join(tf.sysconfig.get_compile_flags()).encode())
     h.update(os.environ.get("CXX", "c++").encode())
+    h.update(f"gpu={int(bool(gpu))}".encode())
+    if gpu:
+        nvcc = find_nvcc()
+        h.update(_nvcc_output(nvcc, "--version").encode())
+        h.update(" ".join(arch_flags()).encode())
     return h.hexdigest()[:16]
 
 
-def build(out_path, tf=None):
-    """Compiles the op library to ``out_path`` (a temporary file, then renamed)."""
+def _run(cmd, what):
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"building nengo_cuda's TensorFlow ops failed ({what}):\n"
+            + " ".join(str(c) for c in cmd) + "\n" + (proc.stderr + proc.stdout)[-4000:]
+        )
+
+
+def gpu_object_command(nvcc, out_obj, cxx=None):
+    """The nvcc command that compiles the GPU kernels to an object (no TF headers)."""
+    cmd = [nvcc, "-x", "cu", "-std=c++17", "-O3", "--fmad=false", "-Xcompiler", "-fPIC",
+           *arch_flags(), f"-I{SOURCE_ROOT}", "-c", SOURCE_ROOT / GPU_SOURCE, "-o", out_obj]
+    if cxx:
+        cmd[1:1] = ["-ccbin", cxx]
+    return cmd
+
+
+def build(out_path, tf=None, gpu=None):
+    """Compiles the op library to ``out_path`` (a temporary file, then renamed).
+
+    ``gpu``: add the CUDA kernels (default: `wants_gpu`)."""
     tf = tf or _tf()
+    gpu = wants_gpu(tf) if gpu is None else gpu
     cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if cxx is None:
         raise RuntimeError("building nengo_cuda's TensorFlow ops needs a C++17 compiler (c++)")
     out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(f".{os.getpid()}.tmp")
+    gpu_args = []
+    obj = None
+    if gpu:
+        nvcc = find_nvcc()
+        if nvcc is None:
+            raise RuntimeError("building the GPU kernels needs nvcc ($NVCC or on the PATH)")
+        libdir = cuda_lib_dir(nvcc)
+        if libdir is None:
+            raise RuntimeError(f"libcudart_static.a not found next to {nvcc} (set CUDA_HOME)")
+        obj = out_path.with_suffix(f".{os.getpid()}.gpu.o")
+        _run(gpu_object_command(nvcc, obj, os.environ.get("CXX")), "nvcc")
+        # the static CUDA runtime: the library needs no libcudart of its own
+        gpu_args = [obj, f"-L{libdir}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
     cmd = [
         cxx, "-std=c++17", "-shared", "-fPIC", "-O2", "-w",
-        f"-I{SOURCE_ROOT}",
+        f"-I{SOURCE_ROOT}", f"-DNC_TF_GPU={int(bool(gpu))}",
         *[f for f in tf.sysconfig.get_compile_flags() if not f.startswith("--std")],
-        str(SOURCE_ROOT / "tf" / "nc_tf_ops.cc"),
-        "-o", str(tmp),
+        SOURCE_ROOT / "tf" / "nc_tf_ops.cc",
+        *gpu_args,
+        "-o", tmp,
         *tf.sysconfig.get_link_flags(),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            "building nengo_cuda's TensorFlow ops failed:\n" + " ".join(cmd) + "\n"
-            + proc.stderr[-4000:]
-        )
+    try:
+        _run(cmd, "c++")
+    finally:
+        if obj is not None and obj.exists():
+            obj.unlink()
     os.replace(tmp, out_path)
     return out_path
 
@@ -84,15 +192,17 @@ def library_path(tf=None):
     env = os.environ.get("NENGO_CUDA_TF_OPS_CACHE")
     cache = pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "nengo_cuda" / "tf_ops"
     if (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists():
-        path = cache / f"nc_tf_ops-{_build_key(tf)}.so"
+        gpu = wants_gpu(tf)
+        path = cache / f"nc_tf_ops-{_build_key(tf, gpu)}{'-gpu' if gpu else ''}.so"
         if not path.exists():
-            print("nengo_cuda: building the TensorFlow ops (once) ...", file=sys.stderr)
-            build(path, tf)
+            what = "with GPU kernels " if gpu else ""
+            print(f"nengo_cuda: building the TensorFlow ops {what}(once) ...", file=sys.stderr)
+            build(path, tf, gpu)
         return path
     # installed without sources: the library setup.py built
     prebuilt = PACKAGE_DIR / "_nc_tf_ops.so"
     stamp = PACKAGE_DIR / "_nc_tf_ops.version"
-    if prebuilt.exists() and stamp.exists() and stamp.read_text().strip() == tf.__version__:
+    if prebuilt.exists() and stamp.exists() and stamp.read_text().split()[0] == tf.__version__:
         return prebuilt
     raise RuntimeError(
         "nengo_cuda's TensorFlow ops were not built for TensorFlow "

@@ -3,17 +3,33 @@
 A TensorNode is a `nengo.Node` whose output is computed by ``tensor_func``, a
 function of TensorFlow tensors: ``tensor_func(t, x)`` (``pass_time=True``) or
 ``tensor_func(x)``, where ``x`` has shape ``(minibatch,) + shape_in`` and the
-result ``(minibatch,) + shape_out``.  In `Simulator.run` it runs once per step
-and trial (eagerly, as a Node callback); in training it is part of the
-differentiable TensorFlow graph (`nengo_cuda.training.graph`).
+result ``(minibatch,) + shape_out``.  In `Simulator.run` it runs eagerly once
+per step, for all trials of the minibatch at once (`run_step`); in training it
+is part of the differentiable TensorFlow graph (`nengo_cuda.training.graph`).
+
+In `Simulator.run` the node's input and output go between the simulator's
+buffers and TensorFlow through DLPack: ``x`` is a tensor over the simulator's
+own memory (no copy with a minibatch of 1 in float32; a float64 simulation or a
+larger minibatch makes one cast or gathered copy, in the same memory space), and
+the result is read through DLPack and written into the node's output signal.
+On the CUDA backend that memory is the device pool (CuPy arrays), so on a GPU
+nothing goes through the host; on the CPU backend it is the NumPy pool.  ``x``
+is valid only during the call: keep ``tf.identity(x)``, not ``x``, to hold on
+to it.
 """
+
+import os
 
 import numpy as np
 import nengo
-from nengo.exceptions import ValidationError
+from nengo.exceptions import SimulationError, ValidationError
 
 
 def _tf():
+    # TensorFlow would take nearly all GPU memory when it first uses the GPU,
+    # leaving none to the CUDA backend (CuPy): grow as needed unless the user
+    # chose otherwise (read at TensorFlow's GPU initialisation)
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     import tensorflow as tf  # noqa: PLC0415 - only TensorNode users need TensorFlow
 
     return tf
@@ -148,6 +164,134 @@ class TensorNode(nengo.Node):
 
 def is_tensor_node_func(fn):
     return isinstance(fn, _TensorFunc)
+
+
+def is_tensor_node_op(op):
+    """Whether ``op`` is the SimPyFunc of a `TensorNode`."""
+    return is_tensor_node_func(getattr(op, "fn", None))
+
+
+# -- sim.run: TensorFlow on the simulator's memory, through DLPack ------------------
+def to_tensor(array):
+    """A TensorFlow tensor sharing ``array``'s memory (NumPy, or CuPy on a GPU)."""
+    return _tf().experimental.dlpack.from_dlpack(array.__dlpack__())
+
+
+def from_tensor(xp, tensor):
+    """An ``xp`` (NumPy or CuPy) array sharing ``tensor``'s memory."""
+    if xp is np:
+        return np.from_dlpack(tensor)
+    # CuPy asks __dlpack__ for a stream, which tf.Tensor refuses: hand it the capsule
+    capsule = _tf().experimental.dlpack.to_dlpack(tensor)
+    return xp.from_dlpack(capsule) if hasattr(xp, "from_dlpack") else xp.fromDlpack(capsule)
+
+
+def host_signals(op, layout):
+    """The signals a TensorNode step needs on the host, when the rest can stay in
+    device memory (None otherwise): only the time.  Its input and output must be
+    contiguous signals of the float pool."""
+    from ..layout import FLOAT  # noqa: PLC0415
+
+    for sig in (op.x, op.output):
+        if sig is None:
+            continue
+        if layout.placement.get(sig.base, (None,))[0] != FLOAT:
+            return None
+        contiguous = np.cumprod((1,) + sig.shape[:0:-1])[::-1]
+        if sig.size > 1 and tuple(layout.strides(sig)) != tuple(int(c) for c in contiguous):
+            return None
+    return [] if op.t is None else [op.t]
+
+
+def _aligned(array):
+    from ..layout import ALIGN_BYTES  # noqa: PLC0415
+
+    ptr = array.ctypes.data if isinstance(array, np.ndarray) else array.data.ptr
+    return ptr % ALIGN_BYTES == 0
+
+
+class _RunStep:
+    """One step of a TensorNode in `Simulator.run`: ``tensor_func`` called once
+    for all trials, input and output handed over through DLPack.
+
+    ``xs`` / ``outs``: per trial, the input and output signal as arrays of module
+    ``xp`` over the simulator's memory (NumPy views of the pools; on a GPU, CuPy
+    views of the device pool).  ``sync``: waits for all device work (TensorFlow
+    and the simulator use different streams), None on the host.
+    """
+
+    def __init__(self, op, time, xs, outs, xp, sync=None):
+        self.op = op
+        self.func = op.fn
+        self.time = time
+        self.xs = xs
+        self.outs = outs
+        self.xp = xp
+        self.sync = sync
+
+    def _input(self):
+        tf = _tf()
+        shape = (len(self.xs),) + self.func.shape_in
+        if len(self.xs) == 1:
+            arr = self.xs[0].reshape(shape)  # a view: no copy
+        else:
+            arr = self.xp.stack([x.reshape(self.func.shape_in) for x in self.xs])
+        x = to_tensor(arr) if _aligned(arr) else self._aligned_copy(arr)
+        return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+
+    def _aligned_copy(self, arr):
+        # TensorFlow's kernels abort on data that is not ALIGN_BYTES-aligned
+        if self.xp is np:
+            return _tf().constant(arr)  # into TensorFlow's own (aligned) memory
+        return to_tensor(arr.copy())  # CuPy allocates at 512-byte boundaries
+
+    def __call__(self):
+        tf = _tf()
+        t = tf.constant(float(self.time[()]) if self.time is not None else 0.0, tf.float32)
+        x = None if self.func.shape_in is None or not self.xs else self._input()
+        y = self.func.call_tensors(t, x)
+        if not self.outs:
+            return
+        name = getattr(self.func.tensor_func, "__name__", repr(self.func.tensor_func))
+        if y is None:
+            raise SimulationError(f"TensorNode function {name!r} returned None")
+        if not tf.is_tensor(y):
+            y = tf.convert_to_tensor(y, tf.float32)
+        if self.sync is not None:
+            self.sync()  # TensorFlow's stream done
+        out = from_tensor(self.xp, y)
+        n = len(self.outs)
+        size = self.outs[0].size
+        if out.size == size and n > 1:
+            out = self.xp.broadcast_to(out.reshape(1, size), (n, size))
+        elif out.size != n * size:
+            raise SimulationError(
+                f"TensorNode function {name!r} returned shape {tuple(y.shape)}; expected "
+                f"({n},) + {self.func.shape_out}"
+            )
+        out = out.reshape(n, size)
+        if not bool(self.xp.isfinite(out).all()):
+            raise SimulationError(f"TensorNode function {name!r} returned non-finite value")
+        for trial, dst in enumerate(self.outs):
+            dst[...] = out[trial].reshape(dst.shape)
+        if self.sync is not None:
+            self.sync()  # the output written before the simulator's next kernels
+
+
+def run_step(op, layout, backend, on_device):
+    """The step function of TensorNode op ``op`` (all trials) in `Simulator.run`.
+
+    ``on_device``: its input and output are the backend's device arrays
+    (``backend.device_arrays``), else the host pool's views."""
+    signals = layout.signal_dicts
+    time = None if op.t is None else signals[0][op.t]
+    if on_device:
+        xs = [] if op.x is None else backend.device_arrays(op.x)
+        outs = [] if op.output is None else backend.device_arrays(op.output)
+        return _RunStep(op, time, xs, outs, backend.array_module, backend.device_sync)
+    xs = [] if op.x is None else [signals[t][op.x] for t in range(layout.n_trials)]
+    outs = [] if op.output is None else [signals[t][op.output] for t in range(layout.n_trials)]
+    return _RunStep(op, time, xs, outs, np)
 
 
 class _LayerCall:
