@@ -71,6 +71,12 @@ class NativeProgram {
     }
 
     void set_enabled(int64_t i, bool on) { runner_.set_enabled(i, on); }
+    // Threads that split the trials of a minibatch (0: as many as OpenMP allows).
+    void set_trial_threads(int n) {
+        if (n < 0) throw py::value_error("trial_threads must be >= 0");
+        runner_.trial_threads = n;
+    }
+    int trial_team_size(int64_t n_steps) const { return runner_.trial_team_size(n_steps); }
 
     void set_table(int64_t i, const std::string& name,
                    py::array_t<double, py::array::c_style | py::array::forcecast> data) {
@@ -121,6 +127,8 @@ void bind_program(py::module_& m, const char* name) {
              py::arg("floats"), py::arg("scalars"))
         .def("add_callback", &NativeProgram<T>::add_callback)
         .def("set_enabled", &NativeProgram<T>::set_enabled)
+        .def("set_trial_threads", &NativeProgram<T>::set_trial_threads, py::arg("n"))
+        .def("trial_team_size", &NativeProgram<T>::trial_team_size, py::arg("n_steps"))
         .def("set_table", &NativeProgram<T>::set_table, py::arg("index"), py::arg("name"),
              py::arg("data"))
         .def("run", &NativeProgram<T>::run, py::arg("n_steps"), py::arg("feeds"),

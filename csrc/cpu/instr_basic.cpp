@@ -13,6 +13,7 @@ namespace {
 // step += 1; time = step * dt
 template <typename T>
 struct TimeUpdate : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     int64_t step_addr, time_addr;
     void run(const Buffers<T>& buf, const StepInfo& info) override {
         for (int t = 0; t < buf.n_trials; ++t) {
@@ -36,6 +37,7 @@ std::unique_ptr<Instr<T>> make_time_update(const InstrSpec& spec, const Buffers<
 // dst[k] = value[k]
 template <typename T>
 struct Reset : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     std::vector<int64_t> dst;
     std::vector<T> value;
     void run(const Buffers<T>& buf, const StepInfo&) override {
@@ -59,6 +61,7 @@ std::unique_ptr<Instr<T>> make_reset(const InstrSpec& spec, const Buffers<T>& bu
 // When src and dst overlap, sources are gathered first, as NumPy does.
 template <typename T>
 struct Copy : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     std::vector<int64_t> src, dst;
     bool inc = false, overlap = false;
     std::vector<std::vector<T>> scratch;  // per trial, only when overlap
@@ -66,7 +69,7 @@ struct Copy : Instr<T> {
         const int64_t n = static_cast<int64_t>(dst.size());
         parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
             if (overlap) {
-                T* tmp = scratch[t].data();
+                T* tmp = scratch[buf.trial0 + t].data();
                 for (int64_t k = 0; k < n; ++k) tmp[k] = *buf.f.at(src[k], t);
                 for (int64_t k = 0; k < n; ++k) {
                     T* d = buf.f.at(dst[k], t);
@@ -99,6 +102,7 @@ std::unique_ptr<Instr<T>> make_copy(const InstrSpec& spec, const Buffers<T>& buf
 // repeated destinations accumulate as in Copy.  A run lies inside one region.
 template <typename T>
 struct CopyRuns : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     std::vector<int64_t> src, dst, length;
     bool inc = false;
     int64_t total = 0;
@@ -143,6 +147,7 @@ std::unique_ptr<Instr<T>> make_copy_runs(const InstrSpec& spec, const Buffers<T>
 // Y[k] += A[k] * X[k]
 template <typename T>
 struct ElementwiseInc : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     std::vector<int64_t> y, a, x;
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(y.size());

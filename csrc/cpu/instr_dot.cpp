@@ -283,6 +283,7 @@ NC_INLINE bool sparse_x_kernel(const T* AT, int64_t rows, int64_t cols, const T*
 
 template <typename T>
 struct DotInc : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     std::vector<Block> blocks;
     std::vector<Job> jobs;
     std::vector<T> packed;  // A^T of every columns-kernel block
@@ -467,6 +468,7 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
 // Y += A @ X with A in CSR form (constant data held by the instruction).
 template <typename T>
 struct SparseDotInc : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     std::vector<int64_t> indptr, indices;
     std::vector<T> data;
     int64_t x = 0, x_s = 1, y = 0, y_s = 1;

@@ -222,6 +222,7 @@ struct VojaRule {
 
 template <typename T, typename Rule>
 struct LearningInstr : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     OuterBlocks<T> blocks;
     Rule rule;
     void run(const Buffers<T>& buf, const StepInfo& info) override {

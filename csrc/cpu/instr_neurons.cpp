@@ -44,6 +44,8 @@ constexpr int64_t kNeuronParallelMin = kParallelMinWork / 8;
 
 template <typename T, typename Model>
 struct NeuronGroup : Instr<T> {
+    bool splits_by_trial() const override { return true; }
+    void prepare(double dt) override { update_aux(static_cast<T>(dt)); }
     static constexpr size_t kStates = Model::states.size();
     static constexpr size_t kParams = Model::params.size();
 

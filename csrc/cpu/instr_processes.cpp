@@ -27,6 +27,7 @@ using filters::write_output;
 
 template <typename T>
 struct LtiElementwise : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     std::vector<int64_t> u, y, x, form, inc;  // x: state address (-1 for NoX)
     std::vector<T> a, b;                      // OneX (b is d for NoX)
     std::vector<double> a_wide, b_wide;       // OneXScalar
@@ -120,6 +121,7 @@ std::unique_ptr<Instr<T>> make_lti_elementwise(const InstrSpec& spec, const Buff
 
 template <typename T>
 struct LtiStateSpace : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     // per block: states, elements, state address, General (else NoD), inc mode,
     // first element, first entry of A, first entry of B and C
     std::vector<int64_t> n, m, x, general, inc, elem0, a0, bc0;
@@ -131,7 +133,7 @@ struct LtiStateSpace : Instr<T> {
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t nb = static_cast<int64_t>(n.size());
         parallel_for(buf.n_trials, worth_parallel(work * buf.n_trials), [&](int64_t t) {
-            double* tmp = scratch[t].data();
+            double* tmp = scratch[buf.trial0 + t].data();
             for (int64_t j = 0; j < nb; ++j) {
                 T* xj = buf.f.at(x[j], t);
                 for (int64_t k = 0; k < m[j]; ++k) {
@@ -194,6 +196,7 @@ std::unique_ptr<Instr<T>> make_lti_state_space(const InstrSpec& spec, const Buff
 
 template <typename T>
 struct ProcessTable : Instr<T> {
+    bool splits_by_trial() const override { return true; }
     // per operator: elements, table period in rows (0: one row per run step), inc mode
     std::vector<int64_t> m, period, inc;
     std::vector<int64_t> y;  // per element
@@ -240,7 +243,7 @@ struct ProcessTable : Instr<T> {
         const int64_t nops = static_cast<int64_t>(m.size());
         for (int t = 0; t < buf.n_trials; ++t) {
             const double now = static_cast<double>(*buf.f.at(time, t));
-            const double* tab = table.data() + t * per_trial;
+            const double* tab = table.data() + (buf.trial0 + t) * per_trial;
             for (int64_t j = 0, e = 0; j < nops; e += m[j], ++j) {
                 const int64_t row = period[j] > 0
                                         ? processes::periodic_row(now, info.dt, period[j])

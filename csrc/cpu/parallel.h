@@ -8,9 +8,11 @@
 
 namespace nc {
 
-// Whether parallel regions are used at all (see refresh_parallel_policy).
+// Whether parallel regions are used at all (see refresh_parallel_policy); per
+// thread, so that threads of the trial-parallel runner (runner.h) run their
+// instructions serially.
 inline bool& parallel_enabled() {
-    static bool enabled = true;
+    static thread_local bool enabled = true;
     return enabled;
 }
 

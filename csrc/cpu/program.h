@@ -19,9 +19,10 @@ struct Pool {
     E* data = nullptr;
     int64_t n_shared = 0;
     int64_t n_state = 0;
+    int64_t state_offset = 0;  // trial0 * n_state in a view of trials from trial0
     int64_t size() const { return n_shared + n_state; }
     E* at(int64_t a, int trial) const {
-        return data + (a < n_shared ? a : a + trial * n_state);
+        return data + (a < n_shared ? a : a + state_offset + trial * n_state);
     }
 };
 
@@ -30,6 +31,19 @@ struct Buffers {
     Pool<T> f;
     Pool<int64_t> i;
     int n_trials = 1;
+    int trial0 = 0;  // the first trial of this view: per-trial data of instructions
+                     // (tables, scratch) belongs to trial trial0 + t
+
+    // Trials [t0, t0 + n) of this view, as trials 0 .. n - 1 (the trial-parallel
+    // runner gives each thread such a view).
+    Buffers trials(int t0, int n) const {
+        Buffers v = *this;
+        v.f.state_offset += t0 * f.n_state;
+        v.i.state_offset += t0 * i.n_state;
+        v.trial0 += t0;
+        v.n_trials = n;
+        return v;
+    }
 };
 
 struct StepInfo {
@@ -63,6 +77,13 @@ struct Instr {
     // shared buffer contents (e.g. weights packed for a kernel) re-reads it here,
     // since Python may have changed them (training, load_params, sim.signals).
     virtual void refresh(const Buffers<T>& buf) {}
+    // Called at the start of every run, before any thread runs a step: lazy
+    // per-instruction setup that depends on dt goes here, not in run().
+    virtual void prepare(double dt) {}
+    // True when run() on disjoint views of trials (Buffers::trials) may run at
+    // the same time in different threads: it writes only the view's trials'
+    // memory and indexes its own per-trial data by buf.trial0 + t.  Opt-in.
+    virtual bool splits_by_trial() const { return false; }
 };
 
 template <typename T>

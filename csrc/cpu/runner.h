@@ -1,7 +1,10 @@
 // Runs a program of instructions for n steps, with run-time inputs (feeds)
 // and probes, without returning to Python except for callback instructions.
 #pragma once
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
 
 #include "parallel.h"
@@ -50,62 +53,124 @@ class Runner {
         enabled_[i] = on;
     }
 
-    // Returns the number of steps completed; on an exception `steps_done` holds it.
+    // Runs n_steps steps; on an exception `steps_done` holds the steps completed.
+    //
+    // Trials are independent, so with several trials and threads (and every
+    // instruction splitting by trial: no Python callbacks), each thread runs the
+    // whole step loop for its own trials, with no synchronisation between steps:
+    // one parallel region per run instead of one per instruction and step.
     void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes) {
         steps_done = 0;
-        for (auto& instr : instrs_) instr->refresh(buf);
-        refresh_parallel_policy();
-        std::vector<int64_t> sample(probes.size(), 0);
-        StepInfo info;
-        info.dt = dt;
-        for (int64_t s = 0; s < n_steps; ++s) {
-            info.run_step = s;
-            apply_feeds(feeds, -1, n_steps, s);
-            for (int64_t i = 0; i < size(); ++i) {
-                if (enabled_[i]) {
-                    if (profiling) {
-                        const auto start = std::chrono::steady_clock::now();
-                        instrs_[i]->run(buf, info);
-                        seconds[i] += std::chrono::duration<double>(
-                                          std::chrono::steady_clock::now() - start)
-                                          .count();
-                    } else {
-                        instrs_[i]->run(buf, info);
-                    }
-                }
-                apply_feeds(feeds, i, n_steps, s);
-            }
-            for (size_t p = 0; p < probes.size(); ++p) {
-                auto& pr = probes[p];
-                if (!pr.mask[s]) continue;
-                if (sample[p] >= pr.n_samples) throw std::logic_error("probe buffer overflow");
-                const int64_t n = static_cast<int64_t>(pr.addrs.size());
-                for (int t = 0; t < buf.n_trials; ++t) {
-                    T* dst = pr.out + (t * pr.n_samples + sample[p]) * n;
-                    for (int64_t k = 0; k < n; ++k) dst[k] = *buf.f.at(pr.addrs[k], t);
-                }
-                ++sample[p];
-            }
-            steps_done = s + 1;
+        abort_ = false;
+        for (auto& instr : instrs_) {
+            instr->refresh(buf);
+            instr->prepare(dt);
         }
+        refresh_parallel_policy();
+        const int threads = trial_team_size(n_steps);
+        if (threads <= 1) {
+            run_trials(buf, n_steps, feeds, probes, steps_done);
+            return;
+        }
+        std::vector<int64_t> done(threads, 0);
+        std::vector<std::exception_ptr> errors(threads);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+        {
+            const int k = omp_get_thread_num(), n = omp_get_num_threads();
+            const int t0 = static_cast<int>(int64_t{buf.n_trials} * k / n);
+            const int t1 = static_cast<int>(int64_t{buf.n_trials} * (k + 1) / n);
+            parallel_enabled() = false;  // instructions run serially in this thread
+            try {
+                run_trials(buf.trials(t0, t1 - t0), n_steps, feeds, probes, done[k]);
+            } catch (...) {
+                errors[k] = std::current_exception();
+                abort_ = true;
+            }
+        }
+#endif
+        steps_done = *std::min_element(done.begin(), done.end());
+        for (auto& e : errors)
+            if (e) std::rethrow_exception(e);
     }
 
+    // Threads for the trial-parallel loop (1: the plain loop): `trial_threads`
+    // when set, else as many as OpenMP allows (OMP_NUM_THREADS=1: none).  Unlike
+    // the per-instruction regions (parallel.h) this ignores the machine's load:
+    // with no synchronisation between steps, a thread that waits for a core
+    // delays only the end of the run, and two threads get more of a busy
+    // machine's time than one.
+    int trial_team_size(int64_t n_steps) const {
+#ifdef _OPENMP
+        if (buf.n_trials < 2 || n_steps < 1 || profiling) return 1;
+        for (const auto& instr : instrs_)
+            if (!instr->splits_by_trial()) return 1;
+        const int n = trial_threads > 0 ? trial_threads : omp_get_max_threads();
+        return std::max(1, std::min(n, buf.n_trials));
+#else
+        return 1;
+#endif
+    }
+
+    int trial_threads = 0;
     int64_t steps_done = 0;
     // When profiling, seconds[i] accumulates the time spent in instruction i.
     bool profiling = false;
     std::vector<double> seconds;
 
   private:
-    void apply_feeds(std::vector<Feed<T>>& feeds, int64_t after, int64_t n_steps, int64_t s) {
+    // The step loop for the trials of view `b` (b.trial0 is their first global
+    // trial: feeds and probes index their data by it).
+    void run_trials(const Buffers<T>& b, int64_t n_steps, std::vector<Feed<T>>& feeds,
+                    std::vector<ProbeRecord<T>>& probes, int64_t& done) {
+        std::vector<int64_t> sample(probes.size(), 0);
+        StepInfo info;
+        info.dt = dt;
+        for (int64_t s = 0; s < n_steps && !abort_; ++s) {
+            info.run_step = s;
+            apply_feeds(b, feeds, -1, n_steps, s);
+            for (int64_t i = 0; i < size(); ++i) {
+                if (enabled_[i]) {
+                    if (profiling) {
+                        const auto start = std::chrono::steady_clock::now();
+                        instrs_[i]->run(b, info);
+                        seconds[i] += std::chrono::duration<double>(
+                                          std::chrono::steady_clock::now() - start)
+                                          .count();
+                    } else {
+                        instrs_[i]->run(b, info);
+                    }
+                }
+                apply_feeds(b, feeds, i, n_steps, s);
+            }
+            for (size_t p = 0; p < probes.size(); ++p) {
+                auto& pr = probes[p];
+                if (!pr.mask[s]) continue;
+                if (sample[p] >= pr.n_samples) throw std::logic_error("probe buffer overflow");
+                const int64_t n = static_cast<int64_t>(pr.addrs.size());
+                for (int t = 0; t < b.n_trials; ++t) {
+                    T* dst = pr.out + ((b.trial0 + t) * pr.n_samples + sample[p]) * n;
+                    for (int64_t k = 0; k < n; ++k) dst[k] = *b.f.at(pr.addrs[k], t);
+                }
+                ++sample[p];
+            }
+            done = s + 1;
+        }
+    }
+
+    void apply_feeds(const Buffers<T>& b, std::vector<Feed<T>>& feeds, int64_t after,
+                     int64_t n_steps, int64_t s) {
         for (auto& f : feeds) {
             if (f.after != after) continue;
             const int64_t n = static_cast<int64_t>(f.addrs.size());
-            for (int t = 0; t < buf.n_trials; ++t) {
-                const T* src = f.data + (t * n_steps + s) * n;
-                for (int64_t k = 0; k < n; ++k) *buf.f.at(f.addrs[k], t) = src[k];
+            for (int t = 0; t < b.n_trials; ++t) {
+                const T* src = f.data + ((b.trial0 + t) * n_steps + s) * n;
+                for (int64_t k = 0; k < n; ++k) *b.f.at(f.addrs[k], t) = src[k];
             }
         }
     }
+
+    std::atomic<bool> abort_{false};
 
     std::vector<std::unique_ptr<Instr<T>>> instrs_;
     std::vector<bool> enabled_;

@@ -1,0 +1,91 @@
+"""The trial-parallel CPU loop: threads that each run the whole step loop for
+their share of a minibatch's trials (csrc/cpu/runner.h) give exactly the
+results of one thread, for every instruction kind that opts in, with feeds,
+probes and per-trial tables indexed by the right trial."""
+
+import nengo
+import numpy as np
+import pytest
+
+import nengo_cuda
+
+N_TRIALS = 5  # odd: threads get unequal shares
+
+
+def mixed_network():
+    """LIF and other neuron types, PES learning, white noise (a per-trial
+    table), a 2nd-order synapse (state space), sparse and dense transforms,
+    an input node fed with data, probes with sample_every."""
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(np.zeros(2))
+        noise = nengo.Node(nengo.processes.WhiteNoise(scale=False), size_out=2)
+        a = nengo.Ensemble(60, 2)
+        b = nengo.Ensemble(40, 2, neuron_type=nengo.AdaptiveLIF())
+        c = nengo.Ensemble(30, 1, neuron_type=nengo.SpikingRectifiedLinear())
+        nengo.Connection(stim, a)
+        nengo.Connection(noise, a, transform=0.3)
+        conn = nengo.Connection(a, b, synapse=nengo.synapses.Alpha(0.01),
+                                learning_rule_type=nengo.PES(learning_rate=1e-4))
+        err = nengo.Node(size_in=2)
+        nengo.Connection(b, err)
+        nengo.Connection(stim, err, transform=-1)
+        nengo.Connection(err, conn.learning_rule)
+        nengo.Connection(b[0], c, synapse=nengo.LinearFilter([1], [0.005**2, 0.01, 1]))
+        nengo.Connection(a.neurons, c.neurons,
+                         transform=nengo.transforms.Sparse((30, 60), indices=[[0, 1], [5, 7]],
+                                                           init=[0.1, -0.2]))
+        probes = [nengo.Probe(b, synapse=0.01), nengo.Probe(c.neurons, sample_every=0.003),
+                  nengo.Probe(conn, "weights", sample_every=0.01)]
+    return net, stim, probes
+
+
+def run(threads, dtype, steps=120):
+    net, stim, probes = mixed_network()
+    data = np.linspace(-1, 1, N_TRIALS * steps * 2).reshape(N_TRIALS, steps, 2)
+    with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=N_TRIALS, dtype=dtype,
+                              seed=7) as sim:
+        native = sim.backend.native
+        native.set_trial_threads(threads)
+        team = native.trial_team_size(steps)
+        sim.run_steps(steps, data={stim: data})
+        sim.run_steps(31, data={stim: data[:, :31]})  # a second run continues
+        return team, [sim.data[p].copy() for p in probes]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_trial_threads_equal_one_thread(threads, dtype):
+    team1, one = run(1, dtype)
+    team, many = run(threads, dtype)
+    assert team1 == 1
+    if team == 1:
+        pytest.skip("built without OpenMP: no trial-parallel loop")
+    assert team == threads
+    for i, (a, b) in enumerate(zip(one, many)):
+        assert a.shape[0] == N_TRIALS
+        np.testing.assert_array_equal(b, a, err_msg=f"probe {i}")
+    # and the trials differ (the data and noise reached the right trials)
+    assert not np.allclose(one[0][0], one[0][-1])
+
+
+def test_callbacks_and_single_trials_use_one_thread():
+    with nengo.Network(seed=0) as net:
+        u = nengo.Node(lambda t: np.sin(t))  # a Python callback
+        e = nengo.Ensemble(20, 1)
+        nengo.Connection(u, e)
+    with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=4) as sim:
+        sim.backend.native.set_trial_threads(2)
+        assert sim.backend.native.trial_team_size(10) == 1
+    with nengo.Network(seed=0) as net:
+        e = nengo.Ensemble(20, 1)
+    with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=1) as sim:
+        sim.backend.native.set_trial_threads(2)
+        assert sim.backend.native.trial_team_size(10) == 1
+
+
+def test_trial_threads_must_be_non_negative():
+    with nengo.Network() as net:
+        nengo.Ensemble(5, 1)
+    with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=2) as sim:
+        with pytest.raises(ValueError, match="trial_threads"):
+            sim.backend.native.set_trial_threads(-1)
