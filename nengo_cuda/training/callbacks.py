@@ -139,6 +139,16 @@ class CallbackList:
         self.batch_hooks = any(_overrides(cb, BATCH_HOOKS) for cb in callbacks)
         self.test_hooks = any(_overrides(cb, TEST_HOOKS) for cb in callbacks)
 
-    def __call__(self, hook, *args):
+    def __call__(self, hook, index=None, logs=None):
+        """Calls ``hook`` of every callback as Keras 3's CallbackList does: one
+        copy of ``logs`` (keys sorted; ``{}`` for None) shared by the callbacks
+        in turn; batch hooks get it as ``logs=``."""
+        logs = dict(sorted((logs or {}).items()))
         for cb in self.callbacks:
-            getattr(cb, hook)(*args)
+            method = getattr(cb, hook)
+            if "batch" in hook:
+                method(index, logs=logs)
+            elif index is not None:
+                method(index, logs)
+            else:
+                method(logs)

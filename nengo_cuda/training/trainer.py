@@ -373,7 +373,7 @@ class Trainer:
                 val_logs = self._evaluate(val_x, val_y, val_batch, steps, False,
                                           cbs if cbs.test_hooks else None)
                 if cbs.test_hooks:
-                    cbs("on_test_end", dict(val_logs))
+                    cbs("on_test_end", logs=val_logs)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs("on_epoch_end", epoch, epoch_logs)
             if verbose:
@@ -381,7 +381,7 @@ class Trainer:
                       ", ".join(f"{k}: {v:.6g}" for k, v in epoch_logs.items()))
             if model.stop_training:
                 break
-        cbs("on_train_end", epoch_logs)
+        cbs("on_train_end", logs=epoch_logs)
         # after on_train_end: e.g. EarlyStopping(restore_best_weights=True) sets weights
         self._sync(stateful, state, t0)
         return cbs.history
