@@ -144,7 +144,8 @@ def test_batch_hooks_same_training(stateful):
         np.testing.assert_allclose(h0[k], h1[k], rtol=1e-6, err_msg=k)
     for a, b in zip(w0, w1):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert not np.array_equal(w0[0], _params(_sim(net))[0])
+    with _sim(net) as untrained:
+        assert not np.array_equal(w0[0], _params(untrained)[0])
     np.testing.assert_allclose(out0, out1, rtol=1e-5, atol=1e-6)
 
 
