@@ -22,6 +22,7 @@ import nengo
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
+from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
 from .losses import keras_loss, io_names, metrics_by_probe, objective as nengo2_objective
@@ -217,7 +218,10 @@ class Trainer:
         return tf.reduce_mean(value)
 
     def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose=0,
-            stateful=False, **kwargs):
+            stateful=False, callbacks=None, validation_data=None, validation_split=0.0,
+            validation_freq=1, initial_epoch=0, batch_size=None, validation_batch_size=None,
+            sample_weight=None, class_weight=None, steps_per_epoch=None,
+            validation_steps=None, **kwargs):
         """Trains on ``x`` (input Nodes) and ``y`` (targets by Probe) with rate neurons.
 
         Each epoch visits the minibatches of a permutation of the items (seeded
@@ -233,12 +237,33 @@ class Trainer:
         the current state, and the final state is kept (``n_steps``/``time``
         advance by every minibatch's steps).
 
+        Keras ``fit`` arguments (see docs/training-state.md):
+
+        - ``callbacks``: Keras callbacks, called as Keras 3 calls them;
+          ``callback.model`` is a `callbacks.FitModel` (``stop_training``,
+          ``optimizer``, ``get_weights``/``set_weights``, ``simulator``).
+        - ``validation_data`` (``(x, y)``, as ``x``/``y`` here) or
+          ``validation_split`` (the last fraction of the items, before
+          shuffling): after every ``validation_freq``-th epoch, `evaluate`
+          (spiking, ``stateful=False``) on them with the parameters (and, when
+          ``stateful``, the state) trained so far; logged as ``"val_<name>"``.
+        - ``initial_epoch``: the first epoch's number (epochs run
+          ``initial_epoch .. epochs - 1``).
+        - ``batch_size``/``validation_batch_size``: as NengoDL, the minibatch
+          size is the simulator's; another value is ignored with a warning.
+        - ``sample_weight``, ``class_weight``, a 3-item ``validation_data``,
+          ``steps_per_epoch`` and ``validation_steps`` (other than the full
+          data) are not supported and raise a ValidationError.
+
         Returns a ``tf.keras.callbacks.History``: ``history.history`` holds each
         epoch's ``"loss"`` (the mean over its minibatches of the objective),
         ``"<probe>_loss"`` (each probe's unweighted loss) and
         ``"<probe>_<metric>"`` (compiled metrics, on the training outputs), the
-        names `evaluate` reports.
+        names `evaluate` reports, and ``"val_..."`` of those when validating.
         """
+        self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
+                                 validation_batch_size=validation_batch_size,
+                                 sample_weight=sample_weight, class_weight=class_weight)
         if self.setting("inference_only", False):
             raise SimulationError(
                 "this network was configured with inference_only=True; it cannot be trained")
@@ -251,6 +276,14 @@ class Trainer:
         if not y:
             raise ValidationError("fit needs targets (y)", attr="y")
         batch, steps = self._check(x, y, n_steps)
+        x, y, validation = self._validation(x, y, batch, n_steps, validation_data,
+                                            validation_split)
+        if validation is not None:
+            batch = next(iter(y.values())).shape[0]
+        if not isinstance(validation_freq, (int, list, tuple)) or isinstance(
+                validation_freq, bool):
+            raise ValidationError(f"validation_freq must be an int or a list of epochs "
+                                  f"(got {validation_freq!r})", attr="validation_freq")
         for probe in y:
             self._loss_for(probe)
         graph = self.graph
@@ -258,6 +291,17 @@ class Trainer:
             raise SimulationError(
                 "no parameters are trainable (see configure_settings; TensorNodes' Keras "
                 "layers with trainable=True train too)")
+        mb = self.sim.n_trials
+        n_batches = batch // mb
+        if steps_per_epoch is not None and int(steps_per_epoch) != n_batches:
+            raise ValidationError(
+                f"steps_per_epoch={steps_per_epoch} is not supported: every epoch visits "
+                f"all {n_batches} minibatches of the data", attr="steps_per_epoch")
+        if validation_steps is not None and (
+                validation is None or int(validation_steps) != validation[2] // mb):
+            raise ValidationError(
+                f"validation_steps={validation_steps} is not supported: validation runs "
+                "all minibatches of the validation data", attr="validation_steps")
         probes = list(y)
         metrics = self._metrics_for(probes)
         with_outputs = tuple(p for p in probes if metrics.get(p))
@@ -265,51 +309,172 @@ class Trainer:
         if key not in self._train_fns:
             self._train_fns[key] = self._make_train_step(list(x), probes, steps, stateful,
                                                          with_outputs)
-        train_epoch = self._train_fns[key]
+        train_range = self._train_fns[key]
         dtype = self.sim.dtype
-        xs = {k: v.astype(dtype) for k, v in x.items()}
         ys = {k: v.astype(dtype) for k, v in y.items()}
-        mb = self.sim.n_trials
-        n_batches = batch // mb
         rng = np.random.RandomState(self.sim.seed)
-        x_full = tuple(tf.constant(xs[k]) for k in x)
+        x_full = tuple(tf.constant(v.astype(dtype)) for v in x.values())
         y_full = tuple(tf.constant(ys[p]) for p in probes)
         # the simulator's state: where every minibatch (or, stateful, the first) starts
         state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
         t0 = self.sim.n_steps if self.sim._stateful else 0
-        history = tf.keras.callbacks.History()
-        history.history, history.epoch = {}, []
-        history.params = {"epochs": int(epochs), "steps": n_batches, "verbose": verbose}
-        for epoch in range(int(epochs)):
+
+        model = FitModel(self)
+        cbs = CallbackList(callbacks, model, {"epochs": int(epochs), "steps": n_batches,
+                                              "verbose": verbose})
+        model.stop_training = False
+        cbs("on_train_begin")
+        epoch_logs = None
+        for epoch in range(int(initial_epoch), int(epochs)):
+            cbs("on_epoch_begin", epoch)
             order = rng.permutation(batch) if shuffle else np.arange(batch)
             order = order.reshape(n_batches, mb)
-            loss, probe_losses, final, outs = train_epoch(
-                x_full, y_full, tf.constant(order.astype(np.int32)),
-                tuple(state) if state is not None else (),
-                tf.constant(float(t0), tf.float64))
+            order_t = tf.constant(order.astype(np.int32))
             for metric in (m for ms in metrics.values() for m in ms):
                 metric.reset()
-            for j, p in enumerate(with_outputs):
-                out = outs[j].numpy()
-                for i in range(n_batches):
-                    target = tf.constant(ys[p][order[i]])
-                    for metric in metrics[p]:
-                        metric.update(target, tf.constant(out[i]))
-            logs = self._results({p: float(v) for p, v in zip(probes, probe_losses)}, metrics)
-            logs["loss"] = float(loss)
-            for name, value in logs.items():
-                history.history.setdefault(name, []).append(value)
-            history.epoch.append(epoch)
+            total, per_probe, done = 0.0, np.zeros(len(probes)), 0
+            while done < n_batches:
+                # one graph call for the whole epoch, or one per minibatch when a
+                # callback has batch hooks (or has asked to stop: Keras stops after
+                # the next minibatch)
+                stop = done + 1 if (cbs.batch_hooks or model.stop_training) else n_batches
+                if cbs.batch_hooks:
+                    cbs("on_train_batch_begin", done)
+                loss_sum, probe_sums, final, outs = train_range(
+                    x_full, y_full, order_t, tf.constant(done), tf.constant(stop),
+                    tuple(state) if state is not None else (),
+                    tf.constant(float(t0), tf.float64))
+                for j, p in enumerate(with_outputs):
+                    out = outs[j].numpy()
+                    for i in range(done, stop):
+                        target = tf.constant(ys[p][order[i]])
+                        for metric in metrics[p]:
+                            metric.update(target, tf.constant(out[i - done]))
+                total += float(loss_sum)
+                per_probe += [float(v) for v in probe_sums]
+                if stateful:
+                    state = list(final)
+                done = stop
+                logs = self._fit_logs(probes, per_probe / done, total / done, metrics)
+                if cbs.batch_hooks:
+                    graph.write_back()
+                    cbs("on_train_batch_end", done - 1, logs)
+                if model.stop_training:
+                    break
             if stateful:
-                state, t0 = list(final), t0 + n_batches * steps
+                t0 += done * steps
+            epoch_logs = logs
+            # callbacks and validation see the parameters (and state) trained so far
+            self._sync(stateful, state, t0)
+            if validation is not None and self._should_validate(epoch, validation_freq):
+                val_x, val_y, val_batch = validation
+                if cbs.test_hooks:
+                    cbs("on_test_begin")
+                val_logs = self._evaluate(val_x, val_y, val_batch, steps, False,
+                                          cbs if cbs.test_hooks else None)
+                if cbs.test_hooks:
+                    cbs("on_test_end", logs=val_logs)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs("on_epoch_end", epoch, epoch_logs)
             if verbose:
                 print(f"epoch {epoch + 1}/{epochs}: " +
-                      ", ".join(f"{k}: {v:.6g}" for k, v in logs.items()))
-        graph.write_back()
-        if stateful:
-            graph.write_state([v.numpy() for v in state])
+                      ", ".join(f"{k}: {v:.6g}" for k, v in epoch_logs.items()))
+            if model.stop_training:
+                break
+        cbs("on_train_end", logs=epoch_logs)
+        # after on_train_end: e.g. EarlyStopping(restore_best_weights=True) sets weights
+        self._sync(stateful, state, t0)
+        return cbs.history
+
+    def _check_steps(self, what, steps, batch):
+        """Keras's ``steps`` (minibatches to run): only all of them."""
+        if steps is not None and int(steps) != batch // self.sim.n_trials:
+            raise ValidationError(
+                f"{what}: steps={steps} is not supported; {what} runs all "
+                f"{batch // self.sim.n_trials} minibatches of the data", attr="steps")
+
+    def _sync(self, stateful, state, t0):
+        """Writes the trained parameters (and, ``stateful``, the state and step
+        count) into the simulator."""
+        self.graph.write_back()
+        if stateful and state is not None:
+            self.graph.write_state([v.numpy() for v in state])
             self.sim._set_step_count(t0)
-        return history
+
+    def _fit_logs(self, probes, probe_means, loss, metrics):
+        logs = self._results({p: float(v) for p, v in zip(probes, probe_means)}, metrics)
+        logs["loss"] = float(loss)
+        return logs
+
+    @staticmethod
+    def _should_validate(epoch, freq):
+        """Keras's rule: after the (1-based) epochs divisible by ``freq`` (an int)
+        or listed in it."""
+        if isinstance(freq, int):
+            return (epoch + 1) % freq == 0
+        return (epoch + 1) in freq
+
+    def _validation(self, x, y, batch, n_steps, data, split):
+        """``(x, y, (val_x, val_y, val_batch) or None)``: the training data and
+        the checked validation data (``validation_data``, or the last
+        ``validation_split`` of ``x``/``y``, as Keras and NengoDL split)."""
+        mb = self.sim.n_trials
+        if data is not None:
+            if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+                raise ValidationError(
+                    "validation_data must be a tuple (x, y) of validation inputs and "
+                    f"targets (got {type(data).__name__})", attr="validation_data")
+            if len(data) == 3 and data[2] is not None:
+                raise ValidationError("validation sample weights (a 3rd item in "
+                                      "validation_data) are not supported",
+                                      attr="validation_data")
+            val_x, val_y = self._as_dict(data[0], "input"), self._as_dict(data[1], "target")
+            if not val_y:
+                raise ValidationError("validation_data needs targets", attr="validation_data")
+            val_batch, _ = self._check(val_x, val_y, n_steps)
+            return x, y, (val_x, val_y, val_batch)
+        if not split:
+            return x, y, None
+        split = float(split)
+        if not 0 < split < 1:
+            raise ValidationError(f"validation_split must be between 0 and 1 (got {split})",
+                                  attr="validation_split")
+        at = int(np.floor(batch * (1 - split)))
+        if at == 0 or at == batch or at % mb or (batch - at) % mb:
+            raise ValidationError(
+                f"validation_split={split} splits the {batch} items into {at} and "
+                f"{batch - at}; both must be non-zero multiples of the minibatch size "
+                f"({mb})", attr="validation_split")
+        train = ({k: v[:at] for k, v in x.items()}, {k: v[:at] for k, v in y.items()})
+        val = ({k: v[at:] for k, v in x.items()}, {k: v[at:] for k, v in y.items()},
+               batch - at)
+        return train[0], train[1], val
+
+    # Keras arguments NengoDL 3 accepted (passing them to Keras) that nengo_cuda has
+    # no use for; everything else unknown is a TypeError, as in Python
+    _GENERATOR_ARGS = ("max_queue_size", "workers", "use_multiprocessing")
+
+    def _check_keras_kwargs(self, what, kwargs, batch_size=None, sample_weight=None,
+                            class_weight=None, **batch_sizes):
+        for name, value in dict(batch_size=batch_size, **batch_sizes).items():
+            if value is not None and int(value) != self.sim.n_trials:
+                # as NengoDL: the minibatch size is fixed when the simulator is made
+                warnings.warn(f"{what}: ignoring {name}={value}; the minibatch size is "
+                              f"the simulator's minibatch_size ({self.sim.n_trials})")
+        for name, value in (("sample_weight", sample_weight), ("class_weight", class_weight)):
+            if value is not None:
+                raise ValidationError(f"{what}: {name} is not supported", attr=name)
+        generator = [k for k in kwargs if k in self._GENERATOR_ARGS]
+        if generator:
+            raise ValidationError(
+                f"{what}: {', '.join(generator)} only apply to data generators, which "
+                f"{what} does not take (give arrays)", attr=generator[0])
+        if "callbacks" in kwargs:
+            raise ValidationError(f"{what}: callbacks are supported in fit only",
+                                  attr="callbacks")
+        if kwargs:
+            raise TypeError(f"{what}() got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, kwargs))}")
 
     def _make_train_step(self, nodes, probes, steps, stateful, with_outputs):
         graph, opt = self.graph, self.optimizer
@@ -344,14 +509,16 @@ class Trainer:
 
         f64 = tf.float64
 
-        @tf.function(autograph=False)
-        def train_epoch(x_full, y_full, order, state0, t0):
-            """One epoch: every minibatch (rows ``order[i]``) in one graph call.
-            ``state0``: the state to start from (``()``: the initial state);
-            ``stateful``: minibatch ``i`` starts where ``i - 1`` ended."""
-            n = tf.shape(order)[0]
+        @tf.function(autograph=False, reduce_retracing=True)
+        def train_range(x_full, y_full, order, start, stop, state0, t0):
+            """Minibatches ``start .. stop - 1`` of an epoch (minibatch ``i``: the
+            rows ``order[i]``) in one graph call.  ``state0``: the state to start
+            from (``()``: the initial state); ``stateful``: minibatch ``i`` starts
+            where ``i - 1`` ended, at time step ``t0 + i * steps``.  Returns the
+            sums over these minibatches of the loss and of each probe's loss, the
+            final state, and the outputs for the metrics."""
             init0 = list(state0) if state0 else None
-            out_arrays = [tf.TensorArray(graph.dtype, size=n) for _ in with_outputs]
+            out_arrays = [tf.TensorArray(graph.dtype, size=stop - start) for _ in with_outputs]
 
             def body(i, total, per_probe, state, arrays):
                 sel = order[i]
@@ -362,19 +529,17 @@ class Trainer:
                     tuple(tf.gather(v, sel) for v in y_full), init, steps_before)
                 per_probe = [a + tf.cast(v, f64) for a, v in zip(per_probe, losses)]
                 state = final if (stateful and init0 is not None) else state
-                arrays = [a.write(i, o) for a, o in zip(arrays, outs)]
+                arrays = [a.write(i - start, o) for a, o in zip(arrays, outs)]
                 return i + 1, total + tf.cast(loss, f64), per_probe, state, arrays
 
             state = list(init0) if init0 is not None else []
             _, total, per_probe, state, arrays = tf.while_loop(
-                lambda i, *_: i < n, body,
-                (tf.constant(0), tf.constant(0.0, f64), [tf.constant(0.0, f64) for _ in probes],
+                lambda i, *_: i < stop, body,
+                (start, tf.constant(0.0, f64), [tf.constant(0.0, f64) for _ in probes],
                  state, out_arrays))
-            count = tf.cast(n, f64)
-            return (total / count, [v / count for v in per_probe], state,
-                    [a.stack() for a in arrays])
+            return total, per_probe, state, [a.stack() for a in arrays]
 
-        return train_epoch
+        return train_range
 
     # -- the training graph's forward pass --------------------------------------------
     def forward(self, x=None, n_steps=None, probes=None):
@@ -448,7 +613,8 @@ class Trainer:
             if not stateful:
                 sim._restore_state(start)
 
-    def predict(self, x=None, n_steps=None, stateful=False, **kwargs):
+    def predict(self, x=None, n_steps=None, stateful=False, batch_size=None, verbose=None,
+                steps=None, **kwargs):
         """Probe outputs ``{probe: (batch, n_steps, size)}`` (``(batch, 1, size)``
         for keep_history=False probes) of the network as defined (spiking, native
         kernels).
@@ -458,15 +624,21 @@ class Trainer:
         minibatches run one after another from the current state and the final
         state is kept (``n_steps``/``time`` advance by every minibatch's steps).
         ``sim.data`` is not changed.
+
+        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
+        (nothing is printed); ``steps`` other than all minibatches is not supported.
         """
+        self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
         stateful = self._stateful(stateful, "predict")
         x = self._as_dict(x, "input")
+        n_batches = steps
         if not x:
             if n_steps is None:
                 raise ValidationError("predict needs input data or n_steps", attr="n_steps")
             batch, steps = self.sim.n_trials, int(n_steps)
         else:
             batch, steps = self._check(x, {}, n_steps)
+        self._check_steps("predict", n_batches, batch)
         results = {p: [] for p in self.sim.model.probes}
         for out in self._native_runs(x, batch, steps, stateful):
             for p in results:
@@ -475,6 +647,7 @@ class Trainer:
 
     def predict_on_batch(self, x=None, n_steps=None, stateful=False, **kwargs):
         """`predict` for exactly one minibatch (``sim.minibatch_size`` items)."""
+        self._check_keras_kwargs("predict_on_batch", kwargs)
         x = self._as_dict(x, "input")
         if x and next(iter(x.values())).shape[0] != self.sim.n_trials:
             raise ValidationError(
@@ -482,18 +655,33 @@ class Trainer:
                 attr="x")
         return self.predict(x, n_steps=n_steps, stateful=stateful)
 
-    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, **kwargs):
+    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, batch_size=None,
+                 verbose=None, sample_weight=None, steps=None, return_dict=True, **kwargs):
         """Losses and metrics of the network as defined (spiking, native kernels).
 
         Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
         "<probe>_<metric>": ...}`` (names: `losses.io_names`); each value is the
         mean over the minibatches of ``x``/``y``.  ``stateful``: as in `predict`.
+
+        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
+        (nothing is printed); ``return_dict`` is accepted, the result is always
+        the dict (as NengoDL's); ``sample_weight`` and ``steps`` other than all
+        minibatches are not supported.
         """
+        self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size,
+                                 sample_weight=sample_weight)
         stateful = self._stateful(stateful, "evaluate")
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
+        n_batches = steps
         batch, steps = self._check(x, y, n_steps)
+        self._check_steps("evaluate", n_batches, batch)
+        return self._evaluate(x, y, batch, steps, stateful)
+
+    def _evaluate(self, x, y, batch, steps, stateful, callbacks=None):
+        """`evaluate` on checked data; ``callbacks`` (fit's validation): a
+        `callbacks.CallbackList` whose test batch hooks are called."""
         metrics = self._metrics_for(list(y))
         for p in metrics:
             if p not in y:
@@ -502,6 +690,8 @@ class Trainer:
         mb = self.sim.n_trials
         per_probe = {p: [] for p in y}
         for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
+            if callbacks is not None:
+                callbacks("on_test_batch_begin", i)
             sl = slice(i * mb, (i + 1) * mb)
             for p, target in y.items():
                 o = tf.constant(self._history(p, out[p]))
@@ -509,6 +699,9 @@ class Trainer:
                 per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p)))
                 for metric in metrics.get(p, ()):
                     metric.update(t, o)
+            if callbacks is not None:
+                callbacks("on_test_batch_end", i, self._results(
+                    {p: float(np.mean(v)) for p, v in per_probe.items()}, metrics))
         return self._results({p: float(np.mean(v)) for p, v in per_probe.items()}, metrics)
 
     def _results(self, probe_losses, metrics):

@@ -1,0 +1,154 @@
+"""Keras callbacks in ``sim.fit`` (see docs/training-state.md, "Callbacks").
+
+`FitModel` is what callbacks see as ``self.model``: a stand-in for the Keras
+model NengoDL would train, with the parts of the Keras model API that
+callbacks use to steer training (``stop_training``, ``optimizer``,
+``get_weights``/``set_weights``, ``history``).  `CallbackList` calls the
+callbacks' hooks in Keras 3's order.
+"""
+
+import numpy as np
+import tensorflow as tf
+from nengo.exceptions import SimulationError, ValidationError
+
+# Keras callbacks that need a real Keras model (saving it, or reading its
+# layers/graph), with what to use instead
+UNSUPPORTED = {
+    "ModelCheckpoint": "it saves a Keras model; save the parameters from a "
+                       "LambdaCallback with sim.save_params(path) instead",
+    "BackupAndRestore": "it saves and restores a Keras model's training state",
+    "TensorBoard": "it reads a Keras model's layers and graph",
+}
+
+BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+TEST_HOOKS = ("on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end")
+
+
+class FitModel:
+    """``callback.model`` during ``sim.fit``.
+
+    ``stop_training``: set True to stop after the current minibatch (as Keras);
+    ``optimizer``: the compiled optimizer; ``get_weights``/``set_weights``: the
+    trainable Nengo parameters and the TensorNodes' Keras layer variables, as
+    arrays (what ``EarlyStopping(restore_best_weights=True)`` uses);
+    ``simulator``: the `nengo_cuda.Simulator`.  Anything else a callback asks
+    for raises an AttributeError that says so.
+    """
+
+    def __init__(self, trainer):
+        self._trainer = trainer
+        self.simulator = trainer.sim
+        self.stop_training = False
+        self.history = None
+
+    @property
+    def optimizer(self):
+        return self._trainer.optimizer
+
+    @property
+    def trainable_variables(self):
+        return list(self._trainer.trainable_variables)
+
+    trainable_weights = trainable_variables
+
+    def _weight_variables(self):
+        return (list(self._trainer.graph.trainable_variables)
+                + self._trainer._keras_variables(trainable=False))
+
+    @property
+    def weights(self):
+        return self._weight_variables()
+
+    variables = weights
+
+    def get_weights(self):
+        return [np.array(v.numpy()) for v in self._weight_variables()]
+
+    def set_weights(self, weights):
+        variables = self._weight_variables()
+        weights = list(weights)
+        if len(weights) != len(variables) or any(
+                np.shape(w) != tuple(v.shape) for w, v in zip(weights, variables)):
+            raise ValidationError(
+                f"set_weights got {len(weights)} arrays of shapes "
+                f"{[np.shape(w) for w in weights]}; the model's weights have shapes "
+                f"{[tuple(v.shape) for v in variables]}", attr="weights")
+        for var, value in zip(variables, weights):
+            var.assign(np.asarray(value, dtype=var.dtype.as_numpy_dtype
+                                  if hasattr(var.dtype, "as_numpy_dtype") else var.dtype))
+
+    def save(self, *args, **kwargs):
+        raise SimulationError("sim.fit's callbacks cannot save a Keras model (there is "
+                              "none); use sim.save_params(path) from a callback")
+
+    def save_weights(self, *args, **kwargs):
+        raise SimulationError("sim.fit's callbacks cannot save Keras weights files; use "
+                              "sim.save_params(path) from a callback (loaded with "
+                              "sim.load_params(path))")
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"nengo_cuda's sim.fit gives callbacks a stand-in for a Keras model, which "
+            f"has no {name!r} (it has stop_training, optimizer, get_weights, set_weights, "
+            "trainable_variables, history, simulator)")
+
+
+def _overrides(callback, names):
+    """True when ``callback`` implements one of the hooks ``names`` (not Keras's
+    no-op defaults)."""
+    base = tf.keras.callbacks.Callback
+    for name in names:
+        method = getattr(callback, name, None)
+        if method is None:
+            continue
+        if getattr(method, "__func__", method) is not getattr(base, name, None):
+            return True
+    return False
+
+
+class CallbackList:
+    """The user's callbacks plus the returned History, called as Keras 3's
+    ``fit`` calls them (the same logs dict goes to every callback in turn)."""
+
+    def __init__(self, callbacks, model, params):
+        if isinstance(callbacks, tf.keras.callbacks.CallbackList):
+            callbacks = callbacks.callbacks
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            why = next((w for n, w in UNSUPPORTED.items()
+                        if any(c.__name__ == n for c in type(cb).__mro__)), None)
+            if why is not None:
+                raise ValidationError(
+                    f"sim.fit does not support the {type(cb).__name__} callback: {why}",
+                    attr="callbacks")
+            if not hasattr(cb, "on_epoch_end"):
+                raise ValidationError(f"{cb!r} is not a Keras callback", attr="callbacks")
+        self.history = next(
+            (cb for cb in callbacks if isinstance(cb, tf.keras.callbacks.History)), None)
+        if self.history is None:
+            self.history = tf.keras.callbacks.History()
+            callbacks.append(self.history)
+        self.callbacks = callbacks
+        self.model = model
+        model.history = self.history
+        for cb in callbacks:
+            cb.set_model(model)
+            cb.set_params(dict(params))
+        self.batch_hooks = any(_overrides(cb, BATCH_HOOKS) for cb in callbacks)
+        self.test_hooks = any(_overrides(cb, TEST_HOOKS) for cb in callbacks)
+
+    def __call__(self, hook, index=None, logs=None):
+        """Calls ``hook`` of every callback as Keras 3's CallbackList does: one
+        copy of ``logs`` (keys sorted; ``{}`` for None) shared by the callbacks
+        in turn; batch hooks get it as ``logs=``."""
+        logs = dict(sorted((logs or {}).items()))
+        for cb in self.callbacks:
+            method = getattr(cb, hook)
+            if "batch" in hook:
+                method(index, logs=logs)
+            elif index is not None:
+                method(index, logs)
+            else:
+                method(logs)

@@ -1,0 +1,400 @@
+"""Keras ``fit`` arguments in ``sim.fit``: callbacks, validation_data /
+validation_split / validation_freq, initial_epoch, and clear errors for the
+arguments that are not supported (see docs/training-state.md, "Keras fit
+arguments")."""
+
+import warnings
+
+import numpy as np
+import pytest
+import nengo
+
+import nengo_cuda
+
+tf = pytest.importorskip("tensorflow")
+keras_cb = tf.keras.callbacks
+
+
+def _net(seed=3):
+    """input -> ensemble -> decoded connection -> ensemble -> probe, with
+    synapses (so the state matters)."""
+    with nengo.Network(seed=seed) as net:
+        inp = nengo.Node(np.zeros(1))
+        a = nengo.Ensemble(12, 1, neuron_type=nengo.RectifiedLinear())
+        b = nengo.Ensemble(10, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, a, synapse=0.005)
+        nengo.Connection(a, b, synapse=0.005, function=lambda x: -x)
+        p = nengo.Probe(b, label="out", synapse=0.01)
+    return net, inp, p
+
+
+def _data(n=8, steps=5, seed=0):
+    rng = np.random.RandomState(seed)
+    x = np.tile(rng.uniform(-1, 1, (n, 1, 1)), (1, steps, 1))
+    return x, x ** 2
+
+
+def _sim(net, **kwargs):
+    sim = nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False, **kwargs)
+    sim.compile(tf.keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    return sim
+
+
+def _params(sim):
+    """The simulator's trainable parameters (fit writes the trained values
+    there): encoders, biases and connection weights, in the network's order."""
+    net, sig = sim.model.toplevel, sim.model.sig
+    values = []
+    for ens in net.all_ensembles:
+        values += [sig[ens]["encoders"], sig[ens.neurons]["bias"]]
+    values += [sig[conn].get("weights") for conn in net.all_connections]
+    return [np.concatenate([np.array(sim.signals[s]).ravel() for s in values if s is not None])]
+
+
+class Recorder(keras_cb.Callback):
+    """Records every hook call: (hook, epoch or batch, a copy of the logs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def _rec(self, hook, index=None, logs=None):
+        self.calls.append((hook, index, None if logs is None else dict(logs)))
+
+    def on_train_begin(self, logs=None):
+        self._rec("train_begin", None, logs)
+
+    def on_train_end(self, logs=None):
+        self._rec("train_end", None, logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._rec("epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._rec("epoch_end", epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._rec("batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._rec("batch_end", batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self._rec("test_begin", None, logs)
+
+    def on_test_end(self, logs=None):
+        self._rec("test_end", None, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._rec("test_batch_end", batch, logs)
+
+
+def test_callback_protocol():
+    """Hooks in Keras 3's order, with fit's log names (val_ ones too), and
+    callback.model steering training."""
+    net, inp, p = _net()
+    x, y = _data(n=4)
+    vx, vy = _data(n=2, seed=1)
+    rec = Recorder()
+    with _sim(net) as sim:
+        history = sim.fit({inp: x}, {p: y}, epochs=2, callbacks=[rec],
+                          validation_data=({inp: vx}, {p: vy}))
+        assert rec.model.simulator is sim
+        assert rec.model.stop_training is False
+        assert rec.model.history is history
+    assert rec.params == {"epochs": 2, "steps": 2, "verbose": 0}
+    hooks = [(h, i) for h, i, _ in rec.calls]
+    epoch = [("batch_begin", 0), ("batch_end", 0), ("batch_begin", 1), ("batch_end", 1),
+             ("test_begin", None), ("test_batch_end", 0), ("test_end", None)]
+    assert hooks == ([("train_begin", None), ("epoch_begin", 0)] + epoch + [("epoch_end", 0)]
+                     + [("epoch_begin", 1)] + epoch + [("epoch_end", 1), ("train_end", None)])
+    names = {"loss", "out_loss", "out_mae"}
+    epoch_logs = [logs for h, _, logs in rec.calls if h == "epoch_end"]
+    assert set(epoch_logs[0]) == names | {f"val_{n}" for n in names} == set(history.history)
+    for name in history.history:
+        assert history.history[name] == [logs[name] for logs in epoch_logs]
+    batch_logs = [logs for h, _, logs in rec.calls if h == "batch_end"]
+    assert set(batch_logs[0]) == names
+    # batch logs: running means over the epoch (Keras), so the last is the epoch's
+    assert batch_logs[1] == {k: epoch_logs[0][k] for k in names}
+    assert batch_logs[0]["loss"] != batch_logs[1]["loss"]
+    test_end = [logs for h, _, logs in rec.calls if h == "test_end"]
+    assert test_end[0] == {k: epoch_logs[0][f"val_{k}"] for k in names}
+    assert rec.calls[-1][2] == epoch_logs[-1]  # on_train_end gets the last epoch's logs
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_batch_hooks_same_training(stateful):
+    """With batch hooks fit runs one graph call per minibatch instead of one per
+    epoch: the same losses, trained parameters and final state."""
+    net, inp, p = _net()
+    x, y = _data()
+    results = []
+    for callbacks in ([], [keras_cb.LambdaCallback(on_train_batch_end=lambda b, logs: None)]):
+        with _sim(net) as sim:
+            sim.run_steps(3)
+            history = sim.fit({inp: x}, {p: y}, epochs=2, stateful=stateful,
+                              callbacks=callbacks)
+            results.append((history.history, _params(sim), sim.n_steps,
+                            sim.predict({inp: x[:2]})[p]))
+    (h0, w0, n0, out0), (h1, w1, n1, out1) = results
+    assert n0 == n1 == (3 + 2 * 4 * 5 if stateful else 3)
+    assert h0.keys() == h1.keys()
+    for k in h0:
+        np.testing.assert_allclose(h0[k], h1[k], rtol=1e-6, err_msg=k)
+    for a, b in zip(w0, w1):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    with _sim(net) as untrained:
+        assert not np.array_equal(w0[0], _params(untrained)[0])
+    np.testing.assert_allclose(out0, out1, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_validation_equals_evaluate(stateful):
+    """val_* are what evaluate (stateful=False) gives on the validation data with
+    the parameters (and, stateful, the state) trained so far."""
+    net, inp, p = _net()
+    x, y = _data()
+    vx, vy = _data(n=4, seed=1)
+    with _sim(net) as sim:
+        sim.run_steps(4)
+        history = sim.fit({inp: x}, {p: y}, epochs=2, stateful=stateful,
+                          validation_data=({inp: vx}, {p: vy}))
+        n_steps = sim.n_steps
+        evaluated = sim.evaluate({inp: vx}, {p: vy})
+        assert sim.n_steps == n_steps == (4 + 2 * 4 * 5 if stateful else 4)
+    assert history.history["val_loss"][0] != history.history["val_loss"][1]
+    for name, value in evaluated.items():
+        assert history.history[f"val_{name}"][-1] == pytest.approx(value, rel=1e-6), name
+
+
+def test_validation_split_and_freq():
+    """validation_split: the last items (before shuffling), as validation_data;
+    both parts must be whole minibatches.  validation_freq as Keras."""
+    net, inp, p = _net()
+    x, y = _data()
+    with _sim(net) as sim:
+        split = sim.fit({inp: x}, {p: y}, epochs=2, validation_split=0.25).history
+    with _sim(net) as sim:
+        data = sim.fit({inp: x[:6]}, {p: y[:6]}, epochs=2,
+                       validation_data=({inp: x[6:]}, {p: y[6:]})).history
+    assert split.keys() == data.keys() and "val_out_mae" in split
+    for k in split:
+        np.testing.assert_allclose(split[k], data[k], rtol=1e-6, err_msg=k)
+    with _sim(net) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="multiples of the minib"):
+            sim.fit({inp: x}, {p: y}, validation_split=0.3)
+        history = sim.fit({inp: x}, {p: y}, epochs=4, validation_split=0.5,
+                          validation_freq=2)
+        assert len(history.history["loss"]) == 4
+        assert len(history.history["val_loss"]) == 2
+        history = sim.fit({inp: x}, {p: y}, epochs=4, validation_split=0.5,
+                          validation_freq=[1, 2, 3])
+        assert len(history.history["val_loss"]) == 3
+
+
+def test_early_stopping():
+    net, inp, p = _net()
+    x, y = _data()
+    with _sim(net) as sim:
+        sim.compile(tf.keras.optimizers.SGD(0.0), loss="mse")  # nothing improves
+        stop = keras_cb.EarlyStopping(monitor="val_loss", patience=2)
+        history = sim.fit({inp: x}, {p: y}, epochs=10, validation_split=0.25,
+                          callbacks=[stop])
+        assert history.epoch == [0, 1, 2]
+        assert stop.stopped_epoch == 2
+
+
+def test_early_stopping_restores_best_weights():
+    """restore_best_weights: the parameters after the best epoch (here the first:
+    mode="max" on a falling loss) end up in the simulator."""
+    net, inp, p = _net()
+    x, y = _data()
+    with _sim(net) as sim:
+        sim.fit({inp: x}, {p: y}, epochs=1, shuffle=False)
+        after_one = _params(sim)
+        expected = sim.evaluate({inp: x}, {p: y})
+    with _sim(net) as sim:
+        stop = keras_cb.EarlyStopping(monitor="loss", mode="max", patience=1,
+                                      restore_best_weights=True)
+        history = sim.fit({inp: x}, {p: y}, epochs=10, shuffle=False, callbacks=[stop])
+        assert history.epoch == [0, 1]
+        assert history.history["loss"][1] < history.history["loss"][0]
+        for a, b in zip(_params(sim), after_one):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+        assert sim.evaluate({inp: x}, {p: y}) == pytest.approx(expected, rel=1e-6)
+
+
+def test_stop_training_mid_epoch():
+    """stop_training set in on_train_batch_end stops after that minibatch (as
+    Keras): the parameters are those of the minibatches run."""
+    net, inp, p = _net()
+    x, y = _data()
+    with _sim(net) as sim:
+        sim.fit({inp: x[:4]}, {p: y[:4]}, epochs=1, shuffle=False)
+        two_batches = _params(sim)
+    batches = []
+
+    def on_batch_end(batch, logs=None):
+        batches.append(batch)
+        if batch == 1:
+            stopper.model.stop_training = True
+
+    stopper = keras_cb.LambdaCallback(on_train_batch_end=on_batch_end)
+    with _sim(net) as sim:
+        history = sim.fit({inp: x}, {p: y}, epochs=3, shuffle=False, callbacks=[stopper])
+        assert batches == [0, 1]
+        assert history.epoch == [0]
+        for a, b in zip(_params(sim), two_batches):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_stop_training_from_epoch_begin():
+    """Set before an epoch's first minibatch, Keras still runs that minibatch."""
+    net, inp, p = _net()
+    x, y = _data()
+    calls = []
+
+    def on_epoch_begin(epoch, logs):
+        calls.append(epoch)
+        stopper.model.stop_training = True
+
+    stopper = keras_cb.LambdaCallback(on_epoch_begin=on_epoch_begin)
+    with _sim(net) as sim:
+        w0 = _params(sim)
+        history = sim.fit({inp: x}, {p: y}, epochs=3, shuffle=False, callbacks=[stopper])
+        assert calls == [0] and history.epoch == [0]
+        assert not np.array_equal(w0[0], _params(sim)[0])
+    with _sim(net) as sim:
+        sim.fit({inp: x[:2]}, {p: y[:2]}, epochs=1, shuffle=False)
+        one_batch = _params(sim)
+    with _sim(net) as sim:
+        sim.fit({inp: x}, {p: y}, epochs=3, shuffle=False, callbacks=[stopper])
+        np.testing.assert_allclose(_params(sim)[0], one_batch[0], rtol=1e-6)
+
+
+def test_learning_rate_scheduler_and_logs():
+    """Callbacks may change the optimizer's learning rate between epochs (the
+    traced training step reads it); what they add to the logs is in History."""
+    net, inp, p = _net()
+    x, y = _data()
+    with _sim(net) as sim:
+        w0 = _params(sim)
+        sched = keras_cb.LearningRateScheduler(lambda epoch, lr: 0.01 if epoch == 0 else 0.0)
+        history = sim.fit({inp: x}, {p: y}, epochs=1, callbacks=[sched])
+        w1 = _params(sim)
+        assert not np.array_equal(w0[0], w1[0])
+        history = sim.fit({inp: x}, {p: y}, epochs=3, initial_epoch=1, callbacks=[sched])
+        assert history.epoch == [1, 2]
+        assert history.history["learning_rate"] == [0.0, 0.0]
+        for a, b in zip(w1, _params(sim)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_callbacks_see_current_parameters():
+    """During fit the simulator holds the parameters trained so far, so a
+    callback can evaluate or save_params (the supported checkpointing)."""
+    net, inp, p = _net()
+    x, y = _data()
+    losses = []
+    with _sim(net) as sim:
+        before = sim.evaluate({inp: x}, {p: y})["loss"]
+        cb = keras_cb.LambdaCallback(
+            on_epoch_end=lambda e, logs: losses.append(sim.evaluate({inp: x}, {p: y})["loss"]))
+        sim.fit({inp: x}, {p: y}, epochs=2, callbacks=[cb])
+        assert losses[0] != before and losses[1] != losses[0]
+        assert losses[1] == sim.evaluate({inp: x}, {p: y})["loss"]
+
+
+def test_unsupported_callbacks(tmp_path):
+    net, inp, p = _net()
+    x, y = _data()
+    with _sim(net) as sim:
+        w0 = _params(sim)
+        with pytest.raises(nengo.exceptions.ValidationError, match="ModelCheckpoint.*save_params"):
+            sim.fit({inp: x}, {p: y},
+                    callbacks=[keras_cb.ModelCheckpoint(str(tmp_path / "m.keras"))])
+        with pytest.raises(nengo.exceptions.ValidationError, match="TensorBoard"):
+            sim.fit({inp: x}, {p: y}, callbacks=[keras_cb.TensorBoard(str(tmp_path))])
+        for a, b in zip(w0, _params(sim)):
+            np.testing.assert_array_equal(a, b)  # rejected before training
+
+        def save(epoch, logs):
+            saver.model.save_weights(str(tmp_path / "w.weights.h5"))
+
+        saver = keras_cb.LambdaCallback(on_epoch_end=save)
+        with pytest.raises(nengo.exceptions.SimulationError, match="save_params"):
+            sim.fit({inp: x}, {p: y}, callbacks=[saver])
+
+        def layers(epoch, logs):
+            return saver.model.layers
+
+        saver = keras_cb.LambdaCallback(on_epoch_end=layers)
+        with pytest.raises(AttributeError, match="stand-in for a Keras model.*'layers'"):
+            sim.fit({inp: x}, {p: y}, callbacks=[saver])
+
+
+def test_keras_fit_arguments():
+    """No Keras argument is silently dropped: supported, warned about (as
+    NengoDL), or rejected by name."""
+    net, inp, p = _net()
+    x, y = _data()
+    data = ({inp: x}, {p: y})
+    with _sim(net) as sim:
+        for kwargs, match in [
+            (dict(sample_weight={p: np.ones(8)}), "sample_weight"),
+            (dict(class_weight={0: 1.0}), "class_weight"),
+            (dict(steps_per_epoch=2), "steps_per_epoch=2"),
+            (dict(validation_split=0.5, validation_steps=1), "validation_steps=1"),
+            (dict(validation_data=(x, y, np.ones(8))), "sample weights"),
+            (dict(validation_data=x), "tuple"),
+            (dict(workers=4), "workers"),
+            (dict(validation_freq="2"), "validation_freq"),
+        ]:
+            with pytest.raises(nengo.exceptions.ValidationError, match=match):
+                sim.fit(*data, **kwargs)
+        with pytest.raises(TypeError, match="'nonsense'"):
+            sim.fit(*data, nonsense=1)
+        with pytest.warns(UserWarning, match="ignoring batch_size=4"):
+            sim.fit(*data, batch_size=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sim.fit(*data, batch_size=2, steps_per_epoch=4, verbose=0)
+            sim.fit(*data, validation_split=0.5, validation_steps=2,
+                    validation_batch_size=2)
+        assert sim.fit(*data, epochs=2, initial_epoch=2).epoch == []
+
+        # evaluate / predict
+        with pytest.raises(nengo.exceptions.ValidationError, match="callbacks"):
+            sim.evaluate(*data, callbacks=[keras_cb.History()])
+        with pytest.raises(nengo.exceptions.ValidationError, match="steps=1"):
+            sim.evaluate(*data, steps=1)
+        with pytest.raises(nengo.exceptions.ValidationError, match="sample_weight"):
+            sim.evaluate(*data, sample_weight=np.ones(8))
+        with pytest.raises(TypeError, match="'nonsense'"):
+            sim.predict({inp: x}, nonsense=1)
+        with pytest.raises(TypeError, match="'nonsense'"):
+            sim.predict_on_batch({inp: x[:2]}, nonsense=1)
+        with pytest.warns(UserWarning, match="ignoring batch_size=8"):
+            sim.predict({inp: x}, batch_size=8)
+        assert sim.evaluate(*data, verbose=1, steps=4, return_dict=True).keys() == {
+            "loss", "out_loss", "out_mae"}
+
+
+def test_one_trace_per_signature():
+    """fit traces its training function once per simulator, data signature and
+    compile: batch hooks (one call per minibatch), validation and later fits
+    reuse it; another number of items does not retrace again after the first."""
+    net, inp, p = _net()
+    x, y = _data(n=8)
+    with _sim(net) as sim:
+        sim.fit({inp: x}, {p: y})
+        (fn,) = sim._trainer()._train_fns.values()
+        assert fn.experimental_get_tracing_count() == 1
+        sim.fit({inp: x}, {p: y}, epochs=2, validation_data=({inp: x[:2]}, {p: y[:2]}),
+                callbacks=[keras_cb.LambdaCallback(on_train_batch_end=lambda b, logs: None)])
+        sim.fit({inp: x}, {p: y}, epochs=2)
+        assert fn.experimental_get_tracing_count() == 1
+        sim.fit({inp: x[:4]}, {p: y[:4]})
+        sim.fit({inp: x[:2]}, {p: y[:2]})
+        assert fn.experimental_get_tracing_count() == 2
