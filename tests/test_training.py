@@ -581,3 +581,38 @@ def test_forward_spike_wrapper_amplitude():
     with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
         out = sim._trainer().forward(n_steps=3, probes=[p])[p][0]
     np.testing.assert_allclose(out, 0.25 * ref.data[ref_p], rtol=1e-12)
+
+
+def test_params_load_into_another_build(tmp_path):
+    """save_params keys parameters by object and name, so they load into any
+    build of the same network: here one without Nengo's optimizer, whose
+    signal layout differs from the saving simulator's (a raw dump of the
+    parameter buffer would load values into the wrong places)."""
+    with nengo.Network(seed=5) as net:
+        inp = nengo.Node(np.zeros(2))
+        a = nengo.Ensemble(30, 2)
+        b = nengo.Ensemble(20, 1)
+        c = nengo.Ensemble(25, 2, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, a)
+        nengo.Connection(a, b, function=lambda x: x[0] * x[1])
+        nengo.Connection(a, c, transform=[[0.5, 0], [0, -1]])
+        nengo.Connection(b, c[0])
+        p = nengo.Probe(c)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 30, 2))
+    kw = dict(minibatch_size=4, progress_bar=False, dtype="float64")
+    with nengo_cuda.Simulator(net, **kw) as sim:
+        sim.compile(tf.keras.optimizers.Adam(0.05), loss=nengo_cuda.obj.mse)
+        sim.fit({inp: x[:, :1]}, {p: np.full((4, 1, 2), 0.5)}, epochs=10)
+        trained = sim.predict({inp: x})[p]
+        sim.save_params(tmp_path / "params")
+    with nengo_cuda.Simulator(net, optimize=False, **kw) as other:
+        untrained = other.predict({inp: x})[p]
+        assert not np.allclose(untrained, trained)
+        other.load_params(tmp_path / "params")
+        np.testing.assert_allclose(other.predict({inp: x})[p], trained, rtol=1e-9, atol=1e-12)
+    with nengo.Network() as different:
+        i2 = nengo.Node(np.zeros(2))
+        nengo.Connection(i2, nengo.Ensemble(30, 2))
+    with nengo_cuda.Simulator(different, **kw) as wrong:
+        with pytest.raises(nengo.exceptions.SimulationError, match="another network"):
+            wrong.load_params(tmp_path / "params")

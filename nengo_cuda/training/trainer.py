@@ -22,6 +22,7 @@ import nengo
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
+from ..layout import FLOAT
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
@@ -59,13 +60,16 @@ class Trainer:
         return self._graph
 
     def _tensor_funcs(self):
-        """The TensorNodes' functions, in step order, each once."""
+        """The TensorNodes' functions, each once, in the network's order of nodes
+        (the same in every build of the network; the step order is not)."""
         funcs = {}
         for op in self.sim.step_order:
             fn = getattr(op, "fn", None)
             if is_tensor_node_func(fn):
                 funcs.setdefault(id(fn), fn)
-        return list(funcs.values())
+        position = {id(node.output): i
+                    for i, node in enumerate(self.sim.model.toplevel.all_nodes)}
+        return sorted(funcs.values(), key=lambda fn: position.get(id(fn), len(position)))
 
     def _keras_variables(self, trainable=True):
         """Variables of the TensorNodes' Keras layers (each once)."""
@@ -755,32 +759,75 @@ class Trainer:
         return inputs, targets
 
     # -- parameters --------------------------------------------------------------------
+    def _parameter_signals(self):
+        """``{key: signal}`` for the float signals in the shared (parameter) region
+        that belong to the network's objects: encoders, gains, biases, weights,
+        decoders, transforms.  A key names the object by its position in
+        ``network.all_objects`` (its neurons and learning rules through it) and
+        the signal by its builder name, so it is the same in every build of the
+        network, where the layout's order is not (Nengo's optimizer merges
+        signals in the iteration order of sets)."""
+        model, layout = self.sim.model, self.sim.layout
+        names = {}
+        for i, obj in enumerate(model.toplevel.all_objects):
+            names[obj] = str(i)
+            if isinstance(obj, nengo.Ensemble):
+                names[obj.neurons] = f"{i}.neurons"
+            rules = getattr(obj, "learning_rule", None) if isinstance(obj, nengo.Connection) \
+                else None
+            if isinstance(rules, dict):
+                names.update({rule: f"{i}.rule.{k}" for k, rule in rules.items()})
+            elif isinstance(rules, (list, tuple)):
+                names.update({rule: f"{i}.rule.{k}" for k, rule in enumerate(rules)})
+            elif rules is not None:
+                names[rules] = f"{i}.rule"
+        found = {}
+        for obj, sigs in model.sig.items():
+            if obj not in names:
+                continue
+            for name, sig in sigs.items():
+                if (isinstance(sig, nengo.builder.Signal) and sig.base in layout.placement
+                        and layout.pool_of(sig) == FLOAT and layout.is_shared(sig)):
+                    found[f"{names[obj]}/{name}"] = sig
+        return found
+
     def save_params(self, path):
-        """Saves the shared (parameter) buffer and the TensorNodes' Keras weights
-        to ``path + ".npz"``."""
-        layout = self.sim.layout
-        weights = {f"keras_{i}": np.asarray(v.numpy())
-                   for i, v in enumerate(self._keras_variables(trainable=False))}
-        np.savez_compressed(str(path) + ".npz", shared=layout.fbuf[: layout.f_shared], **weights)
+        """Saves the network's parameters (every object's shared signals, keyed by
+        object and name: see `_parameter_signals`) and the TensorNodes' Keras
+        weights to ``path + ".npz"``, for `load_params` in any build of the same
+        network."""
+        signals = self.sim.signals
+        arrays = {f"param:{key}": np.array(signals[sig])
+                  for key, sig in self._parameter_signals().items()}
+        arrays.update({f"keras_{i}": np.asarray(v.numpy())
+                       for i, v in enumerate(self._keras_variables(trainable=False))})
+        np.savez_compressed(str(path) + ".npz", **arrays)
 
     def load_params(self, path):
-        """Loads what `save_params` saved (the same network's)."""
-        layout = self.sim.layout
+        """Loads what `save_params` saved from the same network (in any build)."""
+        params = self._parameter_signals()
         keras_vars = self._keras_variables(trainable=False)
         with np.load(str(path) + ".npz") as f:
-            shared = f["shared"]
+            saved = {k[len("param:"):]: f[k] for k in f.files if k.startswith("param:")}
             weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
             n_saved = sum(1 for k in f.files if k.startswith("keras_"))
-        if shared.shape != (layout.f_shared,):
+        if set(saved) != set(params) or any(
+                saved[k].shape != params[k].shape for k in params):
+            missing = sorted(set(params) - set(saved))[:5]
+            extra = sorted(set(saved) - set(params))[:5]
             raise SimulationError(
-                f"{path}.npz holds {shared.size} values; this model has {layout.f_shared}")
+                f"{path}.npz does not hold this network's parameters (missing: {missing}, "
+                f"not in this network: {extra}, or shapes differ): was it saved from "
+                f"another network?")
         if n_saved != len(keras_vars) or any(
                 tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, keras_vars)):
             raise SimulationError(
                 f"{path}.npz holds {n_saved} TensorNode weights of shapes "
                 f"{[w.shape for w in weights]}; this model's TensorNodes have "
                 f"{[tuple(v.shape) for v in keras_vars]}")
-        layout.fbuf[: layout.f_shared] = shared
+        signals = self.sim.signals
+        for key, sig in params.items():
+            signals[sig][...] = saved[key]
         for var, value in zip(keras_vars, weights):
             var.assign(value)
         if self._graph is not None:
