@@ -25,10 +25,13 @@ def test_contiguous_neurons_match_nengo_step(neuron_type, dtype, n, n_trials, rn
     check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=True)
 
 
-def test_lif_float32_spike_times_within_an_ulp(rng):
-    """float32 LIF computes expm1/log1p in vector lanes: state stays within ~1 ulp."""
+@pytest.mark.parametrize("tau_rc", [0.02, 0.01, 0.004])
+def test_lif_float32_spike_times_within_an_ulp(tau_rc, rng):
+    """float32 LIF computes expm1/log1p in vector lanes: state stays within ~1 ulp.
+    dt / tau_rc picks the tier: <= 1/16 the short float series, <= 1/8 the long
+    one, beyond that double-precision lanes (csrc/cpu/simd.h)."""
     n = 4096
-    lif = nengo.LIF()
+    lif = nengo.LIF(tau_rc=tau_rc)
     p = RawProgram(np.float32, 0, 4 * n, dt=DT)
     J, out, v, ref = (p.alloc(n) for _ in range(4))
     volts = rng.uniform(0, 1, n).astype(np.float32)

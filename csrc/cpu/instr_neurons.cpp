@@ -271,7 +271,7 @@ NC_INLINE typename Simd<float, B>::V lif_vector_tail(
     using S = Simd<float, B>;
     using V = typename S::V;
     using M = typename S::M;
-    constexpr bool branch_free = std::is_same_v<Math, SimdF32Series<B>>;
+    constexpr bool branch_free = Math::kBranchFree;
     const V dt = S::splat(dt_), zero = S::splat(0.0f), one = S::splat(1.0f);
     V decay = h.decay(full_decay);
     if (branch_free || S::any(h.partial)) {
@@ -308,7 +308,7 @@ NC_INLINE typename Simd<float, B>::V lif_vector_tail(
 // lanes outside even that domain run lif_spiking.
 // float64: the other neurons are listed and run lif_spiking after the pass, so
 // every result is bit-identical to the scalar kernel's (and to Nengo's).
-template <typename T, int B>
+template <typename T, int B, bool short_series = false>
 NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                               const std::array<const T*, 4>& p, const T* full_decay, T dt,
                               bool uniform) {
@@ -348,7 +348,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         if constexpr (f32) {
             V vv = vk, rr = rk;
             M bad{};
-            const V y = lif_vector_tail<B, SimdF32Series<B>>(
+            const V y = lif_vector_tail<B, SimdF32Series<B, short_series>>(
                 h, Jk, vv, rr, S::load(tau_rc + k), S::load(tau_ref + k), mv, S::load(amp + k),
                 fd, dt, bad);
             S::store(v + k, bad ? vk : vv);  // bad lanes keep their state for the list
@@ -397,7 +397,12 @@ template <typename T>
 NC_TARGET_AVX2 void lif_contiguous_avx2(int64_t n, const T* J, T* out, T* v, T* ref,
                                         const std::array<const T*, 4>& p, const T* full_decay,
                                         T dt, bool uniform) {
-    lif_contiguous<T, 32>(n, J, out, v, ref, p, full_decay, dt, uniform);
+    // the shorter series covers expm1's argument (at most dt / tau_rc) and, for
+    // voltages that start the step at most 1, log1p's (below dt / tau_rc too)
+    if (uniform && dt <= p[0][0] * T(0.0625))
+        lif_contiguous<T, 32, true>(n, J, out, v, ref, p, full_decay, dt, uniform);
+    else
+        lif_contiguous<T, 32>(n, J, out, v, ref, p, full_decay, dt, uniform);
 }
 
 // LIF: see neurons::lif_spiking.

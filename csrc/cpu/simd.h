@@ -121,6 +121,7 @@ namespace nc {
 // vectors would not map onto the machine's registers).
 template <int B>
 struct SimdF32Math {
+    static constexpr bool kBranchFree = false;  // only where some lane needs it
     using S = Simd<float, B>;
     using V = typename S::V;
     using M = typename S::M;
@@ -220,43 +221,54 @@ struct SimdF32Math {
 
 namespace nc {
 
-// float32 expm1 and log1p of small arguments (|x| <= 1/8), in float lanes:
-// f(x) = x + x^2 q(x), q a truncated Taylor series (truncation below 1e-9
-// relative).  The rounding errors of x^2 q(x) are scaled by |x q / 1| <= 1/16
-// of the result's ulp, so the result is faithfully rounded: within an ulp of
-// the exact value (and so within about an ulp of libm's expm1f / log1pf).
-// Twice as many lanes as SimdF32Math's double lanes and no conversions, so a
-// whole vector of neurons can afford them without branches.  Lanes outside
-// |x| <= 1/8 are marked in `bad`.
-template <int B>
+// float32 expm1 and log1p of small arguments, in float lanes: f(x) = x + x^2
+// q(x), q a truncated Taylor series (truncation below 1e-8 relative).  The
+// rounding errors of x^2 q(x) are scaled by |x q(x)| <= 1/16 of the result's
+// ulp, so the result is faithfully rounded: within an ulp of the exact value
+// (and so within about an ulp of libm's expm1f / log1pf).  Twice as many lanes
+// as SimdF32Math's double lanes and no conversions, so a whole vector of
+// neurons can afford them without branches.  Arguments must lie within
+// `kRange` (1/8, or 1/16 with Short: fewer terms); lanes outside are marked in
+// `bad`.
+template <int B, bool Short = false>
 struct SimdF32Series {
     using S = Simd<float, B>;
     using V = typename S::V;
     using M = typename S::M;
+    static constexpr bool kBranchFree = true;  // cheap enough for every lane
+    static constexpr float kRange = Short ? 0.0625f : 0.125f;
     static NC_INLINE V c(float x) { return S::splat(x); }
-    static NC_INLINE M small(V x) { return (x <= c(0.125f)) & (x >= c(-0.125f)); }
+    static NC_INLINE M small(V x) { return (x <= c(kRange)) & (x >= c(-kRange)); }
 
-    // expm1(x) = x + x^2 (1/2! + x/3! + ... + x^5/7!), in Estrin's scheme
-    // (short dependency chains: this runs on every spiking vector)
+    // expm1(x) = x + x^2 (1/2! + x/3! + ... + x^5/7!) (Short: to x^3/5!), in
+    // Estrin's scheme (short dependency chains: this runs on every spiking vector)
     static NC_INLINE V expm1(V x, M& bad) {
         bad |= ~small(x);
-        const V x2 = x * x, x4 = x2 * x2;
+        const V x2 = x * x;
         const V p01 = c(1.0f / 2) + x * (1.0f / 6);
         const V p23 = c(1.0f / 24) + x * (1.0f / 120);
-        const V p45 = c(1.0f / 720) + x * (1.0f / 5040);
-        const V q = (p01 + x2 * p23) + x4 * p45;
-        return x + x2 * q;
+        if constexpr (Short) {
+            return x + x2 * (p01 + x2 * p23);
+        } else {
+            const V x4 = x2 * x2;
+            const V p45 = c(1.0f / 720) + x * (1.0f / 5040);
+            return x + x2 * ((p01 + x2 * p23) + x4 * p45);
+        }
     }
 
-    // log1p(y) = y + y^2 (-1/2 + y/3 - y^2/4 + ... - y^6/8), Estrin's scheme
+    // log1p(y) = y + y^2 (-1/2 + y/3 - y^2/4 + ... - y^6/8) (Short: to -y^4/6),
+    // Estrin's scheme
     static NC_INLINE V log1p(V y, M& bad) {
         bad |= ~small(y);
         const V y2 = y * y, y4 = y2 * y2;
         const V p01 = c(-1.0f / 2) + y * (1.0f / 3);
         const V p23 = c(-1.0f / 4) + y * (1.0f / 5);
-        const V p45 = c(-1.0f / 6) + y * (1.0f / 7);
-        const V q = (p01 + y2 * p23) + y4 * (p45 + y2 * (-1.0f / 8));
-        return y + y2 * q;
+        if constexpr (Short) {
+            return y + y2 * ((p01 + y2 * p23) + y4 * (-1.0f / 6));
+        } else {
+            const V p45 = c(-1.0f / 6) + y * (1.0f / 7);
+            return y + y2 * ((p01 + y2 * p23) + y4 * (p45 + y2 * (-1.0f / 8)));
+        }
     }
 };
 
