@@ -1,7 +1,8 @@
 """The trial-parallel CPU loop: threads that each run the whole step loop for
-their share of a minibatch's trials (csrc/cpu/runner.h) give exactly the
-results of one thread, for every instruction kind that opts in, with feeds,
-probes and per-trial tables indexed by the right trial."""
+their share of a minibatch's trials, and chunks of trials that run all steps
+before the next chunk (csrc/cpu/runner.h), give exactly the results of one
+thread stepping all trials together, for every instruction kind that opts in,
+with feeds, probes and per-trial tables indexed by the right trial."""
 
 import nengo
 import numpy as np
@@ -39,13 +40,14 @@ def mixed_network():
     return net, stim, probes
 
 
-def run(threads, dtype, steps=120):
+def run(threads, dtype, chunk=N_TRIALS, steps=120):
     net, stim, probes = mixed_network()
     data = np.linspace(-1, 1, N_TRIALS * steps * 2).reshape(N_TRIALS, steps, 2)
     with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=N_TRIALS, dtype=dtype,
                               seed=7) as sim:
         native = sim.backend.native
         native.set_trial_threads(threads)
+        native.set_trial_chunk(chunk)
         team = native.trial_team_size(steps)
         sim.run_steps(steps, data={stim: data})
         sim.run_steps(31, data={stim: data[:, :31]})  # a second run continues
@@ -53,12 +55,12 @@ def run(threads, dtype, steps=120):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("threads", [2, 3])
-def test_trial_threads_equal_one_thread(threads, dtype):
+@pytest.mark.parametrize("threads, chunk", [(2, N_TRIALS), (3, N_TRIALS), (1, 2), (2, 1)])
+def test_trial_threads_equal_one_thread(threads, chunk, dtype):
     team1, one = run(1, dtype)
-    team, many = run(threads, dtype)
+    team, many = run(threads, dtype, chunk)
     assert team1 == 1
-    if team == 1:
+    if team == 1 and threads > 1:
         pytest.skip("built without OpenMP: no trial-parallel loop")
     assert team == threads
     for i, (a, b) in enumerate(zip(one, many)):
@@ -83,9 +85,23 @@ def test_callbacks_and_single_trials_use_one_thread():
         assert sim.backend.native.trial_team_size(10) == 1
 
 
-def test_trial_threads_must_be_non_negative():
+def test_trial_threads_and_chunks_must_be_non_negative():
     with nengo.Network() as net:
         nengo.Ensemble(5, 1)
     with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=2) as sim:
         with pytest.raises(ValueError, match="trial_threads"):
             sim.backend.native.set_trial_threads(-1)
+        with pytest.raises(ValueError, match="trial_chunk"):
+            sim.backend.native.set_trial_chunk(-1)
+
+
+def test_chunks_keep_large_states_in_cache():
+    """Chunks of at least 4 trials; smaller only for states over a few MB."""
+    def chunk(n_neurons, minibatch):
+        with nengo.Network(seed=0) as net:
+            nengo.Ensemble(n_neurons, 1)
+        with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=minibatch) as sim:
+            return sim.backend.native.trial_chunk_size()
+    assert chunk(100, 32) == 32
+    assert chunk(100, 3) == 3
+    assert 4 <= chunk(100_000, 32) < 32
