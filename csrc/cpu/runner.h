@@ -152,7 +152,12 @@ class Runner {
         int64_t least = n_steps;
         for (int t = 0; t < b.n_trials; t += c) {
             int64_t d = 0;
-            run_trials(b.trials(t, std::min(c, b.n_trials - t)), n_steps, feeds, probes, d);
+            try {
+                run_trials(b.trials(t, std::min(c, b.n_trials - t)), n_steps, feeds, probes, d);
+            } catch (...) {
+                done = std::min(least, d);  // the steps every trial completed
+                throw;
+            }
             least = std::min(least, d);
             done = least;
         }
