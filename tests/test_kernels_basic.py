@@ -151,3 +151,38 @@ def test_dot_inc_sees_changed_shared_weights(dtype, shape, rng):
         p.write(y, 0.0)
         p.run()
         np.testing.assert_allclose(p.view(y), a.T @ p.view(x), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_reset_and_elementwise_inc_runs(dtype, n_trials, rng):
+    """Consecutive addresses run as segments (memcpy / pointer loops): runs of
+    odd lengths, a gap between them that must stay untouched (poisoned), a
+    shared A, and repeated outputs that accumulate in order."""
+    n, gap = 37, 5
+    p = RawProgram(dtype, n, 4 * n + 2 * gap, n_trials)
+    a = p.alloc(n, shared=True)
+    x, y = p.alloc(n), p.alloc(n)
+    r1, hole, r2 = p.alloc(n - 12), p.alloc(gap), p.alloc(12)
+    p.write(a, rng.randn(n))
+    for t in range(n_trials):
+        p.write(x, rng.randn(n), t)
+        p.write(y, rng.randn(n), t)
+        for sig in (r1, hole, r2):
+            p.write(sig, np.nan, t)
+    values = rng.randn(n)
+    y_before = [p.view(y, t).astype(np.float64) for t in range(n_trials)]
+    p.add("reset", ints={"dst": np.concatenate([r1, r2])}, floats={"value": values})
+    # the second half of y twice: in order, so it gets a*x added twice
+    ys = np.concatenate([y, y[20:]])
+    p.add("elementwise_inc", ints={"Y": ys, "A": np.concatenate([a, a[20:]]),
+                                   "X": np.concatenate([x, x[20:]])})
+    p.run()
+    av = p.view(a).astype(np.float64)
+    for t in range(n_trials):
+        np.testing.assert_array_equal(p.view(r1, t), values[: n - 12].astype(dtype))
+        np.testing.assert_array_equal(p.view(r2, t), values[n - 12:].astype(dtype))
+        assert np.isnan(p.view(hole, t)).all()
+        inc = av * p.view(x, t)
+        inc[20:] *= 2
+        np.testing.assert_allclose(p.view(y, t), y_before[t] + inc, rtol=1e-5, atol=1e-6)

@@ -3,9 +3,12 @@
 // Every operand is an array of addresses (see program.h), so slices, fancy
 // indices, broadcasting and merged operators all reduce to the same loops.
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 
 #include "parallel.h"
 #include "program.h"
+#include "segments.h"
 
 namespace nc {
 namespace {
@@ -40,10 +43,18 @@ struct Reset : Instr<T> {
     bool splits_by_trial() const override { return true; }
     std::vector<int64_t> dst;
     std::vector<T> value;
+    std::vector<Segment> segments;  // runs of consecutive dst: one memcpy each
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(dst.size());
-        for (int t = 0; t < buf.n_trials; ++t)
-            for (int64_t k = 0; k < n; ++k) *buf.f.at(dst[k], t) = value[k];
+        for (int t = 0; t < buf.n_trials; ++t) {
+            if (!segments.empty()) {
+                for (const auto& seg : segments)
+                    std::memcpy(buf.f.at(dst[seg.k0], t), value.data() + seg.k0,
+                                seg.len * sizeof(T));
+            } else {
+                for (int64_t k = 0; k < n; ++k) *buf.f.at(dst[k], t) = value[k];
+            }
+        }
     }
 };
 
@@ -54,6 +65,7 @@ std::unique_ptr<Instr<T>> make_reset(const InstrSpec& spec, const Buffers<T>& bu
     op->dst = spec.int_array("dst");
     op->value = to_scalar_vector<T>(spec.float_array("value"));
     check_addresses(op->dst, buf.f, spec.kind);
+    op->segments = contiguous_segments({&op->dst}, buf.f.n_shared, INT64_MAX);
     return op;
 }
 
@@ -149,9 +161,19 @@ template <typename T>
 struct ElementwiseInc : Instr<T> {
     bool splits_by_trial() const override { return true; }
     std::vector<int64_t> y, a, x;
+    std::vector<Segment> segments;  // runs where all three advance by one
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(y.size());
         parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
+            if (!segments.empty()) {
+                for (const auto& seg : segments) {  // in order: outputs may repeat
+                    T* Y = buf.f.at(y[seg.k0], t);
+                    const T* A = buf.f.at(a[seg.k0], t);
+                    const T* X = buf.f.at(x[seg.k0], t);
+                    for (int64_t i = 0; i < seg.len; ++i) Y[i] += A[i] * X[i];
+                }
+                return;
+            }
             for (int64_t k = 0; k < n; ++k)
                 *buf.f.at(y[k], t) += *buf.f.at(a[k], t) * *buf.f.at(x[k], t);
         });
@@ -168,6 +190,7 @@ std::unique_ptr<Instr<T>> make_elementwise_inc(const InstrSpec& spec, const Buff
     check_addresses(op->y, buf.f, spec.kind);
     check_addresses(op->a, buf.f, spec.kind);
     check_addresses(op->x, buf.f, spec.kind);
+    op->segments = contiguous_segments({&op->y, &op->a, &op->x}, buf.f.n_shared, INT64_MAX);
     return op;
 }
 
