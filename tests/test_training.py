@@ -616,3 +616,23 @@ def test_params_load_into_another_build(tmp_path):
     with nengo_cuda.Simulator(different, **kw) as wrong:
         with pytest.raises(nengo.exceptions.SimulationError, match="another network"):
             wrong.load_params(tmp_path / "params")
+
+
+def test_nengo_dl2_methods_refuse_unsupported_options():
+    """train/loss accept NengoDL 2's option names but refuse the ones not
+    implemented when set, and unknown keywords, instead of dropping them."""
+    net, inp, p = _small_sim()
+    data = {inp: np.zeros((2, 3, 1)), p: np.zeros((2, 3, 1))}
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        opt = tf.keras.optimizers.SGD(0.1)
+        with pytest.raises(nengo.exceptions.ValidationError, match="truncation"):
+            sim.train(data, opt, truncation=2)
+        with pytest.raises(nengo.exceptions.ValidationError, match="combine"):
+            sim.loss(data, combine=np.sum)
+        with pytest.raises(TypeError, match="bogus"):
+            sim.train(data, opt, bogus=1)
+        with pytest.raises(TypeError, match="bogus"):
+            sim.loss(data, bogus=1)
+        # the defaults and progress_bar are fine
+        sim.train(data, opt, n_epochs=1, progress_bar=False, summaries=None, profile=False)
+        assert np.isfinite(sim.loss(data, progress_bar=False, training=False))

@@ -31,6 +31,16 @@ from .objectives import mse
 from .tensor_node import is_tensor_node_func
 
 
+
+def _refuse_unsupported(method, **options):
+    """Raises for NengoDL 2 options we accept by name but do not implement, when
+    set (None or False: not set)."""
+    for name, value in options.items():
+        if value is not None and value is not False:
+            raise ValidationError(
+                f"sim.{method}: NengoDL 2's {name}={value!r} is not supported by "
+                f"nengo_cuda (use the default)", attr=name)
+
 class Trainer:
     def __init__(self, sim):
         self.sim = sim
@@ -722,10 +732,15 @@ class Trainer:
         return result
 
     # -- NengoDL 2 style -----------------------------------------------------------------
-    def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, **kwargs):
+    def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, truncation=None,
+              summaries=None, profile=False, extra_feeds=None, progress_bar=True):
         """NengoDL 2's ``sim.train``: ``data`` maps input Nodes and target Probes to
         arrays; ``objective`` {probe: loss} (default: MSE); ``optimizer`` a Keras or
-        ``tf.compat.v1.train`` optimizer (see `compile`)."""
+        ``tf.compat.v1.train`` optimizer (see `compile`).  NengoDL 2's
+        ``truncation``, ``summaries``, ``profile`` and ``extra_feeds`` are refused
+        when set; ``progress_bar`` is accepted (no bar is shown)."""
+        _refuse_unsupported("train", truncation=truncation, summaries=summaries,
+                            profile=profile, extra_feeds=extra_feeds)
         if optimizer is None:
             raise ValidationError("train needs an optimizer", attr="optimizer")
         inputs, targets = self._split(data)
@@ -734,7 +749,14 @@ class Trainer:
         self.losses = self._losses(objective, nengo2_objective)
         return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle)
 
-    def loss(self, data, objective=None, **kwargs):
+    def loss(self, data, objective=None, combine=None, extra_feeds=None, progress_bar=True,
+             training=False):
+        """NengoDL 2's ``sim.loss``: the mean of ``objective`` {probe: loss} (default:
+        MSE) over ``data``, simulating the network as defined.  ``combine`` (the
+        mean is the only combination), ``extra_feeds`` and ``training=True`` are
+        refused when set."""
+        _refuse_unsupported("loss", combine=combine, extra_feeds=extra_feeds,
+                            training=training)
         inputs, targets = self._split(data)
         saved = (self.losses, self.loss_weights, self.metrics)
         objective = objective if objective is not None else {p: mse for p in targets}
