@@ -75,10 +75,10 @@ def test_gpu_object_compiles_with_nvcc(tmp_path, monkeypatch):
     monkeypatch.setenv("NENGO_CUDA_TF_OPS_ARCHS", "80-real")
     obj = tmp_path / "gpu.o"
     cmd = [str(c) for c in ops.gpu_object_command(ops.find_nvcc(), obj)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ops.compiler_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = subprocess.run(["nm", "-C", "--defined-only", str(obj)], capture_output=True,
-                           text=True).stdout
+                           text=True, env=ops.compiler_env()).stdout
     for name in ("nc_tf_gpu::neuron_rate(", "nc_tf_gpu::lowpass_scan(",
                  "neuron_rate_kernel<float, true>", "lowpass_scan_kernel<double>"):
         assert name in names, name

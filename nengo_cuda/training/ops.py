@@ -70,8 +70,17 @@ def wants_gpu(tf):
     return find_nvcc() is not None
 
 
+def compiler_env():
+    """The environment for the compilers: ours without ``LD_PRELOAD`` (a
+    sanitizer runtime preloaded for the tests, as `make sanitize` does, is not
+    meant for them: nvcc crashes under ASan's)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
 def _nvcc_output(nvcc, *args):
-    proc = subprocess.run([nvcc, *args], capture_output=True, text=True)
+    proc = subprocess.run([nvcc, *args], capture_output=True, text=True, env=compiler_env())
     return proc.stdout + proc.stderr
 
 
@@ -126,7 +135,8 @@ def _build_key(tf, gpu=None):
 
 
 def _run(cmd, what):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          env=compiler_env())
     if proc.returncode != 0:
         raise RuntimeError(
             f"building nengo_cuda's TensorFlow ops failed ({what}):\n"
