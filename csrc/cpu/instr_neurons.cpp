@@ -399,7 +399,7 @@ NC_TARGET_AVX2 void lif_contiguous_avx2(int64_t n, const T* J, T* out, T* v, T* 
                                         T dt, bool uniform) {
     // the shorter series covers expm1's argument (at most dt / tau_rc) and, for
     // voltages that start the step at most 1, log1p's (below dt / tau_rc too)
-    if (uniform && dt <= p[0][0] * T(0.0625))
+    if (uniform && dt <= p[0][0] * T(SimdF32Series<32, true>::kRange))
         lif_contiguous<T, 32, true>(n, J, out, v, ref, p, full_decay, dt, uniform);
     else
         lif_contiguous<T, 32>(n, J, out, v, ref, p, full_decay, dt, uniform);

@@ -102,9 +102,7 @@ class Runner {
     // machine's time than one.
     int trial_team_size(int64_t n_steps) const {
 #ifdef _OPENMP
-        if (buf.n_trials < 2 || n_steps < 1 || profiling) return 1;
-        for (const auto& instr : instrs_)
-            if (!instr->splits_by_trial()) return 1;
+        if (buf.n_trials < 2 || n_steps < 1 || profiling || !all_split_by_trial()) return 1;
         const int n = trial_threads > 0 ? trial_threads : omp_get_max_threads();
         return std::max(1, std::min(n, buf.n_trials));
 #else
@@ -129,8 +127,7 @@ class Runner {
     // Only when every instruction splits by trial (else: all trials at once).
     int chunk_size(int n_trials) const {
         if (trial_chunk > 0) return std::min(trial_chunk, n_trials);
-        for (const auto& instr : instrs_)
-            if (!instr->splits_by_trial()) return n_trials;
+        if (!all_split_by_trial()) return n_trials;
         const int64_t per_trial = buf.f.n_state * int64_t(sizeof(T)) + buf.i.n_state * 8;
         const int64_t fit = std::max<int64_t>(kChunkBytes / std::max<int64_t>(per_trial, 1),
                                               kChunkMinTrials);
@@ -149,19 +146,23 @@ class Runner {
     void run_chunks(const Buffers<T>& b, int64_t n_steps, std::vector<Feed<T>>& feeds,
                     std::vector<ProbeRecord<T>>& probes, int64_t& done) {
         const int c = chunk_size(b.n_trials);
-        int64_t least = n_steps;
+        done = n_steps;  // lowered to the steps every trial completed
         for (int t = 0; t < b.n_trials; t += c) {
             int64_t d = 0;
             try {
                 run_trials(b.trials(t, std::min(c, b.n_trials - t)), n_steps, feeds, probes, d);
             } catch (...) {
-                done = std::min(least, d);  // the steps every trial completed
+                done = std::min(done, d);
                 throw;
             }
-            least = std::min(least, d);
-            done = least;
+            done = std::min(done, d);
         }
-        if (b.n_trials == 0) done = n_steps;
+    }
+
+    // Whether every instruction may run on disjoint views of trials at once.
+    bool all_split_by_trial() const {
+        return std::all_of(instrs_.begin(), instrs_.end(),
+                           [](const auto& instr) { return instr->splits_by_trial(); });
     }
 
     // The step loop for the trials of view `b` (b.trial0 is their first global
