@@ -19,6 +19,9 @@ in less than ``k * (N * t_neuron + M / mac_rate)``, where, measured here:
 The bound on the speed-up over ``k`` sequential ``nengo.Simulator`` runs is
 ``k * nengo_step / floor``; the table prints it next to the networks' sizes.
 (Spikes, filters, copies and the loop only add to the floor.)
+
+`memory_traffic` is the other floor, the one of a GPU (docs/cuda.md): the
+bytes a step must move between device memory and the chip.
 """
 
 import argparse
@@ -29,8 +32,6 @@ import numpy as np
 import nengo
 from nengo.builder.operator import BsrDotInc, DotInc, SparseDotInc
 from nengo.builder.neurons import SimNeurons
-
-from networks import SIZES, build
 
 import nengo_cuda
 
@@ -55,6 +56,47 @@ def work_per_step(model):
         elif isinstance(op, (DotInc, BsrDotInc)):
             macs += op.A.size if op.A.ndim > 1 else op.Y.size
     return neurons, macs
+
+
+def _key(sig):
+    return id(sig.base), sig.elemoffset, sig.size
+
+
+def memory_traffic(model, minibatch, itemsize):
+    """(state bytes, constant bytes) one step of ``minibatch`` trials must move
+    between memory and the chip, in a built ``model``, whatever the kernels do:
+
+    - *state*, per trial, read and written once: the neurons' state (voltage,
+      refractory time, adaptation, ...), the processes' state (filter states
+      and outputs) and weights that learning rules change;
+    - *constants*, shared by all trials, read once: every signal some operator
+      reads and no operator writes (encoders, decoders, transforms, biases).
+
+    Everything else a step writes (input currents, spikes, decoded values) could
+    stay on the chip in a kernel that fused the whole step, so it is not
+    counted.  Sparse matrices count their nonzeros plus a 4-byte column index
+    each.  (Probes and feeds add a few bytes per step; not counted either.)
+    """
+    written, state, constants = set(), {}, {}
+    for op in model.operators:
+        written.update(_key(s) for s in op.sets + op.incs + op.updates)
+    for op in model.operators:
+        persistent = list(op.updates)
+        if isinstance(op, SimNeurons):
+            persistent += op.state.values()
+        for sig in persistent:
+            state[_key(sig)] = sig.size
+        for sig in op.reads:
+            if _key(sig) in written:
+                if isinstance(op, (DotInc, BsrDotInc)) and sig is op.A:
+                    state[_key(sig)] = sig.size  # learned weights: per trial
+                continue
+            size = sig.size
+            if isinstance(op, SparseDotInc) and sig is op.A:
+                size = op.A.size * (1 + 4 / itemsize)
+            constants[_key(sig)] = size
+    return (2 * minibatch * itemsize * sum(state.values()),
+            itemsize * sum(constants.values()))
 
 
 def neuron_floor(n, minibatch, steps):
@@ -83,6 +125,9 @@ def nengo_step(net, steps):
 
 
 def main(argv=None):
+    # here, not at the top: tests import memory_traffic next to tests/networks.py
+    from networks import SIZES, build  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minibatch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=200)

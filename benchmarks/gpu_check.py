@@ -271,7 +271,12 @@ def nengo_suite(timeout, device):
 
 # -- 6. timing -------------------------------------------------------------------------
 def timed_run(make, steps, repeats):
-    """(build s, best run s, simulator stats or None, probe data of the first run)."""
+    """(build s, best run s, simulator stats or None, probe data of the first run,
+    bytes per step of `floors.memory_traffic`)."""
+    import numpy as np  # noqa: PLC0415
+
+    from floors import memory_traffic  # noqa: PLC0415
+
     start = time.perf_counter()
     sim = make()
     build_s = time.perf_counter() - start
@@ -286,7 +291,30 @@ def timed_run(make, steps, repeats):
                 first = {p: sim.data[p] for p in sim.model.probes}
         backend = getattr(sim, "backend", None)
         stats = backend.stats() if hasattr(backend, "stats") else None
-    return build_s, best, stats, first
+        traffic = sum(memory_traffic(sim.model, getattr(sim, "minibatch_size", 1),
+                                     np.dtype(getattr(sim, "dtype", np.float64)).itemsize))
+    return build_s, best, stats, first, traffic
+
+
+def device_bandwidth(device, nbytes=1 << 30):
+    """Bytes read + written per second by a device-to-device copy (CuPy), best of 5;
+    None on the emulator."""
+    if device != "cuda":
+        return None
+    import cupy  # noqa: PLC0415
+
+    src = cupy.ones(nbytes // 4, dtype=cupy.float32)
+    dst = cupy.empty_like(src)
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    best = float("inf")
+    for _ in range(5):
+        start.record()
+        cupy.copyto(dst, src)
+        stop.record()
+        stop.synchronize()
+        best = min(best, cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+    del src, dst
+    return 2 * nbytes / best
 
 
 @step("timing")
@@ -299,6 +327,9 @@ def timing(quick, budget_s, device):
 
     steps = 200 if quick else 1000
     deadline = time.time() + budget_s
+    bandwidth = REPORT["bandwidth"] = device_bandwidth(device)
+    if bandwidth:
+        log(f"   device copy: {bandwidth / 1e12:.2f} TB/s (read + written)")
     for name, (net, probes) in bench_networks(quick).items():
         warm_decoder_cache(net)
         for mb in (1, 64):
@@ -317,12 +348,17 @@ def timing(quick, budget_s, device):
             outs = {}
             for label, make in variants:
                 try:
-                    b, r, stats, data = timed_run(make, steps, 1 if label != "cuda" else 3)
+                    b, r, stats, data, traffic = timed_run(
+                        make, steps, 1 if label != "cuda" else 3)
                     row[f"{label}_build_s"] = b
                     row[f"{label}_run_s"] = r
                     if stats:
                         row["launches_per_step"] = stats.get("launches_per_step")
                         row["steps_per_graph"] = stats.get("steps_per_graph")
+                    if label == "cuda":
+                        row["bytes_per_step"] = traffic
+                        if bandwidth:
+                            row["floor_s"] = steps * traffic / bandwidth
                     outs[label] = np.asarray(data[probes[0]], dtype=np.float64)
                 except Exception as e:  # noqa: BLE001
                     row[f"{label}_error"] = f"{type(e).__name__}: {e}"
@@ -337,7 +373,8 @@ def timing(quick, budget_s, device):
 
 # -- the table ---------------------------------------------------------------------------
 def fmt(v, spec=".3g"):
-    return "-" if v is None else format(v, spec)
+    """``v`` formatted by ``spec``; None as "-" in the spec's width."""
+    return format(v, spec) if v is not None else format("-", ">" + spec.split(".")[0].rstrip("d"))
 
 
 def table():
@@ -366,11 +403,13 @@ def table():
         lines.append("")
         lines.append("seconds per run of N steps (float32; best of 3 for cuda), speed-ups of cuda")
         hdr = (f"{'network':18s} {'B':>3s} {'N':>5s} {'nengo':>8s} {'cpu':>8s} {'cuda':>8s} "
-               f"{'x cpu':>7s} {'x nengo':>8s} {'us/step':>8s} {'launch':>6s} {'|cuda-cpu|':>10s}")
+               f"{'x cpu':>7s} {'x nengo':>8s} {'us/step':>8s} {'floor':>6s} {'x floor':>7s} "
+               f"{'launch':>6s} {'|cuda-cpu|':>10s}")
         lines.append(hdr)
         lines.append("-" * len(hdr))
         for r in REPORT["timing"]:
             n, c, g = r.get("nengo_run_s"), r.get("cpu_run_s"), r.get("cuda_run_s")
+            f = r.get("floor_s")
             if n is None and r["minibatch"] > 1:
                 base = next((x.get("nengo_run_s") for x in REPORT["timing"]
                              if x["network"] == r["network"] and x["minibatch"] == 1), None)
@@ -380,12 +419,18 @@ def table():
                 f"{fmt(c, '8.3f')} {fmt(g, '8.4f')} "
                 f"{fmt(c / g if c and g else None, '7.1f')} {fmt(n / g if n and g else None, '8.1f')} "
                 f"{fmt(g / r['steps'] * 1e6 if g else None, '8.1f')} "
+                f"{fmt(f / r['steps'] * 1e6 if f else None, '6.2f')} "
+                f"{fmt(g / f if g and f else None, '7.1f')} "
                 f"{fmt(r.get('launches_per_step'), '6d')} {fmt(r.get('cuda_vs_cpu_maxdiff'), '10.2g')}"
             )
             for k, v in r.items():
                 if k.endswith("error"):
                     lines.append(f"    {k}: {v}")
         lines.append("(nengo at B=64: 64 x its B=1 time, the trials run one after another)")
+        bw = REPORT.get("bandwidth")
+        lines.append("(floor: us/step to move the bytes of benchmarks/floors.py memory_traffic at "
+                     + (f"the measured device copy rate, {bw / 1e12:.2f} TB/s)" if bw else
+                        "the device copy rate, not measured here)"))
     for note in REPORT["notes"]:
         lines.append(f"note: {note}")
     lines.append(f"total {time.time() - T_START:.0f}s")
