@@ -3,14 +3,14 @@
 1. Order: Nengo's dependency graph (built and, with ``optimize``, merged by
    Nengo's own optimizer, exactly as ``nengo.Simulator`` does), and its
    topological step order, which also fixes the order of random seeds.
-2. Stage: each operator gets the earliest stage after all operators it depends
-   on.  Operators in one stage are independent, so they may run in any order.
-3. Merge: within a stage, operators with the same lowering key become one
-   group, lowered to native instructions; operators without a kernel become
-   callback instructions (`nengo_cuda.fallback.FallbackGroup`).
+2. Schedule: groups of operators with the same lowering key, in an order
+   that respects every dependency (`schedule`: greedy, few groups).  Operators
+   in one group are independent, so they may run in any order.
+3. Lower: each group becomes native instructions; operators without a kernel
+   become callback instructions (`nengo_cuda.fallback.FallbackGroup`).
 """
 
-from collections import OrderedDict
+from collections import Counter
 
 from nengo.builder.optimizer import optimize as nengo_optimize
 from nengo.builder.processes import SimProcess
@@ -31,14 +31,44 @@ def order_operators(model, optimize):
     return dg, step_order
 
 
-def stages(dg, step_order):
-    """Stage index of each operator: 1 + the largest stage of its predecessors."""
-    stage = {op: 0 for op in step_order}
+def schedule(dg, step_order, keys):
+    """Groups ``[(key, ops)]`` in run order: each group holds operators with the
+    same ``keys[op]`` whose predecessors in ``dg`` all ran in earlier groups.
+
+    Greedy: of the operators ready to run, take the key with the largest share
+    of its remaining operators ready (all of them, if possible: then that kind
+    never needs a second group), ties to the most ready, then to the earliest in
+    ``step_order``.  Earliest-stage grouping instead split a kind whenever its
+    operators sat at different depths of the graph, and the depths change with
+    the merges of Nengo's optimizer (set order): circular convolution got 1 or
+    2 LIF groups from one build to the next.
+    """
+    position = {op: i for i, op in enumerate(step_order)}
+    waiting = {op: 0 for op in step_order}  # unscheduled predecessors
     for op in step_order:
         for succ in dg.get(op, ()):
-            if succ in stage:
-                stage[succ] = max(stage[succ], stage[op] + 1)
-    return stage
+            if succ in waiting:
+                waiting[succ] += 1
+    remaining = Counter(keys[op] for op in step_order)
+    ready = [op for op in step_order if waiting[op] == 0]
+    groups = []
+    while ready:
+        by_key = {}
+        for op in sorted(ready, key=position.__getitem__):
+            by_key.setdefault(keys[op], []).append(op)
+        key = max(by_key, key=lambda k: (len(by_key[k]) / remaining[k], len(by_key[k])))
+        ops = by_key[key]
+        groups.append((key, ops))
+        remaining[key] -= len(ops)
+        ready = [op for op in ready if keys[op] != key]
+        for op in ops:
+            for succ in dg.get(op, ()):
+                if succ in waiting:
+                    waiting[succ] -= 1
+                    if waiting[succ] == 0:
+                        ready.append(succ)
+    assert sum(len(ops) for _, ops in groups) == len(step_order), "cycle in the operator graph"
+    return groups
 
 
 def written_bases(ops):
@@ -62,35 +92,31 @@ def plan(step_order, dg, layout, merge=True, isolate=()):
     Parameters
     ----------
     merge : bool
-        Merge operators of a stage into groups (False: one instruction each).
+        Merge operators into groups (False: one instruction each).
     isolate : collection of Operator
         Operators that get a callback instruction of their own when they have no
         kernel (input nodes, whose instruction is switched off while `data` feeds them).
     """
-    stage = stages(dg, step_order)
     isolate = set(isolate)
-    by_stage = {}
+    lowerings, keys = {}, {}
     for op in step_order:
-        lowering = find_lowering(op)
+        lowering = lowerings[op] = find_lowering(op)
         key = lowering.key(op, layout) if lowering is not None else None
         if key is None:
             key = ("callback", id(op)) if (op in isolate or not merge) else ("callback",)
         elif not merge:
             key = key + (id(op),)
-        groups = by_stage.setdefault(stage[op], OrderedDict())
-        groups.setdefault(key, (lowering, []))[1].append(op)
+        keys[op] = key
 
     program = Program()
     fallbacks, native_processes = [], []
-    for s in sorted(by_stage):
-        for key, (lowering, ops) in by_stage[s].items():
-            if key[0] == "callback":
-                group = FallbackGroup(ops, before=layout.sync_time)
-                fallbacks.append(group)
-                program.append(Instruction("callback", ops, callback=group))
-            else:
-                for instr in lowering.lower(ops, layout):
-                    program.append(instr)
-                native_processes.extend(op for op in ops if isinstance(op, SimProcess))
+    for key, ops in schedule(dg, step_order, keys):
+        if key[0] == "callback":
+            group = FallbackGroup(ops, before=layout.sync_time)
+            fallbacks.append(group)
+            program.append(Instruction("callback", ops, callback=group))
+        else:
+            program.extend(lowerings[ops[0]].lower(ops, layout))
+            native_processes.extend(op for op in ops if isinstance(op, SimProcess))
     layout.__dict__.pop("_lowering_memo", None)  # see lowering.common.memoised
     return Plan(program, step_order, fallbacks, native_processes)

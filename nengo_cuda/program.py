@@ -67,6 +67,9 @@ class Program:
         self.instructions.append(instruction)
         return len(self.instructions) - 1
 
+    def extend(self, instructions):
+        self.instructions.extend(instructions)
+
     def index_of(self, op):
         """Index of the instruction that implements ``op``."""
         for i, instr in enumerate(self.instructions):

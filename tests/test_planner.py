@@ -1,4 +1,4 @@
-"""Planner and layout: stages, merging, shared/state placement, addresses."""
+"""Planner and layout: schedule, merging, shared/state placement, addresses."""
 
 import nengo
 import numpy as np
@@ -9,7 +9,7 @@ from nengo.builder.signal import Signal
 import nengo_cuda
 from nengo_cuda.layout import SignalLayout
 from nengo_cuda.lowering.common import color_disjoint
-from nengo_cuda.planner import stages
+from nengo_cuda.planner import schedule
 
 
 def chain(n_ens=5, n_neurons=30, dims=2):
@@ -23,12 +23,41 @@ def chain(n_ens=5, n_neurons=30, dims=2):
     return net
 
 
-def test_stages_respect_dependencies():
-    with nengo_cuda.Simulator(chain(), progress_bar=False) as sim:
-        stage = stages(sim.dg, sim.step_order)
+@pytest.mark.parametrize("optimize", [True, False])
+def test_schedule_respects_dependencies(optimize):
+    with nengo_cuda.Simulator(chain(), optimize=optimize, progress_bar=False) as sim:
+        keys = {op: type(op).__name__ for op in sim.step_order}
+        groups = schedule(sim.dg, sim.step_order, keys)
+        group_of = {op: i for i, (_, ops) in enumerate(groups) for op in ops}
+        assert sorted(map(id, group_of)) == sorted(map(id, sim.step_order))  # each op once
+        for key, ops in groups:
+            assert all(keys[op] == key for op in ops)
         for op, succs in sim.dg.items():
             for succ in succs:
-                assert stage[succ] > stage[op]
+                assert group_of[succ] > group_of[op]
+
+
+def test_populations_at_different_depths_share_a_group():
+    """Ensembles fed through passthrough nodes of different depths, in the same
+    step, still run as one LIF instruction (earliest-stage grouping gave two),
+    and the outputs are Nengo's."""
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(np.sin)
+        hop1 = nengo.Node(size_in=1)
+        hop2 = nengo.Node(size_in=1)
+        nengo.Connection(stim, hop1, synapse=None)
+        nengo.Connection(hop1, hop2, synapse=None)
+        deep, shallow = nengo.Ensemble(20, 1), nengo.Ensemble(20, 1)
+        nengo.Connection(hop2, deep, synapse=None)
+        nengo.Connection(stim, shallow, synapse=None)
+        probes = [nengo.Probe(e, synapse=0.01) for e in (deep, shallow)]
+    with nengo.Simulator(net, optimize=False, progress_bar=False) as ref:
+        ref.run_steps(100)
+    with nengo_cuda.Simulator(net, optimize=False, dtype="float64", progress_bar=False) as sim:
+        assert sim.program.summary()["neurons_lif"] == (1, 2)
+        sim.run_steps(100)
+    for p in probes:
+        np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("optimize", [True, False])
