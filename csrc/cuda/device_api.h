@@ -44,7 +44,7 @@ struct DeviceLayout {
 // counter's advance.
 struct ProfileGroup {
     std::vector<int64_t> instrs;     // instruction indices covered (none: feed, probe, advance)
-    std::vector<std::string> kinds;  // their distinct kinds in order, or {"feed"}, {"probe"}, {"advance"}
+    std::vector<std::string> kinds;  // their distinct kinds, or {"feed"}, {"probe"}, {"advance"}
     int64_t launches = 0;            // kernel launches per step (0: a callback, host work)
     double seconds = 0;              // summed over the run's steps
 };

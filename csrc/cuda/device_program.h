@@ -549,8 +549,9 @@ class Program final : public DeviceProgram<T> {
                     flush();
                     DInstr<T>* ip = &in;
                     const RunCtrl<T>* c = ctrl();
-                    add_group(cfg, [this, ip, c](int64_t j) { ip->launch(exec_, StepRef<T>{c, j}); },
-                              {{i}, "", ip->launches()});
+                    add_group(
+                        cfg, [this, ip, c](int64_t j) { ip->launch(exec_, StepRef<T>{c, j}); },
+                        {{i}, "", ip->launches()});
                 }
             }
             feeds_after(i);
