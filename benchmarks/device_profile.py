@@ -40,7 +40,7 @@ def profile_device(sim, steps, graph_steps=0):
         )
     with backend.profiling() as runs:
         sim.run_steps(steps, progress_bar=False)
-    rows = profile_rows(runs)
+    rows = profile_rows(runs, sim.program.instructions)
     n = sum(r["steps"] for r in runs)
     out = {
         "rows": rows,
@@ -57,11 +57,12 @@ def profile_device(sim, steps, graph_steps=0):
     return out
 
 
-def profile_rows(runs):
+def profile_rows(runs, instructions=None):
     """One row per launch group, summed over the results of `CudaBackend.profile`
     in ``runs`` (the chunks of one or more runs): ``group`` (launch order),
     ``instrs`` (instruction indices), ``span`` (them, compactly), ``kinds``,
-    ``launches`` (per step), ``us_per_step`` and ``share`` of the groups' sum."""
+    ``launches`` (per step), ``us_per_step`` and ``share`` of the groups' sum;
+    with the program's ``instructions``, ``ops``: the Nengo operators covered."""
     merged = {}
     for run in runs:
         for k, g in enumerate(run["groups"]):
@@ -79,6 +80,8 @@ def profile_rows(runs):
         row["span"] = span(row["instrs"])
         row["us_per_step"] = 1e6 * seconds / steps
         row["share"] = seconds / total
+        if instructions is not None:
+            row["ops"] = sum(len(instructions[i].ops) for i in row["instrs"])
         rows.append(row)
     return rows
 
@@ -102,14 +105,16 @@ def format_profile(prof, top=None, title=""):
     rows = sorted(prof["rows"], key=lambda r: -r["us_per_step"])
     shown = rows if top is None else rows[:top]
     lines = [title] if title else []
-    lines.append(f"{'group':>5s} {'instrs':14s} {'kinds':34s} {'launch':>6s} {'us/step':>9s} "
-                 f"{'share':>6s}")
+    lines.append(f"{'group':>5s} {'instrs':14s} {'kinds':34s} {'ops':>5s} {'launch':>6s} "
+                 f"{'us/step':>9s} {'share':>6s}")
     for r in shown:
+        ops = r.get("ops")
         lines.append(f"{r['group']:5d} {r['span'][:14]:14s} {r['kinds'][:34]:34s} "
+                     f"{'-' if ops is None else ops:>5} "
                      f"{r['launches']:6d} {r['us_per_step']:9.2f} {r['share']:6.1%}")
     if len(shown) < len(rows):
         rest = rows[len(shown):]
-        lines.append(f"{'':5s} {'':14s} {f'({len(rest)} more groups)':34s} "
+        lines.append(f"{'':5s} {'':14s} {f'({len(rest)} more groups)':34s} {'':5s} "
                      f"{sum(r['launches'] for r in rest):6d} "
                      f"{sum(r['us_per_step'] for r in rest):9.2f} "
                      f"{sum(r['share'] for r in rest):6.1%}")
