@@ -14,6 +14,9 @@ Steps, each timed and each reported even when an earlier one failed:
 5. nengo   Nengo's own test suite with device="cuda" (tests/conformance/cuda.ini)
 6. time    tutorial, integrator, circular convolution, chain 50x500x16 at
            minibatch 1 and 64: CUDA, the CPU backend and nengo.Simulator
+7. profile where a step's time goes on the device, per launch group (instruction
+           or merged batch; benchmarks/device_profile.py): chain 50x500x16 at
+           minibatch 64 and the tutorial at minibatch 1, if time is left
 
 Prints one table at the end and writes it, with all numbers, to
 ``$OUT/gpu_check.txt`` and ``$OUT/gpu_check.json`` (``--out`` or $OUT, else results/).
@@ -40,7 +43,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
 )
 
-REPORT = {"steps": {}, "compare": [], "timing": [], "notes": []}
+REPORT = {"steps": {}, "compare": [], "timing": [], "profile": [], "notes": []}
 T_START = time.time()
 
 
@@ -146,7 +149,8 @@ def status(device):
 @step("pytest")
 def run_pytest(timeout):
     # (test_cuda_networks.py's comparisons are step 4's, with more networks)
-    files = ["tests/test_cuda_kernels.py", "tests/test_cuda_simulator.py"]
+    files = ["tests/test_cuda_kernels.py", "tests/test_cuda_simulator.py",
+             "tests/test_cuda_profile.py"]
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:nengo",
            "-k", "not emulator", *files]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -172,11 +176,18 @@ def bench_networks(quick):
     d = 32 if not quick else 8
     nets[f"integrator {d}-D"] = integrator(d)
     nets[f"circconv {d}-D"] = circconv(d)
-    c = build_bench("chain", **(dict(n_ensembles=50, n_neurons=500, dimensions=16) if not quick
-                              else dict(n_ensembles=5, n_neurons=100, dimensions=4)))
-    nets["chain " + ("50x500x16" if not quick else "5x100x4")] = (c.net, [c.probe])
+    nets.update([chain(quick)])
     del nengo, np
     return nets
+
+
+def chain(quick):
+    """("chain AxNxD", (net, probes)): 50x500x16, or 5x100x4 when quick."""
+    from networks import build as build_bench  # noqa: PLC0415
+
+    c = build_bench("chain", **(dict(n_ensembles=50, n_neurons=500, dimensions=16) if not quick
+                              else dict(n_ensembles=5, n_neurons=100, dimensions=4)))
+    return "chain " + ("50x500x16" if not quick else "5x100x4"), (c.net, [c.probe])
 
 
 def integrator(dims, n_neurons=50):
@@ -371,6 +382,52 @@ def timing(quick, budget_s, device):
     return f"{len(REPORT['timing'])} rows"
 
 
+# -- 7. profile ------------------------------------------------------------------------
+PROFILE_TOP = 12  # groups per network in the table (the JSON has all of them)
+
+
+@step("profile")
+def profile(quick, budget_s, device):
+    """Each launch group's time per step without graphs (an upper bound per
+    kernel: device time plus the gap before it), next to the graph run's."""
+    import nengo_cuda  # noqa: PLC0415
+    from device_profile import profile_device  # noqa: PLC0415
+    from harness import warm_decoder_cache  # noqa: PLC0415
+    from networks import build as build_bench  # noqa: PLC0415
+
+    steps = 50 if quick else 200
+    deadline = time.time() + budget_s
+    tutorial = build_bench("tutorial")
+    cases = [(*chain(quick), 64), ("tutorial", (tutorial.net, [tutorial.probe]), 1)]
+    for name, (net, _), mb in cases:
+        if time.time() > deadline:
+            REPORT["notes"].append(f"profile budget spent before {name} B={mb}")
+            break
+        warm_decoder_cache(net)
+        with nengo_cuda.Simulator(net, device=device, progress_bar=False,
+                                  minibatch_size=mb if mb > 1 else None) as sim:
+            sim.run_steps(20)  # warm-up: configuration, first uploads, graph capture
+            prof = profile_device(sim, steps, graph_steps=steps)
+        prof.update(network=name, minibatch=mb)
+        REPORT["profile"].append(prof)
+        log(f"   profile {name} B={mb}: groups {prof['timed_us_per_step']:.1f} us/step, "
+            f"graph {prof['graph_us_per_step']:.1f} us/step, {len(prof['rows'])} groups")
+    return f"{len(REPORT['profile'])} networks"
+
+
+def profile_table():
+    """The profile step's lines: per network, the slowest groups."""
+    from device_profile import format_profile  # noqa: PLC0415
+
+    lines = []
+    for prof in REPORT["profile"]:
+        lines.append("")
+        lines += format_profile(prof, PROFILE_TOP, f"profile {prof['network']} "
+                                f"B={prof['minibatch']} (float32; slowest groups, per step; "
+                                "a group = kernels launched as one unit, time incl. launch gap)")
+    return lines
+
+
 # -- the table ---------------------------------------------------------------------------
 def fmt(v, spec=".3g"):
     """``v`` formatted by ``spec``; None as "-" in the spec's width."""
@@ -431,6 +488,7 @@ def table():
         lines.append("(floor: us/step to move the bytes of benchmarks/floors.py memory_traffic at "
                      + (f"the measured device copy rate, {bw / 1e12:.2f} TB/s)" if bw else
                         "the device copy rate, not measured here)"))
+    lines += profile_table()
     for note in REPORT["notes"]:
         lines.append(f"note: {note}")
     lines.append(f"total {time.time() - T_START:.0f}s")
@@ -448,6 +506,7 @@ def main():
     parser.add_argument("--suite-timeout", type=float, default=90)
     parser.add_argument("--pytest-timeout", type=float, default=45)
     parser.add_argument("--timing-budget", type=float, default=75)
+    parser.add_argument("--profile-budget", type=float, default=15)
     parser.add_argument("--deadline", type=float, default=285,
                         help="seconds after which no further step starts")
     args = parser.parse_args()
@@ -466,8 +525,12 @@ def main():
         if not args.skip_nengo_suite and left() > 100:
             nengo_suite(max(10, min(args.suite_timeout, left() - 70)), args.device)
         if left() > 20:
-            timing(args.quick, max(10, min(args.timing_budget, left())), args.device)
-        for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False)):
+            # (leaves the profile its ~15 s when the timing could take all)
+            timing(args.quick, max(10, min(args.timing_budget, left() - 15)), args.device)
+        if left() > 10:
+            profile(args.quick, max(5, min(args.profile_budget, left() - 5)), args.device)
+        for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False),
+                         ("profile", False)):
             if name not in REPORT["steps"] and not ok:
                 REPORT["notes"].append(f"{name} skipped: past the {args.deadline:.0f}s deadline")
     text = table()

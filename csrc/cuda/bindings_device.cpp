@@ -87,10 +87,32 @@ class PyDeviceProgram {
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = n_trials_;
         auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, host_f_);
-        for (const auto& f : args.feeds)
-            if (f.after < -1 || f.after >= prog().size())
-                throw py::value_error("feed position outside the program");
+        check_feeds(args.feeds);
         prog().run(n_steps, args.feeds, args.probes, stream);
+    }
+
+    // As run, each launch group timed (DeviceProgram::profile); returns
+    // {"groups": [{"instrs", "kinds", "launches", "seconds"}], "idle", "steps", "wall_s"}.
+    py::dict profile(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
+        if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
+        auto args = nc::parse_run_args<T>(n_steps, n_trials_, feeds, probes, host_f_);
+        check_feeds(args.feeds);
+        const nc::RunProfile prof = prog().profile(n_steps, args.feeds, args.probes, stream);
+        py::list groups;
+        for (const auto& g : prof.groups) {
+            py::dict d;
+            d["instrs"] = g.instrs;
+            d["kinds"] = g.kinds;
+            d["launches"] = g.launches;
+            d["seconds"] = g.seconds;
+            groups.append(d);
+        }
+        py::dict out;
+        out["groups"] = groups;
+        out["idle"] = prof.idle;
+        out["steps"] = prof.steps;
+        out["wall_s"] = prof.wall_s;
+        return out;
     }
 
     void close() {
@@ -99,6 +121,12 @@ class PyDeviceProgram {
     }
 
   private:
+    void check_feeds(const std::vector<nc::Feed<T>>& feeds) {
+        for (const auto& f : feeds)
+            if (f.after < -1 || f.after >= prog().size())
+                throw py::value_error("feed position outside the program");
+    }
+
     py::array fbuf_, ibuf_;
     int n_trials_;
     nc::Pool<T> host_f_;
@@ -133,6 +161,8 @@ void bind_device(py::module_& m, const char* name, Factory<T> factory) {
         .def("set_stream", [](P& p, uint64_t s) { p.prog().set_stream(s); })
         .def("set_poison", [](P& p, bool on) { p.prog().set_poison(on); })
         .def("run", &P::run, py::arg("n_steps"), py::arg("feeds"), py::arg("probes"),
+             py::arg("stream") = 0)
+        .def("profile", &P::profile, py::arg("n_steps"), py::arg("feeds"), py::arg("probes"),
              py::arg("stream") = 0)
         .def_property_readonly("steps_done", [](P& p) { return p.prog().steps_done(); })
         .def("stats", [](P& p) { return p.prog().stats(); })

@@ -38,6 +38,25 @@ struct DeviceLayout {
     int device = 0;  // CUDA device ordinal (ignored by the emulator)
 };
 
+// One launch group of a profiled run (see DeviceProgram::profile): what a
+// graph would launch as a unit (one instruction, a merged batch of element-wise
+// instructions, the feeds or probes at a position), a callback, or the step
+// counter's advance.
+struct ProfileGroup {
+    std::vector<int64_t> instrs;     // instruction indices covered (none: feed, probe, advance)
+    std::vector<std::string> kinds;  // their distinct kinds, or {"feed"}, {"probe"}, {"advance"}
+    int64_t launches = 0;            // kernel launches per step (0: a callback, host work)
+    double seconds = 0;              // summed over the run's steps
+};
+
+struct RunProfile {
+    std::vector<ProfileGroup> groups;  // in launch order
+    // Instructions that launch nothing (empty element-wise batches).
+    std::vector<int64_t> idle;
+    int64_t steps = 0;
+    double wall_s = 0;  // host clock around the stepping loop (after uploads, before downloads)
+};
+
 template <typename T>
 class DeviceProgram {
   public:
@@ -54,6 +73,13 @@ class DeviceProgram {
     // arrays); ordered after and before work on `user_stream` (a cudaStream_t).
     virtual void run(int64_t n_steps, std::vector<Feed<T>>& feeds,
                      std::vector<ProbeRecord<T>>& probes, uint64_t user_stream) = 0;
+    // Runs like `run` (same steps, state and probe data), but without graphs:
+    // every launch group is issued directly with a timing mark after it (a
+    // CUDA event; the host clock in the emulator).  A group's time is its
+    // kernels' device time plus the gap before them, an upper bound; the graph
+    // run is the real total.
+    virtual RunProfile profile(int64_t n_steps, std::vector<Feed<T>>& feeds,
+                               std::vector<ProbeRecord<T>>& probes, uint64_t user_stream) = 0;
     virtual int64_t steps_done() const = 0;
     virtual int64_t size() const = 0;
     // Fill probe buffers with NaN before each run (checks that every sample is written).

@@ -18,6 +18,9 @@
 //     void unpin(void* host);
 //     std::shared_ptr<Graph> capture(const std::function<void()>& body);
 //     void launch(Graph&);
+//     void reserve_marks(size_t n);                   // timing marks 0..n-1 (kept until close)
+//     void mark(size_t k);                            // records mark k after the work so far
+//     double seconds_between(size_t a, size_t b);     // after sync(): time from mark a to b
 //     void close();
 //   };
 //
@@ -28,6 +31,7 @@
 // ranges it uses are copied to the host and back.
 #pragma once
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -51,6 +55,9 @@ constexpr int64_t kGraphLaunches = 1024;
 constexpr int64_t kMaxStepsPerGraph = 64;
 // Configurations (enabled instructions, feeds, probes) whose graphs are kept.
 constexpr size_t kMaxConfigs = 4;
+// Timing marks of a profiled run between two reads of them (so at most this
+// many CUDA events): several steps are queued before the host waits.
+constexpr int64_t kMaxMarks = 2048;
 // Shared memory for the staged X of a dot tile.
 constexpr int64_t kDotSmemBytes = 32 * 1024;
 
@@ -311,38 +318,14 @@ class Program final : public DeviceProgram<T> {
     // -- running ---------------------------------------------------------------
     void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes,
              uint64_t user_stream) override {
-        check_open();
-        steps_done_ = 0;
-        if (n_steps < 0) throw std::invalid_argument("n_steps must be non-negative");
-        if (n_steps == 0) return;
-        for (size_t i = 0; i < instrs_.size(); ++i)
-            if (enabled_[i]) instrs_[i]->check_run(n_steps);
-        std::vector<int64_t> samples = check_probes(n_steps, probes);
+        execute(n_steps, feeds, probes, user_stream, nullptr);
+    }
 
-        exec_.enter(user_stream);
-        bool ok = false;
-        try {
-            upload_pools();
-            Config& cfg = config_for(feeds, probes);
-            prepare_run(n_steps, feeds, probes, samples);
-            if (cfg.has_callbacks)
-                run_segments(cfg, n_steps);
-            else
-                run_graphs(cfg, n_steps);
-            ok = true;
-        } catch (...) {
-            try {
-                finish(probes, samples);
-                exec_.leave(user_stream);
-            } catch (...) {
-            }
-            throw;
-        }
-        if (ok) {
-            finish(probes, samples);
-            steps_done_ = n_steps;
-            exec_.leave(user_stream);
-        }
+    RunProfile profile(int64_t n_steps, std::vector<Feed<T>>& feeds,
+                       std::vector<ProbeRecord<T>>& probes, uint64_t user_stream) override {
+        RunProfile out;
+        execute(n_steps, feeds, probes, user_stream, &out);
+        return out;
     }
 
     // for instructions
@@ -384,8 +367,15 @@ class Program final : public DeviceProgram<T> {
     RunCtrl<T>* ctrl_mut() const { return reinterpret_cast<RunCtrl<T>*>(ctrl_); }
 
   private:
+    // What a launch group covers, for profiles (see ProfileGroup).
+    struct GroupInfo {
+        std::vector<int64_t> instrs;
+        std::string label;  // "feed", "probe"; empty: the kinds of `instrs`
+        int64_t launches = 1;
+    };
     struct Segment {
         std::vector<std::function<void(int64_t)>> launches;  // argument: step j in the graph
+        std::vector<GroupInfo> groups;                       // one per element of `launches`
         int64_t callback = -1;                               // instruction after the segment
         std::shared_ptr<typename Exec::Graph> graph;         // one step
     };
@@ -396,6 +386,7 @@ class Program final : public DeviceProgram<T> {
         int64_t launches_per_step = 0, batches = 0, steps_per_graph = 1;
         std::shared_ptr<typename Exec::Graph> graph_many;  // steps_per_graph steps
         std::vector<uint64_t> buffers;                     // device tables of this config
+        std::vector<int64_t> idle;                         // enabled, but launch nothing
     };
 
     DeviceLayout<T> lay_;
@@ -504,18 +495,21 @@ class Program final : public DeviceProgram<T> {
                const std::vector<ProbeRecord<T>>& probes) {
         cfg.segments.emplace_back();
         HostBatch<T> pending;
+        std::vector<int64_t> pending_instrs;  // merged into `pending` (some maybe empty)
         std::unordered_set<int64_t> w_set, r_set, iw_set;
 
         auto flush = [&]() {
-            if (pending.empty()) return;
-            add_batch(cfg, pending, false);
+            if (pending.empty()) {
+                cfg.idle.insert(cfg.idle.end(), pending_instrs.begin(), pending_instrs.end());
+                pending_instrs.clear();
+                return;
+            }
+            add_batch(cfg, pending, false, std::move(pending_instrs));
+            pending_instrs.clear();
             pending = HostBatch<T>();
             w_set.clear();
             r_set.clear();
             iw_set.clear();
-        };
-        auto push = [&](std::function<void(int64_t)> f) {
-            cfg.segments.back().launches.push_back(std::move(f));
         };
         auto feeds_after = [&](int64_t after) {
             std::vector<size_t> which;
@@ -537,13 +531,14 @@ class Program final : public DeviceProgram<T> {
                     cfg.has_callbacks = true;
                 } else if (in.simple && in.two_phase) {
                     flush();
-                    add_batch(cfg, in.batch, true);
+                    add_batch(cfg, in.batch, true, {i});
                 } else if (in.simple) {
                     if (in.batch.empty()) {
                         // nothing to do
                     } else if (conflicts(in.batch, w_set, r_set, iw_set)) {
                         flush();
                     }
+                    pending_instrs.push_back(i);
                     if (!in.batch.empty()) {
                         pending.append(in.batch);
                         w_set.insert(in.batch.w.begin(), in.batch.w.end());
@@ -554,8 +549,9 @@ class Program final : public DeviceProgram<T> {
                     flush();
                     DInstr<T>* ip = &in;
                     const RunCtrl<T>* c = ctrl();
-                    push([this, ip, c](int64_t j) { ip->launch(exec_, StepRef<T>{c, j}); });
-                    cfg.launches_per_step += ip->launches();
+                    add_group(
+                        cfg, [this, ip, c](int64_t j) { ip->launch(exec_, StepRef<T>{c, j}); },
+                        {{i}, "", ip->launches()});
                 }
             }
             feeds_after(i);
@@ -581,7 +577,15 @@ class Program final : public DeviceProgram<T> {
         return false;
     }
 
-    void add_batch(Config& cfg, const HostBatch<T>& hb, bool two_phase) {
+    // Adds a launch group to the configuration's last segment.
+    void add_group(Config& cfg, std::function<void(int64_t)> launch, GroupInfo info) {
+        cfg.launches_per_step += info.launches;
+        cfg.segments.back().launches.push_back(std::move(launch));
+        cfg.segments.back().groups.push_back(std::move(info));
+    }
+
+    void add_batch(Config& cfg, const HostBatch<T>& hb, bool two_phase,
+                   std::vector<int64_t> instrs) {
         BatchArrays<T> b;
         b.n = hb.size();
         b.n_terms = static_cast<int64_t>(hb.kind.size());
@@ -600,11 +604,13 @@ class Program final : public DeviceProgram<T> {
         const DPools<T> p = pools_;
         const int64_t nt = n_trials();
         const double dt = lay_.dt;
-        cfg.segments.back().launches.push_back([this, b, p, nt, dt, scratch](int64_t) {
-            if (scratch) exec_.for_each(b.n_terms * nt, BatchGather<T>{p, b, scratch});
-            exec_.for_each(b.n * nt, BatchApply<T>{p, b, scratch, dt});
-        });
-        cfg.launches_per_step += two_phase ? 2 : 1;
+        add_group(
+            cfg,
+            [this, b, p, nt, dt, scratch](int64_t) {
+                if (scratch) exec_.for_each(b.n_terms * nt, BatchGather<T>{p, b, scratch});
+                exec_.for_each(b.n * nt, BatchApply<T>{p, b, scratch, dt});
+            },
+            {std::move(instrs), "", two_phase ? 2 : 1});
         cfg.batches += 1;
     }
 
@@ -646,7 +652,7 @@ class Program final : public DeviceProgram<T> {
         fa.fid = t.owner;
         fa.k = t.k;
         fa.size = t.size;
-        push_stepped(cfg, fa);
+        push_stepped(cfg, fa, "feed");
     }
 
     void add_probes(Config& cfg, const std::vector<ProbeRecord<T>>& probes) {
@@ -665,19 +671,21 @@ class Program final : public DeviceProgram<T> {
         pg.pid = t.owner;
         pg.k = t.k;
         pg.size = t.size;
-        push_stepped(cfg, pg);
+        push_stepped(cfg, pg, "probe");
     }
 
     // A launch over (element, trial) that reads the run step (field `step`).
     template <typename K>
-    void push_stepped(Config& cfg, K kernel) {
+    void push_stepped(Config& cfg, K kernel, const char* label) {
         const RunCtrl<T>* c = ctrl();
         const int64_t nt = n_trials();
-        cfg.segments.back().launches.push_back([this, kernel, c, nt](int64_t j) mutable {
-            kernel.step = StepRef<T>{c, j};
-            exec_.for_each(kernel.n * nt, kernel);
-        });
-        cfg.launches_per_step += 1;
+        add_group(
+            cfg,
+            [this, kernel, c, nt](int64_t j) mutable {
+                kernel.step = StepRef<T>{c, j};
+                exec_.for_each(kernel.n * nt, kernel);
+            },
+            {{}, label, 1});
     }
 
     // -- per run -------------------------------------------------------------
@@ -776,11 +784,64 @@ class Program final : public DeviceProgram<T> {
         exec_.sync();
     }
 
+    // A run: uploads, the steps (graphs, segments or, with `prof`, profiled
+    // launches), downloads.
+    void execute(int64_t n_steps, std::vector<Feed<T>>& feeds,
+                 std::vector<ProbeRecord<T>>& probes, uint64_t user_stream, RunProfile* prof) {
+        check_open();
+        steps_done_ = 0;
+        if (n_steps < 0) throw std::invalid_argument("n_steps must be non-negative");
+        if (n_steps == 0) return;
+        for (size_t i = 0; i < instrs_.size(); ++i)
+            if (enabled_[i]) instrs_[i]->check_run(n_steps);
+        std::vector<int64_t> samples = check_probes(n_steps, probes);
+
+        exec_.enter(user_stream);
+        bool ok = false;
+        try {
+            upload_pools();
+            Config& cfg = config_for(feeds, probes);
+            prepare_run(n_steps, feeds, probes, samples);
+            if (prof)
+                run_profiled(cfg, n_steps, *prof);
+            else if (cfg.has_callbacks)
+                run_segments(cfg, n_steps);
+            else
+                run_graphs(cfg, n_steps);
+            ok = true;
+        } catch (...) {
+            try {
+                finish(probes, samples);
+                exec_.leave(user_stream);
+            } catch (...) {
+            }
+            throw;
+        }
+        if (ok) {
+            finish(probes, samples);
+            steps_done_ = n_steps;
+            exec_.leave(user_stream);
+        }
+    }
+
     void record_stats(const Config& cfg) {
         last_launches_ = cfg.launches_per_step;
         last_steps_per_graph_ = cfg.steps_per_graph;
         last_segments_ = static_cast<int64_t>(cfg.segments.size());
         last_batches_ = cfg.batches;
+    }
+
+    // Issues a segment's launch groups for step j of a graph; `after(k)` runs
+    // after group k (a profile's timing mark; nothing when capturing a graph).
+    template <class Hook>
+    void issue(Segment& seg, int64_t j, Hook&& after) {
+        for (size_t k = 0; k < seg.launches.size(); ++k) {
+            seg.launches[k](j);
+            after(k);
+        }
+    }
+    void issue(Segment& seg, int64_t j) {
+        issue(seg, j, [](size_t) {});
     }
 
     void run_graphs(Config& cfg, int64_t n_steps) {
@@ -790,8 +851,7 @@ class Program final : public DeviceProgram<T> {
         const RunCtrl<T>* c = ctrl();
         auto body = [this, &seg, c](int64_t steps) {
             return [this, &seg, c, steps]() {
-                for (int64_t j = 0; j < steps; ++j)
-                    for (auto& l : seg.launches) l(j);
+                for (int64_t j = 0; j < steps; ++j) issue(seg, j);
                 exec_.for_each(1, Advance<T>{ctrl_mut(), steps});
             };
         };
@@ -814,7 +874,7 @@ class Program final : public DeviceProgram<T> {
             const bool last = k + 1 == cfg.segments.size();
             if (seg.graph || (seg.launches.empty() && !last)) continue;
             seg.graph = exec_.capture([this, &seg, c, last]() {
-                for (auto& l : seg.launches) l(0);
+                issue(seg, 0);
                 if (last) exec_.for_each(1, Advance<T>{ctrl_mut(), 1});
             });
         }
@@ -825,6 +885,70 @@ class Program final : public DeviceProgram<T> {
             }
             steps_done_ = s + 1;
         }
+    }
+
+    // The steps of run_segments without graphs: every group issued directly,
+    // a timing mark after each (callbacks and the step counter's advance are
+    // groups too).  The marks of up to kMaxMarks are queued before the host
+    // waits and reads them, so the device is not starved at every step.
+    void run_profiled(Config& cfg, int64_t n_steps, RunProfile& out) {
+        record_stats(cfg);
+        out = profile_groups(cfg);
+        const int64_t per_step = static_cast<int64_t>(out.groups.size());
+        const int64_t chunk = std::max<int64_t>(1, (kMaxMarks - 1) / per_step);
+        exec_.reserve_marks(static_cast<size_t>(1 + std::min(chunk, n_steps) * per_step));
+        const auto start = std::chrono::steady_clock::now();
+        for (int64_t s0 = 0; s0 < n_steps; s0 += chunk) {
+            const int64_t n = std::min(chunk, n_steps - s0);
+            size_t m = 0;
+            auto mark = [this, &m](size_t) { exec_.mark(m++); };
+            mark(0);
+            for (int64_t s = s0; s < s0 + n; ++s) {
+                for (auto& seg : cfg.segments) {
+                    issue(seg, 0, mark);
+                    if (seg.callback >= 0) {
+                        call(*instrs_[seg.callback]);
+                        mark(0);
+                    }
+                }
+                exec_.for_each(1, Advance<T>{ctrl_mut(), 1});
+                mark(0);
+                steps_done_ = s + 1;
+            }
+            exec_.sync();
+            for (size_t k = 1; k < m; ++k)
+                out.groups[(k - 1) % per_step].seconds += exec_.seconds_between(k - 1, k);
+        }
+        out.steps = n_steps;
+        out.wall_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+
+    // The groups of a profile in the order run_profiled marks them, times 0.
+    RunProfile profile_groups(const Config& cfg) const {
+        RunProfile out;
+        for (const auto& seg : cfg.segments) {
+            for (const auto& g : seg.groups)
+                out.groups.push_back(profile_group(g.instrs, g.label, g.launches));
+            if (seg.callback >= 0) out.groups.push_back(profile_group({seg.callback}, "", 0));
+        }
+        out.groups.push_back(profile_group({}, "advance", 1));
+        out.idle = cfg.idle;
+        return out;
+    }
+
+    ProfileGroup profile_group(std::vector<int64_t> instrs, const std::string& label,
+                               int64_t launches) const {
+        ProfileGroup g;
+        g.launches = launches;
+        if (!label.empty()) g.kinds.push_back(label);
+        for (int64_t i : instrs) {
+            const std::string& kind = instrs_[i]->kind;
+            if (std::find(g.kinds.begin(), g.kinds.end(), kind) == g.kinds.end())
+                g.kinds.push_back(kind);
+        }
+        g.instrs = std::move(instrs);
+        return g;
     }
 
     // A callback sees its signals on the host: copy them there and back.

@@ -16,6 +16,7 @@
 #include <climits>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "cuda_check.h"
 #include "device_kernels.h"
@@ -148,6 +149,22 @@ class Exec {
     }
     void launch(Graph& g) { NC_CUDA_CHECK(cudaGraphLaunch(g.exec, stream_)); }
 
+    // Timing marks of a profiled run: events with timing enabled, created
+    // once and re-recorded (a run reads them before recording them again).
+    void reserve_marks(size_t n) {
+        while (marks_.size() < n) {
+            cudaEvent_t e = nullptr;
+            NC_CUDA_CHECK(cudaEventCreate(&e));
+            marks_.push_back(e);
+        }
+    }
+    void mark(size_t k) { NC_CUDA_CHECK(cudaEventRecord(marks_.at(k), stream_)); }
+    double seconds_between(size_t a, size_t b) {
+        float ms = 0;
+        NC_CUDA_CHECK(cudaEventElapsedTime(&ms, marks_.at(a), marks_.at(b)));
+        return 1e-3 * ms;
+    }
+
     void close() {
         if (stream_) {
             NC_CUDA_IGNORE(cudaStreamSynchronize(stream_));
@@ -157,12 +174,15 @@ class Exec {
         if (ev_in_) NC_CUDA_IGNORE(cudaEventDestroy(ev_in_));
         if (ev_out_) NC_CUDA_IGNORE(cudaEventDestroy(ev_out_));
         ev_in_ = ev_out_ = nullptr;
+        for (cudaEvent_t e : marks_) NC_CUDA_IGNORE(cudaEventDestroy(e));
+        marks_.clear();
     }
 
   private:
     int device_ = 0;
     cudaStream_t stream_ = nullptr;
     cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
+    std::vector<cudaEvent_t> marks_;  // profile timing marks
 
     static cudaStream_t to_stream(uint64_t s) { return reinterpret_cast<cudaStream_t>(s); }
 };

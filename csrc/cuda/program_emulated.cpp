@@ -9,6 +9,7 @@
 #define NC_DEV_NS emu
 #define NC_DEV_CHECKED 1
 
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -93,8 +94,18 @@ class Exec {
     }
     void close() {}
 
+    // Timing marks: the host clock (work runs at once outside a capture).
+    void reserve_marks(size_t n) {
+        if (marks_.size() < n) marks_.resize(n);
+    }
+    void mark(size_t k) { marks_.at(k) = std::chrono::steady_clock::now(); }
+    double seconds_between(size_t a, size_t b) {
+        return std::chrono::duration<double>(marks_.at(b) - marks_.at(a)).count();
+    }
+
   private:
     std::vector<std::function<void()>>* recording_ = nullptr;
+    std::vector<std::chrono::steady_clock::time_point> marks_;
 
     void submit(std::function<void()> op) {
         if (recording_)

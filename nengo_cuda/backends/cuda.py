@@ -17,6 +17,8 @@ on the host, with NumPy memory in place of device memory (``device=
 a GPU, and is slow.
 """
 
+import contextlib
+
 import numpy as np
 
 from .. import _native
@@ -113,6 +115,7 @@ class CudaBackend:
             self._device_id,
         )
         self.native.set_stream(self._stream())
+        self._profiles = None  # a list while `profiling()` is active
         for instr in program:
             if instr.is_callback:
                 self.native.add_callback(instr.callback, *callback_ranges(instr, layout))
@@ -184,9 +187,43 @@ class CudaBackend:
         self.native.set_poison(on)
 
     def run(self, n_steps, feeds, probes):
-        """Runs ``n_steps``; same arguments and result as `CpuBackend.run`."""
-        self.native.run(n_steps, feeds, probes, self._stream())
+        """Runs ``n_steps``; same arguments and result as `CpuBackend.run`.
+
+        Inside `profiling()`, runs as `profile` does and keeps its result.
+        """
+        if self._profiles is not None:
+            self._profiles.append(self.profile(n_steps, feeds, probes))
+        else:
+            self.native.run(n_steps, feeds, probes, self._stream())
         return self.native.steps_done
+
+    def profile(self, n_steps, feeds, probes):
+        """Runs ``n_steps`` like `run` (the same steps, state and probe data),
+        without graphs, and times each launch group.
+
+        Returns a dict: ``groups`` (in launch order, each with ``instrs``: the
+        instruction indices it covers, ``kinds``, ``launches`` per step and
+        ``seconds`` summed over the steps; "feed", "probe", "advance" and
+        callback groups cover no kernel instruction or a callback), ``idle``
+        (enabled instructions that launch nothing), ``steps`` and ``wall_s``
+        (host time of the stepping loop).  On the GPU a group's time runs from
+        the event recorded after the previous group to the one after it: its
+        kernels' device time plus any gap before them, an upper bound per
+        kernel; the graph run (`run`) is the real total.
+        """
+        return dict(self.native.profile(n_steps, feeds, probes, self._stream()))
+
+    @contextlib.contextmanager
+    def profiling(self):
+        """While active, `run` profiles (see `profile`); yields the list that
+        collects one result per run (the Simulator may split a run in chunks)."""
+        if self._profiles is not None:
+            raise RuntimeError("profiling() is already active")
+        self._profiles = []
+        try:
+            yield self._profiles
+        finally:
+            self._profiles = None
 
     @property
     def steps_done(self):
