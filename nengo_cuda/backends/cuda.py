@@ -17,6 +17,8 @@ on the host, with NumPy memory in place of device memory (``device=
 a GPU, and is slow.
 """
 
+import contextlib
+
 import numpy as np
 
 from .. import _native
@@ -92,7 +94,12 @@ class CudaBackend:
     def __init__(self, program, layout, dt):
         self.layout = layout
         self._buffers = {}  # device address -> the array that owns the memory
+        self.native = None
         self._init_device()
+        with self._on_device():
+            self._load(program, layout, dt)
+
+    def _load(self, program, layout, dt):
         f_pool = self._device_array(layout.fbuf.size, layout.dtype)
         self._f_pool = f_pool
         i_pool = self._device_array(layout.ibuf.size, np.int64)
@@ -124,6 +131,14 @@ class CudaBackend:
         self._cp = import_cupy()
         self._device_id = int(self._cp.cuda.Device().id)
 
+    def _on_device(self):
+        """The program's device made current, for every call that reaches the
+        device: allocations, CuPy's current stream (per device) and the native
+        program's work must all be on the device the program was built on, even
+        when the caller has made another one current (multi-GPU); the caller's
+        device is current again afterwards (the native side sets its own)."""
+        return self._cp.cuda.Device(self._device_id)
+
     @staticmethod
     def _program_classes():
         return {
@@ -147,7 +162,8 @@ class CudaBackend:
 
     def device_sync(self):
         """Waits for all work on the device (every stream: TensorFlow's too)."""
-        self._cp.cuda.runtime.deviceSynchronize()
+        with self._on_device():
+            self._cp.cuda.runtime.deviceSynchronize()
 
     # -- shared ----------------------------------------------------------------------
     def _device_array(self, n, dtype):
@@ -176,8 +192,9 @@ class CudaBackend:
 
     def set_table(self, index, name, data):
         """Replaces data table ``name`` of instruction ``index`` (float64 values)."""
-        self.native.set_stream(self._stream())
-        self.native.set_table(index, name, np.ascontiguousarray(data, dtype=np.float64))
+        with self._on_device():
+            self.native.set_stream(self._stream())
+            self.native.set_table(index, name, np.ascontiguousarray(data, dtype=np.float64))
 
     def set_poison(self, on=True):
         """Fill probe buffers with NaN before each run (unwritten samples show)."""
@@ -185,7 +202,8 @@ class CudaBackend:
 
     def run(self, n_steps, feeds, probes):
         """Runs ``n_steps``; same arguments and result as `CpuBackend.run`."""
-        self.native.run(n_steps, feeds, probes, self._stream())
+        with self._on_device():
+            self.native.run(n_steps, feeds, probes, self._stream())
         return self.native.steps_done
 
     @property
@@ -198,7 +216,8 @@ class CudaBackend:
 
     def close(self):
         if self.native is not None:
-            self.native.close()
+            with self._on_device():
+                self.native.close()
         self.native = None
         self._buffers.clear()
 
@@ -210,6 +229,9 @@ class EmulatedCudaBackend(CudaBackend):
 
     def _init_device(self):
         self._device_id = 0
+
+    def _on_device(self):
+        return contextlib.nullcontext()
 
     @staticmethod
     def _program_classes():
