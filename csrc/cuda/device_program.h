@@ -53,6 +53,11 @@ constexpr int64_t kMaxStepsPerGraph = 64;
 constexpr size_t kMaxConfigs = 4;
 // Shared memory for the staged X of a dot tile.
 constexpr int64_t kDotSmemBytes = 32 * 1024;
+// With the partial sums (kDotThreads x at most 8 trials of double) a tile must
+// stay within the 48 KB a kernel gets without cudaFuncSetAttribute
+// (cudaFuncAttributeMaxDynamicSharedMemorySize); above it the launch fails.
+static_assert(kDotSmemBytes + kDotThreads * 8 * sizeof(double) <= 48 * 1024,
+              "dot_kernel's dynamic shared memory exceeds the 48 KB default");
 
 // Device memory, all of it from hooks.alloc, released through hooks.free.
 class Memory {
