@@ -131,6 +131,52 @@ def test_emulator_stats_and_close():
     assert not sim.backend._buffers
 
 
+class _DeviceCheckingBackend(EmulatedCudaBackend):
+    """Fails if memory or CuPy's stream is asked for off the program's device."""
+
+    def _init_device(self):
+        super()._init_device()
+        self.depth = 0
+        self.entered = 0
+
+    def _on_device(self):
+        backend = self
+
+        class _Current:
+            def __enter__(self):
+                backend.depth += 1
+                backend.entered += 1
+
+            def __exit__(self, *exc):
+                backend.depth -= 1
+
+        return _Current()
+
+    def _alloc(self, nbytes):
+        assert self.depth > 0, "device memory allocated with another device current"
+        return super()._alloc(nbytes)
+
+    def _stream(self):
+        assert self.depth > 0, "CuPy's current stream read with another device current"
+        return super()._stream()
+
+
+def test_device_calls_run_on_the_programs_device(monkeypatch):
+    """Loading, set_table, run and close make the program's device current (a
+    caller may have made another GPU current since the simulator was built)."""
+    monkeypatch.setattr(nengo_cuda.simulator, "select_backend", lambda d: _DeviceCheckingBackend)
+    net, probes = NETWORKS["tutorial"]()
+    ref, _ = _data(net, probes, "cpu")
+    with _sim(net, "cuda-emulator") as sim:
+        backend = sim.backend
+        assert isinstance(backend, _DeviceCheckingBackend)
+        sim.run(0.3)
+        out = [np.array(sim.data[p]) for p in probes]
+    assert backend.depth == 0 and backend.entered >= 3  # load, run, close
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
+
+
 def test_callback_ranges_cover_callback_signals():
     net, _ = NETWORKS["integrator"]()
     with _sim(net, "cpu") as sim:
@@ -181,6 +227,26 @@ def test_gpu_runs_on_a_user_stream():
     ref, _ = _data(net, probes, "cpu", dtype="float64")
     with cupy.cuda.Stream(non_blocking=True):
         out, _ = _data(net, probes, "cuda", dtype="float64")
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
+
+
+@gpu
+def test_gpu_runs_with_another_device_current():
+    """Built on device 1, run and closed while device 0 is current."""
+    import cupy  # noqa: PLC0415
+
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    net, probes = NETWORKS["slices"]()
+    ref, _ = _data(net, probes, "cpu", dtype="float64")
+    with cupy.cuda.Device(1):
+        sim = _sim(net, "cuda", dtype="float64")
+    with cupy.cuda.Device(0):
+        sim.run(0.3)
+        out = [np.array(sim.data[p]) for p in probes]
+        sim.close()
+        assert cupy.cuda.runtime.getDevice() == 0
     for r, o in zip(ref, out):
         np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
 

@@ -60,6 +60,11 @@ constexpr size_t kMaxConfigs = 4;
 constexpr int64_t kMaxMarks = 2048;
 // Shared memory for the staged X of a dot tile.
 constexpr int64_t kDotSmemBytes = 32 * 1024;
+// With the partial sums (kDotThreads x at most 8 trials of double) a tile must
+// stay within the 48 KB a kernel gets without cudaFuncSetAttribute
+// (cudaFuncAttributeMaxDynamicSharedMemorySize); above it the launch fails.
+static_assert(kDotSmemBytes + kDotThreads * 8 * sizeof(double) <= 48 * 1024,
+              "dot_kernel's dynamic shared memory exceeds the 48 KB default");
 
 // Device memory, all of it from hooks.alloc, released through hooks.free.
 class Memory {
@@ -311,6 +316,7 @@ class Program final : public DeviceProgram<T> {
         configs_.clear();
         instrs_.clear();
         exec_.close();
+        staged_.clear();
         unpin();
         mem_.free_all();
     }
@@ -344,8 +350,19 @@ class Program final : public DeviceProgram<T> {
     const X* upload(const std::vector<X>& v) {
         const size_t bytes = v.size() * sizeof(X);
         const uint64_t ptr = mem_.alloc(bytes);
-        if (bytes) exec_.h2d(ptr, v.data(), bytes);
+        h2d_staged(ptr, v.data(), bytes);
         return reinterpret_cast<const X*>(ptr);
+    }
+    // Copies host data to the device from a host copy kept until the stream is
+    // synchronized (finish, close): cudaMemcpyAsync may read its source after
+    // returning (page-locked memory, which includes heap neighbours sharing a
+    // page with the pinned pools, or systems whose GPU reads pageable memory
+    // directly), and the callers' sources are temporaries.
+    void h2d_staged(uint64_t dst, const void* src, size_t bytes) {
+        if (!bytes) return;
+        const auto* b = static_cast<const unsigned char*>(src);
+        staged_.emplace_back(b, b + bytes);
+        exec_.h2d(dst, staged_.back().data(), bytes);
     }
     template <typename X>
     X* scratch(size_t n) {
@@ -404,6 +421,7 @@ class Program final : public DeviceProgram<T> {
     int64_t steps_done_ = 0;
     bool closed_ = false, poison_ = false;
     std::vector<void*> pinned_;  // page-locked host pools
+    std::vector<std::vector<unsigned char>> staged_;  // sources of uploads in flight
 
     void unpin() {
         for (void* p : pinned_) exec_.unpin(p);
@@ -747,11 +765,11 @@ class Program final : public DeviceProgram<T> {
                 for (size_t q = 0; q < np; ++q)
                     if (probes[q].mask[s]) table[s * np + q] = static_cast<int32_t>(next[q]++);
             sample_buf_.ensure(mem_, table.size() * sizeof(int32_t));
-            exec_.h2d(sample_buf_.ptr, table.data(), table.size() * sizeof(int32_t));
+            h2d_staged(sample_buf_.ptr, table.data(), table.size() * sizeof(int32_t));
             probe_ptrs_.ensure(mem_, np * sizeof(T*));
-            exec_.h2d(probe_ptrs_.ptr, outs.data(), np * sizeof(T*));
+            h2d_staged(probe_ptrs_.ptr, outs.data(), np * sizeof(T*));
             probe_counts_.ensure(mem_, np * sizeof(int64_t));
-            exec_.h2d(probe_counts_.ptr, counts.data(), np * sizeof(int64_t));
+            h2d_staged(probe_counts_.ptr, counts.data(), np * sizeof(int64_t));
             c.probe_sample = reinterpret_cast<const int32_t*>(sample_buf_.ptr);
             c.probe_out = reinterpret_cast<T* const*>(probe_ptrs_.ptr);
             c.probe_samples = reinterpret_cast<const int64_t*>(probe_counts_.ptr);
@@ -768,10 +786,10 @@ class Program final : public DeviceProgram<T> {
         }
         if (nfd) {
             feed_ptrs_.ensure(mem_, nfd * sizeof(T*));
-            exec_.h2d(feed_ptrs_.ptr, data.data(), nfd * sizeof(T*));
+            h2d_staged(feed_ptrs_.ptr, data.data(), nfd * sizeof(T*));
             c.feed_data = reinterpret_cast<const T* const*>(feed_ptrs_.ptr);
         }
-        exec_.h2d(ctrl_, &c, sizeof(c));
+        h2d_staged(ctrl_, &c, sizeof(c));
     }
 
     void finish(std::vector<ProbeRecord<T>>& probes, const std::vector<int64_t>& samples) {
@@ -782,6 +800,7 @@ class Program final : public DeviceProgram<T> {
             if (bytes && probe_bufs_[q].ptr) exec_.d2h(probes[q].out, probe_bufs_[q].ptr, bytes);
         }
         exec_.sync();
+        staged_.clear();
     }
 
     // A run: uploads, the steps (graphs, segments or, with `prof`, profiled

@@ -6,6 +6,12 @@
 // so a kernel that depends on its threads' order, or reads outside the pools,
 // fails the comparison with the CPU backend (tests/test_cuda_emulator.py)
 // instead of passing by luck.  Built always, with or without nvcc.
+//
+// Work outside a capture is queued, as on a CUDA stream, and runs at sync():
+// a copy reads or writes its host buffer then, as cudaMemcpyAsync may with
+// page-locked memory (or where the GPU reads pageable memory directly).  A
+// host source that changed before its copy ran (a temporary gone out of
+// scope, a buffer written too early) raises instead of uploading garbage.
 #define NC_DEV_NS emu
 #define NC_DEV_CHECKED 1
 
@@ -13,6 +19,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "device_kernels.h"
@@ -65,15 +72,30 @@ class Exec {
     }
 
     void h2d(uint64_t dst, const void* src, size_t bytes) {
-        std::memcpy(reinterpret_cast<void*>(dst), src, bytes);
+        // what the source held when the copy was issued, to check it at run time
+        auto issued = std::make_shared<std::vector<unsigned char>>(
+            static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
+        submit([dst, src, bytes, issued]() {
+            if (bytes && std::memcmp(src, issued->data(), bytes) != 0)
+                throw std::logic_error(
+                    "emulated device: the host source of an asynchronous copy changed before "
+                    "the copy ran (it must stay valid until the stream is synchronized)");
+            std::memcpy(reinterpret_cast<void*>(dst), src, bytes);
+        });
     }
     void d2h(void* dst, uint64_t src, size_t bytes) {
-        std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
+        submit([dst, src, bytes]() { std::memcpy(dst, reinterpret_cast<const void*>(src), bytes); });
     }
     void fill(uint64_t dst, int byte, size_t bytes) {
-        std::memset(reinterpret_cast<void*>(dst), byte, bytes);
+        submit([dst, byte, bytes]() { std::memset(reinterpret_cast<void*>(dst), byte, bytes); });
     }
-    void sync() {}
+    // Runs the queued work in order (the queue is emptied first: after a
+    // failure nothing stale runs later).
+    void sync() {
+        auto work = std::move(queue_);
+        queue_.clear();
+        for (auto& op : work) op();
+    }
     bool pin(void*, size_t) { return false; }
     void unpin(void*) {}
 
@@ -90,28 +112,34 @@ class Exec {
         return g;
     }
     void launch(Graph& g) {
-        for (auto& op : g.ops) op();
+        for (auto& op : g.ops) queue_.push_back(op);
     }
-    void close() {}
+    // Drops what is still queued: Program::close synchronizes first; the
+    // destructor does not, and nothing reads the results after it.
+    void close() { queue_.clear(); }
 
-    // Timing marks: the host clock (work runs at once outside a capture).
+    // Timing marks: the host clock, read when the queue reaches the mark (as a
+    // CUDA event records when the stream reaches it).
     void reserve_marks(size_t n) {
         if (marks_.size() < n) marks_.resize(n);
     }
-    void mark(size_t k) { marks_.at(k) = std::chrono::steady_clock::now(); }
+    void mark(size_t k) {
+        submit([this, k]() { marks_.at(k) = std::chrono::steady_clock::now(); });
+    }
     double seconds_between(size_t a, size_t b) {
         return std::chrono::duration<double>(marks_.at(b) - marks_.at(a)).count();
     }
 
   private:
     std::vector<std::function<void()>>* recording_ = nullptr;
+    std::vector<std::function<void()>> queue_;  // the "stream": issued, not yet run
     std::vector<std::chrono::steady_clock::time_point> marks_;
 
     void submit(std::function<void()> op) {
         if (recording_)
             recording_->push_back(std::move(op));
         else
-            op();
+            queue_.push_back(std::move(op));
     }
 };
 

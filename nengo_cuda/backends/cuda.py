@@ -94,7 +94,12 @@ class CudaBackend:
     def __init__(self, program, layout, dt):
         self.layout = layout
         self._buffers = {}  # device address -> the array that owns the memory
+        self.native = None
         self._init_device()
+        with self._on_device():
+            self._load(program, layout, dt)
+
+    def _load(self, program, layout, dt):
         f_pool = self._device_array(layout.fbuf.size, layout.dtype)
         self._f_pool = f_pool
         i_pool = self._device_array(layout.ibuf.size, np.int64)
@@ -127,6 +132,14 @@ class CudaBackend:
         self._cp = import_cupy()
         self._device_id = int(self._cp.cuda.Device().id)
 
+    def _on_device(self):
+        """The program's device made current, for every call that reaches the
+        device: allocations, CuPy's current stream (per device) and the native
+        program's work must all be on the device the program was built on, even
+        when the caller has made another one current (multi-GPU); the caller's
+        device is current again afterwards (the native side sets its own)."""
+        return self._cp.cuda.Device(self._device_id)
+
     @staticmethod
     def _program_classes():
         return {
@@ -150,7 +163,8 @@ class CudaBackend:
 
     def device_sync(self):
         """Waits for all work on the device (every stream: TensorFlow's too)."""
-        self._cp.cuda.runtime.deviceSynchronize()
+        with self._on_device():
+            self._cp.cuda.runtime.deviceSynchronize()
 
     # -- shared ----------------------------------------------------------------------
     def _device_array(self, n, dtype):
@@ -179,8 +193,9 @@ class CudaBackend:
 
     def set_table(self, index, name, data):
         """Replaces data table ``name`` of instruction ``index`` (float64 values)."""
-        self.native.set_stream(self._stream())
-        self.native.set_table(index, name, np.ascontiguousarray(data, dtype=np.float64))
+        with self._on_device():
+            self.native.set_stream(self._stream())
+            self.native.set_table(index, name, np.ascontiguousarray(data, dtype=np.float64))
 
     def set_poison(self, on=True):
         """Fill probe buffers with NaN before each run (unwritten samples show)."""
@@ -193,7 +208,8 @@ class CudaBackend:
         """
         if self._profiles is not None:
             self._profiles.append(self.profile(n_steps, feeds, probes))
-        else:
+            return self.native.steps_done
+        with self._on_device():
             self.native.run(n_steps, feeds, probes, self._stream())
         return self.native.steps_done
 
@@ -211,7 +227,8 @@ class CudaBackend:
         kernels' device time plus any gap before them, an upper bound per
         kernel; the graph run (`run`) is the real total.
         """
-        return dict(self.native.profile(n_steps, feeds, probes, self._stream()))
+        with self._on_device():
+            return dict(self.native.profile(n_steps, feeds, probes, self._stream()))
 
     @contextlib.contextmanager
     def profiling(self):
@@ -235,7 +252,8 @@ class CudaBackend:
 
     def close(self):
         if self.native is not None:
-            self.native.close()
+            with self._on_device():
+                self.native.close()
         self.native = None
         self._buffers.clear()
 
@@ -247,6 +265,9 @@ class EmulatedCudaBackend(CudaBackend):
 
     def _init_device(self):
         self._device_id = 0
+
+    def _on_device(self):
+        return contextlib.nullcontext()
 
     @staticmethod
     def _program_classes():

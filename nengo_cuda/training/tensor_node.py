@@ -236,6 +236,7 @@ class _RunStep:
             arr = self.xs[0].reshape(shape)  # a view: no copy
         else:
             arr = self.xp.stack([x.reshape(self.func.shape_in) for x in self.xs])
+            self._produced()
         x = to_tensor(arr) if _aligned(arr) else self._aligned_copy(arr)
         return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
 
@@ -243,7 +244,16 @@ class _RunStep:
         # TensorFlow's kernels abort on data that is not ALIGN_BYTES-aligned
         if self.xp is np:
             return _tf().constant(arr)  # into TensorFlow's own (aligned) memory
-        return to_tensor(arr.copy())  # CuPy allocates at 512-byte boundaries
+        copy = arr.copy()  # CuPy allocates at 512-byte boundaries
+        self._produced()
+        return to_tensor(copy)
+
+    def _produced(self):
+        # CuPy wrote the input on its stream; TensorFlow reads it on its own
+        # (DLPack without a stream orders only the legacy default stream, which
+        # a non-blocking TensorFlow stream does not wait for): wait here.
+        if self.sync is not None:
+            self.sync()
 
     def __call__(self):
         tf = _tf()
