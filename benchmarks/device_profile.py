@@ -127,14 +127,6 @@ def format_profile(prof, top=None, title=""):
     return lines
 
 
-def parse_params(items):
-    params = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        params[key] = int(value) if value.lstrip("-").isdigit() else float(value)
-    return params
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("network")
@@ -146,7 +138,7 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=None)
     args = parser.parse_args(argv)
     # (imported here: tests import this module next to their own `networks`)
-    from networks import build  # noqa: PLC0415
+    from networks import build, parse_params  # noqa: PLC0415
 
     bench = build(args.network, **parse_params(args.params))
     minibatch = args.minibatch if args.minibatch > 1 else None

@@ -213,3 +213,12 @@ SIZES = {
 def n_neurons(net):
     """Number of neurons in ``net`` (all ensembles, nested networks included)."""
     return sum(ens.n_neurons for ens in net.all_ensembles)
+
+
+def parse_params(items):
+    """Size parameters from the command line: ``["n_neurons=500", ...]`` -> dict."""
+    params = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        params[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return params

@@ -15,17 +15,9 @@ import time
 import numpy as np
 import nengo
 
-from networks import build
+from networks import build, parse_params
 
 import nengo_cuda
-
-
-def parse_params(items):
-    params = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        params[key] = int(value) if value.lstrip("-").isdigit() else float(value)
-    return params
 
 
 def elements(instr):
