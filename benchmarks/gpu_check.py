@@ -17,6 +17,9 @@ Steps, each timed and each reported even when an earlier one failed:
 7. profile where a step's time goes on the device, per launch group (instruction
            or merged batch; benchmarks/device_profile.py): chain 50x500x16 at
            minibatch 64 and the tutorial at minibatch 1, if time is left
+8. sanitize compute-sanitizer's racecheck and memcheck over small networks on
+           the GPU (every kernel kind: shared-memory races and barriers of the
+           tiled mat-vec, out-of-bounds accesses), if time is left
 
 Prints one table at the end and writes it, with all numbers, to
 ``$OUT/gpu_check.txt`` and ``$OUT/gpu_check.json`` (``--out`` or $OUT, else results/).
@@ -43,7 +46,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
 )
 
-REPORT = {"steps": {}, "compare": [], "timing": [], "profile": [], "notes": []}
+REPORT = {"steps": {}, "compare": [], "timing": [], "profile": [], "sanitize": {},
+          "notes": []}
 T_START = time.time()
 
 
@@ -428,6 +432,58 @@ def profile_table():
     return lines
 
 
+# -- 8. compute-sanitizer --------------------------------------------------------------
+# The child: small networks that use every kernel kind, a few steps each, in
+# float32 with a minibatch (trial tiles of the mat-vec) and float64 without.
+SANITIZE_CHILD = """
+import sys
+sys.path[:0] = [{root!r}, {bench!r}]
+import nengo_cuda
+from networks import build
+nets = [("tutorial", {{}}), ("chain", dict(n_ensembles=3, n_neurons=40, dimensions=3)),
+        ("circconv", dict(dimensions=4, n_neurons=20)), ("pes", dict(n_neurons=30))]
+for name, sizes in nets:
+    net = build(name, **sizes).net
+    for dtype, mb in (("float32", 3), ("float64", None)):
+        with nengo_cuda.Simulator(net, device="cuda", dtype=dtype, minibatch_size=mb,
+                                  progress_bar=False) as sim:
+            sim.run_steps(5)
+print("sanitized runs done")
+"""
+
+
+def sanitizer():
+    return shutil.which("compute-sanitizer") or next(
+        (p for p in ("/usr/local/cuda/bin/compute-sanitizer",) if Path(p).exists()), None)
+
+
+@step("sanitize")
+def sanitize(budget_s):
+    tool = sanitizer()
+    if tool is None:
+        raise RuntimeError("compute-sanitizer not found")
+    child = SANITIZE_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"))
+    found = []
+    for check in ("racecheck", "memcheck"):
+        cmd = [tool, "--tool", check, "--error-exitcode", "3", sys.executable, "-c", child]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s / 2)
+        except subprocess.TimeoutExpired:
+            REPORT["sanitize"][check] = f"timed out after {budget_s / 2:.0f}s"
+            found.append(f"{check}: timed out")
+            continue
+        lines = (out.stdout + out.stderr).strip().splitlines()
+        summary = next((l for l in reversed(lines) if "ERROR SUMMARY" in l),
+                       lines[-1] if lines else "no output")
+        REPORT["sanitize"][check] = summary
+        if out.returncode != 0:
+            print("\n".join(lines[-60:]))
+            found.append(f"{check}: {summary} (exit {out.returncode})")
+    if found:
+        raise RuntimeError("; ".join(found))
+    return ", ".join(f"{k}: {v}" for k, v in REPORT["sanitize"].items())
+
+
 # -- the table ---------------------------------------------------------------------------
 def fmt(v, spec=".3g"):
     """``v`` formatted by ``spec``; None as "-" in the spec's width."""
@@ -507,6 +563,8 @@ def main():
     parser.add_argument("--pytest-timeout", type=float, default=45)
     parser.add_argument("--timing-budget", type=float, default=75)
     parser.add_argument("--profile-budget", type=float, default=15)
+    parser.add_argument("--sanitize-budget", type=float, default=60,
+                        help="seconds for compute-sanitizer's racecheck + memcheck")
     parser.add_argument("--deadline", type=float, default=285,
                         help="seconds after which no further step starts")
     args = parser.parse_args()
@@ -529,8 +587,10 @@ def main():
             timing(args.quick, max(10, min(args.timing_budget, left() - 15)), args.device)
         if left() > 10:
             profile(args.quick, max(5, min(args.profile_budget, left() - 5)), args.device)
+        if args.device == "cuda" and left() > 20:
+            sanitize(min(args.sanitize_budget, left()))
         for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False),
-                         ("profile", False)):
+                         ("profile", False), ("sanitize", args.device != "cuda")):
             if name not in REPORT["steps"] and not ok:
                 REPORT["notes"].append(f"{name} skipped: past the {args.deadline:.0f}s deadline")
     text = table()
