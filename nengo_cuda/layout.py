@@ -123,6 +123,12 @@ class SignalLayout:
             f"{self.n_trials} x {self.i_state} int64 values"
         )
 
+    def native_args(self):
+        """The pools and their shape, as every native program takes them first:
+        (fbuf, f_shared, f_state, ibuf, i_shared, i_state, n_trials)."""
+        return (self.fbuf, self.f_shared, self.f_state, self.ibuf, self.i_shared,
+                self.i_state, self.n_trials)
+
     def release(self):
         """Drops the pools (after `Simulator.close`); the layout is unusable afterwards."""
         self.fbuf = self.ibuf = None

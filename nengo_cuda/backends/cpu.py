@@ -18,16 +18,7 @@ class CpuBackend:
     def __init__(self, program, layout, dt):
         self.layout = layout
         cls = _PROGRAM_CLASSES[layout.dtype]
-        self.native = cls(
-            layout.fbuf,
-            layout.f_shared,
-            layout.f_state,
-            layout.ibuf,
-            layout.i_shared,
-            layout.i_state,
-            layout.n_trials,
-            dt,
-        )
+        self.native = cls(*layout.native_args(), dt)
         for instr in program:
             if instr.is_callback:
                 self.native.add_callback(instr.callback)

@@ -105,19 +105,7 @@ class CudaBackend:
         i_pool = self._device_array(layout.ibuf.size, np.int64)
         classes = self._program_classes()
         self.native = classes[np.dtype(layout.dtype)](
-            layout.fbuf,
-            layout.f_shared,
-            layout.f_state,
-            layout.ibuf,
-            layout.i_shared,
-            layout.i_state,
-            layout.n_trials,
-            dt,
-            f_pool,
-            i_pool,
-            self._alloc,
-            self._free,
-            self._device_id,
+            *layout.native_args(), dt, f_pool, i_pool, self._alloc, self._free, self._device_id
         )
         self.native.set_stream(self._stream())
         self._profiles = None  # a list while `profiling()` is active
