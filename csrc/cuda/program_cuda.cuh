@@ -68,10 +68,15 @@ class Exec {
     };
 
     explicit Exec(int device) : device_(device) {
-        NC_CUDA_CHECK(cudaSetDevice(device_));
-        NC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_in_, cudaEventDisableTiming));
-        NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_out_, cudaEventDisableTiming));
+        try {
+            NC_CUDA_CHECK(cudaSetDevice(device_));
+            NC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+            NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_in_, cudaEventDisableTiming));
+            NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_out_, cudaEventDisableTiming));
+        } catch (...) {
+            close();  // no destructor runs for a half-built object: free what exists
+            throw;
+        }
     }
     ~Exec() { close(); }
     Exec(const Exec&) = delete;
