@@ -311,6 +311,17 @@ def timed_run(make, steps, repeats):
     return build_s, best, stats, first, traffic
 
 
+def unfused(make):
+    """``make()`` with nengo_cuda.fusion off (bias copies as copies again)."""
+    from nengo_cuda import fusion  # noqa: PLC0415
+
+    enabled, fusion.ENABLED = fusion.ENABLED, False
+    try:
+        return make()
+    finally:
+        fusion.ENABLED = enabled
+
+
 def device_bandwidth(device, nbytes=1 << 30):
     """Bytes read + written per second by a device-to-device copy (CuPy), best of 5;
     None on the emulator."""
@@ -360,11 +371,14 @@ def timing(quick, budget_s, device):
             ]
             if mb == 1:
                 variants.insert(0, ("nengo", lambda: nengo.Simulator(net, progress_bar=False)))
+            if name.startswith("chain") and mb > 1:  # what fusion.py gains on the device
+                variants.append(("cuda_unfused", lambda: unfused(lambda: nengo_cuda.Simulator(
+                    net, device=device, progress_bar=False, minibatch_size=mb))))
             outs = {}
             for label, make in variants:
                 try:
                     b, r, stats, data, traffic = timed_run(
-                        make, steps, 1 if label != "cuda" else 3)
+                        make, steps, 1 if not label.startswith("cuda") else 3)
                     row[f"{label}_build_s"] = b
                     row[f"{label}_run_s"] = r
                     if stats:
@@ -536,6 +550,10 @@ def table():
                 f"{fmt(g / f if g and f else None, '7.1f')} "
                 f"{fmt(r.get('launches_per_step'), '6d')} {fmt(r.get('cuda_vs_cpu_maxdiff'), '10.2g')}"
             )
+            u = r.get("cuda_unfused_run_s")
+            if u and g:
+                lines.append(f"    without fusion (nengo_cuda.fusion off): {u / r['steps'] * 1e6:.1f} "
+                             f"us/step, {u / g:.2f}x the fused time")
             for k, v in r.items():
                 if k.endswith("error"):
                     lines.append(f"    {k}: {v}")

@@ -17,6 +17,7 @@ from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
+from . import fusion
 from .fallback import FallbackGroup
 from .lowering import find_lowering
 from .program import Instruction, Program
@@ -67,7 +68,8 @@ def schedule(dg, step_order, keys):
                     waiting[succ] -= 1
                     if waiting[succ] == 0:
                         ready.append(succ)
-    assert sum(len(ops) for _, ops in groups) == len(step_order), "cycle in the operator graph"
+    if sum(len(ops) for _, ops in groups) != len(step_order):
+        raise CycleError("cycle in the operator graph")
     return groups
 
 
@@ -86,7 +88,11 @@ class Plan:
         self.native_processes = native_processes  # SimProcess ops lowered natively
 
 
-def plan(step_order, dg, layout, merge=True, isolate=()):
+class CycleError(RuntimeError):
+    """The operator graph given to `schedule` has a cycle."""
+
+
+def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None):
     """Builds the `Plan` for ``step_order`` on ``layout``.
 
     Parameters
@@ -96,7 +102,25 @@ def plan(step_order, dg, layout, merge=True, isolate=()):
     isolate : collection of Operator
         Operators that get a callback instruction of their own when they have no
         kernel (input nodes, whose instruction is switched off while `data` feeds them).
+    fuse : bool, optional
+        Fuse constant copies into the products that follow them
+        (`nengo_cuda.fusion`; default `fusion.ENABLED`, never without ``merge``).
     """
+    if fuse is None:
+        fuse = fusion.ENABLED
+    if fuse and merge:
+        groups = fusion.fusable_groups(
+            step_order, dg, lambda op: find_lowering(op).key(op, layout) is not None)
+        if groups:
+            try:
+                fused_order, fused_dg = fusion.fuse(step_order, dg, groups)
+                return _plan(fused_order, fused_dg, layout, merge, isolate)
+            except CycleError:
+                pass  # (not seen in practice) the plain operators have no cycle
+    return _plan(step_order, dg, layout, merge, isolate)
+
+
+def _plan(step_order, dg, layout, merge, isolate):
     isolate = set(isolate)
     lowerings, keys = {}, {}
     for op in step_order:

@@ -163,6 +163,51 @@ def test_dot_inc_ragged_blocks(device, dtype, n_trials):
     t.close()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3, 9])
+def test_dot_inc_from_init(device, dtype, n_trials):
+    """Blocks that start from I (fusion.CopyThenDotInc) next to blocks that add:
+    a shared I (a bias) and a reversed per-trial I; tiles of several rows and
+    trials and a wide block (several X chunks)."""
+    shapes = [(40, 3), (3, 70), (5, 1100), (130, 17)]
+    n_shared = sum(r * c + r for r, c in shapes) + 10
+    n_state = sum(3 * r + c for r, c in shapes) + 10
+    t = Twin(device, dtype, n_shared, n_state, n_trials=n_trials, seed=n_trials + 7)
+    fields = {k: [] for k in ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s",
+                              "I", "I_s")}
+    sh, st = 0, n_shared
+    for b, (r, c) in enumerate(shapes):
+        fields["rows"].append(r)
+        fields["cols"].append(c)
+        fields["A"].append(sh)
+        fields["A_rs"].append(c)
+        fields["A_cs"].append(1)
+        sh += r * c
+        fields["X"].append(st)
+        fields["X_s"].append(1)
+        st += c
+        fields["Y"].append(st)
+        fields["Y_s"].append(1)
+        st += r
+        if b == 0:  # adds to Y
+            fields["I"].append(-1)
+            fields["I_s"].append(0)
+        elif b % 2:  # a shared constant
+            fields["I"].append(sh)
+            fields["I_s"].append(1)
+            sh += r
+        else:  # per trial, reversed
+            fields["I"].append(st + 2 * r - 1)
+            fields["I_s"].append(-2)
+            st += 2 * r
+    assert sh <= n_shared and st <= n_shared + n_state
+    t.add("dot_inc", ints=fields)
+    t.run(2)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    t.assert_equal(rtol=tol, atol=tol)
+    t.close()
+
+
 def test_sparse_dot_inc(device):
     t = Twin(device, np.float64, 0, 40, n_trials=2)
     t.add("sparse_dot_inc", ints={"indptr": [0, 2, 2, 5], "indices": [0, 3, 1, 2, 3]},

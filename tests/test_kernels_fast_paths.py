@@ -209,3 +209,61 @@ def test_dot_inc_sparse_inputs(dtype, shape, density, rng):
     for t in range(n_trials):
         expected = a.astype(dtype) @ xs[t]
         np.testing.assert_allclose(p.view(y, t), expected, rtol=tol, atol=tol * 100)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3, 32])
+@pytest.mark.parametrize("shape", [(1, 1), (37, 16), (300, 5), (16, 300), (4100, 1), (70, 40)])
+def test_dot_inc_starts_from_init(dtype, n_trials, shape, rng):
+    """Blocks with an ``I`` (fusion.CopyThenDotInc): Y = I + A @ X whatever Y held
+    (poisoned with NaN here), in every kernel: columns, rows, sparse inputs
+    (X mostly zero), strided; a shared I (a bias), a strided per-trial I; a block
+    without I (I = -1) in the same instruction still adds to Y."""
+    m, k = shape
+    p = RawProgram(dtype, m * k + 2 * m, 5 * m + 3 * k, n_trials)
+    A, bias = p.alloc(m * k, shared=True), p.alloc(m, shared=True)
+    x, x_sparse = p.alloc(k), p.alloc(k)
+    y, y_strided, y_plain = p.alloc(m), p.alloc(2 * m), p.alloc(m)
+    init_strided = p.alloc(m)  # per trial, read at every element (I_s = 1), reversed below
+    a = rng.randn(m, k)
+    p.write(A, a.ravel())
+    p.write(bias, rng.randn(m))
+    for t in range(n_trials):
+        p.write(x, rng.randn(k), t)
+        p.write(x_sparse, rng.randn(k) * (rng.rand(k) < 0.1), t)
+        p.write(y, np.full(m, np.nan), t)
+        p.write(y_strided, np.full(2 * m, np.nan), t)
+        p.write(y_plain, rng.randn(m), t)
+        p.write(init_strided, rng.randn(m), t)
+    before_plain = [p.view(y_plain, t) for t in range(n_trials)]
+
+    def block(x_addr, y_addr, y_s, init, init_s):
+        return dict(_add_block(p, A[0], k, 1, x_addr, y_addr, m, k, y_s=y_s), I=init, I_s=init_s)
+
+    blocks = [
+        block(x[0], y[0], 1, bias[0], 1),
+        block(x_sparse[0], y_strided[0], 2, init_strided[-1], -1),
+        block(x[0], y_plain[0], 1, -1, 0),
+    ]
+    p.add("dot_inc", ints={f: [b[f] for b in blocks] for f in blocks[0]})
+    p.run()
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    a_t = a.astype(dtype)
+    for t in range(n_trials):
+        np.testing.assert_allclose(p.view(y, t), p.view(bias) + a_t @ p.view(x, t),
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(p.view(y_strided[::2], t),
+                                   p.view(init_strided, t)[::-1] + a_t @ p.view(x_sparse, t),
+                                   rtol=tol, atol=tol)
+        assert np.isnan(p.view(y_strided[1::2], t)).all()  # between outputs: untouched
+        np.testing.assert_allclose(p.view(y_plain, t), before_plain[t] + a_t @ p.view(x, t),
+                                   rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("init, rows, message", [(-2, 3, "address or -1"),
+                                                 (0, 0, "empty block")])
+def test_dot_inc_rejects_bad_init(init, rows, message):
+    p = RawProgram(np.float64, 4, 8)
+    with pytest.raises(ValueError, match=message):
+        p.add("dot_inc", ints=dict(rows=[rows], cols=[1], A=[0], A_rs=[1], A_cs=[1], X=[4],
+                                   X_s=[1], Y=[5], Y_s=[1], I=[init], I_s=[1]))

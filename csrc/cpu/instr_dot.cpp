@@ -49,6 +49,7 @@ enum Kind { kColumns, kRows, kStrided };
 
 struct Block {
     int64_t rows, cols, a, a_rs, a_cs, x, x_s, y, y_s;
+    int64_t init, init_s;  // Y starts from I[r * init_s] (init >= 0), else from Y
     Kind kind;
     int64_t packed;  // offset of A's packed copy in `packed` (columns: A^T,
                      // cols x rows; rows: A, rows x cols), or -1: A in the pool
@@ -315,6 +316,16 @@ struct DotInc : Instr<T> {
             }
     }
 
+    // Y = I over the job's rows, in every trial: the kernels below then add
+    // the product to it, as they would to a Y that a copy had set.
+    static void start_from_init(const Buffers<T>& buf, const Block& b, const Job& j) {
+        for (int t = 0; t < buf.n_trials; ++t) {
+            const T* I = buf.f.at(b.init, t);
+            T* Y = buf.f.at(b.y, t);
+            for (int64_t r = j.r0; r < j.r1; ++r) Y[r * b.y_s] = I[r * b.init_s];
+        }
+    }
+
     // Shared weights may have changed between runs (training, load_params).
     void refresh(const Buffers<T>& buf) override {
         for (Block& b : blocks) {
@@ -327,6 +338,7 @@ struct DotInc : Instr<T> {
     NC_INLINE void job(const Buffers<T>& buf, const Job& j) const {
         const Block& b = blocks[j.block];
         const int n_trials = buf.n_trials;
+        if (b.init >= 0) start_from_init(buf, b, j);
         int t = 0;
         if (b.sparse >= 0 && b.finite) {  // a job per trial, all rows
             const T* AT = packed.data() + b.sparse;
@@ -418,10 +430,18 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
                &a_cs = spec.int_array("A_cs");
     const auto &x = spec.int_array("X"), &x_s = spec.int_array("X_s");
     const auto &y = spec.int_array("Y"), &y_s = spec.int_array("Y_s");
+    // optional: blocks that start from I instead of adding to Y (fusion.py)
+    const bool has_init = spec.ints.count("I") > 0;
+    if (has_init) check_same_length(spec, {"rows", "I", "I_s"});
     for (size_t i = 0; i < rows.size(); ++i) {
         const int64_t nr = rows[i], nc = cols[i];
         if (nr < 0 || nc < 0) throw std::invalid_argument("dot_inc: negative block shape");
         op->work += nr * nc;
+        const int64_t init = has_init ? spec.int_array("I")[i] : -1;
+        const int64_t init_s = has_init ? spec.int_array("I_s")[i] : 0;
+        if (init < -1) throw std::invalid_argument("dot_inc: I must be an address or -1");
+        if (init >= 0 && (nr == 0 || nc == 0))
+            throw std::invalid_argument("dot_inc: an empty block cannot start from I");
         if (nr == 0 || nc == 0) continue;
         // The corners of each strided view must lie inside the buffer.
         auto last = [](int64_t base, int64_t n, int64_t s) { return base + (n - 1) * s; };
@@ -430,8 +450,10 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         check_addresses(corners, buf.f, spec.kind);
         check_addresses({x[i], last(x[i], nc, x_s[i]), y[i], last(y[i], nr, y_s[i])}, buf.f,
                         spec.kind);
+        if (init >= 0) check_addresses({init, last(init, nr, init_s)}, buf.f, spec.kind);
         const bool shared = *std::max_element(corners.begin(), corners.end()) < buf.f.n_shared;
-        Block b{nr, nc, a[i], a_rs[i], a_cs[i], x[i], x_s[i], y[i], y_s[i], kStrided, -1, false, false, -1, false};
+        Block b{nr,   nc,     a[i],     a_rs[i], a_cs[i], x[i],  x_s[i], y[i],
+                y_s[i], init, init_s, kStrided, -1,    false, false, -1,    false};
         // Keep a copy of shared A in the layout the kernel wants (A^T for
         // columns, contiguous rows for rows); `refresh` re-packs it every run.
         auto reserve_pack = [&](bool transposed) {

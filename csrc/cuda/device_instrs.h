@@ -122,6 +122,10 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     q.x_s = prog.upload(spec.int_array("X_s"));
     q.y = prog.upload(spec.int_array("Y"));
     q.y_s = prog.upload(spec.int_array("Y_s"));
+    if (spec.ints.count("I")) {  // (checked by the CPU factory)
+        q.init = prog.upload(spec.int_array("I"));
+        q.init_s = prog.upload(spec.int_array("I_s"));
+    }
     q.tile_block = prog.upload(tb);
     q.tile_row0 = prog.upload(tr);
     q.tile_t0 = prog.upload(tt0);

@@ -541,6 +541,8 @@ struct DotParams {
     DPools<T> p;
     const int64_t *rows = nullptr, *cols = nullptr, *a = nullptr, *a_rs = nullptr,
                   *a_cs = nullptr, *x = nullptr, *x_s = nullptr, *y = nullptr, *y_s = nullptr;
+    // per block: Y starts from I[r * init_s] when init >= 0 (fusion.py); null: never
+    const int64_t *init = nullptr, *init_s = nullptr;
     const int64_t* tile_block = nullptr;
     const int64_t* tile_row0 = nullptr;
     const int32_t* tile_t0 = nullptr;
@@ -614,7 +616,10 @@ NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* red)
         T sum = 0;
         for (int l = 0; l < g; ++l) sum += red[(tid + l) * TT + tt];
         T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
-        *Y += sum;
+        if (q.init && q.init[b] >= 0)
+            *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + sum;
+        else
+            *Y += sum;
     }
 }
 

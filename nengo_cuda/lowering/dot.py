@@ -3,19 +3,21 @@
 All dense products of one stage become the blocks of one ``dot_inc``
 instruction (split only where two blocks increment the same output, so that
 blocks can run in parallel).  A block is a strided view
-``Y[r] += sum_c A[r, c] X[c]``.
+``Y[r] += sum_c A[r, c] X[c]``, or, for a `~nengo_cuda.fusion.CopyThenDotInc`,
+``Y[r] = I[r] + sum_c A[r, c] X[c]`` (fields ``I``, ``I_s``; ``I = -1``: none).
 """
 
 import numpy as np
 import scipy.sparse
 from nengo.builder.operator import BsrDotInc, DotInc, SparseDotInc
 
+from ..fusion import CopyThenDotInc
 from ..program import Instruction
 from .common import all_float, color_disjoint
 from .common import vector_view as _vec
 from .registry import register
 
-_FIELDS = ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s")
+_FIELDS = ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s", "I", "I_s")
 
 
 def _dense_blocks(op, layout):
@@ -33,7 +35,7 @@ def _dense_blocks(op, layout):
     y, y_s = _vec(layout, Y)
     rows = Y.shape[0]
     return [dict(rows=rows, cols=X.shape[0], A=layout.address(A), A_rs=a_rs, A_cs=a_cs,
-                 X=x, X_s=x_s, Y=y, Y_s=y_s)]
+                 X=x, X_s=x_s, Y=y, Y_s=y_s, I=-1, I_s=0)]
 
 
 def _bsr_blocks(op, layout):
@@ -49,26 +51,54 @@ def _bsr_blocks(op, layout):
             x, x_s = _vec(layout, X, op.indices[j] * c)
             y, y_s = _vec(layout, Y, i * r)
             blocks.append(dict(rows=r, cols=c, A=layout.address(A) + j * s0, A_rs=a_rs,
-                               A_cs=a_cs, X=x, X_s=x_s, Y=y, Y_s=y_s))
+                               A_cs=a_cs, X=x, X_s=x_s, Y=y, Y_s=y_s, I=-1, I_s=0))
     return blocks
 
 
 def _blocks(op, layout):
+    if isinstance(op, CopyThenDotInc):
+        return _initial_values(op, layout)
     if isinstance(op, BsrDotInc):
         return _bsr_blocks(op, layout)
     return _dense_blocks(op, layout)
+
+
+def _initial_values(op, layout):
+    """The products' blocks, each starting from its rows of the copied constant
+    (fusion guarantees one block per element of the copy's destination)."""
+    dst, dst_s = _vec(layout, op.copy.dst)
+    src, src_s = _vec(layout, op.copy.src)
+    blocks = []
+    for dot in op.dots:
+        for b in _blocks(dot, layout):
+            # element (Y - dst) / dst_s of the destination: the same of the source
+            first = (b["Y"] - dst) // dst_s if dst_s else 0
+            b["I"], b["I_s"] = src + first * src_s, (b["Y_s"] // dst_s if dst_s else 1) * src_s
+            blocks.append(b)
+    return blocks
+
+
+def _nengo_ops(op):
+    return op.parts if isinstance(op, CopyThenDotInc) else [op]
 
 
 def _block_outputs(block):
     return block["Y"] + np.arange(block["rows"]) * block["Y_s"]
 
 
-@register(DotInc, BsrDotInc)
+@register(DotInc, BsrDotInc, CopyThenDotInc)
 class DotIncLowering:
     @staticmethod
     def key(op, layout):
-        if not all_float(layout, [op.A, op.X, op.Y]) or not _blocks(op, layout):
-            return None
+        if isinstance(op, CopyThenDotInc):
+            if not all_float(layout, [op.copy.src, op.copy.dst]):
+                return None
+            products = op.dots
+        else:
+            products = [op]
+        for dot in products:
+            if not all_float(layout, [dot.A, dot.X, dot.Y]) or not _blocks(dot, layout):
+                return None
         return ("dot_inc",)
 
     @staticmethod
@@ -78,7 +108,8 @@ class DotIncLowering:
         for group in color_disjoint(tagged, lambda ob: _block_outputs(ob[1])):
             ints = {f: [b[f] for _, b in group] for f in _FIELDS}
             group_ops = list({id(op): op for op, _ in group}.values())
-            instrs.append(Instruction("dot_inc", group_ops, ints=ints))
+            nengo_ops = [part for op in group_ops for part in _nengo_ops(op)]
+            instrs.append(Instruction("dot_inc", nengo_ops, ints=ints))
         return instrs
 
 

@@ -1,0 +1,183 @@
+"""Fusion: a constant copied into a signal that a product then increments runs
+as one product that starts from the constant.
+
+Nengo builds every ensemble's input current as ``J = bias`` (a `Copy`) followed
+by ``J += encoders @ x`` (a `DotInc`), so J is written twice per step and read
+once more in between.  `CopyThenDotInc` does both: ``J = bias + encoders @ x``
+(the ``dot_inc`` kernel's optional ``I`` block field), which saves a pass over J
+per trial.  The sum is the same, in the same order: the product is accumulated
+first and then added to the constant once, as ``J += encoders @ x`` adds it to J.
+
+Nengo's optimizer merges copies in the iteration order of sets: the bias copies
+of several ensembles become one copy, sometimes together with an unrelated copy
+(a probe's), while encoder products merge only when their shapes agree.  So the
+products may cover a copy's destination in pieces, or only part of it: the
+covered elements are fused, the others stay a (smaller) `Copy`.
+
+Only the planner sees the fused operators; the simulator's step order (random
+seeds, training, reset) keeps Nengo's operators.
+"""
+
+import numpy as np
+from nengo.builder.operator import BsrDotInc, Copy, DotInc, Operator
+
+# Planner default; benchmarks turn it off to measure what fusion gains.
+ENABLED = True
+
+
+class CopyThenDotInc(Operator):
+    """``Y[part] = src[part]; Y[part] += A @ X`` for products whose outputs are
+    disjoint parts of a copy's destination Y, as one operator (sets the parts).
+
+    Attributes
+    ----------
+    copy : Copy
+        The copy of a constant ``src`` into ``Y``.
+    dots : list of DotInc or BsrDotInc
+        Products that add to every element of their output, a part of Y, once.
+    """
+
+    def __init__(self, copy, dots):
+        super().__init__(tag=f"{copy.tag} + {len(dots)} products")
+        self.copy, self.dots = copy, list(dots)
+        self.sets = [dot.Y for dot in dots]
+        self.incs = []
+        self.reads = [copy.src] + [sig for dot in dots for sig in dot.reads]
+        self.updates = []
+
+    @property
+    def parts(self):
+        return [self.copy] + self.dots
+
+    def make_step(self, signals, dt, rng):  # only the native kernels run it
+        raise NotImplementedError("CopyThenDotInc runs only as a native dot_inc")
+
+
+def _covers_each_row_once(dot):
+    """Whether ``dot`` adds to every element of Y exactly once (one block per row)."""
+    if dot.Y.ndim != 1:
+        return False
+    if isinstance(dot, BsrDotInc):
+        return dot.A.ndim == 3 and dot.A.size > 0 and bool(np.all(np.diff(dot.indptr) == 1))
+    return dot.A.ndim == 2 and dot.A.size > 0
+
+
+def _is_plain_copy(op):
+    """A `Copy` that sets a 1-D signal from one of equal shape, both forwards."""
+    return (type(op) is Copy and not op.inc and op.src_slice is None and op.dst_slice is None
+            and op.src.ndim == 1 and op.src.shape == op.dst.shape and op.dst.size > 0
+            and op.src.elemstrides[0] > 0 and op.dst.elemstrides[0] > 0)
+
+
+def _span(sig):
+    """(first, last + 1) element of a signal within its base (an over-estimate
+    for views that skip elements)."""
+    offsets = [sig.elemoffset + (n - 1) * s for n, s in zip(sig.shape, sig.elemstrides)
+               if n > 0]
+    lo = sig.elemoffset + sum(min(0, o - sig.elemoffset) for o in offsets)
+    hi = sig.elemoffset + sum(max(0, o - sig.elemoffset) for o in offsets) + 1
+    return lo, hi
+
+
+def written_spans(ops):
+    """Base signal (by id) -> (first, end, operator) of the elements each
+    operator that writes the base writes."""
+    spans = {}
+    for op in ops:
+        for sig in op.sets + op.incs + op.updates:
+            if sig.size:
+                spans.setdefault(id(sig.base), []).append(_span(sig) + (op,))
+    return spans
+
+
+def _written_by_others(sig, lo, hi, written, ours):
+    """Whether an operator not in ``ours`` writes elements [lo, hi) of ``sig.base``."""
+    return any(a < hi and lo < b and op not in ours for a, b, op in written.get(id(sig.base), ()))
+
+
+def _rows_in(copy, dot):
+    """(first, end) of the elements of ``copy.dst`` that ``dot.Y`` covers, or
+    None when Y is not a run of them (another stride, outside)."""
+    (stride,) = copy.dst.elemstrides
+    first, rest = divmod(dot.Y.elemoffset - copy.dst.elemoffset, stride)
+    if rest or dot.Y.elemstrides != (stride,) or first < 0 or first + dot.Y.size > copy.dst.size:
+        return None
+    return first, first + dot.Y.size
+
+
+def _fusable_rows(copy, dot, rows, written):
+    """Whether no operator writes the source elements that ``rows`` read (a
+    constant), and none but the copy and ``dot`` writes ``dot.Y`` (fusing moves
+    the product first among the increments of Y: with others, the order of the
+    sum, and its rounding, would change)."""
+    (s,) = copy.src.elemstrides
+    lo, hi = copy.src.elemoffset + rows[0] * s, copy.src.elemoffset + (rows[1] - 1) * s + 1
+    y_lo, y_hi = _span(dot.Y)
+    return not (_written_by_others(copy.src, lo, hi, written, ())
+                or _written_by_others(dot.Y, y_lo, y_hi, written, (copy, dot)))
+
+
+def fusable_groups(step_order, dg, lowerable):
+    """(copy, dots) to fuse: a plain `Copy` and products (``lowerable`` as
+    mat-vecs, each adding to each element of its output once) that follow the
+    copy directly, whose outputs are disjoint runs of the copy's destination
+    that nothing else writes, and that read elements of its source that no
+    operator writes.  None of the copy's other successors may precede a product
+    (fusing would make that a cycle; `plan` also falls back to no fusion on a
+    cycle).  So the fused program computes every sum in the same order."""
+    written = written_spans(step_order)
+    by_base = {}
+    for op in step_order:
+        if type(op) in (DotInc, BsrDotInc) and _covers_each_row_once(op) and lowerable(op):
+            by_base.setdefault(id(op.Y.base), []).append(op)
+    groups = []
+    for copy in step_order:
+        if not _is_plain_copy(copy):
+            continue
+        successors = dg.get(copy, ())
+        dots = []
+        for dot in by_base.get(id(copy.dst.base), ()):
+            rows = _rows_in(copy, dot) if dot in successors else None
+            if rows is not None and _fusable_rows(copy, dot, rows, written):
+                dots.append(dot)
+        others = [s for s in successors if s not in dots]
+        if dots and not any(dot in dg.get(o, ()) for o in others for dot in dots):
+            groups.append((copy, dots))
+    return groups
+
+
+def _leftover_copies(copy, dots):
+    """Copies of the elements of ``copy.dst`` that no product covers."""
+    covered = sorted(_rows_in(copy, dot) for dot in dots)
+    gaps, start = [], 0
+    for first, end in covered + [(copy.dst.size, copy.dst.size)]:
+        if first > start:
+            gaps.append((start, first))
+        start = end
+    return [Copy(copy.src[a:b], copy.dst[a:b], tag=f"{copy.tag}[{a}:{b}]") for a, b in gaps]
+
+
+def fuse(step_order, dg, groups):
+    """The step order and dependency graph with each (copy, dots) replaced by a
+    `CopyThenDotInc` and copies of what the products leave (all at the copy's
+    place, each with every dependency the copy or the products had)."""
+    if not groups:
+        return step_order, dg
+    new_ops = {}  # old operator -> the operators that replace it
+    for copy, dots in groups:
+        fused = CopyThenDotInc(copy, dots)
+        new_ops[copy] = _leftover_copies(copy, dots) + [fused]
+        for dot in dots:
+            new_ops[dot] = [fused]
+    order = []
+    for op in step_order:
+        if op not in new_ops:
+            order.append(op)
+        elif type(op) is Copy:  # a fused copy: its replacements, here
+            order.extend(new_ops[op])
+    new_dg = {}
+    for op, succs in dg.items():
+        targets = {t for s in succs for t in new_ops.get(s, [s])}
+        for new in new_ops.get(op, [op]):
+            new_dg.setdefault(new, set()).update(targets - {new})
+    return order, new_dg

@@ -1,0 +1,136 @@
+"""nengo_cuda.fusion: a constant copy and the product that follows it run as one
+product that starts from the constant (J = bias + encoders @ x)."""
+
+import nengo
+import numpy as np
+import pytest
+from nengo.builder.operator import BsrDotInc, Copy, DotInc, Reset
+from nengo.builder.signal import Signal
+from nengo.utils.simulator import operator_dependency_graph
+
+import nengo_cuda
+from nengo_cuda import fusion
+
+
+def signals(n=4):
+    return Signal(np.ones(n), name="bias"), Signal(np.zeros(n), name="J"), Signal(np.zeros(2))
+
+
+def dense(J, rows, x):
+    return DotInc(Signal(np.ones((len(range(*rows.indices(J.size))), 2))), x, J[rows])
+
+
+def groups_for(ops):
+    return fusion.fusable_groups(ops, operator_dependency_graph(ops), lowerable=lambda op: True)
+
+
+def test_a_bias_copy_and_its_product_fuse():
+    bias, J, x = signals()
+    copy, dot = Copy(bias, J), dense(J, slice(None), x)
+    assert groups_for([copy, dot]) == [(copy, [dot])]
+    assert groups_for([Reset(bias), copy, dot]) == []  # the source is not constant
+    assert groups_for([Copy(bias, J, inc=True), dot]) == []  # J also holds something else
+
+
+@pytest.mark.parametrize("parts, written, fused", [
+    ([slice(0, 2), slice(2, 4)], None, [0, 2]),  # a merged copy, a product per ensemble
+    ([slice(0, 2)], None, [0]),  # rows 2-3 keep a copy
+    ([slice(0, 2), slice(2, 4)], slice(3, 4), [0]),  # an operator writes bias[3]
+    # a second product adds to rows 0-1: fusing would reorder their sum
+    ([slice(2, 4), slice(0, 2), slice(0, 2)], None, [2]),
+    ([slice(0, 3), slice(2, 4)], None, []),
+])
+def test_products_that_cover_parts_of_a_copy_fuse(parts, written, fused):
+    bias, J, x = signals()
+    copy = Copy(bias, J)
+    dots = [dense(J, rows, x) for rows in parts]
+    ops = ([Reset(bias[written])] if written else []) + [copy] + dots
+    if not fused:
+        assert groups_for(ops) == []
+        return
+    ((c, chosen),) = groups_for(ops)
+    assert c is copy and sorted(d.Y.elemoffset for d in chosen) == fused
+    order, dg = fusion.fuse(ops, operator_dependency_graph(ops), [(c, chosen)])
+    leftovers = [op for op in order if type(op) is Copy]
+    covered = {i for d in chosen for i in range(d.Y.elemoffset, d.Y.elemoffset + d.Y.size)}
+    left = sorted(i for op in leftovers for i in range(op.dst.elemoffset,
+                                                       op.dst.elemoffset + op.dst.size))
+    assert left == sorted(set(range(4)) - covered)  # every other element still copied
+    for op in leftovers:
+        assert op.src.elemoffset == op.dst.elemoffset  # from the same elements of bias
+
+
+def test_two_blocks_per_row_do_not_fuse():
+    bias, J, x = signals()
+    bsr = BsrDotInc(Signal(np.ones((4, 2, 1))), x, J, indices=np.array([0, 1, 0, 1]),
+                    indptr=np.array([0, 2, 4]), reshape=False)
+    assert groups_for([Copy(bias, J), bsr]) == []
+
+
+def test_fused_graph_keeps_the_dependencies():
+    bias, J, x = signals()
+    copy, dot = Copy(bias, J), dense(J, slice(None), x)
+    reader = Copy(J, Signal(np.zeros(4), name="out"))
+    ops = [copy, dot, reader]
+    order, dg = fusion.fuse(ops, operator_dependency_graph(ops), [(copy, [dot])])
+    (fused,) = [op for op in order if isinstance(op, fusion.CopyThenDotInc)]
+    assert order == [fused, reader] and fused.parts == [copy, dot]  # nothing left to copy
+    assert dg[fused] == {reader} and not dg.get(reader)
+
+
+def network(neuron_connection=False):
+    """Ensembles of different sizes and neuron types (Nengo merges their bias
+    copies, not their encoder products)."""
+    with nengo.Network(seed=4) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, rms=0.4), size_out=2)
+        a = nengo.Ensemble(60, 2)
+        b = nengo.Ensemble(45, 2, neuron_type=nengo.AdaptiveLIF())
+        c = nengo.Ensemble(30, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(stim, a)
+        nengo.Connection(a, b, transform=[[0.5, 0.2], [-0.3, 0.9]])
+        nengo.Connection(b, c, function=lambda v: v[0] * v[1])
+        if neuron_connection:  # a second increment of c's input current
+            nengo.Connection(a.neurons, c.neurons, transform=np.full((30, 60), 0.001))
+        probes = [nengo.Probe(e, synapse=0.01) for e in (a, b, c)]
+    return net, probes
+
+
+def run(net, probes, monkeypatch, enabled, **kwargs):
+    monkeypatch.setattr(fusion, "ENABLED", enabled)
+    with nengo_cuda.Simulator(net, progress_bar=False, **kwargs) as sim:
+        sim.run_steps(150)
+        biases = {id(sim.model.sig[e.neurons]["bias"].base) for e in net.all_ensembles}
+        bias_copies = {kind: [op for i in sim.program if i.kind.startswith(kind)
+                              for op in i.ops if isinstance(op, Copy)
+                              and id(op.src.base) in biases]
+                       for kind in ("copy", "dot_inc")}
+        return [sim.data[p].copy() for p in probes], bias_copies["copy"], bias_copies["dot_inc"]
+
+
+@pytest.mark.parametrize("neuron_connection", [False, True])
+@pytest.mark.parametrize("kwargs", [
+    dict(dtype="float64"),
+    dict(dtype="float32", minibatch_size=3),
+    dict(dtype="float64", optimize=False),
+    dict(dtype="float32", minibatch_size=2, device="cuda-emulator"),
+], ids=lambda k: "-".join(str(v) for v in k.values()))
+def test_fused_results_equal_unfused_bit_for_bit(kwargs, neuron_connection, monkeypatch):
+    """Also with a second increment of an ensemble's input current (a neuron
+    connection): that ensemble's copy stays a copy, so no sum changes order."""
+    net, probes = network(neuron_connection)
+    plain, _, none_fused = run(net, probes, monkeypatch, False, **kwargs)
+    fused, copies_left, fused_copies = run(net, probes, monkeypatch, True, **kwargs)
+    assert none_fused == []
+    assert fused_copies  # bias copies went into products
+    assert bool(copies_left) == neuron_connection  # all but the neuron-connected one
+    for p, f in zip(plain, fused):
+        np.testing.assert_array_equal(f, p)
+
+
+def test_fused_results_equal_nengo(monkeypatch):
+    net, probes = network(neuron_connection=True)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(150)
+    fused, _, _ = run(net, probes, monkeypatch, True, dtype="float64")
+    for p, f in zip(probes, fused):
+        np.testing.assert_allclose(f, ref.data[p], rtol=1e-9, atol=1e-12)
