@@ -126,6 +126,15 @@ def test_copy_inc_repeats_and_batches(device):
     t.close()
 
 
+def run_dot_inc(t, fields, dtype):
+    """Runs one dot_inc of ``fields`` for two steps on both sides; compares."""
+    t.add("dot_inc", ints=fields)
+    t.run(2)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    t.assert_equal(rtol=tol, atol=tol)
+    t.close()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3, 9])
 def test_dot_inc_ragged_blocks(device, dtype, n_trials):
@@ -156,11 +165,7 @@ def test_dot_inc_ragged_blocks(device, dtype, n_trials):
         fields["Y_s"].append(-1)
         st += max(r, 1)
     assert sh <= n_shared and st <= n_shared + n_state
-    t.add("dot_inc", ints=fields)
-    t.run(2)
-    tol = 1e-4 if dtype == np.float32 else 1e-12
-    t.assert_equal(rtol=tol, atol=tol)
-    t.close()
+    run_dot_inc(t, fields, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -201,11 +206,7 @@ def test_dot_inc_from_init(device, dtype, n_trials):
             fields["I_s"].append(-2)
             st += 2 * r
     assert sh <= n_shared and st <= n_shared + n_state
-    t.add("dot_inc", ints=fields)
-    t.run(2)
-    tol = 1e-4 if dtype == np.float32 else 1e-12
-    t.assert_equal(rtol=tol, atol=tol)
-    t.close()
+    run_dot_inc(t, fields, dtype)
 
 
 def test_sparse_dot_inc(device):
