@@ -382,7 +382,7 @@ def timing(quick, budget_s, device):
                         make, steps, 1 if not label.startswith("cuda") else 3)
                     row[f"{label}_build_s"] = b
                     row[f"{label}_run_s"] = r
-                    if stats:
+                    if label == "cuda" and stats:
                         row["launches_per_step"] = stats.get("launches_per_step")
                         row["steps_per_graph"] = stats.get("steps_per_graph")
                     if label == "cuda":
