@@ -72,11 +72,9 @@ def _is_plain_copy(op):
 def _span(sig):
     """(first, last + 1) element of a signal within its base (an over-estimate
     for views that skip elements)."""
-    offsets = [sig.elemoffset + (n - 1) * s for n, s in zip(sig.shape, sig.elemstrides)
-               if n > 0]
-    lo = sig.elemoffset + sum(min(0, o - sig.elemoffset) for o in offsets)
-    hi = sig.elemoffset + sum(max(0, o - sig.elemoffset) for o in offsets) + 1
-    return lo, hi
+    reach = [(n - 1) * s for n, s in zip(sig.shape, sig.elemstrides) if n > 0]
+    return (sig.elemoffset + sum(min(0, r) for r in reach),
+            sig.elemoffset + sum(max(0, r) for r in reach) + 1)
 
 
 def written_spans(ops):

@@ -95,6 +95,7 @@ class CudaBackend:
         self.layout = layout
         self._buffers = {}  # device address -> the array that owns the memory
         self.native = None
+        self._profiles = None  # a list while `profiling()` is active
         self._init_device()
         with self._on_device():
             self._load(program, layout, dt)
@@ -108,7 +109,6 @@ class CudaBackend:
             *layout.native_args(), dt, f_pool, i_pool, self._alloc, self._free, self._device_id
         )
         self.native.set_stream(self._stream())
-        self._profiles = None  # a list while `profiling()` is active
         for instr in program:
             if instr.is_callback:
                 self.native.add_callback(instr.callback, *callback_ranges(instr, layout))

@@ -72,8 +72,9 @@ def _initial_values(op, layout):
     for dot in op.dots:
         for b in _blocks(dot, layout):
             # element (Y - dst) / dst_s of the destination: the same of the source
-            first = (b["Y"] - dst) // dst_s if dst_s else 0
-            b["I"], b["I_s"] = src + first * src_s, (b["Y_s"] // dst_s if dst_s else 1) * src_s
+            # (fusion takes only copies with positive strides)
+            first = (b["Y"] - dst) // dst_s
+            b["I"], b["I_s"] = src + first * src_s, b["Y_s"] // dst_s * src_s
             blocks.append(b)
     return blocks
 
