@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - create .venv, build, run the tutorial network on nengo_cuda and nengo
-#   make test   - create .venv, build, run our tests and Nengo's own test suite
+#   make test   - create .venv, build, run our tests, Nengo's own test suite and NengoSPA's
 #   make sanitize - our tests again, against an ASan/UBSan build of the native module
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 SOURCES := $(shell find csrc nengo_cuda -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \)) CMakeLists.txt setup.py pyproject.toml
 
-.PHONY: install demo test test-ours test-nengo test-nengo-float32 bench sanitize clean
+.PHONY: install demo test test-ours test-nengo test-nengo-float32 test-spa bench sanitize clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) benchmarks/demo.py
 
-test: test-ours test-nengo test-nengo-float32
+test: test-ours test-nengo test-nengo-float32 test-spa
 
 test-ours: install
 	$(PYTEST) tests -q
@@ -35,6 +35,11 @@ test-nengo: install
 
 test-nengo-float32: install
 	cd tests/conformance && ../../$(PYTEST) -c float32.ini --pyargs nengo -q
+
+# NengoSPA's own test suite against nengo_cuda.Simulator (float32, the default):
+# real models built from every Nengo network NengoSPA uses.
+test-spa: install
+	cd tests/conformance && PYTHONPATH=. ../../$(PYTEST) -c spa.ini --pyargs nengo_spa -q
 
 bench: install
 	$(PY) benchmarks/run.py

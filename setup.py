@@ -82,6 +82,9 @@ setup(
             "pytest-rng",
             "hypothesis",
             "matplotlib",
+            # NengoSPA models in our tests and its own suite (make test-spa);
+            # pinned: tests/conformance/spa_plugin.py lists its known failures
+            "nengo-spa==2.0.0",
         ],
         "cuda": ["cupy-cuda13x"],
         # training and TensorNodes (nengo_cuda.training); tested on Linux CPU

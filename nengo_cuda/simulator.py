@@ -56,19 +56,18 @@ def _check_dtype(dtype):
     return np.dtype(DTYPES[name])
 
 
-def _check_minibatch_size(minibatch_size):
-    if minibatch_size is None:
+def _check_positive_int(value, attr, or_none=True):
+    if value is None and or_none:
         return None
-    if isinstance(minibatch_size, bool) or not isinstance(minibatch_size, (int, np.integer)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValidationError(
-            f"minibatch_size must be a positive integer or None (got {minibatch_size!r})",
-            attr="minibatch_size",
+            f"{attr} must be a positive integer{' or None' if or_none else ''} "
+            f"(got {value!r})",
+            attr=attr,
         )
-    if minibatch_size < 1:
-        raise ValidationError(
-            f"minibatch_size must be >= 1 (got {minibatch_size})", attr="minibatch_size"
-        )
-    return int(minibatch_size)
+    if value < 1:
+        raise ValidationError(f"{attr} must be >= 1 (got {value})", attr=attr)
+    return int(value)
 
 
 def _is_real(x):
@@ -121,11 +120,18 @@ class Simulator:
     minibatch_size : int, optional
         Number of independent trials simulated together.  When given, probe data
         has shape ``(minibatch_size, n_steps, size)``.
-    device : {None, "cpu", "cuda"}
-        Where to run.  None picks the CPU.
+    device : {None, "cpu", "cuda", "cuda:N", "cuda-emulator"}
+        Where to run.  None picks CUDA when a GPU is usable, else the CPU;
+        ``"cuda"`` is CuPy's current device.  NengoDL's TensorFlow names work
+        too (``"/cpu:0"``, ``"/gpu:N"``); see `nengo_cuda.backends.select`.
     dtype : {"float32", "float64"}, optional
         Precision of the signals (default float32, as NengoDL).  ``float64``
         reproduces `nengo.Simulator` to rounding.
+    unroll_simulation : int
+        Accepted for code written for NengoDL, where it sets how many steps one
+        TensorFlow loop iteration builds; the native step loop needs no
+        unrolling, so it changes nothing (and, unlike NengoDL, ``run_steps(n)``
+        runs exactly n steps whatever its value).
     """
 
     def __init__(
@@ -139,13 +145,16 @@ class Simulator:
         minibatch_size=None,
         device=None,
         dtype=None,
+        unroll_simulation=1,
     ):
         self.closed = True  # until construction succeeds
         self.device = device
         self.progress_bar = progress_bar
         self.optimize = optimize
         self.dtype = _check_dtype(dtype)
-        self.minibatch_size = _check_minibatch_size(minibatch_size)
+        self.minibatch_size = _check_positive_int(minibatch_size, "minibatch_size")
+        self.unroll_simulation = _check_positive_int(
+            unroll_simulation, "unroll_simulation", or_none=False)
         self.n_trials = self.minibatch_size or 1
         backend_cls = select_backend(device)
         if model is None:
@@ -267,6 +276,7 @@ class Simulator:
             "minibatch_size": self.minibatch_size,
             "device": self.device,
             "dtype": self.dtype.name,
+            "unroll_simulation": self.unroll_simulation,
             "n_steps": self._n_steps,
         }
 
@@ -281,6 +291,7 @@ class Simulator:
             minibatch_size=state["minibatch_size"],
             device=state["device"],
             dtype=state["dtype"],
+            unroll_simulation=state["unroll_simulation"],
         )
         for trial, values in enumerate(state["signals"]):
             for base, value in values.items():

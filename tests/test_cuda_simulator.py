@@ -13,7 +13,7 @@ import nengo_cuda
 import nengo_cuda.simulator
 from nengo_cuda.backends import select
 from nengo_cuda.backends.cpu import CpuBackend
-from nengo_cuda.backends.cuda import EmulatedCudaBackend, callback_ranges
+from nengo_cuda.backends.cuda import CudaBackend, EmulatedCudaBackend, callback_ranges
 from networks import NETWORKS
 
 DEVICES = [
@@ -134,8 +134,8 @@ def test_emulator_stats_and_close():
 class _DeviceCheckingBackend(EmulatedCudaBackend):
     """Fails if memory or CuPy's stream is asked for off the program's device."""
 
-    def _init_device(self):
-        super()._init_device()
+    def _init_device(self, device_index):
+        super()._init_device(device_index)
         self.depth = 0
         self.entered = 0
 
@@ -205,6 +205,59 @@ def test_device_selection_without_gpu(monkeypatch):
     assert select.select_backend("cuda-emulator") is EmulatedCudaBackend
     with pytest.raises(ValidationError, match=r"device='cuda' is unavailable: no driver \(test\)"):
         select.select_backend("cuda")
+
+
+@pytest.mark.parametrize("device, parsed", [
+    (None, (None, None)),
+    ("cpu", ("cpu", None)),
+    ("/cpu:0", ("cpu", None)),
+    ("/device:CPU:0", ("cpu", None)),
+    ("cuda", ("cuda", None)),
+    ("cuda:1", ("cuda", 1)),
+    ("/gpu:0", ("cuda", 0)),
+    ("/GPU:2", ("cuda", 2)),
+    ("/device:GPU:3", ("cuda", 3)),
+    ("cuda-emulator", ("cuda-emulator", None)),
+])
+def test_device_names(device, parsed):
+    """Our names, and NengoDL's TensorFlow names (ported code keeps its device=)."""
+    assert select.parse_device(device) == parsed
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:", "cuda:-1", "/gpu", "cuda-emulator:1",
+                                    "/cpu:0/extra", 3, b"cuda"])
+def test_unknown_device_names_raise(device):
+    with pytest.raises(ValidationError, match="device"):
+        select.parse_device(device)
+
+
+def test_numbered_cuda_device_without_gpu(monkeypatch):
+    monkeypatch.setattr(select, "cuda_status", lambda: (False, "no driver (test)"))
+    with pytest.raises(ValidationError, match=r"device='/gpu:0' is unavailable: no driver"):
+        select.select_backend("/gpu:0")
+    assert select.select_backend("/cpu:0") is CpuBackend
+
+
+def test_numbered_cuda_device_must_exist(monkeypatch):
+    monkeypatch.setattr(select, "cuda_status", lambda: (True, "1 CUDA device(s) (test)"))
+    monkeypatch.setattr(select, "cuda_device_count", lambda: 1)
+    with pytest.raises(ValidationError, match=r"CUDA device 1 does not exist \(1 device"):
+        select.select_backend("cuda:1")
+    backend = select.select_backend("cuda:0")
+    assert backend.func is CudaBackend and backend.keywords == {"device_index": 0}
+
+
+@pytest.mark.skipif(not select.cuda_status()[0], reason="needs a CUDA device")
+@pytest.mark.parametrize("device", ["cuda:0", "/gpu:0"])
+def test_numbered_cuda_device_runs(device):
+    net, probes = NETWORKS["tutorial"]()
+    ref, _ = _data(net, probes, "cpu", dtype="float64")
+    with _sim(net, device, dtype="float64") as sim:
+        assert isinstance(sim.backend, CudaBackend) and sim.backend._device_id == 0
+        sim.run(0.3)
+        out = [np.array(sim.data[p]) for p in probes]
+    for r, o in zip(ref, out):
+        np.testing.assert_allclose(o, r, rtol=1e-9, atol=1e-9)
 
 
 def test_cuda_status_names_a_cause():

@@ -100,6 +100,23 @@ def test_pickle_roundtrip(net):
             np.testing.assert_allclose(sim2.data[p2], sim.data[p], atol=1e-12)
 
 
+def test_nengo_dl_arguments_port_unchanged(net):
+    """Code written for nengo_dl.Simulator keeps its device= and
+    unroll_simulation=; steps are exact (NengoDL rounds up to the unroll)."""
+    network, probes = net
+    with make(net, dtype="float64") as plain:
+        plain.run_steps(15)
+    with make(net, dtype="float64", device="/cpu:0", unroll_simulation=10) as sim:
+        assert sim.unroll_simulation == 10
+        sim.run_steps(15)
+        assert sim.n_steps == 15
+        for p in probes:
+            np.testing.assert_array_equal(sim.data[p], plain.data[p])
+        copy = pickle.loads(pickle.dumps(sim))
+    with copy:
+        assert copy.unroll_simulation == 10 and copy.device == "/cpu:0"
+
+
 def test_cuda_device_error_names_cause(net):
     with pytest.raises(ValidationError, match="device='cuda' is unavailable: .+"):
         make(net, device="cuda")

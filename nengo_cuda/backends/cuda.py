@@ -91,12 +91,12 @@ class CudaBackend:
 
     name = "cuda"
 
-    def __init__(self, program, layout, dt):
+    def __init__(self, program, layout, dt, device_index=None):
         self.layout = layout
         self._buffers = {}  # device address -> the array that owns the memory
         self.native = None
         self._profiles = None  # a list while `profiling()` is active
-        self._init_device()
+        self._init_device(device_index)
         with self._on_device():
             self._load(program, layout, dt)
 
@@ -116,9 +116,12 @@ class CudaBackend:
                 self.native.add(instr.kind, instr.ints, instr.floats, instr.scalars)
 
     # -- device specifics (overridden by the emulator) ----------------------------
-    def _init_device(self):
+    def _init_device(self, device_index):
+        """The program's device: ``device_index``, or CuPy's current device."""
         self._cp = import_cupy()
-        self._device_id = int(self._cp.cuda.Device().id)
+        if device_index is None:
+            device_index = self._cp.cuda.Device().id
+        self._device_id = int(device_index)
 
     def _on_device(self):
         """The program's device made current, for every call that reaches the
@@ -251,7 +254,7 @@ class EmulatedCudaBackend(CudaBackend):
 
     name = "cuda-emulator"
 
-    def _init_device(self):
+    def _init_device(self, device_index):
         self._device_id = 0
 
     def _on_device(self):
