@@ -36,18 +36,24 @@ class ProbeRecording:
 
 
 class SimulationData(Mapping):
-    """``sim.data``: probe data, and build artefacts (``sim.data[ens].encoders``)."""
+    """``sim.data``: probe data, and build artefacts (``sim.data[ens].encoders``).
 
-    def __init__(self, raw, recordings, minibatched):
+    current(obj, built) -> the built artefact with its parameters' current
+    values (trained ones; `nengo_cuda.params`), or None for the build's own.
+    """
+
+    def __init__(self, raw, recordings, minibatched, current=None):
         self.raw = raw
         self.recordings = recordings
         self.minibatched = minibatched
+        self.current = current
         self._cache = {}
 
     def __getitem__(self, key):
         rec = self.recordings.get(key)
         if rec is None:
-            return self.raw[key]
+            built = self.raw[key]
+            return built if self.current is None else self.current(key, built)
         cached = self._cache.get(key)
         if cached is None or cached[0] != rec.n_samples:
             value = rec.array(self.minibatched)

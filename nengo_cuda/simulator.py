@@ -26,6 +26,7 @@ from nengo.utils.progress import Progress, ProgressTracker
 from .backends import select_backend
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
+from .params import current_built
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
 from .training.config import get_setting
@@ -211,7 +212,8 @@ class Simulator:
             p: ProbeRecording(self.model.sig[p]["in"].shape, self.n_trials)
             for p in self.model.probes
         }
-        self.data = SimulationData(self.model.params, self._recordings, self.minibatch_size)
+        self.data = SimulationData(self.model.params, self._recordings, self.minibatch_size,
+                                   current=self._current_built)
 
         if seed is None:
             if network is not None and network.seed is not None:
@@ -360,6 +362,10 @@ class Simulator:
     def close(self):
         """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
         if not self.closed:
+            if getattr(self, "_training", None) is not None:
+                # trained parameters stay readable through sim.data (NengoDL's
+                # would fall back to the built values here)
+                self._closed_parameters = self.layout.fbuf[: self.layout.f_shared].copy()
             self.backend.close()
             # free the signal buffers: drop every view into them
             for group in self._plan.fallbacks:
@@ -367,6 +373,24 @@ class Simulator:
             self.process_rngs = {}
             self.layout.release()
         self.closed = True
+
+    def _current_built(self, obj, built):
+        """``sim.data[obj]`` for a built object: see `nengo_cuda.params`."""
+        if not isinstance(obj, (nengo.Ensemble, nengo.Connection)):
+            return built
+        return current_built(obj, built, self.model.sig, self._parameter_value)
+
+    def _parameter_value(self, sig):
+        """A parameter signal's current value (trial 0), or None for a signal
+        that is not a parameter here (not laid out, simulation state, sparse)."""
+        layout = self.layout
+        if (sig is None or sig.base not in layout.placement
+                or layout.pool_of(sig) != FLOAT or not layout.is_shared(sig)):
+            return None
+        if not self.closed:
+            return np.array(layout.signal_dicts[0][sig])
+        saved = getattr(self, "_closed_parameters", None)
+        return None if saved is None else saved[layout.addresses(sig)]
 
     def clear_probes(self):
         """Clears all probe histories."""

@@ -158,3 +158,67 @@ def test_callbacks_see_exact_time_in_float32():
         seen.clear()
         sim.run_steps(2)
         assert seen == [0.001, 0.002]
+
+
+def _param_net(learning):
+    with nengo.Network(seed=7) as network:
+        inp = nengo.Node([0.3])
+        ens = nengo.Ensemble(15, 1, radius=2.0)
+        out = nengo.Node(size_in=1)
+        nengo.Connection(inp, ens)
+        conn = nengo.Connection(ens, out)
+        learned = None
+        if learning:
+            learned = nengo.Connection(ens, out, learning_rule_type=nengo.PES())
+            nengo.Connection(out, learned.learning_rule)
+    return network, ens, conn, learned
+
+
+def test_data_gives_built_objects_until_parameters_change():
+    """sim.data[obj] is Nengo's built object while its parameters hold their
+    built values; a learning rule's weights are state (sim.data keeps the build
+    value, as nengo.Simulator does)."""
+    network, ens, conn, learned = _param_net(learning=True)
+    with nengo_cuda.Simulator(network, progress_bar=False) as sim, \
+            nengo.Simulator(network, progress_bar=False) as ref:
+        sim.run(0.2)
+        ref.run(0.2)
+        for obj in (ens, conn, learned):
+            assert sim.data[obj] is sim.model.params[obj]
+        np.testing.assert_array_equal(sim.data[learned].weights, ref.data[learned].weights)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_data_gives_changed_parameters(dtype):
+    """Written parameters (as training writes them) show in sim.data, split
+    back into Nengo's built quantities consistently, until reset."""
+    # (no learning rule here: Nengo's optimizer would merge conn's weights with
+    # the learned ones into one state signal, which is not a parameter)
+    network, ens, conn, _ = _param_net(learning=False)
+    with nengo_cuda.Simulator(network, progress_bar=False, dtype=dtype) as sim:
+        built_e, built_c = sim.model.params[ens], sim.model.params[conn]
+        sig = sim.model.sig
+        new_scaled = built_e.scaled_encoders * np.linspace(0.8, 1.2, 15)[:, None]
+        new_bias = built_e.bias + 0.05
+        new_w = built_c.weights * -2
+        sim.signals[sig[ens]["encoders"]][...] = new_scaled
+        sim.signals[sig[ens.neurons]["bias"]][...] = new_bias
+        sim.signals[sig[conn]["weights"]][...] = new_w
+        d, c = sim.data[ens], sim.data[conn]
+        rtol = 1e-6 if dtype == "float32" else 1e-12
+        np.testing.assert_allclose(d.scaled_encoders, new_scaled, rtol=rtol)
+        np.testing.assert_allclose(d.bias, new_bias, rtol=rtol)
+        np.testing.assert_allclose(d.gain, built_e.gain * np.linspace(0.8, 1.2, 15), rtol=rtol)
+        np.testing.assert_allclose(d.encoders, built_e.encoders, rtol=rtol)
+        # the neuron type turns max_rates/intercepts back into this gain and bias
+        # (for neurons that still fire below the radius: LIF gives NaN max rates
+        # for the others, and its inverse needs rates below 1 / tau_ref)
+        fires = np.isfinite(d.max_rates)
+        assert fires.sum() >= 10 and d.max_rates[fires].max() < 1 / ens.neuron_type.tau_ref
+        gain, bias = ens.neuron_type.gain_bias(d.max_rates[fires], d.intercepts[fires])
+        np.testing.assert_allclose(gain, d.gain[fires], rtol=1e-6)
+        np.testing.assert_allclose(bias, d.bias[fires], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(c.weights, new_w, rtol=rtol)
+        assert c.transform is None and c.eval_points is built_c.eval_points
+        sim.reset()
+        assert sim.data[ens] is built_e and sim.data[conn] is built_c

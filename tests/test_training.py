@@ -618,6 +618,51 @@ def test_params_load_into_another_build(tmp_path):
             wrong.load_params(tmp_path / "params")
 
 
+def test_data_gives_trained_parameters():
+    """As in NengoDL, sim.data[obj] gives the trained encoders, gains, biases
+    and weights after fit (also after close): a plain Nengo network built from
+    them computes what the trained simulator computes; reset undoes it."""
+    def network(ens_kw=None, conn_kw=None):
+        with nengo.Network(seed=9) as net:
+            inp = nengo.Node(np.zeros(1))
+            ens = nengo.Ensemble(20, 1, radius=1.5, neuron_type=nengo.LIFRate(),
+                                 **(ens_kw or {}))
+            out = nengo.Node(size_in=1)
+            nengo.Connection(inp, ens, synapse=None)
+            conn = nengo.Connection(ens, out, synapse=None, **(conn_kw or {}))
+            p = nengo.Probe(out)
+        return net, inp, ens, conn, p
+
+    net, inp, ens, conn, p = network()
+    x = np.linspace(-1, 1, 8).reshape(8, 1, 1)
+    with nengo_cuda.Simulator(net, minibatch_size=8, dtype="float64", progress_bar=False) as sim:
+        built_e, built_c = sim.data[ens], sim.data[conn]
+        sim.compile(tf.keras.optimizers.Adam(0.02), loss=nengo_cuda.obj.mse)
+        sim.fit({inp: x}, {p: x ** 2}, epochs=30)
+        trained = sim.predict({inp: x})[p]
+        live_e = sim.data[ens]
+    d, c = sim.data[ens], sim.data[conn]  # closed: still the trained values
+    assert d is not built_e and c is not built_c
+    np.testing.assert_array_equal(d.scaled_encoders, live_e.scaled_encoders)
+    assert not np.allclose(c.weights, built_c.weights)
+    copy, cinp, _, _, cp = network(
+        ens_kw=dict(encoders=d.encoders, gain=d.gain, bias=d.bias, normalize_encoders=False),
+        conn_kw=dict(solver=nengo.solvers.NoSolver(c.weights.T, weights=False)))
+    for value in x[:, 0, 0]:
+        cinp.output = np.array([value])
+        with nengo.Simulator(copy, progress_bar=False) as ref:
+            ref.step()
+            np.testing.assert_allclose(ref.data[cp][0], trained[list(x[:, 0, 0]).index(value), 0],
+                                       rtol=1e-9, atol=1e-12)
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        sim.compile(tf.keras.optimizers.Adam(0.02), loss=nengo_cuda.obj.mse)
+        sim.fit({inp: x[:1]}, {p: x[:1] ** 2}, epochs=3)
+        assert sim.data[conn] is not sim.model.params[conn]
+        sim.reset(include_trainable=True)
+        assert sim.data[conn] is sim.model.params[conn]
+        assert sim.data[ens] is sim.model.params[ens]
+
+
 def test_nengo_dl2_methods_refuse_unsupported_options():
     """train/loss accept NengoDL 2's option names but refuse the ones not
     implemented when set, and unknown keywords, instead of dropping them."""

@@ -1,0 +1,75 @@
+"""``sim.data[obj]`` for ensembles and connections: the parameters as they are now.
+
+NengoDL's ``sim.data[ens].encoders`` and ``sim.data[conn].weights`` give the
+trained values after ``sim.fit``. Nengo's builder keeps these parameters in
+signals that no operator writes (the layout's shared part), so they change
+only through training, `load_params` or a user's write into ``sim.signals``;
+while they hold their built values, ``sim.data[obj]`` is Nengo's own built
+object, exactly as ``nengo.Simulator`` gives it. A learning rule's weights are
+simulation state, not parameters: for them ``sim.data`` keeps the build value,
+as in Nengo (probe ``(conn, "weights")`` to see them learn).
+
+Changed ensembles are rebuilt from the two signals Nengo's builder made:
+
+    scaled_encoders = encoders * gain / radius        (one row per neuron)
+    J = scaled_encoders @ x + bias
+
+Training moves ``scaled_encoders`` as a whole, so gain and encoders are split
+again as NengoDL does, keeping each built encoder's norm:
+``gain = radius * |scaled_encoders| / |encoders_built|``, ``encoders = radius *
+scaled_encoders / gain``; max rates and intercepts follow from gain and bias
+through the neuron type. A changed connection keeps its eval points and solver
+info; its transform is None (the trained weights no longer factor into the
+built decoders and transform).
+"""
+
+import nengo
+import numpy as np
+from nengo.builder.connection import BuiltConnection
+from nengo.builder.ensemble import BuiltEnsemble
+
+
+def current_built(obj, built, sig, read):
+    """``built`` with the current values of its parameter signals.
+
+    sig: the model's ``model.sig``; read(signal) -> its current value (trial
+    0), or None when it is not a parameter of this simulation.
+    Returns ``built`` itself when nothing changed.
+    """
+    if isinstance(obj, nengo.Ensemble) and not isinstance(obj.neuron_type, nengo.Direct):
+        return _ensemble(obj, built, sig, read)
+    if isinstance(obj, nengo.Connection) and "weights" in sig[obj]:
+        weights = _changed(sig[obj]["weights"], read)
+        if weights is not None:
+            shape = np.shape(built.weights)
+            weights = weights.reshape(shape) if weights.size == np.prod(shape) else weights
+            return BuiltConnection(built.eval_points, built.solver_info, weights, None)
+    return built
+
+
+def _changed(signal, read):
+    """The signal's current value (float64) if it differs from its built value."""
+    value = read(signal)
+    if value is None:
+        return None
+    initial = np.asarray(signal.initial_value, dtype=value.dtype)
+    if np.array_equal(value, initial.reshape(value.shape)):
+        return None
+    return np.asarray(value, dtype=np.float64)
+
+
+def _ensemble(ens, built, sig, read):
+    scaled = _changed(sig[ens]["encoders"], read)
+    bias = _changed(sig[ens.neurons]["bias"], read)
+    if scaled is None and bias is None:
+        return built
+    if scaled is None:
+        scaled, gain, encoders = built.scaled_encoders, built.gain, built.encoders
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = ens.radius * (np.linalg.norm(scaled, axis=1)
+                                 / np.linalg.norm(built.encoders, axis=1))
+            encoders = ens.radius * scaled / gain[:, None]
+    bias = built.bias if bias is None else bias
+    max_rates, intercepts = ens.neuron_type.max_rates_intercepts(gain, bias)
+    return BuiltEnsemble(built.eval_points, encoders, intercepts, max_rates, scaled, gain, bias)
