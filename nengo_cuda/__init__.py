@@ -11,6 +11,8 @@ import os
 # Must be set before the native module (and so libgomp) is loaded.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import dists  # noqa: E402,F401
+from .neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU  # noqa: E402,F401
 from .simulator import Simulator  # noqa: E402,F401
 
 # NengoDL 3's training API; none of these modules imports TensorFlow on import.

@@ -35,6 +35,9 @@ NEURON_TYPES = [
     nengo.AdaptiveLIFRate,
     nengo.Izhikevich,
     lambda: nengo.RegularSpiking(nengo.LIFRate()),
+    nengo_cuda.LeakyReLU,
+    nengo_cuda.SpikingLeakyReLU,
+    lambda: nengo_cuda.SoftLIFRate(sigma=0.05),
 ]
 
 SYNAPSES = [
@@ -78,22 +81,25 @@ def random_network(seed, n_ensembles=4, max_neurons=40, max_dims=3, learning=Tru
             nengo.Connection(src[:k], ens[:k], synapse=synapse())
         conns = []
         for _ in range(2 * n_ensembles):
-            pre = ensembles[rng.randint(len(ensembles))]
-            post = ensembles[rng.randint(len(ensembles))]
+            i, j = rng.randint(len(ensembles)), rng.randint(len(ensembles))
+            pre, post = ensembles[i], ensembles[j]
             kind = rng.randint(4)
+            syn = synapse()
+            if syn is None and i >= j:
+                syn = nengo.Lowpass(0.005)  # a loop without a synapse: Nengo refuses it
             if kind == 0:  # decoded, with a function
                 conns.append(
                     nengo.Connection(
-                        pre, post[0], function=lambda x: np.sum(x**2), synapse=synapse()
+                        pre, post[0], function=lambda x: np.sum(x**2), synapse=syn
                     )
                 )
             elif kind == 1:  # decoded, random transform
                 t = rng.uniform(-0.5, 0.5, size=(post.dimensions, pre.dimensions))
-                conns.append(nengo.Connection(pre, post, transform=t, synapse=synapse()))
+                conns.append(nengo.Connection(pre, post, transform=t, synapse=syn))
             elif kind == 2:  # neurons to neurons, dense
                 t = rng.uniform(-0.01, 0.01, size=(post.n_neurons, pre.n_neurons))
                 conns.append(
-                    nengo.Connection(pre.neurons, post.neurons, transform=t, synapse=synapse())
+                    nengo.Connection(pre.neurons, post.neurons, transform=t, synapse=syn)
                 )
             else:  # neurons to neurons, sparse
                 n = 5

@@ -43,6 +43,11 @@ PARAMS = {
         dict(base_type=nengo.LIFRate()),
         dict(base_type=nengo.Tanh(), amplitude=0.5),
     ],
+    # NengoDL's types (nengo_cuda.neurons); sigma=0.1 reaches both of SoftLIFRate's
+    # far branches (j / sigma <= -20 and > 30) with these currents
+    nengo_cuda.LeakyReLU: [dict(), dict(negative_slope=0.05, amplitude=0.5)],
+    nengo_cuda.SpikingLeakyReLU: [dict(), dict(negative_slope=0.05, amplitude=0.5)],
+    nengo_cuda.SoftLIFRate: [dict(), dict(sigma=0.1, tau_rc=0.05, tau_ref=0.001, amplitude=0.5)],
 }
 TYPES = list(PARAMS)
 assert set(TYPES) == set(NEURON_KERNELS), "every kernel has a test"
@@ -67,6 +72,8 @@ def random_state(rng, n, name, neuron_type):
             return rng.uniform(-80, 29, n)
         return rng.uniform(-20, 20, n)  # recovery
     if name == "voltage":
+        if neuron_type is nengo_cuda.SpikingLeakyReLU:  # negative spikes leave v in (-1, 0]
+            return rng.uniform(-1, 1, n)
         return rng.uniform(-0.5 if neuron_type is nengo.LIF else 0, 1, n)
     if name == "refractory_time":  # in refractory period, ending mid-step, or done
         return rng.choice([0, 0.0005, 0.0015, 0.002, -0.001], n)
@@ -205,6 +212,9 @@ NETWORK_TYPES = [
     nengo.LIF(initial_state={"voltage": nengo.dists.Uniform(-0.2, 0.9),
                              "refractory_time": nengo.dists.Uniform(0, 0.002)}),
     nengo.Izhikevich(reset_voltage=-55, initial_state={"voltage": nengo.dists.Uniform(-70, 0)}),
+    nengo_cuda.LeakyReLU(),
+    nengo_cuda.SpikingLeakyReLU(),
+    nengo_cuda.SoftLIFRate(sigma=0.02),
 ]
 
 

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import nengo
 
+import nengo_cuda
+
 tf = pytest.importorskip("tensorflow")
 
 from nengo_cuda.training import ops  # noqa: E402
@@ -16,11 +18,19 @@ NEURONS = [
     nengo.SpikingRectifiedLinear(),
     nengo.Sigmoid(tau_ref=0.01),
     nengo.Tanh(tau_ref=0.05),
+    nengo_cuda.SoftLIFRate(sigma=0.5, tau_rc=0.03, amplitude=0.5),
+    nengo_cuda.LeakyReLU(negative_slope=0.1, amplitude=2.0),
+    nengo_cuda.SpikingLeakyReLU(negative_slope=0.2),
 ]
 
 
 def _rate_neuron(neuron_type):
     """The Nengo rate neuron whose step the op's forward must equal."""
+    if isinstance(neuron_type, (nengo_cuda.SoftLIFRate, nengo_cuda.LeakyReLU)):
+        return neuron_type
+    if isinstance(neuron_type, nengo_cuda.SpikingLeakyReLU):
+        return nengo_cuda.LeakyReLU(negative_slope=neuron_type.negative_slope,
+                                    amplitude=neuron_type.amplitude)
     rate = {nengo.LIF: nengo.LIFRate, nengo.SpikingRectifiedLinear: nengo.RectifiedLinear}
     cls = rate.get(type(neuron_type), type(neuron_type))
     kw = {k: getattr(neuron_type, k) for k in ("tau_rc", "tau_ref", "amplitude")

@@ -136,9 +136,11 @@ def test_gpu_kernels_equal_cpu_kernels(gpu_library):
             for dev in ("/CPU:0", "/GPU:0"):
                 with tf.device(dev):
                     r = [m.nc_neuron_rate(J, p, kind=k) for k in
-                         ("lif_rate", "soft_lif_rate", "rectified_linear", "sigmoid", "tanh")]
+                         ("lif_rate", "soft_lif_rate", "rectified_linear", "sigmoid", "tanh",
+                          "leaky_relu")]
                     g = [m.nc_neuron_rate_grad(dy, J, p, kind=k) for k in
-                         ("lif_rate", "soft_lif_rate", "rectified_linear", "sigmoid", "tanh")]
+                         ("lif_rate", "soft_lif_rate", "rectified_linear", "sigmoid", "tanh",
+                          "leaky_relu")]
                     s = [m.nc_lowpass_scan(u, x0, a, b, reverse=rev) for rev in (False, True)]
                     assert all(dev[1:4] in t.device for t in r + g + s), [t.device for t in r]
                     res[dev] = [t.numpy() for t in r + g + s]

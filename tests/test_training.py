@@ -448,6 +448,8 @@ def _rate_equivalent(n):
         return nengo.LIFRate(tau_rc=n.tau_rc, tau_ref=n.tau_ref, amplitude=n.amplitude)
     if type(n) is nengo.SpikingRectifiedLinear:
         return nengo.RectifiedLinear(amplitude=n.amplitude)
+    if type(n) is nengo_cuda.SpikingLeakyReLU:
+        return nengo_cuda.LeakyReLU(negative_slope=n.negative_slope, amplitude=n.amplitude)
     if type(n) is nengo.AdaptiveLIF:
         return nengo.AdaptiveLIFRate(tau_n=n.tau_n, inc_n=n.inc_n, tau_rc=n.tau_rc,
                                      tau_ref=n.tau_ref, amplitude=n.amplitude)
@@ -466,7 +468,9 @@ def _forward_net(rate, feed=None):
              nengo.Tanh(), nengo.LIFRate(tau_rc=0.03), nengo.RectifiedLinear(),
              nengo.AdaptiveLIF(tau_n=0.05, inc_n=0.1), nengo.RegularSpiking(nengo.LIFRate()),
              nengo.PoissonSpiking(nengo.Sigmoid()),
-             nengo.StochasticSpiking(nengo.RectifiedLinear(amplitude=0.01)), nengo.Direct()]
+             nengo.StochasticSpiking(nengo.RectifiedLinear(amplitude=0.01)),
+             nengo_cuda.SoftLIFRate(sigma=0.2), nengo_cuda.LeakyReLU(negative_slope=0.1),
+             nengo_cuda.SpikingLeakyReLU(negative_slope=0.2, amplitude=0.02), nengo.Direct()]
     with nengo.Network(seed=1) as net:
         fed = nengo.Node(np.zeros(2) if feed is None else
                          nengo.processes.PresentInput(feed, presentation_time=0.001))

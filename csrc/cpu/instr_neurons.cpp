@@ -230,6 +230,39 @@ struct LIFRate {
     }
 };
 
+// NengoDL's LeakyReLU: out = amplitude * (J < 0 ? negative_slope * J : J)
+struct LeakyReLU {
+    static constexpr const char* kind = "neurons_leaky_relu";
+    static constexpr Names<0> states{};
+    static constexpr Names<2> params{"amplitude", "negative_slope"};
+    template <typename T>
+    static T step(T J, const std::array<T*, 0>&, const std::array<T, 2>& p, T) {
+        return neurons::leaky_relu(J, p[0], p[1]);
+    }
+};
+
+// NengoDL's SpikingLeakyReLU: LeakyReLU's rate integrated, trunc(v) spikes
+struct SpikingLeakyReLU {
+    static constexpr const char* kind = "neurons_spiking_leaky_relu";
+    static constexpr Names<1> states{"voltage"};
+    static constexpr Names<2> params{"amplitude", "negative_slope"};
+    template <typename T>
+    static T step(T J, const std::array<T*, 1>& s, const std::array<T, 2>& p, T dt) {
+        return neurons::spiking_leaky_relu(J, *s[0], dt, p[0], p[1]);
+    }
+};
+
+// NengoDL's SoftLIFRate: LIFRate with a softplus-smoothed threshold
+struct SoftLIFRate {
+    static constexpr const char* kind = "neurons_soft_lif_rate";
+    static constexpr Names<0> states{};
+    static constexpr Names<4> params{"tau_rc", "tau_ref", "amplitude", "sigma"};
+    template <typename T>
+    static T step(T J, const std::array<T*, 0>&, const std::array<T, 4>& p, T) {
+        return neurons::soft_lif_rate(J, p[0], p[1], p[2], p[3]);
+    }
+};
+
 // The start of a LIF step for a vector of neurons, shared by every path: the
 // decremented refractory time r, the part of the step integrated (delta_t),
 // and the lanes that integrate all of it (`whole`) or part of it (`partial`).
@@ -492,6 +525,9 @@ NC_REGISTER_NEURONS(AdaptiveLIFRate);
 NC_REGISTER_NEURONS(AdaptiveLIF);
 NC_REGISTER_NEURONS(Izhikevich);
 NC_REGISTER_NEURONS(RegularSpiking);
+NC_REGISTER_NEURONS(LeakyReLU);
+NC_REGISTER_NEURONS(SpikingLeakyReLU);
+NC_REGISTER_NEURONS(SoftLIFRate);
 
 }  // namespace
 }  // namespace nc

@@ -464,6 +464,14 @@ std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
             S{"tau_recovery", "coupling", "reset_voltage", "reset_recovery"});
     if (kind == "neurons_regular_spiking")
         return make_neurons<T, md::RegularSpiking>(spec, *this, S{"voltage"}, S{"amplitude"});
+    if (kind == "neurons_leaky_relu")
+        return make_neurons<T, md::LeakyReLU>(spec, *this, S{}, S{"amplitude", "negative_slope"});
+    if (kind == "neurons_spiking_leaky_relu")
+        return make_neurons<T, md::SpikingLeakyReLU>(spec, *this, S{"voltage"},
+                                                     S{"amplitude", "negative_slope"});
+    if (kind == "neurons_soft_lif_rate")
+        return make_neurons<T, md::SoftLIFRate>(spec, *this, S{},
+                                                S{"tau_rc", "tau_ref", "amplitude", "sigma"});
     throw std::invalid_argument("the CUDA backend has no kernel for instruction kind '" + kind +
                                 "'");
 }

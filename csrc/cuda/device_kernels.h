@@ -268,6 +268,30 @@ struct LIFRate {
         return neurons::lif_rate(J, q[0], q[1], q[2]);
     }
 };
+struct LeakyReLU {
+    static constexpr int NS = 0, NP = 2;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T*, const T* q, T, T) {
+        return neurons::leaky_relu(J, q[0], q[1]);
+    }
+};
+struct SpikingLeakyReLU {
+    static constexpr int NS = 1, NP = 2;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T) {
+        return neurons::spiking_leaky_relu(J, s[0], dt, q[0], q[1]);
+    }
+};
+struct SoftLIFRate {
+    static constexpr int NS = 0, NP = 4;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T*, const T* q, T, T) {
+        return neurons::soft_lif_rate(J, q[0], q[1], q[2], q[3]);
+    }
+};
 struct LIF {
     static constexpr int NS = 2, NP = 4;
     static constexpr bool has_aux = true;

@@ -25,34 +25,20 @@ NC_HD T lif_rate_grad(T J, T tau_rc, T tau_ref, T amplitude) {
     return amplitude * tau_rc / (d * d * j * (j + T(1)));
 }
 
-// NengoDL's SoftLIFRate: the LIF rate curve with j = J - 1 replaced by
-// z = sigma * softplus(j / sigma) (so it is smooth and positive everywhere).
-// Same branches as nengo_dl.neurons.SoftLIFRate: far below threshold
-// (j / sigma <= -20) log1p(1 / z) ~ -j / sigma - log(sigma).
-template <typename T>
-NC_HD T soft_lif_q(T J, T sigma, T& dq_dJ) {
-    const T js = (J - T(1)) / sigma;
-    if (!(js > T(-20))) {
-        dq_dJ = -T(1) / sigma;
-        return -js - log(sigma);
-    }
-    const T z = (js > T(30) ? js : log1p(exp(js))) * sigma;
-    const T dz_dJ = T(1) / (T(1) + exp(-js));  // softplus' = logistic
-    dq_dJ = -dz_dJ / (z * (z + T(1)));
-    return log1p(T(1) / z);
-}
-
-template <typename T>
-NC_HD T soft_lif_rate(T J, T tau_rc, T tau_ref, T amplitude, T sigma) {
-    T unused;
-    return amplitude / (tau_ref + tau_rc * soft_lif_q(J, sigma, unused));
-}
+using neurons::soft_lif_q;
+using neurons::soft_lif_rate;
 
 template <typename T>
 NC_HD T soft_lif_rate_grad(T J, T tau_rc, T tau_ref, T amplitude, T sigma) {
     T dq;
     const T d = tau_ref + tau_rc * soft_lif_q(J, sigma, dq);
     return -amplitude * tau_rc * dq / (d * d);
+}
+
+// NengoDL's LeakyReLU: amplitude for J >= 0, amplitude * negative_slope below.
+template <typename T>
+NC_HD T leaky_relu_grad(T J, T amplitude, T negative_slope) {
+    return J < T(0) ? amplitude * negative_slope : amplitude;
 }
 
 // RectifiedLinear: amplitude for J > 0 (0 at and below 0).
@@ -83,6 +69,7 @@ enum Kind : int {
     kRectifiedLinear = 2, // amplitude
     kSigmoid = 3,         // tau_ref
     kTanh = 4,            // tau_ref
+    kLeakyRelu = 5,       // amplitude, negative_slope
 };
 
 template <typename T>
@@ -92,6 +79,7 @@ NC_HD T rate(int kind, T J, const T* p) {
         case kSoftLifRate: return soft_lif_rate(J, p[0], p[1], p[2], p[3]);
         case kRectifiedLinear: return neurons::rectified_linear(J, p[0]);
         case kSigmoid: return neurons::sigmoid(J, p[0]);
+        case kLeakyRelu: return neurons::leaky_relu(J, p[0], p[1]);
         default: return neurons::tanh_rate(J, p[0]);
     }
 }
@@ -103,6 +91,7 @@ NC_HD T rate_grad(int kind, T J, const T* p) {
         case kSoftLifRate: return soft_lif_rate_grad(J, p[0], p[1], p[2], p[3]);
         case kRectifiedLinear: return rectified_linear_grad(J, p[0]);
         case kSigmoid: return sigmoid_grad(J, p[0]);
+        case kLeakyRelu: return leaky_relu_grad(J, p[0], p[1]);
         default: return tanh_grad(J, p[0]);
     }
 }

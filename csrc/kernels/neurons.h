@@ -18,8 +18,10 @@ namespace neurons {
 using std::exp;
 using std::expm1;
 using std::floor;
+using std::log;
 using std::log1p;
 using std::tanh;
+using std::trunc;
 
 // max(x, 0) as np.maximum: a NaN input stays NaN.
 template <typename T>
@@ -50,6 +52,47 @@ template <typename T>
 NC_HD T lif_rate(T J, T tau_rc, T tau_ref, T amplitude) {
     const T j = J - T(1);
     return j > T(0) ? amplitude / (tau_ref + tau_rc * log1p(T(1) / j)) : T(0);
+}
+
+// NengoDL's LeakyReLU: out = amplitude * (J < 0 ? negative_slope * J : J).
+template <typename T>
+NC_HD T leaky_relu(T J, T amplitude, T negative_slope) {
+    return amplitude * (J < T(0) ? negative_slope * J : J);
+}
+
+// NengoDL's SpikingLeakyReLU: v += (J < 0 ? negative_slope * J : J) * dt, then
+// trunc(v) spikes (negative ones too) of height amplitude / dt; v -= trunc(v).
+template <typename T>
+NC_HD T spiking_leaky_relu(T J, T& voltage, T dt, T amplitude, T negative_slope) {
+    voltage += (J < T(0) ? negative_slope * J : J) * dt;
+    const T n_spikes = trunc(voltage);
+    voltage -= n_spikes;
+    return (amplitude / dt) * n_spikes;
+}
+
+// NengoDL's SoftLIFRate: the LIFRate curve with j = J - 1 replaced by
+// z = sigma * softplus(j / sigma), smooth and positive everywhere:
+//   rate = amplitude / (tau_ref + tau_rc * q),  q = log1p(1 / z);
+// far below threshold (j / sigma <= -20) q = -j / sigma - log(sigma), its
+// asymptote (1 / z overflows there); softplus(x) = x above 30.
+// dq_dJ (for training's gradient, neuron_rates.h) is dq/dJ.
+template <typename T>
+NC_HD T soft_lif_q(T J, T sigma, T& dq_dJ) {
+    const T js = (J - T(1)) / sigma;
+    if (!(js > T(-20))) {
+        dq_dJ = -T(1) / sigma;
+        return -js - log(sigma);
+    }
+    const T z = (js > T(30) ? js : log1p(exp(js))) * sigma;
+    const T dz_dJ = T(1) / (T(1) + exp(-js));  // softplus' = logistic
+    dq_dJ = -dz_dJ / (z * (z + T(1)));
+    return log1p(T(1) / z);
+}
+
+template <typename T>
+NC_HD T soft_lif_rate(T J, T tau_rc, T tau_ref, T amplitude, T sigma) {
+    T unused;
+    return amplitude / (tau_ref + tau_rc * soft_lif_q(J, sigma, unused));
 }
 
 // Regular spiking from a rate (RegularSpiking; SpikingRectifiedLinear with

@@ -58,6 +58,7 @@ int kind_index(const std::string& kind) {
     if (kind == "rectified_linear") return nc::rates::kRectifiedLinear;
     if (kind == "sigmoid") return nc::rates::kSigmoid;
     if (kind == "tanh") return nc::rates::kTanh;
+    if (kind == "leaky_relu") return nc::rates::kLeakyRelu;
     return -1;
 }
 
@@ -99,7 +100,7 @@ REGISTER_OP("NcNeuronRate")
     .Input("j: T")
     .Input("params: T")
     .Output("rates: T")
-    .Attr("kind: {'lif_rate', 'soft_lif_rate', 'rectified_linear', 'sigmoid', 'tanh'}")
+    .Attr("kind: {'lif_rate', 'soft_lif_rate', 'rectified_linear', 'sigmoid', 'tanh', 'leaky_relu'}")
     .Attr("T: {float, double}")
     .SetShapeFn([](shape_inference::InferenceContext* c) { return same_shape_as_input(c, 0); });
 
@@ -108,7 +109,7 @@ REGISTER_OP("NcNeuronRateGrad")
     .Input("j: T")
     .Input("params: T")
     .Output("dj: T")
-    .Attr("kind: {'lif_rate', 'soft_lif_rate', 'rectified_linear', 'sigmoid', 'tanh'}")
+    .Attr("kind: {'lif_rate', 'soft_lif_rate', 'rectified_linear', 'sigmoid', 'tanh', 'leaky_relu'}")
     .Attr("T: {float, double}")
     .SetShapeFn([](shape_inference::InferenceContext* c) { return same_shape_as_input(c, 1); });
 

@@ -9,6 +9,7 @@ import numpy as np
 import nengo
 from nengo.builder.neurons import SimNeurons
 
+from .. import neurons as dl_neurons
 from ..program import Instruction
 from .common import all_float, per_element
 from .registry import register
@@ -52,6 +53,14 @@ NEURON_KERNELS = {
     # whose step turns those rates into spikes using only ``amplitude``.  So it
     # needs no knowledge of the base type and is native for every base type.
     nengo.RegularSpiking: ("neurons_regular_spiking", ("voltage",), ("amplitude",)),
+    # NengoDL's types (nengo_cuda.neurons)
+    dl_neurons.LeakyReLU: ("neurons_leaky_relu", (), ("amplitude", "negative_slope")),
+    dl_neurons.SpikingLeakyReLU: (
+        "neurons_spiking_leaky_relu",
+        ("voltage",),
+        ("amplitude", "negative_slope"),
+    ),
+    dl_neurons.SoftLIFRate: ("neurons_soft_lif_rate", (), LIF_PARAMS + ("sigma",)),
 }
 
 

@@ -417,7 +417,8 @@ class TrainingGraph:
         if spec is None:
             raise BuildError(
                 f"training needs a rate equivalent of {neurons}; supported: LIF, LIFRate, "
-                "AdaptiveLIF(Rate), (Spiking)RectifiedLinear, Sigmoid, Tanh, and "
+                "AdaptiveLIF(Rate), (Spiking)RectifiedLinear, Sigmoid, Tanh, NengoDL's "
+                "SoftLIFRate and (Spiking)LeakyReLU, and "
                 "RegularSpiking/PoissonSpiking/StochasticSpiking around one of these"
             )
         kind, names = spec

@@ -34,6 +34,7 @@ import threading
 import numpy as np
 import nengo
 
+from .. import neurons as dl_neurons
 from ..lowering.common import per_element
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
@@ -257,6 +258,10 @@ def _register_gradients(tf, module):
 def rate_spec(neuron_type, lif_smoothing=None):
     """(kind, [4, n] parameter rows) of the rate equivalent of ``neuron_type``."""
     t = type(neuron_type)
+    if t is dl_neurons.SoftLIFRate:
+        return "soft_lif_rate", ("tau_rc", "tau_ref", "amplitude", neuron_type.sigma)
+    if t in (dl_neurons.LeakyReLU, dl_neurons.SpikingLeakyReLU):
+        return "leaky_relu", ("amplitude", "negative_slope")
     if t in (nengo.LIF, nengo.LIFRate):
         if lif_smoothing:
             return "soft_lif_rate", ("tau_rc", "tau_ref", "amplitude", lif_smoothing)
