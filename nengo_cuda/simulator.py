@@ -46,6 +46,7 @@ _CHUNK_STEPS = 1 << 16
 def _check_dtype(dtype):
     if dtype is None:
         return np.dtype(np.float32)
+    dtype = getattr(dtype, "as_numpy_dtype", dtype)  # a tf.DType (NengoDL's setting)
     try:
         name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     except TypeError:
@@ -126,8 +127,9 @@ class Simulator:
         ``"cuda"`` is CuPy's current device.  NengoDL's TensorFlow names work
         too (``"/cpu:0"``, ``"/gpu:N"``); see `nengo_cuda.backends.select`.
     dtype : {"float32", "float64"}, optional
-        Precision of the signals (default float32, as NengoDL).  ``float64``
-        reproduces `nengo.Simulator` to rounding.
+        Precision of the signals.  Default: the network's NengoDL setting
+        (``nengo_cuda.configure_settings(dtype=...)``), else float32, as
+        NengoDL.  ``float64`` reproduces `nengo.Simulator` to rounding.
     unroll_simulation : int
         Accepted for code written for NengoDL, where it sets how many steps one
         TensorFlow loop iteration builds; the native step loop needs no
@@ -152,6 +154,9 @@ class Simulator:
         self.device = device
         self.progress_bar = progress_bar
         self.optimize = optimize
+        if dtype is None:  # NengoDL sets the precision with configure_settings(dtype=...)
+            dtype = get_setting(network if network is not None else
+                                getattr(model, "toplevel", None), "dtype")
         self.dtype = _check_dtype(dtype)
         self.minibatch_size = _check_positive_int(minibatch_size, "minibatch_size")
         self.unroll_simulation = _check_positive_int(

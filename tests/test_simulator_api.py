@@ -117,6 +117,28 @@ def test_nengo_dl_arguments_port_unchanged(net):
         assert copy.unroll_simulation == 10 and copy.device == "/cpu:0"
 
 
+def test_configured_dtype_sets_precision():
+    """NengoDL sets the precision with configure_settings(dtype=...); the
+    Simulator's own dtype argument, when given, wins."""
+    network, probes = tutorial()
+    with network:
+        nengo_cuda.configure_settings(dtype="float64")
+    with nengo.Simulator(network, progress_bar=False) as ref:
+        ref.run(0.1)
+    with nengo_cuda.Simulator(network, progress_bar=False) as sim:
+        assert sim.dtype == np.float64
+        sim.run(0.1)
+        for p in probes:
+            np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-12, atol=1e-12)
+        copy = pickle.loads(pickle.dumps(sim))
+    with copy:
+        assert copy.dtype == np.float64
+    with nengo_cuda.Simulator(network, progress_bar=False, dtype="float32") as sim:
+        assert sim.dtype == np.float32
+    with network, pytest.raises(ValidationError, match="float16"):
+        nengo_cuda.configure_settings(dtype="float16")
+
+
 def test_cuda_device_error_names_cause(net):
     with pytest.raises(ValidationError, match="device='cuda' is unavailable: .+"):
         make(net, device="cuda")

@@ -29,8 +29,10 @@ What the settings do here:
   conditions and ignore (with a warning) ``stateful=True``.  With the default
   (True) their ``stateful`` argument decides, as in NengoDL 3 (see
   docs/training-state.md).
-- ``dtype``, ``planner``, ``sorter``, ``simplifications``: accepted for
-  compatibility; the Simulator's own ``dtype`` argument sets the precision.
+- ``dtype``: the precision, as in NengoDL ("float32", "float64" or a
+  ``tf.DType``), unless the Simulator's own ``dtype`` argument gives one.
+- ``planner``, ``sorter``, ``simplifications``: accepted for compatibility
+  (our planner is not configurable).
 """
 
 import nengo
