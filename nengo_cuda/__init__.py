@@ -20,3 +20,13 @@ from .training import objectives as obj  # noqa: E402,F401
 from .training.config import configure_settings  # noqa: E402,F401
 from .training.tensor_node import Layer, TensorNode  # noqa: E402,F401
 from .version import version as __version__  # noqa: F401
+
+
+def __getattr__(name):
+    # nengo_cuda.losses imports TensorFlow: loaded on first use (NengoDL's
+    # ``nengo_dl.losses.Regularize()`` works after a plain ``import nengo_cuda``)
+    if name == "losses":
+        import importlib  # noqa: PLC0415
+
+        return importlib.import_module(".losses", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -442,6 +442,18 @@ class Simulator:
             if training is not None and training._graph is not None:
                 training._graph.reload()
 
+    def soft_reset(self, include_trainable=False, include_probes=False):
+        """NengoDL 2's ``soft_reset`` (deprecated there too): ``reset`` that keeps
+        the processes' random streams running and, by default, the training
+        and the probe data."""
+        warnings.warn(
+            "Simulator.soft_reset is deprecated, use Simulator.reset(include_trainable="
+            "False, include_probes=False, include_processes=False) instead",
+            DeprecationWarning,
+        )
+        self.reset(include_trainable=include_trainable, include_probes=include_probes,
+                   include_processes=False)
+
     def _keras_initial(self):
         """[(variable, value when this Simulator was made)] of the TensorNodes'
         Keras layers (empty without TensorNodes; see `reset`)."""

@@ -117,6 +117,27 @@ def test_nengo_dl_arguments_port_unchanged(net):
         assert copy.unroll_simulation == 10 and copy.device == "/cpu:0"
 
 
+def test_soft_reset_keeps_probes_by_default():
+    with nengo.Network(seed=3) as network:
+        noise = nengo.Node(nengo.processes.WhiteNoise(), size_out=1)
+        p = nengo.Probe(noise)
+    with nengo_cuda.Simulator(network, dtype="float64", progress_bar=False) as sim:
+        sim.run_steps(10)
+        first = np.array(sim.data[p])
+        with pytest.warns(DeprecationWarning, match="soft_reset"):
+            sim.soft_reset()
+        assert sim.n_steps == 0 and sim.data[p].shape[0] == 10
+        sim.run_steps(10)
+        # the noise stream ran on (include_processes=False): no repeat of the first run
+        assert not np.array_equal(sim.data[p][10:], first)
+        sim.reset()  # a full reset restarts it
+        sim.run_steps(10)
+        np.testing.assert_array_equal(sim.data[p], first)
+        with pytest.warns(DeprecationWarning):
+            sim.soft_reset(include_probes=True)
+        assert sim.data[p].shape[0] == 0
+
+
 def test_configured_dtype_sets_precision():
     """NengoDL sets the precision with configure_settings(dtype=...); the
     Simulator's own dtype argument, when given, wins."""

@@ -17,8 +17,8 @@ def test_no_tensorflow_import():
     code = textwrap.dedent("""
         import sys, nengo, nengo_cuda
         with nengo.Network(seed=0) as net:
-            a = nengo.Ensemble(10, 1)
-            nengo.Connection(nengo.Node(0.5), a)
+            a = nengo.Ensemble(10, 1, neuron_type=nengo_cuda.SoftLIFRate())
+            nengo.Connection(nengo.Node([0.5, 0.1]), a, transform=nengo_cuda.dists.Glorot())
             p = nengo.Probe(a, synapse=0.01)
             nengo_cuda.configure_settings(trainable=False)
         with nengo_cuda.Simulator(net, progress_bar=False) as sim:
@@ -665,6 +665,48 @@ def test_data_gives_trained_parameters():
         sim.reset(include_trainable=True)
         assert sim.data[conn] is sim.model.params[conn]
         assert sim.data[ens] is sim.model.params[ens]
+
+
+def test_nan_mse_ignores_missing_targets():
+    y_pred = np.arange(12.0).reshape(2, 3, 2)
+    y_true = y_pred + 1.0
+    y_true[0, 1, :] = np.nan
+    y_true[1, 2, 0] = np.nan
+    got = nengo_cuda.losses.nan_mse(tf.constant(y_true), tf.constant(y_pred)).numpy()
+    assert got == pytest.approx(9 / 12)  # 9 known targets off by 1, over all 12
+    grad_in = tf.constant(y_pred)
+    with tf.GradientTape() as tape:
+        tape.watch(grad_in)
+        loss = nengo_cuda.losses.nan_mse(tf.constant(y_true), grad_in)
+    assert np.isfinite(tape.gradient(loss, grad_in).numpy()).all()
+
+
+@pytest.mark.parametrize("order, axis", [(2, None), (1, None), (2, 0)])
+def test_regularize_is_the_mean_norm(order, axis):
+    y = np.random.RandomState(0).randn(3, 4, 5)
+    got = nengo_cuda.losses.Regularize(order=order, axis=axis)(np.zeros_like(y), y).numpy()
+    if axis is None:
+        expected = np.linalg.norm(y, ord=order, axis=2).mean()
+    else:
+        expected = np.linalg.norm(y, ord=order, axis=axis + 2).mean()
+    assert got == pytest.approx(expected)
+
+
+def test_regularize_lowers_firing_rates():
+    """NengoDL's rate regularisation: a loss on a neurons probe (targets ignored)."""
+    with nengo.Network(seed=2) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(30, 1, neuron_type=nengo_cuda.LeakyReLU(negative_slope=0.0))
+        nengo.Connection(inp, ens, synapse=None)
+        rates = nengo.Probe(ens.neurons)
+    x = np.random.RandomState(1).uniform(-1, 1, (16, 1, 1))
+    with nengo_cuda.Simulator(net, minibatch_size=16, progress_bar=False) as sim:
+        before = np.mean(sim.predict({inp: x})[rates])
+        # ReLU currents are rates (~100 Hz): Adam's steps (~lr) must be of that scale
+        sim.compile(tf.keras.optimizers.Adam(2.0), loss={rates: nengo_cuda.losses.Regularize()})
+        sim.fit({inp: x}, {rates: np.zeros((16, 1, 30))}, epochs=30)
+        after = np.mean(sim.predict({inp: x})[rates])
+    assert after < 0.8 * before  # a constant or sign-flipped penalty leaves them or raises them
 
 
 def test_nengo_dl2_methods_refuse_unsupported_options():
