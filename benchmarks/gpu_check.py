@@ -448,21 +448,29 @@ def profile_table():
 
 
 # -- 8. compute-sanitizer --------------------------------------------------------------
-# The child: small networks that use every kernel kind, a few steps each, in
-# float32 with a minibatch (trial tiles of the mat-vec) and float64 without.
+# The child: small benchmark networks (the tiled mat-vec at several shapes, LIF,
+# filters, PES), in float32 with a minibatch (trial tiles of the mat-vec) and
+# float64 without, then random test networks that use every other kernel kind
+# (every neuron type, sparse products, all filter forms, process tables, all
+# learning rules; tests/test_cuda_networks.py). Each run prints a line, so a
+# timeout still says how far it got.
 SANITIZE_CHILD = """
 import sys
-sys.path[:0] = [{root!r}, {bench!r}]
+sys.path[:0] = [{root!r}, {bench!r}, {tests!r}]
 import nengo_cuda
 from networks import build
-nets = [("tutorial", {{}}), ("chain", dict(n_ensembles=3, n_neurons=40, dimensions=3)),
-        ("circconv", dict(dimensions=4, n_neurons=20)), ("pes", dict(n_neurons=30))]
-for name, sizes in nets:
+from test_cuda_networks import random_network
+runs = []
+for name, sizes in [("tutorial", {{}}), ("chain", dict(n_ensembles=3, n_neurons=40, dimensions=3)),
+                    ("circconv", dict(dimensions=4, n_neurons=20)), ("pes", dict(n_neurons=30))]:
     net = build(name, **sizes).net
-    for dtype, mb in (("float32", 3), ("float64", None)):
-        with nengo_cuda.Simulator(net, device="cuda", dtype=dtype, minibatch_size=mb,
-                                  progress_bar=False) as sim:
-            sim.run_steps(5)
+    runs += [(name, net, "float32", 3), (name, net, "float64", None)]
+runs += [(f"random {{seed}}", random_network(seed)[0], "float32", 3) for seed in (0, 1)]
+for name, net, dtype, mb in runs:
+    with nengo_cuda.Simulator(net, device="cuda", dtype=dtype, minibatch_size=mb,
+                              progress_bar=False) as sim:
+        sim.run_steps(5)
+    print("sanitized:", name, dtype, flush=True)
 print("sanitized runs done")
 """
 
@@ -477,15 +485,24 @@ def sanitize(budget_s):
     tool = sanitizer()
     if tool is None:
         raise RuntimeError("compute-sanitizer not found")
-    child = SANITIZE_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"))
+    child = SANITIZE_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"),
+                                  tests=str(ROOT / "tests"))
     found = []
     for check in ("racecheck", "memcheck"):
         cmd = [tool, "--tool", check, "--error-exitcode", "3", sys.executable, "-c", child]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s / 2)
-        except subprocess.TimeoutExpired:
-            REPORT["sanitize"][check] = f"timed out after {budget_s / 2:.0f}s"
-            found.append(f"{check}: timed out")
+        except subprocess.TimeoutExpired as e:
+            # what it printed so far: the runs it finished, errors it found
+            partial = [(x.decode(errors="replace") if isinstance(x, bytes) else x or "")
+                       for x in (e.stdout, e.stderr)]
+            lines = "".join(partial).splitlines()
+            done = sum(l.startswith("sanitized:") for l in lines)
+            errors = [l for l in lines if "ERROR" in l or "Invalid" in l or "hazard" in l]
+            print("\n".join(errors[:40]))
+            REPORT["sanitize"][check] = (f"timed out after {budget_s / 2:.0f}s, {done} runs "
+                                         f"done, {len(errors)} error lines")
+            found.append(f"{check}: {REPORT['sanitize'][check]}")
             continue
         lines = (out.stdout + out.stderr).strip().splitlines()
         summary = next((l for l in reversed(lines) if "ERROR SUMMARY" in l),
