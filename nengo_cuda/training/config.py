@@ -96,7 +96,7 @@ def _replace_param(clsparams, param):
 
 def get_setting(network, name, default=None):
     """The value of setting ``name`` on ``network`` (or ``default`` if unset)."""
-    if network is None or nengo.Network not in network.config.params:
+    if not isinstance(network, nengo.Network) or nengo.Network not in network.config.params:
         return default
     params = network.config.params[nengo.Network]
     if name in params._extra_params:
