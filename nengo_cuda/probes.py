@@ -38,8 +38,9 @@ class ProbeRecording:
 class SimulationData(Mapping):
     """``sim.data``: probe data, and build artefacts (``sim.data[ens].encoders``).
 
-    current(obj, built) -> the built artefact with its parameters' current
-    values (trained ones; `nengo_cuda.params`), or None for the build's own.
+    ``current``: None (the build's artefacts as they are), or a function
+    (obj, built) -> the artefact with its parameters' current values (trained
+    ones; `nengo_cuda.params`).
     """
 
     def __init__(self, raw, recordings, minibatched, current=None):

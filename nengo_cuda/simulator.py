@@ -381,8 +381,6 @@ class Simulator:
 
     def _current_built(self, obj, built):
         """``sim.data[obj]`` for a built object: see `nengo_cuda.params`."""
-        if not isinstance(obj, (nengo.Ensemble, nengo.Connection)):
-            return built
         return current_built(obj, built, self.model.sig, self._parameter_value)
 
     def _parameter_value(self, sig):
