@@ -258,9 +258,7 @@ def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):
             t.f_cpu[start: start + n] = kn.random_state(rng, n, name, neuron_type)
     t.f_dev[:] = t.f_cpu
     types = [neuron_type(**params) for params in kn.PARAMS[neuron_type]]
-    floats = {name: np.concatenate([np.full(n // 2, getattr(types[0], name)),
-                                    np.full(n - n // 2, getattr(types[1], name))])
-              for name in param_names}
+    floats = kn.split_params(types, param_names, n)
     ints = {"J": np.arange(n), "out": np.arange(n, 2 * n)}
     ints.update({name: np.arange((2 + i) * n, (3 + i) * n) for i, name in enumerate(state_names)})
     t.add(kind, ints=ints, floats=floats)

@@ -88,6 +88,17 @@ def reference_step(types, split, J, output, state):
         neuron_type.step(DT, J[sl], output[sl], **{k: v[sl] for k, v in state.items()})
 
 
+def split_params(types, param_names, n):
+    """Per-neuron parameter arrays: the first n // 2 neurons from types[0], the
+    rest from types[1] (as a merged group of two populations)."""
+    split = n // 2
+    return {
+        name: np.concatenate([np.full(split, getattr(types[0], name)),
+                              np.full(n - split, getattr(types[1], name))])
+        for name in param_names
+    }
+
+
 def tolerances(dtype):
     if dtype == np.float64:
         # Same operations in the same order: equal to rounding (the math library's
@@ -141,11 +152,7 @@ def check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=F
         for k, a in state_addrs.items():
             p.write(a, st[k], t)
         ref_state.append(st)
-    floats = {
-        name: np.concatenate([np.full(split, getattr(types[0], name)),
-                              np.full(n - split, getattr(types[1], name))])
-        for name in param_names
-    }
+    floats = split_params(types, param_names, n)
     p.add(kind, ints=dict(J=J_addr, out=out_addr, **state_addrs), floats=floats)
 
     rtol, atol = tolerances(dtype)
