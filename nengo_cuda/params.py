@@ -20,7 +20,8 @@ again as NengoDL does, keeping each built encoder's norm:
 scaled_encoders / gain``; max rates and intercepts follow from gain and bias
 through the neuron type. A changed connection keeps its eval points and solver
 info; its transform is None (the trained weights no longer factor into the
-built decoders and transform).
+built decoders and transform), except for a convolution, whose weights are its
+kernel: there it is the same convolution with the trained kernel as ``init``.
 """
 
 import nengo
@@ -43,8 +44,27 @@ def current_built(obj, built, sig, read):
         if weights is not None:
             shape = np.shape(built.weights)
             weights = weights.reshape(shape) if weights.size == np.prod(shape) else weights
-            return BuiltConnection(built.eval_points, built.solver_info, weights, None)
+            transform = with_kernel(obj.transform, weights)
+            return BuiltConnection(built.eval_points, built.solver_info, weights, transform)
     return built
+
+
+def with_kernel(transform, kernel):
+    """A copy of a (transposed) convolution with ``kernel`` as its ``init``;
+    None for other transforms."""
+    if isinstance(transform, nengo.transforms.ConvolutionTranspose):
+        return nengo.transforms.ConvolutionTranspose(
+            transform.n_filters, transform.input_shape, output_shape=transform.output_shape,
+            kernel_size=transform.kernel_size, strides=transform.strides,
+            padding=transform.padding, channels_last=transform.channels_last,
+            init=np.reshape(kernel, transform.kernel_shape))
+    if isinstance(transform, nengo.Convolution):
+        return nengo.Convolution(
+            transform.n_filters, transform.input_shape, kernel_size=transform.kernel_size,
+            strides=transform.strides, padding=transform.padding,
+            channels_last=transform.channels_last, groups=transform.groups,
+            init=np.reshape(kernel, transform.kernel_shape))
+    return None
 
 
 def _changed(signal, read):

@@ -60,9 +60,34 @@ def slices(seed=3):
     return net, probes
 
 
+def convolution(seed=4):
+    """Convolution transforms as in a converted Keras CNN: a strided, grouped 2-D
+    convolution, a 1-D channels-first one, and a transposed convolution."""
+    with nengo.Network(seed=seed) as net:
+        image = nengo.Node(lambda t: np.sin(3 * t * np.arange(5 * 6 * 2) + 0.5))
+        conv = nengo.Convolution(
+            4, (5, 6, 2), kernel_size=(3, 3), strides=(2, 1), padding="same", groups=2
+        )
+        a = nengo.Ensemble(conv.size_out, 1, neuron_type=nengo.LIFRate(amplitude=0.01))
+        nengo.Connection(image, a.neurons, transform=conv)
+        up = nengo.transforms.ConvolutionTranspose(
+            3, conv.output_shape.shape, output_shape=(5, 6, 3), strides=(2, 1), padding="same"
+        )
+        b = nengo.Ensemble(up.size_out, 1, neuron_type=nengo.LIF(amplitude=0.01))
+        nengo.Connection(a.neurons, b.neurons, transform=up, synapse=0.005)
+        conv1d = nengo.Convolution(
+            2, (4, 18), kernel_size=(4,), strides=(3,), padding="valid", channels_last=False
+        )
+        out = nengo.Node(size_in=conv1d.size_out)
+        nengo.Connection(a.neurons, out, transform=conv1d)
+        probes = [nengo.Probe(out, synapse=0.01), nengo.Probe(b.neurons)]
+    return net, probes
+
+
 NETWORKS = {
     "tutorial": tutorial,
     "integrator": integrator,
     "oscillator": oscillator,
     "slices": slices,
+    "convolution": convolution,
 }

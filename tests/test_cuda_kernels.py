@@ -9,6 +9,7 @@ whose pools start equal (random values), runs both and compares the pools.
 import numpy as np
 import pytest
 
+import test_kernels_conv as kc
 import test_kernels_neurons as kn
 
 from nengo_cuda import _native
@@ -219,6 +220,23 @@ def test_sparse_dot_inc(device):
     t.run(3)
     t.assert_equal(rtol=1e-12, atol=1e-12)
     t.close()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_inc(device, dtype):
+    """Random (transposed, grouped, strided) convolutions on 3 trials: the device
+    sums each output's terms in the CPU kernel's order (csrc/kernels/conv.h)."""
+    rng = np.random.RandomState(5)
+    for _ in range(12):
+        conv = kc.random_conv(rng)
+        n_w = int(np.prod(conv.kernel_shape))
+        t = Twin(device, dtype, n_w, 2 * conv.size_in + conv.size_out, n_trials=3)
+        x, y = n_w, n_w + 2 * conv.size_in + conv.size_out - 1  # X strided, Y reversed
+        ints, scalars = kc.conv_fields(conv, x, 2, y, -1, 0)
+        t.add("conv_inc", ints=ints, scalars=scalars)
+        t.run(2)
+        t.assert_equal(rtol=1e-12 if dtype == np.float64 else 1e-6, atol=1e-12)
+        t.close()
 
 
 def test_neurons_lif(device):

@@ -163,6 +163,31 @@ InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
     return for_each_instr<T>(k.rows * prog.n_trials(), k);
 }
 
+// --- conv_inc -----------------------------------------------------------------
+template <typename T>
+InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
+    ConvStep<T> k;
+    k.p = prog.pools();
+    const auto& indptr = spec.int_array("indptr");
+    k.rows = static_cast<int64_t>(indptr.size()) - 1;
+    auto& g = k.g;
+    g.indptr = prog.upload(indptr);
+    g.pos = prog.upload(spec.int_array("pos"));
+    g.tap = prog.upload(spec.int_array("tap"));
+    g.x_ps = int_scalar(spec, "X_ps");
+    g.x_cs = int_scalar(spec, "X_cs");
+    g.y_ps = int_scalar(spec, "Y_ps");
+    g.y_cs = int_scalar(spec, "Y_cs");
+    g.filters = int_scalar(spec, "filters");
+    const int64_t groups = int_scalar(spec, "groups");
+    g.cg = int_scalar(spec, "in_channels") / groups;
+    g.fpg = g.filters / groups;
+    k.x = int_scalar(spec, "X");
+    k.y = int_scalar(spec, "Y");
+    k.w = int_scalar(spec, "W");
+    return for_each_instr<T>(k.rows * g.filters * prog.n_trials(), k);
+}
+
 // --- neurons ------------------------------------------------------------------
 template <typename T, typename M>
 InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
@@ -429,6 +454,7 @@ std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
         return make_simple<T>(spec);
     if (kind == "dot_inc") return make_dot<T>(spec, *this);
     if (kind == "sparse_dot_inc") return make_sparse_dot<T>(spec, *this);
+    if (kind == "conv_inc") return make_conv<T>(spec, *this);
     if (kind == "lti_elementwise") return make_lti_elementwise<T>(spec, *this);
     if (kind == "lti_state_space") return make_lti_state_space<T>(spec, *this);
     if (kind == "process_table") return make_process_table<T>(spec, *this);

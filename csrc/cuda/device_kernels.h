@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "../common/host_device.h"
+#include "../kernels/conv.h"
 #include "../kernels/learning.h"
 #include "../kernels/linear_filter.h"
 #include "../kernels/neurons.h"
@@ -392,6 +393,25 @@ struct SparseDot {
         for (int64_t k = indptr[r]; k < indptr[r + 1]; ++k) acc += data[k] * X[indices[k] * x_s];
         T* Y = p.fat(y, t) + r * y_s;
         *Y += acc;
+    }
+};
+
+// --- ConvInc / ConvTransposeInc (csrc/kernels/conv.h) ------------------------
+// One thread per (trial, output position, filter); filters vary fastest, so a
+// warp reads consecutive weights and shares its input values.
+template <typename T>
+struct ConvStep {
+    DPools<T> p;
+    conv::Geometry g;
+    int64_t rows = 0, x = 0, y = 0, w = 0;
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t f = idx % g.filters;
+        const int64_t rest = idx / g.filters;
+        const int64_t o = rest % rows;
+        const int t = static_cast<int>(rest / rows);
+        T acc = 0;
+        conv::accumulate(g, p.fat(x, t), p.fat(w, t), o, f, f + 1, &acc);
+        *(p.fat(y, t) + o * g.y_ps + f * g.y_cs) += acc;
     }
 };
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
 from ..layout import FLOAT
+from ..params import with_kernel
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
@@ -880,7 +881,8 @@ class Trainer:
                         "transform": nengo.Connection.transform.default,
                     })
                 else:
-                    params.append({"transform": w})
+                    conv = with_kernel(obj.transform, w)
+                    params.append({"transform": w if conv is None else conv})
             else:
                 raise ValidationError(f"get_nengo_params: unsupported object {obj}", attr="objs")
         if as_dict:

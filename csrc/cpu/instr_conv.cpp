@@ -1,0 +1,107 @@
+// ConvInc / ConvTransposeInc: the gather of csrc/kernels/conv.h, per trial and
+// output position; the filters of one group accumulate together (contiguous W).
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../kernels/conv.h"
+#include "parallel.h"
+#include "program.h"
+
+namespace nc {
+namespace {
+
+template <typename T>
+struct ConvIncInstr : Instr<T> {
+    static constexpr int64_t kChunk = 64;
+    bool splits_by_trial() const override { return true; }
+    std::vector<int64_t> indptr, pos, tap;
+    conv::Geometry geo;
+    int64_t x = 0, y = 0, w = 0, n_rows = 0, groups = 1, work = 0;
+
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        conv::Geometry g = geo;
+        g.indptr = indptr.data();
+        g.pos = pos.data();
+        g.tap = tap.data();
+        // rows of all trials; each writes only its own outputs
+        parallel_for(n_rows * buf.n_trials, worth_parallel(work * buf.n_trials), [&](int64_t j) {
+            const int t = static_cast<int>(j / n_rows);
+            const int64_t o = j % n_rows;
+            const T* X = buf.f.at(x, t);
+            const T* W = buf.f.at(w, t);
+            T* Y = buf.f.at(y, t) + o * g.y_ps;
+            T acc[kChunk];  // a run of filters of one group (W's contiguous axis)
+            for (int64_t f0 = 0, f1; f0 < g.filters; f0 = f1) {
+                f1 = std::min(g.filters, std::min(f0 + kChunk, (f0 / g.fpg + 1) * g.fpg));
+                std::fill(acc, acc + (f1 - f0), T(0));
+                conv::accumulate(g, X, W, o, f0, f1, acc);
+                for (int64_t f = f0; f < f1; ++f) Y[f * g.y_cs] += acc[f - f0];
+            }
+        });
+    }
+};
+
+inline int64_t int_scalar(const InstrSpec& spec, const char* name) {
+    return static_cast<int64_t>(spec.scalar(name));
+}
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_conv_inc(const InstrSpec& spec, const Buffers<T>& buf) {
+    auto op = std::make_unique<ConvIncInstr<T>>();
+    op->indptr = spec.int_array("indptr");
+    op->pos = spec.int_array("pos");
+    op->tap = spec.int_array("tap");
+    auto& g = op->geo;
+    op->x = int_scalar(spec, "X");
+    op->y = int_scalar(spec, "Y");
+    op->w = int_scalar(spec, "W");
+    g.x_ps = int_scalar(spec, "X_ps");
+    g.x_cs = int_scalar(spec, "X_cs");
+    g.y_ps = int_scalar(spec, "Y_ps");
+    g.y_cs = int_scalar(spec, "Y_cs");
+    g.filters = int_scalar(spec, "filters");
+    op->groups = int_scalar(spec, "groups");
+    const int64_t in_pos = int_scalar(spec, "in_positions");
+    const int64_t in_ch = int_scalar(spec, "in_channels");
+    const int64_t taps = int_scalar(spec, "taps");
+    const std::string k = spec.kind + ": ";
+    if (op->groups < 1 || g.filters < 1 || in_ch < 1 || taps < 1 || in_pos < 1 ||
+        in_ch % op->groups != 0 || g.filters % op->groups != 0)
+        throw std::invalid_argument(k + "bad channels, filters, groups or taps");
+    g.cg = in_ch / op->groups;
+    g.fpg = g.filters / op->groups;
+    // the CSR tables: monotonic rows, positions and taps in range
+    if (op->indptr.size() < 2 || op->indptr.front() != 0 ||
+        op->indptr.back() != static_cast<int64_t>(op->pos.size()) ||
+        op->pos.size() != op->tap.size())
+        throw std::invalid_argument(k + "malformed tables");
+    for (size_t r = 0; r + 1 < op->indptr.size(); ++r)
+        if (op->indptr[r] > op->indptr[r + 1]) throw std::invalid_argument(k + "indptr not monotonic");
+    for (size_t j = 0; j < op->pos.size(); ++j)
+        if (op->pos[j] < 0 || op->pos[j] >= in_pos || op->tap[j] < 0 || op->tap[j] >= taps)
+            throw std::invalid_argument(k + "position or tap out of range");
+    op->n_rows = static_cast<int64_t>(op->indptr.size()) - 1;
+    // every element the tables can touch lies in one region (shared, or a trial's
+    // state) of the float pool; strides may be negative
+    auto check_span = [&](int64_t a, int64_t n1, int64_t s1, int64_t n2, int64_t s2) {
+        const int64_t d1 = (n1 - 1) * s1, d2 = (n2 - 1) * s2;
+        const int64_t lo = a + std::min<int64_t>(d1, 0) + std::min<int64_t>(d2, 0);
+        const int64_t hi = a + std::max<int64_t>(d1, 0) + std::max<int64_t>(d2, 0);
+        check_addresses({lo, hi}, buf.f, spec.kind);
+        if ((lo < buf.f.n_shared) != (hi < buf.f.n_shared))
+            throw std::invalid_argument(k + "an operand crosses the shared/state boundary");
+    };
+    check_span(op->x, in_pos, g.x_ps, in_ch, g.x_cs);
+    check_span(op->y, op->n_rows, g.y_ps, g.filters, g.y_cs);
+    check_span(op->w, taps * g.cg * g.filters, 1, 1, 0);
+    op->work = static_cast<int64_t>(op->pos.size()) * g.cg * g.filters;
+    return op;
+}
+
+NC_REGISTER_INSTR("conv_inc", make_conv_inc);
+
+}  // namespace
+}  // namespace nc

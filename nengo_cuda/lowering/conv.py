@@ -1,0 +1,124 @@
+"""ConvInc and ConvTransposeInc lower to ``conv_inc`` instructions.
+
+A convolution is a gather.  Output position ``o`` of a forward convolution reads
+input positions ``i = o * stride - before + t`` for the kernel taps ``t`` that
+land inside the input (per spatial axis; ``before`` is Nengo's padding, which is
+TensorFlow's: ``"same"`` pads ``max((m - 1) * stride + k - n, 0)`` in total, the
+smaller half before).  The instruction holds, per output position, its list of
+(input position, tap) pairs in CSR form (``indptr``, ``pos``, ``tap``) and computes
+
+    Y[o, f] += sum_{(i, t) in row o} sum_{c < C_g} W[t, c, f] X[i, g(f) C_g + c]
+
+with ``C_g`` input channels per group and ``g(f) = f // (filters per group)``.
+A `~nengo.ConvolutionTranspose` is the adjoint of the forward convolution from
+its output shape to its input shape (what Nengo's ``conv2d_gradx`` computes):
+the same pairs with rows and columns swapped, and the same weight layout.
+
+Positions and taps are flattened in C order of the spatial and kernel shapes,
+so ``W`` (kernel shape ``kernel_size + (C_g, filters)``) is ``(taps, C_g, F)``.
+"""
+
+import numpy as np
+from nengo.builder.transforms import ConvInc, ConvTransposeInc
+from nengo.transforms import ConvolutionTranspose
+
+from ..program import Instruction
+from .common import all_float, vector_view
+from .registry import register
+
+
+def axis_pairs(n, m, k, stride, padding):
+    """(output position, input position, tap) of one spatial axis of a forward
+    convolution from ``n`` inputs to ``m`` outputs, kernel ``k``; taps ascending."""
+    pad = max((m - 1) * stride + k - n, 0) if padding == "same" else 0
+    o, t = np.meshgrid(np.arange(m), np.arange(k), indexing="ij")
+    i = o * stride - pad // 2 + t
+    keep = (i >= 0) & (i < n)
+    return o[keep], i[keep], t[keep]
+
+
+def conv_pairs(in_spatial, out_spatial, kernel_size, strides, padding):
+    """Flattened (output position, input position, tap) of a forward convolution
+    over every spatial axis, ordered by output position then tap."""
+    o = i = t = np.zeros(1, dtype=np.int64)
+    for n, m, k, s in zip(in_spatial, out_spatial, kernel_size, strides):
+        ao, ai, at = axis_pairs(n, m, k, s, padding)
+        # every pair so far with every pair of this axis (C order: this axis last)
+        o = (o[:, None] * m + ao[None, :]).ravel()
+        i = (i[:, None] * n + ai[None, :]).ravel()
+        t = (t[:, None] * k + at[None, :]).ravel()
+    return o, i, t
+
+
+def _channel_strides(shape, stride):
+    """(position stride, channel stride) of a `~nengo.transforms.ChannelShape`
+    stored in a vector with element stride ``stride``."""
+    if shape.channels_last:
+        return shape.n_channels * stride, stride
+    return stride, int(np.prod(shape.spatial_shape)) * stride
+
+
+def conv_tables(conv):
+    """CSR rows (indptr, pos, tap) of a (transposed) convolution, one row per
+    output position."""
+    transpose = isinstance(conv, ConvolutionTranspose)
+    if transpose:  # the adjoint of the convolution from output to input shape
+        fwd_in, fwd_out = conv.output_shape.spatial_shape, conv.input_shape.spatial_shape
+    else:
+        fwd_in, fwd_out = conv.input_shape.spatial_shape, conv.output_shape.spatial_shape
+    o, i, t = conv_pairs(fwd_in, fwd_out, conv.kernel_size, conv.strides, conv.padding)
+    rows, cols = (i, o) if transpose else (o, i)
+    order = np.lexsort((t, rows))  # by row, then tap (Nengo's order of summation)
+    rows, cols, t = rows[order], cols[order], t[order]
+    n_rows = int(np.prod(conv.output_shape.spatial_shape))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
+    return indptr, cols, t
+
+
+def _weights_contiguous(op, layout):
+    addrs = layout.addresses(op.W).ravel()
+    return addrs.size == 0 or np.array_equal(addrs, addrs[0] + np.arange(addrs.size))
+
+
+@register(ConvInc, ConvTransposeInc)
+class ConvIncLowering:
+    @staticmethod
+    def key(op, layout):
+        conv = op.conv
+        if conv.dimensions > 2:
+            return None  # Nengo's step raises for these; so does the fallback
+        if not all_float(layout, [op.W, op.X, op.Y]) or op.X.ndim != 1 or op.Y.ndim != 1:
+            return None
+        if op.W.shape != conv.kernel_shape or not _weights_contiguous(op, layout):
+            return None
+        return ("conv_inc",)
+
+    @staticmethod
+    def lower(ops, layout):
+        instrs = []
+        for op in ops:
+            x, x_s = vector_view(layout, op.X)
+            y, y_s = vector_view(layout, op.Y)
+            ints, scalars = conv_fields(op.conv, x, x_s, y, y_s, layout.address(op.W))
+            instrs.append(Instruction("conv_inc", [op], ints=ints, scalars=scalars))
+        return instrs
+
+
+def conv_fields(conv, x, x_s, y, y_s, w):
+    """The ``conv_inc`` instruction's (ints, scalars) for ``conv`` applied to the
+    vector at address ``x`` (stride ``x_s``), incrementing the vector at ``y``
+    (stride ``y_s``), with the contiguous kernel at ``w``."""
+    indptr, pos, tap = conv_tables(conv)
+    x_ps, x_cs = _channel_strides(conv.input_shape, x_s)
+    y_ps, y_cs = _channel_strides(conv.output_shape, y_s)
+    scalars = {
+        "X": x, "X_ps": x_ps, "X_cs": x_cs,
+        "Y": y, "Y_ps": y_ps, "Y_cs": y_cs,
+        "W": w,
+        "in_positions": int(np.prod(conv.input_shape.spatial_shape)),
+        "in_channels": conv.input_shape.n_channels,
+        "filters": conv.n_filters,
+        "groups": getattr(conv, "groups", 1),
+        "taps": int(np.prod(conv.kernel_size)),
+    }
+    return {"indptr": indptr, "pos": pos, "tap": tap}, scalars
