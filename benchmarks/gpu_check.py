@@ -173,6 +173,7 @@ def bench_networks(quick):
     import nengo  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
+    import networks  # noqa: PLC0415
     from networks import build as build_bench  # noqa: PLC0415
 
     nets = {}
@@ -182,6 +183,8 @@ def bench_networks(quick):
     nets[f"integrator {d}-D"] = integrator(d)
     nets[f"circconv {d}-D"] = circconv(d)
     nets.update([chain(quick)])
+    c = build_bench("convnet", **networks.SIZES["convnet"]["small" if quick else "large"])
+    nets[c.label] = (c.net, [c.probe])
     del nengo, np
     return nets
 

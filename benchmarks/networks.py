@@ -12,7 +12,8 @@ data is compared between simulators.  Builders register themselves in
 
 The standard networks: the NengoDL tutorial network, an integrator
 (EnsembleArray with a recurrent connection), circular convolution, basal
-ganglia, a random network, PES learning and a chain of ensembles.  `SIZES`
+ganglia, a random network, PES learning, a chain of ensembles and a spiking
+convolutional network (as converted from a Keras CNN).  `SIZES`
 gives each a small and a large size.
 
 `build(name, **params)` builds one by name; `BenchNetwork.label` names it in tables.
@@ -192,6 +193,28 @@ def chain(n_ensembles=50, n_neurons=500, dimensions=16, seed=0):
     return BenchNetwork("chain", net, probe, params)
 
 
+
+@register("convnet")
+def convnet(size=28, filters=32, seed=0):
+    """A spiking convolutional network for ``size`` x ``size`` images: conv 3x3
+    (``filters``) -> LIF -> conv 3x3 stride 2 (2 ``filters``) -> LIF -> dense 10,
+    the layout of NengoDL's spiking-MNIST example; random images, 20 steps each."""
+    rng = np.random.RandomState(seed)
+    with nengo.Network(seed=seed) as net:
+        images = rng.uniform(0, 1, (5, size * size))
+        inpt = nengo.Node(nengo.processes.PresentInput(images, presentation_time=0.02))
+        conv1 = nengo.Convolution(filters, (size, size, 1), kernel_size=(3, 3))
+        layer1 = nengo.Ensemble(conv1.size_out, 1, neuron_type=nengo.LIF(amplitude=0.01))
+        nengo.Connection(inpt, layer1.neurons, transform=conv1)
+        conv2 = nengo.Convolution(2 * filters, conv1.output_shape.shape, strides=(2, 2))
+        layer2 = nengo.Ensemble(conv2.size_out, 1, neuron_type=nengo.LIF(amplitude=0.01))
+        nengo.Connection(layer1.neurons, layer2.neurons, transform=conv2, synapse=0.005)
+        out = nengo.Node(size_in=10)
+        dense = rng.uniform(-1, 1, (10, conv2.size_out)) / np.sqrt(conv2.size_out)
+        nengo.Connection(layer2.neurons, out, transform=dense, synapse=0.005)
+        probe = nengo.Probe(out, synapse=0.01)
+    return BenchNetwork("convnet", net, probe, dict(size=size, filters=filters))
+
 # Each standard network at a small and a large size: name -> {size: params}.
 SIZES = {
     "tutorial": {"small": {}, "large": dict(n_neurons=1000)},
@@ -207,6 +230,7 @@ SIZES = {
             "large": dict(n_neurons=1000, dimensions=16)},
     "chain": {"small": dict(n_ensembles=10, n_neurons=100, dimensions=8),
               "large": dict(n_ensembles=50, n_neurons=500, dimensions=16)},
+    "convnet": {"small": dict(size=12, filters=8), "large": dict(size=28, filters=32)},
 }
 
 

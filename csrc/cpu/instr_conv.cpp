@@ -9,17 +9,41 @@
 #include "../kernels/conv.h"
 #include "parallel.h"
 #include "program.h"
+#include "simd.h"
 
 namespace nc {
 namespace {
 
+// One output position of one trial, all filters: runs of up to kChunk filters of
+// one group (W's contiguous axis) accumulate together.
+constexpr int64_t kChunk = 64;
+
+template <typename T>
+NC_INLINE void conv_row(const conv::Geometry& g, const T* X, const T* W, T* Y, int64_t o) {
+    T acc[kChunk];
+    for (int64_t f0 = 0, f1; f0 < g.filters; f0 = f1) {
+        f1 = std::min(g.filters, std::min(f0 + kChunk, (f0 / g.fpg + 1) * g.fpg));
+        std::fill(acc, acc + (f1 - f0), T(0));
+        conv::accumulate(g, X, W, o, f0, f1, acc);
+        for (int64_t f = f0; f < f1; ++f) Y[f * g.y_cs] += acc[f - f0];
+    }
+}
+
+// The same code compiled for AVX2 (wider vectors over the filters; no FMA
+// contraction, so it rounds as the SSE2 version does).
+template <typename T>
+NC_TARGET_AVX2 void conv_row_avx2(const conv::Geometry& g, const T* X, const T* W, T* Y,
+                                  int64_t o) {
+    conv_row(g, X, W, Y, o);
+}
+
 template <typename T>
 struct ConvIncInstr : Instr<T> {
-    static constexpr int64_t kChunk = 64;
     bool splits_by_trial() const override { return true; }
     std::vector<int64_t> indptr, pos, tap;
     conv::Geometry geo;
     int64_t x = 0, y = 0, w = 0, n_rows = 0, groups = 1, work = 0;
+    bool avx2 = false;
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
         conv::Geometry g = geo;
@@ -33,13 +57,8 @@ struct ConvIncInstr : Instr<T> {
             const T* X = buf.f.at(x, t);
             const T* W = buf.f.at(w, t);
             T* Y = buf.f.at(y, t) + o * g.y_ps;
-            T acc[kChunk];  // a run of filters of one group (W's contiguous axis)
-            for (int64_t f0 = 0, f1; f0 < g.filters; f0 = f1) {
-                f1 = std::min(g.filters, std::min(f0 + kChunk, (f0 / g.fpg + 1) * g.fpg));
-                std::fill(acc, acc + (f1 - f0), T(0));
-                conv::accumulate(g, X, W, o, f0, f1, acc);
-                for (int64_t f = f0; f < f1; ++f) Y[f * g.y_cs] += acc[f - f0];
-            }
+            if (avx2) conv_row_avx2(g, X, W, Y, o);
+            else conv_row(g, X, W, Y, o);
         });
     }
 };
@@ -98,6 +117,7 @@ std::unique_ptr<Instr<T>> make_conv_inc(const InstrSpec& spec, const Buffers<T>&
     check_span(op->y, op->n_rows, g.y_ps, g.filters, g.y_cs);
     check_span(op->w, taps * g.cg * g.filters, 1, 1, 0);
     op->work = static_cast<int64_t>(op->pos.size()) * g.cg * g.filters;
+    op->avx2 = NC_HAVE_AVX2_DISPATCH && cpu_has_avx2();
     return op;
 }
 
