@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import dists  # noqa: E402,F401
+from .converter import Converter  # noqa: E402,F401
 from .neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU  # noqa: E402,F401
 from .simulator import Simulator  # noqa: E402,F401
 

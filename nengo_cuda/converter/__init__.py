@@ -1,0 +1,286 @@
+"""`Converter`: a Keras model as a Nengo network (NengoDL 3's ``nengo_dl.Converter``).
+
+The converter walks the model's layer graph from its outputs back to its inputs
+and converts every layer application with the converter registered for its type
+(`nengo_cuda.converter.layers`): Dense and convolution layers become
+connections with the Keras weights as transforms (``nengo.Convolution`` for
+convolutions), activations become neurons (relu -> RectifiedLinear, sigmoid ->
+Sigmoid, tanh -> Tanh, LeakyReLU -> nengo_cuda.LeakyReLU; linear -> a Node),
+reshapes cost nothing, pooling is a constant depthwise convolution.  A layer
+with no native form becomes a `~nengo_cuda.TensorNode` running the Keras layer
+itself (``allow_fallback=True``), so any single-input layer converts.
+
+Biases are trainable connections from one constant Node (a convolution's bias
+is one weight per filter, broadcast to its positions by a constant sparse
+connection), so ``sim.fit`` trains exactly the Keras model's parameters; the
+ensembles themselves are not trainable.  Connections out of neurons get
+``synapse`` (default None); all others have none, so a rate network gives the
+Keras model's output on the first step.
+
+TensorFlow (and Keras) are needed to convert, not to simulate the result.
+"""
+
+import warnings
+
+import nengo
+import numpy as np
+
+from ..training.config import configure_settings
+from .activations import neuron_type_for, with_amplitude
+from .layers import CONVERTERS, Tensor, Unconvertible
+
+
+class Converter:
+    """Converts a Keras model to a Nengo network.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional or (built) Sequential model.
+    allow_fallback : bool
+        Layers without a native form become TensorNodes (else TypeError).
+    inference_only : bool
+        Also convert layers whose training behaviour the native form does not
+        keep (BatchNormalization, as a constant affine map).
+    max_to_avg_pool : bool
+        Convert max pooling to average pooling (changes the outputs).
+    split_shared_weights : bool
+        A layer with weights applied to several inputs becomes independent
+        copies (same initial weights); else ValueError.
+    swap_activations : dict
+        Activations or neuron types to replace (see
+        `nengo_cuda.converter.activations`).
+    scale_firing_rates : float or dict
+        Neuron inputs times ``s`` and outputs times ``1 / s`` (per Keras layer
+        with a dict): higher rates for spiking neurons, the same output for
+        linear (ReLU-like) ones.
+    synapse : Synapse or float
+        Synapse of every connection out of neurons.
+
+    Attributes
+    ----------
+    model : keras.Model
+    net : nengo.Network
+    inputs : dict
+        Model input (Keras tensor, or its InputLayer) -> input Node.
+    outputs : dict
+        Model output (Keras tensor, or its layer) -> Probe.
+    layers : dict
+        Keras layer -> the Nengo object of its (first) output.
+    """
+
+    def __init__(self, model, allow_fallback=True, inference_only=False, max_to_avg_pool=False,
+                 split_shared_weights=False, swap_activations=None, scale_firing_rates=None,
+                 synapse=None):
+        self.model = model
+        self.allow_fallback = allow_fallback
+        self.inference_only = inference_only
+        self.max_to_avg_pool = max_to_avg_pool
+        self.split_shared_weights = split_shared_weights
+        self.swap_activations = dict(swap_activations or {})
+        self.scale_firing_rates = scale_firing_rates
+        self.synapse = synapse
+        self.inputs, self.outputs, self.layers = _TensorDict(), _TensorDict(), {}
+        self._converted = {}  # (id(layer), node index) -> [Tensor]
+        self._applications = {}  # id(layer) -> count of converted applications
+        self._bias_node = None
+        if not getattr(model, "outputs", None):
+            raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
+                             f"Input or call it once)")
+        with nengo.Network(label=model.name) as self.net:
+            configure_settings(trainable=None)
+            for kt in model.outputs:
+                obj = self._tensor(kt).obj
+                probe = nengo.Probe(obj, synapse=None, label=f"{_history(kt)[0].name} output")
+                self.outputs[kt] = probe
+                self.outputs.alias(_history(kt)[0], probe)
+
+    # -- the layer graph --------------------------------------------------------
+    def _tensor(self, kt):
+        """The converted Tensor of a Keras tensor (converting what it needs)."""
+        layer, node_index, tensor_index = _history(kt)
+        key = (id(layer), node_index)
+        if key not in self._converted:
+            self._converted[key] = self._convert(layer, node_index)
+        return self._converted[key][tensor_index]
+
+    def _convert(self, layer, node_index):
+        node = layer._inbound_nodes[node_index]
+        out_shapes = [tuple(t.shape[1:]) for t in node.output_tensors]
+        name = type(layer).__name__
+        if name == "InputLayer":
+            (shape,) = out_shapes
+            inp = nengo.Node(np.zeros(int(np.prod(shape))), label=layer.name)
+            for kt in node.output_tensors:
+                self.inputs[kt] = inp
+            self.inputs.alias(layer, inp)
+            self.layers.setdefault(layer, inp)
+            return [Tensor(inp, shape)]
+        inputs = [self._tensor(t) for t in node.input_tensors]
+        if getattr(layer, "weights", None):
+            count = self._applications[id(layer)] = self._applications.get(id(layer), 0) + 1
+            if count > 1 and not self.split_shared_weights:
+                raise ValueError(f"Converter: layer {layer.name!r} is applied {count} times; "
+                                 f"shared weights need split_shared_weights=True")
+        reason = None
+        fn = CONVERTERS.get(name)
+        if fn is None:
+            reason = f"no converter for {name}"
+        else:
+            try:
+                outs = fn(self, layer, inputs, out_shapes)
+            except (Unconvertible, LookupError) as e:
+                reason = str(e)
+        if reason is not None:
+            outs = self._fallback(layer, inputs, out_shapes, reason)
+        self.layers.setdefault(layer, outs[0].obj)
+        return outs
+
+    def _fallback(self, layer, inputs, out_shapes, reason):
+        where = f"layer {layer.name!r} ({type(layer).__name__}): {reason}"
+        if not self.allow_fallback:
+            raise TypeError(f"Converter: cannot convert {where}; allow_fallback=True runs it "
+                            f"as a TensorNode")
+        if len(inputs) != 1 or len(out_shapes) != 1:
+            raise TypeError(f"Converter: cannot convert {where}, and only layers with one "
+                            f"input and one output fall back to a TensorNode")
+        from ..training.tensor_node import TensorNode  # noqa: PLC0415
+
+        warnings.warn(f"Converter: {where}; running it as a TensorNode")
+        (inp,) = inputs
+        node = TensorNode(layer, shape_in=inp.shape, shape_out=out_shapes[0], pass_time=False,
+                          label=layer.name)
+        self.connect(inp.obj, node, 1, trainable=False)
+        return [Tensor(node, out_shapes[0])]
+
+    # -- building blocks for the layer converters ---------------------------------
+    def neuron_type(self, layer, activation):
+        """The neuron type of ``activation`` (after swaps); None for linear."""
+        return neuron_type_for(activation, self.swap_activations)
+
+    def _scale(self, layer):
+        s = self.scale_firing_rates
+        if isinstance(s, dict):
+            s = s.get(layer)
+        return 1.0 if s is None else float(s)
+
+    def layer_output(self, layer, size, neuron_type):
+        """The object a layer's inputs connect to and its output comes from:
+        ``size`` neurons of ``neuron_type`` (gain ``s``, amplitude ``/ s`` with
+        ``scale_firing_rates``; bias 0, not trainable), or a Node."""
+        if neuron_type is None:
+            return nengo.Node(size_in=size, label=layer.name)
+        s = self._scale(layer)
+        if s != 1.0:
+            neuron_type = with_amplitude(neuron_type, 1.0 / s)
+        ens = nengo.Ensemble(size, 1, neuron_type=neuron_type, gain=nengo.dists.Choice([s]),
+                             bias=nengo.dists.Choice([0.0]), label=layer.name)
+        self.net.config[ens].trainable = False
+        return ens.neurons
+
+    def connect(self, pre, post, transform, trainable=True):
+        """A connection without synapse (``synapse`` out of neurons)."""
+        pre_obj = pre.obj if isinstance(pre, nengo.base.ObjView) else pre
+        synapse = self.synapse if isinstance(pre_obj, nengo.ensemble.Neurons) else None
+        conn = nengo.Connection(pre, post, transform=transform, synapse=synapse)
+        if not trainable:
+            self.net.config[conn].trainable = False
+        return conn
+
+    def add_bias(self, target, bias, channel_of=None, trainable=True):
+        """``target += bias`` (``bias[channel_of]`` per element with channels):
+        one trainable weight per bias value, from a constant Node."""
+        if self._bias_node is None:
+            self._bias_node = nengo.Node(np.ones(1), label="bias")
+        bias = np.asarray(bias, dtype=np.float64).reshape(-1, 1)
+        if channel_of is None:
+            return self.connect(self._bias_node, target, bias, trainable)
+        channels = nengo.Node(size_in=bias.shape[0], label="channel biases")
+        self.connect(self._bias_node, channels, bias, trainable)
+        n = len(channel_of)
+        spread = nengo.transforms.Sparse((n, bias.shape[0]), indices=np.stack(
+            [np.arange(n), channel_of], axis=1), init=np.ones(n))
+        return self.connect(channels, target, spread, trainable=False)
+
+    # -- checking ------------------------------------------------------------------
+    def verify(self, training=False, inputs=None, atol=1e-8, rtol=1e-5):
+        """Checks that the converted network computes the Keras model's outputs
+        (one step of a `nengo_cuda.Simulator`, float32) on ``inputs`` (default:
+        ones, a batch of 2); with ``training``, after 3 epochs of SGD(0.1) on an
+        MSE loss towards ones in both (this trains ``model``). Returns True;
+        raises ValueError naming the first output that differs."""
+        import tensorflow as tf  # noqa: PLC0415
+
+        from ..simulator import Simulator  # noqa: PLC0415
+
+        model = self.model
+        if inputs is None:
+            inputs = [np.ones((2,) + tuple(t.shape[1:])) for t in model.inputs]
+        inputs = [np.asarray(x) for x in (inputs if isinstance(inputs, (list, tuple))
+                                          else [inputs])]
+        batch = inputs[0].shape[0]
+        feeds = {self.inputs[t]: x.reshape(batch, 1, -1) for t, x in zip(model.inputs, inputs)}
+        targets = [np.ones((batch,) + tuple(t.shape[1:])) for t in model.outputs]
+        x = inputs[0] if len(inputs) == 1 else inputs  # as Keras expects them
+        if training:
+            model.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
+            model.fit(x, targets[0] if len(targets) == 1 else targets, epochs=3,
+                      batch_size=batch, shuffle=False, verbose=0)
+        expected = model.predict(x, verbose=0)
+        expected = expected if isinstance(expected, (list, tuple)) else [expected]
+        with Simulator(self.net, minibatch_size=batch, progress_bar=False) as sim:
+            if training:
+                sim.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
+                sim.fit(feeds, {self.outputs[t]: y.reshape(batch, 1, -1)
+                                for t, y in zip(model.outputs, targets)}, epochs=3)
+            got = sim.predict(feeds, n_steps=1)
+        for t, e in zip(model.outputs, expected):
+            g = got[self.outputs[t]].reshape(e.shape)
+            if not np.allclose(g, e, atol=atol, rtol=rtol):
+                raise ValueError(
+                    f"Converter.verify: output {_history(t)[0].name!r} differs from the Keras "
+                    f"model's by up to {np.max(np.abs(g - e)):.3g}")
+        return True
+
+
+def _history(kt):
+    """(layer, node index, tensor index) that produced a Keras tensor."""
+    history = getattr(kt, "_keras_history", None)
+    if history is None:
+        raise TypeError(f"Converter: {kt} is not a Keras tensor of the model")
+    return history[0], history[1], history[2]
+
+
+class _TensorDict(dict):
+    """A dict keyed by Keras tensors (by identity) that also takes their layers."""
+
+    def alias(self, layer, value):
+        self._layers = getattr(self, "_layers", {})
+        self._layers.setdefault(id(layer), value)
+
+    def __getitem__(self, key):
+        if dict.__contains__(self, _Key(key)):
+            return dict.__getitem__(self, _Key(key))
+        layers = getattr(self, "_layers", {})
+        if id(key) in layers:
+            return layers[id(key)]
+        raise KeyError(f"{key} is not an input or output of the converted model")
+
+    def __setitem__(self, key, value):
+        dict.__setitem__(self, _Key(key), value)
+
+    def __contains__(self, key):
+        return dict.__contains__(self, _Key(key)) or id(key) in getattr(self, "_layers", {})
+
+
+class _Key:
+    """Identity key for an unhashable (or oddly hashed) Keras tensor."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Key) and other.obj is self.obj

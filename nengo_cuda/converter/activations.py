@@ -1,0 +1,81 @@
+"""Keras activations as Nengo neuron types (NengoDL's default map), and swaps.
+
+An activation is named by its function's ``__name__`` ("relu", "sigmoid", ...),
+so ``tf.nn.relu``, ``tf.keras.activations.relu`` and Keras 3's own ``relu``
+are the same activation.  ``None`` means linear: no neurons (a passthrough Node).
+
+``swap_activations`` maps activations or neuron types to activations or neuron
+types.  It applies before the default map (keyed by activation) and after it
+(keyed by neuron type), so ``{tf.nn.relu: nengo.SpikingRectifiedLinear()}`` and
+``{nengo.RectifiedLinear(): nengo.SpikingRectifiedLinear()}`` both work; a
+neuron-type key matches a neuron type with the same class and parameters.
+"""
+
+import inspect
+
+import nengo
+
+from ..neurons import LeakyReLU
+
+# activation name -> neuron type (None: linear)
+DEFAULT_MAP = {
+    "linear": None,
+    "relu": nengo.RectifiedLinear(),
+    "sigmoid": nengo.Sigmoid(tau_ref=1),  # rate 1 / (1 + exp(-J)) / tau_ref
+    "tanh": nengo.Tanh(tau_ref=1),
+}
+
+
+def activation_name(fn):
+    """The name of a Keras/TensorFlow activation function (None: linear)."""
+    if fn is None:
+        return "linear"
+    if isinstance(fn, str):
+        return fn
+    return getattr(fn, "__name__", None)
+
+
+def _same_neuron_type(a, b):
+    return isinstance(a, nengo.neurons.NeuronType) and type(a) is type(b) and repr(a) == repr(b)
+
+
+def _swap(value, swaps):
+    for key, new in swaps.items():
+        if isinstance(key, nengo.neurons.NeuronType):
+            if _same_neuron_type(value, key):
+                return new
+        elif not isinstance(value, nengo.neurons.NeuronType) and value is not None and \
+                activation_name(key) == activation_name(value):
+            return new
+    return value
+
+
+def neuron_type_for(activation, swaps):
+    """The neuron type for a Keras activation after the swaps; None for linear.
+
+    Raises LookupError for an activation with no Nengo equivalent."""
+    act = _swap(activation, swaps)
+    if isinstance(act, nengo.neurons.NeuronType):
+        return _swap(act, swaps)
+    name = activation_name(act)
+    if name not in DEFAULT_MAP:
+        raise LookupError(f"activation {name!r} has no Nengo neuron type")
+    neuron = DEFAULT_MAP[name]
+    return None if neuron is None else _swap(neuron, swaps)
+
+
+def leaky_relu(negative_slope, swaps):
+    """Keras' LeakyReLU layer as a neuron type (NengoDL's LeakyReLU), after swaps."""
+    return _swap(LeakyReLU(negative_slope=negative_slope), swaps)
+
+
+def with_amplitude(neuron_type, factor):
+    """A copy of ``neuron_type`` with its amplitude times ``factor``."""
+    params = inspect.signature(type(neuron_type).__init__).parameters
+    kwargs = {name: getattr(neuron_type, name) for name in params
+              if name != "self" and hasattr(neuron_type, name)}
+    if "amplitude" not in kwargs:
+        raise ValueError(f"scale_firing_rates needs a neuron type with an amplitude; "
+                         f"{neuron_type} has none")
+    kwargs["amplitude"] = kwargs["amplitude"] * factor
+    return type(neuron_type)(**kwargs)

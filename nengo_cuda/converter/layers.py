@@ -1,0 +1,255 @@
+"""One converter per Keras layer type: the layer's math as Nengo objects.
+
+A converter is ``convert(ctx, layer, inputs, out_shapes) -> [Tensor]``: ``inputs``
+are the converted input tensors, ``out_shapes`` the layer's output shapes
+(without the batch axis); it builds Nengo objects through ``ctx`` (the
+`nengo_cuda.converter.Converter`) and returns one `Tensor` per output.  It
+raises `Unconvertible` when this layer's configuration has no native form; the
+converter then falls back to a TensorNode (or refuses, see ``allow_fallback``).
+
+Keras and Nengo store tensors alike (C order of the shape without the batch
+axis; Keras' channels_first/channels_last is Nengo's ``channels_last``), and a
+Keras convolution kernel ``kernel_size + (in_channels / groups, filters)`` is a
+Nengo kernel, so reshapes are free and convolutions map one to one.
+"""
+
+from collections import namedtuple
+
+import nengo
+import numpy as np
+
+from .activations import leaky_relu, neuron_type_for
+
+Tensor = namedtuple("Tensor", ["obj", "shape"])  # a Nengo object to connect from
+
+CONVERTERS = {}  # Keras layer class name -> converter
+
+
+class Unconvertible(Exception):
+    """This layer (as configured) has no native Nengo form; the message says why."""
+
+
+def register(*names):
+    def decorator(fn):
+        for name in names:
+            CONVERTERS[name] = fn
+        return fn
+    return decorator
+
+
+def _size(shape):
+    return int(np.prod(shape))
+
+
+def _single(layer, inputs):
+    if len(inputs) != 1:
+        raise Unconvertible(f"{type(layer).__name__} with {len(inputs)} inputs")
+    return inputs[0]
+
+
+def _channels_last(layer):
+    fmt = getattr(layer, "data_format", "channels_last") or "channels_last"
+    return fmt == "channels_last"
+
+
+def _channel_of(shape, channels_last):
+    """Each element's channel, for a tensor of ``shape``."""
+    return np.indices(shape)[-1 if channels_last else 0].ravel()
+
+
+# -- inputs, reshapes ----------------------------------------------------------
+@register("Flatten")
+def flatten(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if not _channels_last(layer) and len(inp.shape) > 1:
+        raise Unconvertible("Flatten with data_format='channels_first' reorders elements")
+    return [Tensor(inp.obj, out_shapes[0])]
+
+
+@register("Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
+          "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+def passthrough(ctx, layer, inputs, out_shapes):
+    """Layers that keep every value in place at inference (the noise and dropout
+    layers are identities outside Keras training, and the converted network
+    does not drop out or add noise in training either)."""
+    inp = _single(layer, inputs)
+    return [Tensor(inp.obj, out_shapes[0])]
+
+
+# -- dense and convolutions ---------------------------------------------------
+def _weighted(ctx, layer, inp, out_shape, transform, bias, channel_of):
+    """``activation(transform(inp) + bias)``: the layer's output object."""
+    neuron_type = ctx.neuron_type(layer, getattr(layer, "activation", None))
+    out = ctx.layer_output(layer, _size(out_shape), neuron_type)
+    ctx.connect(inp.obj, out, transform)
+    if bias is not None:
+        ctx.add_bias(out, bias, channel_of)
+    return [Tensor(out, out_shape)]
+
+
+def _bias(layer):
+    return layer.bias.numpy() if getattr(layer, "use_bias", False) else None
+
+
+@register("Dense")
+def dense(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if len(inp.shape) != 1:
+        raise Unconvertible(f"Dense on a {len(inp.shape)}-D input (only vectors)")
+    kernel = layer.kernel.numpy()  # (in, units)
+    return _weighted(ctx, layer, inp, out_shapes[0], kernel.T, _bias(layer), None)
+
+
+@register("Conv1D", "Conv2D")
+def conv(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if layer.padding not in ("valid", "same"):
+        raise Unconvertible(f"padding {layer.padding!r}")
+    if any(d != 1 for d in np.ravel(layer.dilation_rate)):
+        raise Unconvertible("dilated convolution")
+    last = _channels_last(layer)
+    transform = nengo.Convolution(
+        layer.filters, inp.shape, kernel_size=tuple(layer.kernel_size),
+        strides=tuple(layer.strides), padding=layer.padding, channels_last=last,
+        init=layer.kernel.numpy(), groups=getattr(layer, "groups", 1))
+    if transform.output_shape.shape != tuple(out_shapes[0]):
+        raise Unconvertible(f"Nengo's output shape {transform.output_shape.shape} is not "
+                            f"Keras' {tuple(out_shapes[0])}")
+    return _weighted(ctx, layer, inp, out_shapes[0], transform, _bias(layer),
+                     _channel_of(out_shapes[0], last))
+
+
+# -- pooling --------------------------------------------------------------------
+def _pool(ctx, layer, inp, out_shape, pool, strides, padding):
+    """Average pooling as a depthwise convolution with a constant kernel."""
+    last = _channels_last(layer)
+    channels = inp.shape[-1] if last else inp.shape[0]
+    kernel = np.ones(tuple(pool) + (1, channels)) / np.prod(pool)
+    transform = nengo.Convolution(channels, inp.shape, kernel_size=tuple(pool),
+                                  strides=tuple(strides), padding=padding, channels_last=last,
+                                  init=kernel, groups=channels)
+    if _size(transform.output_shape.shape) != _size(out_shape):
+        raise Unconvertible("pooling output shape differs from Keras'")
+    out = ctx.layer_output(layer, _size(out_shape), None)
+    ctx.connect(inp.obj, out, transform, trainable=False)
+    return [Tensor(out, out_shape)]
+
+
+@register("AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D")
+def pooling(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if type(layer).__name__.startswith("Max") and not ctx.max_to_avg_pool:
+        raise Unconvertible("max pooling (max_to_avg_pool=True converts it to average "
+                            "pooling)")
+    if layer.padding != "valid":
+        # Keras averages over the window's elements inside the input only
+        raise Unconvertible(f"pooling with padding {layer.padding!r}")
+    return _pool(ctx, layer, inp, out_shapes[0], layer.pool_size, layer.strides, "valid")
+
+
+@register("GlobalAveragePooling1D", "GlobalAveragePooling2D")
+def global_pooling(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if getattr(layer, "keepdims", False):
+        raise Unconvertible("keepdims=True")
+    spatial = inp.shape[:-1] if _channels_last(layer) else inp.shape[1:]
+    return _pool(ctx, layer, inp, out_shapes[0], spatial, (1,) * len(spatial), "valid")
+
+
+# -- activations --------------------------------------------------------------------
+def _neurons(ctx, layer, inp, out_shape, neuron_type):
+    if neuron_type is None:
+        return [Tensor(inp.obj, out_shape)]
+    out = ctx.layer_output(layer, _size(out_shape), neuron_type)
+    ctx.connect(inp.obj, out, 1, trainable=False)
+    return [Tensor(out, out_shape)]
+
+
+@register("Activation")
+def activation(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    return _neurons(ctx, layer, inp, out_shapes[0], ctx.neuron_type(layer, layer.activation))
+
+
+@register("ReLU")
+def relu(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if layer.max_value is not None or float(layer.threshold) != 0:
+        raise Unconvertible("ReLU with max_value or threshold")
+    slope = float(layer.negative_slope)
+    neuron_type = (leaky_relu(slope, ctx.swap_activations) if slope != 0
+                   else ctx.neuron_type(layer, "relu"))
+    return _neurons(ctx, layer, inp, out_shapes[0], neuron_type)
+
+
+@register("LeakyReLU")
+def leaky(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    slope = float(getattr(layer, "negative_slope", getattr(layer, "alpha", 0.3)))
+    return _neurons(ctx, layer, inp, out_shapes[0], leaky_relu(slope, ctx.swap_activations))
+
+
+# -- merges and padding ---------------------------------------------------------------
+@register("Add", "Average", "Subtract")
+def add(ctx, layer, inputs, out_shapes):
+    name = type(layer).__name__
+    if any(tuple(i.shape) != tuple(out_shapes[0]) for i in inputs):
+        raise Unconvertible(f"{name} with broadcasting")
+    scale = [1.0 / len(inputs)] * len(inputs) if name == "Average" else \
+        [1.0, -1.0] if name == "Subtract" else [1.0] * len(inputs)
+    out = ctx.layer_output(layer, _size(out_shapes[0]), None)
+    for inp, s in zip(inputs, scale):
+        ctx.connect(inp.obj, out, s, trainable=False)
+    return [Tensor(out, out_shapes[0])]
+
+
+@register("Concatenate")
+def concatenate(ctx, layer, inputs, out_shapes):
+    shape = tuple(out_shapes[0])
+    axis = layer.axis - 1 if layer.axis > 0 else layer.axis + len(shape)
+    index = np.arange(_size(shape)).reshape(shape)
+    bounds = np.cumsum([i.shape[axis] for i in inputs])[:-1]
+    out = ctx.layer_output(layer, _size(shape), None)
+    for inp, part in zip(inputs, np.split(index, bounds, axis=axis)):
+        ctx.connect(inp.obj, out[part.ravel()], 1, trainable=False)
+    return [Tensor(out, shape)]
+
+
+@register("ZeroPadding1D", "ZeroPadding2D")
+def zero_padding(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    shape = tuple(out_shapes[0])
+    pads = np.reshape(layer.padding, (-1, 2))
+    last = _channels_last(layer)
+    region = [slice(None)] * len(shape)
+    for axis, (before, after) in enumerate(pads):
+        axis = axis if last else axis + 1
+        region[axis] = slice(before, shape[axis] - after)
+    index = np.arange(_size(shape)).reshape(shape)[tuple(region)]
+    out = ctx.layer_output(layer, _size(shape), None)
+    ctx.connect(inp.obj, out[index.ravel()], 1, trainable=False)
+    return [Tensor(out, shape)]
+
+
+# -- batch normalization ------------------------------------------------------------
+@register("BatchNormalization")
+def batch_normalization(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if not ctx.inference_only:
+        raise Unconvertible("BatchNormalization trains differently from its inference "
+                            "form (inference_only=True converts it natively)")
+    shape = tuple(out_shapes[0])
+    axes = np.atleast_1d(layer.axis)
+    if axes.size != 1:
+        raise Unconvertible("BatchNormalization over several axes")
+    axis = int(axes[0]) - 1 if axes[0] > 0 else int(axes[0]) + len(shape)
+    std = np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+    gamma = layer.gamma.numpy() if layer.scale else 1.0
+    beta = layer.beta.numpy() if layer.center else 0.0
+    scale = gamma / std
+    offset = beta - layer.moving_mean.numpy() * scale
+    channel = np.indices(shape)[axis].ravel()
+    out = ctx.layer_output(layer, _size(shape), None)
+    ctx.connect(inp.obj, out, np.broadcast_to(scale, std.shape)[channel], trainable=False)
+    ctx.add_bias(out, np.broadcast_to(offset, std.shape), channel, trainable=False)
+    return [Tensor(out, shape)]

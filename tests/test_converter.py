@@ -1,0 +1,195 @@
+"""nengo_cuda.Converter (NengoDL's Keras -> Nengo converter) against Keras itself.
+
+The oracle is the Keras model: ``Converter.verify`` runs both on the same inputs
+(and, with ``training=True``, trains both with SGD first), and the tests below
+also compare with ``model.predict`` directly.  float32 simulation against
+Keras' float32: sums in different orders differ by a few ulps of the largest
+partial sums (values here are O(1) with at most ~100 terms), so 1e-5 absolute.
+"""
+
+import warnings
+
+import nengo
+import numpy as np
+import pytest
+
+import nengo_cuda
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+ATOL = 1e-5
+
+
+def _cnn():
+    inp = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, activation="relu", padding="same", groups=2)(inp)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, activation="sigmoid")(x)
+    y = keras.layers.Flatten()(x)
+    y2 = keras.layers.Dense(5, activation="tanh")(y)
+    z = keras.layers.Concatenate()([y, y2])
+    out = keras.layers.Dense(3)(z)
+    return keras.Model(inp, out)
+
+
+def _x(model, n=3, seed=0):
+    return np.random.RandomState(seed).uniform(-1, 1, (n,) + tuple(model.inputs[0].shape[1:]))
+
+
+def _native(converter):
+    """True when no layer fell back to a TensorNode."""
+    return not any(isinstance(n, nengo_cuda.TensorNode) for n in converter.net.all_nodes)
+
+
+def _run(converter, x, steps=1, **kwargs):
+    inp = converter.inputs[converter.model.inputs[0]]
+    probe = converter.outputs[converter.model.outputs[0]]
+    with nengo_cuda.Simulator(converter.net, minibatch_size=len(x), progress_bar=False,
+                              **kwargs) as sim:
+        out = sim.predict({inp: np.repeat(x.reshape(len(x), 1, -1), steps, axis=1)})
+    return out[probe]
+
+
+def test_cnn_matches_keras():
+    model = _cnn()
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    x = _x(model)
+    np.testing.assert_allclose(_run(conv, x)[:, 0], model.predict(x, verbose=0), atol=ATOL)
+    assert conv.verify(inputs=[x], atol=ATOL)
+
+
+def test_cnn_trains_like_keras():
+    """Three SGD epochs in Keras and in the converted network end equal: the
+    gradients of every Keras parameter agree."""
+    model = _cnn()
+    conv = nengo_cuda.Converter(model)
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
+def test_verify_finds_a_difference():
+    model = _cnn()
+    conv = nengo_cuda.Converter(model)
+    layer = model.layers[-1]
+    layer.bias.assign(layer.bias.numpy() + 0.01)  # after conversion: only Keras changes
+    with pytest.raises(ValueError, match="differs from the Keras model"):
+        conv.verify(inputs=[_x(model)], atol=ATOL)
+
+
+def test_native_network_runs_in_nengo():
+    """Without fallbacks the result is a plain Nengo network: nengo.Simulator
+    gives what nengo_cuda gives (float64)."""
+    model = _cnn()
+    conv = nengo_cuda.Converter(model)
+    x = _x(model, n=1)
+    inp, probe = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+    inp.output = x.ravel()
+    with nengo.Simulator(conv.net, progress_bar=False) as ref:
+        ref.step()
+    with nengo_cuda.Simulator(conv.net, dtype="float64", progress_bar=False) as sim:
+        sim.step()
+    np.testing.assert_allclose(sim.data[probe], ref.data[probe], atol=1e-12)
+    np.testing.assert_allclose(ref.data[probe][0], model.predict(x, verbose=0)[0], atol=ATOL)
+
+
+def test_maps_inputs_outputs_layers():
+    model = _cnn()
+    conv = nengo_cuda.Converter(model)
+    assert conv.inputs[model.inputs[0]] is conv.inputs[model.layers[0]]
+    assert isinstance(conv.inputs[model.inputs[0]], nengo.Node)
+    probe = conv.outputs[model.outputs[0]]
+    assert isinstance(probe, nengo.Probe) and conv.outputs[model.layers[-1]] is probe
+    assert isinstance(conv.layers[model.layers[1]], nengo.ensemble.Neurons)  # relu conv
+    with pytest.raises(KeyError, match="not an input or output"):
+        conv.inputs[model.layers[1]]
+
+
+@pytest.mark.parametrize("inference_only", [False, True])
+def test_layer_types(inference_only):
+    inp = keras.Input((6, 6, 3))
+    a = keras.layers.ZeroPadding2D(((1, 0), (2, 1)))(inp)
+    a = keras.layers.Conv2D(4, 3, use_bias=False)(a)
+    a = keras.layers.BatchNormalization()(a)
+    a = keras.layers.ReLU()(a)
+    b = keras.layers.Conv2D(4, 2, strides=2, padding="same")(inp)
+    b = keras.layers.LeakyReLU(negative_slope=0.2)(b)
+    b = keras.layers.ZeroPadding2D(((1, 1), (1, 2)))(b)
+    s = keras.layers.Subtract()([keras.layers.Activation("tanh")(a), a])
+    g = keras.layers.GlobalAveragePooling2D()(s)
+    d = keras.layers.Dropout(0.3)(keras.layers.Reshape((4 * 6 * 5,))(b))
+    m = keras.layers.Average()([keras.layers.Dense(4)(d), g])
+    one = keras.layers.Conv1D(2, 3, strides=2)(keras.layers.Reshape((30, 4))(b))
+    model = keras.Model(inp, [m, keras.layers.Flatten()(one)])
+    (bn,) = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    bn.moving_mean.assign(np.arange(4) * 0.1)
+    bn.moving_variance.assign(np.arange(1, 5) * 0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        conv = nengo_cuda.Converter(model, inference_only=inference_only)
+    fallbacks = [str(w.message) for w in caught if "TensorNode" in str(w.message)]
+    if inference_only:
+        assert _native(conv) and not fallbacks
+    else:
+        assert len(fallbacks) == 1 and "BatchNormalization" in fallbacks[0]
+    assert conv.verify(inputs=[_x(model, n=2)], atol=ATOL)
+
+
+def test_sequential_with_fallback():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(4), keras.layers.Softmax()])
+    with pytest.warns(UserWarning, match="Softmax.*TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    assert not _native(conv)
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+    with pytest.raises(TypeError, match="'softmax'.*allow_fallback"):
+        nengo_cuda.Converter(model, allow_fallback=False)
+
+
+def test_max_pooling():
+    inp = keras.Input((6, 6, 2))
+    model = keras.Model(inp, keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(inp)))
+    with pytest.warns(UserWarning, match="max pooling"):
+        conv = nengo_cuda.Converter(model)
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)  # the Keras layer as a TensorNode
+    avg = nengo_cuda.Converter(model, max_to_avg_pool=True)
+    assert _native(avg)
+    x = _x(model)
+    expected = x.reshape(3, 3, 2, 3, 2, 2).mean(axis=(2, 4)).reshape(3, -1)
+    np.testing.assert_allclose(_run(avg, x)[:, 0], expected, atol=ATOL)
+
+
+def test_shared_weights():
+    inp = keras.Input((4,))
+    dense = keras.layers.Dense(3)
+    model = keras.Model(inp, keras.layers.Add()([dense(inp), dense(-inp)]))
+    with pytest.raises(ValueError, match="applied 2 times.*split_shared_weights"):
+        nengo_cuda.Converter(model)
+    conv = nengo_cuda.Converter(model, split_shared_weights=True)
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+
+
+def test_spiking_swap_scales_rates():
+    """relu -> SpikingRectifiedLinear with scale_firing_rates and a synapse: the
+    filtered spiking output approaches the Keras output (rates are exact for a
+    ReLU; the error is the spike count's quantisation over the window)."""
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(20, activation="relu"),
+                              keras.layers.Dense(2)])
+    scale, synapse = 50, 0.01
+    conv = nengo_cuda.Converter(model, swap_activations={tf.nn.relu: nengo.SpikingRectifiedLinear()},
+                                scale_firing_rates=scale, synapse=synapse)
+    ens = [e for e in conv.net.all_ensembles]
+    assert len(ens) == 1 and isinstance(ens[0].neuron_type, nengo.SpikingRectifiedLinear)
+    assert ens[0].neuron_type.amplitude == pytest.approx(1 / scale)
+    x = _x(model, n=2)
+    out = _run(conv, x, steps=2000, dtype="float64")
+    expected = model.predict(x, verbose=0)
+    mean = out[:, 1000:].mean(axis=1)
+    # each neuron's spike count over 1 s is within 1 of rate * 1 s: error <= sum |w| / scale / 1 s
+    bound = np.abs(model.layers[1].kernel.numpy()).sum(axis=0) / scale + 1e-3
+    assert np.all(np.abs(mean - expected) <= bound)
+    assert np.abs(mean - expected).max() < 0.1 * np.abs(expected).max()
+    # without the swap: rate neurons, exact
+    rate = nengo_cuda.Converter(model, scale_firing_rates=scale)
+    np.testing.assert_allclose(_run(rate, x)[:, 0], expected, atol=ATOL)
