@@ -101,7 +101,7 @@ def test_maps_inputs_outputs_layers():
     probe = conv.outputs[model.outputs[0]]
     assert isinstance(probe, nengo.Probe) and conv.outputs[model.layers[-1]] is probe
     assert isinstance(conv.layers[model.layers[1]], nengo.ensemble.Neurons)  # relu conv
-    with pytest.raises(KeyError, match="not an input or output"):
+    with pytest.raises(KeyError, match="not a tensor or layer"):
         conv.inputs[model.layers[1]]
 
 
@@ -193,3 +193,44 @@ def test_spiking_swap_scales_rates():
     # without the swap: rate neurons, exact
     rate = nengo_cuda.Converter(model, scale_firing_rates=scale)
     np.testing.assert_allclose(_run(rate, x)[:, 0], expected, atol=ATOL)
+
+
+def test_keras_to_snn_workflow(tmp_path):
+    """NengoDL's "Keras to SNN" example, small: train the converted rate network
+    with a sparse categorical loss (one class index per target), save the
+    parameters, convert again with spiking neurons, load them, probe a hidden
+    layer by its Keras tensor and classify from the spiking output."""
+    rng = np.random.RandomState(0)
+    n = 64
+    images = rng.uniform(0, 1, (n, 10, 10, 1))
+    labels = (images[:, :5].mean(axis=(1, 2, 3)) > images[:, 5:].mean(axis=(1, 2, 3)))
+    inp = keras.Input((10, 10, 1))
+    conv0 = keras.layers.Conv2D(4, 3, activation=tf.nn.relu)(inp)
+    dense = keras.layers.Dense(2)(keras.layers.Flatten()(conv0))
+    model = keras.Model(inp, dense)
+    x, y = images.reshape(n, 1, -1), labels.astype(np.int32).reshape(n, 1, 1)
+    rate = nengo_cuda.Converter(model)
+    with nengo_cuda.Simulator(rate.net, minibatch_size=16, progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.Adam(0.01),
+                    loss={rate.outputs[dense]: tf.losses.SparseCategoricalCrossentropy(
+                        from_logits=True)})
+        before = sim.evaluate({rate.inputs[inp]: x}, {rate.outputs[dense]: y})["loss"]
+        sim.fit({rate.inputs[inp]: x}, {rate.outputs[dense]: y}, epochs=20)
+        after = sim.evaluate({rate.inputs[inp]: x}, {rate.outputs[dense]: y})["loss"]
+        logits = sim.predict({rate.inputs[inp]: x})[rate.outputs[dense]][:, 0]
+        sim.save_params(tmp_path / "params")
+    assert after < 0.7 * before
+    spiking = nengo_cuda.Converter(
+        model, swap_activations={tf.nn.relu: nengo.SpikingRectifiedLinear()},
+        scale_firing_rates=100, synapse=0.01)
+    with spiking.net:
+        hidden = nengo.Probe(spiking.layers[conv0])
+    with nengo_cuda.Simulator(spiking.net, minibatch_size=16, progress_bar=False) as sim:
+        sim.load_params(tmp_path / "params")
+        out = sim.predict({spiking.inputs[inp]: np.tile(x, (1, 200, 1))})
+    assert out[hidden].shape == (n, 200, 8 * 8 * 4)
+    spikes = out[hidden] / (1 / 100 / 0.001)  # spikes of amplitude 1 / scale, height 1 / dt
+    assert np.allclose(spikes, np.round(spikes), atol=1e-4) and np.round(spikes).max() >= 1
+    # the spiking network classifies as the trained rate network does
+    agree = (out[spiking.outputs[dense]][:, -50:].mean(axis=1).argmax(-1) == logits.argmax(-1))
+    assert agree.mean() > 0.9

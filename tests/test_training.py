@@ -408,6 +408,11 @@ def test_bad_input_errors(tmp_path):
         other = nengo.Probe(nengo.Ensemble(3, 1, add_to_container=False), add_to_container=False)
         with pytest.raises(nengo.exceptions.ValidationError, match="not a Probe"):
             sim.fit({inp: np.zeros((8, 1, 1))}, {other: np.zeros((8, 1, 1))})
+        with pytest.raises(nengo.exceptions.ValidationError, match="has size 2; expected 1"):
+            sim.fit({inp: np.zeros((8, 1, 2))}, {p: np.zeros((8, 1, 1))})
+        # an elementwise loss would broadcast a target of another size: refused
+        with pytest.raises(nengo.exceptions.ValidationError, match="has size 3; expected 1"):
+            sim.fit({inp: np.zeros((8, 1, 1))}, {p: np.zeros((8, 1, 3))})
         sim.compile(tf.keras.optimizers.SGD(0.1), loss=lambda o, t: tf.zeros((3, 2)))
         with pytest.raises(nengo.exceptions.ValidationError, match="shape"):
             sim.fit({inp: np.zeros((8, 1, 1))}, {p: np.zeros((8, 1, 1))})

@@ -66,7 +66,9 @@ class Converter:
     outputs : dict
         Model output (Keras tensor, or its layer) -> Probe.
     layers : dict
-        Keras layer -> the Nengo object of its (first) output.
+        Keras tensor (a layer's output) -> the Nengo object giving its values
+        (a Node, or an ensemble's neurons); a Keras layer -> that of its first
+        output.
     """
 
     def __init__(self, model, allow_fallback=True, inference_only=False, max_to_avg_pool=False,
@@ -80,7 +82,7 @@ class Converter:
         self.swap_activations = dict(swap_activations or {})
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
-        self.inputs, self.outputs, self.layers = _TensorDict(), _TensorDict(), {}
+        self.inputs, self.outputs, self.layers = _TensorDict(), _TensorDict(), _TensorDict()
         self._converted = {}  # (id(layer), node index) -> [Tensor]
         self._applications = {}  # id(layer) -> count of converted applications
         self._bias_node = None
@@ -114,8 +116,9 @@ class Converter:
             for kt in node.output_tensors:
                 self.inputs[kt] = inp
             self.inputs.alias(layer, inp)
-            self.layers.setdefault(layer, inp)
-            return [Tensor(inp, shape)]
+            outs = [Tensor(inp, shape)]
+            self._record(layer, node, outs)
+            return outs
         inputs = [self._tensor(t) for t in node.input_tensors]
         if getattr(layer, "weights", None):
             count = self._applications[id(layer)] = self._applications.get(id(layer), 0) + 1
@@ -133,8 +136,13 @@ class Converter:
                 reason = str(e)
         if reason is not None:
             outs = self._fallback(layer, inputs, out_shapes, reason)
-        self.layers.setdefault(layer, outs[0].obj)
+        self._record(layer, node, outs)
         return outs
+
+    def _record(self, layer, node, outs):
+        for kt, out in zip(node.output_tensors, outs):
+            self.layers[kt] = out.obj
+        self.layers.alias(layer, outs[0].obj)
 
     def _fallback(self, layer, inputs, out_shapes, reason):
         where = f"layer {layer.name!r} ({type(layer).__name__}): {reason}"
@@ -264,7 +272,7 @@ class _TensorDict(dict):
         layers = getattr(self, "_layers", {})
         if id(key) in layers:
             return layers[id(key)]
-        raise KeyError(f"{key} is not an input or output of the converted model")
+        raise KeyError(f"{key} is not a tensor or layer of the converted model here")
 
     def __setitem__(self, key, value):
         dict.__setitem__(self, _Key(key), value)

@@ -56,7 +56,14 @@ def keras_loss(loss):
     else:
         raise ValidationError(f"loss must be callable or a Keras loss name (got {loss!r})",
                               attr="loss")
-    return lambda outputs, targets: fn(targets, outputs)
+
+    def loss_fn(outputs, targets):
+        return fn(targets, outputs)
+
+    # a sparse loss takes class indices as targets, not values the probe's size
+    names = (type(fn).__name__, getattr(fn, "__name__", ""), str(getattr(fn, "name", "")))
+    loss_fn.class_indices = any("sparse" in n.lower() for n in names)
+    return loss_fn
 
 
 def objective(fn):

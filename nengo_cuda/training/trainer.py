@@ -137,7 +137,7 @@ class Trainer:
             if value.shape[0] != batch:
                 raise ValidationError("all data must have the same batch size", attr="x")
             size = obj.size_out if isinstance(obj, nengo.Node) else self._probe_size(obj)
-            if value.shape[2] != size:
+            if value.shape[2] != size and not self._class_indices(obj):
                 raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
                                       f"{size}", attr="x")
         if n_steps is not None:
@@ -166,6 +166,13 @@ class Trainer:
                 f"the batch size ({batch}) must be a multiple of the simulator's "
                 f"minibatch_size ({mb})", attr="x")
         return batch, steps
+
+    def _class_indices(self, obj):
+        """Whether ``obj``'s targets are class indices (a sparse loss such as
+        SparseCategoricalCrossentropy: one index per step, not the probe's size)."""
+        if isinstance(obj, nengo.Node) or self.losses is None:
+            return False
+        return getattr(self._loss_for(obj), "class_indices", False)
 
     def keep_history(self, probe):
         """False when ``probe`` is configured ``keep_history=False`` (its outputs
