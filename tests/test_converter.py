@@ -234,3 +234,24 @@ def test_keras_to_snn_workflow(tmp_path):
     # the spiking network classifies as the trained rate network does
     agree = (out[spiking.outputs[dense]][:, -50:].mean(axis=1).argmax(-1) == logits.argmax(-1))
     assert agree.mean() > 0.9
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_convolutions_and_resampling(padding):
+    inp = keras.Input((7, 6, 3))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding=padding,
+                                     activation="relu")(inp)
+    x = keras.layers.Conv2DTranspose(4, 3, strides=2, padding=padding)(x)
+    y = keras.layers.Conv1DTranspose(2, 2, strides=3, padding=padding)(
+        keras.layers.Reshape((-1, 4))(x))
+    z = keras.layers.DepthwiseConv1D(2, strides=2, padding=padding)(y)
+    z = keras.layers.Cropping1D((1, 2))(keras.layers.UpSampling1D(3)(z))
+    u = keras.layers.Cropping2D(((2, 1), (0, 3)))(keras.layers.UpSampling2D((2, 3))(inp))
+    model = keras.Model(inp, [keras.layers.Flatten()(z), keras.layers.Flatten()(u)])
+    for layer in model.layers:  # random biases (Keras starts them at zero)
+        if getattr(layer, "use_bias", False):
+            layer.bias.assign(np.random.RandomState(1).uniform(-1, 1, layer.bias.shape))
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)

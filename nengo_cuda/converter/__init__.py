@@ -4,9 +4,11 @@ The converter walks the model's layer graph from its outputs back to its inputs
 and converts every layer application with the converter registered for its type
 (`nengo_cuda.converter.layers`): Dense and convolution layers become
 connections with the Keras weights as transforms (``nengo.Convolution`` for
-convolutions), activations become neurons (relu -> RectifiedLinear, sigmoid ->
+convolutions, depthwise ones too; ``ConvolutionTranspose`` for transposed
+ones), activations become neurons (relu -> RectifiedLinear, sigmoid ->
 Sigmoid, tanh -> Tanh, LeakyReLU -> nengo_cuda.LeakyReLU; linear -> a Node),
-reshapes cost nothing, pooling is a constant depthwise convolution.  A layer
+reshapes cost nothing, pooling is a constant depthwise convolution, padding,
+cropping and upsampling are index maps, merges are Nodes.  A layer
 with no native form becomes a `~nengo_cuda.TensorNode` running the Keras layer
 itself (``allow_fallback=True``), so any single-input layer converts.
 

@@ -100,23 +100,65 @@ def dense(ctx, layer, inputs, out_shapes):
     return _weighted(ctx, layer, inp, out_shapes[0], kernel.T, _bias(layer), None)
 
 
-@register("Conv1D", "Conv2D")
-def conv(ctx, layer, inputs, out_shapes):
-    inp = _single(layer, inputs)
+def _check_conv(layer):
     if layer.padding not in ("valid", "same"):
         raise Unconvertible(f"padding {layer.padding!r}")
     if any(d != 1 for d in np.ravel(layer.dilation_rate)):
         raise Unconvertible("dilated convolution")
+
+
+@register("Conv1D", "Conv2D")
+def conv(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    _check_conv(layer)
     last = _channels_last(layer)
     transform = nengo.Convolution(
         layer.filters, inp.shape, kernel_size=tuple(layer.kernel_size),
         strides=tuple(layer.strides), padding=layer.padding, channels_last=last,
         init=layer.kernel.numpy(), groups=getattr(layer, "groups", 1))
-    if transform.output_shape.shape != tuple(out_shapes[0]):
+    return _conv_output(ctx, layer, inp, out_shapes[0], transform, last)
+
+
+@register("DepthwiseConv1D", "DepthwiseConv2D")
+def depthwise_conv(ctx, layer, inputs, out_shapes):
+    """Keras' depthwise kernel ``kernel_size + (channels, multiplier)`` is a Nengo
+    kernel ``kernel_size + (1, channels * multiplier)`` with one group per channel
+    (output channel ``c * multiplier + m`` reads channel ``c`` in both)."""
+    inp = _single(layer, inputs)
+    _check_conv(layer)
+    last = _channels_last(layer)
+    kernel = layer.kernel.numpy()
+    channels, multiplier = kernel.shape[-2:]
+    transform = nengo.Convolution(
+        channels * multiplier, inp.shape, kernel_size=tuple(layer.kernel_size),
+        strides=tuple(layer.strides), padding=layer.padding, channels_last=last,
+        init=kernel.reshape(kernel.shape[:-2] + (1, channels * multiplier)), groups=channels)
+    return _conv_output(ctx, layer, inp, out_shapes[0], transform, last)
+
+
+@register("Conv1DTranspose", "Conv2DTranspose")
+def conv_transpose(ctx, layer, inputs, out_shapes):
+    """Keras' transposed kernel ``kernel_size + (filters, in_channels)`` is
+    Nengo's ``kernel_size + (in_channels, filters)`` with the last axes swapped;
+    both are the adjoint of the convolution from the output shape back."""
+    inp = _single(layer, inputs)
+    _check_conv(layer)
+    if getattr(layer, "output_padding", None) is not None:
+        raise Unconvertible("output_padding")
+    last = _channels_last(layer)
+    transform = nengo.transforms.ConvolutionTranspose(
+        layer.filters, inp.shape, output_shape=tuple(out_shapes[0]),
+        kernel_size=tuple(layer.kernel_size), strides=tuple(layer.strides),
+        padding=layer.padding, channels_last=last, init=np.swapaxes(layer.kernel.numpy(), -1, -2))
+    return _conv_output(ctx, layer, inp, out_shapes[0], transform, last)
+
+
+def _conv_output(ctx, layer, inp, out_shape, transform, last):
+    if transform.output_shape.shape != tuple(out_shape):
         raise Unconvertible(f"Nengo's output shape {transform.output_shape.shape} is not "
-                            f"Keras' {tuple(out_shapes[0])}")
-    return _weighted(ctx, layer, inp, out_shapes[0], transform, _bias(layer),
-                     _channel_of(out_shapes[0], last))
+                            f"Keras' {tuple(out_shape)}")
+    return _weighted(ctx, layer, inp, out_shape, transform, _bias(layer),
+                     _channel_of(out_shape, last))
 
 
 # -- pooling --------------------------------------------------------------------
@@ -219,16 +261,48 @@ def concatenate(ctx, layer, inputs, out_shapes):
 def zero_padding(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
     shape = tuple(out_shapes[0])
-    pads = np.reshape(layer.padding, (-1, 2))
-    last = _channels_last(layer)
     region = [slice(None)] * len(shape)
-    for axis, (before, after) in enumerate(pads):
-        axis = axis if last else axis + 1
-        region[axis] = slice(before, shape[axis] - after)
+    for axis, (before, after) in zip(_spatial_axes(layer, len(shape)),
+                                     np.reshape(layer.padding, (-1, 2))):
+        region[axis] = slice(int(before), shape[axis] - int(after))
     index = np.arange(_size(shape)).reshape(shape)[tuple(region)]
     out = ctx.layer_output(layer, _size(shape), None)
     ctx.connect(inp.obj, out[index.ravel()], 1, trainable=False)
     return [Tensor(out, shape)]
+
+
+def _gather(ctx, layer, inp, out_shape, src):
+    """A Node whose element ``k`` is input element ``src[k]``."""
+    out = ctx.layer_output(layer, _size(out_shape), None)
+    ctx.connect(inp.obj[np.asarray(src).ravel()], out, 1, trainable=False)
+    return [Tensor(out, tuple(out_shape))]
+
+
+def _spatial_axes(layer, ndim):
+    return list(range(ndim - 1)) if _channels_last(layer) else list(range(1, ndim))
+
+
+@register("UpSampling1D", "UpSampling2D")
+def upsampling(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    if getattr(layer, "interpolation", "nearest") != "nearest":
+        raise Unconvertible(f"interpolation {layer.interpolation!r}")
+    src = np.arange(_size(inp.shape)).reshape(inp.shape)
+    sizes = np.ravel(getattr(layer, "size", 2))
+    for axis, n in zip(_spatial_axes(layer, len(inp.shape)), sizes):
+        src = np.repeat(src, int(n), axis=axis)
+    return _gather(ctx, layer, inp, out_shapes[0], src)
+
+
+@register("Cropping1D", "Cropping2D")
+def cropping(ctx, layer, inputs, out_shapes):
+    inp = _single(layer, inputs)
+    src = np.arange(_size(inp.shape)).reshape(inp.shape)
+    region = [slice(None)] * len(inp.shape)
+    for axis, (before, after) in zip(_spatial_axes(layer, len(inp.shape)),
+                                     np.reshape(layer.cropping, (-1, 2))):
+        region[axis] = slice(int(before), inp.shape[axis] - int(after))
+    return _gather(ctx, layer, inp, out_shapes[0], src[tuple(region)])
 
 
 # -- batch normalization ------------------------------------------------------------
