@@ -255,3 +255,17 @@ def test_convolutions_and_resampling(padding):
     assert _native(conv)
     assert conv.verify(inputs=[_x(model)], atol=ATOL)
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
+def test_nested_models():
+    """A model used as a layer (e.g. a pretrained base) converts layer by layer."""
+    base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
+                             keras.layers.Dense(4, activation="tanh")])
+    inp = keras.Input((6,))
+    out = keras.layers.Dense(2)(keras.layers.Concatenate()([base(inp), inp]))
+    model = keras.Model(inp, out)
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    assert len(conv.net.all_ensembles) == 2
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)

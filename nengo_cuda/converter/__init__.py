@@ -88,6 +88,7 @@ class Converter:
         self._converted = {}  # (id(layer), node index) -> [Tensor]
         self._applications = {}  # id(layer) -> count of converted applications
         self._bias_node = None
+        self._substitute = {}  # id(Keras tensor) -> Tensor, inside a nested model
         if not getattr(model, "outputs", None):
             raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
                              f"Input or call it once)")
@@ -102,6 +103,8 @@ class Converter:
     # -- the layer graph --------------------------------------------------------
     def _tensor(self, kt):
         """The converted Tensor of a Keras tensor (converting what it needs)."""
+        if id(kt) in self._substitute:  # an input of a nested model
+            return self._substitute[id(kt)]
         layer, node_index, tensor_index = _history(kt)
         key = (id(layer), node_index)
         if key not in self._converted:
@@ -127,6 +130,10 @@ class Converter:
             if count > 1 and not self.split_shared_weights:
                 raise ValueError(f"Converter: layer {layer.name!r} is applied {count} times; "
                                  f"shared weights need split_shared_weights=True")
+        if hasattr(layer, "layers") and getattr(layer, "outputs", None):
+            outs = self._nested(layer, inputs)  # a Model used as a layer
+            self._record(layer, node, outs)
+            return outs
         reason = None
         fn = CONVERTERS.get(name)
         if fn is None:
@@ -145,6 +152,20 @@ class Converter:
         for kt, out in zip(node.output_tensors, outs):
             self.layers[kt] = out.obj
         self.layers.alias(layer, outs[0].obj)
+
+    def _nested(self, model, inputs):
+        """A model inside the model: its own graph, with its inputs replaced by
+        ``inputs`` (a fresh cache, so each application converts anew)."""
+        if len(model.inputs) != len(inputs):
+            raise TypeError(f"Converter: nested model {model.name!r} takes {len(model.inputs)} "
+                            f"inputs; it was given {len(inputs)}")
+        saved = self._converted, self._substitute
+        self._converted = {}
+        self._substitute = {id(t): x for t, x in zip(model.inputs, inputs)}
+        try:
+            return [self._tensor(t) for t in model.outputs]
+        finally:
+            self._converted, self._substitute = saved
 
     def _fallback(self, layer, inputs, out_shapes, reason):
         where = f"layer {layer.name!r} ({type(layer).__name__}): {reason}"
