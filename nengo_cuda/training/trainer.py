@@ -137,7 +137,8 @@ class Trainer:
             if value.shape[0] != batch:
                 raise ValidationError("all data must have the same batch size", attr="x")
             size = obj.size_out if isinstance(obj, nengo.Node) else self._probe_size(obj)
-            if value.shape[2] != size and not self._class_indices(obj):
+            indices = value.shape[2] == 1 and self._class_indices(obj)
+            if value.shape[2] != size and not indices:
                 raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
                                       f"{size}", attr="x")
         if n_steps is not None:
@@ -168,8 +169,8 @@ class Trainer:
         return batch, steps
 
     def _class_indices(self, obj):
-        """Whether ``obj``'s targets are class indices (a sparse loss such as
-        SparseCategoricalCrossentropy: one index per step, not the probe's size)."""
+        """Whether ``obj``'s targets may be class indices (its loss is sparse, such
+        as SparseCategoricalCrossentropy: one index per step, not the probe's size)."""
         if isinstance(obj, nengo.Node) or self.losses is None:
             return False
         return getattr(self._loss_for(obj), "class_indices", False)
