@@ -269,3 +269,22 @@ def test_nested_models():
     assert len(conv.net.all_ensembles) == 2
     assert conv.verify(inputs=[_x(model)], atol=ATOL)
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
+def test_two_inputs_two_outputs():
+    a, b = keras.Input((3,)), keras.Input((2, 2))
+    h = keras.layers.Dense(4, activation="sigmoid")(keras.layers.Concatenate()(
+        [a, keras.layers.Flatten()(b)]))
+    model = keras.Model([a, b], [keras.layers.Dense(2)(h), keras.layers.Average()([h, h])])
+    conv = nengo_cuda.Converter(model)
+    assert conv.inputs[a] is not conv.inputs[b]
+    rng = np.random.RandomState(3)
+    x = [rng.uniform(-1, 1, (4, 3)), rng.uniform(-1, 1, (4, 2, 2))]
+    assert conv.verify(inputs=x, atol=ATOL)
+    assert conv.verify(training=True, inputs=x, atol=ATOL)
+
+
+def test_unbuilt_model_is_refused():
+    model = keras.Sequential([keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="not built"):
+        nengo_cuda.Converter(model)
