@@ -242,6 +242,26 @@ def test_conv_inc(device, dtype):
         t.close()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_learning_rls(device, dtype):
+    """RLS's three device launches (P r, the gain, the updates) against the CPU
+    kernel; delta transposed, P symmetric and well conditioned, 2 trials."""
+    n, m, trials = 7, 3, 2
+    t = Twin(device, dtype, 0, n * n + n + m + m * n, n_trials=trials)
+    size = t.n_state
+    for k in range(trials):
+        P = t.f_cpu[k * size: k * size + n * n].reshape(n, n)
+        P[...] = (P + P.T) / 2 + 3 * np.eye(n)
+    t.f_dev[:] = t.f_cpu
+    d = n * n + n + m
+    t.add("learning_rls", scalars=dict(n=n, m=m, P=0, P_rs=n, P_cs=1, r=n * n, r_s=1,
+                                       error=n * n + n, error_s=1, delta=d, delta_rs=1,
+                                       delta_cs=m))
+    t.run(3)
+    t.assert_equal(rtol=0, atol=64 * np.finfo(dtype).eps)
+    t.close()
+
+
 def test_neurons_lif(device):
     n = 50
     t = Twin(device, np.float32, 0, 4 * n, n_trials=2)

@@ -1,4 +1,4 @@
-"""Learning-rule kernels (SimPES, SimBCM, SimOja, SimVoja) against Nengo.
+"""Learning-rule kernels (SimPES, SimBCM, SimOja, SimVoja, SimRLS) against Nengo.
 
 Kernel tests lower hand-made operators (odd sizes, strided and transposed
 views, several operators merged into one instruction) and compare one step with
@@ -9,7 +9,7 @@ whole learning models against `nengo.Simulator`.
 import nengo
 import numpy as np
 import pytest
-from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
+from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimRLS, SimVoja
 from nengo.builder.signal import Signal, SignalDict
 from nengo.utils.numpy import array_offset
 
@@ -19,7 +19,7 @@ from nengo_cuda.layout import SignalLayout
 from nengo_cuda.lowering import find_lowering
 from nengo_cuda.program import Program
 
-LEARNING_OPS = (SimPES, SimBCM, SimOja, SimVoja)
+LEARNING_OPS = (SimPES, SimBCM, SimOja, SimVoja, SimRLS)
 DT = 0.001
 
 
@@ -57,6 +57,8 @@ def make_op(rule, rows, cols, dtype, views, rng):
         return SimBCM(vec(cols), vec(rows), vec(rows), delta, lr)
     if rule is SimOja:
         return SimOja(vec(cols), vec(rows), mat(), delta, lr, beta=rng.uniform(0.5, 2.0))
+    if rule is SimRLS:  # P (cols x cols) is made symmetric by run_both
+        return SimRLS(vec(cols), vec(rows), delta, make_signal((cols, cols), dtype, views.get("mat")))
     scale = rng.uniform(0.5, 3.0, size=rows)
     learning = Signal(np.zeros(1, dtype=dtype))
     return SimVoja(vec(cols), vec(rows), mat(), delta, scale, learning, lr)
@@ -77,6 +79,14 @@ def run_both(ops, dtype, n_trials, rng, shared=()):
         for t in range(n_trials if base in written else 1):
             arr = layout.base_array(base, t)
             arr[...] = np.nan if base in deltas else rng.uniform(-1.5, 1.5, size=base.shape)
+    for t in range(n_trials):  # RLS's P: symmetric (Nengo asserts it), well conditioned
+        live = SignalDict()
+        for base in layout.bases:
+            dict.__setitem__(live, base, layout.base_array(base, t))
+        for op in ops:
+            if isinstance(op, SimRLS):
+                P = live[op.inv_gamma]
+                P[...] = (P + P.T) / 2 + 3 * np.eye(len(P))
 
     reference = []
     for t in range(n_trials):
@@ -102,8 +112,13 @@ def run_both(ops, dtype, n_trials, rng, shared=()):
     return native, reference
 
 
-def assert_same(native, reference, dtype):
+def assert_same(native, reference, dtype, sums=False):
+    """Equal to rounding; ``sums``: the kernel adds dot products in another order
+    than NumPy's BLAS (RLS's P r), so elements that cancel get an absolute
+    tolerance of a few ulps of the O(1) operands."""
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=0)
+    if sums and dtype == np.float64:
+        tol["atol"] = 1e-14
     for nat, ref in zip(native, reference):
         for base in ref:
             np.testing.assert_allclose(nat[base], ref[base], err_msg=str(base), **tol)
@@ -125,16 +140,16 @@ def test_rule_kernel_matches_make_step(rule, dtype, n_trials, views, rng):
     shapes = [(7, 13), (1, 5), (17, 3)]
     ops = [make_op(rule, r, c, dtype, VIEWS[views], rng) for r, c in shapes]
     native, reference = run_both(ops, dtype, n_trials, rng, shared=[ops[0].reads[0].base])
-    assert_same(native, reference, dtype)
+    assert_same(native, reference, dtype, sums=rule is SimRLS)
 
 
 @pytest.mark.parametrize("rule", LEARNING_OPS, ids=lambda r: r.__name__)
 def test_rule_kernel_empty_blocks(rule, rng):
     # Zero rows (and, except for PES which divides by n_pre, zero columns).
-    shapes = [(0, 4), (3, 5)] + ([] if rule is SimPES else [(4, 0)])
+    shapes = [(0, 4), (3, 5)] + ([] if rule in (SimPES, SimRLS) else [(4, 0)])
     ops = [make_op(rule, r, c, np.float64, {}, rng) for r, c in shapes]
     native, reference = run_both(ops, np.float64, 2, rng)
-    assert_same(native, reference, np.float64)
+    assert_same(native, reference, np.float64, sums=rule is SimRLS)
 
 
 def test_unsupported_shapes_fall_back():
@@ -274,7 +289,26 @@ def pes_three_net():
     return net, probes, {SimPES: 3}
 
 
+def rls_net():
+    """RLS learning a function (x -> x^2) online from a zero start."""
+    with nengo.Network(seed=8) as net:
+        stim = nengo.Node(_stim)
+        pre = nengo.Ensemble(37, 2)
+        post = nengo.Node(size_in=1)
+        err = nengo.Node(size_in=1)
+        nengo.Connection(stim, pre)
+        conn = nengo.Connection(pre, post, function=lambda x: 0,
+                                learning_rule_type=nengo.RLS(learning_rate=0.1, pre_synapse=0.01))
+        nengo.Connection(post, err)
+        nengo.Connection(stim[0], err, transform=-1, function=np.square)
+        nengo.Connection(err, conn.learning_rule)
+        probes = [nengo.Probe(post, synapse=0.01), nengo.Probe(conn, "weights"),
+                  nengo.Probe(conn.learning_rule, "inv_gamma")]
+    return net, probes, {SimRLS: 1}
+
+
 NETWORKS = {
+    "rls": rls_net,
     "pes_decoders": lambda: pes_net("decoders"),
     "pes_weights_solver": lambda: pes_net("solver"),
     "pes_neurons": lambda: pes_net("neurons"),
@@ -294,7 +328,7 @@ def assert_native_learning(sim, expected):
     assert summary.get("callback", (0, 0))[1] < sum(summary[k][1] for k in summary)
     for op_type, n_ops in expected.items():
         kind = {SimPES: "learning_pes", SimBCM: "learning_bcm", SimOja: "learning_oja",
-                SimVoja: "learning_voja"}[op_type]
+                SimVoja: "learning_voja", SimRLS: "learning_rls"}[op_type]
         assert summary[kind][1] == n_ops
 
 

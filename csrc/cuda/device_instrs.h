@@ -443,6 +443,38 @@ InstrPtr<T> make_learning(const InstrSpec& spec, Program<T>& prog) {
     return for_each_instr<T>(k.work * prog.n_trials(), k);
 }
 
+// --- learning_rls -------------------------------------------------------------------
+template <typename T>
+struct RlsInstr : DInstr<T> {
+    RlsViews<T> v;
+    int n_trials = 1;
+    void launch(Exec& ex, const StepRef<T>&) override {
+        ex.for_each(v.n * n_trials, RlsPr<T>{v});
+        ex.for_each(n_trials, RlsGain<T>{v});
+        ex.for_each(v.n * (v.n + v.m) * n_trials, RlsUpdate<T>{v});
+    }
+    int64_t launches() const override { return 3; }
+};
+
+template <typename T>
+InstrPtr<T> make_rls(const InstrSpec& spec, Program<T>& prog) {
+    auto in = std::make_unique<RlsInstr<T>>();
+    auto& v = in->v;
+    in->n_trials = prog.n_trials();
+    v.p = prog.pools();
+    v.n = int_scalar(spec, "n");
+    v.m = int_scalar(spec, "m");
+    v.P = int_scalar(spec, "P"), v.P_rs = int_scalar(spec, "P_rs");
+    v.P_cs = int_scalar(spec, "P_cs");
+    v.r = int_scalar(spec, "r"), v.r_s = int_scalar(spec, "r_s");
+    v.e = int_scalar(spec, "error"), v.e_s = int_scalar(spec, "error_s");
+    v.d = int_scalar(spec, "delta"), v.d_rs = int_scalar(spec, "delta_rs");
+    v.d_cs = int_scalar(spec, "delta_cs");
+    v.pr = prog.template scratch<T>(static_cast<size_t>(v.n) * in->n_trials);
+    v.gain = prog.template scratch<T>(static_cast<size_t>(in->n_trials));
+    return in;
+}
+
 // --- the registry ------------------------------------------------------------------
 template <typename T>
 std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
@@ -462,6 +494,7 @@ std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
     if (kind == "learning_bcm") return make_learning<T, kBCM>(spec, *this);
     if (kind == "learning_oja") return make_learning<T, kOja>(spec, *this);
     if (kind == "learning_voja") return make_learning<T, kVoja>(spec, *this);
+    if (kind == "learning_rls") return make_rls<T>(spec, *this);
     // neuron types: operand names as in lowering/neurons.py and instr_neurons.cpp
     if (kind == "neurons_rectified_linear")
         return make_neurons<T, md::RectifiedLinear>(spec, *this, S{}, S{"amplitude"});

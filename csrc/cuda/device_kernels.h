@@ -415,6 +415,61 @@ struct ConvStep {
     }
 };
 
+// --- SimRLS (csrc/kernels/learning.h): three launches per step -------------------
+// 1. Pr = P r, one thread per (trial, row); 2. the gain, one thread per trial;
+// 3. P's rank-one update and delta, one thread per (trial, element).
+template <typename T>
+struct RlsViews {
+    DPools<T> p;
+    int64_t n = 0, m = 0;
+    int64_t P = 0, P_rs = 0, P_cs = 0, r = 0, r_s = 0, e = 0, e_s = 0;
+    int64_t d = 0, d_rs = 0, d_cs = 0;
+    T* pr = nullptr;    // (trials, n) scratch
+    T* gain = nullptr;  // (trials) scratch
+};
+
+template <typename T>
+struct RlsPr {
+    RlsViews<T> v;
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t i = idx % v.n;
+        const int t = static_cast<int>(idx / v.n);
+        v.pr[t * v.n + i] =
+            learning::rls_dot(v.n, v.p.fat(v.P, t) + i * v.P_rs, v.P_cs, v.p.fat(v.r, t), v.r_s);
+    }
+};
+
+template <typename T>
+struct RlsGain {
+    RlsViews<T> v;
+    NC_HD void operator()(int64_t t) const {
+        const int trial = static_cast<int>(t);
+        v.gain[t] = learning::rls_gain(
+            learning::rls_dot(v.n, v.p.fat(v.r, trial), v.r_s, v.pr + t * v.n, int64_t(1)));
+    }
+};
+
+template <typename T>
+struct RlsUpdate {
+    RlsViews<T> v;
+    NC_HD void operator()(int64_t idx) const {
+        const int64_t per_trial = v.n * (v.n + v.m);
+        const int t = static_cast<int>(idx / per_trial);
+        const int64_t k = idx % per_trial;
+        const T* pr = v.pr + t * v.n;
+        const T g = v.gain[t];
+        if (k < v.n * v.n) {
+            const int64_t i = k / v.n, j = k % v.n;
+            T* x = v.p.fat(v.P, t) + i * v.P_rs + j * v.P_cs;
+            *x = learning::rls_p(*x, pr[i], pr[j], g);
+        } else {
+            const int64_t row = (k - v.n * v.n) / v.n, j = (k - v.n * v.n) % v.n;
+            const T e = v.p.fat(v.e, t)[row * v.e_s];
+            v.p.fat(v.d, t)[row * v.d_rs + j * v.d_cs] = learning::rls_delta(e, g, pr[j]);
+        }
+    }
+};
+
 // --- linear filters ------------------------------------------------------------
 // `serial`: one thread per trial walks every element in order (used when two
 // elements write the same output, which must then accumulate in order).

@@ -1,4 +1,4 @@
-// Learning-rule math (PES, BCM, Oja, Voja), shared by host and device.
+// Learning-rule math (PES, BCM, Oja, Voja, RLS), shared by host and device.
 //
 // Every rule computes a weight change delta[j, i] for post index j and pre
 // index i as an outer-product-like expression.  Each is split into a per-row
@@ -68,6 +68,34 @@ NC_HD T voja_gain(T alpha, T learning_signal) {
 template <typename T>
 NC_HD T voja_delta(T gain, T scale, T post, T pre, T encoder) {
     return gain * (scale * (post * pre) - post * encoder);
+}
+
+// --- RLS: r the filtered presynaptic activities (n), P the running estimate
+// of the inverse correlation matrix (n x n, symmetric, simulation state):
+//   Pr = P r;  g = 1 / (1 + r . Pr)
+//   P[i, j] -= Pr[i] * (Pr[j] * g);  delta[k, j] = error[k] * (-g * Pr[j])
+// (SimRLS.make_step's expressions, in its order; P r and r . Pr are sums from
+// index 0, where NumPy's BLAS may add in another order: equal to rounding).
+template <typename T>
+NC_HD T rls_dot(int64_t n, const T* a, int64_t a_s, const T* b, int64_t b_s) {
+    T acc = 0;
+    for (int64_t i = 0; i < n; ++i) acc += a[i * a_s] * b[i * b_s];
+    return acc;
+}
+
+template <typename T>
+NC_HD T rls_gain(T r_dot_pr) {
+    return T(1) / (T(1) + r_dot_pr);
+}
+
+template <typename T>
+NC_HD T rls_p(T p, T pr_i, T pr_j, T gain) {
+    return p - pr_i * (pr_j * gain);
+}
+
+template <typename T>
+NC_HD T rls_delta(T error, T gain, T pr_j) {
+    return error * (-gain * pr_j);
 }
 
 }  // namespace learning
