@@ -2,7 +2,7 @@
 
 `random_network(seed)` mixes every native neuron type, slices, dense, sparse and
 neuron-to-neuron transforms, all linear-filter forms, WhiteSignal, WhiteNoise,
-constant and Python-function inputs (callbacks) and all four learning rules.
+constant and Python-function inputs (callbacks) and all five learning rules.
 `compare(net, probes, device)` runs it on the CPU backend and on ``device`` and
 returns the largest differences.  benchmarks/gpu_check.py uses both on the GPU;
 the tests here run them on the host emulator of the CUDA backend, and on the
@@ -136,6 +136,12 @@ def random_network(seed, n_ensembles=4, max_neurons=40, max_dims=3, learning=Tru
             conn_v = nengo.Connection(sources[0], v, learning_rule_type=nengo.Voja(1e-3))
             probes.append(nengo.Probe(conn_v.learning_rule, "scaled_encoders", sample_every=0.01))
             probes.append(nengo.Probe(c, "weights", sample_every=0.01))
+            # RLS on a decoded connection into a Node, learning b's value from a's
+            out = nengo.Node(size_in=k)
+            c_r = nengo.Connection(a[:k], out, learning_rule_type=nengo.RLS(1e-2), synapse=0.01)
+            nengo.Connection(out, c_r.learning_rule)
+            nengo.Connection(b[:k], c_r.learning_rule, transform=-1)
+            probes.append(nengo.Probe(c_r, "weights", sample_every=0.01))
     return net, probes
 
 
