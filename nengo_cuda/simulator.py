@@ -740,6 +740,18 @@ class Simulator:
         for signals in self.layout.signal_dicts:
             signals[sig][...] = sig.initial_value
 
+    def get_name(self, obj):
+        """NengoDL's ``sim.get_name``: the name of a Probe or input Node in data,
+        ``compile`` and ``evaluate`` dicts (see `nengo_cuda.training.names`)."""
+        from .training.names import io_names  # noqa: PLC0415
+
+        for objs, default in ((list(self.model.probes), "probe"),
+                              (list(self._input_nodes), "node")):
+            if obj in objs:
+                return io_names(objs, default)[obj]
+        raise ValidationError(f"{obj} is not a Probe or input Node of this simulator",
+                              attr="obj")
+
     def trange(self, dt=None, sample_every=None):
         """Times of probed samples (every step, or every ``sample_every``)."""
         if dt is not None:

@@ -732,3 +732,21 @@ def test_nengo_dl2_methods_refuse_unsupported_options():
         # the defaults and progress_bar are fine
         sim.train(data, opt, n_epochs=1, progress_bar=False, summaries=None, profile=False)
         assert np.isfinite(sim.loss(data, progress_bar=False, training=False))
+
+
+def test_get_name_keys_data_and_losses():
+    """sim.get_name gives the names that data, loss and evaluate dicts use."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1), label="in put")
+        ens = nengo.Ensemble(10, 1)
+        nengo.Connection(inp, ens)
+        p = nengo.Probe(ens, label="out")
+        q = nengo.Probe(ens)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        assert (sim.get_name(inp), sim.get_name(p), sim.get_name(q)) == ("in_put", "out", "probe")
+        with pytest.raises(nengo.exceptions.ValidationError, match="not a Probe or input"):
+            sim.get_name(ens)
+        sim.compile(tf.keras.optimizers.SGD(0.1), loss={sim.get_name(p): nengo_cuda.obj.mse})
+        x = {sim.get_name(inp): np.ones((2, 3, 1))}
+        result = sim.evaluate(x, {sim.get_name(p): np.zeros((2, 3, 1))})
+        assert f"{sim.get_name(p)}_loss" in result

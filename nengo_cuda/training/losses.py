@@ -26,20 +26,8 @@ import numpy as np
 import tensorflow as tf
 from nengo.exceptions import ValidationError
 
+from .names import io_names  # noqa: F401 (part of this module's API)
 from .objectives import mse
-
-
-def io_names(objs, default):
-    """{obj: unique name} for Probes (``default="probe"``) or input Nodes
-    (``"node"``); see the module docstring."""
-    names, used = {}, {}
-    for obj in objs:
-        label = obj.label or ""
-        base = "".join(c if c.isalnum() or c in "_." else "_" for c in label) or default
-        n = used.get(base, 0)
-        names[obj] = base if n == 0 else f"{base}_{n}"
-        used[base] = n + 1
-    return names
 
 
 def keras_loss(loss):

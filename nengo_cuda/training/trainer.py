@@ -98,7 +98,7 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------
     def _lookup(self, key, kinds, what):
-        if isinstance(key, str):  # a name (see losses.io_names) or a label
+        if isinstance(key, str):  # a name (see names.io_names) or a label
             objs = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
             names = io_names(objs, "node" if what == "input" else "probe")
             key = next((o for o in objs if names[o] == key),
@@ -683,7 +683,7 @@ class Trainer:
         """Losses and metrics of the network as defined (spiking, native kernels).
 
         Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
-        "<probe>_<metric>": ...}`` (names: `losses.io_names`); each value is the
+        "<probe>_<metric>": ...}`` (names: `names.io_names`); each value is the
         mean over the minibatches of ``x``/``y``.  ``stateful``: as in `predict`.
 
         Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
