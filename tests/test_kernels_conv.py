@@ -83,7 +83,7 @@ def conv_program(conv, dtype, n_trials, rng):
 def test_conv_inc_matches_nengo(dtype, rng):
     for _ in range(60):
         conv = random_conv(rng)
-        n_trials = int(rng.choice([1, 2]))
+        n_trials = int(rng.choice([1, 2, 5]))  # 5: a tile of 4 trials and a single one
         p, w, x, y, = conv_program(conv, dtype, n_trials, rng)
         W = p.view(w).astype(np.float64).reshape(conv.kernel_shape)
         before = [p.view(y, t).astype(np.float64) for t in range(n_trials)]
@@ -100,6 +100,30 @@ def test_conv_inc_matches_nengo(dtype, rng):
                 # error <= terms * eps32 * sum |terms|; bounded by the |W| * |X| product
                 scale = nengo_increment(conv, np.abs(W), np.abs(X))
                 np.testing.assert_array_less(np.abs(got - expected), 1e-5 * (2 * scale + 1))
+
+
+WIDE = [  # enough filters per group for the CPU kernel's vector tiles and its tail
+    nengo.Convolution(37, (6, 5, 3), kernel_size=(3, 2), padding="same"),
+    nengo.Convolution(38, (4, 3, 7), strides=(2, 1), channels_last=False, groups=2),
+    nengo.transforms.ConvolutionTranspose(21, (4, 3, 5), strides=(2, 2), padding="same"),
+    nengo.Convolution(70, (9, 2), kernel_size=(4,), strides=(2,)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("conv", WIDE, ids=lambda c: f"{type(c).__name__}{c.n_filters}")
+def test_conv_inc_many_filters(conv, dtype, rng):
+    p, w, x, y = conv_program(conv, dtype, 6, rng)
+    p.native.set_trial_threads(1)  # one view of all 6: a tile of 4 trials, then 2 single ones
+    W = p.view(w).astype(np.float64).reshape(conv.kernel_shape)
+    before = [p.view(y, t).astype(np.float64) for t in range(6)]
+    p.run()
+    for t in range(6):
+        X = p.view(x, t).astype(np.float64)
+        expected = before[t] + nengo_increment(conv, W, X)
+        scale = nengo_increment(conv, np.abs(W), np.abs(X))
+        eps = np.finfo(dtype).eps
+        np.testing.assert_array_less(np.abs(p.view(y, t) - expected), 4 * eps * (scale + 1))
 
 
 def test_conv_inc_grouped_filters_use_their_channels(rng):

@@ -15,53 +15,76 @@
 namespace nc {
 namespace {
 
-// Filters [f0, f0 + NV * lanes) of output position o, in NV vector registers:
-// each output element sums its terms in conv::accumulate's order (pairs in table
-// order, then channels); this file opts into FMA, as the dense products do.
-template <typename T, int B, int NV>
-NC_INLINE void conv_block(const conv::Geometry& g, const T* X, const T* W, T* Y, int64_t o,
-                          int64_t f0) {
+// Filters [f0, f0 + NV * lanes) of output position o for NT trials (X[i], Y[i]:
+// trial i's operands; the trials share W, so each weight vector loaded serves
+// all NT), in NT * NV vector registers.  Each output element sums its terms in
+// conv::accumulate's order (pairs in table order, then channels); this file
+// opts into FMA, as the dense products do.
+template <typename T, int B, int NT, int NV>
+NC_INLINE void conv_tile(const conv::Geometry& g, const T* const* X, const T* W,
+                         T* const* Y, int64_t o, int64_t f0) {
     using S = Simd<T, B>;
-    typename S::V acc[NV];
-    for (int j = 0; j < NV; ++j) acc[j] = S::splat(T(0));
+    using V = typename S::V;
+    V acc[NT][NV];
+    for (int i = 0; i < NT; ++i)
+        for (int j = 0; j < NV; ++j) acc[i][j] = S::splat(T(0));
     const int64_t c0 = (f0 / g.fpg) * g.cg;
     for (int64_t k = g.indptr[o]; k < g.indptr[o + 1]; ++k) {
-        const T* x = X + g.pos[k] * g.x_ps + c0 * g.x_cs;
+        const int64_t xk = g.pos[k] * g.x_ps + c0 * g.x_cs;
         const T* w = W + g.tap[k] * g.cg * g.filters + f0;
         for (int64_t c = 0; c < g.cg; ++c) {
-            const typename S::V xv = S::splat(x[c * g.x_cs]);
-            const T* wc = w + c * g.filters;
-            for (int j = 0; j < NV; ++j) acc[j] += S::load(wc + j * S::W) * xv;
+            V wv[NV];
+            for (int j = 0; j < NV; ++j) wv[j] = S::load(w + c * g.filters + j * S::W);
+            for (int i = 0; i < NT; ++i) {
+                const V xv = S::splat(X[i][xk + c * g.x_cs]);
+                for (int j = 0; j < NV; ++j) acc[i][j] += wv[j] * xv;
+            }
         }
     }
-    T sums[NV * S::W];
-    for (int j = 0; j < NV; ++j) S::store(sums + j * S::W, acc[j]);
-    for (int64_t f = 0; f < NV * S::W; ++f) Y[(f0 + f) * g.y_cs] += sums[f];
+    for (int i = 0; i < NT; ++i) {
+        T sums[NV * S::W];
+        for (int j = 0; j < NV; ++j) S::store(sums + j * S::W, acc[i][j]);
+        for (int64_t f = 0; f < NV * S::W; ++f) Y[i][(f0 + f) * g.y_cs] += sums[f];
+    }
 }
 
-// One output position of one trial, all filters: per group, blocks of 4 and 1
+// Output position o of NT trials, all filters: per group, tiles of NV and 1
 // vectors of filters, then the remaining filters one by one.
-template <typename T, int B>
-NC_INLINE void conv_row(const conv::Geometry& g, const T* X, const T* W, T* Y, int64_t o) {
+template <typename T, int B, int NT, int NV>
+NC_INLINE void conv_rows(const conv::Geometry& g, const T* const* X, const T* W, T* const* Y,
+                         int64_t o) {
     constexpr int64_t L = Simd<T, B>::W;
     for (int64_t g0 = 0; g0 < g.filters; g0 += g.fpg) {
         const int64_t g1 = g0 + g.fpg;
         int64_t f = g0;
-        for (; f + 4 * L <= g1; f += 4 * L) conv_block<T, B, 4>(g, X, W, Y, o, f);
-        for (; f + L <= g1; f += L) conv_block<T, B, 1>(g, X, W, Y, o, f);
-        for (; f < g1; ++f) {
-            T acc = 0;
-            conv::accumulate(g, X, W, o, f, f + 1, &acc);
-            Y[f * g.y_cs] += acc;
-        }
+        for (; f + NV * L <= g1; f += NV * L) conv_tile<T, B, NT, NV>(g, X, W, Y, o, f);
+        for (; f + L <= g1; f += L) conv_tile<T, B, NT, 1>(g, X, W, Y, o, f);
+        for (; f < g1; ++f)
+            for (int i = 0; i < NT; ++i) {
+                T acc = 0;
+                conv::accumulate(g, X[i], W, o, f, f + 1, &acc);
+                Y[i][f * g.y_cs] += acc;
+            }
+    }
+}
+
+// Tiles of 4 trials x 2 vectors or 1 trial x 4 vectors: at most 8 accumulators,
+// which with the weight vectors fit the 16 vector registers.
+template <typename T, int B>
+NC_INLINE void conv_trials(const conv::Geometry& g, int nt, const T* const* X, const T* W,
+                           T* const* Y, int64_t o) {
+    if (nt == 4) {
+        conv_rows<T, B, 4, 2>(g, X, W, Y, o);
+    } else {
+        for (int i = 0; i < nt; ++i) conv_rows<T, B, 1, 4>(g, X + i, W, Y + i, o);
     }
 }
 
 // The same code with AVX2 vectors (8 floats, 4 doubles).
 template <typename T>
-NC_TARGET_AVX2 void conv_row_avx2(const conv::Geometry& g, const T* X, const T* W, T* Y,
-                                  int64_t o) {
-    conv_row<T, 32>(g, X, W, Y, o);
+NC_TARGET_AVX2 void conv_trials_avx2(const conv::Geometry& g, int nt, const T* const* X,
+                                     const T* W, T* const* Y, int64_t o) {
+    conv_trials<T, 32>(g, nt, X, W, Y, o);
 }
 
 template <typename T>
@@ -77,15 +100,23 @@ struct ConvIncInstr : Instr<T> {
         g.indptr = indptr.data();
         g.pos = pos.data();
         g.tap = tap.data();
-        // rows of all trials; each writes only its own outputs
-        parallel_for(n_rows * buf.n_trials, worth_parallel(work * buf.n_trials), [&](int64_t j) {
-            const int t = static_cast<int>(j / n_rows);
+        // (output position, up to 4 trials) jobs; each writes only its own outputs.
+        // Trials share the weights unless W is trial state (then one at a time).
+        const int per = w < buf.f.n_shared ? 4 : 1;
+        const int64_t tiles = (buf.n_trials + per - 1) / per;
+        parallel_for(n_rows * tiles, worth_parallel(work * buf.n_trials), [&](int64_t j) {
+            const int t0 = static_cast<int>(j / n_rows) * per;
+            const int nt = std::min(per, buf.n_trials - t0);
             const int64_t o = j % n_rows;
-            const T* X = buf.f.at(x, t);
-            const T* W = buf.f.at(w, t);
-            T* Y = buf.f.at(y, t) + o * g.y_ps;
-            if (avx2) conv_row_avx2(g, X, W, Y, o);
-            else conv_row<T, 16>(g, X, W, Y, o);
+            const T* X[4];
+            T* Y[4];
+            for (int i = 0; i < nt; ++i) {
+                X[i] = buf.f.at(x, t0 + i);
+                Y[i] = buf.f.at(y, t0 + i) + o * g.y_ps;
+            }
+            const T* W = buf.f.at(w, t0);
+            if (avx2) conv_trials_avx2(g, nt, X, W, Y, o);
+            else conv_trials<T, 16>(g, nt, X, W, Y, o);
         });
     }
 };
