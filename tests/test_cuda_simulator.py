@@ -344,3 +344,27 @@ class _CountingProxy:
 
     def __getattr__(self, name):
         return getattr(self._native, name)
+
+
+def test_converted_keras_model(device):
+    """A Keras CNN through nengo_cuda.Converter (grouped and strided
+    convolutions, pooling, a Softmax TensorNode) on the device: the CPU
+    backend's and Keras' outputs (float32 sums in other orders: 1e-5)."""
+    pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+    inp = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, activation="relu", padding="same", groups=2)(inp)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, activation="sigmoid")(x)
+    out = keras.layers.Softmax()(keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    model = keras.Model(inp, out)
+    with pytest.warns(UserWarning, match="TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    x = np.random.RandomState(0).uniform(-1, 1, (4, 8, 8, 2))
+    node, probe = conv.inputs[inp], conv.outputs[out]
+    outs = {}
+    for dev in ("cpu", device):
+        with _sim(conv.net, dev, minibatch_size=4) as sim:
+            outs[dev] = sim.predict({node: x.reshape(4, 1, -1)})[probe][:, 0]
+    np.testing.assert_allclose(outs[device], outs["cpu"], atol=1e-5)
+    np.testing.assert_allclose(outs[device], model.predict(x, verbose=0), atol=1e-5)
