@@ -288,3 +288,17 @@ def test_unbuilt_model_is_refused():
     model = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="not built"):
         nengo_cuda.Converter(model)
+
+
+def test_multi_input_fallback_trains():
+    """A layer with two inputs and no native form (Multiply) runs as one
+    TensorNode; with a Dense after it the whole model trains as in Keras."""
+    a = keras.Input((3,))
+    h = keras.layers.Dense(4, activation="tanh")(a)
+    g = keras.layers.Dense(4, activation="sigmoid")(a)
+    model = keras.Model(a, keras.layers.Dense(2)(keras.layers.Multiply()([h, g])))
+    with pytest.warns(UserWarning, match="Multiply.*TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    x = _x(model, n=4)
+    assert conv.verify(inputs=[x], atol=ATOL)
+    assert conv.verify(training=True, inputs=[x], atol=ATOL)

@@ -10,7 +10,8 @@ Sigmoid, tanh -> Tanh, LeakyReLU -> nengo_cuda.LeakyReLU; linear -> a Node),
 reshapes cost nothing, pooling is a constant depthwise convolution, padding,
 cropping and upsampling are index maps, merges are Nodes.  A layer
 with no native form becomes a `~nengo_cuda.TensorNode` running the Keras layer
-itself (``allow_fallback=True``), so any single-input layer converts.
+itself (``allow_fallback=True``; several inputs arrive side by side and are
+split again), so any layer with one output converts.
 
 Biases are trainable connections from one constant Node (a convolution's bias
 is one weight per filter, broadcast to its positions by a constant sparse
@@ -172,16 +173,21 @@ class Converter:
         if not self.allow_fallback:
             raise TypeError(f"Converter: cannot convert {where}; allow_fallback=True runs it "
                             f"as a TensorNode")
-        if len(inputs) != 1 or len(out_shapes) != 1:
+        if len(out_shapes) != 1:
             raise TypeError(f"Converter: cannot convert {where}, and only layers with one "
-                            f"input and one output fall back to a TensorNode")
+                            f"output fall back to a TensorNode")
         from ..training.tensor_node import TensorNode  # noqa: PLC0415
 
         warnings.warn(f"Converter: {where}; running it as a TensorNode")
-        (inp,) = inputs
-        node = TensorNode(layer, shape_in=inp.shape, shape_out=out_shapes[0], pass_time=False,
-                          label=layer.name)
-        self.connect(inp.obj, node, 1, trainable=False)
+        sizes = [int(np.prod(i.shape)) for i in inputs]
+        func = layer if len(inputs) == 1 else _SplitInputs(layer, [i.shape for i in inputs])
+        node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1 else sum(sizes),
+                          shape_out=out_shapes[0], pass_time=False, label=layer.name)
+        start = 0
+        for inp, size in zip(inputs, sizes):  # the inputs side by side in the node's input
+            post = node if len(inputs) == 1 else node[start:start + size]
+            self.connect(inp.obj, post, 1, trainable=False)
+            start += size
         return [Tensor(node, out_shapes[0])]
 
     # -- building blocks for the layer converters ---------------------------------
@@ -272,6 +278,22 @@ class Converter:
                     f"Converter.verify: output {_history(t)[0].name!r} differs from the Keras "
                     f"model's by up to {np.max(np.abs(g - e)):.3g}")
         return True
+
+
+class _SplitInputs:
+    """A multi-input Keras layer called on one concatenated input, as a
+    TensorNode's function: splits it into the layer's inputs."""
+
+    def __init__(self, layer, shapes):
+        self.layer_func = layer  # (TensorNode trains the variables of `layer_func`)
+        self.shapes = [tuple(s) for s in shapes]
+
+    def __call__(self, x):
+        import tensorflow as tf  # noqa: PLC0415
+
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        parts = tf.split(tf.reshape(x, [tf.shape(x)[0], -1]), sizes, axis=1)
+        return self.layer_func([tf.reshape(p, [-1, *s]) for p, s in zip(parts, self.shapes)])
 
 
 def _history(kt):
