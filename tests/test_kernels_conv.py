@@ -112,13 +112,16 @@ WIDE = [  # enough filters per group for the CPU kernel's vector tiles and its t
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("conv", WIDE, ids=lambda c: f"{type(c).__name__}{c.n_filters}")
-def test_conv_inc_many_filters(conv, dtype, rng):
-    p, w, x, y = conv_program(conv, dtype, 6, rng)
-    p.native.set_trial_threads(1)  # one view of all 6: a tile of 4 trials, then 2 single ones
+@pytest.mark.parametrize("n_trials", [6, 2])
+def test_conv_inc_many_filters(conv, dtype, n_trials, rng):
+    """6 trials in one view: a tile of 4 trials, then 2 single ones; 2 trials:
+    tiles of 4 output positions that are shifts of each other, then single ones."""
+    p, w, x, y = conv_program(conv, dtype, n_trials, rng)
+    p.native.set_trial_threads(1)
     W = p.view(w).astype(np.float64).reshape(conv.kernel_shape)
-    before = [p.view(y, t).astype(np.float64) for t in range(6)]
+    before = [p.view(y, t).astype(np.float64) for t in range(n_trials)]
     p.run()
-    for t in range(6):
+    for t in range(n_trials):
         X = p.view(x, t).astype(np.float64)
         expected = before[t] + nengo_increment(conv, W, X)
         scale = nengo_increment(conv, np.abs(W), np.abs(X))

@@ -87,10 +87,45 @@ NC_TARGET_AVX2 void conv_trials_avx2(const conv::Geometry& g, int nt, const T* c
     conv_trials<T, 32>(g, nt, X, W, Y, o);
 }
 
+// Runs of 4 consecutive output positions whose pairs are those of the first
+// shifted by 0, d, 2d, 3d input positions (same taps in the same order): the
+// interior of a row of the output.  They share weight loads like 4 trials.
+struct RowTile {
+    int64_t row, rows, shift;
+};
+
+inline std::vector<RowTile> row_tiles(const std::vector<int64_t>& indptr,
+                                      const std::vector<int64_t>& pos,
+                                      const std::vector<int64_t>& tap) {
+    const int64_t n_rows = static_cast<int64_t>(indptr.size()) - 1;
+    auto shifted = [&](int64_t o, int64_t i, int64_t d) {  // row o + i = row o moved by i d?
+        const int64_t n = indptr[o + 1] - indptr[o];
+        if (indptr[o + i + 1] - indptr[o + i] != n) return false;
+        for (int64_t k = 0; k < n; ++k) {
+            const int64_t a = indptr[o] + k, b = indptr[o + i] + k;
+            if (tap[a] != tap[b] || pos[b] - pos[a] != i * d) return false;
+        }
+        return true;
+    };
+    std::vector<RowTile> tiles;
+    for (int64_t o = 0; o < n_rows;) {
+        int64_t d = 0;
+        bool four = o + 3 < n_rows && indptr[o + 1] > indptr[o] && indptr[o + 2] > indptr[o + 1];
+        if (four) {
+            d = pos[indptr[o + 1]] - pos[indptr[o]];
+            for (int64_t i = 1; i < 4 && four; ++i) four = shifted(o, i, d);
+        }
+        tiles.push_back({o, four ? 4 : 1, d});
+        o += four ? 4 : 1;
+    }
+    return tiles;
+}
+
 template <typename T>
 struct ConvIncInstr : Instr<T> {
     bool splits_by_trial() const override { return true; }
     std::vector<int64_t> indptr, pos, tap;
+    std::vector<RowTile> tiles;  // the output positions in runs (see row_tiles)
     conv::Geometry geo;
     int64_t x = 0, y = 0, w = 0, n_rows = 0, groups = 1, work = 0;
     bool avx2 = false;
@@ -100,23 +135,41 @@ struct ConvIncInstr : Instr<T> {
         g.indptr = indptr.data();
         g.pos = pos.data();
         g.tap = tap.data();
-        // (output position, up to 4 trials) jobs; each writes only its own outputs.
-        // Trials share the weights unless W is trial state (then one at a time).
-        const int per = w < buf.f.n_shared ? 4 : 1;
-        const int64_t tiles = (buf.n_trials + per - 1) / per;
-        parallel_for(n_rows * tiles, worth_parallel(work * buf.n_trials), [&](int64_t j) {
-            const int t0 = static_cast<int>(j / n_rows) * per;
-            const int nt = std::min(per, buf.n_trials - t0);
-            const int64_t o = j % n_rows;
-            const T* X[4];
-            T* Y[4];
-            for (int i = 0; i < nt; ++i) {
-                X[i] = buf.f.at(x, t0 + i);
-                Y[i] = buf.f.at(y, t0 + i) + o * g.y_ps;
-            }
-            const T* W = buf.f.at(w, t0);
+        const bool shared_w = w < buf.f.n_shared;
+        auto tile = [&](int nt, const T* const* X, const T* W, T* const* Y, int64_t o) {
             if (avx2) conv_trials_avx2(g, nt, X, W, Y, o);
             else conv_trials<T, 16>(g, nt, X, W, Y, o);
+        };
+        const bool parallel = worth_parallel(work * buf.n_trials);
+        if (shared_w && buf.n_trials >= 4) {
+            // (output position, 4 trials) jobs: the trials share each weight load
+            const int64_t n_t = (buf.n_trials + 3) / 4;
+            parallel_for(n_rows * n_t, parallel, [&](int64_t j) {
+                const int t0 = static_cast<int>(j / n_rows) * 4;
+                const int nt = std::min(4, buf.n_trials - t0);
+                const int64_t o = j % n_rows;
+                const T* X[4];
+                T* Y[4];
+                for (int i = 0; i < nt; ++i) {
+                    X[i] = buf.f.at(x, t0 + i);
+                    Y[i] = buf.f.at(y, t0 + i) + o * g.y_ps;
+                }
+                tile(nt, X, buf.f.at(w, t0), Y, o);
+            });
+            return;
+        }
+        // (run of output positions, trial) jobs: a run's positions share weight loads
+        const int64_t n_tiles = static_cast<int64_t>(tiles.size());
+        parallel_for(n_tiles * buf.n_trials, parallel, [&](int64_t j) {
+            const int t = static_cast<int>(j / n_tiles);
+            const RowTile& r = tiles[j % n_tiles];
+            const T* X[4];
+            T* Y[4];
+            for (int i = 0; i < r.rows; ++i) {
+                X[i] = buf.f.at(x, t) + i * r.shift * g.x_ps;
+                Y[i] = buf.f.at(y, t) + (r.row + i) * g.y_ps;
+            }
+            tile(static_cast<int>(r.rows), X, buf.f.at(w, t), Y, r.row);
         });
     }
 };
@@ -176,6 +229,7 @@ std::unique_ptr<Instr<T>> make_conv_inc(const InstrSpec& spec, const Buffers<T>&
     check_span(op->w, taps * g.cg * g.filters, 1, 1, 0);
     op->work = static_cast<int64_t>(op->pos.size()) * g.cg * g.filters;
     op->avx2 = NC_HAVE_AVX2_DISPATCH && cpu_has_avx2();
+    op->tiles = row_tiles(op->indptr, op->pos, op->tap);
     return op;
 }
 
