@@ -1,6 +1,7 @@
 // ConvInc / ConvTransposeInc: the gather of csrc/kernels/conv.h, per trial and
 // output position; the filters of one group accumulate together in vector
-// registers (W's filter axis is contiguous).
+// registers (W's filter axis is contiguous), and tiles of 4 trials, or of 4
+// output positions whose pairs are shifts of each other, share weight loads.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
