@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -281,7 +282,9 @@ def nengo_suite(timeout, device):
     lines = (out.stdout + out.stderr).strip().splitlines()
     fails = [l for l in lines if l.startswith(("FAILED", "ERROR"))]
     print("\n".join(fails[:60] + lines[-5:]))
-    summary = lines[-1] if lines else "no output"
+    # pytest's own summary line (plugins may print warnings after it)
+    counts = [l for l in lines if re.search(r"\d+ (passed|failed)", l)]
+    summary = (counts or lines or ["no output"])[-1]
     REPORT["nengo_suite"] = {"summary": summary, "failed": fails}
     if out.returncode != 0:
         raise RuntimeError(summary)
