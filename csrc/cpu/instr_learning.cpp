@@ -27,17 +27,6 @@ struct MatViews {
     std::vector<int64_t> addr, rs, cs;
 };
 
-// The corners of a view must lie in the buffer, all on one side of the
-// shared/state boundary (a view never spans two regions).
-template <typename E>
-void check_corners(const std::vector<int64_t>& corners, const Pool<E>& pool,
-                   const std::string& what) {
-    check_addresses(corners, pool, what);
-    for (int64_t a : corners)
-        if ((a < pool.n_shared) != (corners.front() < pool.n_shared))
-            throw std::out_of_range(what + ": view spans the shared and state regions");
-}
-
 std::vector<int64_t> block_array(const InstrSpec& spec, const std::string& name, size_t nb) {
     const auto& v = spec.int_array(name);
     if (v.size() != nb)

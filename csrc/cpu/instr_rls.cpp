@@ -42,17 +42,13 @@ struct RlsInstr : Instr<T> {
     }
 };
 
-// The corners of a (rows x cols) view lie in the pool, in one region.
+// The corners of a (rows x cols) view (program.h's check_corners).
 template <typename E>
 void check_view(int64_t a, int64_t rows, int64_t rs, int64_t cols, int64_t cs,
                 const Pool<E>& pool, const std::string& what) {
     if (rows == 0 || cols == 0) return;
-    const std::vector<int64_t> corners{a, a + (rows - 1) * rs, a + (cols - 1) * cs,
-                                       a + (rows - 1) * rs + (cols - 1) * cs};
-    check_addresses(corners, pool, what);
-    for (int64_t c : corners)
-        if ((c < pool.n_shared) != (a < pool.n_shared))
-            throw std::out_of_range(what + ": view spans the shared and state regions");
+    check_corners({a, a + (rows - 1) * rs, a + (cols - 1) * cs,
+                   a + (rows - 1) * rs + (cols - 1) * cs}, pool, what);
 }
 
 template <typename T>

@@ -115,6 +115,17 @@ void check_addresses(const std::vector<int64_t>& addrs, const Pool<E>& pool,
     }
 }
 
+// The corners of a view must lie in the buffer, all on one side of the
+// shared/state boundary (a view never spans two regions).
+template <typename E>
+void check_corners(const std::vector<int64_t>& corners, const Pool<E>& pool,
+                   const std::string& what) {
+    check_addresses(corners, pool, what);
+    for (int64_t a : corners)
+        if ((a < pool.n_shared) != (corners.front() < pool.n_shared))
+            throw std::out_of_range(what + ": view spans the shared and state regions");
+}
+
 template <typename T>
 std::vector<T> to_scalar_vector(const std::vector<double>& v) {
     return std::vector<T>(v.begin(), v.end());
