@@ -141,6 +141,30 @@ def run_dot_inc(t, fields, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3, 9])
 def test_dot_inc_ragged_blocks(device, dtype, n_trials):
+    ragged_dot_inc(device, dtype, n_trials)
+
+
+@pytest.mark.parametrize("cols_per_lane, max_trials", [(1, 1), (2, 2), (4, 8), (5, 4), (2000, 8)])
+def test_dot_inc_tiling_knobs(device, monkeypatch, cols_per_lane, max_trials):
+    """Every tile shape the tuning knobs give (1 to 32 lanes per row, 1 to 8
+    trials per tile) computes the same products."""
+    monkeypatch.setenv("NC_DOT_COLS_PER_LANE", str(cols_per_lane))
+    monkeypatch.setenv("NC_DOT_TRIALS", str(max_trials))
+    ragged_dot_inc(device, np.float64, 11)
+
+
+@pytest.mark.parametrize("name, value", [("NC_DOT_TRIALS", "0"), ("NC_DOT_TRIALS", "9"),
+                                         ("NC_DOT_COLS_PER_LANE", "x")])
+def test_dot_inc_bad_knob(device, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    t = Twin(device, np.float32, 4, 4)
+    with pytest.raises(ValueError, match=f"{name}='{value}': expected an integer"):
+        t.dev.add("dot_inc", {"rows": [1], "cols": [1], "A": [0], "A_rs": [1], "A_cs": [1],
+                              "X": [1], "X_s": [1], "Y": [4], "Y_s": [1]}, {}, {})
+    t.close()
+
+
+def ragged_dot_inc(device, dtype, n_trials):
     # (rows, cols): encoder-like, decoder-like, scalar, empty, wide (several X chunks)
     shapes = [(40, 3), (3, 70), (1, 1), (0, 5), (4, 0), (5, 1100), (130, 17)]
     n_shared = sum(r * c for r, c in shapes) + 10
@@ -223,18 +247,27 @@ def test_sparse_dot_inc(device):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_conv_inc(device, dtype):
-    """Random (transposed, grouped, strided) convolutions on 3 trials: the device
-    sums each output's terms in the CPU kernel's order (csrc/kernels/conv.h); the
-    CPU kernel fuses multiply-adds, so each sum of at most 4 x 4 taps x 3 channels
-    terms of size <= 1 may differ by about that many float32 roundings."""
-    rng = np.random.RandomState(5)
+@pytest.mark.parametrize("n_trials, shared_w", [(1, True), (3, True), (9, True), (3, False)])
+def test_conv_inc(device, dtype, n_trials, shared_w):
+    """Random (transposed, grouped, strided) convolutions: the device sums each
+    output's terms in the CPU kernel's order (csrc/kernels/conv.h), in tiles of
+    1, 2 or 4 filters and 1, 4 or 8 trials (shared weights) or one output
+    element per thread (per-trial weights).  The CPU kernel fuses multiply-adds,
+    so each sum of at most 4 x 4 taps x 3 channels terms of size <= 1 may
+    differ by about that many float32 roundings."""
+    rng = np.random.RandomState(5 + n_trials)
     for _ in range(12):
-        conv = kc.random_conv(rng)
+        conv = kc.random_conv(rng, filters_per_group=(1, 2, 3, 4, 6, 8))
         n_w = int(np.prod(conv.kernel_shape))
-        t = Twin(device, dtype, n_w, 2 * conv.size_in + conv.size_out, n_trials=3)
-        x, y = n_w, n_w + 2 * conv.size_in + conv.size_out - 1  # X strided, Y reversed
-        ints, scalars = kc.conv_fields(conv, x, 2, y, -1, 0)
+        n_io = 2 * conv.size_in + conv.size_out
+        if shared_w:
+            t = Twin(device, dtype, n_w, n_io, n_trials=n_trials)
+            w, x = 0, n_w
+        else:
+            t = Twin(device, dtype, 0, n_io + n_w, n_trials=n_trials)
+            w, x = n_io, 0
+        y = x + n_io - 1  # X strided, Y reversed
+        ints, scalars = kc.conv_fields(conv, x, 2, y, -1, w)
         t.add("conv_inc", ints=ints, scalars=scalars)
         t.run(2)
         eps = np.finfo(dtype).eps

@@ -16,9 +16,10 @@ from kernel_harness import RawProgram
 from nengo_cuda.lowering.conv import conv_fields
 
 
-def random_conv(rng):
+def random_conv(rng, filters_per_group=(1, 2, 3)):
     """A random 1-D or 2-D Convolution or ConvolutionTranspose (odd sizes,
-    strides, both paddings, channels first or last, groups, output shapes)."""
+    strides, both paddings, channels first or last, groups, output shapes),
+    with one of ``filters_per_group`` filters per group."""
     while True:
         dims = int(rng.choice([1, 2]))
         spatial = tuple(int(s) for s in rng.randint(1, 8, size=dims))
@@ -28,7 +29,7 @@ def random_conv(rng):
         last = bool(rng.rand() < 0.5)
         transpose = rng.rand() < 0.4
         groups = 1 if transpose else int(rng.choice([1, 1, 2, 3]))
-        chans, filters = groups * rng.randint(1, 4), groups * rng.randint(1, 4)
+        chans, filters = groups * rng.randint(1, 4), groups * int(rng.choice(filters_per_group))
         shape = spatial + (chans,) if last else (chans,) + spatial
         kw = dict(kernel_size=kernel, strides=strides, padding=padding, channels_last=last)
         try:

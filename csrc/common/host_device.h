@@ -5,3 +5,13 @@
 #else
 #define NC_HD inline
 #endif
+
+// Unrolls the next loop in device code, where a loop over a small constant
+// count must unroll for its array to stay in registers.
+#if defined(__CUDA_ARCH__)
+#define NC_UNROLL _Pragma("unroll")
+#define NC_UNROLL4 _Pragma("unroll 4")  // a loop of unknown count: 4 loads in flight
+#else
+#define NC_UNROLL
+#define NC_UNROLL4
+#endif

@@ -3,6 +3,7 @@
 // by the CPU factory of the same kind; here it only changes form.
 #pragma once
 #include <climits>
+#include <cstdlib>
 
 namespace nc {
 namespace NC_DEV_NS {
@@ -82,38 +83,65 @@ struct DotInstr : DInstr<T> {
     }
 };
 
+// A tuning knob from the environment (benchmarks/device_sweep.py sets them):
+// `fallback` when unset; an error naming the variable when not an integer in
+// [lo, hi].
+inline int64_t env_knob(const char* name, int64_t fallback, int64_t lo, int64_t hi) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) return fallback;
+    char* end = nullptr;
+    const long long x = std::strtoll(v, &end, 10);
+    if (*end != '\0' || x < lo || x > hi)
+        throw std::invalid_argument(std::string(name) + "='" + v + "': expected an integer in [" +
+                                    std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return x;
+}
+
+// Tiles (device_kernels.h, DotInc): a block of c columns gets g lanes per row,
+// the least power of two with g * NC_DOT_COLS_PER_LANE >= c (at most 32);
+// rows of blocks with equal g are packed kDotThreads / g to a tile, for TT
+// trials (the least of 1, 2, 4, 8 covering the minibatch, at most NC_DOT_TRIALS).
 template <typename T>
 InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     auto in = std::make_unique<DotInstr<T>>();
     const int nt = prog.n_trials();
-    in->tt = nt == 1 ? 1 : nt == 2 ? 2 : nt <= 4 ? 4 : 8;
+    const int64_t max_tt = env_knob("NC_DOT_TRIALS", 8, 1, 8);
+    const int64_t cols_per_lane = env_knob("NC_DOT_COLS_PER_LANE", 16, 1, 1 << 20);
+    in->tt = 1;
+    while (in->tt < nt && in->tt < max_tt) in->tt *= 2;
+    if (in->tt > max_tt) in->tt /= 2;  // max_tt not a power of two
     const auto& rows = spec.int_array("rows");
     const auto& cols = spec.int_array("cols");
-    int64_t max_cols = 1;
-    std::vector<int64_t> tb, tr;
-    std::vector<int32_t> tt0, tg;
+    std::vector<int64_t> slot_block[6], slot_row[6];  // by log2(g)
     for (size_t b = 0; b < rows.size(); ++b) {
         if (rows[b] == 0 || cols[b] == 0) continue;
-        max_cols = std::max(max_cols, cols[b]);
-        int g = 1;
-        while (g < 32 && g * 16 < cols[b]) g *= 2;
-        const int64_t per_tile = kDotThreads / g;
-        for (int64_t r0 = 0; r0 < rows[b]; r0 += per_tile)
+        int lg = 0;
+        while (lg < 5 && (int64_t{1} << lg) * cols_per_lane < cols[b]) ++lg;
+        for (int64_t r = 0; r < rows[b]; ++r) {
+            slot_block[lg].push_back(static_cast<int64_t>(b));
+            slot_row[lg].push_back(r);
+        }
+    }
+    std::vector<int64_t> sb, sr, ts0;
+    std::vector<int32_t> tns, tt0, tg;
+    for (int lg = 0; lg < 6; ++lg) {
+        const int g = 1 << lg;
+        const int64_t per_tile = kDotThreads / g, n = static_cast<int64_t>(slot_row[lg].size());
+        for (int64_t s0 = 0; s0 < n; s0 += per_tile)
             for (int t0 = 0; t0 < nt; t0 += in->tt) {
-                tb.push_back(static_cast<int64_t>(b));
-                tr.push_back(r0);
+                ts0.push_back(static_cast<int64_t>(sb.size()) + s0);
+                tns.push_back(static_cast<int32_t>(std::min(per_tile, n - s0)));
                 tt0.push_back(t0);
                 tg.push_back(g);
             }
+        sb.insert(sb.end(), slot_block[lg].begin(), slot_block[lg].end());
+        sr.insert(sr.end(), slot_row[lg].begin(), slot_row[lg].end());
     }
-    if (tb.size() > static_cast<size_t>(INT_MAX))
+    if (ts0.size() > static_cast<size_t>(INT_MAX))
         throw std::invalid_argument("dot_inc: too many tiles for one launch");
-    in->n_tiles = static_cast<int64_t>(tb.size());
+    in->n_tiles = static_cast<int64_t>(ts0.size());
     auto& q = in->q;
     q.p = prog.pools();
-    q.chunk = std::max<int64_t>(
-        1, std::min<int64_t>(max_cols, kDotSmemBytes / (in->tt * static_cast<int64_t>(sizeof(T)))));
-    q.rows = prog.upload(rows);
     q.cols = prog.upload(cols);
     q.a = prog.upload(spec.int_array("A"));
     q.a_rs = prog.upload(spec.int_array("A_rs"));
@@ -126,8 +154,10 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
         q.init = prog.upload(spec.int_array("I"));
         q.init_s = prog.upload(spec.int_array("I_s"));
     }
-    q.tile_block = prog.upload(tb);
-    q.tile_row0 = prog.upload(tr);
+    q.slot_block = prog.upload(sb);
+    q.slot_row = prog.upload(sr);
+    q.tile_slot0 = prog.upload(ts0);
+    q.tile_nslot = prog.upload(tns);
     q.tile_t0 = prog.upload(tt0);
     q.tile_g = prog.upload(tg);
     return in;
@@ -164,6 +194,26 @@ InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
 }
 
 // --- conv_inc -----------------------------------------------------------------
+template <typename T, int F, int TT>
+InstrPtr<T> conv_tile_instr(const ConvStep<T>& k, int nt) {
+    ConvTile<T, F, TT> c;
+    c.p = k.p;
+    c.g = k.g;
+    c.rows = k.rows;
+    c.x = k.x;
+    c.y = k.y;
+    c.w = k.w;
+    c.n_fg = k.g.filters / F;
+    return for_each_instr<T>(c.n_fg * k.rows * ((nt + TT - 1) / TT), c);
+}
+
+template <typename T, int F>
+InstrPtr<T> conv_tiles(const ConvStep<T>& k, int tt, int nt) {
+    if (tt == 1) return conv_tile_instr<T, F, 1>(k, nt);
+    if (tt == 4) return conv_tile_instr<T, F, 4>(k, nt);
+    return conv_tile_instr<T, F, 8>(k, nt);
+}
+
 template <typename T>
 InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
     ConvStep<T> k;
@@ -185,7 +235,14 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
     k.x = int_scalar(spec, "X");
     k.y = int_scalar(spec, "Y");
     k.w = int_scalar(spec, "W");
-    return for_each_instr<T>(k.rows * g.filters * prog.n_trials(), k);
+    if (k.w >= prog.pools().f_shared)  // per-trial weights: one thread per output element
+        return for_each_instr<T>(k.rows * g.filters * prog.n_trials(), k);
+    const int nt = prog.n_trials();
+    const int tt = nt == 1 ? 1 : nt <= 4 ? 4 : 8;
+    const int f = g.fpg % 4 == 0 ? 4 : g.fpg % 2 == 0 ? 2 : 1;
+    if (f == 4) return conv_tiles<T, 4>(k, tt, nt);
+    if (f == 2) return conv_tiles<T, 2>(k, tt, nt);
+    return conv_tiles<T, 1>(k, tt, nt);
 }
 
 // --- neurons ------------------------------------------------------------------

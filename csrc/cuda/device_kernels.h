@@ -63,6 +63,20 @@ struct DPools {
     }
 };
 
+// idx = quot * n + rem (idx >= 0, n > 0), by a 32-bit division when both fit:
+// on a GPU a 64-bit division costs several times more, and most kernels split
+// their thread index into (element, trial) this way.
+struct QuotRem {
+    int64_t quot, rem;
+};
+NC_HD QuotRem divide(int64_t idx, int64_t n) {
+    if (static_cast<uint64_t>(idx) <= 0xffffffffu && static_cast<uint64_t>(n) <= 0xffffffffu) {
+        const uint32_t i = static_cast<uint32_t>(idx), m = static_cast<uint32_t>(n), q = i / m;
+        return {q, i - q * m};
+    }
+    return {idx / n, idx % n};
+}
+
 // An address array: p[k], or base + k when the addresses are consecutive
 // (p == nullptr), which saves reading them every step.
 struct Addr {
@@ -136,8 +150,9 @@ struct BatchApply {
     const T* scratch = nullptr;
     double dt = 0.001;
     NC_HD void operator()(int64_t idx) const {
-        const int64_t u = idx % b.n;
-        const int t = static_cast<int>(idx / b.n);
+        const QuotRem qr = divide(idx, b.n);
+        const int64_t u = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         const int64_t j0 = b.term0[u], j1 = b.term0[u + 1];
         T* d = p.fat(b.w[u], t);
         auto term = [&](int64_t j) {
@@ -164,8 +179,9 @@ struct BatchGather {
     BatchArrays<T> b;
     T* scratch = nullptr;
     NC_HD void operator()(int64_t idx) const {
-        const int64_t j = idx % b.n_terms;
-        const int t = static_cast<int>(idx / b.n_terms);
+        const QuotRem qr = divide(idx, b.n_terms);
+        const int64_t j = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         scratch[idx] = b.kind[j] == kStep ? T(0) : batch_term(p, b, j, t);
     }
 };
@@ -183,8 +199,9 @@ struct FeedApply {
     const int64_t* k = nullptr;
     const int64_t* size = nullptr;  // per feed
     NC_HD void operator()(int64_t idx) const {
-        const int64_t e = idx % n;
-        const int t = static_cast<int>(idx / n);
+        const QuotRem qr = divide(idx, n);
+        const int64_t e = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         const int64_t f = fid[e], s = step.get();
         const T* data = step.ctrl->feed_data[f];
         *p.fat(addr[e], t) = data[(static_cast<int64_t>(t) * step.ctrl->n_steps + s) * size[f] + k[e]];
@@ -202,8 +219,9 @@ struct ProbeGather {
     const int64_t* k = nullptr;
     const int64_t* size = nullptr;  // per probe
     NC_HD void operator()(int64_t idx) const {
-        const int64_t e = idx % n;
-        const int t = static_cast<int>(idx / n);
+        const QuotRem qr = divide(idx, n);
+        const int64_t e = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         const int64_t q = pid[e];
         const int32_t sample = step.ctrl->probe_sample[step.get() * n_probes + q];
         if (sample < 0) return;
@@ -359,8 +377,9 @@ struct NeuronStep {
     const T* aux = nullptr;
     T dt = T(0.001);
     NC_HD void operator()(int64_t idx) const {
-        const int64_t k = idx % n;
-        const int t = static_cast<int>(idx / n);
+        const QuotRem qr = divide(idx, n);
+        const int64_t k = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         T s[M::NS > 0 ? M::NS : 1];
         T q[M::NP > 0 ? M::NP : 1];
         T* sp[M::NS > 0 ? M::NS : 1];
@@ -386,8 +405,9 @@ struct SparseDot {
     const T* data = nullptr;
     int64_t x = 0, x_s = 1, y = 0, y_s = 1;
     NC_HD void operator()(int64_t idx) const {
-        const int64_t r = idx % rows;
-        const int t = static_cast<int>(idx / rows);
+        const QuotRem qr = divide(idx, rows);
+        const int64_t r = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         const T* X = p.fat(x, t);
         T acc = 0;
         for (int64_t k = indptr[r]; k < indptr[r + 1]; ++k) acc += data[k] * X[indices[k] * x_s];
@@ -405,13 +425,42 @@ struct ConvStep {
     conv::Geometry g;
     int64_t rows = 0, x = 0, y = 0, w = 0;
     NC_HD void operator()(int64_t idx) const {
-        const int64_t f = idx % g.filters;
-        const int64_t rest = idx / g.filters;
-        const int64_t o = rest % rows;
-        const int t = static_cast<int>(rest / rows);
+        const QuotRem qr = divide(idx, g.filters), qr2 = divide(qr.quot, rows);
+        const int64_t f = qr.rem, o = qr2.rem;
+        const int t = static_cast<int>(qr2.quot);
         T acc = 0;
         conv::accumulate(g, p.fat(x, t), p.fat(w, t), o, f, f + 1, &acc);
         *(p.fat(y, t) + o * g.y_ps + f * g.y_cs) += acc;
+    }
+};
+
+// With weights shared by all trials: one thread per (trial group of TT, output
+// position, group of F filters), filter groups fastest (conv::accumulate_tile:
+// a weight serves TT trials, an input value F filters).  Trials past the last
+// compute on the last one's input and are not written.
+template <typename T, int F, int TT>
+struct ConvTile {
+    DPools<T> p;
+    conv::Geometry g;
+    int64_t rows = 0, x = 0, y = 0, w = 0, n_fg = 0;
+    NC_HD void operator()(int64_t idx) const {
+        const QuotRem qr = divide(idx, n_fg), qr2 = divide(qr.quot, rows);
+        const int64_t fg = qr.rem, o = qr2.rem;
+        const int t0 = static_cast<int>(qr2.quot) * TT, last = p.n_trials - 1;
+        const T* X[TT];
+        T acc[F * TT];
+        NC_UNROLL
+        for (int tt = 0; tt < TT; ++tt) X[tt] = p.fat(x, t0 + tt < last ? t0 + tt : last);
+        NC_UNROLL
+        for (int i = 0; i < F * TT; ++i) acc[i] = T(0);
+        conv::accumulate_tile<T, F, TT>(g, X, p.fat(w, 0), o, fg * F, acc);
+        NC_UNROLL
+        for (int tt = 0; tt < TT; ++tt) {
+            if (t0 + tt > last) break;
+            T* Y = p.fat(y, t0 + tt) + o * g.y_ps + fg * F * g.y_cs;
+            NC_UNROLL
+            for (int j = 0; j < F; ++j) Y[j * g.y_cs] += acc[j * TT + tt];
+        }
     }
 };
 
@@ -432,8 +481,9 @@ template <typename T>
 struct RlsPr {
     RlsViews<T> v;
     NC_HD void operator()(int64_t idx) const {
-        const int64_t i = idx % v.n;
-        const int t = static_cast<int>(idx / v.n);
+        const QuotRem qr = divide(idx, v.n);
+        const int64_t i = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         v.pr[t * v.n + i] =
             learning::rls_dot(v.n, v.p.fat(v.P, t) + i * v.P_rs, v.P_cs, v.p.fat(v.r, t), v.r_s);
     }
@@ -454,8 +504,9 @@ struct RlsUpdate {
     RlsViews<T> v;
     NC_HD void operator()(int64_t idx) const {
         const int64_t per_trial = v.n * (v.n + v.m);
-        const int t = static_cast<int>(idx / per_trial);
-        const int64_t k = idx % per_trial;
+        const QuotRem qr = divide(idx, per_trial);
+        const int t = static_cast<int>(qr.quot);
+        const int64_t k = qr.rem;
         const T* pr = v.pr + t * v.n;
         const T g = v.gain[t];
         if (k < v.n * v.n) {
@@ -501,7 +552,8 @@ struct LtiElementwise {
         if (serial) {
             for (int64_t k = 0; k < n; ++k) element(k, static_cast<int>(idx));
         } else {
-            element(idx % n, static_cast<int>(idx / n));
+            const QuotRem qr = divide(idx, n);
+            element(qr.rem, static_cast<int>(qr.quot));
         }
     }
 };
@@ -532,7 +584,8 @@ struct LtiStateSpace {
             double* tmp = scratch + idx * max_n;
             for (int64_t e = 0; e < n_elem; ++e) element(e, static_cast<int>(idx), tmp);
         } else {
-            element(idx % n_elem, static_cast<int>(idx / n_elem), scratch + idx * max_n);
+            const QuotRem qr = divide(idx, n_elem);
+            element(qr.rem, static_cast<int>(qr.quot), scratch + idx * max_n);
         }
     }
 };
@@ -570,7 +623,8 @@ struct ProcessTable {
         if (serial) {
             for (int64_t e = 0; e < n_elem; ++e) element(e, static_cast<int>(idx));
         } else {
-            element(idx % n_elem, static_cast<int>(idx / n_elem));
+            const QuotRem qr = divide(idx, n_elem);
+            element(qr.rem, static_cast<int>(qr.quot));
         }
     }
 };
@@ -596,8 +650,9 @@ struct Learning {
     const T* scale = nullptr;         // per row of all blocks (Voja)
 
     NC_HD void operator()(int64_t idx) const {
-        const int64_t e = idx % work;
-        const int t = static_cast<int>(idx / work);
+        const QuotRem qr = divide(idx, work);
+        const int64_t e = qr.rem;
+        const int t = static_cast<int>(qr.quot);
         int64_t lo = 0, hi = nb;  // largest b with work0[b] <= e
         while (hi - lo > 1) {
             const int64_t mid = (lo + hi) / 2;
@@ -624,101 +679,88 @@ struct Learning {
     }
 };
 
-// --- DotInc: batched ragged mat-vec, tiled, with the minibatch as a dimension ---
+// --- DotInc: batched ragged mat-vec with the minibatch as a dimension ---------
 //
-// Y[r] += sum_c A[r, c] X[c] for every block of the instruction and every trial.
-// A tile is (block, rows row0 .. row0 + threads/g, trials t0 .. t0 + TT) and
-// runs as one thread block of kDotThreads threads: g threads per row (lane =
-// tid % g) each sum the columns lane, lane + g, ... for TT trials at once, so
-// a shared A element is read once for TT trials.  X is staged in shared memory
-// in chunks of `chunk` columns, laid out [TT][chunk].  Partial sums are
-// reduced in shared memory by lane 0 of each row, in lane order.
+// Y[r] = I[r] + sum_c A[r, c] X[c] (or Y[r] += ...) for every row r of every
+// block and every trial.  Rows are dealt to *slots* of g consecutive threads
+// (g a power of two <= 32, chosen per block from its columns, so a slot lies
+// within one warp).  A tile is one thread block of kDotThreads threads: up to
+// kDotThreads / g slots, rows of one or several blocks, for trials t0 .. t0 + TT.
+// Lane l of a slot sums columns l, l + g, ... for all TT trials, so an element
+// of a shared A is read once per TT trials.  X is read from global memory: the
+// rows of a tile that share a block read the same X, which the L1 cache serves.
+// The g partial sums are combined by a butterfly (xor) exchange, after which
+// every lane holds every sum (IEEE addition commutes, so the lanes agree to the
+// bit), and lane l writes trials l, l + g, ...
 constexpr int kDotThreads = 128;
 
 template <typename T>
 struct DotParams {
     DPools<T> p;
-    const int64_t *rows = nullptr, *cols = nullptr, *a = nullptr, *a_rs = nullptr,
-                  *a_cs = nullptr, *x = nullptr, *x_s = nullptr, *y = nullptr, *y_s = nullptr;
+    // per block
+    const int64_t *cols = nullptr, *a = nullptr, *a_rs = nullptr, *a_cs = nullptr,
+                  *x = nullptr, *x_s = nullptr, *y = nullptr, *y_s = nullptr;
     // per block: Y starts from I[r * init_s] when init >= 0 (fusion.py); null: never
     const int64_t *init = nullptr, *init_s = nullptr;
-    const int64_t* tile_block = nullptr;
-    const int64_t* tile_row0 = nullptr;
-    const int32_t* tile_t0 = nullptr;
-    const int32_t* tile_g = nullptr;
-    int64_t chunk = 1;
+    // per slot: its block and row
+    const int64_t *slot_block = nullptr, *slot_row = nullptr;
+    // per tile: first slot, number of slots, first trial, lanes per slot
+    const int64_t* tile_slot0 = nullptr;
+    const int32_t *tile_nslot = nullptr, *tile_t0 = nullptr, *tile_g = nullptr;
 };
 
-// Shared memory: xs [TT][chunk], then red [kDotThreads][TT].
+// The partial sums of thread `tid` of `tile` (zero for a thread without a row).
 template <typename T, int TT>
-NC_HD constexpr int64_t dot_smem_elems(int64_t chunk) {
-    return TT * chunk + kDotThreads * TT;
-}
-
-template <typename T, int TT>
-NC_HD void dot_load(const DotParams<T>& q, int64_t tile, int64_t c0, int tid, T* xs) {
-    const int64_t b = q.tile_block[tile];
-    const int t0 = q.tile_t0[tile];
-    int64_t nc = q.cols[b] - c0;
-    if (nc > q.chunk) nc = q.chunk;
-    for (int64_t i = tid; i < TT * nc; i += kDotThreads) {
-        const int tt = static_cast<int>(i / nc);
-        const int64_t c = i - tt * nc;
-        const int t = t0 + tt;
-        xs[tt * q.chunk + c] = t < q.p.n_trials ? q.p.fat(q.x[b], t)[(c0 + c) * q.x_s[b]] : T(0);
-    }
-}
-
-template <typename T, int TT>
-NC_HD void dot_accumulate(const DotParams<T>& q, int64_t tile, int64_t c0, int tid,
-                          const T* xs, T* acc) {
-    const int64_t b = q.tile_block[tile];
+NC_HD void dot_partial(const DotParams<T>& q, int64_t tile, int tid, T* acc) {
+    NC_UNROLL
+    for (int tt = 0; tt < TT; ++tt) acc[tt] = T(0);
     const int g = q.tile_g[tile];
-    const int lane = tid % g;
-    const int64_t row = q.tile_row0[tile] + tid / g;
-    if (row >= q.rows[b]) return;
-    int64_t nc = q.cols[b] - c0;
-    if (nc > q.chunk) nc = q.chunk;
-    const int64_t rs = q.a_rs[b], cs = q.a_cs[b];
-    const int t0 = q.tile_t0[tile];
+    const int slot = tid / g, lane = tid % g;
+    if (slot >= q.tile_nslot[tile]) return;
+    const int64_t s = q.tile_slot0[tile] + slot;
+    const int64_t b = q.slot_block[s], row = q.slot_row[s];
+    const int64_t nc = q.cols[b], rs = q.a_rs[b], cs = q.a_cs[b], xs = q.x_s[b];
+    const int t0 = q.tile_t0[tile], last = q.p.n_trials - 1;
+    // trials past the last read the last one's X (valid memory); never written
+    const T* X[TT];
+    NC_UNROLL
+    for (int tt = 0; tt < TT; ++tt) X[tt] = q.p.fat(q.x[b], t0 + tt < last ? t0 + tt : last);
     if (q.a[b] < q.p.f_shared) {  // one matrix for every trial: read each element once
-        const T* A = q.p.fat(q.a[b], 0) + row * rs + c0 * cs;
+        const T* A = q.p.fat(q.a[b], 0) + row * rs;
+        NC_UNROLL4
         for (int64_t c = lane; c < nc; c += g) {
             const T av = A[c * cs];
-            for (int tt = 0; tt < TT; ++tt) acc[tt] += av * xs[tt * q.chunk + c];
+            NC_UNROLL
+            for (int tt = 0; tt < TT; ++tt) acc[tt] += av * X[tt][c * xs];
         }
     } else {  // per-trial matrices (e.g. learned weights)
-        for (int tt = 0; tt < TT; ++tt) {
-            const int t = t0 + tt;
-            if (t >= q.p.n_trials) break;
-            const T* A = q.p.fat(q.a[b], t) + row * rs + c0 * cs;
-            for (int64_t c = lane; c < nc; c += g) acc[tt] += A[c * cs] * xs[tt * q.chunk + c];
+        NC_UNROLL
+        for (int tt = 0; tt < TT && t0 + tt <= last; ++tt) {
+            const T* A = q.p.fat(q.a[b], t0 + tt) + row * rs;
+            for (int64_t c = lane; c < nc; c += g) acc[tt] += A[c * cs] * X[tt][c * xs];
         }
     }
 }
 
+// Writes the sums of thread `tid` (after the exchange): trials lane, lane + g, ...
 template <typename T, int TT>
-NC_HD void dot_stash(int tid, const T* acc, T* red) {
-    for (int tt = 0; tt < TT; ++tt) red[tid * TT + tt] = acc[tt];
-}
-
-template <typename T, int TT>
-NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* red) {
-    const int64_t b = q.tile_block[tile];
+NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc) {
     const int g = q.tile_g[tile];
-    const int64_t row = q.tile_row0[tile] + tid / g;
-    if (tid % g != 0 || row >= q.rows[b]) return;
+    const int slot = tid / g, lane = tid % g;
+    if (slot >= q.tile_nslot[tile]) return;
+    const int64_t s = q.tile_slot0[tile] + slot;
+    const int64_t b = q.slot_block[s], row = q.slot_row[s];
     const int t0 = q.tile_t0[tile];
-    for (int tt = 0; tt < TT; ++tt) {
+    const bool from_init = q.init && q.init[b] >= 0;
+    NC_UNROLL
+    for (int tt = 0; tt < TT; ++tt) {  // static indices keep acc in registers
         const int t = t0 + tt;
-        if (t >= q.p.n_trials) break;
-        T sum = 0;
-        for (int l = 0; l < g; ++l) sum += red[(tid + l) * TT + tt];
+        if (tt % g != lane || t >= q.p.n_trials) continue;
         T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
-        if (q.init && q.init[b] >= 0)
-            *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + sum;
+        if (from_init)
+            *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + acc[tt];
         else
-            *Y += sum;
+            *Y += acc[tt];
     }
 }
 

@@ -58,13 +58,6 @@ constexpr size_t kMaxConfigs = 4;
 // Timing marks of a profiled run between two reads of them (so at most this
 // many CUDA events): several steps are queued before the host waits.
 constexpr int64_t kMaxMarks = 2048;
-// Shared memory for the staged X of a dot tile.
-constexpr int64_t kDotSmemBytes = 32 * 1024;
-// With the partial sums (kDotThreads x at most 8 trials of double) a tile must
-// stay within the 48 KB a kernel gets without cudaFuncSetAttribute
-// (cudaFuncAttributeMaxDynamicSharedMemorySize); above it the launch fails.
-static_assert(kDotSmemBytes + kDotThreads * 8 * sizeof(double) <= 48 * 1024,
-              "dot_kernel's dynamic shared memory exceeds the 48 KB default");
 
 // Device memory, all of it from hooks.alloc, released through hooks.free.
 class Memory {

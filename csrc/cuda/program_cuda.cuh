@@ -35,27 +35,21 @@ __global__ void for_each_kernel(F f, int64_t n) {
         f(i);
 }
 
-// One thread block per tile; see dot_* in device_kernels.h.
+// One thread block per tile; see dot_* in device_kernels.h.  Every thread of a
+// warp reaches the exchange (threads without a row hold zeros), as the full
+// shuffle mask requires.
 template <class T, int TT>
 __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q) {
-    extern __shared__ __align__(16) unsigned char nc_dot_smem[];
-    T* xs = reinterpret_cast<T*>(nc_dot_smem);
-    T* red = xs + TT * q.chunk;
     const int64_t tile = blockIdx.x;
     const int tid = threadIdx.x;
     T acc[TT];
+    dot_partial<T, TT>(q, tile, tid, acc);
+    const int g = q.tile_g[tile];
+    for (int m = g / 2; m > 0; m /= 2) {
 #pragma unroll
-    for (int tt = 0; tt < TT; ++tt) acc[tt] = T(0);
-    const int64_t cols = q.cols[q.tile_block[tile]];
-    for (int64_t c0 = 0; c0 < cols; c0 += q.chunk) {
-        dot_load<T, TT>(q, tile, c0, tid, xs);
-        __syncthreads();
-        dot_accumulate<T, TT>(q, tile, c0, tid, xs, acc);
-        __syncthreads();
+        for (int tt = 0; tt < TT; ++tt) acc[tt] += __shfl_xor_sync(0xffffffffu, acc[tt], m);
     }
-    dot_stash<T, TT>(tid, acc, red);
-    __syncthreads();
-    dot_write<T, TT>(q, tile, tid, red);
+    dot_write<T, TT>(q, tile, tid, acc);
 }
 
 class Exec {
@@ -104,8 +98,7 @@ class Exec {
     void dot(const DotParams<T>& q, int64_t n_tiles) {
         if (n_tiles <= 0) return;
         if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
-        const size_t smem = static_cast<size_t>(dot_smem_elems<T, TT>(q.chunk)) * sizeof(T);
-        dot_kernel<T, TT><<<static_cast<unsigned>(n_tiles), kDotThreads, smem, stream_>>>(q);
+        dot_kernel<T, TT><<<static_cast<unsigned>(n_tiles), kDotThreads, 0, stream_>>>(q);
         NC_CUDA_CHECK(cudaGetLastError());
     }
 

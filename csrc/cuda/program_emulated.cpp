@@ -45,28 +45,25 @@ class Exec {
         });
     }
 
-    // The tiled mat-vec, phase by phase as the CUDA kernel runs it between barriers.
+    // The tiled mat-vec, phase by phase as the CUDA kernel runs it: partial
+    // sums, the lanes' butterfly exchange (own value plus partner's, as
+    // __shfl_xor_sync adds them), writes.
     template <class T, int TT>
     void dot(const DotParams<T>& q, int64_t n_tiles) {
         if (n_tiles <= 0) return;
         submit([q, n_tiles]() {
-            std::vector<T> smem(static_cast<size_t>(dot_smem_elems<T, TT>(q.chunk)));
-            T* xs = smem.data();
-            T* red = xs + TT * q.chunk;
-            std::vector<T> acc(static_cast<size_t>(kDotThreads) * TT);
+            std::vector<T> acc(static_cast<size_t>(kDotThreads) * TT), old;
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
-                std::fill(acc.begin(), acc.end(), T(0));
-                std::fill(smem.begin(), smem.end(), T(-12345));  // stale values show
-                const int64_t cols = q.cols[q.tile_block[tile]];
-                for (int64_t c0 = 0; c0 < cols; c0 += q.chunk) {
+                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                    dot_partial<T, TT>(q, tile, tid, &acc[tid * TT]);
+                for (int m = q.tile_g[tile] / 2; m > 0; m /= 2) {
+                    old = acc;
                     for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                        dot_load<T, TT>(q, tile, c0, tid, xs);
-                    for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                        dot_accumulate<T, TT>(q, tile, c0, tid, xs, &acc[tid * TT]);
+                        for (int tt = 0; tt < TT; ++tt)
+                            acc[tid * TT + tt] = old[tid * TT + tt] + old[(tid ^ m) * TT + tt];
                 }
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                    dot_stash<T, TT>(tid, &acc[tid * TT], red);
-                for (int tid = kDotThreads - 1; tid >= 0; --tid) dot_write<T, TT>(q, tile, tid, red);
+                    dot_write<T, TT>(q, tile, tid, &acc[tid * TT]);
             }
         });
     }

@@ -45,5 +45,31 @@ NC_HD void accumulate(const Geometry& g, const T* X, const T* W, int64_t o, int6
     }
 }
 
+// A register tile of `accumulate` for F filters and TT trials: acc[j * TT + tt]
+// += the sum above for output position o, filter f0 + j (all F in one group)
+// and trial tt, whose input starts at X[tt].  Each weight is read once for the
+// TT trials and each input value once for the F filters; every output element
+// sums its terms in the same order as `accumulate`.
+template <typename T, int F, int TT>
+NC_HD void accumulate_tile(const Geometry& g, const T* const* X, const T* W, int64_t o,
+                           int64_t f0, T* acc) {
+    const int64_t c0 = (f0 / g.fpg) * g.cg;
+    for (int64_t k = g.indptr[o]; k < g.indptr[o + 1]; ++k) {
+        const int64_t xo = g.pos[k] * g.x_ps + c0 * g.x_cs;
+        const T* w = W + g.tap[k] * g.cg * g.filters + f0;
+        for (int64_t c = 0; c < g.cg; ++c) {
+            T wv[F];
+            NC_UNROLL
+            for (int j = 0; j < F; ++j) wv[j] = w[c * g.filters + j];
+            NC_UNROLL
+            for (int tt = 0; tt < TT; ++tt) {
+                const T xv = X[tt][xo + c * g.x_cs];
+                NC_UNROLL
+                for (int j = 0; j < F; ++j) acc[j * TT + tt] += wv[j] * xv;
+            }
+        }
+    }
+}
+
 }  // namespace conv
 }  // namespace nc
