@@ -18,8 +18,10 @@ Steps, each timed and each reported even when an earlier one failed:
            or merged batch; benchmarks/device_profile.py): chain 50x500x16 at
            minibatch 64 and the tutorial at minibatch 1, if time is left
 8. sanitize compute-sanitizer's racecheck and memcheck over small networks on
-           the GPU (every kernel kind: shared-memory races and barriers of the
-           tiled mat-vec, out-of-bounds accesses), in a thread next to step 5
+           the GPU (every kernel kind: shared-memory races and barriers,
+           out-of-bounds accesses), in a thread next to step 5
+9. sweep   the tuning knobs (benchmarks/device_sweep.py: mat-vec tile shapes,
+           programmatic dependent launch) on the large networks, if time is left
 
 Prints one table at the end and writes it, with all numbers, to
 ``$OUT/gpu_check.txt`` and ``$OUT/gpu_check.json`` (``--out`` or $OUT, else results/).
@@ -49,7 +51,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 REPORT = {"steps": {}, "compare": [], "timing": [], "profile": [], "sanitize": {},
-          "notes": []}
+          "sweep": [], "notes": []}
 T_START = time.time()
 
 
@@ -440,6 +442,19 @@ def profile(quick, budget_s, device):
     return f"{len(REPORT['profile'])} networks"
 
 
+# -- 9. sweep --------------------------------------------------------------------------
+@step("sweep")
+def sweep(quick, budget_s, device):
+    from device_sweep import sweep as run_sweep  # noqa: PLC0415
+
+    REPORT["sweep"] = run_sweep(budget_s, steps=100 if quick else 300, device=device,
+                                quick=quick, log=log)
+    failed = [r for r in REPORT["sweep"] if "error" in r]
+    if failed:
+        raise RuntimeError(f"{len(failed)} settings failed: {failed[0]['error']}")
+    return f"{len(REPORT['sweep'])} rows"
+
+
 def profile_table():
     """The profile step's lines: per network, the slowest groups."""
     from device_profile import format_profile  # noqa: PLC0415
@@ -587,6 +602,11 @@ def table():
                      + (f"the measured device copy rate, {bw / 1e12:.2f} TB/s)" if bw else
                         "the device copy rate, not measured here)"))
     lines += profile_table()
+    if REPORT["sweep"]:
+        from device_sweep import format_sweep  # noqa: PLC0415
+
+        lines += ["", "tuning knobs (float32; best of 3; rel diff: probe against the default "
+                      "setting's)", format_sweep(REPORT["sweep"])]
     for note in REPORT["notes"]:
         lines.append(f"note: {note}")
     lines.append(f"total {time.time() - T_START:.0f}s")
@@ -607,6 +627,9 @@ def main():
     parser.add_argument("--profile-budget", type=float, default=15)
     parser.add_argument("--sanitize-budget", type=float, default=60,
                         help="seconds for compute-sanitizer's racecheck + memcheck")
+    parser.add_argument("--sweep-budget", type=float, default=60,
+                        help="seconds for the tuning-knob sweep (step 9)")
+    parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--deadline", type=float, default=285,
                         help="seconds after which no further step starts")
     args = parser.parse_args()
@@ -638,8 +661,11 @@ def main():
             timing(args.quick, max(10, min(args.timing_budget, left() - 15)), args.device)
         if left() > 10:
             profile(args.quick, max(5, min(args.profile_budget, left() - 5)), args.device)
+        if left() > 15 and not args.skip_sweep:
+            sweep(args.quick, max(5, min(args.sweep_budget, left() - 5)), args.device)
         for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False),
-                         ("profile", False), ("sanitize", args.device != "cuda")):
+                         ("profile", False), ("sanitize", args.device != "cuda"),
+                         ("sweep", args.skip_sweep)):
             if name not in REPORT["steps"] and not ok:
                 REPORT["notes"].append(f"{name} skipped: past the {args.deadline:.0f}s deadline")
     text = table()

@@ -3,7 +3,8 @@
 // by the CPU factory of the same kind; here it only changes form.
 #pragma once
 #include <climits>
-#include <cstdlib>
+
+#include "knobs.h"
 
 namespace nc {
 namespace NC_DEV_NS {
@@ -82,20 +83,6 @@ struct DotInstr : DInstr<T> {
         }
     }
 };
-
-// A tuning knob from the environment (benchmarks/device_sweep.py sets them):
-// `fallback` when unset; an error naming the variable when not an integer in
-// [lo, hi].
-inline int64_t env_knob(const char* name, int64_t fallback, int64_t lo, int64_t hi) {
-    const char* v = std::getenv(name);
-    if (!v || !*v) return fallback;
-    char* end = nullptr;
-    const long long x = std::strtoll(v, &end, 10);
-    if (*end != '\0' || x < lo || x > hi)
-        throw std::invalid_argument(std::string(name) + "='" + v + "': expected an integer in [" +
-                                    std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return x;
-}
 
 // Tiles (device_kernels.h, DotInc): a block of c columns gets g lanes per row,
 // the least power of two with g * NC_DOT_COLS_PER_LANE >= c (at most 32);

@@ -296,7 +296,8 @@ class Program final : public DeviceProgram<T> {
                 {"batches", last_batches_},
                 {"instructions", size()},
                 {"pinned_pools", static_cast<int64_t>(pinned_.size())},
-                {"device_buffers", static_cast<int64_t>(mem_.live())}};
+                {"device_buffers", static_cast<int64_t>(mem_.live())},
+                {"programmatic_launch", exec_.pdl() ? 1 : 0}};
     }
 
     void close() override {

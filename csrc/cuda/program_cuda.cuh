@@ -20,6 +20,7 @@
 
 #include "cuda_check.h"
 #include "device_kernels.h"
+#include "knobs.h"
 
 namespace nc {
 namespace gpu {
@@ -27,8 +28,22 @@ namespace gpu {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 1 << 16;
 
+// Programmatic dependent launch (NC_PDL=1, compute capability 9.0 and newer):
+// a kernel may start while the one before it in the stream finishes.  Every
+// kernel first waits for the previous grid's completion and memory
+// (griddepcontrol.wait; immediate for a kernel launched without the
+// attribute) and then lets the next one launch, so the effects keep their
+// order and only the launch latency overlaps.
+__device__ __forceinline__ void follow_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 template <class F>
 __global__ void for_each_kernel(F f, int64_t n) {
+    follow_previous_grid();
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
          i += stride)
@@ -40,6 +55,7 @@ __global__ void for_each_kernel(F f, int64_t n) {
 // shuffle mask requires.
 template <class T, int TT>
 __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q) {
+    follow_previous_grid();
     const int64_t tile = blockIdx.x;
     const int tid = threadIdx.x;
     T acc[TT];
@@ -67,6 +83,9 @@ class Exec {
             NC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
             NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_in_, cudaEventDisableTiming));
             NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_out_, cudaEventDisableTiming));
+            int major = 0;
+            NC_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
+            pdl_ = major >= 9 && env_knob("NC_PDL", 0, 0, 1) != 0;
         } catch (...) {
             close();  // no destructor runs for a half-built object: free what exists
             throw;
@@ -90,17 +109,18 @@ class Exec {
     void for_each(int64_t n, const F& f) {
         if (n <= 0) return;
         const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
-        for_each_kernel<F><<<static_cast<unsigned>(blocks), kThreads, 0, stream_>>>(f, n);
-        NC_CUDA_CHECK(cudaGetLastError());
+        launch_kernel(for_each_kernel<F>, static_cast<unsigned>(blocks), kThreads, f, n);
     }
 
     template <class T, int TT>
     void dot(const DotParams<T>& q, int64_t n_tiles) {
         if (n_tiles <= 0) return;
         if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
-        dot_kernel<T, TT><<<static_cast<unsigned>(n_tiles), kDotThreads, 0, stream_>>>(q);
-        NC_CUDA_CHECK(cudaGetLastError());
+        launch_kernel(dot_kernel<T, TT>, static_cast<unsigned>(n_tiles), kDotThreads, q);
     }
+
+    // Whether kernels launch with programmatic dependencies (NC_PDL).
+    bool pdl() const { return pdl_; }
 
     void h2d(uint64_t dst, const void* src, size_t bytes) {
         NC_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<void*>(dst), src, bytes,
@@ -178,9 +198,31 @@ class Exec {
 
   private:
     int device_ = 0;
+    bool pdl_ = false;
     cudaStream_t stream_ = nullptr;
     cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
     std::vector<cudaEvent_t> marks_;  // profile timing marks
+
+    template <class... Params, class... Args>
+    void launch_kernel(void (*kernel)(Params...), unsigned blocks, unsigned threads,
+                       const Args&... args) {
+        if (!pdl_) {
+            kernel<<<blocks, threads, 0, stream_>>>(args...);
+            NC_CUDA_CHECK(cudaGetLastError());
+            return;
+        }
+        cudaLaunchAttribute attr[1] = {};
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(blocks);
+        cfg.blockDim = dim3(threads);
+        cfg.dynamicSmemBytes = 0;
+        cfg.stream = stream_;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        NC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+    }
 
     static cudaStream_t to_stream(uint64_t s) { return reinterpret_cast<cudaStream_t>(s); }
 };

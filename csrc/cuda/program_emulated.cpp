@@ -34,6 +34,7 @@ class Exec {
     };
 
     explicit Exec(int) {}
+    bool pdl() const { return false; }  // no launches to overlap
     void enter(uint64_t) {}
     void leave(uint64_t) {}
 

@@ -1,0 +1,169 @@
+"""The CUDA backend's tuning knobs against time per step, on one GPU.
+
+    python3 benchmarks/device_sweep.py [--budget 60] [--steps 300] [--device cuda]
+
+The device program reads a few knobs from the environment when a simulator
+loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
+
+- ``NC_DOT_COLS_PER_LANE`` (default 16): a mat-vec block of ``c`` columns gets
+  the least power-of-two number of lanes per row (at most 32) that leaves each
+  lane at most this many columns; fewer columns per lane: more threads per row;
+- ``NC_DOT_TRIALS`` (default 8): at most this many trials per mat-vec tile
+  (each weight read once for them);
+- ``NC_PDL`` (default 0): 1 launches kernels with programmatic dependencies
+  (compute capability 9.0 and newer), which overlaps a kernel's launch with
+  the end of the one before it.
+
+For each case (a benchmark network at a minibatch size) and each setting, a
+fresh simulator runs ``--steps`` steps three times; the table gives the best
+time per step and the largest difference of its probe from the default
+setting's (the knobs change summation order only, so float32 rounding).
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))
+
+# (label, environment); the first is the default every other is compared with
+SETTINGS = [
+    ("default", {}),
+    ("cols/lane 4", {"NC_DOT_COLS_PER_LANE": "4"}),
+    ("cols/lane 8", {"NC_DOT_COLS_PER_LANE": "8"}),
+    ("cols/lane 32", {"NC_DOT_COLS_PER_LANE": "32"}),
+    ("cols/lane 64", {"NC_DOT_COLS_PER_LANE": "64"}),
+    ("trials 4", {"NC_DOT_TRIALS": "4"}),
+    ("pdl", {"NC_PDL": "1"}),
+]
+
+# (network, size parameters, minibatch)
+CASES = [
+    ("chain", dict(n_ensembles=50, n_neurons=500, dimensions=16), 64),
+    ("circconv", dict(n_neurons=100, dimensions=32), 64),
+    ("convnet", dict(size=28, filters=32), 64),
+    ("tutorial", {}, 1),
+]
+QUICK_CASES = [
+    ("chain", dict(n_ensembles=4, n_neurons=50, dimensions=4), 5),
+    ("convnet", dict(size=12, filters=8), 3),
+    ("tutorial", {}, 1),
+]
+
+
+@contextlib.contextmanager
+def environment(values):
+    """Sets environment variables for the block; restores them after."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def time_setting(net, probe, minibatch, env, steps, device):
+    """(best seconds per step, probe data of the first run, launches per step)."""
+    import numpy as np  # noqa: PLC0415
+
+    import nengo_cuda  # noqa: PLC0415
+
+    with environment(env):
+        sim = nengo_cuda.Simulator(net, device=device, progress_bar=False, dtype="float32",
+                                   minibatch_size=minibatch if minibatch > 1 else None)
+    with sim:
+        sim.run_steps(20)  # configuration, uploads, graph capture
+        best, data = float("inf"), None
+        for _ in range(3):
+            start = time.perf_counter()
+            sim.run_steps(steps)
+            best = min(best, time.perf_counter() - start)
+            if data is None:
+                data = np.array(sim.data[probe], dtype=np.float64)
+        stats = sim.backend.stats()
+    return best / steps, data, stats.get("launches_per_step"), stats.get("programmatic_launch")
+
+
+def benchmark_cases(quick=False):
+    """(label, network, probe, minibatch) for each of CASES (QUICK_CASES)."""
+    from harness import warm_decoder_cache  # noqa: PLC0415
+    from networks import build  # noqa: PLC0415
+
+    out = []
+    for name, params, mb in QUICK_CASES if quick else CASES:
+        bench = build(name, **params)
+        warm_decoder_cache(bench.net)
+        out.append((f"{bench.label} B={mb}", bench.net, bench.probe, mb))
+    return out
+
+
+def sweep(budget_s=60.0, steps=300, device="cuda", quick=False, log=print, cases=None,
+          settings=SETTINGS):
+    """Rows of dicts: case, setting, us_per_step, vs_default, maxdiff, launches,
+    pdl (or error); ``cases`` (default `benchmark_cases`) and ``settings`` in
+    order until ``budget_s`` is spent.  The first setting is the reference."""
+    import numpy as np  # noqa: PLC0415
+
+    deadline = time.time() + budget_s
+    rows = []
+    for case, net, probe, mb in benchmark_cases(quick) if cases is None else cases:
+        base = None
+        for label, env in settings:
+            if time.time() > deadline:
+                log(f"   sweep: budget spent before {case} {label}")
+                return rows
+            row = {"case": case, "setting": label}
+            try:
+                t, data, launches, pdl = time_setting(net, probe, mb, env, steps, device)
+                row.update(us_per_step=1e6 * t, launches=launches, pdl=pdl)
+                if base is None:
+                    base = (t, data)
+                row["vs_default"] = t / base[0]
+                scale = max(float(np.max(np.abs(base[1]))), 1e-30)
+                row["maxdiff"] = float(np.max(np.abs(data - base[1]))) / scale
+            except Exception as e:  # noqa: BLE001 - a setting that fails is a result
+                row["error"] = f"{type(e).__name__}: {e}"
+            rows.append(row)
+            log(f"   sweep {case:<28} {label:<14} " + (
+                row.get("error") or f"{row['us_per_step']:9.1f} us/step  "
+                                    f"x{row['vs_default']:.2f}  rel diff {row['maxdiff']:.1e}"))
+    return rows
+
+
+def format_sweep(rows):
+    lines = [f"{'case':<30}{'setting':<15}{'us/step':>9}{'x default':>10}"
+             f"{'rel diff':>10}{'launch':>7}{'pdl':>4}",
+             "-" * 85]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['case']:<30}{r['setting']:<15}  {r['error']}")
+        else:
+            lines.append(f"{r['case']:<30}{r['setting']:<15}{r['us_per_step']:9.1f}"
+                         f"{r['vs_default']:10.2f}{r['maxdiff']:10.1e}{r['launches']!s:>7}"
+                         f"{r['pdl']!s:>4}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cuda-emulator"])
+    parser.add_argument("--quick", action="store_true", help="small networks (a smoke test)")
+    args = parser.parse_args(argv)
+    rows = sweep(args.budget, args.steps, args.device, args.quick)
+    print("\n" + format_sweep(rows))
+    return 0 if rows and not any("error" in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""benchmarks/device_sweep.py: the tuning knobs reach the device program, a
+bad value is a clear error, and the environment is restored after each setting."""
+
+import os
+import sys
+from pathlib import Path
+
+import nengo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from device_sweep import SETTINGS, environment, format_sweep, sweep  # noqa: E402
+
+
+def small_case():
+    with nengo.Network(seed=3) as net:
+        u = nengo.Node(nengo.processes.WhiteSignal(1, high=5, seed=1), size_out=3)
+        a = nengo.Ensemble(60, 3)
+        b = nengo.Ensemble(40, 1)
+        nengo.Connection(u, a)
+        nengo.Connection(a, b, function=lambda x: x[0] * x[1] + x[2])
+        p = nengo.Probe(b, synapse=0.01)
+    return ("small B=3", net, p, 3)
+
+
+def test_sweep_on_emulator():
+    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL"]
+    before = {k: os.environ.get(k) for k in knobs}
+    settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
+    rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
+                 settings=settings, log=lambda msg: None)
+    assert [r["setting"] for r in rows] == [label for label, _ in settings]
+    assert {k: os.environ.get(k) for k in knobs} == before
+    good, bad = rows[:-1], rows[-1]
+    assert "NC_DOT_TRIALS='0': expected an integer" in bad["error"]
+    for r in good:
+        assert "error" not in r, r
+        # other tile shapes sum in another order: float32 rounding, not more
+        assert r["maxdiff"] < 1e-5, r
+        assert r["pdl"] == 0  # the emulator launches nothing to overlap
+    # the knobs reach the program: other lanes per row, another summation order
+    assert any(r["maxdiff"] > 0 for r in good if r["setting"].startswith("cols/lane"))
+    # the same tiles give the same sums, to the bit
+    assert next(r for r in good if r["setting"] == "pdl")["maxdiff"] == 0
+    assert "small B=3" in format_sweep(rows)
+
+
+def test_environment_restores_values(monkeypatch):
+    monkeypatch.setenv("NC_DOT_TRIALS", "2")
+    monkeypatch.delenv("NC_PDL", raising=False)
+    with environment({"NC_DOT_TRIALS": "4", "NC_PDL": "1"}):
+        assert os.environ["NC_DOT_TRIALS"] == "4" and os.environ["NC_PDL"] == "1"
+    assert os.environ["NC_DOT_TRIALS"] == "2" and "NC_PDL" not in os.environ
