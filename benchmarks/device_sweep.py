@@ -12,7 +12,11 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
   (each weight read once for them);
 - ``NC_PDL`` (default 0): 1 launches kernels with programmatic dependencies
   (compute capability 9.0 and newer), which overlaps a kernel's launch with
-  the end of the one before it.
+  the end of the one before it;
+- ``NC_FUSE_NEURONS`` (default 0): 1 runs a neuron update (LIF, LIFRate,
+  RectifiedLinear, SpikingRectifiedLinear) inside the mat-vec right before it
+  when that mat-vec writes all its inputs: one launch fewer and the input
+  currents read back from cache.
 
 For each case (a benchmark network at a minibatch size) and each setting, a
 fresh simulator runs ``--steps`` steps three times; the table gives the best
@@ -40,6 +44,8 @@ SETTINGS = [
     ("cols/lane 64", {"NC_DOT_COLS_PER_LANE": "64"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),
     ("pdl", {"NC_PDL": "1"}),
+    ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
+    ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1"}),
 ]
 
 # (network, size parameters, minibatch)

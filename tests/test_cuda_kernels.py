@@ -314,6 +314,72 @@ def test_neurons_lif(device):
     t.close()
 
 
+def dot_then_lif(device, dtype, fuse, cover, monkeypatch):
+    """A ragged mat-vec from a bias (I) writing the LIF inputs J (one block
+    reversed), then the LIF update: returns (twin after 10 steps, launches per
+    step).  ``cover`` neurons of 45 get their input from the mat-vec."""
+    monkeypatch.setenv("NC_FUSE_NEURONS", str(fuse))
+    n, trials = 45, 3
+    shapes = [(20, 3), (5, 70), (cover - 25, 1)]
+    n_shared = sum(r * c + r for r, c in shapes)
+    n_state = 74 + 4 * n
+    t = Twin(device, dtype, n_shared, n_state, n_trials=trials, seed=cover)
+    xs, j0 = n_shared, n_shared + 74  # X: 74 state elements; then J, out, V, ref
+    for trial in range(trials):  # refractory times >= 0
+        base = n_shared + trial * n_state + 74
+        t.f_cpu[base + 3 * n: base + 4 * n] = np.abs(t.f_cpu[base + 3 * n: base + 4 * n]) / 500
+    t.f_cpu[:n_shared] *= 3  # currents of a few units: some neurons spike
+    t.f_dev[:] = t.f_cpu
+    fields = {k: [] for k in ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s",
+                              "I", "I_s")}
+    sh, x, row0 = 0, xs, 0
+    for b, (r, c) in enumerate(shapes):
+        fields["rows"].append(r)
+        fields["cols"].append(c)
+        fields["A"].append(sh)
+        fields["A_rs"].append(c)
+        fields["A_cs"].append(1)
+        sh += r * c
+        fields["X"].append(x)
+        fields["X_s"].append(1)
+        x += c
+        reverse = b == 0
+        fields["Y"].append(j0 + row0 + (r - 1 if reverse else 0))
+        fields["Y_s"].append(-1 if reverse else 1)
+        row0 += r
+        fields["I"].append(sh)
+        fields["I_s"].append(1)
+        sh += r
+    t.add("dot_inc", ints=fields)
+    t.add("neurons_lif",
+          ints={"J": j0 + np.arange(n), "out": j0 + n + np.arange(n),
+                "voltage": j0 + 2 * n + np.arange(n), "refractory_time": j0 + 3 * n + np.arange(n)},
+          floats={"tau_rc": np.full(n, 0.02), "tau_ref": np.full(n, 0.002),
+                  "min_voltage": np.zeros(n), "amplitude": np.ones(n)})
+    spiked = np.zeros(n, dtype=bool)  # any trial, any step
+    for _ in range(10):
+        t.run(1)
+        out = t.f_dev[n_shared:].reshape(trials, n_state)[:, 74 + n: 74 + 2 * n]
+        spiked |= np.any(out > 0, axis=0)
+    return t, t.dev.stats()["launches_per_step"], spiked
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dot_then_neurons_fused(device, dtype, monkeypatch):
+    """NC_FUSE_NEURONS=1: the LIF update runs inside the mat-vec that writes all
+    its inputs (one launch fewer) and gives the CPU's numbers; when the mat-vec
+    writes only some inputs the two stay apart."""
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    launches = {}
+    for fuse, cover in [(0, 45), (1, 45), (1, 40)]:
+        t, launches[fuse, cover], spiked = dot_then_lif(device, dtype, fuse, cover, monkeypatch)
+        t.assert_equal(rtol=tol, atol=tol)
+        assert 0 < spiked.sum() < len(spiked)  # spiking and silent neurons
+        t.close()
+    assert launches[1, 45] == launches[0, 45] - 1
+    assert launches[1, 40] == launches[0, 45]
+
+
 @pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):

@@ -23,7 +23,7 @@ def small_case():
 
 
 def test_sweep_on_emulator():
-    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL"]
+    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS"]
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
@@ -39,8 +39,11 @@ def test_sweep_on_emulator():
         assert r["pdl"] == 0  # the emulator launches nothing to overlap
     # the knobs reach the program: other lanes per row, another summation order
     assert any(r["maxdiff"] > 0 for r in good if r["setting"].startswith("cols/lane"))
-    # the same tiles give the same sums, to the bit
-    assert next(r for r in good if r["setting"] == "pdl")["maxdiff"] == 0
+    # the same tiles give the same sums, to the bit, and fusing the neuron
+    # update saves a launch
+    same = {r["setting"]: r for r in good if r["setting"] in ("pdl", "fuse neurons")}
+    assert same["pdl"]["maxdiff"] == 0 and same["fuse neurons"]["maxdiff"] == 0
+    assert same["fuse neurons"]["launches"] < same["pdl"]["launches"]
     assert "small B=3" in format_sweep(rows)
 
 

@@ -3,6 +3,7 @@
 // by the CPU factory of the same kind; here it only changes form.
 #pragma once
 #include <climits>
+#include <type_traits>
 
 #include "knobs.h"
 
@@ -73,13 +74,17 @@ struct DotInstr : DInstr<T> {
     DotParams<T> q;
     int64_t n_tiles = 0;
     int tt = 1;
-    void launch(Exec& ex, const StepRef<T>&) override {
+    // host copies: each slot's block and row, each block's Y (for fusions)
+    std::vector<int64_t> slot_block, slot_row, y, y_s;
+    void launch(Exec& ex, const StepRef<T>&) override { run(ex, NoEpilogue()); }
+    template <class Epi>
+    void run(Exec& ex, const Epi& epi) const {
         if (n_tiles == 0) return;
         switch (tt) {
-            case 1: ex.template dot<T, 1>(q, n_tiles); break;
-            case 2: ex.template dot<T, 2>(q, n_tiles); break;
-            case 4: ex.template dot<T, 4>(q, n_tiles); break;
-            default: ex.template dot<T, 8>(q, n_tiles); break;
+            case 1: ex.template dot<T, 1>(q, n_tiles, epi); break;
+            case 2: ex.template dot<T, 2>(q, n_tiles, epi); break;
+            case 4: ex.template dot<T, 4>(q, n_tiles, epi); break;
+            default: ex.template dot<T, 8>(q, n_tiles, epi); break;
         }
     }
 };
@@ -143,6 +148,10 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     }
     q.slot_block = prog.upload(sb);
     q.slot_row = prog.upload(sr);
+    in->slot_block = std::move(sb);
+    in->slot_row = std::move(sr);
+    in->y = spec.int_array("Y");
+    in->y_s = spec.int_array("Y_s");
     q.tile_slot0 = prog.upload(ts0);
     q.tile_nslot = prog.upload(tns);
     q.tile_t0 = prog.upload(tt0);
@@ -233,15 +242,66 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
 }
 
 // --- neurons ------------------------------------------------------------------
+// A mat-vec's epilogue that updates the neuron whose input the tile just wrote.
+template <typename T, typename M>
+struct NeuronEpilogue {
+    NeuronStep<T, M> step;
+    const int64_t* neuron = nullptr;  // per slot of the mat-vec
+    NC_HD void operator()(int64_t slot, int t) const { step.element(neuron[slot], t); }
+};
+
+// Neuron kinds whose update may run inside the mat-vec that writes their input.
+template <typename M>
+constexpr bool kFusible = std::is_same_v<M, models::LIF> || std::is_same_v<M, models::LIFRate> ||
+                          std::is_same_v<M, models::RectifiedLinear> ||
+                          std::is_same_v<M, models::SpikingRectifiedLinear>;
+
+template <typename T, typename M>
+struct NeuronInstr : DInstr<T> {
+    NeuronStep<T, M> k;
+    std::vector<int64_t> J;  // host copy of the input addresses
+    int64_t n_trials = 1;
+    void launch(Exec& ex, const StepRef<T>&) override { ex.for_each(k.n * n_trials, k); }
+
+    // Fused with `dot` when dot's rows write every input J[k] exactly once and
+    // nothing else: then each row's tile, having written J[k] for a trial,
+    // updates neuron k of that trial (the last write of J before the update,
+    // as the instructions are adjacent; the tiles cover every row and trial once).
+    typename DInstr<T>::Launch after_dot(Program<T>& prog, const DotInstr<T>& dot) override {
+        if constexpr (!kFusible<M>) {
+            return nullptr;
+        } else {
+            if (static_cast<int64_t>(dot.slot_row.size()) != k.n) return nullptr;
+            std::unordered_map<int64_t, int64_t> neuron_of;
+            for (int64_t i = 0; i < k.n; ++i)
+                if (!neuron_of.emplace(J[i], i).second) return nullptr;
+            std::vector<int64_t> neuron(dot.slot_row.size());
+            std::vector<char> seen(k.n, 0);
+            for (size_t s = 0; s < neuron.size(); ++s) {
+                const int64_t b = dot.slot_block[s];
+                auto it = neuron_of.find(dot.y[b] + dot.slot_row[s] * dot.y_s[b]);
+                if (it == neuron_of.end() || seen[it->second]) return nullptr;
+                seen[it->second] = 1;
+                neuron[s] = it->second;
+            }
+            NeuronEpilogue<T, M> epi{k, prog.upload(neuron)};
+            const DotInstr<T>* d = &dot;  // instructions live as long as the program
+            return [d, epi](Exec& ex, const StepRef<T>&) { d->run(ex, epi); };
+        }
+    }
+};
+
 template <typename T, typename M>
 InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
                          std::vector<std::string> states, std::vector<std::string> params) {
     static_assert(M::NS <= kMaxNeuronStates && M::NP <= kMaxNeuronParams, "model too large");
     if (static_cast<int>(states.size()) != M::NS || static_cast<int>(params.size()) != M::NP)
         throw std::logic_error(spec.kind + ": operand names do not match the device model");
-    NeuronStep<T, M> k;
+    auto in = std::make_unique<NeuronInstr<T, M>>();
+    in->n_trials = prog.n_trials();
+    NeuronStep<T, M>& k = in->k;
     k.p = prog.pools();
-    const auto& J = spec.int_array("J");
+    const auto& J = in->J = spec.int_array("J");
     k.n = static_cast<int64_t>(J.size());
     k.J = prog.addr(J);
     k.out = prog.addr(spec.int_array("out"));
@@ -262,7 +322,7 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
         }
         k.aux = prog.upload(aux);
     }
-    return for_each_instr<T>(k.n * prog.n_trials(), k);
+    return in;
 }
 
 // --- linear filters -------------------------------------------------------------

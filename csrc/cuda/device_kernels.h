@@ -378,8 +378,10 @@ struct NeuronStep {
     T dt = T(0.001);
     NC_HD void operator()(int64_t idx) const {
         const QuotRem qr = divide(idx, n);
-        const int64_t k = qr.rem;
-        const int t = static_cast<int>(qr.quot);
+        element(qr.rem, static_cast<int>(qr.quot));
+    }
+    // Neuron k of trial t (also the epilogue of a fused mat-vec, NeuronEpilogue).
+    NC_HD void element(int64_t k, int t) const {
         T s[M::NS > 0 ? M::NS : 1];
         T q[M::NP > 0 ? M::NP : 1];
         T* sp[M::NS > 0 ? M::NS : 1];
@@ -742,9 +744,16 @@ NC_HD void dot_partial(const DotParams<T>& q, int64_t tile, int tid, T* acc) {
     }
 }
 
-// Writes the sums of thread `tid` (after the exchange): trials lane, lane + g, ...
-template <typename T, int TT>
-NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc) {
+// What a tile does with each row and trial it has written: nothing, or
+// (NeuronEpilogue, device_instrs.h) update the neuron whose input it is.
+struct NoEpilogue {
+    NC_HD void operator()(int64_t /*slot*/, int /*trial*/) const {}
+};
+
+// Writes the sums of thread `tid` (after the exchange): trials lane, lane + g,
+// ...; then runs the epilogue on each (the same thread reads what it wrote).
+template <typename T, int TT, class Epi>
+NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc, const Epi& epi) {
     const int g = q.tile_g[tile];
     const int slot = tid / g, lane = tid % g;
     if (slot >= q.tile_nslot[tile]) return;
@@ -761,6 +770,7 @@ NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc)
             *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + acc[tt];
         else
             *Y += acc[tt];
+        epi(s, t);
     }
 }
 

@@ -9,7 +9,8 @@
 //     void enter(uint64_t user_stream);               // our stream waits for the user's
 //     void leave(uint64_t user_stream);               // the user's stream waits for ours
 //     template <class F> void for_each(int64_t n, const F& f);   // f(i), 0 <= i < n
-//     template <class T, int TT> void dot(const DotParams<T>&, int64_t n_tiles);
+//     template <class T, int TT, class Epi = NoEpilogue>
+//     void dot(const DotParams<T>&, int64_t n_tiles, const Epi& = Epi());
 //     void h2d(uint64_t dst, const void* src, size_t bytes);
 //     void d2h(void* dst, uint64_t src, size_t bytes);
 //     void fill(uint64_t dst, int byte, size_t bytes);
@@ -45,6 +46,7 @@
 
 #include "device_api.h"
 #include "device_kernels.h"
+#include "knobs.h"
 
 namespace nc {
 namespace NC_DEV_NS {
@@ -178,7 +180,11 @@ class Program;
 
 // One loaded instruction.
 template <typename T>
+struct DotInstr;
+
+template <typename T>
 struct DInstr {
+    using Launch = std::function<void(Exec&, const StepRef<T>&)>;
     virtual ~DInstr() = default;
     std::string kind;
     // element-wise instructions join batches instead of launching themselves
@@ -196,6 +202,10 @@ struct DInstr {
         throw std::invalid_argument(kind + ": this instruction has no table '" + name + "'");
     }
     virtual void check_run(int64_t n_steps) const {}
+    // One launch that runs `dot` (the instruction right before this one) and
+    // then this one, or null where this kind cannot follow a mat-vec in its
+    // kernel (device_instrs.h: neuron updates whose inputs `dot` writes).
+    virtual Launch after_dot(Program<T>&, const DotInstr<T>&) { return nullptr; }
 };
 
 template <typename T>
@@ -250,7 +260,12 @@ class Program final : public DeviceProgram<T> {
         it->second(spec, host_);
         auto instr = make(spec);
         instr->kind = spec.kind;
+        typename DInstr<T>::Launch fused;
+        if (fuse_neurons_ && !instrs_.empty())
+            if (auto* dot = dynamic_cast<DotInstr<T>*>(instrs_.back().get()))
+                fused = instr->after_dot(*this, *dot);
         instrs_.push_back(std::move(instr));
+        fused_.push_back(std::move(fused));
         enabled_.push_back(true);
         invalidate();
         return size() - 1;
@@ -268,6 +283,7 @@ class Program final : public DeviceProgram<T> {
         instr->f_ranges = std::move(f_ranges);
         instr->i_ranges = std::move(i_ranges);
         instrs_.push_back(std::move(instr));
+        fused_.emplace_back();
         enabled_.push_back(true);
         invalidate();
         return size() - 1;
@@ -309,6 +325,7 @@ class Program final : public DeviceProgram<T> {
         }
         configs_.clear();
         instrs_.clear();
+        fused_.clear();
         exec_.close();
         staged_.clear();
         unpin();
@@ -407,6 +424,11 @@ class Program final : public DeviceProgram<T> {
     Buffers<T> host_;  // host pools, for the CPU factories' checks
     uint64_t ctrl_ = 0;
     std::vector<std::unique_ptr<DInstr<T>>> instrs_;
+    // per instruction: the launch fusing it with the mat-vec before it, or null
+    std::vector<typename DInstr<T>::Launch> fused_;
+    // NC_FUSE_NEURONS=1: a neuron update right after the mat-vec that writes
+    // its inputs runs in the mat-vec's kernel (DInstr::after_dot)
+    const bool fuse_neurons_ = env_knob("NC_FUSE_NEURONS", 0, 0, 1) != 0;
     std::vector<bool> enabled_;
     std::vector<std::unique_ptr<Config>> configs_;  // most recently used last
     // per-run buffers
@@ -557,6 +579,15 @@ class Program final : public DeviceProgram<T> {
                         r_set.insert(in.batch.f_reads.begin(), in.batch.f_reads.end());
                         iw_set.insert(in.batch.i_writes.begin(), in.batch.i_writes.end());
                     }
+                } else if (i + 1 < size() && fused_[i + 1] && enabled_[i + 1] &&
+                           !has_feed_after(feeds, i)) {
+                    // a mat-vec and the neuron update that reads it: one kernel
+                    flush();
+                    const typename DInstr<T>::Launch* f = &fused_[i + 1];
+                    const RunCtrl<T>* c = ctrl();
+                    add_group(cfg, [this, f, c](int64_t j) { (*f)(exec_, StepRef<T>{c, j}); },
+                              {{i, i + 1}, "", 1});
+                    ++i;  // (no feed after the mat-vec; feeds after the update follow)
                 } else {
                     flush();
                     DInstr<T>* ip = &in;
@@ -574,6 +605,12 @@ class Program final : public DeviceProgram<T> {
         int64_t spg = kGraphLaunches / std::max<int64_t>(1, cfg.launches_per_step);
         cfg.steps_per_graph = std::max<int64_t>(1, std::min(spg, kMaxStepsPerGraph));
         if (cfg.has_callbacks) cfg.steps_per_graph = 1;
+    }
+
+    static bool has_feed_after(const std::vector<Feed<T>>& feeds, int64_t i) {
+        for (const auto& f : feeds)
+            if (f.after == i && !f.addrs.empty()) return true;
+        return false;
     }
 
     // True when `b` writes what the pending batch reads or writes, or reads what it writes.

@@ -53,8 +53,8 @@ __global__ void for_each_kernel(F f, int64_t n) {
 // One thread block per tile; see dot_* in device_kernels.h.  Every thread of a
 // warp reaches the exchange (threads without a row hold zeros), as the full
 // shuffle mask requires.
-template <class T, int TT>
-__global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q) {
+template <class T, int TT, class Epi>
+__global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q, Epi epi) {
     follow_previous_grid();
     const int64_t tile = blockIdx.x;
     const int tid = threadIdx.x;
@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q) {
 #pragma unroll
         for (int tt = 0; tt < TT; ++tt) acc[tt] += __shfl_xor_sync(0xffffffffu, acc[tt], m);
     }
-    dot_write<T, TT>(q, tile, tid, acc);
+    dot_write<T, TT>(q, tile, tid, acc, epi);
 }
 
 class Exec {
@@ -112,11 +112,12 @@ class Exec {
         launch_kernel(for_each_kernel<F>, static_cast<unsigned>(blocks), kThreads, f, n);
     }
 
-    template <class T, int TT>
-    void dot(const DotParams<T>& q, int64_t n_tiles) {
+    template <class T, int TT, class Epi = NoEpilogue>
+    void dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
         if (n_tiles <= 0) return;
         if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
-        launch_kernel(dot_kernel<T, TT>, static_cast<unsigned>(n_tiles), kDotThreads, q);
+        launch_kernel(dot_kernel<T, TT, Epi>, static_cast<unsigned>(n_tiles), kDotThreads, q,
+                      epi);
     }
 
     // Whether kernels launch with programmatic dependencies (NC_PDL).

@@ -49,10 +49,10 @@ class Exec {
     // The tiled mat-vec, phase by phase as the CUDA kernel runs it: partial
     // sums, the lanes' butterfly exchange (own value plus partner's, as
     // __shfl_xor_sync adds them), writes.
-    template <class T, int TT>
-    void dot(const DotParams<T>& q, int64_t n_tiles) {
+    template <class T, int TT, class Epi = NoEpilogue>
+    void dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
         if (n_tiles <= 0) return;
-        submit([q, n_tiles]() {
+        submit([q, n_tiles, epi]() {
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * TT), old;
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
@@ -64,7 +64,7 @@ class Exec {
                             acc[tid * TT + tt] = old[tid * TT + tt] + old[(tid ^ m) * TT + tt];
                 }
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                    dot_write<T, TT>(q, tile, tid, &acc[tid * TT]);
+                    dot_write<T, TT>(q, tile, tid, &acc[tid * TT], epi);
             }
         });
     }
