@@ -314,10 +314,12 @@ def test_neurons_lif(device):
     t.close()
 
 
-def dot_then_lif(device, dtype, fuse, cover, monkeypatch):
+def dot_then_lif(device, dtype, fuse, cover, monkeypatch, recurrent=False):
     """A ragged mat-vec from a bias (I) writing the LIF inputs J (one block
     reversed), then the LIF update: returns (twin after 10 steps, launches per
-    step).  ``cover`` neurons of 45 get their input from the mat-vec."""
+    step, which neurons spiked).  ``cover`` neurons of 45 get their input from
+    the mat-vec; ``recurrent``: the first block reads the outputs of neurons
+    20-22 (whose rows are in another tile)."""
     monkeypatch.setenv("NC_FUSE_NEURONS", str(fuse))
     n, trials = 45, 3
     shapes = [(20, 3), (5, 70), (cover - 25, 1)]
@@ -340,7 +342,7 @@ def dot_then_lif(device, dtype, fuse, cover, monkeypatch):
         fields["A_rs"].append(c)
         fields["A_cs"].append(1)
         sh += r * c
-        fields["X"].append(x)
+        fields["X"].append(j0 + n + 20 if recurrent and b == 0 else x)
         fields["X_s"].append(1)
         x += c
         reverse = b == 0
@@ -378,6 +380,11 @@ def test_dot_then_neurons_fused(device, dtype, monkeypatch):
         t.close()
     assert launches[1, 45] == launches[0, 45] - 1
     assert launches[1, 40] == launches[0, 45]
+    # inputs from the neurons' own outputs: the update must wait for every tile
+    t, fused_launches, _ = dot_then_lif(device, dtype, 1, 45, monkeypatch, recurrent=True)
+    t.assert_equal(rtol=tol, atol=tol)
+    t.close()
+    assert fused_launches == launches[0, 45]
 
 
 @pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)

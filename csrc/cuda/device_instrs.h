@@ -2,8 +2,12 @@
 // (included at the end of device_program.h).  The spec was already validated
 // by the CPU factory of the same kind; here it only changes form.
 #pragma once
+#include <algorithm>
 #include <climits>
+#include <iterator>
 #include <type_traits>
+#include <unordered_map>
+#include <utility>
 
 #include "knobs.h"
 
@@ -74,8 +78,14 @@ struct DotInstr : DInstr<T> {
     DotParams<T> q;
     int64_t n_tiles = 0;
     int tt = 1;
-    // host copies: each slot's block and row, each block's Y (for fusions)
+    // host copies for fusions: each slot's block and row, each block's Y, and
+    // what the instruction reads (X, A, I) as sorted disjoint address ranges
     std::vector<int64_t> slot_block, slot_row, y, y_s;
+    std::vector<std::pair<int64_t, int64_t>> reads;  // [first, last]
+    bool reads_any(int64_t a) const {
+        auto it = std::upper_bound(reads.begin(), reads.end(), std::make_pair(a, INT64_MAX));
+        return it != reads.begin() && std::prev(it)->second >= a;
+    }
     void launch(Exec& ex, const StepRef<T>&) override { run(ex, NoEpilogue()); }
     template <class Epi>
     void run(Exec& ex, const Epi& epi) const {
@@ -88,6 +98,42 @@ struct DotInstr : DInstr<T> {
         }
     }
 };
+
+// The addresses a dot_inc reads (X, A and I of every block), as sorted disjoint
+// ranges [first, last]; a strided view counts as its whole span.
+inline std::vector<std::pair<int64_t, int64_t>> dot_reads(const InstrSpec& spec) {
+    const auto& rows = spec.int_array("rows");
+    const auto& cols = spec.int_array("cols");
+    const auto& a = spec.int_array("A");
+    const auto& a_rs = spec.int_array("A_rs");
+    const auto& a_cs = spec.int_array("A_cs");
+    const auto& x = spec.int_array("X");
+    const auto& x_s = spec.int_array("X_s");
+    const bool has_i = spec.ints.count("I") != 0;
+    std::vector<std::pair<int64_t, int64_t>> r;
+    auto span = [&r](int64_t start, int64_t d1, int64_t d2) {  // start + {0, d1} + {0, d2}
+        r.emplace_back(start + std::min<int64_t>(d1, 0) + std::min<int64_t>(d2, 0),
+                       start + std::max<int64_t>(d1, 0) + std::max<int64_t>(d2, 0));
+    };
+    for (size_t b = 0; b < rows.size(); ++b) {
+        if (rows[b] == 0) continue;
+        if (cols[b] > 0) {
+            span(x[b], (cols[b] - 1) * x_s[b], 0);
+            span(a[b], (rows[b] - 1) * a_rs[b], (cols[b] - 1) * a_cs[b]);
+        }
+        if (has_i && spec.int_array("I")[b] >= 0)
+            span(spec.int_array("I")[b], (rows[b] - 1) * spec.int_array("I_s")[b], 0);
+    }
+    std::sort(r.begin(), r.end());
+    std::vector<std::pair<int64_t, int64_t>> merged;
+    for (const auto& iv : r) {
+        if (!merged.empty() && iv.first <= merged.back().second + 1)
+            merged.back().second = std::max(merged.back().second, iv.second);
+        else
+            merged.push_back(iv);
+    }
+    return merged;
+}
 
 // Tiles (device_kernels.h, DotInc): a block of c columns gets g lanes per row,
 // the least power of two with g * NC_DOT_COLS_PER_LANE >= c (at most 32);
@@ -106,7 +152,7 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     const auto& cols = spec.int_array("cols");
     std::vector<int64_t> slot_block[6], slot_row[6];  // by log2(g)
     for (size_t b = 0; b < rows.size(); ++b) {
-        if (rows[b] == 0 || cols[b] == 0) continue;
+        if (rows[b] == 0 || cols[b] == 0) continue;  // adds nothing (and has no I)
         int lg = 0;
         while (lg < 5 && (int64_t{1} << lg) * cols_per_lane < cols[b]) ++lg;
         for (int64_t r = 0; r < rows[b]; ++r) {
@@ -152,6 +198,7 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     in->slot_row = std::move(sr);
     in->y = spec.int_array("Y");
     in->y_s = spec.int_array("Y_s");
+    in->reads = dot_reads(spec);
     q.tile_slot0 = prog.upload(ts0);
     q.tile_nslot = prog.upload(tns);
     q.tile_t0 = prog.upload(tt0);
@@ -259,7 +306,8 @@ constexpr bool kFusible = std::is_same_v<M, models::LIF> || std::is_same_v<M, mo
 template <typename T, typename M>
 struct NeuronInstr : DInstr<T> {
     NeuronStep<T, M> k;
-    std::vector<int64_t> J;  // host copy of the input addresses
+    std::vector<int64_t> J;       // host copy of the input addresses
+    std::vector<int64_t> writes;  // host copy of the output and state addresses
     int64_t n_trials = 1;
     void launch(Exec& ex, const StepRef<T>&) override { ex.for_each(k.n * n_trials, k); }
 
@@ -267,11 +315,15 @@ struct NeuronInstr : DInstr<T> {
     // nothing else: then each row's tile, having written J[k] for a trial,
     // updates neuron k of that trial (the last write of J before the update,
     // as the instructions are adjacent; the tiles cover every row and trial once).
+    // Not when the update writes what dot reads (a recurrent connection from
+    // these neurons' outputs): other tiles may still read it.
     typename DInstr<T>::Launch after_dot(Program<T>& prog, const DotInstr<T>& dot) override {
         if constexpr (!kFusible<M>) {
             return nullptr;
         } else {
             if (static_cast<int64_t>(dot.slot_row.size()) != k.n) return nullptr;
+            for (int64_t a : writes)
+                if (dot.reads_any(a)) return nullptr;
             std::unordered_map<int64_t, int64_t> neuron_of;
             for (int64_t i = 0; i < k.n; ++i)
                 if (!neuron_of.emplace(J[i], i).second) return nullptr;
@@ -306,6 +358,11 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
     k.J = prog.addr(J);
     k.out = prog.addr(spec.int_array("out"));
     for (int j = 0; j < M::NS; ++j) k.state[j] = prog.addr(spec.int_array(states[j]));
+    in->writes = spec.int_array("out");
+    for (const auto& name : states) {
+        const auto& a = spec.int_array(name);
+        in->writes.insert(in->writes.end(), a.begin(), a.end());
+    }
     std::vector<std::vector<T>> q(M::NP);
     for (int j = 0; j < M::NP; ++j) {
         q[j] = to_scalar_vector<T>(spec.float_array(params[j]));
