@@ -627,7 +627,7 @@ def main():
     parser.add_argument("--profile-budget", type=float, default=15)
     parser.add_argument("--sanitize-budget", type=float, default=60,
                         help="seconds for compute-sanitizer's racecheck + memcheck")
-    parser.add_argument("--sweep-budget", type=float, default=60,
+    parser.add_argument("--sweep-budget", type=float, default=90,
                         help="seconds for the tuning-knob sweep (step 9)")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--deadline", type=float, default=285,
