@@ -77,14 +77,20 @@ def environment(values):
                 os.environ[k] = v
 
 
-def time_setting(net, probe, minibatch, env, steps, device):
-    """(best seconds per step, probe data of the first run, launches per step)."""
+def time_setting(net, probe, minibatch, env, steps, device, model=None, seed=None):
+    """(best seconds per step, probe data of the first run, launches per step,
+    programmatic launch on, the simulator's model and seed).  With ``model``
+    (built and optimized by an earlier simulator of ``net``) and its ``seed``
+    the same operators are planned again and draw the same noise: Nengo's
+    optimizer merges operators in set order, so a fresh build may give another
+    plan, which would blur the knobs' effect."""
     import numpy as np  # noqa: PLC0415
 
     import nengo_cuda  # noqa: PLC0415
 
     with environment(env):
-        sim = nengo_cuda.Simulator(net, device=device, progress_bar=False, dtype="float32",
+        sim = nengo_cuda.Simulator(None if model else net, model=model, optimize=model is None,
+                                   seed=seed, device=device, progress_bar=False, dtype="float32",
                                    minibatch_size=minibatch if minibatch > 1 else None)
     with sim:
         sim.run_steps(20)  # configuration, uploads, graph capture
@@ -96,7 +102,8 @@ def time_setting(net, probe, minibatch, env, steps, device):
             if data is None:
                 data = np.array(sim.data[probe], dtype=np.float64)
         stats = sim.backend.stats()
-    return best / steps, data, stats.get("launches_per_step"), stats.get("programmatic_launch")
+    return (best / steps, data, stats.get("launches_per_step"),
+            stats.get("programmatic_launch"), sim.model, sim.seed)
 
 
 def benchmark_cases(quick=False):
@@ -122,14 +129,15 @@ def sweep(budget_s=90.0, steps=300, device="cuda", quick=False, log=print, cases
     deadline = time.time() + budget_s
     rows = []
     for case, net, probe, mb in benchmark_cases(quick) if cases is None else cases:
-        base = None
+        base = model = seed = None
         for label, env in settings:
             if time.time() > deadline:
                 log(f"   sweep: budget spent before {case} {label}")
                 return rows
             row = {"case": case, "setting": label}
             try:
-                t, data, launches, pdl = time_setting(net, probe, mb, env, steps, device)
+                t, data, launches, pdl, model, seed = time_setting(
+                    net, probe, mb, env, steps, device, model, seed)
                 row.update(us_per_step=1e6 * t, launches=launches, pdl=pdl)
                 if base is None:
                     base = (t, data)

@@ -37,6 +37,9 @@ def test_sweep_on_emulator():
         # other tile shapes sum in another order: float32 rounding, not more
         assert r["maxdiff"] < 1e-5, r
         assert r["pdl"] == 0  # the emulator launches nothing to overlap
+    # one plan for every setting (the model is built once): only fusion changes the launches
+    unfused = {r["launches"] for r in good if "fuse" not in r["setting"]}
+    assert len(unfused) == 1
     # the knobs reach the program: other lanes per row, another summation order
     assert any(r["maxdiff"] > 0 for r in good if r["setting"].startswith("cols/lane"))
     # the same tiles give the same sums, to the bit, and fusing the neuron
