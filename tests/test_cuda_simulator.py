@@ -55,6 +55,34 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
         np.testing.assert_allclose(o, r, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("knobs", [
+    {"NC_PDL": "1"},
+    {"NC_FUSE_NEURONS": "1"},
+    {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_DOT_COLS_PER_LANE": "4", "NC_DOT_TRIALS": "2"},
+], ids=lambda k: "+".join(sorted(k)))
+def test_tuning_knobs_keep_results(device, monkeypatch, knobs):
+    """The tuning knobs (docs/cuda.md) change launches and tile shapes, not
+    results: every reference network equals the CPU backend with them set, and
+    programmatic launches are on exactly on a GPU of compute capability >= 9.0."""
+    pdl_expected = 0
+    if device == "cuda" and knobs.get("NC_PDL") == "1":
+        import cupy  # noqa: PLC0415
+
+        pdl_expected = int(int(cupy.cuda.Device().compute_capability) >= 90)
+    for name in sorted(NETWORKS):
+        net, probes = NETWORKS[name]()
+        ref, _ = _data(net, probes, "cpu", dtype="float32", minibatch_size=3)
+        with monkeypatch.context() as m:
+            for k, v in knobs.items():
+                m.setenv(k, v)
+            with _sim(net, device, dtype="float32", minibatch_size=3) as sim:
+                sim.run(0.3)
+                out = [np.array(sim.data[p]) for p in probes]
+                assert sim.backend.stats()["programmatic_launch"] == pdl_expected
+        for r, o in zip(ref, out):
+            np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_data_feeds(device):
     net, probes = NETWORKS["tutorial"]()
     feed = np.linspace(-1, 1, 2 * 200).reshape(2, 200, 1)
