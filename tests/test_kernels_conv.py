@@ -58,20 +58,21 @@ def nengo_increment(conv, W, X):
     return signals[sigs[2]].copy()
 
 
-def place(p, conv, rng, x_s=2):
-    """W (shared), X (strided, gaps left NaN) and Y (reversed) in a RawProgram;
-    returns their addresses and the instruction's fields."""
+def place(p, conv, rng, x_s=2, y_s=-1):
+    """W (shared), X (strided, gaps left NaN) and Y (reversed, or contiguous
+    with ``y_s=1``) in a RawProgram; returns their addresses and the
+    instruction's fields."""
     w = p.alloc(int(np.prod(conv.kernel_shape)), shared=True)
     x = p.alloc(conv.size_in * x_s)[::x_s]
-    y = p.alloc(conv.size_out)[::-1]
-    ints, scalars = conv_fields(conv, x[0], x_s, y[0], -1, w[0])
+    y = p.alloc(conv.size_out)[::y_s]
+    ints, scalars = conv_fields(conv, x[0], x_s, y[0], y_s, w[0])
     return w, x, y, ints, scalars
 
 
-def conv_program(conv, dtype, n_trials, rng):
+def conv_program(conv, dtype, n_trials, rng, y_s=-1):
     n_state = conv.size_in * 2 + conv.size_out
     p = RawProgram(dtype, int(np.prod(conv.kernel_shape)), n_state, n_trials)
-    w, x, y, ints, scalars = place(p, conv, rng)
+    w, x, y, ints, scalars = place(p, conv, rng, y_s=y_s)
     p.write(w, rng.uniform(-1, 1, w.size))
     for t in range(n_trials):
         p.write(x, rng.uniform(-1, 1, x.size), t)
@@ -114,10 +115,12 @@ WIDE = [  # enough filters per group for the CPU kernel's vector tiles and its t
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("conv", WIDE, ids=lambda c: f"{type(c).__name__}{c.n_filters}")
 @pytest.mark.parametrize("n_trials", [6, 2])
-def test_conv_inc_many_filters(conv, dtype, n_trials, rng):
+@pytest.mark.parametrize("y_s", [-1, 1])
+def test_conv_inc_many_filters(conv, dtype, n_trials, y_s, rng):
     """6 trials in one view: a tile of 4 trials, then 2 single ones; 2 trials:
-    tiles of 4 output positions that are shifts of each other, then single ones."""
-    p, w, x, y = conv_program(conv, dtype, n_trials, rng)
+    tiles of 4 output positions that are shifts of each other, then single ones.
+    Y contiguous (y_s=1): channels-last outputs take whole vectors."""
+    p, w, x, y = conv_program(conv, dtype, n_trials, rng, y_s=y_s)
     p.native.set_trial_threads(1)
     W = p.view(w).astype(np.float64).reshape(conv.kernel_shape)
     before = [p.view(y, t).astype(np.float64) for t in range(n_trials)]

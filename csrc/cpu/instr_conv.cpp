@@ -43,6 +43,13 @@ NC_INLINE void conv_tile(const conv::Geometry& g, const T* const* X, const T* W,
         }
     }
     for (int i = 0; i < NT; ++i) {
+        if (g.y_cs == 1) {  // filters contiguous (channels last): whole vectors
+            for (int j = 0; j < NV; ++j) {
+                T* y = Y[i] + f0 + j * S::W;
+                S::store(y, S::load(y) + acc[i][j]);
+            }
+            continue;
+        }
         T sums[NV * S::W];
         for (int j = 0; j < NV; ++j) S::store(sums + j * S::W, acc[i][j]);
         for (int64_t f = 0; f < NV * S::W; ++f) Y[i][(f0 + f) * g.y_cs] += sums[f];
