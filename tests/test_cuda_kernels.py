@@ -129,6 +129,18 @@ def test_copy_inc_repeats_and_batches(device):
     t.close()
 
 
+def dot_block(fields, rows, cols, a, x, y, y_s=1, i=None, i_s=1):
+    """Appends a block to a dot_inc's fields: A row-major at ``a``, X contiguous
+    at ``x``, Y at ``y`` (stride ``y_s``), starting from I at ``i`` (when given
+    and the fields have "I")."""
+    for key, value in (("rows", rows), ("cols", cols), ("A", a), ("A_rs", cols), ("A_cs", 1),
+                       ("X", x), ("X_s", 1), ("Y", y), ("Y_s", y_s)):
+        fields[key].append(value)
+    if "I" in fields:
+        fields["I"].append(-1 if i is None else i)
+        fields["I_s"].append(0 if i is None else i_s)
+
+
 def run_dot_inc(t, fields, dtype):
     """Runs one dot_inc of ``fields`` for two steps on both sides; compares."""
     t.add("dot_inc", ints=fields)
@@ -209,28 +221,15 @@ def test_dot_inc_from_init(device, dtype, n_trials):
                               "I", "I_s")}
     sh, st = 0, n_shared
     for b, (r, c) in enumerate(shapes):
-        fields["rows"].append(r)
-        fields["cols"].append(c)
-        fields["A"].append(sh)
-        fields["A_rs"].append(c)
-        fields["A_cs"].append(1)
-        sh += r * c
-        fields["X"].append(st)
-        fields["X_s"].append(1)
-        st += c
-        fields["Y"].append(st)
-        fields["Y_s"].append(1)
-        st += r
+        a, x, y = sh, st, st + c
+        sh, st = sh + r * c, st + c + r
         if b == 0:  # adds to Y
-            fields["I"].append(-1)
-            fields["I_s"].append(0)
+            dot_block(fields, r, c, a, x, y)
         elif b % 2:  # a shared constant
-            fields["I"].append(sh)
-            fields["I_s"].append(1)
+            dot_block(fields, r, c, a, x, y, i=sh)
             sh += r
         else:  # per trial, reversed
-            fields["I"].append(st + 2 * r - 1)
-            fields["I_s"].append(-2)
+            dot_block(fields, r, c, a, x, y, i=st + 2 * r - 1, i_s=-2)
             st += 2 * r
     assert sh <= n_shared and st <= n_shared + n_state
     run_dot_inc(t, fields, dtype)
@@ -336,22 +335,10 @@ def dot_then_lif(device, dtype, fuse, cover, monkeypatch, recurrent=False):
                               "I", "I_s")}
     sh, x, row0 = 0, xs, 0
     for b, (r, c) in enumerate(shapes):
-        fields["rows"].append(r)
-        fields["cols"].append(c)
-        fields["A"].append(sh)
-        fields["A_rs"].append(c)
-        fields["A_cs"].append(1)
-        sh += r * c
-        fields["X"].append(j0 + n + 20 if recurrent and b == 0 else x)
-        fields["X_s"].append(1)
-        x += c
         reverse = b == 0
-        fields["Y"].append(j0 + row0 + (r - 1 if reverse else 0))
-        fields["Y_s"].append(-1 if reverse else 1)
-        row0 += r
-        fields["I"].append(sh)
-        fields["I_s"].append(1)
-        sh += r
+        dot_block(fields, r, c, sh, j0 + n + 20 if recurrent and b == 0 else x,
+                  j0 + row0 + (r - 1 if reverse else 0), y_s=-1 if reverse else 1, i=sh + r * c)
+        sh, x, row0 = sh + r * c + r, x + c, row0 + r
     t.add("dot_inc", ints=fields)
     t.add("neurons_lif",
           ints={"J": j0 + np.arange(n), "out": j0 + n + np.arange(n),
