@@ -178,10 +178,10 @@ std::pair<HostBatch<T>, bool> group_terms(const std::vector<int64_t>& w,
 template <typename T>
 class Program;
 
-// One loaded instruction.
 template <typename T>
 struct DotInstr;
 
+// One loaded instruction.
 template <typename T>
 struct DInstr {
     using Launch = std::function<void(Exec&, const StepRef<T>&)>;
@@ -583,9 +583,9 @@ class Program final : public DeviceProgram<T> {
                            !has_feed_after(feeds, i)) {
                     // a mat-vec and the neuron update that reads it: one kernel
                     flush();
-                    const typename DInstr<T>::Launch* f = &fused_[i + 1];
+                    typename DInstr<T>::Launch f = fused_[i + 1];
                     const RunCtrl<T>* c = ctrl();
-                    add_group(cfg, [this, f, c](int64_t j) { (*f)(exec_, StepRef<T>{c, j}); },
+                    add_group(cfg, [this, f, c](int64_t j) { f(exec_, StepRef<T>{c, j}); },
                               {{i, i + 1}, "", 1});
                     ++i;  // (no feed after the mat-vec; feeds after the update follow)
                 } else {

@@ -84,7 +84,8 @@ class Exec {
             NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_in_, cudaEventDisableTiming));
             NC_CUDA_CHECK(cudaEventCreateWithFlags(&ev_out_, cudaEventDisableTiming));
             int major = 0;
-            NC_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
+            NC_CUDA_CHECK(
+                cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
             pdl_ = major >= 9 && env_knob("NC_PDL", 0, 0, 1) != 0;
         } catch (...) {
             close();  // no destructor runs for a half-built object: free what exists
