@@ -622,7 +622,7 @@ def main():
                         help="cuda-emulator: try this script's steps without a GPU (slow)")
     parser.add_argument("--no-build", action="store_true", help="use the importable build")
     parser.add_argument("--suite-timeout", type=float, default=90)
-    parser.add_argument("--pytest-timeout", type=float, default=45)
+    parser.add_argument("--pytest-timeout", type=float, default=90)
     parser.add_argument("--timing-budget", type=float, default=75)
     parser.add_argument("--profile-budget", type=float, default=15)
     parser.add_argument("--sanitize-budget", type=float, default=60,
