@@ -225,9 +225,7 @@ std::unique_ptr<Instr<T>> make_conv_inc(const InstrSpec& spec, const Buffers<T>&
     // every element the tables can touch lies in one region (shared, or a trial's
     // state) of the float pool; strides may be negative
     auto check_span = [&](int64_t a, int64_t n1, int64_t s1, int64_t n2, int64_t s2) {
-        const int64_t d1 = (n1 - 1) * s1, d2 = (n2 - 1) * s2;
-        const int64_t lo = a + std::min<int64_t>(d1, 0) + std::min<int64_t>(d2, 0);
-        const int64_t hi = a + std::max<int64_t>(d1, 0) + std::max<int64_t>(d2, 0);
+        const auto [lo, hi] = view_span(a, n1, s1, n2, s2);
         check_addresses({lo, hi}, buf.f, spec.kind);
         if ((lo < buf.f.n_shared) != (hi < buf.f.n_shared))
             throw std::invalid_argument(k + "an operand crosses the shared/state boundary");

@@ -5,11 +5,13 @@
 // An address a < n_shared names a shared element; a >= n_shared names element
 // a - n_shared of each trial's state block.  resolve(a, t) maps it to memory.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace nc {
@@ -113,6 +115,15 @@ void check_addresses(const std::vector<int64_t>& addrs, const Pool<E>& pool,
                                     " outside buffer of size " +
                                     std::to_string(pool.size()));
     }
+}
+
+// The first and last address of a strided view a + i s1 + j s2 (i < n1,
+// j < n2, n1 and n2 >= 1); strides may be negative.
+inline std::pair<int64_t, int64_t> view_span(int64_t a, int64_t n1, int64_t s1, int64_t n2,
+                                             int64_t s2) {
+    const int64_t d1 = (n1 - 1) * s1, d2 = (n2 - 1) * s2;
+    return {a + std::min<int64_t>(d1, 0) + std::min<int64_t>(d2, 0),
+            a + std::max<int64_t>(d1, 0) + std::max<int64_t>(d2, 0)};
 }
 
 // The corners of a view must lie in the buffer, all on one side of the

@@ -110,19 +110,17 @@ inline std::vector<std::pair<int64_t, int64_t>> dot_reads(const InstrSpec& spec)
     const auto& x = spec.int_array("X");
     const auto& x_s = spec.int_array("X_s");
     const bool has_i = spec.ints.count("I") != 0;
+    const std::vector<int64_t> none;
+    const auto& init = has_i ? spec.int_array("I") : none;
+    const auto& init_s = has_i ? spec.int_array("I_s") : none;
     std::vector<std::pair<int64_t, int64_t>> r;
-    auto span = [&r](int64_t start, int64_t d1, int64_t d2) {  // start + {0, d1} + {0, d2}
-        r.emplace_back(start + std::min<int64_t>(d1, 0) + std::min<int64_t>(d2, 0),
-                       start + std::max<int64_t>(d1, 0) + std::max<int64_t>(d2, 0));
-    };
     for (size_t b = 0; b < rows.size(); ++b) {
         if (rows[b] == 0) continue;
         if (cols[b] > 0) {
-            span(x[b], (cols[b] - 1) * x_s[b], 0);
-            span(a[b], (rows[b] - 1) * a_rs[b], (cols[b] - 1) * a_cs[b]);
+            r.push_back(view_span(x[b], cols[b], x_s[b], 1, 0));
+            r.push_back(view_span(a[b], rows[b], a_rs[b], cols[b], a_cs[b]));
         }
-        if (has_i && spec.int_array("I")[b] >= 0)
-            span(spec.int_array("I")[b], (rows[b] - 1) * spec.int_array("I_s")[b], 0);
+        if (has_i && init[b] >= 0) r.push_back(view_span(init[b], rows[b], init_s[b], 1, 0));
     }
     std::sort(r.begin(), r.end());
     std::vector<std::pair<int64_t, int64_t>> merged;
@@ -239,14 +237,7 @@ InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
 // --- conv_inc -----------------------------------------------------------------
 template <typename T, int F, int TT>
 InstrPtr<T> conv_tile_instr(const ConvStep<T>& k, int nt) {
-    ConvTile<T, F, TT> c;
-    c.p = k.p;
-    c.g = k.g;
-    c.rows = k.rows;
-    c.x = k.x;
-    c.y = k.y;
-    c.w = k.w;
-    c.n_fg = k.g.filters / F;
+    const ConvTile<T, F, TT> c{k, k.g.filters / F};
     return for_each_instr<T>(c.n_fg * k.rows * ((nt + TT - 1) / TT), c);
 }
 

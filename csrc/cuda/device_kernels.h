@@ -442,24 +442,25 @@ struct ConvStep {
 // compute on the last one's input and are not written.
 template <typename T, int F, int TT>
 struct ConvTile {
-    DPools<T> p;
-    conv::Geometry g;
-    int64_t rows = 0, x = 0, y = 0, w = 0, n_fg = 0;
+    ConvStep<T> k;  // the operands
+    int64_t n_fg = 0;
     NC_HD void operator()(int64_t idx) const {
-        const QuotRem qr = divide(idx, n_fg), qr2 = divide(qr.quot, rows);
+        const DPools<T>& p = k.p;
+        const conv::Geometry& g = k.g;
+        const QuotRem qr = divide(idx, n_fg), qr2 = divide(qr.quot, k.rows);
         const int64_t fg = qr.rem, o = qr2.rem;
         const int t0 = static_cast<int>(qr2.quot) * TT, last = p.n_trials - 1;
         const T* X[TT];
         T acc[F * TT];
         NC_UNROLL
-        for (int tt = 0; tt < TT; ++tt) X[tt] = p.fat(x, t0 + tt < last ? t0 + tt : last);
+        for (int tt = 0; tt < TT; ++tt) X[tt] = p.fat(k.x, t0 + tt < last ? t0 + tt : last);
         NC_UNROLL
         for (int i = 0; i < F * TT; ++i) acc[i] = T(0);
-        conv::accumulate_tile<T, F, TT>(g, X, p.fat(w, 0), o, fg * F, acc);
+        conv::accumulate_tile<T, F, TT>(g, X, p.fat(k.w, 0), o, fg * F, acc);
         NC_UNROLL
         for (int tt = 0; tt < TT; ++tt) {
             if (t0 + tt > last) break;
-            T* Y = p.fat(y, t0 + tt) + o * g.y_ps + fg * F * g.y_cs;
+            T* Y = p.fat(k.y, t0 + tt) + o * g.y_ps + fg * F * g.y_cs;
             NC_UNROLL
             for (int j = 0; j < F; ++j) Y[j * g.y_cs] += acc[j * TT + tt];
         }
