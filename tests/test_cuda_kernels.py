@@ -129,6 +129,60 @@ def test_copy_inc_repeats_and_batches(device):
     t.close()
 
 
+def batch_launches(t):
+    """Launches per step of the twin's device program, without the step
+    counter's advance."""
+    return t.dev.stats()["launches_per_step"] - 1
+
+
+def test_batches_merge_writes_to_one_address(device):
+    """Consecutive element-wise instructions writing the same addresses run in
+    one launch: a set replaces, an increment after a set sums (Nengo's reset
+    then copy, or a bias copy then increments); reading what an earlier one
+    wrote starts a new launch."""
+    t = Twin(device, np.float32, 4, 20, n_trials=3)
+    t.add("reset", ints={"dst": [4, 5, 6, 7]}, floats={"value": [0.5, -1, 2, 0]})
+    t.add("copy", ints={"src": [0, 1], "dst": [4, 8]}, scalars={"inc": 0})       # set after set
+    t.add("copy", ints={"src": [2, 3, 9], "dst": [5, 5, 10]}, scalars={"inc": 1})  # inc after set
+    t.add("elementwise_inc", ints={"Y": [7, 10], "A": [0, 1], "X": [11, 12]})     # inc after inc
+    t.add("copy", ints={"src": [3], "dst": [6]}, scalars={"inc": 0})              # set after set
+    t.add("time_update", scalars={"step": 0, "time": 13})
+    t.run(3)
+    t.assert_equal()
+    assert batch_launches(t) == 1
+    t.add("copy", ints={"src": [5], "dst": [14]}, scalars={"inc": 0})  # reads 5: a new launch
+    t.run(2)
+    t.assert_equal()
+    assert batch_launches(t) == 2
+    t.close()
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_batches_merge_random(device, seed):
+    """Random runs of resets, copies and increments over a few addresses, with
+    repeats, merged into launches: the CPU's numbers exactly (float64, the same
+    additions in the same order).  No instruction reads its own destinations
+    (the planner marks those copies "overlap"; they run alone)."""
+    rng = np.random.RandomState(seed)
+    t = Twin(device, np.float64, 6, 12, n_trials=2, seed=seed)
+    addrs = 6 + np.arange(12)
+    for _ in range(8):
+        kind = rng.choice(["reset", "copy", "copy_inc", "elementwise_inc"])
+        k = rng.randint(1, 5)
+        dst = rng.choice(addrs, k)
+        src = rng.choice(np.setdiff1d(np.arange(18), dst), k)
+        if kind == "reset":
+            t.add("reset", ints={"dst": np.unique(dst)},
+                  floats={"value": rng.uniform(-1, 1, np.unique(dst).size)})
+        elif kind == "elementwise_inc":
+            t.add("elementwise_inc", ints={"Y": dst, "A": rng.choice(6, k), "X": src})
+        else:
+            t.add("copy", ints={"src": src, "dst": dst}, scalars={"inc": kind == "copy_inc"})
+    t.run(3)
+    t.assert_equal()
+    t.close()
+
+
 def dot_block(fields, rows, cols, a, x, y, y_s=1, i=None, i_s=1):
     """Appends a block to a dot_inc's fields: A row-major at ``a``, X contiguous
     at ``x``, Y at ``y`` (stride ``y_s``), starting from I at ``i`` (when given

@@ -110,12 +110,14 @@ struct StepRef {
 // A batch is a list of items, one per written address w[u] (unique within the
 // batch), each with a list of terms (CSR: terms term0[u] .. term0[u+1]):
 //   SET:  *w = last term          INC:  *w = *w + term + term ...  (in order)
+//   SUM:  *w = term + term ...    (a SET followed by INCs of the same address,
+//         merged from consecutive instructions: the same additions in order)
 //   TIME: step = ++*i_pool[ta];  *w = step * dt
 // A term is a constant, a value *ta, or a product *ta * *tb.  No item reads an
 // address another item of the batch writes, so items run in parallel.  When an
 // instruction alone breaks that (a copy whose sources overlap its
 // destinations), it runs as a gather of all terms into scratch, then a scatter.
-enum BatchMode : int32_t { kSet = 0, kInc = 1, kTime = 2 };
+enum BatchMode : int32_t { kSet = 0, kInc = 1, kTime = 2, kSum = 3 };
 enum TermKind : int32_t { kConst = 0, kValue = 1, kProduct = 2, kStep = 3 };
 
 template <typename T>
@@ -166,8 +168,9 @@ struct BatchApply {
         } else if (b.mode[u] == kSet) {
             if (j1 > j0) *d = term(j1 - 1);
         } else {
-            T acc = *d;
-            for (int64_t j = j0; j < j1; ++j) acc = acc + term(j);
+            const bool sum = b.mode[u] == kSum;
+            T acc = sum ? term(j0) : *d;
+            for (int64_t j = sum ? j0 + 1 : j0; j < j1; ++j) acc = acc + term(j);
             *d = acc;
         }
     }

@@ -115,15 +115,90 @@ struct HostBatch {
 
     int64_t size() const { return static_cast<int64_t>(w.size()); }
     bool empty() const { return w.empty(); }
-    void append(const HostBatch& o) {
-        const int64_t shift = static_cast<int64_t>(kind.size());
-        w.insert(w.end(), o.w.begin(), o.w.end());
-        mode.insert(mode.end(), o.mode.begin(), o.mode.end());
-        for (size_t u = 1; u < o.term0.size(); ++u) term0.push_back(o.term0[u] + shift);
-        kind.insert(kind.end(), o.kind.begin(), o.kind.end());
-        ta.insert(ta.end(), o.ta.begin(), o.ta.end());
-        tb.insert(tb.end(), o.tb.begin(), o.tb.end());
-        value.insert(value.end(), o.value.begin(), o.value.end());
+
+    // Whether `o` may run in the same launch after this batch: neither reads
+    // what the other writes (so items stay independent), no int address is
+    // written by both, and an address both write is written by SET or INC
+    // items (merged by `merge`), not by a time update.
+    bool can_merge(const HostBatch& o) const {
+        std::unordered_map<int64_t, int32_t> mode_of;
+        for (size_t u = 0; u < w.size(); ++u) mode_of.emplace(w[u], mode[u]);
+        const std::unordered_set<int64_t> reads(f_reads.begin(), f_reads.end());
+        for (size_t u = 0; u < o.w.size(); ++u) {
+            if (reads.count(o.w[u])) return false;
+            auto it = mode_of.find(o.w[u]);
+            if (it != mode_of.end() && (it->second == kTime || o.mode[u] == kTime)) return false;
+        }
+        for (int64_t a : o.f_reads)
+            if (mode_of.count(a)) return false;
+        const std::unordered_set<int64_t> iw(i_writes.begin(), i_writes.end());
+        for (int64_t a : o.i_writes)
+            if (iw.count(a)) return false;
+        return true;
+    }
+
+    // Adds the items of `o` (see can_merge) as if they ran after this batch's:
+    // an item writing an address this batch writes joins that item.  A SET
+    // replaces its terms; an INC adds its terms (after a SET, the item becomes
+    // a SUM of the set value and the increments: the same additions in order).
+    void merge(const HostBatch& o) {
+        struct Item {
+            int32_t mode;
+            std::vector<size_t> terms;  // indices into the combined term table
+        };
+        const size_t shift = kind.size();
+        std::vector<Item> items;
+        std::unordered_map<int64_t, size_t> slot;
+        for (size_t u = 0; u < w.size(); ++u) {
+            slot.emplace(w[u], u);
+            Item it{mode[u], {}};
+            for (int64_t j = term0[u]; j < term0[u + 1]; ++j) it.terms.push_back(j);
+            items.push_back(std::move(it));
+        }
+        std::vector<int64_t> out_w = w;
+        for (size_t u = 0; u < o.w.size(); ++u) {
+            std::vector<size_t> add;
+            for (int64_t j = o.term0[u]; j < o.term0[u + 1]; ++j) add.push_back(shift + j);
+            auto hit = slot.find(o.w[u]);
+            if (hit == slot.end()) {
+                slot.emplace(o.w[u], items.size());
+                out_w.push_back(o.w[u]);
+                items.push_back({o.mode[u], std::move(add)});
+                continue;
+            }
+            Item& it = items[hit->second];
+            if (o.mode[u] == kSet) {
+                it = {kSet, std::move(add)};
+            } else {  // INC
+                if (it.mode == kSet) it = {kSum, {it.terms.back()}};
+                it.terms.insert(it.terms.end(), add.begin(), add.end());
+            }
+        }
+        // the combined term table, then the items' terms in item order
+        std::vector<int32_t> all_kind = kind;
+        std::vector<int64_t> all_ta = ta, all_tb = tb;
+        std::vector<T> all_value = value;
+        all_kind.insert(all_kind.end(), o.kind.begin(), o.kind.end());
+        all_ta.insert(all_ta.end(), o.ta.begin(), o.ta.end());
+        all_tb.insert(all_tb.end(), o.tb.begin(), o.tb.end());
+        all_value.insert(all_value.end(), o.value.begin(), o.value.end());
+        w = std::move(out_w);
+        mode.clear();
+        term0.assign(1, 0);
+        kind.clear();
+        ta.clear();
+        tb.clear();
+        value.clear();
+        for (const Item& it : items) {
+            mode.push_back(it.mode);
+            for (size_t j : it.terms) {
+                kind.push_back(all_kind[j]);
+                ta.push_back(all_ta[j]);
+                tb.push_back(all_tb[j]);
+                value.push_back(all_value[j]);
+            }
+            term0.push_back(static_cast<int64_t>(kind.size()));
+        }
         f_reads.insert(f_reads.end(), o.f_reads.begin(), o.f_reads.end());
         i_writes.insert(i_writes.end(), o.i_writes.begin(), o.i_writes.end());
     }
@@ -530,7 +605,6 @@ class Program final : public DeviceProgram<T> {
         cfg.segments.emplace_back();
         HostBatch<T> pending;
         std::vector<int64_t> pending_instrs;  // merged into `pending` (some maybe empty)
-        std::unordered_set<int64_t> w_set, r_set, iw_set;
 
         auto flush = [&]() {
             if (pending.empty()) {
@@ -541,9 +615,6 @@ class Program final : public DeviceProgram<T> {
             add_batch(cfg, pending, false, std::move(pending_instrs));
             pending_instrs.clear();
             pending = HostBatch<T>();
-            w_set.clear();
-            r_set.clear();
-            iw_set.clear();
         };
         auto feeds_after = [&](int64_t after) {
             std::vector<size_t> which;
@@ -567,18 +638,9 @@ class Program final : public DeviceProgram<T> {
                     flush();
                     add_batch(cfg, in.batch, true, {i});
                 } else if (in.simple) {
-                    if (in.batch.empty()) {
-                        // nothing to do
-                    } else if (conflicts(in.batch, w_set, r_set, iw_set)) {
-                        flush();
-                    }
+                    if (!in.batch.empty() && !pending.can_merge(in.batch)) flush();
                     pending_instrs.push_back(i);
-                    if (!in.batch.empty()) {
-                        pending.append(in.batch);
-                        w_set.insert(in.batch.w.begin(), in.batch.w.end());
-                        r_set.insert(in.batch.f_reads.begin(), in.batch.f_reads.end());
-                        iw_set.insert(in.batch.i_writes.begin(), in.batch.i_writes.end());
-                    }
+                    if (!in.batch.empty()) pending.merge(in.batch);
                 } else if (i + 1 < size() && fused_[i + 1] && enabled_[i + 1] &&
                            !has_feed_after(feeds, i)) {
                     // a mat-vec and the neuron update that reads it: one kernel
@@ -610,19 +672,6 @@ class Program final : public DeviceProgram<T> {
     static bool has_feed_after(const std::vector<Feed<T>>& feeds, int64_t i) {
         for (const auto& f : feeds)
             if (f.after == i && !f.addrs.empty()) return true;
-        return false;
-    }
-
-    // True when `b` writes what the pending batch reads or writes, or reads what it writes.
-    static bool conflicts(const HostBatch<T>& b, const std::unordered_set<int64_t>& w,
-                          const std::unordered_set<int64_t>& r,
-                          const std::unordered_set<int64_t>& iw) {
-        for (int64_t a : b.w)
-            if (w.count(a) || r.count(a)) return true;
-        for (int64_t a : b.f_reads)
-            if (w.count(a)) return true;
-        for (int64_t a : b.i_writes)
-            if (iw.count(a)) return true;
         return false;
     }
 
