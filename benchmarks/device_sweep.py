@@ -16,7 +16,11 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
 - ``NC_FUSE_NEURONS`` (default 0): 1 runs a neuron update (LIF, LIFRate,
   RectifiedLinear, SpikingRectifiedLinear) inside the mat-vec right before it
   when that mat-vec writes all its inputs: one launch fewer and the input
-  currents read back from cache.
+  currents read back from cache;
+- ``NC_PHASE_MAX`` (default 4096): consecutive launches of at most this many
+  (element, trial) pairs each (element-wise batches, feeds, probes, process
+  tables, synapse filters, the step counter) run as phases of one launch of
+  one thread block (csrc/cuda/phases.h); 0: every launch alone.
 
 For each case (a benchmark network at a minibatch size) and each setting, a
 fresh simulator runs ``--steps`` steps three times; the table gives the best
@@ -46,6 +50,9 @@ SETTINGS = [
     ("pdl", {"NC_PDL": "1"}),
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
     ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1"}),
+    ("phases off", {"NC_PHASE_MAX": "0"}),
+    ("phases 1024", {"NC_PHASE_MAX": "1024"}),
+    ("phases 16384", {"NC_PHASE_MAX": "16384"}),
 ]
 
 # (network, size parameters, minibatch); slow builds last, as the budget may end the sweep

@@ -135,11 +135,12 @@ def batch_launches(t):
     return t.dev.stats()["launches_per_step"] - 1
 
 
-def test_batches_merge_writes_to_one_address(device):
+def test_batches_merge_writes_to_one_address(device, monkeypatch):
     """Consecutive element-wise instructions writing the same addresses run in
     one launch: a set replaces, an increment after a set sums (Nengo's reset
     then copy, or a bias copy then increments); reading what an earlier one
-    wrote starts a new launch."""
+    wrote starts a new launch (phases off, to count the batches)."""
+    monkeypatch.setenv("NC_PHASE_MAX", "0")
     t = Twin(device, np.float32, 4, 20, n_trials=3)
     t.add("reset", ints={"dst": [4, 5, 6, 7]}, floats={"value": [0.5, -1, 2, 0]})
     t.add("copy", ints={"src": [0, 1], "dst": [4, 8]}, scalars={"inc": 0})       # set after set
@@ -157,12 +158,14 @@ def test_batches_merge_writes_to_one_address(device):
     t.close()
 
 
+@pytest.mark.parametrize("phase_max", [0, 4096])
 @pytest.mark.parametrize("seed", range(16))
-def test_batches_merge_random(device, seed):
+def test_batches_merge_random(device, seed, phase_max, monkeypatch):
     """Random runs of resets, copies and increments over a few addresses, with
     repeats, merged into launches: the CPU's numbers exactly (float64, the same
     additions in the same order).  No instruction reads its own destinations
     (the planner marks those copies "overlap"; they run alone)."""
+    monkeypatch.setenv("NC_PHASE_MAX", str(phase_max))
     rng = np.random.RandomState(seed)
     t = Twin(device, np.float64, 6, 12, n_trials=2, seed=seed)
     addrs = 6 + np.arange(12)
@@ -180,6 +183,45 @@ def test_batches_merge_random(device, seed):
             t.add("copy", ints={"src": src, "dst": dst}, scalars={"inc": kind == "copy_inc"})
     t.run(3)
     t.assert_equal()
+    t.close()
+
+
+def lowpass(t, u, y, x, a=0.9, b=0.1):
+    """A lti_elementwise filter (form 1: state x) from addresses u to y."""
+    n = len(u)
+    t.add("lti_elementwise", ints={"U": u, "Y": y, "X": x, "form": np.ones(n, int),
+                                   "inc": np.zeros(n, int)},
+          floats={"a": np.full(n, a), "b": np.full(n, b)})
+
+
+@pytest.mark.parametrize("phase_max", [0, 1, 60, 4096])
+def test_phases_share_a_launch(device, phase_max, monkeypatch):
+    """Small element-wise launches (batches, filters, a table, the step
+    counter) run as phases of one launch (NC_PHASE_MAX, phases.h), in order:
+    each reads what the one before wrote.  Launches with more elements than
+    NC_PHASE_MAX launch alone; more than 16 phases take another launch."""
+    monkeypatch.setenv("NC_PHASE_MAX", str(phase_max))
+    trials, n = 3, 4
+    t = Twin(device, np.float64, 8, 70, n_trials=trials)
+    s0 = 8  # per-trial: time at s0, then signals
+    t.add("time_update", scalars={"step": 0, "time": s0})
+    table = t.add("process_table", ints={"Y": s0 + 1 + np.arange(n), "m": [n], "period": [0],
+                                         "inc": [0]}, scalars={"time": s0})
+    lowpass(t, s0 + 1 + np.arange(n), s0 + 10 + np.arange(n), s0 + 20 + np.arange(n))
+    src = s0 + 10
+    for k in range(17):  # a chain of copies, each reading the one before
+        t.add("copy", ints={"src": [src, 0], "dst": [s0 + 40 + k, s0 + 60]}, scalars={"inc": 1})
+        src = s0 + 40 + k
+    lowpass(t, [src], [s0 + 61], [s0 + 62])
+    steps = 60  # graphs of many steps (the table's row is the step) and of one
+    rng = np.random.RandomState(1)
+    t.set_table(table, "table", rng.uniform(-1, 1, (trials, steps * n)))
+    t.run(steps)
+    t.assert_equal()
+    # 21 launch groups (time, table, filter, 17 copies, filter) and the step
+    # counter's advance; a launch holds at most 16 phases
+    expected = {0: 22, 1: 22, 60: 2, 4096: 2}[phase_max]
+    assert t.dev.stats()["launches_per_step"] == expected
     t.close()
 
 

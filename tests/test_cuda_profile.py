@@ -46,7 +46,9 @@ NETS = {**NETWORKS, "callback": callback_net}
 
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_groups_cover_the_program(device, name):
-    """Every instruction in exactly one group (or idle), launches as in the graph."""
+    """Every instruction in exactly one group (or idle), launches as in the graph
+    when every group launches alone (a profile issues each group alone; graphs
+    run small groups as phases of shared launches)."""
     net, _ = NETS[name]()
     with _sim(net, device, minibatch_size=2, dtype="float32") as sim:
         sim.run_steps(5)  # a plain run first: stats of the graph path
@@ -61,7 +63,8 @@ def test_groups_cover_the_program(device, name):
     kernels = [g for g in run["groups"] if g["kinds"] != ["advance"]]
     advance = [g for g in run["groups"] if g["kinds"] == ["advance"]]
     assert [g["launches"] for g in advance] == [1]  # once per graph there, per step here
-    assert sum(g["launches"] for g in kernels) == stats["launches_per_step"] - 1
+    assert sum(g["launches"] for g in kernels) == stats["launches_per_step_alone"] - 1
+    assert stats["launches_per_step"] <= stats["launches_per_step_alone"]
     assert run["steps"] == 12
     seconds = [g["seconds"] for g in run["groups"]]
     assert min(seconds) >= 0

@@ -59,6 +59,8 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
     {"NC_PDL": "1"},
     {"NC_FUSE_NEURONS": "1"},
     {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_DOT_COLS_PER_LANE": "4", "NC_DOT_TRIALS": "2"},
+    {"NC_PHASE_MAX": "0"},
+    {"NC_PHASE_MAX": "1000000", "NC_PDL": "1"},
 ], ids=lambda k: "+".join(sorted(k)))
 def test_tuning_knobs_keep_results(device, monkeypatch, knobs):
     """The tuning knobs (docs/cuda.md) change launches and tile shapes, not

@@ -23,7 +23,7 @@ def small_case():
 
 
 def test_sweep_on_emulator():
-    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS"]
+    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS", "NC_PHASE_MAX"]
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
@@ -37,9 +37,15 @@ def test_sweep_on_emulator():
         # other tile shapes sum in another order: float32 rounding, not more
         assert r["maxdiff"] < 1e-5, r
         assert r["pdl"] == 0  # the emulator launches nothing to overlap
-    # one plan for every setting (the model is built once): only fusion changes the launches
-    unfused = {r["launches"] for r in good if "fuse" not in r["setting"]}
-    assert len(unfused) == 1
+    # one plan for every setting (the model is built once): only fusion and
+    # phases change the launches
+    plain = {r["launches"] for r in good
+             if "fuse" not in r["setting"] and "phases" not in r["setting"]}
+    assert len(plain) == 1
+    by_label = {r["setting"]: r for r in good}
+    assert by_label["phases off"]["launches"] > by_label["default"]["launches"]
+    for label in ("phases off", "phases 1024", "phases 16384"):  # the same arithmetic
+        assert by_label[label]["maxdiff"] == 0, label
     # the knobs reach the program: other lanes per row, another summation order
     assert any(r["maxdiff"] > 0 for r in good if r["setting"].startswith("cols/lane"))
     # the same tiles give the same sums, to the bit, and fusing the neuron

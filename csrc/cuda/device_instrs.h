@@ -208,13 +208,16 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
 template <typename T>
 struct ForEachInstr : DInstr<T> {
     std::function<void(Exec&, const StepRef<T>&)> body;
+    std::vector<PhasePart> parts;  // for functors that may run as a phase
     void launch(Exec& ex, const StepRef<T>& s) override { body(ex, s); }
+    std::vector<PhasePart> phase_parts(const RunCtrl<T>*) const override { return parts; }
 };
 
 template <typename T, typename F>
 InstrPtr<T> for_each_instr(int64_t n, F f) {
     auto in = std::make_unique<ForEachInstr<T>>();
     in->body = [n, f](Exec& ex, const StepRef<T>&) { ex.for_each(n, f); };
+    if constexpr (PhaseKindOf<F>::value >= 0) in->parts.push_back(phase_part(f, n));
     return in;
 }
 
@@ -456,6 +459,12 @@ struct TableInstr : DInstr<T> {
         kk.step = s;
         const int64_t n = kk.serial ? n_trials : kk.n_elem * n_trials;
         if (kk.n_elem) ex.for_each(n, kk);
+    }
+
+    std::vector<PhasePart> phase_parts(const RunCtrl<T>* ctrl) const override {
+        ProcessTable<T> kk = k;
+        kk.step = StepRef<T>{ctrl, 0};
+        return {phase_part(kk, kk.serial ? n_trials : kk.n_elem * n_trials)};
     }
 
     void check_run(int64_t n_steps) const override {

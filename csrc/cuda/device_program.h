@@ -281,6 +281,9 @@ struct DInstr {
     // then this one, or null where this kind cannot follow a mat-vec in its
     // kernel (device_instrs.h: neuron updates whose inputs `dot` writes).
     virtual Launch after_dot(Program<T>&, const DotInstr<T>&) { return nullptr; }
+    // The instruction's launch as phases (phases.h), stepped ones reading
+    // `ctrl`; empty where it cannot run as phases.
+    virtual std::vector<PhasePart> phase_parts(const RunCtrl<T>* ctrl) const { return {}; }
 };
 
 template <typename T>
@@ -382,6 +385,7 @@ class Program final : public DeviceProgram<T> {
 
     std::map<std::string, int64_t> stats() const override {
         return {{"launches_per_step", last_launches_},
+                {"launches_per_step_alone", last_launches_alone_},
                 {"steps_per_graph", last_steps_per_graph_},
                 {"segments", last_segments_},
                 {"batches", last_batches_},
@@ -479,6 +483,9 @@ class Program final : public DeviceProgram<T> {
     struct Segment {
         std::vector<std::function<void(int64_t)>> launches;  // argument: step j in the graph
         std::vector<GroupInfo> groups;                       // one per element of `launches`
+        // per element of `launches`: its phases when small enough to share a
+        // launch with its neighbours (empty: launched alone); see Issuer
+        std::vector<std::vector<PhaseDesc>> phases;
         int64_t callback = -1;                               // instruction after the segment
         std::shared_ptr<typename Exec::Graph> graph;         // one step
     };
@@ -487,6 +494,7 @@ class Program final : public DeviceProgram<T> {
         std::vector<Segment> segments;
         bool has_callbacks = false;
         int64_t launches_per_step = 0, batches = 0, steps_per_graph = 1;
+        int64_t launches_alone = 0;  // per step, every group launched alone (profiles)
         std::shared_ptr<typename Exec::Graph> graph_many;  // steps_per_graph steps
         std::vector<uint64_t> buffers;                     // device tables of this config
         std::vector<int64_t> idle;                         // enabled, but launch nothing
@@ -504,6 +512,9 @@ class Program final : public DeviceProgram<T> {
     // NC_FUSE_NEURONS=1: a neuron update right after the mat-vec that writes
     // its inputs runs in the mat-vec's kernel (DInstr::after_dot)
     const bool fuse_neurons_ = env_knob("NC_FUSE_NEURONS", 0, 0, 1) != 0;
+    // NC_PHASE_MAX: launches of at most this many (element, trial) pairs per
+    // kernel run as phases of a shared launch (phases.h); 0: never
+    const int64_t phase_max_ = env_knob("NC_PHASE_MAX", 4096, 0, int64_t(1) << 20);
     std::vector<bool> enabled_;
     std::vector<std::unique_ptr<Config>> configs_;  // most recently used last
     // per-run buffers
@@ -531,7 +542,8 @@ class Program final : public DeviceProgram<T> {
             }
         }
     };
-    int64_t last_launches_ = 0, last_steps_per_graph_ = 0, last_segments_ = 0, last_batches_ = 0;
+    int64_t last_launches_ = 0, last_launches_alone_ = 0, last_steps_per_graph_ = 0;
+    int64_t last_segments_ = 0, last_batches_ = 0;
 
     void check_open() const {
         if (closed_) throw std::runtime_error("the device program is closed");
@@ -656,7 +668,7 @@ class Program final : public DeviceProgram<T> {
                     const RunCtrl<T>* c = ctrl();
                     add_group(
                         cfg, [this, ip, c](int64_t j) { ip->launch(exec_, StepRef<T>{c, j}); },
-                        {{i}, "", ip->launches()});
+                        {{i}, "", ip->launches()}, ip->phase_parts(c));
                 }
             }
             feeds_after(i);
@@ -664,9 +676,12 @@ class Program final : public DeviceProgram<T> {
         flush();
         add_probes(cfg, probes);
         cfg.launches_per_step += 1;  // Advance (once per graph; counted per step)
+        // (graph size from the launches before phases share them: a bound)
         int64_t spg = kGraphLaunches / std::max<int64_t>(1, cfg.launches_per_step);
         cfg.steps_per_graph = std::max<int64_t>(1, std::min(spg, kMaxStepsPerGraph));
         if (cfg.has_callbacks) cfg.steps_per_graph = 1;
+        cfg.launches_alone = cfg.launches_per_step;
+        cfg.launches_per_step = count_launches(cfg);
     }
 
     static bool has_feed_after(const std::vector<Feed<T>>& feeds, int64_t i) {
@@ -676,10 +691,25 @@ class Program final : public DeviceProgram<T> {
     }
 
     // Adds a launch group to the configuration's last segment.
-    void add_group(Config& cfg, std::function<void(int64_t)> launch, GroupInfo info) {
+    // `parts`: the group as phases; used when every part has at most
+    // NC_PHASE_MAX elements (parts without elements are left out).
+    void add_group(Config& cfg, std::function<void(int64_t)> launch, GroupInfo info,
+                   const std::vector<PhasePart>& parts = {}) {
+        std::vector<PhaseDesc> descs;
+        bool small = !parts.empty() && phase_max_ > 0;
+        for (const PhasePart& p : parts) small = small && p.n <= phase_max_;
+        for (const PhasePart& p : parts) {
+            if (!small || p.n <= 0) continue;
+            PhaseDesc d;
+            d.kind = p.kind;
+            d.n = p.n;
+            d.fn = cfg_upload(cfg, p.fn);
+            descs.push_back(d);
+        }
         cfg.launches_per_step += info.launches;
         cfg.segments.back().launches.push_back(std::move(launch));
         cfg.segments.back().groups.push_back(std::move(info));
+        cfg.segments.back().phases.push_back(std::move(descs));
     }
 
     void add_batch(Config& cfg, const HostBatch<T>& hb, bool two_phase,
@@ -702,13 +732,16 @@ class Program final : public DeviceProgram<T> {
         const DPools<T> p = pools_;
         const int64_t nt = n_trials();
         const double dt = lay_.dt;
+        std::vector<PhasePart> parts;
+        if (scratch) parts.push_back(phase_part(BatchGather<T>{p, b, scratch}, b.n_terms * nt));
+        parts.push_back(phase_part(BatchApply<T>{p, b, scratch, dt}, b.n * nt));
         add_group(
             cfg,
             [this, b, p, nt, dt, scratch](int64_t) {
                 if (scratch) exec_.for_each(b.n_terms * nt, BatchGather<T>{p, b, scratch});
                 exec_.for_each(b.n * nt, BatchApply<T>{p, b, scratch, dt});
             },
-            {std::move(instrs), "", two_phase ? 2 : 1});
+            {std::move(instrs), "", two_phase ? 2 : 1}, parts);
         cfg.batches += 1;
     }
 
@@ -777,13 +810,15 @@ class Program final : public DeviceProgram<T> {
     void push_stepped(Config& cfg, K kernel, const char* label) {
         const RunCtrl<T>* c = ctrl();
         const int64_t nt = n_trials();
+        kernel.step = StepRef<T>{c, 0};
+        const std::vector<PhasePart> parts{phase_part(kernel, kernel.n * nt)};
         add_group(
             cfg,
             [this, kernel, c, nt](int64_t j) mutable {
                 kernel.step = StepRef<T>{c, j};
                 exec_.for_each(kernel.n * nt, kernel);
             },
-            {{}, label, 1});
+            {{}, label, 1}, parts);
     }
 
     // -- per run -------------------------------------------------------------
@@ -923,15 +958,103 @@ class Program final : public DeviceProgram<T> {
         }
     }
 
+    // Issues launch groups while a graph is captured: consecutive groups that
+    // run as phases (Segment::phases) are held back and issued as one phases
+    // launch (phases.h) when a group that cannot follows, when the list is
+    // full, or when the graph ends.  A group held alone launches as it would
+    // without phases.  `dry`: counts the launches, issues nothing.
+    struct Issuer {
+        Program& prog;
+        bool dry = false;
+        PhaseList list;
+        int held = 0;                // groups in `list`
+        std::function<void()> lone;  // the last held group's own launch
+        int64_t lone_launches = 0;
+        int64_t launches = 0;        // issued (or counted) so far
+
+        explicit Issuer(Program& p, bool count_only = false) : prog(p), dry(count_only) {}
+
+        void group(Segment& seg, size_t k, int64_t j) {
+            const std::vector<PhaseDesc>& ph = seg.phases[k];
+            if (ph.empty()) {
+                flush();
+                if (!dry) seg.launches[k](j);
+                launches += seg.groups[k].launches;
+                return;
+            }
+            hold(ph, j, seg.groups[k].launches, [&seg, k, j]() { seg.launches[k](j); });
+        }
+        // The step counter's advance, at the end of a graph.
+        void advance(int64_t steps) {
+            Program& pr = prog;
+            auto own = [&pr, steps]() { pr.exec_.for_each(1, Advance<T>{pr.ctrl_mut(), steps}); };
+            if (prog.phase_max_ == 0) {
+                flush();
+                if (!dry) own();
+                launches += 1;
+                return;
+            }
+            PhaseDesc d;
+            d.kind = kPhaseAdvance;
+            d.n = 1;
+            d.fn = prog.ctrl_mut();
+            hold({d}, steps, 1, own);
+        }
+        void flush() {
+            if (held == 0) return;
+            if (!dry) {
+                if (held == 1)
+                    lone();
+                else
+                    prog.exec_.template phases<T>(list);
+            }
+            launches += held == 1 ? lone_launches : 1;
+            list.n = 0;
+            held = 0;
+        }
+
+      private:
+        void hold(const std::vector<PhaseDesc>& ph, int64_t j, int64_t own_launches,
+                  std::function<void()> own) {
+            if (list.n + static_cast<int>(ph.size()) > kMaxPhases) flush();
+            for (PhaseDesc d : ph) {
+                d.j = j;
+                list.d[list.n++] = d;
+            }
+            held += 1;
+            lone = std::move(own);
+            lone_launches = own_launches;
+        }
+    };
+
+    // Issues (or counts) one step of segment `seg`; the last segment of a
+    // step also advances the step counter.  Returns the launches.
+    int64_t issue_step(Segment& seg, bool last, bool dry) {
+        Issuer is(*this, dry);
+        for (size_t k = 0; k < seg.launches.size(); ++k) is.group(seg, k, 0);
+        if (last) is.advance(1);
+        is.flush();
+        return is.launches;
+    }
+
+    // Launches of one step as issued in a graph of one step (phases shared).
+    int64_t count_launches(Config& cfg) {
+        int64_t n = 0;
+        for (size_t k = 0; k < cfg.segments.size(); ++k)
+            n += issue_step(cfg.segments[k], k + 1 == cfg.segments.size(), true);
+        return n;
+    }
+
     void record_stats(const Config& cfg) {
         last_launches_ = cfg.launches_per_step;
+        last_launches_alone_ = cfg.launches_alone;
         last_steps_per_graph_ = cfg.steps_per_graph;
         last_segments_ = static_cast<int64_t>(cfg.segments.size());
         last_batches_ = cfg.batches;
     }
 
-    // Issues a segment's launch groups for step j of a graph; `after(k)` runs
-    // after group k (a profile's timing mark; nothing when capturing a graph).
+    // Issues a segment's launch groups for step j, each alone (no phases
+    // shared); `after(k)` runs after group k (a profile's timing mark).
     template <class Hook>
     void issue(Segment& seg, int64_t j, Hook&& after) {
         for (size_t k = 0; k < seg.launches.size(); ++k) {
@@ -939,19 +1062,17 @@ class Program final : public DeviceProgram<T> {
             after(k);
         }
     }
-    void issue(Segment& seg, int64_t j) {
-        issue(seg, j, [](size_t) {});
-    }
-
     void run_graphs(Config& cfg, int64_t n_steps) {
         record_stats(cfg);
         const int64_t spg = cfg.steps_per_graph;
         Segment& seg = cfg.segments.front();
-        const RunCtrl<T>* c = ctrl();
-        auto body = [this, &seg, c](int64_t steps) {
-            return [this, &seg, c, steps]() {
-                for (int64_t j = 0; j < steps; ++j) issue(seg, j);
-                exec_.for_each(1, Advance<T>{ctrl_mut(), steps});
+        auto body = [this, &seg](int64_t steps) {
+            return [this, &seg, steps]() {
+                Issuer is(*this);
+                for (int64_t j = 0; j < steps; ++j)
+                    for (size_t k = 0; k < seg.launches.size(); ++k) is.group(seg, k, j);
+                is.advance(steps);
+                is.flush();
             };
         };
         const int64_t full = n_steps / spg, rem = n_steps % spg;
@@ -967,15 +1088,11 @@ class Program final : public DeviceProgram<T> {
 
     void run_segments(Config& cfg, int64_t n_steps) {
         record_stats(cfg);
-        const RunCtrl<T>* c = ctrl();
         for (size_t k = 0; k < cfg.segments.size(); ++k) {
             Segment& seg = cfg.segments[k];
             const bool last = k + 1 == cfg.segments.size();
             if (seg.graph || (seg.launches.empty() && !last)) continue;
-            seg.graph = exec_.capture([this, &seg, c, last]() {
-                issue(seg, 0);
-                if (last) exec_.for_each(1, Advance<T>{ctrl_mut(), 1});
-            });
+            seg.graph = exec_.capture([this, &seg, last]() { issue_step(seg, last, false); });
         }
         for (int64_t s = 0; s < n_steps; ++s) {
             for (auto& seg : cfg.segments) {

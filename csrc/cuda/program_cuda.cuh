@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "cuda_check.h"
-#include "device_kernels.h"
 #include "knobs.h"
+#include "phases.h"
 
 namespace nc {
 namespace gpu {
@@ -68,6 +68,17 @@ __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q, Epi ep
     dot_write<T, TT>(q, tile, tid, acc, epi);
 }
 
+// The phases of a PhaseList (phases.h) in one block, a barrier between them.
+constexpr int kPhaseThreads = 512;
+template <class T>
+__global__ void __launch_bounds__(kPhaseThreads) phases_kernel(PhaseList list) {
+    follow_previous_grid();
+    for (int k = 0; k < list.n; ++k) {
+        if (k > 0) __syncthreads();
+        run_phase<T>(list.d[k], threadIdx.x, blockDim.x);
+    }
+}
+
 class Exec {
   public:
     struct Graph {
@@ -111,6 +122,11 @@ class Exec {
         if (n <= 0) return;
         const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
         launch_kernel(for_each_kernel<F>, static_cast<unsigned>(blocks), kThreads, f, n);
+    }
+
+    template <class T>
+    void phases(const PhaseList& list) {
+        if (list.n > 0) launch_kernel(phases_kernel<T>, 1, kPhaseThreads, list);
     }
 
     template <class T, int TT, class Epi = NoEpilogue>

@@ -22,7 +22,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "device_kernels.h"
+#include "phases.h"
 
 namespace nc {
 namespace emu {
@@ -43,6 +43,16 @@ class Exec {
         if (n <= 0) return;
         submit([n, f]() {
             for (int64_t i = n - 1; i >= 0; --i) f(i);
+        });
+    }
+
+    // Phases in order, each phase's indices in reverse (see phases.h).
+    template <class T>
+    void phases(const PhaseList& list) {
+        if (list.n <= 0) return;
+        submit([list]() {
+            for (int k = 0; k < list.n; ++k)
+                for (int64_t i = list.d[k].n - 1; i >= 0; --i) run_phase<T>(list.d[k], i, list.d[k].n);
         });
     }
 

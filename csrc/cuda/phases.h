@@ -1,0 +1,135 @@
+// Phases: consecutive small element-wise launches run as one launch.
+//
+// A step has many launches whose work is a few thousand (element, trial)
+// pairs or less: element-wise batches (resets, copies, time), feeds, probes,
+// tables of processes, synapse filters, the step counter's advance.  Each
+// costs a launch latency (about 2 us in a CUDA graph) for far less work.  The
+// program (device_program.h) runs a run of such consecutive launches, of one
+// step or across steps of a graph, as the phases of ONE launch of one thread
+// block: the block runs phase 0's elements, a block barrier
+// (__syncthreads: the phase's global writes are visible to the whole block),
+// phase 1's, and so on.  The order of the effects is the order of the
+// launches; only the launch latencies go.
+//
+// A phase names its functor by kind and points at a copy of it in device
+// memory; run_phase switches over the kinds (a closed list, so the kernel has
+// no indirect calls and a static stack).
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "device_kernels.h"
+
+namespace nc {
+namespace NC_DEV_NS {
+
+enum PhaseKind : int32_t {
+    kPhaseBatch = 0,    // BatchApply
+    kPhaseGather = 1,   // BatchGather
+    kPhaseFeed = 2,     // FeedApply (stepped)
+    kPhaseProbe = 3,    // ProbeGather (stepped)
+    kPhaseTable = 4,    // ProcessTable (stepped)
+    kPhaseLti = 5,      // LtiElementwise
+    kPhaseAdvance = 6,  // fn: the RunCtrl; j: steps to add to its step_base
+};
+
+template <class F>
+struct PhaseKindOf {
+    static constexpr int32_t value = -1;  // not a phase
+};
+template <class T>
+struct PhaseKindOf<BatchApply<T>> {
+    static constexpr int32_t value = kPhaseBatch;
+};
+template <class T>
+struct PhaseKindOf<BatchGather<T>> {
+    static constexpr int32_t value = kPhaseGather;
+};
+template <class T>
+struct PhaseKindOf<FeedApply<T>> {
+    static constexpr int32_t value = kPhaseFeed;
+};
+template <class T>
+struct PhaseKindOf<ProbeGather<T>> {
+    static constexpr int32_t value = kPhaseProbe;
+};
+template <class T>
+struct PhaseKindOf<ProcessTable<T>> {
+    static constexpr int32_t value = kPhaseTable;
+};
+template <class T>
+struct PhaseKindOf<LtiElementwise<T>> {
+    static constexpr int32_t value = kPhaseLti;
+};
+
+// One phase: `n` indices of the functor of kind `kind` at `fn` (device
+// memory); stepped kinds run it for step `j` of the graph.
+struct PhaseDesc {
+    int32_t kind = 0;
+    int64_t n = 0;
+    const void* fn = nullptr;
+    int64_t j = 0;
+};
+
+constexpr int kMaxPhases = 16;
+struct PhaseList {
+    int n = 0;
+    PhaseDesc d[kMaxPhases];
+};
+
+// A phase in host form: the functor's bytes, uploaded when a configuration is
+// built (device_program.h).
+struct PhasePart {
+    int32_t kind = -1;
+    int64_t n = 0;
+    std::vector<unsigned char> fn;
+};
+
+template <class F>
+PhasePart phase_part(const F& f, int64_t n) {
+    static_assert(PhaseKindOf<F>::value >= 0, "not a phase kind");
+    static_assert(std::is_trivially_copyable<F>::value, "a phase's functor is copied as bytes");
+    PhasePart p;
+    p.kind = PhaseKindOf<F>::value;
+    p.n = n;
+    p.fn.resize(sizeof(F));
+    std::memcpy(p.fn.data(), &f, sizeof(F));
+    return p;
+}
+
+template <class F>
+NC_HD void phase_loop(const F& f, int64_t n, int64_t first, int64_t stride) {
+    for (int64_t i = first; i < n; i += stride) f(i);
+}
+
+template <class F>
+NC_HD void stepped_phase_loop(const PhaseDesc& d, int64_t first, int64_t stride) {
+    F f = *static_cast<const F*>(d.fn);
+    f.step.j = d.j;
+    phase_loop(f, d.n, first, stride);
+}
+
+// Runs the indices first, first + stride, ... (< d.n) of phase d.
+template <typename T>
+NC_HD void run_phase(const PhaseDesc& d, int64_t first, int64_t stride) {
+    switch (d.kind) {
+        case kPhaseBatch:
+            return phase_loop(*static_cast<const BatchApply<T>*>(d.fn), d.n, first, stride);
+        case kPhaseGather:
+            return phase_loop(*static_cast<const BatchGather<T>*>(d.fn), d.n, first, stride);
+        case kPhaseFeed: return stepped_phase_loop<FeedApply<T>>(d, first, stride);
+        case kPhaseProbe: return stepped_phase_loop<ProbeGather<T>>(d, first, stride);
+        case kPhaseTable: return stepped_phase_loop<ProcessTable<T>>(d, first, stride);
+        case kPhaseLti:
+            return phase_loop(*static_cast<const LtiElementwise<T>*>(d.fn), d.n, first, stride);
+        case kPhaseAdvance:
+            if (first == 0) static_cast<RunCtrl<T>*>(const_cast<void*>(d.fn))->step_base += d.j;
+            return;
+        default: return;
+    }
+}
+
+}  // namespace NC_DEV_NS
+}  // namespace nc
