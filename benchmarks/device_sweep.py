@@ -39,20 +39,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "benchmarks"))
 
-# (label, environment); the first is the default every other is compared with
+# (label, environment); the first is the default every other is compared with;
+# the launch-count levers first, as the budget may end the sweep
 SETTINGS = [
     ("default", {}),
+    ("phases off", {"NC_PHASE_MAX": "0"}),
+    ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
+    ("pdl", {"NC_PDL": "1"}),
+    ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1"}),
+    ("phases 16384", {"NC_PHASE_MAX": "16384"}),
+    ("phases 1024", {"NC_PHASE_MAX": "1024"}),
+    ("trials 4", {"NC_DOT_TRIALS": "4"}),
     ("cols/lane 4", {"NC_DOT_COLS_PER_LANE": "4"}),
     ("cols/lane 8", {"NC_DOT_COLS_PER_LANE": "8"}),
     ("cols/lane 32", {"NC_DOT_COLS_PER_LANE": "32"}),
     ("cols/lane 64", {"NC_DOT_COLS_PER_LANE": "64"}),
-    ("trials 4", {"NC_DOT_TRIALS": "4"}),
-    ("pdl", {"NC_PDL": "1"}),
-    ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
-    ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1"}),
-    ("phases off", {"NC_PHASE_MAX": "0"}),
-    ("phases 1024", {"NC_PHASE_MAX": "1024"}),
-    ("phases 16384", {"NC_PHASE_MAX": "16384"}),
 ]
 
 # (network, size parameters, minibatch); slow builds last, as the budget may end the sweep
@@ -129,25 +130,29 @@ def benchmark_cases(quick=False):
 def sweep(budget_s=90.0, steps=300, device="cuda", quick=False, log=print, cases=None,
           settings=SETTINGS):
     """Rows of dicts: case, setting, us_per_step, vs_default, maxdiff, launches,
-    pdl (or error); ``cases`` (default `benchmark_cases`) and ``settings`` in
-    order until ``budget_s`` is spent.  The first setting is the reference."""
+    pdl (or error); ``cases`` (default `benchmark_cases`) and ``settings``
+    until ``budget_s`` is spent, each setting on every case before the next
+    setting (so a short budget still compares the first settings on every
+    case).  The first setting is the reference.  Rows are in case order."""
     import numpy as np  # noqa: PLC0415
 
     deadline = time.time() + budget_s
+    cases = benchmark_cases(quick) if cases is None else cases
+    state = [{"base": None, "model": None, "seed": None} for _ in cases]
     rows = []
-    for case, net, probe, mb in benchmark_cases(quick) if cases is None else cases:
-        base = model = seed = None
-        for label, env in settings:
+    for label, env in settings:
+        for (case, net, probe, mb), st in zip(cases, state):
             if time.time() > deadline:
                 log(f"   sweep: budget spent before {case} {label}")
-                return rows
+                return _in_case_order(rows, cases)
             row = {"case": case, "setting": label}
             try:
-                t, data, launches, pdl, model, seed = time_setting(
-                    net, probe, mb, env, steps, device, model, seed)
+                t, data, launches, pdl, st["model"], st["seed"] = time_setting(
+                    net, probe, mb, env, steps, device, st["model"], st["seed"])
                 row.update(us_per_step=1e6 * t, launches=launches, pdl=pdl)
-                if base is None:
-                    base = (t, data)
+                if st["base"] is None:
+                    st["base"] = (t, data)
+                base = st["base"]
                 row["vs_default"] = t / base[0]
                 scale = max(float(np.max(np.abs(base[1]))), 1e-30)
                 row["maxdiff"] = float(np.max(np.abs(data - base[1]))) / scale
@@ -157,7 +162,12 @@ def sweep(budget_s=90.0, steps=300, device="cuda", quick=False, log=print, cases
             log(f"   sweep {case:<28} {label:<14} " + (
                 row.get("error") or f"{row['us_per_step']:9.1f} us/step  "
                                     f"x{row['vs_default']:.2f}  rel diff {row['maxdiff']:.1e}"))
-    return rows
+    return _in_case_order(rows, cases)
+
+
+def _in_case_order(rows, cases):
+    order = {c[0]: k for k, c in enumerate(cases)}
+    return sorted(rows, key=lambda r: order[r["case"]])  # stable: settings stay in order
 
 
 def format_sweep(rows):

@@ -62,3 +62,21 @@ def test_environment_restores_values(monkeypatch):
     with environment({"NC_DOT_TRIALS": "4", "NC_PDL": "1"}):
         assert os.environ["NC_DOT_TRIALS"] == "4" and os.environ["NC_PDL"] == "1"
     assert os.environ["NC_DOT_TRIALS"] == "2" and "NC_PDL" not in os.environ
+
+
+def test_sweep_runs_each_setting_on_every_case_first():
+    """A setting runs on every case before the next setting starts (a short
+    budget still compares the first settings everywhere); rows come in case
+    order, settings in order within a case; no budget, no rows."""
+    label, net, probe, mb = small_case()
+    cases = [("A", net, probe, mb), ("B", net, probe, 1)]
+    settings = [("default", {}), ("phases off", {"NC_PHASE_MAX": "0"})]
+    done = []
+    rows = sweep(budget_s=300, steps=5, device="cuda-emulator", cases=cases, settings=settings,
+                 log=lambda msg: done.append(msg.split()[1:3]))
+    assert done == [["A", "default"], ["B", "default"], ["A", "phases"], ["B", "phases"]]
+    assert [(r["case"], r["setting"]) for r in rows] == [
+        ("A", "default"), ("A", "phases off"), ("B", "default"), ("B", "phases off")]
+    assert all("error" not in r for r in rows)
+    assert sweep(budget_s=-1, cases=cases, settings=settings, device="cuda-emulator",
+                 log=lambda msg: None) == []
