@@ -217,7 +217,7 @@ template <typename T, typename F>
 InstrPtr<T> for_each_instr(int64_t n, F f) {
     auto in = std::make_unique<ForEachInstr<T>>();
     in->body = [n, f](Exec& ex, const StepRef<T>&) { ex.for_each(n, f); };
-    if constexpr (PhaseKindOf<F>::value >= 0) in->parts.push_back(phase_part(f, n));
+    if constexpr (phase_kind<F>() >= 0) in->parts.push_back(phase_part(f, n));
     return in;
 }
 

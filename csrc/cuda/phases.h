@@ -35,34 +35,22 @@ enum PhaseKind : int32_t {
     kPhaseAdvance = 6,  // fn: the RunCtrl; j: steps to add to its step_base
 };
 
+// The phase kind of functor type F, or -1 where F cannot run as a phase.
+template <template <class> class K, class F>
+struct IsKernel : std::false_type {};
+template <template <class> class K, class T>
+struct IsKernel<K, K<T>> : std::true_type {};
+
 template <class F>
-struct PhaseKindOf {
-    static constexpr int32_t value = -1;  // not a phase
-};
-template <class T>
-struct PhaseKindOf<BatchApply<T>> {
-    static constexpr int32_t value = kPhaseBatch;
-};
-template <class T>
-struct PhaseKindOf<BatchGather<T>> {
-    static constexpr int32_t value = kPhaseGather;
-};
-template <class T>
-struct PhaseKindOf<FeedApply<T>> {
-    static constexpr int32_t value = kPhaseFeed;
-};
-template <class T>
-struct PhaseKindOf<ProbeGather<T>> {
-    static constexpr int32_t value = kPhaseProbe;
-};
-template <class T>
-struct PhaseKindOf<ProcessTable<T>> {
-    static constexpr int32_t value = kPhaseTable;
-};
-template <class T>
-struct PhaseKindOf<LtiElementwise<T>> {
-    static constexpr int32_t value = kPhaseLti;
-};
+constexpr int32_t phase_kind() {
+    if constexpr (IsKernel<BatchApply, F>::value) return kPhaseBatch;
+    else if constexpr (IsKernel<BatchGather, F>::value) return kPhaseGather;
+    else if constexpr (IsKernel<FeedApply, F>::value) return kPhaseFeed;
+    else if constexpr (IsKernel<ProbeGather, F>::value) return kPhaseProbe;
+    else if constexpr (IsKernel<ProcessTable, F>::value) return kPhaseTable;
+    else if constexpr (IsKernel<LtiElementwise, F>::value) return kPhaseLti;
+    else return -1;
+}
 
 // One phase: `n` indices of the functor of kind `kind` at `fn` (device
 // memory); stepped kinds run it for step `j` of the graph.
@@ -89,10 +77,10 @@ struct PhasePart {
 
 template <class F>
 PhasePart phase_part(const F& f, int64_t n) {
-    static_assert(PhaseKindOf<F>::value >= 0, "not a phase kind");
+    static_assert(phase_kind<F>() >= 0, "not a phase kind");
     static_assert(std::is_trivially_copyable<F>::value, "a phase's functor is copied as bytes");
     PhasePart p;
-    p.kind = PhaseKindOf<F>::value;
+    p.kind = phase_kind<F>();
     p.n = n;
     p.fn.resize(sizeof(F));
     std::memcpy(p.fn.data(), &f, sizeof(F));
