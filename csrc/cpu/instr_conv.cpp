@@ -37,7 +37,7 @@ NC_INLINE void conv_tile(const conv::Geometry& g, const T* const* X, const T* W,
             V wv[NV];
             for (int j = 0; j < NV; ++j) wv[j] = S::load(w + c * g.filters + j * S::W);
             for (int i = 0; i < NT; ++i) {
-                const V xv = S::splat(X[i][xk + c * g.x_cs]);
+                const V xv = NC_BROADCAST(V, X[i][xk + c * g.x_cs]);
                 for (int j = 0; j < NV; ++j) acc[i][j] += wv[j] * xv;
             }
         }

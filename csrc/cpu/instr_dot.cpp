@@ -90,13 +90,13 @@ NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X
         const T* a = AT + c * rows;
         const V a0 = S::load(a), a1 = S::load(a + W), a2 = S::load(a + 2 * W),
                 a3 = S::load(a + 3 * W);
-        const V x0 = S::splat(X0[c * xs]);
+        const V x0 = NC_BROADCAST(V, X0[c * xs]);
         s00 += a0 * x0;
         s01 += a1 * x0;
         s02 += a2 * x0;
         s03 += a3 * x0;
         if constexpr (NT == 2) {
-            const V x1 = S::splat(X1[c * xs]);
+            const V x1 = NC_BROADCAST(V, X1[c * xs]);
             s10 += a0 * x1;
             s11 += a1 * x1;
             s12 += a2 * x1;
@@ -146,7 +146,7 @@ NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* 
         for (int u = 0; u < n_trials; ++u) {
             V acc{};
             for (int64_t c = 0; c < cols; ++c)
-                acc += S::load(AT + c * rows + r) * S::splat(X[u][c * xs]);
+                acc += S::load(AT + c * rows + r) * NC_BROADCAST(V, X[u][c * xs]);
             if (n == W) {
                 add_to_y<T, B, YC>(Y[u] + r * ys, ys, acc);
             } else {
@@ -243,7 +243,7 @@ NC_INLINE void sparse_tile(const T* AT, int64_t pad, const int32_t* listed, int6
     V acc[NV] = {};  // in registers: every loop over it is unrolled
     for (int64_t k = 0; k < n; ++k) {
         const T* a = AT + listed[k] * pad;
-        const V x = S::splat(X[listed[k]]);
+        const V x = NC_BROADCAST(V, X[listed[k]]);
 #pragma GCC unroll 4
         for (int i = 0; i < NV; ++i) acc[i] += S::load(a + i * S::W) * x;
     }

@@ -25,6 +25,14 @@
 #define NC_TARGET_AVX2
 #endif
 
+// x in every lane of vector type V, for a value loaded in a hot loop: the
+// expression, written where it is used, compiles to one vbroadcast in an AVX2
+// kernel.  Simd::splat, a function of its own, is compiled for the base
+// target before it is inlined: GCC then assembles a 32-byte broadcast from
+// halves lane by lane (or, for `V{} + x`, adds 0 first).  x - 0 == x for every
+// x, -0 included.
+#define NC_BROADCAST(V, x) ((x) - V{})
+
 namespace nc {
 
 template <typename T, int B>
