@@ -386,6 +386,7 @@ class Program final : public DeviceProgram<T> {
     std::map<std::string, int64_t> stats() const override {
         return {{"launches_per_step", last_launches_},
                 {"launches_per_step_alone", last_launches_alone_},
+                {"launches_per_graph", last_launches_graph_},
                 {"steps_per_graph", last_steps_per_graph_},
                 {"segments", last_segments_},
                 {"batches", last_batches_},
@@ -495,6 +496,7 @@ class Program final : public DeviceProgram<T> {
         bool has_callbacks = false;
         int64_t launches_per_step = 0, batches = 0, steps_per_graph = 1;
         int64_t launches_alone = 0;  // per step, every group launched alone (profiles)
+        int64_t launches_per_graph = 0;  // in a graph of steps_per_graph steps
         std::shared_ptr<typename Exec::Graph> graph_many;  // steps_per_graph steps
         std::vector<uint64_t> buffers;                     // device tables of this config
         std::vector<int64_t> idle;                         // enabled, but launch nothing
@@ -542,7 +544,8 @@ class Program final : public DeviceProgram<T> {
             }
         }
     };
-    int64_t last_launches_ = 0, last_launches_alone_ = 0, last_steps_per_graph_ = 0;
+    int64_t last_launches_ = 0, last_launches_alone_ = 0, last_launches_graph_ = 0;
+    int64_t last_steps_per_graph_ = 0;
     int64_t last_segments_ = 0, last_batches_ = 0;
 
     void check_open() const {
@@ -682,6 +685,8 @@ class Program final : public DeviceProgram<T> {
         if (cfg.has_callbacks) cfg.steps_per_graph = 1;
         cfg.launches_alone = cfg.launches_per_step;
         cfg.launches_per_step = count_launches(cfg);
+        cfg.launches_per_graph = cfg.has_callbacks ? cfg.launches_per_step
+                                                   : graph_launches(cfg, cfg.steps_per_graph);
     }
 
     static bool has_feed_after(const std::vector<Feed<T>>& feeds, int64_t i) {
@@ -1037,6 +1042,20 @@ class Program final : public DeviceProgram<T> {
         return is.launches;
     }
 
+    // Issues (or counts) a graph of `steps` steps of the only segment (no
+    // callbacks), the step counter's advance at its end.  Returns the launches.
+    int64_t issue_graph(Segment& seg, int64_t steps, bool dry) {
+        Issuer is(*this, dry);
+        for (int64_t j = 0; j < steps; ++j)
+            for (size_t k = 0; k < seg.launches.size(); ++k) is.group(seg, k, j);
+        is.advance(steps);
+        is.flush();
+        return is.launches;
+    }
+    int64_t graph_launches(Config& cfg, int64_t steps) {
+        return issue_graph(cfg.segments.front(), steps, true);
+    }
+
     // Launches of one step as issued in a graph of one step (phases shared).
     int64_t count_launches(Config& cfg) {
         int64_t n = 0;
@@ -1048,6 +1067,7 @@ class Program final : public DeviceProgram<T> {
     void record_stats(const Config& cfg) {
         last_launches_ = cfg.launches_per_step;
         last_launches_alone_ = cfg.launches_alone;
+        last_launches_graph_ = cfg.launches_per_graph;
         last_steps_per_graph_ = cfg.steps_per_graph;
         last_segments_ = static_cast<int64_t>(cfg.segments.size());
         last_batches_ = cfg.batches;
@@ -1067,13 +1087,7 @@ class Program final : public DeviceProgram<T> {
         const int64_t spg = cfg.steps_per_graph;
         Segment& seg = cfg.segments.front();
         auto body = [this, &seg](int64_t steps) {
-            return [this, &seg, steps]() {
-                Issuer is(*this);
-                for (int64_t j = 0; j < steps; ++j)
-                    for (size_t k = 0; k < seg.launches.size(); ++k) is.group(seg, k, j);
-                is.advance(steps);
-                is.flush();
-            };
+            return [this, &seg, steps]() { issue_graph(seg, steps, false); };
         };
         const int64_t full = n_steps / spg, rem = n_steps % spg;
         if (full > 0) {
