@@ -454,17 +454,19 @@ struct TableInstr : DInstr<T> {
     int64_t* offset = nullptr;    // device, per op
     std::vector<double> host_table;
 
+    // threads of the kernel: one per trial (serial) or per element and trial
+    int64_t threads() const { return k.n_elem == 0 ? 0 : k.serial ? n_trials : k.n_elem * n_trials; }
+
     void launch(Exec& ex, const StepRef<T>& s) override {
         ProcessTable<T> kk = k;
         kk.step = s;
-        const int64_t n = kk.serial ? n_trials : kk.n_elem * n_trials;
-        if (kk.n_elem) ex.for_each(n, kk);
+        ex.for_each(threads(), kk);
     }
 
     std::vector<PhasePart> phase_parts(const RunCtrl<T>* ctrl) const override {
         ProcessTable<T> kk = k;
         kk.step = StepRef<T>{ctrl, 0};
-        return {phase_part(kk, kk.serial ? n_trials : kk.n_elem * n_trials)};
+        return {phase_part(kk, threads())};
     }
 
     void check_run(int64_t n_steps) const override {

@@ -175,9 +175,9 @@ struct HostBatch {
             }
         }
         // the combined term table, then the items' terms in item order
-        std::vector<int32_t> all_kind = kind;
-        std::vector<int64_t> all_ta = ta, all_tb = tb;
-        std::vector<T> all_value = value;
+        std::vector<int32_t> all_kind = std::move(kind);
+        std::vector<int64_t> all_ta = std::move(ta), all_tb = std::move(tb);
+        std::vector<T> all_value = std::move(value);
         all_kind.insert(all_kind.end(), o.kind.begin(), o.kind.end());
         all_ta.insert(all_ta.end(), o.ta.begin(), o.ta.end());
         all_tb.insert(all_tb.end(), o.tb.begin(), o.tb.end());
@@ -685,8 +685,9 @@ class Program final : public DeviceProgram<T> {
         if (cfg.has_callbacks) cfg.steps_per_graph = 1;
         cfg.launches_alone = cfg.launches_per_step;
         cfg.launches_per_step = count_launches(cfg);
-        cfg.launches_per_graph = cfg.has_callbacks ? cfg.launches_per_step
-                                                   : graph_launches(cfg, cfg.steps_per_graph);
+        cfg.launches_per_graph =
+            cfg.has_callbacks ? cfg.launches_per_step
+                              : issue_steps(cfg.segments.front(), cfg.steps_per_graph, true, true);
     }
 
     static bool has_feed_after(const std::vector<Feed<T>>& feeds, int64_t i) {
@@ -737,14 +738,16 @@ class Program final : public DeviceProgram<T> {
         const DPools<T> p = pools_;
         const int64_t nt = n_trials();
         const double dt = lay_.dt;
+        const BatchGather<T> gather{p, b, scratch};
+        const BatchApply<T> apply{p, b, scratch, dt};
         std::vector<PhasePart> parts;
-        if (scratch) parts.push_back(phase_part(BatchGather<T>{p, b, scratch}, b.n_terms * nt));
-        parts.push_back(phase_part(BatchApply<T>{p, b, scratch, dt}, b.n * nt));
+        if (scratch) parts.push_back(phase_part(gather, b.n_terms * nt));
+        parts.push_back(phase_part(apply, b.n * nt));
         add_group(
             cfg,
-            [this, b, p, nt, dt, scratch](int64_t) {
-                if (scratch) exec_.for_each(b.n_terms * nt, BatchGather<T>{p, b, scratch});
-                exec_.for_each(b.n * nt, BatchApply<T>{p, b, scratch, dt});
+            [this, gather, apply, nt](int64_t) {
+                if (gather.scratch) exec_.for_each(gather.b.n_terms * nt, gather);
+                exec_.for_each(apply.b.n * nt, apply);
             },
             {std::move(instrs), "", two_phase ? 2 : 1}, parts);
         cfg.batches += 1;
@@ -980,30 +983,21 @@ class Program final : public DeviceProgram<T> {
         explicit Issuer(Program& p, bool count_only = false) : prog(p), dry(count_only) {}
 
         void group(Segment& seg, size_t k, int64_t j) {
-            const std::vector<PhaseDesc>& ph = seg.phases[k];
-            if (ph.empty()) {
-                flush();
-                if (!dry) seg.launches[k](j);
-                launches += seg.groups[k].launches;
-                return;
-            }
-            hold(ph, j, seg.groups[k].launches, [&seg, k, j]() { seg.launches[k](j); });
+            item(seg.phases[k], j, seg.groups[k].launches, [&seg, k, j]() { seg.launches[k](j); });
         }
         // The step counter's advance, at the end of a graph.
         void advance(int64_t steps) {
             Program& pr = prog;
-            auto own = [&pr, steps]() { pr.exec_.for_each(1, Advance<T>{pr.ctrl_mut(), steps}); };
-            if (prog.phase_max_ == 0) {
-                flush();
-                if (!dry) own();
-                launches += 1;
-                return;
+            std::vector<PhaseDesc> ph;
+            if (prog.phase_max_ > 0) {
+                PhaseDesc d;
+                d.kind = kPhaseAdvance;
+                d.n = 1;
+                d.fn = prog.ctrl_mut();
+                ph.push_back(d);
             }
-            PhaseDesc d;
-            d.kind = kPhaseAdvance;
-            d.n = 1;
-            d.fn = prog.ctrl_mut();
-            hold({d}, steps, 1, own);
+            item(ph, steps, 1,
+                 [&pr, steps]() { pr.exec_.for_each(1, Advance<T>{pr.ctrl_mut(), steps}); });
         }
         void flush() {
             if (held == 0) return;
@@ -1019,8 +1013,16 @@ class Program final : public DeviceProgram<T> {
         }
 
       private:
-        void hold(const std::vector<PhaseDesc>& ph, int64_t j, int64_t own_launches,
+        // A group of phases `ph` (none: it launches alone) for step j, whose
+        // own launch `own` issues `own_launches` kernels.
+        void item(const std::vector<PhaseDesc>& ph, int64_t j, int64_t own_launches,
                   std::function<void()> own) {
+            if (ph.empty()) {
+                flush();
+                if (!dry) own();
+                launches += own_launches;
+                return;
+            }
             if (list.n + static_cast<int>(ph.size()) > kMaxPhases) flush();
             for (PhaseDesc d : ph) {
                 d.j = j;
@@ -1032,35 +1034,23 @@ class Program final : public DeviceProgram<T> {
         }
     };
 
-    // Issues (or counts) one step of segment `seg`; the last segment of a
-    // step also advances the step counter.  Returns the launches.
-    int64_t issue_step(Segment& seg, bool last, bool dry) {
-        Issuer is(*this, dry);
-        for (size_t k = 0; k < seg.launches.size(); ++k) is.group(seg, k, 0);
-        if (last) is.advance(1);
-        is.flush();
-        return is.launches;
-    }
-
-    // Issues (or counts) a graph of `steps` steps of the only segment (no
-    // callbacks), the step counter's advance at its end.  Returns the launches.
-    int64_t issue_graph(Segment& seg, int64_t steps, bool dry) {
+    // Issues (or, `dry`, counts) `steps` steps of segment `seg` for one graph,
+    // then, with `advance`, the step counter's advance by `steps` (graphs of
+    // the only segment, or of a step's last segment).  Returns the launches.
+    int64_t issue_steps(Segment& seg, int64_t steps, bool advance, bool dry) {
         Issuer is(*this, dry);
         for (int64_t j = 0; j < steps; ++j)
             for (size_t k = 0; k < seg.launches.size(); ++k) is.group(seg, k, j);
-        is.advance(steps);
+        if (advance) is.advance(steps);
         is.flush();
         return is.launches;
-    }
-    int64_t graph_launches(Config& cfg, int64_t steps) {
-        return issue_graph(cfg.segments.front(), steps, true);
     }
 
     // Launches of one step as issued in a graph of one step (phases shared).
     int64_t count_launches(Config& cfg) {
         int64_t n = 0;
         for (size_t k = 0; k < cfg.segments.size(); ++k)
-            n += issue_step(cfg.segments[k], k + 1 == cfg.segments.size(), true);
+            n += issue_steps(cfg.segments[k], 1, k + 1 == cfg.segments.size(), true);
         return n;
     }
 
@@ -1087,7 +1077,7 @@ class Program final : public DeviceProgram<T> {
         const int64_t spg = cfg.steps_per_graph;
         Segment& seg = cfg.segments.front();
         auto body = [this, &seg](int64_t steps) {
-            return [this, &seg, steps]() { issue_graph(seg, steps, false); };
+            return [this, &seg, steps]() { issue_steps(seg, steps, true, false); };
         };
         const int64_t full = n_steps / spg, rem = n_steps % spg;
         if (full > 0) {
@@ -1106,7 +1096,7 @@ class Program final : public DeviceProgram<T> {
             Segment& seg = cfg.segments[k];
             const bool last = k + 1 == cfg.segments.size();
             if (seg.graph || (seg.launches.empty() && !last)) continue;
-            seg.graph = exec_.capture([this, &seg, last]() { issue_step(seg, last, false); });
+            seg.graph = exec_.capture([this, &seg, last]() { issue_steps(seg, 1, last, false); });
         }
         for (int64_t s = 0; s < n_steps; ++s) {
             for (auto& seg : cfg.segments) {
