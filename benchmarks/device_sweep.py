@@ -17,6 +17,9 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
   RectifiedLinear, SpikingRectifiedLinear) inside the mat-vec right before it
   when that mat-vec writes all its inputs: one launch fewer and the input
   currents read back from cache;
+- ``NC_FUSE_FILTERS`` (default 0): 1 runs a synapse filter (lti_elementwise)
+  of a mat-vec's outputs inside that mat-vec, right before it: one launch
+  fewer (the filter's other elements run after it, as phases where small);
 - ``NC_PHASE_MAX`` (default 4096): consecutive launches of at most this many
   (element, trial) pairs each (element-wise batches, feeds, probes, process
   tables, synapse filters, the step counter) run as phases of one launch of
@@ -45,8 +48,10 @@ SETTINGS = [
     ("default", {}),
     ("phases off", {"NC_PHASE_MAX": "0"}),
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
+    ("fuse filters", {"NC_FUSE_FILTERS": "1"}),
+    ("fuse both", {"NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
     ("pdl", {"NC_PDL": "1"}),
-    ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1"}),
+    ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
     ("phases 16384", {"NC_PHASE_MAX": "16384"}),
     ("phases 1024", {"NC_PHASE_MAX": "1024"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),

@@ -476,6 +476,60 @@ def test_dot_then_neurons_fused(device, dtype, monkeypatch):
     assert fused_launches == launches[0, 45]
 
 
+def dot_then_filters(device, dtype, fuse, monkeypatch, rest=True, recurrent=False):
+    """A ragged mat-vec writing 26 outputs (one block reversed, 3 trials), then a
+    lowpass of each; with ``rest``, one more lowpass of an output and one of an
+    address the mat-vec does not write (both left to a launch after it);
+    ``recurrent``: the mat-vec reads a filter's output.  Phases off, so each
+    launch counts.  Returns (twin after 7 steps, launches per step)."""
+    monkeypatch.setenv("NC_FUSE_FILTERS", str(fuse))
+    monkeypatch.setenv("NC_PHASE_MAX", "0")
+    shapes = [(20, 3), (5, 70), (1, 40)]
+    n_out, n_in = 26, 113
+    n_shared = sum(r * c for r, c in shapes)
+    # state: X (n_in), outputs, one more input, filter states and outputs
+    n_filters = n_out + (2 if rest else 0)
+    xs, ys, extra = n_shared, n_shared + n_in, n_shared + n_in + n_out
+    states, outs = extra + 1, extra + 1 + n_filters
+    t = Twin(device, dtype, n_shared, n_in + n_out + 1 + 2 * n_filters, n_trials=3)
+    fields = {k: [] for k in ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s")}
+    sh, x, row0 = 0, xs, 0
+    for b, (r, c) in enumerate(shapes):
+        reverse = b == 0
+        dot_block(fields, r, c, sh, outs + n_filters - c if recurrent and b == 2 else x,
+                  ys + row0 + (r - 1 if reverse else 0), y_s=-1 if reverse else 1)
+        sh, x, row0 = sh + r * c, x + c, row0 + r
+    t.add("dot_inc", ints=fields)
+    u = list(ys + np.arange(n_out)) + ([ys + 7, extra] if rest else [])
+    lowpass(t, u, outs + np.arange(n_filters), states + np.arange(n_filters))
+    for _ in range(7):
+        t.run(1)
+    return t, t.dev.stats()["launches_per_step"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dot_then_filters_fused(device, dtype, monkeypatch):
+    """NC_FUSE_FILTERS=1: a filter of a mat-vec's outputs runs inside the
+    mat-vec's kernel (one launch fewer), bit for bit as apart; elements whose
+    input the mat-vec does not write (or whose input another element already
+    filters in the kernel) run in a launch after it; a filter whose output
+    the mat-vec reads stays apart."""
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for rest in (False, True):
+        runs = {}
+        for fuse in (0, 1):
+            t, launches = dot_then_filters(device, dtype, fuse, monkeypatch, rest=rest)
+            t.assert_equal(rtol=tol, atol=tol)
+            runs[fuse] = (t.f_dev.copy(), launches)
+            t.close()
+        np.testing.assert_array_equal(runs[1][0], runs[0][0])
+        assert runs[1][1] == runs[0][1] - (0 if rest else 1)
+    t, launches = dot_then_filters(device, dtype, 1, monkeypatch, recurrent=True)
+    t.assert_equal(rtol=tol, atol=tol)
+    t.close()
+    assert launches == runs[0][1]
+
+
 @pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):

@@ -58,7 +58,9 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
 @pytest.mark.parametrize("knobs", [
     {"NC_PDL": "1"},
     {"NC_FUSE_NEURONS": "1"},
-    {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_DOT_COLS_PER_LANE": "4", "NC_DOT_TRIALS": "2"},
+    {"NC_FUSE_FILTERS": "1", "NC_PHASE_MAX": "0"},
+    {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1", "NC_DOT_COLS_PER_LANE": "4",
+     "NC_DOT_TRIALS": "2"},
     {"NC_PHASE_MAX": "0"},
     {"NC_PHASE_MAX": "1000000", "NC_PDL": "1"},
 ], ids=lambda k: "+".join(sorted(k)))

@@ -23,7 +23,8 @@ def small_case():
 
 
 def test_sweep_on_emulator():
-    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS", "NC_PHASE_MAX"]
+    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS",
+             "NC_FUSE_FILTERS", "NC_PHASE_MAX"]
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
@@ -50,9 +51,12 @@ def test_sweep_on_emulator():
     assert any(r["maxdiff"] > 0 for r in good if r["setting"].startswith("cols/lane"))
     # the same tiles give the same sums, to the bit, and fusing the neuron
     # update saves a launch
-    same = {r["setting"]: r for r in good if r["setting"] in ("pdl", "fuse neurons")}
-    assert same["pdl"]["maxdiff"] == 0 and same["fuse neurons"]["maxdiff"] == 0
+    same = {r["setting"]: r for r in good
+            if r["setting"] in ("pdl", "fuse neurons", "fuse filters", "fuse both")}
+    assert all(r["maxdiff"] == 0 for r in same.values()), same
     assert same["fuse neurons"]["launches"] < same["pdl"]["launches"]
+    # (the filters here are small: phases next to other phases either way)
+    assert same["fuse filters"]["launches"] <= same["pdl"]["launches"]
     assert "small B=3" in format_sweep(rows)
 
 

@@ -86,6 +86,17 @@ struct DotInstr : DInstr<T> {
         auto it = std::upper_bound(reads.begin(), reads.end(), std::make_pair(a, INT64_MAX));
         return it != reads.begin() && std::prev(it)->second >= a;
     }
+    // the address that slot s writes (in every trial)
+    int64_t slot_output(size_t s) const {
+        const int64_t b = slot_block[s];
+        return y[b] + slot_row[s] * y_s[b];
+    }
+    // a launch of this mat-vec whose tiles run `epi` on each row and trial they write
+    template <class Epi>
+    typename DInstr<T>::Launch with_epilogue(const Epi& epi) const {
+        const DotInstr<T>* d = this;  // instructions live as long as the program
+        return [d, epi](Exec& ex, const StepRef<T>&) { d->run(ex, epi); };
+    }
     void launch(Exec& ex, const StepRef<T>&) override { run(ex, NoEpilogue()); }
     template <class Epi>
     void run(Exec& ex, const Epi& epi) const {
@@ -311,28 +322,25 @@ struct NeuronInstr : DInstr<T> {
     // as the instructions are adjacent; the tiles cover every row and trial once).
     // Not when the update writes what dot reads (a recurrent connection from
     // these neurons' outputs): other tiles may still read it.
-    typename DInstr<T>::Launch after_dot(Program<T>& prog, const DotInstr<T>& dot) override {
+    typename DInstr<T>::Fused after_dot(Program<T>& prog, const DotInstr<T>& dot) override {
         if constexpr (!kFusible<M>) {
-            return nullptr;
+            return {};
         } else {
-            if (static_cast<int64_t>(dot.slot_row.size()) != k.n) return nullptr;
+            if (!prog.fuse_neurons() || static_cast<int64_t>(dot.slot_row.size()) != k.n) return {};
             for (int64_t a : writes)
-                if (dot.reads_any(a)) return nullptr;
+                if (dot.reads_any(a)) return {};
             std::unordered_map<int64_t, int64_t> neuron_of;
             for (int64_t i = 0; i < k.n; ++i)
-                if (!neuron_of.emplace(J[i], i).second) return nullptr;
+                if (!neuron_of.emplace(J[i], i).second) return {};
             std::vector<int64_t> neuron(dot.slot_row.size());
             std::vector<char> seen(k.n, 0);
             for (size_t s = 0; s < neuron.size(); ++s) {
-                const int64_t b = dot.slot_block[s];
-                auto it = neuron_of.find(dot.y[b] + dot.slot_row[s] * dot.y_s[b]);
-                if (it == neuron_of.end() || seen[it->second]) return nullptr;
+                auto it = neuron_of.find(dot.slot_output(s));
+                if (it == neuron_of.end() || seen[it->second]) return {};
                 seen[it->second] = 1;
                 neuron[s] = it->second;
             }
-            NeuronEpilogue<T, M> epi{k, prog.upload(neuron)};
-            const DotInstr<T>* d = &dot;  // instructions live as long as the program
-            return [d, epi](Exec& ex, const StepRef<T>&) { d->run(ex, epi); };
+            return {dot.with_epilogue(NeuronEpilogue<T, M>{k, prog.upload(neuron)}), {}, {}};
         }
     }
 };
@@ -377,26 +385,105 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
 }
 
 // --- linear filters -------------------------------------------------------------
+// A mat-vec's epilogue that filters the output the tile just wrote: element
+// elem[slot] of `f` (whose input is that output), if any.
+template <typename T>
+struct FilterEpilogue {
+    LtiElementwise<T> f;
+    const int64_t* elem = nullptr;  // per slot of the mat-vec: element of f, or -1
+    NC_HD void operator()(int64_t slot, int t) const {
+        const int64_t k = elem[slot];
+        if (k >= 0) f.element(k, t);
+    }
+};
+
+template <typename T>
+struct LtiInstr : ForEachInstr<T> {
+    // host copies of the elements' operands, to split them between a
+    // mat-vec's epilogue and the rest (after_dot)
+    std::vector<int64_t> u, y, x, form, inc;
+    std::vector<double> a, b;
+    bool serial = false;
+
+    // elements `which` (all: every element) as one functor
+    LtiElementwise<T> functor(Program<T>& prog, const std::vector<size_t>& which) const {
+        auto pick = [&which](const auto& v) {
+            std::decay_t<decltype(v)> out;
+            for (size_t e : which) out.push_back(v[e]);
+            return out;
+        };
+        LtiElementwise<T> k;
+        k.p = prog.pools();
+        k.n = static_cast<int64_t>(which.size());
+        k.serial = serial;
+        k.u = prog.addr(pick(u));
+        k.y = prog.addr(pick(y));
+        k.x = prog.upload(pick(x));
+        k.form = prog.upload(pick(form));
+        k.inc = prog.upload(pick(inc));
+        const std::vector<double> a_k = pick(a), b_k = pick(b);
+        k.a = prog.upload(to_scalar_vector<T>(a_k));
+        k.b = prog.upload(to_scalar_vector<T>(b_k));
+        k.a_wide = prog.upload(a_k);
+        k.b_wide = prog.upload(b_k);
+        return k;
+    }
+
+    // Fused with `dot` (NC_FUSE_FILTERS=1): an element whose input `dot`
+    // writes is filtered by the tile that wrote it, right after; the others
+    // run after the mat-vec (`rest`).  Not when a filter writes what `dot`
+    // reads or writes (other tiles may still read it), nor for filters that
+    // accumulate into one output in order (serial).
+    typename DInstr<T>::Fused after_dot(Program<T>& prog, const DotInstr<T>& dot) override {
+        if (!prog.fuse_filters() || serial || y.empty()) return {};
+        std::unordered_map<int64_t, int64_t> slot_of;  // output address -> slot
+        for (size_t s = 0; s < dot.slot_row.size(); ++s)
+            if (!slot_of.emplace(dot.slot_output(s), static_cast<int64_t>(s)).second) return {};
+        auto touched = [&](int64_t addr) { return dot.reads_any(addr) || slot_of.count(addr); };
+        for (size_t e = 0; e < y.size(); ++e)
+            if (touched(y[e]) || (form[e] != filters::kNoX && touched(x[e]))) return {};
+        std::vector<int64_t> elem(dot.slot_row.size(), -1);
+        std::vector<size_t> fused, rest;
+        for (size_t e = 0; e < u.size(); ++e) {
+            auto it = slot_of.find(u[e]);
+            if (it != slot_of.end() && elem[it->second] < 0) {
+                elem[it->second] = static_cast<int64_t>(fused.size());
+                fused.push_back(e);
+            } else {
+                rest.push_back(e);  // not an output of dot, or a second filter of one
+            }
+        }
+        if (fused.empty()) return {};
+        typename DInstr<T>::Fused f;
+        f.launch = dot.with_epilogue(FilterEpilogue<T>{functor(prog, fused), prog.upload(elem)});
+        if (!rest.empty()) {
+            const LtiElementwise<T> k = functor(prog, rest);
+            const int64_t n = k.n * prog.n_trials();
+            f.rest = [k, n](Exec& ex, const StepRef<T>&) { ex.for_each(n, k); };
+            f.rest_parts.push_back(phase_part(k, n));
+        }
+        return f;
+    }
+};
+
 template <typename T>
 InstrPtr<T> make_lti_elementwise(const InstrSpec& spec, Program<T>& prog) {
-    LtiElementwise<T> k;
-    k.p = prog.pools();
-    const auto& y = spec.int_array("Y");
-    k.n = static_cast<int64_t>(y.size());
-    k.serial = has_duplicates(y);
-    k.u = prog.addr(spec.int_array("U"));
-    k.y = prog.addr(y);
-    k.x = prog.upload(spec.int_array("X"));
-    k.form = prog.upload(spec.int_array("form"));
-    k.inc = prog.upload(spec.int_array("inc"));
-    const auto& a = spec.float_array("a");
-    const auto& b = spec.float_array("b");
-    k.a = prog.upload(to_scalar_vector<T>(a));
-    k.b = prog.upload(to_scalar_vector<T>(b));
-    k.a_wide = prog.upload(a);
-    k.b_wide = prog.upload(b);
-    const int64_t n = k.serial ? prog.n_trials() : k.n * prog.n_trials();
-    return for_each_instr<T>(k.n ? n : 0, k);
+    auto in = std::make_unique<LtiInstr<T>>();
+    in->u = spec.int_array("U");
+    in->y = spec.int_array("Y");
+    in->x = spec.int_array("X");
+    in->form = spec.int_array("form");
+    in->inc = spec.int_array("inc");
+    in->a = spec.float_array("a");
+    in->b = spec.float_array("b");
+    in->serial = has_duplicates(in->y);
+    std::vector<size_t> all(in->y.size());
+    for (size_t e = 0; e < all.size(); ++e) all[e] = e;
+    const LtiElementwise<T> k = in->functor(prog, all);
+    const int64_t n = k.n == 0 ? 0 : k.serial ? prog.n_trials() : k.n * prog.n_trials();
+    in->body = [n, k](Exec& ex, const StepRef<T>&) { ex.for_each(n, k); };
+    in->parts.push_back(phase_part(k, n));
+    return in;
 }
 
 template <typename T>

@@ -277,10 +277,17 @@ struct DInstr {
         throw std::invalid_argument(kind + ": this instruction has no table '" + name + "'");
     }
     virtual void check_run(int64_t n_steps) const {}
-    // One launch that runs `dot` (the instruction right before this one) and
-    // then this one, or null where this kind cannot follow a mat-vec in its
-    // kernel (device_instrs.h: neuron updates whose inputs `dot` writes).
-    virtual Launch after_dot(Program<T>&, const DotInstr<T>&) { return nullptr; }
+    // This instruction fused with `dot`, the instruction right before it: one
+    // launch that runs the mat-vec and, in its kernel, this instruction where
+    // the mat-vec wrote its inputs; then `rest` (null: nothing left), which
+    // can run as the phases `rest_parts`.  Empty where this kind cannot follow
+    // a mat-vec in its kernel (device_instrs.h: neuron updates, filters).
+    struct Fused {
+        Launch launch, rest;
+        std::vector<PhasePart> rest_parts;
+        explicit operator bool() const { return static_cast<bool>(launch); }
+    };
+    virtual Fused after_dot(Program<T>&, const DotInstr<T>&) { return {}; }
     // The instruction's launch as phases (phases.h), stepped ones reading
     // `ctrl`; empty where it cannot run as phases.
     virtual std::vector<PhasePart> phase_parts(const RunCtrl<T>* ctrl) const { return {}; }
@@ -338,8 +345,8 @@ class Program final : public DeviceProgram<T> {
         it->second(spec, host_);
         auto instr = make(spec);
         instr->kind = spec.kind;
-        typename DInstr<T>::Launch fused;
-        if (fuse_neurons_ && !instrs_.empty())
+        typename DInstr<T>::Fused fused;
+        if ((fuse_neurons_ || fuse_filters_) && !instrs_.empty())
             if (auto* dot = dynamic_cast<DotInstr<T>*>(instrs_.back().get()))
                 fused = instr->after_dot(*this, *dot);
         instrs_.push_back(std::move(instr));
@@ -431,6 +438,8 @@ class Program final : public DeviceProgram<T> {
     const DPools<T>& pools() const { return pools_; }
     int n_trials() const { return lay_.n_trials; }
     double dt() const { return lay_.dt; }
+    bool fuse_neurons() const { return fuse_neurons_; }
+    bool fuse_filters() const { return fuse_filters_; }
     // Drops every configuration (graphs and tables): the program changed.
     void invalidate() {
         for (auto& c : configs_) release(*c);
@@ -510,10 +519,12 @@ class Program final : public DeviceProgram<T> {
     uint64_t ctrl_ = 0;
     std::vector<std::unique_ptr<DInstr<T>>> instrs_;
     // per instruction: the launch fusing it with the mat-vec before it, or null
-    std::vector<typename DInstr<T>::Launch> fused_;
+    std::vector<typename DInstr<T>::Fused> fused_;
     // NC_FUSE_NEURONS=1: a neuron update right after the mat-vec that writes
-    // its inputs runs in the mat-vec's kernel (DInstr::after_dot)
+    // its inputs runs in the mat-vec's kernel (DInstr::after_dot);
+    // NC_FUSE_FILTERS=1: so does a synapse filter of the mat-vec's outputs
     const bool fuse_neurons_ = env_knob("NC_FUSE_NEURONS", 0, 0, 1) != 0;
+    const bool fuse_filters_ = env_knob("NC_FUSE_FILTERS", 0, 0, 1) != 0;
     // NC_PHASE_MAX: launches of at most this many (element, trial) pairs per
     // kernel run as phases of a shared launch (phases.h); 0: never
     const int64_t phase_max_ = env_knob("NC_PHASE_MAX", 4096, 0, int64_t(1) << 20);
@@ -658,12 +669,16 @@ class Program final : public DeviceProgram<T> {
                     if (!in.batch.empty()) pending.merge(in.batch);
                 } else if (i + 1 < size() && fused_[i + 1] && enabled_[i + 1] &&
                            !has_feed_after(feeds, i)) {
-                    // a mat-vec and the neuron update that reads it: one kernel
+                    // a mat-vec and the update that reads it: one kernel, then
+                    // what the update has left (may join the next phases)
                     flush();
-                    typename DInstr<T>::Launch f = fused_[i + 1];
+                    const typename DInstr<T>::Fused& f = fused_[i + 1];
                     const RunCtrl<T>* c = ctrl();
-                    add_group(cfg, [this, f, c](int64_t j) { f(exec_, StepRef<T>{c, j}); },
+                    add_group(cfg, [this, f = f.launch, c](int64_t j) { f(exec_, StepRef<T>{c, j}); },
                               {{i, i + 1}, "", 1});
+                    if (f.rest)
+                        add_group(cfg, [this, r = f.rest, c](int64_t j) { r(exec_, StepRef<T>{c, j}); },
+                                  {{i + 1}, "", 1}, f.rest_parts);
                     ++i;  // (no feed after the mat-vec; feeds after the update follow)
                 } else {
                     flush();
