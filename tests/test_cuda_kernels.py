@@ -199,35 +199,38 @@ def test_phases_share_a_launch(device, phase_max, monkeypatch):
     """Small element-wise launches (batches, filters, a table, the step
     counter) run as phases of one launch (NC_PHASE_MAX, phases.h), in order:
     each reads what the one before wrote.  Launches with more elements than
-    NC_PHASE_MAX launch alone; more than 16 phases take another launch."""
+    NC_PHASE_MAX launch alone; more than 32 phases (kMaxPhases) take another
+    launch."""
     monkeypatch.setenv("NC_PHASE_MAX", str(phase_max))
-    trials, n = 3, 4
-    t = Twin(device, np.float64, 8, 70, n_trials=trials)
+    trials, n, copies = 3, 4, 33
+    t = Twin(device, np.float64, 8, 90, n_trials=trials)
     s0 = 8  # per-trial: time at s0, then signals
     t.add("time_update", scalars={"step": 0, "time": s0})
     table = t.add("process_table", ints={"Y": s0 + 1 + np.arange(n), "m": [n], "period": [0],
                                          "inc": [0]}, scalars={"time": s0})
     lowpass(t, s0 + 1 + np.arange(n), s0 + 10 + np.arange(n), s0 + 20 + np.arange(n))
     src = s0 + 10
-    for k in range(17):  # a chain of copies, each reading the one before
-        t.add("copy", ints={"src": [src, 0], "dst": [s0 + 40 + k, s0 + 60]}, scalars={"inc": 1})
+    for k in range(copies):  # a chain of copies, each reading the one before
+        t.add("copy", ints={"src": [src, 0], "dst": [s0 + 40 + k, s0 + 80]}, scalars={"inc": 1})
         src = s0 + 40 + k
-    lowpass(t, [src], [s0 + 61], [s0 + 62])
+    lowpass(t, [src], [s0 + 81], [s0 + 82])
     steps = 60  # graphs of many steps (the table's row is the step) and of one
     rng = np.random.RandomState(1)
     t.set_table(table, "table", rng.uniform(-1, 1, (trials, steps * n)))
     t.run(steps)
     t.assert_equal()
-    # 21 launch groups (time, table, filter, 17 copies, filter) and the step
-    # counter's advance; a launch holds at most 16 phases
-    expected = {0: 22, 1: 22, 60: 2, 4096: 2}[phase_max]
+    # launch groups (time, table, filter, the copies, filter) and the step
+    # counter's advance; a launch holds at most 32 phases
+    groups = 4 + copies
+    alone = groups + 1
+    expected = {0: alone, 1: alone, 60: 2, 4096: 2}[phase_max]
     stats = t.dev.stats()
     assert stats["launches_per_step"] == expected
-    # a graph of many steps: its groups and one advance, 16 phases a launch
+    # a graph of many steps: its groups and one advance, 32 phases a launch
     spg = stats["steps_per_graph"]
     assert spg > 1
-    phases = 21 * spg + 1
-    assert stats["launches_per_graph"] == (phases if expected == 22 else -(-phases // 16))
+    phases = groups * spg + 1
+    assert stats["launches_per_graph"] == (phases if expected == alone else -(-phases // 32))
     t.close()
 
 
@@ -243,12 +246,15 @@ def dot_block(fields, rows, cols, a, x, y, y_s=1, i=None, i_s=1):
         fields["I_s"].append(0 if i is None else i_s)
 
 
-def run_dot_inc(t, fields, dtype):
-    """Runs one dot_inc of ``fields`` for two steps on both sides; compares."""
+def run_dot_inc(t, fields, dtype, keep=False):
+    """Runs one dot_inc of ``fields`` for two steps on both sides; compares;
+    returns the twin open with ``keep``, else closes it."""
     t.add("dot_inc", ints=fields)
     t.run(2)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     t.assert_equal(rtol=tol, atol=tol)
+    if keep:
+        return t
     t.close()
 
 
@@ -278,9 +284,9 @@ def test_dot_inc_bad_knob(device, monkeypatch, name, value):
     t.close()
 
 
-def ragged_dot_inc(device, dtype, n_trials):
+def ragged_dot_inc(device, dtype, n_trials, keep=False, shapes=None):
     # (rows, cols): encoder-like, decoder-like, scalar, empty, wide (several X chunks)
-    shapes = [(40, 3), (3, 70), (1, 1), (0, 5), (4, 0), (5, 1100), (130, 17)]
+    shapes = shapes or [(40, 3), (3, 70), (1, 1), (0, 5), (4, 0), (5, 1100), (130, 17)]
     n_shared = sum(r * c for r, c in shapes) + 10
     n_state = sum(r + c for r, c in shapes) * 2 + sum(r * c for r, c in shapes) + 10
     t = Twin(device, dtype, n_shared, n_state, n_trials=n_trials, seed=n_trials)
@@ -306,16 +312,20 @@ def ragged_dot_inc(device, dtype, n_trials):
         fields["Y_s"].append(-1)
         st += max(r, 1)
     assert sh <= n_shared and st <= n_shared + n_state
-    run_dot_inc(t, fields, dtype)
+    return run_dot_inc(t, fields, dtype, keep)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3, 9])
 def test_dot_inc_from_init(device, dtype, n_trials):
+    dot_inc_from_init(device, dtype, n_trials)
+
+
+def dot_inc_from_init(device, dtype, n_trials, keep=False, shapes=None):
     """Blocks that start from I (fusion.CopyThenDotInc) next to blocks that add:
     a shared I (a bias) and a reversed per-trial I; tiles of several rows and
     trials and a wide block (several X chunks)."""
-    shapes = [(40, 3), (3, 70), (5, 1100), (130, 17)]
+    shapes = shapes or [(40, 3), (3, 70), (5, 1100), (130, 17)]
     n_shared = sum(r * c + r for r, c in shapes) + 10
     n_state = sum(3 * r + c for r, c in shapes) + 10
     t = Twin(device, dtype, n_shared, n_state, n_trials=n_trials, seed=n_trials + 7)
@@ -334,7 +344,27 @@ def test_dot_inc_from_init(device, dtype, n_trials):
             dot_block(fields, r, c, a, x, y, i=st + 2 * r - 1, i_s=-2)
             st += 2 * r
     assert sh <= n_shared and st <= n_shared + n_state
-    run_dot_inc(t, fields, dtype)
+    return run_dot_inc(t, fields, dtype, keep)
+
+
+@pytest.mark.parametrize("cols_per_lane", [16, 64])
+@pytest.mark.parametrize("build", [ragged_dot_inc, dot_inc_from_init], ids=["ragged", "init"])
+def test_dot_rows_as_phases_equal_tiles(device, monkeypatch, build, cols_per_lane):
+    """A mat-vec small enough to be a phase (NC_PHASE_MAX; one thread per row
+    and trial, DotRows) sums in its tile's order: the tiled kernel's bits for
+    1 to 16 lanes per row (32 never run as phases), shared and per-trial
+    matrices, strided X, reversed Y, from I or adding."""
+    monkeypatch.setenv("NC_DOT_COLS_PER_LANE", str(cols_per_lane))
+    # 1 to 16 lanes per row at 16 columns per lane
+    shapes = [(40, 3), (3, 70), (1, 1), (7, 17), (5, 40), (2, 200), (6, 130)]
+    runs = {}
+    for phase_max in (0, 1 << 20):
+        monkeypatch.setenv("NC_PHASE_MAX", str(phase_max))
+        t = build(device, np.float32, 3, keep=True, shapes=shapes)
+        runs[phase_max] = (t.f_dev.copy(), t.dev.stats()["launches_per_graph"])
+        t.close()
+    np.testing.assert_array_equal(runs[1 << 20][0], runs[0][0])
+    assert runs[1 << 20][1] < runs[0][1]  # the product ran as a phase
 
 
 def test_sparse_dot_inc(device):
@@ -422,6 +452,7 @@ def dot_then_lif(device, dtype, fuse, cover, monkeypatch, recurrent=False):
     the mat-vec; ``recurrent``: the first block reads the outputs of neurons
     20-22 (whose rows are in another tile)."""
     monkeypatch.setenv("NC_FUSE_NEURONS", str(fuse))
+    monkeypatch.setenv("NC_PHASE_MAX", "0")  # (both would be phases of one launch)
     n, trials = 45, 3
     shapes = [(20, 3), (5, 70), (cover - 25, 1)]
     n_shared = sum(r * c + r for r, c in shapes)

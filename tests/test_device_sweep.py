@@ -54,9 +54,11 @@ def test_sweep_on_emulator():
     same = {r["setting"]: r for r in good
             if r["setting"] in ("pdl", "fuse neurons", "fuse filters", "fuse both")}
     assert all(r["maxdiff"] == 0 for r in same.values()), same
-    assert same["fuse neurons"]["launches"] < same["pdl"]["launches"]
-    # (the filters here are small: phases next to other phases either way)
-    assert same["fuse filters"]["launches"] <= same["pdl"]["launches"]
+    # (this model is small: its products, neurons and filters are phases of
+    # shared launches, which fusion leaves alone; test_cuda_kernels has the
+    # launches fusion saves)
+    assert same["fuse neurons"]["launches"] == same["pdl"]["launches"]
+    assert same["fuse filters"]["launches"] == same["pdl"]["launches"]
     assert "small B=3" in format_sweep(rows)
 
 

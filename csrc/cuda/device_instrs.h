@@ -98,6 +98,15 @@ struct DotInstr : DInstr<T> {
         return [d, epi](Exec& ex, const StepRef<T>&) { d->run(ex, epi); };
     }
     void launch(Exec& ex, const StepRef<T>&) override { run(ex, NoEpilogue()); }
+    // one thread per row and trial, as a phase; each row of c columns costs
+    // max(1, c / 16) of NC_PHASE_MAX, as its thread does c multiply-adds
+    std::vector<PhasePart> phase_parts(const RunCtrl<T>*) const override {
+        if (slot_row.empty() || !rows.slot_g || max_g > kDotRowsMaxG) return {};
+        return {phase_part(rows, rows.n_slots * q.p.n_trials, row_cost * q.p.n_trials)};
+    }
+    DotRows<T> rows;
+    int64_t row_cost = 0;
+    int max_g = 0;  // most lanes per row
     template <class Epi>
     void run(Exec& ex, const Epi& epi) const {
         if (n_tiles == 0) return;
@@ -170,9 +179,12 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
         }
     }
     std::vector<int64_t> sb, sr, ts0;
-    std::vector<int32_t> tns, tt0, tg;
+    std::vector<int32_t> tns, tt0, tg, slot_g;
     for (int lg = 0; lg < 6; ++lg) {
         const int g = 1 << lg;
+        slot_g.insert(slot_g.end(), slot_row[lg].size(), g);
+        if (!slot_row[lg].empty()) in->max_g = g;
+        for (int64_t b : slot_block[lg]) in->row_cost += std::max<int64_t>(1, cols[b] / 16);
         const int64_t per_tile = kDotThreads / g, n = static_cast<int64_t>(slot_row[lg].size());
         for (int64_t s0 = 0; s0 < n; s0 += per_tile)
             for (int t0 = 0; t0 < nt; t0 += in->tt) {
@@ -212,6 +224,9 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     q.tile_nslot = prog.upload(tns);
     q.tile_t0 = prog.upload(tt0);
     q.tile_g = prog.upload(tg);
+    in->rows.q = q;
+    in->rows.n_slots = static_cast<int64_t>(in->slot_row.size());
+    if (!slot_g.empty()) in->rows.slot_g = prog.upload(slot_g);
     return in;
 }
 
@@ -315,6 +330,12 @@ struct NeuronInstr : DInstr<T> {
     std::vector<int64_t> writes;  // host copy of the output and state addresses
     int64_t n_trials = 1;
     void launch(Exec& ex, const StepRef<T>&) override { ex.for_each(k.n * n_trials, k); }
+    std::vector<PhasePart> phase_parts(const RunCtrl<T>*) const override {
+        if constexpr (phase_kind<NeuronStep<T, M>>() >= 0)
+            return {phase_part(k, k.n * n_trials)};
+        else
+            return {};
+    }
 
     // Fused with `dot` when dot's rows write every input J[k] exactly once and
     // nothing else: then each row's tile, having written J[k] for a trial,

@@ -778,5 +778,69 @@ NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc,
     }
 }
 
+// Mat-vec rows one thread each, as a phase (phases.h): small products of
+// small models, which then share a launch with their neighbours.  Each sum is
+// the tile's, to the bit: lane l's partial sum over columns l, l + g, ... in
+// order (as dot_partial), then the butterfly's tree as lane 0 sees it (at m =
+// g/2, ..., 1: v[l] + v[l + m]; every lane of the tile holds the same sum).
+template <typename T>
+NC_HD T dot_lane_sum(const DotParams<T>& q, int64_t b, int64_t row, int t, int lane, int g) {
+    const int64_t nc = q.cols[b], cs = q.a_cs[b], xs = q.x_s[b];
+    const T* A = q.p.fat(q.a[b], q.a[b] < q.p.f_shared ? 0 : t) + row * q.a_rs[b];
+    const T* X = q.p.fat(q.x[b], t);
+    T acc = T(0);
+    for (int64_t c = lane; c < nc; c += g) acc += A[c * cs] * X[c * xs];
+    return acc;
+}
+
+// v[l] = v[l] + v[l + M] for l < M, then for M/2, ..., 1 (static indices: v
+// stays in registers)
+template <typename T, int M>
+NC_HD void dot_fold(T* v) {
+    if constexpr (M > 0) {
+        NC_UNROLL
+        for (int l = 0; l < M; ++l) v[l] = v[l] + v[l + M];
+        dot_fold<T, M / 2>(v);
+    }
+}
+
+template <typename T, int G>
+NC_HD T dot_tree_sum(const DotParams<T>& q, int64_t b, int64_t row, int t) {
+    T v[G];
+    NC_UNROLL
+    for (int l = 0; l < G; ++l) v[l] = dot_lane_sum(q, b, row, t, l, G);
+    dot_fold<T, G / 2>(v);
+    return v[0];
+}
+
+// (rows of 32 lanes have more columns than a phase should sum serially, and
+// 32 partial sums would take the phases kernel's registers)
+constexpr int kDotRowsMaxG = 16;
+
+template <typename T>
+struct DotRows {
+    DotParams<T> q;
+    int64_t n_slots = 0;
+    const int32_t* slot_g = nullptr;  // per slot: the lanes of its row in a tile
+    NC_HD void operator()(int64_t idx) const {
+        const QuotRem qr = divide(idx, n_slots);
+        const int64_t s = qr.rem, b = q.slot_block[s], row = q.slot_row[s];
+        const int t = static_cast<int>(qr.quot);
+        T acc;
+        switch (slot_g[s]) {
+            case 1: acc = dot_tree_sum<T, 1>(q, b, row, t); break;
+            case 2: acc = dot_tree_sum<T, 2>(q, b, row, t); break;
+            case 4: acc = dot_tree_sum<T, 4>(q, b, row, t); break;
+            case 8: acc = dot_tree_sum<T, 8>(q, b, row, t); break;
+            default: acc = dot_tree_sum<T, 16>(q, b, row, t); break;  // (kDotRowsMaxG)
+        }
+        T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
+        if (q.init && q.init[b] >= 0)
+            *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + acc;
+        else
+            *Y += acc;
+    }
+};
+
 }  // namespace NC_DEV_NS
 }  // namespace nc

@@ -668,7 +668,9 @@ class Program final : public DeviceProgram<T> {
                     pending_instrs.push_back(i);
                     if (!in.batch.empty()) pending.merge(in.batch);
                 } else if (i + 1 < size() && fused_[i + 1] && enabled_[i + 1] &&
-                           !has_feed_after(feeds, i)) {
+                           !has_feed_after(feeds, i) &&
+                           !(as_phases(in.phase_parts(ctrl())) &&
+                             as_phases(instrs_[i + 1]->phase_parts(ctrl())))) {
                     // a mat-vec and the update that reads it: one kernel, then
                     // what the update has left (may join the next phases)
                     flush();
@@ -711,14 +713,20 @@ class Program final : public DeviceProgram<T> {
         return false;
     }
 
+    // Whether a launch of `parts` runs as phases: each part costs at most NC_PHASE_MAX.
+    bool as_phases(const std::vector<PhasePart>& parts) const {
+        bool small = !parts.empty() && phase_max_ > 0;
+        for (const PhasePart& p : parts) small = small && p.cost <= phase_max_;
+        return small;
+    }
+
     // Adds a launch group to the configuration's last segment.
     // `parts`: the group as phases; used when every part has at most
     // NC_PHASE_MAX elements (parts without elements are left out).
     void add_group(Config& cfg, std::function<void(int64_t)> launch, GroupInfo info,
                    const std::vector<PhasePart>& parts = {}) {
         std::vector<PhaseDesc> descs;
-        bool small = !parts.empty() && phase_max_ > 0;
-        for (const PhasePart& p : parts) small = small && p.n <= phase_max_;
+        const bool small = as_phases(parts);
         for (const PhasePart& p : parts) {
             if (!small || p.n <= 0) continue;
             PhaseDesc d;

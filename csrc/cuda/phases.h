@@ -33,6 +33,11 @@ enum PhaseKind : int32_t {
     kPhaseTable = 4,    // ProcessTable (stepped)
     kPhaseLti = 5,      // LtiElementwise
     kPhaseAdvance = 6,  // fn: the RunCtrl; j: steps to add to its step_base
+    kPhaseDot = 7,      // DotRows
+    kPhaseLif = 8,      // NeuronStep of these neuron models
+    kPhaseLifRate = 9,
+    kPhaseRelu = 10,
+    kPhaseSpikingRelu = 11,
 };
 
 // The phase kind of functor type F, or -1 where F cannot run as a phase.
@@ -40,6 +45,11 @@ template <template <class> class K, class F>
 struct IsKernel : std::false_type {};
 template <template <class> class K, class T>
 struct IsKernel<K, K<T>> : std::true_type {};
+
+template <class M, class F>
+struct IsNeurons : std::false_type {};
+template <class M, class T>
+struct IsNeurons<M, NeuronStep<T, M>> : std::true_type {};
 
 template <class F>
 constexpr int32_t phase_kind() {
@@ -49,6 +59,11 @@ constexpr int32_t phase_kind() {
     else if constexpr (IsKernel<ProbeGather, F>::value) return kPhaseProbe;
     else if constexpr (IsKernel<ProcessTable, F>::value) return kPhaseTable;
     else if constexpr (IsKernel<LtiElementwise, F>::value) return kPhaseLti;
+    else if constexpr (IsKernel<DotRows, F>::value) return kPhaseDot;
+    else if constexpr (IsNeurons<models::LIF, F>::value) return kPhaseLif;
+    else if constexpr (IsNeurons<models::LIFRate, F>::value) return kPhaseLifRate;
+    else if constexpr (IsNeurons<models::RectifiedLinear, F>::value) return kPhaseRelu;
+    else if constexpr (IsNeurons<models::SpikingRectifiedLinear, F>::value) return kPhaseSpikingRelu;
     else return -1;
 }
 
@@ -61,7 +76,7 @@ struct PhaseDesc {
     int64_t j = 0;
 };
 
-constexpr int kMaxPhases = 16;
+constexpr int kMaxPhases = 32;  // (1 KB of kernel parameters)
 struct PhaseList {
     int n = 0;
     PhaseDesc d[kMaxPhases];
@@ -72,16 +87,18 @@ struct PhaseList {
 struct PhasePart {
     int32_t kind = -1;
     int64_t n = 0;
+    int64_t cost = 0;  // n, or more for indices that do more (DotRows): held to NC_PHASE_MAX
     std::vector<unsigned char> fn;
 };
 
 template <class F>
-PhasePart phase_part(const F& f, int64_t n) {
+PhasePart phase_part(const F& f, int64_t n, int64_t cost = -1) {
     static_assert(phase_kind<F>() >= 0, "not a phase kind");
     static_assert(std::is_trivially_copyable<F>::value, "a phase's functor is copied as bytes");
     PhasePart p;
     p.kind = phase_kind<F>();
     p.n = n;
+    p.cost = cost < 0 ? n : cost;
     p.fn.resize(sizeof(F));
     std::memcpy(p.fn.data(), &f, sizeof(F));
     return p;
@@ -99,6 +116,11 @@ NC_HD void stepped_phase_loop(const PhaseDesc& d, int64_t first, int64_t stride)
     phase_loop(f, d.n, first, stride);
 }
 
+template <typename T, class M>
+NC_HD void neuron_phase(const PhaseDesc& d, int64_t first, int64_t stride) {
+    phase_loop(*static_cast<const NeuronStep<T, M>*>(d.fn), d.n, first, stride);
+}
+
 // Runs the indices first, first + stride, ... (< d.n) of phase d.
 template <typename T>
 NC_HD void run_phase(const PhaseDesc& d, int64_t first, int64_t stride) {
@@ -112,6 +134,13 @@ NC_HD void run_phase(const PhaseDesc& d, int64_t first, int64_t stride) {
         case kPhaseTable: return stepped_phase_loop<ProcessTable<T>>(d, first, stride);
         case kPhaseLti:
             return phase_loop(*static_cast<const LtiElementwise<T>*>(d.fn), d.n, first, stride);
+        case kPhaseDot:
+            return phase_loop(*static_cast<const DotRows<T>*>(d.fn), d.n, first, stride);
+        case kPhaseLif: return neuron_phase<T, models::LIF>(d, first, stride);
+        case kPhaseLifRate: return neuron_phase<T, models::LIFRate>(d, first, stride);
+        case kPhaseRelu: return neuron_phase<T, models::RectifiedLinear>(d, first, stride);
+        case kPhaseSpikingRelu:
+            return neuron_phase<T, models::SpikingRectifiedLinear>(d, first, stride);
         case kPhaseAdvance:
             if (first == 0) static_cast<RunCtrl<T>*>(const_cast<void*>(d.fn))->step_base += d.j;
             return;
