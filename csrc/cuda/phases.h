@@ -1,8 +1,9 @@
-// Phases: consecutive small element-wise launches run as one launch.
+// Phases: consecutive small launches run as one launch.
 //
 // A step has many launches whose work is a few thousand (element, trial)
 // pairs or less: element-wise batches (resets, copies, time), feeds, probes,
-// tables of processes, synapse filters, the step counter's advance.  Each
+// tables of processes, synapse filters, the step counter's advance, and in
+// small models the mat-vecs (DotRows: a row per thread) and neuron updates.  Each
 // costs a launch latency (about 2 us in a CUDA graph) for far less work.  The
 // program (device_program.h) runs a run of such consecutive launches, of one
 // step or across steps of a graph, as the phases of ONE launch of one thread
