@@ -28,6 +28,7 @@ Prints one table at the end and writes it, with all numbers, to
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -242,16 +243,15 @@ def compare_all(quick, device):
     for name, net, probes, n_decoded in cases:
         for dtype, mb, tol in (("float64", None, 1e-6), ("float32", 5, 0.05)):
             row = {"case": name, "dtype": dtype, "minibatch": mb or 1}
+            check = functools.partial(compare_case, compare, net, probes, device, dtype, mb,
+                                      tol, None if dtype == "float64" else n_decoded)
             try:
-                n_dec = None if dtype == "float64" else n_decoded
-                diff, sdiff, nan = compare(
-                    net, probes, device, dtype=dtype, minibatch_size=mb, steps=200,
-                    n_decoded=n_dec,
-                )
-                ok = (not nan) and diff < tol and (dtype == "float32" or sdiff < tol)
-                row.update(probe_diff=diff, state_diff=sdiff, unwritten=nan, ok=ok)
+                row.update(check())
             except Exception as e:  # noqa: BLE001
                 row.update(ok=False, error=f"{type(e).__name__}: {e}")
+            if not row["ok"]:
+                # which lever: the same comparison without phases (and fusions)
+                row["without_levers"] = levers_off(check)
             REPORT["compare"].append(row)
             if not row["ok"]:
                 failures.append(f"{name}/{dtype}")
@@ -260,6 +260,36 @@ def compare_all(quick, device):
     if failures:
         raise RuntimeError("mismatches: " + ", ".join(failures))
     return f"{len(REPORT['compare'])} comparisons ok"
+
+
+def compare_case(compare, net, probes, device, dtype, mb, tol, n_decoded):
+    """One CUDA-vs-CPU comparison (test_cuda_networks.compare) as a report row."""
+    diff, sdiff, nan = compare(net, probes, device, dtype=dtype, minibatch_size=mb, steps=200,
+                               n_decoded=n_decoded)
+    ok = (not nan) and diff < tol and (dtype == "float32" or sdiff < tol)
+    return dict(probe_diff=diff, state_diff=sdiff, unwritten=nan, ok=ok)
+
+
+# settings that turn each launch-count lever off (docs/cuda.md, "Tuning knobs")
+LEVERS_OFF = [("phases off", {"NC_PHASE_MAX": "0"}),
+              ("fusion off", {"NC_FUSE_NEURONS": "0", "NC_FUSE_FILTERS": "0"})]
+
+
+def levers_off(check):
+    """{setting: "ok" / "FAIL ..."}: a failed comparison rerun with each lever
+    off, so that one device run says which lever a mismatch comes from."""
+    from device_sweep import environment  # noqa: PLC0415
+
+    out = {}
+    for label, env in LEVERS_OFF:
+        try:
+            with environment(env):
+                r = check()
+            out[label] = "ok" if r["ok"] else f"FAIL {r['probe_diff']:.3g}"
+        except Exception as e:  # noqa: BLE001
+            out[label] = f"{type(e).__name__}: {e}"
+    log(f"   ... rerun with levers off: {out}")
+    return out
 
 
 # -- 5. Nengo's suite ------------------------------------------------------------------
