@@ -61,7 +61,8 @@ def profile_rows(runs, instructions=None):
     """One row per launch group, summed over the results of `CudaBackend.profile`
     in ``runs`` (the chunks of one or more runs): ``group`` (launch order),
     ``instrs`` (instruction indices), ``span`` (them, compactly), ``kinds``,
-    ``launches`` (per step), ``us_per_step`` and ``share`` of the groups' sum;
+    ``launches`` (per step), ``phases`` (in graph runs: phases of a shared
+    launch; 0: launched alone), ``us_per_step`` and ``share`` of the groups' sum;
     with the program's ``instructions``, ``ops``: the Nengo operators covered."""
     merged = {}
     for run in runs:
@@ -70,7 +71,8 @@ def profile_rows(runs, instructions=None):
             key = (k, tuple(g["instrs"]), tuple(g["kinds"]))
             row = merged.setdefault(key, {"group": k, "instrs": list(g["instrs"]),
                                           "kinds": "+".join(g["kinds"]),
-                                          "launches": g["launches"], "seconds": 0.0})
+                                          "launches": g["launches"],
+                                          "phases": g.get("phases", 0), "seconds": 0.0})
             row["seconds"] += g["seconds"]
     steps = max(1, sum(r["steps"] for r in runs))
     total = sum(r["seconds"] for r in merged.values()) or 1.0
@@ -106,16 +108,17 @@ def format_profile(prof, top=None, title=""):
     shown = rows if top is None else rows[:top]
     lines = [title] if title else []
     lines.append(f"{'group':>5s} {'instrs':14s} {'kinds':34s} {'ops':>5s} {'launch':>6s} "
-                 f"{'us/step':>9s} {'share':>6s}")
+                 f"{'phases':>6s} {'us/step':>9s} {'share':>6s}")
     for r in shown:
         ops = r.get("ops")
         lines.append(f"{r['group']:5d} {r['span'][:14]:14s} {r['kinds'][:34]:34s} "
                      f"{'-' if ops is None else ops:>5} "
-                     f"{r['launches']:6d} {r['us_per_step']:9.2f} {r['share']:6.1%}")
+                     f"{r['launches']:6d} {r.get('phases') or '-':>6} "
+                     f"{r['us_per_step']:9.2f} {r['share']:6.1%}")
     if len(shown) < len(rows):
         rest = rows[len(shown):]
         lines.append(f"{'':5s} {'':14s} {f'({len(rest)} more groups)':34s} {'':5s} "
-                     f"{sum(r['launches'] for r in rest):6d} "
+                     f"{sum(r['launches'] for r in rest):6d} {'':6s} "
                      f"{sum(r['us_per_step'] for r in rest):9.2f} "
                      f"{sum(r['share'] for r in rest):6.1%}")
     graph = prof.get("graph_us_per_step")

@@ -92,7 +92,8 @@ class PyDeviceProgram {
     }
 
     // As run, each launch group timed (DeviceProgram::profile); returns
-    // {"groups": [{"instrs", "kinds", "launches", "seconds"}], "idle", "steps", "wall_s"}.
+    // {"groups": [{"instrs", "kinds", "launches", "phases", "seconds"}], "idle", "steps",
+    // "wall_s"}.
     py::dict profile(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         auto args = nc::parse_run_args<T>(n_steps, n_trials_, feeds, probes, host_f_);
@@ -104,6 +105,7 @@ class PyDeviceProgram {
             d["instrs"] = g.instrs;
             d["kinds"] = g.kinds;
             d["launches"] = g.launches;
+            d["phases"] = g.phases;
             d["seconds"] = g.seconds;
             groups.append(d);
         }

@@ -46,6 +46,7 @@ struct ProfileGroup {
     std::vector<int64_t> instrs;     // instruction indices covered (none: feed, probe, advance)
     std::vector<std::string> kinds;  // their distinct kinds, or {"feed"}, {"probe"}, {"advance"}
     int64_t launches = 0;            // kernel launches per step (0: a callback, host work)
+    int64_t phases = 0;              // in graphs: phases of a shared launch (0: launched alone)
     double seconds = 0;              // summed over the run's steps
 };
 

@@ -1171,11 +1171,15 @@ class Program final : public DeviceProgram<T> {
     RunProfile profile_groups(const Config& cfg) const {
         RunProfile out;
         for (const auto& seg : cfg.segments) {
-            for (const auto& g : seg.groups)
+            for (size_t k = 0; k < seg.groups.size(); ++k) {
+                const GroupInfo& g = seg.groups[k];
                 out.groups.push_back(profile_group(g.instrs, g.label, g.launches));
+                out.groups.back().phases = static_cast<int64_t>(seg.phases[k].size());
+            }
             if (seg.callback >= 0) out.groups.push_back(profile_group({seg.callback}, "", 0));
         }
         out.groups.push_back(profile_group({}, "advance", 1));
+        out.groups.back().phases = phase_max_ > 0 ? 1 : 0;
         out.idle = cfg.idle;
         return out;
     }
