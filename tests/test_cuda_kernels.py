@@ -186,6 +186,54 @@ def test_batches_merge_random(device, seed, phase_max, monkeypatch):
     t.close()
 
 
+@pytest.mark.parametrize("phase_max", [0, 4096])
+def test_batches_forward_passthrough_chains(device, phase_max, monkeypatch):
+    """A chain through passthrough nodes (reset, copy in, scale, copy on, as
+    Nengo builds EnsembleArrays) reads what the batch before it wrote; the
+    batch's value is passed on (HostBatch::forward), so the chain takes one
+    launch, and the results are the CPU's to the bit, a zero's sign included
+    (a reset to 0 plus -0.0 is +0.0).  A dot_inc between the reset and the
+    increments does not write the reset addresses, so they stay known zeros;
+    a sum of two increments is not passed on."""
+    monkeypatch.setenv("NC_PHASE_MAX", str(phase_max))
+    t = Twin(device, np.float64, 4, 30, n_trials=2)
+    s = 4  # per trial: x at s..s+3, then the chain's signals
+    for trial in range(2):
+        t.f_cpu[s + trial * 30] = -0.0
+    t.f_dev[:] = t.f_cpu
+    node, scaled, post, other = s + 4, s + 8, s + 12, s + 16
+    t.add("reset", ints={"dst": np.r_[node:node + 4, scaled:scaled + 4, post:post + 4]},
+          floats={"value": np.zeros(12)})
+    fields = {k: [] for k in ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s")}
+    dot_block(fields, 2, 2, 0, s, other)  # writes elsewhere: the resets stay known
+    t.add("dot_inc", ints=fields)
+    t.add("copy", ints={"src": np.arange(s, s + 4), "dst": np.arange(node, node + 4)},
+          scalars={"inc": 1})  # node.in = 0 + x
+    t.add("elementwise_inc", ints={"Y": np.arange(scaled, scaled + 4), "A": [0, 1, 2, 3],
+                                   "X": np.arange(node, node + 4)})  # scaled += A * node
+    t.add("copy", ints={"src": np.arange(node, node + 2), "dst": [other + 2, other + 3]},
+          scalars={"inc": 0})  # a SET of the 0 + x
+    t.add("copy", ints={"src": [other + 2], "dst": [other + 5]}, scalars={"inc": 0})  # and on
+    t.add("copy", ints={"src": np.arange(scaled, scaled + 4), "dst": np.arange(post, post + 4)},
+          scalars={"inc": 1})  # post = 0 + scaled: 0 + a product, not passed on
+    t.run(3)
+    t.assert_equal()
+    np.testing.assert_array_equal(np.signbit(t.f_dev), np.signbit(t.f_cpu))
+    for trial in range(2):  # (the -0.0 case ran: +0.0 on both sides)
+        for a in (node, other + 2, other + 5):
+            v = t.f_dev[a + trial * 30]
+            assert v == 0 and not np.signbit(v)
+    # reset + dot, the chain as one batch, post's copy, the advance
+    assert t.dev.stats()["launches_per_step_alone"] == 5
+    # a second increment of node: their sum is not passed on
+    t.add("copy", ints={"src": [s + 1], "dst": [node]}, scalars={"inc": 1})
+    t.add("copy", ints={"src": [node], "dst": [other + 6]}, scalars={"inc": 0})
+    t.run(2)
+    t.assert_equal()
+    assert t.dev.stats()["launches_per_step_alone"] == 6  # (the increment joins post's batch)
+    t.close()
+
+
 def lowpass(t, u, y, x, a=0.9, b=0.1):
     """A lti_elementwise filter (form 1: state x) from addresses u to y."""
     n = len(u)

@@ -86,6 +86,10 @@ struct DotInstr : DInstr<T> {
         auto it = std::upper_bound(reads.begin(), reads.end(), std::make_pair(a, INT64_MAX));
         return it != reads.begin() && std::prev(it)->second >= a;
     }
+    bool writes(std::vector<int64_t>& out) const override {
+        for (size_t s = 0; s < slot_row.size(); ++s) out.push_back(slot_output(s));
+        return true;
+    }
     // the address that slot s writes (in every trial)
     int64_t slot_output(size_t s) const {
         const int64_t b = slot_block[s];
@@ -327,9 +331,13 @@ template <typename T, typename M>
 struct NeuronInstr : DInstr<T> {
     NeuronStep<T, M> k;
     std::vector<int64_t> J;       // host copy of the input addresses
-    std::vector<int64_t> writes;  // host copy of the output and state addresses
+    std::vector<int64_t> outputs;  // host copy of the output and state addresses
     int64_t n_trials = 1;
     void launch(Exec& ex, const StepRef<T>&) override { ex.for_each(k.n * n_trials, k); }
+    bool writes(std::vector<int64_t>& out) const override {
+        out.insert(out.end(), outputs.begin(), outputs.end());
+        return true;
+    }
     std::vector<PhasePart> phase_parts(const RunCtrl<T>*) const override {
         if constexpr (phase_kind<NeuronStep<T, M>>() >= 0)
             return {phase_part(k, k.n * n_trials)};
@@ -348,7 +356,7 @@ struct NeuronInstr : DInstr<T> {
             return {};
         } else {
             if (!prog.fuse_neurons() || static_cast<int64_t>(dot.slot_row.size()) != k.n) return {};
-            for (int64_t a : writes)
+            for (int64_t a : outputs)
                 if (dot.reads_any(a)) return {};
             std::unordered_map<int64_t, int64_t> neuron_of;
             for (int64_t i = 0; i < k.n; ++i)
@@ -381,10 +389,10 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
     k.J = prog.addr(J);
     k.out = prog.addr(spec.int_array("out"));
     for (int j = 0; j < M::NS; ++j) k.state[j] = prog.addr(spec.int_array(states[j]));
-    in->writes = spec.int_array("out");
+    in->outputs = spec.int_array("out");
     for (const auto& name : states) {
         const auto& a = spec.int_array(name);
-        in->writes.insert(in->writes.end(), a.begin(), a.end());
+        in->outputs.insert(in->outputs.end(), a.begin(), a.end());
     }
     std::vector<std::vector<T>> q(M::NP);
     for (int j = 0; j < M::NP; ++j) {
@@ -425,6 +433,13 @@ struct LtiInstr : ForEachInstr<T> {
     std::vector<int64_t> u, y, x, form, inc;
     std::vector<double> a, b;
     bool serial = false;
+
+    bool writes(std::vector<int64_t>& out) const override {
+        out.insert(out.end(), y.begin(), y.end());
+        for (size_t e = 0; e < x.size(); ++e)
+            if (form[e] != filters::kNoX) out.push_back(x[e]);
+        return true;
+    }
 
     // elements `which` (all: every element) as one functor
     LtiElementwise<T> functor(Program<T>& prog, const std::vector<size_t>& which) const {

@@ -33,6 +33,7 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -101,6 +102,11 @@ struct Growable {
     }
 };
 
+// Float addresses a term of kind k reads (ta, then tb).
+inline int term_reads(int32_t k) {
+    return k == kValue || k == kValueZ ? 1 : k == kProduct || k == kProductZ ? 2 : 0;
+}
+
 // Element-wise work in host form, before upload (see BatchApply).
 template <typename T>
 struct HostBatch {
@@ -135,6 +141,104 @@ struct HostBatch {
         for (int64_t a : o.i_writes)
             if (iw.count(a)) return false;
         return true;
+    }
+
+    // Lets `o` (to run after this batch) read what this batch writes although
+    // both share a launch, whose items see the values from before it: a term
+    // of `o` reading such an address is rewritten to read what this batch
+    // stores there, where that is one value or constant (a SET, also of a
+    // 0 + x), or a reset to zero plus one value (a SUM 0 + x: the Z term forms
+    // keep the addition, so the result is the same to the bit).  So a chain of copies through
+    // passthrough nodes becomes one launch.  False (`o` unchanged) where a
+    // read cannot be rewritten (an increment, a time, a longer sum, a
+    // constant into a product, a product of two such values) or where a
+    // rewritten read's source is written in the launch.
+    bool forward(HostBatch& o) const {
+        struct Source {
+            int32_t kind;  // kConst, kValue or kValueZ
+            int64_t a;
+            T v;
+        };
+        std::unordered_map<int64_t, Source> src;
+        std::unordered_set<int64_t> written(w.begin(), w.end());
+        for (size_t u = 0; u < w.size(); ++u) {
+            const int64_t j0 = term0[u], j1 = term0[u + 1];
+            const int32_t last = j1 > j0 ? kind[j1 - 1] : -1;
+            if (mode[u] == kSet && (last == kConst || last == kValue || last == kValueZ))
+                src[w[u]] = {last, ta[j1 - 1], value[j1 - 1]};
+            else if (mode[u] == kSum && j1 - j0 == 2 && kind[j0] == kConst &&
+                     value[j0] == T(0) && !std::signbit(value[j0]) && kind[j0 + 1] == kValue)
+                src[w[u]] = {kValueZ, ta[j0 + 1], T(0)};
+        }
+        HostBatch r = o;
+        for (size_t j = 0; j < r.kind.size(); ++j) {
+            int32_t& k = r.kind[j];
+            if (k == kValue && written.count(r.ta[j])) {
+                auto it = src.find(r.ta[j]);
+                if (it == src.end()) return false;
+                k = it->second.kind;
+                r.ta[j] = it->second.a;
+                r.value[j] = it->second.v;
+            } else if (k == kProduct) {
+                const bool fa = written.count(r.ta[j]) != 0, fb = written.count(r.tb[j]) != 0;
+                if (!fa && !fb) continue;
+                if (fa && fb) return false;
+                if (fb) std::swap(r.ta[j], r.tb[j]);  // (x * y == y * x in IEEE arithmetic)
+                auto it = src.find(r.ta[j]);
+                if (it == src.end() || it->second.kind == kConst) return false;
+                r.ta[j] = it->second.a;
+                k = it->second.kind == kValueZ ? kProductZ : kProduct;
+            }
+        }
+        r.f_reads.clear();
+        for (size_t j = 0; j < r.kind.size(); ++j) {
+            const int n_reads = term_reads(r.kind[j]);
+            if (n_reads > 0) r.f_reads.push_back(r.ta[j]);
+            if (n_reads > 1) r.f_reads.push_back(r.tb[j]);
+        }
+        const std::unordered_set<int64_t> own(o.w.begin(), o.w.end());
+        for (size_t j = 0; j < r.kind.size(); ++j) {  // rewritten reads: sources written here?
+            if (r.kind[j] == o.kind[j] && r.ta[j] == o.ta[j] && r.tb[j] == o.tb[j]) continue;
+            for (int64_t a : {r.ta[j], r.tb[j]})
+                if (written.count(a) || own.count(a)) return false;
+        }
+        o = std::move(r);
+        return true;
+    }
+
+    // Items that increment an address holding a known constant (`known`:
+    // set by an earlier batch of this step and not written since) and that
+    // this batch does not write become SUMs starting from that constant: the
+    // same additions, without reading the address; `forward` can then pass
+    // the value on (a reset to zero and one increment: 0 + x).
+    void start_from_known(HostBatch& o, const std::unordered_map<int64_t, T>& known) const {
+        const std::unordered_set<int64_t> mine(w.begin(), w.end());
+        HostBatch r = o;
+        r.kind.clear();
+        r.ta.clear();
+        r.tb.clear();
+        r.value.clear();
+        r.term0.assign(1, 0);
+        bool changed = false;
+        for (size_t u = 0; u < o.w.size(); ++u) {
+            auto it = known.find(o.w[u]);
+            if (o.mode[u] == kInc && it != known.end() && !mine.count(o.w[u])) {
+                r.mode[u] = kSum;
+                r.kind.push_back(kConst);
+                r.ta.push_back(0);
+                r.tb.push_back(0);
+                r.value.push_back(it->second);
+                changed = true;
+            }
+            for (int64_t j = o.term0[u]; j < o.term0[u + 1]; ++j) {
+                r.kind.push_back(o.kind[j]);
+                r.ta.push_back(o.ta[j]);
+                r.tb.push_back(o.tb[j]);
+                r.value.push_back(o.value[j]);
+            }
+            r.term0.push_back(static_cast<int64_t>(r.kind.size()));
+        }
+        if (changed) o = std::move(r);
     }
 
     // Adds the items of `o` (see can_merge) as if they ran after this batch's:
@@ -237,7 +341,7 @@ std::pair<HostBatch<T>, bool> group_terms(const std::vector<int64_t>& w,
             hb.ta.push_back(t.a);
             hb.tb.push_back(t.b);
             hb.value.push_back(static_cast<T>(t.v));
-            const int n_reads = t.kind == kValue ? 1 : t.kind == kProduct ? 2 : 0;
+            const int n_reads = term_reads(t.kind);
             for (int r = 0; r < n_reads; ++r) {
                 const int64_t a = r == 0 ? t.a : t.b;
                 hb.f_reads.push_back(a);
@@ -288,6 +392,9 @@ struct DInstr {
         explicit operator bool() const { return static_cast<bool>(launch); }
     };
     virtual Fused after_dot(Program<T>&, const DotInstr<T>&) { return {}; }
+    // Appends the float addresses the instruction writes (in every trial);
+    // false where it does not say (then any address may change).
+    virtual bool writes(std::vector<int64_t>&) const { return false; }
     // The instruction's launch as phases (phases.h), stepped ones reading
     // `ctrl`; empty where it cannot run as phases.
     virtual std::vector<PhasePart> phase_parts(const RunCtrl<T>* ctrl) const { return {}; }
@@ -631,6 +738,18 @@ class Program final : public DeviceProgram<T> {
         cfg.segments.emplace_back();
         HostBatch<T> pending;
         std::vector<int64_t> pending_instrs;  // merged into `pending` (some maybe empty)
+        // addresses holding a constant that a batch set this step, not written since
+        std::unordered_map<int64_t, T> known;
+        auto written = [&known](const std::vector<int64_t>& addrs) {
+            for (int64_t a : addrs) known.erase(a);
+        };
+        auto wrote = [&](const DInstr<T>& in) {
+            std::vector<int64_t> w;
+            if (in.writes(w))
+                written(w);
+            else
+                known.clear();
+        };
 
         auto flush = [&]() {
             if (pending.empty()) {
@@ -649,6 +768,7 @@ class Program final : public DeviceProgram<T> {
             if (which.empty()) return;
             flush();
             add_feed(cfg, feeds, which);
+            for (size_t f : which) written(feeds[f].addrs);
         };
 
         feeds_after(-1);
@@ -657,16 +777,36 @@ class Program final : public DeviceProgram<T> {
             if (enabled_[i]) {
                 if (in.is_callback) {
                     flush();
+                    known.clear();
                     cfg.segments.back().callback = i;
                     cfg.segments.emplace_back();
                     cfg.has_callbacks = true;
                 } else if (in.simple && in.two_phase) {
                     flush();
                     add_batch(cfg, in.batch, true, {i});
+                    written(in.batch.w);
                 } else if (in.simple) {
-                    if (!in.batch.empty() && !pending.can_merge(in.batch)) flush();
+                    HostBatch<T> b = in.batch;
+                    pending.start_from_known(b, known);
+                    if (!b.empty() && !pending.can_merge(b)) {
+                        HostBatch<T> forwarded = b;
+                        if (pending.forward(forwarded) && pending.can_merge(forwarded)) {
+                            b = std::move(forwarded);
+                        } else {
+                            flush();
+                            b = in.batch;  // (known constants: now from a flushed batch)
+                            pending.start_from_known(b, known);
+                        }
+                    }
                     pending_instrs.push_back(i);
-                    if (!in.batch.empty()) pending.merge(in.batch);
+                    if (!b.empty()) pending.merge(b);
+                    for (size_t u = 0; u < b.w.size(); ++u) {
+                        const int64_t j1 = b.term0[u + 1];
+                        if (b.mode[u] == kSet && j1 > b.term0[u] && b.kind[j1 - 1] == kConst)
+                            known[b.w[u]] = b.value[j1 - 1];
+                        else
+                            known.erase(b.w[u]);
+                    }
                 } else if (i + 1 < size() && fused_[i + 1] && enabled_[i + 1] &&
                            !has_feed_after(feeds, i) &&
                            !(as_phases(in.phase_parts(ctrl())) &&
@@ -681,6 +821,8 @@ class Program final : public DeviceProgram<T> {
                     if (f.rest)
                         add_group(cfg, [this, r = f.rest, c](int64_t j) { r(exec_, StepRef<T>{c, j}); },
                                   {{i + 1}, "", 1}, f.rest_parts);
+                    wrote(in);
+                    wrote(*instrs_[i + 1]);
                     ++i;  // (no feed after the mat-vec; feeds after the update follow)
                 } else {
                     flush();
@@ -689,6 +831,7 @@ class Program final : public DeviceProgram<T> {
                     add_group(
                         cfg, [this, ip, c](int64_t j) { ip->launch(exec_, StepRef<T>{c, j}); },
                         {{i}, "", ip->launches()}, ip->phase_parts(c));
+                    wrote(in);
                 }
             }
             feeds_after(i);
