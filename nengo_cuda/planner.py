@@ -43,6 +43,12 @@ def schedule(dg, step_order, keys):
     operators sat at different depths of the graph, and the depths change with
     the merges of Nengo's optimizer (set order): circular convolution got 1 or
     2 LIF groups from one build to the next.
+
+    Inputs come first whenever all of their kind are ready: the time update,
+    then tables of processes (which read only the time).  On the GPU they then
+    follow the previous step's filters and probes, small launches that share
+    one launch as phases (csrc/cuda/phases.h), rather than sitting alone
+    between the step's resets and copies.
     """
     position = {op: i for i, op in enumerate(step_order)}
     waiting = {op: 0 for op in step_order}  # unscheduled predecessors
@@ -57,7 +63,11 @@ def schedule(dg, step_order, keys):
         by_key = {}
         for op in sorted(ready, key=position.__getitem__):
             by_key.setdefault(keys[op], []).append(op)
-        key = max(by_key, key=lambda k: (len(by_key[k]) / remaining[k], len(by_key[k])))
+        def rank(k):
+            share = len(by_key[k]) / remaining[k]
+            return (_is_input(k) if share == 1 else 0, share, len(by_key[k]))
+
+        key = max(by_key, key=rank)
         ops = by_key[key]
         groups.append((key, ops))
         remaining[key] -= len(ops)
@@ -71,6 +81,11 @@ def schedule(dg, step_order, keys):
     if sum(len(ops) for _, ops in groups) != len(step_order):
         raise CycleError("cycle in the operator graph")
     return groups
+
+
+def _is_input(key):
+    """2: the time update; 1: a process table; 0: any other lowering key."""
+    return {"time_update": 2, "process_table": 1}.get(key[0], 0)
 
 
 def written_bases(ops):

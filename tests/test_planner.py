@@ -60,6 +60,27 @@ def test_populations_at_different_depths_share_a_group():
         np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-9, atol=1e-12)
 
 
+def test_inputs_come_first():
+    """The time update, then the tables of input processes, before the step's
+    resets and copies (on the GPU they then share a launch with the previous
+    step's probes); the outputs stay Nengo's."""
+    with nengo.Network(seed=1) as net:
+        u = nengo.Node(nengo.processes.WhiteSignal(1, high=5), size_out=2)
+        a = nengo.Ensemble(40, 2)
+        b = nengo.Ensemble(30, 2)
+        nengo.Connection(u, a)
+        nengo.Connection(a, b)
+        p = nengo.Probe(b, synapse=0.01)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(50)
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        kinds = [instr.kind for instr in sim.program]
+        assert kinds[:2] == ["time_update", "process_table"], kinds
+        assert "reset" in kinds[2:]
+        sim.run_steps(50)
+    np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("optimize", [True, False])
 def test_populations_merge_into_one_group(optimize):
     """All LIF populations of a synapse-separated chain run as one instruction.
