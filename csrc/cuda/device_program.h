@@ -147,12 +147,12 @@ struct HostBatch {
     // both share a launch, whose items see the values from before it: a term
     // of `o` reading such an address is rewritten to read what this batch
     // stores there, where that is one value or constant (a SET, also of a
-    // 0 + x), or a reset to zero plus one value (a SUM 0 + x: the Z term forms
-    // keep the addition, so the result is the same to the bit).  So a chain of copies through
-    // passthrough nodes becomes one launch.  False (`o` unchanged) where a
-    // read cannot be rewritten (an increment, a time, a longer sum, a
-    // constant into a product, a product of two such values) or where a
-    // rewritten read's source is written in the launch.
+    // 0 + x), or a reset to zero plus one value (a SUM 0 + x: the Z term
+    // forms keep the addition, so the result is the same to the bit).  So a
+    // chain of copies through passthrough nodes becomes one launch.  False
+    // (`o` unchanged) where a read cannot be rewritten (an increment, a time,
+    // a longer sum, a constant into a product, a product of two such values)
+    // or where a rewritten read's source is written in the launch.
     bool forward(HostBatch& o) const {
         struct Source {
             int32_t kind;  // kConst, kValue or kValueZ
@@ -816,11 +816,11 @@ class Program final : public DeviceProgram<T> {
                     flush();
                     const typename DInstr<T>::Fused& f = fused_[i + 1];
                     const RunCtrl<T>* c = ctrl();
-                    add_group(cfg, [this, f = f.launch, c](int64_t j) { f(exec_, StepRef<T>{c, j}); },
-                              {{i, i + 1}, "", 1});
-                    if (f.rest)
-                        add_group(cfg, [this, r = f.rest, c](int64_t j) { r(exec_, StepRef<T>{c, j}); },
-                                  {{i + 1}, "", 1}, f.rest_parts);
+                    auto step = [this, c](typename DInstr<T>::Launch l) {
+                        return [this, l, c](int64_t j) { l(exec_, StepRef<T>{c, j}); };
+                    };
+                    add_group(cfg, step(f.launch), {{i, i + 1}, "", 1});
+                    if (f.rest) add_group(cfg, step(f.rest), {{i + 1}, "", 1}, f.rest_parts);
                     wrote(in);
                     wrote(*instrs_[i + 1]);
                     ++i;  // (no feed after the mat-vec; feeds after the update follow)

@@ -64,7 +64,8 @@ constexpr int32_t phase_kind() {
     else if constexpr (IsNeurons<models::LIF, F>::value) return kPhaseLif;
     else if constexpr (IsNeurons<models::LIFRate, F>::value) return kPhaseLifRate;
     else if constexpr (IsNeurons<models::RectifiedLinear, F>::value) return kPhaseRelu;
-    else if constexpr (IsNeurons<models::SpikingRectifiedLinear, F>::value) return kPhaseSpikingRelu;
+    else if constexpr (IsNeurons<models::SpikingRectifiedLinear, F>::value)
+        return kPhaseSpikingRelu;
     else return -1;
 }
 

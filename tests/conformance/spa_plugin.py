@@ -3,7 +3,8 @@
 NengoSPA's tests take their simulator from a ``Simulator`` fixture that returns
 ``nengo.Simulator`` (without the old pytest-nengo package), so this plugin puts
 nengo_cuda's in its place (``--spa-simulator``: float32, the default dtype, or
-float64; ``nengo`` runs the reference for comparison). Run from this folder:
+float64; ``cuda`` or ``cuda-emulator``: the CUDA backend on a GPU or the host
+emulator; ``nengo`` runs the reference for comparison). Run from this folder:
 ``PYTHONPATH=. pytest -c spa.ini --pyargs nengo_spa`` (``make test-spa``).
 """
 
@@ -39,17 +40,21 @@ KNOWN_FAILURES = {
 
 def pytest_addoption(parser):
     parser.addoption("--spa-simulator", default="float32",
-                     choices=("float32", "float64", "nengo"),
-                     help="the simulator NengoSPA's tests get")
+                     choices=("float32", "float64", "cuda-emulator", "cuda", "nengo"),
+                     help="the simulator NengoSPA's tests get (cuda, cuda-emulator: "
+                          "the CUDA backend, float32)")
 
 
 def pytest_configure(config):
     which = config.getoption("--spa-simulator")
     if which != "nengo":
         from nengo_cuda import testing  # noqa: PLC0415
+        from nengo_cuda.backends import cuda_testing  # noqa: PLC0415
 
         nengo.Simulator = {"float32": testing.Float32Simulator,
-                           "float64": testing.Float64Simulator}[which]
+                           "float64": testing.Float64Simulator,
+                           "cuda-emulator": cuda_testing.EmulatedCudaFloat32Simulator,
+                           "cuda": cuda_testing.CudaFloat32Simulator}[which]
 
 
 def pytest_ignore_collect(collection_path, config):
