@@ -54,6 +54,7 @@ SETTINGS = [
     ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
     ("phases 16384", {"NC_PHASE_MAX": "16384"}),
     ("phases 1024", {"NC_PHASE_MAX": "1024"}),
+    ("phases 256", {"NC_PHASE_MAX": "256"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),
     ("cols/lane 4", {"NC_DOT_COLS_PER_LANE": "4"}),
     ("cols/lane 8", {"NC_DOT_COLS_PER_LANE": "8"}),
