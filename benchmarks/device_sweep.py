@@ -187,7 +187,24 @@ def format_sweep(rows):
             lines.append(f"{r['case']:<30}{r['setting']:<15}{r['us_per_step']:9.1f}"
                          f"{r['vs_default']:10.2f}{r['maxdiff']:10.1e}{r['launches']!s:>7}"
                          f"{r['pdl']!s:>4}")
+    best = fastest(rows)
+    if best:
+        lines.append("fastest per case: " + "; ".join(
+            f"{case}: {r['setting']} ({r['vs_default']:.2f} x default)"
+            for case, r in best.items()))
     return "\n".join(lines)
+
+
+def fastest(rows):
+    """{case: its fastest row}, among rows whose probes match the default's
+    (float32 rounding: relative difference < 1e-3)."""
+    best = {}
+    for r in rows:
+        if "error" in r or not r.get("maxdiff", 1) < 1e-3:
+            continue
+        if r["case"] not in best or r["us_per_step"] < best[r["case"]]["us_per_step"]:
+            best[r["case"]] = r
+    return best
 
 
 def main(argv=None):

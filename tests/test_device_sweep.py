@@ -8,7 +8,7 @@ from pathlib import Path
 import nengo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from device_sweep import SETTINGS, environment, format_sweep, sweep  # noqa: E402
+from device_sweep import SETTINGS, environment, fastest, format_sweep, sweep  # noqa: E402
 
 
 def small_case():
@@ -60,6 +60,10 @@ def test_sweep_on_emulator():
     assert same["fuse neurons"]["launches"] == same["pdl"]["launches"]
     assert same["fuse filters"]["launches"] == same["pdl"]["launches"]
     assert "small B=3" in format_sweep(rows)
+    best = fastest(rows)
+    assert list(best) == ["small B=3"]
+    assert best["small B=3"]["us_per_step"] == min(r["us_per_step"] for r in good)
+    assert "fastest per case: small B=3: " in format_sweep(rows)
 
 
 def test_environment_restores_values(monkeypatch):
