@@ -113,15 +113,17 @@ struct StepRef {
 //   SUM:  *w = term + term ...    (a SET followed by INCs of the same address,
 //         merged from consecutive instructions: the same additions in order)
 //   TIME: step = ++*i_pool[ta];  *w = step * dt
-// A term is a constant, a value *ta, or a product *ta * *tb; the Z forms
-// (0 + *ta, (0 + *ta) * *tb) stand for a value that an earlier instruction
-// reset and then incremented by *ta (HostBatch::forward).  No item reads an
+// A term is a constant, a value *ta, or a product *ta * *tb; flags on its
+// kind add a zero to the first operand (kZeroA: (0 + *ta) * *tb) or to the
+// term (kZeroOut: 0 + term), as when an earlier instruction reset a value and
+// incremented it once (HostBatch::forward passes such values on; 0 + x is
+// x but for the sign of a zero).  No item reads an
 // address another item of the batch writes, so items run in parallel.  When an
 // instruction alone breaks that (a copy whose sources overlap its
 // destinations), it runs as a gather of all terms into scratch, then a scatter.
 enum BatchMode : int32_t { kSet = 0, kInc = 1, kTime = 2, kSum = 3 };
-enum TermKind : int32_t { kConst = 0, kValue = 1, kProduct = 2, kStep = 3, kValueZ = 4,
-                          kProductZ = 5 };
+enum TermKind : int32_t { kConst = 0, kValue = 1, kProduct = 2, kStep = 3 };
+constexpr int32_t kTermBase = 15, kZeroA = 16, kZeroOut = 32;  // kind = base | flags
 
 template <typename T>
 struct BatchArrays {
@@ -138,14 +140,20 @@ struct BatchArrays {
 
 template <typename T>
 NC_HD T batch_term(const DPools<T>& p, const BatchArrays<T>& b, int64_t j, int t) {
-    switch (b.kind[j]) {
-        case kConst: return b.value[j];
-        case kValue: return *p.fat(b.ta[j], t);
-        case kProduct: return *p.fat(b.ta[j], t) * *p.fat(b.tb[j], t);
-        case kValueZ: return T(0) + *p.fat(b.ta[j], t);
-        case kProductZ: return (T(0) + *p.fat(b.ta[j], t)) * *p.fat(b.tb[j], t);
+    const int32_t k = b.kind[j];
+    T v;
+    switch (k & kTermBase) {
+        case kConst: v = b.value[j]; break;
+        case kValue:
+        case kProduct: {
+            v = *p.fat(b.ta[j], t);
+            if (k & kZeroA) v = T(0) + v;
+            if ((k & kTermBase) == kProduct) v = v * *p.fat(b.tb[j], t);
+            break;
+        }
         default: return T(0);
     }
+    return (k & kZeroOut) ? T(0) + v : v;
 }
 
 // One launch over (item, trial); scratch == nullptr: terms are evaluated here,

@@ -104,7 +104,8 @@ struct Growable {
 
 // Float addresses a term of kind k reads (ta, then tb).
 inline int term_reads(int32_t k) {
-    return k == kValue || k == kValueZ ? 1 : k == kProduct || k == kProductZ ? 2 : 0;
+    const int32_t base = k & kTermBase;
+    return base == kValue ? 1 : base == kProduct ? 2 : 0;
 }
 
 // Element-wise work in host form, before upload (see BatchApply).
@@ -145,49 +146,54 @@ struct HostBatch {
 
     // Lets `o` (to run after this batch) read what this batch writes although
     // both share a launch, whose items see the values from before it: a term
-    // of `o` reading such an address is rewritten to read what this batch
-    // stores there, where that is one value or constant (a SET, also of a
-    // 0 + x), or a reset to zero plus one value (a SUM 0 + x: the Z term
-    // forms keep the addition, so the result is the same to the bit).  So a
-    // chain of copies through passthrough nodes becomes one launch.  False
-    // (`o` unchanged) where a read cannot be rewritten (an increment, a time,
-    // a longer sum, a constant into a product, a product of two such values)
-    // or where a rewritten read's source is written in the launch.
+    // of `o` reading such an address is rewritten to compute what this batch
+    // stores there, where that is one term (a SET) or a reset to zero plus
+    // one term (a SUM 0 + t: the term gets kZeroOut, so the result is the
+    // same to the bit).  Into a product only a value passes (with kZeroA for
+    // a 0 + x).  So a chain of copies and scalings through passthrough nodes
+    // becomes one launch.  False (`o` unchanged) where a read cannot be
+    // rewritten (an increment, a time, a longer sum, anything but a value
+    // into a product, a product of two such values) or where a rewritten
+    // term reads what this batch or `o` writes.
     bool forward(HostBatch& o) const {
         struct Source {
-            int32_t kind;  // kConst, kValue or kValueZ
-            int64_t a;
+            int32_t kind;  // of the term giving the value, with its flags
+            int64_t a, b;
             T v;
         };
         std::unordered_map<int64_t, Source> src;
         std::unordered_set<int64_t> written(w.begin(), w.end());
         for (size_t u = 0; u < w.size(); ++u) {
             const int64_t j0 = term0[u], j1 = term0[u + 1];
-            const int32_t last = j1 > j0 ? kind[j1 - 1] : -1;
-            if (mode[u] == kSet && (last == kConst || last == kValue || last == kValueZ))
-                src[w[u]] = {last, ta[j1 - 1], value[j1 - 1]};
+            if (mode[u] == kSet && j1 > j0 && (kind[j1 - 1] & kTermBase) != kStep)
+                src[w[u]] = {kind[j1 - 1], ta[j1 - 1], tb[j1 - 1], value[j1 - 1]};
             else if (mode[u] == kSum && j1 - j0 == 2 && kind[j0] == kConst &&
-                     value[j0] == T(0) && !std::signbit(value[j0]) && kind[j0 + 1] == kValue)
-                src[w[u]] = {kValueZ, ta[j0 + 1], T(0)};
+                     value[j0] == T(0) && !std::signbit(value[j0]) &&
+                     (kind[j0 + 1] & kTermBase) != kStep)
+                src[w[u]] = {kind[j0 + 1] | kZeroOut, ta[j0 + 1], tb[j0 + 1], value[j0 + 1]};
         }
         HostBatch r = o;
         for (size_t j = 0; j < r.kind.size(); ++j) {
             int32_t& k = r.kind[j];
-            if (k == kValue && written.count(r.ta[j])) {
+            const int32_t base = k & kTermBase;
+            if (base == kValue && written.count(r.ta[j])) {
                 auto it = src.find(r.ta[j]);
                 if (it == src.end()) return false;
-                k = it->second.kind;
-                r.ta[j] = it->second.a;
-                r.value[j] = it->second.v;
-            } else if (k == kProduct) {
+                const Source& s = it->second;  // (0 + (0 + x) is 0 + x)
+                k = s.kind | ((k & (kZeroA | kZeroOut)) ? kZeroOut : 0);
+                r.ta[j] = s.a;
+                r.tb[j] = s.b;
+                r.value[j] = s.v;
+            } else if (base == kProduct) {
                 const bool fa = written.count(r.ta[j]) != 0, fb = written.count(r.tb[j]) != 0;
                 if (!fa && !fb) continue;
-                if (fa && fb) return false;
+                if ((fa && fb) || (fb && (k & kZeroA))) return false;
                 if (fb) std::swap(r.ta[j], r.tb[j]);  // (x * y == y * x in IEEE arithmetic)
                 auto it = src.find(r.ta[j]);
-                if (it == src.end() || it->second.kind == kConst) return false;
+                if (it == src.end() || (it->second.kind & kTermBase) != kValue) return false;
+                const bool zero = (it->second.kind & (kZeroA | kZeroOut)) || (k & kZeroA);
+                k = kProduct | (zero ? kZeroA : 0) | (k & kZeroOut);
                 r.ta[j] = it->second.a;
-                k = it->second.kind == kValueZ ? kProductZ : kProduct;
             }
         }
         r.f_reads.clear();
@@ -197,10 +203,13 @@ struct HostBatch {
             if (n_reads > 1) r.f_reads.push_back(r.tb[j]);
         }
         const std::unordered_set<int64_t> own(o.w.begin(), o.w.end());
-        for (size_t j = 0; j < r.kind.size(); ++j) {  // rewritten reads: sources written here?
+        for (size_t j = 0; j < r.kind.size(); ++j) {  // rewritten terms: sources written here?
             if (r.kind[j] == o.kind[j] && r.ta[j] == o.ta[j] && r.tb[j] == o.tb[j]) continue;
-            for (int64_t a : {r.ta[j], r.tb[j]})
+            const int n_reads = term_reads(r.kind[j]);
+            for (int q = 0; q < n_reads; ++q) {
+                const int64_t a = q == 0 ? r.ta[j] : r.tb[j];
                 if (written.count(a) || own.count(a)) return false;
+            }
         }
         o = std::move(r);
         return true;
