@@ -234,22 +234,43 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     return in;
 }
 
-// --- sparse_dot_inc -----------------------------------------------------------
+// --- functors over n indices ---------------------------------------------------
+// f(0), ..., f(n - 1) as one launch
+template <typename T, typename F>
+typename DInstr<T>::Launch for_each_launch(int64_t n, F f) {
+    return [n, f](Exec& ex, const StepRef<T>&) { ex.for_each(n, f); };
+}
+
+// the same as phases: one where F is a phase kind (phases.h), else none
+template <typename F>
+std::vector<PhasePart> for_each_phases(const F& f, int64_t n) {
+    if constexpr (phase_kind<F>() >= 0)
+        return {phase_part(f, n)};
+    else
+        return {};
+}
+
 template <typename T>
 struct ForEachInstr : DInstr<T> {
-    std::function<void(Exec&, const StepRef<T>&)> body;
+    typename DInstr<T>::Launch body;
     std::vector<PhasePart> parts;  // for functors that may run as a phase
     void launch(Exec& ex, const StepRef<T>& s) override { body(ex, s); }
     std::vector<PhasePart> phase_parts(const RunCtrl<T>*) const override { return parts; }
+    template <typename F>
+    void run_each(int64_t n, F f) {
+        body = for_each_launch<T>(n, f);
+        parts = for_each_phases(f, n);
+    }
 };
 
 template <typename T, typename F>
 InstrPtr<T> for_each_instr(int64_t n, F f) {
     auto in = std::make_unique<ForEachInstr<T>>();
-    in->body = [n, f](Exec& ex, const StepRef<T>&) { ex.for_each(n, f); };
-    if constexpr (phase_kind<F>() >= 0) in->parts.push_back(phase_part(f, n));
+    in->run_each(n, f);
     return in;
 }
+
+// --- sparse_dot_inc -----------------------------------------------------------
 
 template <typename T>
 InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
@@ -339,10 +360,7 @@ struct NeuronInstr : DInstr<T> {
         return true;
     }
     std::vector<PhasePart> phase_parts(const RunCtrl<T>*) const override {
-        if constexpr (phase_kind<NeuronStep<T, M>>() >= 0)
-            return {phase_part(k, k.n * n_trials)};
-        else
-            return {};
+        return for_each_phases(k, k.n * n_trials);
     }
 
     // Fused with `dot` when dot's rows write every input J[k] exactly once and
@@ -441,6 +459,11 @@ struct LtiInstr : ForEachInstr<T> {
         return true;
     }
 
+    // threads of a launch of k: one per trial (serial) or per element and trial
+    static int64_t threads(const LtiElementwise<T>& k, int n_trials) {
+        return k.n == 0 ? 0 : k.serial ? n_trials : k.n * n_trials;
+    }
+
     // elements `which` (all: every element) as one functor
     LtiElementwise<T> functor(Program<T>& prog, const std::vector<size_t>& which) const {
         auto pick = [&which](const auto& v) {
@@ -494,9 +517,9 @@ struct LtiInstr : ForEachInstr<T> {
         f.launch = dot.with_epilogue(FilterEpilogue<T>{functor(prog, fused), prog.upload(elem)});
         if (!rest.empty()) {
             const LtiElementwise<T> k = functor(prog, rest);
-            const int64_t n = k.n * prog.n_trials();
-            f.rest = [k, n](Exec& ex, const StepRef<T>&) { ex.for_each(n, k); };
-            f.rest_parts.push_back(phase_part(k, n));
+            const int64_t n = threads(k, prog.n_trials());
+            f.rest = for_each_launch<T>(n, k);
+            f.rest_parts = for_each_phases(k, n);
         }
         return f;
     }
@@ -516,9 +539,7 @@ InstrPtr<T> make_lti_elementwise(const InstrSpec& spec, Program<T>& prog) {
     std::vector<size_t> all(in->y.size());
     for (size_t e = 0; e < all.size(); ++e) all[e] = e;
     const LtiElementwise<T> k = in->functor(prog, all);
-    const int64_t n = k.n == 0 ? 0 : k.serial ? prog.n_trials() : k.n * prog.n_trials();
-    in->body = [n, k](Exec& ex, const StepRef<T>&) { ex.for_each(n, k); };
-    in->parts.push_back(phase_part(k, n));
+    in->run_each(LtiInstr<T>::threads(k, prog.n_trials()), k);
     return in;
 }
 
