@@ -102,10 +102,12 @@ struct Growable {
     }
 };
 
-// Float addresses a term of kind k reads (ta, then tb).
-inline int term_reads(int32_t k) {
+// Calls f on each float address a term of kind k reads (ta, then tb).
+template <class F>
+void for_term_reads(int32_t k, int64_t ta, int64_t tb, F&& f) {
     const int32_t base = k & kTermBase;
-    return base == kValue ? 1 : base == kProduct ? 2 : 0;
+    if (base == kValue || base == kProduct) f(ta);
+    if (base == kProduct) f(tb);
 }
 
 // Element-wise work in host form, before upload (see BatchApply).
@@ -153,8 +155,9 @@ struct HostBatch {
     // a 0 + x).  So a chain of copies and scalings through passthrough nodes
     // becomes one launch.  False (`o` unchanged) where a read cannot be
     // rewritten (an increment, a time, a longer sum, anything but a value
-    // into a product, a product of two such values) or where a rewritten
-    // term reads what this batch or `o` writes.
+    // into a product, a product of two such values).  can_merge then decides:
+    // a rewritten term reads only what this batch reads, so it refuses an `o`
+    // that writes such an address.
     bool forward(HostBatch& o) const {
         struct Source {
             int32_t kind;  // of the term giving the value, with its flags
@@ -197,20 +200,9 @@ struct HostBatch {
             }
         }
         r.f_reads.clear();
-        for (size_t j = 0; j < r.kind.size(); ++j) {
-            const int n_reads = term_reads(r.kind[j]);
-            if (n_reads > 0) r.f_reads.push_back(r.ta[j]);
-            if (n_reads > 1) r.f_reads.push_back(r.tb[j]);
-        }
-        const std::unordered_set<int64_t> own(o.w.begin(), o.w.end());
-        for (size_t j = 0; j < r.kind.size(); ++j) {  // rewritten terms: sources written here?
-            if (r.kind[j] == o.kind[j] && r.ta[j] == o.ta[j] && r.tb[j] == o.tb[j]) continue;
-            const int n_reads = term_reads(r.kind[j]);
-            for (int q = 0; q < n_reads; ++q) {
-                const int64_t a = q == 0 ? r.ta[j] : r.tb[j];
-                if (written.count(a) || own.count(a)) return false;
-            }
-        }
+        for (size_t j = 0; j < r.kind.size(); ++j)
+            for_term_reads(r.kind[j], r.ta[j], r.tb[j],
+                           [&r](int64_t a) { r.f_reads.push_back(a); });
         o = std::move(r);
         return true;
     }
@@ -248,6 +240,19 @@ struct HostBatch {
             r.term0.push_back(static_cast<int64_t>(r.kind.size()));
         }
         if (changed) o = std::move(r);
+    }
+
+    // What this batch leaves in `known` (see start_from_known): an address it
+    // sets to a constant holds that constant; any other address it writes is
+    // forgotten.
+    void record_known(std::unordered_map<int64_t, T>& known) const {
+        for (size_t u = 0; u < w.size(); ++u) {
+            const int64_t j1 = term0[u + 1];
+            if (mode[u] == kSet && j1 > term0[u] && kind[j1 - 1] == kConst)
+                known[w[u]] = value[j1 - 1];
+            else
+                known.erase(w[u]);
+        }
     }
 
     // Adds the items of `o` (see can_merge) as if they ran after this batch's:
@@ -350,13 +355,11 @@ std::pair<HostBatch<T>, bool> group_terms(const std::vector<int64_t>& w,
             hb.ta.push_back(t.a);
             hb.tb.push_back(t.b);
             hb.value.push_back(static_cast<T>(t.v));
-            const int n_reads = term_reads(t.kind);
-            for (int r = 0; r < n_reads; ++r) {
-                const int64_t a = r == 0 ? t.a : t.b;
+            for_term_reads(t.kind, t.a, t.b, [&](int64_t a) {
                 hb.f_reads.push_back(a);
                 auto hit = slot.find(a);
                 if (hit != slot.end() && hit->second != u) overlap = true;
-            }
+            });
         }
         hb.term0.push_back(static_cast<int64_t>(hb.kind.size()));
     }
@@ -809,13 +812,7 @@ class Program final : public DeviceProgram<T> {
                     }
                     pending_instrs.push_back(i);
                     if (!b.empty()) pending.merge(b);
-                    for (size_t u = 0; u < b.w.size(); ++u) {
-                        const int64_t j1 = b.term0[u + 1];
-                        if (b.mode[u] == kSet && j1 > b.term0[u] && b.kind[j1 - 1] == kConst)
-                            known[b.w[u]] = b.value[j1 - 1];
-                        else
-                            known.erase(b.w[u]);
-                    }
+                    b.record_known(known);
                 } else if (i + 1 < size() && fused_[i + 1] && enabled_[i + 1] &&
                            !has_feed_after(feeds, i) &&
                            !(as_phases(in.phase_parts(ctrl())) &&
