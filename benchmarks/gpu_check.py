@@ -252,9 +252,8 @@ def compare_all(quick, device):
             if not row["ok"]:
                 # which lever: the same comparison without phases (and fusions)
                 row["without_levers"] = levers_off(check)
-            REPORT["compare"].append(row)
-            if not row["ok"]:
                 failures.append(f"{name}/{dtype}")
+            REPORT["compare"].append(row)
             log(f"   compare {name:18s} {dtype} B={row['minibatch']}: "
                 f"{'ok' if row['ok'] else 'FAIL'} {row.get('probe_diff', row.get('error'))}")
     if failures:

@@ -63,11 +63,7 @@ def schedule(dg, step_order, keys):
         by_key = {}
         for op in sorted(ready, key=position.__getitem__):
             by_key.setdefault(keys[op], []).append(op)
-        def rank(k):
-            share = len(by_key[k]) / remaining[k]
-            return (_is_input(k) if share == 1 else 0, share, len(by_key[k]))
-
-        key = max(by_key, key=rank)
+        key = max(by_key, key=lambda k: _rank(k, len(by_key[k]), remaining[k]))
         ops = by_key[key]
         groups.append((key, ops))
         remaining[key] -= len(ops)
@@ -83,9 +79,13 @@ def schedule(dg, step_order, keys):
     return groups
 
 
-def _is_input(key):
-    """2: the time update; 1: a process table; 0: any other lowering key."""
-    return {"time_update": 2, "process_table": 1}.get(key[0], 0)
+def _rank(key, ready, remaining):
+    """`schedule`'s preference for ``key`` with ``ready`` of its ``remaining``
+    operators ready: inputs whose kind is all ready (the time update, then
+    process tables), then the largest share ready, then the most ready."""
+    share = ready / remaining
+    is_input = {"time_update": 2, "process_table": 1}.get(key[0], 0)
+    return (is_input if share == 1 else 0, share, ready)
 
 
 def written_bases(ops):
