@@ -21,6 +21,8 @@ seeds, training, reset) keeps Nengo's operators.
 import numpy as np
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, Operator
 
+from .views import run, span
+
 # Planner default; benchmarks turn it off to measure what fusion gains.
 ENABLED = True
 
@@ -69,14 +71,6 @@ def _is_plain_copy(op):
             and op.src.elemstrides[0] > 0 and op.dst.elemstrides[0] > 0)
 
 
-def _span(sig):
-    """(first, last + 1) element of a signal within its base (an over-estimate
-    for views that skip elements)."""
-    reach = [(n - 1) * s for n, s in zip(sig.shape, sig.elemstrides) if n > 0]
-    return (sig.elemoffset + sum(min(0, r) for r in reach),
-            sig.elemoffset + sum(max(0, r) for r in reach) + 1)
-
-
 def written_spans(ops):
     """Base signal (by id) -> (first, end, operator) of the elements each
     operator that writes the base writes."""
@@ -84,7 +78,7 @@ def written_spans(ops):
     for op in ops:
         for sig in op.sets + op.incs + op.updates:
             if sig.size:
-                spans.setdefault(id(sig.base), []).append(_span(sig) + (op,))
+                spans.setdefault(id(sig.base), []).append(span(sig) + (op,))
     return spans
 
 
@@ -110,7 +104,7 @@ def _fusable_rows(copy, dot, rows, written):
     sum, and its rounding, would change)."""
     (s,) = copy.src.elemstrides
     lo, hi = copy.src.elemoffset + rows[0] * s, copy.src.elemoffset + (rows[1] - 1) * s + 1
-    y_lo, y_hi = _span(dot.Y)
+    y_lo, y_hi = span(dot.Y)
     return not (_written_by_others(copy.src, lo, hi, written, ())
                 or _written_by_others(dot.Y, y_lo, y_hi, written, (copy, dot)))
 
@@ -152,7 +146,8 @@ def _leftover_copies(copy, dots):
         if first > start:
             gaps.append((start, first))
         start = end
-    return [Copy(copy.src[a:b], copy.dst[a:b], tag=f"{copy.tag}[{a}:{b}]") for a, b in gaps]
+    return [Copy(run(copy.src, a, b), run(copy.dst, a, b), tag=f"{copy.tag}[{a}:{b}]")
+            for a, b in gaps]
 
 
 def fuse(step_order, dg, groups):

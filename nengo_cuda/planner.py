@@ -17,7 +17,7 @@ from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from . import fusion
+from . import fusion, splitting
 from .fallback import FallbackGroup
 from .lowering import find_lowering
 from .program import Instruction, Program
@@ -123,9 +123,15 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None):
     """
     if fuse is None:
         fuse = fusion.ENABLED
+
+    def lowerable(op):
+        lowering = find_lowering(op)
+        return lowering is not None and lowering.key(op, layout) is not None
+
+    if merge and splitting.ENABLED:
+        step_order, dg = splitting.split_elementwise(step_order, dg, lowerable)
     if fuse and merge:
-        groups = fusion.fusable_groups(
-            step_order, dg, lambda op: find_lowering(op).key(op, layout) is not None)
+        groups = fusion.fusable_groups(step_order, dg, lowerable)
         if groups:
             try:
                 fused_order, fused_dg = fusion.fuse(step_order, dg, groups)

@@ -9,7 +9,7 @@ from nengo.builder.signal import Signal
 from nengo.utils.simulator import operator_dependency_graph
 
 import nengo_cuda
-from nengo_cuda import fusion
+from nengo_cuda import fusion, views
 
 
 def signals(n=4):
@@ -58,6 +58,20 @@ def test_products_that_cover_parts_of_a_copy_fuse(parts, written, fused):
     assert left == sorted(set(range(4)) - covered)  # every other element still copied
     for op in leftovers:
         assert op.src.elemoffset == op.dst.elemoffset  # from the same elements of bias
+
+
+def test_leftover_copies_of_views_keep_their_place_in_the_base():
+    """A copy between views (not at the start of their bases): what the product
+    leaves is copied from and to the same elements of the bases.  (Nengo's
+    slicing of a view records the offset from the view, not the base.)"""
+    bias, J, x = Signal(np.arange(8.0), name="bias"), Signal(np.zeros(8), name="J"), signals()[2]
+    copy = Copy(bias[2:6], J[3:7])
+    dot = DotInc(Signal(np.ones((2, 2))), x, views.run(copy.dst, 0, 2))
+    ((c, chosen),) = groups_for([copy, dot])
+    order, _ = fusion.fuse([copy, dot], operator_dependency_graph([copy, dot]), [(c, chosen)])
+    (left,) = [op for op in order if type(op) is Copy]
+    assert (left.src.elemoffset, left.dst.elemoffset, left.dst.size) == (4, 5, 2)
+    assert list(left.src.initial_value) == [4.0, 5.0]
 
 
 def test_two_blocks_per_row_do_not_fuse():
