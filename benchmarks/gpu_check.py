@@ -17,9 +17,10 @@ Steps, each timed and each reported even when an earlier one failed:
 7. profile where a step's time goes on the device, per launch group (instruction
            or merged batch; benchmarks/device_profile.py): chain 50x500x16 at
            minibatch 64 and the tutorial at minibatch 1, if time is left
-8. sanitize compute-sanitizer's racecheck and memcheck over small networks on
-           the GPU (every kernel kind: shared-memory races and barriers,
-           out-of-bounds accesses), in a thread next to step 5
+8. sanitize compute-sanitizer over small networks on the GPU (every kernel kind):
+           racecheck and memcheck with the defaults, memcheck and synccheck
+           (shuffle masks, barriers) with phases and fusions on; in a thread
+           next to step 5
 9. sweep   the tuning knobs (benchmarks/device_sweep.py: mat-vec tile shapes,
            programmatic dependent launch) on the large networks, if time is left
 
@@ -526,6 +527,15 @@ print("sanitized runs done")
 """
 
 
+# (tool, knob settings): racecheck and memcheck with the defaults, then memcheck
+# and synccheck (shuffle masks, barriers that part of a block skips) with every
+# small launch as phases and both fusions on, so that DotRows phases and the
+# mat-vec's neuron and filter epilogues run under them too
+ALL_LEVERS = {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}
+SANITIZE_RUNS = [("racecheck", {}), ("memcheck", {}), ("memcheck", ALL_LEVERS),
+                 ("synccheck", ALL_LEVERS)]
+
+
 def sanitizer():
     return shutil.which("compute-sanitizer") or next(
         (p for p in ("/usr/local/cuda/bin/compute-sanitizer",) if Path(p).exists()), None)
@@ -539,10 +549,13 @@ def sanitize(budget_s):
     child = SANITIZE_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"),
                                   tests=str(ROOT / "tests"))
     found = []
-    for check in ("racecheck", "memcheck"):
-        cmd = [tool, "--tool", check, "--error-exitcode", "3", sys.executable, "-c", child]
+    per_run = budget_s / len(SANITIZE_RUNS)
+    for tool_name, knobs in SANITIZE_RUNS:
+        check = tool_name + (" (all levers)" if knobs else "")
+        cmd = [tool, "--tool", tool_name, "--error-exitcode", "3", sys.executable, "-c", child]
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s / 2)
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=per_run,
+                                 env={**os.environ, **knobs})
         except subprocess.TimeoutExpired as e:
             # what it printed so far: the runs it finished, errors it found
             partial = [(x.decode(errors="replace") if isinstance(x, bytes) else x or "")
@@ -551,7 +564,7 @@ def sanitize(budget_s):
             done = sum(l.startswith("sanitized:") for l in lines)
             errors = [l for l in lines if "ERROR" in l or "Invalid" in l or "hazard" in l]
             print("\n".join(errors[:40]))
-            REPORT["sanitize"][check] = (f"timed out after {budget_s / 2:.0f}s, {done} runs "
+            REPORT["sanitize"][check] = (f"timed out after {per_run:.0f}s, {done} runs "
                                          f"done, {len(errors)} error lines")
             found.append(f"{check}: {REPORT['sanitize'][check]}")
             continue
@@ -664,8 +677,9 @@ def main():
     parser.add_argument("--pytest-timeout", type=float, default=90)
     parser.add_argument("--timing-budget", type=float, default=75)
     parser.add_argument("--profile-budget", type=float, default=15)
-    parser.add_argument("--sanitize-budget", type=float, default=60,
-                        help="seconds for compute-sanitizer's racecheck + memcheck")
+    parser.add_argument("--sanitize-budget", type=float, default=88,
+                        help="seconds for compute-sanitizer's runs (SANITIZE_RUNS), "
+                             "beside Nengo's suite")
     parser.add_argument("--sweep-budget", type=float, default=90,
                         help="seconds for the tuning-knob sweep (step 9)")
     parser.add_argument("--skip-sweep", action="store_true")

@@ -31,3 +31,38 @@ def test_levers_off_reports_errors():
     out = gpu_check.levers_off(check)
     assert set(out) == {label for label, _ in gpu_check.LEVERS_OFF}
     assert all(v == "RuntimeError: device lost" for v in out.values())
+
+
+def fake_sanitizer(tmp_path, failing_tool=None):
+    """A stand-in for compute-sanitizer that logs its tool and knobs, and fails
+    (exit 3, as --error-exitcode asks) for ``failing_tool``."""
+    log = tmp_path / "calls"
+    script = tmp_path / "compute-sanitizer"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$2 $NC_PHASE_MAX $NC_FUSE_NEURONS $NC_FUSE_FILTERS" >> {log}\n'
+        f'if [ "$2" = "{failing_tool}" ]; then echo "========= ERROR SUMMARY: 1 error"; exit 3; fi\n'
+        'echo "========= ERROR SUMMARY: 0 errors"\n')
+    script.chmod(0o755)
+    return str(script), log
+
+
+def test_sanitize_runs_each_tool_with_its_knobs(tmp_path, monkeypatch):
+    tool, log = fake_sanitizer(tmp_path)
+    monkeypatch.setattr(gpu_check, "sanitizer", lambda: tool)
+    for var in ("NC_PHASE_MAX", "NC_FUSE_NEURONS", "NC_FUSE_FILTERS"):
+        monkeypatch.delenv(var, raising=False)
+    gpu_check.sanitize(40)
+    assert gpu_check.REPORT["steps"]["sanitize"]["ok"]
+    assert [line.strip() for line in log.read_text().splitlines()] == [
+        "racecheck", "memcheck", "memcheck 1000000 1 1", "synccheck 1000000 1 1"]
+    assert set(gpu_check.REPORT["sanitize"]) == {
+        "racecheck", "memcheck", "memcheck (all levers)", "synccheck (all levers)"}
+
+
+def test_sanitize_fails_on_a_finding(tmp_path, monkeypatch):
+    tool, _ = fake_sanitizer(tmp_path, failing_tool="synccheck")
+    monkeypatch.setattr(gpu_check, "sanitizer", lambda: tool)
+    gpu_check.sanitize(40)
+    result = gpu_check.REPORT["steps"]["sanitize"]
+    assert not result["ok"] and "synccheck (all levers)" in str(result)
