@@ -101,6 +101,14 @@ def trial_rng(seed, trial):
     return np.random.RandomState(state)
 
 
+def process_seed(process, rng):
+    """The seed of the generator that Nengo's ``process.get_rng(rng)`` makes,
+    drawn from ``rng`` as it draws it.  Most native processes (synapses) never
+    use a generator, and making one (seeding a Mersenne twister) costs ~0.1 ms:
+    with a minibatch, most of a build; `TableLoader` makes the ones a table needs."""
+    return rng.randint(npext.maxint) if process.seed is None else process.seed
+
+
 class Simulator:
     """Simulates a Nengo network with native kernels.
 
@@ -375,7 +383,7 @@ class Simulator:
             # free the signal buffers: drop every view into them
             for group in self._plan.fallbacks:
                 group.steps = []
-            self.process_rngs = {}
+            self.process_seeds = {}
             self.layout.release()
         self.closed = True
 
@@ -427,7 +435,7 @@ class Simulator:
         layout.reset()
         if shared is not None:
             layout.fbuf[: layout.f_shared] = shared
-        if include_processes or not hasattr(self, "process_rngs"):
+        if include_processes or not hasattr(self, "process_seeds"):
             self._make_steps()
         if include_probes:
             self.clear_probes()
@@ -525,7 +533,7 @@ class Simulator:
         owner = {id(op): group for group in self._plan.fallbacks for op in group.ops}
         native_processes = {id(op) for op in self._plan.native_processes}
         steps = {}
-        self.process_rngs = {}
+        self.process_seeds = {}
         for trial in range(self.n_trials):
             rng = trial_rng(self.seed, trial)
             signals = self.layout.signal_dicts[trial]
@@ -537,7 +545,7 @@ class Simulator:
                     steps[id(op), trial] = op_t.make_step(signals, self.dt, rng)
                 elif id(op) in native_processes:
                     # Keep the seed sequence identical to Nengo's.
-                    self.process_rngs[op, trial] = op.process.get_rng(rng)
+                    self.process_seeds[op, trial] = process_seed(op.process, rng)
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and is_tensor_node_op(group.ops[0]):
                 on_device = (
@@ -548,7 +556,7 @@ class Simulator:
             group.steps = [
                 [steps[id(op), t] for op in group.ops] for t in range(self.n_trials)
             ]
-        self._tables.reset(self.process_rngs, self.n_trials)
+        self._tables.reset(self.process_seeds, self.n_trials)
 
     def _op_for_trial(self, op, trial):
         """``op`` for trial 0; for later trials, a copy with its own runtime random state.

@@ -4,6 +4,8 @@ The simulator calls `TableLoader.reset` after drawing the processes' random
 generators, and `before_run` / `after_run` around each native run.
 """
 
+import numpy as np
+
 
 class TableLoader:
     """Hands every instruction's `TableSource` output to the backend."""
@@ -16,10 +18,12 @@ class TableLoader:
         for name, data in tables.items():
             self.backend.set_table(index, name, data)
 
-    def reset(self, process_rngs, n_trials):
-        """``process_rngs[op, trial]``: the rng Nengo's ``make_step`` would use."""
+    def reset(self, process_seeds, n_trials):
+        """``process_seeds[op, trial]``: the seed of the generator that Nengo's
+        ``make_step`` would use (`nengo_cuda.simulator.process_seed`)."""
         for index, instr in self.items:
-            rngs = [[process_rngs[op, t] for op in instr.ops] for t in range(n_trials)]
+            rngs = [[np.random.RandomState(process_seeds[op, t]) for op in instr.ops]
+                    for t in range(n_trials)]
             self._load(index, instr.tables.reset(rngs))
 
     def before_run(self, n_steps):

@@ -25,6 +25,7 @@ from nengo_cuda.lowering.processes import (
     white_signal_period,
 )
 from nengo_cuda.program import Program
+from nengo_cuda.simulator import process_seed
 from nengo_cuda.tables import TableLoader
 
 from kernel_harness import RawProgram
@@ -86,7 +87,7 @@ class ProcessBench:
             self.op.make_step(sigs, DT, np.random.RandomState(s))
             for sigs, s in zip(self.ref, seeds)
         ]
-        self.tables.reset({(self.op, t): self.op.process.get_rng(np.random.RandomState(s))
+        self.tables.reset({(self.op, t): process_seed(self.op.process, np.random.RandomState(s))
                            for t, s in enumerate(seeds)}, n_trials)
 
     def ours(self, sig, trial):
@@ -230,6 +231,17 @@ def test_white_signal_period_fallback_matches_closure():
     step = process.make_step((0,), (3,), DT, np.random.RandomState(1), {})
     slow = np.array([step(i * DT) for i in range(fast.shape[0])])
     np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("seed", [None, 7])
+def test_process_seed_is_get_rngs(seed):
+    """`process_seed` draws from the parent generator as Nengo's
+    ``Process.get_rng`` does, and the generator of that seed is get_rng's."""
+    process = WhiteNoise(seed=seed)
+    ours, parent = np.random.RandomState(3), np.random.RandomState(3)
+    mine = np.random.RandomState(process_seed(process, ours)).rand(4)
+    assert np.array_equal(mine, process.get_rng(parent).rand(4))
+    assert ours.rand() == parent.rand()  # the parent stream goes on alike
 
 
 def test_process_table_errors():
