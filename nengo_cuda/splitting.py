@@ -33,10 +33,6 @@ from .views import overlap, run, span
 ENABLED = True
 
 
-def _signals(op):
-    return op.sets + op.incs + op.reads + op.updates
-
-
 def _runs(*signals):
     """Whether ``signals`` are 1-D with one shape and positive strides."""
     return all(s.ndim == 1 and s.shape == signals[0].shape and s.elemstrides[0] > 0
@@ -78,7 +74,7 @@ def _slicer(op):
 
 def _extents(op):
     """(base id, first, end) of each signal ``op`` touches (`span`)."""
-    return [(id(sig.base),) + span(sig) for sig in _signals(op) if sig.size]
+    return [(id(sig.base),) + span(sig) for sig in op.all_signals if sig.size]
 
 
 def _meet(extents1, extents2):

@@ -1,7 +1,7 @@
 """Loads the data tables of native instructions (see `nengo_cuda.program.TableSource`).
 
 The simulator calls `TableLoader.reset` after drawing the processes' random
-generators, and `before_run` / `after_run` around each native run.
+seeds, and `before_run` / `after_run` around each native run.
 """
 
 import numpy as np
