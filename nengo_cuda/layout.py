@@ -208,21 +208,20 @@ class SignalLayout:
             return
         self._time = time
         self._time_dt = dt
-        addr = self.address(step)
-        self._step_mem = [
-            addr if addr < self.i_shared else addr + t * self.i_state
-            for t in range(self.n_trials)
-        ]
-        self._time64 = [np.zeros((), dtype=np.float64) for _ in range(self.n_trials)]
-        for signals, value in zip(self.signal_dicts, self._time64):
-            dict.__setitem__(signals, time, value)
+        addr, n = self.address(step), self.n_trials
+        # every trial's step counter, and every trial's time as one array, so
+        # that a sync is one vectorised multiply (callbacks run it every step)
+        self._steps = (slice(addr, addr + 1) if addr < self.i_shared else
+                       slice(addr, addr + (n - 1) * self.i_state + 1, self.i_state))
+        self._times = np.zeros(n, dtype=np.float64)
+        for t, signals in enumerate(self.signal_dicts):
+            dict.__setitem__(signals, time, self._times[t : t + 1].reshape(()))
         self.sync_time = self._sync_time
 
     sync_time = None  # set by use_exact_time
 
     def _sync_time(self):
-        for mem, value in zip(self._step_mem, self._time64):
-            value[...] = self.ibuf[mem] * self._time_dt
+        np.multiply(self.ibuf[self._steps], self._time_dt, out=self._times)
 
     def reset(self):
         """Writes every signal's initial value into the buffers."""

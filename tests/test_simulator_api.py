@@ -188,19 +188,23 @@ def test_entry_point_and_backend_name():
     assert nengo_cuda.Simulator in loaded
 
 
-def test_callbacks_see_exact_time_in_float32():
-    """Node functions get t = step * dt in float64, as from nengo.Simulator."""
+@pytest.mark.parametrize("minibatch_size", [None, 3])
+def test_callbacks_see_exact_time_in_float32(minibatch_size):
+    """Node functions get t = step * dt in float64, as from nengo.Simulator
+    (each trial's call, in a minibatch)."""
     seen = []
+    trials = minibatch_size or 1
     with nengo.Network() as network:
         nengo.Node(lambda t: seen.append(t) or 0)
-    with nengo_cuda.Simulator(network, dtype="float32", progress_bar=False) as sim:
+    with nengo_cuda.Simulator(network, dtype="float32", minibatch_size=minibatch_size,
+                              progress_bar=False) as sim:
         seen.clear()  # Nengo calls the function once while building, at t=0
         sim.run_steps(600)
-        assert seen == [(i + 1) * 0.001 for i in range(600)]
+        assert seen == [(i + 1) * 0.001 for i in range(600) for _ in range(trials)]
         sim.reset()
         seen.clear()
         sim.run_steps(2)
-        assert seen == [0.001, 0.002]
+        assert seen == [0.001] * trials + [0.002] * trials
 
 
 def _param_net(learning):
