@@ -63,11 +63,19 @@ struct Job {
     int64_t block, r0, r1;
 };
 
-// Y[r .. r + W) += acc, Y contiguous (YC) or strided by ys.
+// Y[r .. r + W) += acc, Y contiguous (YC) or strided by ys; for a block that
+// starts from I (fusion.py: I non-null, at row r, stride is), Y = I + acc: the
+// one rounding of adding acc to a Y set to I, without writing Y twice.
 template <typename T, int B, bool YC>
-NC_INLINE void add_to_y(T* Y, int64_t ys, typename Simd<T, B>::V acc) {
+NC_INLINE void add_to_y(T* Y, int64_t ys, const T* I, int64_t is, typename Simd<T, B>::V acc) {
     using S = Simd<T, B>;
-    if constexpr (YC) {
+    if (I != nullptr) {
+        if (YC && is == 1) {
+            S::store(Y, S::load(I) + acc);
+        } else {
+            for (int i = 0; i < S::W; ++i) Y[i * ys] = I[i * is] + acc[i];
+        }
+    } else if constexpr (YC) {
         S::store(Y, S::load(Y) + acc);
     } else {
         for (int i = 0; i < S::W; ++i) Y[i * ys] += acc[i];
@@ -81,7 +89,8 @@ NC_INLINE void add_to_y(T* Y, int64_t ys, typename Simd<T, B>::V acc) {
 // made this kernel several times slower than its loads and stores of Y.
 template <typename T, int B, int NT, bool YC>
 NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X0, const T* X1,
-                             int64_t xs, T* Y0, T* Y1, int64_t ys) {
+                             int64_t xs, T* Y0, T* Y1, int64_t ys, const T* I0, const T* I1,
+                             int64_t is) {
     using S = Simd<T, B>;
     using V = typename S::V;
     constexpr int W = S::W;
@@ -103,16 +112,16 @@ NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X
             s13 += a3 * x1;
         }
     }
-    const int64_t step = YC ? W : W * ys;
-    add_to_y<T, B, YC>(Y0, ys, s00);
-    add_to_y<T, B, YC>(Y0 + step, ys, s01);
-    add_to_y<T, B, YC>(Y0 + 2 * step, ys, s02);
-    add_to_y<T, B, YC>(Y0 + 3 * step, ys, s03);
+    const int64_t step = YC ? W : W * ys, istep = W * is;
+    add_to_y<T, B, YC>(Y0, ys, I0, is, s00);
+    add_to_y<T, B, YC>(Y0 + step, ys, I0 ? I0 + istep : nullptr, is, s01);
+    add_to_y<T, B, YC>(Y0 + 2 * step, ys, I0 ? I0 + 2 * istep : nullptr, is, s02);
+    add_to_y<T, B, YC>(Y0 + 3 * step, ys, I0 ? I0 + 3 * istep : nullptr, is, s03);
     if constexpr (NT == 2) {
-        add_to_y<T, B, YC>(Y1, ys, s10);
-        add_to_y<T, B, YC>(Y1 + step, ys, s11);
-        add_to_y<T, B, YC>(Y1 + 2 * step, ys, s12);
-        add_to_y<T, B, YC>(Y1 + 3 * step, ys, s13);
+        add_to_y<T, B, YC>(Y1, ys, I1, is, s10);
+        add_to_y<T, B, YC>(Y1 + step, ys, I1 ? I1 + istep : nullptr, is, s11);
+        add_to_y<T, B, YC>(Y1 + 2 * step, ys, I1 ? I1 + 2 * istep : nullptr, is, s12);
+        add_to_y<T, B, YC>(Y1 + 3 * step, ys, I1 ? I1 + 3 * istep : nullptr, is, s13);
     }
 }
 
@@ -124,21 +133,23 @@ NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X
 // one partly used.
 template <typename T, int B, bool YC>
 NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* const* X,
-                              int64_t xs, T* const* Y, int64_t ys, int n_trials, int64_t r0,
-                              int64_t r1) {
+                              int64_t xs, T* const* Y, int64_t ys, const T* const* I, int64_t is,
+                              int n_trials, int64_t r0, int64_t r1) {
     using S = Simd<T, B>;
     using V = typename S::V;
     constexpr int W = S::W;
     const int64_t r4 = r0 + (r1 - r0) / (4 * W) * (4 * W);
+    // trial u's I at row r (I: per-trial pointers, or null: add to Y)
+    auto init = [&](int u, int64_t r) -> const T* { return I ? I[u] + r * is : nullptr; };
     int t = 0;
     for (; t + 2 <= n_trials; t += 2)
         for (int64_t r = r0; r < r4; r += 4 * W)
             columns_tile4<T, B, 2, YC>(AT + r, rows, cols, X[t], X[t + 1], xs, Y[t] + r * ys,
-                                       Y[t + 1] + r * ys, ys);
+                                       Y[t + 1] + r * ys, ys, init(t, r), init(t + 1, r), is);
     if (t < n_trials)
         for (int64_t r = r0; r < r4; r += 4 * W)
             columns_tile4<T, B, 1, YC>(AT + r, rows, cols, X[t], X[t], xs, Y[t] + r * ys,
-                                       Y[t] + r * ys, ys);
+                                       Y[t] + r * ys, ys, init(t, r), init(t, r), is);
     // the last rows, a vector at a time (the packed A^T has a vector of padding
     // after it, so the lanes past r1 read memory of the instruction; discarded)
     for (int64_t r = r4; r < r1; r += W) {
@@ -148,7 +159,9 @@ NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* 
             for (int64_t c = 0; c < cols; ++c)
                 acc += S::load(AT + c * rows + r) * NC_BROADCAST(V, X[u][c * xs]);
             if (n == W) {
-                add_to_y<T, B, YC>(Y[u] + r * ys, ys, acc);
+                add_to_y<T, B, YC>(Y[u] + r * ys, ys, init(u, r), is, acc);
+            } else if (const T* Iu = init(u, r)) {
+                for (int64_t i = 0; i < n; ++i) Y[u][(r + i) * ys] = Iu[i * is] + acc[i];
             } else {
                 for (int64_t i = 0; i < n; ++i) Y[u][(r + i) * ys] += acc[i];
             }
@@ -338,9 +351,12 @@ struct DotInc : Instr<T> {
     NC_INLINE void job(const Buffers<T>& buf, const Job& j) const {
         const Block& b = blocks[j.block];
         const int n_trials = buf.n_trials;
-        if (b.init >= 0) start_from_init(buf, b, j);
+        const bool sparse = b.sparse >= 0 && b.finite;
+        // the columns kernel stores I + A X itself; the others add to Y = I
+        const bool columns = b.kind == kColumns && !sparse;
+        if (b.init >= 0 && !columns) start_from_init(buf, b, j);
         int t = 0;
-        if (b.sparse >= 0 && b.finite) {  // a job per trial, all rows
+        if (sparse) {  // a job per trial, all rows
             const T* AT = packed.data() + b.sparse;
             const bool own = b.packed >= 0;
             const T* A = own ? packed.data() + b.packed : buf.f.at(b.a, 0);
@@ -367,20 +383,25 @@ struct DotInc : Instr<T> {
                 rows_kernel_4_trials<T, B>(A, b.rows, rs, b.cols, X, Y, b.y_s);
             }
         }
-        if (b.kind == kColumns) {
-            // all trials: pointers to their X and Y (at most kColumnsTrials at a time)
+        if (columns) {
+            // all trials: pointers to their X, Y and I (at most kColumnsTrials at a time)
             const T* AT = packed.data() + b.packed;
             const T* X[kColumnsTrials];
             T* Y[kColumnsTrials];
+            const T* I[kColumnsTrials];
+            const T* const* init = b.init >= 0 ? I : nullptr;
             for (int t0 = 0; t0 < n_trials; t0 += kColumnsTrials) {
                 const int nt = std::min(kColumnsTrials, n_trials - t0);
-                for (int i = 0; i < nt; ++i)
+                for (int i = 0; i < nt; ++i) {
                     X[i] = buf.f.at(b.x, t0 + i), Y[i] = buf.f.at(b.y, t0 + i);
+                    if (init) I[i] = buf.f.at(b.init, t0 + i);
+                }
                 if (b.y_s == 1)
-                    columns_kernel<T, B, true>(AT, b.rows, b.cols, X, b.x_s, Y, 1, nt, j.r0, j.r1);
+                    columns_kernel<T, B, true>(AT, b.rows, b.cols, X, b.x_s, Y, 1, init,
+                                               b.init_s, nt, j.r0, j.r1);
                 else
-                    columns_kernel<T, B, false>(AT, b.rows, b.cols, X, b.x_s, Y, b.y_s, nt, j.r0,
-                                                j.r1);
+                    columns_kernel<T, B, false>(AT, b.rows, b.cols, X, b.x_s, Y, b.y_s, init,
+                                                b.init_s, nt, j.r0, j.r1);
             }
             return;
         }
