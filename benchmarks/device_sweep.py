@@ -28,11 +28,14 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
 For each case (a benchmark network at a minibatch size) and each setting, a
 fresh simulator runs ``--steps`` steps three times; the table gives the best
 time per step and the largest difference of its probe from the default
-setting's (the knobs change summation order only, so float32 rounding).
+setting's (the knobs change summation order only, so float32 rounding).  A
+last setting, ``combined``, sets the winners together (`combined`): the
+candidate defaults, timed in the same run.
 """
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -134,24 +137,27 @@ def benchmark_cases(quick=False):
 
 
 def sweep(budget_s=90.0, steps=300, device="cuda", quick=False, log=print, cases=None,
-          settings=SETTINGS):
+          settings=SETTINGS, combine=True):
     """Rows of dicts: case, setting, us_per_step, vs_default, maxdiff, launches,
     pdl (or error); ``cases`` (default `benchmark_cases`) and ``settings``
     until ``budget_s`` is spent, each setting on every case before the next
     setting (so a short budget still compares the first settings on every
-    case).  The first setting is the reference.  Rows are in case order."""
+    case).  The first setting is the reference.  Then (``combine``, budget
+    left) the `combined` setting, the winners together, on every case.  Rows
+    are in case order."""
     import numpy as np  # noqa: PLC0415
 
     deadline = time.time() + budget_s
     cases = benchmark_cases(quick) if cases is None else cases
     state = [{"base": None, "model": None, "seed": None} for _ in cases]
     rows = []
-    for label, env in settings:
+
+    def run(label, env):  # False once the budget is spent
         for (case, net, probe, mb), st in zip(cases, state):
             if time.time() > deadline:
                 log(f"   sweep: budget spent before {case} {label}")
-                return _in_case_order(rows, cases)
-            row = {"case": case, "setting": label}
+                return False
+            row = {"case": case, "setting": label, "env": env}
             try:
                 t, data, launches, pdl, st["model"], st["seed"] = time_setting(
                     net, probe, mb, env, steps, device, st["model"], st["seed"])
@@ -168,7 +174,40 @@ def sweep(budget_s=90.0, steps=300, device="cuda", quick=False, log=print, cases
             log(f"   sweep {case:<28} {label:<14} " + (
                 row.get("error") or f"{row['us_per_step']:9.1f} us/step  "
                                     f"x{row['vs_default']:.2f}  rel diff {row['maxdiff']:.1e}"))
+        return True
+
+    if all(run(label, env) for label, env in settings) and combine:
+        env, _ = combined(rows, settings, len(cases))
+        if env is not None:
+            run("combined", env)
     return _in_case_order(rows, cases)
+
+
+def _valid(row):
+    """A timed row whose probe matches the default's (float32 rounding)."""
+    return "error" not in row and row.get("maxdiff", 1) < 1e-3
+
+
+def combined(rows, settings, n_cases, gain=0.98):
+    """(environment, {label: geometric mean of x default}): the settings that
+    ran on all ``n_cases`` cases, matched the default's probes and took at most
+    ``gain`` of its time (geometric mean over the cases), together, the
+    faster first where two set one knob; (None, means) when fewer than two
+    win (then the sweep's own rows already hold the answer)."""
+    means = {}
+    for label, _ in settings[1:]:
+        mine = [r for r in rows if r["setting"] == label]
+        if len(mine) == n_cases and all(_valid(r) for r in mine):
+            means[label] = float(math.exp(sum(math.log(r["vs_default"]) for r in mine)
+                                          / n_cases))
+    winners = sorted((m, label) for label, m in means.items() if m <= gain)
+    if len(winners) < 2:
+        return None, means
+    env = {}
+    for _, label in winners:
+        for k, v in dict(settings)[label].items():
+            env.setdefault(k, v)
+    return env, means
 
 
 def _in_case_order(rows, cases):
@@ -192,6 +231,11 @@ def format_sweep(rows):
         lines.append("fastest per case: " + "; ".join(
             f"{case}: {r['setting']} ({r['vs_default']:.2f} x default)"
             for case, r in best.items()))
+    combo = [r for r in rows if r["setting"] == "combined" and _valid(r)]
+    if combo:
+        mean = math.exp(sum(math.log(r["vs_default"]) for r in combo) / len(combo))
+        lines.append(f"combined ({', '.join(f'{k}={v}' for k, v in combo[0]['env'].items())}): "
+                     f"{mean:.2f} x default, geometric mean over {len(combo)} cases")
     return "\n".join(lines)
 
 
@@ -200,7 +244,7 @@ def fastest(rows):
     (float32 rounding: relative difference < 1e-3)."""
     best = {}
     for r in rows:
-        if "error" in r or not r.get("maxdiff", 1) < 1e-3:
+        if not _valid(r):
             continue
         if r["case"] not in best or r["us_per_step"] < best[r["case"]]["us_per_step"]:
             best[r["case"]] = r

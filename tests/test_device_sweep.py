@@ -8,7 +8,8 @@ from pathlib import Path
 import nengo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from device_sweep import SETTINGS, environment, fastest, format_sweep, sweep  # noqa: E402
+from device_sweep import (  # noqa: E402
+    SETTINGS, combined, environment, fastest, format_sweep, sweep)
 
 
 def small_case():
@@ -28,7 +29,7 @@ def test_sweep_on_emulator():
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
-                 settings=settings, log=lambda msg: None)
+                 settings=settings, log=lambda msg: None, combine=False)
     assert [r["setting"] for r in rows] == [label for label, _ in settings]
     assert {k: os.environ.get(k) for k in knobs} == before
     good, bad = rows[:-1], rows[-1]
@@ -83,10 +84,51 @@ def test_sweep_runs_each_setting_on_every_case_first():
     settings = [("default", {}), ("phases off", {"NC_PHASE_MAX": "0"})]
     done = []
     rows = sweep(budget_s=300, steps=5, device="cuda-emulator", cases=cases, settings=settings,
-                 log=lambda msg: done.append(msg.split()[1:3]))
+                 log=lambda msg: done.append(msg.split()[1:3]), combine=False)
     assert done == [["A", "default"], ["B", "default"], ["A", "phases"], ["B", "phases"]]
     assert [(r["case"], r["setting"]) for r in rows] == [
         ("A", "default"), ("A", "phases off"), ("B", "default"), ("B", "phases off")]
     assert all("error" not in r for r in rows)
     assert sweep(budget_s=-1, cases=cases, settings=settings, device="cuda-emulator",
                  log=lambda msg: None) == []
+
+
+def test_combined_takes_the_winners_together():
+    """Settings that beat the default on every case with matching probes are
+    combined (the faster one's value where two set one knob); slower ones,
+    mismatches and settings that missed a case are not; fewer than two
+    winners: nothing to combine."""
+    settings = [("default", {}), ("a", {"NC_X": "1"}), ("b", {"NC_Y": "2", "NC_X": "3"}),
+                ("slow", {"NC_Z": "1"}), ("wrong", {"NC_W": "1"}), ("partial", {"NC_V": "1"})]
+    times = {"a": (0.5, 0.9), "b": (0.8, 0.8), "slow": (1.0, 0.99), "wrong": (0.5, 0.5),
+             "partial": (0.5,)}
+    rows = [dict(case=c, setting="default", vs_default=1.0, maxdiff=0.0) for c in "PQ"]
+    for label, ts in times.items():
+        rows += [dict(case=c, setting=label, vs_default=t,
+                      maxdiff=0.5 if label == "wrong" else 1e-6) for c, t in zip("PQ", ts)]
+    env, means = combined(rows, settings, 2)
+    assert env == {"NC_X": "1", "NC_Y": "2"}  # a (0.67) before b (0.8)
+    assert set(means) == {"a", "b", "slow"} and means["slow"] > 0.98
+    assert combined([r for r in rows if r["setting"] != "b"], settings, 2)[0] is None
+
+
+def test_sweep_ends_with_the_combined_setting(monkeypatch):
+    import device_sweep  # noqa: PLC0415
+
+    label, net, probe, mb = small_case()
+    cases = [("A", net, probe, mb), ("B", net, probe, 1)]
+    settings = [("default", {}), ("phases off", {"NC_PHASE_MAX": "0"})]
+    seen = []
+
+    def fake_combined(rows, settings_, n_cases):
+        seen.append((len(rows), n_cases))
+        return {"NC_PHASE_MAX": "0", "NC_PDL": "1"}, {}
+
+    monkeypatch.setattr(device_sweep, "combined", fake_combined)
+    rows = sweep(budget_s=300, steps=5, device="cuda-emulator", cases=cases, settings=settings,
+                 log=lambda msg: None)
+    assert seen == [(4, 2)]
+    assert [(r["case"], r["setting"]) for r in rows if r["setting"] == "combined"] == [
+        ("A", "combined"), ("B", "combined")]
+    assert all(r["maxdiff"] == 0 for r in rows)  # phases and PDL leave every sum as it was
+    assert "combined (NC_PHASE_MAX=0, NC_PDL=1): " in format_sweep(rows)
