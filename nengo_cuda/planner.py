@@ -36,10 +36,13 @@ def schedule(dg, step_order, keys):
     """Groups ``[(key, ops)]`` in run order: each group holds operators with the
     same ``keys[op]`` whose predecessors in ``dg`` all ran in earlier groups.
 
-    Greedy: of the operators ready to run, take the key with the largest share
-    of its remaining operators ready (all of them, if possible: then that kind
-    never needs a second group), ties to the most ready, then to the earliest in
-    ``step_order``.  Earliest-stage grouping instead split a kind whenever its
+    Greedy: of the operators ready to run, take a key whose group is final
+    (every operator of the kind not ready yet depends on the ready ones, so
+    waiting would not let it join: all of the kind ready is the usual case),
+    then the largest share of its remaining operators ready, ties to the most
+    ready, then to the earliest in ``step_order``.  (Preferring the share
+    alone ran a population early that a later one, independent of it, could
+    have joined: a kind with a final group was left waiting instead.)  Earliest-stage grouping instead split a kind whenever its
     operators sat at different depths of the graph, and the depths change with
     the merges of Nengo's optimizer (set order): circular convolution got 1 or
     2 LIF groups from one build to the next.
@@ -58,15 +61,32 @@ def schedule(dg, step_order, keys):
                 waiting[succ] += 1
     remaining = Counter(keys[op] for op in step_order)
     ready = [op for op in step_order if waiting[op] == 0]
+    done = set()
     groups = []
+
+    def none_could_join(key, ops):
+        """Whether every operator of ``key`` not ready yet depends on ``ops``
+        (then waiting would not let any of them join this group)."""
+        later = remaining[key] - len(ops)
+        seen, stack = set(ops), list(ops)
+        while stack and later:
+            for succ in dg.get(stack.pop(), ()):
+                if succ not in seen and succ in waiting and succ not in done:
+                    seen.add(succ)
+                    stack.append(succ)
+                    later -= keys[succ] == key
+        return later == 0
+
     while ready:
         by_key = {}
         for op in sorted(ready, key=position.__getitem__):
             by_key.setdefault(keys[op], []).append(op)
-        key = max(by_key, key=lambda k: _rank(k, len(by_key[k]), remaining[k]))
+        key = max(by_key, key=lambda k: _rank(k, len(by_key[k]), remaining[k],
+                                              none_could_join(k, by_key[k])))
         ops = by_key[key]
         groups.append((key, ops))
         remaining[key] -= len(ops)
+        done.update(ops)
         ready = [op for op in ready if keys[op] != key]
         for op in ops:
             for succ in dg.get(op, ()):
@@ -79,13 +99,15 @@ def schedule(dg, step_order, keys):
     return groups
 
 
-def _rank(key, ready, remaining):
+def _rank(key, ready, remaining, final):
     """`schedule`'s preference for ``key`` with ``ready`` of its ``remaining``
     operators ready: inputs whose kind is all ready (the time update, then
-    process tables), then the largest share ready, then the most ready."""
+    process tables), then kinds whose group is ``final`` (no operator of the
+    kind left out could join it by waiting), then the largest share ready,
+    then the most ready."""
     share = ready / remaining
     is_input = {"time_update": 2, "process_table": 1}.get(key[0], 0)
-    return (is_input if share == 1 else 0, share, ready)
+    return (is_input if share == 1 else 0, final, share, ready)
 
 
 def written_bases(ops):

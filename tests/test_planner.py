@@ -37,6 +37,17 @@ def test_schedule_respects_dependencies(optimize):
                 assert group_of[succ] > group_of[op]
 
 
+def test_a_kind_waits_while_its_later_operators_could_still_join():
+    """Two populations: A ready at once, B after a copy whose kind has a later
+    operator that depends on it.  Taking A first (the larger share, first in
+    order) would leave B a group of its own; the copy's group is final (its
+    later copy waits on it anyway), so it goes first and A and B share one."""
+    dg = {"copy1": {"copy2", "B"}, "A": set(), "copy2": set(), "B": set()}
+    keys = {"A": "lif", "B": "lif", "copy1": "copy", "copy2": "copy"}
+    groups = schedule(dg, ["A", "copy1", "copy2", "B"], keys)
+    assert groups == [("copy", ["copy1"]), ("lif", ["A", "B"]), ("copy", ["copy2"])]
+
+
 def test_populations_at_different_depths_share_a_group():
     """Ensembles fed through passthrough nodes of different depths, in the same
     step, still run as one LIF instruction (earliest-stage grouping gave two),
