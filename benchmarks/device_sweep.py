@@ -70,6 +70,8 @@ CASES = [
     ("chain", dict(n_ensembles=50, n_neurons=500, dimensions=16), 64),
     ("convnet", dict(size=28, filters=32), 64),
     ("tutorial", {}, 1),
+    # launch-bound, with groups around NC_PHASE_MAX (6800 encoder rows, LIF neurons)
+    ("circconv", dict(n_neurons=100, dimensions=32), 1),
     ("circconv", dict(n_neurons=100, dimensions=32), 64),
 ]
 QUICK_CASES = [
