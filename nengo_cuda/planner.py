@@ -42,10 +42,11 @@ def schedule(dg, step_order, keys):
     then the largest share of its remaining operators ready, ties to the most
     ready, then to the earliest in ``step_order``.  (Preferring the share
     alone ran a population early that a later one, independent of it, could
-    have joined: a kind with a final group was left waiting instead.)  Earliest-stage grouping instead split a kind whenever its
-    operators sat at different depths of the graph, and the depths change with
-    the merges of Nengo's optimizer (set order): circular convolution got 1 or
-    2 LIF groups from one build to the next.
+    have joined: a kind with a final group was left waiting instead.)
+    Earliest-stage grouping instead split a kind whenever its operators sat at
+    different depths of the graph, and the depths change with the merges of
+    Nengo's optimizer (set order): circular convolution got 1 or 2 LIF groups
+    from one build to the next.
 
     Inputs come first whenever all of their kind are ready: the time update,
     then tables of processes (which read only the time).  On the GPU they then

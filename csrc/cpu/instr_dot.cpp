@@ -112,16 +112,18 @@ NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X
             s13 += a3 * x1;
         }
     }
-    const int64_t step = YC ? W : W * ys, istep = W * is;
+    const int64_t step = YC ? W : W * ys;
+    // I at the k-th vector of rows (null stays null: add to Y)
+    auto at = [&](const T* I, int k) -> const T* { return I ? I + k * W * is : nullptr; };
     add_to_y<T, B, YC>(Y0, ys, I0, is, s00);
-    add_to_y<T, B, YC>(Y0 + step, ys, I0 ? I0 + istep : nullptr, is, s01);
-    add_to_y<T, B, YC>(Y0 + 2 * step, ys, I0 ? I0 + 2 * istep : nullptr, is, s02);
-    add_to_y<T, B, YC>(Y0 + 3 * step, ys, I0 ? I0 + 3 * istep : nullptr, is, s03);
+    add_to_y<T, B, YC>(Y0 + step, ys, at(I0, 1), is, s01);
+    add_to_y<T, B, YC>(Y0 + 2 * step, ys, at(I0, 2), is, s02);
+    add_to_y<T, B, YC>(Y0 + 3 * step, ys, at(I0, 3), is, s03);
     if constexpr (NT == 2) {
         add_to_y<T, B, YC>(Y1, ys, I1, is, s10);
-        add_to_y<T, B, YC>(Y1 + step, ys, I1 ? I1 + istep : nullptr, is, s11);
-        add_to_y<T, B, YC>(Y1 + 2 * step, ys, I1 ? I1 + 2 * istep : nullptr, is, s12);
-        add_to_y<T, B, YC>(Y1 + 3 * step, ys, I1 ? I1 + 3 * istep : nullptr, is, s13);
+        add_to_y<T, B, YC>(Y1 + step, ys, at(I1, 1), is, s11);
+        add_to_y<T, B, YC>(Y1 + 2 * step, ys, at(I1, 2), is, s12);
+        add_to_y<T, B, YC>(Y1 + 3 * step, ys, at(I1, 3), is, s13);
     }
 }
 
