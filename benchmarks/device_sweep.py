@@ -190,6 +190,10 @@ def _valid(row):
     return "error" not in row and row.get("maxdiff", 1) < 1e-3
 
 
+def _geomean_vs_default(rows):
+    return float(math.exp(sum(math.log(r["vs_default"]) for r in rows) / len(rows)))
+
+
 def combined(rows, settings, n_cases, gain=0.98):
     """(environment, {label: geometric mean of x default}): the settings that
     ran on all ``n_cases`` cases, matched the default's probes and took at most
@@ -200,8 +204,7 @@ def combined(rows, settings, n_cases, gain=0.98):
     for label, _ in settings[1:]:
         mine = [r for r in rows if r["setting"] == label]
         if len(mine) == n_cases and all(_valid(r) for r in mine):
-            means[label] = float(math.exp(sum(math.log(r["vs_default"]) for r in mine)
-                                          / n_cases))
+            means[label] = _geomean_vs_default(mine)
     winners = sorted((m, label) for label, m in means.items() if m <= gain)
     if len(winners) < 2:
         return None, means
@@ -235,7 +238,7 @@ def format_sweep(rows):
             for case, r in best.items()))
     combo = [r for r in rows if r["setting"] == "combined" and _valid(r)]
     if combo:
-        mean = math.exp(sum(math.log(r["vs_default"]) for r in combo) / len(combo))
+        mean = _geomean_vs_default(combo)
         lines.append(f"combined ({', '.join(f'{k}={v}' for k, v in combo[0]['env'].items())}): "
                      f"{mean:.2f} x default, geometric mean over {len(combo)} cases")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ seeds, training, reset) keeps Nengo's operators.
 import numpy as np
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, Operator
 
-from .views import run, span
+from .views import forward_runs, run, span
 
 # Planner default; benchmarks turn it off to measure what fusion gains.
 ENABLED = True
@@ -67,8 +67,7 @@ def _covers_each_row_once(dot):
 def _is_plain_copy(op):
     """A `Copy` that sets a 1-D signal from one of equal shape, both forwards."""
     return (type(op) is Copy and not op.inc and op.src_slice is None and op.dst_slice is None
-            and op.src.ndim == 1 and op.src.shape == op.dst.shape and op.dst.size > 0
-            and op.src.elemstrides[0] > 0 and op.dst.elemstrides[0] > 0)
+            and op.dst.size > 0 and forward_runs(op.src, op.dst))
 
 
 def written_spans(ops):

@@ -27,16 +27,10 @@ simulator's step order (random seeds, training, reset) keeps Nengo's operators.
 
 from nengo.builder.operator import Copy, ElementwiseInc
 
-from .views import overlap, run, span
+from .views import forward_runs, overlap, run, span
 
 # Planner default; tests and benchmarks turn it off to compare.
 ENABLED = True
-
-
-def _runs(*signals):
-    """Whether ``signals`` are 1-D with one shape and positive strides."""
-    return all(s.ndim == 1 and s.shape == signals[0].shape and s.elemstrides[0] > 0
-               for s in signals)
 
 
 def _tag(op, a, b):
@@ -67,7 +61,7 @@ def _slicer(op):
                                   tag=_tag(op, a, b))
     else:
         return None
-    if out.size < 2 or not _runs(out, *ins) or any(overlap(out, s) for s in ins):
+    if out.size < 2 or not forward_runs(out, *ins) or any(overlap(out, s) for s in ins):
         return None
     return out, ins, piece
 

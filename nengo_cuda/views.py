@@ -22,6 +22,13 @@ def span(sig):
             sig.elemoffset + sum(max(0, r) for r in reach) + 1)
 
 
+def forward_runs(*signals):
+    """Whether ``signals`` are 1-D, of one shape, with positive strides (so
+    element i of each is one run's i-th element, and `run` can cut them)."""
+    return all(s.ndim == 1 and s.shape == signals[0].shape and s.elemstrides[0] > 0
+               for s in signals)
+
+
 def overlap(a, b):
     """Whether signals ``a`` and ``b`` may share elements (their spans meet)."""
     if a.base is not b.base or a.size == 0 or b.size == 0:
