@@ -101,13 +101,21 @@ class TableSource:
     it to the backend's ``set_table``.  The methods below load nothing.
     """
 
-    def reset(self, rngs):
-        """At reset; ``rngs[trial][j]`` is the process rng of ``instruction.ops[j]``."""
+    def reset(self, seeds):
+        """At reset; ``seeds[trial][j]`` is the seed of the generator that
+        Nengo's ``make_step`` would give ``instruction.ops[j]``'s process
+        (`nengo_cuda.simulator.process_seed`)."""
         return {}
 
-    def before_run(self, n_steps):
-        """Before the backend runs ``n_steps`` steps."""
+    def before_run(self, n_steps, start):
+        """Before the backend runs ``n_steps`` steps, the first of them step
+        ``start + 1`` (``start``: the value of Nengo's step counter then)."""
         return {}
+
+    def values_per_step(self, n_trials):
+        """Table values that each step of a run adds to `before_run`'s tables
+        (the simulator cuts runs into chunks that keep them bounded)."""
+        return 0
 
     def after_run(self, steps_done):
         """After that run, which completed ``steps_done`` steps."""

@@ -506,6 +506,13 @@ class Simulator:
             self._recordings[p].chunks, self._recordings[p].n_samples = list(chunks), n
         self.data.reset()
 
+    def _step_counter(self):
+        """Nengo's step counter now (it restarts at 0 in runs that are not stateful)."""
+        step = self.model.step
+        if step is None or step.base not in self.layout.placement:
+            return self._n_steps
+        return int(self.layout.base_array(step.base, 0)[...])
+
     def _set_step_count(self, n_steps):
         """Sets ``n_steps``/``time`` and the model's step and time signals."""
         layout = self.layout
@@ -656,9 +663,11 @@ class Simulator:
         self.run_steps(1, progress_bar=False)
 
     def _chunk_steps(self):
+        """Steps per native run: probe data and process tables of one run stay
+        within _CHUNK_ELEMENTS values."""
         per_step = sum(
             self.n_trials * max(1, int(np.prod(rec.shape))) for rec in self._recordings.values()
-        )
+        ) + self._tables.values_per_step(self.n_trials)
         return max(1, min(_CHUNK_STEPS, _CHUNK_ELEMENTS // max(1, per_step)))
 
     def _check_data(self, data, steps):
@@ -724,7 +733,7 @@ class Simulator:
             )
         for index in disabled:
             self.backend.set_enabled(index, False)
-        self._tables.before_run(n)
+        self._tables.before_run(n, self._step_counter())
         try:
             with np.errstate(invalid="raise", divide="ignore"):
                 self.backend.run(n, native_feeds, [p[:3] for p in probes])

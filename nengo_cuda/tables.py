@@ -4,8 +4,6 @@ The simulator calls `TableLoader.reset` after drawing the processes' random
 seeds, and `before_run` / `after_run` around each native run.
 """
 
-import numpy as np
-
 
 class TableLoader:
     """Hands every instruction's `TableSource` output to the backend."""
@@ -22,13 +20,17 @@ class TableLoader:
         """``process_seeds[op, trial]``: the seed of the generator that Nengo's
         ``make_step`` would use (`nengo_cuda.simulator.process_seed`)."""
         for index, instr in self.items:
-            rngs = [[np.random.RandomState(process_seeds[op, t]) for op in instr.ops]
-                    for t in range(n_trials)]
-            self._load(index, instr.tables.reset(rngs))
+            seeds = [[process_seeds[op, t] for op in instr.ops] for t in range(n_trials)]
+            self._load(index, instr.tables.reset(seeds))
 
-    def before_run(self, n_steps):
+    def values_per_step(self, n_trials):
+        """Table values each step of a run adds (see `TableSource.values_per_step`)."""
+        return sum(instr.tables.values_per_step(n_trials) for _, instr in self.items)
+
+    def before_run(self, n_steps, start):
+        """Before a run of ``n_steps`` whose first step is ``start + 1``."""
         for index, instr in self.items:
-            self._load(index, instr.tables.before_run(n_steps))
+            self._load(index, instr.tables.before_run(n_steps, start))
 
     def after_run(self, steps_done):
         for _, instr in self.items:

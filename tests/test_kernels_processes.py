@@ -1,4 +1,4 @@
-"""SimProcess kernels (linear filters, WhiteSignal, WhiteNoise) against Nengo.
+"""SimProcess kernels (linear filters, process tables) against Nengo.
 
 Kernel tests lower a hand-made SimProcess with our lowering and compare, step
 by step, with Nengo's own ``SimProcess.make_step`` on plain NumPy signals of the
@@ -11,19 +11,19 @@ import nengo
 from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal, SignalDict
 from nengo.dists import Choice, Exponential, Gaussian, Uniform
-from nengo.processes import WhiteNoise, WhiteSignal
+from nengo.processes import Piecewise, PresentInput, WhiteNoise, WhiteSignal
 from nengo.synapses import LinearFilter
 
 import nengo_cuda
 from nengo_cuda.backends.cpu import CpuBackend
 from nengo_cuda.layout import SignalLayout
-from nengo_cuda.lowering.processes import (
-    FILTER_FORMS,
-    SimProcessLowering,
-    WhiteNoiseTable,
+from nengo_cuda.lowering.process_tables import (
+    ProcessTables,
+    timed_outputs,
     white_noise_samples,
     white_signal_period,
 )
+from nengo_cuda.lowering.processes import FILTER_FORMS, SimProcessLowering
 from nengo_cuda.program import Program
 from nengo_cuda.simulator import process_seed
 from nengo_cuda.tables import TableLoader
@@ -52,7 +52,8 @@ class ProcessBench:
     views into larger signals, so that view addressing is exercised too.
     """
 
-    def __init__(self, process, shape, mode, dtype, n_trials, with_input=True, seed=0):
+    def __init__(self, process, shape, mode, dtype, n_trials, with_input=True, seed=0,
+                 exact_time=False):
         rng = np.random.RandomState(seed)
         m = int(np.prod(shape))
         self.dtype, self.n_trials, self.shape = np.dtype(dtype), n_trials, shape
@@ -82,6 +83,8 @@ class ProcessBench:
             for sig in self.op.all_signals:
                 if sig.base not in sigs:
                     sigs.init(sig.base)
+            if exact_time:  # the float64 time our simulator gives processes in any dtype
+                dict.__setitem__(sigs, self.t, np.zeros(1))
         seeds = rng.randint(2**31, size=n_trials)
         self.steps = [
             self.op.make_step(sigs, DT, np.random.RandomState(s))
@@ -100,7 +103,7 @@ class ProcessBench:
                 sigs[self.t][...] = n_step * DT
                 if u is not None:
                     sigs[self.input][...] = u[trial]
-        self.tables.before_run(1)
+        self.tables.before_run(1, n_step - 1)
         self.backend.run(1, [], [])
         self.tables.after_run(1)
         for step in self.steps:
@@ -191,6 +194,74 @@ def test_white_noise_steps(dtype, n_trials, mode, dist, rng):
         bench.check(exact=True)
 
 
+# time-only processes: presentation times and breakpoints off the step grid, so
+# that Nengo's rounding (PresentInput's 1e-7, Piecewise's t + dt / 2) decides
+TIMED = {
+    "present": lambda m: PresentInput(np.arange(3.0 * m).reshape(3, m) - m, 0.0037),
+    "present_images": lambda m: PresentInput(np.cos(np.arange(4.0 * m)).reshape(4, 1, m), 0.002),
+    "piecewise_zero": lambda m: Piecewise(
+        {0.0035: np.arange(m) + 1.0, 0.0121: -np.ones(m), 0.03: np.linspace(0, 1, m)}
+    ),
+    "piecewise_linear": lambda m: Piecewise(
+        {0: np.zeros(m), 0.0213: np.linspace(-1, 1, m), 0.05: np.ones(m)}, interpolation="linear"
+    ),
+    "piecewise_cubic": lambda m: Piecewise(
+        {0: np.zeros(m), 0.01: np.ones(m), 0.02: -np.ones(m), 0.04: np.arange(m) / m},
+        interpolation="cubic",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMED))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+@pytest.mark.parametrize("mode", ["set", "inc"])
+def test_timed_process_steps(name, dtype, n_trials, mode):
+    bench = ProcessBench(TIMED[name](5), (5,), mode, dtype, n_trials, with_input=False,
+                         exact_time=True)
+    for n in range(1, 80):
+        bench.step(n)
+        bench.check(exact=True)
+
+
+@pytest.mark.parametrize("name", sorted(TIMED))
+def test_timed_outputs_are_the_steps(name):
+    """A run's rows, from any start step, are the step function's outputs at
+    Nengo's times (the process called again from the start)."""
+    process = TIMED[name](4)
+    op = SimProcess(process, None, Signal(np.zeros(4)), Signal(np.zeros(1)), mode="set")
+    step = process.make_step((0,), (4,), DT, None, {})
+    expected = np.array([step(n * DT) for n in range(1, 121)])
+    ours = np.concatenate([timed_outputs(op, DT, start, n) for start, n in
+                           ((0, 1), (1, 36), (37, 0), (37, 83))])
+    np.testing.assert_array_equal(ours, expected)
+    assert len(np.unique(ours, axis=0)) >= 3  # the test sees the output change
+
+
+def test_piecewise_with_functions_stays_a_callback():
+    """A Piecewise with callable values calls user code: it runs as Nengo runs it."""
+    calls = []
+
+    def ramp(t):
+        calls.append(t)
+        return [t, -t]
+
+    with nengo.Network(seed=2) as net:
+        u = nengo.Node(Piecewise({0: [0.5, 0.5], 0.02: ramp}))
+        p = nengo.Probe(u)
+    calls.clear()  # (Piecewise calls it once, to check it)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(40)
+    nengo_calls = calls[:]
+    calls.clear()
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        assert any(isinstance(op, SimProcess) for i in sim.program if i.is_callback
+                   for op in i.ops)
+        sim.run_steps(40)
+    np.testing.assert_array_equal(sim.data[p], ref.data[p])
+    assert calls == nengo_calls and len(calls) == 21  # once a step from 0.02 s on
+
+
 @pytest.mark.parametrize(
     "dist", [Gaussian(0, 1), Gaussian(1, 0.5), Uniform(-2, 3), Uniform(0, 9, integer=True),
              Choice([[1, 2.5, -1], [0, 3, 4]]), Exponential(2.0)]
@@ -212,11 +283,11 @@ def test_white_noise_table_keeps_unused_samples():
     # After an interrupted run, samples not yet used serve the next run.
     process = WhiteNoise()
     op = SimProcess(process, None, Signal(np.zeros(2)), Signal(np.zeros(1)), mode="set")
-    source = WhiteNoiseTable([op], DT)
-    source.reset([[np.random.RandomState(3)]])
-    first = source.before_run(10)["table"].reshape(10, 2)
+    source = ProcessTables([op], DT)
+    source.reset([[3]])
+    first = source.before_run(10, 0)["table"].reshape(10, 2)
     source.after_run(4)
-    second = source.before_run(10)["table"].reshape(10, 2)
+    second = source.before_run(10, 4)["table"].reshape(10, 2)
     source.after_run(10)
     expected = white_noise_samples(process, np.random.RandomState(3), 14, 2, DT)
     np.testing.assert_array_equal(first, expected[:10])
@@ -309,7 +380,7 @@ def test_network_matches_nengo():
         assert kind in summary, summary
     assert summary["lti_elementwise"][1] == 3  # Lowpass: connection, Node, probe
     assert summary["lti_state_space"][1] == 4  # Alpha x2, NoD, General
-    assert summary["process_table"] == (2, 3)  # WhiteSignal + 2 WhiteNoise
+    assert summary["process_table"] == (1, 3)  # WhiteSignal + 2 WhiteNoise, one table
     for p in probes:
         np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-10, atol=1e-10)
 
@@ -342,9 +413,73 @@ def test_minibatch_white_signal():
         np.testing.assert_allclose(sim.data[p][0], ref.data[p], rtol=1e-10, atol=1e-10)
 
 
-def test_data_replaces_white_signal_node():
+def _timed_network(seed=5):
+    with nengo.Network(seed=seed) as net:
+        nodes = [nengo.Node(TIMED[name](3)) for name in sorted(TIMED)]
+        nodes.append(nengo.Node(WhiteSignal(period=0.2, high=10), size_out=3))
+        nodes.append(nengo.Node(WhiteNoise(dist=Gaussian(0, 0.1)), size_out=3))
+        ens = nengo.Ensemble(60, 3)
+        for node in nodes:
+            nengo.Connection(node, ens, synapse=0.005)
+        probes = [nengo.Probe(node) for node in nodes] + [nengo.Probe(ens, synapse=0.01)]
+    return net, probes
+
+
+def test_timed_network_matches_nengo():
+    net, probes = _timed_network()
+    ref, sim, summary = _run_both(net, 300, chunks=[1, 99, 200], dtype="float64")
+    assert summary["process_table"] == (1, len(TIMED) + 2), summary
+    assert "callback" not in summary, summary
+    for p in probes:
+        np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-10, atol=1e-10)
+
+
+def test_timed_network_minibatch_and_reset():
+    """Every trial sees the same time-only inputs; a reset starts them again,
+    and so does each run that is not stateful."""
+    net, probes = _timed_network()
+    with net:
+        nengo_cuda.configure_settings(stateful=False)
+    ref, sim, _ = _run_both(net, 120, chunks=[120], dtype="float64", minibatch_size=3)
+    for p in probes[: len(TIMED)]:
+        for trial in range(3):
+            np.testing.assert_array_equal(sim.data[p][trial], ref.data[p])
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        sim.run_steps(50)
+        sim.run_steps(50)  # not stateful: starts from the initial state again
+        for p in probes[: len(TIMED)]:
+            np.testing.assert_array_equal(sim.data[p][50:], ref.data[p][:50])
+        sim.reset()
+        sim.run_steps(70)
+        for p in probes:
+            np.testing.assert_allclose(sim.data[p], ref.data[p][:70], rtol=1e-10, atol=1e-10)
+
+
+def test_tables_bound_the_steps_of_a_run(monkeypatch):
+    """Runs are cut so that probe data and tables stay within _CHUNK_ELEMENTS;
+    the cut runs still give Nengo's outputs."""
+    net, probes = _timed_network()
+    runs = []
+    before_run = TableLoader.before_run
+    monkeypatch.setattr(TableLoader, "before_run",
+                        lambda self, n, start: runs.append(n) or before_run(self, n, start))
+    monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_ELEMENTS", 2 * 100 * 24)
+    ref, sim, _ = _run_both(net, 250, dtype="float64", minibatch_size=2)
+    # per step, 2 trials x 3 values of each probe (a node's and the ensemble's)
+    # and each stepped column (not WhiteSignal's periodic table)
+    n_nodes = len(TIMED) + 2
+    chunk = 2 * 100 * 24 // (2 * 3 * ((n_nodes + 1) + (n_nodes - 1)))
+    assert chunk < 250 and runs == [chunk] * (250 // chunk) + [250 % chunk][: 250 % chunk], runs
+    for p in probes:
+        np.testing.assert_allclose(sim.data[p][0], ref.data[p], rtol=1e-10, atol=1e-10)
+    for p in probes[: len(TIMED)]:
+        np.testing.assert_array_equal(sim.data[p][1], ref.data[p])
+
+
+@pytest.mark.parametrize("process", [WhiteSignal(period=1, high=5), TIMED["present"](1)])
+def test_data_replaces_table_node(process):
     with nengo.Network(seed=1) as net:
-        sig = nengo.Node(WhiteSignal(period=1, high=5), size_out=1)
+        sig = nengo.Node(process, size_out=1)
         out = nengo.Node(size_in=1)
         nengo.Connection(sig, out, synapse=nengo.Lowpass(0.01))
         p = nengo.Probe(out)

@@ -1,4 +1,4 @@
-"""SimProcess lowerings: linear filters, WhiteSignal and WhiteNoise.
+"""SimProcess lowerings: linear filters, and processes read from tables.
 
 Linear filters (`nengo.LinearFilter`, `nengo.Lowpass`, `nengo.Alpha`) get their
 step form and discrete coefficients from Nengo's own ``make_step``, so the
@@ -8,21 +8,20 @@ merge into one ``lti_elementwise`` instruction, all others (``NoD``,
 ``General``) into one ``lti_state_space`` instruction.  The filter state stays
 in the operator's ``state["X"]`` signal.
 
-WhiteSignal and WhiteNoise read per-trial tables that Python computes from each
-operator's process rng with Nengo's own code (`TableSource`): WhiteSignal's
-whole periodic signal at reset, WhiteNoise's samples for the steps of each run.
+Processes without input whose outputs Python can compute ahead with Nengo's
+own code (WhiteSignal, WhiteNoise, PresentInput, Piecewise) merge into one
+``process_table`` instruction per time signal, which reads them from a
+per-trial table (`nengo_cuda.lowering.process_tables`).
 """
-
-import inspect
 
 import numpy as np
 import nengo
 from nengo.builder.processes import SimProcess
-from nengo.dists import Gaussian, Uniform
 from nengo.synapses import LinearFilter
 
-from ..program import Instruction, TableSource
+from ..program import Instruction
 from .common import all_float, memoised
+from .process_tables import ProcessTables, column_for
 from .registry import register
 
 # Exact process types whose step is LinearFilter's (subclasses may override it).
@@ -131,136 +130,32 @@ def _lower_state_space(ops, steps, layout):
     )
 
 
-# -- WhiteSignal and WhiteNoise -------------------------------------------------
-
-
-def white_signal_rows(process, dt):
-    """Rows of WhiteSignal's periodic signal (as its make_step computes them)."""
-    return 2 * int(np.ceil(process.period / dt / 2.0))
-
-
-def white_signal_period(op, rng, dt):
-    """One period of a WhiteSignal op's output, (rows, size), from Nengo's make_step."""
-    rows = white_signal_rows(op.process, dt)
-    step = op.process.make_step((0,), op.output.shape, dt, rng, {})
-    signal = inspect.getclosurevars(step).nonlocals.get("signal")
-    if not (isinstance(signal, np.ndarray) and signal.shape == (rows,) + op.output.shape):
-        # not the closure we know: ask the step function for each row of one period
-        signal = np.array([step(i * dt) for i in range(rows)], dtype=np.float64)
-    return signal.reshape(rows, -1)
-
-
-def white_noise_samples(process, rng, n, d, dt):
-    """The outputs of WhiteNoise's step for the next ``n`` steps, (n, d).
-
-    Nengo samples ``dist.sample(n=1, d=d)`` once per step.  Gaussian and
-    continuous Uniform draw element by element from the generator, so drawing
-    ``n`` rows at once gives the same stream; other distributions sample step by step.
-    """
-    dist = process.dist
-    if type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer):
-        x = dist.sample(n=n, d=d, rng=rng)
-    else:
-        x = np.zeros((n, d))
-        for i in range(n):
-            x[i] = dist.sample(n=1, d=d, rng=rng)[0]
-    alpha = 1.0 / np.sqrt(dt)
-    return alpha * x if process.scale else np.asarray(x, dtype=np.float64)
-
-
-class WhiteSignalTable(TableSource):
-    """Each trial's table: every op's whole period, computed at reset."""
-
-    def __init__(self, ops, dt):
-        self.ops, self.dt = ops, dt
-
-    def reset(self, rngs):
-        def trial_table(trial_rngs):
-            ops_rngs = zip(self.ops, trial_rngs)
-            periods = [white_signal_period(op, rng, self.dt) for op, rng in ops_rngs]
-            return np.concatenate([p.ravel() for p in periods])
-
-        return {"table": np.array([trial_table(r) for r in rngs])}
-
-
-class WhiteNoiseTable(TableSource):
-    """Each trial's table: every op's samples for the steps of the next run.
-
-    Samples drawn for steps that did not run (an interrupted run) are kept for
-    the next run, so each op's stream stays the one Nengo would draw.
-    """
-
-    def __init__(self, ops, dt):
-        self.ops, self.dt = ops, dt
-        self.rngs, self.pending = [], []
-
-    def reset(self, rngs):
-        self.rngs = rngs
-        self.pending = [np.zeros((len(rngs), 0, op.output.size)) for op in self.ops]
-        return {}
-
-    def before_run(self, n_steps):
-        for j, op in enumerate(self.ops):
-            need = n_steps - self.pending[j].shape[1]
-            if need > 0:
-                new = [
-                    white_noise_samples(op.process, r[j], need, op.output.size, self.dt)
-                    for r in self.rngs
-                ]
-                self.pending[j] = np.concatenate([self.pending[j], np.array(new)], axis=1)
-        n_trials = len(self.rngs)
-        return {
-            "table": np.concatenate(
-                [p[:, :n_steps].reshape(n_trials, -1) for p in self.pending], axis=1
-            )
-        }
-
-    def after_run(self, steps_done):
-        self.pending = [p[:, steps_done:] for p in self.pending]
-
-    def get_state(self):
-        rngs = [[r.get_state() for r in trial] for trial in self.rngs]
-        return rngs, list(self.pending)
-
-    def set_state(self, state):
-        rngs, pending = state
-        for trial, states in zip(self.rngs, rngs):
-            for r, st in zip(trial, states):
-                r.set_state(st)
-        self.pending = list(pending)
-
-
-TABLE_PROCESSES = {
-    nengo.processes.WhiteSignal: WhiteSignalTable,
-    nengo.processes.WhiteNoise: WhiteNoiseTable,
-}
+# -- processes read from tables (lowering/process_tables.py) -------------------
 
 
 def _table_key(op, layout):
-    source = TABLE_PROCESSES.get(type(op.process))
-    if source is None or layout.dt is None or op.input is not None or op.state:
+    if layout.dt is None or op.input is not None or op.state:
         return None
     if not all_float(layout, [op.output, op.t]) or op.t.size != 1:
         return None
-    if source is WhiteNoiseTable and op.output.ndim != 1:
+    if column_for(op, layout.dt) is None:
         return None
-    return ("process_table", source, layout.address(op.t))
+    return ("process_table", layout.address(op.t))
 
 
 def _lower_table(ops, layout):
-    source = TABLE_PROCESSES[type(ops[0].process)]
-    periodic = source is WhiteSignalTable
+    tables = ProcessTables(ops, layout.dt)
     return Instruction(
         "process_table",
         ops,
         ints={
             "Y": np.concatenate([layout.addresses(op.output).ravel() for op in ops]),
             "m": [op.output.size for op in ops],
-            "period": [white_signal_rows(op.process, layout.dt) if periodic else 0 for op in ops],
+            "period": tables.periods,
             "inc": [op.mode == "inc" for op in ops],
         },
         scalars={"time": layout.address(ops[0].t)},
-        tables=source(ops, layout.dt),
+        tables=tables,
     )
 
 
@@ -275,7 +170,7 @@ class SimProcessLowering:
 
     @staticmethod
     def lower(ops, layout):
-        if type(ops[0].process) in TABLE_PROCESSES:
+        if ops[0].input is None:
             return [_lower_table(ops, layout)]
         steps = [_filter_step(op, layout) for op in ops]
         if FILTER_FORMS[type(steps[0])][0] == "lti_elementwise":

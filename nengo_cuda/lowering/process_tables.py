@@ -1,0 +1,244 @@
+"""Tables of process outputs that Python computes ahead with Nengo's own code.
+
+A ``process_table`` instruction (``csrc/kernels/process_table.h``) only picks,
+at each step, every operator's row of a per-trial table.  Each operator is a
+*column* of that table, of one of three kinds:
+
+- WhiteSignal (`WhiteSignalColumn`): one whole period, from the trial's process
+  rng, computed at reset; the kernel picks row ``round(t / dt) % period``.
+- WhiteNoise (`WhiteNoiseColumn`): the trial's samples for the steps of each
+  run, drawn from its process rng just before the run.
+- PresentInput and Piecewise with values only (`TimedColumn`): functions of
+  time alone, so one output per step of each run, the same for every trial,
+  computed by the process's own step function at Nengo's float64 times
+  ``step * dt``.  (Piecewise with callable values stays a Python callback: a
+  user function may have effects, and must run when Nengo would run it.)
+
+`ProcessTables` joins the columns of one instruction into the table the kernel
+reads: per trial, each operator's ``(rows, size)`` block in turn.
+"""
+
+import inspect
+
+import numpy as np
+import nengo
+from nengo.dists import Gaussian, Uniform
+
+from ..program import TableSource
+
+
+def white_signal_rows(process, dt):
+    """Rows of WhiteSignal's periodic signal (as its make_step computes them)."""
+    return 2 * int(np.ceil(process.period / dt / 2.0))
+
+
+def white_signal_period(op, rng, dt):
+    """One period of a WhiteSignal op's output, (rows, size), from Nengo's make_step."""
+    rows = white_signal_rows(op.process, dt)
+    step = op.process.make_step((0,), op.output.shape, dt, rng, {})
+    signal = inspect.getclosurevars(step).nonlocals.get("signal")
+    if not (isinstance(signal, np.ndarray) and signal.shape == (rows,) + op.output.shape):
+        # not the closure we know: ask the step function for each row of one period
+        signal = np.array([step(i * dt) for i in range(rows)], dtype=np.float64)
+    return signal.reshape(rows, -1)
+
+
+def white_noise_samples(process, rng, n, d, dt):
+    """The outputs of WhiteNoise's step for the next ``n`` steps, (n, d).
+
+    Nengo samples ``dist.sample(n=1, d=d)`` once per step.  Gaussian and
+    continuous Uniform draw element by element from the generator, so drawing
+    ``n`` rows at once gives the same stream; other distributions sample step by step.
+    """
+    dist = process.dist
+    if type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer):
+        x = dist.sample(n=n, d=d, rng=rng)
+    else:
+        x = np.zeros((n, d))
+        for i in range(n):
+            x[i] = dist.sample(n=1, d=d, rng=rng)[0]
+    alpha = 1.0 / np.sqrt(dt)
+    return alpha * x if process.scale else np.asarray(x, dtype=np.float64)
+
+
+def timed_outputs(op, dt, start, n):
+    """The outputs of a time-only process for steps ``start + 1 .. start + n``,
+    (n, size), at Nengo's times ``step * dt``: PresentInput's and zero-order
+    Piecewise's step arithmetic on all times at once (the same float64
+    operations, element by element), otherwise the process's own step function
+    called at each time."""
+    process = op.process
+    times = np.arange(start + 1, start + n + 1, dtype=np.int64) * dt
+    if type(process) is nengo.processes.PresentInput:
+        inputs = process.inputs.reshape(len(process.inputs), -1)
+        i = ((times - dt) / float(process.presentation_time) + 1e-7).astype(np.int64)
+        return np.array(inputs[i % len(inputs)], dtype=np.float64)
+    if type(process) is nengo.processes.Piecewise and process.interpolation == "zero":
+        tp, yp = zip(*sorted(process.data.items()))
+        rows = np.concatenate([np.zeros((1, op.output.size)), np.reshape(yp, (len(yp), -1))])
+        ti = np.clip(np.searchsorted(tp, times + 0.5 * dt) - 1, -1, len(yp) - 1)
+        return rows[ti + 1]  # row 0: before the first breakpoint, zeros
+    step = process.make_step((0,), op.output.shape, dt, None, {})
+    out = np.zeros((n, op.output.size))
+    for i, t in enumerate(times):
+        out[i] = np.ravel(step(float(t)))
+    return out
+
+
+def is_timed(process):
+    """True for processes whose output depends on time alone (exact types:
+    a subclass may override the step)."""
+    if type(process) is nengo.processes.PresentInput:
+        return True
+    return type(process) is nengo.processes.Piecewise and not any(
+        callable(value) for value in process.data.values()
+    )
+
+
+class WhiteSignalColumn:
+    """Each trial's whole period of one WhiteSignal, computed at reset."""
+
+    stepped = False
+
+    def __init__(self, op, dt):
+        self.op, self.dt = op, dt
+        self.period = white_signal_rows(op.process, dt)
+
+    def reset(self, seeds):
+        return np.array(
+            [white_signal_period(self.op, np.random.RandomState(s), self.dt).ravel()
+             for s in seeds]
+        )
+
+
+class WhiteNoiseColumn:
+    """Each trial's samples of one WhiteNoise for the steps of the next run.
+
+    Samples drawn for steps that did not run (an interrupted run) are kept for
+    the next run, so the stream stays the one Nengo would draw.
+    """
+
+    stepped, period = True, 0
+
+    def __init__(self, op, dt):
+        self.op, self.dt = op, dt
+        self.rngs, self.pending = [], np.zeros((0, 0, op.output.size))
+
+    def reset(self, seeds):
+        self.rngs = [np.random.RandomState(s) for s in seeds]
+        self.pending = np.zeros((len(seeds), 0, self.op.output.size))
+
+    def before_run(self, n_steps, start):
+        need = n_steps - self.pending.shape[1]
+        if need > 0:
+            size = self.op.output.size
+            new = [white_noise_samples(self.op.process, r, need, size, self.dt) for r in self.rngs]
+            self.pending = np.concatenate([self.pending, np.array(new)], axis=1)
+        return self.pending[:, :n_steps].reshape(len(self.rngs), -1)
+
+    def after_run(self, steps_done):
+        self.pending = self.pending[:, steps_done:]
+
+    def get_state(self):
+        return [r.get_state() for r in self.rngs], self.pending
+
+    def set_state(self, state):
+        states, self.pending = state
+        for r, st in zip(self.rngs, states):
+            r.set_state(st)
+
+
+class TimedColumn:
+    """A time-only process's outputs for the steps of the next run, one row
+    per step, the same for every trial."""
+
+    stepped, period = True, 0
+
+    def __init__(self, op, dt):
+        self.op, self.dt = op, dt
+        self.n_trials = 0
+
+    def reset(self, seeds):
+        self.n_trials = len(seeds)
+
+    def before_run(self, n_steps, start):
+        row = timed_outputs(self.op, self.dt, start, n_steps).ravel()
+        return np.broadcast_to(row, (self.n_trials, row.size))
+
+    def after_run(self, steps_done):
+        pass
+
+    def get_state(self):
+        return None
+
+    def set_state(self, state):
+        pass
+
+
+def column_for(op, dt):
+    """The table column of ``op`` (a SimProcess with no input), or None."""
+    process = op.process
+    if type(process) is nengo.processes.WhiteSignal:
+        return WhiteSignalColumn(op, dt)
+    if type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1:
+        return WhiteNoiseColumn(op, dt)
+    if is_timed(process):
+        return TimedColumn(op, dt)
+    return None
+
+
+class ProcessTables(TableSource):
+    """The table of one ``process_table`` instruction: per trial, each
+    operator's block (its column's rows) in turn.
+
+    Periodic blocks are computed at reset.  Without stepped columns the table
+    is loaded once, at reset; with them, before every run (with the periodic
+    blocks kept from reset).
+    """
+
+    def __init__(self, ops, dt):
+        self.columns = [column_for(op, dt) for op in ops]
+        self.stepped = [c for c in self.columns if c.stepped]
+        self.fixed = {}  # column index -> (trials, period * size), from reset
+
+    @property
+    def periods(self):
+        """Per operator: rows of its periodic table (0: one row per run step)."""
+        return [c.period for c in self.columns]
+
+    def values_per_step(self, n_trials):
+        """Table values each step of a run adds (the simulator bounds runs by it)."""
+        return n_trials * sum(c.op.output.size for c in self.stepped)
+
+    def reset(self, seeds):
+        self.fixed = {}
+        for j, column in enumerate(self.columns):
+            block = column.reset([trial[j] for trial in seeds])
+            if not column.stepped:
+                self.fixed[j] = block
+        if self.stepped:
+            return {}
+        return {"table": self._join(self.fixed)}
+
+    def before_run(self, n_steps, start):
+        if not self.stepped:
+            return {}
+        blocks = dict(self.fixed)
+        for j, column in enumerate(self.columns):
+            if column.stepped:
+                blocks[j] = column.before_run(n_steps, start)
+        return {"table": self._join(blocks)}
+
+    def _join(self, blocks):
+        return np.concatenate([blocks[j] for j in range(len(self.columns))], axis=1)
+
+    def after_run(self, steps_done):
+        for column in self.stepped:
+            column.after_run(steps_done)
+
+    def get_state(self):
+        return [column.get_state() for column in self.stepped]
+
+    def set_state(self, state):
+        for column, st in zip(self.stepped, state):
+            column.set_state(st)
