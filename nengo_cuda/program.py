@@ -97,8 +97,9 @@ class TableSource:
 
     Tables hold values that Python computes with Nengo's own code and the kernel
     only reads, such as precomputed random signals.  Each method returns a dict
-    ``name -> float64 array`` whose first axis is the trial; the simulator hands
-    it to the backend's ``set_table``.  The methods below load nothing.
+    ``name -> float64 array`` laid out as the instruction's kernel reads it; the
+    simulator hands it to the backend's ``set_table``.  The methods below load
+    nothing.
     """
 
     def reset(self, seeds):

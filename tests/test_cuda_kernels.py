@@ -256,7 +256,7 @@ def test_phases_share_a_launch(device, phase_max, monkeypatch):
     s0 = 8  # per-trial: time at s0, then signals
     t.add("time_update", scalars={"step": 0, "time": s0})
     table = t.add("process_table", ints={"Y": s0 + 1 + np.arange(n), "m": [n], "period": [0],
-                                         "inc": [0]}, scalars={"time": s0})
+                                         "inc": [0], "shared": [0]}, scalars={"time": s0})
     lowpass(t, s0 + 1 + np.arange(n), s0 + 10 + np.arange(n), s0 + 20 + np.arange(n))
     src = s0 + 10
     for k in range(copies):  # a chain of copies, each reading the one before
@@ -642,17 +642,19 @@ def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):
 
 
 def test_process_table(device):
-    """Periodic (WhiteSignal) and per-step (WhiteNoise) rows, re-set between runs."""
+    """Periodic (WhiteSignal) and per-step (WhiteNoise) rows per trial, per-step
+    rows shared by all trials (PresentInput), re-set between runs."""
     t = Twin(device, np.float64, 0, 12, n_trials=2, n_int_state=1)
     t.f_cpu[0::12] = 0.0
     t.f_dev[:] = t.f_cpu
     t.add("time_update", scalars={"step": 0, "time": 0})
-    i = t.add("process_table", ints={"Y": [1, 2, 3, 4, 5], "m": [2, 3], "period": [4, 0],
-                                    "inc": [0, 1]}, scalars={"time": 0})
+    i = t.add("process_table", ints={"Y": [1, 2, 3, 4, 5, 6, 7], "m": [2, 3, 2],
+                                    "period": [4, 0, 0], "inc": [0, 1, 0], "shared": [0, 0, 1]},
+              scalars={"time": 0})
     rng = np.random.RandomState(3)
     for steps in (3, 5):
-        per_trial = 4 * 2 + steps * 3
-        t.set_table(i, "table", rng.uniform(-1, 1, (2, per_trial)))
+        size = steps * 2 + 2 * (4 * 2 + steps * 3)
+        t.set_table(i, "table", rng.uniform(-1, 1, size))
         t.run(steps)
         t.assert_equal()
     t.close()

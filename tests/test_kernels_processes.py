@@ -317,8 +317,8 @@ def test_process_seed_is_get_rngs(seed):
 
 def test_process_table_errors():
     p = RawProgram(np.float64, 0, 4)
-    index = p.add("process_table", ints={"Y": [1, 2], "m": [2], "period": [3], "inc": [0]},
-                  scalars={"time": 0})
+    index = p.add("process_table", ints={"Y": [1, 2], "m": [2], "period": [3], "inc": [0],
+                                         "shared": [0]}, scalars={"time": 0})
     with pytest.raises(RuntimeError, match="not loaded"):
         p.run()
     with pytest.raises(ValueError, match="does not fit"):
@@ -329,6 +329,34 @@ def test_process_table_errors():
     p.native.set_table(index, "table", np.arange(6.0))
     p.run()
     np.testing.assert_array_equal(p.view([1, 2]), [4, 5])  # row 2 of 3
+
+
+def test_process_table_layout():
+    """Shared blocks first, once; then each trial's blocks (csrc/kernels/process_table.h)."""
+    p = RawProgram(np.float64, 0, 8, n_trials=2)
+    p.write([0], [0.0], trial=1)
+    p.write([0], [0.0], trial=0)
+    p.add("time_update", scalars={"step": 0, "time": 0})
+    index = p.add("process_table", ints={"Y": [1, 2, 3, 4, 5], "m": [1, 2, 2],
+                                         "period": [0, 3, 0], "inc": [0, 0, 0],
+                                         "shared": [0, 1, 0]}, scalars={"time": 0})
+    steps = 4
+    shared = 100 + np.arange(3 * 2.0)  # op 1: its period, 3 rows of 2
+    # per trial: op 0's 4 rows of 1, op 2's 4 rows of 2
+    trials = [1000 * (t + 1) + np.arange(steps + steps * 2.0) for t in range(2)]
+    table = np.concatenate([shared] + trials)
+    with pytest.raises(ValueError, match="does not fit"):
+        p.native.set_table(index, "table", table[:-1])
+    p.native.set_table(index, "table", table)
+    done = 0
+    for n in range(1, steps + 1):  # runs of n steps: the last one's rows
+        p.native.run(n, [], [])
+        done += n
+        period_row = done % 3
+        for t, rows in enumerate(trials):
+            expected = [rows[n - 1], *shared[2 * period_row: 2 * period_row + 2],
+                        *rows[steps + 2 * (n - 1): steps + 2 * n]]
+            np.testing.assert_array_equal(p.view([1, 2, 3, 4, 5], trial=t), expected)
 
 
 # -- whole networks ------------------------------------------------------------
@@ -465,10 +493,11 @@ def test_tables_bound_the_steps_of_a_run(monkeypatch):
                         lambda self, n, start: runs.append(n) or before_run(self, n, start))
     monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_ELEMENTS", 2 * 100 * 24)
     ref, sim, _ = _run_both(net, 250, dtype="float64", minibatch_size=2)
-    # per step, 2 trials x 3 values of each probe (a node's and the ensemble's)
-    # and each stepped column (not WhiteSignal's periodic table)
-    n_nodes = len(TIMED) + 2
-    chunk = 2 * 100 * 24 // (2 * 3 * ((n_nodes + 1) + (n_nodes - 1)))
+    # per step, 3 values of each probe (the nodes' and the ensemble's) and of
+    # WhiteNoise's column for each of the 2 trials, and 3 of each time-only
+    # column for all trials (not WhiteSignal's periodic table)
+    per_step = 2 * 3 * (len(TIMED) + 3) + 2 * 3 + 3 * len(TIMED)
+    chunk = 2 * 100 * 24 // per_step
     assert chunk < 250 and runs == [chunk] * (250 // chunk) + [250 % chunk][: 250 % chunk], runs
     for p in probes:
         np.testing.assert_allclose(sim.data[p][0], ref.data[p], rtol=1e-10, atol=1e-10)

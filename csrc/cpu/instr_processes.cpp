@@ -1,13 +1,14 @@
 // SimProcess kernels: linear filters (nengo.LinearFilter and its subclasses
-// Lowpass and Alpha) and table-driven random processes (WhiteSignal, WhiteNoise).
+// Lowpass and Alpha) and table-driven processes.
 //
 // - lti_elementwise: every stateless (NoX) and one-state (OneX, OneXScalar)
 //   filtered element of a stage, with per-element coefficients.
 // - lti_state_space: blocks of elements sharing one (A, B, C, D) system with
 //   n >= 1 states (NoD, General); the block's state X is n x m, row-major.
-// - process_table: outputs read from a per-trial table that Python fills
-//   (set_table): periodic rows indexed by time (WhiteSignal), or one row per
-//   step of the current run (WhiteNoise).
+// - process_table: outputs read from a table that Python fills (set_table):
+//   periodic rows indexed by time (WhiteSignal), or one row per step of the
+//   current run (WhiteNoise; PresentInput and Piecewise, one block for all
+//   trials), laid out as processes::table_layout says.
 //
 // Trials run in parallel; within a trial elements run in order, so merged
 // operators may increment the same output.
@@ -197,39 +198,20 @@ std::unique_ptr<Instr<T>> make_lti_state_space(const InstrSpec& spec, const Buff
 template <typename T>
 struct ProcessTable : Instr<T> {
     bool splits_by_trial() const override { return true; }
-    // per operator: elements, table period in rows (0: one row per run step), inc mode
-    std::vector<int64_t> m, period, inc;
+    // per operator: elements, table period in rows (0: one row per run step),
+    // inc mode, shared (one block for all trials)
+    std::vector<int64_t> m, period, inc, shared;
     std::vector<int64_t> y;  // per element
     int64_t time = 0;        // address of the time signal
     int n_trials = 1;
-    // table: per trial, each operator's (rows, m) block in turn
-    std::vector<double> table;
-    std::vector<int64_t> offset, rows;
-    int64_t per_trial = 0, step_rows = 0;
+    std::vector<double> table;  // laid out as processes::table_layout says
+    processes::TableLayout layout;
     bool loaded = false;
 
     void set_table(const std::string& name, std::vector<double> data) override {
         if (name != "table") return Instr<T>::set_table(name, std::move(data));
-        const int64_t size = static_cast<int64_t>(data.size());
-        int64_t fixed = 0, stepped = 0;
-        for (size_t j = 0; j < m.size(); ++j) {
-            if (period[j] > 0) fixed += period[j] * m[j];
-            else stepped += m[j];
-        }
-        if (size % n_trials != 0 || size / n_trials < fixed ||
-            (stepped == 0 ? size / n_trials != fixed : (size / n_trials - fixed) % stepped != 0))
-            throw std::invalid_argument("process_table: table of " + std::to_string(size) +
-                                        " values does not fit the operators");
-        per_trial = size / n_trials;
-        step_rows = stepped == 0 ? 0 : (per_trial - fixed) / stepped;
-        offset.clear();
-        rows.clear();
-        int64_t off = 0;
-        for (size_t j = 0; j < m.size(); ++j) {
-            offset.push_back(off);
-            rows.push_back(period[j] > 0 ? period[j] : step_rows);
-            off += rows.back() * m[j];
-        }
+        layout = processes::table_layout(m, period, shared, n_trials,
+                                         static_cast<int64_t>(data.size()));
         table = std::move(data);
         loaded = true;
     }
@@ -237,18 +219,19 @@ struct ProcessTable : Instr<T> {
     void run(const Buffers<T>& buf, const StepInfo& info) override {
         if (!loaded) throw std::logic_error("process_table: table not loaded");
         const bool stepped = std::find(period.begin(), period.end(), 0) != period.end();
-        if (stepped && info.run_step >= step_rows)
+        if (stepped && info.run_step >= layout.step_rows)
             throw std::logic_error("process_table: no table row for step " +
                                    std::to_string(info.run_step) + " of this run");
         const int64_t nops = static_cast<int64_t>(m.size());
         for (int t = 0; t < buf.n_trials; ++t) {
             const double now = static_cast<double>(*buf.f.at(time, t));
-            const double* tab = table.data() + (buf.trial0 + t) * per_trial;
+            const int64_t trial_offset = (buf.trial0 + t) * layout.per_trial;
             for (int64_t j = 0, e = 0; j < nops; e += m[j], ++j) {
                 const int64_t row = period[j] > 0
                                         ? processes::periodic_row(now, info.dt, period[j])
                                         : info.run_step;
-                const double* src = tab + offset[j] + row * m[j];
+                const double* src = table.data() + layout.offset[j] +
+                                    (shared[j] ? 0 : trial_offset) + row * m[j];
                 for (int64_t k = 0; k < m[j]; ++k)
                     write_output(*buf.f.at(y[e + k], t), src[k], inc[j] != 0);
             }
@@ -258,11 +241,12 @@ struct ProcessTable : Instr<T> {
 
 template <typename T>
 std::unique_ptr<Instr<T>> make_process_table(const InstrSpec& spec, const Buffers<T>& buf) {
-    check_same_length(spec, {"m", "period", "inc"});
+    check_same_length(spec, {"m", "period", "inc", "shared"});
     auto op = std::make_unique<ProcessTable<T>>();
     op->m = spec.int_array("m");
     op->period = spec.int_array("period");
     op->inc = spec.int_array("inc");
+    op->shared = spec.int_array("shared");
     op->y = spec.int_array("Y");
     op->time = static_cast<int64_t>(spec.scalar("time"));
     op->n_trials = buf.n_trials;

@@ -589,7 +589,7 @@ InstrPtr<T> make_lti_state_space(const InstrSpec& spec, Program<T>& prog) {
 template <typename T>
 struct TableInstr : DInstr<T> {
     ProcessTable<T> k;
-    std::vector<int64_t> m, period;
+    std::vector<int64_t> m, period, shared;
     int n_trials = 1;
     bool loaded = false, stepped = false;
     int64_t step_rows = 0;
@@ -624,27 +624,12 @@ struct TableInstr : DInstr<T> {
     void set_table(Program<T>& prog, const std::string& name, std::vector<double> data) override {
         if (name != "table") return DInstr<T>::set_table(prog, name, std::move(data));
         // the same checks and layout as the CPU ProcessTable::set_table
-        const int64_t size = static_cast<int64_t>(data.size());
-        int64_t fixed = 0, stepped_m = 0;
-        for (size_t j = 0; j < m.size(); ++j) {
-            if (period[j] > 0) fixed += period[j] * m[j];
-            else stepped_m += m[j];
-        }
-        if (size % n_trials != 0 || size / n_trials < fixed ||
-            (stepped_m == 0 ? size / n_trials != fixed
-                            : (size / n_trials - fixed) % stepped_m != 0))
-            throw std::invalid_argument("process_table: table of " + std::to_string(size) +
-                                        " values does not fit the operators");
+        const processes::TableLayout layout = processes::table_layout(
+            m, period, shared, n_trials, static_cast<int64_t>(data.size()));
         TableState st;
-        st.per_trial = size / n_trials;
-        step_rows = stepped_m == 0 ? 0 : (st.per_trial - fixed) / stepped_m;
-        st.step_rows = step_rows;
-        std::vector<int64_t> off;
-        int64_t o = 0;
-        for (size_t j = 0; j < m.size(); ++j) {
-            off.push_back(o);
-            o += (period[j] > 0 ? period[j] : step_rows) * m[j];
-        }
+        st.per_trial = layout.per_trial;
+        st.step_rows = step_rows = layout.step_rows;
+        const std::vector<int64_t>& off = layout.offset;
         host_table = std::move(data);
         table.ensure(prog.mem(), host_table.size() * sizeof(double));
         if (!host_table.empty())
@@ -663,6 +648,7 @@ InstrPtr<T> make_process_table(const InstrSpec& spec, Program<T>& prog) {
     auto in = std::make_unique<TableInstr<T>>();
     in->m = spec.int_array("m");
     in->period = spec.int_array("period");
+    in->shared = spec.int_array("shared");
     in->n_trials = prog.n_trials();
     in->stepped = std::find(in->period.begin(), in->period.end(), 0) != in->period.end();
     std::vector<int64_t> elem0, op;
@@ -682,6 +668,7 @@ InstrPtr<T> make_process_table(const InstrSpec& spec, Program<T>& prog) {
     k.m = prog.upload(in->m);
     k.period = prog.upload(in->period);
     k.inc = prog.upload(spec.int_array("inc"));
+    k.shared = prog.upload(in->shared);
     k.elem0 = prog.upload(elem0);
     k.op = prog.upload(op);
     k.y = prog.addr(y);

@@ -609,10 +609,10 @@ struct LtiStateSpace {
     }
 };
 
-// --- WhiteSignal / WhiteNoise tables -------------------------------------------
+// --- process tables (WhiteSignal, WhiteNoise, PresentInput, Piecewise) --------
 // The table's layout changes between runs; it is read through this block.
 struct TableState {
-    const double* table = nullptr;  // per trial: every op's (rows, m) block in turn
+    const double* table = nullptr;  // laid out as processes::table_layout says
     int64_t per_trial = 0;
     int64_t step_rows = 0;
 };
@@ -626,8 +626,9 @@ struct ProcessTable {
     double dt = 0.001;
     int64_t time = 0;
     const TableState* state = nullptr;
-    const int64_t* offset = nullptr;  // per op (in the per-trial table)
-    const int64_t *m = nullptr, *period = nullptr, *inc = nullptr, *elem0 = nullptr;
+    const int64_t* offset = nullptr;  // per op (trial 0's block, or the shared one)
+    const int64_t *m = nullptr, *period = nullptr, *inc = nullptr, *shared = nullptr;
+    const int64_t* elem0 = nullptr;
     const int64_t* op = nullptr;  // per element
     Addr y;
     NC_HD void element(int64_t e, int t) const {
@@ -635,7 +636,8 @@ struct ProcessTable {
         const double now = static_cast<double>(*p.fat(time, t));
         const int64_t row =
             period[j] > 0 ? processes::periodic_row(now, dt, period[j]) : step.get();
-        const double* src = state->table + t * state->per_trial + offset[j] + row * m[j];
+        const int64_t trial_offset = shared[j] ? 0 : t * state->per_trial;
+        const double* src = state->table + offset[j] + trial_offset + row * m[j];
         filters::write_output(*p.fat(y[e], t), src[k], inc[j] != 0);
     }
     NC_HD void operator()(int64_t idx) const {

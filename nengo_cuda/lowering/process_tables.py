@@ -98,7 +98,7 @@ def is_timed(process):
 class WhiteSignalColumn:
     """Each trial's whole period of one WhiteSignal, computed at reset."""
 
-    stepped = False
+    stepped, shared = False, False
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
@@ -118,7 +118,7 @@ class WhiteNoiseColumn:
     the next run, so the stream stays the one Nengo would draw.
     """
 
-    stepped, period = True, 0
+    stepped, shared, period = True, False, 0
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
@@ -150,20 +150,18 @@ class WhiteNoiseColumn:
 
 class TimedColumn:
     """A time-only process's outputs for the steps of the next run, one row
-    per step, the same for every trial."""
+    per step, one block for all trials."""
 
-    stepped, period = True, 0
+    stepped, shared, period = True, True, 0
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
-        self.n_trials = 0
 
     def reset(self, seeds):
-        self.n_trials = len(seeds)
+        pass
 
     def before_run(self, n_steps, start):
-        row = timed_outputs(self.op, self.dt, start, n_steps).ravel()
-        return np.broadcast_to(row, (self.n_trials, row.size))
+        return timed_outputs(self.op, self.dt, start, n_steps).ravel()
 
     def after_run(self, steps_done):
         pass
@@ -188,8 +186,10 @@ def column_for(op, dt):
 
 
 class ProcessTables(TableSource):
-    """The table of one ``process_table`` instruction: per trial, each
-    operator's block (its column's rows) in turn.
+    """The table of one ``process_table`` instruction, laid out as
+    ``processes::table_layout`` (``csrc/kernels/process_table.h``) reads it:
+    the blocks of shared columns (one for all trials), then, per trial, the
+    blocks of the others, each in the order of the operators.
 
     Periodic blocks are computed at reset.  Without stepped columns the table
     is loaded once, at reset; with them, before every run (with the periodic
@@ -206,9 +206,14 @@ class ProcessTables(TableSource):
         """Per operator: rows of its periodic table (0: one row per run step)."""
         return [c.period for c in self.columns]
 
+    @property
+    def shared(self):
+        """Per operator: whether its block serves every trial."""
+        return [c.shared for c in self.columns]
+
     def values_per_step(self, n_trials):
         """Table values each step of a run adds (the simulator bounds runs by it)."""
-        return n_trials * sum(c.op.output.size for c in self.stepped)
+        return sum(c.op.output.size * (1 if c.shared else n_trials) for c in self.stepped)
 
     def reset(self, seeds):
         self.fixed = {}
@@ -230,7 +235,11 @@ class ProcessTables(TableSource):
         return {"table": self._join(blocks)}
 
     def _join(self, blocks):
-        return np.concatenate([blocks[j] for j in range(len(self.columns))], axis=1)
+        order = range(len(self.columns))
+        shared = [blocks[j] for j in order if self.columns[j].shared]
+        trials = [blocks[j] for j in order if not self.columns[j].shared]
+        per_trial = np.concatenate(trials, axis=1).ravel() if trials else np.zeros(0)
+        return np.concatenate(shared + [per_trial])
 
     def after_run(self, steps_done):
         for column in self.stepped:

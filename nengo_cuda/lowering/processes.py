@@ -152,6 +152,7 @@ def _lower_table(ops, layout):
             "Y": np.concatenate([layout.addresses(op.output).ravel() for op in ops]),
             "m": [op.output.size for op in ops],
             "period": tables.periods,
+            "shared": tables.shared,
             "inc": [op.mode == "inc" for op in ops],
         },
         scalars={"time": layout.address(ops[0].t)},
