@@ -231,12 +231,13 @@ def circconv(dims, n_neurons=200):
 
 @step("compare")
 def compare_all(quick, device):
-    from test_cuda_networks import compare, random_network  # noqa: PLC0415
+    from test_cuda_networks import compare, random_network, tables_network  # noqa: PLC0415
 
     cases = []
     small = bench_networks(quick=True)
     for name, (net, probes) in small.items():
         cases.append((name, net, probes, len(probes)))
+    cases.append(("process tables", *tables_network(), 1))
     for seed in range(4 if quick else 10):
         net, probes = random_network(seed)
         cases.append((f"random {seed}", net, probes, 4))

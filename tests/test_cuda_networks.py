@@ -2,7 +2,8 @@
 
 `random_network(seed)` mixes every native neuron type, slices, dense, sparse and
 neuron-to-neuron transforms, all linear-filter forms, WhiteSignal, WhiteNoise,
-constant and Python-function inputs (callbacks) and all five learning rules.
+constant and Python-function inputs (callbacks) and all five learning rules;
+`tables_network()` every kind of process table.
 `compare(net, probes, device)` runs it on the CPU backend and on ``device`` and
 returns the largest differences.  benchmarks/gpu_check.py uses both on the GPU;
 the tests here run them on the host emulator of the CUDA backend, and on the
@@ -145,6 +146,27 @@ def random_network(seed, n_ensembles=4, max_neurons=40, max_dims=3, learning=Tru
     return net, probes
 
 
+def tables_network(seed=0):
+    """Every kind of process table in one instruction: WhiteSignal and
+    WhiteNoise (per trial), PresentInput and Piecewise (one block for all
+    trials), each into an ensemble and probed, with an inc-mode PresentInput
+    as the ensemble's noise."""
+    rng = np.random.RandomState(seed)
+    with nengo.Network(seed=seed) as net:
+        nodes = [
+            nengo.Node(nengo.processes.WhiteSignal(0.1, high=20, rms=0.5), size_out=2),
+            nengo.Node(nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.2)), size_out=3),
+            nengo.Node(nengo.processes.PresentInput(rng.uniform(-1, 1, (3, 4)), 0.013)),
+            nengo.Node(nengo.processes.Piecewise({0.004: [0.5, -0.3], 0.05: [-0.4, 0.8]})),
+        ]
+        noise = nengo.processes.PresentInput(rng.uniform(-0.2, 0.2, (2, 30)), 0.007)
+        ens = nengo.Ensemble(30, 2, noise=noise)
+        for node in nodes:
+            nengo.Connection(node[:2], ens, synapse=0.005)
+        probes = [nengo.Probe(ens, synapse=0.01)] + [nengo.Probe(node) for node in nodes]
+    return net, probes
+
+
 def run(model, probes, device, dtype="float64", minibatch_size=None, steps=150, **kwargs):
     """Probe data (list of arrays) and the final state of every signal, all trials.
 
@@ -222,6 +244,14 @@ def test_random_networks_minibatch(device, seed):
     diff, sdiff, nan = compare(net, probes, device, dtype="float64", minibatch_size=3)
     assert not nan
     assert diff < 1e-6 and sdiff < 1e-6, (diff, sdiff)
+
+
+@pytest.mark.parametrize("minibatch_size", [None, 3])
+def test_process_tables(device, minibatch_size):
+    net, probes = tables_network()
+    diff, sdiff, nan = compare(net, probes, device, minibatch_size=minibatch_size)
+    assert not nan
+    assert diff < 1e-12 and sdiff < 1e-12, (diff, sdiff)
 
 
 def test_random_network_float32(device):
