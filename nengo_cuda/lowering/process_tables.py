@@ -1,21 +1,21 @@
 """Tables of process outputs that Python computes ahead with Nengo's own code.
 
 A ``process_table`` instruction (``csrc/kernels/process_table.h``) only picks,
-at each step, every operator's row of a per-trial table.  Each operator is a
-*column* of that table, of one of three kinds:
+at each step, every operator's row of a table.  Each operator is a *column*
+of that table, of one of three kinds:
 
 - WhiteSignal (`WhiteSignalColumn`): one whole period, from the trial's process
   rng, computed at reset; the kernel picks row ``round(t / dt) % period``.
 - WhiteNoise (`WhiteNoiseColumn`): the trial's samples for the steps of each
   run, drawn from its process rng just before the run.
 - PresentInput and Piecewise with values only (`TimedColumn`): functions of
-  time alone, so one output per step of each run, the same for every trial,
-  computed by the process's own step function at Nengo's float64 times
+  time alone, so one output per step of each run, one block for all trials,
+  computed with the process's own step arithmetic at Nengo's float64 times
   ``step * dt``.  (Piecewise with callable values stays a Python callback: a
   user function may have effects, and must run when Nengo would run it.)
 
 `ProcessTables` joins the columns of one instruction into the table the kernel
-reads: per trial, each operator's ``(rows, size)`` block in turn.
+reads: the shared blocks, then, per trial, the others' ``(rows, size)`` blocks.
 """
 
 import inspect
