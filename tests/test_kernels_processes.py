@@ -520,6 +520,26 @@ def test_data_replaces_table_node(process):
     np.testing.assert_allclose(sim.data[p], expected, rtol=1e-12, atol=1e-12)
 
 
+def test_data_replaces_one_column_of_a_table():
+    """data= for one node of a merged process_table: the table runs (the other
+    columns keep Nengo's values) and the data overwrites that node's output."""
+    net, probes = _timed_network()
+    fed = net.nodes[0]
+    values = np.linspace(-1, 1, 3 * 60).reshape(1, 60, 3)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(60)
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        assert sim.program.summary()["process_table"][0] == 1
+        sim.run_steps(60, data={fed: values})
+        sim.run_steps(60)  # without data: the table's rows again, from step 61
+    np.testing.assert_array_equal(sim.data[probes[0]][:60], values[0])
+    for p in probes[1:-1]:
+        np.testing.assert_array_equal(sim.data[p][:60], ref.data[p])
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(120)
+    np.testing.assert_array_equal(sim.data[probes[0]][60:], ref.data[probes[0]][60:])
+
+
 def test_float32_network_close_to_nengo():
     net, probes = _network()
     ref, sim, _ = _run_both(net, 200, dtype="float32")
