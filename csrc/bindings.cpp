@@ -77,6 +77,9 @@ class NativeProgram {
         runner_.trial_threads = n;
     }
     int trial_team_size(int64_t n_steps) const { return runner_.trial_team_size(n_steps); }
+    int segmented_team_size(int64_t n_steps) const {
+        return runner_.segmented_team_size(n_steps);
+    }
     // Trials that run together through all steps (0: from the state size).
     void set_trial_chunk(int n) {
         if (n < 0) throw py::value_error("trial_chunk must be >= 0");
@@ -135,6 +138,7 @@ void bind_program(py::module_& m, const char* name) {
         .def("set_enabled", &NativeProgram<T>::set_enabled)
         .def("set_trial_threads", &NativeProgram<T>::set_trial_threads, py::arg("n"))
         .def("trial_team_size", &NativeProgram<T>::trial_team_size, py::arg("n_steps"))
+        .def("segmented_team_size", &NativeProgram<T>::segmented_team_size, py::arg("n_steps"))
         .def("set_trial_chunk", &NativeProgram<T>::set_trial_chunk, py::arg("n"))
         .def("trial_chunk_size", &NativeProgram<T>::trial_chunk_size)
         .def("set_table", &NativeProgram<T>::set_table, py::arg("index"), py::arg("name"),

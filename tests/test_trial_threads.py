@@ -2,7 +2,8 @@
 their share of a minibatch's trials, and chunks of trials that run all steps
 before the next chunk (csrc/cpu/runner.h), give exactly the results of one
 thread stepping all trials together, for every instruction kind that opts in,
-with feeds, probes and per-trial tables indexed by the right trial."""
+with feeds, probes and per-trial tables indexed by the right trial.  So does
+the segmented loop of programs with Python callbacks, also when one raises."""
 
 import nengo
 import numpy as np
@@ -71,18 +72,90 @@ def test_trial_threads_equal_one_thread(threads, chunk, dtype):
 
 
 def test_callbacks_and_single_trials_use_one_thread():
+    """Callbacks: not the trial-parallel loop; the segmented one only with
+    enough state per thread (or trial_threads set)."""
     with nengo.Network(seed=0) as net:
         u = nengo.Node(lambda t: np.sin(t))  # a Python callback
         e = nengo.Ensemble(20, 1)
         nengo.Connection(u, e)
     with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=4) as sim:
-        sim.backend.native.set_trial_threads(2)
-        assert sim.backend.native.trial_team_size(10) == 1
+        native = sim.backend.native
+        assert native.segmented_team_size(10) == 1  # 4 small trials
+        native.set_trial_threads(2)
+        assert native.trial_team_size(10) == 1
+        assert native.segmented_team_size(10) in (1, 2)  # (1: without OpenMP)
     with nengo.Network(seed=0) as net:
         e = nengo.Ensemble(20, 1)
     with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=1) as sim:
         sim.backend.native.set_trial_threads(2)
         assert sim.backend.native.trial_team_size(10) == 1
+        assert sim.backend.native.segmented_team_size(10) == 1
+
+
+def callback_network():
+    """mixed_network with Python callbacks: a function of time into ``a``, and
+    a Node function between ``b`` and ``c`` (reads and writes trial state)."""
+    net, stim, probes = mixed_network()
+    a, b, c = net.ensembles
+    with net:
+        wave = nengo.Node(lambda t: [np.sin(20 * t), np.cos(15 * t)])
+        nengo.Connection(wave, a, transform=0.5)
+        squash = nengo.Node(lambda t, x: np.tanh(2 * x), size_in=2)
+        nengo.Connection(b, squash, synapse=0.005)
+        nengo.Connection(squash[1], c, synapse=0.01)
+        probes.append(nengo.Probe(squash))
+    return net, stim, probes
+
+
+def run_segmented(threads, dtype="float64", steps=120, fail_at=None):
+    net, stim, probes = callback_network()
+    if fail_at is not None:
+        with net:
+            def fail(t):
+                if t > (fail_at - 0.5) * 0.001:
+                    raise RuntimeError("callback failed")
+                return 0.0
+            nengo.Node(fail)
+    data = np.linspace(-1, 1, N_TRIALS * steps * 2).reshape(N_TRIALS, steps, 2)
+    with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=N_TRIALS, dtype=dtype,
+                              seed=7) as sim:
+        native = sim.backend.native
+        native.set_trial_threads(threads)
+        team = native.segmented_team_size(steps)
+        try:
+            sim.run_steps(steps, data={stim: data})
+            sim.run_steps(31, data={stim: data[:, :31]})  # a second run continues
+        except RuntimeError as e:
+            assert "callback failed" in str(e)
+        return team, sim.n_steps, [sim.data[p].copy() for p in probes]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_segmented_loop_equals_one_thread(threads, dtype):
+    """Threads run the instructions between callbacks on their own trials; the
+    callbacks run for all trials in between: the results of one thread."""
+    team1, steps1, one = run_segmented(1, dtype)
+    team, steps, many = run_segmented(threads, dtype)
+    assert team1 == 1 and steps1 == steps == 151
+    if team == 1:
+        pytest.skip("built without OpenMP: no segmented loop")
+    assert team == threads
+    for i, (a, b) in enumerate(zip(one, many)):
+        assert a.shape[0] == N_TRIALS
+        np.testing.assert_array_equal(b, a, err_msg=f"probe {i}")
+    assert not np.allclose(one[-1][0], one[-1][-1])  # the trials differ
+
+
+@pytest.mark.parametrize("fail_at", [1, 57])
+def test_segmented_loop_stops_at_a_failing_callback(fail_at):
+    """A callback that raises stops every thread at the same step: the steps
+    done and the probe data are those of one thread."""
+    _, steps1, one = run_segmented(1, fail_at=fail_at)
+    team, steps, many = run_segmented(2, fail_at=fail_at)
+    assert steps1 == steps == fail_at - 1
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(b, a)
 
 
 def test_trial_threads_and_chunks_must_be_non_negative():
