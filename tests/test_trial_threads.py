@@ -117,6 +117,8 @@ def run_segmented(threads, dtype="float64", steps=120, fail_at=None):
                 return 0.0
             nengo.Node(fail)
     data = np.linspace(-1, 1, N_TRIALS * steps * 2).reshape(N_TRIALS, steps, 2)
+    wave = net.nodes[-2 if fail_at is None else -3]
+    assert wave.size_in == 0 and callable(wave.output)
     with nengo_cuda.Simulator(net, progress_bar=False, minibatch_size=N_TRIALS, dtype=dtype,
                               seed=7) as sim:
         native = sim.backend.native
@@ -124,7 +126,8 @@ def run_segmented(threads, dtype="float64", steps=120, fail_at=None):
         team = native.segmented_team_size(steps)
         try:
             sim.run_steps(steps, data={stim: data})
-            sim.run_steps(31, data={stim: data[:, :31]})  # a second run continues
+            # a second run continues, with the Python input replaced by data
+            sim.run_steps(31, data={stim: data[:, :31], wave: -data[:, :31]})
         except RuntimeError as e:
             assert "callback failed" in str(e)
         return team, sim.n_steps, [sim.data[p].copy() for p in probes]
