@@ -227,6 +227,22 @@ class Simulator:
         }
         self.data = SimulationData(self.model.params, self._recordings, self.minibatch_size,
                                    current=self._current_built)
+        # per probe, for every run: its recording, element addresses, sampling
+        # period in steps (as Nengo computes it) and values per sample
+        self._probe_plan = [
+            (rec, self.layout.addresses(self.model.sig[p]["in"]).ravel(),
+             1 if p.sample_every is None else p.sample_every / self.dt,
+             int(np.prod(rec.shape)))
+            for p, rec in self._recordings.items()
+        ]
+        self._every_step = np.ones(0, dtype=np.uint8)  # probe mask: see _run_chunk
+        step = self.model.step  # Nengo's step counter, trial 0's (see _step_counter)
+        self._step_view = (self.layout.base_array(step.base, 0)
+                           if step is not None and step.base in self.layout.placement else None)
+        # values each step adds to a run's probe data and tables (bounds chunks)
+        self._values_per_step = sum(
+            self.n_trials * max(1, size) for _, _, _, size in self._probe_plan
+        ) + self._tables.values_per_step(self.n_trials)
 
         if seed is None:
             if network is not None and network.seed is not None:
@@ -384,6 +400,7 @@ class Simulator:
             for group in self._plan.fallbacks:
                 group.steps = []
             self.process_seeds = {}
+            self._step_view = None
             self.layout.release()
         self.closed = True
 
@@ -508,10 +525,7 @@ class Simulator:
 
     def _step_counter(self):
         """Nengo's step counter now (it restarts at 0 in runs that are not stateful)."""
-        step = self.model.step
-        if step is None or step.base not in self.layout.placement:
-            return self._n_steps
-        return int(self.layout.base_array(step.base, 0)[...])
+        return self._n_steps if self._step_view is None else int(self._step_view)
 
     def _set_step_count(self, n_steps):
         """Sets ``n_steps``/``time`` and the model's step and time signals."""
@@ -645,18 +659,25 @@ class Simulator:
             self._restart()
         if progress_bar is None:
             progress_bar = self.progress_bar
-        chunk = self._chunk_steps()
         try:
-            with ProgressTracker(progress_bar, Progress("Simulating", "Simulation", steps)) as pt:
-                done = 0
-                while done < steps:
-                    n = min(chunk, steps - done)
-                    self._run_chunk(n, {node: d[:, done : done + n] for node, d in feeds.items()})
-                    done += n
-                    pt.total_progress.step(n)
+            if progress_bar is False:  # (sim.step: no tracker to make, ~10 us)
+                self._run_chunks(steps, feeds, lambda n: None)
+            else:
+                progress = Progress("Simulating", "Simulation", steps)
+                with ProgressTracker(progress_bar, progress) as pt:
+                    self._run_chunks(steps, feeds, pt.total_progress.step)
         finally:
             if saved is not None:
                 self._restore_state(saved)
+
+    def _run_chunks(self, steps, feeds, advance):
+        chunk = self._chunk_steps()
+        done = 0
+        while done < steps:
+            n = min(chunk, steps - done)
+            self._run_chunk(n, {node: d[:, done : done + n] for node, d in feeds.items()})
+            done += n
+            advance(n)
 
     def step(self):
         """Advances the simulator by one step."""
@@ -665,10 +686,8 @@ class Simulator:
     def _chunk_steps(self):
         """Steps per native run: probe data and process tables of one run stay
         within _CHUNK_ELEMENTS values."""
-        per_step = sum(
-            self.n_trials * max(1, int(np.prod(rec.shape))) for rec in self._recordings.values()
-        ) + self._tables.values_per_step(self.n_trials)
-        return max(1, min(_CHUNK_STEPS, _CHUNK_ELEMENTS // max(1, per_step)))
+        per_step = max(1, self._values_per_step)
+        return max(1, min(_CHUNK_STEPS, _CHUNK_ELEMENTS // per_step))
 
     def _check_data(self, data, steps):
         """Validates ``data`` and returns node -> array in the simulator's dtype."""
@@ -712,13 +731,17 @@ class Simulator:
 
     def _run_chunk(self, n, feeds):
         start = self._n_steps
-        steps = np.arange(start + 1, start + n + 1)
         probes = []
-        for probe, rec in self._recordings.items():
-            period = 1 if probe.sample_every is None else probe.sample_every / self.dt
-            mask = np.ascontiguousarray(steps % period < 1, dtype=np.uint8)
-            out = np.empty((self.n_trials, int(mask.sum()), int(np.prod(rec.shape))), self.dtype)
-            addrs = self.layout.addresses(self.model.sig[probe]["in"]).ravel()
+        for rec, addrs, period, size in self._probe_plan:
+            if period == 1:
+                if len(self._every_step) < n:
+                    self._every_step = np.ones(n, dtype=np.uint8)
+                mask, samples = self._every_step[:n], n
+            else:  # Nengo's test: a sample at each step where step % period < 1
+                steps = np.arange(start + 1, start + n + 1)
+                mask = np.ascontiguousarray(steps % period < 1, dtype=np.uint8)
+                samples = int(mask.sum())
+            out = np.empty((self.n_trials, samples, size), self.dtype)
             probes.append((addrs, mask, out, rec))
 
         native_feeds, disabled = [], []
@@ -746,7 +769,7 @@ class Simulator:
             done = self.backend.steps_done
             self._tables.after_run(done)
             for addrs, mask, out, rec in probes:
-                rec.append(out[:, : int(mask[:done].sum())])
+                rec.append(out[:, : done if out.shape[1] == n else int(mask[:done].sum())])
             self._n_steps = start + done
             self._time = self._n_steps * self.dt
             self.data.reset()
