@@ -11,7 +11,7 @@ in the operator's ``state["X"]`` signal.
 Processes without input whose outputs Python can compute ahead with Nengo's
 own code (WhiteSignal, WhiteNoise, PresentInput, Piecewise) merge into one
 ``process_table`` instruction per time signal, which reads them from a
-per-trial table (`nengo_cuda.lowering.process_tables`).
+table of per-trial and shared blocks (`nengo_cuda.lowering.process_tables`).
 """
 
 import numpy as np
