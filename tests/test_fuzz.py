@@ -12,7 +12,8 @@ filtered loops; learning rules; probes with ``sample_every``; dt), run by
    repeat exactly): equal within ``1e-9`` of the signal scale;
 2. ``dtype="float32"`` against our float64 run, within the float32 tolerances
    of ``docs/precision.md`` (see `check_float32`);
-3. a minibatch of 2 or 3 trials with per-trial ``data=`` for some input Nodes:
+3. a minibatch of 2 or 3 trials with per-trial ``data=`` for some input Nodes,
+   run on 2 threads over the trials (with Python callbacks: the segmented loop):
    each trial equals, bit for bit, the single-trial run given that trial's data
    (trial 0 always; the last trial when nothing random is left unfed, since
    WhiteNoise, WhiteSignal and stochastic neurons differ per trial by design).
@@ -83,10 +84,13 @@ def cases(draw):
     return spec
 
 
-def _run(sim_cls, net, probes, steps, data=None, chunk=None, check_reset=False, **kwargs):
+def _run(sim_cls, net, probes, steps, data=None, chunk=None, check_reset=False,
+         trial_threads=None, **kwargs):
     """Probe data after running ``steps`` (a list of run_steps lengths); or the exception.
 
     ``check_reset``: then reset, run again and check that the data repeat exactly.
+    ``trial_threads``: threads over a minibatch's trials, whatever its size
+    (the trial-parallel loop, or with callbacks the segmented one).
     """
     old_chunk = nc_simulator._CHUNK_ELEMENTS
     if chunk is not None:
@@ -95,6 +99,8 @@ def _run(sim_cls, net, probes, steps, data=None, chunk=None, check_reset=False, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with sim_cls(net, progress_bar=False, **kwargs) as sim:
+                if trial_threads is not None:
+                    sim.backend.native.set_trial_threads(trial_threads)
                 results = []
                 for repeat in range(2 if check_reset else 1):
                     if repeat:
@@ -299,7 +305,7 @@ def check_spec(spec):
     }
     kwargs = dict(chunk=spec["chunk"], dtype=dtype)
     batched = shared.run(nengo_cuda.Simulator, probes, [n1, n2], data=data or None,
-                         minibatch_size=k, **kwargs)
+                         minibatch_size=k, trial_threads=2, **kwargs)
     if isinstance(batched, nengo.exceptions.SimulationError) and "non-finite" in str(batched):
         return  # some trial's data made the network blow up (a Node got inf)
     _raise_if_error(batched, "nengo_cuda minibatch")
