@@ -31,7 +31,10 @@ namespace {
 template <typename T>
 struct Callback : nc::Instr<T> {
     py::function fn;
-    void run(const Buffers<T>&, const nc::StepInfo&) override { fn(); }
+    void run(const Buffers<T>&, const nc::StepInfo&) override {
+        const nc::FpScope python_mode(nc::caller_fp_state());  // see cpu/fp_mode.h
+        fn();
+    }
 };
 
 using nc::checked_buffer;

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 #include <cstdlib>
+
+#include "fp_mode.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -45,12 +47,21 @@ template <typename F>
 inline void parallel_for(int64_t n, bool parallel, F&& f, bool dynamic = false) {
 #ifdef _OPENMP
     if (parallel && n > 1 && parallel_enabled()) {
+        const unsigned mode = fp_state();  // the run's floating-point mode, in every thread
         if (dynamic) {
-#pragma omp parallel for schedule(dynamic, 1)
-            for (int64_t i = 0; i < n; ++i) f(i);
+#pragma omp parallel
+            {
+                const FpScope fp(mode);
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t i = 0; i < n; ++i) f(i);
+            }
         } else {
-#pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < n; ++i) f(i);
+#pragma omp parallel
+            {
+                const FpScope fp(mode);
+#pragma omp for schedule(static)
+                for (int64_t i = 0; i < n; ++i) f(i);
+            }
         }
         return;
     }

@@ -7,6 +7,7 @@
 #include <exception>
 #include <functional>
 
+#include "fp_mode.h"
 #include "parallel.h"
 #include "program.h"
 
@@ -63,6 +64,7 @@ class Runner {
     void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes) {
         steps_done = 0;
         abort_ = false;
+        const RunFpMode<T> fp_mode;
         for (auto& instr : instrs_) {
             instr->refresh(buf);
             instr->prepare(dt);
@@ -81,8 +83,10 @@ class Runner {
         std::vector<int64_t> done(threads, 0);
         std::vector<std::exception_ptr> errors(threads);
 #ifdef _OPENMP
+        const unsigned mode = fp_state();
 #pragma omp parallel num_threads(threads)
         {
+            const FpScope fp(mode);
             const int k = omp_get_thread_num(), n = omp_get_num_threads();
             const int t0 = static_cast<int>(int64_t{buf.n_trials} * k / n);
             const int t1 = static_cast<int>(int64_t{buf.n_trials} * (k + 1) / n);
@@ -201,8 +205,10 @@ class Runner {
         std::vector<int64_t> done(threads, 0);
         std::vector<std::exception_ptr> errors(threads);
         bool stop = false;
+        const unsigned mode = fp_state();
 #pragma omp parallel num_threads(threads)
         {
+            const FpScope fp(mode);
             const int k = omp_get_thread_num(), n = omp_get_num_threads();
             const int t0 = static_cast<int>(int64_t{buf.n_trials} * k / n);
             const int t1 = static_cast<int>(int64_t{buf.n_trials} * (k + 1) / n);
