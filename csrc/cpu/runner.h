@@ -87,21 +87,17 @@ class Runner {
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);
-            const int k = omp_get_thread_num(), n = omp_get_num_threads();
-            const int t0 = static_cast<int>(int64_t{buf.n_trials} * k / n);
-            const int t1 = static_cast<int>(int64_t{buf.n_trials} * (k + 1) / n);
+            const int k = omp_get_thread_num();
             parallel_enabled() = false;  // instructions run serially in this thread
             try {
-                run_chunks(buf.trials(t0, t1 - t0), n_steps, feeds, probes, done[k]);
+                run_chunks(team_share(), n_steps, feeds, probes, done[k]);
             } catch (...) {
                 errors[k] = std::current_exception();
                 abort_ = true;
             }
         }
 #endif
-        steps_done = *std::min_element(done.begin(), done.end());
-        for (auto& e : errors)
-            if (e) std::rethrow_exception(e);
+        finish_team(done, errors);
     }
 
     // Threads for the trial-parallel loop (1: the plain loop): `trial_threads`
@@ -209,10 +205,8 @@ class Runner {
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);
-            const int k = omp_get_thread_num(), n = omp_get_num_threads();
-            const int t0 = static_cast<int>(int64_t{buf.n_trials} * k / n);
-            const int t1 = static_cast<int>(int64_t{buf.n_trials} * (k + 1) / n);
-            const Buffers<T> mine = buf.trials(t0, t1 - t0);
+            const int k = omp_get_thread_num();
+            const Buffers<T> mine = team_share();
             parallel_enabled() = false;
             std::vector<int64_t> sample(probes.size(), 0);
             StepInfo info;
@@ -253,10 +247,26 @@ class Runner {
                 if (!errors[k]) done[k] = s + 1;
             }
         }
+        finish_team(done, errors);
+#endif
+    }
+
+#ifdef _OPENMP
+    // The calling thread's share of the trials, in a parallel region.
+    Buffers<T> team_share() const {
+        const int k = omp_get_thread_num(), n = omp_get_num_threads();
+        const int t0 = static_cast<int>(int64_t{buf.n_trials} * k / n);
+        const int t1 = static_cast<int>(int64_t{buf.n_trials} * (k + 1) / n);
+        return buf.trials(t0, t1 - t0);
+    }
+#endif
+
+    // After a team's run: the steps every thread completed; the first error.
+    void finish_team(const std::vector<int64_t>& done,
+                     const std::vector<std::exception_ptr>& errors) {
         steps_done = *std::min_element(done.begin(), done.end());
         for (auto& e : errors)
             if (e) std::rethrow_exception(e);
-#endif
     }
 
     // Whether every instruction may run on disjoint views of trials at once.
