@@ -25,6 +25,8 @@ false path; they stay whole.  Only the planner sees the pieces; the
 simulator's step order (random seeds, training, reset) keeps Nengo's operators.
 """
 
+import bisect
+
 from nengo.builder.operator import Copy, ElementwiseInc
 
 from .views import forward_runs, overlap, run, span
@@ -86,6 +88,17 @@ def _cuts(sig, edges):
     return {i for i in cuts if 0 < i < size}
 
 
+def _edges_inside(index, sig, op):
+    """The edges of operators other than ``op`` that can cut ``sig`` (a forward
+    run): those in (first element, last element], found by bisection in its
+    base's sorted edges, so a large merged base costs no scan per operator."""
+    values, owners = index[id(sig.base)]
+    (stride,) = sig.elemstrides
+    lo = bisect.bisect_right(values, sig.elemoffset)
+    hi = bisect.bisect_right(values, sig.elemoffset + (sig.size - 1) * stride)
+    return [values[i] for i in range(lo, hi) if owners[i] is not op]
+
+
 def split_elementwise(step_order, dg, lowerable=lambda op: True):
     """The step order and dependency graph with element-wise operators
     (``lowerable``: as native kernels, since callbacks run Nengo's operators)
@@ -95,6 +108,10 @@ def split_elementwise(step_order, dg, lowerable=lambda op: True):
     for op in step_order:
         for base, lo, hi in _extents(op):
             edges.setdefault(base, []).extend(((lo, op), (hi, op)))
+    index = {}  # base id -> (sorted edges, their operators)
+    for base, pairs in edges.items():
+        pairs.sort(key=lambda pair: pair[0])
+        index[base] = ([edge for edge, _ in pairs], [other for _, other in pairs])
     has_predecessors = {succ for succs in dg.values() for succ in succs}
 
     pieces = {}  # operator -> the operators that replace it
@@ -106,7 +123,7 @@ def split_elementwise(step_order, dg, lowerable=lambda op: True):
         out, ins, piece = cutter
         cuts = set()
         for sig in [out] + ins:
-            cuts |= _cuts(sig, [e for e, other in edges[id(sig.base)] if other is not op])
+            cuts |= _cuts(sig, _edges_inside(index, sig, op))
         if cuts:
             bounds = [0] + sorted(cuts) + [out.size]
             pieces[op] = [piece(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
