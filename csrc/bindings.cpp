@@ -24,6 +24,8 @@ using nc::InstrSpec;
 
 // csrc/cuda/bindings_device.cpp: the CUDA backend's programs (and their host emulator).
 void bind_device_programs(py::module_& m);
+// csrc/cpu/team_bindings.cpp: the instruction-splitting team's policy and counters.
+void bind_team(py::module_& m);
 
 namespace {
 
@@ -168,6 +170,7 @@ PYBIND11_MODULE(_native, m) {
     bind_program<double>(m, "ProgramFloat64");
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");
     bind_device_programs(m);
+    bind_team(m);
     m.attr("built_with_cuda") = py::bool_(NC_WITH_CUDA);
     // (device count, reason when zero); never raises, so callers can report the cause.
     m.def("cuda_device_count", []() {

@@ -2,9 +2,37 @@
 
 Used by ``tests/conformance/*.ini`` through the ``nengo_simloader`` option of
 Nengo's pytest plugin: ``pytest -c tests/conformance/float64.ini --pyargs nengo``.
+Also the splitting policy of CPU runs, for tests (``forced_splitting``).
 """
 
+import contextlib
+import os
+
+from . import _native
 from .simulator import Simulator
+
+
+@contextlib.contextmanager
+def split_policy(min_work=None, ignore_load=None):
+    """For the scope: instructions of CPU runs split their work over threads
+    from ``min_work`` element updates a step (csrc/cpu/parallel.h), also on a
+    busy machine when ``ignore_load``; None leaves a setting as it is."""
+    old = _native.set_split_policy(min_work, ignore_load)
+    try:
+        yield
+    finally:
+        _native.set_split_policy(*old)
+
+
+def forced_splitting():
+    """Every instruction that can split its work does, whatever its size and
+    the machine's load (tests of the split path)."""
+    return split_policy(min_work=1, ignore_load=True)
+
+
+def no_splitting():
+    """Every instruction runs on the run's own thread."""
+    return split_policy(min_work=2**62)
 
 
 def _with_dtype(dtype, name):
@@ -24,6 +52,9 @@ Float32Simulator = _with_dtype("float32", "Float32Simulator")
 
 
 def float64_simloader(request):
+    # NC_FORCED_SPLITTING=1: every instruction of the session split over threads
+    if os.environ.get("NC_FORCED_SPLITTING", "") not in ("", "0"):
+        _native.set_split_policy(min_work=1, ignore_load=True)
     return Float64Simulator
 
 

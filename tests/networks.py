@@ -84,6 +84,33 @@ def convolution(seed=4):
     return net, probes
 
 
+def mixed_network():
+    """LIF and other neuron types, PES learning, white noise (a per-trial
+    table), a 2nd-order synapse (state space), sparse and dense transforms,
+    an input node fed with data, probes with sample_every."""
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(np.zeros(2))
+        noise = nengo.Node(nengo.processes.WhiteNoise(scale=False), size_out=2)
+        a = nengo.Ensemble(60, 2)
+        b = nengo.Ensemble(40, 2, neuron_type=nengo.AdaptiveLIF())
+        c = nengo.Ensemble(30, 1, neuron_type=nengo.SpikingRectifiedLinear())
+        nengo.Connection(stim, a)
+        nengo.Connection(noise, a, transform=0.3)
+        conn = nengo.Connection(a, b, synapse=nengo.synapses.Alpha(0.01),
+                                learning_rule_type=nengo.PES(learning_rate=1e-4))
+        err = nengo.Node(size_in=2)
+        nengo.Connection(b, err)
+        nengo.Connection(stim, err, transform=-1)
+        nengo.Connection(err, conn.learning_rule)
+        nengo.Connection(b[0], c, synapse=nengo.LinearFilter([1], [0.005**2, 0.01, 1]))
+        nengo.Connection(a.neurons, c.neurons,
+                         transform=nengo.transforms.Sparse((30, 60), indices=[[0, 1], [5, 7]],
+                                                           init=[0.1, -0.2]))
+        probes = [nengo.Probe(b, synapse=0.01), nengo.Probe(c.neurons, sample_every=0.003),
+                  nengo.Probe(conn, "weights", sample_every=0.01)]
+    return net, stim, probes
+
+
 NETWORKS = {
     "tutorial": tutorial,
     "integrator": integrator,

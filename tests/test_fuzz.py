@@ -9,12 +9,14 @@ filtered loops; learning rules; probes with ``sample_every``; dt), run by
 1. `nengo.Simulator` (the oracle) and ``nengo_cuda.Simulator(dtype="float64")``
    (in two `run_steps` calls, optionally with tiny probe chunks, with or
    without Nengo's optimizer; then `reset` and the same again, which must
-   repeat exactly): equal within ``1e-9`` of the signal scale;
+   repeat exactly; every instruction split over threads, csrc/cpu/team.h):
+   equal within ``1e-9`` of the signal scale;
 2. ``dtype="float32"`` against our float64 run, within the float32 tolerances
    of ``docs/precision.md`` (see `check_float32`);
 3. a minibatch of 2 or 3 trials with per-trial ``data=`` for some input Nodes,
    run on 2 threads over the trials (with Python callbacks: the segmented loop):
-   each trial equals, bit for bit, the single-trial run given that trial's data
+   each trial equals, bit for bit, the single-trial run (instructions split
+   over threads) given that trial's data
    (trial 0 always; the last trial when nothing random is left unfed, since
    WhiteNoise, WhiteSignal and stochastic neurons differ per trial by design).
 
@@ -42,6 +44,7 @@ from hypothesis import strategies as st
 
 import nengo_cuda
 import nengo_cuda.simulator as nc_simulator
+from nengo_cuda.testing import forced_splitting
 from nengo_cuda.planner import order_operators
 from fuzz_nets import (
     INPUT_KINDS,
@@ -273,8 +276,10 @@ def check_spec(spec):
     stochastic_neurons = any(
         o["kind"] == "ens" and o["neuron"] in STOCHASTIC_NEURONS for o in spec["objects"]
     )
-    ours64 = shared.run(nengo_cuda.Simulator, probes, [n1, n2], dtype="float64",
-                        chunk=spec["chunk"], check_reset=not stochastic_neurons)
+    # every instruction split over threads (csrc/cpu/team.h) in the float64 runs
+    with forced_splitting():
+        ours64 = shared.run(nengo_cuda.Simulator, probes, [n1, n2], dtype="float64",
+                            chunk=spec["chunk"], check_reset=not stochastic_neurons)
     if isinstance(ref, nengo.exceptions.NengoException):
         assert type(ours64) is type(ref), f"nengo raised {ref!r}; nengo_cuda: {ours64!r}"
         return
@@ -311,9 +316,10 @@ def check_spec(spec):
     _raise_if_error(batched, "nengo_cuda minibatch")
     trials = [0] if _unfed_random(spec, feed) else [0, k - 1]
     for t in trials:
-        single = shared.run(nengo_cuda.Simulator, probes, [n1, n2],
-                            data={n: d[t : t + 1] for n, d in data.items()} or None,
-                            minibatch_size=1, **kwargs)
+        with forced_splitting():  # split runs equal the serial trial-parallel ones
+            single = shared.run(nengo_cuda.Simulator, probes, [n1, n2],
+                                data={n: d[t : t + 1] for n, d in data.items()} or None,
+                                minibatch_size=1, **kwargs)
         _raise_if_error(single, "nengo_cuda single trial")
         for p, a, b in zip(probes, batched, single):
             assert a.shape == (k,) + b.shape[1:], p

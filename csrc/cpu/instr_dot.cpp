@@ -41,9 +41,6 @@ constexpr int64_t kSparseMinRows = 32, kSparseMinCols = 32;
 constexpr int64_t kJobRows = 256;
 // Trials of a columns-kernel job whose X and Y pointers are listed at a time.
 constexpr int kColumnsTrials = 64;
-// Multiply-adds per step below which one thread does the whole instruction
-// (vectorised: several per cycle; see parallel.h).
-constexpr int64_t kDotParallelMin = kParallelMinWork * 4;
 
 enum Kind { kColumns, kRows, kStrided };
 
@@ -433,7 +430,7 @@ struct DotInc : Instr<T> {
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const bool avx2 = cpu_has_avx2();
         parallel_for(
-            static_cast<int64_t>(jobs.size()), work * buf.n_trials >= kDotParallelMin,
+            static_cast<int64_t>(jobs.size()), worth_parallel(work * buf.n_trials),
             [&](int64_t j) {
                 if (avx2)
                     job_avx2(buf, jobs[j]);

@@ -37,10 +37,9 @@ struct has_contiguous<M, std::void_t<decltype(&M::template run_contiguous<float>
     : std::true_type {};
 
 // Neurons per segment: parallel jobs are (trial, segment) pairs.
-constexpr int64_t kNeuronSegment = 2048;
-// Neuron updates below which one thread does the whole group (an update costs
-// about as much as ten element copies: see parallel.h).
-constexpr int64_t kNeuronParallelMin = kParallelMinWork / 8;
+constexpr int64_t kNeuronSegment = 512;
+// A neuron update is worth this many element updates (see worth_parallel).
+constexpr int64_t kNeuronWork = 8;
 
 template <typename T, typename Model>
 struct NeuronGroup : Instr<T> {
@@ -137,7 +136,7 @@ struct NeuronGroup : Instr<T> {
         const T dt = static_cast<T>(info.dt);
         update_aux(dt);
         const int n_trials = buf.n_trials;
-        const bool parallel = n * n_trials >= kNeuronParallelMin;
+        const bool parallel = worth_parallel(kNeuronWork * n * n_trials);
         if (!segments.empty()) {
             const int64_t ns = static_cast<int64_t>(segments.size());
             parallel_for(ns * n_trials, parallel, [&](int64_t j) {

@@ -1,71 +1,128 @@
-// OpenMP helpers: parallelise only when there is enough work to pay for a fork.
+// Splitting one instruction's work over the threads of a run (team.h): only
+// when there is enough work to pay for handing it out.
 #pragma once
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
-#include <cstdlib>
+#include <cstdio>
+#include <thread>
 
-#include "fp_mode.h"
+#include "team.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 namespace nc {
 
-// Whether parallel regions are used at all (see refresh_parallel_policy); per
-// thread, so that threads of the trial-parallel runner (runner.h) run their
-// instructions serially.
-inline bool& parallel_enabled() {
-    static thread_local bool enabled = true;
-    return enabled;
+// The team the calling thread holds for its run (null: instructions run
+// serially on this thread, as in the threads of the trial-parallel runner).
+inline Team*& current_team() {
+    static thread_local Team* team = nullptr;
+    return team;
 }
 
-// Called at the start of every run: parallel regions only pay when another
-// core is idle.  On a machine whose other processes keep every core busy (1-min
-// load average above cores - 1/2, counting this process's own running thread),
-// a region waits for each of its threads to be scheduled, which costs more than
-// the split saves, so every instruction then runs on one thread.
-// OMP_NUM_THREADS=1 turns parallel regions off for good.
-inline void refresh_parallel_policy() {
+// Threads a run may use: OMP_NUM_THREADS (OpenMP's limit) where OpenMP is
+// built in, else the machine's hardware threads.
+inline int max_run_threads() {
 #ifdef _OPENMP
-    double load[1];
-    const int cores = omp_get_num_procs();
-    parallel_enabled() =
-        omp_get_max_threads() > 1 && (getloadavg(load, 1) != 1 || load[0] < cores - 0.5);
+    return omp_get_max_threads();
+#else
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 #endif
 }
 
-// Work (in simple element updates per step) below which one thread does it all:
-// waking the other threads costs microseconds (they wait passively, see
-// nengo_cuda/__init__.py), so only instructions worth over 100 us are split.
-constexpr int64_t kParallelMinWork = 1 << 18;
+// When instructions split their work over the team: at least `min_work`
+// simple element updates per step (a multiply-add, a copy; a neuron update
+// counts as several).  Handing out a job costs about a microsecond, but the
+// next instructions then read what other cores wrote (on the 2-core machine
+// of docs/benchmarks.md a cache-line transfer costs ~100 ns), so a split pays
+// only for instructions of tens of microseconds: measured at minibatch 1, a
+// 25000-neuron group and 400k-multiply-add products (chain 50 x 500 x 16)
+// ran 2.2x faster on 2 threads, 16000 neurons of 100-neuron ensembles (basal
+// ganglia 100 x 32) 10 % slower.  `ignore_load` uses the team on a busy
+// machine too (tests).
+struct SplitPolicy {
+    std::atomic<int64_t> min_work{int64_t{1} << 17};
+    std::atomic<bool> ignore_load{false};
+};
 
-inline bool worth_parallel(int64_t work) { return work >= kParallelMinWork; }
+inline SplitPolicy& split_policy() {
+    static SplitPolicy policy;
+    return policy;
+}
 
-// Runs f(i) for every i in [0, n), independent iterations: on all OpenMP threads
-// when `parallel`, else in order on this thread.  The plain branch matters:
-// libgomp charges about a microsecond even for a region that `if` keeps serial.
+inline bool worth_parallel(int64_t work) {
+    return work >= split_policy().min_work.load(std::memory_order_relaxed);
+}
+
+// Threads of other processes running now (Linux: /proc/loadavg's count of
+// runnable threads, less the caller); 0 where unknown.  Instantaneous, unlike
+// the load average, which our own spinning team would raise for a minute.
+inline int other_running_threads() {
+    int running = 0, total = 0;
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+        if (std::fscanf(f, "%*f %*f %*f %d/%d", &running, &total) != 2) running = 0;
+        std::fclose(f);
+    }
+    return std::max(running - 1, 0);
+}
+
+// Holds the team for the scope of a plain-loop run.  The team spins between
+// instructions, so it is used only when another core is idle now; if other
+// processes take the cores later in the run (a job waits for a descheduled
+// worker, Team::stalled), the run goes on serially.  OMP_NUM_THREADS=1 turns
+// splitting off for good.
+class TeamScope {
+  public:
+    TeamScope() {
+        const int threads = max_run_threads();
+        const int cores = static_cast<int>(std::thread::hardware_concurrency());
+        if (threads < 2 || current_team() != nullptr) return;
+        if (!split_policy().ignore_load.load() && other_running_threads() >= cores - 1) return;
+        Team& team = Team::instance(threads);
+        if (team.acquire()) current_team() = held_ = &team;
+    }
+    ~TeamScope() {
+        if (!held_) return;
+        current_team() = nullptr;
+        held_->release();
+    }
+    TeamScope(const TeamScope&) = delete;
+    TeamScope& operator=(const TeamScope&) = delete;
+
+  private:
+    Team* held_ = nullptr;
+};
+
+// Runs the instructions of a scope on this thread alone (the threads of the
+// trial-parallel and segmented loops, even when a callback of an outer run
+// holds the team on this thread).
+class SerialScope {
+  public:
+    SerialScope() : saved_(current_team()) { current_team() = nullptr; }
+    ~SerialScope() { current_team() = saved_; }
+    SerialScope(const SerialScope&) = delete;
+    SerialScope& operator=(const SerialScope&) = delete;
+
+  private:
+    Team* saved_;
+};
+
+// Runs f(i) for every i in [0, n), independent iterations: split over the
+// calling thread's team when `parallel`, else in order on this thread.
+// Chunks of iterations are claimed in turn (`dynamic`: one iteration at a
+// time, for iterations of uneven cost; else about four chunks per thread).
 template <typename F>
 inline void parallel_for(int64_t n, bool parallel, F&& f, bool dynamic = false) {
-#ifdef _OPENMP
-    if (parallel && n > 1 && parallel_enabled()) {
-        const unsigned mode = fp_state();  // the run's floating-point mode, in every thread
-        if (dynamic) {
-#pragma omp parallel
-            {
-                const FpScope fp(mode);
-#pragma omp for schedule(dynamic, 1)
-                for (int64_t i = 0; i < n; ++i) f(i);
-            }
-        } else {
-#pragma omp parallel
-            {
-                const FpScope fp(mode);
-#pragma omp for schedule(static)
-                for (int64_t i = 0; i < n; ++i) f(i);
-            }
-        }
+    Team* team = current_team();
+    if (parallel && n > 1 && team != nullptr && !team->stalled()) {
+        auto body = [&f](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) f(i);
+        };
+        const int64_t chunk = dynamic ? 1 : (n + 4 * team->size() - 1) / (4 * team->size());
+        team->run(n, chunk, body);
         return;
     }
-#endif
     for (int64_t i = 0; i < n; ++i) f(i);
 }
 

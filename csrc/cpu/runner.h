@@ -69,7 +69,6 @@ class Runner {
             instr->refresh(buf);
             instr->prepare(dt);
         }
-        refresh_parallel_policy();
         const int segmented = segmented_team_size(n_steps);
         if (segmented > 1) {
             run_segmented(segmented, n_steps, feeds, probes);
@@ -77,6 +76,7 @@ class Runner {
         }
         const int threads = trial_team_size(n_steps);
         if (threads <= 1) {
+            const TeamScope team;  // instructions split over the idle cores
             run_chunks(buf, n_steps, feeds, probes, steps_done);
             return;
         }
@@ -87,8 +87,8 @@ class Runner {
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);
+            const SerialScope serial;  // instructions run on this thread alone
             const int k = omp_get_thread_num();
-            parallel_enabled() = false;  // instructions run serially in this thread
             try {
                 run_chunks(team_share(), n_steps, feeds, probes, done[k]);
             } catch (...) {
@@ -102,7 +102,7 @@ class Runner {
 
     // Threads for the trial-parallel loop (1: the plain loop): `trial_threads`
     // when set, else as many as OpenMP allows (OMP_NUM_THREADS=1: none).  Unlike
-    // the per-instruction regions (parallel.h) this ignores the machine's load:
+    // the instruction-splitting team (parallel.h) this ignores the machine's load:
     // with no synchronisation between steps, a thread that waits for a core
     // delays only the end of the run, and two threads get more of a busy
     // machine's time than one.
@@ -205,9 +205,9 @@ class Runner {
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);
+            const SerialScope serial;  // instructions run on this thread alone
             const int k = omp_get_thread_num();
             const Buffers<T> mine = team_share();
-            parallel_enabled() = false;
             std::vector<int64_t> sample(probes.size(), 0);
             StepInfo info;
             info.dt = dt;
