@@ -67,4 +67,3 @@ def test_threads_of_a_float32_run_flush_denormals(callback):
     x = np.abs(sim.data[probe])
     assert np.all((x == 0) | (x >= TINY32))
     assert np.all(x[:, -1] == 0)
-

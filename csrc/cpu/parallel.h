@@ -21,13 +21,22 @@ inline Team*& current_team() {
     return team;
 }
 
+// Cores this process may run on (OpenMP: its CPU affinity mask).
+inline int available_cores() {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#endif
+}
+
 // Threads a run may use: OMP_NUM_THREADS (OpenMP's limit) where OpenMP is
-// built in, else the machine's hardware threads.
+// built in, else every core.
 inline int max_run_threads() {
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
-    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    return available_cores();
 #endif
 }
 
@@ -56,15 +65,16 @@ inline bool worth_parallel(int64_t work) {
 }
 
 // Threads of other processes running now (Linux: /proc/loadavg's count of
-// runnable threads, less the caller); 0 where unknown.  Instantaneous, unlike
-// the load average, which our own spinning team would raise for a minute.
-inline int other_running_threads() {
+// runnable threads, less the caller and `own` threads of this process that
+// are running too); 0 where unknown.  Instantaneous, unlike the load
+// average, which our own spinning team would raise for a minute.
+inline int other_running_threads(int own) {
     int running = 0, total = 0;
     if (FILE* f = std::fopen("/proc/loadavg", "r")) {
         if (std::fscanf(f, "%*f %*f %*f %d/%d", &running, &total) != 2) running = 0;
         std::fclose(f);
     }
-    return std::max(running - 1, 0);
+    return std::max(running - 1 - own, 0);
 }
 
 // Holds the team for the scope of a plain-loop run.  The team spins between
@@ -76,10 +86,12 @@ class TeamScope {
   public:
     TeamScope() {
         const int threads = max_run_threads();
-        const int cores = static_cast<int>(std::thread::hardware_concurrency());
+        const int cores = available_cores();
         if (threads < 2 || current_team() != nullptr) return;
-        if (!split_policy().ignore_load.load() && other_running_threads() >= cores - 1) return;
         Team& team = Team::instance(threads);
+        if (!split_policy().ignore_load.load() &&
+            other_running_threads(team.spinning()) >= cores - 1)
+            return;
         if (team.acquire()) current_team() = held_ = &team;
     }
     ~TeamScope() {

@@ -8,7 +8,7 @@
 // 8 instructions of 2-80 us) used one core.  Here the workers spin on one
 // atomic word between jobs while a run is in progress, so handing out a job
 // costs about a cache-line transfer; after kSpinMicros without a job (a long
-// Python callback, the end of a run) they sleep on a condition variable.
+// Python callback, after a run) they sleep on a condition variable.
 //
 // Protocol (one job at a time; only the thread holding the team publishes):
 //   publish: write the job, then state <- odd (open); wake sleepers.
@@ -69,15 +69,16 @@ class Team {
     bool acquire() {
         if (workers_.empty() || getpid() != pid_) return false;
         bool expected = false;
-        if (!held_.compare_exchange_strong(expected, true)) return false;
-        running_.store(true, std::memory_order_release);
-        return true;
+        return held_.compare_exchange_strong(expected, true);
     }
 
     // Jobs handed out and chunks that workers ran, since the process started
     // (tests and benchmarks: was the work split?).
     int64_t jobs() const { return jobs_.load(); }
     int64_t worker_chunks() const { return worker_chunks_.load(); }
+    int64_t stalls() const { return stalls_.load(); }
+    // Workers spinning for a job now (runnable threads of this process).
+    int spinning() const { return spinning_.load(std::memory_order_relaxed); }
 
     // Whether a job of this run waited over kStallMicros for a worker that
     // had claimed a chunk: the machine's other processes take the cores, and
@@ -85,10 +86,10 @@ class Team {
     bool stalled() const { return stalled_; }
     static constexpr int64_t kStallMicros = 1000;
 
-    // Ends the run: spinning workers go to sleep now.
+    // Ends the run.  Workers keep spinning out their kSpinMicros: the next
+    // run often follows at once (sim.step() in a loop is a run per step).
     void release() {
         stalled_ = false;
-        running_.store(false, std::memory_order_release);
         held_.store(false, std::memory_order_release);
     }
 
@@ -139,8 +140,10 @@ class Team {
             }
             std::this_thread::yield();
             if (!stalled_ && std::chrono::steady_clock::now() - start >
-                                 std::chrono::microseconds(kStallMicros))
+                                 std::chrono::microseconds(kStallMicros)) {
                 stalled_ = true;
+                stalls_.fetch_add(1, std::memory_order_relaxed);
+            }
         }
     }
 
@@ -178,20 +181,24 @@ class Team {
         }
     }
 
-    // Spins (while a run holds the team, up to kSpinMicros) and then sleeps
+    // Spins (up to kSpinMicros) and then sleeps
     // until an open state other than `seen` appears; returns it.
     uint64_t wait_for_job(uint64_t seen) {
         auto is_new_job = [&](uint64_t s) { return s != seen && (s & 1); };
         const auto start = std::chrono::steady_clock::now();
+        spinning_.fetch_add(1, std::memory_order_relaxed);
         for (int64_t i = 0;; ++i) {
             const uint64_t s = state_.load(std::memory_order_acquire);
-            if (is_new_job(s)) return s;
-            if (!running_.load(std::memory_order_relaxed)) break;
+            if (is_new_job(s)) {
+                spinning_.fetch_sub(1, std::memory_order_relaxed);
+                return s;
+            }
             if ((i & 255) == 255 && std::chrono::steady_clock::now() - start >
                                         std::chrono::microseconds(kSpinMicros))
                 break;
             NC_SPIN_PAUSE();
         }
+        spinning_.fetch_sub(1, std::memory_order_relaxed);
         std::unique_lock<std::mutex> lock(mutex_);
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
         uint64_t s = 0;
@@ -202,9 +209,9 @@ class Team {
 
     const pid_t pid_;
     std::vector<std::thread> workers_;
-    std::atomic<bool> held_{false}, running_{false};
+    std::atomic<bool> held_{false};
     bool stalled_ = false;  // the holder's only
-    std::atomic<int64_t> jobs_{0}, worker_chunks_{0};
+    std::atomic<int64_t> jobs_{0}, worker_chunks_{0}, stalls_{0};
 
     // The open job (written by the master before it opens the state).
     void (*fn_)(void*, int64_t, int64_t) = nullptr;
@@ -227,6 +234,7 @@ class Team {
     alignas(64) std::atomic<uint64_t> state_{0};  // odd: a job is open
     alignas(64) std::atomic<int> active_{0};
     alignas(64) std::atomic<int> sleepers_{0};
+    std::atomic<int> spinning_{0};
     std::mutex mutex_;
     std::condition_variable wake_;
 };

@@ -33,6 +33,7 @@ py::dict team_counters() {
     d["threads"] = team.size();
     d["jobs"] = team.jobs();
     d["worker_chunks"] = team.worker_chunks();
+    d["stalls"] = team.stalls();
     return d;
 }
 
@@ -81,7 +82,7 @@ void bind_team(py::module_& m) {
     m.def("set_split_policy", &set_split_policy, py::arg("min_work") = py::none(),
           py::arg("ignore_load") = py::none(),
           "Instruction splitting: minimum work per step, whether to ignore the machine's load.");
-    m.def("team_counters", &team_counters, "Threads, jobs and worker chunks of the team.");
+    m.def("team_counters", &team_counters, "Threads, jobs, worker chunks and stalled runs of the team.");
     m.def("team_selftest", &team_selftest, py::arg("n"), py::arg("jobs") = 1,
           py::arg("throw_at") = -1, py::arg("dynamic") = false, py::arg("spin_ns") = 0);
 }
