@@ -76,6 +76,8 @@ class NativeProgram {
     }
 
     void set_enabled(int64_t i, bool on) { runner_.set_enabled(i, on); }
+    // Python wrote the shared region: instructions re-read their copies next run.
+    void mark_shared_changed() { runner_.shared_changed = true; }
     // Threads that split the trials of a minibatch (0: as many as OpenMP allows).
     void set_trial_threads(int n) {
         if (n < 0) throw py::value_error("trial_threads must be >= 0");
@@ -140,6 +142,7 @@ void bind_program(py::module_& m, const char* name) {
         .def("add", &NativeProgram<T>::add, py::arg("kind"), py::arg("ints"),
              py::arg("floats"), py::arg("scalars"))
         .def("add_callback", &NativeProgram<T>::add_callback)
+        .def("mark_shared_changed", &NativeProgram<T>::mark_shared_changed)
         .def("set_enabled", &NativeProgram<T>::set_enabled)
         .def("set_trial_threads", &NativeProgram<T>::set_trial_threads, py::arg("n"))
         .def("trial_team_size", &NativeProgram<T>::trial_team_size, py::arg("n_steps"))

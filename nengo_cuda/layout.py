@@ -109,6 +109,13 @@ class SignalLayout:
         except MemoryError:
             raise BuildError(f"nengo_cuda could not allocate {self._describe()}") from None
         self._other = {}  # base -> objects for OTHER signals (one, or one per trial)
+        # Counts writes (possible writes) of the float pool's shared region by
+        # Python: a native program re-reads its copies of shared signals (packed
+        # weights) when it changed since its last run.  Views of Nengo-readonly
+        # signals in the signal dicts are read-only, so every write of one goes
+        # through base_array, writable or reset.  Direct writes into fbuf's
+        # shared part must call touch_shared.
+        self.shared_version = 0
         self.signal_dicts = [self._make_signal_dict(t) for t in range(n_trials)]
         self.reset()
 
@@ -128,6 +135,10 @@ class SignalLayout:
         (fbuf, f_shared, f_state, ibuf, i_shared, i_state, n_trials)."""
         return (self.fbuf, self.f_shared, self.f_state, self.ibuf, self.i_shared,
                 self.i_state, self.n_trials)
+
+    def touch_shared(self):
+        """Records a write into the shared part of ``fbuf`` (see shared_version)."""
+        self.shared_version += 1
 
     def release(self):
         """Drops the pools (after `Simulator.close`); the layout is unusable afterwards."""
@@ -181,18 +192,34 @@ class SignalLayout:
         return buf[start : start + n_state]
 
     def base_array(self, base, trial):
-        """The NumPy array holding ``base`` for ``trial`` (a view into a pool)."""
+        """The NumPy array holding ``base`` for ``trial`` (a view into a pool).
+
+        Writable: a float base of the shared region counts as changed (see
+        `shared_version`), since the caller may write it."""
         pool, shared, offset = self.placement[base]
         if pool == OTHER:
             return self._other[base][0 if shared else trial]
+        if shared and pool == FLOAT:
+            self.shared_version += 1
         region = self._region(pool, shared, trial)
         return region[offset : offset + base.size].reshape(base.shape)
+
+    def writable(self, sig, trial=0):
+        """A writable array of ``sig`` for ``trial`` (our own writes of
+        parameters and initial values, also of Nengo-readonly signals)."""
+        base = self.base_array(sig.base, trial)
+        return signal_view(base, sig) if sig.is_view else base
 
     def _make_signal_dict(self, trial):
         signals = LayoutSignalDict(self, trial)
         for base in self.bases:
             if self.placement[base][0] != OTHER:
-                dict.__setitem__(signals, base, self.base_array(base, trial))
+                array = self.base_array(base, trial)
+                if base.readonly:
+                    # as in Nengo's SignalDict; kernels keep copies of such
+                    # signals (packed weights) that only our own writes renew
+                    array.setflags(write=False)
+                dict.__setitem__(signals, base, array)
         return signals
 
     def use_exact_time(self, time, step, dt):
@@ -225,6 +252,7 @@ class SignalLayout:
 
     def reset(self):
         """Writes every signal's initial value into the buffers."""
+        self.shared_version += 1
         for base in self.bases:
             pool, shared, _ = self.placement[base]
             if pool == OTHER:
@@ -285,6 +313,19 @@ def _copy_initial(base):
     return value.copy()
 
 
+def signal_view(base_array, sig):
+    """The elements of view signal ``sig`` in ``base_array`` (its base's array;
+    read-only when that is)."""
+    itemsize = base_array.itemsize
+    return np.ndarray(
+        buffer=base_array,
+        dtype=base_array.dtype,
+        shape=sig.shape,
+        offset=sig.elemoffset * itemsize,
+        strides=tuple(s * itemsize for s in sig.elemstrides),
+    )
+
+
 class LayoutSignalDict(SignalDict):
     """A `nengo.builder.signal.SignalDict` whose arrays live in a layout's pools.
 
@@ -303,15 +344,7 @@ class LayoutSignalDict(SignalDict):
         except KeyError:
             if not (isinstance(key, Signal) and key.is_view):
                 raise
-        base = dict.__getitem__(self, key.base)
-        itemsize = base.itemsize
-        view = np.ndarray(
-            buffer=base,
-            dtype=base.dtype,
-            shape=key.shape,
-            offset=key.elemoffset * itemsize,
-            strides=tuple(s * itemsize for s in key.elemstrides),
-        )
+        view = signal_view(dict.__getitem__(self, key.base), key)
         dict.__setitem__(self, key, view)
         return view
 

@@ -452,6 +452,7 @@ class Simulator:
         layout.reset()
         if shared is not None:
             layout.fbuf[: layout.f_shared] = shared
+            layout.touch_shared()
         if include_processes or not hasattr(self, "process_seeds"):
             self._make_steps()
         if include_probes:
@@ -547,6 +548,7 @@ class Simulator:
         shared = layout.fbuf[: layout.f_shared].copy()
         layout.reset()
         layout.fbuf[: layout.f_shared] = shared
+        layout.touch_shared()
         self._make_steps()
 
     def _make_steps(self):
@@ -777,8 +779,8 @@ class Simulator:
     def _restore_constant(self, node):
         """A constant Node fed by `data` outputs its own value again afterwards."""
         sig = self._input_nodes[node]
-        for signals in self.layout.signal_dicts:
-            signals[sig][...] = sig.initial_value
+        for trial in range(self.n_trials):
+            self.layout.writable(sig, trial)[...] = sig.initial_value
 
     def get_name(self, obj):
         """NengoDL's ``sim.get_name``: the name of a Probe or input Node in data,

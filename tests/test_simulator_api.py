@@ -248,9 +248,10 @@ def test_data_gives_changed_parameters(dtype):
         new_scaled = built_e.scaled_encoders * np.linspace(0.8, 1.2, 15)[:, None]
         new_bias = built_e.bias + 0.05
         new_w = built_c.weights * -2
-        sim.signals[sig[ens]["encoders"]][...] = new_scaled
-        sim.signals[sig[ens.neurons]["bias"]][...] = new_bias
-        sim.signals[sig[conn]["weights"]][...] = new_w
+        # (read-only in sim.signals, as in Nengo; training writes through the layout)
+        sim.layout.writable(sig[ens]["encoders"])[...] = new_scaled
+        sim.layout.writable(sig[ens.neurons]["bias"])[...] = new_bias
+        sim.layout.writable(sig[conn]["weights"])[...] = new_w
         d, c = sim.data[ens], sim.data[conn]
         rtol = 1e-6 if dtype == "float32" else 1e-12
         np.testing.assert_allclose(d.scaled_encoders, new_scaled, rtol=rtol)
@@ -269,3 +270,64 @@ def test_data_gives_changed_parameters(dtype):
         assert c.transform is None and c.eval_points is built_c.eval_points
         sim.reset()
         assert sim.data[ens] is built_e and sim.data[conn] is built_c
+
+
+def test_readonly_signals_are_read_only_as_in_nengo():
+    network, ens, conn, _ = _param_net(learning=False)
+    with nengo.Simulator(network, progress_bar=False) as ref, \
+            nengo_cuda.Simulator(network, progress_bar=False) as sim:
+        for key in (ref.model.sig[conn]["weights"], ref.model.sig[ens]["encoders"]):
+            ours = sim.signals[sim.model.sig[conn]["weights"] if key.name.endswith("weights")
+                               else sim.model.sig[ens]["encoders"]]
+            assert not ref.signals[key].flags.writeable
+            assert not ours.flags.writeable
+            with pytest.raises(ValueError, match="read-only"):
+                ours[...] = 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weights_written_between_runs_are_used(dtype):
+    """Kernels keep packed copies of shared weights (csrc/cpu/instr_dot.cpp:
+    here b's encoders, 200 x 1), renewed only when Python wrote the shared
+    region: weights written between runs (as training and load_params write
+    them), and a reset that keeps them, give Nengo's numbers with the same
+    weights."""
+    with nengo.Network(seed=4) as net:
+        stim = nengo.Node(0.8)
+        a = nengo.Ensemble(200, 1)
+        b = nengo.Ensemble(200, 1)
+        nengo.Connection(stim, a)
+        nengo.Connection(a, b)
+        p = nengo.Probe(b, synapse=0.01)
+
+    def write_nengo(sim, w, factor):
+        arr = sim.signals[w]
+        arr.setflags(write=True)
+        arr *= factor
+
+    def write_ours(sim, w, factor):
+        sim.layout.writable(w)[...] *= factor
+
+    with nengo.Simulator(net, progress_bar=False, optimize=False) as ref:
+        ref.run_steps(30)
+        write_nengo(ref, ref.model.sig[b]["encoders"], -1.0)
+        ref.run_steps(30)
+        first = ref.data[p].copy()
+    with nengo.Simulator(net, progress_bar=False, optimize=False) as ref:
+        # (what our reset keeping trained weights gives: a start with them)
+        write_nengo(ref, ref.model.sig[b]["encoders"], -1.0)
+        ref.run_steps(20)
+        expected = np.concatenate([first, ref.data[p]])
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype=dtype, optimize=False) as sim:
+        sim.run_steps(30)
+        write_ours(sim, sim.model.sig[b]["encoders"], -1.0)
+        sim.run_steps(30)
+        first = sim.data[p].copy()
+        sim.reset(include_trainable=False)
+        sim.run_steps(20)
+        ours = np.concatenate([first, sim.data[p]])
+    atol = 1e-4 if dtype == "float32" else 1e-12
+    # the written weights show: b's value turns negative, also after the reset
+    assert expected[25:30].mean() > 0.1 and expected[55:60].mean() < -0.1
+    assert expected[75:80].mean() < -0.1
+    np.testing.assert_allclose(ours, expected, atol=atol)

@@ -54,6 +54,7 @@ struct Block {
     bool shared;     // A is the same for every trial
     int64_t sparse;  // offset of A^T (cols x round_up(rows, 16)) in `packed`, or -1
     bool finite;     // every element of A is finite (refresh); else no sparse skipping
+    bool volatile_a; // A may change between runs without notice (re-packed every run)
 };
 
 struct Job {
@@ -338,9 +339,13 @@ struct DotInc : Instr<T> {
         }
     }
 
-    // Shared weights may have changed between runs (training, load_params).
-    void refresh(const Buffers<T>& buf) override {
+    // Shared weights may have changed between runs (training, load_params):
+    // re-packed when Python says so (shared_changed) and, for a block whose A
+    // Python code may write through a view it keeps (not a Nengo-readonly
+    // signal), every run.
+    void refresh(const Buffers<T>& buf, bool shared_changed) override {
         for (Block& b : blocks) {
+            if (!shared_changed && !b.volatile_a) continue;
             if (b.packed >= 0) pack(buf, b);
             if (b.sparse >= 0) pack_sparse(buf, b);
         }
@@ -453,6 +458,8 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
     // optional: blocks that start from I instead of adding to Y (fusion.py)
     const bool has_init = spec.ints.count("I") > 0;
     if (has_init) check_same_length(spec, {"rows", "I", "I_s"});
+    const bool has_volatile = spec.ints.count("A_volatile") > 0;
+    if (has_volatile) check_same_length(spec, {"rows", "A_volatile"});
     for (size_t i = 0; i < rows.size(); ++i) {
         const int64_t nr = rows[i], nc = cols[i];
         if (nr < 0 || nc < 0) throw std::invalid_argument("dot_inc: negative block shape");
@@ -472,10 +479,12 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
                         spec.kind);
         if (init >= 0) check_addresses({init, last(init, nr, init_s)}, buf.f, spec.kind);
         const bool shared = *std::max_element(corners.begin(), corners.end()) < buf.f.n_shared;
+        // optional (absent: every block volatile, the safe choice)
+        const bool volatile_a = !has_volatile || spec.int_array("A_volatile")[i] != 0;
         Block b{nr,   nc,     a[i],     a_rs[i], a_cs[i], x[i],  x_s[i], y[i],
-                y_s[i], init, init_s, kStrided, -1,    false, false, -1,    false};
+                y_s[i], init, init_s, kStrided, -1,    false, false, -1,    false, volatile_a};
         // Keep a copy of shared A in the layout the kernel wants (A^T for
-        // columns, contiguous rows for rows); `refresh` re-packs it every run.
+        // columns, contiguous rows for rows); `refresh` re-packs it.
         auto reserve_pack = [&](bool transposed) {
             b.packed = static_cast<int64_t>(op->packed.size());
             b.transposed = transposed;
@@ -503,7 +512,7 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
     }
     // a vector of padding: the columns kernel's last vector of rows may read past A^T
     op->packed.resize(op->packed.size() + kPackPad, T(0));
-    op->refresh(buf);
+    op->refresh(buf, true);
     return op;
 }
 

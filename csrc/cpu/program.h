@@ -76,9 +76,11 @@ struct Instr {
         throw std::invalid_argument("this instruction has no table '" + name + "'");
     }
     // Called at the start of every run: an instruction that keeps its own copy of
-    // shared buffer contents (e.g. weights packed for a kernel) re-reads it here,
-    // since Python may have changed them (training, load_params, sim.signals).
-    virtual void refresh(const Buffers<T>& buf) {}
+    // shared buffer contents (e.g. weights packed for a kernel) re-reads it here
+    // when `shared_changed` (Python wrote the shared region since the last run:
+    // training, load_params, reset; Runner::shared_changed), and its copies of
+    // signals Python may write unannounced every time.
+    virtual void refresh(const Buffers<T>& buf, bool shared_changed) {}
     // Called at the start of every run, before any thread runs a step: lazy
     // per-instruction setup that depends on dt goes here, not in run().
     virtual void prepare(double dt) {}

@@ -66,9 +66,10 @@ class Runner {
         abort_ = false;
         const RunFpMode<T> fp_mode;
         for (auto& instr : instrs_) {
-            instr->refresh(buf);
+            instr->refresh(buf, shared_changed);
             instr->prepare(dt);
         }
+        shared_changed = false;
         const int segmented = segmented_team_size(n_steps);
         if (segmented > 1) {
             run_segmented(segmented, n_steps, feeds, probes);
@@ -140,6 +141,10 @@ class Runner {
     static constexpr int64_t kSegmentStateBytes = 320 << 10;
 
     int trial_threads = 0;
+
+    // Whether Python may have written the shared region since the last run
+    // (set through the binding; the first run refreshes every instruction).
+    bool shared_changed = true;
 
     // Trials run together through all steps before the next chunk of trials
     // starts (0: chosen from the state size, see chunk_size).

@@ -19,6 +19,7 @@ class CpuBackend:
         self.layout = layout
         cls = _PROGRAM_CLASSES[layout.dtype]
         self.native = cls(*layout.native_args(), dt)
+        self._shared_version = None  # the first run reads every shared signal
         for instr in program:
             if instr.is_callback:
                 self.native.add_callback(instr.callback)
@@ -39,6 +40,9 @@ class CpuBackend:
         probes: list of (addresses, mask (n_steps,) uint8, out (trials, samples, n))
         On an exception, the steps completed before it are kept in ``steps_done``.
         """
+        if self.layout.shared_version != self._shared_version:
+            self.native.mark_shared_changed()  # re-pack copies of shared signals
+            self._shared_version = self.layout.shared_version
         self.native.run(n_steps, feeds, probes)
         return self.native.steps_done
 

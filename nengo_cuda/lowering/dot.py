@@ -17,7 +17,10 @@ from .common import all_float, color_disjoint
 from .common import vector_view as _vec
 from .registry import register
 
-_FIELDS = ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s", "I", "I_s")
+# A_volatile: A's base is not Nengo-readonly, so Python code may write it through a
+# view it keeps (a kernel's packed copy is then renewed every run)
+_FIELDS = ("rows", "cols", "A", "A_rs", "A_cs", "A_volatile", "X", "X_s", "Y", "Y_s", "I",
+           "I_s")
 
 
 def _dense_blocks(op, layout):
@@ -35,7 +38,7 @@ def _dense_blocks(op, layout):
     y, y_s = _vec(layout, Y)
     rows = Y.shape[0]
     return [dict(rows=rows, cols=X.shape[0], A=layout.address(A), A_rs=a_rs, A_cs=a_cs,
-                 X=x, X_s=x_s, Y=y, Y_s=y_s, I=-1, I_s=0)]
+                 A_volatile=int(not A.base.readonly), X=x, X_s=x_s, Y=y, Y_s=y_s, I=-1, I_s=0)]
 
 
 def _bsr_blocks(op, layout):
@@ -51,7 +54,8 @@ def _bsr_blocks(op, layout):
             x, x_s = _vec(layout, X, op.indices[j] * c)
             y, y_s = _vec(layout, Y, i * r)
             blocks.append(dict(rows=r, cols=c, A=layout.address(A) + j * s0, A_rs=a_rs,
-                               A_cs=a_cs, X=x, X_s=x_s, Y=y, Y_s=y_s, I=-1, I_s=0))
+                               A_cs=a_cs, A_volatile=int(not A.base.readonly), X=x, X_s=x_s, Y=y,
+                               Y_s=y_s, I=-1, I_s=0))
     return blocks
 
 

@@ -856,9 +856,8 @@ class Trainer:
                 f"{path}.npz holds {n_saved} TensorNode weights of shapes "
                 f"{[w.shape for w in weights]}; this model's TensorNodes have "
                 f"{[tuple(v.shape) for v in keras_vars]}")
-        signals = self.sim.signals
         for key, sig in params.items():
-            signals[sig][...] = saved[key]
+            self.sim.layout.writable(sig)[...] = saved[key]
         for var, value in zip(keras_vars, weights):
             var.assign(value)
         if self._graph is not None:
