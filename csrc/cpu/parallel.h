@@ -14,11 +14,18 @@
 
 namespace nc {
 
-// The team the calling thread holds for its run (null: instructions run
-// serially on this thread, as in the threads of the trial-parallel runner).
-inline Team*& current_team() {
-    static thread_local Team* team = nullptr;
-    return team;
+// The calling thread's run and the team: `may_split` while a plain-loop run
+// has not yet asked for the team (TeamScope), `held` once it got it.  Both
+// empty: instructions run serially on this thread (as in the threads of the
+// trial-parallel loop).
+struct RunTeam {
+    bool may_split = false;
+    Team* held = nullptr;
+};
+
+inline RunTeam& run_team() {
+    static thread_local RunTeam state;
+    return state;
 }
 
 // Cores this process may run on (OpenMP: its CPU affinity mask).
@@ -77,47 +84,58 @@ inline int other_running_threads(int own) {
     return std::max(running - 1 - own, 0);
 }
 
-// Holds the team for the scope of a plain-loop run.  The team spins between
-// instructions, so it is used only when another core is idle now; if other
-// processes take the cores later in the run (a job waits for a descheduled
-// worker, Team::stalled), the run goes on serially.  OMP_NUM_THREADS=1 turns
-// splitting off for good.
+// The scope of a plain-loop run, in which instructions may split their work
+// over the team.  The team spins between instructions, so it is taken at the
+// first split (a run with no instruction that large pays nothing) and only
+// when another core is idle then; if other processes take the cores later in
+// the run (a job waits for a descheduled worker, Team::stalled), the run goes
+// on serially.  OMP_NUM_THREADS=1 turns splitting off for good.
 class TeamScope {
   public:
     TeamScope() {
-        const int threads = max_run_threads();
-        const int cores = available_cores();
-        if (threads < 2 || current_team() != nullptr) return;
-        Team& team = Team::instance(threads);
-        if (!split_policy().ignore_load.load() &&
-            other_running_threads(team.spinning()) >= cores - 1)
-            return;
-        if (team.acquire()) current_team() = held_ = &team;
+        RunTeam& r = run_team();
+        owner_ = !r.may_split && r.held == nullptr;  // else: a run in a callback of a run
+        if (owner_) r.may_split = max_run_threads() > 1;
     }
     ~TeamScope() {
-        if (!held_) return;
-        current_team() = nullptr;
-        held_->release();
+        if (!owner_) return;
+        RunTeam& r = run_team();
+        if (r.held != nullptr) r.held->release();
+        r = RunTeam{};
     }
     TeamScope(const TeamScope&) = delete;
     TeamScope& operator=(const TeamScope&) = delete;
 
   private:
-    Team* held_ = nullptr;
+    bool owner_ = false;
 };
+
+// The team for a split now, or null: taken on the run's first split (one try).
+inline Team* split_team() {
+    RunTeam& r = run_team();
+    if (r.held != nullptr) return r.held->stalled() ? nullptr : r.held;
+    if (!r.may_split) return nullptr;
+    r.may_split = false;
+    Team& team = Team::instance(max_run_threads());
+    if (!split_policy().ignore_load.load() &&
+        other_running_threads(team.spinning()) >= available_cores() - 1)
+        return nullptr;
+    if (team.acquire()) r.held = &team;
+    return r.held;
+}
 
 // Runs the instructions of a scope on this thread alone (the threads of the
 // trial-parallel and segmented loops, even when a callback of an outer run
 // holds the team on this thread).
 class SerialScope {
   public:
-    SerialScope() : saved_(current_team()) { current_team() = nullptr; }
-    ~SerialScope() { current_team() = saved_; }
+    SerialScope() : saved_(run_team()) { run_team() = RunTeam{}; }
+    ~SerialScope() { run_team() = saved_; }
     SerialScope(const SerialScope&) = delete;
     SerialScope& operator=(const SerialScope&) = delete;
 
   private:
-    Team* saved_;
+    RunTeam saved_;
 };
 
 // Runs f(i) for every i in [0, n), independent iterations: split over the
@@ -126,8 +144,8 @@ class SerialScope {
 // time, for iterations of uneven cost; else about four chunks per thread).
 template <typename F>
 inline void parallel_for(int64_t n, bool parallel, F&& f, bool dynamic = false) {
-    Team* team = current_team();
-    if (parallel && n > 1 && team != nullptr && !team->stalled()) {
+    Team* team = parallel && n > 1 ? split_team() : nullptr;
+    if (team != nullptr) {
         auto body = [&f](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) f(i);
         };

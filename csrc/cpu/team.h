@@ -6,9 +6,9 @@
 // need, see nengo_cuda/__init__.py), so only instructions worth over 100 us
 // were split, and a minibatch-1 run of a large network (chain 50 x 500 x 16:
 // 8 instructions of 2-80 us) used one core.  Here the workers spin on one
-// atomic word between jobs while a run is in progress, so handing out a job
-// costs about a cache-line transfer; after kSpinMicros without a job (a long
-// Python callback, after a run) they sleep on a condition variable.
+// atomic word after each job, so handing out the next one costs about a
+// cache-line transfer; after kSpinMicros without a job (a long Python
+// callback, after a run) they sleep on a condition variable.
 //
 // Protocol (one job at a time; only the thread holding the team publishes):
 //   publish: write the job, then state <- odd (open); wake sleepers.
@@ -181,8 +181,8 @@ class Team {
         }
     }
 
-    // Spins (up to kSpinMicros) and then sleeps
-    // until an open state other than `seen` appears; returns it.
+    // Spins (up to kSpinMicros) and then sleeps until an open state other
+    // than `seen` appears; returns it.
     uint64_t wait_for_job(uint64_t seen) {
         auto is_new_job = [&](uint64_t s) { return s != seen && (s & 1); };
         const auto start = std::chrono::steady_clock::now();
