@@ -16,7 +16,7 @@ import pytest
 import nengo_cuda
 from nengo_cuda import _native
 from networks import mixed_network
-from nengo_cuda.testing import forced_splitting, no_splitting
+from nengo_cuda.testing import forced_splitting, no_splitting, split_policy
 
 THREADS = _native.team_counters()["threads"]
 needs_threads = pytest.mark.skipif(THREADS < 2, reason="one thread: nothing to split")
@@ -43,6 +43,26 @@ def test_workers_take_part_in_the_runs_floating_point_mode():
     assert after["jobs"] - before["jobs"] == 200
     assert after["worker_chunks"] > before["worker_chunks"]
     assert modes_ok
+
+
+def test_threads_grow_with_the_work():
+    min_work = 1 << 17
+    with split_policy(min_work=min_work):
+        assert _native.split_ways(min_work - 1) == 1
+        assert _native.split_ways(min_work) == 2
+        assert _native.split_ways(10 * min_work) == 20
+
+
+@needs_threads
+def test_work_for_one_thread_is_not_handed_out():
+    before = _native.team_counters()
+    with forced_splitting():
+        visits, _ = _native.team_selftest(100, jobs=5, ways=1)
+        assert visits == [1] * 100
+        assert _native.team_counters()["jobs"] == before["jobs"]
+        visits, _ = _native.team_selftest(100, jobs=5, ways=2)
+        assert visits == [1] * 100
+        assert _native.team_counters()["jobs"] == before["jobs"] + 5
 
 
 def test_an_error_in_a_job_reaches_the_caller_after_the_job():

@@ -79,7 +79,7 @@ struct Copy : Instr<T> {
     std::vector<std::vector<T>> scratch;  // per trial, only when overlap
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(dst.size());
-        parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
+        parallel_for(buf.n_trials, split_ways(n * buf.n_trials), [&](int64_t t) {
             if (overlap) {
                 T* tmp = scratch[buf.trial0 + t].data();
                 for (int64_t k = 0; k < n; ++k) tmp[k] = *buf.f.at(src[k], t);
@@ -120,7 +120,7 @@ struct CopyRuns : Instr<T> {
     int64_t total = 0;
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n_runs = static_cast<int64_t>(length.size());
-        parallel_for(buf.n_trials, worth_parallel(total * buf.n_trials), [&](int64_t t) {
+        parallel_for(buf.n_trials, split_ways(total * buf.n_trials), [&](int64_t t) {
             for (int64_t r = 0; r < n_runs; ++r) {
                 const T* s = buf.f.at(src[r], t);
                 T* d = buf.f.at(dst[r], t);
@@ -164,7 +164,7 @@ struct ElementwiseInc : Instr<T> {
     std::vector<Segment> segments;  // runs where all three advance by one
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(y.size());
-        parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
+        parallel_for(buf.n_trials, split_ways(n * buf.n_trials), [&](int64_t t) {
             if (!segments.empty()) {
                 for (const auto& seg : segments) {  // in order: outputs may repeat
                     T* Y = buf.f.at(y[seg.k0], t);

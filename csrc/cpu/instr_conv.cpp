@@ -148,11 +148,11 @@ struct ConvIncInstr : Instr<T> {
             if (avx2) conv_trials_avx2(g, nt, X, W, Y, o);
             else conv_trials<T, 16>(g, nt, X, W, Y, o);
         };
-        const bool parallel = worth_parallel(work * buf.n_trials);
+        const int ways = split_ways(work * buf.n_trials);
         if (shared_w && buf.n_trials >= 4) {
             // (output position, 4 trials) jobs: the trials share each weight load
             const int64_t n_t = (buf.n_trials + 3) / 4;
-            parallel_for(n_rows * n_t, parallel, [&](int64_t j) {
+            parallel_for(n_rows * n_t, ways, [&](int64_t j) {
                 const int t0 = static_cast<int>(j / n_rows) * 4;
                 const int nt = std::min(4, buf.n_trials - t0);
                 const int64_t o = j % n_rows;
@@ -168,7 +168,7 @@ struct ConvIncInstr : Instr<T> {
         }
         // (run of output positions, trial) jobs: a run's positions share weight loads
         const int64_t n_tiles = static_cast<int64_t>(tiles.size());
-        parallel_for(n_tiles * buf.n_trials, parallel, [&](int64_t j) {
+        parallel_for(n_tiles * buf.n_trials, ways, [&](int64_t j) {
             const int t = static_cast<int>(j / n_tiles);
             const RowTile& r = tiles[j % n_tiles];
             const T* X[4];

@@ -435,7 +435,7 @@ struct DotInc : Instr<T> {
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const bool avx2 = cpu_has_avx2();
         parallel_for(
-            static_cast<int64_t>(jobs.size()), worth_parallel(work * buf.n_trials),
+            static_cast<int64_t>(jobs.size()), split_ways(work * buf.n_trials),
             [&](int64_t j) {
                 if (avx2)
                     job_avx2(buf, jobs[j]);

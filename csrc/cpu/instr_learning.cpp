@@ -217,7 +217,7 @@ struct LearningInstr : Instr<T> {
     void run(const Buffers<T>& buf, const StepInfo& info) override {
         const int64_t n_rows = blocks.total_rows;
         const int64_t jobs = n_rows * buf.n_trials;
-        parallel_for(jobs, worth_parallel(blocks.work * buf.n_trials), [&](int64_t j) {
+        parallel_for(jobs, split_ways(blocks.work * buf.n_trials), [&](int64_t j) {
             const int t = static_cast<int>(j / n_rows);
             const int64_t g = j % n_rows, b = blocks.block_of(g);
             rule.row(blocks, buf, info.dt, b, g - blocks.row_start[b], t);

@@ -38,7 +38,7 @@ struct has_contiguous<M, std::void_t<decltype(&M::template run_contiguous<float>
 
 // Neurons per segment: parallel jobs are (trial, segment) pairs.
 constexpr int64_t kNeuronSegment = 512;
-// A neuron update is worth this many element updates (see worth_parallel).
+// A neuron update is worth this many element updates (see split_ways).
 constexpr int64_t kNeuronWork = 8;
 
 template <typename T, typename Model>
@@ -136,15 +136,15 @@ struct NeuronGroup : Instr<T> {
         const T dt = static_cast<T>(info.dt);
         update_aux(dt);
         const int n_trials = buf.n_trials;
-        const bool parallel = worth_parallel(kNeuronWork * n * n_trials);
+        const int ways = split_ways(kNeuronWork * n * n_trials);
         if (!segments.empty()) {
             const int64_t ns = static_cast<int64_t>(segments.size());
-            parallel_for(ns * n_trials, parallel, [&](int64_t j) {
+            parallel_for(ns * n_trials, ways, [&](int64_t j) {
                 run_segment(buf, segments[j % ns], static_cast<int>(j / ns), dt);
             });
             return;
         }
-        parallel_for(n * n_trials, parallel, [&](int64_t j) {
+        parallel_for(n * n_trials, ways, [&](int64_t j) {
             const int t = static_cast<int>(j / n);
             const int64_t k = j % n;
             std::array<T*, kStates> s;

@@ -73,7 +73,7 @@ struct LtiElementwise : Instr<T> {
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(u.size());
-        parallel_for(buf.n_trials, worth_parallel(n * buf.n_trials), [&](int64_t t) {
+        parallel_for(buf.n_trials, split_ways(n * buf.n_trials), [&](int64_t t) {
             // segments and elements in order: merged operators may increment one output
             if (!segments.empty()) {
                 for (const auto& seg : segments) segment(buf, seg, static_cast<int>(t));
@@ -133,7 +133,7 @@ struct LtiStateSpace : Instr<T> {
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t nb = static_cast<int64_t>(n.size());
-        parallel_for(buf.n_trials, worth_parallel(work * buf.n_trials), [&](int64_t t) {
+        parallel_for(buf.n_trials, split_ways(work * buf.n_trials), [&](int64_t t) {
             double* tmp = scratch[buf.trial0 + t].data();
             for (int64_t j = 0; j < nb; ++j) {
                 T* xj = buf.f.at(x[j], t);

@@ -22,7 +22,7 @@ struct RlsInstr : Instr<T> {
     std::vector<std::vector<T>> pr;  // per trial: P r
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
-        parallel_for(buf.n_trials, worth_parallel(buf.n_trials * n * (n + m)), [&](int64_t t) {
+        parallel_for(buf.n_trials, split_ways(buf.n_trials * n * (n + m)), [&](int64_t t) {
             T* P = buf.f.at(p, t);
             const T* R = buf.f.at(r, t);
             const T* E = buf.f.at(e, t);

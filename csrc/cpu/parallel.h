@@ -67,8 +67,14 @@ inline SplitPolicy& split_policy() {
     return policy;
 }
 
-inline bool worth_parallel(int64_t work) {
-    return work >= split_policy().min_work.load(std::memory_order_relaxed);
+// Threads that `work` element updates a step are worth (1: serial): from
+// min_work on, one per min_work / 2, so that each thread of a large machine
+// gets tens of microseconds of work (at the threshold, 2 threads).
+inline int split_ways(int64_t work) {
+    const int64_t min_work = split_policy().min_work.load(std::memory_order_relaxed);
+    if (work < min_work) return 1;
+    const int64_t ways = work / std::max<int64_t>(min_work / 2, 1);
+    return static_cast<int>(std::clamp<int64_t>(ways, 2, 1 << 16));
 }
 
 // Threads of other processes running now (Linux: /proc/loadavg's count of
@@ -138,19 +144,21 @@ class SerialScope {
     RunTeam saved_;
 };
 
-// Runs f(i) for every i in [0, n), independent iterations: split over the
-// calling thread's team when `parallel`, else in order on this thread.
-// Chunks of iterations are claimed in turn (`dynamic`: one iteration at a
-// time, for iterations of uneven cost; else about four chunks per thread).
+// Runs f(i) for every i in [0, n), independent iterations: split over up to
+// `ways` threads of the calling thread's team (split_ways), else in order on
+// this thread.  Chunks of iterations are claimed in turn (`dynamic`: one
+// iteration at a time, for iterations of uneven cost; else about four chunks
+// per thread).
 template <typename F>
-inline void parallel_for(int64_t n, bool parallel, F&& f, bool dynamic = false) {
-    Team* team = parallel && n > 1 ? split_team() : nullptr;
+inline void parallel_for(int64_t n, int ways, F&& f, bool dynamic = false) {
+    Team* team = ways > 1 && n > 1 ? split_team() : nullptr;
     if (team != nullptr) {
         auto body = [&f](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) f(i);
         };
-        const int64_t chunk = dynamic ? 1 : (n + 4 * team->size() - 1) / (4 * team->size());
-        team->run(n, chunk, body);
+        const int64_t parts = std::min(ways, team->size());
+        const int64_t chunk = dynamic ? 1 : (n + 4 * parts - 1) / (4 * parts);
+        team->run(n, chunk, ways, body);
         return;
     }
     for (int64_t i = 0; i < n; ++i) f(i);

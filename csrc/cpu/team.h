@@ -93,18 +93,19 @@ class Team {
         held_.store(false, std::memory_order_release);
     }
 
-    // Runs body(begin, end) over [0, n) in chunks of `chunk` on the team
-    // (the caller holds it); rethrows the first exception of any chunk after
-    // all chunks have finished.
+    // Runs body(begin, end) over [0, n) in chunks of `chunk` on the first
+    // `ways` threads of the team (the caller holds it; 2 <= ways); rethrows
+    // the first exception of any chunk after all chunks have finished.
     template <typename F>
-    void run(int64_t n, int64_t chunk, F& body) {
+    void run(int64_t n, int64_t chunk, int ways, F& body) {
         fn_ = [](void* ctx, int64_t b, int64_t e) { (*static_cast<F*>(ctx))(b, e); };
         ctx_ = &body;
         n_ = n;
         chunk_ = std::max<int64_t>(chunk, 1);
         fp_mode_ = fp_state();
         error_ = nullptr;
-        const int parts = size();
+        const int parts = std::min(ways, size());
+        open_parts_.store(parts, std::memory_order_relaxed);
         const int64_t chunks = (n + chunk_ - 1) / chunk_;
         for (int k = 0; k < parts; ++k) {
             parts_[k].next.store(chunks * k / parts, std::memory_order_relaxed);
@@ -150,7 +151,7 @@ class Team {
     // Claims and runs chunks of the open job until none is left: thread k's
     // own range first, then the others'.
     void work_chunks(int k) {
-        const int parts = static_cast<int>(parts_.size());
+        const int parts = open_parts_.load(std::memory_order_relaxed);
         for (int i = 0; i < parts; ++i) {
             Part& part = parts_[(k + i) % parts];
             for (;;) {
@@ -169,23 +170,28 @@ class Team {
 
     void work(int k) {
         uint64_t seen = state_.load(std::memory_order_acquire);
+        auto worked = std::chrono::steady_clock::now();
         for (;;) {
-            const uint64_t s = wait_for_job(seen);
+            const uint64_t s = wait_for_job(seen, worked);
             seen = s;
+            // A job for fewer threads (read before the job is checked: a
+            // later job's count only makes this thread enter and leave, or
+            // skip a job that is closed anyway).
+            if (k >= open_parts_.load(std::memory_order_relaxed)) continue;
             active_.fetch_add(1, std::memory_order_seq_cst);
             if (state_.load(std::memory_order_seq_cst) == s) {
                 const FpScope fp(fp_mode_);  // the run's floating-point mode
                 work_chunks(k);
             }
             active_.fetch_sub(1, std::memory_order_seq_cst);
+            worked = std::chrono::steady_clock::now();
         }
     }
 
-    // Spins (up to kSpinMicros) and then sleeps until an open state other
-    // than `seen` appears; returns it.
-    uint64_t wait_for_job(uint64_t seen) {
+    // Spins (up to kSpinMicros after `worked`, this worker's last job) and
+    // then sleeps until an open state other than `seen` appears; returns it.
+    uint64_t wait_for_job(uint64_t seen, std::chrono::steady_clock::time_point start) {
         auto is_new_job = [&](uint64_t s) { return s != seen && (s & 1); };
-        const auto start = std::chrono::steady_clock::now();
         spinning_.fetch_add(1, std::memory_order_relaxed);
         for (int64_t i = 0;; ++i) {
             const uint64_t s = state_.load(std::memory_order_acquire);
@@ -217,6 +223,7 @@ class Team {
     void (*fn_)(void*, int64_t, int64_t) = nullptr;
     void* ctx_ = nullptr;
     int64_t n_ = 0, chunk_ = 1;
+    std::atomic<int> open_parts_{1};  // threads 0 .. open_parts_ - 1 take part
     unsigned fp_mode_ = 0;
     std::exception_ptr error_;
     std::mutex error_mutex_;

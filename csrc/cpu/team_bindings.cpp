@@ -38,14 +38,15 @@ py::dict team_counters() {
 }
 
 // Runs `jobs` jobs of n iterations through parallel_for as a run would (the
-// team held when the policy allows), each iteration busy for `spin_ns`, in
-// a run's floating-point mode (flushing denormals, as float32 runs do).
-// Returns how often each iteration ran in the last job, and whether every
+// team held when the policy allows; on up to `ways` threads), each iteration
+// busy for `spin_ns`, in a run's floating-point mode (flushing denormals, as
+// float32 runs do).  Returns how often each iteration ran in the last job, and whether every
 // iteration of every job ran in that mode.  Iteration `throw_at` of the last
 // job raises.
 py::tuple team_selftest(int64_t n, int64_t jobs, int64_t throw_at, bool dynamic,
-                        int64_t spin_ns) {
+                        int64_t spin_ns, int ways) {
     if (n < 0 || jobs < 1) throw py::value_error("n must be >= 0 and jobs >= 1");
+    if (ways < 1) throw py::value_error("ways must be >= 1");
     std::vector<std::atomic<int>> visits(static_cast<size_t>(n));
     std::atomic<bool> modes_ok{true};
     {
@@ -57,7 +58,7 @@ py::tuple team_selftest(int64_t n, int64_t jobs, int64_t throw_at, bool dynamic,
             for (auto& v : visits) v.store(0);
             const bool last = j == jobs - 1;
             nc::parallel_for(
-                n, true,
+                n, ways,
                 [&](int64_t i) {
                     visits[i].fetch_add(1);
                     if (nc::fp_state() != mode) modes_ok = false;
@@ -82,7 +83,10 @@ void bind_team(py::module_& m) {
     m.def("set_split_policy", &set_split_policy, py::arg("min_work") = py::none(),
           py::arg("ignore_load") = py::none(),
           "Instruction splitting: minimum work per step, whether to ignore the machine's load.");
+    m.def("split_ways", &nc::split_ways, py::arg("work"),
+          "Threads an instruction of `work` element updates a step splits over (1: none).");
     m.def("team_counters", &team_counters, "Threads, jobs, worker chunks and stalled runs of the team.");
     m.def("team_selftest", &team_selftest, py::arg("n"), py::arg("jobs") = 1,
-          py::arg("throw_at") = -1, py::arg("dynamic") = false, py::arg("spin_ns") = 0);
+          py::arg("throw_at") = -1, py::arg("dynamic") = false, py::arg("spin_ns") = 0,
+          py::arg("ways") = 1 << 16);
 }
