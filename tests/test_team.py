@@ -8,6 +8,7 @@ a forked process."""
 
 import os
 import pickle
+import time
 
 import nengo
 import numpy as np
@@ -51,6 +52,19 @@ def test_threads_grow_with_the_work():
         assert _native.split_ways(min_work - 1) == 1
         assert _native.split_ways(min_work) == 2
         assert _native.split_ways(10 * min_work) == 20
+
+
+@needs_threads
+def test_sleeping_workers_wake_for_the_next_job():
+    """After 10 ms without jobs the workers sleep (team.h, kSpinMicros); the
+    next jobs wake them."""
+    with forced_splitting():
+        for _ in range(3):
+            time.sleep(0.01)
+            before = _native.team_counters()["worker_chunks"]
+            visits, _ = _native.team_selftest(64, jobs=50, spin_ns=2000)
+            assert visits == [1] * 64
+            assert _native.team_counters()["worker_chunks"] > before
 
 
 @needs_threads

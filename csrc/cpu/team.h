@@ -11,7 +11,8 @@
 // callback, after a run) they sleep on a condition variable.
 //
 // Protocol (one job at a time; only the thread holding the team publishes):
-//   publish: write the job, then state <- odd (open); wake sleepers.
+//   publish: write the job, then state <- odd (open); wake the sleepers
+//            if one of the job's threads sleeps.
 //   worker:  sees a new odd state, active += 1, re-reads state (still that
 //            job?), runs chunks until none is left, active -= 1.
 //   master:  runs chunks too; then state <- even (closed) and waits for
@@ -32,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -113,9 +115,13 @@ class Team {
         }
         const uint64_t open = state_.load(std::memory_order_relaxed) + 1;
         state_.store(open, std::memory_order_seq_cst);
-        if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            wake_.notify_all();
+        // wake the sleepers only when one of this job's threads sleeps
+        for (int k = 1; k < parts; ++k) {
+            if (asleep_[k].load(std::memory_order_seq_cst)) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                wake_.notify_all();
+                break;
+            }
         }
         jobs_.fetch_add(1, std::memory_order_relaxed);
         work_chunks(0);
@@ -125,7 +131,11 @@ class Team {
     }
 
   private:
-    explicit Team(int threads) : pid_(getpid()), parts_(std::max(threads, 1)) {
+    explicit Team(int threads)
+        : pid_(getpid()),
+          parts_(std::max(threads, 1)),
+          asleep_(new std::atomic<bool>[std::max(threads, 1)]) {
+        for (int k = 0; k < std::max(threads, 1); ++k) asleep_[k].store(false);
         for (int k = 1; k < threads; ++k) workers_.emplace_back([this, k] { work(k); });
         for (auto& w : workers_) w.detach();
     }
@@ -172,7 +182,7 @@ class Team {
         uint64_t seen = state_.load(std::memory_order_acquire);
         auto worked = std::chrono::steady_clock::now();
         for (;;) {
-            const uint64_t s = wait_for_job(seen, worked);
+            const uint64_t s = wait_for_job(k, seen, worked);
             seen = s;
             // A job for fewer threads (read before the job is checked: a
             // later job's count only makes this thread enter and leave, or
@@ -188,9 +198,10 @@ class Team {
         }
     }
 
-    // Spins (up to kSpinMicros after `worked`, this worker's last job) and
-    // then sleeps until an open state other than `seen` appears; returns it.
-    uint64_t wait_for_job(uint64_t seen, std::chrono::steady_clock::time_point start) {
+    // Worker k spins (up to kSpinMicros after `start`, its last job) for an
+    // open state other than `seen`, then sleeps until one of a job it takes
+    // part in appears; returns that state.
+    uint64_t wait_for_job(int k, uint64_t seen, std::chrono::steady_clock::time_point start) {
         auto is_new_job = [&](uint64_t s) { return s != seen && (s & 1); };
         spinning_.fetch_add(1, std::memory_order_relaxed);
         for (int64_t i = 0;; ++i) {
@@ -205,11 +216,16 @@ class Team {
             NC_SPIN_PAUSE();
         }
         spinning_.fetch_sub(1, std::memory_order_relaxed);
+        // (the flag before the state is read, the master's state before the
+        // flags: one of the two sees the other's store, so no wake-up is lost)
         std::unique_lock<std::mutex> lock(mutex_);
-        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        asleep_[k].store(true, std::memory_order_seq_cst);
         uint64_t s = 0;
-        wake_.wait(lock, [&] { return is_new_job(s = state_.load(std::memory_order_seq_cst)); });
-        sleepers_.fetch_sub(1, std::memory_order_relaxed);
+        wake_.wait(lock, [&] {
+            s = state_.load(std::memory_order_seq_cst);
+            return is_new_job(s) && k < open_parts_.load(std::memory_order_relaxed);
+        });
+        asleep_[k].store(false, std::memory_order_relaxed);
         return s;
     }
 
@@ -240,7 +256,7 @@ class Team {
     // state_ do not share its cache line with the counters.
     alignas(64) std::atomic<uint64_t> state_{0};  // odd: a job is open
     alignas(64) std::atomic<int> active_{0};
-    alignas(64) std::atomic<int> sleepers_{0};
+    std::unique_ptr<std::atomic<bool>[]> asleep_;  // worker k waits on wake_
     std::atomic<int> spinning_{0};
     std::mutex mutex_;
     std::condition_variable wake_;
