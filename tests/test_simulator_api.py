@@ -276,10 +276,9 @@ def test_readonly_signals_are_read_only_as_in_nengo():
     network, ens, conn, _ = _param_net(learning=False)
     with nengo.Simulator(network, progress_bar=False) as ref, \
             nengo_cuda.Simulator(network, progress_bar=False) as sim:
-        for key in (ref.model.sig[conn]["weights"], ref.model.sig[ens]["encoders"]):
-            ours = sim.signals[sim.model.sig[conn]["weights"] if key.name.endswith("weights")
-                               else sim.model.sig[ens]["encoders"]]
-            assert not ref.signals[key].flags.writeable
+        for obj, name in ((conn, "weights"), (ens, "encoders")):
+            ours = sim.signals[sim.model.sig[obj][name]]
+            assert not ref.signals[ref.model.sig[obj][name]].flags.writeable
             assert not ours.flags.writeable
             with pytest.raises(ValueError, match="read-only"):
                 ours[...] = 0

@@ -156,9 +156,7 @@ inline void parallel_for(int64_t n, int ways, F&& f, bool dynamic = false) {
         auto body = [&f](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) f(i);
         };
-        const int64_t parts = std::min(ways, team->size());
-        const int64_t chunk = dynamic ? 1 : (n + 4 * parts - 1) / (4 * parts);
-        team->run(n, chunk, ways, body);
+        team->run(n, ways, dynamic, body);
         return;
     }
     for (int64_t i = 0; i < n; ++i) f(i);

@@ -95,18 +95,19 @@ class Team {
         held_.store(false, std::memory_order_release);
     }
 
-    // Runs body(begin, end) over [0, n) in chunks of `chunk` on the first
-    // `ways` threads of the team (the caller holds it; 2 <= ways); rethrows
-    // the first exception of any chunk after all chunks have finished.
+    // Runs body(begin, end) over [0, n) on the first `ways` threads of the
+    // team (the caller holds it; 2 <= ways), in chunks of one iteration
+    // (`single`: iterations of uneven cost) or about four chunks per thread;
+    // rethrows the first exception of any chunk after all chunks have finished.
     template <typename F>
-    void run(int64_t n, int64_t chunk, int ways, F& body) {
+    void run(int64_t n, int ways, bool single, F& body) {
+        const int parts = std::min(ways, size());
         fn_ = [](void* ctx, int64_t b, int64_t e) { (*static_cast<F*>(ctx))(b, e); };
         ctx_ = &body;
         n_ = n;
-        chunk_ = std::max<int64_t>(chunk, 1);
+        chunk_ = single ? 1 : std::max<int64_t>((n + 4 * parts - 1) / (4 * parts), 1);
         fp_mode_ = fp_state();
         error_ = nullptr;
-        const int parts = std::min(ways, size());
         open_parts_.store(parts, std::memory_order_relaxed);
         const int64_t chunks = (n + chunk_ - 1) / chunk_;
         for (int k = 0; k < parts; ++k) {
