@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include "cpu/runner.h"
+#include "cpu/simd.h"
 #include "run_args.h"
 
 #ifndef NC_WITH_CUDA
@@ -174,6 +175,12 @@ PYBIND11_MODULE(_native, m) {
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");
     bind_device_programs(m);
     bind_team(m);
+    m.def(
+        "set_simd_baseline",
+        [](bool forced) { return nc::simd_baseline_forced().exchange(forced); },
+        py::arg("forced"),
+        "Kernels use their baseline (SSE2) code instead of AVX2 (for tests); returns the old "
+        "setting.  Instructions choose at load time or per call, so set it before building.");
     m.attr("built_with_cuda") = py::bool_(NC_WITH_CUDA);
     // (device count, reason when zero); never raises, so callers can report the cause.
     m.def("cuda_device_count", []() {

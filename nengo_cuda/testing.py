@@ -2,7 +2,8 @@
 
 Used by ``tests/conformance/*.ini`` through the ``nengo_simloader`` option of
 Nengo's pytest plugin: ``pytest -c tests/conformance/float64.ini --pyargs nengo``.
-Also the splitting policy of CPU runs, for tests (``forced_splitting``).
+Also the splitting policy of CPU runs and the kernels' SIMD level, for tests
+(``forced_splitting``, ``baseline_simd``).
 """
 
 import contextlib
@@ -33,6 +34,17 @@ def forced_splitting():
 def no_splitting():
     """Every instruction runs on the run's own thread."""
     return split_policy(min_work=2**62)
+
+
+@contextlib.contextmanager
+def baseline_simd():
+    """For the scope: CPU kernels built in it use their baseline (SSE2) code
+    even where the CPU runs AVX2, which CI machines do (tests of that code)."""
+    old = _native.set_simd_baseline(True)
+    try:
+        yield
+    finally:
+        _native.set_simd_baseline(old)
 
 
 def _with_dtype(dtype, name):

@@ -82,7 +82,7 @@ def conv_program(conv, dtype, n_trials, rng, y_s=-1):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_conv_inc_matches_nengo(dtype, rng):
+def test_conv_inc_matches_nengo(dtype, rng, simd):
     for _ in range(60):
         conv = random_conv(rng)
         n_trials = int(rng.choice([1, 2, 5]))  # 5: a tile of 4 trials and a single one
@@ -116,7 +116,7 @@ WIDE = [  # enough filters per group for the CPU kernel's vector tiles and its t
 @pytest.mark.parametrize("conv", WIDE, ids=lambda c: f"{type(c).__name__}{c.n_filters}")
 @pytest.mark.parametrize("n_trials", [6, 2])
 @pytest.mark.parametrize("y_s", [-1, 1])
-def test_conv_inc_many_filters(conv, dtype, n_trials, y_s, rng):
+def test_conv_inc_many_filters(conv, dtype, n_trials, y_s, rng, simd):
     """6 trials in one view: a tile of 4 trials, then 2 single ones; 2 trials:
     tiles of 4 output positions that are shifts of each other, then single ones.
     Y contiguous (y_s=1): channels-last outputs take whole vectors."""

@@ -88,6 +88,40 @@ def reference_step(types, split, J, output, state):
         neuron_type.step(DT, J[sl], output[sl], **{k: v[sl] for k, v in state.items()})
 
 
+def assert_close(got, expected, rtol, atol, msg):
+    """|got - expected| <= atol + rtol |expected| element by element (atol may be
+    an array); NaN and infinities must match."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(got[~finite], expected[~finite], err_msg=msg)
+    err = np.where(finite, abs(got - expected), 0)
+    bound = np.broadcast_to(atol + rtol * abs(np.where(finite, expected, 0)), err.shape)
+    bad = ~(err <= bound)
+    if np.any(bad):
+        i = np.flatnonzero(bad)[np.argmax((err - bound)[bad])]
+        raise AssertionError(f"{msg}: {bad.sum()} of {bad.size} differ; worst at {i}: got "
+                             f"{got[i]!r}, expected {expected[i]!r}, allowed {bound[i]:.3g}")
+
+
+def conditioning_slack(types, split, J, state):
+    """How far a float32 rate neuron's step moves when J moves by 4 ulps.
+
+    Where the output is that sensitive (near the threshold: LIFRate's rate
+    changes by tau_rc rate / (J - 1) per unit of J, so J = 1 + 1e-3 turns an
+    ulp of J into 4e-4 of the rate), float32 results computed in a different
+    order differ by that much; elsewhere the slack is far below the tolerance.
+    Returns per-neuron slack for the output and for each state variable.
+    """
+    results = []
+    for scale in (1, 1 + 4 * np.finfo(np.float32).eps, 1 - 4 * np.finfo(np.float32).eps):
+        st = {k: v.copy() for k, v in state.items()}
+        out = np.zeros_like(J)
+        reference_step(types, split, (J * np.float32(scale)).astype(J.dtype), out, st)
+        results.append(dict(out=out, **st))
+    return {k: np.maximum(abs(results[1][k] - results[0][k]), abs(results[2][k] - results[0][k]))
+            for k in results[0]}
+
+
 def split_params(types, param_names, n):
     """Per-neuron parameter arrays: the first n // 2 neurons from types[0], the
     rest from types[1] (as a merged group of two populations)."""
@@ -157,6 +191,7 @@ def check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=F
 
     rtol, atol = tolerances(dtype)
     ref_out = [None] * n_trials
+    slack = [dict(out=0, **{k: 0 for k in state_names}) for _ in range(n_trials)]
     with np.errstate(over="ignore"):  # exp(-J) overflows for very negative J
         for step in range(n_steps):
             for t in range(n_trials):
@@ -164,6 +199,8 @@ def check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=F
                 p.write(J_addr, J, t)
                 p.write(out_addr, np.nan, t)
                 ref_out[t] = np.full(n, np.nan, dtype=dtype)
+                if dtype == np.float32 and not spiking:
+                    slack[t] = conditioning_slack(types, split, J, ref_state[t])
                 reference_step(types, split, J.copy(), ref_out[t], ref_state[t])
             p.run(1)
             for t in range(n_trials):
@@ -173,11 +210,10 @@ def check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=F
                 if spiking and dtype == np.float64:
                     np.testing.assert_array_equal(got_out, ref_out[t], err_msg=msg)
                 else:
-                    np.testing.assert_allclose(got_out, ref_out[t], rtol=rtol,
-                                               atol=atol, err_msg=msg)
+                    assert_close(got_out, ref_out[t], rtol, atol + slack[t]["out"], msg)
                 for k, a in state_addrs.items():
-                    np.testing.assert_allclose(p.view(a, t), ref_state[t][k], rtol=rtol,
-                                               atol=atol, err_msg=f"{msg}, {k}")
+                    assert_close(p.view(a, t), ref_state[t][k], rtol, atol + slack[t][k],
+                                 f"{msg}, {k}")
 
 
 def test_kernel_rejects_missing_and_short_operands():

@@ -10,6 +10,7 @@
 // product kernels, so vectorised neuron updates stay bit-identical to the
 // scalar ones (and float64 to Nengo).
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -107,11 +108,74 @@ NC_INLINE typename Simd<T, B>::V gather_or_splat(bool uniform, const T* a, const
     return uniform ? Simd<T, B>::splat(a[0]) : gather<T, B>(a, idx);
 }
 
-// True when the CPU runs AVX2 and FMA code (checked once).
+// Lane compaction: the lanes of a vector that a mask selects, moved in order
+// to its first lanes by one permutation (AVX2: vpermps / vpermd), looked up
+// by the mask's bits.  Stored at the end of a list, it appends those lanes.
+template <int W>
+struct CompressTable {
+    int32_t perm[1 << W][W];
+    constexpr CompressTable() : perm{} {
+        for (int bits = 0; bits < (1 << W); ++bits) {
+            int c = 0;
+            for (int i = 0; i < W; ++i)
+                if (bits >> i & 1) perm[bits][c++] = i;
+            // unselected lanes: lane 0, any lane would do (overwritten next)
+        }
+    }
+};
+template <int W>
+inline constexpr CompressTable<W> kCompress{};
+
+// Bit i of the result: lane i of a comparison mask of float32 lanes.
+template <int B>
+NC_INLINE unsigned mask_bits(typename Simd<float, B>::M m) {
+#if defined(__SSE__)
+    if constexpr (B == 16 || B == 32) {
+        // SSE's movmskps per 16-byte half (baseline x86-64, no target needed)
+        typedef float F4 __attribute__((vector_size(16)));
+        F4 lo;
+        std::memcpy(&lo, &m, 16);
+        unsigned bits = static_cast<unsigned>(__builtin_ia32_movmskps(lo));
+        if constexpr (B == 32) {
+            F4 hi;
+            std::memcpy(&hi, reinterpret_cast<const char*>(&m) + 16, 16);
+            bits |= static_cast<unsigned>(__builtin_ia32_movmskps(hi)) << 4;
+        }
+        return bits;
+    }
+#endif
+    unsigned bits = 0;
+    for (int i = 0; i < Simd<float, B>::W; ++i) bits |= static_cast<unsigned>(m[i] & 1) << i;
+    return bits;
+}
+
+// The lanes of v in the order of `perm` (a row of kCompress).
+template <typename T, int B>
+NC_INLINE typename Simd<T, B>::V permute(typename Simd<T, B>::V v, const int32_t* perm) {
+    typename Simd<float, B>::M idx;  // int32 lanes: the index type of 32-bit lanes
+    std::memcpy(&idx, perm, sizeof idx);
+#if defined(__clang__)
+    typename Simd<T, B>::V r;
+    for (int i = 0; i < Simd<T, B>::W; ++i) r[i] = v[idx[i]];
+    return r;
+#else
+    return __builtin_shuffle(v, idx);
+#endif
+}
+
+// Set by tests (`_native.set_simd_baseline`): kernels pick their baseline
+// instantiations (SSE2 on x86-64) on an AVX2 machine too, so that CI runs them.
+inline std::atomic<bool>& simd_baseline_forced() {
+    static std::atomic<bool> forced{false};
+    return forced;
+}
+
+// True when the CPU runs AVX2 and FMA code (checked once) and the baseline is
+// not forced.
 inline bool cpu_has_avx2() {
 #if NC_HAVE_AVX2_DISPATCH
     static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return ok;
+    return ok && !simd_baseline_forced().load(std::memory_order_relaxed);
 #else
     return false;
 #endif
