@@ -63,14 +63,23 @@ Float64Simulator = _with_dtype("float64", "Float64Simulator")
 Float32Simulator = _with_dtype("float32", "Float32Simulator")
 
 
-def float64_simloader(request):
-    # NC_FORCED_SPLITTING=1: every instruction of the session split over threads
+def _session_settings():
+    """Settings of a conformance session from the environment:
+    NC_FORCED_SPLITTING=1 splits every instruction over threads,
+    NC_BASELINE_SIMD=1 runs the kernels' baseline (SSE2) code."""
     if os.environ.get("NC_FORCED_SPLITTING", "") not in ("", "0"):
         _native.set_split_policy(min_work=1, ignore_load=True)
+    if os.environ.get("NC_BASELINE_SIMD", "") not in ("", "0"):
+        _native.set_simd_baseline(True)
+
+
+def float64_simloader(request):
+    _session_settings()
     return Float64Simulator
 
 
 def float32_simloader(request):
+    _session_settings()
     return Float32Simulator
 
 
