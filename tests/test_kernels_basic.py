@@ -92,7 +92,7 @@ def test_bad_addresses_raise():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("inc", [0, 1])
-def test_copy_runs_match_element_copy(dtype, inc, rng):
+def test_copy_runs_match_element_copy(dtype, inc, rng, simd):
     from nengo_cuda.lowering.basic import contiguous_runs
 
     n_shared, n = 10, 40
@@ -155,7 +155,7 @@ def test_dot_inc_sees_changed_shared_weights(dtype, shape, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3])
-def test_reset_and_elementwise_inc_runs(dtype, n_trials, rng):
+def test_reset_and_elementwise_inc_runs(dtype, n_trials, rng, simd):
     """Consecutive addresses run as segments (memcpy / pointer loops): runs of
     odd lengths, a gap between them that must stay untouched (poisoned), a
     shared A, and repeated outputs that accumulate in order."""

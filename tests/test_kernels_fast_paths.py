@@ -195,7 +195,7 @@ def test_dot_inc_columns_kernel(dtype, n_trials, shape, rng, simd):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3])
-def test_lti_elementwise_segments(dtype, n_trials, rng):
+def test_lti_elementwise_segments(dtype, n_trials, rng, simd):
     """Runs of consecutive elements with one form and mode take the pointer path;
     incremented outputs shared by two runs accumulate in order, as element by element."""
     n = 40

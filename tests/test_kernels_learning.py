@@ -135,7 +135,7 @@ VIEWS = {
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3])
 @pytest.mark.parametrize("views", sorted(VIEWS))
-def test_rule_kernel_matches_make_step(rule, dtype, n_trials, views, rng):
+def test_rule_kernel_matches_make_step(rule, dtype, n_trials, views, rng, simd):
     # Three merged operators with odd sizes, one of them a single row.
     shapes = [(7, 13), (1, 5), (17, 3)]
     ops = [make_op(rule, r, c, dtype, VIEWS[views], rng) for r, c in shapes]

@@ -126,7 +126,7 @@ class ProcessBench:
 @pytest.mark.parametrize("n_trials", [1, 3])
 @pytest.mark.parametrize("mode", ["set", "inc", "update"])
 @pytest.mark.parametrize("shape", [(1,), (7,), (2, 3)])
-def test_linear_filter_steps(name, dtype, n_trials, mode, shape, rng):
+def test_linear_filter_steps(name, dtype, n_trials, mode, shape, rng, simd):
     synapse, step_cls = FILTERS[name]
     if step_cls is LinearFilter.General and mode == "inc":
         # Nengo itself cannot increment with General's (1,) + shape output

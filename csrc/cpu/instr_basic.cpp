@@ -9,6 +9,7 @@
 #include "parallel.h"
 #include "program.h"
 #include "segments.h"
+#include "simd.h"
 
 namespace nc {
 namespace {
@@ -121,16 +122,18 @@ struct CopyRuns : Instr<T> {
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n_runs = static_cast<int64_t>(length.size());
         parallel_for(buf.n_trials, split_ways(total * buf.n_trials), [&](int64_t t) {
-            for (int64_t r = 0; r < n_runs; ++r) {
-                const T* s = buf.f.at(src[r], t);
-                T* d = buf.f.at(dst[r], t);
-                const int64_t n = length[r];
-                if (inc) {
-                    for (int64_t k = 0; k < n; ++k) d[k] += s[k];
-                } else {
-                    for (int64_t k = 0; k < n; ++k) d[k] = s[k];
+            with_simd([&]() NC_LAMBDA {
+                for (int64_t r = 0; r < n_runs; ++r) {
+                    const T* s = buf.f.at(src[r], t);
+                    T* d = buf.f.at(dst[r], t);
+                    const int64_t n = length[r];
+                    if (inc) {
+                        for (int64_t k = 0; k < n; ++k) d[k] += s[k];
+                    } else {
+                        for (int64_t k = 0; k < n; ++k) d[k] = s[k];
+                    }
                 }
-            }
+            });
         });
     }
 };
@@ -166,12 +169,14 @@ struct ElementwiseInc : Instr<T> {
         const int64_t n = static_cast<int64_t>(y.size());
         parallel_for(buf.n_trials, split_ways(n * buf.n_trials), [&](int64_t t) {
             if (!segments.empty()) {
-                for (const auto& seg : segments) {  // in order: outputs may repeat
-                    T* Y = buf.f.at(y[seg.k0], t);
-                    const T* A = buf.f.at(a[seg.k0], t);
-                    const T* X = buf.f.at(x[seg.k0], t);
-                    for (int64_t i = 0; i < seg.len; ++i) Y[i] += A[i] * X[i];
-                }
+                with_simd([&]() NC_LAMBDA {
+                    for (const auto& seg : segments) {  // in order: outputs may repeat
+                        T* Y = buf.f.at(y[seg.k0], t);
+                        const T* A = buf.f.at(a[seg.k0], t);
+                        const T* X = buf.f.at(x[seg.k0], t);
+                        for (int64_t i = 0; i < seg.len; ++i) Y[i] += A[i] * X[i];
+                    }
+                });
                 return;
             }
             for (int64_t k = 0; k < n; ++k)

@@ -13,6 +13,7 @@
 #include "../kernels/learning.h"
 #include "parallel.h"
 #include "program.h"
+#include "simd.h"
 
 namespace nc {
 namespace {
@@ -115,12 +116,12 @@ struct OuterBlocks {
         const T* P = buf.f.at(pre.addr[b], t);
         const T* X = M ? buf.f.at(M->addr[b], t) + r * M->rs[b] : P;
         const int64_t n = cols[b], ds = delta.cs[b], ps = pre.s[b], xs = M ? M->cs[b] : ps;
-        auto loop = [&](auto d_s, auto p_s, auto x_s) {
+        auto loop = [&](auto d_s, auto p_s, auto x_s) NC_LAMBDA {
             for (int64_t c = 0; c < n; ++c) D[c * d_s] = f(P[c * p_s], X[c * x_s]);
         };
         using One = std::integral_constant<int64_t, 1>;
-        if (ds == 1 && ps == 1 && xs == 1)
-            loop(One{}, One{}, One{});  // contiguous: lets the compiler vectorise
+        if (ds == 1 && ps == 1 && xs == 1)  // contiguous: lets the compiler vectorise
+            with_simd([&]() NC_LAMBDA { loop(One{}, One{}, One{}); });
         else
             loop(ds, ps, xs);
     }
@@ -139,7 +140,7 @@ struct PesRule {
         const T alpha = static_cast<T>(learning::pes_alpha(bl.learning_rate[b], dt, bl.cols[b]));
         const T f = learning::pes_row<T>(alpha, bl.element(buf, error, b, r, t));
         bl.apply_row(buf, b, r, t, nullptr,
-                     [f](T pre, T) { return learning::outer_delta<T>(f, pre); });
+                     [f](T pre, T) NC_LAMBDA { return learning::outer_delta<T>(f, pre); });
     }
 };
 
@@ -156,7 +157,7 @@ struct BcmRule {
         const T f = learning::bcm_row<T>(alpha, bl.element(buf, post, b, r, t),
                                          bl.element(buf, theta, b, r, t));
         bl.apply_row(buf, b, r, t, nullptr,
-                     [f](T pre, T) { return learning::outer_delta<T>(f, pre); });
+                     [f](T pre, T) NC_LAMBDA { return learning::outer_delta<T>(f, pre); });
     }
 };
 
@@ -175,7 +176,7 @@ struct OjaRule {
         const T alpha = static_cast<T>(bl.learning_rate[b] * dt);
         const T neg_beta = static_cast<T>(-beta[b]);
         const auto f = learning::oja_row<T>(alpha, bl.element(buf, post, b, r, t));
-        bl.apply_row(buf, b, r, t, &weights, [neg_beta, f](T pre, T w) {
+        bl.apply_row(buf, b, r, t, &weights, [neg_beta, f](T pre, T w) NC_LAMBDA {
             return learning::oja_delta<T>(neg_beta, w, f, pre);
         });
     }
@@ -203,7 +204,7 @@ struct VojaRule {
         const T gain = learning::voja_gain<T>(alpha, *buf.f.at(signal[b], t));
         const T s = scale[bl.row_start[b] + r];
         const T p = bl.element(buf, post, b, r, t);
-        bl.apply_row(buf, b, r, t, &encoders, [gain, s, p](T pre, T enc) {
+        bl.apply_row(buf, b, r, t, &encoders, [gain, s, p](T pre, T enc) NC_LAMBDA {
             return learning::voja_delta<T>(gain, s, p, pre, enc);
         });
     }

@@ -20,6 +20,7 @@
 #include "parallel.h"
 #include "program.h"
 #include "segments.h"
+#include "simd.h"
 
 namespace nc {
 namespace {
@@ -48,8 +49,9 @@ struct LtiElementwise : Instr<T> {
         write_output(*buf.f.at(y[k], t), yk, inc[k] != 0);
     }
 
-    // The segment's elements of trial t, through plain pointers (vectorisable).
-    void segment(const Buffers<T>& buf, const Segment& seg, int t) const {
+    // The segment's elements of trial t, through plain pointers (vectorisable;
+    // inlined into with_simd's copies).
+    NC_INLINE void segment(const Buffers<T>& buf, const Segment& seg, int t) const {
         const int64_t k0 = seg.k0, n = seg.len;
         const T* __restrict U = buf.f.at(u[k0], t);
         T* __restrict Y = buf.f.at(y[k0], t);
@@ -76,7 +78,9 @@ struct LtiElementwise : Instr<T> {
         parallel_for(buf.n_trials, split_ways(n * buf.n_trials), [&](int64_t t) {
             // segments and elements in order: merged operators may increment one output
             if (!segments.empty()) {
-                for (const auto& seg : segments) segment(buf, seg, static_cast<int>(t));
+                with_simd([&]() NC_LAMBDA {
+                    for (const auto& seg : segments) segment(buf, seg, static_cast<int>(t));
+                });
             } else {
                 for (int64_t k = 0; k < n; ++k) element(buf, k, static_cast<int>(t));
             }

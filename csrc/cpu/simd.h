@@ -181,6 +181,30 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
+// Runs f() compiled for AVX2 when cpu_has_avx2(), else for the baseline
+// target: for element-wise loops that GCC vectorises itself (the module is
+// built for baseline x86-64, so they would run 16-byte vectors on every CPU).
+// f must be an always-inline lambda (`[&]() NC_LAMBDA { ... }`): each of the
+// two functions below then compiles its own copy for its target.  Only
+// pointers and scalars cross the calls, so targets never disagree on how a
+// vector is passed; results are the same bit for bit (no FMA contraction).
+#define NC_LAMBDA __attribute__((always_inline))
+template <typename F>
+NC_TARGET_AVX2 __attribute__((noinline)) void run_avx2(const F& f) {
+    f();
+}
+template <typename F>
+__attribute__((noinline)) void run_baseline(const F& f) {
+    f();
+}
+template <typename F>
+NC_INLINE void with_simd(const F& f) {
+    if (cpu_has_avx2())
+        run_avx2(f);
+    else
+        run_baseline(f);
+}
+
 }  // namespace nc
 
 namespace nc {
