@@ -275,13 +275,14 @@ struct SimdF32Math {
         return x * p;
     }
 
-    // log1p(y) for -1 < y <= 0 (relative error < 1e-12).
+    // log1p(y) for finite y > -1 (relative error < 1e-12).
     static NC_INLINE D log1p_d(D y, L& bad) {
-        const L ok = (y > splat(-1.0)) & (y <= splat(0.0));
+        const L ok = (y > splat(-1.0)) & (y <= splat(3.4028234663852886e38));  // FLT_MAX: not inf
         bad = ~ok;
         // tiny |y|: y - y^2/2 + y^3/3 - y^4/4 (relative error < 1e-16 for |y| < 1e-4)
         const D tiny = y * ((splat(1.0) - y * 0.5) + (y * y) * (splat(1.0 / 3) - y * 0.25));
-        // else u = 1 + y (exact for float y with |y| >= 1e-4), u = m * 2^e with
+        // else u = 1 + y (exact for float y with 1e-4 <= |y| < 2^29; beyond, the
+        // lost 1 is below double's resolution of log(u)), u = m * 2^e with
         // m in [sqrt(1/2), sqrt(2)), log(u) = e ln2 + 2 atanh((m - 1) / (m + 1))
         const D u = ok ? splat(1.0) + y : splat(1.0);  // keep bad lanes finite
         L bits;
@@ -306,7 +307,7 @@ struct SimdF32Math {
                         ? q0 + z4 * (1.0 / 9)
                         : q0 + z4 * ((splat(1.0 / 9) + z * (1.0 / 11)) + z2 * (1.0 / 13));
         const D general = e * 0.6931471805599453 + 2.0 * s * q;
-        return y > splat(-1e-4) ? tiny : general;
+        return (y > splat(-1e-4)) & (y < splat(1e-4)) ? tiny : general;
     }
 
     static NC_INLINE V expm1(V x, M& bad) { return halves<false>(x, bad); }
