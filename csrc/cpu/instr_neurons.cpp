@@ -595,6 +595,24 @@ struct AdaptiveLIFRate {
     static T step(T J, const std::array<T*, 1>& s, const std::array<T, 5>& p, T dt) {
         return neurons::adaptive_lif_rate(J, *s[0], dt, p[0], p[1], p[2], p[3], p[4]);
     }
+    template <typename T>
+    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 1>& s,
+                               const std::array<const T*, 5>& p, const T*, T dt, bool) {
+        T* adaptation = s[0];
+        if constexpr (std::is_same_v<T, float>) {  // LIFRate's vector log1p on J - n
+            assert(n <= kNeuronSegment);
+            float net[kNeuronSegment];
+            for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
+            LIFRate::run_contiguous<float>(n, net, out, {}, {p[2], p[3], p[4]}, nullptr, dt,
+                                           false);
+            for (int64_t k = 0; k < n; ++k)
+                neurons::adapt(adaptation[k], out[k], dt, p[0][k], p[1][k]);
+        } else {  // float64: libm, bit for bit as Nengo
+            for (int64_t k = 0; k < n; ++k)
+                out[k] = step<T>(J[k], {adaptation + k}, {p[0][k], p[1][k], p[2][k], p[3][k], p[4][k]},
+                                 dt);
+        }
+    }
 };
 
 // out = LIF(J - n) (updating voltage, refractory_time); n += (dt / tau_n) * (inc_n * out - n)
