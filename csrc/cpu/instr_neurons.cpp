@@ -237,7 +237,6 @@ struct Tanh {
     }
 };
 
-// out = amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1))) for J > 1, else 0
 // LIFRate over consecutive float32 neurons: log1p(1 / (J - 1)) in double
 // lanes (SimdF32Math: within an ulp of libm's log1pf; libm's scalar call was
 // 11 ns per neuron), the rest as neurons::lif_rate.  Lanes outside the
@@ -260,8 +259,9 @@ NC_INLINE void lif_rate_f32(int64_t n, const float* J, float* out,
         const V rate = S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * l);
         S::store(out + k, pos ? rate : zero);
         if (S::any(bad & pos))
-            for (int i = 0; i < W; ++i)
-                if (bad[i] & pos[i]) out[k + i] = neurons::lif_rate(J[k + i], p[0][k + i], p[1][k + i], p[2][k + i]);
+            for (int64_t i = k; i < k + W; ++i)
+                if (bad[i - k] & pos[i - k])
+                    out[i] = neurons::lif_rate(J[i], p[0][i], p[1][i], p[2][i]);
     }
     for (; k < n; ++k) out[k] = neurons::lif_rate(J[k], p[0][k], p[1][k], p[2][k]);
 }
@@ -271,6 +271,7 @@ NC_TARGET_AVX2 void lif_rate_f32_avx2(int64_t n, const float* J, float* out,
     lif_rate_f32<32>(n, J, out, p);
 }
 
+// out = amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1))) for J > 1, else 0
 struct LIFRate {
     static constexpr const char* kind = "neurons_lif_rate";
     static constexpr Names<0> states{};
@@ -288,7 +289,8 @@ struct LIFRate {
             else
                 lif_rate_f32<16>(n, J, out, p);
         } else {  // float64: libm, bit for bit as Nengo
-            for (int64_t k = 0; k < n; ++k) out[k] = step<T>(J[k], s, {p[0][k], p[1][k], p[2][k]}, dt);
+            for (int64_t k = 0; k < n; ++k)
+                out[k] = step<T>(J[k], s, {p[0][k], p[1][k], p[2][k]}, dt);
         }
     }
 };
@@ -609,8 +611,8 @@ struct AdaptiveLIFRate {
                 neurons::adapt(adaptation[k], out[k], dt, p[0][k], p[1][k]);
         } else {  // float64: libm, bit for bit as Nengo
             for (int64_t k = 0; k < n; ++k)
-                out[k] = step<T>(J[k], {adaptation + k}, {p[0][k], p[1][k], p[2][k], p[3][k], p[4][k]},
-                                 dt);
+                out[k] = step<T>(J[k], {adaptation + k},
+                                 {p[0][k], p[1][k], p[2][k], p[3][k], p[4][k]}, dt);
         }
     }
 };
