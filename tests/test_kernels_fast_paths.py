@@ -62,8 +62,10 @@ def test_lif_float32_as_accurate_as_nengo_float32(tau_rc, rng, simd):
           floats={k: np.full(n, getattr(lif, k)) for k in ("tau_rc", "tau_ref", "min_voltage",
                                                            "amplitude")})
     p.run(1)
-    exact = dict(out=np.zeros(n), voltage=volts.astype(np.float64), refractory_time=refs.astype(np.float64))
-    lif.step(DT, currents.astype(np.float64), exact["out"], exact["voltage"], exact["refractory_time"])
+    exact = dict(out=np.zeros(n), voltage=volts.astype(np.float64),
+                 refractory_time=refs.astype(np.float64))
+    lif.step(DT, currents.astype(np.float64), exact["out"], exact["voltage"],
+             exact["refractory_time"])
     nengo32 = dict(out=np.zeros(n, np.float32), voltage=volts, refractory_time=refs)
     lif.step(DT, currents.copy(), nengo32["out"], volts, refs)
     # same spikes; amplitude / dt is computed in float32 here, in float64 by Nengo
