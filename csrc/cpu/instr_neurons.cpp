@@ -393,28 +393,6 @@ NC_INLINE typename Simd<float, B>::V lif_vector_tail(
     return spiked ? amp / dt : zero;
 }
 
-// LIF over consecutive neurons, vectorised.  A vector of neurons at a time:
-// when every neuron integrates the whole step (or none of it: refractory)
-// without spiking, the very operations of neurons::lif_spiking as branch-free
-// selects complete them.  The others (spiking, or leaving the refractory
-// period mid-step) need log1p or expm1; the pass completes the vector's other
-// neurons and lists these:
-//
-// float32: the pass stages the listed neurons of whole vectors (LifStage)
-// and then runs lif_vector_tail with SimdF32Series (float lanes: within an
-// ulp of libm's float32 functions) on full vectors of them; each lane computes
-// as it would in its own vector, so the grouping changes no result.  Why: a
-// network's neurons spike or leave the refractory period in 10-30 % of their
-// updates, so most vectors hold such a neuron; running the series on those
-// vectors as they came cost 3.2 ns per update against 0.6 for silent ones.
-// The pass has no branch on the listed lanes (they are unpredictable; staging
-// an empty set costs less than a mispredicted branch).  Lanes outside the
-// series' range (|argument| > 1/8: dt / tau_rc > 1/8, or a spike overshooting
-// by more than 1/8 of J - 1) and the last n % W neurons are listed again and
-// staged for lif_vector_tail with SimdF32Math (double lanes); the rare lanes
-// outside even that domain run lif_spiking.
-// float64: the listed neurons run lif_spiking, so every result is
-// bit-identical to the scalar kernel's (and to Nengo's).
 // The float32 neurons of a lif_contiguous segment that need the series,
 // compacted: a vector's listed lanes are moved to its first lanes by one
 // permutation and stored at the end of the rows, so that lif_vector_tail runs
@@ -489,6 +467,29 @@ struct LifStage {
 };
 struct NoStage {};
 
+// LIF over consecutive neurons, vectorised.  A vector of neurons at a time:
+// when every neuron integrates the whole step (or none of it: refractory)
+// without spiking, the very operations of neurons::lif_spiking as branch-free
+// selects complete them.  The others (spiking, or leaving the refractory
+// period mid-step) need log1p or expm1; the pass completes the vector's other
+// neurons and lists these:
+//
+// float32: the pass stages the listed neurons of whole vectors (LifStage)
+// and then runs lif_vector_tail with SimdF32Series (float lanes: within an
+// ulp of libm's float32 functions) on full vectors of them; each lane computes
+// as it would in its own vector, so the grouping changes no result.  Why: a
+// network's neurons spike or leave the refractory period in 10-30 % of their
+// updates, so most vectors hold such a neuron; running the series on those
+// vectors as they came cost 3.2 ns per update against 0.6-0.7 for silent
+// ones.  The float32 pass has no branch on the listed lanes (they are
+// unpredictable; staging an empty set costs less than a mispredicted branch;
+// float64's scalar path is dearer, so it skips silent vectors).  Lanes outside the
+// series' range (|argument| > 1/8: dt / tau_rc > 1/8, or a spike overshooting
+// by more than 1/8 of J - 1) and the last n % W neurons are listed again and
+// staged for lif_vector_tail with SimdF32Math (double lanes); the rare lanes
+// outside even that domain run lif_spiking.
+// float64: the listed neurons run lif_spiking, so every result is
+// bit-identical to the scalar kernel's (and to Nengo's).
 template <typename T, int B, bool short_series = false>
 NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                               const std::array<const T*, 4>& p, const T* full_decay, T dt,
