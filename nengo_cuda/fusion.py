@@ -21,6 +21,7 @@ seeds, training, reset) keeps Nengo's operators.
 import numpy as np
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, Operator
 
+from .rewrite import replace_operators
 from .views import forward_runs, run, span
 
 # Planner default; benchmarks turn it off to measure what fusion gains.
@@ -81,7 +82,7 @@ def written_spans(ops):
     return spans
 
 
-def _written_by_others(sig, lo, hi, written, ours):
+def written_by_others(sig, lo, hi, written, ours):
     """Whether an operator not in ``ours`` writes elements [lo, hi) of ``sig.base``."""
     return any(a < hi and lo < b and op not in ours for a, b, op in written.get(id(sig.base), ()))
 
@@ -104,8 +105,8 @@ def _fusable_rows(copy, dot, rows, written):
     (s,) = copy.src.elemstrides
     lo, hi = copy.src.elemoffset + rows[0] * s, copy.src.elemoffset + (rows[1] - 1) * s + 1
     y_lo, y_hi = span(dot.Y)
-    return not (_written_by_others(copy.src, lo, hi, written, ())
-                or _written_by_others(dot.Y, y_lo, y_hi, written, (copy, dot)))
+    return not (written_by_others(copy.src, lo, hi, written, ())
+                or written_by_others(dot.Y, y_lo, y_hi, written, (copy, dot)))
 
 
 def fusable_groups(step_order, dg, lowerable):
@@ -153,23 +154,10 @@ def fuse(step_order, dg, groups):
     """The step order and dependency graph with each (copy, dots) replaced by a
     `CopyThenDotInc` and copies of what the products leave (all at the copy's
     place, each with every dependency the copy or the products had)."""
-    if not groups:
-        return step_order, dg
     new_ops = {}  # old operator -> the operators that replace it
     for copy, dots in groups:
         fused = CopyThenDotInc(copy, dots)
         new_ops[copy] = _leftover_copies(copy, dots) + [fused]
         for dot in dots:
             new_ops[dot] = [fused]
-    order = []
-    for op in step_order:
-        if op not in new_ops:
-            order.append(op)
-        elif type(op) is Copy:  # a fused copy: its replacements, here
-            order.extend(new_ops[op])
-    new_dg = {}
-    for op, succs in dg.items():
-        targets = {t for s in succs for t in new_ops.get(s, [s])}
-        for new in new_ops.get(op, [op]):
-            new_dg.setdefault(new, set()).update(targets - {new})
-    return order, new_dg
+    return replace_operators(step_order, dg, new_ops)

@@ -17,7 +17,7 @@ from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from . import fusion, splitting
+from . import deferral, fusion, splitting
 from .fallback import FallbackGroup
 from .lowering import find_lowering
 from .program import Instruction, Program
@@ -130,7 +130,7 @@ class CycleError(RuntimeError):
     """The operator graph given to `schedule` has a cycle."""
 
 
-def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None):
+def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=()):
     """Builds the `Plan` for ``step_order`` on ``layout``.
 
     Parameters
@@ -143,6 +143,10 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None):
     fuse : bool, optional
         Fuse constant copies into the products that follow them
         (`nengo_cuda.fusion`; default `fusion.ENABLED`, never without ``merge``).
+    keep : collection of Signal
+        Base signals whose values must stay Nengo's between steps (probed
+        signals): learning rules that write one keep their delta
+        (`nengo_cuda.deferral`, applied with ``merge`` and `deferral.ENABLED`).
     """
     if fuse is None:
         fuse = fusion.ENABLED
@@ -153,6 +157,8 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None):
 
     if merge and splitting.ENABLED:
         step_order, dg = splitting.split_elementwise(step_order, dg, lowerable)
+    if merge and deferral.ENABLED:
+        step_order, dg = deferral.defer(step_order, dg, lowerable, keep)
     if fuse and merge:
         groups = fusion.fusable_groups(step_order, dg, lowerable)
         if groups:

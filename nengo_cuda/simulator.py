@@ -203,7 +203,8 @@ class Simulator:
         self.layout.use_exact_time(self.model.time, self.model.step, self.dt)
         producers = self._input_producers()
         self._plan = plan(
-            ops, self.dg, self.layout, isolate=set(producers.values()) | tensor_nodes
+            ops, self.dg, self.layout, isolate=set(producers.values()) | tensor_nodes,
+            keep={self.model.sig[p]["in"].base for p in self.model.probes},
         )
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and group.ops[0] in tensor_nodes:

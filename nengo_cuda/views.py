@@ -39,10 +39,19 @@ def overlap(a, b):
 
 def run(sig, start, stop):
     """Elements ``start:stop`` of the 1-D signal ``sig``, as a view of its base."""
-    if sig.ndim != 1 or not 0 <= start < stop <= sig.size:
-        raise ValueError(f"{sig}: cannot take elements {start}:{stop} of a signal of "
-                         f"shape {sig.shape}")
-    if start == 0 and stop == sig.size:
+    if sig.ndim != 1:
+        raise ValueError(f"{sig}: cannot take elements of a signal of shape {sig.shape}")
+    return leading(sig, start, stop)
+
+
+def leading(sig, start, stop):
+    """``sig[start:stop]`` (elements of a 1-D signal, rows of a 2-D one) as a
+    view of its base.  (Nengo's ``Signal.__getitem__`` on a view gives an
+    offset from the view, where a view's offset is from its base.)"""
+    if sig.ndim == 0 or not 0 <= start < stop <= sig.shape[0]:
+        raise ValueError(f"{sig}: cannot take {start}:{stop} of a signal of shape "
+                         f"{sig.shape}")
+    if start == 0 and stop == sig.shape[0]:
         return sig
     return Signal(sig.initial_value[start:stop], name=f"{sig.name}[{start}:{stop}]",
                   base=sig.base, offset=sig.offset + start * sig.strides[0],

@@ -73,6 +73,9 @@ struct OuterBlocks {
     VecViews pre;
     std::vector<double> learning_rate;
     int64_t total_rows = 0, work = 0;
+    // delta[r, c] += f(...) instead of = (nengo_cuda/deferral.py: "delta" is
+    // then the weights, the change computed where Nengo's Copy adds it)
+    bool inc = false;
 
     void load(const InstrSpec& spec, const Buffers<T>& buf) {
         rows = spec.int_array("rows");
@@ -87,6 +90,7 @@ struct OuterBlocks {
         delta = load_mat(spec, "delta", rows, cols, buf.f);
         pre = load_vec(spec, "pre", cols, buf.f);
         learning_rate = per_block(spec, "learning_rate");
+        inc = spec.scalar("inc", 0.0) != 0.0;
     }
 
     std::vector<double> per_block(const InstrSpec& spec, const std::string& name) const {
@@ -106,9 +110,11 @@ struct OuterBlocks {
         return buf.f.at(v.addr[b], t)[r * v.s[b]];
     }
 
-    // delta[r, c] = f(pre[c], M[r, c]) for row r of block b.  M is an optional
-    // matrix operand with the delta's shape; rules without one pass nullptr and
-    // f ignores its second argument.
+    // delta[r, c] = f(pre[c], M[r, c]) (or +=, `inc`) for row r of block b.  M
+    // is an optional matrix operand with the delta's shape, which with `inc` may
+    // be delta itself; rules without one pass nullptr and f ignores its second
+    // argument.  With `inc` the change is rounded before it is added (no FMA
+    // contraction in this file), as Nengo stores delta and then adds it.
     template <typename F>
     void apply_row(const Buffers<T>& buf, int64_t b, int64_t r, int t, const MatViews* M,
                    F f) const {
@@ -117,7 +123,10 @@ struct OuterBlocks {
         const T* X = M ? buf.f.at(M->addr[b], t) + r * M->rs[b] : P;
         const int64_t n = cols[b], ds = delta.cs[b], ps = pre.s[b], xs = M ? M->cs[b] : ps;
         auto loop = [&](auto d_s, auto p_s, auto x_s) NC_LAMBDA {
-            for (int64_t c = 0; c < n; ++c) D[c * d_s] = f(P[c * p_s], X[c * x_s]);
+            if (inc)
+                for (int64_t c = 0; c < n; ++c) D[c * d_s] += f(P[c * p_s], X[c * x_s]);
+            else
+                for (int64_t c = 0; c < n; ++c) D[c * d_s] = f(P[c * p_s], X[c * x_s]);
         };
         using One = std::integral_constant<int64_t, 1>;
         if (ds == 1 && ps == 1 && xs == 1)  // contiguous: lets the compiler vectorise

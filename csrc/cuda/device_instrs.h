@@ -734,6 +734,7 @@ InstrPtr<T> make_learning(const InstrSpec& spec, Program<T>& prog) {
     }
     k.alpha = prog.upload(alpha);
     k.coef = prog.upload(coef);
+    k.inc = spec.scalar("inc", 0.0) != 0.0;
     return for_each_instr<T>(k.work * prog.n_trials(), k);
 }
 

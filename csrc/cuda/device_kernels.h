@@ -669,6 +669,7 @@ struct Learning {
     const T* alpha = nullptr;         // per block, as the CPU kernel rounds it
     const T* coef = nullptr;          // per block: -beta (Oja)
     const T* scale = nullptr;         // per row of all blocks (Voja)
+    bool inc = false;                 // delta += change (nengo_cuda/deferral.py)
 
     NC_HD void operator()(int64_t idx) const {
         const QuotRem qr = divide(idx, work);
@@ -696,7 +697,8 @@ struct Learning {
             const T gain = learning::voja_gain<T>(alpha[b], *p.fat(signal[b], t));
             d = learning::voja_delta<T>(gain, scale[row0[b] + r], v1_r, pre_c, enc);
         }
-        p.fat(delta[b], t)[r * delta_rs[b] + c * delta_cs[b]] = d;
+        T* y = p.fat(delta[b], t) + r * delta_rs[b] + c * delta_cs[b];
+        *y = inc ? *y + d : d;  // (Oja, Voja: y may be the element w / enc read above)
     }
 };
 

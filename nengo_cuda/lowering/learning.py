@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
 
+from ..deferral import DeferredDelta
 from ..program import Instruction
 from .common import address_span, all_float, color_disjoint_spans, matrix_view, vector_view
 from .registry import register
@@ -48,8 +49,9 @@ RULES = {
 }
 
 
-def _supported(op, rule, layout):
-    """True when ``op``'s operands fit the kernel's block layout."""
+def _supported(op, rule, layout, inc=False):
+    """True when ``op``'s operands fit the kernel's block layout (``inc``: the
+    kernel adds the change to delta, which may also be the matrix it reads)."""
     delta, pre = op.delta, getattr(op, rule.pre)
     rows_sigs = [getattr(op, a) for a in rule.rows.values()]
     mats = [getattr(op, a) for a in rule.matrices.values()]
@@ -63,7 +65,7 @@ def _supported(op, rule, layout):
         return False
     if any(m.shape != delta.shape for m in mats):
         return False
-    if any(delta.base is s.base for s in op.reads):
+    if any(delta.base is s.base and not (inc and s is delta) for s in op.reads):
         return False  # in-place aliasing: leave NumPy's semantics to make_step
     if isinstance(op, SimPES):
         # 1 / n_pre scales the rate (Nengo fails for n_pre = 0); Nengo < 4 had encoders.
@@ -113,12 +115,34 @@ class LearningRuleLowering:
 
     @staticmethod
     def lower(ops, layout):
-        rule = RULES[type(ops[0])]
-        # Ops in one instruction run in parallel: never two writing one element.
-        # (Nengo's optimizer often makes the deltas disjoint views of one base.)
-        groups = color_disjoint_spans(ops, lambda op: address_span(layout, op.delta))
-        return [
-            Instruction(rule.kind, group, ints=ints, floats=floats)
-            for group in groups
-            for ints, floats in [_blocks(group, rule, layout)]
-        ]
+        return _lower(ops, ops, layout)
+
+
+@register(DeferredDelta)
+class DeferredDeltaLowering:
+    """A rule's change added to the weights (`nengo_cuda.deferral`): the rule's
+    kernel with ``inc``, on the vectors the rule saved."""
+
+    @staticmethod
+    def key(op, layout):
+        rule = RULES[type(op.rule)]
+        return (rule.kind, "inc") if _supported(op.rule, rule, layout, inc=True) else None
+
+    @staticmethod
+    def lower(ops, layout):
+        return _lower(ops, [op.rule for op in ops], layout, scalars={"inc": 1})
+
+
+def _lower(ops, rules, layout, scalars=None):
+    """Instructions for ``rules`` (the operators ``ops`` stand for)."""
+    rule = RULES[type(rules[0])]
+    # Ops in one instruction run in parallel: never two writing one element.
+    # (Nengo's optimizer often makes the deltas disjoint views of one base.)
+    groups = color_disjoint_spans(range(len(ops)),
+                                  lambda i: address_span(layout, rules[i].delta))
+    return [
+        Instruction(rule.kind, [ops[i] for i in group], ints=ints, floats=floats,
+                    scalars=dict(scalars or {}))
+        for group in groups
+        for ints, floats in [_blocks([rules[i] for i in group], rule, layout)]
+    ]

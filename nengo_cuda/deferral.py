@@ -1,0 +1,209 @@
+"""Deferral: a learning rule's weight change computed where Nengo adds it to
+the weights, so that it is never stored.
+
+Nengo builds a learning rule as two operators: the rule (`SimPES`, `SimBCM`,
+`SimOja`, `SimVoja`) sets ``delta``, a matrix of the weights' shape, from a few
+vectors, and ``Copy(delta, weights, inc=True)`` adds delta to the weights in
+the next step, before anything reads them.  So every step writes and reads a
+matrix as large as the weights for a change made of vectors (PES with 1000
+neurons and 16 dimensions: 16,000 values written and read for 1,016).
+
+Deferred, the rule's place copies the vectors the rule reads (the presynaptic
+vector, the per-row vectors, Voja's learning signal) into the first elements
+of delta, which nothing else reads, and the copy's place runs the rule's
+kernel on the saved vectors, adding each element of the change to the weights
+(``learning_*`` with ``inc``: ``w += d``, ``d`` rounded to the dtype first, as
+Nengo's delta is).  The arithmetic is Nengo's, in Nengo's order.  Oja and Voja
+also read the weights they change: at the copy's place those hold what the
+rule read one step earlier, because nothing else writes them (a condition).
+
+A rule is deferred when the writers of its delta's base are rules with
+kernels, the base's readers are ``Copy(..., inc=True)`` operators that add
+whole rows of it to the same rows of a destination of its shape, nothing
+probes it (``keep``), and the delta is C-contiguous with room for the saved
+vectors (rows x cols >= cols + rows per row vector: PES with one output
+dimension has none).  A copy then adds the rows of rules not deferred and runs
+the deferred rules' changes.  A deferred delta holds the saved vectors, not
+Nengo's delta.
+
+Only the planner sees the new operators; the simulator's step order (random
+seeds, training, reset) keeps Nengo's operators.
+"""
+
+import copy as copy_module
+
+from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
+from nengo.builder.operator import Copy, Operator
+from nengo.exceptions import SignalError
+
+from .fusion import written_by_others, written_spans
+from .rewrite import replace_operators
+from .views import leading, run, span
+
+# Planner default; tests and benchmarks turn it off to compare.
+ENABLED = True
+
+# What each rule reads: (presynaptic vector, per-row vectors, scalar signal or
+# None, the destination matrix it reads or None), as operator attributes.
+SAVED = {
+    SimPES: ("pre_filtered", ("error",), None, None),
+    SimBCM: ("pre_filtered", ("post_filtered", "theta"), None, None),
+    SimOja: ("pre_filtered", ("post_filtered",), None, "weights"),
+    SimVoja: ("pre_decoded", ("post_filtered",), "learning_signal", "scaled_encoders"),
+}
+
+
+class DeferredDelta(Operator):
+    """``dst += delta``, with delta computed by ``rule`` from the vectors it
+    saved one step earlier (see the module's docstring).
+
+    Attributes
+    ----------
+    rule : SimPES, SimBCM, SimOja or SimVoja
+        The rule reading the saved vectors, with ``dst`` for its ``delta``
+        (and for the matrix that Oja and Voja read).
+    dst : Signal
+        The rows of the weights (or encoders) that the rule changes.
+    """
+
+    def __init__(self, rule, dst, tag=None):
+        super().__init__(tag=tag)
+        self.rule, self.dst = rule, dst
+        self.sets, self.incs, self.updates = [], [dst], []
+        self.reads = [s for s in rule.reads if s is not dst]
+
+    def make_step(self, signals, dt, rng):  # only the native kernels run it
+        raise NotImplementedError("DeferredDelta runs only as a native learning kernel")
+
+
+def _same_view(a, b):
+    return (a.base is b.base and a.elemoffset == b.elemoffset and a.shape == b.shape
+            and a.elemstrides == b.elemstrides)
+
+
+def _is_delta_copy(op):
+    """``Copy(src, dst, inc=True)`` of a 2-D signal into one of its shape."""
+    return (type(op) is Copy and op.inc and op.src_slice is None and op.dst_slice is None
+            and op.src.ndim == 2 and op.dst.shape == op.src.shape and op.src.size > 0)
+
+
+def _rows_in(copy, delta):
+    """(first, end) rows of ``copy.src`` that ``delta`` is, or None."""
+    src = copy.src
+    if delta.elemstrides != src.elemstrides or delta.shape[1] != src.shape[1]:
+        return None
+    first, rest = divmod(delta.elemoffset - src.elemoffset, src.elemstrides[0])
+    if rest or first < 0 or first + delta.shape[0] > src.shape[0]:
+        return None
+    return first, first + delta.shape[0]
+
+
+def _slots(rule):
+    """(signal, slot) pairs: each vector ``rule`` reads and the run of its
+    delta's first elements that holds it; None when delta has no room."""
+    pre, per_row, scalar, _ = SAVED[type(rule)]
+    names = (pre,) + per_row + ((scalar,) if scalar else ())
+    delta = rule.delta
+    try:
+        flat = delta.reshape(delta.size)
+    except SignalError:  # not contiguous
+        return None
+    pairs, start = [], 0
+    for sig in dict.fromkeys(getattr(rule, name) for name in names):  # each signal once
+        if sig.ndim != 1 or start + sig.size > delta.size:
+            return None
+        pairs.append((sig, run(flat, start, start + sig.size)))
+        start += sig.size
+    return pairs
+
+
+def _rebound(rule, mapping):
+    """A copy of ``rule`` whose signals ``mapping`` (id -> signal) replaces."""
+    new = copy_module.copy(rule)
+    for attr in ("sets", "incs", "reads", "updates"):
+        setattr(new, attr, [mapping.get(id(s), s) for s in getattr(rule, attr)])
+    return new
+
+
+def _defer_rule(rule, copy, rows, written, lowerable):
+    """(save copies, `DeferredDelta`) for ``rule``, whose delta is ``rows`` of
+    ``copy.src``, or None when it cannot be deferred."""
+    if not lowerable(rule):
+        return None
+    dst = leading(copy.dst, *rows)
+    slots = _slots(rule)
+    if slots is None or not all(sig.size for sig, _ in slots):
+        return None
+    mapping = {id(sig): slot for sig, slot in slots}
+    mapping[id(rule.delta)] = dst
+    matrix = SAVED[type(rule)][3]
+    if matrix is not None:
+        read = getattr(rule, matrix)
+        if not _same_view(read, dst) or written_by_others(dst, *span(dst), written, (copy,)):
+            return None
+        mapping[id(read)] = dst
+    tag = rule.tag or type(rule).__name__
+    saves = [Copy(sig, slot, tag=f"{tag}: save {sig.name}") for sig, slot in slots]
+    apply = DeferredDelta(_rebound(rule, mapping), dst, tag=f"{tag}: deferred delta")
+    if not (lowerable(apply) and all(lowerable(save) for save in saves)):
+        return None
+    return saves, apply
+
+
+def _leftover_copies(copy, deferred_rows):
+    """Copies of the rows of ``copy`` that no deferred rule covers."""
+    gaps, start = [], 0
+    for first, end in sorted(deferred_rows) + [(copy.src.shape[0],) * 2]:
+        if first > start:
+            gaps.append((start, first))
+        start = end
+    return [Copy(leading(copy.src, a, b), leading(copy.dst, a, b), inc=True, tag=f"{copy.tag}[{a}:{b}]")
+            for a, b in gaps]
+
+
+def _defer_base(rules, copies, written, lowerable):
+    """Replacements {old operator: new operators} for the rules writing one
+    delta base and the copies reading it: each rule that can be deferred is,
+    and each copy becomes copies of the other rules' rows and the deferred
+    rules' `DeferredDelta` operators."""
+    if not copies or not all(_is_delta_copy(c) for c in copies):
+        return {}
+    new_ops, applies = {}, {copy: [] for copy in copies}
+    for rule in rules:
+        found = [(c, rows) for c in copies for rows in [_rows_in(c, rule.delta)] if rows]
+        deferred = _defer_rule(rule, *found[0], written, lowerable) if len(found) == 1 else None
+        if deferred is not None:
+            new_ops[rule], apply = deferred
+            applies[found[0][0]].append((found[0][1], apply))
+    for copy, done in applies.items():
+        if done:
+            new_ops[copy] = _leftover_copies(copy, [rows for rows, _ in done]) + [
+                apply for _, apply in done]
+    return new_ops
+
+
+def defer(step_order, dg, lowerable, keep=()):
+    """The step order and dependency graph with every deferrable rule replaced
+    by copies that save its vectors, and its delta's copy by `DeferredDelta`
+    operators (each at the replaced operator's place, with its dependencies).
+
+    ``lowerable(op)``: whether ``op`` has a native kernel; ``keep``: base
+    signals whose values must stay Nengo's (probed signals).
+    """
+    kept = {id(base) for base in keep}
+    writers, readers = {}, {}  # id(base) -> {operator: None}, in step order
+    for op in step_order:
+        for sig in op.sets + op.incs + op.updates:
+            writers.setdefault(id(sig.base), {})[op] = None
+        for sig in op.reads:
+            readers.setdefault(id(sig.base), {})[op] = None
+    written = written_spans(step_order)
+    new_ops = {}
+    for base_id, ops in writers.items():
+        rules = list(ops)
+        if base_id in kept or not all(
+                type(r) in SAVED and r.sets == [] and r.incs == []
+                and len(r.updates) == 1 and id(r.delta.base) == base_id for r in rules):
+            continue
+        new_ops.update(_defer_base(rules, list(readers.get(base_id, ())), written, lowerable))
+    return replace_operators(step_order, dg, new_ops)
