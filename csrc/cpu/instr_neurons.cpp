@@ -633,6 +633,21 @@ struct AdaptiveLIF {
         return neurons::adaptive_lif(J, *s[0], *s[1], *s[2], dt, p[0], p[1], p[2], p[3], p[4],
                                      p[5], decay);
     }
+    // LIF's vector pass on J - n (its full-step decay is this model's aux), then
+    // the adaptation: neurons::adaptive_lif's arithmetic, bit for bit
+    template <typename T>
+    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 3>& s,
+                               const std::array<const T*, 6>& p, const T* full_decay, T dt,
+                               bool uniform) {
+        assert(n <= kNeuronSegment);
+        T* adaptation = s[2];
+        T net[kNeuronSegment];
+        for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
+        LIF::run_contiguous<T>(n, net, out, {s[0], s[1]}, {p[2], p[3], p[4], p[5]}, full_decay,
+                               dt, uniform);
+        for (int64_t k = 0; k < n; ++k)
+            neurons::adapt(adaptation[k], out[k], dt, p[0][k], p[1][k]);
+    }
 };
 
 // Izhikevich: see neurons::izhikevich.
