@@ -350,3 +350,62 @@ def test_dot_inc_rejects_bad_init(init, rows, message):
     with pytest.raises(ValueError, match=message):
         p.add("dot_inc", ints=dict(rows=[rows], cols=[1], A=[0], A_rs=[1], A_cs=[1], X=[4],
                                    X_s=[1], Y=[5], Y_s=[1], I=[init], I_s=[1]))
+
+
+def _special_currents(rng, n):
+    """Currents over the float32 range: ordinary, tiny (normal numbers: float32
+    runs flush denormals, csrc/cpu/fp_mode.h), large enough that exp overflows
+    or tanh is 1, and inf / NaN."""
+    tiny = rng.choice([-1, 1], n // 4) * 10.0 ** rng.uniform(-37, 0, n // 4)
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 88.7, -88.7, 89.0, -89.0, 103.9, -103.9,
+                150.0, -150.0, 150.1, -150.1, 9.1, -9.1, 1 / 64, -1 / 64, 20.0, 3e38, -3e38]
+    J = np.concatenate([rng.uniform(-200, 200, n // 4), rng.normal(0, 3, n // 4), tiny,
+                        rng.uniform(-0.05, 0.05, n // 4 - len(specials)), specials])
+    return rng.permutation(J).astype(np.float32)
+
+
+# Each rate neuron's step with its parameters as float32 (as float32 runs store
+# them), in the kernels' order of operations: ``f`` is exp, tanh or log1p.
+RATE_STEPS = {
+    "Sigmoid": ("neurons_sigmoid", dict(tau_ref=0.0025),
+                lambda J, f, one, tau_ref: (one / tau_ref) / (one + f.exp(-J))),
+    "Tanh": ("neurons_tanh", dict(tau_ref=0.004),
+             lambda J, f, one, tau_ref: (one / tau_ref) * f.tanh(J)),
+    "LIFRate": ("neurons_lif_rate", dict(tau_rc=0.02, tau_ref=0.002, amplitude=1.0),
+                lambda J, f, one, tau_rc, tau_ref, amplitude: np.where(
+                    J > one, amplitude / (tau_ref + tau_rc * f.log1p(one / (J - one))), 0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RATE_STEPS))
+def test_rate_float32_as_accurate_as_numpy_float32(name, rng, simd):
+    """float32 Tanh and LIFRate compute tanh and log1p in double lanes rounded
+    to float (csrc/cpu/simd.h, SimdF32Math) and the rest in float as before;
+    Sigmoid calls libm's expf (as fast here).  Against float64 arithmetic on the same float32 inputs, ours is
+    at most 2 ulps worse than the same formula on NumPy's float32 functions
+    (Nengo's float32 step): the function's result may differ by an ulp, and
+    the operations after it may then round to the other side once more.
+    Infinities, NaNs and zeros are the same."""
+    n = 4096
+    kind, params, formula = RATE_STEPS[name]
+    currents = _special_currents(rng, n)
+    if name == "LIFRate":
+        currents = np.abs(currents) + np.float32(1)  # the interesting side of the threshold
+    p = RawProgram(np.float32, 0, 2 * n, dt=DT)
+    J, out = p.alloc(n), p.alloc(n)
+    p.write(J, currents)
+    p.add(kind, ints=dict(J=J, out=out), floats={k: np.full(n, v) for k, v in params.items()})
+    p.run(1)
+    ours = p.view(out)
+    p32 = {k: np.float32(v) for k, v in params.items()}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        exact = formula(currents.astype(np.float64), np, 1.0,
+                        **{k: np.float64(v) for k, v in p32.items()})
+        numpy32 = formula(currents, np, np.float32(1), **p32).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(numpy32))
+    finite = np.isfinite(numpy32) & (numpy32 != 0) & (exact != 0)
+    np.testing.assert_array_equal(ours[~finite & ~np.isnan(ours)],
+                                  numpy32[~finite & ~np.isnan(numpy32)])
+    ulps = lambda x: _float32_ulps(x[finite], exact[finite])  # noqa: E731
+    assert finite.sum() > n // 2
+    assert np.all(ulps(ours) <= ulps(numpy32) + 2), np.max(ulps(ours) - ulps(numpy32))

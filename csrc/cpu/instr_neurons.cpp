@@ -215,6 +215,60 @@ struct SpikingRectifiedLinear {
     }
 };
 
+// Rate neurons (no state) whose float32 step is one vector expression over
+// consecutive neurons: Model::vec<B>(J, p, k, bad) gives the outputs of
+// neurons k .. k + W - 1, with its transcendental function in SimdF32Math's
+// double lanes (within an ulp of libm's float function; where libm's scalar
+// call is slow: log1pf 11 ns per neuron, tanhf 22).  Lanes that vec marks bad (outside the vector
+// function's domain) and the last n % W neurons run Model::step (libm).
+template <typename Model, size_t P>
+float rate_at(const float* J, const std::array<const float*, P>& p, int64_t i) {
+    std::array<float, P> q;
+    for (size_t j = 0; j < P; ++j) q[j] = p[j][i];
+    return Model::template step<float>(J[i], {}, q, 0.0f);
+}
+
+template <int B, typename Model, size_t P>
+NC_INLINE void rate_f32(int64_t n, const float* J, float* out,
+                        const std::array<const float*, P>& p) {
+    using S = Simd<float, B>;
+    constexpr int W = S::W;
+    int64_t k = 0;
+    for (; k + W <= n; k += W) {
+        typename S::M bad{};
+        S::store(out + k, Model::template vec<B>(S::load(J + k), p, k, bad));
+        if (S::any(bad))
+            for (int64_t i = k; i < k + W; ++i)
+                if (bad[i - k]) out[i] = rate_at<Model>(J, p, i);
+    }
+    for (; k < n; ++k) out[k] = rate_at<Model>(J, p, k);
+}
+
+template <typename Model, size_t P>
+NC_TARGET_AVX2 void rate_f32_avx2(int64_t n, const float* J, float* out,
+                                  const std::array<const float*, P>& p) {
+    rate_f32<32, Model>(n, J, out, p);
+}
+
+// Model::run_contiguous of such a model: float32 as above, float64 libm per
+// neuron (bit for bit as Nengo).
+template <typename Model, typename T, size_t P>
+NC_INLINE void run_rate(int64_t n, const T* J, T* out, const std::array<const T*, P>& p,
+                        T dt) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (cpu_has_avx2())
+            rate_f32_avx2<Model>(n, J, out, p);
+        else
+            rate_f32<16, Model>(n, J, out, p);
+    } else {
+        for (int64_t k = 0; k < n; ++k) {
+            std::array<T, P> q;
+            for (size_t j = 0; j < P; ++j) q[j] = p[j][k];
+            out[k] = Model::template step<T>(J[k], {}, q, dt);
+        }
+    }
+}
+
 // out = (1 / tau_ref) / (1 + exp(-J))
 struct Sigmoid {
     static constexpr const char* kind = "neurons_sigmoid";
@@ -224,6 +278,8 @@ struct Sigmoid {
     static T step(T J, const std::array<T*, 0>&, const std::array<T, 1>& p, T) {
         return neurons::sigmoid(J, p[0]);
     }
+    // (libm's scalar expf costs as much as SimdF32Math's double-lane exp here:
+    // 3.6 against 3.4-4.0 ns per neuron, one core; Tanh's tanhf is 22)
 };
 
 // out = (1 / tau_ref) * tanh(J)
@@ -235,41 +291,19 @@ struct Tanh {
     static T step(T J, const std::array<T*, 0>&, const std::array<T, 1>& p, T) {
         return neurons::tanh_rate(J, p[0]);
     }
-};
-
-// LIFRate over consecutive float32 neurons: log1p(1 / (J - 1)) in double
-// lanes (SimdF32Math: within an ulp of libm's log1pf; libm's scalar call was
-// 11 ns per neuron), the rest as neurons::lif_rate.  Lanes outside the
-// vector log1p's domain (1 / (J - 1) infinite or NaN) and the last n % W
-// neurons run neurons::lif_rate.
-template <int B>
-NC_INLINE void lif_rate_f32(int64_t n, const float* J, float* out,
-                            const std::array<const float*, 3>& p) {
-    using S = Simd<float, B>;
-    using V = typename S::V;
-    using M = typename S::M;
-    constexpr int W = S::W;
-    const V zero = S::splat(0.0f), one = S::splat(1.0f);
-    int64_t k = 0;
-    for (; k + W <= n; k += W) {
-        const V j = S::load(J + k) - one;
-        const M pos = j > zero;
-        M bad{};
-        const V l = SimdF32Math<B>::log1p(pos ? one / j : zero, bad);
-        const V rate = S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * l);
-        S::store(out + k, pos ? rate : zero);
-        if (S::any(bad & pos))
-            for (int64_t i = k; i < k + W; ++i)
-                if (bad[i - k] & pos[i - k])
-                    out[i] = neurons::lif_rate(J[i], p[0][i], p[1][i], p[2][i]);
+    template <int B>  // neurons::tanh_rate's float operations, tanh in double lanes
+    static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
+                                                    const std::array<const float*, 1>& p,
+                                                    int64_t k, typename Simd<float, B>::M& bad) {
+        using S = Simd<float, B>;
+        return (S::splat(1.0f) / S::load(p[0] + k)) * SimdF32Math<B>::tanh(J, bad);
     }
-    for (; k < n; ++k) out[k] = neurons::lif_rate(J[k], p[0][k], p[1][k], p[2][k]);
-}
-
-NC_TARGET_AVX2 void lif_rate_f32_avx2(int64_t n, const float* J, float* out,
-                                      const std::array<const float*, 3>& p) {
-    lif_rate_f32<32>(n, J, out, p);
-}
+    template <typename T>
+    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
+                               const std::array<const T*, 1>& p, const T*, T dt, bool) {
+        run_rate<Tanh>(n, J, out, p, dt);
+    }
+};
 
 // out = amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1))) for J > 1, else 0
 struct LIFRate {
@@ -280,18 +314,24 @@ struct LIFRate {
     static T step(T J, const std::array<T*, 0>&, const std::array<T, 3>& p, T) {
         return neurons::lif_rate(J, p[0], p[1], p[2]);
     }
+    template <int B>  // neurons::lif_rate's float operations, log1p in double lanes
+    static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
+                                                    const std::array<const float*, 3>& p,
+                                                    int64_t k, typename Simd<float, B>::M& bad) {
+        using S = Simd<float, B>;
+        const auto zero = S::splat(0.0f), one = S::splat(1.0f);
+        const auto j = J - one;
+        const auto pos = j > zero;
+        typename S::M b{};  // 1 / (J - 1) infinite or NaN: only where J > 1 counts
+        const auto l = SimdF32Math<B>::log1p(pos ? one / j : zero, b);
+        bad |= b & pos;
+        const auto rate = S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * l);
+        return pos ? rate : zero;
+    }
     template <typename T>
-    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>& s,
+    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
                                const std::array<const T*, 3>& p, const T*, T dt, bool) {
-        if constexpr (std::is_same_v<T, float>) {
-            if (cpu_has_avx2())
-                lif_rate_f32_avx2(n, J, out, p);
-            else
-                lif_rate_f32<16>(n, J, out, p);
-        } else {  // float64: libm, bit for bit as Nengo
-            for (int64_t k = 0; k < n; ++k)
-                out[k] = step<T>(J[k], s, {p[0][k], p[1][k], p[2][k]}, dt);
-        }
+        run_rate<LIFRate>(n, J, out, p, dt);
     }
 };
 

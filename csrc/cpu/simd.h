@@ -209,9 +209,9 @@ NC_INLINE void with_simd(const F& f) {
 
 namespace nc {
 
-// float32 expm1 and log1p of a float vector, computed in double precision
-// lanes and rounded once to float: correctly rounded but for rare double
-// roundings, so within an ulp of libm's expm1f / log1pf.  Lanes outside the
+// float32 expm1, log1p and tanh of a float vector, computed in double
+// precision lanes and rounded once to float: correctly rounded but for rare
+// double roundings, so within an ulp of libm's expm1f / log1pf / tanhf.  Lanes outside the
 // supported domain are marked in `bad` (the caller computes them with libm).
 // Each half of the float vector becomes one double vector of B bytes (wider
 // vectors would not map onto the machine's registers).
@@ -229,27 +229,32 @@ struct SimdF32Math {
 
     static NC_INLINE D splat(double x) { return D{} + x; }
 
-    // Applies log1p_d (Log) or expm1_d to both halves of x.
-    template <bool Log>
+    enum Fn { kLog1p, kExpm1, kTanh };
+
+    // Applies the double-lane function Fn to both halves of x.  Halves are
+    // taken and joined by lane shuffles: through memory, the wide store and
+    // the narrow loads (and the reverse) defeat store forwarding, which cost
+    // more than the arithmetic.
+    template <int Fn>
     static NC_INLINE V halves(V x, M& bad) {
-        float xs[W], ys[W];
-        int32_t bs[W];
-        S::store(xs, x);
-        for (int h = 0; h < 2; ++h) {
-            F xh;
-            std::memcpy(&xh, xs + h * H, sizeof xh);
-            L b{};
-            const D xd = __builtin_convertvector(xh, D);
-            const D yd = Log ? log1p_d(xd, b) : expm1_d(xd, b);
-            const F yh = __builtin_convertvector(yd, F);
-            const I bh = __builtin_convertvector(b, I);
-            std::memcpy(ys + h * H, &yh, sizeof yh);
-            std::memcpy(bs + h * H, &bh, sizeof bh);
-        }
-        M bm;
-        std::memcpy(&bm, bs, sizeof bm);
-        bad |= bm;
-        return S::load(ys);
+        return halves<Fn>(x, bad, std::make_index_sequence<H>{});
+    }
+    template <int Fn, size_t... K>
+    static NC_INLINE V halves(V x, M& bad, std::index_sequence<K...>) {
+        const F lo = __builtin_shufflevector(x, x, K...);
+        const F hi = __builtin_shufflevector(x, x, (K + H)...);
+        L b_lo{}, b_hi{};
+        const F y_lo = __builtin_convertvector(apply<Fn>(__builtin_convertvector(lo, D), b_lo), F);
+        const F y_hi = __builtin_convertvector(apply<Fn>(__builtin_convertvector(hi, D), b_hi), F);
+        const I m_lo = __builtin_convertvector(b_lo, I), m_hi = __builtin_convertvector(b_hi, I);
+        bad |= __builtin_shufflevector(m_lo, m_hi, K..., (K + H)...);
+        return __builtin_shufflevector(y_lo, y_hi, K..., (K + H)...);
+    }
+    template <int Fn>
+    static NC_INLINE D apply(D x, L& b) {
+        if constexpr (Fn == kLog1p) return log1p_d(x, b);
+        else if constexpr (Fn == kExpm1) return expm1_d(x, b);
+        else return tanh_d(x, b);
     }
 
     static NC_INLINE bool all(L m) {
@@ -310,8 +315,53 @@ struct SimdF32Math {
         return (y > splat(-1e-4)) & (y < splat(1e-4)) ? tiny : general;
     }
 
-    static NC_INLINE V expm1(V x, M& bad) { return halves<false>(x, bad); }
-    static NC_INLINE V log1p(V y, M& bad) { return halves<true>(y, bad); }
+    // exp(x) for |x| <= 150 (relative error < 1e-14; NaN lanes are bad): x = k
+    // ln2 + r with k = round(x / ln2), |r| <= ln2 / 2; exp(r) by its Taylor
+    // series to r^11 (Estrin's scheme), 2^k from its exponent bits.  The double
+    // ln2 rounds k ln2 by at most 1e-14 (|k| <= 217).
+    static NC_INLINE D exp_d(D x, L& bad) {
+        const L ok = (x <= splat(150.0)) & (x >= splat(-150.0));
+        bad = ~ok;
+        const D xc = ok ? x : splat(0.0);
+        // adding 1.5 * 2^52 rounds to an integer, which the low mantissa bits
+        // then hold (two's complement): no double -> int64 conversion, which
+        // AVX2 lacks
+        constexpr double kRound = 6755399441055744.0;
+        const D shifted = xc * 1.4426950408889634 + kRound;
+        const D k = shifted - kRound;
+        const D r = xc - k * 0.6931471805599453;
+        const D r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+        const D q0 = (splat(1.0) + r) + r2 * (splat(1.0 / 2) + r * (1.0 / 6));
+        const D q1 = (splat(1.0 / 24) + r * (1.0 / 120)) + r2 * (splat(1.0 / 720) + r * (1.0 / 5040));
+        const D q2 = (splat(1.0 / 40320) + r * (1.0 / 362880)) +
+                     r2 * (splat(1.0 / 3628800) + r * (1.0 / 39916800));
+        L kbits;
+        std::memcpy(&kbits, &shifted, sizeof kbits);
+        kbits = (kbits + 1023) << 52;  // the low 12 bits: k + 1023 in [806, 1240]
+        D two_k;
+        std::memcpy(&two_k, &kbits, sizeof two_k);
+        return ((q0 + r4 * q1) + r8 * q2) * two_k;
+    }
+
+    // tanh(x) (relative error < 1e-12; NaN lanes are bad): x - x^3/3 + 2 x^5/15 -
+    // 17 x^7/315 for |x| < 1/64, else sign(x) (1 - 2 / (exp(2 |x|) + 1)) with
+    // |x| clamped to 20 (tanh is 1 in float beyond 9.1).
+    static NC_INLINE D tanh_d(D x, L& bad) {
+        bad = ~(x == x);
+        const D x2 = x * x;
+        const D series = x + (x * x2) * ((splat(-1.0 / 3) + x2 * (2.0 / 15)) + (x2 * x2) * (-17.0 / 315));
+        const L neg = x < splat(0.0);
+        D a = neg ? -x : x;
+        a = a < splat(20.0) ? a : splat(20.0);  // (NaN lanes: 20, still finite)
+        L unused;
+        const D t = splat(1.0) - 2.0 / (exp_d(a + a, unused) + 1.0);
+        const D general = neg ? -t : t;
+        return a < splat(1.0 / 64) ? series : general;
+    }
+
+    static NC_INLINE V expm1(V x, M& bad) { return halves<kExpm1>(x, bad); }
+    static NC_INLINE V log1p(V y, M& bad) { return halves<kLog1p>(y, bad); }
+    static NC_INLINE V tanh(V x, M& bad) { return halves<kTanh>(x, bad); }
 };
 
 }  // namespace nc
