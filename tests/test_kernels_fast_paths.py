@@ -364,6 +364,13 @@ def _special_currents(rng, n):
     return rng.permutation(J).astype(np.float32)
 
 
+def _soft_lif_rate(js, f, one, tau_rc, tau_ref, amplitude, sigma):
+    """NengoDL's SoftLIFRate (csrc/kernels/neurons.h, soft_lif_q) on js = (J - 1) / sigma."""
+    z = np.where(js > 30, js, f.log1p(f.exp(js))) * sigma
+    q = np.where(js > -20, f.log1p(one / z), -js - f.log(sigma))
+    return amplitude / (tau_ref + tau_rc * q)
+
+
 # Each rate neuron's step with its parameters as float32 (as float32 runs store
 # them), in the kernels' order of operations: ``f`` is exp, tanh or log1p.
 RATE_STEPS = {
@@ -371,6 +378,10 @@ RATE_STEPS = {
                 lambda J, f, one, tau_ref: (one / tau_ref) / (one + f.exp(-J))),
     "Tanh": ("neurons_tanh", dict(tau_ref=0.004),
              lambda J, f, one, tau_ref: (one / tau_ref) * f.tanh(J)),
+    "SoftLIFRate": ("neurons_soft_lif_rate",
+                    dict(tau_rc=0.02, tau_ref=0.002, amplitude=1.0, sigma=0.05),
+                    lambda J, f, one, tau_rc, tau_ref, amplitude, sigma: _soft_lif_rate(
+                        (J - one) / sigma, f, one, tau_rc, tau_ref, amplitude, sigma)),
     "LIFRate": ("neurons_lif_rate", dict(tau_rc=0.02, tau_ref=0.002, amplitude=1.0),
                 lambda J, f, one, tau_rc, tau_ref, amplitude: np.where(
                     J > one, amplitude / (tau_ref + tau_rc * f.log1p(one / (J - one))), 0)),

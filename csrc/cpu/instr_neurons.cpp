@@ -367,6 +367,32 @@ struct SoftLIFRate {
     static T step(T J, const std::array<T*, 0>&, const std::array<T, 4>& p, T) {
         return neurons::soft_lif_rate(J, p[0], p[1], p[2], p[3]);
     }
+    // neurons::soft_lif_q's float operations with exp and log1p in double
+    // lanes (libm: 56 ns per neuron); the asymptote (J - 1) / sigma <= -20 and
+    // NaN run the scalar step.  exp's argument is clamped to [-20, 30], where
+    // the lanes outside do not use it.
+    template <int B>
+    static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
+                                                    const std::array<const float*, 4>& p,
+                                                    int64_t k, typename Simd<float, B>::M& bad) {
+        using S = Simd<float, B>;
+        using Math = SimdF32Math<B>;
+        const auto one = S::splat(1.0f), lo = S::splat(-20.0f), hi = S::splat(30.0f);
+        const auto sigma = S::load(p[3] + k);
+        const auto js = (J - one) / sigma;
+        bad |= ~(js > lo);
+        auto clamped = js < hi ? js : hi;
+        clamped = clamped > lo ? clamped : lo;
+        const auto softplus = Math::log1p(Math::exp(clamped, bad), bad);
+        const auto z = (js > hi ? js : softplus) * sigma;
+        const auto q = Math::log1p(one / z, bad);
+        return S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * q);
+    }
+    template <typename T>
+    static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
+                               const std::array<const T*, 4>& p, const T*, T dt, bool) {
+        run_rate<SoftLIFRate>(n, J, out, p, dt);
+    }
 };
 
 // The start of a LIF step for a vector of neurons, shared by every path: the

@@ -209,9 +209,9 @@ NC_INLINE void with_simd(const F& f) {
 
 namespace nc {
 
-// float32 expm1, log1p and tanh of a float vector, computed in double
+// float32 expm1, log1p, exp and tanh of a float vector, computed in double
 // precision lanes and rounded once to float: correctly rounded but for rare
-// double roundings, so within an ulp of libm's expm1f / log1pf / tanhf.  Lanes outside the
+// double roundings, so within an ulp of libm's expm1f / log1pf / expf / tanhf.  Lanes outside the
 // supported domain are marked in `bad` (the caller computes them with libm).
 // Each half of the float vector becomes one double vector of B bytes (wider
 // vectors would not map onto the machine's registers).
@@ -229,7 +229,7 @@ struct SimdF32Math {
 
     static NC_INLINE D splat(double x) { return D{} + x; }
 
-    enum Fn { kLog1p, kExpm1, kTanh };
+    enum Fn { kLog1p, kExpm1, kExp, kTanh };
 
     // Applies the double-lane function Fn to both halves of x.  Halves are
     // taken and joined by lane shuffles: through memory, the wide store and
@@ -254,6 +254,7 @@ struct SimdF32Math {
     static NC_INLINE D apply(D x, L& b) {
         if constexpr (Fn == kLog1p) return log1p_d(x, b);
         else if constexpr (Fn == kExpm1) return expm1_d(x, b);
+        else if constexpr (Fn == kExp) return exp_d(x, b);
         else return tanh_d(x, b);
     }
 
@@ -361,6 +362,7 @@ struct SimdF32Math {
 
     static NC_INLINE V expm1(V x, M& bad) { return halves<kExpm1>(x, bad); }
     static NC_INLINE V log1p(V y, M& bad) { return halves<kLog1p>(y, bad); }
+    static NC_INLINE V exp(V x, M& bad) { return halves<kExp>(x, bad); }
     static NC_INLINE V tanh(V x, M& bad) { return halves<kTanh>(x, bad); }
 };
 
