@@ -232,12 +232,14 @@ def circconv(dims, n_neurons=200):
 @step("compare")
 def compare_all(quick, device):
     from test_cuda_networks import compare, random_network, tables_network  # noqa: PLC0415
+    from test_deferral import two_rules_net  # noqa: PLC0415
 
     cases = []
     small = bench_networks(quick=True)
     for name, (net, probes) in small.items():
         cases.append((name, net, probes, len(probes)))
     cases.append(("process tables", *tables_network(), 1))
+    cases.append(("deferred learning", *two_rules_net(), 1))  # (nengo_cuda/deferral.py)
     for seed in range(4 if quick else 10):
         net, probes = random_network(seed)
         cases.append((f"random {seed}", net, probes, 4))
@@ -271,9 +273,11 @@ def compare_case(compare, net, probes, device, dtype, mb, tol, n_decoded):
     return dict(probe_diff=diff, state_diff=sdiff, unwritten=nan, ok=ok)
 
 
-# settings that turn each launch-count lever off (docs/cuda.md, "Tuning knobs")
-LEVERS_OFF = [("phases off", {"NC_PHASE_MAX": "0"}),
-              ("fusion off", {"NC_FUSE_NEURONS": "0", "NC_FUSE_FILTERS": "0"})]
+# settings that turn each lever off: environment (docs/cuda.md, "Tuning knobs"),
+# and whether the planner defers learning rules (nengo_cuda/deferral.py)
+LEVERS_OFF = [("phases off", {"NC_PHASE_MAX": "0"}, True),
+              ("fusion off", {"NC_FUSE_NEURONS": "0", "NC_FUSE_FILTERS": "0"}, True),
+              ("deferral off", {}, False)]
 
 
 def levers_off(check):
@@ -281,14 +285,19 @@ def levers_off(check):
     off, so that one device run says which lever a mismatch comes from."""
     from device_sweep import environment  # noqa: PLC0415
 
+    from nengo_cuda import deferral  # noqa: PLC0415
+
     out = {}
-    for label, env in LEVERS_OFF:
+    for label, env, defer in LEVERS_OFF:
+        deferred, deferral.ENABLED = deferral.ENABLED, defer
         try:
             with environment(env):
                 r = check()
             out[label] = "ok" if r["ok"] else f"FAIL {r['probe_diff']:.3g}"
         except Exception as e:  # noqa: BLE001
             out[label] = f"{type(e).__name__}: {e}"
+        finally:
+            deferral.ENABLED = deferred
     log(f"   ... rerun with levers off: {out}")
     return out
 

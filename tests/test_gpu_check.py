@@ -8,20 +8,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import gpu_check  # noqa: E402
 
+from nengo_cuda import deferral  # noqa: E402
+
 
 def test_levers_off_names_the_lever():
     seen = []
 
     def check():  # mismatches only while phases are on
-        seen.append(os.environ.get("NC_PHASE_MAX"))
+        seen.append((os.environ.get("NC_PHASE_MAX"), deferral.ENABLED))
         ok = os.environ.get("NC_PHASE_MAX") == "0"
         return {"ok": ok, "probe_diff": 0.0 if ok else 0.5}
 
     before = os.environ.get("NC_PHASE_MAX")
     out = gpu_check.levers_off(check)
-    assert out == {"phases off": "ok", "fusion off": "FAIL 0.5"}
-    assert seen == ["0", before]
-    assert os.environ.get("NC_PHASE_MAX") == before
+    assert out == {"phases off": "ok", "fusion off": "FAIL 0.5", "deferral off": "FAIL 0.5"}
+    assert seen == [("0", True), (before, True), (before, False)]
+    assert os.environ.get("NC_PHASE_MAX") == before and deferral.ENABLED
 
 
 def test_levers_off_reports_errors():
@@ -29,7 +31,7 @@ def test_levers_off_reports_errors():
         raise RuntimeError("device lost")
 
     out = gpu_check.levers_off(check)
-    assert set(out) == {label for label, _ in gpu_check.LEVERS_OFF}
+    assert set(out) == {label for label, _, _ in gpu_check.LEVERS_OFF}
     assert all(v == "RuntimeError: device lost" for v in out.values())
 
 
