@@ -90,7 +90,8 @@ def _is_delta_copy(op):
 def _rows_in(copy, delta):
     """(first, end) rows of ``copy.src`` that ``delta`` is, or None."""
     src = copy.src
-    if delta.elemstrides != src.elemstrides or delta.shape[1] != src.shape[1]:
+    if (delta.elemstrides != src.elemstrides or delta.shape[1] != src.shape[1]
+            or src.elemstrides[0] <= 0):
         return None
     first, rest = divmod(delta.elemoffset - src.elemoffset, src.elemstrides[0])
     if rest or first < 0 or first + delta.shape[0] > src.shape[0]:
