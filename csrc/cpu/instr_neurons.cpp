@@ -216,56 +216,56 @@ struct SpikingRectifiedLinear {
 };
 
 // Rate neurons (no state) whose float32 step is one vector expression over
-// consecutive neurons: Model::vec<B>(J, p, k, bad) gives the outputs of
-// neurons k .. k + W - 1, with its transcendental function in SimdF32Math's
-// double lanes (within an ulp of libm's float function; where libm's scalar
-// call is slow: log1pf 11 ns per neuron, tanhf 22).  Lanes that vec marks bad (outside the vector
-// function's domain) and the last n % W neurons run Model::step (libm).
-template <typename Model, size_t P>
-float rate_at(const float* J, const std::array<const float*, P>& p, int64_t i) {
-    std::array<float, P> q;
+// consecutive neurons: Model::vec<B>(J, p, aux, k, bad) gives the outputs of
+// neurons k .. k + W - 1 (aux: the model's per-neuron constants, if it has
+// `aux`), with its transcendental functions in SimdF32Math's double lanes
+// (within an ulp of libm's float functions, where libm's scalar calls are
+// slow: log1pf 11 ns per neuron, tanhf 22).  Lanes that vec marks bad (outside
+// a vector function's domain) and the last n % W neurons run Model::step.
+template <typename Model, typename T, size_t P>
+T rate_at(const T* J, const std::array<const T*, P>& p, const T* aux, int64_t i, T dt) {
+    std::array<T, P> q;
     for (size_t j = 0; j < P; ++j) q[j] = p[j][i];
-    return Model::template step<float>(J[i], {}, q, 0.0f);
+    if constexpr (has_aux<Model>::value)
+        return Model::template step<T>(J[i], {}, q, dt, aux[i]);
+    else
+        return Model::template step<T>(J[i], {}, q, dt);
 }
 
 template <int B, typename Model, size_t P>
 NC_INLINE void rate_f32(int64_t n, const float* J, float* out,
-                        const std::array<const float*, P>& p) {
+                        const std::array<const float*, P>& p, const float* aux) {
     using S = Simd<float, B>;
     constexpr int W = S::W;
     int64_t k = 0;
     for (; k + W <= n; k += W) {
         typename S::M bad{};
-        S::store(out + k, Model::template vec<B>(S::load(J + k), p, k, bad));
+        S::store(out + k, Model::template vec<B>(S::load(J + k), p, aux, k, bad));
         if (S::any(bad))
             for (int64_t i = k; i < k + W; ++i)
-                if (bad[i - k]) out[i] = rate_at<Model>(J, p, i);
+                if (bad[i - k]) out[i] = rate_at<Model>(J, p, aux, i, 0.0f);
     }
-    for (; k < n; ++k) out[k] = rate_at<Model>(J, p, k);
+    for (; k < n; ++k) out[k] = rate_at<Model>(J, p, aux, k, 0.0f);
 }
 
 template <typename Model, size_t P>
 NC_TARGET_AVX2 void rate_f32_avx2(int64_t n, const float* J, float* out,
-                                  const std::array<const float*, P>& p) {
-    rate_f32<32, Model>(n, J, out, p);
+                                  const std::array<const float*, P>& p, const float* aux) {
+    rate_f32<32, Model>(n, J, out, p, aux);
 }
 
 // Model::run_contiguous of such a model: float32 as above, float64 libm per
 // neuron (bit for bit as Nengo).
 template <typename Model, typename T, size_t P>
 NC_INLINE void run_rate(int64_t n, const T* J, T* out, const std::array<const T*, P>& p,
-                        T dt) {
+                        const T* aux, T dt) {
     if constexpr (std::is_same_v<T, float>) {
         if (cpu_has_avx2())
-            rate_f32_avx2<Model>(n, J, out, p);
+            rate_f32_avx2<Model>(n, J, out, p, aux);
         else
-            rate_f32<16, Model>(n, J, out, p);
+            rate_f32<16, Model>(n, J, out, p, aux);
     } else {
-        for (int64_t k = 0; k < n; ++k) {
-            std::array<T, P> q;
-            for (size_t j = 0; j < P; ++j) q[j] = p[j][k];
-            out[k] = Model::template step<T>(J[k], {}, q, dt);
-        }
+        for (int64_t k = 0; k < n; ++k) out[k] = rate_at<Model>(J, p, aux, k, dt);
     }
 }
 
@@ -294,14 +294,16 @@ struct Tanh {
     template <int B>  // neurons::tanh_rate's float operations, tanh in double lanes
     static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
                                                     const std::array<const float*, 1>& p,
-                                                    int64_t k, typename Simd<float, B>::M& bad) {
+                                                    const float*, int64_t k,
+                                                    typename Simd<float, B>::M& bad) {
         using S = Simd<float, B>;
         return (S::splat(1.0f) / S::load(p[0] + k)) * SimdF32Math<B>::tanh(J, bad);
     }
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
-                               const std::array<const T*, 1>& p, const T*, T dt, bool) {
-        run_rate<Tanh>(n, J, out, p, dt);
+                               const std::array<const T*, 1>& p, const T* aux, T dt,
+                               bool) {
+        run_rate<Tanh>(n, J, out, p, aux, dt);
     }
 };
 
@@ -317,7 +319,8 @@ struct LIFRate {
     template <int B>  // neurons::lif_rate's float operations, log1p in double lanes
     static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
                                                     const std::array<const float*, 3>& p,
-                                                    int64_t k, typename Simd<float, B>::M& bad) {
+                                                    const float*, int64_t k,
+                                                    typename Simd<float, B>::M& bad) {
         using S = Simd<float, B>;
         const auto zero = S::splat(0.0f), one = S::splat(1.0f);
         const auto j = J - one;
@@ -330,8 +333,9 @@ struct LIFRate {
     }
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
-                               const std::array<const T*, 3>& p, const T*, T dt, bool) {
-        run_rate<LIFRate>(n, J, out, p, dt);
+                               const std::array<const T*, 3>& p, const T* aux, T dt,
+                               bool) {
+        run_rate<LIFRate>(n, J, out, p, aux, dt);
     }
 };
 
@@ -363,35 +367,48 @@ struct SoftLIFRate {
     static constexpr const char* kind = "neurons_soft_lif_rate";
     static constexpr Names<0> states{};
     static constexpr Names<4> params{"tau_rc", "tau_ref", "amplitude", "sigma"};
+    // log(sigma), the asymptote's constant (the vector pass reads it)
     template <typename T>
-    static T step(T J, const std::array<T*, 0>&, const std::array<T, 4>& p, T) {
+    static T aux(const std::array<T, 4>& p, T) {
+        using std::log;
+        return log(p[3]);
+    }
+    template <typename T>
+    static T step(T J, const std::array<T*, 0>&, const std::array<T, 4>& p, T, T) {
         return neurons::soft_lif_rate(J, p[0], p[1], p[2], p[3]);
     }
     // neurons::soft_lif_q's float operations with exp and log1p in double
-    // lanes (libm: 56 ns per neuron); the asymptote (J - 1) / sigma <= -20 and
-    // NaN run the scalar step.  exp's argument is clamped to [-20, 30], where
-    // the lanes outside do not use it.
+    // lanes (libm: 45-56 ns per neuron), the asymptote (J - 1) / sigma <= -20
+    // as -js - log(sigma) with aux's log(sigma) (the same libm value); NaN runs
+    // the scalar step.  exp's argument is clamped to [-20, 30], where the
+    // lanes outside do not use it.
     template <int B>
     static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
                                                     const std::array<const float*, 4>& p,
-                                                    int64_t k, typename Simd<float, B>::M& bad) {
+                                                    const float* log_sigma, int64_t k,
+                                                    typename Simd<float, B>::M& bad) {
         using S = Simd<float, B>;
         using Math = SimdF32Math<B>;
         const auto one = S::splat(1.0f), lo = S::splat(-20.0f), hi = S::splat(30.0f);
         const auto sigma = S::load(p[3] + k);
         const auto js = (J - one) / sigma;
-        bad |= ~(js > lo);
+        const auto above = js > lo;
+        bad |= ~(js == js);
         auto clamped = js < hi ? js : hi;
         clamped = clamped > lo ? clamped : lo;
-        const auto softplus = Math::log1p(Math::exp(clamped, bad), bad);
+        typename S::M b{};  // (only lanes above the asymptote use these functions)
+        const auto softplus = Math::log1p(Math::exp(clamped, b), b);
         const auto z = (js > hi ? js : softplus) * sigma;
-        const auto q = Math::log1p(one / z, bad);
+        const auto q_soft = Math::log1p(one / z, b);
+        bad |= b & above;
+        const auto q = above ? q_soft : -js - S::load(log_sigma + k);
         return S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * q);
     }
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
-                               const std::array<const T*, 4>& p, const T*, T dt, bool) {
-        run_rate<SoftLIFRate>(n, J, out, p, dt);
+                               const std::array<const T*, 4>& p, const T* aux, T dt,
+                               bool) {
+        run_rate<SoftLIFRate>(n, J, out, p, aux, dt);
     }
 };
 
