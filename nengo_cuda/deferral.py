@@ -191,6 +191,8 @@ def defer(step_order, dg, lowerable, keep=()):
     ``lowerable(op)``: whether ``op`` has a native kernel; ``keep``: base
     signals whose values must stay Nengo's (probed signals).
     """
+    if not any(type(op) in SAVED for op in step_order):
+        return step_order, dg
     kept = {id(base) for base in keep}
     writers, readers = {}, {}  # id(base) -> {operator: None}, in step order
     for op in step_order:
