@@ -158,8 +158,8 @@ def _leftover_copies(copy, deferred_rows):
         if first > start:
             gaps.append((start, first))
         start = end
-    return [Copy(leading(copy.src, a, b), leading(copy.dst, a, b), inc=True, tag=f"{copy.tag}[{a}:{b}]")
-            for a, b in gaps]
+    return [Copy(leading(copy.src, a, b), leading(copy.dst, a, b), inc=True,
+                 tag=f"{copy.tag}[{a}:{b}]") for a, b in gaps]
 
 
 def _defer_base(rules, copies, written, lowerable):

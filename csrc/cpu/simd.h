@@ -211,8 +211,9 @@ namespace nc {
 
 // float32 expm1, log1p, exp and tanh of a float vector, computed in double
 // precision lanes and rounded once to float: correctly rounded but for rare
-// double roundings, so within an ulp of libm's expm1f / log1pf / expf / tanhf.  Lanes outside the
-// supported domain are marked in `bad` (the caller computes them with libm).
+// double roundings, so within an ulp of libm's expm1f / log1pf / expf /
+// tanhf.  Lanes outside the supported domain are marked in `bad` (the caller
+// computes them with libm).
 // Each half of the float vector becomes one double vector of B bytes (wider
 // vectors would not map onto the machine's registers).
 template <int B>
@@ -231,10 +232,8 @@ struct SimdF32Math {
 
     enum Fn { kLog1p, kExpm1, kExp, kTanh };
 
-    // Applies the double-lane function Fn to both halves of x.  Halves are
-    // taken and joined by lane shuffles: through memory, the wide store and
-    // the narrow loads (and the reverse) defeat store forwarding, which cost
-    // more than the arithmetic.
+    // Applies the double-lane function Fn to both halves of x, taken and
+    // joined by lane shuffles (through memory, as before, timed the same).
     template <int Fn>
     static NC_INLINE V halves(V x, M& bad) {
         return halves<Fn>(x, bad, std::make_index_sequence<H>{});
@@ -244,8 +243,9 @@ struct SimdF32Math {
         const F lo = __builtin_shufflevector(x, x, K...);
         const F hi = __builtin_shufflevector(x, x, (K + H)...);
         L b_lo{}, b_hi{};
-        const F y_lo = __builtin_convertvector(apply<Fn>(__builtin_convertvector(lo, D), b_lo), F);
-        const F y_hi = __builtin_convertvector(apply<Fn>(__builtin_convertvector(hi, D), b_hi), F);
+        const D d_lo = apply<Fn>(__builtin_convertvector(lo, D), b_lo);
+        const D d_hi = apply<Fn>(__builtin_convertvector(hi, D), b_hi);
+        const F y_lo = __builtin_convertvector(d_lo, F), y_hi = __builtin_convertvector(d_hi, F);
         const I m_lo = __builtin_convertvector(b_lo, I), m_hi = __builtin_convertvector(b_hi, I);
         bad |= __builtin_shufflevector(m_lo, m_hi, K..., (K + H)...);
         return __builtin_shufflevector(y_lo, y_hi, K..., (K + H)...);
@@ -316,10 +316,10 @@ struct SimdF32Math {
         return (y > splat(-1e-4)) & (y < splat(1e-4)) ? tiny : general;
     }
 
-    // exp(x) for |x| <= 150 (relative error < 1e-14; NaN lanes are bad): x = k
-    // ln2 + r with k = round(x / ln2), |r| <= ln2 / 2; exp(r) by its Taylor
-    // series to r^11 (Estrin's scheme), 2^k from its exponent bits.  The double
-    // ln2 rounds k ln2 by at most 1e-14 (|k| <= 217).
+    // exp(x) for |x| <= 150 (NaN lanes are bad): x = k ln2 + r with k =
+    // round(x / ln2), |r| <= ln2 / 2; exp(r) by its Taylor series to r^11
+    // (Estrin's scheme, truncation < 1e-14), 2^k from its exponent bits.  k ln2
+    // in double is off by up to 3e-14 at |k| = 217, so is exp's relative error.
     static NC_INLINE D exp_d(D x, L& bad) {
         const L ok = (x <= splat(150.0)) & (x >= splat(-150.0));
         bad = ~ok;
@@ -333,7 +333,8 @@ struct SimdF32Math {
         const D r = xc - k * 0.6931471805599453;
         const D r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
         const D q0 = (splat(1.0) + r) + r2 * (splat(1.0 / 2) + r * (1.0 / 6));
-        const D q1 = (splat(1.0 / 24) + r * (1.0 / 120)) + r2 * (splat(1.0 / 720) + r * (1.0 / 5040));
+        const D q1 =
+            (splat(1.0 / 24) + r * (1.0 / 120)) + r2 * (splat(1.0 / 720) + r * (1.0 / 5040));
         const D q2 = (splat(1.0 / 40320) + r * (1.0 / 362880)) +
                      r2 * (splat(1.0 / 3628800) + r * (1.0 / 39916800));
         L kbits;
@@ -350,7 +351,8 @@ struct SimdF32Math {
     static NC_INLINE D tanh_d(D x, L& bad) {
         bad = ~(x == x);
         const D x2 = x * x;
-        const D series = x + (x * x2) * ((splat(-1.0 / 3) + x2 * (2.0 / 15)) + (x2 * x2) * (-17.0 / 315));
+        const D series =
+            x + (x * x2) * ((splat(-1.0 / 3) + x2 * (2.0 / 15)) + (x2 * x2) * (-17.0 / 315));
         const L neg = x < splat(0.0);
         D a = neg ? -x : x;
         a = a < splat(20.0) ? a : splat(20.0);  // (NaN lanes: 20, still finite)
