@@ -222,6 +222,11 @@ struct SpikingRectifiedLinear {
 // (within an ulp of libm's float functions, where libm's scalar calls are
 // slow: log1pf 11 ns per neuron, tanhf 22).  Lanes that vec marks bad (outside
 // a vector function's domain) and the last n % W neurons run Model::step.
+template <int B>
+using VecF = typename Simd<float, B>::V;
+template <int B>
+using MaskF = typename Simd<float, B>::M;
+
 template <typename Model, typename T, size_t P>
 T rate_at(const T* J, const std::array<const T*, P>& p, const T* aux, int64_t i, T dt) {
     std::array<T, P> q;
@@ -292,10 +297,8 @@ struct Tanh {
         return neurons::tanh_rate(J, p[0]);
     }
     template <int B>  // neurons::tanh_rate's float operations, tanh in double lanes
-    static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
-                                                    const std::array<const float*, 1>& p,
-                                                    const float*, int64_t k,
-                                                    typename Simd<float, B>::M& bad) {
+    static NC_INLINE VecF<B> vec(VecF<B> J, const std::array<const float*, 1>& p,
+                                 const float*, int64_t k, MaskF<B>& bad) {
         using S = Simd<float, B>;
         return (S::splat(1.0f) / S::load(p[0] + k)) * SimdF32Math<B>::tanh(J, bad);
     }
@@ -317,10 +320,8 @@ struct LIFRate {
         return neurons::lif_rate(J, p[0], p[1], p[2]);
     }
     template <int B>  // neurons::lif_rate's float operations, log1p in double lanes
-    static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
-                                                    const std::array<const float*, 3>& p,
-                                                    const float*, int64_t k,
-                                                    typename Simd<float, B>::M& bad) {
+    static NC_INLINE VecF<B> vec(VecF<B> J, const std::array<const float*, 3>& p,
+                                 const float*, int64_t k, MaskF<B>& bad) {
         using S = Simd<float, B>;
         const auto zero = S::splat(0.0f), one = S::splat(1.0f);
         const auto j = J - one;
@@ -383,10 +384,8 @@ struct SoftLIFRate {
     // the scalar step.  exp's argument is clamped to [-20, 30], where the
     // lanes outside do not use it.
     template <int B>
-    static NC_INLINE typename Simd<float, B>::V vec(typename Simd<float, B>::V J,
-                                                    const std::array<const float*, 4>& p,
-                                                    const float* log_sigma, int64_t k,
-                                                    typename Simd<float, B>::M& bad) {
+    static NC_INLINE VecF<B> vec(VecF<B> J, const std::array<const float*, 4>& p,
+                                 const float* log_sigma, int64_t k, MaskF<B>& bad) {
         using S = Simd<float, B>;
         using Math = SimdF32Math<B>;
         const auto one = S::splat(1.0f), lo = S::splat(-20.0f), hi = S::splat(30.0f);
