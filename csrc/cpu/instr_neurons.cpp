@@ -671,6 +671,23 @@ struct LIF {
     }
 };
 
+// An adaptive model over consecutive neurons: its base model's contiguous
+// pass on J - n (n: the adaptation), then n += (dt / tau_n) (inc_n out - n),
+// neurons::adaptive_lif(_rate)'s arithmetic bit for bit.
+template <typename Base, typename T>
+NC_INLINE void adaptive_contiguous(int64_t n, const T* J, T* out, T* adaptation,
+                                   const std::array<T*, Base::states.size()>& base_states,
+                                   const std::array<const T*, Base::params.size()>& base_params,
+                                   const T* tau_n, const T* inc_n, const T* base_aux, T dt,
+                                   bool uniform) {
+    assert(n <= kNeuronSegment);
+    T net[kNeuronSegment];
+    for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
+    Base::template run_contiguous<T>(n, net, out, base_states, base_params, base_aux, dt,
+                                     uniform);
+    for (int64_t k = 0; k < n; ++k) neurons::adapt(adaptation[k], out[k], dt, tau_n[k], inc_n[k]);
+}
+
 // out = LIFRate(J - n); n += (dt / tau_n) * (inc_n * out - n)
 struct AdaptiveLIFRate {
     static constexpr const char* kind = "neurons_adaptive_lif_rate";
@@ -680,23 +697,12 @@ struct AdaptiveLIFRate {
     static T step(T J, const std::array<T*, 1>& s, const std::array<T, 5>& p, T dt) {
         return neurons::adaptive_lif_rate(J, *s[0], dt, p[0], p[1], p[2], p[3], p[4]);
     }
+    // LIFRate's vector pass (float32: log1p in double lanes) on J - n
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 1>& s,
                                const std::array<const T*, 5>& p, const T*, T dt, bool) {
-        T* adaptation = s[0];
-        if constexpr (std::is_same_v<T, float>) {  // LIFRate's vector log1p on J - n
-            assert(n <= kNeuronSegment);
-            float net[kNeuronSegment];
-            for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
-            LIFRate::run_contiguous<float>(n, net, out, {}, {p[2], p[3], p[4]}, nullptr, dt,
-                                           false);
-            for (int64_t k = 0; k < n; ++k)
-                neurons::adapt(adaptation[k], out[k], dt, p[0][k], p[1][k]);
-        } else {  // float64: libm, bit for bit as Nengo
-            for (int64_t k = 0; k < n; ++k)
-                out[k] = step<T>(J[k], {adaptation + k},
-                                 {p[0][k], p[1][k], p[2][k], p[3][k], p[4][k]}, dt);
-        }
+        adaptive_contiguous<LIFRate, T>(n, J, out, s[0], {}, {p[2], p[3], p[4]}, p[0], p[1],
+                                        nullptr, dt, false);
     }
 };
 
@@ -715,20 +721,13 @@ struct AdaptiveLIF {
         return neurons::adaptive_lif(J, *s[0], *s[1], *s[2], dt, p[0], p[1], p[2], p[3], p[4],
                                      p[5], decay);
     }
-    // LIF's vector pass on J - n (its full-step decay is this model's aux), then
-    // the adaptation: neurons::adaptive_lif's arithmetic, bit for bit
+    // LIF's vector pass on J - n (its full-step decay is this model's aux)
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 3>& s,
                                const std::array<const T*, 6>& p, const T* full_decay, T dt,
                                bool uniform) {
-        assert(n <= kNeuronSegment);
-        T* adaptation = s[2];
-        T net[kNeuronSegment];
-        for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
-        LIF::run_contiguous<T>(n, net, out, {s[0], s[1]}, {p[2], p[3], p[4], p[5]}, full_decay,
-                               dt, uniform);
-        for (int64_t k = 0; k < n; ++k)
-            neurons::adapt(adaptation[k], out[k], dt, p[0][k], p[1][k]);
+        adaptive_contiguous<LIF, T>(n, J, out, s[2], {s[0], s[1]}, {p[2], p[3], p[4], p[5]},
+                                    p[0], p[1], full_decay, dt, uniform);
     }
 };
 
