@@ -36,8 +36,7 @@ from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
 from nengo.builder.operator import Copy, Operator
 from nengo.exceptions import SignalError
 
-from .fusion import written_by_others, written_spans
-from .rewrite import replace_operators
+from .rewrite import copies_outside, replace_operators, written_by_others, written_spans
 from .views import leading, run, span
 
 # Planner default; tests and benchmarks turn it off to compare.
@@ -151,17 +150,6 @@ def _defer_rule(rule, copy, rows, written, lowerable):
     return saves, apply
 
 
-def _leftover_copies(copy, deferred_rows):
-    """Copies of the rows of ``copy`` that no deferred rule covers."""
-    gaps, start = [], 0
-    for first, end in sorted(deferred_rows) + [(copy.src.shape[0],) * 2]:
-        if first > start:
-            gaps.append((start, first))
-        start = end
-    return [Copy(leading(copy.src, a, b), leading(copy.dst, a, b), inc=True,
-                 tag=f"{copy.tag}[{a}:{b}]") for a, b in gaps]
-
-
 def _defer_base(rules, copies, written, lowerable):
     """Replacements {old operator: new operators} for the rules writing one
     delta base and the copies reading it: each rule that can be deferred is,
@@ -178,7 +166,7 @@ def _defer_base(rules, copies, written, lowerable):
             applies[found[0][0]].append((found[0][1], apply))
     for copy, done in applies.items():
         if done:
-            new_ops[copy] = _leftover_copies(copy, [rows for rows, _ in done]) + [
+            new_ops[copy] = copies_outside(copy, [rows for rows, _ in done]) + [
                 apply for _, apply in done]
     return new_ops
 

@@ -21,8 +21,8 @@ seeds, training, reset) keeps Nengo's operators.
 import numpy as np
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, Operator
 
-from .rewrite import replace_operators
-from .views import forward_runs, run, span
+from .rewrite import copies_outside, replace_operators, written_by_others, written_spans
+from .views import forward_runs, span
 
 # Planner default; benchmarks turn it off to measure what fusion gains.
 ENABLED = True
@@ -69,22 +69,6 @@ def _is_plain_copy(op):
     """A `Copy` that sets a 1-D signal from one of equal shape, both forwards."""
     return (type(op) is Copy and not op.inc and op.src_slice is None and op.dst_slice is None
             and op.dst.size > 0 and forward_runs(op.src, op.dst))
-
-
-def written_spans(ops):
-    """Base signal (by id) -> (first, end, operator) of the elements each
-    operator that writes the base writes."""
-    spans = {}
-    for op in ops:
-        for sig in op.sets + op.incs + op.updates:
-            if sig.size:
-                spans.setdefault(id(sig.base), []).append(span(sig) + (op,))
-    return spans
-
-
-def written_by_others(sig, lo, hi, written, ours):
-    """Whether an operator not in ``ours`` writes elements [lo, hi) of ``sig.base``."""
-    return any(a < hi and lo < b and op not in ours for a, b, op in written.get(id(sig.base), ()))
 
 
 def _rows_in(copy, dot):
@@ -138,18 +122,6 @@ def fusable_groups(step_order, dg, lowerable):
     return groups
 
 
-def _leftover_copies(copy, dots):
-    """Copies of the elements of ``copy.dst`` that no product covers."""
-    covered = sorted(_rows_in(copy, dot) for dot in dots)
-    gaps, start = [], 0
-    for first, end in covered + [(copy.dst.size, copy.dst.size)]:
-        if first > start:
-            gaps.append((start, first))
-        start = end
-    return [Copy(run(copy.src, a, b), run(copy.dst, a, b), tag=f"{copy.tag}[{a}:{b}]")
-            for a, b in gaps]
-
-
 def fuse(step_order, dg, groups):
     """The step order and dependency graph with each (copy, dots) replaced by a
     `CopyThenDotInc` and copies of what the products leave (all at the copy's
@@ -157,7 +129,7 @@ def fuse(step_order, dg, groups):
     new_ops = {}  # old operator -> the operators that replace it
     for copy, dots in groups:
         fused = CopyThenDotInc(copy, dots)
-        new_ops[copy] = _leftover_copies(copy, dots) + [fused]
+        new_ops[copy] = copies_outside(copy, [_rows_in(copy, dot) for dot in dots]) + [fused]
         for dot in dots:
             new_ops[dot] = [fused]
     return replace_operators(step_order, dg, new_ops)

@@ -1,5 +1,40 @@
-"""Rewriting the operator graph: operators replaced by others that keep their
-dependencies (used by `nengo_cuda.fusion` and `nengo_cuda.deferral`)."""
+"""Rewriting the operator graph (for `nengo_cuda.fusion` and
+`nengo_cuda.deferral`): which operators write where, copies of what a
+rewrite leaves, and operators replaced by others that keep their
+dependencies."""
+
+from nengo.builder.operator import Copy
+
+from .views import leading, span
+
+
+def written_spans(ops):
+    """Base signal (by id) -> (first, end, operator) of the elements each
+    operator that writes the base writes."""
+    spans = {}
+    for op in ops:
+        for sig in op.sets + op.incs + op.updates:
+            if sig.size:
+                spans.setdefault(id(sig.base), []).append(span(sig) + (op,))
+    return spans
+
+
+def written_by_others(sig, lo, hi, written, ours):
+    """Whether an operator not in ``ours`` writes elements [lo, hi) of ``sig.base``."""
+    return any(a < hi and lo < b and op not in ours for a, b, op in written.get(id(sig.base), ()))
+
+
+def copies_outside(copy, covered):
+    """Copies (set or increment, as ``copy``) of the parts of ``copy`` along
+    its first axis (elements of a 1-D copy, rows of a 2-D one) outside the
+    ``covered`` (first, end) ranges, which do not overlap."""
+    gaps, start = [], 0
+    for first, end in sorted(covered) + [(copy.src.shape[0],) * 2]:
+        if first > start:
+            gaps.append((start, first))
+        start = end
+    return [Copy(leading(copy.src, a, b), leading(copy.dst, a, b), inc=copy.inc,
+                 tag=f"{copy.tag}[{a}:{b}]") for a, b in gaps]
 
 
 def replace_operators(step_order, dg, new_ops):
