@@ -3,6 +3,8 @@
 // Python owns the signal buffers (NumPy arrays); this module keeps references
 // to them and runs the planned program in place.
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -175,12 +177,33 @@ PYBIND11_MODULE(_native, m) {
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");
     bind_device_programs(m);
     bind_team(m);
+    // SIMD levels by name, in order: "baseline" (SSE2 on x86-64), "avx2", "avx512".
+    static const char* const kLevels[] = {"baseline", "avx2", "avx512"};
     m.def(
-        "set_simd_baseline",
-        [](bool forced) { return nc::simd_baseline_forced().exchange(forced); },
-        py::arg("forced"),
-        "Kernels use their baseline (SSE2) code instead of AVX2 (for tests); returns the old "
-        "setting.  Instructions choose at load time or per call, so set it before building.");
+        "set_simd_level",
+        [](const std::string& name) {
+            for (int i = 0; i < 3; ++i)
+                if (name == kLevels[i]) return std::string(kLevels[nc::simd_level_cap().exchange(i)]);
+            throw std::invalid_argument("set_simd_level: expected 'baseline', 'avx2' or 'avx512', got '" +
+                                        name + "'");
+        },
+        py::arg("level"),
+        "Caps the SIMD code the CPU kernels use at `level` ('baseline', 'avx2' or 'avx512'; "
+        "for tests and measurements); returns the old cap.  Instructions choose when they are "
+        "built or per call, so set it before building.  NC_SIMD in the environment sets it at "
+        "import.");
+    if (const char* v = std::getenv("NC_SIMD"); v != nullptr && *v != 0 &&
+        std::none_of(std::begin(kLevels), std::end(kLevels),
+                     [v](const char* l) { return std::strcmp(v, l) == 0; }))
+        py::module_::import("warnings")
+            .attr("warn")("NC_SIMD=" + std::string(v) +
+                          " is not 'baseline', 'avx2' or 'avx512'; ignored (no cap)");
+    m.def(
+        "simd_level", []() { return std::string(kLevels[nc::simd_level()]); },
+        "The SIMD code the CPU kernels use now: the CPU's best, at most the cap.");
+    m.def(
+        "cpu_simd_level", []() { return std::string(kLevels[nc::cpu_simd_level()]); },
+        "The best SIMD code this CPU runs ('baseline', 'avx2' or 'avx512').");
     m.attr("built_with_cuda") = py::bool_(NC_WITH_CUDA);
     // (device count, reason when zero); never raises, so callers can report the cause.
     m.def("cuda_device_count", []() {

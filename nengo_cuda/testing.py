@@ -3,7 +3,7 @@
 Used by ``tests/conformance/*.ini`` through the ``nengo_simloader`` option of
 Nengo's pytest plugin: ``pytest -c tests/conformance/float64.ini --pyargs nengo``.
 Also the splitting policy of CPU runs and the kernels' SIMD level, for tests
-(``forced_splitting``, ``baseline_simd``).
+(``forced_splitting``, ``simd_level``, ``baseline_simd``).
 """
 
 import contextlib
@@ -37,14 +37,20 @@ def no_splitting():
 
 
 @contextlib.contextmanager
-def baseline_simd():
-    """For the scope: CPU kernels built in it use their baseline (SSE2) code
-    even where the CPU runs AVX2, which CI machines do (tests of that code)."""
-    old = _native.set_simd_baseline(True)
+def simd_level(level):
+    """For the scope: CPU kernels built in it use at most ``level``'s SIMD code
+    ('baseline': SSE2 on x86-64, 'avx2', 'avx512'), even where the CPU runs
+    wider code (tests of the narrower code, which CI machines would skip)."""
+    old = _native.set_simd_level(level)
     try:
         yield
     finally:
-        _native.set_simd_baseline(old)
+        _native.set_simd_level(old)
+
+
+def baseline_simd():
+    """For the scope: CPU kernels built in it use their baseline (SSE2) code."""
+    return simd_level("baseline")
 
 
 def _with_dtype(dtype, name):
@@ -66,11 +72,12 @@ Float32Simulator = _with_dtype("float32", "Float32Simulator")
 def _session_settings():
     """Settings of a conformance session from the environment:
     NC_FORCED_SPLITTING=1 splits every instruction over threads,
-    NC_BASELINE_SIMD=1 runs the kernels' baseline (SSE2) code."""
+    NC_BASELINE_SIMD=1 runs the kernels' baseline (SSE2) code (as NC_SIMD=baseline,
+    which the native module reads itself)."""
     if os.environ.get("NC_FORCED_SPLITTING", "") not in ("", "0"):
         _native.set_split_policy(min_work=1, ignore_load=True)
     if os.environ.get("NC_BASELINE_SIMD", "") not in ("", "0"):
-        _native.set_simd_baseline(True)
+        _native.set_simd_level("baseline")
 
 
 def float64_simloader(request):

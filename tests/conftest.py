@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nengo_cuda.testing import baseline_simd
+from nengo_cuda import _native
+from nengo_cuda.testing import simd_level
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -17,13 +18,16 @@ def rng(request):
     return np.random.RandomState(seed)
 
 
-@pytest.fixture(params=["native", "baseline"])
+@pytest.fixture(params=["native", "avx2", "baseline"])
 def simd(request):
-    """The test runs with the CPU kernels' native SIMD code (AVX2 where the CPU
-    has it) and again with their baseline code (SSE2 on x86-64): CI machines
-    have AVX2, so the baseline code would otherwise never run."""
+    """The test runs with the CPU kernels' native SIMD code (the widest the CPU
+    has), again capped at AVX2 (where the CPU has AVX-512: else that is the
+    native run) and with their baseline code (SSE2 on x86-64): CI machines run
+    AVX2 or AVX-512, so the narrower code would otherwise never run."""
     if request.param == "native":
         yield request.param
+    elif request.param == "avx2" and _native.cpu_simd_level() != "avx512":
+        pytest.skip("the CPU has no AVX-512: its native run is the AVX2 code")
     else:
-        with baseline_simd():
+        with simd_level(request.param):
             yield request.param

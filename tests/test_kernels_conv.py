@@ -13,7 +13,9 @@ from nengo.builder.signal import Signal, SignalDict
 from nengo.builder.transforms import ConvInc, ConvTransposeInc
 
 from kernel_harness import RawProgram
+from nengo_cuda import _native
 from nengo_cuda.lowering.conv import conv_fields
+from nengo_cuda.testing import simd_level
 
 
 def random_conv(rng, filters_per_group=(1, 2, 3)):
@@ -104,11 +106,13 @@ def test_conv_inc_matches_nengo(dtype, rng, simd):
                 np.testing.assert_array_less(np.abs(got - expected), 1e-5 * (2 * scale + 1))
 
 
-WIDE = [  # enough filters per group for the CPU kernel's vector tiles and its tail
+WIDE = [  # enough filters per group for the CPU kernel's vector tiles and its tails
     nengo.Convolution(37, (6, 5, 3), kernel_size=(3, 2), padding="same"),
     nengo.Convolution(38, (4, 3, 7), strides=(2, 1), channels_last=False, groups=2),
     nengo.transforms.ConvolutionTranspose(21, (4, 3, 5), strides=(2, 2), padding="same"),
     nengo.Convolution(70, (9, 2), kernel_size=(4,), strides=(2,)),
+    # AVX-512 float32: 2 vectors, a half vector (8), 5 left; float64 4 + 1 + half + 1
+    nengo.Convolution(45, (5, 4, 2), kernel_size=(2, 2)),
 ]
 
 
@@ -131,6 +135,23 @@ def test_conv_inc_many_filters(conv, dtype, n_trials, y_s, rng, simd):
         scale = nengo_increment(conv, np.abs(W), np.abs(X))
         eps = np.finfo(dtype).eps
         np.testing.assert_array_less(np.abs(p.view(y, t) - expected), 4 * eps * (scale + 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("conv", WIDE, ids=lambda c: f"{type(c).__name__}{c.n_filters}")
+def test_conv_inc_same_with_avx2_and_avx512(conv, dtype):
+    """Lanes are filters: every output sums its terms in the same order with
+    AVX-512 (16 floats, tiles of 4 vectors) as with AVX2 (8 floats, tiles of
+    2), and both fuse multiply-adds, so results agree bit for bit."""
+    if _native.cpu_simd_level() != "avx512":
+        pytest.skip("the CPU has no AVX-512")
+    results = []
+    for level in ("avx2", "avx512"):
+        with simd_level(level):
+            p, w, x, y = conv_program(conv, dtype, 6, np.random.RandomState(5))
+            p.run()
+            results.append([p.view(y, t).copy() for t in range(6)])
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_conv_inc_grouped_filters_use_their_channels(rng):

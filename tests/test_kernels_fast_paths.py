@@ -10,14 +10,17 @@ NumPy (dot products) and the neuron types' own ``step`` (float64: bit for bit
 for spiking types, as the scattered path).
 """
 
-import contextlib
+import os
+import subprocess
+import sys
 
 import nengo
 import numpy as np
 import pytest
 
 from kernel_harness import RawProgram
-from nengo_cuda.testing import baseline_simd
+from nengo_cuda import _native
+from nengo_cuda.testing import simd_level
 from test_kernels_neurons import DT, TYPES, check_kernel_against_step
 
 
@@ -149,33 +152,64 @@ def test_dot_inc_kernels(dtype, n_trials, shape, rng, simd):
         np.testing.assert_allclose(p.view(ys, t).reshape(m, 4), expected, rtol=tol, atol=tol)
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":")[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
+LEVELS = ["baseline", "avx2", "avx512"]
 
 
-@pytest.mark.skipif(not {"avx2", "fma"} <= set(_cpu_flags()), reason="the CPU has no AVX2 and FMA")
-def test_baseline_simd_switches_kernels(rng):
-    """The `simd` fixture's baseline really runs other code: the AVX2 product
-    kernel fuses multiply-adds (one rounding), the baseline one does not."""
+def _rows_product(rng, level):
+    """A float32 64 x 300 product (rows kernel) computed at SIMD ``level``, and
+    the exact one."""
     m, k = 64, 300
     a, x = rng.randn(m, k).astype(np.float32), rng.randn(k).astype(np.float32)
-    results = []
-    for baseline in (False, True):
-        with contextlib.ExitStack() as stack:
-            if baseline:
-                stack.enter_context(baseline_simd())
-            p = RawProgram(np.float32, m * k, k + m)
-            A, X, Y = p.alloc(m * k, shared=True), p.alloc(k), p.alloc(m)
-            p.write(A, a.ravel()), p.write(X, x), p.write(Y, np.zeros(m))
-            p.add("dot_inc", ints=_add_block(p, A[0], k, 1, X[0], Y[0], m, k))
-            p.run()
-            results.append(p.view(Y))
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-4)
-    assert np.any(results[0] != results[1]), "baseline and AVX2 runs computed the same roundings"
+    with simd_level(level):
+        p = RawProgram(np.float32, m * k, k + m)
+        A, X, Y = p.alloc(m * k, shared=True), p.alloc(k), p.alloc(m)
+        p.write(A, a.ravel()), p.write(X, x), p.write(Y, np.zeros(m))
+        p.add("dot_inc", ints=_add_block(p, A[0], k, 1, X[0], Y[0], m, k))
+        p.run()
+        return p.view(Y).copy(), a.astype(np.float64) @ x
+
+
+def test_baseline_simd_switches_kernels():
+    """The `simd` fixture's baseline really runs other code: the AVX2 product
+    kernel fuses multiply-adds (one rounding), the baseline one does not."""
+    if _native.cpu_simd_level() == "baseline":
+        pytest.skip("the CPU has no AVX2 and FMA")
+    results = [_rows_product(np.random.RandomState(3), level) for level in ("baseline", "avx2")]
+    for got, exact in results:
+        np.testing.assert_allclose(got, exact, rtol=1e-4, atol=1e-4)
+    assert np.any(results[0][0] != results[1][0]), "baseline and AVX2 computed the same roundings"
+
+
+def test_simd_level_caps_the_cpu_level():
+    """`set_simd_level` caps what the kernels use (never above the CPU's level)
+    and returns the old cap; a bad name is an error naming the choices."""
+    best = LEVELS.index(_native.cpu_simd_level())
+    for level in LEVELS:
+        with simd_level(level):
+            assert _native.simd_level() == LEVELS[min(best, LEVELS.index(level))]
+    with pytest.raises(ValueError, match="'baseline', 'avx2' or 'avx512', got 'sse9'"):
+        _native.set_simd_level("sse9")
+    assert _native.simd_level() == LEVELS[best]
+
+
+@pytest.mark.parametrize("value, level", [("avx2", "avx2"), ("baseline", "baseline"), ("", None)])
+def test_simd_level_from_environment(value, level):
+    """NC_SIMD caps the level when the module loads; empty: no cap."""
+    code = "from nengo_cuda import _native; print(_native.simd_level())"
+    env = dict(os.environ, NC_SIMD=value)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    best = LEVELS.index(_native.cpu_simd_level())
+    assert out == LEVELS[min(best, LEVELS.index(level or "avx512"))]
+
+
+def test_simd_level_from_environment_bad_value():
+    code = "from nengo_cuda import _native; print(_native.simd_level())"
+    env = dict(os.environ, NC_SIMD="avx1024")
+    res = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
+                         capture_output=True, text=True, check=True)
+    assert "NC_SIMD=avx1024 is not 'baseline', 'avx2' or 'avx512'" in res.stderr
+    assert res.stdout.split()[-1] == _native.cpu_simd_level()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -268,7 +302,7 @@ def test_lti_elementwise_segments(dtype, n_trials, rng, simd):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(16, 500), (33, 40), (64, 3000), (300, 200)])
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.5])
-def test_dot_inc_sparse_inputs(dtype, shape, density, rng):
+def test_dot_inc_sparse_inputs(dtype, shape, density, rng, simd):
     """Mostly-zero inputs (spikes) into a shared A of many rows add only the
     nonzero columns; denser inputs take the dense kernel; both match NumPy."""
     m, k = shape

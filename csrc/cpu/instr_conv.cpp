@@ -1,7 +1,8 @@
 // ConvInc / ConvTransposeInc: the gather of csrc/kernels/conv.h, per trial and
 // output position; the filters of one group accumulate together in vector
-// registers (W's filter axis is contiguous), and tiles of 4 trials, or of 4
-// output positions whose pairs are shifts of each other, share weight loads.
+// registers (W's filter axis is contiguous; AVX-512, AVX2 or SSE2 vectors, as
+// the CPU has them), and tiles of 4 trials, or of 4 output positions whose
+// pairs are shifts of each other, share weight loads.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
@@ -56,8 +57,9 @@ NC_INLINE void conv_tile(const conv::Geometry& g, const T* const* X, const T* W,
     }
 }
 
-// Output position o of NT trials, all filters: per group, tiles of NV and 1
-// vectors of filters, then the remaining filters one by one.
+// Output position o of NT trials, all filters: per group, tiles of NV (then 2,
+// when NV is 4) and 1 vectors of filters (with AVX-512, then a half vector),
+// then the remaining filters one by one.
 template <typename T, int B, int NT, int NV>
 NC_INLINE void conv_rows(const conv::Geometry& g, const T* const* X, const T* W, T* const* Y,
                          int64_t o) {
@@ -66,7 +68,11 @@ NC_INLINE void conv_rows(const conv::Geometry& g, const T* const* X, const T* W,
         const int64_t g1 = g0 + g.fpg;
         int64_t f = g0;
         for (; f + NV * L <= g1; f += NV * L) conv_tile<T, B, NT, NV>(g, X, W, Y, o, f);
+        if constexpr (NV > 2)
+            for (; f + 2 * L <= g1; f += 2 * L) conv_tile<T, B, NT, 2>(g, X, W, Y, o, f);
         for (; f + L <= g1; f += L) conv_tile<T, B, NT, 1>(g, X, W, Y, o, f);
+        if constexpr (B == 64)  // a half vector: 8 filters are not left to scalar code
+            for (; f + L / 2 <= g1; f += L / 2) conv_tile<T, 32, NT, 1>(g, X, W, Y, o, f);
         for (; f < g1; ++f)
             for (int i = 0; i < NT; ++i) {
                 T acc = 0;
@@ -76,13 +82,16 @@ NC_INLINE void conv_rows(const conv::Geometry& g, const T* const* X, const T* W,
     }
 }
 
-// Tiles of 4 trials x 2 vectors or 1 trial x 4 vectors: at most 8 accumulators,
-// which with the weight vectors fit the 16 vector registers.
-template <typename T, int B>
+// Tiles of 4 trials x NV vectors or 1 trial x 4 vectors: with 16 vector
+// registers (SSE2, AVX2) NV = 2, 8 accumulators and the weight vectors; with
+// AVX-512's 32, NV = 4 (16 accumulators: twice the multiply-adds per
+// broadcast of X).  Each output element sums its terms in the same order
+// whatever the vector width (lanes are filters), so results do not depend on it.
+template <typename T, int B, int NV = 2>
 NC_INLINE void conv_trials(const conv::Geometry& g, int nt, const T* const* X, const T* W,
                            T* const* Y, int64_t o) {
     if (nt == 4) {
-        conv_rows<T, B, 4, 2>(g, X, W, Y, o);
+        conv_rows<T, B, 4, NV>(g, X, W, Y, o);
     } else {
         for (int i = 0; i < nt; ++i) conv_rows<T, B, 1, 4>(g, X + i, W, Y + i, o);
     }
@@ -93,6 +102,13 @@ template <typename T>
 NC_TARGET_AVX2 void conv_trials_avx2(const conv::Geometry& g, int nt, const T* const* X,
                                      const T* W, T* const* Y, int64_t o) {
     conv_trials<T, 32>(g, nt, X, W, Y, o);
+}
+
+// And with AVX-512 vectors (16 floats, 8 doubles).
+template <typename T>
+NC_TARGET_AVX512 void conv_trials_avx512(const conv::Geometry& g, int nt, const T* const* X,
+                                         const T* W, T* const* Y, int64_t o) {
+    conv_trials<T, 64, 4>(g, nt, X, W, Y, o);
 }
 
 // Runs of 4 consecutive output positions whose pairs are those of the first
@@ -136,7 +152,7 @@ struct ConvIncInstr : Instr<T> {
     std::vector<RowTile> tiles;  // the output positions in runs (see row_tiles)
     conv::Geometry geo;
     int64_t x = 0, y = 0, w = 0, n_rows = 0, groups = 1, work = 0;
-    bool avx2 = false;
+    int level = kSimdBaseline;  // simd_level() when built
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
         conv::Geometry g = geo;
@@ -145,7 +161,8 @@ struct ConvIncInstr : Instr<T> {
         g.tap = tap.data();
         const bool shared_w = w < buf.f.n_shared;
         auto tile = [&](int nt, const T* const* X, const T* W, T* const* Y, int64_t o) {
-            if (avx2) conv_trials_avx2(g, nt, X, W, Y, o);
+            if (level == kSimdAvx512) conv_trials_avx512(g, nt, X, W, Y, o);
+            else if (level == kSimdAvx2) conv_trials_avx2(g, nt, X, W, Y, o);
             else conv_trials<T, 16>(g, nt, X, W, Y, o);
         };
         const int ways = split_ways(work * buf.n_trials);
@@ -234,7 +251,12 @@ std::unique_ptr<Instr<T>> make_conv_inc(const InstrSpec& spec, const Buffers<T>&
     check_span(op->y, op->n_rows, g.y_ps, g.filters, g.y_cs);
     check_span(op->w, taps * g.cg * g.filters, 1, 1, 0);
     op->work = static_cast<int64_t>(op->pos.size()) * g.cg * g.filters;
-    op->avx2 = NC_HAVE_AVX2_DISPATCH && cpu_has_avx2();
+    // AVX-512 where a group's filters fill at least two of its vectors (tiles
+    // of 2-4 vectors); fewer would run in smaller tiles than AVX2's (measured
+    // slower with 24 filters, 3 AVX2 vectors)
+    op->level = simd_level();
+    if (op->level == kSimdAvx512 && g.fpg * static_cast<int64_t>(sizeof(T)) < 128)
+        op->level = kSimdAvx2;
     op->tiles = row_tiles(op->indptr, op->pos, op->tap);
     return op;
 }

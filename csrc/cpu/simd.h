@@ -1,17 +1,20 @@
 // Explicit SIMD for the hot CPU kernels, with GCC/Clang vector extensions.
 //
 // `Simd<T, B>` is a vector of B bytes of T: B = 16 compiles to SSE2 (or NEON),
-// B = 32 to AVX2 inside functions marked NC_TARGET_AVX2.  Kernels are templates
-// on B; `cpu_has_avx2()` picks the instantiation at run time, so the module
-// still runs on any x86-64 (or other) CPU.
+// B = 32 to AVX2 inside functions marked NC_TARGET_AVX2, B = 64 to AVX-512
+// inside functions marked NC_TARGET_AVX512.  Kernels are templates on B;
+// `cpu_has_avx2()` / `cpu_has_avx512()` pick the instantiation at run time, so
+// the module still runs on any x86-64 (or other) CPU.
 //
 // Element-wise vector arithmetic rounds exactly as scalar arithmetic does, and
 // the build disables FMA contraction (-ffp-contract=off) outside the dense
 // product kernels, so vectorised neuron updates stay bit-identical to the
 // scalar ones (and float64 to Nengo).
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -21,9 +24,13 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NC_HAVE_AVX2_DISPATCH 1
 #define NC_TARGET_AVX2 __attribute__((target("avx2,fma")))
+// AVX-512 F/VL/DQ/BW (Skylake-SP and later Xeons, Zen 4 and later): 32 vector
+// registers of 64 bytes.  Only the kernels bound by multiply-adds use it.
+#define NC_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
 #else
 #define NC_HAVE_AVX2_DISPATCH 0
 #define NC_TARGET_AVX2
+#define NC_TARGET_AVX512
 #endif
 
 // x in every lane of vector type V, for a value loaded in a hot loop: the
@@ -163,23 +170,52 @@ NC_INLINE typename Simd<T, B>::V permute(typename Simd<T, B>::V v, const int32_t
 #endif
 }
 
-// Set by tests (`_native.set_simd_baseline`): kernels pick their baseline
-// instantiations (SSE2 on x86-64) on an AVX2 machine too, so that CI runs them.
-inline std::atomic<bool>& simd_baseline_forced() {
-    static std::atomic<bool> forced{false};
-    return forced;
+// The widest SIMD code the kernels may use: a cap on what the CPU runs, set
+// by tests (`_native.set_simd_level`, to run every instantiation on one
+// machine) and by NC_SIMD=baseline|avx2|avx512 in the environment (read when
+// the module loads).  Instructions choose when they are built or per call.
+enum SimdLevel : int { kSimdBaseline = 0, kSimdAvx2 = 1, kSimdAvx512 = 2 };
+
+inline int simd_level_from_env() {
+    const char* v = std::getenv("NC_SIMD");
+    if (v == nullptr || *v == 0) return kSimdAvx512;
+    if (std::strcmp(v, "baseline") == 0) return kSimdBaseline;
+    if (std::strcmp(v, "avx2") == 0) return kSimdAvx2;
+    return kSimdAvx512;  // "avx512" or anything else: no cap (bindings warn)
 }
 
-// True when the CPU runs AVX2 and FMA code (checked once) and the baseline is
-// not forced.
-inline bool cpu_has_avx2() {
+inline std::atomic<int>& simd_level_cap() {
+    static std::atomic<int> cap{simd_level_from_env()};
+    return cap;
+}
+
+// The best level this CPU runs (checked once).
+inline int cpu_simd_level() {
 #if NC_HAVE_AVX2_DISPATCH
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return ok && !simd_baseline_forced().load(std::memory_order_relaxed);
+    static const int level = [] {
+        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+        const bool avx512 = __builtin_cpu_supports("avx512f") &&
+                            __builtin_cpu_supports("avx512vl") &&
+                            __builtin_cpu_supports("avx512dq") &&
+                            __builtin_cpu_supports("avx512bw");
+        return avx512 ? 2 : 1;
+    }();
+    return level;
 #else
-    return false;
+    return kSimdBaseline;
 #endif
 }
+
+// The level kernels use now: the CPU's, at most the cap.
+inline int simd_level() {
+    return std::min(cpu_simd_level(), simd_level_cap().load(std::memory_order_relaxed));
+}
+
+// True when kernels may run AVX2 and FMA code.
+inline bool cpu_has_avx2() { return simd_level() >= kSimdAvx2; }
+
+// True when kernels may run AVX-512 code.
+inline bool cpu_has_avx512() { return simd_level() >= kSimdAvx512; }
 
 // Runs f() compiled for AVX2 when cpu_has_avx2(), else for the baseline
 // target: for element-wise loops that GCC vectorises itself (the module is
