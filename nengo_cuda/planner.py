@@ -17,7 +17,7 @@ from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from . import deferral, fusion, splitting
+from . import deferral, fusion, splitting, zero_inputs
 from .fallback import FallbackGroup
 from .lowering import find_lowering
 from .program import Instruction, Program
@@ -130,8 +130,12 @@ class CycleError(RuntimeError):
     """The operator graph given to `schedule` has a cycle."""
 
 
-def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=()):
+def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), external=()):
     """Builds the `Plan` for ``step_order`` on ``layout``.
+
+    Increments by products with always-zero inputs are dropped first
+    (`nengo_cuda.zero_inputs`, with `zero_inputs.ENABLED`), even without
+    ``merge``.
 
     Parameters
     ----------
@@ -147,6 +151,9 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=()):
         Base signals whose values must stay Nengo's between steps (probed
         signals): learning rules that write one keep their delta
         (`nengo_cuda.deferral`, applied with ``merge`` and `deferral.ENABLED`).
+    external : collection of Signal
+        Base signals written from outside the operators (input nodes' outputs,
+        which ``data=`` feeds): never taken for always zero.
     """
     if fuse is None:
         fuse = fusion.ENABLED
@@ -155,6 +162,8 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=()):
         lowering = find_lowering(op)
         return lowering is not None and lowering.key(op, layout) is not None
 
+    if zero_inputs.ENABLED:
+        step_order, dg = zero_inputs.drop(step_order, dg, external)
     if merge and splitting.ENABLED:
         step_order, dg = splitting.split_elementwise(step_order, dg, lowerable)
     if merge and deferral.ENABLED:

@@ -205,6 +205,7 @@ class Simulator:
         self._plan = plan(
             ops, self.dg, self.layout, isolate=set(producers.values()) | tensor_nodes,
             keep={self.model.sig[p]["in"].base for p in self.model.probes},
+            external={sig.base for sig in self._input_nodes.values()},
         )
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and group.ops[0] in tensor_nodes:
