@@ -7,6 +7,11 @@ once more in between.  `CopyThenDotInc` does both: ``J = bias + encoders @ x``
 (the ``dot_inc`` kernel's optional ``I`` block field), which saves a pass over J
 per trial.  The sum is the same, in the same order: the product is accumulated
 first and then added to the constant once, as ``J += encoders @ x`` adds it to J.
+A connection into an ensemble's neurons adds ``gains * x`` (an
+`ElementwiseInc`); where that is the only increment of J (the encoder product
+of an ensemble without decoded input is gone, `nengo_cuda.zero_inputs`),
+`CopyThenElementwiseInc` computes ``J = bias + gains * x`` (``elementwise_inc``
+with ``I``), the same one rounding.
 
 Nengo's optimizer merges copies in the iteration order of sets: the bias copies
 of several ensembles become one copy, sometimes together with an unrelated copy
@@ -19,10 +24,10 @@ seeds, training, reset) keeps Nengo's operators.
 """
 
 import numpy as np
-from nengo.builder.operator import BsrDotInc, Copy, DotInc, Operator
+from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Operator
 
 from .rewrite import copies_outside, replace_operators, written_by_others, written_spans
-from .views import forward_runs, span
+from .views import forward_runs, overlap, span
 
 # Planner default; benchmarks turn it off to measure what fusion gains.
 ENABLED = True
@@ -56,10 +61,41 @@ class CopyThenDotInc(Operator):
         raise NotImplementedError("CopyThenDotInc runs only as a native dot_inc")
 
 
+class CopyThenElementwiseInc(Operator):
+    """``Y[part] = src[part] + A * X`` for element-wise products whose outputs
+    are disjoint parts of a copy's destination Y, as one operator (sets the parts).
+
+    Attributes
+    ----------
+    copy : Copy
+        The copy of a constant ``src`` into ``Y``.
+    products : list of ElementwiseInc
+        Products with 1-D outputs (each adds to every element of its output once).
+    """
+
+    def __init__(self, copy, products):
+        super().__init__(tag=f"{copy.tag} + {len(products)} element-wise products")
+        self.copy, self.products = copy, list(products)
+        self.sets = [op.Y for op in products]
+        self.incs = []
+        self.reads = [copy.src] + [sig for op in products for sig in op.reads]
+        self.updates = []
+
+    @property
+    def parts(self):
+        return [self.copy] + self.products
+
+    def make_step(self, signals, dt, rng):  # only the native kernels run it
+        raise NotImplementedError("CopyThenElementwiseInc runs only as a native elementwise_inc")
+
+
 def _covers_each_row_once(dot):
-    """Whether ``dot`` adds to every element of Y exactly once (one block per row)."""
+    """Whether ``dot`` adds to every element of Y exactly once (one block per
+    row; an element-wise product always does)."""
     if dot.Y.ndim != 1:
         return False
+    if type(dot) is ElementwiseInc:
+        return dot.Y.size > 0
     if isinstance(dot, BsrDotInc):
         return dot.A.ndim == 3 and dot.A.size > 0 and bool(np.all(np.diff(dot.indptr) == 1))
     return dot.A.ndim == 2 and dot.A.size > 0
@@ -83,28 +119,31 @@ def _rows_in(copy, dot):
 
 def _fusable_rows(copy, dot, rows, written):
     """Whether no operator writes the source elements that ``rows`` read (a
-    constant), and none but the copy and ``dot`` writes ``dot.Y`` (fusing moves
+    constant), none but the copy and ``dot`` writes ``dot.Y`` (fusing moves
     the product first among the increments of Y: with others, the order of the
-    sum, and its rounding, would change)."""
+    sum, and its rounding, would change), and the product reads nothing of
+    the copy's destination (fused, it would read it before the copy)."""
     (s,) = copy.src.elemstrides
     lo, hi = copy.src.elemoffset + rows[0] * s, copy.src.elemoffset + (rows[1] - 1) * s + 1
     y_lo, y_hi = span(dot.Y)
     return not (written_by_others(copy.src, lo, hi, written, ())
-                or written_by_others(dot.Y, y_lo, y_hi, written, (copy, dot)))
+                or written_by_others(dot.Y, y_lo, y_hi, written, (copy, dot))
+                or any(overlap(sig, copy.dst) for sig in (dot.A, dot.X)))
 
 
 def fusable_groups(step_order, dg, lowerable):
-    """(copy, dots) to fuse: a plain `Copy` and products (``lowerable`` as
-    mat-vecs, each adding to each element of its output once) that follow the
-    copy directly, whose outputs are disjoint runs of the copy's destination
-    that nothing else writes, and that read elements of its source that no
-    operator writes.  None of the copy's other successors may precede a product
+    """(copy, products) to fuse: a plain `Copy` and products (mat-vecs and
+    element-wise products, ``lowerable``, each adding to each element of its
+    output once) that follow the copy directly, whose outputs are disjoint
+    runs of the copy's destination that nothing else writes, and that read
+    elements of its source that no operator writes.  None of the copy's other successors may precede a product
     (fusing would make that a cycle; `plan` also falls back to no fusion on a
     cycle).  So the fused program computes every sum in the same order."""
     written = written_spans(step_order)
     by_base = {}
     for op in step_order:
-        if type(op) in (DotInc, BsrDotInc) and _covers_each_row_once(op) and lowerable(op):
+        if (type(op) in (DotInc, BsrDotInc, ElementwiseInc) and _covers_each_row_once(op)
+                and lowerable(op)):
             by_base.setdefault(id(op.Y.base), []).append(op)
     groups = []
     for copy in step_order:
@@ -123,13 +162,17 @@ def fusable_groups(step_order, dg, lowerable):
 
 
 def fuse(step_order, dg, groups):
-    """The step order and dependency graph with each (copy, dots) replaced by a
-    `CopyThenDotInc` and copies of what the products leave (all at the copy's
-    place, each with every dependency the copy or the products had)."""
+    """The step order and dependency graph with each (copy, products) replaced
+    by a `CopyThenDotInc` of its mat-vecs, a `CopyThenElementwiseInc` of its
+    element-wise products and copies of what the products leave (all at the
+    copy's place, each with every dependency the copy or the products had)."""
     new_ops = {}  # old operator -> the operators that replace it
-    for copy, dots in groups:
-        fused = CopyThenDotInc(copy, dots)
-        new_ops[copy] = copies_outside(copy, [_rows_in(copy, dot) for dot in dots]) + [fused]
-        for dot in dots:
-            new_ops[dot] = [fused]
+    for copy, products in groups:
+        dots = [op for op in products if type(op) is not ElementwiseInc]
+        elementwise = [op for op in products if type(op) is ElementwiseInc]
+        fused = ([CopyThenDotInc(copy, dots)] if dots else []) + (
+            [CopyThenElementwiseInc(copy, elementwise)] if elementwise else [])
+        new_ops[copy] = copies_outside(copy, [_rows_in(copy, op) for op in products]) + fused
+        for op in products:
+            new_ops[op] = [f for f in fused if op in f.parts]
     return replace_operators(step_order, dg, new_ops)

@@ -57,7 +57,8 @@ def replace_operators(step_order, dg, new_ops):
                 order.append(new)
     new_dg = {}
     for op, succs in dg.items():
-        targets = {t for s in succs for t in new_ops.get(s, [s])}
-        for new in new_ops.get(op, [op]):
-            new_dg.setdefault(new, set()).update(targets - {new})
+        siblings = set(new_ops.get(op, [op]))  # replace one operator: independent
+        targets = {t for s in succs for t in new_ops.get(s, [s])} - siblings
+        for new in siblings:
+            new_dg.setdefault(new, set()).update(targets)
     return order, new_dg

@@ -4,7 +4,7 @@ product that starts from the constant (J = bias + encoders @ x)."""
 import nengo
 import numpy as np
 import pytest
-from nengo.builder.operator import BsrDotInc, Copy, DotInc, Reset
+from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Reset
 from nengo.builder.signal import Signal
 from nengo.utils.simulator import operator_dependency_graph
 
@@ -92,9 +92,25 @@ def test_fused_graph_keeps_the_dependencies():
     assert dg[fused] == {reader} and not dg.get(reader)
 
 
-def network(neuron_connection=False):
+def test_a_bias_copy_and_an_elementwise_product_fuse():
+    """J = bias; J += gains * x (a connection into neurons) fuses; not when the
+    product reads J itself (fused, it would read J before the copy)."""
+    bias, J, _ = signals()
+    gains, x = Signal(np.full(4, 2.0), name="gains"), Signal(np.ones(4), name="x")
+    copy, product = Copy(bias, J), ElementwiseInc(gains, x, J)
+    assert groups_for([copy, product]) == [(copy, [product])]
+    order, _ = fusion.fuse([copy, product], operator_dependency_graph([copy, product]),
+                           [(copy, [product])])
+    (fused,) = order
+    assert isinstance(fused, fusion.CopyThenElementwiseInc) and fused.parts == [copy, product]
+    assert groups_for([copy, ElementwiseInc(gains, J[::-1], J)]) == []
+    assert groups_for([copy, product, ElementwiseInc(gains, x, J)]) == []  # two increments
+
+
+def network(neuron_connection=False, neuron_fed=False):
     """Ensembles of different sizes and neuron types (Nengo merges their bias
-    copies, not their encoder products)."""
+    copies, not their encoder products); ``neuron_fed``: one more ensemble fed
+    only through its neurons (no encoder product: J = bias + gains * x)."""
     with nengo.Network(seed=4) as net:
         stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, rms=0.4), size_out=2)
         a = nengo.Ensemble(60, 2)
@@ -106,6 +122,11 @@ def network(neuron_connection=False):
         if neuron_connection:  # a second increment of c's input current
             nengo.Connection(a.neurons, c.neurons, transform=np.full((30, 60), 0.001))
         probes = [nengo.Probe(e, synapse=0.01) for e in (a, b, c)]
+        if neuron_fed:
+            d = nengo.Ensemble(35, 1, neuron_type=nengo.LIF(amplitude=0.1))
+            transform = np.random.RandomState(2).uniform(-0.02, 0.05, (35, 60))
+            nengo.Connection(a.neurons, d.neurons, transform=transform)
+            probes.append(nengo.Probe(d.neurons))
     return net, probes
 
 
@@ -117,17 +138,25 @@ def run(net, probes, monkeypatch, enabled, **kwargs):
         bias_copies = {kind: [op for i in sim.program if i.kind.startswith(kind)
                               for op in i.ops if isinstance(op, Copy)
                               and id(op.src.base) in biases]
-                       for kind in ("copy", "dot_inc")}
-        return [sim.data[p].copy() for p in probes], bias_copies["copy"], bias_copies["dot_inc"]
+                       for kind in ("copy", "dot_inc", "elementwise_inc")}
+        return ([sim.data[p].copy() for p in probes], bias_copies["copy"],
+                bias_copies["dot_inc"] + bias_copies["elementwise_inc"])
 
 
-@pytest.mark.parametrize("neuron_connection", [False, True])
-@pytest.mark.parametrize("kwargs", [
+KWARGS = [
     dict(dtype="float64"),
     dict(dtype="float32", minibatch_size=3),
     dict(dtype="float64", optimize=False),
     dict(dtype="float32", minibatch_size=2, device="cuda-emulator"),
-], ids=lambda k: "-".join(str(v) for v in k.values()))
+]
+
+
+def _ids(kwargs):
+    return "-".join(str(v) for v in kwargs.values())
+
+
+@pytest.mark.parametrize("neuron_connection", [False, True])
+@pytest.mark.parametrize("kwargs", KWARGS, ids=_ids)
 def test_fused_results_equal_unfused_bit_for_bit(kwargs, neuron_connection, monkeypatch):
     """Also with a second increment of an ensemble's input current (a neuron
     connection): that ensemble's copy stays a copy, so no sum changes order."""
@@ -143,6 +172,26 @@ def test_fused_results_equal_unfused_bit_for_bit(kwargs, neuron_connection, monk
 
 def test_fused_results_equal_nengo(monkeypatch):
     net, probes = network(neuron_connection=True)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(150)
+    fused, _, _ = run(net, probes, monkeypatch, True, dtype="float64")
+    for p, f in zip(probes, fused):
+        np.testing.assert_allclose(f, ref.data[p], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", KWARGS, ids=_ids)
+def test_neuron_fed_ensemble_fuses_into_its_elementwise_product(kwargs, monkeypatch):
+    net, probes = network(neuron_fed=True)
+    plain, _, _ = run(net, probes, monkeypatch, False, **kwargs)
+    fused, copies_left, fused_copies = run(net, probes, monkeypatch, True, **kwargs)
+    assert copies_left == [] and fused_copies
+    assert np.ptp(plain[-1], axis=-2).max() > 0, "the neuron-fed ensemble never spikes"
+    for p, f in zip(plain, fused):
+        np.testing.assert_array_equal(f, p)
+
+
+def test_neuron_fed_ensemble_matches_nengo(monkeypatch):
+    net, probes = network(neuron_fed=True)
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(150)
     fused, _, _ = run(net, probes, monkeypatch, True, dtype="float64")

@@ -159,14 +159,17 @@ std::unique_ptr<Instr<T>> make_copy_runs(const InstrSpec& spec, const Buffers<T>
     return op;
 }
 
-// Y[k] += A[k] * X[k]
+// Y[k] += A[k] * X[k]; with I (fusion.py): Y[k] = I[k] + A[k] * X[k], the one
+// rounding of adding the product to a Y that a copy set to I, without writing
+// Y twice (each Y address then appears once).
 template <typename T>
 struct ElementwiseInc : Instr<T> {
     bool splits_by_trial() const override { return true; }
-    std::vector<int64_t> y, a, x;
-    std::vector<Segment> segments;  // runs where all three advance by one
+    std::vector<int64_t> y, a, x, init;  // init empty: Y += A X
+    std::vector<Segment> segments;  // runs where all operands advance by one
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t n = static_cast<int64_t>(y.size());
+        const bool has_init = !init.empty();
         parallel_for(buf.n_trials, split_ways(n * buf.n_trials), [&](int64_t t) {
             if (!segments.empty()) {
                 with_simd([&]() NC_LAMBDA {
@@ -174,13 +177,21 @@ struct ElementwiseInc : Instr<T> {
                         T* Y = buf.f.at(y[seg.k0], t);
                         const T* A = buf.f.at(a[seg.k0], t);
                         const T* X = buf.f.at(x[seg.k0], t);
-                        for (int64_t i = 0; i < seg.len; ++i) Y[i] += A[i] * X[i];
+                        if (has_init) {
+                            const T* I = buf.f.at(init[seg.k0], t);
+                            for (int64_t i = 0; i < seg.len; ++i) Y[i] = I[i] + A[i] * X[i];
+                        } else {
+                            for (int64_t i = 0; i < seg.len; ++i) Y[i] += A[i] * X[i];
+                        }
                     }
                 });
                 return;
             }
-            for (int64_t k = 0; k < n; ++k)
-                *buf.f.at(y[k], t) += *buf.f.at(a[k], t) * *buf.f.at(x[k], t);
+            for (int64_t k = 0; k < n; ++k) {
+                T* Y = buf.f.at(y[k], t);
+                const T term = *buf.f.at(a[k], t) * *buf.f.at(x[k], t);
+                *Y = (has_init ? *buf.f.at(init[k], t) : *Y) + term;
+            }
         });
     }
 };
@@ -195,7 +206,18 @@ std::unique_ptr<Instr<T>> make_elementwise_inc(const InstrSpec& spec, const Buff
     check_addresses(op->y, buf.f, spec.kind);
     check_addresses(op->a, buf.f, spec.kind);
     check_addresses(op->x, buf.f, spec.kind);
-    op->segments = contiguous_segments({&op->y, &op->a, &op->x}, buf.f.n_shared, INT64_MAX);
+    std::vector<const std::vector<int64_t>*> operands{&op->y, &op->a, &op->x};
+    if (spec.ints.count("I") > 0) {  // optional: Y starts from I (fusion.py)
+        check_same_length(spec, {"Y", "I"});
+        op->init = spec.int_array("I");
+        check_addresses(op->init, buf.f, spec.kind);
+        std::vector<int64_t> sorted = op->y;
+        std::sort(sorted.begin(), sorted.end());
+        if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+            throw std::invalid_argument(spec.kind + ": with I, each Y address must appear once");
+        operands.push_back(&op->init);
+    }
+    op->segments = contiguous_segments(operands, buf.f.n_shared, INT64_MAX);
     return op;
 }
 

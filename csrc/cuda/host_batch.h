@@ -171,9 +171,10 @@ struct HostBatch {
     }
 
     // Adds the items of `o` (see can_merge) as if they ran after this batch's:
-    // an item writing an address this batch writes joins that item.  A SET
-    // replaces its terms; an INC adds its terms (after a SET, the item becomes
-    // a SUM of the set value and the increments: the same additions in order).
+    // an item writing an address this batch writes joins that item.  A SET or
+    // a SUM (elementwise_inc from I) replaces its terms; an INC adds its terms
+    // (after a SET, the item becomes a SUM of the set value and the
+    // increments: the same additions in order).
     void merge(const HostBatch& o) {
         struct Item {
             int32_t mode;
@@ -200,8 +201,8 @@ struct HostBatch {
                 continue;
             }
             Item& it = items[hit->second];
-            if (o.mode[u] == kSet) {
-                it = {kSet, std::move(add)};
+            if (o.mode[u] == kSet || o.mode[u] == kSum) {  // neither reads the old value
+                it = {o.mode[u], std::move(add)};
             } else {  // INC
                 if (it.mode == kSet) it = {kSum, {it.terms.back()}};
                 it.terms.insert(it.terms.end(), add.begin(), add.end());

@@ -9,6 +9,7 @@ import numpy as np
 from nengo.builder.operator import Copy, ElementwiseInc, Reset, TimeUpdate
 from nengo.builder.probe import SimProbe
 
+from ..fusion import CopyThenElementwiseInc
 from ..layout import FLOAT, INT
 from ..program import Instruction
 from .common import all_float
@@ -162,25 +163,45 @@ def _elementwise_addresses(op, layout):
     return y.ravel(), a.ravel(), x.ravel()
 
 
-@register(ElementwiseInc)
+def _initial_addresses(op, layout, y):
+    """Addresses of the copied constant for the outputs ``y`` of a
+    `CopyThenElementwiseInc` (element i of the copy's destination reads element
+    i of its source)."""
+    of_dst = dict(zip(layout.addresses(op.copy.dst).ravel().tolist(),
+                      layout.addresses(op.copy.src).ravel().tolist()))
+    return np.array([of_dst[a] for a in y.tolist()], dtype=np.int64)
+
+
+@register(ElementwiseInc, CopyThenElementwiseInc)
 class ElementwiseIncLowering:
+    """``Y += A * X`` (``elementwise_inc``); a `CopyThenElementwiseInc` lowers
+    to ``Y = I + A * X`` (the optional ``I`` addresses), its own group."""
+
     @staticmethod
     def key(op, layout):
-        if not all_float(layout, [op.A, op.X, op.Y]):
-            return None
-        return ("elementwise_inc",) if _elementwise_addresses(op, layout) else None
+        fused = isinstance(op, CopyThenElementwiseInc)
+        products = op.products if fused else [op]
+        signals = [op.copy.src, op.copy.dst] if fused else []
+        for p in products:
+            if not all_float(layout, signals + [p.A, p.X, p.Y]) or not _elementwise_addresses(p, layout):
+                return None
+        return ("elementwise_inc", "I") if fused else ("elementwise_inc",)
 
     @staticmethod
     def lower(ops, layout):
-        parts = [_elementwise_addresses(op, layout) for op in ops]
-        return [
-            Instruction(
-                "elementwise_inc",
-                ops,
-                ints={
-                    "Y": np.concatenate([p[0] for p in parts]),
-                    "A": np.concatenate([p[1] for p in parts]),
-                    "X": np.concatenate([p[2] for p in parts]),
-                },
-            )
-        ]
+        fused = isinstance(ops[0], CopyThenElementwiseInc)
+        parts, inits, nengo_ops = [], [], []
+        for op in ops:
+            for p in op.products if fused else [op]:
+                parts.append(_elementwise_addresses(p, layout))
+                if fused:
+                    inits.append(_initial_addresses(op, layout, parts[-1][0]))
+            nengo_ops.extend(op.parts if fused else [op])
+        ints = {
+            "Y": np.concatenate([p[0] for p in parts]),
+            "A": np.concatenate([p[1] for p in parts]),
+            "X": np.concatenate([p[2] for p in parts]),
+        }
+        if fused:
+            ints["I"] = np.concatenate(inits)
+        return [Instruction("elementwise_inc", nengo_ops, ints=ints)]
