@@ -161,8 +161,9 @@ def test_batches_merge_writes_to_one_address(device, monkeypatch):
 @pytest.mark.parametrize("phase_max", [0, 4096])
 @pytest.mark.parametrize("seed", range(16))
 def test_batches_merge_random(device, seed, phase_max, monkeypatch):
-    """Random runs of resets, copies and increments over a few addresses, with
-    repeats, merged into launches: the CPU's numbers exactly (float64, the same
+    """Random runs of resets, copies, increments and increments from I (which
+    replace what an earlier item wrote) over a few addresses, with repeats,
+    merged into launches: the CPU's numbers exactly (float64, the same
     additions in the same order).  No instruction reads its own destinations
     (the planner marks those copies "overlap"; they run alone)."""
     monkeypatch.setenv("NC_PHASE_MAX", str(phase_max))
@@ -170,11 +171,17 @@ def test_batches_merge_random(device, seed, phase_max, monkeypatch):
     t = Twin(device, np.float64, 6, 12, n_trials=2, seed=seed)
     addrs = 6 + np.arange(12)
     for _ in range(8):
-        kind = rng.choice(["reset", "copy", "copy_inc", "elementwise_inc"])
+        kind = rng.choice(["reset", "copy", "copy_inc", "elementwise_inc", "elementwise_from_i"])
         k = rng.randint(1, 5)
         dst = rng.choice(addrs, k)
         src = rng.choice(np.setdiff1d(np.arange(18), dst), k)
-        if kind == "reset":
+        if kind == "elementwise_from_i":  # Y = I + A X (fusion.py): each Y once
+            dst = np.unique(dst)
+            k = dst.size
+            src = rng.choice(np.setdiff1d(np.arange(18), dst), k)
+            init = rng.choice(np.setdiff1d(np.arange(18), dst), k)
+            t.add("elementwise_inc", ints={"Y": dst, "A": rng.choice(6, k), "X": src, "I": init})
+        elif kind == "reset":
             t.add("reset", ints={"dst": np.unique(dst)},
                   floats={"value": rng.uniform(-1, 1, np.unique(dst).size)})
         elif kind == "elementwise_inc":

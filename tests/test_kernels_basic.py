@@ -186,3 +186,40 @@ def test_reset_and_elementwise_inc_runs(dtype, n_trials, rng, simd):
         inc = av * p.view(x, t)
         inc[20:] *= 2
         np.testing.assert_allclose(p.view(y, t), y_before[t] + inc, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_elementwise_inc_from_init(dtype, n_trials, rng, simd):
+    """Y = I + A * X (fusion.py): a contiguous run (segments) and scattered
+    addresses, a shared I, poisoned Y (never read: it must not show), the same
+    rounding as Y = I; Y += A * X."""
+    n = 37
+    p = RawProgram(dtype, 2 * n, 3 * n + 9, n_trials)
+    a, init = p.alloc(n, shared=True), p.alloc(n, shared=True)
+    x, y, scattered = p.alloc(n), p.alloc(n), p.alloc(9)
+    p.write(a, rng.randn(n)), p.write(init, rng.randn(n))
+    for t in range(n_trials):
+        p.write(x, rng.randn(n), t)
+        p.write(y, np.nan, t), p.write(scattered, np.nan, t)
+    order = rng.permutation(9)
+    ys = np.concatenate([y, scattered[order]])
+    p.add("elementwise_inc", ints={"Y": ys, "A": np.concatenate([a, a[:9]]),
+                                   "X": np.concatenate([x, x[:9]]),
+                                   "I": np.concatenate([init, init[:9]])})
+    p.run()
+    av, iv = p.view(a), p.view(init)
+    for t in range(n_trials):
+        xv = p.view(x, t)
+        expected = iv + av * xv  # in dtype: one rounding of the product, one of the sum
+        np.testing.assert_array_equal(p.view(y, t), expected)
+        np.testing.assert_array_equal(p.view(scattered, t)[order], expected[:9])
+
+
+def test_elementwise_inc_from_init_needs_unique_outputs():
+    p = RawProgram(np.float64, 4, 8)
+    a, x, y = p.alloc(2, shared=True), p.alloc(2), p.alloc(2)
+    with pytest.raises(ValueError, match="with I, each Y address must appear once"):
+        p.add("elementwise_inc", ints={"Y": [y[0], y[0]], "A": a, "X": x, "I": a})
+    with pytest.raises(ValueError, match="elementwise_inc"):
+        p.add("elementwise_inc", ints={"Y": y, "A": a, "X": x, "I": a[:1]})
