@@ -183,9 +183,10 @@ PYBIND11_MODULE(_native, m) {
         "set_simd_level",
         [](const std::string& name) {
             for (int i = 0; i < 3; ++i)
-                if (name == kLevels[i]) return std::string(kLevels[nc::simd_level_cap().exchange(i)]);
-            throw std::invalid_argument("set_simd_level: expected 'baseline', 'avx2' or 'avx512', got '" +
-                                        name + "'");
+                if (name == kLevels[i])
+                    return std::string(kLevels[nc::simd_level_cap().exchange(i)]);
+            throw std::invalid_argument(
+                "set_simd_level: expected 'baseline', 'avx2' or 'avx512', got '" + name + "'");
         },
         py::arg("level"),
         "Caps the SIMD code the CPU kernels use at `level` ('baseline', 'avx2' or 'avx512'; "

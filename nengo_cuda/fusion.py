@@ -136,9 +136,10 @@ def fusable_groups(step_order, dg, lowerable):
     element-wise products, ``lowerable``, each adding to each element of its
     output once) that follow the copy directly, whose outputs are disjoint
     runs of the copy's destination that nothing else writes, and that read
-    elements of its source that no operator writes.  None of the copy's other successors may precede a product
-    (fusing would make that a cycle; `plan` also falls back to no fusion on a
-    cycle).  So the fused program computes every sum in the same order."""
+    elements of its source that no operator writes.  None of the copy's other
+    successors may precede a product (fusing would make that a cycle; `plan`
+    also falls back to no fusion on a cycle).  So the fused program computes
+    every sum in the same order."""
     written = written_spans(step_order)
     by_base = {}
     for op in step_order:

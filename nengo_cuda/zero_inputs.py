@@ -7,8 +7,9 @@ Nengo resets to zero at the start of every step.  An ensemble that only
 receives connections into its neurons (every layer of a converted Keras
 model, `nengo_cuda.Converter`) has an ``x`` that nothing else writes, so each
 step adds ``encoders @ 0`` to J: a pass over J and the encoders that changes
-no value.  ``y + 0.0 == y`` for every y but -0.0 (which becomes +0.0; nothing
-downstream tells the two apart), and a product with zeros is zero when its
+no value.  ``y + 0.0 == y`` for every y but -0.0 (which Nengo turns into
++0.0: only the sign of a zero differs, which no arithmetic of the step and no
+comparison of probes sees), and a product with zeros is zero when its
 other factor is finite (``inf * 0`` is nan), so the planner drops
 
 - ``DotInc``, ``BsrDotInc``, ``SparseDotInc`` and ``ElementwiseInc`` whose
@@ -19,10 +20,11 @@ other factor is finite (``inf * 0`` is nan), so the planner drops
 
 A signal is always zero when its elements start at zero, no operator but
 ``Reset(..., 0)`` writes them, and nothing outside the operators does (the
-outputs of input nodes, which ``data=`` feeds: `drop`'s ``external``).  The predecessors of a dropped operator keep
-its successors as theirs, so the order of everything else stays Nengo's.
-Only the planner sees the change; the simulator's step order (random seeds,
-training, reset) keeps Nengo's operators.
+outputs of input nodes, which ``data=`` feeds: `drop`'s ``external``). The
+predecessors of a dropped operator keep its successors as theirs, so the
+order of everything else stays Nengo's. Only the planner sees the change;
+the simulator's step order (random seeds, training, reset) keeps Nengo's
+operators.
 """
 
 import numpy as np

@@ -170,8 +170,10 @@ def test_fused_results_equal_unfused_bit_for_bit(kwargs, neuron_connection, monk
         np.testing.assert_array_equal(f, p)
 
 
-def test_fused_results_equal_nengo(monkeypatch):
-    net, probes = network(neuron_connection=True)
+@pytest.mark.parametrize("options", [dict(neuron_connection=True), dict(neuron_fed=True)],
+                         ids=lambda o: next(iter(o)))
+def test_fused_results_equal_nengo(options, monkeypatch):
+    net, probes = network(**options)
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(150)
     fused, _, _ = run(net, probes, monkeypatch, True, dtype="float64")
@@ -188,12 +190,3 @@ def test_neuron_fed_ensemble_fuses_into_its_elementwise_product(kwargs, monkeypa
     assert np.ptp(plain[-1], axis=-2).max() > 0, "the neuron-fed ensemble never spikes"
     for p, f in zip(plain, fused):
         np.testing.assert_array_equal(f, p)
-
-
-def test_neuron_fed_ensemble_matches_nengo(monkeypatch):
-    net, probes = network(neuron_fed=True)
-    with nengo.Simulator(net, progress_bar=False) as ref:
-        ref.run_steps(150)
-    fused, _, _ = run(net, probes, monkeypatch, True, dtype="float64")
-    for p, f in zip(probes, fused):
-        np.testing.assert_allclose(f, ref.data[p], rtol=1e-9, atol=1e-12)

@@ -81,7 +81,8 @@ def _ops(x_init=0.0, a_values=None):
     X = Signal(np.full(3, x_init), name="X")
     A = Signal(np.ones((2, 3)) if a_values is None else a_values, name="A")
     A2 = Signal(np.ones(3), name="A2")
-    Y, Z, W = Signal(np.zeros(2), name="Y"), Signal(np.zeros(3), name="Z"), Signal(np.zeros(3), name="W")
+    Y = Signal(np.zeros(2), name="Y")
+    Z, W = Signal(np.zeros(3), name="Z"), Signal(np.zeros(3), name="W")
     ops = [Reset(X), Copy(Signal(np.ones(2), name="one"), Y), DotInc(A, X, Y),
            ElementwiseInc(X, A2, Z), ElementwiseInc(A2, X, Z), Copy(X, W, inc=True)]
     return ops, dict(X=X, A=A, Y=Y)

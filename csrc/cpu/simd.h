@@ -3,7 +3,7 @@
 // `Simd<T, B>` is a vector of B bytes of T: B = 16 compiles to SSE2 (or NEON),
 // B = 32 to AVX2 inside functions marked NC_TARGET_AVX2, B = 64 to AVX-512
 // inside functions marked NC_TARGET_AVX512.  Kernels are templates on B;
-// `cpu_has_avx2()` / `cpu_has_avx512()` pick the instantiation at run time, so
+// `simd_level()` (and `cpu_has_avx2()`) pick the instantiation at run time, so
 // the module still runs on any x86-64 (or other) CPU.
 //
 // Element-wise vector arithmetic rounds exactly as scalar arithmetic does, and
@@ -192,13 +192,14 @@ inline std::atomic<int>& simd_level_cap() {
 // The best level this CPU runs (checked once).
 inline int cpu_simd_level() {
 #if NC_HAVE_AVX2_DISPATCH
-    static const int level = [] {
-        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+    static const int level = []() -> int {
+        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+            return kSimdBaseline;
         const bool avx512 = __builtin_cpu_supports("avx512f") &&
                             __builtin_cpu_supports("avx512vl") &&
                             __builtin_cpu_supports("avx512dq") &&
                             __builtin_cpu_supports("avx512bw");
-        return avx512 ? 2 : 1;
+        return avx512 ? kSimdAvx512 : kSimdAvx2;
     }();
     return level;
 #else
@@ -213,9 +214,6 @@ inline int simd_level() {
 
 // True when kernels may run AVX2 and FMA code.
 inline bool cpu_has_avx2() { return simd_level() >= kSimdAvx2; }
-
-// True when kernels may run AVX-512 code.
-inline bool cpu_has_avx512() { return simd_level() >= kSimdAvx512; }
 
 // Runs f() compiled for AVX2 when cpu_has_avx2(), else for the baseline
 // target: for element-wise loops that GCC vectorises itself (the module is

@@ -167,9 +167,12 @@ def _initial_addresses(op, layout, y):
     """Addresses of the copied constant for the outputs ``y`` of a
     `CopyThenElementwiseInc` (element i of the copy's destination reads element
     i of its source)."""
-    of_dst = dict(zip(layout.addresses(op.copy.dst).ravel().tolist(),
-                      layout.addresses(op.copy.src).ravel().tolist()))
-    return np.array([of_dst[a] for a in y.tolist()], dtype=np.int64)
+    dst = layout.addresses(op.copy.dst).ravel()
+    src = layout.addresses(op.copy.src).ravel()
+    order = np.argsort(dst, kind="stable")
+    at = order[np.searchsorted(dst[order], y)]
+    assert np.array_equal(dst[at], y), "fusion gave outputs outside the copy"
+    return src[at].astype(np.int64)
 
 
 @register(ElementwiseInc, CopyThenElementwiseInc)
@@ -183,7 +186,8 @@ class ElementwiseIncLowering:
         products = op.products if fused else [op]
         signals = [op.copy.src, op.copy.dst] if fused else []
         for p in products:
-            if not all_float(layout, signals + [p.A, p.X, p.Y]) or not _elementwise_addresses(p, layout):
+            if not (all_float(layout, signals + [p.A, p.X, p.Y])
+                    and _elementwise_addresses(p, layout)):
                 return None
         return ("elementwise_inc", "I") if fused else ("elementwise_inc",)
 
