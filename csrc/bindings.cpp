@@ -62,13 +62,12 @@ class NativeProgram {
         runner_.dt = dt;
     }
 
-    int64_t add(const std::string& kind, std::map<std::string, std::vector<int64_t>> ints,
-                std::map<std::string, std::vector<double>> floats,
-                std::map<std::string, double> scalars) {
+    int64_t add(const std::string& kind, const py::dict& ints, const py::dict& floats,
+                const py::dict& scalars) {
         auto& reg = nc::instr_registry<T>();
         auto it = reg.find(kind);
         if (it == reg.end()) throw py::value_error("unknown instruction kind '" + kind + "'");
-        InstrSpec spec{kind, std::move(ints), std::move(floats), std::move(scalars)};
+        const InstrSpec spec = nc::instr_spec(kind, ints, floats, scalars);
         return runner_.add(it->second(spec, runner_.buf));
     }
 

@@ -223,3 +223,23 @@ def test_elementwise_inc_from_init_needs_unique_outputs():
         p.add("elementwise_inc", ints={"Y": [y[0], y[0]], "A": a, "X": x, "I": a})
     with pytest.raises(ValueError, match="elementwise_inc"):
         p.add("elementwise_inc", ints={"Y": y, "A": a, "X": x, "I": a[:1]})
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+def test_add_checks_its_arrays(device):
+    """Instruction arrays are copied from NumPy's memory: integer fields must
+    hold integers, every field is 1-D; errors name the kind and the field."""
+    if device == "cpu":
+        native = RawProgram(np.float64, 4, 8).native
+    else:
+        from test_cuda_kernels import Twin  # noqa: PLC0415
+
+        native = Twin(device, np.float64, 4, 8).dev
+    with pytest.raises(TypeError, match="copy: int array 'src' must hold integers"):
+        native.add("copy", {"src": np.array([0.5]), "dst": [5]}, {}, {"inc": 0})
+    with pytest.raises(TypeError, match="copy: int array 'dst' must be a 1-D array"):
+        native.add("copy", {"src": [4], "dst": np.array([[5]])}, {}, {"inc": 0})
+    with pytest.raises(TypeError, match="reset: float array 'value' must hold numbers"):
+        native.add("reset", {"dst": [5]}, {"value": np.array(["a"])}, {})
+    native.add("copy", {"src": np.array([4], dtype=np.int32), "dst": [5]}, {}, {"inc": True})
+    native.add("reset", {"dst": np.zeros(0)}, {"value": []}, {})  # empty: any dtype

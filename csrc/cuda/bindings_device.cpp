@@ -63,11 +63,9 @@ class PyDeviceProgram {
         return *prog_;
     }
 
-    int64_t add(const std::string& kind, std::map<std::string, std::vector<int64_t>> ints,
-                std::map<std::string, std::vector<double>> floats,
-                std::map<std::string, double> scalars) {
-        nc::InstrSpec spec{kind, std::move(ints), std::move(floats), std::move(scalars)};
-        return prog().add(spec);
+    int64_t add(const std::string& kind, const py::dict& ints, const py::dict& floats,
+                const py::dict& scalars) {
+        return prog().add(nc::instr_spec(kind, ints, floats, scalars));
     }
 
     int64_t add_callback(py::function fn, std::vector<int64_t> f_ranges,
