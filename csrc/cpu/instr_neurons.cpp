@@ -683,8 +683,12 @@ NC_INLINE void adaptive_contiguous(int64_t n, const T* J, T* out, T* adaptation,
     assert(n <= kNeuronSegment);
     T net[kNeuronSegment];
     for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
+    // the pass reads net[0, n), written above (GCC's sanitizer build cannot tell)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
     Base::template run_contiguous<T>(n, net, out, base_states, base_params, base_aux, dt,
                                      uniform);
+#pragma GCC diagnostic pop
     for (int64_t k = 0; k < n; ++k) neurons::adapt(adaptation[k], out[k], dt, tau_n[k], inc_n[k]);
 }
 
