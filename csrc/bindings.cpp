@@ -3,8 +3,6 @@
 // Python owns the signal buffers (NumPy arrays); this module keeps references
 // to them and runs the planned program in place.
 #include <algorithm>
-#include <cstring>
-#include <iterator>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -176,33 +174,32 @@ PYBIND11_MODULE(_native, m) {
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");
     bind_device_programs(m);
     bind_team(m);
-    // SIMD levels by name, in order: "baseline" (SSE2 on x86-64), "avx2", "avx512".
-    static const char* const kLevels[] = {"baseline", "avx2", "avx512"};
+    // SIMD levels by name (nc::kSimdLevelNames): "baseline" (SSE2), "avx2", "avx512".
+    using nc::kSimdLevelNames;
     m.def(
         "set_simd_level",
         [](const std::string& name) {
-            for (int i = 0; i < 3; ++i)
-                if (name == kLevels[i])
-                    return std::string(kLevels[nc::simd_level_cap().exchange(i)]);
-            throw std::invalid_argument(
-                "set_simd_level: expected 'baseline', 'avx2' or 'avx512', got '" + name + "'");
+            const int level = nc::simd_level_named(name.c_str());
+            if (level < 0)
+                throw std::invalid_argument(
+                    "set_simd_level: expected 'baseline', 'avx2' or 'avx512', got '" + name + "'");
+            return std::string(kSimdLevelNames[nc::simd_level_cap().exchange(level)]);
         },
         py::arg("level"),
         "Caps the SIMD code the CPU kernels use at `level` ('baseline', 'avx2' or 'avx512'; "
         "for tests and measurements); returns the old cap.  Instructions choose when they are "
         "built or per call, so set it before building.  NC_SIMD in the environment sets it at "
         "import.");
-    if (const char* v = std::getenv("NC_SIMD"); v != nullptr && *v != 0 &&
-        std::none_of(std::begin(kLevels), std::end(kLevels),
-                     [v](const char* l) { return std::strcmp(v, l) == 0; }))
+    const char* env_level = std::getenv("NC_SIMD");  // an empty value: no cap, silently
+    if (env_level != nullptr && *env_level != 0 && nc::simd_level_named(env_level) < 0)
         py::module_::import("warnings")
-            .attr("warn")("NC_SIMD=" + std::string(v) +
+            .attr("warn")("NC_SIMD=" + std::string(env_level) +
                           " is not 'baseline', 'avx2' or 'avx512'; ignored (no cap)");
     m.def(
-        "simd_level", []() { return std::string(kLevels[nc::simd_level()]); },
+        "simd_level", []() { return std::string(kSimdLevelNames[nc::simd_level()]); },
         "The SIMD code the CPU kernels use now: the CPU's best, at most the cap.");
     m.def(
-        "cpu_simd_level", []() { return std::string(kLevels[nc::cpu_simd_level()]); },
+        "cpu_simd_level", []() { return std::string(kSimdLevelNames[nc::cpu_simd_level()]); },
         "The best SIMD code this CPU runs ('baseline', 'avx2' or 'avx512').");
     m.attr("built_with_cuda") = py::bool_(NC_WITH_CUDA);
     // (device count, reason when zero); never raises, so callers can report the cause.

@@ -33,48 +33,23 @@ from .views import forward_runs, overlap, span
 ENABLED = True
 
 
-class CopyThenDotInc(Operator):
-    """``Y[part] = src[part]; Y[part] += A @ X`` for products whose outputs are
-    disjoint parts of a copy's destination Y, as one operator (sets the parts).
+class CopyThenProducts(Operator):
+    """``Y[part] = src[part]; Y[part] += product`` for products whose outputs
+    are disjoint parts of a copy's destination Y, as one operator (sets the
+    parts); the subclasses name the kernel that runs it.
 
     Attributes
     ----------
     copy : Copy
         The copy of a constant ``src`` into ``Y``.
-    dots : list of DotInc or BsrDotInc
+    products : list of Operator
         Products that add to every element of their output, a part of Y, once.
     """
 
-    def __init__(self, copy, dots):
-        super().__init__(tag=f"{copy.tag} + {len(dots)} products")
-        self.copy, self.dots = copy, list(dots)
-        self.sets = [dot.Y for dot in dots]
-        self.incs = []
-        self.reads = [copy.src] + [sig for dot in dots for sig in dot.reads]
-        self.updates = []
-
-    @property
-    def parts(self):
-        return [self.copy] + self.dots
-
-    def make_step(self, signals, dt, rng):  # only the native kernels run it
-        raise NotImplementedError("CopyThenDotInc runs only as a native dot_inc")
-
-
-class CopyThenElementwiseInc(Operator):
-    """``Y[part] = src[part] + A * X`` for element-wise products whose outputs
-    are disjoint parts of a copy's destination Y, as one operator (sets the parts).
-
-    Attributes
-    ----------
-    copy : Copy
-        The copy of a constant ``src`` into ``Y``.
-    products : list of ElementwiseInc
-        Products with 1-D outputs (each adds to every element of its output once).
-    """
+    kernel = None  # the native instruction kind that runs it
 
     def __init__(self, copy, products):
-        super().__init__(tag=f"{copy.tag} + {len(products)} element-wise products")
+        super().__init__(tag=f"{copy.tag} + {len(products)} {self.kernel} products")
         self.copy, self.products = copy, list(products)
         self.sets = [op.Y for op in products]
         self.incs = []
@@ -86,7 +61,21 @@ class CopyThenElementwiseInc(Operator):
         return [self.copy] + self.products
 
     def make_step(self, signals, dt, rng):  # only the native kernels run it
-        raise NotImplementedError("CopyThenElementwiseInc runs only as a native elementwise_inc")
+        raise NotImplementedError(f"{type(self).__name__} runs only as a native {self.kernel}")
+
+
+class CopyThenDotInc(CopyThenProducts):
+    """``Y[part] = src[part] + A @ X``: mat-vecs (`DotInc`, `BsrDotInc`), as
+    a ``dot_inc`` whose blocks start from the constant."""
+
+    kernel = "dot_inc"
+
+
+class CopyThenElementwiseInc(CopyThenProducts):
+    """``Y[part] = src[part] + A * X``: element-wise products with 1-D outputs
+    (`ElementwiseInc`), as an ``elementwise_inc`` with ``I``."""
+
+    kernel = "elementwise_inc"
 
 
 def _covers_each_row_once(dot):

@@ -176,12 +176,19 @@ NC_INLINE typename Simd<T, B>::V permute(typename Simd<T, B>::V v, const int32_t
 // the module loads).  Instructions choose when they are built or per call.
 enum SimdLevel : int { kSimdBaseline = 0, kSimdAvx2 = 1, kSimdAvx512 = 2 };
 
+inline constexpr const char* kSimdLevelNames[] = {"baseline", "avx2", "avx512"};
+
+// The level called `name` (kSimdLevelNames), or -1.
+inline int simd_level_named(const char* name) {
+    for (int level = kSimdBaseline; level <= kSimdAvx512; ++level)
+        if (std::strcmp(name, kSimdLevelNames[level]) == 0) return level;
+    return -1;
+}
+
 inline int simd_level_from_env() {
     const char* v = std::getenv("NC_SIMD");
-    if (v == nullptr || *v == 0) return kSimdAvx512;
-    if (std::strcmp(v, "baseline") == 0) return kSimdBaseline;
-    if (std::strcmp(v, "avx2") == 0) return kSimdAvx2;
-    return kSimdAvx512;  // "avx512" or anything else: no cap (bindings warn)
+    const int level = v != nullptr ? simd_level_named(v) : -1;
+    return level >= 0 ? level : kSimdAvx512;  // unset or unknown: no cap (bindings warn)
 }
 
 inline std::atomic<int>& simd_level_cap() {

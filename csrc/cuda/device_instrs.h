@@ -58,24 +58,20 @@ InstrPtr<T> make_simple(const InstrSpec& spec) {
                     terms.push_back({kValue, src[r] + k, 0, 0.0});
                 }
         }
-    } else if (spec.ints.count("I") > 0) {  // elementwise_inc from I: *Y = *I + *A * *X
-        mode = kSum;
+    } else {  // elementwise_inc: *Y += *A * *X, or from I (fusion.py): *Y = *I + *A * *X
+        const bool from_init = spec.ints.count("I") > 0;
+        mode = from_init ? kSum : kInc;
         const auto& y = spec.int_array("Y");
         const auto& a = spec.int_array("A");
         const auto& x = spec.int_array("X");
-        const auto& init = spec.int_array("I");
-        for (size_t k = 0; k < y.size(); ++k) {  // an item's terms in order: I, then the product
-            w.push_back(y[k]);
-            terms.push_back({kValue, init[k], 0, 0.0});
+        for (size_t k = 0; k < y.size(); ++k) {  // an item's terms in order: I, the product
+            if (from_init) {
+                w.push_back(y[k]);
+                terms.push_back({kValue, spec.int_array("I")[k], 0, 0.0});
+            }
             w.push_back(y[k]);
             terms.push_back({kProduct, a[k], x[k], 0.0});
         }
-    } else {  // elementwise_inc
-        mode = kInc;
-        w = spec.int_array("Y");
-        const auto& a = spec.int_array("A");
-        const auto& x = spec.int_array("X");
-        for (size_t k = 0; k < w.size(); ++k) terms.push_back({kProduct, a[k], x[k], 0.0});
     }
     auto grouped = group_terms<T>(w, terms, mode);
     in->batch = std::move(grouped.first);

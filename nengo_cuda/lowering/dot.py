@@ -73,7 +73,7 @@ def _initial_values(op, layout):
     dst, dst_s = _vec(layout, op.copy.dst)
     src, src_s = _vec(layout, op.copy.src)
     blocks = []
-    for dot in op.dots:
+    for dot in op.products:
         for b in _blocks(dot, layout):
             # element (Y - dst) / dst_s of the destination: the same of the source
             # (fusion takes only copies with positive strides)
@@ -98,7 +98,7 @@ class DotIncLowering:
         if isinstance(op, CopyThenDotInc):
             if not all_float(layout, [op.copy.src, op.copy.dst]):
                 return None
-            products = op.dots
+            products = op.products
         else:
             products = [op]
         for dot in products:
