@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from kernel_harness import RawProgram
+import nengo_cuda
 from nengo_cuda import _native
 from nengo_cuda.testing import simd_level
 from test_kernels_neurons import DT, TYPES, check_kernel_against_step
@@ -456,3 +457,37 @@ def test_rate_float32_as_accurate_as_numpy_float32(name, rng, simd):
     ulps = lambda x: _float32_ulps(x[finite], exact[finite])  # noqa: E731
     assert finite.sum() > n // 2
     assert np.all(ulps(ours) <= ulps(numpy32) + 2), np.max(ulps(ours) - ulps(numpy32))
+
+
+@pytest.mark.skipif(_native.cpu_simd_level() != "avx512", reason="the CPU has no AVX-512")
+@pytest.mark.parametrize(
+    "neuron_type",
+    [nengo.LIF(), nengo.AdaptiveLIF(), nengo.LIFRate(), nengo.Tanh(),
+     nengo_cuda.SoftLIFRate(sigma=0.1)],
+    ids=lambda t: type(t).__name__,
+)
+@pytest.mark.parametrize("n, n_trials, dt", [(67, 1, 0.001), (700, 3, 0.001), (700, 2, 0.004)])
+def test_float32_neurons_at_16_lanes_equal_8_lanes(neuron_type, n, n_trials, dt):
+    """The float32 neuron kernels at AVX-512's 16 lanes give AVX2's results bit
+    for bit: lanes are neurons, and each lane computes what it would in a
+    narrower vector (docs/benchmarks.md item 21).  Rates up to 400 Hz and
+    dt = 4 ms reach LIF's double-lane tier (dt / tau_rc > 1/8, overshoots),
+    odd sizes the scalar tails."""
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(lambda t: [np.sin(40 * t) * 2, np.cos(23 * t)])
+        ens = nengo.Ensemble(n, 2, neuron_type=neuron_type,
+                             max_rates=nengo.dists.Uniform(50, 400))
+        nengo.Connection(stim, ens)
+        probes = [nengo.Probe(ens.neurons, synapse=None)]
+        if isinstance(neuron_type, nengo.LIF):
+            probes.append(nengo.Probe(ens.neurons, "voltage", synapse=None))
+    results = []
+    for level in ["avx2", "avx512"]:
+        with simd_level(level):
+            with nengo_cuda.Simulator(net, dt=dt, dtype="float32", minibatch_size=n_trials,
+                                      progress_bar=False) as sim:
+                sim.run_steps(60)
+                results.append([sim.data[p] for p in probes])
+    assert np.any(results[0][0] != 0)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -250,13 +250,26 @@ NC_INLINE void rate_f32(int64_t n, const float* J, float* out,
             for (int64_t i = k; i < k + W; ++i)
                 if (bad[i - k]) out[i] = rate_at<Model>(J, p, aux, i, 0.0f);
     }
-    for (; k < n; ++k) out[k] = rate_at<Model>(J, p, aux, k, 0.0f);
+    // the rest in half vectors (then libm's scalar step below 4 neurons), so
+    // that every width computes the same neurons in vector lanes
+    if constexpr (B > 16) {
+        std::array<const float*, P> q;
+        for (size_t j = 0; j < P; ++j) q[j] = p[j] + k;
+        rate_f32<B / 2, Model>(n - k, J + k, out + k, q, aux != nullptr ? aux + k : nullptr);
+    } else {
+        for (; k < n; ++k) out[k] = rate_at<Model>(J, p, aux, k, 0.0f);
+    }
 }
 
 template <typename Model, size_t P>
 NC_TARGET_AVX2 void rate_f32_avx2(int64_t n, const float* J, float* out,
                                   const std::array<const float*, P>& p, const float* aux) {
     rate_f32<32, Model>(n, J, out, p, aux);
+}
+template <typename Model, size_t P>
+NC_TARGET_AVX512 void rate_f32_avx512(int64_t n, const float* J, float* out,
+                                      const std::array<const float*, P>& p, const float* aux) {
+    rate_f32<64, Model>(n, J, out, p, aux);
 }
 
 // Model::run_contiguous of such a model: float32 as above, float64 libm per
@@ -265,7 +278,9 @@ template <typename Model, typename T, size_t P>
 NC_INLINE void run_rate(int64_t n, const T* J, T* out, const std::array<const T*, P>& p,
                         const T* aux, T dt) {
     if constexpr (std::is_same_v<T, float>) {
-        if (cpu_has_avx2())
+        if (simd_level() >= kSimdAvx512)
+            rate_f32_avx512<Model>(n, J, out, p, aux);
+        else if (cpu_has_avx2())
             rate_f32_avx2<Model>(n, J, out, p, aux);
         else
             rate_f32<16, Model>(n, J, out, p, aux);
@@ -325,12 +340,12 @@ struct LIFRate {
         using S = Simd<float, B>;
         const auto zero = S::splat(0.0f), one = S::splat(1.0f);
         const auto j = J - one;
-        const auto pos = j > zero;
+        const auto pos = S::gt(j, zero);
         typename S::M b{};  // 1 / (J - 1) infinite or NaN: only where J > 1 counts
-        const auto l = SimdF32Math<B>::log1p(pos ? one / j : zero, b);
+        const auto l = SimdF32Math<B>::log1p(S::select(pos, one / j, zero), b);
         bad |= b & pos;
         const auto rate = S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * l);
-        return pos ? rate : zero;
+        return S::select(pos, rate, zero);
     }
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
@@ -391,8 +406,8 @@ struct SoftLIFRate {
         const auto one = S::splat(1.0f), lo = S::splat(-20.0f), hi = S::splat(30.0f);
         const auto sigma = S::load(p[3] + k);
         const auto js = (J - one) / sigma;
-        const auto above = js > lo;
-        bad |= ~(js == js);
+        const auto above = S::gt(js, lo);
+        bad |= ~S::eq(js, js);
         auto clamped = js < hi ? js : hi;
         clamped = clamped > lo ? clamped : lo;
         typename S::M b{};  // (only lanes above the asymptote use these functions)
@@ -400,7 +415,7 @@ struct SoftLIFRate {
         const auto z = (js > hi ? js : softplus) * sigma;
         const auto q_soft = Math::log1p(one / z, b);
         bad |= b & above;
-        const auto q = above ? q_soft : -js - S::load(log_sigma + k);
+        const auto q = S::select(above, q_soft, -js - S::load(log_sigma + k));
         return S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * q);
     }
     template <typename T>
@@ -428,11 +443,13 @@ struct LifHead {
         const V d = dt - r;  // neurons::lif_delta_t
         delta_t = d > dt ? dt : d;
         delta_t = d < zero ? zero : delta_t;
-        whole = delta_t == dt;
-        partial = ~(whole | (delta_t == zero));
+        whole = S::eq(delta_t, dt);
+        partial = ~(whole | S::eq(delta_t, zero));
     }
     // expm1(-delta_t / tau_rc) where no lane is partial (neurons::lif_decay)
-    NC_INLINE V decay(V full_decay) const { return whole ? full_decay : S::splat(T(-0.0)); }
+    NC_INLINE V decay(V full_decay) const {
+        return S::select(whole, full_decay, S::splat(T(-0.0)));
+    }
 };
 
 // The rest of a LIF step of a vector of float32 neurons, every case of
@@ -458,21 +475,21 @@ NC_INLINE typename Simd<float, B>::V lif_vector_tail(
     if (branch_free || S::any(h.partial)) {
         M b{};
         const V e = Math::expm1(-h.delta_t / tau_rc, b);
-        decay = h.partial ? e : decay;
+        decay = S::select(h.partial, e, decay);
         bad |= b & h.partial;
     }
     V vn = v - (J - v) * decay;
-    const M spiked = vn > one;
+    const M spiked = S::gt(vn, one);
     V r_new = h.r;
     if (branch_free || S::any(spiked)) {
         M b{};
         const V l = Math::log1p(-(vn - one) / (J - one), b);
-        r_new = spiked ? tau_ref + (dt + tau_rc * l) : h.r;
+        r_new = S::select(spiked, tau_ref + (dt + tau_rc * l), h.r);
         bad |= b & spiked;
     }
-    v = spiked ? zero : (vn < min_v ? min_v : vn);
+    v = S::select(spiked, zero, vn < min_v ? min_v : vn);
     ref = r_new;
-    return spiked ? amp / dt : zero;
+    return S::select(spiked, amp / dt, zero);
 }
 
 // The float32 neurons of a lif_contiguous segment that need the series,
@@ -501,11 +518,10 @@ struct LifStage {
     // Appends the lanes of neurons k .. k + W - 1 that `listed` selects.
     NC_INLINE void add(int64_t k, M listed, V vk, V rk, V Jk) {
         const unsigned bits = mask_bits<B>(listed);
-        const int32_t* perm = kCompress<W>.perm[bits];
-        S::store(v + n, permute<float, B>(vk, perm));
-        S::store(ref + n, permute<float, B>(rk, perm));
-        S::store(J + n, permute<float, B>(Jk, perm));
-        SI::store(idx + n, permute<int32_t, B>(iota + static_cast<int32_t>(k), perm));
+        S::store(v + n, compress<float, B>(vk, bits));
+        S::store(ref + n, compress<float, B>(rk, bits));
+        S::store(J + n, compress<float, B>(Jk, bits));
+        SI::store(idx + n, compress<int32_t, B>(iota + static_cast<int32_t>(k), bits));
         n += __builtin_popcount(bits);
     }
 
@@ -598,7 +614,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         const LifHead<T, B> h(rk, vdt);
         const V fd = S::load(full_decay + k);
         V vn = vk - (Jk - vk) * h.decay(fd);
-        const M slow = h.partial | (vn > one);
+        const M slow = h.partial | S::gt(vn, one);
         const V mv = S::load(min_v + k);
         vn = vn < mv ? mv : vn;
         if (!f32 && !S::any(slow)) {
@@ -607,9 +623,9 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
             S::store(out + k, zero);
             continue;
         }
-        S::store(v + k, slow ? vk : vn);
-        S::store(ref + k, slow ? rk : h.r);
-        S::store(out + k, slow ? S::load(out + k) : zero);
+        S::store(v + k, S::select(slow, vk, vn));
+        S::store(ref + k, S::select(slow, rk, h.r));
+        S::store(out + k, S::select(slow, S::load(out + k), zero));
         if constexpr (f32) {
             stage.add(k, slow, vk, rk, Jk);
         } else {
@@ -647,6 +663,17 @@ NC_TARGET_AVX2 void lif_contiguous_avx2(int64_t n, const T* J, T* out, T* v, T* 
         lif_contiguous<T, 32>(n, J, out, v, ref, p, full_decay, dt, uniform);
 }
 
+// 16 float32 lanes (docs/benchmarks.md item 21)
+template <typename T>
+NC_TARGET_AVX512 void lif_contiguous_avx512(int64_t n, const T* J, T* out, T* v, T* ref,
+                                            const std::array<const T*, 4>& p,
+                                            const T* full_decay, T dt, bool uniform) {
+    if (uniform && dt <= p[0][0] * T(SimdF32Series<64, true>::kRange))
+        lif_contiguous<T, 64, true>(n, J, out, v, ref, p, full_decay, dt, uniform);
+    else
+        lif_contiguous<T, 64>(n, J, out, v, ref, p, full_decay, dt, uniform);
+}
+
 // LIF: see neurons::lif_spiking.
 struct LIF {
     static constexpr const char* kind = "neurons_lif";
@@ -664,6 +691,11 @@ struct LIF {
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 2>& s,
                                const std::array<const T*, 4>& p, const T* full_decay, T dt,
                                bool uniform) {
+        // float64 gained nothing from 8 lanes (its spiking lanes run lif_spiking)
+        if constexpr (std::is_same_v<T, float>) {
+            if (simd_level() >= kSimdAvx512)
+                return lif_contiguous_avx512(n, J, out, s[0], s[1], p, full_decay, dt, uniform);
+        }
         if (cpu_has_avx2())
             lif_contiguous_avx2(n, J, out, s[0], s[1], p, full_decay, dt, uniform);
         else

@@ -23,6 +23,13 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NC_HAVE_AVX2_DISPATCH 1
+// GCC's AVX-512 builtins, used raw (they expand in the AVX-512 function they
+// are inlined into; the intrinsics' wrappers would not inline into templates
+// compiled for the base target)
+#if !defined(__clang__)
+#include <immintrin.h>
+#define NC_HAVE_AVX512_BUILTINS 1
+#endif
 #define NC_TARGET_AVX2 __attribute__((target("avx2,fma")))
 // AVX-512 F/VL/DQ/BW (Skylake-SP and later Xeons, Zen 4 and later): 32 vector
 // registers of 64 bytes.  Only the kernels bound by multiply-adds use it.
@@ -58,7 +65,56 @@ struct Simd {
     static NC_INLINE void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
     static NC_INLINE V splat(T x) { return V{} + x; }
     static NC_INLINE bool any(M m);
+
+    // Comparisons whose mask is kept (stored, combined with & | ~) and
+    // selects by such masks.  A kernel template is compiled for the base
+    // target and then inlined into its AVX2 or AVX-512 instantiation; GCC 12
+    // gives a 64-byte comparison kept as an integer vector (and a select by
+    // one) the base target's form and expands it lane by lane, which made the
+    // LIF kernel at 16 lanes 5-9x slower than at 8.  AVX-512's builtins expand
+    // where they are inlined.  Other widths (and selects on a comparison
+    // written in place: `a < b ? x : y`) use the operators.
+    static NC_INLINE M lt(V a, V b) { return cmp<kLt>(a, b); }
+    static NC_INLINE M le(V a, V b) { return cmp<kLe>(a, b); }
+    static NC_INLINE M gt(V a, V b) { return cmp<kGt>(a, b); }
+    static NC_INLINE M ge(V a, V b) { return cmp<kGe>(a, b); }
+    static NC_INLINE M eq(V a, V b) { return cmp<kEq>(a, b); }
+    static NC_INLINE V select(M m, V a, V b);  // m ? a : b
+
+    // AVX-512 predicates (ordered, quiet: false for NaN, as C's operators)
+    enum Pred : int { kEq = 0x00, kLt = 0x01, kLe = 0x02, kGe = 0x1d, kGt = 0x1e };
+    template <int P>
+    static NC_INLINE M cmp(V a, V b);
 };
+
+template <typename T, int B>
+template <int P>
+NC_INLINE typename Simd<T, B>::M Simd<T, B>::cmp(V a, V b) {
+#if defined(NC_HAVE_AVX512_BUILTINS)
+    if constexpr (B == 64 && sizeof(T) == 4)
+        return (M)__builtin_ia32_cvtmask2d512(
+            __builtin_ia32_cmpps512_mask(a, b, P, 0xffff, _MM_FROUND_CUR_DIRECTION));
+    if constexpr (B == 64 && sizeof(T) == 8)
+        return (M)__builtin_ia32_cvtmask2q512(
+            __builtin_ia32_cmppd512_mask(a, b, P, 0xff, _MM_FROUND_CUR_DIRECTION));
+#endif
+    if constexpr (P == kEq) return a == b;
+    else if constexpr (P == kLt) return a < b;
+    else if constexpr (P == kLe) return a <= b;
+    else if constexpr (P == kGe) return a >= b;
+    else return a > b;
+}
+
+template <typename T, int B>
+NC_INLINE typename Simd<T, B>::V Simd<T, B>::select(M m, V a, V b) {
+#if defined(NC_HAVE_AVX512_BUILTINS)
+    if constexpr (B == 64 && sizeof(T) == 4)
+        return __builtin_ia32_blendmps_512_mask(b, a, __builtin_ia32_cvtd2mask512(m));
+    if constexpr (B == 64 && sizeof(T) == 8)
+        return __builtin_ia32_blendmpd_512_mask(b, a, __builtin_ia32_cvtq2mask512((__v8di)m));
+#endif
+    return m ? a : b;
+}
 
 // OR of the lanes of an integer vector, by halving (a few instructions, where
 // extracting lane by lane would take one per lane).
@@ -151,6 +207,9 @@ NC_INLINE unsigned mask_bits(typename Simd<float, B>::M m) {
         return bits;
     }
 #endif
+#if defined(NC_HAVE_AVX512_BUILTINS)
+    if constexpr (B == 64) return static_cast<uint16_t>(__builtin_ia32_cvtd2mask512(m));  // AVX-512 DQ
+#endif
     unsigned bits = 0;
     for (int i = 0; i < Simd<float, B>::W; ++i) bits |= static_cast<unsigned>(m[i] & 1) << i;
     return bits;
@@ -168,6 +227,33 @@ NC_INLINE typename Simd<T, B>::V permute(typename Simd<T, B>::V v, const int32_t
 #else
     return __builtin_shuffle(v, idx);
 #endif
+}
+
+// The lanes of v (32-bit T) that `bits` selects (mask_bits), moved in order
+// to its first lanes; the others are unspecified.  64 bytes: AVX-512's
+// compress instruction (a table of permutations for 16 lanes would take 4 MB);
+// else a permutation from kCompress.
+template <typename T, int B>
+NC_INLINE typename Simd<T, B>::V compress(typename Simd<T, B>::V v, unsigned bits) {
+    static_assert(sizeof(T) == 4, "32-bit lanes");
+#if defined(NC_HAVE_AVX512_BUILTINS)
+    if constexpr (B == 64) {
+        const auto k = static_cast<uint16_t>(bits);
+        if constexpr (std::is_same_v<T, float>)
+            return __builtin_ia32_compresssf512_mask(v, typename Simd<T, B>::V{}, k);
+        else
+            return __builtin_ia32_compresssi512_mask(v, typename Simd<T, B>::V{}, k);
+    }
+#endif
+    if constexpr (B <= 32) {
+        return permute<T, B>(v, kCompress<Simd<T, B>::W>.perm[bits]);
+    } else {  // no table for 16 lanes
+        typename Simd<T, B>::V r = v;
+        int c = 0;
+        for (int i = 0; i < Simd<T, B>::W; ++i)
+            if (bits >> i & 1) r[c++] = v[i];
+        return r;
+    }
 }
 
 // The widest SIMD code the kernels may use: a cap on what the CPU runs, set
@@ -265,7 +351,8 @@ struct SimdF32Math {
     using M = typename S::M;
     static constexpr int W = S::W, H = W / 2;
     using D = typename Simd<double, B>::V;
-    using L = typename Simd<double, B>::M;  // int64 lanes
+    using SD = Simd<double, B>;
+    using L = typename SD::M;  // int64 lanes
     using F = typename Simd<float, B / 2>::V;
     using I = typename Simd<float, B / 2>::M;
 
@@ -309,12 +396,12 @@ struct SimdF32Math {
     // when every |x| <= 1/16 (LIF with dt << tau_rc), else to x^9; evaluated
     // in Estrin's scheme (short dependency chains).
     static NC_INLINE D expm1_d(D x, L& bad) {
-        bad = ~((x <= splat(0.25)) & (x >= splat(-0.25)));
+        bad = ~(SD::le(x, splat(0.25)) & SD::ge(x, splat(-0.25)));
         const D x2 = x * x, x4 = x2 * x2;
         const D p01 = splat(1.0) + x * 0.5;                    // 1 + x/2
         const D p23 = splat(1.0 / 6) + x * (1.0 / 24);         // x^2 (1/3! + x/4!)
         const D p45 = splat(1.0 / 120) + x * (1.0 / 720);      // x^4 (...)
-        if (all((x <= splat(1.0 / 16)) & (x >= splat(-1.0 / 16))))
+        if (all(SD::le(x, splat(1.0 / 16)) & SD::ge(x, splat(-1.0 / 16))))
             return x * ((p01 + x2 * p23) + x4 * p45);
         const D p67 = splat(1.0 / 5040) + x * (1.0 / 40320);   // x^6 (...)
         const D p8 = splat(1.0 / 362880);                      // x^8 / 9!
@@ -324,22 +411,22 @@ struct SimdF32Math {
 
     // log1p(y) for finite y > -1 (relative error < 1e-12).
     static NC_INLINE D log1p_d(D y, L& bad) {
-        const L ok = (y > splat(-1.0)) & (y <= splat(3.4028234663852886e38));  // FLT_MAX: not inf
+        const L ok = SD::gt(y, splat(-1.0)) & SD::le(y, splat(3.4028234663852886e38));  // FLT_MAX: not inf
         bad = ~ok;
         // tiny |y|: y - y^2/2 + y^3/3 - y^4/4 (relative error < 1e-16 for |y| < 1e-4)
         const D tiny = y * ((splat(1.0) - y * 0.5) + (y * y) * (splat(1.0 / 3) - y * 0.25));
         // else u = 1 + y (exact for float y with 1e-4 <= |y| < 2^29; beyond, the
         // lost 1 is below double's resolution of log(u)), u = m * 2^e with
         // m in [sqrt(1/2), sqrt(2)), log(u) = e ln2 + 2 atanh((m - 1) / (m + 1))
-        const D u = ok ? splat(1.0) + y : splat(1.0);  // keep bad lanes finite
+        const D u = SD::select(ok, splat(1.0) + y, splat(1.0));  // keep bad lanes finite
         L bits;
         std::memcpy(&bits, &u, sizeof bits);
         L ebits = (bits >> 52) & 0x7ff;
         const L mbits = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;
         D m;
         std::memcpy(&m, &mbits, sizeof m);
-        const L big = m > splat(1.4142135623730951);
-        m = big ? m * 0.5 : m;
+        const L big = SD::gt(m, splat(1.4142135623730951));
+        m = SD::select(big, m * 0.5, m);
         ebits = ebits - big;  // big is -1 where true
         // the exponent as a double: (2^52 + e_biased) - 2^52 - bias
         const L ed_bits = ebits | 0x4330000000000000LL;
@@ -350,11 +437,11 @@ struct SimdF32Math {
         // every |s| <= 0.07 (relative error < 1e-12; Estrin in s^2)
         const D s = (m - 1.0) / (m + 1.0), z = s * s, z2 = z * z, z4 = z2 * z2;
         const D q0 = (splat(1.0) + z * (1.0 / 3)) + z2 * (splat(1.0 / 5) + z * (1.0 / 7));
-        const D q = all(z <= splat(0.0049))
+        const D q = all(SD::le(z, splat(0.0049)))
                         ? q0 + z4 * (1.0 / 9)
                         : q0 + z4 * ((splat(1.0 / 9) + z * (1.0 / 11)) + z2 * (1.0 / 13));
         const D general = e * 0.6931471805599453 + 2.0 * s * q;
-        return (y > splat(-1e-4)) & (y < splat(1e-4)) ? tiny : general;
+        return SD::select(SD::gt(y, splat(-1e-4)) & SD::lt(y, splat(1e-4)), tiny, general);
     }
 
     // exp(x) for |x| <= 150 (NaN lanes are bad): x = k ln2 + r with k =
@@ -362,9 +449,9 @@ struct SimdF32Math {
     // (Estrin's scheme, truncation < 1e-14), 2^k from its exponent bits.  k ln2
     // in double is off by up to 3e-14 at |k| = 217, so is exp's relative error.
     static NC_INLINE D exp_d(D x, L& bad) {
-        const L ok = (x <= splat(150.0)) & (x >= splat(-150.0));
+        const L ok = SD::le(x, splat(150.0)) & SD::ge(x, splat(-150.0));
         bad = ~ok;
-        const D xc = ok ? x : splat(0.0);
+        const D xc = SD::select(ok, x, splat(0.0));
         // adding 1.5 * 2^52 rounds to an integer, which the low mantissa bits
         // then hold (two's complement): no double -> int64 conversion, which
         // AVX2 lacks
@@ -390,16 +477,16 @@ struct SimdF32Math {
     // 17 x^7/315 for |x| < 1/64, else sign(x) (1 - 2 / (exp(2 |x|) + 1)) with
     // |x| clamped to 20 (tanh is 1 in float beyond 9.1).
     static NC_INLINE D tanh_d(D x, L& bad) {
-        bad = ~(x == x);
+        bad = ~SD::eq(x, x);
         const D x2 = x * x;
         const D series =
             x + (x * x2) * ((splat(-1.0 / 3) + x2 * (2.0 / 15)) + (x2 * x2) * (-17.0 / 315));
-        const L neg = x < splat(0.0);
-        D a = neg ? -x : x;
+        const L neg = SD::lt(x, splat(0.0));
+        D a = SD::select(neg, -x, x);
         a = a < splat(20.0) ? a : splat(20.0);  // (NaN lanes: 20, still finite)
         L unused;
         const D t = splat(1.0) - 2.0 / (exp_d(a + a, unused) + 1.0);
-        const D general = neg ? -t : t;
+        const D general = SD::select(neg, -t, t);
         return a < splat(1.0 / 64) ? series : general;
     }
 
@@ -430,7 +517,7 @@ struct SimdF32Series {
     static constexpr bool kBranchFree = true;  // cheap enough for every lane
     static constexpr float kRange = Short ? 0.0625f : 0.125f;
     static NC_INLINE V c(float x) { return S::splat(x); }
-    static NC_INLINE M small(V x) { return (x <= c(kRange)) & (x >= c(-kRange)); }
+    static NC_INLINE M small(V x) { return S::le(x, c(kRange)) & S::ge(x, c(-kRange)); }
 
     // expm1(x) = x + x^2 (1/2! + x/3! + ... + x^5/7!) (Short: to x^3/5!), in
     // Estrin's scheme (short dependency chains: this runs on every spiking vector)
