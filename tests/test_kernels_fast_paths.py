@@ -42,7 +42,7 @@ def test_lif_float32_as_accurate_as_nengo_float32(tau_rc, rng, simd):
     """float32 LIF computes expm1/log1p in vector lanes, as accurately as Nengo's
     float32 step (NumPy on libm's functions) computes.  dt / tau_rc picks the
     tier: <= 1/16 the short float series, <= 1/8 the long one, beyond that
-    double-precision lanes (csrc/cpu/simd.h), beyond 1/4 libm (tau_rc = 0.001:
+    double-precision lanes (csrc/cpu/simd_math.h), beyond 1/4 libm (tau_rc = 0.001:
     the float series there would be off by 2e-5).
 
     Both are compared with float64 arithmetic on the same float32 inputs.  Not
@@ -426,7 +426,7 @@ RATE_STEPS = {
 @pytest.mark.parametrize("name", sorted(RATE_STEPS))
 def test_rate_float32_as_accurate_as_numpy_float32(name, rng, simd):
     """float32 Sigmoid, Tanh, SoftLIFRate and LIFRate compute exp, tanh and
-    log1p in double lanes rounded to float (csrc/cpu/simd.h, SimdF32Math) and
+    log1p in double lanes rounded to float (csrc/cpu/simd_math.h, SimdF32Math) and
     the rest in float as before.  Against
     float64 arithmetic on the same float32 inputs, ours is at most 2 ulps worse
     than the same formula on NumPy's float32 functions (Nengo's float32 step):
