@@ -44,25 +44,25 @@ struct LifHead {
     }
 };
 
-// The rest of a LIF step of a vector of float32 neurons, every case of
+// The rest of a LIF step of a vector of neurons, every case of
 // neurons::lif_spiking as branch-free selects, with expm1 and log1p from
-// `Math`: SimdF32Series (float lanes, small arguments) on whole vectors of
-// neurons, with no branches (spikes are unpredictable); SimdF32Math (double
-// lanes, any argument) only when some lane needs it.  Updates v and ref,
-// returns the output; lanes outside Math's domain are marked in `bad` and
-// must be recomputed.
-template <int B, typename Math>
-NC_INLINE typename Simd<float, B>::V lif_vector_tail(
-    const LifHead<float, B>& h, typename Simd<float, B>::V J, typename Simd<float, B>::V& v,
-    typename Simd<float, B>::V& ref, typename Simd<float, B>::V tau_rc,
-    typename Simd<float, B>::V tau_ref, typename Simd<float, B>::V min_v,
-    typename Simd<float, B>::V amp, typename Simd<float, B>::V full_decay, float dt_,
-    typename Simd<float, B>::M& bad) {
-    using S = Simd<float, B>;
+// `Math`: a series (SimdF32Series, SimdF64Series: small arguments) on whole
+// vectors of neurons, with no branches (spikes are unpredictable);
+// SimdF32Math (double lanes, any argument) only when some lane needs it.
+// Updates v and ref, returns the output; lanes outside Math's domain are
+// marked in `bad` and must be recomputed.
+template <typename T, int B, typename Math>
+NC_INLINE typename Simd<T, B>::V lif_vector_tail(
+    const LifHead<T, B>& h, typename Simd<T, B>::V J, typename Simd<T, B>::V& v,
+    typename Simd<T, B>::V& ref, typename Simd<T, B>::V tau_rc,
+    typename Simd<T, B>::V tau_ref, typename Simd<T, B>::V min_v,
+    typename Simd<T, B>::V amp, typename Simd<T, B>::V full_decay, T dt_,
+    typename Simd<T, B>::M& bad) {
+    using S = Simd<T, B>;
     using V = typename S::V;
     using M = typename S::M;
     constexpr bool branch_free = Math::kBranchFree;
-    const V dt = S::splat(dt_), zero = S::splat(0.0f), one = S::splat(1.0f);
+    const V dt = S::splat(dt_), zero = S::splat(T(0)), one = S::splat(T(1));
     V decay = h.decay(full_decay);
     if (branch_free || S::any(h.partial)) {
         M b{};
@@ -84,21 +84,22 @@ NC_INLINE typename Simd<float, B>::V lif_vector_tail(
     return S::select(spiked, amp / dt, zero);
 }
 
-// The float32 neurons of a lif_contiguous segment that need the series,
-// compacted: a vector's listed lanes are moved to its first lanes by one
-// permutation and stored at the end of the rows, so that lif_vector_tail runs
-// on full vectors of them.  Member functions, not lambdas: a lambda that is
-// not inlined is compiled for the base target, and AVX vectors passed to it
-// break the calling convention (a crash under LTO).
-template <int B>
+// The neurons of a lif_contiguous segment that need the series, compacted
+// into full vectors for lif_vector_tail: float32 moves a vector's listed
+// lanes to its first lanes by one permutation and stores them at the end of
+// the rows (add); both types append single neurons (add_one).  Member
+// functions, not lambdas: a lambda that is not inlined is compiled for the
+// base target, and AVX vectors passed to it break the calling convention (a
+// crash under LTO).
+template <typename T, int B>
 struct LifStage {
-    using S = Simd<float, B>;
+    using S = Simd<T, B>;
     using V = typename S::V;
     using M = typename S::M;
     using SI = Simd<int32_t, B>;
     static constexpr int W = S::W;
     static constexpr int64_t kLen = kNeuronSegment + W;  // slack: every store writes W lanes
-    alignas(64) float v[kLen], ref[kLen], J[kLen];
+    alignas(64) T v[kLen], ref[kLen], J[kLen];
     alignas(64) int32_t idx[kLen];  // neuron in the segment
     int64_t n = 0;
     typename SI::V iota;  // 0, 1, ..., W - 1
@@ -107,8 +108,9 @@ struct LifStage {
         for (int i = 0; i < W; ++i) iota[i] = i;
     }
 
-    // Appends the lanes of neurons k .. k + W - 1 that `listed` selects.
+    // Appends the lanes of neurons k .. k + W - 1 that `listed` selects (float32).
     NC_INLINE void add(int64_t k, M listed, V vk, V rk, V Jk) {
+        static_assert(std::is_same_v<T, float>, "lanes of 32 bits");
         const unsigned bits = mask_bits<B>(listed);
         S::store(v + n, compress<float, B>(vk, bits));
         S::store(ref + n, compress<float, B>(rk, bits));
@@ -118,7 +120,7 @@ struct LifStage {
     }
 
     // Appends neuron q.
-    NC_INLINE void add_one(int32_t q, const float* v_in, const float* ref_in, const float* J_in) {
+    NC_INLINE void add_one(int32_t q, const T* v_in, const T* ref_in, const T* J_in) {
         v[n] = v_in[q], ref[n] = ref_in[q], J[n] = J_in[q], idx[n] = q;
         ++n;
     }
@@ -127,9 +129,9 @@ struct LifStage {
     // vector padded with copies of the first neuron: valid operands); writes
     // the results of good lanes, lists the bad ones (outside Math's range).
     template <typename Math>
-    NC_INLINE void run(bool uniform, const std::array<const float*, 4>& p,
-                       const float* full_decay, float* v_out, float* ref_out, float* out,
-                       float dt, int32_t* listed, int64_t& n_listed) {
+    NC_INLINE void run(bool uniform, const std::array<const T*, 4>& p, const T* full_decay,
+                       T* v_out, T* ref_out, T* out, T dt, int32_t* listed,
+                       int64_t& n_listed) {
         for (int64_t i = n; i < (n + W - 1) / W * W; ++i)
             v[i] = v[0], ref[i] = ref[0], J[i] = J[0], idx[i] = idx[0];
         const V vdt = S::splat(dt);
@@ -137,13 +139,13 @@ struct LifStage {
             const int32_t* at = idx + j;
             V vv = S::load(v + j), rr = S::load(ref + j);
             M bad{};
-            const V y = lif_vector_tail<B, Math>(
-                LifHead<float, B>(rr, vdt), S::load(J + j), vv, rr,
-                gather_or_splat<float, B>(uniform, p[0], at),
-                gather_or_splat<float, B>(uniform, p[1], at),
-                gather_or_splat<float, B>(uniform, p[2], at),
-                gather_or_splat<float, B>(uniform, p[3], at),
-                gather_or_splat<float, B>(uniform, full_decay, at), dt, bad);
+            const V y = lif_vector_tail<T, B, Math>(
+                LifHead<T, B>(rr, vdt), S::load(J + j), vv, rr,
+                gather_or_splat<T, B>(uniform, p[0], at),
+                gather_or_splat<T, B>(uniform, p[1], at),
+                gather_or_splat<T, B>(uniform, p[2], at),
+                gather_or_splat<T, B>(uniform, p[3], at),
+                gather_or_splat<T, B>(uniform, full_decay, at), dt, bad);
             const int m = static_cast<int>(std::min<int64_t>(W, n - j));
             for (int i = 0; i < m; ++i) {
                 const int32_t q = at[i];
@@ -155,7 +157,6 @@ struct LifStage {
         }
     }
 };
-struct NoStage {};
 
 // LIF over consecutive neurons, vectorised.  A vector of neurons at a time:
 // when every neuron integrates the whole step (or none of it: refractory)
@@ -173,13 +174,17 @@ struct NoStage {};
 // vectors as they came cost 3.2 ns per update against 0.6-0.7 for silent
 // ones.  The float32 pass has no branch on the listed lanes (they are
 // unpredictable; staging an empty set costs less than a mispredicted branch;
-// float64's scalar path is dearer, so it skips silent vectors).  Lanes outside the
+// float64 skips silent vectors, as it did when its listed lanes ran the
+// scalar kernel: not measured since).  Lanes outside the
 // series' range (|argument| > 1/8: dt / tau_rc > 1/8, or a spike overshooting
 // by more than 1/8 of J - 1) and the last n % W neurons are listed again and
 // staged for lif_vector_tail with SimdF32Math (double lanes); the rare lanes
 // outside even that domain run lif_spiking.
-// float64: the listed neurons run lif_spiking, so every result is
-// bit-identical to the scalar kernel's (and to Nengo's).
+// float64: the listed neurons (spiking or partly refractory, and the last
+// n % W) are staged one by one for lif_vector_tail with SimdF64Series
+// (faithfully rounded expm1 and log1p, where libm's scalar calls cost 5-7 ns
+// per update); lanes outside its range run lif_spiking.  Silent neurons'
+// results are bit-identical to lif_spiking's; spiking ones within an ulp.
 template <typename T, int B, bool short_series = false>
 NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                               const std::array<const T*, 4>& p, const T* full_decay, T dt,
@@ -195,8 +200,8 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                                       amp[k], full_decay[k]);
     };
     assert(n <= kNeuronSegment);  // the lists below hold a segment
-    std::conditional_t<f32, LifStage<B>, NoStage> stage;
-    // listed: neurons for SimdF32Math (float32) or lif_spiking (float64)
+    LifStage<T, B> stage;
+    // listed: neurons for SimdF32Math (float32) or SimdF64Series (float64)
     int32_t listed[kNeuronSegment + W];
     int64_t n_listed = 0;
     const V vdt = S::splat(dt), zero = S::splat(T(0)), one = S::splat(T(1));
@@ -239,6 +244,10 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                                            n_listed);
         for (int64_t j = 0; j < n_listed; ++j) one_neuron(listed[j]);
     } else {
+        for (int64_t j = 0; j < n_listed; ++j) stage.add_one(listed[j], v, ref, J);
+        n_listed = 0;
+        stage.template run<SimdF64Series<B>>(uniform, p, full_decay, v, ref, out, dt, listed,
+                                            n_listed);
         for (int64_t j = 0; j < n_listed; ++j) one_neuron(listed[j]);
     }
 }

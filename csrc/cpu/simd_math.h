@@ -1,7 +1,8 @@
-// float32 transcendental functions in vector lanes, for the neuron kernels:
-// SimdF32Math (double-precision lanes, any argument: within an ulp of libm's
-// float functions) and SimdF32Series (float lanes, small arguments: cheap
-// enough for every lane of a vector).
+// Transcendental functions in vector lanes, for the neuron kernels:
+// SimdF32Math (float32 in double-precision lanes, any argument: within an ulp
+// of libm's float functions), SimdF32Series (float32 in float lanes, small
+// arguments: cheap enough for every lane of a vector) and SimdF64Series
+// (float64, small arguments, faithfully rounded).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -219,6 +220,51 @@ struct SimdF32Series {
             const V p45 = c(-1.0f / 6) + y * (1.0f / 7);
             return y + y2 * ((p01 + y2 * p23) + y4 * (p45 + y2 * (-1.0f / 8)));
         }
+    }
+};
+
+// float64 expm1 and log1p of small arguments (|x| <= 1/16), as SimdF32Series
+// does for float32: f(x) = x + x^2 q(x) with q a truncated Taylor series
+// (truncation below 2^-58 of the result), evaluated in Estrin's scheme.  The
+// rounding errors of x^2 q(x) are scaled by |x q(x)| <= 1/30 of the result's
+// ulp, so the result is faithfully rounded: within an ulp of the exact value,
+// as libm's expm1/log1p (and NumPy's, which on AVX-512 CPUs are not libm's)
+// are.  Lanes outside the range are marked in `bad`.
+template <int B>
+struct SimdF64Series {
+    using S = Simd<double, B>;
+    using V = typename S::V;
+    using M = typename S::M;
+    static constexpr bool kBranchFree = true;
+    static constexpr double kRange = 0.0625;
+    static NC_INLINE V c(double x) { return S::splat(x); }
+    static NC_INLINE M small(V x) { return S::le(x, c(kRange)) & S::ge(x, c(-kRange)); }
+
+    // expm1(x) = x + x^2 (1/2! + x/3! + ... + x^8/10!)
+    static NC_INLINE V expm1(V x, M& bad) {
+        bad |= ~small(x);
+        const V x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
+        const V p01 = c(1.0 / 2) + x * (1.0 / 6);
+        const V p23 = c(1.0 / 24) + x * (1.0 / 120);
+        const V p45 = c(1.0 / 720) + x * (1.0 / 5040);
+        const V p67 = c(1.0 / 40320) + x * (1.0 / 362880);
+        const V q = ((p01 + x2 * p23) + x4 * (p45 + x2 * p67)) + x8 * (1.0 / 3628800);
+        return x + x2 * q;
+    }
+
+    // log1p(y) = y + y^2 (-1/2 + y/3 - y^2/4 + ... + y^12/14)
+    static NC_INLINE V log1p(V y, M& bad) {
+        bad |= ~small(y);
+        const V y2 = y * y, y4 = y2 * y2, y8 = y4 * y4;
+        const V p01 = c(-1.0 / 2) + y * (1.0 / 3);
+        const V p23 = c(-1.0 / 4) + y * (1.0 / 5);
+        const V p45 = c(-1.0 / 6) + y * (1.0 / 7);
+        const V p67 = c(-1.0 / 8) + y * (1.0 / 9);
+        const V p89 = c(-1.0 / 10) + y * (1.0 / 11);
+        const V p1011 = c(-1.0 / 12) + y * (1.0 / 13);
+        const V q = ((p01 + y2 * p23) + y4 * (p45 + y2 * p67)) +
+                    y8 * ((p89 + y2 * p1011) + y4 * (-1.0 / 14));
+        return y + y2 * q;
     }
 };
 
