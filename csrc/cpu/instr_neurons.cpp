@@ -454,12 +454,9 @@ struct LIF {
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 2>& s,
                                const std::array<const T*, 4>& p, const T* full_decay, T dt,
                                bool uniform) {
-        // float64 gained nothing from 8 lanes (its spiking lanes run lif_spiking)
-        if constexpr (std::is_same_v<T, float>) {
-            if (simd_level() >= kSimdAvx512)
-                return lif_contiguous_avx512(n, J, out, s[0], s[1], p, full_decay, dt, uniform);
-        }
-        if (cpu_has_avx2())
+        if (simd_level() >= kSimdAvx512)
+            lif_contiguous_avx512(n, J, out, s[0], s[1], p, full_decay, dt, uniform);
+        else if (cpu_has_avx2())
             lif_contiguous_avx2(n, J, out, s[0], s[1], p, full_decay, dt, uniform);
         else
             lif_contiguous<T, 16>(n, J, out, s[0], s[1], p, full_decay, dt, uniform);

@@ -96,7 +96,7 @@ struct LifStage {
     using S = Simd<T, B>;
     using V = typename S::V;
     using M = typename S::M;
-    using SI = Simd<int32_t, B>;
+    using SI = Simd<int32_t, B * 4 / static_cast<int>(sizeof(T))>;  // W neuron indices
     static constexpr int W = S::W;
     static constexpr int64_t kLen = kNeuronSegment + W;  // slack: every store writes W lanes
     alignas(64) T v[kLen], ref[kLen], J[kLen];
@@ -108,14 +108,13 @@ struct LifStage {
         for (int i = 0; i < W; ++i) iota[i] = i;
     }
 
-    // Appends the lanes of neurons k .. k + W - 1 that `listed` selects (float32).
+    // Appends the lanes of neurons k .. k + W - 1 that `listed` selects.
     NC_INLINE void add(int64_t k, M listed, V vk, V rk, V Jk) {
-        static_assert(std::is_same_v<T, float>, "lanes of 32 bits");
-        const unsigned bits = mask_bits<B>(listed);
-        S::store(v + n, compress<float, B>(vk, bits));
-        S::store(ref + n, compress<float, B>(rk, bits));
-        S::store(J + n, compress<float, B>(Jk, bits));
-        SI::store(idx + n, compress<int32_t, B>(iota + static_cast<int32_t>(k), bits));
+        const unsigned bits = mask_bits<T, B>(listed);
+        S::store(v + n, compress<T, B>(vk, bits));
+        S::store(ref + n, compress<T, B>(rk, bits));
+        S::store(J + n, compress<T, B>(Jk, bits));
+        SI::store(idx + n, compress<int32_t, SI::kBytes>(iota + static_cast<int32_t>(k), bits));
         n += __builtin_popcount(bits);
     }
 
@@ -174,17 +173,16 @@ struct LifStage {
 // vectors as they came cost 3.2 ns per update against 0.6-0.7 for silent
 // ones.  The float32 pass has no branch on the listed lanes (they are
 // unpredictable; staging an empty set costs less than a mispredicted branch;
-// float64 skips silent vectors, as it did when its listed lanes ran the
-// scalar kernel: not measured since).  Lanes outside the
+// float64 at 4 lanes skips silent vectors, see skip_silent).  Lanes outside the
 // series' range (|argument| > 1/8: dt / tau_rc > 1/8, or a spike overshooting
 // by more than 1/8 of J - 1) and the last n % W neurons are listed again and
 // staged for lif_vector_tail with SimdF32Math (double lanes); the rare lanes
 // outside even that domain run lif_spiking.
-// float64: the listed neurons (spiking or partly refractory, and the last
-// n % W) are staged one by one for lif_vector_tail with SimdF64Series
-// (faithfully rounded expm1 and log1p, where libm's scalar calls cost 5-7 ns
-// per update); lanes outside its range run lif_spiking.  Silent neurons'
-// results are bit-identical to lif_spiking's; spiking ones within an ulp.
+// float64: the pass stages the listed neurons the same way and runs
+// lif_vector_tail with SimdF64Series (faithfully rounded expm1 and log1p for
+// |argument| <= 1/16, where libm's scalar calls cost 5-7 ns per update); its
+// bad lanes and the last n % W neurons run lif_spiking.  Silent neurons'
+// results are bit-identical to lif_spiking's; the others within an ulp.
 template <typename T, int B, bool short_series = false>
 NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                               const std::array<const T*, 4>& p, const T* full_decay, T dt,
@@ -194,6 +192,10 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
     using M = typename S::M;
     constexpr int W = S::W;
     constexpr bool f32 = std::is_same_v<T, float>;
+    // float64 at 4 lanes skips vectors without listed lanes: branch-free it
+    // measured 1.3x slower at low rates, 1.3x faster at high; at 8 lanes
+    // branch-free was faster at every rate (docs/benchmarks.md item 22)
+    constexpr bool skip_silent = !f32 && B < 64;
     const T *tau_rc = p[0], *tau_ref = p[1], *min_v = p[2], *amp = p[3];
     auto one_neuron = [&](int64_t k) {
         out[k] = neurons::lif_spiking(J[k], v[k], ref[k], dt, tau_rc[k], tau_ref[k], min_v[k],
@@ -214,7 +216,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         const M slow = h.partial | S::gt(vn, one);
         const V mv = S::load(min_v + k);
         vn = vn < mv ? mv : vn;
-        if (!f32 && !S::any(slow)) {
+        if (skip_silent && !S::any(slow)) {
             S::store(v + k, vn);
             S::store(ref + k, h.r);
             S::store(out + k, zero);
@@ -223,14 +225,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         S::store(v + k, S::select(slow, vk, vn));
         S::store(ref + k, S::select(slow, rk, h.r));
         S::store(out + k, S::select(slow, S::load(out + k), zero));
-        if constexpr (f32) {
-            stage.add(k, slow, vk, rk, Jk);
-        } else {
-            for (int i = 0; i < W; ++i) {  // branch-free: spikes are unpredictable
-                listed[n_listed] = static_cast<int32_t>(k + i);
-                n_listed += slow[i] != 0;
-            }
-        }
+        stage.add(k, slow, vk, rk, Jk);
     }
     for (; k < n; ++k) listed[n_listed++] = static_cast<int32_t>(k);
     if constexpr (f32) {
@@ -243,9 +238,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         stage.template run<SimdF32Math<B>>(uniform, p, full_decay, v, ref, out, dt, listed,
                                            n_listed);
         for (int64_t j = 0; j < n_listed; ++j) one_neuron(listed[j]);
-    } else {
-        for (int64_t j = 0; j < n_listed; ++j) stage.add_one(listed[j], v, ref, J);
-        n_listed = 0;
+    } else {  // the staged through SimdF64Series; lif_spiking for its bad lanes, the tail
         stage.template run<SimdF64Series<B>>(uniform, p, full_decay, v, ref, out, dt, listed,
                                             n_listed);
         for (int64_t j = 0; j < n_listed; ++j) one_neuron(listed[j]);
@@ -264,7 +257,7 @@ NC_TARGET_AVX2 void lif_contiguous_avx2(int64_t n, const T* J, T* out, T* v, T* 
         lif_contiguous<T, 32>(n, J, out, v, ref, p, full_decay, dt, uniform);
 }
 
-// 16 float32 lanes (docs/benchmarks.md item 21)
+// 16 float32 or 8 float64 lanes (docs/benchmarks.md items 21, 22)
 template <typename T>
 NC_TARGET_AVX512 void lif_contiguous_avx512(int64_t n, const T* J, T* out, T* v, T* ref,
                                             const std::array<const T*, 4>& p,

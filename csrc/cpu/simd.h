@@ -53,6 +53,7 @@ namespace nc {
 template <typename T, int B>
 struct Simd {
     static constexpr int W = B / static_cast<int>(sizeof(T));  // lanes
+    static constexpr int kBytes = B;
     typedef T V __attribute__((vector_size(B)));
     using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
     typedef I M __attribute__((vector_size(B)));  // comparison results: 0 or -1
@@ -189,9 +190,24 @@ struct CompressTable {
 template <int W>
 inline constexpr CompressTable<W> kCompress{};
 
-// Bit i of the result: lane i of a comparison mask of float32 lanes.
+// kCompress for W lanes of 64 bits, as 2W lanes of 32 bits (lane i: 2i, 2i + 1).
+template <int W>
+struct CompressPairsTable {
+    int32_t perm[1 << W][2 * W];
+    constexpr CompressPairsTable() : perm{} {
+        for (int bits = 0; bits < (1 << W); ++bits)
+            for (int i = 0; i < W; ++i) {
+                perm[bits][2 * i] = 2 * kCompress<W>.perm[bits][i];
+                perm[bits][2 * i + 1] = 2 * kCompress<W>.perm[bits][i] + 1;
+            }
+    }
+};
+template <int W>
+inline constexpr CompressPairsTable<W> kCompressPairs{};
+
+// Bit i of the result: lane i of a comparison mask of 32-bit lanes.
 template <int B>
-NC_INLINE unsigned mask_bits(typename Simd<float, B>::M m) {
+NC_INLINE unsigned mask_bits32(typename Simd<float, B>::M m) {
 #if defined(__SSE__)
     if constexpr (B == 16 || B == 32) {
         // SSE's movmskps per 16-byte half (baseline x86-64, no target needed)
@@ -215,6 +231,40 @@ NC_INLINE unsigned mask_bits(typename Simd<float, B>::M m) {
     return bits;
 }
 
+// Bit i of the result: lane i of a comparison mask of 64-bit lanes.
+template <int B>
+NC_INLINE unsigned mask_bits64(typename Simd<double, B>::M m) {
+#if defined(__SSE2__)
+    if constexpr (B == 16 || B == 32) {  // SSE2's movmskpd per 16-byte half
+        typedef double D2 __attribute__((vector_size(16)));
+        D2 lo;
+        std::memcpy(&lo, &m, 16);
+        unsigned bits = static_cast<unsigned>(__builtin_ia32_movmskpd(lo));
+        if constexpr (B == 32) {
+            D2 hi;
+            std::memcpy(&hi, reinterpret_cast<const char*>(&m) + 16, 16);
+            bits |= static_cast<unsigned>(__builtin_ia32_movmskpd(hi)) << 2;
+        }
+        return bits;
+    }
+#endif
+#if defined(NC_HAVE_AVX512_BUILTINS)
+    if constexpr (B == 64) return static_cast<uint8_t>(__builtin_ia32_cvtq2mask512((__v8di)m));
+#endif
+    unsigned bits = 0;
+    for (int i = 0; i < Simd<double, B>::W; ++i) bits |= static_cast<unsigned>(m[i] & 1) << i;
+    return bits;
+}
+
+// Bit i of the result: lane i of a comparison mask of T lanes.
+template <typename T, int B>
+NC_INLINE unsigned mask_bits(typename Simd<T, B>::M m) {
+    if constexpr (sizeof(T) == 8)
+        return mask_bits64<B>(m);
+    else
+        return mask_bits32<B>(m);
+}
+
 // The lanes of v in the order of `perm` (a row of kCompress).
 template <typename T, int B>
 NC_INLINE typename Simd<T, B>::V permute(typename Simd<T, B>::V v, const int32_t* perm) {
@@ -229,30 +279,48 @@ NC_INLINE typename Simd<T, B>::V permute(typename Simd<T, B>::V v, const int32_t
 #endif
 }
 
-// The lanes of v (32-bit T) that `bits` selects (mask_bits), moved in order
-// to its first lanes; the others are unspecified.  64 bytes: AVX-512's
-// compress instruction (a table of permutations for 16 lanes would take 4 MB);
-// else a permutation from kCompress.
+// The lanes of v that `bits` selects (mask_bits), moved in order to its
+// first lanes; the others are unspecified.  64 bytes: AVX-512's compress
+// instruction (a table of permutations for 16 lanes would take 4 MB); else a
+// permutation from kCompress (64-bit lanes: of their 32-bit halves).
 template <typename T, int B>
 NC_INLINE typename Simd<T, B>::V compress(typename Simd<T, B>::V v, unsigned bits) {
-    static_assert(sizeof(T) == 4, "32-bit lanes");
+    using V = typename Simd<T, B>::V;
+    if constexpr (sizeof(T) == 8) {
 #if defined(NC_HAVE_AVX512_BUILTINS)
-    if constexpr (B == 64) {
-        const auto k = static_cast<uint16_t>(bits);
-        if constexpr (std::is_same_v<T, float>)
-            return __builtin_ia32_compresssf512_mask(v, typename Simd<T, B>::V{}, k);
-        else
-            return __builtin_ia32_compresssi512_mask(v, typename Simd<T, B>::V{}, k);
-    }
+        if constexpr (B == 64) {
+            const auto k = static_cast<uint8_t>(bits);
+            if constexpr (std::is_same_v<T, double>)
+                return __builtin_ia32_compressdf512_mask(v, V{}, k);
+            else
+                return (V)__builtin_ia32_compressdi512_mask((__v8di)v, __v8di{}, k);
+        }
 #endif
-    if constexpr (B <= 32) {
-        return permute<T, B>(v, kCompress<Simd<T, B>::W>.perm[bits]);
-    } else {  // no table for 16 lanes
-        typename Simd<T, B>::V r = v;
-        int c = 0;
-        for (int i = 0; i < Simd<T, B>::W; ++i)
-            if (bits >> i & 1) r[c++] = v[i];
+        typename Simd<float, B>::V halves;
+        std::memcpy(&halves, &v, B);
+        halves = permute<float, B>(halves, kCompressPairs<Simd<T, B>::W>.perm[bits]);
+        V r;
+        std::memcpy(&r, &halves, B);
         return r;
+    } else {
+#if defined(NC_HAVE_AVX512_BUILTINS)
+        if constexpr (B == 64) {
+            const auto k = static_cast<uint16_t>(bits);
+            if constexpr (std::is_same_v<T, float>)
+                return __builtin_ia32_compresssf512_mask(v, V{}, k);
+            else
+                return __builtin_ia32_compresssi512_mask(v, V{}, k);
+        }
+#endif
+        if constexpr (B <= 32) {
+            return permute<T, B>(v, kCompress<Simd<T, B>::W>.perm[bits]);
+        } else {  // no table for 16 lanes
+            V r = v;
+            int c = 0;
+            for (int i = 0; i < Simd<T, B>::W; ++i)
+                if (bits >> i & 1) r[c++] = v[i];
+            return r;
+        }
     }
 }
 
