@@ -14,10 +14,10 @@
 #include <type_traits>
 
 #include "../kernels/neurons.h"
+#include "lif_vector.h"
 #include "parallel.h"
 #include "program.h"
 #include "segments.h"
-#include "lif_vector.h"
 #include "simd.h"
 #include "simd_math.h"
 
