@@ -75,11 +75,20 @@ def test_lif_float32_as_accurate_as_nengo_float32(tau_rc, rng, simd):
     # same spikes; amplitude / dt is computed in float32 here, in float64 by Nengo
     np.testing.assert_array_equal(p.view(out) > 0, nengo32["out"] > 0)
     np.testing.assert_allclose(p.view(out), nengo32["out"], rtol=1e-7)
-    for name, addr in (("voltage", v), ("refractory_time", ref)):
-        nonzero = exact[name] != 0  # v after a spike, ref after its period: exactly 0
-        ours = _float32_ulps(p.view(addr)[nonzero], exact[name][nonzero])
-        theirs = _float32_ulps(nengo32[name][nonzero], exact[name][nonzero])
-        assert np.all(ours <= theirs + 2.5), f"{name}: {np.max(ours - theirs):.2f} ulps worse"
+    _assert_lif_states_as_accurate(p, dict(voltage=v, refractory_time=ref), exact, nengo32,
+                                   _float32_ulps, 2.5)
+
+
+def _assert_lif_states_as_accurate(p, addrs, exact, nengo, ulps, slack):
+    """Each LIF state of the program ``p`` is at most ``slack`` ulps further
+    from ``exact`` than Nengo's step (``nengo``) is, element by element; the
+    states Nengo sets to exactly 0 (v after a spike, ref after its period)
+    are 0."""
+    for name, addr in addrs.items():
+        nonzero = exact[name] != 0
+        ours = ulps(p.view(addr)[nonzero], exact[name][nonzero])
+        theirs = ulps(nengo[name][nonzero], exact[name][nonzero])
+        assert np.all(ours <= theirs + slack), f"{name}: {np.max(ours - theirs):.2f} ulps worse"
         np.testing.assert_array_equal(p.view(addr)[~nonzero], 0)
 
 
@@ -119,12 +128,8 @@ def test_lif_float64_as_accurate_as_nengo(tau_rc, rng, simd):
     nengo64 = dict(out=np.zeros(n), voltage=volts.copy(), refractory_time=refs.copy())
     lif.step(DT, currents.copy(), nengo64["out"], nengo64["voltage"], nengo64["refractory_time"])
     np.testing.assert_array_equal(p.view(out), nengo64["out"])
-    for name, addr in (("voltage", v), ("refractory_time", ref)):
-        nonzero = exact[name] != 0  # v after a spike, ref after its period: exactly 0
-        ours = _float64_ulps(p.view(addr)[nonzero], exact[name][nonzero])
-        theirs = _float64_ulps(nengo64[name][nonzero], exact[name][nonzero])
-        assert np.all(ours <= theirs + 2), f"{name}: {np.max(ours - theirs):.2f} ulps worse"
-        np.testing.assert_array_equal(p.view(addr)[~nonzero], 0)
+    _assert_lif_states_as_accurate(p, dict(voltage=v, refractory_time=ref), exact, nengo64,
+                                   _float64_ulps, 2)
 
 
 def test_lif_rate_float32_within_3_ulps(rng, simd):
