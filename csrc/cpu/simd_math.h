@@ -61,23 +61,17 @@ struct SimdF32Math {
         else return tanh_d(x, b);
     }
 
-    static NC_INLINE bool all(L m) {
-        int64_t acc = -1;
-        for (int i = 0; i < H; ++i) acc &= m[i];
-        return acc != 0;
-    }
-
-    // expm1(x) for |x| <= 1/4: Taylor series (relative error < 1e-11), to x^6
-    // when every |x| <= 1/16 (LIF with dt << tau_rc), else to x^9; evaluated
-    // in Estrin's scheme (short dependency chains).
+    // expm1(x) for |x| <= 1/4: Taylor series to x^9 (relative error < 1e-11),
+    // in Estrin's scheme (short dependency chains).  The same terms for every
+    // lane: a lane's result must not depend on the other lanes of its vector
+    // (a shorter series where all lanes allowed it made results depend on how
+    // neurons were grouped, 16 lanes against 8).
     static NC_INLINE D expm1_d(D x, L& bad) {
         bad = ~(SD::le(x, splat(0.25)) & SD::ge(x, splat(-0.25)));
         const D x2 = x * x, x4 = x2 * x2;
         const D p01 = splat(1.0) + x * 0.5;                    // 1 + x/2
         const D p23 = splat(1.0 / 6) + x * (1.0 / 24);         // x^2 (1/3! + x/4!)
         const D p45 = splat(1.0 / 120) + x * (1.0 / 720);      // x^4 (...)
-        if (all(SD::le(x, splat(1.0 / 16)) & SD::ge(x, splat(-1.0 / 16))))
-            return x * ((p01 + x2 * p23) + x4 * p45);
         const D p67 = splat(1.0 / 5040) + x * (1.0 / 40320);   // x^6 (...)
         const D p8 = splat(1.0 / 362880);                      // x^8 / 9!
         const D p = (p01 + x2 * p23) + x4 * ((p45 + x2 * p67) + x4 * p8);
@@ -108,13 +102,11 @@ struct SimdF32Math {
         D e;
         std::memcpy(&e, &ed_bits, sizeof e);
         e = e - 4503599627370496.0 - 1023.0;
-        // 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13), |s| <= 0.1716, to s^9/9 when
-        // every |s| <= 0.07 (relative error < 1e-12; Estrin in s^2)
+        // 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13), |s| <= 0.1716 (relative
+        // error < 1e-12; Estrin in s^2; every lane the same terms, as expm1_d)
         const D s = (m - 1.0) / (m + 1.0), z = s * s, z2 = z * z, z4 = z2 * z2;
         const D q0 = (splat(1.0) + z * (1.0 / 3)) + z2 * (splat(1.0 / 5) + z * (1.0 / 7));
-        const D q = all(SD::le(z, splat(0.0049)))
-                        ? q0 + z4 * (1.0 / 9)
-                        : q0 + z4 * ((splat(1.0 / 9) + z * (1.0 / 11)) + z2 * (1.0 / 13));
+        const D q = q0 + z4 * ((splat(1.0 / 9) + z * (1.0 / 11)) + z2 * (1.0 / 13));
         const D general = e * 0.6931471805599453 + 2.0 * s * q;
         return SD::select(SD::gt(y, splat(-1e-4)) & SD::lt(y, splat(1e-4)), tiny, general);
     }
