@@ -516,17 +516,14 @@ def test_rate_float32_as_accurate_as_numpy_float32(name, rng, simd):
     ids=lambda t: type(t).__name__,
 )
 @pytest.mark.parametrize("n, n_trials, dt", [(67, 1, 0.001), (700, 3, 0.001), (700, 2, 0.004)])
-def test_float32_neurons_at_16_lanes_equal_8_lanes(neuron_type, n, n_trials, dt, request):
-    """The float32 neuron kernels at AVX-512's 16 lanes give AVX2's results bit
-    for bit: lanes are neurons, and each lane computes what it would in a
-    narrower vector (docs/benchmarks.md item 21).  Rates up to 400 Hz and
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_neurons_at_avx512_equal_avx2(neuron_type, n, n_trials, dt, dtype):
+    """The neuron kernels at AVX-512's width (16 float32, 8 float64 lanes) give
+    AVX2's results bit for bit: lanes are neurons, each lane computes what it
+    would in a narrower vector, and a segment's last n % W neurons run at half
+    the width (docs/benchmarks.md items 21, 22).  Rates up to 400 Hz and
     dt = 4 ms reach LIF's double-lane tier (dt / tau_rc > 1/8, overshoots),
-    odd sizes the scalar tails."""
-    if isinstance(neuron_type, nengo.AdaptiveLIF) and dt > 0.001:
-        # open: the sanitizer (Debug) build found 6 of 84,000 updates an ulp
-        # apart here, twice, also after SimdF32Math's lanes were made
-        # independent; the release build is equal (see issue 3's note)
-        request.applymarker(pytest.mark.xfail(strict=False, reason="Debug build: 1 ulp"))
+    odd sizes the tails."""
     with nengo.Network(seed=3) as net:
         stim = nengo.Node(lambda t: [np.sin(40 * t) * 2, np.cos(23 * t)])
         # (a Sigmoid's rates lie between half its limit 1 / tau_ref and that)
@@ -540,7 +537,7 @@ def test_float32_neurons_at_16_lanes_equal_8_lanes(neuron_type, n, n_trials, dt,
     results = []
     for level in ["avx2", "avx512"]:
         with simd_level(level):
-            with nengo_cuda.Simulator(net, dt=dt, dtype="float32", minibatch_size=n_trials,
+            with nengo_cuda.Simulator(net, dt=dt, dtype=dtype, minibatch_size=n_trials,
                                       progress_bar=False) as sim:
                 sim.run_steps(60)
                 results.append([sim.data[p] for p in probes])

@@ -85,9 +85,9 @@ NC_INLINE typename Simd<T, B>::V lif_vector_tail(
 }
 
 // The neurons of a lif_contiguous segment that need the series, compacted
-// into full vectors for lif_vector_tail: float32 moves a vector's listed
-// lanes to its first lanes by one permutation and stores them at the end of
-// the rows (add); both types append single neurons (add_one).  Member
+// into full vectors for lif_vector_tail: a vector's listed lanes are moved
+// to its first lanes by one permutation and stored at the end of the rows
+// (add); float32's second pass appends single neurons (add_one).  Member
 // functions, not lambdas: a lambda that is not inlined is compiled for the
 // base target, and AVX vectors passed to it break the calling convention (a
 // crash under LTO).
@@ -96,7 +96,8 @@ struct LifStage {
     using S = Simd<T, B>;
     using V = typename S::V;
     using M = typename S::M;
-    using SI = Simd<int32_t, B * 4 / static_cast<int>(sizeof(T))>;  // W neuron indices
+    static constexpr int kIdxBytes = B * 4 / static_cast<int>(sizeof(T));
+    using SI = Simd<int32_t, kIdxBytes>;  // W neuron indices
     static constexpr int W = S::W;
     static constexpr int64_t kLen = kNeuronSegment + W;  // slack: every store writes W lanes
     alignas(64) T v[kLen], ref[kLen], J[kLen];
@@ -114,7 +115,7 @@ struct LifStage {
         S::store(v + n, compress<T, B>(vk, bits));
         S::store(ref + n, compress<T, B>(rk, bits));
         S::store(J + n, compress<T, B>(Jk, bits));
-        SI::store(idx + n, compress<int32_t, SI::kBytes>(iota + static_cast<int32_t>(k), bits));
+        SI::store(idx + n, compress<int32_t, kIdxBytes>(iota + static_cast<int32_t>(k), bits));
         n += __builtin_popcount(bits);
     }
 
@@ -175,13 +176,15 @@ struct LifStage {
 // unpredictable; staging an empty set costs less than a mispredicted branch;
 // float64 at 4 lanes skips silent vectors, see skip_silent).  Lanes outside the
 // series' range (|argument| > 1/8: dt / tau_rc > 1/8, or a spike overshooting
-// by more than 1/8 of J - 1) and the last n % W neurons are listed again and
-// staged for lif_vector_tail with SimdF32Math (double lanes); the rare lanes
+// by more than 1/8 of J - 1) are listed again and staged for
+// lif_vector_tail with SimdF32Math (double lanes); the rare lanes
 // outside even that domain run lif_spiking.
 // float64: the pass stages the listed neurons the same way and runs
 // lif_vector_tail with SimdF64Series (faithfully rounded expm1 and log1p for
 // |argument| <= 1/16, where libm's scalar calls cost 5-7 ns per update); its
-// bad lanes and the last n % W neurons run lif_spiking.  Silent neurons'
+// bad lanes and the last neuron (n odd) run lif_spiking.  Both types pass the
+// last n % W neurons to the pass at half the width (the last n % 4 float32
+// neurons are listed).  Silent neurons'
 // results are bit-identical to lif_spiking's; the others within an ulp.
 template <typename T, int B, bool short_series = false>
 NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
@@ -227,7 +230,18 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         S::store(out + k, S::select(slow, S::load(out + k), zero));
         stage.add(k, slow, vk, rk, Jk);
     }
-    for (; k < n; ++k) listed[n_listed++] = static_cast<int32_t>(k);
+    // the rest in half vectors, down to 16 bytes, then listed: so every width
+    // runs each neuron through the same path (a tail neuron listed at one width
+    // and staged for the series at another came out an ulp apart)
+    if constexpr (B > 16) {
+        if (k < n) {
+            const std::array<const T*, 4> q{p[0] + k, p[1] + k, p[2] + k, p[3] + k};
+            lif_contiguous<T, B / 2, short_series>(n - k, J + k, out + k, v + k, ref + k, q,
+                                                   full_decay + k, dt, uniform);
+        }
+    } else {
+        for (; k < n; ++k) listed[n_listed++] = static_cast<int32_t>(k);
+    }
     if constexpr (f32) {
         stage.template run<SimdF32Series<B, short_series>>(uniform, p, full_decay, v, ref, out,
                                                              dt, listed, n_listed);

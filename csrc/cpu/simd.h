@@ -53,7 +53,6 @@ namespace nc {
 template <typename T, int B>
 struct Simd {
     static constexpr int W = B / static_cast<int>(sizeof(T));  // lanes
-    static constexpr int kBytes = B;
     typedef T V __attribute__((vector_size(B)));
     using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
     typedef I M __attribute__((vector_size(B)));  // comparison results: 0 or -1
