@@ -19,14 +19,23 @@ of several ensembles become one copy, sometimes together with an unrelated copy
 products may cover a copy's destination in pieces, or only part of it: the
 covered elements are fused, the others stay a (smaller) `Copy`.
 
+Likewise Nengo builds a convolution's output as ``Y = 0`` (a `Reset`) followed
+by ``Y += conv(W, X)`` (a `ConvInc` or `ConvTransposeInc`), and its optimizer
+merges the resets of several layers.  Where the convolution alone adds to Y,
+`ConvSet` computes ``Y = conv(W, X)`` (``conv_inc`` with ``set``): a pass over
+Y fewer, and no read of Y in the convolution.  The sum is the same: it starts
+from +0 either way, and ``0 + s`` is ``s``.
+
 Only the planner sees the fused operators; the simulator's step order (random
 seeds, training, reset) keeps Nengo's operators.
 """
 
 import numpy as np
-from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Operator
+from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Operator, Reset
+from nengo.builder.transforms import GeneralConvInc
 
-from .rewrite import copies_outside, replace_operators, written_by_others, written_spans
+from .rewrite import (copies_outside, replace_operators, resets_outside, written_by_others,
+                      written_spans)
 from .views import forward_runs, overlap, span
 
 # Planner default; benchmarks turn it off to measure what fusion gains.
@@ -78,6 +87,40 @@ class CopyThenElementwiseInc(CopyThenProducts):
     kernel = "elementwise_inc"
 
 
+class ConvSet(Operator):
+    """``Y = conv(W, X)``: a `Reset` of Y to zero and the (transposed)
+    convolution that alone adds to Y, as one operator (sets Y).
+
+    Attributes
+    ----------
+    reset : Reset
+        The reset whose destination holds Y (Nengo's optimizer may have merged
+        it with others; they keep the rest of it).
+    conv_op : GeneralConvInc
+        The convolution (``W``, ``X``, ``Y``, ``conv`` are its).
+    """
+
+    kernel = "conv_inc"
+
+    def __init__(self, reset, conv_op):
+        super().__init__(tag=f"{conv_op.tag} (sets)")
+        self.reset, self.conv_op = reset, conv_op
+        self.sets, self.incs, self.updates = [conv_op.Y], [], []
+        self.reads = list(conv_op.reads)
+
+    W = property(lambda self: self.conv_op.W)
+    X = property(lambda self: self.conv_op.X)
+    Y = property(lambda self: self.conv_op.Y)
+    conv = property(lambda self: self.conv_op.conv)
+
+    @property
+    def parts(self):
+        return [self.reset, self.conv_op]
+
+    def make_step(self, signals, dt, rng):  # only the native kernels run it
+        raise NotImplementedError("ConvSet runs only as a native conv_inc")
+
+
 def _covers_each_row_once(dot):
     """Whether ``dot`` adds to every element of Y exactly once (one block per
     row; an element-wise product always does)."""
@@ -90,6 +133,16 @@ def _covers_each_row_once(dot):
     return dot.A.ndim == 2 and dot.A.size > 0
 
 
+def _by_output_base(step_order, accept):
+    """Base signal (by id) -> the operators that ``accept`` takes, by the base
+    of their output ``Y``, in step order."""
+    by_base = {}
+    for op in step_order:
+        if accept(op):
+            by_base.setdefault(id(op.Y.base), []).append(op)
+    return by_base
+
+
 def _is_plain_copy(op):
     """A `Copy` that sets a 1-D signal from one of equal shape, both forwards."""
     return (type(op) is Copy and not op.inc and op.src_slice is None and op.dst_slice is None
@@ -97,8 +150,11 @@ def _is_plain_copy(op):
 
 
 def _rows_in(copy, dot):
-    """(first, end) of the elements of ``copy.dst`` that ``dot.Y`` covers, or
-    None when Y is not a run of them (another stride, outside)."""
+    """(first, end) of the elements of ``copy.dst`` (a 1-D copy or reset)
+    that ``dot.Y`` covers, or None when Y is not a run of them (another
+    stride, outside)."""
+    if copy.dst.ndim != 1 or dot.Y.ndim != 1:
+        return None
     (stride,) = copy.dst.elemstrides
     first, rest = divmod(dot.Y.elemoffset - copy.dst.elemoffset, stride)
     if rest or dot.Y.elemstrides != (stride,) or first < 0 or first + dot.Y.size > copy.dst.size:
@@ -130,11 +186,9 @@ def fusable_groups(step_order, dg, lowerable):
     also falls back to no fusion on a cycle).  So the fused program computes
     every sum in the same order."""
     written = written_spans(step_order)
-    by_base = {}
-    for op in step_order:
-        if (type(op) in (DotInc, BsrDotInc, ElementwiseInc) and _covers_each_row_once(op)
-                and lowerable(op)):
-            by_base.setdefault(id(op.Y.base), []).append(op)
+    by_base = _by_output_base(step_order, lambda op: (
+        type(op) in (DotInc, BsrDotInc, ElementwiseInc) and _covers_each_row_once(op)
+        and lowerable(op)))
     groups = []
     for copy in step_order:
         if not _is_plain_copy(copy):
@@ -151,13 +205,51 @@ def fusable_groups(step_order, dg, lowerable):
     return groups
 
 
+def _is_zero_reset(op):
+    """A `Reset` to zero of a 1-D signal."""
+    return type(op) is Reset and op.dst.ndim == 1 and op.dst.size > 0 and op.value == 0
+
+
+def settable_convolutions(step_order, dg, lowerable):
+    """(reset, convolutions) to fuse into `ConvSet`s: a `Reset` to zero and the
+    (transposed) convolutions (``lowerable``) that follow it directly, whose
+    outputs are disjoint runs of its destination that no other operator
+    writes, and whose weights and inputs lie outside it (set first, a
+    convolution would read them before the reset)."""
+    written = written_spans(step_order)
+    by_base = _by_output_base(step_order, lambda op: (
+        isinstance(op, GeneralConvInc) and op.Y.size > 0 and lowerable(op)))
+    groups = []
+    for reset in step_order:
+        if not _is_zero_reset(reset):
+            continue
+        successors = dg.get(reset, ())
+        convs = [op for op in by_base.get(id(reset.dst.base), ())
+                 if op in successors and _rows_in(reset, op) is not None
+                 and not written_by_others(op.Y, *span(op.Y), written, (reset, op))
+                 and not any(overlap(sig, reset.dst) for sig in op.reads)]
+        if convs:
+            groups.append((reset, convs))
+    return groups
+
+
 def fuse(step_order, dg, groups):
     """The step order and dependency graph with each (copy, products) replaced
     by a `CopyThenDotInc` of its mat-vecs, a `CopyThenElementwiseInc` of its
-    element-wise products and copies of what the products leave (all at the
-    copy's place, each with every dependency the copy or the products had)."""
+    element-wise products and copies of what the products leave, and each
+    (reset, convolutions) by `ConvSet`s and resets of what they leave (all at
+    the copy's or reset's place, each with every dependency the copy or reset
+    or the products had)."""
     new_ops = {}  # old operator -> the operators that replace it
+    conv_sets = []
     for copy, products in groups:
+        if type(copy) is Reset:
+            sets = [ConvSet(copy, op) for op in products]
+            new_ops[copy] = resets_outside(copy, [_rows_in(copy, op) for op in products]) + sets
+            for s in sets:
+                new_ops[s.conv_op] = [s]
+            conv_sets += sets
+            continue
         dots = [op for op in products if type(op) is not ElementwiseInc]
         elementwise = [op for op in products if type(op) is ElementwiseInc]
         fused = ([CopyThenDotInc(copy, dots)] if dots else []) + (
@@ -165,4 +257,15 @@ def fuse(step_order, dg, groups):
         new_ops[copy] = copies_outside(copy, [_rows_in(copy, op) for op in products]) + fused
         for op in products:
             new_ops[op] = [f for f in fused if op in f.parts]
-    return replace_operators(step_order, dg, new_ops)
+    order, new_dg = replace_operators(step_order, dg, new_ops)
+    for s in conv_sets:
+        # A merged reset precedes the readers of every layer's output; a
+        # `ConvSet` keeps only those of its own (a later layer's convolution
+        # follows an earlier layer's readers: keeping theirs would be a cycle).
+        own = {new for old in dg.get(s.conv_op, ()) for new in new_ops.get(old, [old])}
+        new_dg[s] = {t for t in new_dg.get(s, ()) if t in own or _touches(t, s.Y)}
+    return order, new_dg
+
+
+def _touches(op, sig):
+    return any(overlap(other, sig) for other in op.all_signals)

@@ -145,8 +145,9 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), ext
         Operators that get a callback instruction of their own when they have no
         kernel (input nodes, whose instruction is switched off while `data` feeds them).
     fuse : bool, optional
-        Fuse constant copies into the products that follow them
-        (`nengo_cuda.fusion`; default `fusion.ENABLED`, never without ``merge``).
+        Fuse constant copies into the products that follow them, and resets
+        into the convolutions that follow them (`nengo_cuda.fusion`; default
+        `fusion.ENABLED`, never without ``merge``).
     keep : collection of Signal
         Base signals whose values must stay Nengo's between steps (probed
         signals): learning rules that write one keep their delta
@@ -169,13 +170,15 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), ext
     if merge and deferral.ENABLED:
         step_order, dg = deferral.defer(step_order, dg, lowerable, keep)
     if fuse and merge:
-        groups = fusion.fusable_groups(step_order, dg, lowerable)
-        if groups:
-            try:
-                fused_order, fused_dg = fusion.fuse(step_order, dg, groups)
-                return _plan(fused_order, fused_dg, layout, merge, isolate)
-            except CycleError:
-                pass  # (not seen in practice) the plain operators have no cycle
+        copies = fusion.fusable_groups(step_order, dg, lowerable)
+        # on a cycle (not seen in practice) the copies alone, then no fusion
+        for groups in (copies + fusion.settable_convolutions(step_order, dg, lowerable), copies):
+            if groups:
+                try:
+                    fused_order, fused_dg = fusion.fuse(step_order, dg, groups)
+                    return _plan(fused_order, fused_dg, layout, merge, isolate)
+                except CycleError:
+                    pass
     return _plan(step_order, dg, layout, merge, isolate)
 
 

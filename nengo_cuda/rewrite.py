@@ -1,9 +1,9 @@
 """Rewriting the operator graph (for `nengo_cuda.fusion` and
-`nengo_cuda.deferral`): which operators write where, copies of what a
-rewrite leaves, and operators replaced by others that keep their
+`nengo_cuda.deferral`): which operators write where, copies and resets of
+what a rewrite leaves, and operators replaced by others that keep their
 dependencies."""
 
-from nengo.builder.operator import Copy
+from nengo.builder.operator import Copy, Reset
 
 from .views import leading, span
 
@@ -24,17 +24,30 @@ def written_by_others(sig, lo, hi, written, ours):
     return any(a < hi and lo < b and op not in ours for a, b, op in written.get(id(sig.base), ()))
 
 
+def _gaps(n, covered):
+    """The (first, end) ranges of [0, n) outside the ``covered`` ranges, which
+    do not overlap."""
+    gaps, start = [], 0
+    for first, end in sorted(covered) + [(n, n)]:
+        if first > start:
+            gaps.append((start, first))
+        start = end
+    return gaps
+
+
 def copies_outside(copy, covered):
     """Copies (set or increment, as ``copy``) of the parts of ``copy`` along
     its first axis (elements of a 1-D copy, rows of a 2-D one) outside the
     ``covered`` (first, end) ranges, which do not overlap."""
-    gaps, start = [], 0
-    for first, end in sorted(covered) + [(copy.src.shape[0],) * 2]:
-        if first > start:
-            gaps.append((start, first))
-        start = end
     return [Copy(leading(copy.src, a, b), leading(copy.dst, a, b), inc=copy.inc,
-                 tag=f"{copy.tag}[{a}:{b}]") for a, b in gaps]
+                 tag=f"{copy.tag}[{a}:{b}]") for a, b in _gaps(copy.src.shape[0], covered)]
+
+
+def resets_outside(reset, covered):
+    """Resets (to ``reset``'s value) of the parts of ``reset``'s destination
+    along its first axis outside the ``covered`` (first, end) ranges."""
+    return [Reset(leading(reset.dst, a, b), value=reset.value, tag=f"{reset.tag}[{a}:{b}]")
+            for a, b in _gaps(reset.dst.shape[0], covered)]
 
 
 def replace_operators(step_order, dg, new_ops):

@@ -435,13 +435,15 @@ def test_sparse_dot_inc(device):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_trials, shared_w", [(1, True), (3, True), (9, True), (3, False)])
-def test_conv_inc(device, dtype, n_trials, shared_w):
+@pytest.mark.parametrize("set_", [False, True], ids=["inc", "set"])
+def test_conv_inc(device, dtype, n_trials, shared_w, set_):
     """Random (transposed, grouped, strided) convolutions: the device sums each
     output's terms in the CPU kernel's order (csrc/kernels/conv.h), in tiles of
     1, 2 or 4 filters and 1, 4 or 8 trials (shared weights) or one output
-    element per thread (per-trial weights).  The CPU kernel fuses multiply-adds,
-    so each sum of at most 4 x 4 taps x 3 channels terms of size <= 1 may
-    differ by about that many float32 roundings."""
+    element per thread (per-trial weights); adding to Y or, with ``set``,
+    writing it.  The CPU kernel fuses multiply-adds, so each sum of at most
+    4 x 4 taps x 3 channels terms of size <= 1 may differ by about that many
+    float32 roundings."""
     rng = np.random.RandomState(5 + n_trials)
     for _ in range(12):
         conv = kc.random_conv(rng, filters_per_group=(1, 2, 3, 4, 6, 8))
@@ -455,7 +457,7 @@ def test_conv_inc(device, dtype, n_trials, shared_w):
             w, x = n_io, 0
         y = x + n_io - 1  # X strided, Y reversed
         ints, scalars = kc.conv_fields(conv, x, 2, y, -1, w)
-        t.add("conv_inc", ints=ints, scalars=scalars)
+        t.add("conv_inc", ints=ints, scalars={**scalars, "set": int(set_)})
         t.run(2)
         eps = np.finfo(dtype).eps
         t.assert_equal(rtol=0, atol=48 * eps)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Reset
 from nengo.builder.signal import Signal
+from nengo.builder.transforms import ConvInc
 from nengo.utils.simulator import operator_dependency_graph
 
 import nengo_cuda
@@ -190,3 +191,110 @@ def test_neuron_fed_ensemble_fuses_into_its_elementwise_product(kwargs, monkeypa
     assert np.ptp(plain[-1], axis=-2).max() > 0, "the neuron-fed ensemble never spikes"
     for p, f in zip(plain, fused):
         np.testing.assert_array_equal(f, p)
+
+
+# --- a reset and the convolution that alone adds to it: `ConvSet` ------------
+
+def conv_inc(out, first, x, filters=2):
+    """A ConvInc of a 4 x 4 single-channel image ``x`` (3 x 3 kernel, valid:
+    2 x 2 x ``filters`` outputs) into elements ``first:`` of ``out``."""
+    conv = nengo.Convolution(filters, (4, 4, 1), kernel_size=(3, 3))
+    W = Signal(np.ones(conv.kernel_shape), name="W")
+    return ConvInc(W, x, views.run(out, first, first + conv.size_out), conv)
+
+
+def conv_groups(ops):
+    return fusion.settable_convolutions(ops, operator_dependency_graph(ops), lambda op: True)
+
+
+def test_a_reset_and_its_convolution_fuse():
+    out, x = Signal(np.zeros(12), name="out"), Signal(np.ones(16), name="x")
+    reset, conv = Reset(out), conv_inc(out, 2, x)
+    assert conv_groups([reset, conv]) == [(reset, [conv])]
+    order, dg = fusion.fuse([reset, conv], operator_dependency_graph([reset, conv]),
+                            [(reset, [conv])])
+    (fused,) = [op for op in order if isinstance(op, fusion.ConvSet)]
+    assert fused.parts == [reset, conv] and fused.sets == [conv.Y] and fused.incs == []
+    left = sorted((op.dst.elemoffset, op.dst.size) for op in order if type(op) is Reset)
+    assert left == [(0, 2), (10, 2)]  # the elements around Y are still reset
+
+
+def test_a_reset_and_its_convolution_do_not_fuse_when():
+    out, x = Signal(np.zeros(12), name="out"), Signal(np.ones(16), name="x")
+    reset, conv = Reset(out), conv_inc(out, 0, x)
+    other = ElementwiseInc(Signal(np.ones(8)), Signal(np.ones(8)), conv.Y)
+    assert conv_groups([reset, conv, other]) == []  # another increment of Y
+    assert conv_groups([Reset(out, value=1.0), conv]) == []  # Y does not start at zero
+    both = Signal(np.zeros(24), name="both")  # the image in 0:16, Y in 16:24
+    reads_reset = conv_inc(both, 16, views.run(both, 0, 16))
+    assert conv_groups([Reset(both), reads_reset]) == []  # it would read before the reset
+
+
+def test_a_merged_reset_keeps_each_layers_dependencies_apart():
+    """Nengo merges the resets of two layers' outputs: the reset precedes the
+    first layer's reader and the second layer's convolution, which follows
+    that reader.  Each `ConvSet` keeps only its own layer's readers (the
+    second inheriting the first's would be a cycle)."""
+    out, x = Signal(np.zeros(24), name="out"), Signal(np.ones(16), name="x")
+    hidden = Signal(np.zeros(16), name="hidden")
+    reset = Reset(out)
+    conv1 = conv_inc(out, 0, x, filters=4)  # out[0:16]
+    reader = Copy(conv1.Y, hidden)
+    conv2 = conv_inc(out, 16, hidden)  # out[16:24]
+    ops = [reset, conv1, reader, conv2]
+    dg = operator_dependency_graph(ops)
+    assert reader in dg[reset] and reader in dg[conv1] and conv2 in dg[reader]
+    groups = conv_groups(ops)
+    assert groups == [(reset, [conv1, conv2])]
+    order, new_dg = fusion.fuse(ops, dg, groups)
+    set1, set2 = [op for op in order if isinstance(op, fusion.ConvSet)]
+    assert new_dg[set1] == {reader} and new_dg[reader] == {set2} and not new_dg.get(set2)
+    assert [op for op in order if type(op) is Reset] == []  # nothing left to reset
+
+
+def conv_network():
+    """Two convolution layers (Nengo merges the resets of their outputs with
+    the dense product's), as `benchmarks/networks.py` convnet, small."""
+    rng = np.random.RandomState(1)
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(nengo.processes.PresentInput(rng.uniform(0, 1, (3, 36)), 0.01))
+        conv1 = nengo.Convolution(4, (6, 6, 1), kernel_size=(3, 3))
+        layer1 = nengo.Ensemble(conv1.size_out, 1, neuron_type=nengo.LIF(amplitude=0.05))
+        nengo.Connection(stim, layer1.neurons, transform=conv1)
+        conv2 = nengo.Convolution(3, conv1.output_shape.shape, strides=(2, 2),
+                                  channels_last=True)
+        layer2 = nengo.Ensemble(conv2.size_out, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(layer1.neurons, layer2.neurons, transform=conv2, synapse=0.005)
+        out = nengo.Node(size_in=3)
+        nengo.Connection(layer2.neurons, out, transform=rng.uniform(-0.1, 0.1, (3, 3)),
+                         synapse=0.005)
+        probes = [nengo.Probe(out), nengo.Probe(layer1.neurons), nengo.Probe(layer2.neurons)]
+    return net, probes
+
+
+def run_conv(net, probes, monkeypatch, enabled, **kwargs):
+    monkeypatch.setattr(fusion, "ENABLED", enabled)
+    with nengo_cuda.Simulator(net, progress_bar=False, **kwargs) as sim:
+        sim.run_steps(80)
+        sets = [i.scalars["set"] for i in sim.program if i.kind == "conv_inc"]
+        return [sim.data[p].copy() for p in probes], sets
+
+
+@pytest.mark.parametrize("kwargs", KWARGS, ids=_ids)
+def test_convolutions_that_set_equal_reset_and_increment_bit_for_bit(kwargs, monkeypatch):
+    net, probes = conv_network()
+    plain, plain_sets = run_conv(net, probes, monkeypatch, False, **kwargs)
+    fused, fused_sets = run_conv(net, probes, monkeypatch, True, **kwargs)
+    assert plain_sets == [0, 0] and fused_sets == [1, 1]
+    assert np.ptp(fused[1], axis=-2).max() > 0, "layer 1 never spikes"
+    for p, f in zip(plain, fused):
+        np.testing.assert_array_equal(f, p)
+
+
+def test_convolutions_that_set_equal_nengo(monkeypatch):
+    net, probes = conv_network()
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(80)
+    fused, _ = run_conv(net, probes, monkeypatch, True, dtype="float64")
+    for p, f in zip(probes, fused):
+        np.testing.assert_allclose(f, ref.data[p], rtol=1e-9, atol=1e-12)

@@ -71,7 +71,7 @@ def place(p, conv, rng, x_s=2, y_s=-1):
     return w, x, y, ints, scalars
 
 
-def conv_program(conv, dtype, n_trials, rng, y_s=-1):
+def conv_program(conv, dtype, n_trials, rng, y_s=-1, set_=False):
     n_state = conv.size_in * 2 + conv.size_out
     p = RawProgram(dtype, int(np.prod(conv.kernel_shape)), n_state, n_trials)
     w, x, y, ints, scalars = place(p, conv, rng, y_s=y_s)
@@ -79,7 +79,7 @@ def conv_program(conv, dtype, n_trials, rng, y_s=-1):
     for t in range(n_trials):
         p.write(x, rng.uniform(-1, 1, x.size), t)
         p.write(y, rng.uniform(-1, 1, y.size), t)
-    p.add("conv_inc", ints=ints, scalars=scalars)
+    p.add("conv_inc", ints=ints, scalars={**scalars, "set": int(set_)})
     return p, w, x, y
 
 
@@ -152,6 +152,26 @@ def test_conv_inc_same_with_avx2_and_avx512(conv, dtype):
             p.run()
             results.append([p.view(y, t).copy() for t in range(6)])
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_trials", [1, 2, 6])
+@pytest.mark.parametrize("y_s", [-1, 1])
+def test_conv_inc_set_equals_reset_then_increment(dtype, n_trials, y_s, rng, simd):
+    """With ``set`` (a `~nengo_cuda.fusion.ConvSet`: Nengo's reset fused in)
+    the output, poisoned with NaN before, holds exactly what an increment of
+    a zeroed output holds: the sum starts from +0 either way."""
+    for conv in WIDE + [random_conv(rng) for _ in range(20)]:
+        results = []
+        for set_ in (False, True):
+            p, w, x, y = conv_program(conv, dtype, n_trials, np.random.RandomState(3), y_s=y_s,
+                                      set_=set_)
+            for t in range(n_trials):
+                p.write(y, np.full(y.size, np.nan if set_ else 0.0), t)
+            p.run(2 if set_ else 1)  # set twice: still one sum, not two
+            results.append([p.view(y, t).copy() for t in range(n_trials)])
+        assert np.isfinite(results[1]).all(), f"{conv}: an output was not written"
+        np.testing.assert_array_equal(results[1], results[0], err_msg=str(conv))
 
 
 def test_conv_inc_grouped_filters_use_their_channels(rng):

@@ -19,12 +19,13 @@ namespace {
 
 // Filters [f0, f0 + NV * lanes) of output position o for NT trials (X[i], Y[i]:
 // trial i's operands; the trials share W, so each weight vector loaded serves
-// all NT), in NT * NV vector registers.  Each output element sums its terms in
-// conv::accumulate's order (pairs in table order, then channels); this file
-// opts into FMA, as the dense products do.
+// all NT), in NT * NV vector registers, added to Y (or, with `set`, written to
+// it).  Each output element sums its terms in conv::accumulate's order (pairs
+// in table order, then channels); this file opts into FMA, as the dense
+// products do.
 template <typename T, int B, int NT, int NV>
 NC_INLINE void conv_tile(const conv::Geometry& g, const T* const* X, const T* W,
-                         T* const* Y, int64_t o, int64_t f0) {
+                         T* const* Y, int64_t o, int64_t f0, bool set) {
     using S = Simd<T, B>;
     using V = typename S::V;
     V acc[NT][NV];
@@ -47,13 +48,16 @@ NC_INLINE void conv_tile(const conv::Geometry& g, const T* const* X, const T* W,
         if (g.y_cs == 1) {  // filters contiguous (channels last): whole vectors
             for (int j = 0; j < NV; ++j) {
                 T* y = Y[i] + f0 + j * S::W;
-                S::store(y, S::load(y) + acc[i][j]);
+                S::store(y, set ? acc[i][j] : S::load(y) + acc[i][j]);
             }
             continue;
         }
         T sums[NV * S::W];
         for (int j = 0; j < NV; ++j) S::store(sums + j * S::W, acc[i][j]);
-        for (int64_t f = 0; f < NV * S::W; ++f) Y[i][(f0 + f) * g.y_cs] += sums[f];
+        for (int64_t f = 0; f < NV * S::W; ++f) {
+            T& y = Y[i][(f0 + f) * g.y_cs];
+            y = set ? sums[f] : y + sums[f];
+        }
     }
 }
 
@@ -62,22 +66,23 @@ NC_INLINE void conv_tile(const conv::Geometry& g, const T* const* X, const T* W,
 // then the remaining filters one by one.
 template <typename T, int B, int NT, int NV>
 NC_INLINE void conv_rows(const conv::Geometry& g, const T* const* X, const T* W, T* const* Y,
-                         int64_t o) {
+                         int64_t o, bool set) {
     constexpr int64_t L = Simd<T, B>::W;
     for (int64_t g0 = 0; g0 < g.filters; g0 += g.fpg) {
         const int64_t g1 = g0 + g.fpg;
         int64_t f = g0;
-        for (; f + NV * L <= g1; f += NV * L) conv_tile<T, B, NT, NV>(g, X, W, Y, o, f);
+        for (; f + NV * L <= g1; f += NV * L) conv_tile<T, B, NT, NV>(g, X, W, Y, o, f, set);
         if constexpr (NV > 2)
-            for (; f + 2 * L <= g1; f += 2 * L) conv_tile<T, B, NT, 2>(g, X, W, Y, o, f);
-        for (; f + L <= g1; f += L) conv_tile<T, B, NT, 1>(g, X, W, Y, o, f);
+            for (; f + 2 * L <= g1; f += 2 * L) conv_tile<T, B, NT, 2>(g, X, W, Y, o, f, set);
+        for (; f + L <= g1; f += L) conv_tile<T, B, NT, 1>(g, X, W, Y, o, f, set);
         if constexpr (B == 64)  // a half vector: 8 filters are not left to scalar code
-            for (; f + L / 2 <= g1; f += L / 2) conv_tile<T, 32, NT, 1>(g, X, W, Y, o, f);
+            for (; f + L / 2 <= g1; f += L / 2) conv_tile<T, 32, NT, 1>(g, X, W, Y, o, f, set);
         for (; f < g1; ++f)
             for (int i = 0; i < NT; ++i) {
                 T acc = 0;
                 conv::accumulate(g, X[i], W, o, f, f + 1, &acc);
-                Y[i][f * g.y_cs] += acc;
+                T& y = Y[i][f * g.y_cs];
+                y = set ? acc : y + acc;
             }
     }
 }
@@ -89,26 +94,26 @@ NC_INLINE void conv_rows(const conv::Geometry& g, const T* const* X, const T* W,
 // whatever the vector width (lanes are filters), so results do not depend on it.
 template <typename T, int B, int NV = 2>
 NC_INLINE void conv_trials(const conv::Geometry& g, int nt, const T* const* X, const T* W,
-                           T* const* Y, int64_t o) {
+                           T* const* Y, int64_t o, bool set) {
     if (nt == 4) {
-        conv_rows<T, B, 4, NV>(g, X, W, Y, o);
+        conv_rows<T, B, 4, NV>(g, X, W, Y, o, set);
     } else {
-        for (int i = 0; i < nt; ++i) conv_rows<T, B, 1, 4>(g, X + i, W, Y + i, o);
+        for (int i = 0; i < nt; ++i) conv_rows<T, B, 1, 4>(g, X + i, W, Y + i, o, set);
     }
 }
 
 // The same code with AVX2 vectors (8 floats, 4 doubles).
 template <typename T>
 NC_TARGET_AVX2 void conv_trials_avx2(const conv::Geometry& g, int nt, const T* const* X,
-                                     const T* W, T* const* Y, int64_t o) {
-    conv_trials<T, 32>(g, nt, X, W, Y, o);
+                                     const T* W, T* const* Y, int64_t o, bool set) {
+    conv_trials<T, 32>(g, nt, X, W, Y, o, set);
 }
 
 // And with AVX-512 vectors (16 floats, 8 doubles).
 template <typename T>
 NC_TARGET_AVX512 void conv_trials_avx512(const conv::Geometry& g, int nt, const T* const* X,
-                                         const T* W, T* const* Y, int64_t o) {
-    conv_trials<T, 64, 4>(g, nt, X, W, Y, o);
+                                         const T* W, T* const* Y, int64_t o, bool set) {
+    conv_trials<T, 64, 4>(g, nt, X, W, Y, o, set);
 }
 
 // Runs of 4 consecutive output positions whose pairs are those of the first
@@ -152,6 +157,7 @@ struct ConvIncInstr : Instr<T> {
     std::vector<RowTile> tiles;  // the output positions in runs (see row_tiles)
     conv::Geometry geo;
     int64_t x = 0, y = 0, w = 0, n_rows = 0, groups = 1, work = 0;
+    bool set = false;           // Y = the sum (a reset fused in), not Y += it
     int level = kSimdBaseline;  // simd_level() when built
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
@@ -161,9 +167,9 @@ struct ConvIncInstr : Instr<T> {
         g.tap = tap.data();
         const bool shared_w = w < buf.f.n_shared;
         auto tile = [&](int nt, const T* const* X, const T* W, T* const* Y, int64_t o) {
-            if (level == kSimdAvx512) conv_trials_avx512(g, nt, X, W, Y, o);
-            else if (level == kSimdAvx2) conv_trials_avx2(g, nt, X, W, Y, o);
-            else conv_trials<T, 16>(g, nt, X, W, Y, o);
+            if (level == kSimdAvx512) conv_trials_avx512(g, nt, X, W, Y, o, set);
+            else if (level == kSimdAvx2) conv_trials_avx2(g, nt, X, W, Y, o, set);
+            else conv_trials<T, 16>(g, nt, X, W, Y, o, set);
         };
         const int ways = split_ways(work * buf.n_trials);
         if (shared_w && buf.n_trials >= 4) {
@@ -213,6 +219,7 @@ std::unique_ptr<Instr<T>> make_conv_inc(const InstrSpec& spec, const Buffers<T>&
     op->x = int_scalar(spec, "X");
     op->y = int_scalar(spec, "Y");
     op->w = int_scalar(spec, "W");
+    op->set = spec.scalar("set", 0.0) != 0.0;
     g.x_ps = int_scalar(spec, "X_ps");
     g.x_cs = int_scalar(spec, "X_cs");
     g.y_ps = int_scalar(spec, "Y_ps");

@@ -331,6 +331,7 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
     k.x = int_scalar(spec, "X");
     k.y = int_scalar(spec, "Y");
     k.w = int_scalar(spec, "W");
+    k.set = spec.scalar("set", 0.0) != 0.0;
     if (k.w >= prog.pools().f_shared)  // per-trial weights: one thread per output element
         return for_each_instr<T>(k.rows * g.filters * prog.n_trials(), k);
     const int nt = prog.n_trials();

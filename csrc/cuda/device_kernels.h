@@ -442,13 +442,15 @@ struct ConvStep {
     DPools<T> p;
     conv::Geometry g;
     int64_t rows = 0, x = 0, y = 0, w = 0;
+    bool set = false;  // Y = the sum (a reset fused in), not Y += it
     NC_HD void operator()(int64_t idx) const {
         const QuotRem qr = divide(idx, g.filters), qr2 = divide(qr.quot, rows);
         const int64_t f = qr.rem, o = qr2.rem;
         const int t = static_cast<int>(qr2.quot);
         T acc = 0;
         conv::accumulate(g, p.fat(x, t), p.fat(w, t), o, f, f + 1, &acc);
-        *(p.fat(y, t) + o * g.y_ps + f * g.y_cs) += acc;
+        T* Y = p.fat(y, t) + o * g.y_ps + f * g.y_cs;
+        *Y = set ? acc : *Y + acc;
     }
 };
 
@@ -478,7 +480,10 @@ struct ConvTile {
             if (t0 + tt > last) break;
             T* Y = p.fat(k.y, t0 + tt) + o * g.y_ps + fg * F * g.y_cs;
             NC_UNROLL
-            for (int j = 0; j < F; ++j) Y[j * g.y_cs] += acc[j * TT + tt];
+            for (int j = 0; j < F; ++j) {
+                T& y = Y[j * g.y_cs];
+                y = k.set ? acc[j * TT + tt] : y + acc[j * TT + tt];
+            }
         }
     }
 };

@@ -16,12 +16,15 @@ the same pairs with rows and columns swapped, and the same weight layout.
 
 Positions and taps are flattened in C order of the spatial and kernel shapes,
 so ``W`` (kernel shape ``kernel_size + (C_g, filters)``) is ``(taps, C_g, F)``.
+With the ``set`` scalar (a `~nengo_cuda.fusion.ConvSet`: Nengo's reset of Y
+fused in) the instruction writes the sum instead of adding it to Y.
 """
 
 import numpy as np
 from nengo.builder.transforms import ConvInc, ConvTransposeInc
 from nengo.transforms import ConvolutionTranspose
 
+from ..fusion import ConvSet
 from ..program import Instruction
 from .common import all_float, vector_view
 from .registry import register
@@ -80,8 +83,11 @@ def _weights_contiguous(op, layout):
     return addrs.size == 0 or np.array_equal(addrs, addrs[0] + np.arange(addrs.size))
 
 
-@register(ConvInc, ConvTransposeInc)
+@register(ConvInc, ConvTransposeInc, ConvSet)
 class ConvIncLowering:
+    """``Y += conv(W, X)``; a `~nengo_cuda.fusion.ConvSet` sets ``Y =
+    conv(W, X)`` (the ``set`` scalar)."""
+
     @staticmethod
     def key(op, layout):
         conv = op.conv
@@ -100,6 +106,7 @@ class ConvIncLowering:
             x, x_s = vector_view(layout, op.X)
             y, y_s = vector_view(layout, op.Y)
             ints, scalars = conv_fields(op.conv, x, x_s, y, y_s, layout.address(op.W))
+            scalars["set"] = int(isinstance(op, ConvSet))
             instrs.append(Instruction("conv_inc", [op], ints=ints, scalars=scalars))
         return instrs
 
