@@ -3,9 +3,9 @@
     python benchmarks/neurons.py                       # float32, the CPU's widest SIMD
     python benchmarks/neurons.py --dtype float64 --simd avx2 --types LIF Tanh
 
-One ensemble of ``--neurons`` neurons per type, driven by a constant input so
-that about a third of them are active (intercepts uniform in (-1, 1), input
-0.3), no connections out: the step is the neuron update plus a few small
+One ensemble of ``--neurons`` neurons per type, driven by a constant input
+(``--input``, default 0.3: about two thirds of the neurons active, intercepts
+uniform in (-1, 1); 1.0: all, at their maximum rates), no connections out: the step is the neuron update plus a few small
 instructions, whose share the ``neuron instr`` column removes (the native
 per-instruction timers). Best of ``--repeats`` runs of ``--steps`` steps.
 Alternate processes of two builds to compare them: this machine's times vary
@@ -32,9 +32,9 @@ TYPES = {
 }
 
 
-def network(neuron_type, n_neurons):
+def network(neuron_type, n_neurons, value):
     with nengo.Network(seed=1) as net:
-        stim = nengo.Node(0.3)
+        stim = nengo.Node(value)
         ens = nengo.Ensemble(n_neurons, 1, neuron_type=neuron_type)
         nengo.Connection(stim, ens, synapse=None)
     return net
@@ -44,7 +44,7 @@ def time_type(name, args):
     """(ns per update for the whole step, ns per update in the neuron instruction)."""
     with simd_level(args.simd):
         sim = nengo_cuda.Simulator(
-            network(TYPES[name](), args.neurons),
+            network(TYPES[name](), args.neurons, args.input),
             dtype=args.dtype,
             progress_bar=False,
             minibatch_size=args.minibatch,
@@ -74,11 +74,13 @@ def main():
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--simd", default="avx512", choices=["baseline", "avx2", "avx512"])
     parser.add_argument("--neurons", type=int, default=200_000)
+    parser.add_argument("--input", type=float, default=0.3)
     parser.add_argument("--minibatch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"{args.dtype}, simd <= {args.simd}, {args.neurons} neurons x {args.minibatch} trials")
+    print(f"{args.dtype}, simd <= {args.simd}, {args.neurons} neurons x {args.minibatch} trials, "
+          f"input {args.input}")
     print(f"{'type':16} {'ns/update':>10} {'neuron instr':>13}")
     for name in args.types:
         step, neuron = time_type(name, args)

@@ -19,10 +19,18 @@ class FallbackGroup:
         # signals the CUDA backend copies to the host around the callback (None:
         # every signal of the ops; see backends.cuda.callback_ranges)
         self.host_signals = None
+        # ops not run: input Nodes that a run's data= feeds (set for the run)
+        self.skipped = frozenset()
 
     def __call__(self):
         if self.before is not None:
             self.before()
+        if self.skipped:
+            for steps in self.steps:
+                for op, step in zip(self.ops, steps):
+                    if op not in self.skipped:
+                        step()
+            return
         for steps in self.steps:
             for step in steps:
                 step()

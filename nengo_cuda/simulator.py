@@ -18,11 +18,13 @@ import numpy as np
 import nengo
 import nengo.utils.numpy as npext
 from nengo.builder import Model
+from nengo.builder.operator import SimPyFunc
 from nengo.builder.processes import SimProcess
 from nengo.cache import get_default_decoder_cache
 from nengo.exceptions import BuildError, ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
+from . import pyfunc
 from .backends import select_backend
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
@@ -201,9 +203,11 @@ class Simulator:
             align={op.x.base for op in tensor_nodes if op.x is not None},
         )
         self.layout.use_exact_time(self.model.time, self.model.step, self.dt)
-        producers = self._input_producers()
+        # input Nodes' callbacks merge with others (one trip to Python for many
+        # Nodes); a run whose data feeds one skips it (`FallbackGroup.skipped`)
+        self._producers = producers = self._input_producers()
         self._plan = plan(
-            ops, self.dg, self.layout, isolate=set(producers.values()) | tensor_nodes,
+            ops, self.dg, self.layout, isolate=tensor_nodes,
             keep={self.model.sig[p]["in"].base for p in self.model.probes},
             external={sig.base for sig in self._input_nodes.values()},
         )
@@ -567,7 +571,9 @@ class Simulator:
                     continue  # one step for all trials, below (draws no seeds)
                 if id(op) in owner:
                     op_t = self._op_for_trial(op, trial)
-                    steps[id(op), trial] = op_t.make_step(signals, self.dt, rng)
+                    steps[id(op), trial] = (
+                        pyfunc.make_step(op_t, signals) if type(op_t) is SimPyFunc
+                        else op_t.make_step(signals, self.dt, rng))
                 elif id(op) in native_processes:
                     # Keep the seed sequence identical to Nengo's.
                     self.process_seeds[op, trial] = process_seed(op.process, rng)
@@ -748,18 +754,24 @@ class Simulator:
             out = np.empty((self.n_trials, samples, size), self.dtype)
             probes.append((addrs, mask, out, rec))
 
-        native_feeds, disabled = [], []
+        native_feeds, skipped = [], {}
         for node, values in feeds.items():
             sig = self._input_nodes[node]
             after = self._feed_positions[node]
-            if after >= 0 and len(self.program.instructions[after].ops) == 1:
-                disabled.append(after)
-                after -= 1  # the producer is switched off; feed in its place
+            callback = self.program.instructions[after].callback if after >= 0 else None
+            if callback is not None:  # its producer is switched off; the feed follows
+                skipped.setdefault(after, set()).add(self._producers[node])
             native_feeds.append(
                 (after, self.layout.addresses(sig).ravel(), np.ascontiguousarray(values, self.dtype))
             )
+        # a callback with every op fed is switched off (a CUDA graph can then
+        # hold the whole step); one with some is told which to skip
+        disabled = [i for i, ops in skipped.items()
+                    if len(ops) == len(self.program.instructions[i].ops)]
         for index in disabled:
             self.backend.set_enabled(index, False)
+        for index, ops in skipped.items():
+            self.program.instructions[index].callback.skipped = frozenset(ops)
         self._tables.before_run(n, self._step_counter())
         try:
             with np.errstate(invalid="raise", divide="ignore"):
@@ -767,6 +779,8 @@ class Simulator:
         finally:
             for index in disabled:
                 self.backend.set_enabled(index, True)
+            for index in skipped:
+                self.program.instructions[index].callback.skipped = frozenset()
             for node in feeds:
                 if self._feed_positions[node] < 0:
                     self._restore_constant(node)

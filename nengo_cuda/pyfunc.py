@@ -1,0 +1,65 @@
+"""A Node's Python function (Nengo's `SimPyFunc`) as a step function that
+costs less per call than Nengo's own.
+
+Nengo's step checks the function's value with ``np.all(np.isfinite(y))``,
+whose dispatch through NumPy's reduction wrappers costs more than a typical
+Node function itself (about 1.5 us of a 3.5 us call here); models with many
+Python Nodes spend most of their step there.  This step does the same work
+in the same order: it passes a copy of the input and the time as a Python
+float, refuses ``None``, non-finite and unconvertible values with Nengo's
+errors and messages, and writes the value into the output (broadcasting as
+``output[...] = y`` does).  A Python float is checked by `math.isfinite`;
+anything else by ``np.isfinite(y).all()``, which is NumPy's check without
+the wrappers.  It draws no random numbers, as Nengo's does not.
+"""
+
+import math
+
+import numpy as np
+from nengo.exceptions import SimulationError
+from nengo.utils.functions import function_name
+
+
+def make_step(op, signals):
+    """The step function of ``op`` (a `nengo.builder.operator.SimPyFunc`) on
+    ``signals``: ``output[...] = fn(t, x)`` (or ``fn(t)``, ``fn(x)``; no
+    output: the value is dropped)."""
+    fn = op.fn
+    t = signals[op.t] if op.t is not None else None
+    x = signals[op.x] if op.x is not None else None
+    if t is None and x is None:
+        call = fn
+    elif t is None:
+        def call():
+            return fn(x.copy(order="K"))
+    elif x is None:
+        def call():
+            return fn(t.item())
+    else:
+        def call():
+            return fn(t.item(), x.copy(order="K"))
+    if op.output is None:
+        return call
+    write = _checked_write(signals[op.output], function_name(fn))
+
+    def step_simpyfunc():
+        write(call())
+
+    return step_simpyfunc
+
+
+def _checked_write(output, name):
+    """``output[...] = y`` for a finite ``y``; Nengo's `SimulationError` otherwise."""
+    isfinite = np.isfinite
+
+    def write(y):
+        try:
+            if y is None or not (math.isfinite(y) if type(y) is float else isfinite(y).all()):
+                raise SimulationError(f"Function '{name}' returned non-finite value")
+            output[...] = y
+        except (TypeError, ValueError) as e:
+            raise SimulationError(
+                f"Function '{name}' returned a value {y!r} of invalid type {type(y)!r}"
+            ) from e
+
+    return write
