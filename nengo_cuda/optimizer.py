@@ -1,0 +1,48 @@
+"""Nengo's operator optimizer, run with a faster transitive closure.
+
+`nengo.builder.optimizer.optimize` merges operators in passes; before each
+pass it computes every operator's dependents (the transitive closure of the
+dependency graph) with `nengo.utils.graphs.transitive_closure`, which keeps
+each as a `FrozenOrderedSet` and hashes each one in Python to share equal
+sets: most of the optimizer's time on large models (random network of 200
+ensembles: 6.9 of 11 s).  The optimizer uses those sets only as sets
+(membership, ``isdisjoint``, copies into sets, ``any``/``all`` over their
+members), so built-in frozensets with the same members give it the same
+answers and so the same merges; `optimize` runs Nengo's optimizer with
+`transitive_closure` below in place of Nengo's, and puts Nengo's back after.
+"""
+
+import threading
+
+import nengo.builder.optimizer as nengo_optimizer
+from nengo.utils.graphs import toposort
+
+_patch = threading.Lock()  # one optimize at a time swaps the function
+
+
+def transitive_closure(edges, topo_sorted=None):
+    """``{a: frozenset of every vertex reachable from a}`` for a DAG
+    ``{a: {b, c}}`` (``b``, ``c`` depend on ``a``); equal sets are one object,
+    as in Nengo's version."""
+    if topo_sorted is None:
+        topo_sorted = toposort(edges)
+    shared, reachable = {}, {}
+    for vertex in reversed(topo_sorted):
+        successors = edges[vertex]
+        found = set(successors)
+        for succ in successors:
+            found |= reachable[succ]
+        found = frozenset(found)
+        reachable[vertex] = shared.setdefault(found, found)
+    return reachable
+
+
+def optimize(model, dg):
+    """``nengo.builder.optimizer.optimize(model, dg)``, with `transitive_closure`."""
+    with _patch:
+        nengos = nengo_optimizer.transitive_closure
+        nengo_optimizer.transitive_closure = transitive_closure
+        try:
+            nengo_optimizer.optimize(model, dg)
+        finally:
+            nengo_optimizer.transitive_closure = nengos
