@@ -10,6 +10,9 @@ ensembles: 6.9 of 11 s).  The optimizer uses those sets only as sets
 members), so built-in frozensets with the same members give it the same
 answers and so the same merges; `optimize` runs Nengo's optimizer with
 `transitive_closure` below in place of Nengo's, and puts Nengo's back after.
+Any topological order gives the same closure; `topological_order` finds one
+with plain dicts (Nengo's `toposort`, with ordered sets, took 2.1 of the
+closures' 3.1 s at 400 ensembles).
 """
 
 import threading
@@ -25,16 +28,36 @@ def transitive_closure(edges, topo_sorted=None):
     ``{a: {b, c}}`` (``b``, ``c`` depend on ``a``); equal sets are one object,
     as in Nengo's version."""
     if topo_sorted is None:
-        topo_sorted = toposort(edges)
+        topo_sorted = topological_order(edges)
     shared, reachable = {}, {}
     for vertex in reversed(topo_sorted):
-        successors = edges[vertex]
+        successors = edges.get(vertex, ())
         found = set(successors)
         for succ in successors:
             found |= reachable[succ]
         found = frozenset(found)
         reachable[vertex] = shared.setdefault(found, found)
     return reachable
+
+
+def topological_order(edges):
+    """The vertices of a DAG ``{a: {b, c}}`` (and those only named as
+    successors), each before its successors (Kahn's algorithm); Nengo's
+    `toposort` (and its error) for a graph with a cycle."""
+    indegree = dict.fromkeys(edges, 0)
+    for successors in edges.values():
+        for succ in successors:
+            indegree[succ] = indegree.get(succ, 0) + 1
+    ready = [v for v, n in indegree.items() if n == 0]
+    order = []
+    while ready:
+        vertex = ready.pop()
+        order.append(vertex)
+        for succ in edges.get(vertex, ()):
+            indegree[succ] -= 1
+            if indegree[succ] == 0:
+                ready.append(succ)
+    return order if len(order) == len(indegree) else toposort(edges)
 
 
 def optimize(model, dg):

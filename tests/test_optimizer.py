@@ -35,6 +35,20 @@ def test_closure_of_random_dags_equals_nengos(n, p, rng):
     assert_same_closure(random_dag(rng, n, p))
 
 
+def test_topological_order_puts_each_vertex_before_its_successors(rng):
+    edges = random_dag(rng, 50, 0.1)
+    edges["v0"] = edges["v0"] | {"only a successor"}
+    order = optimizer.topological_order(edges)
+    assert sorted(order) == sorted(set(edges) | {"only a successor"})
+    position = {v: i for i, v in enumerate(order)}
+    assert all(position[a] < position[b] for a, succ in edges.items() for b in succ)
+
+
+def test_topological_order_of_a_cycle_raises_nengos_error():
+    with pytest.raises(nengo.exceptions.BuildError, match="cycles"):
+        optimizer.topological_order({"a": {"b"}, "b": {"a"}})
+
+
 def test_closure_shares_equal_sets():
     closure = optimizer.transitive_closure({"a": {"c"}, "b": {"c"}, "c": set()})
     assert closure["a"] is closure["b"] and closure["c"] == frozenset()
