@@ -143,7 +143,7 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), ext
         Merge operators into groups (False: one instruction each).
     isolate : collection of Operator
         Operators that get a callback instruction of their own when they have no
-        kernel (input nodes, whose instruction is switched off while `data` feeds them).
+        kernel (TensorNodes, which run for all trials at once).
     fuse : bool, optional
         Fuse constant copies into the products that follow them, and resets
         into the convolutions that follow them (`nengo_cuda.fusion`; default

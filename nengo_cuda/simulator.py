@@ -758,20 +758,23 @@ class Simulator:
         for node, values in feeds.items():
             sig = self._input_nodes[node]
             after = self._feed_positions[node]
-            callback = self.program.instructions[after].callback if after >= 0 else None
-            if callback is not None:  # its producer is switched off; the feed follows
+            instr = self.program.instructions[after] if after >= 0 else None
+            if instr is not None and (instr.callback is not None or len(instr.ops) == 1):
+                # its producer is switched off; the feed follows (a producer in
+                # a larger native instruction runs, and the feed overwrites it)
                 skipped.setdefault(after, set()).add(self._producers[node])
             native_feeds.append(
                 (after, self.layout.addresses(sig).ravel(), np.ascontiguousarray(values, self.dtype))
             )
-        # a callback with every op fed is switched off (a CUDA graph can then
-        # hold the whole step); one with some is told which to skip
-        disabled = [i for i, ops in skipped.items()
-                    if len(ops) == len(self.program.instructions[i].ops)]
+        # an instruction with every op fed is switched off (a CUDA graph can
+        # then hold the whole step); a callback with some is told which to skip
+        instrs = self.program.instructions
+        disabled = [i for i, ops in skipped.items() if len(ops) == len(instrs[i].ops)]
+        partial = [i for i in skipped if i not in disabled]
         for index in disabled:
             self.backend.set_enabled(index, False)
-        for index, ops in skipped.items():
-            self.program.instructions[index].callback.skipped = frozenset(ops)
+        for index in partial:
+            instrs[index].callback.skipped = frozenset(skipped[index])
         self._tables.before_run(n, self._step_counter())
         try:
             with np.errstate(invalid="raise", divide="ignore"):
@@ -779,8 +782,8 @@ class Simulator:
         finally:
             for index in disabled:
                 self.backend.set_enabled(index, True)
-            for index in skipped:
-                self.program.instructions[index].callback.skipped = frozenset()
+            for index in partial:
+                instrs[index].callback.skipped = frozenset()
             for node in feeds:
                 if self._feed_positions[node] < 0:
                     self._restore_constant(node)
