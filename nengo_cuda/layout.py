@@ -243,12 +243,18 @@ class SignalLayout:
         self._times = np.zeros(n, dtype=np.float64)
         for t, signals in enumerate(self.signal_dicts):
             dict.__setitem__(signals, time, self._times[t : t + 1].reshape(()))
-        self.sync_time = self._sync_time
+        self._step_addr = addr
+        # one trial: Python's int * float, the same float64 product without
+        # NumPy's call overhead (0.8 of a 3.2 us callback with one Node)
+        self.sync_time = self._sync_one_time if n == 1 else self._sync_time
 
     sync_time = None  # set by use_exact_time
 
     def _sync_time(self):
         np.multiply(self.ibuf[self._steps], self._time_dt, out=self._times)
+
+    def _sync_one_time(self):
+        self._times[0] = int(self.ibuf[self._step_addr]) * self._time_dt
 
     def reset(self):
         """Writes every signal's initial value into the buffers."""
