@@ -242,21 +242,21 @@ def fuse(step_order, dg, groups):
     or the products had)."""
     new_ops = {}  # old operator -> the operators that replace it
     conv_sets = []
-    for copy, products in groups:
-        if type(copy) is Reset:
-            sets = [ConvSet(copy, op) for op in products]
-            new_ops[copy] = resets_outside(copy, [_rows_in(copy, op) for op in products]) + sets
-            for s in sets:
-                new_ops[s.conv_op] = [s]
+    for first, products in groups:  # a copy or a reset, and the products after it
+        covered = [_rows_in(first, op) for op in products]
+        if type(first) is Reset:
+            sets = [ConvSet(first, op) for op in products]
+            new_ops[first] = resets_outside(first, covered) + sets
+            new_ops.update((s.conv_op, [s]) for s in sets)
             conv_sets += sets
-            continue
-        dots = [op for op in products if type(op) is not ElementwiseInc]
-        elementwise = [op for op in products if type(op) is ElementwiseInc]
-        fused = ([CopyThenDotInc(copy, dots)] if dots else []) + (
-            [CopyThenElementwiseInc(copy, elementwise)] if elementwise else [])
-        new_ops[copy] = copies_outside(copy, [_rows_in(copy, op) for op in products]) + fused
-        for op in products:
-            new_ops[op] = [f for f in fused if op in f.parts]
+        else:
+            dots = [op for op in products if type(op) is not ElementwiseInc]
+            elementwise = [op for op in products if type(op) is ElementwiseInc]
+            fused = ([CopyThenDotInc(first, dots)] if dots else []) + (
+                [CopyThenElementwiseInc(first, elementwise)] if elementwise else [])
+            new_ops[first] = copies_outside(first, covered) + fused
+            for op in products:
+                new_ops[op] = [f for f in fused if op in f.parts]
     order, new_dg = replace_operators(step_order, dg, new_ops)
     for s in conv_sets:
         # A merged reset precedes the readers of every layer's output; a

@@ -171,8 +171,9 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), ext
         step_order, dg = deferral.defer(step_order, dg, lowerable, keep)
     if fuse and merge:
         copies = fusion.fusable_groups(step_order, dg, lowerable)
+        convs = fusion.settable_convolutions(step_order, dg, lowerable)
         # on a cycle (not seen in practice) the copies alone, then no fusion
-        for groups in (copies + fusion.settable_convolutions(step_order, dg, lowerable), copies):
+        for groups in [copies + convs] + ([copies] if convs and copies else []):
             if groups:
                 try:
                     fused_order, fused_dg = fusion.fuse(step_order, dg, groups)
