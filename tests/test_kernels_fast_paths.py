@@ -427,6 +427,73 @@ def test_dot_inc_starts_from_init(dtype, n_trials, shape, rng, simd):
                                    rtol=tol, atol=tol)
 
 
+SMALL_BLOCK_ROWS = [1, 2, 3, 1, 1, 2, 3, 3, 1, 2, 1]
+
+
+def _small_blocks_program(dtype, n_trials, cols, a_shared, a_state, xs, ys0, inits, together):
+    """Blocks of 1-3 rows (decoders of low-dimensional ensembles): shared A, A
+    per trial, two blocks adding to the same outputs, blocks that start from I.
+    ``together``: one instruction; else an instruction per block."""
+    rows = SMALL_BLOCK_ROWS
+    total = sum(rows)
+    p = RawProgram(dtype, total * cols + total, 2 * total * cols + 2 * total, n_trials)
+    A_sh, I_sh = p.alloc(total * cols, shared=True), p.alloc(total, shared=True)
+    A_st, X, Y = p.alloc(total * cols), p.alloc(total * cols), p.alloc(2 * total)
+    p.write(A_sh, a_shared), p.write(I_sh, inits)
+    for t in range(n_trials):
+        p.write(A_st, a_state[t], t), p.write(X, xs[t], t)
+        p.write(Y[::2], ys0[t], t)  # Y at every other element; the rest stays NaN
+    blocks, r0 = [], 0
+    for i, m in enumerate(rows):
+        A = A_st if i >= 8 else A_sh  # the last three blocks: A per trial
+        y = r0 if i != 4 else 0  # block 4 adds to block 0's output too
+        block = dict(_add_block(p, A[r0 * cols], cols, 1, X[r0 * cols], Y[2 * y], m, cols,
+                                y_s=2), I=-1, I_s=0)
+        if i in (2, 7):
+            block.update(I=I_sh[r0], I_s=1)
+        blocks.append(block)
+        r0 += m
+    for group in [blocks] if together else [[b] for b in blocks]:
+        p.add("dot_inc", ints={f: [b[f] for b in group] for f in group[0]})
+    p.run()
+    return p, blocks, Y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3, 5])
+@pytest.mark.parametrize("cols", [1, 7, 50, 100])
+def test_dot_inc_small_blocks_batched(dtype, n_trials, cols, rng, simd):
+    """Small rows-kernel blocks of one instruction run as row batches (rows of
+    several blocks four at a time; shared A: trials in fours first): bit for bit
+    what each block computes alone, and NumPy's products within rounding."""
+    total = sum(SMALL_BLOCK_ROWS)
+    a_shared = rng.randn(total * cols)
+    a_state = [rng.randn(total * cols) for _ in range(n_trials)]
+    xs = [rng.randn(total * cols) for _ in range(n_trials)]
+    ys0 = [rng.randn(total) for _ in range(n_trials)]
+    inits = rng.randn(total)
+    args = (dtype, n_trials, cols, a_shared, a_state, xs, ys0, inits)
+    batched, blocks, Y = _small_blocks_program(*args, together=True)
+    alone, _, _ = _small_blocks_program(*args, together=False)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(n_trials):
+        np.testing.assert_array_equal(batched.view(Y, t), alone.view(Y, t))
+        assert np.isnan(batched.view(Y[1::2], t)).all()
+        expected = ys0[t].astype(dtype).astype(np.float64)
+        r0 = 0
+        for i, b in enumerate(blocks):
+            m = b["rows"]
+            a = (a_state[t] if i >= 8 else a_shared).astype(dtype)[r0 * cols:(r0 + m) * cols]
+            x = xs[t].astype(dtype)[r0 * cols:(r0 + 1) * cols]  # X: the block's first row's
+            dots = a.reshape(m, cols).astype(np.float64) @ x
+            y = (b["Y"] - Y[0]) // 2
+            if b["I"] >= 0:
+                expected[y:y + m] = inits.astype(dtype)[r0:r0 + m]
+            expected[y:y + m] += dots
+            r0 += m
+        np.testing.assert_allclose(batched.view(Y[::2], t), expected, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("init, rows, message", [(-2, 3, "address or -1"),
                                                  (0, 0, "empty block")])
 def test_dot_inc_rejects_bad_init(init, rows, message):

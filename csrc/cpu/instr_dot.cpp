@@ -41,6 +41,12 @@ constexpr int64_t kSparseMinRows = 32, kSparseMinCols = 32;
 constexpr int64_t kJobRows = 256;
 // Trials of a columns-kernel job whose X and Y pointers are listed at a time.
 constexpr int kColumnsTrials = 64;
+// Multiply-adds of a job of several whole blocks, at most, all trials together
+// (jobs are what a split hands out: minibatches keep a job per block).
+constexpr int64_t kBatchWork = 8192;
+// Rows kernel blocks of fewer rows than this (less than its tile of four rows)
+// run four trials at a time, or their rows with other blocks' (row batches).
+constexpr int64_t kBatchMaxRows = 4;
 
 enum Kind { kColumns, kRows, kStrided };
 
@@ -57,8 +63,13 @@ struct Block {
     bool volatile_a; // A may change between runs without notice (re-packed every run)
 };
 
+// Rows [r0, r1) of one block, or several whole small blocks (b1 > b0 + 1):
+// one job each would cost more to hand out than to run.
 struct Job {
-    int64_t block, r0, r1;
+    int64_t b0, b1, r0, r1;
+    bool row_batch;  // blocks of few rows and the same shape, rows kernel, A
+                     // shared by all trials or by none: their rows four at a
+                     // time (rows_of_blocks)
 };
 
 // Y[r .. r + W) += acc, Y contiguous (YC) or strided by ys; for a block that
@@ -183,6 +194,16 @@ NC_INLINE T hsum(typename Simd<T, B>::V v) {
     }
 }
 
+// *y += a . x, from `s`: the lanes' sums of columns [0, cv) (vectors); the
+// last columns one at a time.  Every kernel of the rows family sums a row so.
+template <typename T, int B>
+NC_INLINE void add_row_sum(typename Simd<T, B>::V s, const T* a, const T* x, int64_t cv,
+                           int64_t cols, T* y) {
+    T t = hsum<T, B>(s);
+    for (int64_t c = cv; c < cols; ++c) t += a[c] * x[c];
+    *y += t;
+}
+
 // R rows from row r of a rows-kernel block: R dot products sharing the X loads.
 template <typename T, int B, int R>
 NC_INLINE void rows_tile(const T* A, int64_t rs, int64_t cols, const T* X, T* Y, int64_t ys,
@@ -198,12 +219,8 @@ NC_INLINE void rows_tile(const T* A, int64_t rs, int64_t cols, const T* X, T* Y,
         for (int i = 0; i < R; ++i) s[i] += S::load(A + (r + i) * rs + c) * x;
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-        const T* a = A + (r + i) * rs;
-        T t = hsum<T, B>(s[i]);
-        for (int64_t c = cv; c < cols; ++c) t += a[c] * X[c];
-        Y[(r + i) * ys] += t;
-    }
+    for (int i = 0; i < R; ++i)
+        add_row_sum<T, B>(s[i], A + (r + i) * rs, X, cv, cols, Y + (r + i) * ys);
 }
 
 // Rows [r0, r1) of a rows-kernel block (A rows and X contiguous) for one trial.
@@ -236,12 +253,30 @@ NC_INLINE void rows_kernel_4_trials(const T* A, int64_t rows, int64_t rs, int64_
             s2 += av * S::load(X[2] + c);
             s3 += av * S::load(X[3] + c);
         }
-        T t[4] = {hsum<T, B>(s0), hsum<T, B>(s1), hsum<T, B>(s2), hsum<T, B>(s3)};
-        for (int j = 0; j < 4; ++j) {
-            for (int64_t c = cv; c < cols; ++c) t[j] += a[c] * X[j][c];
-            Y[j][r * ys] += t[j];
-        }
+        add_row_sum<T, B>(s0, a, X[0], cv, cols, Y[0] + r * ys);
+        add_row_sum<T, B>(s1, a, X[1], cv, cols, Y[1] + r * ys);
+        add_row_sum<T, B>(s2, a, X[2], cv, cols, Y[2] + r * ys);
+        add_row_sum<T, B>(s3, a, X[3], cv, cols, Y[3] + r * ys);
     }
+}
+
+// R rows of any blocks, each with its own A row, X and Y element, all of
+// `cols` columns: R independent sums (a single row's multiply-adds wait for
+// each other: small blocks, e.g. decoders of one-dimensional ensembles, ran at
+// the adder's latency).  Each row is summed as rows_tile sums it.
+template <typename T, int B, int R>
+NC_INLINE void rows_of_blocks(const T* const* A, const T* const* X, T* const* Y, int64_t cols) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    const int64_t cv = cols - cols % W;
+    V s[R] = {};  // in registers: every loop over it is unrolled
+    for (int64_t c = 0; c < cv; c += W) {
+#pragma GCC unroll 4
+        for (int i = 0; i < R; ++i) s[i] += S::load(A[i] + c) * S::load(X[i] + c);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) add_row_sum<T, B>(s[i], A[i], X[i], cv, cols, Y[i]);
 }
 
 // Rows of A^T as stored for sparse_x_kernel: padded to whole vectors.
@@ -331,12 +366,19 @@ struct DotInc : Instr<T> {
 
     // Y = I over the job's rows, in every trial: the kernels below then add
     // the product to it, as they would to a Y that a copy had set.
-    static void start_from_init(const Buffers<T>& buf, const Block& b, const Job& j) {
+    static void start_from_init(const Buffers<T>& buf, const Block& b, int64_t r0, int64_t r1) {
         for (int t = 0; t < buf.n_trials; ++t) {
             const T* I = buf.f.at(b.init, t);
             T* Y = buf.f.at(b.y, t);
-            for (int64_t r = j.r0; r < j.r1; ++r) Y[r * b.y_s] = I[r * b.init_s];
+            for (int64_t r = r0; r < r1; ++r) Y[r * b.y_s] = I[r * b.init_s];
         }
+    }
+
+    // A of a rows-kernel block for trial t (its packed copy, or in the pool), and its row stride.
+    NC_INLINE const T* rows_a(const Buffers<T>& buf, const Block& b, int t, int64_t* rs) const {
+        const bool own = b.packed >= 0;
+        *rs = own ? b.cols : b.a_rs;
+        return own ? packed.data() + b.packed : buf.f.at(b.a, t);
     }
 
     // Shared weights may have changed between runs (training, load_params):
@@ -351,20 +393,19 @@ struct DotInc : Instr<T> {
         }
     }
 
+    // Rows [r0, r1) of block b, every trial.
     template <int B>
-    NC_INLINE void job(const Buffers<T>& buf, const Job& j) const {
-        const Block& b = blocks[j.block];
+    NC_INLINE void block_rows(const Buffers<T>& buf, const Block& b, int64_t r0, int64_t r1) const {
         const int n_trials = buf.n_trials;
         const bool sparse = b.sparse >= 0 && b.finite;
         // the columns kernel stores I + A X itself; the others add to Y = I
         const bool columns = b.kind == kColumns && !sparse;
-        if (b.init >= 0 && !columns) start_from_init(buf, b, j);
+        if (b.init >= 0 && !columns) start_from_init(buf, b, r0, r1);
         int t = 0;
         if (sparse) {  // a job per trial, all rows
             const T* AT = packed.data() + b.sparse;
-            const bool own = b.packed >= 0;
-            const T* A = own ? packed.data() + b.packed : buf.f.at(b.a, 0);
-            const int64_t rs = own ? b.cols : b.a_rs;
+            int64_t rs;
+            const T* A = rows_a(buf, b, 0, &rs);
             thread_local std::vector<int32_t> listed;
             if (static_cast<int64_t>(listed.size()) < b.cols) listed.resize(b.cols);  // once
             for (; t < n_trials; ++t) {
@@ -375,18 +416,8 @@ struct DotInc : Instr<T> {
             }
             return;
         }
-        if (b.kind == kRows && b.shared && b.rows < 4 && j.r0 == 0 && j.r1 == b.rows) {
-            // few rows: four trials at a time share the loads of A
-            const bool own = b.packed >= 0;
-            const T* A = own ? packed.data() + b.packed : buf.f.at(b.a, 0);
-            const int64_t rs = own ? b.cols : b.a_rs;
-            for (; t + 4 <= n_trials; t += 4) {
-                const T* X[4];
-                T* Y[4];
-                for (int i = 0; i < 4; ++i) X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
-                rows_kernel_4_trials<T, B>(A, b.rows, rs, b.cols, X, Y, b.y_s);
-            }
-        }
+        if (b.kind == kRows && b.shared && b.rows < kBatchMaxRows && r0 == 0 && r1 == b.rows)
+            t = rows_four_trials<B>(buf, b);
         if (columns) {
             // all trials: pointers to their X, Y and I (at most kColumnsTrials at a time)
             const T* AT = packed.data() + b.packed;
@@ -402,10 +433,10 @@ struct DotInc : Instr<T> {
                 }
                 if (b.y_s == 1)
                     columns_kernel<T, B, true>(AT, b.rows, b.cols, X, b.x_s, Y, 1, init,
-                                               b.init_s, nt, j.r0, j.r1);
+                                               b.init_s, nt, r0, r1);
                 else
                     columns_kernel<T, B, false>(AT, b.rows, b.cols, X, b.x_s, Y, b.y_s, init,
-                                                b.init_s, nt, j.r0, j.r1);
+                                                b.init_s, nt, r0, r1);
             }
             return;
         }
@@ -413,12 +444,12 @@ struct DotInc : Instr<T> {
             const T* X = buf.f.at(b.x, t);
             T* Y = buf.f.at(b.y, t);
             if (b.kind == kRows) {
-                const bool own = b.packed >= 0;
-                rows_kernel<T, B>(own ? packed.data() + b.packed : buf.f.at(b.a, t),
-                                  own ? b.cols : b.a_rs, b.cols, X, Y, b.y_s, j.r0, j.r1);
+                int64_t rs;
+                const T* A = rows_a(buf, b, t, &rs);
+                rows_kernel<T, B>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
             } else {
                 const T* A = buf.f.at(b.a, t);
-                for (int64_t r = j.r0; r < j.r1; ++r) {
+                for (int64_t r = r0; r < r1; ++r) {
                     T acc = 0;
                     for (int64_t c = 0; c < b.cols; ++c)
                         acc += A[r * b.a_rs + c * b.a_cs] * X[c * b.x_s];
@@ -428,19 +459,83 @@ struct DotInc : Instr<T> {
         }
     }
 
-    // The OpenMP region stays outside the AVX2 function (outlined loop bodies
-    // would not inherit its target).
+    // All rows of a shared rows-kernel block of few rows for the trials in
+    // whole fours: four trials at a time share the loads of A.  Returns the
+    // first trial left.
+    template <int B>
+    NC_INLINE int rows_four_trials(const Buffers<T>& buf, const Block& b) const {
+        int64_t rs;
+        const T* A = rows_a(buf, b, 0, &rs);
+        int t = 0;
+        for (; t + 4 <= buf.n_trials; t += 4) {
+            const T* X[4];
+            T* Y[4];
+            for (int i = 0; i < 4; ++i) X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
+            rows_kernel_4_trials<T, B>(A, b.rows, rs, b.cols, X, Y, b.y_s);
+        }
+        return t;
+    }
+
+    // A row batch (Job::row_batch): shared A, trials in whole fours as
+    // block_rows runs them; the other trials' rows of all the job's blocks
+    // four at a time.  The same sums, in the same order, as block by block.
+    template <int B>
+    NC_INLINE void row_batch(const Buffers<T>& buf, const Job& j) const {
+        const int64_t cols = blocks[j.b0].cols;
+        int first = 0;  // trials before it ran four at a time
+        for (int64_t k = j.b0; k < j.b1; ++k) {
+            const Block& b = blocks[k];
+            if (b.init >= 0) start_from_init(buf, b, 0, b.rows);
+            if (b.shared) first = rows_four_trials<B>(buf, b);
+        }
+        const T* A[4];
+        const T* X[4];
+        T* Y[4];
+        for (int t = first; t < buf.n_trials; ++t) {
+            int n = 0;
+            for (int64_t k = j.b0; k < j.b1; ++k) {
+                const Block& b = blocks[k];
+                int64_t rs;
+                const T* a = rows_a(buf, b, t, &rs);
+                const T* x = buf.f.at(b.x, t);
+                T* y = buf.f.at(b.y, t);
+                for (int64_t r = 0; r < b.rows; ++r) {
+                    A[n] = a + r * rs, X[n] = x, Y[n] = y + r * b.y_s;
+                    if (++n == 4) {
+                        rows_of_blocks<T, B, 4>(A, X, Y, cols);
+                        n = 0;
+                    }
+                }
+            }
+            for (int i = 0; i < n; ++i) rows_of_blocks<T, B, 1>(A + i, X + i, Y + i, cols);
+        }
+    }
+
+    template <int B>
+    NC_INLINE void job(const Buffers<T>& buf, const Job& j) const {
+        const bool whole = j.b1 > j.b0 + 1;
+        for (int64_t k = j.b0; k < j.b1; ++k)
+            block_rows<B>(buf, blocks[k], whole ? 0 : j.r0, whole ? blocks[k].rows : j.r1);
+    }
+
+    // The OpenMP region stays outside the AVX2 functions (outlined loop bodies
+    // would not inherit their target).  Row batches are a function of their
+    // own: inlined beside the other kernels, they cost the columns kernel 5-10 %.
     NC_TARGET_AVX2 void job_avx2(const Buffers<T>& buf, const Job& j) const { job<32>(buf, j); }
+    NC_TARGET_AVX2 void row_batch_avx2(const Buffers<T>& buf, const Job& j) const {
+        row_batch<32>(buf, j);
+    }
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const bool avx2 = cpu_has_avx2();
         parallel_for(
             static_cast<int64_t>(jobs.size()), split_ways(work * buf.n_trials),
             [&](int64_t j) {
-                if (avx2)
-                    job_avx2(buf, jobs[j]);
+                const Job& job_j = jobs[j];
+                if (job_j.row_batch)
+                    avx2 ? row_batch_avx2(buf, job_j) : row_batch<16>(buf, job_j);
                 else
-                    job<16>(buf, jobs[j]);
+                    avx2 ? job_avx2(buf, job_j) : job<16>(buf, job_j);
             },
             true);
     }
@@ -460,6 +555,7 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
     if (has_init) check_same_length(spec, {"rows", "I", "I_s"});
     const bool has_volatile = spec.ints.count("A_volatile") > 0;
     if (has_volatile) check_same_length(spec, {"rows", "A_volatile"});
+    int64_t batch_work = -1;  // multiply-adds of the last job, if it takes more small blocks
     for (size_t i = 0; i < rows.size(); ++i) {
         const int64_t nr = rows[i], nc = cols[i];
         if (nr < 0 || nc < 0) throw std::invalid_argument("dot_inc: negative block shape");
@@ -504,11 +600,31 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         b.shared = shared;
         const int64_t id = static_cast<int64_t>(op->blocks.size());
         op->blocks.push_back(b);
-        // jobs of about kJobRows rows (at least 4 K multiply-adds); sparse-input
-        // blocks are one job (the nonzeros are listed once for all rows)
+        // A block of little work joins the job before it when that job is of
+        // such blocks too (up to kBatchWork in all; a row batch takes only
+        // blocks like its first).  Other blocks get jobs of about kJobRows rows
+        // (at least 4 K multiply-adds); sparse-input blocks are one job (the
+        // nonzeros are listed once for all rows).
+        const int64_t trial_work = nr * nc * buf.n_trials;
+        if (b.sparse < 0 && trial_work <= kBatchWork) {
+            const bool small_rows = b.kind == kRows && nr < kBatchMaxRows;
+            if (batch_work >= 0 && batch_work + trial_work <= kBatchWork &&
+                op->jobs.back().row_batch == small_rows &&
+                (!small_rows || (op->blocks[op->jobs.back().b0].cols == nc &&
+                                 op->blocks[op->jobs.back().b0].shared == shared))) {
+                op->jobs.back().b1 = id + 1;
+                batch_work += trial_work;
+            } else {
+                op->jobs.push_back({id, id + 1, 0, nr, small_rows});
+                batch_work = trial_work;
+            }
+            continue;
+        }
+        batch_work = -1;
         const int64_t step =
             b.sparse >= 0 ? nr : std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
-        for (int64_t r0 = 0; r0 < nr; r0 += step) op->jobs.push_back({id, r0, std::min(nr, r0 + step)});
+        for (int64_t r0 = 0; r0 < nr; r0 += step)
+            op->jobs.push_back({id, id + 1, r0, std::min(nr, r0 + step), false});
     }
     // a vector of padding: the columns kernel's last vector of rows may read past A^T
     op->packed.resize(op->packed.size() + kPackPad, T(0));
