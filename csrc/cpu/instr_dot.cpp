@@ -180,6 +180,38 @@ NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* 
     }
 }
 
+// Rows [r0, r1) of a columns-kernel block for one trial: Y = Z + A X, Z = I
+// (the block starts from I) or Y itself, stride zs; C: Y and Z contiguous.  A
+// vector of rows at a time, then row by row, each with the sums of
+// columns_kernel (each lane's multiply-adds, in column order).  For blocks of
+// one column (encoders of one-dimensional ensembles): the tiles' bookkeeping
+// cost them up to twice the time of this loop (blocks of 8-50 rows; with more
+// columns the tiles' independent sums win from 2 columns x 400 rows on).
+template <typename T, int B, bool C>
+NC_INLINE void columns_one_trial(const T* AT, int64_t rows, int64_t cols, const T* X,
+                                 int64_t xs, T* Y, int64_t ys, const T* Z, int64_t zs,
+                                 int64_t r0, int64_t r1) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    int64_t r = r0;
+    for (; r + W <= r1; r += W) {
+        V acc{};
+        for (int64_t c = 0; c < cols; ++c)
+            acc += S::load(AT + c * rows + r) * NC_BROADCAST(V, X[c * xs]);
+        if constexpr (C) {
+            S::store(Y + r, S::load(Z + r) + acc);
+        } else {
+            for (int i = 0; i < W; ++i) Y[(r + i) * ys] = Z[(r + i) * zs] + acc[i];
+        }
+    }
+    for (; r < r1; ++r) {
+        T acc = 0;
+        for (int64_t c = 0; c < cols; ++c) acc += AT[c * rows + r] * X[c * xs];
+        Y[r * ys] = Z[r * zs] + acc;
+    }
+}
+
 // Sum of the lanes, by halving (no per-lane extraction).
 template <typename T, int B>
 NC_INLINE T hsum(typename Simd<T, B>::V v) {
@@ -418,6 +450,20 @@ struct DotInc : Instr<T> {
         }
         if (b.kind == kRows && b.shared && b.rows < kBatchMaxRows && r0 == 0 && r1 == b.rows)
             t = rows_four_trials<B>(buf, b);
+        if (columns && n_trials == 1 && b.cols == 1) {
+            const T* AT = packed.data() + b.packed;
+            const T* X = buf.f.at(b.x, 0);
+            T* Y = buf.f.at(b.y, 0);
+            const bool from_init = b.init >= 0;
+            const T* Z = from_init ? buf.f.at(b.init, 0) : Y;
+            const int64_t zs = from_init ? b.init_s : b.y_s;
+            if (b.y_s == 1 && zs == 1)
+                columns_one_trial<T, B, true>(AT, b.rows, b.cols, X, b.x_s, Y, 1, Z, 1, r0, r1);
+            else
+                columns_one_trial<T, B, false>(AT, b.rows, b.cols, X, b.x_s, Y, b.y_s, Z, zs,
+                                               r0, r1);
+            return;
+        }
         if (columns) {
             // all trials: pointers to their X, Y and I (at most kColumnsTrials at a time)
             const T* AT = packed.data() + b.packed;
