@@ -2,6 +2,7 @@
 // all advance by one, the kernel can use plain pointers (and the compiler can
 // vectorise) instead of gathering every operand through its address.
 #pragma once
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -52,14 +53,15 @@ inline std::vector<Segment> contiguous_segments(
                                [](int64_t) { return false; });
 }
 
-// Marks the segments over which every array in `params` holds one value.
+// Marks the segments over which every array in `params` holds one value (bit
+// for bit: -0.0 and 0.0 differ, a NaN equals itself).
 template <typename P>
 void mark_uniform(std::vector<Segment>& segments, const std::vector<const std::vector<P>*>& params) {
     for (auto& seg : segments) {
         seg.uniform = true;
         for (const auto* p : params)
             for (int64_t k = seg.k0 + 1; seg.uniform && k < seg.k0 + seg.len; ++k)
-                seg.uniform = (*p)[k] == (*p)[seg.k0];
+                seg.uniform = std::memcmp(&(*p)[k], &(*p)[seg.k0], sizeof(P)) == 0;
     }
 }
 
