@@ -350,6 +350,27 @@ def test_lti_elementwise_segments(dtype, n_trials, rng, simd):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lti_elementwise_uniform_means_bit_equal(dtype, simd):
+    """A segment reads its coefficients once only where they are one value bit
+    for bit: 0.0 and -0.0 coefficients (equal as numbers) give zeros of their own
+    sign, as per element."""
+    n = 40
+    p = RawProgram(dtype, 0, 3 * n)
+    U, Y, X = p.alloc(n), p.alloc(n), p.alloc(n)
+    a = np.where(np.arange(n) % 3 == 0, -0.0, 0.0)
+    p.add("lti_elementwise", ints=dict(U=U, Y=Y, X=X, form=np.ones(n), inc=np.zeros(n)),
+          floats=dict(a=a, b=np.zeros(n)))
+    p.write(X, np.linspace(1, 2, n))
+    p.write(U, np.linspace(-1, 1, n))
+    p.run()
+    expected = np.linspace(1, 2, n).astype(dtype) * a.astype(dtype)  # + 0 * u
+    expected += np.zeros(n, dtype) * np.linspace(-1, 1, n).astype(dtype)
+    np.testing.assert_array_equal(np.signbit(p.view(X)), np.signbit(expected))
+    np.testing.assert_array_equal(np.signbit(p.view(Y)), np.signbit(expected))
+    assert np.signbit(expected).any() and not np.signbit(expected).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(16, 500), (33, 40), (64, 3000), (300, 200)])
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.5])
 def test_dot_inc_sparse_inputs(dtype, shape, density, rng, simd):
