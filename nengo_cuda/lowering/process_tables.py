@@ -70,9 +70,9 @@ def timed_outputs(op, dt, start, n):
     process = op.process
     times = np.arange(start + 1, start + n + 1, dtype=np.int64) * dt
     if type(process) is nengo.processes.PresentInput:
-        inputs = process.inputs.reshape(len(process.inputs), -1)
+        inputs = np.asarray(process.inputs, dtype=np.float64).reshape(len(process.inputs), -1)
         i = ((times - dt) / float(process.presentation_time) + 1e-7).astype(np.int64)
-        return np.array(inputs[i % len(inputs)], dtype=np.float64)
+        return inputs[i % len(inputs)]  # a new array: one copy of the rows
     if type(process) is nengo.processes.Piecewise and process.interpolation == "zero":
         tp, yp = zip(*sorted(process.data.items()))
         rows = np.concatenate([np.zeros((1, op.output.size)), np.reshape(yp, (len(yp), -1))])
@@ -238,6 +238,8 @@ class ProcessTables(TableSource):
         order = range(len(self.columns))
         shared = [blocks[j] for j in order if self.columns[j].shared]
         trials = [blocks[j] for j in order if not self.columns[j].shared]
+        if not trials and len(shared) == 1:
+            return np.ravel(shared[0])  # one block (a PresentInput's rows: MBs a run), not copied
         per_trial = np.concatenate(trials, axis=1).ravel() if trials else np.zeros(0)
         return np.concatenate(shared + [per_trial])
 
