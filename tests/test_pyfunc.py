@@ -30,6 +30,20 @@ FUNCTIONS = {  # name: (function, passes t, passes x)
     "object": (lambda t: OBJECT, True, False),
     "wrong length": (lambda t: [1.0, 2.0, 3.0], True, False),
     "raises": (lambda t: 1 / 0, True, False),
+    # pyfunc.all_finite's cases: NumPy float64 scalars (a float subclass),
+    # small float arrays element by element, anything else through NumPy
+    "numpy float64": (lambda t: np.sin(t), True, False),
+    "numpy float64 nan": (lambda t: np.float64("nan"), True, False),
+    "numpy float64 -inf": (lambda t: np.float64(-np.inf), True, False),
+    "0-d array": (lambda t: np.array(t), True, False),
+    "float32 array with nan": (lambda x: np.array([1.0, np.nan], np.float32), False, True),
+    "float16 array": (lambda x: x.astype(np.float16), False, True),
+    "int array": (lambda t: np.array([1, 2]), True, False),
+    "bool": (lambda t: True, True, False),
+    "complex": (lambda t: 1j + t, True, False),
+    "long double array": (lambda t: np.array([1, "1e4000"], dtype=np.longdouble), True, False),
+    "large array with inf": (lambda t: np.r_[np.zeros(40), np.inf], True, False),
+    "large finite array": (lambda t: np.zeros(41), True, False),
 }
 
 
