@@ -70,9 +70,10 @@ def timed_outputs(op, dt, start, n):
     process = op.process
     times = np.arange(start + 1, start + n + 1, dtype=np.int64) * dt
     if type(process) is nengo.processes.PresentInput:
-        inputs = np.asarray(process.inputs, dtype=np.float64).reshape(len(process.inputs), -1)
+        inputs = process.inputs.reshape(len(process.inputs), -1)
         i = ((times - dt) / float(process.presentation_time) + 1e-7).astype(np.int64)
-        return inputs[i % len(inputs)]  # a new array: one copy of the rows
+        # the rows of this run (a new array), converted only if not float64 already
+        return inputs[i % len(inputs)].astype(np.float64, copy=False)
     if type(process) is nengo.processes.Piecewise and process.interpolation == "zero":
         tp, yp = zip(*sorted(process.data.items()))
         rows = np.concatenate([np.zeros((1, op.output.size)), np.reshape(yp, (len(yp), -1))])
