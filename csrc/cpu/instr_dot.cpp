@@ -7,12 +7,15 @@
 // - columns: A shared by all trials (never written: encoders, transforms) with
 //   at least 8 rows and few columns.  The instruction keeps a packed copy of
 //   A^T, and a tile of rows accumulates column by column, vectorised across
-//   rows (no horizontal sums), two trials at a time.
+//   rows (no horizontal sums), two trials at a time; a single trial of a
+//   one-column block (encoders of 1-D ensembles) in a plain vector loop.
 // - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
 //   A shared (then packed row-major): dot products vectorised along the row,
 //   four rows at a time sharing X loads, or, for blocks of fewer rows, four
-//   trials at a time sharing A loads.
+//   trials at a time sharing A loads, and the other trials' rows of several
+//   such blocks four at a time (row batches: decoders of 1-D ensembles).
 // - strided: anything else, element by element.
+// Blocks of little work share a job (what a split over threads hands out).
 // Rows blocks with a shared A of many rows and columns (weights out of
 // neurons) also keep A^T: when at most a quarter of a trial's X is nonzero
 // (spikes), only the columns of the nonzero entries are added
