@@ -186,6 +186,11 @@ def column_for(op, dt):
     return None
 
 
+def _concatenate(arrays, axis=0):
+    """``np.concatenate(arrays, axis)``, or the one array itself (no copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=axis)
+
+
 class ProcessTables(TableSource):
     """The table of one ``process_table`` instruction, laid out as
     ``processes::table_layout`` (``csrc/kernels/process_table.h``) reads it:
@@ -237,12 +242,12 @@ class ProcessTables(TableSource):
 
     def _join(self, blocks):
         order = range(len(self.columns))
-        shared = [blocks[j] for j in order if self.columns[j].shared]
+        parts = [np.ravel(blocks[j]) for j in order if self.columns[j].shared]
         trials = [blocks[j] for j in order if not self.columns[j].shared]
-        if not trials and len(shared) == 1:
-            return np.ravel(shared[0])  # one block (a PresentInput's rows: MBs a run), not copied
-        per_trial = np.concatenate(trials, axis=1).ravel() if trials else np.zeros(0)
-        return np.concatenate(shared + [per_trial])
+        if trials:  # each trial's blocks in turn: (trials, values) side by side
+            parts.append(np.ravel(_concatenate(trials, axis=1)))
+        # a single part (a PresentInput's rows: MBs a run) is not copied again
+        return _concatenate(parts) if parts else np.zeros(0)
 
     def after_run(self, steps_done):
         for column in self.stepped:
