@@ -24,12 +24,21 @@ from nengo_cuda.testing import simd_level
 PROGRAMS = {"float32": _native.ProgramFloat32, "float64": _native.ProgramFloat64}
 
 
-def time_blocks(dtype, n_blocks, rows, cols, n_trials, init, steps, repeats):
-    """Best seconds per step of a dot_inc of ``n_blocks`` blocks of rows x cols."""
+def time_blocks(dtype, n_blocks, rows, cols, n_trials, init, steps, repeats, density=None):
+    """Best seconds per step of a dot_inc of ``n_blocks`` blocks of rows x cols.
+
+    ``density``: X is spikes (1 / dt in that share of its entries, else 0), not
+    normal values.
+    """
     n = n_blocks * rows
     n_shared, n_state = n * cols + n, n + n_blocks * cols
     rng = np.random.RandomState(0)
     fbuf = rng.randn(n_shared + n_trials * n_state).astype(dtype)
+    if density is not None:
+        for t in range(n_trials):
+            start = n_shared + t * n_state  # a trial's X, then its Y
+            xt = fbuf[start:start + n_blocks * cols]
+            xt[:] = np.where(rng.rand(xt.size) < density, 1000.0, 0.0)
     ibuf = np.zeros(n_trials, dtype=np.int64)
     program = PROGRAMS[dtype](fbuf, n_shared, n_state, ibuf, 0, 1, n_trials, 0.001)
     a, bias, x, y = 0, n * cols, n_shared, n_shared + n_blocks * cols
@@ -60,6 +69,8 @@ def main():
     parser.add_argument("--transpose", action="store_true",
                         help="blocks of --cols rows x --rows columns (decoders' shape)")
     parser.add_argument("--minibatch", type=int, nargs="+", default=[1])
+    parser.add_argument("--density", type=float, default=None,
+                        help="X as spikes: this share of its entries 1 / dt, the rest 0")
     parser.add_argument("--dtype", default="float32", choices=sorted(PROGRAMS))
     parser.add_argument("--simd", default="avx512", choices=["baseline", "avx2", "avx512"])
     parser.add_argument("--steps", type=int, default=5000)
@@ -67,7 +78,8 @@ def main():
     args = parser.parse_args()
     shape = "cols x rows" if args.transpose else "rows x cols"
     print(f"{args.dtype}, simd <= {args.simd}, {args.total} rows in all, "
-          f"{'Y += A X' if args.no_init else 'Y = I + A X'}; ns per block ({shape})")
+          f"{'Y += A X' if args.no_init else 'Y = I + A X'}; ns per block ({shape})"
+          + ("" if args.density is None else f"; X spikes, density {args.density}"))
     with simd_level(args.simd):
         for trials in args.minibatch:
             for cols in args.cols:
@@ -76,7 +88,7 @@ def main():
                     r, c = (cols, rows) if args.transpose else (rows, cols)
                     n_blocks = max(args.total // rows, 1)
                     seconds = time_blocks(args.dtype, n_blocks, r, c, trials, not args.no_init,
-                                          args.steps, args.repeats)
+                                          args.steps, args.repeats, args.density)
                     cells.append(f"{r}x{c} {1e9 * seconds / n_blocks:7.1f}")
                 print(f"minibatch {trials:3d}: " + "  ".join(cells), flush=True)
 

@@ -371,11 +371,13 @@ def test_lti_elementwise_uniform_means_bit_equal(dtype, simd):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(16, 500), (33, 40), (64, 3000), (300, 200)])
-@pytest.mark.parametrize("density", [0.0, 0.05, 0.5])
+@pytest.mark.parametrize(
+    "shape", [(16, 500), (33, 40), (64, 3000), (300, 200), (8, 37), (12, 129), (7, 64)])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.2, 0.5])
 def test_dot_inc_sparse_inputs(dtype, shape, density, rng, simd):
-    """Mostly-zero inputs (spikes) into a shared A of many rows add only the
-    nonzero columns; denser inputs take the dense kernel; both match NumPy."""
+    """Mostly-zero inputs (spikes) into a shared A of 8 rows or more add only
+    the nonzero columns (listed 8 at a time, then one by one: odd column
+    counts); denser inputs take the dense kernel; both match NumPy."""
     m, k = shape
     n_trials = 3
     p = RawProgram(dtype, m * k, k + m, n_trials)

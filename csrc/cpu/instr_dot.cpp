@@ -39,7 +39,7 @@ constexpr int64_t kPackMaxCols = 64, kPackMinRows = 8;
 // Elements of padding after the packed copies (more than a vector).
 constexpr int64_t kPackPad = 64;
 // Shapes of shared A that also get A^T for inputs that are mostly zeros.
-constexpr int64_t kSparseMinRows = 32, kSparseMinCols = 32;
+constexpr int64_t kSparseMinRows = 8, kSparseMinCols = 32;
 // Rows per parallel job.
 constexpr int64_t kJobRows = 256;
 // Trials of a columns-kernel job whose X and Y pointers are listed at a time.
@@ -317,21 +317,64 @@ NC_INLINE void rows_of_blocks(const T* const* A, const T* const* X, T* const* Y,
 // Rows of A^T as stored for sparse_x_kernel: padded to whole vectors.
 inline int64_t sparse_rows(int64_t rows) { return (rows + 15) / 16 * 16; }
 
-// Y[r0 + i * W ...] += sum over the listed columns c of AT[c, ...] X[c], for NV vectors.
+// sums[i * W ...] = sum over the listed columns c of AT[c, ...] X[c], for NV
+// vectors: the even-numbered and the odd-numbered listed columns in two sums
+// each, added at the end (with one, each multiply-add waited for the last:
+// ~1 ns per listed column).
 template <typename T, int B, int NV>
 NC_INLINE void sparse_tile(const T* AT, int64_t pad, const int32_t* listed, int64_t n,
                            const T* X, T* sums) {
     using S = Simd<T, B>;
     using V = typename S::V;
-    V acc[NV] = {};  // in registers: every loop over it is unrolled
-    for (int64_t k = 0; k < n; ++k) {
+    V even[NV] = {}, odd[NV] = {};  // in registers: every loop over them is unrolled
+    int64_t k = 0;
+    for (; k + 2 <= n; k += 2) {
+        const T *a0 = AT + listed[k] * pad, *a1 = AT + listed[k + 1] * pad;
+        const V x0 = NC_BROADCAST(V, X[listed[k]]), x1 = NC_BROADCAST(V, X[listed[k + 1]]);
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) {
+            even[i] += S::load(a0 + i * S::W) * x0;
+            odd[i] += S::load(a1 + i * S::W) * x1;
+        }
+    }
+    if (k < n) {
         const T* a = AT + listed[k] * pad;
         const V x = NC_BROADCAST(V, X[listed[k]]);
 #pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) acc[i] += S::load(a + i * S::W) * x;
+        for (int i = 0; i < NV; ++i) even[i] += S::load(a + i * S::W) * x;
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < NV; ++i) S::store(sums + i * S::W, acc[i]);
+    for (int i = 0; i < NV; ++i) S::store(sums + i * S::W, even[i] + odd[i]);
+}
+
+// The columns c with X[c] != 0 (nan too), in order, into `listed` (room for
+// cols + 8 entries); returns how many.  Eight columns at a time: their nonzero
+// lanes' indices compressed to the front of a vector of eight (one
+// permutation) and appended, without branches (spikes are unpredictable).
+// Eight for doubles too (two vectors' masks): four cost twice the time.
+template <typename T, int B>
+NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int32_t* listed) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    using SI = Simd<int32_t, 32>;  // eight column indices
+    constexpr int W = S::W, K = SI::W;
+    static_assert(K % W == 0, "a whole number of vectors of X per eight columns");
+    typename SI::V c_lanes;
+    for (int i = 0; i < K; ++i) c_lanes[i] = i;
+    int64_t n = 0, c = 0;
+    for (; c + K <= cols; c += K, c_lanes += K) {
+        unsigned bits = 0;
+#pragma GCC unroll 4
+        for (int v = 0; v < K / W; ++v)
+            bits |= mask_bits<T, B>(S::load(X + c + v * W) != V{}) << (v * W);
+        SI::store(listed + n, compress<int32_t, 32>(c_lanes, bits));
+        n += __builtin_popcount(bits);
+    }
+    for (; c < cols; ++c) {
+        listed[n] = static_cast<int32_t>(c);
+        n += X[c] != T(0);
+    }
+    return n;
 }
 
 // Y += A X for one trial using only the nonzero entries of X, when there are
@@ -342,11 +385,7 @@ NC_INLINE bool sparse_x_kernel(const T* AT, int64_t rows, int64_t cols, const T*
                                int64_t ys, int32_t* listed) {
     using S = Simd<T, B>;
     constexpr int W = S::W;
-    int64_t n = 0;
-    for (int64_t c = 0; c < cols; ++c) {  // branch-free listing: spikes are unpredictable
-        listed[n] = static_cast<int32_t>(c);
-        n += X[c] != T(0);
-    }
+    const int64_t n = list_nonzeros<T, B>(X, cols, listed);
     if (n * 4 > cols) return false;
     const int64_t pad = sparse_rows(rows);
     alignas(64) T sums[4 * W];
@@ -442,7 +481,8 @@ struct DotInc : Instr<T> {
             int64_t rs;
             const T* A = rows_a(buf, b, 0, &rs);
             thread_local std::vector<int32_t> listed;
-            if (static_cast<int64_t>(listed.size()) < b.cols) listed.resize(b.cols);  // once
+            if (static_cast<int64_t>(listed.size()) < b.cols + kPackPad)
+                listed.resize(b.cols + kPackPad);  // once
             for (; t < n_trials; ++t) {
                 const T* X = buf.f.at(b.x, t);
                 T* Y = buf.f.at(b.y, t);
