@@ -634,3 +634,55 @@ def test_neurons_at_avx512_equal_avx2(neuron_type, n, n_trials, dt, dtype):
     assert np.any(results[0][0] != 0)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def _columns_program(dtype, m, k, n_trials, a, xs, ys0, init, y_stride):
+    """One columns-kernel block Y (= I) + A X of shared A (m x k), every trial."""
+    p = RawProgram(dtype, m * k + m, k + m * y_stride, n_trials)
+    A, I = p.alloc(m * k, shared=True), p.alloc(m, shared=True)
+    x, y = p.alloc(k), p.alloc(m * y_stride)
+    p.write(A, a.ravel())
+    p.write(I, init)
+    for t in range(n_trials):
+        p.write(x, xs[t], t)
+        p.write(y, ys0[t], t)
+    ints = dict(rows=[m], cols=[k], A=[A[0]], A_rs=[k], A_cs=[1], X=[x[0]], X_s=[1],
+                Y=[y[0]], Y_s=[y_stride])
+    if init is not None:
+        ints.update(I=[I[0]], I_s=[1])
+    p.add("dot_inc", ints=ints)
+    p.run()
+    return [p.view(y, t)[::y_stride] for t in range(n_trials)]
+
+
+@pytest.mark.skipif(_native.cpu_simd_level() != "avx512", reason="the CPU has no AVX-512")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [4, 7, 32])
+@pytest.mark.parametrize("shape", [(500, 16), (37, 8), (70, 40), (130, 9), (10, 12), (64, 8)])
+@pytest.mark.parametrize("from_init, y_stride", [(True, 1), (False, 1), (False, 3)])
+def test_dot_inc_columns_at_avx512_equal_avx2(dtype, n_trials, shape, from_init, y_stride, rng):
+    """Encoders of 8 columns or more in minibatches of 4 trials or more run at
+    AVX-512's width, four trials at a time, and the rows after the last whole
+    tile in tiles too, through a buffer (docs/benchmarks.md item 30): each row
+    is still its multiply-adds in column order, so AVX2's results bit for bit,
+    and NumPy's within rounding.  Odd trial counts take the two- and one-trial
+    tiles; a strided Y the scalar stores."""
+    m, k = shape
+    a = rng.randn(m, k).astype(dtype)
+    xs = [rng.randn(k).astype(dtype) for _ in range(n_trials)]
+    ys0 = [rng.randn(m * y_stride).astype(dtype) for _ in range(n_trials)]
+    init = rng.randn(m).astype(dtype) if from_init else None
+    results = {}
+    for level in ["avx2", "native"]:
+        if level == "native":
+            results[level] = _columns_program(dtype, m, k, n_trials, a, xs, ys0, init, y_stride)
+        else:
+            with simd_level(level):
+                results[level] = _columns_program(dtype, m, k, n_trials, a, xs, ys0, init,
+                                                  y_stride)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(n_trials):
+        np.testing.assert_array_equal(results["native"][t], results["avx2"][t])
+        start = init if from_init else ys0[t][::y_stride]
+        expected = start.astype(np.float64) + a.astype(np.float64) @ xs[t]
+        np.testing.assert_allclose(results["native"][t], expected, rtol=tol, atol=tol * 10)

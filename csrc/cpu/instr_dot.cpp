@@ -16,11 +16,11 @@
 //   such blocks four at a time (row batches: decoders of 1-D ensembles).
 // - strided: anything else, element by element.
 // Blocks of little work share a job (what a split over threads hands out).
-// Rows blocks with a shared A of many rows and columns (weights out of
-// neurons) also keep A^T: when at most a quarter of a trial's X is nonzero
-// (spikes), only the columns of the nonzero entries are added
-// (sparse_x_kernel), in column order.  (With few rows the dense kernel is as
-// fast as listing the nonzeros.)
+// Rows blocks with a shared A of 8 rows or more and many columns (decoders
+// of 8-D ensembles and up, weights out of neurons) also keep A^T: when at
+// most a quarter of a trial's X is nonzero (spikes), only the columns of the
+// nonzero entries are added (sparse_x_kernel).  (With fewer rows the dense
+// kernel is as fast as listing the nonzeros.)
 // Every row's sum starts from zero and is added to Y once, as np.dot would.
 // This file is compiled with FMA contraction on (CMakeLists.txt): summation
 // order in products is BLAS's business in Nengo too.
@@ -50,6 +50,12 @@ constexpr int64_t kBatchWork = 8192;
 // Rows kernel blocks of fewer rows than this (less than its tile of four rows)
 // run four trials at a time, or their rows with other blocks' (row batches).
 constexpr int64_t kBatchMaxRows = 4;
+// Columns-kernel blocks that run at AVX-512's width, four trials at a time:
+// enough multiply-adds per A^T load to be bound by them (encoders of 8-D
+// ensembles and up, in minibatches).  Narrower blocks and single trials
+// measured slower at 64 bytes (docs/benchmarks.md items 18, 30).
+constexpr int64_t kWideMinCols = 8;
+constexpr int kWideMinTrials = 4;
 
 enum Kind { kColumns, kRows, kStrided };
 
@@ -73,6 +79,8 @@ struct Job {
     bool row_batch;  // blocks of few rows and the same shape, rows kernel, A
                      // shared by all trials or by none: their rows four at a
                      // time (rows_of_blocks)
+    bool wide;       // a columns-kernel block of kWideMinCols columns or more, and
+                     // kWideMinTrials trials: AVX-512 where the CPU has it
 };
 
 // Y[r .. r + W) += acc, Y contiguous (YC) or strided by ys; for a block that
@@ -94,49 +102,122 @@ NC_INLINE void add_to_y(T* Y, int64_t ys, const T* I, int64_t is, typename Simd<
     }
 }
 
-// Rows [r, r + 4W) of a columns-kernel block for one or two trials (NT): AT
-// points at A^T[0, r] (row stride `rows`).  Each A^T load feeds NT
-// multiply-adds.  The sums are named variables, not arrays: GCC kept arrays of
-// vectors on the stack (zeroed with rep stos, spilled and reloaded), which
-// made this kernel several times slower than its loads and stores of Y.
+// A trial's rows [r, r + 4W) of a columns-kernel tile: Y = I + sums (I of
+// the trial given), else Y += sums.  (A function, not a lambda: a lambda
+// that is not inlined is compiled for the base target, and vectors passed to
+// it break the calling convention.)
+template <typename T, int B, bool YC>
+NC_INLINE void columns_store4(T* Y, const T* I, int64_t r, int64_t ys, int64_t is,
+                              typename Simd<T, B>::V v0, typename Simd<T, B>::V v1,
+                              typename Simd<T, B>::V v2, typename Simd<T, B>::V v3) {
+    constexpr int W = Simd<T, B>::W;
+    T* y = Y + r * ys;
+    const T* i0 = I ? I + r * is : nullptr;
+    const int64_t step = YC ? W : W * ys;
+    // I at the k-th vector of rows (null stays null: add to Y)
+    auto at = [&](int k) -> const T* { return i0 ? i0 + k * W * is : nullptr; };
+    add_to_y<T, B, YC>(y, ys, i0, is, v0);
+    add_to_y<T, B, YC>(y + step, ys, at(1), is, v1);
+    add_to_y<T, B, YC>(y + 2 * step, ys, at(2), is, v2);
+    add_to_y<T, B, YC>(y + 3 * step, ys, at(3), is, v3);
+}
+
+// Rows [r, r + 4W) of a columns-kernel block for one, two or four trials
+// (NT; four: AVX-512's 32 registers): AT points at A^T[0, r] (row stride
+// `rows`).  Each A^T load feeds NT multiply-adds.  The sums are named
+// variables, not arrays: GCC kept arrays of vectors on the stack (zeroed with
+// rep stos, spilled and reloaded), which made this kernel several times
+// slower than its loads and stores of Y.  Each sum is its row's multiply-adds
+// in column order, whatever NT and the width: the same bits.
 template <typename T, int B, int NT, bool YC>
-NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* X0, const T* X1,
-                             int64_t xs, T* Y0, T* Y1, int64_t ys, const T* I0, const T* I1,
-                             int64_t is) {
+NC_INLINE void columns_tile4(const T* AT, int64_t rows, int64_t cols, const T* const* X,
+                             int64_t xs, T* const* Y, int64_t r, int64_t ys,
+                             const T* const* I, int64_t is) {
     using S = Simd<T, B>;
     using V = typename S::V;
     constexpr int W = S::W;
     V s00{}, s01{}, s02{}, s03{}, s10{}, s11{}, s12{}, s13{};
+    V s20{}, s21{}, s22{}, s23{}, s30{}, s31{}, s32{}, s33{};
     for (int64_t c = 0; c < cols; ++c) {
         const T* a = AT + c * rows;
         const V a0 = S::load(a), a1 = S::load(a + W), a2 = S::load(a + 2 * W),
                 a3 = S::load(a + 3 * W);
-        const V x0 = NC_BROADCAST(V, X0[c * xs]);
+        const V x0 = NC_BROADCAST(V, X[0][c * xs]);
         s00 += a0 * x0;
         s01 += a1 * x0;
         s02 += a2 * x0;
         s03 += a3 * x0;
-        if constexpr (NT == 2) {
-            const V x1 = NC_BROADCAST(V, X1[c * xs]);
+        if constexpr (NT >= 2) {
+            const V x1 = NC_BROADCAST(V, X[1][c * xs]);
             s10 += a0 * x1;
             s11 += a1 * x1;
             s12 += a2 * x1;
             s13 += a3 * x1;
         }
+        if constexpr (NT == 4) {
+            const V x2 = NC_BROADCAST(V, X[2][c * xs]);
+            s20 += a0 * x2;
+            s21 += a1 * x2;
+            s22 += a2 * x2;
+            s23 += a3 * x2;
+            const V x3 = NC_BROADCAST(V, X[3][c * xs]);
+            s30 += a0 * x3;
+            s31 += a1 * x3;
+            s32 += a2 * x3;
+            s33 += a3 * x3;
+        }
     }
-    const int64_t step = YC ? W : W * ys;
-    // I at the k-th vector of rows (null stays null: add to Y)
-    auto at = [&](const T* I, int k) -> const T* { return I ? I + k * W * is : nullptr; };
-    add_to_y<T, B, YC>(Y0, ys, I0, is, s00);
-    add_to_y<T, B, YC>(Y0 + step, ys, at(I0, 1), is, s01);
-    add_to_y<T, B, YC>(Y0 + 2 * step, ys, at(I0, 2), is, s02);
-    add_to_y<T, B, YC>(Y0 + 3 * step, ys, at(I0, 3), is, s03);
-    if constexpr (NT == 2) {
-        add_to_y<T, B, YC>(Y1, ys, I1, is, s10);
-        add_to_y<T, B, YC>(Y1 + step, ys, at(I1, 1), is, s11);
-        add_to_y<T, B, YC>(Y1 + 2 * step, ys, at(I1, 2), is, s12);
-        add_to_y<T, B, YC>(Y1 + 3 * step, ys, at(I1, 3), is, s13);
+    columns_store4<T, B, YC>(Y[0], I ? I[0] : nullptr, r, ys, is, s00, s01, s02, s03);
+    if constexpr (NT >= 2)
+        columns_store4<T, B, YC>(Y[1], I ? I[1] : nullptr, r, ys, is, s10, s11, s12, s13);
+    if constexpr (NT == 4) {
+        columns_store4<T, B, YC>(Y[2], I ? I[2] : nullptr, r, ys, is, s20, s21, s22, s23);
+        columns_store4<T, B, YC>(Y[3], I ? I[3] : nullptr, r, ys, is, s30, s31, s32, s33);
     }
+}
+
+// Rows [r, r1) of a columns-kernel block, fewer than a tile's 4W, for every
+// trial: whole tiles (NT trials) into buffers that start at -0 (-0 + s == s
+// for every s), then each row's sum added to I or Y as add_to_y would.
+template <typename T, int B>
+NC_INLINE void columns_tail_tiles(const T* AT, int64_t rows, int64_t cols, const T* const* X,
+                                  int64_t xs, T* const* Y, int64_t ys, const T* const* I,
+                                  int64_t is, int n_trials, int64_t r, int64_t r1) {
+    constexpr int W = Simd<T, B>::W, NT = B == 64 ? 4 : 2;
+    alignas(64) T sums[NT][4 * W];
+    T* S[NT];
+    for (int u = 0; u < NT; ++u) S[u] = sums[u];
+    const int64_t n = r1 - r;
+    for (int t = 0; t < n_trials; t += NT) {
+        const int nt = std::min(NT, n_trials - t);
+        for (int u = 0; u < nt; ++u) std::fill(sums[u], sums[u] + 4 * W, T(-0.0));
+        if (nt == NT)
+            columns_tile4<T, B, NT, true>(AT + r, rows, cols, X + t, xs, S, 0, 1, nullptr, 0);
+        else if (NT == 4 && nt >= 2)
+            columns_tile4<T, B, 2, true>(AT + r, rows, cols, X + t, xs, S, 0, 1, nullptr, 0);
+        if (nt == 1 || nt == 3)
+            columns_tile4<T, B, 1, true>(AT + r, rows, cols, X + t + nt - 1, xs, S + nt - 1, 0,
+                                         1, nullptr, 0);
+        for (int u = 0; u < nt; ++u) {
+            T* y = Y[t + u] + r * ys;
+            if (I) {
+                const T* i0 = I[t + u] + r * is;
+                for (int64_t i = 0; i < n; ++i) y[i * ys] = i0[i * is] + sums[u][i];
+            } else {
+                for (int64_t i = 0; i < n; ++i) y[i * ys] += sums[u][i];
+            }
+        }
+    }
+}
+
+// columns_tail_tiles at AVX-512's width, a function of its own: inlined, it
+// made the columns kernel of blocks without such a tail slower (10 rows x 8
+// columns at minibatch 32: 285 -> 365 ns).
+template <typename T>
+NC_TARGET_AVX512 __attribute__((noinline)) void columns_tail_tiles_avx512(
+    const T* AT, int64_t rows, int64_t cols, const T* const* X, int64_t xs, T* const* Y,
+    int64_t ys, const T* const* I, int64_t is, int n_trials, int64_t r, int64_t r1) {
+    columns_tail_tiles<T, 64>(AT, rows, cols, X, xs, Y, ys, I, is, n_trials, r, r1);
 }
 
 // Rows [r0, r1) of a columns-kernel block (AT is A^T, cols x rows) for every
@@ -156,16 +237,30 @@ NC_INLINE void columns_kernel(const T* AT, int64_t rows, int64_t cols, const T* 
     // trial u's I at row r (I: per-trial pointers, or null: add to Y)
     auto init = [&](int u, int64_t r) -> const T* { return I ? I[u] + r * is : nullptr; };
     int t = 0;
+    if constexpr (B == 64)  // AVX-512: four trials at a time (16 sums)
+        for (; t + 4 <= n_trials; t += 4)
+            for (int64_t r = r0; r < r4; r += 4 * W)
+                columns_tile4<T, B, 4, YC>(AT + r, rows, cols, X + t, xs, Y + t, r, ys,
+                                           I ? I + t : nullptr, is);
     for (; t + 2 <= n_trials; t += 2)
         for (int64_t r = r0; r < r4; r += 4 * W)
-            columns_tile4<T, B, 2, YC>(AT + r, rows, cols, X[t], X[t + 1], xs, Y[t] + r * ys,
-                                       Y[t + 1] + r * ys, ys, init(t, r), init(t + 1, r), is);
+            columns_tile4<T, B, 2, YC>(AT + r, rows, cols, X + t, xs, Y + t, r, ys,
+                                       I ? I + t : nullptr, is);
     if (t < n_trials)
         for (int64_t r = r0; r < r4; r += 4 * W)
-            columns_tile4<T, B, 1, YC>(AT + r, rows, cols, X[t], X[t], xs, Y[t] + r * ys,
-                                       Y[t] + r * ys, ys, init(t, r), init(t, r), is);
-    // the last rows, a vector at a time (the packed A^T has a vector of padding
-    // after it, so the lanes past r1 read memory of the instruction; discarded)
+            columns_tile4<T, B, 1, YC>(AT + r, rows, cols, X + t, xs, Y + t, r, ys,
+                                       I ? I + t : nullptr, is);
+    // The last rows: more than a vector of them in tiles whose sums go to a
+    // buffer first (their own sums in trials' tiles, not one vector's chain
+    // of dependent multiply-adds per trial); else a vector at a time.  The
+    // tiles and the vectors read past r1: lanes of the next columns, or the
+    // padding after the packed A^T (kPackPad); discarded.
+    if constexpr (B == 64) {
+        if (r1 - r4 > W) {
+            columns_tail_tiles_avx512<T>(AT, rows, cols, X, xs, Y, ys, I, is, n_trials, r4, r1);
+            return;
+        }
+    }
     for (int64_t r = r4; r < r1; r += W) {
         const int64_t n = std::min<int64_t>(W, r1 - r);
         for (int u = 0; u < n_trials; ++u) {
@@ -354,7 +449,7 @@ NC_INLINE void sparse_tile(const T* AT, int64_t pad, const int32_t* listed, int6
 // Eight for doubles too (two vectors' masks): four cost twice the time.
 template <typename T, int B>
 NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int32_t* listed) {
-    using S = Simd<T, B>;
+    using S = Simd<T, std::min(B, 32)>;  // at most eight columns a vector
     using V = typename S::V;
     using SI = Simd<int32_t, 32>;  // eight column indices
     constexpr int W = S::W, K = SI::W;
@@ -366,7 +461,7 @@ NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int32_t* listed) {
         unsigned bits = 0;
 #pragma GCC unroll 4
         for (int v = 0; v < K / W; ++v)
-            bits |= mask_bits<T, B>(S::load(X + c + v * W) != V{}) << (v * W);
+            bits |= mask_bits<T, std::min(B, 32)>(S::load(X + c + v * W) != V{}) << (v * W);
         SI::store(listed + n, compress<int32_t, 32>(c_lanes, bits));
         n += __builtin_popcount(bits);
     }
@@ -611,18 +706,24 @@ struct DotInc : Instr<T> {
     // would not inherit their target).  Row batches are a function of their
     // own: inlined beside the other kernels, they cost the columns kernel 5-10 %.
     NC_TARGET_AVX2 void job_avx2(const Buffers<T>& buf, const Job& j) const { job<32>(buf, j); }
+    NC_TARGET_AVX512 void job_avx512(const Buffers<T>& buf, const Job& j) const {
+        job<64>(buf, j);
+    }
     NC_TARGET_AVX2 void row_batch_avx2(const Buffers<T>& buf, const Job& j) const {
         row_batch<32>(buf, j);
     }
 
     void run(const Buffers<T>& buf, const StepInfo&) override {
-        const bool avx2 = cpu_has_avx2();
+        const int level = simd_level();
+        const bool avx2 = level >= kSimdAvx2, avx512 = level >= kSimdAvx512;
         parallel_for(
             static_cast<int64_t>(jobs.size()), split_ways(work * buf.n_trials),
             [&](int64_t j) {
                 const Job& job_j = jobs[j];
                 if (job_j.row_batch)
                     avx2 ? row_batch_avx2(buf, job_j) : row_batch<16>(buf, job_j);
+                else if (job_j.wide && avx512)
+                    job_avx512(buf, job_j);
                 else
                     avx2 ? job_avx2(buf, job_j) : job<16>(buf, job_j);
             },
@@ -704,7 +805,7 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
                 op->jobs.back().b1 = id + 1;
                 batch_work += trial_work;
             } else {
-                op->jobs.push_back({id, id + 1, 0, nr, small_rows});
+                op->jobs.push_back({id, id + 1, 0, nr, small_rows, false});
                 batch_work = trial_work;
             }
             continue;
@@ -712,8 +813,10 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         batch_work = -1;
         const int64_t step =
             b.sparse >= 0 ? nr : std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
+        const bool wide = b.kind == kColumns && nc >= kWideMinCols &&
+                          buf.n_trials >= kWideMinTrials;
         for (int64_t r0 = 0; r0 < nr; r0 += step)
-            op->jobs.push_back({id, id + 1, r0, std::min(nr, r0 + step), false});
+            op->jobs.push_back({id, id + 1, r0, std::min(nr, r0 + step), false, wide});
     }
     // a vector of padding: the columns kernel's last vector of rows may read past A^T
     op->packed.resize(op->packed.size() + kPackPad, T(0));
