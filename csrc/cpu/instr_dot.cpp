@@ -7,8 +7,9 @@
 // - columns: A shared by all trials (never written: encoders, transforms) with
 //   at least 8 rows and few columns.  The instruction keeps a packed copy of
 //   A^T, and a tile of rows accumulates column by column, vectorised across
-//   rows (no horizontal sums), two trials at a time; a single trial of a
-//   one-column block (encoders of 1-D ensembles) in a plain vector loop.
+//   rows (no horizontal sums), two trials at a time (four, at AVX-512's
+//   width, for blocks of 8 columns or more in minibatches); a single trial
+//   of a one-column block (encoders of 1-D ensembles) in a plain vector loop.
 // - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
 //   A shared (then packed row-major): dot products vectorised along the row,
 //   four rows at a time sharing X loads, or, for blocks of fewer rows, four
