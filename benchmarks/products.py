@@ -46,7 +46,8 @@ def time_blocks(dtype, n_blocks, rows, cols, n_trials, init, steps, repeats, den
     ints = dict(rows=[rows] * n_blocks, cols=[cols] * n_blocks,
                 A=[a + k * rows * cols for k in blocks], A_rs=[cols] * n_blocks,
                 A_cs=[1] * n_blocks, X=[x + k * cols for k in blocks], X_s=[1] * n_blocks,
-                Y=[y + k * rows for k in blocks], Y_s=[1] * n_blocks)
+                Y=[y + k * rows for k in blocks], Y_s=[1] * n_blocks,
+                A_volatile=[0] * n_blocks)  # as the planner marks Nengo's weights
     if init:
         ints.update(I=[bias + k * rows for k in blocks], I_s=[1] * n_blocks)
     program.add("dot_inc", ints, {}, {})

@@ -686,3 +686,52 @@ def test_dot_inc_columns_at_avx512_equal_avx2(dtype, n_trials, shape, from_init,
         start = init if from_init else ys0[t][::y_stride]
         expected = start.astype(np.float64) + a.astype(np.float64) @ xs[t]
         np.testing.assert_allclose(results["native"][t], expected, rtol=tol, atol=tol * 10)
+
+
+def _rows_program(dtype, a, xs, ys0):
+    """One rows-kernel block Y += A X of shared A, a trial per entry of xs."""
+    m, k = a.shape
+    n_trials = len(xs)
+    p = RawProgram(dtype, m * k, k + m, n_trials)
+    A, x, y = p.alloc(m * k, shared=True), p.alloc(k), p.alloc(m)
+    p.write(A, a.ravel())
+    for t in range(n_trials):
+        p.write(x, xs[t], t)
+        p.write(y, ys0[t], t)
+    p.add("dot_inc", ints=dict(rows=[m], cols=[k], A=[A[0]], A_rs=[k], A_cs=[1], X=[x[0]],
+                               X_s=[1], Y=[y[0]], Y_s=[1], A_volatile=[0]))
+    p.run()
+    return [p.view(y, t) for t in range(n_trials)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [4, 5, 9])
+@pytest.mark.parametrize("shape", [(4, 100), (5, 129), (7, 300), (10, 100), (16, 500), (33, 257)])
+@pytest.mark.parametrize("x_kind", ["dense", "spikes", "spikes first"])
+def test_dot_inc_rows_trials_equal_one_by_one(dtype, n_trials, shape, x_kind, rng, simd):
+    """A shared A of more than 64 columns (decoders, a dense layer's weights)
+    runs four trials at a time where X is dense (sharing A's loads; the rows
+    after the last tile of 4 or 8 in one tile), and lists the nonzero columns
+    of spikes (8 rows and more; a listing that meets mostly nonzeros in the
+    first columns stops and runs the dense kernel).  Each (row, trial) sum is
+    the same as with one trial: bit for bit; and NumPy's within rounding."""
+    m, k = shape
+    a = rng.randn(m, k).astype(dtype)
+    xs = []
+    for t in range(n_trials):
+        if x_kind == "dense":
+            xv = rng.randn(k)
+        elif x_kind == "spikes":
+            xv = np.where(rng.rand(k) < 0.05, 1000.0, 0.0)
+        else:  # most of the first 80 columns, then nothing: a quarter or less in all
+            xv = np.where((np.arange(k) < 80) & (rng.rand(k) < 0.9), 1000.0, 0.0)
+        xs.append(xv.astype(dtype))
+    ys0 = [rng.randn(m).astype(dtype) for _ in range(n_trials)]
+    together = _rows_program(dtype, a, xs, ys0)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(n_trials):
+        alone = _rows_program(dtype, a, xs[t:t + 1], ys0[t:t + 1])[0]
+        np.testing.assert_array_equal(together[t], alone)
+        expected = ys0[t].astype(np.float64) + a.astype(np.float64) @ xs[t]
+        scale = np.abs(a).astype(np.float64) @ np.abs(xs[t]) + 1
+        np.testing.assert_allclose(together[t], expected, rtol=0, atol=tol * scale.max())

@@ -361,7 +361,52 @@ NC_INLINE void rows_kernel(const T* A, int64_t rs, int64_t cols, const T* X, T* 
     int64_t r = r0;
     for (; r + 8 <= r1; r += 8) rows_tile<T, B, 8>(A, rs, cols, X, Y, ys, r);
     for (; r + 4 <= r1; r += 4) rows_tile<T, B, 4>(A, rs, cols, X, Y, ys, r);
-    for (; r < r1; ++r) rows_tile<T, B, 1>(A, rs, cols, X, Y, ys, r);
+    // the last rows in one tile: a row alone is one chain of dependent
+    // multiply-adds (10 rows x 7744 columns: the 2 rows after the tile of 8
+    // took as long as it, one after the other)
+    switch (r1 - r) {
+        case 3: rows_tile<T, B, 3>(A, rs, cols, X, Y, ys, r); break;
+        case 2: rows_tile<T, B, 2>(A, rs, cols, X, Y, ys, r); break;
+        case 1: rows_tile<T, B, 1>(A, rs, cols, X, Y, ys, r); break;
+        default: break;
+    }
+}
+
+// Rows [r, r + R) of a shared A for NT trials: each A load feeds NT
+// multiply-adds, each X load R, and A is read once for the NT trials (a dense
+// layer's weights, 10 x 7744, were streamed from L2 once per trial).  Each
+// (row, trial) sum is rows_tile's: the same bits.
+template <typename T, int B, int R, int NT>
+NC_INLINE void rows_trials_tile(const T* A, int64_t rs, int64_t cols, const T* const* X,
+                                T* const* Y, int64_t ys, int64_t r) {
+    using S = Simd<T, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    const int64_t cv = cols - cols % W;
+    V s[R * NT] = {};  // in registers: every loop over it is unrolled
+    for (int64_t c = 0; c < cv; c += W) {
+#pragma GCC unroll 4
+        for (int i = 0; i < R; ++i) {
+            const V a = S::load(A + (r + i) * rs + c);
+#pragma GCC unroll 4
+            for (int u = 0; u < NT; ++u) s[i * NT + u] += a * S::load(X[u] + c);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+        for (int u = 0; u < NT; ++u)
+            add_row_sum<T, B>(s[i * NT + u], A + (r + i) * rs, X[u], cv, cols,
+                              Y[u] + (r + i) * ys);
+}
+
+// Rows [r0, r1) of a shared A for four trials (rows_trials_tile, two rows at a time).
+template <typename T, int B>
+NC_INLINE void rows_kernel_trials(const T* A, int64_t rs, int64_t cols, const T* const* X,
+                                  T* const* Y, int64_t ys, int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) rows_trials_tile<T, B, 2, 4>(A, rs, cols, X, Y, ys, r);
+    if (r < r1) rows_trials_tile<T, B, 1, 4>(A, rs, cols, X, Y, ys, r);
 }
 
 // All rows of a rows-kernel block for trials t0 .. t0 + 3: each A row is
@@ -444,12 +489,15 @@ NC_INLINE void sparse_tile(const T* AT, int64_t pad, const int32_t* listed, int6
 }
 
 // The columns c with X[c] != 0 (nan too), in order, into `listed` (room for
-// cols + 8 entries); returns how many.  Eight columns at a time: their nonzero
+// cols + 8 entries); returns how many, or a number above `limit` as soon as
+// there are more than that, or more than half of the columns seen past the
+// first 64 (a dense X: rates into decoders would pay for all of the listing
+// and then run the dense kernel).  Eight columns at a time: their nonzero
 // lanes' indices compressed to the front of a vector of eight (one
 // permutation) and appended, without branches (spikes are unpredictable).
 // Eight for doubles too (two vectors' masks): four cost twice the time.
 template <typename T, int B>
-NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int32_t* listed) {
+NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int64_t limit, int32_t* listed) {
     using S = Simd<T, std::min(B, 32)>;  // at most eight columns a vector
     using V = typename S::V;
     using SI = Simd<int32_t, 32>;  // eight column indices
@@ -465,6 +513,7 @@ NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int32_t* listed) {
             bits |= mask_bits<T, std::min(B, 32)>(S::load(X + c + v * W) != V{}) << (v * W);
         SI::store(listed + n, compress<int32_t, 32>(c_lanes, bits));
         n += __builtin_popcount(bits);
+        if (n > limit || 2 * n > c + 64) return limit + 1;
     }
     for (; c < cols; ++c) {
         listed[n] = static_cast<int32_t>(c);
@@ -481,8 +530,8 @@ NC_INLINE bool sparse_x_kernel(const T* AT, int64_t rows, int64_t cols, const T*
                                int64_t ys, int32_t* listed) {
     using S = Simd<T, B>;
     constexpr int W = S::W;
-    const int64_t n = list_nonzeros<T, B>(X, cols, listed);
-    if (n * 4 > cols) return false;
+    const int64_t n = list_nonzeros<T, B>(X, cols, cols / 4, listed);
+    if (n > cols / 4) return false;
     const int64_t pad = sparse_rows(rows);
     alignas(64) T sums[4 * W];
     for (int64_t r0 = 0; r0 < rows; r0 += 4 * W) {
@@ -579,12 +628,23 @@ struct DotInc : Instr<T> {
             thread_local std::vector<int32_t> listed;
             if (static_cast<int64_t>(listed.size()) < b.cols + kPackPad)
                 listed.resize(b.cols + kPackPad);  // once
+            // trials whose X is dense: four at a time through the dense kernel
+            const T* DX[4];
+            T* DY[4];
+            int n_dense = 0;
             for (; t < n_trials; ++t) {
                 const T* X = buf.f.at(b.x, t);
                 T* Y = buf.f.at(b.y, t);
-                if (!sparse_x_kernel<T, B>(AT, b.rows, b.cols, X, Y, b.y_s, listed.data()))
-                    rows_kernel<T, B>(A, rs, b.cols, X, Y, b.y_s, 0, b.rows);
+                if (sparse_x_kernel<T, B>(AT, b.rows, b.cols, X, Y, b.y_s, listed.data()))
+                    continue;
+                DX[n_dense] = X, DY[n_dense] = Y;
+                if (++n_dense == 4) {
+                    rows_kernel_trials<T, B>(A, rs, b.cols, DX, DY, b.y_s, 0, b.rows);
+                    n_dense = 0;
+                }
             }
+            for (int i = 0; i < n_dense; ++i)
+                rows_kernel<T, B>(A, rs, b.cols, DX[i], DY[i], b.y_s, 0, b.rows);
             return;
         }
         if (b.kind == kRows && b.shared && b.rows < kBatchMaxRows && r0 == 0 && r1 == b.rows)
@@ -624,6 +684,17 @@ struct DotInc : Instr<T> {
                                                 b.init_s, nt, r0, r1);
             }
             return;
+        }
+        if (b.kind == kRows && b.shared) {  // trials in fours share the loads of A
+            int64_t rs;
+            const T* A = rows_a(buf, b, 0, &rs);
+            for (; t + 4 <= n_trials; t += 4) {
+                const T* X[4];
+                T* Y[4];
+                for (int i = 0; i < 4; ++i)
+                    X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
+                rows_kernel_trials<T, B>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
+            }
         }
         for (; t < n_trials; ++t) {
             const T* X = buf.f.at(b.x, t);
