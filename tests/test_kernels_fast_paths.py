@@ -710,8 +710,9 @@ def _rows_program(dtype, a, xs, ys0):
 @pytest.mark.parametrize("x_kind", ["dense", "spikes", "spikes first"])
 def test_dot_inc_rows_trials_equal_one_by_one(dtype, n_trials, shape, x_kind, rng, simd):
     """A shared A of more than 64 columns (decoders, a dense layer's weights)
-    runs four trials at a time where X is dense (sharing A's loads; the rows
-    after the last tile of 4 or 8 in one tile), and lists the nonzero columns
+    runs four trials at a time where X is dense (sharing A's loads; at
+    AVX-512's width two rows' AVX2 vectors in one; the rows after the last
+    tile of 4 or 8 in one tile), and lists the nonzero columns
     of spikes (8 rows and more; a listing that meets mostly nonzeros in the
     first columns stops and runs the dense kernel).  Each (row, trial) sum is
     the same as with one trial: bit for bit; and NumPy's within rounding."""

@@ -27,6 +27,8 @@
 // order in products is BLAS's business in Nengo too.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <utility>
 
 #include "parallel.h"
 #include "program.h"
@@ -56,6 +58,9 @@ constexpr int64_t kBatchMaxRows = 4;
 // ensembles and up, in minibatches).  Narrower blocks and single trials
 // measured slower at 64 bytes (docs/benchmarks.md items 18, 30).
 constexpr int64_t kWideMinCols = 8;
+// Rows-kernel blocks (shared A) of this many columns or more, four rows or
+// more, run their four-trial tiles at AVX-512's width (rows_pairs_tile).
+constexpr int64_t kWideMinRowsCols = 64;
 constexpr int kWideMinTrials = 4;
 
 enum Kind { kColumns, kRows, kStrided };
@@ -311,6 +316,16 @@ NC_INLINE void columns_one_trial(const T* AT, int64_t rows, int64_t cols, const 
     }
 }
 
+// a * b + c rounded once: the FMA instruction where the target has it (AVX2
+// and up), else libm's fma (the same result).
+template <typename T>
+NC_INLINE T fused_multiply_add(T a, T b, T c) {
+    if constexpr (std::is_same_v<T, float>)
+        return __builtin_fmaf(a, b, c);
+    else
+        return __builtin_fma(a, b, c);
+}
+
 // Sum of the lanes, by halving (no per-lane extraction).
 template <typename T, int B>
 NC_INLINE T hsum(typename Simd<T, B>::V v) {
@@ -327,11 +342,14 @@ NC_INLINE T hsum(typename Simd<T, B>::V v) {
 
 // *y += a . x, from `s`: the lanes' sums of columns [0, cv) (vectors); the
 // last columns one at a time.  Every kernel of the rows family sums a row so.
+// The last columns' multiply-adds are fused explicitly: left to contraction,
+// a row's sum came out an ulp apart in an AVX2 tile and the AVX-512 tile of
+// the same rows (columns not a multiple of 8).
 template <typename T, int B>
 NC_INLINE void add_row_sum(typename Simd<T, B>::V s, const T* a, const T* x, int64_t cv,
                            int64_t cols, T* y) {
     T t = hsum<T, B>(s);
-    for (int64_t c = cv; c < cols; ++c) t += a[c] * x[c];
+    for (int64_t c = cv; c < cols; ++c) t = fused_multiply_add(a[c], x[c], t);
     *y += t;
 }
 
@@ -398,6 +416,66 @@ NC_INLINE void rows_trials_tile(const T* A, int64_t rs, int64_t cols, const T* c
         for (int u = 0; u < NT; ++u)
             add_row_sum<T, B>(s[i * NT + u], A + (r + i) * rs, X[u], cv, cols,
                               Y[u] + (r + i) * ys);
+}
+
+// The vector of twice the width whose halves are lo and hi.
+template <typename H, size_t... K>
+NC_INLINE auto concat(H lo, H hi, std::index_sequence<K...>) {
+    return __builtin_shufflevector(lo, hi, K..., (K + sizeof...(K))...);
+}
+
+// rows_trials_tile at AVX-512's width, bit for bit AVX2's (B = 32): a 64-byte
+// vector holds two rows' AVX2 vectors of the same columns (its halves), X's
+// AVX2 vector is in both halves, so each half sums what AVX2's vector sums,
+// in the same order; then each half as AVX2 finishes a row.  Tiles of R2
+// pairs of rows x 4 trials (R2 = 4: 16 sums, in AVX-512's 32 registers).
+template <typename T, int R2>
+NC_INLINE void rows_pairs_tile(const T* A, int64_t rs, int64_t cols, const T* const* X,
+                               T* const* Y, int64_t ys, int64_t r) {
+    using S8 = Simd<T, 32>;   // AVX2's vector
+    using S16 = Simd<T, 64>;  // two of them
+    using H = typename S8::V;
+    using V = typename S16::V;
+    constexpr int W = S8::W, NT = 4;
+    const int64_t cv = cols - cols % W;
+    V s[R2 * NT] = {};
+    for (int64_t c = 0; c < cv; c += W) {
+        H x8[NT];
+#pragma GCC unroll 4
+        for (int u = 0; u < NT; ++u) x8[u] = S8::load(X[u] + c);
+#pragma GCC unroll 4
+        for (int i = 0; i < R2; ++i) {
+            const H lo = S8::load(A + (r + 2 * i) * rs + c), hi = S8::load(A + (r + 2 * i + 1) * rs + c);
+            const V a = concat(lo, hi, std::make_index_sequence<W>{});
+#pragma GCC unroll 4
+            for (int u = 0; u < NT; ++u)
+                s[i * NT + u] += a * concat(x8[u], x8[u], std::make_index_sequence<W>{});
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R2; ++i)
+#pragma GCC unroll 4
+        for (int u = 0; u < NT; ++u) {
+            H lo, hi;
+            std::memcpy(&lo, &s[i * NT + u], sizeof lo);
+            std::memcpy(&hi, reinterpret_cast<const char*>(&s[i * NT + u]) + sizeof lo, sizeof hi);
+            const int64_t r0 = r + 2 * i;
+            add_row_sum<T, 32>(lo, A + r0 * rs, X[u], cv, cols, Y[u] + r0 * ys);
+            add_row_sum<T, 32>(hi, A + (r0 + 1) * rs, X[u], cv, cols, Y[u] + (r0 + 1) * ys);
+        }
+}
+
+// Rows [r0, r1) of a shared A for four trials at AVX-512's width
+// (rows_pairs_tile; a last odd row as AVX2 runs it).  A function of its own,
+// for the target.
+template <typename T>
+NC_TARGET_AVX512 __attribute__((noinline)) void rows_kernel_trials_avx512(
+    const T* A, int64_t rs, int64_t cols, const T* const* X, T* const* Y, int64_t ys,
+    int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8) rows_pairs_tile<T, 4>(A, rs, cols, X, Y, ys, r);
+    for (; r + 2 <= r1; r += 2) rows_pairs_tile<T, 1>(A, rs, cols, X, Y, ys, r);
+    if (r < r1) rows_trials_tile<T, 32, 1, 4>(A, rs, cols, X, Y, ys, r);
 }
 
 // Rows [r0, r1) of a shared A for four trials (rows_trials_tile, two rows at a time).
@@ -612,10 +690,25 @@ struct DotInc : Instr<T> {
         }
     }
 
+    // Rows [r0, r1) of a shared A for four trials: at AVX-512's width in pairs
+    // of AVX2 vectors (B = 64), else rows_kernel_trials.
+    template <int B>
+    static NC_INLINE void rows_trials(const T* A, int64_t rs, int64_t cols, const T* const* X,
+                                      T* const* Y, int64_t ys, int64_t r0, int64_t r1) {
+        if constexpr (B == 64)
+            rows_kernel_trials_avx512<T>(A, rs, cols, X, Y, ys, r0, r1);
+        else
+            rows_kernel_trials<T, B>(A, rs, cols, X, Y, ys, r0, r1);
+    }
+
     // Rows [r0, r1) of block b, every trial.
     template <int B>
     NC_INLINE void block_rows(const Buffers<T>& buf, const Block& b, int64_t r0, int64_t r1) const {
         const int n_trials = buf.n_trials;
+        // the rows kernels at AVX2's width under AVX-512 too (a Job::wide block
+        // of many columns: its four-trial tiles in pairs of AVX2 vectors), so
+        // that their sums are AVX2's
+        constexpr int BR = B > 32 ? 32 : B;
         const bool sparse = b.sparse >= 0 && b.finite;
         // the columns kernel stores I + A X itself; the others add to Y = I
         const bool columns = b.kind == kColumns && !sparse;
@@ -635,20 +728,20 @@ struct DotInc : Instr<T> {
             for (; t < n_trials; ++t) {
                 const T* X = buf.f.at(b.x, t);
                 T* Y = buf.f.at(b.y, t);
-                if (sparse_x_kernel<T, B>(AT, b.rows, b.cols, X, Y, b.y_s, listed.data()))
+                if (sparse_x_kernel<T, BR>(AT, b.rows, b.cols, X, Y, b.y_s, listed.data()))
                     continue;
                 DX[n_dense] = X, DY[n_dense] = Y;
                 if (++n_dense == 4) {
-                    rows_kernel_trials<T, B>(A, rs, b.cols, DX, DY, b.y_s, 0, b.rows);
+                    rows_trials<B>(A, rs, b.cols, DX, DY, b.y_s, 0, b.rows);
                     n_dense = 0;
                 }
             }
             for (int i = 0; i < n_dense; ++i)
-                rows_kernel<T, B>(A, rs, b.cols, DX[i], DY[i], b.y_s, 0, b.rows);
+                rows_kernel<T, BR>(A, rs, b.cols, DX[i], DY[i], b.y_s, 0, b.rows);
             return;
         }
         if (b.kind == kRows && b.shared && b.rows < kBatchMaxRows && r0 == 0 && r1 == b.rows)
-            t = rows_four_trials<B>(buf, b);
+            t = rows_four_trials<BR>(buf, b);
         if (columns && n_trials == 1 && b.cols == 1) {
             const T* AT = packed.data() + b.packed;
             const T* X = buf.f.at(b.x, 0);
@@ -693,7 +786,7 @@ struct DotInc : Instr<T> {
                 T* Y[4];
                 for (int i = 0; i < 4; ++i)
                     X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
-                rows_kernel_trials<T, B>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
+                rows_trials<B>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
             }
         }
         for (; t < n_trials; ++t) {
@@ -702,7 +795,7 @@ struct DotInc : Instr<T> {
             if (b.kind == kRows) {
                 int64_t rs;
                 const T* A = rows_a(buf, b, t, &rs);
-                rows_kernel<T, B>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
+                rows_kernel<T, BR>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
             } else {
                 const T* A = buf.f.at(b.a, t);
                 for (int64_t r = r0; r < r1; ++r) {
@@ -885,8 +978,10 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         batch_work = -1;
         const int64_t step =
             b.sparse >= 0 ? nr : std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
-        const bool wide = b.kind == kColumns && nc >= kWideMinCols &&
-                          buf.n_trials >= kWideMinTrials;
+        const bool wide = buf.n_trials >= kWideMinTrials &&
+                          ((b.kind == kColumns && nc >= kWideMinCols) ||
+                           (b.kind == kRows && shared && nr >= kBatchMaxRows &&
+                            nc >= kWideMinRowsCols));
         for (int64_t r0 = 0; r0 < nr; r0 += step)
             op->jobs.push_back({id, id + 1, r0, std::min(nr, r0 + step), false, wide});
     }
