@@ -11,10 +11,13 @@
 //   width, for blocks of 8 columns or more in minibatches); a single trial
 //   of a one-column block (encoders of 1-D ensembles) in a plain vector loop.
 // - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
-//   A shared (then packed row-major): dot products vectorised along the row,
-//   four rows at a time sharing X loads, or, for blocks of fewer rows, four
-//   trials at a time sharing A loads, and the other trials' rows of several
-//   such blocks four at a time (row batches: decoders of 1-D ensembles).
+//   A shared (then packed row-major): dot products vectorised along the row
+//   in AVX2 vectors at most (a row's sums then do not depend on the CPU),
+//   eight or four rows at a time sharing X loads; a shared A in minibatches
+//   four trials at a time sharing A loads (two rows at a time, or, at
+//   AVX-512's width, pairs of rows' AVX2 vectors in one); and the other
+//   trials' rows of blocks of fewer than 4 rows four at a time (row batches:
+//   decoders of 1-D ensembles).
 // - strided: anything else, element by element.
 // Blocks of little work share a job (what a split over threads hands out).
 // Rows blocks with a shared A of 8 rows or more and many columns (decoders
