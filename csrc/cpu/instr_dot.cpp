@@ -12,7 +12,7 @@
 //   of a one-column block (encoders of 1-D ensembles) in a plain vector loop.
 // - rows: X contiguous, and A rows contiguous (decoders, learned weights) or
 //   A shared (then packed row-major): dot products vectorised along the row
-//   in AVX2 vectors at most (a row's sums then do not depend on the CPU),
+//   in AVX2 vectors at most (AVX-512 CPUs give AVX2's sums),
 //   eight or four rows at a time sharing X loads; a shared A in minibatches
 //   four trials at a time sharing A loads (two rows at a time, or, at
 //   AVX-512's width, pairs of rows' AVX2 vectors in one); and the other
