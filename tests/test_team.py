@@ -35,15 +35,23 @@ def test_every_iteration_runs_once(n, dynamic):
 @needs_threads
 def test_workers_take_part_in_the_runs_floating_point_mode():
     """Jobs of 64 iterations of 2 us: the workers claim chunks, and run them
-    flushing denormals as the caller's float32 run does (fp_mode.h)."""
-    before = _native.team_counters()
-    with forced_splitting():
-        visits, modes_ok = _native.team_selftest(64, jobs=200, spin_ns=2000)
-    after = _native.team_counters()
-    assert visits == [1] * 64
+    flushing denormals as the caller's float32 run does (fp_mode.h).
+
+    A worker that the machine does not run for a while (a busy or shared
+    host: seen in CI under the sanitizers, with nothing else running) makes
+    the team run the rest of the jobs serially, as team.h intends; so up to
+    five tries, and one of them must hand all 200 jobs to the team."""
+    for _ in range(5):
+        before = _native.team_counters()
+        with forced_splitting():
+            visits, modes_ok = _native.team_selftest(64, jobs=200, spin_ns=2000)
+        after = _native.team_counters()
+        assert visits == [1] * 64
+        assert modes_ok
+        if after["jobs"] - before["jobs"] == 200:
+            break
     assert after["jobs"] - before["jobs"] == 200
     assert after["worker_chunks"] > before["worker_chunks"]
-    assert modes_ok
 
 
 def test_threads_grow_with_the_work():

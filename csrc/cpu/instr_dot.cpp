@@ -88,8 +88,9 @@ struct Job {
     bool row_batch;  // blocks of few rows and the same shape, rows kernel, A
                      // shared by all trials or by none: their rows four at a
                      // time (rows_of_blocks)
-    bool wide;       // a columns-kernel block of kWideMinCols columns or more, and
-                     // kWideMinTrials trials: AVX-512 where the CPU has it
+    bool wide;       // kWideMinTrials trials or more and a columns-kernel block of
+                     // kWideMinCols columns or more, or a shared rows-kernel
+                     // block of kWideMinRowsCols: AVX-512 where the CPU has it
 };
 
 // Y[r .. r + W) += acc, Y contiguous (YC) or strided by ys; for a block that
@@ -448,8 +449,8 @@ NC_INLINE void rows_pairs_tile(const T* A, int64_t rs, int64_t cols, const T* co
         for (int u = 0; u < NT; ++u) x8[u] = S8::load(X[u] + c);
 #pragma GCC unroll 4
         for (int i = 0; i < R2; ++i) {
-            const H lo = S8::load(A + (r + 2 * i) * rs + c), hi = S8::load(A + (r + 2 * i + 1) * rs + c);
-            const V a = concat(lo, hi, std::make_index_sequence<W>{});
+            const T* a0 = A + (r + 2 * i) * rs + c;  // rows r + 2i and r + 2i + 1
+            const V a = concat(S8::load(a0), S8::load(a0 + rs), std::make_index_sequence<W>{});
 #pragma GCC unroll 4
             for (int u = 0; u < NT; ++u)
                 s[i * NT + u] += a * concat(x8[u], x8[u], std::make_index_sequence<W>{});
@@ -461,7 +462,8 @@ NC_INLINE void rows_pairs_tile(const T* A, int64_t rs, int64_t cols, const T* co
         for (int u = 0; u < NT; ++u) {
             H lo, hi;
             std::memcpy(&lo, &s[i * NT + u], sizeof lo);
-            std::memcpy(&hi, reinterpret_cast<const char*>(&s[i * NT + u]) + sizeof lo, sizeof hi);
+            std::memcpy(&hi, reinterpret_cast<const char*>(&s[i * NT + u]) + sizeof lo,
+                        sizeof hi);
             const int64_t r0 = r + 2 * i;
             add_row_sum<T, 32>(lo, A + r0 * rs, X[u], cv, cols, Y[u] + r0 * ys);
             add_row_sum<T, 32>(hi, A + (r0 + 1) * rs, X[u], cv, cols, Y[u] + (r0 + 1) * ys);
