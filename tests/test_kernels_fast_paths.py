@@ -736,3 +736,45 @@ def test_dot_inc_rows_trials_equal_one_by_one(dtype, n_trials, shape, x_kind, rn
         expected = ys0[t].astype(np.float64) + a.astype(np.float64) @ xs[t]
         scale = np.abs(a).astype(np.float64) @ np.abs(xs[t]) + 1
         np.testing.assert_allclose(together[t], expected, rtol=0, atol=tol * scale.max())
+
+
+@pytest.mark.parametrize("n_trials", [1, 3])
+@pytest.mark.parametrize("merged", [False, True])
+def test_lif_rate_computes_neurons_above_threshold(n_trials, merged, simd):
+    """float32 LIFRate computes only the neurons above threshold in vectors
+    (compacted with their indices, as LIF stages its spiking lanes; the
+    others output 0), each lane as it would in place.  Against the rates of
+    the currents our run gave them, in float64, within float32 rounding: a
+    neuron given another's rate, J or parameters would be far off.  Merged
+    ensembles of different parameters and odd sizes (parameters gathered by
+    index) or one ensemble (one value each), inputs that cross the
+    threshold, a neuron at J exactly 1."""
+    types = [nengo.LIFRate(tau_rc=0.02, tau_ref=0.002),
+             nengo.LIFRate(tau_rc=0.05, tau_ref=0.001, amplitude=0.5)]
+    with nengo.Network(seed=5) as net:
+        stim = nengo.Node(lambda t: [np.sin(30 * t) * 1.5, np.cos(17 * t)])
+        sizes = [37, 300] if merged else [1001]
+        ens = [nengo.Ensemble(n, 2, neuron_type=t) for n, t in zip(sizes, types)]
+        for e in ens:
+            nengo.Connection(stim, e)
+        exact = nengo.Node([1.0])  # J = 1 exactly: rate 0
+        one = nengo.Ensemble(1, 1, neuron_type=types[0], gain=[1.0], bias=[0.0])
+        nengo.Connection(exact, one.neurons, synapse=None)
+        ens.append(one)
+        rates = [nengo.Probe(e.neurons, synapse=None) for e in ens]
+        currents = [nengo.Probe(e.neurons, "input", synapse=None) for e in ens]
+    with nengo_cuda.Simulator(net, dtype="float32", minibatch_size=n_trials,
+                              progress_bar=False) as sim:
+        sim.run_steps(50)
+    active = []
+    for e, pr, pj in zip(ens, rates, currents):
+        ours, J = sim.data[pr], sim.data[pj].astype(np.float64)
+        lif = e.neuron_type
+        with np.errstate(divide="ignore"):
+            expected = np.where(J > 1, lif.amplitude / (
+                lif.tau_ref + lif.tau_rc * np.log1p(1 / np.maximum(J - 1, 0))), 0.0)
+        np.testing.assert_array_equal(ours == 0, expected == 0)
+        np.testing.assert_allclose(ours, expected, rtol=2e-6)
+        active.append((J > 1).ravel())
+    assert 0.2 < np.mean(np.concatenate(active[:-1])) < 0.8  # below and above threshold
+    assert not active[-1].any() and np.all(sim.data[rates[-1]] == 0)

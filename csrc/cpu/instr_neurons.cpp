@@ -237,12 +237,74 @@ T rate_at(const T* J, const std::array<const T*, P>& p, const T* aux, int64_t i,
         return Model::template step<T>(J[i], {}, q, dt);
 }
 
+template <typename M, typename = void>
+struct zero_up_to_one : std::false_type {};
+template <typename M>
+struct zero_up_to_one<M, std::void_t<decltype(M::kZeroUpToOne)>>
+    : std::bool_constant<M::kZeroUpToOne> {};
+
+// The first n / W * W neurons of a model whose output is 0 for J <= 1
+// (LIFRate): a segment's neurons above threshold are compacted into full
+// vectors (their J and index, as LifStage does) and only those run
+// Model::vec_of; the others get 0 (J NaN counts as above: Model::vec_of
+// decides).  Half of an ensemble's neurons are below threshold at a time,
+// mixed in every vector, and the logarithm is most of the cost.  Each lane
+// computes what it would in place: the same bits.  Returns the neurons done.
+template <int B, typename Model, size_t P>
+NC_INLINE int64_t rate_f32_active(int64_t n, const float* J, float* out,
+                                  const std::array<const float*, P>& p) {
+    using S = Simd<float, B>;
+    using SI = Simd<int32_t, B>;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    constexpr int64_t kChunk = 512;
+    alignas(64) float js[kChunk + W];
+    alignas(64) int32_t idx[kChunk + W];
+    const V one = S::splat(1.0f), zero = S::splat(0.0f);
+    const int64_t whole = n / W * W;
+    for (int64_t k0 = 0; k0 < whole; k0 += kChunk) {
+        const int64_t k1 = std::min(whole, k0 + kChunk);
+        int64_t m = 0;
+        typename SI::V lanes;
+        for (int i = 0; i < W; ++i) lanes[i] = static_cast<int32_t>(k0 + i);
+        bool uniform = true;  // every parameter one value over the chunk
+        for (int64_t k = k0; k < k1; k += W, lanes += W) {
+            const V Jk = S::load(J + k);
+            const unsigned bits = mask_bits<float, B>(~S::le(Jk, one));
+            S::store(out + k, zero);
+            S::store(js + m, compress<float, B>(Jk, bits));
+            SI::store(idx + m, compress<int32_t, B>(lanes, bits));
+            m += __builtin_popcount(bits);
+            for (size_t j = 0; j < P; ++j)
+                uniform = uniform && !S::any(~S::eq(S::load(p[j] + k), S::splat(p[j][k0])));
+        }
+        if (m == 0) continue;
+        for (int64_t i = m; i < (m + W - 1) / W * W; ++i) js[i] = 2.0f, idx[i] = idx[0];
+        for (int64_t j = 0; j < m; j += W) {
+            std::array<V, P> q;
+            for (size_t u = 0; u < P; ++u)
+                q[u] = uniform ? S::splat(p[u][k0]) : gather<float, B>(p[u], idx + j);
+            typename S::M bad{};
+            const V y = Model::template vec_of<B>(S::load(js + j), q, bad);
+            const int64_t c = std::min<int64_t>(W, m - j);
+            for (int64_t i = 0; i < c; ++i) {
+                const int32_t t = idx[j + i];
+                out[t] = bad[i] ? rate_at<Model>(J, p, static_cast<const float*>(nullptr), t, 0.0f)
+                                : y[i];
+            }
+        }
+    }
+    return whole;
+}
+
 template <int B, typename Model, size_t P>
 NC_INLINE void rate_f32(int64_t n, const float* J, float* out,
                         const std::array<const float*, P>& p, const float* aux) {
     using S = Simd<float, B>;
     constexpr int W = S::W;
     int64_t k = 0;
+    if constexpr (zero_up_to_one<Model>::value && B >= 32)
+        k = rate_f32_active<B, Model>(n, J, out, p);
     for (; k + W <= n; k += W) {
         typename S::M bad{};
         S::store(out + k, Model::template vec<B>(S::load(J + k), p, aux, k, bad));
@@ -345,9 +407,11 @@ struct LIFRate {
     static T step(T J, const std::array<T*, 0>&, const std::array<T, 3>& p, T) {
         return neurons::lif_rate(J, p[0], p[1], p[2]);
     }
-    template <int B>  // neurons::lif_rate's float operations, log1p in double lanes
-    static NC_INLINE VecF<B> vec(VecF<B> J, const std::array<const float*, 3>& p,
-                                 const float*, int64_t k, MaskF<B>& bad) {
+    // neurons::lif_rate's float operations, log1p in double lanes; the
+    // parameters' vectors given (tau_rc, tau_ref, amplitude)
+    template <int B>
+    static NC_INLINE VecF<B> vec_of(VecF<B> J, const std::array<VecF<B>, 3>& q,
+                                    MaskF<B>& bad) {
         using S = Simd<float, B>;
         const auto zero = S::splat(0.0f), one = S::splat(1.0f);
         const auto j = J - one;
@@ -355,9 +419,18 @@ struct LIFRate {
         typename S::M b{};  // 1 / (J - 1) infinite or NaN: only where J > 1 counts
         const auto l = SimdF32Math<B>::log1p(S::select(pos, one / j, zero), b);
         bad |= b & pos;
-        const auto rate = S::load(p[2] + k) / (S::load(p[1] + k) + S::load(p[0] + k) * l);
+        const auto rate = q[2] / (q[1] + q[0] * l);
         return S::select(pos, rate, zero);
     }
+    template <int B>
+    static NC_INLINE VecF<B> vec(VecF<B> J, const std::array<const float*, 3>& p,
+                                 const float*, int64_t k, MaskF<B>& bad) {
+        using S = Simd<float, B>;
+        return vec_of<B>(J, {S::load(p[0] + k), S::load(p[1] + k), S::load(p[2] + k)}, bad);
+    }
+    // rate_f32 computes only neurons above threshold (J > 1) in vectors: the
+    // others' output is 0
+    static constexpr bool kZeroUpToOne = true;
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
                                const std::array<const T*, 3>& p, const T* aux, T dt,
