@@ -243,55 +243,51 @@ template <typename M>
 struct zero_up_to_one<M, std::void_t<decltype(M::kZeroUpToOne)>>
     : std::bool_constant<M::kZeroUpToOne> {};
 
-// The first n / W * W neurons of a model whose output is 0 for J <= 1
-// (LIFRate): a segment's neurons above threshold are compacted into full
-// vectors (their J and index, as LifStage does) and only those run
-// Model::vec_of; the others get 0 (J NaN counts as above: Model::vec_of
-// decides).  Half of an ensemble's neurons are below threshold at a time,
-// mixed in every vector, and the logarithm is most of the cost.  Each lane
-// computes what it would in place: the same bits.  Returns the neurons done.
+// The first n / W * W neurons (n <= kNeuronSegment: a segment) of a model
+// whose output is 0 for J <= 1 (LIFRate): the neurons above threshold are
+// compacted into full vectors (their J and index, as LifStage does) and only
+// those run Model::vec_of, with the parameters splatted where the segment's
+// are one value each (`uniform`, Segment::uniform), else gathered; the
+// others get 0 (J NaN counts as above: Model::vec_of decides).  Half of an
+// ensemble's neurons are below threshold at a time, mixed in every vector,
+// and the logarithm is most of the cost.  Each lane computes what it would
+// in place: the same bits.  Returns the neurons done.
 template <int B, typename Model, size_t P>
 NC_INLINE int64_t rate_f32_active(int64_t n, const float* J, float* out,
-                                  const std::array<const float*, P>& p) {
+                                  const std::array<const float*, P>& p, bool uniform) {
     using S = Simd<float, B>;
     using SI = Simd<int32_t, B>;
     using V = typename S::V;
     constexpr int W = S::W;
-    constexpr int64_t kChunk = 512;
-    alignas(64) float js[kChunk + W];
-    alignas(64) int32_t idx[kChunk + W];
+    assert(n <= kNeuronSegment);  // the lists below hold a segment
+    alignas(64) float js[kNeuronSegment + W];
+    alignas(64) int32_t idx[kNeuronSegment + W];
     const V one = S::splat(1.0f), zero = S::splat(0.0f);
     const int64_t whole = n / W * W;
-    for (int64_t k0 = 0; k0 < whole; k0 += kChunk) {
-        const int64_t k1 = std::min(whole, k0 + kChunk);
-        int64_t m = 0;
-        typename SI::V lanes;
-        for (int i = 0; i < W; ++i) lanes[i] = static_cast<int32_t>(k0 + i);
-        bool uniform = true;  // every parameter one value over the chunk
-        for (int64_t k = k0; k < k1; k += W, lanes += W) {
-            const V Jk = S::load(J + k);
-            const unsigned bits = mask_bits<float, B>(~S::le(Jk, one));
-            S::store(out + k, zero);
-            S::store(js + m, compress<float, B>(Jk, bits));
-            SI::store(idx + m, compress<int32_t, B>(lanes, bits));
-            m += __builtin_popcount(bits);
-            for (size_t j = 0; j < P; ++j)
-                uniform = uniform && !S::any(~S::eq(S::load(p[j] + k), S::splat(p[j][k0])));
-        }
-        if (m == 0) continue;
-        for (int64_t i = m; i < (m + W - 1) / W * W; ++i) js[i] = 2.0f, idx[i] = idx[0];
-        for (int64_t j = 0; j < m; j += W) {
-            std::array<V, P> q;
-            for (size_t u = 0; u < P; ++u)
-                q[u] = uniform ? S::splat(p[u][k0]) : gather<float, B>(p[u], idx + j);
-            typename S::M bad{};
-            const V y = Model::template vec_of<B>(S::load(js + j), q, bad);
-            const int64_t c = std::min<int64_t>(W, m - j);
-            for (int64_t i = 0; i < c; ++i) {
-                const int32_t t = idx[j + i];
-                out[t] = bad[i] ? rate_at<Model>(J, p, static_cast<const float*>(nullptr), t, 0.0f)
-                                : y[i];
-            }
+    int64_t m = 0;
+    typename SI::V lanes;
+    for (int i = 0; i < W; ++i) lanes[i] = i;
+    for (int64_t k = 0; k < whole; k += W, lanes += W) {
+        const V Jk = S::load(J + k);
+        const unsigned bits = mask_bits<float, B>(~S::le(Jk, one));
+        S::store(out + k, zero);
+        S::store(js + m, compress<float, B>(Jk, bits));
+        SI::store(idx + m, compress<int32_t, B>(lanes, bits));
+        m += __builtin_popcount(bits);
+    }
+    if (m == 0) return whole;
+    for (int64_t i = m; i < (m + W - 1) / W * W; ++i) js[i] = 2.0f, idx[i] = idx[0];
+    for (int64_t j = 0; j < m; j += W) {
+        std::array<V, P> q;
+        for (size_t u = 0; u < P; ++u)
+            q[u] = uniform ? S::splat(p[u][0]) : gather<float, B>(p[u], idx + j);
+        typename S::M bad{};
+        const V y = Model::template vec_of<B>(S::load(js + j), q, bad);
+        const int64_t c = std::min<int64_t>(W, m - j);
+        for (int64_t i = 0; i < c; ++i) {
+            const int32_t t = idx[j + i];
+            out[t] = bad[i] ? rate_at<Model>(J, p, static_cast<const float*>(nullptr), t, 0.0f)
+                            : y[i];
         }
     }
     return whole;
@@ -299,12 +295,12 @@ NC_INLINE int64_t rate_f32_active(int64_t n, const float* J, float* out,
 
 template <int B, typename Model, size_t P>
 NC_INLINE void rate_f32(int64_t n, const float* J, float* out,
-                        const std::array<const float*, P>& p, const float* aux) {
+                        const std::array<const float*, P>& p, const float* aux, bool uniform) {
     using S = Simd<float, B>;
     constexpr int W = S::W;
     int64_t k = 0;
     if constexpr (zero_up_to_one<Model>::value && B >= 32)
-        k = rate_f32_active<B, Model>(n, J, out, p);
+        k = rate_f32_active<B, Model>(n, J, out, p, uniform);
     for (; k + W <= n; k += W) {
         typename S::M bad{};
         S::store(out + k, Model::template vec<B>(S::load(J + k), p, aux, k, bad));
@@ -317,7 +313,8 @@ NC_INLINE void rate_f32(int64_t n, const float* J, float* out,
     if constexpr (B > 16) {
         std::array<const float*, P> q;
         for (size_t j = 0; j < P; ++j) q[j] = p[j] + k;
-        rate_f32<B / 2, Model>(n - k, J + k, out + k, q, aux != nullptr ? aux + k : nullptr);
+        rate_f32<B / 2, Model>(n - k, J + k, out + k, q, aux != nullptr ? aux + k : nullptr,
+                               uniform);
     } else {
         for (; k < n; ++k) out[k] = rate_at<Model>(J, p, aux, k, 0.0f);
     }
@@ -325,27 +322,30 @@ NC_INLINE void rate_f32(int64_t n, const float* J, float* out,
 
 template <typename Model, size_t P>
 NC_TARGET_AVX2 void rate_f32_avx2(int64_t n, const float* J, float* out,
-                                  const std::array<const float*, P>& p, const float* aux) {
-    rate_f32<32, Model>(n, J, out, p, aux);
+                                  const std::array<const float*, P>& p, const float* aux,
+                                  bool uniform) {
+    rate_f32<32, Model>(n, J, out, p, aux, uniform);
 }
 template <typename Model, size_t P>
 NC_TARGET_AVX512 void rate_f32_avx512(int64_t n, const float* J, float* out,
-                                      const std::array<const float*, P>& p, const float* aux) {
-    rate_f32<64, Model>(n, J, out, p, aux);
+                                      const std::array<const float*, P>& p, const float* aux,
+                                      bool uniform) {
+    rate_f32<64, Model>(n, J, out, p, aux, uniform);
 }
 
 // Model::run_contiguous of such a model: float32 as above, float64 libm per
-// neuron (bit for bit as Nengo).
+// neuron (bit for bit as Nengo).  `uniform`: the segment's parameters are one
+// value each (Segment::uniform).
 template <typename Model, typename T, size_t P>
 NC_INLINE void run_rate(int64_t n, const T* J, T* out, const std::array<const T*, P>& p,
-                        const T* aux, T dt) {
+                        const T* aux, T dt, bool uniform) {
     if constexpr (std::is_same_v<T, float>) {
         if (simd_level() >= kSimdAvx512)
-            rate_f32_avx512<Model>(n, J, out, p, aux);
+            rate_f32_avx512<Model>(n, J, out, p, aux, uniform);
         else if (cpu_has_avx2())
-            rate_f32_avx2<Model>(n, J, out, p, aux);
+            rate_f32_avx2<Model>(n, J, out, p, aux, uniform);
         else
-            rate_f32<16, Model>(n, J, out, p, aux);
+            rate_f32<16, Model>(n, J, out, p, aux, uniform);
     } else {
         for (int64_t k = 0; k < n; ++k) out[k] = rate_at<Model>(J, p, aux, k, dt);
     }
@@ -370,8 +370,8 @@ struct Sigmoid {
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
                                const std::array<const T*, 1>& p, const T* aux, T dt,
-                               bool) {
-        run_rate<Sigmoid>(n, J, out, p, aux, dt);
+                               bool uniform) {
+        run_rate<Sigmoid>(n, J, out, p, aux, dt, uniform);
     }
 };
 
@@ -393,8 +393,8 @@ struct Tanh {
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
                                const std::array<const T*, 1>& p, const T* aux, T dt,
-                               bool) {
-        run_rate<Tanh>(n, J, out, p, aux, dt);
+                               bool uniform) {
+        run_rate<Tanh>(n, J, out, p, aux, dt, uniform);
     }
 };
 
@@ -434,8 +434,8 @@ struct LIFRate {
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
                                const std::array<const T*, 3>& p, const T* aux, T dt,
-                               bool) {
-        run_rate<LIFRate>(n, J, out, p, aux, dt);
+                               bool uniform) {
+        run_rate<LIFRate>(n, J, out, p, aux, dt, uniform);
     }
 };
 
@@ -505,8 +505,8 @@ struct SoftLIFRate {
     template <typename T>
     static void run_contiguous(int64_t n, const T* J, T* out, const std::array<T*, 0>&,
                                const std::array<const T*, 4>& p, const T* aux, T dt,
-                               bool) {
-        run_rate<SoftLIFRate>(n, J, out, p, aux, dt);
+                               bool uniform) {
+        run_rate<SoftLIFRate>(n, J, out, p, aux, dt, uniform);
     }
 };
 
