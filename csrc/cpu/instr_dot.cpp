@@ -54,7 +54,8 @@ constexpr int kColumnsTrials = 64;
 // (jobs are what a split hands out: minibatches keep a job per block).
 constexpr int64_t kBatchWork = 8192;
 // Rows kernel blocks of fewer rows than this (less than its tile of four rows)
-// run four trials at a time, or their rows with other blocks' (row batches).
+// run their rows with other blocks' (row batches) where a single trial
+// cannot share A's loads with three more.
 constexpr int64_t kBatchMaxRows = 4;
 // Columns-kernel blocks that run at AVX-512's width, four trials at a time:
 // enough multiply-adds per A^T load to be bound by them (encoders of 8-D
@@ -492,33 +493,6 @@ NC_INLINE void rows_kernel_trials(const T* A, int64_t rs, int64_t cols, const T*
     if (r < r1) rows_trials_tile<T, B, 1, 4>(A, rs, cols, X, Y, ys, r);
 }
 
-// All rows of a rows-kernel block for trials t0 .. t0 + 3: each A row is
-// loaded once for four dot products (blocks of few rows, e.g. decoders of
-// low-dimensional ensembles, and minibatches).
-template <typename T, int B>
-NC_INLINE void rows_kernel_4_trials(const T* A, int64_t rows, int64_t rs, int64_t cols,
-                                    const T* const* X, T* const* Y, int64_t ys) {
-    using S = Simd<T, B>;
-    using V = typename S::V;
-    constexpr int W = S::W;
-    const int64_t cv = cols - cols % W;
-    for (int64_t r = 0; r < rows; ++r) {
-        const T* a = A + r * rs;
-        V s0{}, s1{}, s2{}, s3{};
-        for (int64_t c = 0; c < cv; c += W) {
-            const V av = S::load(a + c);
-            s0 += av * S::load(X[0] + c);
-            s1 += av * S::load(X[1] + c);
-            s2 += av * S::load(X[2] + c);
-            s3 += av * S::load(X[3] + c);
-        }
-        add_row_sum<T, B>(s0, a, X[0], cv, cols, Y[0] + r * ys);
-        add_row_sum<T, B>(s1, a, X[1], cv, cols, Y[1] + r * ys);
-        add_row_sum<T, B>(s2, a, X[2], cv, cols, Y[2] + r * ys);
-        add_row_sum<T, B>(s3, a, X[3], cv, cols, Y[3] + r * ys);
-    }
-}
-
 // R rows of any blocks, each with its own A row, X and Y element, all of
 // `cols` columns: R independent sums (a single row's multiply-adds wait for
 // each other: small blocks, e.g. decoders of one-dimensional ensembles, ran at
@@ -745,8 +719,6 @@ struct DotInc : Instr<T> {
                 rows_kernel<T, BR>(A, rs, b.cols, DX[i], DY[i], b.y_s, 0, b.rows);
             return;
         }
-        if (b.kind == kRows && b.shared && b.rows < kBatchMaxRows && r0 == 0 && r1 == b.rows)
-            t = rows_four_trials<BR>(buf, b);
         if (columns && n_trials == 1 && b.cols == 1) {
             const T* AT = packed.data() + b.packed;
             const T* X = buf.f.at(b.x, 0);
@@ -783,17 +755,7 @@ struct DotInc : Instr<T> {
             }
             return;
         }
-        if (b.kind == kRows && b.shared) {  // trials in fours share the loads of A
-            int64_t rs;
-            const T* A = rows_a(buf, b, 0, &rs);
-            for (; t + 4 <= n_trials; t += 4) {
-                const T* X[4];
-                T* Y[4];
-                for (int i = 0; i < 4; ++i)
-                    X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
-                rows_trials<B>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
-            }
-        }
+        if (b.kind == kRows && b.shared) t = rows_four_trials<B>(buf, b, r0, r1);
         for (; t < n_trials; ++t) {
             const T* X = buf.f.at(b.x, t);
             T* Y = buf.f.at(b.y, t);
@@ -813,11 +775,12 @@ struct DotInc : Instr<T> {
         }
     }
 
-    // All rows of a shared rows-kernel block of few rows for the trials in
-    // whole fours: four trials at a time share the loads of A.  Returns the
-    // first trial left.
+    // Rows [r0, r1) of a shared rows-kernel block for the trials in whole
+    // fours: four trials at a time share the loads of A (rows_trials).
+    // Returns the first trial left.
     template <int B>
-    NC_INLINE int rows_four_trials(const Buffers<T>& buf, const Block& b) const {
+    NC_INLINE int rows_four_trials(const Buffers<T>& buf, const Block& b, int64_t r0,
+                                   int64_t r1) const {
         int64_t rs;
         const T* A = rows_a(buf, b, 0, &rs);
         int t = 0;
@@ -825,7 +788,7 @@ struct DotInc : Instr<T> {
             const T* X[4];
             T* Y[4];
             for (int i = 0; i < 4; ++i) X[i] = buf.f.at(b.x, t + i), Y[i] = buf.f.at(b.y, t + i);
-            rows_kernel_4_trials<T, B>(A, b.rows, rs, b.cols, X, Y, b.y_s);
+            rows_trials<B>(A, rs, b.cols, X, Y, b.y_s, r0, r1);
         }
         return t;
     }
@@ -840,7 +803,7 @@ struct DotInc : Instr<T> {
         for (int64_t k = j.b0; k < j.b1; ++k) {
             const Block& b = blocks[k];
             if (b.init >= 0) start_from_init(buf, b, 0, b.rows);
-            if (b.shared) first = rows_four_trials<B>(buf, b);
+            if (b.shared) first = rows_four_trials<B>(buf, b, 0, b.rows);
         }
         const T* A[4];
         const T* X[4];
