@@ -376,7 +376,7 @@ def test_lti_elementwise_uniform_means_bit_equal(dtype, simd):
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.2, 0.5])
 def test_dot_inc_sparse_inputs(dtype, shape, density, rng, simd):
     """Mostly-zero inputs (spikes) into a shared A of 8 rows or more add only
-    the nonzero columns (listed 8 at a time, then one by one: odd column
+    the nonzero columns (listed 8 or 16 at a time, then one by one: odd column
     counts); denser inputs take the dense kernel; both match NumPy."""
     m, k = shape
     n_trials = 3
@@ -736,6 +736,33 @@ def test_dot_inc_rows_trials_equal_one_by_one(dtype, n_trials, shape, x_kind, rn
         expected = ys0[t].astype(np.float64) + a.astype(np.float64) @ xs[t]
         scale = np.abs(a).astype(np.float64) @ np.abs(xs[t]) + 1
         np.testing.assert_allclose(together[t], expected, rtol=0, atol=tol * scale.max())
+
+
+@pytest.mark.skipif(_native.cpu_simd_level() != "avx512", reason="the CPU has no AVX-512")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 5])
+@pytest.mark.parametrize("shape", [(8, 37), (16, 500), (12, 129), (33, 40), (100, 64), (64, 3000)])
+@pytest.mark.parametrize("density", [0.05, 0.2, 1.0])
+def test_dot_inc_sparse_at_avx512_equal_avx2(dtype, n_trials, shape, density, rng):
+    """Spikes into a shared A of 8 rows or more run at AVX-512's width at any
+    minibatch size: 16 columns listed at a time (AVX-512's compress), the
+    listed columns' multiply-adds 16 rows at a time.  Each row's sums are the
+    listed columns in order, in the same two sums: AVX2's results bit for bit
+    (X of density 0.2 and 1.0 takes the dense kernel in some or all trials)."""
+    m, k = shape
+    a = rng.randn(m, k).astype(dtype)
+    xs = [np.where(rng.rand(k) < density, rng.randn(k) * 1000, 0.0).astype(dtype)
+          for _ in range(n_trials)]
+    ys0 = [rng.randn(m).astype(dtype) for _ in range(n_trials)]
+    with simd_level("avx2"):
+        narrow = _rows_program(dtype, a, xs, ys0)
+    wide = _rows_program(dtype, a, xs, ys0)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for t in range(n_trials):
+        np.testing.assert_array_equal(wide[t], narrow[t])
+        expected = ys0[t].astype(np.float64) + a.astype(np.float64) @ xs[t]
+        scale = np.abs(a).astype(np.float64) @ np.abs(xs[t]) + 1
+        np.testing.assert_allclose(wide[t], expected, rtol=0, atol=tol * scale.max())
 
 
 @pytest.mark.parametrize("n_trials", [1, 3])

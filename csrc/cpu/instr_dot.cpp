@@ -23,7 +23,9 @@
 // Rows blocks with a shared A of 8 rows or more and many columns (decoders
 // of 8-D ensembles and up, weights out of neurons) also keep A^T: when at
 // most a quarter of a trial's X is nonzero (spikes), only the columns of the
-// nonzero entries are added (sparse_x_kernel).  (With fewer rows the dense
+// nonzero entries are added (sparse_x_kernel; at AVX-512's width at any
+// minibatch size: the listing and the multiply-adds both take whole 64-byte
+// vectors, and each row's sums are AVX2's).  (With fewer rows the dense
 // kernel is as fast as listing the nonzeros.)
 // Every row's sum starts from zero and is added to Y once, as np.dot would.
 // This file is compiled with FMA contraction on (CMakeLists.txt): summation
@@ -89,9 +91,10 @@ struct Job {
     bool row_batch;  // blocks of few rows and the same shape, rows kernel, A
                      // shared by all trials or by none: their rows four at a
                      // time (rows_of_blocks)
-    bool wide;       // kWideMinTrials trials or more and a columns-kernel block of
-                     // kWideMinCols columns or more, or a shared rows-kernel
-                     // block of kWideMinRowsCols: AVX-512 where the CPU has it
+    bool wide;       // a sparse-input block, or kWideMinTrials trials or more and
+                     // a columns-kernel block of kWideMinCols columns or more, or
+                     // a shared rows-kernel block of kWideMinRowsCols: AVX-512
+                     // where the CPU has it
 };
 
 // Y[r .. r + W) += acc, Y contiguous (YC) or strided by ys; for a block that
@@ -549,15 +552,16 @@ NC_INLINE void sparse_tile(const T* AT, int64_t pad, const int32_t* listed, int6
 // cols + 8 entries); returns how many, or a number above `limit` as soon as
 // there are more than that, or more than half of the columns seen past the
 // first 64 (a dense X: rates into decoders would pay for all of the listing
-// and then run the dense kernel).  Eight columns at a time: their nonzero
-// lanes' indices compressed to the front of a vector of eight (one
-// permutation) and appended, without branches (spikes are unpredictable).
-// Eight for doubles too (two vectors' masks): four cost twice the time.
+// and then run the dense kernel).  Eight columns at a time (sixteen at
+// AVX-512's width): their nonzero lanes' indices compressed to the front of a
+// vector of column indices (one permutation, or AVX-512's compress) and
+// appended, without branches (spikes are unpredictable).  As many for doubles
+// too (two vectors' masks): half as many cost twice the time.
 template <typename T, int B>
 NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int64_t limit, int32_t* listed) {
-    using S = Simd<T, std::min(B, 32)>;  // at most eight columns a vector
+    using S = Simd<T, B>;
     using V = typename S::V;
-    using SI = Simd<int32_t, 32>;  // eight column indices
+    using SI = Simd<int32_t, std::max(B, 32)>;  // 8 or 16 column indices
     constexpr int W = S::W, K = SI::W;
     static_assert(K % W == 0, "a whole number of vectors of X per eight columns");
     typename SI::V c_lanes;
@@ -567,8 +571,8 @@ NC_INLINE int64_t list_nonzeros(const T* X, int64_t cols, int64_t limit, int32_t
         unsigned bits = 0;
 #pragma GCC unroll 4
         for (int v = 0; v < K / W; ++v)
-            bits |= mask_bits<T, std::min(B, 32)>(S::load(X + c + v * W) != V{}) << (v * W);
-        SI::store(listed + n, compress<int32_t, 32>(c_lanes, bits));
+            bits |= mask_bits<T, B>(S::load(X + c + v * W) != V{}) << (v * W);
+        SI::store(listed + n, compress<int32_t, std::max(B, 32)>(c_lanes, bits));
         n += __builtin_popcount(bits);
         if (n > limit || 2 * n > c + 64) return limit + 1;
     }
@@ -686,7 +690,7 @@ struct DotInc : Instr<T> {
         const int n_trials = buf.n_trials;
         // the rows kernels at AVX2's width under AVX-512 too (a Job::wide block
         // of many columns: its four-trial tiles in pairs of AVX2 vectors), so
-        // that their sums are AVX2's
+        // that their sums are AVX2's; sparse_x_kernel at B (lanes are rows)
         constexpr int BR = B > 32 ? 32 : B;
         const bool sparse = b.sparse >= 0 && b.finite;
         // the columns kernel stores I + A X itself; the others add to Y = I
@@ -707,7 +711,7 @@ struct DotInc : Instr<T> {
             for (; t < n_trials; ++t) {
                 const T* X = buf.f.at(b.x, t);
                 T* Y = buf.f.at(b.y, t);
-                if (sparse_x_kernel<T, BR>(AT, b.rows, b.cols, X, Y, b.y_s, listed.data()))
+                if (sparse_x_kernel<T, B>(AT, b.rows, b.cols, X, Y, b.y_s, listed.data()))
                     continue;
                 DX[n_dense] = X, DY[n_dense] = Y;
                 if (++n_dense == 4) {
@@ -946,10 +950,11 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
         batch_work = -1;
         const int64_t step =
             b.sparse >= 0 ? nr : std::max<int64_t>(kJobRows, (4096 + nc - 1) / nc);
-        const bool wide = buf.n_trials >= kWideMinTrials &&
-                          ((b.kind == kColumns && nc >= kWideMinCols) ||
-                           (b.kind == kRows && shared && nr >= kBatchMaxRows &&
-                            nc >= kWideMinRowsCols));
+        const bool wide = b.sparse >= 0 ||
+                          (buf.n_trials >= kWideMinTrials &&
+                           ((b.kind == kColumns && nc >= kWideMinCols) ||
+                            (b.kind == kRows && shared && nr >= kBatchMaxRows &&
+                             nc >= kWideMinRowsCols)));
         for (int64_t r0 = 0; r0 < nr; r0 += step)
             op->jobs.push_back({id, id + 1, r0, std::min(nr, r0 + step), false, wide});
     }
