@@ -109,9 +109,9 @@ struct LifStage {
         for (int i = 0; i < W; ++i) iota[i] = i;
     }
 
-    // Appends the lanes of neurons k .. k + W - 1 that `listed` selects.
-    NC_INLINE void add(int64_t k, M listed, V vk, V rk, V Jk) {
-        const unsigned bits = mask_bits<T, B>(listed);
+    // Appends the lanes of neurons k .. k + W - 1 that `bits` selects (bit i:
+    // neuron k + i).
+    NC_INLINE void add(int64_t k, unsigned bits, V vk, V rk, V Jk) {
         S::store(v + n, compress<T, B>(vk, bits));
         S::store(ref + n, compress<T, B>(rk, bits));
         S::store(J + n, compress<T, B>(Jk, bits));
@@ -127,7 +127,8 @@ struct LifStage {
 
     // lif_vector_tail with `Math` on the staged neurons, W at a time (the last
     // vector padded with copies of the first neuron: valid operands); writes
-    // the results of good lanes, lists the bad ones (outside Math's range).
+    // the results of good lanes, lists the bad ones (outside Math's range) and
+    // writes back their staged v and ref (the next tier reads them there).
     template <typename Math>
     NC_INLINE void run(bool uniform, const std::array<const T*, 4>& p, const T* full_decay,
                        T* v_out, T* ref_out, T* out, T dt, int32_t* listed,
@@ -149,9 +150,10 @@ struct LifStage {
             const int m = static_cast<int>(std::min<int64_t>(W, n - j));
             for (int i = 0; i < m; ++i) {
                 const int32_t q = at[i];
-                if (bad[i])
+                if (bad[i]) {
                     listed[n_listed++] = q;
-                else
+                    v_out[q] = v[j + i], ref_out[q] = ref[j + i];
+                } else
                     v_out[q] = vv[i], ref_out[q] = rr[i], out[q] = y[i];
             }
         }
@@ -192,7 +194,6 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
                               bool uniform) {
     using S = Simd<T, B>;
     using V = typename S::V;
-    using M = typename S::M;
     constexpr int W = S::W;
     constexpr bool f32 = std::is_same_v<T, float>;
     // float64 at 4 lanes skips vectors without listed lanes: branch-free it
@@ -209,26 +210,30 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
     // listed: neurons for SimdF32Math (float32) or SimdF64Series (float64)
     int32_t listed[kNeuronSegment + W];
     int64_t n_listed = 0;
+    using K = typename S::K;
     const V vdt = S::splat(dt), zero = S::splat(T(0)), one = S::splat(T(1));
+    const V neg_zero = S::splat(T(-0.0));
     int64_t k = 0;
     for (; k + W <= n; k += W) {
         const V vk = S::load(v + k), rk = S::load(ref + k), Jk = S::load(J + k);
-        const LifHead<T, B> h(rk, vdt);
-        const V fd = S::load(full_decay + k);
-        V vn = vk - (Jk - vk) * h.decay(fd);
-        const M slow = h.partial | S::gt(vn, one);
+        // LifHead's r and the cases of its delta_t = clip(d, 0, dt), d = dt - r,
+        // as masks in the CPU's own form: dt where d >= dt, 0 where d <= 0
+        // (NaN: neither), else partial
+        const V r = rk - vdt, d = vdt - r;
+        const K whole = S::template kcmp<S::kGe>(d, vdt);
+        const K none = S::template kcmp<S::kLe>(d, zero);
+        V vn = vk - (Jk - vk) * S::kselect(whole, S::load(full_decay + k), neg_zero);
+        const K slow = K(~(whole | none)) | S::template kcmp<S::kGt>(vn, one);
         const V mv = S::load(min_v + k);
         vn = vn < mv ? mv : vn;
-        if (skip_silent && !S::any(slow)) {
-            S::store(v + k, vn);
-            S::store(ref + k, h.r);
-            S::store(out + k, zero);
-            continue;
-        }
-        S::store(v + k, S::select(slow, vk, vn));
-        S::store(ref + k, S::select(slow, rk, h.r));
-        S::store(out + k, S::select(slow, S::load(out + k), zero));
-        stage.add(k, slow, vk, rk, Jk);
+        // the silent lanes' results; the slow lanes' are written by the stage
+        // (or v and ref restored, for the lanes it lists)
+        S::store(v + k, vn);
+        S::store(ref + k, r);
+        S::store(out + k, zero);
+        const unsigned bits = kmask_bits<T, B>(slow);
+        if (skip_silent && bits == 0) continue;
+        stage.add(k, bits, vk, rk, Jk);
     }
     // the rest in half vectors, down to 16 bytes, then listed: so every width
     // runs each neuron through the same path (a tail neuron listed at one width

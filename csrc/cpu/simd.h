@@ -50,6 +50,25 @@
 
 namespace nc {
 
+// The type of Simd<T, B>::K: AVX-512's mask registers at 64 bytes, else
+// Simd's M (declared here again: a vector typedef passed as a template
+// argument loses its vector attribute).
+template <typename T, int B>
+struct NativeMask {
+    using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+    typedef I type __attribute__((vector_size(B)));
+};
+#if defined(NC_HAVE_AVX512_BUILTINS)
+template <>
+struct NativeMask<float, 64> {
+    using type = uint16_t;
+};
+template <>
+struct NativeMask<double, 64> {
+    using type = uint8_t;
+};
+#endif
+
 template <typename T, int B>
 struct Simd {
     static constexpr int W = B / static_cast<int>(sizeof(T));  // lanes
@@ -85,7 +104,49 @@ struct Simd {
     enum Pred : int { kEq = 0x00, kLt = 0x01, kLe = 0x02, kGe = 0x1d, kGt = 0x1e };
     template <int P>
     static NC_INLINE M cmp(V a, V b);
+
+    // Comparison masks in the CPU's own form: AVX-512's mask registers (an
+    // integer of W bits) at 64 bytes, else M.  GCC keeps a 64-byte M as an
+    // integer vector and converts it to a mask register and back around every
+    // | & ~ and select (vpmovm2d, vpmovd2m); masks that are only combined
+    // (| & ~, with a cast back to K after ~), selected by (kselect) and
+    // listed (kbits) take K and need none of that.
+    using K = typename NativeMask<T, B>::type;
+    template <int P>
+    static NC_INLINE K kcmp(V a, V b);
+    static NC_INLINE V kselect(K k, V a, V b);  // k ? a : b
 };
+
+template <typename T, int B>
+template <int P>
+NC_INLINE typename Simd<T, B>::K Simd<T, B>::kcmp(V a, V b) {
+#if defined(NC_HAVE_AVX512_BUILTINS)
+    if constexpr (B == 64) {
+        if constexpr (sizeof(T) == 4)
+            return __builtin_ia32_cmpps512_mask(a, b, P, 0xffff, _MM_FROUND_CUR_DIRECTION);
+        else
+            return __builtin_ia32_cmppd512_mask(a, b, P, 0xff, _MM_FROUND_CUR_DIRECTION);
+    } else
+#endif
+    {
+        return cmp<P>(a, b);
+    }
+}
+
+template <typename T, int B>
+NC_INLINE typename Simd<T, B>::V Simd<T, B>::kselect(K k, V a, V b) {
+#if defined(NC_HAVE_AVX512_BUILTINS)
+    if constexpr (B == 64) {
+        if constexpr (sizeof(T) == 4)
+            return __builtin_ia32_blendmps_512_mask(b, a, k);
+        else
+            return __builtin_ia32_blendmpd_512_mask(b, a, k);
+    } else
+#endif
+    {
+        return select(k, a, b);
+    }
+}
 
 template <typename T, int B>
 template <int P>
@@ -262,6 +323,15 @@ NC_INLINE unsigned mask_bits(typename Simd<T, B>::M m) {
         return mask_bits64<B>(m);
     else
         return mask_bits32<B>(m);
+}
+
+// Bit i of the result: lane i of a mask in the CPU's own form (Simd::K).
+template <typename T, int B>
+NC_INLINE unsigned kmask_bits(typename Simd<T, B>::K k) {
+    if constexpr (std::is_integral_v<typename Simd<T, B>::K>)
+        return k;
+    else
+        return mask_bits<T, B>(k);
 }
 
 // The lanes of v in the order of `perm` (a row of kCompress).
