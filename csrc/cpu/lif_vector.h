@@ -111,12 +111,17 @@ struct LifStage {
 
     // Appends the lanes of neurons k .. k + W - 1 that `bits` selects (bit i:
     // neuron k + i).
-    NC_INLINE void add(int64_t k, unsigned bits, V vk, V rk, V Jk) {
-        S::store(v + n, compress<T, B>(vk, bits));
-        S::store(ref + n, compress<T, B>(rk, bits));
-        S::store(J + n, compress<T, B>(Jk, bits));
-        SI::store(idx + n, compress<int32_t, kIdxBytes>(iota + static_cast<int32_t>(k), bits));
-        n += __builtin_popcount(bits);
+    NC_INLINE void add(int64_t k, unsigned bits, V vk, V rk, V Jk) { n = add_at(n, k, bits, vk, rk, Jk); }
+
+    // add() at row `at` of the stage, not at n; returns the next row.  For
+    // loops that keep the count in a register (after a store through memcpy
+    // GCC reloads n from memory: it may alias anything).
+    NC_INLINE int64_t add_at(int64_t at, int64_t k, unsigned bits, V vk, V rk, V Jk) {
+        S::store(v + at, compress<T, B>(vk, bits));
+        S::store(ref + at, compress<T, B>(rk, bits));
+        S::store(J + at, compress<T, B>(Jk, bits));
+        SI::store(idx + at, compress<int32_t, kIdxBytes>(iota + static_cast<int32_t>(k), bits));
+        return at + __builtin_popcount(bits);
     }
 
     // Appends neuron q.
@@ -213,7 +218,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
     using K = typename S::K;
     const V vdt = S::splat(dt), zero = S::splat(T(0)), one = S::splat(T(1));
     const V neg_zero = S::splat(T(-0.0));
-    int64_t k = 0;
+    int64_t k = 0, staged = 0;
     for (; k + W <= n; k += W) {
         const V vk = S::load(v + k), rk = S::load(ref + k), Jk = S::load(J + k);
         // LifHead's r and the cases of its delta_t = clip(d, 0, dt), d = dt - r,
@@ -233,8 +238,9 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         S::store(out + k, zero);
         const unsigned bits = kmask_bits<T, B>(slow);
         if (skip_silent && bits == 0) continue;
-        stage.add(k, bits, vk, rk, Jk);
+        staged = stage.add_at(staged, k, bits, vk, rk, Jk);
     }
+    stage.n = staged;
     // the rest in half vectors, down to 16 bytes, then listed: so every width
     // runs each neuron through the same path (a tail neuron listed at one width
     // and staged for the series at another came out an ulp apart)
