@@ -669,6 +669,31 @@ def test_process_table(device):
     t.close()
 
 
+def test_process_table_indexed(device):
+    """An indexed block (PresentInput's inputs, period -P) loaded once, beside
+    a per-trial per-step block; the rows it presents re-set before each run,
+    as the CPU reads them; bad rows refused, and a run past them."""
+    t = Twin(device, np.float64, 0, 12, n_trials=2, n_int_state=1)
+    t.f_cpu[0::12] = 0.0
+    t.f_dev[:] = t.f_cpu
+    t.add("time_update", scalars={"step": 0, "time": 0})
+    i = t.add("process_table", ints={"Y": [1, 2, 3, 4, 5], "m": [3, 2], "period": [-4, 0],
+                                    "inc": [1, 0], "shared": [1, 0]}, scalars={"time": 0})
+    rng = np.random.RandomState(4)
+    inputs = rng.uniform(-1, 1, 4 * 3)
+    for steps in (3, 5):
+        t.set_table(i, "table", np.concatenate([inputs, rng.uniform(-1, 1, 2 * steps * 2)]))
+        t.set_table(i, "rows", rng.randint(0, 4, steps).astype(float))
+        t.run(steps)
+        t.assert_equal()
+    with pytest.raises(ValueError, match="not in"):
+        t.dev.set_table(i, "rows", np.array([0.0, 4.0]))
+    t.dev.set_table(i, "rows", np.zeros(2))
+    with pytest.raises(RuntimeError, match="no row index"):
+        t.dev.run(5, [], [], 0)
+    t.close()
+
+
 def test_bad_input_raises(device):
     t = Twin(device, np.float64, 0, 4)
     with pytest.raises((IndexError, ValueError)):

@@ -19,6 +19,7 @@ from nengo_cuda.backends.cpu import CpuBackend
 from nengo_cuda.layout import SignalLayout
 from nengo_cuda.lowering.process_tables import (
     ProcessTables,
+    presented_rows,
     timed_outputs,
     white_noise_samples,
     white_signal_period,
@@ -359,6 +360,59 @@ def test_process_table_layout():
             np.testing.assert_array_equal(p.view([1, 2, 3, 4, 5], trial=t), expected)
 
 
+def test_process_table_indexed_rows():
+    """An indexed operator (period -P: a PresentInput's P inputs, loaded once)
+    reads the row that the per-run ``rows`` table names for each step; beside
+    it a periodic and a per-step operator.  Bad ``rows`` are refused."""
+    p = RawProgram(np.float64, 0, 7, n_trials=2)
+    p.add("time_update", scalars={"step": 0, "time": 0})
+    index = p.add("process_table", ints={"Y": [1, 2, 3, 4, 5, 6], "m": [2, 1, 2, 1],
+                                         "period": [-3, 2, -2, 0], "inc": [0, 0, 0, 0],
+                                         "shared": [1, 1, 1, 0]}, scalars={"time": 0})
+    inputs_a = 10 + np.arange(3 * 2.0)   # op 0: 3 rows of 2
+    periodic = np.array([-1.0, -2.0])    # op 1: 2 rows of 1
+    inputs_b = 50 + np.arange(2 * 2.0)   # op 2: 2 rows of 2
+    steps = 5
+    per_step = [1000 * (t + 1) + np.arange(steps, dtype=float) for t in range(2)]  # op 3
+    p.native.set_table(index, "table", np.concatenate([inputs_a, periodic, inputs_b] + per_step))
+    with pytest.raises(RuntimeError, match="no row index"):
+        p.native.run(1, [], [])
+    rows_a, rows_b = [2, 0, 1, 1, 2], [1, 1, 0, 1, 0]
+    rows = np.array([rows_a, rows_b], dtype=float).T.ravel()  # per step: op 0's, op 2's
+    for bad, message in [(rows[:-1], "indexed operators"), (rows + 0.5, "not in"),
+                         (np.where(np.arange(10) == 4, 3.0, rows), "not in"),
+                         (np.where(np.arange(10) == 5, -1.0, rows), "not in")]:
+        with pytest.raises(ValueError, match=message):
+            p.native.set_table(index, "rows", bad)
+    p.native.set_table(index, "rows", rows)
+    for n in range(1, steps + 1):  # one step a run, from the start: step n - 1's rows
+        p.native.set_table(index, "rows", rows[2 * (n - 1):])
+        p.native.run(1, [], [])
+        for t in range(2):
+            now = p.view([0], trial=t)[0]  # (the refused run above stepped the time too)
+            expected = [*inputs_a[2 * rows_a[n - 1]: 2 * rows_a[n - 1] + 2],
+                        periodic[int(round(now / 0.001)) % 2],
+                        *inputs_b[2 * rows_b[n - 1]: 2 * rows_b[n - 1] + 2], per_step[t][0]]
+            np.testing.assert_array_equal(p.view([1, 2, 3, 4, 5, 6], trial=t), expected)
+    p.native.set_table(index, "rows", rows[:2])
+    with pytest.raises(RuntimeError, match="no row index for step 1"):
+        p.native.run(2, [], [])
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(TIMED) if name.startswith("present")])
+def test_presented_rows_are_the_steps(name):
+    """The rows a PresentInput presents in a run, from any start step, are
+    those its step function returns at Nengo's times."""
+    process = TIMED[name](4)
+    step = process.make_step((0,), (4,), DT, None, {})
+    expected = np.array([step(n * DT) for n in range(1, 121)])
+    rows = np.concatenate([presented_rows(process, DT, start, n) for start, n in
+                           ((0, 1), (1, 36), (37, 0), (37, 83))])
+    inputs = process.inputs.reshape(len(process.inputs), -1)
+    np.testing.assert_array_equal(inputs[rows], expected)
+    assert len(np.unique(rows)) == len(inputs)  # the test sees every input
+
+
 # -- whole networks ------------------------------------------------------------
 
 
@@ -494,9 +548,11 @@ def test_tables_bound_the_steps_of_a_run(monkeypatch):
     monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_ELEMENTS", 2 * 100 * 24)
     ref, sim, _ = _run_both(net, 250, dtype="float64", minibatch_size=2)
     # per step, 3 values of each probe (the nodes' and the ensemble's) and of
-    # WhiteNoise's column for each of the 2 trials, and 3 of each time-only
-    # column for all trials (not WhiteSignal's periodic table)
-    per_step = 2 * 3 * (len(TIMED) + 3) + 2 * 3 + 3 * len(TIMED)
+    # WhiteNoise's column for each of the 2 trials, 3 of each time-only
+    # column for all trials, and 1 (the row presented) of each PresentInput
+    # (not WhiteSignal's periodic table, nor PresentInput's inputs)
+    presents = sum(name.startswith("present") for name in TIMED)
+    per_step = 2 * 3 * (len(TIMED) + 3) + 2 * 3 + 3 * (len(TIMED) - presents) + presents
     chunk = 2 * 100 * 24 // per_step
     assert chunk < 250 and runs == [chunk] * (250 // chunk) + [250 % chunk][: 250 % chunk], runs
     for p in probes:

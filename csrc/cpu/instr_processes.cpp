@@ -214,9 +214,14 @@ std::unique_ptr<Instr<T>> make_lti_state_space(const InstrSpec& spec, const Buff
 template <typename T>
 struct ProcessTable : Instr<T> {
     bool splits_by_trial() const override { return true; }
-    // per operator: elements, table period in rows (0: one row per run step),
-    // inc mode, shared (one block for all trials)
+    // per operator: elements, table period in rows (0: one row per run step;
+    // negative: indexed, processes::table_row), inc mode, shared (one block
+    // for all trials)
     std::vector<int64_t> m, period, inc, shared;
+    std::vector<int64_t> slot;  // per operator: its column in `rows`, or -1
+    int64_t n_indexed = 0;
+    std::vector<double> rows;   // per run step, the indexed operators' rows
+    int64_t row_steps = 0;      // steps that `rows` covers
     std::vector<int64_t> y;  // per element
     int64_t time = 0;        // address of the time signal
     int n_trials = 1;
@@ -225,6 +230,11 @@ struct ProcessTable : Instr<T> {
     bool loaded = false;
 
     void set_table(const std::string& name, std::vector<double> data) override {
+        if (name == "rows") {
+            row_steps = processes::check_table_rows(period, slot, n_indexed, data);
+            rows = std::move(data);
+            return;
+        }
         if (name != "table") return Instr<T>::set_table(name, std::move(data));
         layout = processes::table_layout(m, period, shared, n_trials,
                                          static_cast<int64_t>(data.size()));
@@ -238,14 +248,16 @@ struct ProcessTable : Instr<T> {
         if (stepped && info.run_step >= layout.step_rows)
             throw std::logic_error("process_table: no table row for step " +
                                    std::to_string(info.run_step) + " of this run");
+        if (n_indexed > 0 && info.run_step >= row_steps)
+            throw std::logic_error("process_table: no row index for step " +
+                                   std::to_string(info.run_step) + " of this run");
         const int64_t nops = static_cast<int64_t>(m.size());
         for (int t = 0; t < buf.n_trials; ++t) {
             const double now = static_cast<double>(*buf.f.at(time, t));
             const int64_t trial_offset = (buf.trial0 + t) * layout.per_trial;
             for (int64_t j = 0, e = 0; j < nops; e += m[j], ++j) {
-                const int64_t row = period[j] > 0
-                                        ? processes::periodic_row(now, info.dt, period[j])
-                                        : info.run_step;
+                const int64_t row = processes::table_row(period[j], now, info.dt, info.run_step,
+                                                         rows.data(), n_indexed, slot[j]);
                 const double* src = table.data() + layout.offset[j] +
                                     (shared[j] ? 0 : trial_offset) + row * m[j];
                 for (int64_t k = 0; k < m[j]; ++k)
@@ -268,14 +280,16 @@ std::unique_ptr<Instr<T>> make_process_table(const InstrSpec& spec, const Buffer
     op->n_trials = buf.n_trials;
     int64_t elems = 0;
     for (size_t j = 0; j < op->m.size(); ++j) {
-        if (op->m[j] < 0 || op->period[j] < 0)
-            throw std::invalid_argument(spec.kind + ": bad operator shape");
+        if (op->m[j] < 0) throw std::invalid_argument(spec.kind + ": bad operator shape");
         elems += op->m[j];
     }
     if (elems != static_cast<int64_t>(op->y.size()))
         throw std::invalid_argument(spec.kind + ": 'Y' does not match 'm'");
     check_addresses(op->y, buf.f, spec.kind);
     check_addresses(std::vector<int64_t>{op->time}, buf.f, spec.kind);
+    op->slot = processes::indexed_slots(op->period);
+    op->n_indexed = std::count_if(op->period.begin(), op->period.end(),
+                                  [](int64_t p) { return p < 0; });
     return op;
 }
 

@@ -602,7 +602,10 @@ struct TableInstr : DInstr<T> {
     int n_trials = 1;
     bool loaded = false, stepped = false;
     int64_t step_rows = 0;
-    Growable table;
+    std::vector<int64_t> slot;  // per op: its column of the rows table, or -1
+    int64_t row_steps = 0;      // steps the rows table covers
+    TableState host_state;      // what `state` holds
+    Growable table, rows;
     TableState* state = nullptr;  // device
     int64_t* offset = nullptr;    // device, per op
     std::vector<double> host_table;
@@ -628,14 +631,29 @@ struct TableInstr : DInstr<T> {
         if (stepped && n_steps > step_rows)
             throw std::logic_error("process_table: no table row for step " +
                                    std::to_string(step_rows) + " of this run");
+        if (k.n_indexed > 0 && n_steps > row_steps)
+            throw std::logic_error("process_table: no row index for step " +
+                                   std::to_string(row_steps) + " of this run");
+    }
+
+    // The indexed operators' rows for the steps of the next run (the same
+    // checks as the CPU ProcessTable::set_table).
+    void set_rows(Program<T>& prog, std::vector<double> data) {
+        row_steps = processes::check_table_rows(period, slot, k.n_indexed, data);
+        rows.ensure(prog.mem(), data.size() * sizeof(double));
+        prog.exec().h2d(rows.ptr, data.data(), data.size() * sizeof(double));
+        host_state.rows = reinterpret_cast<const double*>(rows.ptr);
+        prog.exec().h2d(reinterpret_cast<uint64_t>(state), &host_state, sizeof(host_state));
+        prog.exec().sync();  // `data` goes out of scope
     }
 
     void set_table(Program<T>& prog, const std::string& name, std::vector<double> data) override {
+        if (name == "rows") return set_rows(prog, std::move(data));
         if (name != "table") return DInstr<T>::set_table(prog, name, std::move(data));
         // the same checks and layout as the CPU ProcessTable::set_table
         const processes::TableLayout layout = processes::table_layout(
             m, period, shared, n_trials, static_cast<int64_t>(data.size()));
-        TableState st;
+        TableState& st = host_state;
         st.per_trial = layout.per_trial;
         st.step_rows = step_rows = layout.step_rows;
         const std::vector<int64_t>& off = layout.offset;
@@ -680,6 +698,10 @@ InstrPtr<T> make_process_table(const InstrSpec& spec, Program<T>& prog) {
     k.shared = prog.upload(in->shared);
     k.elem0 = prog.upload(elem0);
     k.op = prog.upload(op);
+    in->slot = processes::indexed_slots(in->period);
+    k.slot = prog.upload(in->slot);
+    k.n_indexed = std::count_if(in->period.begin(), in->period.end(),
+                                [](int64_t p) { return p < 0; });
     k.y = prog.addr(y);
     in->state = prog.template scratch<TableState>(1);
     in->offset = prog.template scratch<int64_t>(std::max<size_t>(in->m.size(), 1));

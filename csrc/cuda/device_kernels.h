@@ -620,6 +620,7 @@ struct TableState {
     const double* table = nullptr;  // laid out as processes::table_layout says
     int64_t per_trial = 0;
     int64_t step_rows = 0;
+    const double* rows = nullptr;   // indexed operators' rows per run step
 };
 
 template <typename T>
@@ -635,12 +636,14 @@ struct ProcessTable {
     const int64_t *m = nullptr, *period = nullptr, *inc = nullptr, *shared = nullptr;
     const int64_t* elem0 = nullptr;
     const int64_t* op = nullptr;  // per element
+    const int64_t* slot = nullptr;  // per op: its column of state->rows, or -1
+    int64_t n_indexed = 0;
     Addr y;
     NC_HD void element(int64_t e, int t) const {
         const int64_t j = op[e], k = e - elem0[j];
         const double now = static_cast<double>(*p.fat(time, t));
-        const int64_t row =
-            period[j] > 0 ? processes::periodic_row(now, dt, period[j]) : step.get();
+        const int64_t row = processes::table_row(period[j], now, dt, step.get(), state->rows,
+                                                 n_indexed, slot[j]);
         const int64_t trial_offset = shared[j] ? 0 : t * state->per_trial;
         const double* src = state->table + offset[j] + trial_offset + row * m[j];
         filters::write_output(*p.fat(y[e], t), src[k], inc[j] != 0);

@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,9 +21,54 @@ NC_HD int64_t periodic_row(double t, double dt, int64_t period) {
     return i < 0 ? i + period : i;
 }
 
+// Operator j's row at run step `run_step` (time `now`): periodic (period > 0,
+// WhiteSignal), the step's own (period 0: one row per step of the run), or
+// indexed (period < 0, PresentInput: -period rows, the one to read at each
+// step listed in the `rows` table, rows[run_step * n_indexed + slot]).
+NC_HD int64_t table_row(int64_t period, double now, double dt, int64_t run_step,
+                        const double* rows, int64_t n_indexed, int64_t slot) {
+    if (period > 0) return periodic_row(now, dt, period);
+    if (period == 0) return run_step;
+    return static_cast<int64_t>(rows[run_step * n_indexed + slot]);
+}
+
+// Per operator: its column in the `rows` table (indexed operators, period <
+// 0, in order), or -1.  Host only.
+inline std::vector<int64_t> indexed_slots(const std::vector<int64_t>& period) {
+    std::vector<int64_t> slot(period.size(), -1);
+    int64_t n = 0;
+    for (size_t j = 0; j < period.size(); ++j)
+        if (period[j] < 0) slot[j] = n++;
+    return slot;
+}
+
+// Checks a `rows` table of `n_indexed` columns (indexed_slots): whole steps,
+// each entry a row number of its operator (0 <= r < -period); returns the
+// steps it covers.  Host only.
+inline int64_t check_table_rows(const std::vector<int64_t>& period,
+                                const std::vector<int64_t>& slot, int64_t n_indexed,
+                                const std::vector<double>& rows) {
+    const int64_t size = static_cast<int64_t>(rows.size());
+    if (n_indexed == 0 || size % n_indexed != 0)
+        throw std::invalid_argument("process_table: 'rows' of " + std::to_string(size) +
+                                    " values for " + std::to_string(n_indexed) +
+                                    " indexed operators");
+    for (size_t j = 0; j < period.size(); ++j) {
+        if (slot[j] < 0) continue;
+        for (int64_t i = slot[j]; i < size; i += n_indexed) {
+            const double r = rows[i];
+            if (!(r >= 0 && r < static_cast<double>(-period[j])) || r != std::floor(r))
+                throw std::invalid_argument("process_table: row " + std::to_string(r) +
+                                            " of operator " + std::to_string(j) + " is not in [0, " +
+                                            std::to_string(-period[j]) + ")");
+        }
+    }
+    return size / n_indexed;
+}
+
 // Where each operator's rows lie in a table of `size` values.  Operator j has
 // m[j] values a row and period[j] rows (0: one row per step of the run, a
-// number the table's size decides).  Shared operators (the same rows in every
+// number the table's size decides; negative: -period[j] rows, indexed).  Shared operators (the same rows in every
 // trial: processes of time alone) come first, once; then, for each trial in
 // turn, the blocks of all other operators.  Operator j's row r of trial t is
 // at offset[j] + (shared[j] ? 0 : t * per_trial) + r * m[j].  Host only.
@@ -40,7 +86,7 @@ inline TableLayout table_layout(const std::vector<int64_t>& m, const std::vector
     int64_t fixed = 0, per_row = 0;  // values of periodic blocks; values per step row
     for (size_t j = 0; j < m.size(); ++j) {
         const int64_t copies = shared[j] ? 1 : n_trials;
-        if (period[j] > 0) fixed += copies * period[j] * m[j];
+        if (period[j] != 0) fixed += copies * std::abs(period[j]) * m[j];
         else per_row += copies * m[j];
     }
     if (size < fixed || (per_row == 0 ? size != fixed : (size - fixed) % per_row != 0))
@@ -55,7 +101,7 @@ inline TableLayout table_layout(const std::vector<int64_t>& m, const std::vector
         for (size_t j = 0; j < m.size(); ++j) {
             if ((shared[j] != 0) != (pass == 1)) continue;
             layout.offset[j] = off;
-            off += (period[j] > 0 ? period[j] : layout.step_rows) * m[j];
+            off += (period[j] != 0 ? std::abs(period[j]) : layout.step_rows) * m[j];
         }
         if (pass == 0) layout.per_trial = off - trial0;
     }

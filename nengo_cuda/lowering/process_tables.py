@@ -8,11 +8,15 @@ of that table, of one of three kinds:
   rng, computed at reset; the kernel picks row ``round(t / dt) % period``.
 - WhiteNoise (`WhiteNoiseColumn`): the trial's samples for the steps of each
   run, drawn from its process rng just before the run.
-- PresentInput and Piecewise with values only (`TimedColumn`): functions of
-  time alone, so one output per step of each run, one block for all trials,
-  computed with the process's own step arithmetic at Nengo's float64 times
-  ``step * dt``.  (Piecewise with callable values stays a Python callback: a
-  user function may have effects, and must run when Nengo would run it.)
+- PresentInput (`PresentInputColumn`): its inputs, one block for all trials,
+  loaded at reset; before each run, the row each step presents (a ``rows``
+  table: one number a step, not a row of values), by PresentInput's step
+  arithmetic at Nengo's float64 times ``step * dt``.
+- Piecewise with values only (`TimedColumn`): a function of time alone, so
+  one output per step of each run, one block for all trials, computed with
+  the process's own step arithmetic at Nengo's times.  (Piecewise with
+  callable values stays a Python callback: a user function may have effects,
+  and must run when Nengo would run it.)
 
 `ProcessTables` joins the columns of one instruction into the table the kernel
 reads: the shared blocks, then, per trial, the others' ``(rows, size)`` blocks.
@@ -61,19 +65,26 @@ def white_noise_samples(process, rng, n, d, dt):
     return alpha * x if process.scale else np.asarray(x, dtype=np.float64)
 
 
+def step_times(dt, start, n):
+    """Nengo's times ``step * dt`` of steps ``start + 1 .. start + n``."""
+    return np.arange(start + 1, start + n + 1, dtype=np.int64) * dt
+
+
+def presented_rows(process, dt, start, n):
+    """The rows of ``process.inputs`` (a PresentInput) that steps ``start + 1
+    .. start + n`` present: its step's float64 arithmetic on all times at once."""
+    times = step_times(dt, start, n)
+    i = ((times - dt) / float(process.presentation_time) + 1e-7).astype(np.int64)
+    return i % len(process.inputs)
+
+
 def timed_outputs(op, dt, start, n):
     """The outputs of a time-only process for steps ``start + 1 .. start + n``,
-    (n, size), at Nengo's times ``step * dt``: PresentInput's and zero-order
-    Piecewise's step arithmetic on all times at once (the same float64
-    operations, element by element), otherwise the process's own step function
-    called at each time."""
+    (n, size), at Nengo's times ``step * dt``: zero-order Piecewise's step
+    arithmetic on all times at once (the same float64 operations, element by
+    element), otherwise the process's own step function called at each time."""
     process = op.process
-    times = np.arange(start + 1, start + n + 1, dtype=np.int64) * dt
-    if type(process) is nengo.processes.PresentInput:
-        inputs = process.inputs.reshape(len(process.inputs), -1)
-        i = ((times - dt) / float(process.presentation_time) + 1e-7).astype(np.int64)
-        # the rows of this run (a new array), converted only if not float64 already
-        return inputs[i % len(inputs)].astype(np.float64, copy=False)
+    times = step_times(dt, start, n)
     if type(process) is nengo.processes.Piecewise and process.interpolation == "zero":
         tp, yp = zip(*sorted(process.data.items()))
         rows = np.concatenate([np.zeros((1, op.output.size)), np.reshape(yp, (len(yp), -1))])
@@ -87,10 +98,8 @@ def timed_outputs(op, dt, start, n):
 
 
 def is_timed(process):
-    """True for processes whose output depends on time alone (exact types:
-    a subclass may override the step)."""
-    if type(process) is nengo.processes.PresentInput:
-        return True
+    """True for Piecewise processes whose output depends on time alone (exact
+    type: a subclass may override the step; PresentInput: `PresentInputColumn`)."""
     return type(process) is nengo.processes.Piecewise and not any(
         callable(value) for value in process.data.values()
     )
@@ -174,6 +183,25 @@ class TimedColumn:
         pass
 
 
+class PresentInputColumn:
+    """A PresentInput's inputs, one block for all trials, loaded at reset
+    (``period``: minus their number, an indexed block), and before each run
+    the row of them that each step presents (`presented_rows`)."""
+
+    stepped, shared, indexed = False, True, True
+
+    def __init__(self, op, dt):
+        self.op, self.dt = op, dt
+        self.period = -len(op.process.inputs)
+
+    def reset(self, seeds):
+        inputs = self.op.process.inputs
+        return np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
+
+    def rows(self, n_steps, start):
+        return presented_rows(self.op.process, self.dt, start, n_steps)
+
+
 def column_for(op, dt):
     """The table column of ``op`` (a SimProcess with no input), or None."""
     process = op.process
@@ -181,6 +209,8 @@ def column_for(op, dt):
         return WhiteSignalColumn(op, dt)
     if type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1:
         return WhiteNoiseColumn(op, dt)
+    if type(process) is nengo.processes.PresentInput:
+        return PresentInputColumn(op, dt)
     if is_timed(process):
         return TimedColumn(op, dt)
     return None
@@ -197,19 +227,23 @@ class ProcessTables(TableSource):
     the blocks of shared columns (one for all trials), then, per trial, the
     blocks of the others, each in the order of the operators.
 
-    Periodic blocks are computed at reset.  Without stepped columns the table
-    is loaded once, at reset; with them, before every run (with the periodic
-    blocks kept from reset).
+    Periodic and indexed blocks are computed at reset.  Without stepped
+    columns the table is loaded once, at reset; with them, before every run
+    (with the periodic blocks kept from reset).  Indexed columns' rows for
+    the steps of a run (``rows``: per step, one number per indexed column)
+    are loaded before every run.
     """
 
     def __init__(self, ops, dt):
         self.columns = [column_for(op, dt) for op in ops]
         self.stepped = [c for c in self.columns if c.stepped]
+        self.indexed = [c for c in self.columns if getattr(c, "indexed", False)]
         self.fixed = {}  # column index -> (trials, period * size), from reset
 
     @property
     def periods(self):
-        """Per operator: rows of its periodic table (0: one row per run step)."""
+        """Per operator: rows of its periodic table (0: one row per run step;
+        negative: minus the rows of an indexed block)."""
         return [c.period for c in self.columns]
 
     @property
@@ -219,7 +253,9 @@ class ProcessTables(TableSource):
 
     def values_per_step(self, n_trials):
         """Table values each step of a run adds (the simulator bounds runs by it)."""
-        return sum(c.op.output.size * (1 if c.shared else n_trials) for c in self.stepped)
+        return sum(
+            c.op.output.size * (1 if c.shared else n_trials) for c in self.stepped
+        ) + len(self.indexed)
 
     def reset(self, seeds):
         self.fixed = {}
@@ -232,13 +268,18 @@ class ProcessTables(TableSource):
         return {"table": self._join(self.fixed)}
 
     def before_run(self, n_steps, start):
+        tables = {}
+        if self.indexed:  # (steps, indexed columns), row numbers as float64
+            rows = np.stack([c.rows(n_steps, start) for c in self.indexed], axis=1)
+            tables["rows"] = rows.astype(np.float64).ravel()
         if not self.stepped:
-            return {}
+            return tables
         blocks = dict(self.fixed)
         for j, column in enumerate(self.columns):
             if column.stepped:
                 blocks[j] = column.before_run(n_steps, start)
-        return {"table": self._join(blocks)}
+        tables["table"] = self._join(blocks)
+        return tables
 
     def _join(self, blocks):
         order = range(len(self.columns))
