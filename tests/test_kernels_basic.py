@@ -243,3 +243,27 @@ def test_add_checks_its_arrays(device):
         native.add("reset", {"dst": [5]}, {"value": np.array(["a"])}, {})
     native.add("copy", {"src": np.array([4], dtype=np.int32), "dst": [5]}, {}, {"inc": True})
     native.add("reset", {"dst": np.zeros(0)}, {"value": []}, {})  # empty: any dtype
+
+
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_probes_record_any_addresses(n_trials, rng):
+    """A probe's addresses are copied in runs of consecutive ones that stay in
+    one region: runs split where the addresses jump, go backwards, repeat or
+    cross from the shared region into the state; every trial its own state,
+    the shared values in every trial's record; samples where the mask says."""
+    n_shared, n_state = 6, 8
+    p = RawProgram(np.float64, n_shared, n_state, n_trials)
+    p.write(np.arange(n_shared), 100 + np.arange(n_shared))
+    for t in range(n_trials):
+        p.write(n_shared + np.arange(n_state), 1000 * (t + 1) + np.arange(n_state), t)
+    p.add("copy", ints={"src": [n_shared + 1], "dst": [n_shared]}, scalars={"inc": 1})
+    addrs = np.array([4, 5, 6, 7, 8, 2, 3, 3, 12, 11, 0, 13, 6], dtype=np.int64)
+    mask = np.array([1, 0, 1, 1], dtype=np.uint8)
+    out = np.full((n_trials, 3, len(addrs)), np.nan)
+    p.native.run(4, [], [(addrs, mask, out)])
+    for t in range(n_trials):
+        state = 1000 * (t + 1) + np.arange(n_state, dtype=float)
+        for sample, step in enumerate([1, 3, 4]):
+            values = np.concatenate([100 + np.arange(n_shared), state])
+            values[n_shared] = state[0] + step * state[1]  # the copy increments it each step
+            np.testing.assert_array_equal(out[t, sample], values[addrs])
