@@ -267,3 +267,26 @@ def test_probes_record_any_addresses(n_trials, rng):
             values = np.concatenate([100 + np.arange(n_shared), state])
             values[n_shared] = state[0] + step * state[1]  # the copy increments it each step
             np.testing.assert_array_equal(out[t, sample], values[addrs])
+
+
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_feeds_write_any_addresses(n_trials, rng):
+    """A feed's addresses are written in runs of consecutive ones (split where
+    they jump, go backwards or repeat: the later value wins, as written one by
+    one); each trial its own values; a copy after the feed sees them."""
+    n_shared, n_state = 2, 10
+    p = RawProgram(np.float64, n_shared, n_state, n_trials)
+    p.add("copy", ints={"src": [n_shared + 3], "dst": [n_shared + 9]}, scalars={"inc": 0})
+    addrs = np.array([2, 3, 4, 6, 5, 5, 8], dtype=np.int64)
+    steps = 3
+    data = rng.randn(n_trials, steps, len(addrs))
+    seen = np.zeros((n_trials, 1, 1))
+    p.native.run(steps, [(-1, addrs, data)], [(np.array([n_shared + 9]),
+                                                np.array([0, 0, 1], np.uint8), seen)])
+    for t in range(n_trials):
+        expected = {}
+        for k, a in enumerate(addrs):
+            expected[a] = data[t, -1, k]  # the last step's; a repeated address: its last value
+        np.testing.assert_array_equal(p.view(sorted(expected), t),
+                                      [expected[a] for a in sorted(expected)])
+        assert seen[t, 0, 0] == expected[n_shared + 3]  # the copy's source, address 5

@@ -13,6 +13,32 @@
 
 namespace nc {
 
+// Runs of consecutive addresses of a list (feeds', probes'): addrs[k0, k0 +
+// len) = a0, a0 + 1, ..., all shared or all state, so one copy each (a
+// population's neurons are one run, not an address per value: 2-3 ns per
+// value element by element).
+struct AddressRun {
+    int64_t k0, a0, len;
+};
+
+inline std::vector<AddressRun> address_runs(const std::vector<int64_t>& addrs,
+                                            int64_t n_shared) {
+    std::vector<AddressRun> runs;
+    for (size_t k = 0; k < addrs.size(); ++k) {
+        const int64_t a = addrs[k];
+        if (!runs.empty()) {
+            AddressRun& r = runs.back();
+            const int64_t last = r.a0 + r.len - 1;
+            if (a == last + 1 && (a < n_shared) == (last < n_shared)) {
+                ++r.len;
+                continue;
+            }
+        }
+        runs.push_back({static_cast<int64_t>(k), a, 1});
+    }
+    return runs;
+}
+
 // Overwrites `addrs` with data[trial, run_step, :] right after instruction `after`
 // (after == -1: at the start of the step).
 template <typename T>
@@ -20,6 +46,7 @@ struct Feed {
     int64_t after = -1;
     std::vector<int64_t> addrs;
     const T* data = nullptr;  // (n_trials, n_steps, addrs.size())
+    std::vector<AddressRun> runs;  // of addrs (Runner::run plans them)
 };
 
 // After each step where mask[run_step] != 0, copies `addrs` into
@@ -30,30 +57,7 @@ struct ProbeRecord {
     const uint8_t* mask = nullptr;  // (n_steps,)
     T* out = nullptr;               // (n_trials, n_samples, addrs.size())
     int64_t n_samples = 0;
-
-    // addrs[k0, k0 + len) = a0, a0 + 1, ..., all shared or all state: one copy
-    // each (a probe of a population's neurons is one run, not an address per
-    // value: 2-3 ns per value element by element)
-    struct Run {
-        int64_t k0, a0, len;
-    };
-    std::vector<Run> runs;
-
-    void plan_runs(int64_t n_shared) {
-        runs.clear();
-        for (size_t k = 0; k < addrs.size(); ++k) {
-            const int64_t a = addrs[k];
-            if (!runs.empty()) {
-                Run& r = runs.back();
-                const int64_t last = r.a0 + r.len - 1;
-                if (a == last + 1 && (a < n_shared) == (last < n_shared)) {
-                    ++r.len;
-                    continue;
-                }
-            }
-            runs.push_back({static_cast<int64_t>(k), a, 1});
-        }
-    }
+    std::vector<AddressRun> runs;  // of addrs (Runner::run plans them)
 };
 
 template <typename T>
@@ -88,7 +92,8 @@ class Runner {
     void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes) {
         steps_done = 0;
         abort_ = false;
-        for (auto& p : probes) p.plan_runs(buf.f.n_shared);
+        for (auto& p : probes) p.runs = address_runs(p.addrs, buf.f.n_shared);
+        for (auto& f : feeds) f.runs = address_runs(f.addrs, buf.f.n_shared);
         const RunFpMode<T> fp_mode;
         for (auto& instr : instrs_) {
             instr->refresh(buf, shared_changed);
@@ -358,7 +363,7 @@ class Runner {
             const int64_t n = static_cast<int64_t>(f.addrs.size());
             for (int t = 0; t < b.n_trials; ++t) {
                 const T* src = f.data + ((b.trial0 + t) * n_steps + s) * n;
-                for (int64_t k = 0; k < n; ++k) *b.f.at(f.addrs[k], t) = src[k];
+                for (const auto& r : f.runs) std::copy_n(src + r.k0, r.len, b.f.at(r.a0, t));
             }
         }
     }
