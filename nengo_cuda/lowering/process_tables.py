@@ -2,7 +2,7 @@
 
 A ``process_table`` instruction (``csrc/kernels/process_table.h``) only picks,
 at each step, every operator's row of a table.  Each operator is a *column*
-of that table, of one of three kinds:
+of that table, of one of four kinds:
 
 - WhiteSignal (`WhiteSignalColumn`): one whole period, from the trial's process
   rng, computed at reset; the kernel picks row ``round(t / dt) % period``.
@@ -108,7 +108,7 @@ def is_timed(process):
 class WhiteSignalColumn:
     """Each trial's whole period of one WhiteSignal, computed at reset."""
 
-    stepped, shared = False, False
+    stepped, shared, indexed = False, False, False
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
@@ -128,7 +128,7 @@ class WhiteNoiseColumn:
     the next run, so the stream stays the one Nengo would draw.
     """
 
-    stepped, shared, period = True, False, 0
+    stepped, shared, indexed, period = True, False, False, 0
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
@@ -162,7 +162,7 @@ class TimedColumn:
     """A time-only process's outputs for the steps of the next run, one row
     per step, one block for all trials."""
 
-    stepped, shared, period = True, True, 0
+    stepped, shared, indexed, period = True, True, False, 0
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
@@ -237,7 +237,7 @@ class ProcessTables(TableSource):
     def __init__(self, ops, dt):
         self.columns = [column_for(op, dt) for op in ops]
         self.stepped = [c for c in self.columns if c.stepped]
-        self.indexed = [c for c in self.columns if getattr(c, "indexed", False)]
+        self.indexed = [c for c in self.columns if c.indexed]
         self.fixed = {}  # column index -> (trials, period * size), from reset
 
     @property
