@@ -547,14 +547,22 @@ NC_INLINE void adaptive_contiguous(int64_t n, const T* J, T* out, T* adaptation,
                                    bool uniform) {
     assert(n <= kNeuronSegment);
     T net[kNeuronSegment];
-    for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
+    // the element-wise loops at AVX2's width where the CPU has it (this
+    // function is compiled for the base target); the same operations per
+    // neuron, so the same bits
+    with_simd([&]() NC_LAMBDA {
+        for (int64_t k = 0; k < n; ++k) net[k] = J[k] - adaptation[k];
+    });
     // the pass reads net[0, n), written above (GCC's sanitizer build cannot tell)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
     Base::template run_contiguous<T>(n, net, out, base_states, base_params, base_aux, dt,
                                      uniform);
 #pragma GCC diagnostic pop
-    for (int64_t k = 0; k < n; ++k) neurons::adapt(adaptation[k], out[k], dt, tau_n[k], inc_n[k]);
+    with_simd([&]() NC_LAMBDA {
+        for (int64_t k = 0; k < n; ++k)
+            neurons::adapt(adaptation[k], out[k], dt, tau_n[k], inc_n[k]);
+    });
 }
 
 // out = LIFRate(J - n); n += (dt / tau_n) * (inc_n * out - n)
