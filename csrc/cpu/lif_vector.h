@@ -109,14 +109,11 @@ struct LifStage {
         for (int i = 0; i < W; ++i) iota[i] = i;
     }
 
-    // Appends the lanes of neurons k .. k + W - 1 that `bits` selects (bit i:
-    // neuron k + i).
-    NC_INLINE void add(int64_t k, unsigned bits, V vk, V rk, V Jk) { n = add_at(n, k, bits, vk, rk, Jk); }
-
-    // add() at row `at` of the stage, not at n; returns the next row.  For
-    // loops that keep the count in a register (after a store through memcpy
-    // GCC reloads n from memory: it may alias anything).
-    NC_INLINE int64_t add_at(int64_t at, int64_t k, unsigned bits, V vk, V rk, V Jk) {
+    // Stores the lanes of neurons k .. k + W - 1 that `bits` selects (bit i:
+    // neuron k + i) from row `at` on; returns the next free row.  The caller
+    // keeps the count (in a register: after a store through memcpy GCC would
+    // reload a member n from memory, as it may alias anything) and sets n.
+    NC_INLINE int64_t add(int64_t at, int64_t k, unsigned bits, V vk, V rk, V Jk) {
         S::store(v + at, compress<T, B>(vk, bits));
         S::store(ref + at, compress<T, B>(rk, bits));
         S::store(J + at, compress<T, B>(Jk, bits));
@@ -241,7 +238,7 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
         S::store(out + k, zero);
         const unsigned bits = kmask_bits<T, B>(slow);
         if (skip_silent && bits == 0) continue;
-        staged = stage.add_at(staged, k, bits, vk, rk, Jk);
+        staged = stage.add(staged, k, bits, vk, rk, Jk);
     }
     stage.n = staged;
     // the rest in half vectors, down to 16 bytes, then listed: so every width
