@@ -287,9 +287,9 @@ std::unique_ptr<Instr<T>> make_process_table(const InstrSpec& spec, const Buffer
         throw std::invalid_argument(spec.kind + ": 'Y' does not match 'm'");
     check_addresses(op->y, buf.f, spec.kind);
     check_addresses(std::vector<int64_t>{op->time}, buf.f, spec.kind);
-    op->slot = processes::indexed_slots(op->period);
-    op->n_indexed = std::count_if(op->period.begin(), op->period.end(),
-                                  [](int64_t p) { return p < 0; });
+    processes::IndexedSlots slots = processes::indexed_slots(op->period);
+    op->slot = std::move(slots.slot);
+    op->n_indexed = slots.n;
     return op;
 }
 

@@ -698,10 +698,10 @@ InstrPtr<T> make_process_table(const InstrSpec& spec, Program<T>& prog) {
     k.shared = prog.upload(in->shared);
     k.elem0 = prog.upload(elem0);
     k.op = prog.upload(op);
-    in->slot = processes::indexed_slots(in->period);
+    processes::IndexedSlots slots = processes::indexed_slots(in->period);
+    in->slot = std::move(slots.slot);
     k.slot = prog.upload(in->slot);
-    k.n_indexed = std::count_if(in->period.begin(), in->period.end(),
-                                [](int64_t p) { return p < 0; });
+    k.n_indexed = slots.n;
     k.y = prog.addr(y);
     in->state = prog.template scratch<TableState>(1);
     in->offset = prog.template scratch<int64_t>(std::max<size_t>(in->m.size(), 1));

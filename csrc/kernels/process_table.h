@@ -32,14 +32,19 @@ NC_HD int64_t table_row(int64_t period, double now, double dt, int64_t run_step,
     return static_cast<int64_t>(rows[run_step * n_indexed + slot]);
 }
 
-// Per operator: its column in the `rows` table (indexed operators, period <
-// 0, in order), or -1.  Host only.
-inline std::vector<int64_t> indexed_slots(const std::vector<int64_t>& period) {
-    std::vector<int64_t> slot(period.size(), -1);
+// The columns of the `rows` table: per operator its column (indexed
+// operators, period < 0, in order) or -1, and how many there are.  Host only.
+struct IndexedSlots {
+    std::vector<int64_t> slot;
     int64_t n = 0;
+};
+
+inline IndexedSlots indexed_slots(const std::vector<int64_t>& period) {
+    IndexedSlots s;
+    s.slot.assign(period.size(), -1);
     for (size_t j = 0; j < period.size(); ++j)
-        if (period[j] < 0) slot[j] = n++;
-    return slot;
+        if (period[j] < 0) s.slot[j] = s.n++;
+    return s;
 }
 
 // Checks a `rows` table of `n_indexed` columns (indexed_slots): whole steps,
