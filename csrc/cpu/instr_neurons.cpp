@@ -280,7 +280,7 @@ NC_INLINE int64_t rate_f32_active(int64_t n, const float* J, float* out,
     for (int64_t j = 0; j < m; j += W) {
         std::array<V, P> q;
         for (size_t u = 0; u < P; ++u)
-            q[u] = uniform ? S::splat(p[u][0]) : gather<float, B>(p[u], idx + j);
+            q[u] = gather_or_splat<float, B>(uniform, p[u], idx + j);
         typename S::M bad{};
         const V y = Model::template vec_of<B>(S::load(js + j), q, bad);
         const int64_t c = std::min<int64_t>(W, m - j);
