@@ -89,6 +89,16 @@ def configure_settings(**kwargs):
             _replace_param(config.params[nengo.Network], Parameter(name, value, optional=True))
 
 
+def declare_trainable(config, cls):
+    """Gives ``config``'s ``cls`` a ``trainable`` parameter (default None: unset)
+    unless it has one, so that ``config[obj].trainable`` can be set; an existing
+    one (and the class default set with it) stays."""
+    if cls not in config.params:
+        config.configures(cls)
+    if "trainable" not in config.params[cls]._extra_params:
+        _replace_param(config.params[cls], BoolParam("trainable", None, optional=True))
+
+
 def _replace_param(clsparams, param):
     clsparams._extra_params.pop(param.name, None)
     clsparams.set_param(param.name, param)

@@ -48,10 +48,26 @@ def keras_loss(loss):
     def loss_fn(outputs, targets):
         return fn(targets, outputs)
 
-    # a sparse loss takes class indices as targets, not values the probe's size
-    names = (type(fn).__name__, getattr(fn, "__name__", ""), str(getattr(fn, "name", "")))
-    loss_fn.class_indices = any("sparse" in n.lower() for n in names)
+    loss_fn.free_target_size = free_target_size(fn)
     return loss_fn
+
+
+def free_target_size(fn):
+    """Whether loss ``fn``'s targets may differ in size from its probe's output.
+
+    A sparse loss takes class indices (one per step), and the user's own
+    function decides what its targets are (NengoDL's tutorials give a
+    classification accuracy one label per step); the other built-in losses
+    (``"mse"``, Keras's dense losses) need targets the probe's size, where a
+    size-1 target would silently broadcast.
+    """
+    if hasattr(fn, "free_target_size"):
+        return fn.free_target_size
+    names = (type(fn).__name__, getattr(fn, "__name__", ""), str(getattr(fn, "name", "")))
+    if any("sparse" in n.lower() for n in names):
+        return True
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    return module.split(".")[0] not in ("keras", "tensorflow", "tf_keras", "nengo_cuda")
 
 
 def objective(fn):

@@ -304,39 +304,63 @@ def run_step(op, layout, backend, on_device):
     return _RunStep(op, time, xs, outs, np)
 
 
-class _LayerCall:
-    """A `Layer`'s tensor_func: ``layer_func(x, **layer_args)``."""
-
-    def __init__(self, layer_func, layer_args):
-        self.layer_func = layer_func
-        self.layer_args = layer_args
-
-    def __call__(self, x):
-        return self.layer_func(x, **self.layer_args)
-
-
 class Layer:
     """NengoDL's ``Layer``: ``Layer(func)(input, transform=1, shape_in=None)``.
 
-    Wraps a TensorFlow function (or Keras layer called on ``x``) in a
-    `TensorNode` fed by ``input`` and returns the node (``return_conn=True``:
-    also the Connection).  A Keras layer's weights are trained by ``sim.fit``
-    (see `TensorNode`).
+    ``Layer(f)(input)`` connects ``input`` to a new object and returns it:
+
+    - ``f`` a TensorFlow function or Keras layer: a `TensorNode` computing
+      ``f(x)`` (``x`` reshaped to ``(minibatch,) + shape_in``); a Keras
+      layer's weights are trained by ``sim.fit`` (see `TensorNode`);
+    - ``f`` a Nengo neuron type: the ``neurons`` of a new one-dimensional
+      ``nengo.Ensemble`` of that type with one neuron per input element.
+
+    ``layer_args`` go to the `TensorNode` (e.g. ``label``) or the Ensemble (e.g.
+    ``max_rates``).  The new input Connection (``transform``, ``synapse``) is
+    not trainable, as in NengoDL; ``return_conn=True`` also returns it.
     """
 
     def __init__(self, layer_func):
-        if not callable(layer_func):
-            raise ValidationError("layer_func must be callable", attr="layer_func")
+        if not (callable(layer_func) or isinstance(layer_func, nengo.neurons.NeuronType)):
+            raise ValidationError(
+                f"layer_func must be callable or a nengo NeuronType (got {layer_func!r})",
+                attr="layer_func",
+            )
         self.layer_func = layer_func
+
+    def _size_in(self, input, transform, shape_in):
+        if shape_in is not None:
+            return int(np.prod(_shape(shape_in, "shape_in")))
+        if isinstance(transform, np.ndarray) and transform.ndim == 2:
+            return transform.shape[0]
+        return input.size_out
 
     def __call__(self, input, transform=1, shape_in=None, synapse=None,
                  return_conn=False, **layer_args):
-        size_in = input.size_out if hasattr(input, "size_out") else input.size_in
-        node = TensorNode(
-            _LayerCall(self.layer_func, layer_args),
-            shape_in=shape_in if shape_in is not None else (size_in,),
-            pass_time=False,
-            label=getattr(self.layer_func, "name", None) or "Layer",
-        )
-        conn = nengo.Connection(input, node, synapse=synapse, transform=transform)
-        return (node, conn) if return_conn else node
+        size_in = self._size_in(input, transform, shape_in)
+        if isinstance(self.layer_func, nengo.neurons.NeuronType):
+            obj = nengo.Ensemble(size_in, 1, neuron_type=self.layer_func, **layer_args).neurons
+        else:
+            layer_args.setdefault("label", getattr(self.layer_func, "name", None) or "Layer")
+            obj = TensorNode(
+                self.layer_func,
+                shape_in=shape_in if shape_in is not None else (size_in,),
+                pass_time=False,
+                **layer_args,
+            )
+        conn = nengo.Connection(input, obj, synapse=synapse, transform=transform)
+        _not_trainable(conn)
+        return (obj, conn) if return_conn else obj
+
+    def __str__(self):
+        name = getattr(self.layer_func, "name", getattr(self.layer_func, "__name__", None))
+        return f"Layer({name or self.layer_func})"
+
+
+def _not_trainable(conn):
+    """Marks ``conn`` not trainable in the config of the network that holds it."""
+    from .config import declare_trainable  # noqa: PLC0415
+
+    config = nengo.Network.context[-1].config
+    declare_trainable(config, nengo.Connection)
+    config[conn].trainable = False

@@ -27,7 +27,8 @@ from ..params import with_kernel
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
-from .losses import keras_loss, io_names, metrics_by_probe, objective as nengo2_objective
+from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
+from .losses import objective as nengo2_objective
 from .objectives import mse
 from .tensor_node import is_tensor_node_func
 
@@ -137,8 +138,7 @@ class Trainer:
             if value.shape[0] != batch:
                 raise ValidationError("all data must have the same batch size", attr="x")
             size = obj.size_out if isinstance(obj, nengo.Node) else self._probe_size(obj)
-            indices = value.shape[2] == 1 and self._class_indices(obj)
-            if value.shape[2] != size and not indices:
+            if value.shape[2] != size and not self._free_target_size(obj):
                 raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
                                       f"{size}", attr="x")
         if n_steps is not None:
@@ -168,12 +168,13 @@ class Trainer:
                 f"minibatch_size ({mb})", attr="x")
         return batch, steps
 
-    def _class_indices(self, obj):
-        """Whether ``obj``'s targets may be class indices (its loss is sparse, such
-        as SparseCategoricalCrossentropy: one index per step, not the probe's size)."""
+    def _free_target_size(self, obj):
+        """Whether the targets for probe ``obj`` may differ in size from its output
+        (class indices for a sparse loss, anything for the user's own loss:
+        `losses.free_target_size`)."""
         if isinstance(obj, nengo.Node) or self.losses is None:
             return False
-        return getattr(self._loss_for(obj), "class_indices", False)
+        return free_target_size(self._loss_for(obj))
 
     def keep_history(self, probe):
         """False when ``probe`` is configured ``keep_history=False`` (its outputs
