@@ -276,14 +276,20 @@ class Simulator:
 
     # -- construction helpers ---------------------------------------------------
     def _find_input_nodes(self):
-        """Input Nodes (size_in == 0) -> their output signal; `data` can replace them."""
-        return {
-            obj: self.model.sig[obj]["out"]
-            for obj in self.model.sig
+        """Input Nodes (size_in == 0) -> their output signal; `data` can replace them.
+
+        In the network's ``all_nodes`` order (NengoDL's: data given as a list
+        goes to the Nodes in this order)."""
+        toplevel = getattr(self.model, "toplevel", None)
+        order = {} if toplevel is None else {n: i for i, n in enumerate(toplevel.all_nodes)}
+        nodes = [
+            obj for obj in self.model.sig
             if isinstance(obj, nengo.Node)
             and obj.size_in == 0
             and self.model.sig[obj].get("out") is not None
-        }
+        ]
+        nodes.sort(key=lambda n: order.get(n, len(order)))
+        return {obj: self.model.sig[obj]["out"] for obj in nodes}
 
     def _input_producers(self):
         """Input Node -> the operator that writes its output (None for constants)."""
@@ -700,9 +706,11 @@ class Simulator:
             done += n
             advance(n)
 
-    def step(self):
-        """Advances the simulator by one step."""
-        self.run_steps(1, progress_bar=False)
+    def step(self, **kwargs):
+        """Advances the simulator by one step (``kwargs``: as `run_steps`, e.g.
+        ``data=``; NengoDL's SPA tutorial steps with data)."""
+        kwargs.setdefault("progress_bar", False)
+        self.run_steps(1, **kwargs)
 
     def _chunk_steps(self):
         """Steps per native run: probe data and process tables of one run stay

@@ -34,6 +34,20 @@ def test_properties_and_trange(net):
         assert sim.data[net[1][0]].shape == (6, 1)
 
 
+def test_step_takes_run_steps_arguments():
+    """NengoDL's ``step(**kwargs)``: its SPA tutorial steps with ``data=``."""
+    with nengo.Network() as network:
+        inp = nengo.Node(np.zeros(2))
+        p = nengo.Probe(inp)
+    x = np.arange(12.0).reshape(3, 2, 2)
+    with nengo_cuda.Simulator(network, minibatch_size=3, progress_bar=False) as sim:
+        sim.step(data={inp: x[:, :1]})
+        sim.step(data={inp: x[:, 1:]})
+        np.testing.assert_array_equal(sim.data[p], x)
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            sim.step(dat={inp: x[:, :1]})
+
+
 def test_build_artefacts_in_data(net):
     network, _ = net
     ens = network.ensembles[0]

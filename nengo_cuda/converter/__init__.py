@@ -97,9 +97,15 @@ class Converter:
             configure_settings(trainable=None)
             for kt in model.outputs:
                 obj = self._tensor(kt).obj
-                probe = nengo.Probe(obj, synapse=None, label=f"{_history(kt)[0].name} output")
+                # unlabelled, as NengoDL's: evaluate's keys are "probe_loss", ...
+                synapse = self.synapse if isinstance(obj, nengo.ensemble.Neurons) else None
+                probe = nengo.Probe(obj, synapse=synapse)
                 self.outputs[kt] = probe
                 self.outputs.alias(_history(kt)[0], probe)
+        # the model's inputs are the network's first Nodes (data given as a list
+        # goes to the input Nodes in this order, the constant bias Node last)
+        first = [self.inputs[kt] for kt in model.inputs if kt in self.inputs]
+        self.net.nodes.sort(key=lambda n: first.index(n) if n in first else len(first))
 
     # -- the layer graph --------------------------------------------------------
     def _tensor(self, kt):

@@ -30,15 +30,51 @@ from .names import io_names  # noqa: F401 (part of this module's API)
 from .objectives import mse
 
 
+def _shape_kind(y_true, y_pred):
+    """Keras's choice for "accuracy" and "crossentropy" by the shapes: "binary"
+    (one output), "sparse" (targets of lower rank, or one target per several
+    outputs: class indices) or "categorical"."""
+    if y_pred.shape[-1] == 1:
+        return "binary"
+    if y_true.shape.rank < y_pred.shape.rank or y_true.shape[-1] == 1:
+        return "sparse"
+    return "categorical"
+
+
+_BY_SHAPE_LOSSES = {
+    "binary": lambda: tf.keras.losses.BinaryCrossentropy(),
+    "sparse": lambda: tf.keras.losses.SparseCategoricalCrossentropy(),
+    "categorical": lambda: tf.keras.losses.CategoricalCrossentropy(),
+}
+_BY_SHAPE_METRICS = {
+    "binary": lambda: tf.keras.metrics.BinaryAccuracy(),
+    "sparse": lambda: tf.keras.metrics.SparseCategoricalAccuracy(),
+    "categorical": lambda: tf.keras.metrics.CategoricalAccuracy(),
+}
+
+
+class _CrossentropyByShape:
+    """The loss ``"crossentropy"`` (``"ce"``): binary, sparse or categorical by
+    the shapes of the targets and outputs, as Keras's ``compile`` chooses."""
+
+    free_target_size = True  # class indices when sparse
+
+    def __call__(self, y_true, y_pred):
+        return _BY_SHAPE_LOSSES[_shape_kind(y_true, y_pred)]()(y_true, y_pred)
+
+
 def keras_loss(loss):
     """A ``compile`` loss as a function ``(outputs, targets)``."""
     if isinstance(loss, str):
         if loss in ("mse", "mean_squared_error"):
             return mse
-        try:
-            fn = tf.keras.losses.get(loss)
-        except (ValueError, TypeError) as e:
-            raise ValidationError(f"unknown loss {loss!r} ({e})", attr="loss") from None
+        if loss in ("crossentropy", "ce"):
+            fn = _CrossentropyByShape()
+        else:
+            try:
+                fn = tf.keras.losses.get(loss)
+            except (ValueError, TypeError) as e:
+                raise ValidationError(f"unknown loss {loss!r} ({e})", attr="loss") from None
     elif callable(loss):
         fn = loss
     else:
@@ -90,6 +126,11 @@ class ProbeMetric:
             self.name = spec
             if spec in ("mse", "mean_squared_error"):
                 self._fn, self._keras = mse, None
+            elif spec in ("accuracy", "acc"):
+                # binary, sparse or categorical: chosen by the shapes at the first
+                # update, as Keras's compile does (Keras's own "accuracy" metric
+                # compares values for equality)
+                self._fn, self._keras = None, None
             else:
                 try:
                     self._keras = tf.keras.metrics.get(spec)
@@ -108,6 +149,7 @@ class ProbeMetric:
                 attr="metrics")
         if callable(self._keras) and not isinstance(self._keras, tf.keras.metrics.Metric):
             self._keras, self._fn = None, self._keras  # a metric function
+        self._by_shape = self._keras is None and self._fn is None
         self.reset()
 
     def reset(self):
@@ -116,6 +158,9 @@ class ProbeMetric:
             self._keras.reset_state()
 
     def update(self, y_true, y_pred):
+        if self._by_shape and self._keras is None:
+            y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+            self._keras = _BY_SHAPE_METRICS[_shape_kind(y_true, y_pred)]()
         if self._keras is not None:
             self._keras.update_state(y_true, y_pred)
         else:

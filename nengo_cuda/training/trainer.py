@@ -113,16 +113,31 @@ class Trainer:
                                   "keyed by its Probes", attr="y")
         return key
 
+    def _zip_with_objects(self, data, what):
+        """Data given as an array (or a list of arrays), as NengoDL takes it: for
+        the input Nodes (in the network's ``all_nodes`` order) or the Probes (in
+        the model's order), the first array for the first object and so on;
+        objects without data keep their own outputs (Nodes).  A count that
+        differs warns, as in NengoDL (a converted Keras model has a constant
+        bias Node beside its input)."""
+        keys = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
+        kind = "input Nodes" if what == "input" else "Probes"
+        arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+        if not keys:
+            raise ValidationError(f"{what} data given, but the network has no {kind}",
+                                  attr=what)
+        if len(arrays) != len(keys):
+            warnings.warn(
+                f"{len(arrays)} {what} array(s) given for the {len(keys)} {kind} "
+                f"{[str(k) for k in keys]}; they go to the first ones in that order: give "
+                "a dict {object: array} to say which", stacklevel=5)
+        return dict(zip(keys, arrays))
+
     def _as_dict(self, data, what):
         if data is None:
             return {}
         if not isinstance(data, dict):
-            keys = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
-            if len(keys) != 1:
-                raise ValidationError(
-                    f"{what} data must be a dict when the network has {len(keys)} "
-                    f"{'input Nodes' if what == 'input' else 'Probes'}", attr=what)
-            data = {keys[0]: data}
+            data = self._zip_with_objects(data, what)
         return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
 
     def _check(self, x, y, n_steps=None):
@@ -241,7 +256,7 @@ class Trainer:
                 f"scalar or values with a leading minibatch axis ({mb})", attr="loss")
         return tf.reduce_mean(value)
 
-    def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose=0,
+    def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose="auto",
             stateful=False, callbacks=None, validation_data=None, validation_split=0.0,
             validation_freq=1, initial_epoch=0, batch_size=None, validation_batch_size=None,
             sample_weight=None, class_weight=None, steps_per_epoch=None,
@@ -271,6 +286,8 @@ class Trainer:
           shuffling): after every ``validation_freq``-th epoch, `evaluate`
           (spiking, ``stateful=False``) on them with the parameters (and, when
           ``stateful``, the state) trained so far; logged as ``"val_<name>"``.
+        - ``verbose``: 0 prints nothing; otherwise (Keras's default ``"auto"``)
+          one line per epoch with its logs.
         - ``initial_epoch``: the first epoch's number (epochs run
           ``initial_epoch .. epochs - 1``).
         - ``batch_size``/``validation_batch_size``: as NengoDL, the minibatch
@@ -757,7 +774,7 @@ class Trainer:
         objective = objective if objective is not None else {p: mse for p in targets}
         self.compile(optimizer)
         self.losses = self._losses(objective, nengo2_objective)
-        return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle)
+        return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle, verbose=0)
 
     def loss(self, data, objective=None, combine=None, extra_feeds=None, progress_bar=True,
              training=False):

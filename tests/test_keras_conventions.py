@@ -1,0 +1,151 @@
+"""Keras's and NengoDL's conventions in compile/evaluate/predict: metric and
+loss names chosen by shapes, data given as arrays instead of dicts, the
+Converter's unlabelled output probes."""
+
+import warnings
+
+import numpy as np
+import nengo
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import nengo_cuda  # noqa: E402
+
+
+def _passthrough(size):
+    """An input Node straight into a probed output Node: outputs == inputs."""
+    with nengo.Network() as net:
+        inp = nengo.Node(np.zeros(size))
+        out = nengo.Node(size_in=size)
+        nengo.Connection(inp, out, synapse=None)
+        p = nengo.Probe(out)
+    return net, inp, p
+
+
+def _expected_accuracy(y_true, y_pred):
+    """Keras's accuracy for these shapes, in NumPy."""
+    if y_pred.shape[-1] == 1:
+        return np.mean((y_pred > 0.5) == (y_true > 0.5))
+    if y_true.shape[-1] == 1:
+        return np.mean(y_pred.argmax(-1) == y_true[..., 0])
+    return np.mean(y_pred.argmax(-1) == y_true.argmax(-1))
+
+
+@pytest.mark.parametrize("kind", ["binary", "sparse", "categorical"])
+@pytest.mark.parametrize("name", ["accuracy", "acc"])
+def test_accuracy_by_shapes(kind, name):
+    rng = np.random.RandomState(1)
+    n, classes = 16, 1 if kind == "binary" else 4
+    x = rng.uniform(0, 1, (n, 2, classes))
+    labels = rng.randint(0, max(classes, 2), (n, 2))
+    y = {"binary": labels[..., None].astype(float),
+         "sparse": labels[..., None].astype(float),
+         "categorical": np.eye(classes)[labels % classes]}[kind]
+    x[:n // 2, :, :] = y[:n // 2] if kind != "sparse" else np.eye(classes)[labels[:n // 2]]
+    net, inp, p = _passthrough(classes)
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(loss={p: lambda y_true, y_pred: tf.zeros(())}, metrics=[name])
+        result = sim.evaluate({inp: x}, {p: y})
+    expected = _expected_accuracy(y, x)
+    assert 0.5 <= expected < 1  # the rows copied from the targets are right, the others not all
+    np.testing.assert_allclose(result[f"probe_{name}"], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["binary", "sparse", "categorical"])
+def test_crossentropy_by_shapes(kind):
+    rng = np.random.RandomState(2)
+    n, classes = 8, 1 if kind == "binary" else 3
+    x = rng.uniform(0.05, 0.95, (n, 1, classes))
+    if kind != "binary":
+        x /= x.sum(-1, keepdims=True)
+    labels = rng.randint(0, max(classes, 2), (n, 1))
+    y = np.eye(classes)[labels] if kind == "categorical" else labels[..., None].astype(float)
+    if kind == "binary":
+        expected = -np.mean(y * np.log(x) + (1 - y) * np.log(1 - x))
+    else:
+        expected = -np.mean(np.log(np.take_along_axis(x, labels[..., None], -1)))
+    net, inp, p = _passthrough(classes)
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        for name in ("crossentropy", "ce"):
+            sim.compile(loss={p: name})
+            np.testing.assert_allclose(sim.evaluate({inp: x}, {p: y})["loss"], expected,
+                                       rtol=1e-4)
+
+
+def test_arrays_go_to_input_nodes_in_network_order():
+    """Data as an array (or a list) goes to the input Nodes in the network's
+    ``all_nodes`` order, as NengoDL zips it; a count that differs warns, and a
+    Node without data keeps its own output."""
+    with nengo.Network() as net:
+        with nengo.Network():
+            inner = nengo.Node([10.0])
+        first = nengo.Node([0.0, 0.0])
+        const = nengo.Node([1.0])
+        out = nengo.Node(size_in=2)
+        nengo.Connection(first, out, synapse=None)
+        nengo.Connection(const, out, transform=[[1], [1]], synapse=None)
+        nengo.Connection(inner, out, transform=[[1], [0]], synapse=None)
+        p = nengo.Probe(out)
+    x = np.arange(8.0).reshape(2, 2, 2)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        with pytest.warns(UserWarning, match="1 input array"):
+            bare = sim.predict(x)[p]
+        np.testing.assert_allclose(bare, x + [11.0, 1.0])  # first <- x; const, inner kept
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            listed = sim.predict([x, np.full((2, 2, 1), 3.0), np.zeros((2, 2, 1))])[p]
+            sim.compile(loss="mse")  # one target array for the one probe
+            loss = sim.evaluate([x, np.zeros((2, 2, 1)), np.zeros((2, 2, 1))], x)["loss"]
+        np.testing.assert_allclose(listed, x + 3.0)
+        np.testing.assert_allclose(loss, 0.0)
+        with pytest.warns(UserWarning, match="2 target array"):
+            sim.evaluate([x, np.zeros((2, 2, 1)), np.zeros((2, 2, 1))], [x, x])
+
+
+def test_converter_output_probes_like_nengo_dl():
+    """A converted model: an unlabelled output probe (evaluate's keys
+    "probe_loss", "probe_accuracy"), the model's input the first Node (bare
+    arrays go to it, not to the bias Node), the synapse on a neuron output."""
+    rng = np.random.RandomState(0)
+    inp = tf.keras.Input((4,))
+    hidden = tf.keras.layers.Dense(6, activation=tf.nn.relu)(inp)
+    out = tf.keras.layers.Dense(3)(hidden)
+    model = tf.keras.Model(inp, out)
+    conv = nengo_cuda.Converter(model)
+    probe = conv.outputs[out]
+    assert probe.label is None and probe.synapse is None
+    assert conv.net.nodes[0] is conv.inputs[inp]
+    x = rng.uniform(-1, 1, (8, 1, 4)).astype(np.float32)
+    y = rng.randint(0, 3, (8, 1, 1)).astype(np.float32)
+    logits = model(x[:, 0]).numpy()
+    with nengo_cuda.Simulator(conv.net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(loss=tf.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+        with pytest.warns(UserWarning, match="input array"):
+            result = sim.evaluate(x, y, verbose=0)
+    assert set(result) == {"loss", "probe_loss", "probe_accuracy"}
+    np.testing.assert_allclose(result["probe_accuracy"],
+                               np.mean(logits.argmax(-1) == y[:, 0, 0]), rtol=1e-6)
+    expected = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y[:, 0], logits)
+    np.testing.assert_allclose(result["probe_loss"], float(expected), rtol=1e-4)
+
+    spiking = nengo_cuda.Converter(tf.keras.Model(inp, hidden), synapse=0.005,
+                                   swap_activations={tf.nn.relu: nengo.SpikingRectifiedLinear()})
+    assert spiking.outputs[hidden].synapse == nengo.Lowpass(0.005)
+
+
+def test_fit_prints_epochs_by_default(capsys):
+    """Keras's ``verbose="auto"``: a line per epoch unless ``verbose=0``."""
+    net, inp, p = _passthrough(1)
+    with net:
+        out = nengo_cuda.Layer(tf.keras.layers.Dense(1))(inp)
+        q = nengo.Probe(out)
+    x = np.ones((4, 1, 1))
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(tf.keras.optimizers.SGD(0.1), loss={q: "mse"})
+        sim.fit({inp: x}, {q: x}, epochs=2)
+        printed = capsys.readouterr().out
+        assert "epoch 1/2: probe_1_loss:" in printed and "epoch 2/2: probe_1_loss:" in printed
+        sim.fit({inp: x}, {q: x}, epochs=2, verbose=0)
+        assert "epoch" not in capsys.readouterr().out
