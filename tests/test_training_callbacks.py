@@ -102,7 +102,7 @@ def test_callback_protocol():
         assert rec.model.simulator is sim
         assert rec.model.stop_training is False
         assert rec.model.history is history
-    assert rec.params == {"epochs": 2, "steps": 2, "verbose": 0}
+    assert rec.params == {"epochs": 2, "steps": 2, "verbose": 1}  # Keras resolves "auto"
     hooks = [(h, i) for h, i, _ in rec.calls]
     epoch = [("batch_begin", 0), ("batch_end", 0), ("batch_begin", 1), ("batch_end", 1),
              ("test_begin", None), ("test_batch_end", 0), ("test_end", None)]

@@ -361,6 +361,7 @@ class Trainer:
         t0 = self.sim.n_steps if self.sim._stateful else 0
 
         model = FitModel(self)
+        verbose = 1 if verbose == "auto" else verbose  # as Keras resolves it
         cbs = CallbackList(callbacks, model, {"epochs": int(epochs), "steps": n_batches,
                                               "verbose": verbose})
         model.stop_training = False
