@@ -883,50 +883,90 @@ class Trainer:
             self._graph.reload()
 
     def get_nengo_params(self, objs, as_dict=False):
+        """NengoDL's: kwargs that give new Nengo objects the current (trained)
+        parameters of ``objs`` (Ensembles, their Neurons, Connections).
+
+        An Ensemble keeps its built gain (connections into its neurons are
+        scaled by it) and gets ``encoders = scaled_encoders * radius / gain``,
+        its bias, and the default max_rates/intercepts (ignored beside a gain
+        and bias); a decoded Connection gets its decoders as a ``NoSolver``, any
+        other its weights as the transform (a copy of a Sparse or convolution
+        transform); a Connection without weights ``{"transform": None}``.
+        """
         single = not isinstance(objs, (list, tuple))
         objs = [objs] if single else list(objs)
-        sig, signals = self.sim.model.sig, self.sim.signals
-        params = []
-        for obj in objs:
-            if isinstance(obj, nengo.Ensemble):
-                enc = np.array(signals[sig[obj]["encoders"]]) * obj.radius
-                params.append({
-                    "encoders": enc, "normalize_encoders": False,
-                    "gain": np.ones(obj.n_neurons), "bias": np.array(signals[sig[obj.neurons]["bias"]]),
-                    "max_rates": nengo.Ensemble.max_rates.default,
-                    "intercepts": nengo.Ensemble.intercepts.default,
-                })
-            elif isinstance(obj, nengo.Connection):
-                w = np.array(signals[sig[obj]["weights"]])
-                if isinstance(obj.pre_obj, nengo.Ensemble) and not isinstance(
-                        obj.pre_obj.neuron_type, nengo.Direct):
-                    size_mid = w.shape[0]
-                    params.append({
-                        "solver": nengo.solvers.NoSolver(w.T, weights=False),
-                        "function": lambda x, n=size_mid: np.zeros(n),
-                        "transform": nengo.Connection.transform.default,
-                    })
-                else:
-                    conv = with_kernel(obj.transform, w)
-                    params.append({"transform": w if conv is None else conv})
-            else:
-                raise ValidationError(f"get_nengo_params: unsupported object {obj}", attr="objs")
+        objs = [o.ensemble if isinstance(o, nengo.ensemble.Neurons) else o for o in objs]
+        params = [self._nengo_params(obj) for obj in objs]
+        if single:
+            return params[0]
         if as_dict:
-            return {_name(o): p for o, p in zip(objs, params)}
-        return params[0] if single else params
+            labels = [_name(o) for o in objs]
+            repeated = sorted({lb for lb in labels if labels.count(lb) > 1})
+            if repeated:
+                raise ValidationError(f"get_nengo_params(as_dict=True): labels {repeated} "
+                                      "are not unique", attr="objs")
+            return dict(zip(labels, params))
+        return params
+
+    def _nengo_params(self, obj):
+        sig, signals = self.sim.model.sig, self.sim.signals
+        if isinstance(obj, nengo.Ensemble):
+            if isinstance(obj.neuron_type, nengo.Direct):
+                raise ValidationError(
+                    f"get_nengo_params: {obj} has Direct neurons, whose encoders Nengo's "
+                    "builder ignores; copy its parameters from sim.data", attr="objs")
+            gain = np.array(self.sim.model.params[obj].gain)
+            enc = np.array(signals[sig[obj]["encoders"]]) * obj.radius / gain[:, None]
+            return {"encoders": enc, "normalize_encoders": False, "gain": gain,
+                    "bias": np.array(signals[sig[obj.neurons]["bias"]]),
+                    "max_rates": nengo.Ensemble.max_rates.default,
+                    "intercepts": nengo.Ensemble.intercepts.default}
+        if not isinstance(obj, nengo.Connection):
+            raise ValidationError(f"get_nengo_params: {obj} is not an Ensemble, Neurons or "
+                                  "Connection", attr="objs")
+        if sig[obj].get("weights") is None:
+            return {"transform": None}  # NoTransform: nothing to train
+        w = signals[sig[obj]["weights"]]
+        transform = obj.transform
+        if isinstance(transform, nengo.transforms.Sparse):  # w: a scipy.sparse matrix
+            coo = w.tocoo()
+            return {"transform": nengo.transforms.Sparse(
+                transform.shape, indices=np.stack((coo.row, coo.col), axis=-1),
+                init=np.array(coo.data))}
+        w = np.array(w)
+        conv = with_kernel(transform, w)
+        if conv is not None:
+            return {"transform": conv}
+        if isinstance(obj.pre_obj, nengo.Ensemble) and not isinstance(
+                obj.pre_obj.neuron_type, nengo.Direct):
+            return {"solver": nengo.solvers.NoSolver(w.T, weights=False),
+                    "function": lambda x, n=w.shape[0]: np.zeros(n),
+                    "transform": nengo.Connection.transform.default}
+        return {"transform": np.squeeze(w) if all(d == 1 for d in w.shape) else w}
 
     def freeze_params(self, objs):
+        """NengoDL's: writes `get_nengo_params` into ``objs`` (Networks: all their
+        Ensembles and Connections), so that any simulator (``nengo.Simulator``
+        too) builds them with the current (trained) parameters."""
         objs = objs if isinstance(objs, (list, tuple)) else [objs]
+        toplevel = self.sim.model.toplevel
+        members = None
         todo = []
         for obj in objs:
+            if not isinstance(obj, (nengo.Network, nengo.Ensemble, nengo.Connection)):
+                raise ValidationError(f"freeze_params: {obj} has no parameters to store "
+                                      "(give Networks, Ensembles or Connections)", attr="objs")
+            if obj is not toplevel:
+                members = set(toplevel.all_objects) if members is None else members
+                if obj not in members:
+                    raise ValidationError(f"freeze_params: {obj} is not part of the network "
+                                          "this simulator was built from", attr="objs")
             if isinstance(obj, nengo.Network):
                 todo += obj.all_ensembles + obj.all_connections
             else:
                 todo.append(obj)
         for obj, p in zip(todo, self.get_nengo_params(todo)):
             for k, v in p.items():
-                if k in ("max_rates", "intercepts"):
-                    continue
                 setattr(obj, k, v)
 
     def check_gradients(self, inputs=None, outputs=None, atol=1e-4, rtol=1e-3, n_steps=1):

@@ -1,0 +1,90 @@
+"""`get_nengo_params` and `freeze_params`: trained parameters back into Nengo
+objects, so that `nengo.Simulator` runs the trained network."""
+
+import numpy as np
+import nengo
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import nengo_cuda  # noqa: E402
+
+
+def _net():
+    """Every kind of connection get_nengo_params handles: no weights (Node ->
+    Ensemble), a transform into neurons (scaled by the gain when built), decoded,
+    Sparse, Dense from neurons, and config max_rates (ignored once frozen)."""
+    with nengo.Network(seed=2) as net:
+        net.config[nengo.Ensemble].max_rates = nengo.dists.Choice([150])
+        inp = nengo.Node(np.zeros(2))
+        a = nengo.Ensemble(20, 2, neuron_type=nengo.LIFRate(), label="a")
+        b = nengo.Ensemble(15, 1, neuron_type=nengo.RectifiedLinear(), radius=2, label="b")
+        out = nengo.Node(size_in=3)
+        plain = nengo.Connection(inp, a, synapse=None)
+        to_neurons = nengo.Connection(inp, b.neurons, transform=np.full((15, 2), 0.1),
+                                      synapse=None)
+        decoded = nengo.Connection(a, b, function=lambda x: x[0] * x[1], synapse=0.005)
+        sparse = nengo.Connection(b.neurons, out[:2], synapse=None, transform=nengo.Sparse(
+            (2, 15), indices=[[0, 1], [1, 4], [0, 7], [1, 9]], init=[0.01, -0.02, 0.01, 0.02]))
+        dense = nengo.Connection(a.neurons, out[2], transform=np.full((1, 20), 1e-3),
+                                 synapse=0.01)
+        p = nengo.Probe(out)
+    return net, inp, p, (plain, to_neurons, decoded, sparse, dense)
+
+
+def _inputs(n=8, steps=20):
+    rng = np.random.RandomState(0)
+    return np.tile(rng.uniform(-1, 1, (n, 1, 2)), (1, steps, 1))
+
+
+def test_freeze_untrained_changes_nothing():
+    net, inp, p, _ = _net()
+    inp.output = [0.5, -0.3]  # into b.neurons too: scaled by b's gain when built
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(30)
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        sim.freeze_params(net)
+    with nengo.Simulator(net, progress_bar=False) as frozen:
+        frozen.run_steps(30)
+    np.testing.assert_allclose(frozen.data[p], ref.data[p], atol=1e-12)
+
+
+def test_freeze_trained_runs_in_nengo():
+    net, inp, p, conns = _net()
+    x = _inputs()
+    y = np.zeros((len(x), x.shape[1], 3))
+    with nengo_cuda.Simulator(net, minibatch_size=4, dtype="float64",
+                              progress_bar=False) as sim:
+        sim.compile(tf.optimizers.Adam(1e-3), loss="mse")
+        before = sim.evaluate({inp: x}, {p: y})["loss"]
+        sim.fit({inp: x}, {p: y}, epochs=10, verbose=0)
+        after = sim.evaluate({inp: x}, {p: y})["loss"]
+        trained = sim.predict({inp: x})[p]
+        params = sim.get_nengo_params(list(conns))
+        assert params[0] == {"transform": None}
+        assert isinstance(params[3]["transform"], nengo.Sparse)
+        a, b = net.ensembles
+        assert sim.get_nengo_params(b.neurons).keys() == sim.get_nengo_params(b).keys()
+        sim.freeze_params(net)
+    assert after < 0.7 * before
+    for i in (0, 5):
+        net.nodes[0].output = x[i, 0]
+        with nengo.Simulator(net, progress_bar=False) as ref:
+            ref.run_steps(x.shape[1])
+        np.testing.assert_allclose(ref.data[p], trained[i], atol=1e-8)
+
+
+def test_get_and_freeze_refuse_other_objects():
+    net, inp, p, conns = _net()
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="not an Ensemble"):
+            sim.get_nengo_params(p)
+        with pytest.raises(nengo.exceptions.ValidationError, match="no parameters"):
+            sim.freeze_params(p)
+        with pytest.raises(nengo.exceptions.ValidationError, match="not part of the network"):
+            sim.freeze_params(nengo.Ensemble(3, 1, add_to_container=False))
+        named = sim.get_nengo_params(net.ensembles, as_dict=True)
+        assert set(named) == {"a", "b"}
+        net.ensembles[1].label = "a"
+        with pytest.raises(nengo.exceptions.ValidationError, match="not unique"):
+            sim.get_nengo_params(net.ensembles, as_dict=True)
