@@ -20,6 +20,11 @@ class Regularize(tf.keras.losses.Loss):
         self.order = order
         self.axis = axis
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if y_true is None:  # ignored (NengoDL documents Regularize()(None, x))
+            y_true = tf.zeros_like(y_pred)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
     def call(self, y_true, y_pred):
         if self.axis is None:  # one vector per minibatch item and step
             y_pred = tf.reshape(y_pred, tf.concat([tf.shape(y_pred)[:2], [-1]], axis=0))

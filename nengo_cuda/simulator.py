@@ -32,6 +32,7 @@ from .params import current_built
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
 from .training.config import get_setting
+from .training.names import zip_with_objects
 from .training.tensor_node import host_signals, is_tensor_node_op, run_step
 
 logger = logging.getLogger(__name__)
@@ -722,8 +723,14 @@ class Simulator:
         """Validates ``data`` and returns node -> array in the simulator's dtype."""
         if data is None:
             return {}
-        if not isinstance(data, dict):
-            raise ValidationError("data must be a dict mapping input Nodes to arrays", attr="data")
+        if not isinstance(data, dict):  # NengoDL: arrays for the input Nodes in order
+            if not isinstance(data, (list, tuple, np.ndarray)):
+                raise ValidationError(
+                    "data must be a dict mapping input Nodes to arrays (or an array, or a "
+                    f"list of arrays, for the input Nodes in order); got {type(data).__name__}",
+                    attr="data")
+            data = zip_with_objects(data, list(self._input_nodes), "data", "input Nodes",
+                                    stacklevel=4)
         feeds = {}
         for node, values in data.items():
             if node not in self._input_nodes:

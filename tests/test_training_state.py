@@ -278,3 +278,32 @@ def test_stateful_rejects_bad_calls():
             warnings.simplefilter("error")
             sim.predict({inp: np.zeros((2, 5, 1))}, stateful=True)
         assert sim.n_steps == 5
+
+
+def test_save_params_include_state(tmp_path):
+    """NengoDL 3.2's include_state: a loaded state continues the saved run
+    (white noise's random stream too); another layout's state is refused."""
+    with nengo.Network(seed=3) as net:
+        inp = nengo.Node(nengo.processes.WhiteNoise(seed=1), size_out=1)
+        ens = nengo.Ensemble(12, 1)
+        nengo.Connection(inp, ens, synapse=0.005)
+        p = nengo.Probe(ens, synapse=0.02)
+    with nengo_cuda.Simulator(net, optimize=False, progress_bar=False) as sim:
+        sim.run_steps(40)
+        sim.save_params(tmp_path / "with_state", include_state=True)
+        sim.save_params(tmp_path / "params_only")
+        sim.run_steps(30)
+        expected = sim.data[p][40:].copy()
+    with nengo_cuda.Simulator(net, optimize=False, progress_bar=False) as sim:
+        sim.load_params(tmp_path / "with_state", include_state=True)
+        assert sim.n_steps == 40 and sim.time == pytest.approx(0.04)
+        sim.run_steps(30)
+        np.testing.assert_allclose(sim.data[p], expected, atol=1e-6)
+        with pytest.raises(nengo.exceptions.SimulationError, match="no simulation state"):
+            sim.load_params(tmp_path / "params_only", include_state=True)
+    with nengo_cuda.Simulator(net, optimize=False, minibatch_size=2, progress_bar=False) as sim:
+        sim.load_params(tmp_path / "with_state")  # the parameters load anywhere
+        with pytest.raises(nengo.exceptions.SimulationError, match="lie elsewhere"):
+            sim.load_params(tmp_path / "with_state", include_state=True)
+        with pytest.warns(DeprecationWarning, match="include_non_trainable"):
+            sim.save_params(tmp_path / "old", include_non_trainable=True)

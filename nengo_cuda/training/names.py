@@ -5,6 +5,10 @@ and ``.`` replaced by ``_`` (``"probe"`` or ``"node"`` without a label); repeats
 get ``_1``, ``_2``, ... in the model's order.  No TensorFlow here.
 """
 
+import warnings
+
+from nengo.exceptions import ValidationError
+
 
 def io_names(objs, default):
     """{obj: unique name} for Probes (``default="probe"``) or input Nodes
@@ -17,3 +21,23 @@ def io_names(objs, default):
         names[obj] = base if n == 0 else f"{base}_{n}"
         used[base] = n + 1
     return names
+
+
+def zip_with_objects(data, objs, what, kind, stacklevel=5):
+    """Data given as an array (or a list of arrays) instead of a dict, as
+    NengoDL takes it: {obj: array} with the first array for the first of
+    ``objs`` (input Nodes in the network's ``all_nodes`` order, or Probes in the
+    model's order) and so on; objects without data keep their own outputs
+    (Nodes).  A count that differs warns, as in NengoDL (a converted Keras
+    model has a constant bias Node beside its input).  ``what``: the argument's
+    name; ``kind``: what ``objs`` are, for the messages; ``stacklevel``: the
+    warning's, at the user's call."""
+    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    if not objs:
+        raise ValidationError(f"{what} data given, but the network has no {kind}", attr=what)
+    if len(arrays) != len(objs):
+        warnings.warn(
+            f"{len(arrays)} {what} array(s) given for the {len(objs)} {kind} "
+            f"{[str(k) for k in objs]}; they go to the first ones in that order: give "
+            "a dict {object: array} to say which", stacklevel=stacklevel)
+    return dict(zip(objs, arrays))

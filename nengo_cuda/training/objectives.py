@@ -1,4 +1,5 @@
-"""Loss functions (``nengo_cuda.obj``), as ``nengo_dl.obj``.
+"""Loss functions (``nengo_cuda.obj``, also ``nengo_cuda.objectives``), as
+NengoDL 2's ``nengo_dl.obj`` / ``nengo_dl.objectives``.
 
 Each takes ``(outputs, targets)`` tensors of shape ``(minibatch, n_steps, size)``.
 TensorFlow is imported when a function is called, not on import.
@@ -6,8 +7,13 @@ TensorFlow is imported when a function is called, not on import.
 
 
 def mse(outputs, targets):
-    """Mean squared error over all axes but the minibatch (one value per item)."""
+    """Mean squared error over all axes but the minibatch (one value per item).
+
+    NaN targets count as no error (they stay in the mean's denominator), as in
+    NengoDL 2's ``objectives.mse``: for targets known only at some steps."""
     import tensorflow as tf  # noqa: PLC0415
 
-    err = tf.square(tf.cast(targets, outputs.dtype) - outputs)
+    targets = tf.cast(targets, outputs.dtype)
+    targets = tf.where(tf.math.is_nan(targets), outputs, targets)
+    err = tf.square(targets - outputs)
     return tf.reduce_mean(tf.reshape(err, (tf.shape(err)[0], -1)), axis=1)

@@ -15,6 +15,9 @@ and ``save_params/load_params/freeze_params/get_nengo_params/check_gradients``.
   ``time`` advance).  ``sim.data`` is never changed.  See docs/training-state.md.
 """
 
+import hashlib
+import pickle
+import re
 import warnings
 
 import numpy as np
@@ -28,6 +31,7 @@ from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
 from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
+from .names import zip_with_objects
 from .losses import objective as nengo2_objective
 from .objectives import mse
 from .tensor_node import is_tensor_node_func
@@ -113,31 +117,13 @@ class Trainer:
                                   "keyed by its Probes", attr="y")
         return key
 
-    def _zip_with_objects(self, data, what):
-        """Data given as an array (or a list of arrays), as NengoDL takes it: for
-        the input Nodes (in the network's ``all_nodes`` order) or the Probes (in
-        the model's order), the first array for the first object and so on;
-        objects without data keep their own outputs (Nodes).  A count that
-        differs warns, as in NengoDL (a converted Keras model has a constant
-        bias Node beside its input)."""
-        keys = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
-        kind = "input Nodes" if what == "input" else "Probes"
-        arrays = list(data) if isinstance(data, (list, tuple)) else [data]
-        if not keys:
-            raise ValidationError(f"{what} data given, but the network has no {kind}",
-                                  attr=what)
-        if len(arrays) != len(keys):
-            warnings.warn(
-                f"{len(arrays)} {what} array(s) given for the {len(keys)} {kind} "
-                f"{[str(k) for k in keys]}; they go to the first ones in that order: give "
-                "a dict {object: array} to say which", stacklevel=5)
-        return dict(zip(keys, arrays))
-
     def _as_dict(self, data, what):
         if data is None:
             return {}
         if not isinstance(data, dict):
-            data = self._zip_with_objects(data, what)
+            objs = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
+            kind = "input Nodes" if what == "input" else "Probes"
+            data = zip_with_objects(data, objs, what, kind)
         return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
 
     def _check(self, x, y, n_steps=None):
@@ -206,12 +192,16 @@ class Trainer:
         return int(np.prod(self.sim.model.sig[probe]["in"].shape))
 
     # -- compile / fit --------------------------------------------------------------
-    def compile(self, optimizer=None, loss=None, metrics=None, loss_weights=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
         """Sets the optimizer, losses and metrics for `fit` and `evaluate`.
 
-        ``optimizer``: a Keras optimizer (or its name), or a TF1 optimizer
+        ``optimizer``: a Keras optimizer (or its name; Keras's default
+        ``"rmsprop"``), or a TF1 optimizer
         (``tf.compat.v1.train.RMSPropOptimizer(0.01)`` etc., as NengoDL 2's
         ``sim.train`` took), which is used as is, with its own update rule.
+        ``loss``: one loss for every probe with targets, a dict {probe (or its
+        name): loss}, or a list with one loss per probe in the model's order
+        (Keras's outputs); ``loss_weights`` likewise (a dict or a list).
         """
         if isinstance(optimizer, str):
             optimizer = tf.keras.optimizers.get(optimizer)
@@ -222,7 +212,7 @@ class Trainer:
         self.optimizer = optimizer
         self.losses = self._losses(loss, keras_loss)
         self.loss_weights = {self._lookup(p, None, "target"): w
-                             for p, w in (loss_weights or {}).items()}
+                             for p, w in self._per_probe(loss_weights or {}, "loss_weights").items()}
         self.metrics = metrics
         self._metrics_for(list(self.sim.model.probes))  # validates the metrics
         self._train_fns = {}
@@ -231,9 +221,22 @@ class Trainer:
         """{probe: [ProbeMetric]} for target ``probes`` (fresh metric states)."""
         return metrics_by_probe(self.metrics, probes, lambda k: self._lookup(k, None, "target"))
 
+    def _per_probe(self, values, what):
+        """``values`` as a dict: a list or tuple gives one value per probe, in
+        the model's order (Keras's outputs)."""
+        if not isinstance(values, (list, tuple)):
+            return values
+        probes = list(self.sim.model.probes)
+        if len(values) != len(probes):
+            raise ValidationError(
+                f"{what}: a list must have one entry per probe of the model ({len(probes)}, "
+                f"in its order), got {len(values)}; or give a dict {{probe: value}}", attr=what)
+        return dict(zip(probes, values))
+
     def _losses(self, loss, convert):
         if loss is None:
             return None
+        loss = self._per_probe(loss, "loss")
         if isinstance(loss, dict):
             return {self._lookup(p, None, "target"): convert(f) for p, f in loss.items()}
         return convert(loss)  # one loss for every probe with targets
@@ -328,10 +331,9 @@ class Trainer:
         for probe in y:
             self._loss_for(probe)
         graph = self.graph
-        if not self.trainable_variables:
-            raise SimulationError(
-                "no parameters are trainable (see configure_settings; TensorNodes' Keras "
-                "layers with trainable=True train too)")
+        if not self.trainable_variables:  # runs (and reports the loss), as NengoDL's
+            warnings.warn("fit: no parameters are trainable (see configure_settings; "
+                          "TensorNodes' Keras layers train too): nothing changes", stacklevel=3)
         mb = self.sim.n_trials
         n_batches = batch // mb
         if steps_per_epoch is not None and int(steps_per_epoch) != n_batches:
@@ -346,7 +348,9 @@ class Trainer:
         probes = list(y)
         metrics = self._metrics_for(probes)
         with_outputs = tuple(p for p in probes if metrics.get(p))
-        key = (tuple(x), tuple(probes), steps, stateful, with_outputs)
+        # (the variables too: a Keras layer frozen since the last fit must not train)
+        key = (tuple(x), tuple(probes), steps, stateful, with_outputs,
+               tuple(id(v) for v in self.trainable_variables))
         if key not in self._train_fns:
             self._train_fns[key] = self._make_train_step(list(x), probes, steps, stateful,
                                                          with_outputs)
@@ -534,7 +538,8 @@ class Trainer:
                 loss = tf.add_n([w * v for w, v in zip(weights, losses)])
             grads = tape.gradient(loss, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-            update = opt.apply_gradients(zip(grads, targets))
+            # nothing trainable: the loss only (Keras's optimizers refuse no variables)
+            update = opt.apply_gradients(zip(grads, targets)) if targets else None
             deps = [] if update is None else [update]
             with tf.control_dependencies(deps):
                 return (tf.identity(loss), [tf.identity(v) for v in losses],
@@ -841,26 +846,44 @@ class Trainer:
                     found[f"{names[obj]}/{name}"] = sig
         return found
 
-    def save_params(self, path):
+    def save_params(self, path, include_state=False, include_non_trainable=None):
         """Saves the network's parameters (every object's shared signals, keyed by
         object and name: see `_parameter_signals`) and the TensorNodes' Keras
         weights to ``path + ".npz"``, for `load_params` in any build of the same
-        network."""
+        network.
+
+        ``include_state`` (NengoDL 3.2): also the simulation state (state
+        signals of every trial, step count, native processes' random streams),
+        which loads only into a build with the same signal layout (the same
+        network and Simulator arguments; see `_state_layout`).
+        ``include_non_trainable`` (NengoDL 3.0's name; deprecated there too):
+        the parameters saved are all of them anyway.
+        """
+        if include_non_trainable is not None:
+            warnings.warn("include_non_trainable is deprecated (NengoDL 3.2): every "
+                          "parameter is saved", DeprecationWarning, stacklevel=3)
         signals = self.sim.signals
         arrays = {f"param:{key}": np.array(signals[sig])
                   for key, sig in self._parameter_signals().items()}
         arrays.update({f"keras_{i}": np.asarray(v.numpy())
                        for i, v in enumerate(self._keras_variables(trainable=False))})
+        if include_state:
+            arrays.update(self._state_arrays())
         np.savez_compressed(str(path) + ".npz", **arrays)
 
-    def load_params(self, path):
-        """Loads what `save_params` saved from the same network (in any build)."""
+    def load_params(self, path, include_state=False, include_non_trainable=None):
+        """Loads what `save_params` saved from the same network (in any build);
+        ``include_state``: the saved state too (saved with ``include_state``)."""
+        if include_non_trainable is not None:
+            warnings.warn("include_non_trainable is deprecated (NengoDL 3.2): every "
+                          "parameter is loaded", DeprecationWarning, stacklevel=3)
         params = self._parameter_signals()
         keras_vars = self._keras_variables(trainable=False)
         with np.load(str(path) + ".npz") as f:
             saved = {k[len("param:"):]: f[k] for k in f.files if k.startswith("param:")}
             weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
             n_saved = sum(1 for k in f.files if k.startswith("keras_"))
+            state = {k: f[k] for k in f.files if k.startswith("state:")}
         if set(saved) != set(params) or any(
                 saved[k].shape != params[k].shape for k in params):
             missing = sorted(set(params) - set(saved))[:5]
@@ -875,12 +898,48 @@ class Trainer:
                 f"{path}.npz holds {n_saved} TensorNode weights of shapes "
                 f"{[w.shape for w in weights]}; this model's TensorNodes have "
                 f"{[tuple(v.shape) for v in keras_vars]}")
+        if include_state:
+            self._check_state(state, path)
         for key, sig in params.items():
             self.sim.layout.writable(sig)[...] = saved[key]
         for var, value in zip(keras_vars, weights):
             var.assign(value)
+        if include_state:
+            self.sim._restore_state({
+                "f": state["state:f"], "i": state["state:i"],
+                "tables": pickle.loads(state["state:tables"].tobytes()),
+                "n_steps": int(state["state:n_steps"]),
+                "time": float(state["state:n_steps"]) * self.sim.dt})
         if self._graph is not None:
             self._graph.reload()
+
+    def _state_layout(self):
+        """A digest of where the state signals lie (names, shapes, pools, in
+        placement order), the trial count and dtype: saved state loads only
+        where it is the same."""
+        layout = self.sim.layout
+        # (names without memory addresses: another process gives others)
+        parts = [(re.sub(r"(at )?0x[0-9a-fA-F]+", "", str(b.name)), tuple(b.shape), str(p[0]))
+                 for b, p in layout.placement.items() if not p[1]]
+        text = repr((parts, self.sim.n_trials, str(self.sim.dtype)))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _state_arrays(self):
+        state = self.sim._save_state()
+        return {"state:f": state["f"], "state:i": state["i"],
+                "state:tables": np.frombuffer(pickle.dumps(state["tables"]), np.uint8),
+                "state:n_steps": np.array(state["n_steps"]),
+                "state:layout": np.array(self._state_layout())}
+
+    def _check_state(self, state, path):
+        if "state:layout" not in state:
+            raise SimulationError(f"{path}.npz holds no simulation state (save it with "
+                                  "save_params(..., include_state=True))")
+        if str(state["state:layout"]) != self._state_layout():
+            raise SimulationError(
+                f"the state in {path}.npz was saved from a build whose state signals lie "
+                "elsewhere (another network, minibatch_size, dtype, or an optimizer merge "
+                "that went another way); its parameters load with include_state=False")
 
     def get_nengo_params(self, objs, as_dict=False):
         """NengoDL's: kwargs that give new Nengo objects the current (trained)

@@ -149,3 +149,61 @@ def test_fit_prints_epochs_by_default(capsys):
         assert "epoch 1/2: probe_1_loss:" in printed and "epoch 2/2: probe_1_loss:" in printed
         sim.fit({inp: x}, {q: x}, epochs=2, verbose=0)
         assert "epoch" not in capsys.readouterr().out
+
+
+def test_compile_lists_and_default_optimizer():
+    """Keras's compile: lists of losses and loss weights per output (the model's
+    probes in order), RMSprop when no optimizer is given; fit runs (and warns)
+    when nothing is trainable, as NengoDL's does."""
+    with nengo.Network() as net:
+        inp = nengo.Node(np.zeros(1))
+        a = nengo.Probe(inp)
+        b = nengo.Probe(inp)
+    x = np.ones((4, 2, 1))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(loss=["mse", tf.losses.mae], loss_weights=[0.5, 2.0])
+        assert isinstance(sim._trainer().optimizer, tf.keras.optimizers.RMSprop)
+        result = sim.evaluate(x, {a: np.zeros((4, 2, 1)), b: np.full((4, 2, 1), 3.0)})
+        np.testing.assert_allclose(
+            [result["probe_loss"], result["probe_1_loss"], result["loss"]],
+            [1.0, 2.0, 0.5 * 1.0 + 2.0 * 2.0], rtol=1e-6)
+        with pytest.raises(nengo.exceptions.ValidationError, match="one entry per probe"):
+            sim.compile(loss=["mse"])
+        sim.compile(loss="mse")
+        with pytest.warns(UserWarning, match="no parameters are trainable"):
+            history = sim.fit(x, {a: np.zeros((4, 2, 1))}, epochs=2, verbose=0)
+        assert history.history["loss"] == [1.0, 1.0]
+
+
+def test_run_steps_data_as_arrays():
+    """NengoDL's run_steps(data=array or list): the input Nodes in order."""
+    with nengo.Network() as net:
+        u = nengo.Node([0.0])
+        v = nengo.Node([5.0])
+        out = nengo.Node(size_in=1)
+        nengo.Connection(u, out, synapse=None)
+        nengo.Connection(v, out, transform=10, synapse=None)
+        p = nengo.Probe(out)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        with pytest.warns(UserWarning, match="1 data array"):
+            sim.run_steps(3, data=np.ones((2, 3, 1)))
+        np.testing.assert_allclose(sim.data[p][:, -1], [[51.0], [51.0]])
+        sim.run_steps(1, data=[np.full((2, 1, 1), 2.0), np.zeros((2, 1, 1))])
+        np.testing.assert_allclose(sim.data[p][:, -1], [[2.0], [2.0]])
+        with pytest.raises(nengo.exceptions.ValidationError, match="got int"):
+            sim.run_steps(1, data=3)
+
+
+def test_regularize_ignores_its_targets():
+    x = tf.constant(np.arange(12.0).reshape(2, 2, 3))
+    expected = np.mean(np.linalg.norm(x.numpy(), axis=2))
+    reg = nengo_cuda.losses.Regularize()
+    np.testing.assert_allclose(float(reg(None, x)), expected, rtol=1e-6)
+    np.testing.assert_allclose(float(reg(tf.ones_like(x), x)), expected, rtol=1e-6)
+
+
+def test_nengo_dl2_mse_skips_nan_targets():
+    outputs = tf.constant([[[1.0, 2.0]], [[3.0, 4.0]]])
+    targets = np.array([[[np.nan, 0.0]], [[3.0, np.nan]]])
+    assert nengo_cuda.objectives is nengo_cuda.obj
+    np.testing.assert_allclose(nengo_cuda.obj.mse(outputs, targets).numpy(), [2.0, 0.0])
