@@ -118,7 +118,7 @@ CASES = [
     ("run_steps(-1)", lambda c: c.sim().run_steps(-1), ValidationError, "non-negative"),
     ("run_steps(2.5)", lambda c: c.sim().run_steps(2.5), ValidationError, "integer"),
     # -- data=
-    ("data=list", lambda c: c.sim().run_steps(10, data=[GOOD]), ValidationError, "dict"),
+    ("data=int", lambda c: c.sim().run_steps(10, data=3), ValidationError, "dict"),
     ("data shape", _data(const=np.zeros((2, 9, 1))), ValidationError, r"expected \(2, 10, 1\)"),
     ("data trials", _data(const=np.zeros((1, 10, 1))), ValidationError, r"expected \(2, 10, 1\)"),
     ("data 2-D", _data(const=np.zeros((10, 1))), ValidationError, r"expected \(2, 10, 1\)"),
