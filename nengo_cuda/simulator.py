@@ -201,6 +201,8 @@ class Simulator:
                 self.dg, self._step_order = order_operators(self.model, optimize)
 
         self._input_nodes = self._find_input_nodes()
+        self._written_elements = None  # see _in_state_unwritten
+        self._state_parameters = {}  # base -> (mask, values): see _set_parameter
         ops = self._step_order
         written = written_bases(ops) | {sig.base for sig in self._input_nodes.values()}
         signals = [s for op in ops for s in op.all_signals]
@@ -418,7 +420,9 @@ class Simulator:
             if getattr(self, "_training", None) is not None:
                 # trained parameters stay readable through sim.data (NengoDL's
                 # would fall back to the built values here)
-                self._closed_parameters = self.layout.fbuf[: self.layout.f_shared].copy()
+                # (and trial 0's state: parameters merged into state bases)
+                self._closed_parameters = self.layout.fbuf[
+                    : self.layout.f_shared + self.layout.f_state].copy()
             self.backend.close()
             # free the signal buffers: drop every view into them
             for group in self._plan.fallbacks:
@@ -436,13 +440,65 @@ class Simulator:
         """A parameter signal's current value (trial 0), or None for a signal
         that is not a parameter here (not laid out, simulation state, sparse)."""
         layout = self.layout
-        if (sig is None or sig.base not in layout.placement
-                or layout.pool_of(sig) != FLOAT or not layout.is_shared(sig)):
+        if not self._is_parameter(sig):
             return None
         if not self.closed:
             return np.array(layout.signal_dicts[0][sig])
         saved = getattr(self, "_closed_parameters", None)
         return None if saved is None else saved[layout.addresses(sig)]
+
+    def _is_parameter(self, sig):
+        """Whether ``sig`` is a parameter here: a float signal that no operator
+        (or data feed) writes, in the shared region or merged into a state base
+        (`_in_state_unwritten`)."""
+        layout = self.layout
+        if (sig is None or sig.sparse or sig.base not in layout.placement
+                or layout.pool_of(sig) != FLOAT):
+            return False
+        return layout.is_shared(sig) or self._in_state_unwritten(sig)
+
+    def _in_state_unwritten(self, sig):
+        """Whether float signal ``sig`` lies in a state (per-trial) base but no
+        operator or data feed writes any of its elements.  Nengo's optimizer
+        merges the signals an operator kind reads: one merged Copy may read the
+        biases of two ensembles and a synapse's output, so the biases sit in a
+        base that the synapse writes.  They are parameters all the same: they
+        train, save and load, and keep their trained values through resets
+        (`_set_parameter`)."""
+        if self.layout.is_shared(sig):
+            return False
+        if self._written_elements is None:
+            written = {}
+            sigs = [s for op in self._step_order for s in op.sets + op.incs + op.updates]
+            for s in sigs + list(self._input_nodes.values()):
+                if s.base in self.layout.placement and not self.layout.is_shared(s):
+                    mask = written.setdefault(s.base, np.zeros(s.base.size, dtype=bool))
+                    mask[self._offsets(s)] = True
+            self._written_elements = written
+        mask = self._written_elements.get(sig.base)
+        return mask is None or not mask[self._offsets(sig)].any()
+
+    def _offsets(self, sig):
+        """The element offsets of ``sig`` in its base."""
+        layout = self.layout
+        return (layout.addresses(sig) - layout.base_address(sig.base)).ravel()
+
+    def _set_parameter(self, base, offsets, values):
+        """Writes parameter values at ``offsets`` of state base ``base`` in every
+        trial, and keeps them for the resets that keep parameters (a state
+        base's initial value would undo them)."""
+        mask, kept = self._state_parameters.setdefault(
+            base, (np.zeros(base.size, dtype=bool), np.zeros(base.size)))
+        mask[offsets] = True
+        kept[offsets] = values
+        for trial in range(self.n_trials):
+            self.layout.writable(base, trial).reshape(-1)[offsets] = values
+
+    def _rewrite_state_parameters(self):
+        """After a reset of the state: the parameters kept by `_set_parameter`."""
+        for base, (mask, kept) in self._state_parameters.items():
+            for trial in range(self.n_trials):
+                self.layout.writable(base, trial).reshape(-1)[mask] = kept[mask]
 
     def clear_probes(self):
         """Clears all probe histories."""
@@ -477,6 +533,9 @@ class Simulator:
         if shared is not None:
             layout.fbuf[: layout.f_shared] = shared
             layout.touch_shared()
+            self._rewrite_state_parameters()
+        else:
+            self._state_parameters = {}
         if include_processes or not hasattr(self, "process_seeds"):
             self._make_steps()
         if include_probes:
@@ -573,6 +632,7 @@ class Simulator:
         layout.reset()
         layout.fbuf[: layout.f_shared] = shared
         layout.touch_shared()
+        self._rewrite_state_parameters()
         self._make_steps()
 
     def _make_steps(self):

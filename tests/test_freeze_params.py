@@ -88,3 +88,50 @@ def test_get_and_freeze_refuse_other_objects():
         net.ensembles[1].label = "a"
         with pytest.raises(nengo.exceptions.ValidationError, match="not unique"):
             sim.get_nengo_params(net.ensembles, as_dict=True)
+
+
+def _merged_bias_build(net, **kwargs):
+    """A build of ``net`` in which Nengo's optimizer merged the first ensemble's
+    bias into a state base (one merged Copy reading biases and a synapse's
+    output: most builds of the tutorial network)."""
+    for _ in range(8):
+        sim = nengo_cuda.Simulator(net, seed=1, dtype="float64", progress_bar=False, **kwargs)
+        if not sim.layout.is_shared(sim.model.sig[net.ensembles[0].neurons]["bias"]):
+            return sim
+        sim.close()
+    pytest.fail("no build merged the bias into a state base")
+
+
+def test_parameters_merged_into_state_train_save_and_reset(tmp_path):
+    """Biases that Nengo's optimizer merged into a state base train, save, load
+    and survive reset(include_trainable=False) as in a build without merges."""
+    from networks import tutorial
+
+    net, probes = tutorial()
+    inp, out_p = net.nodes[0], probes[1]
+    ens = net.ensembles[0]
+    x = np.random.RandomState(0).uniform(-1, 1, (8, 5, 1))
+
+    def train(sim):
+        sim.compile(tf.optimizers.Adam(1e-3), loss="mse")
+        sim.fit({inp: x}, {out_p: x ** 2}, epochs=3, verbose=0)
+        return sim.predict({inp: x})[out_p]
+
+    with nengo_cuda.Simulator(net, seed=1, dtype="float64", optimize=False, minibatch_size=4,
+                              progress_bar=False) as ref:
+        built_bias = ref.data[ens].bias.copy()
+        expected = train(ref)
+        trained_bias = ref.data[ens].bias.copy()
+    assert not np.allclose(trained_bias, built_bias)
+    with _merged_bias_build(net, minibatch_size=4) as sim:
+        np.testing.assert_allclose(train(sim), expected, atol=1e-10)
+        np.testing.assert_allclose(sim.data[ens].bias, trained_bias, atol=1e-12)
+        sim.save_params(tmp_path / "trained")
+        sim.reset(include_trainable=False)
+        np.testing.assert_allclose(sim.predict({inp: x})[out_p], expected, atol=1e-10)
+        sim.reset()
+        np.testing.assert_allclose(sim.data[ens].bias, built_bias, atol=1e-12)
+    with nengo_cuda.Simulator(net, seed=1, dtype="float64", optimize=False, minibatch_size=4,
+                              progress_bar=False) as other:
+        other.load_params(tmp_path / "trained")  # the same keys in a build without merges
+        np.testing.assert_allclose(other.predict({inp: x})[out_p], expected, atol=1e-10)

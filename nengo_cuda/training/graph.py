@@ -77,12 +77,25 @@ class TrainingGraph:
 
         # trainable bases -> (variable, mask or None, constant part or None)
         masks = {}
+        # trainable views merged into state bases (Simulator._in_state_unwritten):
+        # base -> (variable, offsets); they enter the loop through its initial
+        # state (`_with_parameters`), and no operator writes them
+        offsets = {}
         for sig in trainable:
             base = sig.base
-            if self.layout.pool_of(sig) != FLOAT or not self.layout.is_shared(sig):
+            if self.layout.pool_of(sig) != FLOAT or not sim._is_parameter(sig):
                 continue  # written by an operator (e.g. a learning rule): not trained
+            if not self.layout.is_shared(sig):
+                offsets.setdefault(base, []).append(self._idx(sig).idx.ravel())
+                continue
             mask = masks.setdefault(base, np.zeros(base.size, dtype=bool))
             mask[self._idx(sig).idx] = True
+        self.state_parameters = {}
+        for base, parts in offsets.items():
+            idx = np.unique(np.concatenate(parts))
+            value = self.layout.base_array(base, 0).reshape(-1)[idx]
+            var = tf.Variable(value.astype(self.np_dtype), name=_var_name(base) + "_parameters")
+            self.state_parameters[base] = (var, idx)
         self.variables = {}
         for base, mask in masks.items():
             value = self.layout.base_array(base, 0).reshape(-1)
@@ -95,10 +108,11 @@ class TrainingGraph:
 
     @property
     def trainable_variables(self):
-        return [v for v, _, _ in self.variables.values()]
+        return ([v for v, _, _ in self.variables.values()]
+                + [v for v, _ in self.state_parameters.values()])
 
     def write_back(self):
-        """Copies the trained values into the simulator's (shared) buffers."""
+        """Copies the trained values into the simulator's buffers."""
         for base, (var, mask, _) in self.variables.items():
             dst = self.layout.base_array(base, 0).reshape(-1)
             value = var.numpy()
@@ -107,11 +121,24 @@ class TrainingGraph:
             else:
                 m = mask.numpy().astype(bool)
                 dst[m] = value[m]
+        for base, (var, idx) in self.state_parameters.items():
+            self.sim._set_parameter(base, idx, var.numpy())
 
     def reload(self):
         """Re-reads the trainable values from the simulator's buffers."""
         for base, (var, _, _) in self.variables.items():
             var.assign(self.layout.base_array(base, 0).reshape(-1).astype(self.np_dtype))
+        for base, (var, idx) in self.state_parameters.items():
+            var.assign(self.layout.base_array(base, 0).reshape(-1)[idx].astype(self.np_dtype))
+
+    def _with_parameters(self, base, value):
+        """A state base's ``(batch, size)`` value with its trainable parameter
+        elements (`state_parameters`) taken from their variable, for every trial."""
+        if base not in self.state_parameters:
+            return value
+        var, idx = self.state_parameters[base]
+        cols = tf.broadcast_to(var[:, None], [idx.size, self.batch])
+        return tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(value), idx[:, None], cols))
 
     # -- signal access ------------------------------------------------------
     def _idx(self, sig):
@@ -214,8 +241,10 @@ class TrainingGraph:
         t0 = None if t0 is None else tf.cast(t0, self.dtype)
         state = self.state_bases()
         init_vals = {} if init is None else {b: tf.cast(v, self.dtype) for b, v in zip(state, init)}
+        init_values = [self._with_parameters(base, self._base(dict(init_vals), base))
+                       for base in state]
         if not self.use_loop or n_steps == 1:
-            vals = dict(init_vals)
+            vals = dict(zip(state, init_values))
             outputs = {p: [] for p in probes}
             for k in range(n_steps):
                 t = tf.constant((k + 1) * self.dt, dtype=self.dtype)
@@ -229,7 +258,6 @@ class TrainingGraph:
                 return outs
             return outs, [self._base(vals, base) for base in state]
 
-        init_values = [self._base(dict(init_vals), base) for base in state]
         arrays = [tf.TensorArray(self.dtype, size=n_steps, element_shape=[self.batch, _probe_size(self.model, p)])
                   for p in probes]
 

@@ -25,7 +25,6 @@ import nengo
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
-from ..layout import FLOAT
 from ..params import with_kernel
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
@@ -815,14 +814,15 @@ class Trainer:
 
     # -- parameters --------------------------------------------------------------------
     def _parameter_signals(self):
-        """``{key: signal}`` for the float signals in the shared (parameter) region
-        that belong to the network's objects: encoders, gains, biases, weights,
+        """``{key: signal}`` for the parameter signals (`Simulator._is_parameter`:
+        the shared region, or unwritten views merged into state bases) that
+        belong to the network's objects: encoders, gains, biases, weights,
         decoders, transforms.  A key names the object by its position in
         ``network.all_objects`` (its neurons and learning rules through it) and
         the signal by its builder name, so it is the same in every build of the
         network, where the layout's order is not (Nengo's optimizer merges
         signals in the iteration order of sets)."""
-        model, layout = self.sim.model, self.sim.layout
+        model = self.sim.model
         names = {}
         for i, obj in enumerate(model.toplevel.all_objects):
             names[obj] = str(i)
@@ -841,8 +841,7 @@ class Trainer:
             if obj not in names:
                 continue
             for name, sig in sigs.items():
-                if (isinstance(sig, nengo.builder.Signal) and sig.base in layout.placement
-                        and layout.pool_of(sig) == FLOAT and layout.is_shared(sig)):
+                if isinstance(sig, nengo.builder.Signal) and self.sim._is_parameter(sig):
                     found[f"{names[obj]}/{name}"] = sig
         return found
 
@@ -901,7 +900,10 @@ class Trainer:
         if include_state:
             self._check_state(state, path)
         for key, sig in params.items():
-            self.sim.layout.writable(sig)[...] = saved[key]
+            if self.sim.layout.is_shared(sig):
+                self.sim.layout.writable(sig)[...] = saved[key]
+            else:  # merged into a state base (Simulator._in_state_unwritten)
+                self.sim._set_parameter(sig.base, self.sim._offsets(sig), saved[key].ravel())
         for var, value in zip(keras_vars, weights):
             var.assign(value)
         if include_state:
