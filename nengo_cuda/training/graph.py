@@ -484,6 +484,49 @@ class TrainingGraph:
         # numpy, not tf.constant: a constant would belong to the graph traced first
         return kind, nc_ops.rate_params(base, names, n, self.np_dtype)
 
+    # -- online learning rules: they run in training as in simulation (their
+    # weights are simulation state, not trained), as NengoDL's do -------------
+    def _per_trial(self, vals, sig):
+        """``sig``'s value with the minibatch axis, ``(batch,) + shape``."""
+        x = self.read(vals, sig)
+        return x if self._batched(sig) else tf.broadcast_to(x, [self.batch] + list(sig.shape))
+
+    def _op_SimPES(self, op, vals, t):
+        """delta = -learning_rate * dt / n_pre * outer(error, pre_filtered)."""
+        pre = self._per_trial(vals, op.pre_filtered)
+        error = self._per_trial(vals, op.error)
+        alpha = -op.learning_rate * self.dt / op.pre_filtered.shape[0]
+        self.write(vals, op.delta, alpha * error[:, :, None] * pre[:, None, :])
+
+    def _op_SimBCM(self, op, vals, t):
+        """delta = learning_rate * dt * outer(post * (post - theta), pre)."""
+        pre = self._per_trial(vals, op.pre_filtered)
+        post = self._per_trial(vals, op.post_filtered)
+        theta = self._per_trial(vals, op.theta)
+        alpha = op.learning_rate * self.dt
+        self.write(vals, op.delta, (alpha * post * (post - theta))[:, :, None] * pre[:, None, :])
+
+    def _op_SimOja(self, op, vals, t):
+        """delta = -beta * weights * (a post^2) + outer(a post, pre), a = rate * dt."""
+        pre = self._per_trial(vals, op.pre_filtered)
+        post = self._per_trial(vals, op.post_filtered)
+        weights = self._per_trial(vals, op.weights)
+        alpha = op.learning_rate * self.dt
+        forget = -op.beta * weights * (alpha * post * post)[:, :, None]
+        self.write(vals, op.delta, forget + (alpha * post)[:, :, None] * pre[:, None, :])
+
+    def _op_SimVoja(self, op, vals, t):
+        """delta = a * learning_signal * (scale * outer(post, pre_decoded)
+        - post * scaled_encoders), a = learning_rate * dt."""
+        pre = self._per_trial(vals, op.pre_decoded)
+        post = self._per_trial(vals, op.post_filtered)
+        encoders = self._per_trial(vals, op.scaled_encoders)
+        signal = tf.reshape(self._per_trial(vals, op.learning_signal), [self.batch, 1, 1])
+        scale = tf.constant(np.asarray(op.scale, dtype=self.np_dtype)[None, :, None])
+        alpha = op.learning_rate * self.dt
+        delta = scale * post[:, :, None] * pre[:, None, :] - post[:, :, None] * encoders
+        self.write(vals, op.delta, alpha * signal * delta)
+
     def _op_SimProcess(self, op, vals, t):
         process = op.process
         if not isinstance(process, nengo.LinearFilter):

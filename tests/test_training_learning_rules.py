@@ -1,0 +1,69 @@
+"""Online learning rules (PES, BCM, Oja, Voja) inside training, as NengoDL runs
+them: the training graph's forward pass equals `nengo.Simulator` (rate neurons),
+learned weights evolve as simulation state and are not optimised."""
+
+import numpy as np
+import nengo
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import nengo_cuda  # noqa: E402
+
+
+def _net(rule, feed=None):
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1) if feed is None else
+                         nengo.processes.PresentInput(feed, presentation_time=0.001))
+        a = nengo.Ensemble(30, 1, neuron_type=nengo.LIFRate())
+        b = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, a, synapse=None)
+        if rule == "pes":
+            conn = nengo.Connection(a, b, learning_rule_type=nengo.PES(learning_rate=1e-3))
+            nengo.Connection(b, conn.learning_rule, synapse=None)
+            nengo.Connection(inp, conn.learning_rule, transform=-1, synapse=None)
+        elif rule == "voja":
+            conn = nengo.Connection(a, b, learning_rule_type=nengo.Voja(learning_rate=1e-2))
+        else:
+            learning = {"bcm": nengo.BCM(1e-9), "oja": nengo.Oja(1e-7)}[rule]
+            conn = nengo.Connection(a.neurons, b.neurons, transform=np.full((20, 30), 2e-4),
+                                    learning_rule_type=learning)
+        learned = (nengo.Probe(conn.learning_rule, "scaled_encoders") if rule == "voja"
+                   else nengo.Probe(conn, "weights"))
+        probes = [nengo.Probe(b, synapse=0.01), nengo.Probe(b.neurons), learned]
+    return net, inp, probes
+
+
+@pytest.mark.parametrize("rule", ["pes", "bcm", "oja", "voja"])
+def test_learning_rule_forward_equals_nengo(rule):
+    steps, mb = 30, 3
+    feed = np.random.RandomState(1).uniform(-1, 1, (mb, steps, 1))
+    net, inp, probes = _net(rule)
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=mb, progress_bar=False) as sim:
+        outs = sim._trainer().forward({inp: feed}, steps, probes)
+    for i in range(mb):
+        ref_net, _, ref_probes = _net(rule, feed[i])
+        with nengo.Simulator(ref_net, progress_bar=False) as ref:
+            ref.run_steps(steps)
+        learned = ref.data[ref_probes[2]]
+        assert not np.allclose(learned[-1], learned[0])  # the rule changes its signal
+        for p, rp in zip(probes, ref_probes):
+            expected = ref.data[rp].reshape(steps, -1)
+            scale = max(1.0, np.abs(expected).max())
+            np.testing.assert_allclose(outs[p][i].reshape(steps, -1), expected, rtol=0,
+                                       atol=1e-12 * scale, err_msg=f"{rule} {p}")
+
+
+def test_fit_with_pes_trains_the_other_parameters():
+    x = np.tile(np.linspace(-1, 1, 4)[:, None, None], (1, 20, 1))
+    net, inp, probes = _net("pes")
+    learned = net.connections[1]
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=4, progress_bar=False) as sim:
+        before = sim.data[learned].weights.copy()
+        bias = sim.data[net.ensembles[0]].bias.copy()
+        sim.compile(tf.optimizers.Adam(1e-3), loss={probes[0]: "mse"})
+        history = sim.fit({inp: x}, {probes[0]: x}, epochs=3, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+        # the learned weights are simulation state: not optimised, their build value kept
+        np.testing.assert_array_equal(sim.data[learned].weights, before)
+        assert not np.allclose(sim.data[net.ensembles[0]].bias, bias)
