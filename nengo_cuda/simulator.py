@@ -153,10 +153,11 @@ class Simulator:
         (``nengo_cuda.configure_settings(dtype=...)``), else float32, as
         NengoDL.  ``float64`` reproduces `nengo.Simulator` to rounding.
     unroll_simulation : int
-        Accepted for code written for NengoDL, where it sets how many steps one
-        TensorFlow loop iteration builds; the native step loop needs no
-        unrolling, so it changes nothing (and, unlike NengoDL, ``run_steps(n)``
-        runs exactly n steps whatever its value).
+        NengoDL's: how many steps one TensorFlow loop iteration builds there.
+        The native step loop needs no unrolling; as in NengoDL, ``run_steps(n)``
+        runs ``n`` rounded up to a multiple of it (with a RuntimeWarning; ``data``
+        then needs that many steps), so code written for NengoDL gets the
+        probe data it expects.  The default, 1, changes nothing.
     """
 
     def __init__(
@@ -739,6 +740,14 @@ class Simulator:
             ) from None
         if steps < 0:
             raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
+        unroll = self.unroll_simulation
+        if steps % unroll:
+            rounded = -(-steps // unroll) * unroll
+            warnings.warn(
+                f"Number of steps ({steps}) is not an even multiple of `unroll_simulation` "
+                f"({unroll}): the simulation runs for {rounded} steps, as NengoDL's does",
+                RuntimeWarning, stacklevel=2)
+            steps = rounded
         feeds = self._check_data(data, steps)
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)

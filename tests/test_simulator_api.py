@@ -116,16 +116,20 @@ def test_pickle_roundtrip(net):
 
 def test_nengo_dl_arguments_port_unchanged(net):
     """Code written for nengo_dl.Simulator keeps its device= and
-    unroll_simulation=; steps are exact (NengoDL rounds up to the unroll)."""
+    unroll_simulation=; as NengoDL, steps round up to a multiple of the unroll
+    (with a warning), and data needs the rounded count."""
     network, probes = net
     with make(net, dtype="float64") as plain:
-        plain.run_steps(15)
+        plain.run_steps(20)
     with make(net, dtype="float64", device="/cpu:0", unroll_simulation=10) as sim:
         assert sim.unroll_simulation == 10
-        sim.run_steps(15)
-        assert sim.n_steps == 15
+        with pytest.warns(RuntimeWarning, match="runs for 20 steps"):
+            sim.run_steps(15)
+        assert sim.n_steps == 20
         for p in probes:
             np.testing.assert_array_equal(sim.data[p], plain.data[p])
+        sim.run_steps(10)  # a multiple: no warning, exactly 10
+        assert sim.n_steps == 30
         copy = pickle.loads(pickle.dumps(sim))
     with copy:
         assert copy.unroll_simulation == 10 and copy.device == "/cpu:0"
