@@ -740,6 +740,11 @@ class Simulator:
             ) from None
         if steps < 0:
             raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
+        if get_setting(getattr(self.model, "toplevel", None), "learning_phase") is True:
+            raise ValidationError(
+                "configure_settings(learning_phase=True) runs predict/evaluate in training "
+                "mode (rate neurons); sim.run/run_steps simulate the network as defined: "
+                "remove the setting to run it", attr="learning_phase")
         unroll = self.unroll_simulation
         if steps % unroll:
             rounded = -(-steps // unroll) * unroll

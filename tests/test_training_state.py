@@ -307,3 +307,30 @@ def test_save_params_include_state(tmp_path):
             sim.load_params(tmp_path / "with_state", include_state=True)
         with pytest.warns(DeprecationWarning, match="include_non_trainable"):
             sim.save_params(tmp_path / "old", include_non_trainable=True)
+
+
+def test_learning_phase_runs_predict_in_training_mode():
+    """configure_settings(learning_phase=True) (NengoDL 3.4): predict and
+    evaluate give the rate network's outputs (the training graph's), stateful
+    runs continue from where they stop; sim.run refuses."""
+    x = np.tile(np.linspace(-1, 1, 4)[:, None, None], (1, 15, 1))
+    net, inp, a, conn, p = _net(np.zeros(1))
+    with net:
+        nengo_cuda.configure_settings(learning_phase=True)
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
+        rates = sim._trainer().forward({inp: x}, 15, [p])[p]
+        np.testing.assert_allclose(sim.predict({inp: x})[p], rates, atol=1e-12)
+        sim.compile(loss="mse")
+        mse = np.mean((rates - x) ** 2)
+        np.testing.assert_allclose(sim.evaluate({inp: x}, {p: x})["loss"], mse, rtol=1e-10)
+        first = sim.predict({inp: x[:2, :5]}, stateful=True)[p]
+        rest = sim.predict({inp: x[:2, 5:]}, stateful=True)[p]
+        assert sim.n_steps == 15
+        np.testing.assert_allclose(np.concatenate([first, rest], axis=1), rates[:2], atol=1e-12)
+        with pytest.raises(nengo.exceptions.ValidationError, match="learning_phase"):
+            sim.run_steps(3)
+    with net:
+        nengo_cuda.configure_settings(learning_phase=None)
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
+        spiking = sim.predict({inp: x})[p]
+    assert not np.allclose(spiking, rates, atol=1e-3)  # LIF spikes by default

@@ -31,6 +31,11 @@ What the settings do here:
   docs/training-state.md).
 - ``dtype``: the precision, as in NengoDL ("float32", "float64" or a
   ``tf.DType``), unless the Simulator's own ``dtype`` argument gives one.
+- ``learning_phase`` (NengoDL 3.4): True runs ``predict``,
+  ``predict_on_batch`` and ``evaluate`` in training mode (the training
+  graph: rate neurons, as ``fit`` computes); ``sim.run`` then refuses to
+  run (it simulates the network as defined).  False or None (default):
+  inference mode, the network as defined.
 - ``planner``, ``sorter``, ``simplifications``: accepted for compatibility
   (our planner is not configurable).
 """
@@ -51,6 +56,7 @@ SETTINGS = {
     "sorter": None,
     "simplifications": None,
     "use_loop": True,
+    "learning_phase": None,
 }
 
 TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons)

@@ -636,6 +636,9 @@ class Trainer:
         minibatch's final state (``stateful=True``; the state, ``n_steps`` and
         ``time`` are kept).  ``sim.data`` is left as it was either way.
         """
+        if self.setting("learning_phase") is True:
+            yield from self._rate_runs(x, batch, steps, stateful)
+            return
         sim = self.sim
         mb = sim.n_trials
         start = sim._save_state()
@@ -658,6 +661,25 @@ class Trainer:
             sim._restore_recordings(recordings)
             if not stateful:
                 sim._restore_state(start)
+
+    def _rate_runs(self, x, batch, steps, stateful):
+        """`_native_runs` in training mode (``configure_settings(learning_phase=
+        True)``): each minibatch through the training graph (rate neurons), from
+        the simulator's state, which ``stateful`` runs then keep."""
+        sim, graph = self.sim, self.graph
+        mb = sim.n_trials
+        probes = list(sim.model.probes)
+        state, t0 = graph.read_state(), sim.n_steps
+        for i in range(batch // mb):
+            xs = {k: tf.constant(np.asarray(v[i * mb: (i + 1) * mb], dtype=sim.dtype))
+                  for k, v in x.items()}
+            outs, final = graph(xs, steps, probes, init=state, t0=t0, return_state=True)
+            if stateful:
+                state, t0 = [v.numpy() for v in final], t0 + steps
+            yield {p: outs[p].numpy() for p in probes}
+        if stateful:
+            graph.write_state(state)
+            sim._set_step_count(t0)
 
     def predict(self, x=None, n_steps=None, stateful=False, batch_size=None, verbose=None,
                 steps=None, **kwargs):
