@@ -25,10 +25,11 @@ from .version import version as __version__  # noqa: F401
 
 
 def __getattr__(name):
-    # nengo_cuda.losses imports TensorFlow: loaded on first use (NengoDL's
-    # ``nengo_dl.losses.Regularize()`` works after a plain ``import nengo_cuda``)
-    if name == "losses":
+    # nengo_cuda.losses and .callbacks import TensorFlow: loaded on first use
+    # (NengoDL's ``nengo_dl.losses.Regularize()`` works after a plain
+    # ``import nengo_cuda``)
+    if name in ("losses", "callbacks"):
         import importlib  # noqa: PLC0415
 
-        return importlib.import_module(".losses", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -314,8 +314,6 @@ def test_unsupported_callbacks(tmp_path):
         with pytest.raises(nengo.exceptions.ValidationError, match="ModelCheckpoint.*save_params"):
             sim.fit({inp: x}, {p: y},
                     callbacks=[keras_cb.ModelCheckpoint(str(tmp_path / "m.keras"))])
-        with pytest.raises(nengo.exceptions.ValidationError, match="TensorBoard"):
-            sim.fit({inp: x}, {p: y}, callbacks=[keras_cb.TensorBoard(str(tmp_path))])
         for a, b in zip(w0, _params(sim)):
             np.testing.assert_array_equal(a, b)  # rejected before training
 
@@ -398,3 +396,49 @@ def test_one_trace_per_signature():
         sim.fit({inp: x[:4]}, {p: y[:4]})
         sim.fit({inp: x[:2]}, {p: y[:2]})
         assert fn.experimental_get_tracing_count() == 2
+
+
+def _events(log_dir):
+    """{tag: [(step, value)]} of the summaries in ``log_dir`` (scalars' values,
+    histograms' tensors)."""
+    from tensorflow.core.util import event_pb2  # noqa: PLC0415
+
+    out = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, tf.make_ndarray(v.tensor)))
+    return out
+
+
+def test_tensorboard_logs(tmp_path):
+    """Keras's TensorBoard callback in fit: the scalars a Keras fit writes
+    (epoch_*, batch_* every update_freq minibatches; validation_* in
+    validation/), weight histograms, and NengoDL's NengoSummaries."""
+    net, inp, p = _net()
+    x, y = _data(n=8)
+    vx, vy = _data(n=4, seed=1)
+    ens = net.ensembles[0]
+    with _sim(net) as sim:
+        history = sim.fit({inp: x}, {p: y}, epochs=3, verbose=0,
+                          validation_data=({inp: vx}, {p: vy}),
+                          callbacks=[keras_cb.TensorBoard(str(tmp_path / "tb"), histogram_freq=1,
+                                                          update_freq=1),
+                                     nengo_cuda.callbacks.NengoSummaries(
+                                         str(tmp_path / "ns"), sim, [ens, ens.neurons])])
+        bias = sim.data[ens].bias
+    train = _events(tmp_path / "tb" / "train")
+    val = _events(tmp_path / "tb" / "validation")
+    np.testing.assert_allclose([v for _, v in train["epoch_loss"]], history.history["loss"],
+                               rtol=1e-6)
+    assert [s for s, _ in train["epoch_loss"]] == [0, 1, 2]
+    np.testing.assert_allclose([v for _, v in val["epoch_loss"]], history.history["val_loss"],
+                               rtol=1e-6)
+    assert len(train["batch_loss"]) == 3 * 8 // 2  # every minibatch (of 2)
+    assert any(tag.endswith("/histogram") for tag in train)
+    nengo_logs = _events(tmp_path / "ns")
+    assert len(nengo_logs) == 2 and all(len(v) == 3 for v in nengo_logs.values())
+    biases = next(v for tag, v in nengo_logs.items() if tag.endswith("biases"))
+    hist = biases[-1][1]  # (bins, 3): left edge, right edge, count
+    assert hist[:, 2].sum() == bias.size and hist[0, 0] <= bias.min() <= bias.max() <= hist[-1, 1]

@@ -11,13 +11,14 @@ import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
+from .summaries import TensorBoardLogs
+
 # Keras callbacks that need a real Keras model (saving it, or reading its
 # layers/graph), with what to use instead
 UNSUPPORTED = {
     "ModelCheckpoint": "it saves a Keras model; save the parameters from a "
                        "LambdaCallback with sim.save_params(path) instead",
     "BackupAndRestore": "it saves and restores a Keras model's training state",
-    "TensorBoard": "it reads a Keras model's layers and graph",
 }
 
 BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
@@ -115,7 +116,9 @@ class CallbackList:
     def __init__(self, callbacks, model, params):
         if isinstance(callbacks, tf.keras.callbacks.CallbackList):
             callbacks = callbacks.callbacks
-        callbacks = list(callbacks or [])
+        # Keras's TensorBoard reads a Keras model's layers: the same logs from ours
+        callbacks = [TensorBoardLogs.like(cb) if isinstance(cb, tf.keras.callbacks.TensorBoard)
+                     else cb for cb in (callbacks or [])]
         for cb in callbacks:
             why = next((w for n, w in UNSUPPORTED.items()
                         if any(c.__name__ == n for c in type(cb).__mro__)), None)
