@@ -207,3 +207,49 @@ def test_nengo_dl2_mse_skips_nan_targets():
     targets = np.array([[[np.nan, 0.0]], [[3.0, np.nan]]])
     assert nengo_cuda.objectives is nengo_cuda.obj
     np.testing.assert_allclose(nengo_cuda.obj.mse(outputs, targets).numpy(), [2.0, 0.0])
+
+
+def test_datasets_and_generators_as_data():
+    """Keras's/NengoDL's other data forms: a tf.data.Dataset of (x, y) batches
+    (NengoDL's "n_steps" input ignored), a generator, validation from a dataset;
+    the same results as the arrays."""
+    rng = np.random.RandomState(3)
+    x = rng.uniform(-1, 1, (8, 3, 2))
+    y = x[:, :, :1] * 2
+    with nengo.Network(seed=1) as net:
+        inp = nengo.Node(np.zeros(2))
+        ens = nengo.Ensemble(10, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp[0], ens, synapse=None)
+        p = nengo.Probe(ens, synapse=None)
+
+    def dataset():
+        feeds = {"node": x, "n_steps": np.full((8, 1), 3)}
+        return tf.data.Dataset.from_tensor_slices((feeds, {"probe": y})).batch(4)
+
+    def generator():
+        for i in range(0, 8, 4):
+            yield {inp: x[i:i + 4]}, {p: y[i:i + 4]}
+
+    results = []
+    for data in ("arrays", "dataset", "generator"):
+        with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+            sim.compile(tf.optimizers.SGD(0.01), loss="mse")
+            if data == "arrays":
+                h = sim.fit({inp: x}, {p: y}, epochs=2, verbose=0,
+                            validation_data=({inp: x}, {p: y}))
+                ev = sim.evaluate({inp: x}, {p: y})["loss"]
+                pr = sim.predict({inp: x})[p]
+            else:
+                source = dataset if data == "dataset" else generator
+                h = sim.fit(source(), epochs=2, verbose=0, validation_data=dataset())
+                ev = sim.evaluate(source())["loss"]
+                pr = sim.predict(source())[p]
+            results.append((h.history["loss"] + h.history["val_loss"], ev, pr))
+    for other in results[1:]:
+        np.testing.assert_allclose(other[0], results[0][0], rtol=1e-6)
+        np.testing.assert_allclose(other[1], results[0][1], rtol=1e-6)
+        np.testing.assert_allclose(other[2], results[0][2], rtol=1e-6)
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.01), loss="mse")
+        with pytest.raises(nengo.exceptions.ValidationError, match="y must be None"):
+            sim.fit(dataset(), {p: y})

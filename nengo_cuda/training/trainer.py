@@ -116,6 +116,43 @@ class Trainer:
                                   "keyed by its Probes", attr="y")
         return key
 
+    def _from_batches(self, x, y, limit=None, what="fit"):
+        """``x`` given as a ``tf.data.Dataset`` or a generator (Keras's and NengoDL's
+        other input forms): its batches, each ``(x, y)`` (or ``x`` alone), joined
+        into arrays along the items (``limit``: at most that many batches, for an
+        endless generator).  NengoDL's special ``"n_steps"`` input is dropped
+        (the steps are the data's).  Other ``x`` is returned as given."""
+        if not (isinstance(x, tf.data.Dataset) or hasattr(x, "__next__")):
+            return x, y
+        if y is not None:
+            raise ValidationError(f"{what}: y must be None when x is a dataset or "
+                                  "generator (it yields (x, y) pairs)", attr="y")
+        xs, ys = [], []
+        for i, element in enumerate(x):
+            if limit is not None and i >= int(limit):
+                break
+            if isinstance(element, tuple) and len(element) == 3:
+                raise ValidationError(f"{what}: sample weights (a third item in the "
+                                      "dataset's elements) are not supported", attr="x")
+            xb, yb = element if isinstance(element, tuple) and len(element) == 2 else (element, None)
+            xs.append(xb)
+            ys.append(yb)
+        if not xs:
+            raise ValidationError(f"{what}: the dataset or generator gave no batches", attr="x")
+
+        def join(parts):
+            if parts[0] is None:
+                return None
+            if isinstance(parts[0], dict):
+                return {k: np.concatenate([np.asarray(p[k]) for p in parts])
+                        for k in parts[0] if k != "n_steps"}
+            if isinstance(parts[0], (list, tuple)):
+                return [np.concatenate([np.asarray(p[j]) for p in parts])
+                        for j in range(len(parts[0]))]
+            return np.concatenate([np.asarray(p) for p in parts])
+
+        return join(xs), join(ys)
+
     def _as_dict(self, data, what):
         if data is None:
             return {}
@@ -278,6 +315,10 @@ class Trainer:
         the current state, and the final state is kept (``n_steps``/``time``
         advance by every minibatch's steps).
 
+        ``x`` may also be a ``tf.data.Dataset`` or a generator of ``(x, y)``
+        minibatches (`_from_batches`; ``steps_per_epoch`` batches of an endless
+        one), as in Keras and NengoDL; so may ``validation_data``.
+
         Keras ``fit`` arguments (see docs/training-state.md):
 
         - ``callbacks``: Keras callbacks, called as Keras 3 calls them;
@@ -315,6 +356,10 @@ class Trainer:
         if self.losses is None:
             raise SimulationError("call sim.compile with a loss before sim.fit")
         stateful = self._stateful(stateful, "fit")
+        x, y = self._from_batches(x, y, steps_per_epoch, "fit")
+        if isinstance(validation_data, tf.data.Dataset) or hasattr(validation_data, "__next__"):
+            validation_data = self._from_batches(validation_data, None, validation_steps,
+                                                 "validation_data")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
         if not y:
             raise ValidationError("fit needs targets (y)", attr="y")
@@ -698,6 +743,7 @@ class Trainer:
         """
         self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
         stateful = self._stateful(stateful, "predict")
+        x, _ = self._from_batches(x, None, steps, "predict")
         x = self._as_dict(x, "input")
         n_batches = steps
         if not x:
@@ -741,6 +787,7 @@ class Trainer:
         stateful = self._stateful(stateful, "evaluate")
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
+        x, y = self._from_batches(x, y, steps, "evaluate")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
         n_batches = steps
         batch, steps = self._check(x, y, n_steps)
