@@ -253,3 +253,15 @@ def test_datasets_and_generators_as_data():
         sim.compile(tf.optimizers.SGD(0.01), loss="mse")
         with pytest.raises(nengo.exceptions.ValidationError, match="y must be None"):
             sim.fit(dataset(), {p: y})
+
+
+def test_nengo_dl2_outputs_only_objective():
+    """NengoDL 2: an objective of one argument (the outputs) needs no targets."""
+    net, inp, p = _passthrough(2)
+    x = np.random.RandomState(0).uniform(-1, 1, (4, 3, 2))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        penalty = sim.loss({inp: x}, objective={p: lambda out: tf.reduce_mean(out ** 2)})
+        np.testing.assert_allclose(penalty, np.mean(x ** 2), rtol=1e-6)
+        both = sim.loss({inp: x, p: np.zeros_like(x)},
+                        objective={p: lambda out, target: tf.reduce_mean((out - target) ** 2)})
+        np.testing.assert_allclose(both, np.mean(x ** 2), rtol=1e-6)

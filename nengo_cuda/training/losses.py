@@ -6,7 +6,8 @@ Two conventions, as in NengoDL:
   ``f(y_true, y_pred)``; strings name Keras losses/metrics (``"mse"`` is
   `nengo_cuda.obj.mse`).
 - ``train(objective=...)`` and ``loss(objective=...)`` (NengoDL 2): functions
-  are called as ``f(outputs, targets)``.
+  are called as ``f(outputs, targets)``, or ``f(outputs)`` when they take one
+  argument (then the probe needs no targets).
 
 Internally every loss is a function ``(outputs, targets)`` returning a scalar
 or values with a leading minibatch axis, which are averaged.
@@ -21,6 +22,8 @@ digits, ``_`` and ``.`` replaced by ``_``), else ``"probe"``; repeats get
 by these names (or labels) instead of the objects; input Nodes likewise
 (default name ``"node"``).
 """
+
+import inspect
 
 import numpy as np
 import tensorflow as tf
@@ -115,7 +118,27 @@ def objective(fn):
                               attr="objective")
     if not callable(fn):
         raise ValidationError(f"objective must be callable (got {fn!r})", attr="objective")
+    if _positional_count(fn) == 1:  # f(outputs): no targets (e.g. a regularizer)
+        def outputs_only(outputs, targets):
+            return fn(outputs)
+
+        outputs_only.needs_targets = False
+        outputs_only.free_target_size = True
+        return outputs_only
     return fn
+
+
+def _positional_count(fn):
+    """How many positional arguments ``fn`` takes (None when it takes *args or
+    its signature is unknown)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               and p.default is p.empty)
 
 
 class ProbeMetric:

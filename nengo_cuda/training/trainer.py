@@ -848,7 +848,24 @@ class Trainer:
         objective = objective if objective is not None else {p: mse for p in targets}
         self.compile(optimizer)
         self.losses = self._losses(objective, nengo2_objective)
+        targets = self._outputs_only_targets(inputs, targets)
         return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle, verbose=0)
+
+    def _outputs_only_targets(self, inputs, targets):
+        """``targets`` plus placeholders for the probes whose NengoDL 2 objective
+        takes only the outputs (``f(outputs)``: no target data given)."""
+        if not isinstance(self.losses, dict):
+            return targets
+        free = [p for p, f in self.losses.items()
+                if p not in targets and not getattr(f, "needs_targets", True)]
+        if not free:
+            return targets
+        given = list(inputs.values()) + list(targets.values())
+        if not given:
+            raise ValidationError("give input or target data (their shape sets the batch "
+                                  "and steps)", attr="data")
+        batch, steps = np.shape(given[0])[:2]
+        return {**targets, **{p: np.zeros((batch, steps, 1)) for p in free}}
 
     def loss(self, data, objective=None, combine=None, extra_feeds=None, progress_bar=True,
              training=False):
@@ -864,7 +881,7 @@ class Trainer:
         self.losses = self._losses(objective, nengo2_objective)
         self.loss_weights, self.metrics = {}, None
         try:
-            return self.evaluate(inputs, targets)["loss"]
+            return self.evaluate(inputs, self._outputs_only_targets(inputs, targets))["loss"]
         finally:
             self.losses, self.loss_weights, self.metrics = saved
 
