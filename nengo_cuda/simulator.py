@@ -28,6 +28,7 @@ from . import pyfunc
 from .backends import select_backend
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
+from .parameters import StateParameters
 from .params import current_built
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
@@ -202,8 +203,6 @@ class Simulator:
                 self.dg, self._step_order = order_operators(self.model, optimize)
 
         self._input_nodes = self._find_input_nodes()
-        self._written_elements = None  # see _in_state_unwritten
-        self._state_parameters = {}  # base -> (mask, values): see _set_parameter
         ops = self._step_order
         written = written_bases(ops) | {sig.base for sig in self._input_nodes.values()}
         signals = [s for op in ops for s in op.all_signals]
@@ -218,6 +217,8 @@ class Simulator:
             align={op.x.base for op in tensor_nodes if op.x is not None},
         )
         self.layout.use_exact_time(self.model.time, self.model.step, self.dt)
+        # parameters, also those Nengo's optimizer merged into state bases
+        self.parameters = StateParameters(self.layout, ops, self._input_nodes.values())
         # input Nodes' callbacks merge with others (one trip to Python for many
         # Nodes); a run whose data feeds one skips it (`FallbackGroup.skipped`)
         self._producers = producers = self._input_producers()
@@ -441,65 +442,12 @@ class Simulator:
         """A parameter signal's current value (trial 0), or None for a signal
         that is not a parameter here (not laid out, simulation state, sparse)."""
         layout = self.layout
-        if not self._is_parameter(sig):
+        if not self.parameters.is_parameter(sig):
             return None
         if not self.closed:
             return np.array(layout.signal_dicts[0][sig])
         saved = getattr(self, "_closed_parameters", None)
         return None if saved is None else saved[layout.addresses(sig)]
-
-    def _is_parameter(self, sig):
-        """Whether ``sig`` is a parameter here: a float signal that no operator
-        (or data feed) writes, in the shared region or merged into a state base
-        (`_in_state_unwritten`)."""
-        layout = self.layout
-        if (sig is None or sig.sparse or sig.base not in layout.placement
-                or layout.pool_of(sig) != FLOAT):
-            return False
-        return layout.is_shared(sig) or self._in_state_unwritten(sig)
-
-    def _in_state_unwritten(self, sig):
-        """Whether float signal ``sig`` lies in a state (per-trial) base but no
-        operator or data feed writes any of its elements.  Nengo's optimizer
-        merges the signals an operator kind reads: one merged Copy may read the
-        biases of two ensembles and a synapse's output, so the biases sit in a
-        base that the synapse writes.  They are parameters all the same: they
-        train, save and load, and keep their trained values through resets
-        (`_set_parameter`)."""
-        if self.layout.is_shared(sig):
-            return False
-        if self._written_elements is None:
-            written = {}
-            sigs = [s for op in self._step_order for s in op.sets + op.incs + op.updates]
-            for s in sigs + list(self._input_nodes.values()):
-                if s.base in self.layout.placement and not self.layout.is_shared(s):
-                    mask = written.setdefault(s.base, np.zeros(s.base.size, dtype=bool))
-                    mask[self._offsets(s)] = True
-            self._written_elements = written
-        mask = self._written_elements.get(sig.base)
-        return mask is None or not mask[self._offsets(sig)].any()
-
-    def _offsets(self, sig):
-        """The element offsets of ``sig`` in its base."""
-        layout = self.layout
-        return (layout.addresses(sig) - layout.base_address(sig.base)).ravel()
-
-    def _set_parameter(self, base, offsets, values):
-        """Writes parameter values at ``offsets`` of state base ``base`` in every
-        trial, and keeps them for the resets that keep parameters (a state
-        base's initial value would undo them)."""
-        mask, kept = self._state_parameters.setdefault(
-            base, (np.zeros(base.size, dtype=bool), np.zeros(base.size)))
-        mask[offsets] = True
-        kept[offsets] = values
-        for trial in range(self.n_trials):
-            self.layout.writable(base, trial).reshape(-1)[offsets] = values
-
-    def _rewrite_state_parameters(self):
-        """After a reset of the state: the parameters kept by `_set_parameter`."""
-        for base, (mask, kept) in self._state_parameters.items():
-            for trial in range(self.n_trials):
-                self.layout.writable(base, trial).reshape(-1)[mask] = kept[mask]
 
     def clear_probes(self):
         """Clears all probe histories."""
@@ -534,9 +482,9 @@ class Simulator:
         if shared is not None:
             layout.fbuf[: layout.f_shared] = shared
             layout.touch_shared()
-            self._rewrite_state_parameters()
+            self.parameters.rewrite()
         else:
-            self._state_parameters = {}
+            self.parameters.forget()
         if include_processes or not hasattr(self, "process_seeds"):
             self._make_steps()
         if include_probes:
@@ -633,7 +581,7 @@ class Simulator:
         layout.reset()
         layout.fbuf[: layout.f_shared] = shared
         layout.touch_shared()
-        self._rewrite_state_parameters()
+        self.parameters.rewrite()
         self._make_steps()
 
     def _make_steps(self):

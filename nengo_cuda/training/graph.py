@@ -77,13 +77,13 @@ class TrainingGraph:
 
         # trainable bases -> (variable, mask or None, constant part or None)
         masks = {}
-        # trainable views merged into state bases (Simulator._in_state_unwritten):
+        # trainable views merged into state bases (nengo_cuda.parameters):
         # base -> (variable, offsets); they enter the loop through its initial
         # state (`_with_parameters`), and no operator writes them
         offsets = {}
         for sig in trainable:
             base = sig.base
-            if self.layout.pool_of(sig) != FLOAT or not sim._is_parameter(sig):
+            if self.layout.pool_of(sig) != FLOAT or not sim.parameters.is_parameter(sig):
                 continue  # written by an operator (e.g. a learning rule): not trained
             if not self.layout.is_shared(sig):
                 offsets.setdefault(base, []).append(self._idx(sig).idx.ravel())
@@ -122,7 +122,7 @@ class TrainingGraph:
                 m = mask.numpy().astype(bool)
                 dst[m] = value[m]
         for base, (var, idx) in self.state_parameters.items():
-            self.sim._set_parameter(base, idx, var.numpy())
+            self.sim.parameters.set(base, idx, var.numpy())
 
     def reload(self):
         """Re-reads the trainable values from the simulator's buffers."""

@@ -900,7 +900,7 @@ class Trainer:
 
     # -- parameters --------------------------------------------------------------------
     def _parameter_signals(self):
-        """``{key: signal}`` for the parameter signals (`Simulator._is_parameter`:
+        """``{key: signal}`` for the parameter signals (`nengo_cuda.parameters`:
         the shared region, or unwritten views merged into state bases) that
         belong to the network's objects: encoders, gains, biases, weights,
         decoders, transforms.  A key names the object by its position in
@@ -927,7 +927,7 @@ class Trainer:
             if obj not in names:
                 continue
             for name, sig in sigs.items():
-                if isinstance(sig, nengo.builder.Signal) and self.sim._is_parameter(sig):
+                if isinstance(sig, nengo.builder.Signal) and self.sim.parameters.is_parameter(sig):
                     found[f"{names[obj]}/{name}"] = sig
         return found
 
@@ -988,8 +988,8 @@ class Trainer:
         for key, sig in params.items():
             if self.sim.layout.is_shared(sig):
                 self.sim.layout.writable(sig)[...] = saved[key]
-            else:  # merged into a state base (Simulator._in_state_unwritten)
-                self.sim._set_parameter(sig.base, self.sim._offsets(sig), saved[key].ravel())
+            else:  # merged into a state base (nengo_cuda.parameters)
+                self.sim.parameters.set(sig.base, self.sim.parameters.offsets(sig), saved[key].ravel())
         for var, value in zip(keras_vars, weights):
             var.assign(value)
         if include_state:
