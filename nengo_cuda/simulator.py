@@ -47,6 +47,14 @@ _CHUNK_ELEMENTS = 8 * 1024 * 1024
 _CHUNK_STEPS = 1 << 16
 
 
+def _data_or_progress(progress_bar, data):
+    """``(progress_bar, data)``: a ``progress_bar`` that is data (a dict, array
+    or list: NengoDL's second positional argument) is the data."""
+    if data is None and isinstance(progress_bar, (dict, np.ndarray, list, tuple)):
+        return None, progress_bar
+    return progress_bar, data
+
+
 def _probe_buffers(plans, dtype):
     """The output arrays of a run's probes (shapes ``plan[2]``), as views of
     one allocation: the pages of a new array fault in on its first write, and
@@ -669,15 +677,27 @@ class Simulator:
                 f"still at time {self.time}."
             )
         else:
+            progress_bar, data = _data_or_progress(progress_bar, data)
             self.run_steps(steps, progress_bar=progress_bar, data=data, stateful=stateful)
 
-    def run_steps(self, steps, progress_bar=None, data=None, stateful=True):
+    def run_steps(self, steps=None, progress_bar=None, data=None, stateful=True, *,
+                  n_steps=None):
         """Simulates for ``steps`` time steps (see `run` for ``data``).
 
         ``stateful=False`` (NengoDL's argument): the probe data of the run is
         kept, but the simulation state (signals, ``n_steps``, ``time``) returns
         to where it was before the run, so the next run starts from there too.
+
+        Nengo's order of arguments is ``(steps, progress_bar)``, NengoDL's
+        ``(n_steps, data, progress_bar, stateful)``: a second positional argument
+        that is data (a dict, array or list) is taken as ``data``, and
+        ``n_steps=`` names ``steps``.
         """
+        if n_steps is not None:
+            if steps is not None:
+                raise ValidationError("give steps or n_steps, not both", attr="n_steps")
+            steps = n_steps
+        progress_bar, data = _data_or_progress(progress_bar, data)
         if self.closed:
             raise SimulatorClosed("Simulator cannot run because it is closed.")
         try:

@@ -348,3 +348,20 @@ def test_weights_written_between_runs_are_used(dtype):
     assert expected[25:30].mean() > 0.1 and expected[55:60].mean() < -0.1
     assert expected[75:80].mean() < -0.1
     np.testing.assert_allclose(ours, expected, atol=atol)
+
+
+def test_run_steps_takes_nengo_dl_argument_order():
+    """NengoDL's run_steps(n_steps, data, ...) and Nengo's (steps, progress_bar)."""
+    with nengo.Network() as network:
+        inp = nengo.Node(np.zeros(1))
+        p = nengo.Probe(inp)
+    x = np.arange(3.0).reshape(1, 3, 1)
+    with nengo_cuda.Simulator(network, minibatch_size=1, progress_bar=False) as sim:
+        sim.run_steps(3, {inp: x})
+        sim.run_steps(n_steps=3, data={inp: x + 10})
+        sim.run_steps(2, False)
+        sim.run(0.003, {inp: x + 20})
+        np.testing.assert_array_equal(sim.data[p][0, :, 0],
+                                      [0, 1, 2, 10, 11, 12, 0, 0, 20, 21, 22])
+        with pytest.raises(ValidationError, match="not both"):
+            sim.run_steps(3, n_steps=3)
