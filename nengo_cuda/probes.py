@@ -65,6 +65,17 @@ class SimulationData(Mapping):
     def __contains__(self, key):
         return key in self.recordings or key in self.raw
 
+    def get_params(self, *obj_attrs):
+        """NengoDL's: the current values of ``(object, attribute)`` pairs of built
+        parameters, e.g. ``(ens, "scaled_encoders")``, ``(ens, "bias")``,
+        ``(conn, "weights")`` (``self[obj]``'s attributes; Neurons mean their
+        Ensemble)."""
+        values = []
+        for obj, attr in obj_attrs:
+            obj = getattr(obj, "ensemble", obj) if type(obj).__name__ == "Neurons" else obj
+            values.append(getattr(self[obj], attr))
+        return values
+
     def __iter__(self):
         return iter(self.raw)
 

@@ -749,6 +749,11 @@ class Simulator:
             done += n
             advance(n)
 
+    @property
+    def unroll(self):
+        """NengoDL's name for ``unroll_simulation``."""
+        return self.unroll_simulation
+
     def step(self, **kwargs):
         """Advances the simulator by one step (``kwargs``: as `run_steps`, e.g.
         ``data=``; NengoDL's SPA tutorial steps with data)."""

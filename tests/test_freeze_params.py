@@ -65,6 +65,12 @@ def test_freeze_trained_runs_in_nengo():
         assert isinstance(params[3]["transform"], nengo.Sparse)
         a, b = net.ensembles
         assert sim.get_nengo_params(b.neurons).keys() == sim.get_nengo_params(b).keys()
+        scaled, bias, weights = sim.data.get_params(
+            (b, "scaled_encoders"), (b.neurons, "bias"), (conns[4], "weights"))
+        np.testing.assert_array_equal(scaled, sim.data[b].scaled_encoders)
+        np.testing.assert_array_equal(bias, sim.data[b].bias)
+        np.testing.assert_array_equal(weights, sim.data[conns[4]].weights)
+        assert not np.allclose(weights, 1e-3)  # trained
         sim.freeze_params(net)
     assert after < 0.7 * before
     for i in (0, 5):

@@ -122,7 +122,7 @@ def test_nengo_dl_arguments_port_unchanged(net):
     with make(net, dtype="float64") as plain:
         plain.run_steps(20)
     with make(net, dtype="float64", device="/cpu:0", unroll_simulation=10) as sim:
-        assert sim.unroll_simulation == 10
+        assert sim.unroll_simulation == sim.unroll == 10
         with pytest.warns(RuntimeWarning, match="runs for 20 steps"):
             sim.run_steps(15)
         assert sim.n_steps == 20

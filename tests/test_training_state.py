@@ -306,7 +306,10 @@ def test_save_params_include_state(tmp_path):
         with pytest.raises(nengo.exceptions.SimulationError, match="lie elsewhere"):
             sim.load_params(tmp_path / "with_state", include_state=True)
         with pytest.warns(DeprecationWarning, match="include_non_trainable"):
-            sim.save_params(tmp_path / "old", include_non_trainable=True)
+            sim.save_params(tmp_path / "old", include_non_trainable=True)  # = include_state
+        with pytest.warns(DeprecationWarning):
+            sim.load_params(tmp_path / "old", include_non_trainable=True)
+        assert sim.n_steps == 0
 
 
 def test_learning_phase_runs_predict_in_training_mode():

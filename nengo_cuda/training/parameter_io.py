@@ -63,12 +63,10 @@ class ParameterIO:
         signals of every trial, step count, native processes' random streams),
         which loads only into a build with the same signal layout (the same
         network and Simulator arguments; see `_state_layout`).
-        ``include_non_trainable`` (NengoDL 3.0's name; deprecated there too):
-        the parameters saved are all of them anyway.
+        ``include_non_trainable``: NengoDL 3.0's name for ``include_state``
+        (deprecated there since 3.2).
         """
-        if include_non_trainable is not None:
-            warnings.warn("include_non_trainable is deprecated (NengoDL 3.2): every "
-                          "parameter is saved", DeprecationWarning, stacklevel=3)
+        include_state = _include_state(include_state, include_non_trainable)
         signals = self.sim.signals
         arrays = {f"param:{key}": np.array(signals[sig])
                   for key, sig in self._parameter_signals().items()}
@@ -81,9 +79,7 @@ class ParameterIO:
     def load_params(self, path, include_state=False, include_non_trainable=None):
         """Loads what `save_params` saved from the same network (in any build);
         ``include_state``: the saved state too (saved with ``include_state``)."""
-        if include_non_trainable is not None:
-            warnings.warn("include_non_trainable is deprecated (NengoDL 3.2): every "
-                          "parameter is loaded", DeprecationWarning, stacklevel=3)
+        include_state = _include_state(include_state, include_non_trainable)
         params = self._parameter_signals()
         keras_vars = self._keras_variables(trainable=False)
         with np.load(str(path) + ".npz") as f:
@@ -241,3 +237,12 @@ class ParameterIO:
 
 def _name(obj):
     return obj.label or f"{type(obj).__name__.lower()}_{id(obj):x}"
+
+
+def _include_state(include_state, include_non_trainable):
+    """NengoDL 3.2 renamed ``include_non_trainable`` to ``include_state``."""
+    if include_non_trainable is None:
+        return include_state
+    warnings.warn("include_non_trainable is deprecated: use include_state (NengoDL 3.2's "
+                  "name)", DeprecationWarning, stacklevel=4)
+    return bool(include_non_trainable)

@@ -197,9 +197,16 @@ class Trainer(ParameterIO):
                                       f"expected {expected}{why}", attr="y")
         mb = self.sim.n_trials
         if batch % mb != 0:
-            raise ValidationError(
-                f"the batch size ({batch}) must be a multiple of the simulator's "
-                f"minibatch_size ({mb})", attr="x")
+            if batch < mb:
+                raise ValidationError(
+                    f"the batch size ({batch}) is less than the simulator's minibatch_size "
+                    f"({mb})", attr="x")
+            # as NengoDL: the whole minibatches run, the rest is left out
+            warnings.warn(
+                f"the batch size ({batch}) is not evenly divisible by the simulator's "
+                f"minibatch_size ({mb}): the last {batch % mb} item(s) are left out",
+                stacklevel=4)
+            batch -= batch % mb
         return batch, steps
 
     def _free_target_size(self, obj):
