@@ -153,3 +153,56 @@ def test_dense_loss_targets_must_match_the_probe():
                 sim.evaluate({inp: x}, {p: np.zeros((4, 1, 1))})
         sim.compile(loss={p: lambda y_true, y_pred: tf.reduce_mean(y_pred) + y_true[0, 0, 0]})
         assert sim.evaluate({inp: x}, {p: np.full((4, 1, 1), 2.0)})["loss"] == pytest.approx(2.0)
+
+
+def test_keras_layers_get_training():
+    """As NengoDL: a TensorNode's Keras layer runs with training=True in fit
+    (Dropout drops) and False in sim.run/predict (Dropout passes x through)."""
+    seen = []
+
+    class Probe(tf.keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.dropout = tf.keras.layers.Dropout(0.5)
+
+        def call(self, x, training=None):
+            seen.append(training)
+            return self.dropout(x, training=training)
+
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.ones(20))
+        out = nengo_cuda.Layer(Probe())(inp)
+        dense = nengo_cuda.Layer(tf.keras.layers.Dense(1, use_bias=False))(out)
+        p_out, p_dense = nengo.Probe(out), nengo.Probe(dense)
+    x = np.ones((2, 1, 20))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        np.testing.assert_array_equal(sim.predict({inp: x})[p_out], x)  # no dropout
+        assert seen[-1] is False
+        sim.compile(tf.optimizers.SGD(0.0), loss={p_dense: "mse"})
+        seen.clear()
+        sim.fit({inp: x}, {p_dense: np.zeros((2, 1, 1))}, epochs=1, verbose=0)
+        assert True in seen and False not in seen
+        dropped = sim._trainer().graph({inp: tf.constant(x)}, 1, [p_out])[p_out].numpy()
+    assert set(np.unique(dropped)) == {0.0, 2.0}  # Dropout(0.5) in training: 0 or x / 0.5
+
+
+def test_keras_layer_with_time_and_any_batch_shape():
+    """A Keras layer with pass_time=True gets [t, x] (NengoDL's call); a function's
+    output shape is inferred whatever its first axis."""
+
+    class AddTime(tf.keras.layers.Layer):
+        def call(self, inputs):
+            t, x = inputs
+            return x + t
+
+    with nengo.Network() as net:
+        inp = nengo.Node([1.0, 2.0])
+        node = nengo_cuda.TensorNode(AddTime(), shape_in=(2,), pass_time=True)
+        nengo.Connection(inp, node, synapse=None)
+        p = nengo.Probe(node)
+    with nengo.Network():
+        const = nengo_cuda.TensorNode(lambda t: tf.zeros((5, 3)) + t, pass_time=True)
+    assert const.shape_out == (3,)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(2)
+    np.testing.assert_allclose(sim.data[p], [[1.001, 2.001], [1.002, 2.002]], rtol=1e-6)

@@ -222,6 +222,9 @@ class TrainingGraph:
 
         inputs : {Node: tensor (batch, n_steps, size_out)} for input Nodes.
         probes : list of Probe; returns {probe: tensor (batch, n_steps, size)}.
+        training : bool
+            Passed to TensorNodes' Keras layers (Dropout drops, BatchNormalization
+            uses the minibatch's statistics), as NengoDL's ``fit`` does.
         init : list of tensors, optional
             The state to start from: one ``(batch, base.size)`` tensor per base of
             `state_bases` (default: every signal's initial value).
@@ -236,6 +239,7 @@ class TrainingGraph:
         unrolled (a graph ``n_steps`` times larger, sometimes faster to run).
         """
         self.batch = int(next(iter(inputs.values())).shape[0]) if inputs else self.sim.n_trials
+        self.training = training  # Keras layers of TensorNodes get it (Dropout, ...)
         feeds = {node: tf.cast(x, self.dtype) for node, x in inputs.items()}
         n_steps = int(n_steps)
         t0 = None if t0 is None else tf.cast(t0, self.dtype)
@@ -577,7 +581,8 @@ class TrainingGraph:
         if x is not None and not self._batched(op.x):
             x = tf.broadcast_to(x, [self.batch] + list(op.x.shape))
         if is_tensor_node_func(op.fn):
-            out = op.fn.call_tensors(t, None if x is None else tf.reshape(x, [self.batch] + list(op.fn.shape_in)))
+            x = None if x is None else tf.reshape(x, [self.batch] + list(op.fn.shape_in))
+            out = op.fn.call_tensors(t, x, training=self.training)
         else:
             out = self._numpy_func(op, t, x)
         self.write(vals, op.output, tf.reshape(out, [self.batch, -1]))

@@ -68,8 +68,18 @@ class _TensorFunc:
             return []
         return list(obj.weights if hasattr(obj, "weights") else obj.variables)
 
-    def call_tensors(self, t, x):
-        """tensor_func on tensors (x batched, or None without input)."""
+    def call_tensors(self, t, x, training=None):
+        """tensor_func on tensors (x batched, or None without input).
+
+        A Keras layer gets ``training`` (True in ``fit``, False in ``sim.run``:
+        its Dropout and BatchNormalization act as in Keras) and, with
+        ``pass_time``, its inputs as one list ``[t, x]``, as NengoDL calls it."""
+        if isinstance(self.tensor_func, _tf().keras.layers.Layer):
+            if self.shape_in is None:
+                inputs = t
+            else:
+                inputs = [t, x] if self.pass_time else x
+            return self.tensor_func(inputs, training=training)
         if self.shape_in is None:
             return self.tensor_func(t) if self.pass_time else self.tensor_func()
         return self.tensor_func(t, x) if self.pass_time else self.tensor_func(x)
@@ -80,7 +90,7 @@ class _TensorFunc:
         xt = None
         if self.shape_in is not None:
             xt = tf.constant(np.asarray(x, dtype=np.float32).reshape((1,) + self.shape_in))
-        out = self.call_tensors(tt, xt)
+        out = self.call_tensors(tt, xt, training=False)
         return None if out is None else np.asarray(out).reshape(-1)
 
 
@@ -139,18 +149,16 @@ class TensorNode(nengo.Node):
         if shape_out is None:
             tf = _tf()
             x = None if shape_in is None else tf.zeros((1,) + shape_in, tf.float32)
-            out = func.call_tensors(tf.constant(0.0), x)
+            out = func.call_tensors(tf.constant(0.0), x, training=False)
             if out is None:
                 shape_out = (0,)
             else:
                 shape = tuple(out.shape)
-                if len(shape) < 1 or shape[0] != 1:
+                if len(shape) < 1:
                     raise ValidationError(
                         f"tensor_func must return a tensor of shape (minibatch, ...); got "
-                        f"shape {shape} for a minibatch of 1",
-                        attr="tensor_func",
-                    )
-                shape_out = shape[1:]
+                        f"shape {shape}", attr="tensor_func")
+                shape_out = shape[1:]  # (whatever the first axis: NengoDL's rule)
         func.shape_out = shape_out
         self.tensor_func = tensor_func
         self.shape_in = shape_in
@@ -259,7 +267,7 @@ class _RunStep:
         tf = _tf()
         t = tf.constant(float(self.time[()]) if self.time is not None else 0.0, tf.float32)
         x = None if self.func.shape_in is None or not self.xs else self._input()
-        y = self.func.call_tensors(t, x)
+        y = self.func.call_tensors(t, x, training=False)
         if not self.outs:
             return
         name = getattr(self.func.tensor_func, "__name__", repr(self.func.tensor_func))
