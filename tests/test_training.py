@@ -438,12 +438,29 @@ def test_bad_input_errors(tmp_path):
         np.testing.assert_allclose(sim.signals[bias], bias0)
         np.testing.assert_allclose(sim.predict({inp: np.ones((4, 50, 1))})[p], before)
         sim.check_gradients()
+        sim.check_gradients([np.ones((4, 2, 1))])  # NengoDL's list of inputs
 
     net, inp, p = _small_sim(inference_only=True)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         sim.compile(tf.keras.optimizers.SGD(0.1), loss=nengo_cuda.obj.mse)
         with pytest.raises(nengo.exceptions.SimulationError, match="inference_only"):
             sim.fit({inp: np.zeros((2, 1, 1))}, {p: np.zeros((2, 1, 1))})
+        with pytest.raises(nengo.exceptions.SimulationError, match="inference_only"):
+            sim.check_gradients()
+
+
+def test_check_gradients_finds_nans():
+    """A gradient that is NaN (sqrt at 0) is an error, as in NengoDL."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node([0.0])
+        ens = nengo.Ensemble(5, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, ens, synapse=None)
+        out = nengo_cuda.TensorNode(lambda x: tf.sqrt(x), shape_in=(5,), pass_time=False)
+        nengo.Connection(ens.neurons, out, transform=0.0, synapse=None)
+        nengo.Probe(out)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.SimulationError, match="NaN"):
+            sim.check_gradients()
 
 
 # -- the training graph's forward pass against Nengo ------------------------------

@@ -903,10 +903,19 @@ class Trainer(ParameterIO):
         return inputs, targets
 
     def check_gradients(self, inputs=None, outputs=None, atol=1e-4, rtol=1e-3, n_steps=1):
-        """Analytic gradients of the training graph against central differences."""
+        """Analytic gradients of the training graph against central differences.
+
+        ``inputs``: a dict {input Node: array}, or a list of arrays for the input
+        Nodes in order (NengoDL's form); default random values.  Raises a
+        SimulationError at a mismatch or a NaN gradient."""
+        if self.setting("inference_only", False):
+            raise SimulationError("this network was configured with inference_only=True; it "
+                                  "has no gradients to check")
         graph = self.graph
         sim = self.sim
         probes = outputs or list(sim.model.probes)
+        if isinstance(inputs, (list, tuple)):
+            inputs = zip_with_objects(inputs, list(sim._input_nodes), "inputs", "input Nodes")
         if inputs is None:
             rng = np.random.RandomState(0)
             inputs = {n: rng.uniform(-1, 1, (sim.n_trials, n_steps, n.size_out))
@@ -923,6 +932,8 @@ class Trainer(ParameterIO):
                 value = f()
             grad = tape.gradient(value, var)
             grad = np.zeros(var.shape) if grad is None else grad.numpy()
+            if not np.all(np.isfinite(grad)):
+                raise SimulationError(f"NaNs detected in the gradient for {var.name}")
             orig = var.numpy()
             eps = 1e-3 if sim.dtype == np.float32 else 1e-6
             for i in np.random.RandomState(1).choice(orig.size, min(8, orig.size), replace=False):
