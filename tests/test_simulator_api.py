@@ -34,11 +34,17 @@ def test_properties_and_trange(net):
         assert sim.data[net[1][0]].shape == (6, 1)
 
 
+def _probed_input(size):
+    """A network of one input Node of ``size`` values, probed."""
+    with nengo.Network() as network:
+        inp = nengo.Node(np.zeros(size))
+        p = nengo.Probe(inp)
+    return network, inp, p
+
+
 def test_step_takes_run_steps_arguments():
     """NengoDL's ``step(**kwargs)``: its SPA tutorial steps with ``data=``."""
-    with nengo.Network() as network:
-        inp = nengo.Node(np.zeros(2))
-        p = nengo.Probe(inp)
+    network, inp, p = _probed_input(2)
     x = np.arange(12.0).reshape(3, 2, 2)
     with nengo_cuda.Simulator(network, minibatch_size=3, progress_bar=False) as sim:
         sim.step(data={inp: x[:, :1]})
@@ -352,9 +358,7 @@ def test_weights_written_between_runs_are_used(dtype):
 
 def test_run_steps_takes_nengo_dl_argument_order():
     """NengoDL's run_steps(n_steps, data, ...) and Nengo's (steps, progress_bar)."""
-    with nengo.Network() as network:
-        inp = nengo.Node(np.zeros(1))
-        p = nengo.Probe(inp)
+    network, inp, p = _probed_input(1)
     x = np.arange(3.0).reshape(1, 3, 1)
     with nengo_cuda.Simulator(network, minibatch_size=1, progress_bar=False) as sim:
         sim.run_steps(3, {inp: x})
