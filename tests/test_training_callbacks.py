@@ -346,7 +346,6 @@ def test_keras_fit_arguments():
             (dict(validation_split=0.5, validation_steps=1), "validation_steps=1"),
             (dict(validation_data=(x, y, np.ones(8))), "sample weights"),
             (dict(validation_data=x), "tuple"),
-            (dict(workers=4), "workers"),
             (dict(validation_freq="2"), "validation_freq"),
         ]:
             with pytest.raises(nengo.exceptions.ValidationError, match=match):
@@ -355,6 +354,8 @@ def test_keras_fit_arguments():
             sim.fit(*data, nonsense=1)
         with pytest.warns(UserWarning, match="ignoring batch_size=4"):
             sim.fit(*data, batch_size=4)
+        with pytest.warns(UserWarning, match="ignoring workers=4"):  # Keras 2's
+            sim.fit(*data, workers=4, verbose=0)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             sim.fit(*data, batch_size=2, steps_per_epoch=4, verbose=0)
@@ -362,9 +363,16 @@ def test_keras_fit_arguments():
                     validation_batch_size=2)
         assert sim.fit(*data, epochs=2, initial_epoch=2).epoch == []
 
-        # evaluate / predict
-        with pytest.raises(nengo.exceptions.ValidationError, match="callbacks"):
-            sim.evaluate(*data, callbacks=[keras_cb.History()])
+        # evaluate / predict (callbacks: the test and predict hooks, as Keras)
+        hooks = []
+        recorder = keras_cb.LambdaCallback(
+            on_test_batch_end=lambda i, logs: hooks.append(("test", i, sorted(logs))),
+            on_predict_batch_end=lambda i, logs: hooks.append(("predict", i, sorted(logs))))
+        result = sim.evaluate(*data, callbacks=[recorder])
+        sim.predict({inp: x}, callbacks=[recorder])
+        names = sorted(result)
+        assert hooks == [("test", i, names) for i in range(4)] + [
+            ("predict", i, ["outputs"]) for i in range(4)]
         with pytest.raises(nengo.exceptions.ValidationError, match="steps=1"):
             sim.evaluate(*data, steps=1)
         with pytest.raises(nengo.exceptions.ValidationError, match="sample_weight"):

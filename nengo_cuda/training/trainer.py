@@ -558,14 +558,10 @@ class Trainer(ParameterIO):
         for name, value in (("sample_weight", sample_weight), ("class_weight", class_weight)):
             if value is not None:
                 raise ValidationError(f"{what}: {name} is not supported", attr=name)
-        generator = [k for k in kwargs if k in self._GENERATOR_ARGS]
-        if generator:
-            raise ValidationError(
-                f"{what}: {', '.join(generator)} only apply to data generators, which "
-                f"{what} does not take (give arrays)", attr=generator[0])
-        if "callbacks" in kwargs:
-            raise ValidationError(f"{what}: callbacks are supported in fit only",
-                                  attr="callbacks")
+        for name in [k for k in kwargs if k in self._GENERATOR_ARGS]:
+            # (Keras 2's options for reading generators in parallel; Keras 3 has none)
+            warnings.warn(f"{what}: ignoring {name}={kwargs.pop(name)!r}: data from "
+                          "generators is read once, in this thread")
         if kwargs:
             raise TypeError(f"{what}() got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, kwargs))}")
@@ -743,8 +739,10 @@ class Trainer(ParameterIO):
         ``sim.data`` is not changed.
 
         Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
-        (nothing is printed); ``steps`` other than all minibatches is not supported.
+        (nothing is printed); ``steps`` other than all minibatches is not
+        supported; ``callbacks`` get Keras's predict hooks.
         """
+        callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
         stateful = self._stateful(stateful, "predict")
         x, _ = self._from_batches(x, None, steps, "predict")
@@ -757,11 +755,27 @@ class Trainer(ParameterIO):
         else:
             batch, steps = self._check(x, {}, n_steps)
         self._check_steps("predict", n_batches, batch)
+        cbs = self._callbacks(callbacks, batch)
         results = {p: [] for p in self.sim.model.probes}
-        for out in self._native_runs(x, batch, steps, stateful):
+        if cbs is not None:
+            cbs("on_predict_begin")
+        for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
+            if cbs is not None:
+                cbs("on_predict_batch_begin", i)
             for p in results:
                 results[p].append(self._history(p, out[p]))
+            if cbs is not None:
+                cbs("on_predict_batch_end", i, {"outputs": {p: v[-1] for p, v in results.items()}})
+        if cbs is not None:
+            cbs("on_predict_end")
         return {p: np.concatenate(v, axis=0) for p, v in results.items()}
+
+    def _callbacks(self, callbacks, batch):
+        """Keras callbacks for predict/evaluate (their predict/test hooks), or None."""
+        if not callbacks:
+            return None
+        return CallbackList(callbacks, FitModel(self),
+                            {"epochs": 1, "steps": batch // self.sim.n_trials, "verbose": 0})
 
     def predict_on_batch(self, x=None, n_steps=None, stateful=False, **kwargs):
         """`predict` for exactly one minibatch (``sim.minibatch_size`` items)."""
@@ -784,8 +798,9 @@ class Trainer(ParameterIO):
         Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
         (nothing is printed); ``return_dict`` is accepted, the result is always
         the dict (as NengoDL's); ``sample_weight`` and ``steps`` other than all
-        minibatches are not supported.
+        minibatches are not supported; ``callbacks`` get Keras's test hooks.
         """
+        callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size,
                                  sample_weight=sample_weight)
         stateful = self._stateful(stateful, "evaluate")
@@ -796,7 +811,13 @@ class Trainer(ParameterIO):
         n_batches = steps
         batch, steps = self._check(x, y, n_steps)
         self._check_steps("evaluate", n_batches, batch)
-        return self._evaluate(x, y, batch, steps, stateful)
+        cbs = self._callbacks(callbacks, batch)
+        if cbs is None:
+            return self._evaluate(x, y, batch, steps, stateful)
+        cbs("on_test_begin")
+        logs = self._evaluate(x, y, batch, steps, stateful, cbs)
+        cbs("on_test_end", logs=logs)
+        return logs
 
     def _evaluate(self, x, y, batch, steps, stateful, callbacks=None):
         """`evaluate` on checked data; ``callbacks`` (fit's validation): a
