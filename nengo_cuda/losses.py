@@ -15,6 +15,8 @@ class Regularize(tf.keras.losses.Loss):
     all of it, flattened). ``y_true`` is ignored (give zeros as targets).
     """
 
+    free_target_size = True  # targets are ignored: any shape (zeros of size 1 do)
+
     def __init__(self, order=2, axis=None, name="regularize"):
         super().__init__(name=name)
         self.order = order

@@ -199,6 +199,11 @@ def test_regularize_ignores_its_targets():
     expected = np.mean(np.linalg.norm(x.numpy(), axis=2))
     reg = nengo_cuda.losses.Regularize()
     np.testing.assert_allclose(float(reg(None, x)), expected, rtol=1e-6)
+    net, inp, p = _passthrough(3)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(loss={p: reg})  # targets of any size: ignored
+        np.testing.assert_allclose(sim.evaluate({inp: x.numpy()}, {p: np.zeros((2, 2, 1))})["loss"],
+                                   expected, rtol=1e-6)
     np.testing.assert_allclose(float(reg(tf.ones_like(x), x)), expected, rtol=1e-6)
 
 
