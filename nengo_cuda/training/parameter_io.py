@@ -219,8 +219,8 @@ class ParameterIO:
         todo = []
         for obj in objs:
             if not isinstance(obj, (nengo.Network, nengo.Ensemble, nengo.Connection)):
-                raise ValidationError(f"freeze_params: {obj} has no parameters to store "
-                                      "(give Networks, Ensembles or Connections)", attr="objs")
+                raise TypeError(f"freeze_params: {obj} has no parameters to store (give "
+                                "Networks, Ensembles or Connections)")  # NengoDL's type
             if obj is not toplevel:
                 members = set(toplevel.all_objects) if members is None else members
                 if obj not in members:
