@@ -46,7 +46,7 @@ def test_configure_settings_trainable():
     assert t[a] and not t[b] and t[c] and not t[conn]
     assert not t[a.neurons]  # Neurons class default False, as NengoDL
     assert get_setting(net, "lif_smoothing") == 0.1
-    with pytest.raises(nengo.exceptions.ValidationError):
+    with pytest.raises(nengo.exceptions.ConfigError, match="not_a_setting"):  # NengoDL's type
         with net:
             nengo_cuda.configure_settings(not_a_setting=1)
     assert sub is not None

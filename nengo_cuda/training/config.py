@@ -42,7 +42,7 @@ What the settings do here:
 
 import nengo
 from nengo.ensemble import Neurons
-from nengo.exceptions import NetworkContextError, ValidationError
+from nengo.exceptions import ConfigError, NetworkContextError, ValidationError
 from nengo.params import BoolParam, Parameter
 
 SETTINGS = {
@@ -71,10 +71,8 @@ def configure_settings(**kwargs):
         )
     config = nengo.Network.context[-1].config
     for name, value in kwargs.items():
-        if name not in SETTINGS:
-            raise ValidationError(
-                f"{name!r} is not a valid setting (valid: {sorted(SETTINGS)})", attr=name
-            )
+        if name not in SETTINGS:  # (NengoDL's error type)
+            raise ConfigError(f"{name!r} is not a valid setting (valid: {sorted(SETTINGS)})")
         if name == "dtype" and value is not None:
             value = str(getattr(value, "name", value))
             if value not in ("float32", "float64"):
