@@ -45,9 +45,9 @@ class _TensorFunc:
         self.pass_time = pass_time
 
     def _weights_owner(self):
-        """``tensor_func`` (or a `Layer`'s layer) when it owns variables (a Keras
-        layer or any ``tf.Module``), built first if needed; None otherwise."""
-        obj = getattr(self.tensor_func, "layer_func", self.tensor_func)
+        """``tensor_func`` when it owns variables (a Keras layer or any
+        ``tf.Module``), built first if needed; None otherwise."""
+        obj = self.tensor_func
         if not hasattr(obj, "trainable_variables"):
             return None
         if getattr(obj, "built", True) is False:
