@@ -53,6 +53,14 @@ class StateParameters:
         layout = self.layout
         return (layout.addresses(sig) - layout.base_address(sig.base)).ravel()
 
+    def write(self, sig, value):
+        """Writes parameter ``sig``'s value: in the shared region, or (merged into
+        a state base) in every trial, kept through resets (`set`)."""
+        if self.layout.is_shared(sig):
+            self.layout.writable(sig)[...] = value
+        else:
+            self.set(sig.base, self.offsets(sig), np.ravel(value))
+
     def set(self, base, offsets, values):
         """Writes parameter values at ``offsets`` of state base ``base`` in every
         trial, and keeps them for `rewrite`."""

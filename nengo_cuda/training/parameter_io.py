@@ -104,10 +104,7 @@ class ParameterIO:
         if include_state:
             self._check_state(state, path)
         for key, sig in params.items():
-            if self.sim.layout.is_shared(sig):
-                self.sim.layout.writable(sig)[...] = saved[key]
-            else:  # merged into a state base (nengo_cuda.parameters)
-                self.sim.parameters.set(sig.base, self.sim.parameters.offsets(sig), saved[key].ravel())
+            self.sim.parameters.write(sig, saved[key])
         for var, value in zip(keras_vars, weights):
             var.assign(value)
         if include_state:

@@ -34,6 +34,11 @@ from .parameter_io import ParameterIO
 from .tensor_node import is_tensor_node_func
 
 
+def _is_batch_source(data):
+    """Whether ``data`` gives minibatches: a ``tf.data.Dataset`` or an iterator."""
+    return isinstance(data, tf.data.Dataset) or hasattr(data, "__next__")
+
+
 def _refuse_unsupported(method, **options):
     """Raises for NengoDL 2 options we accept by name but do not implement, when
     set (None or False: not set)."""
@@ -58,6 +63,11 @@ class Trainer(ParameterIO):
     # -- settings and graph ---------------------------------------------------
     def setting(self, name, default=None):
         return get_setting(self.network, name, default)
+
+    def _refuse_inference_only(self, why):
+        if self.setting("inference_only", False):
+            raise SimulationError(
+                f"this network was configured with inference_only=True; {why}")
 
     @property
     def graph(self):
@@ -98,9 +108,13 @@ class Trainer(ParameterIO):
         return self.graph.trainable_variables + self._keras_variables()
 
     # -- data --------------------------------------------------------------------
+    def _objects(self, what):
+        """The objects data is keyed by: input Nodes (``what="input"``) or Probes."""
+        return list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
+
     def _lookup(self, key, kinds, what):
         if isinstance(key, str):  # a name (see names.io_names) or a label
-            objs = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
+            objs = self._objects(what)
             names = io_names(objs, "node" if what == "input" else "probe")
             key = next((o for o in objs if names[o] == key),
                        next((o for o in objs if o.label == key), key))
@@ -119,7 +133,7 @@ class Trainer(ParameterIO):
         into arrays along the items (``limit``: at most that many batches, for an
         endless generator).  NengoDL's special ``"n_steps"`` input is dropped
         (the steps are the data's).  Other ``x`` is returned as given."""
-        if not (isinstance(x, tf.data.Dataset) or hasattr(x, "__next__")):
+        if not _is_batch_source(x):
             return x, y
         if y is not None:
             raise ValidationError(f"{what}: y must be None when x is a dataset or "
@@ -154,9 +168,8 @@ class Trainer(ParameterIO):
         if data is None:
             return {}
         if not isinstance(data, dict):
-            objs = list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
             kind = "input Nodes" if what == "input" else "Probes"
-            data = zip_with_objects(data, objs, what, kind)
+            data = zip_with_objects(data, self._objects(what), what, kind)
         return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
 
     def _check(self, x, y, n_steps=None):
@@ -352,16 +365,14 @@ class Trainer(ParameterIO):
         self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
                                  validation_batch_size=validation_batch_size,
                                  sample_weight=sample_weight, class_weight=class_weight)
-        if self.setting("inference_only", False):
-            raise SimulationError(
-                "this network was configured with inference_only=True; it cannot be trained")
+        self._refuse_inference_only("it cannot be trained")
         if self.optimizer is None:
             raise SimulationError("call sim.compile(optimizer, loss) before sim.fit")
         if self.losses is None:
             raise SimulationError("call sim.compile with a loss before sim.fit")
         stateful = self._stateful(stateful, "fit")
         x, y = self._from_batches(x, y, steps_per_epoch, "fit")
-        if isinstance(validation_data, tf.data.Dataset) or hasattr(validation_data, "__next__"):
+        if _is_batch_source(validation_data):
             validation_data = self._from_batches(validation_data, None, validation_steps,
                                                  "validation_data")
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
@@ -929,14 +940,12 @@ class Trainer(ParameterIO):
         ``inputs``: a dict {input Node: array}, or a list of arrays for the input
         Nodes in order (NengoDL's form); default random values.  Raises a
         SimulationError at a mismatch or a NaN gradient."""
-        if self.setting("inference_only", False):
-            raise SimulationError("this network was configured with inference_only=True; it "
-                                  "has no gradients to check")
+        self._refuse_inference_only("it has no gradients to check")
         graph = self.graph
         sim = self.sim
         probes = outputs or list(sim.model.probes)
         if isinstance(inputs, (list, tuple)):
-            inputs = zip_with_objects(inputs, list(sim._input_nodes), "inputs", "input Nodes")
+            inputs = zip_with_objects(inputs, self._objects("input"), "inputs", "input Nodes")
         if inputs is None:
             rng = np.random.RandomState(0)
             inputs = {n: rng.uniform(-1, 1, (sim.n_trials, n_steps, n.size_out))
