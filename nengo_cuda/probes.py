@@ -6,6 +6,7 @@ The native loop writes probed values into preallocated arrays, one chunk per
 
 from collections.abc import Mapping
 
+import nengo
 import numpy as np
 
 
@@ -72,7 +73,7 @@ class SimulationData(Mapping):
         Ensemble)."""
         values = []
         for obj, attr in obj_attrs:
-            obj = getattr(obj, "ensemble", obj) if type(obj).__name__ == "Neurons" else obj
+            obj = obj.ensemble if isinstance(obj, nengo.ensemble.Neurons) else obj
             values.append(getattr(self[obj], attr))
         return values
 

@@ -676,8 +676,7 @@ class Simulator:
                 f"{time_in_seconds} results in running for 0 timesteps. Simulator "
                 f"still at time {self.time}."
             )
-        else:
-            progress_bar, data = _data_or_progress(progress_bar, data)
+        else:  # (run_steps takes data given as the second positional argument too)
             self.run_steps(steps, progress_bar=progress_bar, data=data, stateful=stateful)
 
     def run_steps(self, steps=None, progress_bar=None, data=None, stateful=True, *,
