@@ -497,7 +497,7 @@ def test_neurons_lif(device):
           ints={"J": np.arange(n), "out": np.arange(n, 2 * n),
                 "voltage": np.arange(2 * n, 3 * n), "refractory_time": np.arange(3 * n, 4 * n)},
           floats={"tau_rc": np.full(n, 0.02), "tau_ref": np.full(n, 0.002),
-                  "min_voltage": np.zeros(n), "amplitude": np.ones(n)})
+                  "min_voltage": np.zeros(n), "spike_height": np.full(n, 1000.0)})
     t.run(20)
     t.assert_equal(rtol=1e-5, atol=1e-5)
     t.close()
@@ -535,7 +535,7 @@ def dot_then_lif(device, dtype, fuse, cover, monkeypatch, recurrent=False):
           ints={"J": j0 + np.arange(n), "out": j0 + n + np.arange(n),
                 "voltage": j0 + 2 * n + np.arange(n), "refractory_time": j0 + 3 * n + np.arange(n)},
           floats={"tau_rc": np.full(n, 0.02), "tau_ref": np.full(n, 0.002),
-                  "min_voltage": np.zeros(n), "amplitude": np.ones(n)})
+                  "min_voltage": np.zeros(n), "spike_height": np.full(n, 1000.0)})
     spiked = np.zeros(n, dtype=bool)  # any trial, any step
     for _ in range(10):
         t.run(1)

@@ -17,7 +17,7 @@ from nengo.builder.neurons import SimNeurons
 
 import nengo_cuda
 from kernel_harness import RawProgram
-from nengo_cuda.lowering.neurons import NEURON_KERNELS
+from nengo_cuda.lowering.neurons import NEURON_KERNELS, parameter_values
 
 DT = 0.001
 
@@ -124,11 +124,12 @@ def conditioning_slack(types, split, J, state):
 
 def split_params(types, param_names, n):
     """Per-neuron parameter arrays: the first n // 2 neurons from types[0], the
-    rest from types[1] (as a merged group of two populations)."""
+    rest from types[1] (as a merged group of two populations), as the lowering
+    computes them (spike heights amplitude / DT in float64)."""
     split = n // 2
     return {
-        name: np.concatenate([np.full(split, getattr(types[0], name)),
-                              np.full(n - split, getattr(types[1], name))])
+        name: np.concatenate([parameter_values(types[0], name, split, DT),
+                              parameter_values(types[1], name, n - split, DT)])
         for name in param_names
     }
 
@@ -140,8 +141,8 @@ def tolerances(dtype):
         return 1e-12, 1e-12
     # float32: both sides run float32 operations, but NumPy's SIMD float32
     # exp/tanh may differ from libm by an ulp or so, and Nengo computes constants
-    # such as amplitude / dt, 1 / tau_ref, dt / tau_n in float64 before rounding
-    # them to float32 (the kernel divides in float32: one ulp, 6e-8 relative).
+    # such as 1 / tau_ref, dt / tau_n in float64 before rounding them to float32
+    # (the kernel divides in float32: one ulp, 6e-8 relative).
     # Measured differences are 1 ulp (<1e-7 relative); 1e-5 leaves room for
     # growth through the state over the steps, and 1e-5 absolute covers state
     # that cancels to near zero (v - floor(v)).
@@ -169,8 +170,9 @@ def check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=F
     # float32 state differs from NumPy's by an ulp at most here (measured), which
     # could in principle push v across a spike threshold on one side only; with
     # these seeded inputs no spike diverges over 12 steps (states are not near
-    # ties), so float32 spiking types compare all steps too (outputs to the
-    # tolerance below: amplitude / dt itself differs by an ulp).
+    # ties), so float32 spiking types compare all steps too, their outputs
+    # exactly: spike counts agree and the spike height is Nengo's float64
+    # amplitude / dt rounded once (1000.0, not float32 1 / 0.001f = 999.99994).
     n_steps = 12
 
     p = RawProgram(dtype, 0, (2 + len(state_names)) * n, n_trials, dt=DT)
@@ -207,7 +209,7 @@ def check_kernel_against_step(neuron_type, dtype, n, n_trials, rng, contiguous=F
                 got_out = p.view(out_addr, t)
                 assert not np.any(np.isnan(got_out)), "kernel left outputs unwritten"
                 msg = f"step {step}, trial {t}"
-                if spiking and dtype == np.float64:
+                if spiking:
                     np.testing.assert_array_equal(got_out, ref_out[t], err_msg=msg)
                 else:
                     assert_close(got_out, ref_out[t], rtol, atol + slack[t]["out"], msg)
@@ -226,7 +228,7 @@ def test_kernel_rejects_missing_and_short_operands():
         p.add("neurons_sigmoid", ints=dict(J=a[:2], out=a[2:4]), floats=dict(tau_ref=[1.0]))
     with pytest.raises(Exception, match="voltage"):
         p.add("neurons_spiking_rectified_linear", ints=dict(J=a[:2], out=a[2:4]),
-              floats=dict(amplitude=[1.0, 1.0]))
+              floats=dict(spike_height=[1000.0, 1000.0]))
 
 
 # -- whole networks ---------------------------------------------------------------

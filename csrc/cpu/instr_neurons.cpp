@@ -203,12 +203,12 @@ struct RectifiedLinear {
     }
 };
 
-// v += max(J, 0) * dt; out = floor(v) * amplitude / dt; v -= floor(v)
+// v += max(J, 0) * dt; out = floor(v) * spike_height; v -= floor(v)
 struct SpikingRectifiedLinear {
     static constexpr bool kAvx2Loop = true;  // floor / trunc vectorised: 2x
     static constexpr const char* kind = "neurons_spiking_rectified_linear";
     static constexpr Names<1> states{"voltage"};
-    static constexpr Names<1> params{"amplitude"};
+    static constexpr Names<1> params{"spike_height"};
     template <typename T>
     static T step(T J, const std::array<T*, 1>& s, const std::array<T, 1>& p, T dt) {
         return neurons::spiking_rectified_linear(J, *s[0], dt, p[0]);
@@ -455,7 +455,7 @@ struct SpikingLeakyReLU {
     static constexpr bool kAvx2Loop = true;  // floor / trunc vectorised: 2x
     static constexpr const char* kind = "neurons_spiking_leaky_relu";
     static constexpr Names<1> states{"voltage"};
-    static constexpr Names<2> params{"amplitude", "negative_slope"};
+    static constexpr Names<2> params{"spike_height", "negative_slope"};
     template <typename T>
     static T step(T J, const std::array<T*, 1>& s, const std::array<T, 2>& p, T dt) {
         return neurons::spiking_leaky_relu(J, *s[0], dt, p[0], p[1]);
@@ -514,7 +514,7 @@ struct SoftLIFRate {
 struct LIF {
     static constexpr const char* kind = "neurons_lif";
     static constexpr Names<2> states{"voltage", "refractory_time"};
-    static constexpr Names<4> params{"tau_rc", "tau_ref", "min_voltage", "amplitude"};
+    static constexpr Names<4> params{"tau_rc", "tau_ref", "min_voltage", "spike_height"};
     template <typename T>
     static T aux(const std::array<T, 4>& p, T dt) {
         return neurons::lif_full_step_decay(dt, p[0]);
@@ -588,7 +588,7 @@ struct AdaptiveLIF {
     static constexpr const char* kind = "neurons_adaptive_lif";
     static constexpr Names<3> states{"voltage", "refractory_time", "adaptation"};
     static constexpr Names<6> params{"tau_n",   "inc_n",       "tau_rc",
-                                     "tau_ref", "min_voltage", "amplitude"};
+                                     "tau_ref", "min_voltage", "spike_height"};
     template <typename T>
     static T aux(const std::array<T, 6>& p, T dt) {
         return neurons::lif_full_step_decay(dt, p[2]);
@@ -612,22 +612,22 @@ struct AdaptiveLIF {
 struct Izhikevich {
     static constexpr const char* kind = "neurons_izhikevich";
     static constexpr Names<2> states{"voltage", "recovery"};
-    static constexpr Names<4> params{"tau_recovery", "coupling", "reset_voltage",
-                                     "reset_recovery"};
+    static constexpr Names<5> params{"tau_recovery", "coupling", "reset_voltage",
+                                     "reset_recovery", "spike_height"};
     template <typename T>
-    static T step(T J, const std::array<T*, 2>& s, const std::array<T, 4>& p, T dt) {
-        return neurons::izhikevich(J, *s[0], *s[1], dt, p[0], p[1], p[2], p[3]);
+    static T step(T J, const std::array<T*, 2>& s, const std::array<T, 5>& p, T dt) {
+        return neurons::izhikevich(J, *s[0], *s[1], dt, p[0], p[1], p[2], p[3], p[4]);
     }
 };
 
 // RegularSpiking's own op (its base type runs as a separate SimNeurons op that
-// writes the rate J read here): v += dt * J; out = floor(v) * amplitude / dt;
+// writes the rate J read here): v += dt * J; out = floor(v) * spike_height;
 // v -= floor(v).
 struct RegularSpiking {
     static constexpr bool kAvx2Loop = true;  // floor / trunc vectorised: 2x
     static constexpr const char* kind = "neurons_regular_spiking";
     static constexpr Names<1> states{"voltage"};
-    static constexpr Names<1> params{"amplitude"};
+    static constexpr Names<1> params{"spike_height"};
     template <typename T>
     static T step(T J, const std::array<T*, 1>& s, const std::array<T, 1>& p, T dt) {
         return neurons::regular_spikes(J, *s[0], dt, p[0]);

@@ -56,7 +56,7 @@ NC_INLINE typename Simd<T, B>::V lif_vector_tail(
     const LifHead<T, B>& h, typename Simd<T, B>::V J, typename Simd<T, B>::V& v,
     typename Simd<T, B>::V& ref, typename Simd<T, B>::V tau_rc,
     typename Simd<T, B>::V tau_ref, typename Simd<T, B>::V min_v,
-    typename Simd<T, B>::V amp, typename Simd<T, B>::V full_decay, T dt_,
+    typename Simd<T, B>::V spike_height, typename Simd<T, B>::V full_decay, T dt_,
     typename Simd<T, B>::M& bad) {
     using S = Simd<T, B>;
     using V = typename S::V;
@@ -81,7 +81,7 @@ NC_INLINE typename Simd<T, B>::V lif_vector_tail(
     }
     v = S::select(spiked, zero, vn < min_v ? min_v : vn);
     ref = r_new;
-    return S::select(spiked, amp / dt, zero);
+    return S::select(spiked, spike_height, zero);
 }
 
 // The neurons of a lif_contiguous segment that need the series, compacted
@@ -202,10 +202,10 @@ NC_INLINE void lif_contiguous(int64_t n, const T* J, T* out, T* v, T* ref,
     // measured 1.3x slower at low rates, 1.3x faster at high; at 8 lanes
     // branch-free was faster at every rate (docs/benchmarks.md item 22)
     constexpr bool skip_silent = !f32 && B < 64;
-    const T *tau_rc = p[0], *tau_ref = p[1], *min_v = p[2], *amp = p[3];
+    const T *tau_rc = p[0], *tau_ref = p[1], *min_v = p[2], *height = p[3];
     auto one_neuron = [&](int64_t k) {
         out[k] = neurons::lif_spiking(J[k], v[k], ref[k], dt, tau_rc[k], tau_ref[k], min_v[k],
-                                      amp[k], full_decay[k]);
+                                      height[k], full_decay[k]);
     };
     assert(n <= kNeuronSegment);  // the lists below hold a segment
     LifStage<T, B> stage;

@@ -826,7 +826,7 @@ std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
         return make_neurons<T, md::RectifiedLinear>(spec, *this, S{}, S{"amplitude"});
     if (kind == "neurons_spiking_rectified_linear")
         return make_neurons<T, md::SpikingRectifiedLinear>(spec, *this, S{"voltage"},
-                                                           S{"amplitude"});
+                                                           S{"spike_height"});
     if (kind == "neurons_sigmoid")
         return make_neurons<T, md::Sigmoid>(spec, *this, S{}, S{"tau_ref"});
     if (kind == "neurons_tanh") return make_neurons<T, md::Tanh>(spec, *this, S{}, S{"tau_ref"});
@@ -835,25 +835,25 @@ std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
                                             S{"tau_rc", "tau_ref", "amplitude"});
     if (kind == "neurons_lif")
         return make_neurons<T, md::LIF>(spec, *this, S{"voltage", "refractory_time"},
-                                        S{"tau_rc", "tau_ref", "min_voltage", "amplitude"});
+                                        S{"tau_rc", "tau_ref", "min_voltage", "spike_height"});
     if (kind == "neurons_adaptive_lif_rate")
         return make_neurons<T, md::AdaptiveLIFRate>(
             spec, *this, S{"adaptation"}, S{"tau_n", "inc_n", "tau_rc", "tau_ref", "amplitude"});
     if (kind == "neurons_adaptive_lif")
         return make_neurons<T, md::AdaptiveLIF>(
             spec, *this, S{"voltage", "refractory_time", "adaptation"},
-            S{"tau_n", "inc_n", "tau_rc", "tau_ref", "min_voltage", "amplitude"});
+            S{"tau_n", "inc_n", "tau_rc", "tau_ref", "min_voltage", "spike_height"});
     if (kind == "neurons_izhikevich")
         return make_neurons<T, md::Izhikevich>(
             spec, *this, S{"voltage", "recovery"},
-            S{"tau_recovery", "coupling", "reset_voltage", "reset_recovery"});
+            S{"tau_recovery", "coupling", "reset_voltage", "reset_recovery", "spike_height"});
     if (kind == "neurons_regular_spiking")
-        return make_neurons<T, md::RegularSpiking>(spec, *this, S{"voltage"}, S{"amplitude"});
+        return make_neurons<T, md::RegularSpiking>(spec, *this, S{"voltage"}, S{"spike_height"});
     if (kind == "neurons_leaky_relu")
         return make_neurons<T, md::LeakyReLU>(spec, *this, S{}, S{"amplitude", "negative_slope"});
     if (kind == "neurons_spiking_leaky_relu")
         return make_neurons<T, md::SpikingLeakyReLU>(spec, *this, S{"voltage"},
-                                                     S{"amplitude", "negative_slope"});
+                                                     S{"spike_height", "negative_slope"});
     if (kind == "neurons_soft_lif_rate")
         return make_neurons<T, md::SoftLIFRate>(spec, *this, S{},
                                                 S{"tau_rc", "tau_ref", "amplitude", "sigma"});

@@ -361,11 +361,11 @@ struct AdaptiveLIF {
     }
 };
 struct Izhikevich {
-    static constexpr int NS = 2, NP = 4;
+    static constexpr int NS = 2, NP = 5;
     static constexpr bool has_aux = false;
     template <typename T>
     NC_HD static T step(T J, T* s, const T* q, T dt, T) {
-        return neurons::izhikevich(J, s[0], s[1], dt, q[0], q[1], q[2], q[3]);
+        return neurons::izhikevich(J, s[0], s[1], dt, q[0], q[1], q[2], q[3], q[4]);
     }
 };
 struct RegularSpiking {

@@ -3,8 +3,10 @@
 // Each function updates ONE neuron for one time step, exactly as the matching
 // `step` in nengo/neurons.py (same operation order, so float64 matches Nengo to
 // rounding).  State is passed by reference; the return value is the output.
-// Functions take `dt` in the neuron's precision T (Nengo in float32 divides by a
-// float64 dt; outputs like amplitude / dt can then differ by one float32 ulp).
+// Functions take `dt` in the neuron's precision T.  Spiking functions take the
+// spike height (amplitude / dt) as the caller computed it in double, as Nengo
+// does before rounding to float32 (1000.0, where a float32 division by
+// float32(dt) gives 999.99994).
 #pragma once
 #include <cmath>
 
@@ -61,13 +63,14 @@ NC_HD T leaky_relu(T J, T amplitude, T negative_slope) {
 }
 
 // NengoDL's SpikingLeakyReLU: v += (J < 0 ? negative_slope * J : J) * dt, then
-// trunc(v) spikes (negative ones too) of height amplitude / dt; v -= trunc(v).
+// trunc(v) spikes (negative ones too) of height spike_height (amplitude / dt);
+// v -= trunc(v).
 template <typename T>
-NC_HD T spiking_leaky_relu(T J, T& voltage, T dt, T amplitude, T negative_slope) {
+NC_HD T spiking_leaky_relu(T J, T& voltage, T dt, T spike_height, T negative_slope) {
     voltage += (J < T(0) ? negative_slope * J : J) * dt;
     const T n_spikes = trunc(voltage);
     voltage -= n_spikes;
-    return (amplitude / dt) * n_spikes;
+    return spike_height * n_spikes;
 }
 
 // NengoDL's SoftLIFRate: the LIFRate curve with j = J - 1 replaced by
@@ -97,19 +100,19 @@ NC_HD T soft_lif_rate(T J, T tau_rc, T tau_ref, T amplitude, T sigma) {
 
 // Regular spiking from a rate (RegularSpiking; SpikingRectifiedLinear with
 // rate = max(J, 0)): integrate v += dt * rate, emit floor(v) spikes of height
-// amplitude / dt, keep the fractional part: v -= floor(v).
+// spike_height (amplitude / dt), keep the fractional part: v -= floor(v).
 template <typename T>
-NC_HD T regular_spikes(T rate, T& voltage, T dt, T amplitude) {
+NC_HD T regular_spikes(T rate, T& voltage, T dt, T spike_height) {
     voltage += dt * rate;
     const T n_spikes = floor(voltage);
     voltage -= n_spikes;
-    return (amplitude / dt) * n_spikes;
+    return spike_height * n_spikes;
 }
 
 // SpikingRectifiedLinear: v += max(J, 0) * dt; spikes as `regular_spikes`.
 template <typename T>
-NC_HD T spiking_rectified_linear(T J, T& voltage, T dt, T amplitude) {
-    return regular_spikes(rectify(J), voltage, dt, amplitude);
+NC_HD T spiking_rectified_linear(T J, T& voltage, T dt, T spike_height) {
+    return regular_spikes(rectify(J), voltage, dt, spike_height);
 }
 
 // The LIF voltage decay factor over a whole step, expm1(-dt / tau_rc).  It is
@@ -140,16 +143,17 @@ NC_HD T lif_decay(T delta_t, T dt, T tau_rc, T full_decay) {
 
 // LIF: leaky integration over the non-refractory part of the step, spike when
 // v > 1, with the refractory period starting at the interpolated spike time.
+// A spike is one output of spike_height (amplitude / dt).
 // `full_decay` must be lif_full_step_decay(dt, tau_rc).
 template <typename T>
 NC_HD T lif_spiking(T J, T& voltage, T& refractory_time, T dt, T tau_rc, T tau_ref,
-                    T min_voltage, T amplitude, T full_decay) {
+                    T min_voltage, T spike_height, T full_decay) {
     refractory_time -= dt;
     const T delta_t = lif_delta_t(refractory_time, dt);
     const T decay = lif_decay(delta_t, dt, tau_rc, full_decay);
     voltage -= (J - voltage) * decay;
     const bool spiked = voltage > T(1);
-    T out = spiked ? amplitude / dt : T(0);
+    T out = spiked ? spike_height : T(0);
     if (spiked) {
         const T t_spike = dt + tau_rc * log1p(-(voltage - T(1)) / (J - T(1)));
         voltage = T(0);
@@ -178,10 +182,10 @@ NC_HD T adaptive_lif_rate(T J, T& adaptation, T dt, T tau_n, T inc_n, T tau_rc, 
 // AdaptiveLIF: out = lif_spiking(J - n); then n adapts towards inc_n * out.
 template <typename T>
 NC_HD T adaptive_lif(T J, T& voltage, T& refractory_time, T& adaptation, T dt, T tau_n,
-                     T inc_n, T tau_rc, T tau_ref, T min_voltage, T amplitude,
+                     T inc_n, T tau_rc, T tau_ref, T min_voltage, T spike_height,
                      T full_decay) {
     const T out = lif_spiking(J - adaptation, voltage, refractory_time, dt, tau_rc, tau_ref,
-                              min_voltage, amplitude, full_decay);
+                              min_voltage, spike_height, full_decay);
     adapt(adaptation, out, dt, tau_n, inc_n);
     return out;
 }
@@ -190,12 +194,12 @@ NC_HD T adaptive_lif(T J, T& voltage, T& refractory_time, T& adaptation, T dt, T
 // recovery update, which then sees the reset voltage):
 //   J = max(-30, J)
 //   v += dt * 1000 * (0.04 v^2 + 5 v + 140 - u + J)
-//   spiked = v >= 30;  out = spiked / dt;  if spiked: v = reset_voltage
+//   spiked = v >= 30;  out = spiked / dt (spike_height);  if spiked: v = reset_voltage
 //   u += dt * 1000 * (tau_recovery * (coupling * v - u))
 //   if spiked: u += reset_recovery
 template <typename T>
 NC_HD T izhikevich(T J, T& voltage, T& recovery, T dt, T tau_recovery, T coupling,
-                   T reset_voltage, T reset_recovery) {
+                   T reset_voltage, T reset_recovery, T spike_height) {
     J = J < T(-30) ? T(-30) : J;
     const T dV = (T(0.04) * (voltage * voltage) + T(5) * voltage + T(140) - recovery + J) *
                  T(1000);
@@ -205,7 +209,7 @@ NC_HD T izhikevich(T J, T& voltage, T& recovery, T dt, T tau_recovery, T couplin
     const T dU = (tau_recovery * (coupling * voltage - recovery)) * T(1000);
     recovery += dU * dt;
     if (spiked) recovery = recovery + reset_recovery;
-    return spiked ? T(1) / dt : T(0);
+    return spiked ? spike_height : T(0);
 }
 
 }  // namespace neurons
