@@ -11,15 +11,34 @@ import numpy as np
 
 
 class ProbeRecording:
-    """Chunks of one probe's samples, each of shape ``(trials, samples, size)``."""
+    """Chunks of one probe's samples, each of shape ``(trials, samples, size)``.
 
-    def __init__(self, shape, n_trials):
+    ``keep_history=False`` (NengoDL's setting): each run keeps only its last
+    sample, so ``sim.data`` holds one sample per ``run_steps`` call.
+    """
+
+    def __init__(self, shape, n_trials, keep_history=True):
         self.shape = tuple(shape)
         self.n_trials = n_trials
+        self.keep_history = keep_history
         self.chunks = []
         self.n_samples = 0
+        self._run_start = (0, 0)  # (chunks, samples) before the current run
+
+    def start_run(self):
+        """Marks where the samples of a new ``run_steps`` call begin."""
+        self._run_start = (len(self.chunks), self.n_samples)
 
     def append(self, chunk):
+        if not self.keep_history:
+            if chunk.shape[1] == 0:
+                return  # (an earlier chunk of this run may hold its last sample)
+            # the run's earlier samples give way to this chunk's last one
+            n_chunks, n_samples = self._run_start
+            if n_chunks <= len(self.chunks):
+                del self.chunks[n_chunks:]
+                self.n_samples = n_samples
+            chunk = chunk[:, -1:].copy()  # (a copy: the chunk's buffer is freed)
         self.chunks.append(chunk)
         self.n_samples += chunk.shape[1]
 

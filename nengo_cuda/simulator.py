@@ -32,7 +32,7 @@ from .parameters import StateParameters
 from .params import current_built
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
-from .training.config import get_setting
+from .training.config import get_setting, keep_history
 from .training.names import zip_with_objects
 from .training.tensor_node import host_signals, is_tensor_node_op, run_step
 
@@ -251,8 +251,10 @@ class Simulator:
                     f"{probe}: nengo_cuda can only probe float signals "
                     f"(got {self.model.sig[probe]['in']})"
                 )
+        toplevel = getattr(self.model, "toplevel", None)
         self._recordings = {
-            p: ProbeRecording(self.model.sig[p]["in"].shape, self.n_trials)
+            p: ProbeRecording(self.model.sig[p]["in"].shape, self.n_trials,
+                              keep_history=keep_history(toplevel, p))
             for p in self.model.probes
         }
         self.data = SimulationData(self.model.params, self._recordings, self.minibatch_size,
@@ -740,6 +742,8 @@ class Simulator:
                 self._restore_state(saved)
 
     def _run_chunks(self, steps, feeds, advance):
+        for rec in self._recordings.values():
+            rec.start_run()
         chunk = self._chunk_steps()
         done = 0
         while done < steps:

@@ -369,3 +369,45 @@ def test_run_steps_takes_nengo_dl_argument_order():
                                       [0, 1, 2, 10, 11, 12, 0, 0, 20, 21, 22])
         with pytest.raises(ValidationError, match="not both"):
             sim.run_steps(3, n_steps=3)
+
+
+@pytest.mark.parametrize("sample_every", [None, 0.003])
+def test_keep_history_false_keeps_each_runs_last_sample(monkeypatch, sample_every):
+    """NengoDL's keep_history=False: sim.data holds one sample per run_steps
+    call, that call's last one (also across native chunks, and with
+    sample_every, where a run may end between samples); other probes keep
+    every sample.  Checked against the same runs with full history."""
+    def build(keep):
+        with nengo.Network(seed=3) as net:
+            if not keep:
+                nengo_cuda.configure_settings(keep_history=False)
+            stim = nengo.Node(lambda t: np.sin(20 * t))
+            ens = nengo.Ensemble(20, 1)
+            nengo.Connection(stim, ens)
+            p = nengo.Probe(ens, synapse=0.01, sample_every=sample_every)
+            p_full = nengo.Probe(stim)
+            if not keep:
+                net.config[p_full].keep_history = True
+        return net, p, p_full
+
+    monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_STEPS", 4)  # runs of several chunks
+    calls = [10, 1, 7, 2, 9]
+    net_full, p, p_full = build(True)
+    with nengo_cuda.Simulator(net_full, progress_bar=False) as sim:
+        ends, samples = [], []
+        for n in calls:
+            sim.run_steps(n)
+            ends.append(len(sim.data[p]) - 1)
+            samples.append(len(sim.data[p]))
+        full, stim_full = sim.data[p], sim.data[p_full]
+    # a call that takes no new sample keeps none (here the 1- and 2-step calls)
+    expected = full[[e for e, s, prev in zip(ends, samples, [0] + samples) if s > prev]]
+    net_last, p, p_full = build(False)
+    with nengo_cuda.Simulator(net_last, progress_bar=False) as sim:
+        sizes = []
+        for n in calls:
+            sim.run_steps(n)
+            sizes.append(len(sim.data[p]))
+        assert sizes[-1] == len(expected) < len(full)
+        np.testing.assert_array_equal(sim.data[p], expected)
+        np.testing.assert_array_equal(sim.data[p_full], stim_full)

@@ -19,8 +19,8 @@ What the settings do here:
   (True, default) or unrolled.
 - ``keep_history=False`` (per probe): ``predict``, ``predict_on_batch``,
   ``evaluate`` and ``fit`` give (and take targets for) only the probe's last
-  step, shape ``(batch, 1, size)``.  ``sim.run`` keeps every step in
-  ``sim.data`` (Nengo's behaviour).
+  step, shape ``(batch, 1, size)``; ``sim.run``/``run_steps`` keep only the
+  last sample of each call in ``sim.data`` (one sample per call, as NengoDL).
 - ``stateful=False``: every ``sim.run``/``run_steps`` call starts from the
   initial conditions (signals and process states as after ``reset``; trained
   parameters are kept), so no state carries between calls; ``sim.time``,
