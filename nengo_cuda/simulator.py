@@ -608,6 +608,12 @@ class Simulator:
                     continue  # one step for all trials, below (draws no seeds)
                 if id(op) in owner:
                     op_t = self._op_for_trial(op, trial)
+                    if type(op) is SimProcess:
+                        # its seed, for the training graph's copy of the process
+                        # (`training.host_process`); make_step draws it again
+                        drawn = rng.get_state()
+                        self.process_seeds[op, trial] = process_seed(op.process, rng)
+                        rng.set_state(drawn)
                     steps[id(op), trial] = (
                         pyfunc.make_step(op_t, signals) if type(op_t) is SimPyFunc
                         else op_t.make_step(signals, self.dt, rng))

@@ -6,7 +6,8 @@ tensors: signals are tensors per base signal (shared bases: ``(size,)``,
 constant or trainable; state bases: ``(minibatch, size)``), views are index
 gathers/scatters into their base.  Spiking neurons run as their rate
 equivalents through our custom ops (`nengo_cuda.training.ops`), synapses as
-their state-space recurrences, TensorNodes call their ``tensor_func``.
+their state-space recurrences, TensorNodes call their ``tensor_func``; other
+processes and Python Nodes run on the host through ``tf.numpy_function``.
 
 Trainable parameters are `tf.Variable` per base signal, initialised from the
 simulator's buffers; `TrainingGraph.write_back` copies them into the buffers,
@@ -22,6 +23,7 @@ from nengo.exceptions import BuildError, SimulationError
 from ..layout import FLOAT
 from ..lowering.dot import _csr
 from . import ops as nc_ops
+from .host_process import HostProcess, host_time
 from .tensor_node import is_tensor_node_func
 
 
@@ -74,6 +76,7 @@ class TrainingGraph:
         self._index = {}
         self._neuron_params = {}
         self._filters = {}
+        self._host_processes = {}  # (id(op), batch) -> HostProcess
 
         # trainable bases -> (variable, mask or None, constant part or None)
         masks = {}
@@ -534,10 +537,8 @@ class TrainingGraph:
     def _op_SimProcess(self, op, vals, t):
         process = op.process
         if not isinstance(process, nengo.LinearFilter):
-            raise BuildError(
-                f"training does not support the process {process} (give its Node's "
-                "values as data instead)"
-            )
+            self._host_process(op, vals, t)
+            return
         if id(op) not in self._filters:
             A, B, C, D = (np.asarray(m, dtype=np.float64) for m in process._get_ss(self.dt))
             nx = A.shape[0]
@@ -574,6 +575,22 @@ class TrainingGraph:
             self.write(vals, op.state["X"], X)
         self.write(vals, op.output, y, inc=op.mode == "inc")
 
+    def _host_process(self, op, vals, t):
+        """A process without a TensorFlow form: its own step functions, one per
+        trial, on the host (`HostProcess`); no gradient flows through it."""
+        key = (id(op), self.batch)
+        if key not in self._host_processes:
+            self._host_processes[key] = HostProcess(op, self.sim, self.batch, self.np_dtype)
+        args = [t]
+        if op.input is not None:
+            x = self.read(vals, op.input)
+            if not self._batched(op.input):
+                x = tf.broadcast_to(x, [self.batch] + list(op.input.shape))
+            args.append(tf.reshape(x, [self.batch] + list(op.input.shape)))
+        out = tf.numpy_function(self._host_processes[key], args, self.dtype, stateful=True)
+        out = tf.stop_gradient(tf.reshape(out, [self.batch, -1]))
+        self.write(vals, op.output, out, inc=op.mode == "inc")
+
     def _op_SimPyFunc(self, op, vals, t):
         if op.output is None:
             return  # a sink Node: no effect on the model's values
@@ -594,7 +611,7 @@ class TrainingGraph:
             rows = []
             for i in range(self.batch):
                 args = (xs[0][i].copy(),) if xs else ()
-                y = fn(float(t_value), *args) if op.t is not None else fn(*args)
+                y = fn(host_time(t_value, self.dt), *args) if op.t is not None else fn(*args)
                 y = np.asarray(y, dtype=self.np_dtype).reshape(-1)
                 if y.size != size or not np.all(np.isfinite(y)):
                     raise SimulationError(f"Node function of {op} returned {y!r}")

@@ -1,0 +1,72 @@
+"""Processes without a TensorFlow form, run on the host inside the training graph.
+
+The training graph computes LinearFilter synapses as tensors.  Every other
+process (WhiteSignal or WhiteNoise inputs, Ensemble noise, PresentInput,
+Piecewise, a user's own Process) runs its own ``make_step`` function, one per
+trial, called from the graph through ``tf.numpy_function`` at every step, as
+NengoDL's generic process builder does.  Its output is data to the graph: no
+gradient flows through it.
+
+Each trial's step function is made with the seed the simulator drew for that
+trial (``sim.process_seeds``, in Nengo's order), so trial 0 sees the values
+``nengo.Simulator`` would, and all trials the values ``sim.run`` sees.  The
+steps are remade after every ``sim.reset`` (new seeds).  A process's own state
+(``make_state``) lives in those step functions on the host, not in the graph's
+state: it carries on from call to call.
+"""
+
+import numpy as np
+from nengo.exceptions import SimulationError
+
+
+def host_time(t, dt):
+    """Nengo's float64 time ``step * dt`` from the graph's time ``t`` (in the
+    graph's dtype: float32 ``(t0 + k + 1) * dt`` is not Nengo's value)."""
+    return round(float(t) / dt) * dt
+
+
+class HostProcess:
+    """Callable ``(t, [x]) -> (batch, size_out)``: one SimProcess op's step
+    functions for ``batch`` trials.
+
+    ``t`` is the graph's time ``steps * dt`` in its dtype; the step functions
+    get Nengo's float64 ``step * dt``.
+    """
+
+    def __init__(self, op, sim, batch, dtype):
+        self.op = op
+        self.sim = sim
+        self.batch = batch
+        self.dtype = np.dtype(dtype)
+        self._steps = None
+        self._seeds = None  # the sim.process_seeds the steps were made from
+
+    def _make_steps(self):
+        op, sim = self.op, self.sim
+        shape_in = op.input.shape if op.input is not None else (0,)
+        steps = []
+        for trial in range(self.batch):
+            seed = sim.process_seeds.get((op, trial))
+            if seed is None:  # a batch larger than the minibatch: rows of their own
+                seed = np.random.SeedSequence(
+                    [sim.process_seeds[op, 0], trial]).generate_state(1)[0]
+            state = {name: np.array(sig.initial_value, dtype=self.dtype)
+                     for name, sig in op.state.items()}
+            steps.append(op.process.make_step(
+                shape_in, op.output.shape, sim.dt, np.random.RandomState(seed), state))
+        self._steps, self._seeds = steps, sim.process_seeds
+
+    def __call__(self, t, x=None):
+        if self._seeds is not self.sim.process_seeds:
+            self._make_steps()
+        t = host_time(t, self.sim.dt)
+        size = self.op.output.size
+        rows = []
+        for i, step in enumerate(self._steps):
+            y = step(t) if x is None else step(t, np.array(x[i]))
+            y = np.asarray(y, dtype=self.dtype).reshape(-1)
+            if y.size != size:
+                raise SimulationError(
+                    f"{self.op.process} returned {y.size} values (expected {size})")
+            rows.append(y)
+        return np.stack(rows)

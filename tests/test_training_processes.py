@@ -1,0 +1,107 @@
+"""Processes without a TensorFlow form (WhiteSignal, WhiteNoise, Ensemble
+noise, a user's own stateful Process) in the training graph: they run their own
+step functions on the host, seeded as the simulator seeds them, so the graph's
+forward pass equals `nengo.Simulator` (rate neurons) and ``sim.run``."""
+
+import numpy as np
+import nengo
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import nengo_cuda  # noqa: E402
+
+
+class RunningSum(nengo.Process):
+    """A Process with input and its own state: out = sum of its inputs so far."""
+
+    def make_state(self, shape_in, shape_out, dt, dtype=None):
+        return {"total": np.zeros(shape_out)}
+
+    def make_step(self, shape_in, shape_out, dt, rng, state):
+        total = state["total"]
+
+        def step(t, x):
+            total[...] += x
+            return total
+
+        return step
+
+
+def _net():
+    with nengo.Network(seed=2) as net:
+        signal = nengo.Node(nengo.processes.WhiteSignal(0.5, high=8, rms=0.5))
+        fed = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(30, 1, neuron_type=nengo.LIFRate(),
+                             noise=nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.2)))
+        nengo.Connection(signal, ens)
+        nengo.Connection(fed, ens)
+        summed = nengo.Node(RunningSum(), size_in=1)
+        nengo.Connection(ens, summed, synapse=None)
+        readout = nengo.Node(size_in=1)
+        nengo.Connection(ens, readout, transform=2)
+        probes = [nengo.Probe(signal), nengo.Probe(ens, synapse=0.01), nengo.Probe(summed),
+                  nengo.Probe(readout)]
+    return net, fed, probes
+
+
+def test_host_processes_forward_equals_nengo_and_run():
+    steps, mb = 25, 3
+    net, fed, probes = _net()
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(steps)
+    with nengo_cuda.Simulator(net, minibatch_size=mb, dtype="float64",
+                              progress_bar=False) as sim:
+        out = sim._trainer().forward({fed: np.zeros((mb, steps, 1))})
+        for p in probes:  # trial 0 as Nengo (rate neurons, so no spike timing)
+            np.testing.assert_allclose(out[p][0], ref.data[p], rtol=1e-12, atol=1e-12)
+        sim.run_steps(steps)
+        for p in probes:  # every trial as sim.run (each its own noise)
+            np.testing.assert_allclose(out[p], sim.data[p], rtol=1e-12, atol=1e-12)
+        assert not np.allclose(out[probes[0]][0], out[probes[0]][1])
+
+        sim.reset(seed=7)  # new seeds: the graph's processes follow
+        again = sim._trainer().forward({fed: np.zeros((mb, steps, 1))})
+        sim.run_steps(steps)
+        np.testing.assert_allclose(again[probes[0]], sim.data[probes[0]], rtol=1e-12)
+        assert not np.allclose(again[probes[0]], out[probes[0]])
+
+
+def test_fit_with_noise_and_unfed_white_signal():
+    """fit trains through a network whose inputs and noise are processes (no
+    gradient through them, none needed): the readout's decoders learn to
+    cancel it (target 0)."""
+    net, fed, probes = _net()
+    rng = np.random.RandomState(0)
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(tf.keras.optimizers.Adam(2e-4), loss={probes[3]: "mse"})
+        x = {fed: rng.uniform(-1, 1, (16, 10, 1))}
+        y = {probes[3]: np.zeros((16, 10, 1))}
+        before = sim.evaluate(x, y, verbose=0)["loss"]
+        sim.fit(x, y, epochs=15, verbose=0)
+        after = sim.evaluate(x, y, verbose=0)["loss"]
+        assert after < 0.1 * before
+
+
+def test_host_functions_get_nengo_times_in_float32():
+    """A float32 graph's time (t0 + k + 1) * dt is not Nengo's float64
+    step * dt; Node functions and processes get Nengo's (as sim.run gives)."""
+    seen = {"node": [], "process": []}
+
+    class Clock(nengo.Process):
+        def make_step(self, shape_in, shape_out, dt, rng, state):
+            return lambda t: seen["process"].append(t) or [0.0]
+
+    with nengo.Network() as net:
+        a = nengo.Node(lambda t: seen["node"].append(t) or 0.0)
+        b = nengo.Node(Clock(), size_out=1)
+        nengo.Probe(a), nengo.Probe(b)
+    with nengo_cuda.Simulator(net, dtype="float32", progress_bar=False) as sim:
+        seen.update(node=[], process=[])  # (Nengo calls a Node's function to size it)
+        sim.run_steps(3)
+        native = dict(seen)
+        seen.update(node=[], process=[])
+        sim._trainer().forward(n_steps=7)
+    expected = [k * 0.001 for k in range(1, 8)]
+    assert native["node"] == expected[:3] and native["process"] == expected[:3]
+    assert seen["node"] == expected and seen["process"] == expected
