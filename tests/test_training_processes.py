@@ -1,7 +1,10 @@
-"""Processes without a TensorFlow form (WhiteSignal, WhiteNoise, Ensemble
-noise, a user's own stateful Process) in the training graph: they run their own
-step functions on the host, seeded as the simulator seeds them, so the graph's
-forward pass equals `nengo.Simulator` (rate neurons) and ``sim.run``."""
+"""Processes and neuron types without a TensorFlow form in the training graph.
+
+Processes (WhiteSignal, WhiteNoise, Ensemble noise, a user's own stateful
+Process) run their own step functions on the host, seeded as the simulator
+seeds them; neuron types without a rate equivalent (Izhikevich, a user's
+subclass) run Nengo's step on the host.  So the graph's forward pass equals
+`nengo.Simulator` and ``sim.run``, and fit trains around them."""
 
 import numpy as np
 import nengo
@@ -105,3 +108,44 @@ def test_host_functions_get_nengo_times_in_float32():
     expected = [k * 0.001 for k in range(1, 8)]
     assert native["node"] == expected[:3] and native["process"] == expected[:3]
     assert seen["node"] == expected and seen["process"] == expected
+
+
+class ClippedLIFRate(nengo.LIFRate):
+    """A user's own rate type (a subclass overriding step): no rate kernel."""
+
+    def step(self, dt, J, output):
+        super().step(dt, J, output)
+        np.minimum(output, 150.0, out=output)
+
+
+@pytest.mark.parametrize("neuron_type", [nengo.Izhikevich(), ClippedLIFRate(),
+                                         nengo.PoissonSpiking(nengo.Izhikevich())],
+                         ids=["izhikevich", "subclass", "poisson_izhikevich"])
+def test_neurons_without_rate_equivalent_run_their_own_step(neuron_type):
+    """Neuron types without a rate equivalent run Nengo's step on the host in
+    the training graph (NengoDL's generic neuron builder): the forward pass
+    equals nengo.Simulator, state carried in the graph; fit trains around them."""
+    steps, mb = 40, 2
+    with nengo.Network(seed=5) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(12, 1, neuron_type=neuron_type)
+        out = nengo.Node(size_in=1)
+        nengo.Connection(inp, ens)
+        nengo.Connection(ens, out, synapse=0.01)
+        probes = [nengo.Probe(ens.neurons), nengo.Probe(out)]
+    x = np.tile(np.linspace(-0.8, 0.8, steps)[None, :, None], (mb, 1, 1))
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(steps)  # (the constant Node gives 0; x is fed below)
+    with nengo_cuda.Simulator(net, minibatch_size=mb, dtype="float64",
+                              progress_bar=False) as sim:
+        forward = sim._trainer().forward({inp: np.zeros((mb, steps, 1))})
+        if not isinstance(neuron_type, nengo.PoissonSpiking):  # (its draws differ)
+            for p in probes:
+                np.testing.assert_allclose(forward[p][0], ref.data[p], rtol=1e-12, atol=1e-12)
+        assert np.any(forward[probes[0]] != 0)
+        sim.compile(tf.keras.optimizers.Adam(1e-5), loss={probes[1]: "mse"})
+        y = {probes[1]: np.full((mb, steps, 1), 0.3)}
+        before = sim.evaluate({inp: x}, y, verbose=0)["loss"]
+        sim.fit({inp: x}, y, epochs=5, verbose=0)
+        after = sim.evaluate({inp: x}, y, verbose=0)["loss"]
+        assert after < before

@@ -28,6 +28,7 @@ from .tensor_node import is_tensor_node_func
 
 
 _SPIKE_WRAPPERS = (nengo.RegularSpiking, nengo.PoissonSpiking, nengo.StochasticSpiking)
+_HOST_STEP = "host step"  # a neuron type without a rate equivalent (_host_neurons)
 
 
 class _Index:
@@ -458,6 +459,9 @@ class TrainingGraph:
         if key not in self._neuron_params:
             self._neuron_params[key] = self._rate_params(op.neurons, n)
         kind, params = self._neuron_params[key]
+        if kind is _HOST_STEP:
+            self._host_neurons(op, vals, J)
+            return
         neurons = op.neurons
         if isinstance(neurons, _SPIKE_WRAPPERS):
             out = J * params
@@ -471,6 +475,31 @@ class TrainingGraph:
             out = nc_ops.neuron_rate(J, kind, params)
         self.write(vals, op.output, out)
 
+    def _host_neurons(self, op, vals, J):
+        """A neuron type without a rate equivalent (Izhikevich, a user's own
+        type or subclass) runs its own ``step`` on the host for every trial, as
+        NengoDL's generic neuron builder: its state stays in the graph's state,
+        no gradient flows through it."""
+        names = list(op.state)
+        states = [tf.reshape(self.read(vals, op.state[name]), [self.batch, -1])
+                  for name in names]
+        neurons, extra, dt = op.neurons, dict(op.state_extra), self.dt
+        shapes = [op.state[name].shape for name in names]
+
+        def step(J, *states):
+            out = np.zeros_like(J)
+            states = [s.copy() for s in states]
+            for i in range(J.shape[0]):
+                kwargs = {name: s[i].reshape(shape)
+                          for name, s, shape in zip(names, states, shapes)}
+                neurons.step(dt, J[i].copy(), out[i], **kwargs, **extra)
+            return [out] + states
+
+        results = tf.numpy_function(step, [J] + states, [self.dtype] * (1 + len(names)),
+                                    stateful=bool(extra))
+        for sig, value in zip([op.output] + [op.state[name] for name in names], results):
+            self.write(vals, sig, tf.stop_gradient(tf.reshape(value, [self.batch, -1])))
+
     def _rate_params(self, neurons, n):
         """(kind, parameter rows) of the rate op; spike wrappers: (None, amplitude)."""
         if isinstance(neurons, _SPIKE_WRAPPERS):
@@ -481,12 +510,7 @@ class TrainingGraph:
                                  amplitude=neurons.amplitude)
         spec = nc_ops.rate_spec(base, self.lif_smoothing)
         if spec is None:
-            raise BuildError(
-                f"training needs a rate equivalent of {neurons}; supported: LIF, LIFRate, "
-                "AdaptiveLIF(Rate), (Spiking)RectifiedLinear, Sigmoid, Tanh, NengoDL's "
-                "SoftLIFRate and (Spiking)LeakyReLU, and "
-                "RegularSpiking/PoissonSpiking/StochasticSpiking around one of these"
-            )
+            return _HOST_STEP, None  # no rate equivalent: Nengo's own step
         kind, names = spec
         # numpy, not tf.constant: a constant would belong to the graph traced first
         return kind, nc_ops.rate_params(base, names, n, self.np_dtype)
