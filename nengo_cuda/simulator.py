@@ -715,11 +715,8 @@ class Simulator:
             ) from None
         if steps < 0:
             raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
-        if get_setting(getattr(self.model, "toplevel", None), "learning_phase") is True:
-            raise ValidationError(
-                "configure_settings(learning_phase=True) runs predict/evaluate in training "
-                "mode (rate neurons); sim.run/run_steps simulate the network as defined: "
-                "remove the setting to run it", attr="learning_phase")
+        training_mode = get_setting(getattr(self.model, "toplevel", None),
+                                    "learning_phase") is True
         unroll = self.unroll_simulation
         if steps % unroll:
             rounded = -(-steps // unroll) * unroll
@@ -737,7 +734,9 @@ class Simulator:
         if progress_bar is None:
             progress_bar = self.progress_bar
         try:
-            if progress_bar is False:  # (sim.step: no tracker to make, ~10 us)
+            if training_mode:  # NengoDL's learning_phase=True: always training mode
+                self._run_training_mode(steps, feeds)
+            elif progress_bar is False:  # (sim.step: no tracker to make, ~10 us)
                 self._run_chunks(steps, feeds, lambda n: None)
             else:
                 progress = Progress("Simulating", "Simulation", steps)
@@ -746,6 +745,21 @@ class Simulator:
         finally:
             if saved is not None:
                 self._restore_state(saved)
+
+    def _run_training_mode(self, steps, feeds):
+        """``run_steps`` under ``configure_settings(learning_phase=True)``: the
+        training graph (rate neurons, as ``fit`` computes) continues the
+        simulation state for ``steps`` steps; its probe outputs are recorded
+        as a native run's (``sample_every``, ``keep_history``)."""
+        start = self._n_steps
+        outputs = self._trainer().run_training_mode(steps, feeds)
+        for (rec, _, period, size), probe in zip(self._probe_plan, self._recordings):
+            rec.start_run()
+            value = np.asarray(outputs[probe], dtype=self.dtype).reshape(self.n_trials, steps, size)
+            if period != 1:  # Nengo's test, as in _run_chunk
+                value = value[:, np.arange(start + 1, start + steps + 1) % period < 1]
+            rec.append(np.ascontiguousarray(value))
+        self.data.reset()
 
     def _run_chunks(self, steps, feeds, advance):
         for rec in self._recordings.values():

@@ -315,7 +315,8 @@ def test_save_params_include_state(tmp_path):
 def test_learning_phase_runs_predict_in_training_mode():
     """configure_settings(learning_phase=True) (NengoDL 3.4): predict and
     evaluate give the rate network's outputs (the training graph's), stateful
-    runs continue from where they stop; sim.run refuses."""
+    runs continue from where they stop; so does sim.run ("always training
+    mode"), recording its probes as a native run would."""
     x = np.tile(np.linspace(-1, 1, 4)[:, None, None], (1, 15, 1))
     net, inp, a, conn, p = _net(np.zeros(1))
     with net:
@@ -330,8 +331,25 @@ def test_learning_phase_runs_predict_in_training_mode():
         rest = sim.predict({inp: x[:2, 5:]}, stateful=True)[p]
         assert sim.n_steps == 15
         np.testing.assert_allclose(np.concatenate([first, rest], axis=1), rates[:2], atol=1e-12)
-        with pytest.raises(nengo.exceptions.ValidationError, match="learning_phase"):
-            sim.run_steps(3)
+        sim.reset()
+        sim.run_steps(5, data={inp: x[:2, :5]})
+        sim.run_steps(10, data={inp: x[:2, 5:]})
+        assert sim.n_steps == 15 and sim.time == pytest.approx(0.015)
+        np.testing.assert_allclose(sim.data[p], rates[:2], atol=1e-12)
+        sim.run_steps(10, data={inp: x[:2, 5:]}, stateful=False)  # data kept, state not
+        assert sim.n_steps == 15 and sim.data[p].shape == (2, 25, 1)
+    with net:
+        sparse = nengo.Probe(a, synapse=0.01, sample_every=0.003)
+        last, every = nengo.Probe(a.neurons), nengo.Probe(a.neurons)
+        nengo_cuda.configure_settings(keep_history=True)
+        net.config[last].keep_history = False
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
+        full = sim._trainer().forward({inp: x[:2]}, 15, [sparse, every])
+        sim.run_steps(7, data={inp: x[:2, :7]})
+        sim.run_steps(8, data={inp: x[:2, 7:]})
+        np.testing.assert_allclose(sim.data[sparse], full[sparse][:, 2::3], atol=1e-12)
+        np.testing.assert_allclose(sim.data[last], full[every][:, [6, 14]], atol=1e-12)
+        np.testing.assert_allclose(sim.data[every], full[every], atol=1e-12)
     with net:
         nengo_cuda.configure_settings(learning_phase=None)
     with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:

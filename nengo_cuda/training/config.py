@@ -31,11 +31,12 @@ What the settings do here:
   docs/training-state.md).
 - ``dtype``: the precision, as in NengoDL ("float32", "float64" or a
   ``tf.DType``), unless the Simulator's own ``dtype`` argument gives one.
-- ``learning_phase`` (NengoDL 3.4): True runs ``predict``,
-  ``predict_on_batch`` and ``evaluate`` in training mode (the training
-  graph: rate neurons, as ``fit`` computes); ``sim.run`` then refuses to
-  run (it simulates the network as defined).  False or None (default):
-  inference mode, the network as defined.
+- ``learning_phase`` (NengoDL 3.4): True always runs in training mode:
+  ``predict``, ``predict_on_batch``, ``evaluate`` and ``sim.run``/
+  ``run_steps`` go through the training graph (rate neurons, as ``fit``
+  computes; ``sim.run`` records its probes and keeps the state as a native
+  run does, at the graph's speed).  False or None (default): inference
+  mode, the network as defined.
 - ``planner``, ``sorter``, ``simplifications``: accepted for compatibility
   (our planner is not configurable).
 """

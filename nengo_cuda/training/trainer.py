@@ -718,6 +718,15 @@ class Trainer(ParameterIO):
             if not stateful:
                 sim._restore_state(start)
 
+    def run_training_mode(self, steps, feeds):
+        """``sim.run_steps`` in training mode (``learning_phase=True``): ``steps``
+        steps of the training graph from the simulator's state, which it then
+        keeps (``n_steps``/``time`` advance); ``feeds``: ``{input Node: (n_trials,
+        steps, size)}``, other inputs compute their own values.  Returns
+        ``{probe: (n_trials, steps, size)}``."""
+        (outputs,) = self._rate_runs(feeds, self.sim.n_trials, steps, stateful=True)
+        return outputs
+
     def _rate_runs(self, x, batch, steps, stateful):
         """`_native_runs` in training mode (``configure_settings(learning_phase=
         True)``): each minibatch through the training graph (rate neurons), from
