@@ -1,4 +1,4 @@
-"""Online learning rules (PES, BCM, Oja, Voja) inside training, as NengoDL runs
+"""Online learning rules (PES, BCM, Oja, Voja, RLS) inside training, as NengoDL runs
 them: the training graph's forward pass equals `nengo.Simulator` (rate neurons),
 learned weights evolve as simulation state and are not optimised."""
 
@@ -18,8 +18,9 @@ def _net(rule, feed=None):
         a = nengo.Ensemble(30, 1, neuron_type=nengo.LIFRate())
         b = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
         nengo.Connection(inp, a, synapse=None)
-        if rule == "pes":
-            conn = nengo.Connection(a, b, learning_rule_type=nengo.PES(learning_rate=1e-3))
+        if rule in ("pes", "rls"):
+            learning = nengo.PES(1e-3) if rule == "pes" else nengo.RLS(1e-2)
+            conn = nengo.Connection(a, b, learning_rule_type=learning)
             nengo.Connection(b, conn.learning_rule, synapse=None)
             nengo.Connection(inp, conn.learning_rule, transform=-1, synapse=None)
         elif rule == "voja":
@@ -34,7 +35,7 @@ def _net(rule, feed=None):
     return net, inp, probes
 
 
-@pytest.mark.parametrize("rule", ["pes", "bcm", "oja", "voja"])
+@pytest.mark.parametrize("rule", ["pes", "bcm", "oja", "voja", "rls"])
 def test_learning_rule_forward_equals_nengo(rule):
     steps, mb = 30, 3
     feed = np.random.RandomState(1).uniform(-1, 1, (mb, steps, 1))

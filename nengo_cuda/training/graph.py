@@ -599,6 +599,17 @@ class TrainingGraph:
             self.write(vals, op.state["X"], X)
         self.write(vals, op.output, y, inc=op.mode == "inc")
 
+    def _op_SimRLS(self, op, vals, t):
+        """Nengo's recursive least squares, per trial: with Pr = P r and
+        k = 1 / (1 + r.Pr): P -= k outer(Pr, Pr); delta = -k outer(error, Pr)."""
+        r = self._per_trial(vals, op.pre_filtered)
+        error = self._per_trial(vals, op.error)
+        P = self._per_trial(vals, op.inv_gamma)
+        Pr = tf.linalg.matvec(P, r)
+        k = 1 / (1 + tf.reduce_sum(r * Pr, axis=1))
+        self.write(vals, op.inv_gamma, P - Pr[:, :, None] * (Pr[:, None, :] * k[:, None, None]))
+        self.write(vals, op.delta, error[:, :, None] * ((-k)[:, None] * Pr)[:, None, :])
+
     def _host_process(self, op, vals, t):
         """A process without a TensorFlow form: its own step functions, one per
         trial, on the host (`HostProcess`); no gradient flows through it."""
