@@ -270,3 +270,29 @@ def test_nengo_dl2_outputs_only_objective():
         both = sim.loss({inp: x, p: np.zeros_like(x)},
                         objective={p: lambda out, target: tf.reduce_mean((out - target) ** 2)})
         np.testing.assert_allclose(both, np.mean(x ** 2), rtol=1e-6)
+
+
+def test_own_loss_takes_targets_of_other_step_counts():
+    """NengoDL checks the step count of inputs only: a target may have other
+    steps "as long as it matches what the loss expects" (here the last step);
+    a built-in dense loss still needs one target per output step."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, ens)
+        p = nengo.Probe(ens)
+
+    def last_step_mse(y_true, y_pred):
+        return tf.reduce_mean((y_true[:, -1] - y_pred[:, -1]) ** 2)
+
+    x = np.random.RandomState(0).uniform(-1, 1, (8, 5, 1))
+    y = {p: x[:, -1:] ** 2}
+    with nengo_cuda.Simulator(net, minibatch_size=4, dtype="float64", progress_bar=False) as sim:
+        sim.compile(tf.keras.optimizers.SGD(0.01), loss={p: last_step_mse})
+        out = sim.predict({inp: x})[p]
+        loss = sim.evaluate({inp: x}, y, verbose=0)["loss"]
+        np.testing.assert_allclose(loss, np.mean((out[:, -1] - y[p][:, -1]) ** 2), rtol=1e-10)
+        sim.fit({inp: x}, y, epochs=2, verbose=0)
+        sim.compile(tf.keras.optimizers.SGD(0.01), loss={p: "mse"})
+        with pytest.raises(nengo.exceptions.ValidationError, match="has 1 steps; expected 5"):
+            sim.evaluate({inp: x}, y, verbose=0)

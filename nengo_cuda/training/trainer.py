@@ -204,7 +204,9 @@ class Trainer(ParameterIO):
                                       f"expected {steps}", attr="x")
         for obj, value in y.items():
             expected = steps if self.keep_history(obj) else 1
-            if value.shape[1] != expected:
+            # the user's own (or a sparse) loss may take any number of steps, as
+            # NengoDL allows ("as long as it matches what the loss expects")
+            if value.shape[1] != expected and not self._free_target_size(obj):
                 why = "" if self.keep_history(obj) else " (keep_history=False: the last step)"
                 raise ValidationError(f"target data for {obj} has {value.shape[1]} steps; "
                                       f"expected {expected}{why}", attr="y")
