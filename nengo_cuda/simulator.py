@@ -366,8 +366,9 @@ class Simulator:
             for base, value in values.items():
                 self.layout.base_array(base, trial)[...] = value
         for probe, data in state["probe_data"].items():
-            rec = self._recordings[probe]
-            rec.append(data.reshape(data.shape[:2] + (-1,)).astype(self.dtype))
+            rec = self._recordings[probe]  # (not `append`: keep_history=False would trim)
+            rec.chunks = [data.reshape(data.shape[:2] + (-1,)).astype(self.dtype)]
+            rec.n_samples = data.shape[1]
         self._n_steps = state["n_steps"]
         self._time = self._n_steps * self.dt
         self.optimize = state["optimize"]

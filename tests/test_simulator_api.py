@@ -371,6 +371,10 @@ def test_run_steps_takes_nengo_dl_argument_order():
             sim.run_steps(3, n_steps=3)
 
 
+def _sine(t):
+    return np.sin(20 * t)
+
+
 @pytest.mark.parametrize("sample_every", [None, 0.003])
 def test_keep_history_false_keeps_each_runs_last_sample(monkeypatch, sample_every):
     """NengoDL's keep_history=False: sim.data holds one sample per run_steps
@@ -381,7 +385,7 @@ def test_keep_history_false_keeps_each_runs_last_sample(monkeypatch, sample_ever
         with nengo.Network(seed=3) as net:
             if not keep:
                 nengo_cuda.configure_settings(keep_history=False)
-            stim = nengo.Node(lambda t: np.sin(20 * t))
+            stim = nengo.Node(_sine)
             ens = nengo.Ensemble(20, 1)
             nengo.Connection(stim, ens)
             p = nengo.Probe(ens, synapse=0.01, sample_every=sample_every)
@@ -411,3 +415,6 @@ def test_keep_history_false_keeps_each_runs_last_sample(monkeypatch, sample_ever
         assert sizes[-1] == len(expected) < len(full)
         np.testing.assert_array_equal(sim.data[p], expected)
         np.testing.assert_array_equal(sim.data[p_full], stim_full)
+        with pickle.loads(pickle.dumps(sim)) as copy:  # one sample per run survives
+            p_copy = copy.model.probes[sim.model.probes.index(p)]
+            np.testing.assert_array_equal(copy.data[p_copy], expected)
