@@ -149,3 +149,30 @@ def test_neurons_without_rate_equivalent_run_their_own_step(neuron_type):
         sim.fit({inp: x}, y, epochs=5, verbose=0)
         after = sim.evaluate({inp: x}, y, verbose=0)["loss"]
         assert after < before
+
+
+def test_host_function_errors_are_raised_as_themselves():
+    """An error inside a host function (a Node's function, a process) reaches the
+    user as itself, not as TensorFlow's UnknownError around it."""
+
+    class WrongSize(nengo.Process):
+        def make_step(self, shape_in, shape_out, dt, rng, state):
+            return lambda t: np.zeros(3)
+
+    def broken(t):
+        if t > 0.002:
+            raise ValueError("broken Node function")
+        return 0.0
+
+    for output, error, match in ((WrongSize(), nengo.exceptions.SimulationError,
+                                  "returned 3 values"),
+                                 (broken, ValueError, "broken Node function")):
+        with nengo.Network() as net:
+            a = nengo.Node(output, size_out=1)
+            p = nengo.Probe(a)
+        with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+            with pytest.raises(error, match=match):
+                sim._trainer().forward(n_steps=5)
+            sim.compile(tf.keras.optimizers.SGD(0.1), loss={p: "mse"})
+            with pytest.raises(error, match=match):
+                sim.fit(n_steps=5, y={p: np.zeros((1, 5, 1))}, verbose=0)

@@ -14,6 +14,8 @@ simulator's buffers; `TrainingGraph.write_back` copies them into the buffers,
 so ``sim.run`` afterwards simulates the trained network.
 """
 
+import contextlib
+
 import numpy as np
 import nengo
 import tensorflow as tf
@@ -78,6 +80,7 @@ class TrainingGraph:
         self._neuron_params = {}
         self._filters = {}
         self._host_processes = {}  # (id(op), batch) -> HostProcess
+        self.host_error = None  # the last exception of a host function (host_errors)
 
         # trainable bases -> (variable, mask or None, constant part or None)
         masks = {}
@@ -282,6 +285,31 @@ class TrainingGraph:
             maximum_iterations=n_steps)
         outs = {p: tf.transpose(a.stack(), [1, 0, 2]) for p, a in zip(probes, arrays)}
         return (outs, list(final)) if return_state else outs
+
+    def _on_host(self, fn):
+        """``fn`` for ``tf.numpy_function``, keeping the exception it raises:
+        TensorFlow reports it as an UnknownError (see `host_errors`)."""
+        def call(*args):
+            try:
+                return fn(*args)
+            except Exception as e:
+                self.host_error = e
+                raise
+        return call
+
+    @contextlib.contextmanager
+    def host_errors(self):
+        """Runs the graph: an error inside a host function (a Node's function, a
+        process, a neuron step) is raised as itself (e.g. Nengo's
+        SimulationError), not as TensorFlow's UnknownError around it."""
+        self.host_error = None
+        try:
+            yield
+        except tf.errors.OpError as e:
+            error, self.host_error = self.host_error, None
+            if error is None:
+                raise
+            raise error from e
 
     def state_bases(self):
         """The bases of the simulation state, in the order of ``init`` (see `__call__`)."""
@@ -495,7 +523,7 @@ class TrainingGraph:
                 neurons.step(dt, J[i].copy(), out[i], **kwargs, **extra)
             return [out] + states
 
-        results = tf.numpy_function(step, [J] + states, [self.dtype] * (1 + len(names)),
+        results = tf.numpy_function(self._on_host(step), [J] + states, [self.dtype] * (1 + len(names)),
                                     stateful=bool(extra))
         for sig, value in zip([op.output] + [op.state[name] for name in names], results):
             self.write(vals, sig, tf.stop_gradient(tf.reshape(value, [self.batch, -1])))
@@ -622,7 +650,8 @@ class TrainingGraph:
             if not self._batched(op.input):
                 x = tf.broadcast_to(x, [self.batch] + list(op.input.shape))
             args.append(tf.reshape(x, [self.batch] + list(op.input.shape)))
-        out = tf.numpy_function(self._host_processes[key], args, self.dtype, stateful=True)
+        out = tf.numpy_function(self._on_host(self._host_processes[key]), args, self.dtype,
+                                stateful=True)
         out = tf.stop_gradient(tf.reshape(out, [self.batch, -1]))
         self.write(vals, op.output, out, inc=op.mode == "inc")
 
@@ -654,7 +683,7 @@ class TrainingGraph:
             return np.stack(rows)
 
         args = [t] + ([x] if x is not None else [])
-        out = tf.numpy_function(call, args, self.dtype, stateful=True)
+        out = tf.numpy_function(self._on_host(call), args, self.dtype, stateful=True)
         return tf.reshape(out, [self.batch, size])
 
 

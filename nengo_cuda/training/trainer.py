@@ -447,10 +447,11 @@ class Trainer(ParameterIO):
                 stop = done + 1 if (cbs.batch_hooks or model.stop_training) else n_batches
                 if cbs.batch_hooks:
                     cbs("on_train_batch_begin", done)
-                loss_sum, probe_sums, final, outs = train_range(
-                    x_full, y_full, order_t, tf.constant(done), tf.constant(stop),
-                    tuple(state) if state is not None else (),
-                    tf.constant(float(t0), tf.float64))
+                with self.graph.host_errors():
+                    loss_sum, probe_sums, final, outs = train_range(
+                        x_full, y_full, order_t, tf.constant(done), tf.constant(stop),
+                        tuple(state) if state is not None else (),
+                        tf.constant(float(t0), tf.float64))
                 for j, p in enumerate(with_outputs):
                     out = outs[j].numpy()
                     for i in range(done, stop):
@@ -673,7 +674,9 @@ class Trainer(ParameterIO):
 
             self._train_fns[key] = run
         xs = tuple(tf.constant(np.asarray(x[n], dtype=self.sim.dtype)) for n in nodes)
-        return {p: self._history(p, v.numpy()) for p, v in zip(probes, self._train_fns[key](xs))}
+        with self.graph.host_errors():
+            outs = self._train_fns[key](xs)
+        return {p: self._history(p, v.numpy()) for p, v in zip(probes, outs)}
 
     # -- native runs (evaluate / predict) --------------------------------------------
     def _stateful(self, stateful, what):
@@ -740,7 +743,8 @@ class Trainer(ParameterIO):
         for i in range(batch // mb):
             xs = {k: tf.constant(np.asarray(v[i * mb: (i + 1) * mb], dtype=sim.dtype))
                   for k, v in x.items()}
-            outs, final = graph(xs, steps, probes, init=state, t0=t0, return_state=True)
+            with graph.host_errors():
+                outs, final = graph(xs, steps, probes, init=state, t0=t0, return_state=True)
             if stateful:
                 state, t0 = [v.numpy() for v in final], t0 + steps
             yield {p: outs[p].numpy() for p in probes}
@@ -969,7 +973,7 @@ class Trainer(ParameterIO):
             return tf.add_n([tf.reduce_sum(o) for o in outs.values()])
 
         for var in graph.trainable_variables:
-            with tf.GradientTape() as tape:
+            with tf.GradientTape() as tape, graph.host_errors():
                 value = f()
             grad = tape.gradient(value, var)
             grad = np.zeros(var.shape) if grad is None else grad.numpy()
