@@ -487,7 +487,7 @@ class TrainingGraph:
         if key not in self._neuron_params:
             self._neuron_params[key] = self._rate_params(op.neurons, n)
         kind, params = self._neuron_params[key]
-        if kind is _HOST_STEP:
+        if kind == _HOST_STEP:
             self._host_neurons(op, vals, J)
             return
         neurons = op.neurons
@@ -523,8 +523,8 @@ class TrainingGraph:
                 neurons.step(dt, J[i].copy(), out[i], **kwargs, **extra)
             return [out] + states
 
-        results = tf.numpy_function(self._on_host(step), [J] + states, [self.dtype] * (1 + len(names)),
-                                    stateful=bool(extra))
+        results = tf.numpy_function(self._on_host(step), [J] + states,
+                                    [self.dtype] * (1 + len(names)), stateful=bool(extra))
         for sig, value in zip([op.output] + [op.state[name] for name in names], results):
             self.write(vals, sig, tf.stop_gradient(tf.reshape(value, [self.batch, -1])))
 
