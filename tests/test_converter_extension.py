@@ -47,8 +47,9 @@ class ScaleShift(keras.layers.Layer):
         self.mode = mode
 
     def build(self, shape):
-        self.w = self.add_weight(shape=shape[1:], initializer=keras.initializers.RandomUniform(-1, 1))
-        self.c = self.add_weight(shape=shape[1:], initializer=keras.initializers.RandomUniform(-1, 1))
+        init = keras.initializers.RandomUniform(-1, 1)
+        self.w = self.add_weight(shape=shape[1:], initializer=init)
+        self.c = self.add_weight(shape=shape[1:], initializer=init)
 
     def call(self, x):
         return self.activation(x * self.w + self.c)
@@ -141,7 +142,8 @@ def test_options_apply_to_helper_objects():
     assert ens.neuron_type.amplitude == pytest.approx(1 / scale)
     assert list(ens.gain.options) == [scale]
     np.testing.assert_allclose(ens.bias, scale * model.layers[2].c.numpy())
-    out_of_neurons = [c for c in conv.net.all_connections if isinstance(c.pre_obj, nengo.ensemble.Neurons)]
+    out_of_neurons = [c for c in conv.net.all_connections
+                      if isinstance(c.pre_obj, nengo.ensemble.Neurons)]
     assert out_of_neurons and all(c.synapse == nengo.Lowpass(synapse) for c in out_of_neurons)
     # with rate neurons the scaling is exact
     rate, _ = _convert(model, scale_firing_rates=scale)

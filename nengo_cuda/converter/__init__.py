@@ -348,7 +348,8 @@ class Converter:
         warning when that exact class already had one)."""
 
         def decorator(converter_cls):
-            if keras_layer in cls.converters or getattr(keras_layer, "__name__", None) in CONVERTERS:
+            name = getattr(keras_layer, "__name__", None)  # built-ins are found by name
+            if keras_layer in cls.converters or name in CONVERTERS:
                 warnings.warn(f"Converter.register: {keras_layer} already has a converter; "
                               f"{converter_cls.__name__} replaces it")
             cls.converters[keras_layer] = converter_cls
