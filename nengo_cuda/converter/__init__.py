@@ -8,7 +8,9 @@ convolutions, depthwise ones too; ``ConvolutionTranspose`` for transposed
 ones), activations become neurons (relu -> RectifiedLinear, sigmoid ->
 Sigmoid, tanh -> Tanh, LeakyReLU -> nengo_cuda.LeakyReLU; linear -> a Node),
 reshapes cost nothing, pooling is a constant depthwise convolution, padding,
-cropping and upsampling are index maps, merges are Nodes.  A layer
+cropping and upsampling are index maps, merges are Nodes.  3-D convolutions
+are 2-D ones over a restacked input and 3-D pooling a sparse average (Nengo
+runs 1-D and 2-D convolutions only).  A layer
 with no native form becomes a `~nengo_cuda.TensorNode` running the Keras layer
 itself (``allow_fallback=True``; several inputs arrive side by side and are
 split again), so any layer with one output converts.
