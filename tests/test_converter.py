@@ -309,3 +309,109 @@ def test_multi_input_fallback_trains():
     x = _x(model, n=4)
     assert conv.verify(inputs=[x], atol=ATOL)
     assert conv.verify(training=True, inputs=[x], atol=ATOL)
+
+
+# -- 3-D layers: built from 2-D convolutions and index maps, so they run in Nengo too --
+def _random_biases(model, seed=1):
+    for layer in model.layers:  # (Keras starts biases at zero)
+        if getattr(layer, "use_bias", False):
+            layer.bias.assign(np.random.RandomState(seed).uniform(-1, 1, layer.bias.shape))
+
+
+def _runs_in_nengo(conv, x):
+    """The converted network in nengo.Simulator (float64) gives the Keras output."""
+    model = conv.model
+    conv.inputs[model.inputs[0]].output = x.ravel()
+    probe = conv.outputs[model.outputs[0]]
+    with nengo.Simulator(conv.net, progress_bar=False) as ref:
+        ref.step()
+    np.testing.assert_allclose(ref.data[probe][0], model.predict(x[None], verbose=0)[0],
+                               atol=ATOL)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv3d_layers(padding):
+    inp = keras.Input((5, 7, 4, 3))
+    x = keras.layers.Conv3D(4, (2, 3, 2), strides=(1, 2, 3), padding=padding,
+                            activation="relu")(inp)
+    x = keras.layers.Conv3DTranspose(2, (4, 3, 3), strides=(2, 1, 2), padding=padding,
+                                     activation="tanh")(x)
+    y = keras.layers.Conv3D(6, (3, 2, 2), strides=(2, 3, 1), padding=padding, groups=3)(inp)
+    z = keras.layers.Conv3DTranspose(2, 2, strides=3, output_padding=(1, 0, 2))(y)
+    model = keras.Model(inp, [keras.layers.Flatten()(x), keras.layers.Flatten()(z)])
+    _random_biases(model)
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    x = _x(model)
+    assert conv.verify(inputs=[x], atol=ATOL)
+    assert conv.verify(training=True, inputs=[x], atol=ATOL)
+
+
+def test_3d_resampling_and_pooling():
+    inp = keras.Input((5, 7, 4, 3))
+    a = keras.layers.AveragePooling3D((2, 3, 2), strides=(1, 2, 2))(inp)
+    b = keras.layers.ZeroPadding3D(((1, 0), (2, 1), (0, 2)))(a)
+    b = keras.layers.Cropping3D(((0, 1), (1, 2), (1, 0)))(keras.layers.UpSampling3D((2, 1, 3))(b))
+    g = keras.layers.GlobalAveragePooling3D()(b)
+    k = keras.layers.GlobalAveragePooling3D(keepdims=True)(inp)
+    m = keras.layers.MaxPooling3D(2)(inp)
+    model = keras.Model(inp, [keras.layers.Flatten()(b), g, keras.layers.Flatten()(k),
+                              keras.layers.Flatten()(m)])
+    conv = nengo_cuda.Converter(model, max_to_avg_pool=True)
+    assert _native(conv)
+    x = _x(model)
+    expected = model.predict(x, verbose=0)
+    # max pooling became average pooling (2 x 2 x 2 windows; odd sizes drop their last)
+    expected[3] = x[:, :4, :6].reshape(3, 2, 2, 3, 2, 2, 2, 3).mean(axis=(2, 4, 6)).reshape(3, -1)
+    with nengo_cuda.Simulator(conv.net, minibatch_size=3, progress_bar=False) as sim:
+        got = sim.predict({conv.inputs[inp]: x.reshape(3, 1, -1)})
+    for out, e in zip(model.outputs, expected):
+        np.testing.assert_allclose(got[conv.outputs[out]][:, 0], e, atol=ATOL)
+
+
+def test_3d_channels_first():
+    inp = keras.Input((3, 5, 4, 6))
+    kw = {"data_format": "channels_first"}
+    x = keras.layers.ZeroPadding3D(((1, 0), (0, 1), (2, 1)), **kw)(inp)
+    x = keras.layers.Cropping3D(((0, 1), (1, 1), (0, 2)), **kw)(x)
+    x = keras.layers.UpSampling3D((1, 2, 1), **kw)(x)
+    p = keras.layers.AveragePooling3D((2, 1, 2), **kw)(x)
+    g = keras.layers.GlobalAveragePooling3D(**kw)(x)
+    c = keras.layers.Conv3D(4, (2, 3, 2), strides=(2, 1, 1), activation="relu", **kw)(inp)
+    c = keras.layers.Conv3DTranspose(2, (2, 2, 3), strides=(1, 2, 2), padding="same", **kw)(c)
+    model = keras.Model(inp, [keras.layers.Flatten()(p), g, keras.layers.Flatten()(c)])
+    _random_biases(model)
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
+def test_3d_network_runs_in_nengo():
+    """Nengo's reference simulator runs only 1-D and 2-D convolutions; the
+    converted 3-D layers use nothing else."""
+    inp = keras.Input((4, 5, 3, 2))
+    x = keras.layers.Conv3D(3, 2, padding="same", activation="relu")(inp)
+    x = keras.layers.Conv3DTranspose(2, 2, strides=2)(keras.layers.AveragePooling3D(2)(x))
+    model = keras.Model(inp, keras.layers.Flatten()(x))
+    _random_biases(model)
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    assert all(c.transform.dimensions <= 2 for c in conv.net.all_connections
+               if isinstance(c.transform, nengo.Convolution))
+    _runs_in_nengo(conv, _x(model, n=1)[0])
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_global_max_pooling_as_average(dims):
+    shape = (5, 4, 3, 2)[-dims - 1:]
+    inp = keras.Input(shape)
+    layer = getattr(keras.layers, f"GlobalMaxPooling{dims}D")()
+    model = keras.Model(inp, layer(inp))
+    with pytest.warns(UserWarning, match="max pooling.*TensorNode"):
+        nengo_cuda.Converter(model)
+    conv = nengo_cuda.Converter(model, max_to_avg_pool=True)
+    assert _native(conv)
+    x = _x(model)
+    np.testing.assert_allclose(_run(conv, x)[:, 0], x.mean(axis=tuple(range(1, dims + 1))),
+                               atol=ATOL)

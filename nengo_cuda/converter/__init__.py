@@ -8,7 +8,9 @@ convolutions, depthwise ones too; ``ConvolutionTranspose`` for transposed
 ones), activations become neurons (relu -> RectifiedLinear, sigmoid ->
 Sigmoid, tanh -> Tanh, LeakyReLU -> nengo_cuda.LeakyReLU; linear -> a Node),
 reshapes cost nothing, pooling is a constant depthwise convolution, padding,
-cropping and upsampling are index maps, merges are Nodes.  A layer
+cropping and upsampling are index maps, merges are Nodes.  3-D convolutions
+are 2-D ones over a restacked input and 3-D pooling a sparse average (Nengo
+runs 1-D and 2-D convolutions only).  A layer
 with no native form becomes a `~nengo_cuda.TensorNode` running the Keras layer
 itself (``allow_fallback=True``; several inputs arrive side by side and are
 split again), so any layer with one output converts.
@@ -20,6 +22,10 @@ ensembles themselves are not trainable.  Connections out of neurons get
 ``synapse`` (default None); all others have none, so a rate network gives the
 Keras model's output on the first step.
 
+Other layer types convert through NengoDL's extension API: a
+`LayerConverter` subclass registered with ``Converter.register(LayerClass)``
+(see `nengo_cuda.converter.extension`).
+
 TensorFlow (and Keras) are needed to convert, not to simulate the result.
 """
 
@@ -30,7 +36,10 @@ import numpy as np
 
 from ..training.config import configure_settings
 from .activations import neuron_type_for, with_amplitude
+from .extension import LayerConverter
 from .layers import CONVERTERS, Tensor, Unconvertible
+
+__all__ = ["Converter", "LayerConverter", "Unconvertible"]
 
 
 class Converter:
@@ -72,7 +81,12 @@ class Converter:
         Keras tensor (a layer's output) -> the Nengo object giving its values
         (a Node, or an ensemble's neurons); a Keras layer -> that of its first
         output.
+    converters : dict
+        (class attribute) Keras layer class -> `LayerConverter` subclass, as
+        registered with `Converter.register`.
     """
+
+    converters = {}
 
     def __init__(self, model, allow_fallback=True, inference_only=False, max_to_avg_pool=False,
                  split_shared_weights=False, swap_activations=None, scale_firing_rates=None,
@@ -89,6 +103,7 @@ class Converter:
         self._converted = {}  # (id(layer), node index) -> [Tensor]
         self._applications = {}  # id(layer) -> count of converted applications
         self._bias_node = None
+        self._layer_converters = {}  # id(layer) -> its LayerConverter instance
         self._substitute = {}  # id(Keras tensor) -> Tensor, inside a nested model
         if not getattr(model, "outputs", None):
             raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
@@ -132,28 +147,97 @@ class Converter:
             self._record(layer, node, outs)
             return outs
         inputs = [self._tensor(t) for t in node.input_tensors]
-        if getattr(layer, "weights", None):
+        found = self._find_converter(layer)
+        reason = None
+        if isinstance(found, type):  # a registered LayerConverter
+            ok, reason = _convertible(found, layer, self)
+            if not ok and not found.allow_fallback:
+                raise TypeError(f"Converter: cannot convert layer {layer.name!r} with "
+                                f"{found.__name__}: {reason}")
+            has_weights = found.has_weights if ok else bool(getattr(layer, "weights", None))
+        else:
+            has_weights = bool(getattr(layer, "weights", None))
+        if has_weights:
             count = self._applications[id(layer)] = self._applications.get(id(layer), 0) + 1
             if count > 1 and not self.split_shared_weights:
                 raise ValueError(f"Converter: layer {layer.name!r} is applied {count} times; "
                                  f"shared weights need split_shared_weights=True")
-        if hasattr(layer, "layers") and getattr(layer, "outputs", None):
+        if found == "model":
             outs = self._nested(layer, inputs)  # a Model used as a layer
             self._record(layer, node, outs)
             return outs
-        reason = None
-        fn = CONVERTERS.get(name)
-        if fn is None:
+        if found is None:
             reason = f"no converter for {name}"
-        else:
+        elif reason is None:
+            built = self._snapshot()
             try:
-                outs = fn(self, layer, inputs, out_shapes)
+                if isinstance(found, type):
+                    outs = self._convert_with(found, layer, node_index, node, inputs, out_shapes)
+                else:
+                    outs = found(self, layer, inputs, out_shapes)
             except (Unconvertible, LookupError) as e:
                 reason = str(e)
+                self._rollback(built)  # no half-built layer next to its fallback
         if reason is not None:
             outs = self._fallback(layer, inputs, out_shapes, reason)
         self._record(layer, node, outs)
         return outs
+
+    def _find_converter(self, layer):
+        """What converts ``layer``: a registered `LayerConverter` subclass,
+        "model" (a nested model), a built-in converter function, or None.
+
+        A registration for the layer's own class comes first, then a nested
+        model, then the built-in converter of that exact Keras class (by class
+        name, so a subclass of a Keras layer, which may compute something else,
+        is never converted as its base), then a registration for a base class
+        (the nearest in the MRO)."""
+        mro = type(layer).__mro__
+        if mro[0] in self.converters:
+            return self.converters[mro[0]]
+        if hasattr(layer, "layers") and getattr(layer, "outputs", None):
+            return "model"
+        if type(layer).__name__ in CONVERTERS:
+            return CONVERTERS[type(layer).__name__]
+        return next((self.converters[c] for c in mro[1:] if c in self.converters), None)
+
+    def _convert_with(self, cls, layer, node_index, node, inputs, out_shapes):
+        """Application ``node_index`` of ``layer`` through a registered
+        `LayerConverter` (one instance per layer, as NengoDL's)."""
+        conv = self._layer_converters.get(id(layer))
+        if type(conv) is not cls:
+            conv = self._layer_converters[id(layer)] = cls(layer, self)
+        conv._begin(node_index, inputs, out_shapes, node)
+        result = conv.convert(node_index)
+        objs = list(result) if isinstance(result, (list, tuple)) else [result]
+        if len(objs) != len(out_shapes):
+            raise ValueError(f"Converter: {cls.__name__}.convert gave {len(objs)} objects for "
+                             f"layer {layer.name!r}'s {len(out_shapes)} outputs")
+        outs = []
+        for obj, shape in zip(objs, out_shapes):
+            size = getattr(obj, "size_out", None)
+            if size != int(np.prod(shape)):
+                raise ValueError(f"Converter: {cls.__name__}.convert gave {obj} (size "
+                                 f"{size}) for layer {layer.name!r}'s output of shape {shape}")
+            if isinstance(obj, nengo.base.ObjView):  # later layers slice their inputs
+                view, obj = obj, nengo.Node(size_in=size, label=layer.name)
+                self.connect(view, obj, 1, trainable=False)
+            outs.append(Tensor(obj, tuple(shape)))
+        return outs
+
+    def _snapshot(self):
+        net = self.net
+        return (len(net.nodes), len(net.ensembles), len(net.connections), len(net.networks),
+                len(net.probes))
+
+    def _rollback(self, snapshot):
+        """Removes what a converter built before it gave up."""
+        net = self.net
+        for objs, n in zip((net.nodes, net.ensembles, net.connections, net.networks,
+                            net.probes), snapshot):
+            del objs[n:]
+        if self._bias_node is not None and self._bias_node not in net.nodes:
+            self._bias_node = None
 
     def _record(self, layer, node, outs):
         for kt, out in zip(node.output_tensors, outs):
@@ -207,25 +291,37 @@ class Converter:
             s = s.get(layer)
         return 1.0 if s is None else float(s)
 
-    def layer_output(self, layer, size, neuron_type):
+    def layer_output(self, layer, size, neuron_type, bias=None):
         """The object a layer's inputs connect to and its output comes from:
         ``size`` neurons of ``neuron_type`` (gain ``s``, amplitude ``/ s`` with
-        ``scale_firing_rates``; bias 0, not trainable), or a Node."""
+        ``scale_firing_rates``; bias 0, not trainable, or ``s * bias``,
+        trainable), or a Node (``bias`` must be None)."""
         if neuron_type is None:
+            if bias is not None:
+                raise ValueError("layer_output: a Node has no bias (use add_bias)")
             return nengo.Node(size_in=size, label=layer.name)
         s = self._scale(layer)
         if s != 1.0:
             neuron_type = with_amplitude(neuron_type, 1.0 / s)
+        # J = gain * input + bias: the bias scales with the input, as NengoDL's
+        ens_bias = (nengo.dists.Choice([0.0]) if bias is None
+                    else s * np.asarray(bias, dtype=np.float64))
         ens = nengo.Ensemble(size, 1, neuron_type=neuron_type, gain=nengo.dists.Choice([s]),
-                             bias=nengo.dists.Choice([0.0]), label=layer.name)
-        self.net.config[ens].trainable = False
+                             bias=ens_bias, label=layer.name)
+        self.net.config[ens].trainable = False  # encoders: unused (inputs go to the neurons)
+        if bias is not None:
+            self.net.config[ens.neurons].trainable = True
         return ens.neurons
+
+    def synapse_from(self, pre):
+        """The synapse of a connection from ``pre``: ``synapse`` out of neurons,
+        else None."""
+        pre_obj = pre.obj if isinstance(pre, nengo.base.ObjView) else pre
+        return self.synapse if isinstance(pre_obj, nengo.ensemble.Neurons) else None
 
     def connect(self, pre, post, transform, trainable=True):
         """A connection without synapse (``synapse`` out of neurons)."""
-        pre_obj = pre.obj if isinstance(pre, nengo.base.ObjView) else pre
-        synapse = self.synapse if isinstance(pre_obj, nengo.ensemble.Neurons) else None
-        conn = nengo.Connection(pre, post, transform=transform, synapse=synapse)
+        conn = nengo.Connection(pre, post, transform=transform, synapse=self.synapse_from(pre))
         if not trainable:
             self.net.config[conn].trainable = False
         return conn
@@ -244,6 +340,24 @@ class Converter:
         spread = nengo.transforms.Sparse((n, bias.shape[0]), indices=np.stack(
             [np.arange(n), channel_of], axis=1), init=np.ones(n))
         return self.connect(channels, target, spread, trainable=False)
+
+    # -- extension --------------------------------------------------------------------
+    @classmethod
+    def register(cls, keras_layer):
+        """Class decorator: converts layers of class ``keras_layer`` (and of
+        its subclasses without a converter of their own) with the decorated
+        `LayerConverter` subclass, in place of any built-in converter (with a
+        warning when that exact class already had one)."""
+
+        def decorator(converter_cls):
+            name = getattr(keras_layer, "__name__", None)  # built-ins are found by name
+            if keras_layer in cls.converters or name in CONVERTERS:
+                warnings.warn(f"Converter.register: {keras_layer} already has a converter; "
+                              f"{converter_cls.__name__} replaces it")
+            cls.converters[keras_layer] = converter_cls
+            return converter_cls
+
+        return decorator
 
     # -- checking ------------------------------------------------------------------
     def verify(self, training=False, inputs=None, atol=1e-8, rtol=1e-5):
@@ -284,6 +398,16 @@ class Converter:
                     f"Converter.verify: output {_history(t)[0].name!r} differs from the Keras "
                     f"model's by up to {np.max(np.abs(g - e)):.3g}")
         return True
+
+
+def _convertible(cls, layer, converter):
+    """A LayerConverter's verdict as ``(ok, reason)``: NengoDL 3.0's
+    ``convertible`` returned a bool, later ones ``(bool, message)``."""
+    verdict = cls.convertible(layer, converter)
+    ok, reason = verdict if isinstance(verdict, tuple) else (verdict, None)
+    if not ok and not reason:
+        reason = f"{cls.__name__}.convertible is False"
+    return bool(ok), (None if ok else reason)
 
 
 class _SplitInputs:

@@ -11,6 +11,11 @@ Keras and Nengo store tensors alike (C order of the shape without the batch
 axis; Keras' channels_first/channels_last is Nengo's ``channels_last``), and a
 Keras convolution kernel ``kernel_size + (in_channels / groups, filters)`` is a
 Nengo kernel, so reshapes are free and convolutions map one to one.
+
+Nengo's reference simulator (and ours) runs 1-D and 2-D convolutions only, so
+3-D layers are built from what runs everywhere: a 3-D convolution is one 2-D
+`nengo.Convolution` over a restacked copy of its input (`_conv3d`), 3-D
+pooling a constant sparse averaging map.
 """
 
 from collections import namedtuple
@@ -153,6 +158,108 @@ def conv_transpose(ctx, layer, inputs, out_shapes):
     return _conv_output(ctx, layer, inp, out_shapes[0], transform, last)
 
 
+@register("Conv3D")
+def conv3d(ctx, layer, inputs, out_shapes):
+    """Keras pads ``"same"`` by ``total = max((ceil(n / s) - 1) * s + k - n, 0)``
+    per axis, ``total // 2`` before."""
+    inp = _single(layer, inputs)
+    _check_conv(layer)
+    last = _channels_last(layer)
+    idx = _channels_to_last(np.arange(_size(inp.shape)).reshape(inp.shape), last)
+    maps = []
+    for n, k, st in zip(idx.shape[:-1], layer.kernel_size, layer.strides):
+        total = max((-(-n // st) - 1) * st + k - n, 0) if layer.padding == "same" else 0
+        pos = np.arange(n + total) - total // 2  # padded position -> input position
+        maps.append(np.where((pos >= 0) & (pos < n), pos, -1))
+    return _conv3d(ctx, layer, inp, out_shapes[0], layer.kernel.numpy(), _source(idx, maps),
+                   tuple(layer.strides), getattr(layer, "groups", 1))
+
+
+@register("Conv3DTranspose")
+def conv3d_transpose(ctx, layer, inputs, out_shapes):
+    """The adjoint of a strided convolution: ``y[o] = sum_{i, t: o = i * s + t - p}
+    x[i] K[t]`` (``p`` the forward convolution's padding before: 0 for
+    ``"valid"``, ``max((n - 1) * s + k - out, 0) // 2`` for ``"same"``) is the
+    stride-1 correlation of ``v`` with the flipped kernel, where ``v`` holds
+    ``x[i]`` at ``i * s + k - 1 - p`` and zeros elsewhere (length ``out + k - 1``)."""
+    inp = _single(layer, inputs)
+    _check_conv(layer)
+    last = _channels_last(layer)
+    idx = _channels_to_last(np.arange(_size(inp.shape)).reshape(inp.shape), last)
+    out_spatial = tuple(out_shapes[0][:-1] if last else out_shapes[0][1:])
+    maps = []
+    for n, k, st, out in zip(idx.shape[:-1], layer.kernel_size, layer.strides, out_spatial):
+        p = max((n - 1) * st + k - out, 0) // 2 if layer.padding == "same" else 0
+        pos = np.full(out + k - 1, -1)
+        at = np.arange(n) * st + k - 1 - p
+        keep = (at >= 0) & (at < pos.size)
+        pos[at[keep]] = np.arange(n)[keep]
+        maps.append(pos)
+    # Keras' kernel is kernel_size + (filters, in_channels): flipped, swapped
+    kernel = np.swapaxes(layer.kernel.numpy()[::-1, ::-1, ::-1], -1, -2)
+    return _conv3d(ctx, layer, inp, out_shapes[0], kernel, _source(idx, maps), (1, 1, 1), 1)
+
+
+def _source(idx, maps):
+    """``idx`` (input indices, channels last) padded and rearranged: position
+    ``(m0, m1, m2)`` holds ``idx[maps[0][m0], maps[1][m1], maps[2][m2]]``, or -1
+    (a zero) where any map is -1."""
+    src = idx[np.ix_(*[np.maximum(m, 0) for m in maps])]
+    a, b, c = np.ix_(*maps)  # (ix_ of booleans would take their nonzero positions)
+    inside = (a >= 0) & (b >= 0) & (c >= 0)
+    return np.where(inside[..., None], src, -1)
+
+
+def _conv3d(ctx, layer, inp, out_shape, kernel, src, strides, groups):
+    """The valid strided 3-D correlation of the input gathered through ``src``
+    (``(Dp, Hp, Wp, C)`` input indices, -1 for zeros) with ``kernel`` (Keras'
+    Conv3D layout ``(kd, kh, kw, C / groups, F)``), as one 2-D convolution:
+
+        y[d, h, w, f] = sum_{a, b, c, ch} kernel[a, b, c, ch, f] x[d sd + a, h sh + b, w sw + c, ch]
+
+    The depth offsets ``a`` become channels: ``z[d Hb + h, w, ch kd + a] =
+    x[d sd + a, h, w, ch]``, the ``Do`` output depths stacked along the height
+    in blocks of ``Hb >= Hp`` rows (a multiple of ``sh``, so that every block
+    starts a row of outputs); then ``y[d, h] = conv2d(z, K2)[d Hb / sh + h]``
+    with ``K2[b, c, ch kd + a, f] = kernel[a, b, c, ch, f]``.  The output rows
+    that straddle two blocks are dropped.  ``K2`` is the Keras kernel's
+    values, rearranged, in one trainable transform, so training is Keras'.
+    """
+    neuron_type = ctx.neuron_type(layer, getattr(layer, "activation", None))
+    kd, kh, kw, cg, filters = kernel.shape
+    sd, sh, sw = strides
+    dp, hp, wp, channels = src.shape
+    do, ho, wo = (dp - kd) // sd + 1, (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    if do * ho * wo * filters != _size(out_shape):
+        raise Unconvertible(f"3-D convolution output {(do, ho, wo, filters)} is not Keras' "
+                            f"{tuple(out_shape)}")
+    hb = -(-hp // sh) * sh
+    depths = np.arange(do)[:, None] * sd + np.arange(kd)  # (Do, kd) input depths
+    zsrc = np.moveaxis(src[depths], 1, -1)  # (Do, Hp, Wp, C, kd)
+    zsrc = np.pad(zsrc, ((0, 0), (0, hb - hp), (0, 0), (0, 0), (0, 0)), constant_values=-1)
+    zsrc = zsrc.reshape(do * hb, wp, channels * kd).ravel()
+    z = nengo.Node(size_in=zsrc.size, label=f"{layer.name}.stacked")
+    used = np.flatnonzero(zsrc >= 0)
+    ctx.connect(inp.obj[zsrc[used]], z[used], 1, trainable=False)
+    k2 = np.moveaxis(kernel, 0, -2).reshape(kh, kw, cg * kd, filters)
+    transform = nengo.Convolution(filters, (do * hb, wp, channels * kd), kernel_size=(kh, kw),
+                                  strides=(sh, sw), padding="valid", init=k2, groups=groups)
+    planes = nengo.Node(size_in=transform.output_shape.size, label=f"{layer.name}.planes")
+    ctx.connect(z, planes, transform)
+    rows = (np.arange(do)[:, None] * (hb // sh) + np.arange(ho)).ravel()
+    index = np.arange(planes.size_in).reshape(transform.output_shape.shape)[rows]
+    index = index.reshape(do, ho, wo, filters)
+    last = _channels_last(layer)
+    if not last:
+        index = np.moveaxis(index, -1, 0)
+    out = ctx.layer_output(layer, _size(out_shape), neuron_type)
+    ctx.connect(planes[index.ravel()], out, 1, trainable=False)
+    bias = _bias(layer)
+    if bias is not None:
+        ctx.add_bias(out, bias, _channel_of(out_shape, last))
+    return [Tensor(out, tuple(out_shape))]
+
+
 def _conv_output(ctx, layer, inp, out_shape, transform, last):
     if transform.output_shape.shape != tuple(out_shape):
         raise Unconvertible(f"Nengo's output shape {transform.output_shape.shape} is not "
@@ -177,25 +284,67 @@ def _pool(ctx, layer, inp, out_shape, pool, strides, padding):
     return [Tensor(out, out_shape)]
 
 
-@register("AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D")
+@register("AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "MaxPooling1D",
+          "MaxPooling2D", "MaxPooling3D")
 def pooling(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
-    if type(layer).__name__.startswith("Max") and not ctx.max_to_avg_pool:
-        raise Unconvertible("max pooling (max_to_avg_pool=True converts it to average "
-                            "pooling)")
+    _max_to_avg(ctx, layer)
     if layer.padding != "valid":
         # Keras averages over the window's elements inside the input only
         raise Unconvertible(f"pooling with padding {layer.padding!r}")
+    if len(layer.pool_size) == 3:
+        return _average_map(ctx, layer, inp, out_shapes[0], tuple(layer.pool_size),
+                            tuple(layer.strides))
     return _pool(ctx, layer, inp, out_shapes[0], layer.pool_size, layer.strides, "valid")
 
 
-@register("GlobalAveragePooling1D", "GlobalAveragePooling2D")
+@register("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+          "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
 def global_pooling(ctx, layer, inputs, out_shapes):
+    """The mean over all positions (global max pooling as that too, with
+    ``max_to_avg_pool``, as NengoDL).  ``keepdims`` only adds axes of size 1:
+    the values are in the same (channel) order."""
     inp = _single(layer, inputs)
-    if getattr(layer, "keepdims", False):
-        raise Unconvertible("keepdims=True")
+    _max_to_avg(ctx, layer)
     spatial = inp.shape[:-1] if _channels_last(layer) else inp.shape[1:]
+    if len(spatial) == 3:
+        return _average_map(ctx, layer, inp, out_shapes[0], spatial, (1, 1, 1))
     return _pool(ctx, layer, inp, out_shapes[0], spatial, (1,) * len(spatial), "valid")
+
+
+def _max_to_avg(ctx, layer):
+    if "Max" in type(layer).__name__ and not ctx.max_to_avg_pool:
+        raise Unconvertible("max pooling (max_to_avg_pool=True converts it to average "
+                            "pooling)")
+
+
+def _average_map(ctx, layer, inp, out_shape, pool, strides):
+    """Average pooling (valid windows) of any dimension as one constant sparse
+    map: ``y[o, c] = sum_{t < pool} x[o * strides + t, c] / prod(pool)``."""
+    last = _channels_last(layer)
+    src = _channels_to_last(np.arange(_size(inp.shape)).reshape(inp.shape), last)
+    out_spatial = tuple((n - p) // st + 1 for n, p, st in zip(src.shape[:-1], pool, strides))
+    if _size(out_spatial) * src.shape[-1] != _size(out_shape):
+        raise Unconvertible("pooling output shape differs from Keras'")
+    rows = _channels_to_last(np.arange(_size(out_shape)).reshape(
+        out_spatial + src.shape[-1:] if last else src.shape[-1:] + out_spatial), last)
+    cols = []
+    for offset in np.ndindex(*pool):  # one nonzero per output per window position
+        window = tuple(slice(t, t + st * (o - 1) + 1, st)
+                       for t, st, o in zip(offset, strides, out_spatial))
+        cols.append(src[window])
+    n = rows.size * len(cols)
+    indices = np.stack([np.tile(rows.ravel(), len(cols)),
+                        np.concatenate([c.ravel() for c in cols])], axis=1)
+    average = nengo.transforms.Sparse((_size(out_shape), _size(inp.shape)), indices=indices,
+                                      init=np.full(n, 1.0 / _size(pool)))
+    out = ctx.layer_output(layer, _size(out_shape), None)
+    ctx.connect(inp.obj, out, average, trainable=False)
+    return [Tensor(out, tuple(out_shape))]
+
+
+def _channels_to_last(a, channels_last):
+    return a if channels_last else np.moveaxis(a, 0, -1)
 
 
 # -- activations --------------------------------------------------------------------
@@ -257,7 +406,7 @@ def concatenate(ctx, layer, inputs, out_shapes):
     return [Tensor(out, shape)]
 
 
-@register("ZeroPadding1D", "ZeroPadding2D")
+@register("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
 def zero_padding(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
     shape = tuple(out_shapes[0])
@@ -282,7 +431,7 @@ def _spatial_axes(layer, ndim):
     return list(range(ndim - 1)) if _channels_last(layer) else list(range(1, ndim))
 
 
-@register("UpSampling1D", "UpSampling2D")
+@register("UpSampling1D", "UpSampling2D", "UpSampling3D")
 def upsampling(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
     if getattr(layer, "interpolation", "nearest") != "nearest":
@@ -294,7 +443,7 @@ def upsampling(ctx, layer, inputs, out_shapes):
     return _gather(ctx, layer, inp, out_shapes[0], src)
 
 
-@register("Cropping1D", "Cropping2D")
+@register("Cropping1D", "Cropping2D", "Cropping3D")
 def cropping(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
     src = np.arange(_size(inp.shape)).reshape(inp.shape)
