@@ -342,7 +342,10 @@ class TrainingGraph:
         return self._state
 
     def _probe_value(self, vals, probe):
-        return tf.reshape(self.read(vals, self.model.sig[probe]["in"]), [self.batch, -1])
+        """The probed signal, ``(batch, size)``: a shared signal (e.g. a
+        connection's constant weights) is the same in every trial."""
+        sig = self.model.sig[probe]["in"]
+        return tf.reshape(self._per_trial(vals, sig), [self.batch, -1])
 
     def _one_step(self, vals, t, x_k):
         """One simulator step on ``vals``; ``x_k``: {input Node: (batch, size) values}."""
