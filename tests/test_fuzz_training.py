@@ -25,7 +25,7 @@ it when nothing in the network draws random numbers per trial.  When Nengo
 raises while simulating, the graph must raise the same exception type.
 
 CI runs a fixed, derandomized budget (``NC_FUZZ_TRAINING_EXAMPLES``, default
-40, about 35 s).  Long mode, new random examples each time::
+30, about 20 s).  Long mode, new random examples each time::
 
     cd tests && NC_FUZZ_TRAINING_EXAMPLES=1000 NC_FUZZ_RANDOM=1 \\
         python -m pytest -p no:nengo -q test_fuzz_training.py -k fuzz -x
@@ -46,7 +46,7 @@ from fuzz_nets import (ALL_NEURONS, DL_NEURONS, INPUT_KINDS, STOCHASTIC_PROCESSE
 from test_fuzz import (RTOL64, Rejected, SharedModel, _sample_steps, _stable_samples,
                        assert_close)
 
-EXAMPLES = int(os.environ.get("NC_FUZZ_TRAINING_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("NC_FUZZ_TRAINING_EXAMPLES", "30"))
 RANDOM = os.environ.get("NC_FUZZ_RANDOM", "") not in ("", "0")
 
 FUZZ_SETTINGS = settings(
@@ -75,7 +75,7 @@ TRAINING_NEURONS = {
 }
 
 # Unrolled graphs grow with the steps (and their tracing time with them)
-MAX_UNROLLED_STEPS = 40
+MAX_UNROLLED_STEPS = 20
 
 
 def _probed_state(spec, index):
