@@ -70,6 +70,19 @@ def test_fit_with_pes_trains_the_other_parameters():
         assert not np.allclose(sim.data[net.ensembles[0]].bias, bias)
 
 
+def _block_sparse_learned_sim(net, attempts=10):
+    """A minibatch-2 build of ``net`` in which Nengo's optimizer merged learned
+    weights into a BsrDotInc.  Whether it does depends on the iteration order of
+    sets of operators (about 2 builds in 3 here): a few builds make it certain."""
+    for _ in range(attempts):
+        sim = nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2, progress_bar=False)
+        if any(type(op).__name__ == "BsrDotInc" and not sim.layout.is_shared(op.A)
+               for op in sim.step_order):
+            return sim
+        sim.close()
+    raise AssertionError(f"no BsrDotInc with learned weights in {attempts} builds")
+
+
 def test_learned_weights_in_block_sparse_dot():
     """Nengo's optimizer merges the decoders of equal-sized ensembles into one
     BsrDotInc; when a rule learns one of them, the blocks are simulation state
@@ -86,10 +99,7 @@ def test_learned_weights_in_block_sparse_dot():
     steps = 20
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(steps)
-    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2,
-                              progress_bar=False) as sim:
-        bsr = [op for op in sim.step_order if type(op).__name__ == "BsrDotInc"]
-        assert any(not sim.layout.is_shared(op.A) for op in bsr)
+    with _block_sparse_learned_sim(net) as sim:
         outs = sim._trainer().forward(n_steps=steps, probes=probes)
     for p in probes:
         expected = ref.data[p].reshape(steps, -1)
