@@ -27,6 +27,8 @@ import nengo
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from nengo_cuda import neurons as nc_neurons
+
 
 class LIFSubclass(nengo.LIF):
     """An exact-type miss: no kernel, so it runs through Nengo's step in a callback."""
@@ -48,6 +50,14 @@ NEURONS = {
     "LIFSubclass": LIFSubclass,
     "Direct": nengo.Direct,
 }
+# NengoDL's neuron types (nengo_cuda.neurons): not drawn by `ensembles` (the
+# simulation fuzzer's draws stay as they were); test_fuzz_training puts them in.
+DL_NEURONS = {
+    "SoftLIFRate": lambda: nc_neurons.SoftLIFRate(sigma=0.5),
+    "LeakyReLU": lambda: nc_neurons.LeakyReLU(negative_slope=0.2),
+    "SpikingLeakyReLU": lambda: nc_neurons.SpikingLeakyReLU(negative_slope=0.2),
+}
+ALL_NEURONS = {**NEURONS, **DL_NEURONS}
 SPIKING = {
     "LIF",
     "SpikingRectifiedLinear",
@@ -428,7 +438,7 @@ def connections(draw, objects):
 
 
 def _state_names(neuron):
-    nt = NEURONS[neuron]()
+    nt = ALL_NEURONS[neuron]()
     return sorted(getattr(nt, "state", {}))
 
 
@@ -497,8 +507,11 @@ class TimeFunc:
         return 0.8 * np.sin(2 * np.pi * self.freq * t + np.arange(self.size))
 
 
-def _make_process(name, size, seed):
+def _make_process(name, size, seed, seeded=False):
+    """The input process ``name``; ``seeded``: random ones get ``seed`` as their
+    own seed (Process.seed), else the simulator's seed sequence gives them one."""
     rng = np.random.RandomState(seed)
+    own = dict(seed=seed) if seeded else {}
     if name == "PresentInput":
         return nengo.processes.PresentInput(rng.uniform(-1, 1, (3, size)), 0.004)
     if name == "Piecewise":
@@ -506,16 +519,23 @@ def _make_process(name, size, seed):
             {0: rng.uniform(-1, 1, size), 0.01: rng.uniform(-1, 1, size)}
         )
     if name == "WhiteSignal":
-        return nengo.processes.WhiteSignal(0.1, high=20, rms=0.5)
+        return nengo.processes.WhiteSignal(0.1, high=20, rms=0.5, **own)
     if name == "WhiteNoise":
-        return nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.3), scale=False)
+        return nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.3), scale=False, **own)
     if name == "FilteredNoise":
-        return nengo.processes.FilteredNoise(nengo.Alpha(0.005), nengo.dists.Gaussian(0, 1))
+        return nengo.processes.FilteredNoise(nengo.Alpha(0.005), nengo.dists.Gaussian(0, 1),
+                                             **own)
     raise ValueError(name)
 
 
-def build(spec):
-    """(network, probes, info): ``info["objects"]`` are the Nengo objects of ``spec["objects"]``."""
+def build(spec, seed_processes=False):
+    """(network, probes, info): ``info["objects"]`` are the Nengo objects of ``spec["objects"]``.
+
+    ``seed_processes``: random processes (inputs, Ensemble noise) get their own
+    seed from the spec, so they draw the same numbers whatever order a simulator
+    steps them in (by default the simulator's seed sequence, in its step
+    order, seeds them: two builds of one network may order them differently).
+    """
     objs, nengo_objs = spec["objects"], []
     with nengo.Network(seed=spec["seed"]) as net:
         for i, obj in enumerate(objs):
@@ -531,14 +551,17 @@ def build(spec):
                         np.random.RandomState(i).uniform(-0.3, 0.3, (3, obj["n"])), 0.003
                     )
                 elif obj["noise"] == "white":
-                    kwargs["noise"] = nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.1))
-                x = nengo.Ensemble(obj["n"], obj["d"], neuron_type=NEURONS[obj["neuron"]](), **kwargs)
+                    own = dict(seed=spec["seed"] + i) if seed_processes else {}
+                    kwargs["noise"] = nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.1), **own)
+                x = nengo.Ensemble(obj["n"], obj["d"], neuron_type=ALL_NEURONS[obj["neuron"]](),
+                                 **kwargs)
             elif kind == "const":
                 x = nengo.Node(obj["value"])
             elif kind == "time":
                 x = nengo.Node(TimeFunc(obj["size"], obj["freq"]))
             elif kind == "process":
-                x = nengo.Node(_make_process(obj["process"], obj["size"], spec["seed"] + i),
+                x = nengo.Node(_make_process(obj["process"], obj["size"], spec["seed"] + i,
+                                             seeded=seed_processes),
                                size_out=obj["size"])
             elif kind == "func":
                 x = nengo.Node(NODE_FUNCS[obj["func"]][0], size_in=obj["size"])

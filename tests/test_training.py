@@ -615,6 +615,21 @@ def test_forward_spike_wrapper_amplitude():
     np.testing.assert_allclose(out, 0.25 * ref.data[ref_p], rtol=1e-12)
 
 
+def test_forward_probe_of_constant_weights():
+    """A probe of a connection's constant weights (a signal shared by the
+    trials) gives the weights in every trial.  The graph reshaped the shared
+    ``(2, 2)`` matrix to ``(batch, -1)``, wrong for a minibatch of 2 (found by
+    test_fuzz_training)."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node([0.3, -0.2])
+        out = nengo.Node(size_in=2)
+        conn = nengo.Connection(inp, out, transform=[[1.0, 2.0], [3.0, 4.0]])
+        p = nengo.Probe(conn, "weights")
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2, progress_bar=False) as sim:
+        out = sim._trainer().forward(n_steps=3, probes=[p])[p]
+    np.testing.assert_array_equal(out, np.tile([1.0, 2.0, 3.0, 4.0], (2, 3, 1)))
+
+
 def test_params_load_into_another_build(tmp_path):
     """save_params keys parameters by object and name, so they load into any
     build of the same network: here one without Nengo's optimizer, whose

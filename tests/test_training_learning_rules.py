@@ -68,3 +68,41 @@ def test_fit_with_pes_trains_the_other_parameters():
         # the learned weights are simulation state: not optimised, their build value kept
         np.testing.assert_array_equal(sim.data[learned].weights, before)
         assert not np.allclose(sim.data[net.ensembles[0]].bias, bias)
+
+
+def _block_sparse_learned_sim(net, attempts=10):
+    """A minibatch-2 build of ``net`` in which Nengo's optimizer merged learned
+    weights into a BsrDotInc.  Whether it does depends on the iteration order of
+    sets of operators (about 2 builds in 3 here): a few builds make it certain."""
+    for _ in range(attempts):
+        sim = nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2, progress_bar=False)
+        if any(type(op).__name__ == "BsrDotInc" and not sim.layout.is_shared(op.A)
+               for op in sim.step_order):
+            return sim
+        sim.close()
+    raise AssertionError(f"no BsrDotInc with learned weights in {attempts} builds")
+
+
+def test_learned_weights_in_block_sparse_dot():
+    """Nengo's optimizer merges the decoders of equal-sized ensembles into one
+    BsrDotInc; when a rule learns one of them, the blocks are simulation state
+    (one per trial): the graph refused them ("minibatched block-sparse
+    weights"), found by test_fuzz_training."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node([0.4])
+        a = nengo.Ensemble(12, 1, neuron_type=nengo.RectifiedLinear())
+        b = nengo.Ensemble(12, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, b)
+        conn = nengo.Connection(b, b, learning_rule_type=nengo.RLS(1e-3))
+        nengo.Connection(a, conn.learning_rule)
+        probes = [nengo.Probe(b, synapse=0.01), nengo.Probe(conn, "weights")]
+    steps = 20
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(steps)
+    with _block_sparse_learned_sim(net) as sim:
+        outs = sim._trainer().forward(n_steps=steps, probes=probes)
+    for p in probes:
+        expected = ref.data[p].reshape(steps, -1)
+        for trial in range(2):
+            np.testing.assert_allclose(outs[p][trial], expected, rtol=1e-12, atol=1e-14,
+                                       err_msg=f"{p} trial {trial}")

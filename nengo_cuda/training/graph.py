@@ -342,7 +342,10 @@ class TrainingGraph:
         return self._state
 
     def _probe_value(self, vals, probe):
-        return tf.reshape(self.read(vals, self.model.sig[probe]["in"]), [self.batch, -1])
+        """The probed signal, ``(batch, size)``: a shared signal (e.g. a
+        connection's constant weights) is the same in every trial."""
+        sig = self.model.sig[probe]["in"]
+        return tf.reshape(self._per_trial(vals, sig), [self.batch, -1])
 
     def _one_step(self, vals, t, x_k):
         """One simulator step on ``vals``; ``x_k``: {input Node: (batch, size) values}."""
@@ -410,14 +413,17 @@ class TrainingGraph:
         self.write(vals, op.Y, Y, inc=True)
 
     def _op_BsrDotInc(self, op, vals, t):
-        A, X = self.read(vals, op.A), self.read(vals, op.X)  # A: (k, r, c)
-        if self._batched(op.A):
-            raise BuildError("training does not support minibatched block-sparse weights")
+        """``Y += A X`` for block-sparse ``A`` (Nengo's optimizer merges DotIncs
+        into it): block ``j`` of block-row ``i`` is ``A[j]``.  ``A`` is shared
+        ``(k, r, c)``, or per trial ``(batch, k, r, c)`` when the blocks are
+        state (weights a learning rule writes)."""
+        A, X = self.read(vals, op.A), self.read(vals, op.X)
         k, r, c = op.A.shape
         Xb = X if self._batched(op.X) else tf.broadcast_to(X, [self.batch, op.X.size])
         Xb = tf.reshape(Xb, [self.batch, -1, c])
         cols = tf.gather(Xb, np.asarray(op.indices), axis=1)  # (batch, k, c)
-        blocks = tf.einsum("krc,bkc->kbr", A, cols)
+        pattern = "bkrc,bkc->kbr" if self._batched(op.A) else "krc,bkc->kbr"
+        blocks = tf.einsum(pattern, A, cols)
         rows = np.repeat(np.arange(len(op.indptr) - 1), np.diff(op.indptr))
         Y = tf.math.unsorted_segment_sum(blocks, rows, len(op.indptr) - 1)  # (rows, batch, r)
         self.write(vals, op.Y, tf.reshape(tf.transpose(Y, [1, 0, 2]), [self.batch, -1]), inc=True)
