@@ -59,13 +59,20 @@ from fuzz_nets import (
 EXAMPLES = int(os.environ.get("NC_FUZZ_EXAMPLES", "60"))
 RANDOM = os.environ.get("NC_FUZZ_RANDOM", "") not in ("", "0")
 
-FUZZ_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=not RANDOM,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+
+
+def fuzz_settings(max_examples):
+    """Hypothesis settings of the fuzzers: derandomized unless NC_FUZZ_RANDOM."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=not RANDOM,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+FUZZ_SETTINGS = fuzz_settings(EXAMPLES)
 
 RTOL64 = 1e-9
 

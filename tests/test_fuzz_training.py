@@ -37,25 +37,17 @@ import warnings
 
 import nengo
 import numpy as np
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import given, reject
 from hypothesis import strategies as st
 
 import nengo_cuda
 from fuzz_nets import (ALL_NEURONS, DL_NEURONS, INPUT_KINDS, STOCHASTIC_PROCESSES, build,
                        network_specs)
 from test_fuzz import (RTOL64, Rejected, SharedModel, _sample_steps, _stable_samples,
-                       assert_close)
+                       assert_close, fuzz_settings)
 
 EXAMPLES = int(os.environ.get("NC_FUZZ_TRAINING_EXAMPLES", "30"))
-RANDOM = os.environ.get("NC_FUZZ_RANDOM", "") not in ("", "0")
-
-FUZZ_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=not RANDOM,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ_SETTINGS = fuzz_settings(EXAMPLES)
 
 # The neuron type the training graph runs for each of fuzz_nets' neuron types
 # (graph.py `_op_SimNeurons`): a spiking type's rate equivalent with the same
