@@ -2,7 +2,8 @@
 
 A name is the object's label with characters other than letters, digits, ``_``
 and ``.`` replaced by ``_`` (``"probe"`` or ``"node"`` without a label); repeats
-get ``_1``, ``_2``, ... in the model's order.  No TensorFlow here.
+get ``_1``, ``_2``, ... in the model's order (repeats regardless of case, as
+TensorFlow counts them).  No TensorFlow here.
 """
 
 import warnings
@@ -17,9 +18,11 @@ def io_names(objs, default):
     for obj in objs:
         label = obj.label or ""
         base = "".join(c if c.isalnum() or c in "_." else "_" for c in label) or default
-        n = used.get(base, 0)
+        # repeats counted regardless of case, as TensorFlow names them (so NengoDL:
+        # labels "aa", "aa", "Aa" are "aa", "aa_1", "Aa_2")
+        n = used.get(base.lower(), 0)
         names[obj] = base if n == 0 else f"{base}_{n}"
-        used[base] = n + 1
+        used[base.lower()] = n + 1
     return names
 
 
