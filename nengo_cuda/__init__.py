@@ -20,7 +20,7 @@ from .simulator import Simulator  # noqa: E402,F401
 from .training import objectives as obj  # noqa: E402,F401
 from .training import objectives  # noqa: E402,F401 (NengoDL 2's other name for obj)
 from .training.config import configure_settings  # noqa: E402,F401
-from .training.tensor_node import Layer, TensorNode  # noqa: E402,F401
+from .training.tensor_node import Layer, TensorNode, tensor_layer  # noqa: E402,F401
 from .version import version as __version__  # noqa: F401
 
 

@@ -19,6 +19,7 @@ to it.
 """
 
 import os
+import warnings
 
 import numpy as np
 import nengo
@@ -53,7 +54,9 @@ class _TensorFunc:
         if getattr(obj, "built", True) is False:
             tf = _tf()
             x = None if self.shape_in is None else tf.zeros((1,) + self.shape_in, tf.float32)
-            self.call_tensors(tf.constant(0.0), x)
+            # (a concrete training flag, as in every call NengoDL makes: layers
+            # may branch on it, or assert it)
+            self.call_tensors(tf.constant(0.0), x, training=False)
         return obj
 
     def trainable_variables(self):
@@ -97,7 +100,12 @@ class _TensorFunc:
 def _shape(value, name):
     if value is None:
         return None
-    shape = (int(value),) if np.isscalar(value) else tuple(int(v) for v in value)
+    dims = (value,) if np.isscalar(value) else tuple(value)
+    if not all(isinstance(v, (int, np.integer)) for v in dims):
+        # (NengoDL: a TensorNode's shapes are fixed; no None for unknown sizes)
+        raise ValidationError(f"{name} must be an int or a tuple of ints (got {value!r})",
+                              attr=name)
+    shape = tuple(int(v) for v in dims)
     if any(s < 0 for s in shape):
         raise ValidationError(f"{name} must be non-negative (got {value!r})", attr=name)
     return shape
@@ -372,3 +380,12 @@ def _not_trainable(conn):
     config = nengo.Network.context[-1].config
     declare_trainable(config, nengo.Connection)
     config[conn].trainable = False
+
+
+def tensor_layer(input, layer_func, **kwargs):
+    """NengoDL 2's ``tensor_layer(input, layer_func, shape_in=None, synapse=None,
+    transform=1, return_conn=False, **layer_args)``, deprecated in NengoDL 3:
+    the same as ``Layer(layer_func)(input, **kwargs)``."""
+    warnings.warn("nengo_dl.tensor_layer is deprecated; use nengo_dl.Layer instead",
+                  DeprecationWarning, stacklevel=2)
+    return Layer(layer_func)(input, **kwargs)

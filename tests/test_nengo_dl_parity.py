@@ -1,0 +1,82 @@
+"""Behaviour NengoDL 3.6's own test suite checks (test_tensor_node.py,
+test_simulator.py::test_io_names) that nengo_cuda got wrong."""
+
+import nengo
+import numpy as np
+import pytest
+from nengo.exceptions import ValidationError
+
+import nengo_cuda
+
+tf = pytest.importorskip("tensorflow")
+
+
+def test_keras_layer_always_gets_a_training_flag():
+    # NengoDL calls a TensorNode's Keras layer with training=False (run/predict) or
+    # True (fit), never None: a layer may branch on it or assert it
+    seen = []
+
+    class Flagged(tf.keras.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(), initializer="ones", name="w")
+
+        def call(self, x, training=None):
+            seen.append(training)
+            tf.debugging.assert_equal(tf.cast(training, tf.bool), False)
+            return x * self.w
+
+    with nengo.Network() as net:
+        node = nengo_cuda.TensorNode(Flagged(), shape_in=(1,), shape_out=(1,),
+                                     pass_time=False)
+        nengo.Connection(nengo.Node([2]), node, synapse=None)
+        p = nengo.Probe(node)
+
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+    assert None not in seen
+    assert np.allclose(sim.data[p], 2)
+
+
+@pytest.mark.parametrize("arg", ["shape_in", "shape_out"])
+def test_tensor_node_shape_must_be_ints(arg):
+    with nengo.Network():
+        inp = nengo.Node([0])
+        with pytest.raises(ValidationError, match="must be an int"):
+            nengo_cuda.TensorNode(lambda x: x, pass_time=False,
+                                  **{"shape_in": (1,), arg: (None, 1)})
+        with pytest.raises(ValidationError, match="must be an int"):
+            nengo_cuda.Layer(lambda x: x)(inp, **{arg: (None, 1)})
+
+
+def test_tensor_layer_is_deprecated_layer():
+    with nengo.Network() as net:
+        inp = nengo.Node([1])
+        with pytest.warns(DeprecationWarning, match="nengo_dl.Layer instead"):
+            out = nengo_cuda.tensor_layer(inp, lambda x: x + 1, transform=2)
+        assert isinstance(out, nengo_cuda.TensorNode)
+        p = nengo.Probe(out)
+
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(2)
+    assert np.allclose(sim.data[p], 3)
+
+
+def test_io_names_count_repeats_regardless_of_case():
+    # NengoDL's Keras input/output names come from TensorFlow, which counts
+    # repeated names case-insensitively
+    with nengo.Network() as net:
+        nodes = [nengo.Node([0]), nengo.Node([0]), nengo.Node([0], label="aa"),
+                 nengo.Node([0], label="aa"), nengo.Node([0], label="Aa"),
+                 nengo.Node([0], label="aA"), nengo.Node([0])]
+        probes = [nengo.Probe(n, label=None if n.label is None else "p_" + n.label)
+                  for n in nodes]
+
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        assert [sim.get_name(n) for n in nodes] == [
+            "node", "node_1", "aa", "aa_1", "Aa_2", "aA_3", "node_2"]
+        assert [sim.get_name(p) for p in probes] == [
+            "probe", "probe_1", "p_aa", "p_aa_1", "p_Aa_2", "p_aA_3", "probe_2"]
+        # the names work as data keys
+        out = sim.predict({"Aa_2": np.ones((1, 2, 1))})
+        assert np.allclose(out[probes[4]], 1)
+        assert np.allclose(out[probes[3]], 0)
