@@ -80,3 +80,40 @@ def test_io_names_count_repeats_regardless_of_case():
         out = sim.predict({"Aa_2": np.ones((1, 2, 1))})
         assert np.allclose(out[probes[4]], 1)
         assert np.allclose(out[probes[3]], 0)
+
+
+def test_keras_weight_regularization_counts_in_fit_and_evaluate():
+    """A TensorNode's Keras layer with a kernel_regularizer: fit minimises
+    loss + regularization and evaluate's "loss" includes it, as in Keras (and
+    so NengoDL, whose Simulator is a Keras model): the trained weights equal a
+    Keras model's trained on the same data."""
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 1, (4, 1, 3)).astype(np.float32)
+    y = rng.uniform(-1, 1, (4, 1, 2)).astype(np.float32)
+    init = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+
+    def dense():
+        return tf.keras.layers.Dense(
+            2, use_bias=False, kernel_regularizer=tf.keras.regularizers.L2(0.3),
+            kernel_initializer=tf.keras.initializers.Constant(init))
+
+    keras_layer = dense()
+    inp = tf.keras.Input((3,))
+    model = tf.keras.Model(inp, keras_layer(inp))
+    model.compile(tf.keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(x[:, 0], y[:, 0], batch_size=4, epochs=3, shuffle=False, verbose=0)
+
+    with nengo.Network() as net:
+        a = nengo.Node(np.zeros(3))
+        layer = nengo_cuda.Layer(dense())(a)
+        p = nengo.Probe(layer)
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(tf.keras.optimizers.SGD(0.1), loss={p: "mse"})
+        out = sim.predict({a: x})[p]
+        result = sim.evaluate({a: x}, {p: y})
+        mse = np.mean((out - y) ** 2)
+        np.testing.assert_allclose(result["probe_loss"], mse, rtol=1e-5)
+        np.testing.assert_allclose(result["loss"], mse + 0.3 * np.sum(init ** 2), rtol=1e-5)
+        sim.fit({a: x}, {p: y}, epochs=3, verbose=0)
+        trained = sim._trainer()._keras_variables()[0].numpy()
+    np.testing.assert_allclose(trained, keras_layer.kernel.numpy(), rtol=1e-5, atol=1e-6)

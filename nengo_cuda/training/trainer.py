@@ -101,6 +101,14 @@ class Trainer(ParameterIO):
                 found.setdefault(id(var), var)
         return list(found.values())
 
+    def _regularization(self):
+        """The weight regularization of the TensorNodes' Keras layers (their
+        ``kernel_regularizer`` ...), which Keras adds to the loss in ``fit`` and
+        ``evaluate``, as NengoDL's Keras model does; None without any."""
+        terms = [tf.cast(v.regularizer(v), self.graph.dtype) for v in self._keras_variables()
+                 if getattr(v, "regularizer", None) is not None]
+        return tf.add_n(terms) if terms else None
+
     @property
     def trainable_variables(self):
         """What ``fit`` optimises: the Nengo parameters (see
@@ -594,6 +602,9 @@ class Trainer(ParameterIO):
                 losses = [self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p)
                           for f, p, t in zip(loss_fns, probes, ys)]
                 loss = tf.add_n([w * v for w, v in zip(weights, losses)])
+                regularization = self._regularization()
+                if regularization is not None:
+                    loss = loss + regularization
             grads = tape.gradient(loss, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
             # nothing trainable: the loss only (Keras's optimizers refuse no variables)
@@ -878,9 +889,17 @@ class Trainer(ParameterIO):
                 for metric in metrics.get(p, ()):
                     metric.update(t, o)
             if callbacks is not None:
-                callbacks("on_test_batch_end", i, self._results(
-                    {p: float(np.mean(v)) for p, v in per_probe.items()}, metrics))
-        return self._results({p: float(np.mean(v)) for p, v in per_probe.items()}, metrics)
+                callbacks("on_test_batch_end", i, self._evaluate_results(per_probe, metrics))
+        return self._evaluate_results(per_probe, metrics)
+
+    def _evaluate_results(self, per_probe, metrics):
+        """`_results` of the minibatches' probe losses so far; ``loss`` also counts
+        the Keras layers' weight regularization (as Keras's evaluate)."""
+        result = self._results({p: float(np.mean(v)) for p, v in per_probe.items()}, metrics)
+        regularization = self._regularization()
+        if regularization is not None:
+            result["loss"] += float(regularization)
+        return result
 
     def _results(self, probe_losses, metrics):
         """``{"loss", "<probe>_loss", "<probe>_<metric>"}`` (evaluate's and fit's names)."""
