@@ -415,3 +415,23 @@ def test_global_max_pooling_as_average(dims):
     x = _x(model)
     np.testing.assert_allclose(_run(conv, x)[:, 0], x.mean(axis=tuple(range(1, dims + 1))),
                                atol=ATOL)
+
+
+def test_regularized_layers_fall_back_for_training():
+    """A kernel regularizer (or constraint) would be dropped by a native form in
+    training: the layer runs as a TensorNode, whose Keras weight
+    regularization fit counts (NengoDL's unsupported_training_args), so
+    training equals Keras's; inference_only=True converts it natively."""
+    inp = keras.Input((4,))
+    reg = keras.layers.Dense(3, activation="relu", kernel_regularizer=keras.regularizers.L2(0.2),
+                             name="reg")
+    model = keras.Model(inp, keras.layers.Dense(2, name="plain")(reg(inp)))
+    with pytest.warns(UserWarning, match="kernel_regularizer"):
+        conv = nengo_cuda.Converter(model)
+    assert isinstance(conv.layers[reg.output], nengo_cuda.TensorNode)
+    x = np.random.RandomState(0).uniform(-1, 1, (8, 4))
+    assert conv.verify(training=True, inputs=[x])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # natively, no fallback warning
+        native = nengo_cuda.Converter(model, inference_only=True)
+    assert not isinstance(native.layers[reg.output], nengo_cuda.TensorNode)

@@ -168,7 +168,9 @@ class Converter:
             return outs
         if found is None:
             reason = f"no converter for {name}"
-        elif reason is None:
+        elif not isinstance(found, type) and not self.inference_only:
+            reason = _training_extras(layer)
+        if found is not None and reason is None:
             built = self._snapshot()
             try:
                 if isinstance(found, type):
@@ -379,18 +381,26 @@ class Converter:
         feeds = {self.inputs[t]: x.reshape(batch, 1, -1) for t, x in zip(model.inputs, inputs)}
         targets = [np.ones((batch,) + tuple(t.shape[1:])) for t in model.outputs]
         x = inputs[0] if len(inputs) == 1 else inputs  # as Keras expects them
+        initial = model.get_weights()
         if training:
             model.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
             model.fit(x, targets[0] if len(targets) == 1 else targets, epochs=3,
                       batch_size=batch, shuffle=False, verbose=0)
         expected = model.predict(x, verbose=0)
         expected = expected if isinstance(expected, (list, tuple)) else [expected]
-        with Simulator(self.net, minibatch_size=batch, progress_bar=False) as sim:
-            if training:
-                sim.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
-                sim.fit(feeds, {self.outputs[t]: y.reshape(batch, 1, -1)
-                                for t, y in zip(model.outputs, targets)}, epochs=3)
-            got = sim.predict(feeds, n_steps=1)
+        trained = model.get_weights()
+        # layers run as TensorNodes share their weights with the model: they
+        # start from the initial weights too (and keep Keras's training after)
+        model.set_weights(initial)
+        try:
+            with Simulator(self.net, minibatch_size=batch, progress_bar=False) as sim:
+                if training:
+                    sim.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
+                    sim.fit(feeds, {self.outputs[t]: y.reshape(batch, 1, -1)
+                                    for t, y in zip(model.outputs, targets)}, epochs=3)
+                got = sim.predict(feeds, n_steps=1)
+        finally:
+            model.set_weights(trained)
         for t, e in zip(model.outputs, expected):
             g = got[self.outputs[t]].reshape(e.shape)
             if not np.allclose(g, e, atol=atol, rtol=rtol):
@@ -398,6 +408,23 @@ class Converter:
                     f"Converter.verify: output {_history(t)[0].name!r} differs from the Keras "
                     f"model's by up to {np.max(np.abs(g - e)):.3g}")
         return True
+
+
+# Keras training extras a native form would drop: weight regularizers (Keras
+# adds them to the loss; a TensorNode's layer keeps them, see
+# Trainer._regularization) and constraints (Keras's optimizers apply them)
+_TRAINING_EXTRAS = tuple(f"{w}_{kind}" for kind in ("regularizer", "constraint")
+                         for w in ("kernel", "bias", "depthwise", "pointwise", "gamma",
+                                   "beta", "embeddings", "recurrent"))
+
+
+def _training_extras(layer):
+    """Why ``layer`` has no native form for training (None if it has one)."""
+    used = [n for n in _TRAINING_EXTRAS if getattr(layer, n, None) is not None]
+    if used:
+        return (f"{', '.join(used)} would not apply to a native form in training "
+                f"(inference_only=True converts it natively)")
+    return None
 
 
 def _convertible(cls, layer, converter):
