@@ -435,3 +435,21 @@ def test_regularized_layers_fall_back_for_training():
         warnings.simplefilter("error")  # natively, no fallback warning
         native = nengo_cuda.Converter(model, inference_only=True)
     assert not isinstance(native.layers[reg.output], nengo_cuda.TensorNode)
+
+
+def test_unused_swaps_and_unknown_input_sizes():
+    """A swap_activations key that matches nothing warns (a typo would
+    otherwise change nothing silently); an input shape with None is a clear
+    ValueError, as NengoDL's (a Nengo Node has a fixed size)."""
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="relu")(inp))
+    with pytest.warns(UserWarning, match="'sigmoid' matched no activation"):
+        nengo_cuda.Converter(model, swap_activations={"sigmoid": nengo.LIF(),
+                                                      "relu": nengo.SpikingRectifiedLinear()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a key that applies does not warn
+        nengo_cuda.Converter(model, swap_activations={"relu": nengo.SpikingRectifiedLinear()})
+    open_inp = keras.Input((None, 3))
+    open_model = keras.Model(open_inp, keras.layers.Dense(2)(open_inp))
+    with pytest.raises(ValueError, match="must be fully specified"):
+        nengo_cuda.Converter(open_model)

@@ -97,6 +97,7 @@ class Converter:
         self.max_to_avg_pool = max_to_avg_pool
         self.split_shared_weights = split_shared_weights
         self.swap_activations = dict(swap_activations or {})
+        self.swaps_used = set()  # indices of swap_activations' keys that applied
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
         self.inputs, self.outputs, self.layers = _TensorDict(), _TensorDict(), _TensorDict()
@@ -117,6 +118,10 @@ class Converter:
                 probe = nengo.Probe(obj, synapse=synapse)
                 self.outputs[kt] = probe
                 self.outputs.alias(_history(kt)[0], probe)
+        for i, key in enumerate(self.swap_activations):
+            if i not in self.swaps_used:  # (a typo, or a layer that fell back)
+                warnings.warn(f"Converter: swap_activations key {key!r} matched no "
+                              f"activation in the model")
         # the model's inputs are the network's first Nodes (data given as a list
         # goes to the input Nodes in this order, the constant bias Node last)
         first = [self.inputs[kt] for kt in model.inputs if kt in self.inputs]
@@ -139,6 +144,9 @@ class Converter:
         name = type(layer).__name__
         if name == "InputLayer":
             (shape,) = out_shapes
+            if any(d is None for d in shape):
+                raise ValueError(f"Converter: input {layer.name!r} has shape {shape}; the "
+                                 f"shape (after the batch axis) must be fully specified")
             inp = nengo.Node(np.zeros(int(np.prod(shape))), label=layer.name)
             for kt in node.output_tensors:
                 self.inputs[kt] = inp
@@ -285,7 +293,7 @@ class Converter:
     # -- building blocks for the layer converters ---------------------------------
     def neuron_type(self, layer, activation):
         """The neuron type of ``activation`` (after swaps); None for linear."""
-        return neuron_type_for(activation, self.swap_activations)
+        return neuron_type_for(activation, self.swap_activations, self.swaps_used)
 
     def _scale(self, layer):
         s = self.scale_firing_rates

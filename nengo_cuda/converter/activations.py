@@ -39,34 +39,40 @@ def _same_neuron_type(a, b):
     return isinstance(a, nengo.neurons.NeuronType) and type(a) is type(b) and repr(a) == repr(b)
 
 
-def _swap(value, swaps):
-    for key, new in swaps.items():
+def _swap(value, swaps, used=None):
+    """``swaps``' replacement for ``value`` (or ``value``); ``used`` collects the
+    indices of the keys that matched."""
+    for i, (key, new) in enumerate(swaps.items()):
         if isinstance(key, nengo.neurons.NeuronType):
-            if _same_neuron_type(value, key):
-                return new
-        elif not isinstance(value, nengo.neurons.NeuronType) and value is not None and \
-                activation_name(key) == activation_name(value):
+            matched = _same_neuron_type(value, key)
+        else:
+            matched = (not isinstance(value, nengo.neurons.NeuronType) and value is not None
+                       and activation_name(key) == activation_name(value))
+        if matched:
+            if used is not None:
+                used.add(i)
             return new
     return value
 
 
-def neuron_type_for(activation, swaps):
+def neuron_type_for(activation, swaps, used=None):
     """The neuron type for a Keras activation after the swaps; None for linear.
+    ``used`` collects the indices of the swaps' keys that applied.
 
     Raises LookupError for an activation with no Nengo equivalent."""
-    act = _swap(activation, swaps)
+    act = _swap(activation, swaps, used)
     if isinstance(act, nengo.neurons.NeuronType):
-        return _swap(act, swaps)
+        return _swap(act, swaps, used)
     name = activation_name(act)
     if name not in DEFAULT_MAP:
         raise LookupError(f"activation {name!r} has no Nengo neuron type")
     neuron = DEFAULT_MAP[name]
-    return None if neuron is None else _swap(neuron, swaps)
+    return None if neuron is None else _swap(neuron, swaps, used)
 
 
-def leaky_relu(negative_slope, swaps):
+def leaky_relu(negative_slope, swaps, used=None):
     """Keras' LeakyReLU layer as a neuron type (NengoDL's LeakyReLU), after swaps."""
-    return _swap(LeakyReLU(negative_slope=negative_slope), swaps)
+    return _swap(LeakyReLU(negative_slope=negative_slope), swaps, used)
 
 
 def with_amplitude(neuron_type, factor):

@@ -368,7 +368,7 @@ def relu(ctx, layer, inputs, out_shapes):
     if layer.max_value is not None or float(layer.threshold) != 0:
         raise Unconvertible("ReLU with max_value or threshold")
     slope = float(layer.negative_slope)
-    neuron_type = (leaky_relu(slope, ctx.swap_activations) if slope != 0
+    neuron_type = (leaky_relu(slope, ctx.swap_activations, ctx.swaps_used) if slope != 0
                    else ctx.neuron_type(layer, "relu"))
     return _neurons(ctx, layer, inp, out_shapes[0], neuron_type)
 
@@ -377,7 +377,7 @@ def relu(ctx, layer, inputs, out_shapes):
 def leaky(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
     slope = float(getattr(layer, "negative_slope", getattr(layer, "alpha", 0.3)))
-    return _neurons(ctx, layer, inp, out_shapes[0], leaky_relu(slope, ctx.swap_activations))
+    return _neurons(ctx, layer, inp, out_shapes[0], leaky_relu(slope, ctx.swap_activations, ctx.swaps_used))
 
 
 # -- merges and padding ---------------------------------------------------------------
