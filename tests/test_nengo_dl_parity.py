@@ -1,6 +1,8 @@
 """Behaviour NengoDL 3.6's own test suite checks (test_tensor_node.py,
 test_simulator.py::test_io_names) that nengo_cuda got wrong."""
 
+import warnings
+
 import nengo
 import numpy as np
 import pytest
@@ -117,3 +119,26 @@ def test_keras_weight_regularization_counts_in_fit_and_evaluate():
         sim.fit({a: x}, {p: y}, epochs=3, verbose=0)
         trained = sim._trainer()._keras_variables()[0].numpy()
     np.testing.assert_allclose(trained, keras_layer.kernel.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_one_step_training_through_synapses_warns():
+    """NengoDL warns when fit trains on one step through synaptic filters (their
+    outputs start from zero, so a single step cannot show the trained values)."""
+    def net_with(synapse):
+        with nengo.Network(seed=0) as net:
+            a = nengo.Node(np.zeros(1))
+            ens = nengo.Ensemble(10, 1, neuron_type=nengo.RectifiedLinear())
+            nengo.Connection(a, ens, synapse=synapse)
+            p = nengo.Probe(ens)
+        return net, a, p
+
+    for synapse, warns in ((0.005, True), (None, False)):
+        net, a, p = net_with(synapse)
+        with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+            sim.compile(tf.keras.optimizers.SGD(0.0), loss="mse")
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                sim.fit({a: np.zeros((1, 1, 1))}, {p: np.zeros((1, 1, 1))}, verbose=0)
+                sim.fit({a: np.zeros((1, 3, 1))}, {p: np.zeros((1, 3, 1))}, verbose=0)
+            found = [w for w in seen if "synaptic filters" in str(w.message)]
+            assert len(found) == (1 if warns else 0), synapse

@@ -101,6 +101,11 @@ class Trainer(ParameterIO):
                 found.setdefault(id(var), var)
         return list(found.values())
 
+    def _has_synapses(self, probes):
+        """Whether a Connection of the network or one of ``probes`` filters."""
+        conns = self.network.all_connections if self.network is not None else []
+        return any(obj.synapse is not None for obj in list(conns) + list(probes))
+
     def _regularization(self):
         """The weight regularization of the TensorNodes' Keras layers (their
         ``kernel_regularizer`` ...), which Keras adds to the loss in ``fit`` and
@@ -400,6 +405,11 @@ class Trainer(ParameterIO):
         for probe in y:
             self._loss_for(probe)
         graph = self.graph
+        if steps == 1 and self._has_synapses(list(y)):
+            warnings.warn("fit: training on one step per item, but the network has synaptic "
+                          "filters, whose outputs start at their initial state: set "
+                          "synapse=None on the connections to train, or train on more "
+                          "steps (NengoDL's advice)", stacklevel=3)
         if not self.trainable_variables:  # runs (and reports the loss), as NengoDL's
             warnings.warn("fit: no parameters are trainable (see configure_settings; "
                           "TensorNodes' Keras layers train too): nothing changes", stacklevel=3)
