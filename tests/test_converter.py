@@ -178,6 +178,18 @@ def test_shared_weights():
     assert conv.verify(inputs=[_x(model)], atol=ATOL)
 
 
+def test_shared_weights_of_a_fallback_layer():
+    """A layer that runs as a TensorNode runs the Keras layer itself: its two
+    applications share its weights, as in Keras (and NengoDL), and train as
+    one; no split_shared_weights needed."""
+    inp = keras.Input((4,))
+    dense = keras.layers.Dense(3, kernel_regularizer=keras.regularizers.L2(0.1))
+    model = keras.Model(inp, keras.layers.Add()([dense(inp), dense(-inp)]))
+    with pytest.warns(UserWarning, match="TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
 def test_spiking_swap_scales_rates():
     """relu -> SpikingRectifiedLinear with scale_firing_rates and a synapse: the
     filtered spiking output approaches the Keras output (rates are exact for a

@@ -165,12 +165,8 @@ class Converter:
             has_weights = found.has_weights if ok else bool(getattr(layer, "weights", None))
         else:
             has_weights = bool(getattr(layer, "weights", None))
-        if has_weights:
-            count = self._applications[id(layer)] = self._applications.get(id(layer), 0) + 1
-            if count > 1 and not self.split_shared_weights:
-                raise ValueError(f"Converter: layer {layer.name!r} is applied {count} times; "
-                                 f"shared weights need split_shared_weights=True")
         if found == "model":
+            self._count_application(layer, has_weights)
             outs = self._nested(layer, inputs)  # a Model used as a layer
             self._record(layer, node, outs)
             return outs
@@ -179,6 +175,9 @@ class Converter:
         elif not isinstance(found, type) and not self.inference_only:
             reason = _training_extras(layer)
         if found is not None and reason is None:
+            # (a fallback TensorNode runs the Keras layer itself: its applications
+            # share its weights, as in Keras, so only native copies are counted)
+            self._count_application(layer, has_weights)
             built = self._snapshot()
             try:
                 if isinstance(found, type):
@@ -192,6 +191,16 @@ class Converter:
             outs = self._fallback(layer, inputs, out_shapes, reason)
         self._record(layer, node, outs)
         return outs
+
+    def _count_application(self, layer, has_weights):
+        """A native form copies a layer's weights: a second application of a layer
+        with weights needs ``split_shared_weights`` (independent copies)."""
+        if not has_weights:
+            return
+        count = self._applications[id(layer)] = self._applications.get(id(layer), 0) + 1
+        if count > 1 and not self.split_shared_weights:
+            raise ValueError(f"Converter: layer {layer.name!r} is applied {count} times; "
+                             f"shared weights need split_shared_weights=True")
 
     def _find_converter(self, layer):
         """What converts ``layer``: a registered `LayerConverter` subclass,
