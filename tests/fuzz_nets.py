@@ -552,7 +552,8 @@ def build(spec, seed_processes=False):
                     )
                 elif obj["noise"] == "white":
                     own = dict(seed=spec["seed"] + i) if seed_processes else {}
-                    kwargs["noise"] = nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.1), **own)
+                    kwargs["noise"] = nengo.processes.WhiteNoise(
+                        nengo.dists.Gaussian(0, 0.1), **own)
                 x = nengo.Ensemble(obj["n"], obj["d"], neuron_type=ALL_NEURONS[obj["neuron"]](),
                                  **kwargs)
             elif kind == "const":

@@ -377,7 +377,8 @@ def relu(ctx, layer, inputs, out_shapes):
 def leaky(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
     slope = float(getattr(layer, "negative_slope", getattr(layer, "alpha", 0.3)))
-    return _neurons(ctx, layer, inp, out_shapes[0], leaky_relu(slope, ctx.swap_activations, ctx.swaps_used))
+    neuron_type = leaky_relu(slope, ctx.swap_activations, ctx.swaps_used)
+    return _neurons(ctx, layer, inp, out_shapes[0], neuron_type)
 
 
 # -- merges and padding ---------------------------------------------------------------
