@@ -116,6 +116,12 @@ def _check_seed(seed):
     return int(seed)
 
 
+def _sampled(start, n, period):
+    """Which of steps ``start + 1 .. start + n`` a probe of sampling ``period``
+    (in steps) records: Nengo's test, step % period < 1."""
+    return np.arange(start + 1, start + n + 1) % period < 1
+
+
 def trial_rng(seed, trial):
     """The random generator of one trial: trial 0 uses ``seed`` itself, like Nengo."""
     if trial == 0:
@@ -757,8 +763,8 @@ class Simulator:
         for (rec, _, period, size), probe in zip(self._probe_plan, self._recordings):
             rec.start_run()
             value = np.asarray(outputs[probe], dtype=self.dtype).reshape(self.n_trials, steps, size)
-            if period != 1:  # Nengo's test, as in _run_chunk
-                value = value[:, np.arange(start + 1, start + steps + 1) % period < 1]
+            if period != 1:
+                value = value[:, _sampled(start, steps, period)]
             rec.append(np.ascontiguousarray(value))
         self.data.reset()
 
@@ -844,9 +850,8 @@ class Simulator:
                 if len(self._every_step) < n:
                     self._every_step = np.ones(n, dtype=np.uint8)
                 mask, samples = self._every_step[:n], n
-            else:  # Nengo's test: a sample at each step where step % period < 1
-                steps = np.arange(start + 1, start + n + 1)
-                mask = np.ascontiguousarray(steps % period < 1, dtype=np.uint8)
+            else:
+                mask = np.ascontiguousarray(_sampled(start, n, period), dtype=np.uint8)
                 samples = int(mask.sum())
             plans.append((addrs, mask, (self.n_trials, samples, size), rec))
         probes = [(addrs, mask, out, rec)

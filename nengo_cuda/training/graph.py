@@ -652,9 +652,7 @@ class TrainingGraph:
             self._host_processes[key] = HostProcess(op, self.sim, self.batch, self.np_dtype)
         args = [t]
         if op.input is not None:
-            x = self.read(vals, op.input)
-            if not self._batched(op.input):
-                x = tf.broadcast_to(x, [self.batch] + list(op.input.shape))
+            x = self._per_trial(vals, op.input)
             args.append(tf.reshape(x, [self.batch] + list(op.input.shape)))
         out = tf.numpy_function(self._on_host(self._host_processes[key]), args, self.dtype,
                                 stateful=True)
@@ -664,9 +662,7 @@ class TrainingGraph:
     def _op_SimPyFunc(self, op, vals, t):
         if op.output is None:
             return  # a sink Node: no effect on the model's values
-        x = self.read(vals, op.x) if op.x is not None else None
-        if x is not None and not self._batched(op.x):
-            x = tf.broadcast_to(x, [self.batch] + list(op.x.shape))
+        x = self._per_trial(vals, op.x) if op.x is not None else None
         if is_tensor_node_func(op.fn):
             x = None if x is None else tf.reshape(x, [self.batch] + list(op.fn.shape_in))
             out = op.fn.call_tensors(t, x, training=self.training)
