@@ -932,6 +932,13 @@ class Simulator:
         return self.dt * steps[steps % period < 1]
 
     # -- training (NengoDL 3's API; nengo_cuda.training.trainer, imports TensorFlow) --
+    @property
+    def keras_model(self):
+        """NengoDL's ``sim.keras_model``: here a stand-in with the Keras model API
+        that training uses (weights, ``summary``, ``history``; see
+        `nengo_cuda.training.callbacks.FitModel`)."""
+        return self._trainer().keras_model
+
     def _trainer(self):
         if self.closed:
             raise SimulatorClosed("Simulator cannot train because it is closed.")

@@ -290,6 +290,27 @@ def test_nested_models():
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
 
 
+def test_nested_model_adjusts_input_rank():
+    """Keras gives a (10,) tensor to a nested model's (10, 1) input with a
+    trailing axis added (and the nested model may be applied again to its own
+    outputs); a tensor of another size is refused by name."""
+    sub_in = keras.Input((10, 1))
+    sub_out = keras.layers.Reshape((10,))(keras.layers.Add()([sub_in, sub_in]))
+    sub = keras.Model(sub_in, sub_out, name="sub")
+    inp = keras.Input((4,))
+    out = sub(sub(keras.layers.Dense(10)(inp)))
+    model = keras.Model(inp, out)
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+
+    inp = keras.Input((4,))
+    other = keras.Model(inp, keras.layers.Dense(12)(inp))
+    with pytest.raises(TypeError, match="nested model 'sub' takes an input of shape"):
+        nengo_cuda.Converter(other, allow_fallback=False)._nested(sub, [
+            nengo_cuda.converter.layers.Tensor(None, (12,))])
+
+
 def test_two_inputs_two_outputs():
     a, b = keras.Input((3,)), keras.Input((2, 2))
     h = keras.layers.Dense(4, activation="sigmoid")(keras.layers.Concatenate()(

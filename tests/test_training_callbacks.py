@@ -328,8 +328,40 @@ def test_unsupported_callbacks(tmp_path):
             return saver.model.layers
 
         saver = keras_cb.LambdaCallback(on_epoch_end=layers)
-        with pytest.raises(AttributeError, match="stand-in for a Keras model.*'layers'"):
+        with pytest.raises(AttributeError, match="stand-in that has no 'layers'"):
             sim.fit({inp: x}, {p: y}, callbacks=[saver])
+
+
+def test_keras_model_stand_in(capsys):
+    """``sim.keras_model`` (NengoDL's): the object callbacks get, with the
+    weights fit trains, Keras's counts and summary, and the last fit's History."""
+    net, inp, p = _net()
+    x, y = _data()
+    with net:
+        node = nengo_cuda.TensorNode(tf.keras.layers.Dense(3), shape_in=(1,), pass_time=False)
+        nengo.Connection(net.ensembles[1], node, synapse=None)
+    with _sim(net) as sim:
+        model = sim.keras_model
+        assert model is sim.keras_model
+        n_nengo = sum(int(np.prod(v.shape)) for v in sim._trainer().graph.trainable_variables)
+        assert n_nengo > 0
+        assert model.count_params() == n_nengo + 3 + 3  # Dense(3) on 1 input: kernel, bias
+        assert len(model.trainable_weights) == len(model.weights)
+        model.summary()
+        printed = capsys.readouterr().out
+        assert f"Total params: {n_nengo + 6}" in printed
+        assert "Non-trainable params: 0" in printed
+
+        recorder = Recorder()
+        history = sim.fit({inp: x}, {p: y}, epochs=2, verbose=0, callbacks=[recorder])
+        assert recorder.model is model and model.history is history
+        sim.predict({inp: x}, callbacks=[Recorder()])
+        assert model.history is history  # predict leaves the History, as Keras does
+        before = model.get_weights()
+        sim.fit({inp: x}, {p: y}, epochs=1, verbose=0)
+        assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+        with pytest.raises(AttributeError, match="stand-in that has no 'layers'"):
+            model.layers
 
 
 def test_keras_fit_arguments():

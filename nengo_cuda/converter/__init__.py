@@ -271,7 +271,7 @@ class Converter:
                             f"inputs; it was given {len(inputs)}")
         saved = self._converted, self._substitute
         self._converted = {}
-        self._substitute = {id(t): x for t, x in zip(model.inputs, inputs)}
+        self._substitute = {id(t): _as_input_of(model, t, x) for t, x in zip(model.inputs, inputs)}
         try:
             return [self._tensor(t) for t in model.outputs]
         finally:
@@ -468,6 +468,20 @@ class _SplitInputs:
         sizes = [int(np.prod(s)) for s in self.shapes]
         parts = tf.split(tf.reshape(x, [tf.shape(x)[0], -1]), sizes, axis=1)
         return self.layer_func([tf.reshape(p, [-1, *s]) for p, s in zip(parts, self.shapes)])
+
+
+def _as_input_of(model, kt, tensor):
+    """``tensor`` given to nested ``model``'s input ``kt``: Keras adjusts the rank
+    of an input that differs from the declared shape by trailing 1s (a (10,)
+    tensor enters a (10, 1) input), which for a flat Nengo output is only a new
+    shape; other mismatches are errors."""
+    shape = tuple(kt.shape[1:])
+    if tuple(tensor.shape) == shape or None in shape:  # (a free dimension takes any)
+        return tensor
+    if tuple(d for d in shape if d != 1) == tuple(d for d in tensor.shape if d != 1):
+        return Tensor(tensor.obj, shape)
+    raise TypeError(f"Converter: nested model {model.name!r} takes an input of shape {shape}; "
+                    f"it was given shape {tuple(tensor.shape)}")
 
 
 def _history(kt):

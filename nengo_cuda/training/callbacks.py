@@ -1,9 +1,10 @@
 """Keras callbacks in ``sim.fit`` (see docs/training-state.md, "Callbacks").
 
-`FitModel` is what callbacks see as ``self.model``: a stand-in for the Keras
-model NengoDL would train, with the parts of the Keras model API that
-callbacks use to steer training (``stop_training``, ``optimizer``,
-``get_weights``/``set_weights``, ``history``).  `CallbackList` calls the
+`FitModel` is ``sim.keras_model`` and what callbacks see as ``self.model``: a
+stand-in for the Keras model NengoDL would train, with the parts of the Keras
+model API that callbacks and users use to steer and inspect training
+(``stop_training``, ``optimizer``, ``get_weights``/``set_weights``,
+``trainable_weights``, ``history``, ``summary``).  `CallbackList` calls the
 callbacks' hooks in Keras 3's order.
 """
 
@@ -26,14 +27,17 @@ TEST_HOOKS = ("on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_ba
 
 
 class FitModel:
-    """``callback.model`` during ``sim.fit``.
+    """``sim.keras_model``, and ``callback.model`` in ``fit``/``evaluate``/``predict``.
 
     ``stop_training``: set True to stop after the current minibatch (as Keras);
-    ``optimizer``: the compiled optimizer; ``get_weights``/``set_weights``: the
-    trainable Nengo parameters and the TensorNodes' Keras layer variables, as
-    arrays (what ``EarlyStopping(restore_best_weights=True)`` uses);
-    ``simulator``: the `nengo_cuda.Simulator`.  Anything else a callback asks
-    for raises an AttributeError that says so.
+    ``optimizer``: the compiled optimizer; ``trainable_weights``: what ``fit``
+    optimises (the trainable Nengo parameters and the TensorNodes' Keras layer
+    variables); ``weights``: those and the Keras layers' other variables;
+    ``get_weights``/``set_weights``: ``weights`` as arrays (what
+    ``EarlyStopping(restore_best_weights=True)`` uses); ``count_params``,
+    ``summary``; ``history``: the last ``fit``'s History; ``simulator``: the
+    `nengo_cuda.Simulator`.  Anything else raises an AttributeError that says so
+    (nengo_cuda trains its own graph, not a Keras model).
     """
 
     def __init__(self, trainer):
@@ -61,6 +65,27 @@ class FitModel:
         return self._weight_variables()
 
     variables = weights
+
+    def count_params(self):
+        """How many numbers ``weights`` holds."""
+        return int(sum(np.prod(v.shape) for v in self._weight_variables()))
+
+    def summary(self, print_fn=None):
+        """Print the weights as a table (name, shape, count, trainable) and the totals."""
+        print_fn = print if print_fn is None else print_fn
+        trainable = {id(v) for v in self.trainable_variables}
+        rows = [(v.name, str(tuple(v.shape)), str(int(np.prod(v.shape))),
+                 "yes" if id(v) in trainable else "no") for v in self._weight_variables()]
+        header = ("weight", "shape", "count", "trainable")
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+        lines = [f"nengo_cuda model of {self.simulator.model.label or 'the network'}",
+                 "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+        total = self.count_params()
+        n_trainable = int(sum(np.prod(v.shape) for v in self.trainable_variables))
+        lines += [f"Total params: {total}", f"Trainable params: {n_trainable}",
+                  f"Non-trainable params: {total - n_trainable}"]
+        print_fn("\n".join(lines))
 
     def get_weights(self):
         return [np.array(v.numpy()) for v in self._weight_variables()]
@@ -91,9 +116,10 @@ class FitModel:
         if name.startswith("__"):
             raise AttributeError(name)
         raise AttributeError(
-            f"nengo_cuda's sim.fit gives callbacks a stand-in for a Keras model, which "
-            f"has no {name!r} (it has stop_training, optimizer, get_weights, set_weights, "
-            "trainable_variables, history, simulator)")
+            f"nengo_cuda trains its own graph, not a Keras model: sim.keras_model (and a "
+            f"callback's model) is a stand-in that has no {name!r} (it has stop_training, "
+            "optimizer, trainable_weights, weights, get_weights, set_weights, count_params, "
+            "summary, history, simulator)")
 
 
 def _overrides(callback, names):
@@ -113,7 +139,7 @@ class CallbackList:
     """The user's callbacks plus the returned History, called as Keras 3's
     ``fit`` calls them (the same logs dict goes to every callback in turn)."""
 
-    def __init__(self, callbacks, model, params):
+    def __init__(self, callbacks, model, params, fit=False):
         if isinstance(callbacks, tf.keras.callbacks.CallbackList):
             callbacks = callbacks.callbacks
         # Keras's TensorBoard reads a Keras model's layers: the same logs from ours
@@ -135,7 +161,8 @@ class CallbackList:
             callbacks.append(self.history)
         self.callbacks = callbacks
         self.model = model
-        model.history = self.history
+        if fit:  # (as Keras: predict and evaluate leave the last fit's History)
+            model.history = self.history
         for cb in callbacks:
             cb.set_model(model)
             cb.set_params(dict(params))

@@ -59,6 +59,7 @@ class Trainer(ParameterIO):
         self._keep_history = {}
         self._graph = None
         self._train_fns = {}
+        self._keras_model = None
 
     # -- settings and graph ---------------------------------------------------
     def setting(self, name, default=None):
@@ -113,6 +114,13 @@ class Trainer(ParameterIO):
         terms = [tf.cast(v.regularizer(v), self.graph.dtype) for v in self._keras_variables()
                  if getattr(v, "regularizer", None) is not None]
         return tf.add_n(terms) if terms else None
+
+    @property
+    def keras_model(self):
+        """``sim.keras_model``: a `callbacks.FitModel` (one per simulator)."""
+        if self._keras_model is None:
+            self._keras_model = FitModel(self)
+        return self._keras_model
 
     @property
     def trainable_variables(self):
@@ -443,10 +451,10 @@ class Trainer(ParameterIO):
         state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
         t0 = self.sim.n_steps if self.sim._stateful else 0
 
-        model = FitModel(self)
+        model = self.keras_model
         verbose = 1 if verbose == "auto" else verbose  # as Keras resolves it
         cbs = CallbackList(callbacks, model, {"epochs": int(epochs), "steps": n_batches,
-                                              "verbose": verbose})
+                                              "verbose": verbose}, fit=True)
         model.stop_training = False
         cbs("on_train_begin")
         epoch_logs = None
@@ -833,7 +841,7 @@ class Trainer(ParameterIO):
         """Keras callbacks for predict/evaluate (their predict/test hooks), or None."""
         if not callbacks:
             return None
-        return CallbackList(callbacks, FitModel(self),
+        return CallbackList(callbacks, self.keras_model,
                             {"epochs": 1, "steps": batch // self.sim.n_trials, "verbose": 0})
 
     def predict_on_batch(self, x=None, n_steps=None, stateful=False, **kwargs):
