@@ -34,7 +34,7 @@ from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
 from .training.config import get_setting, keep_history
 from .training.names import zip_with_objects
-from .training.tensor_node import host_signals, is_tensor_node_op, run_step
+from .training.tensor_node import host_signals, is_tensor_node_op, run_step, seed_tensorflow
 
 logger = logging.getLogger(__name__)
 
@@ -627,6 +627,10 @@ class Simulator:
                 elif id(op) in native_processes:
                     # Keep the seed sequence identical to Nengo's.
                     self.process_seeds[op, trial] = process_seed(op.process, rng)
+        if any(is_tensor_node_op(group.ops[0]) for group in self._plan.fallbacks):
+            # TensorFlow's random ops in TensorNodes follow the simulator's seed,
+            # as in NengoDL (which seeds TensorFlow's global generator too)
+            seed_tensorflow(self.seed)
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and is_tensor_node_op(group.ops[0]):
                 on_device = (

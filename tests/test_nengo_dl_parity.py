@@ -142,3 +142,25 @@ def test_one_step_training_through_synapses_warns():
                 sim.fit({a: np.zeros((1, 3, 1))}, {p: np.zeros((1, 3, 1))}, verbose=0)
             found = [w for w in seen if "synaptic filters" in str(w.message)]
             assert len(found) == (1 if warns else 0), synapse
+
+
+def test_tensorflow_random_ops_follow_the_simulator_seed():
+    # NengoDL seeds TensorFlow's global generator with the simulator's seed
+    with nengo.Network() as net:
+        node = nengo_cuda.TensorNode(lambda t: tf.random.uniform((1, 2)), shape_out=(2,))
+        p = nengo.Probe(node)
+
+    def first_steps(seed):
+        with nengo_cuda.Simulator(net, seed=seed, progress_bar=False) as sim:
+            sim.run_steps(3)
+            first = sim.data[p].copy()
+            sim.reset()
+            sim.run_steps(3)
+            assert np.array_equal(sim.data[p], first)  # reset starts the stream again
+        return first
+
+    a = first_steps(5)
+    tf.random.uniform((3,))  # (other TensorFlow work between simulators)
+    assert np.array_equal(first_steps(5), a)
+    assert not np.array_equal(first_steps(6), a)
+    assert len(np.unique(a)) == a.size  # a stream, not one value repeated

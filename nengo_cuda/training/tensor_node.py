@@ -304,6 +304,13 @@ class _RunStep:
             self.sync()  # the output written before the simulator's next kernels
 
 
+def seed_tensorflow(seed):
+    """Seeds TensorFlow's global random generator (``tf.random.set_seed``):
+    unseeded random ops in TensorNodes then draw the same values in simulators
+    of the same seed."""
+    _tf().random.set_seed(int(seed))
+
+
 def run_step(op, layout, backend, on_device):
     """The step function of TensorNode op ``op`` (all trials) in `Simulator.run`.
 
