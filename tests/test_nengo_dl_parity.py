@@ -164,3 +164,52 @@ def test_tensorflow_random_ops_follow_the_simulator_seed():
     assert np.array_equal(first_steps(5), a)
     assert not np.array_equal(first_steps(6), a)
     assert len(np.unique(a)) == a.size  # a stream, not one value repeated
+
+
+def test_converted_dense_layer_is_nengo_dls_network():
+    """A Dense layer into neurons keeps its bias in the neurons (NengoDL's
+    conversion), so the converted network has the objects a user would build by
+    hand, and with the same seed the same spiking initial states: the same
+    spikes (NengoDL's test_activation_swap)."""
+    n = 20
+    inp = x = tf.keras.Input(shape=(n,))
+    x = tf.keras.layers.Activation(tf.nn.relu)(x)
+    x = tf.keras.layers.Dense(n, activation=tf.nn.relu,
+                              kernel_initializer=tf.initializers.constant(np.eye(n)),
+                              bias_initializer=tf.initializers.constant(0.5))(x)
+    model = tf.keras.Model(inp, x)
+    conv = nengo_cuda.Converter(model, allow_fallback=False,
+                                swap_activations={tf.nn.relu: nengo.SpikingRectifiedLinear()})
+    assert len(conv.net.all_connections) == 2  # no connection for the bias
+    dense = conv.layers[x]
+    assert conv.net.config[dense].trainable
+
+    with nengo.Network(seed=3) as net:
+        net.config[nengo.Ensemble].neuron_type = nengo.SpikingRectifiedLinear()
+        net.config[nengo.Ensemble].gain = nengo.dists.Choice([1])
+        net.config[nengo.Connection].synapse = None
+        node = nengo.Node(np.zeros(n))
+        ens0 = nengo.Ensemble(n, 1, bias=nengo.dists.Choice([0]))
+        nengo.Connection(node, ens0.neurons)
+        ens1 = nengo.Ensemble(n, 1, bias=nengo.dists.Choice([0.5]))
+        nengo.Connection(ens0.neurons, ens1.neurons)
+        p = nengo.Probe(ens1.neurons)
+    conv.net.seed = 3
+    x_in = np.random.RandomState(0).uniform(0, 300, size=(2, 30, n))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim0:
+        ref = sim0.predict(x_in)[p]
+    with nengo_cuda.Simulator(conv.net, minibatch_size=2, progress_bar=False) as sim1:
+        out = sim1.predict(x_in)[conv.outputs[x]]
+    assert np.count_nonzero(ref) > 100
+    assert np.array_equal(ref, out)
+    assert conv.verify(training=True, inputs=[x_in[:, 0]])
+
+
+def test_converted_bias_of_any_shape():
+    # Keras keeps a bias initialized from a (1, 1) constant as a (1, 1) array
+    inp = tf.keras.Input(shape=(1,))
+    out = tf.keras.layers.Dense(1, activation=tf.nn.relu,
+                                bias_initializer=tf.initializers.constant([[50]]))(inp)
+    conv = nengo_cuda.Converter(tf.keras.Model(inp, out), scale_firing_rates=2)
+    with nengo_cuda.Simulator(conv.net, progress_bar=False) as sim:
+        assert np.array_equal(sim.data[conv.layers[out].ensemble].bias, [100])

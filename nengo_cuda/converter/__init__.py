@@ -324,7 +324,7 @@ class Converter:
             neuron_type = with_amplitude(neuron_type, 1.0 / s)
         # J = gain * input + bias: the bias scales with the input, as NengoDL's
         ens_bias = (nengo.dists.Choice([0.0]) if bias is None
-                    else s * np.asarray(bias, dtype=np.float64))
+                    else s * np.asarray(bias, dtype=np.float64).ravel())
         ens = nengo.Ensemble(size, 1, neuron_type=neuron_type, gain=nengo.dists.Choice([s]),
                              bias=ens_bias, label=layer.name)
         self.net.config[ens].trainable = False  # encoders: unused (inputs go to the neurons)

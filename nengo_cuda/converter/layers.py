@@ -83,11 +83,19 @@ def passthrough(ctx, layer, inputs, out_shapes):
 
 # -- dense and convolutions ---------------------------------------------------
 def _weighted(ctx, layer, inp, out_shape, transform, bias, channel_of):
-    """``activation(transform(inp) + bias)``: the layer's output object."""
+    """``activation(transform(inp) + bias)``: the layer's output object.
+
+    A bias per output element into neurons is the neurons' own (trainable) bias,
+    as NengoDL converts a Dense layer: no extra connection, and the network has
+    NengoDL's objects (so the same seed gives the same spiking initial states);
+    a Node's bias, or a bias shared by the elements of a channel, comes from a
+    constant Node."""
     neuron_type = ctx.neuron_type(layer, getattr(layer, "activation", None))
-    out = ctx.layer_output(layer, _size(out_shape), neuron_type)
+    own_bias = bias is not None and neuron_type is not None and channel_of is None
+    out = ctx.layer_output(layer, _size(out_shape), neuron_type,
+                           bias=bias if own_bias else None)
     ctx.connect(inp.obj, out, transform)
-    if bias is not None:
+    if bias is not None and not own_bias:
         ctx.add_bias(out, bias, channel_of)
     return [Tensor(out, out_shape)]
 

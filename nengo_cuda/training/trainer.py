@@ -414,8 +414,8 @@ class Trainer(ParameterIO):
             self._loss_for(probe)
         graph = self.graph
         if steps == 1 and self._has_synapses(list(y)):
-            warnings.warn("fit: training on one step per item, but the network has synaptic "
-                          "filters, whose outputs start at their initial state: set "
+            warnings.warn("fit: training on one step per item, but the network contains "
+                          "synaptic filters, whose outputs start at their initial state: set "
                           "synapse=None on the connections to train, or train on more "
                           "steps (NengoDL's advice)", stacklevel=3)
         if not self.trainable_variables:  # runs (and reports the loss), as NengoDL's
