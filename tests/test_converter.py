@@ -176,6 +176,35 @@ def test_shared_weights():
         nengo_cuda.Converter(model)
     conv = nengo_cuda.Converter(model, split_shared_weights=True)
     assert conv.verify(inputs=[_x(model)], atol=ATOL)
+    with pytest.raises(ValueError, match=r"trainable parameters .* \(30\) differs from the "
+                                         r"Keras model's \(15\)"):
+        conv.verify(training=True, inputs=[_x(model)])
+
+
+def test_a_layer_called_twice_is_looked_up_by_its_tensors():
+    inp = keras.Input((2,))
+    relu = keras.layers.ReLU()
+    x0, x1 = relu(inp), relu(-inp)
+    conv = nengo_cuda.Converter(keras.Model(inp, [x0, x1]))
+    with pytest.raises(KeyError, match="'re_lu.*' has been called multiple times"):
+        conv.layers[relu]
+    with pytest.raises(KeyError, match="called multiple times"):
+        conv.outputs[relu]
+    assert conv.layers[x0] is not conv.layers[x1]
+    assert conv.outputs[x1].target is conv.layers[x1]
+
+
+def test_training_check_counts_trainable_parameters():
+    inp = keras.Input((4,))
+    bn = keras.layers.BatchNormalization()
+    model = keras.Model(inp, keras.layers.Dense(2)(bn(inp)))
+    conv = nengo_cuda.Converter(model, inference_only=True)  # BatchNormalization: constant
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"\(10\) differs from the Keras model's \(18\)"):
+        conv.verify(training=True, inputs=[_x(model)])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # refused before Keras trained
 
 
 def test_shared_weights_of_a_fallback_layer():
@@ -212,6 +241,20 @@ def test_spiking_swap_scales_rates():
     # without the swap: rate neurons, exact
     rate = nengo_cuda.Converter(model, scale_firing_rates=scale)
     np.testing.assert_allclose(_run(rate, x)[:, 0], expected, atol=ATOL)
+
+
+def test_scale_firing_rates_without_amplitude_warns():
+    """A sigmoid layer under a model-wide scale_firing_rates: converted with the
+    gain alone and a warning (as NengoDL), so its output is sigmoid(s * x)."""
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="sigmoid")(
+        keras.layers.Dense(4, activation="relu")(inp)))
+    with pytest.warns(UserWarning, match="Sigmoid.*no amplitude"):
+        conv = nengo_cuda.Converter(model, scale_firing_rates=3)
+    x = _x(model)
+    hidden = np.maximum(x @ model.layers[1].kernel.numpy() + model.layers[1].bias.numpy(), 0)
+    pre = hidden @ model.layers[2].kernel.numpy() + model.layers[2].bias.numpy()
+    np.testing.assert_allclose(_run(conv, x)[:, 0], 1 / (1 + np.exp(-3 * pre)), atol=ATOL)
 
 
 def test_keras_to_snn_workflow(tmp_path):
@@ -309,6 +352,23 @@ def test_nested_model_adjusts_input_rank():
     with pytest.raises(TypeError, match="nested model 'sub' takes an input of shape"):
         nengo_cuda.Converter(other, allow_fallback=False)._nested(sub, [
             nengo_cuda.converter.layers.Tensor(None, (12,))])
+
+
+@pytest.mark.parametrize("axis", [1, 2, -1, -2])
+def test_concatenate_axes(axis):
+    a, b = keras.Input((2, 3)), keras.Input((2, 3))
+    model = keras.Model([a, b], keras.layers.Concatenate(axis=axis)([a, b]))
+    rng = np.random.RandomState(0)
+    conv = nengo_cuda.Converter(model, allow_fallback=False)
+    assert conv.verify(inputs=[rng.uniform(-1, 1, (2, 2, 3)), rng.uniform(-1, 1, (2, 2, 3))])
+
+
+@pytest.mark.parametrize("axis", [0, -2])
+def test_concatenate_along_the_batch_is_refused(axis):
+    a, b = keras.Input((2,)), keras.Input((2,))
+    model = keras.Model([a, b], keras.layers.Concatenate(axis=axis)([a, b]))
+    with pytest.raises(TypeError, match="concatenation along the batch axis"):
+        nengo_cuda.Converter(model, allow_fallback=False)
 
 
 def test_two_inputs_two_outputs():

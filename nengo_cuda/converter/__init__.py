@@ -399,25 +399,26 @@ class Converter:
         targets = [np.ones((batch,) + tuple(t.shape[1:])) for t in model.outputs]
         x = inputs[0] if len(inputs) == 1 else inputs  # as Keras expects them
         initial = model.get_weights()
-        if training:
-            model.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
-            model.fit(x, targets[0] if len(targets) == 1 else targets, epochs=3,
-                      batch_size=batch, shuffle=False, verbose=0)
-        expected = model.predict(x, verbose=0)
-        expected = expected if isinstance(expected, (list, tuple)) else [expected]
-        trained = model.get_weights()
-        # layers run as TensorNodes share their weights with the model: they
-        # start from the initial weights too (and keep Keras's training after)
-        model.set_weights(initial)
-        try:
-            with Simulator(self.net, minibatch_size=batch, progress_bar=False) as sim:
+        with Simulator(self.net, minibatch_size=batch, progress_bar=False) as sim:
+            if training:
+                _check_trainable_counts(model, sim)
+                model.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
+                model.fit(x, targets[0] if len(targets) == 1 else targets, epochs=3,
+                          batch_size=batch, shuffle=False, verbose=0)
+            expected = model.predict(x, verbose=0)
+            expected = expected if isinstance(expected, (list, tuple)) else [expected]
+            trained = model.get_weights()
+            # layers run as TensorNodes share their weights with the model: they
+            # start from the initial weights too (and keep Keras's training after)
+            model.set_weights(initial)
+            try:
                 if training:
                     sim.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
                     sim.fit(feeds, {self.outputs[t]: y.reshape(batch, 1, -1)
                                     for t, y in zip(model.outputs, targets)}, epochs=3)
                 got = sim.predict(feeds, n_steps=1)
-        finally:
-            model.set_weights(trained)
+            finally:
+                model.set_weights(trained)
         for t, e in zip(model.outputs, expected):
             g = got[self.outputs[t]].reshape(e.shape)
             if not np.allclose(g, e, atol=atol, rtol=rtol):
@@ -425,6 +426,20 @@ class Converter:
                     f"Converter.verify: output {_history(t)[0].name!r} differs from the Keras "
                     f"model's by up to {np.max(np.abs(g - e)):.3g}")
         return True
+
+
+def _check_trainable_counts(model, sim):
+    """Training can only match Keras's when the converted network trains as
+    many numbers as the model (not so with shared weights split, or layers
+    converted as constants with inference_only=True)."""
+    keras_count = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    ours = int(sum(np.prod(w.shape) for w in sim.keras_model.trainable_weights))
+    if ours != keras_count:
+        raise ValueError(
+            f"Converter.verify(training=True): the number of trainable parameters of the "
+            f"converted network ({ours}) differs from the Keras model's ({keras_count}), so "
+            f"their training cannot match (shared weights split by split_shared_weights, "
+            f"or layers made constant by inference_only=True)")
 
 
 # Keras training extras a native form would drop: weight regularizers (Keras
@@ -497,15 +512,18 @@ class _TensorDict(dict):
 
     def alias(self, layer, value):
         self._layers = getattr(self, "_layers", {})
-        self._layers.setdefault(id(layer), value)
+        self._layers.setdefault(id(layer), []).append(value)
 
     def __getitem__(self, key):
         if dict.__contains__(self, _Key(key)):
             return dict.__getitem__(self, _Key(key))
-        layers = getattr(self, "_layers", {})
-        if id(key) in layers:
-            return layers[id(key)]
-        raise KeyError(f"{key} is not a tensor or layer of the converted model here")
+        values = getattr(self, "_layers", {}).get(id(key))
+        if values is None:
+            raise KeyError(f"{key} is not a tensor or layer of the converted model here")
+        if len(values) > 1:  # (as NengoDL: the layer alone does not say which)
+            raise KeyError(f"layer {getattr(key, 'name', key)!r} has been called multiple "
+                           f"times ({len(values)}); look up one of its output tensors instead")
+        return values[0]
 
     def __setitem__(self, key, value):
         dict.__setitem__(self, _Key(key), value)

@@ -12,6 +12,7 @@ neuron-type key matches a neuron type with the same class and parameters.
 """
 
 import inspect
+import warnings
 
 import nengo
 
@@ -76,12 +77,15 @@ def leaky_relu(negative_slope, swaps, used=None):
 
 
 def with_amplitude(neuron_type, factor):
-    """A copy of ``neuron_type`` with its amplitude times ``factor``."""
+    """A copy of ``neuron_type`` with its amplitude times ``factor``; a type
+    without an amplitude (Sigmoid, Tanh) stays as it is, with a warning (as
+    NengoDL: its output changes under ``scale_firing_rates``)."""
     params = inspect.signature(type(neuron_type).__init__).parameters
     kwargs = {name: getattr(neuron_type, name) for name in params
               if name != "self" and hasattr(neuron_type, name)}
     if "amplitude" not in kwargs:
-        raise ValueError(f"scale_firing_rates needs a neuron type with an amplitude; "
-                         f"{neuron_type} has none")
+        warnings.warn(f"Converter: scale_firing_rates applies to {neuron_type}, which has no "
+                      f"amplitude to scale back: its gain is scaled, so the output changes")
+        return neuron_type
     kwargs["amplitude"] = kwargs["amplitude"] * factor
     return type(neuron_type)(**kwargs)

@@ -406,7 +406,10 @@ def add(ctx, layer, inputs, out_shapes):
 @register("Concatenate")
 def concatenate(ctx, layer, inputs, out_shapes):
     shape = tuple(out_shapes[0])
-    axis = layer.axis - 1 if layer.axis > 0 else layer.axis + len(shape)
+    axis = layer.axis if layer.axis >= 0 else layer.axis + len(shape) + 1  # batch axis 0
+    if axis == 0:
+        raise Unconvertible("concatenation along the batch axis (axis 0)")
+    axis -= 1
     index = np.arange(_size(shape)).reshape(shape)
     bounds = np.cumsum([i.shape[axis] for i in inputs])[:-1]
     out = ctx.layer_output(layer, _size(shape), None)
