@@ -73,6 +73,23 @@ def test_rate_gradient_finite_differences(neuron_type, smoothing):
     np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("neuron_type, reference", [
+    (nengo.RectifiedLinear(), tf.nn.relu),
+    (nengo_cuda.LeakyReLU(negative_slope=0.1), lambda j: tf.nn.leaky_relu(j, alpha=0.1)),
+], ids=["relu", "leaky_relu"])
+def test_rate_gradient_at_the_kink_is_tensorflows(neuron_type, reference):
+    # at J = 0 exactly (an input from a dead ReLU layer) the one-sided gradient
+    # must be the one Keras uses, or training a converted model departs from Keras
+    J = tf.constant([[-1.0, 0.0, 1.0]], dtype=tf.float64)
+    kind, names = ops.rate_spec(neuron_type)
+    params = tf.constant(ops.rate_params(neuron_type, names, 3, np.float64))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(J)
+        ours, theirs = ops.neuron_rate(J, kind, params), reference(J)
+    # (TensorFlow keeps alpha as a float32: 0.1 within 1.5e-9)
+    np.testing.assert_allclose(tape.gradient(ours, J), tape.gradient(theirs, J), rtol=1e-7)
+
+
 def test_soft_lif_approaches_lif():
     J = _inputs()
     lif = nengo.LIFRate()

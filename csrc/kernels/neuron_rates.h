@@ -35,10 +35,13 @@ NC_HD T soft_lif_rate_grad(T J, T tau_rc, T tau_ref, T amplitude, T sigma) {
     return -amplitude * tau_rc * dq / (d * d);
 }
 
-// NengoDL's LeakyReLU: amplitude for J >= 0, amplitude * negative_slope below.
+// NengoDL's LeakyReLU: amplitude for J > 0, amplitude * negative_slope at and
+// below 0 (TensorFlow's tf.nn.leaky_relu gradient, so training a converted
+// Keras model follows Keras exactly when an input sits at 0, as a dead ReLU
+// layer before it gives).
 template <typename T>
 NC_HD T leaky_relu_grad(T J, T amplitude, T negative_slope) {
-    return J < T(0) ? amplitude * negative_slope : amplitude;
+    return J > T(0) ? amplitude : amplitude * negative_slope;
 }
 
 // RectifiedLinear: amplitude for J > 0 (0 at and below 0).

@@ -15,10 +15,13 @@ with no native form becomes a `~nengo_cuda.TensorNode` running the Keras layer
 itself (``allow_fallback=True``; several inputs arrive side by side and are
 split again), so any layer with one output converts.
 
-Biases are trainable connections from one constant Node (a convolution's bias
-is one weight per filter, broadcast to its positions by a constant sparse
-connection), so ``sim.fit`` trains exactly the Keras model's parameters; the
-ensembles themselves are not trainable.  Connections out of neurons get
+A Dense layer's bias into neurons is the neurons' own trainable bias (as
+NengoDL); other biases are trainable connections from one constant Node (a
+convolution's bias is one weight per filter, broadcast to its positions by a
+constant sparse connection), so ``sim.fit`` trains exactly the Keras model's
+parameters; the encoders are never trained.  With ``temporal_model=True`` the
+model's tensors carry a time axis, one Nengo step per Keras step
+(`nengo_cuda.converter.temporal`).  Connections out of neurons get
 ``synapse`` (default None); all others have none, so a rate network gives the
 Keras model's output on the first step.
 
@@ -38,6 +41,7 @@ from ..training.config import configure_settings
 from .activations import neuron_type_for, with_amplitude
 from .extension import LayerConverter
 from .layers import CONVERTERS, Tensor, Unconvertible
+from .temporal import time_mixing
 
 __all__ = ["Converter", "LayerConverter", "Unconvertible"]
 
@@ -68,6 +72,10 @@ class Converter:
         linear (ReLU-like) ones.
     synapse : Synapse or float
         Synapse of every connection out of neurons.
+    temporal_model : bool
+        The model's tensors are ``(batch, steps, ...)``: one Nengo step per
+        Keras time step; every layer must apply the same function to each step
+        on its own (see `nengo_cuda.converter.temporal`).
 
     Attributes
     ----------
@@ -90,7 +98,7 @@ class Converter:
 
     def __init__(self, model, allow_fallback=True, inference_only=False, max_to_avg_pool=False,
                  split_shared_weights=False, swap_activations=None, scale_firing_rates=None,
-                 synapse=None):
+                 synapse=None, temporal_model=False):
         self.model = model
         self.allow_fallback = allow_fallback
         self.inference_only = inference_only
@@ -100,6 +108,8 @@ class Converter:
         self.swaps_used = set()  # indices of swap_activations' keys that applied
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
+        self.temporal_model = bool(temporal_model)
+        self.lead = 2 if self.temporal_model else 1  # Keras axes before a step's values
         self.inputs, self.outputs, self.layers = _TensorDict(), _TensorDict(), _TensorDict()
         self._converted = {}  # (id(layer), node index) -> [Tensor]
         self._applications = {}  # id(layer) -> count of converted applications
@@ -140,13 +150,17 @@ class Converter:
 
     def _convert(self, layer, node_index):
         node = layer._inbound_nodes[node_index]
-        out_shapes = [tuple(t.shape[1:]) for t in node.output_tensors]
+        out_shapes = [tuple(t.shape[self.lead:]) for t in node.output_tensors]
         name = type(layer).__name__
         if name == "InputLayer":
             (shape,) = out_shapes
-            if any(d is None for d in shape):
-                raise ValueError(f"Converter: input {layer.name!r} has shape {shape}; the "
-                                 f"shape (after the batch axis) must be fully specified")
+            after = "the batch and time axes" if self.temporal_model else "the batch axis"
+            if any(d is None for d in shape) or len(node.output_tensors[0].shape) < self.lead:
+                raise ValueError(
+                    f"Converter: input {layer.name!r} has shape "
+                    f"{tuple(node.output_tensors[0].shape[1:])}; the shape after {after} must "
+                    f"be fully specified" + ("" if self.temporal_model else
+                                             " (temporal_model=True takes a time axis)"))
             inp = nengo.Node(np.zeros(int(np.prod(shape))), label=layer.name)
             for kt in node.output_tensors:
                 self.inputs[kt] = inp
@@ -156,6 +170,11 @@ class Converter:
             return outs
         inputs = [self._tensor(t) for t in node.input_tensors]
         found = self._find_converter(layer)
+        if self.temporal_model and found != "model":
+            why = time_mixing(layer, node)
+            if why is not None:  # (no TensorNode either: it runs one step at a time)
+                raise TypeError(f"Converter(temporal_model=True): layer {layer.name!r} "
+                                f"({name}) is not one function per time step: {why}")
         reason = None
         if isinstance(found, type):  # a registered LayerConverter
             ok, reason = _convertible(found, layer, self)
@@ -271,7 +290,8 @@ class Converter:
                             f"inputs; it was given {len(inputs)}")
         saved = self._converted, self._substitute
         self._converted = {}
-        self._substitute = {id(t): _as_input_of(model, t, x) for t, x in zip(model.inputs, inputs)}
+        self._substitute = {id(t): _as_input_of(model, t, x, self.lead)
+                            for t, x in zip(model.inputs, inputs)}
         try:
             return [self._tensor(t) for t in model.outputs]
         finally:
@@ -381,22 +401,27 @@ class Converter:
     # -- checking ------------------------------------------------------------------
     def verify(self, training=False, inputs=None, atol=1e-8, rtol=1e-5):
         """Checks that the converted network computes the Keras model's outputs
-        (one step of a `nengo_cuda.Simulator`, float32) on ``inputs`` (default:
-        ones, a batch of 2); with ``training``, after 3 epochs of SGD(0.1) on an
-        MSE loss towards ones in both (this trains ``model``). Returns True;
-        raises ValueError naming the first output that differs."""
+        (one step of a `nengo_cuda.Simulator`, float32; a temporal model's
+        steps) on ``inputs`` (default: ones, a batch of 2; in a temporal model
+        the model's number of steps, or 10); with ``training``, after 3 epochs
+        of SGD(0.1) on an MSE loss towards ones in both (this trains ``model``).
+        Returns True; raises ValueError naming the first output that differs."""
         import tensorflow as tf  # noqa: PLC0415
 
         from ..simulator import Simulator  # noqa: PLC0415
 
         model = self.model
         if inputs is None:
-            inputs = [np.ones((2,) + tuple(t.shape[1:])) for t in model.inputs]
+            lead = (2, model.inputs[0].shape[1] or 10) if self.temporal_model else (2,)
+            inputs = [np.ones(lead + tuple(t.shape[self.lead:])) for t in model.inputs]
         inputs = [np.asarray(x) for x in (inputs if isinstance(inputs, (list, tuple))
                                           else [inputs])]
         batch = inputs[0].shape[0]
-        feeds = {self.inputs[t]: x.reshape(batch, 1, -1) for t, x in zip(model.inputs, inputs)}
-        targets = [np.ones((batch,) + tuple(t.shape[1:])) for t in model.outputs]
+        steps = inputs[0].shape[1] if self.temporal_model else 1
+        feeds = {self.inputs[t]: x.reshape(batch, steps, -1)
+                 for t, x in zip(model.inputs, inputs)}
+        targets = [np.ones(inputs[0].shape[:self.lead] + tuple(t.shape[self.lead:]))
+                   for t in model.outputs]
         x = inputs[0] if len(inputs) == 1 else inputs  # as Keras expects them
         initial = model.get_weights()
         with Simulator(self.net, minibatch_size=batch, progress_bar=False) as sim:
@@ -414,9 +439,10 @@ class Converter:
             try:
                 if training:
                     sim.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
-                    sim.fit(feeds, {self.outputs[t]: y.reshape(batch, 1, -1)
-                                    for t, y in zip(model.outputs, targets)}, epochs=3)
-                got = sim.predict(feeds, n_steps=1)
+                    sim.fit(feeds, {self.outputs[t]: y.reshape(batch, steps, -1)
+                                    for t, y in zip(model.outputs, targets)}, epochs=3,
+                            verbose=0)
+                got = sim.predict(feeds, n_steps=steps)
             finally:
                 model.set_weights(trained)
         for t, e in zip(model.outputs, expected):
@@ -433,7 +459,7 @@ def _check_trainable_counts(model, sim):
     many numbers as the model (not so with shared weights split, or layers
     converted as constants with inference_only=True)."""
     keras_count = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    ours = int(sum(np.prod(w.shape) for w in sim.keras_model.trainable_weights))
+    ours = sim._trainer().trained_count()
     if ours != keras_count:
         raise ValueError(
             f"Converter.verify(training=True): the number of trainable parameters of the "
@@ -485,12 +511,12 @@ class _SplitInputs:
         return self.layer_func([tf.reshape(p, [-1, *s]) for p, s in zip(parts, self.shapes)])
 
 
-def _as_input_of(model, kt, tensor):
+def _as_input_of(model, kt, tensor, lead):
     """``tensor`` given to nested ``model``'s input ``kt``: Keras adjusts the rank
     of an input that differs from the declared shape by trailing 1s (a (10,)
     tensor enters a (10, 1) input), which for a flat Nengo output is only a new
     shape; other mismatches are errors."""
-    shape = tuple(kt.shape[1:])
+    shape = tuple(kt.shape[lead:])
     if tuple(tensor.shape) == shape or None in shape:  # (a free dimension takes any)
         return tensor
     if tuple(d for d in shape if d != 1) == tuple(d for d in tensor.shape if d != 1):

@@ -97,11 +97,17 @@ class LayerConverter:
         inputs); with ``include_batch`` (NengoDL 3.4's ``full_shape``) the batch
         axis (None) leads."""
         app = self._application(node_id)
-        return _shapes([i.shape for i in app.inputs], _flag(include_batch, full_shape))
+        return _shapes([i.shape for i in app.inputs], self._lead(include_batch, full_shape))
 
     def output_shape(self, node_id, include_batch=False, full_shape=None):
         """Output shape of application ``node_id`` (a list for several outputs)."""
-        return _shapes(self._application(node_id).out_shapes, _flag(include_batch, full_shape))
+        return _shapes(self._application(node_id).out_shapes,
+                       self._lead(include_batch, full_shape))
+
+    def _lead(self, include_batch, full_shape):
+        """The leading axes to show: batch (and time, in a temporal model) or none."""
+        flag = bool(include_batch if full_shape is None else full_shape)
+        return (None,) * self.converter.lead if flag else ()
 
     def add_nengo_obj(self, node_id, biases=None, activation=None):
         """The object application ``node_id`` connects into and outputs from.
@@ -193,12 +199,8 @@ def _equal(value, allowed):
     return bool(np.all(a == b))
 
 
-def _flag(include_batch, full_shape):
-    return bool(include_batch if full_shape is None else full_shape)
-
-
-def _shapes(shapes, include_batch):
-    shapes = [((None,) if include_batch else ()) + tuple(s) for s in shapes]
+def _shapes(shapes, lead):
+    shapes = [lead + tuple(s) for s in shapes]
     return shapes[0] if len(shapes) == 1 else shapes
 
 

@@ -52,6 +52,19 @@ def _single(layer, inputs):
     return inputs[0]
 
 
+def _value_axis(ctx, axis, shape):
+    """Keras axis ``axis`` (counting the batch axis, and the time axis of a
+    temporal model) of a tensor whose values per item (per step) have
+    ``shape``, as an axis of ``shape``; None for the batch (time) axis."""
+    axis = int(axis)
+    full = axis if axis >= 0 else axis + len(shape) + ctx.lead
+    return None if full < ctx.lead else full - ctx.lead
+
+
+def _lead_names(ctx):
+    return "batch or time" if ctx.lead == 2 else "batch"
+
+
 def _channels_last(layer):
     fmt = getattr(layer, "data_format", "channels_last") or "channels_last"
     return fmt == "channels_last"
@@ -406,10 +419,9 @@ def add(ctx, layer, inputs, out_shapes):
 @register("Concatenate")
 def concatenate(ctx, layer, inputs, out_shapes):
     shape = tuple(out_shapes[0])
-    axis = layer.axis if layer.axis >= 0 else layer.axis + len(shape) + 1  # batch axis 0
-    if axis == 0:
-        raise Unconvertible("concatenation along the batch axis (axis 0)")
-    axis -= 1
+    axis = _value_axis(ctx, layer.axis, shape)
+    if axis is None:
+        raise Unconvertible(f"concatenation along the {_lead_names(ctx)} axis")
     index = np.arange(_size(shape)).reshape(shape)
     bounds = np.cumsum([i.shape[axis] for i in inputs])[:-1]
     out = ctx.layer_output(layer, _size(shape), None)
@@ -477,7 +489,9 @@ def batch_normalization(ctx, layer, inputs, out_shapes):
     axes = np.atleast_1d(layer.axis)
     if axes.size != 1:
         raise Unconvertible("BatchNormalization over several axes")
-    axis = int(axes[0]) - 1 if axes[0] > 0 else int(axes[0]) + len(shape)
+    axis = _value_axis(ctx, int(axes[0]), shape)
+    if axis is None:
+        raise Unconvertible(f"BatchNormalization over the {_lead_names(ctx)} axis")
     std = np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
     gamma = layer.gamma.numpy() if layer.scale else 1.0
     beta = layer.beta.numpy() if layer.center else 0.0

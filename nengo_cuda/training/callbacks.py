@@ -81,8 +81,8 @@ class FitModel:
         lines = [f"nengo_cuda model of {self.simulator.model.label or 'the network'}",
                  "  ".join(h.ljust(w) for h, w in zip(header, widths))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-        total = self.count_params()
-        n_trainable = int(sum(np.prod(v.shape) for v in self.trainable_variables))
+        # (a variable over signals Nengo's optimizer merged trains only some of them)
+        total, n_trainable = self.count_params(), self._trainer.trained_count()
         lines += [f"Total params: {total}", f"Trainable params: {n_trainable}",
                   f"Non-trainable params: {total - n_trainable}"]
         print_fn("\n".join(lines))

@@ -118,6 +118,13 @@ class TrainingGraph:
         return ([v for v, _, _ in self.variables.values()]
                 + [v for v, _ in self.state_parameters.values()])
 
+    def trained_count(self):
+        """How many numbers training changes: a variable over a base that
+        Nengo's optimizer merged with untrained signals trains its mask only."""
+        return (sum(int(var.shape.num_elements()) if mask is None else int(mask.numpy().sum())
+                    for var, mask, _ in self.variables.values())
+                + sum(len(idx) for _, idx in self.state_parameters.values()))
+
     def write_back(self):
         """Copies the trained values into the simulator's buffers."""
         for base, (var, mask, _) in self.variables.items():

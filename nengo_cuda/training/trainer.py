@@ -122,6 +122,11 @@ class Trainer(ParameterIO):
             self._keras_model = FitModel(self)
         return self._keras_model
 
+    def trained_count(self):
+        """How many numbers ``fit`` trains (Keras's count of trainable parameters)."""
+        return self.graph.trained_count() + int(
+            sum(np.prod(v.shape) for v in self._keras_variables()))
+
     @property
     def trainable_variables(self):
         """What ``fit`` optimises: the Nengo parameters (see

@@ -1,0 +1,148 @@
+"""``Converter(temporal_model=True)``: Keras models over (batch, steps, ...)
+tensors, one Nengo step per Keras step, checked against Keras itself."""
+
+import warnings
+
+import nengo
+import numpy as np
+import pytest
+
+import nengo_cuda
+
+tf = pytest.importorskip("tensorflow")
+keras = tf.keras
+
+ATOL = 1e-5
+
+
+def _x(shape, batch=3, seed=0):
+    return np.random.RandomState(seed).uniform(-1, 1, (batch,) + shape)
+
+
+@pytest.mark.parametrize("steps", [None, 6])
+def test_per_step_layers_convert_natively(steps):
+    a, b = keras.Input((steps, 3)), keras.Input((steps, 2))
+    h = keras.layers.Dense(5, activation="relu")(keras.layers.Concatenate()([a, b]))
+    h = keras.layers.LeakyReLU(negative_slope=0.1)(keras.layers.Dense(4)(h))
+    out = keras.layers.Add()([keras.layers.Dense(4, activation="tanh")(h), h])
+    model = keras.Model([a, b], [out, keras.layers.Dense(1)(out)])
+    conv = nengo_cuda.Converter(model, temporal_model=True, allow_fallback=False)
+    assert conv.inputs[a].size_out == 3  # one step's values
+    x = [_x((6, 3)), _x((6, 2), seed=1)]
+    assert conv.verify()  # ones: 10 steps, or the model's own number of steps
+    assert conv.verify(inputs=x, atol=ATOL)
+    assert conv.verify(training=True, inputs=x, atol=ATOL)  # (trains the Keras model)
+
+
+def test_outputs_follow_the_inputs_step_by_step():
+    """Step t's output is the model's output for step t, however the steps vary."""
+    inp = keras.Input((None, 2))
+    out = keras.layers.Dense(3, activation="sigmoid")(inp)
+    model = keras.Model(inp, out)
+    conv = nengo_cuda.Converter(model, temporal_model=True)
+    x = _x((7, 2), batch=2)
+    with nengo_cuda.Simulator(conv.net, minibatch_size=2, progress_bar=False) as sim:
+        got = sim.predict({conv.inputs[inp]: x})[conv.outputs[out]]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=ATOL)
+
+
+def test_spiking_temporal_model():
+    """A spiking swap in a temporal model: the filtered spikes follow the
+    Keras rates over the steps (the use NengoDL's temporal_model is for)."""
+    inp = keras.Input((None, 4))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Dense(
+        16, activation="relu")(inp)))
+    conv = nengo_cuda.Converter(
+        model, temporal_model=True, scale_firing_rates=100, synapse=0.01,
+        swap_activations={tf.nn.relu: nengo.SpikingRectifiedLinear()})
+    x = np.tile(_x((1, 4), batch=2), (1, 400, 1))
+    with nengo_cuda.Simulator(conv.net, minibatch_size=2, progress_bar=False) as sim:
+        got = sim.predict({conv.inputs[inp]: x})[conv.outputs[model.outputs[0]]]
+    expected = model.predict(x[:, :1], verbose=0)[:, 0]
+    np.testing.assert_allclose(got[:, 200:].mean(axis=1), expected, atol=0.05)
+
+
+def test_fallback_layers_run_per_step():
+    inp = keras.Input((5, 4))
+    out = keras.layers.Softmax()(keras.layers.Dense(4)(inp))
+    model = keras.Model(inp, out)
+    with pytest.warns(UserWarning, match="Softmax.*TensorNode"):
+        conv = nengo_cuda.Converter(model, temporal_model=True)
+    assert conv.verify(inputs=[_x((5, 4))], atol=ATOL)
+
+
+def test_batch_normalization_over_a_value_axis():
+    inp = keras.Input((4, 3))
+    bn = keras.layers.BatchNormalization()
+    model = keras.Model(inp, bn(inp))
+    bn.moving_mean.assign([0.1, -0.2, 0.3])
+    bn.moving_variance.assign([0.5, 2.0, 1.5])
+    conv = nengo_cuda.Converter(model, temporal_model=True, inference_only=True,
+                                allow_fallback=False)
+    assert conv.verify(inputs=[_x((4, 3))], atol=ATOL)
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda: keras.layers.SimpleRNN(3, return_sequences=True), "mixes time steps"),
+    (lambda: keras.layers.Conv1D(3, 3, padding="same"), "mixes time steps"),
+    (lambda: keras.layers.Conv1D(3, 3), "changes the time axis"),
+    (lambda: keras.layers.Flatten(), "changes the time axis"),
+    (lambda: keras.layers.BatchNormalization(axis=1), "treats time steps differently"),
+    (lambda: keras.layers.Cropping1D((1, 0)), "changes the time axis"),
+])
+def test_layers_across_time_are_refused(make, why):
+    """Neither natively nor as a TensorNode (which runs one step at a time)."""
+    inp = keras.Input((6, 2))
+    layer = make()
+    out = layer(keras.layers.Dense(2)(inp))
+    model = keras.Model(inp, out)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        layer.moving_variance.assign(np.arange(1, 7) * 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TypeError, match=f"layer '{layer.name}' .*not one function per "
+                                            f"time step: it {why}"):
+            nengo_cuda.Converter(model, temporal_model=True, inference_only=True)
+
+
+def test_concatenation_along_time_is_refused():
+    a = keras.Input((3, 2))
+    model = keras.Model(a, keras.layers.Concatenate(axis=1)([a, a]))
+    with pytest.raises(TypeError, match="changes the time axis"):
+        nengo_cuda.Converter(model, temporal_model=True)
+
+
+def test_input_needs_its_values_shape():
+    inp = keras.Input((None, None))
+    model = keras.Model(inp, keras.layers.ReLU()(inp))
+    with pytest.raises(ValueError, match="after the batch and time axes must be fully"):
+        nengo_cuda.Converter(model, temporal_model=True)
+    inp = keras.Input((None, 3))
+    model = keras.Model(inp, keras.layers.ReLU()(inp))
+    with pytest.raises(ValueError, match=r"temporal_model=True takes a time axis"):
+        nengo_cuda.Converter(model)
+
+
+def test_extension_shapes_show_the_time_axis():
+    seen = {}
+
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    @nengo_cuda.Converter.register(Doubling)
+    class ConvertDoubling(nengo_cuda.converter.LayerConverter):
+        def convert(self, node_id):
+            seen["shapes"] = (self.input_shape(node_id), self.output_shape(node_id, True))
+            out = self.add_nengo_obj(node_id)
+            self.add_connection(node_id, out, transform=2)
+            return out
+
+    try:
+        inp = keras.Input((None, 3))
+        model = keras.Model(inp, Doubling()(inp))
+        conv = nengo_cuda.Converter(model, temporal_model=True, allow_fallback=False)
+        assert seen["shapes"] == ((3,), (None, None, 3))
+        assert conv.verify(inputs=[_x((4, 3))], atol=ATOL)
+    finally:
+        del nengo_cuda.Converter.converters[Doubling]
