@@ -463,6 +463,33 @@ def test_check_gradients_finds_nans():
             sim.check_gradients()
 
 
+def test_check_gradients_checks_the_inputs():
+    """NengoDL checks the gradient with respect to the inputs too: a TensorNode
+    with a wrong custom gradient and no trainable parameters is found."""
+
+    @tf.custom_gradient
+    def wrong_square(x):
+        return x * x, lambda dy: dy * 3.0 * x  # (2 x is right)
+
+    def build(fn):
+        with nengo.Network(seed=0) as net:
+            inp = nengo.Node([0.0, 0.0])
+            node = nengo_cuda.TensorNode(fn, shape_in=(2,), pass_time=False)
+            nengo.Connection(inp, node, synapse=None)
+            nengo.Probe(node)
+        return net
+
+    with nengo_cuda.Simulator(build(lambda x: x * x), progress_bar=False) as sim:
+        sim.check_gradients()
+    with nengo_cuda.Simulator(build(wrong_square), progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.SimulationError,
+                           match=r"gradient mismatch for the input of <Node"):
+            sim.check_gradients()
+    with nengo_cuda.Simulator(build(lambda x: 1 / x), progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.SimulationError, match="NaNs detected.*input"):
+            sim.check_gradients([np.zeros((1, 1, 2))])  # NengoDL's test: 1 / x at 0
+
+
 # -- the training graph's forward pass against Nengo ------------------------------
 _SPIKE_WRAPPERS = (nengo.RegularSpiking, nengo.PoissonSpiking, nengo.StochasticSpiking)
 

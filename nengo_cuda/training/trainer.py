@@ -1004,7 +1004,10 @@ class Trainer(ParameterIO):
         return inputs, targets
 
     def check_gradients(self, inputs=None, outputs=None, atol=1e-4, rtol=1e-3, n_steps=1):
-        """Analytic gradients of the training graph against central differences.
+        """Analytic gradients of the training graph against central differences:
+        of the sum of the ``outputs`` (probes; default all) with respect to the
+        trainable parameters and to the inputs (as NengoDL checks them; up to 8
+        elements of each).
 
         ``inputs``: a dict {input Node: array}, or a list of arrays for the input
         Nodes in order (NengoDL's form); default random values.  Raises a
@@ -1019,27 +1022,29 @@ class Trainer(ParameterIO):
             rng = np.random.RandomState(0)
             inputs = {n: rng.uniform(-1, 1, (sim.n_trials, n_steps, n.size_out))
                       for n in sim._input_nodes}
-        inputs = {k: tf.constant(np.asarray(v, dtype=sim.dtype)) for k, v in inputs.items()}
+        inputs = {k: tf.Variable(np.asarray(v, dtype=sim.dtype)) for k, v in inputs.items()}
         steps = next(iter(inputs.values())).shape[1] if inputs else n_steps
 
         def f():
             outs = graph(inputs, steps, probes)
             return tf.add_n([tf.reduce_sum(o) for o in outs.values()])
 
-        for var in graph.trainable_variables:
+        checked = [(var.name, var) for var in graph.trainable_variables]
+        checked += [(f"the input of {node}", var) for node, var in inputs.items()]
+        for name, var in checked:
             with tf.GradientTape() as tape, graph.host_errors():
                 value = f()
             grad = tape.gradient(value, var)
             grad = np.zeros(var.shape) if grad is None else grad.numpy()
             if not np.all(np.isfinite(grad)):
-                raise SimulationError(f"NaNs detected in the gradient for {var.name}")
+                raise SimulationError(f"NaNs detected in the gradient for {name}")
             orig = var.numpy()
             eps = 1e-3 if sim.dtype == np.float32 else 1e-6
             for i in np.random.RandomState(1).choice(orig.size, min(8, orig.size), replace=False):
                 num = central_difference(f, var, i, eps)
                 if not np.isclose(grad.flat[i], num, atol=atol * max(1, abs(num)) * 100, rtol=rtol * 100):
                     raise SimulationError(
-                        f"gradient mismatch for {var.name}[{i}]: analytic {grad.flat[i]:g}, "
+                        f"gradient mismatch for {name}[{i}]: analytic {grad.flat[i]:g}, "
                         f"numeric {num:g}")
 
 
