@@ -372,11 +372,12 @@ def test_keras_fit_arguments():
     data = ({inp: x}, {p: y})
     with _sim(net) as sim:
         for kwargs, match in [
-            (dict(sample_weight={p: np.ones(8)}), "sample_weight"),
+            (dict(sample_weight={p: np.ones(7)}), r"sample_weight for .* shape \(7,\)"),
+            (dict(sample_weight=np.ones((8, 3))), r"expected \(8,\) .* or \(8, 5\)"),
             (dict(class_weight={0: 1.0}), "class_weight"),
             (dict(steps_per_epoch=2), "steps_per_epoch=2"),
             (dict(validation_split=0.5, validation_steps=1), "validation_steps=1"),
-            (dict(validation_data=(x, y, np.ones(8))), "sample weights"),
+            (dict(validation_data=(x, y, np.ones(3))), "validation_data: sample_weight"),
             (dict(validation_data=x), "tuple"),
             (dict(validation_freq="2"), "validation_freq"),
         ]:
@@ -408,7 +409,7 @@ def test_keras_fit_arguments():
         with pytest.raises(nengo.exceptions.ValidationError, match="steps=1"):
             sim.evaluate(*data, steps=1)
         with pytest.raises(nengo.exceptions.ValidationError, match="sample_weight"):
-            sim.evaluate(*data, sample_weight=np.ones(8))
+            sim.evaluate(*data, sample_weight=np.ones(9))
         with pytest.raises(TypeError, match="'nonsense'"):
             sim.predict({inp: x}, nonsense=1)
         with pytest.raises(TypeError, match="'nonsense'"):

@@ -4,7 +4,7 @@ Two conventions, as in NengoDL:
 
 - ``compile(loss=..., metrics=...)`` (NengoDL 3, Keras): functions are called as
   ``f(y_true, y_pred)``; strings name Keras losses/metrics (``"mse"`` is
-  `nengo_cuda.obj.mse`).
+  `mse_per_step`, whose mean is `nengo_cuda.obj.mse`).
 - ``train(objective=...)`` and ``loss(objective=...)`` (NengoDL 2): functions
   are called as ``f(outputs, targets)``, or ``f(outputs)`` when they take one
   argument (then the probe needs no targets).
@@ -66,11 +66,23 @@ class _CrossentropyByShape:
         return _BY_SHAPE_LOSSES[_shape_kind(y_true, y_pred)]()(y_true, y_pred)
 
 
+def mse_per_step(outputs, targets):
+    """The loss ``"mse"`` of ``compile``: as Keras's, one mean squared error per
+    item and step ``(minibatch, n_steps)`` (the mean of these is
+    `nengo_cuda.obj.mse`'s; per-step values take per-step sample weights).
+    NaN targets count as no error, as in `nengo_cuda.obj.mse`."""
+    targets = tf.cast(targets, outputs.dtype)
+    targets = tf.where(tf.math.is_nan(targets), outputs, targets)
+    err = tf.square(targets - outputs)
+    shape = tf.shape(err)
+    return tf.reduce_mean(tf.reshape(err, (shape[0], shape[1], -1)), axis=2)
+
+
 def keras_loss(loss):
     """A ``compile`` loss as a function ``(outputs, targets)``."""
     if isinstance(loss, str):
         if loss in ("mse", "mean_squared_error"):
-            return mse
+            return mse_per_step
         if loss in ("crossentropy", "ce"):
             fn = _CrossentropyByShape()
         else:
@@ -142,13 +154,17 @@ def _positional_count(fn):
 
 
 class ProbeMetric:
-    """One metric for one probe: ``reset``, ``update(y_true, y_pred)``, ``result``."""
+    """One metric for one probe: ``reset``, ``update(y_true, y_pred)``, ``result``.
 
-    def __init__(self, spec):
+    ``weighted``: a metric of ``compile(weighted_metrics=...)``, which takes the
+    sample weights (Keras's compiled ``metrics`` ignore them)."""
+
+    def __init__(self, spec, weighted=False):
+        self.weighted = weighted
         if isinstance(spec, str):
             self.name = spec
             if spec in ("mse", "mean_squared_error"):
-                self._fn, self._keras = mse, None
+                self._fn, self._keras = mse_per_step, None
             elif spec in ("accuracy", "acc"):
                 # binary, sparse or categorical: chosen by the shapes at the first
                 # update, as Keras's compile does (Keras's own "accuracy" metric
@@ -180,37 +196,68 @@ class ProbeMetric:
         if self._keras is not None:
             self._keras.reset_state()
 
-    def update(self, y_true, y_pred):
+    def update(self, y_true, y_pred, sample_weight=None):
+        """``sample_weight``: None, or ``(mb, 1)`` / ``(mb, steps)`` weights
+        (`sample_weights`), taken as Keras's metrics take them when the metric
+        is ``weighted`` (ignored otherwise, as Keras's compiled ``metrics``)."""
+        if not self.weighted:
+            sample_weight = None
         if self._by_shape and self._keras is None:
             y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
             self._keras = _BY_SHAPE_METRICS[_shape_kind(y_true, y_pred)]()
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight)
+            w = w[:, 0] if w.shape[1] == 1 else w
         if self._keras is not None:
-            self._keras.update_state(y_true, y_pred)
-        else:
-            value = self._fn(y_true, y_pred)
-            self._values.append(float(tf.reduce_mean(value)))
+            self._keras.update_state(y_true, y_pred, sample_weight=w)
+            return
+        value = tf.convert_to_tensor(self._fn(y_true, y_pred))
+        if w is None:
+            self._values.append((float(tf.reduce_sum(value)), value.shape.num_elements()))
+            return
+        if value.shape.rank == 0:
+            raise ValidationError(f"the metric {self.name} returns one value for the "
+                                  "minibatch; sample weights need a value per item",
+                                  attr="sample_weight")
+        # Keras's weighted mean: sum(v * w) / sum(w), w broadcast over v's axes
+        w = np.reshape(w, w.shape + (1,) * (value.shape.rank - w.ndim))
+        w = np.broadcast_to(w, value.shape)
+        self._values.append((float(tf.reduce_sum(value * w.astype(value.dtype.as_numpy_dtype))),
+                             float(w.sum())))
 
     def result(self):
         if self._keras is not None:
             return float(self._keras.result())
-        return float(np.mean(self._values))
+        total = sum(v for v, _ in self._values)
+        count = sum(n for _, n in self._values)
+        return total / count if count else 0.0
 
 
-def metrics_by_probe(spec, probes, lookup):
-    """``compile(metrics=spec)`` as {probe: [ProbeMetric]} for the given target probes.
+def metrics_by_probe(spec, probes, lookup, weighted_spec=None):
+    """``compile(metrics=spec, weighted_metrics=weighted_spec)`` as
+    {probe: [ProbeMetric]} for the given target probes.
 
     ``spec``: None; a metric or a list of metrics (for every probe); or a dict
-    {probe (or its label): metric or list of metrics}.  ``lookup`` resolves a
-    key to a Probe (raising ValidationError for anything else).
+    {probe (or its label): metric or list of metrics}; ``weighted_spec``
+    likewise (a weighted metric named as an unweighted one of its probe is
+    ``weighted_<name>``, as in Keras).  ``lookup`` resolves a key to a Probe
+    (raising ValidationError for anything else).
     """
-    if spec is None:
-        return {}
-    if isinstance(spec, dict):
-        per = {lookup(k): v for k, v in spec.items()}
-    else:
-        per = {p: spec for p in probes}
     out = {}
-    for p, specs in per.items():
-        specs = specs if isinstance(specs, (list, tuple)) else [specs]
-        out[p] = [ProbeMetric(s) for s in specs]
+    for specs_of, weighted in ((spec, False), (weighted_spec, True)):
+        if specs_of is None:
+            continue
+        if isinstance(specs_of, dict):
+            per = {lookup(k): v for k, v in specs_of.items()}
+        else:
+            per = {p: specs_of for p in probes}
+        for p, specs in per.items():
+            specs = specs if isinstance(specs, (list, tuple)) else [specs]
+            taken = {m.name for m in out.get(p, ())}
+            for s in specs:
+                metric = ProbeMetric(s, weighted)
+                if weighted and metric.name in taken:
+                    metric.name = f"weighted_{metric.name}"
+                out.setdefault(p, []).append(metric)
     return out

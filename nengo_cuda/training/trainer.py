@@ -30,6 +30,7 @@ from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
 from .losses import objective as nengo2_objective
 from .names import zip_with_objects
 from .objectives import mse
+from . import sample_weights
 from .parameter_io import ParameterIO
 from .tensor_node import is_tensor_node_func
 
@@ -56,6 +57,7 @@ class Trainer(ParameterIO):
         self.losses = None
         self.loss_weights = {}
         self.metrics = None
+        self.weighted_metrics = None
         self._keep_history = {}
         self._graph = None
         self._train_fns = {}
@@ -153,27 +155,29 @@ class Trainer(ParameterIO):
                                   "keyed by its Probes", attr="y")
         return key
 
-    def _from_batches(self, x, y, limit=None, what="fit"):
+    def _from_batches(self, x, y, limit=None, what="fit", sample_weight=None):
         """``x`` given as a ``tf.data.Dataset`` or a generator (Keras's and NengoDL's
-        other input forms): its batches, each ``(x, y)`` (or ``x`` alone), joined
-        into arrays along the items (``limit``: at most that many batches, for an
-        endless generator).  NengoDL's special ``"n_steps"`` input is dropped
-        (the steps are the data's).  Other ``x`` is returned as given."""
+        other input forms): its batches, each ``(x, y)``, ``(x, y, sample
+        weights)`` or ``x`` alone, joined into arrays along the items (``limit``:
+        at most that many batches, for an endless generator).  NengoDL's special
+        ``"n_steps"`` input is dropped (the steps are the data's).  Returns
+        ``(x, y, sample_weight)``; other ``x`` is returned as given."""
         if not _is_batch_source(x):
-            return x, y
-        if y is not None:
-            raise ValidationError(f"{what}: y must be None when x is a dataset or "
-                                  "generator (it yields (x, y) pairs)", attr="y")
-        xs, ys = [], []
+            return x, y, sample_weight
+        for name, value in (("y", y), ("sample_weight", sample_weight)):
+            if value is not None:
+                raise ValidationError(f"{what}: {name} must be None when x is a dataset or "
+                                      "generator (it yields (x, y) or (x, y, sample_weight))",
+                                      attr=name)
+        xs, ys, ws = [], [], []
         for i, element in enumerate(x):
             if limit is not None and i >= int(limit):
                 break
-            if isinstance(element, tuple) and len(element) == 3:
-                raise ValidationError(f"{what}: sample weights (a third item in the "
-                                      "dataset's elements) are not supported", attr="x")
-            xb, yb = element if isinstance(element, tuple) and len(element) == 2 else (element, None)
-            xs.append(xb)
-            ys.append(yb)
+            parts = element if isinstance(element, tuple) and len(element) in (2, 3) \
+                else (element,)
+            xs.append(parts[0])
+            ys.append(parts[1] if len(parts) > 1 else None)
+            ws.append(parts[2] if len(parts) > 2 else None)
         if not xs:
             raise ValidationError(f"{what}: the dataset or generator gave no batches", attr="x")
 
@@ -188,7 +192,10 @@ class Trainer(ParameterIO):
                         for j in range(len(parts[0]))]
             return np.concatenate([np.asarray(p) for p in parts])
 
-        return join(xs), join(ys)
+        if any(w is None for w in ws) and not all(w is None for w in ws):
+            raise ValidationError(f"{what}: some batches have sample weights, others not",
+                                  attr="x")
+        return join(xs), join(ys), join(ws)
 
     def _as_dict(self, data, what):
         if data is None:
@@ -273,7 +280,8 @@ class Trainer(ParameterIO):
         return int(np.prod(self.sim.model.sig[probe]["in"].shape))
 
     # -- compile / fit --------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None):
         """Sets the optimizer, losses and metrics for `fit` and `evaluate`.
 
         ``optimizer``: a Keras optimizer (or its name; Keras's default
@@ -283,6 +291,8 @@ class Trainer(ParameterIO):
         ``loss``: one loss for every probe with targets, a dict {probe (or its
         name): loss}, or a list with one loss per probe in the model's order
         (Keras's outputs); ``loss_weights`` likewise (a dict or a list).
+        ``metrics`` ignore ``fit``'s and ``evaluate``'s ``sample_weight``,
+        ``weighted_metrics`` take it (as in Keras).
         """
         if isinstance(optimizer, str):
             optimizer = tf.keras.optimizers.get(optimizer)
@@ -294,13 +304,14 @@ class Trainer(ParameterIO):
         self.losses = self._losses(loss, keras_loss)
         self.loss_weights = {self._lookup(p, None, "target"): w
                              for p, w in self._per_probe(loss_weights or {}, "loss_weights").items()}
-        self.metrics = metrics
+        self.metrics, self.weighted_metrics = metrics, weighted_metrics
         self._metrics_for(list(self.sim.model.probes))  # validates the metrics
         self._train_fns = {}
 
     def _metrics_for(self, probes):
         """{probe: [ProbeMetric]} for target ``probes`` (fresh metric states)."""
-        return metrics_by_probe(self.metrics, probes, lambda k: self._lookup(k, None, "target"))
+        return metrics_by_probe(self.metrics, probes, lambda k: self._lookup(k, None, "target"),
+                                self.weighted_metrics)
 
     def _per_probe(self, values, what):
         """``values`` as a dict: a list or tuple gives one value per probe, in
@@ -329,16 +340,19 @@ class Trainer(ParameterIO):
             return self.losses[probe]
         return self.losses
 
-    def _reduce(self, value, probe):
+    def _reduce(self, value, probe, weights=None):
         """The mean of a loss's values (a scalar, or values with a leading
-        minibatch axis, e.g. per item or per item and step)."""
+        minibatch axis, e.g. per item or per item and step); with sample
+        ``weights``, Keras's weighted reduction (`sample_weights.weighted_mean`)."""
         value = tf.convert_to_tensor(value)
         mb = self.sim.n_trials
         if value.shape.rank != 0 and (value.shape.rank is None or value.shape[0] != mb):
             raise ValidationError(
                 f"the loss for {probe} returned shape {value.shape}; it must return a "
                 f"scalar or values with a leading minibatch axis ({mb})", attr="loss")
-        return tf.reduce_mean(value)
+        if weights is None:
+            return tf.reduce_mean(value)
+        return sample_weights.weighted_mean(tf, value, weights, probe)
 
     def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose="auto",
             stateful=False, callbacks=None, validation_data=None, validation_split=0.0,
@@ -380,9 +394,13 @@ class Trainer(ParameterIO):
           ``initial_epoch .. epochs - 1``).
         - ``batch_size``/``validation_batch_size``: as NengoDL, the minibatch
           size is the simulator's; another value is ignored with a warning.
-        - ``sample_weight``, ``class_weight``, a 3-item ``validation_data``,
-          ``steps_per_epoch`` and ``validation_steps`` (other than the full
-          data) are not supported and raise a ValidationError.
+        - ``sample_weight`` (also a 3-item ``validation_data``, and datasets of
+          ``(x, y, sample_weight)``): per item ``(n,)`` or per item and step
+          ``(n, steps)``, an array for one probe with targets or a dict by
+          probe; the losses and metrics weigh their values as Keras's do
+          (`nengo_cuda.training.sample_weights`).
+        - ``class_weight``, ``steps_per_epoch`` and ``validation_steps`` (other
+          than the full data) are not supported and raise a ValidationError.
 
         Returns a ``tf.keras.callbacks.History``: ``history.history`` holds each
         epoch's ``"loss"`` (the mean over its minibatches of the objective),
@@ -392,14 +410,14 @@ class Trainer(ParameterIO):
         """
         self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
                                  validation_batch_size=validation_batch_size,
-                                 sample_weight=sample_weight, class_weight=class_weight)
+                                 class_weight=class_weight)
         self._refuse_inference_only("it cannot be trained")
         if self.optimizer is None:
             raise SimulationError("call sim.compile(optimizer, loss) before sim.fit")
         if self.losses is None:
             raise SimulationError("call sim.compile with a loss before sim.fit")
         stateful = self._stateful(stateful, "fit")
-        x, y = self._from_batches(x, y, steps_per_epoch, "fit")
+        x, y, sample_weight = self._from_batches(x, y, steps_per_epoch, "fit", sample_weight)
         if _is_batch_source(validation_data):
             validation_data = self._from_batches(validation_data, None, validation_steps,
                                                  "validation_data")
@@ -407,8 +425,9 @@ class Trainer(ParameterIO):
         if not y:
             raise ValidationError("fit needs targets (y)", attr="y")
         batch, steps = self._check(x, y, n_steps)
-        x, y, validation = self._validation(x, y, batch, n_steps, validation_data,
-                                            validation_split)
+        weights = self._sample_weights(sample_weight, y, "fit")
+        x, y, weights, validation = self._validation(x, y, weights, batch, n_steps,
+                                                     validation_data, validation_split)
         if validation is not None:
             batch = next(iter(y.values())).shape[0]
         if not isinstance(validation_freq, (int, list, tuple)) or isinstance(
@@ -433,7 +452,7 @@ class Trainer(ParameterIO):
                 f"steps_per_epoch={steps_per_epoch} is not supported: every epoch visits "
                 f"all {n_batches} minibatches of the data", attr="steps_per_epoch")
         if validation_steps is not None and (
-                validation is None or int(validation_steps) != validation[2] // mb):
+                validation is None or int(validation_steps) != validation[3] // mb):
             raise ValidationError(
                 f"validation_steps={validation_steps} is not supported: validation runs "
                 "all minibatches of the validation data", attr="validation_steps")
@@ -441,17 +460,18 @@ class Trainer(ParameterIO):
         metrics = self._metrics_for(probes)
         with_outputs = tuple(p for p in probes if metrics.get(p))
         # (the variables too: a Keras layer frozen since the last fit must not train)
-        key = (tuple(x), tuple(probes), steps, stateful, with_outputs,
+        key = (tuple(x), tuple(probes), steps, stateful, with_outputs, weights is not None,
                tuple(id(v) for v in self.trainable_variables))
         if key not in self._train_fns:
             self._train_fns[key] = self._make_train_step(list(x), probes, steps, stateful,
-                                                         with_outputs)
+                                                         with_outputs, weights is not None)
         train_range = self._train_fns[key]
         dtype = self.sim.dtype
         ys = {k: v.astype(dtype) for k, v in y.items()}
         rng = np.random.RandomState(self.sim.seed)
         x_full = tuple(tf.constant(v.astype(dtype)) for v in x.values())
         y_full = tuple(tf.constant(ys[p]) for p in probes)
+        w_full = () if weights is None else tuple(tf.constant(weights[p]) for p in probes)
         # the simulator's state: where every minibatch (or, stateful, the first) starts
         state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
         t0 = self.sim.n_steps if self.sim._stateful else 0
@@ -480,15 +500,16 @@ class Trainer(ParameterIO):
                     cbs("on_train_batch_begin", done)
                 with self.graph.host_errors():
                     loss_sum, probe_sums, final, outs = train_range(
-                        x_full, y_full, order_t, tf.constant(done), tf.constant(stop),
+                        x_full, y_full, w_full, order_t, tf.constant(done), tf.constant(stop),
                         tuple(state) if state is not None else (),
                         tf.constant(float(t0), tf.float64))
                 for j, p in enumerate(with_outputs):
                     out = outs[j].numpy()
                     for i in range(done, stop):
                         target = tf.constant(ys[p][order[i]])
+                        w = None if weights is None else weights[p][order[i]]
                         for metric in metrics[p]:
-                            metric.update(target, tf.constant(out[i - done]))
+                            metric.update(target, tf.constant(out[i - done]), w)
                 total += float(loss_sum)
                 per_probe += [float(v) for v in probe_sums]
                 if stateful:
@@ -506,11 +527,11 @@ class Trainer(ParameterIO):
             # callbacks and validation see the parameters (and state) trained so far
             self._sync(stateful, state, t0)
             if validation is not None and self._should_validate(epoch, validation_freq):
-                val_x, val_y, val_batch = validation
+                val_x, val_y, val_weights, val_batch = validation
                 if cbs.test_hooks:
                     cbs("on_test_begin")
                 val_logs = self._evaluate(val_x, val_y, val_batch, steps, False,
-                                          cbs if cbs.test_hooks else None)
+                                          cbs if cbs.test_hooks else None, val_weights)
                 if cbs.test_hooks:
                     cbs("on_test_end", logs=val_logs)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -553,27 +574,27 @@ class Trainer(ParameterIO):
             return (epoch + 1) % freq == 0
         return (epoch + 1) in freq
 
-    def _validation(self, x, y, batch, n_steps, data, split):
-        """``(x, y, (val_x, val_y, val_batch) or None)``: the training data and
-        the checked validation data (``validation_data``, or the last
-        ``validation_split`` of ``x``/``y``, as Keras and NengoDL split)."""
+    def _validation(self, x, y, weights, batch, n_steps, data, split):
+        """``(x, y, weights, (val_x, val_y, val_weights, val_batch) or None)``:
+        the training data and the checked validation data (``validation_data``
+        ``(x, y)`` or ``(x, y, sample_weight)``, or the last ``validation_split``
+        of ``x``/``y``/``weights``, as Keras and NengoDL split)."""
         mb = self.sim.n_trials
         if data is not None:
             if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
                 raise ValidationError(
-                    "validation_data must be a tuple (x, y) of validation inputs and "
-                    f"targets (got {type(data).__name__})", attr="validation_data")
-            if len(data) == 3 and data[2] is not None:
-                raise ValidationError("validation sample weights (a 3rd item in "
-                                      "validation_data) are not supported",
-                                      attr="validation_data")
+                    "validation_data must be a tuple (x, y) or (x, y, sample_weight) of "
+                    f"validation inputs and targets (got {type(data).__name__})",
+                    attr="validation_data")
             val_x, val_y = self._as_dict(data[0], "input"), self._as_dict(data[1], "target")
             if not val_y:
                 raise ValidationError("validation_data needs targets", attr="validation_data")
             val_batch, _ = self._check(val_x, val_y, n_steps)
-            return x, y, (val_x, val_y, val_batch)
+            val_weights = self._sample_weights(data[2] if len(data) == 3 else None, val_y,
+                                               "validation_data")
+            return x, y, weights, (val_x, val_y, val_weights, val_batch)
         if not split:
-            return x, y, None
+            return x, y, weights, None
         split = float(split)
         if not 0 < split < 1:
             raise ValidationError(f"validation_split must be between 0 and 1 (got {split})",
@@ -584,25 +605,26 @@ class Trainer(ParameterIO):
                 f"validation_split={split} splits the {batch} items into {at} and "
                 f"{batch - at}; both must be non-zero multiples of the minibatch size "
                 f"({mb})", attr="validation_split")
+        train_weights, val_weights = sample_weights.split(weights, at)
         train = ({k: v[:at] for k, v in x.items()}, {k: v[:at] for k, v in y.items()})
         val = ({k: v[at:] for k, v in x.items()}, {k: v[at:] for k, v in y.items()},
-               batch - at)
-        return train[0], train[1], val
+               val_weights, batch - at)
+        return train[0], train[1], train_weights, val
 
     # Keras arguments NengoDL 3 accepted (passing them to Keras) that nengo_cuda has
     # no use for; everything else unknown is a TypeError, as in Python
     _GENERATOR_ARGS = ("max_queue_size", "workers", "use_multiprocessing")
 
-    def _check_keras_kwargs(self, what, kwargs, batch_size=None, sample_weight=None,
-                            class_weight=None, **batch_sizes):
+    def _check_keras_kwargs(self, what, kwargs, batch_size=None, class_weight=None,
+                            **batch_sizes):
         for name, value in dict(batch_size=batch_size, **batch_sizes).items():
             if value is not None and int(value) != self.sim.n_trials:
                 # as NengoDL: the minibatch size is fixed when the simulator is made
                 warnings.warn(f"{what}: ignoring {name}={value}; the minibatch size is "
                               f"the simulator's minibatch_size ({self.sim.n_trials})")
-        for name, value in (("sample_weight", sample_weight), ("class_weight", class_weight)):
-            if value is not None:
-                raise ValidationError(f"{what}: {name} is not supported", attr=name)
+        if class_weight is not None:
+            raise ValidationError(f"{what}: class_weight is not supported (give the "
+                                  "weights per item as sample_weight)", attr="class_weight")
         for name in [k for k in kwargs if k in self._GENERATOR_ARGS]:
             # (Keras 2's options for reading generators in parallel; Keras 3 has none)
             warnings.warn(f"{what}: ignoring {name}={kwargs.pop(name)!r}: data from "
@@ -611,19 +633,26 @@ class Trainer(ParameterIO):
             raise TypeError(f"{what}() got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, kwargs))}")
 
-    def _make_train_step(self, nodes, probes, steps, stateful, with_outputs):
+    def _sample_weights(self, sample_weight, y, what):
+        """Keras's ``sample_weight`` for targets ``y`` (`sample_weights`), or None."""
+        batch = next(iter(y.values())).shape[0]
+        return sample_weights.check_sample_weights(
+            sample_weight, y, batch, lambda k: self._lookup(k, None, "target"), what)
+
+    def _make_train_step(self, nodes, probes, steps, stateful, with_outputs, weighted=False):
         graph, opt = self.graph, self.optimizer
         variables = self.trainable_variables
         weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
         loss_fns = [self._loss_for(p) for p in probes]
 
-        def step(xs, ys, init, t0):
+        def step(xs, ys, ws, init, t0):
             with tf.GradientTape() as tape:
                 outs, final = graph(dict(zip(nodes, xs)), steps, probes,
                                     init=init, t0=t0, return_state=True)
                 outs = {p: self._history(p, o) for p, o in outs.items()}
-                losses = [self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p)
-                          for f, p, t in zip(loss_fns, probes, ys)]
+                losses = [self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p,
+                                       ws[j] if weighted else None)
+                          for j, (f, p, t) in enumerate(zip(loss_fns, probes, ys))]
                 loss = tf.add_n([w * v for w, v in zip(weights, losses)])
                 regularization = self._regularization()
                 if regularization is not None:
@@ -649,7 +678,7 @@ class Trainer(ParameterIO):
         f64 = tf.float64
 
         @tf.function(autograph=False, reduce_retracing=True)
-        def train_range(x_full, y_full, order, start, stop, state0, t0):
+        def train_range(x_full, y_full, w_full, order, start, stop, state0, t0):
             """Minibatches ``start .. stop - 1`` of an epoch (minibatch ``i``: the
             rows ``order[i]``) in one graph call.  ``state0``: the state to start
             from (``()``: the initial state); ``stateful``: minibatch ``i`` starts
@@ -665,7 +694,8 @@ class Trainer(ParameterIO):
                 steps_before = t0 + tf.cast(i * steps, f64) if stateful else t0
                 loss, losses, final, outs = step(
                     tuple(tf.gather(v, sel) for v in x_full),
-                    tuple(tf.gather(v, sel) for v in y_full), init, steps_before)
+                    tuple(tf.gather(v, sel) for v in y_full),
+                    tuple(tf.gather(v, sel) for v in w_full), init, steps_before)
                 per_probe = [a + tf.cast(v, f64) for a, v in zip(per_probe, losses)]
                 state = final if (stateful and init0 is not None) else state
                 arrays = [a.write(i - start, o) for a, o in zip(arrays, outs)]
@@ -817,7 +847,7 @@ class Trainer(ParameterIO):
         callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
         stateful = self._stateful(stateful, "predict")
-        x, _ = self._from_batches(x, None, steps, "predict")
+        x, _, _ = self._from_batches(x, None, steps, "predict")
         x = self._as_dict(x, "input")
         n_batches = steps
         if not x:
@@ -869,31 +899,33 @@ class Trainer(ParameterIO):
 
         Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
         (nothing is printed); ``return_dict`` is accepted, the result is always
-        the dict (as NengoDL's); ``sample_weight`` and ``steps`` other than all
-        minibatches are not supported; ``callbacks`` get Keras's test hooks.
+        the dict (as NengoDL's); ``sample_weight`` as in `fit`; ``steps`` other
+        than all minibatches is not supported; ``callbacks`` get Keras's test
+        hooks.
         """
         callbacks = kwargs.pop("callbacks", None)
-        self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size,
-                                 sample_weight=sample_weight)
+        self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size)
         stateful = self._stateful(stateful, "evaluate")
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
-        x, y = self._from_batches(x, y, steps, "evaluate")
+        x, y, sample_weight = self._from_batches(x, y, steps, "evaluate", sample_weight)
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
         n_batches = steps
         batch, steps = self._check(x, y, n_steps)
         self._check_steps("evaluate", n_batches, batch)
+        weights = self._sample_weights(sample_weight, y, "evaluate")
         cbs = self._callbacks(callbacks, batch)
         if cbs is None:
-            return self._evaluate(x, y, batch, steps, stateful)
+            return self._evaluate(x, y, batch, steps, stateful, weights=weights)
         cbs("on_test_begin")
-        logs = self._evaluate(x, y, batch, steps, stateful, cbs)
+        logs = self._evaluate(x, y, batch, steps, stateful, cbs, weights)
         cbs("on_test_end", logs=logs)
         return logs
 
-    def _evaluate(self, x, y, batch, steps, stateful, callbacks=None):
+    def _evaluate(self, x, y, batch, steps, stateful, callbacks=None, weights=None):
         """`evaluate` on checked data; ``callbacks`` (fit's validation): a
-        `callbacks.CallbackList` whose test batch hooks are called."""
+        `callbacks.CallbackList` whose test batch hooks are called; ``weights``:
+        sample weights by probe (`sample_weights`) or None."""
         metrics = self._metrics_for(list(y))
         for p in metrics:
             if p not in y:
@@ -908,9 +940,10 @@ class Trainer(ParameterIO):
             for p, target in y.items():
                 o = tf.constant(self._history(p, out[p]))
                 t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
-                per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p)))
+                w = None if weights is None else weights[p][sl]
+                per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p, w)))
                 for metric in metrics.get(p, ()):
-                    metric.update(t, o)
+                    metric.update(t, o, w)
             if callbacks is not None:
                 callbacks("on_test_batch_end", i, self._evaluate_results(per_probe, metrics))
         return self._evaluate_results(per_probe, metrics)
@@ -981,14 +1014,14 @@ class Trainer(ParameterIO):
         _refuse_unsupported("loss", combine=combine, extra_feeds=extra_feeds,
                             training=training)
         inputs, targets = self._split(data)
-        saved = (self.losses, self.loss_weights, self.metrics)
+        saved = (self.losses, self.loss_weights, self.metrics, self.weighted_metrics)
         objective = objective if objective is not None else {p: mse for p in targets}
         self.losses = self._losses(objective, nengo2_objective)
-        self.loss_weights, self.metrics = {}, None
+        self.loss_weights, self.metrics, self.weighted_metrics = {}, None, None
         try:
             return self.evaluate(inputs, self._outputs_only_targets(inputs, targets))["loss"]
         finally:
-            self.losses, self.loss_weights, self.metrics = saved
+            self.losses, self.loss_weights, self.metrics, self.weighted_metrics = saved
 
     def _split(self, data):
         if not isinstance(data, dict):

@@ -1,0 +1,122 @@
+"""``sample_weight`` in ``fit``/``evaluate`` (Keras's, which NengoDL passed
+through): checked against Keras training the same model (converted with
+`nengo_cuda.Converter`), per item and per item and step."""
+
+import nengo
+import numpy as np
+import pytest
+
+import nengo_cuda
+
+tf = pytest.importorskip("tensorflow")
+keras = tf.keras
+
+MB = 4
+
+
+def _model(temporal, seed=0):
+    keras.utils.set_random_seed(seed)
+    shape = (5, 3) if temporal else (3,)
+    inp = keras.Input(shape)
+    out = keras.layers.Dense(2)(keras.layers.Dense(6, activation="tanh")(inp))
+    return keras.Model(inp, out)
+
+
+def _data(temporal, n=8):
+    rng = np.random.RandomState(1)
+    lead = (n, 5) if temporal else (n,)
+    x, y = rng.uniform(-1, 1, lead + (3,)), rng.uniform(-1, 1, lead + (2,))
+    w = rng.uniform(0, 2, lead)
+    return x, y, w
+
+
+def _as_steps(a, temporal):
+    return a if temporal else a[:, None]
+
+
+@pytest.mark.parametrize("temporal", [False, True], ids=["per_item", "per_step"])
+def test_fit_and_evaluate_weigh_as_keras(temporal):
+    model = _model(temporal)
+    conv = nengo_cuda.Converter(model, temporal_model=temporal)
+    x, y, w = _data(temporal)
+    inp, p = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+    with nengo_cuda.Simulator(conv.net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.2), loss="mse", metrics=["mae"],
+                    weighted_metrics=["mae", "mse"])
+        before = sim.evaluate({inp: _as_steps(x, temporal)}, {p: _as_steps(y, temporal)},
+                              sample_weight=w)
+        history = sim.fit({inp: _as_steps(x, temporal)}, {p: _as_steps(y, temporal)},
+                          sample_weight=w, epochs=3, shuffle=False, verbose=0)
+        got = sim.predict({inp: _as_steps(x, temporal)})[p]
+    model.compile(optimizer=keras.optimizers.SGD(0.2), loss="mse", metrics=["mae"],
+                  weighted_metrics=["mae", "mse"])
+    expected_before = model.evaluate(x, y, sample_weight=w, batch_size=MB, verbose=0,
+                                     return_dict=True)
+    keras_history = model.fit(x, y, sample_weight=w, batch_size=MB, epochs=3,
+                              shuffle=False, verbose=0)
+    np.testing.assert_allclose(before["loss"], expected_before["loss"], rtol=1e-5)
+    # compiled metrics ignore the weights, weighted_metrics take them (Keras's names)
+    for name in ("mae", "weighted_mae", "mse"):
+        np.testing.assert_allclose(before[f"probe_{name}"], expected_before[name], rtol=1e-5)
+    np.testing.assert_allclose(history.history["loss"], keras_history.history["loss"],
+                               rtol=1e-4)
+    np.testing.assert_allclose(got.reshape(y.shape), model.predict(x, verbose=0), atol=1e-5)
+    # the weights matter (an unweighted fit ends elsewhere)
+    assert not np.allclose(before["loss"], sim_loss_unweighted(conv, x, y, temporal))
+
+
+def sim_loss_unweighted(conv, x, y, temporal):
+    model = conv.model
+    with nengo_cuda.Simulator(conv.net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(loss="mse")
+        return sim.evaluate({conv.inputs[model.inputs[0]]: _as_steps(x, temporal)},
+                            {conv.outputs[model.outputs[0]]: _as_steps(y, temporal)})["loss"]
+
+
+def test_weights_in_validation_split_data_and_datasets():
+    model = _model(False)
+    conv = nengo_cuda.Converter(model)
+    x, y, w = _data(False, n=16)
+    inp, p = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+    x3, y3 = x[:, None], y[:, None]
+    results = []
+    for form in ("split", "validation_data", "dataset"):
+        with nengo_cuda.Simulator(conv.net, minibatch_size=MB, progress_bar=False) as sim:
+            sim.compile(tf.optimizers.SGD(0.1), loss="mse")
+            if form == "split":
+                h = sim.fit({inp: x3}, {p: y3}, sample_weight={p: w}, validation_split=0.5,
+                            shuffle=False, verbose=0)
+            elif form == "validation_data":
+                h = sim.fit({inp: x3[:8]}, {p: y3[:8]}, sample_weight=w[:8], shuffle=False,
+                            validation_data=({inp: x3[8:]}, {p: y3[8:]}, w[8:]), verbose=0)
+            else:
+                def batches(lo, hi):
+                    return tf.data.Dataset.from_tensor_slices(
+                        ({inp.label: x3[lo:hi]}, {"probe": y3[lo:hi]}, w[lo:hi])).batch(MB)
+
+                h = sim.fit(batches(0, 8), shuffle=False, validation_data=batches(8, 16),
+                            verbose=0)
+            results.append((h.history["loss"], h.history["val_loss"]))
+            val = sim.evaluate({inp: x3[8:]}, {p: y3[8:]}, sample_weight=w[8:])["loss"]
+            assert np.isclose(h.history["val_loss"][-1], val, rtol=1e-6)
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-6)
+
+
+def test_weights_need_values_they_can_weigh():
+    model = _model(False)
+    conv = nengo_cuda.Converter(model)
+    x, y, w = _data(False)
+    inp, p = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+    feeds, targets = {inp: np.repeat(x[:, None], 2, axis=1)}, {p: np.repeat(y[:, None], 2,
+                                                                            axis=1)}
+    with nengo_cuda.Simulator(conv.net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(loss=nengo_cuda.obj.mse)  # NengoDL 2's: one value per item
+        sim.evaluate(feeds, targets, sample_weight=w)  # per item: fine
+        with pytest.raises(nengo.exceptions.ValidationError, match="per-step sample weights"):
+            sim.evaluate(feeds, targets, sample_weight=np.ones((8, 2)))
+        sim.compile(loss=lambda y_true, y_pred: tf.reduce_mean(tf.square(y_true - y_pred)))
+        with pytest.raises(nengo.exceptions.ValidationError, match="one value for the"):
+            sim.evaluate(feeds, targets, sample_weight=w)
+        with pytest.raises(nengo.exceptions.ValidationError, match="is not a Probe"):
+            sim.evaluate(feeds, targets, sample_weight={inp: w})
