@@ -374,7 +374,7 @@ def test_keras_fit_arguments():
         for kwargs, match in [
             (dict(sample_weight={p: np.ones(7)}), r"sample_weight for .* shape \(7,\)"),
             (dict(sample_weight=np.ones((8, 3))), r"expected \(8,\) .* or \(8, 5\)"),
-            (dict(class_weight={0: 1.0}), "class_weight"),
+            (dict(class_weight={0: 1.0}, sample_weight=np.ones(8)), "not both"),
             (dict(steps_per_epoch=2), "steps_per_epoch=2"),
             (dict(validation_split=0.5, validation_steps=1), "validation_steps=1"),
             (dict(validation_data=(x, y, np.ones(3))), "validation_data: sample_weight"),

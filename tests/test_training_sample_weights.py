@@ -120,3 +120,28 @@ def test_weights_need_values_they_can_weigh():
             sim.evaluate(feeds, targets, sample_weight=w)
         with pytest.raises(nengo.exceptions.ValidationError, match="is not a Probe"):
             sim.evaluate(feeds, targets, sample_weight={inp: w})
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_class_weight_as_keras(one_hot):
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Dense(8, activation="relu")(inp)))
+    conv = nengo_cuda.Converter(model, allow_fallback=True)  # (softmax: a TensorNode)
+    rng = np.random.RandomState(0)
+    x, labels = rng.uniform(-1, 1, (8, 4)), rng.randint(0, 3, (8, 1))
+    y = np.eye(3)[labels[:, 0]] if one_hot else labels
+    loss = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
+    class_weight = {0: 0.5, 2: 3.0}
+    n, p = conv.inputs[inp], conv.outputs[model.outputs[0]]
+    initial = model.get_weights()
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss)
+    theirs = model.fit(x, y, class_weight=class_weight, batch_size=MB, epochs=3,
+                       shuffle=False, verbose=0).history["loss"]
+    model.set_weights(initial)  # (the TensorNode runs the model's own last layer)
+    with nengo_cuda.Simulator(conv.net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.5), loss=loss)
+        ours = sim.fit({n: x[:, None]}, {p: y[:, None]}, class_weight=class_weight,
+                       epochs=3, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4)

@@ -9,7 +9,8 @@ The loss is Keras's ``sum_over_batch_size`` reduction of the weighted values:
 with ``values`` what the loss function returns per item (and per step: the
 built-in ``"mse"`` gives one value per item and step, as Keras's) and the
 weights broadcast over the values' trailing axes.  Metrics take the weights as
-Keras's metrics do (a weighted mean: ``sum(v * w) / sum(w)``).
+Keras's metrics do (a weighted mean: ``sum(v * w) / sum(w)``).  ``class_weight``
+gives each item (and step) the weight of its target class (`from_class_weight`).
 """
 
 import numpy as np
@@ -57,6 +58,30 @@ def check_sample_weights(sample_weight, y, batch, lookup, what):
                 attr="sample_weight")
         weights[probe] = w.reshape(batch, -1)
     return {p: weights.get(p, np.ones((batch, 1))) for p in probes}
+
+
+def from_class_weight(class_weight, sample_weight, y, what):
+    """Keras's ``class_weight`` ({class index: weight}) as ``sample_weight``
+    for the one probe with targets: each item's (and step's) class is its
+    target (class indices, or the argmax of one-hot targets), unlisted classes
+    weigh 1."""
+    if class_weight is None:
+        return sample_weight
+    if sample_weight is not None:
+        raise ValidationError(f"{what}: give class_weight or sample_weight, not both",
+                              attr="class_weight")
+    if not isinstance(class_weight, dict) or len(y) != 1:
+        raise ValidationError(
+            f"{what}: class_weight must be a dict {{class index: weight}}, for one probe "
+            f"with targets (got {type(class_weight).__name__}, {len(y)} probes)",
+            attr="class_weight")
+    (target,) = y.values()
+    classes = target[..., 0] if target.shape[-1] == 1 else np.argmax(target, axis=-1)
+    classes = np.round(classes).astype(np.int64)
+    weights = np.ones(classes.shape)
+    for c, w in class_weight.items():
+        weights[classes == int(c)] = float(w)
+    return weights
 
 
 def split(weights, at):

@@ -399,8 +399,10 @@ class Trainer(ParameterIO):
           ``(n, steps)``, an array for one probe with targets or a dict by
           probe; the losses and metrics weigh their values as Keras's do
           (`nengo_cuda.training.sample_weights`).
-        - ``class_weight``, ``steps_per_epoch`` and ``validation_steps`` (other
-          than the full data) are not supported and raise a ValidationError.
+        - ``class_weight`` ({class: weight}, one probe with targets): each
+          item's (and step's) target class gives its sample weight.
+        - ``steps_per_epoch`` and ``validation_steps`` (other than the full
+          data) are not supported and raise a ValidationError.
 
         Returns a ``tf.keras.callbacks.History``: ``history.history`` holds each
         epoch's ``"loss"`` (the mean over its minibatches of the objective),
@@ -409,8 +411,7 @@ class Trainer(ParameterIO):
         names `evaluate` reports, and ``"val_..."`` of those when validating.
         """
         self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
-                                 validation_batch_size=validation_batch_size,
-                                 class_weight=class_weight)
+                                 validation_batch_size=validation_batch_size)
         self._refuse_inference_only("it cannot be trained")
         if self.optimizer is None:
             raise SimulationError("call sim.compile(optimizer, loss) before sim.fit")
@@ -425,6 +426,7 @@ class Trainer(ParameterIO):
         if not y:
             raise ValidationError("fit needs targets (y)", attr="y")
         batch, steps = self._check(x, y, n_steps)
+        sample_weight = sample_weights.from_class_weight(class_weight, sample_weight, y, "fit")
         weights = self._sample_weights(sample_weight, y, "fit")
         x, y, weights, validation = self._validation(x, y, weights, batch, n_steps,
                                                      validation_data, validation_split)
@@ -615,16 +617,12 @@ class Trainer(ParameterIO):
     # no use for; everything else unknown is a TypeError, as in Python
     _GENERATOR_ARGS = ("max_queue_size", "workers", "use_multiprocessing")
 
-    def _check_keras_kwargs(self, what, kwargs, batch_size=None, class_weight=None,
-                            **batch_sizes):
+    def _check_keras_kwargs(self, what, kwargs, batch_size=None, **batch_sizes):
         for name, value in dict(batch_size=batch_size, **batch_sizes).items():
             if value is not None and int(value) != self.sim.n_trials:
                 # as NengoDL: the minibatch size is fixed when the simulator is made
                 warnings.warn(f"{what}: ignoring {name}={value}; the minibatch size is "
                               f"the simulator's minibatch_size ({self.sim.n_trials})")
-        if class_weight is not None:
-            raise ValidationError(f"{what}: class_weight is not supported (give the "
-                                  "weights per item as sample_weight)", attr="class_weight")
         for name in [k for k in kwargs if k in self._GENERATOR_ARGS]:
             # (Keras 2's options for reading generators in parallel; Keras 3 has none)
             warnings.warn(f"{what}: ignoring {name}={kwargs.pop(name)!r}: data from "
