@@ -23,6 +23,7 @@ import nengo
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
+from . import sample_weights
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .graph import TrainingGraph, trainable_signals
@@ -30,7 +31,6 @@ from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
 from .losses import objective as nengo2_objective
 from .names import zip_with_objects
 from .objectives import mse
-from . import sample_weights
 from .parameter_io import ParameterIO
 from .tensor_node import is_tensor_node_func
 
