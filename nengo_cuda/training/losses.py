@@ -30,7 +30,7 @@ import tensorflow as tf
 from nengo.exceptions import ValidationError
 
 from .names import io_names  # noqa: F401 (part of this module's API)
-from .objectives import mse
+from .objectives import mse, squared_errors
 
 
 def _shape_kind(y_true, y_pred):
@@ -71,9 +71,7 @@ def mse_per_step(outputs, targets):
     item and step ``(minibatch, n_steps)`` (the mean of these is
     `nengo_cuda.obj.mse`'s; per-step values take per-step sample weights).
     NaN targets count as no error, as in `nengo_cuda.obj.mse`."""
-    targets = tf.cast(targets, outputs.dtype)
-    targets = tf.where(tf.math.is_nan(targets), outputs, targets)
-    err = tf.square(targets - outputs)
+    err = squared_errors(outputs, targets)
     shape = tf.shape(err)
     return tf.reduce_mean(tf.reshape(err, (shape[0], shape[1], -1)), axis=2)
 

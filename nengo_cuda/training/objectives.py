@@ -13,7 +13,15 @@ def mse(outputs, targets):
     NengoDL 2's ``objectives.mse``: for targets known only at some steps."""
     import tensorflow as tf  # noqa: PLC0415
 
+    err = squared_errors(outputs, targets)
+    return tf.reduce_mean(tf.reshape(err, (tf.shape(err)[0], -1)), axis=1)
+
+
+def squared_errors(outputs, targets):
+    """``(targets - outputs) ** 2`` elementwise, 0 where a target is NaN (no
+    error: NengoDL 2's convention for targets known only at some steps)."""
+    import tensorflow as tf  # noqa: PLC0415
+
     targets = tf.cast(targets, outputs.dtype)
     targets = tf.where(tf.math.is_nan(targets), outputs, targets)
-    err = tf.square(targets - outputs)
-    return tf.reduce_mean(tf.reshape(err, (tf.shape(err)[0], -1)), axis=1)
+    return tf.square(targets - outputs)

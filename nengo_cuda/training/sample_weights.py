@@ -14,10 +14,11 @@ gives each item (and step) the weight of its target class (`from_class_weight`).
 """
 
 import numpy as np
+import tensorflow as tf
 from nengo.exceptions import ValidationError
 
 
-def check_sample_weights(sample_weight, y, batch, lookup, what):
+def check_sample_weights(sample_weight, y, lookup, what):
     """``{probe: (n, 1) or (n, steps) float64 array}`` for targets ``y``
     ({probe: (n, steps, size)}), or None.
 
@@ -27,6 +28,7 @@ def check_sample_weights(sample_weight, y, batch, lookup, what):
     if sample_weight is None:
         return None
     probes = list(y)
+    batch = next(iter(y.values())).shape[0]
     if isinstance(sample_weight, dict):
         given = {lookup(k): v for k, v in sample_weight.items()}
     elif isinstance(sample_weight, (list, tuple)):
@@ -91,7 +93,7 @@ def split(weights, at):
     return ({p: w[:at] for p, w in weights.items()}, {p: w[at:] for p, w in weights.items()})
 
 
-def weighted_mean(tf, values, weights, probe):
+def weighted_mean(values, weights, probe):
     """Keras's reduction of a loss's ``values`` (leading minibatch axis) with
     ``weights`` ``(mb, 1)`` or ``(mb, steps)``: ``sum(values * w) / size``."""
     rank = values.shape.rank

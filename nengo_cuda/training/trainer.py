@@ -352,7 +352,7 @@ class Trainer(ParameterIO):
                 f"scalar or values with a leading minibatch axis ({mb})", attr="loss")
         if weights is None:
             return tf.reduce_mean(value)
-        return sample_weights.weighted_mean(tf, value, weights, probe)
+        return sample_weights.weighted_mean(value, weights, probe)
 
     def fit(self, x=None, y=None, n_steps=None, epochs=1, shuffle=True, verbose="auto",
             stateful=False, callbacks=None, validation_data=None, validation_split=0.0,
@@ -462,11 +462,11 @@ class Trainer(ParameterIO):
         metrics = self._metrics_for(probes)
         with_outputs = tuple(p for p in probes if metrics.get(p))
         # (the variables too: a Keras layer frozen since the last fit must not train)
-        key = (tuple(x), tuple(probes), steps, stateful, with_outputs, weights is not None,
+        key = (tuple(x), tuple(probes), steps, stateful, with_outputs,
                tuple(id(v) for v in self.trainable_variables))
         if key not in self._train_fns:
             self._train_fns[key] = self._make_train_step(list(x), probes, steps, stateful,
-                                                         with_outputs, weights is not None)
+                                                         with_outputs)
         train_range = self._train_fns[key]
         dtype = self.sim.dtype
         ys = {k: v.astype(dtype) for k, v in y.items()}
@@ -633,23 +633,23 @@ class Trainer(ParameterIO):
 
     def _sample_weights(self, sample_weight, y, what):
         """Keras's ``sample_weight`` for targets ``y`` (`sample_weights`), or None."""
-        batch = next(iter(y.values())).shape[0]
         return sample_weights.check_sample_weights(
-            sample_weight, y, batch, lambda k: self._lookup(k, None, "target"), what)
+            sample_weight, y, lambda k: self._lookup(k, None, "target"), what)
 
-    def _make_train_step(self, nodes, probes, steps, stateful, with_outputs, weighted=False):
+    def _make_train_step(self, nodes, probes, steps, stateful, with_outputs):
         graph, opt = self.graph, self.optimizer
         variables = self.trainable_variables
         weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
         loss_fns = [self._loss_for(p) for p in probes]
 
         def step(xs, ys, ws, init, t0):
+            """``ws``: the sample weights by probe, or ``()`` (none)."""
             with tf.GradientTape() as tape:
                 outs, final = graph(dict(zip(nodes, xs)), steps, probes,
                                     init=init, t0=t0, return_state=True)
                 outs = {p: self._history(p, o) for p, o in outs.items()}
                 losses = [self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p,
-                                       ws[j] if weighted else None)
+                                       ws[j] if ws else None)
                           for j, (f, p, t) in enumerate(zip(loss_fns, probes, ys))]
                 loss = tf.add_n([w * v for w, v in zip(weights, losses)])
                 regularization = self._regularization()
