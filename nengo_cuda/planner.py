@@ -17,19 +17,22 @@ from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
 from . import deferral, fusion, optimizer, splitting, zero_inputs
+from .build_keys import BuildKeys
 from .fallback import FallbackGroup
 from .lowering import find_lowering
 from .program import Instruction, Program
 
 
 def order_operators(model, optimize):
-    """Nengo's dependency graph and step order (runs Nengo's optimizer if
-    asked, with a faster transitive closure: `nengo_cuda.optimizer`)."""
+    """Nengo's dependency graph, step order and `BuildKeys` (runs Nengo's
+    optimizer if asked, with a faster transitive closure:
+    `nengo_cuda.optimizer`)."""
+    keys = BuildKeys(model.operators)
     dg = operator_dependency_graph(model.operators)
     if optimize:
-        optimizer.optimize(model, dg)
+        keys.replace(optimizer.optimize(model, dg))
     step_order = [op for op in toposort(dg) if hasattr(op, "make_step")]
-    return dg, step_order
+    return dg, step_order, keys
 
 
 def schedule(dg, step_order, keys):

@@ -122,9 +122,10 @@ class TableSource:
         """After that run, which completed ``steps_done`` steps."""
 
     def get_state(self):
-        """What `set_state` needs to rewind the source's random streams to now
-        (None: the source keeps no state between runs)."""
-        return None
+        """What `set_state` needs to rewind the source's random streams to now:
+        ``{operator: its stream's state}`` for operators with one."""
+        return {}
 
     def set_state(self, state):
-        """Rewinds to a `get_state` result."""
+        """Rewinds to a `get_state` result (operators not in it are left as
+        they are)."""

@@ -214,7 +214,8 @@ class Simulator:
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
             with pt.next_stage("Building (running optimizer)", "Optimization"):
-                self.dg, self._step_order = order_operators(self.model, optimize)
+                self.dg, self._step_order, self._build_keys = order_operators(
+                    self.model, optimize)
 
         self._input_nodes = self._find_input_nodes()
         ops = self._step_order

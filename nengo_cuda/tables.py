@@ -37,10 +37,13 @@ class TableLoader:
             instr.tables.after_run(steps_done)
 
     def get_state(self):
-        """The tables' random streams now (see `TableSource.get_state`)."""
-        return [instr.tables.get_state() for _, instr in self.items]
+        """The tables' random streams now, ``{operator: state}`` (see
+        `TableSource.get_state`)."""
+        state = {}
+        for _, instr in self.items:
+            state.update(instr.tables.get_state())
+        return state
 
     def set_state(self, state):
-        for (_, instr), st in zip(self.items, state):
-            if st is not None:
-                instr.tables.set_state(st)
+        for _, instr in self.items:
+            instr.tables.set_state(state)

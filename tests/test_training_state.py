@@ -9,6 +9,7 @@ import pytest
 import nengo
 
 import nengo_cuda
+from networks import NETWORKS, mixed_network
 
 tf = pytest.importorskip("tensorflow")
 
@@ -280,36 +281,77 @@ def test_stateful_rejects_bad_calls():
         assert sim.n_steps == 5
 
 
+def _stateful_net(seed=3):
+    """Filters, adapting neurons and white noise: state that persists between steps,
+    in signals Nengo's optimizer merges (in another order in each build)."""
+    with nengo.Network(seed=seed) as net:
+        inp = nengo.Node(nengo.processes.WhiteNoise(seed=1), size_out=2)
+        a = nengo.Ensemble(12, 2)
+        b = nengo.Ensemble(10, 2, neuron_type=nengo.AdaptiveLIF(tau_n=0.05))
+        c = nengo.Ensemble(8, 1)
+        nengo.Connection(inp, a, synapse=0.005)
+        nengo.Connection(a, b, synapse=0.01)
+        nengo.Connection(b[0], c, synapse=nengo.Alpha(0.02))
+        nengo.Connection(c, a[1], synapse=0.01)
+        p = nengo.Probe(c, synapse=0.02)
+    return net, p
+
+
 def test_save_params_include_state(tmp_path):
     """NengoDL 3.2's include_state: a loaded state continues the saved run
-    (white noise's random stream too); another layout's state is refused."""
-    with nengo.Network(seed=3) as net:
-        inp = nengo.Node(nengo.processes.WhiteNoise(seed=1), size_out=1)
-        ens = nengo.Ensemble(12, 1)
-        nengo.Connection(inp, ens, synapse=0.005)
-        p = nengo.Probe(ens, synapse=0.02)
-    with nengo_cuda.Simulator(net, optimize=False, progress_bar=False) as sim:
+    (white noise's random stream too) in other builds of the network, whose
+    optimizer merged the state signals in other orders; the state of another
+    network or minibatch size is refused."""
+    net, p = _stateful_net()
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
         sim.run_steps(40)
         sim.save_params(tmp_path / "with_state", include_state=True)
         sim.save_params(tmp_path / "params_only")
         sim.run_steps(30)
         expected = sim.data[p][40:].copy()
-    with nengo_cuda.Simulator(net, optimize=False, progress_bar=False) as sim:
-        sim.load_params(tmp_path / "with_state", include_state=True)
-        assert sim.n_steps == 40 and sim.time == pytest.approx(0.04)
-        sim.run_steps(30)
-        np.testing.assert_allclose(sim.data[p], expected, atol=1e-6)
-        with pytest.raises(nengo.exceptions.SimulationError, match="no simulation state"):
-            sim.load_params(tmp_path / "params_only", include_state=True)
-    with nengo_cuda.Simulator(net, optimize=False, minibatch_size=2, progress_bar=False) as sim:
+    for _ in range(4):
+        with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+            sim.load_params(tmp_path / "with_state", include_state=True)
+            assert sim.n_steps == 40 and sim.time == pytest.approx(0.04)
+            sim.run_steps(30)
+            np.testing.assert_allclose(sim.data[p], expected, atol=1e-6)
+            with pytest.raises(nengo.exceptions.SimulationError, match="no simulation state"):
+                sim.load_params(tmp_path / "params_only", include_state=True)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         sim.load_params(tmp_path / "with_state")  # the parameters load anywhere
-        with pytest.raises(nengo.exceptions.SimulationError, match="lie elsewhere"):
+        with pytest.raises(nengo.exceptions.SimulationError, match="1 trials.*minibatch_size=2"):
             sim.load_params(tmp_path / "with_state", include_state=True)
         with pytest.warns(DeprecationWarning, match="include_non_trainable"):
             sim.save_params(tmp_path / "old", include_non_trainable=True)  # = include_state
         with pytest.warns(DeprecationWarning):
             sim.load_params(tmp_path / "old", include_non_trainable=True)
         assert sim.n_steps == 0
+    other, _ = _stateful_net()
+    with other:
+        nengo.Ensemble(5, 1)
+    with nengo_cuda.Simulator(other, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.SimulationError, match="another network"):
+            sim.load_params(tmp_path / "with_state", include_state=True)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS) + ["mixed"])
+def test_saved_state_is_all_state(name, tmp_path):
+    """Every element of the state pools belongs to exactly one saved signal, so a
+    loaded state is the whole state: every trial continues as it would have."""
+    net = mixed_network()[0] if name == "mixed" else NETWORKS[name]()[0]
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.run_steps(20)
+        sim.save_params(tmp_path / "state", include_state=True)
+        state = sim._save_state()
+        io = sim._trainer()
+        index = io._state_indices(io._state_signals())
+        for pool, size in (("float", sim.layout.f_state), ("int", sim.layout.i_state)):
+            np.testing.assert_array_equal(np.bincount(index[pool], minlength=size), 1)
+        sim.run_steps(5)
+        sim.load_params(tmp_path / "state", include_state=True)
+        after = sim._save_state()
+        np.testing.assert_array_equal(after["f"], state["f"])
+        np.testing.assert_array_equal(after["i"], state["i"])
 
 
 def test_learning_phase_runs_predict_in_training_mode():

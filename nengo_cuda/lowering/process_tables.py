@@ -295,8 +295,9 @@ class ProcessTables(TableSource):
             column.after_run(steps_done)
 
     def get_state(self):
-        return [column.get_state() for column in self.stepped]
+        return {column.op: column.get_state() for column in self.stepped}
 
     def set_state(self, state):
-        for column, st in zip(self.stepped, state):
-            column.set_state(st)
+        for column in self.stepped:
+            if column.op in state:
+                column.set_state(state[column.op])

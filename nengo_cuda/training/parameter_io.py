@@ -8,15 +8,14 @@ objects, for `nengo.Simulator` and other networks).
 trainer's ``sim``, Keras variables and training graph).
 """
 
-import hashlib
 import pickle
-import re
 import warnings
 
 import numpy as np
 import nengo
 from nengo.exceptions import SimulationError, ValidationError
 
+from ..layout import FLOAT, INT, OTHER
 from ..params import with_kernel
 
 
@@ -61,8 +60,8 @@ class ParameterIO:
 
         ``include_state`` (NengoDL 3.2): also the simulation state (state
         signals of every trial, step count, native processes' random streams),
-        which loads only into a build with the same signal layout (the same
-        network and Simulator arguments; see `_state_layout`).
+        keyed so that it loads into any build of the same network with the
+        same ``minibatch_size`` (see `_state_arrays`).
         ``include_non_trainable``: NengoDL 3.0's name for ``include_state``
         (deprecated there since 3.2).
         """
@@ -108,41 +107,91 @@ class ParameterIO:
         for var, value in zip(keras_vars, weights):
             var.assign(value)
         if include_state:
-            self.sim._restore_state({
-                "f": state["state:f"], "i": state["state:i"],
-                "tables": pickle.loads(state["state:tables"].tobytes()),
-                "n_steps": int(state["state:n_steps"]),
-                "time": float(state["state:n_steps"]) * self.sim.dt})
+            self._load_state(state, path)
         if self._graph is not None:
             self._graph.reload()
 
-    def _state_layout(self):
-        """A digest of where the state signals lie (names, shapes, pools, in
-        placement order), the trial count and dtype: saved state loads only
-        where it is the same."""
+    def _state_signals(self):
+        """``[(key, signal)]``: the build's state, as the signals of the
+        builder's base signals (`nengo_cuda.build_keys.BuildKeys`: keys and
+        names that are the same in every build of the network) that lie in
+        the per-trial state pools."""
+        placement = self.sim.layout.placement
+        found = []
+        for key, sig in self.sim._build_keys.signals.items():
+            placed = placement.get(sig.base)
+            if placed is not None and placed[0] != OTHER and not placed[1]:
+                found.append((key, sig))
+        return found
+
+    def _state_indices(self, signals):
+        """Per pool, the elements of ``signals`` in one trial's state block
+        (in the order of ``signals``)."""
         layout = self.sim.layout
-        # (names without memory addresses: another process gives others)
-        parts = [(re.sub(r"(at )?0x[0-9a-fA-F]+", "", str(b.name)), tuple(b.shape), str(p[0]))
-                 for b, p in layout.placement.items() if not p[1]]
-        text = repr((parts, self.sim.n_trials, str(self.sim.dtype)))
-        return hashlib.sha256(text.encode()).hexdigest()
+        indices = {FLOAT: [np.zeros(0, np.int64)], INT: [np.zeros(0, np.int64)]}
+        for _, sig in signals:
+            pool = layout.pool_of(sig)
+            n_shared = layout.f_shared if pool == FLOAT else layout.i_shared
+            indices[pool].append(layout.addresses(sig).ravel() - n_shared)
+        return {pool: np.concatenate(parts) for pool, parts in indices.items()}
 
     def _state_arrays(self):
+        """The simulation state as `save_params` stores it: each state signal's
+        values in every trial (float and int pools, one row per trial), the
+        tables' random streams and the step count, keyed by `BuildKeys`."""
         state = self.sim._save_state()
-        return {"state:f": state["f"], "state:i": state["i"],
-                "state:tables": np.frombuffer(pickle.dumps(state["tables"]), np.uint8),
-                "state:n_steps": np.array(state["n_steps"]),
-                "state:layout": np.array(self._state_layout())}
+        signals = self._state_signals()
+        names = self.sim._build_keys.names
+        index = self._state_indices(signals)
+        n = self.sim.n_trials
+        for pool, values in ((FLOAT, state["f"]), (INT, state["i"])):
+            # every state element belongs to one builder signal (Nengo's merges
+            # only concatenate them); one that did not would be lost silently
+            if np.count_nonzero(np.bincount(index[pool], minlength=values.size // n)) \
+                    != values.size // n:
+                raise SimulationError("cannot save the simulation state: part of the "
+                                      f"{pool} state belongs to no signal of the build")
+        op_keys = self.sim._build_keys.ops
+        tables = {op_keys[op]: st for op, st in state["tables"].items()}
+        return {"state:signals": np.array([f"{key} {names[key]}" for key, _ in signals]),
+                "state:f": state["f"].reshape(n, -1)[:, index[FLOAT]],
+                "state:i": state["i"].reshape(n, -1)[:, index[INT]],
+                "state:tables": np.frombuffer(pickle.dumps(tables), np.uint8),
+                "state:n_steps": np.array(state["n_steps"])}
 
-    def _check_state(self, state, path):
-        if "state:layout" not in state:
+    def _load_state(self, saved, path):
+        """Writes `_state_arrays` output (checked by `_check_state`) into the
+        simulator's state."""
+        state = self.sim._save_state()
+        index = self._state_indices(self._state_signals())
+        n = self.sim.n_trials
+        f, i = state["f"].reshape(n, -1), state["i"].reshape(n, -1)
+        f[:, index[FLOAT]] = saved["state:f"]
+        i[:, index[INT]] = saved["state:i"]
+        ops = {key: op for op, key in self.sim._build_keys.ops.items()}
+        tables = pickle.loads(saved["state:tables"].tobytes())
+        n_steps = int(saved["state:n_steps"])
+        self.sim._restore_state({
+            "f": f.ravel(), "i": i.ravel(),
+            "tables": {ops[key]: st for key, st in tables.items()},
+            "n_steps": n_steps, "time": n_steps * self.sim.dt})
+
+    def _check_state(self, saved, path):
+        if "state:signals" not in saved:
             raise SimulationError(f"{path}.npz holds no simulation state (save it with "
                                   "save_params(..., include_state=True))")
-        if str(state["state:layout"]) != self._state_layout():
+        names = self.sim._build_keys.names
+        here = [f"{key} {names[key]}" for key, _ in self._state_signals()]
+        if list(saved["state:signals"]) != here:
             raise SimulationError(
-                f"the state in {path}.npz was saved from a build whose state signals lie "
-                "elsewhere (another network, minibatch_size, dtype, or an optimizer merge "
-                "that went another way); its parameters load with include_state=False")
+                f"the state in {path}.npz was saved from another network (its state "
+                "signals differ from this one's); its parameters load with "
+                "include_state=False")
+        n_saved = saved["state:f"].shape[0]
+        if n_saved != self.sim.n_trials:
+            raise SimulationError(
+                f"the state in {path}.npz holds {n_saved} trials; this simulator has "
+                f"minibatch_size={self.sim.minibatch_size} ({self.sim.n_trials} trials)")
 
     def get_nengo_params(self, objs, as_dict=False):
         """NengoDL's: kwargs that give new Nengo objects the current (trained)

@@ -1,0 +1,54 @@
+"""Names for a build's operators and signals that are the same in every build
+of a network.
+
+Nengo's optimizer merges operators and signals in the iteration order of sets,
+so which merged base holds a signal, and where in it, changes from one build
+of a network to the next (even within one process).  Before the optimizer
+runs, the builder's operators are in build order (the network's objects in
+their order), the same in every build: `BuildKeys` names each operator by its
+position there and each base signal by the first operator slot (position in
+``op.all_signals``) that uses it, then follows the optimizer's signal
+replacements to the view of a merged base that holds each signal now.
+Saved simulation state is keyed by these names (`nengo_cuda.training.parameter_io`).
+"""
+
+import re
+
+
+class BuildKeys:
+    """Stable names of ``operators`` (the builder's, before any merge) and of
+    their base signals.
+
+    Attributes
+    ----------
+    ops : dict
+        ``{operator: key}``; operators the optimizer merged keep their entry
+        (no longer in the build).
+    signals : dict
+        ``{key: signal}``, in build order: each base signal, or after
+        `replace`, the view that holds its elements now.
+    """
+
+    def __init__(self, operators):
+        self.ops = {op: str(i) for i, op in enumerate(operators)}
+        bases = {}
+        for i, op in enumerate(operators):
+            for j, sig in enumerate(op.all_signals):
+                bases.setdefault(sig.base, f"{i}.{j}")
+        self.signals = {key: base for base, key in bases.items()}
+        self.names = {key: describe(base) for key, base in self.signals.items()}
+
+    def replace(self, replacements):
+        """Follows ``{signal: replacement}`` (Nengo's optimizer's
+        ``sig_replacements``, where a replacement may be replaced again)."""
+        for key, sig in self.signals.items():
+            while sig in replacements:
+                sig = replacements[sig]
+            self.signals[key] = sig
+
+
+def describe(sig):
+    """A signal's name (without memory addresses, which differ between
+    processes), shape and dtype kind."""
+    name = re.sub(r"(at )?0x[0-9a-fA-F]+", "", str(sig.name))
+    return f"{name} {tuple(sig.shape)} {sig.dtype.kind}"
