@@ -27,6 +27,10 @@ class BuildKeys:
     signals : dict
         ``{key: signal}``, in build order: each base signal, or after
         `replace`, the view that holds its elements now.
+    names : dict
+        ``{key: describe(signal)}`` of the builder's signals.
+    written : set
+        Keys of the signals that the builder's operators write.
     """
 
     def __init__(self, operators):
@@ -37,6 +41,11 @@ class BuildKeys:
                 bases.setdefault(sig.base, f"{i}.{j}")
         self.signals = {key: base for base, key in bases.items()}
         self.names = {key: describe(base) for key, base in self.signals.items()}
+        # which the builder's operators write (the same in every build, where
+        # whether a base lies in the per-trial state depends on the merges:
+        # a constant merged with written signals does)
+        written = {s.base for op in operators for s in op.sets + op.incs + op.updates}
+        self.written = {key for base, key in bases.items() if base in written}
 
     def replace(self, replacements):
         """Follows ``{signal: replacement}`` (Nengo's optimizer's

@@ -375,8 +375,8 @@ def test_keras_fit_arguments():
             (dict(sample_weight={p: np.ones(7)}), r"sample_weight for .* shape \(7,\)"),
             (dict(sample_weight=np.ones((8, 3))), r"expected \(8,\) .* or \(8, 5\)"),
             (dict(class_weight={0: 1.0}, sample_weight=np.ones(8)), "not both"),
-            (dict(steps_per_epoch=2), "steps_per_epoch=2"),
-            (dict(validation_split=0.5, validation_steps=1), "validation_steps=1"),
+            (dict(steps_per_epoch=0), "steps_per_epoch must be a positive integer"),
+            (dict(validation_split=0.5, validation_steps=1.5), "validation_steps must be"),
             (dict(validation_data=(x, y, np.ones(3))), "validation_data: sample_weight"),
             (dict(validation_data=x), "tuple"),
             (dict(validation_freq="2"), "validation_freq"),
@@ -406,8 +406,8 @@ def test_keras_fit_arguments():
         names = sorted(result)
         assert hooks == [("test", i, names) for i in range(4)] + [
             ("predict", i, ["outputs"]) for i in range(4)]
-        with pytest.raises(nengo.exceptions.ValidationError, match="steps=1"):
-            sim.evaluate(*data, steps=1)
+        with pytest.raises(nengo.exceptions.ValidationError, match="steps must be"):
+            sim.evaluate(*data, steps=0)
         with pytest.raises(nengo.exceptions.ValidationError, match="sample_weight"):
             sim.evaluate(*data, sample_weight=np.ones(9))
         with pytest.raises(TypeError, match="'nonsense'"):

@@ -345,7 +345,7 @@ def test_saved_state_continues_in_another_build(name, tmp_path):
         sim.run_steps(20)
         sim.save_params(tmp_path / "state", include_state=True)
         io = sim._trainer()
-        index = io._state_indices(io._state_signals())
+        index = io._state_indices(io._state_signals(written_only=False))
         for pool, size in (("float", sim.layout.f_state), ("int", sim.layout.i_state)):
             np.testing.assert_array_equal(np.bincount(index[pool], minlength=size), 1)
         sim.run_steps(15)

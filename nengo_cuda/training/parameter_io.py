@@ -111,16 +111,20 @@ class ParameterIO:
         if self._graph is not None:
             self._graph.reload()
 
-    def _state_signals(self):
+    def _state_signals(self, written_only=True):
         """``[(key, signal)]``: the build's state, as the signals of the
         builder's base signals (`nengo_cuda.build_keys.BuildKeys`: keys and
         names that are the same in every build of the network) that lie in
-        the per-trial state pools."""
+        the per-trial state pools and that operators write (the others there,
+        constants merged with written signals, keep their values; which they
+        are differs between builds).  ``written_only=False``: all in the pools."""
+        keys = self.sim._build_keys
         placement = self.sim.layout.placement
         found = []
-        for key, sig in self.sim._build_keys.signals.items():
+        for key, sig in keys.signals.items():
             placed = placement.get(sig.base)
-            if placed is not None and placed[0] != OTHER and not placed[1]:
+            if placed is not None and placed[0] != OTHER and not placed[1] and (
+                    key in keys.written or not written_only):
                 found.append((key, sig))
         return found
 
@@ -140,17 +144,18 @@ class ParameterIO:
         values in every trial (float and int pools, one row per trial), the
         tables' random streams and the step count, keyed by `BuildKeys`."""
         state = self.sim._save_state()
-        signals = self._state_signals()
-        names = self.sim._build_keys.names
-        index = self._state_indices(signals)
         n = self.sim.n_trials
+        everything = self._state_indices(self._state_signals(written_only=False))
         for pool, values in ((FLOAT, state["f"]), (INT, state["i"])):
             # every state element belongs to one builder signal (Nengo's merges
             # only concatenate them); one that did not would be lost silently
-            if np.count_nonzero(np.bincount(index[pool], minlength=values.size // n)) \
+            if np.count_nonzero(np.bincount(everything[pool], minlength=values.size // n)) \
                     != values.size // n:
                 raise SimulationError("cannot save the simulation state: part of the "
                                       f"{pool} state belongs to no signal of the build")
+        signals = self._state_signals()
+        names = self.sim._build_keys.names
+        index = self._state_indices(signals)
         op_keys = self.sim._build_keys.ops
         tables = {op_keys[op]: st for op, st in state["tables"].items()}
         return {"state:signals": np.array([f"{key} {names[key]}" for key, _ in signals]),

@@ -26,6 +26,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from . import sample_weights
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
+from .epochs import ArrayEpochs, SourceEpochs, ran_out_message, steps_argument
 from .graph import TrainingGraph, trainable_signals
 from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
 from .losses import objective as nengo2_objective
@@ -38,6 +39,14 @@ from .tensor_node import is_tensor_node_func
 def _is_batch_source(data):
     """Whether ``data`` gives minibatches: a ``tf.data.Dataset`` or an iterator."""
     return isinstance(data, tf.data.Dataset) or hasattr(data, "__next__")
+
+
+def _refuse_beside_source(what, **data):
+    for name, value in data.items():
+        if value is not None:
+            raise ValidationError(f"{what}: {name} must be None when x is a dataset or "
+                                  "generator (it yields (x, y) or (x, y, sample_weight))",
+                                  attr=name)
 
 
 def _refuse_unsupported(method, **options):
@@ -164,15 +173,19 @@ class Trainer(ParameterIO):
         ``(x, y, sample_weight)``; other ``x`` is returned as given."""
         if not _is_batch_source(x):
             return x, y, sample_weight
-        for name, value in (("y", y), ("sample_weight", sample_weight)):
-            if value is not None:
-                raise ValidationError(f"{what}: {name} must be None when x is a dataset or "
-                                      "generator (it yields (x, y) or (x, y, sample_weight))",
-                                      attr=name)
-        xs, ys, ws = [], [], []
+        _refuse_beside_source(what, y=y, sample_weight=sample_weight)
+        batches = []
         for i, element in enumerate(x):
             if limit is not None and i >= int(limit):
                 break
+            batches.append(element)
+        return self._join_batches(batches, what)
+
+    def _join_batches(self, batches, what):
+        """``(x, y, sample_weight)``: the elements of a Dataset or generator (see
+        `_from_batches`) joined along the items."""
+        xs, ys, ws = [], [], []
+        for element in batches:
             parts = element if isinstance(element, tuple) and len(element) in (2, 3) \
                 else (element,)
             xs.append(parts[0])
@@ -362,7 +375,8 @@ class Trainer(ParameterIO):
         """Trains on ``x`` (input Nodes) and ``y`` (targets by Probe) with rate neurons.
 
         Each epoch visits the minibatches of a permutation of the items (seeded
-        by the simulator's seed; ``shuffle=False``: in order) and, per
+        by the simulator's seed; ``shuffle=False``, or data from a Dataset or
+        generator, as Keras: in order) and, per
         minibatch, applies the optimizer to the gradient of
         ``sum_p loss_weight_p * mean(loss_p(y_p, output_p))`` with respect to
         `trainable_variables`.  The trained Nengo parameters are then written
@@ -375,8 +389,9 @@ class Trainer(ParameterIO):
         advance by every minibatch's steps).
 
         ``x`` may also be a ``tf.data.Dataset`` or a generator of ``(x, y)``
-        minibatches (`_from_batches`; ``steps_per_epoch`` batches of an endless
-        one), as in Keras and NengoDL; so may ``validation_data``.
+        minibatches (`_from_batches`; with ``steps_per_epoch``, read that many
+        batches an epoch, as Keras reads an endless one), as in Keras and
+        NengoDL; so may ``validation_data``.
 
         Keras ``fit`` arguments (see docs/training-state.md):
 
@@ -401,8 +416,11 @@ class Trainer(ParameterIO):
           (`nengo_cuda.training.sample_weights`).
         - ``class_weight`` ({class: weight}, one probe with targets): each
           item's (and step's) target class gives its sample weight.
-        - ``steps_per_epoch`` and ``validation_steps`` (other than the full
-          data) are not supported and raise a ValidationError.
+        - ``steps_per_epoch``: minibatches per epoch, taken as Keras 3 takes
+          them (`nengo_cuda.training.epochs`): epochs continue one pass over
+          the data (a Dataset or generator: read an epoch at a time), one that
+          runs out ends early with a warning.  ``validation_steps``: each
+          validation runs the first that many minibatches.
 
         Returns a ``tf.keras.callbacks.History``: ``history.history`` holds each
         epoch's ``"loss"`` (the mean over its minibatches of the objective),
@@ -418,16 +436,41 @@ class Trainer(ParameterIO):
         if self.losses is None:
             raise SimulationError("call sim.compile with a loss before sim.fit")
         stateful = self._stateful(stateful, "fit")
-        x, y, sample_weight = self._from_batches(x, y, steps_per_epoch, "fit", sample_weight)
+        steps_per_epoch = steps_argument(steps_per_epoch, "steps_per_epoch")
+        validation_steps = steps_argument(validation_steps, "validation_steps")
+        # a Dataset or generator with steps_per_epoch is read an epoch at a time
+        # (Keras's endless ones); without, read once (each epoch a pass over it)
+        source = None
+        if _is_batch_source(x):
+            shuffle = False  # Keras ignores it for datasets and generators
+        if _is_batch_source(x) and steps_per_epoch is not None:
+            _refuse_beside_source("fit", y=y, sample_weight=sample_weight)
+            if validation_split:
+                raise ValidationError("fit: validation_split needs arrays (as in Keras); "
+                                      "give validation_data with a dataset or generator",
+                                      attr="validation_split")
+            source = SourceEpochs(x, steps_per_epoch)
+            first = source.next_epoch()
+            if not first[0]:
+                raise ValidationError("fit: the dataset or generator gave no batches",
+                                      attr="x")
+            x, y, sample_weight = self._join_batches(first[0], "fit")
+        else:
+            x, y, sample_weight = self._from_batches(x, y, None, "fit", sample_weight)
         if _is_batch_source(validation_data):
             validation_data = self._from_batches(validation_data, None, validation_steps,
                                                  "validation_data")
-        x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
-        if not y:
-            raise ValidationError("fit needs targets (y)", attr="y")
-        batch, steps = self._check(x, y, n_steps)
-        sample_weight = sample_weights.from_class_weight(class_weight, sample_weight, y, "fit")
-        weights = self._sample_weights(sample_weight, y, "fit")
+
+        def prepare(x, y, sample_weight):
+            x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
+            if not y:
+                raise ValidationError("fit needs targets (y)", attr="y")
+            batch, steps = self._check(x, y, n_steps)
+            sample_weight = sample_weights.from_class_weight(class_weight, sample_weight, y,
+                                                             "fit")
+            return x, y, self._sample_weights(sample_weight, y, "fit"), batch, steps
+
+        x, y, weights, batch, steps = prepare(x, y, sample_weight)
         x, y, weights, validation = self._validation(x, y, weights, batch, n_steps,
                                                      validation_data, validation_split)
         if validation is not None:
@@ -448,16 +491,9 @@ class Trainer(ParameterIO):
             warnings.warn("fit: no parameters are trainable (see configure_settings; "
                           "TensorNodes' Keras layers train too): nothing changes", stacklevel=3)
         mb = self.sim.n_trials
-        n_batches = batch // mb
-        if steps_per_epoch is not None and int(steps_per_epoch) != n_batches:
-            raise ValidationError(
-                f"steps_per_epoch={steps_per_epoch} is not supported: every epoch visits "
-                f"all {n_batches} minibatches of the data", attr="steps_per_epoch")
-        if validation_steps is not None and (
-                validation is None or int(validation_steps) != validation[3] // mb):
-            raise ValidationError(
-                f"validation_steps={validation_steps} is not supported: validation runs "
-                "all minibatches of the validation data", attr="validation_steps")
+        if validation is not None and validation_steps is not None:
+            validation = self._first_minibatches(validation, validation_steps,
+                                                 "validation_steps")
         probes = list(y)
         metrics = self._metrics_for(probes)
         with_outputs = tuple(p for p in probes if metrics.get(p))
@@ -469,26 +505,53 @@ class Trainer(ParameterIO):
                                                          with_outputs)
         train_range = self._train_fns[key]
         dtype = self.sim.dtype
-        ys = {k: v.astype(dtype) for k, v in y.items()}
         rng = np.random.RandomState(self.sim.seed)
-        x_full = tuple(tf.constant(v.astype(dtype)) for v in x.values())
-        y_full = tuple(tf.constant(ys[p]) for p in probes)
-        w_full = () if weights is None else tuple(tf.constant(weights[p]) for p in probes)
+
+        def upload(x, y, weights):
+            ys = {k: v.astype(dtype) for k, v in y.items()}
+            return (ys, tuple(tf.constant(v.astype(dtype)) for v in x.values()),
+                    tuple(tf.constant(ys[p]) for p in probes),
+                    () if weights is None else tuple(tf.constant(weights[p]) for p in probes))
+
+        ys, x_full, y_full, w_full = upload(x, y, weights)
+        passes = ArrayEpochs(batch, mb, steps_per_epoch, shuffle, rng) if source is None \
+            else None
         # the simulator's state: where every minibatch (or, stateful, the first) starts
         state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
         t0 = self.sim.n_steps if self.sim._stateful else 0
 
         model = self.keras_model
         verbose = 1 if verbose == "auto" else verbose  # as Keras resolves it
-        cbs = CallbackList(callbacks, model, {"epochs": int(epochs), "steps": n_batches,
-                                              "verbose": verbose}, fit=True)
+        cbs = CallbackList(callbacks, model, {
+            "epochs": int(epochs), "steps": steps_per_epoch or batch // mb,
+            "verbose": verbose}, fit=True)
         model.stop_training = False
         cbs("on_train_begin")
         epoch_logs = None
         for epoch in range(int(initial_epoch), int(epochs)):
+            if source is None:
+                order, ran_out = passes.next_epoch()
+            else:  # this epoch's batches from the source
+                batches, ran_out = first if first is not None else source.next_epoch()
+                if not batches:
+                    warnings.warn(ran_out_message(0, steps_per_epoch, epoch) +
+                                  "; the generator gave no more: training stops", stacklevel=3)
+                    break
+                if first is None:
+                    x, y, weights, batch, more_steps = prepare(
+                        *self._join_batches(batches, "fit"))
+                    if more_steps != steps or list(y) != probes:
+                        raise ValidationError(
+                            f"fit: the batches of epoch {epoch + 1} have {more_steps} steps "
+                            f"and targets for {list(y)}; the first had {steps} and {probes}",
+                            attr="x")
+                    ys, x_full, y_full, w_full = upload(x, y, weights)
+                first = None
+                order = np.arange(batch).reshape(-1, mb)
+            if ran_out:
+                warnings.warn(ran_out_message(len(order), steps_per_epoch, epoch), stacklevel=3)
+            n_batches = len(order)
             cbs("on_epoch_begin", epoch)
-            order = rng.permutation(batch) if shuffle else np.arange(batch)
-            order = order.reshape(n_batches, mb)
             order_t = tf.constant(order.astype(np.int32))
             for metric in (m for ms in metrics.values() for m in ms):
                 metric.reset()
@@ -548,12 +611,26 @@ class Trainer(ParameterIO):
         self._sync(stateful, state, t0)
         return cbs.history
 
-    def _check_steps(self, what, steps, batch):
-        """Keras's ``steps`` (minibatches to run): only all of them."""
-        if steps is not None and int(steps) != batch // self.sim.n_trials:
-            raise ValidationError(
-                f"{what}: steps={steps} is not supported; {what} runs all "
-                f"{batch // self.sim.n_trials} minibatches of the data", attr="steps")
+    def _first_minibatches(self, data, steps, name, what="fit"):
+        """``(x, y, weights, batch)`` cut to its first ``steps`` minibatches
+        (Keras's ``steps``, ``validation_steps``: each run takes the first ones);
+        data of fewer minibatches runs whole, with a warning (Keras's input runs
+        out)."""
+        x, y, weights, batch = data
+        mb = self.sim.n_trials
+        if steps is None:
+            return data
+        if steps > batch // mb:
+            warnings.warn(f"{what}: {name}={steps}, but the data holds {batch // mb} "
+                          "minibatches: running those (as Keras, whose input runs out)",
+                          stacklevel=4)
+            return data
+        items = steps * mb
+
+        def cut(d):
+            return None if d is None else {k: v[:items] for k, v in d.items()}
+
+        return cut(x), cut(y), cut(weights), items
 
     def _sync(self, stateful, state, t0):
         """Writes the trained parameters (and, ``stateful``, the state and step
@@ -839,22 +916,23 @@ class Trainer(ParameterIO):
         ``sim.data`` is not changed.
 
         Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
-        (nothing is printed); ``steps`` other than all minibatches is not
-        supported; ``callbacks`` get Keras's predict hooks.
+        (nothing is printed); ``steps``: run the first that many minibatches;
+        ``callbacks`` get Keras's predict hooks.
         """
         callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
         stateful = self._stateful(stateful, "predict")
-        x, _, _ = self._from_batches(x, None, steps, "predict")
+        n_batches = steps_argument(steps, "steps")
+        x, _, _ = self._from_batches(x, None, n_batches, "predict")
         x = self._as_dict(x, "input")
-        n_batches = steps
         if not x:
             if n_steps is None:
                 raise ValidationError("predict needs input data or n_steps", attr="n_steps")
             batch, steps = self.sim.n_trials, int(n_steps)
         else:
             batch, steps = self._check(x, {}, n_steps)
-        self._check_steps("predict", n_batches, batch)
+        x, _, _, batch = self._first_minibatches((x, {}, None, batch), n_batches, "steps",
+                                                 "predict")
         cbs = self._callbacks(callbacks, batch)
         results = {p: [] for p in self.sim.model.probes}
         if cbs is not None:
@@ -897,21 +975,21 @@ class Trainer(ParameterIO):
 
         Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
         (nothing is printed); ``return_dict`` is accepted, the result is always
-        the dict (as NengoDL's); ``sample_weight`` as in `fit`; ``steps`` other
-        than all minibatches is not supported; ``callbacks`` get Keras's test
-        hooks.
+        the dict (as NengoDL's); ``sample_weight`` as in `fit`; ``steps``: run
+        the first that many minibatches; ``callbacks`` get Keras's test hooks.
         """
         callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size)
         stateful = self._stateful(stateful, "evaluate")
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
-        x, y, sample_weight = self._from_batches(x, y, steps, "evaluate", sample_weight)
+        n_batches = steps_argument(steps, "steps")
+        x, y, sample_weight = self._from_batches(x, y, n_batches, "evaluate", sample_weight)
         x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
-        n_batches = steps
         batch, steps = self._check(x, y, n_steps)
-        self._check_steps("evaluate", n_batches, batch)
         weights = self._sample_weights(sample_weight, y, "evaluate")
+        x, y, weights, batch = self._first_minibatches((x, y, weights, batch), n_batches,
+                                                       "steps", "evaluate")
         cbs = self._callbacks(callbacks, batch)
         if cbs is None:
             return self._evaluate(x, y, batch, steps, stateful, weights=weights)

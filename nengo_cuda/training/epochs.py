@@ -1,0 +1,85 @@
+"""Which minibatches each epoch of ``fit`` trains on, as Keras 3 takes them.
+
+Keras 3 keeps one iterator over the data across epochs: an epoch takes
+``steps_per_epoch`` minibatches (default: a whole pass over the data) and
+the next epoch continues where it stopped.  A pass that ends before an
+epoch has all its minibatches ends that epoch early (Keras warns that the
+input ran out of data) and the next epoch starts a new pass; a pass that
+ends with an epoch starts the next one silently.  (Checked against Keras
+3.15: 5 minibatches, ``steps_per_epoch=2``, 4 epochs train on 0 1 | 2 3 |
+4 | 0 1.)
+
+- `ArrayEpochs`: arrays; a pass is a permutation of the items (``shuffle``;
+  else their order), cut into minibatches.
+- `SourceEpochs`: a ``tf.data.Dataset`` or a generator, read an epoch at a
+  time; a new pass iterates it again (a Dataset starts over; an exhausted
+  generator gives nothing more, which ends training).
+"""
+
+import numpy as np
+from nengo.exceptions import ValidationError
+
+
+def steps_argument(value, name):
+    """A Keras ``steps``-like argument: None, or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+        raise ValidationError(f"{name} must be a positive integer (got {value!r})", attr=name)
+    return int(value)
+
+
+def ran_out_message(taken, steps_per_epoch, epoch):
+    return (f"fit: the data ran out in epoch {epoch + 1}, after {taken} of its "
+            f"steps_per_epoch={steps_per_epoch} minibatches; as in Keras, the epoch ends "
+            "there and the next one starts a new pass over the data")
+
+
+class ArrayEpochs:
+    """The item indices of each epoch's minibatches, ``(minibatches, mb)``, for
+    ``n_items`` items in minibatches of ``mb`` (see the module doc)."""
+
+    def __init__(self, n_items, mb, steps_per_epoch, shuffle, rng):
+        self.n_items, self.mb = n_items, mb
+        self.n_batches = n_items // mb
+        self.steps = self.n_batches if steps_per_epoch is None else steps_per_epoch
+        self.shuffle, self.rng = shuffle, rng
+        self.order, self.position = None, self.n_batches
+
+    def next_epoch(self):
+        """``(order, ran_out)``: this epoch's rows of item indices, and whether
+        its pass ended before it had ``steps_per_epoch`` of them."""
+        if self.position == self.n_batches:
+            items = (self.rng.permutation(self.n_items) if self.shuffle
+                     else np.arange(self.n_items))
+            self.order, self.position = items[: self.n_batches * self.mb].reshape(-1, self.mb), 0
+        stop = min(self.position + self.steps, self.n_batches)
+        rows = self.order[self.position : stop]
+        self.position = stop
+        return rows, len(rows) < self.steps
+
+
+class SourceEpochs:
+    """Each epoch's batches (the elements a Dataset or generator yields) from
+    ``source``, ``steps_per_epoch`` at a time (see the module doc)."""
+
+    def __init__(self, source, steps_per_epoch):
+        self.source, self.steps = source, steps_per_epoch
+        self.iterator = None
+
+    def next_epoch(self):
+        """``(batches, ran_out)``; no batches: the source has none left."""
+        batches = []
+        for new_pass in (False, True):
+            if self.iterator is None:
+                self.iterator = iter(self.source)
+            while len(batches) < self.steps:
+                try:
+                    batches.append(next(self.iterator))
+                except StopIteration:
+                    self.iterator = None
+                    break
+            # a pass that ended with the last epoch: this one starts a new pass
+            if batches or new_pass:
+                break
+        return batches, len(batches) < self.steps
