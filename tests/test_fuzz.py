@@ -180,6 +180,9 @@ def _raise_if_error(result, what):
 # (a rate ensemble in a recurrent loop), typically below 1e-6.
 FLOAT32_RTOL = 1e-3
 FLOAT32_ATOL_SPIKES_MOVED = 0.03
+# Nengo's own float32 run leaving float64 by this much (100x the typical
+# 1e-6) while the spikes agree marks a network ill-conditioned at float32
+FLOAT32_ILL_CONDITIONED = 1e-4
 
 
 def _sample_steps(probe, n_steps, dt):
@@ -221,26 +224,41 @@ def check_float32(spec, probes, ours32, ours64, spike_probes, nengo32=None):
         differ = np.flatnonzero(np.any(ours32[i] != ours64[i], axis=-1))
         if differ.size:
             moved = min(moved, differ[0] + 1)
+    def nengo_leaves(i, rows, tol):
+        """Whether Nengo's own float32 run leaves our float64 run by more than
+        ``tol`` of the scale on probe ``i``'s ``rows``."""
+        nonlocal reference32
+        if nengo32 is None:
+            return False
+        if reference32 is None:
+            reference32 = nengo32() or []
+        if i >= len(reference32):
+            return False
+        ref, b = np.asarray(reference32[i])[rows], ours64[i][rows]
+        return bool(np.any(np.abs(ref - b) > tol * (_scale(b) + np.abs(b))))  # assert_close's
+
     for i, (p, a, b) in enumerate(zip(probes, ours32, ours64)):
         assert a.dtype == np.float32 and a.shape == b.shape, p
         same = _sample_steps(p, n_steps, spec["dt"]) < moved
-        assert_close(a[same], b[same], FLOAT32_RTOL, f"float32 {p}, same spikes")
+        try:
+            assert_close(a[same], b[same], FLOAT32_RTOL, f"float32 {p}, same spikes")
+        except AssertionError:
+            # ill-conditioned at float32 resolution (a spike with an input
+            # current just above threshold: the spike time, from (v - 1) /
+            # (J - 1), amplifies rounding; later spikes pass it on): Nengo's
+            # own float32 run leaves float64 too
+            if not nengo_leaves(i, same, FLOAT32_ILL_CONDITIONED):
+                raise
+            assert_close(a[same], b[same], FLOAT32_ATOL_SPIKES_MOVED,
+                         f"float32 {p}, same spikes, ill-conditioned")
         decoded = p.attr in ("decoded_output", "output") and not isinstance(p.target, nengo.Connection)
         if not np.all(same) and p.synapse is not None and decoded:
             try:
                 assert_close(a, b, FLOAT32_ATOL_SPIKES_MOVED, f"float32 {p}, spikes moved")
             except AssertionError:
-                if nengo32 is None:
+                # Nengo's float32 must miss the same tolerance
+                if not nengo_leaves(i, slice(None), FLOAT32_ATOL_SPIKES_MOVED):
                     raise
-                if reference32 is None:
-                    reference32 = nengo32() or []
-                if i >= len(reference32):
-                    raise
-                try:  # Nengo's float32 must miss the same tolerance
-                    assert_close(reference32[i], b, FLOAT32_ATOL_SPIKES_MOVED, "nengo float32")
-                except AssertionError:
-                    continue
-                raise
 
 
 def _unfed_random(spec, feed):
@@ -484,6 +502,97 @@ REGRESSIONS = {
         "chunk": None,
         "batch": {"size": 2, "dtype": "float64", "feed": [False, False, False]},
     },
+    # A spike whose input current is just above threshold (J - 1 = 0.10): the
+    # spike time, from (v - 1) / (J - 1), amplifies float32 rounding, and the
+    # later spikes of that neuron pass it on (a filtered voltage 1.4e-3 off at
+    # the same spikes); Nengo's own float32 run leaves float64 by 6.2e-4 there.
+    "ill_conditioned_float32": {'seed': 351,
+     'objects': [{'kind': 'ens', 'n': 1500, 'd': 2, 'neuron': 'LIF', 'noise': 'white'},
+                 {'kind': 'pass', 'size': 1},
+                 {'kind': 'process', 'size': 3, 'process': 'FilteredNoise'},
+                 {'kind': 'process', 'size': 1, 'process': 'PresentInput'},
+                 {'kind': 'filter', 'size': 1, 'synapse': ('Lowpass', 0.005)}],
+     'connections': [{'pre': 2,
+                      'pre_neurons': False,
+                      'pre_slice': None,
+                      'post': 1,
+                      'post_neurons': False,
+                      'post_slice': ('idx', [-1, -1, 0, -1]),
+                      'function': None,
+                      'transform': ('sparse', 4, 3, 715, 1.0),
+                      'synapse': ('Lowpass', 0.005),
+                      'learning': None},
+                     {'pre': 2,
+                      'pre_neurons': False,
+                      'pre_slice': ('slice', None, None, -1),
+                      'post': 0,
+                      'post_neurons': True,
+                      'post_slice': ('idx', [-1041, -152]),
+                      'function': None,
+                      'transform': ('dense', 2, 3, 229, -0.8),
+                      'synapse': ('Triangle', 0.004),
+                      'learning': None},
+                     {'pre': 4,
+                      'pre_neurons': False,
+                      'pre_slice': None,
+                      'post': 0,
+                      'post_neurons': False,
+                      'post_slice': None,
+                      'function': None,
+                      'transform': ('dense', 2, 1, 329, 1.0),
+                      'synapse': ('Lowpass', 0.005),
+                      'learning': None},
+                     {'pre': 0,
+                      'pre_neurons': False,
+                      'pre_slice': ('slice', 1, 2, 2),
+                      'post': 1,
+                      'post_neurons': False,
+                      'post_slice': ('slice', 0, 1, 2),
+                      'function': 'pair',
+                      'transform': ('dense', 1, 2, 73, -0.8),
+                      'synapse': ('Lowpass', 0.02),
+                      'learning': 'PES',
+                      'error': (0, False, 628, ('Lowpass', 0.02), 1, 2)},
+                     {'pre': 4,
+                      'pre_neurons': False,
+                      'pre_slice': ('idx', [-1, 0, 0]),
+                      'post': 0,
+                      'post_neurons': True,
+                      'post_slice': ('slice', 547, 638, 2),
+                      'function': 'sum',
+                      'transform': ('sparse', 46, 1, 46, 0.5),
+                      'synapse': ('Lowpass', 0.0),
+                      'learning': None},
+                     {'pre': 0,
+                      'pre_neurons': True,
+                      'pre_slice': ('slice', None, None, -1),
+                      'post': 0,
+                      'post_neurons': False,
+                      'post_slice': None,
+                      'function': None,
+                      'transform': ('dense', 2, 1500, 283, 0.001),
+                      'synapse': ('Discrete', 0.8),
+                      'learning': 'Voja'},
+                     {'pre': 4,
+                      'pre_neurons': False,
+                      'pre_slice': ('slice', 0, 1, 1),
+                      'post': 0,
+                      'post_neurons': True,
+                      'post_slice': ('slice', None, None, -1),
+                      'function': 'sum',
+                      'transform': ('dense', 1500, 1, 570, 0.5),
+                      'synapse': ('Lowpass', 0.02),
+                      'learning': None}],
+     'probes': [{'target': ('conn', 6, 'input'), 'synapse': None, 'sample_every': 1.5},
+                {'target': ('neurons', 0, 'voltage'),
+                 'synapse': ('Lowpass', 0.01),
+                 'sample_every': 1.5},
+                {'target': ('conn', 6, 'input'), 'synapse': None, 'sample_every': 1.5}],
+     'steps': (59, 24),
+     'dt': 0.002,
+     'optimize': False,
+     'chunk': None,
+     'batch': {'size': 2, 'dtype': 'float64', 'feed': [False, True, True, True, True]}},
 }
 
 
