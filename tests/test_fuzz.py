@@ -249,8 +249,13 @@ def check_float32(spec, probes, ours32, ours64, spike_probes, nengo32=None):
             # own float32 run leaves float64 too
             if not nengo_leaves(i, same, FLOAT32_ILL_CONDITIONED):
                 raise
-            assert_close(a[same], b[same], FLOAT32_ATOL_SPIKES_MOVED,
-                         f"float32 {p}, same spikes, ill-conditioned")
+            try:
+                assert_close(a[same], b[same], FLOAT32_ATOL_SPIKES_MOVED,
+                             f"float32 {p}, same spikes, ill-conditioned")
+            except AssertionError:
+                # chaotic at float32 resolution: Nengo's float32 as far off
+                if not nengo_leaves(i, same, FLOAT32_ATOL_SPIKES_MOVED):
+                    raise
         decoded = p.attr in ("decoded_output", "output") and not isinstance(p.target, nengo.Connection)
         if not np.all(same) and p.synapse is not None and decoded:
             try:
@@ -305,6 +310,41 @@ class SharedModel:
                     seed=self.seed, **kwargs)
 
 
+# A nudge of Nengo's state by a relative NUDGE (a few hundred ulps: one ulp
+# can round away) that grows past CHAOS_HORIZON of the scale marks where
+# rounding differences stop being comparable: ours start within a few ulps of
+# Nengo's and grow alike, so they stay far below RTOL64 until then.
+NUDGE = 1e-13
+CHAOS_HORIZON = 1e-11
+
+
+def nengo_horizon(shared, probes, ref, n_steps):
+    """Per probe, the samples before Nengo's own run leaves ``ref`` (its
+    unperturbed data) by `CHAOS_HORIZON` of the scale after every float state
+    signal is scaled by ``1 + NUDGE`` after the first step: beyond them the
+    network itself amplifies rounding differences past the float64 tolerance
+    (chaos)."""
+    for rng, state in shared.rngs:
+        rng.set_state(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with nengo.Simulator(None, model=shared.model, optimize=False, seed=shared.seed,
+                             progress_bar=False) as sim:
+            sim.run_steps(1)
+            for sig, value in sim.signals.items():
+                if (not sig.is_view and isinstance(value, np.ndarray)
+                        and value.dtype.kind == "f" and value.flags.writeable):
+                    value *= 1 + NUDGE
+            sim.run_steps(n_steps - 1)
+            nudged = [np.array(sim.data[p]) for p in probes]
+    horizon = []
+    for a, b in zip(nudged, ref):
+        far = np.flatnonzero(np.any(
+            np.abs(a - b).reshape(len(b), -1) > CHAOS_HORIZON * _scale(b), axis=1))
+        horizon.append(int(far[0]) if far.size else len(b))
+    return horizon
+
+
 def check_spec(spec):
     try:
         net, probes, info = build(spec)
@@ -336,8 +376,19 @@ def check_spec(spec):
         raise Rejected(f"nengo.Simulator raised {ref!r}")
     _raise_if_error(ours64, "nengo_cuda float64")
     stable = _stable_samples(probes, ref, spec["dt"])
-    for p, a, b, n in zip(probes, ours64, ref, stable):
-        assert_close(a[:n], b[:n], RTOL64, f"float64 {p}")
+    horizon = None
+    for i, (p, a, b, n) in enumerate(zip(probes, ours64, ref, stable)):
+        try:
+            assert_close(a[:n], b[:n], RTOL64, f"float64 {p}")
+        except AssertionError:
+            # chaotic: rounding differences (state-space synapses sum in
+            # another order) grow past the tolerance; compare up to where
+            # Nengo's own run, slightly nudged, leaves its trajectory
+            horizon = horizon or nengo_horizon(shared, probes, ref, n1 + n2)
+            if horizon[i] >= n:
+                raise
+            assert_close(a[: horizon[i]], b[: horizon[i]], RTOL64,
+                         f"float64 {p}, before Nengo's own chaos horizon")
 
     # a network blowing up overflows in float32 first: compare float64 only
     blowing_up = not all(np.all(np.abs(x) < BLOWING_UP) for x in ours64)
@@ -593,6 +644,73 @@ REGRESSIONS = {
      'optimize': False,
      'chunk': None,
      'batch': {'size': 2, 'dtype': 'float64', 'feed': [False, True, True, True, True]}},
+    # A Node computing sum(x) + t fed back through an Alpha synapse and 2 sin(x):
+    # chaotic (differences grow 3-4x a step).  Ours left Nengo's trajectory by
+    # one ulp at step 8 (the Alpha filter's state space sums in another order)
+    # and by 1e-9 at step 25; Nengo's own run, nudged by 1e-13, leaves it by
+    # 1e-11 at step 12, so float64 is compared up to there.
+    "chaotic_loop_float64": {'seed': 0,
+     'objects': [{'kind': 'func', 'size': 1, 'func': 'sum'},
+                 {'kind': 'pass', 'size': 1},
+                 {'kind': 'func', 'size': 1, 'func': 'mix'}],
+     'connections': [{'pre': 0,
+                      'pre_neurons': False,
+                      'pre_slice': None,
+                      'post': 0,
+                      'post_neurons': False,
+                      'post_slice': None,
+                      'function': None,
+                      'transform': None,
+                      'synapse': ('Alpha', 0.005),
+                      'learning': None},
+                     {'pre': 0,
+                      'pre_neurons': False,
+                      'pre_slice': ('idx', [0, 0]),
+                      'post': 0,
+                      'post_neurons': False,
+                      'post_slice': ('idx', [0, 0]),
+                      'function': 'sin',
+                      'transform': None,
+                      'synapse': ('Lowpass', 0.0),
+                      'learning': None}],
+     'probes': [{'target': ('obj', 0, 'output'), 'synapse': None, 'sample_every': None}],
+     'steps': (250, 0),
+     'dt': 0.001,
+     'optimize': False,
+     'chunk': None,
+     'batch': {'size': 2, 'dtype': 'float64', 'feed': [False, False, False]}},
+    # The same loop through a Lowpass synapse: float64 equals Nengo, float32
+    # leaves it by 4.4 at the same (no) spikes, and so does Nengo's float32.
+    "chaotic_loop_float32": {'seed': 0,
+     'objects': [{'kind': 'func', 'size': 1, 'func': 'sum'},
+                 {'kind': 'pass', 'size': 1},
+                 {'kind': 'func', 'size': 1, 'func': 'mix'}],
+     'connections': [{'pre': 0,
+                      'pre_neurons': False,
+                      'pre_slice': None,
+                      'post': 0,
+                      'post_neurons': False,
+                      'post_slice': None,
+                      'function': None,
+                      'transform': None,
+                      'synapse': ('Lowpass', 0.005),
+                      'learning': None},
+                     {'pre': 0,
+                      'pre_neurons': False,
+                      'pre_slice': ('idx', [0, 0]),
+                      'post': 0,
+                      'post_neurons': False,
+                      'post_slice': ('idx', [0, 0]),
+                      'function': 'sin',
+                      'transform': None,
+                      'synapse': ('Lowpass', 0.0),
+                      'learning': None}],
+     'probes': [{'target': ('obj', 0, 'output'), 'synapse': None, 'sample_every': None}],
+     'steps': (250, 0),
+     'dt': 0.001,
+     'optimize': False,
+     'chunk': None,
+     'batch': {'size': 2, 'dtype': 'float64', 'feed': [False, False, False]}},
 }
 
 

@@ -52,6 +52,31 @@ def test_configure_settings_trainable():
     assert sub is not None
 
 
+def test_graph_optimizer_settings_are_accepted_and_ignored():
+    """NengoDL code sets planner=nengo_dl.graph_optimizer.noop_planner (its
+    Keras-to-SNN users, to build faster): it runs unchanged, with the same
+    results; anything but functions is refused."""
+    from nengo_cuda import graph_optimizer as go
+
+    results = []
+    for settings in ({}, dict(planner=go.noop_planner, sorter=go.noop_order_signals,
+                              simplifications=[go.remove_zero_incs, go.remove_constant_copies])):
+        net, _, _, _, _, outpt_p = tutorial_net(0)
+        with net:
+            nengo_cuda.configure_settings(**settings)
+        with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+            sim.run_steps(50)
+            results.append(sim.data[outpt_p])
+    np.testing.assert_array_equal(results[0], results[1])
+    with pytest.raises(NotImplementedError, match="noop_planner.*does not run it"):
+        go.noop_planner([])
+    with nengo.Network():
+        for bad in (dict(planner="noop"), dict(sorter=1), dict(simplifications=go.remove_zero_incs),
+                    dict(simplifications=["remove_zero_incs"])):
+            with pytest.raises(nengo.exceptions.ValidationError, match="must be a"):
+                nengo_cuda.configure_settings(**bad)
+
+
 tf = pytest.importorskip("tensorflow")
 
 

@@ -161,3 +161,19 @@ def test_source_epochs_start_over_when_a_pass_ended_with_an_epoch():
     once = SourceEpochs(iter(data), 3)
     assert [once.next_epoch() for _ in range(3)] == [([1, 2, 3], False), ([4], True),
                                                      ([], True)]
+
+
+def test_epochs_of_a_generator_must_match_the_first():
+    x, y = _data()
+    model = _model()
+    conv = nengo_cuda.Converter(model)
+    inp, p = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+
+    def batches():
+        yield {inp: x[:MB, None]}, {p: y[:MB, None]}
+        yield {inp: np.repeat(x[:MB, None], 2, axis=1)}, {p: np.repeat(y[:MB, None], 2, axis=1)}
+
+    with nengo_cuda.Simulator(conv.net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.3), loss="mse")
+        with pytest.raises(nengo.exceptions.ValidationError, match="epoch 2 differ"):
+            sim.fit(batches(), steps_per_epoch=1, epochs=2, verbose=0)

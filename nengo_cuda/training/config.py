@@ -38,7 +38,8 @@ What the settings do here:
   run does, at the graph's speed).  False or None (default): inference
   mode, the network as defined.
 - ``planner``, ``sorter``, ``simplifications``: accepted for compatibility
-  (our planner is not configurable).
+  (our planner is not configurable): a function (``simplifications``: a list
+  of them), such as NengoDL's names in `nengo_cuda.graph_optimizer`.
 """
 
 import nengo
@@ -63,6 +64,21 @@ SETTINGS = {
 TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons)
 
 
+def _check_optimizer_setting(name, value):
+    """NengoDL's graph optimizer settings take functions (which we ignore)."""
+    if value is None:
+        return
+    if name in ("planner", "sorter") and not callable(value):
+        raise ValidationError(f"{name} must be a function, e.g. "
+                              f"nengo_cuda.graph_optimizer.noop_planner (got {value!r})",
+                              attr=name)
+    if name == "simplifications" and (
+            not isinstance(value, (list, tuple)) or not all(map(callable, value))):
+        raise ValidationError("simplifications must be a list of functions, e.g. "
+                              "[nengo_cuda.graph_optimizer.remove_zero_incs] "
+                              f"(got {value!r})", attr=name)
+
+
 def configure_settings(**kwargs):
     """Sets NengoDL-style settings on the Network in context (see module doc)."""
     if len(nengo.Network.context) == 0:
@@ -74,6 +90,7 @@ def configure_settings(**kwargs):
     for name, value in kwargs.items():
         if name not in SETTINGS:  # (NengoDL's error type)
             raise ConfigError(f"{name!r} is not a valid setting (valid: {sorted(SETTINGS)})")
+        _check_optimizer_setting(name, value)
         if name == "dtype" and value is not None:
             value = str(getattr(value, "name", value))
             if value not in ("float32", "float64"):

@@ -538,13 +538,15 @@ class Trainer(ParameterIO):
                                   "; the generator gave no more: training stops", stacklevel=3)
                     break
                 if first is None:
+                    fed = list(x)
                     x, y, weights, batch, more_steps = prepare(
                         *self._join_batches(batches, "fit"))
-                    if more_steps != steps or list(y) != probes:
+                    if (more_steps, list(x), list(y)) != (steps, fed, probes) or (
+                            (weights is None) != (w_full == ())):
                         raise ValidationError(
-                            f"fit: the batches of epoch {epoch + 1} have {more_steps} steps "
-                            f"and targets for {list(y)}; the first had {steps} and {probes}",
-                            attr="x")
+                            f"fit: the batches of epoch {epoch + 1} differ from the first "
+                            f"epoch's (steps {more_steps} and {steps}, inputs, targets or "
+                            "sample weights)", attr="x")
                     ys, x_full, y_full, w_full = upload(x, y, weights)
                 first = None
                 order = np.arange(batch).reshape(-1, mb)
