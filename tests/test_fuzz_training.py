@@ -37,6 +37,7 @@ import warnings
 
 import nengo
 import numpy as np
+import pytest
 from hypothesis import given, reject
 from hypothesis import strategies as st
 
@@ -277,6 +278,11 @@ def check_spec(spec):
         assert type(ours) is type(errors[0]), f"nengo raised {errors[0]!r}; the graph: {ours!r}"
         return
     if isinstance(ours, Exception):
+        if (isinstance(ours, nengo.exceptions.SimulationError) and spec["minibatch"] > 1
+                and len(refs) == 1 and _random_per_trial(spec)):
+            # a trial Nengo does not run (its own random draws) blew up, and a
+            # Node saw its non-finite values: trial 0 alone must still match
+            return check_spec(dict(spec, minibatch=1))
         raise AssertionError("the training graph raised while nengo.Simulator did not") from ours
     outs = [sampled(p, out, sum(spec["steps"]), spec["dt"]) for p, out in zip(probes, ours)]
     if len(refs) > 1:  # fed data: each trial its own
@@ -298,3 +304,47 @@ def test_fuzz_training_against_nengo(spec):
         check_spec(spec)
     except Rejected:
         reject()
+
+
+REGRESSIONS = {
+    # Trial 1 of the minibatch (its own FilteredNoise draws, which Nengo's
+    # reference does not run) blows up through an RLS rule and a Node's square
+    # returns inf: the graph raises Nengo's SimulationError, as it should;
+    # trial 0 alone equals Nengo.
+    "other_trial_blows_up": {
+        "seed": 0,
+        "objects": [
+            {"kind": "process", "size": 1, "process": "FilteredNoise"},
+            {"kind": "func", "size": 1, "func": "mix"},
+            {"kind": "filter", "size": 1, "synapse": ("Lowpass", 0.005)},
+            {"kind": "ens", "n": 3, "d": 1, "neuron": "RectifiedLinear", "noise": None},
+            {"kind": "ens", "n": 1, "d": 1, "neuron": "RectifiedLinear", "noise": None},
+        ],
+        "connections": [
+            {"pre": 2, "pre_neurons": False, "pre_slice": None, "post": 3, "post_neurons":
+             True, "post_slice": None, "function": "square", "transform": ("dense", 3, 1, 0,
+             1.0), "synapse": None, "learning": None},
+            {"pre": 0, "pre_neurons": False, "pre_slice": None, "post": 3, "post_neurons":
+             False, "post_slice": None, "function": None, "transform": None, "synapse": None,
+             "learning": "Voja"},
+            {"pre": 3, "pre_neurons": False, "pre_slice": None, "post": 2, "post_neurons":
+             False, "post_slice": None, "function": "pair", "transform": ("dense", 1, 2, 0,
+             1.0), "synapse": ("Alpha", 0.005), "learning": "RLS", "error": (3, False, 292,
+             ("Lowpass", 0.02), 1, 1)},
+        ],
+        "probes": [
+            {"target": ("obj", 0, "output"), "synapse": None, "sample_every": None},
+        ],
+        "steps": (14, 19),
+        "dt": 0.002,
+        "minibatch": 2,
+        "optimize": False,
+        "use_loop": False,
+        "feed": [False, False, False, False, False],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_fuzz_training_regression(name):
+    check_spec(REGRESSIONS[name])
