@@ -311,14 +311,15 @@ def test_unsupported_callbacks(tmp_path):
     x, y = _data()
     with _sim(net) as sim:
         w0 = _params(sim)
-        with pytest.raises(nengo.exceptions.ValidationError, match="ModelCheckpoint.*save_params"):
+        with pytest.raises(nengo.exceptions.ValidationError,
+                           match="ModelCheckpoint.*save_weights_only=True"):
             sim.fit({inp: x}, {p: y},
                     callbacks=[keras_cb.ModelCheckpoint(str(tmp_path / "m.keras"))])
         for a, b in zip(w0, _params(sim)):
             np.testing.assert_array_equal(a, b)  # rejected before training
 
         def save(epoch, logs):
-            saver.model.save_weights(str(tmp_path / "w.weights.h5"))
+            saver.model.save(str(tmp_path / "m.keras"))
 
         saver = keras_cb.LambdaCallback(on_epoch_end=save)
         with pytest.raises(nengo.exceptions.SimulationError, match="save_params"):
@@ -330,6 +331,43 @@ def test_unsupported_callbacks(tmp_path):
         saver = keras_cb.LambdaCallback(on_epoch_end=layers)
         with pytest.raises(AttributeError, match="stand-in that has no 'layers'"):
             sim.fit({inp: x}, {p: y}, callbacks=[saver])
+
+
+def test_model_checkpoint_saves_weights_that_load_weights_restores(tmp_path):
+    """ModelCheckpoint(save_weights_only=True) (NengoDL users' checkpointing):
+    the best epoch's weights go to the file; load_weights (and set_weights)
+    put them back, into the simulation too."""
+    net, inp, p = _net()
+    x, y = _data()
+    path = str(tmp_path / "best.weights.h5")
+    with _sim(net) as sim:
+        best = []
+
+        def record(epoch, logs):
+            if not best or logs["loss"] < best[0]:
+                best[:] = [logs["loss"], sim.keras_model.get_weights()]
+
+        sim.fit({inp: x}, {p: y}, epochs=4, verbose=0, callbacks=[
+            keras_cb.ModelCheckpoint(path, monitor="loss", save_weights_only=True,
+                                     save_best_only=True),
+            keras_cb.LambdaCallback(on_epoch_end=record)])
+        sim.keras_model.set_weights(best[1])
+        expected = sim.predict({inp: x})[p]
+        sim.keras_model.set_weights([np.zeros_like(w) for w in best[1]])
+        assert not np.allclose(sim.predict({inp: x})[p], expected)  # the simulation sees it
+        sim.keras_model.load_weights(path)
+        for a, b in zip(sim.keras_model.get_weights(), best[1]):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(sim.predict({inp: x})[p], expected)
+        with pytest.raises(nengo.exceptions.SimulationError, match="exists"):
+            sim.keras_model.save_weights(path, overwrite=False)
+        np.save(tmp_path / "other.npy", np.zeros(3))
+        (tmp_path / "text.h5").write_text("not weights")
+        for other in ("other.npy", "text.h5"):
+            with pytest.raises(nengo.exceptions.SimulationError, match="not written by"):
+                sim.keras_model.load_weights(str(tmp_path / other))
+        with pytest.raises(FileNotFoundError, match="missing.h5"):
+            sim.keras_model.load_weights(str(tmp_path / "missing.h5"))
 
 
 def test_keras_model_stand_in(capsys):

@@ -8,19 +8,27 @@ model API that callbacks and users use to steer and inspect training
 callbacks' hooks in Keras 3's order.
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
 from .summaries import TensorBoardLogs
 
-# Keras callbacks that need a real Keras model (saving it, or reading its
-# layers/graph), with what to use instead
-UNSUPPORTED = {
-    "ModelCheckpoint": "it saves a Keras model; save the parameters from a "
-                       "LambdaCallback with sim.save_params(path) instead",
-    "BackupAndRestore": "it saves and restores a Keras model's training state",
-}
+
+def unsupported(callback):
+    """Why ``callback`` cannot run in ``sim.fit`` (it needs a real Keras model:
+    saving one, or its training state), or None."""
+    names = {c.__name__ for c in type(callback).__mro__}
+    if "ModelCheckpoint" in names and not getattr(callback, "save_weights_only", False):
+        return ("it saves a Keras model; give it save_weights_only=True (the weights, "
+                "which sim.keras_model.load_weights reads), or save the parameters from a "
+                "LambdaCallback with sim.save_params(path)")
+    if "BackupAndRestore" in names:
+        return "it saves and restores a Keras model's training state"
+    return None
+
 
 BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
 TEST_HOOKS = ("on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end")
@@ -34,7 +42,9 @@ class FitModel:
     optimises (the trainable Nengo parameters and the TensorNodes' Keras layer
     variables); ``weights``: those and the Keras layers' other variables;
     ``get_weights``/``set_weights``: ``weights`` as arrays (what
-    ``EarlyStopping(restore_best_weights=True)`` uses); ``count_params``,
+    ``EarlyStopping(restore_best_weights=True)`` uses; set weights run in the
+    simulator too); ``save_weights``/``load_weights``: them in a file (what
+    ``ModelCheckpoint(save_weights_only=True)`` saves); ``count_params``,
     ``summary``; ``history``: the last ``fit``'s History; ``simulator``: the
     `nengo_cuda.Simulator`.  Anything else raises an AttributeError that says so
     (nengo_cuda trains its own graph, not a Keras model).
@@ -102,15 +112,39 @@ class FitModel:
         for var, value in zip(variables, weights):
             var.assign(np.asarray(value, dtype=var.dtype.as_numpy_dtype
                                   if hasattr(var.dtype, "as_numpy_dtype") else var.dtype))
+        # the simulator runs the new values too (as NengoDL's, whose simulation
+        # reads the Keras model's variables)
+        self._trainer.graph.write_back()
 
     def save(self, *args, **kwargs):
         raise SimulationError("sim.fit's callbacks cannot save a Keras model (there is "
-                              "none); use sim.save_params(path) from a callback")
+                              "none); use save_weights, or sim.save_params(path)")
 
-    def save_weights(self, *args, **kwargs):
-        raise SimulationError("sim.fit's callbacks cannot save Keras weights files; use "
-                              "sim.save_params(path) from a callback (loaded with "
-                              "sim.load_params(path))")
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Saves ``get_weights()`` to ``filepath`` (a NumPy ``.npz`` archive under
+        the name given, e.g. ModelCheckpoint's ``.weights.h5``: for `load_weights`
+        of a simulator of the same network, not for Keras)."""
+        if not overwrite and os.path.exists(filepath):
+            raise SimulationError(f"save_weights: {filepath} exists (overwrite=False)")
+        with open(filepath, "wb") as f:
+            np.savez(f, _nengo_cuda_weights=np.array(len(self._weight_variables())),
+                     *self.get_weights())
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads what `save_weights` saved (into the simulator too, as `set_weights`)."""
+        if not os.path.exists(filepath):
+            raise FileNotFoundError(f"load_weights: no file {filepath}")
+        try:
+            archive = np.load(filepath, allow_pickle=False)
+        except (OSError, ValueError) as e:  # not NumPy's
+            archive = e
+        if not isinstance(archive, np.lib.npyio.NpzFile) or \
+                "_nengo_cuda_weights" not in archive.files:
+            raise SimulationError(f"load_weights: {filepath} was not written by "
+                                  "sim.keras_model.save_weights")
+        with archive as f:
+            weights = [f[f"arr_{i}"] for i in range(int(f["_nengo_cuda_weights"]))]
+        self.set_weights(weights)
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -118,8 +152,8 @@ class FitModel:
         raise AttributeError(
             f"nengo_cuda trains its own graph, not a Keras model: sim.keras_model (and a "
             f"callback's model) is a stand-in that has no {name!r} (it has stop_training, "
-            "optimizer, trainable_weights, weights, get_weights, set_weights, count_params, "
-            "summary, history, simulator)")
+            "optimizer, trainable_weights, weights, get_weights, set_weights, save_weights, "
+            "load_weights, count_params, summary, history, simulator)")
 
 
 def _overrides(callback, names):
@@ -146,8 +180,7 @@ class CallbackList:
         callbacks = [TensorBoardLogs.like(cb) if isinstance(cb, tf.keras.callbacks.TensorBoard)
                      else cb for cb in (callbacks or [])]
         for cb in callbacks:
-            why = next((w for n, w in UNSUPPORTED.items()
-                        if any(c.__name__ == n for c in type(cb).__mro__)), None)
+            why = unsupported(cb)
             if why is not None:
                 raise ValidationError(
                     f"sim.fit does not support the {type(cb).__name__} callback: {why}",
