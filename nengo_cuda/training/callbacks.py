@@ -121,30 +121,17 @@ class FitModel:
                               "none); use save_weights, or sim.save_params(path)")
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
-        """Saves ``get_weights()`` to ``filepath`` (a NumPy ``.npz`` archive under
-        the name given, e.g. ModelCheckpoint's ``.weights.h5``: for `load_weights`
-        of a simulator of the same network, not for Keras)."""
+        """Saves the weights to ``filepath`` (as named, e.g. ModelCheckpoint's
+        ``.weights.h5``; `save_params`'s format, a NumPy archive: for
+        `load_weights` or ``sim.load_params`` of any build of the network, not
+        for Keras)."""
         if not overwrite and os.path.exists(filepath):
             raise SimulationError(f"save_weights: {filepath} exists (overwrite=False)")
-        with open(filepath, "wb") as f:
-            np.savez(f, _nengo_cuda_weights=np.array(len(self._weight_variables())),
-                     *self.get_weights())
+        self._trainer.write_params(filepath)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
-        """Loads what `save_weights` saved (into the simulator too, as `set_weights`)."""
-        if not os.path.exists(filepath):
-            raise FileNotFoundError(f"load_weights: no file {filepath}")
-        try:
-            archive = np.load(filepath, allow_pickle=False)
-        except (OSError, ValueError) as e:  # not NumPy's
-            archive = e
-        if not isinstance(archive, np.lib.npyio.NpzFile) or \
-                "_nengo_cuda_weights" not in archive.files:
-            raise SimulationError(f"load_weights: {filepath} was not written by "
-                                  "sim.keras_model.save_weights")
-        with archive as f:
-            weights = [f[f"arr_{i}"] for i in range(int(f["_nengo_cuda_weights"]))]
-        self.set_weights(weights)
+        """Loads what `save_weights` saved (into the simulation too)."""
+        self._trainer.read_params(filepath)
 
     def __getattr__(self, name):
         if name.startswith("__"):

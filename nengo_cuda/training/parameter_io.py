@@ -65,7 +65,11 @@ class ParameterIO:
         ``include_non_trainable``: NengoDL 3.0's name for ``include_state``
         (deprecated there since 3.2).
         """
-        include_state = _include_state(include_state, include_non_trainable)
+        self.write_params(str(path) + ".npz",
+                          _include_state(include_state, include_non_trainable))
+
+    def write_params(self, filename, include_state=False):
+        """`save_params` to the file ``filename`` (as named: ``save_weights``'s)."""
         signals = self.sim.signals
         arrays = {f"param:{key}": np.array(signals[sig])
                   for key, sig in self._parameter_signals().items()}
@@ -73,15 +77,20 @@ class ParameterIO:
                        for i, v in enumerate(self._keras_variables(trainable=False))})
         if include_state:
             arrays.update(self._state_arrays())
-        np.savez_compressed(str(path) + ".npz", **arrays)
+        with open(filename, "wb") as f:  # (a file name would get ".npz" appended)
+            np.savez_compressed(f, **arrays)
 
     def load_params(self, path, include_state=False, include_non_trainable=None):
         """Loads what `save_params` saved from the same network (in any build);
         ``include_state``: the saved state too (saved with ``include_state``)."""
-        include_state = _include_state(include_state, include_non_trainable)
+        self.read_params(str(path) + ".npz",
+                         _include_state(include_state, include_non_trainable))
+
+    def read_params(self, filename, include_state=False):
+        """`load_params` from the file ``filename`` (`write_params`'s)."""
         params = self._parameter_signals()
         keras_vars = self._keras_variables(trainable=False)
-        with np.load(str(path) + ".npz") as f:
+        with _open_archive(filename) as f:
             saved = {k[len("param:"):]: f[k] for k in f.files if k.startswith("param:")}
             weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
             n_saved = sum(1 for k in f.files if k.startswith("keras_"))
@@ -91,23 +100,23 @@ class ParameterIO:
             missing = sorted(set(params) - set(saved))[:5]
             extra = sorted(set(saved) - set(params))[:5]
             raise SimulationError(
-                f"{path}.npz does not hold this network's parameters (missing: {missing}, "
+                f"{filename} does not hold this network's parameters (missing: {missing}, "
                 f"not in this network: {extra}, or shapes differ): was it saved from "
                 f"another network?")
         if n_saved != len(keras_vars) or any(
                 tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, keras_vars)):
             raise SimulationError(
-                f"{path}.npz holds {n_saved} TensorNode weights of shapes "
+                f"{filename} holds {n_saved} TensorNode weights of shapes "
                 f"{[w.shape for w in weights]}; this model's TensorNodes have "
                 f"{[tuple(v.shape) for v in keras_vars]}")
         if include_state:
-            self._check_state(state, path)
+            self._check_state(state, filename)
         for key, sig in params.items():
             self.sim.parameters.write(sig, saved[key])
         for var, value in zip(keras_vars, weights):
             var.assign(value)
         if include_state:
-            self._load_state(state, path)
+            self._load_state(state)
         if self._graph is not None:
             self._graph.reload()
 
@@ -164,7 +173,7 @@ class ParameterIO:
                 "state:tables": np.frombuffer(pickle.dumps(tables), np.uint8),
                 "state:n_steps": np.array(state["n_steps"])}
 
-    def _load_state(self, saved, path):
+    def _load_state(self, saved):
         """Writes `_state_arrays` output (checked by `_check_state`) into the
         simulator's state."""
         state = self.sim._save_state()
@@ -181,21 +190,21 @@ class ParameterIO:
             "tables": {ops[key]: st for key, st in tables.items()},
             "n_steps": n_steps, "time": n_steps * self.sim.dt})
 
-    def _check_state(self, saved, path):
+    def _check_state(self, saved, filename):
         if "state:signals" not in saved:
-            raise SimulationError(f"{path}.npz holds no simulation state (save it with "
+            raise SimulationError(f"{filename} holds no simulation state (save it with "
                                   "save_params(..., include_state=True))")
         names = self.sim._build_keys.names
         here = [f"{key} {names[key]}" for key, _ in self._state_signals()]
         if list(saved["state:signals"]) != here:
             raise SimulationError(
-                f"the state in {path}.npz was saved from another network (its state "
+                f"the state in {filename} was saved from another network (its state "
                 "signals differ from this one's); its parameters load with "
                 "include_state=False")
         n_saved = saved["state:f"].shape[0]
         if n_saved != self.sim.n_trials:
             raise SimulationError(
-                f"the state in {path}.npz holds {n_saved} trials; this simulator has "
+                f"the state in {filename} holds {n_saved} trials; this simulator has "
                 f"minibatch_size={self.sim.minibatch_size} ({self.sim.n_trials} trials)")
 
     def get_nengo_params(self, objs, as_dict=False):
@@ -284,6 +293,22 @@ class ParameterIO:
         for obj, p in zip(todo, self.get_nengo_params(todo)):
             for k, v in p.items():
                 setattr(obj, k, v)
+
+
+def _open_archive(filename):
+    """``np.load(filename)`` of a parameter file; a SimulationError for a file
+    that is not one."""
+    try:
+        archive = np.load(filename, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError):  # not NumPy's
+        archive = None
+    if not isinstance(archive, np.lib.npyio.NpzFile) or not any(
+            k.startswith(("param:", "keras_")) for k in archive.files):
+        raise SimulationError(f"{filename} was not written by save_params or "
+                              "sim.keras_model.save_weights")
+    return archive
 
 
 def _name(obj):
