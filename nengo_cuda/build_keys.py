@@ -14,10 +14,13 @@ Saved simulation state is keyed by these names (`nengo_cuda.training.parameter_i
 
 import re
 
+from nengo.builder.signal import Signal
+
 
 class BuildKeys:
     """Stable names of ``operators`` (the builder's, before any merge) and of
-    their base signals.
+    their base signals (and of the other signals in ``sig``, the builder's
+    ``model.sig``).
 
     Attributes
     ----------
@@ -33,12 +36,19 @@ class BuildKeys:
         Keys of the signals that the builder's operators write.
     """
 
-    def __init__(self, operators):
+    def __init__(self, operators, sig=None):
         self.ops = {op: str(i) for i, op in enumerate(operators)}
         bases = {}
         for i, op in enumerate(operators):
-            for j, sig in enumerate(op.all_signals):
-                bases.setdefault(sig.base, f"{i}.{j}")
+            for j, signal in enumerate(op.all_signals):
+                bases.setdefault(signal.base, f"{i}.{j}")
+        # signals no operator uses that the simulator places too (an input
+        # Node's output, a probed signal), by their object's place in the
+        # builder's ``model.sig`` (build order) and name
+        for i, signals in enumerate((sig or {}).values()):
+            for name, signal in signals.items():
+                if isinstance(signal, Signal):
+                    bases.setdefault(signal.base, f"sig{i}.{name}")
         self.signals = {key: base for base, key in bases.items()}
         self.names = {key: describe(base) for key, base in self.signals.items()}
         # which the builder's operators write (the same in every build, where

@@ -27,7 +27,7 @@ def order_operators(model, optimize):
     """Nengo's dependency graph, step order and `BuildKeys` (runs Nengo's
     optimizer if asked, with a faster transitive closure:
     `nengo_cuda.optimizer`)."""
-    keys = BuildKeys(model.operators)
+    keys = BuildKeys(model.operators, model.sig)
     dg = operator_dependency_graph(model.operators)
     if optimize:
         keys.replace(optimizer.optimize(model, dg))

@@ -150,3 +150,21 @@ def test_cuda_emulator_matches_nengo():
         sim.run(T)
         for p, e in zip(probes, expected):
             np.testing.assert_allclose(sim.data[p], e, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["action_selection", "memory"])
+def test_saved_state_continues_in_a_fresh_build(name, tmp_path):
+    """save_params(include_state=True) of an SPA model (bias Nodes that no
+    operator reads are placed too) continues in another build."""
+    pytest.importorskip("tensorflow")
+    model, probes, _ = MODELS[name]()
+    with nengo_cuda.Simulator(model, dtype="float64", progress_bar=False) as sim:
+        sim.run_steps(100)
+        sim.save_params(tmp_path / "state", include_state=True)
+        sim.run_steps(50)
+        expected = [sim.data[p][-50:] for p in probes]
+    with nengo_cuda.Simulator(model, dtype="float64", progress_bar=False) as sim:
+        sim.load_params(tmp_path / "state", include_state=True)
+        sim.run_steps(50)
+        for p, e in zip(probes, expected):
+            np.testing.assert_allclose(sim.data[p], e, rtol=1e-9, atol=1e-9)

@@ -293,6 +293,7 @@ def _stateful_net(seed=3):
         nengo.Connection(a, b, synapse=0.01)
         nengo.Connection(b[0], c, synapse=nengo.Alpha(0.02))
         nengo.Connection(c, a[1], synapse=0.01)
+        nengo.Node([0.5])  # an input no operator uses (placed for data=)
         p = nengo.Probe(c, synapse=0.02)
     return net, p
 
