@@ -7,8 +7,10 @@ of a network to the next (even within one process).  Before the optimizer
 runs, the builder's operators are in build order (the network's objects in
 their order), the same in every build: `BuildKeys` names each operator by its
 position there and each base signal by the first operator slot (position in
-``op.all_signals``) that uses it, then follows the optimizer's signal
-replacements to the view of a merged base that holds each signal now.
+``op.all_signals``) that uses it (one no operator uses, such as an unconnected
+input Node's output, by its place in ``model.sig``), then follows the
+optimizer's signal replacements to the view of a merged base that holds each
+signal now.
 Saved simulation state is keyed by these names (`nengo_cuda.training.parameter_io`).
 """
 
