@@ -330,19 +330,31 @@ def nengo_horizon(shared, probes, ref, n_steps):
         warnings.simplefilter("ignore")
         with nengo.Simulator(None, model=shared.model, optimize=False, seed=shared.seed,
                              progress_bar=False) as sim:
-            sim.run_steps(1)
-            for sig, value in sim.signals.items():
-                if (not sig.is_view and isinstance(value, np.ndarray)
-                        and value.dtype.kind == "f" and value.flags.writeable):
-                    value *= 1 + NUDGE
-            sim.run_steps(n_steps - 1)
-            nudged = [np.array(sim.data[p]) for p in probes]
-    horizon = []
+            return horizon(nudged_run(sim, probes, n_steps), ref)
+
+
+def nudged_run(sim, probes, n_steps):
+    """Probe data of ``sim`` (a fresh `nengo.Simulator`) run ``n_steps`` steps,
+    its float state signals scaled by ``1 + NUDGE`` after the first."""
+    sim.run_steps(1)
+    for sig, value in sim.signals.items():
+        if (not sig.is_view and isinstance(value, np.ndarray)
+                and value.dtype.kind == "f" and value.flags.writeable):
+            value *= 1 + NUDGE
+    sim.run_steps(n_steps - 1)
+    return [np.array(sim.data[p]) for p in probes]
+
+
+def horizon(nudged, ref):
+    """Per probe, the samples before ``nudged`` leaves ``ref`` by
+    `CHAOS_HORIZON` of the scale (see `nengo_horizon`)."""
+    samples = []
     for a, b in zip(nudged, ref):
+        b = np.asarray(b)
         far = np.flatnonzero(np.any(
-            np.abs(a - b).reshape(len(b), -1) > CHAOS_HORIZON * _scale(b), axis=1))
-        horizon.append(int(far[0]) if far.size else len(b))
-    return horizon
+            np.abs(np.asarray(a) - b).reshape(len(b), -1) > CHAOS_HORIZON * _scale(b), axis=1))
+        samples.append(int(far[0]) if far.size else len(b))
+    return samples
 
 
 def check_spec(spec):
