@@ -351,6 +351,9 @@ def horizon(nudged, ref):
     samples = []
     for a, b in zip(nudged, ref):
         b = np.asarray(b)
+        if b.size == 0:  # no samples yet
+            samples.append(0)
+            continue
         far = np.flatnonzero(np.any(
             np.abs(np.asarray(a) - b).reshape(len(b), -1) > CHAOS_HORIZON * _scale(b), axis=1))
         samples.append(int(far[0]) if far.size else len(b))
