@@ -402,3 +402,21 @@ def test_learning_phase_runs_predict_in_training_mode():
     with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
         spiking = sim.predict({inp: x})[p]
     assert not np.allclose(spiking, rates, atol=1e-3)  # LIF spikes by default
+
+
+def test_params_of_a_network_without_parameters(tmp_path):
+    """A network of Nodes has no parameters: its (empty) file still loads."""
+    with nengo.Network() as net:
+        a = nengo.Node([0.5])
+        b = nengo.Node(size_in=1)
+        nengo.Connection(a, b, synapse=0.01)
+        p = nengo.Probe(b)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(5)
+        sim.save_params(tmp_path / "nodes", include_state=True)
+        sim.run_steps(5)
+        expected = sim.data[p][5:]
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.load_params(tmp_path / "nodes", include_state=True)
+        sim.run_steps(5)
+        np.testing.assert_allclose(sim.data[p], expected)

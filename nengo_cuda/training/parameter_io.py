@@ -137,6 +137,12 @@ class ParameterIO:
                 found.append((key, sig))
         return found
 
+    def _state_labels(self, signals):
+        """What the file records of ``signals``: key, name, shape and kind (the
+        same in every build of one network)."""
+        names = self.sim._build_keys.names
+        return [f"{key} {names[key]}" for key, _ in signals]
+
     def _state_indices(self, signals):
         """Per pool, the elements of ``signals`` in one trial's state block
         (in the order of ``signals``)."""
@@ -163,11 +169,10 @@ class ParameterIO:
                 raise SimulationError("cannot save the simulation state: part of the "
                                       f"{pool} state belongs to no signal of the build")
         signals = self._state_signals()
-        names = self.sim._build_keys.names
         index = self._state_indices(signals)
         op_keys = self.sim._build_keys.ops
         tables = {op_keys[op]: st for op, st in state["tables"].items()}
-        return {"state:signals": np.array([f"{key} {names[key]}" for key, _ in signals]),
+        return {"state:signals": np.array(self._state_labels(signals)),
                 "state:f": state["f"].reshape(n, -1)[:, index[FLOAT]],
                 "state:i": state["i"].reshape(n, -1)[:, index[INT]],
                 "state:tables": np.frombuffer(pickle.dumps(tables), np.uint8),
@@ -194,9 +199,7 @@ class ParameterIO:
         if "state:signals" not in saved:
             raise SimulationError(f"{filename} holds no simulation state (save it with "
                                   "save_params(..., include_state=True))")
-        names = self.sim._build_keys.names
-        here = [f"{key} {names[key]}" for key, _ in self._state_signals()]
-        if list(saved["state:signals"]) != here:
+        if list(saved["state:signals"]) != self._state_labels(self._state_signals()):
             raise SimulationError(
                 f"the state in {filename} was saved from another network (its state "
                 "signals differ from this one's); its parameters load with "
@@ -304,8 +307,7 @@ def _open_archive(filename):
         raise
     except (OSError, ValueError):  # not NumPy's
         archive = None
-    if not isinstance(archive, np.lib.npyio.NpzFile) or not any(
-            k.startswith(("param:", "keras_")) for k in archive.files):
+    if not isinstance(archive, np.lib.npyio.NpzFile):
         raise SimulationError(f"{filename} was not written by save_params or "
                               "sim.keras_model.save_weights")
     return archive
