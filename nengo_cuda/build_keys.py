@@ -14,6 +14,7 @@ signal now.
 Saved simulation state is keyed by these names (`nengo_cuda.training.parameter_io`).
 """
 
+import functools
 import re
 
 from nengo.builder.signal import Signal
@@ -32,8 +33,6 @@ class BuildKeys:
     signals : dict
         ``{key: signal}``, in build order: each base signal, or after
         `replace`, the view that holds its elements now.
-    names : dict
-        ``{key: describe(signal)}`` of the builder's signals.
     written : set
         Keys of the signals that the builder's operators write.
     """
@@ -52,12 +51,18 @@ class BuildKeys:
                 if isinstance(signal, Signal):
                     bases.setdefault(signal.base, f"sig{i}.{name}")
         self.signals = {key: base for base, key in bases.items()}
-        self.names = {key: describe(base) for key, base in self.signals.items()}
+        self._bases = dict(self.signals)  # (the builder's, for `names`)
         # which the builder's operators write (the same in every build, where
         # whether a base lies in the per-trial state depends on the merges:
         # a constant merged with written signals does)
         written = {s.base for op in operators for s in op.sets + op.incs + op.updates}
         self.written = {key for base, key in bases.items() if base in written}
+
+    @functools.cached_property
+    def names(self):
+        """``{key: describe(signal)}`` of the builder's signals (worked out when
+        first asked: only saved state needs them)."""
+        return {key: describe(base) for key, base in self._bases.items()}
 
     def replace(self, replacements):
         """Follows ``{signal: replacement}`` (Nengo's optimizer's
