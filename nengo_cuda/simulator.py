@@ -431,13 +431,24 @@ class Simulator:
     @property
     def signals(self):
         """Signal -> array (trial 0's values; live views into the native buffers)."""
-        return None if self.closed else self.layout.signal_dicts[0]
+        if self.closed:
+            return None
+        self._pull_assigned()
+        return self.layout.signal_dicts[0]
+
+    def _pull_assigned(self):
+        """Takes the user's assignments to the training variables into the
+        simulation (see `nengo_cuda.training.graph.TrainingGraph.pull_assignments`)."""
+        training = getattr(self, "_training", None)
+        if training is not None and training._graph is not None:
+            training._graph.pull_assignments()
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self):
         """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
         if not self.closed:
             if getattr(self, "_training", None) is not None:
+                self._pull_assigned()
                 # trained parameters stay readable through sim.data (NengoDL's
                 # would fall back to the built values here)
                 # (and trial 0's state: parameters merged into state bases)
@@ -463,6 +474,7 @@ class Simulator:
         if not self.parameters.is_parameter(sig):
             return None
         if not self.closed:
+            self._pull_assigned()
             return np.array(layout.signal_dicts[0][sig])
         saved = getattr(self, "_closed_parameters", None)
         return None if saved is None else saved[layout.addresses(sig)]
@@ -740,6 +752,7 @@ class Simulator:
         feeds = self._check_data(data, steps)
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
+        self._pull_assigned()
         saved = None if stateful else self._save_state()
         if not self._stateful and self._n_steps > 0:
             self._restart()

@@ -373,6 +373,36 @@ def test_model_checkpoint_saves_weights_that_load_weights_restores(tmp_path):
             fresh.keras_model.load_weights(str(tmp_path / "missing.h5"))
 
 
+def test_assigning_keras_model_weights_reaches_the_simulation(tmp_path):
+    """``sim.keras_model.weights[i].assign(...)`` (in NengoDL these are the
+    variables the simulation reads): predict, sim.data and save_params see
+    the assigned values, as after set_weights of the same values."""
+    net, inp, p = _net()
+    x, y = _data()
+    conn = net.all_connections[1]
+    with _sim(net) as sim:
+        sim.fit({inp: x}, {p: y}, epochs=1, verbose=0)
+        trained = sim.keras_model.get_weights()
+        before = sim.predict({inp: x})[p]
+        halves = [0.5 * w for w in trained]
+        for w, h in zip(sim.keras_model.weights, halves):
+            w.assign(h)
+        assigned = sim.predict({inp: x})[p]
+        assert not np.allclose(assigned, before)
+        data_weights = np.array(sim.data[conn].weights)
+        sim.save_params(tmp_path / "assigned")
+        sim.keras_model.set_weights(trained)
+        np.testing.assert_array_equal(sim.predict({inp: x})[p], before)
+        sim.keras_model.set_weights(halves)
+        np.testing.assert_array_equal(sim.predict({inp: x})[p], assigned)
+        sim.keras_model.trainable_weights[0].assign(3 * halves[0])  # another change
+        assert not np.allclose(sim.predict({inp: x})[p], assigned)
+    with _sim(net) as loaded:  # another build: the saved file holds the assignment
+        loaded.load_params(tmp_path / "assigned")
+        np.testing.assert_array_equal(loaded.data[conn].weights, data_weights)
+        np.testing.assert_array_equal(loaded.predict({inp: x})[p], assigned)
+
+
 def test_keras_model_stand_in(capsys):
     """``sim.keras_model`` (NengoDL's): the object callbacks get, with the
     weights fit trains, Keras's counts and summary, and the last fit's History."""

@@ -43,7 +43,7 @@ class FitModel:
     variables); ``weights``: those and the Keras layers' other variables;
     ``get_weights``/``set_weights``: ``weights`` as arrays (what
     ``EarlyStopping(restore_best_weights=True)`` uses; set weights run in the
-    simulator too); ``save_weights``/``load_weights``: them in a file (what
+    simulator too, as do values assigned to ``weights``' variables); ``save_weights``/``load_weights``: them in a file (what
     ``ModelCheckpoint(save_weights_only=True)`` saves); ``count_params``,
     ``summary``; ``history``: the last ``fit``'s History; ``simulator``: the
     `nengo_cuda.Simulator`.  Anything else raises an AttributeError that says so
@@ -62,11 +62,13 @@ class FitModel:
 
     @property
     def trainable_variables(self):
+        self._trainer.graph.handed_out()
         return list(self._trainer.trainable_variables)
 
     trainable_weights = trainable_variables
 
     def _weight_variables(self):
+        self._trainer.graph.handed_out()  # (the user may assign them)
         return (list(self._trainer.graph.trainable_variables)
                 + self._trainer._keras_variables(trainable=False))
 

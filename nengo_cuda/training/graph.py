@@ -103,6 +103,7 @@ class TrainingGraph:
             value = self.layout.base_array(base, 0).reshape(-1)[idx]
             var = tf.Variable(value.astype(self.np_dtype), name=_var_name(base) + "_parameters")
             self.state_parameters[base] = (var, idx)
+        self._handed_out = None  # the values written last, once handed_out (below)
         self.variables = {}
         for base, mask in masks.items():
             value = self.layout.base_array(base, 0).reshape(-1)
@@ -125,6 +126,31 @@ class TrainingGraph:
                     for var, mask, _ in self.variables.values())
                 + sum(len(idx) for _, idx in self.state_parameters.values()))
 
+    def handed_out(self):
+        """Records that user code holds the variables (``sim.keras_model.weights``
+        ...): from now on `pull_assignments` looks for its own assignments."""
+        if self._handed_out is None:
+            self._handed_out = self._values()
+
+    def pull_assignments(self):
+        """Writes the variables into the simulator's buffers if user code
+        assigned any of them (``sim.keras_model.weights[0].assign(...)``) since
+        they were last written or read: in NengoDL these are the variables the
+        simulation reads, so the assignment reaches ``sim.run``, ``sim.data``
+        and ``save_params`` here too.  Costs a copy of the variables, and only
+        after they were handed out."""
+        if self._handed_out is not None and any(
+                not np.array_equal(a, b, equal_nan=True)
+                for a, b in zip(self._values(), self._handed_out)):
+            self.write_back()
+
+    def _values(self):
+        return [var.numpy().copy() for var in self.trainable_variables]
+
+    def _written(self):
+        if self._handed_out is not None:
+            self._handed_out = self._values()
+
     def write_back(self):
         """Copies the trained values into the simulator's buffers."""
         for base, (var, mask, _) in self.variables.items():
@@ -137,6 +163,7 @@ class TrainingGraph:
                 dst[m] = value[m]
         for base, (var, idx) in self.state_parameters.items():
             self.sim.parameters.set(base, idx, var.numpy())
+        self._written()
 
     def reload(self):
         """Re-reads the trainable values from the simulator's buffers."""
@@ -144,6 +171,7 @@ class TrainingGraph:
             var.assign(self.layout.base_array(base, 0).reshape(-1).astype(self.np_dtype))
         for base, (var, idx) in self.state_parameters.items():
             var.assign(self.layout.base_array(base, 0).reshape(-1)[idx].astype(self.np_dtype))
+        self._written()
 
     def _with_parameters(self, base, value):
         """A state base's ``(batch, size)`` value with its trainable parameter
