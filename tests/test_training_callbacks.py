@@ -373,6 +373,38 @@ def test_model_checkpoint_saves_weights_that_load_weights_restores(tmp_path):
             fresh.keras_model.load_weights(str(tmp_path / "missing.h5"))
 
 
+def test_load_weights_skip_mismatch(tmp_path):
+    """``load_weights(path, skip_mismatch=True)`` (Keras's): into a network
+    with one more ensemble, the saved parameters of the objects both have
+    load and the new ensemble keeps its own, with a warning; without it the
+    file is refused."""
+    net, inp, p = _net()
+    x, y = _data()
+    path = str(tmp_path / "w.weights.h5")
+    with _sim(net) as sim:
+        sim.fit({inp: x}, {p: y}, epochs=2, verbose=0)
+        sim.keras_model.save_weights(path)
+        trained = _params(sim)[0]
+    with net:
+        extra = nengo.Ensemble(7, 1, neuron_type=nengo.RectifiedLinear())
+        into = nengo.Connection(net.all_ensembles[1], extra)
+    with _sim(net) as bigger:
+        def own():
+            return [np.array(bigger.data[extra].scaled_encoders),
+                    np.array(bigger.data[extra].bias), np.array(bigger.data[into].weights)]
+
+        built = own()
+        with pytest.raises(nengo.exceptions.SimulationError, match="missing"):
+            bigger.keras_model.load_weights(path)
+        with pytest.warns(UserWarning, match=r"left \d+ of this network's parameters"):
+            bigger.keras_model.load_weights(path, skip_mismatch=True)
+        for a, b in zip(own(), built):
+            np.testing.assert_array_equal(a, b)
+        net.ensembles.remove(extra)  # (so _params reads the objects both have)
+        net.connections.remove(into)
+        np.testing.assert_array_equal(_params(bigger)[0], trained)
+
+
 def test_assigning_keras_model_weights_reaches_the_simulation(tmp_path):
     """``sim.keras_model.weights[i].assign(...)`` (in NengoDL these are the
     variables the simulation reads): predict, sim.data and save_params see

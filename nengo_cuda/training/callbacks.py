@@ -132,8 +132,10 @@ class FitModel:
         self._trainer.write_params(filepath)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
-        """Loads what `save_weights` saved (into the simulation too)."""
-        self._trainer.read_params(filepath)
+        """Loads what `save_weights` saved (into the simulation too);
+        ``skip_mismatch``: only what fits this network, warning about the rest
+        (as Keras skips layers whose weights differ)."""
+        self._trainer.read_params(filepath, skip_mismatch=skip_mismatch)
 
     def __getattr__(self, name):
         if name.startswith("__"):

@@ -24,25 +24,25 @@ class ParameterIO:
         """``{key: signal}`` for the parameter signals (`nengo_cuda.parameters`:
         the shared region, or unwritten views merged into state bases) that
         belong to the network's objects: encoders, gains, biases, weights,
-        decoders, transforms.  A key names the object by its position in
-        ``network.all_objects`` (its neurons and learning rules through it) and
+        decoders, transforms.  A key names the object by its place in the
+        network (`_object_keys`; its neurons and learning rules through it) and
         the signal by its builder name, so it is the same in every build of the
         network, where the layout's order is not (Nengo's optimizer merges
         signals in the iteration order of sets)."""
         model = self.sim.model
         names = {}
-        for i, obj in enumerate(model.toplevel.all_objects):
-            names[obj] = str(i)
+        for obj, key in _object_keys(model.toplevel).items():
+            names[obj] = key
             if isinstance(obj, nengo.Ensemble):
-                names[obj.neurons] = f"{i}.neurons"
+                names[obj.neurons] = f"{key}.neurons"
             rules = getattr(obj, "learning_rule", None) if isinstance(obj, nengo.Connection) \
                 else None
             if isinstance(rules, dict):
-                names.update({rule: f"{i}.rule.{k}" for k, rule in rules.items()})
+                names.update({rule: f"{key}.rule.{k}" for k, rule in rules.items()})
             elif isinstance(rules, (list, tuple)):
-                names.update({rule: f"{i}.rule.{k}" for k, rule in enumerate(rules)})
+                names.update({rule: f"{key}.rule.{k}" for k, rule in enumerate(rules)})
             elif rules is not None:
-                names[rules] = f"{i}.rule"
+                names[rules] = f"{key}.rule"
         found = {}
         for obj, sigs in model.sig.items():
             if obj not in names:
@@ -86,8 +86,12 @@ class ParameterIO:
         self.read_params(str(path) + ".npz",
                          _include_state(include_state, include_non_trainable))
 
-    def read_params(self, filename, include_state=False):
-        """`load_params` from the file ``filename`` (`write_params`'s)."""
+    def read_params(self, filename, include_state=False, skip_mismatch=False):
+        """`load_params` from the file ``filename`` (`write_params`'s).
+
+        ``skip_mismatch`` (Keras's ``load_weights`` argument): load the saved
+        parameters and TensorNode weights that this network has, with the same
+        shapes, and warn about the rest (otherwise any difference raises)."""
         params = self._parameter_signals()
         keras_vars = self._keras_variables(trainable=False)
         with _open_archive(filename) as f:
@@ -95,6 +99,20 @@ class ParameterIO:
             weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
             n_saved = sum(1 for k in f.files if k.startswith("keras_"))
             state = {k: f[k] for k in f.files if k.startswith("state:")}
+        if skip_mismatch:
+            params, keras_pairs = self._matching(filename, params, saved, keras_vars, weights,
+                                                 n_saved)
+        else:
+            self._check_params(filename, params, saved, keras_vars, weights, n_saved)
+            keras_pairs = zip(keras_vars, weights)
+        if include_state:
+            self._check_state(state, filename)
+        self._write_loaded(params, saved, keras_pairs, state if include_state else None)
+
+    @staticmethod
+    def _check_params(filename, params, saved, keras_vars, weights, n_saved):
+        """Raises unless the file holds exactly this network's parameters and
+        TensorNode weights."""
         if set(saved) != set(params) or any(
                 saved[k].shape != params[k].shape for k in params):
             missing = sorted(set(params) - set(saved))[:5]
@@ -109,16 +127,36 @@ class ParameterIO:
                 f"{filename} holds {n_saved} TensorNode weights of shapes "
                 f"{[w.shape for w in weights]}; this model's TensorNodes have "
                 f"{[tuple(v.shape) for v in keras_vars]}")
-        if include_state:
-            self._check_state(state, filename)
+
+    def _write_loaded(self, params, saved, keras_pairs, state=None):
+        """Writes the ``saved`` values of ``params``, ``(variable, value)``
+        pairs and the saved ``state`` (if any) into the simulator (and the
+        training graph's variables)."""
         for key, sig in params.items():
             self.sim.parameters.write(sig, saved[key])
-        for var, value in zip(keras_vars, weights):
+        for var, value in keras_pairs:
             var.assign(value)
-        if include_state:
+        if state is not None:
             self._load_state(state)
         if self._graph is not None:
             self._graph.reload()
+
+    @staticmethod
+    def _matching(filename, params, saved, keras_vars, weights, n_saved):
+        """``skip_mismatch``: the parameters and ``(variable, value)`` pairs
+        of the file that fit this network; warns what is skipped."""
+        fits = {k: sig for k, sig in params.items()
+                if k in saved and saved[k].shape == tuple(sig.shape)}
+        pairs = [(v, w) for v, w in zip(keras_vars, weights) if tuple(w.shape) == tuple(v.shape)]
+        skipped = (len(params) - len(fits), len(saved) - len(fits),
+                   max(len(keras_vars), n_saved) - len(pairs))
+        if any(skipped):
+            warnings.warn(
+                f"{filename}: skip_mismatch left {skipped[0]} of this network's parameters "
+                f"and {skipped[2]} TensorNode weights as they were, and skipped "
+                f"{skipped[1]} saved parameters that this network does not have (with "
+                "these shapes)", stacklevel=4)
+        return fits, pairs
 
     def _state_signals(self, written_only=True):
         """``[(key, signal)]``: the build's state, as the signals of the
@@ -296,6 +334,21 @@ class ParameterIO:
         for obj, p in zip(todo, self.get_nengo_params(todo)):
             for k, v in p.items():
                 setattr(obj, k, v)
+
+
+def _object_keys(network, prefix=""):
+    """``{object: key}`` for the objects of ``network`` and its subnetworks:
+    the key is the object's kind and position among the objects of that kind
+    in its own network, after its networks' positions (``"network1.
+    ensemble0"``). Objects added to a network later do not change the keys of
+    the others (what Keras's ``skip_mismatch`` loading relies on)."""
+    keys = {}
+    for kind, objs in network.objects.items():
+        for i, obj in enumerate(objs):
+            keys[obj] = f"{prefix}{kind.__name__.lower()}{i}"
+            if isinstance(obj, nengo.Network):
+                keys.update(_object_keys(obj, keys[obj] + "."))
+    return keys
 
 
 def _open_archive(filename):
