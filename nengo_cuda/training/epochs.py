@@ -14,7 +14,12 @@ ends with an epoch starts the next one silently.  (Checked against Keras
 - `SourceEpochs`: a ``tf.data.Dataset`` or a generator, read an epoch at a
   time; a new pass iterates it again (a Dataset starts over; an exhausted
   generator gives nothing more, which ends training).
+
+`ArrayFeed` and `SourceFeed` hand ``fit`` each epoch's data and minibatches
+(``(data, order, ran_out)``) from either.
 """
+
+import warnings
 
 import numpy as np
 from nengo.exceptions import ValidationError
@@ -83,3 +88,58 @@ class SourceEpochs:
             if batches or new_pass:
                 break
         return batches, len(batches) < self.steps
+
+
+class ArrayFeed:
+    """``fit``'s epochs of arrays: the same ``data`` (anything with a
+    ``batch``, its number of items) every epoch, minibatches from `ArrayEpochs`."""
+
+    def __init__(self, data, mb, steps_per_epoch, shuffle, rng):
+        self.data, self.steps = data, steps_per_epoch
+        self.passes = ArrayEpochs(data.batch, mb, steps_per_epoch, shuffle, rng)
+
+    def next_epoch(self, epoch):
+        """``(data, order, ran_out)`` (see `ArrayEpochs.next_epoch`; warns when
+        the pass ran out)."""
+        order, ran_out = self.passes.next_epoch()
+        if ran_out:
+            warnings.warn(ran_out_message(len(order), self.steps, epoch), stacklevel=4)
+        return self.data, order, ran_out
+
+
+class SourceFeed:
+    """``fit``'s epochs of a Dataset or generator read ``steps_per_epoch``
+    batches at a time (`SourceEpochs`): ``load`` turns an epoch's batches
+    into its data (``batch`` items, in order); every epoch's must match the
+    first's ``signature(data)`` (the inputs, targets, steps, ...)."""
+
+    def __init__(self, source, mb, steps_per_epoch, load, signature):
+        self.epochs = SourceEpochs(source, steps_per_epoch)
+        self.mb, self.steps = mb, steps_per_epoch
+        self.load, self.signature = load, signature
+        self.first = self.epochs.next_epoch()
+        if not self.first[0]:
+            raise ValidationError("fit: the dataset or generator gave no batches", attr="x")
+        self.data = load(self.first[0])  # (fit's checks and set-up read it)
+
+    def next_epoch(self, epoch):
+        """``(data, order, ran_out)``, or None when the source has no batches
+        left (warned: training stops)."""
+        if self.first is not None:
+            (_, ran_out), self.first = self.first, None
+            data = self.data
+        else:
+            batches, ran_out = self.epochs.next_epoch()
+            if not batches:
+                warnings.warn(ran_out_message(0, self.steps, epoch) + "; the generator gave "
+                              "no more: training stops", stacklevel=4)
+                return None
+            data = self.load(batches)
+            if self.signature(data) != self.signature(self.data):
+                raise ValidationError(
+                    f"fit: the batches of epoch {epoch + 1} differ from the first epoch's "
+                    f"({self.signature(data)} against {self.signature(self.data)})", attr="x")
+        if ran_out:
+            warnings.warn(ran_out_message(data.batch // self.mb, self.steps, epoch),
+                          stacklevel=4)
+        return data, np.arange(data.batch).reshape(-1, self.mb), ran_out

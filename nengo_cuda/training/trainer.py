@@ -17,6 +17,7 @@ and ``check_gradients``; with `parameter_io.ParameterIO`
 """
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import nengo
@@ -26,7 +27,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from . import sample_weights
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
-from .epochs import ArrayEpochs, SourceEpochs, ran_out_message, steps_argument
+from .epochs import ArrayFeed, SourceFeed, steps_argument
 from .graph import TrainingGraph, trainable_signals
 from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
 from .losses import objective as nengo2_objective
@@ -34,6 +35,22 @@ from .names import zip_with_objects
 from .objectives import mse
 from .parameter_io import ParameterIO
 from .tensor_node import is_tensor_node_func
+
+
+class FitData(NamedTuple):
+    """One epoch's data in ``fit``: inputs and targets by object (arrays of
+    ``batch`` items of ``steps`` steps), sample weights by probe or None."""
+
+    x: dict
+    y: dict
+    weights: object
+    batch: int
+    steps: int
+
+    def signature(self):
+        """What every epoch's data must share: steps, inputs, targets, weights."""
+        return (self.steps, list(self.x), list(self.y),
+                self.weights is not None)
 
 
 def _is_batch_source(data):
@@ -438,51 +455,20 @@ class Trainer(ParameterIO):
         stateful = self._stateful(stateful, "fit")
         steps_per_epoch = steps_argument(steps_per_epoch, "steps_per_epoch")
         validation_steps = steps_argument(validation_steps, "validation_steps")
-        # a Dataset or generator with steps_per_epoch is read an epoch at a time
-        # (Keras's endless ones); without, read once (each epoch a pass over it)
-        source = None
-        if _is_batch_source(x):
-            shuffle = False  # Keras ignores it for datasets and generators
-        if _is_batch_source(x) and steps_per_epoch is not None:
-            _refuse_beside_source("fit", y=y, sample_weight=sample_weight)
-            if validation_split:
-                raise ValidationError("fit: validation_split needs arrays (as in Keras); "
-                                      "give validation_data with a dataset or generator",
-                                      attr="validation_split")
-            source = SourceEpochs(x, steps_per_epoch)
-            first = source.next_epoch()
-            if not first[0]:
-                raise ValidationError("fit: the dataset or generator gave no batches",
-                                      attr="x")
-            x, y, sample_weight = self._join_batches(first[0], "fit")
-        else:
-            x, y, sample_weight = self._from_batches(x, y, None, "fit", sample_weight)
-        if _is_batch_source(validation_data):
-            validation_data = self._from_batches(validation_data, None, validation_steps,
-                                                 "validation_data")
-
-        def prepare(x, y, sample_weight):
-            x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
-            if not y:
-                raise ValidationError("fit needs targets (y)", attr="y")
-            batch, steps = self._check(x, y, n_steps)
-            sample_weight = sample_weights.from_class_weight(class_weight, sample_weight, y,
-                                                             "fit")
-            return x, y, self._sample_weights(sample_weight, y, "fit"), batch, steps
-
-        x, y, weights, batch, steps = prepare(x, y, sample_weight)
-        x, y, weights, validation = self._validation(x, y, weights, batch, n_steps,
-                                                     validation_data, validation_split)
-        if validation is not None:
-            batch = next(iter(y.values())).shape[0]
         if not isinstance(validation_freq, (int, list, tuple)) or isinstance(
                 validation_freq, bool):
             raise ValidationError(f"validation_freq must be an int or a list of epochs "
                                   f"(got {validation_freq!r})", attr="validation_freq")
-        for probe in y:
+        mb = self.sim.n_trials
+        feed, validation = self._fit_feed(
+            x, y, sample_weight, n_steps, class_weight, shuffle, steps_per_epoch,
+            validation_data, validation_split, validation_steps)
+        data = feed.data
+        probes, steps = list(data.y), data.steps
+        for probe in probes:
             self._loss_for(probe)
         graph = self.graph
-        if steps == 1 and self._has_synapses(list(y)):
+        if steps == 1 and self._has_synapses(probes):
             warnings.warn("fit: training on one step per item, but the network contains "
                           "synaptic filters, whose outputs start at their initial state: set "
                           "synapse=None on the connections to train, or train on more "
@@ -490,32 +476,24 @@ class Trainer(ParameterIO):
         if not self.trainable_variables:  # runs (and reports the loss), as NengoDL's
             warnings.warn("fit: no parameters are trainable (see configure_settings; "
                           "TensorNodes' Keras layers train too): nothing changes", stacklevel=3)
-        mb = self.sim.n_trials
-        if validation is not None and validation_steps is not None:
-            validation = self._first_minibatches(validation, validation_steps,
-                                                 "validation_steps")
-        probes = list(y)
         metrics = self._metrics_for(probes)
         with_outputs = tuple(p for p in probes if metrics.get(p))
         # (the variables too: a Keras layer frozen since the last fit must not train)
-        key = (tuple(x), tuple(probes), steps, stateful, with_outputs,
+        key = (tuple(data.x), tuple(probes), steps, stateful, with_outputs,
                tuple(id(v) for v in self.trainable_variables))
         if key not in self._train_fns:
-            self._train_fns[key] = self._make_train_step(list(x), probes, steps, stateful,
+            self._train_fns[key] = self._make_train_step(list(data.x), probes, steps, stateful,
                                                          with_outputs)
         train_range = self._train_fns[key]
         dtype = self.sim.dtype
-        rng = np.random.RandomState(self.sim.seed)
 
-        def upload(x, y, weights):
-            ys = {k: v.astype(dtype) for k, v in y.items()}
-            return (ys, tuple(tf.constant(v.astype(dtype)) for v in x.values()),
-                    tuple(tf.constant(ys[p]) for p in probes),
-                    () if weights is None else tuple(tf.constant(weights[p]) for p in probes))
+        def upload(data):
+            return (tuple(tf.constant(v.astype(dtype)) for v in data.x.values()),
+                    tuple(tf.constant(data.y[p].astype(dtype)) for p in probes),
+                    () if data.weights is None
+                    else tuple(tf.constant(data.weights[p]) for p in probes))
 
-        ys, x_full, y_full, w_full = upload(x, y, weights)
-        passes = ArrayEpochs(batch, mb, steps_per_epoch, shuffle, rng) if source is None \
-            else None
+        uploaded = None
         # the simulator's state: where every minibatch (or, stateful, the first) starts
         state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
         t0 = self.sim.n_steps if self.sim._stateful else 0
@@ -523,35 +501,18 @@ class Trainer(ParameterIO):
         model = self.keras_model
         verbose = 1 if verbose == "auto" else verbose  # as Keras resolves it
         cbs = CallbackList(callbacks, model, {
-            "epochs": int(epochs), "steps": steps_per_epoch or batch // mb,
+            "epochs": int(epochs), "steps": steps_per_epoch or data.batch // mb,
             "verbose": verbose}, fit=True)
         model.stop_training = False
         cbs("on_train_begin")
         epoch_logs = None
         for epoch in range(int(initial_epoch), int(epochs)):
-            if source is None:
-                order, ran_out = passes.next_epoch()
-            else:  # this epoch's batches from the source
-                batches, ran_out = first if first is not None else source.next_epoch()
-                if not batches:
-                    warnings.warn(ran_out_message(0, steps_per_epoch, epoch) +
-                                  "; the generator gave no more: training stops", stacklevel=3)
-                    break
-                if first is None:
-                    fed = list(x)
-                    x, y, weights, batch, more_steps = prepare(
-                        *self._join_batches(batches, "fit"))
-                    if (more_steps, list(x), list(y)) != (steps, fed, probes) or (
-                            (weights is None) != (w_full == ())):
-                        raise ValidationError(
-                            f"fit: the batches of epoch {epoch + 1} differ from the first "
-                            f"epoch's (steps {more_steps} and {steps}, inputs, targets or "
-                            "sample weights)", attr="x")
-                    ys, x_full, y_full, w_full = upload(x, y, weights)
-                first = None
-                order = np.arange(batch).reshape(-1, mb)
-            if ran_out:
-                warnings.warn(ran_out_message(len(order), steps_per_epoch, epoch), stacklevel=3)
+            this_epoch = feed.next_epoch(epoch)
+            if this_epoch is None:
+                break
+            epoch_data, order, _ = this_epoch
+            if uploaded is None or epoch_data is not data:
+                data, uploaded = epoch_data, upload(epoch_data)
             n_batches = len(order)
             cbs("on_epoch_begin", epoch)
             order_t = tf.constant(order.astype(np.int32))
@@ -567,16 +528,10 @@ class Trainer(ParameterIO):
                     cbs("on_train_batch_begin", done)
                 with self.graph.host_errors():
                     loss_sum, probe_sums, final, outs = train_range(
-                        x_full, y_full, w_full, order_t, tf.constant(done), tf.constant(stop),
+                        *uploaded, order_t, tf.constant(done), tf.constant(stop),
                         tuple(state) if state is not None else (),
                         tf.constant(float(t0), tf.float64))
-                for j, p in enumerate(with_outputs):
-                    out = outs[j].numpy()
-                    for i in range(done, stop):
-                        target = tf.constant(ys[p][order[i]])
-                        w = None if weights is None else weights[p][order[i]]
-                        for metric in metrics[p]:
-                            metric.update(target, tf.constant(out[i - done]), w)
+                self._update_metrics(metrics, with_outputs, outs, data, order[done:stop])
                 total += float(loss_sum)
                 per_probe += [float(v) for v in probe_sums]
                 if stateful:
@@ -594,14 +549,7 @@ class Trainer(ParameterIO):
             # callbacks and validation see the parameters (and state) trained so far
             self._sync(stateful, state, t0)
             if validation is not None and self._should_validate(epoch, validation_freq):
-                val_x, val_y, val_weights, val_batch = validation
-                if cbs.test_hooks:
-                    cbs("on_test_begin")
-                val_logs = self._evaluate(val_x, val_y, val_batch, steps, False,
-                                          cbs if cbs.test_hooks else None, val_weights)
-                if cbs.test_hooks:
-                    cbs("on_test_end", logs=val_logs)
-                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                epoch_logs.update(self._validate(validation, steps, cbs))
             cbs("on_epoch_end", epoch, epoch_logs)
             if verbose:
                 print(f"epoch {epoch + 1}/{epochs}: " +
@@ -612,6 +560,78 @@ class Trainer(ParameterIO):
         # after on_train_end: e.g. EarlyStopping(restore_best_weights=True) sets weights
         self._sync(stateful, state, t0)
         return cbs.history
+
+    def _fit_feed(self, x, y, sample_weight, n_steps, class_weight, shuffle, steps_per_epoch,
+                  validation_data, validation_split, validation_steps):
+        """``(feed, validation)``: fit's epochs of data (`epochs.ArrayFeed`, or
+        `epochs.SourceFeed` for a Dataset or generator with ``steps_per_epoch``,
+        read an epoch at a time as Keras reads an endless one; without, it is
+        read once and each epoch is a pass over it) and the validation data
+        (see `_validation`) or None.  ``feed.data``: the first epoch's
+        `FitData`."""
+        def prepare(x, y, sample_weight):
+            x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
+            if not y:
+                raise ValidationError("fit needs targets (y)", attr="y")
+            batch, steps = self._check(x, y, n_steps)
+            sample_weight = sample_weights.from_class_weight(class_weight, sample_weight, y,
+                                                             "fit")
+            return FitData(x, y, self._sample_weights(sample_weight, y, "fit"), batch, steps)
+
+        mb = self.sim.n_trials
+        if _is_batch_source(validation_data):
+            validation_data = self._from_batches(validation_data, None, validation_steps,
+                                                 "validation_data")
+        if _is_batch_source(x) and steps_per_epoch is not None:
+            _refuse_beside_source("fit", y=y, sample_weight=sample_weight)
+            if validation_split:
+                raise ValidationError("fit: validation_split needs arrays (as in Keras); "
+                                      "give validation_data with a dataset or generator",
+                                      attr="validation_split")
+            feed = SourceFeed(x, mb, steps_per_epoch,
+                              lambda batches: prepare(*self._join_batches(batches, "fit")),
+                              FitData.signature)
+            data = feed.data
+        else:
+            if _is_batch_source(x):
+                shuffle = False  # Keras ignores it for datasets and generators
+            data = prepare(*self._from_batches(x, y, None, "fit", sample_weight))
+        train_x, train_y, train_weights, validation = self._validation(
+            data.x, data.y, data.weights, data.batch, n_steps, validation_data,
+            validation_split)
+        if validation is not None and validation_steps is not None:
+            validation = self._first_minibatches(validation, validation_steps,
+                                                 "validation_steps")
+        if not _is_batch_source(x) or steps_per_epoch is None:
+            data = FitData(train_x, train_y, train_weights,
+                           next(iter(train_y.values())).shape[0], data.steps)
+            feed = ArrayFeed(data, mb, steps_per_epoch, shuffle,
+                             np.random.RandomState(self.sim.seed))
+        return feed, validation
+
+    @staticmethod
+    def _update_metrics(metrics, with_outputs, outs, data, rows):
+        """Updates the compiled metrics with the outputs ``outs`` of the
+        minibatches of items ``rows`` (the probes ``with_outputs``)."""
+        for j, p in enumerate(with_outputs):
+            out = outs[j].numpy()
+            for i, items in enumerate(rows):
+                target = tf.constant(data.y[p][items].astype(out.dtype))
+                w = None if data.weights is None else data.weights[p][items]
+                for metric in metrics[p]:
+                    metric.update(target, tf.constant(out[i]), w)
+
+    def _validate(self, validation, steps, cbs):
+        """The validation logs (``val_<name>``) of one epoch (spiking
+        `_evaluate`, ``stateful=False``), with the callbacks' test hooks."""
+        val_x, val_y, val_weights, val_batch = validation
+        if cbs.test_hooks:
+            cbs("on_test_begin")
+        val_logs = self._evaluate(val_x, val_y, val_batch, steps, False,
+                                  cbs if cbs.test_hooks else None, val_weights)
+        if cbs.test_hooks:
+            cbs("on_test_end", logs=val_logs)
+        return {f"val_{k}": v for k, v in val_logs.items()}
 
     def _first_minibatches(self, data, steps, name, what="fit"):
         """``(x, y, weights, batch)`` cut to its first ``steps`` minibatches
