@@ -15,15 +15,14 @@ from nengo_cuda.training.epochs import ArrayEpochs, SourceEpochs
 tf = pytest.importorskip("tensorflow")
 keras = tf.keras
 
+from keras_models import two_dense  # noqa: E402 (needs TensorFlow)
+
 MB = 4
 N = 20  # 5 minibatches
 
 
 def _model(seed=0):
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((3,))
-    out = keras.layers.Dense(2)(keras.layers.Dense(6, activation="tanh")(inp))
-    return keras.Model(inp, out)
+    return two_dense((3,), seed)
 
 
 def _data(n=N, seed=1):

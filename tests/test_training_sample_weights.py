@@ -11,15 +11,13 @@ import nengo_cuda
 tf = pytest.importorskip("tensorflow")
 keras = tf.keras
 
+from keras_models import two_dense  # noqa: E402 (needs TensorFlow)
+
 MB = 4
 
 
 def _model(temporal, seed=0):
-    keras.utils.set_random_seed(seed)
-    shape = (5, 3) if temporal else (3,)
-    inp = keras.Input(shape)
-    out = keras.layers.Dense(2)(keras.layers.Dense(6, activation="tanh")(inp))
-    return keras.Model(inp, out)
+    return two_dense((5, 3) if temporal else (3,), seed)
 
 
 def _data(temporal, n=8):
