@@ -840,3 +840,35 @@ def test_get_name_keys_data_and_losses():
         x = {sim.get_name(inp): np.ones((2, 3, 1))}
         result = sim.evaluate(x, {sim.get_name(p): np.zeros((2, 3, 1))})
         assert f"{sim.get_name(p)}_loss" in result
+
+
+def test_fitting_many_simulators_leaves_tensorflow_registry_as_it_was():
+    """A loop of simulators that each fit (a hyperparameter sweep) keeps
+    TensorFlow's global gradient registry as it was: each trace of the
+    training step registered a custom gradient (Keras's optimizers
+    all-reduce through tf.distribute) that kept the whole traced training
+    loop alive, ~5 MB per simulator (nengo_cuda.training.gradient_registry)."""
+    tf = pytest.importorskip("tensorflow")
+    from nengo_cuda.training.gradient_registry import _registry
+
+    registry = _registry()
+    if registry is None:
+        pytest.skip("this TensorFlow's gradient registry is not a dict")
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(20, 1)
+        nengo.Connection(inp, ens, synapse=None)
+        p = nengo.Probe(ens)
+    x = np.linspace(-1, 1, 8)[:, None, None]
+
+    def fit_one(optimizer):
+        with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+            sim.compile(optimizer, loss="mse")
+            sim.fit({inp: x}, {p: x}, epochs=2, verbose=0)
+
+    fit_one(tf.optimizers.Adam(0.01))  # (loads our op library: its gradients stay)
+    size = len(registry)
+    for optimizer in (tf.optimizers.Adam(0.01), tf.optimizers.SGD(0.1),
+                      tf.compat.v1.train.RMSPropOptimizer(0.01)):
+        fit_one(optimizer)
+    assert len(registry) == size

@@ -28,6 +28,7 @@ from . import sample_weights
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .epochs import ArrayFeed, SourceFeed, steps_argument
+from .gradient_registry import forgetting_custom_gradients
 from .graph import TrainingGraph, trainable_signals
 from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
 from .losses import objective as nengo2_objective
@@ -805,7 +806,12 @@ class Trainer(ParameterIO):
                  state, out_arrays))
             return total, per_probe, state, [a.stack() for a in arrays]
 
-        return train_range
+        def call(*args):
+            # (a trace of train_range would otherwise stay in TensorFlow's registry)
+            with forgetting_custom_gradients():
+                return train_range(*args)
+
+        return call
 
     # -- the training graph's forward pass --------------------------------------------
     def forward(self, x=None, n_steps=None, probes=None):
