@@ -28,7 +28,6 @@ from . import sample_weights
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, keep_history, trainable_objects
 from .epochs import ArrayFeed, SourceFeed, steps_argument
-from .gradient_registry import forgetting_custom_gradients
 from .graph import TrainingGraph, trainable_signals
 from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
 from .losses import objective as nengo2_objective
@@ -36,6 +35,10 @@ from .names import zip_with_objects
 from .objectives import mse
 from .parameter_io import ParameterIO
 from .tensor_node import is_tensor_node_func
+from .tf_process_state import forgetting_custom_gradients, quiet_retracing_warnings
+
+
+quiet_retracing_warnings()
 
 
 class FitData(NamedTuple):
