@@ -814,6 +814,7 @@ class Trainer(ParameterIO):
             with forgetting_custom_gradients():
                 return train_range(*args)
 
+        call.experimental_get_tracing_count = train_range.experimental_get_tracing_count
         return call
 
     # -- the training graph's forward pass --------------------------------------------
