@@ -140,12 +140,12 @@ class TrainingGraph:
         and ``save_params`` here too.  Costs a copy of the variables, and only
         after they were handed out."""
         if self._handed_out is not None and any(
-                not np.array_equal(a, b, equal_nan=True)
-                for a, b in zip(self._values(), self._handed_out)):
+                not np.array_equal(var.numpy(), last, equal_nan=True)
+                for var, last in zip(self.trainable_variables, self._handed_out)):
             self.write_back()
 
     def _values(self):
-        return [var.numpy().copy() for var in self.trainable_variables]
+        return [np.array(var.numpy()) for var in self.trainable_variables]
 
     def _written(self):
         if self._handed_out is not None:
