@@ -824,8 +824,7 @@ class Simulator:
                     "data must be a dict mapping input Nodes to arrays (or an array, or a "
                     f"list of arrays, for the input Nodes in order); got {type(data).__name__}",
                     attr="data")
-            data = zip_with_objects(data, list(self._input_nodes), "data", "input Nodes",
-                                    stacklevel=4)
+            data = zip_with_objects(data, list(self._input_nodes), "data", "input Nodes")
         feeds = {}
         for node, values in data.items():
             if node not in self._input_nodes:

@@ -889,3 +889,67 @@ def test_fitting_many_simulators_leaves_tensorflow_as_it_was():
         tf.get_logger().removeHandler(records)
     assert len(registry) == size
     assert not [m for m in records.messages if "retracing" in m]
+
+
+def test_fit_leaves_a_users_custom_gradient_usable():
+    """A TensorNode calling the user's tf.function with a tf.custom_gradient:
+    its cached trace names its gradient in TensorFlow's registry, so after
+    fit (which removes what Keras's optimizers register per trace) it still
+    differentiates (check_gradients raised a LookupError)."""
+    tf = pytest.importorskip("tensorflow")
+
+    @tf.function
+    def clipped(x):
+        @tf.custom_gradient
+        def identity(x):
+            return tf.identity(x), lambda dy: tf.clip_by_value(dy, -1, 1)
+
+        return identity(x)
+
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(10, 1)
+        nengo.Connection(inp, ens, synapse=None)
+        node = nengo_cuda.TensorNode(lambda x: clipped(x), shape_in=(1,), pass_time=False)
+        nengo.Connection(ens, node, synapse=None)
+        p = nengo.Probe(node)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.1), loss="mse")
+        sim.fit({inp: np.ones((2, 3, 1))}, {p: np.zeros((2, 3, 1))}, verbose=0)
+        sim.check_gradients()
+        x = tf.constant([[3.0]])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = 5 * clipped(x)
+        assert float(tape.gradient(y, x)[0, 0]) == 1.0  # the clipped gradient
+
+
+def test_fit_leaves_out_the_items_past_whole_minibatches():
+    """9 items at minibatch 2: the last is left out (with a warning at the
+    user's line), as NengoDL; training equals training on the first 8, with
+    validation data too."""
+    tf = pytest.importorskip("tensorflow")
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(20, 1)
+        nengo.Connection(inp, ens, synapse=None)
+        p = nengo.Probe(ens)
+    x = np.random.RandomState(0).uniform(-1, 1, (9, 1, 1))
+
+    def fit(n, **kwargs):
+        with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False, seed=1) as sim:
+            sim.compile(tf.optimizers.SGD(0.1), loss="mse")
+            return sim.fit({inp: x[:n]}, {p: x[:n] ** 2}, epochs=3, verbose=0,
+                           **kwargs).history["loss"]
+
+    with pytest.warns(UserWarning, match="the last 1 item") as caught:
+        nine = fit(9)
+    assert caught[0].filename == __file__
+    np.testing.assert_array_equal(nine, fit(8))
+    validation = dict(validation_data=({inp: x[:2]}, {p: x[:2] ** 2}))
+    with pytest.warns(UserWarning, match="the last 1 item"):
+        np.testing.assert_array_equal(fit(9, **validation), fit(8, **validation))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.1), loss="mse")
+        with pytest.raises(nengo.exceptions.ValidationError, match="no items"):
+            sim.fit({inp: x[:0]}, {p: x[:0]}, verbose=0)

@@ -433,6 +433,41 @@ def test_assigning_keras_model_weights_reaches_the_simulation(tmp_path):
         loaded.load_params(tmp_path / "assigned")
         np.testing.assert_array_equal(loaded.data[conn].weights, data_weights)
         np.testing.assert_array_equal(loaded.predict({inp: x})[p], assigned)
+        for w in loaded.keras_model.weights:
+            w.assign(2 * w)
+    # closing takes the assignment too (sim.data stays readable after close)
+    np.testing.assert_array_equal(loaded.data[conn].weights, 2 * data_weights)
+
+
+def test_reading_weights_without_handing_them_out_costs_runs_nothing():
+    """get_weights, count_params and summary give no variable to user code:
+    runs afterwards do not compare the variables with the simulator (they
+    did, at every sim.step); reading ``weights`` does."""
+    net, inp, p = _net()
+    with _sim(net) as sim:
+        model = sim.keras_model
+        model.get_weights()
+        model.count_params()
+        model.summary(print_fn=lambda text: None)
+        model.set_weights(model.get_weights())
+        graph = sim._trainer().graph
+        assert graph._handed_out is None
+        model.weights
+        assert graph._handed_out is not None
+
+
+def test_old_parameter_files_are_refused_by_name(tmp_path):
+    """A file whose keys are positions in network.all_objects (nengo_cuda
+    before 2026-12-03) is refused with that reason."""
+    net, inp, p = _net()
+    with _sim(net) as sim:
+        sim.save_params(tmp_path / "new")
+        with np.load(tmp_path / "new.npz") as f:
+            old = {k.replace("ensemble", "").replace("connection", "") if k.startswith(
+                "param:") else k: f[k] for k in f.files}
+        np.savez(tmp_path / "old.npz", **old)
+        with pytest.raises(nengo.exceptions.SimulationError, match="before 2026-12-03"):
+            sim.load_params(tmp_path / "old")
 
 
 def test_keras_model_stand_in(capsys):

@@ -62,18 +62,18 @@ class FitModel:
 
     @property
     def trainable_variables(self):
-        self._trainer.graph.handed_out()
+        self._trainer.graph.handed_out()  # (the user may assign them)
         return list(self._trainer.trainable_variables)
 
     trainable_weights = trainable_variables
 
     def _weight_variables(self):
-        self._trainer.graph.handed_out()  # (the user may assign them)
         return (list(self._trainer.graph.trainable_variables)
                 + self._trainer._keras_variables(trainable=False))
 
     @property
     def weights(self):
+        self._trainer.graph.handed_out()  # (the user may assign them)
         return self._weight_variables()
 
     variables = weights
@@ -85,7 +85,7 @@ class FitModel:
     def summary(self, print_fn=None):
         """Print the weights as a table (name, shape, count, trainable) and the totals."""
         print_fn = print if print_fn is None else print_fn
-        trainable = {id(v) for v in self.trainable_variables}
+        trainable = {id(v) for v in self._trainer.trainable_variables}
         rows = [(v.name, str(tuple(v.shape)), str(int(np.prod(v.shape))),
                  "yes" if id(v) in trainable else "no") for v in self._weight_variables()]
         header = ("weight", "shape", "count", "trainable")

@@ -19,10 +19,10 @@ ends with an epoch starts the next one silently.  (Checked against Keras
 (``(data, order, ran_out)``) from either.
 """
 
-import warnings
-
 import numpy as np
 from nengo.exceptions import ValidationError
+
+from ..user_warnings import warn
 
 
 def steps_argument(value, name):
@@ -103,7 +103,7 @@ class ArrayFeed:
         the pass ran out)."""
         order, ran_out = self.passes.next_epoch()
         if ran_out:
-            warnings.warn(ran_out_message(len(order), self.steps, epoch), stacklevel=4)
+            warn(ran_out_message(len(order), self.steps, epoch))
         return self.data, order, ran_out
 
 
@@ -131,8 +131,8 @@ class SourceFeed:
         else:
             batches, ran_out = self.epochs.next_epoch()
             if not batches:
-                warnings.warn(ran_out_message(0, self.steps, epoch) + "; the generator gave "
-                              "no more: training stops", stacklevel=4)
+                warn(ran_out_message(0, self.steps, epoch) + "; the generator gave no more: "
+                     "training stops")
                 return None
             data = self.load(batches)
             if self.signature(data) != self.signature(self.data):
@@ -140,6 +140,5 @@ class SourceFeed:
                     f"fit: the batches of epoch {epoch + 1} differ from the first epoch's "
                     f"({self.signature(data)} against {self.signature(self.data)})", attr="x")
         if ran_out:
-            warnings.warn(ran_out_message(data.batch // self.mb, self.steps, epoch),
-                          stacklevel=4)
+            warn(ran_out_message(data.batch // self.mb, self.steps, epoch))
         return data, np.arange(data.batch).reshape(-1, self.mb), ran_out

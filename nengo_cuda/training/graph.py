@@ -133,16 +133,19 @@ class TrainingGraph:
             self._handed_out = self._values()
 
     def pull_assignments(self):
-        """Writes the variables into the simulator's buffers if user code
-        assigned any of them (``sim.keras_model.weights[0].assign(...)``) since
-        they were last written or read: in NengoDL these are the variables the
-        simulation reads, so the assignment reaches ``sim.run``, ``sim.data``
-        and ``save_params`` here too.  Costs a copy of the variables, and only
-        after they were handed out."""
-        if self._handed_out is not None and any(
-                not np.array_equal(var.numpy(), last, equal_nan=True)
-                for var, last in zip(self.trainable_variables, self._handed_out)):
-            self.write_back()
+        """Writes the variables that user code assigned
+        (``sim.keras_model.weights[0].assign(...)``) since they were last
+        written or read into the simulator's buffers: in NengoDL these are the
+        variables the simulation reads, so the assignment reaches ``sim.run``,
+        ``sim.data`` and ``save_params`` here too.  Only after the variables
+        were handed out; then it compares them with the values written last,
+        at every run (a copy of the parameters kept on the host)."""
+        if self._handed_out is None:
+            return
+        changed = {id(var) for var, last in zip(self.trainable_variables, self._handed_out)
+                   if not np.array_equal(var.numpy(), last, equal_nan=True)}
+        if changed:
+            self.write_back(changed)
 
     def _values(self):
         return [np.array(var.numpy()) for var in self.trainable_variables]
@@ -151,9 +154,12 @@ class TrainingGraph:
         if self._handed_out is not None:
             self._handed_out = self._values()
 
-    def write_back(self):
-        """Copies the trained values into the simulator's buffers."""
+    def write_back(self, only=None):
+        """Copies the trained values into the simulator's buffers (``only``:
+        the variables with these ids)."""
         for base, (var, mask, _) in self.variables.items():
+            if only is not None and id(var) not in only:
+                continue
             dst = self.layout.base_array(base, 0).reshape(-1)
             value = var.numpy()
             if mask is None:
@@ -162,7 +168,8 @@ class TrainingGraph:
                 m = mask.numpy().astype(bool)
                 dst[m] = value[m]
         for base, (var, idx) in self.state_parameters.items():
-            self.sim.parameters.set(base, idx, var.numpy())
+            if only is None or id(var) in only:
+                self.sim.parameters.set(base, idx, var.numpy())
         self._written()
 
     def reload(self):

@@ -6,9 +6,9 @@ get ``_1``, ``_2``, ... in the model's order (repeats regardless of case, as
 TensorFlow counts them).  No TensorFlow here.
 """
 
-import warnings
-
 from nengo.exceptions import ValidationError
+
+from ..user_warnings import warn
 
 
 def io_names(objs, default):
@@ -26,21 +26,19 @@ def io_names(objs, default):
     return names
 
 
-def zip_with_objects(data, objs, what, kind, stacklevel=5):
+def zip_with_objects(data, objs, what, kind):
     """Data given as an array (or a list of arrays) instead of a dict, as
     NengoDL takes it: {obj: array} with the first array for the first of
     ``objs`` (input Nodes in the network's ``all_nodes`` order, or Probes in the
     model's order) and so on; objects without data keep their own outputs
     (Nodes).  A count that differs warns, as in NengoDL (a converted Keras
     model has a constant bias Node beside its input).  ``what``: the argument's
-    name; ``kind``: what ``objs`` are, for the messages; ``stacklevel``: the
-    warning's, at the user's call."""
+    name; ``kind``: what ``objs`` are, for the messages."""
     arrays = list(data) if isinstance(data, (list, tuple)) else [data]
     if not objs:
         raise ValidationError(f"{what} data given, but the network has no {kind}", attr=what)
     if len(arrays) != len(objs):
-        warnings.warn(
-            f"{len(arrays)} {what} array(s) given for the {len(objs)} {kind} "
-            f"{[str(k) for k in objs]}; they go to the first ones in that order: give "
-            "a dict {object: array} to say which", stacklevel=stacklevel)
+        warn(f"{len(arrays)} {what} array(s) given for the {len(objs)} {kind} "
+             f"{[str(k) for k in objs]}; they go to the first ones in that order: give a "
+             "dict {object: array} to say which")
     return dict(zip(objs, arrays))

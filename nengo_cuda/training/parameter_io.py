@@ -9,7 +9,6 @@ trainer's ``sim``, Keras variables and training graph).
 """
 
 import pickle
-import warnings
 
 import numpy as np
 import nengo
@@ -17,6 +16,7 @@ from nengo.exceptions import SimulationError, ValidationError
 
 from ..layout import FLOAT, INT, OTHER
 from ..params import with_kernel
+from ..user_warnings import warn
 
 
 class ParameterIO:
@@ -115,6 +115,11 @@ class ParameterIO:
         TensorNode weights."""
         if set(saved) != set(params) or any(
                 saved[k].shape != params[k].shape for k in params):
+            if saved and all(k.split("/")[0].split(".")[0].isdigit() for k in saved):
+                raise SimulationError(
+                    f"{filename} was saved by a nengo_cuda before 2026-12-03, which keyed "
+                    "parameters by position in network.all_objects; this one keys them by "
+                    "each object's place in its own network: save it again")
             missing = sorted(set(params) - set(saved))[:5]
             extra = sorted(set(saved) - set(params))[:5]
             raise SimulationError(
@@ -151,11 +156,11 @@ class ParameterIO:
         skipped = (len(params) - len(fits), len(saved) - len(fits),
                    max(len(keras_vars), n_saved) - len(pairs))
         if any(skipped):
-            warnings.warn(
+            warn(
                 f"{filename}: skip_mismatch left {skipped[0]} of this network's parameters "
                 f"and {skipped[2]} TensorNode weights as they were, and skipped "
                 f"{skipped[1]} saved parameters that this network does not have (with "
-                "these shapes)", stacklevel=4)
+                "these shapes)")
         return fits, pairs
 
     def _state_signals(self, written_only=True):
@@ -374,6 +379,6 @@ def _include_state(include_state, include_non_trainable):
     """NengoDL 3.2 renamed ``include_non_trainable`` to ``include_state``."""
     if include_non_trainable is None:
         return include_state
-    warnings.warn("include_non_trainable is deprecated: use include_state (NengoDL 3.2's "
-                  "name)", DeprecationWarning, stacklevel=4)
+    warn("include_non_trainable is deprecated: use include_state (NengoDL 3.2's name)",
+         DeprecationWarning)
     return bool(include_non_trainable)

@@ -85,7 +85,8 @@ class TensorBoardLogs(tf.keras.callbacks.Callback):
         self._scalars(logs or {}, "epoch", epoch)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
             with self._writer("train").as_default(step=epoch):
-                for var in self.model.trainable_variables:
+                # (the trainer's list: reading them does not hand them to user code)
+                for var in self.model._trainer.trainable_variables:
                     write_histogram(f"{var.name}/histogram", var.numpy(), epoch)
 
     def on_train_end(self, logs=None):

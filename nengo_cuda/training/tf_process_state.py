@@ -15,7 +15,10 @@ functions (measured 2026-12-03, TensorFlow 2.21, Keras 3.15).
 A gradient function is looked up when a traced graph is differentiated. Our
 training step differentiates its own forward pass while it is traced and is
 never differentiated from outside, so what its trace registered is not needed
-once the trace is done: `forgetting_custom_gradients` removes it. (What is
+once the trace is done: `forgetting_custom_gradients` removes it (only the
+``all_reduce`` gradients: a user's own custom gradient in a nested
+``tf.function`` is looked up by name when that function's cached trace is
+differentiated later). (What is
 left, ~0.35 MB per fitted simulator, is TensorFlow's own: a loop of plain
 ``tf.function``s with an optimizer keeps ~0.14 MB each.)
 
@@ -30,12 +33,14 @@ code, to the user: `quiet_retracing_warnings` drops it for our functions.
 
 import contextlib
 import logging
+import threading
 
 import tensorflow as tf
 
 from tensorflow.python.framework import ops as _tf_ops
 
 _PREFIX = "CustomGradient-"
+_LOCK = threading.Lock()
 
 
 def _registry():
@@ -44,25 +49,56 @@ def _registry():
     return registry if isinstance(registry, dict) else None
 
 
+def _is_all_reduce_gradient(entry, depth=3):
+    """Whether a registry entry is the gradient of ``tf.distribute``'s
+    ``all_reduce`` (a function whose closures, a few levels down, hold
+    ``ReplicaContextBase.all_reduce``'s ``grad_wrapper``). Other custom
+    gradients (a user's ``tf.custom_gradient`` in a ``tf.function`` that a
+    TensorNode calls, whose cached trace names its gradient and may be
+    differentiated later) are kept."""
+    fn = entry.get("type") if isinstance(entry, dict) else None
+    todo = [(fn, 0)]
+    while todo:
+        fn, level = todo.pop()
+        if ".all_reduce." in (getattr(fn, "__qualname__", "") or ""):
+            return True
+        if level < depth:
+            for cell in getattr(fn, "__closure__", None) or ():
+                try:
+                    todo.append((cell.cell_contents, level + 1))
+                except ValueError:  # (an empty cell)
+                    pass
+    return False
+
+
 @contextlib.contextmanager
 def forgetting_custom_gradients():
-    """Removes the custom gradients registered inside the block (see the
-    module doc); use only around calls whose traces are not differentiated
-    from outside."""
+    """Removes the ``all_reduce`` gradients registered inside the block (see
+    the module doc); use only around calls whose traces are not
+    differentiated from outside. Entries other threads add meanwhile are
+    removed only if they are such gradients too, which nothing looks up."""
     registry = _registry()
-    before = None if registry is None else set(registry)
+    if registry is None:
+        yield
+        return
+    with _LOCK:  # (simulators fitting in two threads)
+        before = set(list(registry))
     try:
         yield
     finally:
-        if registry is not None:
-            for key in [k for k in registry if k not in before and k.startswith(_PREFIX)]:
-                del registry[key]
+        with _LOCK:
+            for key, entry in list(registry.items()):
+                if key not in before and key.startswith(_PREFIX) and \
+                        _is_all_reduce_gradient(entry):
+                    registry.pop(key, None)
 
 
 class _OurRetracing(logging.Filter):
-    """Drops TensorFlow's retracing warnings about nengo_cuda's training functions."""
+    """Drops TensorFlow's retracing warnings about nengo_cuda's training
+    functions (their qualified names, made inside these methods)."""
 
-    OURS = ("Trainer.", "TrainingGraph.")
+    OURS = ("Trainer._make_train_step.<locals>.", "Trainer.forward.<locals>.",
+            "Trainer._rate_runs.<locals>.")
 
     def filter(self, record):
         message = record.getMessage()

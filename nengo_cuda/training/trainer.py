@@ -16,7 +16,6 @@ and ``check_gradients``; with `parameter_io.ParameterIO`
   ``time`` advance).  ``sim.data`` is never changed.  See docs/training-state.md.
 """
 
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +35,7 @@ from .objectives import mse
 from .parameter_io import ParameterIO
 from .tensor_node import is_tensor_node_func
 from .tf_process_state import forgetting_custom_gradients, quiet_retracing_warnings
+from ..user_warnings import warn
 
 
 quiet_retracing_warnings()
@@ -278,16 +278,16 @@ class Trainer(ParameterIO):
                 raise ValidationError(f"target data for {obj} has {value.shape[1]} steps; "
                                       f"expected {expected}{why}", attr="y")
         mb = self.sim.n_trials
+        if batch == 0:
+            raise ValidationError("the data holds no items", attr="x")
         if batch % mb != 0:
             if batch < mb:
                 raise ValidationError(
                     f"the batch size ({batch}) is less than the simulator's minibatch_size "
                     f"({mb})", attr="x")
             # as NengoDL: the whole minibatches run, the rest is left out
-            warnings.warn(
-                f"the batch size ({batch}) is not evenly divisible by the simulator's "
-                f"minibatch_size ({mb}): the last {batch % mb} item(s) are left out",
-                stacklevel=4)
+            warn(f"the batch size ({batch}) is not evenly divisible by the simulator's "
+                 f"minibatch_size ({mb}): the last {batch % mb} item(s) are left out")
             batch -= batch % mb
         return batch, steps
 
@@ -473,13 +473,12 @@ class Trainer(ParameterIO):
             self._loss_for(probe)
         graph = self.graph
         if steps == 1 and self._has_synapses(probes):
-            warnings.warn("fit: training on one step per item, but the network contains "
-                          "synaptic filters, whose outputs start at their initial state: set "
-                          "synapse=None on the connections to train, or train on more "
-                          "steps (NengoDL's advice)", stacklevel=3)
+            warn("fit: training on one step per item, but the network contains synaptic "
+                 "filters, whose outputs start at their initial state: set synapse=None on "
+                 "the connections to train, or train on more steps (NengoDL's advice)")
         if not self.trainable_variables:  # runs (and reports the loss), as NengoDL's
-            warnings.warn("fit: no parameters are trainable (see configure_settings; "
-                          "TensorNodes' Keras layers train too): nothing changes", stacklevel=3)
+            warn("fit: no parameters are trainable (see configure_settings; TensorNodes' "
+                 "Keras layers train too): nothing changes")
         metrics = self._metrics_for(probes)
         with_outputs = tuple(p for p in probes if metrics.get(p))
         # (the variables too: a Keras layer frozen since the last fit must not train)
@@ -583,9 +582,6 @@ class Trainer(ParameterIO):
             return FitData(x, y, self._sample_weights(sample_weight, y, "fit"), batch, steps)
 
         mb = self.sim.n_trials
-        if _is_batch_source(validation_data):
-            validation_data = self._from_batches(validation_data, None, validation_steps,
-                                                 "validation_data")
         if _is_batch_source(x) and steps_per_epoch is not None:
             _refuse_beside_source("fit", y=y, sample_weight=sample_weight)
             if validation_split:
@@ -600,6 +596,9 @@ class Trainer(ParameterIO):
             if _is_batch_source(x):
                 shuffle = False  # Keras ignores it for datasets and generators
             data = prepare(*self._from_batches(x, y, None, "fit", sample_weight))
+        if _is_batch_source(validation_data):
+            validation_data = self._from_batches(validation_data, None, validation_steps,
+                                                 "validation_data")
         train_x, train_y, train_weights, validation = self._validation(
             data.x, data.y, data.weights, data.batch, n_steps, validation_data,
             validation_split)
@@ -607,8 +606,9 @@ class Trainer(ParameterIO):
             validation = self._first_minibatches(validation, validation_steps,
                                                  "validation_steps")
         if not _is_batch_source(x) or steps_per_epoch is None:
-            data = FitData(train_x, train_y, train_weights,
-                           next(iter(train_y.values())).shape[0], data.steps)
+            # (whole minibatches: the items _check left out stay out; a split's part)
+            batch = min(data.batch, next(iter(train_y.values())).shape[0])
+            data = FitData(train_x, train_y, train_weights, batch, data.steps)
             feed = ArrayFeed(data, mb, steps_per_epoch, shuffle,
                              np.random.RandomState(self.sim.seed))
         return feed, validation
@@ -647,9 +647,8 @@ class Trainer(ParameterIO):
         if steps is None:
             return data
         if steps > batch // mb:
-            warnings.warn(f"{what}: {name}={steps}, but the data holds {batch // mb} "
-                          "minibatches: running those (as Keras, whose input runs out)",
-                          stacklevel=4)
+            warn(f"{what}: {name}={steps}, but the data holds {batch // mb} minibatches: "
+                 "running those (as Keras, whose input runs out)")
             return data
         items = steps * mb
 
@@ -724,12 +723,12 @@ class Trainer(ParameterIO):
         for name, value in dict(batch_size=batch_size, **batch_sizes).items():
             if value is not None and int(value) != self.sim.n_trials:
                 # as NengoDL: the minibatch size is fixed when the simulator is made
-                warnings.warn(f"{what}: ignoring {name}={value}; the minibatch size is "
-                              f"the simulator's minibatch_size ({self.sim.n_trials})")
+                warn(f"{what}: ignoring {name}={value}; the minibatch size is the "
+                     f"simulator's minibatch_size ({self.sim.n_trials})")
         for name in [k for k in kwargs if k in self._GENERATOR_ARGS]:
             # (Keras 2's options for reading generators in parallel; Keras 3 has none)
-            warnings.warn(f"{what}: ignoring {name}={kwargs.pop(name)!r}: data from "
-                          "generators is read once, in this thread")
+            warn(f"{what}: ignoring {name}={kwargs.pop(name)!r}: data from generators is "
+                 "read once, in this thread")
         if kwargs:
             raise TypeError(f"{what}() got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, kwargs))}")
@@ -854,8 +853,8 @@ class Trainer(ParameterIO):
         """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
         the network is configured ``stateful=False``."""
         if stateful and not self.sim._stateful:
-            warnings.warn(f"{what}: ignoring stateful=True, since the network was "
-                          "configured with configure_settings(stateful=False)")
+            warn(f"{what}: ignoring stateful=True, since the network was configured with "
+                 "configure_settings(stateful=False)")
             return False
         return bool(stateful)
 
