@@ -515,6 +515,34 @@ def test_check_gradients_checks_the_inputs():
             sim.check_gradients([np.zeros((1, 1, 2))])  # NengoDL's test: 1 / x at 0
 
 
+@pytest.mark.parametrize("factor", [1.0, 1.05, 0.95])
+def test_check_gradients_finds_small_errors_in_float64(factor):
+    """In float64 the check resolves a gradient 5 % off behind LIF rate neurons
+    and synapses (its tolerance is the finite differences' estimated error, not
+    a fixed allowance), and passes the right one."""
+
+    @tf.custom_gradient
+    def scaled_tanh(x):
+        y = tf.tanh(x)
+        return y, lambda dy: dy * factor * (1 - y * y)
+
+    with nengo.Network(seed=3) as net:
+        inp = nengo.Node(np.zeros(2))
+        ens = nengo.Ensemble(20, 2, neuron_type=nengo.LIF())
+        nengo.Connection(inp, ens, synapse=0.005)
+        node = nengo_cuda.TensorNode(scaled_tanh, shape_in=(2,), pass_time=False)
+        nengo.Connection(ens, node, synapse=0.01)
+        nengo.Probe(node)
+    x = np.random.RandomState(0).uniform(-1, 1, (2, 5, 2))
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2,
+                              progress_bar=False) as sim:
+        if factor == 1.0:
+            sim.check_gradients([x])
+        else:
+            with pytest.raises(nengo.exceptions.SimulationError, match="gradient mismatch"):
+                sim.check_gradients([x])
+
+
 # -- the training graph's forward pass against Nengo ------------------------------
 _SPIKE_WRAPPERS = (nengo.RegularSpiking, nengo.PoissonSpiking, nengo.StochasticSpiking)
 
@@ -606,7 +634,7 @@ def test_forward_equals_nengo_rate_network():
 def test_loop_gradients_equal_unrolled():
     """Gradients through the tf.while_loop (in a tf.function, as fit runs it)
     equal the unrolled graph's and central differences."""
-    from nengo_cuda.training.trainer import central_difference
+    from nengo_cuda.training.gradient_check import central_difference
 
     with nengo.Network(seed=5) as net:
         inp = nengo.Node(np.zeros(1))

@@ -55,7 +55,7 @@ def test_conv_forward_equals_nengo_rate_network():
 
 def test_conv_kernel_gradients():
     """Each conv kernel gets the gradient central differences give."""
-    from nengo_cuda.training.trainer import central_difference
+    from nengo_cuda.training.gradient_check import central_difference
 
     net, image, probes, conns = _conv_net(rate=True)
     x = tf.constant(np.random.RandomState(0).uniform(-1, 1, (2, 4, np.prod(SHAPE))))

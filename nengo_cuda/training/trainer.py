@@ -1,37 +1,37 @@
-"""Training, evaluation and parameters of a `nengo_cuda.Simulator` (NengoDL 3's API).
+"""Training of a `nengo_cuda.Simulator` (NengoDL 3's API): ``compile`` and ``fit``.
 
-`Trainer` backs ``sim.compile/fit/evaluate/predict/predict_on_batch/train/loss``
-and ``check_gradients``; with `parameter_io.ParameterIO`
-``save_params/load_params/freeze_params/get_nengo_params``.
+`Trainer` backs ``sim.compile/fit`` here and, through its parts,
+``evaluate/predict/predict_on_batch`` (`inference.Inference`), NengoDL 2's
+``train/loss`` (`nengo2_api.NengoDL2API`), ``check_gradients``
+(`gradient_check`) and ``save_params/load_params/freeze_params/
+get_nengo_params`` (`parameter_io.ParameterIO`); users' data is checked by
+`data.DataChecks`.
 
-- ``fit`` trains through `nengo_cuda.training.graph.TrainingGraph` (rate
-  neurons, our TensorFlow ops), then writes the trained values into the
-  simulator's buffers, so ``sim.run`` simulates the trained network.
-- ``evaluate``/``loss``/``predict`` simulate the network as defined (spiking),
-  with the native kernels, one minibatch at a time.
-- ``stateful`` (NengoDL 3; default False in predict, predict_on_batch,
-  evaluate and fit): False starts every minibatch from the simulator's current
-  state and leaves that state as it was; True runs the minibatches one after
-  another from the current state and keeps the final state (``n_steps`` and
-  ``time`` advance).  ``sim.data`` is never changed.  See docs/training-state.md.
+``fit`` trains through `nengo_cuda.training.graph.TrainingGraph` (rate
+neurons, our TensorFlow ops), then writes the trained values into the
+simulator's buffers, so ``sim.run`` simulates the trained network.
+``stateful`` (NengoDL 3; default False): False starts every minibatch from the
+simulator's current state and leaves that state as it was; True runs the
+minibatches one after another from the current state and keeps the final
+state (``n_steps`` and ``time`` advance).  ``sim.data`` is never changed.  See
+docs/training-state.md.
 """
 
 from typing import NamedTuple
 
 import numpy as np
-import nengo
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
-from . import sample_weights
+from . import gradient_check, sample_weights
 from .callbacks import CallbackList, FitModel
-from .config import get_setting, keep_history, trainable_objects
+from .config import get_setting, trainable_objects
+from .data import DataChecks, is_batch_source, refuse_beside_source
 from .epochs import ArrayFeed, SourceFeed, steps_argument
 from .graph import TrainingGraph, trainable_signals
-from .losses import free_target_size, io_names, keras_loss, metrics_by_probe
-from .losses import objective as nengo2_objective
-from .names import zip_with_objects
-from .objectives import mse
+from .inference import Inference
+from .losses import keras_loss, metrics_by_probe
+from .nengo2_api import NengoDL2API
 from .parameter_io import ParameterIO
 from .tensor_node import is_tensor_node_func
 from .tf_process_state import forgetting_custom_gradients, quiet_retracing_warnings
@@ -57,29 +57,10 @@ class FitData(NamedTuple):
                 self.weights is not None)
 
 
-def _is_batch_source(data):
-    """Whether ``data`` gives minibatches: a ``tf.data.Dataset`` or an iterator."""
-    return isinstance(data, tf.data.Dataset) or hasattr(data, "__next__")
+class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
+    """A simulator's training state (optimizer, losses, metrics, the training
+    graph and its traced functions) and NengoDL's training API over it."""
 
-
-def _refuse_beside_source(what, **data):
-    for name, value in data.items():
-        if value is not None:
-            raise ValidationError(f"{what}: {name} must be None when x is a dataset or "
-                                  "generator (it yields (x, y) or (x, y, sample_weight))",
-                                  attr=name)
-
-
-def _refuse_unsupported(method, **options):
-    """Raises for NengoDL 2 options we accept by name but do not implement, when
-    set (None or False: not set)."""
-    for name, value in options.items():
-        if value is not None and value is not False:
-            raise ValidationError(
-                f"sim.{method}: NengoDL 2's {name}={value!r} is not supported by "
-                f"nengo_cuda (use the default)", attr=name)
-
-class Trainer(ParameterIO):
     def __init__(self, sim):
         self.sim = sim
         self.network = getattr(sim.model, "toplevel", None)
@@ -164,154 +145,6 @@ class Trainer(ParameterIO):
         """What ``fit`` optimises: the Nengo parameters (see
         `nengo_cuda.training.config`) and the TensorNodes' Keras layer weights."""
         return self.graph.trainable_variables + self._keras_variables()
-
-    # -- data --------------------------------------------------------------------
-    def _objects(self, what):
-        """The objects data is keyed by: input Nodes (``what="input"``) or Probes."""
-        return list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
-
-    def _lookup(self, key, kinds, what):
-        if isinstance(key, str):  # a name (see names.io_names) or a label
-            objs = self._objects(what)
-            names = io_names(objs, "node" if what == "input" else "probe")
-            key = next((o for o in objs if names[o] == key),
-                       next((o for o in objs if o.label == key), key))
-        if what == "input" and key not in self.sim._input_nodes:
-            raise ValidationError(
-                f"{key!r} is not an input Node of this network (inputs must be Nodes "
-                "with size_in=0)", attr="x")
-        if what == "target" and key not in self.sim.model.probes:
-            raise ValidationError(f"{key!r} is not a Probe of this network; targets must be "
-                                  "keyed by its Probes", attr="y")
-        return key
-
-    def _from_batches(self, x, y, limit=None, what="fit", sample_weight=None):
-        """``x`` given as a ``tf.data.Dataset`` or a generator (Keras's and NengoDL's
-        other input forms): its batches, each ``(x, y)``, ``(x, y, sample
-        weights)`` or ``x`` alone, joined into arrays along the items (``limit``:
-        at most that many batches, for an endless generator).  NengoDL's special
-        ``"n_steps"`` input is dropped (the steps are the data's).  Returns
-        ``(x, y, sample_weight)``; other ``x`` is returned as given."""
-        if not _is_batch_source(x):
-            return x, y, sample_weight
-        _refuse_beside_source(what, y=y, sample_weight=sample_weight)
-        batches = []
-        for i, element in enumerate(x):
-            if limit is not None and i >= int(limit):
-                break
-            batches.append(element)
-        return self._join_batches(batches, what)
-
-    def _join_batches(self, batches, what):
-        """``(x, y, sample_weight)``: the elements of a Dataset or generator (see
-        `_from_batches`) joined along the items."""
-        xs, ys, ws = [], [], []
-        for element in batches:
-            parts = element if isinstance(element, tuple) and len(element) in (2, 3) \
-                else (element,)
-            xs.append(parts[0])
-            ys.append(parts[1] if len(parts) > 1 else None)
-            ws.append(parts[2] if len(parts) > 2 else None)
-        if not xs:
-            raise ValidationError(f"{what}: the dataset or generator gave no batches", attr="x")
-
-        def join(parts):
-            if parts[0] is None:
-                return None
-            if isinstance(parts[0], dict):
-                return {k: np.concatenate([np.asarray(p[k]) for p in parts])
-                        for k in parts[0] if k != "n_steps"}
-            if isinstance(parts[0], (list, tuple)):
-                return [np.concatenate([np.asarray(p[j]) for p in parts])
-                        for j in range(len(parts[0]))]
-            return np.concatenate([np.asarray(p) for p in parts])
-
-        if any(w is None for w in ws) and not all(w is None for w in ws):
-            raise ValidationError(f"{what}: some batches have sample weights, others not",
-                                  attr="x")
-        return join(xs), join(ys), join(ws)
-
-    def _as_dict(self, data, what):
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            kind = "input Nodes" if what == "input" else "Probes"
-            data = zip_with_objects(data, self._objects(what), what, kind)
-        return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
-
-    def _check(self, x, y, n_steps=None):
-        arrays = list(x.values()) + list(y.values())
-        if not arrays:
-            raise ValidationError("no data given", attr="x")
-        batch = arrays[0].shape[0]
-        for obj, value in list(x.items()) + list(y.items()):
-            if value.ndim != 3:
-                raise ValidationError(
-                    f"data for {obj} must have shape (batch, n_steps, size) "
-                    f"(got {value.shape})", attr="x")
-            if value.shape[0] != batch:
-                raise ValidationError("all data must have the same batch size", attr="x")
-            size = obj.size_out if isinstance(obj, nengo.Node) else self._probe_size(obj)
-            if value.shape[2] != size and not self._free_target_size(obj):
-                raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
-                                      f"{size}", attr="x")
-        if n_steps is not None:
-            steps = int(n_steps)
-        elif x:
-            steps = next(iter(x.values())).shape[1]
-        else:
-            full = [v for p, v in y.items() if self.keep_history(p)]
-            if not full:
-                raise ValidationError("give n_steps (the targets hold only the last step)",
-                                      attr="n_steps")
-            steps = full[0].shape[1]
-        for obj, value in x.items():
-            if value.shape[1] != steps:
-                raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
-                                      f"expected {steps}", attr="x")
-        for obj, value in y.items():
-            expected = steps if self.keep_history(obj) else 1
-            # the user's own (or a sparse) loss may take any number of steps, as
-            # NengoDL allows ("as long as it matches what the loss expects")
-            if value.shape[1] != expected and not self._free_target_size(obj):
-                why = "" if self.keep_history(obj) else " (keep_history=False: the last step)"
-                raise ValidationError(f"target data for {obj} has {value.shape[1]} steps; "
-                                      f"expected {expected}{why}", attr="y")
-        mb = self.sim.n_trials
-        if batch == 0:
-            raise ValidationError("the data holds no items", attr="x")
-        if batch % mb != 0:
-            if batch < mb:
-                raise ValidationError(
-                    f"the batch size ({batch}) is less than the simulator's minibatch_size "
-                    f"({mb})", attr="x")
-            # as NengoDL: the whole minibatches run, the rest is left out
-            warn(f"the batch size ({batch}) is not evenly divisible by the simulator's "
-                 f"minibatch_size ({mb}): the last {batch % mb} item(s) are left out")
-            batch -= batch % mb
-        return batch, steps
-
-    def _free_target_size(self, obj):
-        """Whether the targets for probe ``obj`` may differ in size from its output
-        (class indices for a sparse loss, anything for the user's own loss:
-        `losses.free_target_size`)."""
-        if isinstance(obj, nengo.Node) or self.losses is None:
-            return False
-        return free_target_size(self._loss_for(obj))
-
-    def keep_history(self, probe):
-        """False when ``probe`` is configured ``keep_history=False`` (its outputs
-        in predict/evaluate/fit are the last step only)."""
-        if probe not in self._keep_history:
-            self._keep_history[probe] = keep_history(self.network, probe)
-        return self._keep_history[probe]
-
-    def _history(self, probe, value):
-        """``value`` (batch, n_steps, size), or its last step if not kept."""
-        return value if self.keep_history(probe) else value[:, -1:]
-
-    def _probe_size(self, probe):
-        return int(np.prod(self.sim.model.sig[probe]["in"].shape))
 
     # -- compile / fit --------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
@@ -582,8 +415,8 @@ class Trainer(ParameterIO):
             return FitData(x, y, self._sample_weights(sample_weight, y, "fit"), batch, steps)
 
         mb = self.sim.n_trials
-        if _is_batch_source(x) and steps_per_epoch is not None:
-            _refuse_beside_source("fit", y=y, sample_weight=sample_weight)
+        if is_batch_source(x) and steps_per_epoch is not None:
+            refuse_beside_source("fit", y=y, sample_weight=sample_weight)
             if validation_split:
                 raise ValidationError("fit: validation_split needs arrays (as in Keras); "
                                       "give validation_data with a dataset or generator",
@@ -593,10 +426,10 @@ class Trainer(ParameterIO):
                               FitData.signature)
             data = feed.data
         else:
-            if _is_batch_source(x):
+            if is_batch_source(x):
                 shuffle = False  # Keras ignores it for datasets and generators
             data = prepare(*self._from_batches(x, y, None, "fit", sample_weight))
-        if _is_batch_source(validation_data):
+        if is_batch_source(validation_data):
             validation_data = self._from_batches(validation_data, None, validation_steps,
                                                  "validation_data")
         train_x, train_y, train_weights, validation = self._validation(
@@ -605,7 +438,7 @@ class Trainer(ParameterIO):
         if validation is not None and validation_steps is not None:
             validation = self._first_minibatches(validation, validation_steps,
                                                  "validation_steps")
-        if not _is_batch_source(x) or steps_per_epoch is None:
+        if not is_batch_source(x) or steps_per_epoch is None:
             # (whole minibatches: the items _check left out stay out; a split's part)
             batch = min(data.batch, next(iter(train_y.values())).shape[0])
             data = FitData(train_x, train_y, train_weights, batch, data.steps)
@@ -636,26 +469,6 @@ class Trainer(ParameterIO):
         if cbs.test_hooks:
             cbs("on_test_end", logs=val_logs)
         return {f"val_{k}": v for k, v in val_logs.items()}
-
-    def _first_minibatches(self, data, steps, name, what="fit"):
-        """``(x, y, weights, batch)`` cut to its first ``steps`` minibatches
-        (Keras's ``steps``, ``validation_steps``: each run takes the first ones);
-        data of fewer minibatches runs whole, with a warning (Keras's input runs
-        out)."""
-        x, y, weights, batch = data
-        mb = self.sim.n_trials
-        if steps is None:
-            return data
-        if steps > batch // mb:
-            warn(f"{what}: {name}={steps}, but the data holds {batch // mb} minibatches: "
-                 "running those (as Keras, whose input runs out)")
-            return data
-        items = steps * mb
-
-        def cut(d):
-            return None if d is None else {k: v[:items] for k, v in d.items()}
-
-        return cut(x), cut(y), cut(weights), items
 
     def _sync(self, stateful, state, t0):
         """Writes the trained parameters (and, ``stateful``, the state and step
@@ -714,29 +527,6 @@ class Trainer(ParameterIO):
         val = ({k: v[at:] for k, v in x.items()}, {k: v[at:] for k, v in y.items()},
                val_weights, batch - at)
         return train[0], train[1], train_weights, val
-
-    # Keras arguments NengoDL 3 accepted (passing them to Keras) that nengo_cuda has
-    # no use for; everything else unknown is a TypeError, as in Python
-    _GENERATOR_ARGS = ("max_queue_size", "workers", "use_multiprocessing")
-
-    def _check_keras_kwargs(self, what, kwargs, batch_size=None, **batch_sizes):
-        for name, value in dict(batch_size=batch_size, **batch_sizes).items():
-            if value is not None and int(value) != self.sim.n_trials:
-                # as NengoDL: the minibatch size is fixed when the simulator is made
-                warn(f"{what}: ignoring {name}={value}; the minibatch size is the "
-                     f"simulator's minibatch_size ({self.sim.n_trials})")
-        for name in [k for k in kwargs if k in self._GENERATOR_ARGS]:
-            # (Keras 2's options for reading generators in parallel; Keras 3 has none)
-            warn(f"{what}: ignoring {name}={kwargs.pop(name)!r}: data from generators is "
-                 "read once, in this thread")
-        if kwargs:
-            raise TypeError(f"{what}() got unexpected keyword argument(s) "
-                            f"{', '.join(map(repr, kwargs))}")
-
-    def _sample_weights(self, sample_weight, y, what):
-        """Keras's ``sample_weight`` for targets ``y`` (`sample_weights`), or None."""
-        return sample_weights.check_sample_weights(
-            sample_weight, y, lambda k: self._lookup(k, None, "target"), what)
 
     def _make_train_step(self, nodes, probes, steps, stateful, with_outputs):
         graph, opt = self.graph, self.optimizer
@@ -816,390 +606,9 @@ class Trainer(ParameterIO):
         call.experimental_get_tracing_count = train_range.experimental_get_tracing_count
         return call
 
-    # -- the training graph's forward pass --------------------------------------------
-    def forward(self, x=None, n_steps=None, probes=None):
-        """The training graph's outputs (rate neurons) for inputs ``x``.
-
-        Like ``predict``, but through `TrainingGraph` (in one `tf.function`) instead
-        of the native simulator: ``{probe: array (batch, n_steps, size)}`` for
-        ``probes`` (default: all), every item from the initial state.
-        """
-        x = self._as_dict(x, "input")
-        if x:
-            batch, steps = self._check(x, {}, n_steps)
-        elif n_steps is None:
-            raise ValidationError("forward needs input data or n_steps", attr="n_steps")
-        else:
-            steps = int(n_steps)
-        probes = list(self.sim.model.probes) if probes is None else list(probes)
-        nodes = list(x)
-        key = ("forward", tuple(nodes), tuple(probes), steps)
-        if key not in self._train_fns:
-            graph = self.graph
-
-            @tf.function(autograph=False)
-            def run(xs):
-                outs = graph(dict(zip(nodes, xs)), steps, probes)
-                return [outs[p] for p in probes]
-
-            self._train_fns[key] = run
-        xs = tuple(tf.constant(np.asarray(x[n], dtype=self.sim.dtype)) for n in nodes)
-        with self.graph.host_errors():
-            outs = self._train_fns[key](xs)
-        return {p: self._history(p, v.numpy()) for p, v in zip(probes, outs)}
-
-    # -- native runs (evaluate / predict) --------------------------------------------
-    def _stateful(self, stateful, what):
-        """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
-        the network is configured ``stateful=False``."""
-        if stateful and not self.sim._stateful:
-            warn(f"{what}: ignoring stateful=True, since the network was configured with "
-                 "configure_settings(stateful=False)")
-            return False
-        return bool(stateful)
-
-    def _native_runs(self, x, batch, steps, stateful):
-        """Runs the minibatches of ``x`` with the native kernels; yields each one's
-        ``{probe: (minibatch, n_samples, size)}``.
-
-        Each minibatch starts from the simulator's state at the call
-        (``stateful=False``; the state is restored afterwards) or from the previous
-        minibatch's final state (``stateful=True``; the state, ``n_steps`` and
-        ``time`` are kept).  ``sim.data`` is left as it was either way.
-        """
-        if self.setting("learning_phase") is True:
-            yield from self._rate_runs(x, batch, steps, stateful)
-            return
-        sim = self.sim
-        mb = sim.n_trials
-        start = sim._save_state()
-        recordings = sim._save_recordings()
-        try:
-            for i in range(batch // mb):
-                if not stateful and i > 0:
-                    sim._restore_state(start)
-                before = {p: len(rec.chunks) for p, rec in sim._recordings.items()}
-                sim.run_steps(steps, data={k: v[i * mb : (i + 1) * mb] for k, v in x.items()},
-                              progress_bar=False)
-                out = {}
-                for p, rec in sim._recordings.items():
-                    new = rec.chunks[before[p]:]
-                    value = np.concatenate(new, axis=1) if len(new) != 1 else new[0]
-                    out[p] = value.reshape(mb, -1, self._probe_size(p))
-                sim._restore_recordings(recordings)
-                yield out
-        finally:
-            sim._restore_recordings(recordings)
-            if not stateful:
-                sim._restore_state(start)
-
-    def run_training_mode(self, steps, feeds):
-        """``sim.run_steps`` in training mode (``learning_phase=True``): ``steps``
-        steps of the training graph from the simulator's state, which it then
-        keeps (``n_steps``/``time`` advance); ``feeds``: ``{input Node: (n_trials,
-        steps, size)}``, other inputs compute their own values.  Returns
-        ``{probe: (n_trials, steps, size)}``."""
-        (outputs,) = self._rate_runs(feeds, self.sim.n_trials, steps, stateful=True)
-        return outputs
-
-    def _rate_runs(self, x, batch, steps, stateful):
-        """`_native_runs` in training mode (``configure_settings(learning_phase=
-        True)``): each minibatch through the training graph (rate neurons), from
-        the simulator's state, which ``stateful`` runs then keep."""
-        sim, graph = self.sim, self.graph
-        mb = sim.n_trials
-        probes = list(sim.model.probes)
-        nodes = list(x)
-        key = ("rate_run", tuple(nodes), steps)
-        if key not in self._train_fns:  # one traced graph (eager steps are ~5 ms each)
-
-            @tf.function(autograph=False)
-            def run(xs, init, t0):
-                outs, final = graph(dict(zip(nodes, xs)), steps, probes, init=list(init),
-                                    t0=t0, return_state=True)
-                return [outs[p] for p in probes], final
-
-            self._train_fns[key] = run
-        state, t0 = graph.read_state(), sim.n_steps
-        for i in range(batch // mb):
-            xs = tuple(tf.constant(np.asarray(x[n][i * mb: (i + 1) * mb], dtype=sim.dtype))
-                       for n in nodes)
-            with graph.host_errors():
-                outs, final = self._train_fns[key](
-                    xs, tuple(tf.constant(v) for v in state), tf.constant(float(t0), tf.float64))
-            if stateful:
-                state, t0 = [v.numpy() for v in final], t0 + steps
-            yield {p: v.numpy() for p, v in zip(probes, outs)}
-        if stateful:
-            graph.write_state(state)
-            sim._set_step_count(t0)
-
-    def predict(self, x=None, n_steps=None, stateful=False, batch_size=None, verbose=None,
-                steps=None, **kwargs):
-        """Probe outputs ``{probe: (batch, n_steps, size)}`` (``(batch, 1, size)``
-        for keep_history=False probes) of the network as defined (spiking, native
-        kernels).
-
-        As NengoDL 3: ``stateful=False`` (default): every minibatch starts from the
-        simulator's current state, which is left unchanged; ``stateful=True``: the
-        minibatches run one after another from the current state and the final
-        state is kept (``n_steps``/``time`` advance by every minibatch's steps).
-        ``sim.data`` is not changed.
-
-        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
-        (nothing is printed); ``steps``: run the first that many minibatches;
-        ``callbacks`` get Keras's predict hooks.
-        """
-        callbacks = kwargs.pop("callbacks", None)
-        self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
-        stateful = self._stateful(stateful, "predict")
-        n_batches = steps_argument(steps, "steps")
-        x, _, _ = self._from_batches(x, None, n_batches, "predict")
-        x = self._as_dict(x, "input")
-        if not x:
-            if n_steps is None:
-                raise ValidationError("predict needs input data or n_steps", attr="n_steps")
-            batch, steps = self.sim.n_trials, int(n_steps)
-        else:
-            batch, steps = self._check(x, {}, n_steps)
-        x, _, _, batch = self._first_minibatches((x, {}, None, batch), n_batches, "steps",
-                                                 "predict")
-        cbs = self._callbacks(callbacks, batch)
-        results = {p: [] for p in self.sim.model.probes}
-        if cbs is not None:
-            cbs("on_predict_begin")
-        for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
-            if cbs is not None:
-                cbs("on_predict_batch_begin", i)
-            for p in results:
-                results[p].append(self._history(p, out[p]))
-            if cbs is not None:
-                cbs("on_predict_batch_end", i, {"outputs": {p: v[-1] for p, v in results.items()}})
-        if cbs is not None:
-            cbs("on_predict_end")
-        return {p: np.concatenate(v, axis=0) for p, v in results.items()}
-
-    def _callbacks(self, callbacks, batch):
-        """Keras callbacks for predict/evaluate (their predict/test hooks), or None."""
-        if not callbacks:
-            return None
-        return CallbackList(callbacks, self.keras_model,
-                            {"epochs": 1, "steps": batch // self.sim.n_trials, "verbose": 0})
-
-    def predict_on_batch(self, x=None, n_steps=None, stateful=False, **kwargs):
-        """`predict` for exactly one minibatch (``sim.minibatch_size`` items)."""
-        self._check_keras_kwargs("predict_on_batch", kwargs)
-        x = self._as_dict(x, "input")
-        if x and next(iter(x.values())).shape[0] != self.sim.n_trials:
-            raise ValidationError(
-                f"predict_on_batch takes exactly one minibatch ({self.sim.n_trials} items)",
-                attr="x")
-        return self.predict(x, n_steps=n_steps, stateful=stateful)
-
-    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, batch_size=None,
-                 verbose=None, sample_weight=None, steps=None, return_dict=True, **kwargs):
-        """Losses and metrics of the network as defined (spiking, native kernels).
-
-        Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
-        "<probe>_<metric>": ...}`` (names: `names.io_names`); each value is the
-        mean over the minibatches of ``x``/``y``.  ``stateful``: as in `predict`.
-
-        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
-        (nothing is printed); ``return_dict`` is accepted, the result is always
-        the dict (as NengoDL's); ``sample_weight`` as in `fit`; ``steps``: run
-        the first that many minibatches; ``callbacks`` get Keras's test hooks.
-        """
-        callbacks = kwargs.pop("callbacks", None)
-        self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size)
-        stateful = self._stateful(stateful, "evaluate")
-        if self.losses is None:
-            raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
-        n_batches = steps_argument(steps, "steps")
-        x, y, sample_weight = self._from_batches(x, y, n_batches, "evaluate", sample_weight)
-        x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
-        batch, steps = self._check(x, y, n_steps)
-        weights = self._sample_weights(sample_weight, y, "evaluate")
-        x, y, weights, batch = self._first_minibatches((x, y, weights, batch), n_batches,
-                                                       "steps", "evaluate")
-        cbs = self._callbacks(callbacks, batch)
-        if cbs is None:
-            return self._evaluate(x, y, batch, steps, stateful, weights=weights)
-        cbs("on_test_begin")
-        logs = self._evaluate(x, y, batch, steps, stateful, cbs, weights)
-        cbs("on_test_end", logs=logs)
-        return logs
-
-    def _evaluate(self, x, y, batch, steps, stateful, callbacks=None, weights=None):
-        """`evaluate` on checked data; ``callbacks`` (fit's validation): a
-        `callbacks.CallbackList` whose test batch hooks are called; ``weights``:
-        sample weights by probe (`sample_weights`) or None."""
-        metrics = self._metrics_for(list(y))
-        for p in metrics:
-            if p not in y:
-                raise ValidationError(f"metrics are compiled for {p}, but no targets were "
-                                      "given for it", attr="y")
-        mb = self.sim.n_trials
-        per_probe = {p: [] for p in y}
-        for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
-            if callbacks is not None:
-                callbacks("on_test_batch_begin", i)
-            sl = slice(i * mb, (i + 1) * mb)
-            for p, target in y.items():
-                o = tf.constant(self._history(p, out[p]))
-                t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
-                w = None if weights is None else weights[p][sl]
-                per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p, w)))
-                for metric in metrics.get(p, ()):
-                    metric.update(t, o, w)
-            if callbacks is not None:
-                callbacks("on_test_batch_end", i, self._evaluate_results(per_probe, metrics))
-        return self._evaluate_results(per_probe, metrics)
-
-    def _evaluate_results(self, per_probe, metrics):
-        """`_results` of the minibatches' probe losses so far; ``loss`` also counts
-        the Keras layers' weight regularization (as Keras's evaluate)."""
-        result = self._results({p: float(np.mean(v)) for p, v in per_probe.items()}, metrics)
-        regularization = self._regularization()
-        if regularization is not None:
-            result["loss"] += float(regularization)
-        return result
-
-    def _results(self, probe_losses, metrics):
-        """``{"loss", "<probe>_loss", "<probe>_<metric>"}`` (evaluate's and fit's names)."""
-        names = io_names(self.sim.model.probes, "probe")
-        result = {}
-        total = 0.0
-        for p, mean in probe_losses.items():
-            result[f"{names[p]}_loss"] = mean
-            total += float(self.loss_weights.get(p, 1.0)) * mean
-            for metric in metrics.get(p, ()):
-                result[f"{names[p]}_{metric.name}"] = metric.result()
-        result["loss"] = total
-        return result
-
-    # -- NengoDL 2 style -----------------------------------------------------------------
-    def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, truncation=None,
-              summaries=None, profile=False, extra_feeds=None, progress_bar=True):
-        """NengoDL 2's ``sim.train``: ``data`` maps input Nodes and target Probes to
-        arrays; ``objective`` {probe: loss} (default: MSE); ``optimizer`` a Keras or
-        ``tf.compat.v1.train`` optimizer (see `compile`).  NengoDL 2's
-        ``truncation``, ``summaries``, ``profile`` and ``extra_feeds`` are refused
-        when set; ``progress_bar`` is accepted (no bar is shown)."""
-        _refuse_unsupported("train", truncation=truncation, summaries=summaries,
-                            profile=profile, extra_feeds=extra_feeds)
-        if optimizer is None:
-            raise ValidationError("train needs an optimizer", attr="optimizer")
-        inputs, targets = self._split(data)
-        objective = objective if objective is not None else {p: mse for p in targets}
-        self.compile(optimizer)
-        self.losses = self._losses(objective, nengo2_objective)
-        targets = self._outputs_only_targets(inputs, targets)
-        return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle, verbose=0)
-
-    def _outputs_only_targets(self, inputs, targets):
-        """``targets`` plus placeholders for the probes whose NengoDL 2 objective
-        takes only the outputs (``f(outputs)``: no target data given)."""
-        if not isinstance(self.losses, dict):
-            return targets
-        free = [p for p, f in self.losses.items()
-                if p not in targets and not getattr(f, "needs_targets", True)]
-        if not free:
-            return targets
-        given = list(inputs.values()) + list(targets.values())
-        if not given:
-            raise ValidationError("give input or target data (their shape sets the batch "
-                                  "and steps)", attr="data")
-        batch, steps = np.shape(given[0])[:2]
-        return {**targets, **{p: np.zeros((batch, steps, 1)) for p in free}}
-
-    def loss(self, data, objective=None, combine=None, extra_feeds=None, progress_bar=True,
-             training=False):
-        """NengoDL 2's ``sim.loss``: the mean of ``objective`` {probe: loss} (default:
-        MSE) over ``data``, simulating the network as defined.  ``combine`` (the
-        mean is the only combination), ``extra_feeds`` and ``training=True`` are
-        refused when set."""
-        _refuse_unsupported("loss", combine=combine, extra_feeds=extra_feeds,
-                            training=training)
-        inputs, targets = self._split(data)
-        saved = (self.losses, self.loss_weights, self.metrics, self.weighted_metrics)
-        objective = objective if objective is not None else {p: mse for p in targets}
-        self.losses = self._losses(objective, nengo2_objective)
-        self.loss_weights, self.metrics, self.weighted_metrics = {}, None, None
-        try:
-            return self.evaluate(inputs, self._outputs_only_targets(inputs, targets))["loss"]
-        finally:
-            self.losses, self.loss_weights, self.metrics, self.weighted_metrics = saved
-
-    def _split(self, data):
-        if not isinstance(data, dict):
-            raise ValidationError("data must be a dict {Node or Probe: array}", attr="data")
-        inputs, targets = {}, {}
-        for k, v in data.items():
-            if isinstance(k, nengo.Probe):
-                targets[k] = v
-            elif isinstance(k, nengo.Node):
-                inputs[k] = v
-            else:
-                raise ValidationError(f"data key {k!r} is neither a Node nor a Probe", attr="data")
-        return inputs, targets
-
-    def check_gradients(self, inputs=None, outputs=None, atol=1e-4, rtol=1e-3, n_steps=1):
-        """Analytic gradients of the training graph against central differences:
-        of the sum of the ``outputs`` (probes; default all) with respect to the
-        trainable parameters and to the inputs (as NengoDL checks them; up to 8
-        elements of each).
-
-        ``inputs``: a dict {input Node: array}, or a list of arrays for the input
-        Nodes in order (NengoDL's form); default random values.  Raises a
-        SimulationError at a mismatch or a NaN gradient."""
-        self._refuse_inference_only("it has no gradients to check")
-        graph = self.graph
-        sim = self.sim
-        probes = outputs or list(sim.model.probes)
-        if isinstance(inputs, (list, tuple)):
-            inputs = zip_with_objects(inputs, self._objects("input"), "inputs", "input Nodes")
-        if inputs is None:
-            rng = np.random.RandomState(0)
-            inputs = {n: rng.uniform(-1, 1, (sim.n_trials, n_steps, n.size_out))
-                      for n in sim._input_nodes}
-        inputs = {k: tf.Variable(np.asarray(v, dtype=sim.dtype)) for k, v in inputs.items()}
-        steps = next(iter(inputs.values())).shape[1] if inputs else n_steps
-
-        def f():
-            outs = graph(inputs, steps, probes)
-            return tf.add_n([tf.reduce_sum(o) for o in outs.values()])
-
-        checked = [(var.name, var) for var in graph.trainable_variables]
-        checked += [(f"the input of {node}", var) for node, var in inputs.items()]
-        for name, var in checked:
-            with tf.GradientTape() as tape, graph.host_errors():
-                value = f()
-            grad = tape.gradient(value, var)
-            grad = np.zeros(var.shape) if grad is None else grad.numpy()
-            if not np.all(np.isfinite(grad)):
-                raise SimulationError(f"NaNs detected in the gradient for {name}")
-            orig = var.numpy()
-            eps = 1e-3 if sim.dtype == np.float32 else 1e-6
-            for i in np.random.RandomState(1).choice(orig.size, min(8, orig.size), replace=False):
-                num = central_difference(f, var, i, eps)
-                if not np.isclose(grad.flat[i], num, atol=atol * max(1, abs(num)) * 100, rtol=rtol * 100):
-                    raise SimulationError(
-                        f"gradient mismatch for {name}[{i}]: analytic {grad.flat[i]:g}, "
-                        f"numeric {num:g}")
-
-
-def central_difference(f, var, index, eps):
-    """(f(var + eps e_i) - f(var - eps e_i)) / (2 eps) for element ``index`` of the
-    tf.Variable ``var``; restores ``var``."""
-    orig = var.numpy().copy()
-    d = np.zeros_like(orig)
-    d.flat[index] = eps
-    var.assign(orig + d)
-    hi = float(f())
-    var.assign(orig - d)
-    lo = float(f())
-    var.assign(orig)
-    return (hi - lo) / (2 * eps)
+    def check_gradients(self, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_steps=1):
+        """NengoDL's ``sim.check_gradients`` (`gradient_check.check_gradients`)."""
+        gradient_check.check_gradients(self, inputs, outputs, atol, rtol, n_steps)
 
 
 def _is_v1_optimizer(opt):

@@ -1,0 +1,289 @@
+"""Simulating trained networks: ``predict``, ``evaluate`` and the training graph's
+forward pass.
+
+- ``predict``/``evaluate`` run the network as defined (spiking) with the native
+  kernels, one minibatch at a time (`Inference._native_runs`); with
+  ``configure_settings(learning_phase=True)`` through the training graph
+  instead (rate neurons, `Inference._rate_runs`), as ``sim.run`` does then.
+- ``stateful`` (NengoDL 3; default False): False starts every minibatch from
+  the simulator's current state and leaves that state as it was; True runs the
+  minibatches one after another from the current state and keeps the final
+  state (``n_steps`` and ``time`` advance).  ``sim.data`` is never changed.
+- ``forward``: the training graph's outputs, as ``fit`` sees them.
+"""
+
+import numpy as np
+import tensorflow as tf
+from nengo.exceptions import SimulationError, ValidationError
+
+from .callbacks import CallbackList
+from .epochs import steps_argument
+from .losses import io_names
+from ..user_warnings import warn
+
+
+class Inference:
+    """`Trainer`'s runs of the network for ``predict``, ``evaluate`` and
+    ``forward``.  The trainer provides ``sim``, ``graph``, ``losses``,
+    ``loss_weights``, ``keras_model``, ``_train_fns`` (traced functions by key),
+    the data checks (`data.DataChecks`) and the losses (``_loss_for``,
+    ``_reduce``, ``_metrics_for``, ``_regularization``)."""
+
+    def forward(self, x=None, n_steps=None, probes=None):
+        """The training graph's outputs (rate neurons) for inputs ``x``.
+
+        Like ``predict``, but through `TrainingGraph` (in one `tf.function`) instead
+        of the native simulator: ``{probe: array (batch, n_steps, size)}`` for
+        ``probes`` (default: all), every item from the initial state.
+        """
+        x = self._as_dict(x, "input")
+        if x:
+            batch, steps = self._check(x, {}, n_steps)
+        elif n_steps is None:
+            raise ValidationError("forward needs input data or n_steps", attr="n_steps")
+        else:
+            steps = int(n_steps)
+        probes = list(self.sim.model.probes) if probes is None else list(probes)
+        nodes = list(x)
+        key = ("forward", tuple(nodes), tuple(probes), steps)
+        if key not in self._train_fns:
+            graph = self.graph
+
+            @tf.function(autograph=False)
+            def run(xs):
+                outs = graph(dict(zip(nodes, xs)), steps, probes)
+                return [outs[p] for p in probes]
+
+            self._train_fns[key] = run
+        xs = tuple(tf.constant(np.asarray(x[n], dtype=self.sim.dtype)) for n in nodes)
+        with self.graph.host_errors():
+            outs = self._train_fns[key](xs)
+        return {p: self._history(p, v.numpy()) for p, v in zip(probes, outs)}
+
+    def _stateful(self, stateful, what):
+        """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
+        the network is configured ``stateful=False``."""
+        if stateful and not self.sim._stateful:
+            warn(f"{what}: ignoring stateful=True, since the network was configured with "
+                 "configure_settings(stateful=False)")
+            return False
+        return bool(stateful)
+
+    def _native_runs(self, x, batch, steps, stateful):
+        """Runs the minibatches of ``x`` with the native kernels; yields each one's
+        ``{probe: (minibatch, n_samples, size)}``.
+
+        Each minibatch starts from the simulator's state at the call
+        (``stateful=False``; the state is restored afterwards) or from the previous
+        minibatch's final state (``stateful=True``; the state, ``n_steps`` and
+        ``time`` are kept).  ``sim.data`` is left as it was either way.
+        """
+        if self.setting("learning_phase") is True:
+            yield from self._rate_runs(x, batch, steps, stateful)
+            return
+        sim = self.sim
+        mb = sim.n_trials
+        start = sim._save_state()
+        recordings = sim._save_recordings()
+        try:
+            for i in range(batch // mb):
+                if not stateful and i > 0:
+                    sim._restore_state(start)
+                before = {p: len(rec.chunks) for p, rec in sim._recordings.items()}
+                sim.run_steps(steps, data={k: v[i * mb : (i + 1) * mb] for k, v in x.items()},
+                              progress_bar=False)
+                out = {}
+                for p, rec in sim._recordings.items():
+                    new = rec.chunks[before[p]:]
+                    value = np.concatenate(new, axis=1) if len(new) != 1 else new[0]
+                    out[p] = value.reshape(mb, -1, self._probe_size(p))
+                sim._restore_recordings(recordings)
+                yield out
+        finally:
+            sim._restore_recordings(recordings)
+            if not stateful:
+                sim._restore_state(start)
+
+    def run_training_mode(self, steps, feeds):
+        """``sim.run_steps`` in training mode (``learning_phase=True``): ``steps``
+        steps of the training graph from the simulator's state, which it then
+        keeps (``n_steps``/``time`` advance); ``feeds``: ``{input Node: (n_trials,
+        steps, size)}``, other inputs compute their own values.  Returns
+        ``{probe: (n_trials, steps, size)}``."""
+        (outputs,) = self._rate_runs(feeds, self.sim.n_trials, steps, stateful=True)
+        return outputs
+
+    def _rate_runs(self, x, batch, steps, stateful):
+        """`_native_runs` in training mode (``configure_settings(learning_phase=
+        True)``): each minibatch through the training graph (rate neurons), from
+        the simulator's state, which ``stateful`` runs then keep."""
+        sim, graph = self.sim, self.graph
+        mb = sim.n_trials
+        probes = list(sim.model.probes)
+        nodes = list(x)
+        key = ("rate_run", tuple(nodes), steps)
+        if key not in self._train_fns:  # one traced graph (eager steps are ~5 ms each)
+
+            @tf.function(autograph=False)
+            def run(xs, init, t0):
+                outs, final = graph(dict(zip(nodes, xs)), steps, probes, init=list(init),
+                                    t0=t0, return_state=True)
+                return [outs[p] for p in probes], final
+
+            self._train_fns[key] = run
+        state, t0 = graph.read_state(), sim.n_steps
+        for i in range(batch // mb):
+            xs = tuple(tf.constant(np.asarray(x[n][i * mb: (i + 1) * mb], dtype=sim.dtype))
+                       for n in nodes)
+            with graph.host_errors():
+                outs, final = self._train_fns[key](
+                    xs, tuple(tf.constant(v) for v in state), tf.constant(float(t0), tf.float64))
+            if stateful:
+                state, t0 = [v.numpy() for v in final], t0 + steps
+            yield {p: v.numpy() for p, v in zip(probes, outs)}
+        if stateful:
+            graph.write_state(state)
+            sim._set_step_count(t0)
+
+    def predict(self, x=None, n_steps=None, stateful=False, batch_size=None, verbose=None,
+                steps=None, **kwargs):
+        """Probe outputs ``{probe: (batch, n_steps, size)}`` (``(batch, 1, size)``
+        for keep_history=False probes) of the network as defined (spiking, native
+        kernels).
+
+        As NengoDL 3: ``stateful=False`` (default): every minibatch starts from the
+        simulator's current state, which is left unchanged; ``stateful=True``: the
+        minibatches run one after another from the current state and the final
+        state is kept (``n_steps``/``time`` advance by every minibatch's steps).
+        ``sim.data`` is not changed.
+
+        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
+        (nothing is printed); ``steps``: run the first that many minibatches;
+        ``callbacks`` get Keras's predict hooks.
+        """
+        callbacks = kwargs.pop("callbacks", None)
+        self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
+        stateful = self._stateful(stateful, "predict")
+        n_batches = steps_argument(steps, "steps")
+        x, _, _ = self._from_batches(x, None, n_batches, "predict")
+        x = self._as_dict(x, "input")
+        if not x:
+            if n_steps is None:
+                raise ValidationError("predict needs input data or n_steps", attr="n_steps")
+            batch, steps = self.sim.n_trials, int(n_steps)
+        else:
+            batch, steps = self._check(x, {}, n_steps)
+        x, _, _, batch = self._first_minibatches((x, {}, None, batch), n_batches, "steps",
+                                                 "predict")
+        cbs = self._callbacks(callbacks, batch)
+        results = {p: [] for p in self.sim.model.probes}
+        if cbs is not None:
+            cbs("on_predict_begin")
+        for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
+            if cbs is not None:
+                cbs("on_predict_batch_begin", i)
+            for p in results:
+                results[p].append(self._history(p, out[p]))
+            if cbs is not None:
+                cbs("on_predict_batch_end", i, {"outputs": {p: v[-1] for p, v in results.items()}})
+        if cbs is not None:
+            cbs("on_predict_end")
+        return {p: np.concatenate(v, axis=0) for p, v in results.items()}
+
+    def _callbacks(self, callbacks, batch):
+        """Keras callbacks for predict/evaluate (their predict/test hooks), or None."""
+        if not callbacks:
+            return None
+        return CallbackList(callbacks, self.keras_model,
+                            {"epochs": 1, "steps": batch // self.sim.n_trials, "verbose": 0})
+
+    def predict_on_batch(self, x=None, n_steps=None, stateful=False, **kwargs):
+        """`predict` for exactly one minibatch (``sim.minibatch_size`` items)."""
+        self._check_keras_kwargs("predict_on_batch", kwargs)
+        x = self._as_dict(x, "input")
+        if x and next(iter(x.values())).shape[0] != self.sim.n_trials:
+            raise ValidationError(
+                f"predict_on_batch takes exactly one minibatch ({self.sim.n_trials} items)",
+                attr="x")
+        return self.predict(x, n_steps=n_steps, stateful=stateful)
+
+    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, batch_size=None,
+                 verbose=None, sample_weight=None, steps=None, return_dict=True, **kwargs):
+        """Losses and metrics of the network as defined (spiking, native kernels).
+
+        Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
+        "<probe>_<metric>": ...}`` (names: `names.io_names`); each value is the
+        mean over the minibatches of ``x``/``y``.  ``stateful``: as in `predict`.
+
+        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
+        (nothing is printed); ``return_dict`` is accepted, the result is always
+        the dict (as NengoDL's); ``sample_weight`` as in `fit`; ``steps``: run
+        the first that many minibatches; ``callbacks`` get Keras's test hooks.
+        """
+        callbacks = kwargs.pop("callbacks", None)
+        self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size)
+        stateful = self._stateful(stateful, "evaluate")
+        if self.losses is None:
+            raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
+        n_batches = steps_argument(steps, "steps")
+        x, y, sample_weight = self._from_batches(x, y, n_batches, "evaluate", sample_weight)
+        x, y = self._as_dict(x, "input"), self._as_dict(y, "target")
+        batch, steps = self._check(x, y, n_steps)
+        weights = self._sample_weights(sample_weight, y, "evaluate")
+        x, y, weights, batch = self._first_minibatches((x, y, weights, batch), n_batches,
+                                                       "steps", "evaluate")
+        cbs = self._callbacks(callbacks, batch)
+        if cbs is None:
+            return self._evaluate(x, y, batch, steps, stateful, weights=weights)
+        cbs("on_test_begin")
+        logs = self._evaluate(x, y, batch, steps, stateful, cbs, weights)
+        cbs("on_test_end", logs=logs)
+        return logs
+
+    def _evaluate(self, x, y, batch, steps, stateful, callbacks=None, weights=None):
+        """`evaluate` on checked data; ``callbacks`` (fit's validation): a
+        `callbacks.CallbackList` whose test batch hooks are called; ``weights``:
+        sample weights by probe (`sample_weights`) or None."""
+        metrics = self._metrics_for(list(y))
+        for p in metrics:
+            if p not in y:
+                raise ValidationError(f"metrics are compiled for {p}, but no targets were "
+                                      "given for it", attr="y")
+        mb = self.sim.n_trials
+        per_probe = {p: [] for p in y}
+        for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
+            if callbacks is not None:
+                callbacks("on_test_batch_begin", i)
+            sl = slice(i * mb, (i + 1) * mb)
+            for p, target in y.items():
+                o = tf.constant(self._history(p, out[p]))
+                t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
+                w = None if weights is None else weights[p][sl]
+                per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p, w)))
+                for metric in metrics.get(p, ()):
+                    metric.update(t, o, w)
+            if callbacks is not None:
+                callbacks("on_test_batch_end", i, self._evaluate_results(per_probe, metrics))
+        return self._evaluate_results(per_probe, metrics)
+
+    def _evaluate_results(self, per_probe, metrics):
+        """`_results` of the minibatches' probe losses so far; ``loss`` also counts
+        the Keras layers' weight regularization (as Keras's evaluate)."""
+        result = self._results({p: float(np.mean(v)) for p, v in per_probe.items()}, metrics)
+        regularization = self._regularization()
+        if regularization is not None:
+            result["loss"] += float(regularization)
+        return result
+
+    def _results(self, probe_losses, metrics):
+        """``{"loss", "<probe>_loss", "<probe>_<metric>"}`` (evaluate's and fit's names)."""
+        names = io_names(self.sim.model.probes, "probe")
+        result = {}
+        total = 0.0
+        for p, mean in probe_losses.items():
+            result[f"{names[p]}_loss"] = mean
+            total += float(self.loss_weights.get(p, 1.0)) * mean
+            for metric in metrics.get(p, ()):
+                result[f"{names[p]}_{metric.name}"] = metric.result()
+        result["loss"] = total
+        return result

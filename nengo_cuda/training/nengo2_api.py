@@ -1,0 +1,95 @@
+"""NengoDL 2's training API: ``sim.train`` and ``sim.loss``.
+
+Both take one dict ``{input Node or target Probe: array}`` and objectives
+``{probe: f}`` (`losses.objective`: ``f(outputs, targets)``, or ``f(outputs)``
+for an objective without targets); they run on ``compile``/``fit`` and
+``evaluate``.  NengoDL 2 options without a counterpart here (truncation,
+summaries, profiling, extra feeds) are refused when set.
+"""
+
+import numpy as np
+import nengo
+from nengo.exceptions import ValidationError
+
+from .losses import objective as nengo2_objective
+from .objectives import mse
+
+
+def _refuse_unsupported(method, **options):
+    """Raises for NengoDL 2 options we accept by name but do not implement, when
+    set (None or False: not set)."""
+    for name, value in options.items():
+        if value is not None and value is not False:
+            raise ValidationError(
+                f"sim.{method}: NengoDL 2's {name}={value!r} is not supported by "
+                f"nengo_cuda (use the default)", attr=name)
+
+
+class NengoDL2API:
+    """`Trainer`'s ``train`` and ``loss``, over its ``compile``, ``fit`` and
+    ``evaluate``."""
+
+    def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, truncation=None,
+              summaries=None, profile=False, extra_feeds=None, progress_bar=True):
+        """NengoDL 2's ``sim.train``: ``data`` maps input Nodes and target Probes to
+        arrays; ``objective`` {probe: loss} (default: MSE); ``optimizer`` a Keras or
+        ``tf.compat.v1.train`` optimizer (see `compile`).  NengoDL 2's
+        ``truncation``, ``summaries``, ``profile`` and ``extra_feeds`` are refused
+        when set; ``progress_bar`` is accepted (no bar is shown)."""
+        _refuse_unsupported("train", truncation=truncation, summaries=summaries,
+                            profile=profile, extra_feeds=extra_feeds)
+        if optimizer is None:
+            raise ValidationError("train needs an optimizer", attr="optimizer")
+        inputs, targets = self._split(data)
+        objective = objective if objective is not None else {p: mse for p in targets}
+        self.compile(optimizer)
+        self.losses = self._losses(objective, nengo2_objective)
+        targets = self._outputs_only_targets(inputs, targets)
+        return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle, verbose=0)
+
+    def _outputs_only_targets(self, inputs, targets):
+        """``targets`` plus placeholders for the probes whose NengoDL 2 objective
+        takes only the outputs (``f(outputs)``: no target data given)."""
+        if not isinstance(self.losses, dict):
+            return targets
+        free = [p for p, f in self.losses.items()
+                if p not in targets and not getattr(f, "needs_targets", True)]
+        if not free:
+            return targets
+        given = list(inputs.values()) + list(targets.values())
+        if not given:
+            raise ValidationError("give input or target data (their shape sets the batch "
+                                  "and steps)", attr="data")
+        batch, steps = np.shape(given[0])[:2]
+        return {**targets, **{p: np.zeros((batch, steps, 1)) for p in free}}
+
+    def loss(self, data, objective=None, combine=None, extra_feeds=None, progress_bar=True,
+             training=False):
+        """NengoDL 2's ``sim.loss``: the mean of ``objective`` {probe: loss} (default:
+        MSE) over ``data``, simulating the network as defined.  ``combine`` (the
+        mean is the only combination), ``extra_feeds`` and ``training=True`` are
+        refused when set."""
+        _refuse_unsupported("loss", combine=combine, extra_feeds=extra_feeds,
+                            training=training)
+        inputs, targets = self._split(data)
+        saved = (self.losses, self.loss_weights, self.metrics, self.weighted_metrics)
+        objective = objective if objective is not None else {p: mse for p in targets}
+        self.losses = self._losses(objective, nengo2_objective)
+        self.loss_weights, self.metrics, self.weighted_metrics = {}, None, None
+        try:
+            return self.evaluate(inputs, self._outputs_only_targets(inputs, targets))["loss"]
+        finally:
+            self.losses, self.loss_weights, self.metrics, self.weighted_metrics = saved
+
+    def _split(self, data):
+        if not isinstance(data, dict):
+            raise ValidationError("data must be a dict {Node or Probe: array}", attr="data")
+        inputs, targets = {}, {}
+        for k, v in data.items():
+            if isinstance(k, nengo.Probe):
+                targets[k] = v
+            elif isinstance(k, nengo.Node):
+                inputs[k] = v
+            else:
+                raise ValidationError(f"data key {k!r} is neither a Node nor a Probe", attr="data")
+        return inputs, targets
