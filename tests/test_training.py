@@ -515,11 +515,14 @@ def test_check_gradients_checks_the_inputs():
             sim.check_gradients([np.zeros((1, 1, 2))])  # NengoDL's test: 1 / x at 0
 
 
+@pytest.mark.parametrize("noise", [None, "white"])
 @pytest.mark.parametrize("factor", [1.0, 1.05, 0.95])
-def test_check_gradients_finds_small_errors_in_float64(factor):
+def test_check_gradients_finds_small_errors_in_float64(factor, noise):
     """In float64 the check resolves a gradient 5 % off behind LIF rate neurons
     and synapses (its tolerance is the finite differences' estimated error, not
-    a fixed allowance), and passes the right one."""
+    a fixed allowance), and passes the right one; also with Ensemble noise (a
+    host process: every evaluation must see the same noise, else its spread
+    swamps the differences and the check passes anything)."""
 
     @tf.custom_gradient
     def scaled_tanh(x):
@@ -528,7 +531,8 @@ def test_check_gradients_finds_small_errors_in_float64(factor):
 
     with nengo.Network(seed=3) as net:
         inp = nengo.Node(np.zeros(2))
-        ens = nengo.Ensemble(20, 2, neuron_type=nengo.LIF())
+        ens = nengo.Ensemble(20, 2, neuron_type=nengo.LIF(), noise=noise and (
+            nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.2))))
         nengo.Connection(inp, ens, synapse=0.005)
         node = nengo_cuda.TensorNode(scaled_tanh, shape_in=(2,), pass_time=False)
         nengo.Connection(ens, node, synapse=0.01)

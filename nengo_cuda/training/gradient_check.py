@@ -1,7 +1,8 @@
 """``sim.check_gradients``: the training graph's gradients against finite differences.
 
 The function checked is ``f``, the sum of the probed outputs over items and
-steps of one run of the training graph from the initial state.  For each
+steps of one run of the training graph from the initial state, with the
+same noise in every evaluation (host processes start again each time).  For each
 trainable variable and each input, up to 8 of its elements ``v_i`` (drawn at
 random, seed 1), the analytic derivative ``g = df/dv_i`` (TensorFlow's
 gradient) must match the central difference
@@ -69,13 +70,20 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
         return list(graph(inputs, steps, probes).values())
 
     # (traced once: the variables are read at every call)
-    f = tf.function(lambda: tf.add_n([tf.reduce_sum(o) for o in outs()]), autograph=False)
+    total = tf.function(lambda: tf.add_n([tf.reduce_sum(o) for o in outs()]), autograph=False)
+
+    def f():
+        # every evaluation sees the same noise: host processes (Ensemble
+        # noise, WhiteSignal inputs) start again from their first step
+        graph.restart_host_processes()
+        return float(total())
 
     dtype = np.dtype(sim.dtype)
     h, eps = STEPS[dtype], float(np.finfo(dtype).eps)
     checked = [(var.name, var) for var in graph.trainable_variables]
     checked += [(f"the input of {node}", var) for node, var in inputs.items()]
     for name, var in checked:
+        graph.restart_host_processes()
         with tf.GradientTape() as tape, graph.host_errors():
             values = outs()
             value = tf.add_n([tf.reduce_sum(o) for o in values])
@@ -99,8 +107,8 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
 
 
 def central_difference(f, var, index, h):
-    """``(f(var + h e_i) - f(var - h e_i)) / (2 h)`` for element ``index`` of
-    the tf.Variable ``var`` (``2 h``: the step as stored, rounded to ``var``'s
+    """``(f(var + h e_i) - f(var - h e_i)) / (2 h)`` (``f()``: a number) for
+    element ``index`` of the tf.Variable ``var`` (``2 h``: the step as stored, rounded to ``var``'s
     type); restores ``var``."""
     orig = var.numpy().copy()
     d = np.zeros_like(orig)

@@ -686,6 +686,12 @@ class TrainingGraph:
         self.write(vals, op.inv_gamma, P - Pr[:, :, None] * (Pr[:, None, :] * k[:, None, None]))
         self.write(vals, op.delta, error[:, :, None] * ((-k)[:, None] * Pr)[:, None, :])
 
+    def restart_host_processes(self):
+        """The host processes start again from their first step at the next run
+        (`HostProcess.restart`)."""
+        for process in self._host_processes.values():
+            process.restart()
+
     def _host_process(self, op, vals, t):
         """A process without a TensorFlow form: its own step functions, one per
         trial, on the host (`HostProcess`); no gradient flows through it."""
