@@ -11,6 +11,16 @@ members), so built-in frozensets with the same members give it the same
 answers and so the same merges; `optimize` runs Nengo's optimizer with
 `transitive_closure` below in place of Nengo's, and puts Nengo's back after
 (and records the merge pass, for its signal replacements).
+
+One merge Nengo's optimizer makes is wrong, and `optimize` refuses it:
+Nengo's `SigMerger.check_views` takes views as sequential when each starts
+where the previous one's bytes end (``offset + nbytes``), but the merged view
+has the first view's strides, so along the axis view ``k`` lies at ``offset +
+(rows before it) * stride``.  The two differ for strided views: ``x[0:1:2]``
+and ``x[1:2:2]`` pass Nengo's check, and their merge is ``x[0:3:2]``
+(elements 0 and 2, not 0 and 1): Nengo's own simulator then writes the wrong
+elements or, where the merged view overruns its base, crashes with NumPy's
+"strides is incompatible" ValueError (`sequential_views` refuses both).
 Any topological order gives the same closure; `topological_order` finds one
 with plain dicts (Nengo's `toposort`, with ordered sets, took 2.1 of the
 closures' 3.1 s at 400 ensembles).
@@ -23,6 +33,7 @@ from nengo.utils.graphs import toposort
 
 _patch = threading.Lock()  # one optimize at a time swaps the functions
 nengos_pass = nengo_optimizer.OpMergePass
+nengos_check_views = nengo_optimizer.SigMerger.check_views
 
 
 def transitive_closure(edges, topo_sorted=None):
@@ -62,6 +73,22 @@ def topological_order(edges):
     return order if len(order) == len(indegree) else toposort(edges)
 
 
+def sequential_views(signals, axis=0):
+    """Nengo's `SigMerger.check_views` (a ValueError when ``signals`` can't be
+    merged along ``axis``), and also one when a view does not start where the
+    merged view (the first view's strides) puts its first element (see the
+    module)."""
+    nengos_check_views(signals, axis=axis)
+    if signals[0].ndim <= axis:
+        return
+    stride = signals[0].strides[axis]
+    start = signals[0].offset
+    for s in signals:
+        if s.offset != start:
+            raise ValueError("Strided views are not sequential along the merged axis.")
+        start += s.shape[axis] * stride
+
+
 def optimize(model, dg):
     """``nengo.builder.optimizer.optimize(model, dg)``, with `transitive_closure`;
     returns the optimizer's signal replacements (``{signal: its replacement}``,
@@ -77,11 +104,13 @@ def optimize(model, dg):
         nengos_closure = nengo_optimizer.transitive_closure
         nengo_optimizer.transitive_closure = transitive_closure
         nengo_optimizer.OpMergePass = RecordedPass
+        nengo_optimizer.SigMerger.check_views = staticmethod(sequential_views)
         try:
             nengo_optimizer.optimize(model, dg)
         finally:
             nengo_optimizer.transitive_closure = nengos_closure
             nengo_optimizer.OpMergePass = nengos_pass
+            nengo_optimizer.SigMerger.check_views = staticmethod(nengos_check_views)
     replacements = {}
     for merge_pass in passes:
         replacements.update(merge_pass.sig_replacements)

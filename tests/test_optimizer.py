@@ -1,5 +1,6 @@
 """nengo_cuda.optimizer: Nengo's optimizer with a faster transitive closure
-gives the same dependents (as sets) as Nengo's, and leaves Nengo as it was."""
+gives the same dependents (as sets) as Nengo's, and leaves Nengo as it was;
+it does not merge strided views out of place (a Nengo bug)."""
 
 import nengo
 import nengo.builder.optimizer as nengo_optimizer
@@ -8,6 +9,7 @@ import pytest
 from nengo.utils.graphs import transitive_closure as nengos_closure
 from nengo.utils.simulator import operator_dependency_graph
 
+import nengo_cuda
 from nengo_cuda import optimizer
 
 
@@ -87,8 +89,10 @@ def test_optimize_puts_nengos_closure_back(monkeypatch):
     with nengo.Network() as net:
         nengo.Ensemble(5, 1)
     model.build(net)
+    nengos_check_views = nengo_optimizer.SigMerger.check_views
     optimizer.optimize(model, operator_dependency_graph(model.operators))
     assert nengo_optimizer.transitive_closure is nengos_closure
+    assert nengo_optimizer.SigMerger.check_views is nengos_check_views
 
     def fails(model, dg):
         raise RuntimeError("in the optimizer")
@@ -97,3 +101,77 @@ def test_optimize_puts_nengos_closure_back(monkeypatch):
     with pytest.raises(RuntimeError, match="in the optimizer"):
         optimizer.optimize(model, {})
     assert nengo_optimizer.transitive_closure is nengos_closure
+    assert nengo_optimizer.SigMerger.check_views is nengos_check_views
+
+
+def test_sequential_views_refuses_strided_views_out_of_place():
+    """Views pass when the merged view (the first's strides) holds each at its
+    place; Nengo's check passes some that it does not (``offset + nbytes``)."""
+    x = nengo.builder.Signal(np.zeros(4), name="x")
+    m = nengo.builder.Signal(np.zeros((2, 4)), name="m")
+    fine = [[x[0:2], x[2:3]], [m[0:1], m[1:2]]]
+    wrong = [[x[0:1:2], x[1:2:2]], [x[1:2:2], x[2:3:2]], [m[0:1, 0:2], m[0:1, 2:4]]]
+    for views in fine:
+        optimizer.sequential_views(views)
+    for views in wrong:
+        nengo_optimizer.SigMerger.check_views(views)  # Nengo's: passes
+        with pytest.raises(ValueError, match="not sequential"):
+            optimizer.sequential_views(views)
+    for views in [[x[0:1], x[2:3]], [x[0:1:2], x[2:3:2]]]:  # Nengo's own refusals
+        with pytest.raises(ValueError, match="not sequential"):
+            optimizer.sequential_views(views)
+
+
+def _random_slice(rng, size):
+    if rng.rand() < 0.3:
+        return list(rng.randint(-size, size, rng.randint(1, 4)))
+    step = int(rng.choice([1, 2, 3, -1, -2]))
+    start = int(rng.randint(0, size))
+    stop = int(rng.randint(start + 1, size + 1)) if step > 0 else None
+    return slice(start, stop, step)
+
+
+def _sliced_copies(rng, n_connections):
+    """A Node fed by sliced, scaled copies of another (no synapse): its
+    values are exact, so any merge out of place shows."""
+    with nengo.Network(seed=0) as net:
+        src = nengo.Node(rng.uniform(-1, 1, rng.randint(1, 6)))
+        dst = nengo.Node(size_in=int(rng.randint(2, 7)))
+        for _ in range(n_connections):
+            pre = src[_random_slice(rng, src.size_out)]
+            post = dst[_random_slice(rng, dst.size_in)]
+            if pre.size_out != post.size_in:
+                continue
+            nengo.Connection(pre, post, synapse=None, transform=float(rng.choice([1, -0.5])))
+        probe = nengo.Probe(dst)
+    return net, probe
+
+
+def _probed(sim_cls, net, probe, **kwargs):
+    with sim_cls(net, progress_bar=False, **kwargs) as sim:
+        sim.run_steps(2)
+        return sim.data[probe]
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_strided_views_merge_in_place(size):
+    """``dst[0:1:2]`` and ``dst[1:2:2]``: Nengo's optimizer merges them to
+    ``dst[0:3:2]`` (size 4: the wrong elements; size 2: a crash); ours keeps
+    them apart and equals Nengo without its optimizer."""
+    with nengo.Network(seed=0) as net:
+        src = nengo.Node([1.0, 2.0])
+        dst = nengo.Node(size_in=size)
+        nengo.Connection(src[0], dst[0:1:2], synapse=None)
+        nengo.Connection(src[1], dst[1:2:2], synapse=None)
+        probe = nengo.Probe(dst)
+    expected = _probed(nengo.Simulator, net, probe, optimize=False)
+    assert np.array_equal(expected[-1, :2], [1, 2])
+    assert np.array_equal(_probed(nengo_cuda.Simulator, net, probe, optimize=True), expected)
+
+
+def test_random_sliced_copies_equal_nengo_without_its_optimizer(rng):
+    for _ in range(40):
+        net, probe = _sliced_copies(rng, int(rng.randint(2, 8)))
+        expected = _probed(nengo.Simulator, net, probe, optimize=False)
+        ours = _probed(nengo_cuda.Simulator, net, probe, optimize=True, dtype="float64")
+        np.testing.assert_allclose(ours, expected, rtol=1e-15, atol=1e-15)
