@@ -292,9 +292,6 @@ class SharedModel:
             order_operators(self.model, optimize)
         except nengo.exceptions.NengoException as e:
             raise Rejected(f"Nengo refuses the network: {e!r}") from e
-        except (ValueError, IndexError) as e:
-            # e.g. Nengo's optimizer (merge_views) on some sliced signals
-            raise Rejected(f"Nengo's builder crashes: {e!r}") from e
         self.seed = net.seed + 1
         self.rngs = [
             (rng, rng.get_state())
