@@ -1,0 +1,75 @@
+"""Differential fuzzer of the training graph's gradients against finite differences.
+
+Each example is a random network spec (`test_fuzz_training.cases`), built by
+``nengo_cuda.Simulator(dtype="float64")`` and checked by
+``sim.check_gradients`` over up to 8 steps: every trainable variable's (and
+input's) sampled elements, TensorFlow's gradient against central differences
+within their own estimated error (`nengo_cuda.training.gradient_check`).
+Every input Node gets random values, all probes are summed.
+
+Specs are rejected where no gradient flows by design, as in NengoDL (the check
+would report the missing part): online learning rules (the weights they change
+are simulation state), Python functions on the host (function Nodes,
+functions on connections from Nodes, Direct ensembles), neuron types stepped
+on the host (Izhikevich, a Nengo subclass), and Triangle synapses (a process
+without a TensorFlow form).  Ensemble noise and input processes run on the host
+too, but only as data, which is fine.
+
+CI runs a fixed, derandomized budget (``NC_FUZZ_GRADIENT_EXAMPLES``, default
+12, about 30 s).  Long mode, new random examples each time::
+
+    cd tests && NC_FUZZ_GRADIENT_EXAMPLES=300 NC_FUZZ_RANDOM=1 \\
+        python -m pytest -p no:nengo -q test_fuzz_gradients.py -x
+"""
+
+import os
+import warnings
+
+import nengo
+from hypothesis import given, reject
+
+import nengo_cuda
+from fuzz_nets import build
+from test_fuzz import fuzz_settings
+from test_fuzz_training import cases
+
+EXAMPLES = int(os.environ.get("NC_FUZZ_GRADIENT_EXAMPLES", "12"))
+HOST_NEURONS = {"Direct", "Izhikevich", "LIFSubclass"}
+MAX_STEPS = 8
+
+
+def gradient_blocked(spec):
+    """Why no gradient flows through some part of ``spec`` by design (None: it all does)."""
+    objects = spec["objects"]
+    for c in spec["connections"]:
+        if c.get("learning"):
+            return "an online learning rule"
+        if c["function"] is not None and objects[c["pre"]]["kind"] != "ens":
+            return "a function on a connection from a Node"
+    for o in objects:
+        if o["kind"] == "func":
+            return "a function Node"
+        if o["kind"] == "ens" and o["neuron"] in HOST_NEURONS:
+            return f"{o['neuron']} neurons on the host"
+    if "Triangle" in repr(spec):
+        return "a Triangle synapse"
+    return None
+
+
+@fuzz_settings(EXAMPLES)
+@given(cases())
+def test_fuzz_gradients_against_finite_differences(spec):
+    if gradient_blocked(spec):
+        reject()
+    try:
+        net, probes, _ = build(spec, seed_processes=True)
+    except nengo.exceptions.NengoException:
+        reject()
+    if not probes:
+        reject()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (e.g. decoder solvers on tiny ensembles)
+        with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=spec["minibatch"],
+                                  optimize=spec["optimize"], dt=spec["dt"],
+                                  progress_bar=False) as sim:
+            sim.check_gradients(n_steps=min(sum(spec["steps"]), MAX_STEPS))
