@@ -515,6 +515,22 @@ def test_check_gradients_checks_the_inputs():
             sim.check_gradients([np.zeros((1, 1, 2))])  # NengoDL's test: 1 / x at 0
 
 
+def test_check_gradients_steps_relative_to_large_values():
+    """float32 gains of 3000 (ulp 2.4e-4): a fixed step of 1e-4 would leave
+    them unchanged (a division by zero); the step scales with the value, and
+    the right gradients pass."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(4, 1, neuron_type=nengo.RectifiedLinear(),
+                             gain=nengo.dists.Choice([3000.0]), bias=nengo.dists.Choice([1.0]))
+        nengo.Connection(inp, ens.neurons, transform=np.ones((4, 1)))
+        nengo.Probe(ens.neurons)
+    x = np.random.RandomState(0).uniform(0.1, 1, (1, 3, 1))
+    with nengo_cuda.Simulator(net, dtype="float32", progress_bar=False) as sim:
+        assert np.max(np.abs(sim.data[ens].scaled_encoders)) >= 3000
+        sim.check_gradients([x])
+
+
 @pytest.mark.parametrize("noise", [None, "white"])
 @pytest.mark.parametrize("factor", [1.0, 1.05, 0.95])
 def test_check_gradients_finds_small_errors_in_float64(factor, noise):
