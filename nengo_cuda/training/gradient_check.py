@@ -142,8 +142,8 @@ def estimate(f, var, index, h, sigma, rounding):
 
 def central_difference(f, var, index, h):
     """``(f(var + h e_i) - f(var - h e_i)) / (2 h)`` (``f()``: a number) for
-    element ``index`` of the tf.Variable ``var`` (``2 h``: the step as stored, rounded to ``var``'s
-    type); restores ``var``."""
+    element ``index`` of the tf.Variable ``var`` (``2 h``: the step as
+    stored, rounded to ``var``'s type); restores ``var``."""
     orig = var.numpy().copy()
     d = np.zeros_like(orig)
     d.flat[index] = h
