@@ -11,10 +11,9 @@ Online learning rules are in: the graph computes them with TensorFlow, and
 gradients flow through the weights they change over the steps (those weights
 are simulation state, not trained).  Specs are rejected where no gradient
 flows by design, as in NengoDL (the check would report the missing part):
-Python functions on the host (function Nodes,
-functions on connections from Nodes, Direct ensembles), neuron types stepped
-on the host (Izhikevich, a Nengo subclass), and Triangle synapses (a process
-without a TensorFlow form).  Ensemble noise and input processes run on the host
+Python functions on the host (function Nodes, functions on connections from
+Nodes, Direct ensembles), neuron types stepped on the host (Izhikevich, a
+Nengo subclass), and Triangle synapses (a process without a TensorFlow form).  Ensemble noise and input processes run on the host
 too, but only as data, which is fine.
 
 CI runs a fixed, derandomized budget (``NC_FUZZ_GRADIENT_EXAMPLES``, default

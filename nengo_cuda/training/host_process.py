@@ -60,10 +60,10 @@ class HostProcess:
         """Makes the step functions anew at the next call: the same values
         from the first step again (``check_gradients`` evaluates one run many
         times and needs the same noise in each)."""
-        self._steps = self._seeds = None
+        self._seeds = None
 
     def __call__(self, t, x=None):
-        if self._steps is None or self._seeds is not self.sim.process_seeds:
+        if self._seeds is not self.sim.process_seeds:
             self._make_steps()
         t = host_time(t, self.sim.dt)
         size = self.op.output.size
