@@ -20,6 +20,8 @@ import numpy as np
 import nengo
 import tensorflow as tf
 from nengo.builder.neurons import SimNeurons
+from nengo.builder.node import SimPyFunc
+from nengo.builder.processes import SimProcess
 from nengo.exceptions import BuildError, SimulationError
 
 from ..layout import FLOAT
@@ -88,10 +90,12 @@ class TrainingGraph:
         # base -> (variable, offsets); they enter the loop through its initial
         # state (`_with_parameters`), and no operator writes them
         offsets = {}
+        self.trained_signals = []  # those of ``trainable`` that are trained
         for sig in trainable:
             base = sig.base
             if self.layout.pool_of(sig) != FLOAT or not sim.parameters.is_parameter(sig):
                 continue  # written by an operator (e.g. a learning rule): not trained
+            self.trained_signals.append(sig)
             if not self.layout.is_shared(sig):
                 offsets.setdefault(base, []).append(self._idx(sig).idx.ravel())
                 continue
@@ -531,10 +535,7 @@ class TrainingGraph:
         """
         J = tf.reshape(self.read(vals, op.J), [self.batch, -1])
         n = op.J.size
-        key = id(op)
-        if key not in self._neuron_params:
-            self._neuron_params[key] = self._rate_params(op.neurons, n)
-        kind, params = self._neuron_params[key]
+        kind, params = self._neuron_kind(op)
         if kind == _HOST_STEP:
             self._host_neurons(op, vals, J)
             return
@@ -550,6 +551,28 @@ class TrainingGraph:
         else:
             out = nc_ops.neuron_rate(J, kind, params)
         self.write(vals, op.output, out)
+
+    def _neuron_kind(self, op):
+        """`_rate_params` of a SimNeurons operator (worked out once)."""
+        key = id(op)
+        if key not in self._neuron_params:
+            self._neuron_params[key] = self._rate_params(op.neurons, op.J.size)
+        return self._neuron_params[key]
+
+    def host_part(self, op):
+        """What of ``op`` runs on the host, where no gradient flows from its
+        inputs to its outputs (as in NengoDL), or None where TensorFlow
+        differentiates it (`gradient_paths`)."""
+        if isinstance(op, SimNeurons):
+            if self._neuron_kind(op)[0] == _HOST_STEP:
+                return f"{type(op.neurons).__name__} neurons (no rate equivalent)"
+        elif isinstance(op, SimProcess):
+            if not isinstance(op.process, nengo.LinearFilter):
+                return "a process without a TensorFlow form"
+        elif isinstance(op, SimPyFunc):
+            if op.output is not None and not is_tensor_node_func(op.fn):
+                return "a Python function"
+        return None
 
     def _host_neurons(self, op, vals, J):
         """A neuron type without a rate equivalent (Izhikevich, a user's own
@@ -635,10 +658,10 @@ class TrainingGraph:
         self.write(vals, op.delta, alpha * signal * delta)
 
     def _op_SimProcess(self, op, vals, t):
-        process = op.process
-        if not isinstance(process, nengo.LinearFilter):
+        if self.host_part(op) is not None:
             self._host_process(op, vals, t)
             return
+        process = op.process
         if id(op) not in self._filters:
             A, B, C, D = (np.asarray(m, dtype=np.float64) for m in process._get_ss(self.dt))
             nx = A.shape[0]
@@ -711,11 +734,11 @@ class TrainingGraph:
         if op.output is None:
             return  # a sink Node: no effect on the model's values
         x = self._per_trial(vals, op.x) if op.x is not None else None
-        if is_tensor_node_func(op.fn):
+        if self.host_part(op) is not None:
+            out = self._numpy_func(op, t, x)
+        else:  # a TensorNode
             x = None if x is None else tf.reshape(x, [self.batch] + list(op.fn.shape_in))
             out = op.fn.call_tensors(t, x, training=self.training)
-        else:
-            out = self._numpy_func(op, t, x)
         self.write(vals, op.output, tf.reshape(out, [self.batch, -1]))
 
     def _numpy_func(self, op, t, x):
@@ -746,9 +769,10 @@ def _var_name(base):
     return name[:60] or "param"
 
 
-def trainable_signals(sim, trainable):
-    """The Signals trained for ``trainable`` ({obj: bool}, see config.trainable_objects):
-    encoders (Ensembles), biases (Neurons), weights (Connections)."""
+def trainable_parameters(sim, trainable):
+    """``[(what, obj, signal)]`` trained for ``trainable`` ({obj: bool}, see
+    config.trainable_objects): the encoders of Ensembles, the biases of
+    Neurons, the weights of Connections."""
     sig = sim.model.sig
     out = []
     for obj, on in trainable.items():
@@ -757,16 +781,22 @@ def trainable_signals(sim, trainable):
         if isinstance(obj, nengo.Ensemble):
             if isinstance(obj.neuron_type, nengo.Direct):
                 continue
-            s = sig[obj].get("encoders")
+            what = "encoders"
         elif isinstance(obj, nengo.ensemble.Neurons):
             if isinstance(obj.ensemble.neuron_type, nengo.Direct):
                 continue
-            s = sig[obj].get("bias")
+            what = "bias"
         else:
-            s = sig[obj].get("weights")
+            what = "weights"
+        s = sig[obj].get(what)
         if s is not None and not s.sparse:
-            out.append(s)
+            out.append((what, obj, s))
     return out
 
 
-__all__ = ["TrainingGraph", "trainable_signals", "SimNeurons"]
+def trainable_signals(sim, trainable):
+    """The Signals of `trainable_parameters`."""
+    return [s for _, _, s in trainable_parameters(sim, trainable)]
+
+
+__all__ = ["TrainingGraph", "trainable_parameters", "trainable_signals", "SimNeurons"]

@@ -23,12 +23,12 @@ import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
-from . import gradient_check, sample_weights
+from . import gradient_check, gradient_paths, sample_weights
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, trainable_objects
 from .data import DataChecks, is_batch_source, refuse_beside_source
 from .epochs import ArrayFeed, SourceFeed, steps_argument
-from .graph import TrainingGraph, trainable_signals
+from .graph import TrainingGraph, trainable_parameters, trainable_signals
 from .inference import Inference
 from .losses import keras_loss, metrics_by_probe
 from .nengo2_api import NengoDL2API
@@ -318,6 +318,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         key = (tuple(data.x), tuple(probes), steps, stateful, with_outputs,
                tuple(id(v) for v in self.trainable_variables))
         if key not in self._train_fns:
+            self._warn_unreached(probes)
             self._train_fns[key] = self._make_train_step(list(data.x), probes, steps, stateful,
                                                          with_outputs)
         train_range = self._train_fns[key]
@@ -527,6 +528,20 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         val = ({k: v[at:] for k, v in x.items()}, {k: v[at:] for k, v in y.items()},
                val_weights, batch - at)
         return train[0], train[1], train_weights, val
+
+    def _warn_unreached(self, probes):
+        """Warns about the trainable parameters that no gradient of the loss
+        on ``probes`` reaches (`gradient_paths`)."""
+        if self.network is None:
+            return
+        nodes = {id(node.output): node for node in self.network.all_nodes}
+        tensor_nodes = {id(fn): nodes.get(id(fn), fn) for fn in self._tensor_funcs()
+                        if fn.trainable_variables()}
+        message = gradient_paths.blocked_message(
+            self.graph, trainable_parameters(self.sim, trainable_objects(self.network)),
+            tensor_nodes, probes)
+        if message is not None:
+            warn(f"fit: {message}")
 
     def _make_train_step(self, nodes, probes, steps, stateful, with_outputs):
         graph, opt = self.graph, self.optimizer
