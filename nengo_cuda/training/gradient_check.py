@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError
 
+from . import gradient_paths
 from .names import zip_with_objects
 
 #: the finite-difference step ``h`` by float type, relative: element ``v_i``
@@ -99,6 +100,7 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
             if dtype == np.float32 else "")
     checked = [(var.name, var) for var in graph.trainable_variables]
     checked += [(f"the input of {node}", var) for node, var in inputs.items()]
+    input_signals = {id(var): graph.input_nodes[node] for node, var in inputs.items()}
     for name, var in checked:
         graph.restart_host_processes()
         with tf.GradientTape() as tape, graph.host_errors():
@@ -125,12 +127,30 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
                         break
                 else:
                     (d, err), smaller = tried[0], tried[1:]
+                    sigs = ([input_signals[id(var)]] if id(var) in input_signals
+                            else _signals_at(graph, var, i))
+                    why = gradient_paths.host_parts_between(graph, sigs, probes)
                     raise SimulationError(
                         f"gradient mismatch for {name}[{i}]: analytic {g:g}, numeric {d:g} "
                         f"(finite-difference error estimate {err:.2g}; atol={atol:g}, "
                         f"rtol={rtol:g}; with steps "
                         + ", ".join(f"{1 / k:g}" for k in SHRINKS[1:]) + " times smaller: "
-                        + ", ".join(f"{d:g} +- {e:.2g}" for d, e in smaller) + f"){hint}")
+                        + ", ".join(f"{d:g} +- {e:.2g}" for d, e in smaller) + ")"
+                        + (f"; {why}" if why else hint))
+
+
+def _signals_at(graph, var, index):
+    """The trained signals that element ``index`` of the graph's variable
+    ``var`` belongs to."""
+    for base, (v, *_) in graph.variables.items():
+        if v is var:
+            element = index
+            break
+    else:
+        base, element = next((base, int(offsets[index])) for base, (v, offsets)
+                             in graph.state_parameters.items() if v is var)
+    return [s for s in graph.trained_signals
+            if s.base is base and element in graph._idx(s).idx]
 
 
 def estimate(f, var, index, h, sigma, rounding):

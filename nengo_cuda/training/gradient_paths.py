@@ -12,14 +12,16 @@ gradient, and ``fit`` would leave it as it is without a word (NengoDL does).
 The analysis follows the operators' reads and writes, element by element
 where an operator is element-wise (copies, element-wise products, neurons,
 synapses; Nengo's optimizer merges many populations or copies into one
-operator) and operator by operator elsewhere (every output element depends
-on every input element).  It over-approximates the paths, so a parameter it
-reports truly gets no gradient; one it does not report may still get none.
+operator), row by row and block by block through products (whose merged
+forms stack many connections' weights), and operator by operator elsewhere
+(every output element depends on every input element).  It over-approximates
+the paths, so a parameter it reports truly gets no gradient; one it does not
+report may still get none.
 """
 
 import numpy as np
 from nengo.builder.neurons import SimNeurons
-from nengo.builder.operator import BsrDotInc, Copy, ElementwiseInc
+from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc
 from nengo.builder.processes import SimProcess
 import nengo
 
@@ -97,6 +99,9 @@ class GradientPaths:
         if isinstance(op, BsrDotInc):
             yield from self._blocks(op)
             return
+        if type(op) is DotInc and op.A.ndim == 2 and op.Y.shape == op.A.shape[:1]:
+            yield from self._rows(op)
+            return
         writes = [s for s in list(op.sets) + list(op.incs) + list(op.updates) if self._addressed(s)]
         reads = self._reads(op)
         elementwise = (isinstance(op, (ElementwiseInc, SimNeurons))
@@ -108,6 +113,14 @@ class GradientPaths:
                     yield self._pair(out, None, inp, None)
                 else:
                     yield self._dependency_all(out, inp)
+
+    def _rows(self, op):
+        """A product ``Y += A X`` (Nengo's optimizer stacks the DotIncs of
+        connections from one object into one): ``Y[i]`` depends on row ``i``
+        of ``A`` and on all of ``X``."""
+        A, Y = self._elements(op.A), self._elements(op.Y)
+        yield _Dependency(op.Y.base, np.repeat(Y, A.shape[1]), op.A.base, A.ravel(), True)
+        yield self._dependency_all(op.Y, op.X)
 
     def _blocks(self, op):
         """A block-sparse product (Nengo's optimizer merges the DotIncs of many
@@ -166,29 +179,41 @@ class GradientPaths:
     def _touches(masks, base, elements):
         return base in masks and bool(masks[base][elements].any())
 
+    def _host_deps(self):
+        return [d for _, deps in self.host.values() for d in deps]
+
+    def _upstream(self, targets, through_host):
+        deps = self.differentiated + (self._host_deps() if through_host else [])
+        return self._spread(deps, self._marked(targets), backward=True)
+
+    def _touch(self, masks, sigs):
+        return any(self._touches(masks, s.base, self._elements(s).ravel()) for s in sigs)
+
     def blocked(self, sources, targets):
         """``sources``: {key: signals}; ``targets``: signals (the probed ones).
         Returns ([keys whose signals influence ``targets`` only through host
         parts], [those host parts' operators on the paths])."""
-        host_deps = [d for _, deps in self.host.values() for d in deps]
-        through_tf = self._spread(self.differentiated, self._marked(targets), backward=True)
-        through_any = self._spread(self.differentiated + host_deps, self._marked(targets),
-                                   backward=True)
-
-        def touches(masks, sigs):
-            return any(self._touches(masks, s.base, self._elements(s).ravel()) for s in sigs)
-
+        through_tf = self._upstream(targets, through_host=False)
+        through_any = self._upstream(targets, through_host=True)
         keys = [k for k, sigs in sources.items()
-                if touches(through_any, sigs) and not touches(through_tf, sigs)]
+                if self._touch(through_any, sigs) and not self._touch(through_tf, sigs)]
         if not keys:
             return [], []
-        downstream = self._spread(self.differentiated + host_deps,
-                                  self._marked([s for k in keys for s in sources[k]]),
-                                  backward=False)
-        ops = [op for op, deps in self.host.values()
-               if any(self._touches(downstream, d.in_base, d.ins)
-                      and self._touches(through_any, d.out_base, d.outs) for d in deps)]
-        return keys, ops
+        return keys, self._host_ops_between([s for k in keys for s in sources[k]], through_any)
+
+    def host_ops_between(self, sources, targets):
+        """The host parts' operators on some path from signals ``sources`` to
+        signals ``targets``."""
+        if not self.host:
+            return []
+        return self._host_ops_between(sources, self._upstream(targets, through_host=True))
+
+    def _host_ops_between(self, sources, upstream):
+        downstream = self._spread(self.differentiated + self._host_deps(),
+                                  self._marked(sources), backward=False)
+        return [op for op, deps in self.host.values()
+                if any(self._touches(downstream, d.in_base, d.ins)
+                       and self._touches(upstream, d.out_base, d.outs) for d in deps)]
 
 
 def _owners(op, graph):
@@ -244,12 +269,31 @@ def blocked_message(graph, parameters, tensor_nodes, probes):
     keys, ops = paths.blocked(sources, targets)
     if not keys:
         return None
-    blockers = [(name, graph.host_part(op)) for op in ops for name in _owners(op, graph)]
     one = len(keys) == 1
-    hint = ("; a TensorNode in place of a Python function passes the gradient"
-            if any(part == "a Python function" for _, part in blockers) else "")
     return (f"no gradient reaches {_listing(keys)}: every path from {'it' if one else 'them'} "
             f"to the probes with a loss ({_listing(str(p) for p in probes)}) passes through "
-            "parts that TensorFlow does not differentiate (as in NengoDL): "
-            f"{_listing(f'{name} ({part})' for name, part in blockers)}. Training leaves "
-            f"{'it as it is' if one else 'them as they are'}{hint}")
+            f"{_host_parts(graph, ops)}. Training leaves "
+            f"{'it as it is' if one else 'them as they are'}{_hint(ops, graph)}")
+
+
+def _host_parts(graph, ops):
+    return ("parts that TensorFlow does not differentiate (as in NengoDL): "
+            + _listing(f"{name} ({graph.host_part(op)})" for op in ops
+                       for name in _owners(op, graph)))
+
+
+def _hint(ops, graph):
+    if any(graph.host_part(op) == "a Python function" for op in ops):
+        return "; a TensorNode in place of a Python function passes the gradient"
+    return ""
+
+
+def host_parts_between(graph, sources, probes):
+    """A sentence naming the host parts on the paths from signals ``sources``
+    to ``probes`` (None: there are none), for check_gradients' mismatches."""
+    ops = GradientPaths(graph).host_ops_between(
+        sources, [graph.model.sig[p]["in"] for p in probes])
+    if not ops:
+        return None
+    return (f"between it and the outputs lie {_host_parts(graph, ops)}, which the "
+            f"finite differences see and the gradient does not{_hint(ops, graph)}")
