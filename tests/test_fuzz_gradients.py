@@ -61,24 +61,35 @@ def gradient_blocked(spec):
 def test_fuzz_gradients_against_finite_differences(spec):
     if gradient_blocked(spec):
         reject()
-    try:
-        net, probes, _ = build(spec, seed_processes=True)
-    except nengo.exceptions.NengoException:
-        reject()
-    if not probes:
-        reject()
+    net, _ = probed_network(spec)
     try:
         check_spec(net, spec)
     except nengo.exceptions.BuildError:
         reject()  # Nengo's builder refuses it (e.g. PES on advanced-indexed neurons)
 
 
+def probed_network(spec):
+    """(network, probes) of ``spec``; rejected where Nengo refuses the network
+    or it probes nothing."""
+    try:
+        net, probes, _ = build(spec, seed_processes=True)
+    except nengo.exceptions.NengoException:
+        reject()
+    if not probes:
+        reject()
+    return net, probes
+
+
+def simulator(net, spec):
+    """A float64 simulator of ``net`` with ``spec``'s settings."""
+    return nengo_cuda.Simulator(net, dtype="float64", minibatch_size=spec["minibatch"],
+                                optimize=spec["optimize"], dt=spec["dt"], progress_bar=False)
+
+
 def check_spec(net, spec):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (e.g. decoder solvers on tiny ensembles)
-        with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=spec["minibatch"],
-                                  optimize=spec["optimize"], dt=spec["dt"],
-                                  progress_bar=False) as sim:
+        with simulator(net, spec) as sim:
             sim.check_gradients(n_steps=min(sum(spec["steps"]), MAX_STEPS))
 
 

@@ -23,8 +23,8 @@ import nengo_cuda  # noqa: E402
 from nengo_cuda.training import gradient_paths  # noqa: E402
 from nengo_cuda.training.config import trainable_objects  # noqa: E402
 from nengo_cuda.training.graph import trainable_parameters  # noqa: E402
-from fuzz_nets import build  # noqa: E402
 from test_fuzz import fuzz_settings  # noqa: E402
+from test_fuzz_gradients import probed_network, simulator  # noqa: E402
 from test_fuzz_training import cases  # noqa: E402
 from tutorial_net import training_version, tutorial_net  # noqa: E402
 
@@ -212,18 +212,11 @@ def reported_parameters(sim, probes):
 @fuzz_settings(EXAMPLES)
 @given(cases())
 def test_fuzz_reported_parameters_get_no_gradient(spec):
-    try:
-        net, probes, _ = build(spec, seed_processes=True)
-    except nengo.exceptions.NengoException:
-        reject()
-    if not probes:
-        reject()
+    net, probes = probed_network(spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            sim = nengo_cuda.Simulator(net, dtype="float64", minibatch_size=spec["minibatch"],
-                                       optimize=spec["optimize"], dt=spec["dt"],
-                                       progress_bar=False)
+            sim = simulator(net, spec)
         except (nengo.exceptions.NengoException, ValueError, IndexError):
             reject()
         with sim:
