@@ -11,6 +11,7 @@ keep parameters, where the base's initial value would undo them.
 `StateParameters` keeps such values and writes them back after each reset.
 """
 
+import nengo
 import numpy as np
 
 from .layout import FLOAT
@@ -80,3 +81,65 @@ class StateParameters:
     def forget(self):
         """The built values are the parameters again (a reset that undoes training)."""
         self._kept = {}
+
+
+class LearnedParameters:
+    """The signals that online learning rules change: a PES/BCM/Oja/RLS
+    connection's weights, a Voja rule's encoders.
+
+    Operators write them, so the layout keeps one copy per trial (each trial
+    learns on its own), but NengoDL treats them as parameters, not as run
+    state: what a run learned stays through ``run(..., stateful=False)``,
+    ``reset(include_trainable=False)`` and between the minibatches of
+    ``predict``; ``sim.data`` shows it and ``save_params`` saves it.  This
+    class reads (`values`) and writes (`write`) them in all trials at once.
+
+    ``layout``: the `SignalLayout`; ``model``: the built `nengo.builder.Model`.
+    """
+
+    def __init__(self, layout, model):
+        self.layout = layout
+        self.signals = {}  # (object, builder name) -> signal
+        for obj in model.sig:
+            if isinstance(obj, nengo.connection.LearningRule):
+                target = _learned_target(obj)
+                if target is None:
+                    continue
+                sig = model.sig[target[0]].get(target[1])
+                if (sig is not None and sig.base in layout.placement
+                        and layout.pool_of(sig) == FLOAT and not layout.is_shared(sig)):
+                    self.signals[target] = sig
+        self._ids = {id(sig) for sig in self.signals.values()}
+        parts = [layout.addresses(sig).ravel() - layout.f_shared
+                 for sig in self.signals.values()]
+        # element offsets in one trial's float state block, signal after signal
+        self._index = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def __bool__(self):
+        return bool(self.signals)
+
+    def is_learned(self, sig):
+        return id(sig) in self._ids
+
+    def _state(self):
+        layout = self.layout
+        return layout.fbuf[layout.f_shared : layout.f_shared + layout.n_trials
+                           * layout.f_state].reshape(layout.n_trials, layout.f_state)
+
+    def values(self):
+        """All learned elements now: (n_trials, n_elements), a copy."""
+        return self._state()[:, self._index].copy()
+
+    def write(self, values):
+        """Writes `values` output back (after a restore of the state)."""
+        if self._index.size:
+            self._state()[:, self._index] = values
+
+
+def _learned_target(rule):
+    """(object, name in ``model.sig[object]``) of the signal ``rule`` changes."""
+    if rule.modifies in ("weights", "decoders"):
+        return rule.connection, "weights"
+    if rule.modifies == "encoders":
+        return rule.connection.post_obj, "encoders"
+    return None

@@ -5,9 +5,10 @@ trained values after ``sim.fit``. Nengo's builder keeps these parameters in
 signals that no operator writes (the layout's shared part), so they change
 only through training, `load_params` or a user's write into ``sim.signals``;
 while they hold their built values, ``sim.data[obj]`` is Nengo's own built
-object, exactly as ``nengo.Simulator`` gives it. A learning rule's weights are
-simulation state, not parameters: for them ``sim.data`` keeps the build value,
-as in Nengo (probe ``(conn, "weights")`` to see them learn).
+object, exactly as ``nengo.Simulator`` gives it. What an online learning rule
+learned (weights, Voja's encoders) counts as a parameter too, as in NengoDL
+(`nengo_cuda.parameters.LearnedParameters`): ``sim.data`` shows it, where
+``nengo.Simulator`` keeps the build value.
 
 Changed ensembles are rebuilt from the two signals Nengo's builder made:
 

@@ -28,7 +28,7 @@ from . import pyfunc
 from .backends import select_backend
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
-from .parameters import StateParameters
+from .parameters import LearnedParameters, StateParameters
 from .params import current_built
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
@@ -234,6 +234,8 @@ class Simulator:
         self.layout.use_exact_time(self.model.time, self.model.step, self.dt)
         # parameters, also those Nengo's optimizer merged into state bases
         self.parameters = StateParameters(self.layout, ops, self._input_nodes.values())
+        # what online learning rules change: state that resets keep as parameters
+        self.learned = LearnedParameters(self.layout, self.model)
         # input Nodes' callbacks merge with others (one trip to Python for many
         # Nodes); a run whose data feeds one skips it (`FallbackGroup.skipped`)
         self._producers = producers = self._input_producers()
@@ -447,11 +449,12 @@ class Simulator:
     def close(self):
         """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
         if not self.closed:
-            if getattr(self, "_training", None) is not None:
+            if getattr(self, "_training", None) is not None or self.learned:
                 self._pull_assigned()
-                # trained parameters stay readable through sim.data (NengoDL's
-                # would fall back to the built values here)
-                # (and trial 0's state: parameters merged into state bases)
+                # trained and learned parameters stay readable through sim.data
+                # (NengoDL's would fall back to the built values here)
+                # (and trial 0's state: parameters merged into state bases,
+                # learned ones)
                 self._closed_parameters = self.layout.fbuf[
                     : self.layout.f_shared + self.layout.f_state].copy()
             self.backend.close()
@@ -471,7 +474,7 @@ class Simulator:
         """A parameter signal's current value (trial 0), or None for a signal
         that is not a parameter here (not laid out, simulation state, sparse)."""
         layout = self.layout
-        if not self.parameters.is_parameter(sig):
+        if not (self.parameters.is_parameter(sig) or self.learned.is_learned(sig)):
             return None
         if not self.closed:
             self._pull_assigned()
@@ -493,9 +496,10 @@ class Simulator:
         the initial conditions.  ``seed`` (if given) becomes the simulator's seed.
 
         include_trainable : bool
-            Also undo training: the parameters (encoders, biases, weights) return
-            to their built values and the TensorNodes' Keras layer weights to
-            their values when this Simulator was made.  False keeps both.
+            Also undo training: the parameters (encoders, biases, weights, also
+            those online learning rules changed) return to their built values
+            and the TensorNodes' Keras layer weights to their values when this
+            Simulator was made.  False keeps all of them.
         include_probes : bool
             Also clear the probe data.
         include_processes : bool
@@ -508,11 +512,13 @@ class Simulator:
             self.seed = _check_seed(seed)
         layout = self.layout
         shared = None if include_trainable else layout.fbuf[: layout.f_shared].copy()
+        learned = None if include_trainable else self.learned.values()
         layout.reset()
         if shared is not None:
             layout.fbuf[: layout.f_shared] = shared
             layout.touch_shared()
             self.parameters.rewrite()
+            self.learned.write(learned)
         else:
             self.parameters.forget()
         if include_processes or not hasattr(self, "process_seeds"):
@@ -568,9 +574,14 @@ class Simulator:
             "time": self._time,
         }
 
-    def _restore_state(self, state):
+    def _restore_state(self, state, keep_learned=True):
+        """Returns to a `_save_state` state; ``keep_learned``: with what online
+        learning rules learned since (NengoDL's parameters, `LearnedParameters`)."""
         layout = self.layout
+        learned = self.learned.values() if keep_learned else None
         layout.fbuf[layout.f_shared :] = state["f"]
+        if learned is not None:
+            self.learned.write(learned)
         layout.ibuf[layout.i_shared :] = state["i"]
         if layout.sync_time is not None:
             layout.sync_time()
@@ -605,13 +616,16 @@ class Simulator:
     def _restart(self):
         """The initial state (signals, step functions, processes: as after `reset`)
         with the parameters (shared signals, possibly trained) kept, and time,
-        step count and probe data unchanged (configure_settings(stateful=False))."""
+        step count and probe data unchanged (configure_settings(stateful=False));
+        what online learning rules learned is kept too (NengoDL's parameters)."""
         layout = self.layout
         shared = layout.fbuf[: layout.f_shared].copy()
+        learned = self.learned.values()
         layout.reset()
         layout.fbuf[: layout.f_shared] = shared
         layout.touch_shared()
         self.parameters.rewrite()
+        self.learned.write(learned)
         self._make_steps()
 
     def _make_steps(self):
@@ -717,7 +731,9 @@ class Simulator:
 
         ``stateful=False`` (NengoDL's argument): the probe data of the run is
         kept, but the simulation state (signals, ``n_steps``, ``time``) returns
-        to where it was before the run, so the next run starts from there too.
+        to where it was before the run, so the next run starts from there too;
+        what online learning rules learned is kept (as in NengoDL, where it is
+        a parameter).
 
         Nengo's order of arguments is ``(steps, progress_bar)``, NengoDL's
         ``(n_steps, data, progress_bar, stateful)``: a second positional argument

@@ -65,7 +65,9 @@ def test_fit_with_pes_trains_the_other_parameters():
         sim.compile(tf.optimizers.Adam(1e-3), loss={probes[0]: "mse"})
         history = sim.fit({inp: x}, {probes[0]: x}, epochs=3, verbose=0)
         assert np.all(np.isfinite(history.history["loss"]))
-        # the learned weights are simulation state: not optimised, their build value kept
+        # the learned weights are not optimised; fit's minibatches do not carry
+        # what the rule learns (NengoDL's do: a difference noted in
+        # docs/training-state.md), so they keep their build value
         np.testing.assert_array_equal(sim.data[learned].weights, before)
         assert not np.allclose(sim.data[net.ensembles[0]].bias, bias)
 

@@ -76,7 +76,9 @@ class Inference:
         Each minibatch starts from the simulator's state at the call
         (``stateful=False``; the state is restored afterwards) or from the previous
         minibatch's final state (``stateful=True``; the state, ``n_steps`` and
-        ``time`` are kept).  ``sim.data`` is left as it was either way.
+        ``time`` are kept).  ``sim.data``'s probe data is left as it was either
+        way; what online learning rules learn carries on from minibatch to
+        minibatch and stays (NengoDL's parameters: `_restore_state` keeps it).
         """
         if self.setting("learning_phase") is True:
             yield from self._rate_runs(x, batch, steps, stateful)
@@ -155,7 +157,9 @@ class Inference:
         simulator's current state, which is left unchanged; ``stateful=True``: the
         minibatches run one after another from the current state and the final
         state is kept (``n_steps``/``time`` advance by every minibatch's steps).
-        ``sim.data`` is not changed.
+        ``sim.data``'s probe data is not changed; online learning rules learn
+        through the minibatches, one after the other, and keep what they learned
+        (as in NengoDL).
 
         Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
         (nothing is printed); ``steps``: run the first that many minibatches;

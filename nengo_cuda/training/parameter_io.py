@@ -29,9 +29,29 @@ class ParameterIO:
         the signal by its builder name, so it is the same in every build of the
         network, where the layout's order is not (Nengo's optimizer merges
         signals in the iteration order of sets)."""
-        model = self.sim.model
+        found = {}
+        for obj, sigs in self.sim.model.sig.items():
+            key = self._object_names().get(obj)
+            if key is None:
+                continue
+            for name, sig in sigs.items():
+                if isinstance(sig, nengo.builder.Signal) and self.sim.parameters.is_parameter(sig):
+                    found[f"{key}/{name}"] = sig
+        return found
+
+    def _learned_signals(self):
+        """``{key: signal}`` (keys as `_parameter_signals`') for the signals that
+        online learning rules change (`nengo_cuda.parameters.LearnedParameters`),
+        which NengoDL saves with the parameters: one value per trial."""
+        names = self._object_names()
+        return {f"{names[obj]}/{name}": sig
+                for (obj, name), sig in self.sim.learned.signals.items() if obj in names}
+
+    def _object_names(self):
+        """``{object: key}`` for the network's objects, their neurons and
+        learning rules (`_object_keys`)."""
         names = {}
-        for obj, key in _object_keys(model.toplevel).items():
+        for obj, key in _object_keys(self.sim.model.toplevel).items():
             names[obj] = key
             if isinstance(obj, nengo.Ensemble):
                 names[obj.neurons] = f"{key}.neurons"
@@ -43,20 +63,14 @@ class ParameterIO:
                 names.update({rule: f"{key}.rule.{k}" for k, rule in enumerate(rules)})
             elif rules is not None:
                 names[rules] = f"{key}.rule"
-        found = {}
-        for obj, sigs in model.sig.items():
-            if obj not in names:
-                continue
-            for name, sig in sigs.items():
-                if isinstance(sig, nengo.builder.Signal) and self.sim.parameters.is_parameter(sig):
-                    found[f"{names[obj]}/{name}"] = sig
-        return found
+        return names
 
     def save_params(self, path, include_state=False, include_non_trainable=None):
         """Saves the network's parameters (every object's shared signals, keyed by
-        object and name: see `_parameter_signals`) and the TensorNodes' Keras
-        weights to ``path + ".npz"``, for `load_params` in any build of the same
-        network.
+        object and name: see `_parameter_signals`), what online learning rules
+        have learned (every trial's; `_learned_signals`) and the TensorNodes'
+        Keras weights to ``path + ".npz"``, for `load_params` in any build of
+        the same network.
 
         ``include_state`` (NengoDL 3.2): also the simulation state (state
         signals of every trial, step count, native processes' random streams),
@@ -73,6 +87,9 @@ class ParameterIO:
         signals = self.sim.signals
         arrays = {f"param:{key}": np.array(signals[sig])
                   for key, sig in self._parameter_signals().items()}
+        trials = self.sim.layout.signal_dicts
+        arrays.update({f"learned:{key}": np.stack([np.array(t[sig]) for t in trials])
+                       for key, sig in self._learned_signals().items()})
         arrays.update({f"keras_{i}": np.asarray(v.numpy())
                        for i, v in enumerate(self._keras_variables(trainable=False))})
         if include_state:
@@ -99,6 +116,7 @@ class ParameterIO:
             weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
             n_saved = sum(1 for k in f.files if k.startswith("keras_"))
             state = {k: f[k] for k in f.files if k.startswith("state:")}
+            learned = {k[len("learned:"):]: f[k] for k in f.files if k.startswith("learned:")}
         if skip_mismatch:
             params, keras_pairs = self._matching(filename, params, saved, keras_vars, weights,
                                                  n_saved)
@@ -107,7 +125,9 @@ class ParameterIO:
             keras_pairs = zip(keras_vars, weights)
         if include_state:
             self._check_state(state, filename)
-        self._write_loaded(params, saved, keras_pairs, state if include_state else None)
+        learned = self._learned_values(filename, learned, skip_mismatch)
+        self._write_loaded(params, saved, keras_pairs, state if include_state else None,
+                           learned)
 
     @staticmethod
     def _check_params(filename, params, saved, keras_vars, weights, n_saved):
@@ -133,18 +153,44 @@ class ParameterIO:
                 f"{[w.shape for w in weights]}; this model's TensorNodes have "
                 f"{[tuple(v.shape) for v in keras_vars]}")
 
-    def _write_loaded(self, params, saved, keras_pairs, state=None):
+    def _write_loaded(self, params, saved, keras_pairs, state=None, learned=()):
         """Writes the ``saved`` values of ``params``, ``(variable, value)``
-        pairs and the saved ``state`` (if any) into the simulator (and the
-        training graph's variables)."""
+        pairs, ``(learned signal, value per trial)`` pairs and the saved
+        ``state`` (if any) into the simulator (and the training graph's
+        variables)."""
         for key, sig in params.items():
             self.sim.parameters.write(sig, saved[key])
         for var, value in keras_pairs:
             var.assign(value)
+        for sig, values in learned:
+            for trial in range(self.sim.n_trials):
+                self.sim.layout.writable(sig, trial)[...] = values[trial % len(values)]
         if state is not None:
             self._load_state(state)
         if self._graph is not None:
             self._graph.reload()
+
+    def _learned_values(self, filename, saved, skip_mismatch):
+        """``[(signal, values)]``: what online learning rules had learned when
+        the file was saved, for this simulator's learned signals (one value
+        per trial, or one for all trials).  Files without them (saved before
+        2026-12-04) leave the learned signals as they are."""
+        pairs = []
+        n_trials = self.sim.n_trials
+        for key, sig in self._learned_signals().items():
+            values = saved.get(key)
+            if values is None:
+                continue
+            if values.shape[1:] != tuple(sig.shape) or values.shape[0] not in (1, n_trials):
+                message = (f"{filename}: the learned {key} holds {values.shape[0]} trial(s) of "
+                           f"shape {values.shape[1:]}; this simulator has {n_trials} trial(s) "
+                           f"of shape {tuple(sig.shape)}")
+                if not skip_mismatch:
+                    raise SimulationError(message)
+                warn(f"{message}: skip_mismatch left it as it was")
+                continue
+            pairs.append((sig, values))
+        return pairs
 
     @staticmethod
     def _matching(filename, params, saved, keras_vars, weights, n_saved):
@@ -236,7 +282,7 @@ class ParameterIO:
         self.sim._restore_state({
             "f": f.ravel(), "i": i.ravel(),
             "tables": {ops[key]: st for key, st in tables.items()},
-            "n_steps": n_steps, "time": n_steps * self.sim.dt})
+            "n_steps": n_steps, "time": n_steps * self.sim.dt}, keep_learned=False)
 
     def _check_state(self, saved, filename):
         if "state:signals" not in saved:
