@@ -216,7 +216,8 @@ def test_nengo_dl2_mse_skips_nan_targets():
 
 def test_datasets_and_generators_as_data():
     """Keras's/NengoDL's other data forms: a tf.data.Dataset of (x, y) batches
-    (NengoDL's "n_steps" input ignored), a generator, validation from a dataset;
+    (NengoDL's "n_steps" input ignored), a generator (of 1-tuples of the inputs
+    and n_steps, in predict), validation from a dataset;
     the same results as the arrays."""
     rng = np.random.RandomState(3)
     x = rng.uniform(-1, 1, (8, 3, 2))
@@ -235,6 +236,11 @@ def test_datasets_and_generators_as_data():
         for i in range(0, 8, 4):
             yield {inp: x[i:i + 4]}, {p: y[i:i + 4]}
 
+    def positional():
+        # NengoDL's test_predict: 1-tuples of (inputs in Node order, n_steps)
+        for i in range(0, 8, 4):
+            yield ((x[i:i + 4], np.full((4, 1), 3, dtype=np.int32)),)
+
     results = []
     for data in ("arrays", "dataset", "generator"):
         with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
@@ -250,6 +256,11 @@ def test_datasets_and_generators_as_data():
                 ev = sim.evaluate(source())["loss"]
                 pr = sim.predict(source())[p]
             results.append((h.history["loss"] + h.history["val_loss"], ev, pr))
+            if data == "arrays":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")  # (n_steps is no input to warn about)
+                    np.testing.assert_allclose(sim.predict(positional(), steps=2)[p], pr,
+                                               rtol=1e-6)
     for other in results[1:]:
         np.testing.assert_allclose(other[0], results[0][0], rtol=1e-6)
         np.testing.assert_allclose(other[1], results[0][1], rtol=1e-6)

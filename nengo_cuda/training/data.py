@@ -82,7 +82,8 @@ class DataChecks:
         `_from_batches`) joined along the items."""
         xs, ys, ws = [], [], []
         for element in batches:
-            parts = element if isinstance(element, tuple) and len(element) in (2, 3) \
+            # Keras's unpacking: a tuple of 1 to 3 is (x[, y[, sample weights]])
+            parts = element if isinstance(element, tuple) and len(element) in (1, 2, 3) \
                 else (element,)
             xs.append(parts[0])
             ys.append(parts[1] if len(parts) > 1 else None)

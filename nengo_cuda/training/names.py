@@ -6,6 +6,7 @@ get ``_1``, ``_2``, ... in the model's order (repeats regardless of case, as
 TensorFlow counts them).  No TensorFlow here.
 """
 
+import numpy as np
 from nengo.exceptions import ValidationError
 
 from ..user_warnings import warn
@@ -35,6 +36,8 @@ def zip_with_objects(data, objs, what, kind):
     model has a constant bias Node beside its input).  ``what``: the argument's
     name; ``kind``: what ``objs`` are, for the messages."""
     arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    if what == "input" and len(arrays) == len(objs) + 1 and _is_n_steps(arrays[-1]):
+        arrays = arrays[:-1]  # NengoDL's Keras model's last input: n_steps (the data's)
     if not objs:
         raise ValidationError(f"{what} data given, but the network has no {kind}", attr=what)
     if len(arrays) != len(objs):
@@ -42,3 +45,10 @@ def zip_with_objects(data, objs, what, kind):
              f"{[str(k) for k in objs]}; they go to the first ones in that order: give a "
              "dict {object: array} to say which")
     return dict(zip(objs, arrays))
+
+
+def _is_n_steps(array):
+    """Whether ``array`` is NengoDL's ``n_steps`` input: (batch, 1) whole numbers."""
+    array = np.asarray(array)
+    return (array.ndim == 2 and array.shape[1] == 1 and array.dtype.kind in "iuf"
+            and np.array_equal(array, np.round(array)))
