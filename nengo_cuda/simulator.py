@@ -33,6 +33,7 @@ from .params import current_built
 from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
 from .training.config import get_setting, keep_history
+from .training.floatx import in_floatx, keras_floatx, restore_floatx, set_floatx
 from .training.names import zip_with_objects
 from .training.tensor_node import host_signals, is_tensor_node_op, run_step, seed_tensorflow
 
@@ -295,8 +296,9 @@ class Simulator:
         self._stateful = get_setting(getattr(self.model, "toplevel", None), "stateful", True)
         self.closed = False
         self._keras_init = None
-        self._keras_initial()  # the TensorNodes' Keras weights now, for reset()
-        self.reset(seed=seed)
+        with keras_floatx(self.dtype):  # (NengoDL builds its Keras model so)
+            self._keras_initial()  # the TensorNodes' Keras weights now, for reset()
+            self.reset(seed=seed)
 
     # -- construction helpers ---------------------------------------------------
     def _find_input_nodes(self):
@@ -394,11 +396,15 @@ class Simulator:
             )
 
     def __enter__(self):
+        """As NengoDL: Keras's floatx is the simulator's dtype inside the block."""
         if self.closed:
             raise SimulatorClosed("Cannot re-open after simulator is closed")
+        self._floatx_before = set_floatx(self.dtype)
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
+        restore_floatx(getattr(self, "_floatx_before", None))
+        self._floatx_before = None
         self.close()
 
     @property
@@ -488,6 +494,7 @@ class Simulator:
             rec.chunks, rec.n_samples = [], 0
         self.data.reset()
 
+    @in_floatx
     def reset(self, seed=None, include_trainable=True, include_probes=True,
               include_processes=True):
         """Resets the simulator to its initial conditions (NengoDL 3's ``reset``).
@@ -725,6 +732,7 @@ class Simulator:
         else:  # (run_steps takes data given as the second positional argument too)
             self.run_steps(steps, progress_bar=progress_bar, data=data, stateful=stateful)
 
+    @in_floatx
     def run_steps(self, steps=None, progress_bar=None, data=None, stateful=True, *,
                   n_steps=None):
         """Simulates for ``steps`` time steps (see `run` for ``data``).
@@ -983,6 +991,7 @@ class Simulator:
 
 
 def _delegate(name):
+    @in_floatx
     def method(self, *args, **kwargs):
         return getattr(self._trainer(), name)(*args, **kwargs)
 

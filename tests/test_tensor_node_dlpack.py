@@ -1,7 +1,8 @@
 """TensorNode in sim.run: the hand-over through DLPack (tensor_node.run_step).
 
 On the CPU backend the node's input reaches TensorFlow as a tensor over the
-simulator's own pool (no copy, float32, minibatch 1); on the CUDA backend the
+simulator's own pool (no copy, in the simulator's dtype, as NengoDL hands it
+over; minibatch 1); on the CUDA backend the
 callback works on the device pool and only the time is copied to the host
 (tested here through the host emulator of the CUDA backend, and for real with
 device="cuda" when a GPU is present)."""
@@ -27,7 +28,7 @@ def _net(minibatch_out=False):
             return np.tanh(x.reshape(2, 2) @ np.array([[1.0, 2.0], [-1.0, 0.5]])).ravel() * t
 
         def tf_func(t, x):  # x: (minibatch, 2, 2)
-            w = tf.constant([[1.0, 2.0], [-1.0, 0.5]])
+            w = tf.constant([[1.0, 2.0], [-1.0, 0.5]], x.dtype)  # (the simulator's)
             return tf.tanh(tf.einsum("bij,jk->bik", x, w)) * t
 
         node = nengo.Node(np_func, size_in=4)

@@ -233,11 +233,14 @@ class _RunStep:
     ``xs`` / ``outs``: per trial, the input and output signal as arrays of module
     ``xp`` over the simulator's memory (NumPy views of the pools; on a GPU, CuPy
     views of the device pool).  ``sync``: waits for all device work (TensorFlow
-    and the simulator use different streams), None on the host.
+    and the simulator use different streams), None on the host.  Time and
+    input are tensors of the simulator's dtype ``dtype`` (as in NengoDL, and
+    as in training).
     """
 
-    def __init__(self, op, time, xs, outs, xp, sync=None):
+    def __init__(self, op, time, xs, outs, xp, sync=None, dtype=np.float32):
         self.op = op
+        self.dtype = np.dtype(dtype)
         self.func = op.fn
         self.time = time
         self.xs = xs
@@ -254,7 +257,7 @@ class _RunStep:
             arr = self.xp.stack([x.reshape(self.func.shape_in) for x in self.xs])
             self._produced()
         x = to_tensor(arr) if _aligned(arr) else self._aligned_copy(arr)
-        return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+        return x if x.dtype == self.dtype else tf.cast(x, self.dtype.name)
 
     def _aligned_copy(self, arr):
         # TensorFlow's kernels abort on data that is not ALIGN_BYTES-aligned
@@ -273,7 +276,8 @@ class _RunStep:
 
     def __call__(self):
         tf = _tf()
-        t = tf.constant(float(self.time[()]) if self.time is not None else 0.0, tf.float32)
+        t = tf.constant(float(self.time[()]) if self.time is not None else 0.0,
+                        self.dtype.name)
         x = None if self.func.shape_in is None or not self.xs else self._input()
         y = self.func.call_tensors(t, x, training=False)
         if not self.outs:
@@ -321,10 +325,11 @@ def run_step(op, layout, backend, on_device):
     if on_device:
         xs = [] if op.x is None else backend.device_arrays(op.x)
         outs = [] if op.output is None else backend.device_arrays(op.output)
-        return _RunStep(op, time, xs, outs, backend.array_module, backend.device_sync)
+        return _RunStep(op, time, xs, outs, backend.array_module, backend.device_sync,
+                        layout.dtype)
     xs = [] if op.x is None else [signals[t][op.x] for t in range(layout.n_trials)]
     outs = [] if op.output is None else [signals[t][op.output] for t in range(layout.n_trials)]
-    return _RunStep(op, time, xs, outs, np)
+    return _RunStep(op, time, xs, outs, np, dtype=layout.dtype)
 
 
 class Layer:

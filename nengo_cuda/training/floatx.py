@@ -1,0 +1,75 @@
+"""Keras's default float type while a simulator works, as NengoDL sets it.
+
+NengoDL runs its methods (and the body of ``with Simulator(...) as sim:``)
+with ``tf.keras.backend.floatx()`` set to the simulator's dtype
+(``configure_settings(dtype=...)``), so Node functions and Keras layers made
+meanwhile see float64 in a float64 simulator.  Simulation never imports
+TensorFlow: without it imported there is no floatx to set.
+"""
+
+import contextlib
+import functools
+import sys
+
+import numpy as np
+
+
+def _keras():
+    tf = sys.modules.get("tensorflow")
+    return getattr(tf, "keras", None) if tf is not None else None
+
+
+def set_floatx(dtype):
+    """Sets Keras's floatx to ``dtype``; returns what to give `restore_floatx`
+    (None, with nothing set, when TensorFlow is not imported).
+
+    Keras 3 makes new layers' variables in its global dtype policy, which it
+    fixes on first use (tf.keras 2 followed floatx): a policy that is just the
+    floatx before follows it here too; a mixed-precision one stays."""
+    keras = _keras()
+    if keras is None:
+        return None
+    name = np.dtype(dtype).name
+    before = keras.backend.floatx()
+    config = getattr(keras, "config", None)
+    policy = None
+    if config is not None and hasattr(config, "set_dtype_policy"):
+        policy = config.dtype_policy()  # (made from floatx on first use: read first)
+        if policy.name == before:
+            config.set_dtype_policy(name)
+        else:
+            policy = None
+    keras.backend.set_floatx(name)
+    return before, policy
+
+
+def restore_floatx(before):
+    """Undoes `set_floatx` (given what it returned)."""
+    keras = _keras()
+    if before is None or keras is None:
+        return
+    floatx, policy = before
+    keras.backend.set_floatx(floatx)
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)
+
+
+@contextlib.contextmanager
+def keras_floatx(dtype):
+    """Keras's floatx is ``dtype`` inside the block (if TensorFlow is imported)."""
+    before = set_floatx(dtype)
+    try:
+        yield
+    finally:
+        restore_floatx(before)
+
+
+def in_floatx(method):
+    """A Simulator method that runs with Keras's floatx at the simulator's dtype."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with keras_floatx(self.dtype):
+            return method(self, *args, **kwargs)
+
+    return wrapper
