@@ -286,7 +286,8 @@ def test_nengo_dl2_outputs_only_objective():
 def test_own_loss_takes_targets_of_other_step_counts():
     """NengoDL checks the step count of inputs only: a target may have other
     steps "as long as it matches what the loss expects" (here the last step);
-    a built-in dense loss still needs one target per output step."""
+    a built-in dense loss takes one target per output step, or one for all
+    steps (broadcast, as NengoDL's test_training_arg fits)."""
     with nengo.Network(seed=0) as net:
         inp = nengo.Node(np.zeros(1))
         ens = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
@@ -305,5 +306,11 @@ def test_own_loss_takes_targets_of_other_step_counts():
         np.testing.assert_allclose(loss, np.mean((out[:, -1] - y[p][:, -1]) ** 2), rtol=1e-10)
         sim.fit({inp: x}, y, epochs=2, verbose=0)
         sim.compile(tf.keras.optimizers.SGD(0.01), loss={p: "mse"})
-        with pytest.raises(nengo.exceptions.ValidationError, match="has 1 steps; expected 5"):
-            sim.evaluate({inp: x}, y, verbose=0)
+        out = sim.predict({inp: x})[p]
+        np.testing.assert_allclose(sim.evaluate({inp: x}, y, verbose=0)["loss"],
+                                   np.mean((out - y[p]) ** 2), rtol=1e-10)
+        np.testing.assert_allclose(sim.evaluate(n_steps=5, y={p: np.ones((8, 1, 1))},
+                                                verbose=0)["loss"],
+                                   np.mean((sim.predict(n_steps=5)[p] - 1) ** 2), rtol=1e-10)
+        with pytest.raises(nengo.exceptions.ValidationError, match="has 3 steps; expected 5"):
+            sim.evaluate({inp: x}, {p: x[:, :3]}, verbose=0)

@@ -148,8 +148,10 @@ class DataChecks:
         for obj, value in y.items():
             expected = steps if self.keep_history(obj) else 1
             # the user's own (or a sparse) loss may take any number of steps, as
-            # NengoDL allows ("as long as it matches what the loss expects")
-            if value.shape[1] != expected and not self._free_target_size(obj):
+            # NengoDL allows ("as long as it matches what the loss expects"); a
+            # target of one step is the target of every step (Keras's losses
+            # broadcast it, as in NengoDL)
+            if value.shape[1] not in (expected, 1) and not self._free_target_size(obj):
                 why = "" if self.keep_history(obj) else " (keep_history=False: the last step)"
                 raise ValidationError(f"target data for {obj} has {value.shape[1]} steps; "
                                       f"expected {expected}{why}", attr="y")
