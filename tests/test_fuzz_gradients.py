@@ -27,6 +27,7 @@ import os
 import warnings
 
 import nengo
+import numpy as np
 import pytest
 from hypothesis import given, reject
 
@@ -90,7 +91,10 @@ def check_spec(net, spec):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (e.g. decoder solvers on tiny ensembles)
         with simulator(net, spec) as sim:
-            sim.check_gradients(n_steps=min(sum(spec["steps"]), MAX_STEPS))
+            n_steps = min(sum(spec["steps"]), MAX_STEPS)
+            rng = np.random.RandomState(0)
+            sim.check_gradients({node: rng.uniform(-1, 1, (sim.n_trials, n_steps, node.size_out))
+                                 for node in sim._input_nodes})
 
 
 def _recurrent(pre_slice, function, transform):

@@ -62,23 +62,23 @@ N_CHECKED = 8  # elements of each variable and input
 NOISE_ULPS = 64  # spacing of the points that measure f's rounding noise
 
 
-def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_steps=1):
+def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_steps=None):
     """Checks the gradients of ``trainer``'s training graph (see the module);
     raises a SimulationError at a NaN or infinite gradient or a mismatch.
 
     ``inputs``: a dict {input Node: array (items, steps, size)}, or a list of
-    arrays for the input Nodes in order (NengoDL's form); default uniform
-    random values in [-1, 1] for ``n_steps`` steps.  ``outputs``: the probes
-    summed (default all)."""
+    arrays for the input Nodes in order (NengoDL's form); default zeros for
+    ``n_steps`` steps (default: two unrolled blocks, ``2 * unroll_simulation``,
+    as NengoDL).  ``outputs``: the probes summed (default all)."""
     trainer._refuse_inference_only("it has no gradients to check")
     graph, sim = trainer.graph, trainer.sim
     probes = list(outputs) if outputs else list(sim.model.probes)
     if isinstance(inputs, (list, tuple)):
         inputs = zip_with_objects(inputs, trainer._objects("input"), "inputs", "input Nodes")
+    if n_steps is None:
+        n_steps = 2 * sim.unroll_simulation
     if inputs is None:
-        rng = np.random.RandomState(0)
-        inputs = {n: rng.uniform(-1, 1, (sim.n_trials, n_steps, n.size_out))
-                  for n in sim._input_nodes}
+        inputs = {n: np.zeros((sim.n_trials, n_steps, n.size_out)) for n in sim._input_nodes}
     inputs = {k: tf.Variable(np.asarray(v, dtype=sim.dtype)) for k, v in inputs.items()}
     steps = next(iter(inputs.values())).shape[1] if inputs else n_steps
 

@@ -621,7 +621,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         call.experimental_get_tracing_count = train_range.experimental_get_tracing_count
         return call
 
-    def check_gradients(self, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_steps=1):
+    def check_gradients(self, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_steps=None):
         """NengoDL's ``sim.check_gradients`` (`gradient_check.check_gradients`)."""
         gradient_check.check_gradients(self, inputs, outputs, atol, rtol, n_steps)
 
