@@ -534,6 +534,7 @@ class Simulator:
             self.clear_probes()
         self._n_steps = 0
         self._time = 0.0
+        self._ran = False  # (no run since the processes' step functions were made)
         if include_trainable:
             for var, value in self._keras_initial():
                 var.assign(value)
@@ -622,9 +623,9 @@ class Simulator:
 
     def _restart(self):
         """The initial state (signals, step functions, processes: as after `reset`)
-        with the parameters (shared signals, possibly trained) kept, and time,
-        step count and probe data unchanged (configure_settings(stateful=False));
-        what online learning rules learned is kept too (NengoDL's parameters)."""
+        with the parameters (shared signals, possibly trained) and what online
+        learning rules learned (NengoDL's parameters) kept, and probe data
+        unchanged (configure_settings(stateful=False))."""
         layout = self.layout
         shared = layout.fbuf[: layout.f_shared].copy()
         learned = self.learned.values()
@@ -777,9 +778,14 @@ class Simulator:
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
         self._pull_assigned()
+        if not self._stateful:
+            # configure_settings(stateful=False): every run is a stateful=False
+            # run from the initial state (NengoDL's: n_steps stays 0)
+            stateful = False
+            if self._ran:
+                self._restart()  # (Python callbacks and random streams too)
         saved = None if stateful else self._save_state()
-        if not self._stateful and self._n_steps > 0:
-            self._restart()
+        self._ran = True
         if progress_bar is None:
             progress_bar = self.progress_bar
         try:

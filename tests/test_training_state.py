@@ -136,10 +136,39 @@ def test_configured_stateless_ignores_stateful_true():
     x = np.random.RandomState(3).uniform(-1, 1, (1, 20, 1))
     with nengo_cuda.Simulator(net, progress_bar=False) as sim:
         first = sim.predict({inp: x})[p]
-        with pytest.warns(UserWarning, match="ignoring stateful=True"):
+        with pytest.warns(UserWarning, match="Ignoring stateful=True"):
             second = sim.predict({inp: x}, stateful=True)[p]
         np.testing.assert_array_equal(first, second)
         assert sim.n_steps == 0
+
+
+@pytest.mark.parametrize("sim_stateful, func_stateful", [(True, True), (True, False),
+                                                         (False, True)])
+@pytest.mark.parametrize("func", ("predict_on_batch", "predict", "run_steps"))
+def test_stateful(sim_stateful, func_stateful, func):
+    """NengoDL 3.6's test_config.py::test_stateful: n_steps advances only when
+    both the network and the call are stateful; only predict warns that it
+    ignores stateful=True (run_steps and predict_on_batch follow the config)."""
+    with nengo.Network() as net:
+        nengo_cuda.configure_settings(stateful=sim_stateful)
+        ens = nengo.Ensemble(30, 1)
+        p = nengo.Probe(ens.neurons, "voltage")
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = getattr(sim, func)(n_steps=5, stateful=func_stateful)
+        assert sim.n_steps == (5 if func_stateful and sim_stateful else 0)
+        ignored = any("Ignoring stateful=True" in str(w.message) for w in caught)
+        assert ignored == (func == "predict" and func_stateful and not sim_stateful)
+        second = getattr(sim, func)(n_steps=5, stateful=func_stateful)
+        assert sim.n_steps == (10 if func_stateful and sim_stateful else 0)
+        if func == "run_steps":
+            first, second = sim.data[p][:5], sim.data[p][5:]
+            assert len(sim.data[p]) == 10  # probe data kept in every case
+        else:
+            first, second = first[p], second[p]
+        # a run that is not stateful starts where the one before started
+        assert np.array_equal(first, second) == (not (func_stateful and sim_stateful))
 
 
 def test_fit_stateful():

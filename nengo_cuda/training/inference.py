@@ -64,7 +64,7 @@ class Inference:
         """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
         the network is configured ``stateful=False``."""
         if stateful and not self.sim._stateful:
-            warn(f"{what}: ignoring stateful=True, since the network was configured with "
+            warn(f"{what}: Ignoring stateful=True, since the network was configured with "
                  "configure_settings(stateful=False)")
             return False
         return bool(stateful)
@@ -209,7 +209,8 @@ class Inference:
             raise ValidationError(
                 f"predict_on_batch takes exactly one minibatch ({self.sim.n_trials} items)",
                 attr="x")
-        return self.predict(x, n_steps=n_steps, stateful=stateful)
+        # (follows configure_settings(stateful=False) without a warning, as NengoDL)
+        return self.predict(x, n_steps=n_steps, stateful=stateful and self.sim._stateful)
 
     def evaluate(self, x=None, y=None, n_steps=None, stateful=False, batch_size=None,
                  verbose=None, sample_weight=None, steps=None, return_dict=True, **kwargs):
