@@ -293,7 +293,13 @@ class Simulator:
                 seed = np.random.randint(npext.maxint)
         self._trial_ops = {}  # see _op_for_trial
         # configure_settings(stateful=False): every run starts from the initial state
-        self._stateful = get_setting(getattr(self.model, "toplevel", None), "stateful", True)
+        toplevel = getattr(self.model, "toplevel", None)
+        self._stateful = get_setting(toplevel, "stateful", True)
+        if get_setting(toplevel, "inference_only") and \
+                get_setting(toplevel, "learning_phase") is True:
+            raise BuildError(  # (NengoDL's TensorGraph refuses so)
+                f"{toplevel} is configured with inference_only=True and learning_phase=True: "
+                "a model built for inference only cannot run in training mode")
         self.closed = False
         self._keras_init = None
         with keras_floatx(self.dtype):  # (NengoDL builds its Keras model so)

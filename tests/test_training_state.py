@@ -433,6 +433,20 @@ def test_learning_phase_runs_predict_in_training_mode():
     assert not np.allclose(spiking, rates, atol=1e-3)  # LIF spikes by default
 
 
+def test_inference_only_refuses_learning_phase():
+    """NengoDL 3.6's test_keras.py::test_learning_phase_warning: the settings
+    contradict each other; the Simulator says so when it is built."""
+    with nengo.Network() as net:
+        nengo_cuda.configure_settings(inference_only=True, learning_phase=True)
+        nengo.Probe(nengo.Node([1]))
+    with pytest.raises(nengo.exceptions.BuildError, match="inference_only=True"):
+        nengo_cuda.Simulator(net, progress_bar=False)
+    with net:
+        nengo_cuda.configure_settings(learning_phase=False)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(2)
+
+
 def test_params_of_a_network_without_parameters(tmp_path):
     """A network of Nodes has no parameters: its (empty) file still loads."""
     with nengo.Network() as net:
