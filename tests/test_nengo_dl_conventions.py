@@ -314,3 +314,20 @@ def test_own_loss_takes_targets_of_other_step_counts():
                                    np.mean((sim.predict(n_steps=5)[p] - 1) ** 2), rtol=1e-10)
         with pytest.raises(nengo.exceptions.ValidationError, match="has 3 steps; expected 5"):
             sim.evaluate({inp: x}, {p: x[:, :3]}, verbose=0)
+
+
+def test_input_steps_must_divide_by_unroll_simulation():
+    """NengoDL checks that the steps of fit/evaluate/predict's input data are a
+    multiple of unroll_simulation (run_steps instead rounds up, with a warning)."""
+    net, inp, p = _passthrough(1)
+    with nengo_cuda.Simulator(net, unroll_simulation=2, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.0), loss="mse")
+        x, y = np.ones((1, 3, 1)), np.ones((1, 3, 1))
+        for call in (lambda: sim.fit({inp: x}, {p: y}, verbose=0),
+                     lambda: sim.evaluate({inp: x}, {p: y}, verbose=0),
+                     lambda: sim.predict({inp: x})):
+            with pytest.raises(nengo.exceptions.ValidationError,
+                               match=r"input data \(3\) must be evenly divisible by "
+                                     r"unroll_simulation \(2\)"):
+                call()
+        np.testing.assert_array_equal(sim.predict({inp: np.ones((1, 4, 1))})[p], 1.0)

@@ -145,6 +145,11 @@ class DataChecks:
             if value.shape[1] != steps:
                 raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
                                       f"expected {steps}", attr="x")
+        unroll = self.sim.unroll_simulation
+        if x and steps % unroll != 0:  # (as NengoDL checks input data)
+            raise ValidationError(
+                f"the number of steps in the input data ({steps}) must be evenly divisible "
+                f"by unroll_simulation ({unroll})", attr="x")
         for obj, value in y.items():
             expected = steps if self.keep_history(obj) else 1
             # the user's own (or a sparse) loss may take any number of steps, as
