@@ -78,6 +78,11 @@ def test_io_names_count_repeats_regardless_of_case():
             "node", "node_1", "aa", "aa_1", "Aa_2", "aA_3", "node_2"]
         assert [sim.get_name(p) for p in probes] == [
             "probe", "probe_1", "p_aa", "p_aa_1", "p_Aa_2", "p_aA_3", "probe_2"]
+        # NengoDL's keras_model names its inputs and outputs so (test_io_names)
+        assert sim.keras_model.input_names == [
+            "node", "node_1", "aa", "aa_1", "Aa_2", "aA_3", "node_2", "n_steps"]
+        assert sim.keras_model.output_names == [
+            "probe", "probe_1", "p_aa", "p_aa_1", "p_Aa_2", "p_aA_3", "probe_2", "steps_run"]
         # the names work as data keys
         out = sim.predict({"Aa_2": np.ones((1, 2, 1))})
         assert np.allclose(out[probes[4]], 1)

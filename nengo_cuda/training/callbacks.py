@@ -45,7 +45,8 @@ class FitModel:
     ``EarlyStopping(restore_best_weights=True)`` uses; set weights run in the
     simulator too, as do values assigned to ``weights``' variables); ``save_weights``/``load_weights``: them in a file (what
     ``ModelCheckpoint(save_weights_only=True)`` saves); ``count_params``,
-    ``summary``; ``history``: the last ``fit``'s History; ``simulator``: the
+    ``summary``; ``input_names``/``output_names`` (NengoDL's); ``history``:
+    the last ``fit``'s History; ``simulator``: the
     `nengo_cuda.Simulator`.  Anything else raises an AttributeError that says so
     (nengo_cuda trains its own graph, not a Keras model).
     """
@@ -59,6 +60,20 @@ class FitModel:
     @property
     def optimizer(self):
         return self._trainer.optimizer
+
+    @property
+    def input_names(self):
+        """NengoDL's Keras model's input names: the input Nodes' (`get_name`, in
+        the order data lists take them), then its ``"n_steps"`` input."""
+        sim = self.simulator
+        return [sim.get_name(node) for node in sim._input_nodes] + ["n_steps"]
+
+    @property
+    def output_names(self):
+        """NengoDL's Keras model's output names: the Probes' (`get_name`), then
+        its ``"steps_run"`` output."""
+        sim = self.simulator
+        return [sim.get_name(probe) for probe in sim.model.probes] + ["steps_run"]
 
     @property
     def trainable_variables(self):
