@@ -52,11 +52,12 @@ class GradientPaths:
         self._clock = {id(s) for s in (model.time, model.step) if s is not None}
         self.differentiated = []
         self.host = {}  # id(op) -> (op, its dependencies)
-        if not any(graph.host_part(op) is not None and self._reads(op) for op in graph.ops):
+        on_host = {id(op) for op in graph.ops if graph.host_part(op) is not None}
+        if not any(id(op) in on_host and self._reads(op) for op in graph.ops):
             return  # (most networks: nothing to follow)
         for op in graph.ops:
             deps = list(self._dependencies(op))
-            if graph.host_part(op) is None:
+            if id(op) not in on_host:
                 self.differentiated.extend(deps)
             elif deps:
                 self.host[id(op)] = (op, deps)
