@@ -89,7 +89,8 @@ def test_arrays_go_to_input_nodes_in_network_order():
         p = nengo.Probe(out)
     x = np.arange(8.0).reshape(2, 2, 2)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
-        with pytest.warns(UserWarning, match="1 input array"):
+        with pytest.warns(UserWarning,
+                          match=r"number of input arrays \(1\) does not match number of Nodes \(3"):
             bare = sim.predict(x)[p]
         np.testing.assert_allclose(bare, x + [11.0, 1.0])  # first <- x; const, inner kept
         with warnings.catch_warnings():
@@ -99,7 +100,7 @@ def test_arrays_go_to_input_nodes_in_network_order():
             loss = sim.evaluate([x, np.zeros((2, 2, 1)), np.zeros((2, 2, 1))], x)["loss"]
         np.testing.assert_allclose(listed, x + 3.0)
         np.testing.assert_allclose(loss, 0.0)
-        with pytest.warns(UserWarning, match="2 target array"):
+        with pytest.warns(UserWarning, match=r"number of target arrays \(2\) does not match number of Probes \(1"):
             sim.evaluate([x, np.zeros((2, 2, 1)), np.zeros((2, 2, 1))], [x, x])
 
 
@@ -185,7 +186,7 @@ def test_run_steps_data_as_arrays():
         nengo.Connection(v, out, transform=10, synapse=None)
         p = nengo.Probe(out)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
-        with pytest.warns(UserWarning, match="1 data array"):
+        with pytest.warns(UserWarning, match=r"number of data arrays \(1\) does not match number of Nodes \(2"):
             sim.run_steps(3, data=np.ones((2, 3, 1)))
         np.testing.assert_allclose(sim.data[p][:, -1], [[51.0], [51.0]])
         sim.run_steps(1, data=[np.full((2, 1, 1), 2.0), np.zeros((2, 1, 1))])

@@ -523,7 +523,7 @@ def test_keras_fit_arguments():
                 sim.fit(*data, **kwargs)
         with pytest.raises(TypeError, match="'nonsense'"):
             sim.fit(*data, nonsense=1)
-        with pytest.warns(UserWarning, match="ignoring batch_size=4"):
+        with pytest.warns(UserWarning, match="ignores batch_size=4"):
             sim.fit(*data, batch_size=4)
         with pytest.warns(UserWarning, match="ignoring workers=4"):  # Keras 2's
             sim.fit(*data, workers=4, verbose=0)
@@ -552,7 +552,7 @@ def test_keras_fit_arguments():
             sim.predict({inp: x}, nonsense=1)
         with pytest.raises(TypeError, match="'nonsense'"):
             sim.predict_on_batch({inp: x[:2]}, nonsense=1)
-        with pytest.warns(UserWarning, match="ignoring batch_size=8"):
+        with pytest.warns(UserWarning, match="ignores batch_size=8"):
             sim.predict({inp: x}, batch_size=8)
         assert sim.evaluate(*data, verbose=1, steps=4, return_dict=True).keys() == {
             "loss", "out_loss", "out_mae"}

@@ -229,8 +229,8 @@ class DataChecks:
         for name, value in dict(batch_size=batch_size, **batch_sizes).items():
             if value is not None and int(value) != self.sim.n_trials:
                 # as NengoDL: the minibatch size is fixed when the simulator is made
-                warn(f"{what}: ignoring {name}={value}; the minibatch size is the "
-                     f"simulator's minibatch_size ({self.sim.n_trials})")
+                warn(f"Batch size is determined statically via Simulator.minibatch_size "
+                     f"({self.sim.n_trials}): {what} ignores {name}={value}")
         for name in [k for k in kwargs if k in self._GENERATOR_ARGS]:
             # (Keras 2's options for reading generators in parallel; Keras 3 has none)
             warn(f"{what}: ignoring {name}={kwargs.pop(name)!r}: data from generators is "

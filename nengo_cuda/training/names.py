@@ -41,8 +41,9 @@ def zip_with_objects(data, objs, what, kind):
     if not objs:
         raise ValidationError(f"{what} data given, but the network has no {kind}", attr=what)
     if len(arrays) != len(objs):
-        warn(f"{len(arrays)} {what} array(s) given for the {len(objs)} {kind} "
-             f"{[str(k) for k in objs]}; they go to the first ones in that order: give a "
+        warn(f"the number of {what} arrays ({len(arrays)}) does not match number of "
+             f"{type(objs[0]).__name__}s ({len(objs)}: the {kind} "
+             f"{[str(k) for k in objs]}); they go to the first ones in that order: give a "
              "dict {object: array} to say which")
     return dict(zip(objs, arrays))
 

@@ -521,8 +521,9 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         if at == 0 or at == batch or at % mb or (batch - at) % mb:
             raise ValidationError(
                 f"validation_split={split} splits the {batch} items into {at} and "
-                f"{batch - at}; both must be non-zero multiples of the minibatch size "
-                f"({mb})", attr="validation_split")
+                f"{batch - at}: split data is not evenly divisible by the minibatch size "
+                f"({mb}); both parts must be non-zero multiples of the minibatch size",
+                attr="validation_split")
         train_weights, val_weights = sample_weights.split(weights, at)
         train = ({k: v[:at] for k, v in x.items()}, {k: v[:at] for k, v in y.items()})
         val = ({k: v[at:] for k, v in x.items()}, {k: v[at:] for k, v in y.items()},
