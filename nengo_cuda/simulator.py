@@ -668,20 +668,32 @@ class Simulator:
                 elif id(op) in native_processes:
                     # Keep the seed sequence identical to Nengo's.
                     self.process_seeds[op, trial] = process_seed(op.process, rng)
-        if any(is_tensor_node_op(group.ops[0]) for group in self._plan.fallbacks):
-            # TensorFlow's random ops in TensorNodes follow the simulator's seed,
-            # as in NengoDL (which seeds TensorFlow's global generator too)
-            seed_tensorflow(self.seed)
+        tensor_steps = []
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and is_tensor_node_op(group.ops[0]):
                 on_device = (
                     group.host_signals is not None and hasattr(self.backend, "device_arrays")
                 )
                 group.steps = [[run_step(group.ops[0], self.layout, self.backend, on_device)]]
+                tensor_steps.append(group.steps[0][0])
                 continue
             group.steps = [
                 [steps[id(op), t] for op in group.ops] for t in range(self.n_trials)
             ]
+        if not getattr(self, "_tensor_nodes_checked", False):
+            # NengoDL calls each TensorNode's function once as it builds the model:
+            # an output of the wrong shape or dtype fails here, not in a later run
+            # (called in the mode runs use: training with learning_phase=True)
+            training = get_setting(getattr(self.model, "toplevel", None),
+                                   "learning_phase") is True
+            for step in tensor_steps:
+                step.check(training)
+            self._tensor_nodes_checked = True
+        if any(is_tensor_node_op(group.ops[0]) for group in self._plan.fallbacks):
+            # TensorFlow's random ops in TensorNodes follow the simulator's seed,
+            # as in NengoDL (which seeds TensorFlow's global generator too); seeded
+            # after the check above, whose calls must not advance it
+            seed_tensorflow(self.seed)
         self._tables.reset(self.process_seeds, self.n_trials)
 
     def _op_for_trial(self, op, trial):

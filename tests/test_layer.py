@@ -57,7 +57,9 @@ def test_layer_args_go_to_the_tensor_node():
         inp = nengo.Node(np.zeros(2))
         node = nengo_cuda.Layer(tf.keras.layers.Dense(3, name="d3"))(inp)
         named = nengo_cuda.Layer(lambda x: 2 * x)(inp, label="double")
-    assert node.label == "d3" and named.label == "double"
+    # (unlabeled without label=, as in NengoDL: not the Keras layer's name)
+    assert node.label is None and named.label == "double"
+    assert node.tensor_func.name == "d3"
     assert str(nengo_cuda.Layer(nengo.LIF())) == "Layer(LIF())"
     with pytest.raises(nengo.exceptions.ValidationError, match="callable or a nengo NeuronType"):
         nengo_cuda.Layer(3)

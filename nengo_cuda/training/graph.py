@@ -739,6 +739,9 @@ class TrainingGraph:
         else:  # a TensorNode
             x = None if x is None else tf.reshape(x, [self.batch] + list(op.fn.shape_in))
             out = op.fn.call_tensors(t, x, training=self.training)
+            # (as NengoDL checks it in its graph: a wrong output fails here, named,
+            # not as a reshape error deep in TensorFlow)
+            op.fn.check_output(out, self.batch, self.dtype)
         self.write(vals, op.output, tf.reshape(out, [self.batch, -1]))
 
     def _numpy_func(self, op, t, x):

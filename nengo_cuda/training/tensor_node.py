@@ -16,9 +16,17 @@ On the CUDA backend that memory is the device pool (CuPy arrays), so on a GPU
 nothing goes through the host; on the CPU backend it is the NumPy pool.  ``x``
 is valid only during the call: keep ``tf.identity(x)``, not ``x``, to hold on
 to it.
+
+As in NengoDL, ``tensor_func`` must return a ``tf.Tensor`` of shape
+``(minibatch,) + shape_out`` (any ``shape`` of that size after the minibatch
+axis) and a float dtype (cast to the simulator's).  The Simulator calls each
+TensorNode's function once when it is built (as NengoDL does when it builds its
+model) and checks every output (`_TensorFunc.check_output`): a wrong one is a
+``ValidationError`` naming the TensorNode, never values written as garbage.
 """
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -39,11 +47,49 @@ def _tf():
 class _TensorFunc:
     """The Node output: calls ``tensor_func`` on one trial's values (batch of 1)."""
 
-    def __init__(self, tensor_func, shape_in, shape_out, pass_time):
+    def __init__(self, tensor_func, shape_in, shape_out, pass_time, node=None):
         self.tensor_func = tensor_func
         self.shape_in = shape_in
         self.shape_out = shape_out
         self.pass_time = pass_time
+        self.node = node  # the TensorNode, named in error messages
+
+    def __str__(self):
+        if self.node is not None:
+            return str(self.node)
+        return f"TensorNode({getattr(self.tensor_func, '__name__', self.tensor_func)!r})"
+
+    def check_output(self, output, batch, dtype=None):
+        """Raises a ValidationError unless ``output`` (what ``tensor_func``
+        returned) is a tensor of shape ``(batch,) + shape`` with ``shape_out``'s
+        size and a float dtype, as NengoDL checks every TensorNode output.
+
+        ``dtype``: the simulator's, named in the message (other float dtypes are
+        cast to it).  Sizes unknown while tracing a graph are not checked."""
+        tf = _tf()
+        if not tf.is_tensor(output):
+            raise ValidationError(
+                f"{self}: tensor_func must return a Tensor of shape (minibatch,) + shape_out "
+                f"(got {type(output).__name__})", attr="tensor_func", obj=self.node)
+        shape = output.shape
+        if shape.rank is not None:
+            if shape.rank < 1 or shape[0] not in (None, batch):
+                raise ValidationError(
+                    f"{self}: output should have batch size {batch} (the minibatch) as its "
+                    f"first axis; tensor_func returned shape {tuple(shape)}",
+                    attr="tensor_func", obj=self.node)
+            size = int(np.prod(self.shape_out))
+            if None not in shape[1:] and int(np.prod(shape[1:])) != size:
+                raise ValidationError(
+                    f"{self}: output should have size {size} per item of the minibatch "
+                    f"(shape_out={self.shape_out}); tensor_func returned shape {tuple(shape)}, "
+                    f"size {int(np.prod(shape[1:]))} per item", attr="tensor_func", obj=self.node)
+        if not output.dtype.is_floating:
+            expected = "a float dtype" if dtype is None else f"dtype {tf.as_dtype(dtype).name}"
+            raise ValidationError(
+                f"{self}: output should have {expected} (the simulator's; other float "
+                f"dtypes are cast to it); tensor_func returned {output.dtype.name}",
+                attr="tensor_func", obj=self.node)
 
     def _weights_owner(self):
         """``tensor_func`` when it owns variables (a Keras layer or any
@@ -94,21 +140,41 @@ class _TensorFunc:
         if self.shape_in is not None:
             xt = tf.constant(np.asarray(x, dtype=np.float32).reshape((1,) + self.shape_in))
         out = self.call_tensors(tt, xt, training=False)
-        return None if out is None else np.asarray(out).reshape(-1)
+        self.check_output(out, 1)  # (a minibatch of 1 in nengo.Simulator)
+        return np.asarray(out).reshape(-1)
 
 
-def _shape(value, name):
+def _shape(value, name, empty_is_none=False):
+    """``value`` (an int or a tuple of ints) as a tuple, None for None; every
+    size must be >= 1 (NengoDL's rule).  ``empty_is_none``: a size of 0 (``0``,
+    ``(0,)`` or ``()``) means None, as ``size_in=0`` means no input to a Node."""
     if value is None:
         return None
     dims = (value,) if np.isscalar(value) else tuple(value)
     if not all(isinstance(v, (int, np.integer)) for v in dims):
         # (NengoDL: a TensorNode's shapes are fixed; no None for unknown sizes)
-        raise ValidationError(f"{name} must be an int or a tuple of ints (got {value!r})",
+        raise ValidationError(f"must be an int or a tuple of ints (got {value!r})",
                               attr=name)
     shape = tuple(int(v) for v in dims)
-    if any(s < 0 for s in shape):
-        raise ValidationError(f"{name} must be non-negative (got {value!r})", attr=name)
+    if empty_is_none and shape in ((0,), ()):
+        return None
+    if any(s < 1 for s in shape):
+        raise ValidationError(f"every size must be >= 1 (got {value!r})", attr=name)
     return shape
+
+
+def _brief(error):
+    """``error``'s type and the first line of its message (TensorFlow's and
+    Keras's run over many lines), without terminal colour codes and without
+    Keras's "Exception encountered when calling ..." header line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        lines = lines[1:]
+    text = lines[0] if lines else ""
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class TensorNode(nengo.Node):
@@ -126,6 +192,12 @@ class TensorNode(nengo.Node):
     pass_time : bool
         Pass the simulation time ``t`` as the first argument.
 
+    Raises ``ValidationError`` (as NengoDL does) when ``tensor_func`` is not
+    callable, a size in ``shape_in`` or ``shape_out`` is below 1 (``shape_in=0``
+    means no input), the node has neither an input nor ``pass_time``, or, when
+    ``shape_out`` is inferred, calling ``tensor_func`` fails or returns no
+    tensor.  Its output at run time is checked too (see the module docstring).
+
     Notes
     -----
     When ``tensor_func`` is a Keras layer (or a ``tf.Module``), ``sim.fit`` and
@@ -140,33 +212,27 @@ class TensorNode(nengo.Node):
 
     def __init__(self, tensor_func, shape_in=None, shape_out=None, pass_time=True,
                  label=None, size_in=None):
-        if not callable(tensor_func):
-            raise ValidationError("tensor_func must be callable", attr="tensor_func")
         if size_in is not None and shape_in is not None:
-            if _shape(size_in, "size_in") != (int(np.prod(_shape(shape_in, "shape_in"))),):
-                raise ValidationError("size_in and shape_in disagree", attr="size_in")
-        shape_in = _shape(shape_in if shape_in is not None else size_in, "shape_in")
-        if shape_in == (0,) or shape_in == ():
-            shape_in = None
+            sizes = [_shape(v, name, empty_is_none=True)
+                     for v, name in ((size_in, "size_in"), (shape_in, "shape_in"))]
+            if len({0 if v is None else int(np.prod(v)) for v in sizes}) > 1:
+                raise ValidationError("size_in and shape_in disagree", attr="size_in",
+                                      obj=self)
+        shape_in = _shape(shape_in if shape_in is not None else size_in, "shape_in",
+                          empty_is_none=True)
+        # (checked first, as in NengoDL: TensorNode(None, pass_time=False) says this)
         if shape_in is None and not pass_time:
             raise ValidationError(
-                "a TensorNode without input must have pass_time=True", attr="pass_time"
-            )
-        func = _TensorFunc(tensor_func, shape_in, None, pass_time)
+                "a TensorNode needs either shape_in or pass_time=True (with neither, "
+                "tensor_func would get no argument)", attr="pass_time", obj=self)
+        if not callable(tensor_func):
+            raise ValidationError(
+                f"must be a function or Keras Layer (got {tensor_func!r})", attr="tensor_func",
+                obj=self)
+        func = _TensorFunc(tensor_func, shape_in, None, pass_time, node=self)
         shape_out = _shape(shape_out, "shape_out")
         if shape_out is None:
-            tf = _tf()
-            x = None if shape_in is None else tf.zeros((1,) + shape_in, tf.float32)
-            out = func.call_tensors(tf.constant(0.0), x, training=False)
-            if out is None:
-                shape_out = (0,)
-            else:
-                shape = tuple(out.shape)
-                if len(shape) < 1:
-                    raise ValidationError(
-                        f"tensor_func must return a tensor of shape (minibatch, ...); got "
-                        f"shape {shape}", attr="tensor_func")
-                shape_out = shape[1:]  # (whatever the first axis: NengoDL's rule)
+            shape_out = self._infer_shape_out(func)
         func.shape_out = shape_out
         self.tensor_func = tensor_func
         self.shape_in = shape_in
@@ -176,6 +242,48 @@ class TensorNode(nengo.Node):
         super().__init__(
             output=func, size_in=size_in, size_out=int(np.prod(shape_out)), label=label
         )
+
+    @staticmethod
+    def _infer_shape_out(func):
+        """``shape_out`` from one call of ``func`` (a minibatch of 1 of zeros):
+        its output's shape after the first axis, whatever that axis's size
+        (NengoDL's rule)."""
+        tf = _tf()
+        x = None if func.shape_in is None else tf.zeros((1,) + func.shape_in, tf.float32)
+        try:
+            out = func.call_tensors(tf.constant(0.0), x, training=False)
+        except Exception as e:  # noqa: BLE001 - the user's code: any error is theirs
+            names = ["t"] * func.pass_time + ["x"] * (func.shape_in is not None)
+            if isinstance(func.tensor_func, tf.keras.layers.Layer):
+                what = "its Keras layer on inputs of this TensorNode's signature"
+                call = f"[{', '.join(names)}]" if len(names) > 1 else names[0]
+            else:
+                what = "the TensorNode's function"
+                call = ", ".join(names)
+            meaning = ["t the time (a scalar tensor)"] if func.pass_time else []
+            if func.shape_in is not None:
+                meaning.append(f"x zeros of shape {(1,) + func.shape_in}")
+            raise ValidationError(
+                f"inferring shape_out by calling {what} produced an error ({_brief(e)}); "
+                f"it was called as tensor_func({call}) with {' and '.join(meaning)}; give "
+                f"TensorNode(..., shape_out=...) to skip this call", attr="tensor_func",
+                obj=func.node) from e
+        if not tf.is_tensor(out):
+            raise ValidationError(
+                f"inferring shape_out: tensor_func must return a Tensor of shape "
+                f"(minibatch,) + shape_out (got {type(out).__name__})", attr="tensor_func",
+                obj=func.node)
+        if out.shape.rank is None or out.shape.rank < 1 or None in out.shape[1:]:
+            raise ValidationError(
+                f"inferring shape_out: tensor_func must return a Tensor of shape "
+                f"(minibatch,) + shape_out (got shape {tuple(out.shape)})",
+                attr="tensor_func", obj=func.node)
+        shape_out = tuple(int(s) for s in out.shape[1:])
+        if any(s < 1 for s in shape_out):
+            raise ValidationError(
+                f"inferring shape_out: every size must be >= 1 (tensor_func returned "
+                f"shape {tuple(out.shape)})", attr="tensor_func", obj=func.node)
+        return shape_out
 
 
 def is_tensor_node_func(fn):
@@ -274,34 +382,41 @@ class _RunStep:
         if self.sync is not None:
             self.sync()
 
-    def __call__(self):
+    def _output(self, training=False):
+        """``tensor_func``'s output for this step (None without output), checked
+        (`_TensorFunc.check_output`) and in the simulator's dtype."""
         tf = _tf()
         t = tf.constant(float(self.time[()]) if self.time is not None else 0.0,
                         self.dtype.name)
         x = None if self.func.shape_in is None or not self.xs else self._input()
-        y = self.func.call_tensors(t, x, training=False)
+        y = self.func.call_tensors(t, x, training=training)
         if not self.outs:
-            return
-        name = getattr(self.func.tensor_func, "__name__", repr(self.func.tensor_func))
+            return None
+        # (no broadcasting of a batch of 1: NengoDL refuses it, and training would)
+        self.func.check_output(y, len(self.outs), self.dtype)
+        return y if y.dtype == self.dtype else tf.cast(y, self.dtype.name)
+
+    def check(self, training=False):
+        """Calls ``tensor_func`` once on the current input and checks its output,
+        writing nothing: what NengoDL checks when it builds the model.
+
+        ``training``: the flag a Keras layer gets (True where the simulator
+        always runs in training mode, ``configure_settings(learning_phase=True)``)."""
+        self._output(training)
+        if self.sync is not None:
+            self.sync()
+
+    def __call__(self):
+        y = self._output()
         if y is None:
-            raise SimulationError(f"TensorNode function {name!r} returned None")
-        if not tf.is_tensor(y):
-            y = tf.convert_to_tensor(y, tf.float32)
+            return
         if self.sync is not None:
             self.sync()  # TensorFlow's stream done
         out = from_tensor(self.xp, y)
         n = len(self.outs)
-        size = self.outs[0].size
-        if out.size == size and n > 1:
-            out = self.xp.broadcast_to(out.reshape(1, size), (n, size))
-        elif out.size != n * size:
-            raise SimulationError(
-                f"TensorNode function {name!r} returned shape {tuple(y.shape)}; expected "
-                f"({n},) + {self.func.shape_out}"
-            )
-        out = out.reshape(n, size)
+        out = out.reshape(n, self.outs[0].size)
         if not bool(self.xp.isfinite(out).all()):
-            raise SimulationError(f"TensorNode function {name!r} returned non-finite value")
+            raise SimulationError(f"{self.func}: tensor_func returned a non-finite value")
         for trial, dst in enumerate(self.outs):
             dst[...] = out[trial].reshape(dst.shape)
         if self.sync is not None:
@@ -343,9 +458,10 @@ class Layer:
     - ``f`` a Nengo neuron type: the ``neurons`` of a new one-dimensional
       ``nengo.Ensemble`` of that type with one neuron per input element.
 
-    ``layer_args`` go to the `TensorNode` (e.g. ``label``) or the Ensemble (e.g.
-    ``max_rates``).  The new input Connection (``transform``, ``synapse``) is
-    not trainable, as in NengoDL; ``return_conn=True`` also returns it.
+    ``layer_args`` go to the `TensorNode` (e.g. ``label``; without one it is
+    unlabeled, as in NengoDL) or the Ensemble (e.g. ``max_rates``).  The new
+    input Connection (``transform``, ``synapse``) is not trainable, as in
+    NengoDL; ``return_conn=True`` also returns it.
     """
 
     def __init__(self, layer_func):
@@ -369,7 +485,6 @@ class Layer:
         if isinstance(self.layer_func, nengo.neurons.NeuronType):
             obj = nengo.Ensemble(size_in, 1, neuron_type=self.layer_func, **layer_args).neurons
         else:
-            layer_args.setdefault("label", getattr(self.layer_func, "name", None) or "Layer")
             obj = TensorNode(
                 self.layer_func,
                 shape_in=shape_in if shape_in is not None else (size_in,),

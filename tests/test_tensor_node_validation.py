@@ -1,0 +1,214 @@
+"""TensorNode validation, as NengoDL 3.6 checks it (its test_tensor_node.py::
+test_validation): bad arguments fail when the TensorNode is made, a wrong output
+when the Simulator is built (one call of tensor_func, as NengoDL builds it) or,
+at the latest, at the step that produces it; each a ValidationError naming what
+was expected, never garbage written into the simulation."""
+
+import nengo
+import numpy as np
+import pytest
+from nengo.exceptions import ValidationError
+
+import nengo_cuda
+
+tf = pytest.importorskip("tensorflow")
+
+TensorNode = nengo_cuda.TensorNode
+
+
+# -- when the TensorNode is made -----------------------------------------------------
+def test_tensor_func_must_be_callable():
+    with nengo.Network():
+        with pytest.raises(ValidationError, match=r"function or Keras Layer \(got \[0\]\)"):
+            TensorNode([0])
+
+
+@pytest.mark.parametrize("kw", [{"shape_out": (0,)}, {"shape_out": (2, 0)},
+                                {"shape_out": -1}, {"shape_in": (2, 0)},
+                                {"shape_in": (-1,)}])
+def test_sizes_must_be_positive(kw):
+    with nengo.Network():
+        with pytest.raises(ValidationError, match="must be >= 1"):
+            TensorNode(lambda t, x: t, **{"shape_in": 1, **kw})
+
+
+def test_inferred_shape_out():
+    with nengo.Network():
+        assert TensorNode(lambda t: tf.zeros((5, 2))).shape_out == (2,)  # any first axis
+        with pytest.raises(ValidationError, match="must be >= 1.*returned shape \\(1, 0\\)"):
+            TensorNode(lambda t: tf.zeros((1, 0)))
+
+
+def test_failing_function_suggests_shape_out():
+    with nengo.Network():
+        with pytest.raises(ValidationError,
+                           match=r"function produced an error \(TypeError: .*shape_out=") as e:
+            TensorNode(lambda a, b, c: a)
+    assert isinstance(e.value.__cause__, TypeError)  # the user's error, kept
+    assert "tensor_func(t)" in str(e.value)  # how it was called
+
+
+def test_failing_keras_layer_suggests_shape_out():
+    with nengo.Network():
+        with pytest.raises(ValidationError, match="signature produced an error.*shape_out="):
+            TensorNode(tf.keras.layers.Lambda(lambda a, b, c: a))
+        with pytest.raises(ValidationError, match=r"signature produced an error.*\(\[t, x\]\)"):
+            TensorNode(tf.keras.layers.Dense(2), shape_in=(2, 2, 2), pass_time=True)
+
+
+@pytest.mark.parametrize("value", [None, [0], np.zeros((1, 1), np.float32)])
+def test_inference_needs_a_tensor(value):
+    with nengo.Network():
+        with pytest.raises(ValidationError, match="must return a Tensor"):
+            TensorNode(lambda x: value, shape_in=(1,), pass_time=False)
+
+
+def test_no_input_and_no_time():
+    with nengo.Network():
+        with pytest.raises(ValidationError, match="either shape_in or pass_time"):
+            TensorNode(None, pass_time=False)  # (checked first, as in NengoDL)
+        # a size of 0 means no input, as for a nengo.Node
+        for kw in ({"size_in": 0}, {"shape_in": 0}, {"shape_in": (0,)}, {}):
+            with pytest.raises(ValidationError, match="either shape_in or pass_time"):
+                TensorNode(lambda: tf.zeros((1, 1)), pass_time=False, shape_out=1, **kw)
+            node = TensorNode(lambda t: tf.reshape(t, (1, 1)), **kw)
+            assert node.shape_in is None and node.size_in == 0
+
+
+# -- when the Simulator is built ------------------------------------------------------
+def _build(fn, shape_out, device="cpu", **kw):
+    with nengo.Network() as net:
+        TensorNode(fn, shape_out=shape_out, label="checked")
+    with nengo_cuda.Simulator(net, device=device, progress_bar=False, **kw):
+        pass
+
+
+BAD_OUTPUTS = {
+    "None": (lambda t: None, (2,), {}, "must return a Tensor"),
+    "list": (lambda t: [[0.0, 0.0]], (2,), {}, "must return a Tensor"),
+    "ndim": (lambda t: tf.zeros((1, 2, 2)), (2,), {}, "should have size 2"),
+    "batch": (lambda t: tf.zeros((3, 2)), (2,), {"minibatch_size": 2},
+              r"should have batch size 2 .*shape \(3, 2\)"),
+    "batch of 1": (lambda t: tf.zeros((1, 2)), (2,), {"minibatch_size": 3},
+                   "should have batch size 3"),  # (not broadcast)
+    "scalar": (lambda t: t, (1,), {}, "should have batch size 1"),
+    "size": (lambda t: tf.zeros((3, 2)), (3,), {"minibatch_size": 3}, "should have size 3"),
+    "int32": (lambda t: tf.zeros((3, 2), dtype=tf.int32), (2,), {"minibatch_size": 3},
+              "should have dtype float32.*int32"),
+    "bool": (lambda t: tf.zeros((1, 2), dtype=tf.bool), (2,), {"dtype": "float64"},
+             "should have dtype float64.*bool"),
+}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+@pytest.mark.parametrize("case", list(BAD_OUTPUTS))
+def test_wrong_output_fails_at_build(case, device):
+    fn, shape_out, kw, match = BAD_OUTPUTS[case]
+    with pytest.raises(ValidationError, match=match) as e:
+        _build(fn, shape_out, device=device, **kw)
+    assert "<TensorNode 'checked'>" in str(e.value)  # which node
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_correct_output_builds_and_runs(dtype):
+    calls = []
+
+    def same_dtype(t):
+        calls.append(float(t))
+        return tf.fill((3, 2), t)
+
+    with nengo.Network() as net:
+        same = TensorNode(same_dtype, shape_out=(2,))
+        # another float dtype is cast to the simulator's
+        f16 = TensorNode(lambda t: tf.fill((3, 1, 2), tf.cast(t, tf.float16)), shape_out=(2,))
+        p_same, p_f16 = nengo.Probe(same), nengo.Probe(f16)
+    assert calls == []  # with shape_out given, not called when made
+    with nengo_cuda.Simulator(net, minibatch_size=3, dtype=dtype, progress_bar=False) as sim:
+        assert calls == [0.0]  # the build's check, as NengoDL builds it
+        sim.run_steps(3)
+    t = np.broadcast_to(sim.trange()[None, :, None], (3, 3, 2))
+    np.testing.assert_allclose(sim.data[p_same], t, rtol=1e-6)
+    np.testing.assert_allclose(sim.data[p_f16], t, rtol=1e-3)
+
+
+def test_wrong_output_later_fails_at_that_step():
+    """An output that goes wrong after the build's check is caught at its step,
+    and nothing of it is written."""
+    with nengo.Network() as net:
+        node = TensorNode(
+            lambda t: tf.fill((1, 2), t) if float(t) < 0.0025 else tf.zeros((1, 3)),
+            shape_out=(2,), label="late")
+        p = nengo.Probe(node)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(2)
+        with pytest.raises(ValidationError, match="'late'.*should have size 2.*shape \\(1, 3\\)"):
+            sim.run_steps(1)
+    np.testing.assert_allclose(sim.data[p], [[0.001] * 2, [0.002] * 2], rtol=1e-6)
+
+
+def test_build_check_uses_the_runs_training_flag():
+    """The build's call gets the flag a run gives the Keras layer: False, or True
+    with configure_settings(learning_phase=True) (runs in training mode)."""
+    seen = []
+
+    class Flagged(tf.keras.layers.Layer):
+        def call(self, t, training=None):
+            seen.append(training)
+            return tf.reshape(t, (1, 1))
+
+    for phase in (None, True):
+        with nengo.Network() as net:
+            nengo_cuda.configure_settings(learning_phase=phase)
+            nengo.Probe(TensorNode(Flagged(), shape_out=(1,)))
+        seen.clear()
+        with nengo_cuda.Simulator(net, progress_bar=False):
+            # (the last call: the first builds the layer's weights, with False)
+            assert seen[-1] is (phase is True)
+
+
+# -- in training, and in nengo.Simulator ---------------------------------------------
+@pytest.mark.filterwarnings("ignore:fit. no parameters are trainable")
+@pytest.mark.parametrize("wrong, match", [
+    ("dtype", "'trained'.*should have dtype float32.*int32"),
+    ("batch", "'trained'.*should have batch size 2"),
+])
+def test_wrong_output_in_training(wrong, match):
+    """A Keras layer whose output goes wrong only in training mode: caught when
+    the training graph is made, not as a reshape error inside TensorFlow."""
+
+    class TrainOnly(tf.keras.layers.Layer):
+        def call(self, x, training=None):
+            if not training:
+                return x
+            return tf.cast(x, tf.int32) if wrong == "dtype" else x[:1]
+
+    with nengo.Network() as net:
+        inp = nengo.Node([0.0])
+        node = TensorNode(TrainOnly(), shape_in=(1,), shape_out=(1,), pass_time=False,
+                          label="trained")
+        nengo.Connection(inp, node, synapse=None)
+        p = nengo.Probe(node)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.run_steps(1)  # fine outside training
+        sim.compile(tf.optimizers.SGD(0.0), loss="mse")
+        with pytest.raises(ValidationError, match=match):
+            sim.fit({inp: np.zeros((2, 1, 1))}, {p: np.zeros((2, 1, 1))}, verbose=0)
+
+
+def test_wrong_output_in_nengo_simulator():
+    with nengo.Network() as net:
+        TensorNode(lambda t: tf.zeros((5, 2)), label="five")  # NengoDL's case
+    with nengo.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(ValidationError, match="'five'.*should have batch size 1"):
+            sim.step()
+
+
+# -- Layer ---------------------------------------------------------------------------
+def test_layer_objects_are_unlabeled_unless_labelled():
+    with nengo.Network():
+        node = nengo.Node([0])
+        func = nengo_cuda.Layer(lambda x: x)(node)
+        dense = nengo_cuda.Layer(tf.keras.layers.Dense(units=3))(node)
+        named = nengo_cuda.Layer(tf.keras.layers.Dense(units=3))(node, label="named")
+    assert func.label is None and dense.label is None and named.label == "named"
+    assert str(func).startswith("<TensorNode (unlabeled) at ")
