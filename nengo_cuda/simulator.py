@@ -886,8 +886,9 @@ class Simulator:
             values = np.asarray(values)
             if values.shape != expected:
                 raise ValidationError(
-                    f"data for {node!r} has shape {values.shape}; expected {expected} "
-                    "(minibatch_size, n_steps, node.size_out)",
+                    f"data for {node!r} has shape {values.shape}, which does not match "
+                    f"expected size: expected {expected} (minibatch_size, n_steps, "
+                    "node.size_out)",
                     attr="data",
                 )
             if values.dtype.kind not in "biuf":
@@ -978,8 +979,9 @@ class Simulator:
                               (list(self._input_nodes), "node")):
             if obj in objs:
                 return io_names(objs, default)[obj]
-        raise ValidationError(f"{obj} is not a Probe or input Node of this simulator",
-                              attr="obj")
+        raise ValidationError(
+            f"{obj} is not an input Node (a nengo.Node with size_in == 0) or a Probe of this "
+            "simulator, or is from a different network", attr="obj")
 
     def trange(self, dt=None, sample_every=None):
         """Times of probed samples (every step, or every ``sample_every``)."""
@@ -1017,6 +1019,8 @@ class Simulator:
 def _delegate(name):
     @in_floatx
     def method(self, *args, **kwargs):
+        if self.closed:  # (NengoDL's words)
+            raise SimulatorClosed(f"Cannot call {name} after simulator is closed")
         return getattr(self._trainer(), name)(*args, **kwargs)
 
     method.__name__ = name

@@ -332,3 +332,22 @@ def test_input_steps_must_divide_by_unroll_simulation():
                                      r"unroll_simulation \(2\)"):
                 call()
         np.testing.assert_array_equal(sim.predict({inp: np.ones((1, 4, 1))})[p], 1.0)
+
+
+def test_nengo_dl_error_phrases():
+    """NengoDL's tests match these phrases of its messages; ours keep them."""
+    net, inp, p = _passthrough(1)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="does not match expected size"):
+            sim.run_steps(3, data={inp: np.ones((1, 3, 1))})
+        sim.compile(tf.optimizers.SGD(0.0), loss="mse")
+        with pytest.raises(nengo.exceptions.ValidationError, match="does not match expected size"):
+            sim.fit({inp: np.ones((2, 4, 1))}, {p: np.ones((4, 4, 1))}, verbose=0)
+        with pytest.raises(nengo.exceptions.ValidationError, match="from a different network"):
+            sim.get_name(nengo.Node([0], add_to_container=False))
+    for name, call in [("fit", lambda: sim.fit({inp: np.ones((2, 4, 1))}, {p: np.ones((2, 4, 1))})),
+                       ("evaluate", lambda: sim.evaluate({inp: np.ones((2, 4, 1))},
+                                                         {p: np.ones((2, 4, 1))})),
+                       ("predict", lambda: sim.predict({inp: np.ones((2, 4, 1))}))]:
+        with pytest.raises(nengo.exceptions.SimulatorClosed, match=f"call {name}"):
+            call()

@@ -884,7 +884,7 @@ def test_get_name_keys_data_and_losses():
         q = nengo.Probe(ens)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         assert (sim.get_name(inp), sim.get_name(p), sim.get_name(q)) == ("in_put", "out", "probe")
-        with pytest.raises(nengo.exceptions.ValidationError, match="not a Probe or input"):
+        with pytest.raises(nengo.exceptions.ValidationError, match="is not an input Node"):
             sim.get_name(ens)
         sim.compile(tf.keras.optimizers.SGD(0.1), loss={sim.get_name(p): nengo_cuda.obj.mse})
         x = {sim.get_name(inp): np.ones((2, 3, 1))}

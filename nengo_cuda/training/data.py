@@ -126,7 +126,10 @@ class DataChecks:
                     f"data for {obj} must have shape (batch, n_steps, size) "
                     f"(got {value.shape})", attr="x")
             if value.shape[0] != batch:
-                raise ValidationError("all data must have the same batch size", attr="x")
+                raise ValidationError(
+                    f"all data must have the same batch size: data for {obj} has "
+                    f"{value.shape[0]} items, which does not match expected size ({batch})",
+                    attr="x")
             size = obj.size_out if isinstance(obj, nengo.Node) else self._probe_size(obj)
             if value.shape[2] != size and not self._free_target_size(obj):
                 raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
@@ -144,7 +147,8 @@ class DataChecks:
         for obj, value in x.items():
             if value.shape[1] != steps:
                 raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
-                                      f"expected {steps}", attr="x")
+                                      f"expected {steps} (it does not match expected size)",
+                                      attr="x")
         unroll = self.sim.unroll_simulation
         if x and steps % unroll != 0:  # (as NengoDL checks input data)
             raise ValidationError(

@@ -131,7 +131,8 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
                             else _signals_at(graph, var, i))
                     why = gradient_paths.host_parts_between(graph, sigs, probes)
                     raise SimulationError(
-                        f"gradient mismatch for {name}[{i}]: analytic {g:g}, numeric {d:g} "
+                        f"Gradient check failed: gradient mismatch for {name}[{i}]: analytic "
+                        f"{g:g}, numeric {d:g} "
                         f"(finite-difference error estimate {err:.2g}; atol={atol:g}, "
                         f"rtol={rtol:g}; with steps "
                         + ", ".join(f"{1 / k:g}" for k in SHRINKS[1:]) + " times smaller: "

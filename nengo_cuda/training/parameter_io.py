@@ -143,9 +143,10 @@ class ParameterIO:
             missing = sorted(set(params) - set(saved))[:5]
             extra = sorted(set(saved) - set(params))[:5]
             raise SimulationError(
-                f"{filename} does not hold this network's parameters (missing: {missing}, "
-                f"not in this network: {extra}, or shapes differ): was it saved from "
-                f"another network?")
+                f"{filename} does not hold this network's parameters (number of saved "
+                f"parameters ({len(saved)}) != number of variables in this network "
+                f"({len(params)}), or shapes differ; missing: {missing}, not in this network: "
+                f"{extra}): was it saved from another network?")
         if n_saved != len(keras_vars) or any(
                 tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, keras_vars)):
             raise SimulationError(
