@@ -207,6 +207,32 @@ def test_training_check_counts_trainable_parameters():
         np.testing.assert_array_equal(a, b)  # refused before Keras trained
 
 
+def test_frozen_batch_normalization_converts_for_training():
+    """A BatchNormalization with trainable=False is its inference form in Keras
+    training too (moving statistics, gamma and beta fixed): a constant affine
+    map, native without inference_only, and the layers around it train as in
+    Keras.  A trainable one still needs inference_only (or a TensorNode)."""
+    inp = keras.Input((4, 3, 2))
+    bn = keras.layers.BatchNormalization(axis=1, trainable=False)
+    x = keras.layers.Conv2D(2, 2, padding="same", activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(bn(x))))
+    bn.moving_mean.assign([0.1, -0.2, 0.3, 0.0])
+    bn.moving_variance.assign([0.5, 2.0, 1.5, 1.0])
+    bn.gamma.assign([1.5, 0.5, -1.0, 2.0])
+    bn.beta.assign([0.2, 0.0, -0.3, 0.1])
+    frozen = [w.numpy().copy() for w in bn.weights]
+    conv = nengo_cuda.Converter(model, inference_only=False, allow_fallback=False)
+    assert _native(conv)
+    x = _x(model, n=4)
+    assert conv.verify(inputs=[x], atol=ATOL)
+    assert conv.verify(training=True, inputs=[x], atol=ATOL)
+    for before, w in zip(frozen, bn.weights):  # Keras's training kept them
+        np.testing.assert_array_equal(w.numpy(), before)
+    bn.trainable = True
+    with pytest.raises(TypeError, match=r"'batch_normalization(_\d+)?'.*inference_only=True"):
+        nengo_cuda.Converter(model, inference_only=False, allow_fallback=False)
+
+
 def test_shared_weights_of_a_fallback_layer():
     """A layer that runs as a TensorNode runs the Keras layer itself: its two
     applications share its weights, as in Keras (and NengoDL), and train as
@@ -404,7 +430,8 @@ def test_multi_input_fallback_trains():
     assert conv.verify(training=True, inputs=[x], atol=ATOL)
 
 
-# -- 3-D layers: built from 2-D convolutions and index maps, so they run in Nengo too --
+# -- 3-D layers: Conv3D a 3-D convolution (as NengoDL); the others built from 2-D
+# convolutions and index maps, so they run in Nengo too --
 def _random_biases(model, seed=1):
     for layer in model.layers:  # (Keras starts biases at zero)
         if getattr(layer, "use_bias", False):
@@ -480,11 +507,30 @@ def test_3d_channels_first():
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
 
 
+def test_conv3d_is_a_3d_convolution():
+    """Conv3D converts to one 3-D nengo.Convolution holding the Keras kernel,
+    as NengoDL converts it (NengoDL's test_conv model), simulated natively
+    (the restacked 2-D convolution it once was summed in another order, and
+    failed that test's verify tolerance by float32 rounding)."""
+    inp = keras.Input((16, 4))
+    x = keras.layers.Conv1D(filters=8, kernel_size=2, padding="same")(inp)
+    x = keras.layers.Conv2D(8, 3, activation="sigmoid")(keras.layers.Reshape((4, 4, 8))(x))
+    x = keras.layers.Conv2D(8, 1, strides=2)(keras.layers.Reshape((4, 4, 2))(x))
+    layer = keras.layers.Conv3D(filters=32, kernel_size=2)
+    model = keras.Model(inp, layer(keras.layers.Reshape((2, 2, 2, 4))(x)))
+    conv = nengo_cuda.Converter(model, allow_fallback=False)
+    (c3,) = [c for c in conv.net.all_connections if isinstance(c.transform, nengo.Convolution)
+             and c.transform.dimensions == 3]
+    np.testing.assert_array_equal(c3.transform.init, layer.kernel.numpy())
+    assert conv.verify(inputs=[_x(model)], atol=ATOL)
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
 def test_3d_network_runs_in_nengo():
     """Nengo's reference simulator runs only 1-D and 2-D convolutions; the
-    converted 3-D layers use nothing else."""
+    converted 3-D layers other than Conv3D use nothing else."""
     inp = keras.Input((4, 5, 3, 2))
-    x = keras.layers.Conv3D(3, 2, padding="same", activation="relu")(inp)
+    x = keras.layers.Conv3DTranspose(3, 2, padding="same", activation="relu")(inp)
     x = keras.layers.Conv3DTranspose(2, 2, strides=2)(keras.layers.AveragePooling3D(2)(x))
     model = keras.Model(inp, keras.layers.Flatten()(x))
     _random_biases(model)

@@ -146,3 +146,89 @@ def test_extension_shapes_show_the_time_axis():
         assert conv.verify(inputs=[_x((4, 3))], atol=ATOL)
     finally:
         del nengo_cuda.Converter.converters[Doubling]
+
+
+# -- TimeDistributed: the wrapped layer on each step --------------------------------
+@pytest.mark.parametrize("steps", [None, 5])
+def test_time_distributed_layers_convert_natively(steps):
+    """TimeDistributed(layer) applies ``layer`` to each step: with the time
+    axis as the simulation's steps that is ``layer`` converted as in a model
+    without it (NengoDL's test_time_distributed, and activations, channels
+    first, a nested model); it trains as in Keras."""
+    inp = keras.Input((steps, 8))
+    x = keras.layers.TimeDistributed(keras.layers.Dense(16, activation="relu"))(inp)
+    x = keras.layers.TimeDistributed(keras.layers.Reshape((4, 4, 1)))(x)
+    x = keras.layers.TimeDistributed(keras.layers.Conv2D(2, 3, activation="tanh"))(x)
+    z = keras.layers.TimeDistributed(keras.layers.Conv2D(
+        3, 2, strides=2, padding="same", data_format="channels_first"))(x)
+    inner = keras.Sequential([keras.Input((2, 2, 2)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="sigmoid")])
+    y = keras.layers.TimeDistributed(inner)(x)
+    model = keras.Model(inp, [x, y, z])
+    for layer in model.layers + inner.layers:  # (Keras starts biases at zero)
+        inner_layer = getattr(layer, "layer", layer)
+        if getattr(inner_layer, "use_bias", False):
+            inner_layer.bias.assign(np.random.RandomState(1).uniform(
+                -1, 1, inner_layer.bias.shape))
+    conv = nengo_cuda.Converter(model, temporal_model=True, allow_fallback=False)
+    assert not any(isinstance(n, nengo_cuda.TensorNode) for n in conv.net.all_nodes)
+    assert conv.inputs[inp].size_out == 8 and conv.outputs[x].size_in == 2 * 2 * 2
+    xs = _x((5, 8))
+    assert conv.verify(inputs=[xs], atol=ATOL)
+    assert conv.verify(training=True, inputs=[xs], atol=ATOL)  # (trains the Keras model)
+
+
+def test_time_distributed_fallback_runs_the_wrapped_layer_per_step():
+    """A wrapped layer without a native form is a TensorNode of the wrapped
+    layer, called on one step; the messages name the TimeDistributed layer."""
+    inp = keras.Input((4, 3, 2))
+    td = keras.layers.TimeDistributed(keras.layers.Softmax(axis=-2), name="td")
+    model = keras.Model(inp, td(keras.layers.ReLU()(inp)))
+    with pytest.warns(UserWarning, match=r"'softmax(_\d+)?' \(Softmax\) in TimeDistributed "
+                                         r"layer 'td'.*TensorNode"):
+        conv = nengo_cuda.Converter(model, temporal_model=True)
+    assert isinstance(conv.layers[td.output], nengo_cuda.TensorNode)
+    assert conv.layers[td.output].size_in == 3 * 2  # one step's values
+    assert conv.verify(inputs=[_x((4, 3, 2))], atol=ATOL)
+    with pytest.raises(TypeError, match="in TimeDistributed layer 'td'.*allow_fallback"):
+        nengo_cuda.Converter(model, temporal_model=True, allow_fallback=False)
+
+
+def test_time_distributed_scale_firing_rates_and_shared_weights():
+    """scale_firing_rates may name the wrapped layer (as NengoDL) or the
+    TimeDistributed layer; a wrapped layer applied twice shares its weights
+    (split_shared_weights), as any layer."""
+    inp = keras.Input((None, 3))
+    dense = keras.layers.Dense(4, activation="relu")
+    td = keras.layers.TimeDistributed(dense)
+    model = keras.Model(inp, td(inp))
+    for key in (dense, td):
+        conv = nengo_cuda.Converter(model, temporal_model=True, scale_firing_rates={key: 7})
+        (ens,) = conv.net.all_ensembles
+        assert ens.gain.options[0] == 7 and ens.neuron_type.amplitude == pytest.approx(1 / 7)
+    twice = keras.Model(inp, keras.layers.Add()([td(inp), td(keras.layers.ReLU()(inp))]))
+    with pytest.raises(ValueError, match=r"in TimeDistributed layer '.*' is applied 2 times"):
+        nengo_cuda.Converter(twice, temporal_model=True)
+    conv = nengo_cuda.Converter(twice, temporal_model=True, split_shared_weights=True)
+    assert conv.verify(inputs=[_x((6, 3))], atol=ATOL)
+
+
+def test_time_distributed_outside_a_temporal_model_is_a_tensor_node():
+    """Outside a temporal model the time axis is a value axis (the wrapped
+    layer's weights would be shared along it): not converted natively (NengoDL
+    refuses it), but run as a TensorNode with allow_fallback, as Keras runs it."""
+    inp = keras.Input((10, 8))
+    td = keras.layers.TimeDistributed(keras.layers.Dense(4), name="td")
+    model = keras.Model(inp, td(inp))
+    with pytest.raises(TypeError, match="layer 'td' \\(TimeDistributed\\): TimeDistributed "
+                                        "converts natively only with temporal_model=True"):
+        nengo_cuda.Converter(model, allow_fallback=False)
+    with pytest.warns(UserWarning, match="td"):
+        conv = nengo_cuda.Converter(model)
+    assert conv.verify(inputs=[np.random.RandomState(0).uniform(-1, 1, (2, 10, 8))])
+    outer = keras.layers.TimeDistributed(keras.layers.TimeDistributed(keras.layers.Dense(2)),
+                                         name="outer")
+    nested = keras.Model(inp2 := keras.Input((5, 3, 2)), outer(inp2))
+    with pytest.raises(TypeError, match="in TimeDistributed layer 'outer': TimeDistributed "
+                                        "converts natively only"):
+        nengo_cuda.Converter(nested, temporal_model=True, allow_fallback=False)

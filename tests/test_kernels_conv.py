@@ -2,8 +2,12 @@
 
 The reference is the operator's ``make_step`` (nengo/builder/transforms.py), so
 these tests check our tables (nengo_cuda/lowering/conv.py) and the kernel
-together.  Operands sit in a NaN-poisoned pool with gaps (the input is strided)
-and a reversed output, so a read of a wrong element or a skipped output shows.
+together.  Nengo's step runs 1-D and 2-D convolutions only; for 3-D ones the
+reference is the convolution's definition in NumPy (`definition_increment`),
+itself checked against Nengo's step on 1-D and 2-D convolutions and against
+TensorFlow's on 3-D ones.  Operands sit in a NaN-poisoned pool with gaps (the
+input is strided) and a reversed output, so a read of a wrong element or a
+skipped output shows.
 """
 
 import nengo
@@ -18,15 +22,16 @@ from nengo_cuda.lowering.conv import conv_fields
 from nengo_cuda.testing import simd_level
 
 
-def random_conv(rng, filters_per_group=(1, 2, 3)):
-    """A random 1-D or 2-D Convolution or ConvolutionTranspose (odd sizes,
-    strides, both paddings, channels first or last, groups, output shapes),
-    with one of ``filters_per_group`` filters per group."""
+def random_conv(rng, filters_per_group=(1, 2, 3), dims=(1, 2)):
+    """A random Convolution or ConvolutionTranspose with one of ``dims``
+    spatial dimensions (odd sizes, strides, both paddings, channels first or
+    last, groups, output shapes), with one of ``filters_per_group`` filters
+    per group."""
     while True:
-        dims = int(rng.choice([1, 2]))
-        spatial = tuple(int(s) for s in rng.randint(1, 8, size=dims))
+        n_dims = int(rng.choice(dims))
+        spatial = tuple(int(s) for s in rng.randint(1, 8 if n_dims < 3 else 6, size=n_dims))
         kernel = tuple(int(min(rng.randint(1, 5), s)) for s in spatial)
-        strides = tuple(int(s) for s in rng.randint(1, 4, size=dims))
+        strides = tuple(int(s) for s in rng.randint(1, 4, size=n_dims))
         padding = str(rng.choice(["same", "valid"]))
         last = bool(rng.rand() < 0.5)
         transpose = rng.rand() < 0.4
@@ -60,6 +65,97 @@ def nengo_increment(conv, W, X):
     return signals[sigs[2]].copy()
 
 
+def definition_increment(conv, W, X):
+    """What a (transposed) convolution adds to a zero output, by its definition,
+    for any number of spatial axes: a forward convolution from ``n`` to ``m``
+    positions (kernel ``k``, stride ``s``) reads, for output ``o`` and tap
+    ``t``, padded position ``o s + t`` (``p`` zeros before the input: half of
+    ``max((m - 1) s + k - n, 0)``, rounded down, for "same"), channels of
+    filter ``f``'s group only; a transposed one is its adjoint."""
+    transpose = isinstance(conv, nengo.transforms.ConvolutionTranspose)
+    x_shape, y_shape = conv.input_shape, conv.output_shape
+    fwd_in, fwd_out = (y_shape, x_shape) if transpose else (x_shape, y_shape)
+    n, m = fwd_in.spatial_shape, fwd_out.spatial_shape
+    k, s = conv.kernel_size, conv.strides
+    total = [max((mi - 1) * si + ki - ni, 0) if conv.padding == "same" else 0
+             for ni, mi, ki, si in zip(n, m, k, s)]
+    inner = tuple(slice(ti // 2, ti // 2 + ni) for ti, ni in zip(total, n))
+    padded = tuple(max(ni + ti, (mi - 1) * si + ki) for ni, mi, ki, si, ti in
+                   zip(n, m, k, s, total))
+    x = np.asarray(X, dtype=np.float64).reshape(x_shape.shape)
+    x = x if conv.channels_last else np.moveaxis(x, 0, -1)
+    W = np.asarray(W, dtype=np.float64).reshape(conv.kernel_shape)
+    groups = getattr(conv, "groups", 1)
+    cg, fpg = x.shape[-1] // groups, conv.n_filters // groups
+    if transpose:  # scatter into the padded input of the forward convolution
+        y = np.zeros(padded + (conv.n_filters,))
+    else:
+        xp = np.zeros(padded + (x.shape[-1],))
+        xp[inner] = x
+        y = np.zeros(tuple(m) + (conv.n_filters,))
+    for t in np.ndindex(*k):
+        window = tuple(slice(ti, ti + (mi - 1) * si + 1, si) for ti, mi, si in zip(t, m, s))
+        for g in range(groups):
+            c, f = slice(g * cg, (g + 1) * cg), slice(g * fpg, (g + 1) * fpg)
+            if transpose:
+                y[window + (f,)] += x[..., c] @ W[t][c, f]
+            else:
+                y[..., f] += xp[window + (c,)] @ W[t][:, f]
+    y = y[inner] if transpose else y
+    return (y if conv.channels_last else np.moveaxis(y, -1, 0)).ravel()
+
+
+def reference_increment(conv, W, X):
+    """Nengo's increment, or the definition's where Nengo's step does not run (3-D)."""
+    return (nengo_increment if conv.dimensions <= 2 else definition_increment)(conv, W, X)
+
+
+def test_definition_matches_nengo(rng):
+    """The 3-D reference follows Nengo's conventions (padding, strides,
+    groups, transposes, channels first) where Nengo's own step runs."""
+    for _ in range(60):
+        conv = random_conv(rng)
+        W = rng.uniform(-1, 1, conv.kernel_shape)
+        X = rng.uniform(-1, 1, conv.size_in)
+        np.testing.assert_allclose(definition_increment(conv, W, X),
+                                   nengo_increment(conv, W, X),
+                                   rtol=1e-12, atol=1e-12, err_msg=str(conv))
+
+
+def test_definition_matches_tensorflow_3d(rng):
+    """... and TensorFlow's on 3-D ones: forward convolutions (groups one by
+    one) and transposed ones (TensorFlow's kernel has the channel axes
+    swapped), channels first moved to last.  TensorFlow's CPU convolution
+    (Eigen: float64, or float32 without oneDNN) shifts the input of a "same"
+    3-D convolution whose total padding on an axis would be -2 or less (a
+    stride exceeding the kernel); its padding is given explicitly here."""
+    tf = pytest.importorskip("tensorflow")
+    for _ in range(30):
+        conv = random_conv(rng, dims=(3,))
+        W = rng.uniform(-1, 1, conv.kernel_shape)
+        X = rng.uniform(-1, 1, conv.size_in)
+        x = X.reshape(conv.input_shape.shape)
+        x = tf.constant((x if conv.channels_last else np.moveaxis(x, 0, -1))[None])
+        if isinstance(conv, nengo.transforms.ConvolutionTranspose):
+            out = conv.output_shape
+            y = tf.nn.conv_transpose(x, np.swapaxes(W, -1, -2),
+                                     (1,) + out.spatial_shape + (out.n_channels,),
+                                     strides=conv.strides, padding=conv.padding.upper())
+        else:
+            if conv.padding == "same":
+                total = [max((m - 1) * s + k - n, 0) for n, m, k, s in zip(
+                    conv.input_shape.spatial_shape, conv.output_shape.spatial_shape,
+                    conv.kernel_size, conv.strides)]
+                x = tf.pad(x, [(0, 0)] + [(t // 2, t - t // 2) for t in total] + [(0, 0)])
+            y = tf.concat([tf.nn.convolution(xg, wg, strides=conv.strides, padding="VALID")
+                           for xg, wg in zip(tf.split(x, conv.groups, axis=-1),
+                                             np.split(W, conv.groups, axis=-1))], axis=-1)
+        y = y.numpy()[0]
+        y = (y if conv.channels_last else np.moveaxis(y, -1, 0)).ravel()
+        np.testing.assert_allclose(definition_increment(conv, W, X), y, rtol=1e-12,
+                                   atol=1e-12, err_msg=str(conv))
+
+
 def place(p, conv, rng, x_s=2, y_s=-1):
     """W (shared), X (strided, gaps left NaN) and Y (reversed, or contiguous
     with ``y_s=1``) in a RawProgram; returns their addresses and the
@@ -86,7 +182,7 @@ def conv_program(conv, dtype, n_trials, rng, y_s=-1, set_=False):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_conv_inc_matches_nengo(dtype, rng, simd):
     for _ in range(60):
-        conv = random_conv(rng)
+        conv = random_conv(rng, dims=(1, 2, 3))
         n_trials = int(rng.choice([1, 2, 5]))  # 5: a tile of 4 trials and a single one
         p, w, x, y, = conv_program(conv, dtype, n_trials, rng)
         W = p.view(w).astype(np.float64).reshape(conv.kernel_shape)
@@ -94,7 +190,7 @@ def test_conv_inc_matches_nengo(dtype, rng, simd):
         p.run(2)  # an increment: twice the product
         for t in range(n_trials):
             X = p.view(x, t).astype(np.float64)
-            expected = before[t] + 2 * nengo_increment(conv, W, X)
+            expected = before[t] + 2 * reference_increment(conv, W, X)
             got = p.view(y, t)
             assert np.isfinite(got).all(), f"{conv}: read a poisoned element"
             if dtype == np.float64:
@@ -102,7 +198,7 @@ def test_conv_inc_matches_nengo(dtype, rng, simd):
             else:
                 # float32 sums of at most taps * channels terms of size <= 1:
                 # error <= terms * eps32 * sum |terms|; bounded by the |W| * |X| product
-                scale = nengo_increment(conv, np.abs(W), np.abs(X))
+                scale = reference_increment(conv, np.abs(W), np.abs(X))
                 np.testing.assert_array_less(np.abs(got - expected), 1e-5 * (2 * scale + 1))
 
 
@@ -113,6 +209,13 @@ WIDE = [  # enough filters per group for the CPU kernel's vector tiles and its t
     nengo.Convolution(70, (9, 2), kernel_size=(4,), strides=(2,)),
     # AVX-512 float32: 2 vectors, a half vector (8), 5 left; float64 4 + 1 + half + 1
     nengo.Convolution(45, (5, 4, 2), kernel_size=(2, 2)),
+    # 3-D: strided, grouped, channels first, transposed
+    nengo.Convolution(40, (4, 5, 3, 2), kernel_size=(2, 3, 2), strides=(1, 2, 1),
+                      padding="same", groups=2),
+    nengo.Convolution(21, (3, 4, 3, 5), kernel_size=(2, 2, 3), strides=(1, 1, 1),
+                      channels_last=False),
+    nengo.transforms.ConvolutionTranspose(19, (3, 2, 4, 3), kernel_size=(2, 3, 2),
+                                          strides=(2, 1, 2), padding="same"),
 ]
 
 
@@ -131,8 +234,8 @@ def test_conv_inc_many_filters(conv, dtype, n_trials, y_s, rng, simd):
     p.run()
     for t in range(n_trials):
         X = p.view(x, t).astype(np.float64)
-        expected = before[t] + nengo_increment(conv, W, X)
-        scale = nengo_increment(conv, np.abs(W), np.abs(X))
+        expected = before[t] + reference_increment(conv, W, X)
+        scale = reference_increment(conv, np.abs(W), np.abs(X))
         eps = np.finfo(dtype).eps
         np.testing.assert_array_less(np.abs(p.view(y, t) - expected), 4 * eps * (scale + 1))
 
@@ -161,7 +264,7 @@ def test_conv_inc_set_equals_reset_then_increment(dtype, n_trials, y_s, rng, sim
     """With ``set`` (a `~nengo_cuda.fusion.ConvSet`: Nengo's reset fused in)
     the output, poisoned with NaN before, holds exactly what an increment of
     a zeroed output holds: the sum starts from +0 either way."""
-    for conv in WIDE + [random_conv(rng) for _ in range(20)]:
+    for conv in WIDE + [random_conv(rng, dims=(1, 2, 3)) for _ in range(20)]:
         results = []
         for set_ in (False, True):
             p, w, x, y = conv_program(conv, dtype, n_trials, np.random.RandomState(3), y_s=y_s,

@@ -125,3 +125,97 @@ def test_fit_trains_conv_kernels():
         ref.run_steps(steps)
     np.testing.assert_allclose(trained[1], ref.data[p], atol=1e-10)
 
+
+
+# -- 3-D convolutions: Nengo's step runs none, so the oracle is their definition --
+SHAPE_3D = (4, 3, 5, 2)
+
+
+def _conv3d_net():
+    """Image -> grouped "same" 3-D convolution -> Node -> channels-first
+    transposed 3-D convolution -> Node.  On one axis of each a stride exceeds
+    the kernel, so that "same" pads by a negative total before its max with 0
+    (-2: TensorFlow's CPU 3-D convolution gets this wrong, see graph.py)."""
+    with nengo.Network(seed=2) as net:
+        image = nengo.Node(np.zeros(np.prod(SHAPE_3D)))
+        down = nengo.Convolution(4, SHAPE_3D, kernel_size=(2, 1, 3), strides=(1, 3, 2),
+                                 padding="same", groups=2)
+        mid = nengo.Node(size_in=down.size_out)
+        # mid's values seen as (channels, depth, height, width)
+        up = nengo.transforms.ConvolutionTranspose(
+            3, (4,) + down.output_shape.spatial_shape, kernel_size=(1, 2, 2),
+            strides=(3, 1, 2), padding="same", channels_last=False)
+        out = nengo.Node(size_in=up.size_out)
+        conns = [nengo.Connection(image, mid, transform=down, synapse=None),
+                 nengo.Connection(mid, out, transform=up, synapse=None)]
+        probes = [nengo.Probe(mid), nengo.Probe(out)]
+    return net, image, probes, conns
+
+
+def _conv3d_expected(conns, kernels, x):
+    """The probes' values by the definition of the convolutions, per trial and step."""
+    from test_kernels_conv import definition_increment  # noqa: PLC0415
+
+    mid = np.array([[definition_increment(conns[0].transform, kernels[0], xs) for xs in xt]
+                    for xt in x])
+    out = np.array([[definition_increment(conns[1].transform, kernels[1], m) for m in mt]
+                    for mt in mid])
+    return [mid, out]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_conv3d_runs_and_trains_forward(dtype):
+    """``Simulator.run`` (the native conv_inc) and the training graph
+    (TensorFlow's 3-D convolutions) both compute the definition."""
+    steps, mb = 3, 2
+    x = np.random.RandomState(1).uniform(-1, 1, (mb, steps, np.prod(SHAPE_3D)))
+    net, image, probes, conns = _conv3d_net()
+    with nengo_cuda.Simulator(net, dtype=dtype, minibatch_size=mb, progress_bar=False) as sim:
+        kernels = [sim.data[c].weights for c in conns]
+        sim.run_steps(steps, data={image: x})
+        ran = [sim.data[p] for p in probes]
+        trained = sim._trainer().forward({image: x}, steps, probes)
+    atol = 1e-12 if dtype == "float64" else 1e-5
+    for p, got, expected in zip(probes, ran, _conv3d_expected(conns, kernels, x)):
+        assert np.abs(expected).max() > 0.1  # the comparison means something
+        np.testing.assert_allclose(got, expected, rtol=0, atol=atol, err_msg="run")
+        np.testing.assert_allclose(trained[p], expected, rtol=0, atol=atol, err_msg="training")
+
+
+def test_conv3d_kernel_gradients():
+    """Each 3-D kernel gets the gradient central differences give."""
+    from nengo_cuda.training.gradient_check import central_difference
+
+    net, image, probes, conns = _conv3d_net()
+    x = tf.constant(np.random.RandomState(0).uniform(-1, 1, (2, 2, np.prod(SHAPE_3D))))
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2, progress_bar=False) as sim:
+        graph = sim._trainer().graph
+        kernels = [graph.variables[sim.model.sig[c]["weights"].base][0] for c in conns]
+
+        def loss():
+            outs = graph({image: x}, 2, probes)
+            return tf.reduce_sum(outs[probes[0]] ** 2) + tf.reduce_sum(outs[probes[1]] ** 3)
+
+        with tf.GradientTape() as tape:
+            value = loss()
+        grads = tape.gradient(value, kernels)
+        f = tf.function(loss, autograph=False)
+        for var, grad in zip(kernels, grads):
+            g = grad.numpy().ravel()
+            for i in np.random.RandomState(3).choice(g.size, 5, replace=False):
+                np.testing.assert_allclose(g[i], central_difference(f, var, i, 1e-6),
+                                           rtol=1e-5, atol=1e-8)
+
+
+def test_convolution_over_3d_is_refused():
+    """TensorFlow, which trains convolutions, has none over 4 spatial axes:
+    the simulator refuses them by name (as NengoDL), not in a step."""
+    with nengo.Network() as net:
+        a = nengo.Node(np.zeros(16))
+        b = nengo.Node(size_in=1)
+        conv = nengo.Convolution(1, (2, 2, 2, 2, 1), kernel_size=(2, 2, 2, 2),
+                                 strides=(1, 1, 1, 1))
+        nengo.Connection(a, b, transform=conv)
+    with pytest.raises(NotImplementedError, match=r"Convolution\(n_filters=1.* has 4 spatial "
+                                                  r"dimensions; at most 3"):
+        nengo_cuda.Simulator(net, progress_bar=False)

@@ -4,13 +4,14 @@ The converter walks the model's layer graph from its outputs back to its inputs
 and converts every layer application with the converter registered for its type
 (`nengo_cuda.converter.layers`): Dense and convolution layers become
 connections with the Keras weights as transforms (``nengo.Convolution`` for
-convolutions, depthwise ones too; ``ConvolutionTranspose`` for transposed
-ones), activations become neurons (relu -> RectifiedLinear, sigmoid ->
-Sigmoid, tanh -> Tanh, LeakyReLU -> nengo_cuda.LeakyReLU; linear -> a Node),
+convolutions, 1-D to 3-D, depthwise ones too; ``ConvolutionTranspose`` for
+transposed ones), activations become neurons (relu -> RectifiedLinear, sigmoid
+-> Sigmoid, tanh -> Tanh, LeakyReLU -> nengo_cuda.LeakyReLU; linear -> a Node),
 reshapes cost nothing, pooling is a constant depthwise convolution, padding,
-cropping and upsampling are index maps, merges are Nodes.  3-D convolutions
-are 2-D ones over a restacked input and 3-D pooling a sparse average (Nengo
-runs 1-D and 2-D convolutions only).  A layer
+cropping and upsampling are index maps, merges are Nodes.  3-D transposed
+convolutions are 2-D convolutions over a restacked input and 3-D pooling a
+sparse average (Nengo runs 1-D and 2-D convolutions only).  A TimeDistributed
+layer in a temporal model is its wrapped layer, converted per step.  A layer
 with no native form becomes a `~nengo_cuda.TensorNode` running the Keras layer
 itself (``allow_fallback=True``; several inputs arrive side by side and are
 split again), so any layer with one output converts.
@@ -116,6 +117,7 @@ class Converter:
         self._bias_node = None
         self._layer_converters = {}  # id(layer) -> its LayerConverter instance
         self._substitute = {}  # id(Keras tensor) -> Tensor, inside a nested model
+        self._wrapper = None  # the TimeDistributed layer whose wrapped layer converts
         if not getattr(model, "outputs", None):
             raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
                              f"Input or call it once)")
@@ -170,25 +172,34 @@ class Converter:
             return outs
         inputs = [self._tensor(t) for t in node.input_tensors]
         found = self._find_converter(layer)
-        if self.temporal_model and found != "model":
+        if self.temporal_model and found not in ("model", "per step"):
             why = time_mixing(layer, node)
             if why is not None:  # (no TensorNode either: it runs one step at a time)
                 raise TypeError(f"Converter(temporal_model=True): layer {layer.name!r} "
                                 f"({name}) is not one function per time step: {why}")
+        outs = self._apply(layer, found, node_index, node, inputs, out_shapes)
+        self._record(layer, node, outs)
+        return outs
+
+    def _apply(self, layer, found, node_index, node, inputs, out_shapes):
+        """The Tensors of application ``node_index`` (Keras node ``node``) of
+        ``layer`` to the converted ``inputs``, converted by ``found`` (see
+        `_find_converter`), else as a TensorNode."""
+        if found == "per step":
+            return self._time_distributed(layer, node_index, node, inputs, out_shapes)
+        name = type(layer).__name__
         reason = None
         if isinstance(found, type):  # a registered LayerConverter
             ok, reason = _convertible(found, layer, self)
             if not ok and not found.allow_fallback:
-                raise TypeError(f"Converter: cannot convert layer {layer.name!r} with "
-                                f"{found.__name__}: {reason}")
+                raise TypeError(f"Converter: cannot convert layer {layer.name!r}"
+                                f"{self._within()} with {found.__name__}: {reason}")
             has_weights = found.has_weights if ok else bool(getattr(layer, "weights", None))
         else:
             has_weights = bool(getattr(layer, "weights", None))
         if found == "model":
             self._count_application(layer, has_weights)
-            outs = self._nested(layer, inputs)  # a Model used as a layer
-            self._record(layer, node, outs)
-            return outs
+            return self._nested(layer, inputs)  # a Model used as a layer
         if found is None:
             reason = f"no converter for {name}"
         elif not isinstance(found, type) and not self.inference_only:
@@ -208,8 +219,28 @@ class Converter:
                 self._rollback(built)  # no half-built layer next to its fallback
         if reason is not None:
             outs = self._fallback(layer, inputs, out_shapes, reason)
-        self._record(layer, node, outs)
         return outs
+
+    def _time_distributed(self, layer, node_index, node, inputs, out_shapes):
+        """A TimeDistributed layer applies its wrapped layer to each step of its
+        input on its own: ``y[:, t] = layer.layer(x[:, t])``.  In a temporal
+        model a Nengo step holds one Keras step's values, so this is the
+        wrapped layer converted as in a model without the time axis (natively,
+        or as a TensorNode running the wrapped layer on one step).  Outside a
+        temporal model the time axis is a value axis, along which the wrapped
+        layer would be copied with its weights shared: not converted natively
+        (NengoDL refuses it; here it runs as a TensorNode with allow_fallback)."""
+        if not self.temporal_model:
+            return self._fallback(
+                layer, inputs, out_shapes, "TimeDistributed converts natively only with "
+                "temporal_model=True, where its time axis is the simulation's steps")
+        inner, saved = layer.layer, (self.temporal_model, self.lead, self._wrapper)
+        self.temporal_model, self.lead, self._wrapper = False, 1, layer
+        try:
+            return self._apply(inner, self._find_converter(inner), node_index, node, inputs,
+                               out_shapes)
+        finally:
+            self.temporal_model, self.lead, self._wrapper = saved
 
     def _count_application(self, layer, has_weights):
         """A native form copies a layer's weights: a second application of a layer
@@ -218,12 +249,18 @@ class Converter:
             return
         count = self._applications[id(layer)] = self._applications.get(id(layer), 0) + 1
         if count > 1 and not self.split_shared_weights:
-            raise ValueError(f"Converter: layer {layer.name!r} is applied {count} times; "
-                             f"shared weights need split_shared_weights=True")
+            raise ValueError(f"Converter: layer {layer.name!r}{self._within()} is applied "
+                             f"{count} times; shared weights need split_shared_weights=True")
+
+    def _within(self):
+        """Where the layer being converted is, in messages: in a TimeDistributed layer."""
+        w = self._wrapper
+        return "" if w is None else f" in TimeDistributed layer {w.name!r}"
 
     def _find_converter(self, layer):
         """What converts ``layer``: a registered `LayerConverter` subclass,
-        "model" (a nested model), a built-in converter function, or None.
+        "model" (a nested model), "per step" (a TimeDistributed layer), a
+        built-in converter function, or None.
 
         A registration for the layer's own class comes first, then a nested
         model, then the built-in converter of that exact Keras class (by class
@@ -235,6 +272,8 @@ class Converter:
             return self.converters[mro[0]]
         if hasattr(layer, "layers") and getattr(layer, "outputs", None):
             return "model"
+        if type(layer).__name__ == "TimeDistributed":
+            return "per step"
         if type(layer).__name__ in CONVERTERS:
             return CONVERTERS[type(layer).__name__]
         return next((self.converters[c] for c in mro[1:] if c in self.converters), None)
@@ -298,7 +337,7 @@ class Converter:
             self._converted, self._substitute = saved
 
     def _fallback(self, layer, inputs, out_shapes, reason):
-        where = f"layer {layer.name!r} ({type(layer).__name__}): {reason}"
+        where = f"layer {layer.name!r} ({type(layer).__name__}){self._within()}: {reason}"
         if not self.allow_fallback:
             raise TypeError(f"Converter: cannot convert {where}; allow_fallback=True runs it "
                             f"as a TensorNode")
@@ -325,9 +364,11 @@ class Converter:
         return neuron_type_for(activation, self.swap_activations, self.swaps_used)
 
     def _scale(self, layer):
+        """``scale_firing_rates`` of ``layer`` (a dict may name a layer wrapped by
+        TimeDistributed, as NengoDL's, or the TimeDistributed layer)."""
         s = self.scale_firing_rates
         if isinstance(s, dict):
-            s = s.get(layer)
+            s = s.get(layer, s.get(self._wrapper) if self._wrapper is not None else None)
         return 1.0 if s is None else float(s)
 
     def layer_output(self, layer, size, neuron_type, bias=None):

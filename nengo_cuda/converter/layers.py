@@ -12,9 +12,10 @@ axis; Keras' channels_first/channels_last is Nengo's ``channels_last``), and a
 Keras convolution kernel ``kernel_size + (in_channels / groups, filters)`` is a
 Nengo kernel, so reshapes are free and convolutions map one to one.
 
-Nengo's reference simulator (and ours) runs 1-D and 2-D convolutions only, so
-3-D layers are built from what runs everywhere: a 3-D convolution is one 2-D
-`nengo.Convolution` over a restacked copy of its input (`_conv3d`), 3-D
+A Conv3D layer is a 3-D `nengo.Convolution`, as in NengoDL (our simulator runs
+it; Nengo's reference simulator runs 1-D and 2-D convolutions only).  The other
+3-D layers are built from what runs everywhere: a 3-D transposed convolution is
+one 2-D `nengo.Convolution` over a restacked copy of its input (`_conv3d`), 3-D
 pooling a constant sparse averaging map.
 """
 
@@ -23,7 +24,7 @@ from collections import namedtuple
 import nengo
 import numpy as np
 
-from .activations import leaky_relu, neuron_type_for
+from .activations import leaky_relu
 
 Tensor = namedtuple("Tensor", ["obj", "shape"])  # a Nengo object to connect from
 
@@ -133,7 +134,7 @@ def _check_conv(layer):
         raise Unconvertible("dilated convolution")
 
 
-@register("Conv1D", "Conv2D")
+@register("Conv1D", "Conv2D", "Conv3D")
 def conv(ctx, layer, inputs, out_shapes):
     inp = _single(layer, inputs)
     _check_conv(layer)
@@ -177,23 +178,6 @@ def conv_transpose(ctx, layer, inputs, out_shapes):
         kernel_size=tuple(layer.kernel_size), strides=tuple(layer.strides),
         padding=layer.padding, channels_last=last, init=np.swapaxes(layer.kernel.numpy(), -1, -2))
     return _conv_output(ctx, layer, inp, out_shapes[0], transform, last)
-
-
-@register("Conv3D")
-def conv3d(ctx, layer, inputs, out_shapes):
-    """Keras pads ``"same"`` by ``total = max((ceil(n / s) - 1) * s + k - n, 0)``
-    per axis, ``total // 2`` before."""
-    inp = _single(layer, inputs)
-    _check_conv(layer)
-    last = _channels_last(layer)
-    idx = _channels_to_last(np.arange(_size(inp.shape)).reshape(inp.shape), last)
-    maps = []
-    for n, k, st in zip(idx.shape[:-1], layer.kernel_size, layer.strides):
-        total = max((-(-n // st) - 1) * st + k - n, 0) if layer.padding == "same" else 0
-        pos = np.arange(n + total) - total // 2  # padded position -> input position
-        maps.append(np.where((pos >= 0) & (pos < n), pos, -1))
-    return _conv3d(ctx, layer, inp, out_shapes[0], layer.kernel.numpy(), _source(idx, maps),
-                   tuple(layer.strides), getattr(layer, "groups", 1))
 
 
 @register("Conv3DTranspose")
@@ -481,10 +465,19 @@ def cropping(ctx, layer, inputs, out_shapes):
 # -- batch normalization ------------------------------------------------------------
 @register("BatchNormalization")
 def batch_normalization(ctx, layer, inputs, out_shapes):
+    """``y = (x - mean) * gamma / sqrt(var + eps) + beta`` with the moving
+    ``mean`` and ``var``: a constant scale and offset per channel of ``axis``.
+
+    That is the layer's inference form.  A trainable layer trains differently
+    (Keras normalizes by the batch's statistics and trains ``gamma`` and
+    ``beta``), so it converts only with ``inference_only``; a frozen one
+    (``trainable=False``) is its inference form in training too, so it always
+    converts."""
     inp = _single(layer, inputs)
-    if not ctx.inference_only:
+    if not ctx.inference_only and layer.trainable:
         raise Unconvertible("BatchNormalization trains differently from its inference "
-                            "form (inference_only=True converts it natively)")
+                            "form: no native form unless inference_only=True (or the layer "
+                            "is frozen, trainable=False)")
     shape = tuple(out_shapes[0])
     axes = np.atleast_1d(layer.axis)
     if axes.size != 1:

@@ -7,7 +7,9 @@ other axes, ...).  Such a layer converts as in a model without the time axis.
 A layer that mixes steps (a recurrent layer, a convolution or pooling along
 time, a Flatten over time) or treats them differently (a BatchNormalization
 over the time axis) has no per-step form, native or TensorNode: it is refused
-by name.
+by name.  A TimeDistributed layer applies its wrapped layer to each step by
+definition: it converts as that layer without the time axis
+(``Converter._time_distributed``).
 
 `time_mixing` finds such layers by running the layer itself on a probe input
 (Keras's own behaviour, no list of layer types to keep up to date): one random

@@ -14,6 +14,10 @@ A `~nengo.ConvolutionTranspose` is the adjoint of the forward convolution from
 its output shape to its input shape (what Nengo's ``conv2d_gradx`` computes):
 the same pairs with rows and columns swapped, and the same weight layout.
 
+Nothing here depends on the number of spatial axes: 1-, 2- and 3-D convolutions
+lower alike (Nengo's own step runs 1-D and 2-D ones only; training runs
+TensorFlow's convolutions, which stop at 3-D, and so do we).
+
 Positions and taps are flattened in C order of the spatial and kernel shapes,
 so ``W`` (kernel shape ``kernel_size + (C_g, filters)``) is ``(taps, C_g, F)``.
 With the ``set`` scalar (a `~nengo_cuda.fusion.ConvSet`: Nengo's reset of Y
@@ -28,6 +32,9 @@ from ..fusion import ConvSet
 from ..program import Instruction
 from .common import all_float, vector_view
 from .registry import register
+
+
+MAX_DIMENSIONS = 3  # spatial axes: as many as TensorFlow's convolutions (training)
 
 
 def axis_pairs(n, m, k, stride, padding):
@@ -91,13 +98,20 @@ class ConvIncLowering:
     @staticmethod
     def key(op, layout):
         conv = op.conv
-        if conv.dimensions > 2:
-            return None  # Nengo's step raises for these; so does the fallback
-        if not all_float(layout, [op.W, op.X, op.Y]) or op.X.ndim != 1 or op.Y.ndim != 1:
-            return None
-        if op.W.shape != conv.kernel_shape or not _weights_contiguous(op, layout):
-            return None
-        return ("conv_inc",)
+        if conv.dimensions > MAX_DIMENSIONS:
+            raise NotImplementedError(
+                f"{conv} has {conv.dimensions} spatial dimensions; at most "
+                f"{MAX_DIMENSIONS} are supported (as in TensorFlow, which trains them)")
+        native = (all_float(layout, [op.W, op.X, op.Y]) and op.X.ndim == 1 and op.Y.ndim == 1
+                  and op.W.shape == conv.kernel_shape and _weights_contiguous(op, layout))
+        if native:
+            return ("conv_inc",)
+        if conv.dimensions > 2:  # Nengo's step, the fallback, runs 1-D and 2-D only
+            raise NotImplementedError(
+                f"{conv}: a {conv.dimensions}-D convolution runs only as a native conv_inc, "
+                f"which needs float vectors X and Y and a contiguous kernel of shape "
+                f"{conv.kernel_shape}")
+        return None
 
     @staticmethod
     def lower(ops, layout):

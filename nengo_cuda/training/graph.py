@@ -27,6 +27,7 @@ from nengo.exceptions import BuildError, SimulationError
 from ..layout import FLOAT
 from ..lowering.dot import _csr
 from . import ops as nc_ops
+from .convolution import convolve
 from .host_process import HostProcess, host_time
 from .tensor_node import is_tensor_node_func
 
@@ -493,32 +494,13 @@ class TrainingGraph:
         self.write(vals, op.Y, Y, inc=True)
 
     def _op_ConvInc(self, op, vals, t):
-        """``Y += conv(X, W)``: TensorFlow's convolution, whose padding ("same":
-        the smaller half before) is Nengo's; channels-first signals are moved to
-        channels-last, which TensorFlow runs on every device."""
+        """``Y += conv(X, W)``: TensorFlow's (transposed) convolution
+        (`nengo_cuda.training.convolution`)."""
         conv = op.conv
         X = self.read(vals, op.X)
         X = X if self._batched(op.X) else tf.broadcast_to(X, [self.batch, op.X.size])
         X = tf.reshape(X, [self.batch] + list(conv.input_shape.shape))
-        if not conv.channels_last:
-            X = tf.experimental.numpy.moveaxis(X, 1, -1)
-        W = self.read(vals, op.W)
-        padding = conv.padding.upper()
-        if op.is_transpose:
-            # TensorFlow's transposed filter is (spatial..., out channels, in channels)
-            spatial = list(range(conv.dimensions))
-            W = tf.transpose(W, spatial + [conv.dimensions + 1, conv.dimensions])
-            out = conv.output_shape
-            shape = [self.batch] + list(out.spatial_shape) + [out.n_channels]
-            Y = tf.nn.conv_transpose(X, W, shape, strides=conv.strides, padding=padding)
-        elif conv.groups == 1:
-            Y = tf.nn.convolution(X, W, strides=conv.strides, padding=padding)
-        else:  # one convolution per group: TensorFlow has no grouped gradient on CPUs
-            Y = tf.concat([tf.nn.convolution(x, w, strides=conv.strides, padding=padding)
-                           for x, w in zip(tf.split(X, conv.groups, axis=-1),
-                                           tf.split(W, conv.groups, axis=-1))], axis=-1)
-        if not conv.channels_last:
-            Y = tf.experimental.numpy.moveaxis(Y, -1, 1)
+        Y = convolve(X, self.read(vals, op.W), conv, self.batch)
         self.write(vals, op.Y, tf.reshape(Y, [self.batch, -1]), inc=True)
 
     _op_ConvTransposeInc = _op_ConvInc
