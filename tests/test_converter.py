@@ -583,11 +583,16 @@ def test_unused_swaps_and_unknown_input_sizes():
     inp = keras.Input((3,))
     model = keras.Model(inp, keras.layers.Dense(2, activation="relu")(inp))
     with pytest.warns(UserWarning, match="'sigmoid' matched no activation"):
-        nengo_cuda.Converter(model, swap_activations={"sigmoid": nengo.LIF(),
-                                                      "relu": nengo.SpikingRectifiedLinear()})
+        conv = nengo_cuda.Converter(model, swap_activations={
+            "sigmoid": nengo.LIF(), "relu": nengo.SpikingRectifiedLinear()})
+    # NengoDL's swap_activations.unused_keys() (test_swap_activations_key_never_used)
+    assert conv.swap_activations.unused_keys() == {"sigmoid"}
+    assert conv.swap_activations["relu"] == nengo.SpikingRectifiedLinear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a key that applies does not warn
-        nengo_cuda.Converter(model, swap_activations={"relu": nengo.SpikingRectifiedLinear()})
+        conv = nengo_cuda.Converter(model, swap_activations={
+            "relu": nengo.SpikingRectifiedLinear()})
+    assert conv.swap_activations.unused_keys() == set()
     open_inp = keras.Input((None, 3))
     open_model = keras.Model(open_inp, keras.layers.Dense(2)(open_inp))
     with pytest.raises(ValueError, match="must be fully specified"):

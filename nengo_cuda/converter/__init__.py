@@ -47,6 +47,21 @@ from .temporal import time_mixing
 __all__ = ["Converter", "LayerConverter", "Unconvertible"]
 
 
+
+class SwapActivations(dict):
+    """``Converter.swap_activations``: the dict given, which also knows which of
+    its keys matched an activation of the model (NengoDL's ``unused_keys``)."""
+
+    def __init__(self, swaps=None):
+        super().__init__(swaps or {})
+        self.used = set()  # positions of the keys that applied
+
+    def unused_keys(self, ordered=False):
+        """The keys that matched no activation of the model (a set; a list in
+        the dict's order with ``ordered``)."""
+        keys = [key for i, key in enumerate(self) if i not in self.used]
+        return keys if ordered else set(keys)
+
 class Converter:
     """Converts a Keras model to a Nengo network.
 
@@ -105,8 +120,8 @@ class Converter:
         self.inference_only = inference_only
         self.max_to_avg_pool = max_to_avg_pool
         self.split_shared_weights = split_shared_weights
-        self.swap_activations = dict(swap_activations or {})
-        self.swaps_used = set()  # indices of swap_activations' keys that applied
+        self.swap_activations = SwapActivations(swap_activations)
+        self.swaps_used = self.swap_activations.used
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
         self.temporal_model = bool(temporal_model)
@@ -130,10 +145,10 @@ class Converter:
                 probe = nengo.Probe(obj, synapse=synapse)
                 self.outputs[kt] = probe
                 self.outputs.alias(_history(kt)[0], probe)
-        for i, key in enumerate(self.swap_activations):
-            if i not in self.swaps_used:  # (a typo, or a layer that fell back)
-                warnings.warn(f"Converter: swap_activations key {key!r} matched no "
-                              f"activation in the model")
+        for key in self.swap_activations.unused_keys(ordered=True):
+            # (a typo, or a layer that fell back)
+            warnings.warn(f"Converter: swap_activations key {key!r} matched no "
+                          f"activation in the model")
         # the model's inputs are the network's first Nodes (data given as a list
         # goes to the input Nodes in this order, the constant bias Node last)
         first = [self.inputs[kt] for kt in model.inputs if kt in self.inputs]
