@@ -436,17 +436,19 @@ def test_sparse_dot_inc(device):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_trials, shared_w", [(1, True), (3, True), (9, True), (3, False)])
 @pytest.mark.parametrize("set_", [False, True], ids=["inc", "set"])
-def test_conv_inc(device, dtype, n_trials, shared_w, set_):
+@pytest.mark.parametrize("dims", [(1, 2), (3,)], ids=["1d2d", "3d"])
+def test_conv_inc(device, dtype, n_trials, shared_w, set_, dims):
     """Random (transposed, grouped, strided) convolutions: the device sums each
     output's terms in the CPU kernel's order (csrc/kernels/conv.h), in tiles of
     1, 2 or 4 filters and 1, 4 or 8 trials (shared weights) or one output
     element per thread (per-trial weights); adding to Y or, with ``set``,
     writing it.  The CPU kernel fuses multiply-adds, so each sum of at most
-    4 x 4 taps x 3 channels terms of size <= 1 may differ by about that many
-    float32 roundings."""
+    4 x 4 taps x 3 channels terms of size <= 1 (4 x 4 x 4 taps in 3-D) may
+    differ by about that many float32 roundings."""
     rng = np.random.RandomState(5 + n_trials)
+    max_terms = 4 ** len(kc.random_conv(rng, dims=dims).kernel_size) * 3
     for _ in range(12):
-        conv = kc.random_conv(rng, filters_per_group=(1, 2, 3, 4, 6, 8))
+        conv = kc.random_conv(rng, filters_per_group=(1, 2, 3, 4, 6, 8), dims=dims)
         n_w = int(np.prod(conv.kernel_shape))
         n_io = 2 * conv.size_in + conv.size_out
         if shared_w:
@@ -460,7 +462,7 @@ def test_conv_inc(device, dtype, n_trials, shared_w, set_):
         t.add("conv_inc", ints=ints, scalars={**scalars, "set": int(set_)})
         t.run(2)
         eps = np.finfo(dtype).eps
-        t.assert_equal(rtol=0, atol=48 * eps)
+        t.assert_equal(rtol=0, atol=max_terms * eps)
         t.close()
 
 
