@@ -65,11 +65,42 @@ def test_fit_with_pes_trains_the_other_parameters():
         sim.compile(tf.optimizers.Adam(1e-3), loss={probes[0]: "mse"})
         history = sim.fit({inp: x}, {probes[0]: x}, epochs=3, verbose=0)
         assert np.all(np.isfinite(history.history["loss"]))
-        # the learned weights are not optimised; fit's minibatches do not carry
-        # what the rule learns (NengoDL's do: a difference noted in
-        # docs/training-state.md), so they keep their build value
-        np.testing.assert_array_equal(sim.data[learned].weights, before)
+        # the learned weights are not optimised, but the rule learns (as NengoDL)
+        assert not np.allclose(sim.data[learned].weights, before)
         assert not np.allclose(sim.data[net.ensembles[0]].bias, bias)
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+@pytest.mark.parametrize("how", ["fit", "predict in training mode"])
+def test_training_carries_what_the_rule_learns(stateful, how):
+    """As NengoDL: what an online rule learns in one minibatch of fit (or of
+    predict with learning_phase=True, through the training graph) is where the
+    next starts (the other state starts over unless stateful), and the
+    simulator keeps it; with a learning rate of 0 and rate neurons, these
+    forward passes are the native runs of the same data one after the other."""
+    steps, mb = 15, 2
+    x = np.random.RandomState(2).uniform(-1, 1, (2 * mb, steps, 1))
+    net, inp, probes = _net("pes")
+    learned = net.connections[1]
+    if how != "fit":
+        with net:
+            nengo_cuda.configure_settings(learning_phase=True)
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=mb, progress_bar=False) as sim:
+        if how == "fit":
+            sim.compile(tf.optimizers.SGD(0.0), loss={probes[0]: "mse"})
+            sim.fit({inp: x}, {probes[0]: np.zeros_like(x)}, shuffle=False, verbose=0,
+                    stateful=stateful)
+        else:
+            sim.predict({inp: x}, stateful=stateful)
+        fitted = sim.data[learned].weights
+        assert sim.n_steps == (2 * steps if stateful else 0)
+    net, inp, _ = _net("pes")  # (native runs, whatever the learning phase above)
+    learned = net.connections[1]
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=mb, progress_bar=False) as ref:
+        for i in range(2):
+            ref.run_steps(steps, data={inp: x[i * mb: (i + 1) * mb]}, stateful=stateful)
+        assert not np.allclose(ref.data[learned].weights, ref.model.params[learned].weights)
+        np.testing.assert_allclose(fitted, ref.data[learned].weights, rtol=0, atol=1e-12)
 
 
 def _block_sparse_learned_sim(net, attempts=10):

@@ -368,6 +368,36 @@ class TrainingGraph:
         return [np.stack([self.layout.base_array(b, t).reshape(-1) for t in range(n)])
                 .astype(self.np_dtype) for b in self.state_bases()]
 
+    def initial_state(self):
+        """The initial state as ``init`` values ``(n_trials, size)`` (what
+        ``init=None`` starts from; parameters are applied on top)."""
+        n = self.sim.n_trials
+        return [np.tile(np.asarray(b.initial_value, dtype=self.np_dtype).reshape(1, -1), (n, 1))
+                for b in self.state_bases()]
+
+    def learned_masks(self):
+        """Per base of `state_bases`, a bool mask of the elements that online
+        learning rules change (`nengo_cuda.parameters.LearnedParameters`: what
+        a run learns is kept, as NengoDL keeps it), or None without any."""
+        bases = self.state_bases()
+        masks = {}
+        for sig in self.sim.learned.signals.values():
+            if sig.base in bases:
+                mask = masks.setdefault(sig.base, np.zeros(sig.base.size, dtype=bool))
+                mask[self.layout.addresses(sig).ravel()
+                     - self.layout.base_address(sig.base)] = True
+        if not masks:
+            return None
+        return [masks.get(b, np.zeros(b.size, dtype=bool)) for b in bases]
+
+    def write_learned(self, masks, values):
+        """Writes the learned elements (`learned_masks`) of a final state."""
+        for base, mask, value in zip(self.state_bases(), masks, values):
+            if mask.any():
+                value = np.asarray(value)
+                for t in range(self.sim.n_trials):
+                    self.layout.base_array(base, t).reshape(-1)[mask] = value[t][mask]
+
     def write_state(self, values):
         """Writes a final state (see `__call__`) into the simulator's buffers."""
         for base, value in zip(self.state_bases(), values):

@@ -134,18 +134,28 @@ class Inference:
 
             self._train_fns[key] = run
         state, t0 = graph.read_state(), sim.n_steps
+        # what online learning rules learn carries on (as in `_native_runs`)
+        masks = graph.learned_masks()
+        carried = state
         for i in range(batch // mb):
             xs = tuple(tf.constant(np.asarray(x[n][i * mb: (i + 1) * mb], dtype=sim.dtype))
                        for n in nodes)
+            start = state
+            if masks is not None and not stateful:
+                start = [np.where(m, c, s) for m, c, s in zip(masks, carried, state)]
             with graph.host_errors():
                 outs, final = self._train_fns[key](
-                    xs, tuple(tf.constant(v) for v in state), tf.constant(float(t0), tf.float64))
+                    xs, tuple(tf.constant(v) for v in start), tf.constant(float(t0), tf.float64))
             if stateful:
                 state, t0 = [v.numpy() for v in final], t0 + steps
+            if masks is not None:
+                carried = [v.numpy() for v in final]
             yield {p: v.numpy() for p, v in zip(probes, outs)}
         if stateful:
             graph.write_state(state)
             sim._set_step_count(t0)
+        elif masks is not None:
+            graph.write_learned(masks, carried)
 
     def predict(self, x=None, n_steps=None, stateful=False, batch_size=None, verbose=None,
                 steps=None, **kwargs):

@@ -334,6 +334,13 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         # the simulator's state: where every minibatch (or, stateful, the first) starts
         state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
         t0 = self.sim.n_steps if self.sim._stateful else 0
+        # what online learning rules learn carries on from minibatch to minibatch,
+        # stateful or not (NengoDL's parameters): the last final state holds it
+        masks = graph.learned_masks()
+        if masks is not None and state is None:
+            state = [tf.constant(np.where(m, now, first)) for m, now, first in
+                     zip(masks, graph.read_state(), graph.initial_state())]
+        carried = state
 
         model = self.keras_model
         verbose = 1 if verbose == "auto" else verbose  # as Keras resolves it
@@ -363,16 +370,21 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 stop = done + 1 if (cbs.batch_hooks or model.stop_training) else n_batches
                 if cbs.batch_hooks:
                     cbs("on_train_batch_begin", done)
+                start = state
+                if masks is not None and not stateful:
+                    start = [tf.where(m, c, s) for m, c, s in zip(masks, carried, state)]
                 with self.graph.host_errors():
                     loss_sum, probe_sums, final, outs = train_range(
                         *uploaded, order_t, tf.constant(done), tf.constant(stop),
-                        tuple(state) if state is not None else (),
+                        tuple(start) if start is not None else (),
                         tf.constant(float(t0), tf.float64))
                 self._update_metrics(metrics, with_outputs, outs, data, order[done:stop])
                 total += float(loss_sum)
                 per_probe += [float(v) for v in probe_sums]
                 if stateful:
                     state = list(final)
+                if masks is not None:
+                    carried = list(final)
                 done = stop
                 logs = self._fit_logs(probes, per_probe / done, total / done, metrics)
                 if cbs.batch_hooks:
@@ -384,7 +396,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 t0 += done * steps
             epoch_logs = logs
             # callbacks and validation see the parameters (and state) trained so far
-            self._sync(stateful, state, t0)
+            self._sync(stateful, state, t0, masks, carried)
             if validation is not None and self._should_validate(epoch, validation_freq):
                 epoch_logs.update(self._validate(validation, steps, cbs))
             cbs("on_epoch_end", epoch, epoch_logs)
@@ -395,7 +407,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 break
         cbs("on_train_end", logs=epoch_logs)
         # after on_train_end: e.g. EarlyStopping(restore_best_weights=True) sets weights
-        self._sync(stateful, state, t0)
+        self._sync(stateful, state, t0, masks, carried)
         return cbs.history
 
     def _fit_feed(self, x, y, sample_weight, n_steps, class_weight, shuffle, steps_per_epoch,
@@ -471,13 +483,17 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             cbs("on_test_end", logs=val_logs)
         return {f"val_{k}": v for k, v in val_logs.items()}
 
-    def _sync(self, stateful, state, t0):
+    def _sync(self, stateful, state, t0, masks=None, carried=None):
         """Writes the trained parameters (and, ``stateful``, the state and step
-        count) into the simulator."""
+        count; else what online learning rules learned: ``masks`` of the
+        state's learned elements, ``carried`` the last final state) into the
+        simulator."""
         self.graph.write_back()
         if stateful and state is not None:
             self.graph.write_state([v.numpy() for v in state])
             self.sim._set_step_count(t0)
+        elif masks is not None:
+            self.graph.write_learned(masks, [v.numpy() for v in carried])
 
     def _fit_logs(self, probes, probe_means, loss, metrics):
         logs = self._results({p: float(v) for p, v in zip(probes, probe_means)}, metrics)
@@ -547,6 +563,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
     def _make_train_step(self, nodes, probes, steps, stateful, with_outputs):
         graph, opt = self.graph, self.optimizer
         variables = self.trainable_variables
+        learned = graph.learned_masks()  # (carried from minibatch to minibatch)
         weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
         loss_fns = [self._loss_for(p) for p in probes]
 
@@ -588,22 +605,31 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             """Minibatches ``start .. stop - 1`` of an epoch (minibatch ``i``: the
             rows ``order[i]``) in one graph call.  ``state0``: the state to start
             from (``()``: the initial state); ``stateful``: minibatch ``i`` starts
-            where ``i - 1`` ended, at time step ``t0 + i * steps``.  Returns the
-            sums over these minibatches of the loss and of each probe's loss, the
-            final state, and the outputs for the metrics."""
+            where ``i - 1`` ended, at time step ``t0 + i * steps``; else from
+            ``state0`` with what online learning rules learned in ``i - 1``.
+            Returns the sums over these minibatches of the loss and of each
+            probe's loss, the final state, and the outputs for the metrics."""
             init0 = list(state0) if state0 else None
             out_arrays = [tf.TensorArray(graph.dtype, size=stop - start) for _ in with_outputs]
 
             def body(i, total, per_probe, state, arrays):
                 sel = order[i]
-                init = (list(state) if stateful else init0) if init0 is not None else None
+                if init0 is None:
+                    init = None
+                elif stateful:
+                    init = list(state)
+                elif learned is not None:  # the state's start, with what was learned
+                    init = [tf.where(m, s, s0) for m, s, s0 in zip(learned, state, init0)]
+                else:
+                    init = init0
                 steps_before = t0 + tf.cast(i * steps, f64) if stateful else t0
                 loss, losses, final, outs = step(
                     tuple(tf.gather(v, sel) for v in x_full),
                     tuple(tf.gather(v, sel) for v in y_full),
                     tuple(tf.gather(v, sel) for v in w_full), init, steps_before)
                 per_probe = [a + tf.cast(v, f64) for a, v in zip(per_probe, losses)]
-                state = final if (stateful and init0 is not None) else state
+                carry = stateful or learned is not None
+                state = final if (carry and init0 is not None) else state
                 arrays = [a.write(i - start, o) for a, o in zip(arrays, outs)]
                 return i + 1, total + tf.cast(loss, f64), per_probe, state, arrays
 
