@@ -53,6 +53,22 @@ def test_conv_forward_equals_nengo_rate_network():
                                        atol=1e-12 * np.abs(expected).max(), err_msg=str(p))
 
 
+def _kernel_gradients(sim, conns, feeds, steps, probes, powers):
+    """The kernels' variables of ``conns``, the gradients of the loss
+    ``sum_j sum(probes[j] ** powers[j])`` over ``steps`` steps, and the loss as
+    a traced function (for central differences)."""
+    graph = sim._trainer().graph
+    kernels = [graph.variables[sim.model.sig[c]["weights"].base][0] for c in conns]
+
+    def loss():
+        outs = graph(feeds, steps, probes)
+        return tf.add_n([tf.reduce_sum(outs[p] ** k) for p, k in zip(probes, powers)])
+
+    with tf.GradientTape() as tape:
+        value = loss()
+    return kernels, tape.gradient(value, kernels), tf.function(loss, autograph=False)
+
+
 def test_conv_kernel_gradients():
     """Each conv kernel gets the gradient central differences give."""
     from nengo_cuda.training.gradient_check import central_difference
@@ -60,19 +76,9 @@ def test_conv_kernel_gradients():
     net, image, probes, conns = _conv_net(rate=True)
     x = tf.constant(np.random.RandomState(0).uniform(-1, 1, (2, 4, np.prod(SHAPE))))
     with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2, progress_bar=False) as sim:
-        graph = sim._trainer().graph
-        kernels = [graph.variables[sim.model.sig[c]["weights"].base][0] for c in conns]
+        kernels, grads, f = _kernel_gradients(sim, conns, {image: x}, 4, probes, (2, 2))
         assert [k.shape.num_elements() for k in kernels] == [
             np.prod(c.transform.kernel_shape) for c in conns]
-
-        def loss():
-            outs = graph({image: x}, 4, probes)
-            return tf.reduce_sum(outs[probes[0]] ** 2) + tf.reduce_sum(outs[probes[1]] ** 2)
-
-        with tf.GradientTape() as tape:
-            value = loss()
-        grads = tape.gradient(value, kernels)
-        f = tf.function(loss, autograph=False)
         for var, grad in zip(kernels, grads):
             i = int(np.argmax(np.abs(grad.numpy())))
             assert grad.numpy().flat[i] != 0
@@ -189,17 +195,7 @@ def test_conv3d_kernel_gradients():
     net, image, probes, conns = _conv3d_net()
     x = tf.constant(np.random.RandomState(0).uniform(-1, 1, (2, 2, np.prod(SHAPE_3D))))
     with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=2, progress_bar=False) as sim:
-        graph = sim._trainer().graph
-        kernels = [graph.variables[sim.model.sig[c]["weights"].base][0] for c in conns]
-
-        def loss():
-            outs = graph({image: x}, 2, probes)
-            return tf.reduce_sum(outs[probes[0]] ** 2) + tf.reduce_sum(outs[probes[1]] ** 3)
-
-        with tf.GradientTape() as tape:
-            value = loss()
-        grads = tape.gradient(value, kernels)
-        f = tf.function(loss, autograph=False)
+        kernels, grads, f = _kernel_gradients(sim, conns, {image: x}, 2, probes, (2, 3))
         for var, grad in zip(kernels, grads):
             g = grad.numpy().ravel()
             for i in np.random.RandomState(3).choice(g.size, 5, replace=False):
