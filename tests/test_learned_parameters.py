@@ -10,6 +10,7 @@ import pytest
 from nengo.exceptions import SimulationError
 
 import nengo_cuda
+from nengo_cuda.backends import select
 
 
 def pes_network(seed=0):
@@ -25,13 +26,30 @@ def pes_network(seed=0):
     return net, stim, conn, weights
 
 
+DEVICE = "cpu"  # the backend `simulator` makes (set by the `device` fixture)
+
+
+@pytest.fixture(params=["cpu", "cuda-emulator", pytest.param("cuda", marks=pytest.mark.skipif(
+    not select.cuda_status()[0], reason=f"no CUDA: {select.cuda_status()[1]}"))], autouse=True)
+def device(request):
+    """Every test on the CPU backend, the CUDA backend's host emulator and a
+    GPU when there is one (device pools go back to the host pools between
+    runs; benchmarks/gpu_check.py runs the GPU ones)."""
+    global DEVICE
+    DEVICE = request.param
+    yield request.param
+    DEVICE = "cpu"
+
+
 def simulator(net, **kwargs):
-    return nengo_cuda.Simulator(net, dtype="float64", progress_bar=False, **kwargs)
+    return nengo_cuda.Simulator(net, dtype="float64", progress_bar=False, device=DEVICE,
+                                **kwargs)
 
 
 def test_data_shows_learned_weights_as_nengo_probes_them():
     net, _, conn, weights = pes_network()
     with simulator(net) as sim, nengo.Simulator(net, progress_bar=False) as ref:
+        assert ("Cuda" in type(sim.backend).__name__) == (DEVICE != "cpu")
         built = np.array(sim.data[conn].weights)
         sim.run_steps(50)
         ref.run_steps(50)
