@@ -81,7 +81,7 @@ def test_verify_finds_a_difference():
     conv = nengo_cuda.Converter(model)
     layer = model.layers[-1]
     layer.bias.assign(layer.bias.numpy() + 0.01)  # after conversion: only Keras changes
-    with pytest.raises(ValueError, match="differs from the Keras model"):
+    with pytest.raises(ValueError, match="does not match output of the Keras model"):
         conv.verify(inputs=[_x(model)], atol=ATOL)
 
 

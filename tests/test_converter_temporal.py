@@ -115,7 +115,8 @@ def test_concatenation_along_time_is_refused():
 def test_input_needs_its_values_shape():
     inp = keras.Input((None, None))
     model = keras.Model(inp, keras.layers.ReLU()(inp))
-    with pytest.raises(ValueError, match="after the batch and time axes must be fully"):
+    with pytest.raises(ValueError, match=r"after the batch and time axes "
+                                         r"\(temporal_model=True\) must be fully"):
         nengo_cuda.Converter(model, temporal_model=True)
     inp = keras.Input((None, 3))
     model = keras.Model(inp, keras.layers.ReLU()(inp))

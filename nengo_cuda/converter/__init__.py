@@ -148,7 +148,8 @@ class Converter:
         for key in self.swap_activations.unused_keys(ordered=True):
             # (a typo, or a layer that fell back)
             warnings.warn(f"Converter: swap_activations key {key!r} matched no "
-                          f"activation in the model")
+                          f"activation in the model (there are no layers in the model with "
+                          f"that activation)")
         # the model's inputs are the network's first Nodes (data given as a list
         # goes to the input Nodes in this order, the constant bias Node last)
         first = [self.inputs[kt] for kt in model.inputs if kt in self.inputs]
@@ -171,10 +172,11 @@ class Converter:
         name = type(layer).__name__
         if name == "InputLayer":
             (shape,) = out_shapes
-            after = "the batch and time axes" if self.temporal_model else "the batch axis"
+            after = ("the batch and time axes (temporal_model=True)" if self.temporal_model
+                     else "the batch axis")
             if any(d is None for d in shape) or len(node.output_tensors[0].shape) < self.lead:
                 raise ValueError(
-                    f"Converter: input {layer.name!r} has shape "
+                    f"Converter: Input {layer.name!r} has shape "
                     f"{tuple(node.output_tensors[0].shape[1:])}; the shape after {after} must "
                     f"be fully specified" + ("" if self.temporal_model else
                                              " (temporal_model=True takes a time axis)"))
@@ -265,7 +267,8 @@ class Converter:
         count = self._applications[id(layer)] = self._applications.get(id(layer), 0) + 1
         if count > 1 and not self.split_shared_weights:
             raise ValueError(f"Converter: layer {layer.name!r}{self._within()} is applied "
-                             f"{count} times; shared weights need split_shared_weights=True")
+                             f"{count} times; shared weights are not supported unless "
+                             f"split_shared_weights=True")
 
     def _within(self):
         """Where the layer being converted is, in messages: in a TimeDistributed layer."""
@@ -361,7 +364,8 @@ class Converter:
                             f"output fall back to a TensorNode")
         from ..training.tensor_node import TensorNode  # noqa: PLC0415
 
-        warnings.warn(f"Converter: {where}; running it as a TensorNode")
+        warnings.warn(f"Converter: {where}; falling back to a TensorNode (running the "
+                      f"layer as one)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
         func = layer if len(inputs) == 1 else _SplitInputs(layer, [i.shape for i in inputs])
         node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1 else sum(sizes),
@@ -505,8 +509,8 @@ class Converter:
             g = got[self.outputs[t]].reshape(e.shape)
             if not np.allclose(g, e, atol=atol, rtol=rtol):
                 raise ValueError(
-                    f"Converter.verify: output {_history(t)[0].name!r} differs from the Keras "
-                    f"model's by up to {np.max(np.abs(g - e)):.3g}")
+                    f"Converter.verify: output {_history(t)[0].name!r} does not match output "
+                    f"of the Keras model: it differs by up to {np.max(np.abs(g - e)):.3g}")
         return True
 
 
@@ -536,8 +540,9 @@ def _training_extras(layer):
     """Why ``layer`` has no native form for training (None if it has one)."""
     used = [n for n in _TRAINING_EXTRAS if getattr(layer, n, None) is not None]
     if used:
-        return (f"{', '.join(used)} would not apply to a native form in training "
-                f"(inference_only=True converts it natively)")
+        values = ", ".join(f"{n} has value {getattr(layer, n)!r} != None" for n in used)
+        return (f"{values}, which would not apply to a native form in training: not "
+                f"supported unless inference_only=True (which converts it natively)")
     return None
 
 

@@ -66,7 +66,7 @@ def neuron_type_for(activation, swaps, used=None):
         return _swap(act, swaps, used)
     name = activation_name(act)
     if name not in DEFAULT_MAP:
-        raise LookupError(f"activation {name!r} has no Nengo neuron type")
+        raise LookupError(f"Unsupported activation type {name!r}: it has no Nengo neuron type")
     neuron = DEFAULT_MAP[name]
     return None if neuron is None else _swap(neuron, swaps, used)
 
@@ -85,7 +85,8 @@ def with_amplitude(neuron_type, factor):
               if name != "self" and hasattr(neuron_type, name)}
     if "amplitude" not in kwargs:
         warnings.warn(f"Converter: scale_firing_rates applies to {neuron_type}, which has no "
-                      f"amplitude to scale back: its gain is scaled, so the output changes")
+                      f"amplitude to scale back (it does not support amplitude): its gain "
+                      f"is scaled, so the output changes")
         return neuron_type
     kwargs["amplitude"] = kwargs["amplitude"] * factor
     return type(neuron_type)(**kwargs)

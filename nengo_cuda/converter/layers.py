@@ -131,7 +131,9 @@ def _check_conv(layer):
     if layer.padding not in ("valid", "same"):
         raise Unconvertible(f"padding {layer.padding!r}")
     if any(d != 1 for d in np.ravel(layer.dilation_rate)):
-        raise Unconvertible("dilated convolution")
+        raise Unconvertible(f"dilated convolution (dilation_rate has value "
+                            f"{tuple(np.ravel(layer.dilation_rate))} != "
+                            f"{(1,) * np.size(layer.dilation_rate)})")
 
 
 @register("Conv1D", "Conv2D", "Conv3D")
@@ -319,7 +321,8 @@ def global_pooling(ctx, layer, inputs, out_shapes):
 
 def _max_to_avg(ctx, layer):
     if "Max" in type(layer).__name__ and not ctx.max_to_avg_pool:
-        raise Unconvertible("max pooling (max_to_avg_pool=True converts it to average "
+        raise Unconvertible("max pooling (consider setting max_to_avg_pool=True, which "
+                            "converts it to average "
                             "pooling)")
 
 
@@ -405,7 +408,8 @@ def concatenate(ctx, layer, inputs, out_shapes):
     shape = tuple(out_shapes[0])
     axis = _value_axis(ctx, layer.axis, shape)
     if axis is None:
-        raise Unconvertible(f"concatenation along the {_lead_names(ctx)} axis")
+        raise Unconvertible(f"concatenation along the {_lead_names(ctx)} axis (cannot "
+                            f"concatenate along batch dimension)")
     index = np.arange(_size(shape)).reshape(shape)
     bounds = np.cumsum([i.shape[axis] for i in inputs])[:-1]
     out = ctx.layer_output(layer, _size(shape), None)
