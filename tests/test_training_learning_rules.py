@@ -70,9 +70,16 @@ def test_fit_with_pes_trains_the_other_parameters():
         assert not np.allclose(sim.data[net.ensembles[0]].bias, bias)
 
 
+def _learned(sim):
+    """Every learned signal's values in every trial, in build order."""
+    return [np.stack([np.array(signals[sig]) for signals in sim.layout.signal_dicts])
+            for sig in sim.learned.signals.values()]
+
+
 @pytest.mark.parametrize("stateful", [False, True])
 @pytest.mark.parametrize("how", ["fit", "predict in training mode"])
-def test_training_carries_what_the_rule_learns(stateful, how):
+@pytest.mark.parametrize("rule", ["pes", "bcm", "oja", "voja", "rls"])
+def test_training_carries_what_the_rule_learns(rule, how, stateful):
     """As NengoDL: what an online rule learns in one minibatch of fit (or of
     predict with learning_phase=True, through the training graph) is where the
     next starts (the other state starts over unless stateful), and the
@@ -80,8 +87,7 @@ def test_training_carries_what_the_rule_learns(stateful, how):
     forward passes are the native runs of the same data one after the other."""
     steps, mb = 15, 2
     x = np.random.RandomState(2).uniform(-1, 1, (2 * mb, steps, 1))
-    net, inp, probes = _net("pes")
-    learned = net.connections[1]
+    net, inp, probes = _net(rule)
     if how != "fit":
         with net:
             nengo_cuda.configure_settings(learning_phase=True)
@@ -92,15 +98,18 @@ def test_training_carries_what_the_rule_learns(stateful, how):
                     stateful=stateful)
         else:
             sim.predict({inp: x}, stateful=stateful)
-        fitted = sim.data[learned].weights
+        trained = _learned(sim)
         assert sim.n_steps == (2 * steps if stateful else 0)
-    net, inp, _ = _net("pes")  # (native runs, whatever the learning phase above)
-    learned = net.connections[1]
+    net, inp, _ = _net(rule)  # (native runs, whatever the learning phase above)
     with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=mb, progress_bar=False) as ref:
+        built = _learned(ref)
         for i in range(2):
             ref.run_steps(steps, data={inp: x[i * mb: (i + 1) * mb]}, stateful=stateful)
-        assert not np.allclose(ref.data[learned].weights, ref.model.params[learned].weights)
-        np.testing.assert_allclose(fitted, ref.data[learned].weights, rtol=0, atol=1e-12)
+        assert len(trained) == len(built) > 0
+        for got, start, expected in zip(trained, built, _learned(ref)):
+            assert not np.allclose(expected, start)
+            scale = max(1.0, np.abs(expected).max())
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * scale)
 
 
 def _block_sparse_learned_sim(net, attempts=10):
