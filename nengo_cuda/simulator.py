@@ -10,7 +10,6 @@ trials run together) and ``data=`` (run-time values for input Nodes).
 
 import copy
 import logging
-import numbers
 import operator
 import warnings
 
@@ -25,6 +24,8 @@ from nengo.exceptions import BuildError, ReadonlyError, SimulatorClosed, Validat
 from nengo.utils.progress import Progress, ProgressTracker
 
 from . import pyfunc
+from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
+                        data_or_progress, is_real)
 from .backends import select_backend
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
@@ -34,26 +35,15 @@ from .probes import ProbeRecording, SimulationData
 from .tables import TableLoader
 from .training.config import get_setting, keep_history
 from .training.floatx import in_floatx, keras_floatx, restore_floatx, set_floatx
-from .training.names import zip_with_objects
 from .training.tensor_node import host_signals, is_tensor_node_op, run_step, seed_tensorflow
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": np.float32, "float64": np.float64}
 
 # Probe samples kept in one native run (bounds memory in long runs).
 _CHUNK_ELEMENTS = 8 * 1024 * 1024
 # Steps in one native run: bounds the per-step probe masks (about 20 bytes per
 # step and probe while they are made) in long runs of small networks.
 _CHUNK_STEPS = 1 << 16
-
-
-def _data_or_progress(progress_bar, data):
-    """``(progress_bar, data)``: a ``progress_bar`` that is data (a dict, array
-    or list: NengoDL's second positional argument) is the data."""
-    if data is None and isinstance(progress_bar, (dict, np.ndarray, list, tuple)):
-        return None, progress_bar
-    return progress_bar, data
 
 
 def _probe_buffers(plans, dtype):
@@ -65,56 +55,6 @@ def _probe_buffers(plans, dtype):
     block = np.empty(sum(sizes), dtype)
     offsets = np.cumsum([0] + sizes)
     return [block[a:b].reshape(plan[2]) for plan, a, b in zip(plans, offsets[:-1], offsets[1:])]
-
-
-def _check_dtype(dtype):
-    if dtype is None:
-        return np.dtype(np.float32)
-    dtype = getattr(dtype, "as_numpy_dtype", dtype)  # a tf.DType (NengoDL's setting)
-    try:
-        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    except TypeError:
-        name = None
-    if name not in DTYPES:
-        raise ValidationError(
-            f"Unsupported dtype {dtype!r}; expected 'float32' or 'float64'", attr="dtype"
-        )
-    return np.dtype(DTYPES[name])
-
-
-def _check_positive_int(value, attr, or_none=True):
-    if value is None and or_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValidationError(
-            f"{attr} must be a positive integer{' or None' if or_none else ''} "
-            f"(got {value!r})",
-            attr=attr,
-        )
-    if value < 1:
-        raise ValidationError(f"{attr} must be >= 1 (got {value})", attr=attr)
-    return int(value)
-
-
-def _is_real(x):
-    """A real number (Python, NumPy, or a 0-d array), not a bool."""
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        return x.dtype.kind in "iuf"
-    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
-
-
-def _check_dt(dt):
-    if not (_is_real(dt) and np.isfinite(dt) and dt > 0):
-        raise ValidationError(f"dt must be a positive number (got {dt!r})", attr="dt")
-    return float(dt)
-
-
-def _check_seed(seed):
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise ValidationError(f"seed must be an integer (got {seed!r})", attr="seed")
-    if not 0 <= seed < 2**32:
-        raise ValidationError(f"seed must be in [0, 2**32) (got {seed})", attr="seed")
-    return int(seed)
 
 
 def _sampled(start, n, period):
@@ -196,14 +136,14 @@ class Simulator:
         if dtype is None:  # NengoDL sets the precision with configure_settings(dtype=...)
             dtype = get_setting(network if network is not None else
                                 getattr(model, "toplevel", None), "dtype")
-        self.dtype = _check_dtype(dtype)
-        self.minibatch_size = _check_positive_int(minibatch_size, "minibatch_size")
-        self.unroll_simulation = _check_positive_int(
+        self.dtype = check_dtype(dtype)
+        self.minibatch_size = check_positive_int(minibatch_size, "minibatch_size")
+        self.unroll_simulation = check_positive_int(
             unroll_simulation, "unroll_simulation", or_none=False)
         self.n_trials = self.minibatch_size or 1
         backend_cls = select_backend(device)
         if model is None:
-            dt = _check_dt(dt)
+            dt = check_dt(dt)
             model = Model(
                 dt=float(dt),
                 label=f"{network}, dt={dt:f}",
@@ -522,7 +462,7 @@ class Simulator:
         if self.closed:
             raise SimulatorClosed("Cannot reset closed Simulator.")
         if seed is not None:
-            self.seed = _check_seed(seed)
+            self.seed = check_seed(seed)
         layout = self.layout
         shared = None if include_trainable else layout.fbuf[: layout.f_shared].copy()
         learned = None if include_trainable else self.learned.values()
@@ -730,7 +670,7 @@ class Simulator:
         ``data`` maps input Nodes to arrays of shape ``(trials, n_steps, size_out)``
         that replace the Nodes' output; see `run_steps` for ``stateful``.
         """
-        if not _is_real(time_in_seconds):
+        if not is_real(time_in_seconds):
             raise ValidationError(
                 f"Must be a number of seconds (got {time_in_seconds!r})", attr="time_in_seconds"
             )
@@ -771,7 +711,7 @@ class Simulator:
             if steps is not None:
                 raise ValidationError("give steps or n_steps, not both", attr="n_steps")
             steps = n_steps
-        progress_bar, data = _data_or_progress(progress_bar, data)
+        progress_bar, data = data_or_progress(progress_bar, data)
         if self.closed:
             raise SimulatorClosed("Simulator cannot run because it is closed.")
         try:
@@ -864,49 +804,7 @@ class Simulator:
 
     def _check_data(self, data, steps):
         """Validates ``data`` and returns node -> array in the simulator's dtype."""
-        if data is None:
-            return {}
-        if not isinstance(data, dict):  # NengoDL: arrays for the input Nodes in order
-            if not isinstance(data, (list, tuple, np.ndarray)):
-                raise ValidationError(
-                    "data must be a dict mapping input Nodes to arrays (or an array, or a "
-                    f"list of arrays, for the input Nodes in order); got {type(data).__name__}",
-                    attr="data")
-            data = zip_with_objects(data, list(self._input_nodes), "data", "input Nodes")
-        feeds = {}
-        for node, values in data.items():
-            if node not in self._input_nodes:
-                what = (
-                    "is not an input Node (size_in must be 0)"
-                    if isinstance(node, nengo.Node) and node in self.model.sig
-                    else "is not a Node of this network"
-                )
-                raise ValidationError(f"data key {node!r} {what}", attr="data")
-            expected = (self.n_trials, steps, node.size_out)
-            values = np.asarray(values)
-            if values.shape != expected:
-                raise ValidationError(
-                    f"data for {node!r} has shape {values.shape}, which does not match "
-                    f"expected size: expected {expected} (minibatch_size, n_steps, "
-                    "node.size_out)",
-                    attr="data",
-                )
-            if values.dtype.kind not in "biuf":
-                raise ValidationError(
-                    f"data for {node!r} must be real numbers (got dtype {values.dtype})",
-                    attr="data",
-                )
-            with np.errstate(over="ignore"):
-                values = np.ascontiguousarray(values, dtype=self.dtype)
-            if not np.all(np.isfinite(values)):
-                bad = np.argwhere(~np.isfinite(values))[0]
-                raise ValidationError(
-                    f"data for {node!r} has a non-finite value (NaN or inf in "
-                    f"{self.dtype.name}) at [trial, step, dim] = {bad.tolist()}",
-                    attr="data",
-                )
-            feeds[node] = values
-        return feeds
+        return check_data(data, steps, self._input_nodes, self.model, self.n_trials, self.dtype)
 
     def _run_chunk(self, n, feeds):
         start = self._n_steps
