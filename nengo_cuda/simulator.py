@@ -193,6 +193,9 @@ class Simulator:
             for node, op in producers.items()
         }
         self.backend = backend_cls(self._plan.program, self.layout, self.dt)
+        # (NengoDL logs where it runs so)
+        logger.info("Running on %s", "CPU" if type(self.backend).__name__ == "CpuBackend"
+                    else f"GPU ({type(self.backend).__name__})")
         self._tables = TableLoader(self._plan.program, self.backend)
 
         for probe in self.model.probes:
@@ -873,6 +876,9 @@ class Simulator:
         ``compile`` and ``evaluate`` dicts (see `nengo_cuda.training.names`)."""
         from .training.names import io_names  # noqa: PLC0415
 
+        if not isinstance(obj, (nengo.Node, nengo.Probe)):
+            raise ValidationError(f"{obj} is of an unknown type ({type(obj).__name__}): "
+                                  "get_name names input Nodes and Probes", attr="obj")
         for objs, default in ((list(self.model.probes), "probe"),
                               (list(self._input_nodes), "node")):
             if obj in objs:

@@ -2,6 +2,7 @@
 loss names chosen by shapes, data given as arrays instead of dicts, the
 Converter's unlabelled output probes."""
 
+import logging
 import warnings
 
 import numpy as np
@@ -334,7 +335,7 @@ def test_input_steps_must_divide_by_unroll_simulation():
         np.testing.assert_array_equal(sim.predict({inp: np.ones((1, 4, 1))})[p], 1.0)
 
 
-def test_nengo_dl_error_phrases():
+def test_nengo_dl_error_phrases(caplog):
     """NengoDL's tests match these phrases of its messages; ours keep them."""
     net, inp, p = _passthrough(1)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
@@ -345,6 +346,9 @@ def test_nengo_dl_error_phrases():
             sim.fit({inp: np.ones((2, 4, 1))}, {p: np.ones((4, 4, 1))}, verbose=0)
         with pytest.raises(nengo.exceptions.ValidationError, match="from a different network"):
             sim.get_name(nengo.Node([0], add_to_container=False))
+        with caplog.at_level(logging.INFO, logger="nengo_cuda.simulator"):
+            nengo_cuda.Simulator(net, progress_bar=False).close()
+        assert "Running on CPU" in caplog.text
     for name, call in [("fit", lambda: sim.fit({inp: np.ones((2, 4, 1))}, {p: np.ones((2, 4, 1))})),
                        ("evaluate", lambda: sim.evaluate({inp: np.ones((2, 4, 1))},
                                                          {p: np.ones((2, 4, 1))})),

@@ -884,8 +884,10 @@ def test_get_name_keys_data_and_losses():
         q = nengo.Probe(ens)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         assert (sim.get_name(inp), sim.get_name(p), sim.get_name(q)) == ("in_put", "out", "probe")
+        with pytest.raises(nengo.exceptions.ValidationError, match="unknown type"):
+            sim.get_name(ens)  # (NengoDL's words)
         with pytest.raises(nengo.exceptions.ValidationError, match="is not an input Node"):
-            sim.get_name(ens)
+            sim.get_name(nengo.Node([0], add_to_container=False))
         sim.compile(tf.keras.optimizers.SGD(0.1), loss={sim.get_name(p): nengo_cuda.obj.mse})
         x = {sim.get_name(inp): np.ones((2, 3, 1))}
         result = sim.evaluate(x, {sim.get_name(p): np.zeros((2, 3, 1))})
