@@ -194,8 +194,9 @@ class Simulator:
         }
         self.backend = backend_cls(self._plan.program, self.layout, self.dt)
         # (NengoDL logs where it runs so)
-        logger.info("Running on %s", "CPU" if type(self.backend).__name__ == "CpuBackend"
-                    else f"GPU ({type(self.backend).__name__})")
+        logger.info("Running on %s", {
+            "CpuBackend": "CPU", "EmulatedCudaBackend": "CPU (the CUDA backend's emulator)",
+        }.get(type(self.backend).__name__, "GPU"))
         self._tables = TableLoader(self._plan.program, self.backend)
 
         for probe in self.model.probes:
