@@ -247,8 +247,12 @@ class Simulator:
         self.closed = False
         self._keras_init = None
         with keras_floatx(self.dtype):  # (NengoDL builds its Keras model so)
-            self._keras_initial()  # the TensorNodes' Keras weights now, for reset()
-            self.reset(seed=seed)
+            try:
+                self._keras_initial()  # the TensorNodes' Keras weights now, for reset()
+                self.reset(seed=seed)  # (calls each TensorNode once: its output checked)
+            except BaseException:
+                self.close()  # (a failed build frees what it made)
+                raise
 
     # -- construction helpers ---------------------------------------------------
     def _find_input_nodes(self):

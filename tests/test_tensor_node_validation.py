@@ -4,6 +4,9 @@ when the Simulator is built (one call of tensor_func, as NengoDL builds it) or,
 at the latest, at the step that produces it; each a ValidationError naming what
 was expected, never garbage written into the simulation."""
 
+import gc
+import warnings
+
 import nengo
 import numpy as np
 import pytest
@@ -104,9 +107,15 @@ BAD_OUTPUTS = {
 @pytest.mark.parametrize("case", list(BAD_OUTPUTS))
 def test_wrong_output_fails_at_build(case, device):
     fn, shape_out, kw, match = BAD_OUTPUTS[case]
-    with pytest.raises(ValidationError, match=match) as e:
-        _build(fn, shape_out, device=device, **kw)
-    assert "<TensorNode 'checked'>" in str(e.value)  # which node
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValidationError, match=match) as e:
+            _build(fn, shape_out, device=device, **kw)
+        assert "<TensorNode 'checked'>" in str(e.value)  # which node
+        del e  # (frees the half-built simulator now)
+        gc.collect()
+    # the failed build closed itself (an open one warns when it is freed)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
