@@ -323,8 +323,13 @@ def test_input_steps_must_divide_by_unroll_simulation():
     multiple of unroll_simulation (run_steps instead rounds up, with a warning)."""
     net, inp, p = _passthrough(1)
     with nengo_cuda.Simulator(net, unroll_simulation=2, progress_bar=False) as sim:
-        sim.compile(tf.optimizers.SGD(0.0), loss="mse")
         x, y = np.ones((1, 3, 1)), np.ones((1, 3, 1))
+        # (NengoDL's test_train_errors: the data's error comes before compile's)
+        with pytest.raises(nengo.exceptions.ValidationError, match="evenly divisible"):
+            sim.fit({inp: x}, {p: y}, verbose=0)
+        with pytest.raises(nengo.exceptions.SimulationError, match="compile"):
+            sim.fit({inp: np.ones((1, 4, 1))}, {p: np.ones((1, 4, 1))}, verbose=0)
+        sim.compile(tf.optimizers.SGD(0.0), loss="mse")
         for call in (lambda: sim.fit({inp: x}, {p: y}, verbose=0),
                      lambda: sim.evaluate({inp: x}, {p: y}, verbose=0),
                      lambda: sim.predict({inp: x})):

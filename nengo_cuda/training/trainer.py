@@ -285,10 +285,6 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
                                  validation_batch_size=validation_batch_size)
         self._refuse_inference_only("it cannot be trained")
-        if self.optimizer is None:
-            raise SimulationError("call sim.compile(optimizer, loss) before sim.fit")
-        if self.losses is None:
-            raise SimulationError("call sim.compile with a loss before sim.fit")
         stateful = self._stateful(stateful, "fit")
         steps_per_epoch = steps_argument(steps_per_epoch, "steps_per_epoch")
         validation_steps = steps_argument(validation_steps, "validation_steps")
@@ -300,6 +296,11 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         feed, validation = self._fit_feed(
             x, y, sample_weight, n_steps, class_weight, shuffle, steps_per_epoch,
             validation_data, validation_split, validation_steps)
+        # (after the data's checks, as NengoDL reports a data error first)
+        if self.optimizer is None:
+            raise SimulationError("call sim.compile(optimizer, loss) before sim.fit")
+        if self.losses is None:
+            raise SimulationError("call sim.compile with a loss before sim.fit")
         data = feed.data
         probes, steps = list(data.y), data.steps
         for probe in probes:
