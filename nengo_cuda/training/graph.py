@@ -384,8 +384,7 @@ class TrainingGraph:
         for sig in self.sim.learned.signals.values():
             if sig.base in bases:
                 mask = masks.setdefault(sig.base, np.zeros(sig.base.size, dtype=bool))
-                mask[self.layout.addresses(sig).ravel()
-                     - self.layout.base_address(sig.base)] = True
+                mask[self.sim.parameters.offsets(sig)] = True
         if not masks:
             return None
         return [masks.get(b, np.zeros(b.size, dtype=bool)) for b in bases]
