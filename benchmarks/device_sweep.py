@@ -5,14 +5,18 @@
 The device program reads a few knobs from the environment when a simulator
 loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
 
-- ``NC_DOT_COLS_PER_LANE`` (default 16): a mat-vec block of ``c`` columns gets
+- ``NC_DOT_DENSE`` (default 1): mat-vecs of weights shared by the trials run
+  as dense tiles (rows x trials, columns staged in shared memory) where the
+  minibatch fills at least half a tile; 0: never (lane tiles, below); 2:
+  wherever the weights are shared;
+- ``NC_DOT_COLS_PER_LANE`` (default 16): a lane-tiled mat-vec block of ``c`` columns gets
   the least power-of-two number of lanes per row (at most 32) that leaves each
   lane at most this many columns; fewer columns per lane: more threads per row;
 - ``NC_DOT_TRIALS`` (default 8): at most this many trials per mat-vec tile
   (each weight read once for them);
-- ``NC_PDL`` (default 0): 1 launches kernels with programmatic dependencies
-  (compute capability 9.0 and newer), which overlaps a kernel's launch with
-  the end of the one before it;
+- ``NC_PDL`` (default 1; 0 before the H200 sweep of 2026-12-04): kernels
+  launch with programmatic dependencies (compute capability 9.0 and newer),
+  which overlaps a kernel's launch with the end of the one before it;
 - ``NC_FUSE_NEURONS`` (default 0): 1 runs a neuron update (LIF, LIFRate,
   RectifiedLinear, SpikingRectifiedLinear) inside the mat-vec right before it
   when that mat-vec writes all its inputs: one launch fewer and the input
@@ -20,7 +24,8 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
 - ``NC_FUSE_FILTERS`` (default 0): 1 runs a synapse filter (lti_elementwise)
   of a mat-vec's outputs inside that mat-vec, right before it: one launch
   fewer (the filter's other elements run after it, as phases where small);
-- ``NC_PHASE_MAX`` (default 4096): consecutive launches of at most this many
+- ``NC_PHASE_MAX`` (default 256; 4096 before the H200 sweep of 2026-12-04):
+  consecutive launches of at most this many
   (element, trial) pairs each (element-wise batches, feeds, probes, process
   tables, synapse filters, the step counter) run as phases of one launch of
   one thread block (csrc/cuda/phases.h); 0: every launch alone.
@@ -50,14 +55,15 @@ sys.path.insert(1, str(ROOT / "benchmarks"))
 SETTINGS = [
     ("default", {}),
     ("phases off", {"NC_PHASE_MAX": "0"}),
+    ("dense off", {"NC_DOT_DENSE": "0"}),
+    ("dense always", {"NC_DOT_DENSE": "2"}),
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
     ("fuse filters", {"NC_FUSE_FILTERS": "1"}),
     ("fuse both", {"NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
-    ("pdl", {"NC_PDL": "1"}),
-    ("pdl+fuse", {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
-    ("phases 16384", {"NC_PHASE_MAX": "16384"}),
+    ("pdl off", {"NC_PDL": "0"}),
+    ("phases 4096", {"NC_PHASE_MAX": "4096"}),
     ("phases 1024", {"NC_PHASE_MAX": "1024"}),
-    ("phases 256", {"NC_PHASE_MAX": "256"}),
+    ("phases 64", {"NC_PHASE_MAX": "64"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),
     ("cols/lane 4", {"NC_DOT_COLS_PER_LANE": "4"}),
     ("cols/lane 8", {"NC_DOT_COLS_PER_LANE": "8"}),

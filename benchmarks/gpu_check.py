@@ -277,6 +277,7 @@ def compare_case(compare, net, probes, device, dtype, mb, tol, n_decoded):
 # settings that turn each lever off: environment (docs/cuda.md, "Tuning knobs"),
 # and whether the planner defers learning rules (nengo_cuda/deferral.py)
 LEVERS_OFF = [("phases off", {"NC_PHASE_MAX": "0"}, True),
+              ("dense off", {"NC_DOT_DENSE": "0"}, True),
               ("fusion off", {"NC_FUSE_NEURONS": "0", "NC_FUSE_FILTERS": "0"}, True),
               ("deferral off", {}, False)]
 
@@ -541,10 +542,12 @@ print("sanitized runs done")
 # (tool, knob settings): racecheck and memcheck with the defaults, then memcheck
 # and synccheck (shuffle masks, barriers that part of a block skips) with every
 # small launch as phases and both fusions on, so that DotRows phases and the
-# mat-vec's neuron and filter epilogues run under them too
+# mat-vec's neuron and filter epilogues run under them too; racecheck again
+# with dense tiles wherever the weights are shared (their shared memory)
 ALL_LEVERS = {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}
+DENSE_LEVERS = {"NC_DOT_DENSE": "2", "NC_PHASE_MAX": "0", "NC_FUSE_NEURONS": "1"}
 SANITIZE_RUNS = [("racecheck", {}), ("memcheck", {}), ("memcheck", ALL_LEVERS),
-                 ("synccheck", ALL_LEVERS)]
+                 ("synccheck", ALL_LEVERS), ("racecheck", DENSE_LEVERS)]
 
 
 def sanitizer():
@@ -562,7 +565,8 @@ def sanitize(budget_s):
     found = []
     per_run = budget_s / len(SANITIZE_RUNS)
     for tool_name, knobs in SANITIZE_RUNS:
-        check = tool_name + (" (all levers)" if knobs else "")
+        check = tool_name + ("" if not knobs else
+                             " (dense tiles)" if knobs is DENSE_LEVERS else " (all levers)")
         cmd = [tool, "--tool", tool_name, "--error-exitcode", "3", sys.executable, "-c", child]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=per_run,

@@ -925,12 +925,31 @@ class Simulator:
         return self._training
 
 
+    def _parameter_io(self):
+        """What serves ``save_params``/``load_params``/``get_nengo_params``/
+        ``freeze_params``: the trainer where one exists or the network has
+        TensorNodes (their Keras weights are parameters too), else a
+        `training.parameter_io.ParameterFiles`, which needs no TensorFlow."""
+        if self.closed:
+            raise SimulatorClosed("Simulator cannot train because it is closed.")
+        if getattr(self, "_training", None) is None and not any(
+                is_tensor_node_op(op) for op in self.step_order):
+            from .training.parameter_io import ParameterFiles  # noqa: PLC0415
+
+            return ParameterFiles(self)
+        return self._trainer()
+
+
+PARAMETER_METHODS = ("save_params", "load_params", "freeze_params", "get_nengo_params")
+
+
 def _delegate(name):
     @in_floatx
     def method(self, *args, **kwargs):
         if self.closed:  # (NengoDL's words)
             raise SimulatorClosed(f"Cannot call {name} after simulator is closed")
-        return getattr(self._trainer(), name)(*args, **kwargs)
+        owner = self._parameter_io() if name in PARAMETER_METHODS else self._trainer()
+        return getattr(owner, name)(*args, **kwargs)
 
     method.__name__ = name
     method.__doc__ = f"NengoDL's ``sim.{name}`` (see `nengo_cuda.training.trainer`)."

@@ -423,6 +423,100 @@ def test_dot_rows_as_phases_equal_tiles(device, monkeypatch, build, cols_per_lan
     assert runs[1 << 20][1] < runs[0][1]  # the product ran as a phase
 
 
+# (rows, cols) of dense mat-vecs, by the rows per tile they get: 128 rows (8
+# trials a tile), 16 (64 trials) and 8 (128 trials); columns past one chunk of
+# shared memory (32 float32 or 16 float64 columns), partial chunks, one column
+DENSE_SHAPES = {
+    "rt128": [(40, 3), (33, 70), (1, 1), (130, 17), (0, 5), (4, 0), (128, 33)],
+    "rt16": [(16, 500), (9, 1), (13, 31), (16, 16)],
+    "rt8": [(8, 100), (3, 40), (1, 1), (7, 17)],
+}
+
+
+def dense_dot_inc(device, dtype, n_trials, shapes, keep=False):
+    """A mat-vec of shared matrices (dense tiles need them): row- and
+    column-major A, strided X, reversed Y, from a shared I, from a reversed
+    per-trial I, and adding to Y."""
+    n_shared = sum(r * c + r for r, c in shapes) + 10
+    n_state = sum(2 * c + 3 * r for r, c in shapes) + 10
+    t = Twin(device, dtype, n_shared, n_state, n_trials=n_trials, seed=n_trials + 3)
+    fields = {k: [] for k in ("rows", "cols", "A", "A_rs", "A_cs", "X", "X_s", "Y", "Y_s",
+                              "I", "I_s")}
+    sh, st = 0, n_shared
+    for b, (r, c) in enumerate(shapes):
+        a_rs, a_cs = (c, 1) if b % 2 == 0 else (1, max(r, 1))
+        x, x_s = st, 1 + b % 2
+        y, y_s = st + 2 * c + max(r, 1) - 1, -1
+        for key, value in (("rows", r), ("cols", c), ("A", sh), ("A_rs", a_rs), ("A_cs", a_cs),
+                           ("X", x), ("X_s", x_s), ("Y", y), ("Y_s", y_s)):
+            fields[key].append(value)
+        sh, st = sh + r * c, st + 2 * c + max(r, 1)
+        if b % 3 == 0 or r * c == 0:  # adds to Y (an empty block must)
+            fields["I"].append(-1)
+            fields["I_s"].append(0)
+        elif b % 3 == 1:  # a shared constant
+            fields["I"].append(sh)
+            fields["I_s"].append(1)
+            sh += r
+        else:  # per trial, reversed
+            fields["I"].append(st + 2 * max(r, 1) - 1)
+            fields["I_s"].append(-2)
+            st += 2 * max(r, 1)
+    assert sh <= n_shared and st <= n_shared + n_state
+    return run_dot_inc(t, fields, dtype, keep)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3, 9, 70])
+@pytest.mark.parametrize("shapes", sorted(DENSE_SHAPES))
+def test_dense_dot_inc(device, monkeypatch, dtype, n_trials, shapes):
+    """Dense tiles (NC_DOT_DENSE=2: wherever the weights are shared) give the
+    CPU's products for every tile shape: rows and trials past the last tile's,
+    several column chunks, strided and reversed views, from I or adding."""
+    monkeypatch.setenv("NC_DOT_DENSE", "2")
+    monkeypatch.setenv("NC_PHASE_MAX", "0")
+    t = dense_dot_inc(device, dtype, n_trials, DENSE_SHAPES[shapes], keep=True)
+    assert t.dev.stats()["dense_products"] == 1
+    t.close()
+
+
+@pytest.mark.parametrize("n_trials, shapes, dense", [
+    (8, "rt128", True), (3, "rt128", False),  # 8 trials a tile: at least 4
+    (64, "rt16", True), (31, "rt16", False),  # 64 trials a tile: at least 32
+])
+def test_dense_dot_inc_where_it_pays(device, monkeypatch, n_trials, shapes, dense):
+    """By default (NC_DOT_DENSE=1) a mat-vec of shared matrices runs as dense
+    tiles when its trials fill at least half of a tile's; per-trial matrices
+    and NC_DOT_DENSE=0 never do."""
+    t = dense_dot_inc(device, np.float32, n_trials, DENSE_SHAPES[shapes][:1], keep=True)
+    assert t.dev.stats()["dense_products"] == int(dense)
+    t.close()
+    monkeypatch.setenv("NC_DOT_DENSE", "0")
+    t = dense_dot_inc(device, np.float32, 70, DENSE_SHAPES["rt16"], keep=True)
+    assert t.dev.stats()["dense_products"] == 0
+    t.close()
+    monkeypatch.setenv("NC_DOT_DENSE", "2")
+    t = ragged_dot_inc(device, np.float32, 9, keep=True)  # (some matrices per trial)
+    assert t.dev.stats()["dense_products"] == 0
+    t.close()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes", ["rt128", "rt8"])
+def test_dense_rows_as_phases_equal_tiles(device, monkeypatch, dtype, shapes):
+    """A dense mat-vec run as a phase (DotRows, one lane a row) gives the dense
+    tiles' bits."""
+    monkeypatch.setenv("NC_DOT_DENSE", "2")
+    runs = {}
+    for phase_max in (0, 1 << 20):
+        monkeypatch.setenv("NC_PHASE_MAX", str(phase_max))
+        t = dense_dot_inc(device, dtype, 9, DENSE_SHAPES[shapes], keep=True)
+        runs[phase_max] = (t.f_dev.copy(), t.dev.stats()["launches_per_graph"])
+        t.close()
+    np.testing.assert_array_equal(runs[1 << 20][0], runs[0][0])
+    assert runs[1 << 20][1] < runs[0][1]  # the product ran as a phase
+
+
 def test_sparse_dot_inc(device):
     t = Twin(device, np.float64, 0, 40, n_trials=2)
     t.add("sparse_dot_inc", ints={"indptr": [0, 2, 2, 5], "indices": [0, 3, 1, 2, 3]},

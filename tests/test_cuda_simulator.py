@@ -57,6 +57,9 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
 
 @pytest.mark.parametrize("knobs", [
     {"NC_PDL": "1"},
+    {"NC_PDL": "0"},
+    {"NC_DOT_DENSE": "0"},
+    {"NC_DOT_DENSE": "2", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1", "NC_PHASE_MAX": "0"},
     {"NC_FUSE_NEURONS": "1"},
     {"NC_FUSE_FILTERS": "1", "NC_PHASE_MAX": "0"},
     {"NC_PDL": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1", "NC_DOT_COLS_PER_LANE": "4",
@@ -67,9 +70,10 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
 def test_tuning_knobs_keep_results(device, monkeypatch, knobs):
     """The tuning knobs (docs/cuda.md) change launches and tile shapes, not
     results: every reference network equals the CPU backend with them set, and
-    programmatic launches are on exactly on a GPU of compute capability >= 9.0."""
+    programmatic launches are on (the default, NC_PDL=1) exactly on a GPU of
+    compute capability >= 9.0."""
     pdl_expected = 0
-    if device == "cuda" and knobs.get("NC_PDL") == "1":
+    if device == "cuda" and knobs.get("NC_PDL", "1") == "1":
         import cupy  # noqa: PLC0415
 
         pdl_expected = int(int(cupy.cuda.Device().compute_capability) >= 90)

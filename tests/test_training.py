@@ -31,6 +31,37 @@ def test_no_tensorflow_import():
     assert "ok" in out.stdout
 
 
+def test_parameter_files_without_tensorflow(tmp_path):
+    """save_params/load_params/get_nengo_params/freeze_params need no
+    TensorFlow where the network has no TensorNodes (online learning's weights
+    saved on a machine without it): TensorFlow blocked from importing."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["tensorflow"] = None  # import tensorflow raises ImportError
+        import numpy as np, nengo, nengo_cuda
+        with nengo.Network(seed=0) as net:
+            stim = nengo.Node(0.5)
+            a, b = nengo.Ensemble(20, 1), nengo.Ensemble(20, 1)
+            nengo.Connection(stim, a)
+            conn = nengo.Connection(a, b, learning_rule_type=nengo.PES(1e-3))
+            nengo.Connection(b, conn.learning_rule)
+        with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+            sim.run_steps(20)
+            learned = np.array(sim.data[conn].weights)
+            sim.save_params({str(tmp_path / "p")!r})
+            params = sim.get_nengo_params(conn)
+            sim.freeze_params(net)
+        with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+            sim.load_params({str(tmp_path / "p")!r})
+            np.testing.assert_array_equal(sim.data[conn].weights, learned)
+        assert params["solver"] is not None or params.get("transform") is not None
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "ok" in out.stdout
+
+
 def test_configure_settings_trainable():
     from nengo_cuda.training.config import get_setting, trainable_objects
 

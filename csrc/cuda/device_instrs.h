@@ -122,6 +122,7 @@ struct DotInstr : DInstr<T> {
     template <class Epi>
     void run(Exec& ex, const Epi& epi) const {
         if (n_tiles == 0) return;
+        if (q.dense_rt > 0) return ex.template dense_dot<T>(q, n_tiles, epi);
         switch (tt) {
             case 1: ex.template dot<T, 1>(q, n_tiles, epi); break;
             case 2: ex.template dot<T, 2>(q, n_tiles, epi); break;
@@ -165,14 +166,48 @@ inline std::vector<std::pair<int64_t, int64_t>> dot_reads(const InstrSpec& spec)
     return merged;
 }
 
-// Tiles (device_kernels.h, DotInc): a block of c columns gets g lanes per row,
-// the least power of two with g * NC_DOT_COLS_PER_LANE >= c (at most 32);
-// rows of blocks with equal g are packed kDotThreads / g to a tile, for TT
-// trials (the least of 1, 2, 4, 8 covering the minibatch, at most NC_DOT_TRIALS).
+// Rows per dense tile (device_kernels.h) for a mat-vec whose blocks have
+// `rows` rows (0: none), or 0 where lane tiles serve better: dense tiles need
+// weights shared by the trials (A in the shared pool), trials to fill at least
+// half a tile's threads, and at least half the rows of its tiles used.
+// NC_DOT_DENSE=0: never; 2: wherever the weights are shared (tests).
+inline int dense_rows_per_tile(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
+                               const std::vector<int64_t>& a, int64_t f_shared, int n_trials) {
+    const int64_t mode = env_knob("NC_DOT_DENSE", 1, 0, 2);
+    if (mode == 0) return 0;
+    int64_t most = 0;
+    for (size_t b = 0; b < rows.size(); ++b) {
+        if (rows[b] == 0 || cols[b] == 0) continue;
+        if (a[b] >= f_shared) return 0;  // per-trial weights (learned)
+        most = std::max(most, rows[b]);
+    }
+    if (most == 0) return 0;
+    int rt = kDenseRowsMin;
+    while (rt < kDenseRowsMax && rt < most) rt *= 2;
+    if (mode == 2) return rt;
+    if (2 * n_trials < dense_trials(rt)) return 0;
+    int64_t used = 0, tiled = 0;
+    for (size_t b = 0; b < rows.size(); ++b) {
+        if (rows[b] == 0 || cols[b] == 0) continue;
+        used += rows[b];
+        tiled += (rows[b] + rt - 1) / rt * rt;
+    }
+    return 2 * used >= tiled ? rt : 0;
+}
+
+// Tiles (device_kernels.h, DotInc): dense tiles of RT rows of one block and
+// dense_trials(RT) trials where dense_rows_per_tile allows; else a block of c
+// columns gets g lanes per row, the least power of two with
+// g * NC_DOT_COLS_PER_LANE >= c (at most 32); rows of blocks with equal g are
+// packed kDotThreads / g to a tile, for TT trials (the least of 1, 2, 4, 8
+// covering the minibatch, at most NC_DOT_TRIALS).
 template <typename T>
 InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     auto in = std::make_unique<DotInstr<T>>();
     const int nt = prog.n_trials();
+    const int rt = dense_rows_per_tile(spec.int_array("rows"), spec.int_array("cols"),
+                                       spec.int_array("A"), prog.pools().f_shared, nt);
+    in->q.dense_rt = rt;
     const int64_t max_tt = env_knob("NC_DOT_TRIALS", 8, 1, 8);
     const int64_t cols_per_lane = env_knob("NC_DOT_COLS_PER_LANE", 16, 1, 1 << 20);
     in->tt = 1;
@@ -183,8 +218,8 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     std::vector<int64_t> slot_block[6], slot_row[6];  // by log2(g)
     for (size_t b = 0; b < rows.size(); ++b) {
         if (rows[b] == 0 || cols[b] == 0) continue;  // adds nothing (and has no I)
-        int lg = 0;
-        while (lg < 5 && (int64_t{1} << lg) * cols_per_lane < cols[b]) ++lg;
+        int lg = 0;  // (dense tiles: one lane per row, g = 1)
+        while (rt == 0 && lg < 5 && (int64_t{1} << lg) * cols_per_lane < cols[b]) ++lg;
         for (int64_t r = 0; r < rows[b]; ++r) {
             slot_block[lg].push_back(static_cast<int64_t>(b));
             slot_row[lg].push_back(r);
@@ -198,13 +233,27 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
         if (!slot_row[lg].empty()) in->max_g = g;
         for (int64_t b : slot_block[lg]) in->row_cost += std::max<int64_t>(1, cols[b] / 16);
         const int64_t per_tile = kDotThreads / g, n = static_cast<int64_t>(slot_row[lg].size());
-        for (int64_t s0 = 0; s0 < n; s0 += per_tile)
-            for (int t0 = 0; t0 < nt; t0 += in->tt) {
-                ts0.push_back(static_cast<int64_t>(sb.size()) + s0);
-                tns.push_back(static_cast<int32_t>(std::min(per_tile, n - s0)));
-                tt0.push_back(t0);
-                tg.push_back(g);
+        if (rt > 0) {  // RT rows of one block (slots in block order, rows in order)
+            for (int64_t s0 = 0; s0 < n;) {
+                const int64_t b = slot_block[lg][s0], nrows = rows[b];
+                for (int64_t r0 = 0; r0 < nrows; r0 += rt)
+                    for (int t0 = 0; t0 < nt; t0 += dense_trials(rt)) {
+                        ts0.push_back(static_cast<int64_t>(sb.size()) + s0 + r0);
+                        tns.push_back(static_cast<int32_t>(std::min<int64_t>(rt, nrows - r0)));
+                        tt0.push_back(t0);
+                        tg.push_back(1);
+                    }
+                s0 += nrows;
             }
+        } else {
+            for (int64_t s0 = 0; s0 < n; s0 += per_tile)
+                for (int t0 = 0; t0 < nt; t0 += in->tt) {
+                    ts0.push_back(static_cast<int64_t>(sb.size()) + s0);
+                    tns.push_back(static_cast<int32_t>(std::min(per_tile, n - s0)));
+                    tt0.push_back(t0);
+                    tg.push_back(g);
+                }
+        }
         sb.insert(sb.end(), slot_block[lg].begin(), slot_block[lg].end());
         sr.insert(sr.end(), slot_row[lg].begin(), slot_row[lg].end());
     }

@@ -11,6 +11,8 @@
 //     template <class F> void for_each(int64_t n, const F& f);   // f(i), 0 <= i < n
 //     template <class T, int TT, class Epi = NoEpilogue>
 //     void dot(const DotParams<T>&, int64_t n_tiles, const Epi& = Epi());
+//     template <class T, class Epi = NoEpilogue>
+//     void dense_dot(const DotParams<T>&, int64_t n_tiles, const Epi& = Epi());
 //     void h2d(uint64_t dst, const void* src, size_t bytes);
 //     void d2h(void* dst, uint64_t src, size_t bytes);
 //     void fill(uint64_t dst, int byte, size_t bytes);
@@ -255,7 +257,16 @@ class Program final : public DeviceProgram<T> {
                 {"instructions", size()},
                 {"pinned_pools", static_cast<int64_t>(pinned_.size())},
                 {"device_buffers", static_cast<int64_t>(mem_.live())},
-                {"programmatic_launch", exec_.pdl() ? 1 : 0}};
+                {"programmatic_launch", exec_.pdl() ? 1 : 0},
+                {"dense_products", dense_products()}};
+    }
+
+    // Mat-vec instructions that run as dense tiles (device_kernels.h).
+    int64_t dense_products() const {
+        int64_t n = 0;
+        for (const auto& in : instrs_)
+            if (auto* dot = dynamic_cast<const DotInstr<T>*>(in.get())) n += dot->q.dense_rt > 0;
+        return n;
     }
 
     void close() override {
@@ -382,7 +393,7 @@ class Program final : public DeviceProgram<T> {
     const bool fuse_filters_ = env_knob("NC_FUSE_FILTERS", 0, 0, 1) != 0;
     // NC_PHASE_MAX: launches of at most this many (element, trial) pairs per
     // kernel run as phases of a shared launch (phases.h); 0: never
-    const int64_t phase_max_ = env_knob("NC_PHASE_MAX", 4096, 0, int64_t(1) << 20);
+    const int64_t phase_max_ = env_knob("NC_PHASE_MAX", 256, 0, int64_t(1) << 20);
     std::vector<bool> enabled_;
     std::vector<std::unique_ptr<Config>> configs_;  // most recently used last
     // per-run buffers

@@ -28,7 +28,7 @@ namespace gpu {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 1 << 16;
 
-// Programmatic dependent launch (NC_PDL=1, compute capability 9.0 and newer):
+// Programmatic dependent launch (NC_PDL, 1 by default; compute capability 9.0 and newer):
 // a kernel may start while the one before it in the stream finishes.  Every
 // kernel first waits for the previous grid's completion and memory
 // (griddepcontrol.wait; immediate for a kernel launched without the
@@ -68,6 +68,26 @@ __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q, Epi ep
     dot_write<T, TT>(q, tile, tid, acc, epi);
 }
 
+// One thread block per dense tile; see dense_* in device_kernels.h.
+template <class T, class Epi>
+__global__ void __launch_bounds__(kDotThreads) dense_dot_kernel(DotParams<T> q, Epi epi) {
+    follow_previous_grid();
+    __shared__ alignas(16) T smem[kDenseSmem<T>];
+    const int64_t tile = blockIdx.x;
+    const int tid = threadIdx.x;
+    T acc[kDenseTrialsPerThread];
+#pragma unroll
+    for (int k = 0; k < kDenseTrialsPerThread; ++k) acc[k] = T(0);
+    const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
+    for (int64_t c0 = 0; c0 < nc; c0 += kDenseCols<T>) {
+        if (c0 > 0) __syncthreads();  // every thread is done with the last chunk
+        dense_stage(q, tile, c0, tid, smem);
+        __syncthreads();
+        dense_accumulate(q, tile, c0, tid, smem, acc);
+    }
+    dense_write(q, tile, tid, acc, epi);
+}
+
 // The phases of a PhaseList (phases.h) in one block, a barrier between them.
 constexpr int kPhaseThreads = 512;
 template <class T>
@@ -97,7 +117,7 @@ class Exec {
             int major = 0;
             NC_CUDA_CHECK(
                 cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
-            pdl_ = major >= 9 && env_knob("NC_PDL", 0, 0, 1) != 0;
+            pdl_ = major >= 9 && env_knob("NC_PDL", 1, 0, 1) != 0;
         } catch (...) {
             close();  // no destructor runs for a half-built object: free what exists
             throw;
@@ -134,6 +154,14 @@ class Exec {
         if (n_tiles <= 0) return;
         if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
         launch_kernel(dot_kernel<T, TT, Epi>, static_cast<unsigned>(n_tiles), kDotThreads, q,
+                      epi);
+    }
+
+    template <class T, class Epi = NoEpilogue>
+    void dense_dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
+        if (n_tiles <= 0) return;
+        if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
+        launch_kernel(dense_dot_kernel<T, Epi>, static_cast<unsigned>(n_tiles), kDotThreads, q,
                       epi);
     }
 

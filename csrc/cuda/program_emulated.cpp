@@ -15,9 +15,11 @@
 #define NC_DEV_NS emu
 #define NC_DEV_CHECKED 1
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -75,6 +77,32 @@ class Exec {
                 }
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
                     dot_write<T, TT>(q, tile, tid, &acc[tid * TT], epi);
+            }
+        });
+    }
+
+    // The dense mat-vec, chunk by chunk as the CUDA kernel runs it: every
+    // thread stages its share, then every thread sums; shared memory is
+    // poisoned with NaN before each chunk, so a read of anything not staged shows.
+    template <class T, class Epi = NoEpilogue>
+    void dense_dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
+        if (n_tiles <= 0) return;
+        submit([q, n_tiles, epi]() {
+            std::vector<T> smem(kDenseSmem<T>), acc(static_cast<size_t>(kDotThreads) *
+                                                    kDenseTrialsPerThread);
+            for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
+                std::fill(acc.begin(), acc.end(), T(0));
+                const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
+                for (int64_t c0 = 0; c0 < nc; c0 += kDenseCols<T>) {
+                    std::fill(smem.begin(), smem.end(), std::numeric_limits<T>::quiet_NaN());
+                    for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                        dense_stage(q, tile, c0, tid, smem.data());
+                    for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                        dense_accumulate(q, tile, c0, tid, smem.data(),
+                                         &acc[tid * kDenseTrialsPerThread]);
+                }
+                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                    dense_write(q, tile, tid, &acc[tid * kDenseTrialsPerThread], epi);
             }
         });
     }

@@ -5,7 +5,10 @@ loads them; the simulation state too with ``include_state``),
 objects, for `nengo.Simulator` and other networks).
 
 `ParameterIO` is a part of `nengo_cuda.training.trainer.Trainer` (it uses the
-trainer's ``sim``, Keras variables and training graph).
+trainer's ``sim``, Keras variables and training graph); `ParameterFiles` is
+the same without TensorFlow, for simulators that have neither TensorNodes nor
+a trainer (online learning's weights saved and loaded where TensorFlow is not
+installed).
 """
 
 import pickle
@@ -386,6 +389,19 @@ class ParameterIO:
         for obj, p in zip(todo, self.get_nengo_params(todo)):
             for k, v in p.items():
                 setattr(obj, k, v)
+
+
+class ParameterFiles(ParameterIO):
+    """`ParameterIO` of a simulator without a trainer: no Keras variables (no
+    TensorNodes), no training graph to reload."""
+
+    _graph = None
+
+    def __init__(self, sim):
+        self.sim = sim
+
+    def _keras_variables(self, trainable=True):
+        return []
 
 
 def _object_keys(network, prefix=""):
