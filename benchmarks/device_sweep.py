@@ -5,10 +5,11 @@
 The device program reads a few knobs from the environment when a simulator
 loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
 
-- ``NC_DOT_DENSE`` (default 1): mat-vecs of weights shared by the trials run
-  as dense tiles (rows x trials, columns staged in shared memory) where the
-  minibatch fills at least half a tile; 0: never (lane tiles, below); 2:
-  wherever the weights are shared;
+- ``NC_DOT_DENSE`` (default 0: lane tiles, below): 1 runs mat-vecs of weights
+  shared by the trials as dense tiles (rows x trials, columns staged in
+  shared memory) where the minibatch fills at least half a tile; 2: wherever
+  the weights are shared (not yet timed on a GPU: the default stays 0 until
+  a sweep says);
 - ``NC_DOT_COLS_PER_LANE`` (default 16): a lane-tiled mat-vec block of ``c`` columns gets
   the least power-of-two number of lanes per row (at most 32) that leaves each
   lane at most this many columns; fewer columns per lane: more threads per row;
@@ -24,6 +25,9 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
 - ``NC_FUSE_FILTERS`` (default 0): 1 runs a synapse filter (lti_elementwise)
   of a mat-vec's outputs inside that mat-vec, right before it: one launch
   fewer (the filter's other elements run after it, as phases where small);
+- ``NC_CONV_MIN_THREADS`` (default 0): convolutions with weights shared by
+  the trials take smaller register tiles (fewer trials, then fewer filters a
+  thread) until a launch has at least this many threads;
 - ``NC_PHASE_MAX`` (default 256; 4096 before the H200 sweep of 2026-12-04):
   consecutive launches of at most this many
   (element, trial) pairs each (element-wise batches, feeds, probes, process
@@ -55,7 +59,7 @@ sys.path.insert(1, str(ROOT / "benchmarks"))
 SETTINGS = [
     ("default", {}),
     ("phases off", {"NC_PHASE_MAX": "0"}),
-    ("dense off", {"NC_DOT_DENSE": "0"}),
+    ("dense", {"NC_DOT_DENSE": "1"}),
     ("dense always", {"NC_DOT_DENSE": "2"}),
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
     ("fuse filters", {"NC_FUSE_FILTERS": "1"}),
@@ -64,6 +68,8 @@ SETTINGS = [
     ("phases 4096", {"NC_PHASE_MAX": "4096"}),
     ("phases 1024", {"NC_PHASE_MAX": "1024"}),
     ("phases 64", {"NC_PHASE_MAX": "64"}),
+    ("conv 64K", {"NC_CONV_MIN_THREADS": "65536"}),
+    ("conv 256K", {"NC_CONV_MIN_THREADS": "262144"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),
     ("cols/lane 4", {"NC_DOT_COLS_PER_LANE": "4"}),
     ("cols/lane 8", {"NC_DOT_COLS_PER_LANE": "8"}),

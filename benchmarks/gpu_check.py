@@ -277,7 +277,6 @@ def compare_case(compare, net, probes, device, dtype, mb, tol, n_decoded):
 # settings that turn each lever off: environment (docs/cuda.md, "Tuning knobs"),
 # and whether the planner defers learning rules (nengo_cuda/deferral.py)
 LEVERS_OFF = [("phases off", {"NC_PHASE_MAX": "0"}, True),
-              ("dense off", {"NC_DOT_DENSE": "0"}, True),
               ("fusion off", {"NC_FUSE_NEURONS": "0", "NC_FUSE_FILTERS": "0"}, True),
               ("deferral off", {}, False)]
 

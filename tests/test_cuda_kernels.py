@@ -330,7 +330,8 @@ def test_dot_inc_tiling_knobs(device, monkeypatch, cols_per_lane, max_trials):
 
 
 @pytest.mark.parametrize("name, value", [("NC_DOT_TRIALS", "0"), ("NC_DOT_TRIALS", "9"),
-                                         ("NC_DOT_COLS_PER_LANE", "x")])
+                                         ("NC_DOT_COLS_PER_LANE", "x"), ("NC_DOT_DENSE", "3"),
+                                         ("NC_DOT_DENSE_TRIALS", "3")])
 def test_dot_inc_bad_knob(device, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     t = Twin(device, np.float32, 4, 4)
@@ -469,11 +470,14 @@ def dense_dot_inc(device, dtype, n_trials, shapes, keep=False):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_trials", [1, 3, 9, 70])
 @pytest.mark.parametrize("shapes", sorted(DENSE_SHAPES))
-def test_dense_dot_inc(device, monkeypatch, dtype, n_trials, shapes):
+@pytest.mark.parametrize("tpt", [2, 4, 8])
+def test_dense_dot_inc(device, monkeypatch, dtype, n_trials, shapes, tpt):
     """Dense tiles (NC_DOT_DENSE=2: wherever the weights are shared) give the
-    CPU's products for every tile shape: rows and trials past the last tile's,
-    several column chunks, strided and reversed views, from I or adding."""
+    CPU's products for every tile shape (rows, trials per thread): rows and
+    trials past the last tile's, several column chunks, strided and reversed
+    views, from I or adding."""
     monkeypatch.setenv("NC_DOT_DENSE", "2")
+    monkeypatch.setenv("NC_DOT_DENSE_TRIALS", str(tpt))
     monkeypatch.setenv("NC_PHASE_MAX", "0")
     t = dense_dot_inc(device, dtype, n_trials, DENSE_SHAPES[shapes], keep=True)
     assert t.dev.stats()["dense_products"] == 1
@@ -481,19 +485,32 @@ def test_dense_dot_inc(device, monkeypatch, dtype, n_trials, shapes):
 
 
 @pytest.mark.parametrize("n_trials, shapes, dense", [
-    (8, "rt128", True), (3, "rt128", False),  # 8 trials a tile: at least 4
-    (64, "rt16", True), (31, "rt16", False),  # 64 trials a tile: at least 32
-])
+    # 64 rows a tile; 2 trials a thread (4 a tile) for 128 tiles, which 64 blocks
+    # of one row tile do not reach: 2 trials fill half a tile, 1 does not
+    (2, [(40, 3)] * 64, True),
+    (1, [(40, 3)] * 64, False),
+    # 16 rows a tile, 8 trials a thread (64 a tile): 2 trial tiles of 64 blocks
+    (65, [(16, 20)] * 64, True),
+    # 16 rows, 2 trials a thread (16 a tile): at least 8 trials
+    (8, [(16, 20)] * 64, True),
+    (7, [(16, 20)] * 64, False),
+    (16, [(16, 20)] * 63, False),  # 63 tiles: fewer than 64
+    (32, [(16, 20)] * 32, True),  # 2 trial tiles of 32 blocks: 64
+    (8, [(40, 3)] * 64 + [(65, 3)], False),  # 128 rows a tile, fewer than half used
+], ids=["rows40-2", "rows40-1", "rows16-65", "rows16-8", "rows16-7", "63tiles", "64tiles",
+        "halfempty"])
 def test_dense_dot_inc_where_it_pays(device, monkeypatch, n_trials, shapes, dense):
-    """By default (NC_DOT_DENSE=1) a mat-vec of shared matrices runs as dense
-    tiles when its trials fill at least half of a tile's; per-trial matrices
-    and NC_DOT_DENSE=0 never do."""
-    t = dense_dot_inc(device, np.float32, n_trials, DENSE_SHAPES[shapes][:1], keep=True)
-    assert t.dev.stats()["dense_products"] == int(dense)
-    t.close()
-    monkeypatch.setenv("NC_DOT_DENSE", "0")
+    """With NC_DOT_DENSE=1 a mat-vec of shared matrices runs as dense tiles
+    when its trials fill at least half of a tile's, its tiles at least half
+    their rows and there are at least 64 tiles (trials per thread 8, 4 or 2:
+    the most that give 128 tiles); per-trial matrices never do, nor anything
+    by default (NC_DOT_DENSE=0 until timed on a GPU)."""
     t = dense_dot_inc(device, np.float32, 70, DENSE_SHAPES["rt16"], keep=True)
     assert t.dev.stats()["dense_products"] == 0
+    t.close()
+    monkeypatch.setenv("NC_DOT_DENSE", "1")
+    t = dense_dot_inc(device, np.float32, n_trials, shapes, keep=True)
+    assert t.dev.stats()["dense_products"] == int(dense)
     t.close()
     monkeypatch.setenv("NC_DOT_DENSE", "2")
     t = ragged_dot_inc(device, np.float32, 9, keep=True)  # (some matrices per trial)
@@ -558,6 +575,14 @@ def test_conv_inc(device, dtype, n_trials, shared_w, set_, dims):
         eps = np.finfo(dtype).eps
         t.assert_equal(rtol=0, atol=max_terms * eps)
         t.close()
+
+
+@pytest.mark.parametrize("min_threads", [1 << 12, 1 << 30])
+def test_conv_inc_min_threads(device, monkeypatch, min_threads):
+    """NC_CONV_MIN_THREADS: smaller register tiles (fewer trials, then fewer
+    filters a thread) until a launch has that many threads; the same sums."""
+    monkeypatch.setenv("NC_CONV_MIN_THREADS", str(min_threads))
+    test_conv_inc(device, np.float32, 9, True, False, (1, 2))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -58,7 +58,7 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
 @pytest.mark.parametrize("knobs", [
     {"NC_PDL": "1"},
     {"NC_PDL": "0"},
-    {"NC_DOT_DENSE": "0"},
+    {"NC_DOT_DENSE": "1"},
     {"NC_DOT_DENSE": "2", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1", "NC_PHASE_MAX": "0"},
     {"NC_FUSE_NEURONS": "1"},
     {"NC_FUSE_FILTERS": "1", "NC_PHASE_MAX": "0"},

@@ -122,7 +122,13 @@ struct DotInstr : DInstr<T> {
     template <class Epi>
     void run(Exec& ex, const Epi& epi) const {
         if (n_tiles == 0) return;
-        if (q.dense_rt > 0) return ex.template dense_dot<T>(q, n_tiles, epi);
+        if (q.dense_rt > 0) {
+            switch (q.dense_tpt) {
+                case 2: return ex.template dense_dot<T, 2>(q, n_tiles, epi);
+                case 4: return ex.template dense_dot<T, 4>(q, n_tiles, epi);
+                default: return ex.template dense_dot<T, 8>(q, n_tiles, epi);
+            }
+        }
         switch (tt) {
             case 1: ex.template dot<T, 1>(q, n_tiles, epi); break;
             case 2: ex.template dot<T, 2>(q, n_tiles, epi); break;
@@ -166,37 +172,59 @@ inline std::vector<std::pair<int64_t, int64_t>> dot_reads(const InstrSpec& spec)
     return merged;
 }
 
-// Rows per dense tile (device_kernels.h) for a mat-vec whose blocks have
-// `rows` rows (0: none), or 0 where lane tiles serve better: dense tiles need
-// weights shared by the trials (A in the shared pool), trials to fill at least
-// half a tile's threads, and at least half the rows of its tiles used.
-// NC_DOT_DENSE=0: never; 2: wherever the weights are shared (tests).
-inline int dense_rows_per_tile(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
-                               const std::vector<int64_t>& a, int64_t f_shared, int n_trials) {
-    const int64_t mode = env_knob("NC_DOT_DENSE", 1, 0, 2);
-    if (mode == 0) return 0;
-    int64_t most = 0;
+// The shape of a mat-vec's dense tiles (device_kernels.h): rows per tile
+// (RT, 0: lane tiles) and trials per thread (TPT).  Dense tiles need weights
+// shared by the trials (A in the shared pool); RT is the least power of two
+// from 8 to 128 covering the most rows of a block; TPT the most of 8, 4, 2
+// that gives at least 2 * kDenseMinTiles tiles (or NC_DOT_DENSE_TRIALS).
+// NC_DOT_DENSE=1 then takes them where they should pay: a tile's trials at
+// least half used, its rows too, and at least kDenseMinTiles tiles (a tile
+// sums all its columns alone: a few rows of many columns, such as a
+// convnet's output layer, would leave most of a GPU idle, where lane tiles
+// have up to 32 threads a row).  NC_DOT_DENSE=2: wherever the weights are
+// shared (tests); 0, the default until a GPU run has timed dense tiles
+// (docs/cuda.md): never.
+struct DenseShape {
+    int rt = 0, tpt = 0;
+};
+constexpr int64_t kDenseMinTiles = 64;
+inline DenseShape dense_shape(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
+                              const std::vector<int64_t>& a, int64_t f_shared, int n_trials) {
+    const int64_t mode = env_knob("NC_DOT_DENSE", 0, 0, 2);
+    const int64_t fixed_tpt = env_knob("NC_DOT_DENSE_TRIALS", 0, 0, kDenseTrialsPerThreadMax);
+    if (fixed_tpt != 0 && fixed_tpt != 2 && fixed_tpt != 4 && fixed_tpt != 8)
+        throw std::invalid_argument("NC_DOT_DENSE_TRIALS='" + std::to_string(fixed_tpt) +
+                                    "': expected an integer among 0 (chosen per mat-vec), 2, 4, 8");
+    if (mode == 0) return {};
+    int64_t most = 0, used = 0;
     for (size_t b = 0; b < rows.size(); ++b) {
         if (rows[b] == 0 || cols[b] == 0) continue;
-        if (a[b] >= f_shared) return 0;  // per-trial weights (learned)
+        if (a[b] >= f_shared) return {};  // per-trial weights (learned)
         most = std::max(most, rows[b]);
-    }
-    if (most == 0) return 0;
-    int rt = kDenseRowsMin;
-    while (rt < kDenseRowsMax && rt < most) rt *= 2;
-    if (mode == 2) return rt;
-    if (2 * n_trials < dense_trials(rt)) return 0;
-    int64_t used = 0, tiled = 0;
-    for (size_t b = 0; b < rows.size(); ++b) {
-        if (rows[b] == 0 || cols[b] == 0) continue;
         used += rows[b];
-        tiled += (rows[b] + rt - 1) / rt * rt;
     }
-    return 2 * used >= tiled ? rt : 0;
+    if (most == 0) return {};
+    DenseShape d;
+    d.rt = kDenseRowsMin;
+    while (d.rt < kDenseRowsMax && d.rt < most) d.rt *= 2;
+    int64_t tiled = 0;  // rows of all tiles
+    for (size_t b = 0; b < rows.size(); ++b)
+        if (rows[b] > 0 && cols[b] > 0) tiled += (rows[b] + d.rt - 1) / d.rt * d.rt;
+    auto tiles = [&](int tpt) {
+        const int tn = dense_trials(d.rt, tpt);
+        return tiled / d.rt * ((n_trials + tn - 1) / tn);
+    };
+    d.tpt = fixed_tpt ? static_cast<int>(fixed_tpt) : kDenseTrialsPerThreadMax;
+    while (!fixed_tpt && d.tpt > 2 && tiles(d.tpt) < 2 * kDenseMinTiles) d.tpt /= 2;
+    if (mode == 2) return d;
+    if (2 * n_trials < dense_trials(d.rt, d.tpt) || 2 * used < tiled ||
+        tiles(d.tpt) < kDenseMinTiles)
+        return {};
+    return d;
 }
 
 // Tiles (device_kernels.h, DotInc): dense tiles of RT rows of one block and
-// dense_trials(RT) trials where dense_rows_per_tile allows; else a block of c
+// dense_trials(RT, TPT) trials where dense_shape allows; else a block of c
 // columns gets g lanes per row, the least power of two with
 // g * NC_DOT_COLS_PER_LANE >= c (at most 32); rows of blocks with equal g are
 // packed kDotThreads / g to a tile, for TT trials (the least of 1, 2, 4, 8
@@ -205,9 +233,11 @@ template <typename T>
 InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     auto in = std::make_unique<DotInstr<T>>();
     const int nt = prog.n_trials();
-    const int rt = dense_rows_per_tile(spec.int_array("rows"), spec.int_array("cols"),
-                                       spec.int_array("A"), prog.pools().f_shared, nt);
-    in->q.dense_rt = rt;
+    const DenseShape dense = dense_shape(spec.int_array("rows"), spec.int_array("cols"),
+                                         spec.int_array("A"), prog.pools().f_shared, nt);
+    const int rt = dense.rt;
+    in->q.dense_rt = dense.rt;
+    in->q.dense_tpt = dense.tpt;
     const int64_t max_tt = env_knob("NC_DOT_TRIALS", 8, 1, 8);
     const int64_t cols_per_lane = env_knob("NC_DOT_COLS_PER_LANE", 16, 1, 1 << 20);
     in->tt = 1;
@@ -237,7 +267,7 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
             for (int64_t s0 = 0; s0 < n;) {
                 const int64_t b = slot_block[lg][s0], nrows = rows[b];
                 for (int64_t r0 = 0; r0 < nrows; r0 += rt)
-                    for (int t0 = 0; t0 < nt; t0 += dense_trials(rt)) {
+                    for (int t0 = 0; t0 < nt; t0 += dense_trials(rt, dense.tpt)) {
                         ts0.push_back(static_cast<int64_t>(sb.size()) + s0 + r0);
                         tns.push_back(static_cast<int32_t>(std::min<int64_t>(rt, nrows - r0)));
                         tt0.push_back(t0);
@@ -384,8 +414,19 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
     if (k.w >= prog.pools().f_shared)  // per-trial weights: one thread per output element
         return for_each_instr<T>(k.rows * g.filters * prog.n_trials(), k);
     const int nt = prog.n_trials();
-    const int tt = nt == 1 ? 1 : nt <= 4 ? 4 : 8;
-    const int f = g.fpg % 4 == 0 ? 4 : g.fpg % 2 == 0 ? 2 : 1;
+    int tt = nt == 1 ? 1 : nt <= 4 ? 4 : 8;
+    int f = g.fpg % 4 == 0 ? 4 : g.fpg % 2 == 0 ? 2 : 1;
+    // NC_CONV_MIN_THREADS: smaller register tiles (fewer trials, then fewer
+    // filters a thread) until the launch has this many threads (a layer of
+    // few output positions and filters is otherwise a few blocks of long threads)
+    const int64_t min_threads = env_knob("NC_CONV_MIN_THREADS", 0, 0, int64_t(1) << 40);
+    auto threads = [&] { return g.filters / f * k.rows * ((nt + tt - 1) / tt); };
+    while (threads() < min_threads && (tt > 1 || f > 1)) {
+        if (tt > 1)
+            tt = tt == 8 ? 4 : 1;
+        else
+            f /= 2;
+    }
     if (f == 4) return conv_tiles<T, 4>(k, tt, nt);
     if (f == 2) return conv_tiles<T, 2>(k, tt, nt);
     return conv_tiles<T, 1>(k, tt, nt);

@@ -738,8 +738,9 @@ struct DotParams {
     // per tile: first slot, number of slots, first trial, lanes per slot
     const int64_t* tile_slot0 = nullptr;
     const int32_t *tile_nslot = nullptr, *tile_t0 = nullptr, *tile_g = nullptr;
-    // dense tiles (dense_* below): rows per tile; 0: lane tiles (dot_* above)
-    int dense_rt = 0;
+    // dense tiles (dense_* below): rows per tile (0: lane tiles, dot_* above)
+    // and trials per thread
+    int dense_rt = 0, dense_tpt = 0;
 };
 
 // The partial sums of thread `tid` of `tile` (zero for a thread without a row).
@@ -872,17 +873,17 @@ struct DotRows {
 // --- DotInc, dense tiles: weights shared by the trials, many trials -----------
 //
 // A dense tile is kDotThreads threads over RT = dense_rt consecutive rows of one
-// block (slots tile_slot0 .. + tile_nslot) and TN = dense_trials(RT) trials from
-// tile_t0.  Chunks of kDenseCols columns of the rows of A and of the trials' X
+// block (slots tile_slot0 .. + tile_nslot) and TN = dense_trials(RT, TPT) trials
+// from tile_t0, TPT = dense_tpt trials per thread (2, 4 or 8).  Chunks of kDenseCols columns of the rows of A and of the trials' X
 // are staged in shared memory (read along the columns, coalesced; X stored by
 // column, its trials contiguous), then thread tid sums row tid % RT for the
-// kDenseTrialsPerThread consecutive trials from (tid / RT) *
-// kDenseTrialsPerThread over the chunk's columns: per column one A value and
-// two (float32) or four (float64) vector loads of X for 8 multiply-adds.  So a
+// TPT consecutive trials from (tid / RT) * TPT over the chunk's columns: per
+// column one A value and vector loads of X (16 bytes, or 8 for two float32)
+// for TPT multiply-adds.  So a
 // tile reads each element of A and X it needs from global memory once, where
 // the lane tiles above read X once per row and A once per TT trials.  Each sum
 // runs over the columns in order from zero: DotRows' with one lane, to the bit.
-constexpr int kDenseTrialsPerThread = 8;
+constexpr int kDenseTrialsPerThreadMax = 8;
 constexpr int kDenseRowsMin = 8, kDenseRowsMax = kDotThreads;
 template <typename T>
 constexpr int kDenseCols = sizeof(T) == 4 ? 32 : 16;
@@ -892,13 +893,13 @@ constexpr int kDenseStride = kDenseCols<T> + 1;  // A by row (odd: rows in diffe
 template <typename T>
 constexpr int kDensePad = 16 / sizeof(T);  // X by column: 16-byte aligned columns
 
-NC_HD int dense_trials(int rt) { return kDenseTrialsPerThread * kDotThreads / rt; }
+NC_HD int dense_trials(int rt, int tpt) { return tpt * kDotThreads / rt; }
 
 // Shared memory of a tile of RT rows: A, then X from offset RT * kDenseStride.
 template <typename T>
 constexpr int dense_smem(int rt) {
     return rt * kDenseStride<T> +
-           kDenseCols<T> * (kDenseTrialsPerThread * kDotThreads / rt + kDensePad<T>);
+           kDenseCols<T> * (kDenseTrialsPerThreadMax * kDotThreads / rt + kDensePad<T>);
 }
 template <typename T>
 constexpr int kDenseSmem = dense_smem<T>(kDenseRowsMin) > dense_smem<T>(kDenseRowsMax)
@@ -921,7 +922,7 @@ NC_HD int dense_chunk(const DotParams<T>& q, int64_t tile, int64_t c0) {
 template <typename T>
 NC_HD void dense_stage(const DotParams<T>& q, int64_t tile, int64_t c0, int tid, T* smem) {
     constexpr int S = kDenseStride<T>, KC = kDenseCols<T>, step = kDotThreads / KC;
-    const int rt = q.dense_rt, tn = dense_trials(rt), kc = dense_chunk(q, tile, c0);
+    const int rt = q.dense_rt, tn = dense_trials(rt, q.dense_tpt), kc = dense_chunk(q, tile, c0);
     const int j = tid % KC;
     if (j >= kc) return;
     const int64_t s0 = q.tile_slot0[tile];
@@ -937,49 +938,56 @@ NC_HD void dense_stage(const DotParams<T>& q, int64_t tile, int64_t c0, int tid,
         Xs[i] = t0 + i < n_trials ? q.p.fat(q.x[b], t0 + i)[xj] : T(0);
 }
 
-// x[0 .. 7] = p[0 .. 7], p 16-byte aligned: vector loads on the GPU.
-template <typename T>
-NC_HD void dense_load8(const T* p, T* x) {
+// x[0 .. N - 1] = p[0 .. N - 1], p aligned to 16 bytes (8 for two float32):
+// vector loads on the GPU.
+template <typename T, int N>
+NC_HD void dense_load(const T* p, T* x) {
 #if defined(__CUDA_ARCH__)
-    if constexpr (sizeof(T) == 4) {
-        const float4 u = reinterpret_cast<const float4*>(p)[0];
-        const float4 v = reinterpret_cast<const float4*>(p)[1];
-        x[0] = u.x, x[1] = u.y, x[2] = u.z, x[3] = u.w;
-        x[4] = v.x, x[5] = v.y, x[6] = v.z, x[7] = v.w;
-    } else {
+    if constexpr (sizeof(T) == 4 && N % 4 == 0) {
         NC_UNROLL
-        for (int k = 0; k < 4; ++k) {
+        for (int k = 0; k < N / 4; ++k) {
+            const float4 u = reinterpret_cast<const float4*>(p)[k];
+            x[4 * k] = u.x, x[4 * k + 1] = u.y, x[4 * k + 2] = u.z, x[4 * k + 3] = u.w;
+        }
+    } else if constexpr (sizeof(T) == 4 && N == 2) {
+        const float2 u = reinterpret_cast<const float2*>(p)[0];
+        x[0] = u.x, x[1] = u.y;
+    } else if constexpr (sizeof(T) == 8 && N % 2 == 0) {
+        NC_UNROLL
+        for (int k = 0; k < N / 2; ++k) {
             const double2 u = reinterpret_cast<const double2*>(p)[k];
             x[2 * k] = u.x, x[2 * k + 1] = u.y;
         }
+    } else {
+        NC_UNROLL
+        for (int k = 0; k < N; ++k) x[k] = p[k];
     }
 #else
-    for (int k = 0; k < 8; ++k) x[k] = p[k];
+    for (int k = 0; k < N; ++k) x[k] = p[k];
 #endif
 }
-static_assert(kDenseTrialsPerThread == 8, "dense_load8 loads a thread's trials");
 
 // Thread tid's sums over the staged columns (see above).
-template <typename T>
+template <typename T, int TPT>
 NC_HD void dense_accumulate(const DotParams<T>& q, int64_t tile, int64_t c0, int tid,
                             const T* smem, T* acc) {
     constexpr int S = kDenseStride<T>;
     const int rt = q.dense_rt, kc = dense_chunk(q, tile, c0);
-    const int tns = dense_trials(rt) + kDensePad<T>;
+    const int tns = dense_trials(rt, TPT) + kDensePad<T>;
     const T* a = smem + (tid % rt) * S;
-    const T* x = smem + rt * S + (tid / rt) * kDenseTrialsPerThread;
+    const T* x = smem + rt * S + (tid / rt) * TPT;
     for (int j = 0; j < kc; ++j) {
         const T av = a[j];
-        T xv[kDenseTrialsPerThread];
-        dense_load8(x + j * tns, xv);
+        T xv[TPT];
+        dense_load<T, TPT>(x + j * tns, xv);
         NC_UNROLL
-        for (int k = 0; k < kDenseTrialsPerThread; ++k) acc[k] += av * xv[k];
+        for (int k = 0; k < TPT; ++k) acc[k] += av * xv[k];
     }
 }
 
 // Writes thread tid's sums (Y = I + sum, or Y += sum), then runs the epilogue
 // on each (slot, trial) written.
-template <typename T, class Epi>
+template <typename T, int TPT, class Epi>
 NC_HD void dense_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc,
                        const Epi& epi) {
     const int rt = q.dense_rt, i = tid % rt;
@@ -987,9 +995,9 @@ NC_HD void dense_write(const DotParams<T>& q, int64_t tile, int tid, const T* ac
     const int64_t s = q.tile_slot0[tile] + i;
     const int64_t b = q.slot_block[s], row = q.slot_row[s];
     const bool from_init = q.init && q.init[b] >= 0;
-    const int first = q.tile_t0[tile] + (tid / rt) * kDenseTrialsPerThread;
+    const int first = q.tile_t0[tile] + (tid / rt) * TPT;
     NC_UNROLL
-    for (int k = 0; k < kDenseTrialsPerThread; ++k) {  // (static indices keep acc in registers)
+    for (int k = 0; k < TPT; ++k) {  // (static indices keep acc in registers)
         const int t = first + k;
         if (t >= q.p.n_trials) continue;
         T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];

@@ -11,7 +11,7 @@
 //     template <class F> void for_each(int64_t n, const F& f);   // f(i), 0 <= i < n
 //     template <class T, int TT, class Epi = NoEpilogue>
 //     void dot(const DotParams<T>&, int64_t n_tiles, const Epi& = Epi());
-//     template <class T, class Epi = NoEpilogue>
+//     template <class T, int TPT, class Epi = NoEpilogue>
 //     void dense_dot(const DotParams<T>&, int64_t n_tiles, const Epi& = Epi());
 //     void h2d(uint64_t dst, const void* src, size_t bytes);
 //     void d2h(void* dst, uint64_t src, size_t bytes);

@@ -69,23 +69,23 @@ __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q, Epi ep
 }
 
 // One thread block per dense tile; see dense_* in device_kernels.h.
-template <class T, class Epi>
+template <class T, int TPT, class Epi>
 __global__ void __launch_bounds__(kDotThreads) dense_dot_kernel(DotParams<T> q, Epi epi) {
     follow_previous_grid();
     __shared__ alignas(16) T smem[kDenseSmem<T>];
     const int64_t tile = blockIdx.x;
     const int tid = threadIdx.x;
-    T acc[kDenseTrialsPerThread];
+    T acc[TPT];
 #pragma unroll
-    for (int k = 0; k < kDenseTrialsPerThread; ++k) acc[k] = T(0);
+    for (int k = 0; k < TPT; ++k) acc[k] = T(0);
     const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
     for (int64_t c0 = 0; c0 < nc; c0 += kDenseCols<T>) {
         if (c0 > 0) __syncthreads();  // every thread is done with the last chunk
         dense_stage(q, tile, c0, tid, smem);
         __syncthreads();
-        dense_accumulate(q, tile, c0, tid, smem, acc);
+        dense_accumulate<T, TPT>(q, tile, c0, tid, smem, acc);
     }
-    dense_write(q, tile, tid, acc, epi);
+    dense_write<T, TPT>(q, tile, tid, acc, epi);
 }
 
 // The phases of a PhaseList (phases.h) in one block, a barrier between them.
@@ -157,12 +157,12 @@ class Exec {
                       epi);
     }
 
-    template <class T, class Epi = NoEpilogue>
+    template <class T, int TPT, class Epi = NoEpilogue>
     void dense_dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
         if (n_tiles <= 0) return;
         if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
-        launch_kernel(dense_dot_kernel<T, Epi>, static_cast<unsigned>(n_tiles), kDotThreads, q,
-                      epi);
+        launch_kernel(dense_dot_kernel<T, TPT, Epi>, static_cast<unsigned>(n_tiles), kDotThreads,
+                      q, epi);
     }
 
     // Whether kernels launch with programmatic dependencies (NC_PDL).

@@ -84,12 +84,11 @@ class Exec {
     // The dense mat-vec, chunk by chunk as the CUDA kernel runs it: every
     // thread stages its share, then every thread sums; shared memory is
     // poisoned with NaN before each chunk, so a read of anything not staged shows.
-    template <class T, class Epi = NoEpilogue>
+    template <class T, int TPT, class Epi = NoEpilogue>
     void dense_dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
         if (n_tiles <= 0) return;
         submit([q, n_tiles, epi]() {
-            std::vector<T> smem(kDenseSmem<T>), acc(static_cast<size_t>(kDotThreads) *
-                                                    kDenseTrialsPerThread);
+            std::vector<T> smem(kDenseSmem<T>), acc(static_cast<size_t>(kDotThreads) * TPT);
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
                 std::fill(acc.begin(), acc.end(), T(0));
                 const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
@@ -98,11 +97,10 @@ class Exec {
                     for (int tid = kDotThreads - 1; tid >= 0; --tid)
                         dense_stage(q, tile, c0, tid, smem.data());
                     for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                        dense_accumulate(q, tile, c0, tid, smem.data(),
-                                         &acc[tid * kDenseTrialsPerThread]);
+                        dense_accumulate<T, TPT>(q, tile, c0, tid, smem.data(), &acc[tid * TPT]);
                 }
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                    dense_write(q, tile, tid, &acc[tid * kDenseTrialsPerThread], epi);
+                    dense_write<T, TPT>(q, tile, tid, &acc[tid * TPT], epi);
             }
         });
     }
