@@ -15,6 +15,8 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
   lane at most this many columns; fewer columns per lane: more threads per row;
 - ``NC_DOT_TRIALS`` (default 8): at most this many trials per mat-vec tile
   (each weight read once for them);
+- ``NC_DOT_MIN_TILES`` (default 0): fewer trials per lane tile (halving) until
+  a mat-vec has at least this many tiles;
 - ``NC_PDL`` (default 1; 0 before the H200 sweep of 2026-12-04): kernels
   launch with programmatic dependencies (compute capability 9.0 and newer),
   which overlaps a kernel's launch with the end of the one before it;
@@ -71,6 +73,7 @@ SETTINGS = [
     ("conv 64K", {"NC_CONV_MIN_THREADS": "65536"}),
     ("conv 256K", {"NC_CONV_MIN_THREADS": "262144"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),
+    ("dot tiles 256", {"NC_DOT_MIN_TILES": "256"}),
     ("cols/lane 4", {"NC_DOT_COLS_PER_LANE": "4"}),
     ("cols/lane 8", {"NC_DOT_COLS_PER_LANE": "8"}),
     ("cols/lane 32", {"NC_DOT_COLS_PER_LANE": "32"}),

@@ -320,12 +320,15 @@ def test_dot_inc_ragged_blocks(device, dtype, n_trials):
     ragged_dot_inc(device, dtype, n_trials)
 
 
-@pytest.mark.parametrize("cols_per_lane, max_trials", [(1, 1), (2, 2), (4, 8), (5, 4), (2000, 8)])
-def test_dot_inc_tiling_knobs(device, monkeypatch, cols_per_lane, max_trials):
+@pytest.mark.parametrize("cols_per_lane, max_trials, min_tiles",
+                         [(1, 1, 0), (2, 2, 0), (4, 8, 0), (5, 4, 0), (2000, 8, 0), (16, 8, 40),
+                          (16, 8, 1 << 30)])
+def test_dot_inc_tiling_knobs(device, monkeypatch, cols_per_lane, max_trials, min_tiles):
     """Every tile shape the tuning knobs give (1 to 32 lanes per row, 1 to 8
-    trials per tile) computes the same products."""
+    trials per tile, fewer trials for more tiles) computes the same products."""
     monkeypatch.setenv("NC_DOT_COLS_PER_LANE", str(cols_per_lane))
     monkeypatch.setenv("NC_DOT_TRIALS", str(max_trials))
+    monkeypatch.setenv("NC_DOT_MIN_TILES", str(min_tiles))
     ragged_dot_inc(device, np.float64, 11)
 
 

@@ -255,6 +255,19 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
             slot_row[lg].push_back(r);
         }
     }
+    // NC_DOT_MIN_TILES: fewer trials a lane tile until there are this many
+    // tiles (a few rows of many columns, e.g. a convnet's output layer, are
+    // otherwise a few blocks of long sums)
+    const int64_t min_tiles = env_knob("NC_DOT_MIN_TILES", 0, 0, int64_t(1) << 40);
+    auto lane_tiles = [&] {
+        int64_t n = 0;
+        for (int lg = 0; lg < 6; ++lg) {
+            const int64_t per_tile = kDotThreads >> lg;
+            n += (static_cast<int64_t>(slot_row[lg].size()) + per_tile - 1) / per_tile;
+        }
+        return n * ((nt + in->tt - 1) / in->tt);
+    };
+    while (rt == 0 && in->tt > 1 && lane_tiles() < min_tiles) in->tt /= 2;
     std::vector<int64_t> sb, sr, ts0;
     std::vector<int32_t> tns, tt0, tg, slot_g;
     for (int lg = 0; lg < 6; ++lg) {
