@@ -172,7 +172,7 @@ inline std::vector<std::pair<int64_t, int64_t>> dot_reads(const InstrSpec& spec)
     return merged;
 }
 
-// The shape of a mat-vec's dense tiles (device_kernels.h): rows per tile
+// The shape of a mat-vec's dense tiles (kernel_dense_dot.h): rows per tile
 // (RT, 0: lane tiles) and trials per thread (TPT).  Dense tiles need weights
 // shared by the trials (A in the shared pool); RT is the least power of two
 // from 8 to 128 covering the most rows of a block; TPT the most of 8, 4, 2
@@ -223,7 +223,7 @@ inline DenseShape dense_shape(const std::vector<int64_t>& rows, const std::vecto
     return d;
 }
 
-// Tiles (device_kernels.h, DotInc): dense tiles of RT rows of one block and
+// Tiles (kernel_dot.h, kernel_dense_dot.h): dense tiles of RT rows of one block and
 // dense_trials(RT, TPT) trials where dense_shape allows; else a block of c
 // columns gets g lanes per row, the least power of two with
 // g * NC_DOT_COLS_PER_LANE >= c (at most 32); rows of blocks with equal g are

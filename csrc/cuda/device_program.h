@@ -261,7 +261,7 @@ class Program final : public DeviceProgram<T> {
                 {"dense_products", dense_products()}};
     }
 
-    // Mat-vec instructions that run as dense tiles (device_kernels.h).
+    // Mat-vec instructions that run as dense tiles (kernel_dense_dot.h).
     int64_t dense_products() const {
         int64_t n = 0;
         for (const auto& in : instrs_)
