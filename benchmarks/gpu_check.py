@@ -24,6 +24,9 @@ Steps, each timed and each reported even when an earlier one failed:
            next to step 5
 9. sweep   the tuning knobs (benchmarks/device_sweep.py: mat-vec tile shapes,
            programmatic dependent launch) on the large networks, if time is left
+10. counters Nsight Compute on one step of the chain 50x500x16 at minibatch 64
+           (benchmarks/device_ncu.py, dense tiles on) into $OUT/ncu_chain64.txt,
+           if time is left
 
 Prints one table at the end and writes it, with all numbers, to
 ``$OUT/gpu_check.txt`` and ``$OUT/gpu_check.json`` (``--out`` or $OUT, else results/).
@@ -497,6 +500,38 @@ def sweep(quick, budget_s, device):
     return f"{len(REPORT['sweep'])} rows"
 
 
+# -- 10. counters ------------------------------------------------------------------------
+NCU_SECTIONS = ["SpeedOfLight", "Occupancy", "WarpStateStats", "MemoryWorkloadAnalysis",
+                "ComputeWorkloadAnalysis", "SchedulerStats"]
+
+
+@step("counters")
+def counters(out, budget_s, env):
+    """Nsight Compute's counters for one step of the chain 50x500x16 at
+    minibatch 64 (benchmarks/device_ncu.py) with ``env`` set, into
+    ``out/ncu_chain64.txt``; returns each kernel's duration."""
+    ncu = shutil.which("ncu") or next(
+        (p for p in ("/usr/local/cuda/bin/ncu",) if Path(p).exists()), None)
+    if ncu is None:
+        raise RuntimeError("ncu not found")
+    cmd = [ncu, "--clock-control", "none", "--profile-from-start", "off"]
+    for section in NCU_SECTIONS:
+        cmd += ["--section", section]
+    cmd += [sys.executable, str(ROOT / "benchmarks" / "device_ncu.py"), "chain",
+            "--minibatch", "64"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s,
+                         env={**os.environ, **env})
+    text = res.stdout + res.stderr
+    (Path(out) / "ncu_chain64.txt").write_text(text)
+    kernels = re.findall(r"^  (\S.*?)\(\d+, \d+, \d+\)x", text, flags=re.M)
+    durations = re.findall(r"^\s+Duration\s+(\S+)\s+([\d.,]+)", text, flags=re.M)
+    rows = [f"{k.strip()[:60]}: {v} {u}" for k, (u, v) in zip(kernels, durations)]
+    REPORT["counters"] = {"env": env, "kernels": rows}
+    if res.returncode != 0:
+        raise RuntimeError(f"ncu exit {res.returncode}: {text[-300:]}")
+    return f"{len(rows)} kernels ({', '.join(f'{k}={v}' for k, v in env.items())})"
+
+
 def profile_table():
     """The profile step's lines: per network, the slowest groups."""
     from device_profile import format_profile  # noqa: PLC0415
@@ -668,6 +703,11 @@ def table():
                      + (f"the measured device copy rate, {bw / 1e12:.2f} TB/s)" if bw else
                         "the device copy rate, not measured here)"))
     lines += profile_table()
+    if REPORT.get("counters"):
+        c = REPORT["counters"]
+        lines += ["", "Nsight Compute, chain 50x500x16 B=64, one step ("
+                  + ", ".join(f"{k}={v}" for k, v in c["env"].items()) + "; ncu_chain64.txt):"]
+        lines += ["  " + r for r in c["kernels"]]
     if REPORT["sweep"]:
         from device_sweep import format_sweep  # noqa: PLC0415
 
@@ -730,6 +770,9 @@ def main():
             profile(args.quick, max(5, min(args.profile_budget, left() - 5)), args.device)
         if left() > 15 and not args.skip_sweep:
             sweep(args.quick, max(5, min(args.sweep_budget, left() - 5)), args.device)
+        if args.device == "cuda" and not args.quick and left() > 30:
+            # the lever still to be decided, under the counters
+            counters(out, min(90, left() - 5), {"NC_DOT_DENSE": "1"})
         for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False),
                          ("profile", False), ("sanitize", args.device != "cuda"),
                          ("sweep", args.skip_sweep)):
