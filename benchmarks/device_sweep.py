@@ -63,6 +63,7 @@ SETTINGS = [
     ("phases off", {"NC_PHASE_MAX": "0"}),
     ("dense", {"NC_DOT_DENSE": "1"}),
     ("dense always", {"NC_DOT_DENSE": "2"}),
+    ("dense+fuse", {"NC_DOT_DENSE": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
     ("fuse filters", {"NC_FUSE_FILTERS": "1"}),
     ("fuse both", {"NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
