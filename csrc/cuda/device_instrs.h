@@ -223,86 +223,106 @@ inline DenseShape dense_shape(const std::vector<int64_t>& rows, const std::vecto
     return d;
 }
 
-// Tiles (kernel_dot.h, kernel_dense_dot.h): dense tiles of RT rows of one block and
-// dense_trials(RT, TPT) trials where dense_shape allows; else a block of c
-// columns gets g lanes per row, the least power of two with
-// g * NC_DOT_COLS_PER_LANE >= c (at most 32); rows of blocks with equal g are
-// packed kDotThreads / g to a tile, for TT trials (the least of 1, 2, 4, 8
-// covering the minibatch, at most NC_DOT_TRIALS).
-template <typename T>
-InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
-    auto in = std::make_unique<DotInstr<T>>();
-    const int nt = prog.n_trials();
-    const DenseShape dense = dense_shape(spec.int_array("rows"), spec.int_array("cols"),
-                                         spec.int_array("A"), prog.pools().f_shared, nt);
-    const int rt = dense.rt;
-    in->q.dense_rt = dense.rt;
-    in->q.dense_tpt = dense.tpt;
+// A mat-vec's tiles: per tile its first slot, number of slots, first trial
+// and lanes per slot (DotParams); slots (block, row) in the order they are dealt.
+struct DotTiles {
+    std::vector<int64_t> slot_block, slot_row, slot0;
+    std::vector<int32_t> slot_g, nslot, t0, g;
+    void add(int64_t first_slot, int64_t n, int trial0, int lanes) {
+        slot0.push_back(first_slot);
+        nslot.push_back(static_cast<int32_t>(n));
+        t0.push_back(trial0);
+        g.push_back(lanes);
+    }
+};
+
+// Dense tiles (kernel_dense_dot.h): RT consecutive rows of one block,
+// dense_trials(RT, TPT) trials; slots in block order, one lane each.
+inline DotTiles dense_tiles(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
+                            DenseShape d, int nt) {
+    DotTiles t;
+    for (size_t b = 0; b < rows.size(); ++b) {
+        if (rows[b] == 0 || cols[b] == 0) continue;  // adds nothing (and has no I)
+        const int64_t s0 = static_cast<int64_t>(t.slot_row.size());
+        for (int64_t r = 0; r < rows[b]; ++r) {
+            t.slot_block.push_back(static_cast<int64_t>(b));
+            t.slot_row.push_back(r);
+        }
+        for (int64_t r0 = 0; r0 < rows[b]; r0 += d.rt)
+            for (int t0 = 0; t0 < nt; t0 += dense_trials(d.rt, d.tpt))
+                t.add(s0 + r0, std::min<int64_t>(d.rt, rows[b] - r0), t0, 1);
+    }
+    t.slot_g.assign(t.slot_row.size(), 1);
+    return t;
+}
+
+// Lane tiles (kernel_dot.h): a block of c columns gets g lanes per row, the
+// least power of two with g * NC_DOT_COLS_PER_LANE >= c (at most 32); rows of
+// blocks with equal g are packed kDotThreads / g to a tile, for *tt trials
+// (the least of 1, 2, 4, 8 covering the minibatch, at most NC_DOT_TRIALS;
+// halved while the tiles are fewer than NC_DOT_MIN_TILES: a few rows of many
+// columns, e.g. a convnet's output layer, are otherwise a few blocks of long sums).
+inline DotTiles lane_tiles(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
+                           int nt, int* tt) {
     const int64_t max_tt = env_knob("NC_DOT_TRIALS", 8, 1, 8);
     const int64_t cols_per_lane = env_knob("NC_DOT_COLS_PER_LANE", 16, 1, 1 << 20);
-    in->tt = 1;
-    while (in->tt < nt && in->tt < max_tt) in->tt *= 2;
-    if (in->tt > max_tt) in->tt /= 2;  // max_tt not a power of two
-    const auto& rows = spec.int_array("rows");
-    const auto& cols = spec.int_array("cols");
+    const int64_t min_tiles = env_knob("NC_DOT_MIN_TILES", 0, 0, int64_t(1) << 40);
+    *tt = 1;
+    while (*tt < nt && *tt < max_tt) *tt *= 2;
+    if (*tt > max_tt) *tt /= 2;  // max_tt not a power of two
     std::vector<int64_t> slot_block[6], slot_row[6];  // by log2(g)
     for (size_t b = 0; b < rows.size(); ++b) {
         if (rows[b] == 0 || cols[b] == 0) continue;  // adds nothing (and has no I)
-        int lg = 0;  // (dense tiles: one lane per row, g = 1)
-        while (rt == 0 && lg < 5 && (int64_t{1} << lg) * cols_per_lane < cols[b]) ++lg;
+        int lg = 0;
+        while (lg < 5 && (int64_t{1} << lg) * cols_per_lane < cols[b]) ++lg;
         for (int64_t r = 0; r < rows[b]; ++r) {
             slot_block[lg].push_back(static_cast<int64_t>(b));
             slot_row[lg].push_back(r);
         }
     }
-    // NC_DOT_MIN_TILES: fewer trials a lane tile until there are this many
-    // tiles (a few rows of many columns, e.g. a convnet's output layer, are
-    // otherwise a few blocks of long sums)
-    const int64_t min_tiles = env_knob("NC_DOT_MIN_TILES", 0, 0, int64_t(1) << 40);
-    auto lane_tiles = [&] {
+    auto count = [&] {
         int64_t n = 0;
         for (int lg = 0; lg < 6; ++lg) {
             const int64_t per_tile = kDotThreads >> lg;
             n += (static_cast<int64_t>(slot_row[lg].size()) + per_tile - 1) / per_tile;
         }
-        return n * ((nt + in->tt - 1) / in->tt);
+        return n * ((nt + *tt - 1) / *tt);
     };
-    while (rt == 0 && in->tt > 1 && lane_tiles() < min_tiles) in->tt /= 2;
-    std::vector<int64_t> sb, sr, ts0;
-    std::vector<int32_t> tns, tt0, tg, slot_g;
+    while (*tt > 1 && count() < min_tiles) *tt /= 2;
+    DotTiles t;
     for (int lg = 0; lg < 6; ++lg) {
         const int g = 1 << lg;
-        slot_g.insert(slot_g.end(), slot_row[lg].size(), g);
-        if (!slot_row[lg].empty()) in->max_g = g;
-        for (int64_t b : slot_block[lg]) in->row_cost += std::max<int64_t>(1, cols[b] / 16);
         const int64_t per_tile = kDotThreads / g, n = static_cast<int64_t>(slot_row[lg].size());
-        if (rt > 0) {  // RT rows of one block (slots in block order, rows in order)
-            for (int64_t s0 = 0; s0 < n;) {
-                const int64_t b = slot_block[lg][s0], nrows = rows[b];
-                for (int64_t r0 = 0; r0 < nrows; r0 += rt)
-                    for (int t0 = 0; t0 < nt; t0 += dense_trials(rt, dense.tpt)) {
-                        ts0.push_back(static_cast<int64_t>(sb.size()) + s0 + r0);
-                        tns.push_back(static_cast<int32_t>(std::min<int64_t>(rt, nrows - r0)));
-                        tt0.push_back(t0);
-                        tg.push_back(1);
-                    }
-                s0 += nrows;
-            }
-        } else {
-            for (int64_t s0 = 0; s0 < n; s0 += per_tile)
-                for (int t0 = 0; t0 < nt; t0 += in->tt) {
-                    ts0.push_back(static_cast<int64_t>(sb.size()) + s0);
-                    tns.push_back(static_cast<int32_t>(std::min(per_tile, n - s0)));
-                    tt0.push_back(t0);
-                    tg.push_back(g);
-                }
-        }
-        sb.insert(sb.end(), slot_block[lg].begin(), slot_block[lg].end());
-        sr.insert(sr.end(), slot_row[lg].begin(), slot_row[lg].end());
+        const int64_t first = static_cast<int64_t>(t.slot_row.size());
+        for (int64_t s0 = 0; s0 < n; s0 += per_tile)
+            for (int t0 = 0; t0 < nt; t0 += *tt) t.add(first + s0, std::min(per_tile, n - s0), t0, g);
+        t.slot_block.insert(t.slot_block.end(), slot_block[lg].begin(), slot_block[lg].end());
+        t.slot_row.insert(t.slot_row.end(), slot_row[lg].begin(), slot_row[lg].end());
+        t.slot_g.insert(t.slot_g.end(), slot_row[lg].size(), g);
     }
-    if (ts0.size() > static_cast<size_t>(INT_MAX))
+    return t;
+}
+
+// A mat-vec (dot_inc): dense tiles where dense_shape allows, else lane tiles.
+template <typename T>
+InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
+    auto in = std::make_unique<DotInstr<T>>();
+    const int nt = prog.n_trials();
+    const auto& rows = spec.int_array("rows");
+    const auto& cols = spec.int_array("cols");
+    const DenseShape dense =
+        dense_shape(rows, cols, spec.int_array("A"), prog.pools().f_shared, nt);
+    in->q.dense_rt = dense.rt;
+    in->q.dense_tpt = dense.tpt;
+    DotTiles tiles = dense.rt > 0 ? dense_tiles(rows, cols, dense, nt)
+                                  : lane_tiles(rows, cols, nt, &in->tt);
+    for (size_t s = 0; s < tiles.slot_row.size(); ++s) {
+        in->max_g = std::max<int>(in->max_g, tiles.slot_g[s]);
+        in->row_cost += std::max<int64_t>(1, cols[tiles.slot_block[s]] / 16);
+    }
+    if (tiles.slot0.size() > static_cast<size_t>(INT_MAX))
         throw std::invalid_argument("dot_inc: too many tiles for one launch");
-    in->n_tiles = static_cast<int64_t>(ts0.size());
+    in->n_tiles = static_cast<int64_t>(tiles.slot0.size());
     auto& q = in->q;
     q.p = prog.pools();
     q.cols = prog.upload(cols);
@@ -317,20 +337,20 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
         q.init = prog.upload(spec.int_array("I"));
         q.init_s = prog.upload(spec.int_array("I_s"));
     }
-    q.slot_block = prog.upload(sb);
-    q.slot_row = prog.upload(sr);
-    in->slot_block = std::move(sb);
-    in->slot_row = std::move(sr);
+    q.slot_block = prog.upload(tiles.slot_block);
+    q.slot_row = prog.upload(tiles.slot_row);
+    q.tile_slot0 = prog.upload(tiles.slot0);
+    q.tile_nslot = prog.upload(tiles.nslot);
+    q.tile_t0 = prog.upload(tiles.t0);
+    q.tile_g = prog.upload(tiles.g);
+    in->rows.q = q;
+    in->rows.n_slots = static_cast<int64_t>(tiles.slot_row.size());
+    if (!tiles.slot_g.empty()) in->rows.slot_g = prog.upload(tiles.slot_g);
+    in->slot_block = std::move(tiles.slot_block);
+    in->slot_row = std::move(tiles.slot_row);
     in->y = spec.int_array("Y");
     in->y_s = spec.int_array("Y_s");
     in->reads = dot_reads(spec);
-    q.tile_slot0 = prog.upload(ts0);
-    q.tile_nslot = prog.upload(tns);
-    q.tile_t0 = prog.upload(tt0);
-    q.tile_g = prog.upload(tg);
-    in->rows.q = q;
-    in->rows.n_slots = static_cast<int64_t>(in->slot_row.size());
-    if (!slot_g.empty()) in->rows.slot_g = prog.upload(slot_g);
     return in;
 }
 
