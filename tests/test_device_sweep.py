@@ -25,7 +25,8 @@ def small_case():
 
 def test_sweep_on_emulator():
     knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS",
-             "NC_FUSE_FILTERS", "NC_PHASE_MAX"]
+             "NC_FUSE_FILTERS", "NC_PHASE_MAX", "NC_DOT_DENSE", "NC_DOT_MIN_TILES",
+             "NC_CONV_MIN_THREADS"]
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
@@ -46,20 +47,19 @@ def test_sweep_on_emulator():
     assert len(plain) == 1
     by_label = {r["setting"]: r for r in good}
     assert by_label["phases off"]["launches"] > by_label["default"]["launches"]
-    for label in ("phases off", "phases 256", "phases 1024", "phases 16384"):  # same sums
+    for label in ("phases off", "phases 4096", "phases 1024", "phases 64"):  # same sums
         assert by_label[label]["maxdiff"] == 0, label
     # the knobs reach the program: other lanes per row, another summation order
     assert any(r["maxdiff"] > 0 for r in good if r["setting"].startswith("cols/lane"))
     # the same tiles give the same sums, to the bit, and fusing the neuron
     # update saves a launch
     same = {r["setting"]: r for r in good
-            if r["setting"] in ("pdl", "fuse neurons", "fuse filters", "fuse both")}
+            if r["setting"] in ("pdl off", "fuse neurons", "fuse filters", "fuse both")}
     assert all(r["maxdiff"] == 0 for r in same.values()), same
-    # (this model is small: its products, neurons and filters are phases of
-    # shared launches, which fusion leaves alone; test_cuda_kernels has the
-    # launches fusion saves)
-    assert same["fuse neurons"]["launches"] == same["pdl"]["launches"]
-    assert same["fuse filters"]["launches"] == same["pdl"]["launches"]
+    # (fusion saves the launches of what is not a phase already, at most;
+    # test_cuda_kernels has the launches it saves)
+    assert same["fuse neurons"]["launches"] <= same["pdl off"]["launches"]
+    assert same["fuse filters"]["launches"] <= same["pdl off"]["launches"]
     assert "small B=3" in format_sweep(rows)
     best = fastest(rows)
     assert list(best) == ["small B=3"]

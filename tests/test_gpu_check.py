@@ -42,7 +42,7 @@ def fake_sanitizer(tmp_path, failing_tool=None):
     script = tmp_path / "compute-sanitizer"
     script.write_text(
         "#!/bin/sh\n"
-        f'echo "$2 $NC_PHASE_MAX $NC_FUSE_NEURONS $NC_FUSE_FILTERS" >> {log}\n'
+        f'echo "$2 $NC_PHASE_MAX $NC_FUSE_NEURONS $NC_FUSE_FILTERS $NC_DOT_DENSE" >> {log}\n'
         f'if [ "$2" = "{failing_tool}" ]; then echo "========= ERROR SUMMARY: 1 error"; exit 3; fi\n'
         'echo "========= ERROR SUMMARY: 0 errors"\n')
     script.chmod(0o755)
@@ -52,14 +52,16 @@ def fake_sanitizer(tmp_path, failing_tool=None):
 def test_sanitize_runs_each_tool_with_its_knobs(tmp_path, monkeypatch):
     tool, log = fake_sanitizer(tmp_path)
     monkeypatch.setattr(gpu_check, "sanitizer", lambda: tool)
-    for var in ("NC_PHASE_MAX", "NC_FUSE_NEURONS", "NC_FUSE_FILTERS"):
+    for var in ("NC_PHASE_MAX", "NC_FUSE_NEURONS", "NC_FUSE_FILTERS", "NC_DOT_DENSE"):
         monkeypatch.delenv(var, raising=False)
     gpu_check.sanitize(40)
     assert gpu_check.REPORT["steps"]["sanitize"]["ok"]
-    assert [line.strip() for line in log.read_text().splitlines()] == [
-        "racecheck", "memcheck", "memcheck 1000000 1 1", "synccheck 1000000 1 1"]
+    assert [line.split() for line in log.read_text().splitlines()] == [
+        ["racecheck"], ["memcheck"], ["memcheck", "1000000", "1", "1"],
+        ["synccheck", "1000000", "1", "1"], ["racecheck", "0", "1", "2"]]
     assert set(gpu_check.REPORT["sanitize"]) == {
-        "racecheck", "memcheck", "memcheck (all levers)", "synccheck (all levers)"}
+        "racecheck", "memcheck", "memcheck (all levers)", "synccheck (all levers)",
+        "racecheck (dense tiles)"}
 
 
 def test_sanitize_fails_on_a_finding(tmp_path, monkeypatch):
