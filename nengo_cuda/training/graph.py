@@ -774,6 +774,15 @@ class TrainingGraph:
         return tf.reshape(out, [self.batch, size])
 
 
+def with_learned(masks, learned, state):
+    """``state`` (per base of `TrainingGraph.state_bases`, trials first) with
+    the elements that online learning rules change (``masks``,
+    `TrainingGraph.learned_masks`) taken from ``learned``: where a minibatch
+    starts when what the one before learned carries on, as NengoDL's
+    parameters do."""
+    return [tf.where(m, c, s) for m, c, s in zip(masks, learned, state)]
+
+
 def _probe_size(model, probe):
     return int(np.prod(model.sig[probe]["in"].shape))
 

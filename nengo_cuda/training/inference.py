@@ -18,6 +18,7 @@ from nengo.exceptions import SimulationError, ValidationError
 
 from .callbacks import CallbackList
 from .epochs import steps_argument
+from .graph import with_learned
 from .losses import io_names
 from ..user_warnings import warn
 
@@ -142,7 +143,7 @@ class Inference:
                        for n in nodes)
             start = state
             if masks is not None and not stateful:
-                start = [np.where(m, c, s) for m, c, s in zip(masks, carried, state)]
+                start = with_learned(masks, carried, state)
             with graph.host_errors():
                 outs, final = self._train_fns[key](
                     xs, tuple(tf.constant(v) for v in start), tf.constant(float(t0), tf.float64))

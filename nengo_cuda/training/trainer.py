@@ -28,7 +28,7 @@ from .callbacks import CallbackList, FitModel
 from .config import get_setting, trainable_objects
 from .data import DataChecks, is_batch_source, refuse_beside_source
 from .epochs import ArrayFeed, SourceFeed, steps_argument
-from .graph import TrainingGraph, trainable_parameters, trainable_signals
+from .graph import TrainingGraph, trainable_parameters, trainable_signals, with_learned
 from .inference import Inference
 from .losses import keras_loss, metrics_by_probe
 from .nengo2_api import NengoDL2API
@@ -339,8 +339,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         # stateful or not (NengoDL's parameters): the last final state holds it
         masks = graph.learned_masks()
         if masks is not None and state is None:
-            state = [tf.constant(np.where(m, now, first)) for m, now, first in
-                     zip(masks, graph.read_state(), graph.initial_state())]
+            state = with_learned(masks, graph.read_state(), graph.initial_state())
         carried = state
 
         model = self.keras_model
@@ -373,7 +372,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                     cbs("on_train_batch_begin", done)
                 start = state
                 if masks is not None and not stateful:
-                    start = [tf.where(m, c, s) for m, c, s in zip(masks, carried, state)]
+                    start = with_learned(masks, carried, state)
                 with self.graph.host_errors():
                     loss_sum, probe_sums, final, outs = train_range(
                         *uploaded, order_t, tf.constant(done), tf.constant(stop),
@@ -620,7 +619,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 elif stateful:
                     init = list(state)
                 elif learned is not None:  # the state's start, with what was learned
-                    init = [tf.where(m, s, s0) for m, s, s0 in zip(learned, state, init0)]
+                    init = with_learned(learned, state, init0)
                 else:
                     init = init0
                 steps_before = t0 + tf.cast(i * steps, f64) if stateful else t0
