@@ -525,7 +525,7 @@ def counters(out, budget_s, env):
     (Path(out) / "ncu_chain64.txt").write_text(text)
     kernels = re.findall(r"^  (\S.*?)\(\d+, \d+, \d+\)x", text, flags=re.M)
     durations = re.findall(r"^\s+Duration\s+(\S+)\s+([\d.,]+)", text, flags=re.M)
-    rows = [f"{k.strip()[:60]}: {v} {u}" for k, (u, v) in zip(kernels, durations)]
+    rows = [f"{k.strip()[:90]}: {v} {u}" for k, (u, v) in zip(kernels, durations)]
     REPORT["counters"] = {"env": env, "kernels": rows}
     if res.returncode != 0:
         raise RuntimeError(f"ncu exit {res.returncode}: {text[-300:]}")

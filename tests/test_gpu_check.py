@@ -70,3 +70,36 @@ def test_sanitize_fails_on_a_finding(tmp_path, monkeypatch):
     gpu_check.sanitize(40)
     result = gpu_check.REPORT["steps"]["sanitize"]
     assert not result["ok"] and "synccheck (all levers)" in str(result)
+
+
+NCU_SAMPLE = """\
+==PROF== Connected to process 1 (/usr/bin/python3.12)
+  void dense_dot_kernel<float, 8, NoEpilogue>(DotParams<T1>, T3) (1600, 1, 1)x(128, 1, 1), Context 1
+    Section: GPU Speed Of Light Throughput
+    ----------------------- ----------- ------------
+    Duration                         us         4.25
+  void for_each_kernel<NeuronStep<float, models::LIF>>(T1, long) (6250, 1, 1)x(256, 1, 1), Context 1
+    Duration                         us        18.98
+"""
+
+
+def test_counters_reads_each_kernels_duration(tmp_path, monkeypatch):
+    """Step 10 runs Nsight Compute with the given knobs, keeps its report in
+    $OUT and lists each kernel's duration (a stand-in ncu prints a report)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "sample.txt").write_text(NCU_SAMPLE)
+    ncu = bin_dir / "ncu"
+    ncu.write_text(f'#!/bin/sh\necho "NC_DOT_DENSE=$NC_DOT_DENSE"\ncat {tmp_path / "sample.txt"}\n')
+    ncu.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "out"
+    out.mkdir()
+    gpu_check.counters(out, 30, {"NC_DOT_DENSE": "1"})
+    assert gpu_check.REPORT["steps"]["counters"]["ok"]
+    text = (out / "ncu_chain64.txt").read_text()
+    assert "NC_DOT_DENSE=1" in text  # the knobs reached ncu's environment
+    assert gpu_check.REPORT["counters"]["kernels"] == [
+        "void dense_dot_kernel<float, 8, NoEpilogue>(DotParams<T1>, T3): 4.25 us",
+        "void for_each_kernel<NeuronStep<float, models::LIF>>(T1, long): 18.98 us"]
+    assert "dense_dot_kernel" in gpu_check.table()
