@@ -924,14 +924,12 @@ class Simulator:
             self._training = Trainer(self)
         return self._training
 
-
     def _parameter_io(self):
         """What serves ``save_params``/``load_params``/``get_nengo_params``/
-        ``freeze_params``: the trainer where one exists or the network has
-        TensorNodes (their Keras weights are parameters too), else a
-        `training.parameter_io.ParameterFiles`, which needs no TensorFlow."""
-        if self.closed:
-            raise SimulatorClosed("Simulator cannot train because it is closed.")
+        ``freeze_params`` of an open simulator: the trainer where one exists or
+        the network has TensorNodes (their Keras weights are parameters too),
+        else a `training.parameter_io.ParameterFiles`, which needs no
+        TensorFlow."""
         if getattr(self, "_training", None) is None and not any(
                 is_tensor_node_op(op) for op in self.step_order):
             from .training.parameter_io import ParameterFiles  # noqa: PLC0415
