@@ -107,9 +107,7 @@ def build():
         f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={ROOT / 'nengo_cuda'}",
         "-DCMAKE_CUDA_ARCHITECTURES=90-real", "-DNC_ENABLE_CUDA=ON", "-DCMAKE_BUILD_TYPE=Release",
     ]
-    nvcc = shutil.which("nvcc") or next(
-        (p for p in ("/usr/local/cuda/bin/nvcc",) if Path(p).exists()), None
-    )
+    nvcc = cuda_tool("nvcc")
     if nvcc is None:
         raise RuntimeError("nvcc not found (neither on PATH nor in /usr/local/cuda/bin)")
     cmd.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
@@ -510,8 +508,7 @@ def counters(out, budget_s, env):
     """Nsight Compute's counters for one step of the chain 50x500x16 at
     minibatch 64 (benchmarks/device_ncu.py) with ``env`` set, into
     ``out/ncu_chain64.txt``; returns each kernel's duration."""
-    ncu = shutil.which("ncu") or next(
-        (p for p in ("/usr/local/cuda/bin/ncu",) if Path(p).exists()), None)
+    ncu = cuda_tool("ncu")
     if ncu is None:
         raise RuntimeError("ncu not found")
     cmd = [ncu, "--clock-control", "none", "--profile-from-start", "off"]
@@ -585,8 +582,14 @@ SANITIZE_RUNS = [("racecheck", {}), ("memcheck", {}), ("memcheck", ALL_LEVERS),
 
 
 def sanitizer():
-    return shutil.which("compute-sanitizer") or next(
-        (p for p in ("/usr/local/cuda/bin/compute-sanitizer",) if Path(p).exists()), None)
+    return cuda_tool("compute-sanitizer")
+
+
+def cuda_tool(name):
+    """The path of CUDA's program ``name`` (on PATH, else in /usr/local/cuda/bin),
+    or None."""
+    path = Path("/usr/local/cuda/bin") / name
+    return shutil.which(name) or (str(path) if path.exists() else None)
 
 
 @step("sanitize")

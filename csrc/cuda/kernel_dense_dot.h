@@ -11,17 +11,18 @@ namespace NC_DEV_NS {
 
 // --- DotInc, dense tiles: weights shared by the trials, many trials -----------
 //
-// A dense tile is kDotThreads threads over RT = dense_rt consecutive rows of one
-// block (slots tile_slot0 .. + tile_nslot) and TN = dense_trials(RT, TPT) trials
-// from tile_t0, TPT = dense_tpt trials per thread (2, 4 or 8).  Chunks of kDenseCols columns of the rows of A and of the trials' X
-// are staged in shared memory (read along the columns, coalesced; X stored by
-// column, its trials contiguous), then thread tid sums row tid % RT for the
-// TPT consecutive trials from (tid / RT) * TPT over the chunk's columns: per
+// A dense tile is kDotThreads threads over RT = dense_rt consecutive rows of
+// one block (slots tile_slot0 .. + tile_nslot) and TN = dense_trials(RT, TPT)
+// trials from tile_t0, TPT = dense_tpt trials per thread (2, 4 or 8).  Chunks
+// of kDenseCols columns of the rows of A and of the trials' X are staged in
+// shared memory (read along the columns, coalesced; X stored by column, its
+// trials contiguous), then thread tid sums row tid % RT for the TPT
+// consecutive trials from (tid / RT) * TPT over the chunk's columns: per
 // column one A value and vector loads of X (16 bytes, or 8 for two float32)
-// for TPT multiply-adds.  So a
-// tile reads each element of A and X it needs from global memory once, where
-// the lane tiles (kernel_dot.h) read X once per row and A once per TT trials.  Each sum
-// runs over the columns in order from zero: DotRows' with one lane, to the bit.
+// for TPT multiply-adds.  So a tile reads each element of A and X it needs
+// from global memory once, where the lane tiles (kernel_dot.h) read X once per
+// row and A once per TT trials.  Each sum runs over the columns in order from
+// zero: DotRows' with one lane, to the bit.
 constexpr int kDenseTrialsPerThreadMax = 8;
 constexpr int kDenseRowsMin = 8, kDenseRowsMax = kDotThreads;
 template <typename T>
@@ -45,11 +46,10 @@ constexpr int kDenseSmem = dense_smem<T>(kDenseRowsMin) > dense_smem<T>(kDenseRo
                                ? dense_smem<T>(kDenseRowsMin)
                                : dense_smem<T>(kDenseRowsMax);
 
-// The columns of the tile's chunk from column c0: at most kDenseCols.
+// The columns of a tile's chunk from column c0 of its `nc`: at most kDenseCols.
 template <typename T>
-NC_HD int dense_chunk(const DotParams<T>& q, int64_t tile, int64_t c0) {
-    const int64_t left = q.cols[q.slot_block[q.tile_slot0[tile]]] - c0;
-    return static_cast<int>(left < kDenseCols<T> ? left : kDenseCols<T>);
+NC_HD int dense_chunk(int64_t nc, int64_t c0) {
+    return static_cast<int>(nc - c0 < kDenseCols<T> ? nc - c0 : kDenseCols<T>);
 }
 
 // Thread tid's share of staging columns c0 .. c0 + kc - 1: the tile's rows of A
@@ -59,9 +59,10 @@ NC_HD int dense_chunk(const DotParams<T>& q, int64_t tile, int64_t c0) {
 // (kDotThreads / kDenseCols)-th row or trial: consecutive threads read
 // consecutive columns.
 template <typename T>
-NC_HD void dense_stage(const DotParams<T>& q, int64_t tile, int64_t c0, int tid, T* smem) {
+NC_HD void dense_stage(const DotParams<T>& q, int64_t tile, int64_t c0, int kc, int tid,
+                       T* smem) {
     constexpr int S = kDenseStride<T>, KC = kDenseCols<T>, step = kDotThreads / KC;
-    const int rt = q.dense_rt, tn = dense_trials(rt, q.dense_tpt), kc = dense_chunk(q, tile, c0);
+    const int rt = q.dense_rt, tn = dense_trials(rt, q.dense_tpt);
     const int j = tid % KC;
     if (j >= kc) return;
     const int64_t s0 = q.tile_slot0[tile];
@@ -106,12 +107,11 @@ NC_HD void dense_load(const T* p, T* x) {
 #endif
 }
 
-// Thread tid's sums over the staged columns (see above).
+// Thread tid's sums over the kc staged columns (see above).
 template <typename T, int TPT>
-NC_HD void dense_accumulate(const DotParams<T>& q, int64_t tile, int64_t c0, int tid,
-                            const T* smem, T* acc) {
+NC_HD void dense_accumulate(const DotParams<T>& q, int kc, int tid, const T* smem, T* acc) {
     constexpr int S = kDenseStride<T>;
-    const int rt = q.dense_rt, kc = dense_chunk(q, tile, c0);
+    const int rt = q.dense_rt;
     const int tns = dense_trials(rt, TPT) + kDensePad<T>;
     const T* a = smem + (tid % rt) * S;
     const T* x = smem + rt * S + (tid / rt) * TPT;
@@ -124,7 +124,7 @@ NC_HD void dense_accumulate(const DotParams<T>& q, int64_t tile, int64_t c0, int
     }
 }
 
-// Writes thread tid's sums (Y = I + sum, or Y += sum), then runs the epilogue
+// Writes thread tid's sums (dot_store), then runs the epilogue
 // on each (slot, trial) written.
 template <typename T, int TPT, class Epi>
 NC_HD void dense_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc,
@@ -133,17 +133,12 @@ NC_HD void dense_write(const DotParams<T>& q, int64_t tile, int tid, const T* ac
     if (i >= q.tile_nslot[tile]) return;
     const int64_t s = q.tile_slot0[tile] + i;
     const int64_t b = q.slot_block[s], row = q.slot_row[s];
-    const bool from_init = q.init && q.init[b] >= 0;
     const int first = q.tile_t0[tile] + (tid / rt) * TPT;
     NC_UNROLL
     for (int k = 0; k < TPT; ++k) {  // (static indices keep acc in registers)
         const int t = first + k;
         if (t >= q.p.n_trials) continue;
-        T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
-        if (from_init)
-            *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + acc[k];
-        else
-            *Y += acc[k];
+        dot_store(q, b, row, t, acc[k]);
         epi(s, t);
     }
 }

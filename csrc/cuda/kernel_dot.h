@@ -75,6 +75,17 @@ NC_HD void dot_partial(const DotParams<T>& q, int64_t tile, int tid, T* acc) {
     }
 }
 
+// Row `row` of block b in trial t gets its sum: Y = I + sum where the block
+// starts from I (fusion.py), else Y += sum.  (Every mat-vec kernel writes so.)
+template <typename T>
+NC_HD void dot_store(const DotParams<T>& q, int64_t b, int64_t row, int t, T sum) {
+    T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
+    if (q.init && q.init[b] >= 0)
+        *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + sum;
+    else
+        *Y += sum;
+}
+
 // What a tile does with each row and trial it has written: nothing, or
 // (NeuronEpilogue, device_instrs.h) update the neuron whose input it is.
 struct NoEpilogue {
@@ -91,16 +102,11 @@ NC_HD void dot_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc,
     const int64_t s = q.tile_slot0[tile] + slot;
     const int64_t b = q.slot_block[s], row = q.slot_row[s];
     const int t0 = q.tile_t0[tile];
-    const bool from_init = q.init && q.init[b] >= 0;
     NC_UNROLL
     for (int tt = 0; tt < TT; ++tt) {  // static indices keep acc in registers
         const int t = t0 + tt;
         if (tt % g != lane || t >= q.p.n_trials) continue;
-        T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
-        if (from_init)
-            *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + acc[tt];
-        else
-            *Y += acc[tt];
+        dot_store(q, b, row, t, acc[tt]);
         epi(s, t);
     }
 }
@@ -161,11 +167,7 @@ struct DotRows {
             case 8: acc = dot_tree_sum<T, 8>(q, b, row, t); break;
             default: acc = dot_tree_sum<T, 16>(q, b, row, t); break;  // (kDotRowsMaxG)
         }
-        T* Y = q.p.fat(q.y[b], t) + row * q.y_s[b];
-        if (q.init && q.init[b] >= 0)
-            *Y = q.p.fat(q.init[b], t)[row * q.init_s[b]] + acc;
-        else
-            *Y += acc;
+        dot_store(q, b, row, t, acc);
     }
 };
 

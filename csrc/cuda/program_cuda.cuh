@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q, Epi ep
     dot_write<T, TT>(q, tile, tid, acc, epi);
 }
 
-// One thread block per dense tile; see dense_* in device_kernels.h.
+// One thread block per dense tile; see dense_* in kernel_dense_dot.h.
 template <class T, int TPT, class Epi>
 __global__ void __launch_bounds__(kDotThreads) dense_dot_kernel(DotParams<T> q, Epi epi) {
     follow_previous_grid();
@@ -80,10 +80,11 @@ __global__ void __launch_bounds__(kDotThreads) dense_dot_kernel(DotParams<T> q, 
     for (int k = 0; k < TPT; ++k) acc[k] = T(0);
     const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
     for (int64_t c0 = 0; c0 < nc; c0 += kDenseCols<T>) {
+        const int kc = dense_chunk<T>(nc, c0);
         if (c0 > 0) __syncthreads();  // every thread is done with the last chunk
-        dense_stage(q, tile, c0, tid, smem);
+        dense_stage(q, tile, c0, kc, tid, smem);
         __syncthreads();
-        dense_accumulate<T, TPT>(q, tile, c0, tid, smem, acc);
+        dense_accumulate<T, TPT>(q, kc, tid, smem, acc);
     }
     dense_write<T, TPT>(q, tile, tid, acc, epi);
 }

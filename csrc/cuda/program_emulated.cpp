@@ -93,11 +93,12 @@ class Exec {
                 std::fill(acc.begin(), acc.end(), T(0));
                 const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
                 for (int64_t c0 = 0; c0 < nc; c0 += kDenseCols<T>) {
+                    const int kc = dense_chunk<T>(nc, c0);
                     std::fill(smem.begin(), smem.end(), std::numeric_limits<T>::quiet_NaN());
                     for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                        dense_stage(q, tile, c0, tid, smem.data());
+                        dense_stage(q, tile, c0, kc, tid, smem.data());
                     for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                        dense_accumulate<T, TPT>(q, tile, c0, tid, smem.data(), &acc[tid * TPT]);
+                        dense_accumulate<T, TPT>(q, kc, tid, smem.data(), &acc[tid * TPT]);
                 }
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
                     dense_write<T, TPT>(q, tile, tid, &acc[tid * TPT], epi);
