@@ -15,6 +15,9 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
   lane at most this many columns; fewer columns per lane: more threads per row;
 - ``NC_DOT_TRIALS`` (default 8): at most this many trials per mat-vec tile
   (each weight read once for them);
+- ``NC_NEURON_TRIALS`` (default 1): a neuron update's thread updates one
+  neuron in up to this many trials (its parameters and addresses read once,
+  the trials' loads issued together); the results are bit-identical;
 - ``NC_DOT_MIN_TILES`` (default 0): fewer trials per lane tile (halving) until
   a mat-vec has at least this many tiles;
 - ``NC_PDL`` (default 1; 0 before the H200 sweep of 2026-12-04): kernels
@@ -64,6 +67,8 @@ SETTINGS = [
     ("dense", {"NC_DOT_DENSE": "1"}),
     ("dense always", {"NC_DOT_DENSE": "2"}),
     ("dense+fuse", {"NC_DOT_DENSE": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
+    ("neuron trials 8", {"NC_NEURON_TRIALS": "8"}),
+    ("neuron trials 4", {"NC_NEURON_TRIALS": "4"}),
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
     ("fuse filters", {"NC_FUSE_FILTERS": "1"}),
     ("fuse both", {"NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
@@ -75,8 +80,6 @@ SETTINGS = [
     ("conv 256K", {"NC_CONV_MIN_THREADS": "262144"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),
     ("dot tiles 256", {"NC_DOT_MIN_TILES": "256"}),
-    ("cols/lane 4", {"NC_DOT_COLS_PER_LANE": "4"}),
-    ("cols/lane 8", {"NC_DOT_COLS_PER_LANE": "8"}),
     ("cols/lane 32", {"NC_DOT_COLS_PER_LANE": "32"}),
     ("cols/lane 64", {"NC_DOT_COLS_PER_LANE": "64"}),
 ]

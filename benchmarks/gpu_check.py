@@ -20,12 +20,14 @@ Steps, each timed and each reported even when an earlier one failed:
            minibatch 64 and the tutorial at minibatch 1, if time is left
 8. sanitize compute-sanitizer over small networks on the GPU (every kernel kind):
            racecheck and memcheck with the defaults, memcheck and synccheck
-           (shuffle masks, barriers) with phases and fusions on; in a thread
+           (shuffle masks, barriers) with phases and fusions on, racecheck
+           with dense tiles and neuron trial groups; in a thread
            next to step 5
 9. sweep   the tuning knobs (benchmarks/device_sweep.py: mat-vec tile shapes,
            programmatic dependent launch) on the large networks, if time is left
 10. counters Nsight Compute on one step of the chain 50x500x16 at minibatch 64
-           (benchmarks/device_ncu.py, dense tiles on) into $OUT/ncu_chain64.txt,
+           (benchmarks/device_ncu.py, dense tiles and neuron trial groups on)
+           into $OUT/ncu_chain64.txt,
            if time is left
 
 Prints one table at the end and writes it, with all numbers, to
@@ -574,9 +576,11 @@ print("sanitized runs done")
 # and synccheck (shuffle masks, barriers that part of a block skips) with every
 # small launch as phases and both fusions on, so that DotRows phases and the
 # mat-vec's neuron and filter epilogues run under them too; racecheck again
-# with dense tiles wherever the weights are shared (their shared memory)
+# with dense tiles wherever the weights are shared (their shared memory), and
+# neuron updates of 8 trials a thread where they launch alone
 ALL_LEVERS = {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}
-DENSE_LEVERS = {"NC_DOT_DENSE": "2", "NC_PHASE_MAX": "0", "NC_FUSE_NEURONS": "1"}
+DENSE_LEVERS = {"NC_DOT_DENSE": "2", "NC_PHASE_MAX": "0", "NC_FUSE_NEURONS": "1",
+                "NC_NEURON_TRIALS": "8"}
 SANITIZE_RUNS = [("racecheck", {}), ("memcheck", {}), ("memcheck", ALL_LEVERS),
                  ("synccheck", ALL_LEVERS), ("racecheck", DENSE_LEVERS)]
 
@@ -775,7 +779,7 @@ def main():
             sweep(args.quick, max(5, min(args.sweep_budget, left() - 5)), args.device)
         if args.device == "cuda" and not args.quick and left() > 30:
             # the lever still to be decided, under the counters
-            counters(out, min(90, left() - 5), {"NC_DOT_DENSE": "1"})
+            counters(out, min(90, left() - 5), {"NC_DOT_DENSE": "1", "NC_NEURON_TRIALS": "8"})
         for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False),
                          ("profile", False), ("sanitize", args.device != "cuda"),
                          ("sweep", args.skip_sweep)):

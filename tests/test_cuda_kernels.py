@@ -743,13 +743,12 @@ def test_dot_then_filters_fused(device, dtype, monkeypatch):
     assert launches == runs[0][1]
 
 
-@pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):
-    """Every neuron kernel on the device against its CPU twin: random currents
-    (held for 6 steps) and states, two parameter sets, an odd size, 2 trials."""
+def neuron_twin(device, neuron_type, dtype, n_trials, scattered=False):
+    """A twin with one update of ``neuron_type`` over 37 neurons: random currents
+    (held for 6 steps) and states, two parameter sets; ``scattered``: the
+    neurons' addresses in reverse order (read from an address array)."""
     kind, state_names, param_names = kn.NEURON_KERNELS[neuron_type]
-    n, n_trials = 37, 2
+    n = 37
     rng = np.random.RandomState(5)
     width = (2 + len(state_names)) * n
     t = Twin(device, dtype, 0, width, n_trials=n_trials)
@@ -762,16 +761,50 @@ def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):
     t.f_dev[:] = t.f_cpu
     types = [neuron_type(**params) for params in kn.PARAMS[neuron_type]]
     floats = kn.split_params(types, param_names, n)
-    ints = {"J": np.arange(n), "out": np.arange(n, 2 * n)}
-    ints.update({name: np.arange((2 + i) * n, (3 + i) * n) for i, name in enumerate(state_names)})
+    order = np.arange(n)[::-1] if scattered else np.arange(n)
+    ints = {"J": order, "out": n + order}
+    ints.update({name: (2 + i) * n + order for i, name in enumerate(state_names)})
     t.add(kind, ints=ints, floats=floats)
     t.run(6)
-    # the same math on both sides; the device's transcendentals may differ by an
-    # ulp or two (docs/cuda.md, "Precision"), which a spike threshold can amplify
-    # only by a whole spike: none at these seeded inputs
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    t.assert_equal(rtol=tol, atol=tol)
+    return t
+
+
+# the same math on both sides; the device's transcendentals may differ by an
+# ulp or two (docs/cuda.md, "Precision"), which a spike threshold can amplify
+# only by a whole spike: none at these seeded inputs
+NEURON_TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+@pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):
+    """Every neuron kernel on the device against its CPU twin (an odd size, 2 trials)."""
+    t = neuron_twin(device, neuron_type, dtype, n_trials=2)
+    t.assert_equal(rtol=NEURON_TOL[dtype], atol=NEURON_TOL[dtype])
     t.close()
+
+
+@pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("max_trials, n_trials, expect", [(2, 5, 2), (4, 5, 4), (8, 5, 8),
+                                                          (8, 3, 4), (3, 9, 2), (1, 9, 1)])
+def test_neuron_trials(device, monkeypatch, neuron_type, dtype, max_trials, n_trials, expect):
+    """NC_NEURON_TRIALS: a thread updates a neuron in several trials (the least
+    power of two covering the minibatch, at most the knob, rounded down to a
+    power of two), with a partial last group; the CPU's numbers and the very
+    bits of one trial a thread, on consecutive and scattered addresses."""
+    monkeypatch.setenv("NC_PHASE_MAX", "0")  # a launch of its own, not a phase
+    runs = {}
+    for knob in (1, max_trials):
+        monkeypatch.setenv("NC_NEURON_TRIALS", str(knob))
+        for scattered in (False, True):
+            t = neuron_twin(device, neuron_type, dtype, n_trials, scattered=scattered)
+            assert t.dev.stats()["neuron_trials"] == (expect if knob == max_trials else 1)
+            t.assert_equal(rtol=NEURON_TOL[dtype], atol=NEURON_TOL[dtype])
+            runs[knob, scattered] = t.f_dev.copy()
+            t.close()
+    for scattered in (False, True):
+        np.testing.assert_array_equal(runs[max_trials, scattered], runs[1, scattered])
 
 
 def test_process_table(device):

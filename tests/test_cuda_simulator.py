@@ -66,6 +66,7 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
      "NC_DOT_TRIALS": "2"},
     {"NC_PHASE_MAX": "0"},
     {"NC_PHASE_MAX": "1000000", "NC_PDL": "1"},
+    {"NC_NEURON_TRIALS": "4", "NC_DOT_DENSE": "1", "NC_PHASE_MAX": "0"},
 ], ids=lambda k: "+".join(sorted(k)))
 def test_tuning_knobs_keep_results(device, monkeypatch, knobs):
     """The tuning knobs (docs/cuda.md) change launches and tile shapes, not
@@ -94,6 +95,9 @@ def test_tuning_knobs_keep_results(device, monkeypatch, knobs):
 LEVERS = {
     "each launch alone, no fusion": {"NC_PHASE_MAX": "0", "NC_FUSE_NEURONS": "0",
                                      "NC_FUSE_FILTERS": "0"},
+    # (3 trials: a group of 2 and a partial one)
+    "each launch alone, 2 trials a neuron thread": {"NC_PHASE_MAX": "0",
+                                                     "NC_NEURON_TRIALS": "2"},
     "all phases, fusions, pdl": {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1",
                                  "NC_FUSE_FILTERS": "1", "NC_PDL": "1"},
 }
@@ -101,9 +105,9 @@ LEVERS = {
 
 @pytest.mark.parametrize("levers", sorted(LEVERS))
 def test_launch_levers_are_bit_identical(device, monkeypatch, levers):
-    """Phases, fusions and programmatic launches change how work is launched,
-    never an element's arithmetic or order: float64 results equal the
-    defaults' bit for bit.  On a GPU a difference means a race (a missing
+    """Phases, fusions, neuron trial groups and programmatic launches change
+    how work is launched, never an element's arithmetic or order: float64
+    results equal the defaults' bit for bit.  On a GPU a difference means a race (a missing
     barrier between phases, an epilogue reading what another block writes)."""
     for name in sorted(NETWORKS):
         net, probes = NETWORKS[name]()

@@ -26,7 +26,7 @@ def small_case():
 def test_sweep_on_emulator():
     knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS",
              "NC_FUSE_FILTERS", "NC_PHASE_MAX", "NC_DOT_DENSE", "NC_DOT_MIN_TILES",
-             "NC_CONV_MIN_THREADS"]
+             "NC_CONV_MIN_THREADS", "NC_NEURON_TRIALS"]
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
@@ -54,7 +54,8 @@ def test_sweep_on_emulator():
     # the same tiles give the same sums, to the bit, and fusing the neuron
     # update saves a launch
     same = {r["setting"]: r for r in good
-            if r["setting"] in ("pdl off", "fuse neurons", "fuse filters", "fuse both")}
+            if r["setting"] in ("pdl off", "fuse neurons", "fuse filters", "fuse both",
+                                "neuron trials 8", "neuron trials 4")}
     assert all(r["maxdiff"] == 0 for r in same.values()), same
     # (fusion saves the launches of what is not a phase already, at most;
     # test_cuda_kernels has the launches it saves)

@@ -17,6 +17,14 @@ namespace NC_DEV_NS {
 template <typename T>
 using InstrPtr = std::unique_ptr<DInstr<T>>;
 
+// The least power of two covering nt trials, at most max_tt (rounded down to a
+// power of two): the trials one thread or tile takes.
+inline int trials_per_thread(int nt, int64_t max_tt) {
+    int tt = 1;
+    while (tt < nt && tt < max_tt) tt *= 2;
+    return tt > max_tt ? tt / 2 : tt;
+}
+
 inline bool has_duplicates(std::vector<int64_t> v) {
     std::sort(v.begin(), v.end());
     return std::adjacent_find(v.begin(), v.end()) != v.end();
@@ -264,12 +272,9 @@ inline DotTiles dense_tiles(const std::vector<int64_t>& rows, const std::vector<
 // columns, e.g. a convnet's output layer, are otherwise a few blocks of long sums).
 inline DotTiles lane_tiles(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
                            int nt, int* tt) {
-    const int64_t max_tt = env_knob("NC_DOT_TRIALS", 8, 1, 8);
     const int64_t cols_per_lane = env_knob("NC_DOT_COLS_PER_LANE", 16, 1, 1 << 20);
     const int64_t min_tiles = env_knob("NC_DOT_MIN_TILES", 0, 0, int64_t(1) << 40);
-    *tt = 1;
-    while (*tt < nt && *tt < max_tt) *tt *= 2;
-    if (*tt > max_tt) *tt /= 2;  // max_tt not a power of two
+    *tt = trials_per_thread(nt, env_knob("NC_DOT_TRIALS", 8, 1, 8));
     std::vector<int64_t> slot_block[6], slot_row[6];  // by log2(g)
     for (size_t b = 0; b < rows.size(); ++b) {
         if (rows[b] == 0 || cols[b] == 0) continue;  // adds nothing (and has no I)
@@ -486,7 +491,20 @@ struct NeuronInstr : DInstr<T> {
     std::vector<int64_t> J;       // host copy of the input addresses
     std::vector<int64_t> outputs;  // host copy of the output and state addresses
     int64_t n_trials = 1;
-    void launch(Exec& ex, const StepRef<T>&) override { ex.for_each(k.n * n_trials, k); }
+    int tt = 1;  // trials a thread updates (NC_NEURON_TRIALS)
+    void launch(Exec& ex, const StepRef<T>&) override {
+        switch (tt) {
+            case 8: return launch_trials<8>(ex);
+            case 4: return launch_trials<4>(ex);
+            case 2: return launch_trials<2>(ex);
+            default: return ex.for_each(k.n * n_trials, k);
+        }
+    }
+    template <int TT>
+    void launch_trials(Exec& ex) const {
+        ex.for_each(k.n * ((n_trials + TT - 1) / TT), NeuronTrials<T, M, TT>{k});
+    }
+    int neuron_trials() const override { return tt; }
     bool writes(std::vector<int64_t>& out) const override {
         out.insert(out.end(), outputs.begin(), outputs.end());
         return true;
@@ -532,6 +550,7 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
         throw std::logic_error(spec.kind + ": operand names do not match the device model");
     auto in = std::make_unique<NeuronInstr<T, M>>();
     in->n_trials = prog.n_trials();
+    in->tt = trials_per_thread(prog.n_trials(), env_knob("NC_NEURON_TRIALS", 1, 1, 8));
     NeuronStep<T, M>& k = in->k;
     k.p = prog.pools();
     const auto& J = in->J = spec.int_array("J");

@@ -148,6 +148,8 @@ struct DInstr {
     // The instruction's launch as phases (phases.h), stepped ones reading
     // `ctrl`; empty where it cannot run as phases.
     virtual std::vector<PhasePart> phase_parts(const RunCtrl<T>* ctrl) const { return {}; }
+    // Neuron updates: the trials a thread updates when launched alone (NC_NEURON_TRIALS).
+    virtual int neuron_trials() const { return 0; }
 };
 
 template <typename T>
@@ -258,7 +260,15 @@ class Program final : public DeviceProgram<T> {
                 {"pinned_pools", static_cast<int64_t>(pinned_.size())},
                 {"device_buffers", static_cast<int64_t>(mem_.live())},
                 {"programmatic_launch", exec_.pdl() ? 1 : 0},
-                {"dense_products", dense_products()}};
+                {"dense_products", dense_products()},
+                {"neuron_trials", neuron_trials()}};
+    }
+
+    // The most trials one thread of a neuron update's launch updates (0: none).
+    int64_t neuron_trials() const {
+        int64_t n = 0;
+        for (const auto& in : instrs_) n = std::max<int64_t>(n, in->neuron_trials());
+        return n;
     }
 
     // Mat-vec instructions that run as dense tiles (kernel_dense_dot.h).

@@ -165,6 +165,49 @@ struct NeuronStep {
         for (int j = 0; j < M::NS; ++j) *sp[j] = s[j];
         *p.fat(out[k], t) = y;
     }
+    // Neuron k of trials t0 .. t0 + TT - 1 (those that exist): the same update
+    // as element() for each, with the neuron's parameters and addresses read
+    // once, and all TT trials' inputs and states loaded before the first update
+    // (TT loads in flight where element() has one).  Trials past the last load
+    // the last one's values and write nothing.
+    template <int TT>
+    NC_HD void trials(int64_t k, int t0) const {
+        constexpr int NS = M::NS > 0 ? M::NS : 1;
+        const int last = p.n_trials - 1;
+        T q[M::NP > 0 ? M::NP : 1];
+        for (int j = 0; j < M::NP; ++j) q[j] = param[j][k];
+        const T a = aux ? aux[k] : T(0);
+        const int64_t aJ = J[k], aOut = out[k];
+        int64_t aS[NS];
+        for (int j = 0; j < M::NS; ++j) aS[j] = state[j][k];
+        T x[TT], s[TT][NS];
+        NC_UNROLL
+        for (int u = 0; u < TT; ++u) {
+            const int t = t0 + u < last ? t0 + u : last;
+            x[u] = *p.fat(aJ, t);
+            for (int j = 0; j < M::NS; ++j) s[u][j] = *p.fat(aS[j], t);
+        }
+        NC_UNROLL
+        for (int u = 0; u < TT; ++u) {
+            if (t0 + u > last) break;
+            const T y = M::template step<T>(x[u], s[u], q, dt, a);
+            for (int j = 0; j < M::NS; ++j) *p.fat(aS[j], t0 + u) = s[u][j];
+            *p.fat(aOut, t0 + u) = y;
+        }
+    }
+};
+
+// One thread per (trial group of TT, neuron), neurons fastest (so a warp's
+// loads of one trial are contiguous): NeuronStep::trials.  With many trials
+// this reads each neuron's parameters and addresses once per TT trials instead
+// of once per trial, and splits the thread index once (NC_NEURON_TRIALS).
+template <typename T, typename M, int TT>
+struct NeuronTrials {
+    NeuronStep<T, M> k;
+    NC_HD void operator()(int64_t idx) const {
+        const QuotRem qr = divide(idx, k.n);
+        k.template trials<TT>(qr.rem, static_cast<int>(qr.quot) * TT);
+    }
 };
 
 }  // namespace NC_DEV_NS
