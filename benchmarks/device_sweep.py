@@ -33,6 +33,10 @@ loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
 - ``NC_CONV_MIN_THREADS`` (default 0): convolutions with weights shared by
   the trials take smaller register tiles (fewer trials, then fewer filters a
   thread) until a launch has at least this many threads;
+- ``NC_PHASE_BLOCKS`` (default 1): the blocks of a phases launch; n > 1 (0:
+  as many as are resident at once) runs the phases on that many blocks with
+  grid-wide barriers (a cooperative launch), so that NC_PHASE_MAX may be far
+  larger (rows "grid phases ...");
 - ``NC_PHASE_MAX`` (default 256; 4096 before the H200 sweep of 2026-12-04):
   consecutive launches of at most this many
   (element, trial) pairs each (element-wise batches, feeds, probes, process
@@ -64,11 +68,19 @@ sys.path.insert(1, str(ROOT / "benchmarks"))
 SETTINGS = [
     ("default", {}),
     ("phases off", {"NC_PHASE_MAX": "0"}),
+    # not yet timed on a GPU
     ("dense", {"NC_DOT_DENSE": "1"}),
-    ("dense always", {"NC_DOT_DENSE": "2"}),
     ("dense+fuse", {"NC_DOT_DENSE": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
     ("neuron trials 8", {"NC_NEURON_TRIALS": "8"}),
+    ("grid phases 64K", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "65536"}),
+    ("grid phases 4096", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "4096"}),
+    ("conv 64K", {"NC_CONV_MIN_THREADS": "65536"}),
+    ("dot tiles 256", {"NC_DOT_MIN_TILES": "256"}),
+    ("dense always", {"NC_DOT_DENSE": "2"}),
     ("neuron trials 4", {"NC_NEURON_TRIALS": "4"}),
+    ("grid phases 1M", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "1048576"}),
+    ("conv 256K", {"NC_CONV_MIN_THREADS": "262144"}),
+    # timed on the H200 on 2026-12-04 (docs/benchmarks.md), again for comparison
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
     ("fuse filters", {"NC_FUSE_FILTERS": "1"}),
     ("fuse both", {"NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
@@ -76,10 +88,7 @@ SETTINGS = [
     ("phases 4096", {"NC_PHASE_MAX": "4096"}),
     ("phases 1024", {"NC_PHASE_MAX": "1024"}),
     ("phases 64", {"NC_PHASE_MAX": "64"}),
-    ("conv 64K", {"NC_CONV_MIN_THREADS": "65536"}),
-    ("conv 256K", {"NC_CONV_MIN_THREADS": "262144"}),
     ("trials 4", {"NC_DOT_TRIALS": "4"}),
-    ("dot tiles 256", {"NC_DOT_MIN_TILES": "256"}),
     ("cols/lane 32", {"NC_DOT_COLS_PER_LANE": "32"}),
     ("cols/lane 64", {"NC_DOT_COLS_PER_LANE": "64"}),
 ]

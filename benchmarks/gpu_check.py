@@ -24,7 +24,9 @@ Steps, each timed and each reported even when an earlier one failed:
            with dense tiles and neuron trial groups; in a thread
            next to step 5
 9. sweep   the tuning knobs (benchmarks/device_sweep.py: mat-vec tile shapes,
-           programmatic dependent launch) on the large networks, if time is left
+           dense tiles, neuron trial groups, grid phases, fusions, phases,
+           programmatic dependent launch) on the large networks, if time is
+           left (grid phases only after a child process ran them)
 10. counters Nsight Compute on one step of the chain 50x500x16 at minibatch 64
            (benchmarks/device_ncu.py, dense tiles and neuron trial groups on)
            into $OUT/ncu_chain64.txt,
@@ -488,12 +490,50 @@ def profile(quick, budget_s, device):
 
 
 # -- 9. sweep --------------------------------------------------------------------------
+# A network on the grid phases (cooperative launches) in a child process: the
+# sweep runs in this one, where a launch that never ended would stop the check.
+GRID_CHILD = """
+import sys
+sys.path[:0] = [{root!r}, {bench!r}]
+import nengo_cuda
+from networks import build
+net = build("circconv", dimensions=8, n_neurons=50).net
+with nengo_cuda.Simulator(net, device={device!r}, minibatch_size=4, progress_bar=False) as sim:
+    sim.run_steps(50)
+    print("phase_blocks", sim.backend.stats()["phase_blocks"])
+"""
+GRID_ENV = {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "1048576"}
+
+
+def grid_phases_run(device, timeout=60):
+    """None if a network runs with grid phases (GRID_ENV) in a child process
+    within ``timeout`` seconds, else why not."""
+    child = GRID_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), device=device)
+    try:
+        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                             timeout=timeout, env={**os.environ, **GRID_ENV})
+    except subprocess.TimeoutExpired:
+        return f"a run with {GRID_ENV} took over {timeout}s"
+    if out.returncode != 0:
+        return f"a run with {GRID_ENV} failed: " + (out.stderr.strip().splitlines() or ["?"])[-1]
+    log("   grid phases: " + out.stdout.strip())
+    return None
+
+
 @step("sweep")
 def sweep(quick, budget_s, device):
+    from device_sweep import SETTINGS  # noqa: PLC0415
     from device_sweep import sweep as run_sweep  # noqa: PLC0415
 
+    settings, start = SETTINGS, time.time()
+    why = grid_phases_run(device)
+    budget_s -= time.time() - start
+    if why is not None:
+        settings = [(label, env) for label, env in SETTINGS if "NC_PHASE_BLOCKS" not in env]
+        REPORT["notes"].append(f"sweep without its grid phases rows: {why}")
+        log(f"   sweep: without its grid phases rows: {why}")
     REPORT["sweep"] = run_sweep(budget_s, steps=100 if quick else 300, device=device,
-                                quick=quick, log=log)
+                                quick=quick, log=log, settings=settings)
     failed = [r for r in REPORT["sweep"] if "error" in r]
     if failed:
         raise RuntimeError(f"{len(failed)} settings failed: {failed[0]['error']}")

@@ -6,6 +6,7 @@ whose pools start equal (random values), runs both and compares the pools.
 (skipped without one: it needs a CUDA build, a device and CuPy).
 """
 
+import nengo
 import numpy as np
 import pytest
 
@@ -342,6 +343,20 @@ def test_dot_inc_bad_knob(device, monkeypatch, name, value):
         t.dev.add("dot_inc", {"rows": [1], "cols": [1], "A": [0], "A_rs": [1], "A_cs": [1],
                               "X": [1], "X_s": [1], "Y": [4], "Y_s": [1]}, {}, {})
     t.close()
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "65537"])
+def test_bad_phase_blocks_knob(device, monkeypatch, value):
+    """NC_PHASE_BLOCKS is read when a program is made (on the emulator too)."""
+    monkeypatch.setenv("NC_PHASE_BLOCKS", value)
+    with pytest.raises(ValueError, match=f"NC_PHASE_BLOCKS='{value}': expected an integer"):
+        Twin(device, np.float32, 4, 4)
+
+
+def test_bad_neuron_trials_knob(device, monkeypatch):
+    monkeypatch.setenv("NC_NEURON_TRIALS", "9")
+    with pytest.raises(ValueError, match="NC_NEURON_TRIALS='9': expected an integer"):
+        neuron_twin(device, nengo.LIF, np.float32, n_trials=2)
 
 
 def ragged_dot_inc(device, dtype, n_trials, keep=False, shapes=None):

@@ -67,6 +67,7 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
     {"NC_PHASE_MAX": "0"},
     {"NC_PHASE_MAX": "1000000", "NC_PDL": "1"},
     {"NC_NEURON_TRIALS": "4", "NC_DOT_DENSE": "1", "NC_PHASE_MAX": "0"},
+    {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "65536"},
 ], ids=lambda k: "+".join(sorted(k)))
 def test_tuning_knobs_keep_results(device, monkeypatch, knobs):
     """The tuning knobs (docs/cuda.md) change launches and tile shapes, not
@@ -100,6 +101,8 @@ LEVERS = {
                                                      "NC_NEURON_TRIALS": "2"},
     "all phases, fusions, pdl": {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1",
                                  "NC_FUSE_FILTERS": "1", "NC_PDL": "1"},
+    # (on a GPU: cooperative launches, grid-wide barriers between phases)
+    "all phases on the grid": {"NC_PHASE_MAX": "1000000", "NC_PHASE_BLOCKS": "0"},
 }
 
 
@@ -120,6 +123,31 @@ def test_launch_levers_are_bit_identical(device, monkeypatch, levers):
                            dtype="float64", minibatch_size=3)
         for r, o in zip(ref, out):
             np.testing.assert_array_equal(o, r, err_msg=name)
+
+
+@pytest.mark.parametrize("knob", ["1", "0", "3"])
+def test_phase_blocks(device, monkeypatch, knob):
+    """NC_PHASE_BLOCKS: the blocks of a phases launch, as stats() reports
+    them: 1 by default and on the emulator; on a GPU with cooperative
+    launches 0 takes every block that fits at once (at least one per SM),
+    n at most n."""
+    monkeypatch.setenv("NC_PHASE_BLOCKS", knob)
+    net, _ = NETWORKS["tutorial"]()
+    with _sim(net, device, dtype="float32") as sim:
+        sim.run_steps(3)
+        blocks = sim.backend.stats()["phase_blocks"]
+    if device != "cuda" or knob == "1":
+        assert blocks == 1
+        return
+    import cupy  # noqa: PLC0415
+
+    dev = cupy.cuda.Device()
+    if not dev.attributes.get("CooperativeLaunch", 0):
+        assert blocks == 1
+    elif knob == "0":
+        assert blocks >= dev.attributes["MultiProcessorCount"]
+    else:
+        assert 1 < blocks <= int(knob)
 
 
 def test_data_feeds(device):

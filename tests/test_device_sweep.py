@@ -26,7 +26,7 @@ def small_case():
 def test_sweep_on_emulator():
     knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS",
              "NC_FUSE_FILTERS", "NC_PHASE_MAX", "NC_DOT_DENSE", "NC_DOT_MIN_TILES",
-             "NC_CONV_MIN_THREADS", "NC_NEURON_TRIALS"]
+             "NC_CONV_MIN_THREADS", "NC_NEURON_TRIALS", "NC_PHASE_BLOCKS"]
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],
@@ -47,7 +47,8 @@ def test_sweep_on_emulator():
     assert len(plain) == 1
     by_label = {r["setting"]: r for r in good}
     assert by_label["phases off"]["launches"] > by_label["default"]["launches"]
-    for label in ("phases off", "phases 4096", "phases 1024", "phases 64"):  # same sums
+    for label in ("phases off", "phases 4096", "phases 1024", "phases 64", "grid phases 64K",
+                  "grid phases 4096", "grid phases 1M"):  # same sums
         assert by_label[label]["maxdiff"] == 0, label
     # the knobs reach the program: other lanes per row, another summation order
     assert any(r["maxdiff"] > 0 for r in good if r["setting"].startswith("cols/lane"))

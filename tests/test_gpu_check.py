@@ -103,3 +103,30 @@ def test_counters_reads_each_kernels_duration(tmp_path, monkeypatch):
         "void dense_dot_kernel<float, 8, NoEpilogue>(DotParams<T1>, T3): 4.25 us",
         "void for_each_kernel<NeuronStep<float, models::LIF>>(T1, long): 18.98 us"]
     assert "dense_dot_kernel" in gpu_check.table()
+
+
+def test_grid_phases_run_in_a_child():
+    """The grid phases' child process runs a network (on the emulator: phases
+    as one block would) and reports success as None."""
+    assert gpu_check.grid_phases_run("cuda-emulator", timeout=120) is None
+
+
+def test_sweep_leaves_out_grid_phases_that_fail(monkeypatch):
+    monkeypatch.setattr(gpu_check, "GRID_CHILD", "import sys; sys.exit('launch failed')")
+    why = gpu_check.grid_phases_run("cuda-emulator")
+    assert why is not None and "failed: launch failed" in why
+    seen = {}
+
+    def fake_sweep(budget_s, settings, **kwargs):
+        seen["settings"] = settings
+        return []
+
+    import device_sweep  # noqa: PLC0415
+
+    monkeypatch.setattr(device_sweep, "sweep", fake_sweep)
+    gpu_check.sweep(True, 5, "cuda-emulator")
+    assert gpu_check.REPORT["steps"]["sweep"]["ok"]
+    labels = [label for label, _ in seen["settings"]]
+    assert "default" in labels and "dense" in labels
+    assert not [label for label in labels if label.startswith("grid phases")]
+    assert any("without its grid phases rows" in n for n in gpu_check.REPORT["notes"])

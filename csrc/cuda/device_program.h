@@ -180,6 +180,7 @@ class Program final : public DeviceProgram<T> {
         const int64_t ni = lay.i_shared + lay.n_trials * lay.i_state;
         if (exec_.pin(lay.host_f, nf * sizeof(T))) pinned_.push_back(lay.host_f);
         if (exec_.pin(lay.host_i, ni * sizeof(int64_t))) pinned_.push_back(lay.host_i);
+        phase_blocks_ = exec_.template phase_blocks<T>();  // (device queries: before any capture)
     }
 
     ~Program() override {
@@ -260,6 +261,7 @@ class Program final : public DeviceProgram<T> {
                 {"pinned_pools", static_cast<int64_t>(pinned_.size())},
                 {"device_buffers", static_cast<int64_t>(mem_.live())},
                 {"programmatic_launch", exec_.pdl() ? 1 : 0},
+                {"phase_blocks", phase_blocks_},
                 {"dense_products", dense_products()},
                 {"neuron_trials", neuron_trials()}};
     }
@@ -404,6 +406,7 @@ class Program final : public DeviceProgram<T> {
     // NC_PHASE_MAX: launches of at most this many (element, trial) pairs per
     // kernel run as phases of a shared launch (phases.h); 0: never
     const int64_t phase_max_ = env_knob("NC_PHASE_MAX", 256, 0, int64_t(1) << 20);
+    int64_t phase_blocks_ = 1;  // blocks of a phases launch (NC_PHASE_BLOCKS)
     std::vector<bool> enabled_;
     std::vector<std::unique_ptr<Config>> configs_;  // most recently used last
     // per-run buffers

@@ -11,8 +11,10 @@
 #pragma once
 #define NC_DEV_NS gpu
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <functional>
 #include <memory>
@@ -100,6 +102,21 @@ __global__ void __launch_bounds__(kPhaseThreads) phases_kernel(PhaseList list) {
     }
 }
 
+// The same phases on many blocks (NC_PHASE_BLOCKS), a grid-wide barrier
+// between them: a cooperative launch, so every block is resident and reaches
+// each barrier.  Phases then may hold far more work than one block does well.
+template <class T>
+__global__ void __launch_bounds__(kPhaseThreads) grid_phases_kernel(PhaseList list) {
+    follow_previous_grid();
+    cooperative_groups::grid_group grid = cooperative_groups::this_grid();
+    const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int k = 0; k < list.n; ++k) {
+        if (k > 0) grid.sync();
+        run_phase<T>(list.d[k], first, stride);
+    }
+}
+
 class Exec {
   public:
     struct Graph {
@@ -119,6 +136,7 @@ class Exec {
             NC_CUDA_CHECK(
                 cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
             pdl_ = major >= 9 && env_knob("NC_PDL", 1, 0, 1) != 0;
+            phase_blocks_knob_ = static_cast<int>(env_knob("NC_PHASE_BLOCKS", 1, 0, 1 << 16));
         } catch (...) {
             close();  // no destructor runs for a half-built object: free what exists
             throw;
@@ -147,7 +165,32 @@ class Exec {
 
     template <class T>
     void phases(const PhaseList& list) {
-        if (list.n > 0) launch_kernel(phases_kernel<T>, 1, kPhaseThreads, list);
+        if (list.n <= 0) return;
+        const int blocks = phase_blocks<T>();
+        if (blocks > 1)
+            launch_cooperative(grid_phases_kernel<T>, static_cast<unsigned>(blocks),
+                               kPhaseThreads, list);
+        else
+            launch_kernel(phases_kernel<T>, 1, kPhaseThreads, list);
+    }
+
+    // The blocks of a phases launch: NC_PHASE_BLOCKS, at most as many as are
+    // resident at once (0: all of those); 1 without cooperative launches.
+    // (Queried once, before any capture: Program's constructor asks.)
+    template <class T>
+    int phase_blocks() {
+        int& blocks = phase_blocks_[sizeof(T) == 8 ? 1 : 0];
+        if (blocks > 0) return blocks;
+        blocks = 1;
+        if (phase_blocks_knob_ == 1) return blocks;
+        int coop = 0, sms = 0, per_sm = 0;
+        NC_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device_));
+        NC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_));
+        NC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &per_sm, grid_phases_kernel<T>, kPhaseThreads, 0));
+        const int fit = coop ? sms * per_sm : 1;
+        blocks = std::max(1, phase_blocks_knob_ == 0 ? fit : std::min(phase_blocks_knob_, fit));
+        return blocks;
     }
 
     template <class T, int TT, class Epi = NoEpilogue>
@@ -246,6 +289,8 @@ class Exec {
   private:
     int device_ = 0;
     bool pdl_ = false;
+    int phase_blocks_knob_ = 1;
+    int phase_blocks_[2] = {0, 0};  // float32, float64 (0: not yet asked)
     cudaStream_t stream_ = nullptr;
     cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
     std::vector<cudaEvent_t> marks_;  // profile timing marks
@@ -261,6 +306,25 @@ class Exec {
         cudaLaunchAttribute attr[1] = {};
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(blocks);
+        cfg.blockDim = dim3(threads);
+        cfg.dynamicSmemBytes = 0;
+        cfg.stream = stream_;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        NC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+    }
+
+    // A cooperative launch (grid-wide barriers; all blocks resident at once),
+    // without programmatic serialization: it starts when the kernel before
+    // it is done, so its blocks never wait for room behind that kernel's.
+    template <class... Params, class... Args>
+    void launch_cooperative(void (*kernel)(Params...), unsigned blocks, unsigned threads,
+                            const Args&... args) {
+        cudaLaunchAttribute attr[1] = {};
+        attr[0].id = cudaLaunchAttributeCooperative;
+        attr[0].val.cooperative = 1;
         cudaLaunchConfig_t cfg = {};
         cfg.gridDim = dim3(blocks);
         cfg.blockDim = dim3(threads);
