@@ -1,6 +1,15 @@
+import os
 import sys
 import zlib
 from pathlib import Path
+
+# TensorFlow runs channels-first (NCHW, NCDHW) convolutions on a CPU only
+# through oneDNN, which it turns on by default only where the CPU has AVX-512
+# VNNI/BF16 or AMX: elsewhere (an AVX2 machine) the Keras reference models of
+# the converter tests could not run their channels-first layers at all
+# ("Conv3DBackpropInputOpV2 only supports NDHWC on the CPU").  Set before
+# TensorFlow is first imported; a value the caller set is kept.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np
 import pytest

@@ -303,17 +303,10 @@ class Exec {
             NC_CUDA_CHECK(cudaGetLastError());
             return;
         }
-        cudaLaunchAttribute attr[1] = {};
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(blocks);
-        cfg.blockDim = dim3(threads);
-        cfg.dynamicSmemBytes = 0;
-        cfg.stream = stream_;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-        NC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+        cudaLaunchAttribute attr = {};
+        attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr.val.programmaticStreamSerializationAllowed = 1;
+        launch_with(attr, kernel, blocks, threads, args...);
     }
 
     // A cooperative launch (grid-wide barriers; all blocks resident at once),
@@ -322,15 +315,22 @@ class Exec {
     template <class... Params, class... Args>
     void launch_cooperative(void (*kernel)(Params...), unsigned blocks, unsigned threads,
                             const Args&... args) {
-        cudaLaunchAttribute attr[1] = {};
-        attr[0].id = cudaLaunchAttributeCooperative;
-        attr[0].val.cooperative = 1;
+        cudaLaunchAttribute attr = {};
+        attr.id = cudaLaunchAttributeCooperative;
+        attr.val.cooperative = 1;
+        launch_with(attr, kernel, blocks, threads, args...);
+    }
+
+    template <class... Params, class... Args>
+    void launch_with(const cudaLaunchAttribute& attr, void (*kernel)(Params...), unsigned blocks,
+                     unsigned threads, const Args&... args) {
+        cudaLaunchAttribute attrs[1] = {attr};
         cudaLaunchConfig_t cfg = {};
         cfg.gridDim = dim3(blocks);
         cfg.blockDim = dim3(threads);
         cfg.dynamicSmemBytes = 0;
         cfg.stream = stream_;
-        cfg.attrs = attr;
+        cfg.attrs = attrs;
         cfg.numAttrs = 1;
         NC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
     }
