@@ -642,14 +642,17 @@ def test_neurons_lif(device):
     t.close()
 
 
-def dot_then_lif(device, dtype, fuse, cover, monkeypatch, recurrent=False):
+def dot_then_lif(device, dtype, fuse, cover, monkeypatch, recurrent=False, dense=0):
     """A ragged mat-vec from a bias (I) writing the LIF inputs J (one block
     reversed), then the LIF update: returns (twin after 10 steps, launches per
     step, which neurons spiked).  ``cover`` neurons of 45 get their input from
     the mat-vec; ``recurrent``: the first block reads the outputs of neurons
-    20-22 (whose rows are in another tile)."""
+    20-22 (whose rows are in another tile); ``dense``: dense tiles of that
+    many trials per thread (else lane tiles)."""
     monkeypatch.setenv("NC_FUSE_NEURONS", str(fuse))
     monkeypatch.setenv("NC_PHASE_MAX", "0")  # (both would be phases of one launch)
+    monkeypatch.setenv("NC_DOT_DENSE", "2" if dense else "0")
+    monkeypatch.setenv("NC_DOT_DENSE_TRIALS", str(dense))
     n, trials = 45, 3
     shapes = [(20, 3), (5, 70), (cover - 25, 1)]
     n_shared = sum(r * c + r for r, c in shapes)
@@ -680,25 +683,34 @@ def dot_then_lif(device, dtype, fuse, cover, monkeypatch, recurrent=False):
         t.run(1)
         out = t.f_dev[n_shared:].reshape(trials, n_state)[:, 74 + n: 74 + 2 * n]
         spiked |= np.any(out > 0, axis=0)
+    assert t.dev.stats()["dense_products"] == int(dense > 0)
     return t, t.dev.stats()["launches_per_step"], spiked
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dot_then_neurons_fused(device, dtype, monkeypatch):
+@pytest.mark.parametrize("dense", [0, 2, 4, 8])
+def test_dot_then_neurons_fused(device, dtype, dense, monkeypatch):
     """NC_FUSE_NEURONS=1: the LIF update runs inside the mat-vec that writes all
-    its inputs (one launch fewer) and gives the CPU's numbers; when the mat-vec
-    writes only some inputs the two stay apart."""
+    its inputs (one launch fewer) and gives the CPU's numbers, the very bits of
+    the two apart; when the mat-vec writes only some inputs the two stay
+    apart.  With dense tiles (3 trials: 2, 4 or 8 a thread, the last group
+    partial or past the last trial) a thread updates its trials of a neuron
+    at once (NeuronEpilogue::trials)."""
     tol = 1e-4 if dtype == np.float32 else 1e-12
-    launches = {}
+    launches, state = {}, {}
     for fuse, cover in [(0, 45), (1, 45), (1, 40)]:
-        t, launches[fuse, cover], spiked = dot_then_lif(device, dtype, fuse, cover, monkeypatch)
+        t, launches[fuse, cover], spiked = dot_then_lif(device, dtype, fuse, cover, monkeypatch,
+                                                        dense=dense)
         t.assert_equal(rtol=tol, atol=tol)
         assert 0 < spiked.sum() < len(spiked)  # spiking and silent neurons
+        state[fuse, cover] = t.f_dev.copy()
         t.close()
+    np.testing.assert_array_equal(state[1, 45], state[0, 45])
     assert launches[1, 45] == launches[0, 45] - 1
     assert launches[1, 40] == launches[0, 45]
     # inputs from the neurons' own outputs: the update must wait for every tile
-    t, fused_launches, _ = dot_then_lif(device, dtype, 1, 45, monkeypatch, recurrent=True)
+    t, fused_launches, _ = dot_then_lif(device, dtype, 1, 45, monkeypatch, recurrent=True,
+                                        dense=dense)
     t.assert_equal(rtol=tol, atol=tol)
     t.close()
     assert fused_launches == launches[0, 45]

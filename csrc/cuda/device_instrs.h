@@ -474,9 +474,15 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
 // A mat-vec's epilogue that updates the neuron whose input the tile just wrote.
 template <typename T, typename M>
 struct NeuronEpilogue {
+    static constexpr bool kByTrials = true;
     NeuronStep<T, M> step;
     const int64_t* neuron = nullptr;  // per slot of the mat-vec
     NC_HD void operator()(int64_t slot, int t) const { step.element(neuron[slot], t); }
+    // A dense tile's thread's N trials of the row: the neuron's parameters once.
+    template <int N>
+    NC_HD void trials(int64_t slot, int first) const {
+        step.template trials<N>(neuron[slot], first);
+    }
 };
 
 // Neuron kinds whose update may run inside the mat-vec that writes their input.
@@ -587,6 +593,7 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
 // elem[slot] of `f` (whose input is that output), if any.
 template <typename T>
 struct FilterEpilogue {
+    static constexpr bool kByTrials = false;
     LtiElementwise<T> f;
     const int64_t* elem = nullptr;  // per slot of the mat-vec: element of f, or -1
     NC_HD void operator()(int64_t slot, int t) const {

@@ -124,8 +124,8 @@ NC_HD void dense_accumulate(const DotParams<T>& q, int kc, int tid, const T* sme
     }
 }
 
-// Writes thread tid's sums (dot_store), then runs the epilogue
-// on each (slot, trial) written.
+// Writes thread tid's sums (dot_store), then runs the epilogue on each
+// (slot, trial) written, or once on all of them (Epi::kByTrials).
 template <typename T, int TPT, class Epi>
 NC_HD void dense_write(const DotParams<T>& q, int64_t tile, int tid, const T* acc,
                        const Epi& epi) {
@@ -134,13 +134,15 @@ NC_HD void dense_write(const DotParams<T>& q, int64_t tile, int tid, const T* ac
     const int64_t s = q.tile_slot0[tile] + i;
     const int64_t b = q.slot_block[s], row = q.slot_row[s];
     const int first = q.tile_t0[tile] + (tid / rt) * TPT;
+    if (first >= q.p.n_trials) return;  // (a tile's trials past the last)
     NC_UNROLL
     for (int k = 0; k < TPT; ++k) {  // (static indices keep acc in registers)
         const int t = first + k;
         if (t >= q.p.n_trials) continue;
         dot_store(q, b, row, t, acc[k]);
-        epi(s, t);
+        if constexpr (!Epi::kByTrials) epi(s, t);
     }
+    if constexpr (Epi::kByTrials) epi.template trials<TPT>(s, first);
 }
 
 }  // namespace NC_DEV_NS
