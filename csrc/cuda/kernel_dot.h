@@ -86,10 +86,10 @@ NC_HD void dot_store(const DotParams<T>& q, int64_t b, int64_t row, int t, T sum
         *Y += sum;
 }
 
-// What a tile does with each row and trial it has written: nothing, or
-// (NeuronEpilogue, device_instrs.h) update the neuron whose input it is.
-// An epilogue: operator()(slot, trial) after a tile wrote that row and trial.
-// kByTrials: it also has trials<N>(slot, first), run once after a dense
+// What a tile does with each row and trial it has written (an epilogue):
+// nothing, or update the neuron whose input it is (NeuronEpilogue,
+// device_instrs.h), or filter it (FilterEpilogue): operator()(slot, trial).
+// With kByTrials it also has trials<N>(slot, first), run once after a dense
 // tile's thread wrote trials first .. first + N - 1 of the row (those that
 // exist; first does), in place of N calls (kernel_dense_dot.h).
 struct NoEpilogue {
