@@ -9,7 +9,7 @@ import nengo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from device_sweep import (  # noqa: E402
-    SETTINGS, combined, environment, fastest, format_sweep, sweep)
+    SETTINGS, combined, environment, fastest, format_sweep, sweep, winners)
 
 
 def small_case():
@@ -134,3 +134,28 @@ def test_sweep_ends_with_the_combined_setting(monkeypatch):
         ("A", "combined"), ("B", "combined")]
     assert all(r["maxdiff"] == 0 for r in rows)  # phases and PDL leave every sum as it was
     assert "combined (NC_PHASE_MAX=0, NC_PDL=1): " in format_sweep(rows)
+
+
+def test_winners_are_the_candidate_defaults():
+    """A setting that is faster somewhere and slower nowhere (beyond 2 %), on
+    every case, wins, whatever its probes' summation-order drift; one that
+    loses a case, failed, or missed a case does not."""
+    times = {"dense": (0.5, 1.01), "trials": (0.9, 0.97), "mixed": (0.5, 1.1),
+             "flat": (0.99, 1.0), "broken": (0.5, None), "partial": (0.5,)}
+    rows = [dict(case=c, setting="default", us_per_step=10.0, vs_default=1.0, maxdiff=0.0,
+                 launches=5, pdl=1) for c in "PQ"]
+    for label, ts in times.items():
+        for c, t in zip("PQ", ts):
+            row = dict(case=c, setting=label)
+            if t is None:
+                row["error"] = "RuntimeError: launch failed"
+            else:
+                row.update(us_per_step=10 * t, vs_default=t,
+                           maxdiff=0.2 if label == "dense" else 0.0, launches=5, pdl=1)
+            rows.append(row)
+    wins = winners(rows)
+    assert list(wins) == ["dense", "trials"]
+    assert wins["dense"] == {"best": 0.5, "worst": 1.01, "maxdiff": 0.2}
+    text = format_sweep(rows)
+    assert "wins without a loss" in text and "dense (0.50-1.01, rel diff 2.0e-01)" in text
+    assert winners([r for r in rows if r["setting"] == "default"]) == {}
