@@ -813,8 +813,8 @@ def test_neuron_kernels_equal_cpu(device, neuron_type, dtype):
 
 @pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("max_trials, n_trials, expect", [(2, 5, 2), (4, 5, 4), (8, 5, 8),
-                                                          (8, 3, 4), (3, 9, 2), (1, 9, 1)])
+@pytest.mark.parametrize("max_trials, n_trials, expect", [(2, 5, 2), (8, 9, 8), (8, 3, 4),
+                                                          (3, 9, 2)])
 def test_neuron_trials(device, monkeypatch, neuron_type, dtype, max_trials, n_trials, expect):
     """NC_NEURON_TRIALS: a thread updates a neuron in several trials (the least
     power of two covering the minibatch, at most the knob, rounded down to a
