@@ -151,24 +151,11 @@ struct NeuronStep {
         element(qr.rem, static_cast<int>(qr.quot));
     }
     // Neuron k of trial t (also the epilogue of a fused mat-vec, NeuronEpilogue).
-    NC_HD void element(int64_t k, int t) const {
-        T s[M::NS > 0 ? M::NS : 1];
-        T q[M::NP > 0 ? M::NP : 1];
-        T* sp[M::NS > 0 ? M::NS : 1];
-        for (int j = 0; j < M::NS; ++j) {
-            sp[j] = p.fat(state[j][k], t);
-            s[j] = *sp[j];
-        }
-        for (int j = 0; j < M::NP; ++j) q[j] = param[j][k];
-        const T a = aux ? aux[k] : T(0);
-        const T y = M::template step<T>(*p.fat(J[k], t), s, q, dt, a);
-        for (int j = 0; j < M::NS; ++j) *sp[j] = s[j];
-        *p.fat(out[k], t) = y;
-    }
-    // Neuron k of trials t0 .. t0 + TT - 1 (those that exist): the same update
-    // as element() for each, with the neuron's parameters and addresses read
-    // once, and all TT trials' inputs and states loaded before the first update
-    // (TT loads in flight where element() has one).  Trials past the last load
+    NC_HD void element(int64_t k, int t) const { trials<1>(k, t); }
+    // Neuron k of trials t0 .. t0 + TT - 1 (those that exist): for each, the
+    // neuron's update, with its parameters and addresses read once for all,
+    // and all TT trials' inputs and states loaded before the first update
+    // (TT loads in flight where one trial a thread has one).  Trials past the last load
     // the last one's values and write nothing.
     template <int TT>
     NC_HD void trials(int64_t k, int t0) const {
@@ -183,13 +170,13 @@ struct NeuronStep {
         T x[TT], s[TT][NS];
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
-            const int t = t0 + u < last ? t0 + u : last;
+            const int t = TT == 1 || t0 + u < last ? t0 + u : last;  // (one: t0 exists)
             x[u] = *p.fat(aJ, t);
             for (int j = 0; j < M::NS; ++j) s[u][j] = *p.fat(aS[j], t);
         }
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
-            if (t0 + u > last) break;
+            if (TT > 1 && t0 + u > last) break;
             const T y = M::template step<T>(x[u], s[u], q, dt, a);
             for (int j = 0; j < M::NS; ++j) *p.fat(aS[j], t0 + u) = s[u][j];
             *p.fat(aOut, t0 + u) = y;
