@@ -492,14 +492,37 @@ def dense_dot_inc(device, dtype, n_trials, shapes, keep=False):
 def test_dense_dot_inc(device, monkeypatch, dtype, n_trials, shapes, tpt):
     """Dense tiles (NC_DOT_DENSE=2: wherever the weights are shared) give the
     CPU's products for every tile shape (rows, trials per thread): rows and
-    trials past the last tile's, several column chunks, strided and reversed
+    trials past the last tile's, several column chunks through a ring of stage
+    buffers (fewer buffers than chunks: rt128, rt16), strided and reversed
     views, from I or adding."""
     monkeypatch.setenv("NC_DOT_DENSE", "2")
     monkeypatch.setenv("NC_DOT_DENSE_TRIALS", str(tpt))
     monkeypatch.setenv("NC_PHASE_MAX", "0")
     t = dense_dot_inc(device, dtype, n_trials, DENSE_SHAPES[shapes], keep=True)
-    assert t.dev.stats()["dense_products"] == 1
+    stats = t.dev.stats()
+    assert stats["dense_products"] == 1
+    assert 2 <= stats["dense_stages"] <= 8  # every shape has blocks of several chunks
     t.close()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_stages(device, monkeypatch, dtype):
+    """A dense tile keeps as many chunks in flight as its shared memory
+    budget allows, at most 8 and at most one a chunk: the chain's decoders'
+    shape (16 rows of 500 columns, 2 trials a thread, 4.7 KB a stage) gets 8;
+    8 trials a thread (10.8 KB a stage in float32) fewer; one chunk, one
+    stage."""
+    monkeypatch.setenv("NC_DOT_DENSE", "2")
+    monkeypatch.setenv("NC_PHASE_MAX", "0")
+    stages = {}
+    for tpt, shapes in ((2, [(16, 500)]), (8, [(16, 500)]), (2, [(16, 16), (9, 1)])):
+        monkeypatch.setenv("NC_DOT_DENSE_TRIALS", str(tpt))
+        t = dense_dot_inc(device, dtype, 16, shapes, keep=True)
+        stages[tpt, len(shapes)] = t.dev.stats()["dense_stages"]
+        t.close()
+    assert stages[2, 1] == 8
+    assert 2 <= stages[8, 1] < 8
+    assert stages[2, 2] == 1
 
 
 @pytest.mark.parametrize("n_trials, shapes, dense", [

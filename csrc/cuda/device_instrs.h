@@ -319,6 +319,9 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
         dense_shape(rows, cols, spec.int_array("A"), prog.pools().f_shared, nt);
     in->q.dense_rt = dense.rt;
     in->q.dense_tpt = dense.tpt;
+    if (dense.rt > 0)
+        in->q.dense_stages = dense_stages<T>(dense.rt, dense.tpt,
+                                             *std::max_element(cols.begin(), cols.end()));
     DotTiles tiles = dense.rt > 0 ? dense_tiles(rows, cols, dense, nt)
                                   : lane_tiles(rows, cols, nt, &in->tt);
     for (size_t s = 0; s < tiles.slot_row.size(); ++s) {

@@ -263,6 +263,7 @@ class Program final : public DeviceProgram<T> {
                 {"programmatic_launch", exec_.pdl() ? 1 : 0},
                 {"phase_blocks", phase_blocks_},
                 {"dense_products", dense_products()},
+                {"dense_stages", dense_stages()},
                 {"neuron_trials", neuron_trials()}};
     }
 
@@ -278,6 +279,15 @@ class Program final : public DeviceProgram<T> {
         int64_t n = 0;
         for (const auto& in : instrs_)
             if (auto* dot = dynamic_cast<const DotInstr<T>*>(in.get())) n += dot->q.dense_rt > 0;
+        return n;
+    }
+
+    // The most stage buffers a dense mat-vec's tiles take (0: none dense).
+    int64_t dense_stages() const {
+        int64_t n = 0;
+        for (const auto& in : instrs_)
+            if (auto* dot = dynamic_cast<const DotInstr<T>*>(in.get()))
+                n = std::max<int64_t>(n, dot->q.dense_stages);
         return n;
     }
 

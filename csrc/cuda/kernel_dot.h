@@ -37,9 +37,9 @@ struct DotParams {
     // per tile: first slot, number of slots, first trial, lanes per slot
     const int64_t* tile_slot0 = nullptr;
     const int32_t *tile_nslot = nullptr, *tile_t0 = nullptr, *tile_g = nullptr;
-    // dense tiles (kernel_dense_dot.h): rows per tile (0: lane tiles, dot_* below)
-    // and trials per thread
-    int dense_rt = 0, dense_tpt = 0;
+    // dense tiles (kernel_dense_dot.h): rows per tile (0: lane tiles, dot_* below),
+    // trials per thread and stage buffers
+    int dense_rt = 0, dense_tpt = 0, dense_stages = 0;
 };
 
 // The partial sums of thread `tid` of `tile` (zero for a thread without a row).

@@ -70,24 +70,22 @@ __global__ void __launch_bounds__(kDotThreads) dot_kernel(DotParams<T> q, Epi ep
     dot_write<T, TT>(q, tile, tid, acc, epi);
 }
 
-// One thread block per dense tile; see dense_* in kernel_dense_dot.h.
+// One thread block per dense tile; see dense_* in kernel_dense_dot.h.  The
+// chunks go through a ring of q.dense_stages buffers of dynamic shared memory
+// (dense_schedule).
 template <class T, int TPT, class Epi>
 __global__ void __launch_bounds__(kDotThreads) dense_dot_kernel(DotParams<T> q, Epi epi) {
     follow_previous_grid();
-    __shared__ alignas(16) T smem[kDenseSmem<T>];
+    extern __shared__ __align__(16) unsigned char dense_smem_bytes[];
+    T* const smem = reinterpret_cast<T*>(dense_smem_bytes);
     const int64_t tile = blockIdx.x;
     const int tid = threadIdx.x;
     T acc[TPT];
 #pragma unroll
     for (int k = 0; k < TPT; ++k) acc[k] = T(0);
     const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
-    for (int64_t c0 = 0; c0 < nc; c0 += kDenseCols<T>) {
-        const int kc = dense_chunk<T>(nc, c0);
-        if (c0 > 0) __syncthreads();  // every thread is done with the last chunk
-        dense_stage(q, tile, c0, kc, tid, smem);
-        __syncthreads();
-        dense_accumulate<T, TPT>(q, kc, tid, smem, acc);
-    }
+    const DenseThread<T, TPT> w{q, tile, nc, tid, dense_stage_elems<T>(q.dense_rt, TPT), smem, acc};
+    dense_schedule((nc + kDenseCols<T> - 1) / kDenseCols<T>, q.dense_stages, w);
     dense_write<T, TPT>(q, tile, tid, acc, epi);
 }
 
@@ -205,8 +203,10 @@ class Exec {
     void dense_dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
         if (n_tiles <= 0) return;
         if (n_tiles > INT_MAX) throw std::invalid_argument("dot_inc: too many tiles");
-        launch_kernel(dense_dot_kernel<T, TPT, Epi>, static_cast<unsigned>(n_tiles), kDotThreads,
-                      q, epi);
+        const size_t smem = static_cast<size_t>(q.dense_stages) *
+                            dense_stage_elems<T>(q.dense_rt, TPT) * sizeof(T);
+        launch_kernel_smem(dense_dot_kernel<T, TPT, Epi>, static_cast<unsigned>(n_tiles),
+                           kDotThreads, smem, q, epi);
     }
 
     // Whether kernels launch with programmatic dependencies (NC_PDL).
@@ -298,15 +298,21 @@ class Exec {
     template <class... Params, class... Args>
     void launch_kernel(void (*kernel)(Params...), unsigned blocks, unsigned threads,
                        const Args&... args) {
+        launch_kernel_smem(kernel, blocks, threads, 0, args...);
+    }
+    // ... with `smem` bytes of dynamic shared memory (at most 48 KB)
+    template <class... Params, class... Args>
+    void launch_kernel_smem(void (*kernel)(Params...), unsigned blocks, unsigned threads,
+                            size_t smem, const Args&... args) {
         if (!pdl_) {
-            kernel<<<blocks, threads, 0, stream_>>>(args...);
+            kernel<<<blocks, threads, smem, stream_>>>(args...);
             NC_CUDA_CHECK(cudaGetLastError());
             return;
         }
         cudaLaunchAttribute attr = {};
         attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr.val.programmaticStreamSerializationAllowed = 1;
-        launch_with(attr, kernel, blocks, threads, args...);
+        launch_with(attr, kernel, blocks, threads, smem, args...);
     }
 
     // A cooperative launch (grid-wide barriers; all blocks resident at once),
@@ -318,17 +324,17 @@ class Exec {
         cudaLaunchAttribute attr = {};
         attr.id = cudaLaunchAttributeCooperative;
         attr.val.cooperative = 1;
-        launch_with(attr, kernel, blocks, threads, args...);
+        launch_with(attr, kernel, blocks, threads, 0, args...);
     }
 
     template <class... Params, class... Args>
     void launch_with(const cudaLaunchAttribute& attr, void (*kernel)(Params...), unsigned blocks,
-                     unsigned threads, const Args&... args) {
+                     unsigned threads, size_t smem, const Args&... args) {
         cudaLaunchAttribute attrs[1] = {attr};
         cudaLaunchConfig_t cfg = {};
         cfg.gridDim = dim3(blocks);
         cfg.blockDim = dim3(threads);
-        cfg.dynamicSmemBytes = 0;
+        cfg.dynamicSmemBytes = smem;
         cfg.stream = stream_;
         cfg.attrs = attrs;
         cfg.numAttrs = 1;

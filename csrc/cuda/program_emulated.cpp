@@ -90,25 +90,49 @@ class Exec {
         });
     }
 
-    // The dense mat-vec, chunk by chunk as the CUDA kernel runs it: every
-    // thread stages its share, then every thread sums; shared memory is
-    // poisoned with NaN before each chunk, so a read of anything not staged shows.
+    // The dense mat-vec in the CUDA kernel's order (dense_schedule): every
+    // thread stages its share of a chunk, every thread sums one.  A stage
+    // buffer is poisoned with NaN before it is staged, so a sum that reads
+    // anything not staged, or another chunk's buffer, shows.
+    template <class T, int TPT>
+    struct DenseTile {
+        const DotParams<T>& q;
+        int64_t tile, nc;
+        int elems;
+        std::vector<T>& smem;
+        std::vector<T>& acc;
+        void stage(int64_t k, int buf) const {
+            T* s = smem.data() + buf * elems;
+            std::fill(s, s + elems, std::numeric_limits<T>::quiet_NaN());
+            for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                DenseThread<T, TPT>{q, tile, nc, tid, elems, smem.data(), nullptr}.stage(k, buf);
+        }
+        void sum(int64_t k, int buf) const {
+            for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                DenseThread<T, TPT>{q, tile, nc, tid, elems, smem.data(), &acc[tid * TPT]}.sum(
+                    k, buf);
+        }
+        void barrier() const {}
+    };
+
     template <class T, int TPT, class Epi = NoEpilogue>
     void dense_dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
         if (n_tiles <= 0) return;
         submit([q, n_tiles, epi]() {
-            std::vector<T> smem(kDenseSmem<T>), acc(static_cast<size_t>(kDotThreads) * TPT);
+            const int stages = q.dense_stages, elems = dense_stage_elems<T>(q.dense_rt, TPT);
+            if (stages < 1 || stages > kDenseStagesMax ||
+                static_cast<size_t>(stages) * elems * sizeof(T) > kDenseSmemBudget)
+                throw std::logic_error("emulated device: dense tiles with " +
+                                       std::to_string(stages) + " stages");
+            std::vector<T> smem(static_cast<size_t>(stages) * elems);
+            std::vector<T> acc(static_cast<size_t>(kDotThreads) * TPT);
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
                 std::fill(acc.begin(), acc.end(), T(0));
                 const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
-                for (int64_t c0 = 0; c0 < nc; c0 += kDenseCols<T>) {
-                    const int kc = dense_chunk<T>(nc, c0);
-                    std::fill(smem.begin(), smem.end(), std::numeric_limits<T>::quiet_NaN());
-                    for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                        dense_stage(q, tile, c0, kc, tid, smem.data());
-                    for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                        dense_accumulate<T, TPT>(q, kc, tid, smem.data(), &acc[tid * TPT]);
-                }
+                const int64_t n_chunks = (nc + kDenseCols<T> - 1) / kDenseCols<T>;
+                if (stages == 1 && n_chunks > 1)  // (chunk 1 would overwrite chunk 0)
+                    throw std::logic_error("emulated device: one dense stage for several chunks");
+                dense_schedule(n_chunks, stages, DenseTile<T, TPT>{q, tile, nc, elems, smem, acc});
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
                     dense_write<T, TPT>(q, tile, tid, &acc[tid * TPT], epi);
             }
