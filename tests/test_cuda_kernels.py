@@ -6,6 +6,9 @@ whose pools start equal (random values), runs both and compares the pools.
 (skipped without one: it needs a CUDA build, a device and CuPy).
 """
 
+import re
+from pathlib import Path
+
 import nengo
 import numpy as np
 import pytest
@@ -343,6 +346,20 @@ def test_dot_inc_bad_knob(device, monkeypatch, name, value):
         t.dev.add("dot_inc", {"rows": [1], "cols": [1], "A": [0], "A_rs": [1], "A_cs": [1],
                               "X": [1], "X_s": [1], "Y": [4], "Y_s": [1]}, {}, {})
     t.close()
+
+
+def test_knob_table_matches_docs():
+    """docs/cuda.md's table of tuning knobs lists exactly the device
+    program's knobs (csrc/cuda/knobs.h), each with its default."""
+    text = (Path(__file__).parents[1] / "docs" / "cuda.md").read_text()
+    section = text.split("\n## Tuning knobs", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(NC_\w+)` \| (\d+)", section, re.M)
+    knobs = _native.device_knobs()
+    assert len(knobs) == 12 and "twelve integers" in section
+    assert sorted((name, int(default)) for name, default in documented) == sorted(
+        (name, default) for name, default, _, _ in knobs)
+    for name, default, lo, hi in knobs:
+        assert lo <= default <= hi, name
 
 
 @pytest.mark.parametrize("value", ["-1", "x", "65537"])

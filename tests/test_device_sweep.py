@@ -7,6 +7,8 @@ from pathlib import Path
 
 import nengo
 
+from nengo_cuda import _native
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from device_sweep import (  # noqa: E402
     SETTINGS, combined, environment, fastest, format_sweep, sweep, winners)
@@ -24,9 +26,7 @@ def small_case():
 
 
 def test_sweep_on_emulator():
-    knobs = ["NC_DOT_COLS_PER_LANE", "NC_DOT_TRIALS", "NC_PDL", "NC_FUSE_NEURONS",
-             "NC_FUSE_FILTERS", "NC_PHASE_MAX", "NC_DOT_DENSE", "NC_DOT_MIN_TILES",
-             "NC_CONV_MIN_THREADS", "NC_NEURON_TRIALS", "NC_PHASE_BLOCKS"]
+    knobs = [name for name, _, _, _ in _native.device_knobs()]
     before = {k: os.environ.get(k) for k in knobs}
     settings = SETTINGS + [("bad", {"NC_DOT_TRIALS": "0"})]
     rows = sweep(budget_s=300, steps=10, device="cuda-emulator", cases=[small_case()],

@@ -10,6 +10,7 @@
 
 #include "../run_args.h"
 #include "device_api.h"
+#include "knobs.h"
 
 #ifndef NC_WITH_CUDA
 #define NC_WITH_CUDA 0
@@ -173,6 +174,15 @@ void bind_device(py::module_& m, const char* name, Factory<T> factory) {
 }  // namespace
 
 void bind_device_programs(py::module_& m) {
+    m.def(
+        "device_knobs",
+        [] {
+            py::list out;
+            for (const nc::Knob& k : nc::knobs::kAll)
+                out.append(py::make_tuple(k.name, k.fallback, k.lo, k.hi));
+            return out;
+        },
+        "The device program's tuning knobs: (variable, default, lowest, highest).");
     bind_device<float, 0>(m, "EmulatedProgramFloat32", &nc::make_emulated_program_f32);
     bind_device<double, 0>(m, "EmulatedProgramFloat64", &nc::make_emulated_program_f64);
 #if NC_WITH_CUDA

@@ -196,10 +196,11 @@ struct DenseShape {
     int rt = 0, tpt = 0;
 };
 constexpr int64_t kDenseMinTiles = 64;
+static_assert(knobs::kDotDenseTrials.hi == kDenseTrialsPerThreadMax, "NC_DOT_DENSE_TRIALS' range");
 inline DenseShape dense_shape(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
                               const std::vector<int64_t>& a, int64_t f_shared, int n_trials) {
-    const int64_t mode = env_knob("NC_DOT_DENSE", 0, 0, 2);
-    const int64_t fixed_tpt = env_knob("NC_DOT_DENSE_TRIALS", 0, 0, kDenseTrialsPerThreadMax);
+    const int64_t mode = env_knob(knobs::kDotDense);
+    const int64_t fixed_tpt = env_knob(knobs::kDotDenseTrials);
     if (fixed_tpt != 0 && fixed_tpt != 2 && fixed_tpt != 4 && fixed_tpt != 8)
         throw std::invalid_argument("NC_DOT_DENSE_TRIALS='" + std::to_string(fixed_tpt) +
                                     "': expected an integer among 0 (chosen per mat-vec), 2, 4, 8");
@@ -272,9 +273,9 @@ inline DotTiles dense_tiles(const std::vector<int64_t>& rows, const std::vector<
 // columns, e.g. a convnet's output layer, are otherwise a few blocks of long sums).
 inline DotTiles lane_tiles(const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
                            int nt, int* tt) {
-    const int64_t cols_per_lane = env_knob("NC_DOT_COLS_PER_LANE", 16, 1, 1 << 20);
-    const int64_t min_tiles = env_knob("NC_DOT_MIN_TILES", 0, 0, int64_t(1) << 40);
-    *tt = trials_per_thread(nt, env_knob("NC_DOT_TRIALS", 8, 1, 8));
+    const int64_t cols_per_lane = env_knob(knobs::kDotColsPerLane);
+    const int64_t min_tiles = env_knob(knobs::kDotMinTiles);
+    *tt = trials_per_thread(nt, env_knob(knobs::kDotTrials));
     std::vector<int64_t> slot_block[6], slot_row[6];  // by log2(g)
     for (size_t b = 0; b < rows.size(); ++b) {
         if (rows[b] == 0 || cols[b] == 0) continue;  // adds nothing (and has no I)
@@ -460,7 +461,7 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
     // NC_CONV_MIN_THREADS: smaller register tiles (fewer trials, then fewer
     // filters a thread) until the launch has this many threads (a layer of
     // few output positions and filters is otherwise a few blocks of long threads)
-    const int64_t min_threads = env_knob("NC_CONV_MIN_THREADS", 0, 0, int64_t(1) << 40);
+    const int64_t min_threads = env_knob(knobs::kConvMinThreads);
     auto threads = [&] { return g.filters / f * k.rows * ((nt + tt - 1) / tt); };
     while (threads() < min_threads && (tt > 1 || f > 1)) {
         if (tt > 1)
@@ -559,7 +560,7 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
         throw std::logic_error(spec.kind + ": operand names do not match the device model");
     auto in = std::make_unique<NeuronInstr<T, M>>();
     in->n_trials = prog.n_trials();
-    in->tt = trials_per_thread(prog.n_trials(), env_knob("NC_NEURON_TRIALS", 1, 1, 8));
+    in->tt = trials_per_thread(prog.n_trials(), env_knob(knobs::kNeuronTrials));
     NeuronStep<T, M>& k = in->k;
     k.p = prog.pools();
     const auto& J = in->J = spec.int_array("J");

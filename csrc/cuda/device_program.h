@@ -411,11 +411,11 @@ class Program final : public DeviceProgram<T> {
     // NC_FUSE_NEURONS=1: a neuron update right after the mat-vec that writes
     // its inputs runs in the mat-vec's kernel (DInstr::after_dot);
     // NC_FUSE_FILTERS=1: so does a synapse filter of the mat-vec's outputs
-    const bool fuse_neurons_ = env_knob("NC_FUSE_NEURONS", 0, 0, 1) != 0;
-    const bool fuse_filters_ = env_knob("NC_FUSE_FILTERS", 0, 0, 1) != 0;
+    const bool fuse_neurons_ = env_knob(knobs::kFuseNeurons) != 0;
+    const bool fuse_filters_ = env_knob(knobs::kFuseFilters) != 0;
     // NC_PHASE_MAX: launches of at most this many (element, trial) pairs per
     // kernel run as phases of a shared launch (phases.h); 0: never
-    const int64_t phase_max_ = env_knob("NC_PHASE_MAX", 256, 0, int64_t(1) << 20);
+    const int64_t phase_max_ = env_knob(knobs::kPhaseMax);
     int64_t phase_blocks_ = 1;  // blocks of a phases launch (NC_PHASE_BLOCKS)
     std::vector<bool> enabled_;
     std::vector<std::unique_ptr<Config>> configs_;  // most recently used last

@@ -133,8 +133,8 @@ class Exec {
             int major = 0;
             NC_CUDA_CHECK(
                 cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
-            pdl_ = major >= 9 && env_knob("NC_PDL", 1, 0, 1) != 0;
-            phase_blocks_knob_ = static_cast<int>(env_knob("NC_PHASE_BLOCKS", 1, 0, 1 << 16));
+            pdl_ = major >= 9 && env_knob(knobs::kPdl) != 0;
+            phase_blocks_knob_ = static_cast<int>(env_knob(knobs::kPhaseBlocks));
         } catch (...) {
             close();  // no destructor runs for a half-built object: free what exists
             throw;

@@ -38,8 +38,8 @@ class Exec {
 
     // (the GPU's knobs are read as there, so that a bad value fails alike)
     explicit Exec(int) {
-        env_knob("NC_PDL", 1, 0, 1);
-        env_knob("NC_PHASE_BLOCKS", 1, 0, 1 << 16);
+        env_knob(knobs::kPdl);
+        env_knob(knobs::kPhaseBlocks);
     }
     bool pdl() const { return false; }  // no launches to overlap
     template <class T>
