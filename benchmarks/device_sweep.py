@@ -2,46 +2,11 @@
 
     python3 benchmarks/device_sweep.py [--budget 90] [--steps 300] [--device cuda]
 
-The device program reads a few knobs from the environment when a simulator
-loads it (csrc/cuda/knobs.h; docs/cuda.md, "Tuning knobs"):
-
-- ``NC_DOT_DENSE`` (default 0: lane tiles, below): 1 runs mat-vecs of weights
-  shared by the trials as dense tiles (rows x trials, columns staged in
-  shared memory) where the minibatch fills at least half a tile; 2: wherever
-  the weights are shared (not yet timed on a GPU: the default stays 0 until
-  a sweep says);
-- ``NC_DOT_COLS_PER_LANE`` (default 16): a lane-tiled mat-vec block of ``c`` columns gets
-  the least power-of-two number of lanes per row (at most 32) that leaves each
-  lane at most this many columns; fewer columns per lane: more threads per row;
-- ``NC_DOT_TRIALS`` (default 8): at most this many trials per mat-vec tile
-  (each weight read once for them);
-- ``NC_NEURON_TRIALS`` (default 1): a neuron update's thread updates one
-  neuron in up to this many trials (its parameters and addresses read once,
-  the trials' loads issued together); the results are bit-identical;
-- ``NC_DOT_MIN_TILES`` (default 0): fewer trials per lane tile (halving) until
-  a mat-vec has at least this many tiles;
-- ``NC_PDL`` (default 1; 0 before the H200 sweep of 2026-12-04): kernels
-  launch with programmatic dependencies (compute capability 9.0 and newer),
-  which overlaps a kernel's launch with the end of the one before it;
-- ``NC_FUSE_NEURONS`` (default 0): 1 runs a neuron update (LIF, LIFRate,
-  RectifiedLinear, SpikingRectifiedLinear) inside the mat-vec right before it
-  when that mat-vec writes all its inputs: one launch fewer and the input
-  currents read back from cache;
-- ``NC_FUSE_FILTERS`` (default 0): 1 runs a synapse filter (lti_elementwise)
-  of a mat-vec's outputs inside that mat-vec, right before it: one launch
-  fewer (the filter's other elements run after it, as phases where small);
-- ``NC_CONV_MIN_THREADS`` (default 0): convolutions with weights shared by
-  the trials take smaller register tiles (fewer trials, then fewer filters a
-  thread) until a launch has at least this many threads;
-- ``NC_PHASE_BLOCKS`` (default 1): the blocks of a phases launch; n > 1 (0:
-  as many as are resident at once) runs the phases on that many blocks with
-  grid-wide barriers (a cooperative launch), so that NC_PHASE_MAX may be far
-  larger (rows "grid phases ...");
-- ``NC_PHASE_MAX`` (default 256; 4096 before the H200 sweep of 2026-12-04):
-  consecutive launches of at most this many
-  (element, trial) pairs each (element-wise batches, feeds, probes, process
-  tables, synapse filters, the step counter) run as phases of one launch of
-  one thread block (csrc/cuda/phases.h); 0: every launch alone.
+The device program reads its tuning knobs from the environment when a
+simulator loads it: their defaults and ranges are one table in
+csrc/cuda/knobs.h (``nengo_cuda._native.device_knobs()``), docs/cuda.md
+"Tuning knobs" says what each does and "What the next GPU run decides" which
+rows here decide which default.
 
 For each case (a benchmark network at a minibatch size) and each setting, a
 fresh simulator runs ``--steps`` steps three times; the table gives the best
@@ -74,6 +39,7 @@ SETTINGS = [
     ("neuron trials 8", {"NC_NEURON_TRIALS": "8"}),
     ("grid phases 64K", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "65536"}),
     ("grid phases 4096", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "4096"}),
+    ("conv dense", {"NC_CONV_DENSE": "1"}),
     ("conv 64K", {"NC_CONV_MIN_THREADS": "65536"}),
     ("dot tiles 256", {"NC_DOT_MIN_TILES": "256"}),
     ("dense always", {"NC_DOT_DENSE": "2"}),

@@ -599,7 +599,8 @@ from networks import build
 from test_cuda_networks import random_network
 runs = []
 for name, sizes in [("tutorial", {{}}), ("chain", dict(n_ensembles=3, n_neurons=40, dimensions=3)),
-                    ("circconv", dict(dimensions=4, n_neurons=20)), ("pes", dict(n_neurons=30))]:
+                    ("circconv", dict(dimensions=4, n_neurons=20)), ("pes", dict(n_neurons=30)),
+                    ("convnet", dict(size=8, filters=8))]:
     net = build(name, **sizes).net
     runs += [(name, net, "float32", 3), (name, net, "float64", None)]
 runs += [(f"random {{seed}}", random_network(seed)[0], "float32", 3) for seed in (0, 1)]
@@ -616,11 +617,12 @@ print("sanitized runs done")
 # and synccheck (shuffle masks, barriers that part of a block skips) with every
 # small launch as phases and both fusions on, so that DotRows phases and the
 # mat-vec's neuron and filter epilogues run under them too; racecheck again
-# with dense tiles wherever the weights are shared (their shared memory), and
-# neuron updates of 8 trials a thread where they launch alone
+# with dense tiles wherever the weights are shared (mat-vecs and convolutions:
+# their shared memory and asynchronous copies), and neuron updates of 8 trials
+# a thread where they launch alone
 ALL_LEVERS = {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}
-DENSE_LEVERS = {"NC_DOT_DENSE": "2", "NC_PHASE_MAX": "0", "NC_FUSE_NEURONS": "1",
-                "NC_NEURON_TRIALS": "8"}
+DENSE_LEVERS = {"NC_DOT_DENSE": "2", "NC_CONV_DENSE": "2", "NC_PHASE_MAX": "0",
+                "NC_FUSE_NEURONS": "1", "NC_NEURON_TRIALS": "8"}
 SANITIZE_RUNS = [("racecheck", {}), ("memcheck", {}), ("memcheck", ALL_LEVERS),
                  ("synccheck", ALL_LEVERS), ("racecheck", DENSE_LEVERS)]
 

@@ -355,7 +355,7 @@ def test_knob_table_matches_docs():
     section = text.split("\n## Tuning knobs", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `(NC_\w+)` \| (\d+)", section, re.M)
     knobs = _native.device_knobs()
-    assert len(knobs) == 12 and "twelve integers" in section
+    assert len(knobs) == 13 and "thirteen integers" in section
     assert sorted((name, int(default)) for name, default in documented) == sorted(
         (name, default) for name, default, _, _ in knobs)
     for name, default, lo, hi in knobs:
@@ -641,6 +641,81 @@ def test_conv_inc_min_threads(device, monkeypatch, min_threads):
     filters a thread) until a launch has that many threads; the same sums."""
     monkeypatch.setenv("NC_CONV_MIN_THREADS", str(min_threads))
     test_conv_inc(device, np.float32, 9, True, False, (1, 2))
+
+
+def conv_pools(device, monkeypatch, dtype, n_trials, conv, dense, set_=False):
+    """The device pools after two steps of ``conv`` (shared weights, X strided,
+    Y reversed) with NC_CONV_DENSE=``dense``; checked against the CPU to
+    float rounding (its kernel fuses multiply-adds); the program's stats."""
+    monkeypatch.setenv("NC_CONV_DENSE", str(dense))
+    n_w = int(np.prod(conv.kernel_shape))
+    n_io = 2 * conv.size_in + conv.size_out
+    t = Twin(device, dtype, n_w, n_io, n_trials=n_trials, seed=7)
+    ints, scalars = kc.conv_fields(conv, n_w, 2, n_w + n_io - 1, -1, 0)
+    t.add("conv_inc", ints=ints, scalars={**scalars, "set": int(set_)})
+    t.run(2)
+    terms = int(np.prod(conv.kernel_size)) * conv.input_shape.n_channels // conv.groups
+    t.assert_equal(rtol=0, atol=terms * np.finfo(dtype).eps * 4)
+    out = t.f_dev.copy(), t.dev.stats()
+    t.close()
+    return out
+
+
+# convolutions of many terms (several chunks), filters past one tile of 64,
+# several filter tiles a group, a partial last one
+CONV_DENSE_CASES = {
+    "convnet": lambda: nengo.Convolution(64, (13, 13, 32), strides=(2, 2)),
+    "groups": lambda: nengo.Convolution(140, (5, 7, 6), kernel_size=(3, 2), groups=2,
+                                        padding="same"),
+    "first": lambda: nengo.Convolution(32, (1, 9, 9), kernel_size=(3, 3), channels_last=False),
+    "transpose": lambda: nengo.transforms.ConvolutionTranspose(
+        12, (4, 4, 10), kernel_size=(3, 3), strides=(2, 2)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_trials", [1, 3, 9, 70])
+@pytest.mark.parametrize("case", sorted(CONV_DENSE_CASES))
+def test_conv_dense(device, monkeypatch, dtype, n_trials, case):
+    """NC_CONV_DENSE=2: a convolution with shared weights as dense tiles
+    (kernel_conv_dense.h) gives the register tiles' bits (NC_CONV_DENSE=0):
+    every sum over its terms in order from zero, whatever the tile shape
+    (8 to 64 filters, 1 to 8 trials a thread), chunks of terms through the
+    ring of stage buffers, trials past the minibatch, filters past a group."""
+    conv = CONV_DENSE_CASES[case]()
+    tiles, _ = conv_pools(device, monkeypatch, dtype, n_trials, conv, 0)
+    dense, stats = conv_pools(device, monkeypatch, dtype, n_trials, conv, 2)
+    assert stats["dense_convolutions"] == 1
+    np.testing.assert_array_equal(dense, tiles)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("set_", [False, True], ids=["inc", "set"])
+def test_conv_dense_random(device, monkeypatch, dtype, set_):
+    """Random (transposed, grouped, strided) convolutions as dense tiles: the
+    register tiles' bits, adding to Y or setting it."""
+    rng = np.random.RandomState(11)
+    for _ in range(10):
+        conv = kc.random_conv(rng, filters_per_group=(1, 2, 3, 4, 6, 8, 9), dims=(1, 2))
+        tiles, _ = conv_pools(device, monkeypatch, dtype, 5, conv, 0, set_)
+        dense, stats = conv_pools(device, monkeypatch, dtype, 5, conv, 2, set_)
+        assert stats["dense_convolutions"] == 1
+        np.testing.assert_array_equal(dense, tiles)
+
+
+@pytest.mark.parametrize("n_trials, dense", [(64, True), (16, True), (4, False), (1, False)])
+def test_conv_dense_where_it_pays(device, monkeypatch, n_trials, dense):
+    """NC_CONV_DENSE=1 takes dense tiles where they fill at least half of a
+    tile's trials (the convnet's second layer: 64 filters, 8 trial lanes of 1
+    to 8 trials) and filters, with at least 64 tiles; nothing by default."""
+    conv = CONV_DENSE_CASES["convnet"]()
+    _, stats = conv_pools(device, monkeypatch, np.float32, n_trials, conv, 0)
+    assert stats["dense_convolutions"] == 0
+    _, stats = conv_pools(device, monkeypatch, np.float32, n_trials, conv, 1)
+    assert stats["dense_convolutions"] == int(dense)
+    small = nengo.Convolution(3, (9, 9, 4), kernel_size=(3, 3))  # 3 of a tile's 8 filters
+    _, stats = conv_pools(device, monkeypatch, np.float32, n_trials, small, 1)
+    assert stats["dense_convolutions"] == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

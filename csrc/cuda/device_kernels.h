@@ -109,7 +109,8 @@ struct StepRef {
 }  // namespace nc
 
 // The kernel families, one file each (in this order: the dense mat-vec uses
-// the lane-tiled one's parameters).
+// the lane-tiled one's parameters, dense convolutions the dense mat-vec's
+// stage ring and the convolutions' operands).
 #define NC_DEVICE_KERNELS_COMMON 1
 #include "kernel_batches.h"
 #include "kernel_io.h"
@@ -121,3 +122,4 @@ struct StepRef {
 #include "kernel_learning.h"
 #include "kernel_dot.h"
 #include "kernel_dense_dot.h"
+#include "kernel_conv_dense.h"

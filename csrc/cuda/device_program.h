@@ -109,6 +109,8 @@ class Program;
 
 template <typename T>
 struct DotInstr;
+template <typename T>
+struct ConvDenseInstr;
 
 // One loaded instruction.
 template <typename T>
@@ -264,6 +266,7 @@ class Program final : public DeviceProgram<T> {
                 {"phase_blocks", phase_blocks_},
                 {"dense_products", dense_products()},
                 {"dense_stages", dense_stages()},
+                {"dense_convolutions", dense_convolutions()},
                 {"neuron_trials", neuron_trials()}};
     }
 
@@ -279,6 +282,13 @@ class Program final : public DeviceProgram<T> {
         int64_t n = 0;
         for (const auto& in : instrs_)
             if (auto* dot = dynamic_cast<const DotInstr<T>*>(in.get())) n += dot->q.dense_rt > 0;
+        return n;
+    }
+
+    // Convolutions that run as dense tiles (kernel_conv_dense.h).
+    int64_t dense_convolutions() const {
+        int64_t n = 0;
+        for (const auto& in : instrs_) n += dynamic_cast<const ConvDenseInstr<T>*>(in.get()) != nullptr;
         return n;
     }
 

@@ -38,13 +38,15 @@ constexpr Knob kDotTrials{"NC_DOT_TRIALS", 8, 1, 8};
 constexpr Knob kNeuronTrials{"NC_NEURON_TRIALS", 1, 1, 8};
 constexpr Knob kDotMinTiles{"NC_DOT_MIN_TILES", 0, 0, int64_t(1) << 40};
 constexpr Knob kConvMinThreads{"NC_CONV_MIN_THREADS", 0, 0, int64_t(1) << 40};
+constexpr Knob kConvDense{"NC_CONV_DENSE", 0, 0, 2};
 constexpr Knob kPhaseBlocks{"NC_PHASE_BLOCKS", 1, 0, 1 << 16};
 constexpr Knob kPdl{"NC_PDL", 1, 0, 1};
 constexpr Knob kFuseNeurons{"NC_FUSE_NEURONS", 0, 0, 1};
 constexpr Knob kFuseFilters{"NC_FUSE_FILTERS", 0, 0, 1};
 constexpr Knob kPhaseMax{"NC_PHASE_MAX", 256, 0, int64_t(1) << 20};
 constexpr Knob kAll[] = {kDotDense,    kDotDenseTrials, kDotColsPerLane, kDotTrials,
-                         kNeuronTrials, kDotMinTiles,   kConvMinThreads, kPhaseBlocks,
+                         kNeuronTrials, kDotMinTiles,   kConvMinThreads, kConvDense,
+                         kPhaseBlocks,
                          kPdl,         kFuseNeurons,    kFuseFilters,    kPhaseMax};
 }  // namespace knobs
 

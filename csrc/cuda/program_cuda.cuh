@@ -89,6 +89,22 @@ __global__ void __launch_bounds__(kDotThreads) dense_dot_kernel(DotParams<T> q, 
     dense_write<T, TPT>(q, tile, tid, acc, epi);
 }
 
+// One thread block per dense convolution tile; see kernel_conv_dense.h.
+template <class T, int TPT>
+__global__ void __launch_bounds__(kDotThreads) conv_dense_kernel(ConvDense<T> d) {
+    follow_previous_grid();
+    extern __shared__ __align__(16) unsigned char conv_smem_bytes[];
+    T acc[kConvDenseFpt * TPT];
+#pragma unroll
+    for (int k = 0; k < kConvDenseFpt * TPT; ++k) acc[k] = T(0);
+    const typename ConvDense<T>::Tile tl = d.tile_at(blockIdx.x);
+    const int tid = threadIdx.x;
+    const ConvDenseThread<T, TPT> w{d, tl, tid, conv_dense_stage_elems<T>(d.fn, TPT),
+                                    reinterpret_cast<T*>(conv_smem_bytes), acc};
+    dense_schedule(d.chunks(tl.o), d.stages, w);
+    conv_dense_write<T, TPT>(d, tl, tid, acc);
+}
+
 // The phases of a PhaseList (phases.h) in one block, a barrier between them.
 constexpr int kPhaseThreads = 512;
 template <class T>
@@ -207,6 +223,16 @@ class Exec {
                             dense_stage_elems<T>(q.dense_rt, TPT) * sizeof(T);
         launch_kernel_smem(dense_dot_kernel<T, TPT, Epi>, static_cast<unsigned>(n_tiles),
                            kDotThreads, smem, q, epi);
+    }
+
+    template <class T, int TPT>
+    void conv_dense(const ConvDense<T>& d, int64_t n_tiles) {
+        if (n_tiles <= 0) return;
+        if (n_tiles > INT_MAX) throw std::invalid_argument("conv_inc: too many tiles");
+        const size_t smem =
+            static_cast<size_t>(d.stages) * conv_dense_stage_elems<T>(d.fn, TPT) * sizeof(T);
+        launch_kernel_smem(conv_dense_kernel<T, TPT>, static_cast<unsigned>(n_tiles), kDotThreads,
+                           smem, d);
     }
 
     // Whether kernels launch with programmatic dependencies (NC_PDL).

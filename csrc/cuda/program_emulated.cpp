@@ -90,10 +90,27 @@ class Exec {
         });
     }
 
+    // Dense tiles' shared memory: `stages` buffers of `bytes` each, as the GPU
+    // launch may take; one buffer serves one chunk only.
+    static void check_stages(int stages, size_t bytes) {
+        if (stages < 1 || stages > kDenseStagesMax || stages * bytes > kDenseSmemBudget)
+            throw std::logic_error("emulated device: dense tiles with " + std::to_string(stages) +
+                                   " stages of " + std::to_string(bytes) + " bytes");
+    }
+    static void check_ring(int stages, int64_t n_chunks) {
+        if (stages == 1 && n_chunks > 1)  // (chunk 1 would overwrite chunk 0)
+            throw std::logic_error("emulated device: one dense stage for several chunks");
+    }
+    // Stage buffer `buf`, poisoned with NaN before a chunk is staged into it, so
+    // that a sum reading anything not staged, or another chunk's buffer, shows.
+    template <class T>
+    static void poison(std::vector<T>& smem, int buf, int elems) {
+        std::fill(smem.begin() + buf * elems, smem.begin() + (buf + 1) * elems,
+                  std::numeric_limits<T>::quiet_NaN());
+    }
+
     // The dense mat-vec in the CUDA kernel's order (dense_schedule): every
-    // thread stages its share of a chunk, every thread sums one.  A stage
-    // buffer is poisoned with NaN before it is staged, so a sum that reads
-    // anything not staged, or another chunk's buffer, shows.
+    // thread stages its share of a chunk, every thread sums one.
     template <class T, int TPT>
     struct DenseTile {
         const DotParams<T>& q;
@@ -102,8 +119,7 @@ class Exec {
         std::vector<T>& smem;
         std::vector<T>& acc;
         void stage(int64_t k, int buf) const {
-            T* s = smem.data() + buf * elems;
-            std::fill(s, s + elems, std::numeric_limits<T>::quiet_NaN());
+            poison(smem, buf, elems);
             for (int tid = kDotThreads - 1; tid >= 0; --tid)
                 DenseThread<T, TPT>{q, tile, nc, tid, elems, smem.data(), nullptr}.stage(k, buf);
         }
@@ -120,21 +136,59 @@ class Exec {
         if (n_tiles <= 0) return;
         submit([q, n_tiles, epi]() {
             const int stages = q.dense_stages, elems = dense_stage_elems<T>(q.dense_rt, TPT);
-            if (stages < 1 || stages > kDenseStagesMax ||
-                static_cast<size_t>(stages) * elems * sizeof(T) > kDenseSmemBudget)
-                throw std::logic_error("emulated device: dense tiles with " +
-                                       std::to_string(stages) + " stages");
+            check_stages(stages, elems * sizeof(T));
             std::vector<T> smem(static_cast<size_t>(stages) * elems);
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * TPT);
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
                 std::fill(acc.begin(), acc.end(), T(0));
                 const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
                 const int64_t n_chunks = (nc + kDenseCols<T> - 1) / kDenseCols<T>;
-                if (stages == 1 && n_chunks > 1)  // (chunk 1 would overwrite chunk 0)
-                    throw std::logic_error("emulated device: one dense stage for several chunks");
+                check_ring(stages, n_chunks);
                 dense_schedule(n_chunks, stages, DenseTile<T, TPT>{q, tile, nc, elems, smem, acc});
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
                     dense_write<T, TPT>(q, tile, tid, &acc[tid * TPT], epi);
+            }
+        });
+    }
+
+    // A dense convolution in the CUDA kernel's order (dense_schedule), as dense_dot.
+    template <class T, int TPT>
+    struct ConvDenseTile {
+        static constexpr int A = kConvDenseFpt * TPT;  // sums a thread
+        const ConvDense<T>& d;
+        const typename ConvDense<T>::Tile& tl;
+        int elems;
+        std::vector<T>& smem;
+        std::vector<T>& acc;
+        void stage(int64_t k, int buf) const {
+            poison(smem, buf, elems);
+            for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                ConvDenseThread<T, TPT>{d, tl, tid, elems, smem.data(), nullptr}.stage(k, buf);
+        }
+        void sum(int64_t k, int buf) const {
+            for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                ConvDenseThread<T, TPT>{d, tl, tid, elems, smem.data(), &acc[tid * A]}.sum(k, buf);
+        }
+        void barrier() const {}
+    };
+
+    template <class T, int TPT>
+    void conv_dense(const ConvDense<T>& d, int64_t n_tiles) {
+        if (n_tiles <= 0) return;
+        submit([d, n_tiles]() {
+            constexpr int A = ConvDenseTile<T, TPT>::A;
+            const int elems = conv_dense_stage_elems<T>(d.fn, TPT);
+            check_stages(d.stages, elems * sizeof(T));
+            std::vector<T> smem(static_cast<size_t>(d.stages) * elems);
+            std::vector<T> acc(static_cast<size_t>(kDotThreads) * A);
+            for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
+                std::fill(acc.begin(), acc.end(), T(0));
+                const typename ConvDense<T>::Tile tl = d.tile_at(tile);
+                const int64_t n_chunks = d.chunks(tl.o);
+                check_ring(d.stages, n_chunks);
+                dense_schedule(n_chunks, d.stages, ConvDenseTile<T, TPT>{d, tl, elems, smem, acc});
+                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                    conv_dense_write<T, TPT>(d, tl, tid, &acc[tid * A]);
             }
         });
     }
