@@ -109,28 +109,35 @@ class Exec {
                   std::numeric_limits<T>::quiet_NaN());
     }
 
-    // The dense mat-vec in the CUDA kernel's order (dense_schedule): every
-    // thread stages its share of a chunk, every thread sums one.
-    template <class T, int TPT>
-    struct DenseTile {
-        const DotParams<T>& q;
-        int64_t tile, nc;
-        int elems;
+    // Every thread's share of a dense tile for dense_schedule, in the CUDA
+    // kernel's order: every thread stages its share of a chunk (into a buffer
+    // poisoned first), every thread sums one.  thread(tid, sums or null) gives
+    // that thread's worker (DenseThread, ConvDenseThread).
+    template <class T, class MakeThread>
+    struct AllThreads {
+        MakeThread thread;
+        int elems, n_acc;  // a stage buffer's elements; sums a thread
         std::vector<T>& smem;
         std::vector<T>& acc;
         void stage(int64_t k, int buf) const {
             poison(smem, buf, elems);
-            for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                DenseThread<T, TPT>{q, tile, nc, tid, elems, smem.data(), nullptr}.stage(k, buf);
+            for (int tid = kDotThreads - 1; tid >= 0; --tid) thread(tid, nullptr).stage(k, buf);
         }
         void sum(int64_t k, int buf) const {
             for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                DenseThread<T, TPT>{q, tile, nc, tid, elems, smem.data(), &acc[tid * TPT]}.sum(
-                    k, buf);
+                thread(tid, &acc[tid * n_acc]).sum(k, buf);
         }
         void barrier() const {}
     };
+    template <class T, class MakeThread>
+    static void dense_tile(int64_t n_chunks, int stages, int elems, int n_acc,
+                           std::vector<T>& smem, std::vector<T>& acc, MakeThread thread) {
+        check_ring(stages, n_chunks);
+        std::fill(acc.begin(), acc.end(), T(0));
+        dense_schedule(n_chunks, stages, AllThreads<T, MakeThread>{thread, elems, n_acc, smem, acc});
+    }
 
+    // The dense mat-vec (kernel_dense_dot.h), tile by tile.
     template <class T, int TPT, class Epi = NoEpilogue>
     void dense_dot(const DotParams<T>& q, int64_t n_tiles, const Epi& epi = Epi()) {
         if (n_tiles <= 0) return;
@@ -140,53 +147,32 @@ class Exec {
             std::vector<T> smem(static_cast<size_t>(stages) * elems);
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * TPT);
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
-                std::fill(acc.begin(), acc.end(), T(0));
                 const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
-                const int64_t n_chunks = (nc + kDenseCols<T> - 1) / kDenseCols<T>;
-                check_ring(stages, n_chunks);
-                dense_schedule(n_chunks, stages, DenseTile<T, TPT>{q, tile, nc, elems, smem, acc});
+                dense_tile((nc + kDenseCols<T> - 1) / kDenseCols<T>, stages, elems, TPT, smem, acc,
+                           [&](int tid, T* sums) {
+                               return DenseThread<T, TPT>{q, tile, nc, tid, elems, smem.data(), sums};
+                           });
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
                     dense_write<T, TPT>(q, tile, tid, &acc[tid * TPT], epi);
             }
         });
     }
 
-    // A dense convolution in the CUDA kernel's order (dense_schedule), as dense_dot.
-    template <class T, int TPT>
-    struct ConvDenseTile {
-        static constexpr int A = kConvDenseFpt * TPT;  // sums a thread
-        const ConvDense<T>& d;
-        const typename ConvDense<T>::Tile& tl;
-        int elems;
-        std::vector<T>& smem;
-        std::vector<T>& acc;
-        void stage(int64_t k, int buf) const {
-            poison(smem, buf, elems);
-            for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                ConvDenseThread<T, TPT>{d, tl, tid, elems, smem.data(), nullptr}.stage(k, buf);
-        }
-        void sum(int64_t k, int buf) const {
-            for (int tid = kDotThreads - 1; tid >= 0; --tid)
-                ConvDenseThread<T, TPT>{d, tl, tid, elems, smem.data(), &acc[tid * A]}.sum(k, buf);
-        }
-        void barrier() const {}
-    };
-
+    // A dense convolution (kernel_conv_dense.h), tile by tile.
     template <class T, int TPT>
     void conv_dense(const ConvDense<T>& d, int64_t n_tiles) {
         if (n_tiles <= 0) return;
         submit([d, n_tiles]() {
-            constexpr int A = ConvDenseTile<T, TPT>::A;
+            constexpr int A = kConvDenseFpt * TPT;  // sums a thread
             const int elems = conv_dense_stage_elems<T>(d.fn, TPT);
             check_stages(d.stages, elems * sizeof(T));
             std::vector<T> smem(static_cast<size_t>(d.stages) * elems);
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * A);
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
-                std::fill(acc.begin(), acc.end(), T(0));
                 const typename ConvDense<T>::Tile tl = d.tile_at(tile);
-                const int64_t n_chunks = d.chunks(tl.o);
-                check_ring(d.stages, n_chunks);
-                dense_schedule(n_chunks, d.stages, ConvDenseTile<T, TPT>{d, tl, elems, smem, acc});
+                dense_tile(d.chunks(tl.o), d.stages, elems, A, smem, acc, [&](int tid, T* sums) {
+                    return ConvDenseThread<T, TPT>{d, tl, tid, elems, smem.data(), sums};
+                });
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
                     conv_dense_write<T, TPT>(d, tl, tid, &acc[tid * A]);
             }
