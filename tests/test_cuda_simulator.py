@@ -68,6 +68,7 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
     {"NC_PHASE_MAX": "1000000", "NC_PDL": "1"},
     {"NC_NEURON_TRIALS": "4", "NC_DOT_DENSE": "1", "NC_PHASE_MAX": "0"},
     {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "65536"},
+    {"NC_CONV_DENSE": "2", "NC_DOT_DENSE": "2"},
 ], ids=lambda k: "+".join(sorted(k)))
 def test_tuning_knobs_keep_results(device, monkeypatch, knobs):
     """The tuning knobs (docs/cuda.md) change launches and tile shapes, not
@@ -103,14 +104,16 @@ LEVERS = {
                                  "NC_FUSE_FILTERS": "1", "NC_PDL": "1"},
     # (on a GPU: cooperative launches, grid-wide barriers between phases)
     "all phases on the grid": {"NC_PHASE_MAX": "1000000", "NC_PHASE_BLOCKS": "0"},
+    # (the same sums as the register tiles, in shared memory)
+    "dense convolution tiles": {"NC_CONV_DENSE": "2"},
 }
 
 
 @pytest.mark.parametrize("levers", sorted(LEVERS))
 def test_launch_levers_are_bit_identical(device, monkeypatch, levers):
-    """Phases, fusions, neuron trial groups and programmatic launches change
-    how work is launched, never an element's arithmetic or order: float64
-    results equal the defaults' bit for bit.  On a GPU a difference means a race (a missing
+    """Phases, fusions, neuron trial groups, dense convolution tiles and
+    programmatic launches change how work is launched, never an element's
+    arithmetic or order: float64 results equal the defaults' bit for bit.  On a GPU a difference means a race (a missing
     barrier between phases, an epilogue reading what another block writes)."""
     for name in sorted(NETWORKS):
         net, probes = NETWORKS[name]()
