@@ -113,8 +113,9 @@ LEVERS = {
 def test_launch_levers_are_bit_identical(device, monkeypatch, levers):
     """Phases, fusions, neuron trial groups, dense convolution tiles and
     programmatic launches change how work is launched, never an element's
-    arithmetic or order: float64 results equal the defaults' bit for bit.  On a GPU a difference means a race (a missing
-    barrier between phases, an epilogue reading what another block writes)."""
+    arithmetic or order: float64 results equal the defaults' bit for bit.  On
+    a GPU a difference means a race (a missing barrier between phases, an
+    epilogue reading what another block writes)."""
     for name in sorted(NETWORKS):
         net, probes = NETWORKS[name]()
         ref, _ = _data(net, probes, device, run=lambda sim: sim.run(0.1),
