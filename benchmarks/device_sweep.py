@@ -32,7 +32,6 @@ sys.path.insert(1, str(ROOT / "benchmarks"))
 # the launch-count levers first, as the budget may end the sweep
 SETTINGS = [
     ("default", {}),
-    ("phases off", {"NC_PHASE_MAX": "0"}),
     # not yet timed on a GPU
     ("dense", {"NC_DOT_DENSE": "1"}),
     ("dense+fuse", {"NC_DOT_DENSE": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
@@ -47,6 +46,7 @@ SETTINGS = [
     ("grid phases 1M", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "1048576"}),
     ("conv 256K", {"NC_CONV_MIN_THREADS": "262144"}),
     # timed on the H200 on 2026-12-04 (docs/benchmarks.md), again for comparison
+    ("phases off", {"NC_PHASE_MAX": "0"}),
     ("fuse neurons", {"NC_FUSE_NEURONS": "1"}),
     ("fuse filters", {"NC_FUSE_FILTERS": "1"}),
     ("fuse both", {"NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
