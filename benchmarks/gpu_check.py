@@ -21,13 +21,16 @@ Steps, each timed and each reported even when an earlier one failed:
 8. sanitize compute-sanitizer over small networks on the GPU (every kernel kind):
            racecheck and memcheck with the defaults, memcheck and synccheck
            (shuffle masks, barriers) with phases and fusions on, racecheck
-           with dense tiles and neuron trial groups; in a thread
-           next to step 5
+           with dense tiles (mat-vecs, convolutions) and neuron trial
+           groups; in a thread next to step 5
 9. sweep   the tuning knobs (benchmarks/device_sweep.py: mat-vec tile shapes,
            dense tiles, neuron trial groups, grid phases, fusions, phases,
            programmatic dependent launch) on the large networks, if time is
            left (grid phases only after a child process ran them)
-10. counters Nsight Compute on one step of the chain 50x500x16 at minibatch 64
+10. winners step 6's runs at minibatch 64 (the tutorial at 1) again with the
+           sweep's settings that won without a loss set together: what they
+           would give as defaults, against step 6's default and CPU times
+11. counters Nsight Compute on one step of the chain 50x500x16 at minibatch 64
            (benchmarks/device_ncu.py, dense tiles and neuron trial groups on)
            into $OUT/ncu_chain64.txt,
            if time is left
@@ -61,7 +64,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 REPORT = {"steps": {}, "compare": [], "timing": [], "profile": [], "sanitize": {},
-          "sweep": [], "notes": []}
+          "sweep": [], "winners": [], "notes": []}
+CPU_PROBES = {}  # (network, minibatch): the CPU backend's probe in the timing step
 T_START = time.time()
 
 
@@ -447,6 +451,8 @@ def timing(quick, budget_s, device):
                     outs[label] = np.asarray(data[probes[0]], dtype=np.float64)
                 except Exception as e:  # noqa: BLE001
                     row[f"{label}_error"] = f"{type(e).__name__}: {e}"
+            if "cpu" in outs:
+                CPU_PROBES[name, mb] = outs["cpu"]
             if "cpu" in outs and "cuda" in outs and outs["cpu"].shape == outs["cuda"].shape:
                 row["cuda_vs_cpu_maxdiff"] = float(np.max(np.abs(outs["cpu"] - outs["cuda"])))
             REPORT["timing"].append(row)
@@ -540,7 +546,85 @@ def sweep(quick, budget_s, device):
     return f"{len(REPORT['sweep'])} rows"
 
 
-# -- 10. counters ------------------------------------------------------------------------
+# -- 10. the sweep's winners together ---------------------------------------------------
+def winners_env(rows):
+    """The environment of the sweep's settings that won without a loss
+    (`device_sweep.winners`), together, the faster first where two set one
+    knob; {} when none won."""
+    from device_sweep import SETTINGS, winners  # noqa: PLC0415
+
+    env, settings = {}, dict(SETTINGS)
+    for label in winners(rows):
+        for k, v in settings.get(label, {}).items():
+            env.setdefault(k, v)
+    return env
+
+
+@step("winners")
+def timing_winners(quick, budget_s, device):
+    """The timing step's runs again (minibatch 64, the tutorial at 1) with the
+    sweep's winners set together: what making them the defaults would give,
+    against the CPU backend's times and probes of the timing step."""
+    import numpy as np  # noqa: PLC0415
+
+    import nengo_cuda  # noqa: PLC0415
+    from device_sweep import environment  # noqa: PLC0415
+
+    env = REPORT["winners_env"] = winners_env(REPORT["sweep"])
+    if not env:
+        return "no setting won without a loss"
+    steps = 200 if quick else 1000
+    deadline = time.time() + budget_s
+    with environment(env):
+        for name, (net, probes) in bench_networks(quick).items():
+            mb = 1 if name.startswith("tutorial") else 64
+            if time.time() > deadline:
+                REPORT["notes"].append(f"winners budget spent before {name} B={mb}")
+                break
+            row = {"network": name, "minibatch": mb, "steps": steps}
+            try:
+                _, r, stats, data, _ = timed_run(lambda: nengo_cuda.Simulator(
+                    net, device=device, progress_bar=False, minibatch_size=mb), steps, 3)
+                row["cuda_run_s"] = r
+                row["launches_per_graph"] = stats.get("launches_per_graph") if stats else None
+                row["steps_per_graph"] = stats.get("steps_per_graph") if stats else None
+                out, cpu = np.asarray(data[probes[0]], dtype=np.float64), CPU_PROBES.get((name, mb))
+                if cpu is not None and cpu.shape == out.shape:
+                    row["cuda_vs_cpu_maxdiff"] = float(np.max(np.abs(cpu - out)))
+            except Exception as e:  # noqa: BLE001
+                row["cuda_error"] = f"{type(e).__name__}: {e}"
+            REPORT["winners"].append(row)
+            log(f"   winners {name} B={mb}: " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in row.items() if k.endswith(("run_s", "maxdiff", "error"))))
+    return f"{len(REPORT['winners'])} rows with {env}"
+
+
+def winners_table():
+    """The winners step's lines: each run against the timing step's."""
+    if not REPORT["winners"]:
+        return []
+    env = ", ".join(f"{k}={v}" for k, v in REPORT.get("winners_env", {}).items())
+    hdr = (f"{'network':18s} {'B':>3s} {'us/step':>8s} {'default':>8s} {'x default':>9s} "
+           f"{'x cpu':>7s} {'x floor':>7s} {'launch':>6s} {'|cuda-cpu|':>10s}")
+    lines = ["", f"with the sweep's winners together ({env}):", hdr, "-" * len(hdr)]
+    for r in REPORT["winners"]:
+        base = next((x for x in REPORT["timing"] if x["network"] == r["network"]
+                     and x["minibatch"] == r["minibatch"]), {})
+        g, d, c, f = (r.get("cuda_run_s"), base.get("cuda_run_s"), base.get("cpu_run_s"),
+                      base.get("floor_s"))
+        lines.append(
+            f"{r['network']:18s} {r['minibatch']:3d} "
+            f"{fmt(g / r['steps'] * 1e6 if g else None, '8.1f')} "
+            f"{fmt(d / r['steps'] * 1e6 if d else None, '8.1f')} "
+            f"{fmt(g / d if g and d else None, '9.2f')} {fmt(c / g if c and g else None, '7.1f')} "
+            f"{fmt(g / f if g and f else None, '7.1f')} {fmt(launches_in_graph(r), '6.1f')} "
+            f"{fmt(r.get('cuda_vs_cpu_maxdiff'), '10.2g')}"
+            + (f"  {r['cuda_error']}" if "cuda_error" in r else ""))
+    return lines
+
+
+# -- 11. counters ------------------------------------------------------------------------
 NCU_SECTIONS = ["SpeedOfLight", "Occupancy", "WarpStateStats", "MemoryWorkloadAnalysis",
                 "ComputeWorkloadAnalysis", "SchedulerStats"]
 
@@ -762,6 +846,7 @@ def table():
 
         lines += ["", "tuning knobs (float32; best of 3; rel diff: probe against the default "
                       "setting's)", format_sweep(REPORT["sweep"])]
+    lines += winners_table()
     for note in REPORT["notes"]:
         lines.append(f"note: {note}")
     lines.append(f"total {time.time() - T_START:.0f}s")
@@ -785,6 +870,8 @@ def main():
                              "beside Nengo's suite")
     parser.add_argument("--sweep-budget", type=float, default=90,
                         help="seconds for the tuning-knob sweep (step 9)")
+    parser.add_argument("--winners-budget", type=float, default=35,
+                        help="seconds for timing the sweep's winners together (step 10)")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--deadline", type=float, default=285,
                         help="seconds after which no further step starts")
@@ -818,13 +905,16 @@ def main():
         if left() > 10:
             profile(args.quick, max(5, min(args.profile_budget, left() - 5)), args.device)
         if left() > 15 and not args.skip_sweep:
-            sweep(args.quick, max(5, min(args.sweep_budget, left() - 5)), args.device)
+            # (leaves the winners' timing its ~30 s)
+            sweep(args.quick, max(5, min(args.sweep_budget, left() - 35)), args.device)
+        if left() > 15 and REPORT["sweep"]:
+            timing_winners(args.quick, max(5, min(args.winners_budget, left() - 5)), args.device)
         if args.device == "cuda" and not args.quick and left() > 30:
             # the lever still to be decided, under the counters
             counters(out, min(90, left() - 5), {"NC_DOT_DENSE": "1", "NC_NEURON_TRIALS": "8"})
         for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False),
                          ("profile", False), ("sanitize", args.device != "cuda"),
-                         ("sweep", args.skip_sweep)):
+                         ("sweep", args.skip_sweep), ("winners", args.skip_sweep)):
             if name not in REPORT["steps"] and not ok:
                 REPORT["notes"].append(f"{name} skipped: past the {args.deadline:.0f}s deadline")
     text = table()

@@ -130,3 +130,48 @@ def test_sweep_leaves_out_grid_phases_that_fail(monkeypatch):
     assert "default" in labels and "dense" in labels
     assert not [label for label in labels if label.startswith("grid phases")]
     assert any("without its grid phases rows" in n for n in gpu_check.REPORT["notes"])
+
+
+def test_winners_times_the_winning_settings_together(monkeypatch):
+    """Step 10 sets the sweep's settings that won without a loss together
+    while it times the networks again (here the tutorial on the emulator),
+    compares each probe with the timing step's CPU run, tabulates each run
+    against the timing step's and restores the environment."""
+    import numpy as np
+
+    import nengo_cuda
+    from networks import build as build_bench
+
+    rows = []
+    for case, conv, dense in (("a", 0.9, 0.5), ("b", 1.0, 1.1)):  # "dense" loses on b
+        rows += [{"case": case, "setting": label, "vs_default": ratio, "maxdiff": 0.0}
+                 for label, ratio in (("default", 1.0), ("conv dense", conv), ("dense", dense))]
+    assert gpu_check.winners_env(rows) == {"NC_CONV_DENSE": "1"}
+    b = build_bench("tutorial")
+    monkeypatch.setattr(gpu_check, "bench_networks", lambda quick: {"tutorial": (b.net, [b.probe])})
+    seen = []
+    timed_run = gpu_check.timed_run
+
+    def spy(make, steps, repeats):
+        seen.append(os.environ.get("NC_CONV_DENSE"))
+        return timed_run(make, steps, repeats)
+
+    monkeypatch.setattr(gpu_check, "timed_run", spy)
+    monkeypatch.delenv("NC_CONV_DENSE", raising=False)
+    with nengo_cuda.Simulator(b.net, device="cpu", progress_bar=False, minibatch_size=1) as sim:
+        sim.run_steps(20 + 200)  # the timing's warm-up and first run
+        monkeypatch.setitem(gpu_check.CPU_PROBES, ("tutorial", 1), sim.data[b.probe].copy())
+    monkeypatch.setitem(gpu_check.REPORT, "sweep", rows)
+    monkeypatch.setitem(gpu_check.REPORT, "winners", [])
+    monkeypatch.setitem(gpu_check.REPORT, "timing", [
+        {"network": "tutorial", "minibatch": 1, "steps": 200, "cuda_run_s": 0.002,
+         "cpu_run_s": 0.001}])
+    gpu_check.timing_winners(True, 60, "cuda-emulator")
+    assert gpu_check.REPORT["steps"]["winners"]["ok"]
+    assert seen == ["1"] and "NC_CONV_DENSE" not in os.environ
+    (row,) = gpu_check.REPORT["winners"]
+    assert row["cuda_vs_cpu_maxdiff"] < 1e-4
+    lines = gpu_check.winners_table()
+    assert "with the sweep's winners together (NC_CONV_DENSE=1):" in lines
+    assert lines[-1].split()[:2] == ["tutorial", "1"]
+    assert float(lines[-1].split()[3]) == 10.0  # the timing step's 0.002 s / 200 steps, in us
