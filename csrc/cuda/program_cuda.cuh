@@ -119,15 +119,32 @@ __global__ void __launch_bounds__(kPhaseThreads) phases_kernel(PhaseList list) {
 // The same phases on many blocks (NC_PHASE_BLOCKS), a grid-wide barrier
 // between them: a cooperative launch, so every block is resident and reaches
 // each barrier.  Phases then may hold far more work than one block does well.
+// A phase of at most kGridSmallPhase indices (the time, a probe, the step
+// counter, a small copy) runs on block 0 alone, and consecutive such phases
+// are separated by block barriers only: a grid barrier costs more than the
+// few rounds of 512 threads such a phase takes.  Every block takes the same
+// branches (the phase list is the same for all), so all reach each grid
+// barrier.
+constexpr int64_t kGridSmallPhase = 2 * kPhaseThreads;
 template <class T>
 __global__ void __launch_bounds__(kPhaseThreads) grid_phases_kernel(PhaseList list) {
     follow_previous_grid();
     cooperative_groups::grid_group grid = cooperative_groups::this_grid();
     const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    bool last_small = false;
     for (int k = 0; k < list.n; ++k) {
-        if (k > 0) grid.sync();
-        run_phase<T>(list.d[k], first, stride);
+        const bool small = list.d[k].n <= kGridSmallPhase;
+        if (k > 0 && small && last_small) {
+            if (blockIdx.x == 0) __syncthreads();
+        } else if (k > 0) {
+            grid.sync();
+        }
+        if (!small)
+            run_phase<T>(list.d[k], first, stride);
+        else if (blockIdx.x == 0)
+            run_phase<T>(list.d[k], threadIdx.x, blockDim.x);
+        last_small = small;
     }
 }
 
