@@ -703,6 +703,12 @@ def test_conv_dense_random(device, monkeypatch, dtype, set_):
         np.testing.assert_array_equal(dense, tiles)
 
 
+@pytest.mark.parametrize("value", ["3", "-1", "x"])
+def test_conv_dense_bad_knob(device, monkeypatch, value):
+    with pytest.raises(ValueError, match=f"NC_CONV_DENSE='{value}': expected an integer"):
+        conv_pools(device, monkeypatch, np.float32, 3, CONV_DENSE_CASES["first"](), value)
+
+
 @pytest.mark.parametrize("n_trials, dense", [(64, True), (16, True), (4, False), (1, False)])
 def test_conv_dense_where_it_pays(device, monkeypatch, n_trials, dense):
     """NC_CONV_DENSE=1 takes dense tiles where they fill at least half of a
