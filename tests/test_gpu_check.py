@@ -134,21 +134,25 @@ def test_sweep_leaves_out_grid_phases_that_fail(monkeypatch):
 
 def test_winners_times_the_winning_settings_together(monkeypatch):
     """Step 10 sets the sweep's settings that won without a loss together
-    while it times the networks again (here the tutorial on the emulator),
+    while it times the networks again (here a small one on the emulator),
     compares each probe with the timing step's CPU run, tabulates each run
     against the timing step's and restores the environment."""
+    import nengo
     import numpy as np
 
     import nengo_cuda
-    from networks import build as build_bench
 
     rows = []
     for case, conv, dense in (("a", 0.9, 0.5), ("b", 1.0, 1.1)):  # "dense" loses on b
         rows += [{"case": case, "setting": label, "vs_default": ratio, "maxdiff": 0.0}
                  for label, ratio in (("default", 1.0), ("conv dense", conv), ("dense", dense))]
     assert gpu_check.winners_env(rows) == {"NC_CONV_DENSE": "1"}
-    b = build_bench("tutorial")
-    monkeypatch.setattr(gpu_check, "bench_networks", lambda quick: {"tutorial": (b.net, [b.probe])})
+    with nengo.Network(seed=1) as net:  # (tests/ and benchmarks/ both have a networks.py)
+        u = nengo.Node(np.sin)
+        a = nengo.Ensemble(50, 1)
+        nengo.Connection(u, a)
+        probe = nengo.Probe(a, synapse=0.01)
+    monkeypatch.setattr(gpu_check, "bench_networks", lambda quick: {"tutorial": (net, [probe])})
     seen = []
     timed_run = gpu_check.timed_run
 
@@ -158,9 +162,9 @@ def test_winners_times_the_winning_settings_together(monkeypatch):
 
     monkeypatch.setattr(gpu_check, "timed_run", spy)
     monkeypatch.delenv("NC_CONV_DENSE", raising=False)
-    with nengo_cuda.Simulator(b.net, device="cpu", progress_bar=False, minibatch_size=1) as sim:
+    with nengo_cuda.Simulator(net, device="cpu", progress_bar=False, minibatch_size=1) as sim:
         sim.run_steps(20 + 200)  # the timing's warm-up and first run
-        monkeypatch.setitem(gpu_check.CPU_PROBES, ("tutorial", 1), sim.data[b.probe].copy())
+        monkeypatch.setitem(gpu_check.CPU_PROBES, ("tutorial", 1), sim.data[probe].copy())
     monkeypatch.setitem(gpu_check.REPORT, "sweep", rows)
     monkeypatch.setitem(gpu_check.REPORT, "winners", [])
     monkeypatch.setitem(gpu_check.REPORT, "timing", [
