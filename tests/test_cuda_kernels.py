@@ -955,6 +955,56 @@ def test_neuron_trials(device, monkeypatch, neuron_type, dtype, max_trials, n_tr
         np.testing.assert_array_equal(runs[max_trials, scattered], runs[1, scattered])
 
 
+DEFERRABLE = [nengo.LIF, nengo.AdaptiveLIF]
+
+
+@pytest.mark.parametrize("neuron_type", kn.TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("max_trials, n_trials", [(2, 5), (8, 9), (8, 19), (4, 3)])
+def test_neuron_defer(device, monkeypatch, neuron_type, dtype, max_trials, n_trials):
+    """NC_NEURON_DEFER=1: a thread of several trials of a LIF-like neuron runs
+    the rare branches (expm1 of a partial step, the spike time) once for each
+    trial that needs them, after the common stages of all its trials: the
+    CPU's numbers and the very bits of the per-trial order, on consecutive and
+    scattered addresses, partial last groups included.  Other neuron types
+    ignore the knob."""
+    monkeypatch.setenv("NC_PHASE_MAX", "0")  # a launch of its own, not a phase
+    monkeypatch.setenv("NC_NEURON_TRIALS", str(max_trials))
+    deferrable = neuron_type in DEFERRABLE
+    for scattered in (False, True):
+        runs = {}
+        for defer in (0, 1):
+            monkeypatch.setenv("NC_NEURON_DEFER", str(defer))
+            t = neuron_twin(device, neuron_type, dtype, n_trials, scattered=scattered)
+            assert t.dev.stats()["deferred_neurons"] == int(defer and deferrable)
+            t.assert_equal(rtol=NEURON_TOL[dtype], atol=NEURON_TOL[dtype])
+            runs[defer] = t.f_dev.copy()
+            t.close()
+        np.testing.assert_array_equal(runs[1], runs[0])
+    if deferrable and n_trials >= 9:  # rare branches taken, by several trials of a neuron
+        kind, state_names, _ = kn.NEURON_KERNELS[neuron_type]
+        width = (2 + len(state_names)) * 37
+        per_trial = runs[0].reshape(n_trials, width)
+        spikes = per_trial[:, 37:74] > 0
+        assert spikes.any(axis=0).sum() >= 3 and (spikes.sum(axis=0) >= 2).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dense", [2, 8])
+def test_dense_neuron_epilogue_defers(device, dtype, dense, monkeypatch):
+    """NC_NEURON_DEFER=1 with dense tiles fused with the LIF update: each tile
+    thread defers the rare branches over its trials; the same bits."""
+    state = {}
+    for defer in (0, 1):
+        monkeypatch.setenv("NC_NEURON_DEFER", str(defer))
+        t, _, spiked = dot_then_lif(device, dtype, 1, 45, monkeypatch, dense=dense)
+        assert 0 < spiked.sum() < len(spiked)
+        assert t.dev.stats()["deferred_neurons"] == defer
+        state[defer] = t.f_dev.copy()
+        t.close()
+    np.testing.assert_array_equal(state[1], state[0])
+
+
 def test_process_table(device):
     """Periodic (WhiteSignal) and per-step (WhiteNoise) rows per trial, per-step
     rows shared by all trials (PresentInput), re-set between runs."""

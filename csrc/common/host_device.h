@@ -15,3 +15,12 @@
 #define NC_UNROLL
 #define NC_UNROLL4
 #endif
+
+// The index of the lowest set bit of a nonzero x.
+NC_HD int lowest_bit(unsigned x) {
+#if defined(__CUDA_ARCH__)
+    return __ffs(x) - 1;
+#else
+    return __builtin_ctz(x);
+#endif
+}

@@ -537,7 +537,8 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
 
 // --- neurons ------------------------------------------------------------------
 // A mat-vec's epilogue that updates the neuron whose input the tile just wrote.
-template <typename T, typename M>
+// With Defer, a dense tile's thread defers LIF's rare branches over its trials.
+template <typename T, typename M, bool Defer = false>
 struct NeuronEpilogue {
     static constexpr bool kByTrials = true;
     NeuronStep<T, M> step;
@@ -546,7 +547,7 @@ struct NeuronEpilogue {
     // A dense tile's thread's N trials of the row: the neuron's parameters once.
     template <int N>
     NC_HD void trials(int64_t slot, int first) const {
-        step.template trials<N>(neuron[slot], first);
+        step.template trials<N, Defer>(neuron[slot], first);
     }
 };
 
@@ -563,6 +564,7 @@ struct NeuronInstr : DInstr<T> {
     std::vector<int64_t> outputs;  // host copy of the output and state addresses
     int64_t n_trials = 1;
     int tt = 1;  // trials a thread updates (NC_NEURON_TRIALS)
+    bool defer = false;  // its threads defer LIF's rare branches (NC_NEURON_DEFER)
     void launch(Exec& ex, const StepRef<T>&) override {
         switch (tt) {
             case 8: return launch_trials<8>(ex);
@@ -573,9 +575,13 @@ struct NeuronInstr : DInstr<T> {
     }
     template <int TT>
     void launch_trials(Exec& ex) const {
-        ex.for_each(k.n * ((n_trials + TT - 1) / TT), NeuronTrials<T, M, TT>{k});
+        const int64_t threads = k.n * ((n_trials + TT - 1) / TT);
+        if constexpr (Deferrable<M>::value)
+            if (defer) return ex.for_each(threads, NeuronTrials<T, M, TT, true>{k});
+        ex.for_each(threads, NeuronTrials<T, M, TT>{k});
     }
     int neuron_trials() const override { return tt; }
+    bool defers_rare() const override { return defer; }
     bool writes(std::vector<int64_t>& out) const override {
         out.insert(out.end(), outputs.begin(), outputs.end());
         return true;
@@ -608,7 +614,10 @@ struct NeuronInstr : DInstr<T> {
                 seen[it->second] = 1;
                 neuron[s] = it->second;
             }
-            return {dot.with_epilogue(NeuronEpilogue<T, M>{k, prog.upload(neuron)}), {}, {}};
+            const int64_t* slots = prog.upload(neuron);
+            if constexpr (Deferrable<M>::value)
+                if (defer) return {dot.with_epilogue(NeuronEpilogue<T, M, true>{k, slots}), {}, {}};
+            return {dot.with_epilogue(NeuronEpilogue<T, M>{k, slots}), {}, {}};
         }
     }
 };
@@ -622,6 +631,7 @@ InstrPtr<T> make_neurons(const InstrSpec& spec, Program<T>& prog,
     auto in = std::make_unique<NeuronInstr<T, M>>();
     in->n_trials = prog.n_trials();
     in->tt = trials_per_thread(prog.n_trials(), env_knob(knobs::kNeuronTrials));
+    in->defer = Deferrable<M>::value && env_knob(knobs::kNeuronDefer) != 0;
     NeuronStep<T, M>& k = in->k;
     k.p = prog.pools();
     const auto& J = in->J = spec.int_array("J");

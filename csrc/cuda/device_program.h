@@ -152,6 +152,8 @@ struct DInstr {
     virtual std::vector<PhasePart> phase_parts(const RunCtrl<T>* ctrl) const { return {}; }
     // Neuron updates: the trials a thread updates when launched alone (NC_NEURON_TRIALS).
     virtual int neuron_trials() const { return 0; }
+    // Neuron updates whose threads of many trials defer LIF's rare branches (NC_NEURON_DEFER).
+    virtual bool defers_rare() const { return false; }
 };
 
 template <typename T>
@@ -267,13 +269,21 @@ class Program final : public DeviceProgram<T> {
                 {"dense_products", dense_products()},
                 {"dense_stages", dense_stages()},
                 {"dense_convolutions", dense_convolutions()},
-                {"neuron_trials", neuron_trials()}};
+                {"neuron_trials", neuron_trials()},
+                {"deferred_neurons", deferred_neurons()}};
     }
 
     // The most trials one thread of a neuron update's launch updates (0: none).
     int64_t neuron_trials() const {
         int64_t n = 0;
         for (const auto& in : instrs_) n = std::max<int64_t>(n, in->neuron_trials());
+        return n;
+    }
+
+    // Neuron update instructions that defer LIF's rare branches (kernel_neurons.h).
+    int64_t deferred_neurons() const {
+        int64_t n = 0;
+        for (const auto& in : instrs_) n += in->defers_rare();
         return n;
     }
 

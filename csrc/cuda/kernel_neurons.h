@@ -92,6 +92,14 @@ struct LIF {
     NC_HD static T step(T J, T* s, const T* q, T dt, T decay) {
         return neurons::lif_spiking(J, s[0], s[1], dt, q[0], q[1], q[2], q[3], decay);
     }
+    // lif_spiking in stages (NeuronStep::deferred): its parameters from q[kLif]
+    // on (tau_rc, tau_ref, min_voltage, spike_height), voltage and refractory
+    // time in s[0], s[1]; the input it integrates; what follows the spike.
+    static constexpr int kLif = 0;
+    template <typename T>
+    NC_HD static T lif_input(T J, const T*) { return J; }
+    template <typename T>
+    NC_HD static void lif_after(T, T*, const T*, T) {}
 };
 struct AdaptiveLIFRate {
     static constexpr int NS = 1, NP = 5;
@@ -113,6 +121,14 @@ struct AdaptiveLIF {
         return neurons::adaptive_lif(J, s[0], s[1], s[2], dt, q[0], q[1], q[2], q[3], q[4], q[5],
                                      decay);
     }
+    // adaptive_lif in stages, as LIF's
+    static constexpr int kLif = 2;
+    template <typename T>
+    NC_HD static T lif_input(T J, const T* s) { return J - s[2]; }
+    template <typename T>
+    NC_HD static void lif_after(T out, T* s, const T* q, T dt) {
+        neurons::adapt(s[2], out, dt, q[0], q[1]);
+    }
 };
 struct Izhikevich {
     static constexpr int NS = 2, NP = 5;
@@ -133,6 +149,24 @@ struct RegularSpiking {
 
 }  // namespace models
 
+// Models whose step is LIF's stages (kLif, lif_input, lif_after): their rare
+// branches can be deferred (NeuronStep::deferred).
+template <typename M, typename = void>
+struct Deferrable : std::false_type {};
+template <typename M>
+struct Deferrable<M, std::void_t<decltype(M::kLif)>> : std::true_type {};
+
+// at(u) for a u known only at run time, as selects over the unrolled indices
+// (indexing a register array by u would put it in local memory).
+template <int TT, typename F>
+NC_HD auto pick(int u, F at) {
+    auto r = at(0);
+    NC_UNROLL
+    for (int j = 1; j < TT; ++j)
+        if (u == j) r = at(j);
+    return r;
+}
+
 constexpr int kMaxNeuronStates = 3;
 constexpr int kMaxNeuronParams = 6;
 
@@ -152,34 +186,116 @@ struct NeuronStep {
     }
     // Neuron k of trial t (also the epilogue of a fused mat-vec, NeuronEpilogue).
     NC_HD void element(int64_t k, int t) const { trials<1>(k, t); }
-    // Neuron k of trials t0 .. t0 + TT - 1 (those that exist): for each, the
-    // neuron's update, with its parameters and addresses read once for all,
-    // and all TT trials' inputs and states loaded before the first update
-    // (TT loads in flight where one trial a thread has one).  Trials past the last load
-    // the last one's values and write nothing.
+    // A neuron's parameters, per-neuron constant and addresses, and TT trials'
+    // inputs and states, in registers.
     template <int TT>
-    NC_HD void trials(int64_t k, int t0) const {
-        constexpr int NS = M::NS > 0 ? M::NS : 1;
-        const int last = p.n_trials - 1;
+    struct Loaded {
+        static constexpr int NS = M::NS > 0 ? M::NS : 1;
         T q[M::NP > 0 ? M::NP : 1];
-        for (int j = 0; j < M::NP; ++j) q[j] = param[j][k];
-        const T a = aux ? aux[k] : T(0);
-        const int64_t aJ = J[k], aOut = out[k];
+        T a;
+        int64_t aOut;
         int64_t aS[NS];
-        for (int j = 0; j < M::NS; ++j) aS[j] = state[j][k];
         T x[TT], s[TT][NS];
+    };
+    // Loads neuron k of trials t0 .. t0 + TT - 1, all trials' input and states
+    // before any update (TT loads in flight where one trial a thread has one);
+    // trials past the last load the last one's values.
+    template <int TT>
+    NC_HD void load(int64_t k, int t0, Loaded<TT>& v) const {
+        const int last = p.n_trials - 1;
+        for (int j = 0; j < M::NP; ++j) v.q[j] = param[j][k];
+        v.a = aux ? aux[k] : T(0);
+        const int64_t aJ = J[k];
+        v.aOut = out[k];
+        for (int j = 0; j < M::NS; ++j) v.aS[j] = state[j][k];
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
             const int t = TT == 1 || t0 + u < last ? t0 + u : last;  // (one: t0 exists)
-            x[u] = *p.fat(aJ, t);
-            for (int j = 0; j < M::NS; ++j) s[u][j] = *p.fat(aS[j], t);
+            v.x[u] = *p.fat(aJ, t);
+            for (int j = 0; j < M::NS; ++j) v.s[u][j] = *p.fat(v.aS[j], t);
+        }
+    }
+    // Writes trial u's states and output y (trial t0 + u exists).
+    template <int TT>
+    NC_HD void store(const Loaded<TT>& v, int u, int t0, T y) const {
+        for (int j = 0; j < M::NS; ++j) *p.fat(v.aS[j], t0 + u) = v.s[u][j];
+        *p.fat(v.aOut, t0 + u) = y;
+    }
+
+    // Neuron k of trials t0 .. t0 + TT - 1 (those that exist): for each, the
+    // neuron's update, with its parameters and addresses read once for all.
+    // With Defer, a deferrable model's `deferred` (NC_NEURON_DEFER; a template
+    // argument, not a flag, so that kernels without it keep their registers).
+    template <int TT, bool Defer = false>
+    NC_HD void trials(int64_t k, int t0) const {
+        if constexpr (Defer && TT > 1 && Deferrable<M>::value) {
+            deferred<TT>(k, t0);
+        } else {
+            const int last = p.n_trials - 1;
+            Loaded<TT> v;
+            load<TT>(k, t0, v);
+            NC_UNROLL
+            for (int u = 0; u < TT; ++u) {
+                if (TT > 1 && t0 + u > last) break;
+                store<TT>(v, u, t0, M::template step<T>(v.x[u], v.s[u], v.q, dt, v.a));
+            }
+        }
+    }
+
+    // `trials` of a model whose step is LIF's stages, with the two rare
+    // branches (expm1 of a partial step, the spike time's log1p) deferred: the
+    // common stages run for all TT trials, then each rare branch once for each
+    // trial that needs it, then the rest.  A warp runs a rare branch as many
+    // times as its lane with the most trials needing it (often one or two),
+    // where the per-trial order runs it for every trial in which any lane needs
+    // it (nearly all, at the chain's rates).  Each trial's arithmetic is
+    // lif_spiking's, in its order: the same bits.
+    template <int TT>
+    NC_HD void deferred(int64_t k, int t0) const {
+        static_assert(TT <= 32, "trial bits");
+        const int live = p.n_trials - t0 < TT ? p.n_trials - t0 : TT;
+        const unsigned exists = TT == 32 ? ~0u : (1u << live) - 1u;
+        Loaded<TT> v;
+        load<TT>(k, t0, v);
+        const T* L = v.q + M::kLif;  // tau_rc, tau_ref, min_voltage, spike_height
+        T Jl[TT], delta[TT], decay[TT];
+        unsigned partial = 0, spiked = 0;
+        NC_UNROLL
+        for (int u = 0; u < TT; ++u) {
+            Jl[u] = M::lif_input(v.x[u], v.s[u]);
+            v.s[u][1] -= dt;
+            delta[u] = neurons::lif_delta_t(v.s[u][1], dt);
+            decay[u] = T(0);
+            if (!neurons::lif_decay_shortcut(delta[u], dt, v.a, decay[u])) partial |= 1u << u;
+        }
+        for (partial &= exists; partial; partial &= partial - 1) {
+            const int u = lowest_bit(partial);
+            const T d = neurons::lif_partial_decay(pick<TT>(u, [&](int j) { return delta[j]; }), L[0]);
+            NC_UNROLL
+            for (int j = 0; j < TT; ++j)
+                if (j == u) decay[j] = d;
+        }
+        NC_UNROLL
+        for (int u = 0; u < TT; ++u)
+            if (neurons::lif_integrate(Jl[u], v.s[u][0], decay[u], L[2])) spiked |= 1u << u;
+        for (unsigned rest = spiked & exists; rest; rest &= rest - 1) {
+            const int u = lowest_bit(rest);
+            const T r = neurons::lif_spike_refractory(pick<TT>(u, [&](int j) { return Jl[j]; }),
+                                                      pick<TT>(u, [&](int j) { return v.s[j][0]; }),
+                                                      dt, L[0], L[1]);
+            NC_UNROLL
+            for (int j = 0; j < TT; ++j)
+                if (j == u) {
+                    v.s[j][1] = r;
+                    v.s[j][0] = T(0);
+                }
         }
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
-            if (TT > 1 && t0 + u > last) break;
-            const T y = M::template step<T>(x[u], s[u], q, dt, a);
-            for (int j = 0; j < M::NS; ++j) *p.fat(aS[j], t0 + u) = s[u][j];
-            *p.fat(aOut, t0 + u) = y;
+            if (u >= live) break;
+            const T y = spiked >> u & 1u ? L[3] : T(0);
+            M::lif_after(y, v.s[u], v.q, dt);
+            store<TT>(v, u, t0, y);
         }
     }
 };
@@ -188,12 +304,12 @@ struct NeuronStep {
 // loads of one trial are contiguous): NeuronStep::trials.  With many trials
 // this reads each neuron's parameters and addresses once per TT trials instead
 // of once per trial, and splits the thread index once (NC_NEURON_TRIALS).
-template <typename T, typename M, int TT>
+template <typename T, typename M, int TT, bool Defer = false>
 struct NeuronTrials {
     NeuronStep<T, M> k;
     NC_HD void operator()(int64_t idx) const {
         const QuotRem qr = divide(idx, k.n);
-        k.template trials<TT>(qr.rem, static_cast<int>(qr.quot) * TT);
+        k.template trials<TT, Defer>(qr.rem, static_cast<int>(qr.quot) * TT);
     }
 };
 

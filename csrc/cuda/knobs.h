@@ -36,6 +36,7 @@ constexpr Knob kDotDenseTrials{"NC_DOT_DENSE_TRIALS", 0, 0, 8};
 constexpr Knob kDotColsPerLane{"NC_DOT_COLS_PER_LANE", 16, 1, 1 << 20};
 constexpr Knob kDotTrials{"NC_DOT_TRIALS", 8, 1, 8};
 constexpr Knob kNeuronTrials{"NC_NEURON_TRIALS", 1, 1, 8};
+constexpr Knob kNeuronDefer{"NC_NEURON_DEFER", 0, 0, 1};
 constexpr Knob kDotMinTiles{"NC_DOT_MIN_TILES", 0, 0, int64_t(1) << 40};
 constexpr Knob kConvMinThreads{"NC_CONV_MIN_THREADS", 0, 0, int64_t(1) << 40};
 constexpr Knob kConvDense{"NC_CONV_DENSE", 0, 0, 2};
@@ -44,10 +45,10 @@ constexpr Knob kPdl{"NC_PDL", 1, 0, 1};
 constexpr Knob kFuseNeurons{"NC_FUSE_NEURONS", 0, 0, 1};
 constexpr Knob kFuseFilters{"NC_FUSE_FILTERS", 0, 0, 1};
 constexpr Knob kPhaseMax{"NC_PHASE_MAX", 256, 0, int64_t(1) << 20};
-constexpr Knob kAll[] = {kDotDense,    kDotDenseTrials, kDotColsPerLane, kDotTrials,
-                         kNeuronTrials, kDotMinTiles,   kConvMinThreads, kConvDense,
-                         kPhaseBlocks,
-                         kPdl,         kFuseNeurons,    kFuseFilters,    kPhaseMax};
+constexpr Knob kAll[] = {kDotDense,      kDotDenseTrials, kDotColsPerLane, kDotTrials,
+                         kNeuronTrials,  kNeuronDefer,    kDotMinTiles,    kConvMinThreads,
+                         kConvDense,     kPhaseBlocks,    kPdl,            kFuseNeurons,
+                         kFuseFilters,   kPhaseMax};
 }  // namespace knobs
 
 inline int64_t env_knob(const Knob& k) { return env_knob(k.name, k.fallback, k.lo, k.hi); }

@@ -131,37 +131,73 @@ NC_HD T lif_delta_t(T refractory_time, T dt) {
     return delta_t < T(0) ? T(0) : (delta_t > dt ? dt : delta_t);
 }
 
-// expm1(-delta_t / tau_rc), with two exact shortcuts: delta_t == dt gives the very
-// expression lif_full_step_decay evaluated, and delta_t == +0 (refractory all
-// step) gives expm1(-0.0) == -0.0.
+// expm1(-delta_t / tau_rc) where no shortcut applies: a neuron refractory for
+// part of the step (one of LIF's two rare branches).
+template <typename T>
+NC_HD T lif_partial_decay(T delta_t, T tau_rc) {
+    return expm1(-delta_t / tau_rc);
+}
+
+// The decay's two exact shortcuts: delta_t == dt gives the very expression
+// lif_full_step_decay evaluated, and delta_t == +0 (refractory all step) gives
+// expm1(-0.0) == -0.0.  False (decay untouched) where neither applies.
+template <typename T>
+NC_HD bool lif_decay_shortcut(T delta_t, T dt, T full_decay, T& decay) {
+    if (delta_t == dt) {
+        decay = full_decay;
+        return true;
+    }
+    if (delta_t == T(0)) {
+        decay = T(-0.0);
+        return true;
+    }
+    return false;
+}
+
+// expm1(-delta_t / tau_rc), by a shortcut where one applies.
 template <typename T>
 NC_HD T lif_decay(T delta_t, T dt, T tau_rc, T full_decay) {
-    if (delta_t == dt) return full_decay;
-    if (delta_t == T(0)) return T(-0.0);
-    return expm1(-delta_t / tau_rc);
+    T decay;
+    return lif_decay_shortcut(delta_t, dt, full_decay, decay) ? decay
+                                                              : lif_partial_decay(delta_t, tau_rc);
+}
+
+// LIF's leaky integration with a given decay: v -= (J - v) * decay; true where
+// the neuron spikes (v > 1, voltage left for lif_spike_refractory), else v is
+// clipped at min_voltage.
+template <typename T>
+NC_HD bool lif_integrate(T J, T& voltage, T decay, T min_voltage) {
+    voltage -= (J - voltage) * decay;
+    if (voltage > T(1)) return true;
+    if (voltage < min_voltage) voltage = min_voltage;
+    return false;
+}
+
+// The refractory time after a spike (LIF's other rare branch): tau_ref from
+// the spike time interpolated within the step,
+// t_spike = dt + tau_rc * log1p(-(v - 1) / (J - 1)).
+template <typename T>
+NC_HD T lif_spike_refractory(T J, T voltage, T dt, T tau_rc, T tau_ref) {
+    const T t_spike = dt + tau_rc * log1p(-(voltage - T(1)) / (J - T(1)));
+    return tau_ref + t_spike;
 }
 
 // LIF: leaky integration over the non-refractory part of the step, spike when
 // v > 1, with the refractory period starting at the interpolated spike time.
 // A spike is one output of spike_height (amplitude / dt).
-// `full_decay` must be lif_full_step_decay(dt, tau_rc).
+// `full_decay` must be lif_full_step_decay(dt, tau_rc).  (Device kernels of
+// many trials a thread run the same stages with the rare ones apart:
+// kernel_neurons.h, NeuronStep::deferred.)
 template <typename T>
 NC_HD T lif_spiking(T J, T& voltage, T& refractory_time, T dt, T tau_rc, T tau_ref,
                     T min_voltage, T spike_height, T full_decay) {
     refractory_time -= dt;
     const T delta_t = lif_delta_t(refractory_time, dt);
     const T decay = lif_decay(delta_t, dt, tau_rc, full_decay);
-    voltage -= (J - voltage) * decay;
-    const bool spiked = voltage > T(1);
-    T out = spiked ? spike_height : T(0);
-    if (spiked) {
-        const T t_spike = dt + tau_rc * log1p(-(voltage - T(1)) / (J - T(1)));
-        voltage = T(0);
-        refractory_time = tau_ref + t_spike;
-    } else if (voltage < min_voltage) {
-        voltage = min_voltage;
-    }
-    return out;
+    if (!lif_integrate(J, voltage, decay, min_voltage)) return T(0);
+    refractory_time = lif_spike_refractory(J, voltage, dt, tau_rc, tau_ref);
+    voltage = T(0);
+    return spike_height;
 }
 
 // Adaptation state n: tau_n dn/dt = inc_n * output - n (explicit Euler, as Nengo).
