@@ -35,7 +35,10 @@ SETTINGS = [
     # not yet timed on a GPU
     ("dense", {"NC_DOT_DENSE": "1"}),
     ("dense+fuse", {"NC_DOT_DENSE": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}),
+    ("dense+fuse defer", {"NC_DOT_DENSE": "1", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1",
+                          "NC_NEURON_DEFER": "1"}),
     ("neuron trials 8", {"NC_NEURON_TRIALS": "8"}),
+    ("neuron defer 8", {"NC_NEURON_TRIALS": "8", "NC_NEURON_DEFER": "1"}),
     ("grid phases 64K", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "65536"}),
     ("grid phases 4096", {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "4096"}),
     ("conv dense", {"NC_CONV_DENSE": "1"}),

@@ -703,10 +703,10 @@ print("sanitized runs done")
 # mat-vec's neuron and filter epilogues run under them too; racecheck again
 # with dense tiles wherever the weights are shared (mat-vecs and convolutions:
 # their shared memory and asynchronous copies), and neuron updates of 8 trials
-# a thread where they launch alone
+# a thread where they launch alone, LIF's rare branches deferred
 ALL_LEVERS = {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1", "NC_FUSE_FILTERS": "1"}
 DENSE_LEVERS = {"NC_DOT_DENSE": "2", "NC_CONV_DENSE": "2", "NC_PHASE_MAX": "0",
-                "NC_FUSE_NEURONS": "1", "NC_NEURON_TRIALS": "8"}
+                "NC_FUSE_NEURONS": "1", "NC_NEURON_TRIALS": "8", "NC_NEURON_DEFER": "1"}
 SANITIZE_RUNS = [("racecheck", {}), ("memcheck", {}), ("memcheck", ALL_LEVERS),
                  ("synccheck", ALL_LEVERS), ("racecheck", DENSE_LEVERS)]
 
@@ -911,7 +911,8 @@ def main():
             timing_winners(args.quick, max(5, min(args.winners_budget, left() - 5)), args.device)
         if args.device == "cuda" and not args.quick and left() > 30:
             # the lever still to be decided, under the counters
-            counters(out, min(90, left() - 5), {"NC_DOT_DENSE": "1", "NC_NEURON_TRIALS": "8"})
+            counters(out, min(90, left() - 5),
+                     {"NC_DOT_DENSE": "1", "NC_NEURON_TRIALS": "8", "NC_NEURON_DEFER": "1"})
         for name, ok in (("nengo-suite", args.skip_nengo_suite), ("timing", False),
                          ("profile", False), ("sanitize", args.device != "cuda"),
                          ("sweep", args.skip_sweep), ("winners", args.skip_sweep)):

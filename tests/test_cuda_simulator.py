@@ -67,6 +67,8 @@ def test_networks_match_cpu(device, name, dtype, minibatch):
     {"NC_PHASE_MAX": "0"},
     {"NC_PHASE_MAX": "1000000", "NC_PDL": "1"},
     {"NC_NEURON_TRIALS": "4", "NC_DOT_DENSE": "1", "NC_PHASE_MAX": "0"},
+    {"NC_NEURON_TRIALS": "4", "NC_NEURON_DEFER": "1", "NC_PHASE_MAX": "0"},
+    {"NC_DOT_DENSE": "2", "NC_FUSE_NEURONS": "1", "NC_NEURON_DEFER": "1", "NC_PHASE_MAX": "0"},
     {"NC_PHASE_BLOCKS": "0", "NC_PHASE_MAX": "65536"},
     {"NC_CONV_DENSE": "2", "NC_DOT_DENSE": "2"},
 ], ids=lambda k: "+".join(sorted(k)))
@@ -100,6 +102,9 @@ LEVERS = {
     # (3 trials: a group of 2 and a partial one)
     "each launch alone, 2 trials a neuron thread": {"NC_PHASE_MAX": "0",
                                                      "NC_NEURON_TRIALS": "2"},
+    # (a group of 4 trials, one past the last; LIF's rare branches after the rest)
+    "4 trials a neuron thread, rare branches deferred": {
+        "NC_PHASE_MAX": "0", "NC_NEURON_TRIALS": "4", "NC_NEURON_DEFER": "1"},
     "all phases, fusions, pdl": {"NC_PHASE_MAX": "1000000", "NC_FUSE_NEURONS": "1",
                                  "NC_FUSE_FILTERS": "1", "NC_PDL": "1"},
     # (on a GPU: cooperative launches, grid-wide barriers between phases)
