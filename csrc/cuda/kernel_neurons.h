@@ -265,7 +265,6 @@ struct NeuronStep {
             Jl[u] = M::lif_input(v.x[u], v.s[u]);
             v.s[u][1] -= dt;
             delta[u] = neurons::lif_delta_t(v.s[u][1], dt);
-            decay[u] = T(0);
             if (!neurons::lif_decay_shortcut(delta[u], dt, v.a, decay[u])) partial |= 1u << u;
         }
         for (partial &= exists; partial; partial &= partial - 1) {

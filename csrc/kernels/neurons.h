@@ -140,18 +140,14 @@ NC_HD T lif_partial_decay(T delta_t, T tau_rc) {
 
 // The decay's two exact shortcuts: delta_t == dt gives the very expression
 // lif_full_step_decay evaluated, and delta_t == +0 (refractory all step) gives
-// expm1(-0.0) == -0.0.  False (decay untouched) where neither applies.
+// expm1(-0.0) == -0.0.  False where neither applies (decay then -0.0, to be
+// replaced by lif_partial_decay).  Selects, not branches: device threads run
+// it for many trials in a row.
 template <typename T>
 NC_HD bool lif_decay_shortcut(T delta_t, T dt, T full_decay, T& decay) {
-    if (delta_t == dt) {
-        decay = full_decay;
-        return true;
-    }
-    if (delta_t == T(0)) {
-        decay = T(-0.0);
-        return true;
-    }
-    return false;
+    const bool full = delta_t == dt;
+    decay = full ? full_decay : T(-0.0);
+    return full || delta_t == T(0);
 }
 
 // expm1(-delta_t / tau_rc), by a shortcut where one applies.
@@ -168,9 +164,9 @@ NC_HD T lif_decay(T delta_t, T dt, T tau_rc, T full_decay) {
 template <typename T>
 NC_HD bool lif_integrate(T J, T& voltage, T decay, T min_voltage) {
     voltage -= (J - voltage) * decay;
-    if (voltage > T(1)) return true;
-    if (voltage < min_voltage) voltage = min_voltage;
-    return false;
+    const bool spiked = voltage > T(1);
+    voltage = !spiked && voltage < min_voltage ? min_voltage : voltage;
+    return spiked;
 }
 
 // The refractory time after a spike (LIF's other rare branch): tau_ref from
