@@ -893,17 +893,21 @@ def test_dot_then_filters_fused(device, dtype, monkeypatch):
     assert launches == runs[0][1]
 
 
-def neuron_twin(device, neuron_type, dtype, n_trials, scattered=False):
+def neuron_twin(device, neuron_type, dtype, n_trials, scattered=False, shared_input=False):
     """A twin with one update of ``neuron_type`` over 37 neurons: random currents
     (held for 6 steps) and states, two parameter sets; ``scattered``: the
-    neurons' addresses in reverse order (read from an address array)."""
+    neurons' addresses in reverse order (read from an address array);
+    ``shared_input``: the currents at shared addresses, one for all trials."""
     kind, state_names, param_names = kn.NEURON_KERNELS[neuron_type]
     n = 37
     rng = np.random.RandomState(5)
     width = (2 + len(state_names)) * n
-    t = Twin(device, dtype, 0, width, n_trials=n_trials)
+    n_shared = n if shared_input else 0
+    t = Twin(device, dtype, n_shared, width, n_trials=n_trials)
+    if shared_input:
+        t.f_cpu[:n] = kn.random_currents(rng, n, neuron_type)
     for trial in range(n_trials):
-        base = trial * width
+        base = n_shared + trial * width
         t.f_cpu[base: base + n] = kn.random_currents(rng, n, neuron_type)
         for i, name in enumerate(state_names):
             start = base + (2 + i) * n
@@ -912,8 +916,9 @@ def neuron_twin(device, neuron_type, dtype, n_trials, scattered=False):
     types = [neuron_type(**params) for params in kn.PARAMS[neuron_type]]
     floats = kn.split_params(types, param_names, n)
     order = np.arange(n)[::-1] if scattered else np.arange(n)
-    ints = {"J": order, "out": n + order}
-    ints.update({name: (2 + i) * n + order for i, name in enumerate(state_names)})
+    # (with shared_input: the state addresses after the shared ones, J in them)
+    ints = {"J": order, "out": n_shared + n + order}
+    ints.update({name: n_shared + (2 + i) * n + order for i, name in enumerate(state_names)})
     t.add(kind, ints=ints, floats=floats)
     t.run(6)
     return t
@@ -989,6 +994,21 @@ def test_neuron_defer(device, monkeypatch, neuron_type, dtype, max_trials, n_tri
         per_trial = runs[0].reshape(n_trials, width)
         spikes = per_trial[:, 37:74] > 0
         assert spikes.any(axis=0).sum() >= 3 and (spikes.sum(axis=0) >= 2).any()
+
+
+@pytest.mark.parametrize("neuron_type", [nengo.LIF, nengo.SpikingRectifiedLinear, nengo.Tanh],
+                         ids=lambda t: t.__name__)
+@pytest.mark.parametrize("knobs", [("1", "0"), ("8", "0"), ("8", "1"), ("4", "1")])
+def test_neuron_trials_shared_input(device, monkeypatch, neuron_type, knobs):
+    """A neuron update whose currents are at shared addresses (one value for
+    all trials; the states per trial), in trial groups with and without
+    deferred rare branches: the CPU's numbers."""
+    monkeypatch.setenv("NC_PHASE_MAX", "0")
+    monkeypatch.setenv("NC_NEURON_TRIALS", knobs[0])
+    monkeypatch.setenv("NC_NEURON_DEFER", knobs[1])
+    t = neuron_twin(device, neuron_type, np.float32, 7, scattered=True, shared_input=True)
+    t.assert_equal(rtol=NEURON_TOL[np.float32], atol=NEURON_TOL[np.float32])
+    t.close()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -61,6 +61,33 @@ struct DPools {
 #endif
         return i + (a < i_shared ? a : a + static_cast<int64_t>(t) * i_state);
     }
+
+    // Float address a in trials t0 .. t0 + count - 1 (all existing): one
+    // pointer and a stride (0 for a shared address), so that a thread of many
+    // trials resolves the address once and adds the stride per trial.
+    struct Trials {
+        T* p;
+        int64_t stride;
+#if NC_DEV_CHECKED
+        int count;
+#endif
+        NC_HD T& operator[](int u) const {
+#if NC_DEV_CHECKED
+            if (u < 0 || u >= count)
+                throw std::out_of_range("emulated device: trial " + std::to_string(u) +
+                                        " of a group of " + std::to_string(count));
+#endif
+            return p[u * stride];
+        }
+    };
+    NC_HD Trials fat_trials(int64_t a, int t0, int count) const {
+#if NC_DEV_CHECKED
+        fat(a, t0 + count - 1);  // (checks the last trial too)
+        return {fat(a, t0), a < f_shared ? 0 : f_state, count};
+#else
+        return {fat(a, t0), a < f_shared ? 0 : f_state};
+#endif
+    }
 };
 
 // idx = quot * n + rem (idx >= 0, n > 0), by a 32-bit division when both fit:

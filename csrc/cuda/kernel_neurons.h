@@ -191,10 +191,11 @@ struct NeuronStep {
     template <int TT>
     struct Loaded {
         static constexpr int NS = M::NS > 0 ? M::NS : 1;
+        int live;  // the trials of the group that exist
         T q[M::NP > 0 ? M::NP : 1];
         T a;
-        int64_t aOut;
-        int64_t aS[NS];
+        typename DPools<T>::Trials out;
+        typename DPools<T>::Trials sp[NS];
         T x[TT], s[TT][NS];
     };
     // Loads neuron k of trials t0 .. t0 + TT - 1, all trials' input and states
@@ -202,24 +203,24 @@ struct NeuronStep {
     // trials past the last load the last one's values.
     template <int TT>
     NC_HD void load(int64_t k, int t0, Loaded<TT>& v) const {
-        const int last = p.n_trials - 1;
+        v.live = TT == 1 || p.n_trials - t0 >= TT ? TT : p.n_trials - t0;
         for (int j = 0; j < M::NP; ++j) v.q[j] = param[j][k];
         v.a = aux ? aux[k] : T(0);
-        const int64_t aJ = J[k];
-        v.aOut = out[k];
-        for (int j = 0; j < M::NS; ++j) v.aS[j] = state[j][k];
+        const auto x = p.fat_trials(J[k], t0, v.live);
+        v.out = p.fat_trials(out[k], t0, v.live);
+        for (int j = 0; j < M::NS; ++j) v.sp[j] = p.fat_trials(state[j][k], t0, v.live);
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
-            const int t = TT == 1 || t0 + u < last ? t0 + u : last;  // (one: t0 exists)
-            v.x[u] = *p.fat(aJ, t);
-            for (int j = 0; j < M::NS; ++j) v.s[u][j] = *p.fat(v.aS[j], t);
+            const int w = TT == 1 || u < v.live ? u : v.live - 1;
+            v.x[u] = x[w];
+            for (int j = 0; j < M::NS; ++j) v.s[u][j] = v.sp[j][w];
         }
     }
     // Writes trial u's states and output y (trial t0 + u exists).
     template <int TT>
-    NC_HD void store(const Loaded<TT>& v, int u, int t0, T y) const {
-        for (int j = 0; j < M::NS; ++j) *p.fat(v.aS[j], t0 + u) = v.s[u][j];
-        *p.fat(v.aOut, t0 + u) = y;
+    NC_HD void store(Loaded<TT>& v, int u, T y) const {
+        for (int j = 0; j < M::NS; ++j) v.sp[j][u] = v.s[u][j];
+        v.out[u] = y;
     }
 
     // Neuron k of trials t0 .. t0 + TT - 1 (those that exist): for each, the
@@ -231,13 +232,12 @@ struct NeuronStep {
         if constexpr (Defer && TT > 1 && Deferrable<M>::value) {
             deferred<TT>(k, t0);
         } else {
-            const int last = p.n_trials - 1;
             Loaded<TT> v;
             load<TT>(k, t0, v);
             NC_UNROLL
             for (int u = 0; u < TT; ++u) {
-                if (TT > 1 && t0 + u > last) break;
-                store<TT>(v, u, t0, M::template step<T>(v.x[u], v.s[u], v.q, dt, v.a));
+                if (u >= v.live) break;
+                store<TT>(v, u, M::template step<T>(v.x[u], v.s[u], v.q, dt, v.a));
             }
         }
     }
@@ -253,10 +253,9 @@ struct NeuronStep {
     template <int TT>
     NC_HD void deferred(int64_t k, int t0) const {
         static_assert(TT <= 32, "trial bits");
-        const int live = p.n_trials - t0 < TT ? p.n_trials - t0 : TT;
-        const unsigned exists = TT == 32 ? ~0u : (1u << live) - 1u;
         Loaded<TT> v;
         load<TT>(k, t0, v);
+        const unsigned exists = TT == 32 ? ~0u : (1u << v.live) - 1u;
         const T* L = v.q + M::kLif;  // tau_rc, tau_ref, min_voltage, spike_height
         T Jl[TT], delta[TT], decay[TT];
         unsigned partial = 0, spiked = 0;
@@ -291,10 +290,10 @@ struct NeuronStep {
         }
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
-            if (u >= live) break;
+            if (u >= v.live) break;
             const T y = spiked >> u & 1u ? L[3] : T(0);
             M::lif_after(y, v.s[u], v.q, dt);
-            store<TT>(v, u, t0, y);
+            store<TT>(v, u, y);
         }
     }
 };
