@@ -62,22 +62,28 @@ struct DPools {
         return i + (a < i_shared ? a : a + static_cast<int64_t>(t) * i_state);
     }
 
-    // Float address a in trials t0 .. t0 + count - 1 (all existing): one
-    // pointer and a stride (0 for a shared address), so that a thread of many
-    // trials resolves the address once and adds the stride per trial.
+    // Float address a in trials t0 .. t0 + count - 1 (all existing), as a
+    // cursor: the element in the current trial, and `next` steps to the next
+    // trial by adding the stride (0 for a shared address), so that a thread of
+    // many trials resolves the address once and adds per trial (a 64-bit
+    // multiply per access is what it saves).
     struct Trials {
         T* p;
         int64_t stride;
 #if NC_DEV_CHECKED
-        int count;
+        int left;
 #endif
-        NC_HD T& operator[](int u) const {
+        NC_HD T& operator*() const {
 #if NC_DEV_CHECKED
-            if (u < 0 || u >= count)
-                throw std::out_of_range("emulated device: trial " + std::to_string(u) +
-                                        " of a group of " + std::to_string(count));
+            if (left <= 0) throw std::out_of_range("emulated device: past a trial group's last trial");
 #endif
-            return p[u * stride];
+            return *p;
+        }
+        NC_HD void next() {
+            p += stride;
+#if NC_DEV_CHECKED
+            --left;
+#endif
         }
     };
     NC_HD Trials fat_trials(int64_t a, int t0, int count) const {

@@ -194,6 +194,7 @@ struct NeuronStep {
         int live;  // the trials of the group that exist
         T q[M::NP > 0 ? M::NP : 1];
         T a;
+        // where `store` writes the next trial's output and states
         typename DPools<T>::Trials out;
         typename DPools<T>::Trials sp[NS];
         T x[TT], s[TT][NS];
@@ -206,21 +207,29 @@ struct NeuronStep {
         v.live = TT == 1 || p.n_trials - t0 >= TT ? TT : p.n_trials - t0;
         for (int j = 0; j < M::NP; ++j) v.q[j] = param[j][k];
         v.a = aux ? aux[k] : T(0);
-        const auto x = p.fat_trials(J[k], t0, v.live);
+        auto x = p.fat_trials(J[k], t0, v.live);
         v.out = p.fat_trials(out[k], t0, v.live);
-        for (int j = 0; j < M::NS; ++j) v.sp[j] = p.fat_trials(state[j][k], t0, v.live);
+        typename DPools<T>::Trials sp[Loaded<TT>::NS];
+        for (int j = 0; j < M::NS; ++j) sp[j] = v.sp[j] = p.fat_trials(state[j][k], t0, v.live);
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
-            const int w = TT == 1 || u < v.live ? u : v.live - 1;
-            v.x[u] = x[w];
-            for (int j = 0; j < M::NS; ++j) v.s[u][j] = v.sp[j][w];
+            v.x[u] = *x;
+            for (int j = 0; j < M::NS; ++j) v.s[u][j] = *sp[j];
+            if (u + 1 < v.live) {
+                x.next();
+                for (int j = 0; j < M::NS; ++j) sp[j].next();
+            }
         }
     }
-    // Writes trial u's states and output y (trial t0 + u exists).
+    // Writes the next trial's states and output y (trials in order, those that exist).
     template <int TT>
     NC_HD void store(Loaded<TT>& v, int u, T y) const {
-        for (int j = 0; j < M::NS; ++j) v.sp[j][u] = v.s[u][j];
-        v.out[u] = y;
+        for (int j = 0; j < M::NS; ++j) {
+            *v.sp[j] = v.s[u][j];
+            v.sp[j].next();
+        }
+        *v.out = y;
+        v.out.next();
     }
 
     // Neuron k of trials t0 .. t0 + TT - 1 (those that exist): for each, the
