@@ -5,8 +5,8 @@
 Compiles csrc/cuda/program_cuda_f32.cu (or _f64 with --dtype float64) for
 sm_90 as CMake does (``-fmad=false``), with ``-Xptxas -v``; disassembles the
 cubin with ``cuobjdump -sass`` and prints, for each kernel whose mangled name
-contains one of the patterns: registers, stack and spill bytes, instructions
-(NOPs left out), and its loops (backward branches: first and last
+contains one of the patterns: registers, stack and spill bytes, local
+memory loads and stores (LDL, STL), instructions (NOPs left out), and its loops (backward branches: first and last
 instruction, length).  A kernel's outermost loop is its grid-stride body, so
 its length is the instructions a thread runs per element when no branch is
 skipped; docs/cuda.md's SASS counts come from here.  cuobjdump and nvdisasm
@@ -63,6 +63,14 @@ def loops(instructions):
     return found
 
 
+def local_accesses(instructions):
+    """(loads, stores) of local memory (LDL, STL): a stack array indexed at
+    run time, or spills, goes through L1 this way."""
+    ops = [text.split()[1] if text.startswith("@") else text.split()[0]
+           for _, text in instructions]
+    return (sum(op.startswith("LDL") for op in ops), sum(op.startswith("STL") for op in ops))
+
+
 def parse_ptxas(text):
     """{kernel: {"registers", "stack", "spill_stores", "spill_loads"}} from
     ``-Xptxas -v`` output."""
@@ -107,9 +115,10 @@ def table(kernels, info, patterns):
             continue
         ins, k = kernels[name], info.get(name, {})
         found = ", ".join(f"{a}-{b} ({n})" for a, b, n in loops(ins)) or "-"
+        ldl, stl = local_accesses(ins)
         rows.append(f"{name}\n    registers {k.get('registers', '?')}, stack {k.get('stack', '?')}, "
                     f"spills {k.get('spill_stores', '?')}/{k.get('spill_loads', '?')}, "
-                    f"instructions {len(ins)}, loops {found}")
+                    f"local ld/st {ldl}/{stl}, instructions {len(ins)}, loops {found}")
     return "\n".join(rows) if rows else "no kernel matches " + ", ".join(patterns)
 
 

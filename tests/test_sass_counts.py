@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from sass_counts import loops, main, parse_ptxas, parse_sass, table  # noqa: E402
+from sass_counts import local_accesses, loops, main, parse_ptxas, parse_sass, table  # noqa: E402
 
 SASS = """
 \tcode for sm_90
@@ -29,6 +29,12 @@ SASS = """
 \t\t..........
 \t\tFunction : _Z6kernelB
         /*0000*/                   EXIT ;                                     /* 0x000000000000794d */
+\t\tFunction : _Z6kernelC
+        /*0000*/                   STL [R1], R2 ;                             /* 0x0000000201007387 */
+        /*0010*/               @P0 STL.64 [R1+0x8], R4 ;                      /* 0x0000080401000387 */
+        /*0020*/                   LDL R3, [R1+0x4] ;                         /* 0x0000040001037983 */
+        /*0030*/                   LDG.E R6, desc[UR4][R8.64] ;               /* 0x0000000408067981 */
+        /*0040*/                   EXIT ;                                     /* 0x000000000000794d */
 """
 
 PTXAS = """ptxas info    : Compiling entry function '_Z6kernelA' for 'sm_90'
@@ -44,7 +50,7 @@ ptxas info    : Used 8 registers, used 0 barriers
 
 def test_parse_sass_and_loops():
     kernels = parse_sass(SASS)
-    assert sorted(kernels) == ["_Z6kernelA", "_Z6kernelB"]
+    assert sorted(kernels) == ["_Z6kernelA", "_Z6kernelB", "_Z6kernelC"]
     a = kernels["_Z6kernelA"]
     assert len(a) == 10  # the NOP left out
     assert a[4] == (0x40, "@!P0 BRA 0x20")
@@ -52,6 +58,9 @@ def test_parse_sass_and_loops():
     # self-loop at the end (a branch to itself, not backward) are not loops
     assert loops(a) == [(2, 4, 3), (1, 6, 6)]
     assert loops(kernels["_Z6kernelB"]) == []
+    # local memory: predicated and wide accesses count, global ones do not
+    assert local_accesses(kernels["_Z6kernelC"]) == (1, 2)
+    assert local_accesses(a) == (0, 0)
 
 
 def test_parse_ptxas_and_table():
@@ -60,7 +69,7 @@ def test_parse_ptxas_and_table():
                                   "registers": 70}
     assert info["_Z6kernelB"]["registers"] == 8
     text = table(parse_sass(SASS), info, ["kernelA"])
-    assert "registers 70, stack 8, spills 4/4, instructions 10, loops 2-4 (3), 1-6 (6)" in text
+    assert "registers 70, stack 8, spills 4/4, local ld/st 0/0, instructions 10, loops 2-4 (3), 1-6 (6)" in text
     assert "kernelB" not in text
     assert table(parse_sass(SASS), info, ["nothing"]).startswith("no kernel matches")
 

@@ -156,17 +156,6 @@ struct Deferrable : std::false_type {};
 template <typename M>
 struct Deferrable<M, std::void_t<decltype(M::kLif)>> : std::true_type {};
 
-// at(u) for a u known only at run time, as selects over the unrolled indices
-// (indexing a register array by u would put it in local memory).
-template <int TT, typename F>
-NC_HD auto pick(int u, F at) {
-    auto r = at(0);
-    NC_UNROLL
-    for (int j = 1; j < TT; ++j)
-        if (u == j) r = at(j);
-    return r;
-}
-
 constexpr int kMaxNeuronStates = 3;
 constexpr int kMaxNeuronParams = 6;
 
@@ -275,28 +264,35 @@ struct NeuronStep {
             delta[u] = neurons::lif_delta_t(v.s[u][1], dt);
             if (!neurons::lif_decay_shortcut(delta[u], dt, v.a, decay[u])) partial |= 1u << u;
         }
-        for (partial &= exists; partial; partial &= partial - 1) {
-            const int u = lowest_bit(partial);
-            const T d = neurons::lif_partial_decay(pick<TT>(u, [&](int j) { return delta[j]; }), L[0]);
-            NC_UNROLL
-            for (int j = 0; j < TT; ++j)
-                if (j == u) decay[j] = d;
+        // The rare branches' operands and results go through `park`, indexed by
+        // the trial at run time: local memory (L1), a load and a store per
+        // run, where picking from registers takes a select per trial.
+        T park[TT], park2[TT];
+        partial &= exists;
+        NC_UNROLL
+        for (int u = 0; u < TT; ++u) park[u] = delta[u];
+        for (unsigned rest = partial; rest; rest &= rest - 1) {
+            const int u = lowest_bit(rest);
+            park[u] = neurons::lif_partial_decay(park[u], L[0]);
+        }
+        NC_UNROLL
+        for (int u = 0; u < TT; ++u) {
+            if (partial >> u & 1u) decay[u] = park[u];
+            if (neurons::lif_integrate(Jl[u], v.s[u][0], decay[u], L[2])) spiked |= 1u << u;
+            park[u] = Jl[u];
+            park2[u] = v.s[u][0];
+        }
+        spiked &= exists;
+        for (unsigned rest = spiked; rest; rest &= rest - 1) {
+            const int u = lowest_bit(rest);
+            park[u] = neurons::lif_spike_refractory(park[u], park2[u], dt, L[0], L[1]);
         }
         NC_UNROLL
         for (int u = 0; u < TT; ++u)
-            if (neurons::lif_integrate(Jl[u], v.s[u][0], decay[u], L[2])) spiked |= 1u << u;
-        for (unsigned rest = spiked & exists; rest; rest &= rest - 1) {
-            const int u = lowest_bit(rest);
-            const T r = neurons::lif_spike_refractory(pick<TT>(u, [&](int j) { return Jl[j]; }),
-                                                      pick<TT>(u, [&](int j) { return v.s[j][0]; }),
-                                                      dt, L[0], L[1]);
-            NC_UNROLL
-            for (int j = 0; j < TT; ++j)
-                if (j == u) {
-                    v.s[j][1] = r;
-                    v.s[j][0] = T(0);
-                }
-        }
+            if (spiked >> u & 1u) {
+                v.s[u][1] = park[u];
+                v.s[u][0] = T(0);
+            }
         NC_UNROLL
         for (int u = 0; u < TT; ++u) {
             if (u >= v.live) break;
