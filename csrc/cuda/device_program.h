@@ -137,7 +137,7 @@ struct DInstr {
     // launch that runs the mat-vec and, in its kernel, this instruction where
     // the mat-vec wrote its inputs; then `rest` (null: nothing left), which
     // can run as the phases `rest_parts`.  Empty where this kind cannot follow
-    // a mat-vec in its kernel (device_instrs.h: neuron updates, filters).
+    // a mat-vec in its kernel (device_instrs_neurons.h, device_instrs_filters.h).
     struct Fused {
         Launch launch, rest;
         std::vector<PhasePart> rest_parts;

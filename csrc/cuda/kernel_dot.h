@@ -88,7 +88,8 @@ NC_HD void dot_store(const DotParams<T>& q, int64_t b, int64_t row, int t, T sum
 
 // What a tile does with each row and trial it has written (an epilogue):
 // nothing, or update the neuron whose input it is (NeuronEpilogue,
-// device_instrs.h), or filter it (FilterEpilogue): operator()(slot, trial).
+// device_instrs_neurons.h), or filter it (FilterEpilogue,
+// device_instrs_filters.h): operator()(slot, trial).
 // With kByTrials it also has trials<N>(slot, first), run once after a dense
 // tile's thread wrote trials first .. first + N - 1 of the row (those that
 // exist; first does), in place of N calls (kernel_dense_dot.h).
