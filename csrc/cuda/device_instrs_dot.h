@@ -280,7 +280,6 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     return in;
 }
 
-
 template <typename T>
 InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
     SparseDot<T> k;
