@@ -5,16 +5,22 @@ neuron-to-neuron transforms, all linear-filter forms, WhiteSignal, WhiteNoise,
 constant and Python-function inputs (callbacks) and all five learning rules;
 `tables_network()` every kind of process table.
 `compare(net, probes, device)` runs it on the CPU backend and on ``device`` and
-returns the largest differences.  benchmarks/gpu_check.py uses both on the GPU;
+returns the largest differences.  `test_random_knobs` draws a random network
+and a random setting of every tuning knob (docs/cuda.md): a few in CI, many with
+``NC_KNOB_FUZZ_EXAMPLES=1000`` (about 1.5 s each on the emulator).  benchmarks/gpu_check.py uses both on the GPU;
 the tests here run them on the host emulator of the CUDA backend, and on the
 GPU where there is one.
 """
+
+import os
+import random
 
 import numpy as np
 import nengo
 import pytest
 
 import nengo_cuda
+from nengo_cuda import _native
 from nengo_cuda.backends.select import cuda_status
 
 DEVICES = [
@@ -261,3 +267,80 @@ def test_random_network_float32(device):
     # float32 rounding of a different summation order may move a spike by a
     # step: compare the filtered decoded outputs (the first four probes)
     assert diff < 0.05, diff
+
+
+# Values to draw for each tuning knob (csrc/cuda/knobs.h; all of them, checked
+# below).  LAUNCH_ONLY ones change launches, never an element's arithmetic.
+KNOB_VALUES = {
+    "NC_DOT_DENSE": [0, 1, 2], "NC_DOT_DENSE_TRIALS": [0, 2, 4, 8],
+    "NC_DOT_COLS_PER_LANE": [1, 4, 16, 64], "NC_DOT_TRIALS": [1, 2, 4, 8],
+    "NC_DOT_MIN_TILES": [0, 1 << 40], "NC_CONV_MIN_THREADS": [0, 1 << 40],
+    "NC_NEURON_TRIALS": [1, 2, 4, 8], "NC_NEURON_DEFER": [0, 1], "NC_CONV_DENSE": [0, 1, 2],
+    "NC_PHASE_BLOCKS": [0, 1, 4], "NC_PDL": [0, 1], "NC_FUSE_NEURONS": [0, 1],
+    "NC_FUSE_FILTERS": [0, 1], "NC_PHASE_MAX": [0, 256, 1 << 20],
+}
+LAUNCH_ONLY = {"NC_PHASE_MAX", "NC_PHASE_BLOCKS", "NC_PDL", "NC_FUSE_NEURONS",
+               "NC_FUSE_FILTERS", "NC_NEURON_TRIALS", "NC_NEURON_DEFER", "NC_CONV_DENSE"}
+KNOB_EXAMPLES = int(os.environ.get("NC_KNOB_FUZZ_EXAMPLES", "8"))
+
+
+def test_knob_values_cover_every_knob():
+    knobs = {name: (lo, hi) for name, _, lo, hi in _native.device_knobs()}
+    assert set(KNOB_VALUES) == set(knobs)
+    assert LAUNCH_ONLY <= set(knobs)
+    for name, values in KNOB_VALUES.items():
+        assert all(knobs[name][0] <= v <= knobs[name][1] for v in values), name
+
+
+def _with_knobs(monkeypatch, knobs, fn):
+    with monkeypatch.context() as m:
+        for name in KNOB_VALUES:
+            m.delenv(name, raising=False)
+        for name, value in knobs.items():
+            m.setenv(name, str(value))
+        return fn()
+
+
+@pytest.mark.parametrize("seed", range(KNOB_EXAMPLES))
+def test_random_knobs(device, monkeypatch, seed):
+    """A random network (up to 6 ensembles of up to 70 neurons, a minibatch of
+    1 to 17 trials) with a random value of every knob, float64: (1) its first
+    10 steps equal the CPU backend's within 1e-6, probes and every state
+    signal, except where the network blows up (signals past 1e4; past 1e6
+    even nengo.Simulator differs between builds of one network) and
+    Izhikevich states (its explicit step, unstable below -100 mV, amplifies
+    rounding threefold a step without moving a spike).  Only 10 steps: many
+    random networks are chaotic, and the summation orders' 1e-16 grows about
+    e-fold a step (a sigmoid population: 4e-10 at step 10, 1e-5 at step 30),
+    where a fault shows at once; (2) over 150 steps, the launch-only knobs
+    change no bit."""
+    rng = random.Random(seed)
+    knobs = {name: rng.choice(values) for name, values in sorted(KNOB_VALUES.items())}
+    mb = rng.choice([None, 2, 3, 5, 9, 17])
+    net, probes = random_network(
+        seed, n_ensembles=rng.randint(2, 6), max_neurons=rng.choice([20, 40, 70]),
+        max_dims=rng.randint(1, 4), learning=rng.random() < 0.4)
+    model = nengo.builder.Model(dt=0.001)
+    model.build(net)
+    ref, ref_state = _with_knobs(monkeypatch, {}, lambda: run(
+        model, probes, "cpu", minibatch_size=mb, steps=10))
+    data, state = _with_knobs(monkeypatch, knobs, lambda: run(
+        model, probes, device, minibatch_size=mb, steps=10))
+    blown = any(np.isnan(x).any() or (x.size and np.abs(x).max() > 1e4)
+                for x in ref_state.values())
+    if not blown:
+        izhikevich = {model.sig[e.neurons][k].base for e in net.all_ensembles
+                      if isinstance(e.neuron_type, nengo.Izhikevich)
+                      for k in ("voltage", "recovery")}
+        for i, (d, r) in enumerate(zip(data, ref)):
+            assert _relative(d, r) < 1e-6, (f"probe {i}", knobs, mb)
+        for base in ref_state:
+            if base not in izhikevich:
+                assert _relative(state[base], ref_state[base]) < 1e-6, (base, knobs, mb)
+    arithmetic = {k: v for k, v in knobs.items() if k not in LAUNCH_ONLY}
+    full, _ = _with_knobs(monkeypatch, knobs, lambda: run(
+        model, probes, device, minibatch_size=mb))
+    plain, _ = _with_knobs(monkeypatch, arithmetic, lambda: run(
+        model, probes, device, minibatch_size=mb))
+    for i, (a, b) in enumerate(zip(full, plain)):
+        np.testing.assert_array_equal(a, b, err_msg=f"probe {i} with {knobs}, minibatch {mb}")
