@@ -6,8 +6,8 @@ Compiles csrc/cuda/program_cuda_f32.cu (or _f64 with --dtype float64) for
 sm_90 as CMake does (``-fmad=false``), with ``-Xptxas -v``; disassembles the
 cubin with ``cuobjdump -sass`` and prints, for each kernel whose mangled name
 contains one of the patterns: registers, stack and spill bytes, local
-memory loads and stores (LDL, STL), instructions (NOPs left out), and its loops (backward branches: first and last
-instruction, length).  A kernel's outermost loop is its grid-stride body, so
+memory loads and stores (LDL, STL), instructions (NOPs left out), and its
+loops (backward branches: first and last instruction, length).  A kernel's outermost loop is its grid-stride body, so
 its length is the instructions a thread runs per element when no branch is
 skipped; docs/cuda.md's SASS counts come from here.  cuobjdump and nvdisasm
 come with the CUDA toolkit, or from PyPI (``nvidia-cuda-cuobjdump``,

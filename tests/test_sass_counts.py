@@ -69,7 +69,8 @@ def test_parse_ptxas_and_table():
                                   "registers": 70}
     assert info["_Z6kernelB"]["registers"] == 8
     text = table(parse_sass(SASS), info, ["kernelA"])
-    assert "registers 70, stack 8, spills 4/4, local ld/st 0/0, instructions 10, loops 2-4 (3), 1-6 (6)" in text
+    assert ("registers 70, stack 8, spills 4/4, local ld/st 0/0, instructions 10, "
+            "loops 2-4 (3), 1-6 (6)") in text
     assert "kernelB" not in text
     assert table(parse_sass(SASS), info, ["nothing"]).startswith("no kernel matches")
 
