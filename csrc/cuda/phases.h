@@ -85,7 +85,7 @@ struct PhaseList {
 };
 
 // A phase in host form: the functor's bytes, uploaded when a configuration is
-// built (device_program.h).
+// built (step_config.h).
 struct PhasePart {
     int32_t kind = -1;
     int64_t n = 0;
