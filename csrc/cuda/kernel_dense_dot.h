@@ -185,8 +185,17 @@ NC_HD void dense_schedule(int64_t n_chunks, int stages, const Worker& w) {
     }
 }
 
-// x[0 .. N - 1] = p[0 .. N - 1], p aligned to 16 bytes (8 for two float32):
-// vector loads on the GPU.
+// The bytes dense_load's vector loads need p aligned to on the GPU.
+template <typename T, int N>
+NC_HD constexpr int dense_load_align() {
+    return (sizeof(T) == 4 && N % 4 == 0) || (sizeof(T) == 8 && N % 2 == 0) ? 16
+           : sizeof(T) == 4 && N == 2                                         ? 8
+                                                                              : int(sizeof(T));
+}
+
+// x[0 .. N - 1] = p[0 .. N - 1], p aligned to dense_load_align (16 bytes, 8
+// for two float32): vector loads on the GPU.  The emulator checks the
+// alignment (a misaligned vector load is a launch failure on the GPU).
 template <typename T, int N>
 NC_HD void dense_load(const T* p, T* x) {
 #if defined(__CUDA_ARCH__)
@@ -210,6 +219,12 @@ NC_HD void dense_load(const T* p, T* x) {
         for (int k = 0; k < N; ++k) x[k] = p[k];
     }
 #else
+#if NC_DEV_CHECKED
+    if (reinterpret_cast<uintptr_t>(p) % dense_load_align<T, N>() != 0)
+        throw std::logic_error("emulated device: dense_load of " + std::to_string(N) +
+                               " elements from an address not aligned to " +
+                               std::to_string(dense_load_align<T, N>()) + " bytes");
+#endif
     for (int k = 0; k < N; ++k) x[k] = p[k];
 #endif
 }

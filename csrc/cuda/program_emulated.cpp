@@ -21,6 +21,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <vector>
 
@@ -101,10 +102,28 @@ class Exec {
         if (stages == 1 && n_chunks > 1)  // (chunk 1 would overwrite chunk 0)
             throw std::logic_error("emulated device: one dense stage for several chunks");
     }
+    // A tile's shared memory, aligned no more than the GPU's is (16 bytes,
+    // program_cuda.cuh), so that dense_load's alignment check means there
+    // what it means here.
+    template <class T>
+    struct SmemAlloc {
+        using value_type = T;
+        static constexpr std::align_val_t kAlign{16};
+        SmemAlloc() = default;
+        template <class U>
+        SmemAlloc(const SmemAlloc<U>&) {}
+        T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+        void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+        bool operator==(const SmemAlloc&) const { return true; }
+        bool operator!=(const SmemAlloc&) const { return false; }
+    };
+    template <class T>
+    using Smem = std::vector<T, SmemAlloc<T>>;
+
     // Stage buffer `buf`, poisoned with NaN before a chunk is staged into it, so
     // that a sum reading anything not staged, or another chunk's buffer, shows.
     template <class T>
-    static void poison(std::vector<T>& smem, int buf, int elems) {
+    static void poison(Smem<T>& smem, int buf, int elems) {
         std::fill(smem.begin() + buf * elems, smem.begin() + (buf + 1) * elems,
                   std::numeric_limits<T>::quiet_NaN());
     }
@@ -117,7 +136,7 @@ class Exec {
     struct AllThreads {
         MakeThread thread;
         int elems, n_acc;  // a stage buffer's elements; sums a thread
-        std::vector<T>& smem;
+        Smem<T>& smem;
         std::vector<T>& acc;
         void stage(int64_t k, int buf) const {
             poison(smem, buf, elems);
@@ -131,7 +150,7 @@ class Exec {
     };
     template <class T, class MakeThread>
     static void dense_tile(int64_t n_chunks, int stages, int elems, int n_acc,
-                           std::vector<T>& smem, std::vector<T>& acc, MakeThread thread) {
+                           Smem<T>& smem, std::vector<T>& acc, MakeThread thread) {
         check_ring(stages, n_chunks);
         std::fill(acc.begin(), acc.end(), T(0));
         dense_schedule(n_chunks, stages, AllThreads<T, MakeThread>{thread, elems, n_acc, smem, acc});
@@ -144,7 +163,7 @@ class Exec {
         submit([q, n_tiles, epi]() {
             const int stages = q.dense_stages, elems = dense_stage_elems<T>(q.dense_rt, TPT);
             check_stages(stages, elems * sizeof(T));
-            std::vector<T> smem(static_cast<size_t>(stages) * elems);
+            Smem<T> smem(static_cast<size_t>(stages) * elems);
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * TPT);
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
                 const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
@@ -166,7 +185,7 @@ class Exec {
             constexpr int A = kConvDenseFpt * TPT;  // sums a thread
             const int elems = conv_dense_stage_elems<T>(d.fn, TPT);
             check_stages(d.stages, elems * sizeof(T));
-            std::vector<T> smem(static_cast<size_t>(d.stages) * elems);
+            Smem<T> smem(static_cast<size_t>(d.stages) * elems);
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * A);
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
                 const typename ConvDense<T>::Tile tl = d.tile_at(tile);
