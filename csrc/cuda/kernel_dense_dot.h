@@ -5,6 +5,11 @@
 #ifndef NC_DEVICE_KERNELS_COMMON
 #error "include device_kernels.h, which includes kernel_dense_dot.h"
 #endif
+#if NC_DEV_CHECKED
+#include <cstring>
+#include <deque>
+#include <vector>
+#endif
 
 namespace nc {
 namespace NC_DEV_NS {
@@ -80,6 +85,40 @@ NC_HD int dense_chunk(int64_t nc, int64_t c0) {
     return static_cast<int>(nc - c0 < kDenseCols<T> ? nc - c0 : kDenseCols<T>);
 }
 
+#if NC_DEV_CHECKED
+// The emulator's cp.async: a copy waits in its group (dense_commit closes one)
+// until dense_wait lets the group land, as on a GPU, so that a sum of a chunk
+// not yet waited for reads the NaN its stage buffer was poisoned with
+// (program_emulated.cpp), not the chunk.  The emulator runs every thread's
+// share of a schedule step at once and commits once for all of them: one
+// queue stands for every thread's.
+struct EmulatedCopies {
+    struct Copy {
+        void* dst;
+        const void* src;
+        size_t bytes;
+    };
+    std::vector<Copy> open;                // since the last commit
+    std::deque<std::vector<Copy>> groups;  // committed, in flight, oldest first
+    // Lands the oldest groups until at most `pending` are in flight.
+    void land(size_t pending) {
+        for (; groups.size() > pending; groups.pop_front())
+            for (const Copy& c : groups.front()) std::memcpy(c.dst, c.src, c.bytes);
+    }
+    // Copies left in flight (or never committed) when a tile ends: chunks
+    // staged and never summed.
+    bool idle() const {
+        for (const auto& g : groups)
+            if (!g.empty()) return false;
+        return open.empty();
+    }
+};
+inline EmulatedCopies& emulated_copies() {
+    static thread_local EmulatedCopies q;
+    return q;
+}
+#endif
+
 // *dst = *src, dst in shared and src in global memory: on compute capability
 // 8.0 and newer an asynchronous copy (cp.async), complete for this thread after
 // dense_wait and for the block after a barrier that follows it.
@@ -91,6 +130,8 @@ NC_HD void dense_copy(T* dst, const T* src) {
         asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
     else
         asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
+#elif NC_DEV_CHECKED
+    emulated_copies().open.push_back({dst, src, sizeof(T)});
 #else
     *dst = *src;
 #endif
@@ -99,6 +140,10 @@ NC_HD void dense_copy(T* dst, const T* src) {
 NC_HD void dense_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.commit_group;" ::: "memory");
+#elif NC_DEV_CHECKED
+    EmulatedCopies& q = emulated_copies();
+    q.groups.push_back(std::move(q.open));
+    q.open.clear();
 #endif
 }
 // Waits until at most `pending` (0 .. kDenseStagesMax - 2) of this thread's
@@ -114,6 +159,8 @@ NC_HD void dense_wait(int pending) {
         case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
         default: asm volatile("cp.async.wait_group 6;" ::: "memory"); break;
     }
+#elif NC_DEV_CHECKED
+    emulated_copies().land(static_cast<size_t>(pending));
 #else
     (void)pending;
 #endif

@@ -128,6 +128,17 @@ class Exec {
                   std::numeric_limits<T>::quiet_NaN());
     }
 
+    // What the block barriers of a dense tile must order on the GPU, where the
+    // emulator runs every thread's share of a step at once: a stage buffer is
+    // staged again only after a barrier since its last sum (every thread is
+    // done with it), and summed only after a barrier since it was staged
+    // (every thread's copies are in: a thread's dense_wait covers its own).
+    struct BarrierLog {
+        int64_t barriers = 0;
+        std::vector<int64_t> staged, summed;  // per buffer: barriers before its last stage, sum
+        explicit BarrierLog(int stages) : staged(stages, -1), summed(stages, -1) {}
+    };
+
     // Every thread's share of a dense tile for dense_schedule, in the CUDA
     // kernel's order: every thread stages its share of a chunk (into a buffer
     // poisoned first), every thread sums one.  thread(tid, sums or null) gives
@@ -138,22 +149,38 @@ class Exec {
         int elems, n_acc;  // a stage buffer's elements; sums a thread
         Smem<T>& smem;
         std::vector<T>& acc;
+        BarrierLog& log;
         void stage(int64_t k, int buf) const {
+            if (log.summed[buf] >= 0 && log.summed[buf] == log.barriers)
+                throw std::logic_error("emulated device: a dense stage buffer staged again "
+                                       "without a barrier since it was summed");
+            log.staged[buf] = log.barriers;
             poison(smem, buf, elems);
             for (int tid = kDotThreads - 1; tid >= 0; --tid) thread(tid, nullptr).stage(k, buf);
         }
         void sum(int64_t k, int buf) const {
+            if (log.staged[buf] < 0 || log.staged[buf] == log.barriers)
+                throw std::logic_error("emulated device: a dense stage buffer summed without "
+                                       "a barrier since it was staged");
+            log.summed[buf] = log.barriers;
             for (int tid = kDotThreads - 1; tid >= 0; --tid)
                 thread(tid, &acc[tid * n_acc]).sum(k, buf);
         }
-        void barrier() const {}
+        void barrier() const { ++log.barriers; }
     };
     template <class T, class MakeThread>
     static void dense_tile(int64_t n_chunks, int stages, int elems, int n_acc,
                            Smem<T>& smem, std::vector<T>& acc, MakeThread thread) {
         check_ring(stages, n_chunks);
         std::fill(acc.begin(), acc.end(), T(0));
-        dense_schedule(n_chunks, stages, AllThreads<T, MakeThread>{thread, elems, n_acc, smem, acc});
+        EmulatedCopies& copies = emulated_copies();
+        copies = EmulatedCopies();
+        BarrierLog log(stages);
+        dense_schedule(n_chunks, stages,
+                       AllThreads<T, MakeThread>{thread, elems, n_acc, smem, acc, log});
+        if (!copies.idle())
+            throw std::logic_error("emulated device: a dense tile ended with copies in flight");
+        copies = EmulatedCopies();
     }
 
     // The dense mat-vec (kernel_dense_dot.h), tile by tile.
