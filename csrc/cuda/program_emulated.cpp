@@ -77,9 +77,17 @@ class Exec {
         submit([q, n_tiles, epi]() {
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * TT), old;
             for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
+                // (__shfl_xor_sync exchanges within a warp: a row's lanes
+                // must be a power of two that divides the warp)
+                const int g = q.tile_g[tile];
+                if (g < 1 || g > 32 || (g & (g - 1)) != 0 ||
+                    int64_t(q.tile_nslot[tile]) * g > kDotThreads)
+                    throw std::logic_error("emulated device: a mat-vec tile of " +
+                                           std::to_string(q.tile_nslot[tile]) + " rows of " +
+                                           std::to_string(g) + " lanes");
                 for (int tid = kDotThreads - 1; tid >= 0; --tid)
                     dot_partial<T, TT>(q, tile, tid, &acc[tid * TT]);
-                for (int m = q.tile_g[tile] / 2; m > 0; m /= 2) {
+                for (int m = g / 2; m > 0; m /= 2) {
                     old = acc;
                     for (int tid = kDotThreads - 1; tid >= 0; --tid)
                         for (int tt = 0; tt < TT; ++tt)
