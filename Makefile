@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - create .venv, build, run the tutorial network on nengo_cuda and nengo
-#   make test   - create .venv, build, run our tests, Nengo's own test suite and NengoSPA's
+#   make test   - create .venv, build, run our tests, Nengo's own test suite and NengoSPA's,
+#                 and Nengo's suite on the CUDA backend's host emulator (test-emulator)
 #   make sanitize - our tests again, against an ASan/UBSan build of the native module
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 SOURCES := $(shell find csrc nengo_cuda -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \)) CMakeLists.txt setup.py pyproject.toml
 
-.PHONY: install demo test test-ours test-nengo test-nengo-float32 test-spa bench sanitize clean
+.PHONY: install demo test test-ours test-nengo test-nengo-float32 test-spa test-emulator bench sanitize clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) benchmarks/demo.py
 
-test: test-ours test-nengo test-nengo-float32 test-spa
+test: test-ours test-nengo test-nengo-float32 test-spa test-emulator
 
 test-ours: install
 	$(PYTEST) tests -q
@@ -40,6 +41,20 @@ test-nengo-float32: install
 # real models built from every Nengo network NengoSPA uses.
 test-spa: install
 	cd tests/conformance && PYTHONPATH=. ../../$(PYTEST) -c spa.ini --pyargs nengo_spa -q
+
+# The CUDA backend's host emulator (device="cuda-emulator", docs/cuda.md), which
+# runs the GPU's kernels and host logic without a GPU: Nengo's suite on it;
+# then our device tests and Nengo's suite again with each launch's logical
+# threads in a new order (NC_EMU_ORDER=shuffle), and our device tests with them
+# in order (forward): a kernel whose result depends on the order of its threads
+# (a race on the GPU) can pass in the default order, reverse, by luck.
+EMU_TESTS := tests/test_cuda_kernels.py tests/test_cuda_simulator.py tests/test_cuda_networks.py \
+	tests/test_cuda_profile.py
+test-emulator: install
+	cd tests/conformance && ../../$(PYTEST) -c cuda_emulator.ini --pyargs nengo -q
+	NC_EMU_ORDER=shuffle $(PYTEST) -q $(EMU_TESTS)
+	NC_EMU_ORDER=forward $(PYTEST) -q $(EMU_TESTS)
+	cd tests/conformance && NC_EMU_ORDER=shuffle ../../$(PYTEST) -c cuda_emulator.ini --pyargs nengo -q
 
 bench: install
 	$(PY) benchmarks/run.py

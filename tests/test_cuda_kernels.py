@@ -118,6 +118,33 @@ def test_copy_overlapping_shift(device, inc):
     t.close()
 
 
+@pytest.mark.parametrize("order", ["reverse", "forward", "shuffle"])
+def test_emulator_thread_orders(monkeypatch, order):
+    """The emulator runs a launch's logical threads in the order NC_EMU_ORDER
+    names (make test-emulator runs the device tests in each): a copy whose
+    sources overlap its destinations is right in every order only as two
+    phases, all reads before any write, as it must be on a GPU."""
+    monkeypatch.setenv("NC_EMU_ORDER", order)
+    t = Twin("cuda-emulator", np.float64, 0, 300, n_trials=3)
+    t.add("copy", ints={"src": np.arange(250), "dst": np.arange(1, 251)},
+          scalars={"inc": 0, "overlap": 1})
+    t.add("copy", ints={"src": np.arange(31, 281), "dst": np.arange(30, 280)},
+          scalars={"inc": 1, "overlap": 1})
+    t.run(5)
+    t.assert_equal()
+    t.close()
+
+
+def test_emulator_thread_order_bad_value(monkeypatch):
+    monkeypatch.setenv("NC_EMU_ORDER", "sideways")
+    t = Twin("cuda-emulator", np.float32, 4, 4)
+    t.add("copy", ints={"src": [0, 1], "dst": [2, 3]}, scalars={"inc": 0})
+    with pytest.raises(ValueError, match="NC_EMU_ORDER must be reverse, forward or shuffle, "
+                                         "not 'sideways'"):
+        t.run(1)
+    t.close()
+
+
 def test_copy_inc_repeats_and_batches(device):
     """Repeated destinations accumulate in order; dependent copies stay ordered."""
     t = Twin(device, np.float32, 10, 30, n_trials=3)

@@ -2,10 +2,11 @@
 // and host logic (device_program.h) as the GPU build, with host memory standing
 // in for device memory and a list of closures standing in for a CUDA graph.
 //
-// Logical threads run in reverse order and every pool access is bounds-checked,
-// so a kernel that depends on its threads' order, or reads outside the pools,
-// fails the comparison with the CPU backend (tests/test_cuda_emulator.py)
-// instead of passing by luck.  Built always, with or without nvcc.
+// Logical threads run in reverse order (NC_EMU_ORDER: forward, or shuffled
+// anew each launch) and every pool access is bounds-checked, so a kernel that
+// depends on its threads' order, or reads outside the pools, fails the
+// comparison with the CPU backend (tests/test_cuda_*.py) instead of passing by
+// luck.  Built always, with or without nvcc.
 //
 // Work outside a capture is queued, as on a CUDA stream, and runs at sync():
 // a copy reads or writes its host buffer then, as cudaMemcpyAsync may with
@@ -17,12 +18,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <new>
+#include <numeric>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "knobs.h"
@@ -30,6 +34,47 @@
 
 namespace nc {
 namespace emu {
+
+// The order the emulator runs a launch's logical threads (and tiles) in, as
+// k -> order[k] for k = 0 .. n - 1.  Reverse by default, so that a thread
+// relying on a lower-numbered one having run first shows.  NC_EMU_ORDER=
+// forward shows a thread relying on a higher-numbered one; shuffle, a new
+// permutation each launch (k -> (a k + c) mod n, a coprime to n), shows any
+// other dependence: the GPU promises no order at all.
+class ThreadOrder {
+  public:
+    explicit ThreadOrder(int64_t n) : n_(n) {
+        const char* env = std::getenv("NC_EMU_ORDER");
+        const std::string mode = env ? env : "";
+        if (mode.empty() || mode == "reverse") {
+            reverse_ = true;
+        } else if (mode == "forward") {
+            a_ = 1;
+        } else if (mode == "shuffle") {
+            static thread_local uint64_t launches = 0;
+            uint64_t h = ++launches * 0x9E3779B97F4A7C15ull;  // (splitmix64's finalizer)
+            h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+            h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+            h ^= h >> 31;
+            if (n > 1) {
+                c_ = static_cast<int64_t>(h % static_cast<uint64_t>(n));
+                a_ = 1 + static_cast<int64_t>((h >> 32) % static_cast<uint64_t>(n - 1));
+                while (std::gcd(a_, n) != 1) ++a_;
+            }
+        } else {
+            throw std::invalid_argument("NC_EMU_ORDER must be reverse, forward or shuffle, not '" +
+                                        mode + "'");
+        }
+    }
+    int64_t operator[](int64_t k) const {
+        if (reverse_) return n_ - 1 - k;
+        return static_cast<int64_t>((static_cast<unsigned __int128>(a_) * k + c_) % n_);
+    }
+
+  private:
+    int64_t n_, a_ = 1, c_ = 0;
+    bool reverse_ = false;
+};
 
 class Exec {
   public:
@@ -54,17 +99,21 @@ class Exec {
     void for_each(int64_t n, const F& f) {
         if (n <= 0) return;
         submit([n, f]() {
-            for (int64_t i = n - 1; i >= 0; --i) f(i);
+            const ThreadOrder order(n);
+            for (int64_t k = 0; k < n; ++k) f(order[k]);
         });
     }
 
-    // Phases in order, each phase's indices in reverse (see phases.h).
+    // Phases in order, each phase's indices in ThreadOrder (see phases.h).
     template <class T>
     void phases(const PhaseList& list) {
         if (list.n <= 0) return;
         submit([list]() {
-            for (int k = 0; k < list.n; ++k)
-                for (int64_t i = list.d[k].n - 1; i >= 0; --i) run_phase<T>(list.d[k], i, list.d[k].n);
+            for (int k = 0; k < list.n; ++k) {
+                const ThreadOrder order(list.d[k].n);
+                for (int64_t i = 0; i < list.d[k].n; ++i)
+                    run_phase<T>(list.d[k], order[i], list.d[k].n);
+            }
         });
     }
 
@@ -76,7 +125,9 @@ class Exec {
         if (n_tiles <= 0) return;
         submit([q, n_tiles, epi]() {
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * TT), old;
-            for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
+            const ThreadOrder tiles(n_tiles);
+            for (int64_t k = 0; k < n_tiles; ++k) {
+                const int64_t tile = tiles[k];
                 // (__shfl_xor_sync exchanges within a warp: a row's lanes
                 // must be a power of two that divides the warp)
                 const int g = q.tile_g[tile];
@@ -85,16 +136,21 @@ class Exec {
                     throw std::logic_error("emulated device: a mat-vec tile of " +
                                            std::to_string(q.tile_nslot[tile]) + " rows of " +
                                            std::to_string(g) + " lanes");
-                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                const ThreadOrder threads(kDotThreads);
+                for (int j = 0; j < kDotThreads; ++j) {
+                    const int tid = static_cast<int>(threads[j]);
                     dot_partial<T, TT>(q, tile, tid, &acc[tid * TT]);
+                }
                 for (int m = g / 2; m > 0; m /= 2) {
                     old = acc;
                     for (int tid = kDotThreads - 1; tid >= 0; --tid)
                         for (int tt = 0; tt < TT; ++tt)
                             acc[tid * TT + tt] = old[tid * TT + tt] + old[(tid ^ m) * TT + tt];
                 }
-                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                for (int j = 0; j < kDotThreads; ++j) {
+                    const int tid = static_cast<int>(threads[j]);
                     dot_write<T, TT>(q, tile, tid, &acc[tid * TT], epi);
+                }
             }
         });
     }
@@ -164,15 +220,19 @@ class Exec {
                                        "without a barrier since it was summed");
             log.staged[buf] = log.barriers;
             poison(smem, buf, elems);
-            for (int tid = kDotThreads - 1; tid >= 0; --tid) thread(tid, nullptr).stage(k, buf);
+            const ThreadOrder threads(kDotThreads);
+            for (int j = 0; j < kDotThreads; ++j) thread(int(threads[j]), nullptr).stage(k, buf);
         }
         void sum(int64_t k, int buf) const {
             if (log.staged[buf] < 0 || log.staged[buf] == log.barriers)
                 throw std::logic_error("emulated device: a dense stage buffer summed without "
                                        "a barrier since it was staged");
             log.summed[buf] = log.barriers;
-            for (int tid = kDotThreads - 1; tid >= 0; --tid)
+            const ThreadOrder threads(kDotThreads);
+            for (int j = 0; j < kDotThreads; ++j) {
+                const int tid = static_cast<int>(threads[j]);
                 thread(tid, &acc[tid * n_acc]).sum(k, buf);
+            }
         }
         void barrier() const { ++log.barriers; }
     };
@@ -200,14 +260,19 @@ class Exec {
             check_stages(stages, elems * sizeof(T));
             Smem<T> smem(static_cast<size_t>(stages) * elems);
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * TPT);
-            for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
+            const ThreadOrder tiles(n_tiles);
+            for (int64_t k = 0; k < n_tiles; ++k) {
+                const int64_t tile = tiles[k];
                 const int64_t nc = q.cols[q.slot_block[q.tile_slot0[tile]]];
                 dense_tile((nc + kDenseCols<T> - 1) / kDenseCols<T>, stages, elems, TPT, smem, acc,
                            [&](int tid, T* sums) {
                                return DenseThread<T, TPT>{q, tile, nc, tid, elems, smem.data(), sums};
                            });
-                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                const ThreadOrder threads(kDotThreads);
+                for (int j = 0; j < kDotThreads; ++j) {
+                    const int tid = static_cast<int>(threads[j]);
                     dense_write<T, TPT>(q, tile, tid, &acc[tid * TPT], epi);
+                }
             }
         });
     }
@@ -222,13 +287,17 @@ class Exec {
             check_stages(d.stages, elems * sizeof(T));
             Smem<T> smem(static_cast<size_t>(d.stages) * elems);
             std::vector<T> acc(static_cast<size_t>(kDotThreads) * A);
-            for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
-                const typename ConvDense<T>::Tile tl = d.tile_at(tile);
+            const ThreadOrder tiles(n_tiles);
+            for (int64_t k = 0; k < n_tiles; ++k) {
+                const typename ConvDense<T>::Tile tl = d.tile_at(tiles[k]);
                 dense_tile(d.chunks(tl.o), d.stages, elems, A, smem, acc, [&](int tid, T* sums) {
                     return ConvDenseThread<T, TPT>{d, tl, tid, elems, smem.data(), sums};
                 });
-                for (int tid = kDotThreads - 1; tid >= 0; --tid)
+                const ThreadOrder threads(kDotThreads);
+                for (int j = 0; j < kDotThreads; ++j) {
+                    const int tid = static_cast<int>(threads[j]);
                     conv_dense_write<T, TPT>(d, tl, tid, &acc[tid * A]);
+                }
             }
         });
     }
