@@ -3,8 +3,9 @@
 //
 // Every kernel is a functor with `NC_HD void operator()(int64_t i) const`: the
 // work of logical thread i.  The CUDA executor runs it in a grid-stride loop;
-// the emulator calls it for every i on the host (in reverse order, so that a
-// dependency between threads shows up as a wrong result).  The tiled mat-vec
+// the emulator calls it for every i on the host (in reverse order, or as
+// NC_EMU_ORDER says, so that a dependency between threads shows up as a wrong
+// result).  The tiled mat-vec
 // is written as phases separated by block barriers (kernel_dot.h,
 // kernel_dense_dot.h), which both executors run in the same order.
 //
