@@ -248,7 +248,6 @@ class Exec {
                        AllThreads<T, MakeThread>{thread, elems, n_acc, smem, acc, log});
         if (!copies.idle())
             throw std::logic_error("emulated device: a dense tile ended with copies in flight");
-        copies = EmulatedCopies();
     }
 
     // The dense mat-vec (kernel_dense_dot.h), tile by tile.
