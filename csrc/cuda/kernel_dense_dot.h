@@ -232,7 +232,8 @@ NC_HD void dense_schedule(int64_t n_chunks, int stages, const Worker& w) {
     }
 }
 
-// The bytes dense_load's vector loads need p aligned to on the GPU.
+// The bytes dense_load's vector loads need p aligned to on the GPU; the
+// GPU loads this many bytes at a time.
 template <typename T, int N>
 NC_HD constexpr int dense_load_align() {
     return (sizeof(T) == 4 && N % 4 == 0) || (sizeof(T) == 8 && N % 2 == 0) ? 16
@@ -240,30 +241,49 @@ NC_HD constexpr int dense_load_align() {
                                                                               : int(sizeof(T));
 }
 
+#if defined(__CUDACC__)
+// The CUDA vector type of W elements of T (T itself for W = 1), and its
+// elements written to x[0 .. W - 1].
+template <typename T, int W>
+struct DenseVector {
+    static_assert(W == 1, "dense_load: no vector type of this width");
+    using type = T;
+};
+template <>
+struct DenseVector<float, 4> {
+    using type = float4;
+};
+template <>
+struct DenseVector<float, 2> {
+    using type = float2;
+};
+template <>
+struct DenseVector<double, 2> {
+    using type = double2;
+};
+template <typename T>
+__device__ inline void dense_unpack(const T& u, T* x) { x[0] = u; }
+__device__ inline void dense_unpack(const float4& u, float* x) {
+    x[0] = u.x, x[1] = u.y, x[2] = u.z, x[3] = u.w;
+}
+__device__ inline void dense_unpack(const float2& u, float* x) { x[0] = u.x, x[1] = u.y; }
+__device__ inline void dense_unpack(const double2& u, double* x) { x[0] = u.x, x[1] = u.y; }
+#endif
+
 // x[0 .. N - 1] = p[0 .. N - 1], p aligned to dense_load_align (16 bytes, 8
-// for two float32): vector loads on the GPU.  The emulator checks the
-// alignment (a misaligned vector load is a launch failure on the GPU).
+// for two float32): vector loads of that width on the GPU, so the width and
+// the alignment the emulator checks (a misaligned vector load is a launch
+// failure on the GPU) come from one place.
 template <typename T, int N>
 NC_HD void dense_load(const T* p, T* x) {
 #if defined(__CUDA_ARCH__)
-    if constexpr (sizeof(T) == 4 && N % 4 == 0) {
-        NC_UNROLL
-        for (int k = 0; k < N / 4; ++k) {
-            const float4 u = reinterpret_cast<const float4*>(p)[k];
-            x[4 * k] = u.x, x[4 * k + 1] = u.y, x[4 * k + 2] = u.z, x[4 * k + 3] = u.w;
-        }
-    } else if constexpr (sizeof(T) == 4 && N == 2) {
-        const float2 u = reinterpret_cast<const float2*>(p)[0];
-        x[0] = u.x, x[1] = u.y;
-    } else if constexpr (sizeof(T) == 8 && N % 2 == 0) {
-        NC_UNROLL
-        for (int k = 0; k < N / 2; ++k) {
-            const double2 u = reinterpret_cast<const double2*>(p)[k];
-            x[2 * k] = u.x, x[2 * k + 1] = u.y;
-        }
-    } else {
-        NC_UNROLL
-        for (int k = 0; k < N; ++k) x[k] = p[k];
+    constexpr int W = dense_load_align<T, N>() / int(sizeof(T));
+    static_assert(N % W == 0, "dense_load: N is a whole number of vectors");
+    using V = typename DenseVector<T, W>::type;
+    NC_UNROLL
+    for (int k = 0; k < N / W; ++k) {
+        const V u = reinterpret_cast<const V*>(p)[k];  // one load (a reference would load by element)
+        dense_unpack(u, x + W * k);
     }
 #else
 #if NC_DEV_CHECKED
