@@ -19,6 +19,7 @@ class ProbeRecording:
 
     def __init__(self, shape, n_trials, keep_history=True):
         self.shape = tuple(shape)
+        self.size = int(np.prod(self.shape))  # values a trial records per sample
         self.n_trials = n_trials
         self.keep_history = keep_history
         self.chunks = []
@@ -53,6 +54,49 @@ class ProbeRecording:
             return np.zeros(0, data.dtype)  # as nengo.Simulator's np.asarray([])
         data = data.reshape((self.n_trials, data.shape[1]) + self.shape)
         return data if minibatched else data[0]
+
+    def values_since(self, n_chunks):
+        """The samples of the chunks from the ``n_chunks``-th on, as values:
+        ``(trials, samples, size)``."""
+        new = self.chunks[n_chunks:]
+        return np.concatenate(new, axis=1) if len(new) != 1 else new[0]
+
+    def load(self, data, dtype):
+        """Takes ``array(minibatched=True)``'s samples (a pickled simulator's),
+        as ``dtype``: the run's chunks join them (no samples yet: float64)."""
+        # (not `append`: keep_history=False would trim)
+        self.chunks = [data.reshape(data.shape[:2] + (self.size,)).astype(dtype)]
+        self.n_samples = data.shape[1]
+
+
+class SparseRecording(ProbeRecording):
+    """Samples of a sparse signal: a `nengo.Sparse` transform's weights, which
+    no learning rule changes (Nengo refuses learning on them).  The native run
+    records nothing (``size`` 0) and only counts the samples; each sample is a
+    copy of the matrix, as ``nengo.Simulator`` records it."""
+
+    def __init__(self, matrix, n_trials, keep_history=True):
+        super().__init__(matrix.shape, n_trials, keep_history)
+        self.matrix = matrix
+        self.size = 0
+
+    def append(self, chunk):
+        super().append(chunk[:, :, :0])  # (the training graph's chunks hold the values)
+
+    def array(self, minibatched):
+        samples = np.empty((self.n_trials, self.n_samples), dtype=object)
+        for index in np.ndindex(samples.shape):
+            samples[index] = self.matrix.copy()
+        return samples if minibatched else samples[0]
+
+    def values_since(self, n_chunks):
+        """As values (``predict``'s arrays): the dense matrix, at each sample."""
+        samples = sum(chunk.shape[1] for chunk in self.chunks[n_chunks:])
+        dense = self.matrix.toarray().ravel()
+        return np.broadcast_to(dense, (self.n_trials, samples, dense.size)).copy()
+
+    def load(self, data, dtype):
+        super().load(np.zeros(data.shape[:2] + (0,)), dtype)
 
 
 class SimulationData(Mapping):

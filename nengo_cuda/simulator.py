@@ -21,6 +21,7 @@ from nengo.builder.operator import SimPyFunc
 from nengo.builder.processes import SimProcess
 from nengo.cache import get_default_decoder_cache
 from nengo.exceptions import BuildError, ReadonlyError, SimulatorClosed, ValidationError
+from nengo.transforms import SparseMatrix
 from nengo.utils.progress import Progress, ProgressTracker
 
 from . import pyfunc
@@ -31,7 +32,7 @@ from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
 from .parameters import LearnedParameters, StateParameters
 from .params import current_built
-from .probes import ProbeRecording, SimulationData
+from .probes import ProbeRecording, SimulationData, SparseRecording
 from .tables import TableLoader
 from .training.config import get_setting, keep_history
 from .training.floatx import in_floatx, keras_floatx, restore_floatx, set_floatx
@@ -199,26 +200,18 @@ class Simulator:
         }.get(type(self.backend).__name__, "GPU"))
         self._tables = TableLoader(self._plan.program, self.backend)
 
-        for probe in self.model.probes:
-            if self.layout.pool_of(self.model.sig[probe]["in"]) != FLOAT:
-                raise BuildError(
-                    f"{probe}: nengo_cuda can only probe float signals "
-                    f"(got {self.model.sig[probe]['in']})"
-                )
         toplevel = getattr(self.model, "toplevel", None)
-        self._recordings = {
-            p: ProbeRecording(self.model.sig[p]["in"].shape, self.n_trials,
-                              keep_history=keep_history(toplevel, p))
-            for p in self.model.probes
-        }
+        self._recordings = {p: self._recording(p, keep_history(toplevel, p))
+                            for p in self.model.probes}
         self.data = SimulationData(self.model.params, self._recordings, self.minibatch_size,
                                    current=self._current_built)
         # per probe, for every run: its recording, element addresses, sampling
         # period in steps (as Nengo computes it) and values per sample
         self._probe_plan = [
-            (rec, self.layout.addresses(self.model.sig[p]["in"]).ravel(),
+            (rec, self.layout.addresses(self.model.sig[p]["in"]).ravel() if rec.size
+             else np.zeros(0, np.int64),
              1 if p.sample_every is None else p.sample_every / self.dt,
-             int(np.prod(rec.shape)))
+             rec.size)
             for p, rec in self._recordings.items()
         ]
         self._every_step = np.ones(0, dtype=np.uint8)  # probe mask: see _run_chunk
@@ -255,6 +248,18 @@ class Simulator:
                 raise
 
     # -- construction helpers ---------------------------------------------------
+    def _recording(self, probe, keep):
+        """The recording of ``probe``'s samples (``keep``: NengoDL's keep_history)."""
+        sig = self.model.sig[probe]["in"]
+        if sig.sparse:
+            matrix = sig.initial_value
+            matrix = matrix.allocate() if isinstance(matrix, SparseMatrix) else matrix
+            return SparseRecording(matrix.astype(self.dtype), self.n_trials, keep_history=keep)
+        if self.layout.pool_of(sig) != FLOAT:
+            raise BuildError(f"{probe}: nengo_cuda can only probe float and sparse signals "
+                             f"(got {sig})")
+        return ProbeRecording(sig.shape, self.n_trials, keep_history=keep)
+
     def _find_input_nodes(self):
         """Input Nodes (size_in == 0) -> their output signal; `data` can replace them.
 
@@ -331,9 +336,7 @@ class Simulator:
             for base, value in values.items():
                 self.layout.base_array(base, trial)[...] = value
         for probe, data in state["probe_data"].items():
-            rec = self._recordings[probe]  # (not `append`: keep_history=False would trim)
-            rec.chunks = [data.reshape(data.shape[:2] + (-1,)).astype(self.dtype)]
-            rec.n_samples = data.shape[1]
+            self._recordings[probe].load(data, self.dtype)
         self._n_steps = state["n_steps"]
         self._time = self._n_steps * self.dt
         self.optimize = state["optimize"]
@@ -598,6 +601,9 @@ class Simulator:
         self.process_seeds = {}
         for trial in range(self.n_trials):
             rng = trial_rng(self.seed, trial)
+            if trial == 0:
+                # Nengo's sim.rng: RandomState(seed), which made the step functions
+                self.rng = rng
             signals = self.layout.signal_dicts[trial]
             for op in self._step_order:
                 if is_tensor_node_op(op):
@@ -774,9 +780,9 @@ class Simulator:
         as a native run's (``sample_every``, ``keep_history``)."""
         start = self._n_steps
         outputs = self._trainer().run_training_mode(steps, feeds)
-        for (rec, _, period, size), probe in zip(self._probe_plan, self._recordings):
+        for (rec, _, period, _), probe in zip(self._probe_plan, self._recordings):
             rec.start_run()
-            value = np.asarray(outputs[probe], dtype=self.dtype).reshape(self.n_trials, steps, size)
+            value = np.asarray(outputs[probe], dtype=self.dtype).reshape(self.n_trials, steps, -1)
             if period != 1:
                 value = value[:, _sampled(start, steps, period)]
             rec.append(np.ascontiguousarray(value))
@@ -815,7 +821,9 @@ class Simulator:
         return check_data(data, steps, self._input_nodes, self.model, self.n_trials, self.dtype)
 
     def _run_chunk(self, n, feeds):
-        start = self._n_steps
+        # Nengo's n_steps is its step signal: after a callback raised, the
+        # signal counts the failed step too, and the next run goes on from it
+        start = self._step_counter()
         plans = []
         for rec, addrs, period, size in self._probe_plan:
             if period == 1:
@@ -853,7 +861,8 @@ class Simulator:
         self._tables.before_run(n, self._step_counter())
         try:
             with np.errstate(invalid="raise", divide="ignore"):
-                self.backend.run(n, native_feeds, [p[:3] for p in probes])
+                # (a probe of no native values, a sparse signal's, only counts samples)
+                self.backend.run(n, native_feeds, [p[:3] for p in probes if p[2].shape[2]])
         finally:
             for index in disabled:
                 self.backend.set_enabled(index, True)

@@ -46,16 +46,6 @@ class Ctx:
             sim.close()
 
 
-def _sparse_weights_probe(ctx):
-    with nengo.Network() as net:
-        a, b = nengo.Node([1.0]), nengo.Node(size_in=2)
-        conn = nengo.Connection(
-            a, b, transform=nengo.transforms.Sparse((2, 1), indices=[[1, 0]], init=[2.0])
-        )
-        nengo.Probe(conn, "weights")
-    ctx.sim(net)
-
-
 def _bad_function_output(ctx):
     with nengo.Network() as net:
         nengo.Node(lambda t: [0.0] if t < 0.0025 else [0.0, 1.0])
@@ -103,7 +93,6 @@ CASES = [
     ("reset(seed=1.5)", lambda c: c.sim().reset(seed=1.5), ValidationError, "seed"),
     # -- what nengo_cuda cannot build
     ("network=str", lambda c: c.sim("not a network"), BuildError, "Cannot build object"),
-    ("probe sparse weights", _sparse_weights_probe, BuildError, "can only probe float"),
     (
         "too large for memory",  # checked before allocating the buffers
         lambda c: c.sim(minibatch_size=10**12),

@@ -360,3 +360,27 @@ def test_nengo_dl_error_phrases(caplog):
                        ("predict", lambda: sim.predict({inp: np.ones((2, 4, 1))}))]:
         with pytest.raises(nengo.exceptions.SimulatorClosed, match=f"call {name}"):
             call()
+
+
+@pytest.mark.parametrize("learning_phase", [None, True])
+def test_predict_sparse_weights_probe(learning_phase):
+    """predict gives a Sparse transform's weights probe as values, as any
+    probe: (batch, steps, size), the dense matrix at each step; run_steps in
+    training mode records it as a native run does (sim.data: copies of the
+    matrix)."""
+    with nengo.Network(seed=1) as net:
+        u = nengo.Node([1.0, 2.0, 3.0])
+        a = nengo.Node(size_in=3)
+        transform = nengo.Sparse((3, 3), indices=[[0, 1], [2, 2]], init=[2.0, 3.0])
+        conn = nengo.Connection(u, a, transform=transform)
+        weights, output = nengo.Probe(conn, "weights"), nengo.Probe(a)
+        if learning_phase:
+            nengo_cuda.configure_settings(learning_phase=True)
+    dense = np.array([[0, 2, 0], [0, 0, 0], [0, 0, 3]], dtype=np.float32)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        out = sim.predict(n_steps=4)
+        assert out[weights].shape == (2, 4, 9) and out[output].shape == (2, 4, 3)
+        assert np.array_equal(out[weights], np.broadcast_to(dense.ravel(), (2, 4, 9)))
+        sim.run_steps(3)
+        assert sim.data[weights].shape == (2, 3)
+        assert all(np.array_equal(m.toarray(), dense) for m in sim.data[weights].ravel())

@@ -120,6 +120,62 @@ def test_pickle_roundtrip(net):
             np.testing.assert_allclose(sim2.data[p2], sim.data[p], atol=1e-12)
 
 
+
+@pytest.mark.parametrize("minibatch_size", [None, 2])
+def test_pickle_before_a_run(net, minibatch_size):
+    """A simulator that has not run pickles (its probes without samples, of
+    the probed shape) and then runs as one that was never pickled."""
+    network, probes = net
+    with make(net, dtype="float64", minibatch_size=minibatch_size) as sim:
+        empty = [sim.data[p].shape for p in probes]
+        copy, copied_probes = pickle.loads(pickle.dumps((sim, probes)))
+        sim.run_steps(10)
+        with copy:
+            assert [copy.data[p].shape for p in copied_probes] == empty
+            copy.run_steps(10)
+            for ours, p in zip(copied_probes, probes):
+                np.testing.assert_array_equal(copy.data[ours], sim.data[p])
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+@pytest.mark.parametrize("minibatch_size", [None, 2])
+def test_probe_sparse_weights(device, minibatch_size):
+    """A probe of a Sparse transform's weights records, as nengo.Simulator, a
+    copy of the matrix at each sample (no learning rule changes them: Nengo
+    refuses learning on Sparse transforms), next to the other probes."""
+    with nengo.Network(seed=1) as network:
+        u = nengo.Node([1, 2, 3])
+        a = nengo.Node(size_in=3)
+        transform = nengo.Sparse((3, 3), indices=[[0, 1], [2, 2], [1, 0]], init=[2.0, 3.0, -1.0])
+        conn = nengo.Connection(u, a, transform=transform)
+        probes = [nengo.Probe(conn, "weights"), nengo.Probe(conn, "weights", sample_every=0.002),
+                  nengo.Probe(a)]
+    with nengo.Simulator(network, progress_bar=False) as ref:
+        ref.run_steps(3)
+        ref.run_steps(4)
+    with nengo_cuda.Simulator(network, dtype="float64", device=device, progress_bar=False,
+                              minibatch_size=minibatch_size) as sim:
+        copy, copy_probes = pickle.loads(pickle.dumps((sim, probes)))
+        sim.run_steps(3)
+        copy.run_steps(3)
+        copied, copied_probes = pickle.loads(pickle.dumps((copy, copy_probes)))
+        copy.close()
+        for s, its_probes in ((sim, probes), (copied, copied_probes)):
+            s.run_steps(4)
+            for mine, p in zip(its_probes, probes):
+                ours, theirs = s.data[mine], ref.data[p]
+                if minibatch_size:
+                    assert ours.shape[0] == minibatch_size
+                    ours = ours[-1]
+                assert ours.shape == theirs.shape
+                if p.attr == "weights":
+                    assert len({id(m) for m in ours}) == len(ours)  # copies, as Nengo's
+                for mine, nengos in zip(ours, theirs):
+                    if p.attr == "weights":
+                        mine, nengos = mine.toarray(), nengos.toarray()
+                    assert np.array_equal(mine, nengos)
+        copied.close()
+
 def test_nengo_dl_arguments_port_unchanged(net):
     """Code written for nengo_dl.Simulator keeps its device= and
     unroll_simulation=; as NengoDL, steps round up to a multiple of the unroll
@@ -204,6 +260,66 @@ def test_python_errors_propagate_and_keep_data():
         assert sim.n_steps == 4
         assert sim.data[p].shape == (4, 1)
 
+
+
+@pytest.mark.parametrize("minibatch_size", [None, 2])
+def test_run_after_a_callback_error_counts_steps_as_nengo(minibatch_size):
+    """After a Node raised in step 2, Nengo's step signal counts that step:
+    the next run goes on from it, and n_steps, time, trange and the probes'
+    sampling follow the signal."""
+    def network_with_failing_node(failed):
+        def f(t):
+            if t > 0.0015 and not failed:  # once, in the first trial that gets there
+                failed.append(t)
+                raise RuntimeError("boom")
+            return t
+
+        with nengo.Network(seed=1) as network:
+            u = nengo.Node(f, size_out=1)
+            probes = [nengo.Probe(u), nengo.Probe(u, sample_every=0.002)]
+        return network, probes
+
+    results = []
+    for make_sim in (nengo.Simulator,
+                     lambda net: nengo_cuda.Simulator(net, dtype="float64", progress_bar=False,
+                                                      minibatch_size=minibatch_size)):
+        network, probes = network_with_failing_node([])
+        with make_sim(network) as sim:
+            with pytest.raises(RuntimeError, match="boom"):
+                sim.run_steps(5)
+            sim.run_steps(3)
+            data = [np.asarray(sim.data[p]).reshape(-1, sim.data[p].shape[-2], 1)[0]
+                    for p in probes]
+            results.append((sim.n_steps, sim.time, list(sim.trange()), data))
+    (n_ref, t_ref, trange_ref, data_ref), (n, t, trange, data) = results
+    assert (n, t, trange) == (n_ref, t_ref, trange_ref) and n == 5
+    for ours, ref in zip(data, data_ref):
+        assert np.array_equal(ours, ref)
+
+
+def test_rng_is_nengos():
+    """sim.rng is Nengo's: RandomState(seed), after making the step functions
+    (its next draws are Nengo's), made anew by reset and after unpickling."""
+    with nengo.Network(seed=3) as network:
+        u = nengo.Node(nengo.processes.WhiteNoise(), size_out=2)
+        v = nengo.Node(np.sin)  # (a Python callback; picklable)
+        a = nengo.Ensemble(10, 1, noise=nengo.processes.WhiteNoise())
+        nengo.Connection(v, a)
+        nengo.Probe(u)
+
+    def draws(sim):
+        return sim.rng.uniform(size=5)
+
+    with nengo.Simulator(network, progress_bar=False) as ref, \
+            nengo_cuda.Simulator(network, dtype="float64", progress_bar=False) as sim:
+        assert np.array_equal(draws(sim), draws(ref))
+        ref.reset(seed=11)
+        sim.reset(seed=11)
+        assert np.array_equal(draws(sim), draws(ref))
+        copy = pickle.loads(pickle.dumps(sim))
+        ref.reset()
+        assert np.array_equal(draws(copy), draws(ref))
+        copy.close()
 
 def test_entry_point_and_backend_name():
     from importlib.metadata import entry_points

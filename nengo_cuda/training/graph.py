@@ -421,6 +421,9 @@ class TrainingGraph:
         """The probed signal, ``(batch, size)``: a shared signal (e.g. a
         connection's constant weights) is the same in every trial."""
         sig = self.model.sig[probe]["in"]
+        if sig.sparse:  # a Sparse transform's weights: constant (`probes.SparseRecording`)
+            dense = np.asarray(sig.initial_value.toarray(), self.np_dtype).reshape(1, -1)
+            return tf.tile(tf.constant(dense), [self.batch, 1])
         return tf.reshape(self._per_trial(vals, sig), [self.batch, -1])
 
     def _one_step(self, vals, t, x_k):

@@ -97,9 +97,7 @@ class Inference:
                               progress_bar=False)
                 out = {}
                 for p, rec in sim._recordings.items():
-                    new = rec.chunks[before[p]:]
-                    value = np.concatenate(new, axis=1) if len(new) != 1 else new[0]
-                    out[p] = value.reshape(mb, -1, self._probe_size(p))
+                    out[p] = rec.values_since(before[p]).reshape(mb, -1, self._probe_size(p))
                 sim._restore_recordings(recordings)
                 yield out
         finally:
