@@ -8,6 +8,7 @@ Beyond `nengo.Simulator`, it offers NengoDL's ``minibatch_size`` (independent
 trials run together) and ``data=`` (run-time values for input Nodes).
 """
 
+import contextlib
 import copy
 import logging
 import operator
@@ -100,7 +101,8 @@ class Simulator:
         merging of operators into groups happens either way.
     minibatch_size : int, optional
         Number of independent trials simulated together.  When given, probe data
-        has shape ``(minibatch_size, n_steps, size)``.
+        has shape ``(minibatch_size, n_steps, size)``; when not, Nengo's shapes
+        (``sim.minibatch_size`` is then 1, as in NengoDL).
     device : {None, "cpu", "cuda", "cuda:N", "cuda-emulator"}
         Where to run.  None picks CUDA when a GPU is usable, else the CPU;
         ``"cuda"`` is CuPy's current device.  NengoDL's TensorFlow names work
@@ -138,10 +140,14 @@ class Simulator:
             dtype = get_setting(network if network is not None else
                                 getattr(model, "toplevel", None), "dtype")
         self.dtype = check_dtype(dtype)
-        self.minibatch_size = check_positive_int(minibatch_size, "minibatch_size")
+        minibatch_size = check_positive_int(minibatch_size, "minibatch_size")
+        # probe data has a trial axis only where minibatch_size was given (else
+        # Nengo's shapes); the attribute is NengoDL's, 1 where it was not
+        self._minibatched = minibatch_size is not None
+        self.minibatch_size = minibatch_size or 1
         self.unroll_simulation = check_positive_int(
             unroll_simulation, "unroll_simulation", or_none=False)
-        self.n_trials = self.minibatch_size or 1
+        self.n_trials = self.minibatch_size
         backend_cls = select_backend(device)
         if model is None:
             dt = check_dt(dt)
@@ -203,7 +209,7 @@ class Simulator:
         toplevel = getattr(self.model, "toplevel", None)
         self._recordings = {p: self._recording(p, keep_history(toplevel, p))
                             for p in self.model.probes}
-        self.data = SimulationData(self.model.params, self._recordings, self.minibatch_size,
+        self.data = SimulationData(self.model.params, self._recordings, self._minibatched,
                                    current=self._current_built)
         # per probe, for every run: its recording, element addresses, sampling
         # period in steps (as Nengo computes it) and values per sample
@@ -215,6 +221,7 @@ class Simulator:
             for p, rec in self._recordings.items()
         ]
         self._every_step = np.ones(0, dtype=np.uint8)  # probe mask: see _run_chunk
+        self._sampling = True  # False: probes record every step (`_every_step_probes`)
         step = self.model.step  # Nengo's step counter, trial 0's (see _step_counter)
         self._step_view = (self.layout.base_array(step.base, 0)
                            if step is not None and step.base in self.layout.placement else None)
@@ -312,7 +319,7 @@ class Simulator:
             "progress_bar": self.progress_bar,
             "optimize": self.optimize,
             "closed": self.closed,
-            "minibatch_size": self.minibatch_size,
+            "minibatch_size": self.minibatch_size if self._minibatched else None,
             "device": self.device,
             "dtype": self.dtype.name,
             "unroll_simulation": self.unroll_simulation,
@@ -826,7 +833,7 @@ class Simulator:
         start = self._step_counter()
         plans = []
         for rec, addrs, period, size in self._probe_plan:
-            if period == 1:
+            if period == 1 or not self._sampling:
                 if len(self._every_step) < n:
                     self._every_step = np.ones(n, dtype=np.uint8)
                 mask, samples = self._every_step[:n], n
@@ -878,6 +885,17 @@ class Simulator:
             self._n_steps = start + done
             self._time = self._n_steps * self.dt
             self.data.reset()
+
+    @contextlib.contextmanager
+    def _every_step_probes(self):
+        """Runs inside record every step of every probe, whatever its
+        ``sample_every``: ``predict`` and ``evaluate`` give each step, as NengoDL's
+        Keras model outputs do (its ``sim.data`` samples, as ours)."""
+        self._sampling = False
+        try:
+            yield
+        finally:
+            self._sampling = True
 
     def _restore_constant(self, node):
         """A constant Node fed by `data` outputs its own value again afterwards."""

@@ -384,3 +384,44 @@ def test_predict_sparse_weights_probe(learning_phase):
         sim.run_steps(3)
         assert sim.data[weights].shape == (2, 3)
         assert all(np.array_equal(m.toarray(), dense) for m in sim.data[weights].ravel())
+
+
+def test_sample_every_probes_give_every_step_to_keras():
+    """As NengoDL's Keras model: predict gives a probe with sample_every at
+    every step, and fit/evaluate take targets of every step; sim.data (runs)
+    keeps Nengo's sampling."""
+    x = np.random.RandomState(0).rand(4, 10, 2)
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(2))
+        ens = nengo.Ensemble(20, 2, neuron_type=nengo.LIFRate())
+        out = nengo.Node(size_in=1)
+        nengo.Connection(inp, ens)
+        nengo.Connection(ens, out, function=lambda v: v[0] * v[1])
+        sampled, every = nengo.Probe(out, sample_every=0.002), nengo.Probe(out)
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
+        predicted = sim.predict({inp: x})
+        assert predicted[sampled].shape == (4, 10, 1)
+        np.testing.assert_array_equal(predicted[sampled], predicted[every])
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss={sampled: "mse"})
+        target = np.zeros((4, 10, 1))
+        loss = sim.evaluate({inp: x}, {sampled: target}, verbose=0)["loss"]
+        np.testing.assert_allclose(loss, np.mean(predicted[every] ** 2), rtol=1e-6)
+        sim.fit({inp: x}, {sampled: target}, verbose=0)
+        sim.run_steps(10, data={inp: x[:2]})
+        assert sim.data[sampled].shape == (2, 5, 1)
+        np.testing.assert_array_equal(sim.data[sampled], sim.data[every][:, 1::2])
+
+
+def test_minibatch_size_attribute_is_nengo_dls():
+    """sim.minibatch_size is 1 where it was not given (NengoDL's), so code like
+    np.ones((sim.minibatch_size, n, d)) ports; probe data keeps Nengo's shapes."""
+    net, inp, p = _passthrough(2)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        assert sim.minibatch_size == 1
+        x = np.ones((sim.minibatch_size, 3, 2))
+        sim.run_steps(3, data={inp: x})
+        assert sim.data[p].shape == (3, 2)
+        assert sim.predict({inp: x})[p].shape == (1, 3, 2)
+    with nengo_cuda.Simulator(net, minibatch_size=1, progress_bar=False) as sim:
+        sim.run_steps(3)
+        assert sim.minibatch_size == 1 and sim.data[p].shape == (1, 3, 2)

@@ -93,8 +93,9 @@ class Inference:
                 if not stateful and i > 0:
                     sim._restore_state(start)
                 before = {p: len(rec.chunks) for p, rec in sim._recordings.items()}
-                sim.run_steps(steps, data={k: v[i * mb : (i + 1) * mb] for k, v in x.items()},
-                              progress_bar=False)
+                with sim._every_step_probes():  # (NengoDL's outputs: every step)
+                    sim.run_steps(steps, data={k: v[i * mb : (i + 1) * mb] for k, v in x.items()},
+                                  progress_bar=False)
                 out = {}
                 for p, rec in sim._recordings.items():
                     out[p] = rec.values_since(before[p]).reshape(mb, -1, self._probe_size(p))
