@@ -905,6 +905,29 @@ def test_nengo_dl2_methods_refuse_unsupported_options():
         assert np.isfinite(sim.loss(data, progress_bar=False, training=False))
 
 
+
+def test_nengo_dl2_positional_arguments_and_steps_as_data():
+    """NengoDL 2's order, train(data, optimizer, n_epochs, objective): a third
+    positional argument is the epochs; loss's combine=np.mean is its default;
+    data may be a number of steps for objectives without targets (NengoDL 2's
+    rule: then an objective must be given)."""
+    net, inp, p = _small_sim()
+    data = {inp: np.ones((2, 3, 1)), p: np.zeros((2, 3, 1))}
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        history = sim.train(data, tf.keras.optimizers.SGD(0.0), 3).history["loss"]
+        assert len(history) == 3
+        by_keyword = sim.loss(data)
+        assert sim.loss(data, None, np.mean) == by_keyword
+        squares = {p: lambda outputs: tf.reduce_mean(tf.square(outputs))}
+        mean_square = sim.loss(4, squares)
+        outputs = sim.predict(n_steps=4)[p]
+        np.testing.assert_allclose(mean_square, np.mean(outputs ** 2), rtol=1e-5)
+        assert len(sim.train(4, tf.keras.optimizers.SGD(0.0), 2, squares).history["loss"]) == 2
+        with pytest.raises(nengo.exceptions.ValidationError, match="explicit objective"):
+            sim.loss(4)
+        with pytest.raises(nengo.exceptions.ValidationError, match="number of steps"):
+            sim.loss([np.zeros((2, 3, 1))])
+
 def test_get_name_keys_data_and_losses():
     """sim.get_name gives the names that data, loss and evaluate dicts use."""
     with nengo.Network(seed=0) as net:

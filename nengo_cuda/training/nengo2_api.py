@@ -1,6 +1,7 @@
 """NengoDL 2's training API: ``sim.train`` and ``sim.loss``.
 
-Both take one dict ``{input Node or target Probe: array}`` and objectives
+Both take one dict ``{input Node or target Probe: array}`` (or a number of
+steps, for objectives without targets) and objectives
 ``{probe: f}`` (`losses.objective`: ``f(outputs, targets)``, or ``f(outputs)``
 for an objective without targets); they run on ``compile``/``fit`` and
 ``evaluate``.  NengoDL 2 options without a counterpart here (truncation,
@@ -29,10 +30,12 @@ class NengoDL2API:
     """`Trainer`'s ``train`` and ``loss``, over its ``compile``, ``fit`` and
     ``evaluate``."""
 
-    def train(self, data, optimizer, objective=None, n_epochs=1, shuffle=True, truncation=None,
+    def train(self, data, optimizer, n_epochs=1, objective=None, shuffle=True, truncation=None,
               summaries=None, profile=False, extra_feeds=None, progress_bar=True):
-        """NengoDL 2's ``sim.train``: ``data`` maps input Nodes and target Probes to
-        arrays; ``objective`` {probe: loss} (default: MSE); ``optimizer`` a Keras or
+        """NengoDL 2's ``sim.train`` (its order of arguments): ``data`` maps input
+        Nodes and target Probes to arrays, or is a number of steps (for objectives
+        without targets); ``objective`` {probe: loss} (default: MSE of the probes
+        in ``data``); ``optimizer`` a Keras or
         ``tf.compat.v1.train`` optimizer (see `compile`).  NengoDL 2's
         ``truncation``, ``summaries``, ``profile`` and ``extra_feeds`` are refused
         when set; ``progress_bar`` is accepted (no bar is shown)."""
@@ -40,50 +43,62 @@ class NengoDL2API:
                             profile=profile, extra_feeds=extra_feeds)
         if optimizer is None:
             raise ValidationError("train needs an optimizer", attr="optimizer")
-        inputs, targets = self._split(data)
+        inputs, targets, steps = self._split(data, objective)
         objective = objective if objective is not None else {p: mse for p in targets}
         self.compile(optimizer)
         self.losses = self._losses(objective, nengo2_objective)
-        targets = self._outputs_only_targets(inputs, targets)
+        targets = self._outputs_only_targets(inputs, targets, steps)
         return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle, verbose=0)
 
-    def _outputs_only_targets(self, inputs, targets):
+    def _outputs_only_targets(self, inputs, targets, steps=None):
         """``targets`` plus placeholders for the probes whose NengoDL 2 objective
-        takes only the outputs (``f(outputs)``: no target data given)."""
+        takes only the outputs (``f(outputs)``: no target data given); ``steps``:
+        the steps where ``data`` was a number (one minibatch)."""
         if not isinstance(self.losses, dict):
             return targets
         free = [p for p, f in self.losses.items()
                 if p not in targets and not getattr(f, "needs_targets", True)]
         if not free:
             return targets
-        given = list(inputs.values()) + list(targets.values())
-        if not given:
-            raise ValidationError("give input or target data (their shape sets the batch "
-                                  "and steps)", attr="data")
-        batch, steps = np.shape(given[0])[:2]
+        if steps is not None:
+            batch = self.sim.n_trials
+        else:
+            given = list(inputs.values()) + list(targets.values())
+            if not given:
+                raise ValidationError("give input or target data (their shape sets the batch "
+                                      "and steps)", attr="data")
+            batch, steps = np.shape(given[0])[:2]
         return {**targets, **{p: np.zeros((batch, steps, 1)) for p in free}}
 
-    def loss(self, data, objective=None, combine=None, extra_feeds=None, progress_bar=True,
+    def loss(self, data, objective=None, combine=np.mean, extra_feeds=None, progress_bar=True,
              training=False):
         """NengoDL 2's ``sim.loss``: the mean of ``objective`` {probe: loss} (default:
-        MSE) over ``data``, simulating the network as defined.  ``combine`` (the
-        mean is the only combination), ``extra_feeds`` and ``training=True`` are
-        refused when set."""
-        _refuse_unsupported("loss", combine=combine, extra_feeds=extra_feeds,
-                            training=training)
-        inputs, targets = self._split(data)
+        MSE) over ``data`` (as in `train`), simulating the network as defined.
+        ``combine`` other than the mean (NengoDL 2's default), ``extra_feeds`` and
+        ``training=True`` are refused when set."""
+        _refuse_unsupported("loss", combine=None if combine is np.mean else combine,
+                            extra_feeds=extra_feeds, training=training)
+        inputs, targets, steps = self._split(data, objective)
         saved = (self.losses, self.loss_weights, self.metrics, self.weighted_metrics)
         objective = objective if objective is not None else {p: mse for p in targets}
         self.losses = self._losses(objective, nengo2_objective)
         self.loss_weights, self.metrics, self.weighted_metrics = {}, None, None
         try:
-            return self.evaluate(inputs, self._outputs_only_targets(inputs, targets))["loss"]
+            return self.evaluate(inputs,
+                                 self._outputs_only_targets(inputs, targets, steps))["loss"]
         finally:
             self.losses, self.loss_weights, self.metrics, self.weighted_metrics = saved
 
-    def _split(self, data):
+    def _split(self, data, objective):
+        """``data``'s inputs, targets and steps (None, or ``data`` if a number)."""
+        if isinstance(data, (int, np.integer)) and not isinstance(data, bool):
+            if objective is None:  # (NengoDL 2's rule)
+                raise ValidationError("Must specify an explicit objective if no input data "
+                                      "given", attr="objective")
+            return {}, {}, int(data)
         if not isinstance(data, dict):
-            raise ValidationError("data must be a dict {Node or Probe: array}", attr="data")
+            raise ValidationError("data must be a dict {Node or Probe: array} or a number "
+                                  "of steps", attr="data")
         inputs, targets = {}, {}
         for k, v in data.items():
             if isinstance(k, nengo.Probe):
@@ -92,4 +107,4 @@ class NengoDL2API:
                 inputs[k] = v
             else:
                 raise ValidationError(f"data key {k!r} is neither a Node nor a Probe", attr="data")
-        return inputs, targets
+        return inputs, targets, None
