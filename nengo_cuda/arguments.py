@@ -8,7 +8,7 @@ import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
 
-from .training.names import zip_with_objects
+from .training.names import by_name, zip_with_objects
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -73,7 +73,8 @@ def check_seed(seed):
 
 def check_data(data, steps, input_nodes, model, n_trials, dtype):
     """``run_steps``' ``data``, validated: ``{input Node: array (n_trials,
-    steps, size_out)}`` in ``dtype``.  ``input_nodes``: the simulator's input
+    steps, size_out)}`` in ``dtype`` (keys: Nodes, or their names as in
+    ``predict``).  ``input_nodes``: the simulator's input
     Nodes in order (data given as a list of arrays goes to them so, as in
     NengoDL); ``model``: the built model (to tell other Nodes of it from
     objects of other networks)."""
@@ -88,6 +89,7 @@ def check_data(data, steps, input_nodes, model, n_trials, dtype):
         data = zip_with_objects(data, list(input_nodes), "data", "input Nodes")
     feeds = {}
     for node, values in data.items():
+        node = by_name(node, list(input_nodes), "node")  # (NengoDL's names work too)
         if node not in input_nodes:
             what = (
                 "is not an input Node (size_in must be 0)"

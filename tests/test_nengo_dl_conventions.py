@@ -425,3 +425,30 @@ def test_minibatch_size_attribute_is_nengo_dls():
     with nengo_cuda.Simulator(net, minibatch_size=1, progress_bar=False) as sim:
         sim.run_steps(3)
         assert sim.minibatch_size == 1 and sim.data[p].shape == (1, 3, 2)
+
+
+def test_names_and_n_steps_input_in_data_dicts():
+    """run_steps takes input Nodes by name as predict does; a dict may hold
+    NengoDL's "n_steps" input (its Keras model's), which must agree with the
+    data's steps; target errors name y."""
+    net, inp, p = _passthrough(2)
+    inp.label = "stim"
+    x = np.random.RandomState(1).rand(2, 3, 2)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        assert sim.get_name(inp) == "stim"
+        sim.run_steps(3, data={"stim": x})
+        np.testing.assert_allclose(sim.data[p], x, rtol=1e-6)
+        with pytest.raises(nengo.exceptions.ValidationError, match="'stimulus' is not a Node"):
+            sim.run_steps(3, data={"stimulus": x})
+        steps = np.full((2, 1), 3)
+        predicted = sim.predict({"stim": x, "n_steps": steps})[p]
+        np.testing.assert_allclose(predicted, x, rtol=1e-6)
+        sim.compile(loss={p: "mse"})
+        loss = sim.evaluate({"stim": x, "n_steps": steps}, {p: x}, verbose=0)["loss"]
+        assert loss < 1e-10
+        with pytest.raises(nengo.exceptions.ValidationError, match="does not match the steps"):
+            sim.predict({"stim": x, "n_steps": np.full((2, 1), 4)})
+        with pytest.raises(nengo.exceptions.ValidationError, match="only NengoDL's"):
+            sim.predict({"n_steps": steps})
+        with pytest.raises(nengo.exceptions.ValidationError, match="^y: data for .* size 3"):
+            sim.evaluate({"stim": x}, {p: np.zeros((2, 3, 3))}, verbose=0)

@@ -18,8 +18,8 @@ from nengo.exceptions import ValidationError
 
 from . import sample_weights
 from .config import keep_history
-from .losses import free_target_size, io_names
-from .names import zip_with_objects
+from .losses import free_target_size
+from .names import by_name, zip_with_objects
 from ..user_warnings import warn
 
 
@@ -46,11 +46,7 @@ class DataChecks:
         return list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
 
     def _lookup(self, key, kinds, what):
-        if isinstance(key, str):  # a name (see names.io_names) or a label
-            objs = self._objects(what)
-            names = io_names(objs, "node" if what == "input" else "probe")
-            key = next((o for o in objs if names[o] == key),
-                       next((o for o in objs if o.label == key), key))
+        key = by_name(key, self._objects(what), "node" if what == "input" else "probe")
         if what == "input" and key not in self.sim._input_nodes:
             raise ValidationError(
                 f"{key!r} is not an input Node of this network (inputs must be Nodes "
@@ -113,7 +109,28 @@ class DataChecks:
         if not isinstance(data, dict):
             kind = "input Nodes" if what == "input" else "Probes"
             data = zip_with_objects(data, self._objects(what), what, kind)
+        elif what == "input" and "n_steps" in data and \
+                by_name("n_steps", self._objects(what), "node") == "n_steps":
+            data = self._without_steps_input(data)
         return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
+
+    @staticmethod
+    def _without_steps_input(data):
+        """``data`` without NengoDL's ``"n_steps"`` input (``(batch, 1)``, each item
+        its steps), which must agree with the other inputs' steps (ours come
+        from them, or from the ``n_steps`` argument)."""
+        data = dict(data)
+        given = np.asarray(data.pop("n_steps"))
+        if not data:
+            raise ValidationError(
+                "x holds only NengoDL's \"n_steps\" input: give the steps as the n_steps "
+                "argument instead", attr="x")
+        steps = {np.shape(v)[1] for v in data.values() if np.ndim(v) == 3}
+        if given.size == 0 or len(steps) != 1 or np.any(given != next(iter(steps))):
+            raise ValidationError(
+                f"x's \"n_steps\" input ({np.unique(given).tolist()}) does not match the "
+                f"steps of the input data ({sorted(steps)})", attr="x")
+        return data
 
     def _check(self, x, y, n_steps=None):
         arrays = list(x.values()) + list(y.values())
@@ -121,19 +138,20 @@ class DataChecks:
             raise ValidationError("no data given", attr="x")
         batch = arrays[0].shape[0]
         for obj, value in list(x.items()) + list(y.items()):
+            arg = "x" if obj in x else "y"  # (the argument the error names: attr)
             if value.ndim != 3:
                 raise ValidationError(
                     f"data for {obj} must have shape (batch, n_steps, size) "
-                    f"(got {value.shape})", attr="x")
+                    f"(got {value.shape})", attr=arg)
             if value.shape[0] != batch:
                 raise ValidationError(
                     f"all data must have the same batch size: data for {obj} has "
                     f"{value.shape[0]} items, which does not match expected size ({batch})",
-                    attr="x")
+                    attr=arg)
             size = obj.size_out if isinstance(obj, nengo.Node) else self._probe_size(obj)
             if value.shape[2] != size and not self._free_target_size(obj):
-                raise ValidationError(f"data for {obj} has size {value.shape[2]}; expected "
-                                      f"{size}", attr="x")
+                raise ValidationError(f"data for {obj} has size {value.shape[2]}; "
+                                      f"expected {size}", attr=arg)
         if n_steps is not None:
             steps = int(n_steps)
         elif x:

@@ -27,6 +27,16 @@ def io_names(objs, default):
     return names
 
 
+def by_name(key, objs, default):
+    """The object of ``objs`` that the string ``key`` names (its `io_names` name,
+    else its label); ``key`` itself if it is not a string or names none."""
+    if not isinstance(key, str):
+        return key
+    names = io_names(objs, default)
+    return next((o for o in objs if names[o] == key),
+                next((o for o in objs if o.label == key), key))
+
+
 def zip_with_objects(data, objs, what, kind):
     """Data given as an array (or a list of arrays) instead of a dict, as
     NengoDL takes it: {obj: array} with the first array for the first of
