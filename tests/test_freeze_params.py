@@ -96,6 +96,48 @@ def test_get_and_freeze_refuse_other_objects():
             sim.get_nengo_params(net.ensembles, as_dict=True)
 
 
+
+def test_full_weight_matrix_is_refused_whole():
+    """A connection with a weights=True solver into an Ensemble has weights
+    that Nengo builds as encoders x transform x decoders, which a trained
+    matrix has no parameters for: get_nengo_params says so, and freeze_params
+    changes nothing (not the ensembles frozen before it)."""
+    with nengo.Network(seed=2) as net:
+        a = nengo.Ensemble(20, 2, neuron_type=nengo.LIFRate())
+        b = nengo.Ensemble(15, 2, neuron_type=nengo.LIFRate())
+        conn = nengo.Connection(a, b, solver=nengo.solvers.LstsqL2(weights=True))
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="full weight matrix"):
+            sim.get_nengo_params(conn)
+        with pytest.raises(nengo.exceptions.ValidationError, match="full weight matrix"):
+            sim.freeze_params(net)
+    assert a.gain is None and a.encoders is nengo.Ensemble.encoders.default
+    assert isinstance(conn.solver, nengo.solvers.LstsqL2) and conn.solver.weights
+    with nengo.Simulator(net, progress_bar=False):
+        pass  # builds as before
+
+
+def test_freeze_params_undoes_its_writes_when_one_fails(monkeypatch):
+    """A parameter that Nengo refuses as it is written (planted: a transform of
+    the wrong shape) leaves every object as it was."""
+    from nengo_cuda.training.parameter_io import ParameterIO
+
+    net, inp, p, conns = _net()
+    made = ParameterIO._nengo_params
+
+    def planted(self, obj):
+        return {"transform": np.ones((7, 7))} if obj is conns[2] else made(self, obj)
+
+    monkeypatch.setattr(ParameterIO, "_nengo_params", planted)
+    before = [(e.gain, e.bias, e.encoders) for e in net.ensembles]
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="Shape of initial value"):
+            sim.freeze_params(net)
+    assert [(e.gain, e.bias, e.encoders) for e in net.ensembles] == before
+    assert conns[2].transform is not None and conns[2].solver.weights is False
+    with nengo.Simulator(net, progress_bar=False):
+        pass  # builds as before
+
 def _merged_bias_build(net, **kwargs):
     """A build of ``net`` in which Nengo's optimizer merged the first ensemble's
     bias into a state base (one merged Copy reading biases and a synapse's

@@ -358,6 +358,15 @@ class ParameterIO:
         conv = with_kernel(transform, w)
         if conv is not None:
             return {"transform": conv}
+        if isinstance(obj.pre_obj, nengo.Ensemble) and obj.solver.weights and \
+                isinstance(obj.post_obj, nengo.Ensemble):
+            # Nengo builds such weights as post encoders x transform x decoders:
+            # a trained matrix of pre x post neurons has no such factors
+            raise ValidationError(
+                f"get_nengo_params: {obj} has a full weight matrix (solver with "
+                f"weights=True), which Nengo's parameters of this connection cannot give; "
+                f"connect {obj.pre_obj}.neurons to {obj.post_obj}.neurons with "
+                "transform=sim.data[conn].weights instead", attr="objs")
         if isinstance(obj.pre_obj, nengo.Ensemble) and not isinstance(
                 obj.pre_obj.neuron_type, nengo.Direct):
             return {"solver": nengo.solvers.NoSolver(w.T, weights=False),
@@ -386,9 +395,16 @@ class ParameterIO:
                 todo += obj.all_ensembles + obj.all_connections
             else:
                 todo.append(obj)
-        for obj, p in zip(todo, self.get_nengo_params(todo)):
-            for k, v in p.items():
+        changed = []  # (all parameters are made before any is written)
+        try:
+            for obj, p in zip(todo, self.get_nengo_params(todo)):
+                for k, v in p.items():
+                    changed.append((obj, k, getattr(obj, k)))
+                    setattr(obj, k, v)
+        except Exception:
+            for obj, k, v in reversed(changed):  # (no half-frozen network)
                 setattr(obj, k, v)
+            raise
 
 
 class ParameterFiles(ParameterIO):
