@@ -452,3 +452,33 @@ def test_names_and_n_steps_input_in_data_dicts():
             sim.predict({"n_steps": steps})
         with pytest.raises(nengo.exceptions.ValidationError, match="^y: data for .* size 3"):
             sim.evaluate({"stim": x}, {p: np.zeros((2, 3, 3))}, verbose=0)
+
+
+def test_metrics_without_a_loss_and_none_losses():
+    """As Keras: compile(loss={p: "mse", q: None}) gives q no loss, and a probe
+    without a loss may have metrics, which its targets serve (in evaluate and
+    fit); targets for a probe with neither are refused."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1))
+        mid, out = nengo.Node(size_in=1), nengo.Node(size_in=1)
+        nengo.Connection(inp, mid, synapse=None)
+        nengo.Connection(mid, out, transform=2.0, synapse=None)
+        p, q = nengo.Probe(out, label="p"), nengo.Probe(mid, label="q")
+    x = np.random.RandomState(2).rand(4, 5, 1)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss={p: "mse", q: None},
+                    metrics={q: "mae"})
+        result = sim.evaluate({inp: x}, {p: x, q: np.zeros_like(x)}, verbose=0)
+        assert set(result) == {"loss", "p_loss", "q_mae"}
+        np.testing.assert_allclose(result["p_loss"], np.mean(x ** 2), rtol=1e-5)
+        np.testing.assert_allclose(result["loss"], result["p_loss"])
+        np.testing.assert_allclose(result["q_mae"], np.mean(x), rtol=1e-5)
+        history = sim.fit({inp: x}, {p: x, q: np.zeros_like(x)}, verbose=0).history
+        assert set(history) == {"loss", "p_loss", "q_mae"}
+        np.testing.assert_allclose(history["q_mae"], [np.mean(x)], rtol=1e-5)
+        np.testing.assert_allclose(history["loss"], [np.mean(x ** 2)], rtol=1e-5)
+        with pytest.raises(nengo.exceptions.ValidationError, match="none of the probes"):
+            sim.fit({inp: x}, {q: x}, verbose=0)
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss={p: "mse", q: None})
+        with pytest.raises(nengo.exceptions.ValidationError, match="no loss .or metric. given"):
+            sim.evaluate({inp: x}, {p: x, q: x}, verbose=0)

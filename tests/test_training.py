@@ -927,6 +927,8 @@ def test_nengo_dl2_positional_arguments_and_steps_as_data():
             sim.loss(4)
         with pytest.raises(nengo.exceptions.ValidationError, match="number of steps"):
             sim.loss([np.zeros((2, 3, 1))])
+        with pytest.raises(nengo.exceptions.ValidationError, match="objective None"):
+            sim.train(data, tf.keras.optimizers.SGD(0.0), 1, {p: None})
 
 def test_get_name_keys_data_and_losses():
     """sim.get_name gives the names that data, loss and evaluate dicts use."""

@@ -202,6 +202,8 @@ class DataChecks:
         `losses.free_target_size`)."""
         if isinstance(obj, nengo.Node) or self.losses is None:
             return False
+        if not self._has_loss(obj):
+            return True  # (targets for metrics only: the metrics decide)
         return free_target_size(self._loss_for(obj))
 
     def keep_history(self, probe):

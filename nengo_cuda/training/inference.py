@@ -265,7 +265,7 @@ class Inference:
                 raise ValidationError(f"metrics are compiled for {p}, but no targets were "
                                       "given for it", attr="y")
         mb = self.sim.n_trials
-        per_probe = {p: [] for p in y}
+        per_probe = {p: [] for p in self._loss_probes(list(y))}
         for i, out in enumerate(self._native_runs(x, batch, steps, stateful)):
             if callbacks is not None:
                 callbacks("on_test_batch_begin", i)
@@ -274,7 +274,8 @@ class Inference:
                 o = tf.constant(self._history(p, out[p]))
                 t = tf.constant(target[sl].astype(o.dtype.as_numpy_dtype))
                 w = None if weights is None else weights[p][sl]
-                per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p, w)))
+                if p in per_probe:
+                    per_probe[p].append(float(self._reduce(self._loss_for(p)(o, t), p, w)))
                 for metric in metrics.get(p, ()):
                     metric.update(t, o, w)
             if callbacks is not None:
@@ -300,5 +301,9 @@ class Inference:
             total += float(self.loss_weights.get(p, 1.0)) * mean
             for metric in metrics.get(p, ()):
                 result[f"{names[p]}_{metric.name}"] = metric.result()
+        for p, of_p in metrics.items():  # probes with metrics but no loss
+            if p not in probe_losses:
+                for metric in of_p:
+                    result[f"{names[p]}_{metric.name}"] = metric.result()
         result["loss"] = total
         return result

@@ -157,7 +157,9 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         ``sim.train`` took), which is used as is, with its own update rule.
         ``loss``: one loss for every probe with targets, a dict {probe (or its
         name): loss}, or a list with one loss per probe in the model's order
-        (Keras's outputs); ``loss_weights`` likewise (a dict or a list).
+        (Keras's outputs); ``loss_weights`` likewise (a dict or a list).  As in
+        Keras, a probe's loss may be None (none for it), and a probe without a
+        loss may have metrics (its targets then serve them only).
         ``metrics`` ignore ``fit``'s and ``evaluate``'s ``sample_weight``,
         ``weighted_metrics`` take it (as in Keras).
         """
@@ -196,9 +198,26 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         if loss is None:
             return None
         loss = self._per_probe(loss, "loss")
-        if isinstance(loss, dict):
-            return {self._lookup(p, None, "target"): convert(f) for p, f in loss.items()}
+        if isinstance(loss, dict):  # (None: no loss for that probe, as in Keras)
+            return {self._lookup(p, None, "target"): convert(f) for p, f in loss.items()
+                    if f is not None or convert is not keras_loss}
         return convert(loss)  # one loss for every probe with targets
+
+    def _has_loss(self, probe):
+        return not isinstance(self.losses, dict) or probe in self.losses
+
+    def _loss_probes(self, probes):
+        """Those of ``probes`` (the ones given targets) that have a loss; each of
+        the others must have a metric, which its targets serve."""
+        metrics = self._metrics_for(probes)
+        for probe in probes:
+            if not self._has_loss(probe) and not metrics.get(probe):
+                raise ValidationError(f"no loss (or metric) given for the targets of {probe}",
+                                      attr="loss")
+        with_loss = [p for p in probes if self._has_loss(p)]
+        if probes and not with_loss:
+            raise ValidationError("none of the probes given targets has a loss", attr="loss")
+        return with_loss
 
     def _loss_for(self, probe):
         if isinstance(self.losses, dict):
@@ -303,8 +322,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             raise SimulationError("call sim.compile with a loss before sim.fit")
         data = feed.data
         probes, steps = list(data.y), data.steps
-        for probe in probes:
-            self._loss_for(probe)
+        loss_probes = self._loss_probes(probes)
         graph = self.graph
         if steps == 1 and self._has_synapses(probes):
             warn("fit: training on one step per item, but the network contains synaptic "
@@ -362,7 +380,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             order_t = tf.constant(order.astype(np.int32))
             for metric in (m for ms in metrics.values() for m in ms):
                 metric.reset()
-            total, per_probe, done = 0.0, np.zeros(len(probes)), 0
+            total, per_probe, done = 0.0, np.zeros(len(loss_probes)), 0
             while done < n_batches:
                 # one graph call for the whole epoch, or one per minibatch when a
                 # callback has batch hooks (or has asked to stop: Keras stops after
@@ -386,7 +404,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 if masks is not None:
                     carried = list(final)
                 done = stop
-                logs = self._fit_logs(probes, per_probe / done, total / done, metrics)
+                logs = self._fit_logs(loss_probes, per_probe / done, total / done, metrics)
                 if cbs.batch_hooks:
                     graph.write_back()
                     cbs("on_train_batch_end", done - 1, logs)
@@ -564,8 +582,10 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         graph, opt = self.graph, self.optimizer
         variables = self.trainable_variables
         learned = graph.learned_masks()  # (carried from minibatch to minibatch)
-        weights = [float(self.loss_weights.get(p, 1.0)) for p in probes]
-        loss_fns = [self._loss_for(p) for p in probes]
+        # (ys, ws: all target probes'; losses: those of the probes with a loss)
+        with_loss = [j for j, p in enumerate(probes) if self._has_loss(p)]
+        weights = [float(self.loss_weights.get(probes[j], 1.0)) for j in with_loss]
+        loss_fns = [self._loss_for(probes[j]) for j in with_loss]
 
         def step(xs, ys, ws, init, t0):
             """``ws``: the sample weights by probe, or ``()`` (none)."""
@@ -573,9 +593,9 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 outs, final = graph(dict(zip(nodes, xs)), steps, probes,
                                     init=init, t0=t0, return_state=True)
                 outs = {p: self._history(p, o) for p, o in outs.items()}
-                losses = [self._reduce(f(outs[p], tf.cast(t, outs[p].dtype)), p,
-                                       ws[j] if ws else None)
-                          for j, (f, p, t) in enumerate(zip(loss_fns, probes, ys))]
+                losses = [self._reduce(f(outs[probes[j]], tf.cast(ys[j], outs[probes[j]].dtype)),
+                                       probes[j], ws[j] if ws else None)
+                          for f, j in zip(loss_fns, with_loss)]
                 loss = tf.add_n([w * v for w, v in zip(weights, losses)])
                 regularization = self._regularization()
                 if regularization is not None:
@@ -636,7 +656,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             state = list(init0) if init0 is not None else []
             _, total, per_probe, state, arrays = tf.while_loop(
                 lambda i, *_: i < stop, body,
-                (start, tf.constant(0.0, f64), [tf.constant(0.0, f64) for _ in probes],
+                (start, tf.constant(0.0, f64), [tf.constant(0.0, f64) for _ in with_loss],
                  state, out_arrays))
             return total, per_probe, state, [a.stack() for a in arrays]
 
