@@ -888,7 +888,7 @@ class Simulator:
 
     @contextlib.contextmanager
     def _every_step_probes(self):
-        """Runs inside record every step of every probe, whatever its
+        """Runs in this context record every step of every probe, whatever its
         ``sample_every``: ``predict`` and ``evaluate`` give each step, as NengoDL's
         Keras model outputs do (its ``sim.data`` samples, as ours)."""
         self._sampling = False

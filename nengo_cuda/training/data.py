@@ -110,8 +110,8 @@ class DataChecks:
             kind = "input Nodes" if what == "input" else "Probes"
             data = zip_with_objects(data, self._objects(what), what, kind)
         elif what == "input" and "n_steps" in data and \
-                by_name("n_steps", self._objects(what), "node") == "n_steps":
-            data = self._without_steps_input(data)
+                isinstance(by_name("n_steps", self._objects(what), "node"), str):
+            data = self._without_steps_input(data)  # (no input Node is named so)
         return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
 
     @staticmethod

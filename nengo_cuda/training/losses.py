@@ -126,10 +126,6 @@ def objective(fn):
             return mse
         raise ValidationError(f"unknown objective {fn!r} (use a function or 'mse')",
                               attr="objective")
-    if fn is None:
-        raise ValidationError("NengoDL 2's objective None (the data is the output's error "
-                              "gradient) is not supported: give a loss function",
-                              attr="objective")
     if not callable(fn):
         raise ValidationError(f"objective must be callable (got {fn!r})", attr="objective")
     if _positional_count(fn) == 1:  # f(outputs): no targets (e.g. a regularizer)

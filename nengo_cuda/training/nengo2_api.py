@@ -44,9 +44,8 @@ class NengoDL2API:
         if optimizer is None:
             raise ValidationError("train needs an optimizer", attr="optimizer")
         inputs, targets, steps = self._split(data, objective)
-        objective = objective if objective is not None else {p: mse for p in targets}
         self.compile(optimizer)
-        self.losses = self._losses(objective, nengo2_objective)
+        self.losses = self._objectives(objective, targets)
         targets = self._outputs_only_targets(inputs, targets, steps)
         return self.fit(inputs, targets, epochs=n_epochs, shuffle=shuffle, verbose=0)
 
@@ -80,14 +79,23 @@ class NengoDL2API:
                             extra_feeds=extra_feeds, training=training)
         inputs, targets, steps = self._split(data, objective)
         saved = (self.losses, self.loss_weights, self.metrics, self.weighted_metrics)
-        objective = objective if objective is not None else {p: mse for p in targets}
-        self.losses = self._losses(objective, nengo2_objective)
+        self.losses = self._objectives(objective, targets)
         self.loss_weights, self.metrics, self.weighted_metrics = {}, None, None
         try:
             return self.evaluate(inputs,
                                  self._outputs_only_targets(inputs, targets, steps))["loss"]
         finally:
             self.losses, self.loss_weights, self.metrics, self.weighted_metrics = saved
+
+    def _objectives(self, objective, targets):
+        """``objective`` (default: MSE for the probes with ``targets``) as losses."""
+        if objective is None:
+            objective = {p: mse for p in targets}
+        if isinstance(objective, dict) and any(f is None for f in objective.values()):
+            raise ValidationError("NengoDL 2's objective None (the data is the output's "
+                                  "error gradient) is not supported: give a loss function",
+                                  attr="objective")
+        return self._losses(objective, nengo2_objective)
 
     def _split(self, data, objective):
         """``data``'s inputs, targets and steps (None, or ``data`` if a number)."""

@@ -200,7 +200,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         loss = self._per_probe(loss, "loss")
         if isinstance(loss, dict):  # (None: no loss for that probe, as in Keras)
             return {self._lookup(p, None, "target"): convert(f) for p, f in loss.items()
-                    if f is not None or convert is not keras_loss}
+                    if f is not None}
         return convert(loss)  # one loss for every probe with targets
 
     def _has_loss(self, probe):
