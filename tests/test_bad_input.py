@@ -53,6 +53,15 @@ def _bad_function_output(ctx):
     sim.run_steps(5)
 
 
+def _noise_of_wrong_size(process):
+    def action(ctx):
+        with nengo.Network() as net:
+            nengo.Ensemble(13, 1, noise=process)
+        ctx.sim(net)
+
+    return action
+
+
 def _data(**kwargs):
     """Runs 10 steps of a 2-trial simulator with ``data={ctx.<name>: array}``."""
 
@@ -93,6 +102,12 @@ CASES = [
     ("reset(seed=1.5)", lambda c: c.sim().reset(seed=1.5), ValidationError, "seed"),
     # -- what nengo_cuda cannot build
     ("network=str", lambda c: c.sim("not a network"), BuildError, "Cannot build object"),
+    ("PresentInput noise of 3 for 13 neurons",
+     _noise_of_wrong_size(nengo.processes.PresentInput(np.ones((5, 3)), 0.01)), BuildError,
+     r"PresentInput gives 3 values per step, but its output .*neuron_in.* has 13"),
+    ("Piecewise noise of 2 for 13 neurons",
+     _noise_of_wrong_size(nengo.processes.Piecewise({0: [1.0, 2.0]})), BuildError,
+     r"Piecewise gives 2 values per step, but its output .* has 13"),
     (
         "too large for memory",  # checked before allocating the buffers
         lambda c: c.sim(minibatch_size=10**12),

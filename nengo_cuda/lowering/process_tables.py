@@ -27,6 +27,7 @@ import inspect
 import numpy as np
 import nengo
 from nengo.dists import Gaussian, Uniform
+from nengo.exceptions import BuildError
 
 from ..program import TableSource
 
@@ -210,10 +211,22 @@ def column_for(op, dt):
     if type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1:
         return WhiteNoiseColumn(op, dt)
     if type(process) is nengo.processes.PresentInput:
+        _check_size(op)
         return PresentInputColumn(op, dt)
     if is_timed(process):
+        _check_size(op)
         return TimedColumn(op, dt)
     return None
+
+
+def _check_size(op):
+    """A process of given values (PresentInput, Piecewise) must give as many
+    per step as its output has (e.g. an ensemble's neurons, as its noise);
+    Nengo's step fails on an assertion otherwise."""
+    size = op.process.default_size_out
+    if size != op.output.size:
+        raise BuildError(f"{type(op.process).__name__} gives {size} values per step, but "
+                         f"its output {op.output} has {op.output.size}")
 
 
 def _concatenate(arrays, axis=0):
