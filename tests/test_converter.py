@@ -597,3 +597,60 @@ def test_unused_swaps_and_unknown_input_sizes():
     open_model = keras.Model(open_inp, keras.layers.Dense(2)(open_inp))
     with pytest.raises(ValueError, match="must be fully specified"):
         nengo_cuda.Converter(open_model)
+
+
+@pytest.mark.parametrize("op", ["a + 1.0", "a - 0.5", "1.0 - a", "a * 2.0",
+                                "keras.ops.subtract(a, 0.5)", "keras.ops.maximum(a, 0.2)"])
+def test_ops_with_constant_operands(op):
+    """Keras ops such as ``a + 1.0`` are operations named as layers (``Add``),
+    not the merge layer: they fall back to a TensorNode that calls the op as
+    the model did, constant included (a merge converter would drop it)."""
+    a = keras.Input((4,))
+    model = keras.Model(a, keras.layers.Dense(3)(eval(op)))  # noqa: S307 - the listed ops
+    with pytest.warns(UserWarning, match="TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    x = _x(model)
+    np.testing.assert_allclose(_run(conv, x)[:, 0], model.predict(x, verbose=0), atol=ATOL)
+
+
+def test_fallback_calls_with_the_applications_arguments():
+    """A layer that falls back runs as the model called it: keyword arguments,
+    several positional tensors, a dict of tensors; its weights train."""
+
+    class Scale(keras.layers.Layer):
+        def call(self, x, scale=1.0):
+            return x * scale
+
+    class Mix(keras.layers.Layer):
+        def build(self, x_shape, y_shape):
+            self.w = self.add_weight(shape=(4,), initializer="ones")
+
+        def call(self, x, y):
+            return x * self.w - y
+
+    class FromDict(keras.layers.Layer):
+        def call(self, parts):
+            return parts["p"] - 2.0 * parts["q"]
+
+    a, b = keras.Input((4,)), keras.Input((4,))
+    scaled = Scale()(a, scale=3.0)
+    mixed = Mix()(scaled, b)
+    out = keras.layers.Dense(2)(FromDict()({"p": mixed, "q": b}))
+    model = keras.Model([a, b], out)
+    with pytest.warns(UserWarning, match="TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    rng = np.random.RandomState(1)
+    x = [rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (3, 4))]
+    assert conv.verify(inputs=x, atol=ATOL)
+    assert conv.verify(training=True, inputs=x, atol=ATOL)  # Mix's weights train as Keras's
+
+
+def test_frozen_layers_do_not_train():
+    """A Keras layer with trainable=False converts to parameters that fit does
+    not train, as Keras's fit does not (its kernel and its bias into neurons)."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"),
+                              keras.layers.Dense(2)])
+    model.layers[0].trainable = False
+    conv = nengo_cuda.Converter(model)
+    assert _native(conv)
+    assert conv.verify(training=True, inputs=[_x(model, n=8)], atol=ATOL)

@@ -221,3 +221,20 @@ def test_layer_objects_are_unlabeled_unless_labelled():
         named = nengo_cuda.Layer(tf.keras.layers.Dense(units=3))(node, label="named")
     assert func.label is None and dense.label is None and named.label == "named"
     assert str(func).startswith("<TensorNode (unlabeled) at ")
+
+
+def test_function_error_at_build_names_the_tensor_node():
+    """An error of the function itself (not a wrong output) when the Simulator
+    calls it once while building is a BuildError naming the TensorNode and the
+    input it was called on; TensorFlow's own message names only its op."""
+
+    def wrong_inner_size(x):
+        return tf.matmul(x, tf.ones((5, 2)))
+
+    with nengo.Network() as net:
+        node = TensorNode(wrong_inner_size, shape_in=4, shape_out=2, pass_time=False,
+                          label="my_node")
+        nengo.Connection(nengo.Node(np.ones(4)), node, synapse=None)
+    with pytest.raises(nengo.exceptions.BuildError,
+                       match=r"'my_node'.*shape \(1, 4\).*InvalidArgumentError"):
+        nengo_cuda.Simulator(net, progress_bar=False)

@@ -133,6 +133,7 @@ class Converter:
         self._layer_converters = {}  # id(layer) -> its LayerConverter instance
         self._substitute = {}  # id(Keras tensor) -> Tensor, inside a nested model
         self._wrapper = None  # the TimeDistributed layer whose wrapped layer converts
+        self._frozen = False  # converting a layer with trainable=False (see `connect`)
         if not getattr(model, "outputs", None):
             raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
                              f"Input or call it once)")
@@ -230,12 +231,16 @@ class Converter:
                 if isinstance(found, type):
                     outs = self._convert_with(found, layer, node_index, node, inputs, out_shapes)
                 else:
+                    # a frozen Keras layer's parameters do not train (Keras's rule)
+                    self._frozen = not getattr(layer, "trainable", True)
                     outs = found(self, layer, inputs, out_shapes)
             except (Unconvertible, LookupError) as e:
                 reason = str(e)
                 self._rollback(built)  # no half-built layer next to its fallback
+            finally:
+                self._frozen = False
         if reason is not None:
-            outs = self._fallback(layer, inputs, out_shapes, reason)
+            outs = self._fallback(layer, node, inputs, out_shapes, reason)
         return outs
 
     def _time_distributed(self, layer, node_index, node, inputs, out_shapes):
@@ -249,7 +254,7 @@ class Converter:
         (NengoDL refuses it; here it runs as a TensorNode with allow_fallback)."""
         if not self.temporal_model:
             return self._fallback(
-                layer, inputs, out_shapes, "TimeDistributed converts natively only with "
+                layer, node, inputs, out_shapes, "TimeDistributed converts natively only with "
                 "temporal_model=True, where its time axis is the simulation's steps")
         inner, saved = layer.layer, (self.temporal_model, self.lead, self._wrapper)
         self.temporal_model, self.lead, self._wrapper = False, 1, layer
@@ -283,8 +288,9 @@ class Converter:
         A registration for the layer's own class comes first, then a nested
         model, then the built-in converter of that exact Keras class (by class
         name, so a subclass of a Keras layer, which may compute something else,
-        is never converted as its base), then a registration for a base class
-        (the nearest in the MRO)."""
+        is never converted as its base; and only a layer: Keras ops such as
+        ``a + 1.0`` are operations named as layers, ``Add``), then a
+        registration for a base class (the nearest in the MRO)."""
         mro = type(layer).__mro__
         if mro[0] in self.converters:
             return self.converters[mro[0]]
@@ -292,7 +298,7 @@ class Converter:
             return "model"
         if type(layer).__name__ == "TimeDistributed":
             return "per step"
-        if type(layer).__name__ in CONVERTERS:
+        if type(layer).__name__ in CONVERTERS and _is_layer(layer):
             return CONVERTERS[type(layer).__name__]
         return next((self.converters[c] for c in mro[1:] if c in self.converters), None)
 
@@ -354,7 +360,7 @@ class Converter:
         finally:
             self._converted, self._substitute = saved
 
-    def _fallback(self, layer, inputs, out_shapes, reason):
+    def _fallback(self, layer, node, inputs, out_shapes, reason):
         where = f"layer {layer.name!r} ({type(layer).__name__}){self._within()}: {reason}"
         if not self.allow_fallback:
             raise TypeError(f"Converter: cannot convert {where}; allow_fallback=True runs it "
@@ -367,15 +373,17 @@ class Converter:
         warnings.warn(f"Converter: {where}; falling back to a TensorNode (running the "
                       f"layer as one)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
-        func = layer if len(inputs) == 1 else _SplitInputs(layer, [i.shape for i in inputs])
-        node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1 else sum(sizes),
-                          shape_out=out_shapes[0], pass_time=False, label=layer.name)
+        func = layer if _plain(node, inputs) else _Application(layer, node,
+                                                               [i.shape for i in inputs])
+        tensor_node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1
+                                 else sum(sizes), shape_out=out_shapes[0], pass_time=False,
+                                 label=layer.name)
         start = 0
         for inp, size in zip(inputs, sizes):  # the inputs side by side in the node's input
-            post = node if len(inputs) == 1 else node[start:start + size]
+            post = tensor_node if len(inputs) == 1 else tensor_node[start:start + size]
             self.connect(inp.obj, post, 1, trainable=False)
             start += size
-        return [Tensor(node, out_shapes[0])]
+        return [Tensor(tensor_node, out_shapes[0])]
 
     # -- building blocks for the layer converters ---------------------------------
     def neuron_type(self, layer, activation):
@@ -409,7 +417,7 @@ class Converter:
                              bias=ens_bias, label=layer.name)
         self.net.config[ens].trainable = False  # encoders: unused (inputs go to the neurons)
         if bias is not None:
-            self.net.config[ens.neurons].trainable = True
+            self.net.config[ens.neurons].trainable = not self._frozen
         return ens.neurons
 
     def synapse_from(self, pre):
@@ -419,9 +427,10 @@ class Converter:
         return self.synapse if isinstance(pre_obj, nengo.ensemble.Neurons) else None
 
     def connect(self, pre, post, transform, trainable=True):
-        """A connection without synapse (``synapse`` out of neurons)."""
+        """A connection without synapse (``synapse`` out of neurons); not
+        trainable in a frozen layer (``trainable=False`` in Keras)."""
         conn = nengo.Connection(pre, post, transform=transform, synapse=self.synapse_from(pre))
-        if not trainable:
+        if not trainable or self._frozen:
             self.net.config[conn].trainable = False
         return conn
 
@@ -556,20 +565,67 @@ def _convertible(cls, layer, converter):
     return bool(ok), (None if ok else reason)
 
 
-class _SplitInputs:
-    """A multi-input Keras layer called on one concatenated input, as a
-    TensorNode's function: splits it into the layer's inputs."""
+def _plain(node, inputs):
+    """Whether Keras node ``node`` called its layer on its one input tensor
+    alone (``layer(x)``: the layer itself is the TensorNode's function)."""
+    arguments = getattr(node, "arguments", None)
+    if arguments is None:  # (not Keras 3's node: no other arguments are known)
+        return len(inputs) == 1
+    return (len(inputs) == 1 and not arguments.kwargs and len(arguments.args) == 1
+            and arguments.args[0] is node.input_tensors[0])
 
-    def __init__(self, layer, shapes):
-        self.layer_func = layer  # (TensorNode trains the variables of `layer_func`)
+
+class _Application:
+    """One application of a Keras layer (or op) as a TensorNode's function: its
+    input tensors arrive side by side in one input, which is split into them,
+    and the layer is called as that application called it (Keras node
+    ``node``: its own positional and keyword arguments, constants such as the
+    ``1.0`` of ``a + 1.0`` included).  As a Keras layer would, it takes
+    Keras's ``training`` flag and shows the layer's variables to the TensorNode
+    (which trains and saves them)."""
+
+    takes_training = True  # (see `_TensorFunc.call_tensors`)
+
+    def __init__(self, layer, node, shapes):
+        self.layer_func = layer
+        self.node = node
         self.shapes = [tuple(s) for s in shapes]
 
-    def __call__(self, x):
+    @property
+    def trainable_variables(self):
+        return list(getattr(self.layer_func, "trainable_variables", ()))
+
+    @property
+    def weights(self):
+        return list(getattr(self.layer_func, "weights", ()))
+
+    @property
+    def built(self):
+        return getattr(self.layer_func, "built", True)
+
+    def __call__(self, x, training=None):
         import tensorflow as tf  # noqa: PLC0415
 
         sizes = [int(np.prod(s)) for s in self.shapes]
-        parts = tf.split(tf.reshape(x, [tf.shape(x)[0], -1]), sizes, axis=1)
-        return self.layer_func([tf.reshape(p, [-1, *s]) for p, s in zip(parts, self.shapes)])
+        flat = tf.reshape(x, [tf.shape(x)[0], -1])
+        parts = tf.split(flat, sizes, axis=1) if len(sizes) > 1 else [flat]
+        values = [tf.reshape(p, [-1, *s]) for p, s in zip(parts, self.shapes)]
+        arguments = getattr(self.node, "arguments", None)
+        if arguments is None:  # (not Keras 3's node: the layer takes its tensors)
+            return self.layer_func(values[0] if len(values) == 1 else values,
+                                   training=training)
+        args, kwargs = arguments.fill_in(
+            {id(kt): v for kt, v in zip(self.node.input_tensors, values)})
+        if training is not None and "training" not in kwargs and _is_layer(self.layer_func):
+            kwargs = {**kwargs, "training": training}  # (an op takes none)
+        return self.layer_func(*args, **kwargs)
+
+
+def _is_layer(layer):
+    """Whether ``layer`` is a Keras layer (not an op, e.g. ``ops.numpy.Add``)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return isinstance(layer, tf.keras.layers.Layer)
 
 
 def _as_input_of(model, kt, tensor, lead):

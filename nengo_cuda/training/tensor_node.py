@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 import nengo
-from nengo.exceptions import SimulationError, ValidationError
+from nengo.exceptions import BuildError, NengoException, SimulationError, ValidationError
 
 
 def _tf():
@@ -122,8 +122,11 @@ class _TensorFunc:
 
         A Keras layer gets ``training`` (True in ``fit``, False in ``sim.run``:
         its Dropout and BatchNormalization act as in Keras) and, with
-        ``pass_time``, its inputs as one list ``[t, x]``, as NengoDL calls it."""
-        if isinstance(self.tensor_func, _tf().keras.layers.Layer):
+        ``pass_time``, its inputs as one list ``[t, x]``, as NengoDL calls it;
+        so does a function that says it ``takes_training`` (the Converter's
+        fallback of a layer application)."""
+        if isinstance(self.tensor_func, _tf().keras.layers.Layer) or \
+                getattr(self.tensor_func, "takes_training", False):
             if self.shape_in is None:
                 inputs = t
             else:
@@ -401,8 +404,17 @@ class _RunStep:
         writing nothing: what NengoDL checks when it builds the model.
 
         ``training``: the flag a Keras layer gets (True where the simulator
-        always runs in training mode, ``configure_settings(learning_phase=True)``)."""
-        self._output(training)
+        always runs in training mode, ``configure_settings(learning_phase=True)``).
+        An error of the function itself is a BuildError naming the TensorNode
+        (TensorFlow's own messages name only its ops)."""
+        try:
+            self._output(training)
+        except NengoException:
+            raise
+        except Exception as e:
+            raise BuildError(f"{self.func}: its function failed when called on its input "
+                             f"(shape {(len(self.xs),) + tuple(self.func.shape_in or ())}) "
+                             f"while building the simulator: {type(e).__name__}: {e}") from e
         if self.sync is not None:
             self.sync()
 
