@@ -410,6 +410,18 @@ def test_two_inputs_two_outputs():
     assert conv.verify(training=True, inputs=x, atol=ATOL)
 
 
+def test_input_that_no_output_needs():
+    """Every model input gets its Node (data given for it is taken, as a list
+    of arrays in the model's input order), also one no output depends on."""
+    a, unused = keras.Input((3,)), keras.Input((2,))
+    model = keras.Model([a, unused], keras.layers.Dense(2)(a))
+    conv = nengo_cuda.Converter(model)
+    assert isinstance(conv.inputs[unused], nengo.Node) and conv.inputs[unused] is not conv.inputs[a]
+    rng = np.random.RandomState(3)
+    assert conv.verify(inputs=[rng.uniform(-1, 1, (4, 3)), rng.uniform(-1, 1, (4, 2))],
+                       atol=ATOL)
+
+
 def test_unbuilt_model_is_refused():
     model = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="not built"):

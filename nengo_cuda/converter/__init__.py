@@ -146,6 +146,8 @@ class Converter:
                 probe = nengo.Probe(obj, synapse=synapse)
                 self.outputs[kt] = probe
                 self.outputs.alias(_history(kt)[0], probe)
+            for kt in model.inputs:  # (an input no output needs gets its Node too)
+                self._tensor(kt)
         for key in self.swap_activations.unused_keys(ordered=True):
             # (a typo, or a layer that fell back)
             warnings.warn(f"Converter: swap_activations key {key!r} matched no "

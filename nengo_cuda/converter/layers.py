@@ -132,7 +132,7 @@ def _check_conv(layer):
         raise Unconvertible(f"padding {layer.padding!r}")
     if any(d != 1 for d in np.ravel(layer.dilation_rate)):
         raise Unconvertible(f"dilated convolution (dilation_rate has value "
-                            f"{tuple(np.ravel(layer.dilation_rate))} != "
+                            f"{tuple(int(d) for d in np.ravel(layer.dilation_rate))} != "
                             f"{(1,) * np.size(layer.dilation_rate)})")
 
 
