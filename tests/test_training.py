@@ -1061,3 +1061,20 @@ def test_fit_leaves_out_the_items_past_whole_minibatches():
         sim.compile(tf.optimizers.SGD(0.1), loss="mse")
         with pytest.raises(nengo.exceptions.ValidationError, match="no items"):
             sim.fit({inp: x[:0]}, {p: x[:0]}, verbose=0)
+
+
+def test_load_params_names_parameters_of_other_shapes(tmp_path):
+    """Parameters saved from a network of another size: the error names the
+    parameters whose shapes differ, and both shapes."""
+
+    def network(n):
+        with nengo.Network(seed=0) as net:
+            nengo.Connection(nengo.Node(np.zeros(1)), nengo.Ensemble(n, 1))
+        return net
+
+    with nengo_cuda.Simulator(network(8), progress_bar=False) as sim:
+        sim.save_params(tmp_path / "params")
+    with nengo_cuda.Simulator(network(16), progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.SimulationError,
+                           match=r"of other shapes: \[.*saved \(8,?[^)]*\), here \(16"):
+            sim.load_params(tmp_path / "params")

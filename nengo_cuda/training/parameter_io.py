@@ -145,11 +145,13 @@ class ParameterIO:
                     "each object's place in its own network: save it again")
             missing = sorted(set(params) - set(saved))[:5]
             extra = sorted(set(saved) - set(params))[:5]
+            reshaped = [f"{k}: saved {saved[k].shape}, here {params[k].shape}"
+                        for k in sorted(set(saved) & set(params))
+                        if saved[k].shape != params[k].shape][:5]
             raise SimulationError(
-                f"{filename} does not hold this network's parameters (number of saved "
-                f"parameters ({len(saved)}) != number of variables in this network "
-                f"({len(params)}), or shapes differ; missing: {missing}, not in this network: "
-                f"{extra}): was it saved from another network?")
+                f"{filename} does not hold this network's parameters ({len(saved)} saved, "
+                f"{len(params)} in this network; missing: {missing}, not in this network: "
+                f"{extra}, of other shapes: {reshaped}): was it saved from another network?")
         if n_saved != len(keras_vars) or any(
                 tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, keras_vars)):
             raise SimulationError(
