@@ -784,8 +784,9 @@ class Simulator:
         """``run_steps`` under ``configure_settings(learning_phase=True)``: the
         training graph (rate neurons, as ``fit`` computes) continues the
         simulation state for ``steps`` steps; its probe outputs are recorded
-        as a native run's (``sample_every``, ``keep_history``)."""
-        start = self._n_steps
+        as a native run's (``sample_every``, ``keep_history``); it goes on from
+        Nengo's step signal, as `_run_chunk` does."""
+        start = self._step_counter()
         outputs = self._trainer().run_training_mode(steps, feeds)
         for (rec, _, period, _), probe in zip(self._probe_plan, self._recordings):
             rec.start_run()

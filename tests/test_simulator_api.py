@@ -297,6 +297,43 @@ def test_run_after_a_callback_error_counts_steps_as_nengo(minibatch_size):
         assert np.array_equal(ours, ref)
 
 
+def test_training_mode_run_after_a_callback_error_counts_steps_as_nengo():
+    """A run in training mode (learning_phase=True) after a Node raised goes
+    on from Nengo's step signal too, as the native run does: its time and its
+    probes' sampling are those of nengo.Simulator's next run."""
+    pytest.importorskip("tensorflow")
+
+    def network_with_failing_node():
+        failed = []
+
+        def f(t):
+            if t > 0.0015 and not failed:
+                failed.append(t)
+                raise RuntimeError("boom")
+            return t
+
+        with nengo.Network(seed=1) as network:
+            u = nengo.Node(f, size_out=1)
+            probes = [nengo.Probe(u), nengo.Probe(u, sample_every=0.002)]
+        return network, probes
+
+    network, probes = network_with_failing_node()
+    with nengo.Simulator(network) as ref:
+        with pytest.raises(RuntimeError, match="boom"):
+            ref.run_steps(5)
+        ref.run_steps(3)
+    network, ours = network_with_failing_node()
+    with nengo_cuda.Simulator(network, dtype="float64", progress_bar=False) as sim:
+        with pytest.raises(RuntimeError, match="boom"):
+            sim.run_steps(5)
+        with network:
+            nengo_cuda.configure_settings(learning_phase=True)
+        sim.run_steps(3)
+        assert (sim.n_steps, sim.time) == (ref.n_steps, ref.time)
+        for p, q in zip(ours, probes):
+            assert np.array_equal(sim.data[p], ref.data[q])
+
+
 def test_rng_is_nengos():
     """sim.rng is Nengo's: RandomState(seed), after making the step functions
     (its next draws are Nengo's), made anew by reset and after unpickling."""

@@ -133,7 +133,7 @@ class Inference:
                 return [outs[p] for p in probes], final
 
             self._train_fns[key] = run
-        state, t0 = graph.read_state(), sim.n_steps
+        state, t0 = graph.read_state(), sim._step_counter()  # (Nengo's step signal)
         # what online learning rules learn carries on (as in `_native_runs`)
         masks = graph.learned_masks()
         carried = state
