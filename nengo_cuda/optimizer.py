@@ -25,6 +25,13 @@ and ``x[1:2:2]`` pass Nengo's check, and their merge is ``x[0:3:2]``
 (elements 0 and 2, not 0 and 1): Nengo's own simulator then writes the wrong
 elements or, where the merged view overruns its base, crashes with NumPy's
 "strides is incompatible" ValueError (`sequential_views` refuses both).
+
+And one merge is right for Nengo's simulator but not for training: Nengo
+merges distinct 0-d signals of equal value into one, e.g. the weights of two
+connections with ``transform=1`` (their `ElementwiseInc` ops merge).  Both
+connections then hold one signal, which training would train as one shared
+weight (the sum of both gradients), where NengoDL trains each connection's
+own; `separate_scalars` refuses it (our planner groups the ops anyway).
 """
 
 import threading
@@ -35,6 +42,7 @@ from nengo.utils.graphs import toposort
 _patch = threading.Lock()  # one optimize at a time swaps the functions
 nengos_pass = nengo_optimizer.OpMergePass
 nengos_check_views = nengo_optimizer.SigMerger.check_views
+nengos_check_signals = nengo_optimizer.SigMerger.check_signals
 
 
 def transitive_closure(edges, topo_sorted=None):
@@ -90,6 +98,14 @@ def sequential_views(signals, axis=0):
         start += s.shape[axis] * stride
 
 
+def separate_scalars(signals, axis=0):
+    """Nengo's `SigMerger.check_signals`, and also a ValueError for two or
+    more 0-d signals (each may be a parameter of its own; see the module)."""
+    nengos_check_signals(signals, axis=axis)
+    if len(signals) > 1 and signals[0].ndim == 0:
+        raise ValueError("0-d signals are kept apart (each may be a trained parameter).")
+
+
 def optimize(model, dg):
     """``nengo.builder.optimizer.optimize(model, dg)``, with `transitive_closure`;
     returns the optimizer's signal replacements (``{signal: its replacement}``,
@@ -106,12 +122,14 @@ def optimize(model, dg):
         nengo_optimizer.transitive_closure = transitive_closure
         nengo_optimizer.OpMergePass = RecordedPass
         nengo_optimizer.SigMerger.check_views = staticmethod(sequential_views)
+        nengo_optimizer.SigMerger.check_signals = staticmethod(separate_scalars)
         try:
             nengo_optimizer.optimize(model, dg)
         finally:
             nengo_optimizer.transitive_closure = nengos_closure
             nengo_optimizer.OpMergePass = nengos_pass
             nengo_optimizer.SigMerger.check_views = staticmethod(nengos_check_views)
+            nengo_optimizer.SigMerger.check_signals = staticmethod(nengos_check_signals)
     replacements = {}
     for merge_pass in passes:
         replacements.update(merge_pass.sig_replacements)

@@ -1,6 +1,7 @@
 """nengo_cuda.optimizer: Nengo's optimizer with a faster transitive closure
 gives the same dependents (as sets) as Nengo's, and leaves Nengo as it was;
-it does not merge strided views out of place (a Nengo bug)."""
+it does not merge strided views out of place (a Nengo bug), nor distinct
+scalar weights into one signal (a parameter each, for training)."""
 
 import nengo
 import nengo.builder.optimizer as nengo_optimizer
@@ -167,6 +168,26 @@ def test_strided_views_merge_in_place(size):
     expected = _probed(nengo.Simulator, net, probe, optimize=False)
     assert np.array_equal(expected[-1, :2], [1, 2])
     assert np.array_equal(_probed(nengo_cuda.Simulator, net, probe, optimize=True), expected)
+
+
+def test_equal_scalar_weights_stay_separate_signals():
+    """Two connections with ``transform=1``: Nengo's optimizer merges their
+    0-d weights into one signal; ours keeps each its own (training trains
+    each), and the simulation still equals Nengo's."""
+    with nengo.Network(seed=0) as net:
+        a, b = nengo.Node([1.0, 2.0]), nengo.Node([3.0, 4.0])
+        c = nengo.Node(size_in=4)
+        ca = nengo.Connection(a, c[:2], transform=1, synapse=None)
+        cb = nengo.Connection(b, c[2:], transform=1, synapse=None)
+        probe = nengo.Probe(c)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        assert ref.model.sig[ca]["weights"] is ref.model.sig[cb]["weights"]  # Nengo's merge
+        ref.run_steps(2)
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        assert sim.model.sig[ca]["weights"] is not sim.model.sig[cb]["weights"]
+        sim.run_steps(2)
+        assert np.array_equal(sim.data[probe], ref.data[probe])
+    assert nengo_optimizer.SigMerger.check_signals is optimizer.nengos_check_signals
 
 
 def test_random_sliced_copies_equal_nengo_without_its_optimizer(rng):

@@ -1078,3 +1078,22 @@ def test_load_params_names_parameters_of_other_shapes(tmp_path):
         with pytest.raises(nengo.exceptions.SimulationError,
                            match=r"of other shapes: \[.*saved \(8,?[^)]*\), here \(16"):
             sim.load_params(tmp_path / "params")
+
+
+def test_equal_scalar_weights_train_apart():
+    """Two connections with ``transform=1`` train as two weights (NengoDL's
+    test_fit network): SGD moves each by its own gradient. Nengo's optimizer
+    had merged them into one weight, moved by the sum."""
+    with nengo.Network() as net:
+        a, b = nengo.Node([0.0]), nengo.Node([0.0])
+        c = nengo.Node(size_in=2)
+        ca = nengo.Connection(a, c[0], transform=1, synapse=None)
+        cb = nengo.Connection(b, c[1], transform=1, synapse=None)
+        p = nengo.Probe(c)
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        sim.compile(tf.optimizers.SGD(0.1), loss=tf.losses.mse)
+        sim.fit({a: np.ones((1, 1, 1)), b: np.ones((1, 1, 1))},
+                {p: np.array([[[2.0, 3.0]]])}, epochs=1, verbose=0)
+        # loss = ((w_a - 2)^2 + (w_b - 3)^2) / 2: gradients w_a - 2 = -1, w_b - 3 = -2
+        np.testing.assert_allclose([np.ravel(sim.data[ca].weights)[0],
+                                    np.ravel(sim.data[cb].weights)[0]], [1.1, 1.2], rtol=1e-12)
