@@ -39,6 +39,15 @@ class SoftLIFRate(LIFRate):
         super().__init__(**lif_args)
         self.sigma = sigma
 
+    def rates(self, x, gain, bias):
+        """The smoothed rates at ``x`` (decoders are solved for these);
+        `nengo.LIFRate.rates` would give LIF's. Gain and bias come from LIF's
+        curve, as in NengoDL."""
+        J = self.current(x, gain, bias)
+        out = np.zeros_like(J)
+        self.step(dt=1, J=J, output=out)
+        return out
+
     def step(self, dt, J, output):
         js = (J - 1) / self.sigma
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

@@ -317,3 +317,18 @@ def test_network_matches_nengo(neuron_type):
         assert np.any(ref.data[probe] != 0), "network should be active"
         np.testing.assert_allclose(sim.data[probe], ref.data[probe], rtol=1e-10, atol=1e-10,
                                    err_msg=str(probe))
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.5, 0.02])
+def test_soft_lif_rates_are_its_smoothed_curve(sigma, rng):
+    """SoftLIFRate's ``rates`` (what decoders are solved for) is the curve its
+    ``step`` simulates, as NengoDL's: above zero at and below LIF's threshold
+    (LIFRate's ``rates``, which it inherited, gave 0 there)."""
+    neuron_type = nengo_cuda.SoftLIFRate(sigma=sigma, tau_rc=0.03, tau_ref=0.002, amplitude=0.7)
+    x = np.linspace(-1, 1, 41)
+    gain, bias = rng.uniform(0.5, 5, size=8), rng.uniform(-3, 3, size=8)
+    J = x[:, None] * gain + bias
+    smoothed = 0.7 / (0.002 + 0.03 * np.log1p(1 / (sigma * np.logaddexp(0, (J - 1) / sigma))))
+    # (rtol: far below threshold the step uses log1p(1/z)'s asymptote, off by < e^-20)
+    np.testing.assert_allclose(neuron_type.rates(x, gain, bias), smoothed, rtol=1e-9)
+    assert neuron_type.rates(np.zeros(1), np.ones(1), np.ones(1))[0, 0] > 0
