@@ -78,6 +78,14 @@ class StateParameters:
             for trial in range(self.layout.n_trials):
                 self.layout.writable(base, trial).reshape(-1)[mask] = kept[mask]
 
+    def kept(self):
+        """What `set` keeps (for pickling): ``{base: (mask, values)}``."""
+        return {base: (mask.copy(), values.copy()) for base, (mask, values) in self._kept.items()}
+
+    def keep(self, kept):
+        """Keeps what `kept` gave (the state bases hold the values already)."""
+        self._kept = {base: (mask.copy(), values.copy()) for base, (mask, values) in kept.items()}
+
     def forget(self):
         """The built values are the parameters again (a reset that undoes training)."""
         self._kept = {}

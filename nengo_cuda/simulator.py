@@ -297,8 +297,11 @@ class Simulator:
             )
         return producers
 
-    # -- pickling (as nengo.Simulator: the model, non-constant signals, probe data) --
+    # -- pickling (as nengo.Simulator: the model, non-constant signals, probe data;
+    # and the parameters, which training or load_params may have changed) --
     def __getstate__(self):
+        if not self.closed:
+            self._pull_assigned()
         signals = [
             {
                 base: self.layout.base_array(base, t).copy()
@@ -324,6 +327,12 @@ class Simulator:
             "dtype": self.dtype.name,
             "unroll_simulation": self.unroll_simulation,
             "n_steps": self._n_steps,
+            "parameters": {} if self.closed else {  # (the shared float bases)
+                base: self.layout.base_array(base, 0).copy()
+                for base, (pool, shared, _) in self.layout.placement.items()
+                if shared and pool == FLOAT
+            },
+            "kept_parameters": self.parameters.kept(),
         }
 
     def __setstate__(self, state):
@@ -339,6 +348,9 @@ class Simulator:
             dtype=state["dtype"],
             unroll_simulation=state["unroll_simulation"],
         )
+        for base, value in state["parameters"].items():
+            self.layout.base_array(base, 0)[...] = value
+        self.parameters.keep(state["kept_parameters"])
         for trial, values in enumerate(state["signals"]):
             for base, value in values.items():
                 self.layout.base_array(base, trial)[...] = value

@@ -122,6 +122,34 @@ def test_pickle_roundtrip(net):
 
 
 @pytest.mark.parametrize("minibatch_size", [None, 2])
+def test_pickle_keeps_loaded_parameters(tmp_path, minibatch_size):
+    """Parameters changed after the build (load_params here; training the
+    same) pickle with the simulator: the copy runs them, also after a reset
+    that keeps them (it ran the built ones)."""
+    with nengo.Network(seed=0) as network:
+        u = nengo.Node([0.5])
+        a = nengo.Ensemble(20, 1)
+        nengo.Connection(u, a)
+        out = nengo.Node(size_in=1)
+        conn = nengo.Connection(a, out)
+        probe = nengo.Probe(out)
+    with make((network, [probe]), dtype="float64", minibatch_size=minibatch_size) as sim:
+        sim.save_params(tmp_path / "built")
+        with np.load(tmp_path / "built.npz") as saved:
+            np.savez(tmp_path / "scaled", **{k: 3 * saved[k] for k in saved.files})
+        sim.load_params(tmp_path / "scaled")
+        loaded = np.array(sim.data[conn].weights)
+        copy, copy_probe, copy_conn = pickle.loads(pickle.dumps((sim, probe, conn)))
+        with copy:
+            np.testing.assert_array_equal(copy.data[copy_conn].weights, loaded)
+            for s, p in ((sim, probe), (copy, copy_probe)):
+                s.run_steps(20)
+                s.reset(include_trainable=False)
+                s.run_steps(20)
+            np.testing.assert_array_equal(copy.data[copy_probe], sim.data[probe])
+
+
+@pytest.mark.parametrize("minibatch_size", [None, 2])
 def test_pickle_before_a_run(net, minibatch_size):
     """A simulator that has not run pickles (its probes without samples, of
     the probed shape) and then runs as one that was never pickled."""
