@@ -431,14 +431,9 @@ class Simulator:
     def close(self):
         """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
         if not self.closed:
-            if getattr(self, "_training", None) is not None or self.learned:
-                self._pull_assigned()
-                # trained and learned parameters stay readable through sim.data
-                # (NengoDL's would fall back to the built values here)
-                # (and trial 0's state: parameters merged into state bases,
-                # learned ones)
-                self._closed_parameters = self.layout.fbuf[
-                    : self.layout.f_shared + self.layout.f_state].copy()
+            # sim.data gives the built values afterwards (Nengo's; NengoDL's,
+            # which warns where the live ones are gone: `_current_built`)
+            self._changed_parameters = self._parameters_changed()
             self.backend.close()
             # free the signal buffers: drop every view into them
             for group in self._plan.fallbacks:
@@ -448,9 +443,33 @@ class Simulator:
             self.layout.release()
         self.closed = True
 
+    def _parameters_changed(self):
+        """Whether a parameter (trained, loaded, learned online) now differs
+        from its built value."""
+        self._pull_assigned()
+        layout = self.layout
+        for base, (pool, shared, _) in layout.placement.items():
+            if shared and pool == FLOAT and not np.array_equal(
+                    layout.base_array(base, 0), np.asarray(base.initial_value, self.dtype)):
+                return True
+        if self.parameters.kept():
+            return True
+        return any(
+            not np.array_equal(layout.signal_dicts[trial][sig],
+                               np.asarray(sig.initial_value, self.dtype))
+            for sig in self.learned.signals.values() for trial in range(self.n_trials))
+
     def _current_built(self, obj, built):
-        """``sim.data[obj]`` for a built object: see `nengo_cuda.params`."""
-        return current_built(obj, built, self.model.sig, self._parameter_value)
+        """``sim.data[obj]`` for a built object: see `nengo_cuda.params`; after
+        `close`, the built one."""
+        if not self.closed:
+            return current_built(obj, built, self.model.sig, self._parameter_value)
+        if (getattr(self, "_changed_parameters", False)
+                and isinstance(obj, (nengo.Ensemble, nengo.Connection))):
+            warnings.warn(  # (NengoDL's words)
+                "Checking parameters after simulator is closed; cannot fetch live "
+                "values, so the initial values will be returned.", UserWarning, stacklevel=3)
+        return built
 
     def _parameter_value(self, sig):
         """A parameter signal's current value (trial 0), or None for a signal
@@ -458,11 +477,8 @@ class Simulator:
         layout = self.layout
         if not (self.parameters.is_parameter(sig) or self.learned.is_learned(sig)):
             return None
-        if not self.closed:
-            self._pull_assigned()
-            return np.array(layout.signal_dicts[0][sig])
-        saved = getattr(self, "_closed_parameters", None)
-        return None if saved is None else saved[layout.addresses(sig)]
+        self._pull_assigned()
+        return np.array(layout.signal_dicts[0][sig])
 
     def clear_probes(self):
         """Clears all probe histories."""

@@ -435,8 +435,7 @@ def test_assigning_keras_model_weights_reaches_the_simulation(tmp_path):
         np.testing.assert_array_equal(loaded.predict({inp: x})[p], assigned)
         for w in loaded.keras_model.weights:
             w.assign(2 * w)
-    # closing takes the assignment too (sim.data stays readable after close)
-    np.testing.assert_array_equal(loaded.data[conn].weights, 2 * data_weights)
+        np.testing.assert_array_equal(loaded.data[conn].weights, 2 * data_weights)
 
 
 def test_reading_weights_without_handing_them_out_costs_runs_nothing():
