@@ -8,7 +8,8 @@ while they hold their built values, ``sim.data[obj]`` is Nengo's own built
 object, exactly as ``nengo.Simulator`` gives it. What an online learning rule
 learned (weights, Voja's encoders) counts as a parameter too, as in NengoDL
 (`nengo_cuda.parameters.LearnedParameters`): ``sim.data`` shows it, where
-``nengo.Simulator`` keeps the build value.
+``nengo.Simulator`` keeps the build value; each trial learns its own, so with
+a ``minibatch_size`` it has a leading minibatch axis (NengoDL's shapes).
 
 Changed ensembles are rebuilt from the two signals Nengo's builder made:
 
@@ -34,17 +35,21 @@ from nengo.builder.ensemble import BuiltEnsemble
 def current_built(obj, built, sig, read):
     """``built`` with the current values of its parameter signals.
 
-    sig: the model's ``model.sig``; read(signal) -> its current value (trial
-    0), or None when it is not a parameter of this simulation.
+    sig: the model's ``model.sig``; read(signal) -> its current value (of the
+    signal's shape, or with a leading minibatch axis), or None when it is not
+    a parameter of this simulation.
     Returns ``built`` itself when nothing changed.
     """
     if isinstance(obj, nengo.Ensemble) and not isinstance(obj.neuron_type, nengo.Direct):
         return _ensemble(obj, built, sig, read)
     if isinstance(obj, nengo.Connection) and "weights" in sig[obj]:
-        weights = _changed(sig[obj]["weights"], read)
+        signal = sig[obj]["weights"]
+        weights = _changed(signal, read)
         if weights is not None:
             shape = np.shape(built.weights)
-            weights = weights.reshape(shape) if weights.size == np.prod(shape) else weights
+            lead = weights.shape[: weights.ndim - signal.ndim]  # (a minibatch axis)
+            if weights.size == np.prod(lead + shape, dtype=int):
+                weights = weights.reshape(lead + shape)
             transform = with_kernel(obj.transform, weights)
             return BuiltConnection(built.eval_points, built.solver_info, weights, transform)
     return built
@@ -73,8 +78,8 @@ def _changed(signal, read):
     value = read(signal)
     if value is None:
         return None
-    initial = np.asarray(signal.initial_value, dtype=value.dtype)
-    if np.array_equal(value, initial.reshape(value.shape)):
+    initial = np.asarray(signal.initial_value, dtype=value.dtype).reshape(signal.shape)
+    if value.shape[value.ndim - signal.ndim :] == signal.shape and (value == initial).all():
         return None
     return np.asarray(value, dtype=np.float64)
 
@@ -88,9 +93,10 @@ def _ensemble(ens, built, sig, read):
         scaled, gain, encoders = built.scaled_encoders, built.gain, built.encoders
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
-            gain = ens.radius * (np.linalg.norm(scaled, axis=1)
-                                 / np.linalg.norm(built.encoders, axis=1))
-            encoders = ens.radius * scaled / gain[:, None]
+            # (scaled: (n_neurons, d), or per trial (minibatch, n_neurons, d))
+            gain = ens.radius * (np.linalg.norm(scaled, axis=-1)
+                                 / np.linalg.norm(built.encoders, axis=-1))
+            encoders = ens.radius * scaled / gain[..., None]
     bias = built.bias if bias is None else bias
     max_rates, intercepts = ens.neuron_type.max_rates_intercepts(gain, bias)
     return BuiltEnsemble(built.eval_points, encoders, intercepts, max_rates, scaled, gain, bias)

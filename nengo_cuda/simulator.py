@@ -472,12 +472,17 @@ class Simulator:
         return built
 
     def _parameter_value(self, sig):
-        """A parameter signal's current value (trial 0), or None for a signal
-        that is not a parameter here (not laid out, simulation state, sparse)."""
+        """A parameter signal's current value, or None for a signal that is not
+        a parameter here (not laid out, simulation state, sparse).  What online
+        learning rules learned differs per trial: with a ``minibatch_size``,
+        all trials' (a leading minibatch axis, as NengoDL's), else trial 0's."""
         layout = self.layout
-        if not (self.parameters.is_parameter(sig) or self.learned.is_learned(sig)):
+        learned = self.learned.is_learned(sig)
+        if not (learned or self.parameters.is_parameter(sig)):
             return None
         self._pull_assigned()
+        if learned and self._minibatched:
+            return np.stack([layout.signal_dicts[t][sig] for t in range(self.n_trials)])
         return np.array(layout.signal_dicts[0][sig])
 
     def clear_probes(self):

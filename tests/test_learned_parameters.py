@@ -67,6 +67,45 @@ def test_data_shows_learned_weights_as_nengo_probes_them():
         np.testing.assert_array_equal(unused.data[conn].weights, built)
 
 
+def test_data_shows_each_trials_learned_values():
+    """With a minibatch_size, each trial learns on its own: sim.data gives all
+    trials' weights and Voja encoders (a leading minibatch axis, as NengoDL's),
+    each Nengo's for that trial's input; without one, trial 0's as before."""
+    with nengo.Network(seed=0) as net:
+        u = nengo.Node([0.0, 0.0])
+        ens = nengo.Ensemble(12, 2)
+        voja = nengo.Connection(u, ens, learning_rule_type=nengo.Voja(learning_rate=1e-1))
+        out = nengo.Node(size_in=2)
+        pes = nengo.Connection(ens, out, learning_rule_type=nengo.PES(learning_rate=1e-3))
+        nengo.Connection(u, pes.learning_rule, transform=-1)
+        encoders = nengo.Probe(voja.learning_rule, "scaled_encoders")
+        weights = nengo.Probe(pes, "weights")
+    inputs = [[0.5, -0.3], [-0.5, 0.9], [0.1, 0.0]]
+    refs = []
+    for value in inputs:
+        u.output = value
+        with nengo.Simulator(net, progress_bar=False) as ref:
+            ref.run_steps(30)
+        refs.append((ref.data[encoders][-1], ref.data[weights][-1], ref.data[ens]))
+    u.output = [0.0, 0.0]
+    data = {u: np.repeat(np.array(inputs)[:, None, :], 30, axis=1)}
+    with simulator(net, minibatch_size=3) as sim:
+        sim.run_steps(30, data=data)
+        e, w = sim.data[ens], sim.data[pes].weights
+        assert w.shape == (3, 2, 12) and e.scaled_encoders.shape == (3, 12, 2)
+        assert e.gain.shape == e.max_rates.shape == (3, 12)
+        for trial, (ref_encoders, ref_weights, built) in enumerate(refs):
+            np.testing.assert_allclose(e.scaled_encoders[trial], ref_encoders, atol=1e-12)
+            np.testing.assert_allclose(w[trial], ref_weights, atol=1e-12)
+            np.testing.assert_allclose(e.gain[trial, :, None] * e.encoders[trial] / ens.radius,
+                                       ref_encoders, atol=1e-12)
+            assert not np.allclose(e.gain[trial], built.gain)
+    u.output = inputs[1]
+    with simulator(net) as sim:
+        sim.run_steps(30)
+        np.testing.assert_allclose(sim.data[pes].weights, refs[1][1], atol=1e-12)
+
+
 def test_voja_encoders_in_data():
     with nengo.Network(seed=1) as net:
         stim = nengo.Node([0.5, -0.5])
@@ -180,7 +219,8 @@ def test_predict_learns_through_its_minibatches():
         # the second minibatch starts from the state of the first's start, but
         # with the weights that the first learned
         assert not np.allclose(out[weights][2, 0], out[weights][0, 0])
-        np.testing.assert_array_equal(np.ravel(sim.data[conn].weights), out[weights][2, -1])
+        learned = sim.data[conn].weights  # (each trial's: the last minibatch's items)
+        np.testing.assert_array_equal(learned.reshape(2, -1), out[weights][2:, -1])
     with simulator(net, minibatch_size=2) as ref:
         ref.run_steps(10, data={stim: x[:2]})
         ref.reset(include_trainable=False)
