@@ -59,6 +59,8 @@ class ProbeRecording:
         """The samples of the chunks from the ``n_chunks``-th on, as values:
         ``(trials, samples, size)``."""
         new = self.chunks[n_chunks:]
+        if not new:  # (a run of no steps)
+            return np.zeros((self.n_trials, 0, self.size))
         return np.concatenate(new, axis=1) if len(new) != 1 else new[0]
 
     def load(self, data, dtype):

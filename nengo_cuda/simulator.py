@@ -12,6 +12,7 @@ import contextlib
 import copy
 import logging
 import operator
+import threading
 import warnings
 
 import numpy as np
@@ -21,7 +22,8 @@ from nengo.builder import Model
 from nengo.builder.operator import SimPyFunc
 from nengo.builder.processes import SimProcess
 from nengo.cache import get_default_decoder_cache
-from nengo.exceptions import BuildError, ReadonlyError, SimulatorClosed, ValidationError
+from nengo.exceptions import (BuildError, ReadonlyError, SimulationError, SimulatorClosed,
+                               ValidationError)
 from nengo.transforms import SparseMatrix
 from nengo.utils.progress import Progress, ProgressTracker
 
@@ -133,6 +135,7 @@ class Simulator:
         unroll_simulation=1,
     ):
         self.closed = True  # until construction succeeds
+        self._busy = threading.Lock()  # (held by a run: `_exclusive`)
         self.device = device
         self.progress_bar = progress_bar
         self.optimize = optimize
@@ -431,17 +434,21 @@ class Simulator:
     def close(self):
         """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
         if not self.closed:
-            # sim.data gives the built values afterwards (Nengo's; NengoDL's,
-            # which warns where the live ones are gone: `_current_built`)
-            self._changed_parameters = self._parameters_changed()
-            self.backend.close()
-            # free the signal buffers: drop every view into them
-            for group in self._plan.fallbacks:
-                group.steps = []
-            self.process_seeds = {}
-            self._step_view = None
-            self.layout.release()
+            with self._exclusive("close"):
+                self._close()
         self.closed = True
+
+    def _close(self):
+        # sim.data gives the built values afterwards (Nengo's; NengoDL's,
+        # which warns where the live ones are gone: `_current_built`)
+        self._changed_parameters = self._parameters_changed()
+        self.backend.close()
+        # free the signal buffers: drop every view into them
+        for group in self._plan.fallbacks:
+            group.steps = []
+        self.process_seeds = {}
+        self._step_view = None
+        self.layout.release()
 
     def _parameters_changed(self):
         """Whether a parameter (trained, loaded, learned online) now differs
@@ -512,6 +519,10 @@ class Simulator:
         """
         if self.closed:
             raise SimulatorClosed("Cannot reset closed Simulator.")
+        with self._exclusive("reset"):
+            self._reset(seed, include_trainable, include_probes, include_processes)
+
+    def _reset(self, seed, include_trainable, include_probes, include_processes):
         if seed is not None:
             self.seed = check_seed(seed)
         layout = self.layout
@@ -728,6 +739,7 @@ class Simulator:
             raise ValidationError(
                 f"Must be a number of seconds (got {time_in_seconds!r})", attr="time_in_seconds"
             )
+        time_in_seconds = float(time_in_seconds)  # (a Fraction too)
         if time_in_seconds < 0:
             raise ValidationError(
                 f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
@@ -789,6 +801,24 @@ class Simulator:
         feeds = self._check_data(data, steps)
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
+        with self._exclusive("run"):
+            self._run(steps, feeds, stateful, progress_bar, training_mode)
+
+    @contextlib.contextmanager
+    def _exclusive(self, what):
+        """One run (or reset, close) at a time: one from inside a run (a Node
+        function's) or beside it (another thread's) would change the state
+        under it (and close would free its buffers)."""
+        if not self._busy.acquire(blocking=False):
+            raise SimulationError(
+                f"Cannot {what} the simulator while it runs (from a Node function it calls, "
+                "or from another thread)")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def _run(self, steps, feeds, stateful, progress_bar, training_mode):
         self._pull_assigned()
         if not self._stateful:
             # configure_settings(stateful=False): every run is a stateful=False

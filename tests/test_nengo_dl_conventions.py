@@ -482,3 +482,19 @@ def test_metrics_without_a_loss_and_none_losses():
         sim.compile(optimizer=tf.optimizers.SGD(0.0), loss={p: "mse", q: None})
         with pytest.raises(nengo.exceptions.ValidationError, match="no loss .or metric. given"):
             sim.evaluate({inp: x}, {p: x, q: x}, verbose=0)
+
+
+def test_predict_of_no_steps_gives_empty_outputs():
+    """predict/predict_on_batch of zero steps (n_steps=0, or data of zero
+    steps) give (batch, 0, size) arrays, as a run of no steps records none
+    (they raised NumPy's "need at least one array to concatenate")."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(2))
+        a = nengo.Ensemble(20, 2)
+        nengo.Connection(inp, a)
+        p = nengo.Probe(a)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        assert sim.predict(n_steps=0)[p].shape == (2, 0, 2)
+        assert sim.predict({inp: np.zeros((4, 0, 2))})[p].shape == (4, 0, 2)
+        assert sim.predict_on_batch(n_steps=0)[p].shape == (2, 0, 2)
+        assert sim.n_steps == 0

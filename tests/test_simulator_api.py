@@ -5,7 +5,7 @@ import pickle
 import nengo
 import numpy as np
 import pytest
-from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
+from nengo.exceptions import ReadonlyError, SimulationError, SimulatorClosed, ValidationError
 
 import nengo_cuda
 from networks import tutorial
@@ -32,6 +32,17 @@ def test_properties_and_trange(net):
         sim.step()
         assert sim.n_steps == 6
         assert sim.data[net[1][0]].shape == (6, 1)
+
+
+def test_run_takes_any_real_number_of_seconds(net):
+    """As nengo.Simulator: a Fraction or NumPy float of seconds (a Fraction
+    was a raw TypeError from np.isfinite)."""
+    from fractions import Fraction
+
+    with make(net) as sim:
+        sim.run(Fraction(1, 100))
+        sim.run(np.float32(0.005))
+        assert sim.n_steps == 15
 
 
 def _probed_input(size):
@@ -603,3 +614,30 @@ def test_keep_history_false_keeps_each_runs_last_sample(monkeypatch, sample_ever
         with pickle.loads(pickle.dumps(sim)) as copy:  # one sample per run survives
             p_copy = copy.model.probes[sim.model.probes.index(p)]
             np.testing.assert_array_equal(copy.data[p_copy], expected)
+
+
+@pytest.mark.parametrize("call", ["run_steps", "reset", "close"])
+def test_a_node_function_cannot_run_reset_or_close_its_simulator(call):
+    """From inside a run (a Node function's call): a SimulationError naming the
+    cause (run_steps silently lost probe samples and miscounted n_steps; close
+    freed the buffers under the run: an AttributeError). The simulator then
+    goes on as after any Node function's error."""
+    sims = []
+
+    def f(t):
+        if len(sims) == 1 and t > 0.0015:
+            sim = sims.pop()
+            getattr(sim, call)(*([2] if call == "run_steps" else []))
+        return t
+
+    with nengo.Network() as network:
+        u = nengo.Node(f, size_out=1)
+        p = nengo.Probe(u)
+    with nengo_cuda.Simulator(network, progress_bar=False) as sim:
+        sims.append(sim)
+        what = "run" if call == "run_steps" else call
+        with pytest.raises(SimulationError, match=f"Cannot {what} the simulator while it runs"):
+            sim.run_steps(5)
+        sim.run_steps(3)
+        assert sim.n_steps == 5 and sim.data[p].shape == (4, 1)
+        assert not sim.closed

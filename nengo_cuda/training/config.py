@@ -23,8 +23,8 @@ What the settings do here:
   last sample of each call in ``sim.data`` (one sample per call, as NengoDL).
 - ``stateful=False``: every ``sim.run``/``run_steps`` call starts from the
   initial conditions (signals and process states as after ``reset``; trained
-  parameters are kept), so no state carries between calls; ``sim.time``,
-  ``sim.n_steps`` and ``sim.data`` still count and keep every call's steps.
+  parameters are kept), so no state carries between calls; ``sim.n_steps``
+  and ``sim.time`` stay 0 (NengoDL's), ``sim.data`` keeps every call's steps.
   ``predict``/``evaluate``/``fit`` then start every minibatch from the initial
   conditions and ignore (with a warning) ``stateful=True``.  With the default
   (True) their ``stateful`` argument decides, as in NengoDL 3 (see
