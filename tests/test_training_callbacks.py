@@ -617,6 +617,21 @@ def test_tensorboard_logs(tmp_path):
     assert any(tag.endswith("/histogram") for tag in train)
     nengo_logs = _events(tmp_path / "ns")
     assert len(nengo_logs) == 2 and all(len(v) == 3 for v in nengo_logs.values())
-    biases = next(v for tag, v in nengo_logs.items() if tag.endswith("biases"))
+    assert set(nengo_logs) == {"Ensemble_None_encoders", "Ensemble.neurons_None_bias"}
+    biases = nengo_logs["Ensemble.neurons_None_bias"]  # (NengoDL's tags)
     hist = biases[-1][1]  # (bins, 3): left edge, right edge, count
     assert hist[:, 2].sum() == bias.size and hist[0, 0] <= bias.min() <= bias.max() <= hist[-1, 1]
+
+
+def test_nengo_summaries_refuses_what_has_no_parameters(tmp_path):
+    """NengoDL's checks, when the callback is made: a Connection without
+    weights (it failed at the first epoch's end with NumPy's "autodetected
+    range of [nan, nan]"), an object that is none of the three."""
+    net, inp, p = _net()
+    with net:
+        plain = nengo.Connection(inp, nengo.Node(size_in=1))  # (NoTransform)
+    with _sim(net) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="does not have any weights"):
+            nengo_cuda.callbacks.NengoSummaries(str(tmp_path), sim, [plain])
+        with pytest.raises(nengo.exceptions.ValidationError, match="not an Ensemble, Neurons"):
+            nengo_cuda.callbacks.NengoSummaries(str(tmp_path), sim, [p])

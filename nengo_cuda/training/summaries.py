@@ -10,6 +10,8 @@ that is an int, and weight histograms every ``histogram_freq`` epochs).
 parameters: an Ensemble's encoders, a Neurons' biases, a Connection's weights.
 """
 
+import re
+
 import numpy as np
 import nengo
 import tensorflow as tf
@@ -97,37 +99,53 @@ class TensorBoardLogs(tf.keras.callbacks.Callback):
 
 class NengoSummaries(tf.keras.callbacks.Callback):
     """NengoDL's ``NengoSummaries(log_dir, sim, objects)``: after every epoch,
-    histograms of ``objects``' parameters (an Ensemble's encoders, a Neurons'
-    biases, a Connection's weights) from ``sim.data`` (their trained values)."""
+    histograms of ``objects``' parameters from ``sim.data`` (their trained
+    values), under NengoDL's tags ``<type>_<label>_<parameter>``: an
+    Ensemble's (scaled) encoders (``Ensemble_<label>_encoders``), a Neurons'
+    bias (``Ensemble.neurons_<label>_bias``), a Connection's weights
+    (``Connection_<label>_weights``)."""
 
     def __init__(self, log_dir, sim, objects):
         super().__init__()
-        for obj in objects:
-            if not isinstance(obj, (nengo.Ensemble, nengo.ensemble.Neurons, nengo.Connection)):
-                raise ValidationError(
-                    f"NengoSummaries: {obj} is not an Ensemble, Neurons or Connection",
-                    attr="objects")
+        self.summaries = [(_tag(obj, sim), obj) for obj in objects]
         self.sim = sim
-        self.objects = list(objects)
         self.writer = tf.summary.create_file_writer(str(log_dir))
 
     @staticmethod
     def _value(data, obj):
         if isinstance(obj, nengo.Ensemble):
-            return "encoders", data[obj].encoders
+            return data[obj].scaled_encoders
         if isinstance(obj, nengo.ensemble.Neurons):
-            return "biases", data[obj.ensemble].bias
-        return "weights", data[obj].weights
+            return data[obj.ensemble].bias
+        return data[obj].weights
 
     def on_epoch_end(self, epoch, logs=None):
         with self.writer.as_default(step=epoch):
-            for i, obj in enumerate(self.objects):
-                what, value = self._value(self.sim.data, obj)
-                label = getattr(obj, "label", None) or f"{type(obj).__name__.lower()}_{i}"
-                write_histogram(f"{label}_{what}", value, epoch)
+            for tag, obj in self.summaries:
+                write_histogram(tag, self._value(self.sim.data, obj), epoch)
 
     def on_train_end(self, logs=None):
         self.writer.flush()
+
+
+def _tag(obj, sim):
+    """NengoDL's histogram tag for ``obj``'s parameter (characters a summary
+    name cannot hold as ``_``); a ValidationError for other objects."""
+    if isinstance(obj, nengo.Ensemble):
+        name = f"Ensemble_{obj.label}_encoders"
+    elif isinstance(obj, nengo.ensemble.Neurons):
+        name = f"Ensemble.neurons_{obj.ensemble.label}_bias"
+    elif isinstance(obj, nengo.Connection):
+        if sim.model.sig.get(obj, {}).get("weights") is None:  # (NoTransform, not decoded)
+            raise ValidationError(  # (NengoDL's check)
+                f"NengoSummaries: Connection '{obj}' does not have any weights to log",
+                attr="objects")
+        name = f"Connection_{obj.label}_weights"
+    else:
+        raise ValidationError(
+            f"NengoSummaries: {obj} is not an Ensemble, Neurons or Connection",
+            attr="objects")
+    return re.sub(r"[^\w.\-/]", "_", name)
 
 
 __all__ = ["NengoSummaries", "TensorBoardLogs"]
