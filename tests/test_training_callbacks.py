@@ -635,3 +635,29 @@ def test_nengo_summaries_refuses_what_has_no_parameters(tmp_path):
             nengo_cuda.callbacks.NengoSummaries(str(tmp_path), sim, [plain])
         with pytest.raises(nengo.exceptions.ValidationError, match="not an Ensemble, Neurons"):
             nengo_cuda.callbacks.NengoSummaries(str(tmp_path), sim, [p])
+
+
+@pytest.mark.parametrize("inference_only", [False, True])
+def test_keras_model_splits_trainable_and_non_trainable_weights(inference_only):
+    """As a Keras model: non_trainable_weights are the weights fit leaves (a
+    BatchNormalization's moving statistics); with inference_only (NengoDL's
+    test_reuse_vars) nothing is trainable."""
+    with nengo.Network(seed=0) as net:
+        if inference_only:
+            nengo_cuda.configure_settings(inference_only=True)
+        inp = nengo.Node(np.zeros(3))
+        node = nengo_cuda.Layer(tf.keras.layers.BatchNormalization())(inp)
+        a = nengo.Ensemble(10, 3)
+        nengo.Connection(node, a)
+        nengo.Probe(a)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        model = sim.keras_model
+        names = lambda vs: sorted(v.name for v in vs)  # noqa: E731
+        assert names(model.trainable_weights + model.non_trainable_weights) == names(model.weights)
+        assert {"moving_mean", "moving_variance"} <= set(names(model.non_trainable_weights))
+        if inference_only:
+            assert model.trainable_variables == []
+            assert names(model.non_trainable_variables) == names(model.weights)
+        else:
+            assert {"gamma", "beta"} <= set(names(model.trainable_weights))
+            assert not {"gamma", "beta"} & set(names(model.non_trainable_weights))

@@ -41,6 +41,7 @@ class FitModel:
     ``optimizer``: the compiled optimizer; ``trainable_weights``: what ``fit``
     optimises (the trainable Nengo parameters and the TensorNodes' Keras layer
     variables); ``weights``: those and the Keras layers' other variables;
+    ``non_trainable_weights``: the others (all, with ``inference_only``);
     ``get_weights``/``set_weights``: ``weights`` as arrays (what
     ``EarlyStopping(restore_best_weights=True)`` uses; set weights run in the
     simulator too, as do values assigned to ``weights``' variables); ``save_weights``/``load_weights``: them in a file (what
@@ -81,6 +82,14 @@ class FitModel:
         return list(self._trainer.trainable_variables)
 
     trainable_weights = trainable_variables
+
+    @property
+    def non_trainable_variables(self):
+        """``weights`` that ``fit`` leaves (e.g. a Keras layer's moving statistics)."""
+        trainable = {id(v) for v in self.trainable_variables}
+        return [v for v in self.weights if id(v) not in trainable]
+
+    non_trainable_weights = non_trainable_variables
 
     def _weight_variables(self):
         return (list(self._trainer.graph.trainable_variables)
@@ -158,7 +167,8 @@ class FitModel:
         raise AttributeError(
             f"nengo_cuda trains its own graph, not a Keras model: sim.keras_model (and a "
             f"callback's model) is a stand-in that has no {name!r} (it has stop_training, "
-            "optimizer, trainable_weights, weights, get_weights, set_weights, save_weights, "
+            "optimizer, trainable_weights, non_trainable_weights, weights, get_weights, "
+            "set_weights, save_weights, "
             "load_weights, count_params, summary, history, simulator)")
 
 

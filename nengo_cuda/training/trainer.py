@@ -137,13 +137,18 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
 
     def trained_count(self):
         """How many numbers ``fit`` trains (Keras's count of trainable parameters)."""
+        if self.setting("inference_only", False):
+            return 0
         return self.graph.trained_count() + int(
             sum(np.prod(v.shape) for v in self._keras_variables()))
 
     @property
     def trainable_variables(self):
         """What ``fit`` optimises: the Nengo parameters (see
-        `nengo_cuda.training.config`) and the TensorNodes' Keras layer weights."""
+        `nengo_cuda.training.config`) and the TensorNodes' Keras layer weights;
+        none with ``inference_only`` (NengoDL's)."""
+        if self.setting("inference_only", False):
+            return []
         return self.graph.trainable_variables + self._keras_variables()
 
     # -- compile / fit --------------------------------------------------------------
