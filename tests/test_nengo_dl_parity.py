@@ -218,3 +218,28 @@ def test_converted_bias_of_any_shape():
     conv = nengo_cuda.Converter(tf.keras.Model(inp, out), scale_firing_rates=2)
     with nengo_cuda.Simulator(conv.net, progress_bar=False) as sim:
         assert np.array_equal(sim.data[conv.layers[out].ensemble].bias, [100])
+
+
+def test_building_runs_no_step_of_a_stateful_layer():
+    """NengoDL builds its Keras model symbolically: a layer that changes a
+    variable when it runs (a counter) first runs in the simulation's first
+    step (the build's check and the layer's build ran it eagerly once: the
+    steps gave 2, 3, 4), and reset returns it to that."""
+    class Counter(tf.keras.layers.Layer):
+        def build(self, shape):
+            self.count = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                         name="count")
+
+        def call(self, t):
+            self.count.assign_add(1.0)
+            return tf.reshape(self.count, (1, 1))
+
+    with nengo.Network() as net:
+        node = nengo_cuda.TensorNode(Counter(), shape_in=None, shape_out=(1,), pass_time=True)
+        p = nengo.Probe(node)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+        np.testing.assert_array_equal(sim.data[p].ravel(), [1, 2, 3])
+        sim.reset()
+        sim.run_steps(3)
+        np.testing.assert_array_equal(sim.data[p].ravel(), [1, 2, 3])

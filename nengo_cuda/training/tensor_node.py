@@ -99,11 +99,28 @@ class _TensorFunc:
             return None
         if getattr(obj, "built", True) is False:
             tf = _tf()
-            x = None if self.shape_in is None else tf.zeros((1,) + self.shape_in, tf.float32)
-            # (a concrete training flag, as in every call NengoDL makes: layers
-            # may branch on it, or assert it)
-            self.call_tensors(tf.constant(0.0), x, training=False)
+            x = None if self.shape_in is None else (1,) + self.shape_in
+            try:  # (traced: it builds the layer, and runs nothing)
+                self.trace(x, tf.float32, training=False)
+            except Exception:  # (not traceable: called once)
+                x = None if x is None else tf.zeros(x, tf.float32)
+                # (a concrete training flag, as in every call NengoDL makes:
+                # layers may branch on it, or assert it)
+                self.call_tensors(tf.constant(0.0), x, training=False)
         return obj
+
+    def trace(self, x_shape, dtype, training):
+        """``tensor_func``'s output (a symbolic tensor) traced on time and an
+        input of ``x_shape`` (None: no input) in ``dtype``: nothing runs, as
+        in NengoDL's symbolic build (a Keras layer gets built)."""
+        tf = _tf()
+        x = None if x_shape is None else tf.TensorSpec(x_shape, dtype)
+
+        def output(t, x):
+            return self.call_tensors(t, x, training=training)
+
+        return tf.function(output, autograph=False).get_concrete_function(
+            tf.TensorSpec((), dtype), x).structured_outputs
 
     def trainable_variables(self):
         """The variables training optimises (the layer's ``trainable_variables``)."""
@@ -400,13 +417,23 @@ class _RunStep:
         return y if y.dtype == self.dtype else tf.cast(y, self.dtype.name)
 
     def check(self, training=False):
-        """Calls ``tensor_func`` once on the current input and checks its output,
-        writing nothing: what NengoDL checks when it builds the model.
+        """Checks ``tensor_func``'s output, writing nothing: what NengoDL checks
+        when it builds the model.  The function is traced (as NengoDL's symbolic
+        build does), not run, so what it changes when it runs (a stateful
+        layer's ``assign_add``) happens in the simulation's steps only; one that
+        cannot be traced (or fails) is called once on the current input.
 
         ``training``: the flag a Keras layer gets (True where the simulator
         always runs in training mode, ``configure_settings(learning_phase=True)``).
         An error of the function itself is a BuildError naming the TensorNode
         (TensorFlow's own messages name only its ops)."""
+        try:
+            self._traced_check(training)
+            return
+        except NengoException:
+            raise
+        except Exception:  # (the call below raises what is wrong, or works eagerly)
+            pass
         try:
             self._output(training)
         except NengoException:
@@ -417,6 +444,16 @@ class _RunStep:
                              f"while building the simulator: {type(e).__name__}: {e}") from e
         if self.sync is not None:
             self.sync()
+
+    def _traced_check(self, training):
+        """`check_output` of ``tensor_func``'s output traced on inputs of this
+        step's shapes and dtype (nothing runs)."""
+        x = None
+        if self.func.shape_in is not None and self.xs:
+            x = (len(self.xs),) + tuple(self.func.shape_in)
+        y = self.func.trace(x, self.dtype.name, training)
+        if self.outs:
+            self.func.check_output(y, len(self.outs), self.dtype)
 
     def __call__(self):
         y = self._output()
