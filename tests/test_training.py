@@ -4,6 +4,7 @@ the "from Nengo" tutorial end to end, and clear errors on bad input."""
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -1098,3 +1099,30 @@ def test_equal_scalar_weights_train_apart():
         # loss = ((w_a - 2)^2 + (w_b - 3)^2) / 2: gradients w_a - 2 = -1, w_b - 3 = -2
         np.testing.assert_allclose([np.ravel(sim.data[ca].weights)[0],
                                     np.ravel(sim.data[cb].weights)[0]], [1.1, 1.2], rtol=1e-12)
+
+
+def test_fit_warns_that_sparse_weights_stay_constant():
+    """nengo_cuda keeps a nengo.Sparse transform's weights constant in fit,
+    where NengoDL trains them: a warning names the connection (fit left them
+    silently), none where it is configured not to train."""
+    with nengo.Network() as net:
+        a = nengo.Node([1.0, 1.0])
+        b = nengo.Node(size_in=2)
+        sparse = nengo.Connection(a, b, transform=nengo.Sparse((2, 2), indices=[[0, 0], [1, 1]],
+                                                              init=[0.5, 0.5]), synapse=None)
+        p = nengo.Probe(b)
+    x, y = {a: np.ones((2, 1, 2))}, {p: np.ones((2, 1, 2))}
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.1), loss=tf.losses.mse)
+        with pytest.warns(UserWarning, match=r"does not train the weights of Sparse transforms"):
+            sim.fit(x, y, epochs=1, verbose=0)
+        np.testing.assert_array_equal(sim.data[sparse].weights.toarray(), 0.5 * np.eye(2))
+    with net:
+        nengo_cuda.configure_settings(trainable=None)
+        net.config[sparse].trainable = False
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.1), loss=tf.losses.mse)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sim.fit(x, y, epochs=1, verbose=0)
+        assert not [w for w in caught if "Sparse transforms" in str(w.message)]

@@ -820,9 +820,20 @@ def trainable_parameters(sim, trainable):
     return out
 
 
+def untrained_sparse(sim, trainable):
+    """The trainable Connections whose weights `trainable_parameters` leaves
+    out: a `nengo.Sparse` transform's, which the native kernels keep constant
+    (NengoDL trains them)."""
+    sig = sim.model.sig
+    return [obj for obj, on in trainable.items()
+            if on and isinstance(obj, nengo.Connection)
+            and getattr(sig[obj].get("weights"), "sparse", False)]
+
+
 def trainable_signals(sim, trainable):
     """The Signals of `trainable_parameters`."""
     return [s for _, _, s in trainable_parameters(sim, trainable)]
 
 
-__all__ = ["TrainingGraph", "trainable_parameters", "trainable_signals", "SimNeurons"]
+__all__ = ["TrainingGraph", "trainable_parameters", "trainable_signals", "untrained_sparse",
+           "SimNeurons"]
