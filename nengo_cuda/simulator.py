@@ -330,11 +330,7 @@ class Simulator:
             "dtype": self.dtype.name,
             "unroll_simulation": self.unroll_simulation,
             "n_steps": self._n_steps,
-            "parameters": {} if self.closed else {  # (the shared float bases)
-                base: self.layout.base_array(base, 0).copy()
-                for base, (pool, shared, _) in self.layout.placement.items()
-                if shared and pool == FLOAT
-            },
+            "parameters": {} if self.closed else self._changed_shared_bases(),
             "kept_parameters": self.parameters.kept(),
         }
 
@@ -450,16 +446,23 @@ class Simulator:
         self._step_view = None
         self.layout.release()
 
+    def _changed_shared_bases(self):
+        """``{base: its values}`` of the shared float bases (the parameters)
+        whose values differ from their built ones (trained, loaded)."""
+        layout, changed = self.layout, {}
+        for base, (pool, shared, _) in layout.placement.items():
+            if shared and pool == FLOAT:
+                value = layout.base_array(base, 0)
+                if not np.array_equal(value, np.asarray(base.initial_value, self.dtype)):
+                    changed[base] = value.copy()
+        return changed
+
     def _parameters_changed(self):
         """Whether a parameter (trained, loaded, learned online) now differs
         from its built value."""
         self._pull_assigned()
         layout = self.layout
-        for base, (pool, shared, _) in layout.placement.items():
-            if shared and pool == FLOAT and not np.array_equal(
-                    layout.base_array(base, 0), np.asarray(base.initial_value, self.dtype)):
-                return True
-        if self.parameters.kept():
+        if self._changed_shared_bases() or self.parameters.kept():
             return True
         return any(
             not np.array_equal(layout.signal_dicts[trial][sig],
