@@ -301,28 +301,33 @@ def test_python_errors_propagate_and_keep_data():
 
 
 
+def network_with_failing_node():
+    """A Node of the time that raises once, in step 2 (of the first trial that
+    gets there); probed every step and every second step."""
+    failed = []
+
+    def f(t):
+        if t > 0.0015 and not failed:
+            failed.append(t)
+            raise RuntimeError("boom")
+        return t
+
+    with nengo.Network(seed=1) as network:
+        u = nengo.Node(f, size_out=1)
+        probes = [nengo.Probe(u), nengo.Probe(u, sample_every=0.002)]
+    return network, probes
+
+
 @pytest.mark.parametrize("minibatch_size", [None, 2])
 def test_run_after_a_callback_error_counts_steps_as_nengo(minibatch_size):
     """After a Node raised in step 2, Nengo's step signal counts that step:
     the next run goes on from it, and n_steps, time, trange and the probes'
     sampling follow the signal."""
-    def network_with_failing_node(failed):
-        def f(t):
-            if t > 0.0015 and not failed:  # once, in the first trial that gets there
-                failed.append(t)
-                raise RuntimeError("boom")
-            return t
-
-        with nengo.Network(seed=1) as network:
-            u = nengo.Node(f, size_out=1)
-            probes = [nengo.Probe(u), nengo.Probe(u, sample_every=0.002)]
-        return network, probes
-
     results = []
     for make_sim in (nengo.Simulator,
                      lambda net: nengo_cuda.Simulator(net, dtype="float64", progress_bar=False,
                                                       minibatch_size=minibatch_size)):
-        network, probes = network_with_failing_node([])
+        network, probes = network_with_failing_node()
         with make_sim(network) as sim:
             with pytest.raises(RuntimeError, match="boom"):
                 sim.run_steps(5)
@@ -341,21 +346,6 @@ def test_training_mode_run_after_a_callback_error_counts_steps_as_nengo():
     on from Nengo's step signal too, as the native run does: its time and its
     probes' sampling are those of nengo.Simulator's next run."""
     pytest.importorskip("tensorflow")
-
-    def network_with_failing_node():
-        failed = []
-
-        def f(t):
-            if t > 0.0015 and not failed:
-                failed.append(t)
-                raise RuntimeError("boom")
-            return t
-
-        with nengo.Network(seed=1) as network:
-            u = nengo.Node(f, size_out=1)
-            probes = [nengo.Probe(u), nengo.Probe(u, sample_every=0.002)]
-        return network, probes
-
     network, probes = network_with_failing_node()
     with nengo.Simulator(network) as ref:
         with pytest.raises(RuntimeError, match="boom"):
