@@ -1126,3 +1126,27 @@ def test_fit_warns_that_sparse_weights_stay_constant():
             warnings.simplefilter("always")
             sim.fit(x, y, epochs=1, verbose=0)
         assert not [w for w in caught if "Sparse transforms" in str(w.message)]
+
+
+def test_filtered_probe_of_trained_weights():
+    """A synapse on a probe of a connection's weights (a signal shared by all
+    items of the minibatch) filters them in the training graph as Nengo does
+    (fit failed: the weights were reshaped to the minibatch, not broadcast)."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(2))
+        ens = nengo.Ensemble(30, 2, neuron_type=nengo.LIFRate())
+        nengo.Connection(inp, ens, synapse=None)
+        out = nengo.Node(size_in=1)
+        conn = nengo.Connection(ens, out, function=lambda x: x[0] * x[1], synapse=None)
+        p = nengo.Probe(out)
+        weights = nengo.Probe(conn, "weights", synapse=0.01)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(5)
+    x = np.random.RandomState(0).uniform(-1, 1, (10, 5, 2))
+    with nengo_cuda.Simulator(net, minibatch_size=10, dtype="float64", progress_bar=False) as sim:
+        forward = sim._trainer().forward({inp: x}, 5, [weights])[weights]
+        for item in forward:
+            np.testing.assert_allclose(item, ref.data[weights].reshape(5, -1), atol=1e-12)
+        sim.compile(tf.optimizers.SGD(0.1), loss={p: tf.losses.mse})
+        sim.fit({inp: x[:, :1]}, {p: x[:, :1, :1] * x[:, :1, 1:]}, epochs=1, verbose=0)
+        assert not np.allclose(sim.data[conn].weights, ref.data[conn].weights)

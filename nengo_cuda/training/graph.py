@@ -687,7 +687,7 @@ class TrainingGraph:
                 nx,
             )
         A, B, C, D, nx = self._filters[id(op)]
-        u = tf.reshape(self.read(vals, op.input), [self.batch, -1])
+        u = tf.reshape(self._per_trial(vals, op.input), [self.batch, -1])  # (shared: weights)
         if nx == 0:
             y = D * u
         elif nx == 1:  # Lowpass and other first-order filters: elementwise
