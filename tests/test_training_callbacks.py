@@ -331,6 +331,8 @@ def test_unsupported_callbacks(tmp_path):
         saver = keras_cb.LambdaCallback(on_epoch_end=layers)
         with pytest.raises(AttributeError, match="stand-in that has no 'layers'"):
             sim.fit({inp: x}, {p: y}, callbacks=[saver])
+        with pytest.raises(TypeError, match="stand-in that cannot be called"):
+            sim.keras_model({inp: x})
 
 
 def test_model_checkpoint_saves_weights_that_load_weights_restores(tmp_path):

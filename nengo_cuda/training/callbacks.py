@@ -161,6 +161,12 @@ class FitModel:
         (as Keras skips layers whose weights differ)."""
         self._trainer.read_params(filepath, skip_mismatch=skip_mismatch)
 
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            "nengo_cuda trains its own graph, not a Keras model: sim.keras_model (and a "
+            "callback's model) is a stand-in that cannot be called on inputs; use "
+            "sim.predict or sim.predict_on_batch for outputs, sim.fit to train")
+
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
