@@ -201,6 +201,15 @@ def test_training_check_counts_trainable_parameters():
     conv = nengo_cuda.Converter(model, inference_only=True)  # BatchNormalization: constant
     assert conv.verify(inputs=[_x(model)], atol=ATOL)
     before = [w.copy() for w in model.get_weights()]
+    # (NengoDL's: the network is configured inference_only, which fit refuses)
+    with pytest.raises(ValueError, match="converted with inference_only=True"):
+        conv.verify(training=True, inputs=[_x(model)])
+    with nengo_cuda.Simulator(conv.net, progress_bar=False) as sim:
+        sim.compile(loss=tf.losses.mse)
+        with pytest.raises(nengo.exceptions.SimulationError, match="inference_only=True"):
+            sim.fit(_x(model)[:, None], np.zeros((3, 1, 2)))
+    with conv.net:
+        nengo_cuda.configure_settings(inference_only=False)
     with pytest.raises(ValueError, match=r"\(10\) differs from the Keras model's \(18\)"):
         conv.verify(training=True, inputs=[_x(model)])
     for a, b in zip(before, model.get_weights()):
@@ -586,6 +595,33 @@ def test_regularized_layers_fall_back_for_training():
         warnings.simplefilter("error")  # natively, no fallback warning
         native = nengo_cuda.Converter(model, inference_only=True)
     assert not isinstance(native.layers[reg.output], nengo_cuda.TensorNode)
+
+
+def test_activity_regularizer_has_no_native_form_for_training():
+    """NengoDL's unsupported_training_args include activity_regularizer: a
+    layer with one falls back (a warning) or, with allow_fallback=False, is a
+    TypeError (it converted natively, silently); inference_only converts it."""
+    inp = keras.Input((4,))
+    dense = keras.layers.Dense(3, activity_regularizer=keras.regularizers.L2(0.5))
+    model = keras.Model(inp, dense(inp))
+    with pytest.warns(UserWarning, match="activity_regularizer"):
+        conv = nengo_cuda.Converter(model)
+    assert isinstance(conv.layers[dense.output], nengo_cuda.TensorNode)
+    with pytest.raises(TypeError, match="activity_regularizer"):
+        nengo_cuda.Converter(model, allow_fallback=False)
+    native = nengo_cuda.Converter(model, allow_fallback=False, inference_only=True)
+    assert native.verify(inputs=[_x(model)], atol=ATOL)
+
+
+def test_verify_trains_each_output_of_a_tensor_output_twice():
+    """keras.Model(inp, [y, y]): two outputs, two probes; verify's fit gives
+    each its targets, as Keras's loss counts both (one probe got both)."""
+    inp = keras.Input((4,))
+    y = keras.layers.Dense(3)(inp)
+    model = keras.Model(inp, [y, y])
+    conv = nengo_cuda.Converter(model)
+    assert len(conv.net.probes) == 2
+    assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
 
 
 def test_unused_swaps_and_unknown_input_sizes():

@@ -38,7 +38,7 @@ import warnings
 import nengo
 import numpy as np
 
-from ..training.config import configure_settings
+from ..training.config import configure_settings, get_setting
 from .activations import neuron_type_for, with_amplitude
 from .extension import LayerConverter
 from .layers import CONVERTERS, Tensor, Unconvertible
@@ -137,13 +137,16 @@ class Converter:
         if not getattr(model, "outputs", None):
             raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
                              f"Input or call it once)")
+        self._output_probes = []  # one per model output (a tensor output twice: two)
         with nengo.Network(label=model.name) as self.net:
-            configure_settings(trainable=None)
+            # (NengoDL's: a network converted for inference only refuses fit)
+            configure_settings(trainable=None, inference_only=bool(inference_only))
             for kt in model.outputs:
                 obj = self._tensor(kt).obj
                 # unlabelled, as NengoDL's: evaluate's keys are "probe_loss", ...
                 synapse = self.synapse if isinstance(obj, nengo.ensemble.Neurons) else None
                 probe = nengo.Probe(obj, synapse=synapse)
+                self._output_probes.append(probe)
                 self.outputs[kt] = probe
                 self.outputs.alias(_history(kt)[0], probe)
             for kt in model.inputs:  # (an input no output needs gets its Node too)
@@ -497,6 +500,11 @@ class Converter:
         initial = model.get_weights()
         with Simulator(self.net, minibatch_size=batch, progress_bar=False) as sim:
             if training:
+                if get_setting(self.net, "inference_only"):
+                    raise ValueError(
+                        "Converter.verify(training=True): the network was converted with "
+                        "inference_only=True, so it cannot be trained (configure_settings("
+                        "inference_only=False) on converter.net undoes that)")
                 _check_trainable_counts(model, sim)
                 model.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
                 model.fit(x, targets[0] if len(targets) == 1 else targets, epochs=3,
@@ -510,8 +518,8 @@ class Converter:
             try:
                 if training:
                     sim.compile(optimizer=tf.optimizers.SGD(0.1), loss=tf.losses.mse)
-                    sim.fit(feeds, {self.outputs[t]: y.reshape(batch, steps, -1)
-                                    for t, y in zip(model.outputs, targets)}, epochs=3,
+                    sim.fit(feeds, {p: y.reshape(batch, steps, -1)
+                                    for p, y in zip(self._output_probes, targets)}, epochs=3,
                             verbose=0)
                 got = sim.predict(feeds, n_steps=steps)
             finally:
@@ -544,7 +552,7 @@ def _check_trainable_counts(model, sim):
 # Trainer._regularization) and constraints (Keras's optimizers apply them)
 _TRAINING_EXTRAS = tuple(f"{w}_{kind}" for kind in ("regularizer", "constraint")
                          for w in ("kernel", "bias", "depthwise", "pointwise", "gamma",
-                                   "beta", "embeddings", "recurrent"))
+                                   "beta", "embeddings", "recurrent")) + ("activity_regularizer",)
 
 
 def _training_extras(layer):
