@@ -315,7 +315,11 @@ def check_memory(n_bytes, layout):
 def _copy_initial(base):
     value = base.initial_value
     if hasattr(value, "allocate"):  # nengo.transforms.SparseMatrix
-        return value.allocate()
+        # (a copy: `allocate` returns one cached matrix, and training and
+        # load_params write these values, `SparseParameters`)
+        matrix = value.allocate().copy()
+        matrix.data.setflags(write=False)  # (read-only, as Nengo allocates it)
+        return matrix
     return value.copy()
 
 

@@ -9,6 +9,8 @@ the layout places per trial.  Those elements are parameters all the same: they
 train, save and load, and keep their trained values through the resets that
 keep parameters, where the base's initial value would undo them.
 `StateParameters` keeps such values and writes them back after each reset.
+`SparseParameters` are the values of sparse matrices, which live outside the
+pools.
 """
 
 import nengo
@@ -89,6 +91,79 @@ class StateParameters:
     def forget(self):
         """The built values are the parameters again (a reset that undoes training)."""
         self._kept = {}
+
+
+class SparseParameters:
+    """The values of sparse matrices (`nengo.Sparse` transforms' weights):
+    parameters like the others (trained, saved, loaded, kept or undone by
+    resets), which live outside the pools: in the layout's CSR matrix (what
+    ``sim.signals`` gives and Nengo's own steps read) and in the native
+    instructions that multiply by it (their table ``"data"``).  A value is
+    the CSR matrix's ``data`` (scipy's order: row by row).
+
+    ``layout``: the `SignalLayout`; ``program``: the planned `Program`;
+    ``backend``: the backend running it.
+    """
+
+    def __init__(self, layout, program, backend):
+        self.layout = layout
+        self.backend = backend
+        self.signals = [base for base, (_, shared, _) in layout.placement.items()
+                        if base.sparse and shared and self._matrix(base).format == "csr"]
+        self._instrs = {}  # id(signal) -> indices of the instructions reading it
+        for i, instr in enumerate(program.instructions):
+            if instr.kind == "sparse_dot_inc":
+                self._instrs.setdefault(id(instr.ops[0].A), []).append(i)
+
+    def __contains__(self, sig):
+        return any(sig is s for s in self.signals)
+
+    def _matrix(self, sig):
+        return self.layout.base_array(sig, 0)
+
+    def value(self, sig):
+        """``sig``'s values now (a copy)."""
+        return np.array(self._matrix(sig).data)
+
+    def built(self, sig):
+        """``sig``'s built values (those of a fresh layout)."""
+        value = sig.initial_value
+        value = value.allocate() if hasattr(value, "allocate") else value
+        return np.array(value.tocsr().data)
+
+    def indices(self, sig):
+        """``(rows, columns)`` of the values' elements."""
+        m = self._matrix(sig)
+        return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), np.array(m.indices)
+
+    def write(self, sig, values):
+        """Sets ``sig``'s values, where Python and the native program read them."""
+        m = self._matrix(sig)
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape != m.data.shape:
+            raise ValueError(f"{sig}: {values.size} values for its {m.data.size} nonzeros")
+        writeable = m.data.flags.writeable  # (read-only to users, as Nengo's)
+        m.data.setflags(write=True)
+        m.data[...] = values
+        m.data.setflags(write=writeable)
+        for index in self._instrs.get(id(sig), ()):
+            self.backend.set_table(index, "data", values)
+
+    def values(self):
+        """``{signal: values}`` of all (copies)."""
+        return {sig: self.value(sig) for sig in self.signals}
+
+    def changed(self):
+        """``{signal: values}`` of those that differ from their built values."""
+        return {sig: v for sig, v in self.values().items()
+                if not np.array_equal(v, self.built(sig))}
+
+    def after_reset(self, kept=None):
+        """After `SignalLayout.reset` (fresh matrices of the built values): the
+        ``kept`` values (`values` from before) again, or else the native
+        copies built again too."""
+        for sig in self.signals:
+            self.write(sig, self.value(sig) if kept is None else kept[sig])
 
 
 class LearnedParameters:

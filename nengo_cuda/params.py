@@ -44,6 +44,11 @@ def current_built(obj, built, sig, read):
         return _ensemble(obj, built, sig, read)
     if isinstance(obj, nengo.Connection) and "weights" in sig[obj]:
         signal = sig[obj]["weights"]
+        if signal.sparse:  # (read gives a changed one's SparseMatrix)
+            weights = read(signal)
+            if weights is None:
+                return built
+            return BuiltConnection(built.eval_points, built.solver_info, weights, None)
         weights = _changed(signal, read)
         if weights is not None:
             shape = np.shape(built.weights)

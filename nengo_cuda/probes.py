@@ -73,32 +73,44 @@ class ProbeRecording:
 
 class SparseRecording(ProbeRecording):
     """Samples of a sparse signal: a `nengo.Sparse` transform's weights, which
-    no learning rule changes (Nengo refuses learning on them).  The native run
-    records nothing (``size`` 0) and only counts the samples; each sample is a
-    copy of the matrix, as ``nengo.Simulator`` records it."""
+    no learning rule changes (Nengo refuses learning on them); training and
+    load_params change them between runs.  The native run records nothing
+    (``size`` 0) and only counts the samples; each chunk holds, per sample,
+    the matrix at its run (``current()``, copied once per chunk), and each
+    sample in ``sim.data`` is a copy of it, as ``nengo.Simulator`` records it."""
 
-    def __init__(self, matrix, n_trials, keep_history=True):
-        super().__init__(matrix.shape, n_trials, keep_history)
-        self.matrix = matrix
+    def __init__(self, current, shape, n_trials, keep_history=True):
+        super().__init__(shape, n_trials, keep_history)
+        self.current = current
         self.size = 0
 
     def append(self, chunk):
-        super().append(chunk[:, :, :0])  # (the training graph's chunks hold the values)
+        matrices = np.empty((self.n_trials, chunk.shape[1], 1), dtype=object)
+        if matrices.size:
+            matrices.fill(self.current().copy())
+        super().append(matrices)
+
+    def _matrices(self, chunks):
+        return (np.concatenate(chunks, axis=1)[:, :, 0] if chunks
+                else np.empty((self.n_trials, 0), dtype=object))
 
     def array(self, minibatched):
-        samples = np.empty((self.n_trials, self.n_samples), dtype=object)
+        samples = self._matrices(self.chunks)
         for index in np.ndindex(samples.shape):
-            samples[index] = self.matrix.copy()
+            samples[index] = samples[index].copy()
         return samples if minibatched else samples[0]
 
     def values_since(self, n_chunks):
         """As values (``predict``'s arrays): the dense matrix, at each sample."""
-        samples = sum(chunk.shape[1] for chunk in self.chunks[n_chunks:])
-        dense = self.matrix.toarray().ravel()
-        return np.broadcast_to(dense, (self.n_trials, samples, dense.size)).copy()
+        matrices = self._matrices(self.chunks[n_chunks:])
+        dense = np.zeros(matrices.shape + (int(np.prod(self.shape)),))
+        for index in np.ndindex(matrices.shape):
+            dense[index] = matrices[index].toarray().ravel()
+        return dense
 
     def load(self, data, dtype):
-        super().load(np.zeros(data.shape[:2] + (0,)), dtype)
+        self.chunks = [np.asarray(data, dtype=object).reshape(data.shape[:2] + (1,))]
+        self.n_samples = data.shape[1]
 
 
 class SimulationData(Mapping):

@@ -33,7 +33,7 @@ from .arguments import (check_data, check_dt, check_dtype, check_positive_int, c
 from .backends import select_backend
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
-from .parameters import LearnedParameters, StateParameters
+from .parameters import LearnedParameters, SparseParameters, StateParameters
 from .params import current_built
 from .probes import ProbeRecording, SimulationData, SparseRecording
 from .tables import TableLoader
@@ -203,6 +203,8 @@ class Simulator:
             for node, op in producers.items()
         }
         self.backend = backend_cls(self._plan.program, self.layout, self.dt)
+        # sparse matrices' values: parameters outside the pools
+        self.sparse = SparseParameters(self.layout, self._plan.program, self.backend)
         # (NengoDL logs where it runs so)
         logger.info("Running on %s", {
             "CpuBackend": "CPU", "EmulatedCudaBackend": "CPU (the CUDA backend's emulator)",
@@ -261,10 +263,9 @@ class Simulator:
     def _recording(self, probe, keep):
         """The recording of ``probe``'s samples (``keep``: NengoDL's keep_history)."""
         sig = self.model.sig[probe]["in"]
-        if sig.sparse:
-            matrix = sig.initial_value
-            matrix = matrix.allocate() if isinstance(matrix, SparseMatrix) else matrix
-            return SparseRecording(matrix.astype(self.dtype), self.n_trials, keep_history=keep)
+        if sig.sparse:  # (the matrix now: training and load_params change it)
+            return SparseRecording(lambda: self.layout.base_array(sig.base, 0).astype(self.dtype),
+                                   sig.shape, self.n_trials, keep_history=keep)
         if self.layout.pool_of(sig) != FLOAT:
             raise BuildError(f"{probe}: nengo_cuda can only probe float and sparse signals "
                              f"(got {sig})")
@@ -332,6 +333,7 @@ class Simulator:
             "n_steps": self._n_steps,
             "parameters": {} if self.closed else self._changed_shared_bases(),
             "kept_parameters": self.parameters.kept(),
+            "sparse_parameters": {} if self.closed else self.sparse.changed(),
         }
 
     def __setstate__(self, state):
@@ -350,6 +352,8 @@ class Simulator:
         for base, value in state["parameters"].items():
             self.layout.base_array(base, 0)[...] = value
         self.parameters.keep(state["kept_parameters"])
+        for sig, values in state["sparse_parameters"].items():
+            self.sparse.write(sig, values)
         for trial, values in enumerate(state["signals"]):
             for base, value in values.items():
                 self.layout.base_array(base, trial)[...] = value
@@ -462,7 +466,7 @@ class Simulator:
         from its built value."""
         self._pull_assigned()
         layout = self.layout
-        if self._changed_shared_bases() or self.parameters.kept():
+        if self._changed_shared_bases() or self.parameters.kept() or self.sparse.changed():
             return True
         return any(
             not np.array_equal(layout.signal_dicts[trial][sig],
@@ -487,6 +491,13 @@ class Simulator:
         learning rules learned differs per trial: with a ``minibatch_size``,
         all trials' (a leading minibatch axis, as NengoDL's), else trial 0's."""
         layout = self.layout
+        if sig.sparse:  # (a changed one: a SparseMatrix of its elements now)
+            if sig not in self.sparse:
+                return None
+            values = self.sparse.value(sig)
+            if np.array_equal(values, self.sparse.built(sig)):
+                return None
+            return SparseMatrix(np.stack(self.sparse.indices(sig), axis=1), values, sig.shape)
         learned = self.learned.is_learned(sig)
         if not (learned or self.parameters.is_parameter(sig)):
             return None
@@ -531,7 +542,9 @@ class Simulator:
         layout = self.layout
         shared = None if include_trainable else layout.fbuf[: layout.f_shared].copy()
         learned = None if include_trainable else self.learned.values()
+        sparse = None if include_trainable else self.sparse.values()
         layout.reset()
+        self.sparse.after_reset(sparse)
         if shared is not None:
             layout.fbuf[: layout.f_shared] = shared
             layout.touch_shared()
@@ -639,12 +652,13 @@ class Simulator:
         unchanged (configure_settings(stateful=False))."""
         layout = self.layout
         shared = layout.fbuf[: layout.f_shared].copy()
-        learned = self.learned.values()
+        learned, sparse = self.learned.values(), self.sparse.values()
         layout.reset()
         layout.fbuf[: layout.f_shared] = shared
         layout.touch_shared()
         self.parameters.rewrite()
         self.learned.write(learned)
+        self.sparse.after_reset(sparse)
         self._make_steps()
 
     def _make_steps(self):

@@ -622,12 +622,25 @@ def test_dense_rows_as_phases_equal_tiles(device, monkeypatch, dtype, shapes):
 
 
 def test_sparse_dot_inc(device):
+    """CSR mat-vec; its values replaced between runs (table "data": training,
+    load_params), a table of the wrong size refused on both backends."""
     t = Twin(device, np.float64, 0, 40, n_trials=2)
-    t.add("sparse_dot_inc", ints={"indptr": [0, 2, 2, 5], "indices": [0, 3, 1, 2, 3]},
-          floats={"data": [0.5, -1, 2, 0.25, 1]},
-          scalars={"X": 10, "X_s": 2, "Y": 30, "Y_s": 1, "cols": 4})
+    index = t.add("sparse_dot_inc", ints={"indptr": [0, 2, 2, 5], "indices": [0, 3, 1, 2, 3]},
+                  floats={"data": [0.5, -1, 2, 0.25, 1]},
+                  scalars={"X": 10, "X_s": 2, "Y": 30, "Y_s": 1, "cols": 4})
     t.run(3)
     t.assert_equal(rtol=1e-12, atol=1e-12)
+    before = t.f_cpu.copy()
+    t.set_table(index, "data", np.array([1.5, 2, -3, 0.5, 4.0]))
+    t.run(2)
+    t.assert_equal(rtol=1e-12, atol=1e-12)
+    y = before[30:33]  # (the X elements read stay as they were: only Y changes)
+    x = before[10:18:2]
+    dense = np.array([[1.5, 0, 0, 2], [0, 0, 0, 0], [0, -3, 0.5, 4.0]])
+    np.testing.assert_allclose(t.f_cpu[30:33], y + 2 * dense @ x, rtol=1e-12)
+    for backend in (t.cpu, t.dev):
+        with pytest.raises(ValueError, match="sparse_dot_inc: data of 4 values for 5 nonzeros"):
+            backend.set_table(index, "data", np.zeros(4))
     t.close()
 
 

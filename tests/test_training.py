@@ -1,6 +1,7 @@
 """Training API (NengoDL 3's): optional TensorFlow, TensorNode, configure_settings,
 the "from Nengo" tutorial end to end, and clear errors on bad input."""
 
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -1101,31 +1102,77 @@ def test_equal_scalar_weights_train_apart():
                                     np.ravel(sim.data[cb].weights)[0]], [1.1, 1.2], rtol=1e-12)
 
 
-def test_fit_warns_that_sparse_weights_stay_constant():
-    """nengo_cuda keeps a nengo.Sparse transform's weights constant in fit,
-    where NengoDL trains them: a warning names the connection (fit left them
-    silently), none where it is configured not to train."""
+def _dense_and_sparse(trainable_sparse=True):
+    """NengoDL's test_transforms.py::test_sparse network: the same weights as a
+    dense and as a Sparse transform (its indices out of CSR order)."""
+    w = np.random.RandomState(0).rand(2, 3)
+    order = [4, 0, 5, 2, 1, 3]
+    indices = np.array([(i, j) for i in range(2) for j in range(3)])[order]
     with nengo.Network() as net:
-        a = nengo.Node([1.0, 1.0])
-        b = nengo.Node(size_in=2)
-        sparse = nengo.Connection(a, b, transform=nengo.Sparse((2, 2), indices=[[0, 0], [1, 1]],
-                                                              init=[0.5, 0.5]), synapse=None)
-        p = nengo.Probe(b)
-    x, y = {a: np.ones((2, 1, 2))}, {p: np.ones((2, 1, 2))}
-    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
-        sim.compile(tf.optimizers.SGD(0.1), loss=tf.losses.mse)
-        with pytest.warns(UserWarning, match=r"does not train the weights of Sparse transforms"):
-            sim.fit(x, y, epochs=1, verbose=0)
-        np.testing.assert_array_equal(sim.data[sparse].weights.toarray(), 0.5 * np.eye(2))
-    with net:
-        nengo_cuda.configure_settings(trainable=None)
-        net.config[sparse].trainable = False
-    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
-        sim.compile(tf.optimizers.SGD(0.1), loss=tf.losses.mse)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            sim.fit(x, y, epochs=1, verbose=0)
-        assert not [w for w in caught if "Sparse transforms" in str(w.message)]
+        if not trainable_sparse:
+            nengo_cuda.configure_settings(trainable=None)
+        a = nengo.Node(np.zeros(3))
+        dense, sparse = nengo.Node(size_in=2), nengo.Node(size_in=2)
+        cd = nengo.Connection(a, dense, transform=w, synapse=None)
+        cs = nengo.Connection(a, sparse, synapse=None, transform=nengo.Sparse(
+            (2, 3), indices=indices, init=w.ravel()[order]))
+        if not trainable_sparse:
+            net.config[cs].trainable = False
+        probes = nengo.Probe(dense), nengo.Probe(sparse), nengo.Probe(cs, "weights")
+    return net, a, cd, cs, probes, w
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+def test_sparse_weights_train_as_dense_ones(device, tmp_path):
+    """NengoDL's test_sparse: a Sparse transform's nonzeros train as the same
+    dense weights do (they stayed constant); the simulation, sim.data,
+    save/load_params, resets and pickling all see the trained values."""
+    net, a, cd, cs, (pd, ps, pw), w = _dense_and_sparse()
+    x = np.ones((4, 1, 3))
+    y = {pd: np.zeros((4, 1, 2)), ps: np.zeros((4, 1, 2))}
+    with nengo_cuda.Simulator(net, minibatch_size=4, dtype="float64", device=device,
+                              progress_bar=False) as sim:
+        sim.run_steps(1, data={a: x})
+        sim.compile(tf.optimizers.SGD(0.05), loss={pd: tf.losses.mse, ps: tf.losses.mse})
+        sim.fit({a: x}, y, epochs=5, verbose=0)
+        trained = np.array(sim.data[cd].weights)
+        assert not np.allclose(trained, w)
+        np.testing.assert_allclose(sim.data[cs].weights.toarray(), trained, atol=1e-12)
+        forward = sim._trainer().forward({a: x}, 1, [pw])[pw]  # (the training graph's)
+        np.testing.assert_allclose(forward.reshape(4, 2, 3), [trained] * 4, atol=1e-12)
+        sim.run_steps(1, data={a: x})  # (the weights probe: the matrix at each sample)
+        np.testing.assert_array_equal(sim.data[pw][0, 0].toarray(), w)
+        np.testing.assert_allclose(sim.data[pw][0, 1].toarray(), trained, atol=1e-12)
+        out = sim.predict({a: x})
+        np.testing.assert_allclose(out[ps], out[pd], atol=1e-12)
+        sim.save_params(tmp_path / "trained")
+        copy, copy_a, copy_ps = pickle.loads(pickle.dumps((sim, a, ps)))
+        with copy:
+            copy.run_steps(1, data={copy_a: x})
+            np.testing.assert_allclose(copy.data[copy_ps][:, -1:], out[ps], atol=1e-12)
+        sim.reset(include_trainable=False)
+        np.testing.assert_allclose(sim.predict({a: x})[ps], out[pd], atol=1e-12)
+        sim.reset(include_trainable=True)
+        np.testing.assert_allclose(sim.data[cs].weights.toarray(), w, atol=0)
+        np.testing.assert_allclose(sim.predict({a: x})[ps][:, 0], [w @ np.ones(3)] * 4,
+                                   atol=1e-12)
+    with nengo_cuda.Simulator(net, minibatch_size=4, dtype="float64", device=device,
+                              progress_bar=False) as sim:
+        sim.load_params(tmp_path / "trained")
+        np.testing.assert_allclose(sim.predict({a: x})[ps], out[pd], atol=1e-12)
+        nengo_params = sim.get_nengo_params(cs)
+    # (freeze_params's: a Sparse transform of the trained values)
+    np.testing.assert_allclose(nengo_params["transform"].init.toarray(), trained, atol=1e-12)
+
+
+def test_sparse_weights_not_trainable_stay():
+    """A Sparse connection configured not to train keeps its values in fit."""
+    net, a, cd, cs, (pd, ps, _), w = _dense_and_sparse(trainable_sparse=False)
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.05), loss={pd: tf.losses.mse, ps: tf.losses.mse})
+        sim.fit({a: np.ones((4, 1, 3))}, {pd: np.zeros((4, 1, 2)), ps: np.zeros((4, 1, 2))},
+                epochs=2, verbose=0)
+        assert sim.data[cs] is sim.model.params[cs]
 
 
 def test_filtered_probe_of_trained_weights():

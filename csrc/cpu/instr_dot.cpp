@@ -458,13 +458,22 @@ std::unique_ptr<Instr<T>> make_dot_inc(const InstrSpec& spec, const Buffers<T>& 
     return op;
 }
 
-// Y += A @ X with A in CSR form (constant data held by the instruction).
+// Y += A @ X with A in CSR form (data held by the instruction: constant in a
+// run; training and load_params replace it between runs, table "data").
 template <typename T>
 struct SparseDotInc : Instr<T> {
     bool splits_by_trial() const override { return true; }
     std::vector<int64_t> indptr, indices;
     std::vector<T> data;
     int64_t x = 0, x_s = 1, y = 0, y_s = 1;
+    void set_table(const std::string& name, std::vector<double> values) override {
+        if (name != "data") return Instr<T>::set_table(name, std::move(values));
+        if (values.size() != data.size())
+            throw std::invalid_argument("sparse_dot_inc: data of " +
+                                        std::to_string(values.size()) + " values for " +
+                                        std::to_string(data.size()) + " nonzeros");
+        data = to_scalar_vector<T>(values);
+    }
     void run(const Buffers<T>& buf, const StepInfo&) override {
         const int64_t nr = static_cast<int64_t>(indptr.size()) - 1;
         for (int t = 0; t < buf.n_trials; ++t) {

@@ -280,6 +280,25 @@ InstrPtr<T> make_dot(const InstrSpec& spec, Program<T>& prog) {
     return in;
 }
 
+// sparse_dot_inc: its data (constant in a run) is replaced between runs by
+// training and load_params (table "data"), in place: launches and captured
+// graphs keep reading the same device array.
+template <typename T>
+struct SparseDotInstr : ForEachInstr<T> {
+    T* data = nullptr;  // device, `nnz` values
+    size_t nnz = 0;
+    void set_table(Program<T>& prog, const std::string& name, std::vector<double> values) override {
+        if (name != "data") return DInstr<T>::set_table(prog, name, std::move(values));
+        if (values.size() != nnz)
+            throw std::invalid_argument("sparse_dot_inc: data of " +
+                                        std::to_string(values.size()) + " values for " +
+                                        std::to_string(nnz) + " nonzeros");
+        const std::vector<T> host = to_scalar_vector<T>(values);
+        if (nnz > 0) prog.exec().h2d(reinterpret_cast<uint64_t>(data), host.data(), nnz * sizeof(T));
+        prog.exec().sync();  // `host` goes out of scope
+    }
+};
+
 template <typename T>
 InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
     SparseDot<T> k;
@@ -288,12 +307,17 @@ InstrPtr<T> make_sparse_dot(const InstrSpec& spec, Program<T>& prog) {
     k.rows = static_cast<int64_t>(indptr.size()) - 1;
     k.indptr = prog.upload(indptr);
     k.indices = prog.upload(spec.int_array("indices"));
-    k.data = prog.upload(to_scalar_vector<T>(spec.float_array("data")));
+    const std::vector<T> data = to_scalar_vector<T>(spec.float_array("data"));
+    k.data = prog.upload(data);
     k.x = int_scalar(spec, "X");
     k.x_s = int_scalar(spec, "X_s");
     k.y = int_scalar(spec, "Y");
     k.y_s = int_scalar(spec, "Y_s");
-    return for_each_instr<T>(k.rows * prog.n_trials(), k);
+    auto in = std::make_unique<SparseDotInstr<T>>();
+    in->data = const_cast<T*>(k.data);
+    in->nnz = data.size();
+    in->run_each(k.rows * prog.n_trials(), k);
+    return in;
 }
 
 }  // namespace NC_DEV_NS

@@ -67,7 +67,8 @@ class GradientPaths:
         return self.graph._idx(sig).idx.reshape(sig.shape)
 
     def _addressed(self, sig):
-        # (sparse matrices have no addresses: constant, never trained)
+        # (sparse matrices have no addresses: their values are variables of
+        # their own, `TrainingGraph.sparse_variables`, not followed here)
         return self.graph.layout.pool_of(sig) != OTHER
 
     def _reads(self, op):

@@ -92,8 +92,19 @@ class TrainingGraph:
         # state (`_with_parameters`), and no operator writes them
         offsets = {}
         self.trained_signals = []  # those of ``trainable`` that are trained
+        # sparse matrices' values (`nengo_cuda.parameters.SparseParameters`):
+        # id(signal) -> (signal, variable, trained); the untrained ones are
+        # variables too, so that `reload` takes what load_params wrote
+        trained_sparse = {id(sig) for sig in trainable if sig.sparse}
+        self.sparse_variables = {
+            id(sig): (sig, tf.Variable(sim.sparse.value(sig).astype(self.np_dtype),
+                                       trainable=id(sig) in trained_sparse,
+                                       name=_var_name(sig) + "_data"), id(sig) in trained_sparse)
+            for sig in sim.sparse.signals}
         for sig in trainable:
             base = sig.base
+            if sig.sparse:
+                continue
             if self.layout.pool_of(sig) != FLOAT or not sim.parameters.is_parameter(sig):
                 continue  # written by an operator (e.g. a learning rule): not trained
             self.trained_signals.append(sig)
@@ -122,14 +133,17 @@ class TrainingGraph:
     @property
     def trainable_variables(self):
         return ([v for v, _, _ in self.variables.values()]
-                + [v for v, _ in self.state_parameters.values()])
+                + [v for v, _ in self.state_parameters.values()]
+                + [v for _, v, trained in self.sparse_variables.values() if trained])
 
     def trained_count(self):
         """How many numbers training changes: a variable over a base that
         Nengo's optimizer merged with untrained signals trains its mask only."""
         return (sum(int(var.shape.num_elements()) if mask is None else int(mask.numpy().sum())
                     for var, mask, _ in self.variables.values())
-                + sum(len(idx) for _, idx in self.state_parameters.values()))
+                + sum(len(idx) for _, idx in self.state_parameters.values())
+                + sum(int(v.shape.num_elements())
+                      for _, v, trained in self.sparse_variables.values() if trained))
 
     def handed_out(self):
         """Records that user code holds the variables (``sim.keras_model.weights``
@@ -175,6 +189,9 @@ class TrainingGraph:
         for base, (var, idx) in self.state_parameters.items():
             if only is None or id(var) in only:
                 self.sim.parameters.set(base, idx, var.numpy())
+        for sig, var, trained in self.sparse_variables.values():
+            if trained and (only is None or id(var) in only):
+                self.sim.sparse.write(sig, var.numpy())
         self._written()
 
     def reload(self):
@@ -183,6 +200,8 @@ class TrainingGraph:
             var.assign(self.layout.base_array(base, 0).reshape(-1).astype(self.np_dtype))
         for base, (var, idx) in self.state_parameters.items():
             var.assign(self.layout.base_array(base, 0).reshape(-1)[idx].astype(self.np_dtype))
+        for sig, var, _ in self.sparse_variables.values():
+            var.assign(self.sim.sparse.value(sig).astype(self.np_dtype))
         self._written()
 
     def _with_parameters(self, base, value):
@@ -421,9 +440,14 @@ class TrainingGraph:
         """The probed signal, ``(batch, size)``: a shared signal (e.g. a
         connection's constant weights) is the same in every trial."""
         sig = self.model.sig[probe]["in"]
-        if sig.sparse:  # a Sparse transform's weights: constant (`probes.SparseRecording`)
-            dense = np.asarray(sig.initial_value.toarray(), self.np_dtype).reshape(1, -1)
-            return tf.tile(tf.constant(dense), [self.batch, 1])
+        if sig.sparse:  # a Sparse transform's weights (`probes.SparseRecording`), dense
+            entry = self.sparse_variables.get(id(sig))
+            if entry is None:
+                dense = tf.constant(np.asarray(sig.initial_value.toarray(), self.np_dtype))
+            else:
+                rows, cols = self.sim.sparse.indices(sig)
+                dense = tf.scatter_nd(np.stack([rows, cols], axis=1), entry[1], sig.shape)
+            return tf.tile(tf.reshape(dense, [1, -1]), [self.batch, 1])
         return tf.reshape(self._per_trial(vals, sig), [self.batch, -1])
 
     def _one_step(self, vals, t, x_k):
@@ -508,15 +532,22 @@ class TrainingGraph:
         self.write(vals, op.Y, tf.reshape(tf.transpose(Y, [1, 0, 2]), [self.batch, -1]), inc=True)
 
     def _op_SparseDotInc(self, op, vals, t):
-        """``Y += A X`` for a constant sparse ``A`` (a `nengo.Sparse` transform;
-        not trained, as the native kernels keep it constant)."""
+        """``Y += A X`` for a sparse ``A`` (a `nengo.Sparse` transform): its
+        values a variable (`sparse_variables`; trained where trainable), its
+        elements' places constant."""
         if not op.A.readonly:
             raise BuildError(f"training does not support a non-constant sparse matrix ({op})")
         key = ("sparse", id(op))
+        entry = self.sparse_variables.get(id(op.A))
         if key not in self._filters:
-            A = _csr(op.A).tocoo()
-            self._filters[key] = (np.stack([A.row, A.col], axis=1).astype(np.int64),
-                                  A.data.astype(self.np_dtype), A.shape)
+            if entry is not None:
+                rows, cols = self.sim.sparse.indices(op.A)
+                data = entry[1]
+            else:  # (a matrix the layout does not hold as CSR: constant)
+                A = _csr(op.A).tocoo()
+                rows, cols, data = A.row, A.col, A.data.astype(self.np_dtype)
+            self._filters[key] = (np.stack([rows, cols], axis=1).astype(np.int64), data,
+                                  op.A.shape)
         indices, data, shape = self._filters[key]
         A = tf.sparse.reorder(tf.SparseTensor(indices, data, shape))
         X = self.read(vals, op.X)
@@ -815,19 +846,9 @@ def trainable_parameters(sim, trainable):
         else:
             what = "weights"
         s = sig[obj].get(what)
-        if s is not None and not s.sparse:
+        if s is not None and (not s.sparse or s in sim.sparse):
             out.append((what, obj, s))
     return out
-
-
-def untrained_sparse(sim, trainable):
-    """The trainable Connections whose weights `trainable_parameters` leaves
-    out: a `nengo.Sparse` transform's, which the native kernels keep constant
-    (NengoDL trains them)."""
-    sig = sim.model.sig
-    return [obj for obj, on in trainable.items()
-            if on and isinstance(obj, nengo.Connection)
-            and getattr(sig[obj].get("weights"), "sparse", False)]
 
 
 def trainable_signals(sim, trainable):
@@ -835,5 +856,4 @@ def trainable_signals(sim, trainable):
     return [s for _, _, s in trainable_parameters(sim, trainable)]
 
 
-__all__ = ["TrainingGraph", "trainable_parameters", "trainable_signals", "untrained_sparse",
-           "SimNeurons"]
+__all__ = ["TrainingGraph", "trainable_parameters", "trainable_signals", "SimNeurons"]

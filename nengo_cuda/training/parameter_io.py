@@ -42,6 +42,19 @@ class ParameterIO:
                     found[f"{key}/{name}"] = sig
         return found
 
+    def _sparse_signals(self):
+        """``{key: signal}`` (keys as `_parameter_signals`') for the sparse
+        matrices whose values are parameters (`SparseParameters`)."""
+        found = {}
+        for obj, sigs in self.sim.model.sig.items():
+            key = self._object_names().get(obj)
+            if key is None:
+                continue
+            for name, sig in sigs.items():
+                if isinstance(sig, nengo.builder.Signal) and sig.sparse and sig in self.sim.sparse:
+                    found[f"{key}/{name}"] = sig
+        return found
+
     def _learned_signals(self):
         """``{key: signal}`` (keys as `_parameter_signals`') for the signals that
         online learning rules change (`nengo_cuda.parameters.LearnedParameters`),
@@ -93,6 +106,8 @@ class ParameterIO:
         trials = self.sim.layout.signal_dicts
         arrays.update({f"learned:{key}": np.stack([np.array(t[sig]) for t in trials])
                        for key, sig in self._learned_signals().items()})
+        arrays.update({f"sparse:{key}": self.sim.sparse.value(sig)
+                       for key, sig in self._sparse_signals().items()})
         arrays.update({f"keras_{i}": np.asarray(v.numpy())
                        for i, v in enumerate(self._keras_variables(trainable=False))})
         if include_state:
@@ -120,6 +135,7 @@ class ParameterIO:
             n_saved = sum(1 for k in f.files if k.startswith("keras_"))
             state = {k: f[k] for k in f.files if k.startswith("state:")}
             learned = {k[len("learned:"):]: f[k] for k in f.files if k.startswith("learned:")}
+            sparse = {k[len("sparse:"):]: f[k] for k in f.files if k.startswith("sparse:")}
         if skip_mismatch:
             params, keras_pairs = self._matching(filename, params, saved, keras_vars, weights,
                                                  n_saved)
@@ -129,8 +145,9 @@ class ParameterIO:
         if include_state:
             self._check_state(state, filename)
         learned = self._learned_values(filename, learned, skip_mismatch)
+        sparse = self._sparse_values(filename, sparse, skip_mismatch)
         self._write_loaded(params, saved, keras_pairs, state if include_state else None,
-                           learned)
+                           learned, sparse)
 
     @staticmethod
     def _check_params(filename, params, saved, keras_vars, weights, n_saved):
@@ -159,11 +176,11 @@ class ParameterIO:
                 f"{[w.shape for w in weights]}; this model's TensorNodes have "
                 f"{[tuple(v.shape) for v in keras_vars]}")
 
-    def _write_loaded(self, params, saved, keras_pairs, state=None, learned=()):
+    def _write_loaded(self, params, saved, keras_pairs, state=None, learned=(), sparse=()):
         """Writes the ``saved`` values of ``params``, ``(variable, value)``
-        pairs, ``(learned signal, value per trial)`` pairs and the saved
-        ``state`` (if any) into the simulator (and the training graph's
-        variables)."""
+        pairs, ``(learned signal, value per trial)`` pairs, ``(sparse
+        signal, values)`` pairs and the saved ``state`` (if any) into the
+        simulator (and the training graph's variables)."""
         for key, sig in params.items():
             self.sim.parameters.write(sig, saved[key])
         for var, value in keras_pairs:
@@ -171,6 +188,8 @@ class ParameterIO:
         for sig, values in learned:
             for trial in range(self.sim.n_trials):
                 self.sim.layout.writable(sig, trial)[...] = values[trial % len(values)]
+        for sig, values in sparse:
+            self.sim.sparse.write(sig, values)
         if state is not None:
             self._load_state(state)
         if self._graph is not None:
@@ -191,6 +210,26 @@ class ParameterIO:
                 message = (f"{filename}: the learned {key} holds {values.shape[0]} trial(s) of "
                            f"shape {values.shape[1:]}; this simulator has {n_trials} trial(s) "
                            f"of shape {tuple(sig.shape)}")
+                if not skip_mismatch:
+                    raise SimulationError(message)
+                warn(f"{message}: skip_mismatch left it as it was")
+                continue
+            pairs.append((sig, values))
+        return pairs
+
+    def _sparse_values(self, filename, saved, skip_mismatch):
+        """``[(signal, values)]``: the saved values of this network's sparse
+        matrices.  Files without them (saved before 2026-12-06) leave the
+        matrices as they are."""
+        pairs = []
+        for key, sig in self._sparse_signals().items():
+            values = saved.get(key)
+            if values is None:
+                continue
+            here = self.sim.sparse.value(sig).shape
+            if values.shape != here:
+                message = (f"{filename}: the sparse {key} holds {values.shape[0]} values; this "
+                           f"network's has {here[0]} nonzeros")
                 if not skip_mismatch:
                     raise SimulationError(message)
                 warn(f"{message}: skip_mismatch left it as it was")

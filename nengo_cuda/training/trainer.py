@@ -17,7 +17,6 @@ state (``n_steps`` and ``time`` advance).  ``sim.data`` is never changed.  See
 docs/training-state.md.
 """
 
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -29,8 +28,7 @@ from .callbacks import CallbackList, FitModel
 from .config import get_setting, trainable_objects
 from .data import DataChecks, is_batch_source, refuse_beside_source
 from .epochs import ArrayFeed, SourceFeed, steps_argument
-from .graph import (TrainingGraph, trainable_parameters, trainable_signals, untrained_sparse,
-                    with_learned)
+from .graph import TrainingGraph, trainable_parameters, trainable_signals, with_learned
 from .inference import Inference
 from .losses import keras_loss, metrics_by_probe
 from .nengo2_api import NengoDL2API
@@ -96,16 +94,6 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 use_loop=bool(self.setting("use_loop", True)),
             )
         return self._graph
-
-    def _warn_untrained_sparse(self):
-        trainable = trainable_objects(self.network) if self.network is not None else {}
-        conns = untrained_sparse(self.sim, trainable)
-        if conns:
-            warnings.warn(
-                f"fit does not train the weights of Sparse transforms ({', '.join(map(str, conns))}"
-                "): nengo_cuda keeps them constant, where NengoDL trains them; give them a "
-                "dense transform to train them (or configure_trainable False to keep them)",
-                UserWarning, stacklevel=3)
 
     def _tensor_funcs(self):
         """The TensorNodes' functions, each once, in the network's order of nodes
@@ -321,7 +309,6 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
                                  validation_batch_size=validation_batch_size)
         self._refuse_inference_only("it cannot be trained")
-        self._warn_untrained_sparse()
         stateful = self._stateful(stateful, "fit")
         steps_per_epoch = steps_argument(steps_per_epoch, "steps_per_epoch")
         validation_steps = steps_argument(validation_steps, "validation_steps")
