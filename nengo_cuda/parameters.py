@@ -114,6 +114,7 @@ class SparseParameters:
         for i, instr in enumerate(program.instructions):
             if instr.kind == "sparse_dot_inc":
                 self._instrs.setdefault(id(instr.ops[0].A), []).append(i)
+        self._changed = {}  # id(signal) -> signal, for those not at their built values
 
     def __contains__(self, sig):
         return any(sig is s for s in self.signals)
@@ -148,22 +149,21 @@ class SparseParameters:
         m.data.setflags(write=writeable)
         for index in self._instrs.get(id(sig), ()):
             self.backend.set_table(index, "data", values)
-
-    def values(self):
-        """``{signal: values}`` of all (copies)."""
-        return {sig: self.value(sig) for sig in self.signals}
+        if np.array_equal(values, self.built(sig)):
+            self._changed.pop(id(sig), None)
+        else:
+            self._changed[id(sig)] = sig
 
     def changed(self):
-        """``{signal: values}`` of those that differ from their built values."""
-        return {sig: v for sig, v in self.values().items()
-                if not np.array_equal(v, self.built(sig))}
+        """``{signal: values}`` of those not at their built values (copies)."""
+        return {sig: self.value(sig) for sig in self._changed.values()}
 
     def after_reset(self, kept=None):
         """After `SignalLayout.reset` (fresh matrices of the built values): the
-        ``kept`` values (`values` from before) again, or else the native
+        ``kept`` values (`changed` from before) again, or else the native
         copies built again too."""
-        for sig in self.signals:
-            self.write(sig, self.value(sig) if kept is None else kept[sig])
+        for sig in list(self._changed.values()):
+            self.write(sig, self.built(sig) if kept is None else kept[sig])
 
 
 class LearnedParameters:

@@ -542,7 +542,7 @@ class Simulator:
         layout = self.layout
         shared = None if include_trainable else layout.fbuf[: layout.f_shared].copy()
         learned = None if include_trainable else self.learned.values()
-        sparse = None if include_trainable else self.sparse.values()
+        sparse = None if include_trainable else self.sparse.changed()
         layout.reset()
         self.sparse.after_reset(sparse)
         if shared is not None:
@@ -652,7 +652,7 @@ class Simulator:
         unchanged (configure_settings(stateful=False))."""
         layout = self.layout
         shared = layout.fbuf[: layout.f_shared].copy()
-        learned, sparse = self.learned.values(), self.sparse.values()
+        learned, sparse = self.learned.values(), self.sparse.changed()
         layout.reset()
         layout.fbuf[: layout.f_shared] = shared
         layout.touch_shared()
