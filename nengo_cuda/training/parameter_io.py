@@ -32,26 +32,23 @@ class ParameterIO:
         the signal by its builder name, so it is the same in every build of the
         network, where the layout's order is not (Nengo's optimizer merges
         signals in the iteration order of sets)."""
-        found = {}
-        for obj, sigs in self.sim.model.sig.items():
-            key = self._object_names().get(obj)
-            if key is None:
-                continue
-            for name, sig in sigs.items():
-                if isinstance(sig, nengo.builder.Signal) and self.sim.parameters.is_parameter(sig):
-                    found[f"{key}/{name}"] = sig
-        return found
+        return self._keyed_signals(self.sim.parameters.is_parameter)
 
     def _sparse_signals(self):
         """``{key: signal}`` (keys as `_parameter_signals`') for the sparse
         matrices whose values are parameters (`SparseParameters`)."""
+        return self._keyed_signals(lambda sig: sig.sparse and sig in self.sim.sparse)
+
+    def _keyed_signals(self, wanted):
+        """``{object key/builder name: signal}`` for the network's objects'
+        builder signals that are ``wanted``."""
         found = {}
         for obj, sigs in self.sim.model.sig.items():
             key = self._object_names().get(obj)
             if key is None:
                 continue
             for name, sig in sigs.items():
-                if isinstance(sig, nengo.builder.Signal) and sig.sparse and sig in self.sim.sparse:
+                if isinstance(sig, nengo.builder.Signal) and wanted(sig):
                     found[f"{key}/{name}"] = sig
         return found
 
@@ -200,42 +197,29 @@ class ParameterIO:
         the file was saved, for this simulator's learned signals (one value
         per trial, or one for all trials).  Files without them (saved before
         2026-12-04) leave the learned signals as they are."""
-        pairs = []
         n_trials = self.sim.n_trials
-        for key, sig in self._learned_signals().items():
-            values = saved.get(key)
-            if values is None:
-                continue
-            if values.shape[1:] != tuple(sig.shape) or values.shape[0] not in (1, n_trials):
-                message = (f"{filename}: the learned {key} holds {values.shape[0]} trial(s) of "
-                           f"shape {values.shape[1:]}; this simulator has {n_trials} trial(s) "
-                           f"of shape {tuple(sig.shape)}")
-                if not skip_mismatch:
-                    raise SimulationError(message)
-                warn(f"{message}: skip_mismatch left it as it was")
-                continue
-            pairs.append((sig, values))
-        return pairs
+
+        def mismatch(key, sig, values):
+            if values.shape[1:] == tuple(sig.shape) and values.shape[0] in (1, n_trials):
+                return None
+            return (f"the learned {key} holds {values.shape[0]} trial(s) of shape "
+                    f"{values.shape[1:]}; this simulator has {n_trials} trial(s) of shape "
+                    f"{tuple(sig.shape)}")
+
+        return _saved_pairs(filename, self._learned_signals(), saved, mismatch, skip_mismatch)
 
     def _sparse_values(self, filename, saved, skip_mismatch):
         """``[(signal, values)]``: the saved values of this network's sparse
         matrices.  Files without them (saved before 2026-12-06) leave the
         matrices as they are."""
-        pairs = []
-        for key, sig in self._sparse_signals().items():
-            values = saved.get(key)
-            if values is None:
-                continue
+        def mismatch(key, sig, values):
             here = self.sim.sparse.value(sig).shape
-            if values.shape != here:
-                message = (f"{filename}: the sparse {key} holds {values.shape[0]} values; this "
-                           f"network's has {here[0]} nonzeros")
-                if not skip_mismatch:
-                    raise SimulationError(message)
-                warn(f"{message}: skip_mismatch left it as it was")
-                continue
-            pairs.append((sig, values))
-        return pairs
+            if values.shape == here:
+                return None
+            return (f"the sparse {key} holds {values.shape[0]} values; this network's has "
+                    f"{here[0]} nonzeros")
+
+        return _saved_pairs(filename, self._sparse_signals(), saved, mismatch, skip_mismatch)
 
     @staticmethod
     def _matching(filename, params, saved, keras_vars, weights, n_saved):
@@ -493,6 +477,25 @@ def _open_archive(filename):
 
 def _name(obj):
     return obj.label or f"{type(obj).__name__.lower()}_{id(obj):x}"
+
+
+def _saved_pairs(filename, signals, saved, mismatch, skip_mismatch):
+    """``[(signal, saved values)]`` for ``signals`` (``{key: signal}``) that the
+    file holds; ``mismatch(key, signal, values)``: why they do not fit (None:
+    they do), an error, or a warning with ``skip_mismatch`` (then skipped)."""
+    pairs = []
+    for key, sig in signals.items():
+        values = saved.get(key)
+        if values is None:
+            continue
+        message = mismatch(key, sig, values)
+        if message is not None:
+            if not skip_mismatch:
+                raise SimulationError(f"{filename}: {message}")
+            warn(f"{filename}: {message}: skip_mismatch left it as it was")
+            continue
+        pairs.append((sig, values))
+    return pairs
 
 
 def _include_state(include_state, include_non_trainable):
