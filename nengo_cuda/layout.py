@@ -318,7 +318,8 @@ def _copy_initial(base):
         # (a copy: `allocate` returns one cached matrix, and training and
         # load_params write these values, `SparseParameters`)
         matrix = value.allocate().copy()
-        matrix.data.setflags(write=False)  # (read-only, as Nengo allocates it)
+        # (read-only, as Nengo allocates it; a dense array where Nengo runs without scipy)
+        (matrix.data if hasattr(matrix, "tocsr") else matrix).setflags(write=False)
         return matrix
     return value.copy()
 

@@ -109,7 +109,7 @@ class SparseParameters:
         self.layout = layout
         self.backend = backend
         self.signals = [base for base, (_, shared, _) in layout.placement.items()
-                        if base.sparse and shared and self._matrix(base).format == "csr"]
+                        if base.sparse and shared and _is_csr(self._matrix(base))]
         self._instrs = {}  # id(signal) -> indices of the instructions reading it
         for i, instr in enumerate(program.instructions):
             if instr.kind == "sparse_dot_inc":
@@ -164,6 +164,11 @@ class SparseParameters:
         copies built again too."""
         for sig in list(self._changed.values()):
             self.write(sig, self.built(sig) if kept is None else kept[sig])
+
+
+def _is_csr(matrix):
+    # (Nengo allocates a dense array in place of a sparse one without scipy)
+    return getattr(matrix, "format", None) == "csr"
 
 
 class LearnedParameters:

@@ -44,7 +44,7 @@ def current_built(obj, built, sig, read):
         return _ensemble(obj, built, sig, read)
     if isinstance(obj, nengo.Connection) and "weights" in sig[obj]:
         signal = sig[obj]["weights"]
-        if signal.sparse:  # (read gives a changed one's SparseMatrix)
+        if signal is not None and signal.sparse:  # (read gives a changed one's SparseMatrix)
             weights = read(signal)
             if weights is None:
                 return built

@@ -491,7 +491,7 @@ class Simulator:
         learning rules learned differs per trial: with a ``minibatch_size``,
         all trials' (a leading minibatch axis, as NengoDL's), else trial 0's."""
         layout = self.layout
-        if sig.sparse:  # (a changed one: a SparseMatrix of its elements now)
+        if sig is not None and sig.sparse:  # (a changed one: a SparseMatrix of its elements now)
             if sig not in self.sparse:
                 return None
             values = self.sparse.value(sig)
