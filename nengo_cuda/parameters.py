@@ -15,8 +15,10 @@ pools.
 
 import nengo
 import numpy as np
+from nengo.transforms import SparseMatrix
 
 from .layout import FLOAT
+from .lowering.dot import _csr
 
 
 class StateParameters:
@@ -127,15 +129,22 @@ class SparseParameters:
         return np.array(self._matrix(sig).data)
 
     def built(self, sig):
-        """``sig``'s built values (those of a fresh layout)."""
-        value = sig.initial_value
-        value = value.allocate() if hasattr(value, "allocate") else value
-        return np.array(value.tocsr().data)
+        """``sig``'s built values (those of a fresh layout, in the order the
+        native instructions got them)."""
+        return np.array(_csr(sig).data)
 
     def indices(self, sig):
-        """``(rows, columns)`` of the values' elements."""
+        """The values' places in the matrix: ``(nonzeros, 2)`` rows and columns."""
         m = self._matrix(sig)
-        return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), np.array(m.indices)
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        return np.stack([rows, m.indices], axis=1).astype(np.int64)
+
+    def current(self, sig):
+        """``sig`` as a `nengo.transforms.SparseMatrix` of its values now, or
+        None where they are the built ones (or ``sig`` is not one of these)."""
+        if id(sig) not in self._changed:
+            return None
+        return SparseMatrix(self.indices(sig), self.value(sig), sig.shape)
 
     def write(self, sig, values):
         """Sets ``sig``'s values, where Python and the native program read them."""

@@ -76,8 +76,9 @@ class SparseRecording(ProbeRecording):
     no learning rule changes (Nengo refuses learning on them); training and
     load_params change them between runs.  The native run records nothing
     (``size`` 0) and only counts the samples; each chunk holds, per sample,
-    the matrix at its run (``current()``, copied once per chunk), and each
-    sample in ``sim.data`` is a copy of it, as ``nengo.Simulator`` records it."""
+    the matrix at its run (``current()``: a copy of the matrix now, one per
+    chunk), and each sample in ``sim.data`` is a copy of it, as
+    ``nengo.Simulator`` records it."""
 
     def __init__(self, current, shape, n_trials, keep_history=True):
         super().__init__(shape, n_trials, keep_history)
@@ -87,7 +88,7 @@ class SparseRecording(ProbeRecording):
     def append(self, chunk):
         matrices = np.empty((self.n_trials, chunk.shape[1], 1), dtype=object)
         if matrices.size:
-            matrices.fill(self.current().copy())
+            matrices.fill(self.current())
         super().append(matrices)
 
     def _matrices(self, chunks):

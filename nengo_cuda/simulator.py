@@ -24,7 +24,6 @@ from nengo.builder.processes import SimProcess
 from nengo.cache import get_default_decoder_cache
 from nengo.exceptions import (BuildError, ReadonlyError, SimulationError, SimulatorClosed,
                                ValidationError)
-from nengo.transforms import SparseMatrix
 from nengo.utils.progress import Progress, ProgressTracker
 
 from . import pyfunc
@@ -263,7 +262,7 @@ class Simulator:
     def _recording(self, probe, keep):
         """The recording of ``probe``'s samples (``keep``: NengoDL's keep_history)."""
         sig = self.model.sig[probe]["in"]
-        if sig.sparse:  # (the matrix now: training and load_params change it)
+        if sig.sparse:  # (a copy of the matrix now: training and load_params change it)
             return SparseRecording(lambda: self.layout.base_array(sig.base, 0).astype(self.dtype),
                                    sig.shape, self.n_trials, keep_history=keep)
         if self.layout.pool_of(sig) != FLOAT:
@@ -491,13 +490,8 @@ class Simulator:
         learning rules learned differs per trial: with a ``minibatch_size``,
         all trials' (a leading minibatch axis, as NengoDL's), else trial 0's."""
         layout = self.layout
-        if sig is not None and sig.sparse:  # (a changed one: a SparseMatrix of its elements now)
-            if sig not in self.sparse:
-                return None
-            values = self.sparse.value(sig)
-            if np.array_equal(values, self.sparse.built(sig)):
-                return None
-            return SparseMatrix(np.stack(self.sparse.indices(sig), axis=1), values, sig.shape)
+        if sig is not None and sig.sparse:  # (a changed one: a SparseMatrix of its values now)
+            return self.sparse.current(sig)
         learned = self.learned.is_learned(sig)
         if not (learned or self.parameters.is_parameter(sig)):
             return None

@@ -143,7 +143,7 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
 def _signals_at(graph, var, index):
     """The trained signals that element ``index`` of the graph's variable
     ``var`` belongs to."""
-    for sig, v, _ in graph.sparse_variables.values():  # (a sparse matrix's values)
+    for sig, v in graph.sparse_variables.values():  # (a sparse matrix's values)
         if v is var:
             return [sig]
     for base, (v, *_) in graph.variables.items():

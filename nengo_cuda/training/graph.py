@@ -93,13 +93,13 @@ class TrainingGraph:
         offsets = {}
         self.trained_signals = []  # those of ``trainable`` that are trained
         # sparse matrices' values (`nengo_cuda.parameters.SparseParameters`):
-        # id(signal) -> (signal, variable, trained); the untrained ones are
-        # variables too, so that `reload` takes what load_params wrote
+        # id(signal) -> (signal, variable); the untrained ones are variables
+        # too (``trainable=False``), so that `reload` takes what load_params wrote
         trained_sparse = {id(sig) for sig in trainable if sig.sparse}
         self.sparse_variables = {
             id(sig): (sig, tf.Variable(sim.sparse.value(sig).astype(self.np_dtype),
                                        trainable=id(sig) in trained_sparse,
-                                       name=_var_name(sig) + "_data"), id(sig) in trained_sparse)
+                                       name=_var_name(sig) + "_data"))
             for sig in sim.sparse.signals}
         for sig in trainable:
             base = sig.base
@@ -134,7 +134,7 @@ class TrainingGraph:
     def trainable_variables(self):
         return ([v for v, _, _ in self.variables.values()]
                 + [v for v, _ in self.state_parameters.values()]
-                + [v for _, v, trained in self.sparse_variables.values() if trained])
+                + [v for _, v in self.sparse_variables.values() if v.trainable])
 
     def trained_count(self):
         """How many numbers training changes: a variable over a base that
@@ -143,7 +143,7 @@ class TrainingGraph:
                     for var, mask, _ in self.variables.values())
                 + sum(len(idx) for _, idx in self.state_parameters.values())
                 + sum(int(v.shape.num_elements())
-                      for _, v, trained in self.sparse_variables.values() if trained))
+                      for _, v in self.sparse_variables.values() if v.trainable))
 
     def handed_out(self):
         """Records that user code holds the variables (``sim.keras_model.weights``
@@ -189,8 +189,8 @@ class TrainingGraph:
         for base, (var, idx) in self.state_parameters.items():
             if only is None or id(var) in only:
                 self.sim.parameters.set(base, idx, var.numpy())
-        for sig, var, trained in self.sparse_variables.values():
-            if trained and (only is None or id(var) in only):
+        for sig, var in self.sparse_variables.values():
+            if var.trainable and (only is None or id(var) in only):
                 self.sim.sparse.write(sig, var.numpy())
         self._written()
 
@@ -200,7 +200,7 @@ class TrainingGraph:
             var.assign(self.layout.base_array(base, 0).reshape(-1).astype(self.np_dtype))
         for base, (var, idx) in self.state_parameters.items():
             var.assign(self.layout.base_array(base, 0).reshape(-1)[idx].astype(self.np_dtype))
-        for sig, var, _ in self.sparse_variables.values():
+        for sig, var in self.sparse_variables.values():
             var.assign(self.sim.sparse.value(sig).astype(self.np_dtype))
         self._written()
 
@@ -445,8 +445,7 @@ class TrainingGraph:
             if entry is None:
                 dense = tf.constant(np.asarray(sig.initial_value.toarray(), self.np_dtype))
             else:
-                rows, cols = self.sim.sparse.indices(sig)
-                dense = tf.scatter_nd(np.stack([rows, cols], axis=1), entry[1], sig.shape)
+                dense = tf.scatter_nd(self.sim.sparse.indices(sig), entry[1], sig.shape)
             return tf.tile(tf.reshape(dense, [1, -1]), [self.batch, 1])
         return tf.reshape(self._per_trial(vals, sig), [self.batch, -1])
 
@@ -541,13 +540,12 @@ class TrainingGraph:
         entry = self.sparse_variables.get(id(op.A))
         if key not in self._filters:
             if entry is not None:
-                rows, cols = self.sim.sparse.indices(op.A)
-                data = entry[1]
+                indices, data = self.sim.sparse.indices(op.A), entry[1]
             else:  # (a matrix the layout does not hold as CSR: constant)
                 A = _csr(op.A).tocoo()
-                rows, cols, data = A.row, A.col, A.data.astype(self.np_dtype)
-            self._filters[key] = (np.stack([rows, cols], axis=1).astype(np.int64), data,
-                                  op.A.shape)
+                indices = np.stack([A.row, A.col], axis=1).astype(np.int64)
+                data = A.data.astype(self.np_dtype)
+            self._filters[key] = (indices, data, op.A.shape)
         indices, data, shape = self._filters[key]
         A = tf.sparse.reorder(tf.SparseTensor(indices, data, shape))
         X = self.read(vals, op.X)
