@@ -4,7 +4,8 @@ The native loop writes probed values into preallocated arrays, one chunk per
 ``run_steps`` chunk; `SimulationData` joins the chunks on access.
 """
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 
 import nengo
 import numpy as np
@@ -24,44 +25,73 @@ class ProbeRecording:
         self.keep_history = keep_history
         self.chunks = []
         self.n_samples = 0
-        self._run_start = (0, 0)  # (chunks, samples) before the current run
+        self._run_start = 0  # samples before the current run
+        # (a GUI thread may delete samples while the simulator's thread appends)
+        self._lock = threading.RLock()
 
     def start_run(self):
         """Marks where the samples of a new ``run_steps`` call begin."""
-        self._run_start = (len(self.chunks), self.n_samples)
+        self._run_start = self.n_samples
 
     def append(self, chunk):
+        with self._lock:
+            self._append(chunk)
+
+    def _append(self, chunk):
         if not self.keep_history:
             if chunk.shape[1] == 0:
                 return  # (an earlier chunk of this run may hold its last sample)
             # the run's earlier samples give way to this chunk's last one
-            n_chunks, n_samples = self._run_start
-            if n_chunks <= len(self.chunks):
-                del self.chunks[n_chunks:]
-                self.n_samples = n_samples
+            self.truncate(self._run_start)
             chunk = chunk[:, -1:].copy()  # (a copy: the chunk's buffer is freed)
         self.chunks.append(chunk)
         self.n_samples += chunk.shape[1]
 
+    def truncate(self, n_samples):
+        """Keeps the first ``n_samples`` samples."""
+        while self.n_samples > n_samples:
+            last = self.chunks[-1]
+            drop = min(last.shape[1], self.n_samples - n_samples)
+            if drop == last.shape[1]:
+                self.chunks.pop()
+            else:
+                self.chunks[-1] = last[:, : last.shape[1] - drop]
+            self.n_samples -= drop
+
+    def clear(self):
+        self.chunks, self.n_samples = [], 0
+        self._run_start = 0
+
+    def delete(self, index):
+        """Deletes the samples at ``index`` (an int or a slice, as on a list)."""
+        with self._lock:
+            positions = np.arange(self.n_samples)[index]  # (IndexError as a list's)
+            kept = np.delete(self._joined(), positions, axis=1)
+            self._run_start -= int(np.count_nonzero(np.atleast_1d(positions) < self._run_start))
+            self.chunks, self.n_samples = [kept], kept.shape[1]
+
+    def _joined(self):
+        """All samples as one chunk ``(trials, n, size)`` (joined once)."""
+        with self._lock:
+            if len(self.chunks) > 1:
+                self.chunks = [np.concatenate(self.chunks, axis=1)]
+            return self.chunks[0] if self.chunks else self._no_samples()
+
+    def _no_samples(self):
+        return np.zeros((self.n_trials, 0, self.size))
+
     def array(self, minibatched):
         """All samples: ``(trials, n, *shape)`` if minibatched else ``(n, *shape)``."""
-        if self.chunks:
-            data = np.concatenate(self.chunks, axis=1) if len(self.chunks) > 1 else self.chunks[0]
-            self.chunks = [data]  # join once
-        else:
-            data = np.zeros((self.n_trials, 0, int(np.prod(self.shape))))
+        data = self._joined()
         if not minibatched and data.shape[1] == 0:
             return np.zeros(0, data.dtype)  # as nengo.Simulator's np.asarray([])
         data = data.reshape((self.n_trials, data.shape[1]) + self.shape)
         return data if minibatched else data[0]
 
-    def values_since(self, n_chunks):
-        """The samples of the chunks from the ``n_chunks``-th on, as values:
+    def values_since(self, n_samples):
+        """The samples from the ``n_samples``-th on, as values:
         ``(trials, samples, size)``."""
-        new = self.chunks[n_chunks:]
-        if not new:  # (a run of no steps)
-            return np.zeros((self.n_trials, 0, self.size))
-        return np.concatenate(new, axis=1) if len(new) != 1 else new[0]
+        return self._joined()[:, n_samples:]
 
     def load(self, data, dtype):
         """Takes ``array(minibatched=True)``'s samples (a pickled simulator's),
@@ -91,19 +121,18 @@ class SparseRecording(ProbeRecording):
             matrices.fill(self.current())
         super().append(matrices)
 
-    def _matrices(self, chunks):
-        return (np.concatenate(chunks, axis=1)[:, :, 0] if chunks
-                else np.empty((self.n_trials, 0), dtype=object))
+    def _no_samples(self):
+        return np.empty((self.n_trials, 0, 1), dtype=object)
 
     def array(self, minibatched):
-        samples = self._matrices(self.chunks)
+        samples = self._joined()[:, :, 0].copy()
         for index in np.ndindex(samples.shape):
             samples[index] = samples[index].copy()
         return samples if minibatched else samples[0]
 
-    def values_since(self, n_chunks):
+    def values_since(self, n_samples):
         """As values (``predict``'s arrays): the dense matrix, at each sample."""
-        matrices = self._matrices(self.chunks[n_chunks:])
+        matrices = self._joined()[:, n_samples:, 0]
         dense = np.zeros(matrices.shape + (int(np.prod(self.shape)),))
         for index in np.ndindex(matrices.shape):
             dense[index] = matrices[index].toarray().ravel()
@@ -123,7 +152,7 @@ class SimulationData(Mapping):
     """
 
     def __init__(self, raw, recordings, minibatched, current=None):
-        self.raw = raw
+        self.raw = RawData(raw, recordings, minibatched, self.reset)
         self.recordings = recordings
         self.minibatched = minibatched
         self.current = current
@@ -132,7 +161,7 @@ class SimulationData(Mapping):
     def __getitem__(self, key):
         rec = self.recordings.get(key)
         if rec is None:
-            built = self.raw[key]
+            built = self.raw.params[key]
             return built if self.current is None else self.current(key, built)
         cached = self._cache.get(key)
         if cached is None or cached[0] != rec.n_samples:
@@ -166,3 +195,59 @@ class SimulationData(Mapping):
 
     def reset(self):
         self._cache.clear()
+
+
+class RawData(Mapping):
+    """``sim.data.raw``, as nengo.Simulator's: the model's ``params``, where a
+    probe's entry is the list of its samples (`ProbeSamples`).  nengo_gui's
+    voltage plot reads ``raw[probe][:]`` and then empties it with
+    ``del raw[probe][:]``."""
+
+    def __init__(self, params, recordings, minibatched, changed):
+        self.params = params
+        self.recordings = recordings
+        self.minibatched = minibatched
+        self.changed = changed  # (drops sim.data's joined arrays)
+
+    def __getitem__(self, key):
+        rec = self.recordings.get(key)
+        if rec is None:
+            return self.params[key]
+        return ProbeSamples(rec, self.minibatched, self.changed)
+
+    def __contains__(self, key):
+        return key in self.recordings or key in self.params
+
+    def __iter__(self):
+        return iter(self.params)
+
+    def __len__(self):
+        return len(self.params)
+
+
+class ProbeSamples(Sequence):
+    """One probe's samples as a list: ``len``, indexing (a sample: the probe's
+    shape, with the trials first in a minibatch) and deletion of samples."""
+
+    def __init__(self, recording, minibatched, changed):
+        self.recording = recording
+        self.minibatched = minibatched
+        self.changed = changed
+
+    def __len__(self):
+        return self.recording.n_samples
+
+    def __getitem__(self, index):
+        data = self.recording.array(self.minibatched)
+        axis = 1 if self.minibatched else 0
+        if isinstance(index, slice):
+            return [np.array(data.take(i, axis=axis))
+                    for i in range(*index.indices(data.shape[axis]))]
+        return np.array(data.take(index, axis=axis))
+
+    def __delitem__(self, index):
+        self.recording.delete(index)
+        self.changed()
+
+    def __repr__(self):
+        return repr(self[:])

@@ -503,7 +503,7 @@ class Simulator:
     def clear_probes(self):
         """Clears all probe histories."""
         for rec in self._recordings.values():
-            rec.chunks, rec.n_samples = [], 0
+            rec.clear()
         self.data.reset()
 
     @in_floatx
@@ -576,12 +576,13 @@ class Simulator:
         """[(variable, value when this Simulator was made)] of the TensorNodes'
         Keras layers (empty without TensorNodes; see `reset`)."""
         if getattr(self, "_keras_init", None) is None:
-            from .training.tensor_node import is_tensor_node_func  # noqa: PLC0415
+            from .training.tensor_node import is_tensor_node_func, require_eager  # noqa: PLC0415
 
             found = {}
             for op in self._step_order:
                 fn = getattr(op, "fn", None)
                 if is_tensor_node_func(fn):
+                    require_eager()
                     for var in fn.variables():
                         found.setdefault(id(var), (var, np.array(var.numpy())))
             self._keras_init = list(found.values())

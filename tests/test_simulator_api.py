@@ -104,6 +104,52 @@ def test_sample_every_and_clear_probes():
         np.testing.assert_allclose(sim.data[p2][:, 0], sim.trange()[-10:])
 
 
+def _raw_after_deletions(simulator, **kwargs):
+    """What nengo_gui's voltage plot does: read ``sim.data.raw[probe][:]``
+    between steps and delete what it read (here also a middle slice and
+    one sample), then steps on."""
+    with nengo.Network(seed=0) as network:
+        a = nengo.Ensemble(5, 1)
+        nengo.Connection(nengo.Node(lambda t: np.sin(10 * t)), a)
+        p = nengo.Probe(a.neurons[:3], "voltage")
+    with simulator(network, progress_bar=False, **kwargs) as sim:
+        sim.run_steps(10)
+        raw = sim.data.raw[p]
+        read = [np.array(x) for x in raw[:]] + [raw[-1], raw[3]]
+        del raw[2:5]
+        del raw[0]
+        n_after = len(sim.data.raw[p])
+        sim.run_steps(4)
+        middle = np.array(sim.data[p])
+        del sim.data.raw[p][:]
+        n_cleared = len(sim.data[p])
+        sim.run_steps(3)
+        return read, n_after, middle, n_cleared, np.array(sim.data[p])
+
+
+def test_raw_probe_samples_read_and_deleted_as_nengo():
+    """``sim.data.raw[probe]`` is nengo.Simulator's list of samples: nengo_gui
+    reads and empties it (it was an empty list that ignored deletion)."""
+    ours = _raw_after_deletions(nengo_cuda.Simulator, dtype="float64")
+    oracle = _raw_after_deletions(nengo.Simulator)
+    assert ours[1] == oracle[1] == 6 and ours[3] == oracle[3] == 0
+    for a, b in zip(ours[0] + [ours[2], ours[4]], oracle[0] + [oracle[2], oracle[4]]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_raw_probe_samples_of_a_minibatch_and_bad_index(net):
+    p = net[1][1]
+    with make(net, dtype="float64", minibatch_size=2) as sim:
+        sim.run_steps(5)
+        raw = sim.data.raw[p]
+        assert len(raw) == 5 and raw[4].shape == (2,) + p.size_in * (1,)
+        np.testing.assert_array_equal(raw[1], sim.data[p][:, 1])
+        with pytest.raises(IndexError):
+            del raw[5]
+        assert len(raw) == 5
+        assert net[0].ensembles[0] in sim.data.raw  # (built objects as before)
+
+
 def test_probe_data_survives_chunking(net, monkeypatch):
     import nengo_cuda.simulator as simulator
 

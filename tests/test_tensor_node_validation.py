@@ -238,3 +238,42 @@ def test_function_error_at_build_names_the_tensor_node():
     with pytest.raises(nengo.exceptions.BuildError,
                        match=r"'my_node'.*shape \(1, 4\).*InvalidArgumentError"):
         nengo_cuda.Simulator(net, progress_bar=False)
+
+
+GRAPH_MODE = """
+import nengo, numpy as np, tensorflow as tf
+tf.compat.v1.disable_eager_execution()  # (NengoDL's tips page, for TF 1-style graphs)
+import nengo_cuda
+with nengo.Network(seed=0) as net:
+    inp = nengo.Node([0.5])
+    p = nengo.Probe(inp)
+with nengo.Network() as layered:
+    nengo_cuda.Layer(tf.keras.layers.Dense(2))(nengo.Node([0.5]))
+with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+    sim.run_steps(3)  # (no TensorFlow in a native run)
+    print("ran", sim.data[p].shape)
+    try:
+        sim.compile(optimizer="sgd", loss={p: "mse"})
+    except nengo.exceptions.SimulationError as e:
+        print("compile:", e)
+try:
+    nengo_cuda.Simulator(layered, progress_bar=False)
+except nengo.exceptions.SimulationError as e:
+    print("build:", e)
+"""
+
+
+def test_tensorflow_graph_mode_refused_clearly():
+    """TF 1's graph mode (``disable_eager_execution``) gave raw TensorFlow
+    errors at build (a TensorNode's weights) or in fit/evaluate; a native
+    run needs no TensorFlow and still works."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", GRAPH_MODE], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "ran (3, 1)"
+    assert [line.split(":")[0] for line in lines[1:]] == ["compile", "build"]
+    assert all("needs TensorFlow's eager execution" in line for line in lines[1:])

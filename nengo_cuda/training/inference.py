@@ -92,7 +92,7 @@ class Inference:
             for i in range(batch // mb):
                 if not stateful and i > 0:
                     sim._restore_state(start)
-                before = {p: len(rec.chunks) for p, rec in sim._recordings.items()}
+                before = {p: rec.n_samples for p, rec in sim._recordings.items()}
                 with sim._every_step_probes():  # (NengoDL's outputs: every step)
                     sim.run_steps(steps, data={k: v[i * mb : (i + 1) * mb] for k, v in x.items()},
                                   progress_bar=False)

@@ -44,6 +44,18 @@ def _tf():
     return tf
 
 
+def require_eager():
+    """Raises a SimulationError where TensorFlow runs in TF 1's graph mode
+    (``tf.compat.v1.disable_eager_execution()``, which NengoDL's tips page
+    suggests for older TensorFlow): Keras layers and variables are used here
+    eagerly, and TensorFlow 2.21's Keras cannot train in that mode at all."""
+    if not _tf().compat.v1.executing_eagerly_outside_functions():
+        raise SimulationError(
+            "nengo_cuda needs TensorFlow's eager execution, which "
+            "tf.compat.v1.disable_eager_execution() has turned off (TF 1's graph mode, "
+            "NengoDL's 'pre-2.0' setting, is not supported)")
+
+
 class _TensorFunc:
     """The Node output: calls ``tensor_func`` on one trial's values (batch of 1)."""
 

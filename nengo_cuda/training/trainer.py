@@ -33,7 +33,7 @@ from .inference import Inference
 from .losses import keras_loss, metrics_by_probe
 from .nengo2_api import NengoDL2API
 from .parameter_io import ParameterIO
-from .tensor_node import is_tensor_node_func
+from .tensor_node import is_tensor_node_func, require_eager
 from .tf_process_state import forgetting_custom_gradients, quiet_retracing_warnings
 from ..user_warnings import warn
 
@@ -86,6 +86,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
     @property
     def graph(self):
         if self._graph is None:
+            require_eager()
             trainable = trainable_objects(self.network) if self.network is not None else {}
             self._graph = TrainingGraph(
                 self.sim,
@@ -168,6 +169,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         ``metrics`` ignore ``fit``'s and ``evaluate``'s ``sample_weight``,
         ``weighted_metrics`` take it (as in Keras).
         """
+        require_eager()
         if isinstance(optimizer, str):
             optimizer = tf.keras.optimizers.get(optimizer)
         if optimizer is not None and not hasattr(optimizer, "apply_gradients"):
