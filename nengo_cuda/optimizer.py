@@ -37,6 +37,7 @@ own; `separate_scalars` refuses it (our planner groups the ops anyway).
 import threading
 
 import nengo.builder.optimizer as nengo_optimizer
+from nengo.builder.operator import Copy, DotInc
 from nengo.utils.graphs import toposort
 
 _patch = threading.Lock()  # one optimize at a time swaps the functions
@@ -106,6 +107,26 @@ def separate_scalars(signals, axis=0):
         raise ValueError("0-d signals are kept apart (each may be a trained parameter).")
 
 
+def never_merges(op):
+    """Whether no merge of ``op`` can pass: a `Copy` with indices (Nengo's
+    `CopyMerger` refuses them), or an op with a 0-d signal (not a view) that
+    its merger would merge, which `separate_scalars` refuses (every Nengo
+    merger merges all of an op's signals, except a `DotInc`'s X, which ops
+    that share it keep).
+
+    Such ops leave the optimizer's candidates at once: left in, each is
+    compared with every op of its kind in every pass, and found unmergeable
+    each time.  N connections with ``transform=0.5`` between index lists of
+    two Nodes took a quadratic 10 s to build for N = 400: their indexed copies
+    were compared pairwise (Nengo too compares them so, when no other merge
+    of the pass marks them first; in Nengo's build the connections' scalar
+    weights merged, which marked them)."""
+    if isinstance(op, Copy) and (op.src_slice is not None or op.dst_slice is not None):
+        return True
+    signals = (op.A, op.Y) if isinstance(op, DotInc) else op.all_signals
+    return any(s.ndim == 0 and not s.is_view for s in signals)
+
+
 def optimize(model, dg):
     """``nengo.builder.optimizer.optimize(model, dg)``, with `transitive_closure`;
     returns the optimizer's signal replacements (``{signal: its replacement}``,
@@ -115,6 +136,7 @@ def optimize(model, dg):
     class RecordedPass(nengos_pass):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            self.might_merge.difference_update([op for op in self.might_merge if never_merges(op)])
             passes.append(self)
 
     with _patch:

@@ -196,3 +196,43 @@ def test_random_sliced_copies_equal_nengo_without_its_optimizer(rng):
         expected = _probed(nengo.Simulator, net, probe, optimize=False)
         ours = _probed(nengo_cuda.Simulator, net, probe, optimize=True, dtype="float64")
         np.testing.assert_allclose(ours, expected, rtol=1e-15, atol=1e-15)
+
+
+def _indexed_connections(n_connections):
+    """Connections between index lists of two Nodes (indexed copies, which
+    never merge) with equal scalar weights (which we keep apart)."""
+    rng = np.random.RandomState(0)
+    with nengo.Network(seed=0) as net:
+        a, b = nengo.Node(np.arange(100.0)), nengo.Node(size_in=100)
+        for _ in range(n_connections):
+            nengo.Connection(a[rng.permutation(100)[:5]], b[rng.permutation(100)[:5]],
+                             synapse=None, transform=0.5)
+        probe = nengo.Probe(b)
+    return net, probe
+
+
+def _merge_checks(monkeypatch, net, **kwargs):
+    """(operators after the optimizer by kind, ``is_mergeable`` calls made)."""
+    calls = []
+    checked = nengo_optimizer.OpMerger.is_mergeable.__func__
+    monkeypatch.setattr(nengo_optimizer.OpMerger, "is_mergeable", classmethod(
+        lambda cls, op, tomerge: calls.append(op) or checked(cls, op, tomerge)))
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64", **kwargs) as sim:
+        kinds = sorted(type(op).__name__ for op in sim.model.operators)
+    monkeypatch.undo()
+    return kinds, len(calls)
+
+
+def test_ops_that_never_merge_are_not_compared(monkeypatch):
+    """Indexed copies and ops with our separate 0-d weights are no merge
+    candidates (each was compared with every other in every pass: quadratic,
+    10 s for 400 connections); the optimizer's result is the same."""
+    net, probe = _indexed_connections(60)
+    kinds, n_checks = _merge_checks(monkeypatch, net)
+    monkeypatch.setattr(optimizer, "never_merges", lambda op: False)
+    kinds_compared, n_compared = _merge_checks(monkeypatch, net)
+    assert kinds == kinds_compared
+    assert n_checks < 5 * 60 < 20 * 60 < n_compared
+    expected = _probed(nengo.Simulator, net, probe)
+    np.testing.assert_array_equal(_probed(nengo_cuda.Simulator, net, probe, dtype="float64"),
+                                  expected)
