@@ -240,6 +240,7 @@ class Simulator:
             else:
                 seed = np.random.randint(npext.maxint)
         self._trial_ops = {}  # see _op_for_trial
+        self._in_step = False  # (see _run_own_steps)
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
         self._stateful = get_setting(toplevel, "stateful", True)
@@ -800,6 +801,10 @@ class Simulator:
             ) from None
         if steps < 0:
             raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
+        if type(self).step is not Simulator.step and not self._in_step and stateful \
+                and self._stateful:
+            self._run_own_steps(steps, data)
+            return
         training_mode = get_setting(getattr(self.model, "toplevel", None),
                                     "learning_phase") is True
         unroll = self.unroll_simulation
@@ -810,11 +815,21 @@ class Simulator:
                 f"({unroll}): the simulation runs for {rounded} steps, as NengoDL's does",
                 RuntimeWarning, stacklevel=2)
             steps = rounded
+        self._check_unrolled(steps)
         feeds = self._check_data(data, steps)
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
         with self._exclusive("run"):
             self._run(steps, feeds, stateful, progress_bar, training_mode)
+
+    def _check_unrolled(self, steps):
+        """``configure_settings(use_loop=False)``: NengoDL's model then has
+        exactly ``unroll_simulation`` steps, and every run must have as many."""
+        if get_setting(getattr(self.model, "toplevel", None), "use_loop", True) is False and \
+                steps != self.unroll_simulation:
+            raise ValidationError(
+                f"When use_loop=False, n_steps ({steps}) must exactly match "
+                f"unroll_simulation ({self.unroll_simulation})", attr="n_steps")
 
     @contextlib.contextmanager
     def _exclusive(self, what):
@@ -891,7 +906,23 @@ class Simulator:
         """Advances the simulator by one step (``kwargs``: as `run_steps`, e.g.
         ``data=``; NengoDL's SPA tutorial steps with data)."""
         kwargs.setdefault("progress_bar", False)
-        self.run_steps(1, **kwargs)
+        outer, self._in_step = self._in_step, True
+        try:
+            self.run_steps(1, **kwargs)
+        finally:
+            self._in_step = outer
+
+    def _run_own_steps(self, steps, data):
+        """``run_steps`` of a subclass with its own `step`: one call of it per
+        step, as nengo.Simulator's ``run_steps`` makes (nengo_extras'
+        RealTimeSimulator paces its steps so).  (Runs that are not stateful
+        run as one, without it: each step would restore the state.)"""
+        feeds = self._check_data(data, steps)
+        for i in range(steps):
+            if feeds:
+                self.step(data={node: feed[:, i : i + 1] for node, feed in feeds.items()})
+            else:
+                self.step()  # (Nengo's step takes no arguments)
 
     def _chunk_steps(self):
         """Steps per native run: probe data and process tables of one run stay

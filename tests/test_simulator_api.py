@@ -677,3 +677,28 @@ def test_a_node_function_cannot_run_reset_or_close_its_simulator(call):
         sim.run_steps(3)
         assert sim.n_steps == 5 and sim.data[p].shape == (4, 1)
         assert not sim.closed
+
+
+def test_subclass_step_is_called_once_per_step(net):
+    """As nengo.Simulator's run_steps: a subclass's own step() runs every step
+    (nengo_extras' RealTimeSimulator paces steps so; run() skipped it), with
+    the same results; data goes to it one step at a time."""
+
+    class Counting(nengo_cuda.Simulator):
+        def step(self, **kwargs):
+            self.calls.append(self.n_steps)
+            super().step(**kwargs)
+
+    inp, p = net[0].inpt, net[1][1]
+    data = np.linspace(0, 1, 2 * 7).reshape(2, 7, 1)
+    with Counting(net[0], progress_bar=False, dtype="float64", minibatch_size=2) as sim, \
+            make(net, dtype="float64", minibatch_size=2) as expected:
+        sim.calls = []
+        sim.run(0.005)
+        sim.run_steps(7, data={inp: data})
+        assert sim.calls == list(range(12))
+        expected.run_steps(5)
+        expected.run_steps(7, data={inp: data})
+        np.testing.assert_array_equal(sim.data[p], expected.data[p])
+        sim.run_steps(3, stateful=False)  # (as one run: each step would restore the state)
+        assert len(sim.calls) == 12 and sim.n_steps == 12

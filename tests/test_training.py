@@ -18,14 +18,17 @@ from tutorial_net import training_version, tutorial_net
 def test_no_tensorflow_import():
     code = textwrap.dedent("""
         import sys, nengo, nengo_cuda
+        from nengo_cuda.config import configure_settings  # (NengoDL's modules)
+        from nengo_cuda.tensor_node import TensorNode
         with nengo.Network(seed=0) as net:
             a = nengo.Ensemble(10, 1, neuron_type=nengo_cuda.SoftLIFRate())
             nengo.Connection(nengo.Node([0.5, 0.1]), a, transform=nengo_cuda.dists.Glorot())
             p = nengo.Probe(a, synapse=0.01)
-            nengo_cuda.configure_settings(trainable=False)
+            configure_settings(trainable=False)
         with nengo_cuda.Simulator(net, progress_bar=False) as sim:
             sim.run(0.01)
         assert "tensorflow" not in sys.modules, "tensorflow was imported"
+        assert TensorNode is nengo_cuda.TensorNode
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -83,6 +86,49 @@ def test_configure_settings_trainable():
         with net:
             nengo_cuda.configure_settings(not_a_setting=1)
     assert sub is not None
+
+
+def test_settings_made_in_a_subnetwork_apply_to_the_model():
+    """NengoDL sets every setting but ``trainable`` on the top-level network,
+    also from inside a subnetwork (they were set on the subnetwork, where the
+    Simulator never read them: float32, stateful, every sample kept)."""
+    from nengo_cuda.training.config import get_setting, trainable_objects
+
+    with nengo.Network() as net:
+        inp = nengo.Node([1.0])
+        with nengo.Network() as sub:
+            nengo_cuda.configure_settings(dtype="float64", stateful=False, keep_history=False,
+                                          trainable=False)
+            ens = nengo.Ensemble(5, 1)
+        top = nengo.Ensemble(5, 1)
+        nengo.Connection(inp, ens)
+        p = nengo.Probe(inp)
+    assert get_setting(net, "stateful") is False and get_setting(sub, "stateful") is None
+    t = trainable_objects(net)
+    assert not t[ens] and t[top]  # (trainable: the subnetwork's own)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        assert get_setting(sim.model, "dtype") == "float64"  # (a built Model: its network's)
+        sim.run_steps(5)
+        assert sim.data[p].dtype == np.float64
+        assert sim.data[p].shape == (1, 1) and sim.n_steps == 0
+
+
+def test_use_loop_false_runs_exactly_unroll_simulation_steps():
+    """NengoDL's test_check_data: with use_loop=False its model has exactly
+    ``unroll_simulation`` steps; other run lengths are a ValidationError."""
+    with nengo.Network() as net:
+        nengo_cuda.configure_settings(use_loop=False)
+        inp = nengo.Node([0.0])
+        p = nengo.Probe(inp)
+    with nengo_cuda.Simulator(net, unroll_simulation=2, progress_bar=False) as sim:
+        sim.run_steps(2)
+        assert sim.predict(np.ones((1, 2, 1)))[p].shape == (1, 2, 1)
+        for run in (lambda: sim.run_steps(4), lambda: sim.predict(np.ones((1, 4, 1)))):
+            with pytest.raises(nengo.exceptions.ValidationError,
+                               match=r"use_loop=False, n_steps \(4\) must exactly match "
+                                     r"unroll_simulation \(2\)"):
+                run()
+        assert sim.n_steps == 2
 
 
 def test_graph_optimizer_settings_are_accepted_and_ignored():

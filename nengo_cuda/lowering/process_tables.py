@@ -159,6 +159,29 @@ class WhiteNoiseColumn:
             r.set_state(st)
 
 
+READ_AHEAD_STEPS = 256  # rows computed at once for short runs (step loops)
+
+
+class ReadAhead:
+    """Rows of a function of the step alone, ``rows(start, n)`` (those of steps
+    ``start + 1 .. start + n``), computed for ``READ_AHEAD_STEPS`` steps at a
+    time when runs are short: ``sim.step()`` in a loop (nengo_gui) computed a
+    Piecewise's table, or a PresentInput's row numbers, for every step
+    anew, in about the time of the step itself."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.start, self.cached = 0, None
+
+    def __call__(self, start, n):
+        if n >= READ_AHEAD_STEPS:
+            return self.rows(start, n)
+        if self.cached is None or not self.start <= start <= start + n <= \
+                self.start + len(self.cached):
+            self.start, self.cached = start, self.rows(start, READ_AHEAD_STEPS)
+        return self.cached[start - self.start : start - self.start + n]
+
+
 class TimedColumn:
     """A time-only process's outputs for the steps of the next run, one row
     per step, one block for all trials."""
@@ -167,12 +190,13 @@ class TimedColumn:
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
+        self.outputs = ReadAhead(lambda start, n: timed_outputs(op, dt, start, n))
 
     def reset(self, seeds):
         pass
 
     def before_run(self, n_steps, start):
-        return timed_outputs(self.op, self.dt, start, n_steps).ravel()
+        return self.outputs(start, n_steps).ravel()
 
     def after_run(self, steps_done):
         pass
@@ -194,13 +218,14 @@ class PresentInputColumn:
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
         self.period = -len(op.process.inputs)
+        self.presented = ReadAhead(lambda start, n: presented_rows(op.process, dt, start, n))
 
     def reset(self, seeds):
         inputs = self.op.process.inputs
         return np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
 
     def rows(self, n_steps, start):
-        return presented_rows(self.op.process, self.dt, start, n_steps)
+        return self.presented(start, n_steps)
 
 
 def column_for(op, dt):

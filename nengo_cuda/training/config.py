@@ -1,7 +1,9 @@
 """`configure_settings`: NengoDL 3's settings, stored in a Network's config.
 
-As in NengoDL, ``configure_settings(trainable=False)`` adds a ``trainable``
-parameter to Ensemble, Connection and Neurons in the network's config, with
+As in NengoDL, the settings go to the top-level network in context (called
+inside a subnetwork too: they apply to the whole model), except ``trainable``:
+``configure_settings(trainable=False)`` adds a ``trainable`` parameter to
+Ensemble, Connection and Neurons in the config of the network in context, with
 that default; ``net.config[nengo.Ensemble].trainable = True`` then re-enables
 one class, and ``net.config[obj].trainable`` one object.
 ``configure_settings(keep_history=...)`` likewise adds ``keep_history`` to
@@ -86,7 +88,9 @@ def configure_settings(**kwargs):
             "configure_settings must be called within a Network context "
             "(`with nengo.Network(): ...`)"
         )
-    config = nengo.Network.context[-1].config
+    # (as NengoDL: on the top-level network, except ``trainable``, which the
+    # network in context gets: a subnetwork's config may set its own)
+    config = nengo.Network.context[0].config
     for name, value in kwargs.items():
         if name not in SETTINGS:  # (NengoDL's error type)
             raise ConfigError(f"{name!r} is not a valid setting (valid: {sorted(SETTINGS)})")
@@ -96,10 +100,11 @@ def configure_settings(**kwargs):
             if value not in ("float32", "float64"):
                 raise ValidationError(f"dtype must be float32 or float64 (got {value!r})", attr=name)
         if name == "trainable":
+            local = nengo.Network.context[-1].config
             for cls in TRAINABLE_CLASSES:
-                if cls not in config.params:
-                    config.configures(cls)
-                _replace_param(config.params[cls], BoolParam("trainable", value, optional=True))
+                if cls not in local.params:
+                    local.configures(cls)
+                _replace_param(local.params[cls], BoolParam("trainable", value, optional=True))
         elif name == "keep_history":
             if nengo.Probe not in config.params:
                 config.configures(nengo.Probe)
@@ -127,7 +132,9 @@ def _replace_param(clsparams, param):
 
 
 def get_setting(network, name, default=None):
-    """The value of setting ``name`` on ``network`` (or ``default`` if unset)."""
+    """The value of setting ``name`` on ``network`` (a Network, or a built
+    Model: its top-level network), or ``default`` if unset."""
+    network = getattr(network, "toplevel", network)
     if not isinstance(network, nengo.Network) or nengo.Network not in network.config.params:
         return default
     params = network.config.params[nengo.Network]

@@ -167,6 +167,7 @@ class DataChecks:
                 raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
                                       f"expected {steps} (it does not match expected size)",
                                       attr="x")
+        self.sim._check_unrolled(steps)
         unroll = self.sim.unroll_simulation
         if x and steps % unroll != 0:  # (as NengoDL checks input data)
             raise ValidationError(
