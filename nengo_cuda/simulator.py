@@ -47,6 +47,10 @@ _CHUNK_ELEMENTS = 8 * 1024 * 1024
 # Steps in one native run: bounds the per-step probe masks (about 20 bytes per
 # step and probe while they are made) in long runs of small networks.
 _CHUNK_STEPS = 1 << 16
+# Table values computed ahead for one native run (float64, and copied on their
+# way to the backend: WhiteNoise as ensemble noise on 2000 neurons held 260 MB
+# at 8 M values; nothing gains from long tables)
+_CHUNK_TABLE_VALUES = 1 << 20
 
 
 def _probe_buffers(plans, dtype):
@@ -230,9 +234,10 @@ class Simulator:
         self._step_view = (self.layout.base_array(step.base, 0)
                            if step is not None and step.base in self.layout.placement else None)
         # values each step adds to a run's probe data and tables (bounds chunks)
+        self._table_values_per_step = self._tables.values_per_step(self.n_trials)
         self._values_per_step = sum(
             self.n_trials * max(1, size) for _, _, _, size in self._probe_plan
-        ) + self._tables.values_per_step(self.n_trials)
+        ) + self._table_values_per_step
 
         if seed is None:
             if network is not None and network.seed is not None:
@@ -926,9 +931,11 @@ class Simulator:
 
     def _chunk_steps(self):
         """Steps per native run: probe data and process tables of one run stay
-        within _CHUNK_ELEMENTS values."""
+        within _CHUNK_ELEMENTS values, its tables within _CHUNK_TABLE_VALUES."""
         per_step = max(1, self._values_per_step)
-        return max(1, min(_CHUNK_STEPS, _CHUNK_ELEMENTS // per_step))
+        tables = max(1, self._table_values_per_step)
+        return max(1, min(_CHUNK_STEPS, _CHUNK_ELEMENTS // per_step,
+                          _CHUNK_TABLE_VALUES // tables))
 
     def _check_data(self, data, steps):
         """Validates ``data`` and returns node -> array in the simulator's dtype."""

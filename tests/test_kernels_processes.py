@@ -589,6 +589,22 @@ def test_tables_bound_the_steps_of_a_run(monkeypatch):
         np.testing.assert_array_equal(sim.data[p][1], ref.data[p])
 
 
+def test_tables_alone_bound_the_steps_of_a_run(monkeypatch):
+    """The tables of a run stay within _CHUNK_TABLE_VALUES whatever the probes
+    (ensemble noise on many neurons drew a table of 8 M values: 260 MB)."""
+    with nengo.Network(seed=2) as net:
+        ens = nengo.Ensemble(50, 1, noise=WhiteNoise(dist=Gaussian(0, 0.1)))
+        probe = nengo.Probe(ens, synapse=0.01)
+    runs = []
+    before_run = TableLoader.before_run
+    monkeypatch.setattr(TableLoader, "before_run",
+                        lambda self, n, start: runs.append(n) or before_run(self, n, start))
+    monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_TABLE_VALUES", 50 * 30)
+    ref, sim, _ = _run_both(net, 100, dtype="float64")
+    assert runs == [30, 30, 30, 10]
+    np.testing.assert_allclose(sim.data[probe], ref.data[probe], rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("process", [WhiteSignal(period=1, high=5), TIMED["present"](1)])
 def test_data_replaces_table_node(process):
     with nengo.Network(seed=1) as net:
