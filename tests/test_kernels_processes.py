@@ -522,9 +522,9 @@ def test_timed_network_matches_nengo():
 
 
 def test_timed_tables_read_ahead_for_short_runs(monkeypatch):
-    """Short runs (a loop of ``sim.step()``) take their rows from a window
-    computed ahead: across its ends, after a reset and in long runs too, the
-    steps are Nengo's."""
+    """Short runs (a loop of ``sim.step()``) take their rows (and WhiteNoise
+    its samples) from a window computed ahead: across its ends, after a reset,
+    in a minibatch and in long runs too, the steps are Nengo's."""
     from nengo_cuda.lowering import process_tables
 
     monkeypatch.setattr(process_tables, "READ_AHEAD_STEPS", 7)
@@ -533,6 +533,9 @@ def test_timed_tables_read_ahead_for_short_runs(monkeypatch):
     ref, sim, _ = _run_both(net, sum(chunks), chunks=chunks, dtype="float64")
     for p in probes:
         np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-10, atol=1e-10)
+    _, batched, _ = _run_both(net, sum(chunks), chunks=chunks, dtype="float64", minibatch_size=2)
+    for p in probes:  # (trial 0: Nengo's streams)
+        np.testing.assert_allclose(batched.data[p][0], ref.data[p], rtol=1e-10, atol=1e-10)
     with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
         for n in (5, 1, 1):
             sim.run_steps(n)

@@ -106,60 +106,8 @@ def is_timed(process):
     )
 
 
-class WhiteSignalColumn:
-    """Each trial's whole period of one WhiteSignal, computed at reset."""
-
-    stepped, shared, indexed = False, False, False
-
-    def __init__(self, op, dt):
-        self.op, self.dt = op, dt
-        self.period = white_signal_rows(op.process, dt)
-
-    def reset(self, seeds):
-        return np.array(
-            [white_signal_period(self.op, np.random.RandomState(s), self.dt).ravel()
-             for s in seeds]
-        )
-
-
-class WhiteNoiseColumn:
-    """Each trial's samples of one WhiteNoise for the steps of the next run.
-
-    Samples drawn for steps that did not run (an interrupted run) are kept for
-    the next run, so the stream stays the one Nengo would draw.
-    """
-
-    stepped, shared, indexed, period = True, False, False, 0
-
-    def __init__(self, op, dt):
-        self.op, self.dt = op, dt
-        self.rngs, self.pending = [], np.zeros((0, 0, op.output.size))
-
-    def reset(self, seeds):
-        self.rngs = [np.random.RandomState(s) for s in seeds]
-        self.pending = np.zeros((len(seeds), 0, self.op.output.size))
-
-    def before_run(self, n_steps, start):
-        need = n_steps - self.pending.shape[1]
-        if need > 0:
-            size = self.op.output.size
-            new = [white_noise_samples(self.op.process, r, need, size, self.dt) for r in self.rngs]
-            self.pending = np.concatenate([self.pending, np.array(new)], axis=1)
-        return self.pending[:, :n_steps].reshape(len(self.rngs), -1)
-
-    def after_run(self, steps_done):
-        self.pending = self.pending[:, steps_done:]
-
-    def get_state(self):
-        return [r.get_state() for r in self.rngs], self.pending
-
-    def set_state(self, state):
-        states, self.pending = state
-        for r, st in zip(self.rngs, states):
-            r.set_state(st)
-
-
 READ_AHEAD_STEPS = 256  # rows computed at once for short runs (step loops)
+READ_AHEAD_VALUES = 1 << 16  # at most, in one table column (all trials)
 
 
 class ReadAhead:
@@ -180,6 +128,62 @@ class ReadAhead:
                 self.start + len(self.cached):
             self.start, self.cached = start, self.rows(start, READ_AHEAD_STEPS)
         return self.cached[start - self.start : start - self.start + n]
+
+
+class WhiteSignalColumn:
+    """Each trial's whole period of one WhiteSignal, computed at reset."""
+
+    stepped, shared, indexed = False, False, False
+
+    def __init__(self, op, dt):
+        self.op, self.dt = op, dt
+        self.period = white_signal_rows(op.process, dt)
+
+    def reset(self, seeds):
+        return np.array(
+            [white_signal_period(self.op, np.random.RandomState(s), self.dt).ravel()
+             for s in seeds]
+        )
+
+
+class WhiteNoiseColumn:
+    """Each trial's samples of one WhiteNoise for the steps of the next run.
+
+    Samples drawn for steps that did not run (an interrupted run, or drawn
+    ahead for short runs) are kept for the next run, so the stream stays the
+    one Nengo would draw.
+    """
+
+    stepped, shared, indexed, period = True, False, False, 0
+
+    def __init__(self, op, dt):
+        self.op, self.dt = op, dt
+        self.rngs, self.pending = [], np.zeros((0, 0, op.output.size))
+
+    def reset(self, seeds):
+        self.rngs = [np.random.RandomState(s) for s in seeds]
+        self.pending = np.zeros((len(seeds), 0, self.op.output.size))
+
+    def before_run(self, n_steps, start):
+        need = n_steps - self.pending.shape[1]
+        if need > 0:
+            size = self.op.output.size
+            # (short runs draw ahead, within READ_AHEAD_VALUES: the stream is the same)
+            need = max(need, min(READ_AHEAD_STEPS, READ_AHEAD_VALUES // (size * len(self.rngs))))
+            new = [white_noise_samples(self.op.process, r, need, size, self.dt) for r in self.rngs]
+            self.pending = np.concatenate([self.pending, np.array(new)], axis=1)
+        return self.pending[:, :n_steps].reshape(len(self.rngs), -1)
+
+    def after_run(self, steps_done):
+        self.pending = self.pending[:, steps_done:]
+
+    def get_state(self):
+        return [r.get_state() for r in self.rngs], self.pending
+
+    def set_state(self, state):
+        states, self.pending = state
+        for r, st in zip(self.rngs, states):
+            r.set_state(st)
 
 
 class TimedColumn:
