@@ -50,8 +50,10 @@ _CHUNK_ELEMENTS = 8 * 1024 * 1024
 _CHUNK_STEPS = 1 << 16
 # Table values computed ahead for one native run (float64, and copied on their
 # way to the backend: WhiteNoise as ensemble noise on 2000 neurons held 260 MB
-# at 8 M values; nothing gains from long tables)
-_CHUNK_TABLE_VALUES = 1 << 20
+# at 8 M values; nothing gains from long tables), unless that cuts runs below
+# _CHUNK_TABLE_STEPS steps (each run has a fixed cost, a GPU's most)
+_CHUNK_TABLE_VALUES = 1 << 21
+_CHUNK_TABLE_STEPS = 32
 
 
 def _probe_buffers(plans, dtype):
@@ -935,11 +937,11 @@ class Simulator:
 
     def _chunk_steps(self):
         """Steps per native run: probe data and process tables of one run stay
-        within _CHUNK_ELEMENTS values, its tables within _CHUNK_TABLE_VALUES."""
+        within _CHUNK_ELEMENTS values, its tables within _CHUNK_TABLE_VALUES (see there)."""
         per_step = max(1, self._values_per_step)
         tables = max(1, self._table_values_per_step)
         return max(1, min(_CHUNK_STEPS, _CHUNK_ELEMENTS // per_step,
-                          _CHUNK_TABLE_VALUES // tables))
+                          max(_CHUNK_TABLE_STEPS, _CHUNK_TABLE_VALUES // tables)))
 
     def _check_data(self, data, steps):
         """Validates ``data`` and returns node -> array in the simulator's dtype."""

@@ -594,7 +594,8 @@ def test_tables_bound_the_steps_of_a_run(monkeypatch):
 
 def test_tables_alone_bound_the_steps_of_a_run(monkeypatch):
     """The tables of a run stay within _CHUNK_TABLE_VALUES whatever the probes
-    (ensemble noise on many neurons drew a table of 8 M values: 260 MB)."""
+    (ensemble noise on many neurons drew a table of 8 M values: 260 MB),
+    unless runs would be shorter than _CHUNK_TABLE_STEPS."""
     with nengo.Network(seed=2) as net:
         ens = nengo.Ensemble(50, 1, noise=WhiteNoise(dist=Gaussian(0, 0.1)))
         probe = nengo.Probe(ens, synapse=0.01)
@@ -603,8 +604,13 @@ def test_tables_alone_bound_the_steps_of_a_run(monkeypatch):
     monkeypatch.setattr(TableLoader, "before_run",
                         lambda self, n, start: runs.append(n) or before_run(self, n, start))
     monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_TABLE_VALUES", 50 * 30)
+    monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_TABLE_STEPS", 20)
     ref, sim, _ = _run_both(net, 100, dtype="float64")
     assert runs == [30, 30, 30, 10]
+    monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_TABLE_STEPS", 40)  # (at least 40)
+    runs.clear()
+    _run_both(net, 100, dtype="float64")
+    assert runs == [40, 40, 20]
     np.testing.assert_allclose(sim.data[probe], ref.data[probe], rtol=1e-10, atol=1e-10)
 
 
