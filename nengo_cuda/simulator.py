@@ -1002,8 +1002,9 @@ class Simulator:
             self._tables.after_run(done)
             for addrs, mask, out, rec in probes:
                 rec.append(out[:, : done if out.shape[1] == n else int(mask[:done].sum())])
-            self._n_steps = start + done
-            self._time = self._n_steps * self.dt
+            if done:  # (as Nengo's n_steps: read from the step signal after a step)
+                self._n_steps = start + done
+                self._time = self._n_steps * self.dt
             self.data.reset()
 
     @contextlib.contextmanager

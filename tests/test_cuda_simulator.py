@@ -336,9 +336,15 @@ def test_unknown_device_names_raise(device):
 
 
 def test_numbered_cuda_device_without_gpu(monkeypatch):
+    """``cuda:N`` raises; NengoDL's ``/gpu:N`` runs on the CPU with a warning
+    (TensorFlow's soft placement runs NengoDL's there)."""
     monkeypatch.setattr(select, "cuda_status", lambda: (False, "no driver (test)"))
-    with pytest.raises(ValidationError, match=r"device='/gpu:0' is unavailable: no driver"):
-        select.select_backend("/gpu:0")
+    with pytest.raises(ValidationError, match=r"device='cuda:0' is unavailable: no driver"):
+        select.select_backend("cuda:0")
+    for device in ("/gpu:0", "/device:GPU:1"):
+        with pytest.warns(UserWarning, match=rf"device='{device}': no driver \(test\); "
+                                             "running on the CPU"):
+            assert select.select_backend(device) is CpuBackend
     assert select.select_backend("/cpu:0") is CpuBackend
 
 

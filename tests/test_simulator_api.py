@@ -387,6 +387,35 @@ def test_run_after_a_callback_error_counts_steps_as_nengo(minibatch_size):
         assert np.array_equal(ours, ref)
 
 
+def test_run_failing_at_its_first_step_keeps_n_steps_as_nengo():
+    """A run whose first step raises leaves n_steps, time and trange as they
+    were (Nengo reads its step signal after a step; ours moved to the signal,
+    which counts the failed steps: 5 times for 4 samples)."""
+    logs = []
+    for make_sim in (nengo.Simulator,
+                     lambda net: nengo_cuda.Simulator(net, dtype="float64", progress_bar=False)):
+        failures = []
+
+        def f(t):
+            if t > 0.0045 and len(failures) < 2:
+                failures.append(t)
+                raise RuntimeError("boom")
+            return t
+
+        with nengo.Network(seed=0) as net:
+            p = nengo.Probe(nengo.Node(f))
+        log = []
+        with make_sim(net) as sim:
+            for _ in range(4):
+                try:
+                    sim.run_steps(3)
+                except RuntimeError:
+                    log.append("raised")
+                log.append((sim.n_steps, sim.time, len(sim.trange()), sim.data[p].tolist()))
+        logs.append(log)
+    assert logs[0] == logs[1] and logs[1][4][0] == 4
+
+
 def test_training_mode_run_after_a_callback_error_counts_steps_as_nengo():
     """A run in training mode (learning_phase=True) after a Node raised goes
     on from Nengo's step signal too, as the native run does: its time and its

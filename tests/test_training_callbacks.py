@@ -373,6 +373,8 @@ def test_model_checkpoint_saves_weights_that_load_weights_restores(tmp_path):
                 fresh.keras_model.load_weights(str(tmp_path / other))
         with pytest.raises(FileNotFoundError):
             fresh.keras_model.load_weights(str(tmp_path / "missing.h5"))
+        fresh.save_params(str(tmp_path / "params"))  # (writes params.npz, NengoDL's rule)
+        fresh.keras_model.load_weights(str(tmp_path / "params"))
 
 
 def test_load_weights_skip_mismatch(tmp_path):

@@ -10,8 +10,13 @@
 
 NengoDL's TensorFlow device names work too, so that ``nengo_dl.Simulator(net,
 device="/gpu:0")`` ports unchanged: ``"/cpu:0"`` is ``"cpu"``, ``"/gpu:N"``
-(or ``"/device:GPU:N"``) is ``"cuda:N"``.
+(or ``"/device:GPU:N"``) is ``"cuda:N"``, except that without a usable CUDA
+device it runs on the CPU with a warning, as TensorFlow's soft placement runs
+NengoDL's ``/gpu:0`` on a machine without a GPU (``"cuda"`` names our
+backend, and raises).
 """
+
+import warnings
 
 import functools
 import re
@@ -91,6 +96,10 @@ def select_backend(device):
     ok, why = cuda_status()
     if not ok:
         if kind is None:
+            return CpuBackend
+        if device.startswith("/"):
+            warnings.warn(f"device={device!r}: {why}; running on the CPU (as TensorFlow "
+                          "places it where there is no GPU)", UserWarning, stacklevel=3)
             return CpuBackend
         raise ValidationError(f"device={device!r} is unavailable: {why}", attr="device")
     from .cuda import CudaBackend  # noqa: PLC0415

@@ -156,9 +156,12 @@ class FitModel:
         self._trainer.write_params(filepath)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
-        """Loads what `save_weights` saved (into the simulation too);
-        ``skip_mismatch``: only what fits this network, warning about the rest
-        (as Keras skips layers whose weights differ)."""
+        """Loads what `save_weights` saved (into the simulation too), or
+        ``sim.save_params(filepath)`` (``filepath.npz``); ``skip_mismatch``:
+        only what fits this network, warning about the rest (as Keras skips
+        layers whose weights differ)."""
+        if not os.path.exists(filepath) and os.path.exists(f"{filepath}.npz"):
+            filepath = f"{filepath}.npz"
         self._trainer.read_params(filepath, skip_mismatch=skip_mismatch)
 
     def __call__(self, *args, **kwargs):
