@@ -91,7 +91,22 @@ class ProbeRecording:
     def values_since(self, n_samples):
         """The samples from the ``n_samples``-th on, as values:
         ``(trials, samples, size)``."""
-        return self._joined()[:, n_samples:]
+        return self._since(n_samples)
+
+    def _since(self, n_samples):
+        """The samples from the ``n_samples``-th on, joining only their chunks
+        (``predict`` takes each minibatch's after a long history)."""
+        with self._lock:
+            pieces, end = [], self.n_samples
+            for chunk in reversed(self.chunks):
+                if end <= n_samples:
+                    break
+                start = end - chunk.shape[1]
+                pieces.append(chunk[:, max(0, n_samples - start):])
+                end = start
+        if not pieces:
+            return self._no_samples()
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces[::-1], axis=1)
 
     def load(self, data, dtype):
         """Takes ``array(minibatched=True)``'s samples (a pickled simulator's),
@@ -132,7 +147,7 @@ class SparseRecording(ProbeRecording):
 
     def values_since(self, n_samples):
         """As values (``predict``'s arrays): the dense matrix, at each sample."""
-        matrices = self._joined()[:, n_samples:, 0]
+        matrices = self._since(n_samples)[:, :, 0]
         dense = np.zeros(matrices.shape + (int(np.prod(self.shape)),))
         for index in np.ndindex(matrices.shape):
             dense[index] = matrices[index].toarray().ravel()
@@ -240,10 +255,14 @@ class ProbeSamples(Sequence):
     def __getitem__(self, index):
         data = self.recording.array(self.minibatched)
         axis = 1 if self.minibatched else 0
+
+        def sample(i):  # (a sparse probe's sample is its matrix itself)
+            value = data.take(i, axis=axis)
+            return value if data.dtype == object and not self.minibatched else np.array(value)
+
         if isinstance(index, slice):
-            return [np.array(data.take(i, axis=axis))
-                    for i in range(*index.indices(data.shape[axis]))]
-        return np.array(data.take(index, axis=axis))
+            return [sample(i) for i in range(*index.indices(data.shape[axis]))]
+        return sample(index)
 
     def __delitem__(self, index):
         self.recording.delete(index)

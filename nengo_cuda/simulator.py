@@ -251,7 +251,7 @@ class Simulator:
             else:
                 seed = np.random.randint(npext.maxint)
         self._trial_ops = {}  # see _op_for_trial
-        self._in_step = False  # (see _run_own_steps)
+        self._in_step = self._own_steps = False  # (see _run_own_steps)
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
         self._stateful = get_setting(toplevel, "stateful", True)
@@ -812,12 +812,12 @@ class Simulator:
             ) from None
         if steps < 0:
             raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
-        if type(self).step is not Simulator.step and not self._in_step and stateful \
-                and self._stateful:
-            self._run_own_steps(steps, data)
-            return
         training_mode = get_setting(getattr(self.model, "toplevel", None),
                                     "learning_phase") is True
+        if self._own_steps:  # (one step of _run_own_steps' run)
+            with self._exclusive("run"):
+                self._run(steps, self._check_data(data, steps), True, False, training_mode)
+            return
         unroll = self.unroll_simulation
         if steps % unroll:
             rounded = -(-steps // unroll) * unroll
@@ -830,6 +830,10 @@ class Simulator:
         feeds = self._check_data(data, steps)
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
+        if type(self).step is not Simulator.step and not self._in_step and stateful \
+                and self._stateful and not training_mode:
+            self._run_own_steps(steps, feeds)
+            return
         with self._exclusive("run"):
             self._run(steps, feeds, stateful, progress_bar, training_mode)
 
@@ -898,8 +902,9 @@ class Simulator:
         self.data.reset()
 
     def _run_chunks(self, steps, feeds, advance):
-        for rec in self._recordings.values():
-            rec.start_run()
+        if not self._own_steps:  # (their run started before its first step)
+            for rec in self._recordings.values():
+                rec.start_run()
         chunk = self._chunk_steps()
         done = 0
         while done < steps:
@@ -923,17 +928,24 @@ class Simulator:
         finally:
             self._in_step = outer
 
-    def _run_own_steps(self, steps, data):
+    def _run_own_steps(self, steps, feeds):
         """``run_steps`` of a subclass with its own `step`: one call of it per
         step, as nengo.Simulator's ``run_steps`` makes (nengo_extras'
-        RealTimeSimulator paces its steps so).  (Runs that are not stateful
-        run as one, without it: each step would restore the state.)"""
-        feeds = self._check_data(data, steps)
-        for i in range(steps):
-            if feeds:
-                self.step(data={node: feed[:, i : i + 1] for node, feed in feeds.items()})
-            else:
-                self.step()  # (Nengo's step takes no arguments)
+        RealTimeSimulator paces its steps so).  The steps are one run
+        (``unroll_simulation``, ``use_loop`` and ``keep_history`` see the
+        run: each step runs one step).  (Runs that are not stateful, or in
+        training mode, run as one, without it.)"""
+        for rec in self._recordings.values():
+            rec.start_run()
+        self._own_steps = True
+        try:
+            for i in range(steps):
+                if feeds:
+                    self.step(data={node: feed[:, i : i + 1] for node, feed in feeds.items()})
+                else:
+                    self.step()  # (Nengo's step takes no arguments)
+        finally:
+            self._own_steps = False
 
     def _chunk_steps(self):
         """Steps per native run: probe data and process tables of one run stay

@@ -104,6 +104,10 @@ def test_settings_made_in_a_subnetwork_apply_to_the_model():
         nengo.Connection(inp, ens)
         p = nengo.Probe(inp)
     assert get_setting(net, "stateful") is False and get_setting(sub, "stateful") is None
+    assert get_setting(net, "keep_history", obj=p) is False  # (NengoDL's obj=)
+    assert get_setting(net, "keep_history", True,
+                       obj=nengo.Probe(inp, add_to_container=False)) is False
+    assert get_setting(net, "trainable", "unset", obj=ens) == "unset"
     t = trainable_objects(net)
     assert not t[ens] and t[top]  # (trainable: the subnetwork's own)
     with nengo_cuda.Simulator(net, progress_bar=False) as sim:

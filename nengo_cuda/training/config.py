@@ -131,10 +131,19 @@ def _replace_param(clsparams, param):
     clsparams.set_param(param.name, param)
 
 
-def get_setting(network, name, default=None):
+def get_setting(network, name, default=None, obj=None):
     """The value of setting ``name`` on ``network`` (a Network, or a built
-    Model: its top-level network), or ``default`` if unset."""
+    Model: its top-level network), or ``default`` if unset; ``obj``: the
+    setting of that object in the network's config (NengoDL's, e.g. a
+    probe's ``keep_history``)."""
     network = getattr(network, "toplevel", network)
+    if obj is not None:
+        if not isinstance(network, nengo.Network):
+            return default
+        try:
+            return getattr(network.config[obj], name, default)
+        except ConfigError:
+            return default
     if not isinstance(network, nengo.Network) or nengo.Network not in network.config.params:
         return default
     params = network.config.params[nengo.Network]
