@@ -243,15 +243,36 @@ def test_frozen_batch_normalization_converts_for_training():
 
 
 def test_shared_weights_of_a_fallback_layer():
-    """A layer that runs as a TensorNode runs the Keras layer itself: its two
-    applications share its weights, as in Keras (and NengoDL), and train as
-    one; no split_shared_weights needed."""
+    """A layer that runs as a TensorNode runs a copy of the Keras layer (the
+    model's own weights stay as they are): its two applications share the
+    copy's weights, as in Keras, and train as one; no split_shared_weights
+    needed."""
     inp = keras.Input((4,))
     dense = keras.layers.Dense(3, kernel_regularizer=keras.regularizers.L2(0.1))
     model = keras.Model(inp, keras.layers.Add()([dense(inp), dense(-inp)]))
     with pytest.warns(UserWarning, match="TensorNode"):
         conv = nengo_cuda.Converter(model)
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
+def test_training_leaves_the_keras_model_as_it_was():
+    """fit trains the converted network's fallen-back layers, not the Keras
+    model's (its TensorNodes shared the model's weights: training changed the
+    model's BatchNormalization, and any later conversion of it)."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.warns(UserWarning, match="batch_normalization.*TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    x = _x(model, n=4)
+    inp, probe = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+    with nengo_cuda.Simulator(conv.net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.SGD(0.5), loss=tf.losses.mse)
+        sim.fit({inp: x[:, None]}, {probe: np.ones((4, 1, 2))}, epochs=2, verbose=0)
+        trained = sim.keras_model.get_weights()
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(trained, before))
 
 
 def test_spiking_swap_scales_rates():
@@ -276,6 +297,32 @@ def test_spiking_swap_scales_rates():
     # without the swap: rate neurons, exact
     rate = nengo_cuda.Converter(model, scale_firing_rates=scale)
     np.testing.assert_allclose(_run(rate, x)[:, 0], expected, atol=ATOL)
+
+
+def test_scale_firing_rates_scales_softlif_amplitude():
+    """SoftLIFRate takes its amplitude through ``**lif_args``: it was left at 1
+    (with a false "no amplitude" warning), so outputs were ``scale`` times too
+    large; now its copy has amplitude 1 / scale and its other parameters."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="relu"),
+                              keras.layers.Dense(2)])
+    softlif = nengo_cuda.SoftLIFRate(sigma=0.5, tau_rc=0.03)
+    x = _x(model)
+    outs = []
+    for neuron_type, amplitude in ((softlif, 0.1),
+                                   (nengo_cuda.SoftLIFRate(sigma=0.5, tau_rc=0.03,
+                                                           amplitude=10), 1)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            conv = nengo_cuda.Converter(model, swap_activations={tf.nn.relu: neuron_type},
+                                        scale_firing_rates=10)
+        (ens,) = conv.net.all_ensembles
+        nt = ens.neuron_type
+        assert (nt.amplitude, nt.sigma, nt.tau_rc) == (pytest.approx(amplitude), 0.5, 0.03)
+        outs.append(_run(conv, x)[:, 0])
+    # the same rates; the output layer's sum of them 10 times smaller
+    bias = model.layers[-1].bias.numpy()
+    np.testing.assert_allclose(outs[0] - bias, (outs[1] - bias) / 10, rtol=1e-5, atol=1e-6)
+    assert softlif.amplitude == 1
 
 
 def test_scale_firing_rates_without_amplitude_warns():

@@ -122,6 +122,7 @@ class Converter:
         self.split_shared_weights = split_shared_weights
         self.swap_activations = SwapActivations(swap_activations)
         self.swaps_used = self.swap_activations.used
+        self._copies = {}  # Keras layer -> its copy for TensorNodes (see _copied)
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
         self.temporal_model = bool(temporal_model)
@@ -378,8 +379,11 @@ class Converter:
         warnings.warn(f"Converter: {where}; falling back to a TensorNode (running the "
                       f"layer as one)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
-        func = layer if _plain(node, inputs) else _Application(layer, node,
-                                                               [i.shape for i in inputs])
+        if layer not in self._copies:  # (one copy: a layer's applications share it)
+            self._copies[layer] = _copied(layer, node)
+        copied = self._copies[layer]
+        func = copied if _plain(node, inputs) else _Application(copied, node,
+                                                                [i.shape for i in inputs])
         tensor_node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1
                                  else sum(sizes), shape_out=out_shapes[0], pass_time=False,
                                  label=layer.name)
@@ -512,8 +516,9 @@ class Converter:
             expected = model.predict(x, verbose=0)
             expected = expected if isinstance(expected, (list, tuple)) else [expected]
             trained = model.get_weights()
-            # layers run as TensorNodes share their weights with the model: they
-            # start from the initial weights too (and keep Keras's training after)
+            # (a layer run as a TensorNode that could not be copied shares its
+            # weights with the model: it starts from the initial weights too,
+            # and keeps Keras's training after)
             model.set_weights(initial)
             try:
                 if training:
@@ -573,6 +578,27 @@ def _convertible(cls, layer, converter):
     if not ok and not reason:
         reason = f"{cls.__name__}.convertible is False"
     return bool(ok), (None if ok else reason)
+
+
+def _copied(layer, node):
+    """A copy of ``layer`` with its weights, for a TensorNode: training the
+    converted network must not change the Keras model (NengoDL's fallback
+    copies it so; sharing them, ``fit`` trained the model's fallen-back layers
+    and no others).  A layer without weights is itself; one that cannot be
+    copied too, with a warning."""
+    if not getattr(layer, "weights", None):
+        return layer
+    try:
+        clone = type(layer).from_config(layer.get_config())
+        if not clone.built:  # (built as the model's node called the layer)
+            clone(*node.arguments.args, **node.arguments.kwargs)
+        clone.set_weights(layer.get_weights())
+    except Exception as e:  # noqa: BLE001 - any layer's own failure to copy
+        warnings.warn(f"Converter: layer {layer.name!r} cannot be copied ({type(e).__name__}: "
+                      f"{e}); its TensorNode uses the Keras model's own weights, which "
+                      "training the converted network changes")
+        return layer
+    return clone
 
 
 def _plain(node, inputs):

@@ -11,7 +11,7 @@ types.  It applies before the default map (keyed by activation) and after it
 neuron-type key matches a neuron type with the same class and parameters.
 """
 
-import inspect
+import copy
 import warnings
 
 import nengo
@@ -79,14 +79,18 @@ def leaky_relu(negative_slope, swaps, used=None):
 def with_amplitude(neuron_type, factor):
     """A copy of ``neuron_type`` with its amplitude times ``factor``; a type
     without an amplitude (Sigmoid, Tanh) stays as it is, with a warning (as
-    NengoDL: its output changes under ``scale_firing_rates``)."""
-    params = inspect.signature(type(neuron_type).__init__).parameters
-    kwargs = {name: getattr(neuron_type, name) for name in params
-              if name != "self" and hasattr(neuron_type, name)}
-    if "amplitude" not in kwargs:
+    NengoDL: its output changes under ``scale_firing_rates``).
+
+    A copy with its amplitude parameter set, as NengoDL's: rebuilding the type
+    from its constructor's arguments missed those a ``**kwargs`` constructor
+    passes on (SoftLIFRate's amplitude stayed 1: outputs ``scale`` times too
+    large)."""
+    param = getattr(type(neuron_type), "amplitude", None)
+    if not isinstance(param, nengo.params.Parameter):
         warnings.warn(f"Converter: scale_firing_rates applies to {neuron_type}, which has no "
                       f"amplitude to scale back (it does not support amplitude): its gain "
                       f"is scaled, so the output changes")
         return neuron_type
-    kwargs["amplitude"] = kwargs["amplitude"] * factor
-    return type(neuron_type)(**kwargs)
+    scaled = copy.copy(neuron_type)
+    param.data[scaled] = neuron_type.amplitude * factor  # (a frozen object's parameter)
+    return scaled
