@@ -155,7 +155,8 @@ def test_fit_prints_epochs_by_default(capsys):
 
 def test_compile_lists_and_default_optimizer():
     """Keras's compile: lists of losses and loss weights per output (the model's
-    probes in order), RMSprop when no optimizer is given; fit runs (and warns)
+    probes in order), RMSprop when no optimizer is given, Keras's execution
+    arguments (run_eagerly, NengoDL passes them on) taken; fit runs (and warns)
     when nothing is trainable, as NengoDL's does."""
     with nengo.Network() as net:
         inp = nengo.Node(np.zeros(1))
@@ -171,7 +172,9 @@ def test_compile_lists_and_default_optimizer():
             [1.0, 2.0, 0.5 * 1.0 + 2.0 * 2.0], rtol=1e-6)
         with pytest.raises(nengo.exceptions.ValidationError, match="one entry per probe"):
             sim.compile(loss=["mse"])
-        sim.compile(loss="mse")
+        sim.compile(loss="mse", run_eagerly=True, steps_per_execution=2, jit_compile=False)
+        with pytest.raises(TypeError, match=r"unexpected keyword arguments \['not_keras'\]"):
+            sim.compile(loss="mse", not_keras=1)
         with pytest.warns(UserWarning, match="no parameters are trainable"):
             history = sim.fit(x, {a: np.zeros((4, 2, 1))}, epochs=2, verbose=0)
         assert history.history["loss"] == [1.0, 1.0]

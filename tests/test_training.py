@@ -135,6 +135,28 @@ def test_use_loop_false_runs_exactly_unroll_simulation_steps():
         assert sim.n_steps == 2
 
 
+def test_fit_with_ema_ends_with_the_averages_as_keras():
+    """An optimizer with ``use_ema=True``: Keras's fit ends by writing the
+    moving averages into the weights (``finalize_variable_values``); ours kept
+    the last raw weights (0.065 apart after 3 epochs here)."""
+    rng = np.random.RandomState(0)
+    x, y = rng.randn(16, 4).astype("float32"), rng.randn(16, 2).astype("float32")
+    w0 = rng.randn(4, 2).astype("float32")
+    inp = tf.keras.Input((4,))
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2, use_bias=False)(inp))
+    model.set_weights([w0])
+    model.compile(tf.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), "mse")
+    model.fit(x, y, epochs=3, batch_size=4, shuffle=False, verbose=0)
+    with nengo.Network() as net:
+        node, out = nengo.Node(np.zeros(4)), nengo.Node(size_in=2)
+        conn = nengo.Connection(node, out, transform=w0.T, synapse=None)
+        p = nengo.Probe(out, synapse=None)
+    with nengo_cuda.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), "mse")
+        sim.fit({node: x[:, None]}, {p: y[:, None]}, epochs=3, shuffle=False, verbose=0)
+        np.testing.assert_allclose(sim.data[conn].weights.T, model.get_weights()[0], atol=1e-6)
+
+
 def test_graph_optimizer_settings_are_accepted_and_ignored():
     """NengoDL code sets planner=nengo_dl.graph_optimizer.noop_planner (its
     Keras-to-SNN users, to build faster): it runs unchanged, with the same

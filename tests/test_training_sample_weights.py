@@ -143,3 +143,23 @@ def test_class_weight_as_keras(one_hot):
         ours = sim.fit({n: x[:, None]}, {p: y[:, None]}, class_weight=class_weight,
                        epochs=3, shuffle=False, verbose=0).history["loss"]
     np.testing.assert_allclose(ours, theirs, rtol=1e-4)
+
+
+def test_one_array_weighs_every_probe():
+    """One sample_weight array with targets for two probes weighs both, as
+    Keras weighs every output with it (it was refused: "give a dict")."""
+    rng = np.random.RandomState(2)
+    with nengo.Network() as net:
+        inp = nengo.Node(np.zeros(3))
+        a, b = nengo.Node(size_in=2), nengo.Node(size_in=1)
+        nengo.Connection(inp, a, transform=rng.randn(2, 3), synapse=None)
+        nengo.Connection(inp, b, transform=rng.randn(1, 3), synapse=None)
+        pa, pb = nengo.Probe(a), nengo.Probe(b)
+    x, w = rng.randn(8, 1, 3), rng.uniform(0, 2, 8)
+    y = {pa: rng.randn(8, 1, 2), pb: rng.randn(8, 1, 1)}
+    with nengo_cuda.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(loss="mse")
+        one = sim.evaluate({inp: x}, y, sample_weight=w)
+        each = sim.evaluate({inp: x}, y, sample_weight={pa: w, pb: w})
+        plain = sim.evaluate({inp: x}, y)
+    assert one == each and one["loss"] != plain["loss"]

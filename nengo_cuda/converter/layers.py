@@ -85,14 +85,26 @@ def flatten(ctx, layer, inputs, out_shapes):
     return [Tensor(inp.obj, out_shapes[0])]
 
 
-@register("Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
-          "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+@register("Reshape")
 def passthrough(ctx, layer, inputs, out_shapes):
-    """Layers that keep every value in place at inference (the noise and dropout
-    layers are identities outside Keras training, and the converted network
-    does not drop out or add noise in training either)."""
+    """Layers that keep every value in place."""
     inp = _single(layer, inputs)
     return [Tensor(inp.obj, out_shapes[0])]
+
+
+@register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+          "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+def training_only(ctx, layer, inputs, out_shapes):
+    """Layers that are identities at inference and act only in training
+    (dropout, noise, an activity loss): passthroughs with ``inference_only``;
+    otherwise TensorNodes running the Keras layer, which act in ``fit`` as in
+    Keras (NengoDL, which has no converter for them, runs them so; as
+    passthroughs, ``fit`` silently trained without dropout)."""
+    if not ctx.inference_only:
+        raise Unconvertible("it acts only in training (dropout, noise or an activity loss), "
+                            "which has no native form: no native form unless "
+                            "inference_only=True")
+    return passthrough(ctx, layer, inputs, out_shapes)
 
 
 # -- dense and convolutions ---------------------------------------------------

@@ -22,9 +22,10 @@ def check_sample_weights(sample_weight, y, lookup, what):
     """``{probe: (n, 1) or (n, steps) float64 array}`` for targets ``y``
     ({probe: (n, steps, size)}), or None.
 
-    ``sample_weight``: an array (when one probe has targets), a dict keyed by
-    probes (or their names: ``lookup``), or a list with one entry per probe of
-    ``y``, in its order (None: weight 1)."""
+    ``sample_weight``: an array (for every probe with targets, as Keras
+    weighs every output), a dict keyed by probes (or their names:
+    ``lookup``), or a list with one entry per probe of ``y``, in its order
+    (None: weight 1)."""
     if sample_weight is None:
         return None
     probes = list(y)
@@ -37,12 +38,8 @@ def check_sample_weights(sample_weight, y, lookup, what):
                 f"{what}: sample_weight as a list needs one entry per probe with targets "
                 f"({len(probes)}), got {len(sample_weight)}", attr="sample_weight")
         given = dict(zip(probes, sample_weight))
-    else:
-        if len(probes) != 1:
-            raise ValidationError(
-                f"{what}: one sample_weight array for {len(probes)} probes with targets; "
-                "give a dict {probe: weights}", attr="sample_weight")
-        given = {probes[0]: sample_weight}
+    else:  # one array weighs every probe's targets (as Keras, every output's)
+        given = dict.fromkeys(probes, sample_weight)
     weights = {}
     for probe, w in given.items():
         if probe not in y:

@@ -153,8 +153,13 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         return self.graph.trainable_variables + self._keras_variables()
 
     # -- compile / fit --------------------------------------------------------------
+    # Keras's compile arguments that only choose how Keras runs its own model
+    # (NengoDL passes them on; code sets run_eagerly=True to debug): ignored
+    EXECUTION_ARGUMENTS = ("run_eagerly", "steps_per_execution", "jit_compile",
+                           "auto_scale_loss")
+
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                weighted_metrics=None):
+                weighted_metrics=None, **execution):
         """Sets the optimizer, losses and metrics for `fit` and `evaluate`.
 
         ``optimizer``: a Keras optimizer (or its name; Keras's default
@@ -167,9 +172,14 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         Keras, a probe's loss may be None (none for it), and a probe without a
         loss may have metrics (its targets then serve them only).
         ``metrics`` ignore ``fit``'s and ``evaluate``'s ``sample_weight``,
-        ``weighted_metrics`` take it (as in Keras).
+        ``weighted_metrics`` take it (as in Keras).  Keras's
+        `EXECUTION_ARGUMENTS` are taken and ignored (our graph runs as it runs).
         """
         require_eager()
+        unknown = sorted(set(execution) - set(self.EXECUTION_ARGUMENTS))
+        if unknown:
+            raise TypeError(f"compile() got unexpected keyword arguments {unknown} (Keras's "
+                            f"{', '.join(self.EXECUTION_ARGUMENTS)} are taken and ignored)")
         if isinstance(optimizer, str):
             optimizer = tf.keras.optimizers.get(optimizer)
         if optimizer is not None and not hasattr(optimizer, "apply_gradients"):
@@ -430,6 +440,11 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                       ", ".join(f"{k}: {v:.6g}" for k, v in epoch_logs.items()))
             if model.stop_training:
                 break
+        opt = self.optimizer
+        if epochs > 0 and hasattr(opt, "finalize_variable_values") and \
+                not _is_v1_optimizer(opt):
+            # (as Keras's fit: use_ema=True writes the averages into the weights)
+            opt.finalize_variable_values(self.trainable_variables)
         cbs("on_train_end", logs=epoch_logs)
         # after on_train_end: e.g. EarlyStopping(restore_best_weights=True) sets weights
         self._sync(stateful, state, t0, masks, carried)
