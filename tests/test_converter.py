@@ -276,6 +276,36 @@ def test_training_leaves_the_keras_model_as_it_was():
     assert not all(np.array_equal(a, b) for a, b in zip(trained, before))
 
 
+def test_dropout_runs_as_keras_in_fit_and_as_a_copy_in_simulation(monkeypatch):
+    """Dropout (not inference_only) is a TensorNode, so that fit drops out as
+    Keras's does; a simulation copies its input (no TensorFlow call a step)."""
+    from nengo_cuda.training import tensor_node
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(0.5), keras.layers.Dense(2)])
+    with pytest.warns(UserWarning, match="dropout.*inference_only=True"):
+        conv = nengo_cuda.Converter(model)
+    assert not _native(conv) and _native(nengo_cuda.Converter(model, inference_only=True))
+    x = _x(model, n=4)
+    calls = []
+    call_tensors = tensor_node._TensorFunc.call_tensors
+    monkeypatch.setattr(tensor_node._TensorFunc, "call_tensors",
+                        lambda self, *a, **k: calls.append(k) or call_tensors(self, *a, **k))
+    inp, probe = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+    with nengo_cuda.Simulator(conv.net, minibatch_size=4, progress_bar=False) as sim:
+        calls.clear()  # (the build traces it once)
+        out = sim.predict({inp: np.repeat(x[:, None], 5, axis=1)})[probe]
+        assert calls == []
+    np.testing.assert_allclose(out[:, -1], model.predict(x, verbose=0), atol=ATOL)
+    with nengo_cuda.Simulator(conv.net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss=tf.losses.mse)
+        losses = [sim.evaluate({inp: x[:, None]}, {probe: np.zeros((4, 1, 2))})["loss"]]
+        tf.random.set_seed(0)
+        history = sim.fit({inp: x[:, None]}, {probe: np.zeros((4, 1, 2))}, epochs=3, verbose=0)
+    # with no learning, fit's losses vary from epoch to epoch only by dropout
+    assert len(set(history.history["loss"] + losses)) > 1
+
+
 def test_spiking_swap_scales_rates():
     """relu -> SpikingRectifiedLinear with scale_firing_rates and a synapse: the
     filtered spiking output approaches the Keras output (rates are exact for a

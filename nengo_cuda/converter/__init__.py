@@ -374,7 +374,7 @@ class Converter:
         if len(out_shapes) != 1:
             raise TypeError(f"Converter: cannot convert {where}, and only layers with one "
                             f"output fall back to a TensorNode")
-        from ..training.tensor_node import TensorNode  # noqa: PLC0415
+        from ..training.tensor_node import INFERENCE_IDENTITIES, TensorNode  # noqa: PLC0415
 
         warnings.warn(f"Converter: {where}; falling back to a TensorNode (running the "
                       f"layer as one)")
@@ -384,6 +384,8 @@ class Converter:
         copied = self._copies[layer]
         func = copied if _plain(node, inputs) else _Application(copied, node,
                                                                 [i.shape for i in inputs])
+        if len(inputs) == 1 and type(layer).__name__ in INFERENCE_IDENTITIES:
+            func.inference_identity = True  # (see tensor_node._inference_identity)
         tensor_node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1
                                  else sum(sizes), shape_out=out_shapes[0], pass_time=False,
                                  label=layer.name)
@@ -652,8 +654,10 @@ class _Application:
                                    training=training)
         args, kwargs = arguments.fill_in(
             {id(kt): v for kt, v in zip(self.node.input_tensors, values)})
-        if training is not None and "training" not in kwargs and _is_layer(self.layer_func):
-            kwargs = {**kwargs, "training": training}  # (an op takes none)
+        if training is not None and _is_layer(self.layer_func):  # (an op takes none)
+            # (as Keras's functional call: the call's flag replaces the one the
+            # model's construction recorded, which is False for every Dropout)
+            kwargs = {**kwargs, "training": training}
         return self.layer_func(*args, **kwargs)
 
 

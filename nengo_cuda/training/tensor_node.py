@@ -387,6 +387,9 @@ class _RunStep:
         self.outs = outs
         self.xp = xp
         self.sync = sync
+        # (on the host: on a device, TensorFlow's stream orders the copy)
+        self.identity = (xp is np and len(xs) == len(outs) > 0
+                         and _inference_identity(self.func))
 
     def _input(self):
         tf = _tf()
@@ -468,6 +471,13 @@ class _RunStep:
             self.func.check_output(y, len(self.outs), self.dtype)
 
     def __call__(self):
+        if self.identity:  # (the simulation is never Keras's training)
+            for x, dst in zip(self.xs, self.outs):
+                if not np.isfinite(x).all():
+                    raise SimulationError(f"{self.func}: tensor_func returned a non-finite "
+                                          "value")
+                dst[...] = x.reshape(dst.shape)
+            return
         y = self._output()
         if y is None:
             return
@@ -482,6 +492,26 @@ class _RunStep:
             dst[...] = out[trial].reshape(dst.shape)
         if self.sync is not None:
             self.sync()  # the output written before the simulator's next kernels
+
+
+INFERENCE_IDENTITIES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+                        "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                        "ActivityRegularization")
+
+
+def _inference_identity(func):
+    """Whether TensorNode function ``func`` is a Keras layer that gives its
+    input unchanged outside training (dropout, noise, an activity loss: the
+    Converter runs them as TensorNodes for ``fit``'s sake); the simulation
+    copies the input instead of calling TensorFlow at every step."""
+    layers = _tf().keras.layers
+    kinds = tuple(getattr(layers, name) for name in INFERENCE_IDENTITIES
+                  if hasattr(layers, name))
+    fn = func.tensor_func
+    return ((isinstance(fn, kinds) or getattr(fn, "inference_identity", False))
+            and not func.pass_time
+            and func.shape_in is not None
+            and int(np.prod(func.shape_in)) == int(np.prod(func.shape_out)))
 
 
 def seed_tensorflow(seed):
