@@ -89,13 +89,9 @@ class ProbeRecording:
         return data if minibatched else data[0]
 
     def values_since(self, n_samples):
-        """The samples from the ``n_samples``-th on, as values:
-        ``(trials, samples, size)``."""
-        return self._since(n_samples)
-
-    def _since(self, n_samples):
-        """The samples from the ``n_samples``-th on, joining only their chunks
-        (``predict`` takes each minibatch's after a long history)."""
+        """The samples from the ``n_samples``-th on, as values ``(trials,
+        samples, size)``, joining only their chunks (``predict`` takes each
+        minibatch's after a long history)."""
         with self._lock:
             pieces, end = [], self.n_samples
             for chunk in reversed(self.chunks):
@@ -147,7 +143,7 @@ class SparseRecording(ProbeRecording):
 
     def values_since(self, n_samples):
         """As values (``predict``'s arrays): the dense matrix, at each sample."""
-        matrices = self._since(n_samples)[:, :, 0]
+        matrices = ProbeRecording.values_since(self, n_samples)[:, :, 0]
         dense = np.zeros(matrices.shape + (int(np.prod(self.shape)),))
         for index in np.ndindex(matrices.shape):
             dense[index] = matrices[index].toarray().ravel()

@@ -374,7 +374,7 @@ class Converter:
         if len(out_shapes) != 1:
             raise TypeError(f"Converter: cannot convert {where}, and only layers with one "
                             f"output fall back to a TensorNode")
-        from ..training.tensor_node import INFERENCE_IDENTITIES, TensorNode  # noqa: PLC0415
+        from ..training.tensor_node import TensorNode  # noqa: PLC0415
 
         warnings.warn(f"Converter: {where}; falling back to a TensorNode (running the "
                       f"layer as one)")
@@ -384,8 +384,6 @@ class Converter:
         copied = self._copies[layer]
         func = copied if _plain(node, inputs) else _Application(copied, node,
                                                                 [i.shape for i in inputs])
-        if len(inputs) == 1 and type(layer).__name__ in INFERENCE_IDENTITIES:
-            func.inference_identity = True  # (see tensor_node._inference_identity)
         tensor_node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1
                                  else sum(sizes), shape_out=out_shapes[0], pass_time=False,
                                  label=layer.name)

@@ -25,6 +25,7 @@ import nengo
 import numpy as np
 
 from .activations import leaky_relu
+from ..training.tensor_node import INFERENCE_IDENTITIES
 
 Tensor = namedtuple("Tensor", ["obj", "shape"])  # a Nengo object to connect from
 
@@ -92,8 +93,7 @@ def passthrough(ctx, layer, inputs, out_shapes):
     return [Tensor(inp.obj, out_shapes[0])]
 
 
-@register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-          "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+@register(*INFERENCE_IDENTITIES)
 def training_only(ctx, layer, inputs, out_shapes):
     """Layers that are identities at inference and act only in training
     (dropout, noise, an activity loss): passthroughs with ``inference_only``;

@@ -137,14 +137,14 @@ def get_setting(network, name, default=None, obj=None):
     setting of that object in the network's config (NengoDL's, e.g. a
     probe's ``keep_history``)."""
     network = getattr(network, "toplevel", network)
+    if not isinstance(network, nengo.Network):
+        return default
     if obj is not None:
-        if not isinstance(network, nengo.Network):
-            return default
         try:
             return getattr(network.config[obj], name, default)
         except ConfigError:
             return default
-    if not isinstance(network, nengo.Network) or nengo.Network not in network.config.params:
+    if nengo.Network not in network.config.params:
         return default
     params = network.config.params[nengo.Network]
     if name in params._extra_params:

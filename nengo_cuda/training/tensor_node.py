@@ -507,9 +507,8 @@ def _inference_identity(func):
     layers = _tf().keras.layers
     kinds = tuple(getattr(layers, name) for name in INFERENCE_IDENTITIES
                   if hasattr(layers, name))
-    fn = func.tensor_func
-    return ((isinstance(fn, kinds) or getattr(fn, "inference_identity", False))
-            and not func.pass_time
+    layer = getattr(func.tensor_func, "layer_func", func.tensor_func)  # (a Converter's call)
+    return (isinstance(layer, kinds) and not func.pass_time
             and func.shape_in is not None
             and int(np.prod(func.shape_in)) == int(np.prod(func.shape_out)))
 
