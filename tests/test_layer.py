@@ -188,6 +188,26 @@ def test_keras_layers_get_training():
     assert set(np.unique(dropped)) == {0.0, 2.0}  # Dropout(0.5) in training: 0 or x / 0.5
 
 
+def test_dropout_copies_its_input_but_not_a_subclass_that_drops_always():
+    """A Keras Dropout in a simulation is its input, copied without calling
+    TensorFlow; a subclass may act otherwise (Monte Carlo dropout drops at
+    inference too), so it is called as any layer."""
+
+    class AlwaysDrop(tf.keras.layers.Dropout):
+        def call(self, inputs, training=None):
+            return super().call(inputs, training=True)
+
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.ones(50))
+        probes = [nengo.Probe(nengo_cuda.Layer(layer)(inp))
+                  for layer in (tf.keras.layers.Dropout(0.5), AlwaysDrop(0.5))]
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(2)
+        plain, always = (sim.data[p] for p in probes)
+    np.testing.assert_array_equal(plain, np.ones((2, 50)))
+    assert set(np.unique(always)) == {0.0, 2.0}
+
+
 def test_keras_layer_with_time_and_any_batch_shape():
     """A Keras layer with pass_time=True gets [t, x] (NengoDL's call); a function's
     output shape is inferred whatever its first axis."""
