@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "cpu/conv_spec.h"
 #include "cpu/runner.h"
 #include "cpu/simd.h"
 #include "run_args.h"
@@ -172,6 +173,32 @@ PYBIND11_MODULE(_native, m) {
     bind_program<float>(m, "ProgramFloat32");
     bind_program<double>(m, "ProgramFloat64");
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");
+    m.def(
+        "conv_pairs",
+        [](const std::vector<int64_t>& axes, bool transpose) {
+            nc::InstrSpec spec;
+            spec.kind = "conv_pairs";
+            spec.ints["axes"] = axes;
+            spec.scalars = {{"transpose", transpose ? 1.0 : 0.0}, {"X_ps", 1}, {"X_cs", 1},
+                            {"Y_ps", 1}, {"Y_cs", 1}, {"filters", 1}, {"groups", 1},
+                            {"in_channels", 1}};
+            const nc::conv::Geometry g = nc::conv::geometry_from(spec);
+            const int64_t n = nc::conv::pair_counts(g).total;
+            py::array_t<int64_t> counts(g.out_positions()), pos(n), tap(n);
+            auto c = counts.mutable_unchecked<1>();
+            auto p = pos.mutable_unchecked<1>();
+            auto t = tap.mutable_unchecked<1>();
+            int64_t j = 0;
+            for (int64_t o = 0; o < g.out_positions(); ++o) {
+                const nc::conv::Row r = nc::conv::row(g, o);
+                c(o) = r.size();
+                r.for_each(g, [&](int64_t pi, int64_t ti) { p(j) = pi, t(j) = ti, ++j; });
+            }
+            return py::make_tuple(counts, pos, tap);
+        },
+        py::arg("axes"), py::arg("transpose"),
+        "A convolution's (pairs per output position, input positions, kernel taps), in "
+        "conv_inc's order, from its geometry (nengo_cuda.lowering.conv.geometry); for tests.");
     bind_device_programs(m);
     bind_team(m);
     // SIMD levels by name (nc::kSimdLevelNames): "baseline" (SSE2), "avx2", "avx512".

@@ -1,8 +1,9 @@
 """conv_inc (ConvInc, ConvTransposeInc) against Nengo's own step functions.
 
 The reference is the operator's ``make_step`` (nengo/builder/transforms.py), so
-these tests check our tables (nengo_cuda/lowering/conv.py) and the kernel
-together.  Nengo's step runs 1-D and 2-D convolutions only; for 3-D ones the
+these tests check our geometry (nengo_cuda/lowering/conv.py) and the kernel
+together; the pairs the kernel computes from the geometry are also checked one
+by one against a loop over the convolution's definition (`reference_pairs`).  Nengo's step runs 1-D and 2-D convolutions only; for 3-D ones the
 reference is the convolution's definition in NumPy (`definition_increment`),
 itself checked against Nengo's step on 1-D and 2-D convolutions and against
 TensorFlow's on 3-D ones.  Operands sit in a NaN-poisoned pool with gaps (the
@@ -18,7 +19,7 @@ from nengo.builder.transforms import ConvInc, ConvTransposeInc
 
 from kernel_harness import RawProgram
 from nengo_cuda import _native
-from nengo_cuda.lowering.conv import conv_fields
+from nengo_cuda.lowering.conv import conv_fields, geometry
 from nengo_cuda.testing import simd_level
 
 
@@ -154,6 +155,85 @@ def test_definition_matches_tensorflow_3d(rng):
         y = (y if conv.channels_last else np.moveaxis(y, -1, 0)).ravel()
         np.testing.assert_allclose(definition_increment(conv, W, X), y, rtol=1e-12,
                                    atol=1e-12, err_msg=str(conv))
+
+
+def reference_pairs(conv):
+    """Per output position of ``conv``, its (input position, kernel tap) pairs
+    in the order Nengo sums them (taps in C order), by looping over the
+    definition: a forward convolution's output ``o`` reads input ``o s - p + t``
+    along each axis (``p`` the padding before, half of ``max((m - 1) s + k -
+    n, 0)`` rounded down for "same"); a transposed one's output ``r`` reads the
+    forward outputs ``o`` with ``o s - p + t = r``.  Positions and taps
+    flattened in C order."""
+    transpose = isinstance(conv, nengo.transforms.ConvolutionTranspose)
+    x, y = conv.input_shape.spatial_shape, conv.output_shape.spatial_shape
+    n, m = (y, x) if transpose else (x, y)  # the forward convolution's in and out
+    k, s = conv.kernel_size, conv.strides
+    p = [max((mi - 1) * si + ki - ni, 0) // 2 if conv.padding == "same" else 0
+         for ni, mi, ki, si in zip(n, m, k, s)]
+    rows = []
+    for r in np.ndindex(*y):
+        pairs = []
+        for t in np.ndindex(*k):
+            if transpose:
+                o = [(ri + pi - ti) / si for ri, pi, ti, si in zip(r, p, t, s)]
+                inside = all(oi == int(oi) and 0 <= oi < mi for oi, mi in zip(o, m))
+                col = tuple(int(oi) for oi in o)
+            else:
+                col = tuple(ri * si - pi + ti for ri, si, pi, ti in zip(r, s, p, t))
+                inside = all(0 <= ci < ni for ci, ni in zip(col, n))
+            if inside:
+                pairs.append((np.ravel_multi_index(col, x), np.ravel_multi_index(t, k)))
+        rows.append(pairs)
+    return rows
+
+
+def native_pairs(conv):
+    """What the kernels compute for ``conv``, in the form of `reference_pairs`."""
+    counts, pos, tap = _native.conv_pairs(*geometry(conv))
+    ends = np.cumsum(counts)
+    return [list(zip(pos[e - c:e].tolist(), tap[e - c:e].tolist())) for c, e in zip(counts, ends)]
+
+
+@pytest.mark.parametrize("dims", [(1,), (2,), (3,)])
+def test_pairs_follow_the_definition(dims, rng):
+    """Each output position's pairs, computed from the geometry alone (no
+    tables), are the definition's, in its order: forward and transposed,
+    strides larger and smaller than the kernel, both paddings, output shapes
+    of transposed convolutions that leave positions unread."""
+    for _ in range(40 if dims != (3,) else 20):
+        conv = random_conv(rng, dims=dims)
+        assert native_pairs(conv) == reference_pairs(conv), conv
+
+
+def test_pairs_of_large_kernels():
+    """A kernel as large as its input (every position reads every other one
+    with "same" padding) and strides past the kernel, forward and transposed."""
+    convs = [nengo.Convolution(1, (9, 9, 1), kernel_size=(9, 9), padding="same"),
+             nengo.Convolution(2, (1, 11, 7), kernel_size=(5, 2), strides=(4, 3),
+                               padding="same", channels_last=False),
+             nengo.transforms.ConvolutionTranspose(1, (3, 4, 1), kernel_size=(2, 3),
+                                                   strides=(5, 4), padding="same"),
+             nengo.transforms.ConvolutionTranspose(1, (4, 1), kernel_size=(7,), strides=(2,),
+                                                   padding="valid")]
+    for conv in convs:
+        assert native_pairs(conv) == reference_pairs(conv), conv
+
+
+def test_conv_geometry_checked():
+    """The native side refuses a geometry it cannot index."""
+    axes, transpose = geometry(nengo.Convolution(1, (5, 5, 1), kernel_size=(3, 3)))
+    with pytest.raises(ValueError, match="5 values for each of 3 spatial axes"):
+        _native.conv_pairs(axes[:-1], transpose)
+    for field, value in [(0, 0), (2, 0), (3, 0), (4, -1), (1, 1 << 30)]:
+        bad = axes.copy()
+        bad[5 + field] = value
+        with pytest.raises(ValueError, match="must lie in"):
+            _native.conv_pairs(bad, transpose)
+    big = axes.copy()
+    big[[0, 5, 10]] = 1 << 11  # 2^33 output positions
+    with pytest.raises(ValueError, match="more than 2.31 positions"):
+        _native.conv_pairs(big, transpose)
 
 
 def place(p, conv, rng, x_s=2, y_s=-1):
@@ -292,7 +372,7 @@ def test_conv_inc_grouped_filters_use_their_channels(rng):
     assert np.all(change[..., [0, 2]] != 0)
 
 
-def test_conv_inc_rejects_bad_tables(rng):
+def test_conv_inc_rejects_bad_geometry(rng):
     conv = nengo.Convolution(2, (5, 5, 1), kernel_size=(3, 3))
     p = RawProgram(np.float64, int(np.prod(conv.kernel_shape)), conv.size_in * 2 + conv.size_out)
     _, _, _, ints, scalars = place(p, conv, rng)
@@ -300,12 +380,13 @@ def test_conv_inc_rejects_bad_tables(rng):
     def add(ints=ints, **changes):
         p.add("conv_inc", ints=ints, scalars={**scalars, **changes})
 
-    bad_pos = dict(ints, pos=np.where(ints["pos"] == 0, 25, ints["pos"]))
-    with pytest.raises(ValueError, match="position or tap out of range"):
-        add(ints=bad_pos)
-    with pytest.raises(ValueError, match="malformed tables"):
-        add(ints=dict(ints, indptr=ints["indptr"][:-1]))
-    with pytest.raises(ValueError, match="channels, filters, groups"):
+    with pytest.raises(ValueError, match="conv_inc: axes must hold"):
+        add(ints={"axes": ints["axes"][:10]})
+    larger = ints["axes"].copy()
+    larger[2] += 1  # a kernel larger than W
+    with pytest.raises(ValueError, match="shared/state boundary"):
+        add(ints={"axes": larger})
+    with pytest.raises(ValueError, match="channels, filters or groups"):
         add(groups=3)  # does not divide the channels
     with pytest.raises(IndexError, match="outside buffer"):
         add(X=p.n_shared + p.n_state - 3)

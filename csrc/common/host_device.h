@@ -11,9 +11,11 @@
 #if defined(__CUDA_ARCH__)
 #define NC_UNROLL _Pragma("unroll")
 #define NC_UNROLL4 _Pragma("unroll 4")  // a loop of unknown count: 4 loads in flight
+#define NC_NO_UNROLL _Pragma("unroll 1")  // a loop whose unrolled copies would cost registers
 #else
 #define NC_UNROLL
 #define NC_UNROLL4
+#define NC_NO_UNROLL
 #endif
 
 // The index of the lowest set bit of a nonzero x.

@@ -1,6 +1,7 @@
 // Loading conv_inc: register tiles of F filters x TT trials, or dense tiles.
 // Included by device_instrs.h, after its shared helpers.
 #pragma once
+#include "../cpu/conv_spec.h"
 
 namespace nc {
 namespace NC_DEV_NS {
@@ -43,7 +44,7 @@ struct ConvDenseInstr : DInstr<T> {
 // (tests); 0 (the default until a GPU run has timed it): never.  Null where
 // not taken.
 template <typename T>
-InstrPtr<T> make_conv_dense(const ConvStep<T>& k, const std::vector<int64_t>& indptr, int nt) {
+InstrPtr<T> make_conv_dense(const ConvStep<T>& k, int nt) {
     const int64_t mode = env_knob(knobs::kConvDense);
     if (mode == 0 || k.rows == 0 || k.g.filters == 0 || k.g.cg == 0) return nullptr;
     auto in = std::make_unique<ConvDenseInstr<T>>();
@@ -65,9 +66,7 @@ InstrPtr<T> make_conv_dense(const ConvStep<T>& k, const std::vector<int64_t>& in
     if (mode == 1 && (2 * nt < conv_dense_trials(d.fn, d.tpt) || 2 * k.g.fpg < d.fn ||
                       tiles() < kDenseMinTiles))
         return nullptr;
-    int64_t most_terms = 0;
-    for (size_t o = 0; o + 1 < indptr.size(); ++o)
-        most_terms = std::max(most_terms, (indptr[o + 1] - indptr[o]) * k.g.cg);
+    const int64_t most_terms = conv::pair_counts(k.g).most * k.g.cg;
     const int64_t chunks = (most_terms + kConvDenseTerms<T> - 1) / kConvDenseTerms<T>;
     const int64_t fit =
         kDenseSmemBudget / (conv_dense_stage_elems<T>(d.fn, d.tpt) * int64_t(sizeof(T)));
@@ -82,20 +81,9 @@ template <typename T>
 InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
     ConvStep<T> k;
     k.p = prog.pools();
-    const auto& indptr = spec.int_array("indptr");
-    k.rows = static_cast<int64_t>(indptr.size()) - 1;
-    auto& g = k.g;
-    g.indptr = prog.upload(indptr);
-    g.pos = prog.upload(spec.int_array("pos"));
-    g.tap = prog.upload(spec.int_array("tap"));
-    g.x_ps = int_scalar(spec, "X_ps");
-    g.x_cs = int_scalar(spec, "X_cs");
-    g.y_ps = int_scalar(spec, "Y_ps");
-    g.y_cs = int_scalar(spec, "Y_cs");
-    g.filters = int_scalar(spec, "filters");
-    const int64_t groups = int_scalar(spec, "groups");
-    g.cg = int_scalar(spec, "in_channels") / groups;
-    g.fpg = g.filters / groups;
+    k.g = conv::geometry_from(spec);
+    const conv::Geometry& g = k.g;
+    k.rows = g.out_positions();
     k.x = int_scalar(spec, "X");
     k.y = int_scalar(spec, "Y");
     k.w = int_scalar(spec, "W");
@@ -103,7 +91,7 @@ InstrPtr<T> make_conv(const InstrSpec& spec, Program<T>& prog) {
     if (k.w >= prog.pools().f_shared)  // per-trial weights: one thread per output element
         return for_each_instr<T>(k.rows * g.filters * prog.n_trials(), k);
     const int nt = prog.n_trials();
-    if (auto dense = make_conv_dense(k, indptr, nt)) return dense;
+    if (auto dense = make_conv_dense(k, nt)) return dense;
     int tt = nt == 1 ? 1 : nt <= 4 ? 4 : 8;
     int f = g.fpg % 4 == 0 ? 4 : g.fpg % 2 == 0 ? 2 : 1;
     // NC_CONV_MIN_THREADS: smaller register tiles (fewer trials, then fewer

@@ -23,7 +23,7 @@ struct ConvStep {
         const int64_t f = qr.rem, o = qr2.rem;
         const int t = static_cast<int>(qr2.quot);
         T acc = 0;
-        conv::accumulate(g, p.fat(x, t), p.fat(w, t), o, f, f + 1, &acc);
+        conv::accumulate(g, conv::row(g, o), p.fat(x, t), p.fat(w, t), f, f + 1, &acc);
         T* Y = p.fat(y, t) + o * g.y_ps + f * g.y_cs;
         *Y = set ? acc : *Y + acc;
     }
@@ -49,7 +49,7 @@ struct ConvTile {
         for (int tt = 0; tt < TT; ++tt) X[tt] = p.fat(k.x, t0 + tt < last ? t0 + tt : last);
         NC_UNROLL
         for (int i = 0; i < F * TT; ++i) acc[i] = T(0);
-        conv::accumulate_tile<T, F, TT>(g, X, p.fat(k.w, 0), o, fg * F, acc);
+        conv::accumulate_tile<T, F, TT>(g, conv::row(g, o), X, p.fat(k.w, 0), fg * F, acc);
         NC_UNROLL
         for (int tt = 0; tt < TT; ++tt) {
             if (t0 + tt > last) break;

@@ -64,22 +64,24 @@ struct ConvDense {
     int64_t n_ft = 0;          // filter tiles of a position: groups x ft_per_group
     int64_t n_tt = 0;          // trial tiles
 
-    // Tile `tile`'s output position, first and end filter (of its group) and first trial.
+    // Tile `tile`'s output position, first and end filter (of its group), first
+    // trial and the position's pairs.
     struct Tile {
         int64_t o, f0, f_end;
         int t0;
+        conv::Row r;
     };
     NC_HD Tile tile_at(int64_t tile) const {
         const QuotRem a = divide(tile, n_tt), b = divide(a.quot, n_ft),
                       c = divide(b.rem, ft_per_group);
         const int64_t group_f0 = c.quot * k.g.fpg;
         return {b.quot, group_f0 + c.rem * fn, group_f0 + k.g.fpg,
-                static_cast<int>(a.rem) * conv_dense_trials(fn, tpt)};
+                static_cast<int>(a.rem) * conv_dense_trials(fn, tpt), conv::row(k.g, b.quot)};
     }
-    // The terms of position o and its chunks.
-    NC_HD int64_t terms(int64_t o) const { return (k.g.indptr[o + 1] - k.g.indptr[o]) * k.g.cg; }
-    NC_HD int64_t chunks(int64_t o) const {
-        return (terms(o) + kConvDenseTerms<T> - 1) / kConvDenseTerms<T>;
+    // The terms of a tile's position and their chunks.
+    NC_HD int64_t terms(const Tile& tl) const { return tl.r.size() * k.g.cg; }
+    NC_HD int64_t chunks(const Tile& tl) const {
+        return (terms(tl) + kConvDenseTerms<T> - 1) / kConvDenseTerms<T>;
     }
 
     // Thread tid's share of staging chunk `chunk` of tile `tl` into `smem`:
@@ -92,14 +94,16 @@ struct ConvDense {
         constexpr int KC = kConvDenseTerms<T>;
         const conv::Geometry& g = k.g;
         const int tn = conv_dense_trials(fn, tpt);
-        const int64_t q0 = chunk * KC, n_terms = terms(tl.o), first = g.indptr[tl.o];
+        const int64_t q0 = chunk * KC, n_terms = terms(tl);
         const int64_t c_group = (tl.f0 / g.fpg) * g.cg;  // the group's first input channel
         {  // inputs: thread tid stages term tid % KC of every (kDotThreads / KC)-th trial
             const int j = tid % KC;
             T* Xs = smem + j * (tn + kDensePad<T>);
             if (q0 + j < n_terms) {
                 const QuotRem kc = divide(q0 + j, g.cg);
-                const int64_t xo = g.pos[first + kc.quot] * g.x_ps + (c_group + kc.rem) * g.x_cs;
+                int64_t pos, tap;
+                tl.r.pair(g, static_cast<int>(kc.quot), pos, tap);
+                const int64_t xo = pos * g.x_ps + (c_group + kc.rem) * g.x_cs;
                 for (int i = tid / KC; i < tn; i += kDotThreads / KC) {
                     if (tl.t0 + i < k.p.n_trials)
                         dense_copy(&Xs[i], k.p.fat(k.x, tl.t0 + i) + xo);
@@ -117,8 +121,9 @@ struct ConvDense {
             for (int j = tid / fn; j < KC; j += kDotThreads / fn) {
                 if (q0 + j < n_terms && tl.f0 + f < tl.f_end) {
                     const QuotRem kc = divide(q0 + j, g.cg);
-                    dense_copy(&Ws[j * fn + f],
-                               W + (g.tap[first + kc.quot] * g.cg + kc.rem) * g.filters);
+                    int64_t pos, tap;
+                    tl.r.pair(g, static_cast<int>(kc.quot), pos, tap);
+                    dense_copy(&Ws[j * fn + f], W + (tap * g.cg + kc.rem) * g.filters);
                 } else {
                     Ws[j * fn + f] = T(0);
                 }
@@ -179,7 +184,7 @@ struct ConvDenseThread {
     T* acc;
     NC_HD void stage(int64_t chunk, int buf) const { d.stage(tl, chunk, tid, smem + buf * elems); }
     NC_HD void sum(int64_t chunk, int buf) const {
-        const int64_t rest = d.terms(tl.o) - chunk * kConvDenseTerms<T>;
+        const int64_t rest = d.terms(tl) - chunk * kConvDenseTerms<T>;
         const int kc = static_cast<int>(rest < kConvDenseTerms<T> ? rest : kConvDenseTerms<T>);
         conv_dense_accumulate<T, TPT>(d.fn, kc, tid, smem + buf * elems, acc);
     }

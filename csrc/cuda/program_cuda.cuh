@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(kDotThreads) conv_dense_kernel(ConvDense<T> d)
     const int tid = threadIdx.x;
     const ConvDenseThread<T, TPT> w{d, tl, tid, conv_dense_stage_elems<T>(d.fn, TPT),
                                     reinterpret_cast<T*>(conv_smem_bytes), acc};
-    dense_schedule(d.chunks(tl.o), d.stages, w);
+    dense_schedule(d.chunks(tl), d.stages, w);
     conv_dense_write<T, TPT>(d, tl, tid, acc);
 }
 

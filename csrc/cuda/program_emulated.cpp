@@ -289,7 +289,7 @@ class Exec {
             const ThreadOrder tiles(n_tiles);
             for (int64_t k = 0; k < n_tiles; ++k) {
                 const typename ConvDense<T>::Tile tl = d.tile_at(tiles[k]);
-                dense_tile(d.chunks(tl.o), d.stages, elems, A, smem, acc, [&](int tid, T* sums) {
+                dense_tile(d.chunks(tl), d.stages, elems, A, smem, acc, [&](int tid, T* sums) {
                     return ConvDenseThread<T, TPT>{d, tl, tid, elems, smem.data(), sums};
                 });
                 const ThreadOrder threads(kDotThreads);

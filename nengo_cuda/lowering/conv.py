@@ -4,15 +4,18 @@ A convolution is a gather.  Output position ``o`` of a forward convolution reads
 input positions ``i = o * stride - before + t`` for the kernel taps ``t`` that
 land inside the input (per spatial axis; ``before`` is Nengo's padding, which is
 TensorFlow's: ``"same"`` pads ``max((m - 1) * stride + k - n, 0)`` in total, the
-smaller half before).  The instruction holds, per output position, its list of
-(input position, tap) pairs in CSR form (``indptr``, ``pos``, ``tap``) and computes
+smaller half before), and computes
 
-    Y[o, f] += sum_{(i, t) in row o} sum_{c < C_g} W[t, c, f] X[i, g(f) C_g + c]
+    Y[o, f] += sum_{(i, t) of o} sum_{c < C_g} W[t, c, f] X[i, g(f) C_g + c]
 
 with ``C_g`` input channels per group and ``g(f) = f // (filters per group)``.
 A `~nengo.ConvolutionTranspose` is the adjoint of the forward convolution from
 its output shape to its input shape (what Nengo's ``conv2d_gradx`` computes):
-the same pairs with rows and columns swapped, and the same weight layout.
+output ``o`` reads the inputs ``i`` of the forward pairs ``(i, o, t)``, in the
+order of the taps.  The instruction holds the geometry only (per axis: output
+and input positions, kernel size, stride, padding before); the kernel computes
+each output position's pairs from it (``csrc/kernels/conv.h``), so no table
+grows with the pairs (a 31 x 31 kernel over 128 x 128 positions has 14 M).
 
 Nothing here depends on the number of spatial axes: 1-, 2- and 3-D convolutions
 lower alike (Nengo's own step runs 1-D and 2-D ones only; training runs
@@ -37,34 +40,24 @@ from .registry import register
 MAX_DIMENSIONS = 3  # spatial axes: as many as TensorFlow's convolutions (training)
 
 
-def axis_inputs(n, m, k, stride, padding):
-    """Input position ``i[o, t]`` read by output ``o`` at tap ``t`` along one
-    spatial axis of a forward convolution from ``n`` inputs to ``m`` outputs
-    with kernel ``k`` (outside the input where ``i < 0`` or ``i >= n``)."""
-    pad = max((m - 1) * stride + k - n, 0) if padding == "same" else 0
-    return np.arange(m)[:, None] * stride - pad // 2 + np.arange(k)[None, :]
+def padding_before(n, m, k, stride, padding):
+    """Padding before the input of a forward convolution from ``n`` inputs to
+    ``m`` outputs with kernel ``k`` along one spatial axis."""
+    return max((m - 1) * stride + k - n, 0) // 2 if padding == "same" else 0
 
 
-def conv_pairs(in_spatial, out_spatial, kernel_size, strides, padding):
-    """Flattened (output position, input position, tap) of a forward convolution
-    over every spatial axis, ordered by output position then tap.
-
-    Built on the grid of (output index per axis..., tap index per axis...), whose
-    C order is that order, so no sort is needed (a 31 x 31 kernel over 128 x 128
-    positions has 14 M pairs)."""
-    d = len(in_spatial)
-    o = i = t = np.zeros((1,) * 2 * d, dtype=np.int64)
-    inside = np.ones((1,) * 2 * d, dtype=bool)
-    for a, (n, m, k, s) in enumerate(zip(in_spatial, out_spatial, kernel_size, strides)):
-        grid = [1] * 2 * d
-        grid[a], grid[d + a] = m, k
-        ia = axis_inputs(n, m, k, s, padding).reshape(grid)
-        o = o * m + np.arange(m).reshape(grid[:d] + [1] * d)
-        t = t * k + np.arange(k).reshape([1] * d + grid[d:])
-        i = i * n + ia
-        inside = inside & (ia >= 0) & (ia < n)
-    shape = np.broadcast_shapes(o.shape, i.shape, t.shape, inside.shape)
-    return tuple(np.broadcast_to(x, shape)[np.broadcast_to(inside, shape)] for x in (o, i, t))
+def geometry(conv):
+    """The ``conv_inc`` instruction's ``axes`` (per spatial axis, padded to
+    three at the front: output positions, input positions, kernel size, stride, padding
+    before the forward convolution's input) and its ``transpose`` flag."""
+    transpose = isinstance(conv, ConvolutionTranspose)
+    x, y = conv.input_shape.spatial_shape, conv.output_shape.spatial_shape
+    fwd_in, fwd_out = (y, x) if transpose else (x, y)
+    axes = [(m, n, k, s, padding_before(fi, fo, k, s, conv.padding))
+            for m, n, k, s, fi, fo in zip(y, x, conv.kernel_size, conv.strides, fwd_in, fwd_out)]
+    # unused axes first, so that the kernels' innermost loop runs over a real one
+    axes = [(1, 1, 1, 1, 0)] * (MAX_DIMENSIONS - len(axes)) + axes
+    return np.array(axes, dtype=np.int64).ravel(), int(transpose)
 
 
 def _channel_strides(shape, stride):
@@ -73,24 +66,6 @@ def _channel_strides(shape, stride):
     if shape.channels_last:
         return shape.n_channels * stride, stride
     return stride, int(np.prod(shape.spatial_shape)) * stride
-
-
-def conv_tables(conv):
-    """CSR rows (indptr, pos, tap) of a (transposed) convolution, one row per
-    output position."""
-    transpose = isinstance(conv, ConvolutionTranspose)
-    if transpose:  # the adjoint of the convolution from output to input shape
-        fwd_in, fwd_out = conv.output_shape.spatial_shape, conv.input_shape.spatial_shape
-    else:
-        fwd_in, fwd_out = conv.input_shape.spatial_shape, conv.output_shape.spatial_shape
-    o, i, t = conv_pairs(fwd_in, fwd_out, conv.kernel_size, conv.strides, conv.padding)
-    rows, cols = (i, o) if transpose else (o, i)
-    if transpose:  # by row, then tap (Nengo's order of summation)
-        order = np.argsort(rows * int(np.prod(conv.kernel_size)) + t, kind="stable")
-        rows, cols, t = rows[order], cols[order], t[order]
-    n_rows = int(np.prod(conv.output_shape.spatial_shape))
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
-    return indptr, cols, t
 
 
 def _weights_contiguous(op, layout):
@@ -137,17 +112,16 @@ def conv_fields(conv, x, x_s, y, y_s, w):
     """The ``conv_inc`` instruction's (ints, scalars) for ``conv`` applied to the
     vector at address ``x`` (stride ``x_s``), incrementing the vector at ``y``
     (stride ``y_s``), with the contiguous kernel at ``w``."""
-    indptr, pos, tap = conv_tables(conv)
+    axes, transpose = geometry(conv)
     x_ps, x_cs = _channel_strides(conv.input_shape, x_s)
     y_ps, y_cs = _channel_strides(conv.output_shape, y_s)
     scalars = {
         "X": x, "X_ps": x_ps, "X_cs": x_cs,
         "Y": y, "Y_ps": y_ps, "Y_cs": y_cs,
         "W": w,
-        "in_positions": int(np.prod(conv.input_shape.spatial_shape)),
+        "transpose": transpose,
         "in_channels": conv.input_shape.n_channels,
         "filters": conv.n_filters,
         "groups": getattr(conv, "groups", 1),
-        "taps": int(np.prod(conv.kernel_size)),
     }
-    return {"indptr": indptr, "pos": pos, "tap": tap}, scalars
+    return {"axes": axes}, scalars
