@@ -32,7 +32,7 @@ def random_conv(rng, filters_per_group=(1, 2, 3), dims=(1, 2)):
         n_dims = int(rng.choice(dims))
         spatial = tuple(int(s) for s in rng.randint(1, 8 if n_dims < 3 else 6, size=n_dims))
         kernel = tuple(int(min(rng.randint(1, 5), s)) for s in spatial)
-        strides = tuple(int(s) for s in rng.randint(1, 4, size=n_dims))
+        strides = tuple(int(s) for s in rng.randint(1, 6, size=n_dims))  # some past the kernel
         padding = str(rng.choice(["same", "valid"]))
         last = bool(rng.rand() < 0.5)
         transpose = rng.rand() < 0.4
@@ -218,6 +218,25 @@ def test_pairs_of_large_kernels():
                                                    padding="valid")]
     for conv in convs:
         assert native_pairs(conv) == reference_pairs(conv), conv
+
+
+@pytest.mark.parametrize("n_trials", [1, 2])
+def test_transposed_with_unread_outputs(n_trials, rng):
+    """Transposed convolutions whose strides exceed their kernels leave output
+    positions that read nothing (they stay 0): the CPU's runs of positions
+    that share their pairs must not take such a position into a run of one
+    that reads (kernel and stride differing by axis, so that empty positions
+    have patterns of their own)."""
+    T = nengo.transforms.ConvolutionTranspose
+    for conv in [T(1, (1, 6, 1), kernel_size=(4, 1), strides=(5, 5), output_shape=(4, 26, 1)),
+                 T(2, (3, 5, 2), kernel_size=(3, 1), strides=(4, 5), padding="same"),
+                 T(1, (4, 3, 1), kernel_size=(5, 1), strides=(2, 5))]:
+        p, w, x, y = conv_program(conv, np.float64, n_trials, rng, set_=True)
+        p.run(1)
+        W = p.view(w).reshape(conv.kernel_shape)
+        for t in range(n_trials):
+            np.testing.assert_allclose(p.view(y, t), reference_increment(conv, W, p.view(x, t)),
+                                       rtol=1e-12, atol=1e-12, err_msg=str(conv))
 
 
 def test_conv_geometry_checked():

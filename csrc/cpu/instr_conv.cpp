@@ -195,7 +195,9 @@ inline std::vector<RowTile> row_tiles(const PairLists& pairs) {
         bool four = o + 3 < n_rows && rows[o].end > rows[o].begin;
         for (int64_t i = 1; i < 4 && four; ++i) {
             if (i == 1) d = rows[o + 1].pos - rows[o].pos;
-            four = rows[o + i].begin == rows[o].begin && rows[o + i].pos - rows[o].pos == i * d;
+            // the same list (an empty one's begin can equal the next list's)
+            four = rows[o + i].begin == rows[o].begin && rows[o + i].end == rows[o].end &&
+                   rows[o + i].pos - rows[o].pos == i * d;
         }
         tiles.push_back({o, four ? 4 : 1, d});
         o += four ? 4 : 1;
