@@ -64,6 +64,17 @@ class BuildKeys:
         first asked: only saved state needs them)."""
         return {key: describe(base) for key, base in self._bases.items()}
 
+    def add_parts(self, splits):
+        """Names the operators and noise signals of split FilteredNoise
+        operators (`nengo_cuda.noise_split`: ``{operator: NoiseSplit}``) after
+        the operator's own name."""
+        for op, split in splits.items():
+            key = self.ops[op]
+            self.ops[split.white] = f"{key}.white"
+            self.ops[split.filter] = f"{key}.filter"
+            self.signals[f"{key}.noise"] = self._bases[f"{key}.noise"] = split.noise
+            self.written.add(f"{key}.noise")
+
     def replace(self, replacements):
         """Follows ``{signal: replacement}`` (Nengo's optimizer's
         ``sig_replacements``, where a replacement may be replaced again)."""

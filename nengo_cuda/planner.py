@@ -16,7 +16,7 @@ from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from . import deferral, fusion, optimizer, splitting, zero_inputs
+from . import deferral, fusion, noise_split, optimizer, splitting, zero_inputs
 from .build_keys import BuildKeys
 from .fallback import FallbackGroup
 from .lowering import find_lowering
@@ -127,14 +127,31 @@ class Plan:
         self.step_order = step_order
         self.fallbacks = fallbacks  # list of FallbackGroup
         self.native_processes = native_processes  # SimProcess ops lowered natively
+        self.noise_splits = {}  # FilteredNoise op -> its NoiseSplit (`noise_split`)
+
+    def seed_sharers(self, op):
+        """The planned operators that take ``op``'s random seed (the white
+        noise of a split FilteredNoise), besides ``op``."""
+        split = self.noise_splits.get(op)
+        return () if split is None else (split.white,)
+
+    def index_of(self, op):
+        """Index of the instruction that writes ``op``'s output (a split
+        FilteredNoise's: its filter's)."""
+        split = self.noise_splits.get(op)
+        return self.program.index_of(op if split is None else split.filter)
 
 
 class CycleError(RuntimeError):
     """The operator graph given to `schedule` has a cycle."""
 
 
-def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), external=()):
+def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), external=(),
+         noise=None):
     """Builds the `Plan` for ``step_order`` on ``layout``.
+
+    FilteredNoise operators in ``noise`` (`noise_split.noise_signals`, whose
+    noise signals ``layout`` holds) run as white noise and a filter.
 
     Increments by products with always-zero inputs are dropped first
     (`nengo_cuda.zero_inputs`, with `zero_inputs.ENABLED`), even without
@@ -166,6 +183,15 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), ext
         lowering = find_lowering(op)
         return lowering is not None and lowering.key(op, layout) is not None
 
+    step_order, dg, splits = noise_split.split(step_order, dg, noise or {}, lowerable)
+    result = _fused_plan(step_order, dg, layout, merge, isolate, fuse, keep, external,
+                         lowerable)
+    result.noise_splits = splits
+    result.native_processes.extend(splits)  # (they draw the seeds, in Nengo's order)
+    return result
+
+
+def _fused_plan(step_order, dg, layout, merge, isolate, fuse, keep, external, lowerable):
     if zero_inputs.ENABLED:
         step_order, dg = zero_inputs.drop(step_order, dg, external)
     if merge and splitting.ENABLED:

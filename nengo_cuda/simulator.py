@@ -27,7 +27,7 @@ from nengo.exceptions import (BuildError, ReadonlyError, SimulationError, Simula
                                ValidationError)
 from nengo.utils.progress import Progress, ProgressTracker
 
-from . import pyfunc
+from . import noise_split, pyfunc
 from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
                         data_or_progress, is_real)
 from .backends import select_backend
@@ -183,6 +183,11 @@ class Simulator:
         signals = [s for op in ops for s in op.all_signals]
         signals += [self.model.sig[p]["in"] for p in self.model.probes]
         signals += list(self._input_nodes.values())
+        # FilteredNoise as white noise and a filter: the noise's own signals
+        noise = noise_split.noise_signals(ops)
+        signals += [split.noise for split in noise.values()]
+        written |= {split.noise for split in noise.values()}
+        self._build_keys.add_parts(noise)
         # TensorNodes get a callback of their own, run for all trials at once
         # (run_step), which on the CUDA backend works on device memory; TensorFlow
         # reads their inputs in place, at its alignment
@@ -202,13 +207,13 @@ class Simulator:
         self._plan = plan(
             ops, self.dg, self.layout, isolate=tensor_nodes,
             keep={self.model.sig[p]["in"].base for p in self.model.probes},
-            external={sig.base for sig in self._input_nodes.values()},
+            external={sig.base for sig in self._input_nodes.values()}, noise=noise,
         )
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and group.ops[0] in tensor_nodes:
                 group.host_signals = host_signals(group.ops[0], self.layout)
         self._feed_positions = {
-            node: (self._plan.program.index_of(op) if op is not None else -1)
+            node: (self._plan.index_of(op) if op is not None else -1)
             for node, op in producers.items()
         }
         self.backend = backend_cls(self._plan.program, self.layout, self.dt)
@@ -696,7 +701,9 @@ class Simulator:
                         else op_t.make_step(signals, self.dt, rng))
                 elif id(op) in native_processes:
                     # Keep the seed sequence identical to Nengo's.
-                    self.process_seeds[op, trial] = process_seed(op.process, rng)
+                    seed = self.process_seeds[op, trial] = process_seed(op.process, rng)
+                    for sharer in self._plan.seed_sharers(op):
+                        self.process_seeds[sharer, trial] = seed
         tensor_steps = []
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and is_tensor_node_op(group.ops[0]):

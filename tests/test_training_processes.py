@@ -1,7 +1,7 @@
 """Processes and neuron types without a TensorFlow form in the training graph.
 
-Processes (WhiteSignal, WhiteNoise, Ensemble noise, a user's own stateful
-Process) run their own step functions on the host, seeded as the simulator
+Processes (WhiteSignal, WhiteNoise, BrownNoise, Ensemble noise, a user's
+own stateful Process) run their own step functions on the host, seeded as the simulator
 seeds them; neuron types without a rate equivalent (Izhikevich, a user's
 subclass) run Nengo's step on the host.  So the graph's forward pass equals
 `nengo.Simulator` and ``sim.run``, and fit trains around them."""
@@ -35,16 +35,19 @@ def _net():
     with nengo.Network(seed=2) as net:
         signal = nengo.Node(nengo.processes.WhiteSignal(0.5, high=8, rms=0.5))
         fed = nengo.Node(np.zeros(1))
+        # (runs as white noise and a filter in the simulator: `noise_split`)
+        drift = nengo.Node(nengo.processes.BrownNoise(nengo.dists.Gaussian(0, 0.1)))
         ens = nengo.Ensemble(30, 1, neuron_type=nengo.LIFRate(),
                              noise=nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.2)))
         nengo.Connection(signal, ens)
         nengo.Connection(fed, ens)
+        nengo.Connection(drift, ens)
         summed = nengo.Node(RunningSum(), size_in=1)
         nengo.Connection(ens, summed, synapse=None)
         readout = nengo.Node(size_in=1)
         nengo.Connection(ens, readout, transform=2)
         probes = [nengo.Probe(signal), nengo.Probe(ens, synapse=0.01), nengo.Probe(summed),
-                  nengo.Probe(readout)]
+                  nengo.Probe(readout), nengo.Probe(drift)]
     return net, fed, probes
 
 
