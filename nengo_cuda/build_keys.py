@@ -65,15 +65,15 @@ class BuildKeys:
         return {key: describe(base) for key, base in self._bases.items()}
 
     def add_parts(self, splits):
-        """Names the operators and noise signals of split FilteredNoise
-        operators (`nengo_cuda.noise_split`: ``{operator: NoiseSplit}``) after
-        the operator's own name."""
-        for op, split in splits.items():
-            key = self.ops[op]
-            self.ops[split.white] = f"{key}.white"
-            self.ops[split.filter] = f"{key}.filter"
-            self.signals[f"{key}.noise"] = self._bases[f"{key}.noise"] = split.noise
-            self.written.add(f"{key}.noise")
+        """Names the parts of split random operators (`nengo_cuda.random_splits`:
+        ``{operator: Split}``) after the operator's own name, in build order
+        (``splits`` is in step order, which differs from build to build)."""
+        for key, split in sorted(((self.ops[op], split) for op, split in splits.items()),
+                                 key=lambda item: (len(item[0]), item[0])):
+            self.ops[split.source] = f"{key}.source"
+            self.ops[split.consumer] = f"{key}.consumer"
+            self.signals[f"{key}.drawn"] = self._bases[f"{key}.drawn"] = split.drawn
+            self.written.add(f"{key}.drawn")
 
     def replace(self, replacements):
         """Follows ``{signal: replacement}`` (Nengo's optimizer's

@@ -16,7 +16,7 @@ from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from . import deferral, fusion, noise_split, optimizer, splitting, zero_inputs
+from . import deferral, fusion, optimizer, random_splits, splitting, zero_inputs
 from .build_keys import BuildKeys
 from .fallback import FallbackGroup
 from .lowering import find_lowering
@@ -127,19 +127,25 @@ class Plan:
         self.step_order = step_order
         self.fallbacks = fallbacks  # list of FallbackGroup
         self.native_processes = native_processes  # SimProcess ops lowered natively
-        self.noise_splits = {}  # FilteredNoise op -> its NoiseSplit (`noise_split`)
+        self.splits = {}  # operator -> its `random_splits.Split`
 
     def seed_sharers(self, op):
-        """The planned operators that take ``op``'s random seed (the white
-        noise of a split FilteredNoise), besides ``op``."""
-        split = self.noise_splits.get(op)
-        return () if split is None else (split.white,)
+        """The planned operators that take ``op``'s random seed, besides ``op``
+        (the white noise of a split FilteredNoise)."""
+        split = self.splits.get(op)
+        return () if split is None else split.seed_sharers
+
+    def table_part(self, op):
+        """The operator whose table holds ``op``'s random numbers (a split
+        operator's source), else ``op``."""
+        split = self.splits.get(op)
+        return op if split is None else split.source
 
     def index_of(self, op):
         """Index of the instruction that writes ``op``'s output (a split
-        FilteredNoise's: its filter's)."""
-        split = self.noise_splits.get(op)
-        return self.program.index_of(op if split is None else split.filter)
+        operator's: its consumer's)."""
+        split = self.splits.get(op)
+        return self.program.index_of(op if split is None else split.consumer)
 
 
 class CycleError(RuntimeError):
@@ -147,11 +153,13 @@ class CycleError(RuntimeError):
 
 
 def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), external=(),
-         noise=None):
+         splits=None, fed=()):
     """Builds the `Plan` for ``step_order`` on ``layout``.
 
-    FilteredNoise operators in ``noise`` (`noise_split.noise_signals`, whose
-    noise signals ``layout`` holds) run as white noise and a filter.
+    Random operators in ``splits`` (`random_splits.split_signals`, whose
+    drawn signals ``layout`` holds) run as tables and kernels; those in
+    ``fed`` (which ``data=`` may replace: input Nodes' producers) get an
+    instruction of their own for their kernel part, which a feed switches off.
 
     Increments by products with always-zero inputs are dropped first
     (`nengo_cuda.zero_inputs`, with `zero_inputs.ENABLED`), even without
@@ -162,8 +170,8 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), ext
     merge : bool
         Merge operators into groups (False: one instruction each).
     isolate : collection of Operator
-        Operators that get a callback instruction of their own when they have no
-        kernel (TensorNodes, which run for all trials at once).
+        Operators that get an instruction of their own (a callback when they
+        have no kernel: TensorNodes, which run for all trials at once).
     fuse : bool, optional
         Fuse constant copies into the products that follow them, and resets
         into the convolutions that follow them (`nengo_cuda.fusion`; default
@@ -183,11 +191,13 @@ def plan(step_order, dg, layout, merge=True, isolate=(), fuse=None, keep=(), ext
         lowering = find_lowering(op)
         return lowering is not None and lowering.key(op, layout) is not None
 
-    step_order, dg, splits = noise_split.split(step_order, dg, noise or {}, lowerable)
+    step_order, dg, done = random_splits.split(step_order, dg, splits or {}, lowerable)
+    isolate = set(isolate) | {done[op].consumer for op in fed if op in done}
     result = _fused_plan(step_order, dg, layout, merge, isolate, fuse, keep, external,
                          lowerable)
-    result.noise_splits = splits
-    result.native_processes.extend(splits)  # (they draw the seeds, in Nengo's order)
+    result.splits = done
+    # split processes draw their seeds (in Nengo's order) for their parts
+    result.native_processes.extend(op for op in done if isinstance(op, SimProcess))
     return result
 
 
@@ -220,7 +230,7 @@ def _plan(step_order, dg, layout, merge, isolate):
         key = lowering.key(op, layout) if lowering is not None else None
         if key is None:
             key = ("callback", id(op)) if (op in isolate or not merge) else ("callback",)
-        elif not merge:
+        elif not merge or op in isolate:
             key = key + (id(op),)
         keys[op] = key
 

@@ -108,9 +108,11 @@ class TableSource:
         (`nengo_cuda.simulator.process_seed`)."""
         return {}
 
-    def before_run(self, n_steps, start):
+    def before_run(self, n_steps, start, fed=frozenset()):
         """Before the backend runs ``n_steps`` steps, the first of them step
-        ``start + 1`` (``start``: the value of Nengo's step counter then)."""
+        ``start + 1`` (``start``: the value of Nengo's step counter then);
+        ``data=`` replaces the outputs of the operators in ``fed`` in this run:
+        their random streams do not advance (NengoDL does not step a fed Node)."""
         return {}
 
     def values_per_step(self, n_trials):
@@ -119,7 +121,8 @@ class TableSource:
         return 0
 
     def after_run(self, steps_done):
-        """After that run, which completed ``steps_done`` steps."""
+        """After that run, whose tables were read for ``steps_done`` steps (a
+        step that failed in a callback read them too: tables come first)."""
 
     def get_state(self):
         """What `set_state` needs to rewind the source's random streams to now:

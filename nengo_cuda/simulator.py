@@ -27,7 +27,7 @@ from nengo.exceptions import (BuildError, ReadonlyError, SimulationError, Simula
                                ValidationError)
 from nengo.utils.progress import Progress, ProgressTracker
 
-from . import noise_split, pyfunc
+from . import pyfunc, random_splits
 from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
                         data_or_progress, is_real)
 from .backends import select_backend
@@ -37,6 +37,7 @@ from .parameters import LearnedParameters, SparseParameters, StateParameters
 from .params import current_built
 from .probes import ProbeRecording, SimulationData, SparseRecording
 from .tables import TableLoader
+from .trial_rngs import trial_generator, trial_rng
 from .training.config import get_setting, keep_history
 from .training.floatx import in_floatx, keras_floatx, restore_floatx, set_floatx
 from .training.tensor_node import host_signals, is_tensor_node_op, run_step, seed_tensorflow
@@ -74,14 +75,6 @@ def _sampled(start, n, period):
     """Which of steps ``start + 1 .. start + n`` a probe of sampling ``period``
     (in steps) records: Nengo's test, step % period < 1."""
     return np.arange(start + 1, start + n + 1) % period < 1
-
-
-def trial_rng(seed, trial):
-    """The random generator of one trial: trial 0 uses ``seed`` itself, like Nengo."""
-    if trial == 0:
-        return np.random.RandomState(seed)
-    state = np.random.SeedSequence([seed, trial]).generate_state(1)[0]
-    return np.random.RandomState(state)
 
 
 def process_seed(process, rng):
@@ -183,11 +176,12 @@ class Simulator:
         signals = [s for op in ops for s in op.all_signals]
         signals += [self.model.sig[p]["in"] for p in self.model.probes]
         signals += list(self._input_nodes.values())
-        # FilteredNoise as white noise and a filter: the noise's own signals
-        noise = noise_split.noise_signals(ops)
-        signals += [split.noise for split in noise.values()]
-        written |= {split.noise for split in noise.values()}
-        self._build_keys.add_parts(noise)
+        # random operators as tables and kernels: the drawn numbers' signals
+        splits = random_splits.split_signals(ops, self.model.time)
+        signals += [split.drawn for split in splits.values()]
+        written |= {split.drawn for split in splits.values()}
+        self._build_keys.add_parts(splits)
+        self._scratch = {split.drawn for split in splits.values()}  # (not pickled)
         # TensorNodes get a callback of their own, run for all trials at once
         # (run_step), which on the CUDA backend works on device memory; TensorFlow
         # reads their inputs in place, at its alignment
@@ -207,7 +201,8 @@ class Simulator:
         self._plan = plan(
             ops, self.dg, self.layout, isolate=tensor_nodes,
             keep={self.model.sig[p]["in"].base for p in self.model.probes},
-            external={sig.base for sig in self._input_nodes.values()}, noise=noise,
+            external={sig.base for sig in self._input_nodes.values()}, splits=splits,
+            fed=set(producers.values()),
         )
         for group in self._plan.fallbacks:
             if len(group.ops) == 1 and group.ops[0] in tensor_nodes:
@@ -326,7 +321,7 @@ class Simulator:
             {
                 base: self.layout.base_array(base, t).copy()
                 for base in self.layout.bases
-                if not base.readonly and not base.sparse
+                if not base.readonly and not base.sparse and base not in self._scratch
             }
             if not self.closed
             else {}  # closed: the buffers are gone, as nengo.Simulator's signals
@@ -749,11 +744,8 @@ class Simulator:
         if key not in self._trial_ops:
             op_t = copy.copy(op)
             op_t.state_extra = {
-                name: (
-                    trial_rng(copy.deepcopy(v).randint(npext.maxint), trial)
-                    if isinstance(v, np.random.RandomState)
-                    else v
-                )
+                name: (trial_generator(v, trial) if isinstance(v, np.random.RandomState)
+                       else v)
                 for name, v in extra.items()
             }
             self._trial_ops[key] = (op, op_t)  # op kept alive: its id stays unique
@@ -1004,7 +996,8 @@ class Simulator:
             self.backend.set_enabled(index, False)
         for index in partial:
             instrs[index].callback.skipped = frozenset(skipped[index])
-        self._tables.before_run(n, self._step_counter())
+        fed = {self._plan.table_part(self._producers[node]) for node in feeds}
+        self._tables.before_run(n, start, fed)
         try:
             with np.errstate(invalid="raise", divide="ignore"):
                 # (a probe of no native values, a sparse signal's, only counts samples)
@@ -1018,7 +1011,8 @@ class Simulator:
                 if self._feed_positions[node] < 0:
                     self._restore_constant(node)
             done = self.backend.steps_done
-            self._tables.after_run(done)
+            # (a step that failed in a callback read its tables: they come first)
+            self._tables.after_run(max(done, self._step_counter() - start))
             for addrs, mask, out, rec in probes:
                 rec.append(out[:, : done if out.shape[1] == n else int(mask[:done].sum())])
             if done:  # (as Nengo's n_steps: read from the step signal after a step)

@@ -18,19 +18,22 @@ class TableLoader:
 
     def reset(self, process_seeds, n_trials):
         """``process_seeds[op, trial]``: the seed of the generator that Nengo's
-        ``make_step`` would use (`nengo_cuda.simulator.process_seed`)."""
+        ``make_step`` would use (`nengo_cuda.simulator.process_seed`); None for
+        operators that draw from generators of their own (StochasticSpiking's
+        uniforms, `nengo_cuda.random_splits`)."""
         for index, instr in self.items:
-            seeds = [[process_seeds[op, t] for op in instr.ops] for t in range(n_trials)]
+            seeds = [[process_seeds.get((op, t)) for op in instr.ops] for t in range(n_trials)]
             self._load(index, instr.tables.reset(seeds))
 
     def values_per_step(self, n_trials):
         """Table values each step of a run adds (see `TableSource.values_per_step`)."""
         return sum(instr.tables.values_per_step(n_trials) for _, instr in self.items)
 
-    def before_run(self, n_steps, start):
-        """Before a run of ``n_steps`` whose first step is ``start + 1``."""
+    def before_run(self, n_steps, start, fed=frozenset()):
+        """Before a run of ``n_steps`` whose first step is ``start + 1``, in
+        which ``data=`` replaces the outputs of the operators in ``fed``."""
         for index, instr in self.items:
-            self._load(index, instr.tables.before_run(n_steps, start))
+            self._load(index, instr.tables.before_run(n_steps, start, fed))
 
     def after_run(self, steps_done):
         for _, instr in self.items:

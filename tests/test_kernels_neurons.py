@@ -43,6 +43,12 @@ PARAMS = {
         dict(base_type=nengo.LIFRate()),
         dict(base_type=nengo.Tanh(), amplitude=0.5),
     ],
+    # (the kernel of nengo_cuda.random_splits: its uniform numbers as a state
+    # the kernel reads; Tanh: a base type with negative rates)
+    nengo.StochasticSpiking: [
+        dict(base_type=nengo.LIFRate()),
+        dict(base_type=nengo.Tanh(), amplitude=0.5),
+    ],
     # NengoDL's types (nengo_cuda.neurons); sigma=0.1 reaches both of SoftLIFRate's
     # far branches (j / sigma <= -20 and > 30) with these currents
     nengo_cuda.LeakyReLU: [dict(), dict(negative_slope=0.05, amplitude=0.5)],
@@ -57,6 +63,9 @@ def random_currents(rng, n, neuron_type):
     """Currents with negative, near-threshold and large values, in random order."""
     if neuron_type is nengo.RegularSpiking:  # J is the base type's rate (>= 0 mostly)
         pool = [rng.uniform(0, 400, n), rng.uniform(-10, 0, n), np.full(n, 1e3)]
+    elif neuron_type is nengo.StochasticSpiking:  # rates; whole spikes a step; zeros
+        pool = [rng.uniform(-400, 400, n), rng.randint(-3, 4, n) / DT, rng.uniform(1e3, 5e3, n),
+                np.zeros(n), np.full(n, -0.0), np.full(n, np.inf), np.full(n, -np.inf)]
     elif neuron_type is nengo.Izhikevich:  # clipped at -30; spikes need J >~ 4
         pool = [rng.uniform(-50, 30, n), rng.uniform(3, 6, n), np.full(n, 1e3)]
     else:
@@ -79,13 +88,30 @@ def random_state(rng, n, name, neuron_type):
         return rng.choice([0, 0.0005, 0.0015, 0.002, -0.001], n)
     if name == "adaptation":
         return rng.uniform(0, 2, n)
+    if name == "uniform":  # StochasticSpiking's numbers of the step (0 included)
+        return np.where(rng.rand(n) < 0.1, 0.0, rng.rand(n))
     raise AssertionError(name)
+
+
+class GivenUniforms:
+    """A generator whose ``random_sample`` gives these numbers (StochasticSpiking's
+    step draws the step's uniform numbers; its kernel reads them)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def random_sample(self, size):
+        assert size == self.values.shape
+        return np.asarray(self.values, dtype=np.float64)
 
 
 def reference_step(types, split, J, output, state):
     """Nengo's step, each half of the neurons with its own parameter set."""
     for neuron_type, sl in zip(types, (slice(None, split), slice(split, None))):
-        neuron_type.step(DT, J[sl], output[sl], **{k: v[sl] for k, v in state.items()})
+        kwargs = {k: v[sl] for k, v in state.items()}
+        if "uniform" in kwargs:
+            kwargs["rng"] = GivenUniforms(kwargs.pop("uniform"))
+        neuron_type.step(DT, J[sl], output[sl], **kwargs)
 
 
 def assert_close(got, expected, rtol, atol, msg):
@@ -253,6 +279,10 @@ NETWORK_TYPES = [
     nengo.RegularSpiking(nengo.Tanh()),
     # base type without kernel: the base op is a callback, RegularSpiking native
     nengo.RegularSpiking(MyLIFRate()),
+    # uniform numbers read from a table (nengo_cuda.random_splits)
+    nengo.StochasticSpiking(nengo.LIFRate()),
+    nengo.StochasticSpiking(nengo.Tanh(), amplitude=0.3),
+    nengo.StochasticSpiking(MyLIFRate()),
     # initial_state overrides
     nengo.LIF(initial_state={"voltage": nengo.dists.Uniform(-0.2, 0.9),
                              "refractory_time": nengo.dists.Uniform(0, 0.002)}),
@@ -265,7 +295,7 @@ NETWORK_TYPES = [
 
 def network_id(neuron_type):
     name = type(neuron_type).__name__
-    if isinstance(neuron_type, nengo.RegularSpiking):
+    if isinstance(neuron_type, nengo.neurons.RatesToSpikesNeuronType):
         name += f"({type(neuron_type.base_type).__name__})"
     return name + ("-initial_state" if neuron_type.initial_state else "")
 
@@ -305,13 +335,13 @@ def test_network_matches_nengo(neuron_type):
     sim_neurons = [op for op in sim._step_order if isinstance(op, SimNeurons)]
     own = [op for op in sim_neurons if op.neurons is neuron_type]
     assert own
-    for op in own:
-        assert sim.program.instructions[sim.program.index_of(op)].kind == kind
-    if isinstance(neuron_type, nengo.RegularSpiking):
+    for op in own:  # (StochasticSpiking's: the instruction of its kernel part)
+        assert sim.program.instructions[sim._plan.index_of(op)].kind == kind
+    if isinstance(neuron_type, nengo.neurons.RatesToSpikesNeuronType):
         base_kind = NEURON_KERNELS.get(type(neuron_type.base_type), ("callback",))[0]
         for op in sim_neurons:
             if op.neurons is neuron_type.base_type:
-                assert sim.program.instructions[sim.program.index_of(op)].kind == base_kind
+                assert sim.program.instructions[sim._plan.index_of(op)].kind == base_kind
 
     for probe in probes:
         assert np.any(ref.data[probe] != 0), "network should be active"

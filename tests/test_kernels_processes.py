@@ -575,7 +575,7 @@ def test_tables_bound_the_steps_of_a_run(monkeypatch):
     runs = []
     before_run = TableLoader.before_run
     monkeypatch.setattr(TableLoader, "before_run",
-                        lambda self, n, start: runs.append(n) or before_run(self, n, start))
+                        lambda self, n, start, fed=(): runs.append(n) or before_run(self, n, start, fed))
     monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_ELEMENTS", 2 * 100 * 24)
     ref, sim, _ = _run_both(net, 250, dtype="float64", minibatch_size=2)
     # per step, 3 values of each probe (the nodes' and the ensemble's) and of
@@ -602,7 +602,7 @@ def test_tables_alone_bound_the_steps_of_a_run(monkeypatch):
     runs = []
     before_run = TableLoader.before_run
     monkeypatch.setattr(TableLoader, "before_run",
-                        lambda self, n, start: runs.append(n) or before_run(self, n, start))
+                        lambda self, n, start, fed=(): runs.append(n) or before_run(self, n, start, fed))
     monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_TABLE_VALUES", 50 * 30)
     monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_TABLE_STEPS", 20)
     ref, sim, _ = _run_both(net, 100, dtype="float64")

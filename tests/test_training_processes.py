@@ -35,7 +35,7 @@ def _net():
     with nengo.Network(seed=2) as net:
         signal = nengo.Node(nengo.processes.WhiteSignal(0.5, high=8, rms=0.5))
         fed = nengo.Node(np.zeros(1))
-        # (runs as white noise and a filter in the simulator: `noise_split`)
+        # (runs as white noise and a filter in the simulator: `random_splits`)
         drift = nengo.Node(nengo.processes.BrownNoise(nengo.dists.Gaussian(0, 0.1)))
         ens = nengo.Ensemble(30, 1, neuron_type=nengo.LIFRate(),
                              noise=nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.2)))

@@ -634,6 +634,20 @@ struct RegularSpiking {
     }
 };
 
+// StochasticSpiking's kernel operator (nengo_cuda/random_splits.py: its base
+// type runs as a separate SimNeurons op that writes the rate J read here, and
+// a process table writes this step's uniform numbers into `uniform`, which is
+// read, not written): see neurons::stochastic_spikes.
+struct StochasticSpiking {
+    static constexpr const char* kind = "neurons_stochastic_spiking";
+    static constexpr Names<1> states{"uniform"};
+    static constexpr Names<2> params{"spike_height", "negative"};
+    template <typename T>
+    static T step(T J, const std::array<T*, 1>& s, const std::array<T, 2>& p, T dt) {
+        return neurons::stochastic_spikes(J, *s[0], dt, p[0], p[1]);
+    }
+};
+
 NC_REGISTER_NEURONS(RectifiedLinear);
 NC_REGISTER_NEURONS(SpikingRectifiedLinear);
 NC_REGISTER_NEURONS(Sigmoid);
@@ -644,6 +658,7 @@ NC_REGISTER_NEURONS(AdaptiveLIFRate);
 NC_REGISTER_NEURONS(AdaptiveLIF);
 NC_REGISTER_NEURONS(Izhikevich);
 NC_REGISTER_NEURONS(RegularSpiking);
+NC_REGISTER_NEURONS(StochasticSpiking);
 NC_REGISTER_NEURONS(LeakyReLU);
 NC_REGISTER_NEURONS(SpikingLeakyReLU);
 NC_REGISTER_NEURONS(SoftLIFRate);

@@ -97,6 +97,9 @@ std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
             S{"tau_recovery", "coupling", "reset_voltage", "reset_recovery", "spike_height"});
     if (kind == "neurons_regular_spiking")
         return make_neurons<T, md::RegularSpiking>(spec, *this, S{"voltage"}, S{"spike_height"});
+    if (kind == "neurons_stochastic_spiking")
+        return make_neurons<T, md::StochasticSpiking>(spec, *this, S{"uniform"},
+                                                      S{"spike_height", "negative"});
     if (kind == "neurons_leaky_relu")
         return make_neurons<T, md::LeakyReLU>(spec, *this, S{}, S{"amplitude", "negative_slope"});
     if (kind == "neurons_spiking_leaky_relu")

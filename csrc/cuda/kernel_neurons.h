@@ -146,6 +146,14 @@ struct RegularSpiking {
         return neurons::regular_spikes(J, s[0], dt, q[0]);
     }
 };
+struct StochasticSpiking {  // s[0]: the step's uniform number (written back unchanged)
+    static constexpr int NS = 1, NP = 2;
+    static constexpr bool has_aux = false;
+    template <typename T>
+    NC_HD static T step(T J, T* s, const T* q, T dt, T) {
+        return neurons::stochastic_spikes(J, s[0], dt, q[0], q[1]);
+    }
+};
 
 }  // namespace models
 

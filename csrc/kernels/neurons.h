@@ -109,6 +109,24 @@ NC_HD T regular_spikes(T rate, T& voltage, T dt, T spike_height) {
     return spike_height * n_spikes;
 }
 
+// Stochastic spiking from a rate (StochasticSpiking): x = dt * rate (|rate|
+// for types with negative rates), whole part n, fraction f = x - n (exact, as
+// numpy's modf); one spike more when the step's uniform number u < f:
+// out = spike_height * (n + (u < f)), times sign(rate) for negative types.
+// (Infinite x: f is nan here, 0 in modf; no spike is added either way.)
+template <typename T>
+NC_HD T stochastic_spikes(T rate, T uniform, T dt, T spike_height, T negative) {
+    const bool signed_rate = negative != T(0);
+    const T x = dt * (signed_rate ? fabs(rate) : rate);
+    T n_spikes = trunc(x);
+    if (uniform < x - n_spikes) n_spikes += T(1);
+    const T out = spike_height * n_spikes;
+    if (!signed_rate) return out;
+    // numpy's sign: 1, -1, 0 for either zero, nan for nan
+    const T sign = rate > T(0) ? T(1) : rate < T(0) ? T(-1) : rate == T(0) ? T(0) : rate;
+    return out * sign;
+}
+
 // SpikingRectifiedLinear: v += max(J, 0) * dt; spikes as `regular_spikes`.
 template <typename T>
 NC_HD T spiking_rectified_linear(T J, T& voltage, T dt, T spike_height) {

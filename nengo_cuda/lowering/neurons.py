@@ -60,6 +60,12 @@ NEURON_KERNELS = {
     # whose step turns those rates into spikes using only ``amplitude``.  So it
     # needs no knowledge of the base type and is native for every base type.
     nengo.RegularSpiking: ("neurons_regular_spiking", ("voltage",), (SPIKE_HEIGHT,)),
+    # StochasticSpiking's kernel operator (`nengo_cuda.random_splits`: its base
+    # type as for RegularSpiking; its uniform numbers read from a table into
+    # ``uniform``).  Nengo's own operator, which draws them from the generator
+    # in ``state_extra``, has no kernel.
+    nengo.StochasticSpiking: ("neurons_stochastic_spiking", ("uniform",),
+                              (SPIKE_HEIGHT, "negative")),
     # NengoDL's types (nengo_cuda.neurons)
     dl_neurons.LeakyReLU: ("neurons_leaky_relu", (), ("amplitude", "negative_slope")),
     dl_neurons.SpikingLeakyReLU: (

@@ -2,12 +2,13 @@
 
 A ``process_table`` instruction (``csrc/kernels/process_table.h``) only picks,
 at each step, every operator's row of a table.  Each operator is a *column*
-of that table, of one of four kinds:
+of that table, of one of these kinds:
 
 - WhiteSignal (`WhiteSignalColumn`): one whole period, from the trial's process
   rng, computed at reset; the kernel picks row ``round(t / dt) % period``.
 - WhiteNoise (`WhiteNoiseColumn`): the trial's samples for the steps of each
-  run, drawn from its process rng just before the run.
+  run, drawn from its process rng just before the run; likewise the uniform
+  numbers of StochasticSpiking neurons (`UniformsColumn`).
 - PresentInput (`PresentInputColumn`): its inputs, one block for all trials,
   loaded at reset; before each run, the row each step presents (a ``rows``
   table: one number a step, not a row of values), by PresentInput's step
@@ -30,6 +31,7 @@ from nengo.dists import Gaussian, Uniform
 from nengo.exceptions import BuildError
 
 from ..program import TableSource
+from ..trial_rngs import trial_generator
 
 
 def white_signal_rows(process, dt):
@@ -146,12 +148,13 @@ class WhiteSignalColumn:
         )
 
 
-class WhiteNoiseColumn:
-    """Each trial's samples of one WhiteNoise for the steps of the next run.
+class DrawnColumn:
+    """Each trial's draws from its own generator (``rngs``) for the steps of
+    the next run, ``draw(rng, n)`` rows at a time.
 
-    Samples drawn for steps that did not run (an interrupted run, or drawn
-    ahead for short runs) are kept for the next run, so the stream stays the
-    one Nengo would draw.
+    Draws for steps that did not run (an interrupted run, or drawn ahead for
+    short runs) are kept for the next run, so the stream stays the one Nengo
+    would draw.
     """
 
     stepped, shared, indexed, period = True, False, False, 0
@@ -160,22 +163,31 @@ class WhiteNoiseColumn:
         self.op, self.dt = op, dt
         self.rngs, self.pending = [], np.zeros((0, 0, op.output.size))
 
-    def reset(self, seeds):
-        self.rngs = [np.random.RandomState(s) for s in seeds]
-        self.pending = np.zeros((len(seeds), 0, self.op.output.size))
+    def draw(self, rng, n):
+        """The next ``n`` steps' rows from ``rng``, (n, size)."""
+        raise NotImplementedError
 
-    def before_run(self, n_steps, start):
+    def _start(self, rngs):
+        self.rngs = rngs
+        self.pending = np.zeros((len(rngs), 0, self.op.output.size))
+        self.fed = False
+
+    def before_run(self, n_steps, start, fed=False):
+        self.fed = fed
+        if fed:  # data= replaces the output: nothing drawn (the kernel reads zeros)
+            return np.zeros((len(self.rngs), n_steps * self.op.output.size))
         need = n_steps - self.pending.shape[1]
         if need > 0:
             size = self.op.output.size
             # (short runs draw ahead, within READ_AHEAD_VALUES: the stream is the same)
             need = max(need, min(READ_AHEAD_STEPS, READ_AHEAD_VALUES // (size * len(self.rngs))))
-            new = [white_noise_samples(self.op.process, r, need, size, self.dt) for r in self.rngs]
+            new = [self.draw(r, need) for r in self.rngs]
             self.pending = np.concatenate([self.pending, np.array(new)], axis=1)
         return self.pending[:, :n_steps].reshape(len(self.rngs), -1)
 
     def after_run(self, steps_done):
-        self.pending = self.pending[:, steps_done:]
+        if not self.fed:
+            self.pending = self.pending[:, steps_done:]
 
     def get_state(self):
         return [r.get_state() for r in self.rngs], self.pending
@@ -184,6 +196,49 @@ class WhiteNoiseColumn:
         states, self.pending = state
         for r, st in zip(self.rngs, states):
             r.set_state(st)
+
+
+class WhiteNoiseColumn(DrawnColumn):
+    """Each trial's samples of one WhiteNoise, from the generator Nengo's
+    ``make_step`` would make (the trial's seed, drawn anew at each reset)."""
+
+    def reset(self, seeds):
+        self._start([np.random.RandomState(s) for s in seeds])
+
+    def draw(self, rng, n):
+        return white_noise_samples(self.op.process, rng, n, self.op.output.size, self.dt)
+
+
+class NeuronUniforms(nengo.Process):
+    """The uniform numbers a StochasticSpiking operator draws at each step
+    from its generator (``op.state_extra["rng"]``), as a process: the planner's
+    stand-in for that part of the operator (`nengo_cuda.random_splits`)."""
+
+    def __init__(self, neurons_op):
+        super().__init__(default_size_in=0, default_size_out=neurons_op.J.size)
+        self.rng = neurons_op.state_extra["rng"]
+
+    def generators(self, n_trials):
+        """Each trial's generator (`trial_generator`)."""
+        return [trial_generator(self.rng, trial) for trial in range(n_trials)]
+
+    def make_step(self, shape_in, shape_out, dt, rng, state):
+        generator = self.rng
+        return lambda t: generator.random_sample(shape_out)
+
+
+class UniformsColumn(DrawnColumn):
+    """The uniform numbers StochasticSpiking neurons draw at each step,
+    ``rng.random_sample(n_neurons)``, from the generator Nengo's builder gave
+    their operator (`NeuronUniforms`; a trial's own, `trial_generator`).  Nengo's reset does not rewind it, so neither
+    does this column's: numbers drawn ahead stay pending through a reset."""
+
+    def reset(self, seeds):
+        if len(self.rngs) != len(seeds):
+            self._start(self.op.process.generators(len(seeds)))
+
+    def draw(self, rng, n):
+        return rng.random_sample((n, self.op.output.size))
 
 
 class TimedColumn:
@@ -199,7 +254,7 @@ class TimedColumn:
     def reset(self, seeds):
         pass
 
-    def before_run(self, n_steps, start):
+    def before_run(self, n_steps, start, fed=False):
         return self.outputs(start, n_steps).ravel()
 
     def after_run(self, steps_done):
@@ -239,6 +294,8 @@ def column_for(op, dt):
         return WhiteSignalColumn(op, dt)
     if type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1:
         return WhiteNoiseColumn(op, dt)
+    if type(process) is NeuronUniforms:
+        return UniformsColumn(op, dt)
     if type(process) is nengo.processes.PresentInput:
         _check_size(op)
         return PresentInputColumn(op, dt)
@@ -309,7 +366,7 @@ class ProcessTables(TableSource):
             return {}
         return {"table": self._join(self.fixed)}
 
-    def before_run(self, n_steps, start):
+    def before_run(self, n_steps, start, fed=frozenset()):
         tables = {}
         if self.indexed:  # (steps, indexed columns), row numbers as float64
             rows = np.stack([c.rows(n_steps, start) for c in self.indexed], axis=1)
@@ -319,7 +376,7 @@ class ProcessTables(TableSource):
         blocks = dict(self.fixed)
         for j, column in enumerate(self.columns):
             if column.stepped:
-                blocks[j] = column.before_run(n_steps, start)
+                blocks[j] = column.before_run(n_steps, start, column.op in fed)
         tables["table"] = self._join(blocks)
         return tables
 
