@@ -9,7 +9,9 @@ reset, saved state, pickles, ``data=`` and failed runs treat the split
 operator as the original.
 """
 
+import os
 import pickle
+import select
 import tempfile
 
 import nengo
@@ -21,6 +23,7 @@ from nengo.processes import BrownNoise, FilteredNoise, WhiteNoise
 
 import nengo_cuda
 from nengo_cuda import random_splits
+from nengo_cuda.lowering import process_tables
 from nengo_cuda.planner import order_operators
 
 NOISES = {  # name -> the process, given its seed
@@ -342,3 +345,63 @@ def test_stochastic_spiking_every_trial_as_nengos_step():
     for p, x, y in zip(probes, split, whole):
         np.testing.assert_array_equal(x, y, err_msg=str(p))
     assert not np.array_equal(split[0][0], split[0][1])  # trials differ
+
+
+# -- draws of many trials in threads (process_tables.per_trial) ------------------------
+
+def _minibatch_draws(steps=30):
+    """Probe data of a minibatch of 3 with WhiteNoise, FilteredNoise and
+    StochasticSpiking, all drawn ahead per trial."""
+    net, probes = stochastic_net()
+    with net:
+        noisy = nengo.Ensemble(20, 1, noise=WhiteNoise(Gaussian(0, 0.1), seed=4))
+        filtered = nengo.Node(FilteredNoise(seed=5), size_out=2)
+        probes += [nengo.Probe(noisy.neurons), nengo.Probe(filtered)]
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=3,
+                              progress_bar=False) as sim:
+        sim.run_steps(steps)
+        sim.run_steps(steps)
+        return [np.array(sim.data[p]) for p in probes]
+
+
+def test_threaded_draws_are_the_trials_own(monkeypatch):
+    """Each trial's numbers are the same whether drawn in threads or not."""
+    monkeypatch.setattr(process_tables, "PARALLEL_VALUES", 1 << 40)
+    alone = _minibatch_draws()
+    calls = []
+    per_trial = process_tables.per_trial
+    monkeypatch.setattr(process_tables, "PARALLEL_VALUES", 1)
+    monkeypatch.setattr(process_tables, "per_trial",
+                        lambda *args: calls.append(args[1:]) or per_trial(*args))
+    threaded = _minibatch_draws()
+    assert calls and all(n == 3 for n, _ in calls)
+    assert process_tables._POOL[1] is not None  # (threads were used)
+    for a, b in zip(alone, threaded):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_draws_in_its_own_threads(monkeypatch):
+    monkeypatch.setattr(process_tables, "PARALLEL_VALUES", 1)
+    parent = _minibatch_draws()  # the parent's draw threads exist now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: without the parent's threads; its draws must not wait for them
+        code = 1
+        try:
+            with os.fdopen(write, "wb") as out:
+                pickle.dump(_minibatch_draws(), out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    if not select.select([read], [], [], 120)[0]:  # (a child waiting on dead threads)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked process hung in its draws")
+    with os.fdopen(read, "rb") as inp:
+        child = pickle.load(inp)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    for a, b in zip(child, parent):
+        np.testing.assert_array_equal(a, b)
