@@ -11,7 +11,6 @@ operator as the original.
 
 import os
 import pickle
-import select
 import tempfile
 
 import nengo
@@ -25,6 +24,8 @@ import nengo_cuda
 from nengo_cuda import random_splits
 from nengo_cuda.lowering import process_tables
 from nengo_cuda.planner import order_operators
+
+from forking import run_forked
 
 NOISES = {  # name -> the process, given its seed
     "lowpass": lambda seed=None: FilteredNoise(seed=seed),
@@ -384,24 +385,7 @@ def test_threaded_draws_are_the_trials_own(monkeypatch):
 def test_a_forked_process_draws_in_its_own_threads(monkeypatch):
     monkeypatch.setattr(process_tables, "PARALLEL_VALUES", 1)
     parent = _minibatch_draws()  # the parent's draw threads exist now
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: without the parent's threads; its draws must not wait for them
-        code = 1
-        try:
-            with os.fdopen(write, "wb") as out:
-                pickle.dump(_minibatch_draws(), out)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    if not select.select([read], [], [], 120)[0]:  # (a child waiting on dead threads)
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked process hung in its draws")
-    with os.fdopen(read, "rb") as inp:
-        child = pickle.load(inp)
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
+    # the child: without the parent's threads; its draws must not wait for them
+    child = run_forked(_minibatch_draws)
     for a, b in zip(child, parent):
         np.testing.assert_array_equal(a, b)

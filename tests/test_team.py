@@ -7,7 +7,6 @@ serial one (float32 and float64), also for runs nested in a callback and in
 a forked process."""
 
 import os
-import pickle
 import time
 
 import nengo
@@ -16,6 +15,7 @@ import pytest
 
 import nengo_cuda
 from nengo_cuda import _native
+from forking import run_forked
 from networks import mixed_network
 from nengo_cuda.testing import forced_splitting, no_splitting, split_policy
 
@@ -197,20 +197,7 @@ def test_a_run_nested_in_a_callback_gets_the_numbers_of_a_run_alone():
 def test_a_forked_process_runs_without_the_parents_workers():
     with forced_splitting():
         parent = run("float64", steps=30)  # the team's threads exist now
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: no worker threads; its runs must not wait for them
-            code = 1
-            try:
-                with os.fdopen(write, "wb") as out:
-                    pickle.dump(run("float64", steps=30), out)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        with os.fdopen(read, "rb") as inp:
-            child = pickle.load(inp)
-        _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
+        # the child: no worker threads; its runs must not wait for them
+        child = run_forked(lambda: run("float64", steps=30))
     for a, b in zip(child, parent):
         np.testing.assert_array_equal(a, b)
