@@ -251,8 +251,9 @@ def test_pickled_simulator_goes_on(name):
                                        atol=1e-12)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
 @pytest.mark.parametrize("alone", [True, False])
-def test_fed_noise_does_not_step(alone):
+def test_fed_noise_does_not_step(alone, device):
     """A Node that ``data=`` feeds does not step (NengoDL's fed Nodes): its
     noise goes on after the feed where it stopped before it, with its filter's
     state, also when the filter shares an instruction with another's."""
@@ -261,7 +262,7 @@ def test_fed_noise_does_not_step(alone):
         probe = nengo.Probe(nodes[0])
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(15)
-    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=1,
+    with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=1, device=device,
                               progress_bar=False) as sim:
         assert "callback" not in [i.kind for i in sim.program]
         sim.run_steps(5)
@@ -273,8 +274,9 @@ def test_fed_noise_does_not_step(alone):
     np.testing.assert_allclose(out[15:], ref.data[probe][5:], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
 @pytest.mark.parametrize("process", [FilteredNoise(seed=3), WhiteNoise(seed=3)])
-def test_failed_step_read_its_noise(process):
+def test_failed_step_read_its_noise(process, device):
     """A step that fails in a callback has read its noise (tables come first,
     as Nengo's ops before the raising Node ran): the next run goes on after it."""
     failed = []
@@ -291,7 +293,7 @@ def test_failed_step_read_its_noise(process):
         probe = nengo.Probe(noise)
     outputs = []
     for simulator in (nengo.Simulator, nengo_cuda.Simulator):
-        kwargs = {} if simulator is nengo.Simulator else {"dtype": "float64"}
+        kwargs = {} if simulator is nengo.Simulator else {"dtype": "float64", "device": device}
         failed.clear()
         with simulator(net, progress_bar=False, **kwargs) as sim:
             with pytest.raises(RuntimeError, match="once"):
