@@ -262,8 +262,9 @@ class NeuronUniforms(nengo.Process):
 class UniformsColumn(DrawnColumn):
     """The uniform numbers StochasticSpiking neurons draw at each step,
     ``rng.random_sample(n_neurons)``, from the generator Nengo's builder gave
-    their operator (`NeuronUniforms`; a trial's own, `trial_generator`).  Nengo's reset does not rewind it, so neither
-    does this column's: numbers drawn ahead stay pending through a reset."""
+    their operator (`NeuronUniforms`; a trial's own, `trial_generator`).
+    Nengo's reset does not rewind it, so neither does this column's: numbers
+    drawn ahead stay pending through a reset."""
 
     def reset(self, seeds):
         if len(self.rngs) != len(seeds):
