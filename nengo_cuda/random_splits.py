@@ -35,8 +35,10 @@ out).  A split happens only where both parts have kernels, and only the
 planner sees it: the simulator's step order (random seeds, training, reset)
 keeps Nengo's operators.  Where ``data=`` feeds a split Node, its table draws
 nothing and its kernel part, alone in its instruction, is switched off: it
-does not step, as NengoDL does not step a fed Node.  float64 simulators use the very numbers Nengo uses; float32 ones
-round them to float32 first (as they round white noise).
+does not step, as NengoDL does not step a fed Node.  float64 simulators use
+the very numbers Nengo uses; float32 ones round them to float32 first (as
+they round white noise; a uniform number within float32's rounding of its
+neuron's fraction may then spike where Nengo's float32 does not).
 """
 
 import numpy as np
