@@ -66,14 +66,14 @@ class BuildKeys:
 
     def add_parts(self, splits):
         """Names the parts of split random operators (`nengo_cuda.random_splits`:
-        ``{operator: Split}``) after the operator's own name, in build order
-        (``splits`` is in step order, which differs from build to build)."""
-        for key, split in sorted(((self.ops[op], split) for op, split in splits.items()),
-                                 key=lambda item: (len(item[0]), item[0])):
-            self.ops[split.source] = f"{key}.source"
-            self.ops[split.consumer] = f"{key}.consumer"
-            self.signals[f"{key}.drawn"] = self._bases[f"{key}.drawn"] = split.drawn
-            self.written.add(f"{key}.drawn")
+        ``{operator: Split}``) after the operator's own name, where it has one
+        (one the optimizer merged has none).  Their drawn signals are scratch,
+        not state: no name."""
+        for op, split in splits.items():
+            key = self.ops.get(op)
+            if key is not None:
+                self.ops[split.source] = f"{key}.source"
+                self.ops[split.consumer] = f"{key}.consumer"
 
     def replace(self, replacements):
         """Follows ``{signal: replacement}`` (Nengo's optimizer's

@@ -21,19 +21,26 @@ class FallbackGroup:
         self.host_signals = None
         # ops not run: input Nodes that a run's data= feeds (set for the run)
         self.skipped = frozenset()
+        # the op whose step raised (the simulator reads and clears it)
+        self.failed = None
 
     def __call__(self):
         if self.before is not None:
             self.before()
-        if self.skipped:
+        op = None
+        try:
+            if self.skipped:
+                for steps in self.steps:
+                    for op, step in zip(self.ops, steps):
+                        if op not in self.skipped:
+                            step()
+                return
             for steps in self.steps:
                 for op, step in zip(self.ops, steps):
-                    if op not in self.skipped:
-                        step()
-            return
-        for steps in self.steps:
-            for step in steps:
-                step()
+                    step()
+        except BaseException:
+            self.failed = op
+            raise
 
     def __repr__(self):
         return f"FallbackGroup({[type(op).__name__ for op in self.ops]})"

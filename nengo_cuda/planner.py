@@ -141,6 +141,14 @@ class Plan:
         split = self.splits.get(op)
         return op if split is None else split.source
 
+    def original(self, op):
+        """The operator of the step order that planned operator ``op`` is a
+        part of (a split operator's source's: the split operator)."""
+        for original, split in self.splits.items():
+            if split.source is op:
+                return original
+        return op
+
     def index_of(self, op):
         """Index of the instruction that writes ``op``'s output (a split
         operator's: its consumer's)."""

@@ -120,9 +120,10 @@ class TableSource:
         (the simulator cuts runs into chunks that keep them bounded)."""
         return 0
 
-    def after_run(self, steps_done):
-        """After that run, whose tables were read for ``steps_done`` steps (a
-        step that failed in a callback read them too: tables come first)."""
+    def after_run(self, steps_done, also=frozenset()):
+        """After that run, which completed ``steps_done`` steps; the operators
+        in ``also`` had read their tables in the step that failed next (as
+        Nengo's operators before the one that raised had run)."""
 
     def get_state(self):
         """What `set_state` needs to rewind the source's random streams to now:

@@ -251,6 +251,7 @@ class Simulator:
             else:
                 seed = np.random.randint(npext.maxint)
         self._trial_ops = {}  # see _op_for_trial
+        self._positions = None  # operator -> its place in the step order (when needed)
         self._in_step = self._own_steps = False  # (see _run_own_steps)
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
@@ -1011,14 +1012,30 @@ class Simulator:
                 if self._feed_positions[node] < 0:
                     self._restore_constant(node)
             done = self.backend.steps_done
-            # (a step that failed in a callback read its tables: they come first)
-            self._tables.after_run(max(done, self._step_counter() - start))
+            self._tables.after_run(done, self._read_in_failed_step(start + done))
             for addrs, mask, out, rec in probes:
                 rec.append(out[:, : done if out.shape[1] == n else int(mask[:done].sum())])
             if done:  # (as Nengo's n_steps: read from the step signal after a step)
                 self._n_steps = start + done
                 self._time = self._n_steps * self.dt
             self.data.reset()
+
+    def _read_in_failed_step(self, completed):
+        """The table operators whose rows the step after step ``completed``
+        read although it failed (Nengo's step counter moved past it: a
+        callback raised).  Tables run first here; in Nengo, only the random
+        operators before the one that raised (in its step order) had drawn."""
+        failed = None
+        for group in self._plan.fallbacks:
+            if group.failed is not None:
+                failed, group.failed = group.failed, None
+        if self._step_counter() <= completed:
+            return frozenset()
+        if self._positions is None:
+            self._positions = {op: i for i, op in enumerate(self._step_order)}
+        limit = self._positions.get(failed, len(self._positions))  # (unknown: all had)
+        return frozenset(op for op in self._tables.ops()
+                         if self._positions.get(self._plan.original(op), -1) < limit)
 
     @contextlib.contextmanager
     def _every_step_probes(self):

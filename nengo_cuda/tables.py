@@ -35,9 +35,15 @@ class TableLoader:
         for index, instr in self.items:
             self._load(index, instr.tables.before_run(n_steps, start, fed))
 
-    def after_run(self, steps_done):
+    def after_run(self, steps_done, also=frozenset()):
+        """After a run that completed ``steps_done`` steps; the operators in
+        ``also`` read their tables in the step that failed after them."""
         for _, instr in self.items:
-            instr.tables.after_run(steps_done)
+            instr.tables.after_run(steps_done, also)
+
+    def ops(self):
+        """The operators the tables hold (their columns)."""
+        return [op for _, instr in self.items for op in instr.ops]
 
     def get_state(self):
         """The tables' random streams now, ``{operator: state}`` (see

@@ -152,24 +152,52 @@ def test_reset_draws_the_same_noise_again():
         assert not np.allclose(sim.data[probes[0]], first[0])
 
 
-@pytest.mark.parametrize("kind", ["filtered_noise", "stochastic_spiking"])
-def test_saved_state_goes_on_with_the_stream(kind):
-    if kind == "filtered_noise":
-        net, _, probes = noisy_net("lowpass")
-    else:
-        net, probes = stochastic_net()
+def test_saved_state_goes_on_with_the_stream():
+    net, _, probes = noisy_net("lowpass")
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(40)
-    with tempfile.TemporaryDirectory() as folder:
-        with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
-            sim.run_steps(20)
-            sim.save_params(f"{folder}/state", include_state=True)
-        with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
-            sim.load_params(f"{folder}/state", include_state=True)
-            sim.run_steps(20)
-            for p in probes:
-                np.testing.assert_allclose(sim.data[p], ref.data[p][20:], rtol=1e-12,
-                                           atol=1e-12)
+    for p, x in zip(probes, _saved_and_loaded(net, probes)):
+        np.testing.assert_allclose(x, ref.data[p][20:], rtol=1e-12, atol=1e-12)
+
+
+def _saved_and_loaded(net, probes, enabled=True):
+    """Probe data of 20 steps run after loading the state saved after 20."""
+    old, random_splits.ENABLED = random_splits.ENABLED, enabled
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+                sim.run_steps(20)
+                sim.save_params(f"{folder}/state", include_state=True)
+            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+                sim.load_params(f"{folder}/state", include_state=True)
+                sim.run_steps(20)
+                return [np.array(sim.data[p]) for p in probes]
+    finally:
+        random_splits.ENABLED = old
+
+
+def test_stochastic_spiking_generators_are_not_state():
+    """The neurons' generators are not part of the simulation state (nor in
+    NengoDL, where a TensorFlow random op draws): loaded state, and runs with
+    ``stateful=False``, leave them going on, as the callback's do."""
+    net, probes = stochastic_net()
+    for p, x, y in zip(probes, _saved_and_loaded(net, probes),
+                       _saved_and_loaded(net, probes, enabled=False)):
+        np.testing.assert_array_equal(x, y, err_msg=str(p))
+    runs = []
+    for enabled in (True, False):
+        random_splits.ENABLED = enabled
+        try:
+            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+                sim.run_steps(10, stateful=False)
+                sim.run_steps(10, stateful=False)
+                sim.run_steps(10)
+                runs.append([np.array(sim.data[p]) for p in probes])
+        finally:
+            random_splits.ENABLED = True
+    for x, y in zip(*runs):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(runs[0][0][:10], runs[0][0][10:20])  # (the generator went on)
 
 
 def test_data_replaces_a_filtered_noise_node():
@@ -274,33 +302,52 @@ def test_fed_noise_does_not_step(alone, device):
     np.testing.assert_allclose(out[15:], ref.data[probe][5:], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
-@pytest.mark.parametrize("process", [FilteredNoise(seed=3), WhiteNoise(seed=3)])
-def test_failed_step_read_its_noise(process, device):
-    """A step that fails in a callback has read its noise (tables come first,
-    as Nengo's ops before the raising Node ran): the next run goes on after it."""
+def _fails_once():
+    """A Node function that raises once, at the step after t = 10.5 ms, and
+    its list of failures (cleared to fail again)."""
     failed = []
-    with nengo.Network(seed=2) as net:
-        noise = nengo.Node(process, size_out=2)
 
-        def fail_once(t, x):
-            if t > 0.0105 and not failed:
-                failed.append(t)
-                raise RuntimeError("once")
-            return x
+    def fail_once(t, x=None):
+        if t > 0.0105 and not failed:
+            failed.append(t)
+            raise RuntimeError("once")
+        return 0 if x is None else x
 
-        nengo.Connection(noise, nengo.Node(fail_once, size_in=2))
-        probe = nengo.Probe(noise)
+    return fail_once, failed
+
+
+def _runs_after_failure(net, probes, failed, **kwargs):
+    """Per simulator (Nengo's, ours): probe data of a run that fails, then 10 steps."""
     outputs = []
     for simulator in (nengo.Simulator, nengo_cuda.Simulator):
-        kwargs = {} if simulator is nengo.Simulator else {"dtype": "float64", "device": device}
         failed.clear()
-        with simulator(net, progress_bar=False, **kwargs) as sim:
+        with simulator(net, progress_bar=False,
+                       **({} if simulator is nengo.Simulator else kwargs)) as sim:
             with pytest.raises(RuntimeError, match="once"):
                 sim.run_steps(20)
             sim.run_steps(10)
-            outputs.append(np.array(sim.data[probe]))
-    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-12, atol=1e-12)
+            outputs.append([np.array(sim.data[p]) for p in probes])
+    return outputs
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+@pytest.mark.parametrize("failing_first", [False, True])
+@pytest.mark.parametrize("process", [FilteredNoise(seed=3), WhiteNoise(seed=3)])
+def test_failed_step_read_noise_as_nengo(process, failing_first, device):
+    """In a step that fails in a callback, Nengo's random operators before the
+    one that raised (in its step order) have drawn, the others not: the next
+    run goes on from there (here tables run first; ``failing_first``: a Node
+    built first, which Nengo steps before the noise)."""
+    fail_once, failed = _fails_once()
+    with nengo.Network(seed=2) as net:
+        if failing_first:
+            nengo.Node(fail_once)
+        noise = nengo.Node(process, size_out=2)
+        if not failing_first:
+            nengo.Connection(noise, nengo.Node(fail_once, size_in=2))
+        probe = nengo.Probe(noise)
+    ref, ours = _runs_after_failure(net, [probe], failed, dtype="float64", device=device)
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-12, atol=1e-12)
 
 
 # -- StochasticSpiking ----------------------------------------------------------------
@@ -391,3 +438,62 @@ def test_a_forked_process_draws_in_its_own_threads(monkeypatch):
     child = run_forked(_minibatch_draws)
     for a, b in zip(child, parent):
         np.testing.assert_array_equal(a, b)
+
+
+def test_stochastic_spiking_after_a_failed_step():
+    """A Node that feeds the neurons raises: in Nengo they had not drawn yet."""
+    fail_once, failed = _fails_once()
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(lambda t: fail_once(t) + np.sin(t))
+        ens = nengo.Ensemble(8, 1, neuron_type=nengo.StochasticSpiking(nengo.LIFRate()))
+        nengo.Connection(stim, ens, synapse=None)
+        probe = nengo.Probe(ens.neurons)
+    ref, ours = _runs_after_failure(net, [probe], failed, dtype="float64")
+    assert np.any(ref[0] != 0)
+    np.testing.assert_array_equal(ours[0], ref[0])
+
+
+def test_pickled_stochastic_spiking_goes_on():
+    """A pickle keeps the neurons' generator where the steps run left it."""
+    net, probes = stochastic_net()
+    outputs = []
+    for simulator, kwargs in ((nengo.Simulator, {}), (nengo_cuda.Simulator, {"dtype": "float64"})):
+        with simulator(net, progress_bar=False, **kwargs) as sim:
+            sim.run_steps(7)
+            again = pickle.loads(pickle.dumps(sim))
+        with again:
+            again.run_steps(10)
+            outputs.append([np.array(again.data[p]) for p in again.model.probes])
+    for x, y in zip(*outputs):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_merged_stochastic_populations_split():
+    """Nengo's optimizer merges populations of one StochasticSpiking type
+    (into one operator it has no build key for)."""
+    neuron_type = nengo.StochasticSpiking(nengo.RectifiedLinear())
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(0.5)
+        for _ in range(2):
+            nengo.Connection(stim, nengo.Ensemble(10, 1, neuron_type=neuron_type))
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        merged = [op for op in sim.step_order if getattr(op, "neurons", None) is neuron_type]
+        assert len(merged) == 1 and merged[0].J.size == 20
+        assert "neurons_stochastic_spiking" in sim.program.summary()
+        sim.run_steps(5)
+
+
+def test_saved_state_of_merged_neuron_noise_loads():
+    """The drawn noise of ensemble noise on merged neuron inputs is scratch,
+    not named state (its view of the merged input differs between builds)."""
+    with nengo.Network(seed=2) as net:
+        for n in (5, 6):
+            nengo.Ensemble(n, 1, noise=FilteredNoise(seed=7))
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(4):
+            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+                sim.run_steps(3)
+                sim.save_params(f"{folder}/state", include_state=True)
+            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+                assert "callback" not in [i.kind for i in sim.program]
+                sim.load_params(f"{folder}/state", include_state=True)

@@ -179,10 +179,13 @@ class DrawnColumn:
 
     Draws for steps that did not run (an interrupted run, or drawn ahead for
     short runs) are kept for the next run, so the stream stays the one Nengo
-    would draw.
+    would draw.  ``saved``: the generators are part of the simulation state
+    (`get_state`: rewound by runs with ``stateful=False``, saved with
+    ``save_params``); ``read_ahead``: short runs draw for 256 steps.
     """
 
     stepped, shared, indexed, period = True, False, False, 0
+    saved = read_ahead = True
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
@@ -204,8 +207,9 @@ class DrawnColumn:
         need = n_steps - self.pending.shape[1]
         if need > 0:
             size = self.op.output.size
-            # (short runs draw ahead, within READ_AHEAD_VALUES: the stream is the same)
-            need = max(need, min(READ_AHEAD_STEPS, READ_AHEAD_VALUES // (size * len(self.rngs))))
+            if self.read_ahead:  # (within READ_AHEAD_VALUES: the stream is the same)
+                need = max(need, min(READ_AHEAD_STEPS,
+                                     READ_AHEAD_VALUES // (size * len(self.rngs))))
             have = self.pending.shape[1]
             block = np.empty((len(self.rngs), have + need, size))
             block[:, :have] = self.pending
@@ -263,8 +267,14 @@ class UniformsColumn(DrawnColumn):
     """The uniform numbers StochasticSpiking neurons draw at each step,
     ``rng.random_sample(n_neurons)``, from the generator Nengo's builder gave
     their operator (`NeuronUniforms`; a trial's own, `trial_generator`).
-    Nengo's reset does not rewind it, so neither does this column's: numbers
-    drawn ahead stay pending through a reset."""
+    Nengo's reset does not rewind it, so neither does this column's (numbers
+    drawn but not used stay pending through a reset), nor do runs with
+    ``stateful=False`` or loaded state (it is not part of NengoDL's state
+    either: there a TensorFlow random op).  Trial 0's generator is the
+    model's own, which a pickle of the simulator keeps: no run draws ahead.
+    """
+
+    saved = read_ahead = False
 
     def reset(self, seeds):
         if len(self.rngs) != len(seeds):
@@ -279,6 +289,7 @@ class TimedColumn:
     per step, one block for all trials."""
 
     stepped, shared, indexed, period = True, True, False, 0
+    saved = True  # (no stream: its state is None)
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
@@ -422,14 +433,14 @@ class ProcessTables(TableSource):
         # a single part (a PresentInput's rows: MBs a run) is not copied again
         return _concatenate(parts) if parts else np.zeros(0)
 
-    def after_run(self, steps_done):
+    def after_run(self, steps_done, also=frozenset()):
         for column in self.stepped:
-            column.after_run(steps_done)
+            column.after_run(steps_done + (column.op in also))
 
     def get_state(self):
-        return {column.op: column.get_state() for column in self.stepped}
+        return {column.op: column.get_state() for column in self.stepped if column.saved}
 
     def set_state(self, state):
         for column in self.stepped:
-            if column.op in state:
+            if column.saved and column.op in state:
                 column.set_state(state[column.op])

@@ -278,10 +278,14 @@ class ParameterIO:
         tables' random streams and the step count, keyed by `BuildKeys`."""
         state = self.sim._save_state()
         n = self.sim.n_trials
-        everything = self._state_indices(self._state_signals(written_only=False))
+        # (scratch: the random numbers that split random operators draw for
+        # each step, `nengo_cuda.random_splits`, written before they are read)
+        everything = self._state_indices(self._state_signals(written_only=False) +
+                                         [(None, sig) for sig in self.sim._scratch])
         for pool, values in ((FLOAT, state["f"]), (INT, state["i"])):
             # every state element belongs to one builder signal (Nengo's merges
-            # only concatenate them); one that did not would be lost silently
+            # only concatenate them) or is scratch; one that did not would be
+            # lost silently
             if np.count_nonzero(np.bincount(everything[pool], minlength=values.size // n)) \
                     != values.size // n:
                 raise SimulationError("cannot save the simulation state: part of the "
