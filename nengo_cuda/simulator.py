@@ -256,8 +256,10 @@ class Simulator:
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
         self._stateful = get_setting(toplevel, "stateful", True)
-        if get_setting(toplevel, "inference_only") and \
-                get_setting(toplevel, "learning_phase") is True:
+        # (read once, as NengoDL reads its settings when it builds)
+        self._learning_phase = get_setting(toplevel, "learning_phase") is True
+        self._use_loop = get_setting(toplevel, "use_loop", True) is not False
+        if get_setting(toplevel, "inference_only") and self._learning_phase:
             raise BuildError(  # (NengoDL's TensorGraph refuses so)
                 f"{toplevel} is configured with inference_only=True and learning_phase=True: "
                 "a model built for inference only cannot run in training mode")
@@ -716,10 +718,8 @@ class Simulator:
             # NengoDL calls each TensorNode's function once as it builds the model:
             # an output of the wrong shape or dtype fails here, not in a later run
             # (called in the mode runs use: training with learning_phase=True)
-            training = get_setting(getattr(self.model, "toplevel", None),
-                                   "learning_phase") is True
             for step in tensor_steps:
-                step.check(training)
+                step.check(self._learning_phase)
             self._tensor_nodes_checked = True
         if any(is_tensor_node_op(group.ops[0]) for group in self._plan.fallbacks):
             # TensorFlow's random ops in TensorNodes follow the simulator's seed,
@@ -812,8 +812,7 @@ class Simulator:
             ) from None
         if steps < 0:
             raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
-        training_mode = get_setting(getattr(self.model, "toplevel", None),
-                                    "learning_phase") is True
+        training_mode = self._learning_phase
         if self._own_steps:  # (one step of _run_own_steps' run)
             with self._exclusive("run"):
                 self._run(steps, self._check_data(data, steps), True, False, training_mode)
@@ -840,8 +839,7 @@ class Simulator:
     def _check_unrolled(self, steps):
         """``configure_settings(use_loop=False)``: NengoDL's model then has
         exactly ``unroll_simulation`` steps, and every run must have as many."""
-        if get_setting(getattr(self.model, "toplevel", None), "use_loop", True) is False and \
-                steps != self.unroll_simulation:
+        if not self._use_loop and steps != self.unroll_simulation:
             raise ValidationError(
                 f"When use_loop=False, n_steps ({steps}) must exactly match "
                 f"unroll_simulation ({self.unroll_simulation})", attr="n_steps")
