@@ -1019,10 +1019,15 @@ class Simulator:
             self.data.reset()
 
     def _read_in_failed_step(self, completed):
-        """The table operators whose rows the step after step ``completed``
-        read although it failed (Nengo's step counter moved past it: a
+        """The table operators whose rows count as used by the step after step
+        ``completed``, which failed (Nengo's step counter moved past it: a
         callback raised).  Tables run first here; in Nengo, only the random
-        operators before the one that raised (in its step order) had drawn."""
+        operators before the one that raised (in its step order) had drawn, so
+        the next steps draw what Nengo's do.  (Where the program runs a kernel
+        on the other side of the failed callback than Nengo's order has it,
+        e.g. a split FilteredNoise's filter, that kernel's state after the
+        failed step differs from Nengo's, as any native operator's would: a
+        lowpass filter's error then decays.)"""
         failed = None
         for group in self._plan.fallbacks:
             if group.failed is not None:

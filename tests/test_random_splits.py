@@ -497,3 +497,55 @@ def test_saved_state_of_merged_neuron_noise_loads():
             with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
                 assert "callback" not in [i.kind for i in sim.program]
                 sim.load_params(f"{folder}/state", include_state=True)
+
+
+class FailOnce:
+    """A Node function that raises once, after t = 10.5 ms (picklable)."""
+
+    def __init__(self):
+        self.failed = False
+
+    def __call__(self, t):
+        if t > 0.0105 and not self.failed:
+            self.failed = True
+            raise RuntimeError("once")
+        return np.sin(t)
+
+
+def test_pickle_after_a_failed_step_keeps_the_generator():
+    """The failed step's uniform numbers, drawn for a step whose neurons did
+    not run (in Nengo they had not drawn), are drawn again next time: the
+    generator that a pickle keeps stays where the steps run left it."""
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(FailOnce())
+        ens = nengo.Ensemble(8, 1, neuron_type=nengo.StochasticSpiking(nengo.LIFRate()))
+        nengo.Connection(stim, ens, synapse=None)
+        nengo.Probe(ens.neurons)
+    outputs = []
+    for simulator, kwargs in ((nengo.Simulator, {}), (nengo_cuda.Simulator, {"dtype": "float64"})):
+        net.nodes[0].output.failed = False
+        with simulator(net, progress_bar=False, **kwargs) as sim:
+            with pytest.raises(RuntimeError, match="once"):
+                sim.run_steps(20)
+            again = pickle.loads(pickle.dumps(sim))
+        with again:
+            again.run_steps(10)
+            outputs.append(np.array(again.data[again.model.probes[0]]))
+    assert np.any(outputs[0] != 0)
+    np.testing.assert_array_equal(outputs[1], outputs[0])
+
+
+def test_state_of_other_random_operators_is_refused():
+    """State saved where an operator ran split does not load where it runs
+    as Nengo's step (its stream is not there): a clear error."""
+    net, _, probes = noisy_net("lowpass", ensemble_noise=False)
+    with tempfile.TemporaryDirectory() as folder:
+        with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+            sim.save_params(f"{folder}/state", include_state=True)
+        random_splits.ENABLED = False
+        try:
+            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+                with pytest.raises(nengo.exceptions.SimulationError, match="another network"):
+                    sim.load_params(f"{folder}/state", include_state=True)
+        finally:
+            random_splits.ENABLED = True

@@ -267,11 +267,12 @@ class UniformsColumn(DrawnColumn):
     """The uniform numbers StochasticSpiking neurons draw at each step,
     ``rng.random_sample(n_neurons)``, from the generator Nengo's builder gave
     their operator (`NeuronUniforms`; a trial's own, `trial_generator`).
-    Nengo's reset does not rewind it, so neither does this column's (numbers
-    drawn but not used stay pending through a reset), nor do runs with
-    ``stateful=False`` or loaded state (it is not part of NengoDL's state
-    either: there a TensorFlow random op).  Trial 0's generator is the
-    model's own, which a pickle of the simulator keeps: no run draws ahead.
+    Nengo's reset does not rewind it, so neither does this column's, nor do
+    runs with ``stateful=False`` or loaded state (it is not part of NengoDL's
+    state either: there a TensorFlow random op).  Trial 0's generator is the
+    model's own, which a pickle of the simulator keeps: so no run draws ahead,
+    and a run that stops early (a failed step) leaves the generators where
+    the steps run left them (drawn again to there).
     """
 
     saved = read_ahead = False
@@ -279,6 +280,21 @@ class UniformsColumn(DrawnColumn):
     def reset(self, seeds):
         if len(self.rngs) != len(seeds):
             self._start(self.op.process.generators(len(seeds)))
+            self.drawn_from = None
+
+    def before_run(self, n_steps, start, fed=False):
+        # (pending rows are only those of a fed run's: none)
+        self.drawn_from = None if fed else [r.get_state() for r in self.rngs]
+        return super().before_run(n_steps, start, fed)
+
+    def after_run(self, steps_done):
+        super().after_run(steps_done)
+        if self.pending.shape[1] and self.drawn_from is not None:
+            size = self.op.output.size
+            for rng, state in zip(self.rngs, self.drawn_from):
+                rng.set_state(state)
+                rng.random_sample((steps_done, size))
+            self.pending = self.pending[:, :0]
 
     def draw(self, rng, n):
         return rng.random_sample((n, self.op.output.size))

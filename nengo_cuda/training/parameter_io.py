@@ -321,7 +321,10 @@ class ParameterIO:
         if "state:signals" not in saved:
             raise SimulationError(f"{filename} holds no simulation state (save it with "
                                   "save_params(..., include_state=True))")
-        if list(saved["state:signals"]) != self._state_labels(self._state_signals()):
+        op_keys = set(self.sim._build_keys.ops.values())
+        tables = pickle.loads(saved["state:tables"].tobytes())
+        if list(saved["state:signals"]) != self._state_labels(self._state_signals()) or \
+                not set(tables) <= op_keys:  # (streams of operators this build lacks)
             raise SimulationError(
                 f"the state in {filename} was saved from another network (its state "
                 "signals differ from this one's); its parameters load with "
