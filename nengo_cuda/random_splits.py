@@ -45,11 +45,10 @@ import numpy as np
 from nengo.builder.neurons import SimNeurons
 from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
-from nengo.dists import Gaussian, Uniform
 from nengo.neurons import StochasticSpiking
 from nengo.processes import FilteredNoise, WhiteNoise
 
-from .lowering.process_tables import NeuronUniforms
+from .lowering.process_tables import NeuronUniforms, elementwise_float64
 from .lowering.processes import FILTER_TYPES
 
 # Planner default; tests turn it off to compare.
@@ -88,7 +87,7 @@ def _filtered_noise(op, time):
             and type(process).make_step is FilteredNoise.make_step
             and type(process).make_state is FilteredNoise.make_state
             and type(process.synapse) in FILTER_TYPES and op.output.ndim == 1
-            and _float64_samples(process.dist)):
+            and elementwise_float64(process.dist)):
         return None
     noise = Signal(np.zeros(op.output.size), name=f"{op.output.name}.white_noise")
     white = SimProcess(WhiteNoise(dist=process.dist, scale=process.scale, seed=process.seed),
@@ -96,13 +95,6 @@ def _filtered_noise(op, time):
     synapse = SimProcess(process.synapse, noise, op.output, op.t, mode=op.mode,
                          state=op.state, tag=f"{op.tag}.filter")
     return Split(op, noise, white, synapse, seed_sharers=(white,))
-
-
-def _float64_samples(dist):
-    """Whether ``dist`` samples float64 numbers, which FilteredNoise's step
-    scales in place as WhiteNoise's scales a copy (the same numbers; an
-    integer sample cannot be scaled in place, a float32 one rounds)."""
-    return type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer)
 
 
 def _stochastic_spiking(op, time):

@@ -52,15 +52,24 @@ def white_signal_period(op, rng, dt):
     return signal.reshape(rows, -1)
 
 
+def elementwise_float64(dist):
+    """Whether ``dist`` (exact type) draws float64 samples element by element
+    from the generator: Gaussian and continuous Uniform.  Drawing ``n`` rows
+    at once then gives the stream of ``n`` draws of a row, and scaling a
+    sample in place (FilteredNoise's step) gives what scaling a copy does
+    (WhiteNoise's)."""
+    return type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer)
+
+
 def white_noise_samples(process, rng, n, d, dt):
     """The outputs of WhiteNoise's step for the next ``n`` steps, (n, d).
 
-    Nengo samples ``dist.sample(n=1, d=d)`` once per step.  Gaussian and
-    continuous Uniform draw element by element from the generator, so drawing
-    ``n`` rows at once gives the same stream; other distributions sample step by step.
+    Nengo samples ``dist.sample(n=1, d=d)`` once per step: distributions
+    that draw element by element (`elementwise_float64`) draw all ``n`` rows
+    at once, others sample step by step.
     """
     dist = process.dist
-    if type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer):
+    if elementwise_float64(dist):
         x = dist.sample(n=n, d=d, rng=rng)
     else:
         x = np.zeros((n, d))
