@@ -9,6 +9,7 @@ reset, saved state, pickles, ``data=`` and failed runs treat the split
 operator as the original.
 """
 
+import contextlib
 import os
 import pickle
 import tempfile
@@ -58,16 +59,23 @@ def noisy_net(noise, ensemble_noise=True, seed=1):
     return net, source, probes
 
 
-def run(net, probes, steps=(40, 60), enabled=True, **kwargs):
-    """Probe data after runs of ``steps``, and the instruction kinds."""
+@contextlib.contextmanager
+def splits_enabled(enabled):
+    """Simulators built inside split random operators (or not: Nengo's step)."""
     old, random_splits.ENABLED = random_splits.ENABLED, enabled
     try:
-        with nengo_cuda.Simulator(net, progress_bar=False, **kwargs) as sim:
-            for n in steps:
-                sim.run_steps(n)
-            return [np.array(sim.data[p]) for p in probes], [i.kind for i in sim.program]
+        yield
     finally:
         random_splits.ENABLED = old
+
+
+def run(net, probes, steps=(40, 60), enabled=True, **kwargs):
+    """Probe data after runs of ``steps``, and the instruction kinds."""
+    with splits_enabled(enabled), nengo_cuda.Simulator(net, progress_bar=False,
+                                                       **kwargs) as sim:
+        for n in steps:
+            sim.run_steps(n)
+        return [np.array(sim.data[p]) for p in probes], [i.kind for i in sim.program]
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
@@ -162,18 +170,14 @@ def test_saved_state_goes_on_with_the_stream():
 
 def _saved_and_loaded(net, probes, enabled=True):
     """Probe data of 20 steps run after loading the state saved after 20."""
-    old, random_splits.ENABLED = random_splits.ENABLED, enabled
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
-                sim.run_steps(20)
-                sim.save_params(f"{folder}/state", include_state=True)
-            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
-                sim.load_params(f"{folder}/state", include_state=True)
-                sim.run_steps(20)
-                return [np.array(sim.data[p]) for p in probes]
-    finally:
-        random_splits.ENABLED = old
+    with splits_enabled(enabled), tempfile.TemporaryDirectory() as folder:
+        with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+            sim.run_steps(20)
+            sim.save_params(f"{folder}/state", include_state=True)
+        with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+            sim.load_params(f"{folder}/state", include_state=True)
+            sim.run_steps(20)
+            return [np.array(sim.data[p]) for p in probes]
 
 
 def test_stochastic_spiking_generators_are_not_state():
@@ -186,15 +190,12 @@ def test_stochastic_spiking_generators_are_not_state():
         np.testing.assert_array_equal(x, y, err_msg=str(p))
     runs = []
     for enabled in (True, False):
-        random_splits.ENABLED = enabled
-        try:
-            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
-                sim.run_steps(10, stateful=False)
-                sim.run_steps(10, stateful=False)
-                sim.run_steps(10)
-                runs.append([np.array(sim.data[p]) for p in probes])
-        finally:
-            random_splits.ENABLED = True
+        with splits_enabled(enabled), nengo_cuda.Simulator(net, dtype="float64",
+                                                           progress_bar=False) as sim:
+            sim.run_steps(10, stateful=False)
+            sim.run_steps(10, stateful=False)
+            sim.run_steps(10)
+            runs.append([np.array(sim.data[p]) for p in probes])
     for x, y in zip(*runs):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(runs[0][0][:10], runs[0][0][10:20])  # (the generator went on)
@@ -542,10 +543,7 @@ def test_state_of_other_random_operators_is_refused():
     with tempfile.TemporaryDirectory() as folder:
         with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
             sim.save_params(f"{folder}/state", include_state=True)
-        random_splits.ENABLED = False
-        try:
-            with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
-                with pytest.raises(nengo.exceptions.SimulationError, match="another network"):
-                    sim.load_params(f"{folder}/state", include_state=True)
-        finally:
-            random_splits.ENABLED = True
+        with splits_enabled(False), nengo_cuda.Simulator(net, dtype="float64",
+                                                         progress_bar=False) as sim:
+            with pytest.raises(nengo.exceptions.SimulationError, match="another network"):
+                sim.load_params(f"{folder}/state", include_state=True)
