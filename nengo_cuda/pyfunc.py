@@ -49,6 +49,22 @@ def make_step(op, signals):
     return step_simpyfunc
 
 
+def make_trial_step(op, first, signals):
+    """The step of input-Node function ``op`` (no input ``x``) for a later
+    trial of a minibatch: trial 0's value (on `LayoutSignalDict` ``first``),
+    copied.  NengoDL calls an input Node's function once per step for all
+    trials (a function with its own state, an iterator say, is not advanced
+    once per trial)."""
+    if op.output is None:
+        return lambda: None
+    source, target = first[op.output], signals[op.output]
+
+    def step_copy_trial0():
+        target[...] = source
+
+    return step_copy_trial0
+
+
 # Float arrays of at most this many elements are checked element by element
 # in Python (NumPy's isfinite-then-all costs about 1.2 us whatever the size).
 SMALL_ARRAY = 32

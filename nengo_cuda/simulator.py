@@ -694,9 +694,13 @@ class Simulator:
                         drawn = rng.get_state()
                         self.process_seeds[op, trial] = process_seed(op.process, rng)
                         rng.set_state(drawn)
-                    steps[id(op), trial] = (
-                        pyfunc.make_step(op_t, signals) if type(op_t) is SimPyFunc
-                        else op_t.make_step(signals, self.dt, rng))
+                    if type(op_t) is not SimPyFunc:
+                        steps[id(op), trial] = op_t.make_step(signals, self.dt, rng)
+                    elif trial == 0 or op.x is not None:
+                        steps[id(op), trial] = pyfunc.make_step(op_t, signals)
+                    else:  # (an input Node: its function is called once a step)
+                        steps[id(op), trial] = pyfunc.make_trial_step(
+                            op, self.layout.signal_dicts[0], signals)
                 elif id(op) in native_processes:
                     # Keep the seed sequence identical to Nengo's.
                     seed = self.process_seeds[op, trial] = process_seed(op.process, rng)

@@ -2,6 +2,8 @@
 step, and input Nodes sharing one callback that ``data=`` switches off one
 Node at a time."""
 
+import itertools
+
 import nengo
 import numpy as np
 import pytest
@@ -127,7 +129,7 @@ def test_input_nodes_share_a_callback_that_data_switches_off_per_node(kwargs):
 
         built = list(calls)  # (Nengo calls each function once to find its size)
         sim.run_steps(steps, data={nodes[1]: data})  # node 1 fed, the others run
-        assert np.subtract(calls, built).tolist() == [steps * trials, 0, steps * trials]
+        assert np.subtract(calls, built).tolist() == [steps, 0, steps]  # (once for all trials)
         got = sim.data[probe].reshape(trials, steps, 3)
         np.testing.assert_allclose(got[..., 1], data[..., 0], rtol=1e-6)
         t = sim.trange()[:, None]
@@ -140,10 +142,34 @@ def test_input_nodes_share_a_callback_that_data_switches_off_per_node(kwargs):
         np.testing.assert_allclose(got, np.repeat(data, 3, axis=2), rtol=1e-6)
 
         sim.run_steps(steps)  # no data: every Node runs again
-        assert calls == [c + steps * trials for c in before]
+        assert calls == [c + steps for c in before]
         got = sim.data[probe].reshape(trials, 3 * steps, 3)[:, 2 * steps:, 2]
         t = sim.trange()[2 * steps:]
         np.testing.assert_allclose(got, np.sin(10 * t + 2)[None].repeat(trials, 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+def test_input_node_function_is_called_once_a_step_for_all_trials(device):
+    """NengoDL calls an input Node's function once per step and gives every
+    trial its value: a function with state of its own (here a counter) is not
+    advanced once per trial; nor is a sink's.  A Node with an input runs per trial."""
+    counter = itertools.count()
+    inputs, sinks = [], []
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node(lambda t: float(next(counter)))
+        with_input = nengo.Node(lambda t, x: inputs.append(float(x[0])) or x, size_in=1)
+        nengo.Connection(stim, with_input, synapse=None)
+        nengo.Node(lambda t: sinks.append(t), size_out=0)
+        p = nengo.Probe(stim)
+    with nengo_cuda.Simulator(net, minibatch_size=3, device=device, progress_bar=False) as sim:
+        start = next(counter) + 1
+        inputs.clear(), sinks.clear()
+        sim.run_steps(4)
+    expected = np.arange(start, start + 4, dtype=float)
+    np.testing.assert_array_equal(sim.data[p][..., 0], np.tile(expected, (3, 1)))
+    assert next(counter) == start + 4
+    assert len(sinks) == 4
+    assert inputs == np.repeat(expected, 3).tolist()
 
 
 def test_input_nodes_equal_nengo():

@@ -2,6 +2,7 @@
 evaluate, fit and run_steps; ``reset(include_trainable, include_probes,
 include_processes)``; and fit's Keras-like History (see docs/training-state.md)."""
 
+import itertools
 import warnings
 
 import numpy as np
@@ -463,3 +464,25 @@ def test_params_of_a_network_without_parameters(tmp_path):
         sim.load_params(tmp_path / "nodes", include_state=True)
         sim.run_steps(5)
         np.testing.assert_allclose(sim.data[p], expected)
+
+
+def test_training_graph_calls_an_input_function_once_a_step():
+    """In the training graph too (here predict with learning_phase=True), an
+    input Node's function is called once a step, its value given to every trial
+    (NengoDL's input functions); a Node with an input runs per trial."""
+    counter = itertools.count()
+    inputs = []
+    with nengo.Network(seed=2) as net:
+        nengo_cuda.configure_settings(learning_phase=True)
+        stim = nengo.Node(lambda t: float(next(counter)))
+        with_input = nengo.Node(lambda t, x: inputs.append(float(x[0])) or x, size_in=1)
+        nengo.Connection(stim, with_input, synapse=None)
+        p = nengo.Probe(stim)
+    with nengo_cuda.Simulator(net, minibatch_size=3, progress_bar=False) as sim:
+        start = next(counter) + 1
+        inputs.clear()
+        out = sim.predict(n_steps=4)[p][..., 0]
+    expected = np.arange(start, start + 4, dtype=float)
+    np.testing.assert_array_equal(out, np.tile(expected, (3, 1)))
+    assert next(counter) == start + 4
+    assert inputs == np.repeat(expected, 3).tolist()

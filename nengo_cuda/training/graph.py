@@ -792,14 +792,15 @@ class TrainingGraph:
 
         def call(t_value, *xs):
             rows = []
-            for i in range(self.batch):
+            # (an input Node's function: called once for all trials, as NengoDL)
+            for i in range(self.batch if xs else 1):
                 args = (xs[0][i].copy(),) if xs else ()
                 y = fn(host_time(t_value, self.dt), *args) if op.t is not None else fn(*args)
                 y = np.asarray(y, dtype=self.np_dtype).reshape(-1)
                 if y.size != size or not np.all(np.isfinite(y)):
                     raise SimulationError(f"Node function of {op} returned {y!r}")
                 rows.append(y)
-            return np.stack(rows)
+            return np.stack(rows if xs else rows * self.batch)
 
         args = [t] + ([x] if x is not None else [])
         out = tf.numpy_function(self._on_host(call), args, self.dtype, stateful=True)
