@@ -654,3 +654,23 @@ def test_float32_network_close_to_nengo():
     ref, sim, _ = _run_both(net, 200, dtype="float32")
     for p in probes[:4]:
         np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+def test_zero_size_process_nodes_run_as_in_nengo(device):
+    """A process Node of no values (a generated network's, say) runs as in
+    Nengo, next to a seeded one whose values must not change (it had no table
+    rows: a division by zero, or no row for step 0)."""
+    with nengo.Network(seed=4) as net:
+        for process in (nengo.processes.WhiteNoise(), nengo.processes.BrownNoise(),
+                        nengo.processes.FilteredNoise(),
+                        nengo.processes.Piecewise({0: np.zeros(0)})):
+            nengo.Node(process, size_out=0)
+        noise = nengo.Node(nengo.processes.WhiteNoise(seed=3), size_out=2)
+        p = nengo.Probe(noise)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(7)
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", device=device,
+                              progress_bar=False) as sim:
+        sim.run_steps(7)
+    np.testing.assert_allclose(sim.data[p][0], ref.data[p], rtol=1e-12)

@@ -136,6 +136,8 @@ def _lower_state_space(ops, steps, layout):
 def _table_key(op, layout):
     if layout.dt is None or op.input is not None or op.state:
         return None
+    if op.output.size == 0:  # (nothing to read: a table of no values; Nengo's step)
+        return None
     if not all_float(layout, [op.output, op.t]) or op.t.size != 1:
         return None
     if column_for(op, layout.dt) is None:
