@@ -725,6 +725,74 @@ def test_unused_swaps_and_unknown_input_sizes():
         nengo_cuda.Converter(open_model)
 
 
+def _keras_and_converted(model, x, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the fallbacks' warnings)
+        conv = nengo_cuda.Converter(model, **kwargs)
+    return model.predict(x, verbose=0), _run(conv, x)[:, -1], conv
+
+
+@pytest.mark.parametrize("layer", ["dense", "activation"])
+def test_swap_to_an_activation_without_neuron_type(layer):
+    """An activation swapped for one with no neuron type runs as the swapped
+    one (NengoDL: a TensorNode of it): the fallback ran the layer with its own
+    activation, silently (and the swap counted as used)."""
+    inp = keras.Input((4,))
+    out = (keras.layers.Dense(4, activation="relu")(inp) if layer == "dense"
+           else keras.layers.Activation("relu")(inp))
+    model = keras.Model(inp, out)
+    x = _x(model, n=5)
+    _, got, conv = _keras_and_converted(model, x, swap_activations={
+        tf.nn.relu: keras.activations.elu})
+    pre = x @ model.layers[1].kernel.numpy() + model.layers[1].bias.numpy() if (
+        layer == "dense") else x
+    np.testing.assert_allclose(got, keras.activations.elu(pre).numpy(), atol=ATOL)
+    assert np.any(pre < -0.1)  # (where elu and relu differ)
+    assert conv.swap_activations.unused_keys() == set()
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.maximum(pre, 0), atol=ATOL)
+
+
+def test_user_functions_named_as_keras_activations_are_not_keras_ones():
+    """Activations are Keras's by identity (NengoDL's map is keyed by the
+    functions): a user's function named ``relu`` or ``tanh`` runs as itself,
+    also in a fallback copy (whose config names it "relu")."""
+
+    def relu(x):
+        return keras.ops.minimum(keras.ops.relu(x), 0.5)
+
+    def tanh(x):
+        return 2.0 * keras.ops.tanh(x)
+
+    for fn in (relu, tanh):
+        inp = keras.Input((4,))
+        model = keras.Model(inp, keras.layers.Dense(4, activation=fn)(inp))
+        x = 3 * _x(model, n=5)
+        expected, got, _ = _keras_and_converted(model, x)
+        np.testing.assert_allclose(got, expected, atol=ATOL, err_msg=fn.__name__)
+    # while Keras's and TensorFlow's own functions, under any of their names, convert
+    for fn in (tf.nn.relu, keras.ops.relu, "relu", tf.math.tanh, keras.activations.sigmoid):
+        inp = keras.Input((4,))
+        model = keras.Model(inp, keras.layers.Dense(4, activation=fn)(inp))
+        x = _x(model, n=5)
+        expected, got, conv = _keras_and_converted(model, x)
+        assert _native(conv), fn
+        np.testing.assert_allclose(got, expected, atol=ATOL, err_msg=str(fn))
+
+
+def test_adapted_normalization_falls_back_with_its_statistics():
+    """A fallback copy of an adapted Normalization layer has its mean and
+    variance (Keras computes them from the loaded weights: they were the
+    build's 0 and 1)."""
+    data = np.random.RandomState(2).normal(5, 3, (50, 3)).astype(np.float32)
+    norm = keras.layers.Normalization()
+    norm.adapt(data)
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2)(norm(inp)))
+    x = data[:4]
+    expected, got, _ = _keras_and_converted(model, x)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
 @pytest.mark.parametrize("op", ["a + 1.0", "a - 0.5", "1.0 - a", "a * 2.0",
                                 "keras.ops.subtract(a, 0.5)", "keras.ops.maximum(a, 0.2)"])
 def test_ops_with_constant_operands(op):

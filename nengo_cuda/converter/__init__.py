@@ -212,7 +212,7 @@ class Converter:
         if found == "per step":
             return self._time_distributed(layer, node_index, node, inputs, out_shapes)
         name = type(layer).__name__
-        reason = None
+        reason = swapped = None
         if isinstance(found, type):  # a registered LayerConverter
             ok, reason = _convertible(found, layer, self)
             if not ok and not found.allow_fallback:
@@ -242,11 +242,14 @@ class Converter:
                     outs = found(self, layer, inputs, out_shapes)
             except (Unconvertible, LookupError) as e:
                 reason = str(e)
+                # (an activation swapped for one with no neuron type: the
+                # TensorNode runs the layer with that one, as NengoDL's does)
+                swapped = getattr(e, "activation", None)
                 self._rollback(built)  # no half-built layer next to its fallback
             finally:
                 self._frozen = False
         if reason is not None:
-            outs = self._fallback(layer, node, inputs, out_shapes, reason)
+            outs = self._fallback(layer, node, inputs, out_shapes, reason, swapped)
         return outs
 
     def _time_distributed(self, layer, node_index, node, inputs, out_shapes):
@@ -366,7 +369,9 @@ class Converter:
         finally:
             self._converted, self._substitute = saved
 
-    def _fallback(self, layer, node, inputs, out_shapes, reason):
+    def _fallback(self, layer, node, inputs, out_shapes, reason, activation=None):
+        """A TensorNode running ``layer`` (a copy: see `_copied`), with
+        ``activation`` in place of its own where one is given."""
         where = f"layer {layer.name!r} ({type(layer).__name__}){self._within()}: {reason}"
         if not self.allow_fallback:
             raise TypeError(f"Converter: cannot convert {where}; allow_fallback=True runs it "
@@ -379,8 +384,10 @@ class Converter:
         warnings.warn(f"Converter: {where}; falling back to a TensorNode (running the "
                       f"layer as one)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
+        if activation is getattr(layer, "activation", None):
+            activation = None
         if layer not in self._copies:  # (one copy: a layer's applications share it)
-            self._copies[layer] = _copied(layer, node)
+            self._copies[layer] = _copied(layer, node, activation)
         copied = self._copies[layer]
         func = copied if _plain(node, inputs) else _Application(copied, node,
                                                                 [i.shape for i in inputs])
@@ -580,20 +587,37 @@ def _convertible(cls, layer, converter):
     return bool(ok), (None if ok else reason)
 
 
-def _copied(layer, node):
+def _copied(layer, node, activation=None):
     """A copy of ``layer`` with its weights, for a TensorNode: training the
     converted network must not change the Keras model (NengoDL's fallback
     copies it so; sharing them, ``fit`` trained the model's fallen-back layers
-    and no others).  A layer without weights is itself; one that cannot be
-    copied too, with a warning."""
-    if not getattr(layer, "weights", None):
+    and no others).  ``activation``: the copy's in place of the layer's (a
+    swapped one).  A layer without weights is itself (unless its activation is
+    replaced); one that cannot be copied too, with a warning."""
+    if not getattr(layer, "weights", None) and activation is None:
         return layer
     try:
         clone = type(layer).from_config(layer.get_config())
         if not clone.built:  # (built as the model's node called the layer)
             clone(*node.arguments.args, **node.arguments.kwargs)
         clone.set_weights(layer.get_weights())
+        if hasattr(clone, "finalize_state"):
+            # (state derived from the weights, e.g. an adapted Normalization's
+            # mean and variance, which Keras computes after loading them)
+            clone.finalize_state()
+        if activation is not None:
+            import keras  # noqa: PLC0415
+
+            clone.activation = keras.activations.get(activation)
+        elif hasattr(layer, "activation"):
+            # (its config names a function by its name: a user's "relu" came
+            # back as Keras's)
+            clone.activation = layer.activation
     except Exception as e:  # noqa: BLE001 - any layer's own failure to copy
+        if activation is not None:
+            raise TypeError(f"Converter: layer {layer.name!r} cannot be copied to run "
+                            f"with its swapped activation {activation!r} "
+                            f"({type(e).__name__}: {e})") from e
         warnings.warn(f"Converter: layer {layer.name!r} cannot be copied ({type(e).__name__}: "
                       f"{e}); its TensorNode uses the Keras model's own weights, which "
                       "training the converted network changes")

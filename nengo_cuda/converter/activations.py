@@ -1,8 +1,11 @@
 """Keras activations as Nengo neuron types (NengoDL's default map), and swaps.
 
-An activation is named by its function's ``__name__`` ("relu", "sigmoid", ...),
-so ``tf.nn.relu``, ``tf.keras.activations.relu`` and Keras 3's own ``relu``
-are the same activation.  ``None`` means linear: no neurons (a passthrough Node).
+An activation function that Keras or TensorFlow defines is known by its
+name ("relu", "sigmoid", ...), so ``tf.nn.relu``, ``tf.keras.activations.relu``
+and ``keras.ops.relu`` are the same activation; any other function only by
+itself (a user's function named ``relu`` is not Keras's: it has no neuron type
+and falls back, as in NengoDL, whose map is keyed by the functions).  ``None``
+means linear: no neurons (a passthrough Node).
 
 ``swap_activations`` maps activations or neuron types to activations or neuron
 types.  It applies before the default map (keyed by activation) and after it
@@ -27,13 +30,55 @@ DEFAULT_MAP = {
 }
 
 
+class NoNeuronType(LookupError):
+    """An activation (after the swaps: ``activation``) with no Nengo neuron type."""
+
+    def __init__(self, message, activation):
+        super().__init__(message)
+        self.activation = activation
+
+
+_BUILTINS = None  # id -> (function, name): see `_builtin_activations`
+
+
+def _builtin_activations():
+    """The activation functions Keras and TensorFlow define, by id: each of
+    ``keras.activations``' names in ``keras.activations``, ``keras.ops``,
+    ``tf.nn``, ``tf.math`` and ``tf`` (the functions are kept: their ids stay
+    theirs)."""
+    global _BUILTINS  # noqa: PLW0603 - made once, on first use (imports TensorFlow)
+    if _BUILTINS is None:
+        import keras  # noqa: PLC0415
+        import tensorflow as tf  # noqa: PLC0415
+
+        found = {}
+        for name in dir(keras.activations):
+            if name.startswith("_") or name in ("get", "serialize", "deserialize"):
+                continue
+            for module in (keras.activations, keras.ops, tf.nn, tf.math, tf):
+                fn = getattr(module, name, None)
+                if callable(fn):
+                    found[id(fn)] = (fn, name)
+        _BUILTINS = found
+    return _BUILTINS
+
+
 def activation_name(fn):
-    """The name of a Keras/TensorFlow activation function (None: linear)."""
+    """The name of a Keras/TensorFlow activation function ("linear" for None, a
+    string as it is); None for any other function."""
     if fn is None:
         return "linear"
     if isinstance(fn, str):
         return fn
-    return getattr(fn, "__name__", None)
+    known = _builtin_activations().get(id(fn))
+    return None if known is None else known[1]
+
+
+def _same_activation(a, b):
+    if a is b:
+        return True
+    name = activation_name(a)
+    return name is not None and name == activation_name(b)
 
 
 def _same_neuron_type(a, b):
@@ -48,7 +93,7 @@ def _swap(value, swaps, used=None):
             matched = _same_neuron_type(value, key)
         else:
             matched = (not isinstance(value, nengo.neurons.NeuronType) and value is not None
-                       and activation_name(key) == activation_name(value))
+                       and _same_activation(key, value))
         if matched:
             if used is not None:
                 used.add(i)
@@ -60,13 +105,16 @@ def neuron_type_for(activation, swaps, used=None):
     """The neuron type for a Keras activation after the swaps; None for linear.
     ``used`` collects the indices of the swaps' keys that applied.
 
-    Raises LookupError for an activation with no Nengo equivalent."""
+    Raises `NoNeuronType` (a LookupError) for an activation with no Nengo
+    equivalent, naming the activation after the swaps."""
     act = _swap(activation, swaps, used)
     if isinstance(act, nengo.neurons.NeuronType):
         return _swap(act, swaps, used)
     name = activation_name(act)
     if name not in DEFAULT_MAP:
-        raise LookupError(f"Unsupported activation type {name!r}: it has no Nengo neuron type")
+        shown = getattr(act, "__name__", act)
+        raise NoNeuronType(f"Unsupported activation type {shown!r}: it has no Nengo neuron "
+                           f"type", act)
     neuron = DEFAULT_MAP[name]
     return None if neuron is None else _swap(neuron, swaps, used)
 
