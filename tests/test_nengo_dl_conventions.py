@@ -219,6 +219,26 @@ def test_nengo_dl2_mse_skips_nan_targets():
     np.testing.assert_allclose(nengo_cuda.obj.mse(outputs, targets).numpy(), [2.0, 0.0])
 
 
+def test_compiled_mse_is_keras_mse_with_nan_targets():
+    """compile's "mse" is Keras's (NengoDL 3 passes it on): a NaN target makes
+    the loss and the "mse" metric NaN, as Keras's, where NengoDL 2's objective
+    and nan_mse count it as no error (it was counted so here, a quietly
+    biased loss)."""
+    net, inp, p = _passthrough(2)
+    x = np.ones((2, 3, 2))
+    y = np.zeros((2, 3, 2))
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(loss="mse", metrics=["mse"])
+        assert sim.evaluate({inp: x}, {p: y})["loss"] == pytest.approx(1.0)
+        y[0, 1, 0] = np.nan
+        result = sim.evaluate({inp: x}, {p: y})
+        assert np.isnan(result["loss"]) and np.isnan(result["probe_mse"])
+        keras_mse = tf.keras.losses.MeanSquaredError()(y, x).numpy()
+        assert np.isnan(keras_mse)
+        sim.compile(loss=nengo_cuda.losses.nan_mse)
+        assert sim.evaluate({inp: x}, {p: y})["loss"] == pytest.approx(11 / 12)
+
+
 def test_datasets_and_generators_as_data():
     """Keras's/NengoDL's other data forms: a tf.data.Dataset of (x, y) batches
     (NengoDL's "n_steps" input ignored), a generator (of 1-tuples of the inputs

@@ -4,7 +4,7 @@ Two conventions, as in NengoDL:
 
 - ``compile(loss=..., metrics=...)`` (NengoDL 3, Keras): functions are called as
   ``f(y_true, y_pred)``; strings name Keras losses/metrics (``"mse"`` is
-  `mse_per_step`, whose mean is `nengo_cuda.obj.mse`).
+  `mse_per_step`, whose mean is `nengo_cuda.obj.mse` where no target is NaN).
 - ``train(objective=...)`` and ``loss(objective=...)`` (NengoDL 2): functions
   are called as ``f(outputs, targets)``, or ``f(outputs)`` when they take one
   argument (then the probe needs no targets).
@@ -30,7 +30,7 @@ import tensorflow as tf
 from nengo.exceptions import ValidationError
 
 from .names import io_names  # noqa: F401 (part of this module's API)
-from .objectives import mse, squared_errors
+from .objectives import mse
 
 
 def _shape_kind(y_true, y_pred):
@@ -69,9 +69,12 @@ class _CrossentropyByShape:
 def mse_per_step(outputs, targets):
     """The loss ``"mse"`` of ``compile``: as Keras's, one mean squared error per
     item and step ``(minibatch, n_steps)`` (the mean of these is
-    `nengo_cuda.obj.mse`'s; per-step values take per-step sample weights).
-    NaN targets count as no error, as in `nengo_cuda.obj.mse`."""
-    err = squared_errors(outputs, targets)
+    `nengo_cuda.obj.mse`'s where no target is NaN; per-step values take
+    per-step sample weights).  A NaN target makes the loss NaN, as Keras's
+    ``"mse"`` (which NengoDL 3's ``compile`` passes on): targets known only at
+    some steps are `nengo_cuda.losses.nan_mse`'s or NengoDL 2's
+    `nengo_cuda.obj.mse`'s, which count NaN targets as no error."""
+    err = tf.square(tf.cast(targets, outputs.dtype) - outputs)
     shape = tf.shape(err)
     return tf.reduce_mean(tf.reshape(err, (shape[0], shape[1], -1)), axis=2)
 
