@@ -255,7 +255,7 @@ class Simulator:
         self._in_step = self._own_steps = False  # (see _run_own_steps)
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
-        self._stateful = get_setting(toplevel, "stateful", True)
+        self.stateful = get_setting(toplevel, "stateful", True)
         # (read once, as NengoDL reads its settings when it builds)
         self._learning_phase = get_setting(toplevel, "learning_phase") is True
         self._use_loop = get_setting(toplevel, "use_loop", True) is not False
@@ -834,7 +834,7 @@ class Simulator:
         if steps == 0:
             return  # (nengo.Simulator's progress tracker raises a ValidationError)
         if type(self).step is not Simulator.step and not self._in_step and stateful \
-                and self._stateful and not training_mode:
+                and self.stateful and not training_mode:
             self._run_own_steps(steps, feeds)
             return
         with self._exclusive("run"):
@@ -864,7 +864,7 @@ class Simulator:
 
     def _run(self, steps, feeds, stateful, progress_bar, training_mode):
         self._pull_assigned()
-        if not self._stateful:
+        if not self.stateful:
             # configure_settings(stateful=False): every run is a stateful=False
             # run from the initial state (NengoDL's: n_steps stays 0)
             stateful = False

@@ -558,6 +558,7 @@ def test_timed_network_minibatch_and_reset():
         for trial in range(3):
             np.testing.assert_array_equal(sim.data[p][trial], ref.data[p])
     with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64") as sim:
+        assert sim.stateful is False  # (NengoDL's attribute: the setting)
         sim.run_steps(50)
         sim.run_steps(50)  # not stateful: starts from the initial state again
         for p in probes[: len(TIMED)]:

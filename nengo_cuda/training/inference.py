@@ -64,7 +64,7 @@ class Inference:
     def _stateful(self, stateful, what):
         """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
         the network is configured ``stateful=False``."""
-        if stateful and not self.sim._stateful:
+        if stateful and not self.sim.stateful:
             warn(f"{what}: Ignoring stateful=True, since the network was configured with "
                  "configure_settings(stateful=False)")
             return False
@@ -220,7 +220,7 @@ class Inference:
                 f"predict_on_batch takes exactly one minibatch ({self.sim.n_trials} items)",
                 attr="x")
         # (follows configure_settings(stateful=False) without a warning, as NengoDL)
-        return self.predict(x, n_steps=n_steps, stateful=stateful and self.sim._stateful)
+        return self.predict(x, n_steps=n_steps, stateful=stateful and self.sim.stateful)
 
     def evaluate(self, x=None, y=None, n_steps=None, stateful=False, batch_size=None,
                  verbose=None, sample_weight=None, steps=None, return_dict=True, **kwargs):

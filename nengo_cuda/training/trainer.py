@@ -368,8 +368,8 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
 
         uploaded = None
         # the simulator's state: where every minibatch (or, stateful, the first) starts
-        state = [tf.constant(v) for v in graph.read_state()] if self.sim._stateful else None
-        t0 = self.sim._step_counter() if self.sim._stateful else 0
+        state = [tf.constant(v) for v in graph.read_state()] if self.sim.stateful else None
+        t0 = self.sim._step_counter() if self.sim.stateful else 0
         # what online learning rules learn carries on from minibatch to minibatch,
         # stateful or not (NengoDL's parameters): the last final state holds it
         masks = graph.learned_masks()
