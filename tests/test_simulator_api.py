@@ -475,20 +475,23 @@ def test_entry_point_and_backend_name():
 @pytest.mark.parametrize("minibatch_size", [None, 3])
 def test_callbacks_see_exact_time_in_float32(minibatch_size):
     """Node functions get t = step * dt in float64, as from nengo.Simulator
-    (each trial's call, in a minibatch)."""
-    seen = []
+    (each trial's call of a Node with an input, in a minibatch; an input
+    Node's function is called once a step)."""
+    seen, seen_x = [], []
     trials = minibatch_size or 1
     with nengo.Network() as network:
-        nengo.Node(lambda t: seen.append(t) or 0)
+        inp = nengo.Node(lambda t: seen.append(t) or 0)
+        nengo.Connection(inp, nengo.Node(lambda t, x: seen_x.append(t), size_in=1))
     with nengo_cuda.Simulator(network, dtype="float32", minibatch_size=minibatch_size,
                               progress_bar=False) as sim:
-        seen.clear()  # Nengo calls the function once while building, at t=0
+        seen.clear(), seen_x.clear()  # Nengo calls the functions once while building
         sim.run_steps(600)
-        assert seen == [(i + 1) * 0.001 for i in range(600) for _ in range(trials)]
+        assert seen == [(i + 1) * 0.001 for i in range(600)]
+        assert seen_x == [(i + 1) * 0.001 for i in range(600) for _ in range(trials)]
         sim.reset()
         seen.clear()
         sim.run_steps(2)
-        assert seen == [0.001] * trials + [0.002] * trials
+        assert seen == [0.001, 0.002]
 
 
 def _param_net(learning):
