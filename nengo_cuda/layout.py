@@ -167,6 +167,14 @@ class SignalLayout:
         """Address of a signal's first element (its element at index 0...0)."""
         return self.base_address(sig.base) + (sig.elemoffset if sig.is_view else 0)
 
+    def state_base_at(self, offset):
+        """The float state base holding element ``offset`` of a trial's state
+        region (None: padding); for messages."""
+        for base, (pool, shared, start) in self.placement.items():
+            if pool == FLOAT and not shared and start <= offset < start + base.size:
+                return base
+        return None
+
     def strides(self, sig):
         """A signal's strides in elements."""
         if sig.is_view:

@@ -27,7 +27,7 @@ from nengo.exceptions import (BuildError, ReadonlyError, SimulationError, Simula
                                ValidationError)
 from nengo.utils.progress import Progress, ProgressTracker
 
-from . import pyfunc, random_splits
+from . import invalid_values, pyfunc, random_splits
 from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
                         data_or_progress, is_real)
 from .backends import select_backend
@@ -251,6 +251,9 @@ class Simulator:
             else:
                 seed = np.random.randint(npext.maxint)
         self._trial_ops = {}  # see _op_for_trial
+        # a NaN in the state was reported (`invalid_values`: not again until the
+        # state is replaced); the ops that may bring NaN in as data (when needed)
+        self._nan_reported, self._nan_sources = False, None
         self._positions = None  # operator -> its place in the step order (when needed)
         self._in_step = self._own_steps = False  # (see _run_own_steps)
         # configure_settings(stateful=False): every run starts from the initial state
@@ -553,6 +556,7 @@ class Simulator:
         learned = None if include_trainable else self.learned.values()
         sparse = None if include_trainable else self.sparse.changed()
         layout.reset()
+        self._nan_reported = False
         self.sparse.after_reset(sparse)
         if shared is not None:
             layout.fbuf[: layout.f_shared] = shared
@@ -628,6 +632,7 @@ class Simulator:
         if layout.sync_time is not None:
             layout.sync_time()
         self._tables.set_state(state["tables"])
+        self._nan_reported = False
         self._n_steps = state["n_steps"]
         self._time = state["time"]
 
@@ -664,6 +669,7 @@ class Simulator:
         shared = layout.fbuf[: layout.f_shared].copy()
         learned, sparse = self.learned.values(), self.sparse.changed()
         layout.reset()
+        self._nan_reported = False
         layout.fbuf[: layout.f_shared] = shared
         layout.touch_shared()
         self.parameters.rewrite()
@@ -1015,12 +1021,30 @@ class Simulator:
                     self._restore_constant(node)
             done = self.backend.steps_done
             self._tables.after_run(done, self._read_in_failed_step(start + done))
+            recorded = []
             for addrs, mask, out, rec in probes:
-                rec.append(out[:, : done if out.shape[1] == n else int(mask[:done].sum())])
+                rows = out[:, : done if out.shape[1] == n else int(mask[:done].sum())]
+                rec.append(rows)
+                recorded.append((rec, rows))
             if done:  # (as Nengo's n_steps: read from the step signal after a step)
                 self._n_steps = start + done
                 self._time = self._n_steps * self.dt
             self.data.reset()
+        if not self._nan_reported:
+            self._check_invalid_values(recorded, start)
+
+    def _check_invalid_values(self, recorded, start):
+        """Nengo's FloatingPointError where the run made NaN (`invalid_values`)."""
+        probe_of = {id(rec): probe for probe, rec in self._recordings.items()}
+        where = invalid_values.find_nan(
+            self.layout, [(probe_of[id(rec)], rows) for rec, rows in recorded], start)
+        if where is None:
+            return
+        self._nan_reported = True
+        if self._nan_sources is None:
+            self._nan_sources = [op for op in self._step_order
+                                 if invalid_values.passes_nan_in(op)]
+        invalid_values.report(where, self._nan_sources)
 
     def _read_in_failed_step(self, completed):
         """The table operators whose rows count as used by the step after step

@@ -1,0 +1,110 @@
+"""Nengo's FloatingPointError for NaN values that native kernels make.
+
+`nengo.Simulator` steps under ``np.errstate(invalid="raise")``: an operation
+that makes a NaN from numbers (``inf - inf``, ``0 * inf``, a divergent
+learning rule's weights) stops the run with NumPy's FloatingPointError.
+Native kernels (on a GPU too) cannot raise in the middle of a step, so after
+each native run the simulator looks for NaN in the probe data the run
+recorded and in every trial's state (all written signals: neuron states,
+filters, learned weights), and raises FloatingPointError naming where the
+first one is.  The run's steps stand (its probe data and state hold the
+NaN), and NaN already reported is not reported again until a reset: NumPy,
+too, raises only where a NaN is made, not where one is carried on.
+
+A NaN can also come in as data, which Nengo passes on without an error: a
+Piecewise or PresentInput of NaN values, a distribution sampling from NaN
+values, or a process of the user's own returning NaN.  In a model with such
+a source a NaN gives a RuntimeWarning instead.  (Node functions, TensorNodes
+and ``data=`` cannot bring NaN: they are refused where they are given.)
+"""
+
+import warnings
+
+import nengo
+import numpy as np
+from nengo.builder.processes import SimProcess
+
+# distributions whose samples are finite whatever their (validated) parameters
+_FINITE_DISTS = (nengo.dists.Uniform, nengo.dists.Gaussian, nengo.dists.Exponential,
+                 nengo.dists.UniformHypersphere, nengo.dists.ScatteredHypersphere,
+                 nengo.dists.CosineSimilarity, nengo.dists.SqrtBeta,
+                 nengo.dists.SubvectorLength)
+# a distribution of given values: the attributes that hold them
+_VALUES_OF = {nengo.dists.Choice: ("options",), nengo.dists.Samples: ("samples",),
+              nengo.dists.PDF: ("x", "p")}
+_NOISE = (nengo.processes.WhiteNoise, nengo.processes.FilteredNoise,
+          nengo.processes.BrownNoise)
+
+
+def _has_nan(values):
+    try:
+        return bool(np.isnan(np.asarray(values, dtype=float)).any())
+    except (TypeError, ValueError):
+        return True  # (not numbers: whatever they give may be NaN)
+
+
+def _may_give_nan(dist):
+    if isinstance(dist, _FINITE_DISTS):
+        return False
+    names = _VALUES_OF.get(type(dist))
+    if names is None:
+        return True  # a user's distribution
+    return any(_has_nan(getattr(dist, name)) for name in names)
+
+
+def passes_nan_in(op):
+    """Whether operator ``op`` may output a NaN that no operation made
+    (values given by the user, or a user's own process)."""
+    if not isinstance(op, SimProcess):
+        return False
+    process = op.process
+    if isinstance(process, (nengo.synapses.Synapse, nengo.processes.WhiteSignal)):
+        return False  # (computed from its input: a NaN there is made)
+    if isinstance(process, _NOISE):
+        return _may_give_nan(process.dist)
+    if isinstance(process, nengo.processes.PresentInput):
+        return _has_nan(process.inputs)
+    if isinstance(process, nengo.processes.Piecewise):
+        return any(callable(v) or _has_nan(v) for v in process.data.values())
+    return True  # a user's process
+
+
+def _first_nan(array):
+    """The flat index of ``array``'s first NaN, or None (fast when there is none:
+    a max propagates NaN, and is one pass without a temporary)."""
+    if array.size == 0 or not np.isnan(np.max(array)):
+        return None
+    return int(np.flatnonzero(np.isnan(array.ravel()))[0])
+
+
+def find_nan(layout, recorded, first_step):
+    """Where the first NaN of a run is: in ``recorded`` (probe -> this run's
+    rows, trials first) or else in the state of ``layout``'s trials; a phrase
+    naming it, or None where there is no NaN."""
+    for probe, rows in recorded:
+        index = _first_nan(rows)
+        if index is not None:
+            trial, row = np.unravel_index(index, rows.shape)[:2]
+            return (f"the data of {probe} (trial {trial}, the run's sample {row + 1}; "
+                    f"the run began after step {first_step})")
+    state = layout.fbuf[layout.f_shared:]
+    index = _first_nan(state)
+    if index is None:
+        return None
+    trial, offset = divmod(index, layout.f_state)
+    return f"signal {layout.state_base_at(offset)} (trial {trial}) at the end of the run"
+
+
+def report(where, sources):
+    """Raises Nengo's FloatingPointError for the NaN ``where`` (`find_nan`),
+    or warns where operators ``sources`` may have brought it in as data."""
+    message = (f"a NaN value appeared in {where}: an invalid operation (such as inf - inf "
+               f"or 0 * inf, e.g. from values grown without bound) made it, where "
+               f"nengo.Simulator raises FloatingPointError")
+    if sources:
+        warnings.warn(f"{message}; it may also have come in as data from "
+                      f"{sources[0].process} (which nengo.Simulator passes on)",
+                      RuntimeWarning, stacklevel=4)
+        return
+    raise FloatingPointError(f"{message} (the run's steps stand, their probe data "
+                             f"holding NaN)")

@@ -1,0 +1,120 @@
+"""NaN made by native kernels raises Nengo's FloatingPointError
+(`nengo_cuda.invalid_values`); NaN that comes in as data warns, where Nengo
+passes it on."""
+
+import warnings
+
+import nengo
+import numpy as np
+import pytest
+
+import nengo_cuda
+from nengo_cuda import invalid_values
+
+DEVICES = ["cpu", "cuda-emulator"]
+
+
+def _diverging(gain=1e30):
+    """A loop that grows without bound to inf; then inf * 0 is NaN (in a
+    product), and inf into LIF neurons (inf - inf in their update)."""
+    with nengo.Network(seed=1) as net:
+        stim = nengo.Node([1.0])
+        acc = nengo.Node(size_in=1)
+        nengo.Connection(stim, acc, synapse=None)
+        nengo.Connection(acc, acc, transform=gain, synapse=0)
+        out = nengo.Node(size_in=2)
+        nengo.Connection(acc, out, transform=[[1.0], [0.0]], synapse=None)
+        ens = nengo.Ensemble(5, 1)
+        nengo.Connection(acc, ens)
+        p = nengo.Probe(out)
+    return net, p
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nan_made_in_a_run_raises_as_in_nengo(device, dtype):
+    net, p = _diverging()
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        with pytest.raises(FloatingPointError):
+            ref.run_steps(30)
+    with nengo_cuda.Simulator(net, device=device, dtype=dtype, progress_bar=False) as sim:
+        with pytest.raises(FloatingPointError, match="NaN value appeared in the data of"):
+            sim.run_steps(30)
+        assert sim.n_steps == 30 and np.isnan(sim.data[p]).any()  # (the steps stand)
+        sim.run_steps(5)  # NaN carried on is not made again: no error (nor in NumPy)
+        sim.reset()
+        sim.run_steps(2)  # a clean state again: nothing to report
+        assert not np.isnan(sim.data[p]).any()
+        with pytest.raises(FloatingPointError):
+            sim.run_steps(30)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nan_in_unprobed_state_and_one_trial_is_named(device):
+    """A NaN no probe shows (LIF voltages fed inf spike no more: the decoded
+    value is finite) is found in the state, named by signal and trial."""
+    with nengo.Network(seed=2) as net:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(6, 1)
+        nengo.Connection(inp, ens, transform=1e300, synapse=None)
+        p = nengo.Probe(ens, synapse=0.01)
+    data = np.zeros((2, 4, 1))
+    data[1] = 1e300  # (finite: data= refuses inf)
+    with nengo_cuda.Simulator(net, minibatch_size=2, device=device, dtype="float64",
+                              progress_bar=False) as sim:
+        with pytest.raises(FloatingPointError, match=r"signal .*\(trial 1\) at the end"):
+            sim.run_steps(4, data={inp: data})
+        assert np.isfinite(sim.data[p]).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nan_given_as_data_warns(device):
+    """NaN values of a Piecewise or a user's process reach the neurons without
+    an invalid operation: Nengo runs on, and here a warning says where a NaN is."""
+
+    class GivesNaN(nengo.Process):
+        def make_step(self, shape_in, shape_out, dt, rng, state):
+            return lambda t: np.full(shape_out, np.nan if t > 0.002 else 0.5)
+
+    for source in (nengo.processes.Piecewise({0: 0.5, 0.003: np.nan}),
+                   GivesNaN(default_size_out=1)):
+        with nengo.Network(seed=3) as net:
+            node = nengo.Node(source)
+            ens = nengo.Ensemble(4, 1)
+            nengo.Connection(node, ens, synapse=None)
+            p = nengo.Probe(ens.neurons, "voltage")
+        with nengo.Simulator(net, progress_bar=False) as ref:
+            ref.run_steps(6)  # (no error)
+        with nengo_cuda.Simulator(net, device=device, dtype="float64",
+                                  progress_bar=False) as sim:
+            with pytest.warns(RuntimeWarning, match="come in as data"):
+                sim.run_steps(6)
+        np.testing.assert_array_equal(np.isnan(sim.data[p]), np.isnan(ref.data[p]))
+
+
+def test_runs_without_nan_neither_raise_nor_warn():
+    net, p = _diverging(gain=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+            sim.run_steps(20)
+
+
+def test_sources_of_nan_as_data():
+    """Which operators may output a NaN that no operation made."""
+    def passes(process):
+        with nengo.Network() as net:
+            nengo.Node(process, size_out=1)
+        model = nengo.builder.Model()
+        model.build(net)
+        return any(invalid_values.passes_nan_in(op) for op in model.operators)
+
+    assert not passes(nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 1)))
+    assert not passes(nengo.processes.WhiteSignal(1.0, high=5))
+    assert not passes(nengo.processes.PresentInput([[1.0], [2.0]], 0.1))
+    assert not passes(nengo.processes.Piecewise({0: 1.0, 0.5: 2.0}))
+    assert passes(nengo.processes.PresentInput([[1.0], [np.nan]], 0.1))
+    assert passes(nengo.processes.Piecewise({0: 1.0, 0.5: np.nan}))
+    assert passes(nengo.processes.Piecewise({0: lambda t: t}))
+    assert passes(nengo.processes.WhiteNoise(nengo.dists.Choice([[1.0], [np.nan]])))
+    assert not passes(nengo.processes.WhiteNoise(nengo.dists.Samples([[1.0], [2.0]])))
