@@ -11,6 +11,7 @@
 #include "cpu/conv_spec.h"
 #include "cpu/runner.h"
 #include "cpu/simd.h"
+#include "python_run.h"
 #include "run_args.h"
 
 #ifndef NC_WITH_CUDA
@@ -31,11 +32,13 @@ void bind_team(py::module_& m);
 
 namespace {
 
-// A Python callable run as one instruction (fallback for operators without a kernel).
+// A Python callable run as one instruction (fallback for operators without a
+// kernel), on the thread that called the run, which runs without the GIL.
 template <typename T>
 struct Callback : nc::Instr<T> {
     py::function fn;
     void run(const Buffers<T>&, const nc::StepInfo&) override {
+        const py::gil_scoped_acquire gil;
         const nc::FpScope python_mode(nc::caller_fp_state());  // see cpu/fp_mode.h
         fn();
     }
@@ -59,10 +62,12 @@ class NativeProgram {
         b.i = {checked_buffer<int64_t>(ibuf_, i_shared + n_trials * i_state, "int buffer"),
                i_shared, i_state};
         runner_.dt = dt;
+        runner_.stop_check = nc::check_python_signals;
     }
 
     int64_t add(const std::string& kind, const py::dict& ints, const py::dict& floats,
                 const py::dict& scalars) {
+        check_idle("add an instruction to");
         auto& reg = nc::instr_registry<T>();
         auto it = reg.find(kind);
         if (it == reg.end()) throw py::value_error("unknown instruction kind '" + kind + "'");
@@ -71,12 +76,16 @@ class NativeProgram {
     }
 
     int64_t add_callback(py::function fn) {
+        check_idle("add a callback to");
         auto cb = std::make_unique<Callback<T>>();
         cb->fn = std::move(fn);
         return runner_.add(std::move(cb));
     }
 
-    void set_enabled(int64_t i, bool on) { runner_.set_enabled(i, on); }
+    void set_enabled(int64_t i, bool on) {
+        check_idle("enable or disable an instruction of");
+        runner_.set_enabled(i, on);
+    }
     // Python wrote the shared region: instructions re-read their copies next run.
     void mark_shared_changed() { runner_.shared_changed = true; }
     // Threads that split the trials of a minibatch (0: as many as OpenMP allows).
@@ -97,6 +106,7 @@ class NativeProgram {
 
     void set_table(int64_t i, const std::string& name,
                    py::array_t<double, py::array::c_style | py::array::forcecast> data) {
+        check_idle("replace a table of");
         std::vector<double> values(data.data(), data.data() + data.size());
         runner_.instr(i).set_table(name, std::move(values));
     }
@@ -111,7 +121,9 @@ class NativeProgram {
 
     // feeds: [(after, addrs, data(n_trials, n_steps, len(addrs)))]
     // probes: [(addrs, mask(n_steps,), out(n_trials, n_samples, len(addrs)))]
+    // The steps run without the GIL (python_run.h).
     void run(int64_t n_steps, py::list feeds, py::list probes) {
+        const nc::RunningScope running(running_);
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = runner_.buf.n_trials;
         auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, runner_.buf.f);
@@ -126,12 +138,16 @@ class NativeProgram {
                 throw py::value_error("probe output has " + std::to_string(p.n_samples) +
                                       " samples; the mask selects " + std::to_string(masked));
         }
+        const py::gil_scoped_release release;
         runner_.run(n_steps, args.feeds, args.probes);
     }
 
   private:
+    void check_idle(const char* what) const { nc::RunningScope::check_idle(running_, what); }
+
     py::array fbuf_, ibuf_;
     nc::Runner<T> runner_;
+    bool running_ = false;
 };
 
 template <typename T>

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <optional>
 
 #include "fp_mode.h"
 #include "parallel.h"
 #include "program.h"
+#include "stop_checks.h"
 
 namespace nc {
 
@@ -87,8 +89,12 @@ class Runner {
     // Trials are independent, so with several trials and threads (and every
     // instruction splitting by trial: no Python callbacks), each thread runs the
     // whole step loop for its own trials, with no synchronisation between steps:
-    // one parallel region per run instead of one per instruction and step.
+    // one parallel region per slice instead of one per instruction and step.
     // With callbacks, threads meet around each of them (run_segmented).
+    //
+    // The steps go in slices with a `stop_check` between two (stop_checks.h):
+    // at the end of a slice every trial has run the same steps, so a run
+    // stopped there (its exception propagates) ran steps_done steps in all.
     void run(int64_t n_steps, std::vector<Feed<T>>& feeds, std::vector<ProbeRecord<T>>& probes) {
         steps_done = 0;
         abort_ = false;
@@ -101,35 +107,28 @@ class Runner {
         }
         shared_changed = false;
         const int segmented = segmented_team_size(n_steps);
-        if (segmented > 1) {
-            run_segmented(segmented, n_steps, feeds, probes);
-            return;
+        const int threads = segmented > 1 ? 1 : trial_team_size(n_steps);
+        std::optional<TeamScope> team;
+        if (segmented <= 1 && threads <= 1) team.emplace();  // instructions split over the idle cores
+        std::vector<int64_t> sample(probes.size(), 0);  // each probe's samples before the slice
+        StopChecks checks(stop_check);
+        for (int64_t s0 = 0; s0 < n_steps;) {
+            const Slice sl{s0, s0 + checks.slice(n_steps - s0), n_steps};
+            if (segmented > 1)
+                run_segmented(segmented, sl, feeds, probes, sample);
+            else if (threads > 1)
+                run_parallel(threads, sl, feeds, probes, sample);
+            else
+                run_chunks(buf, sl, feeds, probes, sample, steps_done);
+            count_samples(probes, sl, sample);
+            s0 = sl.end;
+            if (s0 < n_steps) checks.between(sl.end - sl.begin);
         }
-        const int threads = trial_team_size(n_steps);
-        if (threads <= 1) {
-            const TeamScope team;  // instructions split over the idle cores
-            run_chunks(buf, n_steps, feeds, probes, steps_done);
-            return;
-        }
-        std::vector<int64_t> done(threads, 0);
-        std::vector<std::exception_ptr> errors(threads);
-#ifdef _OPENMP
-        const unsigned mode = fp_state();
-#pragma omp parallel num_threads(threads)
-        {
-            const FpScope fp(mode);
-            const SerialScope serial;  // instructions run on this thread alone
-            const int k = omp_get_thread_num();
-            try {
-                run_chunks(team_share(), n_steps, feeds, probes, done[k]);
-            } catch (...) {
-                errors[k] = std::current_exception();
-                abort_ = true;
-            }
-        }
-#endif
-        finish_team(done, errors);
     }
+
+    // Called between slices of a run's steps, on the thread that called run
+    // (see StopChecks); throws to stop the run there.
+    StopCheck stop_check;
 
     // Threads for the trial-parallel loop (1: the plain loop): `trial_threads`
     // when set, else as many as OpenMP allows (OMP_NUM_THREADS=1: none).  Unlike
@@ -206,15 +205,22 @@ class Runner {
     std::vector<double> seconds;
 
   private:
-    // The trials of view `b` in chunks of chunk_size trials, each through all steps.
-    void run_chunks(const Buffers<T>& b, int64_t n_steps, std::vector<Feed<T>>& feeds,
-                    std::vector<ProbeRecord<T>>& probes, int64_t& done) {
+    // Steps [begin, end) of a run of n steps (feeds' data holds n).
+    struct Slice {
+        int64_t begin, end, n;
+    };
+
+    // The trials of view `b` in chunks of chunk_size trials, each through the
+    // slice's steps (`sample`: each probe's samples before them).
+    void run_chunks(const Buffers<T>& b, const Slice& sl, std::vector<Feed<T>>& feeds,
+                    std::vector<ProbeRecord<T>>& probes, const std::vector<int64_t>& sample,
+                    int64_t& done) {
         const int c = chunk_size(b.n_trials);
-        done = n_steps;  // lowered to the steps every trial completed
+        done = sl.end;  // lowered to the steps every trial completed
         for (int t = 0; t < b.n_trials; t += c) {
-            int64_t d = 0;
+            int64_t d = sl.begin;
             try {
-                run_trials(b.trials(t, std::min(c, b.n_trials - t)), n_steps, feeds, probes, d);
+                run_trials(b.trials(t, std::min(c, b.n_trials - t)), sl, feeds, probes, sample, d);
             } catch (...) {
                 done = std::min(done, d);
                 throw;
@@ -230,10 +236,11 @@ class Runner {
     // trials.  Whether to stop after an error is decided between those two
     // barriers by the calling thread alone, so every thread leaves the loop at
     // the same point (a thread that failed skips its work until then).
-    void run_segmented(int threads, int64_t n_steps, std::vector<Feed<T>>& feeds,
-                       std::vector<ProbeRecord<T>>& probes) {
+    void run_segmented(int threads, const Slice& sl, std::vector<Feed<T>>& feeds,
+                       std::vector<ProbeRecord<T>>& probes,
+                       const std::vector<int64_t>& first_sample) {
 #ifdef _OPENMP
-        std::vector<int64_t> done(threads, 0);
+        std::vector<int64_t> done(threads, sl.begin);
         std::vector<std::exception_ptr> errors(threads);
         bool stop = false;
         const unsigned mode = fp_state();
@@ -243,7 +250,7 @@ class Runner {
             const SerialScope serial;  // instructions run on this thread alone
             const int k = omp_get_thread_num();
             const Buffers<T> mine = team_share();
-            std::vector<int64_t> sample(probes.size(), 0);
+            std::vector<int64_t> sample(first_sample);
             StepInfo info;
             info.dt = dt;
             auto guarded = [&](auto&& work) {
@@ -254,14 +261,14 @@ class Runner {
                     errors[k] = std::current_exception();
                 }
             };
-            for (int64_t s = 0; s < n_steps && !stop; ++s) {
+            for (int64_t s = sl.begin; s < sl.end && !stop; ++s) {
                 info.run_step = s;
-                guarded([&] { apply_feeds(mine, feeds, -1, n_steps, s); });
+                guarded([&] { apply_feeds(mine, feeds, -1, sl.n, s); });
                 for (int64_t i = 0; i < size() && !stop; ++i) {
                     if (!enabled_[i] || instrs_[i]->splits_by_trial()) {
                         guarded([&] {
                             if (enabled_[i]) instrs_[i]->run(mine, info);
-                            apply_feeds(mine, feeds, i, n_steps, s);
+                            apply_feeds(mine, feeds, i, sl.n, s);
                         });
                         continue;
                     }
@@ -270,7 +277,7 @@ class Runner {
                     {
                         guarded([&] {
                             instrs_[i]->run(buf, info);
-                            apply_feeds(buf, feeds, i, n_steps, s);
+                            apply_feeds(buf, feeds, i, sl.n, s);
                         });
                         stop = std::any_of(errors.begin(), errors.end(),
                                            [](const auto& e) { return bool(e); });
@@ -284,6 +291,37 @@ class Runner {
         }
         finish_team(done, errors);
 #endif
+    }
+
+    // The slice's steps of the trial-parallel loop: each thread runs its share
+    // of the trials through them.
+    void run_parallel(int threads, const Slice& sl, std::vector<Feed<T>>& feeds,
+                      std::vector<ProbeRecord<T>>& probes, const std::vector<int64_t>& sample) {
+        std::vector<int64_t> done(threads, sl.begin);
+        std::vector<std::exception_ptr> errors(threads);
+#ifdef _OPENMP
+        const unsigned mode = fp_state();
+#pragma omp parallel num_threads(threads)
+        {
+            const FpScope fp(mode);
+            const SerialScope serial;  // instructions run on this thread alone
+            const int k = omp_get_thread_num();
+            try {
+                run_chunks(team_share(), sl, feeds, probes, sample, done[k]);
+            } catch (...) {
+                errors[k] = std::current_exception();
+                abort_ = true;
+            }
+        }
+#endif
+        finish_team(done, errors);
+    }
+
+    // Adds the samples each probe took in slice `sl` to `sample`.
+    static void count_samples(const std::vector<ProbeRecord<T>>& probes, const Slice& sl,
+                              std::vector<int64_t>& sample) {
+        for (size_t p = 0; p < probes.size(); ++p)
+            for (int64_t s = sl.begin; s < sl.end; ++s) sample[p] += probes[p].mask[s] != 0;
     }
 
 #ifdef _OPENMP
@@ -310,16 +348,17 @@ class Runner {
                            [](const auto& instr) { return instr->splits_by_trial(); });
     }
 
-    // The step loop for the trials of view `b` (b.trial0 is their first global
-    // trial: feeds and probes index their data by it).
-    void run_trials(const Buffers<T>& b, int64_t n_steps, std::vector<Feed<T>>& feeds,
-                    std::vector<ProbeRecord<T>>& probes, int64_t& done) {
-        std::vector<int64_t> sample(probes.size(), 0);
+    // The slice's step loop for the trials of view `b` (b.trial0 is their first
+    // global trial: feeds and probes index their data by it).
+    void run_trials(const Buffers<T>& b, const Slice& sl, std::vector<Feed<T>>& feeds,
+                    std::vector<ProbeRecord<T>>& probes, const std::vector<int64_t>& first_sample,
+                    int64_t& done) {
+        std::vector<int64_t> sample(first_sample);
         StepInfo info;
         info.dt = dt;
-        for (int64_t s = 0; s < n_steps && !abort_; ++s) {
+        for (int64_t s = sl.begin; s < sl.end && !abort_; ++s) {
             info.run_step = s;
-            apply_feeds(b, feeds, -1, n_steps, s);
+            apply_feeds(b, feeds, -1, sl.n, s);
             for (int64_t i = 0; i < size(); ++i) {
                 if (enabled_[i]) {
                     if (profiling) {
@@ -332,7 +371,7 @@ class Runner {
                         instrs_[i]->run(b, info);
                     }
                 }
-                apply_feeds(b, feeds, i, n_steps, s);
+                apply_feeds(b, feeds, i, sl.n, s);
             }
             record_probes(b, probes, sample, s);
             done = s + 1;

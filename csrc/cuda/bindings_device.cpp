@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "../python_run.h"
 #include "../run_args.h"
 #include "device_api.h"
 #include "knobs.h"
@@ -53,9 +54,17 @@ class PyDeviceProgram {
         lay.dt = dt;
         lay.device = device;
         host_f_ = {lay.host_f, f_shared, f_state};
+        // (called during runs too, which release the GIL: python_run.h)
         nc::DeviceHooks hooks;
-        hooks.alloc = [alloc](size_t bytes) { return alloc(bytes).template cast<uint64_t>(); };
-        hooks.free = [free](uint64_t ptr) { free(ptr); };
+        hooks.alloc = [alloc](size_t bytes) {
+            const py::gil_scoped_acquire gil;
+            return alloc(bytes).template cast<uint64_t>();
+        };
+        hooks.free = [free](uint64_t ptr) {
+            const py::gil_scoped_acquire gil;
+            free(ptr);
+        };
+        hooks.check_stop = nc::check_python_signals;
         prog_ = factory(lay, std::move(hooks));
     }
 
@@ -63,41 +72,61 @@ class PyDeviceProgram {
         if (!prog_) throw std::runtime_error("the device program is closed");
         return *prog_;
     }
+    // The program, not running: for calls that change it (see RunningScope).
+    nc::DeviceProgram<T>& idle_prog(const char* what) {
+        nc::RunningScope::check_idle(running_, what);
+        return prog();
+    }
 
     int64_t add(const std::string& kind, const py::dict& ints, const py::dict& floats,
                 const py::dict& scalars) {
-        return prog().add(nc::instr_spec(kind, ints, floats, scalars));
+        return idle_prog("add an instruction to").add(nc::instr_spec(kind, ints, floats, scalars));
     }
 
     int64_t add_callback(py::function fn, std::vector<int64_t> f_ranges,
                          std::vector<int64_t> i_ranges) {
-        return prog().add_callback([fn]() { fn(); }, std::move(f_ranges), std::move(i_ranges));
+        auto call = [fn]() {  // (run without the GIL)
+            const py::gil_scoped_acquire gil;
+            fn();
+        };
+        return idle_prog("add a callback to")
+            .add_callback(std::move(call), std::move(f_ranges), std::move(i_ranges));
     }
 
     void set_table(int64_t i, const std::string& name,
                    py::array_t<double, py::array::c_style | py::array::forcecast> data) {
         std::vector<double> values(data.data(), data.data() + data.size());
-        prog().set_table(i, name, std::move(values));
+        idle_prog("replace a table of").set_table(i, name, std::move(values));
     }
 
     // feeds: [(after, addrs, data(n_trials, n_steps, len(addrs)))]
     // probes: [(addrs, mask(n_steps,), out(n_trials, n_samples, len(addrs)))]
+    // The steps run without the GIL (python_run.h).
     void run(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
+        const nc::RunningScope running(running_);
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = n_trials_;
         auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, host_f_);
         check_feeds(args.feeds);
-        prog().run(n_steps, args.feeds, args.probes, stream);
+        nc::DeviceProgram<T>& p = prog();
+        const py::gil_scoped_release release;
+        p.run(n_steps, args.feeds, args.probes, stream);
     }
 
     // As run, each launch group timed (DeviceProgram::profile); returns
     // {"groups": [{"instrs", "kinds", "launches", "phases", "seconds"}], "idle", "steps",
     // "wall_s"}.
     py::dict profile(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
+        const nc::RunningScope running(running_);
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         auto args = nc::parse_run_args<T>(n_steps, n_trials_, feeds, probes, host_f_);
         check_feeds(args.feeds);
-        const nc::RunProfile prof = prog().profile(n_steps, args.feeds, args.probes, stream);
+        nc::DeviceProgram<T>& p = prog();
+        nc::RunProfile prof;
+        {
+            const py::gil_scoped_release release;
+            prof = p.profile(n_steps, args.feeds, args.probes, stream);
+        }
         py::list groups;
         for (const auto& g : prof.groups) {
             py::dict d;
@@ -117,6 +146,7 @@ class PyDeviceProgram {
     }
 
     void close() {
+        nc::RunningScope::check_idle(running_, "close");
         if (prog_) prog_->close();
         prog_.reset();
     }
@@ -131,6 +161,7 @@ class PyDeviceProgram {
     py::array fbuf_, ibuf_;
     int n_trials_;
     nc::Pool<T> host_f_;
+    bool running_ = false;
 
   public:
     // declared last, so destroyed first: the program points into fbuf_ and ibuf_
@@ -157,10 +188,13 @@ void bind_device(py::module_& m, const char* name, Factory<T> factory) {
              py::arg("scalars"))
         .def("add_callback", &P::add_callback, py::arg("fn"), py::arg("f_ranges"),
              py::arg("i_ranges"))
-        .def("set_enabled", [](P& p, int64_t i, bool on) { p.prog().set_enabled(i, on); })
+        .def("set_enabled",
+             [](P& p, int64_t i, bool on) {
+                 p.idle_prog("enable or disable an instruction of").set_enabled(i, on);
+             })
         .def("set_table", &P::set_table, py::arg("index"), py::arg("name"), py::arg("data"))
-        .def("set_stream", [](P& p, uint64_t s) { p.prog().set_stream(s); })
-        .def("set_poison", [](P& p, bool on) { p.prog().set_poison(on); })
+        .def("set_stream", [](P& p, uint64_t s) { p.idle_prog("set the stream of").set_stream(s); })
+        .def("set_poison", [](P& p, bool on) { p.idle_prog("set poisoning of").set_poison(on); })
         .def("run", &P::run, py::arg("n_steps"), py::arg("feeds"), py::arg("probes"),
              py::arg("stream") = 0)
         .def("profile", &P::profile, py::arg("n_steps"), py::arg("feeds"), py::arg("probes"),

@@ -17,12 +17,14 @@
 
 #include "../cpu/program.h"
 #include "../cpu/runner.h"
+#include "../cpu/stop_checks.h"
 
 namespace nc {
 
 struct DeviceHooks {
     std::function<uint64_t(size_t)> alloc;  // bytes -> device address (never 0)
     std::function<void(uint64_t)> free;     // gives an address from alloc back
+    StopCheck check_stop;  // between slices of a run's steps (stop_checks.h)
 };
 
 // Where the program's signals live: host pools (NumPy, owned by Python, the

@@ -70,7 +70,7 @@ template <typename T>
 class Program final : public DeviceProgram<T> {
   public:
     Program(const DeviceLayout<T>& lay, DeviceHooks hooks)
-        : lay_(lay), exec_(lay.device), mem_(std::move(hooks)) {
+        : lay_(lay), exec_(lay.device), check_stop_(hooks.check_stop), mem_(std::move(hooks)) {
         if (lay.n_trials < 1) throw std::invalid_argument("n_trials must be >= 1");
         if (lay.f_shared < 0 || lay.f_state < 0 || lay.i_shared < 0 || lay.i_state < 0)
             throw std::invalid_argument("buffer sizes must be non-negative");
@@ -321,6 +321,7 @@ class Program final : public DeviceProgram<T> {
   private:
     DeviceLayout<T> lay_;
     Exec exec_;
+    StopCheck check_stop_;  // (declared before mem_, which takes the hooks)
     Memory mem_;
     DPools<T> pools_;
     Buffers<T> host_;  // host pools, for the CPU factories' checks
@@ -516,15 +517,29 @@ class Program final : public DeviceProgram<T> {
         auto body = [this, &seg](int64_t steps) {
             return [this, &seg, steps]() { issue_steps(seg, steps, true, false); };
         };
-        const int64_t full = n_steps / spg, rem = n_steps % spg;
-        if (full > 0) {
-            if (!cfg.graph_many) cfg.graph_many = exec_.capture(body(spg));
-            for (int64_t g = 0; g < full; ++g) exec_.launch(*cfg.graph_many);
+        const int64_t many = n_steps / spg * spg;  // steps in graphs of spg steps, then 1 each
+        if (many > 0 && !cfg.graph_many) cfg.graph_many = exec_.capture(body(spg));
+        if (many < n_steps && !seg.graph) seg.graph = exec_.capture(body(1));
+        StopChecks checks(check_stop_);
+        for (int64_t s = 0; s < n_steps;) {
+            const int64_t s0 = s, end = s + checks.slice(n_steps - s);
+            while (s < end) {
+                const bool whole = s < many;
+                exec_.launch(whole ? *cfg.graph_many : *seg.graph);
+                s += whole ? spg : 1;
+            }
+            if (s < n_steps) between_slices(checks, s - s0, s);
         }
-        if (rem > 0) {
-            if (!seg.graph) seg.graph = exec_.capture(body(1));
-            for (int64_t g = 0; g < rem; ++g) exec_.launch(*seg.graph);
-        }
+    }
+
+    // Between two slices of a run's steps: waits for the device (the emulator
+    // runs the queued steps then; the GPU's host would otherwise queue
+    // steps far ahead of a stop), and checks for a stop (StopChecks), after
+    // `done` steps.
+    void between_slices(StopChecks& checks, int64_t slice_steps, int64_t done) {
+        exec_.sync();
+        steps_done_ = done;
+        checks.between(slice_steps);
     }
 
     void run_segments(Config& cfg, int64_t n_steps) {
@@ -535,12 +550,17 @@ class Program final : public DeviceProgram<T> {
             if (seg.graph || (seg.launches.empty() && !last)) continue;
             seg.graph = exec_.capture([this, &seg, last]() { issue_steps(seg, 1, last, false); });
         }
-        for (int64_t s = 0; s < n_steps; ++s) {
-            for (auto& seg : cfg.segments) {
-                if (seg.graph) exec_.launch(*seg.graph);
-                if (seg.callback >= 0) call(*instrs_[seg.callback]);
+        StopChecks checks(check_stop_);
+        for (int64_t s = 0; s < n_steps;) {
+            const int64_t s0 = s, end = s + checks.slice(n_steps - s);
+            for (; s < end; ++s) {
+                for (auto& seg : cfg.segments) {
+                    if (seg.graph) exec_.launch(*seg.graph);
+                    if (seg.callback >= 0) call(*instrs_[seg.callback]);
+                }
+                steps_done_ = s + 1;
             }
-            steps_done_ = s + 1;
+            if (s < n_steps) between_slices(checks, s - s0, s);
         }
     }
 
