@@ -321,6 +321,10 @@ class Simulator:
     # -- pickling (as nengo.Simulator: the model, non-constant signals, probe data;
     # and the parameters, which training or load_params may have changed) --
     def __getstate__(self):
+        with self._exclusive("pickle", must_be_open=False):  # (not a half-run state)
+            return self._pickled_state()
+
+    def _pickled_state(self):
         if not self.closed:
             self._pull_assigned()
         signals = [
@@ -451,9 +455,10 @@ class Simulator:
     def close(self):
         """Closes the simulator; running it afterwards raises `SimulatorClosed`."""
         if not self.closed:
-            with self._exclusive("close"):
-                self._close()
-        self.closed = True
+            with self._exclusive("close", must_be_open=False):
+                if not self.closed:  # (another thread's close came first)
+                    self._close()
+                    self.closed = True  # (before a waiting run sees the lock free)
 
     def _close(self):
         # sim.data gives the built values afterwards (Nengo's; NengoDL's,
@@ -855,15 +860,19 @@ class Simulator:
                 f"unroll_simulation ({self.unroll_simulation})", attr="n_steps")
 
     @contextlib.contextmanager
-    def _exclusive(self, what):
-        """One run (or reset, close) at a time: one from inside a run (a Node
-        function's) or beside it (another thread's) would change the state
-        under it (and close would free its buffers)."""
+    def _exclusive(self, what, must_be_open=True):
+        """One run (or reset, close, pickling) at a time: one from inside a run
+        (a Node function's) or beside it (another thread's: native steps run
+        without the GIL) would change the state under it (and close would free
+        its buffers).  ``must_be_open``: another thread may have closed the
+        simulator since the caller looked."""
         if not self._busy.acquire(blocking=False):
             raise SimulationError(
                 f"Cannot {what} the simulator while it runs (from a Node function it calls, "
                 "or from another thread)")
         try:
+            if must_be_open and self.closed:
+                raise SimulatorClosed(f"Cannot {what} the simulator: it was closed")
             yield
         finally:
             self._busy.release()
