@@ -89,3 +89,25 @@ def test_a_mixed_precision_policy_stays():
         assert tf.keras.config.dtype_policy().name == "mixed_float16"
     finally:
         tf.keras.config.set_dtype_policy(before)
+
+
+def test_overlapping_simulators_leave_the_floatx_before_them():
+    """Keras's floatx is the process's: two float64 simulators whose runs
+    overlap (two threads) restore it in the other's order; the floatx before
+    both comes back (each restoring its own "before" left float64: the
+    second one's "before" was the first one's dtype)."""
+    from nengo_cuda.training.floatx import restore_floatx, set_floatx
+
+    before = tf.keras.backend.floatx()
+    assert before == "float32"
+    first = set_floatx(np.float64)   # thread A's run starts
+    second = set_floatx(np.float64)  # thread B's run starts
+    restore_floatx(first)            # A's ends first
+    restore_floatx(second)
+    assert tf.keras.backend.floatx() == before
+    first = set_floatx(np.float64)   # nested in one thread: each level restores its own
+    second = set_floatx(np.float16)
+    restore_floatx(second)
+    assert tf.keras.backend.floatx() == "float64"
+    restore_floatx(first)
+    assert tf.keras.backend.floatx() == before

@@ -10,6 +10,7 @@ TensorFlow: without it imported there is no floatx to set.
 import contextlib
 import functools
 import sys
+import threading
 
 import numpy as np
 
@@ -19,16 +20,44 @@ def _keras():
     return getattr(tf, "keras", None) if tf is not None else None
 
 
+# Keras's floatx is the process's: simulators working in several threads at
+# once share it.  The floatx before the first of them set it comes back when
+# the last one is done (each restoring its own "before" could leave a
+# simulator's dtype behind: another thread's "before" was that dtype).
+_LOCK = threading.Lock()
+_ACTIVE = {"depth": 0, "outer": None}
+
+
 def set_floatx(dtype):
     """Sets Keras's floatx to ``dtype``; returns what to give `restore_floatx`
-    (None, with nothing set, when TensorFlow is not imported).
+    (None, with nothing set, when TensorFlow is not imported)."""
+    if _keras() is None:
+        return None
+    with _LOCK:
+        before = _apply(dtype)
+        if _ACTIVE["depth"] == 0:
+            _ACTIVE["outer"] = before
+        _ACTIVE["depth"] += 1
+    return before
+
+
+def restore_floatx(before):
+    """Undoes `set_floatx` (given what it returned): the floatx it replaced,
+    or, when no other `set_floatx` is still in effect, the one before all."""
+    if before is None or _keras() is None:
+        return
+    with _LOCK:
+        _ACTIVE["depth"] -= 1
+        _undo(_ACTIVE["outer"] if _ACTIVE["depth"] == 0 else before)
+
+
+def _apply(dtype):
+    """Keras's floatx set to ``dtype``; returns what `_undo` takes.
 
     Keras 3 makes new layers' variables in its global dtype policy, which it
     fixes on first use (tf.keras 2 followed floatx): a policy that is just the
     floatx before follows it here too; a mixed-precision one stays."""
     keras = _keras()
-    if keras is None:
-        return None
     name = np.dtype(dtype).name
     before = keras.backend.floatx()
     config = getattr(keras, "config", None)
@@ -43,11 +72,8 @@ def set_floatx(dtype):
     return before, policy
 
 
-def restore_floatx(before):
-    """Undoes `set_floatx` (given what it returned)."""
+def _undo(before):
     keras = _keras()
-    if before is None or keras is None:
-        return
     floatx, policy = before
     keras.backend.set_floatx(floatx)
     if policy is not None:
