@@ -13,16 +13,21 @@ too, raises only where a NaN is made, not where one is carried on.
 
 A NaN can also come in as data, which Nengo passes on without an error: a
 Piecewise or PresentInput of NaN values, a distribution sampling from NaN
-values, or a process of the user's own returning NaN.  In a model with such
-a source a NaN gives a RuntimeWarning instead.  (Node functions, TensorNodes
-and ``data=`` cannot bring NaN: they are refused where they are given.)
-"""
+values, or a process of the user's own returning NaN.  Where such an
+operator's output holds a NaN after the run, a NaN gives a RuntimeWarning
+instead.  (Node functions, TensorNodes and ``data=`` cannot bring NaN: they
+are refused where they are given.)
 
-import warnings
+A NaN made and gone again within a run, in a signal no probe records at
+that step (a probe with ``sample_every``, or none), is not seen: Nengo
+raises there.
+"""
 
 import nengo
 import numpy as np
 from nengo.builder.processes import SimProcess
+
+from .user_warnings import warn
 
 # distributions whose samples are finite whatever their (validated) parameters
 _FINITE_DISTS = (nengo.dists.Uniform, nengo.dists.Gaussian, nengo.dists.Exponential,
@@ -72,7 +77,10 @@ def passes_nan_in(op):
 def _first_nan(array):
     """The flat index of ``array``'s first NaN, or None (fast when there is none:
     a max propagates NaN, and is one pass without a temporary)."""
-    if array.size == 0 or not np.isnan(np.max(array)):
+    if array.size == 0:
+        return None
+    top = array.max()  # (the method: np.max's dispatch costs twice the pass here)
+    if top == top:
         return None
     return int(np.flatnonzero(np.isnan(array.ravel()))[0])
 
@@ -80,8 +88,9 @@ def _first_nan(array):
 def find_nan(layout, recorded, first_step):
     """Where the first NaN of a run is: in ``recorded`` (probe -> this run's
     rows, trials first) or else in the state of ``layout``'s trials; a phrase
-    naming it, or None where there is no NaN."""
-    for probe, rows in recorded:
+    naming it, or None where there is no NaN.  A run of one step has only
+    the state searched: its probes recorded values the state holds."""
+    for probe, rows in recorded if rows_beyond_state(recorded) else ():
         index = _first_nan(rows)
         if index is not None:
             trial, row = np.unravel_index(index, rows.shape)[:2]
@@ -95,16 +104,30 @@ def find_nan(layout, recorded, first_step):
     return f"signal {layout.state_base_at(offset)} (trial {trial}) at the end of the run"
 
 
-def report(where, sources):
+def rows_beyond_state(recorded):
+    """Whether probe rows hold steps before the run's last (more than one row)."""
+    return any(rows.shape[1] > 1 for _, rows in recorded)
+
+
+def holding_nan(layout, ops):
+    """The first of ``ops`` whose output holds a NaN now (any trial), or None."""
+    for op in ops:
+        for trial in range(layout.n_trials):
+            if _first_nan(layout.signal_dicts[trial][op.output]) is not None:
+                return op
+    return None
+
+
+def report(where, source=None):
     """Raises Nengo's FloatingPointError for the NaN ``where`` (`find_nan`),
-    or warns where operators ``sources`` may have brought it in as data."""
+    or warns where operator ``source`` (its output holds NaN) may have
+    brought it in as data."""
     message = (f"a NaN value appeared in {where}: an invalid operation (such as inf - inf "
                f"or 0 * inf, e.g. from values grown without bound) made it, where "
                f"nengo.Simulator raises FloatingPointError")
-    if sources:
-        warnings.warn(f"{message}; it may also have come in as data from "
-                      f"{sources[0].process} (which nengo.Simulator passes on)",
-                      RuntimeWarning, stacklevel=4)
+    if source is not None:
+        warn(f"{message}; or it came in as data: {source.process} outputs NaN (which "
+             f"nengo.Simulator passes on)", RuntimeWarning)
         return
     raise FloatingPointError(f"{message} (the run's steps stand, their probe data "
                              f"holding NaN)")

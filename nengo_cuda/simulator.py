@@ -253,7 +253,7 @@ class Simulator:
         self._trial_ops = {}  # see _op_for_trial
         # a NaN in the state was reported (`invalid_values`: not again until the
         # state is replaced); the ops that may bring NaN in as data (when needed)
-        self._nan_reported, self._nan_sources = False, None
+        self._nan_reported, self._nan_sources, self._probe_of = False, None, None
         self._positions = None  # operator -> its place in the step order (when needed)
         self._in_step = self._own_steps = False  # (see _run_own_steps)
         # configure_settings(stateful=False): every run starts from the initial state
@@ -621,6 +621,7 @@ class Simulator:
             "f": layout.fbuf[layout.f_shared :].copy(),
             "i": layout.ibuf[layout.i_shared :].copy(),
             "tables": self._tables.get_state(),
+            "nan_reported": self._nan_reported,  # (its NaN is in this state)
             "n_steps": self._n_steps,
             "time": self._time,
         }
@@ -637,7 +638,7 @@ class Simulator:
         if layout.sync_time is not None:
             layout.sync_time()
         self._tables.set_state(state["tables"])
-        self._nan_reported = False
+        self._nan_reported = state.get("nan_reported", False)
         self._n_steps = state["n_steps"]
         self._time = state["time"]
 
@@ -1044,16 +1045,18 @@ class Simulator:
 
     def _check_invalid_values(self, recorded, start):
         """Nengo's FloatingPointError where the run made NaN (`invalid_values`)."""
-        probe_of = {id(rec): probe for probe, rec in self._recordings.items()}
-        where = invalid_values.find_nan(
-            self.layout, [(probe_of[id(rec)], rows) for rec, rows in recorded], start)
+        if invalid_values.rows_beyond_state(recorded):
+            if self._probe_of is None:
+                self._probe_of = {id(rec): probe for probe, rec in self._recordings.items()}
+            recorded = [(self._probe_of[id(rec)], rows) for rec, rows in recorded]
+        where = invalid_values.find_nan(self.layout, recorded, start)
         if where is None:
             return
         self._nan_reported = True
         if self._nan_sources is None:
             self._nan_sources = [op for op in self._step_order
                                  if invalid_values.passes_nan_in(op)]
-        invalid_values.report(where, self._nan_sources)
+        invalid_values.report(where, invalid_values.holding_nan(self.layout, self._nan_sources))
 
     def _read_in_failed_step(self, completed):
         """The table operators whose rows count as used by the step after step

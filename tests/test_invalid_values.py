@@ -87,9 +87,43 @@ def test_nan_given_as_data_warns(device):
             ref.run_steps(6)  # (no error)
         with nengo_cuda.Simulator(net, device=device, dtype="float64",
                                   progress_bar=False) as sim:
-            with pytest.warns(RuntimeWarning, match="come in as data"):
+            with pytest.warns(RuntimeWarning, match="came in as data"):
                 sim.run_steps(6)
         np.testing.assert_array_equal(np.isnan(sim.data[p]), np.isnan(ref.data[p]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_process_of_finite_values_does_not_excuse_a_made_nan(device):
+    """A user's process elsewhere in the model, whose values are finite, does
+    not turn a NaN an operation made into a warning."""
+
+    class Finite(nengo.Process):
+        def make_step(self, shape_in, shape_out, dt, rng, state):
+            return lambda t: np.ones(shape_out)
+
+    net, p = _diverging()
+    with net:
+        nengo.Probe(nengo.Node(Finite(default_size_out=1)))
+    with nengo_cuda.Simulator(net, device=device, progress_bar=False) as sim:
+        with pytest.raises(FloatingPointError):
+            sim.run_steps(30)
+
+
+def test_a_reported_nan_in_restored_state_is_not_reported_again():
+    """Runs with stateful=False start from the state saved before them: a NaN
+    reported before is in it, and is not reported again (nor by predict)."""
+    net, p = _diverging()
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(FloatingPointError):
+            sim.run_steps(30)
+        for _ in range(3):
+            sim.run_steps(5, stateful=False)
+        sim.predict(n_steps=5)
+        sim.reset()
+        with pytest.raises(FloatingPointError):  # (a new NaN, made again)
+            sim.run_steps(30, stateful=False)
+        with pytest.raises(FloatingPointError):  # (the state before it was clean)
+            sim.run_steps(30, stateful=False)
 
 
 def test_runs_without_nan_neither_raise_nor_warn():
