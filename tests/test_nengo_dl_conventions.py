@@ -480,7 +480,8 @@ def test_names_and_n_steps_input_in_data_dicts():
 def test_metrics_without_a_loss_and_none_losses():
     """As Keras: compile(loss={p: "mse", q: None}) gives q no loss, and a probe
     without a loss may have metrics, which its targets serve (in evaluate and
-    fit); targets for a probe with neither are refused."""
+    fit); targets for a probe with neither serve nothing (Keras skips an
+    output without a loss)."""
     with nengo.Network(seed=0) as net:
         inp = nengo.Node(np.zeros(1))
         mid, out = nengo.Node(size_in=1), nengo.Node(size_in=1)
@@ -503,8 +504,11 @@ def test_metrics_without_a_loss_and_none_losses():
         with pytest.raises(nengo.exceptions.ValidationError, match="none of the probes"):
             sim.fit({inp: x}, {q: x}, verbose=0)
         sim.compile(optimizer=tf.optimizers.SGD(0.0), loss={p: "mse", q: None})
-        with pytest.raises(nengo.exceptions.ValidationError, match="no loss .or metric. given"):
-            sim.evaluate({inp: x}, {p: x, q: x}, verbose=0)
+        result = sim.evaluate({inp: x}, {p: x, q: x}, verbose=0)
+        assert set(result) == {"loss", "p_loss"}
+        np.testing.assert_allclose(result["loss"], np.mean(x ** 2), rtol=1e-5)
+        history = sim.fit({inp: x}, {p: x, q: x}, verbose=0).history
+        np.testing.assert_allclose(history["loss"], [np.mean(x ** 2)], rtol=1e-5)
 
 
 def test_predict_of_no_steps_gives_empty_outputs():

@@ -224,13 +224,9 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         return not isinstance(self.losses, dict) or probe in self.losses
 
     def _loss_probes(self, probes):
-        """Those of ``probes`` (the ones given targets) that have a loss; each of
-        the others must have a metric, which its targets serve."""
-        metrics = self._metrics_for(probes)
-        for probe in probes:
-            if not self._has_loss(probe) and not metrics.get(probe):
-                raise ValidationError(f"no loss (or metric) given for the targets of {probe}",
-                                      attr="loss")
+        """Those of ``probes`` (the ones given targets) that have a loss; the
+        others' targets serve their metrics, if any, or nothing (as Keras,
+        to which NengoDL passes them, skips an output without a loss)."""
         with_loss = [p for p in probes if self._has_loss(p)]
         if probes and not with_loss:
             raise ValidationError("none of the probes given targets has a loss", attr="loss")
