@@ -511,6 +511,40 @@ def test_metrics_without_a_loss_and_none_losses():
         np.testing.assert_allclose(history["loss"], [np.mean(x ** 2)], rtol=1e-5)
 
 
+def test_a_metrics_list_gives_each_probe_its_metrics_by_position():
+    """compile(metrics=[...]) in a model of several probes: one entry (a
+    metric or a list of them) per probe, in the model's order, as Keras's
+    outputs and NengoDL's compile take it (it gave every probe every metric);
+    in a model of one probe, a list is that probe's metrics."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node(np.zeros(1))
+        mid, out = nengo.Node(size_in=1), nengo.Node(size_in=1)
+        nengo.Connection(inp, mid, synapse=None)
+        nengo.Connection(mid, out, transform=2.0, synapse=None)
+        p, q = nengo.Probe(out, label="p"), nengo.Probe(mid, label="q")
+    x = np.random.RandomState(2).rand(4, 5, 1)
+    y = {p: np.zeros_like(x), q: np.zeros_like(x)}
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss="mse", metrics=["mae", "mse"])
+        result = sim.evaluate({inp: x}, y, verbose=0)
+        assert set(result) == {"loss", "p_loss", "q_loss", "p_mae", "q_mse"}
+        np.testing.assert_allclose(result["p_mae"], np.mean(2 * x), rtol=1e-5)
+        np.testing.assert_allclose(result["q_mse"], np.mean(x ** 2), rtol=1e-5)
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss="mse",
+                    metrics=[["mae"], ["mse", "mae"]])
+        result = sim.evaluate({inp: x}, y, verbose=0)
+        assert set(result) == {"loss", "p_loss", "q_loss", "p_mae", "q_mse", "q_mae"}
+        with pytest.raises(nengo.exceptions.ValidationError, match="one entry .* per probe"):
+            sim.compile(optimizer=tf.optimizers.SGD(0.0), loss="mse",
+                        metrics=["mae", "mse", "mae"])
+    net, inp, p = _passthrough(1)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        for metrics in (["mae", "mse"], [["mae", "mse"]]):
+            sim.compile(optimizer=tf.optimizers.SGD(0.0), loss="mse", metrics=metrics)
+            result = sim.evaluate({inp: x}, {p: np.zeros_like(x)}, verbose=0)
+            assert set(result) == {"loss", "probe_loss", "probe_mae", "probe_mse"}
+
+
 def test_predict_of_no_steps_gives_empty_outputs():
     """predict/predict_on_batch of zero steps (n_steps=0, or data of zero
     steps) give (batch, 0, size) arrays, as a run of no steps records none

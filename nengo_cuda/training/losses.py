@@ -235,23 +235,33 @@ class ProbeMetric:
         return total / count if count else 0.0
 
 
-def metrics_by_probe(spec, probes, lookup, weighted_spec=None):
+def metrics_by_probe(spec, probes, lookup, weighted_spec=None, model_probes=None):
     """``compile(metrics=spec, weighted_metrics=weighted_spec)`` as
     {probe: [ProbeMetric]} for the given target probes.
 
-    ``spec``: None; a metric or a list of metrics (for every probe); or a dict
-    {probe (or its label): metric or list of metrics}; ``weighted_spec``
-    likewise (a weighted metric named as an unweighted one of its probe is
+    ``spec``: None; a metric (for every probe); a list, which in a model of
+    several probes (``model_probes``, in order) gives each its metric or list
+    of metrics by position, as Keras's outputs and NengoDL's ``compile`` take
+    it, and in a model of one probe is that probe's metrics; or a dict {probe
+    (or its label): metric or list of metrics}; ``weighted_spec`` likewise (a
+    weighted metric named as an unweighted one of its probe is
     ``weighted_<name>``, as in Keras).  ``lookup`` resolves a key to a Probe
     (raising ValidationError for anything else).
     """
     out = {}
+    model_probes = list(probes if model_probes is None else model_probes)
     for specs_of, weighted in ((spec, False), (weighted_spec, True)):
         if specs_of is None:
             continue
         if isinstance(specs_of, dict):
             per = {lookup(k): v for k, v in specs_of.items()}
+        elif isinstance(specs_of, (list, tuple)) and len(model_probes) > 1:
+            per = _by_position(specs_of, model_probes,
+                               "weighted_metrics" if weighted else "metrics")
         else:
+            if (isinstance(specs_of, (list, tuple)) and len(specs_of) == 1
+                    and isinstance(specs_of[0], (list, tuple))):
+                specs_of = specs_of[0]  # (the one probe's list, by position)
             per = {p: specs_of for p in probes}
         for p, specs in per.items():
             specs = specs if isinstance(specs, (list, tuple)) else [specs]
@@ -262,3 +272,12 @@ def metrics_by_probe(spec, probes, lookup, weighted_spec=None):
                     metric.name = f"weighted_{metric.name}"
                 out.setdefault(p, []).append(metric)
     return out
+
+
+def _by_position(specs, model_probes, what):
+    if len(specs) != len(model_probes):
+        raise ValidationError(
+            f"{what}: a list must have one entry (a metric or a list of them) per probe of "
+            f"the model ({len(model_probes)}, in its order), got {len(specs)}; or give a "
+            f"dict {{probe: metrics}}", attr=what)
+    return {p: m for p, m in zip(model_probes, specs) if m is not None}

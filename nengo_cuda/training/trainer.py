@@ -197,7 +197,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
     def _metrics_for(self, probes):
         """{probe: [ProbeMetric]} for target ``probes`` (fresh metric states)."""
         return metrics_by_probe(self.metrics, probes, lambda k: self._lookup(k, None, "target"),
-                                self.weighted_metrics)
+                                self.weighted_metrics, list(self.sim.model.probes))
 
     def _per_probe(self, values, what):
         """``values`` as a dict: a list or tuple gives one value per probe, in
