@@ -622,6 +622,27 @@ def test_check_gradients_checks_the_inputs():
             sim.check_gradients()  # NengoDL's test: 1 / x at its default zeros
 
 
+def test_check_gradients_returns_nengo_dl_jacobians():
+    """As NengoDL's: {probe: {"analytic": [...], "numeric": [...]}}, each
+    output's Jacobians with respect to each input (items x steps x size
+    flattened), here of y = 2 x (a passthrough, every step): 2 I."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node([0.0, 0.0])
+        out = nengo.Node(size_in=2)
+        nengo.Connection(inp, out, transform=2.0, synapse=None)
+        p = nengo.Probe(out)
+        q = nengo.Probe(inp)
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64",
+                              progress_bar=False) as sim:
+        grads = sim.check_gradients(outputs=[p])
+        assert list(grads) == [p]
+        (analytic,), (numeric,) = grads[p]["analytic"], grads[p]["numeric"]
+        n = 2 * 2 * 2  # items, steps (2 unrolled blocks of 1), dimensions
+        np.testing.assert_allclose(analytic, 2 * np.eye(n), atol=1e-12)
+        np.testing.assert_allclose(numeric, 2 * np.eye(n), atol=1e-6)
+        assert set(sim.check_gradients()) == {p, q}
+
+
 def test_check_gradients_steps_relative_to_large_values():
     """float32 gains of 3000 (ulp 2.4e-4): a fixed step of 1e-4 would leave
     them unchanged (a division by zero); the step scales with the value, and

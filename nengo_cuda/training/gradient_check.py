@@ -69,7 +69,12 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
     ``inputs``: a dict {input Node: array (items, steps, size)}, or a list of
     arrays for the input Nodes in order (NengoDL's form); default zeros for
     ``n_steps`` steps (default: two unrolled blocks, ``2 * unroll_simulation``,
-    as NengoDL).  ``outputs``: the probes summed (default all)."""
+    as NengoDL).  ``outputs``: the probes summed (default all).
+
+    Returns NengoDL's ``{probe: {"analytic": [...], "numeric": [...]}}``: for
+    each output probe, the Jacobians of its output with respect to each
+    input, from TensorFlow's gradients and from finite differences
+    (``tf.test.compute_gradient``, as NengoDL computes them)."""
     trainer._refuse_inference_only("it has no gradients to check")
     graph, sim = trainer.graph, trainer.sim
     probes = list(outputs) if outputs else list(sim.model.probes)
@@ -98,6 +103,35 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
     h, eps = STEPS[dtype], float(np.finfo(dtype).eps)
     hint = ("; float32's finite differences are coarse: check in float64 to be sure"
             if dtype == np.float32 else "")
+    _check_each_element(graph, inputs, probes, outs, f, (atol, rtol, h, eps), hint)
+    return _jacobians(graph, inputs, steps, probes)
+
+
+def _jacobians(graph, inputs, steps, probes):
+    """{probe: {"analytic", "numeric"}}: its output's Jacobians with respect
+    to each input (NengoDL's return value; none without inputs)."""
+    nodes = list(inputs)
+    start = [v.numpy() for v in inputs.values()]
+    grads = {}
+    for probe in probes:
+        def output(*xs, probe=probe):
+            graph.restart_host_processes()  # (the same noise in every evaluation)
+            return graph(dict(zip(nodes, xs)), steps, [probe])[probe]
+
+        if nodes:
+            with graph.host_errors():
+                analytic, numeric = tf.test.compute_gradient(output, start)
+        else:
+            analytic, numeric = (), ()
+        grads[probe] = {"analytic": list(analytic), "numeric": list(numeric)}
+    return grads
+
+
+def _check_each_element(graph, inputs, probes, outs, f, tolerances, hint):
+    """Raises a SimulationError where a sampled element's gradient is NaN or
+    disagrees with the finite differences (see the module); ``tolerances``:
+    ``(atol, rtol, h, eps)``."""
+    atol, rtol, h, eps = tolerances
     checked = [(var.name, var) for var in graph.trainable_variables]
     checked += [(f"the input of {node}", var) for node, var in inputs.items()]
     input_signals = {id(var): graph.input_nodes[node] for node, var in inputs.items()}

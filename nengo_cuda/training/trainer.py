@@ -688,7 +688,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
 
     def check_gradients(self, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_steps=None):
         """NengoDL's ``sim.check_gradients`` (`gradient_check.check_gradients`)."""
-        gradient_check.check_gradients(self, inputs, outputs, atol, rtol, n_steps)
+        return gradient_check.check_gradients(self, inputs, outputs, atol, rtol, n_steps)
 
 
 def _is_v1_optimizer(opt):
