@@ -44,6 +44,8 @@ element at a kink of ``f`` (a ReLU or a rate neuron exactly at its threshold)
 has no derivative there and may be reported.
 """
 
+import collections.abc
+
 import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError
@@ -107,24 +109,43 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
     return _jacobians(graph, inputs, steps, probes)
 
 
-def _jacobians(graph, inputs, steps, probes):
+class _jacobians(collections.abc.Mapping):
     """{probe: {"analytic", "numeric"}}: its output's Jacobians with respect
-    to each input (NengoDL's return value; none without inputs)."""
-    nodes = list(inputs)
-    start = [v.numpy() for v in inputs.values()]
-    grads = {}
-    for probe in probes:
-        def output(*xs, probe=probe):
-            graph.restart_host_processes()  # (the same noise in every evaluation)
-            return graph(dict(zip(nodes, xs)), steps, [probe])[probe]
+    to each input (NengoDL's return value; none without inputs).  Each is
+    computed when first looked up (a numeric Jacobian runs the graph twice
+    per input element: callers that only want the check pay nothing)."""
 
-        if nodes:
-            with graph.host_errors():
-                analytic, numeric = tf.test.compute_gradient(output, start)
-        else:
-            analytic, numeric = (), ()
-        grads[probe] = {"analytic": list(analytic), "numeric": list(numeric)}
-    return grads
+    def __init__(self, graph, inputs, steps, probes):
+        self._graph, self._steps, self._probes = graph, steps, list(probes)
+        self._nodes = list(inputs)
+        self._start = [v.numpy() for v in inputs.values()]
+        self._done = {}
+
+    def __getitem__(self, probe):
+        if probe not in self._probes:
+            raise KeyError(probe)
+        if probe not in self._done:
+            self._done[probe] = self._compute(probe)
+        return self._done[probe]
+
+    def __iter__(self):
+        return iter(self._probes)
+
+    def __len__(self):
+        return len(self._probes)
+
+    def _compute(self, probe):
+        graph, nodes = self._graph, self._nodes
+
+        def output(*xs):
+            graph.restart_host_processes()  # (the same noise in every evaluation)
+            return graph(dict(zip(nodes, xs)), self._steps, [probe])[probe]
+
+        if not nodes:
+            return {"analytic": [], "numeric": []}
+        with graph.host_errors():
+            analytic, numeric = tf.test.compute_gradient(output, self._start)
+        return {"analytic": list(analytic), "numeric": list(numeric)}
 
 
 def _check_each_element(graph, inputs, probes, outs, f, tolerances, hint):
