@@ -9,6 +9,7 @@ import numpy as np
 from nengo.exceptions import ValidationError
 
 from .training.names import by_name, zip_with_objects
+from .training.tensor_node import not_input_node_reason
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -92,7 +93,7 @@ def check_data(data, steps, input_nodes, model, n_trials, dtype):
         node = by_name(node, list(input_nodes), "node")  # (NengoDL's names work too)
         if node not in input_nodes:
             what = (
-                "is not an input Node (size_in must be 0)"
+                not_input_node_reason(node)
                 if isinstance(node, nengo.Node) and node in model.sig
                 else "is not a Node of this network"
             )

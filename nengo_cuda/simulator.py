@@ -40,7 +40,8 @@ from .tables import TableLoader
 from .trial_rngs import trial_generator, trial_rng
 from .training.config import get_setting, keep_history
 from .training.floatx import in_floatx, keras_floatx, restore_floatx, set_floatx
-from .training.tensor_node import host_signals, is_tensor_node_op, run_step, seed_tensorflow
+from .training.tensor_node import (host_signals, is_tensor_node, is_tensor_node_op,
+                                   not_input_node_reason, run_step, seed_tensorflow)
 
 logger = logging.getLogger(__name__)
 
@@ -289,16 +290,20 @@ class Simulator:
         return ProbeRecording(sig.shape, self.n_trials, keep_history=keep)
 
     def _find_input_nodes(self):
-        """Input Nodes (size_in == 0) -> their output signal; `data` can replace them.
+        """Input Nodes (size_in == 0, TensorNodes excepted) -> their output
+        signal; `data` can replace them.
 
         In the network's ``all_nodes`` order (NengoDL's: data given as a list
-        goes to the Nodes in this order)."""
+        goes to the Nodes in this order).  A TensorNode without input computes
+        its output (from the time): as in NengoDL, it is no input Node, so data
+        neither replaces it nor takes its place in that order."""
         toplevel = getattr(self.model, "toplevel", None)
         order = {} if toplevel is None else {n: i for i, n in enumerate(toplevel.all_nodes)}
         nodes = [
             obj for obj in self.model.sig
             if isinstance(obj, nengo.Node)
             and obj.size_in == 0
+            and not is_tensor_node(obj)
             and self.model.sig[obj].get("out") is not None
         ]
         nodes.sort(key=lambda n: order.get(n, len(order)))
@@ -1109,6 +1114,8 @@ class Simulator:
                               (list(self._input_nodes), "node")):
             if obj in objs:
                 return io_names(objs, default)[obj]
+        if is_tensor_node(obj) and obj in self.model.sig:
+            raise ValidationError(f"{obj} {not_input_node_reason(obj)}", attr="obj")
         raise ValidationError(
             f"{obj} is not an input Node (a nengo.Node with size_in == 0) or a Probe of this "
             "simulator, or is from a different network", attr="obj")

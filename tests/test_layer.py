@@ -92,6 +92,17 @@ def test_layer_input_connection_is_not_trainable(class_default):
         assert not np.allclose(sim.data[out_conn].weights, 0.01)
 
 
+def test_layer_in_a_subnetwork_is_not_trainable_in_the_outer_config():
+    """As NengoDL (Config.context[0]): a Layer made inside a sub-network marks
+    its input Connection in the outermost config being built."""
+    with nengo.Network() as net:
+        inp = nengo.Node(np.arange(3.0))
+        with nengo.Network():
+            _, conn = nengo_cuda.Layer(tf.identity)(inp, return_conn=True)
+    assert net.config[conn].trainable is False
+    assert trainable_objects(net)[conn] is False
+
+
 def _accuracy(y_true, y_pred):
     return tf.metrics.sparse_categorical_accuracy(y_true[:, -1], y_pred[:, -1])
 

@@ -78,6 +78,90 @@ def test_no_input_and_no_time():
             assert node.shape_in is None and node.size_in == 0
 
 
+class Counter(tf.keras.layers.Layer):
+    """A stateful Keras layer: each call adds 1 to its counter and outputs it."""
+
+    def build(self, shape):
+        self.k = self.add_weight(name="k", shape=(), initializer="zeros", trainable=False)
+
+    def call(self, x):
+        self.k.assign_add(1.0)
+        return x * 0 + self.k
+
+
+def test_inferring_a_keras_layers_shape_runs_nothing():
+    """As NengoDL (Layer.compute_output_signature): shape_out of a Keras layer is
+    inferred symbolically, so a stateful layer starts from its initial state and
+    the simulation's outputs are those of plain Keras calls; a plain function
+    is called once, as NengoDL calls it."""
+    reference = Counter()
+    expected = [float(reference(tf.zeros((1, 1)))[0, 0]) for _ in range(3)]  # 1, 2, 3
+    counter = Counter()
+    calls = []
+
+    def plain(x):
+        calls.append(1)
+        return x
+
+    with nengo.Network() as net:
+        inp = nengo.Node([1.0])
+        node = TensorNode(counter, shape_in=(1,), pass_time=False)
+        nengo.Connection(inp, node, synapse=None)
+        assert node.shape_out == (1,)
+        assert float(counter.k.numpy()) == 0.0  # built, not run
+        assert TensorNode(plain, shape_in=(2,), pass_time=False).shape_out == (2,)
+        assert len(calls) == 1
+        p = nengo.Probe(node)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+    np.testing.assert_array_equal(sim.data[p].ravel(), expected)
+
+
+def test_tensor_node_without_input_is_no_input_node():
+    """As NengoDL (its input Nodes exclude TensorNodes): a TensorNode computing
+    its output from the time takes no data; a single array goes to the real
+    input Node, and data keyed by the TensorNode is refused."""
+    with nengo.Network() as net:
+        clock = TensorNode(lambda t: tf.fill((1, 1), t))  # (first in all_nodes)
+        inp = nengo.Node([0.0])
+        out = nengo.Node(size_in=1)
+        nengo.Connection(inp, out, synapse=None)
+        nengo.Connection(clock, out, synapse=None)
+        p = nengo.Probe(out)
+    x = np.ones((1, 3, 1))
+    expected = 1 + 0.001 * np.arange(1, 4)  # x + t
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        np.testing.assert_allclose(sim.predict(x)[p].ravel(), expected, rtol=1e-6)
+        for call in (lambda: sim.predict({clock: x}), lambda: sim.run_steps(3, data={clock: x}),
+                     lambda: sim.get_name(clock)):
+            with pytest.raises(ValidationError, match="is a TensorNode, not an input Node"):
+                call()
+        sim.compile(loss="mse")
+        loss = sim.evaluate(x, np.zeros((1, 3, 1)), verbose=0)["loss"]
+    np.testing.assert_allclose(loss, np.mean(expected ** 2), rtol=1e-5)
+
+
+def test_attributes_assigned_after_construction_are_used():
+    """As NengoDL (parameters its builder reads): a tensor_func, pass_time or
+    shape_in assigned after the TensorNode is made is the one simulated."""
+    with nengo.Network() as net:
+        inp = nengo.Node([1.0, 2.0])
+        node = TensorNode(lambda t: tf.ones((1, 2)))
+        node.tensor_func = lambda x: x * 5
+        node.shape_in = (2,)
+        node.pass_time = False
+        assert node.size_in == 2
+        nengo.Connection(inp, node, synapse=None)
+        p = nengo.Probe(node)
+        with pytest.raises(ValidationError, match="function or Keras Layer"):
+            node.tensor_func = 3
+        with pytest.raises(ValidationError, match="either shape_in or pass_time"):
+            TensorNode(lambda t: tf.reshape(t, (1, 1))).pass_time = False
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(1)
+    np.testing.assert_array_equal(sim.data[p], [[5.0, 10.0]])
+
+
 # -- when the Simulator is built ------------------------------------------------------
 def _build(fn, shape_out, device="cpu", **kw):
     with nengo.Network() as net:

@@ -20,6 +20,7 @@ from . import sample_weights
 from .config import keep_history
 from .losses import free_target_size
 from .names import by_name, zip_with_objects
+from .tensor_node import is_tensor_node, not_input_node_reason
 from ..user_warnings import warn
 
 
@@ -48,6 +49,8 @@ class DataChecks:
     def _lookup(self, key, kinds, what):
         key = by_name(key, self._objects(what), "node" if what == "input" else "probe")
         if what == "input" and key not in self.sim._input_nodes:
+            if is_tensor_node(key):
+                raise ValidationError(f"{key!r} {not_input_node_reason(key)}", attr="x")
             raise ValidationError(
                 f"{key!r} is not an input Node of this network (inputs must be Nodes "
                 "with size_in=0)", attr="x")

@@ -219,15 +219,16 @@ class TensorNode(nengo.Node):
     shape_in : int or tuple, optional
         Shape of ``x`` without the minibatch axis (``size_in=`` is accepted too).
     shape_out : int or tuple, optional
-        Shape of the output without the minibatch axis (default: inferred by
-        calling ``tensor_func`` once).
+        Shape of the output without the minibatch axis (default: inferred, as
+        in NengoDL: a Keras layer's by tracing it symbolically, which builds
+        it but runs nothing; any other function's by calling it once).
     pass_time : bool
         Pass the simulation time ``t`` as the first argument.
 
     Raises ``ValidationError`` (as NengoDL does) when ``tensor_func`` is not
     callable, a size in ``shape_in`` or ``shape_out`` is below 1 (``shape_in=0``
     means no input), the node has neither an input nor ``pass_time``, or, when
-    ``shape_out`` is inferred, calling ``tensor_func`` fails or returns no
+    ``shape_out`` is inferred, tracing or calling ``tensor_func`` fails or returns no
     tensor.  Its output at run time is checked too (see the module docstring).
 
     Notes
@@ -253,10 +254,7 @@ class TensorNode(nengo.Node):
         shape_in = _shape(shape_in if shape_in is not None else size_in, "shape_in",
                           empty_is_none=True)
         # (checked first, as in NengoDL: TensorNode(None, pass_time=False) says this)
-        if shape_in is None and not pass_time:
-            raise ValidationError(
-                "a TensorNode needs either shape_in or pass_time=True (with neither, "
-                "tensor_func would get no argument)", attr="pass_time", obj=self)
+        self._check_has_argument(shape_in, pass_time)
         if not callable(tensor_func):
             raise ValidationError(
                 f"must be a function or Keras Layer (got {tensor_func!r})", attr="tensor_func",
@@ -266,40 +264,130 @@ class TensorNode(nengo.Node):
         if shape_out is None:
             shape_out = self._infer_shape_out(func)
         func.shape_out = shape_out
-        self.tensor_func = tensor_func
-        self.shape_in = shape_in
-        self.shape_out = shape_out
-        self.pass_time = pass_time
         size_in = 0 if shape_in is None else int(np.prod(shape_in))
         super().__init__(
             output=func, size_in=size_in, size_out=int(np.prod(shape_out)), label=label
         )
 
+    # (properties over the node's output, the `_TensorFunc` the simulator calls:
+    # as in NengoDL, where these are parameters its builder reads, a value
+    # assigned after construction is the one the simulation uses)
+    @property
+    def tensor_func(self):
+        """The function (or Keras layer) computing the output; assignable (the
+        new one must return ``shape_out``: it is not inferred again, as in NengoDL)."""
+        return self.output.tensor_func
+
+    @tensor_func.setter
+    def tensor_func(self, value):
+        if not callable(value):
+            raise ValidationError(
+                f"must be a function or Keras Layer (got {value!r})", attr="tensor_func",
+                obj=self)
+        self.output.tensor_func = value
+
+    @property
+    def shape_in(self):
+        """Shape of ``x`` without the minibatch axis (None: no input);
+        assigning it sets ``size_in`` too."""
+        return self.output.shape_in
+
+    @shape_in.setter
+    def shape_in(self, value):
+        shape = _shape(value, "shape_in", empty_is_none=True)
+        self._check_has_argument(shape, self.pass_time)
+        self.output.shape_in = shape
+        self.size_in = 0 if shape is None else int(np.prod(shape))
+
+    @property
+    def shape_out(self):
+        """Shape of the output without the minibatch axis; assigning it sets
+        ``size_out`` too."""
+        return self.output.shape_out
+
+    @shape_out.setter
+    def shape_out(self, value):
+        shape = _shape(value, "shape_out")
+        if shape is None:
+            raise ValidationError("shape_out cannot be None after construction",
+                                  attr="shape_out", obj=self)
+        self.output.shape_out = shape
+        self.size_out = int(np.prod(shape))
+
+    @property
+    def pass_time(self):
+        """Whether ``tensor_func`` gets the time ``t`` as its first argument."""
+        return self.output.pass_time
+
+    @pass_time.setter
+    def pass_time(self, value):
+        self._check_has_argument(self.shape_in, bool(value))
+        self.output.pass_time = bool(value)
+
+    def _check_has_argument(self, shape_in, pass_time):
+        """A TensorNode needs an input or the time (NengoDL's rule)."""
+        if shape_in is None and not pass_time:
+            raise ValidationError(
+                "a TensorNode needs either shape_in or pass_time=True (with neither, "
+                "tensor_func would get no argument)", attr="pass_time", obj=self)
+
     @staticmethod
     def _infer_shape_out(func):
-        """``shape_out`` from one call of ``func`` (a minibatch of 1 of zeros):
-        its output's shape after the first axis, whatever that axis's size
-        (NengoDL's rule)."""
+        """``shape_out`` from ``func``'s output on a minibatch of 1: its shape
+        after the first axis, whatever that axis's size (NengoDL's rule).
+
+        A Keras layer is traced (`_TensorFunc.trace`: built, but nothing runs,
+        as NengoDL's ``compute_output_signature``), so a stateful layer (a
+        counter, a random generator) starts the simulation from its initial
+        state; any other function is called once on zeros, as in NengoDL."""
         tf = _tf()
-        x = None if func.shape_in is None else tf.zeros((1,) + func.shape_in, tf.float32)
+        keras = isinstance(func.tensor_func, tf.keras.layers.Layer)
+        out = TensorNode._traced_output(func) if keras else None
         try:
-            out = func.call_tensors(tf.constant(0.0), x, training=False)
+            if out is None:
+                x = None if func.shape_in is None else tf.zeros((1,) + func.shape_in,
+                                                                tf.float32)
+                out = func.call_tensors(tf.constant(0.0), x, training=False)
         except Exception as e:  # noqa: BLE001 - the user's code: any error is theirs
             names = ["t"] * func.pass_time + ["x"] * (func.shape_in is not None)
-            if isinstance(func.tensor_func, tf.keras.layers.Layer):
-                what = "its Keras layer on inputs of this TensorNode's signature"
+            if keras:
+                what = "calling its Keras layer on inputs of this TensorNode's signature"
                 call = f"[{', '.join(names)}]" if len(names) > 1 else names[0]
             else:
-                what = "the TensorNode's function"
+                what = "calling the TensorNode's function"
                 call = ", ".join(names)
             meaning = ["t the time (a scalar tensor)"] if func.pass_time else []
             if func.shape_in is not None:
                 meaning.append(f"x zeros of shape {(1,) + func.shape_in}")
             raise ValidationError(
-                f"inferring shape_out by calling {what} produced an error ({_brief(e)}); "
+                f"inferring shape_out by {what} produced an error ({_brief(e)}); "
                 f"it was called as tensor_func({call}) with {' and '.join(meaning)}; give "
                 f"TensorNode(..., shape_out=...) to skip this call", attr="tensor_func",
                 obj=func.node) from e
+        return TensorNode._checked_shape_out(func, out)
+
+    @staticmethod
+    def _traced_output(func):
+        """The output of Keras layer ``func`` traced on a minibatch of 1
+        (`_TensorFunc.trace`: the layer gets built, nothing runs, as with
+        NengoDL's ``compute_output_signature``); None where it cannot be
+        traced or its traced shape is not fully known (the caller then calls
+        it once, which reports the error, or works eagerly)."""
+        tf = _tf()
+        x = None if func.shape_in is None else (1,) + func.shape_in
+        try:
+            out = func.trace(x, tf.float32, training=False)
+        except Exception:  # noqa: BLE001 - the eager call says what is wrong
+            return None
+        known = (tf.is_tensor(out) and out.shape.rank is not None and out.shape.rank >= 1
+                 and None not in out.shape[1:])
+        return out if known else None
+
+    @staticmethod
+    def _checked_shape_out(func, out):
+        """``shape_out`` from ``out`` (what ``func`` returned on a minibatch of
+        1), which must be a tensor of known shape, sizes >= 1."""
+        tf = _tf()
         if not tf.is_tensor(out):
             raise ValidationError(
                 f"inferring shape_out: tensor_func must return a Tensor of shape "
@@ -316,6 +404,20 @@ class TensorNode(nengo.Node):
                 f"inferring shape_out: every size must be >= 1 (tensor_func returned "
                 f"shape {tuple(out.shape)})", attr="tensor_func", obj=func.node)
         return shape_out
+
+
+def is_tensor_node(obj):
+    """Whether ``obj`` is a `TensorNode`: a Node that is never an input Node
+    (its output is computed, as in NengoDL, even without input)."""
+    return isinstance(obj, TensorNode)
+
+
+def not_input_node_reason(node):
+    """Why Node ``node`` of the network is no input Node (for error messages)."""
+    if is_tensor_node(node):
+        return ("is a TensorNode, not an input Node (its output is computed by its "
+                "tensor_func; data can only replace nengo.Nodes with size_in == 0)")
+    return "is not an input Node (size_in must be 0)"
 
 
 def is_tensor_node_func(fn):
@@ -592,10 +694,13 @@ class Layer:
 
 
 def _not_trainable(conn):
-    """Marks ``conn`` not trainable in the config of the network that holds it."""
+    """Marks ``conn`` not trainable in the outermost config being built
+    (``nengo.Config.context[0]``, as NengoDL does): a Layer made inside a
+    sub-network is non-trainable in the top-level network's config, where the
+    simulator (and ``net.config[conn].trainable``) sees it."""
     from .config import declare_trainable  # noqa: PLC0415
 
-    config = nengo.Network.context[-1].config
+    config = nengo.Config.context[0]
     declare_trainable(config, nengo.Connection)
     config[conn].trainable = False
 
