@@ -62,7 +62,7 @@ class NativeProgram {
         b.i = {checked_buffer<int64_t>(ibuf_, i_shared + n_trials * i_state, "int buffer"),
                i_shared, i_state};
         runner_.dt = dt;
-        runner_.stop_check = nc::check_python_signals;
+        runner_.stop_check = stop_.stop_check();
     }
 
     int64_t add(const std::string& kind, const py::dict& ints, const py::dict& floats,
@@ -87,9 +87,13 @@ class NativeProgram {
         runner_.set_enabled(i, on);
     }
     // Python wrote the shared region: instructions re-read their copies next run.
-    void mark_shared_changed() { runner_.shared_changed = true; }
+    void mark_shared_changed() {
+        check_idle("mark the shared signals changed of");
+        runner_.shared_changed = true;
+    }
     // Threads that split the trials of a minibatch (0: as many as OpenMP allows).
     void set_trial_threads(int n) {
+        check_idle("set the trial threads of");
         if (n < 0) throw py::value_error("trial_threads must be >= 0");
         runner_.trial_threads = n;
     }
@@ -99,6 +103,7 @@ class NativeProgram {
     }
     // Trials that run together through all steps (0: from the state size).
     void set_trial_chunk(int n) {
+        check_idle("set the trial chunk of");
         if (n < 0) throw py::value_error("trial_chunk must be >= 0");
         runner_.trial_chunk = n;
     }
@@ -114,16 +119,19 @@ class NativeProgram {
     int64_t steps_done() const { return runner_.steps_done; }
     // Per-instruction timing (benchmarks/profile.py): on/off resets the counters.
     void set_profiling(bool on) {
+        check_idle("set profiling of");
         runner_.profiling = on;
         std::fill(runner_.seconds.begin(), runner_.seconds.end(), 0.0);
     }
     std::vector<double> instruction_seconds() const { return runner_.seconds; }
+    // Stops a run in progress (from another thread) at its next slice boundary.
+    void request_stop() { stop_.request(); }
 
     // feeds: [(after, addrs, data(n_trials, n_steps, len(addrs)))]
     // probes: [(addrs, mask(n_steps,), out(n_trials, n_samples, len(addrs)))]
     // The steps run without the GIL (python_run.h).
     void run(int64_t n_steps, py::list feeds, py::list probes) {
-        const nc::RunningScope running(running_);
+        const nc::RunningScope running(running_, stop_);
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = runner_.buf.n_trials;
         auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, runner_.buf.f);
@@ -146,6 +154,7 @@ class NativeProgram {
     void check_idle(const char* what) const { nc::RunningScope::check_idle(running_, what); }
 
     py::array fbuf_, ibuf_;
+    nc::StopRequest stop_;  // (before runner_, whose stop check points at it)
     nc::Runner<T> runner_;
     bool running_ = false;
 };
@@ -173,6 +182,7 @@ void bind_program(py::module_& m, const char* name) {
         .def_property_readonly("steps_done", &NativeProgram<T>::steps_done)
         .def("set_profiling", &NativeProgram<T>::set_profiling)
         .def("instruction_seconds", &NativeProgram<T>::instruction_seconds)
+        .def("request_stop", &NativeProgram<T>::request_stop)
         .def("__len__", &NativeProgram<T>::size);
 }
 

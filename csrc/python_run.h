@@ -7,6 +7,7 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -23,17 +24,48 @@ inline void check_python_signals() {
     if (PyErr_CheckSignals() != 0) throw pybind11::error_already_set();
 }
 
+// Another thread's request to stop a program's run (nengo_cuda's atexit hook:
+// Python 3.11's finalization ends a thread that waits for the GIL with a
+// forced unwind, which aborts the process in the run's noexcept destructors),
+// checked between two slices before the signal check takes the GIL; the run
+// then ends there as a stopped one does.  Cleared when a run ends, so that a
+// request made just before a run starts still stops it.
+class StopRequest {
+  public:
+    void request() { requested_.store(true); }
+    void clear() { requested_.store(false); }
+    void check() const {
+        if (requested_.load())
+            throw std::runtime_error(
+                "the run was stopped: Python is exiting (nengo_cuda stops native runs at exit)");
+    }
+    // The stop check of a run (cpu/stop_checks.h): this request, then Python's signals.
+    StopCheck stop_check() const {
+        return [this] {
+            check();
+            check_python_signals();
+        };
+    }
+
+  private:
+    std::atomic<bool> requested_{false};
+};
+
 // A program's run in progress, for a scope (entered and left with the GIL
 // held).  While the GIL is released, another thread may call the program:
 // whatever would change or free what the run uses (adding instructions,
 // replacing tables, closing, another run) refuses (check_idle).
+// Its end clears the program's stop request (StopRequest).
 class RunningScope {
   public:
-    explicit RunningScope(bool& running) : running_(running) {
+    RunningScope(bool& running, StopRequest& stop) : running_(running), stop_(stop) {
         check_idle(running, "run");
         running_ = true;
     }
-    ~RunningScope() { running_ = false; }
+    ~RunningScope() {
+        running_ = false;
+        stop_.clear();
+    }
     RunningScope(const RunningScope&) = delete;
     RunningScope& operator=(const RunningScope&) = delete;
 
@@ -46,6 +78,7 @@ class RunningScope {
 
   private:
     bool& running_;
+    StopRequest& stop_;
 };
 
 }  // namespace nc

@@ -27,7 +27,7 @@ from nengo.exceptions import (BuildError, ReadonlyError, SimulationError, Simula
                                ValidationError)
 from nengo.utils.progress import Progress, ProgressTracker
 
-from . import invalid_values, pyfunc, random_splits
+from . import invalid_values, native_runs, pyfunc, random_splits
 from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
                         data_or_progress, is_real)
 from .backends import select_backend
@@ -1016,35 +1016,36 @@ class Simulator:
         instrs = self.program.instructions
         disabled = [i for i, ops in skipped.items() if len(ops) == len(instrs[i].ops)]
         partial = [i for i in skipped if i not in disabled]
-        for index in disabled:
-            self.backend.set_enabled(index, False)
-        for index in partial:
-            instrs[index].callback.skipped = frozenset(skipped[index])
-        fed = {self._plan.table_part(self._producers[node]) for node in feeds}
-        self._tables.before_run(n, start, fed)
-        try:
-            with np.errstate(invalid="raise", divide="ignore"):
-                # (a probe of no native values, a sparse signal's, only counts samples)
-                self.backend.run(n, native_feeds, [p[:3] for p in probes if p[2].shape[2]])
-        finally:
+        with native_runs.native_run(self.backend):  # (stopped at Python's exit)
             for index in disabled:
-                self.backend.set_enabled(index, True)
+                self.backend.set_enabled(index, False)
             for index in partial:
-                instrs[index].callback.skipped = frozenset()
-            for node in feeds:
-                if self._feed_positions[node] < 0:
-                    self._restore_constant(node)
-            done = self.backend.steps_done
-            self._tables.after_run(done, self._read_in_failed_step(start + done))
-            recorded = []
-            for addrs, mask, out, rec in probes:
-                rows = out[:, : done if out.shape[1] == n else int(mask[:done].sum())]
-                rec.append(rows)
-                recorded.append((rec, rows))
-            if done:  # (as Nengo's n_steps: read from the step signal after a step)
-                self._n_steps = start + done
-                self._time = self._n_steps * self.dt
-            self.data.reset()
+                instrs[index].callback.skipped = frozenset(skipped[index])
+            fed = {self._plan.table_part(self._producers[node]) for node in feeds}
+            self._tables.before_run(n, start, fed)
+            try:
+                with np.errstate(invalid="raise", divide="ignore"):
+                    # (a probe of no native values, a sparse signal's, only counts samples)
+                    self.backend.run(n, native_feeds, [p[:3] for p in probes if p[2].shape[2]])
+            finally:
+                for index in disabled:
+                    self.backend.set_enabled(index, True)
+                for index in partial:
+                    instrs[index].callback.skipped = frozenset()
+                for node in feeds:
+                    if self._feed_positions[node] < 0:
+                        self._restore_constant(node)
+                done = self.backend.steps_done
+                self._tables.after_run(done, self._read_in_failed_step(start + done))
+                recorded = []
+                for addrs, mask, out, rec in probes:
+                    rows = out[:, : done if out.shape[1] == n else int(mask[:done].sum())]
+                    rec.append(rows)
+                    recorded.append((rec, rows))
+                if done:  # (as Nengo's n_steps: read from the step signal after a step)
+                    self._n_steps = start + done
+                    self._time = self._n_steps * self.dt
+                self.data.reset()
         if not self._nan_reported:
             self._check_invalid_values(recorded, start)
 
@@ -1167,6 +1168,8 @@ class Simulator:
 
 
 PARAMETER_METHODS = ("save_params", "load_params", "freeze_params", "get_nengo_params")
+# they write the simulator's state or read all its parameters at once (run none)
+_WRITES_STATE = ("load_params", "freeze_params")
 
 
 def _delegate(name):
@@ -1175,6 +1178,9 @@ def _delegate(name):
         if self.closed:  # (NengoDL's words)
             raise SimulatorClosed(f"Cannot call {name} after simulator is closed")
         owner = self._parameter_io() if name in PARAMETER_METHODS else self._trainer()
+        if name in _WRITES_STATE:  # (not beside a run: another thread's, or a Node's)
+            with self._exclusive(name):
+                return getattr(owner, name)(*args, **kwargs)
         return getattr(owner, name)(*args, **kwargs)
 
     method.__name__ = name

@@ -1,8 +1,11 @@
 """Native runs without the GIL: other Python threads go on during a run, Ctrl-C
-(SIGINT) stops it between two steps, and another thread's run or close of a
-running simulator is refused."""
+(SIGINT) stops it between two steps, another thread's run or close of a
+running simulator is refused, and Python's exit stops a daemon thread's run."""
 
+import os
 import signal
+import subprocess
+import sys
 import threading
 
 import nengo
@@ -197,22 +200,28 @@ def test_sigint_with_a_python_node(device, sigint_raises):
         assert_same_as_one_run(net, probes, device, rows + 150, ours)
 
 
-@pytest.mark.parametrize("call", ["run_steps", "close", "reset", "pickle"])
+@pytest.mark.parametrize(
+    "call", ["run_steps", "close", "reset", "pickle", "load_params", "freeze_params"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_another_thread_cannot_disturb_a_run(device, call, sigint_raises):
+def test_another_thread_cannot_disturb_a_run(device, call, sigint_raises, tmp_path):
     """While a native run goes on without the GIL, another thread's run,
-    close, reset or pickling of the same simulator raises a SimulationError
-    (close would free the buffers under the run); the run is unharmed."""
+    close, reset, pickling, load_params or freeze_params of the same
+    simulator raises a SimulationError (close would free the buffers under
+    the run, load_params tear its state); the run is unharmed."""
     import pickle
 
     net, probes = network(callback=False)
+    saved = str(tmp_path / "params")
     actions = {
         "run_steps": lambda sim: sim.run_steps(5),
         "close": lambda sim: sim.close(),
         "reset": lambda sim: sim.reset(),
         "pickle": lambda sim: pickle.dumps(sim),
+        "load_params": lambda sim: sim.load_params(saved, include_state=True),
+        "freeze_params": lambda sim: sim.freeze_params(net),
     }
     with simulator(net, device) as sim:
+        sim.save_params(saved, include_state=True)
         watch = NativeRunWatch(sim)
         errors = []
 
@@ -246,17 +255,22 @@ def test_the_native_program_refuses_changes_while_it_runs(sigint_raises):
         def disturb():
             if not watch.inside.is_set():
                 return False
-            for change in (lambda: native.run(1, [], []),
-                           lambda: native.add_callback(lambda: None),
-                           lambda: native.set_enabled(0, True)):
+            for change in changes:
                 try:
                     change()
                 except RuntimeError as e:
                     errors.append(str(e))
             return True
 
+        changes = (lambda: native.run(1, [], []),
+                   lambda: native.add_callback(lambda: None),
+                   lambda: native.set_enabled(0, True),
+                   lambda: native.mark_shared_changed(),
+                   lambda: native.set_trial_threads(1),
+                   lambda: native.set_trial_chunk(1),
+                   lambda: native.set_profiling(True))
         run_interrupted(sim, watch, sigint_raises, disturb)
-        assert len(errors) == 3
+        assert len(errors) == len(changes)
         assert all("while it runs" in e for e in errors)
 
 
@@ -281,3 +295,71 @@ def test_two_simulators_in_two_threads(device):
     for k in range(2):
         for got, want in zip(results[k], results["main"]):
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_stop_request_ends_a_run_between_steps(device):
+    """Another thread's stop request (`nengo_cuda.native_runs` makes it when
+    Python exits) ends a run between two steps with a RuntimeError; the
+    probes hold exactly the steps run, and the next run goes on (the request
+    is cleared)."""
+    net, probes = network(callback=True)
+    with simulator(net, device) as sim:
+        watch = NativeRunWatch(sim)
+
+        def stop():
+            watch.inside.wait(JOIN_S)
+            threading.Event().wait(0.02)  # (past the first slices)
+            sim.backend.request_stop()
+
+        thread = threading.Thread(target=stop)
+        thread.start()
+        with pytest.raises(RuntimeError, match="Python is exiting"):
+            sim.run_steps(LONG)
+        thread.join(JOIN_S)
+        done = sim.n_steps
+        assert 0 < done < LONG
+        assert all(len(sim.data[p]) == done for p in probes)
+        sim.run_steps(10)
+        assert sim.n_steps == done + 10
+
+
+EXIT_SCRIPT = """
+import threading
+import nengo, numpy as np, nengo_cuda
+with nengo.Network(seed=3) as net:
+    u = nengo.Node((lambda t: np.sin(8 * t)) if {callback} else [0.6])
+    a = nengo.Ensemble(300, 1)
+    nengo.Connection(u, a)
+    nengo.Probe(a, synapse=0.01)
+sim = nengo_cuda.Simulator(net, progress_bar=False, device={device!r}, minibatch_size={mb})
+if {mb} > 1 and {device!r} == "cpu":
+    sim.backend.native.set_trial_threads(2)  # (the trial-parallel or segmented loop)
+inside = threading.Event()
+backend_run = sim.backend.run
+def run(*args):
+    inside.set()
+    return backend_run(*args)
+sim.backend.run = run
+threading.Thread(target=sim.run_steps, args=(10 ** 8,), daemon=True).start()
+inside.wait()
+threading.Event().wait(0.1)  # (well inside the native run)
+"""
+
+
+@pytest.mark.parametrize("callback", [False, True])
+@pytest.mark.parametrize("mb", [1, 4])
+@pytest.mark.parametrize("device", DEVICES)
+def test_python_exits_during_a_daemon_threads_run(device, mb, callback):
+    """The main thread exits while a daemon thread is inside a native run:
+    the process exits cleanly (Python 3.11's finalization would end the
+    thread with a forced unwind through the run, an abort, had nengo_cuda's
+    atexit hook not stopped the run first)."""
+    script = EXIT_SCRIPT.format(device=device, mb=mb, callback=callback)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(nengo_cuda.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "terminate" not in result.stderr

@@ -64,7 +64,7 @@ class PyDeviceProgram {
             const py::gil_scoped_acquire gil;
             free(ptr);
         };
-        hooks.check_stop = nc::check_python_signals;
+        hooks.check_stop = stop_.stop_check();
         prog_ = factory(lay, std::move(hooks));
     }
 
@@ -103,7 +103,7 @@ class PyDeviceProgram {
     // probes: [(addrs, mask(n_steps,), out(n_trials, n_samples, len(addrs)))]
     // The steps run without the GIL (python_run.h).
     void run(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
-        const nc::RunningScope running(running_);
+        const nc::RunningScope running(running_, stop_);
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         const int64_t nt = n_trials_;
         auto args = nc::parse_run_args<T>(n_steps, nt, feeds, probes, host_f_);
@@ -117,7 +117,7 @@ class PyDeviceProgram {
     // {"groups": [{"instrs", "kinds", "launches", "phases", "seconds"}], "idle", "steps",
     // "wall_s"}.
     py::dict profile(int64_t n_steps, py::list feeds, py::list probes, uint64_t stream) {
-        const nc::RunningScope running(running_);
+        const nc::RunningScope running(running_, stop_);
         if (n_steps < 0) throw py::value_error("n_steps must be non-negative");
         auto args = nc::parse_run_args<T>(n_steps, n_trials_, feeds, probes, host_f_);
         check_feeds(args.feeds);
@@ -145,6 +145,9 @@ class PyDeviceProgram {
         return out;
     }
 
+    // Stops a run in progress (from another thread) at its next slice boundary.
+    void request_stop() { stop_.request(); }
+
     void close() {
         nc::RunningScope::check_idle(running_, "close");
         if (prog_) prog_->close();
@@ -162,6 +165,7 @@ class PyDeviceProgram {
     int n_trials_;
     nc::Pool<T> host_f_;
     bool running_ = false;
+    nc::StopRequest stop_;
 
   public:
     // declared last, so destroyed first: the program points into fbuf_ and ibuf_
@@ -201,6 +205,7 @@ void bind_device(py::module_& m, const char* name, Factory<T> factory) {
              py::arg("stream") = 0)
         .def_property_readonly("steps_done", [](P& p) { return p.prog().steps_done(); })
         .def("stats", [](P& p) { return p.prog().stats(); })
+        .def("request_stop", &P::request_stop)
         .def("close", &P::close)
         .def("__len__", [](P& p) { return p.prog().size(); });
 }

@@ -50,5 +50,12 @@ class CpuBackend:
     def steps_done(self):
         return self.native.steps_done
 
+    def request_stop(self):
+        """Stops a run in progress (another thread's) at its next slice
+        boundary: it raises there (`nengo_cuda.native_runs`)."""
+        native = self.native
+        if native is not None:
+            native.request_stop()
+
     def close(self):
         self.native = None

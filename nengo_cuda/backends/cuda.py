@@ -237,6 +237,13 @@ class CudaBackend:
     def steps_done(self):
         return self.native.steps_done
 
+    def request_stop(self):
+        """Stops a run in progress (another thread's) at its next slice
+        boundary: it raises there (`nengo_cuda.native_runs`)."""
+        native = self.native
+        if native is not None:
+            native.request_stop()
+
     def stats(self):
         """Launches per step, steps per graph, ... of the last run (a dict)."""
         return dict(self.native.stats())
