@@ -163,3 +163,28 @@ def test_one_array_weighs_every_probe():
         each = sim.evaluate({inp: x}, y, sample_weight={pa: w, pb: w})
         plain = sim.evaluate({inp: x}, y)
     assert one == each and one["loss"] != plain["loss"]
+
+
+@pytest.mark.parametrize("temporal", [False, True], ids=["per_item", "per_step"])
+@pytest.mark.parametrize("loss", ["MeanSquaredError", "Huber"])
+def test_keras_loss_objects_weigh_as_keras(temporal, loss):
+    """A Keras Loss object (NengoDL's tutorials compile one) takes sample
+    weights as Keras's ``Loss.__call__`` does: its values per item (and
+    step), weighted (it was refused: the object had reduced them already)."""
+    model = _model(temporal)
+    conv = nengo_cuda.Converter(model, temporal_model=temporal)
+    x, y, w = _data(temporal)
+    inp, p = conv.inputs[model.inputs[0]], conv.outputs[model.outputs[0]]
+    with nengo_cuda.Simulator(conv.net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(tf.optimizers.SGD(0.2), loss=getattr(keras.losses, loss)())
+        got = sim.evaluate({inp: _as_steps(x, temporal)}, {p: _as_steps(y, temporal)},
+                           sample_weight=w)["loss"]
+        history = sim.fit({inp: _as_steps(x, temporal)}, {p: _as_steps(y, temporal)},
+                          sample_weight=w, epochs=2, shuffle=False, verbose=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.2), loss=getattr(keras.losses, loss)())
+    expected = model.evaluate(x, y, sample_weight=w, batch_size=MB, verbose=0)
+    keras_history = model.fit(x, y, sample_weight=w, batch_size=MB, epochs=2, shuffle=False,
+                              verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(history.history["loss"], keras_history.history["loss"],
+                               rtol=1e-4)

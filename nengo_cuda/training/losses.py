@@ -97,8 +97,15 @@ def keras_loss(loss):
         raise ValidationError(f"loss must be callable or a Keras loss name (got {loss!r})",
                               attr="loss")
 
-    def loss_fn(outputs, targets):
-        return fn(targets, outputs)
+    if isinstance(fn, tf.keras.losses.Loss) and fn.reduction == "sum_over_batch_size":
+        # (a Keras Loss object, reducing by the mean as Keras does by default:
+        # its values per item and step, which this mean reduces as Keras's,
+        # so that sample and class weights weigh them as in Keras)
+        def loss_fn(outputs, targets):
+            return fn.call(targets, outputs)
+    else:
+        def loss_fn(outputs, targets):
+            return fn(targets, outputs)
 
     loss_fn.free_target_size = free_target_size(fn)
     return loss_fn
