@@ -477,17 +477,23 @@ def test_names_and_n_steps_input_in_data_dicts():
             sim.evaluate({"stim": x}, {p: np.zeros((2, 3, 3))}, verbose=0)
 
 
-def test_metrics_without_a_loss_and_none_losses():
-    """As Keras: compile(loss={p: "mse", q: None}) gives q no loss, and a probe
-    without a loss may have metrics, which its targets serve (in evaluate and
-    fit); targets for a probe with neither serve nothing (Keras skips an
-    output without a loss)."""
+def _two_probes():
+    """An input into q's Node, and twice that into p's: (net, input, p, q)."""
     with nengo.Network(seed=0) as net:
         inp = nengo.Node(np.zeros(1))
         mid, out = nengo.Node(size_in=1), nengo.Node(size_in=1)
         nengo.Connection(inp, mid, synapse=None)
         nengo.Connection(mid, out, transform=2.0, synapse=None)
         p, q = nengo.Probe(out, label="p"), nengo.Probe(mid, label="q")
+    return net, inp, p, q
+
+
+def test_metrics_without_a_loss_and_none_losses():
+    """As Keras: compile(loss={p: "mse", q: None}) gives q no loss, and a probe
+    without a loss may have metrics, which its targets serve (in evaluate and
+    fit); targets for a probe with neither serve nothing (Keras skips an
+    output without a loss)."""
+    net, inp, p, q = _two_probes()
     x = np.random.RandomState(2).rand(4, 5, 1)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         sim.compile(optimizer=tf.optimizers.SGD(0.0), loss={p: "mse", q: None},
@@ -516,12 +522,7 @@ def test_a_metrics_list_gives_each_probe_its_metrics_by_position():
     metric or a list of them) per probe, in the model's order, as Keras's
     outputs and NengoDL's compile take it (it gave every probe every metric);
     in a model of one probe, a list is that probe's metrics."""
-    with nengo.Network(seed=0) as net:
-        inp = nengo.Node(np.zeros(1))
-        mid, out = nengo.Node(size_in=1), nengo.Node(size_in=1)
-        nengo.Connection(inp, mid, synapse=None)
-        nengo.Connection(mid, out, transform=2.0, synapse=None)
-        p, q = nengo.Probe(out, label="p"), nengo.Probe(mid, label="q")
+    net, inp, p, q = _two_probes()
     x = np.random.RandomState(2).rand(4, 5, 1)
     y = {p: np.zeros_like(x), q: np.zeros_like(x)}
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
