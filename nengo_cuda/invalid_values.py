@@ -88,9 +88,8 @@ def _first_nan(array):
 def find_nan(layout, recorded, first_step):
     """Where the first NaN of a run is: in ``recorded`` (probe -> this run's
     rows, trials first) or else in the state of ``layout``'s trials; a phrase
-    naming it, or None where there is no NaN.  A run of one step has only
-    the state searched: its probes recorded values the state holds."""
-    for probe, rows in recorded if rows_beyond_state(recorded) else ():
+    naming it, or None where there is no NaN."""
+    for probe, rows in recorded:
         index = _first_nan(rows)
         if index is not None:
             trial, row = np.unravel_index(index, rows.shape)[:2]
@@ -105,7 +104,9 @@ def find_nan(layout, recorded, first_step):
 
 
 def rows_beyond_state(recorded):
-    """Whether probe rows hold steps before the run's last (more than one row)."""
+    """Whether probe rows hold steps before the run's last (more than one
+    row): else the state holds all they recorded, and `find_nan` need not
+    search them."""
     return any(rows.shape[1] > 1 for _, rows in recorded)
 
 

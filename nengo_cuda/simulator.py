@@ -1051,10 +1051,11 @@ class Simulator:
 
     def _check_invalid_values(self, recorded, start):
         """Nengo's FloatingPointError where the run made NaN (`invalid_values`)."""
-        if invalid_values.rows_beyond_state(recorded):
-            if self._probe_of is None:
-                self._probe_of = {id(rec): probe for probe, rec in self._recordings.items()}
-            recorded = [(self._probe_of[id(rec)], rows) for rec, rows in recorded]
+        if not invalid_values.rows_beyond_state(recorded):
+            recorded = []  # (one step: the state holds what the probes recorded)
+        elif self._probe_of is None:
+            self._probe_of = {id(rec): probe for probe, rec in self._recordings.items()}
+        recorded = [(self._probe_of[id(rec)], rows) for rec, rows in recorded]
         where = invalid_values.find_nan(self.layout, recorded, start)
         if where is None:
             return

@@ -106,10 +106,10 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
     hint = ("; float32's finite differences are coarse: check in float64 to be sure"
             if dtype == np.float32 else "")
     _check_each_element(graph, inputs, probes, outs, f, (atol, rtol, h, eps), hint)
-    return _jacobians(graph, inputs, steps, probes)
+    return _Jacobians(graph, inputs, steps, probes)
 
 
-class _jacobians(collections.abc.Mapping):
+class _Jacobians(collections.abc.Mapping):
     """{probe: {"analytic", "numeric"}}: its output's Jacobians with respect
     to each input (NengoDL's return value; none without inputs).  Each is
     computed when first looked up (a numeric Jacobian runs the graph twice
