@@ -79,12 +79,14 @@ def with_kernel(transform, kernel):
 
 
 def _changed(signal, read):
-    """The signal's current value (float64) if it differs from its built value."""
+    """The signal's current value (float64) if it differs from its built value,
+    or if it is given per trial (a leading minibatch axis: what a learning rule
+    learns in each trial has that axis even before it moves, as in NengoDL)."""
     value = read(signal)
     if value is None:
         return None
     initial = np.asarray(signal.initial_value, dtype=value.dtype).reshape(signal.shape)
-    if value.shape[value.ndim - signal.ndim :] == signal.shape and (value == initial).all():
+    if value.shape == signal.shape and (value == initial).all():
         return None
     return np.asarray(value, dtype=np.float64)
 

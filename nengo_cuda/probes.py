@@ -9,6 +9,16 @@ from collections.abc import Mapping, Sequence
 
 import nengo
 import numpy as np
+from nengo.exceptions import ValidationError
+
+
+class UnknownObjectError(ValidationError, KeyError):
+    """``sim.data[obj]`` for an object this simulator did not build: a
+    ValidationError, as NengoDL raises, and a KeyError, as ``nengo.Simulator``'s
+    mapping raises, so either one's ``except`` catches it."""
+
+    def __str__(self):  # (not KeyError's, which would quote the message)
+        return f"{self.obj!r}: {self.args[0]}"
 
 
 class ProbeRecording:
@@ -172,6 +182,11 @@ class SimulationData(Mapping):
     def __getitem__(self, key):
         rec = self.recordings.get(key)
         if rec is None:
+            if key not in self.raw.params:
+                raise UnknownObjectError(
+                    "not an object of the network this simulator built (sim.data holds "
+                    "its probes, ensembles, connections and other built objects)",
+                    attr="obj", obj=key)
             built = self.raw.params[key]
             return built if self.current is None else self.current(key, built)
         cached = self._cache.get(key)

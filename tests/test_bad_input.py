@@ -181,6 +181,23 @@ def test_closed_simulator_keeps_data():
     assert sim.signals is None
 
 
+@pytest.mark.parametrize("closed", [False, True])
+def test_data_of_an_object_from_another_network(closed):
+    """NengoDL raises a ValidationError, nengo.Simulator's mapping a KeyError:
+    the error is both, and names the object."""
+    ctx = Ctx()
+    sim = ctx.closed_sim() if closed else ctx.sim()
+    stranger = nengo.Ensemble(3, 1, label="stranger", add_to_container=False)
+    try:
+        for exc in (ValidationError, KeyError):
+            with pytest.raises(exc, match="stranger.*not an object of the network"):
+                sim.data[stranger]
+        assert stranger not in sim.data
+    finally:
+        sim.close()
+        ctx.close()
+
+
 # -- the native module's boundary: malformed calls raise, never crash --------------
 
 F64 = np.float64

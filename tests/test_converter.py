@@ -195,6 +195,25 @@ def test_a_layer_called_twice_is_looked_up_by_its_tensors():
     assert conv.outputs[x1].target is conv.layers[x1]
 
 
+def test_iterating_the_layer_dicts_gives_keys_that_look_up_again():
+    """As NengoDL's: each key is a tuple of one tensor reference, in conversion
+    order; ``for k in conv.outputs: sim.data[conv.outputs[k]]`` works."""
+    inp = keras.Input((1,))
+    d0 = keras.layers.Dense(1)(inp)
+    d1 = keras.layers.Dense(1, activation="relu")(d0)
+    model = keras.Model(inp, [d0, d1])
+    conv = nengo_cuda.Converter(model)
+    assert len(conv.layers) == 3 and len(conv.outputs) == 2 and len(conv.inputs) == 1
+    tensors = [key[0].deref() for key in conv.layers]
+    assert [t is x for t, x in zip(tensors, (inp, d0, d1))] == [True] * 3
+    assert [conv.layers[key] for key in conv.layers] == [conv.layers[t] for t in tensors]
+    assert dict(conv.outputs.items()) == {key: conv.outputs[key] for key in conv.outputs}
+    assert all(key in conv.layers for key in conv.layers) and (d1,) not in conv.layers
+    with nengo_cuda.Simulator(conv.net, progress_bar=False) as sim:
+        sim.run_steps(2)
+        assert [sim.data[conv.outputs[key]].shape for key in conv.outputs] == [(2, 1)] * 2
+
+
 def test_training_check_counts_trainable_parameters():
     inp = keras.Input((4,))
     bn = keras.layers.BatchNormalization()

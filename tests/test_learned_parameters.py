@@ -106,6 +106,30 @@ def test_data_shows_each_trials_learned_values():
         np.testing.assert_allclose(sim.data[pes].weights, refs[1][1], atol=1e-12)
 
 
+def test_learned_values_have_the_minibatch_axis_before_they_move():
+    """NengoDL's shapes: with a minibatch_size, a learning connection's weights
+    and Voja's encoders are per trial from the start (before any step, and
+    where the error stays zero), not only once they differ from the build."""
+    with nengo.Network(seed=0) as net:
+        u = nengo.Node([0.5, -0.5])
+        ens = nengo.Ensemble(11, 2)
+        nengo.Connection(u, ens, learning_rule_type=nengo.Voja(learning_rate=0))
+        pes = nengo.Connection(ens, nengo.Node(size_in=2), learning_rule_type=nengo.PES())
+        nengo.Connection(nengo.Node([0, 0]), pes.learning_rule)
+    with simulator(net, minibatch_size=3) as sim:
+        built = sim.data.raw[pes].weights
+        for steps in (0, 10):
+            sim.run_steps(steps)
+            assert sim.data[pes].weights.shape == (3, 2, 11)
+            np.testing.assert_array_equal(sim.data[pes].weights, np.repeat(built[None], 3, 0))
+            assert sim.data[ens].encoders.shape == (3, 11, 2)
+            np.testing.assert_allclose(sim.data[ens].gain, np.repeat(
+                sim.data.raw[ens].gain[None], 3, 0), rtol=1e-6)
+    with simulator(net) as sim:
+        assert sim.data[pes].weights.shape == (2, 11)
+        assert sim.data[ens] is sim.data.raw[ens]  # (unchanged: Nengo's own)
+
+
 def test_voja_encoders_in_data():
     with nengo.Network(seed=1) as net:
         stim = nengo.Node([0.5, -0.5])

@@ -526,6 +526,11 @@ def test_keras_fit_arguments():
                 sim.fit(*data, **kwargs)
         with pytest.raises(TypeError, match="'nonsense'"):
             sim.fit(*data, nonsense=1)
+        for steps in (None, 1):  # (Keras: validation_split for arrays only)
+            batches = ((x[i:i + 2], y[i:i + 2]) for i in range(0, 8, 2))
+            with pytest.raises(nengo.exceptions.ValidationError,
+                               match="validation_split needs arrays"):
+                sim.fit(batches, validation_split=0.5, steps_per_epoch=steps)
         with pytest.warns(UserWarning, match="ignores batch_size=4"):
             sim.fit(*data, batch_size=4)
         with pytest.warns(UserWarning, match="ignoring workers=4"):  # Keras 2's

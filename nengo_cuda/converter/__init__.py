@@ -34,6 +34,7 @@ TensorFlow (and Keras) are needed to convert, not to simulate the result.
 """
 
 import warnings
+from collections.abc import Mapping
 
 import nengo
 import numpy as np
@@ -712,17 +713,30 @@ def _history(kt):
     return history[0], history[1], history[2]
 
 
-class _TensorDict(dict):
-    """A dict keyed by Keras tensors (by identity) that also takes their layers."""
+class _TensorDict(Mapping):
+    """``Converter.inputs``/``outputs``/``layers``: keyed by Keras tensors (by
+    identity), and by their layer where the layer was called once.  As in
+    NengoDL, iterating gives each key as a tuple of one tensor reference
+    (``key[0].deref()`` is the tensor), which looks its value up again."""
+
+    def __init__(self):
+        self._values = {}  # _Key -> value, in conversion order
+        self._layers = {}  # id(layer) -> the values of its calls
 
     def alias(self, layer, value):
-        self._layers = getattr(self, "_layers", {})
         self._layers.setdefault(id(layer), []).append(value)
 
+    @staticmethod
+    def _key(key):
+        if isinstance(key, tuple) and len(key) == 1 and isinstance(key[0], _Key):
+            return key[0]  # (a key this mapping gave out)
+        return key if isinstance(key, _Key) else _Key(key)
+
     def __getitem__(self, key):
-        if dict.__contains__(self, _Key(key)):
-            return dict.__getitem__(self, _Key(key))
-        values = getattr(self, "_layers", {}).get(id(key))
+        value = self._values.get(self._key(key), _MISSING)
+        if value is not _MISSING:
+            return value
+        values = self._layers.get(id(key))
         if values is None:
             raise KeyError(f"{key} is not a tensor or layer of the converted model here")
         if len(values) > 1:  # (as NengoDL: the layer alone does not say which)
@@ -731,20 +745,36 @@ class _TensorDict(dict):
         return values[0]
 
     def __setitem__(self, key, value):
-        dict.__setitem__(self, _Key(key), value)
+        self._values[self._key(key)] = value
 
     def __contains__(self, key):
-        return dict.__contains__(self, _Key(key)) or id(key) in getattr(self, "_layers", {})
+        return self._key(key) in self._values or id(key) in self._layers
+
+    def __iter__(self):
+        return ((key,) for key in self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+
+_MISSING = object()
 
 
 class _Key:
-    """Identity key for an unhashable (or oddly hashed) Keras tensor."""
+    """Identity key for an unhashable (or oddly hashed) Keras tensor; like
+    TensorFlow's ``tensor.ref()``, ``deref()`` gives the tensor back."""
 
     def __init__(self, obj):
         self.obj = obj
+
+    def deref(self):
+        return self.obj
 
     def __hash__(self):
         return id(self.obj)
 
     def __eq__(self, other):
         return isinstance(other, _Key) and other.obj is self.obj
+
+    def __repr__(self):
+        return f"<Reference to {self.obj!r}>"

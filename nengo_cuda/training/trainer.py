@@ -464,12 +464,12 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             return FitData(x, y, self._sample_weights(sample_weight, y, "fit"), batch, steps)
 
         mb = self.sim.n_trials
+        if is_batch_source(x) and validation_split:  # (Keras refuses it too)
+            raise ValidationError("fit: validation_split needs arrays (as in Keras); "
+                                  "give validation_data with a dataset or generator",
+                                  attr="validation_split")
         if is_batch_source(x) and steps_per_epoch is not None:
             refuse_beside_source("fit", y=y, sample_weight=sample_weight)
-            if validation_split:
-                raise ValidationError("fit: validation_split needs arrays (as in Keras); "
-                                      "give validation_data with a dataset or generator",
-                                      attr="validation_split")
             feed = SourceFeed(x, mb, steps_per_epoch,
                               lambda batches: prepare(*self._join_batches(batches, "fit")),
                               FitData.signature)
