@@ -14,7 +14,7 @@ __all__ = [
     "greedy_planner", "tree_planner", "transitive_planner", "noop_planner",
     "order_signals", "noop_order_signals",
     "remove_unmodified_resets", "remove_zero_incs", "remove_identity_muls",
-    "remove_constant_copies", "remove_reset_incs",
+    "remove_constant_copies", "remove_reset_incs", "default_simplifications",
 ]
 
 
@@ -42,3 +42,7 @@ remove_zero_incs = _marker("remove_zero_incs", "simplification")
 remove_identity_muls = _marker("remove_identity_muls", "simplification")
 remove_constant_copies = _marker("remove_constant_copies", "simplification")
 remove_reset_incs = _marker("remove_reset_incs", "simplification")
+
+# (NengoDL's default list, which code extends: ``default_simplifications + (...)``)
+default_simplifications = (remove_unmodified_resets, remove_zero_incs, remove_identity_muls,
+                           remove_constant_copies, remove_reset_incs)

@@ -9,16 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import nengo
 import numpy as np
-from nengo.exceptions import ValidationError
 
-
-class UnknownObjectError(ValidationError, KeyError):
-    """``sim.data[obj]`` for an object this simulator did not build: a
-    ValidationError, as NengoDL raises, and a KeyError, as ``nengo.Simulator``'s
-    mapping raises, so either one's ``except`` catches it."""
-
-    def __str__(self):  # (not KeyError's, which would quote the message)
-        return f"{self.obj!r}: {self.args[0]}"
+from .errors import UnknownObjectError
 
 
 class ProbeRecording:

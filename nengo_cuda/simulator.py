@@ -31,6 +31,7 @@ from . import invalid_values, native_runs, pyfunc, random_splits
 from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
                         data_or_progress, is_real)
 from .backends import select_backend
+from .errors import StepsTypeError
 from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
 from .parameters import LearnedParameters, SparseParameters, StateParameters
@@ -828,7 +829,7 @@ class Simulator:
         try:
             steps = operator.index(steps)
         except TypeError:
-            raise ValidationError(
+            raise StepsTypeError(
                 f"steps must be an integer (got {steps!r})", attr="steps"
             ) from None
         if steps < 0:

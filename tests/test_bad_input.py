@@ -121,6 +121,8 @@ CASES = [
     ("run(str)", lambda c: c.sim().run("1"), ValidationError, "number of seconds"),
     ("run_steps(-1)", lambda c: c.sim().run_steps(-1), ValidationError, "non-negative"),
     ("run_steps(2.5)", lambda c: c.sim().run_steps(2.5), ValidationError, "integer"),
+    # (nengo.Simulator's error: the same one is both)
+    ("run_steps(2.5) as Nengo's", lambda c: c.sim().run_steps(2.5), TypeError, "integer"),
     # -- data=
     ("data=int", lambda c: c.sim().run_steps(10, data=3), ValidationError, "dict"),
     ("data shape", _data(const=np.zeros((2, 9, 1))), ValidationError, r"expected \(2, 10, 1\)"),

@@ -147,12 +147,18 @@ def test_layer_types(inference_only):
 def test_sequential_with_fallback():
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
                               keras.layers.Dense(4), keras.layers.Softmax()])
-    with pytest.warns(UserWarning, match="Softmax.*TensorNode"):
+    with pytest.warns(UserWarning, match="Softmax.*Falling back to TensorNode"):
         conv = nengo_cuda.Converter(model)
     assert not _native(conv)
     assert conv.verify(inputs=[_x(model)], atol=ATOL)
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
-    with pytest.raises(TypeError, match=r"'softmax(_\d+)?'.*allow_fallback"):
+    # (NengoDL's: the Sequential's equivalent Functional model, of its layers)
+    assert type(conv.model).__name__ == "Functional" and conv.model.layers[1:] == model.layers
+    assert conv.inputs[conv.model.input] is conv.layers[model.layers[0].input]
+    assert conv.outputs[conv.model.output].target is conv.layers[model.layers[-1]]
+    # (NengoDL's words first, which code matches; then ours)
+    with pytest.raises(TypeError, match=r"^Unable to convert layer softmax(_\d+)? to native "
+                                        r"Nengo objects: .*allow_fallback"):
         nengo_cuda.Converter(model, allow_fallback=False)
 
 

@@ -177,7 +177,7 @@ def test_convertible_false_falls_back():
         nengo_dl.Converter(_model(), allow_fallback=False)
 
     Refuses.allow_fallback = False  # the converter's own veto: an error even with fallback
-    with pytest.raises(TypeError, match="cannot convert.*Refuses"):
+    with pytest.raises(TypeError, match="Unable to convert layer .* to native Nengo objects.*Refuses"):
         nengo_dl.Converter(_model())
 
 

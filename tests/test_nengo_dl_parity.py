@@ -126,9 +126,10 @@ def test_keras_weight_regularization_counts_in_fit_and_evaluate():
     np.testing.assert_allclose(trained, keras_layer.kernel.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_one_step_training_through_synapses_warns():
-    """NengoDL warns when fit trains on one step through synaptic filters (their
-    outputs start from zero, so a single step cannot show the trained values)."""
+def test_one_step_runs_through_synapses_warn():
+    """NengoDL warns when fit, predict or evaluate run one step through synaptic
+    filters (their outputs start from zero, so a single step cannot show the
+    trained values), unless the run is stateful (earlier runs filled them)."""
     def net_with(synapse):
         with nengo.Network(seed=0) as net:
             a = nengo.Node(np.zeros(1))
@@ -143,10 +144,16 @@ def test_one_step_training_through_synapses_warns():
             sim.compile(tf.keras.optimizers.SGD(0.0), loss="mse")
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
-                sim.fit({a: np.zeros((1, 1, 1))}, {p: np.zeros((1, 1, 1))}, verbose=0)
-                sim.fit({a: np.zeros((1, 3, 1))}, {p: np.zeros((1, 3, 1))}, verbose=0)
-            found = [w for w in seen if "synaptic filters" in str(w.message)]
-            assert len(found) == (1 if warns else 0), synapse
+                for steps in (1, 3):
+                    x, y = {a: np.zeros((1, steps, 1))}, {p: np.zeros((1, steps, 1))}
+                    sim.fit(x, y, verbose=0)
+                    sim.predict(x)
+                    sim.evaluate(x, y)
+                    sim.fit(x, y, verbose=0, stateful=True)
+                    sim.predict(x, stateful=True)
+            found = [str(w.message).split(":")[0] for w in seen
+                     if "synaptic filters" in str(w.message)]
+            assert found == (["fit", "predict", "evaluate"] if warns else []), synapse
 
 
 def test_tensorflow_random_ops_follow_the_simulator_seed():

@@ -165,7 +165,8 @@ def test_graph_optimizer_settings_are_accepted_and_ignored():
 
     results = []
     for settings in ({}, dict(planner=go.noop_planner, sorter=go.noop_order_signals,
-                              simplifications=[go.remove_zero_incs, go.remove_constant_copies])):
+                              simplifications=[go.remove_zero_incs, go.remove_constant_copies]),
+                     dict(simplifications=go.default_simplifications + (go.remove_zero_incs,))):
         net, _, _, _, _, outpt_p = tutorial_net(0)
         with net:
             nengo_cuda.configure_settings(**settings)
@@ -173,6 +174,7 @@ def test_graph_optimizer_settings_are_accepted_and_ignored():
             sim.run_steps(50)
             results.append(sim.data[outpt_p])
     np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
     with pytest.raises(NotImplementedError, match="noop_planner.*does not run it"):
         go.noop_planner([])
     with nengo.Network():

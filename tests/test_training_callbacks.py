@@ -505,6 +505,32 @@ def test_keras_model_stand_in(capsys):
             model.layers
 
 
+@pytest.mark.parametrize("call", ["fit", "predict", "evaluate"])
+def test_isolate_state(call):
+    """NengoDL's IsolateState: a call given it (stateful=True too) starts every
+    minibatch from the state the callback saved and leaves the simulation in
+    that state; without it, a stateful call moves the state on."""
+    net, inp, p = _net()
+    x, y = _data()
+    for isolate in (True, False):
+        with _sim(net, dtype="float64") as sim:
+            sim.compile(tf.keras.optimizers.SGD(0.0), loss="mse")
+            sim.run_steps(4, data={inp: x[:2, :4]})
+            start = sim._save_state()
+            runs = sim.predict({inp: x})[p]  # (each minibatch from the state now)
+            callbacks = [nengo_cuda.callbacks.IsolateState(sim)] if isolate else []
+            if call == "fit":
+                sim.fit({inp: x}, {p: y}, stateful=True, callbacks=callbacks, verbose=0)
+            elif call == "predict":
+                out = sim.predict({inp: x}, stateful=True, callbacks=callbacks)[p]
+                assert np.allclose(out, runs, rtol=1e-12, atol=0) == isolate
+            else:
+                sim.evaluate({inp: x}, {p: y}, stateful=True, callbacks=callbacks)
+            state = sim._save_state()
+            assert np.array_equal(state["f"], start["f"]) == isolate
+            assert state["n_steps"] == (4 if isolate else 4 + 5 * 4)
+
+
 def test_keras_fit_arguments():
     """No Keras argument is silently dropped: supported, warned about (as
     NengoDL), or rejected by name."""

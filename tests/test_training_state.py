@@ -434,6 +434,50 @@ def test_learning_phase_runs_predict_in_training_mode():
     assert not np.allclose(spiking, rates, atol=1e-3)  # LIF spikes by default
 
 
+def test_learning_phase_false_fits_in_inference_mode():
+    """configure_settings(learning_phase=False) (NengoDL: "always inference
+    mode, regardless of what function is being called"): fit's forward pass
+    spikes, as evaluate's does, and its Keras layers get training=False; the
+    readout trains on the spikes (no gradient passes through them)."""
+    flags = []
+
+    class Flagged(tf.keras.layers.Layer):
+        def call(self, x, training=None):
+            flags.append(training)
+            return x
+
+    with nengo.Network(seed=3) as net:
+        nengo_cuda.configure_settings(learning_phase=False)
+        inp = nengo.Node([0.0])
+        ens = nengo.Ensemble(20, 1, neuron_type=nengo.LIF())
+        nengo.Connection(inp, ens, synapse=None)
+        out = nengo.Node(size_in=1)
+        readout = nengo.Connection(ens, out, synapse=0.01)
+        layer = nengo_cuda.TensorNode(Flagged(), shape_in=(1,), pass_time=False)
+        nengo.Connection(out, layer, synapse=None)
+        p = nengo.Probe(layer)
+    x = np.tile(np.linspace(-0.8, 0.8, 4)[:, None, None], (1, 20, 1))
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss="mse")
+        spiking = sim.evaluate({inp: x}, {p: -x}, verbose=0)["loss"]
+        with pytest.warns(UserWarning, match=r"LIF neurons \(spiking: learning_phase=False\)"):
+            fitted = sim.fit({inp: x}, {p: -x}, verbose=0).history["loss"][0]
+        assert fitted == pytest.approx(spiking, rel=1e-9)
+        assert flags and not any(flags)
+        before = sim.data[readout].weights
+        sim.compile(optimizer=tf.optimizers.Adam(0.002), loss="mse")
+        sim.fit({inp: x}, {p: -x}, epochs=20, verbose=0)
+        assert not np.allclose(sim.data[readout].weights, before)
+        np.testing.assert_array_equal(sim.data[ens].bias, sim.data.raw[ens].bias)
+        assert sim.evaluate({inp: x}, {p: -x}, verbose=0)["loss"] < 0.5 * spiking
+    with net:
+        nengo_cuda.configure_settings(learning_phase=None)
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.SGD(0.0), loss="mse")
+        rates = sim.fit({inp: x}, {p: -x}, verbose=0).history["loss"][0]
+        assert rates != pytest.approx(spiking, rel=1e-3)  # (the rate network's)
+
+
 def test_inference_only_refuses_learning_phase():
     """NengoDL 3.6's test_keras.py::test_learning_phase_warning: the settings
     contradict each other; the Simulator says so when it is built."""

@@ -69,7 +69,8 @@ class Converter:
     Parameters
     ----------
     model : keras.Model
-        A functional or (built) Sequential model.
+        A functional or (built) Sequential model (``self.model``: a Sequential's
+        equivalent Functional model, of the same layers, as in NengoDL).
     allow_fallback : bool
         Layers without a native form become TensorNodes (else TypeError).
     inference_only : bool
@@ -116,7 +117,10 @@ class Converter:
     def __init__(self, model, allow_fallback=True, inference_only=False, max_to_avg_pool=False,
                  split_shared_weights=False, swap_activations=None, scale_firing_rates=None,
                  synapse=None, temporal_model=False):
-        self.model = model
+        if not getattr(model, "outputs", None):
+            raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
+                             f"Input or call it once)")
+        self.model = model = _functional(model)
         self.allow_fallback = allow_fallback
         self.inference_only = inference_only
         self.max_to_avg_pool = max_to_avg_pool
@@ -136,9 +140,6 @@ class Converter:
         self._substitute = {}  # id(Keras tensor) -> Tensor, inside a nested model
         self._wrapper = None  # the TimeDistributed layer whose wrapped layer converts
         self._frozen = False  # converting a layer with trainable=False (see `connect`)
-        if not getattr(model, "outputs", None):
-            raise ValueError(f"Converter: model {model.name!r} is not built (give it an "
-                             f"Input or call it once)")
         self._output_probes = []  # one per model output (a tensor output twice: two)
         with nengo.Network(label=model.name) as self.net:
             # (NengoDL's: a network converted for inference only refuses fit)
@@ -217,8 +218,8 @@ class Converter:
         if isinstance(found, type):  # a registered LayerConverter
             ok, reason = _convertible(found, layer, self)
             if not ok and not found.allow_fallback:
-                raise TypeError(f"Converter: cannot convert layer {layer.name!r}"
-                                f"{self._within()} with {found.__name__}: {reason}")
+                raise TypeError(f"{_unable(layer)}: layer {layer.name!r}{self._within()} "
+                                f"with {found.__name__}: {reason}")
             has_weights = found.has_weights if ok else bool(getattr(layer, "weights", None))
         else:
             has_weights = bool(getattr(layer, "weights", None))
@@ -375,14 +376,14 @@ class Converter:
         ``activation`` in place of its own where one is given."""
         where = f"layer {layer.name!r} ({type(layer).__name__}){self._within()}: {reason}"
         if not self.allow_fallback:
-            raise TypeError(f"Converter: cannot convert {where}; allow_fallback=True runs it "
-                            f"as a TensorNode")
+            raise TypeError(f"{_unable(layer)}: {where}; allow_fallback=True runs it as a "
+                            f"TensorNode")
         if len(out_shapes) != 1:
-            raise TypeError(f"Converter: cannot convert {where}, and only layers with one "
-                            f"output fall back to a TensorNode")
+            raise TypeError(f"{_unable(layer)}: {where}, and only layers with one output "
+                            f"fall back to a TensorNode")
         from ..training.tensor_node import TensorNode  # noqa: PLC0415
 
-        warnings.warn(f"Converter: {where}; falling back to a TensorNode (running the "
+        warnings.warn(f"Converter: {where}. Falling back to TensorNode (running the "
                       f"layer as one)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
         if activation is getattr(layer, "activation", None):
@@ -703,6 +704,25 @@ def _as_input_of(model, kt, tensor, lead):
         return Tensor(tensor.obj, shape)
     raise TypeError(f"Converter: nested model {model.name!r} takes an input of shape {shape}; "
                     f"it was given shape {tuple(tensor.shape)}")
+
+
+def _unable(layer):
+    """The start of a conversion error: NengoDL's words, which code may match."""
+    return f"Unable to convert layer {layer.name} to native Nengo objects"
+
+
+def _functional(model):
+    """A Sequential model's equivalent Functional model (its own layers and
+    tensors), as NengoDL's ``Converter.model``; other models as they are."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    if not isinstance(model, tf.keras.Sequential):
+        return model
+    def one_or_list(tensors):  # (so that .input/.output are a tensor where one)
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+    return tf.keras.Model(one_or_list(model.inputs), one_or_list(model.outputs),
+                          name=model.name)
 
 
 def _history(kt):

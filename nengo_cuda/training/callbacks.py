@@ -17,6 +17,40 @@ from nengo.exceptions import SimulationError, ValidationError
 from .summaries import TensorBoardLogs
 
 
+class IsolateState(tf.keras.callbacks.Callback):
+    """NengoDL's: isolates the simulation's state from the calls it is given
+    to.  Every minibatch of ``fit``, ``predict`` or ``evaluate`` starts from the
+    state the simulation had when this callback was made, and the state
+    returns to it after each (and so after the call); what online learning
+    rules learned stays, as with ``stateful=False``.  A call given this
+    callback runs as ``stateful=False`` (NengoDL's ``stateful=False`` is this
+    callback)."""
+
+    def __init__(self, sim):
+        super().__init__()
+        self.sim = sim
+        sim._pull_assigned()  # (a user's writes into sim.signals count)
+        self.saved_state = sim._save_state()
+
+    def reset(self):
+        """Returns the simulation to the saved state."""
+        self.sim._restore_state(self.saved_state)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.reset()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.reset()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.reset()
+
+
+def isolates_state(callbacks):
+    """Whether ``callbacks`` hold an `IsolateState` (the call is then not stateful)."""
+    return any(isinstance(cb, IsolateState) for cb in callbacks or ())
+
+
 def unsupported(callback):
     """Why ``callback`` cannot run in ``sim.fit`` (it needs a real Keras model:
     saving one, or its training state), or None."""

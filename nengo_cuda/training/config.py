@@ -37,8 +37,11 @@ What the settings do here:
   ``predict``, ``predict_on_batch``, ``evaluate`` and ``sim.run``/
   ``run_steps`` go through the training graph (rate neurons, as ``fit``
   computes; ``sim.run`` records its probes and keeps the state as a native
-  run does, at the graph's speed).  False or None (default): inference
-  mode, the network as defined.
+  run does, at the graph's speed).  None (default): inference mode, the
+  network as defined, except in ``fit``, which trains with rate neurons.
+  False: inference mode always, ``fit`` too: its forward pass spikes (each
+  spiking type runs its own step; no gradient passes through spikes, as in
+  NengoDL) and TensorNodes' Keras layers get ``training=False``.
 - ``planner``, ``sorter``, ``simplifications``: accepted for compatibility
   (our planner is not configurable): a function (``simplifications``: a list
   of them), such as NengoDL's names in `nengo_cuda.graph_optimizer`.

@@ -62,9 +62,13 @@ class TrainingGraph:
         Use NengoDL's SoftLIFRate (this sigma) instead of LIFRate for LIF neurons.
     use_loop : bool
         Run the steps in a `tf.while_loop` (True) or unrolled (see `__call__`).
+    spiking : bool
+        Spiking neurons spike (each type runs its own step, no gradient flows
+        through it) instead of running as their rate equivalents: NengoDL's
+        ``configure_settings(learning_phase=False)``, inference mode in ``fit`` too.
     """
 
-    def __init__(self, sim, trainable, lif_smoothing=None, use_loop=True):
+    def __init__(self, sim, trainable, lif_smoothing=None, use_loop=True, spiking=False):
         self.sim = sim
         self.use_loop = use_loop
         self._state = None
@@ -74,6 +78,7 @@ class TrainingGraph:
         self.dtype = tf.as_dtype(sim.dtype)
         self.np_dtype = np.dtype(sim.dtype)
         self.lif_smoothing = lif_smoothing
+        self.spiking = spiking
         self.ops = [op for op in sim.step_order]
         producers = sim._input_producers()
         self.fed_ops = {id(op): node for node, op in producers.items() if op is not None}
@@ -608,7 +613,9 @@ class TrainingGraph:
         differentiates it (`gradient_paths`)."""
         if isinstance(op, SimNeurons):
             if self._neuron_kind(op)[0] == _HOST_STEP:
-                return f"{type(op.neurons).__name__} neurons (no rate equivalent)"
+                why = ("spiking: learning_phase=False" if self._spikes(op.neurons)
+                       else "no rate equivalent")
+                return f"{type(op.neurons).__name__} neurons ({why})"
         elif isinstance(op, SimProcess):
             if not isinstance(op.process, nengo.LinearFilter):
                 return "a process without a TensorFlow form"
@@ -619,9 +626,10 @@ class TrainingGraph:
 
     def _host_neurons(self, op, vals, J):
         """A neuron type without a rate equivalent (Izhikevich, a user's own
-        type or subclass) runs its own ``step`` on the host for every trial, as
-        NengoDL's generic neuron builder: its state stays in the graph's state,
-        no gradient flows through it."""
+        type or subclass), or a spiking one where neurons spike (``spiking``),
+        runs its own ``step`` on the host for every trial, as NengoDL's generic
+        neuron builder: its state stays in the graph's state, no gradient flows
+        through it (nor through NengoDL's spikes)."""
         names = list(op.state)
         states = [tf.reshape(self.read(vals, op.state[name]), [self.batch, -1])
                   for name in names]
@@ -642,8 +650,15 @@ class TrainingGraph:
         for sig, value in zip([op.output] + [op.state[name] for name in names], results):
             self.write(vals, sig, tf.stop_gradient(tf.reshape(value, [self.batch, -1])))
 
+    def _spikes(self, neurons):
+        """Whether ``neurons`` run spiking here (``spiking``, a spiking type)."""
+        return self.spiking and neurons.spiking
+
     def _rate_params(self, neurons, n):
-        """(kind, parameter rows) of the rate op; spike wrappers: (None, amplitude)."""
+        """(kind, parameter rows) of the rate op; spike wrappers: (None, amplitude);
+        spiking neurons where they spike (``spiking``): their own step."""
+        if self._spikes(neurons):
+            return _HOST_STEP, None
         if isinstance(neurons, _SPIKE_WRAPPERS):
             return None, nc_ops.per_element(neurons.amplitude, n).astype(self.np_dtype)
         base = neurons

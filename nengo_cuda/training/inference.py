@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
-from .callbacks import CallbackList
+from .callbacks import CallbackList, isolates_state
 from .epochs import steps_argument
 from .graph import with_learned
 from .losses import io_names
@@ -61,9 +61,12 @@ class Inference:
             outs = self._train_fns[key](xs)
         return {p: self._history(p, v.numpy()) for p, v in zip(probes, outs)}
 
-    def _stateful(self, stateful, what):
+    def _stateful(self, stateful, what, callbacks=None):
         """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
-        the network is configured ``stateful=False``."""
+        the network is configured ``stateful=False``; False with an `IsolateState`
+        among ``callbacks``."""
+        if isolates_state(callbacks):
+            return False
         if stateful and not self.sim.stateful:
             warn(f"{what}: Ignoring stateful=True, since the network was configured with "
                  "configure_settings(stateful=False)")
@@ -177,7 +180,7 @@ class Inference:
         """
         callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
-        stateful = self._stateful(stateful, "predict")
+        stateful = self._stateful(stateful, "predict", callbacks)
         n_batches = steps_argument(steps, "steps")
         x, _, _ = self._from_batches(x, None, n_batches, "predict")
         x = self._as_dict(x, "input")
@@ -189,6 +192,8 @@ class Inference:
             batch, steps = self._check(x, {}, n_steps)
         x, _, _, batch = self._first_minibatches((x, {}, None, batch), n_batches, "steps",
                                                  "predict")
+        self._warn_one_step("predict", steps, stateful,  # (NengoDL's: those with a loss)
+                            [p for p in self.sim.model.probes if self._has_loss(p)])
         cbs = self._callbacks(callbacks, batch)
         results = {p: [] for p in self.sim.model.probes}
         if cbs is not None:
@@ -237,7 +242,7 @@ class Inference:
         """
         callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size)
-        stateful = self._stateful(stateful, "evaluate")
+        stateful = self._stateful(stateful, "evaluate", callbacks)
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
         n_batches = steps_argument(steps, "steps")
@@ -247,6 +252,7 @@ class Inference:
         weights = self._sample_weights(sample_weight, y, "evaluate")
         x, y, weights, batch = self._first_minibatches((x, y, weights, batch), n_batches,
                                                        "steps", "evaluate")
+        self._warn_one_step("evaluate", steps, stateful, [p for p in y if self._has_loss(p)])
         cbs = self._callbacks(callbacks, batch)
         if cbs is None:
             return self._evaluate(x, y, batch, steps, stateful, weights=weights)

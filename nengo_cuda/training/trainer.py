@@ -84,6 +84,13 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 f"this network was configured with inference_only=True; {why}")
 
     @property
+    def _inference_mode(self):
+        """NengoDL's ``configure_settings(learning_phase=False)``: inference
+        mode always, ``fit`` too (spiking neurons spike; TensorNodes' Keras
+        layers get ``training=False``)."""
+        return self.setting("learning_phase") is False
+
+    @property
     def graph(self):
         if self._graph is None:
             require_eager()
@@ -93,6 +100,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 trainable_signals(self.sim, trainable),
                 lif_smoothing=self.setting("lif_smoothing"),
                 use_loop=bool(self.setting("use_loop", True)),
+                spiking=self._inference_mode,
             )
         return self._graph
 
@@ -116,10 +124,17 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 found.setdefault(id(var), var)
         return list(found.values())
 
-    def _has_synapses(self, probes):
-        """Whether a Connection of the network or one of ``probes`` filters."""
+    def _warn_one_step(self, what, steps, stateful, probes):
+        """NengoDL's warning for a run of one step through synaptic filters (a
+        Connection of the network or one of ``probes``): their outputs start at
+        their initial state.  Not for stateful runs (earlier runs fill them)."""
         conns = self.network.all_connections if self.network is not None else []
-        return any(obj.synapse is not None for obj in list(conns) + list(probes))
+        if steps == 1 and not stateful and any(
+                obj.synapse is not None for obj in list(conns) + list(probes)):
+            warn(f"{what}: running one step per item, but the network contains synaptic "
+                 "filters, whose outputs start at their initial state (at least a "
+                 "one-step delay): set synapse=None on the connections, or run more "
+                 "steps (NengoDL's advice)")
 
     def _regularization(self):
         """The weight regularization of the TensorNodes' Keras layers (their
@@ -317,7 +332,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
                                  validation_batch_size=validation_batch_size)
         self._refuse_inference_only("it cannot be trained")
-        stateful = self._stateful(stateful, "fit")
+        stateful = self._stateful(stateful, "fit", callbacks)
         steps_per_epoch = steps_argument(steps_per_epoch, "steps_per_epoch")
         validation_steps = steps_argument(validation_steps, "validation_steps")
         if not isinstance(validation_freq, (int, list, tuple)) or isinstance(
@@ -337,10 +352,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         probes, steps = list(data.y), data.steps
         loss_probes = self._loss_probes(probes)
         graph = self.graph
-        if steps == 1 and self._has_synapses(probes):
-            warn("fit: training on one step per item, but the network contains synaptic "
-                 "filters, whose outputs start at their initial state: set synapse=None on "
-                 "the connections to train, or train on more steps (NengoDL's advice)")
+        self._warn_one_step("fit", steps, stateful, loss_probes)
         if not self.trainable_variables:  # runs (and reports the loss), as NengoDL's
             warn("fit: no parameters are trainable (see configure_settings; TensorNodes' "
                  "Keras layers train too): nothing changes")
@@ -609,6 +621,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             """``ws``: the sample weights by probe, or ``()`` (none)."""
             with tf.GradientTape() as tape:
                 outs, final = graph(dict(zip(nodes, xs)), steps, probes,
+                                    training=not self._inference_mode,
                                     init=init, t0=t0, return_state=True)
                 outs = {p: self._history(p, o) for p, o in outs.items()}
                 losses = [self._reduce(f(outs[probes[j]], tf.cast(ys[j], outs[probes[j]].dtype)),
