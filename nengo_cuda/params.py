@@ -105,5 +105,16 @@ def _ensemble(ens, built, sig, read):
                                  / np.linalg.norm(built.encoders, axis=-1))
             encoders = ens.radius * scaled / gain[..., None]
     bias = built.bias if bias is None else bias
-    max_rates, intercepts = ens.neuron_type.max_rates_intercepts(gain, bias)
+    max_rates, intercepts = _max_rates_intercepts(ens.neuron_type, gain, bias)
     return BuiltEnsemble(built.eval_points, encoders, intercepts, max_rates, scaled, gain, bias)
+
+
+def _max_rates_intercepts(neuron_type, gain, bias):
+    """The neuron type's max rates and intercepts, one trial at a time where
+    gain or bias has a minibatch axis (Nengo's generic method, which
+    Izhikevich and users' types use, takes one population)."""
+    if np.ndim(gain) < 2 and np.ndim(bias) < 2:
+        return neuron_type.max_rates_intercepts(gain, bias)
+    gain, bias = np.broadcast_arrays(gain, bias)
+    pairs = [neuron_type.max_rates_intercepts(g, b) for g, b in zip(gain, bias)]
+    return np.stack([m for m, _ in pairs]), np.stack([i for _, i in pairs])

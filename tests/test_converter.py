@@ -157,7 +157,7 @@ def test_sequential_with_fallback():
     assert conv.inputs[conv.model.input] is conv.layers[model.layers[0].input]
     assert conv.outputs[conv.model.output].target is conv.layers[model.layers[-1]]
     # (NengoDL's words first, which code matches; then ours)
-    with pytest.raises(TypeError, match=r"^Unable to convert layer softmax(_\d+)? to native "
+    with pytest.raises(TypeError, match=r"^Unable to convert layer 'softmax(_\d+)?' to native "
                                         r"Nengo objects: .*allow_fallback"):
         nengo_cuda.Converter(model, allow_fallback=False)
 
@@ -197,6 +197,7 @@ def test_a_layer_called_twice_is_looked_up_by_its_tensors():
         conv.layers[relu]
     with pytest.raises(KeyError, match="called multiple times"):
         conv.outputs[relu]
+    assert relu not in conv.layers and x0 in conv.layers  # (as a Mapping's `in`)
     assert conv.layers[x0] is not conv.layers[x1]
     assert conv.outputs[x1].target is conv.layers[x1]
 
@@ -218,6 +219,17 @@ def test_iterating_the_layer_dicts_gives_keys_that_look_up_again():
     with nengo_cuda.Simulator(conv.net, progress_bar=False) as sim:
         sim.run_steps(2)
         assert [sim.data[conv.outputs[key]].shape for key in conv.outputs] == [(2, 1)] * 2
+
+
+def test_inputs_in_the_models_order():
+    """NengoDL fills Converter.inputs in model.inputs' order (data given by
+    zipping its values with arrays relies on it), whatever order the layers
+    convert in."""
+    a, b = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    out = keras.layers.Concatenate()([keras.layers.Dense(2)(b), a])
+    conv = nengo_cuda.Converter(keras.Model([a, b], out))
+    assert [n.label for n in conv.inputs.values()] == ["a", "b"]
+    assert [key[0].deref() for key in conv.inputs] == [a, b]
 
 
 def test_training_check_counts_trainable_parameters():

@@ -130,6 +130,25 @@ def test_learned_values_have_the_minibatch_axis_before_they_move():
         assert sim.data[ens] is sim.data.raw[ens]  # (unchanged: Nengo's own)
 
 
+def test_voja_encoders_of_a_generic_neuron_type_per_trial():
+    """Izhikevich's max rates and intercepts come from Nengo's generic method,
+    which takes one population: sim.data gives them per trial, each trial's
+    as Nengo computes it for that trial's gain and bias."""
+    with nengo.Network(seed=2) as net:
+        ens = nengo.Ensemble(8, 1, neuron_type=nengo.Izhikevich())
+        nengo.Connection(nengo.Node([0.5]), ens, learning_rule_type=nengo.Voja())
+    with simulator(net, minibatch_size=2) as sim:
+        sim.run_steps(5)
+        data = sim.data[ens]
+        assert data.max_rates.shape == data.intercepts.shape == (2, 8)
+        bias = np.broadcast_to(data.bias, data.gain.shape)  # (Voja moves no bias)
+        for trial in range(2):
+            rates, intercepts = ens.neuron_type.max_rates_intercepts(data.gain[trial],
+                                                                     bias[trial])
+            np.testing.assert_array_equal(data.max_rates[trial], rates)
+            np.testing.assert_array_equal(data.intercepts[trial], intercepts)
+
+
 def test_voja_encoders_in_data():
     with nengo.Network(seed=1) as net:
         stim = nengo.Node([0.5, -0.5])

@@ -151,6 +151,7 @@ def test_one_step_runs_through_synapses_warn():
                     sim.evaluate(x, y)
                     sim.fit(x, y, verbose=0, stateful=True)
                     sim.predict(x, stateful=True)
+                    sim.predict_on_batch(x)  # (NengoDL's: stateful as the simulator)
             found = [str(w.message).split(":")[0] for w in seen
                      if "synaptic filters" in str(w.message)]
             assert found == (["fit", "predict", "evaluate"] if warns else []), synapse

@@ -531,6 +531,25 @@ def test_isolate_state(call):
             assert state["n_steps"] == (4 if isolate else 4 + 5 * 4)
 
 
+def test_isolate_state_made_before_other_runs():
+    """NengoDL's IsolateState given to a stateful predict, made before more
+    steps ran: the first minibatch starts from the state now, the next ones
+    from the callback's, and the call ends in the callback's state."""
+    net, inp, p = _net()
+    x, _ = _data(n=4)
+    with _sim(net, dtype="float64") as sim:
+        sim.run_steps(4, data={inp: x[:2, :4]})
+        saved = sim._save_state()
+        from_saved = sim.predict({inp: x[2:]})[p]
+        isolate = nengo_cuda.callbacks.IsolateState(sim)
+        sim.run_steps(3, data={inp: x[:2, :3]})
+        from_now = sim.predict({inp: x[:2]})[p]
+        out = sim.predict({inp: x}, stateful=True, callbacks=[isolate])[p]
+        np.testing.assert_allclose(out[:2], from_now, rtol=1e-12)
+        np.testing.assert_allclose(out[2:], from_saved, rtol=1e-12)
+        assert np.array_equal(sim._save_state()["f"], saved["f"]) and sim.n_steps == 4
+
+
 def test_keras_fit_arguments():
     """No Keras argument is silently dropped: supported, warned about (as
     NengoDL), or rejected by name."""

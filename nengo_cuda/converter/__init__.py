@@ -154,6 +154,7 @@ class Converter:
                 self.outputs.alias(_history(kt)[0], probe)
             for kt in model.inputs:  # (an input no output needs gets its Node too)
                 self._tensor(kt)
+        self.inputs.reorder(model.inputs)  # (NengoDL's order: the model's inputs')
         for key in self.swap_activations.unused_keys(ordered=True):
             # (a typo, or a layer that fell back)
             warnings.warn(f"Converter: swap_activations key {key!r} matched no "
@@ -708,7 +709,7 @@ def _as_input_of(model, kt, tensor, lead):
 
 def _unable(layer):
     """The start of a conversion error: NengoDL's words, which code may match."""
-    return f"Unable to convert layer {layer.name} to native Nengo objects"
+    return f"Unable to convert layer {layer.name!r} to native Nengo objects"
 
 
 def _functional(model):
@@ -767,8 +768,14 @@ class _TensorDict(Mapping):
     def __setitem__(self, key, value):
         self._values[self._key(key)] = value
 
-    def __contains__(self, key):
-        return self._key(key) in self._values or id(key) in self._layers
+    def __contains__(self, key):  # (a layer called several times: not a key)
+        return self._key(key) in self._values or len(self._layers.get(id(key), ())) == 1
+
+    def reorder(self, keys):
+        """Puts ``keys`` (those present) first, in that order."""
+        first = {self._key(k): None for k in keys if self._key(k) in self._values}
+        rest = [k for k in self._values if k not in first]
+        self._values = {k: self._values[k] for k in list(first) + rest}
 
     def __iter__(self):
         return ((key,) for key in self._values)

@@ -19,12 +19,15 @@ from .summaries import TensorBoardLogs
 
 class IsolateState(tf.keras.callbacks.Callback):
     """NengoDL's: isolates the simulation's state from the calls it is given
-    to.  Every minibatch of ``fit``, ``predict`` or ``evaluate`` starts from the
-    state the simulation had when this callback was made, and the state
-    returns to it after each (and so after the call); what online learning
-    rules learned stays, as with ``stateful=False``.  A call given this
-    callback runs as ``stateful=False`` (NengoDL's ``stateful=False`` is this
-    callback)."""
+    to.  After each minibatch of ``fit``, ``predict`` or ``evaluate`` the
+    simulation returns to the state it had when this callback was made (so
+    after the call too), and the next minibatch starts from there; what online
+    learning rules learned stays, as with ``stateful=False`` (NengoDL's
+    ``stateful=False`` is this callback).  Where the training graph carries
+    the state between minibatches (``fit``; ``predict``/``evaluate`` under
+    ``learning_phase=True``) the call runs as ``stateful=False`` instead:
+    every minibatch starts from the call's start state, which is the
+    callback's when it is made right before the call."""
 
     def __init__(self, sim):
         super().__init__()

@@ -61,17 +61,26 @@ class Inference:
             outs = self._train_fns[key](xs)
         return {p: self._history(p, v.numpy()) for p, v in zip(probes, outs)}
 
-    def _stateful(self, stateful, what, callbacks=None):
+    def _stateful(self, stateful, what, callbacks=None, carried=False):
         """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
-        the network is configured ``stateful=False``; False with an `IsolateState`
-        among ``callbacks``."""
-        if isolates_state(callbacks):
+        the network is configured ``stateful=False``.  An `IsolateState` among
+        ``callbacks`` resets the simulation after each batch, which a native run
+        starts from; where the training graph carries the state from batch to
+        batch instead (``carried``: fit, ``learning_phase=True``), the call is
+        made not stateful, its batches starting from the call's start state (the
+        callback's, when it is made right before the call)."""
+        if carried and isolates_state(callbacks):
             return False
         if stateful and not self.sim.stateful:
             warn(f"{what}: Ignoring stateful=True, since the network was configured with "
                  "configure_settings(stateful=False)")
             return False
         return bool(stateful)
+
+    def _carried(self):
+        """Whether predict/evaluate's batches run in the training graph
+        (``learning_phase=True``), which carries the state from one to the next."""
+        return self.setting("learning_phase") is True
 
     def _native_runs(self, x, batch, steps, stateful):
         """Runs the minibatches of ``x`` with the native kernels; yields each one's
@@ -179,8 +188,11 @@ class Inference:
         ``callbacks`` get Keras's predict hooks.
         """
         callbacks = kwargs.pop("callbacks", None)
+        # (NengoDL's one-step warning sees the stateful asked for; predict_on_batch's
+        # is the simulator's setting)
+        asked = kwargs.pop("_asked_stateful", stateful)
         self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
-        stateful = self._stateful(stateful, "predict", callbacks)
+        stateful = self._stateful(stateful, "predict", callbacks, self._carried())
         n_batches = steps_argument(steps, "steps")
         x, _, _ = self._from_batches(x, None, n_batches, "predict")
         x = self._as_dict(x, "input")
@@ -192,7 +204,7 @@ class Inference:
             batch, steps = self._check(x, {}, n_steps)
         x, _, _, batch = self._first_minibatches((x, {}, None, batch), n_batches, "steps",
                                                  "predict")
-        self._warn_one_step("predict", steps, stateful,  # (NengoDL's: those with a loss)
+        self._warn_one_step("predict", steps, asked,  # (NengoDL's: those with a loss)
                             [p for p in self.sim.model.probes if self._has_loss(p)])
         cbs = self._callbacks(callbacks, batch)
         results = {p: [] for p in self.sim.model.probes}
@@ -225,7 +237,8 @@ class Inference:
                 f"predict_on_batch takes exactly one minibatch ({self.sim.n_trials} items)",
                 attr="x")
         # (follows configure_settings(stateful=False) without a warning, as NengoDL)
-        return self.predict(x, n_steps=n_steps, stateful=stateful and self.sim.stateful)
+        return self.predict(x, n_steps=n_steps, stateful=stateful and self.sim.stateful,
+                            _asked_stateful=self.sim.stateful)
 
     def evaluate(self, x=None, y=None, n_steps=None, stateful=False, batch_size=None,
                  verbose=None, sample_weight=None, steps=None, return_dict=True, **kwargs):
@@ -242,7 +255,8 @@ class Inference:
         """
         callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size)
-        stateful = self._stateful(stateful, "evaluate", callbacks)
+        asked = stateful
+        stateful = self._stateful(stateful, "evaluate", callbacks, self._carried())
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
         n_batches = steps_argument(steps, "steps")
@@ -252,7 +266,7 @@ class Inference:
         weights = self._sample_weights(sample_weight, y, "evaluate")
         x, y, weights, batch = self._first_minibatches((x, y, weights, batch), n_batches,
                                                        "steps", "evaluate")
-        self._warn_one_step("evaluate", steps, stateful, [p for p in y if self._has_loss(p)])
+        self._warn_one_step("evaluate", steps, asked, [p for p in y if self._has_loss(p)])
         cbs = self._callbacks(callbacks, batch)
         if cbs is None:
             return self._evaluate(x, y, batch, steps, stateful, weights=weights)

@@ -332,7 +332,8 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         self._check_keras_kwargs("fit", kwargs, batch_size=batch_size,
                                  validation_batch_size=validation_batch_size)
         self._refuse_inference_only("it cannot be trained")
-        stateful = self._stateful(stateful, "fit", callbacks)
+        asked = stateful  # (what NengoDL's one-step warning sees)
+        stateful = self._stateful(stateful, "fit", callbacks, carried=True)
         steps_per_epoch = steps_argument(steps_per_epoch, "steps_per_epoch")
         validation_steps = steps_argument(validation_steps, "validation_steps")
         if not isinstance(validation_freq, (int, list, tuple)) or isinstance(
@@ -352,7 +353,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         probes, steps = list(data.y), data.steps
         loss_probes = self._loss_probes(probes)
         graph = self.graph
-        self._warn_one_step("fit", steps, stateful, loss_probes)
+        self._warn_one_step("fit", steps, asked, loss_probes)
         if not self.trainable_variables:  # runs (and reports the loss), as NengoDL's
             warn("fit: no parameters are trainable (see configure_settings; TensorNodes' "
                  "Keras layers train too): nothing changes")
