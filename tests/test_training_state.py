@@ -464,6 +464,9 @@ def test_learning_phase_false_fits_in_inference_mode():
             fitted = sim.fit({inp: x}, {p: -x}, verbose=0).history["loss"][0]
         assert fitted == pytest.approx(spiking, rel=1e-9)
         assert flags and not any(flags)
+        flags.clear()  # (every use of the training graph: check_gradients' too)
+        sim._trainer().graph({inp: tf.constant(x[:2, :3])}, 3, [p])
+        assert flags and not any(flags)
         before = sim.data[readout].weights
         sim.compile(optimizer=tf.optimizers.Adam(0.002), loss="mse")
         sim.fit({inp: x}, {p: -x}, epochs=20, verbose=0)

@@ -294,15 +294,17 @@ class TrainingGraph:
         vals[base] = new
 
     # -- the forward pass ----------------------------------------------------
-    def __call__(self, inputs, n_steps, probes, training=True, init=None, t0=None,
+    def __call__(self, inputs, n_steps, probes, training=None, init=None, t0=None,
                  return_state=False):
         """Runs ``n_steps`` steps from the initial state (or from ``init``).
 
         inputs : {Node: tensor (batch, n_steps, size_out)} for input Nodes.
         probes : list of Probe; returns {probe: tensor (batch, n_steps, size)}.
-        training : bool
+        training : bool or None
             Passed to TensorNodes' Keras layers (Dropout drops, BatchNormalization
-            uses the minibatch's statistics), as NengoDL's ``fit`` does.
+            uses the minibatch's statistics), as NengoDL's ``fit`` does; None:
+            True, except where neurons spike (``spiking``: NengoDL's inference
+            mode always, ``learning_phase=False``).
         init : list of tensors, optional
             The state to start from: one ``(batch, base.size)`` tensor per base of
             `state_bases` (default: every signal's initial value).
@@ -317,7 +319,8 @@ class TrainingGraph:
         unrolled (a graph ``n_steps`` times larger, sometimes faster to run).
         """
         self.batch = int(next(iter(inputs.values())).shape[0]) if inputs else self.sim.n_trials
-        self.training = training  # Keras layers of TensorNodes get it (Dropout, ...)
+        # (Keras layers of TensorNodes get it: Dropout, ...)
+        self.training = (not self.spiking) if training is None else training
         feeds = {node: tf.cast(x, self.dtype) for node, x in inputs.items()}
         n_steps = int(n_steps)
         t0 = None if t0 is None else tf.cast(t0, self.dtype)

@@ -86,8 +86,8 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
     @property
     def _inference_mode(self):
         """NengoDL's ``configure_settings(learning_phase=False)``: inference
-        mode always, ``fit`` too (spiking neurons spike; TensorNodes' Keras
-        layers get ``training=False``)."""
+        mode always, ``fit`` and ``check_gradients`` too (the graph's spiking
+        neurons spike; its TensorNodes' Keras layers get ``training=False``)."""
         return self.setting("learning_phase") is False
 
     @property
@@ -622,7 +622,6 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             """``ws``: the sample weights by probe, or ``()`` (none)."""
             with tf.GradientTape() as tape:
                 outs, final = graph(dict(zip(nodes, xs)), steps, probes,
-                                    training=not self._inference_mode,
                                     init=init, t0=t0, return_state=True)
                 outs = {p: self._history(p, o) for p, o in outs.items()}
                 losses = [self._reduce(f(outs[probes[j]], tf.cast(ys[j], outs[probes[j]].dtype)),
