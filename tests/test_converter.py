@@ -230,6 +230,8 @@ def test_inputs_in_the_models_order():
     conv = nengo_cuda.Converter(keras.Model([a, b], out))
     assert [n.label for n in conv.inputs.values()] == ["a", "b"]
     assert [key[0].deref() for key in conv.inputs] == [a, b]
+    # (and Converter.layers in model.layers' order)
+    assert [key[0].deref()._keras_history[0] for key in conv.layers] == conv.model.layers
 
 
 def test_training_check_counts_trainable_parameters():

@@ -155,6 +155,7 @@ class Converter:
             for kt in model.inputs:  # (an input no output needs gets its Node too)
                 self._tensor(kt)
         self.inputs.reorder(model.inputs)  # (NengoDL's order: the model's inputs')
+        self.layers.reorder(_in_layer_order([key[0].deref() for key in self.layers], model))
         for key in self.swap_activations.unused_keys(ordered=True):
             # (a typo, or a layer that fell back)
             warnings.warn(f"Converter: swap_activations key {key!r} matched no "
@@ -705,6 +706,18 @@ def _as_input_of(model, kt, tensor, lead):
         return Tensor(tensor.obj, shape)
     raise TypeError(f"Converter: nested model {model.name!r} takes an input of shape {shape}; "
                     f"it was given shape {tuple(tensor.shape)}")
+
+
+def _in_layer_order(tensors, model):
+    """``tensors`` ordered by their layers' places in ``model.layers`` (NengoDL's
+    order of ``Converter.layers``); those of nested models' layers last."""
+    place = {id(layer): i for i, layer in enumerate(model.layers)}
+
+    def key(tensor):
+        history = getattr(tensor, "_keras_history", None)
+        return place.get(id(history[0]), len(place)) if history else len(place)
+
+    return sorted(tensors, key=key)
 
 
 def _unable(layer):
