@@ -160,6 +160,10 @@ def test_sequential_with_fallback():
     with pytest.raises(TypeError, match=r"^Unable to convert layer 'softmax(_\d+)?' to native "
                                         r"Nengo objects: .*allow_fallback"):
         nengo_cuda.Converter(model, allow_fallback=False)
+    # (an activation without a Nengo form: NengoDL's other words)
+    elu = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="elu")])
+    with pytest.warns(UserWarning, match="'elu'.*; falling back to a TensorNode"):
+        nengo_cuda.Converter(elu)
 
 
 def test_max_pooling():

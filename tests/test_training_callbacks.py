@@ -574,7 +574,7 @@ def test_keras_fit_arguments():
         for steps in (None, 1):  # (Keras: validation_split for arrays only)
             batches = ((x[i:i + 2], y[i:i + 2]) for i in range(0, 8, 2))
             with pytest.raises(nengo.exceptions.ValidationError,
-                               match="validation_split needs arrays"):
+                               match="only supported for tensors or NumPy arrays"):
                 sim.fit(batches, validation_split=0.5, steps_per_epoch=steps)
         with pytest.warns(UserWarning, match="ignores batch_size=4"):
             sim.fit(*data, batch_size=4)

@@ -40,7 +40,7 @@ import nengo
 import numpy as np
 
 from ..training.config import configure_settings, get_setting
-from .activations import neuron_type_for, with_amplitude
+from .activations import NoNeuronType, neuron_type_for, with_amplitude
 from .extension import LayerConverter
 from .layers import CONVERTERS, Tensor, Unconvertible
 from .temporal import time_mixing
@@ -245,7 +245,7 @@ class Converter:
                     self._frozen = not getattr(layer, "trainable", True)
                     outs = found(self, layer, inputs, out_shapes)
             except (Unconvertible, LookupError) as e:
-                reason = str(e)
+                reason = e  # (its message; its type picks the warning's words)
                 # (an activation swapped for one with no neuron type: the
                 # TensorNode runs the layer with that one, as NengoDL's does)
                 swapped = getattr(e, "activation", None)
@@ -385,8 +385,11 @@ class Converter:
                             f"fall back to a TensorNode")
         from ..training.tensor_node import TensorNode  # noqa: PLC0415
 
-        warnings.warn(f"Converter: {where}. Falling back to TensorNode (running the "
-                      f"layer as one)")
+        # (NengoDL's words, which code matches: its warning for an activation
+        # without a Nengo form, else for a layer without a converter)
+        then = ("; falling back to a TensorNode" if isinstance(reason, NoNeuronType)
+                else ". Falling back to TensorNode")
+        warnings.warn(f"Converter: {where}{then} (running the layer as one)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
         if activation is getattr(layer, "activation", None):
             activation = None

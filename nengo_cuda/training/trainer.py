@@ -478,8 +478,9 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
 
         mb = self.sim.n_trials
         if is_batch_source(x) and validation_split:  # (Keras refuses it too)
-            raise ValidationError("fit: validation_split needs arrays (as in Keras); "
-                                  "give validation_data with a dataset or generator",
+            raise ValidationError("fit: `validation_split` is only supported for tensors or "
+                                  "NumPy arrays (Keras's words); give validation_data with a "
+                                  "dataset or generator",
                                   attr="validation_split")
         if is_batch_source(x) and steps_per_epoch is not None:
             refuse_beside_source("fit", y=y, sample_weight=sample_weight)
