@@ -548,6 +548,12 @@ def test_isolate_state_made_before_other_runs():
         np.testing.assert_allclose(out[:2], from_now, rtol=1e-12)
         np.testing.assert_allclose(out[2:], from_saved, rtol=1e-12)
         assert np.array_equal(sim._save_state()["f"], saved["f"]) and sim.n_steps == 4
+        # fit (the training graph carries its state) not asked to be stateful: it
+        # ends where it started, as NengoDL's own IsolateState after the user's makes it
+        sim.run_steps(3, data={inp: x[:2, :3]})
+        before = sim._save_state()
+        sim.fit({inp: x}, {p: x}, callbacks=[isolate], verbose=0)
+        assert np.array_equal(sim._save_state()["f"], before["f"]) and sim.n_steps == 7
 
 
 def test_keras_fit_arguments():

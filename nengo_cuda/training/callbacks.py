@@ -27,7 +27,9 @@ class IsolateState(tf.keras.callbacks.Callback):
     the state between minibatches (``fit``; ``predict``/``evaluate`` under
     ``learning_phase=True``) the call runs as ``stateful=False`` instead:
     every minibatch starts from the call's start state, which is the
-    callback's when it is made right before the call."""
+    callback's when it is made right before the call.  As in NengoDL, a call
+    not asked to be stateful ends in the state it started in whatever the
+    callback saved (NengoDL adds an IsolateState of its own after the user's)."""
 
     def __init__(self, sim):
         super().__init__()

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
 
-from .callbacks import CallbackList, isolates_state
+from .callbacks import CallbackList, IsolateState, isolates_state
 from .epochs import steps_argument
 from .graph import with_learned
 from .losses import io_names
@@ -61,16 +61,26 @@ class Inference:
             outs = self._train_fns[key](xs)
         return {p: self._history(p, v.numpy()) for p, v in zip(probes, outs)}
 
-    def _stateful(self, stateful, what, callbacks=None, carried=False):
+    def _isolated(self, stateful, what, callbacks, carried):
+        """``(stateful, callbacks)`` of a call given ``callbacks``: its `_stateful`,
+        except with an `IsolateState` where the training graph carries the
+        state from batch to batch (``carried``: fit, ``learning_phase=True``).
+        Such a callback resets the simulation after each batch, which a native
+        run starts from; the graph's batches cannot, so the call is made not
+        stateful (its batches start from the call's start state: the callback's,
+        when it is made right before the call).  A call not asked to be
+        stateful gets NengoDL's own IsolateState of its start state after the
+        user's, so it ends where it started, as NengoDL's does."""
+        stateful = self._stateful(stateful, what)
+        if not (carried and isolates_state(callbacks)):
+            return stateful, callbacks
+        if not stateful:
+            callbacks = list(callbacks) + [IsolateState(self.sim)]
+        return False, callbacks
+
+    def _stateful(self, stateful, what):
         """The call's ``stateful``, as NengoDL: True is ignored (with a warning) when
-        the network is configured ``stateful=False``.  An `IsolateState` among
-        ``callbacks`` resets the simulation after each batch, which a native run
-        starts from; where the training graph carries the state from batch to
-        batch instead (``carried``: fit, ``learning_phase=True``), the call is
-        made not stateful, its batches starting from the call's start state (the
-        callback's, when it is made right before the call)."""
-        if carried and isolates_state(callbacks):
-            return False
+        the network is configured ``stateful=False``."""
         if stateful and not self.sim.stateful:
             warn(f"{what}: Ignoring stateful=True, since the network was configured with "
                  "configure_settings(stateful=False)")
@@ -192,7 +202,7 @@ class Inference:
         # is the simulator's setting)
         asked = kwargs.pop("_asked_stateful", stateful)
         self._check_keras_kwargs("predict", kwargs, batch_size=batch_size)
-        stateful = self._stateful(stateful, "predict", callbacks, self._carried())
+        stateful, callbacks = self._isolated(stateful, "predict", callbacks, self._carried())
         n_batches = steps_argument(steps, "steps")
         x, _, _ = self._from_batches(x, None, n_batches, "predict")
         x = self._as_dict(x, "input")
@@ -256,7 +266,7 @@ class Inference:
         callbacks = kwargs.pop("callbacks", None)
         self._check_keras_kwargs("evaluate", kwargs, batch_size=batch_size)
         asked = stateful
-        stateful = self._stateful(stateful, "evaluate", callbacks, self._carried())
+        stateful, callbacks = self._isolated(stateful, "evaluate", callbacks, self._carried())
         if self.losses is None:
             raise SimulationError("call sim.compile(loss=...) before sim.evaluate")
         n_batches = steps_argument(steps, "steps")

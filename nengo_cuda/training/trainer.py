@@ -333,7 +333,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                                  validation_batch_size=validation_batch_size)
         self._refuse_inference_only("it cannot be trained")
         asked = stateful  # (what NengoDL's one-step warning sees)
-        stateful = self._stateful(stateful, "fit", callbacks, carried=True)
+        stateful, callbacks = self._isolated(stateful, "fit", callbacks, carried=True)
         steps_per_epoch = steps_argument(steps_per_epoch, "steps_per_epoch")
         validation_steps = steps_argument(validation_steps, "validation_steps")
         if not isinstance(validation_freq, (int, list, tuple)) or isinstance(
