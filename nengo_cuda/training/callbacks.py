@@ -52,7 +52,7 @@ class IsolateState(tf.keras.callbacks.Callback):
 
 
 def isolates_state(callbacks):
-    """Whether ``callbacks`` hold an `IsolateState` (the call is then not stateful)."""
+    """Whether ``callbacks`` hold an `IsolateState` (see `Inference._isolated`)."""
     return any(isinstance(cb, IsolateState) for cb in callbacks or ())
 
 
