@@ -154,8 +154,9 @@ class Converter:
                 self.outputs.alias(_history(kt)[0], probe)
             for kt in model.inputs:  # (an input no output needs gets its Node too)
                 self._tensor(kt)
-        self.inputs.reorder(model.inputs)  # (NengoDL's order: the model's inputs')
-        self.layers.reorder(_in_layer_order([key[0].deref() for key in self.layers], model))
+        # (NengoDL's orders: the model's inputs', its layers'; nested models' last)
+        self.inputs.sort(_order_of(model.inputs, lambda tensor: tensor))
+        self.layers.sort(_order_of(model.layers, lambda tensor: _history(tensor)[0]))
         for key in self.swap_activations.unused_keys(ordered=True):
             # (a typo, or a layer that fell back)
             warnings.warn(f"Converter: swap_activations key {key!r} matched no "
@@ -711,16 +712,11 @@ def _as_input_of(model, kt, tensor, lead):
                     f"it was given shape {tuple(tensor.shape)}")
 
 
-def _in_layer_order(tensors, model):
-    """``tensors`` ordered by their layers' places in ``model.layers`` (NengoDL's
-    order of ``Converter.layers``); those of nested models' layers last."""
-    place = {id(layer): i for i, layer in enumerate(model.layers)}
-
-    def key(tensor):
-        history = getattr(tensor, "_keras_history", None)
-        return place.get(id(history[0]), len(place)) if history else len(place)
-
-    return sorted(tensors, key=key)
+def _order_of(sequence, item_of):
+    """A sort key for Keras tensors: the place of ``item_of(tensor)`` in
+    ``sequence`` (by identity), after all of them where it is not there."""
+    place = {id(item): i for i, item in enumerate(sequence)}
+    return lambda tensor: place.get(id(item_of(tensor)), len(place))
 
 
 def _unable(layer):
@@ -735,6 +731,7 @@ def _functional(model):
 
     if not isinstance(model, tf.keras.Sequential):
         return model
+
     def one_or_list(tensors):  # (so that .input/.output are a tensor where one)
         return tensors[0] if len(tensors) == 1 else list(tensors)
 
@@ -770,9 +767,10 @@ class _TensorDict(Mapping):
         return key if isinstance(key, _Key) else _Key(key)
 
     def __getitem__(self, key):
-        value = self._values.get(self._key(key), _MISSING)
-        if value is not _MISSING:
-            return value
+        try:
+            return self._values[self._key(key)]
+        except KeyError:
+            pass
         values = self._layers.get(id(key))
         if values is None:
             raise KeyError(f"{key} is not a tensor or layer of the converted model here")
@@ -787,20 +785,15 @@ class _TensorDict(Mapping):
     def __contains__(self, key):  # (a layer called several times: not a key)
         return self._key(key) in self._values or len(self._layers.get(id(key), ())) == 1
 
-    def reorder(self, keys):
-        """Puts ``keys`` (those present) first, in that order."""
-        first = {self._key(k): None for k in keys if self._key(k) in self._values}
-        rest = [k for k in self._values if k not in first]
-        self._values = {k: self._values[k] for k in list(first) + rest}
+    def sort(self, key):
+        """Orders the entries by ``key(tensor)`` (a stable sort)."""
+        self._values = dict(sorted(self._values.items(), key=lambda kv: key(kv[0].obj)))
 
     def __iter__(self):
         return ((key,) for key in self._values)
 
     def __len__(self):
         return len(self._values)
-
-
-_MISSING = object()
 
 
 class _Key:
