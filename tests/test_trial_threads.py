@@ -5,11 +5,14 @@ thread stepping all trials together, for every instruction kind that opts in,
 with feeds, probes and per-trial tables indexed by the right trial.  So does
 the segmented loop of programs with Python callbacks, also when one raises."""
 
+import os
+
 import nengo
 import numpy as np
 import pytest
 
 import nengo_cuda
+from forking import run_forked
 from networks import mixed_network
 
 N_TRIALS = 5  # odd: threads get unequal shares
@@ -155,3 +158,17 @@ def test_chunks_keep_large_states_in_cache():
     assert chunk(100, 32) == 32
     assert chunk(100, 3) == 3
     assert 4 <= chunk(100_000, 32) < 32
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_runs_its_trials_on_one_thread():
+    """libgomp's threads do not survive fork(): a child of a process that ran
+    the trial-parallel loop would wait for them forever in its own (the
+    default multiprocessing start on Linux); it runs its trials on one thread."""
+    team, parent = run(2, "float64")  # the parent's OpenMP threads exist now
+    if team == 1:
+        pytest.skip("built without OpenMP: no trial-parallel loop")
+    child_team, child = run_forked(lambda: run(2, "float64"), timeout=60)
+    assert child_team == 1
+    for a, b in zip(child, parent):
+        np.testing.assert_array_equal(a, b)

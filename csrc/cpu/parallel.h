@@ -47,6 +47,27 @@ inline int max_run_threads() {
 #endif
 }
 
+// libgomp's thread pool does not survive fork(): in the child of a process
+// that opened an OpenMP parallel region, the next region waits forever for
+// the parent's threads (multiprocessing's default start method on Linux).
+// The process that opens the first region is recorded; any other (a forked
+// child) runs its trials on the calling thread (runner.h).
+inline std::atomic<pid_t>& openmp_process() {
+    static std::atomic<pid_t> pid{0};
+    return pid;
+}
+
+inline bool openmp_regions_allowed() {
+    const pid_t owner = openmp_process().load();
+    return owner == 0 || owner == getpid();
+}
+
+// Called just before opening a parallel region (where openmp_regions_allowed).
+inline void note_openmp_region() {
+    pid_t none = 0;
+    openmp_process().compare_exchange_strong(none, getpid());
+}
+
 // When instructions split their work over the team: at least `min_work`
 // simple element updates per step (a multiply-add, a copy; a neuron update
 // counts as several).  Handing out a job costs about a microsecond, but the

@@ -131,14 +131,17 @@ class Runner {
     StopCheck stop_check;
 
     // Threads for the trial-parallel loop (1: the plain loop): `trial_threads`
-    // when set, else as many as OpenMP allows (OMP_NUM_THREADS=1: none).  Unlike
+    // when set, else as many as OpenMP allows (OMP_NUM_THREADS=1, or a forked
+    // child of a process that used OpenMP (parallel.h): none).  Unlike
     // the instruction-splitting team (parallel.h) this ignores the machine's load:
     // with no synchronisation between steps, a thread that waits for a core
     // delays only the end of the run, and two threads get more of a busy
     // machine's time than one.
     int trial_team_size(int64_t n_steps) const {
 #ifdef _OPENMP
-        if (buf.n_trials < 2 || n_steps < 1 || profiling || !all_split_by_trial()) return 1;
+        if (buf.n_trials < 2 || n_steps < 1 || profiling || !all_split_by_trial() ||
+            !openmp_regions_allowed())
+            return 1;
         const int n = trial_threads > 0 ? trial_threads : omp_get_max_threads();
         return std::max(1, std::min(n, buf.n_trials));
 #else
@@ -156,7 +159,9 @@ class Runner {
     // (+10-20 %), even at 4 and faster from 6 (-15 to -35 %).
     int segmented_team_size(int64_t n_steps) const {
 #ifdef _OPENMP
-        if (buf.n_trials < 2 || n_steps < 1 || profiling || all_split_by_trial()) return 1;
+        if (buf.n_trials < 2 || n_steps < 1 || profiling || all_split_by_trial() ||
+            !openmp_regions_allowed())
+            return 1;
         if (trial_threads > 0) return std::min(trial_threads, buf.n_trials);
         const int64_t state = (buf.f.n_state * int64_t(sizeof(T)) + buf.i.n_state * 8) *
                               buf.n_trials;
@@ -244,6 +249,7 @@ class Runner {
         std::vector<std::exception_ptr> errors(threads);
         bool stop = false;
         const unsigned mode = fp_state();
+        note_openmp_region();
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);
@@ -301,6 +307,7 @@ class Runner {
         std::vector<std::exception_ptr> errors(threads);
 #ifdef _OPENMP
         const unsigned mode = fp_state();
+        note_openmp_region();
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);
