@@ -38,6 +38,7 @@ template <typename T>
 struct Callback : nc::Instr<T> {
     py::function fn;
     void run(const Buffers<T>&, const nc::StepInfo&) override {
+        nc::share_gil_now_and_then();
         const py::gil_scoped_acquire gil;
         const nc::FpScope python_mode(nc::caller_fp_state());  // see cpu/fp_mode.h
         fn();

@@ -8,8 +8,10 @@
 #include <pybind11/pybind11.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "cpu/stop_checks.h"
 
@@ -22,6 +24,22 @@ namespace nc {
 inline void check_python_signals() {
     pybind11::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw pybind11::error_already_set();
+}
+
+// Called before a run's callback takes the GIL.  A run whose callbacks come
+// microseconds apart takes the GIL back before a thread that its release woke
+// can: CPython's waiter asks for a switch only after 5 ms without one, and
+// each take counts as one, so another Python thread (a progress bar's, a
+// GUI's) waited up to seconds.  Once every kGilShareSeconds the run waits
+// briefly without the GIL first, letting a waiter take it.
+inline void share_gil_now_and_then() {
+    using Clock = std::chrono::steady_clock;
+    constexpr auto kGilShareSeconds = std::chrono::milliseconds(5);
+    thread_local Clock::time_point last = Clock::now();
+    const auto now = Clock::now();
+    if (now - last < kGilShareSeconds) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    last = Clock::now();
 }
 
 // Another thread's request to stop a program's run (nengo_cuda's atexit hook:

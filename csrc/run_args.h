@@ -28,11 +28,29 @@ E* checked_buffer(pybind11::array& arr, int64_t need, const char* what) {
     return static_cast<E*>(arr.mutable_data());
 }
 
-// The arrays of a dict {name: 1-D array or list} as vectors of E, copied
-// from NumPy's memory (pybind11's list conversion goes element by element
-// through Python objects: 2.5 us per address of a 30,000-neuron instruction).
-// Integer arrays must hold integers (a float array is an error, as it was for
-// the list conversion); empty arrays may have any dtype.
+// A 1-D array or list of numbers as a vector of E, copied from NumPy's memory
+// (pybind11's list conversion goes element by element through Python
+// objects: 2.5 us per address of a 30,000-neuron instruction, 40 ns per
+// probed address of every run).  Integer vectors must hold integers (a float
+// array is an error, as it was for the list conversion); empty arrays may
+// have any dtype.  `where` names the argument in errors.
+template <typename E>
+std::vector<E> vector_of(pybind11::handle value, const std::string& where) {
+    namespace py = pybind11;
+    py::array raw = py::array::ensure(value);
+    if (!raw || raw.ndim() != 1)
+        throw py::type_error(where + " must be a 1-D array or list of numbers");
+    const char k = raw.dtype().kind();
+    const bool numbers = k == 'i' || k == 'u' || k == 'b' || (!std::is_integral_v<E> && k == 'f');
+    if (raw.size() > 0 && !numbers)
+        throw py::type_error(where + " must hold " +
+                             (std::is_integral_v<E> ? "integers" : "numbers"));
+    auto arr = py::array_t<E, py::array::c_style | py::array::forcecast>::ensure(raw);
+    if (!arr) throw py::type_error(where + " cannot be converted");
+    return std::vector<E>(arr.data(), arr.data() + arr.size());
+}
+
+// The arrays of a dict {name: 1-D array or list} as vectors of E (vector_of).
 template <typename E>
 std::map<std::string, std::vector<E>> vectors_of(const pybind11::dict& d,
                                                  const std::string& kind, const char* what) {
@@ -40,19 +58,7 @@ std::map<std::string, std::vector<E>> vectors_of(const pybind11::dict& d,
     std::map<std::string, std::vector<E>> out;
     for (const auto& item : d) {
         const std::string name = py::cast<std::string>(item.first);
-        const std::string where = kind + ": " + what + " '" + name + "'";
-        py::array raw = py::array::ensure(item.second);
-        if (!raw || raw.ndim() != 1)
-            throw py::type_error(where + " must be a 1-D array or list of numbers");
-        const char k = raw.dtype().kind();
-        const bool numbers =
-            k == 'i' || k == 'u' || k == 'b' || (!std::is_integral_v<E> && k == 'f');
-        if (raw.size() > 0 && !numbers)
-            throw py::type_error(where + " must hold " +
-                                 (std::is_integral_v<E> ? "integers" : "numbers"));
-        auto arr = py::array_t<E, py::array::c_style | py::array::forcecast>::ensure(raw);
-        if (!arr) throw py::type_error(where + " cannot be converted");
-        out.emplace(name, std::vector<E>(arr.data(), arr.data() + arr.size()));
+        out.emplace(name, vector_of<E>(item.second, kind + ": " + what + " '" + name + "'"));
     }
     return out;
 }
@@ -86,7 +92,7 @@ RunArgs<T> parse_run_args(int64_t n_steps, int64_t n_trials, pybind11::list feed
         auto tup = item.cast<py::tuple>();
         Feed<T> f;
         f.after = tup[0].cast<int64_t>();
-        f.addrs = tup[1].cast<std::vector<int64_t>>();
+        f.addrs = vector_of<int64_t>(tup[1], "feed addresses");
         check_addresses(f.addrs, pool, "feed");
         py::array data = tup[2].cast<py::array>();
         if (data.ndim() != 3 || data.shape(0) != n_trials || data.shape(1) != n_steps ||
@@ -101,7 +107,7 @@ RunArgs<T> parse_run_args(int64_t n_steps, int64_t n_trials, pybind11::list feed
     for (auto item : probes) {
         auto tup = item.cast<py::tuple>();
         ProbeRecord<T> p;
-        p.addrs = tup[0].cast<std::vector<int64_t>>();
+        p.addrs = vector_of<int64_t>(tup[0], "probe addresses");
         check_addresses(p.addrs, pool, "probe");
         py::array mask = tup[1].cast<py::array>();
         py::array out = tup[2].cast<py::array>();

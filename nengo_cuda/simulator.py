@@ -14,6 +14,7 @@ import logging
 import math
 import operator
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -25,7 +26,7 @@ from nengo.builder.processes import SimProcess
 from nengo.cache import get_default_decoder_cache
 from nengo.exceptions import (BuildError, ReadonlyError, SimulationError, SimulatorClosed,
                                ValidationError)
-from nengo.utils.progress import Progress, ProgressTracker
+from nengo.utils.progress import NoProgressBar, Progress, ProgressTracker
 
 from . import invalid_values, native_runs, pyfunc, random_splits
 from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
@@ -57,6 +58,12 @@ _CHUNK_STEPS = 1 << 16
 # _CHUNK_TABLE_STEPS steps (each run has a fixed cost, a GPU's most)
 _CHUNK_TABLE_VALUES = 1 << 21
 _CHUNK_TABLE_STEPS = 32
+# A run that shows its progress goes in native runs of about _PACE_SECONDS
+# each (the progress bar's update interval), the first of _PACE_FIRST_STEPS
+# steps: the bar, and `n_steps` read by another thread, move within a long
+# chunk (a slow model's bar stood at 0 % for minutes)
+_PACE_SECONDS = 0.1
+_PACE_FIRST_STEPS = 16
 
 
 def _probe_buffers(plans, dtype):
@@ -71,6 +78,14 @@ def _probe_buffers(plans, dtype):
         buffers.append(block[start : start + size].reshape(plan[2]))
         start += size
     return buffers
+
+
+def _paced_steps(steps, seconds, limit):
+    """Steps of the next native run of a run that shows its progress, after
+    one of ``steps`` steps took ``seconds``: about _PACE_SECONDS worth, a power
+    of two (few distinct run lengths), at most ``limit``."""
+    fit = _PACE_SECONDS * steps / max(seconds, 1e-9)
+    return max(1, min(limit, 1 << max(0, int(fit).bit_length() - 1)))
 
 
 def _sampled(start, n, period):
@@ -258,6 +273,7 @@ class Simulator:
         self._nan_reported, self._nan_sources, self._probe_of = False, None, None
         self._positions = None  # operator -> its place in the step order (when needed)
         self._in_step = self._own_steps = False  # (see _run_own_steps)
+        self._counting = False  # a stateful run is going on: n_steps counts its steps
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
         self.stateful = get_setting(toplevel, "stateful", True)
@@ -424,12 +440,18 @@ class Simulator:
 
     @property
     def n_steps(self):
-        """(int) The current time step of the simulator."""
+        """(int) The current time step of the simulator.  During a run (read
+        by a Node's function or another thread): the steps done so far, as
+        Nengo's, which counts a step when its probes have recorded."""
+        if self._counting:  # (the step signal counts the step in progress)
+            return max(self._n_steps, self._step_counter() - 1)
         return self._n_steps
 
     @property
     def time(self):
-        """(float) The current time of the simulator."""
+        """(float) The current time of the simulator (during a run: of `n_steps`)."""
+        if self._counting:
+            return self.n_steps * self.dt
         return self._time
 
     @property
@@ -896,6 +918,7 @@ class Simulator:
         self._ran = True
         if progress_bar is None:
             progress_bar = self.progress_bar
+        self._counting = stateful and self._step_view is not None
         try:
             if training_mode:  # NengoDL's learning_phase=True: always training mode
                 self._run_training_mode(steps, feeds)
@@ -904,8 +927,10 @@ class Simulator:
             else:
                 progress = Progress("Simulating", "Simulation", steps)
                 with ProgressTracker(progress_bar, progress) as pt:
-                    self._run_chunks(steps, feeds, pt.total_progress.step)
+                    paced = not isinstance(pt.progress_bar, NoProgressBar)
+                    self._run_chunks(steps, feeds, pt.total_progress.step, paced)
         finally:
+            self._counting = False
             if saved is not None:
                 self._restore_state(saved)
 
@@ -925,17 +950,23 @@ class Simulator:
             rec.append(np.ascontiguousarray(value))
         self.data.reset()
 
-    def _run_chunks(self, steps, feeds, advance):
+    def _run_chunks(self, steps, feeds, advance, paced=False):
+        """``steps`` steps in native runs of at most `_chunk_steps`; ``paced``
+        (a progress bar shows): of about _PACE_SECONDS each (`_paced_steps`)."""
         if not self._own_steps:  # (their run started before its first step)
             for rec in self._recordings.values():
                 rec.start_run()
         chunk = self._chunk_steps()
+        size = min(chunk, _PACE_FIRST_STEPS) if paced else chunk
         done = 0
         while done < steps:
-            n = min(chunk, steps - done)
+            n = min(size, steps - done)
+            began = time.perf_counter()
             self._run_chunk(n, {node: d[:, done : done + n] for node, d in feeds.items()})
             done += n
             advance(n)
+            if paced:
+                size = _paced_steps(n, time.perf_counter() - began, chunk)
 
     @property
     def unroll(self):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import nengo
 import numpy as np
@@ -363,3 +364,41 @@ def test_python_exits_during_a_daemon_threads_run(device, mb, callback):
                             env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "terminate" not in result.stderr
+
+
+def busy_node(seconds):
+    """A Node function that holds the GIL ``seconds`` a step (pure Python)."""
+    def f(t):
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            pass
+        return np.sin(t)
+    return f
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_other_threads_run_between_a_runs_callbacks(device):
+    """A run whose Python callbacks come microseconds apart lets another
+    Python thread have the GIL now and then (python_run.h): each release woke
+    the waiting thread too late to take it, which starved it for seconds."""
+    with nengo.Network(seed=0) as net:
+        u = nengo.Node(busy_node(1e-4))
+        a = nengo.Ensemble(50, 1)
+        nengo.Connection(u, a)
+    with simulator(net, device) as sim:
+        sim.run_steps(2)
+        ticks, stop = [], threading.Event()
+
+        def ticking():
+            while not stop.is_set():
+                ticks.append(time.perf_counter())
+                time.sleep(0.002)
+        thread = threading.Thread(target=ticking, daemon=True)
+        start = time.perf_counter()
+        thread.start()
+        sim.run_steps(5000)
+        took = time.perf_counter() - start
+        stop.set()
+        thread.join(JOIN_S)
+    # (a tick every 2-5 ms if it gets the GIL soon after asking; starved: 2-20 a second)
+    assert len(ticks) >= took / 0.03, (len(ticks), took)

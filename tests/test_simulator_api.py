@@ -164,6 +164,74 @@ def test_probe_data_survives_chunking(net, monkeypatch):
         np.testing.assert_array_equal(sim.data[p], chunked)
 
 
+def test_a_run_that_shows_progress_goes_in_paced_native_runs(net):
+    """With a progress bar, a run goes in native runs of about 0.1 s each
+    (the first of 16 steps), so the bar moves within what would be one long
+    native run; the results are those of one native run."""
+    from nengo.utils.progress import ProgressBar
+
+    import nengo_cuda.simulator as simulator
+
+    class Bar(ProgressBar):
+        def update(self, progress):
+            pass
+
+    p = net[1][1]
+    steps = 3000
+    with make(net, dtype="float64") as sim:
+        sizes = []
+        run_chunk = sim._run_chunk
+        sim._run_chunk = lambda n, feeds: sizes.append(n) or run_chunk(n, feeds)
+        sim.run_steps(steps, progress_bar=Bar())
+        paced = sim.data[p].copy()
+        sim._run_chunk = run_chunk
+        limit = sim._chunk_steps()
+    assert sizes[0] == simulator._PACE_FIRST_STEPS and sum(sizes) == steps
+    assert all(n & (n - 1) == 0 and n <= limit for n in sizes[:-1])  # powers of two
+    with make(net, dtype="float64") as sim:
+        sim.run_steps(steps, progress_bar=False)  # (one native run)
+        np.testing.assert_array_equal(sim.data[p], paced)
+    # the next run's length: about _PACE_SECONDS of steps, a power of two, within the limit
+    assert simulator._paced_steps(16, 0.001, 1 << 16) == 1024  # 1600 steps fit
+    assert simulator._paced_steps(16, 1e-9, 4096) == 4096
+    assert simulator._paced_steps(8, 5.0, 4096) == 1
+
+
+def test_n_steps_and_time_during_a_run_are_nengos():
+    """Read by a Node's function during a run, ``n_steps`` and ``time`` count
+    the steps done so far (Nengo counts a step once its probes recorded), as
+    nengo.Simulator's; a run that is not stateful leaves them."""
+    def seen_inside(simulator_class, **kwargs):
+        seen, holder = [], {}
+
+        def f(t, x):
+            if "sim" in holder:
+                seen.append((holder["sim"].n_steps, holder["sim"].time))
+            return x
+        with nengo.Network(seed=0) as model:
+            stim = nengo.Node(lambda t: t)
+            node = nengo.Node(f, size_in=1, size_out=1)
+            nengo.Connection(stim, node, synapse=None)
+        with simulator_class(model, progress_bar=False, **kwargs) as sim:
+            holder["sim"] = sim
+            sim.run_steps(3)
+            sim.step()
+            sim.run(0.002)
+            sim.reset()
+            sim.run_steps(2)
+            if simulator_class is nengo_cuda.Simulator:
+                n = len(seen)
+                sim.run_steps(3, stateful=False)
+                assert seen[n:] == [(2, 0.002)] * 3
+                del seen[n:]
+        return seen
+
+    ours = seen_inside(nengo_cuda.Simulator, dtype="float64")
+    ref = seen_inside(nengo.Simulator)
+    assert [n for n, _ in ours] == [n for n, _ in ref] == [0, 1, 2, 3, 4, 5, 0, 1]
+    np.testing.assert_allclose([t for _, t in ours], [t for _, t in ref], rtol=1e-12)
+
+
 def test_pickle_roundtrip(net):
     p = net[1][1]
     with make(net, dtype="float64", minibatch_size=2) as sim:

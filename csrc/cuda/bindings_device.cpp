@@ -86,6 +86,7 @@ class PyDeviceProgram {
     int64_t add_callback(py::function fn, std::vector<int64_t> f_ranges,
                          std::vector<int64_t> i_ranges) {
         auto call = [fn]() {  // (run without the GIL)
+            nc::share_gil_now_and_then();
             const py::gil_scoped_acquire gil;
             fn();
         };
