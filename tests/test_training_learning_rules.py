@@ -2,8 +2,10 @@
 them: the training graph's forward pass equals `nengo.Simulator` (rate neurons),
 learned weights evolve as simulation state and are not optimised."""
 
-import numpy as np
+import warnings
+
 import nengo
+import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
@@ -68,6 +70,44 @@ def test_fit_with_pes_trains_the_other_parameters():
         # the learned weights are not optimised, but the rule learns (as NengoDL)
         assert not np.allclose(sim.data[learned].weights, before)
         assert not np.allclose(sim.data[net.ensembles[0]].bias, bias)
+
+
+@pytest.mark.parametrize("rule, setting", [
+    ("pes", None), ("pes", "object"), ("pes", "class"), ("voja", "object"), ("oja", "object")])
+def test_learned_and_set_trainable_warns(rule, setting):
+    """``trainable=True`` set (on the object or its class) where a learning
+    rule changes the parameter: a warning, as NengoDL's; the rule alone
+    changes it (NengoDL trains it with both), so the run equals one without
+    the setting."""
+    x = np.tile(np.linspace(-1, 1, 4)[:, None, None], (1, 10, 1))
+    learned = {}
+    for set_it in (False, True):
+        net, inp, probes = _net(rule)
+        conn = net.connections[1]
+        target = net.ensembles[1] if rule == "voja" else conn
+        with net:
+            nengo_cuda.configure_settings(trainable=None)
+        if set_it and setting == "object":
+            net.config[target].trainable = True
+        elif set_it and setting == "class":
+            net.config[type(target)].trainable = True
+        with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=4,
+                                  progress_bar=False) as sim:
+            sim.compile(tf.optimizers.SGD(1e-3), loss={probes[0]: "mse"})
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                sim.fit({inp: x}, {probes[0]: x}, epochs=2, verbose=0)
+            said = [str(w.message) for w in caught if "has a learning rule" in str(w.message)]
+            if set_it and setting is not None:
+                what = "encoders" if rule == "voja" else "weights"
+                assert said == [f"{target} has a learning rule and is also set to be trainable; "
+                                f"its {what} are left to the learning rule (fit does not train "
+                                f"them; NengoDL trains them with both)"]
+            else:
+                assert said == []
+            signal = sim.model.sig[target]["encoders" if rule == "voja" else "weights"]
+            learned[set_it] = np.stack([np.array(d[signal]) for d in sim.layout.signal_dicts])
+    np.testing.assert_array_equal(learned[True], learned[False])
 
 
 def _learned(sim):

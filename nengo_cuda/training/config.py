@@ -220,3 +220,35 @@ def trainable_objects(network):
 
     walk(network, [])
     return result
+
+
+def learned_and_set_trainable(network):
+    """``[(obj, what)]``: the objects under ``network`` set ``trainable=True``
+    (explicitly: NengoDL tells that apart from the default) whose parameter an
+    online learning rule changes too: a Connection's weights, or (Voja) its
+    post Ensemble's encoders.  ``fit`` leaves those to the rule (elements an
+    operator writes are never trained); NengoDL trains them with both, and
+    warns of "strange training behaviour"."""
+    explicit, rules = {}, []
+
+    def walk(net, configs):
+        configs = configs + [net.config]
+        for sub in net.networks:
+            walk(sub, configs)
+        for obj in list(net.ensembles) + list(net.connections):
+            explicit[obj] = _lookup(configs, obj) is True
+        for conn in net.connections:
+            learning = conn.learning_rule
+            if isinstance(learning, dict):
+                learning = list(learning.values())
+            rules.extend([(conn, r) for r in learning] if isinstance(learning, list)
+                         else [] if learning is None else [(conn, learning)])
+
+    walk(network, [])
+    found = []
+    for conn, rule in rules:
+        obj, what = ((conn.post_obj, "encoders") if rule.modifies == "encoders"
+                     else (conn, "weights"))
+        if explicit.get(obj) and (obj, what) not in found:
+            found.append((obj, what))
+    return found
