@@ -25,19 +25,24 @@ _running = {}  # a native run's token -> (its backend, its thread)
 _exiting = False
 
 
-@contextlib.contextmanager
-def native_run(backend):
-    """Registers ``backend`` as running for the block (its native run)."""
-    with _lock:
-        if _exiting:
-            raise SimulationError("Cannot run the simulator: Python is exiting")
-        token = object()
-        _running[token] = (backend, threading.current_thread())
-    try:
-        yield
-    finally:
+class native_run:  # noqa: N801 - a context manager used as a function
+    """Registers ``backend`` as running for the block (its native run).  (A
+    class: contextlib's generator form costs ~2 us, a tenth of a `step()`.)"""
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __enter__(self):
         with _lock:
-            del _running[token]
+            if _exiting:
+                raise SimulationError("Cannot run the simulator: Python is exiting")
+            _running[self] = (self.backend, threading.current_thread())
+
+    def __exit__(self, *exc):
+        with _lock:
+            del _running[self]
 
 
 def _still_running():
