@@ -107,7 +107,8 @@ def test_learned_and_set_trainable_warns(rule, setting):
                 assert said == []
             signal = sim.model.sig[target]["encoders" if rule == "voja" else "weights"]
             learned[set_it] = np.stack([np.array(d[signal]) for d in sim.layout.signal_dicts])
-    np.testing.assert_array_equal(learned[True], learned[False])
+    # (to rounding: TensorFlow's sums may go in another order from one fit to the next)
+    np.testing.assert_allclose(learned[True], learned[False], rtol=1e-12, atol=1e-18)
 
 
 def _learned(sim):
