@@ -256,3 +256,27 @@ def test_check_gradients_names_the_host_parts_behind_a_mismatch():
                                  r"that TensorFlow does not differentiate \(as in NengoDL\): "
                                  r"<Node 'f'> \(a Python function\)"):
             sim.check_gradients(n_steps=2)
+
+
+class OwnRate(nengo.LIFRate):
+    """A rate type of a user's, with its own step (no kernel: it runs on the host)."""
+
+    def step(self, dt, J, output):
+        output[...] = np.maximum(J, 0)
+
+
+@pytest.mark.parametrize("minibatch_size", [None, 3])
+def test_check_gradients_through_stateless_host_neurons(minibatch_size):
+    """Neurons that run their own step on the host in the training graph
+    (stateless: one output, which eager TensorFlow gives unlisted): the
+    check runs at any minibatch size, and names them behind the mismatch."""
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node([0.5], label="inp")
+        a = nengo.Ensemble(10, 1, label="a", neuron_type=OwnRate())
+        nengo.Connection(inp, a, synapse=None)
+        nengo.Probe(a)
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False,
+                              minibatch_size=minibatch_size) as sim:
+        with pytest.raises(nengo.exceptions.SimulationError,
+                           match=r"gradient mismatch .*TensorFlow does not differentiate"):
+            sim.check_gradients(n_steps=2)

@@ -650,6 +650,8 @@ class TrainingGraph:
 
         results = tf.numpy_function(self._on_host(step), [J] + states,
                                     [self.dtype] * (1 + len(names)), stateful=bool(extra))
+        if not isinstance(results, (list, tuple)):  # (eager, one output: not a list of one)
+            results = [results]
         for sig, value in zip([op.output] + [op.state[name] for name in names], results):
             self.write(vals, sig, tf.stop_gradient(tf.reshape(value, [self.batch, -1])))
 
