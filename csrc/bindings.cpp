@@ -38,10 +38,10 @@ template <typename T>
 struct Callback : nc::Instr<T> {
     py::function fn;
     void run(const Buffers<T>&, const nc::StepInfo&) override {
-        nc::share_gil_now_and_then();
-        const py::gil_scoped_acquire gil;
-        const nc::FpScope python_mode(nc::caller_fp_state());  // see cpu/fp_mode.h
-        fn();
+        nc::call_with_gil([this] {
+            const nc::FpScope python_mode(nc::caller_fp_state());  // see cpu/fp_mode.h
+            fn();
+        });
     }
 };
 
@@ -197,6 +197,7 @@ std::vector<std::string> kinds() {
 
 PYBIND11_MODULE(_native, m) {
     m.doc() = "nengo_cuda native CPU step loop";
+    nc::watch_forks();  // (a forked child runs its trials on one thread: cpu/parallel.h)
     bind_program<float>(m, "ProgramFloat32");
     bind_program<double>(m, "ProgramFloat64");
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");

@@ -26,20 +26,65 @@ inline void check_python_signals() {
     if (PyErr_CheckSignals() != 0) throw pybind11::error_already_set();
 }
 
-// Called before a run's callback takes the GIL.  A run whose callbacks come
-// microseconds apart takes the GIL back before a thread that its release woke
-// can: CPython's waiter asks for a switch only after 5 ms without one, and
-// each take counts as one, so another Python thread (a progress bar's, a
-// GUI's) waited up to seconds.  Once every kGilShareSeconds the run waits
-// briefly without the GIL first, letting a waiter take it.
-inline void share_gil_now_and_then() {
+// Lets another Python thread have the GIL now and then during a run's
+// callbacks.  A run whose callbacks come microseconds apart takes the GIL back
+// before a thread that its release woke can: CPython's waiter asks for a
+// switch only after 5 ms without one, and each take counts as one, so another
+// Python thread (a progress bar's, a GUI's) waited up to seconds.  So once
+// every kEvery, when other Python threads exist, the run waits briefly without
+// the GIL before a callback takes it.  One per thread (a run's callbacks run
+// on the thread that called the run); its clock starts with each run.
+class GilSharing {
+  public:
+    static GilSharing& of_this_thread() {
+        thread_local GilSharing sharing;
+        return sharing;
+    }
+    // A run starts (the GIL held).
+    void start() {
+        last_ = Clock::now();
+        others_ = other_python_threads();
+        recount_ = false;
+    }
+    // Before a callback takes the GIL.
+    void before_callback() {
+        if (Clock::now() - last_ < kEvery) return;
+        if (others_) std::this_thread::sleep_for(kPause);
+        last_ = Clock::now();
+        recount_ = true;
+    }
+    // In a callback (the GIL held): the threads are counted again once per kEvery.
+    void in_callback() {
+        if (!recount_) return;
+        others_ = other_python_threads();
+        recount_ = false;
+    }
+
+  private:
     using Clock = std::chrono::steady_clock;
-    constexpr auto kGilShareSeconds = std::chrono::milliseconds(5);
-    thread_local Clock::time_point last = Clock::now();
-    const auto now = Clock::now();
-    if (now - last < kGilShareSeconds) return;
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-    last = Clock::now();
+    static constexpr auto kEvery = std::chrono::milliseconds(5);
+    static constexpr auto kPause = std::chrono::microseconds(50);
+
+    // Whether the interpreter has a thread besides this one (the GIL held).
+    static bool other_python_threads() {
+        PyThreadState* head = PyInterpreterState_ThreadHead(PyInterpreterState_Get());
+        return head != nullptr &&
+               (head != PyThreadState_Get() || PyThreadState_Next(head) != nullptr);
+    }
+
+    Clock::time_point last_ = Clock::now();
+    bool others_ = false;
+    bool recount_ = false;
+};
+
+// A run's callback: `fn()` with the GIL, shared now and then (GilSharing).
+template <typename Fn>
+void call_with_gil(Fn&& fn) {
+    auto& sharing = GilSharing::of_this_thread();
+    sharing.before_callback();
+    const pybind11::gil_scoped_acquire gil;
+    sharing.in_callback();
+    fn();
 }
 
 // Another thread's request to stop a program's run (nengo_cuda's atexit hook:
@@ -79,6 +124,7 @@ class RunningScope {
     RunningScope(bool& running, StopRequest& stop) : running_(running), stop_(stop) {
         check_idle(running, "run");
         running_ = true;
+        GilSharing::of_this_thread().start();
     }
     ~RunningScope() {
         running_ = false;

@@ -40,7 +40,7 @@ from .params import current_built
 from .probes import ProbeRecording, SimulationData, SparseRecording
 from .tables import TableLoader
 from .trial_rngs import trial_generator, trial_rng
-from .training.config import get_setting, keep_history
+from .training.config import get_setting, keep_history, learned_and_set_trainable
 from .training.floatx import in_floatx, keras_floatx, restore_floatx, set_floatx
 from .training.tensor_node import (host_signals, is_tensor_node, is_tensor_node_op,
                                    not_input_node_reason, run_step, seed_tensorflow)
@@ -86,6 +86,17 @@ def _paced_steps(steps, seconds, limit):
     of two (few distinct run lengths), at most ``limit``."""
     fit = _PACE_SECONDS * steps / max(seconds, 1e-9)
     return max(1, min(limit, 1 << max(0, int(fit).bit_length() - 1)))
+
+
+def _warn_learned_and_set_trainable(network):
+    """NengoDL's warning, when it builds, for ``trainable=True`` set where an
+    online learning rule changes the parameter (`learned_and_set_trainable`)."""
+    if get_setting(network, "inference_only"):
+        return  # (nothing trains)
+    for obj, what in learned_and_set_trainable(network):
+        warnings.warn(f"{obj} has a learning rule and is also set to be trainable; its {what} "
+                      f"are left to the learning rule (fit does not train them; NengoDL "
+                      f"trains them with both)")
 
 
 def _sampled(start, n, period):
@@ -183,6 +194,7 @@ class Simulator:
         with ProgressTracker(progress_bar, Progress("Building", "Build")) as pt:
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
+                _warn_learned_and_set_trainable(network)
             with pt.next_stage("Building (running optimizer)", "Optimization"):
                 self.dg, self._step_order, self._build_keys = order_operators(
                     self.model, optimize)
@@ -273,7 +285,10 @@ class Simulator:
         self._nan_reported, self._nan_sources, self._probe_of = False, None, None
         self._positions = None  # operator -> its place in the step order (when needed)
         self._in_step = self._own_steps = False  # (see _run_own_steps)
-        self._counting = False  # a stateful run is going on: n_steps counts its steps
+        # during a run: a stateful one's steps are counted from the step signal
+        # (after its chunk's first, `_chunk_start`); one that is not shows the
+        # (n_steps, time) it started from (see n_steps)
+        self._counting, self._chunk_start, self._shown = False, 0, None
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
         self.stateful = get_setting(toplevel, "stateful", True)
@@ -443,13 +458,22 @@ class Simulator:
         """(int) The current time step of the simulator.  During a run (read
         by a Node's function or another thread): the steps done so far, as
         Nengo's, which counts a step when its probes have recorded."""
-        if self._counting:  # (the step signal counts the step in progress)
-            return max(self._n_steps, self._step_counter() - 1)
+        if self._shown is not None:  # (a run that is not stateful: as before it)
+            return self._shown[0]
+        if self._counting:
+            # the step signal counts the step in progress; in a chunk's first
+            # step, n_steps is as the chunk found it (also after a failed step,
+            # which the signal counted and Nengo's n_steps not)
+            done = self._step_counter() - 1
+            if done > self._chunk_start:
+                return max(self._n_steps, done)
         return self._n_steps
 
     @property
     def time(self):
         """(float) The current time of the simulator (during a run: of `n_steps`)."""
+        if self._shown is not None:
+            return self._shown[1]
         if self._counting:
             return self.n_steps * self.dt
         return self._time
@@ -919,6 +943,7 @@ class Simulator:
         if progress_bar is None:
             progress_bar = self.progress_bar
         self._counting = stateful and self._step_view is not None
+        self._shown = None if stateful else (self._n_steps, self._time)
         try:
             if training_mode:  # NengoDL's learning_phase=True: always training mode
                 self._run_training_mode(steps, feeds)
@@ -933,6 +958,7 @@ class Simulator:
             self._counting = False
             if saved is not None:
                 self._restore_state(saved)
+            self._shown = None
 
     def _run_training_mode(self, steps, feeds):
         """``run_steps`` under ``configure_settings(learning_phase=True)``: the
@@ -1017,7 +1043,7 @@ class Simulator:
     def _run_chunk(self, n, feeds):
         # Nengo's n_steps is its step signal: after a callback raised, the
         # signal counts the failed step too, and the next run goes on from it
-        start = self._step_counter()
+        start = self._chunk_start = self._step_counter()
         plans = []
         for rec, addrs, period, size in self._probe_plan:
             if period == 1 or not self._sampling:

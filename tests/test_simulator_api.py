@@ -197,16 +197,31 @@ def test_a_run_that_shows_progress_goes_in_paced_native_runs(net):
     assert simulator._paced_steps(8, 5.0, 4096) == 1
 
 
+class _QuietBar:
+    """A progress bar that shows nothing (but makes runs paced)."""
+
+    def __new__(cls):
+        from nengo.utils.progress import ProgressBar
+
+        class Quiet(ProgressBar):
+            def update(self, progress):
+                pass
+        return Quiet()
+
+
 def test_n_steps_and_time_during_a_run_are_nengos():
     """Read by a Node's function during a run, ``n_steps`` and ``time`` count
     the steps done so far (Nengo counts a step once its probes recorded), as
-    nengo.Simulator's; a run that is not stateful leaves them."""
+    nengo.Simulator's, also in the step after one whose Node raised; a run
+    that is not stateful leaves them, also when it goes in paced chunks."""
     def seen_inside(simulator_class, **kwargs):
-        seen, holder = [], {}
+        seen, holder = [], {"fail at": 10}
 
         def f(t, x):
             if "sim" in holder:
                 seen.append((holder["sim"].n_steps, holder["sim"].time))
+                if len(seen) == holder["fail at"]:
+                    raise RuntimeError("once")
             return x
         with nengo.Network(seed=0) as model:
             stim = nengo.Node(lambda t: t)
@@ -219,16 +234,20 @@ def test_n_steps_and_time_during_a_run_are_nengos():
             sim.run(0.002)
             sim.reset()
             sim.run_steps(2)
+            with pytest.raises(RuntimeError, match="once"):
+                sim.run_steps(3)  # (its second step raises)
+            sim.run_steps(2)
             if simulator_class is nengo_cuda.Simulator:
                 n = len(seen)
                 sim.run_steps(3, stateful=False)
-                assert seen[n:] == [(2, 0.002)] * 3
+                sim.run_steps(300, stateful=False, progress_bar=_QuietBar())  # (paced)
+                assert seen[n:] == [(6, pytest.approx(0.006))] * 303
                 del seen[n:]
         return seen
 
     ours = seen_inside(nengo_cuda.Simulator, dtype="float64")
     ref = seen_inside(nengo.Simulator)
-    assert [n for n, _ in ours] == [n for n, _ in ref] == [0, 1, 2, 3, 4, 5, 0, 1]
+    assert [n for n, _ in ours] == [n for n, _ in ref] == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 3, 5]
     np.testing.assert_allclose([t for _, t in ours], [t for _, t in ref], rtol=1e-12)
 
 

@@ -76,7 +76,8 @@ def test_fit_with_pes_trains_the_other_parameters():
     ("pes", None), ("pes", "object"), ("pes", "class"), ("voja", "object"), ("oja", "object")])
 def test_learned_and_set_trainable_warns(rule, setting):
     """``trainable=True`` set (on the object or its class) where a learning
-    rule changes the parameter: a warning, as NengoDL's; the rule alone
+    rule changes the parameter: a warning when the simulator builds, as
+    NengoDL's; the rule alone
     changes it (NengoDL trains it with both), so the run equals one without
     the setting."""
     x = np.tile(np.linspace(-1, 1, 4)[:, None, None], (1, 10, 1))
@@ -91,12 +92,13 @@ def test_learned_and_set_trainable_warns(rule, setting):
             net.config[target].trainable = True
         elif set_it and setting == "class":
             net.config[type(target)].trainable = True
-        with nengo_cuda.Simulator(net, dtype="float64", minibatch_size=4,
-                                  progress_bar=False) as sim:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sim = nengo_cuda.Simulator(net, dtype="float64", minibatch_size=4,
+                                       progress_bar=False)  # (NengoDL: it warns when it builds)
+        with sim:
             sim.compile(tf.optimizers.SGD(1e-3), loss={probes[0]: "mse"})
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                sim.fit({inp: x}, {probes[0]: x}, epochs=2, verbose=0)
+            sim.fit({inp: x}, {probes[0]: x}, epochs=2, verbose=0)
             said = [str(w.message) for w in caught if "has a learning rule" in str(w.message)]
             if set_it and setting is not None:
                 what = "encoders" if rule == "voja" else "weights"

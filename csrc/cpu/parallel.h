@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <thread>
 
+#include <pthread.h>
+
 #include "team.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -48,25 +50,23 @@ inline int max_run_threads() {
 }
 
 // libgomp's thread pool does not survive fork(): in the child of a process
-// that opened an OpenMP parallel region, the next region waits forever for
-// the parent's threads (multiprocessing's default start method on Linux).
-// The process that opens the first region is recorded; any other (a forked
-// child) runs its trials on the calling thread (runner.h).
-inline std::atomic<pid_t>& openmp_process() {
-    static std::atomic<pid_t> pid{0};
-    return pid;
+// that opened an OpenMP parallel region (nengo_cuda's, or any other library's
+// on the same libgomp), the next region waits forever for the parent's
+// threads (multiprocessing's default start method on Linux).  A forked child
+// therefore runs its trials on the calling thread (runner.h): `watch_forks`,
+// called when the module loads, marks every child of this process.
+inline std::atomic<bool>& in_forked_child() {
+    static std::atomic<bool> forked{false};
+    return forked;
 }
 
-inline bool openmp_regions_allowed() {
-    const pid_t owner = openmp_process().load();
-    return owner == 0 || owner == getpid();
+inline void watch_forks() {
+    static const bool registered =
+        pthread_atfork(nullptr, nullptr, [] { in_forked_child().store(true); }) == 0;
+    (void)registered;
 }
 
-// Called just before opening a parallel region (where openmp_regions_allowed).
-inline void note_openmp_region() {
-    pid_t none = 0;
-    openmp_process().compare_exchange_strong(none, getpid());
-}
+inline bool openmp_regions_allowed() { return !in_forked_child().load(); }
 
 // When instructions split their work over the team: at least `min_work`
 // simple element updates per step (a multiply-add, a copy; a neuron update

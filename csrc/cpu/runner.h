@@ -132,7 +132,7 @@ class Runner {
 
     // Threads for the trial-parallel loop (1: the plain loop): `trial_threads`
     // when set, else as many as OpenMP allows (OMP_NUM_THREADS=1, or a forked
-    // child of a process that used OpenMP (parallel.h): none).  Unlike
+    // child (parallel.h: watch_forks): none).  Unlike
     // the instruction-splitting team (parallel.h) this ignores the machine's load:
     // with no synchronisation between steps, a thread that waits for a core
     // delays only the end of the run, and two threads get more of a busy
@@ -249,7 +249,6 @@ class Runner {
         std::vector<std::exception_ptr> errors(threads);
         bool stop = false;
         const unsigned mode = fp_state();
-        note_openmp_region();
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);
@@ -307,7 +306,6 @@ class Runner {
         std::vector<std::exception_ptr> errors(threads);
 #ifdef _OPENMP
         const unsigned mode = fp_state();
-        note_openmp_region();
 #pragma omp parallel num_threads(threads)
         {
             const FpScope fp(mode);

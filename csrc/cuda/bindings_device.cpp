@@ -85,11 +85,7 @@ class PyDeviceProgram {
 
     int64_t add_callback(py::function fn, std::vector<int64_t> f_ranges,
                          std::vector<int64_t> i_ranges) {
-        auto call = [fn]() {  // (run without the GIL)
-            nc::share_gil_now_and_then();
-            const py::gil_scoped_acquire gil;
-            fn();
-        };
+        auto call = [fn]() { nc::call_with_gil([&fn] { fn(); }); };  // (runs without the GIL)
         return idle_prog("add a callback to")
             .add_callback(std::move(call), std::move(f_ranges), std::move(i_ranges));
     }

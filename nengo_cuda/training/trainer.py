@@ -25,7 +25,7 @@ from nengo.exceptions import SimulationError, ValidationError
 
 from . import gradient_check, gradient_paths, sample_weights
 from .callbacks import CallbackList, FitModel
-from .config import get_setting, learned_and_set_trainable, trainable_objects
+from .config import get_setting, trainable_objects
 from .data import DataChecks, is_batch_source, refuse_beside_source
 from .epochs import ArrayFeed, SourceFeed, steps_argument
 from .graph import TrainingGraph, trainable_parameters, trainable_signals, with_learned
@@ -95,11 +95,6 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         if self._graph is None:
             require_eager()
             trainable = trainable_objects(self.network) if self.network is not None else {}
-            for obj, what in (learned_and_set_trainable(self.network)
-                              if self.network is not None else []):
-                warn(f"{obj} has a learning rule and is also set to be trainable; its "
-                     f"{what} are left to the learning rule (fit does not train them; "
-                     f"NengoDL trains them with both)")
             self._graph = TrainingGraph(
                 self.sim,
                 trainable_signals(self.sim, trainable),
