@@ -198,6 +198,13 @@ std::vector<std::string> kinds() {
 PYBIND11_MODULE(_native, m) {
     m.doc() = "nengo_cuda native CPU step loop";
     nc::watch_forks();  // (a forked child runs its trials on one thread: cpu/parallel.h)
+    m.def(
+        "mark_forked_child", [] { nc::in_forked_child().store(true); },
+        "This process was forked before the module loaded (cpu/parallel.h: watch_forks); "
+        "its trials run on one thread.");
+    m.def(
+        "in_forked_child", [] { return nc::in_forked_child().load(); },
+        "Whether this process runs its trials on one thread as a forked child.");
     bind_program<float>(m, "ProgramFloat32");
     bind_program<double>(m, "ProgramFloat64");
     m.def("instruction_kinds", &kinds, "Instruction kinds this build knows.");

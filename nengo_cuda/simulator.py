@@ -194,7 +194,9 @@ class Simulator:
         with ProgressTracker(progress_bar, Progress("Building", "Build")) as pt:
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
-                _warn_learned_and_set_trainable(network)
+            toplevel = getattr(self.model, "toplevel", None)  # (also a model= built before)
+            if toplevel is not None:
+                _warn_learned_and_set_trainable(toplevel)
             with pt.next_stage("Building (running optimizer)", "Optimization"):
                 self.dg, self._step_order, self._build_keys = order_operators(
                     self.model, optimize)
@@ -458,8 +460,9 @@ class Simulator:
         """(int) The current time step of the simulator.  During a run (read
         by a Node's function or another thread): the steps done so far, as
         Nengo's, which counts a step when its probes have recorded."""
-        if self._shown is not None:  # (a run that is not stateful: as before it)
-            return self._shown[0]
+        shown = self._shown
+        if shown is not None:  # (a run that is not stateful: as before it)
+            return shown[0]
         if self._counting:
             # the step signal counts the step in progress; in a chunk's first
             # step, n_steps is as the chunk found it (also after a failed step,
@@ -472,8 +475,9 @@ class Simulator:
     @property
     def time(self):
         """(float) The current time of the simulator (during a run: of `n_steps`)."""
-        if self._shown is not None:
-            return self._shown[1]
+        shown = self._shown
+        if shown is not None:
+            return shown[1]
         if self._counting:
             return self.n_steps * self.dt
         return self._time

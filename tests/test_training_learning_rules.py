@@ -113,6 +113,18 @@ def test_learned_and_set_trainable_warns(rule, setting):
     np.testing.assert_allclose(learned[True], learned[False], rtol=1e-12, atol=1e-18)
 
 
+def test_learned_and_set_trainable_warns_for_a_model_built_before():
+    """``Simulator(None, model=m)``: the warning reads ``m.toplevel``, as NengoDL's."""
+    net, _, _ = _net("pes")
+    with net:
+        nengo_cuda.configure_settings(trainable=None)
+    net.config[net.connections[1]].trainable = True
+    model = nengo.builder.Model(dt=0.001)
+    model.build(net)
+    with pytest.warns(UserWarning, match="has a learning rule and is also set to be trainable"):
+        nengo_cuda.Simulator(None, model=model, progress_bar=False).close()
+
+
 def _learned(sim):
     """Every learned signal's values in every trial, in build order."""
     return [np.stack([np.array(signals[sig]) for signals in sim.layout.signal_dicts])

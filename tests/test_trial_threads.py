@@ -172,3 +172,35 @@ def test_a_forked_process_runs_its_trials_on_one_thread():
     assert child_team == 1
     for a, b in zip(child, parent):
         np.testing.assert_array_equal(a, b)
+
+
+_LATE_IMPORT = """
+import multiprocessing, sys
+
+def child(_):
+    from nengo_cuda import _native  # (imported only after the fork)
+    import nengo_cuda.backends.cpu  # noqa: F401
+    return _native.in_forked_child()
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(1) as pool:
+        print(pool.map(child, [0])[0])
+"""
+
+
+@pytest.mark.parametrize("method, forked", [("fork", True), ("spawn", False)])
+def test_a_child_forked_before_the_import_runs_its_trials_on_one_thread(
+        method, forked, tmp_path):
+    """A multiprocessing child made by fork that imports nengo_cuda only then
+    (the module's fork handler did not see the fork; the parent may have run
+    another library's OpenMP pool) is marked as a forked child; a spawned
+    child, a fresh process, is not."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "late_import.py"
+    script.write_text(_LATE_IMPORT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True,
+                         timeout=120, env=env, check=True)
+    assert out.stdout.strip() == str(forked)

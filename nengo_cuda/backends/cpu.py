@@ -1,8 +1,24 @@
 """The CPU backend: the program runs inside the C++ step loop of `_native`."""
 
+import multiprocessing
+
 import numpy as np
 
 from .. import _native
+
+
+def _forked_before_import():
+    """Whether this is a child that multiprocessing made by fork (its Process
+    object's start method), importing nengo_cuda only now: the module's fork
+    handler (csrc/cpu/parallel.h) did not see the fork, and the parent may
+    have started an OpenMP pool of another library on the same libgomp, which
+    the child's trial-parallel loop would wait for forever.  (A bare
+    ``os.fork()`` before the import goes unseen.)"""
+    return getattr(multiprocessing.current_process(), "_start_method", None) == "fork"
+
+
+if _forked_before_import():
+    _native.mark_forked_child()
 
 _PROGRAM_CLASSES = {
     np.dtype(np.float32): _native.ProgramFloat32,
