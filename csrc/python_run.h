@@ -40,10 +40,11 @@ class GilSharing {
         thread_local GilSharing sharing;
         return sharing;
     }
-    // A run starts (the GIL held).
+    // A run starts (the GIL held): no pause in its first kEvery (a short run,
+    // a `step()`, never counts the threads).
     void start() {
         last_ = Clock::now();
-        others_ = other_python_threads();
+        others_ = false;
         recount_ = false;
     }
     // Before a callback takes the GIL.
@@ -53,7 +54,7 @@ class GilSharing {
         last_ = Clock::now();
         recount_ = true;
     }
-    // In a callback (the GIL held): the threads are counted again once per kEvery.
+    // In a callback (the GIL held): the threads are counted once per kEvery.
     void in_callback() {
         if (!recount_) return;
         others_ = other_python_threads();
@@ -65,11 +66,14 @@ class GilSharing {
     static constexpr auto kEvery = std::chrono::milliseconds(5);
     static constexpr auto kPause = std::chrono::microseconds(50);
 
-    // Whether the interpreter has a thread besides this one (the GIL held).
+    // Whether Python threads besides the main one run (`_thread._count()`;
+    // the GIL held).  A run on another thread counts itself: it pauses too.
     static bool other_python_threads() {
-        PyThreadState* head = PyInterpreterState_ThreadHead(PyInterpreterState_Get());
-        return head != nullptr &&
-               (head != PyThreadState_Get() || PyThreadState_Next(head) != nullptr);
+        try {
+            return pybind11::module_::import("_thread").attr("_count")().cast<int>() > 0;
+        } catch (pybind11::error_already_set&) {
+            return true;  // (pause: the cost of a wrong guess is small)
+        }
     }
 
     Clock::time_point last_ = Clock::now();
