@@ -197,6 +197,22 @@ def _lookup(configs, obj):
     return trainable
 
 
+def _settings(network):
+    """{obj: `_lookup`'s value} for every Ensemble, Neurons and Connection
+    under ``network``, each looked up in the configs of its own networks."""
+    result = {}
+
+    def walk(net, configs):
+        configs = configs + [net.config]
+        for sub in net.networks:
+            walk(sub, configs)
+        for obj in [*(x for ens in net.ensembles for x in (ens, ens.neurons)), *net.connections]:
+            result[obj] = _lookup(configs, obj)
+
+    walk(network, [])
+    return result
+
+
 def trainable_objects(network):
     """{obj: bool} for every Ensemble, Neurons and Connection under ``network``.
 
@@ -204,21 +220,11 @@ def trainable_objects(network):
     setting beats its class default there; unconfigured objects are trainable,
     and Neurons without any setting follow their Ensemble.
     """
-    result = {}
-
-    def walk(net, configs):
-        configs = configs + [net.config]
-        for sub in net.networks:
-            walk(sub, configs)
-        for ens in net.ensembles:
-            result[ens] = _lookup(configs, ens) in (True, _UNSET)
-            value = _lookup(configs, ens.neurons)
-            # unset on the Neurons: they follow their Ensemble
-            result[ens.neurons] = result[ens] if value is _UNSET else bool(value)
-        for conn in net.connections:
-            result[conn] = _lookup(configs, conn) in (True, _UNSET)
-
-    walk(network, [])
+    settings = _settings(network)
+    result = {obj: value in (True, _UNSET) for obj, value in settings.items()}
+    for obj, value in settings.items():
+        if isinstance(obj, Neurons):  # (unset on the Neurons: they follow their Ensemble)
+            result[obj] = result[obj.ensemble] if value is _UNSET else bool(value)
     return result
 
 
@@ -229,26 +235,16 @@ def learned_and_set_trainable(network):
     post Ensemble's encoders.  ``fit`` leaves those to the rule (elements an
     operator writes are never trained); NengoDL trains them with both, and
     warns of "strange training behaviour"."""
-    explicit, rules = {}, []
-
-    def walk(net, configs):
-        configs = configs + [net.config]
-        for sub in net.networks:
-            walk(sub, configs)
-        for obj in list(net.ensembles) + list(net.connections):
-            explicit[obj] = _lookup(configs, obj) is True
-        for conn in net.connections:
-            learning = conn.learning_rule
-            if isinstance(learning, dict):
-                learning = list(learning.values())
-            rules.extend([(conn, r) for r in learning] if isinstance(learning, list)
-                         else [] if learning is None else [(conn, learning)])
-
-    walk(network, [])
+    settings = _settings(network)
     found = []
-    for conn, rule in rules:
-        obj, what = ((conn.post_obj, "encoders") if rule.modifies == "encoders"
-                     else (conn, "weights"))
-        if explicit.get(obj) and (obj, what) not in found:
-            found.append((obj, what))
+    for conn in (obj for obj in settings if isinstance(obj, nengo.Connection)):
+        types = conn.learning_rule_type
+        types = (list(types.values()) if isinstance(types, dict) else
+                 [] if types is None else list(types) if isinstance(types, (list, tuple))
+                 else [types])
+        for rule in types:
+            obj, what = ((conn.post_obj, "encoders") if rule.modifies == "encoders"
+                         else (conn, "weights"))
+            if settings.get(obj) is True and (obj, what) not in found:
+                found.append((obj, what))
     return found
