@@ -6,6 +6,7 @@ import nengo
 import numpy as np
 import pytest
 from nengo.exceptions import ReadonlyError, SimulationError, SimulatorClosed, ValidationError
+from nengo.utils.progress import ProgressBar
 
 import nengo_cuda
 from networks import tutorial
@@ -164,17 +165,18 @@ def test_probe_data_survives_chunking(net, monkeypatch):
         np.testing.assert_array_equal(sim.data[p], chunked)
 
 
+class _QuietBar(ProgressBar):
+    """A progress bar that shows nothing (but makes runs paced)."""
+
+    def update(self, progress):
+        pass
+
+
 def test_a_run_that_shows_progress_goes_in_paced_native_runs(net):
     """With a progress bar, a run goes in native runs of about 0.1 s each
     (the first of 16 steps), so the bar moves within what would be one long
     native run; the results are those of one native run."""
-    from nengo.utils.progress import ProgressBar
-
     import nengo_cuda.simulator as simulator
-
-    class Bar(ProgressBar):
-        def update(self, progress):
-            pass
 
     p = net[1][1]
     steps = 3000
@@ -182,7 +184,7 @@ def test_a_run_that_shows_progress_goes_in_paced_native_runs(net):
         sizes = []
         run_chunk = sim._run_chunk
         sim._run_chunk = lambda n, feeds: sizes.append(n) or run_chunk(n, feeds)
-        sim.run_steps(steps, progress_bar=Bar())
+        sim.run_steps(steps, progress_bar=_QuietBar())
         paced = sim.data[p].copy()
         sim._run_chunk = run_chunk
         limit = sim._chunk_steps()
@@ -195,18 +197,6 @@ def test_a_run_that_shows_progress_goes_in_paced_native_runs(net):
     assert simulator._paced_steps(16, 0.001, 1 << 16) == 1024  # 1600 steps fit
     assert simulator._paced_steps(16, 1e-9, 4096) == 4096
     assert simulator._paced_steps(8, 5.0, 4096) == 1
-
-
-class _QuietBar:
-    """A progress bar that shows nothing (but makes runs paced)."""
-
-    def __new__(cls):
-        from nengo.utils.progress import ProgressBar
-
-        class Quiet(ProgressBar):
-            def update(self, progress):
-                pass
-        return Quiet()
 
 
 def test_n_steps_and_time_during_a_run_are_nengos():

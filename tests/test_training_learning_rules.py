@@ -77,9 +77,8 @@ def test_fit_with_pes_trains_the_other_parameters():
 def test_learned_and_set_trainable_warns(rule, setting):
     """``trainable=True`` set (on the object or its class) where a learning
     rule changes the parameter: a warning when the simulator builds, as
-    NengoDL's; the rule alone
-    changes it (NengoDL trains it with both), so the run equals one without
-    the setting."""
+    NengoDL's; the rule alone changes it (NengoDL trains it with both), so
+    the run equals one without the setting."""
     x = np.tile(np.linspace(-1, 1, 4)[:, None, None], (1, 10, 1))
     learned = {}
     for set_it in (False, True):

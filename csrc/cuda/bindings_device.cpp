@@ -85,7 +85,7 @@ class PyDeviceProgram {
 
     int64_t add_callback(py::function fn, std::vector<int64_t> f_ranges,
                          std::vector<int64_t> i_ranges) {
-        auto call = [fn]() { nc::call_with_gil([&fn] { fn(); }); };  // (runs without the GIL)
+        auto call = [fn]() { nc::call_with_gil(fn); };  // (runs without the GIL)
         return idle_prog("add a callback to")
             .add_callback(std::move(call), std::move(f_ranges), std::move(i_ranges));
     }
