@@ -80,6 +80,28 @@ def _probe_buffers(plans, dtype):
     return buffers
 
 
+class _Exclusive:
+    """`Simulator._exclusive`'s context.  (A class: contextlib's generator form
+    costs ~1 us of a `step()`.)"""
+
+    __slots__ = ("sim", "what", "must_be_open")
+
+    def __init__(self, sim, what, must_be_open):
+        self.sim, self.what, self.must_be_open = sim, what, must_be_open
+
+    def __enter__(self):
+        if not self.sim._busy.acquire(blocking=False):
+            raise SimulationError(
+                f"Cannot {self.what} the simulator while it runs (from a Node function it "
+                "calls, or from another thread)")
+        if self.must_be_open and self.sim.closed:
+            self.sim._busy.release()
+            raise SimulatorClosed(f"Cannot {self.what} the simulator: it was closed")
+
+    def __exit__(self, *exc):
+        self.sim._busy.release()
+
+
 def _paced_steps(steps, seconds, limit):
     """Steps of the next native run of a run that shows its progress, after
     one of ``steps`` steps took ``seconds``: about _PACE_SECONDS worth, a power
@@ -265,7 +287,10 @@ class Simulator:
              rec.size)
             for p, rec in self._recordings.items()
         ]
-        self._every_step = np.ones(0, dtype=np.uint8)  # probe mask: see _run_chunk
+        self._every_step = np.ones(0, dtype=np.uint8)  # probe mask: see _probe_plans
+        self._plans_of_length = {}  # run length -> probe plans (`_probe_plans`)
+        self._has_callbacks = any(instr.callback is not None
+                                  for instr in self._plan.program.instructions)
         self._sampling = True  # False: probes record every step (`_every_step_probes`)
         step = self.model.step  # Nengo's step counter, trial 0's (see _step_counter)
         self._step_view = (self.layout.base_array(step.base, 0)
@@ -275,6 +300,7 @@ class Simulator:
         self._values_per_step = sum(
             self.n_trials * max(1, size) for _, _, _, size in self._probe_plan
         ) + self._table_values_per_step
+        self._chunk = self._chunk_steps()
 
         if seed is None:
             if network is not None and network.seed is not None:
@@ -916,23 +942,13 @@ class Simulator:
                 f"When use_loop=False, n_steps ({steps}) must exactly match "
                 f"unroll_simulation ({self.unroll_simulation})", attr="n_steps")
 
-    @contextlib.contextmanager
     def _exclusive(self, what, must_be_open=True):
         """One run (or reset, close, pickling) at a time: one from inside a run
         (a Node function's) or beside it (another thread's: native steps run
         without the GIL) would change the state under it (and close would free
         its buffers).  ``must_be_open``: another thread may have closed the
         simulator since the caller looked."""
-        if not self._busy.acquire(blocking=False):
-            raise SimulationError(
-                f"Cannot {what} the simulator while it runs (from a Node function it calls, "
-                "or from another thread)")
-        try:
-            if must_be_open and self.closed:
-                raise SimulatorClosed(f"Cannot {what} the simulator: it was closed")
-            yield
-        finally:
-            self._busy.release()
+        return _Exclusive(self, what, must_be_open)
 
     def _run(self, steps, feeds, stateful, progress_bar, training_mode):
         self._pull_assigned()
@@ -986,7 +1002,7 @@ class Simulator:
         if not self._own_steps:  # (their run started before its first step)
             for rec in self._recordings.values():
                 rec.start_run()
-        chunk = self._chunk_steps()
+        chunk = self._chunk
         size = min(chunk, _PACE_FIRST_STEPS) if paced else chunk
         done = 0
         while done < steps:
@@ -1048,52 +1064,30 @@ class Simulator:
         # Nengo's n_steps is its step signal: after a callback raised, the
         # signal counts the failed step too, and the next run goes on from it
         start = self._chunk_start = self._step_counter()
-        plans = []
-        for rec, addrs, period, size in self._probe_plan:
-            if period == 1 or not self._sampling:
-                if len(self._every_step) < n:
-                    self._every_step = np.ones(n, dtype=np.uint8)
-                mask, samples = self._every_step[:n], n
-            else:
-                mask = np.ascontiguousarray(_sampled(start, n, period), dtype=np.uint8)
-                samples = int(mask.sum())
-            plans.append((addrs, mask, (self.n_trials, samples, size), rec))
+        plans = self._probe_plans(n, start)
         probes = [(addrs, mask, out, rec)
                   for (addrs, mask, _, rec), out in zip(plans, _probe_buffers(plans, self.dtype))]
-
-        native_feeds, skipped = [], {}
-        for node, values in feeds.items():
-            sig = self._input_nodes[node]
-            after = self._feed_positions[node]
-            instr = self.program.instructions[after] if after >= 0 else None
-            if instr is not None and (instr.callback is not None or len(instr.ops) == 1):
-                # its producer is switched off; the feed follows (a producer in
-                # a larger native instruction runs, and the feed overwrites it)
-                skipped.setdefault(after, set()).add(self._producers[node])
-            native_feeds.append(
-                (after, self.layout.addresses(sig).ravel(), np.ascontiguousarray(values, self.dtype))
-            )
-        # an instruction with every op fed is switched off (a CUDA graph can
-        # then hold the whole step); a callback with some is told which to skip
-        instrs = self.program.instructions
-        disabled = [i for i, ops in skipped.items() if len(ops) == len(instrs[i].ops)]
-        partial = [i for i in skipped if i not in disabled]
+        native_feeds, disabled, partial = self._native_feeds(feeds) if feeds else ([], (), {})
         with native_runs.native_run(self.backend):  # (stopped at Python's exit)
             for index in disabled:
                 self.backend.set_enabled(index, False)
-            for index in partial:
-                instrs[index].callback.skipped = frozenset(skipped[index])
-            fed = {self._plan.table_part(self._producers[node]) for node in feeds}
-            self._tables.before_run(n, start, fed)
+            for index, ops in partial.items():
+                self.program.instructions[index].callback.skipped = frozenset(ops)
+            self._tables.before_run(
+                n, start, {self._plan.table_part(self._producers[node]) for node in feeds})
+            # (a probe of no native values, a sparse signal's, only counts samples)
+            natives = [p[:3] for p in probes if p[2].shape[2]]
             try:
-                with np.errstate(invalid="raise", divide="ignore"):
-                    # (a probe of no native values, a sparse signal's, only counts samples)
-                    self.backend.run(n, native_feeds, [p[:3] for p in probes if p[2].shape[2]])
+                if self._has_callbacks:  # (their NumPy raises where Nengo's would)
+                    with np.errstate(invalid="raise", divide="ignore"):
+                        self.backend.run(n, native_feeds, natives)
+                else:  # (no Python runs in the run: ~1.5 us of a step() saved)
+                    self.backend.run(n, native_feeds, natives)
             finally:
                 for index in disabled:
                     self.backend.set_enabled(index, True)
                 for index in partial:
-                    instrs[index].callback.skipped = frozenset()
+                    self.program.instructions[index].callback.skipped = frozenset()
                 for node in feeds:
                     if self._feed_positions[node] < 0:
                         self._restore_constant(node)
@@ -1110,6 +1104,52 @@ class Simulator:
                 self.data.reset()
         if not self._nan_reported:
             self._check_invalid_values(recorded, start)
+
+    def _probe_plans(self, n, start):
+        """Per probe, for a run of ``n`` steps after step ``start``: its element
+        addresses, sample mask (uint8 per step), output shape and recording.
+        (Where every probe records every step, the plans of a run length are
+        kept: a `step()` loop makes them once.)"""
+        every_step = not self._sampling or all(plan[2] == 1 for plan in self._probe_plan)
+        if every_step and n in self._plans_of_length:
+            return self._plans_of_length[n]
+        plans = []
+        for rec, addrs, period, size in self._probe_plan:
+            if period == 1 or not self._sampling:
+                if len(self._every_step) < n:
+                    self._every_step = np.ones(n, dtype=np.uint8)
+                mask, samples = self._every_step[:n], n
+            else:
+                mask = np.ascontiguousarray(_sampled(start, n, period), dtype=np.uint8)
+                samples = int(mask.sum())
+            plans.append((addrs, mask, (self.n_trials, samples, size), rec))
+        if every_step and len(self._plans_of_length) < 4:  # (few lengths: step(), chunks)
+            self._plans_of_length[n] = plans
+        return plans
+
+    def _native_feeds(self, feeds):
+        """``data=``'s arrays as the backend takes them (instruction after which
+        each is written, element addresses, values), the instructions switched
+        off (all their ops fed), and the callbacks told which of their ops to
+        skip (index -> ops)."""
+        native_feeds, skipped = [], {}
+        for node, values in feeds.items():
+            sig = self._input_nodes[node]
+            after = self._feed_positions[node]
+            instr = self.program.instructions[after] if after >= 0 else None
+            if instr is not None and (instr.callback is not None or len(instr.ops) == 1):
+                # its producer is switched off; the feed follows (a producer in
+                # a larger native instruction runs, and the feed overwrites it)
+                skipped.setdefault(after, set()).add(self._producers[node])
+            native_feeds.append(
+                (after, self.layout.addresses(sig).ravel(), np.ascontiguousarray(values, self.dtype))
+            )
+        # an instruction with every op fed is switched off (a CUDA graph can
+        # then hold the whole step); a callback with some is told which to skip
+        instrs = self.program.instructions
+        disabled = [i for i, ops in skipped.items() if len(ops) == len(instrs[i].ops)]
+        partial = {i: ops for i, ops in skipped.items() if i not in disabled}
+        return native_feeds, disabled, partial
 
     def _check_invalid_values(self, recorded, start):
         """Nengo's FloatingPointError where the run made NaN (`invalid_values`)."""
