@@ -153,6 +153,26 @@ def test_fit_prints_epochs_by_default(capsys):
         assert "epoch" not in capsys.readouterr().out
 
 
+def test_evaluate_and_predict_print_by_default(capsys):
+    """Keras's ``verbose="auto"`` (NengoDL passes it on): evaluate prints its
+    results, predict that it ran, unless ``verbose=0``; the nengo2 ``loss``
+    and ``predict_on_batch`` print nothing (as Keras's predict_on_batch)."""
+    net, inp, p = _passthrough(1)
+    x = np.full((4, 1, 1), 0.5)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(loss={p: "mse"})
+        result = sim.evaluate({inp: x}, {p: np.zeros_like(x)})
+        printed = capsys.readouterr().out
+        assert printed == f"evaluate: probe_loss: {result['probe_loss']:.6g}, loss: 0.25\n"
+        sim.predict({inp: x})
+        assert capsys.readouterr().out.startswith("predict: 2 minibatches of 2 x 1 steps, ")
+        sim.evaluate({inp: x}, {p: np.zeros_like(x)}, verbose=0)
+        sim.predict({inp: x}, verbose=0)
+        sim.predict_on_batch({inp: x[:2]})
+        sim.loss({inp: x, p: np.zeros_like(x)})
+        assert capsys.readouterr().out == ""
+
+
 def test_compile_lists_and_default_optimizer():
     """Keras's compile: lists of losses and loss weights per output (the model's
     probes in order), RMSprop when no optimizer is given, Keras's execution

@@ -541,7 +541,7 @@ class Converter:
                     sim.fit(feeds, {p: y.reshape(batch, steps, -1)
                                     for p, y in zip(self._output_probes, targets)}, epochs=3,
                             verbose=0)
-                got = sim.predict(feeds, n_steps=steps)
+                got = sim.predict(feeds, n_steps=steps, verbose=0)
             finally:
                 model.set_weights(trained)
         for t, e in zip(model.outputs, expected):

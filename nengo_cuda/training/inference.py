@@ -12,6 +12,8 @@ forward pass.
 - ``forward``: the training graph's outputs, as ``fit`` sees them.
 """
 
+import time
+
 import numpy as np
 import tensorflow as tf
 from nengo.exceptions import SimulationError, ValidationError
@@ -21,6 +23,16 @@ from .epochs import steps_argument
 from .graph import with_learned
 from .losses import io_names
 from ..user_warnings import warn
+
+
+def verbose_level(verbose):
+    """Keras's ``verbose`` resolved as Keras resolves ``"auto"`` (to 1)."""
+    return 1 if verbose == "auto" else verbose
+
+
+def format_logs(logs):
+    """``{name: value}`` as one line, ``"loss: 0.0123, probe_loss: 0.0123"``."""
+    return ", ".join(f"{name}: {value:.6g}" for name, value in logs.items())
 
 
 class Inference:
@@ -179,7 +191,7 @@ class Inference:
         elif masks is not None:
             graph.write_learned(masks, carried)
 
-    def predict(self, x=None, n_steps=None, stateful=False, batch_size=None, verbose=None,
+    def predict(self, x=None, n_steps=None, stateful=False, batch_size=None, verbose="auto",
                 steps=None, **kwargs):
         """Probe outputs ``{probe: (batch, n_steps, size)}`` (``(batch, 1, size)``
         for keep_history=False probes) of the network as defined (spiking, native
@@ -193,8 +205,9 @@ class Inference:
         through the minibatches, one after the other, and keep what they learned
         (as in NengoDL).
 
-        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
-        (nothing is printed); ``steps``: run the first that many minibatches;
+        Keras arguments: ``batch_size`` as in `fit`; ``verbose``: 0 prints
+        nothing, otherwise (Keras's default ``"auto"``) one line when done
+        (minibatches, seconds); ``steps``: run the first that many minibatches;
         ``callbacks`` get Keras's predict hooks.
         """
         callbacks = kwargs.pop("callbacks", None)
@@ -217,6 +230,7 @@ class Inference:
         self._warn_one_step("predict", steps, asked,  # (NengoDL's: those with a loss)
                             [p for p in self.sim.model.probes if self._has_loss(p)])
         cbs = self._callbacks(callbacks, batch)
+        began = time.perf_counter()
         results = {p: [] for p in self.sim.model.probes}
         if cbs is not None:
             cbs("on_predict_begin")
@@ -229,6 +243,9 @@ class Inference:
                 cbs("on_predict_batch_end", i, {"outputs": {p: v[-1] for p, v in results.items()}})
         if cbs is not None:
             cbs("on_predict_end")
+        if verbose_level(verbose):
+            print(f"predict: {batch // self.sim.n_trials} minibatches of {self.sim.n_trials} x "
+                  f"{steps} steps, {time.perf_counter() - began:.3g} s")
         return {p: np.concatenate(v, axis=0) for p, v in results.items()}
 
     def _callbacks(self, callbacks, batch):
@@ -248,18 +265,19 @@ class Inference:
                 attr="x")
         # (follows configure_settings(stateful=False) without a warning, as NengoDL)
         return self.predict(x, n_steps=n_steps, stateful=stateful and self.sim.stateful,
-                            _asked_stateful=self.sim.stateful)
+                            verbose=0, _asked_stateful=self.sim.stateful)
 
     def evaluate(self, x=None, y=None, n_steps=None, stateful=False, batch_size=None,
-                 verbose=None, sample_weight=None, steps=None, return_dict=True, **kwargs):
+                 verbose="auto", sample_weight=None, steps=None, return_dict=True, **kwargs):
         """Losses and metrics of the network as defined (spiking, native kernels).
 
         Returns ``{"loss": sum of weighted probe losses, "<probe>_loss": ...,
         "<probe>_<metric>": ...}`` (names: `names.io_names`); each value is the
         mean over the minibatches of ``x``/``y``.  ``stateful``: as in `predict`.
 
-        Keras arguments: ``batch_size`` as in `fit`; ``verbose`` is accepted
-        (nothing is printed); ``return_dict`` is accepted, the result is always
+        Keras arguments: ``batch_size`` as in `fit`; ``verbose``: 0 prints
+        nothing, otherwise (Keras's default ``"auto"``) the results in one
+        line; ``return_dict`` is accepted, the result is always
         the dict (as NengoDL's); ``sample_weight`` as in `fit`; ``steps``: run
         the first that many minibatches; ``callbacks`` get Keras's test hooks.
         """
@@ -278,11 +296,13 @@ class Inference:
                                                        "steps", "evaluate")
         self._warn_one_step("evaluate", steps, asked, [p for p in y if self._has_loss(p)])
         cbs = self._callbacks(callbacks, batch)
-        if cbs is None:
-            return self._evaluate(x, y, batch, steps, stateful, weights=weights)
-        cbs("on_test_begin")
+        if cbs is not None:
+            cbs("on_test_begin")
         logs = self._evaluate(x, y, batch, steps, stateful, cbs, weights)
-        cbs("on_test_end", logs=logs)
+        if cbs is not None:
+            cbs("on_test_end", logs=logs)
+        if verbose_level(verbose):
+            print("evaluate: " + format_logs(logs))
         return logs
 
     def _evaluate(self, x, y, batch, steps, stateful, callbacks=None, weights=None):

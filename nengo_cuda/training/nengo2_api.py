@@ -82,8 +82,8 @@ class NengoDL2API:
         self.losses = self._objectives(objective, targets)
         self.loss_weights, self.metrics, self.weighted_metrics = {}, None, None
         try:
-            return self.evaluate(inputs,
-                                 self._outputs_only_targets(inputs, targets, steps))["loss"]
+            return self.evaluate(inputs, self._outputs_only_targets(inputs, targets, steps),
+                                 verbose=0)["loss"]
         finally:
             self.losses, self.loss_weights, self.metrics, self.weighted_metrics = saved
 

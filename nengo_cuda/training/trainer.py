@@ -29,7 +29,7 @@ from .config import get_setting, trainable_objects
 from .data import DataChecks, is_batch_source, refuse_beside_source
 from .epochs import ArrayFeed, SourceFeed, steps_argument
 from .graph import TrainingGraph, trainable_parameters, trainable_signals, with_learned
-from .inference import Inference
+from .inference import Inference, format_logs, verbose_level
 from .losses import keras_loss, metrics_by_probe
 from .nengo2_api import NengoDL2API
 from .parameter_io import ParameterIO
@@ -387,7 +387,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         carried = state
 
         model = self.keras_model
-        verbose = 1 if verbose == "auto" else verbose  # as Keras resolves it
+        verbose = verbose_level(verbose)
         cbs = CallbackList(callbacks, model, {
             "epochs": int(epochs), "steps": steps_per_epoch or data.batch // mb,
             "verbose": verbose}, fit=True)
@@ -445,8 +445,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 epoch_logs.update(self._validate(validation, steps, cbs))
             cbs("on_epoch_end", epoch, epoch_logs)
             if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: " +
-                      ", ".join(f"{k}: {v:.6g}" for k, v in epoch_logs.items()))
+                print(f"epoch {epoch + 1}/{epochs}: " + format_logs(epoch_logs))
             if model.stop_training:
                 break
         opt = self.optimizer
