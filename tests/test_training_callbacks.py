@@ -473,6 +473,20 @@ def test_old_parameter_files_are_refused_by_name(tmp_path):
             sim.load_params(tmp_path / "old")
 
 
+def test_nengo_dl_parameter_files_are_refused_by_name(tmp_path):
+    """A file of NengoDL's save_params (unnamed arrays in the order of its
+    merged variables) is refused as such, with the way over (freeze_params),
+    by load_params and by keras_model.load_weights(skip_mismatch=True)."""
+    net, inp, p = _net()
+    with _sim(net) as sim:
+        np.savez_compressed(tmp_path / "dl.npz", np.zeros((10, 2)), np.zeros(10))
+        with pytest.raises(nengo.exceptions.SimulationError, match="NengoDL's save_params.*"
+                           "freeze_params"):
+            sim.load_params(tmp_path / "dl")
+        with pytest.raises(nengo.exceptions.SimulationError, match="unnamed arrays"):
+            sim.keras_model.load_weights(str(tmp_path / "dl.npz"), skip_mismatch=True)
+
+
 def test_keras_model_stand_in(capsys):
     """``sim.keras_model`` (NengoDL's): the object callbacks get, with the
     weights fit trains, Keras's counts and summary, and the last fit's History."""

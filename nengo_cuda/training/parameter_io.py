@@ -13,6 +13,8 @@ installed).
 
 import pickle
 
+import re
+
 import numpy as np
 import nengo
 from nengo.exceptions import SimulationError, ValidationError
@@ -127,6 +129,7 @@ class ParameterIO:
         params = self._parameter_signals()
         keras_vars = self._keras_variables(trainable=False)
         with _open_archive(filename) as f:
+            _refuse_nengo_dl_file(filename, f.files)
             saved = {k[len("param:"):]: f[k] for k in f.files if k.startswith("param:")}
             weights = [f[f"keras_{i}"] for i in range(len(keras_vars)) if f"keras_{i}" in f]
             n_saved = sum(1 for k in f.files if k.startswith("keras_"))
@@ -503,6 +506,19 @@ def _saved_pairs(filename, signals, saved, mismatch, skip_mismatch):
             continue
         pairs.append((sig, values))
     return pairs
+
+
+def _refuse_nengo_dl_file(filename, keys):
+    """NengoDL's ``save_params`` writes unnamed arrays (``arr_0``, ``arr_1``,
+    ...): its trainable variables in the order of its merged graph, which
+    names no Nengo object, so no network here can be matched to them."""
+    if keys and all(re.fullmatch(r"arr_\d+", k) for k in keys):
+        raise SimulationError(
+            f"{filename} holds unnamed arrays ({', '.join(sorted(keys)[:3])}, ...), as "
+            "NengoDL's save_params writes them: NengoDL's trainable variables in the order "
+            "of its own merged graph, which nengo_cuda cannot match to this network's "
+            "parameters. Move trained values over with NengoDL's sim.freeze_params(net) "
+            "(they are then the network's own), or train and save_params with nengo_cuda")
 
 
 def _include_state(include_state, include_non_trainable):
