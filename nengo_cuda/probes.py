@@ -82,9 +82,12 @@ class ProbeRecording:
     def _no_samples(self):
         return np.zeros((self.n_trials, 0, self.size))
 
-    def array(self, minibatched):
-        """All samples: ``(trials, n, *shape)`` if minibatched else ``(n, *shape)``."""
+    def array(self, minibatched, pending=None):
+        """All samples: ``(trials, n, *shape)`` if minibatched else ``(n, *shape)``;
+        ``pending``: samples ``(trials, k, size)`` not appended yet come last."""
         data = self._joined()
+        if pending is not None and pending.shape[1]:
+            data = np.concatenate([data, pending], axis=1) if data.shape[1] else pending.copy()
         if not minibatched and data.shape[1] == 0:
             return np.zeros(0, data.dtype)  # as nengo.Simulator's np.asarray([])
         data = data.reshape((self.n_trials, data.shape[1]) + self.shape)
@@ -161,14 +164,16 @@ class SimulationData(Mapping):
 
     ``current``: None (the build's artefacts as they are), or a function
     (obj, built) -> the artefact with its parameters' current values (trained
-    ones; `nengo_cuda.params`).
+    ones; `nengo_cuda.params`).  ``live``: None, or a function (recording) ->
+    its samples of the run going on (not appended yet), or None.
     """
 
-    def __init__(self, raw, recordings, minibatched, current=None):
+    def __init__(self, raw, recordings, minibatched, current=None, live=None):
         self.raw = RawData(raw, recordings, minibatched, self.reset)
         self.recordings = recordings
         self.minibatched = minibatched
         self.current = current
+        self.live = live
         self._cache = {}
 
     def __getitem__(self, key):
@@ -181,6 +186,11 @@ class SimulationData(Mapping):
                     attr="obj", obj=key)
             built = self.raw.params[key]
             return built if self.current is None else self.current(key, built)
+        pending = None if self.live is None else self.live(rec)
+        if pending is not None and pending.shape[1]:  # (read during a run: not kept)
+            value = rec.array(self.minibatched, pending)
+            value.setflags(write=False)
+            return value
         cached = self._cache.get(key)
         if cached is None or cached[0] != rec.n_samples:
             value = rec.array(self.minibatched)

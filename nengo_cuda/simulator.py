@@ -102,6 +102,13 @@ class _Exclusive:
         self.sim._busy.release()
 
 
+def _samples_done(buffer, mask, steps, done):
+    """Samples a run of ``steps`` steps has recorded into ``buffer`` (of
+    shape (trials, samples, size), sampled at ``mask``'s steps) after
+    ``done`` of them."""
+    return done if buffer.shape[1] == steps else int(mask[:done].sum())
+
+
 def _paced_steps(steps, seconds, limit):
     """Steps of the next native run of a run that shows its progress, after
     one of ``steps`` steps took ``seconds``: about _PACE_SECONDS worth, a power
@@ -277,7 +284,7 @@ class Simulator:
         self._recordings = {p: self._recording(p, keep_history(toplevel, p))
                             for p in self.model.probes}
         self.data = SimulationData(self.model.params, self._recordings, self._minibatched,
-                                   current=self._current_built)
+                                   current=self._current_built, live=self._live_samples)
         # per probe, for every run: its recording, element addresses, sampling
         # period in steps (as Nengo computes it) and values per sample
         self._probe_plan = [
@@ -317,6 +324,9 @@ class Simulator:
         # (after its chunk's first, `_chunk_start`); one that is not shows the
         # (n_steps, time) it started from (see n_steps)
         self._counting, self._chunk_start, self._shown = False, 0, None
+        # during a native run: (its thread, first step, steps, {id(recording):
+        # [buffer, mask, samples cleared]}) (see _live_samples)
+        self._in_flight = None
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
         self.stateful = get_setting(toplevel, "stateful", True)
@@ -606,8 +616,12 @@ class Simulator:
         return np.array(layout.signal_dicts[0][sig])
 
     def clear_probes(self):
-        """Clears all probe histories."""
+        """Clears all probe histories (from a Node's function during a run:
+        the samples up to the step in progress, as Nengo's)."""
         for rec in self._recordings.values():
+            live = self._live_samples(rec)
+            if live is not None:
+                self._in_flight[3][id(rec)][2] += live.shape[1]
             rec.clear()
         self.data.reset()
 
@@ -1077,13 +1091,19 @@ class Simulator:
                 n, start, {self._plan.table_part(self._producers[node]) for node in feeds})
             # (a probe of no native values, a sparse signal's, only counts samples)
             natives = [p[:3] for p in probes if p[2].shape[2]]
+            # (read by callbacks alone: `_live_samples`)
+            flight = {id(rec): [out, mask, 0] for _, mask, out, rec in probes
+                      if type(rec) is ProbeRecording and rec.keep_history
+                      } if self._has_callbacks and self.backend.probes_each_step else {}
             try:
+                self._in_flight = (threading.get_ident(), start, n, flight)
                 if self._has_callbacks:  # (their NumPy raises where Nengo's would)
                     with np.errstate(invalid="raise", divide="ignore"):
                         self.backend.run(n, native_feeds, natives)
                 else:  # (no Python runs in the run: ~1.5 us of a step() saved)
                     self.backend.run(n, native_feeds, natives)
             finally:
+                self._in_flight = None
                 for index in disabled:
                     self.backend.set_enabled(index, True)
                 for index in partial:
@@ -1095,7 +1115,8 @@ class Simulator:
                 self._tables.after_run(done, self._read_in_failed_step(start + done))
                 recorded = []
                 for addrs, mask, out, rec in probes:
-                    rows = out[:, : done if out.shape[1] == n else int(mask[:done].sum())]
+                    cleared = flight[id(rec)][2] if id(rec) in flight else 0
+                    rows = out[:, cleared : _samples_done(out, mask, n, done)]
                     rec.append(rows)
                     recorded.append((rec, rows))
                 if done:  # (as Nengo's n_steps: read from the step signal after a step)
@@ -1104,6 +1125,24 @@ class Simulator:
                 self.data.reset()
         if not self._nan_reported:
             self._check_invalid_values(recorded, start)
+
+    def _live_samples(self, rec):
+        """The samples that recording ``rec`` has in the native run going on,
+        read from the thread that runs it (a Node's function, a callback):
+        Nengo's probe data grows step by step.  None elsewhere (another
+        thread sees the samples of finished native runs; so does a callback
+        of the CUDA backend, whose probe buffers come back when a run ends)."""
+        flight = self._in_flight
+        if flight is None or flight[0] != threading.get_ident() or self._step_view is None:
+            return None
+        _, start, n, entries = flight
+        entry = entries.get(id(rec))
+        if entry is None:
+            return None
+        out, mask, cleared = entry
+        # (the step signal counts the step in progress, whose samples come at its end)
+        done = min(n, max(0, self._step_counter() - 1 - start))
+        return out[:, cleared : _samples_done(out, mask, n, done)]
 
     def _probe_plans(self, n, start):
         """Per probe, for a run of ``n`` steps after step ``start``: its element

@@ -199,6 +199,77 @@ def test_a_run_that_shows_progress_goes_in_paced_native_runs(net):
     assert simulator._paced_steps(8, 5.0, 4096) == 1
 
 
+def _probe_data_seen_inside(simulator_class, sample_every=None, clear_at=(), **kwargs):
+    """What a Node's function reads from ``sim.data[probe]`` at each call
+    (clearing the probes at the calls ``clear_at``), and the data after."""
+    seen, holder = [], {"fail at": 13}
+
+    def f(t, x):
+        sim = holder.get("sim")
+        if sim is not None:
+            seen.append(np.array(sim.data[p]))
+            if len(seen) in clear_at:
+                sim.clear_probes()
+            if len(seen) == holder["fail at"]:
+                raise RuntimeError("once")
+        return x
+    with nengo.Network(seed=0) as model:
+        stim = nengo.Node(lambda t: np.sin(10 * t))
+        node = nengo.Node(f, size_in=1, size_out=1)
+        nengo.Connection(stim, node, synapse=None)
+        ens = nengo.Ensemble(20, 1)
+        nengo.Connection(node, ens)
+        p = nengo.Probe(ens, synapse=0.01, sample_every=sample_every)
+    with simulator_class(model, progress_bar=False, **kwargs) as sim:
+        holder["sim"] = sim
+        sim.run_steps(5)
+        sim.step()
+        sim.run(0.004)
+        with pytest.raises(RuntimeError, match="once"):
+            sim.run_steps(3)  # (its third step raises)
+        sim.run_steps(4)
+        if simulator_class is nengo_cuda.Simulator:  # (in paced chunks of 16, 32 ...)
+            sim.run_steps(40, progress_bar=_QuietBar())
+        return seen, np.array(sim.data[p])
+
+
+@pytest.mark.parametrize("sample_every, clear_at", [(None, ()), (None, (3, 12, 14)),
+                                                    (0.002, ()), (0.003, (8,))])
+def test_probe_data_during_a_run_is_nengos(sample_every, clear_at):
+    """``sim.data[probe]`` read by a Node's function during a run holds the
+    samples of the steps done so far, as nengo.Simulator's (whose data grows
+    step by step); ``clear_probes()`` there drops those samples only."""
+    ours, final = _probe_data_seen_inside(nengo_cuda.Simulator, sample_every, clear_at,
+                                          dtype="float64")
+    ref, ref_final = _probe_data_seen_inside(nengo.Simulator, sample_every, clear_at)
+    assert len(ours) == len(ref) + 40
+    for got, expected in zip(ours, ref):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    for step, got in enumerate(ours[len(ref):]):  # (the paced run: the data it grew)
+        np.testing.assert_array_equal(got, final[: len(got)])
+        assert len(got) >= len(ours[len(ref) - 1]) + (step if sample_every is None else 0)
+    np.testing.assert_allclose(final[: len(ref_final)], ref_final, rtol=0, atol=1e-12)
+
+
+def test_probe_data_during_a_minibatch_run():
+    """Each trial's data read during a run of a minibatch is what it ends with."""
+    seen, holder = [], {}
+    with nengo.Network(seed=0) as model:
+        node = nengo.Node(lambda t: seen.append(np.array(holder["sim"].data[p]))
+                          if "sim" in holder else None, size_out=0)
+        ens = nengo.Ensemble(10, 1)
+        nengo.Connection(nengo.Node(0.5), ens)
+        p = nengo.Probe(ens, synapse=0.005)
+    with nengo_cuda.Simulator(model, minibatch_size=3, progress_bar=False) as sim:
+        holder["sim"] = sim
+        sim.run_steps(6)
+        final = sim.data[p]
+    assert final.shape == (3, 6, 1) and [s.shape[1] for s in seen] == [0, 1, 2, 3, 4, 5]
+    for got in seen:
+        np.testing.assert_array_equal(got, final[:, : got.shape[1]])
+
+
 def test_n_steps_and_time_during_a_run_are_nengos():
     """Read by a Node's function during a run, ``n_steps`` and ``time`` count
     the steps done so far (Nengo counts a step once its probes recorded), as

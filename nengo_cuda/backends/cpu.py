@@ -30,6 +30,9 @@ class CpuBackend:
     """Loads a `Program` into a native program over a layout's buffers."""
 
     name = "cpu"
+    # the probes' host arrays hold each step's samples when its step ends
+    # (callbacks then see them: `Simulator._live_samples`)
+    probes_each_step = True
 
     def __init__(self, program, layout, dt):
         self.layout = layout

@@ -90,6 +90,7 @@ class CudaBackend:
     """Loads a `Program` into a native CUDA program over device copies of the pools."""
 
     name = "cuda"
+    probes_each_step = False  # (the device's buffers reach the host when a run ends)
 
     def __init__(self, program, layout, dt, device_index=None):
         self.layout = layout
