@@ -1162,7 +1162,7 @@ class Simulator:
                 mask = np.ascontiguousarray(_sampled(start, n, period), dtype=np.uint8)
                 samples = int(mask.sum())
             plans.append((addrs, mask, (self.n_trials, samples, size), rec))
-        if every_step and len(self._plans_of_length) < 4:  # (few lengths: step(), chunks)
+        if every_step and (n == 1 or len(self._plans_of_length) < 8):  # (step(), chunks)
             self._plans_of_length[n] = plans
         return plans
 

@@ -515,9 +515,9 @@ def _refuse_nengo_dl_file(filename, keys):
     if keys and all(re.fullmatch(r"arr_\d+", k) for k in keys):
         raise SimulationError(
             f"{filename} holds unnamed arrays ({', '.join(sorted(keys)[:3])}, ...), as "
-            "NengoDL's save_params writes them: NengoDL's trainable variables in the order "
-            "of its own merged graph, which nengo_cuda cannot match to this network's "
-            "parameters. Move trained values over with NengoDL's sim.freeze_params(net) "
+            "NengoDL's save_params (or np.savez of a list) writes them: NengoDL's trainable "
+            "variables in the order of its own merged graph, which nengo_cuda cannot match "
+            "to this network's parameters. Move trained values over with NengoDL's sim.freeze_params(net) "
             "(they are then the network's own), or train and save_params with nengo_cuda")
 
 
