@@ -11,7 +11,7 @@ import os
 # Must be set before the native module (and so libgomp) is loaded.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import dists, graph_optimizer  # noqa: E402,F401
+from . import config, dists, graph_optimizer  # noqa: E402,F401 (nengo_dl.config's)
 from .converter import Converter  # noqa: E402,F401
 from .neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU  # noqa: E402,F401
 from .simulator import Simulator  # noqa: E402,F401

@@ -105,6 +105,9 @@ def test_settings_made_in_a_subnetwork_apply_to_the_model():
         p = nengo.Probe(inp)
     assert get_setting(net, "stateful") is False and get_setting(sub, "stateful") is None
     assert get_setting(net, "keep_history", obj=p) is False  # (NengoDL's obj=)
+    # NengoDL's names, as nengo_dl.config documents them
+    assert nengo_cuda.config.get_setting(model=net, setting="stateful", default=1) is False
+    assert nengo_cuda.config.get_setting(model=sub, setting="stateful", default=1) == 1
     assert get_setting(net, "keep_history", True,
                        obj=nengo.Probe(inp, add_to_container=False)) is False
     assert get_setting(net, "trainable", "unset", obj=ens) == "unset"
@@ -1021,6 +1024,15 @@ def test_nengo_dl2_positional_arguments_and_steps_as_data():
         outputs = sim.predict(n_steps=4)[p]
         np.testing.assert_allclose(mean_square, np.mean(outputs ** 2), rtol=1e-5)
         assert len(sim.train(4, tf.keras.optimizers.SGD(0.0), 2, squares).history["loss"]) == 2
+        # NengoDL 2's Regularize: a weighted mean norm of the outputs, no targets
+        norms = np.linalg.norm(outputs, axis=2).mean()
+        np.testing.assert_allclose(sim.loss(4, {p: nengo_cuda.objectives.Regularize()}), norms,
+                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            sim.loss(4, {p: nengo_cuda.objectives.Regularize(order=1, weight=3)}),
+            3 * np.abs(outputs).sum(axis=2).mean(), rtol=1e-5)
+        assert len(sim.train(4, tf.keras.optimizers.SGD(0.0), 1,
+                             {p: nengo_cuda.objectives.Regularize()}).history["loss"]) == 1
         with pytest.raises(nengo.exceptions.ValidationError, match="explicit objective"):
             sim.loss(4)
         with pytest.raises(nengo.exceptions.ValidationError, match="number of steps"):

@@ -134,24 +134,24 @@ def _replace_param(clsparams, param):
     clsparams.set_param(param.name, param)
 
 
-def get_setting(network, name, default=None, obj=None):
-    """The value of setting ``name`` on ``network`` (a Network, or a built
-    Model: its top-level network), or ``default`` if unset; ``obj``: the
-    setting of that object in the network's config (NengoDL's, e.g. a
-    probe's ``keep_history``)."""
-    network = getattr(network, "toplevel", network)
+def get_setting(model, setting, default=None, obj=None):
+    """The value of ``setting`` on ``model`` (a Network, or a built Model: its
+    top-level network), or ``default`` if unset; ``obj``: the setting of that
+    object in the network's config (NengoDL's, e.g. a probe's
+    ``keep_history``).  (NengoDL's argument names.)"""
+    network = getattr(model, "toplevel", model)
     if not isinstance(network, nengo.Network):
         return default
     if obj is not None:
         try:
-            return getattr(network.config[obj], name, default)
+            return getattr(network.config[obj], setting, default)
         except ConfigError:
             return default
     if nengo.Network not in network.config.params:
         return default
     params = network.config.params[nengo.Network]
-    if name in params._extra_params:
-        return getattr(params, name)
+    if setting in params._extra_params:
+        return getattr(params, setting)
     return default
 
 

@@ -7,7 +7,9 @@ TensorFlow is imported when a function is called, not on import.
 
 
 def mse(outputs, targets):
-    """Mean squared error over all axes but the minibatch (one value per item).
+    """Mean squared error over all axes but the minibatch (one value per item,
+    so that sample weights apply; NengoDL 2's gave their mean, which is what
+    ``train`` and ``loss`` minimise and report).
 
     NaN targets count as no error (they stay in the mean's denominator), as in
     NengoDL 2's ``objectives.mse``: for targets known only at some steps."""
@@ -25,3 +27,22 @@ def squared_errors(outputs, targets):
     targets = tf.cast(targets, outputs.dtype)
     targets = tf.where(tf.math.is_nan(targets), outputs, targets)
     return tf.square(targets - outputs)
+
+
+class Regularize:
+    """NengoDL 2's regularization objective, ``f(outputs)`` (no targets): the
+    mean, over minibatch, time and the axes not normed, of
+    ``norm(outputs, ord=order)`` along ``axis`` (an axis of one step's value;
+    None: all of it, flattened), times ``weight`` where given.  (NengoDL 3's
+    is `nengo_cuda.losses.Regularize`, weighted by ``loss_weights``.)"""
+
+    def __init__(self, order=2, axis=None, weight=None):
+        self.order = order
+        self.axis = axis
+        self.weight = weight
+
+    def __call__(self, outputs):
+        from ..losses import Regularize as RegularizeLoss  # noqa: PLC0415 (TensorFlow)
+
+        penalty = RegularizeLoss(self.order, self.axis)(None, outputs)
+        return penalty if self.weight is None else penalty * self.weight
