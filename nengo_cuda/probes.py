@@ -13,6 +13,40 @@ import numpy as np
 from .errors import UnknownObjectError
 
 
+def samples_done(buffer, mask, steps, done):
+    """Samples a run of ``steps`` steps has recorded into ``buffer`` (of
+    shape (trials, samples, size), sampled at ``mask``'s steps) after
+    ``done`` of them."""
+    return done if buffer.shape[1] == steps else int(mask[:done].sum())
+
+
+class ChunkInFlight:
+    """A recording's samples in the native run going on, as a callback reads
+    them (nengo.Simulator's probe data grows step by step): the run's output
+    ``buffer`` (trials, samples, size), its sample ``mask`` over the run's
+    ``steps``, and which samples were deleted during the run
+    (``clear_probes``, ``del sim.data.raw[probe][...]``)."""
+
+    __slots__ = ("buffer", "mask", "steps", "kept")
+
+    def __init__(self, buffer, mask, steps):
+        self.buffer, self.mask, self.steps = buffer, mask, steps
+        self.kept = None  # (None: every sample; else a bool per sample)
+
+    def samples(self, done):
+        """The samples of the run's first ``done`` steps, less those deleted."""
+        rows = self.buffer[:, : samples_done(self.buffer, self.mask, self.steps, done)]
+        return rows if self.kept is None else rows[:, self.kept[: rows.shape[1]]]
+
+    def delete(self, positions, done):
+        """Deletes the samples at ``positions`` (an index, slice or array of
+        them) of ``samples(done)``."""
+        if self.kept is None:
+            self.kept = np.ones(self.buffer.shape[1], dtype=bool)
+        end = samples_done(self.buffer, self.mask, self.steps, done)
+        self.kept[np.flatnonzero(self.kept[:end])[positions]] = False
+
+
 class ProbeRecording:
     """Chunks of one probe's samples, each of shape ``(trials, samples, size)``.
 
@@ -132,16 +166,23 @@ class SparseRecording(ProbeRecording):
         self.size = 0
 
     def append(self, chunk):
+        super().append(self._matrices(chunk))
+
+    def _matrices(self, chunk):
+        """A chunk's samples (its second axis) as the matrix now."""
         matrices = np.empty((self.n_trials, chunk.shape[1], 1), dtype=object)
         if matrices.size:
             matrices.fill(self.current())
-        super().append(matrices)
+        return matrices
 
     def _no_samples(self):
         return np.empty((self.n_trials, 0, 1), dtype=object)
 
-    def array(self, minibatched):
-        samples = self._joined()[:, :, 0].copy()
+    def array(self, minibatched, pending=None):
+        samples = self._joined()
+        if pending is not None and pending.shape[1]:
+            samples = np.concatenate([samples, self._matrices(pending)], axis=1)
+        samples = samples[:, :, 0].copy()
         for index in np.ndindex(samples.shape):
             samples[index] = samples[index].copy()
         return samples if minibatched else samples[0]
@@ -165,11 +206,11 @@ class SimulationData(Mapping):
     ``current``: None (the build's artefacts as they are), or a function
     (obj, built) -> the artefact with its parameters' current values (trained
     ones; `nengo_cuda.params`).  ``live``: None, or a function (recording) ->
-    its samples of the run going on (not appended yet), or None.
+    ``(ChunkInFlight, steps done)`` of the run going on, or None.
     """
 
     def __init__(self, raw, recordings, minibatched, current=None, live=None):
-        self.raw = RawData(raw, recordings, minibatched, self.reset)
+        self.raw = RawData(raw, recordings, minibatched, self.reset, live)
         self.recordings = recordings
         self.minibatched = minibatched
         self.current = current
@@ -186,7 +227,7 @@ class SimulationData(Mapping):
                     attr="obj", obj=key)
             built = self.raw.params[key]
             return built if self.current is None else self.current(key, built)
-        pending = None if self.live is None else self.live(rec)
+        pending = _pending(self.live, rec)
         if pending is not None and pending.shape[1]:  # (read during a run: not kept)
             value = rec.array(self.minibatched, pending)
             value.setflags(write=False)
@@ -225,23 +266,30 @@ class SimulationData(Mapping):
         self._cache.clear()
 
 
+def _pending(live, rec):
+    """``rec``'s samples of the native run going on (not appended yet), or None."""
+    chunk = None if live is None else live(rec)
+    return None if chunk is None else chunk[0].samples(chunk[1])
+
+
 class RawData(Mapping):
     """``sim.data.raw``, as nengo.Simulator's: the model's ``params``, where a
     probe's entry is the list of its samples (`ProbeSamples`).  nengo_gui's
     voltage plot reads ``raw[probe][:]`` and then empties it with
     ``del raw[probe][:]``."""
 
-    def __init__(self, params, recordings, minibatched, changed):
+    def __init__(self, params, recordings, minibatched, changed, live=None):
         self.params = params
         self.recordings = recordings
         self.minibatched = minibatched
         self.changed = changed  # (drops sim.data's joined arrays)
+        self.live = live  # (as SimulationData's)
 
     def __getitem__(self, key):
         rec = self.recordings.get(key)
         if rec is None:
             return self.params[key]
-        return ProbeSamples(rec, self.minibatched, self.changed)
+        return ProbeSamples(rec, self.minibatched, self.changed, self.live)
 
     def __contains__(self, key):
         return key in self.recordings or key in self.params
@@ -257,16 +305,18 @@ class ProbeSamples(Sequence):
     """One probe's samples as a list: ``len``, indexing (a sample: the probe's
     shape, with the trials first in a minibatch) and deletion of samples."""
 
-    def __init__(self, recording, minibatched, changed):
+    def __init__(self, recording, minibatched, changed, live=None):
         self.recording = recording
         self.minibatched = minibatched
         self.changed = changed
+        self.live = live  # (the samples of a run going on come last: SimulationData's)
 
     def __len__(self):
-        return self.recording.n_samples
+        pending = _pending(self.live, self.recording)
+        return self.recording.n_samples + (0 if pending is None else pending.shape[1])
 
     def __getitem__(self, index):
-        data = self.recording.array(self.minibatched)
+        data = self.recording.array(self.minibatched, _pending(self.live, self.recording))
         axis = 1 if self.minibatched else 0
 
         def sample(i):  # (a sparse probe's sample is its matrix itself)
@@ -278,7 +328,14 @@ class ProbeSamples(Sequence):
         return sample(index)
 
     def __delitem__(self, index):
-        self.recording.delete(index)
+        live = None if self.live is None else self.live(self.recording)
+        if live is None:
+            self.recording.delete(index)
+        else:  # (positions past the recording's are the run's samples so far)
+            stored = self.recording.n_samples
+            positions = np.atleast_1d(np.arange(len(self))[index])  # (IndexError as a list's)
+            self.recording.delete(positions[positions < stored])
+            live[0].delete(positions[positions >= stored] - stored, live[1])
         self.changed()
 
     def __repr__(self):

@@ -37,7 +37,8 @@ from .layout import FLOAT, SignalLayout
 from .planner import order_operators, plan, written_bases
 from .parameters import LearnedParameters, SparseParameters, StateParameters
 from .params import current_built
-from .probes import ProbeRecording, SimulationData, SparseRecording
+from .probes import (ChunkInFlight, ProbeRecording, SimulationData, SparseRecording,
+                     samples_done)
 from .tables import TableLoader
 from .trial_rngs import trial_generator, trial_rng
 from .training.config import get_setting, keep_history, learned_and_set_trainable
@@ -100,13 +101,6 @@ class _Exclusive:
 
     def __exit__(self, *exc):
         self.sim._busy.release()
-
-
-def _samples_done(buffer, mask, steps, done):
-    """Samples a run of ``steps`` steps has recorded into ``buffer`` (of
-    shape (trials, samples, size), sampled at ``mask``'s steps) after
-    ``done`` of them."""
-    return done if buffer.shape[1] == steps else int(mask[:done].sum())
 
 
 def _paced_steps(steps, seconds, limit):
@@ -284,7 +278,7 @@ class Simulator:
         self._recordings = {p: self._recording(p, keep_history(toplevel, p))
                             for p in self.model.probes}
         self.data = SimulationData(self.model.params, self._recordings, self._minibatched,
-                                   current=self._current_built, live=self._live_samples)
+                                   current=self._current_built, live=self._live_chunk)
         # per probe, for every run: its recording, element addresses, sampling
         # period in steps (as Nengo computes it) and values per sample
         self._probe_plan = [
@@ -299,6 +293,7 @@ class Simulator:
         self._has_callbacks = any(instr.callback is not None
                                   for instr in self._plan.program.instructions)
         self._sampling = True  # False: probes record every step (`_every_step_probes`)
+        self._clear_after_inference = False  # (see clear_probes)
         step = self.model.step  # Nengo's step counter, trial 0's (see _step_counter)
         self._step_view = (self.layout.base_array(step.base, 0)
                            if step is not None and step.base in self.layout.placement else None)
@@ -325,7 +320,7 @@ class Simulator:
         # (n_steps, time) it started from (see n_steps)
         self._counting, self._chunk_start, self._shown = False, 0, None
         # during a native run: (its thread, first step, steps, {id(recording):
-        # [buffer, mask, samples cleared]}) (see _live_samples)
+        # ChunkInFlight}) (see _live_chunk)
         self._in_flight = None
         # configure_settings(stateful=False): every run starts from the initial state
         toplevel = getattr(self.model, "toplevel", None)
@@ -617,11 +612,15 @@ class Simulator:
 
     def clear_probes(self):
         """Clears all probe histories (from a Node's function during a run:
-        the samples up to the step in progress, as Nengo's)."""
+        the samples up to the step in progress, as Nengo's; during predict or
+        evaluate, which leave sim.data as it was, when they end)."""
+        if not self._sampling:  # (predict's runs: see training.inference._native_runs)
+            self._clear_after_inference = True
+            return
         for rec in self._recordings.values():
-            live = self._live_samples(rec)
+            live = self._live_chunk(rec)
             if live is not None:
-                self._in_flight[3][id(rec)][2] += live.shape[1]
+                live[0].delete(slice(None), live[1])
             rec.clear()
         self.data.reset()
 
@@ -1091,10 +1090,11 @@ class Simulator:
                 n, start, {self._plan.table_part(self._producers[node]) for node in feeds})
             # (a probe of no native values, a sparse signal's, only counts samples)
             natives = [p[:3] for p in probes if p[2].shape[2]]
-            # (read by callbacks alone: `_live_samples`)
-            flight = {id(rec): [out, mask, 0] for _, mask, out, rec in probes
-                      if type(rec) is ProbeRecording and rec.keep_history
-                      } if self._has_callbacks and self.backend.probes_each_step else {}
+            # (read by callbacks alone, `_live_chunk`; predict and evaluate,
+            # which record every step, leave sim.data as it was, as NengoDL's)
+            flight = {id(rec): ChunkInFlight(out, mask, n) for _, mask, out, rec in probes
+                      if rec.keep_history} if (self._has_callbacks and self._sampling
+                                               and self.backend.probes_each_step) else {}
             try:
                 self._in_flight = (threading.get_ident(), start, n, flight)
                 if self._has_callbacks:  # (their NumPy raises where Nengo's would)
@@ -1115,8 +1115,9 @@ class Simulator:
                 self._tables.after_run(done, self._read_in_failed_step(start + done))
                 recorded = []
                 for addrs, mask, out, rec in probes:
-                    cleared = flight[id(rec)][2] if id(rec) in flight else 0
-                    rows = out[:, cleared : _samples_done(out, mask, n, done)]
+                    chunk = flight.get(id(rec))
+                    rows = (chunk.samples(done) if chunk is not None
+                            else out[:, : samples_done(out, mask, n, done)])
                     rec.append(rows)
                     recorded.append((rec, rows))
                 if done:  # (as Nengo's n_steps: read from the step signal after a step)
@@ -1126,23 +1127,22 @@ class Simulator:
         if not self._nan_reported:
             self._check_invalid_values(recorded, start)
 
-    def _live_samples(self, rec):
-        """The samples that recording ``rec`` has in the native run going on,
-        read from the thread that runs it (a Node's function, a callback):
-        Nengo's probe data grows step by step.  None elsewhere (another
-        thread sees the samples of finished native runs; so does a callback
-        of the CUDA backend, whose probe buffers come back when a run ends)."""
+    def _live_chunk(self, rec):
+        """``(ChunkInFlight, steps done)`` of recording ``rec`` in the native
+        run going on, for the thread that runs it (a Node's function, a
+        callback): Nengo's probe data grows step by step.  None elsewhere
+        (another thread sees the samples of finished native runs; so does a
+        callback of the CUDA backend, whose probe buffers come back when a
+        run ends)."""
         flight = self._in_flight
         if flight is None or flight[0] != threading.get_ident() or self._step_view is None:
             return None
-        _, start, n, entries = flight
-        entry = entries.get(id(rec))
-        if entry is None:
+        _, start, n, chunks = flight
+        chunk = chunks.get(id(rec))
+        if chunk is None:
             return None
-        out, mask, cleared = entry
         # (the step signal counts the step in progress, whose samples come at its end)
-        done = min(n, max(0, self._step_counter() - 1 - start))
-        return out[:, cleared : _samples_done(out, mask, n, done)]
+        return chunk, min(n, max(0, self._step_counter() - 1 - start))
 
     def _probe_plans(self, n, start):
         """Per probe, for a run of ``n`` steps after step ``start``: its element

@@ -270,6 +270,74 @@ def test_probe_data_during_a_minibatch_run():
         np.testing.assert_array_equal(got, final[:, : got.shape[1]])
 
 
+def test_raw_and_sparse_probe_data_during_a_run_are_nengos():
+    """Read by a Node's function during a run: ``sim.data.raw[probe]`` (a
+    list, as nengo_gui reads it) grows as ``sim.data[probe]``, ``del
+    raw[probe][...]`` drops those samples for good, and a probe of a
+    ``nengo.Sparse`` transform's weights counts and clears as the others."""
+    def seen_inside(simulator_class, **kwargs):
+        seen, holder = [], {}
+
+        def f(t, x):
+            sim = holder.get("sim")
+            if sim is not None:
+                lengths = (len(sim.data.raw[p]), len(sim.data[p]), len(sim.data[weights]))
+                if len(seen) == 2:
+                    del sim.data.raw[p][:]
+                elif len(seen) == 4:
+                    del sim.data.raw[p][1]
+                elif len(seen) == 6:
+                    sim.clear_probes()
+                seen.append(lengths + (np.array(sim.data[p]),))
+        with nengo.Network(seed=0) as model:
+            ens = nengo.Ensemble(4, 2)
+            nengo.Connection(nengo.Node([0.5, -0.2]), ens)
+            out = nengo.Node(f, size_in=2, size_out=0)
+            conn = nengo.Connection(ens.neurons, out, transform=nengo.Sparse(
+                (2, 4), indices=[[0, 0], [1, 3]], init=[1.0, 2.0]))
+            p, weights = nengo.Probe(ens, synapse=0.01), nengo.Probe(conn, "weights")
+        with simulator_class(model, progress_bar=False, **kwargs) as sim:
+            holder["sim"] = sim
+            sim.run_steps(9)
+            holder.clear()
+            return seen, np.array(sim.data[p]), len(sim.data[weights])
+
+    ours, final, n_weights = seen_inside(nengo_cuda.Simulator, dtype="float64")
+    ref, ref_final, ref_weights = seen_inside(nengo.Simulator)
+    assert [s[:3] for s in ours] == [s[:3] for s in ref]
+    for got, expected in zip(ours, ref):
+        np.testing.assert_allclose(got[3], expected[3], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(final, ref_final, rtol=0, atol=1e-12)
+    assert n_weights == ref_weights == 3  # (steps 7-9: cleared in step 7)
+
+
+def test_probe_data_during_predict_is_as_before_it():
+    """predict and evaluate leave sim.data as it was (NengoDL's): a Node's
+    function reading it during them sees the earlier runs' samples; one that
+    clears it does not cut predict's outputs short."""
+    seen, holder = [], {}
+    with nengo.Network(seed=0) as model:
+        inp = nengo.Node(np.zeros(1))
+        ens = nengo.Ensemble(10, 1)
+        nengo.Connection(inp, ens)
+        p = nengo.Probe(ens, synapse=0.01, sample_every=0.002)
+        def read(t, x):
+            if "clear" in holder:
+                holder["sim"].clear_probes()
+            elif holder:
+                seen.append(holder["sim"].data[p].shape)
+        nengo.Connection(ens, nengo.Node(read, size_in=1, size_out=0))
+    with nengo_cuda.Simulator(model, progress_bar=False) as sim:
+        sim.run_steps(6)
+        holder["sim"] = sim
+        sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0)
+        assert seen == [(3, 1)] * 10
+        # clear_probes() there clears sim.data, not predict's outputs
+        holder["clear"] = True
+        out = sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0)
+        assert out[p].shape == (2, 5, 1) and sim.data[p].shape == (0,)
+
+
 def test_n_steps_and_time_during_a_run_are_nengos():
     """Read by a Node's function during a run, ``n_steps`` and ``time`` count
     the steps done so far (Nengo counts a step once its probes recorded), as

@@ -139,6 +139,9 @@ class Inference:
             sim._restore_recordings(recordings)
             if not stateful:
                 sim._restore_state(start)
+            if sim._clear_after_inference:  # (a Node's function cleared sim.data)
+                sim._clear_after_inference = False
+                sim.clear_probes()
 
     def run_training_mode(self, steps, feeds):
         """``sim.run_steps`` in training mode (``learning_phase=True``): ``steps``
