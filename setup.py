@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import runpy
+import shutil
 import subprocess
 import sys
 
@@ -22,6 +24,7 @@ class CMakeBuild(build_ext):
     def build_extension(self, ext):
         out_dir = pathlib.Path(self.get_ext_fullpath(ext.name)).parent.resolve()
         build_dir = pathlib.Path(self.build_temp).resolve() / ext.name
+        _drop_stale_cache(build_dir)
         build_dir.mkdir(parents=True, exist_ok=True)
         cfg = os.environ.get("NC_BUILD_TYPE", "Release")
         args = [
@@ -42,25 +45,55 @@ class CMakeBuild(build_ext):
         subprocess.run(
             ["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True
         )
+        if out_dir != ROOT / "nengo_cuda":  # (a checkout's package reads csrc/ itself)
+            copy_tf_op_sources(out_dir / "training" / "csrc")
         self.build_tf_ops(out_dir / "training")
 
     def build_tf_ops(self, out_dir):
-        """The TensorFlow custom ops, when TensorFlow is importable here (else they
-        are built on first use, see nengo_cuda/training/ops.py)."""
+        """The TensorFlow custom ops, when TensorFlow is importable here (else, as
+        in pip's isolated build, they are built on first use from the sources
+        installed with the package, see nengo_cuda/training/ops.py)."""
         try:
             import tensorflow as tf
         except ImportError:
             return
-        sys.path.insert(0, str(ROOT))
+        # the package just built (its _native; a checkout's has none in an
+        # out-of-tree build), whose ops read the sources copied beside them
+        sys.path.insert(0, str(out_dir.parent.parent))
         try:
-            from nengo_cuda.training.ops import build, wants_gpu
-        except Exception:  # noqa: BLE001 - optional; ops.py builds on first use
+            from nengo_cuda.training import ops
+
+            gpu = ops.wants_gpu(tf)  # GPU kernels too: a CUDA build of TensorFlow and nvcc
+            ops.build(out_dir / "_nc_tf_ops.so", tf, gpu)
+        except Exception as e:  # noqa: BLE001 - optional: ops.py builds on first use
+            print(f"nengo_cuda: TensorFlow ops not built at install ({e}); they are "
+                  "built on first use", file=sys.stderr)
             return
         finally:
             sys.path.pop(0)
-        gpu = wants_gpu(tf)  # GPU kernels too: a CUDA build of TensorFlow and nvcc
-        build(out_dir / "_nc_tf_ops.so", tf, gpu)
         (out_dir / "_nc_tf_ops.version").write_text(f"{tf.__version__}\ngpu={int(gpu)}\n")
+
+
+def copy_tf_op_sources(dest):
+    """The csrc/ files the TensorFlow ops compile from, installed with the
+    package (nengo_cuda/training/op_sources.py lists them)."""
+    sources = runpy.run_path(str(ROOT / "nengo_cuda" / "training" / "op_sources.py"))
+    for rel in sources["SOURCES"]:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / "csrc" / rel, dest / rel)
+
+
+def _drop_stale_cache(build_dir):
+    """pip builds in the checkout's build/, each time in a new isolated
+    environment: a CMake cache naming an earlier environment's cmake or
+    ninja (deleted since) cannot be configured again."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.exists():
+        return
+    tools = [line.split("=", 1)[1] for line in cache.read_text().splitlines()
+             if line.startswith(("CMAKE_MAKE_PROGRAM:", "CMAKE_COMMAND:"))]
+    if not all(os.path.exists(tool) for tool in tools):
+        shutil.rmtree(build_dir)
 
 
 setup(

@@ -133,3 +133,35 @@ def test_lowpass_scan_gradient(reverse):
     )
     for t, n in zip(theoretical, numerical):
         np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6)
+
+
+def test_installed_sources_build_the_library(tmp_path, monkeypatch):
+    """An installed package builds the ops from the copies of
+    `op_sources.SOURCES` that setup.py installs beside it (pip's isolated
+    build has no TensorFlow): those files alone compile, without the GPU part."""
+    import shutil  # noqa: PLC0415
+
+    from nengo_cuda.training import op_sources  # noqa: PLC0415
+
+    installed = tmp_path / "csrc"
+    for rel in op_sources.SOURCES:
+        (installed / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ops.PACKAGE_DIR.parent.parent / "csrc" / rel, installed / rel)
+    monkeypatch.setattr(ops, "SOURCE_ROOT", installed)
+    ops.build(tmp_path / "ops.so", tf, gpu=False)
+    assert (tmp_path / "ops.so").stat().st_size > 0
+
+
+def test_an_installed_package_uses_its_prebuilt_library(tmp_path, monkeypatch):
+    """The library setup.py built serves where its stamp names this TensorFlow;
+    otherwise it is built from the installed sources, and without those the
+    error says so (it told users to reinstall with [tf], which built nothing)."""
+    monkeypatch.setattr(ops, "INSTALLED", True)
+    monkeypatch.setattr(ops, "PACKAGE_DIR", tmp_path)
+    monkeypatch.setattr(ops, "SOURCE_ROOT", tmp_path / "csrc")
+    (tmp_path / "_nc_tf_ops.so").write_bytes(b"prebuilt")
+    (tmp_path / "_nc_tf_ops.version").write_text(f"{tf.__version__}\ngpu=0\n")
+    assert ops.library_path(tf) == tmp_path / "_nc_tf_ops.so"
+    (tmp_path / "_nc_tf_ops.version").write_text("2.0.0\ngpu=0\n")
+    with pytest.raises(RuntimeError, match="sources are not in .*csrc"):
+        ops.library_path(tf)

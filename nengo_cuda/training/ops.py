@@ -2,11 +2,15 @@
 
 The library is compiled against the installed TensorFlow
 (``tf.sysconfig.get_compile_flags()`` / ``get_link_flags()``), either at install
-time (setup.py, when TensorFlow is present: ``nengo_cuda/training/_nc_tf_ops*.so``)
-or here on first use, into a cache directory keyed by the sources, the
-TensorFlow version and the compiler (``$NENGO_CUDA_TF_OPS_CACHE``, default
-``~/.cache/nengo_cuda/tf_ops``).  The kernels include csrc/kernels/ (the math
-the native simulator uses).
+time (setup.py, when TensorFlow is present in the build's environment:
+``nengo_cuda/training/_nc_tf_ops.so``, used by an installed package whose
+stamp names the TensorFlow it runs with) or here on first use, into a cache
+directory keyed by the sources, the TensorFlow version and the compiler
+(``$NENGO_CUDA_TF_OPS_CACHE``, default ``~/.cache/nengo_cuda/tf_ops``): from a
+checkout's csrc/, or in an installed package from the copies of
+`op_sources.SOURCES` that setup.py installs (pip's isolated build has no
+TensorFlow, so that is the usual way).  The kernels include csrc/kernels/
+(the math the native simulator uses).
 
 GPU kernels (csrc/tf/nc_tf_ops_gpu.cu.cc, compiled by nvcc, registered for
 DEVICE_GPU) are added when TensorFlow is a CUDA build
@@ -36,12 +40,14 @@ import nengo
 
 from .. import neurons as dl_neurons
 from ..lowering.common import per_element
+from .op_sources import GPU_SOURCE, SOURCES
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+# a checkout's csrc/; an installed package has copies of SOURCES (setup.py)
 SOURCE_ROOT = PACKAGE_DIR.parent.parent / "csrc"
-SOURCES = ("tf/nc_tf_ops.cc", "tf/nc_tf_ops_gpu.cu.cc", "kernels/neuron_rates.h",
-           "kernels/neurons.h", "kernels/linear_filter.h", "common/host_device.h")
-GPU_SOURCE = "tf/nc_tf_ops_gpu.cu.cc"
+INSTALLED = not (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists()
+if INSTALLED:
+    SOURCE_ROOT = PACKAGE_DIR / "csrc"
 DEFAULT_ARCHS = "80-real;90-real;90-virtual"
 
 _lock = threading.Lock()
@@ -202,6 +208,13 @@ def library_path(tf=None):
     tf = tf or _tf()
     env = os.environ.get("NENGO_CUDA_TF_OPS_CACHE")
     cache = pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "nengo_cuda" / "tf_ops"
+    # installed: the library setup.py built where TensorFlow was there, if
+    # for this TensorFlow (a checkout builds its own: its sources may change)
+    prebuilt = PACKAGE_DIR / "_nc_tf_ops.so"
+    stamp = PACKAGE_DIR / "_nc_tf_ops.version"
+    if (INSTALLED and prebuilt.exists() and stamp.exists()
+            and stamp.read_text().split()[0] == tf.__version__):
+        return prebuilt
     if (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists():
         gpu = wants_gpu(tf)
         path = cache / f"nc_tf_ops-{_build_key(tf, gpu)}{'-gpu' if gpu else ''}.so"
@@ -210,15 +223,9 @@ def library_path(tf=None):
             print(f"nengo_cuda: building the TensorFlow ops {what}(once) ...", file=sys.stderr)
             build(path, tf, gpu)
         return path
-    # installed without sources: the library setup.py built
-    prebuilt = PACKAGE_DIR / "_nc_tf_ops.so"
-    stamp = PACKAGE_DIR / "_nc_tf_ops.version"
-    if prebuilt.exists() and stamp.exists() and stamp.read_text().split()[0] == tf.__version__:
-        return prebuilt
     raise RuntimeError(
-        "nengo_cuda's TensorFlow ops were not built for TensorFlow "
-        f"{tf.__version__}; reinstall nengo_cuda with `pip install nengo_cuda[tf]`"
-    )
+        f"nengo_cuda's TensorFlow ops were not built for TensorFlow {tf.__version__} and "
+        f"their sources are not in {SOURCE_ROOT}: reinstall nengo_cuda from its sources")
 
 
 def load():
