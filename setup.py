@@ -45,14 +45,17 @@ class CMakeBuild(build_ext):
         subprocess.run(
             ["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True
         )
-        if out_dir != ROOT / "nengo_cuda":  # (a checkout's package reads csrc/ itself)
-            copy_tf_op_sources(out_dir / "training" / "csrc")
+        # (an editable install builds in a temporary directory too: a checkout's
+        # package reads csrc/ itself, and ignores these copies)
+        copy_tf_op_sources(out_dir / "training" / "csrc")
         self.build_tf_ops(out_dir / "training")
 
     def build_tf_ops(self, out_dir):
         """The TensorFlow custom ops, when TensorFlow is importable here (else, as
         in pip's isolated build, they are built on first use from the sources
         installed with the package, see nengo_cuda/training/ops.py)."""
+        for stale in ("_nc_tf_ops.so", "_nc_tf_ops.version"):  # (an earlier build's)
+            (out_dir / stale).unlink(missing_ok=True)
         try:
             import tensorflow as tf
         except ImportError:
@@ -65,13 +68,14 @@ class CMakeBuild(build_ext):
 
             gpu = ops.wants_gpu(tf)  # GPU kernels too: a CUDA build of TensorFlow and nvcc
             ops.build(out_dir / "_nc_tf_ops.so", tf, gpu)
+            stamp = ops.stamp_text(tf, gpu)
         except Exception as e:  # noqa: BLE001 - optional: ops.py builds on first use
             print(f"nengo_cuda: TensorFlow ops not built at install ({e}); they are "
                   "built on first use", file=sys.stderr)
             return
         finally:
             sys.path.pop(0)
-        (out_dir / "_nc_tf_ops.version").write_text(f"{tf.__version__}\ngpu={int(gpu)}\n")
+        (out_dir / "_nc_tf_ops.version").write_text(stamp)
 
 
 def copy_tf_op_sources(dest):

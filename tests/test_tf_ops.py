@@ -152,6 +152,11 @@ def test_installed_sources_build_the_library(tmp_path, monkeypatch):
     assert (tmp_path / "ops.so").stat().st_size > 0
 
 
+def _fake_build(path, tf, gpu):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"built")
+
+
 def test_an_installed_package_uses_its_prebuilt_library(tmp_path, monkeypatch):
     """The library setup.py built serves where its stamp names this TensorFlow;
     otherwise it is built from the installed sources, and without those the
@@ -159,9 +164,21 @@ def test_an_installed_package_uses_its_prebuilt_library(tmp_path, monkeypatch):
     monkeypatch.setattr(ops, "INSTALLED", True)
     monkeypatch.setattr(ops, "PACKAGE_DIR", tmp_path)
     monkeypatch.setattr(ops, "SOURCE_ROOT", tmp_path / "csrc")
+    monkeypatch.setenv("NENGO_CUDA_TF_OPS_GPU", "0")
+    sources = tmp_path / "csrc" / "tf" / "nc_tf_ops.cc"
+    sources.parent.mkdir(parents=True)
+    sources.write_text("// the installed sources")
+    monkeypatch.setattr(ops, "SOURCES", ("tf/nc_tf_ops.cc",))
     (tmp_path / "_nc_tf_ops.so").write_bytes(b"prebuilt")
-    (tmp_path / "_nc_tf_ops.version").write_text(f"{tf.__version__}\ngpu=0\n")
+    (tmp_path / "_nc_tf_ops.version").write_text(ops.stamp_text(tf, gpu=False))
     assert ops.library_path(tf) == tmp_path / "_nc_tf_ops.so"
-    (tmp_path / "_nc_tf_ops.version").write_text("2.0.0\ngpu=0\n")
+    # built from other sources (a stale build's), or for another TensorFlow: not used
+    for stamp in (ops.stamp_text(tf, gpu=False).replace("sources=", "sources=0"),
+                  ops.stamp_text(tf, gpu=False).replace(tf.__version__, "2.0.0")):
+        (tmp_path / "_nc_tf_ops.version").write_text(stamp)
+        monkeypatch.setattr(ops, "build", _fake_build)
+        monkeypatch.setenv("NENGO_CUDA_TF_OPS_CACHE", str(tmp_path / "cache"))
+        assert ops.library_path(tf).parent == tmp_path / "cache"
+    sources.unlink()
     with pytest.raises(RuntimeError, match="sources are not in .*csrc"):
         ops.library_path(tf)

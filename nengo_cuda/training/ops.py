@@ -125,11 +125,23 @@ def arch_flags(archs=None):
     return flags
 
 
-def _build_key(tf, gpu=None):
-    gpu = wants_gpu(tf) if gpu is None else gpu
+def sources_digest():
+    """A hash of the files the library compiles from (`SOURCES`)."""
     h = hashlib.sha256()
     for rel in SOURCES:
         h.update((SOURCE_ROOT / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def stamp_text(tf, gpu):
+    """The stamp beside a library built at install: what it was built for."""
+    return f"{tf.__version__}\ngpu={int(bool(gpu))}\nsources={sources_digest()}\n"
+
+
+def _build_key(tf, gpu=None):
+    gpu = wants_gpu(tf) if gpu is None else gpu
+    h = hashlib.sha256()
+    h.update(sources_digest().encode())
     h.update(tf.__version__.encode())
     h.update(" ".join(tf.sysconfig.get_compile_flags()).encode())
     h.update(os.environ.get("CXX", "c++").encode())
@@ -209,11 +221,13 @@ def library_path(tf=None):
     env = os.environ.get("NENGO_CUDA_TF_OPS_CACHE")
     cache = pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "nengo_cuda" / "tf_ops"
     # installed: the library setup.py built where TensorFlow was there, if
-    # for this TensorFlow (a checkout builds its own: its sources may change)
+    # built for this TensorFlow from the installed sources (a checkout builds
+    # its own: its sources may change)
     prebuilt = PACKAGE_DIR / "_nc_tf_ops.so"
     stamp = PACKAGE_DIR / "_nc_tf_ops.version"
     if (INSTALLED and prebuilt.exists() and stamp.exists()
-            and stamp.read_text().split()[0] == tf.__version__):
+            and (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists()
+            and stamp.read_text() == stamp_text(tf, wants_gpu(tf))):
         return prebuilt
     if (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists():
         gpu = wants_gpu(tf)
