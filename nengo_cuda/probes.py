@@ -4,6 +4,7 @@ The native loop writes probed values into preallocated arrays, one chunk per
 ``run_steps`` chunk; `SimulationData` joins the chunks on access.
 """
 
+import copy
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -64,6 +65,18 @@ class ProbeRecording:
         self._run_start = 0  # samples before the current run
         # (a GUI thread may delete samples while the simulator's thread appends)
         self._lock = threading.RLock()
+
+    def copy(self):
+        """A recording of the same samples, which changes apart from this one."""
+        twin = copy.copy(self)
+        twin.chunks, twin._lock = list(self.chunks), threading.RLock()
+        return twin
+
+    def take(self, other):
+        """Takes the samples of ``other`` (a `copy` of this recording)."""
+        with self._lock:
+            self.chunks, self.n_samples = list(other.chunks), other.n_samples
+            self._run_start = other._run_start
 
     def start_run(self):
         """Marks where the samples of a new ``run_steps`` call begin."""
@@ -264,6 +277,11 @@ class SimulationData(Mapping):
 
     def reset(self):
         self._cache.clear()
+
+    def show(self, recordings):
+        """Shows the samples of ``recordings`` (probe -> recording) from now on."""
+        self.recordings = self.raw.recordings = recordings
+        self.reset()
 
 
 def _pending(live, rec):

@@ -293,7 +293,6 @@ class Simulator:
         self._has_callbacks = any(instr.callback is not None
                                   for instr in self._plan.program.instructions)
         self._sampling = True  # False: probes record every step (`_every_step_probes`)
-        self._clear_after_inference = False  # (see clear_probes)
         step = self.model.step  # Nengo's step counter, trial 0's (see _step_counter)
         self._step_view = (self.layout.base_array(step.base, 0)
                            if step is not None and step.base in self.layout.placement else None)
@@ -613,11 +612,8 @@ class Simulator:
     def clear_probes(self):
         """Clears all probe histories (from a Node's function during a run:
         the samples up to the step in progress, as Nengo's; during predict or
-        evaluate, which leave sim.data as it was, when they end)."""
-        if not self._sampling:  # (predict's runs: see training.inference._native_runs)
-            self._clear_after_inference = True
-            return
-        for rec in self._recordings.values():
+        evaluate, the data sim.data shows meanwhile: `_show_saved_recordings`)."""
+        for rec in self.data.recordings.values():
             live = self._live_chunk(rec)
             if live is not None:
                 live[0].delete(slice(None), live[1])
@@ -737,13 +733,17 @@ class Simulator:
         self._n_steps = state["n_steps"]
         self._time = state["time"]
 
-    def _save_recordings(self):
-        return {p: (list(rec.chunks), rec.n_samples) for p, rec in self._recordings.items()}
+    def _show_saved_recordings(self):
+        """While predict or evaluate run (recording into the recordings), sim.data
+        shows copies of the recordings as they were, which code called
+        meanwhile (a Node's function, a Keras callback) reads, deletes from
+        or clears; `_restore_shown_recordings` takes them back."""
+        self.data.show({p: rec.copy() for p, rec in self._recordings.items()})
 
-    def _restore_recordings(self, saved):
-        for p, (chunks, n) in saved.items():
-            self._recordings[p].chunks, self._recordings[p].n_samples = list(chunks), n
-        self.data.reset()
+    def _restore_shown_recordings(self):
+        for p, rec in self._recordings.items():
+            rec.take(self.data.recordings[p])
+        self.data.show(self._recordings)
 
     def _step_counter(self):
         """Nengo's step counter now (it restarts at 0 in runs that are not stateful)."""

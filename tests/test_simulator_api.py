@@ -311,31 +311,53 @@ def test_raw_and_sparse_probe_data_during_a_run_are_nengos():
     assert n_weights == ref_weights == 3  # (steps 7-9: cleared in step 7)
 
 
-def test_probe_data_during_predict_is_as_before_it():
-    """predict and evaluate leave sim.data as it was (NengoDL's): a Node's
-    function reading it during them sees the earlier runs' samples; one that
-    clears it does not cut predict's outputs short."""
+def test_probe_data_during_predict_is_as_before_it(monkeypatch):
+    """predict and evaluate leave sim.data as it was (NengoDL's): code they
+    call (a Node's function, a Keras callback) sees the earlier runs' samples,
+    also where their runs go in several chunks, and its deletions and clears
+    change sim.data, not predict's outputs."""
+    tf = pytest.importorskip("tensorflow")
+    monkeypatch.setattr(nengo_cuda.simulator, "_CHUNK_ELEMENTS", 3)  # (chunks of 3 steps)
     seen, holder = [], {}
     with nengo.Network(seed=0) as model:
         inp = nengo.Node(np.zeros(1))
         ens = nengo.Ensemble(10, 1)
         nengo.Connection(inp, ens)
         p = nengo.Probe(ens, synapse=0.01, sample_every=0.002)
+
         def read(t, x):
-            if "clear" in holder:
-                holder["sim"].clear_probes()
+            action = holder.pop("action", None)
+            if action is not None:
+                action(holder["sim"])
             elif holder:
-                seen.append(holder["sim"].data[p].shape)
+                seen.append((holder["sim"].data[p].shape, len(holder["sim"].data.raw[p])))
         nengo.Connection(ens, nengo.Node(read, size_in=1, size_out=0))
     with nengo_cuda.Simulator(model, progress_bar=False) as sim:
         sim.run_steps(6)
+        earlier = np.array(sim.data[p])
         holder["sim"] = sim
-        sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0)
-        assert seen == [(3, 1)] * 10
-        # clear_probes() there clears sim.data, not predict's outputs
-        holder["clear"] = True
-        out = sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0)
-        assert out[p].shape == (2, 5, 1) and sim.data[p].shape == (0,)
+        expected = sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0)[p]
+        assert seen == [((3, 1), 3)] * 10
+        np.testing.assert_array_equal(sim.data[p], earlier)
+
+        def delete_first(sim):
+            del sim.data.raw[p][0]
+        holder["action"] = delete_first
+        out = sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0)[p]
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(sim.data[p], earlier[1:])
+
+        class Clear(tf.keras.callbacks.Callback):
+            def on_predict_batch_end(self, batch, logs=None):
+                sim.clear_probes()
+        for callbacks in ([], [Clear()]):
+            sim.run_steps(6)
+            expected = sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0)[p]
+            if not callbacks:
+                holder["action"] = lambda sim: sim.clear_probes()
+            out = sim.predict({inp: np.zeros((2, 5, 1))}, verbose=0, callbacks=callbacks)[p]
+            np.testing.assert_array_equal(out, expected)
+            assert sim.data[p].shape == (0,)
 
 
 def test_n_steps_and_time_during_a_run_are_nengos():

@@ -121,7 +121,7 @@ class Inference:
         sim = self.sim
         mb = sim.n_trials
         start = sim._save_state()
-        recordings = sim._save_recordings()
+        sim._show_saved_recordings()  # (sim.data as it was, meanwhile)
         try:
             for i in range(batch // mb):
                 if not stateful and i > 0:
@@ -133,15 +133,12 @@ class Inference:
                 out = {}
                 for p, rec in sim._recordings.items():
                     out[p] = rec.values_since(before[p]).reshape(mb, -1, self._probe_size(p))
-                sim._restore_recordings(recordings)
+                    rec.truncate(before[p])
                 yield out
         finally:
-            sim._restore_recordings(recordings)
+            sim._restore_shown_recordings()
             if not stateful:
                 sim._restore_state(start)
-            if sim._clear_after_inference:  # (a Node's function cleared sim.data)
-                sim._clear_after_inference = False
-                sim.clear_probes()
 
     def run_training_mode(self, steps, feeds):
         """``sim.run_steps`` in training mode (``learning_phase=True``): ``steps``
