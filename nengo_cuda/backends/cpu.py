@@ -31,7 +31,7 @@ class CpuBackend:
 
     name = "cpu"
     # the probes' host arrays hold each step's samples when its step ends
-    # (callbacks then see them: `Simulator._live_samples`)
+    # (callbacks then see them: `Simulator._live_chunk`)
     probes_each_step = True
 
     def __init__(self, program, layout, dt):

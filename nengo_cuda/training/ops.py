@@ -225,11 +225,11 @@ def library_path(tf=None):
     # its own: its sources may change)
     prebuilt = PACKAGE_DIR / "_nc_tf_ops.so"
     stamp = PACKAGE_DIR / "_nc_tf_ops.version"
-    if (INSTALLED and prebuilt.exists() and stamp.exists()
-            and (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists()
+    has_sources = (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists()
+    if (INSTALLED and has_sources and prebuilt.exists() and stamp.exists()
             and stamp.read_text() == stamp_text(tf, wants_gpu(tf))):
         return prebuilt
-    if (SOURCE_ROOT / "tf" / "nc_tf_ops.cc").exists():
+    if has_sources:
         gpu = wants_gpu(tf)
         path = cache / f"nc_tf_ops-{_build_key(tf, gpu)}{'-gpu' if gpu else ''}.so"
         if not path.exists():

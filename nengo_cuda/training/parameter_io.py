@@ -12,7 +12,6 @@ installed).
 """
 
 import pickle
-
 import re
 
 import numpy as np
@@ -517,8 +516,9 @@ def _refuse_nengo_dl_file(filename, keys):
             f"{filename} holds unnamed arrays ({', '.join(sorted(keys)[:3])}, ...), as "
             "NengoDL's save_params (or np.savez of a list) writes them: NengoDL's trainable "
             "variables in the order of its own merged graph, which nengo_cuda cannot match "
-            "to this network's parameters. Move trained values over with NengoDL's sim.freeze_params(net) "
-            "(they are then the network's own), or train and save_params with nengo_cuda")
+            "to this network's parameters. Move trained values over with NengoDL's "
+            "sim.freeze_params(net) (they are then the network's own), or train and "
+            "save_params with nengo_cuda")
 
 
 def _include_state(include_state, include_non_trainable):
