@@ -94,7 +94,7 @@ SYNAPSES_FILTERED = (
     ("LinearFilter2", 0.003, 0.01),  # second order low-pass (General / NoD step forms)
     ("LinearFilterZero", 0.004),  # a zero in the numerator: (tau s + 1) / (s + 1)(...)
     ("Discrete", 0.8),  # analog=False
-    ("Triangle", 0.004),  # not a LinearFilter: no kernel
+    ("Triangle", 0.004),  # not a LinearFilter: its own kernel
 )
 SYNAPSES = (None,) + SYNAPSES_FILTERED
 

@@ -321,6 +321,48 @@ def test_phases_share_a_launch(device, phase_max, monkeypatch):
     t.close()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+@pytest.mark.parametrize("shared_output", [False, True])
+def test_triangle_synapses(device, dtype, n_trials, shared_output):
+    """Triangle synapses of 1 to 200 taps (size-1 signals sum pairwise, past 128
+    taps as a tree), in set and inc mode, the device's two launches (elements,
+    then the ring positions) equal to the CPU's loop; ``shared_output``: two
+    operators increment one output (one thread per trial, in order)."""
+    rng = np.random.RandomState(5)
+    shapes = [(1, 1), (2, 1), (11, 3), (129, 1), (200, 1), (7, 5), (3, 2)]
+    n_state = sum(n * m + 2 * m + 1 for n, m in shapes) + 2 * sum(m for _, m in shapes) + 8
+    t = Twin(device, dtype, 4, n_state, n_trials=n_trials, seed=2)
+    fields = {k: [] for k in ("n", "m", "X", "Xi", "inc", "wide", "U", "Y", "state")}
+    floats = {"n0": [], "ndiff": []}
+    nxt = 4
+    def alloc(k):
+        nonlocal nxt
+        nxt += k
+        return np.arange(nxt - k, nxt)
+    common = alloc(5)  # the output two operators increment (shared_output)
+    for j, (n, m) in enumerate(shapes):
+        x, xi, u, state = alloc(n * m), alloc(1), alloc(m), alloc(m)
+        inc = j % 2 == 1 or (shared_output and j >= 5)
+        y = common[:m] if shared_output and j >= 5 else alloc(m)
+        for trial in range(n_trials):  # a ring position in [0, n)
+            position = rng.randint(n)
+            for f in (t.f_cpu, t.f_dev):
+                f[xi + trial * n_state] = position
+        for key, value in (("n", [n]), ("m", [m]), ("X", [x[0]]), ("Xi", xi), ("inc", [inc]),
+                           ("wide", [j != 2]), ("U", u), ("Y", y), ("state", state)):
+            fields[key].append(np.asarray(value))
+        num = np.arange(n, 0, -1.0) / np.arange(n, 0, -1.0).sum()
+        floats["n0"].append([num[0]])
+        floats["ndiff"].append([num[-1]])
+    t.add("triangle", ints={k: np.concatenate(v) for k, v in fields.items()},
+          floats={k: np.concatenate(v) for k, v in floats.items()})
+    t.run(250)
+    t.assert_equal()
+    assert t.dev.stats()["launches_per_step_alone"] == 2 + 1  # (and the step counter)
+    t.close()
+
+
 def dot_block(fields, rows, cols, a, x, y, y_s=1, i=None, i_s=1):
     """Appends a block to a dot_inc's fields: A row-major at ``a``, X contiguous
     at ``x``, Y at ``y`` (stride ``y_s``), starting from I at ``i`` (when given

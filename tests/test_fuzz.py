@@ -510,9 +510,9 @@ REGRESSIONS = {
         connections=[_RLS_TWICE, _RLS_TWICE],
         steps=(250, 0),
     ),
-    # Stochastic neurons, BCM and a Triangle synapse (a Python step) at float32,
-    # minibatch 3: trial 0 stays small, another trial overflows float32 and the
-    # synapse's step raises FloatingPointError (inf - inf), as Nengo's would.
+    # Stochastic neurons, BCM and a Triangle synapse at float32, minibatch 3:
+    # trial 0 stays small, another trial overflows float32 (inf - inf in the
+    # synapse) and the run raises FloatingPointError, as Nengo's would.
     "float32_trial_overflows": {
         "seed": 2079,
         "objects": [{"kind": "ens", "n": 12, "d": 2, "neuron": "StochasticSpiking",

@@ -1,9 +1,11 @@
-"""SimProcess kernels (linear filters, process tables) against Nengo.
+"""SimProcess kernels (linear filters, Triangle synapses, process tables) against Nengo.
 
 Kernel tests lower a hand-made SimProcess with our lowering and compare, step
 by step, with Nengo's own ``SimProcess.make_step`` on plain NumPy signals of the
 same dtype.  Network tests compare whole simulations with `nengo.Simulator`.
 """
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal, SignalDict
 from nengo.dists import Choice, Exponential, Gaussian, Uniform
 from nengo.processes import Piecewise, PresentInput, WhiteNoise, WhiteSignal
-from nengo.synapses import LinearFilter
+from nengo.synapses import LinearFilter, Triangle
 
 import nengo_cuda
 from nengo_cuda.backends.cpu import CpuBackend
@@ -165,6 +167,116 @@ def test_linear_filter_nonzero_initial_state(rng):
         for n in range(1, 10):
             bench.step(n, rng.randn(2, 5))
             bench.check(exact=False, rtol=1e-13)
+
+
+# Triangle(t) at DT: t / DT + 1 taps.  1 tap (t = 0), 2, 11, 129 (the first
+# that NumPy's pairwise sum splits, for size-1 signals) and 301.
+TRIANGLE_TAPS = {"t0": 0.0, "t1ms": 0.001, "t10ms": 0.01, "t128ms": 0.128, "t300ms": 0.3}
+
+
+@pytest.mark.parametrize("t", sorted(TRIANGLE_TAPS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_trials", [1, 3])
+@pytest.mark.parametrize("mode", ["set", "inc", "update"])
+@pytest.mark.parametrize("shape", [(1,), (7,), (2, 3)])
+def test_triangle_steps(t, dtype, n_trials, mode, shape, rng):
+    """Bit for bit Nengo's step: the sum of taps in NumPy's order (pairwise for
+    size-1 signals, row by row otherwise), float64 coefficients in float32."""
+    bench = ProcessBench(Triangle(TRIANGLE_TAPS[t]), shape, mode, dtype, n_trials,
+                         seed=rng.randint(1000))
+    for n in range(1, 340):
+        # inputs over many magnitudes, so that the summation order shows
+        u = rng.randn(n_trials, *shape) * 10.0 ** rng.uniform(-4, 4, (n_trials,) + shape)
+        bench.step(n, u)
+        bench.check(exact=True)
+
+
+@contextlib.contextmanager
+def _rc_precision_bits(bits):
+    before = nengo.rc["precision"]["bits"]
+    nengo.rc["precision"]["bits"] = bits
+    try:
+        yield
+    finally:
+        nengo.rc["precision"]["bits"] = before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_triangle_steps_with_float32_coefficients(dtype, rng):
+    """Under Nengo's rc precision of 32 bits, the coefficients are float32
+    scalars: float32 signals then multiply in float32."""
+    with _rc_precision_bits("32"):
+        bench = ProcessBench(Triangle(0.02), (4,), "update", dtype, 2, seed=rng.randint(1000))
+        assert list(bench.program)[0].ints["wide"].tolist() == [0]
+    for n in range(1, 60):
+        bench.step(n, rng.randn(2, 4) * 3)
+        bench.check(exact=True)
+
+
+def test_triangle_nonzero_initial_state_and_merged_operators(rng):
+    """Operators merged into one instruction, one with Nengo's y0 state (X and
+    Y start at y0), both incrementing one output (elements in order)."""
+    tri = [Triangle(0.005), Triangle(0.012)]
+    sig_t = Signal(np.zeros(1), name="t")
+    out = Signal(np.zeros(3), name="out")
+    ops, inputs = [], []
+    for k, process in enumerate(tri):
+        u = Signal(np.zeros(3), name=f"u{k}")
+        state = process.make_state((3,), (3,), DT, y0=0.4 if k else 0)
+        state = {name: Signal(v, name=name) for name, v in state.items()}
+        ops.append(SimProcess(process, u, out, sig_t, mode="inc", state=state))
+        inputs.append(u)
+    signals = {sig for op in ops for sig in op.all_signals}
+    layout = SignalLayout(signals, {s.base for s in signals}, np.float64, 2, dt=DT)
+    assert all(SimProcessLowering.key(op, layout) == ("triangle",) for op in ops)
+    program = Program(SimProcessLowering.lower(ops, layout))
+    assert [i.kind for i in program] == ["triangle"]
+    backend = CpuBackend(program, layout, DT)
+    ref = [SignalDict() for _ in range(2)]
+    for sigs in ref:
+        for sig in signals:
+            if sig.base not in sigs:
+                sigs.init(sig.base)
+    steps = [op.make_step(sigs, DT, np.random.RandomState(0)) for sigs in ref for op in ops]
+    for n in range(1, 30):
+        for trial in range(2):
+            values = rng.randn(len(inputs), 3)
+            for sigs in (ref[trial], layout.signal_dicts[trial]):
+                sigs[out][...] = 0
+                for u, value in zip(inputs, values):
+                    sigs[u][...] = value
+        backend.run(1, [], [])
+        for step in steps:
+            step()
+        for trial in range(2):
+            for sig in [out] + [s for op in ops for s in op.state.values()]:
+                np.testing.assert_array_equal(layout.signal_dicts[trial][sig], ref[trial][sig])
+
+
+def test_triangle_ring_position_nan_leaves_the_ring():
+    """A NaN ring position (Nengo's int() raises) writes no tap: the ring stays
+    as it was, and the NaN stays in Xi for the run's NaN check to report."""
+    bench = ProcessBench(Triangle(0.003), (2,), "update", np.float64, 1)
+    bench.step(1, np.ones((1, 2)))
+    xi, ring = bench.op.state["Xi"], bench.op.state["X"]
+    bench.layout.signal_dicts[0][xi][...] = np.nan
+    before = bench.ours(ring, 0).copy()
+    bench.backend.run(1, [], [])
+    np.testing.assert_array_equal(bench.ours(ring, 0), before)
+    assert np.isnan(bench.ours(xi, 0)).all()
+
+
+def test_triangle_subclass_and_odd_state_stay_callbacks():
+    class MyTriangle(Triangle):
+        pass
+
+    for process in (MyTriangle(0.01),):
+        state = process.make_state((2,), (2,), DT)
+        state = {k: Signal(v, name=k) for k, v in state.items()}
+        op = SimProcess(process, Signal(np.zeros(2)), Signal(np.zeros(2)), Signal(np.zeros(1)),
+                        mode="update", state=state)
+        layout = SignalLayout(op.all_signals, {op.output.base}, np.float64, 1, dt=DT)
+        assert SimProcessLowering.key(op, layout) is None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -567,6 +679,53 @@ def test_timed_network_minibatch_and_reset():
         sim.run_steps(70)
         for p in probes:
             np.testing.assert_allclose(sim.data[p], ref.data[p][:70], rtol=1e-10, atol=1e-10)
+
+
+def _triangle_network(seed=4, white=True):
+    """``white``: the input is white noise (each trial of a minibatch its own),
+    else a function of time (all trials alike)."""
+    with nengo.Network(seed=seed) as net:
+        if white:
+            sig = nengo.Node(WhiteSignal(period=0.5, high=8, rms=0.4), size_out=2)
+        else:
+            sig = nengo.Node(lambda t: [np.cos(5 * t), np.sin(3 * t) ** 2])
+        ramp = nengo.Node(lambda t: np.sin(9 * t))
+        ens = nengo.Ensemble(30, 2)
+        nengo.Connection(sig, ens, synapse=Triangle(0.01))
+        out = nengo.Node(size_in=3)
+        nengo.Connection(ens, out[:2], synapse=Triangle(0.005))
+        nengo.Connection(ramp, out[2], synapse=Triangle(0.15))  # 151 taps, summed pairwise
+        nengo.Connection(sig[1], out[2], synapse=Triangle(0))
+        probes = [nengo.Probe(out), nengo.Probe(ens, synapse=Triangle(0.02)),
+                  nengo.Probe(ens.neurons, "voltage")]
+    return net, probes
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+def test_triangle_network_matches_nengo(device):
+    net, probes = _triangle_network()
+    ref, sim, summary = _run_both(net, 400, chunks=[1, 150, 249], dtype="float64", device=device)
+    assert summary["triangle"][1] == 5  # 4 connections and the probe
+    for p in probes:
+        np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+def test_triangle_network_minibatch_and_reset(device):
+    """Each trial's rings are its own: trials with the same inputs agree, and
+    a reset starts the rings (and their positions) again."""
+    net, probes = _triangle_network(white=False)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(120)
+    with nengo_cuda.Simulator(net, progress_bar=False, dtype="float64", minibatch_size=3,
+                              device=device) as sim:
+        sim.run_steps(70)
+        sim.reset()
+        sim.run_steps(120)
+        for p in probes:
+            for trial in range(3):  # (no noise: every trial is Nengo's run)
+                np.testing.assert_allclose(sim.data[p][trial], ref.data[p], rtol=1e-10,
+                                           atol=1e-10)
 
 
 def test_tables_bound_the_steps_of_a_run(monkeypatch):

@@ -5,6 +5,8 @@
 //   filtered element of a stage, with per-element coefficients.
 // - lti_state_space: blocks of elements sharing one (A, B, C, D) system with
 //   n >= 1 states (NoD, General); the block's state X is n x m, row-major.
+// - triangle: Triangle synapses (FIR filters of n taps kept in a ring X);
+//   per operator, the elements, then the ring position Xi moves on.
 // - process_table: outputs read from a table that Python fills (set_table):
 //   periodic rows indexed by time (WhiteSignal), or one row per step of the
 //   current run (WhiteNoise; PresentInput and Piecewise, one block for all
@@ -17,6 +19,7 @@
 
 #include "../kernels/linear_filter.h"
 #include "../kernels/process_table.h"
+#include "../kernels/triangle.h"
 #include "parallel.h"
 #include "program.h"
 #include "segments.h"
@@ -212,6 +215,78 @@ std::unique_ptr<Instr<T>> make_lti_state_space(const InstrSpec& spec, const Buff
 }
 
 template <typename T>
+struct TriangleSynapses : Instr<T> {
+    bool splits_by_trial() const override { return true; }
+    // per operator: taps, elements, ring X (n x m, row-major), its position
+    // Xi, first element, inc mode, coefficients in double (wide) or not
+    std::vector<int64_t> n, m, x, xi, elem0, inc, wide;
+    std::vector<double> n0, ndiff;
+    std::vector<int64_t> u, y, state;  // per element: input, output, Y
+    int64_t work = 0;
+
+    void run(const Buffers<T>& buf, const StepInfo&) override {
+        const int64_t nops = static_cast<int64_t>(n.size());
+        parallel_for(buf.n_trials, split_ways(work * buf.n_trials), [&](int64_t t) {
+            for (int64_t j = 0; j < nops; ++j) {
+                T& pos = *buf.f.at(xi[j], t);
+                const T next = triangle::next_position(pos, n[j]);
+                const int64_t row = triangle::row_of(next, n[j]);
+                T* ring = buf.f.at(x[j], t);
+                for (int64_t k = 0; k < m[j]; ++k) {
+                    const int64_t e = elem0[j] + k;
+                    const T yk = triangle::step(*buf.f.at(state[e], t), ring + k, n[j], m[j],
+                                                n0[j], ndiff[j], wide[j] != 0,
+                                                *buf.f.at(u[e], t), row);
+                    write_output(*buf.f.at(y[e], t), yk, inc[j] != 0);
+                }
+                pos = next;
+            }
+        });
+    }
+};
+
+template <typename T>
+std::unique_ptr<Instr<T>> make_triangle(const InstrSpec& spec, const Buffers<T>& buf) {
+    check_same_length(spec, {"n", "m", "X", "Xi", "inc", "wide", "n0", "ndiff"});
+    check_same_length(spec, {"U", "Y", "state"});
+    auto op = std::make_unique<TriangleSynapses<T>>();
+    op->n = spec.int_array("n");
+    op->m = spec.int_array("m");
+    op->x = spec.int_array("X");
+    op->xi = spec.int_array("Xi");
+    op->inc = spec.int_array("inc");
+    op->wide = spec.int_array("wide");
+    op->n0 = spec.float_array("n0");
+    op->ndiff = spec.float_array("ndiff");
+    op->u = spec.int_array("U");
+    op->y = spec.int_array("Y");
+    op->state = spec.int_array("state");
+    int64_t elems = 0;
+    for (size_t j = 0; j < op->n.size(); ++j) {
+        const int64_t nj = op->n[j], mj = op->m[j];
+        if (nj < 1 || mj < 0) throw std::invalid_argument(spec.kind + ": bad ring shape");
+        op->elem0.push_back(elems);
+        elems += mj;
+        op->work += mj * (nj + 2);
+        // the ring and its position are per-trial memory; the ring one
+        // contiguous n x m array
+        check_addresses({op->xi[j]}, buf.f, spec.kind);
+        if (mj > 0) check_addresses({op->x[j], op->x[j] + nj * mj - 1}, buf.f, spec.kind);
+        if (op->xi[j] < buf.f.n_shared || (mj > 0 && op->x[j] < buf.f.n_shared))
+            throw std::invalid_argument(spec.kind + ": the ring X and Xi must not be shared");
+    }
+    if (elems != static_cast<int64_t>(op->u.size()))
+        throw std::invalid_argument(spec.kind + ": arrays do not match the operators' sizes");
+    check_addresses(op->u, buf.f, spec.kind);
+    check_addresses(op->y, buf.f, spec.kind);
+    check_addresses(op->state, buf.f, spec.kind);
+    for (int64_t a : op->state)
+        if (a < buf.f.n_shared)
+            throw std::invalid_argument(spec.kind + ": the state Y must not be shared");
+    return op;
+}
+
+template <typename T>
 struct ProcessTable : Instr<T> {
     bool splits_by_trial() const override { return true; }
     // per operator: elements, table period in rows (0: one row per run step;
@@ -295,6 +370,7 @@ std::unique_ptr<Instr<T>> make_process_table(const InstrSpec& spec, const Buffer
 
 NC_REGISTER_INSTR("lti_elementwise", make_lti_elementwise);
 NC_REGISTER_INSTR("lti_state_space", make_lti_state_space);
+NC_REGISTER_INSTR("triangle", make_triangle);
 NC_REGISTER_INSTR("process_table", make_process_table);
 
 }  // namespace

@@ -63,6 +63,7 @@ std::unique_ptr<DInstr<T>> Program<T>::make(const InstrSpec& spec) {
     if (kind == "conv_inc") return make_conv<T>(spec, *this);
     if (kind == "lti_elementwise") return make_lti_elementwise<T>(spec, *this);
     if (kind == "lti_state_space") return make_lti_state_space<T>(spec, *this);
+    if (kind == "triangle") return make_triangle<T>(spec, *this);
     if (kind == "process_table") return make_process_table<T>(spec, *this);
     if (kind == "learning_pes") return make_learning<T, kPES>(spec, *this);
     if (kind == "learning_bcm") return make_learning<T, kBCM>(spec, *this);

@@ -1,5 +1,5 @@
 // Loading linear filters (lti_elementwise, lti_state_space): alone, or
-// fused into the mat-vec that feeds them.
+// fused into the mat-vec that feeds them; and Triangle synapses (triangle).
 // Included by device_instrs.h, after its shared helpers.
 #pragma once
 
@@ -158,6 +158,49 @@ InstrPtr<T> make_lti_state_space(const InstrSpec& spec, Program<T>& prog) {
     const int64_t threads = k.serial ? prog.n_trials() : elems * prog.n_trials();
     k.scratch = prog.template scratch<double>(static_cast<size_t>(std::max<int64_t>(threads, 1)) * max_n);
     return for_each_instr<T>(elems ? threads : 0, k);
+}
+
+template <typename T>
+struct TriangleInstr : DInstr<T> {
+    TriangleOps<T> o;
+    int n_trials = 1;
+    void launch(Exec& ex, const StepRef<T>&) override {
+        ex.for_each(o.serial ? n_trials : o.n_elem * n_trials, TriangleTaps<T>{o});
+        ex.for_each(o.n_ops * n_trials, TriangleAdvance<T>{o});
+    }
+    int64_t launches() const override { return 2; }
+};
+
+template <typename T>
+InstrPtr<T> make_triangle(const InstrSpec& spec, Program<T>& prog) {
+    auto in = std::make_unique<TriangleInstr<T>>();
+    in->n_trials = prog.n_trials();
+    TriangleOps<T>& o = in->o;
+    const auto& m = spec.int_array("m");
+    std::vector<int64_t> elem0, op;
+    for (size_t j = 0; j < m.size(); ++j) {
+        elem0.push_back(static_cast<int64_t>(op.size()));
+        for (int64_t e = 0; e < m[j]; ++e) op.push_back(static_cast<int64_t>(j));
+    }
+    const auto& y = spec.int_array("Y");
+    o.p = prog.pools();
+    o.n_ops = static_cast<int64_t>(m.size());
+    o.n_elem = static_cast<int64_t>(op.size());
+    o.serial = has_duplicates(y);
+    o.n = prog.upload(spec.int_array("n"));
+    o.m = prog.upload(m);
+    o.x = prog.upload(spec.int_array("X"));
+    o.xi = prog.upload(spec.int_array("Xi"));
+    o.elem0 = prog.upload(elem0);
+    o.inc = prog.upload(spec.int_array("inc"));
+    o.wide = prog.upload(spec.int_array("wide"));
+    o.n0 = prog.upload(spec.float_array("n0"));
+    o.ndiff = prog.upload(spec.float_array("ndiff"));
+    o.op = prog.upload(op);
+    o.u = prog.addr(spec.int_array("U"));
+    o.y = prog.addr(y);
+    o.state = prog.addr(spec.int_array("state"));
+    return in;
 }
 
 }  // namespace NC_DEV_NS

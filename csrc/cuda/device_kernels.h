@@ -22,6 +22,7 @@
 #include "../kernels/linear_filter.h"
 #include "../kernels/neurons.h"
 #include "../kernels/process_table.h"
+#include "../kernels/triangle.h"
 
 #ifndef NC_DEV_NS
 #error "define NC_DEV_NS before including device_kernels.h"

@@ -1,4 +1,4 @@
-// Synapses: linear filters.
+// Synapses: linear filters and Triangle synapses.
 // One kernel family of the device program: device_kernels.h includes it after
 // the common definitions (DPools, divide, Addr, RunCtrl); include that header.
 #pragma once
@@ -75,6 +75,55 @@ struct LtiStateSpace {
             const QuotRem qr = divide(idx, n_elem);
             element(qr.rem, static_cast<int>(qr.quot), scratch + idx * max_n);
         }
+    }
+};
+
+// --- Triangle synapses ------------------------------------------------------------
+// Two launches a step: the elements (reading the ring position Xi, which no
+// thread writes then), and then each operator's Xi moves on.
+template <typename T>
+struct TriangleOps {
+    DPools<T> p;
+    int64_t n_ops = 0, n_elem = 0;
+    bool serial = false;  // two elements write one output (inc): one thread per trial
+    // per operator
+    const int64_t *n = nullptr, *m = nullptr, *x = nullptr, *xi = nullptr, *elem0 = nullptr,
+                  *inc = nullptr, *wide = nullptr;
+    const double *n0 = nullptr, *ndiff = nullptr;
+    // per element
+    const int64_t* op = nullptr;
+    Addr u, y, state;
+};
+
+template <typename T>
+struct TriangleTaps {
+    TriangleOps<T> o;
+    NC_HD void element(int64_t e, int t) const {
+        const int64_t j = o.op[e], k = e - o.elem0[j];
+        const int64_t row = triangle::row_of(
+            triangle::next_position(*o.p.fat(o.xi[j], t), o.n[j]), o.n[j]);
+        const T yk = triangle::step(*o.p.fat(o.state[e], t), o.p.fat(o.x[j], t) + k, o.n[j],
+                                    o.m[j], o.n0[j], o.ndiff[j], o.wide[j] != 0,
+                                    *o.p.fat(o.u[e], t), row);
+        filters::write_output(*o.p.fat(o.y[e], t), yk, o.inc[j] != 0);
+    }
+    NC_HD void operator()(int64_t idx) const {
+        if (o.serial) {
+            for (int64_t e = 0; e < o.n_elem; ++e) element(e, static_cast<int>(idx));
+        } else {
+            const QuotRem qr = divide(idx, o.n_elem);
+            element(qr.rem, static_cast<int>(qr.quot));
+        }
+    }
+};
+
+template <typename T>
+struct TriangleAdvance {
+    TriangleOps<T> o;
+    NC_HD void operator()(int64_t idx) const {
+        const QuotRem qr = divide(idx, o.n_ops);
+        T& pos = *o.p.fat(o.xi[qr.rem], static_cast<int>(qr.quot));
+        pos = triangle::next_position(pos, o.n[qr.rem]);
     }
 };
 

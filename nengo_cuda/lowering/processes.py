@@ -6,7 +6,10 @@ kernels (``csrc/kernels/linear_filter.h``) repeat the arithmetic of the very
 Step object Nengo would run.  All stateless and one-state filters of a stage
 merge into one ``lti_elementwise`` instruction, all others (``NoD``,
 ``General``) into one ``lti_state_space`` instruction.  The filter state stays
-in the operator's ``state["X"]`` signal.
+in the operator's ``state["X"]`` signal.  Triangle synapses (finite impulse
+responses) merge into one ``triangle`` instruction (``csrc/kernels/triangle.h``)
+that keeps Nengo's state: the sum ``Y``, the ring of taps ``X`` and its
+position ``Xi``.
 
 Processes without input whose outputs Python can compute ahead with Nengo's
 own code (WhiteSignal, WhiteNoise, PresentInput, Piecewise) merge into one
@@ -17,7 +20,7 @@ table of per-trial and shared blocks (`nengo_cuda.lowering.process_tables`).
 import numpy as np
 import nengo
 from nengo.builder.processes import SimProcess
-from nengo.synapses import LinearFilter
+from nengo.synapses import LinearFilter, Triangle
 
 from ..program import Instruction
 from .common import all_float, memoised
@@ -130,6 +133,58 @@ def _lower_state_space(ops, steps, layout):
     )
 
 
+# -- Triangle synapses ----------------------------------------------------------
+
+
+def _triangle_coefficients(op, layout):
+    """(taps, n0, ndiff) of a Triangle SimProcess that the kernel can run, else None."""
+    if type(op.process) is not Triangle or layout.dt is None or op.input is None:
+        return None
+    if set(op.state) != {"Y", "X", "Xi"}:
+        return None
+    Y, X, Xi = (op.state[name] for name in ("Y", "X", "Xi"))
+    shape = op.output.shape
+    if not all_float(layout, [op.input, op.output, Y, X, Xi]):
+        return None
+    if op.input.shape != shape or Y.shape != shape or Xi.size != 1:
+        return None
+    # Nengo's own coefficients (NumPy scalars of rc's float dtype at this time,
+    # as Nengo's step makes them)
+    n_taps, n0, ndiff = op.process._get_coefficients(layout.dt)
+    if X.shape != (n_taps,) + shape or not _disjoint(layout, [op.input, op.output, Y, X, Xi]):
+        return None
+    x = layout.addresses(X).ravel()  # the kernel walks the ring as one (n, m) array
+    if x.size and not np.array_equal(x, x[0] + np.arange(x.size)):
+        return None
+    return n_taps, n0, ndiff
+
+
+def _lower_triangle(ops, layout):
+    ints = {name: [] for name in ("n", "m", "X", "Xi", "inc", "wide", "U", "Y", "state")}
+    floats = {"n0": [], "ndiff": []}
+    for op in ops:
+        n_taps, n0, ndiff = _triangle_coefficients(op, layout)
+        u, y = _io(op, layout)
+        ints["n"].append([n_taps])
+        ints["m"].append([y.size])
+        ints["X"].append([layout.address(op.state["X"])])
+        ints["Xi"].append([layout.address(op.state["Xi"])])
+        ints["inc"].append([op.mode == "inc"])
+        # float64 coefficients promote `n0 * u` to double (NumPy's rules)
+        ints["wide"].append([np.result_type(n0) == np.float64])
+        ints["U"].append(u)
+        ints["Y"].append(y)
+        ints["state"].append(layout.addresses(op.state["Y"]).ravel())
+        floats["n0"].append([float(n0)])
+        floats["ndiff"].append([float(ndiff)])
+    return Instruction(
+        "triangle",
+        ops,
+        ints={k: np.concatenate(v).astype(np.int64) for k, v in ints.items()},
+        floats={k: np.concatenate(v) for k, v in floats.items()},
+    )
+
+
 # -- processes read from tables (lowering/process_tables.py) -------------------
 
 
@@ -169,12 +224,16 @@ class SimProcessLowering:
         step = _filter_step(op, layout)
         if step is not None:
             return (FILTER_FORMS[type(step)][0],)
+        if _triangle_coefficients(op, layout) is not None:
+            return ("triangle",)
         return _table_key(op, layout)
 
     @staticmethod
     def lower(ops, layout):
         if ops[0].input is None:
             return [_lower_table(ops, layout)]
+        if type(ops[0].process) is Triangle:
+            return [_lower_triangle(ops, layout)]
         steps = [_filter_step(op, layout) for op in ops]
         if FILTER_FORMS[type(steps[0])][0] == "lti_elementwise":
             return [_lower_elementwise(ops, steps, layout)]
