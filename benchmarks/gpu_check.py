@@ -7,8 +7,9 @@ Steps, each timed and each reported even when an earlier one failed:
 
 1. build   CMake + nvcc (sm_90 only, all cores) unless a CUDA build is importable
 2. status  nengo_cuda.backends.select.cuda_status(), the GPU, versions
-3. pytest  tests/test_cuda_{kernels,simulator,profile}.py, test_learned_parameters.py
-           and test_cuda_networks.py::test_random_knobs, GPU parameters only
+3. pytest  tests/test_cuda_{kernels,simulator,profile}.py, test_learned_parameters.py,
+           test_cuda_networks.py::test_random_knobs and test_gil.py, GPU
+           parameters only (and test_gil's CPU cases)
 4. compare CUDA against the CPU backend: benchmark networks and random
            networks, float64 and float32 (float32 tolerances), probes poisoned
            with NaN first so that an unwritten sample shows
@@ -173,7 +174,10 @@ def run_pytest(timeout):
     # changes a bit is a race)
     files = ["tests/test_cuda_kernels.py", "tests/test_cuda_simulator.py",
              "tests/test_cuda_profile.py", "tests/test_learned_parameters.py",
-             "tests/test_cuda_networks.py::test_random_knobs"]
+             "tests/test_cuda_networks.py::test_random_knobs",
+             # runs without the GIL: slices, Ctrl-C and stop requests, callbacks,
+             # two threads, exit (its CPU cases too: a few seconds)
+             "tests/test_gil.py"]
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:nengo",
            "-k", "not emulator", *files]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)

@@ -15,8 +15,14 @@ import pytest
 from nengo.exceptions import SimulationError
 
 import nengo_cuda
+from nengo_cuda.backends.select import cuda_status
 
-DEVICES = ["cpu", "cuda-emulator"]
+DEVICES = [
+    "cpu",
+    "cuda-emulator",
+    pytest.param("cuda", marks=pytest.mark.skipif(not cuda_status()[0],
+                                                  reason=f"no CUDA: {cuda_status()[1]}")),
+]
 LONG = 60_000  # steps of a run that only a signal ends (one native run: < _CHUNK_STEPS)
 JOIN_S = 30  # a helper thread's longest wait
 
@@ -296,6 +302,37 @@ def test_two_simulators_in_two_threads(device):
     for k in range(2):
         for got, want in zip(results[k], results["main"]):
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(not cuda_status()[0], reason=f"no CUDA: {cuda_status()[1]}")
+def test_device_syncs_in_another_thread_during_graph_captures():
+    """A TensorNode's step syncs the whole device (`CudaBackend.device_sync`)
+    while another thread's run, without the GIL, may be capturing its step
+    graphs (each new simulator's first run captures them): the runs still
+    give the CPU backend's results."""
+    import cupy  # noqa: PLC0415
+
+    net, probes = network(callback=False)
+    with simulator(net, "cpu") as ref:
+        ref.run_steps(210)
+    stop = threading.Event()
+
+    def sync_device():
+        while not stop.is_set():
+            cupy.cuda.runtime.deviceSynchronize()
+
+    thread = threading.Thread(target=sync_device, daemon=True)
+    thread.start()
+    try:
+        for _ in range(5):
+            with simulator(net, "cuda") as sim:
+                for n in (1, 2, 7, 200):
+                    sim.run_steps(n)
+                for p in probes:
+                    np.testing.assert_allclose(sim.data[p], ref.data[p], rtol=1e-9, atol=1e-9)
+    finally:
+        stop.set()
+        thread.join(JOIN_S)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 import weakref
 
 import nengo
@@ -93,6 +94,28 @@ def test_close_frees_the_buffers(minibatch_size):
     assert sim.signals is None
     assert sim.data[probes[0]].shape[-2] == 20  # probe data stays readable
     sim.close()  # closing twice is fine
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
+@pytest.mark.parametrize("with_node", [False, True])
+def test_an_unclosed_simulator_is_freed(device, with_node):
+    """A simulator dropped without close() goes with the garbage collector,
+    its backend and buffers too (the CUDA backend's native program holds
+    allocation hooks in C++: they must not hold the backend, or the cycle,
+    invisible to the collector, kept its device memory to the end)."""
+    net, probes = stateful_network()
+    if with_node:
+        with net:
+            nengo.Node(lambda t, x: x, size_in=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        sim = nengo_cuda.Simulator(net, device=device, progress_bar=False)
+        sim.run_steps(5)
+        refs = [weakref.ref(x) for x in (sim, sim.backend, sim.layout.fbuf)]
+        del sim
+        for _ in range(3):  # (a cycle through a finalizer, Simulator.__del__, takes two)
+            gc.collect()
+    assert [r() is None for r in refs] == [True, True, True]
 
 
 def test_pickle_closed_simulator():

@@ -70,7 +70,10 @@ template <typename T>
 class Program final : public DeviceProgram<T> {
   public:
     Program(const DeviceLayout<T>& lay, DeviceHooks hooks)
-        : lay_(lay), exec_(lay.device), check_stop_(hooks.check_stop), mem_(std::move(hooks)) {
+        : lay_(lay),
+          exec_(lay.device),
+          check_stop_(hooks.check_stop),
+          mem_(ordered_allocations(std::move(hooks))) {
         if (lay.n_trials < 1) throw std::invalid_argument("n_trials must be >= 1");
         if (lay.f_shared < 0 || lay.f_state < 0 || lay.i_shared < 0 || lay.i_state < 0)
             throw std::invalid_argument("buffer sizes must be non-negative");
@@ -352,7 +355,40 @@ class Program final : public DeviceProgram<T> {
     }
     uint64_t user_stream_ = 0;
 
+    // While a run has our stream ordered after the user's stream (`Entered`),
+    // each new allocation orders it after that stream again: CuPy's pool hands
+    // out memory freed on that stream, which kernels that another thread
+    // queued there since (runs release the GIL) may still be using.
+    bool entered_ = false;
+    uint64_t entered_stream_ = 0;
+    DeviceHooks ordered_allocations(DeviceHooks hooks) {
+        hooks.alloc = [this, alloc = std::move(hooks.alloc)](size_t bytes) {
+            const uint64_t ptr = alloc(bytes);
+            if (entered_) exec_.enter(entered_stream_);
+            return ptr;
+        };
+        return hooks;
+    }
+    // Our stream after the user's `stream` (exec_.enter), for this scope.
+    struct Entered {
+        Program& p;
+        bool was;
+        uint64_t was_stream;
+        Entered(Program& prog, uint64_t stream)
+            : p(prog), was(prog.entered_), was_stream(prog.entered_stream_) {
+            p.exec_.enter(stream);
+            p.entered_ = true;
+            p.entered_stream_ = stream;
+        }
+        ~Entered() {
+            p.entered_ = was;
+            p.entered_stream_ = was_stream;
+        }
+    };
+
     // Orders the uploads of a loading call after, and before, the user's stream.
+    // (Loading calls hold the GIL: no other thread queues work meanwhile, and
+    // the one ordering suffices.)
     struct Ordered {
         Program& p;
         explicit Ordered(Program& prog) : p(prog) { p.exec_.enter(p.user_stream_); }
@@ -463,7 +499,7 @@ class Program final : public DeviceProgram<T> {
             if (enabled_[i]) instrs_[i]->check_run(n_steps);
         RunBuffers<T>::check_probes(n_steps, probes);
 
-        exec_.enter(user_stream);
+        const Entered entered(*this, user_stream);
         bool ok = false;
         try {
             upload_pools();

@@ -302,6 +302,7 @@ class Exec {
     }
 
     void h2d(uint64_t dst, const void* src, size_t bytes) {
+        not_capturing("a host-to-device copy");
         // what the source held when the copy was issued, to check it at run time
         auto issued = std::make_shared<std::vector<unsigned char>>(
             static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
@@ -314,14 +315,17 @@ class Exec {
         });
     }
     void d2h(void* dst, uint64_t src, size_t bytes) {
+        not_capturing("a device-to-host copy");
         submit([dst, src, bytes]() { std::memcpy(dst, reinterpret_cast<const void*>(src), bytes); });
     }
     void fill(uint64_t dst, int byte, size_t bytes) {
+        not_capturing("a memset");
         submit([dst, byte, bytes]() { std::memset(reinterpret_cast<void*>(dst), byte, bytes); });
     }
     // Runs the queued work in order (the queue is emptied first: after a
     // failure nothing stale runs later).
     void sync() {
+        not_capturing("a stream synchronization");
         auto work = std::move(queue_);
         queue_.clear();
         for (auto& op : work) op();
@@ -362,6 +366,16 @@ class Exec {
 
   private:
     std::vector<std::function<void()>>* recording_ = nullptr;
+
+    // A captured step only launches kernels: on a GPU a copy from pageable
+    // memory or a synchronization inside a capture ends the capture with an
+    // error, which the emulator (recording any operation) would not show.
+    void not_capturing(const char* what) const {
+        if (recording_)
+            throw std::logic_error(std::string("emulated device: ") + what +
+                                   " inside a graph capture (a captured step may only launch "
+                                   "kernels)");
+    }
     std::vector<std::function<void()>> queue_;  // the "stream": issued, not yet run
     std::vector<std::chrono::steady_clock::time_point> marks_;
 

@@ -18,6 +18,7 @@ a GPU, and is slow.
 """
 
 import contextlib
+import weakref
 
 import numpy as np
 
@@ -86,6 +87,22 @@ def callback_ranges(instr, layout):
     return f_ranges, i_ranges
 
 
+def _weak_hook(method):
+    """``method`` of a backend, for the native program to call, without a
+    reference to the backend: the program holds its hooks in C++, where
+    Python's garbage collector cannot see a cycle back to the backend (an
+    unclosed simulator would keep its device memory until the process ends).
+    Called after the backend is gone (only its program's destructor can), it
+    does nothing: the backend's arrays owned the memory, and went with it."""
+    ref = weakref.WeakMethod(method)
+
+    def hook(*args):
+        bound = ref()
+        return None if bound is None else bound(*args)
+
+    return hook
+
+
 class CudaBackend:
     """Loads a `Program` into a native CUDA program over device copies of the pools."""
 
@@ -107,7 +124,8 @@ class CudaBackend:
         i_pool = self._device_array(layout.ibuf.size, np.int64)
         classes = self._program_classes()
         self.native = classes[np.dtype(layout.dtype)](
-            *layout.native_args(), dt, f_pool, i_pool, self._alloc, self._free, self._device_id
+            *layout.native_args(), dt, f_pool, i_pool, _weak_hook(self._alloc),
+            _weak_hook(self._free), self._device_id
         )
         self.native.set_stream(self._stream())
         for instr in program:
