@@ -73,6 +73,53 @@ def test_host_processes_forward_equals_nengo_and_run():
         assert not np.allclose(again[probes[0]], out[probes[0]])
 
 
+def _stateful_processes_net(learning_phase=None):
+    """A Triangle synapse (state Y, X, Xi) and a user's stateful Process, fed."""
+    with nengo.Network(seed=1) as net:
+        if learning_phase is not None:
+            nengo_cuda.configure_settings(learning_phase=learning_phase)
+        fed = nengo.Node(np.zeros(2))
+        out = nengo.Node(size_in=2)
+        nengo.Connection(fed, out, synapse=nengo.synapses.Triangle(0.01))
+        summed = nengo.Node(RunningSum(), size_in=2, size_out=2)
+        nengo.Connection(fed, summed, synapse=None)
+        probes = [nengo.Probe(out), nengo.Probe(summed)]
+    return net, fed, probes
+
+
+def test_host_process_state_is_the_simulators():
+    """A process's own state goes through the graph's state, as NengoDL passes
+    it: the graph starts from the simulator's state (equal to a native run
+    from it), a call that is not stateful leaves it, and a fit at learning
+    rate 0 has evaluate's loss from the same state (the state was kept in the
+    host step functions: each call went on from the one before)."""
+    inputs = np.random.RandomState(3).uniform(-1, 1, (2, 12, 2))
+    results = {}
+    for phase in (None, True):  # native predict; the training graph's
+        net, fed, probes = _stateful_processes_net(learning_phase=phase)
+        x = {fed: inputs}
+        with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64",
+                                  progress_bar=False) as sim:
+            sim.run_steps(5, data={fed: np.full((2, 5, 2), 3.0)})  # state away from its start
+            first = sim.predict(x, n_steps=12, verbose=0)
+            second = sim.predict(x, n_steps=12, verbose=0)
+            for p in probes:
+                np.testing.assert_array_equal(first[p], second[p])
+            results[phase] = [first[p] for p in probes]
+    for graph, native in zip(results[True], results[None]):
+        np.testing.assert_allclose(graph, native, rtol=1e-12, atol=1e-12)
+
+    net, fed, probes = _stateful_processes_net()
+    x, y = {fed: inputs}, {probes[0]: np.zeros((2, 12, 2))}
+    with nengo_cuda.Simulator(net, minibatch_size=2, dtype="float64", progress_bar=False) as sim:
+        sim.run_steps(5, data={fed: np.full((2, 5, 2), 3.0)})
+        sim.compile(optimizer=tf.keras.optimizers.SGD(0.0), loss={probes[0]: "mse"})
+        loss = sim.evaluate(x, y, verbose=0)["loss"]
+        for _ in range(2):
+            assert sim.fit(x, y, epochs=1, verbose=0).history["loss"][0] == pytest.approx(
+                loss, rel=1e-12)
+
+
 def test_fit_with_noise_and_unfed_white_signal():
     """fit trains through a network whose inputs and noise are processes (no
     gradient through them, none needed): the readout's decoders learn to

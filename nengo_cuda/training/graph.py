@@ -780,18 +780,29 @@ class TrainingGraph:
 
     def _host_process(self, op, vals, t):
         """A process without a TensorFlow form: its own step functions, one per
-        trial, on the host (`HostProcess`); no gradient flows through it."""
+        trial, on the host (`HostProcess`); no gradient flows through it.  Its
+        state signals (those in the float state: all of Nengo's) go through
+        the graph's state, as NengoDL's generic process builder passes them."""
         key = (id(op), self.batch)
         if key not in self._host_processes:
-            self._host_processes[key] = HostProcess(op, self.sim, self.batch, self.np_dtype)
+            names = [name for name, sig in op.state.items()
+                     if self.layout.pool_of(sig) == FLOAT and self._batched(sig)]
+            self._host_processes[key] = HostProcess(op, self.sim, self.batch, self.np_dtype,
+                                                    names)
+        process = self._host_processes[key]
         args = [t]
         if op.input is not None:
             x = self._per_trial(vals, op.input)
             args.append(tf.reshape(x, [self.batch] + list(op.input.shape)))
-        out = tf.numpy_function(self._on_host(self._host_processes[key]), args, self.dtype,
-                                stateful=True)
-        out = tf.stop_gradient(tf.reshape(out, [self.batch, -1]))
-        self.write(vals, op.output, out, inc=op.mode == "inc")
+        states = [op.state[name] for name in process.state_names]
+        args += [tf.reshape(self.read(vals, sig), [self.batch, -1]) for sig in states]
+        results = tf.numpy_function(self._on_host(process), args,
+                                    [self.dtype] * (1 + len(states)), stateful=True)
+        if not isinstance(results, (list, tuple)):  # (eager, one output: not a list of one)
+            results = [results]
+        for sig, value in zip([op.output] + states, results):
+            value = tf.stop_gradient(tf.reshape(value, [self.batch, sig.size]))
+            self.write(vals, sig, value, inc=op.mode == "inc" and sig is op.output)
 
     def _op_SimPyFunc(self, op, vals, t):
         if op.output is None:
