@@ -253,13 +253,17 @@ def test_triangle_nonzero_initial_state_and_merged_operators(rng):
                 np.testing.assert_array_equal(layout.signal_dicts[trial][sig], ref[trial][sig])
 
 
-def test_triangle_ring_position_nan_leaves_the_ring():
-    """A NaN ring position (Nengo's int() raises) writes no tap: the ring stays
-    as it was, and the NaN stays in Xi for the run's NaN check to report."""
-    bench = ProcessBench(Triangle(0.003), (2,), "update", np.float64, 1)
+@pytest.mark.parametrize("dtype, position", [(np.float64, np.nan), (np.float32, np.nan),
+                                             (np.float32, -1.0000001)])
+def test_triangle_ring_position_that_names_no_row_leaves_the_ring(dtype, position):
+    """A ring position that names no row (NaN: Nengo's int() raises; in
+    float32, -1.0000001 + 1 modulo 4 rounds to 4: Nengo's X[4] raises) writes
+    no tap: the ring stays as it was, and Xi holds NaN for the run's NaN check
+    to report."""
+    bench = ProcessBench(Triangle(0.003), (2,), "update", dtype, 1)
     bench.step(1, np.ones((1, 2)))
     xi, ring = bench.op.state["Xi"], bench.op.state["X"]
-    bench.layout.signal_dicts[0][xi][...] = np.nan
+    bench.layout.signal_dicts[0][xi][...] = position
     before = bench.ours(ring, 0).copy()
     bench.backend.run(1, [], [])
     np.testing.assert_array_equal(bench.ours(ring, 0), before)

@@ -22,6 +22,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "../common/host_device.h"
 
@@ -103,13 +104,16 @@ NC_HD T column_sum(const T* x, int64_t n_taps, int64_t m) {
 }
 
 // The ring position after `Xi = (Xi + 1) % n` (NumPy's remainder: the sign
-// of the divisor).
+// of the divisor).  A position that names no row (a user's -1.0000001 in
+// float32 rounds to n: Nengo's X[n] raises IndexError) becomes NaN, for the
+// run's NaN check to report.
 template <typename T>
 NC_HD T next_position(T xi, int64_t n_taps) {
     const T r = xi + T(1);
     const T n = static_cast<T>(n_taps);
     T mod = std::fmod(r, n);
     if (mod != T(0) && mod < T(0)) mod += n;
+    if (mod >= n) mod = std::numeric_limits<T>::quiet_NaN();
     return mod;
 }
 
