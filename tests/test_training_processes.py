@@ -120,6 +120,41 @@ def test_host_process_state_is_the_simulators():
                 loss, rel=1e-12)
 
 
+class Delay(nengo.Process):
+    """The input 3 steps ago: a ring of inputs and its integer position."""
+
+    def make_state(self, shape_in, shape_out, dt, dtype=None):
+        return {"ring": np.zeros((3,) + shape_out), "position": np.zeros(1, dtype=np.int64)}
+
+    def make_step(self, shape_in, shape_out, dt, rng, state):
+        ring, position = state["ring"], state["position"]
+
+        def step(t, x):
+            i = position[0]  # (an index: must be an integer)
+            y = ring[i].copy()
+            ring[i] = x
+            position[0] = (i + 1) % len(ring)
+            return y
+
+        return step
+
+
+def test_integer_process_state_stays_integer():
+    """A user's process with an integer state (not the graph's: that holds
+    float signals) gets it as integers in the training graph too (it got a
+    float array: IndexError)."""
+    with nengo.Network(seed=0) as net:
+        nengo_cuda.configure_settings(learning_phase=True)
+        fed = nengo.Node(np.zeros(1))
+        delayed = nengo.Node(Delay(), size_in=1, size_out=1)
+        nengo.Connection(fed, delayed, synapse=None)
+        probe = nengo.Probe(delayed)
+    x = np.arange(1.0, 9.0).reshape(1, 8, 1)
+    with nengo_cuda.Simulator(net, dtype="float64", progress_bar=False) as sim:
+        out = sim.predict({fed: x}, n_steps=8, verbose=0)[probe]
+    np.testing.assert_array_equal(out[0, :, 0], [0, 0, 0, 1, 2, 3, 4, 5])
+
+
 def test_fit_with_noise_and_unfed_white_signal():
     """fit trains through a network whose inputs and noise are processes (no
     gradient through them, none needed): the readout's decoders learn to

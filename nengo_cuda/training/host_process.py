@@ -15,7 +15,9 @@ steps are remade after every ``sim.reset`` (new seeds).  A process's own state
 graph's state, as NengoDL passes it: each call copies the graph's values into
 the arrays the step functions hold and returns them afterwards, so a call
 starts from the simulator's state, and one that is not stateful leaves it.
-(The step functions' random generators carry on from call to call.)
+(The step functions' random generators carry on from call to call, and so
+does state that is not float, such as a user's integer counter: the graph's
+state is float; NengoDL's holds integer signals too.)
 """
 
 import numpy as np
@@ -58,7 +60,10 @@ class HostProcess:
             if seed is None:  # a batch larger than the minibatch: rows of their own
                 seed = np.random.SeedSequence(
                     [sim.process_seeds[op, 0], trial]).generate_state(1)[0]
-            state = {name: np.array(sig.initial_value, dtype=self.dtype)
+            # (float state in the graph's dtype; other state, a user's integer
+            # counter or index, in its own)
+            state = {name: np.array(sig.initial_value, dtype=self.dtype
+                                    if np.issubdtype(sig.dtype, np.floating) else sig.dtype)
                      for name, sig in op.state.items()}
             steps.append(op.process.make_step(
                 shape_in, op.output.shape, sim.dt, np.random.RandomState(seed), state))
