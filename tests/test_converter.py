@@ -299,6 +299,35 @@ def test_shared_weights_of_a_fallback_layer():
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
 
 
+@pytest.mark.parametrize("case", ["dilated", "no neuron type", "fallback, then native"])
+def test_shared_weights_of_a_layer_whose_converter_gives_up(case):
+    """A layer whose built-in converter gives up (a dilated convolution, an
+    activation without a neuron type) runs as a TensorNode: its applications
+    share that copy's weights (they were counted as native copies: "applied 2
+    times"). An application that could convert natively after one that fell
+    back shares the TensorNode too (a native copy would train apart)."""
+    layers = keras.layers
+    if case == "dilated":
+        inp = keras.Input((6, 2))
+        shared = layers.Conv1D(2, 2, dilation_rate=2, padding="same")
+        second = shared(layers.Activation("tanh")(inp))
+    elif case == "no neuron type":
+        inp = keras.Input((4,))
+        shared = layers.Dense(3, activation="softmax")
+        second = shared(layers.Activation("tanh")(inp))
+    if case == "fallback, then native":  # on two axes (no native form), then on one
+        inp, other = keras.Input((2, 4)), keras.Input((4,))
+        shared = layers.Dense(3)
+        model = keras.Model([inp, other], [shared(inp), shared(other)])
+    else:
+        model = keras.Model(inp, layers.Add()([shared(inp), second]))
+    with pytest.warns(UserWarning, match="TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    rng = np.random.RandomState(0)
+    x = [rng.uniform(-1, 1, (3,) + tuple(i.shape[1:])) for i in model.inputs]
+    assert conv.verify(training=True, inputs=x, atol=ATOL)
+
+
 def test_training_leaves_the_keras_model_as_it_was():
     """fit trains the converted network's fallen-back layers, not the Keras
     model's (its TensorNodes shared the model's weights: training changed the
@@ -728,6 +757,10 @@ def test_activity_regularizer_has_no_native_form_for_training():
     with pytest.warns(UserWarning, match="activity_regularizer"):
         conv = nengo_cuda.Converter(model)
     assert isinstance(conv.layers[dense.output], nengo_cuda.TensorNode)
+    # (the activity loss is not counted in fit, as in NengoDL: said, not silent)
+    for layer in (dense, keras.layers.ActivityRegularization(l2=0.5)):
+        with pytest.warns(UserWarning, match="activity regularization is not added to the loss"):
+            nengo_cuda.Converter(keras.Model(inp, layer(inp)))
     with pytest.raises(TypeError, match="activity_regularizer"):
         nengo_cuda.Converter(model, allow_fallback=False)
     native = nengo_cuda.Converter(model, allow_fallback=False, inference_only=True)

@@ -233,6 +233,10 @@ class Converter:
             reason = f"no converter for {name}"
         elif not isinstance(found, type) and not self.inference_only:
             reason = _training_extras(layer)
+        if reason is None and has_weights and layer in self._copies:
+            # (its TensorNode's weights are the layer's for every application)
+            reason = "an earlier application of the layer runs as a TensorNode, whose weights " \
+                     "this one shares"
         if found is not None and reason is None:
             # (a fallback TensorNode runs the Keras layer itself: its applications
             # share its weights, as in Keras, so only native copies are counted)
@@ -247,6 +251,8 @@ class Converter:
                     outs = found(self, layer, inputs, out_shapes)
             except (Unconvertible, LookupError) as e:
                 reason = e  # (its message; its type picks the warning's words)
+                if has_weights:  # (a TensorNode shares the weights: not a native copy)
+                    self._applications[id(layer)] -= 1
                 # (an activation swapped for one with no neuron type: the
                 # TensorNode runs the layer with that one, as NengoDL's does)
                 swapped = getattr(e, "activation", None)
@@ -391,6 +397,10 @@ class Converter:
         then = ("; falling back to a TensorNode" if isinstance(reason, NoNeuronType)
                 else ". Falling back to TensorNode")
         warnings.warn(f"Converter: {where}{then} (running the layer as one)")
+        if _activity_loss(layer):
+            warnings.warn(f"Converter: layer {layer.name!r}{self._within()}: its activity "
+                          f"regularization is not added to the loss in fit (nor is it in "
+                          f"NengoDL, whose TensorNodes skip Keras's layer call)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
         if activation is getattr(layer, "activation", None):
             activation = None
@@ -573,6 +583,12 @@ def _check_trainable_counts(model, sim):
 _TRAINING_EXTRAS = tuple(f"{w}_{kind}" for kind in ("regularizer", "constraint")
                          for w in ("kernel", "bias", "depthwise", "pointwise", "gamma",
                                    "beta", "embeddings", "recurrent")) + ("activity_regularizer",)
+
+
+def _activity_loss(layer):
+    """Whether Keras adds an activity loss for ``layer`` in training."""
+    return (getattr(layer, "activity_regularizer", None) is not None
+            or type(layer).__name__ == "ActivityRegularization")
 
 
 def _training_extras(layer):
