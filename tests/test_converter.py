@@ -326,6 +326,12 @@ def test_shared_weights_of_a_layer_whose_converter_gives_up(case):
     rng = np.random.RandomState(0)
     x = [rng.uniform(-1, 1, (3,) + tuple(i.shape[1:])) for i in model.inputs]
     assert conv.verify(training=True, inputs=x, atol=ATOL)
+    if case == "fallback, then native":
+        # split_shared_weights: the application that can have a copy of its own gets one
+        with pytest.warns(UserWarning, match="TensorNode"):
+            split = nengo_cuda.Converter(model, split_shared_weights=True)
+        assert sum(isinstance(n, nengo_cuda.TensorNode) for n in split.net.all_nodes) == 1
+        assert split.verify(inputs=x, atol=ATOL)
 
 
 def test_training_leaves_the_keras_model_as_it_was():
@@ -516,6 +522,28 @@ def test_nested_models():
     assert len(conv.net.all_ensembles) == 2
     assert conv.verify(inputs=[_x(model)], atol=ATOL)
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
+
+
+def test_nested_model_applied_twice():
+    """A nested model applied twice counts its layers' applications, not its
+    own (NengoDL's ConvertModel has no weights): one of layers that run as
+    TensorNodes converts, their weights shared; one of native layers needs
+    split_shared_weights, and the error names the layer."""
+    sub_in = keras.Input((6, 2))
+    dilated = keras.layers.Conv1D(2, 2, dilation_rate=2, padding="same")
+    fallback = keras.Model(sub_in, dilated(sub_in), name="fallback")
+    sub_in = keras.Input((4,))
+    native = keras.Model(sub_in, keras.layers.Dense(2, name="inner")(sub_in), name="native")
+    for sub in (fallback, native):
+        inp = keras.Input(sub.inputs[0].shape[1:])
+        model = keras.Model(inp, keras.layers.Add()([sub(inp), sub(-inp)]))
+        if sub is native:
+            with pytest.raises(ValueError, match="'inner' is applied 2 times"):
+                nengo_cuda.Converter(model)
+            continue
+        with pytest.warns(UserWarning, match="TensorNode"):
+            conv = nengo_cuda.Converter(model)
+        assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
 
 
 def test_nested_model_adjusts_input_rank():

@@ -270,6 +270,22 @@ def test_triangle_ring_position_that_names_no_row_leaves_the_ring(dtype, positio
     assert np.isnan(bench.ours(xi, 0)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("position", [-5.0, -1.0, 2.5, -3.5, 1e30, -1e30, 2.0**24 + 1])
+def test_triangle_user_set_ring_positions(dtype, position):
+    """Positions a user may set, moved on as Nengo's `(Xi + 1) % n` (NumPy's
+    remainder: +0 where fmod gives -0) and used as `int(Xi)`: bit for bit."""
+    bench = ProcessBench(Triangle(0.003), (2,), "update", dtype, 1)
+    bench.step(1, np.ones((1, 2)))
+    xi = bench.op.state["Xi"]
+    for sigs in (bench.ref[0], bench.layout.signal_dicts[0]):
+        sigs[xi][...] = position
+    for n in range(2, 5):
+        bench.step(n, np.full((1, 2), float(n)))
+        bench.check(exact=True)
+        assert np.signbit(bench.ours(xi, 0)) == np.signbit(bench.ref[0][xi])
+
+
 def test_triangle_subclass_and_odd_state_stay_callbacks():
     class MyTriangle(Triangle):
         pass

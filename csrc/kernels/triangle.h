@@ -112,7 +112,8 @@ NC_HD T next_position(T xi, int64_t n_taps) {
     const T r = xi + T(1);
     const T n = static_cast<T>(n_taps);
     T mod = std::fmod(r, n);
-    if (mod != T(0) && mod < T(0)) mod += n;
+    if (mod < T(0)) mod += n;
+    else if (mod == T(0)) mod = T(0);  // (+0, as NumPy's: fmod gives -0 for -n)
     if (mod >= n) mod = std::numeric_limits<T>::quiet_NaN();
     return mod;
 }

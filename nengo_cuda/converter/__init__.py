@@ -227,14 +227,18 @@ class Converter:
         else:
             has_weights = bool(getattr(layer, "weights", None))
         if found == "model":
-            self._count_application(layer, has_weights)
+            # (not counted itself, as NengoDL's ConvertModel has no weights: its
+            # layers count their own applications, and those that run as
+            # TensorNodes share their weights)
             return self._nested(layer, inputs)  # a Model used as a layer
         if found is None:
             reason = f"no converter for {name}"
         elif not isinstance(found, type) and not self.inference_only:
             reason = _training_extras(layer)
-        if reason is None and has_weights and layer in self._copies:
-            # (its TensorNode's weights are the layer's for every application)
+        if (reason is None and has_weights and layer in self._copies
+                and not self.split_shared_weights):
+            # (its TensorNode's weights are the layer's for every application;
+            # split_shared_weights asks for a copy of its own where it can have one)
             reason = "an earlier application of the layer runs as a TensorNode, whose weights " \
                      "this one shares"
         if found is not None and reason is None:
