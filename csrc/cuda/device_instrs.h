@@ -30,6 +30,20 @@ inline bool has_duplicates(std::vector<int64_t> v) {
     return std::adjacent_find(v.begin(), v.end()) != v.end();
 }
 
+// Operators of m[j] elements each, their elements numbered on: each
+// operator's first element and each element's operator.
+struct ElementOwners {
+    std::vector<int64_t> first, owner;
+};
+inline ElementOwners element_owners(const std::vector<int64_t>& m) {
+    ElementOwners o;
+    for (size_t j = 0; j < m.size(); ++j) {
+        o.first.push_back(static_cast<int64_t>(o.owner.size()));
+        o.owner.insert(o.owner.end(), static_cast<size_t>(m[j]), static_cast<int64_t>(j));
+    }
+    return o;
+}
+
 inline int64_t int_scalar(const InstrSpec& spec, const std::string& name) {
     return static_cast<int64_t>(spec.scalar(name));
 }

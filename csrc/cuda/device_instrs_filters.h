@@ -124,19 +124,18 @@ InstrPtr<T> make_lti_state_space(const InstrSpec& spec, Program<T>& prog) {
     k.p = prog.pools();
     const auto& n = spec.int_array("n");
     const auto& m = spec.int_array("m");
-    std::vector<int64_t> elem0, a0, bc0, block;
-    int64_t elems = 0, a_size = 0, bc_size = 0, max_n = 1;
+    const ElementOwners owners = element_owners(m);
+    std::vector<int64_t> a0, bc0;
+    int64_t a_size = 0, bc_size = 0, max_n = 1;
     for (size_t j = 0; j < n.size(); ++j) {
-        elem0.push_back(elems);
         a0.push_back(a_size);
         bc0.push_back(bc_size);
-        for (int64_t e = 0; e < m[j]; ++e) block.push_back(static_cast<int64_t>(j));
-        elems += m[j];
         a_size += n[j] * n[j];
         bc_size += n[j];
         max_n = std::max(max_n, n[j]);
     }
     const auto& y = spec.int_array("Y");
+    const int64_t elems = static_cast<int64_t>(owners.owner.size());
     k.n_elem = elems;
     k.max_n = max_n;
     k.serial = has_duplicates(y);
@@ -145,14 +144,14 @@ InstrPtr<T> make_lti_state_space(const InstrSpec& spec, Program<T>& prog) {
     k.x = prog.upload(spec.int_array("X"));
     k.general = prog.upload(spec.int_array("general"));
     k.inc = prog.upload(spec.int_array("inc"));
-    k.elem0 = prog.upload(elem0);
+    k.elem0 = prog.upload(owners.first);
     k.a0 = prog.upload(a0);
     k.bc0 = prog.upload(bc0);
     k.A = prog.upload(spec.float_array("A"));
     k.B = prog.upload(spec.float_array("B"));
     k.C = prog.upload(spec.float_array("C"));
     k.D = prog.upload(spec.float_array("D"));
-    k.block = prog.upload(block);
+    k.block = prog.upload(owners.owner);
     k.u = prog.addr(spec.int_array("U"));
     k.y = prog.addr(y);
     const int64_t threads = k.serial ? prog.n_trials() : elems * prog.n_trials();
@@ -177,26 +176,22 @@ InstrPtr<T> make_triangle(const InstrSpec& spec, Program<T>& prog) {
     in->n_trials = prog.n_trials();
     TriangleOps<T>& o = in->o;
     const auto& m = spec.int_array("m");
-    std::vector<int64_t> elem0, op;
-    for (size_t j = 0; j < m.size(); ++j) {
-        elem0.push_back(static_cast<int64_t>(op.size()));
-        for (int64_t e = 0; e < m[j]; ++e) op.push_back(static_cast<int64_t>(j));
-    }
+    const ElementOwners owners = element_owners(m);
     const auto& y = spec.int_array("Y");
     o.p = prog.pools();
     o.n_ops = static_cast<int64_t>(m.size());
-    o.n_elem = static_cast<int64_t>(op.size());
+    o.n_elem = static_cast<int64_t>(owners.owner.size());
     o.serial = has_duplicates(y);
     o.n = prog.upload(spec.int_array("n"));
     o.m = prog.upload(m);
     o.x = prog.upload(spec.int_array("X"));
     o.xi = prog.upload(spec.int_array("Xi"));
-    o.elem0 = prog.upload(elem0);
+    o.elem0 = prog.upload(owners.first);
     o.inc = prog.upload(spec.int_array("inc"));
     o.wide = prog.upload(spec.int_array("wide"));
     o.n0 = prog.upload(spec.float_array("n0"));
     o.ndiff = prog.upload(spec.float_array("ndiff"));
-    o.op = prog.upload(op);
+    o.op = prog.upload(owners.owner);
     o.u = prog.addr(spec.int_array("U"));
     o.y = prog.addr(y);
     o.state = prog.addr(spec.int_array("state"));

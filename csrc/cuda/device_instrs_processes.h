@@ -88,17 +88,11 @@ InstrPtr<T> make_process_table(const InstrSpec& spec, Program<T>& prog) {
     in->shared = spec.int_array("shared");
     in->n_trials = prog.n_trials();
     in->stepped = std::find(in->period.begin(), in->period.end(), 0) != in->period.end();
-    std::vector<int64_t> elem0, op;
-    int64_t e = 0;
-    for (size_t j = 0; j < in->m.size(); ++j) {
-        elem0.push_back(e);
-        for (int64_t k = 0; k < in->m[j]; ++k) op.push_back(static_cast<int64_t>(j));
-        e += in->m[j];
-    }
+    const ElementOwners owners = element_owners(in->m);
     auto& k = in->k;
     const auto& y = spec.int_array("Y");
     k.p = prog.pools();
-    k.n_elem = e;
+    k.n_elem = static_cast<int64_t>(owners.owner.size());
     k.serial = has_duplicates(y);
     k.dt = prog.dt();
     k.time = int_scalar(spec, "time");
@@ -106,8 +100,8 @@ InstrPtr<T> make_process_table(const InstrSpec& spec, Program<T>& prog) {
     k.period = prog.upload(in->period);
     k.inc = prog.upload(spec.int_array("inc"));
     k.shared = prog.upload(in->shared);
-    k.elem0 = prog.upload(elem0);
-    k.op = prog.upload(op);
+    k.elem0 = prog.upload(owners.first);
+    k.op = prog.upload(owners.owner);
     processes::IndexedSlots slots = processes::indexed_slots(in->period);
     in->slot = std::move(slots.slot);
     k.slot = prog.upload(in->slot);
