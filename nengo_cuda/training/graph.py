@@ -648,12 +648,20 @@ class TrainingGraph:
                 neurons.step(dt, J[i].copy(), out[i], **kwargs, **extra)
             return [out] + states
 
-        results = tf.numpy_function(self._on_host(step), [J] + states,
-                                    [self.dtype] * (1 + len(names)), stateful=bool(extra))
+        sigs = [op.output] + [op.state[name] for name in names]
+        for sig, value in zip(sigs, self._host_call(step, [J] + states, sigs, bool(extra))):
+            self.write(vals, sig, value)
+
+    def _host_call(self, func, args, sigs, stateful):
+        """``func(*args)`` on the host (``tf.numpy_function``): its values of
+        ``sigs``, one per signal, ``(batch, size)`` each, through which no
+        gradient flows."""
+        results = tf.numpy_function(self._on_host(func), args, [self.dtype] * len(sigs),
+                                    stateful=stateful)
         if not isinstance(results, (list, tuple)):  # (eager, one output: not a list of one)
             results = [results]
-        for sig, value in zip([op.output] + [op.state[name] for name in names], results):
-            self.write(vals, sig, tf.stop_gradient(tf.reshape(value, [self.batch, -1])))
+        return [tf.stop_gradient(tf.reshape(value, [self.batch, sig.size]))
+                for sig, value in zip(sigs, results)]
 
     def _spikes(self, neurons):
         """Whether ``neurons`` run spiking here (``spiking``, a spiking type)."""
@@ -796,12 +804,8 @@ class TrainingGraph:
             args.append(tf.reshape(x, [self.batch] + list(op.input.shape)))
         states = [op.state[name] for name in process.state_names]
         args += [tf.reshape(self.read(vals, sig), [self.batch, -1]) for sig in states]
-        results = tf.numpy_function(self._on_host(process), args,
-                                    [self.dtype] * (1 + len(states)), stateful=True)
-        if not isinstance(results, (list, tuple)):  # (eager, one output: not a list of one)
-            results = [results]
-        for sig, value in zip([op.output] + states, results):
-            value = tf.stop_gradient(tf.reshape(value, [self.batch, sig.size]))
+        sigs = [op.output] + states
+        for sig, value in zip(sigs, self._host_call(process, args, sigs, True)):
             self.write(vals, sig, value, inc=op.mode == "inc" and sig is op.output)
 
     def _op_SimPyFunc(self, op, vals, t):
