@@ -299,13 +299,15 @@ def test_shared_weights_of_a_fallback_layer():
     assert conv.verify(training=True, inputs=[_x(model)], atol=ATOL)
 
 
-@pytest.mark.parametrize("case", ["dilated", "no neuron type", "fallback, then native"])
+@pytest.mark.parametrize("case", ["dilated", "no neuron type", "fallback, then native",
+                                  "native, then fallback"])
 def test_shared_weights_of_a_layer_whose_converter_gives_up(case):
     """A layer whose built-in converter gives up (a dilated convolution, an
     activation without a neuron type) runs as a TensorNode: its applications
     share that copy's weights (they were counted as native copies: "applied 2
-    times"). An application that could convert natively after one that fell
-    back shares the TensorNode too (a native copy would train apart)."""
+    times"). An application that could convert natively, before or after one
+    that falls back, shares the TensorNode too (a native copy would train
+    apart; native first raised "applied 2 times")."""
     layers = keras.layers
     if case == "dilated":
         inp = keras.Input((6, 2))
@@ -319,14 +321,25 @@ def test_shared_weights_of_a_layer_whose_converter_gives_up(case):
         inp, other = keras.Input((2, 4)), keras.Input((4,))
         shared = layers.Dense(3)
         model = keras.Model([inp, other], [shared(inp), shared(other)])
+    elif case == "native, then fallback":
+        inp, other = keras.Input((4,)), keras.Input((2, 4))
+        shared = layers.Dense(3)
+        model = keras.Model([inp, other], [shared(inp), shared(other)])
     else:
         model = keras.Model(inp, layers.Add()([shared(inp), second]))
-    with pytest.warns(UserWarning, match="TensorNode"):
+    with pytest.warns(UserWarning, match="TensorNode") as caught:
         conv = nengo_cuda.Converter(model)
+    tensor_nodes = [n for n in conv.net.all_nodes if isinstance(n, nengo_cuda.TensorNode)]
+    assert len(tensor_nodes) == 2
+    # each application's warning once (not also those of a try that started again)
+    said = [str(w.message) for w in caught if "TensorNode" in str(w.message)]
+    assert len(said) == 2
+    if case == "native, then fallback":
+        assert all("has no native form (" in m and "sharing its weights" in m for m in said)
     rng = np.random.RandomState(0)
     x = [rng.uniform(-1, 1, (3,) + tuple(i.shape[1:])) for i in model.inputs]
     assert conv.verify(training=True, inputs=x, atol=ATOL)
-    if case == "fallback, then native":
+    if "then" in case:
         # split_shared_weights: the application that can have a copy of its own gets one
         with pytest.warns(UserWarning, match="TensorNode"):
             split = nengo_cuda.Converter(model, split_shared_weights=True)

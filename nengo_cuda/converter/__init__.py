@@ -63,6 +63,16 @@ class SwapActivations(dict):
         keys = [key for i, key in enumerate(self) if i not in self.used]
         return keys if ordered else set(keys)
 
+class _ShareOneTensorNode(Exception):
+    """A weighted layer with a native copy has an application without a native
+    form: the conversion starts again, all its applications sharing one
+    TensorNode (a native copy beside it would train apart)."""
+
+    def __init__(self, layer, reason):
+        super().__init__(layer.name)
+        self.layer, self.reason = layer, reason
+
+
 class Converter:
     """Converts a Keras model to a Nengo network.
 
@@ -127,11 +137,37 @@ class Converter:
         self.split_shared_weights = split_shared_weights
         self.swap_activations = SwapActivations(swap_activations)
         self.swaps_used = self.swap_activations.used
-        self._copies = {}  # Keras layer -> its copy for TensorNodes (see _copied)
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
         self.temporal_model = bool(temporal_model)
         self.lead = 2 if self.temporal_model else 1  # Keras axes before a step's values
+        # (weighted layers one of whose applications has no native form: all
+        # their applications share one TensorNode; found while converting)
+        self._shared_fallbacks = {}  # id(layer) -> why an application has no native form
+        while True:
+            restart = None
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self._build(model)
+            except _ShareOneTensorNode as e:
+                restart = e
+            finally:
+                if restart is None:  # (converted, or failed: what it said, once)
+                    for w in caught:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                                               source=w.source)
+            if restart is None:
+                break
+            # (an earlier application converted natively: convert anew, all of
+            # this layer's applications sharing one TensorNode)
+            self._shared_fallbacks[id(restart.layer)] = restart.reason
+            self.swap_activations.used.clear()
+
+    def _build(self, model):
+        """Converts ``model`` into a new ``self.net`` (state of any earlier try
+        replaced)."""
+        self._copies = {}  # Keras layer -> its copy for TensorNodes (see _copied)
         self.inputs, self.outputs, self.layers = _TensorDict(), _TensorDict(), _TensorDict()
         self._converted = {}  # (id(layer), node index) -> [Tensor]
         self._applications = {}  # id(layer) -> count of converted applications
@@ -143,7 +179,7 @@ class Converter:
         self._output_probes = []  # one per model output (a tensor output twice: two)
         with nengo.Network(label=model.name) as self.net:
             # (NengoDL's: a network converted for inference only refuses fit)
-            configure_settings(trainable=None, inference_only=bool(inference_only))
+            configure_settings(trainable=None, inference_only=bool(self.inference_only))
             for kt in model.outputs:
                 obj = self._tensor(kt).obj
                 # unlabelled, as NengoDL's: evaluate's keys are "probe_loss", ...
@@ -235,16 +271,24 @@ class Converter:
             reason = f"no converter for {name}"
         elif not isinstance(found, type) and not self.inference_only:
             reason = _training_extras(layer)
-        if (reason is None and has_weights and layer in self._copies
-                and not self.split_shared_weights):
+        sharing = has_weights and not self.split_shared_weights
+        if reason is None and sharing and id(layer) in self._shared_fallbacks:
+            reason = (f"an application of the layer has no native form "
+                      f"({self._shared_fallbacks[id(layer)]}), so all its applications run as "
+                      f"TensorNodes sharing its weights")
+        elif reason is None and sharing and layer in self._copies:
             # (its TensorNode's weights are the layer's for every application;
             # split_shared_weights asks for a copy of its own where it can have one)
-            reason = "an earlier application of the layer runs as a TensorNode, whose weights " \
+            reason = "another application of the layer runs as a TensorNode, whose weights " \
                      "this one shares"
+        # (a later application of a layer with a native copy: a second native copy
+        # needs split_shared_weights; if it has no native form, all share a TensorNode)
+        again = sharing and self._applications.get(id(layer), 0) > 0
         if found is not None and reason is None:
             # (a fallback TensorNode runs the Keras layer itself: its applications
             # share its weights, as in Keras, so only native copies are counted)
-            self._count_application(layer, has_weights)
+            if not again:
+                self._count_application(layer, has_weights)
             built = self._snapshot()
             try:
                 if isinstance(found, type):
@@ -255,7 +299,7 @@ class Converter:
                     outs = found(self, layer, inputs, out_shapes)
             except (Unconvertible, LookupError) as e:
                 reason = e  # (its message; its type picks the warning's words)
-                if has_weights:  # (a TensorNode shares the weights: not a native copy)
+                if has_weights and not again:  # (a TensorNode shares the weights)
                     self._applications[id(layer)] -= 1
                 # (an activation swapped for one with no neuron type: the
                 # TensorNode runs the layer with that one, as NengoDL's does)
@@ -263,6 +307,10 @@ class Converter:
                 self._rollback(built)  # no half-built layer next to its fallback
             finally:
                 self._frozen = False
+            if again and reason is None:
+                self._count_application(layer, has_weights)  # (raises)
+        if reason is not None and again and self.allow_fallback:
+            raise _ShareOneTensorNode(layer, reason)
         if reason is not None:
             outs = self._fallback(layer, node, inputs, out_shapes, reason, swapped)
         return outs
