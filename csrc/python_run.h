@@ -140,13 +140,31 @@ class RunningScope {
     static void check_idle(bool running, const char* what) {
         if (running)
             throw std::runtime_error(std::string("cannot ") + what +
-                                     " the native program while it runs (from another thread "
-                                     "or a callback of the run)");
+                                     " the native program while it runs or waits for its device "
+                                     "(from another thread or a callback of the run)");
     }
 
   private:
     bool& running_;
     StopRequest& stop_;
+};
+
+// A call that waits for the device without the GIL (replacing a table,
+// closing): a wait with the GIL held would never end where the user's stream,
+// which the program's stream follows, holds a host function that takes the
+// GIL.  Meanwhile the program counts as running: other threads' calls refuse.
+class WaitScope {
+  public:
+    WaitScope(bool& running, const char* what) : running_(running) {
+        RunningScope::check_idle(running, what);
+        running_ = true;
+    }
+    ~WaitScope() { running_ = false; }
+    WaitScope(const WaitScope&) = delete;
+    WaitScope& operator=(const WaitScope&) = delete;
+
+  private:
+    bool& running_;
 };
 
 }  // namespace nc

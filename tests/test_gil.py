@@ -335,6 +335,41 @@ def test_device_syncs_in_another_thread_during_graph_captures():
         thread.join(JOIN_S)
 
 
+WAIT_SCRIPT = """
+import time, cupy, nengo, numpy as np, nengo_cuda
+with nengo.Network(seed=3) as net:
+    u = nengo.Node(nengo.processes.WhiteNoise(), size_out=2)
+    a = nengo.Ensemble(50, 2)
+    nengo.Connection(u, a)
+sim = nengo_cuda.Simulator(net, progress_bar=False, device="cuda")
+sim.run_steps(3)
+assert sim._tables.items, "no table instruction"
+ran = []
+def host(_):  # Python, so it takes the GIL
+    time.sleep(0.2)
+    ran.append(1)
+stream = cupy.cuda.get_current_stream()
+stream.launch_host_func(host, None)
+sim._tables.reset(sim.process_seeds, sim.n_trials)  # the native set_table waits for it
+stream.launch_host_func(host, None)
+sim.close()
+stream.synchronize()
+assert ran == [1, 1], ran
+"""
+
+
+@pytest.mark.skipif(not cuda_status()[0], reason=f"no CUDA: {cuda_status()[1]}")
+def test_waits_for_the_users_stream_without_the_gil():
+    """Replacing a table and closing wait for the program's stream, which
+    follows the user's stream: without the GIL, as a host function on the
+    user's stream may need it (with the GIL held, the process hung)."""
+    try:
+        result = run_python(WAIT_SCRIPT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("hung: a wait for the stream held the GIL")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_stop_request_ends_a_run_between_steps(device):
     """Another thread's stop request (`nengo_cuda.native_runs` makes it when
@@ -394,13 +429,18 @@ def test_python_exits_during_a_daemon_threads_run(device, mb, callback):
     thread with a forced unwind through the run, an abort, had nengo_cuda's
     atexit hook not stopped the run first)."""
     script = EXIT_SCRIPT.format(device=device, mb=mb, callback=callback)
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "terminate" not in result.stderr
+
+
+def run_python(script, timeout=120):
+    """``script`` in a new Python process that imports this nengo_cuda."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(nengo_cuda.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=env, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "terminate" not in result.stderr
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=timeout)
 
 
 def busy_node(seconds):

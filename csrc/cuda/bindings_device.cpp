@@ -93,7 +93,10 @@ class PyDeviceProgram {
     void set_table(int64_t i, const std::string& name,
                    py::array_t<double, py::array::c_style | py::array::forcecast> data) {
         std::vector<double> values(data.data(), data.data() + data.size());
-        idle_prog("replace a table of").set_table(i, name, std::move(values));
+        nc::DeviceProgram<T>& p = idle_prog("replace a table of");
+        const nc::WaitScope waiting(running_, "replace a table of");
+        const py::gil_scoped_release release;  // (it waits for the stream)
+        p.set_table(i, name, std::move(values));
     }
 
     // feeds: [(after, addrs, data(n_trials, n_steps, len(addrs)))]
@@ -146,8 +149,11 @@ class PyDeviceProgram {
     void request_stop() { stop_.request(); }
 
     void close() {
-        nc::RunningScope::check_idle(running_, "close");
-        if (prog_) prog_->close();
+        if (prog_) {
+            const nc::WaitScope waiting(running_, "close");
+            const py::gil_scoped_release release;  // (it waits for the stream)
+            prog_->close();
+        }
         prog_.reset();
     }
 
