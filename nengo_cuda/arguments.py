@@ -27,7 +27,7 @@ def check_dtype(dtype):
         return np.dtype(np.float32)
     dtype = getattr(dtype, "as_numpy_dtype", dtype)  # a tf.DType (NengoDL's setting)
     try:
-        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        name = np.dtype(dtype).name  # ("f8", "double", "<f4", float: their names)
     except TypeError:
         name = None
     if name not in DTYPES:
@@ -99,7 +99,7 @@ def check_data(data, steps, input_nodes, model, n_trials, dtype):
             )
             raise ValidationError(f"data key {node!r} {what}", attr="data")
         expected = (n_trials, steps, node.size_out)
-        values = np.asarray(values)
+        values = as_array(node, values, "data")
         if values.shape != expected:
             raise ValidationError(
                 f"data for {node!r} has shape {values.shape}, which does not match "
@@ -107,19 +107,32 @@ def check_data(data, steps, input_nodes, model, n_trials, dtype):
                 "node.size_out)",
                 attr="data",
             )
-        if values.dtype.kind not in "biuf":
-            raise ValidationError(
-                f"data for {node!r} must be real numbers (got dtype {values.dtype})",
-                attr="data",
-            )
-        with np.errstate(over="ignore"):
-            values = np.ascontiguousarray(values, dtype=dtype)
-        if not np.all(np.isfinite(values)):
-            bad = np.argwhere(~np.isfinite(values))[0]
-            raise ValidationError(
-                f"data for {node!r} has a non-finite value (NaN or inf in "
-                f"{dtype.name}) at [trial, step, dim] = {bad.tolist()}",
-                attr="data",
-            )
-        feeds[node] = values
+        feeds[node] = finite_values(node, values, dtype, "data", "[trial, step, dim]")
     return feeds
+
+
+def as_array(obj, values, attr):
+    """``values`` as an array; a ValidationError naming ``obj`` where they do
+    not make one (ragged nested lists)."""
+    try:
+        return np.asarray(values)
+    except ValueError as e:
+        raise ValidationError(f"data for {obj!r} does not make an array ({e})",
+                              attr=attr) from None
+
+
+def finite_values(obj, values, dtype, attr, axes):
+    """``values`` as a contiguous ``dtype`` array; a ValidationError naming
+    ``obj`` where they are not real numbers or one is NaN or inf in ``dtype``
+    (its index along ``axes``)."""
+    if values.dtype.kind not in "biuf":
+        raise ValidationError(
+            f"data for {obj!r} must be real numbers (got dtype {values.dtype})", attr=attr)
+    with np.errstate(over="ignore"):
+        values = np.ascontiguousarray(values, dtype=dtype)
+    if not np.all(np.isfinite(values)):
+        bad = np.argwhere(~np.isfinite(values))[0]
+        raise ValidationError(
+            f"data for {obj!r} has a non-finite value (NaN or inf in {dtype.name}) at "
+            f"{axes} = {bad.tolist()}", attr=attr)
+    return values

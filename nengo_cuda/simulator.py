@@ -33,7 +33,7 @@ from .arguments import (check_data, check_dt, check_dtype, check_positive_int, c
                         data_or_progress, is_real)
 from .backends import select_backend
 from .errors import StepsTypeError
-from .layout import FLOAT, SignalLayout
+from .layout import FLOAT, SignalLayout, available_memory, format_bytes
 from .planner import order_operators, plan, written_bases
 from .parameters import LearnedParameters, SparseParameters, StateParameters
 from .params import current_built
@@ -91,16 +91,62 @@ class _Exclusive:
         self.sim, self.what, self.must_be_open = sim, what, must_be_open
 
     def __enter__(self):
-        if not self.sim._busy.acquire(blocking=False):
+        sim = self.sim
+        if not sim._busy.acquire(blocking=False):
             raise SimulationError(
                 f"Cannot {self.what} the simulator while it runs (from a Node function it "
                 "calls, or from another thread)")
-        if self.must_be_open and self.sim.closed:
-            self.sim._busy.release()
+        session = sim._session
+        if session is not None and (self.what == "close"
+                                    or session.thread != threading.get_ident()):
+            # (the call's own thread may run or reset between its minibatches,
+            # from a Keras callback, as NengoDL's; closing would pull its
+            # buffers from under it)
+            sim._busy.release()
+            raise SimulationError(
+                f"Cannot {self.what} the simulator during its {session.name} (from a "
+                f"callback of it, or from another thread)")
+        if self.must_be_open and sim.closed:
+            sim._busy.release()
             raise SimulatorClosed(f"Cannot {self.what} the simulator: it was closed")
 
     def __exit__(self, *exc):
         self.sim._busy.release()
+
+
+class _Session:
+    """`Simulator._session`: a NengoDL method in progress (``fit``, ``predict``,
+    ...).  It may run and reset the simulator itself, and so may its callbacks
+    between minibatches (an ``evaluate`` at an epoch's end, as NengoDL's); a
+    run's Node function calling one, another thread's calls and closing
+    meanwhile are refused (a predict inside a Node function's run mixed its
+    probe data into ``sim.data``; a close under ``fit`` ended it with a
+    TypeError)."""
+
+    __slots__ = ("sim", "name", "thread", "outer")
+
+    def __init__(self, sim, name):
+        self.sim, self.name, self.thread = sim, name, threading.get_ident()
+        self.outer = None
+
+    def __enter__(self):
+        sim = self.sim
+        if not sim._busy.acquire(blocking=False):
+            raise SimulationError(
+                f"Cannot call {self.name} while the simulator runs (from a Node function "
+                "it calls, or from another thread)")
+        try:
+            outer = sim._session
+            if outer is not None and outer.thread != self.thread:
+                raise SimulationError(
+                    f"Cannot call {self.name} during the simulator's {outer.name} in "
+                    "another thread")
+            self.outer, sim._session = outer, self
+        finally:
+            sim._busy.release()
+
+    def __exit__(self, *exc):
+        self.sim._session = self.outer
 
 
 def _paced_steps(steps, seconds, limit):
@@ -189,6 +235,7 @@ class Simulator:
     ):
         self.closed = True  # until construction succeeds
         self._busy = threading.Lock()  # (held by a run: `_exclusive`)
+        self._session = None  # (a NengoDL method in progress: `_Session`)
         self.device = device
         self.progress_bar = progress_bar
         self.optimize = optimize
@@ -944,8 +991,23 @@ class Simulator:
                 and self.stateful and not training_mode:
             self._run_own_steps(steps, feeds)
             return
+        self._check_probe_memory(steps)
         with self._exclusive("run"):
             self._run(steps, feeds, stateful, progress_bar, training_mode)
+
+    def _check_probe_memory(self, steps):
+        """A MemoryError before a run whose probe data cannot fit in memory
+        (``nengo.Simulator``'s grows until the system runs out; NengoDL's fails
+        at once)."""
+        itemsize = self.dtype.itemsize
+        need = sum(self.n_trials * size * itemsize * (steps / period)
+                   for rec, _, period, size in self._probe_plan if rec.keep_history)
+        available = available_memory()
+        if available is not None and need > available:
+            raise MemoryError(
+                f"a run of {steps} steps would record {format_bytes(need)} of probe data; "
+                f"only {format_bytes(available)} of memory is available (run fewer steps, "
+                "or probe less: sample_every, fewer probes)")
 
     def _check_unrolled(self, steps):
         """``configure_settings(use_loop=False)``: NengoDL's model then has
@@ -1312,6 +1374,9 @@ class Simulator:
 PARAMETER_METHODS = ("save_params", "load_params", "freeze_params", "get_nengo_params")
 # they write the simulator's state or read all its parameters at once (run none)
 _WRITES_STATE = ("load_params", "freeze_params")
+# they run the simulator, minibatch by minibatch (`_Session`)
+_SESSIONS = ("fit", "evaluate", "predict", "predict_on_batch", "train", "loss",
+             "check_gradients")
 
 
 def _delegate(name):
@@ -1322,6 +1387,9 @@ def _delegate(name):
         owner = self._parameter_io() if name in PARAMETER_METHODS else self._trainer()
         if name in _WRITES_STATE:  # (not beside a run: another thread's, or a Node's)
             with self._exclusive(name):
+                return getattr(owner, name)(*args, **kwargs)
+        if name in _SESSIONS:
+            with _Session(self, name):
                 return getattr(owner, name)(*args, **kwargs)
         return getattr(owner, name)(*args, **kwargs)
 

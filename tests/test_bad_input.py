@@ -163,6 +163,38 @@ def test_bad_input(action, exc, match):
         ctx.close()
 
 
+@pytest.mark.parametrize("name, want", [("f8", "float64"), ("double", "float64"),
+                                        ("<f4", "float32"), ("single", "float32")])
+def test_dtype_by_another_of_its_names(name, want):
+    """NumPy's other names of float32 and float64 (they were refused)."""
+    ctx = Ctx()
+    try:
+        with ctx.sim(dtype=name) as sim:
+            assert sim.dtype == np.dtype(want)
+    finally:
+        ctx.close()
+
+
+def test_a_run_whose_probe_data_cannot_fit_is_refused(monkeypatch):
+    """Before it runs (nengo.Simulator's data grows until the system runs
+    out; NengoDL's predict fails at once)."""
+    from nengo_cuda import simulator
+
+    ctx = Ctx()
+    try:
+        with ctx.sim(minibatch_size=2, dtype="float64") as sim:
+            monkeypatch.setattr(simulator, "available_memory", lambda: 10_000)
+            with pytest.raises(MemoryError, match=r"a run of 1000 steps would record 15\.62 "
+                                                  r"KiB of probe data; only 9\.766 KiB"):
+                sim.run_steps(1000)  # 2 trials x 1000 x 1 float64s: 16,000 bytes
+            assert sim.n_steps == 0
+            sim.run_steps(600)  # (9,600 bytes: what earlier runs recorded does not count)
+            sim.run_steps(600)
+            assert sim.data[ctx.probe].shape == (2, 1200, 1)
+    finally:
+        ctx.close()
+
+
 def test_failed_run_keeps_the_simulator_usable():
     """A rejected `data` runs nothing; the simulator then runs as usual."""
     ctx = Ctx()

@@ -21,6 +21,7 @@ from .config import keep_history
 from .losses import free_target_size
 from .names import by_name, zip_with_objects
 from .tensor_node import is_tensor_node, not_input_node_reason
+from ..arguments import as_array, finite_values
 from ..user_warnings import warn
 
 
@@ -115,7 +116,9 @@ class DataChecks:
         elif what == "input" and "n_steps" in data and \
                 isinstance(by_name("n_steps", self._objects(what), "node"), str):
             data = self._without_steps_input(data)  # (no input Node is named so)
-        return {self._lookup(k, None, what): np.asarray(v) for k, v in data.items()}
+        found = {self._lookup(k, None, what): v for k, v in data.items()}
+        return {obj: as_array(obj, v, "x" if what == "input" else "y")
+                for obj, v in found.items()}
 
     @staticmethod
     def _without_steps_input(data):
@@ -170,6 +173,8 @@ class DataChecks:
                 raise ValidationError(f"input data for {obj} has {value.shape[1]} steps; "
                                       f"expected {steps} (it does not match expected size)",
                                       attr="x")
+            # (as a run's data: fit would train on it to NaN weights)
+            finite_values(obj, value, self.sim.dtype, "x", "[item, step, dim]")
         self.sim._check_unrolled(steps)
         unroll = self.sim.unroll_simulation
         if x and steps % unroll != 0:  # (as NengoDL checks input data)

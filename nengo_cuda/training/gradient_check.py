@@ -48,7 +48,7 @@ import collections.abc
 
 import numpy as np
 import tensorflow as tf
-from nengo.exceptions import SimulationError
+from nengo.exceptions import SimulationError, ValidationError
 
 from . import gradient_paths
 from .names import zip_with_objects
@@ -80,8 +80,14 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
     trainer._refuse_inference_only("it has no gradients to check")
     graph, sim = trainer.graph, trainer.sim
     probes = list(outputs) if outputs else list(sim.model.probes)
+    for p in probes:
+        if p not in sim.model.probes:
+            raise ValidationError(f"{p!r} is not a Probe of this network (outputs must be "
+                                  "its Probes)", attr="outputs")
     if isinstance(inputs, (list, tuple)):
         inputs = zip_with_objects(inputs, trainer._objects("input"), "inputs", "input Nodes")
+    if inputs is not None:
+        inputs = {trainer._lookup(k, None, "input"): v for k, v in inputs.items()}
     if n_steps is None:
         n_steps = 2 * sim.unroll_simulation
     if inputs is None:
