@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 # Probe samples kept in one native run (bounds memory in long runs).
 _CHUNK_ELEMENTS = 8 * 1024 * 1024
+# Probe data of a run from which it is checked against the available memory
+_CHECKED_PROBE_BYTES = 1 << 26
 # Steps in one native run: bounds the per-step probe masks (about 20 bytes per
 # step and probe while they are made) in long runs of small networks.
 _CHUNK_STEPS = 1 << 16
@@ -1000,8 +1002,12 @@ class Simulator:
         (``nengo.Simulator``'s grows until the system runs out; NengoDL's fails
         at once)."""
         itemsize = self.dtype.itemsize
+        if steps * self._values_per_step * itemsize < _CHECKED_PROBE_BYTES:
+            return  # (at most: the check would cost more than step() itself)
         need = sum(self.n_trials * size * itemsize * (steps / period)
                    for rec, _, period, size in self._probe_plan if rec.keep_history)
+        if need < _CHECKED_PROBE_BYTES:
+            return
         available = available_memory()
         if available is not None and need > available:
             raise MemoryError(

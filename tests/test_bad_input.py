@@ -184,6 +184,7 @@ def test_a_run_whose_probe_data_cannot_fit_is_refused(monkeypatch):
     try:
         with ctx.sim(minibatch_size=2, dtype="float64") as sim:
             monkeypatch.setattr(simulator, "available_memory", lambda: 10_000)
+            monkeypatch.setattr(simulator, "_CHECKED_PROBE_BYTES", 0)
             with pytest.raises(MemoryError, match=r"a run of 1000 steps would record 15\.62 "
                                                   r"KiB of probe data; only 9\.766 KiB"):
                 sim.run_steps(1000)  # 2 trials x 1000 x 1 float64s: 16,000 bytes
