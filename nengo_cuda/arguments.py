@@ -27,7 +27,9 @@ def check_dtype(dtype):
         return np.dtype(np.float32)
     dtype = getattr(dtype, "as_numpy_dtype", dtype)  # a tf.DType (NengoDL's setting)
     try:
-        name = np.dtype(dtype).name  # ("f8", "double", "<f4", float: their names)
+        # ("f8", "double", "<f4", float: their names; not the string "float",
+        # float64 to NumPy, float32 to TensorFlow, whose names NengoDL's are)
+        name = None if isinstance(dtype, str) and dtype == "float" else np.dtype(dtype).name
     except TypeError:
         name = None
     if name not in DTYPES:

@@ -2,20 +2,22 @@
 the weights, so that it is never stored.
 
 Nengo builds a learning rule as two operators: the rule (`SimPES`, `SimBCM`,
-`SimOja`, `SimVoja`) sets ``delta``, a matrix of the weights' shape, from a few
-vectors, and ``Copy(delta, weights, inc=True)`` adds delta to the weights in
+...) sets ``delta``, a matrix of the weights' shape, from a few vectors, and ``Copy(delta, weights, inc=True)`` adds delta to the weights in
 the next step, before anything reads them.  So every step writes and reads a
 matrix as large as the weights for a change made of vectors (PES with 1000
 neurons and 16 dimensions: 16,000 values written and read for 1,016).
 
 Deferred, the rule's place copies the vectors the rule reads (the presynaptic
-vector, the per-row vectors, Voja's learning signal) into the first elements
-of delta, which nothing else reads, and the copy's place runs the rule's
-kernel on the saved vectors, adding each element of the change to the weights
-(``learning_*`` with ``inc``: ``w += d``, ``d`` rounded to the dtype first, as
-Nengo's delta is).  The arithmetic is Nengo's, in Nengo's order.  Oja and Voja
-also read the weights they change: at the copy's place those hold what the
-rule read one step earlier, because nothing else writes them (a condition).
+vector, the per-row vectors) into the first elements of delta, which nothing
+else reads, and the copy's place runs the rule's kernel on the saved vectors,
+adding each element of the change to the weights (``learning_*`` with
+``inc``: ``w += d``, ``d`` rounded to the dtype first, as Nengo's delta is).
+The arithmetic is Nengo's, in Nengo's order.  Only PES and BCM, whose change
+does not read the weights: Oja and Voja read the weights they change, which
+at the copy's place need not be what the rule read a step earlier (a state
+restored with the learned weights kept, as ``stateful=False`` runs and
+``predict`` do, or parameters loaded between two runs: Nengo's delta then
+holds the change made from the weights before).
 
 A rule is deferred when the writers of its delta's base are rules with
 kernels, the base's readers are ``Copy(..., inc=True)`` operators that add
@@ -32,23 +34,21 @@ seeds, training, reset) keeps Nengo's operators.
 
 import copy as copy_module
 
-from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
+from nengo.builder.learning_rules import SimBCM, SimPES
 from nengo.builder.operator import Copy, Operator
 from nengo.exceptions import SignalError
 
-from .rewrite import copies_outside, replace_operators, written_by_others, written_spans
-from .views import leading, run, span
+from .rewrite import copies_outside, replace_operators
+from .views import leading, run
 
 # Planner default; tests and benchmarks turn it off to compare.
 ENABLED = True
 
-# What each rule reads: (presynaptic vector, per-row vectors, scalar signal or
-# None, the destination matrix it reads or None), as operator attributes.
+# What each rule reads: (presynaptic vector, per-row vectors), as operator
+# attributes.
 SAVED = {
-    SimPES: ("pre_filtered", ("error",), None, None),
-    SimBCM: ("pre_filtered", ("post_filtered", "theta"), None, None),
-    SimOja: ("pre_filtered", ("post_filtered",), None, "weights"),
-    SimVoja: ("pre_decoded", ("post_filtered",), "learning_signal", "scaled_encoders"),
+    SimPES: ("pre_filtered", ("error",)),
+    SimBCM: ("pre_filtered", ("post_filtered", "theta")),
 }
 
 
@@ -58,26 +58,22 @@ class DeferredDelta(Operator):
 
     Attributes
     ----------
-    rule : SimPES, SimBCM, SimOja or SimVoja
-        The rule reading the saved vectors, with ``dst`` for its ``delta``
-        (and for the matrix that Oja and Voja read).
+    rule : SimPES or SimBCM
+        The rule reading the saved vectors, with ``dst`` for its ``delta``.
     dst : Signal
-        The rows of the weights (or encoders) that the rule changes.
+        The rows of the weights that the rule changes.
+    delta : Signal
+        Nengo's delta, which holds the saved vectors instead.
     """
 
-    def __init__(self, rule, dst, tag=None):
+    def __init__(self, rule, dst, delta, tag=None):
         super().__init__(tag=tag)
-        self.rule, self.dst = rule, dst
+        self.rule, self.dst, self.delta = rule, dst, delta
         self.sets, self.incs, self.updates = [], [dst], []
         self.reads = [s for s in rule.reads if s is not dst]
 
     def make_step(self, signals, dt, rng):  # only the native kernels run it
         raise NotImplementedError("DeferredDelta runs only as a native learning kernel")
-
-
-def _same_view(a, b):
-    return (a.base is b.base and a.elemoffset == b.elemoffset and a.shape == b.shape
-            and a.elemstrides == b.elemstrides)
 
 
 def _is_delta_copy(op):
@@ -101,8 +97,8 @@ def _rows_in(copy, delta):
 def _slots(rule):
     """(signal, slot) pairs: each vector ``rule`` reads and the run of its
     delta's first elements that holds it; None when delta has no room."""
-    pre, per_row, scalar, _ = SAVED[type(rule)]
-    names = (pre,) + per_row + ((scalar,) if scalar else ())
+    pre, per_row = SAVED[type(rule)]
+    names = (pre,) + per_row
     delta = rule.delta
     try:
         flat = delta.reshape(delta.size)
@@ -125,7 +121,7 @@ def _rebound(rule, mapping):
     return new
 
 
-def _defer_rule(rule, copy, rows, written, lowerable):
+def _defer_rule(rule, copy, rows, lowerable):
     """(save copies, `DeferredDelta`) for ``rule``, whose delta is ``rows`` of
     ``copy.src``, or None when it cannot be deferred."""
     if not lowerable(rule):
@@ -136,21 +132,16 @@ def _defer_rule(rule, copy, rows, written, lowerable):
         return None
     mapping = {id(sig): slot for sig, slot in slots}
     mapping[id(rule.delta)] = dst
-    matrix = SAVED[type(rule)][3]
-    if matrix is not None:
-        read = getattr(rule, matrix)
-        if not _same_view(read, dst) or written_by_others(dst, *span(dst), written, (copy,)):
-            return None
-        mapping[id(read)] = dst
     tag = rule.tag or type(rule).__name__
     saves = [Copy(sig, slot, tag=f"{tag}: save {sig.name}") for sig, slot in slots]
-    apply = DeferredDelta(_rebound(rule, mapping), dst, tag=f"{tag}: deferred delta")
+    apply = DeferredDelta(_rebound(rule, mapping), dst, rule.delta,
+                          tag=f"{tag}: deferred delta")
     if not (lowerable(apply) and all(lowerable(save) for save in saves)):
         return None
     return saves, apply
 
 
-def _defer_base(rules, copies, written, lowerable):
+def _defer_base(rules, copies, lowerable):
     """Replacements {old operator: new operators} for the rules writing one
     delta base and the copies reading it: each rule that can be deferred is,
     and each copy becomes copies of the other rules' rows and the deferred
@@ -160,7 +151,7 @@ def _defer_base(rules, copies, written, lowerable):
     new_ops, applies = {}, {copy: [] for copy in copies}
     for rule in rules:
         found = [(c, rows) for c in copies for rows in [_rows_in(c, rule.delta)] if rows]
-        deferred = _defer_rule(rule, *found[0], written, lowerable) if len(found) == 1 else None
+        deferred = _defer_rule(rule, *found[0], lowerable) if len(found) == 1 else None
         if deferred is not None:
             new_ops[rule], apply = deferred
             applies[found[0][0]].append((found[0][1], apply))
@@ -188,7 +179,6 @@ def defer(step_order, dg, lowerable, keep=()):
             writers.setdefault(id(sig.base), {})[op] = None
         for sig in op.reads:
             readers.setdefault(id(sig.base), {})[op] = None
-    written = written_spans(step_order)
     new_ops = {}
     for base_id, ops in writers.items():
         rules = list(ops)
@@ -196,5 +186,5 @@ def defer(step_order, dg, lowerable, keep=()):
                 type(r) in SAVED and r.sets == [] and r.incs == []
                 and len(r.updates) == 1 and id(r.delta.base) == base_id for r in rules):
             continue
-        new_ops.update(_defer_base(rules, list(readers.get(base_id, ())), written, lowerable))
+        new_ops.update(_defer_base(rules, list(readers.get(base_id, ())), lowerable))
     return replace_operators(step_order, dg, new_ops)

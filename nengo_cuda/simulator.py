@@ -1004,7 +1004,7 @@ class Simulator:
         itemsize = self.dtype.itemsize
         if steps * self._values_per_step * itemsize < _CHECKED_PROBE_BYTES:
             return  # (at most: the check would cost more than step() itself)
-        need = sum(self.n_trials * size * itemsize * (steps / period)
+        need = sum(self.n_trials * size * itemsize * (steps / max(period, 1))
                    for rec, _, period, size in self._probe_plan if rec.keep_history)
         if need < _CHECKED_PROBE_BYTES:
             return

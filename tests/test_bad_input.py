@@ -85,6 +85,7 @@ CASES = [
     ("dtype=int32", lambda c: c.sim(dtype="int32"), ValidationError, "dtype"),
     ("dtype=complex64", lambda c: c.sim(dtype=np.complex64), ValidationError, "dtype"),
     ("dtype=object()", lambda c: c.sim(dtype=object()), ValidationError, "dtype"),
+    ("dtype='float'", lambda c: c.sim(dtype="float"), ValidationError, "dtype"),
     ("unroll_simulation=0", lambda c: c.sim(unroll_simulation=0), ValidationError,
      "unroll_simulation"),
     ("unroll_simulation=None", lambda c: c.sim(unroll_simulation=None), ValidationError,
@@ -164,7 +165,8 @@ def test_bad_input(action, exc, match):
 
 
 @pytest.mark.parametrize("name, want", [("f8", "float64"), ("double", "float64"),
-                                        ("<f4", "float32"), ("single", "float32")])
+                                        ("<f4", "float32"), ("single", "float32"),
+                                        (np.dtype("float64"), "float64"), (float, "float64")])
 def test_dtype_by_another_of_its_names(name, want):
     """NumPy's other names of float32 and float64 (they were refused)."""
     ctx = Ctx()
@@ -314,3 +316,22 @@ NATIVE_CASES = [
 def test_native_boundary(action, exc, match):
     with pytest.raises(exc, match=match):
         action()
+
+
+def test_probe_memory_of_probes_sampling_faster_than_dt(monkeypatch):
+    """A probe with sample_every < dt records one sample a step (as Nengo's):
+    the check counts so (it counted 1 / sample_every samples a second)."""
+    from nengo_cuda import simulator
+
+    ctx = Ctx()
+    with ctx.net:
+        fast = nengo.Probe(ctx.ens, sample_every=0.0001)
+    try:
+        with ctx.sim(dtype="float64") as sim:
+            monkeypatch.setattr(simulator, "_CHECKED_PROBE_BYTES", 0)
+            # (two probes of one value: 16 bytes a step; 1000 steps fit in 20,000 bytes)
+            monkeypatch.setattr(simulator, "available_memory", lambda: 20_000)
+            sim.run_steps(1000)
+            assert sim.data[fast].shape == (1000, 1)
+    finally:
+        ctx.close()

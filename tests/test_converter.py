@@ -347,6 +347,34 @@ def test_shared_weights_of_a_layer_whose_converter_gives_up(case):
         assert split.verify(inputs=x, atol=ATOL)
 
 
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_a_shared_layer_falls_back_whichever_application_cannot_convert(order):
+    """Three applications, one without a native form, in each place: all three
+    share one TensorNode (the third place raised 'applied 2 times'); made
+    inside a network, the conversion adds one network to it (one that started
+    again left its first try's there too); each warning is given once, by the
+    converter's module (a module filter silences it)."""
+    shapes = [(4,), (4,)]
+    shapes.insert(order, (2, 4))
+    inputs = [keras.Input(s) for s in shapes]
+    shared = keras.layers.Dense(3)
+    model = keras.Model(inputs, [shared(i) for i in inputs])
+    with nengo.Network() as outer:
+        with pytest.warns(UserWarning, match="TensorNode") as caught:
+            conv = nengo_cuda.Converter(model)
+    assert outer.networks == [conv.net]
+    assert sum(isinstance(n, nengo_cuda.TensorNode) for n in conv.net.all_nodes) == 3
+    assert len([w for w in caught if "TensorNode" in str(w.message)]) == 3
+    rng = np.random.RandomState(0)
+    x = [rng.uniform(-1, 1, (3,) + s) for s in shapes]
+    assert conv.verify(training=True, inputs=x, atol=ATOL)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", module="nengo_cuda")
+        nengo_cuda.Converter(model)
+    assert not [w for w in seen if "TensorNode" in str(w.message)]
+
+
 def test_training_leaves_the_keras_model_as_it_was():
     """fit trains the converted network's fallen-back layers, not the Keras
     model's (its TensorNodes shared the model's weights: training changed the

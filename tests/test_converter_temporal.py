@@ -195,6 +195,20 @@ def test_time_distributed_fallback_runs_the_wrapped_layer_per_step():
         nengo_cuda.Converter(model, temporal_model=True, allow_fallback=False)
 
 
+def test_time_distributed_fallback_of_a_layer_whose_call_takes_no_mask():
+    """The wrapped layer's TensorNode calls it without the wrapper's own
+    arguments that its call lacks (Dense's call takes no mask: the build
+    failed); shared with a native application, all share it."""
+    shared = keras.layers.Dense(3)
+    a, c = keras.Input((5, 4)), keras.Input((5, 2, 4))
+    td = keras.layers.TimeDistributed(shared)
+    for model in (keras.Model(c, td(c)), keras.Model([a, c], [td(a), td(c)])):
+        with pytest.warns(UserWarning, match="TensorNode"):
+            conv = nengo_cuda.Converter(model, temporal_model=True)
+        x = [_x(tuple(i.shape[1:]), seed=k) for k, i in enumerate(model.inputs)]
+        assert conv.verify(training=True, inputs=x, atol=1e-4)
+
+
 def test_time_distributed_scale_firing_rates_and_shared_weights():
     """scale_firing_rates may name the wrapped layer (as NengoDL) or the
     TimeDistributed layer; a wrapped layer applied twice shares its weights

@@ -33,6 +33,7 @@ Other layer types convert through NengoDL's extension API: a
 TensorFlow (and Keras) are needed to convert, not to simulate the result.
 """
 
+import inspect
 import warnings
 from collections.abc import Mapping
 
@@ -146,23 +147,24 @@ class Converter:
         self._shared_fallbacks = {}  # id(layer) -> why an application has no native form
         while True:
             restart = None
+            self._warnings = []  # (this try's: see `_warn`)
             try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    self._build(model)
+                self._build(model)
             except _ShareOneTensorNode as e:
                 restart = e
             finally:
                 if restart is None:  # (converted, or failed: what it said, once)
-                    for w in caught:
-                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
-                                               source=w.source)
+                    for message in self._warnings:
+                        warnings.warn(message, UserWarning)
             if restart is None:
                 break
             # (an earlier application converted natively: convert anew, all of
-            # this layer's applications sharing one TensorNode)
+            # this layer's applications sharing one TensorNode; the network of
+            # this try leaves the enclosing one, which it joined when made)
             self._shared_fallbacks[id(restart.layer)] = restart.reason
             self.swap_activations.used.clear()
+            if nengo.Network.context and self.net in nengo.Network.context[-1].networks:
+                nengo.Network.context[-1].networks.remove(self.net)
 
     def _build(self, model):
         """Converts ``model`` into a new ``self.net`` (state of any earlier try
@@ -177,6 +179,7 @@ class Converter:
         self._wrapper = None  # the TimeDistributed layer whose wrapped layer converts
         self._frozen = False  # converting a layer with trainable=False (see `connect`)
         self._output_probes = []  # one per model output (a tensor output twice: two)
+        self._applied_twice = None  # (raised at the end: see `_apply`)
         with nengo.Network(label=model.name) as self.net:
             # (NengoDL's: a network converted for inference only refuses fit)
             configure_settings(trainable=None, inference_only=bool(self.inference_only))
@@ -190,12 +193,14 @@ class Converter:
                 self.outputs.alias(_history(kt)[0], probe)
             for kt in model.inputs:  # (an input no output needs gets its Node too)
                 self._tensor(kt)
+        if self._applied_twice is not None:
+            raise self._applied_twice
         # (NengoDL's orders: the model's inputs', its layers'; nested models' last)
         self.inputs.sort(_order_of(model.inputs, lambda tensor: tensor))
         self.layers.sort(_order_of(model.layers, lambda tensor: _history(tensor)[0]))
         for key in self.swap_activations.unused_keys(ordered=True):
             # (a typo, or a layer that fell back)
-            warnings.warn(f"Converter: swap_activations key {key!r} matched no "
+            self._warn(f"Converter: swap_activations key {key!r} matched no "
                           f"activation in the model (there are no layers in the model with "
                           f"that activation)")
         # the model's inputs are the network's first Nodes (data given as a list
@@ -307,8 +312,13 @@ class Converter:
                 self._rollback(built)  # no half-built layer next to its fallback
             finally:
                 self._frozen = False
-            if again and reason is None:
-                self._count_application(layer, has_weights)  # (raises)
+            if again and reason is None and self._applied_twice is None:
+                # (an error, unless a later application has no native form: then
+                # the conversion starts again, all sharing one TensorNode)
+                try:
+                    self._count_application(layer, has_weights)
+                except ValueError as e:
+                    self._applied_twice = e
         if reason is not None and again and self.allow_fallback:
             raise _ShareOneTensorNode(layer, reason)
         if reason is not None:
@@ -346,6 +356,11 @@ class Converter:
             raise ValueError(f"Converter: layer {layer.name!r}{self._within()} is applied "
                              f"{count} times; shared weights are not supported unless "
                              f"split_shared_weights=True")
+
+    def _warn(self, message):
+        """A warning of this try of the conversion, given once the conversion
+        ends (a try that starts again says nothing)."""
+        self._warnings.append(message)
 
     def _within(self):
         """Where the layer being converted is, in messages: in a TimeDistributed layer."""
@@ -448,9 +463,9 @@ class Converter:
         # without a Nengo form, else for a layer without a converter)
         then = ("; falling back to a TensorNode" if isinstance(reason, NoNeuronType)
                 else ". Falling back to TensorNode")
-        warnings.warn(f"Converter: {where}{then} (running the layer as one)")
+        self._warn(f"Converter: {where}{then} (running the layer as one)")
         if _activity_loss(layer):
-            warnings.warn(f"Converter: layer {layer.name!r}{self._within()}: its activity "
+            self._warn(f"Converter: layer {layer.name!r}{self._within()}: its activity "
                           f"regularization is not added to the loss in fit (nor is it in "
                           f"NengoDL, whose TensorNodes skip Keras's layer call)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
@@ -752,11 +767,27 @@ class _Application:
                                    training=training)
         args, kwargs = arguments.fill_in(
             {id(kt): v for kt, v in zip(self.node.input_tensors, values)})
-        if training is not None and _is_layer(self.layer_func):  # (an op takes none)
-            # (as Keras's functional call: the call's flag replaces the one the
-            # model's construction recorded, which is False for every Dropout)
-            kwargs = {**kwargs, "training": training}
+        if _is_layer(self.layer_func):  # (an op takes no flag)
+            # (the wrapped layer of a TimeDistributed layer, whose node this is,
+            # takes none of the wrapper's own arguments that its call lacks: mask)
+            kwargs = _accepted(self.layer_func, kwargs)
+            if training is not None:
+                # (as Keras's functional call: the call's flag replaces the one the
+                # model's construction recorded, which is False for every Dropout)
+                kwargs = {**kwargs, "training": training}
         return self.layer_func(*args, **kwargs)
+
+
+def _accepted(layer, kwargs):
+    """The keyword arguments of ``kwargs`` that ``layer.call`` takes
+    (``training`` always: Keras's call passes it on only where it does)."""
+    try:
+        params = inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params or k == "training"}
 
 
 def _is_layer(layer):

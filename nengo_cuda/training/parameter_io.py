@@ -18,6 +18,7 @@ import numpy as np
 import nengo
 from nengo.exceptions import SimulationError, ValidationError
 
+from ..deferral import DeferredDelta
 from ..layout import FLOAT, INT, OTHER
 from ..params import with_kernel
 from ..user_warnings import warn
@@ -259,9 +260,15 @@ class ParameterIO:
 
     def _state_labels(self, signals):
         """What the file records of ``signals``: key, name, shape and kind (the
-        same in every build of one network)."""
+        same in every build of one network), and whether a learning rule's
+        delta holds the vectors its deferred change reads instead of Nengo's
+        delta (`nengo_cuda.deferral`: where nothing probes the delta)."""
         names = self.sim._build_keys.names
-        return [f"{key} {names[key]}" for key, _ in signals]
+        deferred = [op.delta for instr in self.sim.program for op in instr.ops
+                    if isinstance(op, DeferredDelta)]
+        return [f"{key} {names[key]}" + (_DEFERRED if any(
+            sig.base is d.base and sig.may_share_memory(d) for d in deferred) else "")
+                for key, sig in signals]
 
     def _state_indices(self, signals):
         """Per pool, the elements of ``signals`` in one trial's state block
@@ -325,8 +332,16 @@ class ParameterIO:
                                   "save_params(..., include_state=True))")
         op_keys = set(self.sim._build_keys.ops.values())
         tables = pickle.loads(saved["state:tables"].tobytes())
-        if list(saved["state:signals"]) != self._state_labels(self._state_signals()) or \
-                not set(tables) <= op_keys:  # (streams of operators this build lacks)
+        labels, found = self._state_labels(self._state_signals()), list(saved["state:signals"])
+        if found != labels and [s.replace(_DEFERRED, "") for s in found] == \
+                [s.replace(_DEFERRED, "") for s in labels]:
+            raise SimulationError(
+                f"the state in {filename} holds a learning rule's delta in another form "
+                "than this simulator's (the vectors it reads, where nothing probes the "
+                "delta; Nengo's delta, where a Probe does): load it into a build of the "
+                "network with the same probes on learning rules, or with "
+                "include_state=False")
+        if found != labels or not set(tables) <= op_keys:  # (streams of operators this build lacks)
             raise SimulationError(
                 f"the state in {filename} was saved from another network (its state "
                 "signals differ from this one's); its parameters load with "
@@ -519,6 +534,9 @@ def _refuse_nengo_dl_file(filename, keys):
             "to this network's parameters. Move trained values over with NengoDL's "
             "sim.freeze_params(net) (they are then the network's own), or train and "
             "save_params with nengo_cuda")
+
+
+_DEFERRED = " (deferred)"
 
 
 def _include_state(include_state, include_non_trainable):
