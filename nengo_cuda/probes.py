@@ -26,13 +26,17 @@ class ChunkInFlight:
     them (nengo.Simulator's probe data grows step by step): the run's output
     ``buffer`` (trials, samples, size), its sample ``mask`` over the run's
     ``steps``, and which samples were deleted during the run
-    (``clear_probes``, ``del sim.data.raw[probe][...]``)."""
+    (``clear_probes``, ``del sim.data.raw[probe][...]``).  Not ``readable``
+    while the buffer is not filled step by step (the CUDA backend's comes back
+    when the run ends): callbacks then see none of the run's samples, but
+    ``clear_probes`` still deletes those of the steps done."""
 
-    __slots__ = ("buffer", "mask", "steps", "kept")
+    __slots__ = ("buffer", "mask", "steps", "kept", "readable")
 
-    def __init__(self, buffer, mask, steps):
+    def __init__(self, buffer, mask, steps, readable=True):
         self.buffer, self.mask, self.steps = buffer, mask, steps
         self.kept = None  # (None: every sample; else a bool per sample)
+        self.readable = readable
 
     def samples(self, done):
         """The samples of the run's first ``done`` steps, less those deleted."""
@@ -287,7 +291,7 @@ class SimulationData(Mapping):
 def _pending(live, rec):
     """``rec``'s samples of the native run going on (not appended yet), or None."""
     chunk = None if live is None else live(rec)
-    return None if chunk is None else chunk[0].samples(chunk[1])
+    return None if chunk is None or not chunk[0].readable else chunk[0].samples(chunk[1])
 
 
 class RawData(Mapping):

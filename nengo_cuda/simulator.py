@@ -1160,9 +1160,10 @@ class Simulator:
             natives = [p[:3] for p in probes if p[2].shape[2]]
             # (read by callbacks alone, `_live_chunk`; predict and evaluate,
             # which record every step, leave sim.data as it was, as NengoDL's)
-            flight = {id(rec): ChunkInFlight(out, mask, n) for _, mask, out, rec in probes
-                      if rec.keep_history} if (self._has_callbacks and self._sampling
-                                               and self.backend.probes_each_step) else {}
+            readable = self.backend.probes_each_step
+            flight = {id(rec): ChunkInFlight(out, mask, n, readable)
+                      for _, mask, out, rec in probes
+                      if rec.keep_history} if self._has_callbacks and self._sampling else {}
             try:
                 self._in_flight = (threading.get_ident(), start, n, flight)
                 # callbacks' NumPy raises where Nengo's would; without callbacks
@@ -1172,6 +1173,8 @@ class Simulator:
                     self.backend.run(n, native_feeds, natives)
             finally:
                 self._in_flight = None
+                for chunk in flight.values():
+                    chunk.readable = True  # (the run's samples are here now)
                 for index in disabled:
                     self.backend.set_enabled(index, True)
                 for index in partial:
@@ -1201,7 +1204,8 @@ class Simulator:
         callback): Nengo's probe data grows step by step.  None elsewhere
         (another thread sees the samples of finished native runs; so does a
         callback of the CUDA backend, whose probe buffers come back when a
-        run ends)."""
+        run ends: its chunk is not `ChunkInFlight.readable`, but clearing
+        there deletes the run's samples so far)."""
         flight = self._in_flight
         if flight is None or flight[0] != threading.get_ident() or self._step_view is None:
             return None
