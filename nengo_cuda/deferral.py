@@ -34,7 +34,7 @@ seeds, training, reset) keeps Nengo's operators.
 
 import copy as copy_module
 
-from nengo.builder.learning_rules import SimBCM, SimPES
+from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
 from nengo.builder.operator import Copy, Operator
 from nengo.exceptions import SignalError
 
@@ -50,6 +50,9 @@ SAVED = {
     SimPES: ("pre_filtered", ("error",)),
     SimBCM: ("pre_filtered", ("post_filtered", "theta")),
 }
+# Rules whose deltas Nengo's optimizer may merge with those of SAVED's (the
+# others' rows of a merged delta are copied as before)
+_RULES = (SimPES, SimBCM, SimOja, SimVoja)
 
 
 class DeferredDelta(Operator):
@@ -150,6 +153,8 @@ def _defer_base(rules, copies, lowerable):
         return {}
     new_ops, applies = {}, {copy: [] for copy in copies}
     for rule in rules:
+        if type(rule) not in SAVED:
+            continue
         found = [(c, rows) for c in copies for rows in [_rows_in(c, rule.delta)] if rows]
         deferred = _defer_rule(rule, *found[0], lowerable) if len(found) == 1 else None
         if deferred is not None:
@@ -183,7 +188,7 @@ def defer(step_order, dg, lowerable, keep=()):
     for base_id, ops in writers.items():
         rules = list(ops)
         if base_id in kept or not all(
-                type(r) in SAVED and r.sets == [] and r.incs == []
+                isinstance(r, _RULES) and r.sets == [] and r.incs == []
                 and len(r.updates) == 1 and id(r.delta.base) == base_id for r in rules):
             continue
         new_ops.update(_defer_base(rules, list(readers.get(base_id, ())), lowerable))

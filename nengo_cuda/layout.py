@@ -167,6 +167,14 @@ class SignalLayout:
         """Address of a signal's first element (its element at index 0...0)."""
         return self.base_address(sig.base) + (sig.elemoffset if sig.is_view else 0)
 
+    def state_elements(self, pool):
+        """The elements of a trial's state region in ``pool`` that belong to a
+        base (the others are padding), as an index array."""
+        ranges = [np.arange(start, start + base.size)
+                  for base, (p, shared, start) in self.placement.items()
+                  if p == pool and not shared]
+        return np.concatenate(ranges) if ranges else np.zeros(0, np.int64)
+
     def state_base_at(self, offset):
         """The float state base holding element ``offset`` of a trial's state
         region (None: padding); for messages."""

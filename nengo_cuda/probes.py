@@ -29,7 +29,8 @@ class ChunkInFlight:
     (``clear_probes``, ``del sim.data.raw[probe][...]``).  Not ``readable``
     while the buffer is not filled step by step (the CUDA backend's comes back
     when the run ends): callbacks then see none of the run's samples, but
-    ``clear_probes`` still deletes those of the steps done."""
+    deleting counts them, as Nengo's (``del raw[probe][-3:]``: the run's last
+    three so far)."""
 
     __slots__ = ("buffer", "mask", "steps", "kept", "readable")
 
@@ -42,6 +43,11 @@ class ChunkInFlight:
         """The samples of the run's first ``done`` steps, less those deleted."""
         rows = self.buffer[:, : samples_done(self.buffer, self.mask, self.steps, done)]
         return rows if self.kept is None else rows[:, self.kept[: rows.shape[1]]]
+
+    def count(self, done):
+        """How many samples ``samples(done)`` holds (also where not readable)."""
+        end = samples_done(self.buffer, self.mask, self.steps, done)
+        return end if self.kept is None else int(self.kept[:end].sum())
 
     def delete(self, positions, done):
         """Deletes the samples at ``positions`` (an index, slice or array of
@@ -355,7 +361,8 @@ class ProbeSamples(Sequence):
             self.recording.delete(index)
         else:  # (positions past the recording's are the run's samples so far)
             stored = self.recording.n_samples
-            positions = np.atleast_1d(np.arange(len(self))[index])  # (IndexError as a list's)
+            total = stored + live[0].count(live[1])  # (those a callback cannot see too)
+            positions = np.atleast_1d(np.arange(total)[index])  # (IndexError as a list's)
             self.recording.delete(positions[positions < stored])
             live[0].delete(positions[positions >= stored] - stored, live[1])
         self.changed()

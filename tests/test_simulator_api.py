@@ -252,29 +252,40 @@ def test_probe_data_during_a_run_is_nengos(sample_every, clear_at):
     np.testing.assert_allclose(final[: len(ref_final)], ref_final, rtol=0, atol=1e-12)
 
 
+DELETIONS = {"clear": lambda sim, p: sim.clear_probes(),
+             "all": lambda sim, p: sim.data.raw[p].__delitem__(slice(None)),
+             "last 3": lambda sim, p: sim.data.raw[p].__delitem__(slice(-3, None)),
+             "first 3": lambda sim, p: sim.data.raw[p].__delitem__(slice(3))}
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda-emulator"])
 @pytest.mark.parametrize("sample_every", [None, 0.003])
-def test_clear_probes_in_a_callback_drops_the_runs_samples_so_far(device, sample_every):
-    """As nengo.Simulator's, also on the CUDA backend, whose callbacks see
-    none of the run's samples (it kept them all)."""
+@pytest.mark.parametrize("deletion", sorted(DELETIONS))
+def test_deleting_samples_in_a_callback_counts_the_runs_samples_so_far(device, sample_every,
+                                                                         deletion):
+    """``clear_probes()`` or ``del sim.data.raw[probe][...]`` from a Node's
+    function in the second run: as nengo.Simulator's, also on the CUDA
+    backend, whose callbacks see none of the run's samples (it kept them all,
+    or deleted the last run's)."""
     def final(simulator_class, **kwargs):
         holder = {}
 
         def f(t):
-            if int(round(t / 0.001)) == 17:
-                holder["sim"].clear_probes()
+            if int(round(t / 0.001)) == 45:
+                DELETIONS[deletion](holder["sim"], holder["p"])
             return np.sin(10 * t)
 
         with nengo.Network(seed=0) as net:
-            p = nengo.Probe(nengo.Node(f), sample_every=sample_every)
+            p = holder["p"] = nengo.Probe(nengo.Node(f), sample_every=sample_every)
         with simulator_class(net, progress_bar=False, **kwargs) as sim:
             holder["sim"] = sim
-            sim.run_steps(40)
+            sim.run_steps(30)
+            sim.run_steps(30)
             return np.array(sim.data[p])
 
     expected = final(nengo.Simulator)
     got = final(nengo_cuda.Simulator, device=device, dtype="float64")
-    assert got.shape == expected.shape and len(got) < (40 if sample_every is None else 13)
+    assert got.shape == expected.shape and len(got) < (60 if sample_every is None else 20)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 

@@ -389,6 +389,29 @@ def test_saved_state_continues_in_another_build(name, tmp_path):
         np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(e).max()))
 
 
+def test_saved_state_of_a_network_with_a_tensor_node(tmp_path):
+    """A TensorNode's signals start at aligned addresses: the padding before
+    them belongs to no signal (save_params refused the state: 'part of the
+    float state belongs to no signal')."""
+    with nengo.Network(seed=3) as net:
+        pre = nengo.Ensemble(29, 2)
+        nengo.Connection(nengo.Node([0.5, -0.2]), pre)
+        node = nengo_cuda.TensorNode(lambda t, x: tf.sin(x) * 2.0, shape_in=(2,),
+                                     pass_time=True)
+        nengo.Connection(pre, node, synapse=0.01)
+        p = nengo.Probe(node, synapse=0.005)
+    kwargs = dict(dtype="float64", progress_bar=False)
+    with nengo_cuda.Simulator(net, **kwargs) as sim:
+        sim.run_steps(10)
+        sim.save_params(tmp_path / "state", include_state=True)
+        sim.run_steps(5)
+        expected = sim.data[p][-5:]
+    with nengo_cuda.Simulator(net, **kwargs) as sim:
+        sim.load_params(tmp_path / "state", include_state=True)
+        sim.run_steps(5)
+        np.testing.assert_allclose(sim.data[p], expected, rtol=1e-12, atol=1e-12)
+
+
 def test_learning_phase_runs_predict_in_training_mode():
     """configure_settings(learning_phase=True) (NengoDL 3.4): predict and
     evaluate give the rate network's outputs (the training graph's), stateful

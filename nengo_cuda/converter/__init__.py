@@ -472,7 +472,7 @@ class Converter:
         if activation is getattr(layer, "activation", None):
             activation = None
         if layer not in self._copies:  # (one copy: a layer's applications share it)
-            self._copies[layer] = _copied(layer, node, activation)
+            self._copies[layer] = _copied(layer, node, activation, self._warn)
         copied = self._copies[layer]
         func = copied if _plain(node, inputs) else _Application(copied, node,
                                                                 [i.shape for i in inputs])
@@ -510,7 +510,7 @@ class Converter:
             return nengo.Node(size_in=size, label=layer.name)
         s = self._scale(layer)
         if s != 1.0:
-            neuron_type = with_amplitude(neuron_type, 1.0 / s)
+            neuron_type = with_amplitude(neuron_type, 1.0 / s, self._warn)
         # J = gain * input + bias: the bias scales with the input, as NengoDL's
         ens_bias = (nengo.dists.Choice([0.0]) if bias is None
                     else s * np.asarray(bias, dtype=np.float64).ravel())
@@ -678,13 +678,13 @@ def _convertible(cls, layer, converter):
     return bool(ok), (None if ok else reason)
 
 
-def _copied(layer, node, activation=None):
+def _copied(layer, node, activation=None, warn=warnings.warn):
     """A copy of ``layer`` with its weights, for a TensorNode: training the
     converted network must not change the Keras model (NengoDL's fallback
     copies it so; sharing them, ``fit`` trained the model's fallen-back layers
     and no others).  ``activation``: the copy's in place of the layer's (a
     swapped one).  A layer without weights is itself (unless its activation is
-    replaced); one that cannot be copied too, with a warning."""
+    replaced); one that cannot be copied too, with a warning (by ``warn``)."""
     if not getattr(layer, "weights", None) and activation is None:
         return layer
     try:
@@ -709,9 +709,9 @@ def _copied(layer, node, activation=None):
             raise TypeError(f"Converter: layer {layer.name!r} cannot be copied to run "
                             f"with its swapped activation {activation!r} "
                             f"({type(e).__name__}: {e})") from e
-        warnings.warn(f"Converter: layer {layer.name!r} cannot be copied ({type(e).__name__}: "
-                      f"{e}); its TensorNode uses the Keras model's own weights, which "
-                      "training the converted network changes")
+        warn(f"Converter: layer {layer.name!r} cannot be copied ({type(e).__name__}: "
+             f"{e}); its TensorNode uses the Keras model's own weights, which "
+             "training the converted network changes")
         return layer
     return clone
 

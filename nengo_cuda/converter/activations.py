@@ -124,7 +124,7 @@ def leaky_relu(negative_slope, swaps, used=None):
     return _swap(LeakyReLU(negative_slope=negative_slope), swaps, used)
 
 
-def with_amplitude(neuron_type, factor):
+def with_amplitude(neuron_type, factor, warn=warnings.warn):
     """A copy of ``neuron_type`` with its amplitude times ``factor``; a type
     without an amplitude (Sigmoid, Tanh) stays as it is, with a warning (as
     NengoDL: its output changes under ``scale_firing_rates``).
@@ -132,12 +132,12 @@ def with_amplitude(neuron_type, factor):
     A copy with its amplitude parameter set, as NengoDL's: rebuilding the type
     from its constructor's arguments missed those a ``**kwargs`` constructor
     passes on (SoftLIFRate's amplitude stayed 1: outputs ``scale`` times too
-    large)."""
+    large).  ``warn``: what gives the warning (the Converter's `_warn`)."""
     param = getattr(type(neuron_type), "amplitude", None)
     if not isinstance(param, nengo.params.Parameter):
-        warnings.warn(f"Converter: scale_firing_rates applies to {neuron_type}, which has no "
-                      f"amplitude to scale back (it does not support amplitude): its gain "
-                      f"is scaled, so the output changes")
+        warn(f"Converter: scale_firing_rates applies to {neuron_type}, which has no "
+             f"amplitude to scale back (it does not support amplitude): its gain "
+             f"is scaled, so the output changes")
         return neuron_type
     scaled = copy.copy(neuron_type)
     param.data[scaled] = neuron_type.amplitude * factor  # (a frozen object's parameter)

@@ -292,11 +292,13 @@ class ParameterIO:
         everything = self._state_indices(self._state_signals(written_only=False) +
                                          [(None, sig) for sig in self.sim._scratch])
         for pool, values in ((FLOAT, state["f"]), (INT, state["i"])):
-            # every state element belongs to one builder signal (Nengo's merges
-            # only concatenate them) or is scratch; one that did not would be
-            # lost silently
-            if np.count_nonzero(np.bincount(everything[pool], minlength=values.size // n)) \
-                    != values.size // n:
+            # every element of a state base belongs to one builder signal
+            # (Nengo's merges only concatenate them) or is scratch; one that did
+            # not would be lost silently (elements of no base are padding: a
+            # TensorNode's signals start at aligned addresses)
+            covered = np.zeros(values.size // n, dtype=bool)
+            covered[everything[pool]] = True
+            if not covered[self.sim.layout.state_elements(pool)].all():
                 raise SimulationError("cannot save the simulation state: part of the "
                                       f"{pool} state belongs to no signal of the build")
         signals = self._state_signals()
@@ -337,9 +339,9 @@ class ParameterIO:
                 [s.replace(_DEFERRED, "") for s in labels]:
             raise SimulationError(
                 f"the state in {filename} holds a learning rule's delta in another form "
-                "than this simulator's (the vectors it reads, where nothing probes the "
-                "delta; Nengo's delta, where a Probe does): load it into a build of the "
-                "network with the same probes on learning rules, or with "
+                "than this simulator's (the vectors its deferred change reads, or Nengo's "
+                "delta where a Probe reads the delta: nengo_cuda.deferral): load it into a "
+                "build of the network with the same probes on learning rules, or with "
                 "include_state=False")
         if found != labels or not set(tables) <= op_keys:  # (streams of operators this build lacks)
             raise SimulationError(
