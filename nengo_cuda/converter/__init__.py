@@ -64,6 +64,7 @@ class SwapActivations(dict):
         keys = [key for i, key in enumerate(self) if i not in self.used]
         return keys if ordered else set(keys)
 
+
 class _ShareOneTensorNode(Exception):
     """A weighted layer with a native copy has an application without a native
     form: the conversion starts again, all its applications sharing one
@@ -201,8 +202,8 @@ class Converter:
         for key in self.swap_activations.unused_keys(ordered=True):
             # (a typo, or a layer that fell back)
             self._warn(f"Converter: swap_activations key {key!r} matched no "
-                          f"activation in the model (there are no layers in the model with "
-                          f"that activation)")
+                       f"activation in the model (there are no layers in the model with "
+                       f"that activation)")
         # the model's inputs are the network's first Nodes (data given as a list
         # goes to the input Nodes in this order, the constant bias Node last)
         first = [self.inputs[kt] for kt in model.inputs if kt in self.inputs]
@@ -466,8 +467,8 @@ class Converter:
         self._warn(f"Converter: {where}{then} (running the layer as one)")
         if _activity_loss(layer):
             self._warn(f"Converter: layer {layer.name!r}{self._within()}: its activity "
-                          f"regularization is not added to the loss in fit (nor is it in "
-                          f"NengoDL, whose TensorNodes skip Keras's layer call)")
+                       f"regularization is not added to the loss in fit (nor is it in "
+                       f"NengoDL, whose TensorNodes skip Keras's layer call)")
         sizes = [int(np.prod(i.shape)) for i in inputs]
         if activation is getattr(layer, "activation", None):
             activation = None
