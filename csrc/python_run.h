@@ -149,10 +149,11 @@ class RunningScope {
     StopRequest& stop_;
 };
 
-// A call that waits for the device without the GIL (replacing a table,
-// closing): a wait with the GIL held would never end where the user's stream,
-// which the program's stream follows, holds a host function that takes the
-// GIL.  Meanwhile the program counts as running: other threads' calls refuse.
+// A call that waits for the device without the GIL (replacing a table): a
+// wait with the GIL held would never end where the user's stream, which the
+// program's stream then follows, holds a host function that takes the GIL.
+// Meanwhile the program counts as running: other threads' calls refuse.  (Such
+// a call must not destroy Python objects: their references need the GIL.)
 class WaitScope {
   public:
     WaitScope(bool& running, const char* what) : running_(running) {

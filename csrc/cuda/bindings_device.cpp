@@ -148,12 +148,11 @@ class PyDeviceProgram {
     // Stops a run in progress (from another thread) at its next slice boundary.
     void request_stop() { stop_.request(); }
 
+    // (With the GIL: closing destroys the callbacks' Python functions. Its
+    // wait is for an idle stream, which follows no other: set_table's is not.)
     void close() {
-        if (prog_) {
-            const nc::WaitScope waiting(running_, "close");
-            const py::gil_scoped_release release;  // (it waits for the stream)
-            prog_->close();
-        }
+        nc::RunningScope::check_idle(running_, "close");
+        if (prog_) prog_->close();
         prog_.reset();
     }
 
