@@ -83,6 +83,16 @@ def _probe_buffers(plans, dtype):
     return buffers
 
 
+def _take_run_lock(sim, action, name):
+    """Takes the simulator's run lock without waiting, or raises: ``action``
+    (formatted with ``name`` only then: `step()` pays for no message) is what
+    could not be done while it runs."""
+    if not sim._busy.acquire(blocking=False):
+        raise SimulationError(
+            f"Cannot {action.format(name)} while it runs (from a Node function it "
+            "calls, or from another thread)")
+
+
 class _Exclusive:
     """`Simulator._exclusive`'s context.  (A class: contextlib's generator form
     costs ~1 us of a `step()`.)"""
@@ -94,10 +104,7 @@ class _Exclusive:
 
     def __enter__(self):
         sim = self.sim
-        if not sim._busy.acquire(blocking=False):
-            raise SimulationError(
-                f"Cannot {self.what} the simulator while it runs (from a Node function it "
-                "calls, or from another thread)")
+        _take_run_lock(sim, "{} the simulator", self.what)
         session = sim._session
         if session is not None and (self.what == "close"
                                     or session.thread != threading.get_ident()):
@@ -133,10 +140,7 @@ class _Session:
 
     def __enter__(self):
         sim = self.sim
-        if not sim._busy.acquire(blocking=False):
-            raise SimulationError(
-                f"Cannot call {self.name} while the simulator runs (from a Node function "
-                "it calls, or from another thread)")
+        _take_run_lock(sim, "call {} on the simulator", self.name)
         try:
             outer = sim._session
             if outer is not None and outer.thread != self.thread:

@@ -48,8 +48,8 @@ def test_a_node_function_cannot_call_predict_during_predict(device, inner, mb):
     with nengo_cuda.Simulator(net, progress_bar=False, device=device, minibatch_size=mb) as sim:
         sim.compile(loss={pe: "mse"})
         sims.append(sim)
-        with pytest.raises(SimulationError, match=f"Cannot call {inner} while the simulator "
-                                                  "runs"):
+        with pytest.raises(SimulationError, match=f"Cannot call {inner} on the simulator "
+                                                  "while it runs"):
             sim.predict(n_steps=5, verbose=0)
         axis = 0 if mb is None else 1  # (the steps' axis)
         assert sim.n_steps == 0 and np.shape(sim.data[p])[axis] == 0
