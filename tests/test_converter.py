@@ -993,3 +993,27 @@ def test_frozen_layers_do_not_train():
     conv = nengo_cuda.Converter(model)
     assert _native(conv)
     assert conv.verify(training=True, inputs=[_x(model, n=8)], atol=ATOL)
+
+
+def test_tensors_that_are_not_floats_pass_between_fallbacks():
+    """Signals hold floats: a tensor of another dtype leaves a TensorNode as the
+    simulator's float and comes back to its dtype in the next one (a Masking
+    layer's bool mask into a recurrent layer, an argmax's ints, an int input
+    into an op that needs ints: each failed the build or the op)."""
+    inp = keras.Input((5, 3))
+    masked = keras.layers.SimpleRNN(4)(keras.layers.Masking(0.0)(inp))
+    model = keras.Model(inp, keras.layers.Dense(2)(masked))
+    x = np.random.RandomState(0).uniform(-1, 1, (3, 5, 3))
+    x[:, 3:] = 0  # (masked steps: the recurrent layer skips them)
+    x[1, 1] = 0
+    with pytest.warns(UserWarning, match="NotEqual.*TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    assert conv.verify(inputs=[x], atol=ATOL)
+    assert conv.verify(training=True, inputs=[x], atol=ATOL)
+
+    codes = keras.Input((4,), dtype="int32")
+    hot = keras.layers.Flatten()(keras.ops.one_hot(codes, 6))
+    model = keras.Model(codes, [keras.ops.argmax(hot, axis=-1), keras.layers.Dense(2)(hot)])
+    with pytest.warns(UserWarning, match="Argmax.*TensorNode"):
+        conv = nengo_cuda.Converter(model)
+    assert conv.verify(inputs=[np.random.RandomState(1).randint(0, 6, (3, 4))], atol=ATOL)

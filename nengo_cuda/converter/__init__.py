@@ -475,8 +475,8 @@ class Converter:
         if layer not in self._copies:  # (one copy: a layer's applications share it)
             self._copies[layer] = _copied(layer, node, activation, self._warn)
         copied = self._copies[layer]
-        func = copied if _plain(node, inputs) else _Application(copied, node,
-                                                                [i.shape for i in inputs])
+        func = (copied if _plain(node, inputs) and not _not_float(node)
+                else _Application(copied, node, [i.shape for i in inputs]))
         tensor_node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1
                                  else sum(sizes), shape_out=out_shapes[0], pass_time=False,
                                  label=layer.name)
@@ -734,7 +734,9 @@ class _Application:
     ``node``: its own positional and keyword arguments, constants such as the
     ``1.0`` of ``a + 1.0`` included).  As a Keras layer would, it takes
     Keras's ``training`` flag and shows the layer's variables to the TensorNode
-    (which trains and saves them)."""
+    (which trains and saves them).  Signals hold floats: a tensor of another
+    dtype (a Masking layer's bool mask, an argmax's ints) leaves as the
+    simulator's float and comes back to the dtype Keras gave it."""
 
     takes_training = True  # (see `_TensorFunc.call_tensors`)
 
@@ -742,6 +744,8 @@ class _Application:
         self.layer_func = layer
         self.node = node
         self.shapes = [tuple(s) for s in shapes]
+        self.dtypes = ([getattr(kt, "dtype", None) for kt in getattr(node, "input_tensors", ())]
+                       or [None] * len(self.shapes))
 
     @property
     def trainable_variables(self):
@@ -762,6 +766,11 @@ class _Application:
         flat = tf.reshape(x, [tf.shape(x)[0], -1])
         parts = tf.split(flat, sizes, axis=1) if len(sizes) > 1 else [flat]
         values = [tf.reshape(p, [-1, *s]) for p, s in zip(parts, self.shapes)]
+        values = [v if _is_float(d) else tf.cast(v, d)
+                  for v, d in zip(values, self.dtypes)]
+        return _as_float(self._call(values, training), x.dtype)
+
+    def _call(self, values, training):
         arguments = getattr(self.node, "arguments", None)
         if arguments is None:  # (not Keras 3's node: the layer takes its tensors)
             return self.layer_func(values[0] if len(values) == 1 else values,
@@ -777,6 +786,25 @@ class _Application:
                 # model's construction recorded, which is False for every Dropout)
                 kwargs = {**kwargs, "training": training}
         return self.layer_func(*args, **kwargs)
+
+
+def _is_float(dtype):
+    """Whether a Keras tensor's ``dtype`` (a name; None: unknown) is a float's."""
+    return dtype is None or "float" in str(dtype)
+
+
+def _not_float(node):
+    """Whether Keras node ``node`` takes or gives a tensor that is not of floats."""
+    tensors = [*getattr(node, "input_tensors", ()), *getattr(node, "output_tensors", ())]
+    return not all(_is_float(getattr(kt, "dtype", None)) for kt in tensors)
+
+
+def _as_float(y, dtype):
+    """A layer's output ``y`` as ``dtype`` where it is not of floats (signals
+    hold floats; a float of another width is the TensorNode's to cast)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return y if y.dtype.is_floating else tf.cast(y, dtype)
 
 
 def _accepted(layer, kwargs):
