@@ -9,7 +9,11 @@ recorded and in every trial's state (all written signals: neuron states,
 filters, learned weights), and raises FloatingPointError naming where the
 first one is.  The run's steps stand (its probe data and state hold the
 NaN), and NaN already reported is not reported again until a reset: NumPy,
-too, raises only where a NaN is made, not where one is carried on.
+too, raises only where a NaN is made, not where one is carried on.  A run
+that a callback's error stops (a Node function that returns the NaN it was
+given: "returned non-finite value") is checked so too, and raises the
+FloatingPointError, the callback's error its cause: Nengo's comes first, at
+the operation that made the NaN.
 
 A NaN can also come in as data, which Nengo passes on without an error: a
 Piecewise or PresentInput of NaN values, a distribution sampling from NaN

@@ -1168,6 +1168,7 @@ class Simulator:
             flight = {id(rec): ChunkInFlight(out, mask, n, readable)
                       for _, mask, out, rec in probes
                       if rec.keep_history} if self._has_callbacks and self._sampling else {}
+            failure = None
             try:
                 self._in_flight = (threading.get_ident(), start, n, flight)
                 # callbacks' NumPy raises where Nengo's would; without callbacks
@@ -1175,6 +1176,8 @@ class Simulator:
                 with (np.errstate(invalid="raise", divide="ignore") if self._has_callbacks
                       else contextlib.nullcontext()):
                     self.backend.run(n, native_feeds, natives)
+            except Exception as error:  # (a callback's: a Node function's, say)
+                failure = error
             finally:
                 self._in_flight = None
                 for chunk in flight.values():
@@ -1199,8 +1202,22 @@ class Simulator:
                     self._n_steps = start + done
                     self._time = self._n_steps * self.dt
                 self.data.reset()
+        if failure is not None:
+            self._reraise(failure, recorded, start)
         if not self._nan_reported:
             self._check_invalid_values(recorded, start)
+
+    def _reraise(self, failure, recorded, start):
+        """Raises a callback's ``failure``; Nengo's FloatingPointError instead
+        where the run made a NaN before it: Nengo raises where one is made,
+        which a Node function given it (one that returns it: "returned
+        non-finite value") comes after."""
+        if not self._nan_reported:
+            try:
+                self._check_invalid_values(recorded, start)
+            except FloatingPointError as made:
+                raise made from failure
+        raise failure
 
     def _live_chunk(self, rec):
         """``(ChunkInFlight, steps done)`` of recording ``rec`` in the native

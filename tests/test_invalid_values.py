@@ -109,6 +109,40 @@ def test_a_process_of_finite_values_does_not_excuse_a_made_nan(device):
             sim.run_steps(30)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("source", ["made", "data"])
+def test_a_node_function_given_nan_raises_what_nengo_raises(device, source):
+    """A Node function that returns the NaN it is given fails Nengo's check
+    ("returned non-finite value"); where an operation made that NaN, Nengo
+    raised FloatingPointError there first (a callback's error here comes
+    after the kernels' step: the made NaN is reported instead, the Node's
+    error as its cause), and where it came in as data, the Node's error."""
+    with nengo.Network(seed=4) as net:
+        if source == "made":
+            grows = nengo.Node(lambda t: 1e308 if t > 0.003 else 1.0)
+            big = nengo.Node(size_in=1)
+            nengo.Connection(grows, big, transform=10, synapse=None)  # inf
+            nan = nengo.Node(size_in=1)
+            nengo.Connection(big, nan, synapse=None)
+            nengo.Connection(big, nan, transform=-1, synapse=None)  # inf - inf
+        else:
+            nan = nengo.Node(nengo.processes.Piecewise({0: 0.5, 0.003: np.nan}))
+        echo = nengo.Node(lambda t, x: x, size_in=1)
+        nengo.Connection(nan, echo, synapse=0.01)
+    expected = FloatingPointError if source == "made" else nengo.exceptions.SimulationError
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        with np.errstate(over="ignore"), pytest.raises(expected):
+            ref.run_steps(10)
+    with nengo_cuda.Simulator(net, device=device, dtype="float64", progress_bar=False) as sim:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # (the data's NaN warns)
+            with pytest.raises(expected) as raised:
+                sim.run_steps(10)
+    if source == "made":
+        assert "NaN value appeared" in str(raised.value)
+        assert "returned non-finite value" in str(raised.value.__cause__)
+
+
 def test_a_reported_nan_in_restored_state_is_not_reported_again():
     """Runs with stateful=False start from the state saved before them: a NaN
     reported before is in it, and is not reported again (nor by predict)."""
