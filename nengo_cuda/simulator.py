@@ -751,6 +751,7 @@ class Simulator:
                 fn = getattr(op, "fn", None)
                 if is_tensor_node_func(fn):
                     require_eager()
+                    fn.build_layer(self.n_trials)  # (NengoDL's shapes: the minibatch)
                     for var in fn.variables():
                         found.setdefault(id(var), (var, np.array(var.numpy())))
             self._keras_init = list(found.values())

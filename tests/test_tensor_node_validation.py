@@ -326,6 +326,59 @@ def test_function_error_at_build_names_the_tensor_node():
         nengo_cuda.Simulator(net, progress_bar=False)
 
 
+_BUILT_ON = []  # (not the layer's attribute: Keras tracks a list there, and
+# appending to it while tracing failed the trace, which then built eagerly)
+
+
+class _BuildsAndSets(tf.keras.layers.Layer):
+    """A layer whose ``build`` makes its weights and sets them (as one that
+    loads saved weights there does), recording the shapes it was built on."""
+
+    fail = False
+
+    def build(self, shape):
+        _BUILT_ON.append((shape, tf.executing_eagerly()))
+        if self.fail:
+            raise FileNotFoundError("no weights file")
+        self.w = self.add_weight(shape=(3,), initializer="zeros")
+        self.w.assign([1.0, 2.0, 3.0])
+
+    def call(self, inputs):
+        t, x = inputs if isinstance(inputs, list) else (0.0, inputs)
+        return x * self.w + t
+
+
+@pytest.mark.parametrize("pass_time", [False, True])
+@pytest.mark.parametrize("mb", [None, 4])
+def test_a_keras_layers_own_build_runs_eagerly_on_nengo_dls_shapes(pass_time, mb):
+    """NengoDL builds a TensorNode's Keras layer before calling it, eagerly, on
+    ``(minibatch,) + shape_in`` (after ``()`` for the time): what ``build``
+    assigns holds (built while tracing its call, the assignment never ran and
+    the weights stayed zeros), and an error there is raised as it is (it was
+    taken for an untraceable call, and the layer ran unbuilt)."""
+    layer = _BuildsAndSets()
+    _BUILT_ON.clear()
+    with nengo.Network() as net:
+        node = TensorNode(layer, shape_in=3, shape_out=3, pass_time=pass_time)
+        nengo.Connection(nengo.Node([1.0, -1.0, 0.5]), node, synapse=None)
+        p = nengo.Probe(node)
+    with nengo_cuda.Simulator(net, minibatch_size=mb, progress_bar=False) as sim:
+        sim.run_steps(2)
+        t = sim.trange()[:, None] if pass_time else 0.0
+        expected = np.array([1.0, -2.0, 1.5]) + t  # (w: set in build)
+        np.testing.assert_allclose(sim.data[p], np.broadcast_to(expected, sim.data[p].shape),
+                                   rtol=1e-6)
+    x_shape = (mb or 1, 3)
+    assert _BUILT_ON == [([(), x_shape] if pass_time else x_shape, True)]
+
+    with nengo.Network() as net:
+        failing = type("FailsToBuild", (_BuildsAndSets,), {"fail": True})()
+        node = TensorNode(failing, shape_in=3, shape_out=3, pass_time=False)
+        nengo.Connection(nengo.Node(np.ones(3)), node, synapse=None)
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        nengo_cuda.Simulator(net, minibatch_size=mb, progress_bar=False)
+
+
 GRAPH_MODE = """
 import nengo, numpy as np, tensorflow as tf
 tf.compat.v1.disable_eager_execution()  # (NengoDL's tips page, for TF 1-style graphs)

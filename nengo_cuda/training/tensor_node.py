@@ -109,6 +109,7 @@ class _TensorFunc:
         obj = self.tensor_func
         if not hasattr(obj, "trainable_variables"):
             return None
+        self.build_layer(1)
         if getattr(obj, "built", True) is False:
             tf = _tf()
             x = None if self.shape_in is None else (1,) + self.shape_in
@@ -120,6 +121,24 @@ class _TensorFunc:
                 # layers may branch on it, or assert it)
                 self.call_tensors(tf.constant(0.0), x, training=False)
         return obj
+
+    def build_layer(self, batch):
+        """Builds a Keras layer that has a ``build`` of its own, as NengoDL
+        does before its first call: eagerly (what ``build`` assigns to its
+        weights, or loads into them, holds; built while tracing its call, it
+        was a graph's op that never ran, and an error there was taken for an
+        untraceable call) on NengoDL's shapes, ``(batch,) + shape_in`` for a
+        minibatch of ``batch``, after ``()`` for the time where it is passed."""
+        tf = _tf()
+        layer = self.tensor_func
+        if (not isinstance(layer, tf.keras.layers.Layer) or layer.built
+                or type(layer).build is tf.keras.layers.Layer.build):
+            return  # (the default build: Keras builds such a layer by calling it)
+        shapes = [()] if self.pass_time else []
+        if self.shape_in is not None:
+            shapes.append((batch,) + self.shape_in)
+        with tf.init_scope():
+            layer.build(shapes[0] if len(shapes) == 1 else shapes)
 
     def trace(self, x_shape, dtype, training):
         """``tensor_func``'s output (a symbolic tensor) traced on time and an
@@ -543,7 +562,9 @@ class _RunStep:
         ``training``: the flag a Keras layer gets (True where the simulator
         always runs in training mode, ``configure_settings(learning_phase=True)``).
         An error of the function itself is a BuildError naming the TensorNode
-        (TensorFlow's own messages name only its ops)."""
+        (TensorFlow's own messages name only its ops); one of a Keras layer's
+        own ``build`` is raised as it is, as NengoDL's."""
+        self.func.build_layer(len(self.outs) or len(self.xs) or 1)
         try:
             self._traced_check(training)
             return
