@@ -5,6 +5,7 @@ import multiprocessing
 import numpy as np
 
 from .. import _native
+from .native import NativeBackend
 
 
 def _forked_before_import():
@@ -26,7 +27,7 @@ _PROGRAM_CLASSES = {
 }
 
 
-class CpuBackend:
+class CpuBackend(NativeBackend):
     """Loads a `Program` into a native program over a layout's buffers."""
 
     name = "cpu"
@@ -64,17 +65,6 @@ class CpuBackend:
             self._shared_version = self.layout.shared_version
         self.native.run(n_steps, feeds, probes)
         return self.native.steps_done
-
-    @property
-    def steps_done(self):
-        return self.native.steps_done
-
-    def request_stop(self):
-        """Stops a run in progress (another thread's) at its next slice
-        boundary: it raises there (`nengo_cuda.native_runs`)."""
-        native = self.native
-        if native is not None:
-            native.request_stop()
 
     def close(self):
         self.native = None

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import _native
 from ..layout import FLOAT
+from .native import NativeBackend
 
 # A callback's float ranges are copied whole when they cover at least this
 # fraction of the state, and ranges closer than _GAP elements are merged.
@@ -103,7 +104,7 @@ def _weak_hook(method):
     return hook
 
 
-class CudaBackend:
+class CudaBackend(NativeBackend):
     """Loads a `Program` into a native CUDA program over device copies of the pools."""
 
     name = "cuda"
@@ -251,17 +252,6 @@ class CudaBackend:
             yield self._profiles
         finally:
             self._profiles = None
-
-    @property
-    def steps_done(self):
-        return self.native.steps_done
-
-    def request_stop(self):
-        """Stops a run in progress (another thread's) at its next slice
-        boundary: it raises there (`nengo_cuda.native_runs`)."""
-        native = self.native
-        if native is not None:
-            native.request_stop()
 
     def stats(self):
         """Launches per step, steps per graph, ... of the last run (a dict)."""
