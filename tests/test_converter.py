@@ -81,7 +81,8 @@ def test_verify_finds_a_difference():
     conv = nengo_cuda.Converter(model)
     layer = model.layers[-1]
     layer.bias.assign(layer.bias.numpy() + 0.01)  # after conversion: only Keras changes
-    with pytest.raises(ValueError, match="does not match output of the Keras model"):
+    with pytest.raises(ValueError, match=r"does not match output of the Keras model: it "
+                                         r"differs by up to 0\.01 \(atol=1e-05, rtol=1e-05;"):
         conv.verify(inputs=[_x(model)], atol=ATOL)
 
 
