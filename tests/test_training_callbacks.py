@@ -697,6 +697,24 @@ def test_tensorboard_logs(tmp_path):
     assert hist[:, 2].sum() == bias.size and hist[0, 0] <= bias.min() <= bias.max() <= hist[-1, 1]
 
 
+def test_tensorboard_warns_of_what_it_does_not_write(tmp_path):
+    """A profile, images, embeddings or steps per second (Keras's, of its
+    model's graph) are not written: a warning names those asked for, and the
+    scalars are written still; the defaults warn of nothing."""
+    net, inp, p = _net()
+    x, y = _data(n=4)
+    with _sim(net) as sim:
+        with pytest.warns(UserWarning, match=r"TensorBoard\(profile_batch, write_images\): "
+                                             r"not written"):
+            sim.fit({inp: x}, {p: y}, verbose=0, callbacks=[keras_cb.TensorBoard(
+                str(tmp_path / "a"), profile_batch=2, write_images=True)])
+        assert "epoch_loss" in _events(tmp_path / "a" / "train")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sim.fit({inp: x}, {p: y}, verbose=0,
+                    callbacks=[keras_cb.TensorBoard(str(tmp_path / "b"))])
+
+
 def test_nengo_summaries_refuses_what_has_no_parameters(tmp_path):
     """NengoDL's checks, when the callback is made: a Connection without
     weights (it failed at the first epoch's end with NumPy's "autodetected

@@ -18,6 +18,8 @@ import tensorflow as tf
 from nengo.exceptions import ValidationError
 from tensorflow.core.framework import summary_pb2
 
+from ..user_warnings import warn
+
 
 def _metadata(plugin):
     """Summary metadata naming the TensorBoard plugin that shows a value."""
@@ -60,7 +62,18 @@ class TensorBoardLogs(tf.keras.callbacks.Callback):
 
     @classmethod
     def like(cls, keras_callback):
-        """The stand-in for a ``tf.keras.callbacks.TensorBoard`` instance."""
+        """The stand-in for a ``tf.keras.callbacks.TensorBoard`` instance
+        (with a warning naming what it asks for that is not written)."""
+        unwritten = [name for name, asked in (
+            ("profile_batch", getattr(keras_callback, "_start_batch", 0) > 0),
+            ("write_images", getattr(keras_callback, "write_images", False)),
+            ("embeddings_freq", getattr(keras_callback, "embeddings_freq", 0)),
+            ("write_steps_per_second", getattr(keras_callback, "write_steps_per_second", False)),
+        ) if asked]
+        if unwritten:
+            warn(f"TensorBoard({', '.join(unwritten)}): not written by the simulator's "
+                 f"training (its steps run in its own kernels, not in a Keras model's "
+                 f"graph); its scalars and weight histograms are", UserWarning)
         return cls(keras_callback.log_dir, getattr(keras_callback, "histogram_freq", 0),
                    getattr(keras_callback, "update_freq", "epoch"))
 
