@@ -330,9 +330,11 @@ _BUILT_ON = []  # (not the layer's attribute: Keras tracks a list there, and
 # appending to it while tracing failed the trace, which then built eagerly)
 
 
-class _BuildsAndSets(tf.keras.layers.Layer):
+class BuildsAndSets(tf.keras.layers.Layer):
     """A layer whose ``build`` makes its weights and sets them (as one that
-    loads saved weights there does), recording the shapes it was built on."""
+    loads saved weights there does), recording the shapes it was built on.
+    (Its name has no leading underscore: a layer named so cannot be traced,
+    and would be built eagerly by the call that follows.)"""
 
     fail = False
 
@@ -348,19 +350,27 @@ class _BuildsAndSets(tf.keras.layers.Layer):
         return x * self.w + t
 
 
-@pytest.mark.parametrize("pass_time", [False, True])
 @pytest.mark.parametrize("mb", [None, 4])
-def test_a_keras_layers_own_build_runs_eagerly_on_nengo_dls_shapes(pass_time, mb):
+@pytest.mark.parametrize("shape_out, pass_time", [(3, False), (3, True), ("inferred", False),
+                                                  ("inferred", True), ("Layer", False)])
+def test_a_keras_layers_own_build_runs_eagerly_on_nengo_dls_shapes(pass_time, mb, shape_out):
     """NengoDL builds a TensorNode's Keras layer before calling it, eagerly, on
     ``(minibatch,) + shape_in`` (after ``()`` for the time): what ``build``
     assigns holds (built while tracing its call, the assignment never ran and
     the weights stayed zeros), and an error there is raised as it is (it was
-    taken for an untraceable call, and the layer ran unbuilt)."""
-    layer = _BuildsAndSets()
+    taken for an untraceable call, and the layer ran unbuilt).  Where its
+    ``shape_out`` is inferred (so by ``nengo_cuda.Layer``), on a minibatch of
+    1: the TensorNode is made before the simulator."""
+    layer = BuildsAndSets()
     _BUILT_ON.clear()
     with nengo.Network() as net:
-        node = TensorNode(layer, shape_in=3, shape_out=3, pass_time=pass_time)
-        nengo.Connection(nengo.Node([1.0, -1.0, 0.5]), node, synapse=None)
+        inp = nengo.Node([1.0, -1.0, 0.5])
+        if shape_out == "Layer":
+            node = nengo_cuda.Layer(layer)(inp, shape_in=3)  # (no time: NengoDL's)
+        else:
+            node = TensorNode(layer, shape_in=3, pass_time=pass_time,
+                              shape_out=3 if shape_out == 3 else None)
+            nengo.Connection(inp, node, synapse=None)
         p = nengo.Probe(node)
     with nengo_cuda.Simulator(net, minibatch_size=mb, progress_bar=False) as sim:
         sim.run_steps(2)
@@ -368,11 +378,17 @@ def test_a_keras_layers_own_build_runs_eagerly_on_nengo_dls_shapes(pass_time, mb
         expected = np.array([1.0, -2.0, 1.5]) + t  # (w: set in build)
         np.testing.assert_allclose(sim.data[p], np.broadcast_to(expected, sim.data[p].shape),
                                    rtol=1e-6)
-    x_shape = (mb or 1, 3)
+    print("\nBUILT", _BUILT_ON, sim.data[p][..., :3].ravel()[:3])
+    x_shape = ((mb or 1) if shape_out == 3 else 1, 3)
     assert _BUILT_ON == [([(), x_shape] if pass_time else x_shape, True)]
 
+    failing = type("FailsToBuild", (BuildsAndSets,), {"fail": True})()
+    if shape_out != 3:
+        with pytest.raises(ValidationError, match="inferring shape_out.*FileNotFoundError: "
+                                                  "no weights file"):
+            TensorNode(failing, shape_in=3, pass_time=False)
+        return
     with nengo.Network() as net:
-        failing = type("FailsToBuild", (_BuildsAndSets,), {"fail": True})()
         node = TensorNode(failing, shape_in=3, shape_out=3, pass_time=False)
         nengo.Connection(nengo.Node(np.ones(3)), node, synapse=None)
     with pytest.raises(FileNotFoundError, match="no weights file"):

@@ -355,14 +355,20 @@ class TensorNode(nengo.Node):
         """``shape_out`` from ``func``'s output on a minibatch of 1: its shape
         after the first axis, whatever that axis's size (NengoDL's rule).
 
-        A Keras layer is traced (`_TensorFunc.trace`: built, but nothing runs,
-        as NengoDL's ``compute_output_signature``), so a stateful layer (a
+        A Keras layer is traced (`_TensorFunc.trace`: built, eagerly where it
+        has a build of its own, but nothing runs, as NengoDL's
+        ``compute_output_signature``), so a stateful layer (a
         counter, a random generator) starts the simulation from its initial
         state; any other function is called once on zeros, as in NengoDL."""
         tf = _tf()
         keras = isinstance(func.tensor_func, tf.keras.layers.Layer)
-        out = TensorNode._traced_output(func) if keras else None
+        out = None
         try:
+            if keras:
+                # (its own build eagerly first, not in the trace: `build_layer`;
+                # on a minibatch of 1, which the simulator does not know yet)
+                func.build_layer(1)
+                out = TensorNode._traced_output(func)
             if out is None:
                 x = None if func.shape_in is None else tf.zeros((1,) + func.shape_in,
                                                                 tf.float32)
