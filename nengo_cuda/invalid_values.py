@@ -13,13 +13,15 @@ too, raises only where a NaN is made, not where one is carried on.  A run
 that a callback's error stops (a Node function that returns the NaN it was
 given: "returned non-finite value") is checked so too, and raises the
 FloatingPointError, the callback's error its cause: Nengo's comes first, at
-the operation that made the NaN.
+the operation that made the NaN.  Not where an operator may bring NaN in as
+data: the callback's own error stands there, as Nengo's would.
 
 A NaN can also come in as data, which Nengo passes on without an error: a
 Piecewise or PresentInput of NaN values, a distribution sampling from NaN
 values, or a process of the user's own returning NaN.  Where such an
-operator's output holds a NaN after the run, a NaN gives a RuntimeWarning
-instead.  (Node functions, TensorNodes and ``data=`` cannot bring NaN: they
+operator's output holds a NaN after the run, or its given values hold one
+(`gives_nan`: its NaN may have passed by the run's end), a NaN gives a
+RuntimeWarning instead.  (Node functions, TensorNodes and ``data=`` cannot bring NaN: they
 are refused where they are given.)
 
 A NaN made and gone again within a run, in a signal no probe records at
@@ -78,6 +80,24 @@ def passes_nan_in(op):
     return True  # a user's process
 
 
+def gives_nan(op):
+    """Whether operator ``op`` certainly outputs NaN at some step: values given
+    by the user that hold NaN (a Piecewise's or PresentInput's, a Choice's or
+    Samples' of a noise process).  Its NaN may be gone from its output when a
+    run ends, and still be in the signals it fed."""
+    if not isinstance(op, SimProcess):
+        return False
+    process = op.process
+    if isinstance(process, _NOISE):
+        names = _VALUES_OF.get(type(process.dist), ())
+        return any(_has_nan(getattr(process.dist, name)) for name in names)
+    if isinstance(process, nengo.processes.PresentInput):
+        return _has_nan(process.inputs)
+    if isinstance(process, nengo.processes.Piecewise):
+        return any(not callable(v) and _has_nan(v) for v in process.data.values())
+    return False
+
+
 def _first_nan(array):
     """The flat index of ``array``'s first NaN, or None (fast when there is none:
     a max propagates NaN, and is one pass without a temporary)."""
@@ -115,12 +135,13 @@ def rows_beyond_state(recorded):
 
 
 def holding_nan(layout, ops):
-    """The first of ``ops`` whose output holds a NaN now (any trial), or None."""
+    """The first of ``ops`` whose output holds a NaN now (any trial), else the
+    first that `gives_nan` (its NaN gone by now), or None."""
     for op in ops:
         for trial in range(layout.n_trials):
             if _first_nan(layout.signal_dicts[trial][op.output]) is not None:
                 return op
-    return None
+    return next((op for op in ops if gives_nan(op)), None)
 
 
 def report(where, source=None):

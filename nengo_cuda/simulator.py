@@ -1212,8 +1212,11 @@ class Simulator:
         """Raises a callback's ``failure``; Nengo's FloatingPointError instead
         where the run made a NaN before it: Nengo raises where one is made,
         which a Node function given it (one that returns it: "returned
-        non-finite value") comes after."""
-        if not self._nan_reported:
+        non-finite value") comes after.  Only where no operator may have
+        brought the NaN in as data (whose NaN may have gone from it by now,
+        `invalid_values.holding_nan`): the callback's own error stands there,
+        as in Nengo, which passes such NaN on."""
+        if not self._nan_reported and not self._sources_of_nan():
             try:
                 self._check_invalid_values(recorded, start)
             except FloatingPointError as made:
@@ -1295,10 +1298,15 @@ class Simulator:
         if where is None:
             return
         self._nan_reported = True
+        invalid_values.report(where, invalid_values.holding_nan(self.layout,
+                                                                self._sources_of_nan()))
+
+    def _sources_of_nan(self):
+        """The operators that may bring NaN in as data (`invalid_values`)."""
         if self._nan_sources is None:
             self._nan_sources = [op for op in self._step_order
                                  if invalid_values.passes_nan_in(op)]
-        invalid_values.report(where, invalid_values.holding_nan(self.layout, self._nan_sources))
+        return self._nan_sources
 
     def _read_in_failed_step(self, completed):
         """The table operators whose rows count as used by the step after step

@@ -143,6 +143,42 @@ def test_a_node_function_given_nan_raises_what_nengo_raises(device, source):
         assert "returned non-finite value" in str(raised.value.__cause__)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("node_raises", [False, True])
+def test_nan_given_as_data_and_gone_is_not_taken_for_a_made_one(device, node_raises):
+    """A Piecewise gives NaN for two steps, then numbers again: its NaN is gone
+    from it when the run ends, and stays in a filtered probe.  Nengo passes it
+    on (no error), and a Node's own error later in the run is that error; the
+    NaN was taken for a made one (FloatingPointError), which then hid the
+    Node's error too."""
+
+    def fails_late(t):
+        if t > 0.0075:
+            raise ValueError("the Node's own error")
+        return 0.0
+
+    with nengo.Network(seed=1) as net:
+        nan = nengo.Node(nengo.processes.Piecewise({0: 0.5, 0.003: np.nan, 0.005: 0.5}))
+        if node_raises:
+            nengo.Node(fails_late)
+        p = nengo.Probe(nan, synapse=0.01)
+    for simulator, kwargs in ((nengo.Simulator, {}),
+                              (nengo_cuda.Simulator, dict(device=device, dtype="float64"))):
+        with simulator(net, progress_bar=False, **kwargs) as sim:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # (ours: NaN as data)
+                if node_raises:
+                    with pytest.raises(ValueError, match="the Node's own error"):
+                        sim.run_steps(10)
+                else:
+                    sim.run_steps(10)
+        assert np.isnan(sim.data[p]).any()
+    if not node_raises:
+        with nengo_cuda.Simulator(net, device=device, progress_bar=False) as sim:
+            with pytest.warns(RuntimeWarning, match="came in as data"):
+                sim.run_steps(10)
+
+
 def test_a_reported_nan_in_restored_state_is_not_reported_again():
     """Runs with stateful=False start from the state saved before them: a NaN
     reported before is in it, and is not reported again (nor by predict)."""
