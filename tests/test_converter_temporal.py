@@ -247,3 +247,23 @@ def test_time_distributed_outside_a_temporal_model_is_a_tensor_node():
     with pytest.raises(TypeError, match="in TimeDistributed layer 'outer': TimeDistributed "
                                         "converts natively only"):
         nengo_cuda.Converter(nested, temporal_model=True, allow_fallback=False)
+
+
+def test_ops_and_masks_run_per_step():
+    """Keras ops (constants among their arguments, bool tensors between them)
+    and a Masking layer's mask convert in a temporal model: the per-step check
+    calls them as the model did (it gave an op Keras's training flag, which
+    ops do not take, dropped their constants and made every input float:
+    each was refused as "not one function per time step")."""
+    inp = keras.Input((None, 3))
+    positive = keras.ops.where(keras.ops.greater(inp, 0.0), inp, 0.5 * inp)
+    masked = keras.layers.Masking(0.0)(keras.ops.abs(positive) * 2.0)
+    out = keras.layers.TimeDistributed(keras.layers.Dense(2, bias_initializer="ones"))(masked)
+    model = keras.Model(inp, out)
+    with pytest.warns(UserWarning, match="TensorNode"):
+        conv = nengo_cuda.Converter(model, temporal_model=True)
+    x = _x((5, 3), batch=4)
+    x[:, 3:] = 0  # (masked steps)
+    x[1, 1] = 0
+    assert conv.verify(inputs=[x], atol=ATOL)
+    np.testing.assert_allclose(model.predict(x, verbose=0)[:, 3:], 1.0)  # (Dense(0): its bias)

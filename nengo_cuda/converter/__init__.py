@@ -33,7 +33,6 @@ Other layer types convert through NengoDL's extension API: a
 TensorFlow (and Keras) are needed to convert, not to simulate the result.
 """
 
-import inspect
 import warnings
 from collections.abc import Mapping
 
@@ -44,6 +43,7 @@ from ..training.config import configure_settings, get_setting
 from .activations import NoNeuronType, neuron_type_for, with_amplitude
 from .extension import LayerConverter
 from .layers import CONVERTERS, Tensor, Unconvertible
+from .application import Application, is_layer, not_float, plain
 from .temporal import time_mixing
 
 __all__ = ["Converter", "LayerConverter", "Unconvertible"]
@@ -386,7 +386,7 @@ class Converter:
             return "model"
         if type(layer).__name__ == "TimeDistributed":
             return "per step"
-        if type(layer).__name__ in CONVERTERS and _is_layer(layer):
+        if type(layer).__name__ in CONVERTERS and is_layer(layer):
             return CONVERTERS[type(layer).__name__]
         return next((self.converters[c] for c in mro[1:] if c in self.converters), None)
 
@@ -475,8 +475,8 @@ class Converter:
         if layer not in self._copies:  # (one copy: a layer's applications share it)
             self._copies[layer] = _copied(layer, node, activation, self._warn)
         copied = self._copies[layer]
-        func = (copied if _plain(node, inputs) and not _not_float(node)
-                else _Application(copied, node, [i.shape for i in inputs]))
+        func = (copied if plain(node, inputs) and not not_float(node)
+                else Application(copied, node, [i.shape for i in inputs]))
         tensor_node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1
                                  else sum(sizes), shape_out=out_shapes[0], pass_time=False,
                                  label=layer.name)
@@ -718,115 +718,6 @@ def _copied(layer, node, activation=None, warn=warnings.warn):
              "training the converted network changes")
         return layer
     return clone
-
-
-def _plain(node, inputs):
-    """Whether Keras node ``node`` called its layer on its one input tensor
-    alone (``layer(x)``: the layer itself is the TensorNode's function)."""
-    arguments = getattr(node, "arguments", None)
-    if arguments is None:  # (not Keras 3's node: no other arguments are known)
-        return len(inputs) == 1
-    return (len(inputs) == 1 and not arguments.kwargs and len(arguments.args) == 1
-            and arguments.args[0] is node.input_tensors[0])
-
-
-class _Application:
-    """One application of a Keras layer (or op) as a TensorNode's function: its
-    input tensors arrive side by side in one input, which is split into them,
-    and the layer is called as that application called it (Keras node
-    ``node``: its own positional and keyword arguments, constants such as the
-    ``1.0`` of ``a + 1.0`` included).  As a Keras layer would, it takes
-    Keras's ``training`` flag and shows the layer's variables to the TensorNode
-    (which trains and saves them).  Signals hold floats: a tensor of another
-    dtype (a Masking layer's bool mask, an argmax's ints) leaves as the
-    simulator's float and comes back to the dtype Keras gave it."""
-
-    takes_training = True  # (see `_TensorFunc.call_tensors`)
-
-    def __init__(self, layer, node, shapes):
-        self.layer_func = layer
-        self.node = node
-        self.shapes = [tuple(s) for s in shapes]
-        self.dtypes = ([getattr(kt, "dtype", None) for kt in getattr(node, "input_tensors", ())]
-                       or [None] * len(self.shapes))
-
-    @property
-    def trainable_variables(self):
-        return list(getattr(self.layer_func, "trainable_variables", ()))
-
-    @property
-    def weights(self):
-        return list(getattr(self.layer_func, "weights", ()))
-
-    @property
-    def built(self):
-        return getattr(self.layer_func, "built", True)
-
-    def __call__(self, x, training=None):
-        import tensorflow as tf  # noqa: PLC0415
-
-        sizes = [int(np.prod(s)) for s in self.shapes]
-        flat = tf.reshape(x, [tf.shape(x)[0], -1])
-        parts = tf.split(flat, sizes, axis=1) if len(sizes) > 1 else [flat]
-        values = [tf.reshape(p, [-1, *s]) for p, s in zip(parts, self.shapes)]
-        values = [v if _is_float(d) else tf.cast(v, d)
-                  for v, d in zip(values, self.dtypes)]
-        return _as_float(self._call(values, training), x.dtype)
-
-    def _call(self, values, training):
-        arguments = getattr(self.node, "arguments", None)
-        if arguments is None:  # (not Keras 3's node: the layer takes its tensors)
-            return self.layer_func(values[0] if len(values) == 1 else values,
-                                   training=training)
-        args, kwargs = arguments.fill_in(
-            {id(kt): v for kt, v in zip(self.node.input_tensors, values)})
-        if _is_layer(self.layer_func):  # (an op takes no flag)
-            # (the wrapped layer of a TimeDistributed layer, whose node this is,
-            # takes none of the wrapper's own arguments that its call lacks: mask)
-            kwargs = _accepted(self.layer_func, kwargs)
-            if training is not None:
-                # (as Keras's functional call: the call's flag replaces the one the
-                # model's construction recorded, which is False for every Dropout)
-                kwargs = {**kwargs, "training": training}
-        return self.layer_func(*args, **kwargs)
-
-
-def _is_float(dtype):
-    """Whether a Keras tensor's ``dtype`` (a name; None: unknown) is a float's."""
-    return dtype is None or "float" in str(dtype)
-
-
-def _not_float(node):
-    """Whether Keras node ``node`` takes or gives a tensor that is not of floats."""
-    tensors = [*getattr(node, "input_tensors", ()), *getattr(node, "output_tensors", ())]
-    return not all(_is_float(getattr(kt, "dtype", None)) for kt in tensors)
-
-
-def _as_float(y, dtype):
-    """A layer's output ``y`` as ``dtype`` where it is not of floats (signals
-    hold floats; a float of another width is the TensorNode's to cast)."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    return y if y.dtype.is_floating else tf.cast(y, dtype)
-
-
-def _accepted(layer, kwargs):
-    """The keyword arguments of ``kwargs`` that ``layer.call`` takes
-    (``training`` always: Keras's call passes it on only where it does)."""
-    try:
-        params = inspect.signature(layer.call).parameters
-    except (TypeError, ValueError):
-        return kwargs
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params or k == "training"}
-
-
-def _is_layer(layer):
-    """Whether ``layer`` is a Keras layer (not an op, e.g. ``ops.numpy.Add``)."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    return isinstance(layer, tf.keras.layers.Layer)
 
 
 def _as_input_of(model, kt, tensor, lead):

@@ -19,6 +19,8 @@ changing one step of the input must change that step of the output alone.
 
 import numpy as np
 
+from .application import call_as_applied, input_dtypes, is_float
+
 # steps of the probe input when the model leaves the number of steps open
 PROBE_STEPS = 4
 
@@ -37,14 +39,15 @@ def time_mixing(layer, node):
         return "its input shape is not fully specified after the time axis"
     n = next(iter(steps)) or PROBE_STEPS
     rng = np.random.RandomState(0)
-    step = [rng.uniform(-1, 1, (1, 1) + s[2:]) for s in in_shapes]
+    dtypes = input_dtypes(node)
+    step = [_probe_values(rng, (1, 1) + s[2:], d) for s, d in zip(in_shapes, dtypes)]
     same = [np.repeat(x, n, axis=1) for x in step]
     changed = [x.copy() for x in same]
     k = n // 2
-    for x in changed:
-        x[:, k] = rng.uniform(-1, 1, x.shape[2:])
+    for x, d in zip(changed, dtypes):
+        x[:, k] = _probe_values(rng, x.shape[2:], d)
     try:
-        out_same, out_changed = _call(layer, same), _call(layer, changed)
+        out_same, out_changed = _call(layer, node, same), _call(layer, node, changed)
     except Exception as e:  # noqa: BLE001 - any failure means no per-step check
         return f"it could not be run on a probe input ({type(e).__name__}: {e})"
     others = np.arange(n) != k
@@ -56,9 +59,19 @@ def time_mixing(layer, node):
     return None
 
 
-def _call(layer, inputs):
+def _probe_values(rng, shape, dtype):
+    """Random probe values of ``shape`` in a Keras tensor's ``dtype``: floats in
+    [-1, 1], else 0 or 1 (a bool mask, an index into anything)."""
+    if is_float(dtype):
+        return rng.uniform(-1, 1, shape)
+    return rng.randint(0, 2, shape).astype(str(dtype))
+
+
+def _call(layer, node, inputs):
+    """``layer``'s outputs (arrays) on ``inputs`` (arrays, one per input tensor
+    of Keras node ``node``), called as that application called it."""
     import tensorflow as tf  # noqa: PLC0415
 
-    xs = [tf.constant(x, dtype=tf.float32) for x in inputs]
-    out = layer(xs[0] if len(xs) == 1 else xs, training=False)
+    values = [tf.constant(x, tf.float32 if x.dtype.kind == "f" else None) for x in inputs]
+    out = call_as_applied(layer, node, values, training=False)
     return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
