@@ -13,15 +13,15 @@ too, raises only where a NaN is made, not where one is carried on.  A run
 that a callback's error stops (a Node function that returns the NaN it was
 given: "returned non-finite value") is checked so too, and raises the
 FloatingPointError, the callback's error its cause: Nengo's comes first, at
-the operation that made the NaN.  Not where an operator may bring NaN in as
-data: the callback's own error stands there, as Nengo's would.
+the operation that made the NaN; where the NaN came in as data (as
+above), the callback's own error stands, as Nengo's would.
 
 A NaN can also come in as data, which Nengo passes on without an error: a
 Piecewise or PresentInput of NaN values, a distribution sampling from NaN
 values, or a process of the user's own returning NaN.  Where such an
 operator's output holds a NaN after the run, or its given values hold one
-(`gives_nan`: its NaN may have passed by the run's end), a NaN gives a
-RuntimeWarning instead.  (Node functions, TensorNodes and ``data=`` cannot bring NaN: they
+(`gave_nan`: at one of the run's steps; its NaN may have passed by the
+run's end), a NaN gives a RuntimeWarning instead.  (Node functions, TensorNodes and ``data=`` cannot bring NaN: they
 are refused where they are given.)
 
 A NaN made and gone again within a run, in a signal no probe records at
@@ -80,22 +80,34 @@ def passes_nan_in(op):
     return True  # a user's process
 
 
-def gives_nan(op):
-    """Whether operator ``op`` certainly outputs NaN at some step: values given
-    by the user that hold NaN (a Piecewise's or PresentInput's, a Choice's or
-    Samples' of a noise process).  Its NaN may be gone from its output when a
-    run ends, and still be in the signals it fed."""
-    if not isinstance(op, SimProcess):
+def gave_nan(op, times, dt):
+    """Whether operator ``op`` gave NaN as data at one of ``times`` (the run's
+    steps' ``t``; ``dt`` the time step), which may be gone from its output by the run's end and
+    still be in the signals it fed: a Piecewise or PresentInput whose value
+    then held NaN (evaluated again), a noise process whose distribution gives
+    NaN with a positive probability.  A user's process is not known (False)."""
+    if not isinstance(op, SimProcess) or len(times) == 0:
         return False
     process = op.process
     if isinstance(process, _NOISE):
-        names = _VALUES_OF.get(type(process.dist), ())
-        return any(_has_nan(getattr(process.dist, name)) for name in names)
-    if isinstance(process, nengo.processes.PresentInput):
-        return _has_nan(process.inputs)
-    if isinstance(process, nengo.processes.Piecewise):
-        return any(not callable(v) and _has_nan(v) for v in process.data.values())
+        return _gives_nan(process.dist)
+    if isinstance(process, (nengo.processes.Piecewise, nengo.processes.PresentInput)):
+        shape_out = op.output.shape
+        step = process.make_step((0,), shape_out, dt, None,
+                                 process.make_state((0,), shape_out, dt))
+        return any(_has_nan(step(t)) for t in times)
     return False
+
+
+def _gives_nan(dist):
+    """Whether distribution ``dist`` (of given values) samples NaN with a
+    positive probability."""
+    if isinstance(dist, nengo.dists.Choice):
+        options = np.asarray(dist.options, dtype=float).reshape(len(dist.options), -1)
+        weights = np.ones(len(options)) if dist.p is None else np.asarray(dist.p)
+        return bool(np.any(np.isnan(options).any(axis=1) & (weights > 0)))
+    names = _VALUES_OF.get(type(dist), ())
+    return any(_has_nan(getattr(dist, name)) for name in names)
 
 
 def _first_nan(array):
@@ -134,14 +146,14 @@ def rows_beyond_state(recorded):
     return any(rows.shape[1] > 1 for _, rows in recorded)
 
 
-def holding_nan(layout, ops):
+def holding_nan(layout, ops, times, dt):
     """The first of ``ops`` whose output holds a NaN now (any trial), else the
-    first that `gives_nan` (its NaN gone by now), or None."""
+    first that `gave_nan` at one of ``times`` (gone by now), or None."""
     for op in ops:
         for trial in range(layout.n_trials):
             if _first_nan(layout.signal_dicts[trial][op.output]) is not None:
                 return op
-    return next((op for op in ops if gives_nan(op)), None)
+    return next((op for op in ops if gave_nan(op, times, dt)), None)
 
 
 def report(where, source=None):

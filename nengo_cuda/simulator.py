@@ -1212,11 +1212,10 @@ class Simulator:
         """Raises a callback's ``failure``; Nengo's FloatingPointError instead
         where the run made a NaN before it: Nengo raises where one is made,
         which a Node function given it (one that returns it: "returned
-        non-finite value") comes after.  Only where no operator may have
-        brought the NaN in as data (whose NaN may have gone from it by now,
-        `invalid_values.holding_nan`): the callback's own error stands there,
-        as in Nengo, which passes such NaN on."""
-        if not self._nan_reported and not self._sources_of_nan():
+        non-finite value") comes after.  Where the NaN came in as data
+        (`invalid_values.holding_nan`: a warning), the callback's own error
+        stands, as in Nengo, which passes such NaN on."""
+        if not self._nan_reported:
             try:
                 self._check_invalid_values(recorded, start)
             except FloatingPointError as made:
@@ -1298,15 +1297,13 @@ class Simulator:
         if where is None:
             return
         self._nan_reported = True
-        invalid_values.report(where, invalid_values.holding_nan(self.layout,
-                                                                self._sources_of_nan()))
-
-    def _sources_of_nan(self):
-        """The operators that may bring NaN in as data (`invalid_values`)."""
         if self._nan_sources is None:
             self._nan_sources = [op for op in self._step_order
                                  if invalid_values.passes_nan_in(op)]
-        return self._nan_sources
+        # (the run's steps' times: the step counter counts a failed step too)
+        times = np.arange(start + 1, self._step_counter() + 1) * self.dt
+        invalid_values.report(where, invalid_values.holding_nan(self.layout, self._nan_sources,
+                                                                times, self.dt))
 
     def _read_in_failed_step(self, completed):
         """The table operators whose rows count as used by the step after step

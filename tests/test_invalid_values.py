@@ -179,6 +179,46 @@ def test_nan_given_as_data_and_gone_is_not_taken_for_a_made_one(device, node_rai
                 sim.run_steps(10)
 
 
+class _Ones(nengo.Process):
+    def make_step(self, shape_in, shape_out, dt, rng, state):
+        return lambda t: np.ones(shape_out)
+
+
+_NOT_YET = {  # sources of NaN as data that give none within the run
+    "user process": lambda: _Ones(default_size_out=1),
+    "piecewise later": lambda: nengo.processes.Piecewise({0: 0.0, 1.0: np.nan}),
+    "present input later": lambda: nengo.processes.PresentInput(
+        [[0.0]] * 99 + [[np.nan]], presentation_time=0.001),
+    "choice of weight 0": lambda: nengo.processes.WhiteNoise(
+        nengo.dists.Choice([[0.0], [np.nan]], weights=[1, 0])),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("echo", [False, True])
+@pytest.mark.parametrize("source", sorted(_NOT_YET))
+def test_a_source_that_gave_no_nan_does_not_excuse_a_made_one(device, echo, source):
+    """A made NaN is reported (FloatingPointError, as Nengo's) beside an
+    operator that may give NaN as data but gave none within the run: whether
+    it is known (its values evaluated at the run's steps, its distribution's
+    weights) or not (a user's process, whose output holds none); also where a
+    Node function returning the NaN stopped the run."""
+    net, p = _diverging()
+    with net:
+        nengo.Probe(nengo.Node(_NOT_YET[source]()))
+        if echo:
+            nengo.Connection(net.nodes[1], nengo.Node(lambda t, x: x, size_in=1),
+                             synapse=None)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        with np.errstate(over="ignore"), pytest.raises(FloatingPointError):
+            ref.run_steps(40)
+    with nengo_cuda.Simulator(net, device=device, dtype="float64", progress_bar=False) as sim:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            with pytest.raises(FloatingPointError, match="NaN value appeared"):
+                sim.run_steps(40)
+
+
 def test_a_reported_nan_in_restored_state_is_not_reported_again():
     """Runs with stateful=False start from the state saved before them: a NaN
     reported before is in it, and is not reported again (nor by predict)."""
