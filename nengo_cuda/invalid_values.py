@@ -19,10 +19,11 @@ above), the callback's own error stands, as Nengo's would.
 A NaN can also come in as data, which Nengo passes on without an error: a
 Piecewise or PresentInput of NaN values, a distribution sampling from NaN
 values, or a process of the user's own returning NaN.  Where such an
-operator's output holds a NaN after the run, or its given values hold one
-(`gave_nan`: at one of the run's steps; its NaN may have passed by the
-run's end), a NaN gives a RuntimeWarning instead.  (Node functions, TensorNodes and ``data=`` cannot bring NaN: they
-are refused where they are given.)
+operator's output holds a NaN after the run, or its given values held one
+at one of the run's steps (`gave_nan`: gone by the run's end), a NaN gives
+a RuntimeWarning instead.  (Node functions, TensorNodes and ``data=``
+cannot bring NaN: they are refused where they are given.)  Where a made NaN
+and a given one meet in one run, the warning stands for both.
 
 A NaN made and gone again within a run, in a signal no probe records at
 that step (a probe with ``sample_every``, or none), is not seen: Nengo
@@ -82,10 +83,11 @@ def passes_nan_in(op):
 
 def gave_nan(op, times, dt):
     """Whether operator ``op`` gave NaN as data at one of ``times`` (the run's
-    steps' ``t``; ``dt`` the time step), which may be gone from its output by the run's end and
-    still be in the signals it fed: a Piecewise or PresentInput whose value
-    then held NaN (evaluated again), a noise process whose distribution gives
-    NaN with a positive probability.  A user's process is not known (False)."""
+    steps' ``t``; ``dt`` the time step), which may be gone from its output by
+    the run's end and still be in the signals it fed: a Piecewise or
+    PresentInput whose value then held NaN (evaluated again), a noise process
+    whose distribution gives NaN with a positive probability.  A user's
+    process (or a value that fails to evaluate) is not known: False."""
     if not isinstance(op, SimProcess) or len(times) == 0:
         return False
     process = op.process
@@ -93,9 +95,12 @@ def gave_nan(op, times, dt):
         return _gives_nan(process.dist)
     if isinstance(process, (nengo.processes.Piecewise, nengo.processes.PresentInput)):
         shape_out = op.output.shape
-        step = process.make_step((0,), shape_out, dt, None,
-                                 process.make_state((0,), shape_out, dt))
-        return any(_has_nan(step(t)) for t in times)
+        try:  # (a Piecewise's functions are the user's)
+            step = process.make_step((0,), shape_out, dt, None,
+                                     process.make_state((0,), shape_out, dt))
+            return any(_has_nan(step(t)) for t in times)
+        except Exception:  # noqa: BLE001 - not known
+            return False
     return False
 
 
