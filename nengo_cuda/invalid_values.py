@@ -58,10 +58,9 @@ def _has_nan(values):
 def _may_give_nan(dist):
     if isinstance(dist, _FINITE_DISTS):
         return False
-    names = _VALUES_OF.get(type(dist))
-    if names is None:
+    if type(dist) not in _VALUES_OF:
         return True  # a user's distribution
-    return any(_has_nan(getattr(dist, name)) for name in names)
+    return _gives_nan(dist)
 
 
 def passes_nan_in(op):
@@ -111,8 +110,7 @@ def _gives_nan(dist):
         options = np.asarray(dist.options, dtype=float).reshape(len(dist.options), -1)
         weights = np.ones(len(options)) if dist.p is None else np.asarray(dist.p)
         return bool(np.any(np.isnan(options).any(axis=1) & (weights > 0)))
-    names = _VALUES_OF.get(type(dist), ())
-    return any(_has_nan(getattr(dist, name)) for name in names)
+    return any(_has_nan(getattr(dist, name)) for name in _VALUES_OF.get(type(dist), ()))
 
 
 def _first_nan(array):

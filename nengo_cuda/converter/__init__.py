@@ -41,9 +41,9 @@ import numpy as np
 
 from ..training.config import configure_settings, get_setting
 from .activations import NoNeuronType, neuron_type_for, with_amplitude
+from .application import Application, all_float, is_layer, plain
 from .extension import LayerConverter
 from .layers import CONVERTERS, Tensor, Unconvertible
-from .application import Application, is_layer, not_float, plain
 from .temporal import time_mixing
 
 __all__ = ["Converter", "LayerConverter", "Unconvertible"]
@@ -475,7 +475,7 @@ class Converter:
         if layer not in self._copies:  # (one copy: a layer's applications share it)
             self._copies[layer] = _copied(layer, node, activation, self._warn)
         copied = self._copies[layer]
-        func = (copied if plain(node, inputs) and not not_float(node)
+        func = (copied if plain(node, inputs) and all_float(node)
                 else Application(copied, node, [i.shape for i in inputs]))
         tensor_node = TensorNode(func, shape_in=inputs[0].shape if len(inputs) == 1
                                  else sum(sizes), shape_out=out_shapes[0], pass_time=False,

@@ -88,10 +88,10 @@ def is_float(dtype):
     return dtype is None or "float" in str(dtype)
 
 
-def not_float(node):
-    """Whether Keras node ``node`` takes or gives a tensor that is not of floats."""
+def all_float(node):
+    """Whether Keras node ``node`` takes and gives tensors of floats only."""
     tensors = [*getattr(node, "input_tensors", ()), *getattr(node, "output_tensors", ())]
-    return not all(is_float(getattr(kt, "dtype", None)) for kt in tensors)
+    return all(is_float(getattr(kt, "dtype", None)) for kt in tensors)
 
 
 def as_float(y, dtype):

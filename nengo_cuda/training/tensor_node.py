@@ -568,9 +568,8 @@ class _RunStep:
         ``training``: the flag a Keras layer gets (True where the simulator
         always runs in training mode, ``configure_settings(learning_phase=True)``).
         An error of the function itself is a BuildError naming the TensorNode
-        (TensorFlow's own messages name only its ops); one of a Keras layer's
-        own ``build`` is raised as it is, as NengoDL's."""
-        self.func.build_layer(len(self.outs) or len(self.xs) or 1)
+        (TensorFlow's own messages name only its ops).  (A Keras layer with a
+        ``build`` of its own was built before: `Simulator._keras_initial`.)"""
         try:
             self._traced_check(training)
             return
