@@ -384,8 +384,9 @@ def test_a_keras_layers_own_build_runs_eagerly_on_nengo_dls_shapes(pass_time, mb
 
     failing = type("FailsToBuild", (BuildsAndSets,), {"fail": True})()
     if shape_out != 3:
-        with pytest.raises(ValidationError, match="inferring shape_out.*FileNotFoundError: "
-                                                  "no weights file"):
+        with pytest.raises(ValidationError, match=r"inferring shape_out: building its Keras "
+                                                  r"layer \(build\(\(1, 3\)\)\).*"
+                                                  "FileNotFoundError: no weights file"):
             TensorNode(failing, shape_in=3, pass_time=False)
         return
     with nengo.Network() as net:

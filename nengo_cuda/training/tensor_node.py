@@ -363,11 +363,12 @@ class TensorNode(nengo.Node):
         tf = _tf()
         keras = isinstance(func.tensor_func, tf.keras.layers.Layer)
         out = None
+        if keras:
+            # (its own build eagerly first, not in the trace: `build_layer`;
+            # on a minibatch of 1, which the simulator does not know yet)
+            TensorNode._build_for_shape_out(func)
         try:
             if keras:
-                # (its own build eagerly first, not in the trace: `build_layer`;
-                # on a minibatch of 1, which the simulator does not know yet)
-                func.build_layer(1)
                 out = TensorNode._traced_output(func)
             if out is None:
                 x = None if func.shape_in is None else tf.zeros((1,) + func.shape_in,
@@ -390,6 +391,23 @@ class TensorNode(nengo.Node):
                 f"TensorNode(..., shape_out=...) to skip this call", attr="tensor_func",
                 obj=func.node) from e
         return TensorNode._checked_shape_out(func, out)
+
+    @staticmethod
+    def _build_for_shape_out(func):
+        """Builds Keras layer ``func`` (`_TensorFunc.build_layer`) on a
+        minibatch of 1 before ``shape_out`` is inferred; an error in its
+        ``build`` is reported as the build's, not as its call's."""
+        try:
+            func.build_layer(1)
+        except Exception as e:  # noqa: BLE001 - the user's code: any error is theirs
+            shape = [()] if func.pass_time else []
+            if func.shape_in is not None:
+                shape.append((1,) + func.shape_in)
+            raise ValidationError(
+                f"inferring shape_out: building its Keras layer "
+                f"(build({shape[0] if len(shape) == 1 else shape})) produced an error "
+                f"({_brief(e)}); give TensorNode(..., shape_out=...) to build it on "
+                f"the simulator's minibatch instead", attr="tensor_func", obj=func.node) from e
 
     @staticmethod
     def _traced_output(func):
