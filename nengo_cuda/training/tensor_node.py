@@ -375,22 +375,28 @@ class TensorNode(nengo.Node):
                                                                 tf.float32)
                 out = func.call_tensors(tf.constant(0.0), x, training=False)
         except Exception as e:  # noqa: BLE001 - the user's code: any error is theirs
-            names = ["t"] * func.pass_time + ["x"] * (func.shape_in is not None)
-            if keras:
-                what = "calling its Keras layer on inputs of this TensorNode's signature"
-                call = f"[{', '.join(names)}]" if len(names) > 1 else names[0]
-            else:
-                what = "calling the TensorNode's function"
-                call = ", ".join(names)
-            meaning = ["t the time (a scalar tensor)"] if func.pass_time else []
-            if func.shape_in is not None:
-                meaning.append(f"x zeros of shape {(1,) + func.shape_in}")
+            what = ("calling its Keras layer on inputs of this TensorNode's signature" if keras
+                    else "calling the TensorNode's function")
             raise ValidationError(
-                f"inferring shape_out by {what} produced an error ({_brief(e)}); "
-                f"it was called as tensor_func({call}) with {' and '.join(meaning)}; give "
+                f"inferring shape_out by {what} produced an error ({_brief(e)}); it was "
+                f"called as {TensorNode._inference_call(func, keras)}; give "
                 f"TensorNode(..., shape_out=...) to skip this call", attr="tensor_func",
                 obj=func.node) from e
         return TensorNode._checked_shape_out(func, out)
+
+    @staticmethod
+    def _inference_call(func, keras):
+        """How `_infer_shape_out` calls ``func``, for its error messages:
+        ``tensor_func([t, x]) with t the time ... and x zeros of shape ...``."""
+        names = ["t"] * func.pass_time + ["x"] * (func.shape_in is not None)
+        if keras:  # (NengoDL calls a Keras layer on one input, or a list of two)
+            call = f"[{', '.join(names)}]" if len(names) > 1 else names[0]
+        else:
+            call = ", ".join(names)
+        meaning = ["t the time (a scalar tensor)"] if func.pass_time else []
+        if func.shape_in is not None:
+            meaning.append(f"x zeros of shape {(1,) + func.shape_in}")
+        return f"tensor_func({call}) with {' and '.join(meaning)}"
 
     @staticmethod
     def _build_for_shape_out(func):
@@ -400,14 +406,15 @@ class TensorNode(nengo.Node):
         try:
             func.build_layer(1)
         except Exception as e:  # noqa: BLE001 - the user's code: any error is theirs
-            shape = [()] if func.pass_time else []
+            shapes = [()] if func.pass_time else []
             if func.shape_in is not None:
-                shape.append((1,) + func.shape_in)
+                shapes.append((1,) + func.shape_in)
             raise ValidationError(
-                f"inferring shape_out: building its Keras layer "
-                f"(build({shape[0] if len(shape) == 1 else shape})) produced an error "
-                f"({_brief(e)}); give TensorNode(..., shape_out=...) to build it on "
-                f"the simulator's minibatch instead", attr="tensor_func", obj=func.node) from e
+                f"inferring shape_out by building its Keras layer for inputs of this "
+                f"TensorNode's signature produced an error ({_brief(e)}); it was built as "
+                f"build({shapes[0] if len(shapes) == 1 else shapes}), to be called as "
+                f"{TensorNode._inference_call(func, True)}; give TensorNode(..., "
+                f"shape_out=...) to skip this step", attr="tensor_func", obj=func.node) from e
 
     @staticmethod
     def _traced_output(func):
