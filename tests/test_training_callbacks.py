@@ -150,12 +150,15 @@ def test_batch_hooks_same_training(stateful):
 
 
 @pytest.mark.parametrize("stateful", [False, True])
-def test_validation_equals_evaluate(stateful):
+@pytest.mark.parametrize("val_steps", [5, 7])
+def test_validation_equals_evaluate(stateful, val_steps):
     """val_* are what evaluate (stateful=False) gives on the validation data with
-    the parameters (and, stateful, the state) trained so far."""
+    the parameters (and, stateful, the state) trained so far; on its own number
+    of steps (NengoDL checks validation data on its own: 7 steps validate 5-step
+    training; they were refused, after the first epoch, as fit's ``data``)."""
     net, inp, p = _net()
     x, y = _data()
-    vx, vy = _data(n=4, seed=1)
+    vx, vy = _data(n=4, steps=val_steps, seed=1)
     with _sim(net) as sim:
         sim.run_steps(4)
         history = sim.fit({inp: x}, {p: y}, epochs=2, stateful=stateful,
@@ -166,6 +169,18 @@ def test_validation_equals_evaluate(stateful):
     assert history.history["val_loss"][0] != history.history["val_loss"][1]
     for name, value in evaluated.items():
         assert history.history[f"val_{name}"][-1] == pytest.approx(value, rel=1e-6), name
+
+
+def test_validation_data_errors_name_validation_data():
+    net, inp, p = _net()
+    x, y = _data()
+    vx, _ = _data(n=4, steps=7, seed=1)
+    _, vy = _data(n=4, steps=6, seed=1)
+    with _sim(net) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError,
+                           match=r"^validation_data: y: target data .* has 6 steps; expected 7"):
+            sim.fit({inp: x}, {p: y}, validation_data=({inp: vx}, {p: vy}))
+        assert sim.n_steps == 0  # (refused before training)
 
 
 def test_validation_split_and_freq():

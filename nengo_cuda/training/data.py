@@ -138,7 +138,20 @@ class DataChecks:
                 f"steps of the input data ({sorted(steps)})", attr="x")
         return data
 
-    def _check(self, x, y, n_steps=None):
+    def _check(self, x, y, n_steps=None, arg=None):
+        """``(batch, steps)`` of inputs ``x`` and targets ``y`` (dicts of
+        ``(batch, n_steps, size)`` arrays), checked against the network, the
+        minibatch size and ``n_steps`` (None: the inputs' steps).  ``arg``:
+        the argument they came in (``validation_data``), which errors name in
+        place of ``x``/``y``."""
+        try:
+            return self._checked_shapes(x, y, n_steps)
+        except ValidationError as e:
+            if arg is None:
+                raise
+            raise ValidationError(f"{e.attr}: {e.args[0]}", attr=arg, obj=e.obj) from None
+
+    def _checked_shapes(self, x, y, n_steps):
         arrays = list(x.values()) + list(y.values())
         if not arrays:
             raise ValidationError("no data given", attr="x")

@@ -442,7 +442,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             # callbacks and validation see the parameters (and state) trained so far
             self._sync(stateful, state, t0, masks, carried)
             if validation is not None and self._should_validate(epoch, validation_freq):
-                epoch_logs.update(self._validate(validation, steps, cbs))
+                epoch_logs.update(self._validate(validation, cbs))
             cbs("on_epoch_end", epoch, epoch_logs)
             if verbose:
                 print(f"epoch {epoch + 1}/{epochs}: " + format_logs(epoch_logs))
@@ -495,11 +495,12 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             validation_data = self._from_batches(validation_data, None, validation_steps,
                                                  "validation_data")
         train_x, train_y, train_weights, validation = self._validation(
-            data.x, data.y, data.weights, data.batch, n_steps, validation_data,
+            data.x, data.y, data.weights, data.batch, n_steps, data.steps, validation_data,
             validation_split)
         if validation is not None and validation_steps is not None:
-            validation = self._first_minibatches(validation, validation_steps,
-                                                 "validation_steps")
+            *items, val_steps = validation
+            validation = (*self._first_minibatches(tuple(items), validation_steps,
+                                                   "validation_steps"), val_steps)
         if not is_batch_source(x) or steps_per_epoch is None:
             # (whole minibatches: the items _check left out stay out; a split's part)
             batch = min(data.batch, next(iter(train_y.values())).shape[0])
@@ -520,13 +521,13 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 for metric in metrics[p]:
                     metric.update(target, tf.constant(out[i]), w)
 
-    def _validate(self, validation, steps, cbs):
+    def _validate(self, validation, cbs):
         """The validation logs (``val_<name>``) of one epoch (spiking
         `_evaluate`, ``stateful=False``), with the callbacks' test hooks."""
-        val_x, val_y, val_weights, val_batch = validation
+        val_x, val_y, val_weights, val_batch, val_steps = validation
         if cbs.test_hooks:
             cbs("on_test_begin")
-        val_logs = self._evaluate(val_x, val_y, val_batch, steps, False,
+        val_logs = self._evaluate(val_x, val_y, val_batch, val_steps, False,
                                   cbs if cbs.test_hooks else None, val_weights)
         if cbs.test_hooks:
             cbs("on_test_end", logs=val_logs)
@@ -557,11 +558,16 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             return (epoch + 1) % freq == 0
         return (epoch + 1) in freq
 
-    def _validation(self, x, y, weights, batch, n_steps, data, split):
-        """``(x, y, weights, (val_x, val_y, val_weights, val_batch) or None)``:
-        the training data and the checked validation data (``validation_data``
+    def _validation(self, x, y, weights, batch, n_steps, steps, data, split):
+        """``(x, y, weights, (val_x, val_y, val_weights, val_batch, val_steps)
+        or None)``: the training data (``steps`` steps; ``n_steps``: fit's
+        argument) and the checked validation data (``validation_data``
         ``(x, y)`` or ``(x, y, sample_weight)``, or the last ``validation_split``
-        of ``x``/``y``/``weights``, as Keras and NengoDL split)."""
+        of ``x``/``y``/``weights``, as Keras and NengoDL split).
+
+        Validation inputs may have another number of steps than the training
+        data (NengoDL checks them on their own); without inputs, the
+        validation runs ``n_steps`` steps, or the training data's."""
         mb = self.sim.n_trials
         if data is not None:
             if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
@@ -572,10 +578,12 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             val_x, val_y = self._as_dict(data[0], "input"), self._as_dict(data[1], "target")
             if not val_y:
                 raise ValidationError("validation_data needs targets", attr="validation_data")
-            val_batch, _ = self._check(val_x, val_y, n_steps)
+            val_batch, val_steps = self._check(
+                val_x, val_y, None if val_x else steps if n_steps is None else n_steps,
+                "validation_data")
             val_weights = self._sample_weights(data[2] if len(data) == 3 else None, val_y,
                                                "validation_data")
-            return x, y, weights, (val_x, val_y, val_weights, val_batch)
+            return x, y, weights, (val_x, val_y, val_weights, val_batch, val_steps)
         if not split:
             return x, y, weights, None
         split = float(split)
@@ -592,7 +600,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         train_weights, val_weights = sample_weights.split(weights, at)
         train = ({k: v[:at] for k, v in x.items()}, {k: v[:at] for k, v in y.items()})
         val = ({k: v[at:] for k, v in x.items()}, {k: v[at:] for k, v in y.items()},
-               val_weights, batch - at)
+               val_weights, batch - at, steps)
         return train[0], train[1], train_weights, val
 
     def _warn_unreached(self, probes):
