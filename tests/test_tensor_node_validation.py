@@ -435,3 +435,20 @@ def test_tensorflow_graph_mode_refused_clearly():
     assert lines[0] == "ran (3, 1)"
     assert [line.split(":")[0] for line in lines[1:]] == ["compile", "build"]
     assert all("needs TensorFlow's eager execution" in line for line in lines[1:])
+
+
+@pytest.mark.parametrize("shape_out", [None, (2,)])
+def test_a_returned_variable_is_taken_as_its_value(shape_out):
+    """``tf.is_tensor`` holds for a ``tf.Variable`` (NengoDL's output check
+    passes it); its value is the output, read at each call.  (It failed deep
+    inside, no ``__dlpack__``.)"""
+    v = tf.Variable(tf.constant([[1.0, -2.0]]))
+    with nengo.Network() as net:
+        node = TensorNode(lambda t: v, pass_time=True, shape_out=shape_out)
+        p = nengo.Probe(node)
+    assert node.shape_out == (2,)
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(2)
+        v.assign([[3.0, 4.0]])
+        sim.run_steps(1)
+    np.testing.assert_array_equal(sim.data[p], [[1, -2], [1, -2], [3, 4]])

@@ -172,17 +172,23 @@ class _TensorFunc:
         its Dropout and BatchNormalization act as in Keras) and, with
         ``pass_time``, its inputs as one list ``[t, x]``, as NengoDL calls it;
         so does a function that says it ``takes_training`` (the Converter's
-        fallback of a layer application)."""
-        if isinstance(self.tensor_func, _tf().keras.layers.Layer) or \
+        fallback of a layer application).
+
+        A ``tf.Variable`` returned is taken as its value (a tensor to
+        ``tf.is_tensor``, NengoDL's check)."""
+        tf = _tf()
+        if isinstance(self.tensor_func, tf.keras.layers.Layer) or \
                 getattr(self.tensor_func, "takes_training", False):
             if self.shape_in is None:
                 inputs = t
             else:
                 inputs = [t, x] if self.pass_time else x
-            return self.tensor_func(inputs, training=training)
-        if self.shape_in is None:
-            return self.tensor_func(t) if self.pass_time else self.tensor_func()
-        return self.tensor_func(t, x) if self.pass_time else self.tensor_func(x)
+            out = self.tensor_func(inputs, training=training)
+        elif self.shape_in is None:
+            out = self.tensor_func(t) if self.pass_time else self.tensor_func()
+        else:
+            out = self.tensor_func(t, x) if self.pass_time else self.tensor_func(x)
+        return tf.convert_to_tensor(out) if isinstance(out, tf.Variable) else out
 
     def __call__(self, t, x=None):
         tf = _tf()
