@@ -2,6 +2,8 @@
 ``nengo.Simulator`` raises for the same mistake, so that code written against
 either one's ``except`` catches ours."""
 
+import operator
+
 from nengo.exceptions import ValidationError
 
 
@@ -18,3 +20,15 @@ class UnknownObjectError(_Both, KeyError):
 class StepsTypeError(_Both, TypeError):
     """``run_steps(n)`` with an ``n`` that is not an integer: a ValidationError
     (NengoDL's kind of error for arguments), Nengo's TypeError."""
+
+
+def steps_count(value, name="steps"):
+    """``value`` as a number of steps: an integer (`operator.index`: not 5.0,
+    not "5", as run_steps and NengoDL's NumPy calls take it) >= 0."""
+    try:
+        steps = operator.index(value)
+    except TypeError:
+        raise StepsTypeError(f"must be an integer (got {value!r})", attr=name) from None
+    if steps < 0:
+        raise ValidationError(f"Must be non-negative (got {steps})", attr=name)
+    return steps

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import logging
 import math
-import operator
 import threading
 import time
 import warnings
@@ -32,7 +31,7 @@ from . import invalid_values, native_runs, pyfunc, random_splits
 from .arguments import (check_data, check_dt, check_dtype, check_positive_int, check_seed,
                         data_or_progress, is_real)
 from .backends import select_backend
-from .errors import StepsTypeError
+from .errors import steps_count
 from .layout import FLOAT, SignalLayout, available_memory, format_bytes
 from .planner import order_operators, plan, written_bases
 from .parameters import LearnedParameters, SparseParameters, StateParameters
@@ -969,14 +968,7 @@ class Simulator:
         progress_bar, data = data_or_progress(progress_bar, data)
         if self.closed:
             raise SimulatorClosed("Simulator cannot run because it is closed.")
-        try:
-            steps = operator.index(steps)
-        except TypeError:
-            raise StepsTypeError(
-                f"steps must be an integer (got {steps!r})", attr="steps"
-            ) from None
-        if steps < 0:
-            raise ValidationError(f"Must be non-negative (got {steps})", attr="steps")
+        steps = steps_count(steps)
         training_mode = self._learning_phase
         if self._own_steps:  # (one step of _run_own_steps' run)
             with self._exclusive("run"):

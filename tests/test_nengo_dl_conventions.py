@@ -405,6 +405,24 @@ def test_nengo_dl_error_phrases(caplog):
             call()
 
 
+@pytest.mark.parametrize("n_steps", [5.5, 5.0, "5", -1])
+def test_n_steps_must_be_a_whole_number_of_steps(n_steps):
+    """predict/evaluate/forward take ``n_steps`` as run_steps takes ``steps``
+    (NengoDL's NumPy calls raise TypeError for 5.5 and "5"; int() made 5.5
+    five steps)."""
+    net, inp, p = _passthrough(1)
+    error = nengo.exceptions.ValidationError if n_steps == -1 else TypeError
+    with nengo_cuda.Simulator(net, progress_bar=False) as sim:
+        sim.compile(loss="mse")
+        for call in (lambda: sim.predict(n_steps=n_steps),
+                     lambda: sim.predict({inp: np.ones((1, 5, 1))}, n_steps=n_steps),
+                     lambda: sim.evaluate(y={p: np.ones((1, 5, 1))}, n_steps=n_steps),
+                     lambda: sim.run_steps(n_steps)):
+            with pytest.raises(error, match=r"n?_?steps: (must be an integer|Must be non-neg)"):
+                call()
+        assert sim.n_steps == 0
+
+
 @pytest.mark.parametrize("learning_phase", [None, True])
 def test_predict_sparse_weights_probe(learning_phase):
     """predict gives a Sparse transform's weights probe as values, as any
@@ -577,6 +595,7 @@ def test_predict_of_no_steps_gives_empty_outputs():
         p = nengo.Probe(a)
     with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         assert sim.predict(n_steps=0)[p].shape == (2, 0, 2)
+        assert sim.predict(n_steps=0)[p].dtype == np.float32  # (the simulator's)
         assert sim.predict({inp: np.zeros((4, 0, 2))})[p].shape == (4, 0, 2)
         assert sim.predict_on_batch(n_steps=0)[p].shape == (2, 0, 2)
         assert sim.n_steps == 0

@@ -22,6 +22,7 @@ from .losses import free_target_size
 from .names import by_name, zip_with_objects
 from .tensor_node import is_tensor_node, not_input_node_reason
 from ..arguments import as_array, finite_values
+from ..errors import steps_count
 from ..user_warnings import warn
 
 
@@ -172,7 +173,7 @@ class DataChecks:
                 raise ValidationError(f"data for {obj} has size {value.shape[2]}; "
                                       f"expected {size}", attr=arg)
         if n_steps is not None:
-            steps = int(n_steps)
+            steps = steps_count(n_steps, "n_steps")
         elif x:
             steps = next(iter(x.values())).shape[1]
         else:

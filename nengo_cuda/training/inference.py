@@ -22,6 +22,7 @@ from .callbacks import CallbackList, IsolateState, isolates_state
 from .epochs import steps_argument
 from .graph import with_learned
 from .losses import io_names
+from ..errors import steps_count
 from ..user_warnings import warn
 
 
@@ -55,7 +56,7 @@ class Inference:
         elif n_steps is None:
             raise ValidationError("forward needs input data or n_steps", attr="n_steps")
         else:
-            steps = int(n_steps)
+            steps = steps_count(n_steps, "n_steps")
         probes = list(self.sim.model.probes) if probes is None else list(probes)
         nodes = list(x)
         key = ("forward", tuple(nodes), tuple(probes), steps)
@@ -222,7 +223,7 @@ class Inference:
         if not x:
             if n_steps is None:
                 raise ValidationError("predict needs input data or n_steps", attr="n_steps")
-            batch, steps = self.sim.n_trials, int(n_steps)
+            batch, steps = self.sim.n_trials, steps_count(n_steps, "n_steps")
         else:
             batch, steps = self._check(x, {}, n_steps)
         x, _, _, batch = self._first_minibatches((x, {}, None, batch), n_batches, "steps",
@@ -246,7 +247,9 @@ class Inference:
         if verbose_level(verbose):
             print(f"predict: {batch // self.sim.n_trials} minibatches of {self.sim.n_trials} x "
                   f"{steps} steps, {time.perf_counter() - began:.3g} s")
-        return {p: np.concatenate(v, axis=0) for p, v in results.items()}
+        # (the simulator's dtype also where no step ran, or a sparse probe's dense values)
+        return {p: np.concatenate(v, axis=0).astype(self.sim.dtype, copy=False)
+                for p, v in results.items()}
 
     def _callbacks(self, callbacks, batch):
         """Keras callbacks for predict/evaluate (their predict/test hooks), or None."""
