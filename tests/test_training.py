@@ -463,8 +463,16 @@ def test_compile_metrics_evaluate():
 
         with pytest.raises(nengo.exceptions.ValidationError, match="metric"):
             sim.compile(loss="mse", metrics=[3])
-        with pytest.raises(nengo.exceptions.ValidationError, match="not a Probe"):
+        # (each argument keyed by probes is the one its error names)
+        with pytest.raises(nengo.exceptions.ValidationError,
+                           match="^metrics: .* not a Probe.*; metrics must be keyed"):
             sim.compile(loss="mse", metrics={inp: "mse"})
+        with pytest.raises(nengo.exceptions.ValidationError,
+                           match="^loss: 'nope' is not a Probe.*; loss must be keyed"):
+            sim.compile(loss={"nope": "mse"})
+        with pytest.raises(nengo.exceptions.ValidationError,
+                           match="^loss_weights: .* not a Probe.*; loss_weights must be keyed"):
+            sim.compile(loss="mse", loss_weights={inp: 1.0})
         sim.compile(loss="mse", metrics={p_c: "mse"})
         with pytest.raises(nengo.exceptions.ValidationError, match="no targets"):
             sim.evaluate({inp: x}, {p_a: y[p_a]})

@@ -116,7 +116,8 @@ def test_weights_need_values_they_can_weigh():
         sim.compile(loss=lambda y_true, y_pred: tf.reduce_mean(tf.square(y_true - y_pred)))
         with pytest.raises(nengo.exceptions.ValidationError, match="one value for the"):
             sim.evaluate(feeds, targets, sample_weight=w)
-        with pytest.raises(nengo.exceptions.ValidationError, match="is not a Probe"):
+        with pytest.raises(nengo.exceptions.ValidationError,
+                           match="^sample_weight: .* is not a Probe"):
             sim.evaluate(feeds, targets, sample_weight={inp: w})
 
 

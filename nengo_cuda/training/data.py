@@ -48,7 +48,10 @@ class DataChecks:
         """The objects data is keyed by: input Nodes (``what="input"``) or Probes."""
         return list(self.sim._input_nodes) if what == "input" else list(self.sim.model.probes)
 
-    def _lookup(self, key, kinds, what):
+    def _lookup(self, key, what, arg=None):
+        """The input Node (``what="input"``) or Probe that ``key`` is or names;
+        ``arg``: the argument keyed by it where not ``x``/``y`` (``loss``,
+        ``loss_weights``, ``metrics``, ``sample_weight``), which errors name."""
         key = by_name(key, self._objects(what), "node" if what == "input" else "probe")
         if what == "input" and key not in self.sim._input_nodes:
             if is_tensor_node(key):
@@ -57,8 +60,9 @@ class DataChecks:
                 f"{key!r} is not an input Node of this network (inputs must be Nodes "
                 "with size_in=0)", attr="x")
         if what == "target" and key not in self.sim.model.probes:
-            raise ValidationError(f"{key!r} is not a Probe of this network; targets must be "
-                                  "keyed by its Probes", attr="y")
+            raise ValidationError(f"{key!r} is not a Probe of this network; "
+                                  f"{'targets' if arg is None else arg} must be keyed by its "
+                                  "Probes", attr="y" if arg is None else arg)
         return key
 
     def _from_batches(self, x, y, limit=None, what="fit", sample_weight=None):
@@ -117,7 +121,7 @@ class DataChecks:
         elif what == "input" and "n_steps" in data and \
                 isinstance(by_name("n_steps", self._objects(what), "node"), str):
             data = self._without_steps_input(data)  # (no input Node is named so)
-        found = {self._lookup(k, None, what): v for k, v in data.items()}
+        found = {self._lookup(k, what): v for k, v in data.items()}
         return {obj: as_array(obj, v, "x" if what == "input" else "y")
                 for obj, v in found.items()}
 
@@ -266,7 +270,7 @@ class DataChecks:
     def _sample_weights(self, sample_weight, y, what):
         """Keras's ``sample_weight`` for targets ``y`` (`sample_weights`), or None."""
         return sample_weights.check_sample_weights(
-            sample_weight, y, lambda k: self._lookup(k, None, "target"), what)
+            sample_weight, y, lambda k: self._lookup(k, "target", "sample_weight"), what)
 
     # Keras arguments NengoDL 3 accepted (passing them to Keras) that nengo_cuda has
     # no use for; everything else unknown is a TypeError, as in Python

@@ -87,7 +87,7 @@ def check_gradients(trainer, inputs=None, outputs=None, atol=1e-5, rtol=1e-3, n_
     if isinstance(inputs, (list, tuple)):
         inputs = zip_with_objects(inputs, trainer._objects("input"), "inputs", "input Nodes")
     if inputs is not None:
-        inputs = {trainer._lookup(k, None, "input"): v for k, v in inputs.items()}
+        inputs = {trainer._lookup(k, "input"): v for k, v in inputs.items()}
     if n_steps is None:
         n_steps = 2 * sim.unroll_simulation
     if inputs is None:

@@ -203,7 +203,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                 f"optimizer (got {optimizer!r})", attr="optimizer")
         self.optimizer = optimizer
         self.losses = self._losses(loss, keras_loss)
-        self.loss_weights = {self._lookup(p, None, "target"): w
+        self.loss_weights = {self._lookup(p, "target", "loss_weights"): w
                              for p, w in self._per_probe(loss_weights or {}, "loss_weights").items()}
         self.metrics, self.weighted_metrics = metrics, weighted_metrics
         self._metrics_for(list(self.sim.model.probes))  # validates the metrics
@@ -211,7 +211,8 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
 
     def _metrics_for(self, probes):
         """{probe: [ProbeMetric]} for target ``probes`` (fresh metric states)."""
-        return metrics_by_probe(self.metrics, probes, lambda k: self._lookup(k, None, "target"),
+        return metrics_by_probe(self.metrics, probes,
+                                lambda k: self._lookup(k, "target", "metrics"),
                                 self.weighted_metrics, list(self.sim.model.probes))
 
     def _per_probe(self, values, what):
@@ -231,7 +232,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             return None
         loss = self._per_probe(loss, "loss")
         if isinstance(loss, dict):  # (None: no loss for that probe, as in Keras)
-            return {self._lookup(p, None, "target"): convert(f) for p, f in loss.items()
+            return {self._lookup(p, "target", "loss"): convert(f) for p, f in loss.items()
                     if f is not None}
         return convert(loss)  # one loss for every probe with targets
 
