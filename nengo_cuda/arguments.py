@@ -61,7 +61,8 @@ def is_real(x):
 
 
 def check_dt(dt):
-    if not (is_real(dt) and np.isfinite(dt) and dt > 0):
+    # (float first: NumPy's isfinite takes no Fraction)
+    if not (is_real(dt) and np.isfinite(float(dt)) and dt > 0):
         raise ValidationError(f"dt must be a positive number (got {dt!r})", attr="dt")
     return float(dt)
 

@@ -44,6 +44,10 @@ def test_run_takes_any_real_number_of_seconds(net):
         sim.run(Fraction(1, 100))
         sim.run(np.float32(0.005))
         assert sim.n_steps == 15
+    # so is dt (nengo.Simulator's own fails to format it; it was the same raw TypeError)
+    with make(net, dt=Fraction(1, 500)) as sim:
+        sim.run(0.01)
+        assert sim.dt == 0.002 and sim.n_steps == 5
 
 
 def _probed_input(size):
