@@ -89,6 +89,11 @@ def test_get_and_freeze_refuse_other_objects():
             sim.freeze_params(p)
         with pytest.raises(nengo.exceptions.ValidationError, match="not part of the network"):
             sim.freeze_params(nengo.Ensemble(3, 1, add_to_container=False))
+        # (a KeyError of the built model's dicts, naming no argument)
+        for other in (nengo.Ensemble(3, 1, add_to_container=False),
+                      nengo.Connection(inp, net.ensembles[0], add_to_container=False)):
+            with pytest.raises(KeyError, match="get_nengo_params: not an object of the net"):
+                sim.get_nengo_params(other)
         named = sim.get_nengo_params(net.ensembles, as_dict=True)
         assert set(named) == {"a", "b"}
         net.ensembles[1].label = "a"

@@ -19,6 +19,7 @@ import nengo
 from nengo.exceptions import SimulationError, ValidationError
 
 from ..deferral import DeferredDelta
+from ..errors import UnknownObjectError
 from ..layout import FLOAT, INT, OTHER
 from ..params import with_kernel
 from ..user_warnings import warn
@@ -382,6 +383,11 @@ class ParameterIO:
 
     def _nengo_params(self, obj):
         sig, signals = self.sim.model.sig, self.sim.signals
+        if isinstance(obj, (nengo.Ensemble, nengo.Connection)) and \
+                obj not in self.sim.model.params:  # (a KeyError of the model's dicts)
+            raise UnknownObjectError(
+                "get_nengo_params: not an object of the network this simulator built",
+                attr="objs", obj=obj)
         if isinstance(obj, nengo.Ensemble):
             if isinstance(obj.neuron_type, nengo.Direct):
                 raise ValidationError(
