@@ -1375,6 +1375,8 @@ class Simulator:
         """NengoDL's ``sim.keras_model``: here a stand-in with the Keras model API
         that training uses (weights, ``summary``, ``history``; see
         `nengo_cuda.training.callbacks.FitModel`)."""
+        if self.closed:  # (NengoDL's words, as its methods')
+            raise SimulatorClosed("Cannot call keras_model after simulator is closed")
         return self._trainer().keras_model
 
     def _trainer(self):

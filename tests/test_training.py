@@ -330,6 +330,15 @@ def test_compile_rejects_non_optimizer():
     with nengo_cuda.Simulator(net, progress_bar=False) as sim:
         with pytest.raises(nengo.exceptions.ValidationError, match="optimizer"):
             sim.compile(optimizer=object(), loss="mse")
+        # (what was given is shown in brief: not the repr of every array in it)
+        with pytest.raises(nengo.exceptions.ValidationError, match=r"\(got \{<Probe") as e:
+            sim.compile(optimizer={p: np.zeros((100, 50, 1))})
+        assert len(str(e.value)) < 300
+        # NengoDL 3's order (x, y) in NengoDL 2's train(data, optimizer)
+        with pytest.raises(nengo.exceptions.ValidationError, match="optimizer comes second"):
+            sim.train({inp: np.zeros((2, 5, 1))}, {p: np.zeros((2, 5, 1))})
+    with pytest.raises(nengo.exceptions.SimulatorClosed, match="call keras_model after"):
+        sim.keras_model
 
 
 def _keras_net():

@@ -43,6 +43,11 @@ class NengoDL2API:
                             profile=profile, extra_feeds=extra_feeds)
         if optimizer is None:
             raise ValidationError("train needs an optimizer", attr="optimizer")
+        if isinstance(optimizer, dict):  # (targets as fit's y: NengoDL 3's order)
+            raise ValidationError(
+                "train is NengoDL 2's train(data, optimizer, ...): data holds inputs and "
+                "targets in one dict, the optimizer comes second (got a dict); or use "
+                "compile(optimizer, loss) and fit(x, y)", attr="optimizer")
         inputs, targets, steps = self._split(data, objective)
         self.compile(optimizer)
         self.losses = self._objectives(objective, targets)

@@ -17,6 +17,7 @@ state (``n_steps`` and ``time`` advance).  ``sim.data`` is never changed.  See
 docs/training-state.md.
 """
 
+import reprlib
 from typing import NamedTuple
 
 import numpy as np
@@ -200,7 +201,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         if optimizer is not None and not hasattr(optimizer, "apply_gradients"):
             raise ValidationError(
                 f"optimizer must be a Keras optimizer, its name, or a tf.compat.v1.train "
-                f"optimizer (got {optimizer!r})", attr="optimizer")
+                f"optimizer (got {reprlib.repr(optimizer)})", attr="optimizer")
         self.optimizer = optimizer
         self.losses = self._losses(loss, keras_loss)
         self.loss_weights = {self._lookup(p, "target", "loss_weights"): w
