@@ -375,6 +375,22 @@ def test_timed_outputs_are_the_steps(name):
     assert len(np.unique(ours, axis=0)) >= 3  # the test sees the output change
 
 
+def test_an_interpolation_scipy_refuses_fails_when_built_as_in_nengo():
+    """nengo.Simulator makes every step function when it is built, so scipy's
+    error in a Piecewise's interpolation comes from the Simulator's
+    constructor; it came from the first run."""
+    pytest.importorskip("scipy")
+    with nengo.Network() as net:
+        nengo.Node(Piecewise({0.0: [-0.4, -0.9], 0.177: [0.7, -0.05], 0.227: [0.4, 0.75]},
+                             interpolation="cubic"))
+    errors = []
+    for simulator in (nengo.Simulator, nengo_cuda.Simulator):
+        with pytest.raises(ValueError) as e:
+            simulator(net, progress_bar=False)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "derivatives" in errors[0]
+
+
 def test_piecewise_with_functions_stays_a_callback():
     """A Piecewise with callable values calls user code: it runs as Nengo runs it."""
     calls = []

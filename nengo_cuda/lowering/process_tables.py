@@ -94,11 +94,24 @@ def presented_rows(process, dt, start, n):
     return i % len(process.inputs)
 
 
-def timed_outputs(op, dt, start, n):
+def timed_step(op, dt):
+    """The step function of time-only process ``op.process`` (a Piecewise):
+    None for zero-order interpolation (`timed_outputs` computes it on all
+    times at once), else the process's own, made as Nengo's simulator makes
+    it when it is built (so scipy's errors in an interpolation are raised
+    then)."""
+    process = op.process
+    if type(process) is nengo.processes.Piecewise and process.interpolation == "zero":
+        return None
+    return process.make_step((0,), op.output.shape, dt, None, {})
+
+
+def timed_outputs(op, dt, start, n, step=None):
     """The outputs of a time-only process for steps ``start + 1 .. start + n``,
     (n, size), at Nengo's times ``step * dt``: zero-order Piecewise's step
     arithmetic on all times at once (the same float64 operations, element by
-    element), otherwise the process's own step function called at each time."""
+    element), otherwise its step function ``step`` (`timed_step`) called at
+    each time."""
     process = op.process
     times = step_times(dt, start, n)
     if type(process) is nengo.processes.Piecewise and process.interpolation == "zero":
@@ -106,7 +119,7 @@ def timed_outputs(op, dt, start, n):
         rows = np.concatenate([np.zeros((1, op.output.size)), np.reshape(yp, (len(yp), -1))])
         ti = np.clip(np.searchsorted(tp, times + 0.5 * dt) - 1, -1, len(yp) - 1)
         return rows[ti + 1]  # row 0: before the first breakpoint, zeros
-    step = process.make_step((0,), op.output.shape, dt, None, {})
+    step = timed_step(op, dt) if step is None else step
     out = np.zeros((n, op.output.size))
     for i, t in enumerate(times):
         out[i] = np.ravel(step(float(t)))
@@ -318,7 +331,8 @@ class TimedColumn:
 
     def __init__(self, op, dt):
         self.op, self.dt = op, dt
-        self.outputs = ReadAhead(lambda start, n: timed_outputs(op, dt, start, n))
+        step = timed_step(op, dt)
+        self.outputs = ReadAhead(lambda start, n: timed_outputs(op, dt, start, n, step))
 
     def reset(self, seeds):
         pass
