@@ -1376,7 +1376,8 @@ class Simulator:
         that training uses (weights, ``summary``, ``history``; see
         `nengo_cuda.training.callbacks.FitModel`)."""
         if self.closed:  # (NengoDL's words, as its methods')
-            raise SimulatorClosed("Cannot call keras_model after simulator is closed")
+            raise SimulatorClosed("Cannot access Simulator.keras_model after Simulator is "
+                                  "closed")
         return self._trainer().keras_model
 
     def _trainer(self):

@@ -21,6 +21,8 @@ from nengo_cuda.backends.cpu import CpuBackend
 from nengo_cuda.layout import SignalLayout
 from nengo_cuda.lowering.process_tables import (
     ProcessTables,
+    column_for,
+    has_column,
     presented_rows,
     timed_outputs,
     white_noise_samples,
@@ -389,6 +391,30 @@ def test_an_interpolation_scipy_refuses_fails_when_built_as_in_nengo():
             simulator(net, progress_bar=False)
         errors.append(str(e.value))
     assert errors[0] == errors[1] and "derivatives" in errors[0]
+
+
+def test_a_piecewise_step_is_made_once_per_simulator(monkeypatch):
+    """As in nengo.Simulator (lowering asked `has_column`, which made one to
+    throw away: scipy's 'cubic' warning came twice)."""
+    made = []
+    original = Piecewise.make_step
+    monkeypatch.setattr(Piecewise, "make_step",
+                        lambda self, *a, **k: made.append(self) or original(self, *a, **k))
+    with nengo.Network() as net:
+        nengo.Node(TIMED["piecewise_linear"](2))
+    for simulator in (nengo.Simulator, nengo_cuda.Simulator):
+        made.clear()
+        simulator(net, progress_bar=False).close()
+        assert len(made) == 1, simulator
+
+
+@pytest.mark.parametrize("process", [
+    WhiteNoise(), WhiteSignal(1, high=5), PresentInput([[1.0]], 0.1),
+    Piecewise({0: [1.0]}), Piecewise({0: [1.0]}, interpolation="linear"),
+    Piecewise({0: lambda t: [t]}), nengo.processes.BrownNoise(), nengo.processes.FilteredNoise()])
+def test_has_column_says_what_column_for_gives(process):
+    op = SimProcess(process, None, Signal(np.zeros(1)), Signal(np.zeros(1)), mode="set")
+    assert has_column(op) == (column_for(op, DT) is not None)
 
 
 def test_piecewise_with_functions_stays_a_callback():

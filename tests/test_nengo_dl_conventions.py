@@ -233,10 +233,21 @@ def test_regularize_ignores_its_targets():
 
 
 def test_nengo_dl2_mse_skips_nan_targets():
+    """NengoDL 2's objectives.mse: a scalar, NaN targets no error (the migration
+    guide asserts ``mse(zeros, nan) == 0``; it gave one value per item).  Given
+    to compile, it counts per item (sample weights apply), targets second."""
     outputs = tf.constant([[[1.0, 2.0]], [[3.0, 4.0]]])
     targets = np.array([[[np.nan, 0.0]], [[3.0, np.nan]]])
     assert nengo_cuda.objectives is nengo_cuda.obj
-    np.testing.assert_allclose(nengo_cuda.obj.mse(outputs, targets).numpy(), [2.0, 0.0])
+    assert nengo_cuda.obj.mse(outputs, targets).numpy() == pytest.approx(1.0)
+    assert nengo_cuda.objectives.mse(np.zeros((2, 3)), np.ones((2, 3)) * np.nan) == 0
+    net, inp, p = _passthrough(2)
+    with nengo_cuda.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(loss=nengo_cuda.obj.mse)
+        x = outputs.numpy()
+        assert sim.evaluate({inp: x}, {p: targets})["loss"] == pytest.approx(1.0)
+        weighted = sim.evaluate({inp: x}, {p: targets}, sample_weight=np.array([3.0, 1.0]))
+        assert weighted["loss"] == pytest.approx((3 * 2.0 + 1 * 0.0) / 2)  # (Keras's mean)
 
 
 def test_compiled_mse_is_keras_mse_with_nan_targets():

@@ -437,18 +437,44 @@ def test_tensorflow_graph_mode_refused_clearly():
     assert all("needs TensorFlow's eager execution" in line for line in lines[1:])
 
 
+class ReturnsItsWeight(tf.keras.layers.Layer):
+    """A layer whose output is its weight (Keras 3's ``add_weight``: a
+    ``keras.Variable``, not a ``tf.Variable``)."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(1, 2), initializer="ones", name="w")
+
+    def call(self, t):
+        return self.w
+
+
+@pytest.mark.parametrize("kind", ["tf.Variable", "keras.Variable", "layer weight"])
 @pytest.mark.parametrize("shape_out", [None, (2,)])
-def test_a_returned_variable_is_taken_as_its_value(shape_out):
-    """``tf.is_tensor`` holds for a ``tf.Variable`` (NengoDL's output check
-    passes it); its value is the output, read at each call.  (It failed deep
-    inside, no ``__dlpack__``.)"""
-    v = tf.Variable(tf.constant([[1.0, -2.0]]))
+def test_a_returned_variable_is_taken_as_its_value(kind, shape_out):
+    """``tf.is_tensor`` holds for variables (NengoDL's output check passes
+    them); the value is the output, read at each call.  (A ``tf.Variable``
+    failed deep inside, no ``__dlpack__``; a ``keras.Variable`` on its string
+    dtype.)  A layer's weight so returned trains."""
+    initial = np.array([[1.0, -2.0]], np.float32)
+    if kind == "layer weight":
+        func = ReturnsItsWeight()
+        func.build(())
+        func.w.assign(initial)
+        v = func.w
+    else:
+        v = (tf.Variable if kind == "tf.Variable" else tf.keras.Variable)(initial)
+        func = lambda t: v  # noqa: E731
     with nengo.Network() as net:
-        node = TensorNode(lambda t: v, pass_time=True, shape_out=shape_out)
+        node = TensorNode(func, pass_time=True, shape_out=shape_out)
         p = nengo.Probe(node)
     assert node.shape_out == (2,)
     with nengo_cuda.Simulator(net, progress_bar=False) as sim:
         sim.run_steps(2)
         v.assign([[3.0, 4.0]])
         sim.run_steps(1)
-    np.testing.assert_array_equal(sim.data[p], [[1, -2], [1, -2], [3, 4]])
+        np.testing.assert_array_equal(sim.data[p], [[1, -2], [1, -2], [3, 4]])
+        if kind == "layer weight":
+            sim.compile(tf.keras.optimizers.SGD(0.1), loss="mse")
+            sim.fit(n_steps=1, y={p: np.zeros((1, 1, 2))}, verbose=0)
+            # (d mse / d w = w: one SGD step of 0.1 scales it by 0.9)
+            np.testing.assert_allclose(v.numpy(), [[2.7, 3.6]], rtol=1e-6)

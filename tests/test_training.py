@@ -337,7 +337,7 @@ def test_compile_rejects_non_optimizer():
         # NengoDL 3's order (x, y) in NengoDL 2's train(data, optimizer)
         with pytest.raises(nengo.exceptions.ValidationError, match="optimizer comes second"):
             sim.train({inp: np.zeros((2, 5, 1))}, {p: np.zeros((2, 5, 1))})
-    with pytest.raises(nengo.exceptions.SimulatorClosed, match="call keras_model after"):
+    with pytest.raises(nengo.exceptions.SimulatorClosed, match="access Simulator.keras_model after"):
         sim.keras_model
 
 
@@ -482,6 +482,9 @@ def test_compile_metrics_evaluate():
         with pytest.raises(nengo.exceptions.ValidationError,
                            match="^loss_weights: .* not a Probe.*; loss_weights must be keyed"):
             sim.compile(loss="mse", loss_weights={inp: 1.0})
+        with pytest.raises(nengo.exceptions.ValidationError, match="^weighted_metrics: .* not "
+                                                                   "a Probe.*; weighted_metrics"):
+            sim.compile(loss="mse", weighted_metrics={inp: "mse"})
         sim.compile(loss="mse", metrics={p_c: "mse"})
         with pytest.raises(nengo.exceptions.ValidationError, match="no targets"):
             sim.evaluate({inp: x}, {p_a: y[p_a]})

@@ -176,10 +176,24 @@ def test_validation_data_errors_name_validation_data():
     x, y = _data()
     vx, _ = _data(n=4, steps=7, seed=1)
     _, vy = _data(n=4, steps=6, seed=1)
+    vx7, vy7 = _data(n=4, steps=7, seed=1)
+    error = nengo.exceptions.ValidationError
     with _sim(net) as sim:
-        with pytest.raises(nengo.exceptions.ValidationError,
-                           match=r"^validation_data: y: target data .* has 6 steps; expected 7"):
+        with pytest.raises(error, match=r"^validation_data: y: target data .* has 6 steps; "
+                                        "expected 7"):
             sim.fit({inp: x}, {p: y}, validation_data=({inp: vx}, {p: vy}))
+        # fit's n_steps, where given, holds for the validation inputs too (NengoDL's check)
+        with pytest.raises(error, match=r"^validation_data: x: input data .* has 7 steps; "
+                                        "expected 5"):
+            sim.fit({inp: x}, {p: y}, n_steps=5, validation_data=({inp: vx7}, {p: vy7}))
+        with pytest.raises(error, match=r"^validation_data: y: .* is not a Probe"):
+            sim.fit({inp: x}, {p: y}, validation_data=({inp: vx7}, {inp: vy7}))
+        with pytest.raises(error, match=r"^validation_data: x: 'nope' is not an input Node"):
+            sim.fit({inp: x}, {p: y}, validation_data=({"nope": vx7}, {p: vy7}))
+        with pytest.raises(error, match=r"^validation_data: y: needs targets"):
+            sim.fit({inp: x}, {p: y}, validation_data=({inp: vx7}, {}))
+        with pytest.raises(error, match=r"^validation_data: sample_weight: .* not a Probe"):
+            sim.fit({inp: x}, {p: y}, validation_data=({inp: vx7}, {p: vy7}, {inp: [1.0] * 4}))
         assert sim.n_steps == 0  # (refused before training)
 
 

@@ -370,6 +370,15 @@ class PresentInputColumn:
         return self.presented(start, n_steps)
 
 
+def has_column(op):
+    """Whether `column_for` gives ``op`` a column (without making it: a
+    Piecewise's makes its step function)."""
+    process = op.process
+    kinds = (nengo.processes.WhiteSignal, NeuronUniforms, nengo.processes.PresentInput)
+    return (type(process) in kinds or is_timed(process)
+            or (type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1))
+
+
 def column_for(op, dt):
     """The table column of ``op`` (a SimProcess with no input), or None."""
     process = op.process

@@ -24,7 +24,7 @@ from nengo.synapses import LinearFilter, Triangle
 
 from ..program import Instruction
 from .common import all_float, memoised
-from .process_tables import ProcessTables, column_for
+from .process_tables import ProcessTables, has_column
 from .registry import register
 
 # Exact process types whose step is LinearFilter's (subclasses may override it).
@@ -195,7 +195,7 @@ def _table_key(op, layout):
         return None
     if not all_float(layout, [op.output, op.t]) or op.t.size != 1:
         return None
-    if column_for(op, layout.dt) is None:
+    if not has_column(op):
         return None
     return ("process_table", layout.address(op.t))
 

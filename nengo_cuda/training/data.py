@@ -11,6 +11,8 @@ array has the same items, inputs one value per step, targets one per step
 minibatch are left out, as in NengoDL.
 """
 
+import contextlib
+
 import numpy as np
 import nengo
 import tensorflow as tf
@@ -37,6 +39,20 @@ def refuse_beside_source(what, **data):
             raise ValidationError(f"{what}: {name} must be None when x is a dataset or "
                                   "generator (it yields (x, y) or (x, y, sample_weight))",
                                   attr=name)
+
+
+@contextlib.contextmanager
+def named_argument(arg):
+    """Errors in checking data that came in argument ``arg`` (e.g.
+    ``validation_data``) name it, before the part they name (``x``, ``y``,
+    ``sample_weight``): ``validation_data: y: ...`` (unless the message names
+    it already: `sample_weights`' messages start with the argument)."""
+    try:
+        yield
+    except ValidationError as e:
+        if str(e.args[0]).startswith(f"{arg}:"):
+            raise
+        raise ValidationError(f"{e.attr}: {e.args[0]}", attr=arg, obj=e.obj) from None
 
 
 class DataChecks:
@@ -143,20 +159,10 @@ class DataChecks:
                 f"steps of the input data ({sorted(steps)})", attr="x")
         return data
 
-    def _check(self, x, y, n_steps=None, arg=None):
+    def _check(self, x, y, n_steps=None):
         """``(batch, steps)`` of inputs ``x`` and targets ``y`` (dicts of
         ``(batch, n_steps, size)`` arrays), checked against the network, the
-        minibatch size and ``n_steps`` (None: the inputs' steps).  ``arg``:
-        the argument they came in (``validation_data``), which errors name in
-        place of ``x``/``y``."""
-        try:
-            return self._checked_shapes(x, y, n_steps)
-        except ValidationError as e:
-            if arg is None:
-                raise
-            raise ValidationError(f"{e.attr}: {e.args[0]}", attr=arg, obj=e.obj) from None
-
-    def _checked_shapes(self, x, y, n_steps):
+        minibatch size and ``n_steps`` (None: the inputs' steps)."""
         arrays = list(x.values()) + list(y.values())
         if not arrays:
             raise ValidationError("no data given", attr="x")

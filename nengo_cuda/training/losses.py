@@ -4,7 +4,7 @@ Two conventions, as in NengoDL:
 
 - ``compile(loss=..., metrics=...)`` (NengoDL 3, Keras): functions are called as
   ``f(y_true, y_pred)``; strings name Keras losses/metrics (``"mse"`` is
-  `mse_per_step`, whose mean is `nengo_cuda.obj.mse` where no target is NaN).
+  `mse_per_step`, whose mean is `nengo_cuda.obj.mse`'s where no target is NaN).
 - ``train(objective=...)`` and ``loss(objective=...)`` (NengoDL 2): functions
   are called as ``f(outputs, targets)``, or ``f(outputs)`` when they take one
   argument (then the probe needs no targets).
@@ -30,7 +30,7 @@ import tensorflow as tf
 from nengo.exceptions import ValidationError
 
 from .names import io_names  # noqa: F401 (part of this module's API)
-from .objectives import mse
+from . import objectives
 
 
 def _shape_kind(y_true, y_pred):
@@ -91,6 +91,12 @@ def keras_loss(loss):
                 fn = tf.keras.losses.get(loss)
             except (ValueError, TypeError) as e:
                 raise ValidationError(f"unknown loss {loss!r} ({e})", attr="loss") from None
+    elif loss is objectives.mse:  # (NengoDL 2's, (outputs, targets): per item)
+        def per_item(outputs, targets):
+            return objectives.mse_per_item(outputs, targets)
+
+        per_item.free_target_size = False
+        return per_item
     elif callable(loss):
         fn = loss
     else:
@@ -133,7 +139,7 @@ def objective(fn):
     """A NengoDL 2 ``objective`` as a function ``(outputs, targets)``."""
     if isinstance(fn, str):
         if fn == "mse":
-            return mse
+            return objectives.mse_per_item
         raise ValidationError(f"unknown objective {fn!r} (use a function or 'mse')",
                               attr="objective")
     if not callable(fn):
@@ -260,11 +266,11 @@ def metrics_by_probe(spec, probes, lookup, weighted_spec=None, model_probes=None
     for specs_of, weighted in ((spec, False), (weighted_spec, True)):
         if specs_of is None:
             continue
+        arg = "weighted_metrics" if weighted else "metrics"
         if isinstance(specs_of, dict):
-            per = {lookup(k): v for k, v in specs_of.items()}
+            per = {lookup(k, arg): v for k, v in specs_of.items()}
         elif isinstance(specs_of, (list, tuple)) and len(model_probes) > 1:
-            per = _by_position(specs_of, model_probes,
-                               "weighted_metrics" if weighted else "metrics")
+            per = _by_position(specs_of, model_probes, arg)
         else:
             if (isinstance(specs_of, (list, tuple)) and len(specs_of) == 1
                     and isinstance(specs_of[0], (list, tuple))):

@@ -13,7 +13,7 @@ import nengo
 from nengo.exceptions import ValidationError
 
 from .losses import objective as nengo2_objective
-from .objectives import mse
+from .objectives import mse_per_item
 
 
 def _refuse_unsupported(method, **options):
@@ -95,7 +95,7 @@ class NengoDL2API:
     def _objectives(self, objective, targets):
         """``objective`` (default: MSE for the probes with ``targets``) as losses."""
         if objective is None:
-            objective = {p: mse for p in targets}
+            objective = {p: mse_per_item for p in targets}
         if isinstance(objective, dict) and any(f is None for f in objective.values()):
             raise ValidationError("NengoDL 2's objective None (the data is the output's "
                                   "error gradient) is not supported: give a loss function",

@@ -7,12 +7,19 @@ TensorFlow is imported when a function is called, not on import.
 
 
 def mse(outputs, targets):
-    """Mean squared error over all axes but the minibatch (one value per item,
-    so that sample weights apply; NengoDL 2's gave their mean, which is what
-    ``train`` and ``loss`` minimise and report).
+    """NengoDL 2's ``objectives.mse``: the mean squared error over all axes,
+    a scalar (NengoDL's migration guide checks ``mse(zeros, nan) == 0``).
 
-    NaN targets count as no error (they stay in the mean's denominator), as in
-    NengoDL 2's ``objectives.mse``: for targets known only at some steps."""
+    NaN targets count as no error (they stay in the mean's denominator): for
+    targets known only at some steps.  Given to ``compile`` (``loss=obj.mse``),
+    it is `mse_per_item`, so that sample weights apply; the mean is the same."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.reduce_mean(mse_per_item(outputs, targets))
+
+
+def mse_per_item(outputs, targets):
+    """`mse`, one value per item (the mean over all axes but the minibatch)."""
     import tensorflow as tf  # noqa: PLC0415
 
     err = squared_errors(outputs, targets)

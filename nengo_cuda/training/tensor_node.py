@@ -174,8 +174,9 @@ class _TensorFunc:
         so does a function that says it ``takes_training`` (the Converter's
         fallback of a layer application).
 
-        A ``tf.Variable`` returned is taken as its value (a tensor to
-        ``tf.is_tensor``, NengoDL's check)."""
+        A variable returned (a ``tf.Variable``, or the ``keras.Variable`` of a
+        Keras 3 layer's ``add_weight``) is taken as its value: a tensor to
+        ``tf.is_tensor``, NengoDL's check."""
         tf = _tf()
         if isinstance(self.tensor_func, tf.keras.layers.Layer) or \
                 getattr(self.tensor_func, "takes_training", False):
@@ -188,7 +189,8 @@ class _TensorFunc:
             out = self.tensor_func(t) if self.pass_time else self.tensor_func()
         else:
             out = self.tensor_func(t, x) if self.pass_time else self.tensor_func(x)
-        return tf.convert_to_tensor(out) if isinstance(out, tf.Variable) else out
+        variables = (tf.Variable, getattr(tf.keras, "Variable", tf.Variable))
+        return tf.convert_to_tensor(out) if isinstance(out, variables) else out
 
     def __call__(self, t, x=None):
         tf = _tf()

@@ -27,7 +27,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from . import gradient_check, gradient_paths, sample_weights
 from .callbacks import CallbackList, FitModel
 from .config import get_setting, trainable_objects
-from .data import DataChecks, is_batch_source, refuse_beside_source
+from .data import DataChecks, is_batch_source, named_argument, refuse_beside_source
 from .epochs import ArrayFeed, SourceFeed, steps_argument
 from .graph import TrainingGraph, trainable_parameters, trainable_signals, with_learned
 from .inference import Inference, format_logs, verbose_level
@@ -213,7 +213,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
     def _metrics_for(self, probes):
         """{probe: [ProbeMetric]} for target ``probes`` (fresh metric states)."""
         return metrics_by_probe(self.metrics, probes,
-                                lambda k: self._lookup(k, "target", "metrics"),
+                                lambda k, arg: self._lookup(k, "target", arg),
                                 self.weighted_metrics, list(self.sim.model.probes))
 
     def _per_probe(self, values, what):
@@ -568,8 +568,9 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         of ``x``/``y``/``weights``, as Keras and NengoDL split).
 
         Validation inputs may have another number of steps than the training
-        data (NengoDL checks them on their own); without inputs, the
-        validation runs ``n_steps`` steps, or the training data's."""
+        data (NengoDL checks them on their own) unless ``n_steps`` is given;
+        without inputs, the validation runs ``n_steps`` steps, or the
+        training data's."""
         mb = self.sim.n_trials
         if data is not None:
             if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
@@ -577,14 +578,16 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
                     "validation_data must be a tuple (x, y) or (x, y, sample_weight) of "
                     f"validation inputs and targets (got {type(data).__name__})",
                     attr="validation_data")
-            val_x, val_y = self._as_dict(data[0], "input"), self._as_dict(data[1], "target")
-            if not val_y:
-                raise ValidationError("validation_data needs targets", attr="validation_data")
-            val_batch, val_steps = self._check(
-                val_x, val_y, None if val_x else steps if n_steps is None else n_steps,
-                "validation_data")
-            val_weights = self._sample_weights(data[2] if len(data) == 3 else None, val_y,
-                                               "validation_data")
+            with named_argument("validation_data"):
+                val_x = self._as_dict(data[0], "input")
+                val_y = self._as_dict(data[1], "target")
+                if not val_y:
+                    raise ValidationError("needs targets", attr="y")
+                # (fit's n_steps, where given; else the validation inputs' own)
+                val_batch, val_steps = self._check(
+                    val_x, val_y, n_steps if n_steps is not None or val_x else steps)
+                val_weights = self._sample_weights(data[2] if len(data) == 3 else None,
+                                                   val_y, "validation_data")
             return x, y, weights, (val_x, val_y, val_weights, val_batch, val_steps)
         if not split:
             return x, y, weights, None
