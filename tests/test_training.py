@@ -1017,6 +1017,9 @@ def test_nengo_dl2_methods_refuse_unsupported_options():
             sim.train(data, opt, truncation=2)
         with pytest.raises(nengo.exceptions.ValidationError, match="combine"):
             sim.loss(data, combine=np.sum)
+        with pytest.raises(nengo.exceptions.ValidationError,
+                           match="training=True is not .*learning_phase=True"):
+            sim.loss(data, training=True)
         with pytest.raises(TypeError, match="bogus"):
             sim.train(data, opt, bogus=1)
         with pytest.raises(TypeError, match="bogus"):

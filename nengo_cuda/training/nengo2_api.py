@@ -16,6 +16,14 @@ from .losses import objective as nengo2_objective
 from .objectives import mse_per_item
 
 
+# what to use instead, where NengoDL 3 has it
+_INSTEAD = {
+    "training": "; for rate neurons, as in training, configure_settings(learning_phase=True) "
+                "in the network, then evaluate (NengoDL 3's way)",
+    "extra_feeds": "; give Nodes' values as data (data= in run_steps, x in fit/evaluate)",
+}
+
+
 def _refuse_unsupported(method, **options):
     """Raises for NengoDL 2 options we accept by name but do not implement, when
     set (None or False: not set)."""
@@ -23,7 +31,7 @@ def _refuse_unsupported(method, **options):
         if value is not None and value is not False:
             raise ValidationError(
                 f"sim.{method}: NengoDL 2's {name}={value!r} is not supported by "
-                f"nengo_cuda (use the default)", attr=name)
+                f"nengo_cuda (use the default){_INSTEAD.get(name, '')}", attr=name)
 
 
 class NengoDL2API:
