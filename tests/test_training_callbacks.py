@@ -194,7 +194,18 @@ def test_validation_data_errors_name_validation_data():
             sim.fit({inp: x}, {p: y}, validation_data=({inp: vx7}, {}))
         with pytest.raises(error, match=r"^validation_data: sample_weight: .* not a Probe"):
             sim.fit({inp: x}, {p: y}, validation_data=({inp: vx7}, {p: vy7}, {inp: [1.0] * 4}))
+        with pytest.raises(error, match=r"^validation_data: sample_weight: sample_weight for "
+                                        r".* has shape \(3,\)"):
+            sim.fit({inp: x}, {p: y}, validation_data=({inp: vx7}, {p: vy7}, np.ones(3)))
+        with pytest.raises(error, match=r"^validation_data: must be a tuple"):
+            sim.fit({inp: x}, {p: y}, validation_data={inp: vx7})
         assert sim.n_steps == 0  # (refused before training)
+        # a Dataset's validation runs its own steps whatever fit's n_steps (NengoDL
+        # passes it to Keras unchecked)
+        dataset = tf.data.Dataset.from_tensor_slices(({inp: vx7}, {p: vy7})).batch(2)
+        history = sim.fit({inp: x}, {p: y}, n_steps=5, validation_data=dataset)
+        val_loss = history.history["val_loss"][-1]
+        assert val_loss == pytest.approx(sim.evaluate({inp: vx7}, {p: vy7})["loss"], rel=1e-6)
 
 
 def test_validation_split_and_freq():

@@ -45,14 +45,15 @@ def refuse_beside_source(what, **data):
 def named_argument(arg):
     """Errors in checking data that came in argument ``arg`` (e.g.
     ``validation_data``) name it, before the part they name (``x``, ``y``,
-    ``sample_weight``): ``validation_data: y: ...`` (unless the message names
-    it already: `sample_weights`' messages start with the argument)."""
+    ``sample_weight``): ``validation_data: y: ...`` (a message that starts
+    with the argument's name, as `sample_weights`' do, gives it once)."""
     try:
         yield
     except ValidationError as e:
-        if str(e.args[0]).startswith(f"{arg}:"):
-            raise
-        raise ValidationError(f"{e.attr}: {e.args[0]}", attr=arg, obj=e.obj) from None
+        message = str(e.args[0])
+        if message.startswith(f"{arg}: "):
+            message = message[len(arg) + 2:]
+        raise ValidationError(f"{e.attr}: {message}", attr=arg, obj=e.obj) from None
 
 
 class DataChecks:

@@ -290,7 +290,7 @@ def metrics_by_probe(spec, probes, lookup, weighted_spec=None, model_probes=None
 def _by_position(specs, model_probes, what):
     if len(specs) != len(model_probes):
         raise ValidationError(
-            f"{what}: a list must have one entry (a metric or a list of them) per probe of "
+            f"a list must have one entry (a metric or a list of them) per probe of "
             f"the model ({len(model_probes)}, in its order), got {len(specs)}; or give a "
             f"dict {{probe: metrics}}", attr=what)
     return {p: m for p, m in zip(model_probes, specs) if m is not None}

@@ -224,7 +224,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         probes = list(self.sim.model.probes)
         if len(values) != len(probes):
             raise ValidationError(
-                f"{what}: a list must have one entry per probe of the model ({len(probes)}, "
+                f"a list must have one entry per probe of the model ({len(probes)}, "
                 f"in its order), got {len(values)}; or give a dict {{probe: value}}", attr=what)
         return dict(zip(probes, values))
 
@@ -493,12 +493,14 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
             if is_batch_source(x):
                 shuffle = False  # Keras ignores it for datasets and generators
             data = prepare(*self._from_batches(x, y, None, "fit", sample_weight))
+        val_n_steps = n_steps
         if is_batch_source(validation_data):
             validation_data = self._from_batches(validation_data, None, validation_steps,
                                                  "validation_data")
+            val_n_steps = None  # (NengoDL passes a Dataset's on to Keras unchecked)
         train_x, train_y, train_weights, validation = self._validation(
-            data.x, data.y, data.weights, data.batch, n_steps, data.steps, validation_data,
-            validation_split)
+            data.x, data.y, data.weights, data.batch, val_n_steps, data.steps,
+            validation_data, validation_split)
         if validation is not None and validation_steps is not None:
             *items, val_steps = validation
             validation = (*self._first_minibatches(tuple(items), validation_steps,
@@ -563,7 +565,8 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
     def _validation(self, x, y, weights, batch, n_steps, steps, data, split):
         """``(x, y, weights, (val_x, val_y, val_weights, val_batch, val_steps)
         or None)``: the training data (``steps`` steps; ``n_steps``: fit's
-        argument) and the checked validation data (``validation_data``
+        argument, None for validation data from a Dataset or generator) and
+        the checked validation data (``validation_data``
         ``(x, y)`` or ``(x, y, sample_weight)``, or the last ``validation_split``
         of ``x``/``y``/``weights``, as Keras and NengoDL split).
 
@@ -575,7 +578,7 @@ class Trainer(DataChecks, Inference, NengoDL2API, ParameterIO):
         if data is not None:
             if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
                 raise ValidationError(
-                    "validation_data must be a tuple (x, y) or (x, y, sample_weight) of "
+                    "must be a tuple (x, y) or (x, y, sample_weight) of "
                     f"validation inputs and targets (got {type(data).__name__})",
                     attr="validation_data")
             with named_argument("validation_data"):
