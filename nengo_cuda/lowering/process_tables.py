@@ -370,31 +370,34 @@ class PresentInputColumn:
         return self.presented(start, n_steps)
 
 
+def _column_class(op):
+    """The class of ``op``'s table column (a SimProcess with no input), or None."""
+    process = op.process
+    if type(process) is nengo.processes.WhiteSignal:
+        return WhiteSignalColumn
+    if type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1:
+        return WhiteNoiseColumn
+    if type(process) is NeuronUniforms:
+        return UniformsColumn
+    if type(process) is nengo.processes.PresentInput:
+        return PresentInputColumn
+    if is_timed(process):
+        return TimedColumn
+    return None
+
+
 def has_column(op):
     """Whether `column_for` gives ``op`` a column (without making it: a
     Piecewise's makes its step function)."""
-    process = op.process
-    kinds = (nengo.processes.WhiteSignal, NeuronUniforms, nengo.processes.PresentInput)
-    return (type(process) in kinds or is_timed(process)
-            or (type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1))
+    return _column_class(op) is not None
 
 
 def column_for(op, dt):
     """The table column of ``op`` (a SimProcess with no input), or None."""
-    process = op.process
-    if type(process) is nengo.processes.WhiteSignal:
-        return WhiteSignalColumn(op, dt)
-    if type(process) is nengo.processes.WhiteNoise and op.output.ndim == 1:
-        return WhiteNoiseColumn(op, dt)
-    if type(process) is NeuronUniforms:
-        return UniformsColumn(op, dt)
-    if type(process) is nengo.processes.PresentInput:
-        _check_size(op)
-        return PresentInputColumn(op, dt)
-    if is_timed(process):
-        _check_size(op)
-        return TimedColumn(op, dt)
-    return None
+    cls = _column_class(op)
+    if cls in (PresentInputColumn, TimedColumn):
+        _check_size(op)  # (processes of given values)
+    return None if cls is None else cls(op, dt)
 
 
 def _check_size(op):

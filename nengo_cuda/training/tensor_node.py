@@ -134,11 +134,16 @@ class _TensorFunc:
         if (not isinstance(layer, tf.keras.layers.Layer) or layer.built
                 or type(layer).build is tf.keras.layers.Layer.build):
             return  # (the default build: Keras builds such a layer by calling it)
+        with tf.init_scope():
+            layer.build(self.build_shape(batch))
+
+    def build_shape(self, batch):
+        """What NengoDL's ``build`` gets for a minibatch of ``batch``:
+        ``(batch,) + shape_in``, ``()`` (the time), or a list of both."""
         shapes = [()] if self.pass_time else []
         if self.shape_in is not None:
             shapes.append((batch,) + self.shape_in)
-        with tf.init_scope():
-            layer.build(shapes[0] if len(shapes) == 1 else shapes)
+        return shapes[0] if len(shapes) == 1 else shapes
 
     def trace(self, x_shape, dtype, training):
         """``tensor_func``'s output (a symbolic tensor) traced on time and an
@@ -414,13 +419,10 @@ class TensorNode(nengo.Node):
         try:
             func.build_layer(1)
         except Exception as e:  # noqa: BLE001 - the user's code: any error is theirs
-            shapes = [()] if func.pass_time else []
-            if func.shape_in is not None:
-                shapes.append((1,) + func.shape_in)
             raise ValidationError(
                 f"inferring shape_out by building its Keras layer for inputs of this "
                 f"TensorNode's signature produced an error ({_brief(e)}); it was built as "
-                f"build({shapes[0] if len(shapes) == 1 else shapes}), to be called as "
+                f"build({func.build_shape(1)}), to be called as "
                 f"{TensorNode._inference_call(func, True)}; give TensorNode(..., "
                 f"shape_out=...) to skip this step", attr="tensor_func", obj=func.node) from e
 
